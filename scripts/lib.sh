@@ -1,0 +1,71 @@
+# Shared setup for scripts/run and scripts/test: installs and starts what berth needs.
+# Idempotent; safe to source from CI (no stdin, CI=true).
+set -euo pipefail
+
+log() { printf '==> %s\n' "$*" >&2; }
+
+apt_install() {
+    local missing=()
+    for pkg in "$@"; do
+        dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    log "installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+engine_answers() { curl -fsS --unix-socket /var/run/docker.sock http://localhost/_ping >/dev/null 2>&1; }
+
+# Make sure a Docker engine answers on /var/run/docker.sock: install Debian's docker.io when
+# there is no dockerd, start it in the background when nothing runs (no systemd here).
+ensure_engine() {
+    apt_install curl ca-certificates
+    if engine_answers; then return 0; fi
+    command -v dockerd >/dev/null 2>&1 || apt_install docker.io
+    log "starting dockerd"
+    nohup dockerd >/var/log/berth-dockerd.log 2>&1 &
+    for _ in $(seq 1 60); do
+        engine_answers && return 0
+        sleep 0.5
+    done
+    echo "dockerd did not answer within 30s; see /var/log/berth-dockerd.log" >&2
+    tail -20 /var/log/berth-dockerd.log >&2 || true
+    return 1
+}
+
+# Build an image from Debian's static busybox (nothing can be pulled here).
+# $1 = image name; a www/index.html is included so `httpd -f -p 8080 -h /www` serves a page.
+build_busybox_image() {
+    local name=$1
+    if docker image inspect "$name" >/dev/null 2>&1; then return 0; fi
+    apt_install busybox-static
+    local dir
+    dir=$(mktemp -d)
+    mkdir -p "$dir/bin" "$dir/www" "$dir/tmp" "$dir/etc" "$dir/var/log"
+    cp /bin/busybox "$dir/bin/busybox"
+    for applet in $("$dir/bin/busybox" --list); do
+        [ "$applet" = busybox ] || ln -sf busybox "$dir/bin/$applet"
+    done
+    echo 'hello from berth' >"$dir/www/index.html"
+    echo 'root:x:0:0:root:/root:/bin/sh' >"$dir/etc/passwd"
+    echo 'root:x:0:' >"$dir/etc/group"
+    tar -C "$dir" -c . | docker import -c 'CMD ["/bin/sh"]' -c 'ENV PATH=/bin' - "$name" >/dev/null
+    rm -rf "$dir"
+    log "built image $name"
+}
+
+ensure_images() {
+    build_busybox_image berth-test/busybox:latest
+    # The demo app's image.
+    if ! docker image inspect berth/hello:latest >/dev/null 2>&1; then
+        docker tag berth-test/busybox:latest berth/hello:latest
+    fi
+}
+
+ensure_rust() {
+    command -v cargo >/dev/null 2>&1 && return 0
+    echo "cargo not found: install a Rust toolchain (rustup) first" >&2
+    return 1
+}

@@ -1,0 +1,5 @@
+//! berth: one binary that turns a Docker host into a managed container platform.
+//! See ARCHITECTURE.md for the codemap.
+
+pub mod model;
+pub mod spec;

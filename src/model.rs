@@ -1,0 +1,475 @@
+//! Domain types: what an app, a service and an observed instance are.
+//!
+//! Invariants: no SQL, HTTP or bollard types here. Everything is `Serialize`/`Deserialize`
+//! because the normalised spec is stored as JSON and returned by the API unchanged.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// A validated, normalised app: what `berth config` prints and what the store keeps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AppSpec {
+    pub name: String,
+    /// App-level labels (top-level `labels:`), prefix normalised to `berth.`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    pub services: BTreeMap<String, ServiceSpec>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub volumes: BTreeMap<String, VolumeSpec>,
+    /// Things berth kept but did not understand (unknown labels); shown to the user.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct VolumeSpec {
+    #[serde(default = "default_volume_driver")]
+    pub driver: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub driver_opts: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub external: bool,
+}
+
+fn default_volume_driver() -> String {
+    "local".to_string()
+}
+
+pub(crate) fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// One service of an app. Field names follow compose; values are normalised
+/// (durations in milliseconds, sizes in bytes, ports parsed).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct ServiceSpec {
+    pub image: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entrypoint: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub environment: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<PortSpec>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expose: Vec<u16>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<MountSpec>,
+    pub restart: RestartPolicy,
+    /// User labels put on the container (berth's own labels are in `ext`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Services to start first: `depends_on` and the `depends` label, merged.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<String>,
+    /// `links:` as (service, alias).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<Link>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub external_links: Vec<Link>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub working_dir: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub privileged: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cap_add: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cap_drop: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns_search: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns_opt: Vec<String>,
+    /// `host:ip` entries.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_hosts: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mem_limit: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memswap_limit: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_shares: Option<i64>,
+    /// CPUs in nano-CPUs (1.5 cpus = 1_500_000_000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nano_cpus: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpuset: Option<String>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub oom_kill_disable: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ulimits: Vec<Ulimit>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_signal: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_grace_period_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthcheck: Option<Healthcheck>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logging: Option<Logging>,
+    pub network_mode: NetworkMode,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init: Option<bool>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub read_only: bool,
+    /// `path[:options]` entries.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tmpfs: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shm_size: Option<i64>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sysctls: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub tty: bool,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub stdin_open: bool,
+    /// Desired replicas from the template (`scale` label or `deploy.replicas`).
+    pub replicas: u32,
+    /// One instance on every node.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub global: bool,
+    /// Placement hints (constraints, affinities, availability, reschedule), normalised.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub placement: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update_config: Option<UpdateConfig>,
+    /// berth extension labels, parsed and validated.
+    #[serde(default)]
+    pub ext: Extensions,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Link {
+    pub target: String,
+    pub alias: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+    }
+}
+
+/// A published port. `host_port: None` means "any free host port" (compose `"80"`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortSpec {
+    pub container_port: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_port: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_ip: Option<String>,
+    pub protocol: Protocol,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MountKind {
+    /// A host path.
+    Bind,
+    /// A named volume (top-level `volumes:` or an engine volume).
+    Volume,
+    /// An anonymous volume (`- /data`).
+    Anonymous,
+    Tmpfs,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MountSpec {
+    pub kind: MountKind,
+    /// Host path or volume name; empty for anonymous and tmpfs.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub source: String,
+    pub target: String,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub read_only: bool,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub nocopy: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "mode")]
+pub enum RestartPolicy {
+    No,
+    Always,
+    OnFailure {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_retries: Option<u32>,
+    },
+    /// berth's default: survives agent crashes and host reboots, respects `berth stop`.
+    #[default]
+    UnlessStopped,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NetworkMode {
+    /// The app's own bridge network (compose's default network).
+    #[default]
+    Bridge,
+    Host,
+    None,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ulimit {
+    pub name: String,
+    pub soft: i64,
+    pub hard: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Healthcheck {
+    /// `["CMD", ...]`, `["CMD-SHELL", "..."]` or `["NONE"]`.
+    pub test: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retries: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_period_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Logging {
+    pub driver: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub options: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpdateConfig {
+    pub parallelism: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_action: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order: Option<String>,
+}
+
+/// berth extension labels of a service, parsed and validated. Features that act on them may
+/// come later; the values are checked and stored now.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Extensions {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe: Option<Probe>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rolling_updates: Option<RollingUpdates>,
+    /// `routing.port_N`: container port -> routes.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub routing: BTreeMap<u16, Vec<Route>>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub session_sticky: bool,
+    /// `lb.port_N: tcp://:P`: container port -> router TCP port.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub lb: BTreeMap<u16, u16>,
+    /// Log sources: name -> path inside the container (`stdout` for the standard streams).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub logs: BTreeMap<String, String>,
+    #[serde(default = "default_true", skip_serializing_if = "is_true")]
+    pub log_timestamp: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_scaling: Option<AutoScaling>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monitoring: Option<Monitoring>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<JobSpec>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub gpu: u32,
+    /// Unknown `berth.*` labels, kept verbatim (and reported as warnings).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub unknown: BTreeMap<String, String>,
+}
+
+fn default_true() -> bool {
+    true
+}
+fn is_true(b: &bool) -> bool {
+    *b
+}
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", tag = "kind")]
+pub enum ProbeKind {
+    /// `http://container:PORT/path`: healthy on 2xx/3xx.
+    Http { port: u16, path: String },
+    /// `tcp://container:PORT`: healthy on connect.
+    Tcp { port: u16 },
+    /// A command run inside the container: healthy on exit 0.
+    Cmd { command: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Probe {
+    #[serde(flatten)]
+    pub kind: ProbeKind,
+    pub timeout_seconds: u32,
+    pub initial_delay_seconds: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RollingUpdates {
+    pub parallelism: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Route {
+    /// `http` or `https`.
+    pub scheme: String,
+    /// A full domain, or a prefix of the router's domain when `prefix` is set.
+    pub domain: String,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub prefix: bool,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub path: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AutoScaling {
+    pub min_instances: u32,
+    pub max_instances: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_cpu: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_cpu: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_memory: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_memory: Option<f64>,
+    pub step: u32,
+    pub idle_seconds: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Monitoring {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub influxdb: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prometheus: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub script: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobSpec {
+    pub retry_count: u32,
+    pub remove_containers: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+}
+
+/// What the engine says about one container berth manages (decoded from its labels).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Instance {
+    pub id: String,
+    pub name: String,
+    pub app: String,
+    pub service: String,
+    pub slot: u32,
+    /// Hash of the service spec the container was created from (`berth.spec`).
+    pub spec_hash: String,
+    pub image: String,
+    pub state: InstanceState,
+    /// Exit code when exited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<PublishedPort>,
+    /// Unix seconds the container was created.
+    pub created: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublishedPort {
+    pub container_port: u16,
+    pub host_ip: String,
+    pub host_port: u16,
+    pub protocol: Protocol,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InstanceState {
+    Created,
+    Running,
+    Restarting,
+    Paused,
+    Exited,
+    Dead,
+    Removing,
+}
+
+impl InstanceState {
+    pub fn parse(s: &str) -> InstanceState {
+        match s {
+            "created" => InstanceState::Created,
+            "running" => InstanceState::Running,
+            "restarting" => InstanceState::Restarting,
+            "paused" => InstanceState::Paused,
+            "removing" => InstanceState::Removing,
+            "dead" => InstanceState::Dead,
+            _ => InstanceState::Exited,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InstanceState::Created => "created",
+            InstanceState::Running => "running",
+            InstanceState::Restarting => "restarting",
+            InstanceState::Paused => "paused",
+            InstanceState::Exited => "exited",
+            InstanceState::Dead => "dead",
+            InstanceState::Removing => "removing",
+        }
+    }
+}
+
+/// One line of the event log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    pub id: i64,
+    /// Unix milliseconds.
+    pub time_ms: i64,
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub app: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub service: String,
+    pub message: String,
+}
+
+/// Names of the labels berth puts on every container it creates.
+pub mod labels {
+    pub const NODE: &str = "berth.node";
+    pub const APP: &str = "berth.app";
+    pub const SERVICE: &str = "berth.service";
+    pub const VERSION: &str = "berth.version";
+    pub const SLOT: &str = "berth.slot";
+    pub const SPEC: &str = "berth.spec";
+}

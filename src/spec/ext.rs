@@ -1,0 +1,478 @@
+//! berth extension labels (`berth.*`, alias `aliyun.*`): parsed and validated here, acted on
+//! by the subsystems that own them. An unknown `berth.` label is kept and reported.
+
+use super::values::{parse_bool, port_number};
+use super::{SpecError, invalid};
+use crate::model::*;
+use std::collections::BTreeMap;
+
+pub const MAX_REPLICAS: u32 = 100;
+const ALIAS_PREFIX: &str = "aliyun.";
+
+/// Rewrites `aliyun.x` keys to `berth.x` (an exact alias); other keys are unchanged.
+pub fn normalise_label_keys(labels: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    labels
+        .iter()
+        .map(|(k, v)| match k.strip_prefix(ALIAS_PREFIX) {
+            Some(rest) => (format!("berth.{rest}"), v.clone()),
+            None => (k.clone(), v.clone()),
+        })
+        .collect()
+}
+
+/// App-level labels (top-level `labels:`) that apply to every service.
+#[derive(Debug, Default)]
+pub struct AppLabels {
+    pub batch: bool,
+    pub schedule: Option<String>,
+    pub retry_count: Option<u32>,
+    pub remove_containers: Option<String>,
+}
+
+impl AppLabels {
+    pub fn parse(labels: &BTreeMap<String, String>, warnings: &mut Vec<String>) -> Result<Self, SpecError> {
+        let mut a = AppLabels::default();
+        for (k, v) in labels {
+            let Some(key) = k.strip_prefix("berth.") else { continue };
+            let loc = format!("app label `{k}`");
+            match key {
+                "project_type" => a.batch = parse_project_type(v, &loc)?,
+                "schedule" => a.schedule = Some(parse_cron(v, &loc)?),
+                "retry_count" => a.retry_count = Some(parse_u32(v, &loc, 0, 100)?),
+                "remove_containers" => a.remove_containers = Some(parse_remove(v, &loc)?),
+                _ => warnings.push(format!("app label `{k}` is not known to berth: kept, but it has no effect")),
+            }
+        }
+        Ok(a)
+    }
+}
+
+fn parse_project_type(v: &str, loc: &str) -> Result<bool, SpecError> {
+    match v {
+        "batch" => Ok(true),
+        "service" | "" => Ok(false),
+        _ => Err(invalid(loc, format!("{v:?}: use batch (a job) or service"))),
+    }
+}
+
+fn parse_u32(v: &str, loc: &str, min: u32, max: u32) -> Result<u32, SpecError> {
+    v.trim()
+        .parse::<u32>()
+        .ok()
+        .filter(|n| (min..=max).contains(n))
+        .ok_or_else(|| invalid(loc, format!("{v:?} is not a whole number between {min} and {max}")))
+}
+
+fn parse_percent(v: &str, loc: &str) -> Result<f64, SpecError> {
+    v.trim()
+        .trim_end_matches('%')
+        .parse::<f64>()
+        .ok()
+        .filter(|n| *n > 0.0 && *n <= 100.0)
+        .ok_or_else(|| invalid(loc, format!("{v:?} is not a percentage between 1 and 100")))
+}
+
+fn parse_flag(v: &str, loc: &str) -> Result<bool, SpecError> {
+    parse_bool(v).ok_or_else(|| invalid(loc, format!("{v:?}: use \"true\" or \"false\"")))
+}
+
+fn parse_remove(v: &str, loc: &str) -> Result<String, SpecError> {
+    match v {
+        "remove-finished" | "remove-failed" | "remove-all" | "remove-none" => Ok(v.to_string()),
+        _ => Err(invalid(loc, format!("{v:?}: use remove-finished, remove-failed, remove-all or remove-none"))),
+    }
+}
+
+/// `scheme://host:port/path` with host `container` (the instance's own address).
+fn parse_container_url(v: &str, loc: &str, schemes: &[&str]) -> Result<(String, u16, String), SpecError> {
+    let bad = |why: &str| invalid(loc, format!("{v:?} {why}; write it like http://container:8080/ping or tcp://container:3306"));
+    let (scheme, rest) = v.split_once("://").ok_or_else(|| bad("has no scheme"))?;
+    if !schemes.contains(&scheme) {
+        return Err(bad(&format!("uses scheme {scheme:?}; use {}", schemes.join(" or "))));
+    }
+    let (hostport, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], rest[i..].to_string()),
+        None => (rest, "/".to_string()),
+    };
+    let (host, port) = match hostport.rsplit_once(':') {
+        Some((h, p)) => (h, port_number(p).ok_or_else(|| bad("has an invalid port"))?),
+        None if scheme == "http" => (hostport, 80),
+        None if scheme == "https" => (hostport, 443),
+        None => return Err(bad("needs a port")),
+    };
+    if host != "container" {
+        return Err(bad("must use the host name `container` (the instance's own address)"));
+    }
+    if path.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(bad("has spaces in its path"));
+    }
+    Ok((scheme.to_string(), port, path))
+}
+
+fn valid_domain_part(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'*')
+        })
+}
+
+fn parse_routes(v: &str, loc: &str) -> Result<Vec<Route>, SpecError> {
+    let mut out = Vec::new();
+    for entry in v.split(';').map(str::trim).filter(|e| !e.is_empty()) {
+        let (scheme, rest) = match entry.split_once("://") {
+            Some(("http", r)) => ("http", r),
+            Some(("https", r)) => ("https", r),
+            Some((s, _)) => return Err(invalid(loc, format!("route {entry:?} uses scheme {s:?}: use http:// or https://"))),
+            None => ("http", entry),
+        };
+        let (domain, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], rest[i..].trim_end_matches('/').to_string()),
+            None => (rest, String::new()),
+        };
+        let domain = domain.to_ascii_lowercase();
+        if !valid_domain_part(&domain) {
+            return Err(invalid(loc, format!("route {entry:?}: {domain:?} is not a domain name")));
+        }
+        out.push(Route {
+            scheme: scheme.to_string(),
+            prefix: !domain.contains('.'),
+            domain,
+            path,
+        });
+    }
+    if out.is_empty() {
+        return Err(invalid(loc, "no route given: write domain[/path];domain2"));
+    }
+    Ok(out)
+}
+
+/// A 6-field cron expression, seconds first (`0 */5 * * * *`); returned normalised.
+pub fn parse_cron(v: &str, loc: &str) -> Result<String, SpecError> {
+    let fields: Vec<&str> = v.split_whitespace().collect();
+    if fields.len() != 6 {
+        return Err(invalid(
+            loc,
+            format!("{v:?} has {} fields; a schedule has 6, seconds first: \"0 */5 * * * *\"", fields.len()),
+        ));
+    }
+    const NAMES: [&str; 6] = ["second", "minute", "hour", "day of month", "month", "day of week"];
+    const RANGES: [(u32, u32); 6] = [(0, 59), (0, 59), (0, 23), (1, 31), (1, 12), (0, 7)];
+    const MONTHS: [&str; 12] = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"];
+    const DAYS: [&str; 7] = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
+    for (i, f) in fields.iter().enumerate() {
+        let (lo, hi) = RANGES[i];
+        let num = |s: &str| -> Option<u32> {
+            let l = s.to_ascii_lowercase();
+            if i == 4 {
+                if let Some(p) = MONTHS.iter().position(|m| *m == l) {
+                    return Some(p as u32 + 1);
+                }
+            }
+            if i == 5 {
+                if let Some(p) = DAYS.iter().position(|d| *d == l) {
+                    return Some(p as u32);
+                }
+            }
+            s.parse::<u32>().ok().filter(|n| (lo..=hi).contains(n))
+        };
+        let ok = f.split(',').all(|part| {
+            let (range, step) = match part.split_once('/') {
+                Some((r, s)) => (r, Some(s)),
+                None => (part, None),
+            };
+            let step_ok = step.is_none_or(|s| s.parse::<u32>().is_ok_and(|n| n > 0 && n <= hi.max(1)));
+            let range_ok = match range {
+                "*" | "?" => true,
+                r => match r.split_once('-') {
+                    Some((a, b)) => matches!((num(a), num(b)), (Some(a), Some(b)) if a <= b),
+                    None => num(r).is_some(),
+                },
+            };
+            step_ok && range_ok
+        });
+        if !ok {
+            return Err(invalid(
+                loc,
+                format!("{v:?}: the {} field {f:?} is invalid (range {lo}-{hi}, forms *, */N, A-B, A-B/N, A,B)", NAMES[i]),
+            ));
+        }
+    }
+    Ok(fields.join(" "))
+}
+
+/// A Swarm-classic placement entry: `constraint:`, `affinity:`, `availability:`, `reschedule:`.
+pub fn parse_placement(e: &str, loc: &str) -> Result<String, SpecError> {
+    let bad = |why: &str| invalid(loc, format!("placement entry {e:?} {why}"));
+    let (kind, rest) = e.split_once(':').ok_or_else(|| bad("has no kind"))?;
+    match kind {
+        "reschedule" => {
+            if rest != "on-node-failure" {
+                return Err(bad("is unknown: the only rescheduling policy is reschedule:on-node-failure"));
+            }
+        }
+        "availability" => {
+            let n = rest
+                .strip_prefix("az==")
+                .or_else(|| rest.strip_prefix("az=~"))
+                .ok_or_else(|| bad("must be availability:az==N or availability:az=~N"))?;
+            parse_u32(n, loc, 1, 64)?;
+        }
+        "constraint" | "affinity" => {
+            let op_at = rest
+                .find("==")
+                .or_else(|| rest.find("!="))
+                .ok_or_else(|| bad("needs == or !="))?;
+            let key = &rest[..op_at];
+            let value = rest[op_at + 2..].trim_start_matches('~');
+            if key.is_empty() || value.is_empty() {
+                return Err(bad("needs a key and a value, like constraint:node==host1"));
+            }
+            if kind == "affinity" && !matches!(key, "service" | "image" | "container") {
+                return Err(bad("must be about service, image or container"));
+            }
+            if value.starts_with('(') && !value.ends_with(')') {
+                return Err(bad("has an unclosed list: write ==(a b c)"));
+            }
+        }
+        _ => return Err(bad("has an unknown kind: use constraint, affinity, availability or reschedule")),
+    }
+    Ok(e.to_string())
+}
+
+/// A Swarm-mode constraint (`node.labels.az==1`, `node.hostname==x`) as a placement entry.
+pub fn parse_swarm_constraint(c: &str, loc: &str) -> Result<String, SpecError> {
+    let c = c.replace(' ', "");
+    let op_at = c
+        .find("==")
+        .or_else(|| c.find("!="))
+        .ok_or_else(|| invalid(loc, format!("constraint {c:?} needs == or !=")))?;
+    let (key, rest) = c.split_at(op_at);
+    let key = if let Some(l) = key.strip_prefix("node.labels.") {
+        l
+    } else if matches!(key, "node.hostname" | "node.id") {
+        "node"
+    } else if key.starts_with("engine.labels.") {
+        &key["engine.labels.".len()..]
+    } else if key == "node.role" || key == "node.platform.os" || key == "node.platform.arch" {
+        return Ok(format!("constraint:{}{rest}", key.trim_start_matches("node.")));
+    } else {
+        return Err(invalid(loc, format!("constraint {c:?}: use node.hostname, node.labels.NAME or node.role")));
+    };
+    parse_placement(&format!("constraint:{key}{rest}"), loc)
+}
+
+/// Applies a service's `berth.*` labels (normalised) on top of the app-level ones.
+pub fn apply_service_labels(
+    svc_name: &str,
+    labels: &BTreeMap<String, String>,
+    app: &AppLabels,
+    s: &mut ServiceSpec,
+    warnings: &mut Vec<String>,
+) -> Result<(), SpecError> {
+    let x = &mut s.ext;
+    x.log_timestamp = true;
+    let mut batch = app.batch;
+    let mut schedule = app.schedule.clone();
+    let mut retry = app.retry_count;
+    let mut remove = app.remove_containers.clone();
+    let mut probe: Option<ProbeKind> = None;
+    let mut probe_timeout = 2;
+    let mut probe_delay = 0;
+    let mut rolling = false;
+    let mut parallelism = 1;
+    let mut asc: BTreeMap<&str, (&str, String)> = BTreeMap::new();
+    let mut mon = Monitoring::default();
+    for (k, v) in labels {
+        let key = k.strip_prefix("berth.").unwrap_or(k);
+        let loc = format!("service {svc_name:?}, label `{k}`");
+        match key {
+            "node" | "app" | "service" | "version" | "slot" | "spec" => {
+                return Err(invalid(&loc, "is set by berth itself on every container: remove it"));
+            }
+            "scale" => s.replicas = parse_u32(v, &loc, 0, MAX_REPLICAS)?,
+            "global" => s.global = parse_flag(v, &loc)?,
+            "probe.url" => {
+                let (scheme, port, path) = parse_container_url(v, &loc, &["http", "tcp"])?;
+                probe = Some(if scheme == "tcp" {
+                    ProbeKind::Tcp { port }
+                } else {
+                    ProbeKind::Http { port, path }
+                });
+            }
+            "probe.cmd" => {
+                if v.trim().is_empty() {
+                    return Err(invalid(&loc, "is empty: give the command to run inside the container"));
+                }
+                probe = Some(ProbeKind::Cmd { command: v.clone() });
+            }
+            "probe.timeout_seconds" => probe_timeout = parse_u32(v, &loc, 1, 300)?,
+            "probe.initial_delay_seconds" => probe_delay = parse_u32(v, &loc, 0, 3600)?,
+            "rolling_updates" => rolling = parse_flag(v, &loc)?,
+            // As the seed platform did: an invalid parallelism means 1.
+            "rolling_updates.parallelism" => {
+                parallelism = v.trim().parse::<u32>().ok().filter(|n| (1..=MAX_REPLICAS).contains(n)).unwrap_or(1)
+            }
+            "depends" => {
+                for d in v.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+                    if !s.depends_on.iter().any(|x| x == d) {
+                        s.depends_on.push(d.to_string());
+                    }
+                }
+            }
+            "routing.session_sticky" => x.session_sticky = parse_flag(v, &loc)?,
+            "log.timestamp" => x.log_timestamp = parse_flag(v, &loc)?,
+            "logs" => {
+                for (i, p) in v.split(',').map(str::trim).filter(|p| !p.is_empty()).enumerate() {
+                    check_log_path(p, &loc)?;
+                    let name = if i == 0 { "logs".to_string() } else { format!("logs_{}", i + 1) };
+                    x.logs.insert(name, p.to_string());
+                }
+            }
+            "project_type" => batch = parse_project_type(v, &loc)?,
+            "schedule" => schedule = Some(parse_cron(v, &loc)?),
+            "retry_count" => retry = Some(parse_u32(v, &loc, 0, 100)?),
+            "remove_containers" => remove = Some(parse_remove(v, &loc)?),
+            "gpu" => x.gpu = parse_u32(v, &loc, 0, 16)?,
+            "monitoring.addon.influxdb" => {
+                if !(v.starts_with("http://") || v.starts_with("https://")) {
+                    return Err(invalid(&loc, format!("{v:?} is not an http(s):// URL of an InfluxDB")));
+                }
+                mon.influxdb = Some(v.clone());
+            }
+            "monitoring.addon.prometheus" => mon.prometheus = Some(v.clone()),
+            "monitoring.script" => mon.script = Some(v.clone()),
+            "monitoring.http" => {
+                parse_container_url(v, &loc, &["http"])?;
+                mon.http = Some(v.clone());
+            }
+            "monitoring.tags" => mon.tags = v.split(',').map(str::trim).filter(|t| !t.is_empty()).map(String::from).collect(),
+            k2 if k2.starts_with("routing.port_") => {
+                let port = port_number(&k2["routing.port_".len()..])
+                    .ok_or_else(|| invalid(&loc, "the label must name a container port: routing.port_80"))?;
+                x.routing.insert(port, parse_routes(v, &loc)?);
+            }
+            k2 if k2.starts_with("lb.port_") => {
+                let port = port_number(&k2["lb.port_".len()..])
+                    .ok_or_else(|| invalid(&loc, "the label must name a container port: lb.port_80"))?;
+                let rp = v
+                    .strip_prefix("tcp://")
+                    .and_then(|r| r.rsplit_once(':'))
+                    .and_then(|(_, p)| port_number(p))
+                    .ok_or_else(|| invalid(&loc, format!("{v:?}: write tcp://:ROUTER_PORT")))?;
+                x.lb.insert(port, rp);
+            }
+            k2 if k2.starts_with("log_store_") => {
+                let name = &k2["log_store_".len()..];
+                if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+                    return Err(invalid(&loc, "the log store name uses letters, digits, `_` and `-`"));
+                }
+                check_log_path(v, &loc)?;
+                x.logs.insert(name.to_string(), v.clone());
+            }
+            k2 if k2.starts_with("auto_scaling.") => {
+                let field = &k2["auto_scaling.".len()..];
+                match field {
+                    "min_instances" | "max_instances" | "max_cpu" | "min_cpu" | "max_memory" | "min_memory" | "step"
+                    | "idle_seconds" => {
+                        asc.insert(field, (k.as_str(), v.clone()));
+                    }
+                    _ => {
+                        warnings.push(format!("service {svc_name:?}: label `{k}` is not known to berth: kept, but it has no effect"));
+                        x.unknown.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+            _ => {
+                warnings.push(format!("service {svc_name:?}: label `{k}` is not known to berth: kept, but it has no effect"));
+                x.unknown.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    if let Some(kind) = probe {
+        x.probe = Some(Probe {
+            kind,
+            timeout_seconds: probe_timeout,
+            initial_delay_seconds: probe_delay,
+        });
+    }
+    if rolling {
+        x.rolling_updates = Some(RollingUpdates { parallelism });
+    }
+    if !asc.is_empty() {
+        x.auto_scaling = Some(parse_auto_scaling(svc_name, &asc)?);
+    }
+    if mon != Monitoring::default() {
+        x.monitoring = Some(mon);
+    }
+    if batch || schedule.is_some() {
+        x.job = Some(JobSpec {
+            retry_count: retry.unwrap_or(3),
+            remove_containers: remove.unwrap_or_else(|| "remove-finished".into()),
+            schedule,
+        });
+    } else if retry.is_some() || remove.is_some() {
+        warnings.push(format!(
+            "service {svc_name:?}: retry_count/remove_containers apply to jobs only (project_type: batch)"
+        ));
+    }
+    Ok(())
+}
+
+fn check_log_path(p: &str, loc: &str) -> Result<(), SpecError> {
+    if p == "stdout" || p.starts_with('/') {
+        Ok(())
+    } else {
+        Err(invalid(loc, format!("{p:?}: give an absolute path inside the container, or stdout")))
+    }
+}
+
+fn parse_auto_scaling(svc: &str, m: &BTreeMap<&str, (&str, String)>) -> Result<AutoScaling, SpecError> {
+    let loc = |f: &str| format!("service {svc:?}, label `{}`", m.get(f).map(|x| x.0).unwrap_or(f));
+    let get_u32 = |f: &str, lo, hi, d| -> Result<u32, SpecError> {
+        match m.get(f) {
+            Some((_, v)) => parse_u32(v, &loc(f), lo, hi),
+            None => Ok(d),
+        }
+    };
+    let get_pct = |f: &str| -> Result<Option<f64>, SpecError> {
+        m.get(f).map(|(_, v)| parse_percent(v, &loc(f))).transpose()
+    };
+    let a = AutoScaling {
+        min_instances: get_u32("min_instances", 0, 50, 1)?,
+        max_instances: get_u32("max_instances", 1, 50, 10)?,
+        max_cpu: get_pct("max_cpu")?.or(Some(60.0)),
+        min_cpu: get_pct("min_cpu")?,
+        max_memory: get_pct("max_memory")?,
+        min_memory: get_pct("min_memory")?,
+        step: get_u32("step", 1, 5, 1)?,
+        idle_seconds: match m.get("idle_seconds") {
+            Some((_, v)) => v
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| invalid(loc("idle_seconds"), format!("{v:?} is not a number of seconds above 0")))?,
+            None => 3600,
+        },
+    };
+    if a.min_instances > a.max_instances {
+        return Err(invalid(
+            loc("min_instances"),
+            format!("min_instances {} is above max_instances {}", a.min_instances, a.max_instances),
+        ));
+    }
+    if let (Some(lo), Some(hi)) = (a.min_cpu, a.max_cpu) {
+        if lo >= hi {
+            return Err(invalid(loc("min_cpu"), format!("min_cpu {lo} must be below max_cpu {hi}")));
+        }
+    }
+    if let (Some(lo), Some(hi)) = (a.min_memory, a.max_memory) {
+        if lo >= hi {
+            return Err(invalid(loc("min_memory"), format!("min_memory {lo} must be below max_memory {hi}")));
+        }
+    }
+    Ok(a)
+}

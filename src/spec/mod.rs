@@ -1,0 +1,431 @@
+//! Compose templates -> the validated domain model ([`AppSpec`]).
+//!
+//! Role: parse YAML (v2/v3 layout with `services:`, or the v1 layout with services at the top
+//! level), substitute variables, check every key, parse the berth extension labels (`berth.`
+//! or its alias `aliyun.`) and return a normalised [`AppSpec`].
+//!
+//! Invariants: pure (no I/O, no environment reads: variables come in as a map); never panics
+//! on any input (a fuzz test runs in CI); an error names the service and the key and says how
+//! to fix it. Unknown keys are errors; unknown berth labels are kept and reported as warnings.
+//!
+//! Limits: templates are capped at [`MAX_TEMPLATE_BYTES`] and YAML alias expansion at
+//! [`MAX_NODES`] nodes, so a hostile body cannot exhaust memory.
+
+mod ext;
+mod interpolate;
+mod service;
+mod values;
+
+use crate::model::{AppSpec, MountKind, NetworkMode, VolumeSpec};
+use std::collections::{BTreeMap, BTreeSet};
+use yaml_rust2::Yaml;
+
+pub use interpolate::{interpolate, referenced_vars};
+pub use service::parse_env_file;
+
+/// Largest template accepted (bytes).
+pub const MAX_TEMPLATE_BYTES: usize = 1 << 20;
+/// Largest number of YAML nodes after alias expansion.
+pub const MAX_NODES: usize = 200_000;
+
+/// Variables for `$VAR` substitution, already merged by the caller in priority order.
+pub type Vars = BTreeMap<String, String>;
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum SpecError {
+    #[error("template is not valid YAML: {message} at line {line}, column {column}")]
+    Yaml {
+        message: String,
+        line: usize,
+        column: usize,
+    },
+    #[error("template is empty: it needs a `services:` map of at least one service")]
+    Empty,
+    #[error("template is too large ({0} bytes): the limit is 1 MiB")]
+    TooLarge(usize),
+    #[error("template expands to more than {MAX_NODES} YAML nodes: check its anchors and aliases")]
+    TooManyNodes,
+    #[error("{location}: {message}")]
+    Invalid { location: String, message: String },
+    #[error("{location}: `{key}` is not supported: {hint}")]
+    Unsupported {
+        location: String,
+        key: String,
+        hint: String,
+    },
+    #[error("{location}: unknown key `{key}`: remove it or check its spelling")]
+    UnknownKey { location: String, key: String },
+    #[error("variable `{name}` is not set{detail}: pass it with --env {name}=VALUE, --env-file or a default (${{{name}:-default}})")]
+    UnsetVariable { name: String, detail: String },
+    #[error("invalid variable substitution in {location}: {message} (write `$$` for a literal `$`)")]
+    BadSubstitution { location: String, message: String },
+    #[error("invalid app name {0:?}: use 1-48 lower-case letters, digits, `-` or `_`, starting with a letter or digit")]
+    BadAppName(String),
+}
+
+pub(crate) fn invalid(location: impl Into<String>, message: impl Into<String>) -> SpecError {
+    SpecError::Invalid {
+        location: location.into(),
+        message: message.into(),
+    }
+}
+
+/// Checks an app or service name: it becomes part of container and network names.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 48
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        && name
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+}
+
+/// What a template may draw on besides its own text: variables and the files it names.
+#[derive(Debug, Clone, Default)]
+pub struct Inputs {
+    /// Variables for substitution, already merged by the caller in priority order.
+    pub vars: Vars,
+    /// Contents of the files the template names (`env_file`), by the name it uses.
+    pub files: BTreeMap<String, String>,
+}
+
+/// Parses and validates a template. `app` is the app name (from `--name` or the file name).
+pub fn parse(text: &str, app: &str, inputs: &Inputs) -> Result<AppSpec, SpecError> {
+    let vars = &inputs.vars;
+    if !valid_name(app) {
+        return Err(SpecError::BadAppName(app.to_string()));
+    }
+    let root = load_yaml(text)?;
+    let root = interpolate::interpolate_tree(root, vars, "template")?;
+    let top = match &root {
+        Yaml::Hash(h) => h,
+        Yaml::Null | Yaml::BadValue => return Err(SpecError::Empty),
+        _ => return Err(invalid("template", "the top level must be a map with `services:`")),
+    };
+
+    let mut warnings = Vec::new();
+    let mut labels = BTreeMap::new();
+    let mut volumes = BTreeMap::new();
+    let mut services_node: Vec<(String, &Yaml)> = Vec::new();
+
+    let layout_v2 = top
+        .get(&Yaml::String("services".into()))
+        .is_some_and(|s| matches!(s, Yaml::Hash(_)));
+    for (k, v) in top {
+        let key = values::key_str(k, "template")?;
+        if layout_v2 {
+            match key.as_str() {
+                "version" => values::check_version(v)?,
+                "services" => {
+                    for (sk, sv) in values::as_hash(v, "services")? {
+                        services_node.push((values::key_str(sk, "services")?, sv));
+                    }
+                }
+                "volumes" => volumes = parse_volumes(v)?,
+                "networks" => check_networks(v)?,
+                "labels" => labels = values::string_map(v, "labels", true)?,
+                k if k.starts_with("x-") => {}
+                "build" | "secrets" | "configs" => {
+                    return Err(SpecError::Unsupported {
+                        location: "template".into(),
+                        key,
+                        hint: "berth deploys images on appliances without a builder or secret store: build elsewhere, then `berth image load`".into(),
+                    });
+                }
+                _ => {
+                    return Err(SpecError::UnknownKey {
+                        location: "template".into(),
+                        key,
+                    });
+                }
+            }
+        } else if key == "version" {
+            values::check_version(v)?;
+        } else if key == "labels" && !matches!(v.as_hash(), Some(h) if h.contains_key(&Yaml::String("image".into()))) {
+            labels = values::string_map(v, "labels", true)?;
+        } else if key.starts_with("x-") {
+        } else {
+            services_node.push((key, v));
+        }
+    }
+    if services_node.is_empty() {
+        return Err(SpecError::Empty);
+    }
+
+    let app_labels = ext::normalise_label_keys(&labels);
+    let app_ext = ext::AppLabels::parse(&app_labels, &mut warnings)?;
+
+    let mut services = BTreeMap::new();
+    for (name, node) in services_node {
+        if !valid_name(&name) {
+            return Err(invalid(
+                format!("service {name:?}"),
+                "service names use lower-case letters, digits, `-` and `_`, at most 48, starting with a letter or digit",
+            ));
+        }
+        let svc = service::parse_service(&name, node, &app_ext, inputs, &mut warnings)?;
+        services.insert(name, svc);
+    }
+    let spec = AppSpec {
+        name: app.to_string(),
+        labels: app_labels,
+        services,
+        volumes,
+        warnings,
+    };
+    check_cross_references(&spec)?;
+    Ok(spec)
+}
+
+/// Loads one YAML document, guarding against alias bombs and oversized input.
+fn load_yaml(text: &str) -> Result<Yaml, SpecError> {
+    if text.len() > MAX_TEMPLATE_BYTES {
+        return Err(SpecError::TooLarge(text.len()));
+    }
+    values::check_node_budget(text)?;
+    let docs = yaml_rust2::YamlLoader::load_from_str(text).map_err(|e| SpecError::Yaml {
+        message: tidy_scan_message(e.info()),
+        line: e.marker().line(),
+        column: e.marker().col() + 1,
+    })?;
+    let mut docs = docs.into_iter();
+    let first = docs.next().unwrap_or(Yaml::Null);
+    if docs.next().is_some() {
+        return Err(invalid(
+            "template",
+            "holds several YAML documents (`---`): put one app in one file",
+        ));
+    }
+    Ok(values::resolve_merge_keys(first))
+}
+
+/// yaml-rust2 prints a duplicate key as `String("image"): duplicated key in mapping`.
+fn tidy_scan_message(m: &str) -> String {
+    match m.strip_suffix(": duplicated key in mapping") {
+        Some(k) => {
+            let k = k
+                .strip_prefix("String(")
+                .and_then(|k| k.strip_suffix(')'))
+                .unwrap_or(k);
+            format!("key {k} appears twice in the same map")
+        }
+        None => m.to_string(),
+    }
+}
+
+fn parse_volumes(v: &Yaml) -> Result<BTreeMap<String, VolumeSpec>, SpecError> {
+    let mut out = BTreeMap::new();
+    if matches!(v, Yaml::Null) {
+        return Ok(out);
+    }
+    for (k, body) in values::as_hash(v, "volumes")? {
+        let name = values::key_str(k, "volumes")?;
+        let loc = format!("volume {name:?}");
+        if !values::valid_volume_name(&name) {
+            return Err(invalid(&loc, "volume names use letters, digits, `_`, `.`, `-`"));
+        }
+        let mut spec = VolumeSpec {
+            driver: "local".into(),
+            ..Default::default()
+        };
+        if let Yaml::Hash(h) = body {
+            for (ok, ov) in h {
+                let okey = values::key_str(ok, &loc)?;
+                match okey.as_str() {
+                    "driver" => spec.driver = values::scalar(ov, &format!("{loc}, key `driver`"))?,
+                    "driver_opts" => spec.driver_opts = values::string_map(ov, &format!("{loc}, key `driver_opts`"), false)?,
+                    "external" => {
+                        spec.external = match ov {
+                            Yaml::Hash(_) => true,
+                            other => values::boolean(other, &format!("{loc}, key `external`"))?,
+                        }
+                    }
+                    "name" | "labels" => {}
+                    k if k.starts_with("x-") => {}
+                    _ => {
+                        return Err(SpecError::UnknownKey {
+                            location: loc,
+                            key: okey,
+                        });
+                    }
+                }
+            }
+        } else if !matches!(body, Yaml::Null) {
+            return Err(invalid(&loc, "must be a map (driver, driver_opts, external) or empty"));
+        }
+        if !matches!(spec.driver.as_str(), "local" | "oss" | "nas") {
+            return Err(invalid(
+                &loc,
+                format!("unknown driver {:?}: use `local`, `oss` or `nas`", spec.driver),
+            ));
+        }
+        out.insert(name, spec);
+    }
+    Ok(out)
+}
+
+fn check_networks(v: &Yaml) -> Result<(), SpecError> {
+    if matches!(v, Yaml::Null) {
+        return Ok(());
+    }
+    for (k, body) in values::as_hash(v, "networks")? {
+        let name = values::key_str(k, "networks")?;
+        if let Yaml::Hash(h) = body {
+            if let Some(d) = h.get(&Yaml::String("driver".into())) {
+                let d = values::scalar(d, &format!("network {name:?}, key `driver`"))?;
+                if d != "bridge" {
+                    return Err(SpecError::Unsupported {
+                        location: format!("network {name:?}"),
+                        key: "driver".into(),
+                        hint: format!("network driver {d:?}: berth gives each app one bridge network and reaches other hosts through its router; remove the driver"),
+                    });
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Checks what only the whole app can tell: references between services and volumes.
+fn check_cross_references(spec: &AppSpec) -> Result<(), SpecError> {
+    let names: BTreeSet<&str> = spec.services.keys().map(String::as_str).collect();
+    let mut host_ports: BTreeMap<(u16, &str), &str> = BTreeMap::new();
+    for (name, svc) in &spec.services {
+        let loc = format!("service {name:?}");
+        for dep in &svc.depends_on {
+            if !names.contains(dep.as_str()) {
+                return Err(invalid(
+                    format!("{loc}, key `depends_on`"),
+                    format!("depends on {dep:?}, which is not a service of this app"),
+                ));
+            }
+            if dep == name {
+                return Err(invalid(format!("{loc}, key `depends_on`"), "a service cannot depend on itself"));
+            }
+        }
+        for link in &svc.links {
+            if !names.contains(link.target.as_str()) {
+                return Err(invalid(
+                    format!("{loc}, key `links`"),
+                    format!("links to {:?}, which is not a service of this app (use `external_links` for other containers)", link.target),
+                ));
+            }
+        }
+        for m in &svc.volumes {
+            if m.kind == MountKind::Volume && !spec.volumes.contains_key(&m.source) {
+                return Err(invalid(
+                    format!("{loc}, key `volumes`"),
+                    format!("named volume {:?} is not declared: add it under the top-level `volumes:` (or write an absolute path for a bind mount)", m.source),
+                ));
+            }
+        }
+        for p in &svc.ports {
+            if let Some(hp) = p.host_port {
+                if svc.replicas > 1 && !svc.global {
+                    return Err(invalid(
+                        format!("{loc}, key `ports`"),
+                        format!("host port {hp} is fixed but the service has {} replicas, which cannot all bind it: publish only the container port (\"{}\") or use the router", svc.replicas, p.container_port),
+                    ));
+                }
+                if svc.network_mode != NetworkMode::Bridge {
+                    continue;
+                }
+                if let Some(other) = host_ports.insert((hp, p.protocol.as_str()), name) {
+                    return Err(invalid(
+                        format!("{loc}, key `ports`"),
+                        format!("host port {hp}/{} is also published by service {other:?}", p.protocol.as_str()),
+                    ));
+                }
+            }
+        }
+    }
+    if let Some(cycle) = depends_cycle(spec) {
+        return Err(invalid(
+            "template",
+            format!("services depend on each other in a cycle: {}", cycle.join(" -> ")),
+        ));
+    }
+    Ok(())
+}
+
+fn depends_cycle(spec: &AppSpec) -> Option<Vec<String>> {
+    // Depth-first search with colours; returns the first cycle found.
+    fn visit(
+        n: &str,
+        spec: &AppSpec,
+        state: &mut BTreeMap<String, u8>,
+        stack: &mut Vec<String>,
+    ) -> Option<Vec<String>> {
+        match state.get(n) {
+            Some(1) => {
+                let start = stack.iter().position(|s| s == n).unwrap_or(0);
+                let mut c = stack[start..].to_vec();
+                c.push(n.to_string());
+                return Some(c);
+            }
+            Some(2) => return None,
+            _ => {}
+        }
+        state.insert(n.to_string(), 1);
+        stack.push(n.to_string());
+        if let Some(svc) = spec.services.get(n) {
+            for d in &svc.depends_on {
+                if let Some(c) = visit(d, spec, state, stack) {
+                    return Some(c);
+                }
+            }
+        }
+        stack.pop();
+        state.insert(n.to_string(), 2);
+        None
+    }
+    let mut state = BTreeMap::new();
+    for n in spec.services.keys() {
+        let mut stack = Vec::new();
+        if let Some(c) = visit(n, spec, &mut state, &mut stack) {
+            return Some(c);
+        }
+    }
+    None
+}
+
+/// Services in start order (dependencies first, then by name), for display and planning.
+pub fn start_order(spec: &AppSpec) -> Vec<String> {
+    let mut done: BTreeSet<String> = BTreeSet::new();
+    let mut out = Vec::new();
+    while out.len() < spec.services.len() {
+        let before = out.len();
+        for (name, svc) in &spec.services {
+            if !done.contains(name) && svc.depends_on.iter().all(|d| done.contains(d)) {
+                out.push(name.clone());
+            }
+        }
+        for n in &out[before..] {
+            done.insert(n.clone());
+        }
+        if out.len() == before {
+            // A cycle (refused at parse time); append the rest to stay total.
+            out.extend(spec.services.keys().filter(|n| !done.contains(*n)).cloned());
+            break;
+        }
+    }
+    out
+}
+
+/// Hash of a service's spec as it matters for its containers (everything but the replica
+/// count): a container whose `berth.spec` label differs is out of date.
+pub fn service_hash(svc: &crate::model::ServiceSpec) -> String {
+    let mut s = svc.clone();
+    s.replicas = 0;
+    // Autoscaling bounds change replicas, not containers.
+    s.ext.auto_scaling = None;
+    let json = serde_json::to_vec(&s).unwrap_or_default();
+    let d = ring::digest::digest(&ring::digest::SHA256, &json);
+    hex::encode(&d.as_ref()[..8])
+}
+
+#[cfg(test)]
+mod tests;

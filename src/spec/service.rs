@@ -1,0 +1,737 @@
+//! One compose service -> [`ServiceSpec`]: every supported key, refused keys with a reason.
+
+use super::ext::{self, AppLabels};
+use super::values::{self, as_hash, boolean, duration_ms, key_str, scalar, size_bytes, string_list, string_map};
+use super::{SpecError, invalid};
+use crate::model::*;
+use std::collections::BTreeMap;
+use yaml_rust2::Yaml;
+
+/// Keys refused on purpose, with the reason shown to the user.
+fn refused_hint(key: &str) -> Option<&'static str> {
+    Some(match key {
+        "build" | "dockerfile" => "berth has no image builder on the host: build the image elsewhere and `berth image load` it (or push it to a registry the host reaches)",
+        "container_name" => "berth names containers {app}_{service}_{slot} itself so it can adopt them after a restart; remove `container_name`",
+        "volumes_from" => "share a named volume between the services instead",
+        "secrets" | "configs" => "use a config set or a bind-mounted file instead",
+        "pid" | "ipc" | "cgroup_parent" | "userns_mode" => "berth runs services isolated; this host-namespace option is not available",
+        _ => return None,
+    })
+}
+
+pub(super) fn parse_service(
+    name: &str,
+    node: &Yaml,
+    app: &AppLabels,
+    inputs: &super::Inputs,
+    warnings: &mut Vec<String>,
+) -> Result<ServiceSpec, SpecError> {
+    let sloc = format!("service {name:?}");
+    let h = match node {
+        Yaml::Hash(h) => h,
+        _ => return Err(invalid(&sloc, "a service must be a map with at least `image:`")),
+    };
+    let mut s = ServiceSpec {
+        replicas: 1,
+        ..Default::default()
+    };
+    let mut label_map: BTreeMap<String, String> = BTreeMap::new();
+    let mut deploy_replicas = None;
+    let mut has_restart = false;
+    let mut network_aliases: Vec<String> = Vec::new();
+    let mut env_from_files: BTreeMap<String, String> = BTreeMap::new();
+
+    for (k, v) in h {
+        let key = key_str(k, &sloc)?;
+        let loc = format!("{sloc}, key `{key}`");
+        match key.as_str() {
+            "image" => s.image = scalar(v, &loc)?,
+            "command" => s.command = Some(values::command(v, &loc)?),
+            "entrypoint" => s.entrypoint = Some(values::command(v, &loc)?),
+            "environment" => parse_environment(v, &loc, &mut s)?,
+            "env_file" => {
+                for f in string_list(v, &loc)? {
+                    let text = inputs.files.get(&f).ok_or_else(|| {
+                        invalid(&loc, format!("env file {f:?} was not found next to the template: create it or remove the entry"))
+                    })?;
+                    for (k, val) in parse_env_file(text, &f)? {
+                        env_from_files.entry(k).or_insert(val);
+                    }
+                }
+            }
+            "ports" => {
+                for item in values_list(v, &loc)? {
+                    s.ports.extend(parse_port(item, &loc)?);
+                }
+            }
+            "expose" => {
+                for item in string_list(v, &loc)? {
+                    let base = item.split('/').next().unwrap_or("");
+                    let p = values::port_number(base)
+                        .ok_or_else(|| invalid(&loc, format!("invalid port {item:?}: ports are numbers 1-65535")))?;
+                    s.expose.push(p);
+                }
+            }
+            "volumes" => {
+                for item in values_list(v, &loc)? {
+                    s.volumes.push(parse_mount(item, &loc)?);
+                }
+            }
+            "restart" => {
+                has_restart = true;
+                s.restart = parse_restart(&scalar(v, &loc)?, &loc)?;
+            }
+            "labels" => label_map = string_map(v, &loc, true)?,
+            "depends_on" => match v {
+                Yaml::Hash(dh) => {
+                    for (dk, _) in dh {
+                        s.depends_on.push(key_str(dk, &loc)?);
+                    }
+                }
+                other => s.depends_on.extend(string_list(other, &loc)?),
+            },
+            "links" => s.links = parse_links(v, &loc)?,
+            "external_links" => s.external_links = parse_links(v, &loc)?,
+            "hostname" => s.hostname = Some(scalar(v, &loc)?),
+            "working_dir" => s.working_dir = Some(scalar(v, &loc)?),
+            "user" => s.user = Some(scalar(v, &loc)?),
+            "privileged" => s.privileged = boolean(v, &loc)?,
+            "cap_add" => s.cap_add = string_list(v, &loc)?,
+            "cap_drop" => s.cap_drop = string_list(v, &loc)?,
+            "devices" => s.devices = string_list(v, &loc)?,
+            "dns" => s.dns = string_list(v, &loc)?,
+            "dns_search" => s.dns_search = string_list(v, &loc)?,
+            "dns_opt" | "dns_options" => s.dns_opt = string_list(v, &loc)?,
+            "extra_hosts" => {
+                s.extra_hosts = match v {
+                    Yaml::Hash(_) => string_map(v, &loc, false)?
+                        .into_iter()
+                        .map(|(h, ip)| format!("{h}:{ip}"))
+                        .collect(),
+                    other => string_list(other, &loc)?,
+                };
+                for e in &s.extra_hosts {
+                    if !e.contains(':') {
+                        return Err(invalid(&loc, format!("entry {e:?} must be HOST:IP")));
+                    }
+                }
+            }
+            "mem_limit" => s.mem_limit = Some(size_bytes(v, &loc)?),
+            "memswap_limit" => s.memswap_limit = Some(size_bytes(v, &loc)?),
+            "cpu_shares" => s.cpu_shares = Some(int(v, &loc, 0, 262_144)?),
+            "cpus" => s.nano_cpus = Some(parse_cpus(v, &loc)?),
+            "cpuset" => s.cpuset = Some(scalar(v, &loc)?),
+            "oom_kill_disable" => s.oom_kill_disable = boolean(v, &loc)?,
+            "ulimits" => s.ulimits = parse_ulimits(v, &loc)?,
+            "stop_signal" => s.stop_signal = Some(scalar(v, &loc)?),
+            "stop_grace_period" => s.stop_grace_period_ms = Some(duration_ms(v, &loc)?),
+            "healthcheck" => s.healthcheck = parse_healthcheck(v, &loc)?,
+            "logging" => s.logging = Some(parse_logging(v, &loc)?),
+            "network_mode" => {
+                s.network_mode = match scalar(v, &loc)?.as_str() {
+                    "bridge" | "default" => NetworkMode::Bridge,
+                    "host" => NetworkMode::Host,
+                    "none" => NetworkMode::None,
+                    other => {
+                        return Err(invalid(
+                            &loc,
+                            format!("network_mode {other:?} is not supported: use bridge, host or none"),
+                        ));
+                    }
+                }
+            }
+            "networks" => network_aliases.extend(parse_service_networks(v, &loc)?),
+            "init" => s.init = Some(boolean(v, &loc)?),
+            "read_only" => s.read_only = boolean(v, &loc)?,
+            "tmpfs" => s.tmpfs = string_list(v, &loc)?,
+            "shm_size" => s.shm_size = Some(size_bytes(v, &loc)?),
+            "sysctls" => s.sysctls = string_map(v, &loc, false)?,
+            "tty" => s.tty = boolean(v, &loc)?,
+            "stdin_open" => s.stdin_open = boolean(v, &loc)?,
+            "deploy" => parse_deploy(v, &loc, &mut s, &mut deploy_replicas)?,
+            k if k.starts_with("x-") => {}
+            k => {
+                if let Some(hint) = refused_hint(k) {
+                    return Err(SpecError::Unsupported {
+                        location: sloc,
+                        key,
+                        hint: hint.into(),
+                    });
+                }
+                return Err(SpecError::UnknownKey { location: sloc, key });
+            }
+        }
+    }
+    if s.image.trim().is_empty() {
+        return Err(invalid(&sloc, "`image` is missing: every service runs an image (berth does not build)"));
+    }
+    if s.image.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(invalid(format!("{sloc}, key `image`"), format!("{:?} is not an image reference", s.image)));
+    }
+    // `environment` wins over `env_file`, as in compose.
+    for (k, v) in env_from_files {
+        s.environment.entry(k).or_insert(v);
+    }
+    if let Some(r) = deploy_replicas {
+        s.replicas = r;
+    }
+    // Extension labels: app-level ones first, then the service's own override them.
+    let normalised = ext::normalise_label_keys(&label_map);
+    let (user_labels, berth_labels): (BTreeMap<_, _>, BTreeMap<_, _>) =
+        normalised.into_iter().partition(|(k, _)| !k.starts_with("berth."));
+    s.labels = user_labels;
+    ext::apply_service_labels(name, &berth_labels, app, &mut s, warnings)?;
+    if has_restart && s.ext.job.is_some() && s.restart != RestartPolicy::No {
+        warnings.push(format!("service {name:?} is a job: `restart` forced to `no`"));
+    }
+    if s.ext.job.is_some() {
+        s.restart = RestartPolicy::No;
+    }
+    // Network aliases from `networks:` behave like links targeting this service.
+    for a in network_aliases {
+        if a != name {
+            s.links.push(Link {
+                target: name.to_string(),
+                alias: a,
+            });
+        }
+    }
+    // The `depends` label and `depends_on` merge; links imply start order as in compose v1.
+    let mut deps: Vec<String> = Vec::new();
+    for d in s.depends_on.iter().chain(s.links.iter().map(|l| &l.target)) {
+        if d != name && !deps.contains(d) {
+            deps.push(d.clone());
+        }
+    }
+    s.depends_on = deps;
+    Ok(s)
+}
+
+fn values_list<'a>(v: &'a Yaml, loc: &str) -> Result<Vec<&'a Yaml>, SpecError> {
+    match v {
+        Yaml::Array(a) => Ok(a.iter().collect()),
+        Yaml::Null => Ok(Vec::new()),
+        _ => Err(invalid(loc, "expected a list")),
+    }
+}
+
+fn int(v: &Yaml, loc: &str, min: i64, max: i64) -> Result<i64, SpecError> {
+    let s = scalar(v, loc)?;
+    s.trim()
+        .parse::<i64>()
+        .ok()
+        .filter(|n| (min..=max).contains(n))
+        .ok_or_else(|| invalid(loc, format!("{s:?} is not a whole number between {min} and {max}")))
+}
+
+fn parse_cpus(v: &Yaml, loc: &str) -> Result<i64, SpecError> {
+    let s = scalar(v, loc)?;
+    let f: f64 = s.trim().parse().map_err(|_| invalid(loc, format!("{s:?} is not a number of CPUs (like 0.5 or 2)")))?;
+    if !(f > 0.0 && f <= 1024.0) {
+        return Err(invalid(loc, format!("{s:?} CPUs is out of range: use a number above 0")));
+    }
+    Ok((f * 1e9) as i64)
+}
+
+/// Placement hints written as environment entries (Swarm classic) are moved out.
+const PLACEMENT_PREFIXES: [&str; 4] = ["constraint:", "affinity:", "availability:", "reschedule:"];
+
+fn parse_environment(v: &Yaml, loc: &str, s: &mut ServiceSpec) -> Result<(), SpecError> {
+    let entries: Vec<(String, String)> = match v {
+        Yaml::Null => Vec::new(),
+        Yaml::Hash(h) => {
+            let mut out = Vec::new();
+            for (k, val) in h {
+                let key = key_str(k, loc)?;
+                let value = scalar(val, loc)?;
+                if PLACEMENT_PREFIXES.iter().any(|p| key.starts_with(p)) {
+                    s.placement.push(ext::parse_placement(&format!("{key}={value}"), loc)?);
+                    continue;
+                }
+                out.push((key, value));
+            }
+            out
+        }
+        Yaml::Array(a) => {
+            let mut out = Vec::new();
+            for item in a {
+                let e = scalar(item, loc)?;
+                if PLACEMENT_PREFIXES.iter().any(|p| e.starts_with(p)) {
+                    s.placement.push(ext::parse_placement(&e, loc)?);
+                    continue;
+                }
+                match e.split_once('=') {
+                    Some((k, val)) => out.push((k.to_string(), val.to_string())),
+                    // `- KEY` alone takes the value from the deploy's variables in compose;
+                    // the client resolves it, so an unresolved one is empty.
+                    None => out.push((e, String::new())),
+                }
+            }
+            out
+        }
+        _ => return Err(invalid(loc, "expected a map or a list of KEY=VALUE")),
+    };
+    for (k, val) in entries {
+        if k.is_empty() || k.contains(char::is_whitespace) {
+            return Err(invalid(loc, format!("variable name {k:?} is empty or has spaces")));
+        }
+        s.environment.insert(k, val);
+    }
+    Ok(())
+}
+
+fn parse_port(item: &Yaml, loc: &str) -> Result<Vec<PortSpec>, SpecError> {
+    match item {
+        Yaml::Hash(h) => {
+            let mut p = PortSpec {
+                container_port: 0,
+                host_port: None,
+                host_ip: None,
+                protocol: Protocol::Tcp,
+            };
+            for (k, v) in h {
+                let key = key_str(k, loc)?;
+                let val = scalar(v, loc)?;
+                let port = || {
+                    values::port_number(&val)
+                        .ok_or_else(|| invalid(loc, format!("invalid port {val:?} in `{key}`: ports are numbers 1-65535")))
+                };
+                match key.as_str() {
+                    "target" => p.container_port = port()?,
+                    "published" => p.host_port = Some(port()?),
+                    "host_ip" => p.host_ip = Some(val.clone()),
+                    "protocol" => {
+                        p.protocol = match val.as_str() {
+                            "tcp" => Protocol::Tcp,
+                            "udp" => Protocol::Udp,
+                            _ => return Err(invalid(loc, format!("protocol {val:?}: use tcp or udp"))),
+                        }
+                    }
+                    "mode" => {}
+                    _ => {
+                        return Err(SpecError::UnknownKey {
+                            location: loc.to_string(),
+                            key,
+                        });
+                    }
+                }
+            }
+            if p.container_port == 0 {
+                return Err(invalid(loc, "a long-form port needs `target` (the container port)"));
+            }
+            Ok(vec![p])
+        }
+        other => values::parse_port_short(&scalar(other, loc)?, loc),
+    }
+}
+
+fn parse_mount(item: &Yaml, loc: &str) -> Result<MountSpec, SpecError> {
+    if let Yaml::Hash(h) = item {
+        let mut m = MountSpec {
+            kind: MountKind::Volume,
+            source: String::new(),
+            target: String::new(),
+            read_only: false,
+            nocopy: false,
+        };
+        for (k, v) in h {
+            let key = key_str(k, loc)?;
+            match key.as_str() {
+                "type" => {
+                    m.kind = match scalar(v, loc)?.as_str() {
+                        "bind" => MountKind::Bind,
+                        "volume" => MountKind::Volume,
+                        "tmpfs" => MountKind::Tmpfs,
+                        other => return Err(invalid(loc, format!("mount type {other:?}: use bind, volume or tmpfs"))),
+                    }
+                }
+                "source" => m.source = scalar(v, loc)?,
+                "target" => m.target = scalar(v, loc)?,
+                "read_only" => m.read_only = boolean(v, loc)?,
+                "volume" => {
+                    if let Some(n) = as_hash(v, loc)?.get(&Yaml::String("nocopy".into())) {
+                        m.nocopy = boolean(n, loc)?;
+                    }
+                }
+                "bind" | "tmpfs" | "consistency" => {}
+                _ => {
+                    return Err(SpecError::UnknownKey {
+                        location: loc.to_string(),
+                        key,
+                    });
+                }
+            }
+        }
+        if m.kind == MountKind::Volume && m.source.is_empty() {
+            m.kind = MountKind::Anonymous;
+        }
+        check_target(&m.target, loc)?;
+        return Ok(m);
+    }
+    let s = scalar(item, loc)?;
+    let parts: Vec<&str> = s.split(':').collect();
+    let (source, target, opts) = match parts.as_slice() {
+        [t] => ("", *t, ""),
+        [src, t] => (*src, *t, ""),
+        [src, t, o] => (*src, *t, *o),
+        _ => return Err(invalid(loc, format!("invalid volume {s:?}: write SOURCE:TARGET[:ro|:rw|:nocopy]"))),
+    };
+    check_target(target, loc)?;
+    let mut m = MountSpec {
+        kind: if source.is_empty() {
+            MountKind::Anonymous
+        } else if source.starts_with('/') || source.starts_with('.') || source.starts_with('~') {
+            MountKind::Bind
+        } else {
+            MountKind::Volume
+        },
+        source: source.to_string(),
+        target: target.to_string(),
+        read_only: false,
+        nocopy: false,
+    };
+    if m.kind == MountKind::Bind && !m.source.starts_with('/') {
+        return Err(invalid(
+            loc,
+            format!("bind mount source {source:?} is relative: the agent may run on another host than the file, so write an absolute path"),
+        ));
+    }
+    for o in opts.split(',').filter(|o| !o.is_empty()) {
+        match o {
+            "ro" => m.read_only = true,
+            "rw" => m.read_only = false,
+            "nocopy" => m.nocopy = true,
+            "z" | "Z" | "cached" | "delegated" | "consistent" => {}
+            _ => return Err(invalid(loc, format!("volume option {o:?}: use ro, rw or nocopy"))),
+        }
+    }
+    Ok(m)
+}
+
+fn check_target(t: &str, loc: &str) -> Result<(), SpecError> {
+    if !t.starts_with('/') {
+        return Err(invalid(loc, format!("mount target {t:?} must be an absolute path inside the container")));
+    }
+    Ok(())
+}
+
+fn parse_restart(s: &str, loc: &str) -> Result<RestartPolicy, SpecError> {
+    Ok(match s {
+        "no" | "false" | "" => RestartPolicy::No,
+        "always" => RestartPolicy::Always,
+        "unless-stopped" => RestartPolicy::UnlessStopped,
+        "on-failure" => RestartPolicy::OnFailure { max_retries: None },
+        other => match other.strip_prefix("on-failure:") {
+            Some(n) => RestartPolicy::OnFailure {
+                max_retries: Some(n.parse().map_err(|_| invalid(loc, format!("{other:?}: write on-failure:N with N a number")))?),
+            },
+            None => {
+                return Err(invalid(
+                    loc,
+                    format!("restart policy {other:?}: use no, always, on-failure[:N] or unless-stopped"),
+                ));
+            }
+        },
+    })
+}
+
+fn parse_links(v: &Yaml, loc: &str) -> Result<Vec<Link>, SpecError> {
+    string_list(v, loc)?
+        .into_iter()
+        .map(|l| {
+            let (target, alias) = match l.split_once(':') {
+                Some((t, a)) => (t.to_string(), a.to_string()),
+                None => (l.clone(), l.clone()),
+            };
+            if target.is_empty() || alias.is_empty() {
+                return Err(invalid(loc, format!("link {l:?}: write SERVICE or SERVICE:ALIAS")));
+            }
+            Ok(Link { target, alias })
+        })
+        .collect()
+}
+
+fn parse_ulimits(v: &Yaml, loc: &str) -> Result<Vec<Ulimit>, SpecError> {
+    let mut out = Vec::new();
+    for (k, val) in as_hash(v, loc)? {
+        let name = key_str(k, loc)?;
+        let (soft, hard) = match val {
+            Yaml::Hash(h) => {
+                let get = |f: &str| -> Result<i64, SpecError> {
+                    match h.get(&Yaml::String(f.into())) {
+                        Some(x) => int(x, &format!("{loc}.{name}.{f}"), -1, i64::MAX),
+                        None => Err(invalid(loc, format!("ulimit {name:?} needs soft and hard"))),
+                    }
+                };
+                (get("soft")?, get("hard")?)
+            }
+            other => {
+                let n = int(other, loc, -1, i64::MAX)?;
+                (n, n)
+            }
+        };
+        out.push(Ulimit { name, soft, hard });
+    }
+    Ok(out)
+}
+
+fn parse_healthcheck(v: &Yaml, loc: &str) -> Result<Option<Healthcheck>, SpecError> {
+    let h = as_hash(v, loc)?;
+    let mut hc = Healthcheck {
+        test: Vec::new(),
+        interval_ms: None,
+        timeout_ms: None,
+        retries: None,
+        start_period_ms: None,
+    };
+    let mut disable = false;
+    for (k, val) in h {
+        let key = key_str(k, loc)?;
+        let kloc = format!("{loc}.{key}");
+        match key.as_str() {
+            "test" => {
+                hc.test = match val {
+                    Yaml::Array(_) => string_list(val, &kloc)?,
+                    other => vec!["CMD-SHELL".into(), scalar(other, &kloc)?],
+                }
+            }
+            "interval" => hc.interval_ms = Some(duration_ms(val, &kloc)?),
+            "timeout" => hc.timeout_ms = Some(duration_ms(val, &kloc)?),
+            "start_period" => hc.start_period_ms = Some(duration_ms(val, &kloc)?),
+            "retries" => hc.retries = Some(int(val, &kloc, 0, 1000)? as u32),
+            "disable" => disable = boolean(val, &kloc)?,
+            _ => {
+                return Err(SpecError::UnknownKey {
+                    location: loc.to_string(),
+                    key,
+                });
+            }
+        }
+    }
+    if disable {
+        return Ok(Some(Healthcheck {
+            test: vec!["NONE".into()],
+            interval_ms: None,
+            timeout_ms: None,
+            retries: None,
+            start_period_ms: None,
+        }));
+    }
+    match hc.test.first().map(String::as_str) {
+        Some("CMD" | "CMD-SHELL" | "NONE") => Ok(Some(hc)),
+        None => Err(invalid(loc, "`test` is missing")),
+        Some(_) => {
+            // A plain list is a CMD, as the engine reads it.
+            hc.test.insert(0, "CMD".into());
+            Ok(Some(hc))
+        }
+    }
+}
+
+fn parse_logging(v: &Yaml, loc: &str) -> Result<Logging, SpecError> {
+    let h = as_hash(v, loc)?;
+    let mut l = Logging {
+        driver: "json-file".into(),
+        options: BTreeMap::new(),
+    };
+    for (k, val) in h {
+        let key = key_str(k, loc)?;
+        match key.as_str() {
+            "driver" => l.driver = scalar(val, loc)?,
+            "options" => l.options = string_map(val, loc, false)?,
+            _ => {
+                return Err(SpecError::UnknownKey {
+                    location: loc.to_string(),
+                    key,
+                });
+            }
+        }
+    }
+    if !matches!(l.driver.as_str(), "json-file" | "local") {
+        // berth collects logs through the engine's log API; drivers that do not keep logs
+        // locally would leave `berth logs` empty.
+        return Err(invalid(
+            loc,
+            format!("logging driver {:?}: berth collects logs itself, use json-file or local (and berth's log export)", l.driver),
+        ));
+    }
+    Ok(l)
+}
+
+fn parse_service_networks(v: &Yaml, loc: &str) -> Result<Vec<String>, SpecError> {
+    let mut aliases = Vec::new();
+    match v {
+        Yaml::Array(_) => {
+            string_list(v, loc)?;
+        }
+        Yaml::Hash(h) => {
+            for (_, body) in h {
+                if let Yaml::Hash(bh) = body {
+                    for (k, val) in bh {
+                        match key_str(k, loc)?.as_str() {
+                            "aliases" => aliases.extend(string_list(val, loc)?),
+                            "ipv4_address" | "ipv6_address" => {
+                                return Err(SpecError::Unsupported {
+                                    location: loc.to_string(),
+                                    key: key_str(k, loc)?,
+                                    hint: "fixed addresses: reach services by name instead".into(),
+                                });
+                            }
+                            other => {
+                                return Err(SpecError::UnknownKey {
+                                    location: loc.to_string(),
+                                    key: other.to_string(),
+                                });
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Yaml::Null => {}
+        _ => return Err(invalid(loc, "expected a list of networks or a map")),
+    }
+    Ok(aliases)
+}
+
+fn parse_deploy(v: &Yaml, loc: &str, s: &mut ServiceSpec, replicas: &mut Option<u32>) -> Result<(), SpecError> {
+    for (k, val) in as_hash(v, loc)? {
+        let key = key_str(k, loc)?;
+        let kloc = format!("{loc}.{key}");
+        match key.as_str() {
+            "replicas" => *replicas = Some(int(val, &kloc, 0, ext::MAX_REPLICAS as i64)? as u32),
+            "mode" => match scalar(val, &kloc)?.as_str() {
+                "replicated" => {}
+                "global" => s.global = true,
+                other => return Err(invalid(&kloc, format!("{other:?}: use replicated or global"))),
+            },
+            "resources" => {
+                for (rk, rv) in as_hash(val, &kloc)? {
+                    let rkey = key_str(rk, &kloc)?;
+                    let rloc = format!("{kloc}.{rkey}");
+                    match rkey.as_str() {
+                        "limits" => {
+                            for (lk, lv) in as_hash(rv, &rloc)? {
+                                let lkey = key_str(lk, &rloc)?;
+                                let lloc = format!("{rloc}.{lkey}");
+                                match lkey.as_str() {
+                                    "cpus" => s.nano_cpus = Some(parse_cpus(lv, &lloc)?),
+                                    "memory" => s.mem_limit = Some(size_bytes(lv, &lloc)?),
+                                    "pids" => {}
+                                    _ => return Err(SpecError::UnknownKey { location: rloc, key: lkey }),
+                                }
+                            }
+                        }
+                        // Reservations guide placement (later); accepted and validated.
+                        "reservations" => {
+                            as_hash(rv, &rloc)?;
+                        }
+                        _ => return Err(SpecError::UnknownKey { location: kloc, key: rkey }),
+                    }
+                }
+            }
+            "restart_policy" => {
+                let h = as_hash(val, &kloc)?;
+                let cond = match h.get(&Yaml::String("condition".into())) {
+                    Some(c) => scalar(c, &kloc)?,
+                    None => "any".into(),
+                };
+                let max = match h.get(&Yaml::String("max_attempts".into())) {
+                    Some(m) => Some(int(m, &kloc, 0, 1_000_000)? as u32),
+                    None => None,
+                };
+                for (rk, _) in h {
+                    let rkey = key_str(rk, &kloc)?;
+                    if !matches!(rkey.as_str(), "condition" | "max_attempts" | "delay" | "window") {
+                        return Err(SpecError::UnknownKey { location: kloc, key: rkey });
+                    }
+                }
+                s.restart = match cond.as_str() {
+                    "none" => RestartPolicy::No,
+                    "on-failure" => RestartPolicy::OnFailure { max_retries: max },
+                    "any" => RestartPolicy::UnlessStopped,
+                    other => return Err(invalid(&kloc, format!("condition {other:?}: use none, on-failure or any"))),
+                };
+            }
+            "placement" => {
+                for (pk, pv) in as_hash(val, &kloc)? {
+                    let pkey = key_str(pk, &kloc)?;
+                    match pkey.as_str() {
+                        "constraints" => {
+                            for c in string_list(pv, &kloc)? {
+                                s.placement.push(ext::parse_swarm_constraint(&c, &kloc)?);
+                            }
+                        }
+                        "preferences" | "max_replicas_per_node" => {}
+                        _ => return Err(SpecError::UnknownKey { location: kloc, key: pkey }),
+                    }
+                }
+            }
+            "update_config" | "rollback_config" => {
+                let mut uc = UpdateConfig {
+                    parallelism: 1,
+                    delay_ms: None,
+                    failure_action: None,
+                    order: None,
+                };
+                for (uk, uv) in as_hash(val, &kloc)? {
+                    let ukey = key_str(uk, &kloc)?;
+                    let uloc = format!("{kloc}.{ukey}");
+                    match ukey.as_str() {
+                        "parallelism" => uc.parallelism = int(uv, &uloc, 0, 1000)? as u32,
+                        "delay" => uc.delay_ms = Some(duration_ms(uv, &uloc)?),
+                        "failure_action" => {
+                            let a = scalar(uv, &uloc)?;
+                            if !matches!(a.as_str(), "continue" | "rollback" | "pause") {
+                                return Err(invalid(&uloc, format!("{a:?}: use continue, rollback or pause")));
+                            }
+                            uc.failure_action = Some(a);
+                        }
+                        "order" => {
+                            let o = scalar(uv, &uloc)?;
+                            if !matches!(o.as_str(), "stop-first" | "start-first") {
+                                return Err(invalid(&uloc, format!("{o:?}: use stop-first or start-first")));
+                            }
+                            uc.order = Some(o);
+                        }
+                        "monitor" | "max_failure_ratio" => {}
+                        _ => return Err(SpecError::UnknownKey { location: kloc, key: ukey }),
+                    }
+                }
+                if key == "update_config" {
+                    s.update_config = Some(uc);
+                }
+            }
+            "labels" | "endpoint_mode" => {}
+            _ => return Err(SpecError::UnknownKey { location: loc.to_string(), key }),
+        }
+    }
+    Ok(())
+}
+
+/// `KEY=VALUE` lines; `#` comments and blank lines skipped; `export ` prefix allowed.
+pub fn parse_env_file(text: &str, name: &str) -> Result<Vec<(String, String)>, SpecError> {
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let line = line.strip_prefix("export ").unwrap_or(line);
+        let (k, v) = line.split_once('=').ok_or_else(|| {
+            invalid(format!("env file {name:?}, line {}", i + 1), "expected KEY=VALUE")
+        })?;
+        let k = k.trim();
+        if k.is_empty() || k.contains(char::is_whitespace) {
+            return Err(invalid(format!("env file {name:?}, line {}", i + 1), format!("{k:?} is not a variable name")));
+        }
+        let v = v.trim();
+        let v = v
+            .strip_prefix('"')
+            .and_then(|x| x.strip_suffix('"'))
+            .or_else(|| v.strip_prefix('\'').and_then(|x| x.strip_suffix('\'')))
+            .unwrap_or(v);
+        out.push((k.to_string(), v.to_string()));
+    }
+    Ok(out)
+}

@@ -1,0 +1,99 @@
+//! Data-driven parser tests: every `tests/data/ok/NAME.yml` must parse to `NAME.json`, every
+//! `tests/data/bad/NAME.yml` must fail with the message in `NAME.err`.
+//! Variables: a first line `# vars: K=V K2=V2`. Files for env_file: `NAME.env` beside it is
+//! offered as `app.env`. Run with BERTH_BLESS=1 to (re)write the expectations.
+
+use berth::spec::{self, Inputs};
+use std::path::Path;
+
+fn inputs_for(path: &Path, text: &str) -> Inputs {
+    let mut inputs = Inputs::default();
+    if let Some(rest) = text.lines().next().and_then(|l| l.strip_prefix("# vars:")) {
+        for kv in rest.split_whitespace() {
+            if let Some((k, v)) = kv.split_once('=') {
+                inputs.vars.insert(k.into(), v.into());
+            }
+        }
+    }
+    let env = path.with_extension("env");
+    if let Ok(t) = std::fs::read_to_string(env) {
+        inputs.files.insert("app.env".into(), t);
+    }
+    inputs
+}
+
+fn corpus(dir: &str) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(dir))
+        .expect("corpus dir")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "yml"))
+        .collect();
+    v.sort();
+    v
+}
+
+fn check(path: &Path, actual: &str, ext: &str, failures: &mut Vec<String>) {
+    let expected_path = path.with_extension(ext);
+    if std::env::var_os("BERTH_BLESS").is_some() {
+        std::fs::write(&expected_path, actual).expect("write expectation");
+        return;
+    }
+    match std::fs::read_to_string(&expected_path) {
+        Ok(exp) if exp == actual => {}
+        Ok(exp) => failures.push(format!("{}:\n--- expected\n{exp}\n--- actual\n{actual}", path.display())),
+        Err(_) => failures.push(format!("{}: no {ext} file (run with BERTH_BLESS=1)", path.display())),
+    }
+}
+
+#[test]
+fn templates_that_parse() {
+    let mut failures = Vec::new();
+    let files = corpus("tests/data/ok");
+    assert!(files.len() >= 8, "corpus is missing");
+    for path in files {
+        let text = std::fs::read_to_string(&path).expect("read");
+        let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("app");
+        match spec::parse(&text, name, &inputs_for(&path, &text)) {
+            Ok(app) => {
+                let json = serde_json::to_string_pretty(&app).expect("json") + "\n";
+                check(&path, &json, "json", &mut failures);
+            }
+            Err(e) => failures.push(format!("{}: unexpected error: {e}", path.display())),
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+#[test]
+fn templates_that_fail() {
+    let mut failures = Vec::new();
+    let files = corpus("tests/data/bad");
+    assert!(files.len() >= 10, "corpus is missing");
+    for path in files {
+        let text = std::fs::read_to_string(&path).expect("read");
+        match spec::parse(&text, "app", &inputs_for(&path, &text)) {
+            Ok(_) => failures.push(format!("{}: parsed but should fail", path.display())),
+            Err(e) => check(&path, &format!("{e}\n"), "err", &mut failures),
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// The brief's own examples, read from shared/ when it is beside the checkout.
+#[test]
+fn brief_examples_parse() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/brief/examples");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        eprintln!("skipped: {} not present", dir.display());
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.extension().is_some_and(|x| x == "yml") {
+            let text = std::fs::read_to_string(&p).expect("read");
+            if let Err(err) = spec::parse(&text, "example", &Inputs::default()) {
+                panic!("{}: {err}", p.display());
+            }
+        }
+    }
+}
