@@ -2,4 +2,7 @@
 //! See ARCHITECTURE.md for the codemap.
 
 pub mod model;
+pub mod plan;
+pub mod runtime;
 pub mod spec;
+pub mod store;

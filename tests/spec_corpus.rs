@@ -40,8 +40,14 @@ fn check(path: &Path, actual: &str, ext: &str, failures: &mut Vec<String>) {
     }
     match std::fs::read_to_string(&expected_path) {
         Ok(exp) if exp == actual => {}
-        Ok(exp) => failures.push(format!("{}:\n--- expected\n{exp}\n--- actual\n{actual}", path.display())),
-        Err(_) => failures.push(format!("{}: no {ext} file (run with BERTH_BLESS=1)", path.display())),
+        Ok(exp) => failures.push(format!(
+            "{}:\n--- expected\n{exp}\n--- actual\n{actual}",
+            path.display()
+        )),
+        Err(_) => failures.push(format!(
+            "{}: no {ext} file (run with BERTH_BLESS=1)",
+            path.display()
+        )),
     }
 }
 

@@ -30,17 +30,24 @@ pub struct AppLabels {
 }
 
 impl AppLabels {
-    pub fn parse(labels: &BTreeMap<String, String>, warnings: &mut Vec<String>) -> Result<Self, SpecError> {
+    pub fn parse(
+        labels: &BTreeMap<String, String>,
+        warnings: &mut Vec<String>,
+    ) -> Result<Self, SpecError> {
         let mut a = AppLabels::default();
         for (k, v) in labels {
-            let Some(key) = k.strip_prefix("berth.") else { continue };
+            let Some(key) = k.strip_prefix("berth.") else {
+                continue;
+            };
             let loc = format!("app label `{k}`");
             match key {
                 "project_type" => a.batch = parse_project_type(v, &loc)?,
                 "schedule" => a.schedule = Some(parse_cron(v, &loc)?),
                 "retry_count" => a.retry_count = Some(parse_u32(v, &loc, 0, 100)?),
                 "remove_containers" => a.remove_containers = Some(parse_remove(v, &loc)?),
-                _ => warnings.push(format!("app label `{k}` is not known to berth: kept, but it has no effect")),
+                _ => warnings.push(format!(
+                    "app label `{k}` is not known to berth: kept, but it has no effect"
+                )),
             }
         }
         Ok(a)
@@ -60,7 +67,12 @@ fn parse_u32(v: &str, loc: &str, min: u32, max: u32) -> Result<u32, SpecError> {
         .parse::<u32>()
         .ok()
         .filter(|n| (min..=max).contains(n))
-        .ok_or_else(|| invalid(loc, format!("{v:?} is not a whole number between {min} and {max}")))
+        .ok_or_else(|| {
+            invalid(
+                loc,
+                format!("{v:?} is not a whole number between {min} and {max}"),
+            )
+        })
 }
 
 fn parse_percent(v: &str, loc: &str) -> Result<f64, SpecError> {
@@ -79,16 +91,33 @@ fn parse_flag(v: &str, loc: &str) -> Result<bool, SpecError> {
 fn parse_remove(v: &str, loc: &str) -> Result<String, SpecError> {
     match v {
         "remove-finished" | "remove-failed" | "remove-all" | "remove-none" => Ok(v.to_string()),
-        _ => Err(invalid(loc, format!("{v:?}: use remove-finished, remove-failed, remove-all or remove-none"))),
+        _ => Err(invalid(
+            loc,
+            format!("{v:?}: use remove-finished, remove-failed, remove-all or remove-none"),
+        )),
     }
 }
 
 /// `scheme://host:port/path` with host `container` (the instance's own address).
-fn parse_container_url(v: &str, loc: &str, schemes: &[&str]) -> Result<(String, u16, String), SpecError> {
-    let bad = |why: &str| invalid(loc, format!("{v:?} {why}; write it like http://container:8080/ping or tcp://container:3306"));
+fn parse_container_url(
+    v: &str,
+    loc: &str,
+    schemes: &[&str],
+) -> Result<(String, u16, String), SpecError> {
+    let bad = |why: &str| {
+        invalid(
+            loc,
+            format!(
+                "{v:?} {why}; write it like http://container:8080/ping or tcp://container:3306"
+            ),
+        )
+    };
     let (scheme, rest) = v.split_once("://").ok_or_else(|| bad("has no scheme"))?;
     if !schemes.contains(&scheme) {
-        return Err(bad(&format!("uses scheme {scheme:?}; use {}", schemes.join(" or "))));
+        return Err(bad(&format!(
+            "uses scheme {scheme:?}; use {}",
+            schemes.join(" or ")
+        )));
     }
     let (hostport, path) = match rest.find('/') {
         Some(i) => (&rest[..i], rest[i..].to_string()),
@@ -101,7 +130,9 @@ fn parse_container_url(v: &str, loc: &str, schemes: &[&str]) -> Result<(String, 
         None => return Err(bad("needs a port")),
     };
     if host != "container" {
-        return Err(bad("must use the host name `container` (the instance's own address)"));
+        return Err(bad(
+            "must use the host name `container` (the instance's own address)",
+        ));
     }
     if path.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(bad("has spaces in its path"));
@@ -115,7 +146,8 @@ fn valid_domain_part(s: &str) -> bool {
         && s.split('.').all(|l| {
             !l.is_empty()
                 && l.len() <= 63
-                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'*')
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'*')
         })
 }
 
@@ -125,7 +157,12 @@ fn parse_routes(v: &str, loc: &str) -> Result<Vec<Route>, SpecError> {
         let (scheme, rest) = match entry.split_once("://") {
             Some(("http", r)) => ("http", r),
             Some(("https", r)) => ("https", r),
-            Some((s, _)) => return Err(invalid(loc, format!("route {entry:?} uses scheme {s:?}: use http:// or https://"))),
+            Some((s, _)) => {
+                return Err(invalid(
+                    loc,
+                    format!("route {entry:?} uses scheme {s:?}: use http:// or https://"),
+                ));
+            }
             None => ("http", entry),
         };
         let (domain, path) = match rest.find('/') {
@@ -134,7 +171,10 @@ fn parse_routes(v: &str, loc: &str) -> Result<Vec<Route>, SpecError> {
         };
         let domain = domain.to_ascii_lowercase();
         if !valid_domain_part(&domain) {
-            return Err(invalid(loc, format!("route {entry:?}: {domain:?} is not a domain name")));
+            return Err(invalid(
+                loc,
+                format!("route {entry:?}: {domain:?} is not a domain name"),
+            ));
         }
         out.push(Route {
             scheme: scheme.to_string(),
@@ -155,12 +195,24 @@ pub fn parse_cron(v: &str, loc: &str) -> Result<String, SpecError> {
     if fields.len() != 6 {
         return Err(invalid(
             loc,
-            format!("{v:?} has {} fields; a schedule has 6, seconds first: \"0 */5 * * * *\"", fields.len()),
+            format!(
+                "{v:?} has {} fields; a schedule has 6, seconds first: \"0 */5 * * * *\"",
+                fields.len()
+            ),
         ));
     }
-    const NAMES: [&str; 6] = ["second", "minute", "hour", "day of month", "month", "day of week"];
+    const NAMES: [&str; 6] = [
+        "second",
+        "minute",
+        "hour",
+        "day of month",
+        "month",
+        "day of week",
+    ];
     const RANGES: [(u32, u32); 6] = [(0, 59), (0, 59), (0, 23), (1, 31), (1, 12), (0, 7)];
-    const MONTHS: [&str; 12] = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"];
+    const MONTHS: [&str; 12] = [
+        "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+    ];
     const DAYS: [&str; 7] = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
     for (i, f) in fields.iter().enumerate() {
         let (lo, hi) = RANGES[i];
@@ -183,7 +235,8 @@ pub fn parse_cron(v: &str, loc: &str) -> Result<String, SpecError> {
                 Some((r, s)) => (r, Some(s)),
                 None => (part, None),
             };
-            let step_ok = step.is_none_or(|s| s.parse::<u32>().is_ok_and(|n| n > 0 && n <= hi.max(1)));
+            let step_ok =
+                step.is_none_or(|s| s.parse::<u32>().is_ok_and(|n| n > 0 && n <= hi.max(1)));
             let range_ok = match range {
                 "*" | "?" => true,
                 r => match r.split_once('-') {
@@ -196,7 +249,10 @@ pub fn parse_cron(v: &str, loc: &str) -> Result<String, SpecError> {
         if !ok {
             return Err(invalid(
                 loc,
-                format!("{v:?}: the {} field {f:?} is invalid (range {lo}-{hi}, forms *, */N, A-B, A-B/N, A,B)", NAMES[i]),
+                format!(
+                    "{v:?}: the {} field {f:?} is invalid (range {lo}-{hi}, forms *, */N, A-B, A-B/N, A,B)",
+                    NAMES[i]
+                ),
             ));
         }
     }
@@ -210,7 +266,9 @@ pub fn parse_placement(e: &str, loc: &str) -> Result<String, SpecError> {
     match kind {
         "reschedule" => {
             if rest != "on-node-failure" {
-                return Err(bad("is unknown: the only rescheduling policy is reschedule:on-node-failure"));
+                return Err(bad(
+                    "is unknown: the only rescheduling policy is reschedule:on-node-failure",
+                ));
             }
         }
         "availability" => {
@@ -237,7 +295,11 @@ pub fn parse_placement(e: &str, loc: &str) -> Result<String, SpecError> {
                 return Err(bad("has an unclosed list: write ==(a b c)"));
             }
         }
-        _ => return Err(bad("has an unknown kind: use constraint, affinity, availability or reschedule")),
+        _ => {
+            return Err(bad(
+                "has an unknown kind: use constraint, affinity, availability or reschedule",
+            ));
+        }
     }
     Ok(e.to_string())
 }
@@ -257,9 +319,15 @@ pub fn parse_swarm_constraint(c: &str, loc: &str) -> Result<String, SpecError> {
     } else if key.starts_with("engine.labels.") {
         &key["engine.labels.".len()..]
     } else if key == "node.role" || key == "node.platform.os" || key == "node.platform.arch" {
-        return Ok(format!("constraint:{}{rest}", key.trim_start_matches("node.")));
+        return Ok(format!(
+            "constraint:{}{rest}",
+            key.trim_start_matches("node.")
+        ));
     } else {
-        return Err(invalid(loc, format!("constraint {c:?}: use node.hostname, node.labels.NAME or node.role")));
+        return Err(invalid(
+            loc,
+            format!("constraint {c:?}: use node.hostname, node.labels.NAME or node.role"),
+        ));
     };
     parse_placement(&format!("constraint:{key}{rest}"), loc)
 }
@@ -290,7 +358,10 @@ pub fn apply_service_labels(
         let loc = format!("service {svc_name:?}, label `{k}`");
         match key {
             "node" | "app" | "service" | "version" | "slot" | "spec" => {
-                return Err(invalid(&loc, "is set by berth itself on every container: remove it"));
+                return Err(invalid(
+                    &loc,
+                    "is set by berth itself on every container: remove it",
+                ));
             }
             "scale" => s.replicas = parse_u32(v, &loc, 0, MAX_REPLICAS)?,
             "global" => s.global = parse_flag(v, &loc)?,
@@ -304,7 +375,10 @@ pub fn apply_service_labels(
             }
             "probe.cmd" => {
                 if v.trim().is_empty() {
-                    return Err(invalid(&loc, "is empty: give the command to run inside the container"));
+                    return Err(invalid(
+                        &loc,
+                        "is empty: give the command to run inside the container",
+                    ));
                 }
                 probe = Some(ProbeKind::Cmd { command: v.clone() });
             }
@@ -313,7 +387,12 @@ pub fn apply_service_labels(
             "rolling_updates" => rolling = parse_flag(v, &loc)?,
             // As the seed platform did: an invalid parallelism means 1.
             "rolling_updates.parallelism" => {
-                parallelism = v.trim().parse::<u32>().ok().filter(|n| (1..=MAX_REPLICAS).contains(n)).unwrap_or(1)
+                parallelism = v
+                    .trim()
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| (1..=MAX_REPLICAS).contains(n))
+                    .unwrap_or(1)
             }
             "depends" => {
                 for d in v.split(',').map(str::trim).filter(|d| !d.is_empty()) {
@@ -325,9 +404,18 @@ pub fn apply_service_labels(
             "routing.session_sticky" => x.session_sticky = parse_flag(v, &loc)?,
             "log.timestamp" => x.log_timestamp = parse_flag(v, &loc)?,
             "logs" => {
-                for (i, p) in v.split(',').map(str::trim).filter(|p| !p.is_empty()).enumerate() {
+                for (i, p) in v
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty())
+                    .enumerate()
+                {
                     check_log_path(p, &loc)?;
-                    let name = if i == 0 { "logs".to_string() } else { format!("logs_{}", i + 1) };
+                    let name = if i == 0 {
+                        "logs".to_string()
+                    } else {
+                        format!("logs_{}", i + 1)
+                    };
                     x.logs.insert(name, p.to_string());
                 }
             }
@@ -338,7 +426,10 @@ pub fn apply_service_labels(
             "gpu" => x.gpu = parse_u32(v, &loc, 0, 16)?,
             "monitoring.addon.influxdb" => {
                 if !(v.starts_with("http://") || v.starts_with("https://")) {
-                    return Err(invalid(&loc, format!("{v:?} is not an http(s):// URL of an InfluxDB")));
+                    return Err(invalid(
+                        &loc,
+                        format!("{v:?} is not an http(s):// URL of an InfluxDB"),
+                    ));
                 }
                 mon.influxdb = Some(v.clone());
             }
@@ -348,15 +439,27 @@ pub fn apply_service_labels(
                 parse_container_url(v, &loc, &["http"])?;
                 mon.http = Some(v.clone());
             }
-            "monitoring.tags" => mon.tags = v.split(',').map(str::trim).filter(|t| !t.is_empty()).map(String::from).collect(),
+            "monitoring.tags" => {
+                mon.tags = v
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|t| !t.is_empty())
+                    .map(String::from)
+                    .collect()
+            }
             k2 if k2.starts_with("routing.port_") => {
-                let port = port_number(&k2["routing.port_".len()..])
-                    .ok_or_else(|| invalid(&loc, "the label must name a container port: routing.port_80"))?;
+                let port = port_number(&k2["routing.port_".len()..]).ok_or_else(|| {
+                    invalid(
+                        &loc,
+                        "the label must name a container port: routing.port_80",
+                    )
+                })?;
                 x.routing.insert(port, parse_routes(v, &loc)?);
             }
             k2 if k2.starts_with("lb.port_") => {
-                let port = port_number(&k2["lb.port_".len()..])
-                    .ok_or_else(|| invalid(&loc, "the label must name a container port: lb.port_80"))?;
+                let port = port_number(&k2["lb.port_".len()..]).ok_or_else(|| {
+                    invalid(&loc, "the label must name a container port: lb.port_80")
+                })?;
                 let rp = v
                     .strip_prefix("tcp://")
                     .and_then(|r| r.rsplit_once(':'))
@@ -366,8 +469,15 @@ pub fn apply_service_labels(
             }
             k2 if k2.starts_with("log_store_") => {
                 let name = &k2["log_store_".len()..];
-                if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
-                    return Err(invalid(&loc, "the log store name uses letters, digits, `_` and `-`"));
+                if name.is_empty()
+                    || !name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+                {
+                    return Err(invalid(
+                        &loc,
+                        "the log store name uses letters, digits, `_` and `-`",
+                    ));
                 }
                 check_log_path(v, &loc)?;
                 x.logs.insert(name.to_string(), v.clone());
@@ -375,8 +485,8 @@ pub fn apply_service_labels(
             k2 if k2.starts_with("auto_scaling.") => {
                 let field = &k2["auto_scaling.".len()..];
                 match field {
-                    "min_instances" | "max_instances" | "max_cpu" | "min_cpu" | "max_memory" | "min_memory" | "step"
-                    | "idle_seconds" => {
+                    "min_instances" | "max_instances" | "max_cpu" | "min_cpu" | "max_memory"
+                    | "min_memory" | "step" | "idle_seconds" => {
                         asc.insert(field, (k.as_str(), v.clone()));
                     }
                     _ => {
@@ -425,12 +535,23 @@ fn check_log_path(p: &str, loc: &str) -> Result<(), SpecError> {
     if p == "stdout" || p.starts_with('/') {
         Ok(())
     } else {
-        Err(invalid(loc, format!("{p:?}: give an absolute path inside the container, or stdout")))
+        Err(invalid(
+            loc,
+            format!("{p:?}: give an absolute path inside the container, or stdout"),
+        ))
     }
 }
 
-fn parse_auto_scaling(svc: &str, m: &BTreeMap<&str, (&str, String)>) -> Result<AutoScaling, SpecError> {
-    let loc = |f: &str| format!("service {svc:?}, label `{}`", m.get(f).map(|x| x.0).unwrap_or(f));
+fn parse_auto_scaling(
+    svc: &str,
+    m: &BTreeMap<&str, (&str, String)>,
+) -> Result<AutoScaling, SpecError> {
+    let loc = |f: &str| {
+        format!(
+            "service {svc:?}, label `{}`",
+            m.get(f).map(|x| x.0).unwrap_or(f)
+        )
+    };
     let get_u32 = |f: &str, lo, hi, d| -> Result<u32, SpecError> {
         match m.get(f) {
             Some((_, v)) => parse_u32(v, &loc(f), lo, hi),
@@ -454,24 +575,38 @@ fn parse_auto_scaling(svc: &str, m: &BTreeMap<&str, (&str, String)>) -> Result<A
                 .parse::<u64>()
                 .ok()
                 .filter(|n| *n > 0)
-                .ok_or_else(|| invalid(loc("idle_seconds"), format!("{v:?} is not a number of seconds above 0")))?,
+                .ok_or_else(|| {
+                    invalid(
+                        loc("idle_seconds"),
+                        format!("{v:?} is not a number of seconds above 0"),
+                    )
+                })?,
             None => 3600,
         },
     };
     if a.min_instances > a.max_instances {
         return Err(invalid(
             loc("min_instances"),
-            format!("min_instances {} is above max_instances {}", a.min_instances, a.max_instances),
+            format!(
+                "min_instances {} is above max_instances {}",
+                a.min_instances, a.max_instances
+            ),
         ));
     }
     if let (Some(lo), Some(hi)) = (a.min_cpu, a.max_cpu) {
         if lo >= hi {
-            return Err(invalid(loc("min_cpu"), format!("min_cpu {lo} must be below max_cpu {hi}")));
+            return Err(invalid(
+                loc("min_cpu"),
+                format!("min_cpu {lo} must be below max_cpu {hi}"),
+            ));
         }
     }
     if let (Some(lo), Some(hi)) = (a.min_memory, a.max_memory) {
         if lo >= hi {
-            return Err(invalid(loc("min_memory"), format!("min_memory {lo} must be below max_memory {hi}")));
+            return Err(invalid(
+                loc("min_memory"),
+                format!("min_memory {lo} must be below max_memory {hi}"),
+            ));
         }
     }
     Ok(a)

@@ -102,7 +102,9 @@ fn expand_braced(
     let name_end = body.find(|c: char| !is_name_char(c)).unwrap_or(body.len());
     let name = &body[..name_end];
     if name.is_empty() || !name.starts_with(is_name_start) {
-        return Err(bad(format!("`${{{body}}}` does not start with a variable name in {whole:?}")));
+        return Err(bad(format!(
+            "`${{{body}}}` does not start with a variable name in {whole:?}"
+        )));
     }
     let op = &body[name_end..];
     let value = vars.get(name);
@@ -117,7 +119,11 @@ fn expand_braced(
         return value.cloned().ok_or_else(|| unset(String::new()));
     }
     if let Some(d) = op.strip_prefix(":-") {
-        return if set_nonempty { Ok(value.cloned().unwrap_or_default()) } else { nested(d) };
+        return if set_nonempty {
+            Ok(value.cloned().unwrap_or_default())
+        } else {
+            nested(d)
+        };
     }
     if let Some(d) = op.strip_prefix(":?") {
         return if set_nonempty {
@@ -127,7 +133,11 @@ fn expand_braced(
         };
     }
     if let Some(d) = op.strip_prefix(":+") {
-        return if set_nonempty { nested(d) } else { Ok(String::new()) };
+        return if set_nonempty {
+            nested(d)
+        } else {
+            Ok(String::new())
+        };
     }
     if let Some(d) = op.strip_prefix('-') {
         return match value {
@@ -139,9 +149,15 @@ fn expand_braced(
         return value.cloned().ok_or_else(|| unset(format!(": {d}")));
     }
     if let Some(d) = op.strip_prefix('+') {
-        return if value.is_some() { nested(d) } else { Ok(String::new()) };
+        return if value.is_some() {
+            nested(d)
+        } else {
+            Ok(String::new())
+        };
     }
-    Err(bad(format!("`${{{body}}}` uses an unknown operator in {whole:?}: use :-, -, :?, ?, :+ or +")))
+    Err(bad(format!(
+        "`${{{body}}}` uses an unknown operator in {whole:?}: use :-, -, :?, ?, :+ or +"
+    )))
 }
 
 /// Names of the variables a template refers to (so a client can send only those).

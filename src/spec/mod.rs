@@ -55,11 +55,17 @@ pub enum SpecError {
     },
     #[error("{location}: unknown key `{key}`: remove it or check its spelling")]
     UnknownKey { location: String, key: String },
-    #[error("variable `{name}` is not set{detail}: pass it with --env {name}=VALUE, --env-file or a default (${{{name}:-default}})")]
+    #[error(
+        "variable `{name}` is not set{detail}: pass it with --env {name}=VALUE, --env-file or a default (${{{name}:-default}})"
+    )]
     UnsetVariable { name: String, detail: String },
-    #[error("invalid variable substitution in {location}: {message} (write `$$` for a literal `$`)")]
+    #[error(
+        "invalid variable substitution in {location}: {message} (write `$$` for a literal `$`)"
+    )]
     BadSubstitution { location: String, message: String },
-    #[error("invalid app name {0:?}: use 1-48 lower-case letters, digits, `-` or `_`, starting with a letter or digit")]
+    #[error(
+        "invalid app name {0:?}: use 1-48 lower-case letters, digits, `-` or `_`, starting with a letter or digit"
+    )]
     BadAppName(String),
 }
 
@@ -103,7 +109,12 @@ pub fn parse(text: &str, app: &str, inputs: &Inputs) -> Result<AppSpec, SpecErro
     let top = match &root {
         Yaml::Hash(h) => h,
         Yaml::Null | Yaml::BadValue => return Err(SpecError::Empty),
-        _ => return Err(invalid("template", "the top level must be a map with `services:`")),
+        _ => {
+            return Err(invalid(
+                "template",
+                "the top level must be a map with `services:`",
+            ));
+        }
     };
 
     let mut warnings = Vec::new();
@@ -144,7 +155,9 @@ pub fn parse(text: &str, app: &str, inputs: &Inputs) -> Result<AppSpec, SpecErro
             }
         } else if key == "version" {
             values::check_version(v)?;
-        } else if key == "labels" && !matches!(v.as_hash(), Some(h) if h.contains_key(&Yaml::String("image".into()))) {
+        } else if key == "labels"
+            && !matches!(v.as_hash(), Some(h) if h.contains_key(&Yaml::String("image".into())))
+        {
             labels = values::string_map(v, "labels", true)?;
         } else if key.starts_with("x-") {
         } else {
@@ -225,7 +238,10 @@ fn parse_volumes(v: &Yaml) -> Result<BTreeMap<String, VolumeSpec>, SpecError> {
         let name = values::key_str(k, "volumes")?;
         let loc = format!("volume {name:?}");
         if !values::valid_volume_name(&name) {
-            return Err(invalid(&loc, "volume names use letters, digits, `_`, `.`, `-`"));
+            return Err(invalid(
+                &loc,
+                "volume names use letters, digits, `_`, `.`, `-`",
+            ));
         }
         let mut spec = VolumeSpec {
             driver: "local".into(),
@@ -236,7 +252,10 @@ fn parse_volumes(v: &Yaml) -> Result<BTreeMap<String, VolumeSpec>, SpecError> {
                 let okey = values::key_str(ok, &loc)?;
                 match okey.as_str() {
                     "driver" => spec.driver = values::scalar(ov, &format!("{loc}, key `driver`"))?,
-                    "driver_opts" => spec.driver_opts = values::string_map(ov, &format!("{loc}, key `driver_opts`"), false)?,
+                    "driver_opts" => {
+                        spec.driver_opts =
+                            values::string_map(ov, &format!("{loc}, key `driver_opts`"), false)?
+                    }
                     "external" => {
                         spec.external = match ov {
                             Yaml::Hash(_) => true,
@@ -254,12 +273,18 @@ fn parse_volumes(v: &Yaml) -> Result<BTreeMap<String, VolumeSpec>, SpecError> {
                 }
             }
         } else if !matches!(body, Yaml::Null) {
-            return Err(invalid(&loc, "must be a map (driver, driver_opts, external) or empty"));
+            return Err(invalid(
+                &loc,
+                "must be a map (driver, driver_opts, external) or empty",
+            ));
         }
         if !matches!(spec.driver.as_str(), "local" | "oss" | "nas") {
             return Err(invalid(
                 &loc,
-                format!("unknown driver {:?}: use `local`, `oss` or `nas`", spec.driver),
+                format!(
+                    "unknown driver {:?}: use `local`, `oss` or `nas`",
+                    spec.driver
+                ),
             ));
         }
         out.insert(name, spec);
@@ -280,7 +305,9 @@ fn check_networks(v: &Yaml) -> Result<(), SpecError> {
                     return Err(SpecError::Unsupported {
                         location: format!("network {name:?}"),
                         key: "driver".into(),
-                        hint: format!("network driver {d:?}: berth gives each app one bridge network and reaches other hosts through its router; remove the driver"),
+                        hint: format!(
+                            "network driver {d:?}: berth gives each app one bridge network and reaches other hosts through its router; remove the driver"
+                        ),
                     });
                 }
             }
@@ -303,14 +330,20 @@ fn check_cross_references(spec: &AppSpec) -> Result<(), SpecError> {
                 ));
             }
             if dep == name {
-                return Err(invalid(format!("{loc}, key `depends_on`"), "a service cannot depend on itself"));
+                return Err(invalid(
+                    format!("{loc}, key `depends_on`"),
+                    "a service cannot depend on itself",
+                ));
             }
         }
         for link in &svc.links {
             if !names.contains(link.target.as_str()) {
                 return Err(invalid(
                     format!("{loc}, key `links`"),
-                    format!("links to {:?}, which is not a service of this app (use `external_links` for other containers)", link.target),
+                    format!(
+                        "links to {:?}, which is not a service of this app (use `external_links` for other containers)",
+                        link.target
+                    ),
                 ));
             }
         }
@@ -318,7 +351,10 @@ fn check_cross_references(spec: &AppSpec) -> Result<(), SpecError> {
             if m.kind == MountKind::Volume && !spec.volumes.contains_key(&m.source) {
                 return Err(invalid(
                     format!("{loc}, key `volumes`"),
-                    format!("named volume {:?} is not declared: add it under the top-level `volumes:` (or write an absolute path for a bind mount)", m.source),
+                    format!(
+                        "named volume {:?} is not declared: add it under the top-level `volumes:` (or write an absolute path for a bind mount)",
+                        m.source
+                    ),
                 ));
             }
         }
@@ -327,7 +363,10 @@ fn check_cross_references(spec: &AppSpec) -> Result<(), SpecError> {
                 if svc.replicas > 1 && !svc.global {
                     return Err(invalid(
                         format!("{loc}, key `ports`"),
-                        format!("host port {hp} is fixed but the service has {} replicas, which cannot all bind it: publish only the container port (\"{}\") or use the router", svc.replicas, p.container_port),
+                        format!(
+                            "host port {hp} is fixed but the service has {} replicas, which cannot all bind it: publish only the container port (\"{}\") or use the router",
+                            svc.replicas, p.container_port
+                        ),
                     ));
                 }
                 if svc.network_mode != NetworkMode::Bridge {
@@ -336,7 +375,10 @@ fn check_cross_references(spec: &AppSpec) -> Result<(), SpecError> {
                 if let Some(other) = host_ports.insert((hp, p.protocol.as_str()), name) {
                     return Err(invalid(
                         format!("{loc}, key `ports`"),
-                        format!("host port {hp}/{} is also published by service {other:?}", p.protocol.as_str()),
+                        format!(
+                            "host port {hp}/{} is also published by service {other:?}",
+                            p.protocol.as_str()
+                        ),
                     ));
                 }
             }
@@ -345,7 +387,10 @@ fn check_cross_references(spec: &AppSpec) -> Result<(), SpecError> {
     if let Some(cycle) = depends_cycle(spec) {
         return Err(invalid(
             "template",
-            format!("services depend on each other in a cycle: {}", cycle.join(" -> ")),
+            format!(
+                "services depend on each other in a cycle: {}",
+                cycle.join(" -> ")
+            ),
         ));
     }
     Ok(())

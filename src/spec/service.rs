@@ -1,7 +1,9 @@
 //! One compose service -> [`ServiceSpec`]: every supported key, refused keys with a reason.
 
 use super::ext::{self, AppLabels};
-use super::values::{self, as_hash, boolean, duration_ms, key_str, scalar, size_bytes, string_list, string_map};
+use super::values::{
+    self, as_hash, boolean, duration_ms, key_str, scalar, size_bytes, string_list, string_map,
+};
 use super::{SpecError, invalid};
 use crate::model::*;
 use std::collections::BTreeMap;
@@ -10,11 +12,17 @@ use yaml_rust2::Yaml;
 /// Keys refused on purpose, with the reason shown to the user.
 fn refused_hint(key: &str) -> Option<&'static str> {
     Some(match key {
-        "build" | "dockerfile" => "berth has no image builder on the host: build the image elsewhere and `berth image load` it (or push it to a registry the host reaches)",
-        "container_name" => "berth names containers {app}_{service}_{slot} itself so it can adopt them after a restart; remove `container_name`",
+        "build" | "dockerfile" => {
+            "berth has no image builder on the host: build the image elsewhere and `berth image load` it (or push it to a registry the host reaches)"
+        }
+        "container_name" => {
+            "berth names containers {app}_{service}_{slot} itself so it can adopt them after a restart; remove `container_name`"
+        }
         "volumes_from" => "share a named volume between the services instead",
         "secrets" | "configs" => "use a config set or a bind-mounted file instead",
-        "pid" | "ipc" | "cgroup_parent" | "userns_mode" => "berth runs services isolated; this host-namespace option is not available",
+        "pid" | "ipc" | "cgroup_parent" | "userns_mode" => {
+            "berth runs services isolated; this host-namespace option is not available"
+        }
         _ => return None,
     })
 }
@@ -29,7 +37,12 @@ pub(super) fn parse_service(
     let sloc = format!("service {name:?}");
     let h = match node {
         Yaml::Hash(h) => h,
-        _ => return Err(invalid(&sloc, "a service must be a map with at least `image:`")),
+        _ => {
+            return Err(invalid(
+                &sloc,
+                "a service must be a map with at least `image:`",
+            ));
+        }
     };
     let mut s = ServiceSpec {
         replicas: 1,
@@ -67,8 +80,12 @@ pub(super) fn parse_service(
             "expose" => {
                 for item in string_list(v, &loc)? {
                     let base = item.split('/').next().unwrap_or("");
-                    let p = values::port_number(base)
-                        .ok_or_else(|| invalid(&loc, format!("invalid port {item:?}: ports are numbers 1-65535")))?;
+                    let p = values::port_number(base).ok_or_else(|| {
+                        invalid(
+                            &loc,
+                            format!("invalid port {item:?}: ports are numbers 1-65535"),
+                        )
+                    })?;
                     s.expose.push(p);
                 }
             }
@@ -135,7 +152,9 @@ pub(super) fn parse_service(
                     other => {
                         return Err(invalid(
                             &loc,
-                            format!("network_mode {other:?} is not supported: use bridge, host or none"),
+                            format!(
+                                "network_mode {other:?} is not supported: use bridge, host or none"
+                            ),
                         ));
                     }
                 }
@@ -158,15 +177,24 @@ pub(super) fn parse_service(
                         hint: hint.into(),
                     });
                 }
-                return Err(SpecError::UnknownKey { location: sloc, key });
+                return Err(SpecError::UnknownKey {
+                    location: sloc,
+                    key,
+                });
             }
         }
     }
     if s.image.trim().is_empty() {
-        return Err(invalid(&sloc, "`image` is missing: every service runs an image (berth does not build)"));
+        return Err(invalid(
+            &sloc,
+            "`image` is missing: every service runs an image (berth does not build)",
+        ));
     }
     if s.image.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(invalid(format!("{sloc}, key `image`"), format!("{:?} is not an image reference", s.image)));
+        return Err(invalid(
+            format!("{sloc}, key `image`"),
+            format!("{:?} is not an image reference", s.image),
+        ));
     }
     // `environment` wins over `env_file`, as in compose.
     for (k, v) in env_from_files {
@@ -177,12 +205,15 @@ pub(super) fn parse_service(
     }
     // Extension labels: app-level ones first, then the service's own override them.
     let normalised = ext::normalise_label_keys(&label_map);
-    let (user_labels, berth_labels): (BTreeMap<_, _>, BTreeMap<_, _>) =
-        normalised.into_iter().partition(|(k, _)| !k.starts_with("berth."));
+    let (user_labels, berth_labels): (BTreeMap<_, _>, BTreeMap<_, _>) = normalised
+        .into_iter()
+        .partition(|(k, _)| !k.starts_with("berth."));
     s.labels = user_labels;
     ext::apply_service_labels(name, &berth_labels, app, &mut s, warnings)?;
     if has_restart && s.ext.job.is_some() && s.restart != RestartPolicy::No {
-        warnings.push(format!("service {name:?} is a job: `restart` forced to `no`"));
+        warnings.push(format!(
+            "service {name:?} is a job: `restart` forced to `no`"
+        ));
     }
     if s.ext.job.is_some() {
         s.restart = RestartPolicy::No;
@@ -221,14 +252,27 @@ fn int(v: &Yaml, loc: &str, min: i64, max: i64) -> Result<i64, SpecError> {
         .parse::<i64>()
         .ok()
         .filter(|n| (min..=max).contains(n))
-        .ok_or_else(|| invalid(loc, format!("{s:?} is not a whole number between {min} and {max}")))
+        .ok_or_else(|| {
+            invalid(
+                loc,
+                format!("{s:?} is not a whole number between {min} and {max}"),
+            )
+        })
 }
 
 fn parse_cpus(v: &Yaml, loc: &str) -> Result<i64, SpecError> {
     let s = scalar(v, loc)?;
-    let f: f64 = s.trim().parse().map_err(|_| invalid(loc, format!("{s:?} is not a number of CPUs (like 0.5 or 2)")))?;
+    let f: f64 = s.trim().parse().map_err(|_| {
+        invalid(
+            loc,
+            format!("{s:?} is not a number of CPUs (like 0.5 or 2)"),
+        )
+    })?;
     if !(f > 0.0 && f <= 1024.0) {
-        return Err(invalid(loc, format!("{s:?} CPUs is out of range: use a number above 0")));
+        return Err(invalid(
+            loc,
+            format!("{s:?} CPUs is out of range: use a number above 0"),
+        ));
     }
     Ok((f * 1e9) as i64)
 }
@@ -245,7 +289,8 @@ fn parse_environment(v: &Yaml, loc: &str, s: &mut ServiceSpec) -> Result<(), Spe
                 let key = key_str(k, loc)?;
                 let value = scalar(val, loc)?;
                 if PLACEMENT_PREFIXES.iter().any(|p| key.starts_with(p)) {
-                    s.placement.push(ext::parse_placement(&format!("{key}={value}"), loc)?);
+                    s.placement
+                        .push(ext::parse_placement(&format!("{key}={value}"), loc)?);
                     continue;
                 }
                 out.push((key, value));
@@ -273,7 +318,10 @@ fn parse_environment(v: &Yaml, loc: &str, s: &mut ServiceSpec) -> Result<(), Spe
     };
     for (k, val) in entries {
         if k.is_empty() || k.contains(char::is_whitespace) {
-            return Err(invalid(loc, format!("variable name {k:?} is empty or has spaces")));
+            return Err(invalid(
+                loc,
+                format!("variable name {k:?} is empty or has spaces"),
+            ));
         }
         s.environment.insert(k, val);
     }
@@ -293,8 +341,12 @@ fn parse_port(item: &Yaml, loc: &str) -> Result<Vec<PortSpec>, SpecError> {
                 let key = key_str(k, loc)?;
                 let val = scalar(v, loc)?;
                 let port = || {
-                    values::port_number(&val)
-                        .ok_or_else(|| invalid(loc, format!("invalid port {val:?} in `{key}`: ports are numbers 1-65535")))
+                    values::port_number(&val).ok_or_else(|| {
+                        invalid(
+                            loc,
+                            format!("invalid port {val:?} in `{key}`: ports are numbers 1-65535"),
+                        )
+                    })
                 };
                 match key.as_str() {
                     "target" => p.container_port = port()?,
@@ -304,7 +356,12 @@ fn parse_port(item: &Yaml, loc: &str) -> Result<Vec<PortSpec>, SpecError> {
                         p.protocol = match val.as_str() {
                             "tcp" => Protocol::Tcp,
                             "udp" => Protocol::Udp,
-                            _ => return Err(invalid(loc, format!("protocol {val:?}: use tcp or udp"))),
+                            _ => {
+                                return Err(invalid(
+                                    loc,
+                                    format!("protocol {val:?}: use tcp or udp"),
+                                ));
+                            }
                         }
                     }
                     "mode" => {}
@@ -317,7 +374,10 @@ fn parse_port(item: &Yaml, loc: &str) -> Result<Vec<PortSpec>, SpecError> {
                 }
             }
             if p.container_port == 0 {
-                return Err(invalid(loc, "a long-form port needs `target` (the container port)"));
+                return Err(invalid(
+                    loc,
+                    "a long-form port needs `target` (the container port)",
+                ));
             }
             Ok(vec![p])
         }
@@ -342,7 +402,12 @@ fn parse_mount(item: &Yaml, loc: &str) -> Result<MountSpec, SpecError> {
                         "bind" => MountKind::Bind,
                         "volume" => MountKind::Volume,
                         "tmpfs" => MountKind::Tmpfs,
-                        other => return Err(invalid(loc, format!("mount type {other:?}: use bind, volume or tmpfs"))),
+                        other => {
+                            return Err(invalid(
+                                loc,
+                                format!("mount type {other:?}: use bind, volume or tmpfs"),
+                            ));
+                        }
                     }
                 }
                 "source" => m.source = scalar(v, loc)?,
@@ -374,7 +439,12 @@ fn parse_mount(item: &Yaml, loc: &str) -> Result<MountSpec, SpecError> {
         [t] => ("", *t, ""),
         [src, t] => (*src, *t, ""),
         [src, t, o] => (*src, *t, *o),
-        _ => return Err(invalid(loc, format!("invalid volume {s:?}: write SOURCE:TARGET[:ro|:rw|:nocopy]"))),
+        _ => {
+            return Err(invalid(
+                loc,
+                format!("invalid volume {s:?}: write SOURCE:TARGET[:ro|:rw|:nocopy]"),
+            ));
+        }
     };
     check_target(target, loc)?;
     let mut m = MountSpec {
@@ -393,7 +463,9 @@ fn parse_mount(item: &Yaml, loc: &str) -> Result<MountSpec, SpecError> {
     if m.kind == MountKind::Bind && !m.source.starts_with('/') {
         return Err(invalid(
             loc,
-            format!("bind mount source {source:?} is relative: the agent may run on another host than the file, so write an absolute path"),
+            format!(
+                "bind mount source {source:?} is relative: the agent may run on another host than the file, so write an absolute path"
+            ),
         ));
     }
     for o in opts.split(',').filter(|o| !o.is_empty()) {
@@ -402,7 +474,12 @@ fn parse_mount(item: &Yaml, loc: &str) -> Result<MountSpec, SpecError> {
             "rw" => m.read_only = false,
             "nocopy" => m.nocopy = true,
             "z" | "Z" | "cached" | "delegated" | "consistent" => {}
-            _ => return Err(invalid(loc, format!("volume option {o:?}: use ro, rw or nocopy"))),
+            _ => {
+                return Err(invalid(
+                    loc,
+                    format!("volume option {o:?}: use ro, rw or nocopy"),
+                ));
+            }
         }
     }
     Ok(m)
@@ -410,7 +487,10 @@ fn parse_mount(item: &Yaml, loc: &str) -> Result<MountSpec, SpecError> {
 
 fn check_target(t: &str, loc: &str) -> Result<(), SpecError> {
     if !t.starts_with('/') {
-        return Err(invalid(loc, format!("mount target {t:?} must be an absolute path inside the container")));
+        return Err(invalid(
+            loc,
+            format!("mount target {t:?} must be an absolute path inside the container"),
+        ));
     }
     Ok(())
 }
@@ -423,12 +503,19 @@ fn parse_restart(s: &str, loc: &str) -> Result<RestartPolicy, SpecError> {
         "on-failure" => RestartPolicy::OnFailure { max_retries: None },
         other => match other.strip_prefix("on-failure:") {
             Some(n) => RestartPolicy::OnFailure {
-                max_retries: Some(n.parse().map_err(|_| invalid(loc, format!("{other:?}: write on-failure:N with N a number")))?),
+                max_retries: Some(n.parse().map_err(|_| {
+                    invalid(
+                        loc,
+                        format!("{other:?}: write on-failure:N with N a number"),
+                    )
+                })?),
             },
             None => {
                 return Err(invalid(
                     loc,
-                    format!("restart policy {other:?}: use no, always, on-failure[:N] or unless-stopped"),
+                    format!(
+                        "restart policy {other:?}: use no, always, on-failure[:N] or unless-stopped"
+                    ),
                 ));
             }
         },
@@ -444,7 +531,10 @@ fn parse_links(v: &Yaml, loc: &str) -> Result<Vec<Link>, SpecError> {
                 None => (l.clone(), l.clone()),
             };
             if target.is_empty() || alias.is_empty() {
-                return Err(invalid(loc, format!("link {l:?}: write SERVICE or SERVICE:ALIAS")));
+                return Err(invalid(
+                    loc,
+                    format!("link {l:?}: write SERVICE or SERVICE:ALIAS"),
+                ));
             }
             Ok(Link { target, alias })
         })
@@ -552,7 +642,10 @@ fn parse_logging(v: &Yaml, loc: &str) -> Result<Logging, SpecError> {
         // locally would leave `berth logs` empty.
         return Err(invalid(
             loc,
-            format!("logging driver {:?}: berth collects logs itself, use json-file or local (and berth's log export)", l.driver),
+            format!(
+                "logging driver {:?}: berth collects logs itself, use json-file or local (and berth's log export)",
+                l.driver
+            ),
         ));
     }
     Ok(l)
@@ -594,7 +687,12 @@ fn parse_service_networks(v: &Yaml, loc: &str) -> Result<Vec<String>, SpecError>
     Ok(aliases)
 }
 
-fn parse_deploy(v: &Yaml, loc: &str, s: &mut ServiceSpec, replicas: &mut Option<u32>) -> Result<(), SpecError> {
+fn parse_deploy(
+    v: &Yaml,
+    loc: &str,
+    s: &mut ServiceSpec,
+    replicas: &mut Option<u32>,
+) -> Result<(), SpecError> {
     for (k, val) in as_hash(v, loc)? {
         let key = key_str(k, loc)?;
         let kloc = format!("{loc}.{key}");
@@ -603,7 +701,12 @@ fn parse_deploy(v: &Yaml, loc: &str, s: &mut ServiceSpec, replicas: &mut Option<
             "mode" => match scalar(val, &kloc)?.as_str() {
                 "replicated" => {}
                 "global" => s.global = true,
-                other => return Err(invalid(&kloc, format!("{other:?}: use replicated or global"))),
+                other => {
+                    return Err(invalid(
+                        &kloc,
+                        format!("{other:?}: use replicated or global"),
+                    ));
+                }
             },
             "resources" => {
                 for (rk, rv) in as_hash(val, &kloc)? {
@@ -618,7 +721,12 @@ fn parse_deploy(v: &Yaml, loc: &str, s: &mut ServiceSpec, replicas: &mut Option<
                                     "cpus" => s.nano_cpus = Some(parse_cpus(lv, &lloc)?),
                                     "memory" => s.mem_limit = Some(size_bytes(lv, &lloc)?),
                                     "pids" => {}
-                                    _ => return Err(SpecError::UnknownKey { location: rloc, key: lkey }),
+                                    _ => {
+                                        return Err(SpecError::UnknownKey {
+                                            location: rloc,
+                                            key: lkey,
+                                        });
+                                    }
                                 }
                             }
                         }
@@ -626,7 +734,12 @@ fn parse_deploy(v: &Yaml, loc: &str, s: &mut ServiceSpec, replicas: &mut Option<
                         "reservations" => {
                             as_hash(rv, &rloc)?;
                         }
-                        _ => return Err(SpecError::UnknownKey { location: kloc, key: rkey }),
+                        _ => {
+                            return Err(SpecError::UnknownKey {
+                                location: kloc,
+                                key: rkey,
+                            });
+                        }
                     }
                 }
             }
@@ -642,15 +755,26 @@ fn parse_deploy(v: &Yaml, loc: &str, s: &mut ServiceSpec, replicas: &mut Option<
                 };
                 for (rk, _) in h {
                     let rkey = key_str(rk, &kloc)?;
-                    if !matches!(rkey.as_str(), "condition" | "max_attempts" | "delay" | "window") {
-                        return Err(SpecError::UnknownKey { location: kloc, key: rkey });
+                    if !matches!(
+                        rkey.as_str(),
+                        "condition" | "max_attempts" | "delay" | "window"
+                    ) {
+                        return Err(SpecError::UnknownKey {
+                            location: kloc,
+                            key: rkey,
+                        });
                     }
                 }
                 s.restart = match cond.as_str() {
                     "none" => RestartPolicy::No,
                     "on-failure" => RestartPolicy::OnFailure { max_retries: max },
                     "any" => RestartPolicy::UnlessStopped,
-                    other => return Err(invalid(&kloc, format!("condition {other:?}: use none, on-failure or any"))),
+                    other => {
+                        return Err(invalid(
+                            &kloc,
+                            format!("condition {other:?}: use none, on-failure or any"),
+                        ));
+                    }
                 };
             }
             "placement" => {
@@ -663,7 +787,12 @@ fn parse_deploy(v: &Yaml, loc: &str, s: &mut ServiceSpec, replicas: &mut Option<
                             }
                         }
                         "preferences" | "max_replicas_per_node" => {}
-                        _ => return Err(SpecError::UnknownKey { location: kloc, key: pkey }),
+                        _ => {
+                            return Err(SpecError::UnknownKey {
+                                location: kloc,
+                                key: pkey,
+                            });
+                        }
                     }
                 }
             }
@@ -683,19 +812,30 @@ fn parse_deploy(v: &Yaml, loc: &str, s: &mut ServiceSpec, replicas: &mut Option<
                         "failure_action" => {
                             let a = scalar(uv, &uloc)?;
                             if !matches!(a.as_str(), "continue" | "rollback" | "pause") {
-                                return Err(invalid(&uloc, format!("{a:?}: use continue, rollback or pause")));
+                                return Err(invalid(
+                                    &uloc,
+                                    format!("{a:?}: use continue, rollback or pause"),
+                                ));
                             }
                             uc.failure_action = Some(a);
                         }
                         "order" => {
                             let o = scalar(uv, &uloc)?;
                             if !matches!(o.as_str(), "stop-first" | "start-first") {
-                                return Err(invalid(&uloc, format!("{o:?}: use stop-first or start-first")));
+                                return Err(invalid(
+                                    &uloc,
+                                    format!("{o:?}: use stop-first or start-first"),
+                                ));
                             }
                             uc.order = Some(o);
                         }
                         "monitor" | "max_failure_ratio" => {}
-                        _ => return Err(SpecError::UnknownKey { location: kloc, key: ukey }),
+                        _ => {
+                            return Err(SpecError::UnknownKey {
+                                location: kloc,
+                                key: ukey,
+                            });
+                        }
                     }
                 }
                 if key == "update_config" {
@@ -703,7 +843,12 @@ fn parse_deploy(v: &Yaml, loc: &str, s: &mut ServiceSpec, replicas: &mut Option<
                 }
             }
             "labels" | "endpoint_mode" => {}
-            _ => return Err(SpecError::UnknownKey { location: loc.to_string(), key }),
+            _ => {
+                return Err(SpecError::UnknownKey {
+                    location: loc.to_string(),
+                    key,
+                });
+            }
         }
     }
     Ok(())
@@ -719,11 +864,17 @@ pub fn parse_env_file(text: &str, name: &str) -> Result<Vec<(String, String)>, S
         }
         let line = line.strip_prefix("export ").unwrap_or(line);
         let (k, v) = line.split_once('=').ok_or_else(|| {
-            invalid(format!("env file {name:?}, line {}", i + 1), "expected KEY=VALUE")
+            invalid(
+                format!("env file {name:?}, line {}", i + 1),
+                "expected KEY=VALUE",
+            )
         })?;
         let k = k.trim();
         if k.is_empty() || k.contains(char::is_whitespace) {
-            return Err(invalid(format!("env file {name:?}, line {}", i + 1), format!("{k:?} is not a variable name")));
+            return Err(invalid(
+                format!("env file {name:?}, line {}", i + 1),
+                format!("{k:?} is not a variable name"),
+            ));
         }
         let v = v.trim();
         let v = v

@@ -13,7 +13,10 @@ pub fn scalar(v: &Yaml, loc: &str) -> Result<String, SpecError> {
         Yaml::Integer(i) => Ok(i.to_string()),
         Yaml::Boolean(b) => Ok(b.to_string()),
         Yaml::Null => Ok(String::new()),
-        _ => Err(invalid(loc, "expected a single value (string or number), not a list or map")),
+        _ => Err(invalid(
+            loc,
+            "expected a single value (string or number), not a list or map",
+        )),
     }
 }
 
@@ -34,7 +37,9 @@ pub fn as_hash<'a>(v: &'a Yaml, loc: &str) -> Result<&'a Hash, SpecError> {
 pub fn boolean(v: &Yaml, loc: &str) -> Result<bool, SpecError> {
     match v {
         Yaml::Boolean(b) => Ok(*b),
-        other => parse_bool(&scalar(other, loc)?).ok_or_else(|| invalid(loc, "expected true or false")),
+        other => {
+            parse_bool(&scalar(other, loc)?).ok_or_else(|| invalid(loc, "expected true or false"))
+        }
     }
 }
 
@@ -59,7 +64,8 @@ pub fn string_list(v: &Yaml, loc: &str) -> Result<Vec<String>, SpecError> {
 pub fn command(v: &Yaml, loc: &str) -> Result<Vec<String>, SpecError> {
     match v {
         Yaml::Array(_) => string_list(v, loc),
-        other => shell_split(&scalar(other, loc)?).ok_or_else(|| invalid(loc, "unbalanced quotes in command")),
+        other => shell_split(&scalar(other, loc)?)
+            .ok_or_else(|| invalid(loc, "unbalanced quotes in command")),
     }
 }
 
@@ -112,7 +118,11 @@ pub fn shell_split(s: &str) -> Option<Vec<String>> {
 }
 
 /// A map, or a list of `KEY=VALUE` (`KEY` alone = empty value when `allow_bare`).
-pub fn string_map(v: &Yaml, loc: &str, allow_bare: bool) -> Result<BTreeMap<String, String>, SpecError> {
+pub fn string_map(
+    v: &Yaml,
+    loc: &str,
+    allow_bare: bool,
+) -> Result<BTreeMap<String, String>, SpecError> {
     let mut out = BTreeMap::new();
     match v {
         Yaml::Null => {}
@@ -153,7 +163,10 @@ pub fn check_version(v: &Yaml) -> Result<(), SpecError> {
 pub fn duration_ms(v: &Yaml, loc: &str) -> Result<u64, SpecError> {
     let s = scalar(v, loc)?;
     parse_duration_ms(&s).ok_or_else(|| {
-        invalid(loc, format!("invalid duration {s:?}: write it like 10s, 1m30s or 500ms"))
+        invalid(
+            loc,
+            format!("invalid duration {s:?}: write it like 10s, 1m30s or 500ms"),
+        )
     })
 }
 
@@ -174,7 +187,9 @@ pub fn parse_duration_ms(s: &str) -> Option<u64> {
         }
         let n: f64 = rest[..num_end].parse().ok()?;
         rest = &rest[num_end..];
-        let unit_end = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let unit_end = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
         let mult = match &rest[..unit_end] {
             "ns" => 1e-6,
             "us" | "µs" => 1e-3,
@@ -196,7 +211,12 @@ pub fn parse_duration_ms(s: &str) -> Option<u64> {
 /// A byte size (`100000000`, `512m`, `1g`, `64mb`) in bytes.
 pub fn size_bytes(v: &Yaml, loc: &str) -> Result<i64, SpecError> {
     let s = scalar(v, loc)?;
-    parse_size(&s).ok_or_else(|| invalid(loc, format!("invalid size {s:?}: write it like 512m, 1g or a number of bytes")))
+    parse_size(&s).ok_or_else(|| {
+        invalid(
+            loc,
+            format!("invalid size {s:?}: write it like 512m, 1g or a number of bytes"),
+        )
+    })
 }
 
 pub fn parse_size(s: &str) -> Option<i64> {
@@ -228,7 +248,12 @@ pub fn port_number(s: &str) -> Option<u16> {
 /// ranges `8000-8002:8000-8002`.
 pub fn parse_port_short(s: &str, loc: &str) -> Result<Vec<PortSpec>, SpecError> {
     let bad = |why: &str| {
-        invalid(loc, format!("invalid port {s:?}: {why}; write \"80\", \"8080:80\" or \"127.0.0.1:8080:80/tcp\""))
+        invalid(
+            loc,
+            format!(
+                "invalid port {s:?}: {why}; write \"80\", \"8080:80\" or \"127.0.0.1:8080:80/tcp\""
+            ),
+        )
     };
     let (body, proto) = match s.rsplit_once('/') {
         Some((b, "tcp")) => (b, Protocol::Tcp),
@@ -240,7 +265,11 @@ pub fn parse_port_short(s: &str, loc: &str) -> Result<Vec<PortSpec>, SpecError> 
     let (ip, host, container) = match parts.as_slice() {
         [c] => (None, None, *c),
         [c, h] => (None, Some(*h), *c),
-        [c, h, ip] => (Some(ip.trim_matches(|c| c == '[' || c == ']')), Some(*h), *c),
+        [c, h, ip] => (
+            Some(ip.trim_matches(|c| c == '[' || c == ']')),
+            Some(*h),
+            *c,
+        ),
         _ => return Err(bad("too many `:`")),
     };
     if let Some(ip) = ip {
@@ -254,7 +283,9 @@ pub fn parse_port_short(s: &str, loc: &str) -> Result<Vec<PortSpec>, SpecError> 
                 let a = port_number(a).ok_or_else(|| bad("ports are numbers 1-65535"))?;
                 let b = port_number(b).ok_or_else(|| bad("ports are numbers 1-65535"))?;
                 if b < a || b - a > 1000 {
-                    return Err(bad("a port range goes from low to high, at most 1000 ports"));
+                    return Err(bad(
+                        "a port range goes from low to high, at most 1000 ports",
+                    ));
                 }
                 Ok((a, b))
             }
@@ -284,7 +315,8 @@ pub fn parse_port_short(s: &str, loc: &str) -> Result<Vec<PortSpec>, SpecError> 
 pub fn valid_volume_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
         && s.as_bytes()[0].is_ascii_alphanumeric()
 }
 
@@ -348,7 +380,9 @@ pub fn check_node_budget(text: &str) -> Result<(), SpecError> {
                 return;
             }
             match ev {
-                Event::SequenceStart(aid, _) | Event::MappingStart(aid, _) => self.stack.push((aid, 1)),
+                Event::SequenceStart(aid, _) | Event::MappingStart(aid, _) => {
+                    self.stack.push((aid, 1))
+                }
                 Event::SequenceEnd | Event::MappingEnd => {
                     if let Some((aid, n)) = self.stack.pop() {
                         // Children were already added to the total; record the size for aliases.
@@ -378,5 +412,9 @@ pub fn check_node_budget(text: &str) -> Result<(), SpecError> {
     let mut parser = Parser::new_from_str(text);
     // Scan errors are reported by the real load, with position.
     let _ = parser.load(&mut b, true);
-    if b.over { Err(SpecError::TooManyNodes) } else { Ok(()) }
+    if b.over {
+        Err(SpecError::TooManyNodes)
+    } else {
+        Ok(())
+    }
 }

@@ -1,0 +1,248 @@
+use super::*;
+
+fn svc(name: &str, replicas: u32, hash: &str, deps: &[&str]) -> DesiredService {
+    DesiredService {
+        name: name.into(),
+        replicas,
+        spec_hash: hash.into(),
+        depends_on: deps.iter().map(|d| d.to_string()).collect(),
+        restart: RestartPolicy::UnlessStopped,
+        bridge: true,
+    }
+}
+
+fn app(name: &str, services: Vec<DesiredService>) -> DesiredApp {
+    DesiredApp {
+        name: name.into(),
+        stopped: false,
+        services,
+    }
+}
+
+fn inst(
+    id: &str,
+    app: &str,
+    service: &str,
+    slot: u32,
+    hash: &str,
+    state: InstanceState,
+) -> Instance {
+    Instance {
+        id: id.into(),
+        name: format!("{app}_{service}_{slot}"),
+        app: app.into(),
+        service: service.into(),
+        slot,
+        spec_hash: hash.into(),
+        image: "img".into(),
+        state,
+        exit_code: None,
+        ports: vec![],
+        created: id.len() as i64,
+    }
+}
+
+fn observed(instances: Vec<Instance>, nets: &[&str]) -> Observed {
+    Observed {
+        instances,
+        networks: nets.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+fn creates(p: &Plan) -> Vec<String> {
+    p.actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Create { app, service, slot } => Some(format!("{app}_{service}_{slot}")),
+            _ => None,
+        })
+        .collect()
+}
+
+fn removes(p: &Plan) -> Vec<(String, RemoveReason)> {
+    p.actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Remove { name, reason, .. } => Some((name.clone(), *reason)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn fresh_app_creates_network_then_instances_of_ready_services_only() {
+    let d = [app(
+        "shop",
+        vec![svc("db", 1, "h1", &[]), svc("web", 2, "h2", &["db"])],
+    )];
+    let p = plan(&d, &Observed::default());
+    assert_eq!(p.actions[0], Action::CreateNetwork { app: "shop".into() });
+    assert_eq!(creates(&p), ["shop_db_1"]);
+    assert_eq!(p.waiting, [("shop".to_string(), "web".to_string())]);
+
+    // Once db runs, web follows.
+    let o = observed(
+        vec![inst("a", "shop", "db", 1, "h1", InstanceState::Running)],
+        &["shop"],
+    );
+    let p = plan(&d, &o);
+    assert_eq!(creates(&p), ["shop_web_1", "shop_web_2"]);
+    assert!(p.waiting.is_empty());
+}
+
+#[test]
+fn converged_state_plans_nothing() {
+    let d = [app("a", vec![svc("web", 2, "h", &[])])];
+    let o = observed(
+        vec![
+            inst("x1", "a", "web", 1, "h", InstanceState::Running),
+            inst("x2", "a", "web", 2, "h", InstanceState::Running),
+        ],
+        &["a"],
+    );
+    assert_eq!(plan(&d, &o), Plan::default());
+}
+
+#[test]
+fn scale_down_removes_high_slots_and_scale_up_fills_gaps() {
+    let d = [app("a", vec![svc("web", 1, "h", &[])])];
+    let o = observed(
+        vec![
+            inst("x1", "a", "web", 1, "h", InstanceState::Running),
+            inst("x2", "a", "web", 2, "h", InstanceState::Running),
+            inst("x3", "a", "web", 3, "h", InstanceState::Running),
+        ],
+        &["a"],
+    );
+    let p = plan(&d, &o);
+    assert_eq!(
+        removes(&p),
+        [
+            ("a_web_2".into(), RemoveReason::ScaleDown),
+            ("a_web_3".into(), RemoveReason::ScaleDown)
+        ]
+    );
+    let d = [app("a", vec![svc("web", 3, "h", &[])])];
+    let o = observed(
+        vec![inst("x2", "a", "web", 2, "h", InstanceState::Running)],
+        &["a"],
+    );
+    assert_eq!(creates(&plan(&d, &o)), ["a_web_1", "a_web_3"]);
+}
+
+#[test]
+fn duplicates_keep_the_up_to_date_running_one() {
+    let d = [app("a", vec![svc("web", 1, "new", &[])])];
+    let o = observed(
+        vec![
+            inst("old", "a", "web", 1, "old", InstanceState::Running),
+            inst("new1", "a", "web", 1, "new", InstanceState::Running),
+        ],
+        &["a"],
+    );
+    let p = plan(&d, &o);
+    assert_eq!(removes(&p), [("a_web_1".into(), RemoveReason::Duplicate)]);
+    assert!(matches!(&p.actions[0], Action::Remove { id, .. } if id == "old"));
+    assert!(creates(&p).is_empty());
+}
+
+#[test]
+fn outdated_spec_is_replaced_in_place() {
+    let d = [app(
+        "a",
+        vec![svc("web", 1, "v2", &[]), svc("db", 1, "d", &[])],
+    )];
+    let o = observed(
+        vec![
+            inst("w", "a", "web", 1, "v1", InstanceState::Running),
+            inst("d", "a", "db", 1, "d", InstanceState::Running),
+        ],
+        &["a"],
+    );
+    let p = plan(&d, &o);
+    assert_eq!(removes(&p), [("a_web_1".into(), RemoveReason::Outdated)]);
+    assert_eq!(creates(&p), ["a_web_1"]);
+}
+
+#[test]
+fn killed_and_created_instances_are_started_but_restart_no_is_respected() {
+    let mut once = svc("once", 1, "h", &[]);
+    once.restart = RestartPolicy::No;
+    let mut onfail = svc("job", 1, "h", &[]);
+    onfail.restart = RestartPolicy::OnFailure { max_retries: None };
+    let d = [app("a", vec![svc("web", 2, "h", &[]), once, onfail])];
+    let mut killed = inst("k", "a", "web", 1, "h", InstanceState::Exited);
+    killed.exit_code = Some(137);
+    let mut done = inst("o", "a", "once", 1, "h", InstanceState::Exited);
+    done.exit_code = Some(1);
+    let mut ok = inst("j", "a", "job", 1, "h", InstanceState::Exited);
+    ok.exit_code = Some(0);
+    let o = observed(
+        vec![
+            killed,
+            inst("c", "a", "web", 2, "h", InstanceState::Created),
+            done,
+            ok,
+        ],
+        &["a"],
+    );
+    let started: Vec<String> = plan(&d, &o)
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Start { id, .. } => Some(id.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(started, ["k", "c"]);
+}
+
+#[test]
+fn orphans_and_their_networks_are_removed() {
+    let o = observed(
+        vec![inst("z", "gone", "web", 1, "h", InstanceState::Running)],
+        &["gone"],
+    );
+    let p = plan(&[], &o);
+    assert_eq!(removes(&p), [("gone_web_1".into(), RemoveReason::Orphan)]);
+    assert_eq!(
+        p.actions.last(),
+        Some(&Action::RemoveNetwork { app: "gone".into() })
+    );
+}
+
+#[test]
+fn stopped_app_stops_live_instances_and_creates_nothing() {
+    let mut a = app("a", vec![svc("web", 2, "h", &[])]);
+    a.stopped = true;
+    let o = observed(
+        vec![inst("r", "a", "web", 1, "h", InstanceState::Running)],
+        &["a"],
+    );
+    let p = plan(&[a], &o);
+    assert_eq!(
+        p.actions,
+        [Action::Stop {
+            id: "r".into(),
+            name: "a_web_1".into(),
+            app: "a".into(),
+            service: "web".into()
+        }]
+    );
+}
+
+#[test]
+fn a_service_removed_from_the_template_is_an_orphan() {
+    let d = [app("a", vec![svc("web", 1, "h", &[])])];
+    let o = observed(
+        vec![
+            inst("w", "a", "web", 1, "h", InstanceState::Running),
+            inst("c", "a", "cache", 1, "h", InstanceState::Running),
+        ],
+        &["a"],
+    );
+    assert_eq!(
+        removes(&plan(&d, &o)),
+        [("a_cache_1".into(), RemoveReason::Orphan)]
+    );
+}

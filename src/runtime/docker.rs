@@ -1,0 +1,665 @@
+//! [`ContainerRuntime`] on a real Docker engine, through bollard. The API version is
+//! negotiated (Debian's engine speaks 1.41 while bollard defaults to a newer one).
+
+use super::*;
+use crate::model::{
+    InstanceState, MountKind, NetworkMode, Protocol, PublishedPort, RestartPolicy, labels,
+};
+use bollard::Docker;
+use bollard::errors::Error as BErr;
+use bollard::models::{
+    ContainerCreateBody, DeviceMapping, DeviceRequest, EndpointSettings, HealthConfig, HostConfig,
+    HostConfigLogConfig, Mount, MountType, MountVolumeOptions, NetworkCreateRequest,
+    NetworkingConfig, PortBinding, ResourcesUlimits, RestartPolicy as BRestart,
+    RestartPolicyNameEnum,
+};
+use bollard::query_parameters as qp;
+use futures_util::StreamExt;
+use std::collections::HashMap;
+use std::time::Duration;
+
+pub struct DockerRuntime {
+    docker: Docker,
+    endpoint: String,
+}
+
+fn engine_err(op: &'static str, object: impl Into<String>) -> impl FnOnce(BErr) -> RuntimeError {
+    let object = object.into();
+    move |e| match e {
+        BErr::DockerResponseServerError {
+            status_code: 404,
+            message,
+        } => RuntimeError::NotFound(format!("{object} ({message})")),
+        BErr::DockerResponseServerError {
+            status_code: 409,
+            message,
+        } if op == "create container" => {
+            let _ = message;
+            RuntimeError::NameTaken(object)
+        }
+        BErr::DockerResponseServerError { message, .. } => RuntimeError::Engine {
+            op,
+            object,
+            detail: message,
+        },
+        other => RuntimeError::Engine {
+            op,
+            object,
+            detail: other.to_string(),
+        },
+    }
+}
+
+fn label_filter(node: &str) -> HashMap<String, Vec<String>> {
+    HashMap::from([(
+        "label".to_string(),
+        vec![format!("{}={node}", labels::NODE)],
+    )])
+}
+
+/// Splits `repo[:tag]` (a registry port is not a tag) into repo and tag, defaulting to latest.
+fn split_image(image: &str) -> (String, String) {
+    let (name, digest) = match image.split_once('@') {
+        Some((n, d)) => (n, Some(d)),
+        None => (image, None),
+    };
+    if let Some(d) = digest {
+        return (name.to_string(), d.to_string());
+    }
+    match name.rsplit_once(':') {
+        Some((repo, tag)) if !tag.contains('/') => (repo.to_string(), tag.to_string()),
+        _ => (name.to_string(), "latest".to_string()),
+    }
+}
+
+/// `Exited (137) 3 seconds ago` -> 137.
+fn exit_code_from_status(status: &str) -> Option<i64> {
+    let rest = status.strip_prefix("Exited (")?;
+    rest.split(')').next()?.parse().ok()
+}
+
+impl DockerRuntime {
+    /// Connects to `endpoint` (`unix:///var/run/docker.sock`, `tcp://host:2375`) and negotiates
+    /// the API version.
+    pub async fn connect(endpoint: &str) -> Result<DockerRuntime, RuntimeError> {
+        let unreachable = |e: BErr| RuntimeError::Unreachable {
+            endpoint: endpoint.to_string(),
+            detail: e.to_string(),
+        };
+        let docker = if let Some(path) = endpoint.strip_prefix("unix://") {
+            Docker::connect_with_unix(path, 120, bollard::API_DEFAULT_VERSION)
+                .map_err(unreachable)?
+        } else {
+            let http = endpoint.replacen("tcp://", "http://", 1);
+            Docker::connect_with_http(&http, 120, bollard::API_DEFAULT_VERSION)
+                .map_err(unreachable)?
+        };
+        let docker = docker.negotiate_version().await.map_err(unreachable)?;
+        Ok(DockerRuntime {
+            docker,
+            endpoint: endpoint.to_string(),
+        })
+    }
+
+    fn create_body(&self, req: &CreateRequest) -> ContainerCreateBody {
+        let s = &req.spec;
+        let mut port_bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
+        let mut exposed: Vec<String> = Vec::new();
+        for p in &s.ports {
+            let key = format!("{}/{}", p.container_port, p.protocol.as_str());
+            port_bindings
+                .entry(key.clone())
+                .or_insert_with(|| Some(Vec::new()))
+                .get_or_insert_with(Vec::new)
+                .push(PortBinding {
+                    host_ip: p.host_ip.clone(),
+                    host_port: Some(p.host_port.map(|h| h.to_string()).unwrap_or_default()),
+                });
+            exposed.push(key);
+        }
+        for e in &s.expose {
+            exposed.push(format!("{e}/tcp"));
+        }
+        exposed.sort();
+        exposed.dedup();
+
+        let mut binds = Vec::new();
+        let mut mounts = Vec::new();
+        let mut tmpfs: HashMap<String, String> = HashMap::new();
+        for m in &s.volumes {
+            match m.kind {
+                MountKind::Bind => binds.push(format!(
+                    "{}:{}{}",
+                    m.source,
+                    m.target,
+                    if m.read_only { ":ro" } else { "" }
+                )),
+                MountKind::Volume | MountKind::Anonymous => mounts.push(Mount {
+                    target: Some(m.target.clone()),
+                    source: (m.kind == MountKind::Volume).then(|| volume_name(&req.app, &m.source)),
+                    typ: Some(MountType::VOLUME),
+                    read_only: Some(m.read_only),
+                    volume_options: Some(MountVolumeOptions {
+                        no_copy: Some(m.nocopy),
+                        labels: Some(HashMap::from([
+                            (labels::NODE.to_string(), req.node.clone()),
+                            (labels::APP.to_string(), req.app.clone()),
+                        ])),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                MountKind::Tmpfs => {
+                    tmpfs.insert(m.target.clone(), String::new());
+                }
+            }
+        }
+        for t in &s.tmpfs {
+            let (path, opts) = t.split_once(':').unwrap_or((t.as_str(), ""));
+            tmpfs.insert(path.to_string(), opts.to_string());
+        }
+        let restart = match s.restart {
+            RestartPolicy::No => (RestartPolicyNameEnum::NO, None),
+            RestartPolicy::Always => (RestartPolicyNameEnum::ALWAYS, None),
+            RestartPolicy::UnlessStopped => (RestartPolicyNameEnum::UNLESS_STOPPED, None),
+            RestartPolicy::OnFailure { max_retries } => (
+                RestartPolicyNameEnum::ON_FAILURE,
+                max_retries.map(i64::from),
+            ),
+        };
+        let devices: Vec<DeviceMapping> = s
+            .devices
+            .iter()
+            .map(|d| {
+                let mut parts = d.splitn(3, ':');
+                let host = parts.next().unwrap_or_default().to_string();
+                let cont = parts
+                    .next()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| host.clone());
+                DeviceMapping {
+                    path_on_host: Some(host),
+                    path_in_container: Some(cont),
+                    cgroup_permissions: Some(parts.next().unwrap_or("rwm").to_string()),
+                }
+            })
+            .collect();
+        let network_mode = match s.network_mode {
+            NetworkMode::Bridge => req.network.clone(),
+            NetworkMode::Host => Some("host".into()),
+            NetworkMode::None => Some("none".into()),
+        };
+        let host_config = HostConfig {
+            port_bindings: (!port_bindings.is_empty()).then_some(port_bindings),
+            binds: (!binds.is_empty()).then_some(binds),
+            mounts: (!mounts.is_empty()).then_some(mounts),
+            tmpfs: (!tmpfs.is_empty()).then_some(tmpfs),
+            restart_policy: Some(BRestart {
+                name: Some(restart.0),
+                maximum_retry_count: restart.1,
+            }),
+            network_mode,
+            privileged: Some(s.privileged),
+            cap_add: (!s.cap_add.is_empty()).then(|| s.cap_add.clone()),
+            cap_drop: (!s.cap_drop.is_empty()).then(|| s.cap_drop.clone()),
+            devices: (!devices.is_empty()).then_some(devices),
+            device_requests: (s.ext.gpu > 0).then(|| {
+                vec![DeviceRequest {
+                    driver: Some("nvidia".into()),
+                    count: Some(i64::from(s.ext.gpu)),
+                    capabilities: Some(vec![vec!["gpu".into()]]),
+                    ..Default::default()
+                }]
+            }),
+            dns: (!s.dns.is_empty()).then(|| s.dns.clone()),
+            dns_search: (!s.dns_search.is_empty()).then(|| s.dns_search.clone()),
+            dns_options: (!s.dns_opt.is_empty()).then(|| s.dns_opt.clone()),
+            extra_hosts: (!s.extra_hosts.is_empty()).then(|| s.extra_hosts.clone()),
+            memory: s.mem_limit,
+            memory_swap: s.memswap_limit,
+            cpu_shares: s.cpu_shares,
+            nano_cpus: s.nano_cpus,
+            cpuset_cpus: s.cpuset.clone(),
+            oom_kill_disable: s.oom_kill_disable.then_some(true),
+            ulimits: (!s.ulimits.is_empty()).then(|| {
+                s.ulimits
+                    .iter()
+                    .map(|u| ResourcesUlimits {
+                        name: Some(u.name.clone()),
+                        soft: Some(u.soft),
+                        hard: Some(u.hard),
+                    })
+                    .collect()
+            }),
+            init: s.init,
+            readonly_rootfs: Some(s.read_only),
+            shm_size: s.shm_size,
+            sysctls: (!s.sysctls.is_empty()).then(|| s.sysctls.clone().into_iter().collect()),
+            log_config: s.logging.as_ref().map(|l| HostConfigLogConfig {
+                typ: Some(l.driver.clone()),
+                config: Some(l.options.clone().into_iter().collect()),
+            }),
+            ..Default::default()
+        };
+        let networking_config = match (s.network_mode, &req.network) {
+            (NetworkMode::Bridge, Some(net)) => Some(NetworkingConfig {
+                endpoints_config: Some(HashMap::from([(
+                    net.clone(),
+                    EndpointSettings {
+                        aliases: Some(req.aliases.clone()),
+                        links: (!s.external_links.is_empty()).then(|| {
+                            s.external_links
+                                .iter()
+                                .map(|l| format!("{}:{}", l.target, l.alias))
+                                .collect()
+                        }),
+                        ..Default::default()
+                    },
+                )])),
+            }),
+            _ => None,
+        };
+        let ns = |ms: u64| (ms as i64).saturating_mul(1_000_000);
+        ContainerCreateBody {
+            image: Some(s.image.clone()),
+            cmd: s.command.clone(),
+            entrypoint: s.entrypoint.clone(),
+            env: Some(
+                s.environment
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect(),
+            ),
+            labels: Some(berth_labels(req).into_iter().collect()),
+            hostname: s.hostname.clone(),
+            working_dir: s.working_dir.clone(),
+            user: s.user.clone(),
+            tty: Some(s.tty),
+            open_stdin: Some(s.stdin_open),
+            exposed_ports: (!exposed.is_empty()).then_some(exposed),
+            stop_signal: s.stop_signal.clone(),
+            stop_timeout: s.stop_grace_period_ms.map(|ms| (ms / 1000) as i64),
+            healthcheck: s.healthcheck.as_ref().map(|h| HealthConfig {
+                test: Some(h.test.clone()),
+                interval: h.interval_ms.map(ns),
+                timeout: h.timeout_ms.map(ns),
+                retries: h.retries.map(i64::from),
+                start_period: h.start_period_ms.map(ns),
+                start_interval: None,
+            }),
+            host_config: Some(host_config),
+            networking_config,
+            ..Default::default()
+        }
+    }
+}
+
+/// Named volumes are prefixed with the app, as compose prefixes them with the project.
+pub fn volume_name(app: &str, name: &str) -> String {
+    format!("{app}_{name}")
+}
+
+#[async_trait]
+impl ContainerRuntime for DockerRuntime {
+    async fn ping(&self) -> Result<String, RuntimeError> {
+        let v = self
+            .docker
+            .version()
+            .await
+            .map_err(|e| RuntimeError::Unreachable {
+                endpoint: self.endpoint.clone(),
+                detail: e.to_string(),
+            })?;
+        Ok(format!(
+            "Docker {} (API {})",
+            v.version.unwrap_or_default(),
+            v.api_version.unwrap_or_default()
+        ))
+    }
+
+    async fn list(&self, node: &str) -> Result<Vec<Instance>, RuntimeError> {
+        let opts = qp::ListContainersOptions {
+            all: true,
+            filters: Some(label_filter(node)),
+            ..Default::default()
+        };
+        let list = self
+            .docker
+            .list_containers(Some(opts))
+            .await
+            .map_err(engine_err("list containers", "of this node"))?;
+        let mut out = Vec::with_capacity(list.len());
+        for c in list {
+            let l = c.labels.unwrap_or_default();
+            // A container without complete berth labels was not made by berth: ignore it.
+            let (Some(app), Some(service), Some(slot)) = (
+                l.get(labels::APP),
+                l.get(labels::SERVICE),
+                l.get(labels::SLOT).and_then(|s| s.parse::<u32>().ok()),
+            ) else {
+                continue;
+            };
+            let state = c
+                .state
+                .map(|s| InstanceState::parse(&s.to_string()))
+                .unwrap_or(InstanceState::Exited);
+            let status = c.status.unwrap_or_default();
+            let mut ports: Vec<PublishedPort> = c
+                .ports
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|p| {
+                    Some(PublishedPort {
+                        container_port: p.private_port,
+                        host_port: p.public_port?,
+                        host_ip: p.ip.unwrap_or_default(),
+                        protocol: match p.typ.map(|t| t.to_string()).as_deref() {
+                            Some("udp") => Protocol::Udp,
+                            _ => Protocol::Tcp,
+                        },
+                    })
+                })
+                .collect();
+            ports.sort_by_key(|p| (p.container_port, p.host_ip.clone()));
+            ports.dedup_by_key(|p| (p.container_port, p.host_port, p.protocol));
+            out.push(Instance {
+                id: c.id.unwrap_or_default(),
+                name: c
+                    .names
+                    .and_then(|n| n.into_iter().next())
+                    .map(|n| n.trim_start_matches('/').to_string())
+                    .unwrap_or_default(),
+                app: app.clone(),
+                service: service.clone(),
+                slot,
+                spec_hash: l.get(labels::SPEC).cloned().unwrap_or_default(),
+                image: c.image.unwrap_or_default(),
+                exit_code: if state == InstanceState::Exited {
+                    exit_code_from_status(&status)
+                } else {
+                    None
+                },
+                state,
+                ports,
+                created: c.created.unwrap_or_default(),
+            });
+        }
+        Ok(out)
+    }
+
+    async fn networks(&self, node: &str) -> Result<BTreeSet<String>, RuntimeError> {
+        let nets = self
+            .docker
+            .list_networks(Some(qp::ListNetworksOptions {
+                filters: Some(label_filter(node)),
+            }))
+            .await
+            .map_err(engine_err("list networks", "of this node"))?;
+        Ok(nets
+            .into_iter()
+            .filter_map(|n| n.labels.and_then(|l| l.get(labels::APP).cloned()))
+            .collect())
+    }
+
+    async fn create_network(&self, node: &str, app: &str) -> Result<(), RuntimeError> {
+        let name = network_name(app);
+        let req = NetworkCreateRequest {
+            name: name.clone(),
+            driver: Some("bridge".into()),
+            labels: Some(HashMap::from([
+                (labels::NODE.to_string(), node.to_string()),
+                (labels::APP.to_string(), app.to_string()),
+            ])),
+            ..Default::default()
+        };
+        match self.docker.create_network(req).await {
+            Ok(_) => Ok(()),
+            // Already there (an earlier run was killed after creating it): adopt it.
+            Err(BErr::DockerResponseServerError {
+                status_code: 409, ..
+            }) => Ok(()),
+            Err(e) => Err(engine_err("create network", name)(e)),
+        }
+    }
+
+    async fn remove_network(&self, _node: &str, app: &str) -> Result<(), RuntimeError> {
+        let name = network_name(app);
+        match self.docker.remove_network(&name).await {
+            Ok(())
+            | Err(BErr::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(()),
+            Err(e) => Err(engine_err("remove network", name)(e)),
+        }
+    }
+
+    async fn create(&self, req: &CreateRequest) -> Result<String, RuntimeError> {
+        let name = req.container_name();
+        let opts = qp::CreateContainerOptions {
+            name: Some(name.clone()),
+            ..Default::default()
+        };
+        let resp = self
+            .docker
+            .create_container(Some(opts), self.create_body(req))
+            .await
+            .map_err(engine_err("create container", name))?;
+        Ok(resp.id)
+    }
+
+    async fn start(&self, id: &str) -> Result<(), RuntimeError> {
+        match self
+            .docker
+            .start_container(id, None::<qp::StartContainerOptions>)
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(BErr::DockerResponseServerError {
+                status_code: 304, ..
+            }) => Ok(()),
+            Err(e) => Err(engine_err("start container", id)(e)),
+        }
+    }
+
+    async fn stop(&self, id: &str, grace_seconds: u32) -> Result<(), RuntimeError> {
+        let opts = qp::StopContainerOptions {
+            t: Some(grace_seconds as i32),
+            signal: None,
+        };
+        match self.docker.stop_container(id, Some(opts)).await {
+            Ok(())
+            | Err(BErr::DockerResponseServerError {
+                status_code: 304, ..
+            }) => Ok(()),
+            Err(e) => Err(engine_err("stop container", id)(e)),
+        }
+    }
+
+    async fn remove(&self, id: &str, volumes: bool) -> Result<(), RuntimeError> {
+        let opts = qp::RemoveContainerOptions {
+            force: true,
+            v: volumes,
+            link: false,
+        };
+        match self.docker.remove_container(id, Some(opts)).await {
+            Ok(())
+            | Err(BErr::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(()),
+            // Already being removed by an earlier (interrupted) call.
+            Err(BErr::DockerResponseServerError {
+                status_code: 409, ..
+            }) => Ok(()),
+            Err(e) => Err(engine_err("remove container", id)(e)),
+        }
+    }
+
+    async fn image_present(&self, image: &str) -> Result<bool, RuntimeError> {
+        match self.docker.inspect_image(image).await {
+            Ok(_) => Ok(true),
+            Err(BErr::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(false),
+            Err(e) => Err(engine_err("inspect image", image)(e)),
+        }
+    }
+
+    async fn pull(&self, image: &str) -> Result<(), RuntimeError> {
+        let (repo, tag) = split_image(image);
+        let opts = qp::CreateImageOptions {
+            from_image: Some(repo),
+            tag: Some(tag),
+            ..Default::default()
+        };
+        let unavailable = |detail: String| RuntimeError::ImageUnavailable {
+            image: image.to_string(),
+            detail,
+        };
+        let pull = async {
+            let mut stream = self.docker.create_image(Some(opts), None, None);
+            while let Some(item) = stream.next().await {
+                item.map_err(|e| unavailable(e.to_string()))?;
+            }
+            Ok::<(), RuntimeError>(())
+        };
+        tokio::time::timeout(Duration::from_secs(120), pull)
+            .await
+            .map_err(|_| unavailable("the registry did not answer within 120 s".into()))?
+    }
+
+    async fn load_images(&self, tar: Vec<u8>) -> Result<Vec<String>, RuntimeError> {
+        let body = bollard::body_full(tar.into());
+        let mut stream = self
+            .docker
+            .import_image(qp::ImportImageOptions::default(), body, None);
+        let mut out = Vec::new();
+        while let Some(item) = stream.next().await {
+            let info = item.map_err(engine_err("load images", "from the tarball"))?;
+            if let Some(s) = info.stream {
+                let s = s.trim();
+                if !s.is_empty() {
+                    out.push(s.to_string());
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn images(&self) -> Result<Vec<ImageInfo>, RuntimeError> {
+        let list = self
+            .docker
+            .list_images(Some(qp::ListImagesOptions::default()))
+            .await
+            .map_err(engine_err("list images", "on this host"))?;
+        Ok(list
+            .into_iter()
+            .map(|i| ImageInfo {
+                id: i.id,
+                tags: i.repo_tags,
+                size: i.size,
+                created: i.created,
+                containers: i.containers,
+            })
+            .collect())
+    }
+
+    async fn prune_images(&self) -> Result<PruneReport, RuntimeError> {
+        // dangling=false: every image no container uses, as `docker image prune -a`.
+        let opts = qp::PruneImagesOptions {
+            filters: Some(HashMap::from([(
+                "dangling".to_string(),
+                vec!["false".to_string()],
+            )])),
+        };
+        let r = self
+            .docker
+            .prune_images(Some(opts))
+            .await
+            .map_err(engine_err("prune images", "on this host"))?;
+        Ok(PruneReport {
+            deleted: r
+                .images_deleted
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|d| d.untagged.or(d.deleted))
+                .collect(),
+            space_reclaimed: r.space_reclaimed.unwrap_or_default(),
+        })
+    }
+
+    async fn remove_volumes(&self, names: &[String]) -> Result<(), RuntimeError> {
+        for n in names {
+            match self
+                .docker
+                .remove_volume(n, None::<qp::RemoveVolumeOptions>)
+                .await
+            {
+                Ok(())
+                | Err(BErr::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => {}
+                Err(e) => return Err(engine_err("remove volume", n.clone())(e)),
+            }
+        }
+        Ok(())
+    }
+
+    fn events(&self, node: &str) -> BoxStream<'static, Result<RuntimeEvent, RuntimeError>> {
+        let mut filters = label_filter(node);
+        filters.insert("type".into(), vec!["container".into()]);
+        let opts = qp::EventsOptions {
+            filters: Some(filters),
+            ..Default::default()
+        };
+        let stream = self.docker.events(Some(opts)).map(|r| {
+            let m = r.map_err(engine_err("watch events", "of this node"))?;
+            let actor = m.actor.unwrap_or_default();
+            let attrs = actor.attributes.unwrap_or_default();
+            let action = m.action.unwrap_or_default();
+            // `exec_start: sh -c ...` and `health_status: healthy` carry details after a colon.
+            let action = action
+                .split(':')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_string();
+            Ok(RuntimeEvent {
+                id: actor.id.unwrap_or_default(),
+                action,
+                app: attrs.get(labels::APP).cloned().unwrap_or_default(),
+                service: attrs.get(labels::SERVICE).cloned().unwrap_or_default(),
+                name: attrs.get("name").cloned().unwrap_or_default(),
+                exit_code: attrs.get("exitCode").and_then(|c| c.parse().ok()),
+            })
+        });
+        Box::pin(stream)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_refs_split_like_the_engine() {
+        assert_eq!(split_image("redis"), ("redis".into(), "latest".into()));
+        assert_eq!(split_image("mysql:5.6"), ("mysql".into(), "5.6".into()));
+        assert_eq!(
+            split_image("reg:5000/app"),
+            ("reg:5000/app".into(), "latest".into())
+        );
+        assert_eq!(
+            split_image("reg:5000/app:1"),
+            ("reg:5000/app".into(), "1".into())
+        );
+    }
+
+    #[test]
+    fn exit_codes_come_from_the_status() {
+        assert_eq!(
+            exit_code_from_status("Exited (137) 2 seconds ago"),
+            Some(137)
+        );
+        assert_eq!(exit_code_from_status("Up 3 seconds"), None);
+    }
+}

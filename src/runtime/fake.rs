@@ -1,0 +1,187 @@
+//! An in-memory engine for agent tests: records every call, can be told to fail.
+
+use super::*;
+use crate::model::{InstanceState, labels};
+use std::sync::Mutex;
+
+#[derive(Default)]
+pub struct FakeRuntime {
+    pub state: Mutex<FakeState>,
+}
+
+#[derive(Default)]
+pub struct FakeState {
+    pub containers: Vec<(Instance, String)>, // (instance, node)
+    pub networks: BTreeSet<(String, String)>,
+    pub images: BTreeSet<String>,
+    pub calls: Vec<String>,
+    /// Calls whose name starts with one of these fail.
+    pub fail: Vec<String>,
+    next_id: u64,
+}
+
+impl FakeRuntime {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    fn lock(&self) -> std::sync::MutexGuard<'_, FakeState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+    fn call(&self, c: String) -> Result<(), RuntimeError> {
+        let mut s = self.lock();
+        let failing = s.fail.iter().any(|f| c.starts_with(f.as_str()));
+        s.calls.push(c.clone());
+        if failing {
+            return Err(RuntimeError::Engine {
+                op: "fake",
+                object: c,
+                detail: "injected failure".into(),
+            });
+        }
+        Ok(())
+    }
+    pub fn calls(&self) -> Vec<String> {
+        self.lock().calls.clone()
+    }
+    /// Simulates a container dying (from outside).
+    pub fn kill(&self, name: &str) {
+        for (i, _) in self
+            .lock()
+            .containers
+            .iter_mut()
+            .filter(|(i, _)| i.name == name)
+        {
+            i.state = InstanceState::Exited;
+            i.exit_code = Some(137);
+        }
+    }
+    pub fn instances(&self) -> Vec<Instance> {
+        self.lock()
+            .containers
+            .iter()
+            .map(|(i, _)| i.clone())
+            .collect()
+    }
+}
+
+#[async_trait]
+impl ContainerRuntime for FakeRuntime {
+    async fn ping(&self) -> Result<String, RuntimeError> {
+        Ok("fake".into())
+    }
+    async fn list(&self, node: &str) -> Result<Vec<Instance>, RuntimeError> {
+        Ok(self
+            .lock()
+            .containers
+            .iter()
+            .filter(|(_, n)| n == node)
+            .map(|(i, _)| i.clone())
+            .collect())
+    }
+    async fn networks(&self, node: &str) -> Result<BTreeSet<String>, RuntimeError> {
+        Ok(self
+            .lock()
+            .networks
+            .iter()
+            .filter(|(n, _)| n == node)
+            .map(|(_, a)| a.clone())
+            .collect())
+    }
+    async fn create_network(&self, node: &str, app: &str) -> Result<(), RuntimeError> {
+        self.call(format!("create_network {app}"))?;
+        self.lock().networks.insert((node.into(), app.into()));
+        Ok(())
+    }
+    async fn remove_network(&self, node: &str, app: &str) -> Result<(), RuntimeError> {
+        self.call(format!("remove_network {app}"))?;
+        self.lock()
+            .networks
+            .remove(&(node.to_string(), app.to_string()));
+        Ok(())
+    }
+    async fn create(&self, req: &CreateRequest) -> Result<String, RuntimeError> {
+        let name = req.container_name();
+        self.call(format!("create {name}"))?;
+        let mut s = self.lock();
+        if s.containers.iter().any(|(i, _)| i.name == name) {
+            return Err(RuntimeError::NameTaken(name));
+        }
+        s.next_id += 1;
+        let id = format!("c{}", s.next_id);
+        let l = berth_labels(req);
+        let created = s.next_id as i64;
+        s.containers.push((
+            Instance {
+                id: id.clone(),
+                name,
+                app: l[labels::APP].clone(),
+                service: l[labels::SERVICE].clone(),
+                slot: req.slot,
+                spec_hash: req.spec_hash.clone(),
+                image: req.spec.image.clone(),
+                state: InstanceState::Created,
+                exit_code: None,
+                ports: Vec::new(),
+                created,
+            },
+            req.node.clone(),
+        ));
+        Ok(id)
+    }
+    async fn start(&self, id: &str) -> Result<(), RuntimeError> {
+        self.call(format!("start {id}"))?;
+        for (i, _) in self
+            .lock()
+            .containers
+            .iter_mut()
+            .filter(|(i, _)| i.id == id)
+        {
+            i.state = InstanceState::Running;
+        }
+        Ok(())
+    }
+    async fn stop(&self, id: &str, _grace: u32) -> Result<(), RuntimeError> {
+        self.call(format!("stop {id}"))?;
+        for (i, _) in self
+            .lock()
+            .containers
+            .iter_mut()
+            .filter(|(i, _)| i.id == id)
+        {
+            i.state = InstanceState::Exited;
+            i.exit_code = Some(0);
+        }
+        Ok(())
+    }
+    async fn remove(&self, id: &str, _volumes: bool) -> Result<(), RuntimeError> {
+        self.call(format!("remove {id}"))?;
+        self.lock().containers.retain(|(i, _)| i.id != id);
+        Ok(())
+    }
+    async fn image_present(&self, image: &str) -> Result<bool, RuntimeError> {
+        Ok(self.lock().images.contains(image))
+    }
+    async fn pull(&self, image: &str) -> Result<(), RuntimeError> {
+        self.call(format!("pull {image}"))?;
+        Err(RuntimeError::ImageUnavailable {
+            image: image.into(),
+            detail: "no registry".into(),
+        })
+    }
+    async fn load_images(&self, _tar: Vec<u8>) -> Result<Vec<String>, RuntimeError> {
+        self.call("load_images".into())?;
+        Ok(Vec::new())
+    }
+    async fn images(&self) -> Result<Vec<ImageInfo>, RuntimeError> {
+        Ok(Vec::new())
+    }
+    async fn prune_images(&self) -> Result<PruneReport, RuntimeError> {
+        Ok(PruneReport::default())
+    }
+    async fn remove_volumes(&self, names: &[String]) -> Result<(), RuntimeError> {
+        self.call(format!("remove_volumes {}", names.join(",")))
+    }
+    fn events(&self, _node: &str) -> BoxStream<'static, Result<RuntimeEvent, RuntimeError>> {
+        Box::pin(futures_util::stream::pending())
+    }
+}

@@ -1,0 +1,139 @@
+//! The container engine, in berth's own terms.
+//!
+//! Role: [`ContainerRuntime`] speaks [`Instance`] and [`CreateRequest`], never bollard types;
+//! `docker` implements it against a real engine, `fake` records calls and injects failures for
+//! agent tests.
+//!
+//! Invariants: every call is scoped to one node id: `list` and `networks` only return objects
+//! labelled with that node, so an agent never sees (and so never touches) containers another
+//! agent or a person created. Not to be called from pure code (`spec`, `plan`).
+
+pub mod docker;
+pub mod fake;
+
+use crate::model::{Instance, ServiceSpec};
+use async_trait::async_trait;
+use futures_util::stream::BoxStream;
+use std::collections::{BTreeMap, BTreeSet};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error(
+        "cannot reach the Docker engine at {endpoint}: {detail} (is dockerd running? check --docker-host)"
+    )]
+    Unreachable { endpoint: String, detail: String },
+    #[error(
+        "image {image} is not on this host and could not be pulled ({detail}): on an offline host, load it with `berth image load FILE.tar`"
+    )]
+    ImageUnavailable { image: String, detail: String },
+    #[error("{op} {object}: {detail}")]
+    Engine {
+        op: &'static str,
+        object: String,
+        detail: String,
+    },
+    #[error("container name {0} is already taken")]
+    NameTaken(String),
+    #[error("{0} not found")]
+    NotFound(String),
+}
+
+/// Everything the engine needs to create one instance.
+#[derive(Debug, Clone)]
+pub struct CreateRequest {
+    pub node: String,
+    pub app: String,
+    pub service: String,
+    pub slot: u32,
+    /// `berth.spec` label: the desired spec hash.
+    pub spec_hash: String,
+    pub spec: ServiceSpec,
+    /// The app network to join (bridge mode), with the DNS aliases of this instance.
+    pub network: Option<String>,
+    pub aliases: Vec<String>,
+}
+
+impl CreateRequest {
+    pub fn container_name(&self) -> String {
+        container_name(&self.app, &self.service, self.slot)
+    }
+}
+
+/// `{app}_{service}_{slot}`, the seed platform's naming.
+pub fn container_name(app: &str, service: &str, slot: u32) -> String {
+    format!("{app}_{service}_{slot}")
+}
+
+/// The network of an app.
+pub fn network_name(app: &str) -> String {
+    format!("berth_{app}")
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ImageInfo {
+    pub id: String,
+    pub tags: Vec<String>,
+    pub size: i64,
+    pub created: i64,
+    /// Containers using it (any, not only berth's).
+    pub containers: i64,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct PruneReport {
+    pub deleted: Vec<String>,
+    pub space_reclaimed: i64,
+}
+
+/// A change the engine reported about one of this node's containers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuntimeEvent {
+    pub id: String,
+    /// `start`, `die`, `oom`, `kill`, `destroy`, `restart`, ...
+    pub action: String,
+    pub app: String,
+    pub service: String,
+    pub name: String,
+    pub exit_code: Option<i64>,
+}
+
+#[async_trait]
+pub trait ContainerRuntime: Send + Sync + 'static {
+    /// A short description of the engine (version), which also proves it answers.
+    async fn ping(&self) -> Result<String, RuntimeError>;
+    /// This node's containers, any state.
+    async fn list(&self, node: &str) -> Result<Vec<Instance>, RuntimeError>;
+    /// Apps of this node that have a network.
+    async fn networks(&self, node: &str) -> Result<BTreeSet<String>, RuntimeError>;
+    async fn create_network(&self, node: &str, app: &str) -> Result<(), RuntimeError>;
+    async fn remove_network(&self, node: &str, app: &str) -> Result<(), RuntimeError>;
+    /// Creates (not starts) a container; returns its id.
+    async fn create(&self, req: &CreateRequest) -> Result<String, RuntimeError>;
+    async fn start(&self, id: &str) -> Result<(), RuntimeError>;
+    async fn stop(&self, id: &str, grace_seconds: u32) -> Result<(), RuntimeError>;
+    /// Removes a container (force), with its anonymous volumes when `volumes`.
+    async fn remove(&self, id: &str, volumes: bool) -> Result<(), RuntimeError>;
+    async fn image_present(&self, image: &str) -> Result<bool, RuntimeError>;
+    async fn pull(&self, image: &str) -> Result<(), RuntimeError>;
+    /// Loads a `docker save` tarball; returns the engine's messages (loaded image names).
+    async fn load_images(&self, tar: Vec<u8>) -> Result<Vec<String>, RuntimeError>;
+    async fn images(&self) -> Result<Vec<ImageInfo>, RuntimeError>;
+    /// Removes images no container uses.
+    async fn prune_images(&self) -> Result<PruneReport, RuntimeError>;
+    /// Named volumes of an app (to remove with `rm --volumes`).
+    async fn remove_volumes(&self, names: &[String]) -> Result<(), RuntimeError>;
+    /// The engine's event stream for this node's containers. Ends when the engine goes away.
+    fn events(&self, node: &str) -> BoxStream<'static, Result<RuntimeEvent, RuntimeError>>;
+}
+
+/// Labels berth puts on a container it creates.
+pub fn berth_labels(req: &CreateRequest) -> BTreeMap<String, String> {
+    use crate::model::labels::*;
+    let mut l: BTreeMap<String, String> = req.spec.labels.clone();
+    l.insert(NODE.into(), req.node.clone());
+    l.insert(APP.into(), req.app.clone());
+    l.insert(SERVICE.into(), req.service.clone());
+    l.insert(SLOT.into(), req.slot.to_string());
+    l.insert(SPEC.into(), req.spec_hash.clone());
+    l
+}
