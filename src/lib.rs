@@ -1,8 +1,13 @@
 //! berth: one binary that turns a Docker host into a managed container platform.
 //! See ARCHITECTURE.md for the codemap.
 
+pub mod agent;
+pub mod api;
+pub mod cli;
+pub mod config;
 pub mod model;
 pub mod plan;
 pub mod runtime;
 pub mod spec;
 pub mod store;
+pub mod wire;

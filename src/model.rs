@@ -145,6 +145,19 @@ pub struct ServiceSpec {
     pub ext: Extensions,
 }
 
+/// Seconds a container gets to stop before it is killed.
+pub trait StopGrace {
+    fn grace_seconds(&self) -> u32;
+}
+
+impl StopGrace for ServiceSpec {
+    fn grace_seconds(&self) -> u32 {
+        self.stop_grace_period_ms
+            .map(|ms| (ms / 1000).min(3600) as u32)
+            .unwrap_or(10)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Link {
     pub target: String,

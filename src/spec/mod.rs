@@ -20,8 +20,10 @@ use crate::model::{AppSpec, MountKind, NetworkMode, VolumeSpec};
 use std::collections::{BTreeMap, BTreeSet};
 use yaml_rust2::Yaml;
 
+pub use ext::MAX_REPLICAS;
 pub use interpolate::{interpolate, referenced_vars};
 pub use service::parse_env_file;
+pub use values::parse_duration_ms;
 
 /// Largest template accepted (bytes).
 pub const MAX_TEMPLATE_BYTES: usize = 1 << 20;
@@ -474,3 +476,30 @@ pub fn service_hash(svc: &crate::model::ServiceSpec) -> String {
 
 #[cfg(test)]
 mod tests;
+
+/// The files a template names in `env_file` (so a client can send their contents). Best
+/// effort: a template that does not parse yields none, and `parse` reports the real error.
+pub fn env_files(text: &str) -> Vec<String> {
+    let Ok(root) = load_yaml(text) else {
+        return Vec::new();
+    };
+    let Yaml::Hash(top) = &root else {
+        return Vec::new();
+    };
+    let services: Vec<&Yaml> = match top.get(&Yaml::String("services".into())) {
+        Some(Yaml::Hash(h)) => h.values().collect(),
+        _ => top.values().collect(),
+    };
+    let mut out = Vec::new();
+    for s in services {
+        if let Some(v) = s
+            .as_hash()
+            .and_then(|h| h.get(&Yaml::String("env_file".into())))
+        {
+            out.extend(values::string_list(v, "env_file").unwrap_or_default());
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}

@@ -1,0 +1,200 @@
+//! Turns planned actions into engine calls: the only place that does so.
+//!
+//! Actions run in phases (stop/remove, networks, create/start, network removal) so a slot's
+//! old container is gone before its new one takes the name; within a phase they run in
+//! parallel, at most [`PARALLEL`] at once. A failing container is retried with exponential
+//! backoff (up to 60 s) instead of on every pass.
+
+use super::Core;
+use crate::model::StopGrace;
+use crate::plan::{Action, Plan};
+use crate::runtime::{CreateRequest, RuntimeError, network_name};
+use crate::store::StoredApp;
+use futures_util::StreamExt;
+use std::collections::BTreeMap;
+
+const PARALLEL: usize = 8;
+
+fn phase(a: &Action) -> u8 {
+    match a {
+        Action::Stop { .. } | Action::Remove { .. } => 0,
+        Action::CreateNetwork { .. } => 1,
+        Action::Create { .. } | Action::Start { .. } => 2,
+        Action::RemoveNetwork { .. } => 3,
+    }
+}
+
+impl Core {
+    pub(super) async fn execute(&self, plan: &Plan, apps: &BTreeMap<String, StoredApp>) {
+        for p in 0..=3u8 {
+            let actions: Vec<&Action> = plan.actions.iter().filter(|a| phase(a) == p).collect();
+            futures_util::stream::iter(actions)
+                .for_each_concurrent(PARALLEL, |a| self.run_action(a, apps))
+                .await;
+        }
+    }
+
+    async fn run_action(&self, action: &Action, apps: &BTreeMap<String, StoredApp>) {
+        match action {
+            Action::CreateNetwork { app } => {
+                if let Err(e) = self.runtime.create_network(&self.node_id, app).await {
+                    self.event(
+                        "error",
+                        app,
+                        "",
+                        &format!("cannot create network {}: {e}", network_name(app)),
+                    );
+                }
+            }
+            Action::RemoveNetwork { app } => {
+                if let Err(e) = self.runtime.remove_network(&self.node_id, app).await {
+                    tracing::warn!(app, error = %e, "cannot remove network yet");
+                }
+            }
+            Action::Stop {
+                id,
+                name,
+                app,
+                service,
+            } => {
+                let grace = apps
+                    .get(app)
+                    .and_then(|a| a.spec.services.get(service))
+                    .map(|s| s.grace_seconds())
+                    .unwrap_or(10);
+                match self.runtime.stop(id, grace).await {
+                    Ok(()) => self.event("stop", app, service, &format!("stopped {name}")),
+                    Err(e) => {
+                        self.event("error", app, service, &format!("cannot stop {name}: {e}"))
+                    }
+                }
+            }
+            Action::Remove {
+                id,
+                name,
+                app,
+                service,
+                reason,
+            } => {
+                let grace = apps
+                    .get(app)
+                    .and_then(|a| a.spec.services.get(service))
+                    .map(|s| s.grace_seconds())
+                    .unwrap_or(10);
+                // Stop first so the process gets its grace period, then remove.
+                let _ = self.runtime.stop(id, grace).await;
+                match self.runtime.remove(id, false).await {
+                    Ok(()) => self.event(
+                        "remove",
+                        app,
+                        service,
+                        &format!("removed {name} ({})", reason.as_str()),
+                    ),
+                    Err(e) => {
+                        self.event("error", app, service, &format!("cannot remove {name}: {e}"))
+                    }
+                }
+            }
+            Action::Start {
+                id,
+                name,
+                app,
+                service,
+            } => {
+                if self.in_backoff(name) {
+                    return;
+                }
+                self.note_our_start(id);
+                match self.runtime.start(id).await {
+                    Ok(()) => {
+                        self.record_success(name);
+                        self.event("start", app, service, &format!("started {name}"));
+                    }
+                    Err(e) => self.fail(app, service, name, &format!("cannot start {name}: {e}")),
+                }
+            }
+            Action::Create { app, service, slot } => {
+                let name = crate::runtime::container_name(app, service, *slot);
+                if self.in_backoff(&name) {
+                    return;
+                }
+                let Some(stored) = apps.get(app) else { return };
+                let Some(req) = create_request(&self.node_id, stored, service, *slot) else {
+                    return;
+                };
+                let id = match self.runtime.create(&req).await {
+                    Ok(id) => id,
+                    Err(RuntimeError::NameTaken(_)) => {
+                        self.fail(
+                            app,
+                            service,
+                            &name,
+                            &format!("cannot create {name}: a container berth does not manage has that name; rename or remove it (docker rm {name})"),
+                        );
+                        return;
+                    }
+                    Err(e) => {
+                        self.fail(app, service, &name, &format!("cannot create {name}: {e}"));
+                        return;
+                    }
+                };
+                self.event(
+                    "create",
+                    app,
+                    service,
+                    &format!("created {name} from {}", req.spec.image),
+                );
+                self.note_our_start(&id);
+                match self.runtime.start(&id).await {
+                    Ok(()) => {
+                        self.record_success(&name);
+                        self.event("start", app, service, &format!("started {name}"));
+                    }
+                    Err(e) => self.fail(app, service, &name, &format!("cannot start {name}: {e}")),
+                }
+            }
+        }
+    }
+
+    fn fail(&self, app: &str, service: &str, name: &str, message: &str) {
+        let n = self.record_failure(name, message);
+        // Report the first failures and then every tenth, so a crash loop does not flood.
+        if n <= 3 || n % 10 == 0 {
+            let suffix = if n > 1 {
+                format!(" (attempt {n})")
+            } else {
+                String::new()
+            };
+            self.event("error", app, service, &format!("{message}{suffix}"));
+        }
+    }
+}
+
+/// What the engine needs to create `slot` of `service`.
+pub fn create_request(
+    node: &str,
+    app: &StoredApp,
+    service: &str,
+    slot: u32,
+) -> Option<CreateRequest> {
+    let spec = app.spec.services.get(service)?.clone();
+    // DNS names: the service, plus every alias other services link to it by.
+    let mut aliases = vec![service.to_string()];
+    for other in app.spec.services.values() {
+        for l in &other.links {
+            if l.target == service && !aliases.contains(&l.alias) {
+                aliases.push(l.alias.clone());
+            }
+        }
+    }
+    Some(CreateRequest {
+        node: node.to_string(),
+        app: app.spec.name.clone(),
+        service: service.to_string(),
+        slot,
+        spec_hash: super::desired_hash(&spec, app.redeploy_gen),
+        network: Some(network_name(&app.spec.name)),
+        aliases,
+        spec,
+    })
+}

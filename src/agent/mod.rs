@@ -1,0 +1,429 @@
+//! The agent: the loop that keeps this node's engine equal to the desired state.
+//!
+//! Role: owns the [`Core`] (store + runtime + node identity), runs reconcile passes on engine
+//! events, on a periodic tick and on demand from the API, and records events.
+//!
+//! Invariants: policy lives in `plan`; this module only gathers inputs, calls the planner and
+//! executes the actions (`executor`). One reconcile pass at a time (`ops` lock). Desired state
+//! is always written to the store before the engine is touched, so a crash at any point is
+//! recovered by the next pass (level-triggered).
+
+mod executor;
+mod ops;
+
+pub use ops::CoreError;
+
+use crate::config::AgentConfig;
+use crate::model::NetworkMode;
+use crate::plan::{self, DesiredApp, DesiredService, Observed, Plan};
+use crate::runtime::{ContainerRuntime, RuntimeError};
+use crate::store::{Store, StoreError, StoredApp};
+use futures_util::StreamExt;
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("cannot prepare the data dir {path}: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    #[error("cannot listen on {addr}: {detail} (is another agent running? choose --listen)")]
+    Listen { addr: String, detail: String },
+}
+
+/// Failure memory for one container name: do not retry before `until`.
+struct Backoff {
+    until: Instant,
+    failures: u32,
+    last_error: String,
+}
+
+pub struct Core {
+    pub store: Store,
+    pub runtime: Arc<dyn ContainerRuntime>,
+    pub node_id: String,
+    pub node_name: String,
+    pub engine: String,
+    kick: Notify,
+    /// Held by a reconcile pass and by operations that must not interleave with one.
+    ops: tokio::sync::Mutex<()>,
+    /// Serialises deploys: two deploys of one app never interleave.
+    deploys: tokio::sync::Mutex<()>,
+    backoff: Mutex<HashMap<String, Backoff>>,
+    /// Containers this agent started recently (to tell engine restarts apart).
+    our_starts: Mutex<HashMap<String, Instant>>,
+    /// Woken when an event is recorded (for `events -f`).
+    pub events_changed: Notify,
+}
+
+/// The hash an instance of `svc` must carry: its spec plus the app's redeploy generation.
+pub fn desired_hash(svc: &crate::model::ServiceSpec, redeploy_gen: i64) -> String {
+    format!("{}.{}", crate::spec::service_hash(svc), redeploy_gen)
+}
+
+pub fn desired_replicas(app: &StoredApp, service: &str) -> u32 {
+    match app.spec.services.get(service) {
+        Some(s) if s.global => 1,
+        Some(_) => app.replicas(service),
+        None => 0,
+    }
+}
+
+fn desired_state(apps: &[StoredApp]) -> Vec<DesiredApp> {
+    apps.iter()
+        .map(|a| DesiredApp {
+            name: a.spec.name.clone(),
+            stopped: a.stopped,
+            services: crate::spec::start_order(&a.spec)
+                .into_iter()
+                .filter_map(|name| {
+                    let s = a.spec.services.get(&name)?;
+                    Some(DesiredService {
+                        replicas: desired_replicas(a, &name),
+                        spec_hash: desired_hash(s, a.redeploy_gen),
+                        depends_on: s.depends_on.clone(),
+                        restart: s.restart,
+                        bridge: s.network_mode == NetworkMode::Bridge,
+                        name,
+                    })
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+impl Core {
+    pub async fn new(
+        store: Store,
+        runtime: Arc<dyn ContainerRuntime>,
+        node_name: String,
+    ) -> Result<Core, AgentError> {
+        let node_id = store.node_id()?;
+        let engine = runtime.ping().await?;
+        Ok(Core {
+            store,
+            runtime,
+            node_id,
+            node_name,
+            engine,
+            kick: Notify::new(),
+            ops: tokio::sync::Mutex::new(()),
+            deploys: tokio::sync::Mutex::new(()),
+            backoff: Mutex::new(HashMap::new()),
+            our_starts: Mutex::new(HashMap::new()),
+            events_changed: Notify::new(),
+        })
+    }
+
+    /// Asks the loop for a reconcile pass soon.
+    pub fn kick(&self) {
+        self.kick.notify_one();
+    }
+
+    pub fn event(&self, kind: &str, app: &str, service: &str, message: &str) {
+        tracing::info!(kind, app, service, message, "event");
+        if let Err(e) = self.store.add_event(kind, app, service, message) {
+            tracing::error!(error = %e, "cannot record event");
+        }
+        self.events_changed.notify_waiters();
+    }
+
+    async fn observe(&self) -> Result<Observed, RuntimeError> {
+        Ok(Observed {
+            instances: self.runtime.list(&self.node_id).await?,
+            networks: self.runtime.networks(&self.node_id).await?,
+        })
+    }
+
+    /// One pass: read desired state, observe the engine, plan, execute.
+    pub async fn reconcile_once(&self) -> Result<Plan, CoreError> {
+        let _guard = self.ops.lock().await;
+        self.reconcile_locked().await
+    }
+
+    async fn reconcile_locked(&self) -> Result<Plan, CoreError> {
+        let started = Instant::now();
+        let apps = self.store.list_apps()?;
+        let desired = desired_state(&apps);
+        let observed = self.observe().await?;
+        let plan = plan::plan(&desired, &observed);
+        if !plan.actions.is_empty() {
+            let by_name: BTreeMap<String, StoredApp> =
+                apps.into_iter().map(|a| (a.spec.name.clone(), a)).collect();
+            self.execute(&plan, &by_name).await;
+        }
+        tracing::debug!(
+            actions = plan.actions.len(),
+            waiting = plan.waiting.len(),
+            ms = started.elapsed().as_millis() as u64,
+            "reconciled"
+        );
+        Ok(plan)
+    }
+
+    /// Passes until nothing is left to do or waiting (dependencies coming up), or `limit`.
+    pub async fn reconcile_until_settled(&self, limit: Duration) -> Result<(), CoreError> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let plan = self.reconcile_once().await?;
+            if (plan.actions.is_empty() && plan.waiting.is_empty()) || Instant::now() >= deadline {
+                return Ok(());
+            }
+            if plan.actions.is_empty() {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+
+    fn in_backoff(&self, name: &str) -> bool {
+        let b = self.backoff.lock().unwrap_or_else(|p| p.into_inner());
+        b.get(name).is_some_and(|x| Instant::now() < x.until)
+    }
+
+    fn record_failure(&self, name: &str, error: &str) -> u32 {
+        let mut b = self.backoff.lock().unwrap_or_else(|p| p.into_inner());
+        let e = b.entry(name.to_string()).or_insert(Backoff {
+            until: Instant::now(),
+            failures: 0,
+            last_error: String::new(),
+        });
+        e.failures += 1;
+        let secs = 1u64 << e.failures.min(6);
+        e.until = Instant::now() + Duration::from_secs(secs.min(60));
+        e.last_error = error.to_string();
+        e.failures
+    }
+
+    fn record_success(&self, name: &str) {
+        self.backoff
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name);
+    }
+
+    /// Last errors of an app's containers that are failing now.
+    pub fn failures(&self, app: &str) -> Vec<String> {
+        let prefix = format!("{app}_");
+        let b = self.backoff.lock().unwrap_or_else(|p| p.into_inner());
+        b.iter()
+            .filter(|(k, _)| k.starts_with(&prefix))
+            .map(|(k, v)| format!("{k}: {}", v.last_error))
+            .collect()
+    }
+
+    fn note_our_start(&self, id: &str) {
+        let mut m = self.our_starts.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        m.retain(|_, t| now.duration_since(*t) < Duration::from_secs(30));
+        m.insert(id.to_string(), now);
+    }
+
+    fn started_by_us(&self, id: &str) -> bool {
+        let m = self.our_starts.lock().unwrap_or_else(|p| p.into_inner());
+        m.get(id)
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(15))
+    }
+}
+
+/// Runs reconcile passes on kicks and on the tick until `shutdown` fires.
+pub async fn reconcile_loop(
+    core: Arc<Core>,
+    interval: Duration,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        match core.reconcile_once().await {
+            Ok(plan) if !plan.actions.is_empty() => {
+                // Something changed: look again at once (dependencies may now be ready).
+                continue;
+            }
+            Ok(plan) if !plan.waiting.is_empty() => {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+                    _ = shutdown.changed() => return,
+                }
+                continue;
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "reconcile failed; retrying on the next tick"),
+        }
+        tokio::select! {
+            _ = core.kick.notified() => {}
+            _ = tokio::time::sleep(interval) => {}
+            _ = shutdown.changed() => return,
+        }
+        if *shutdown.borrow() {
+            return;
+        }
+    }
+}
+
+/// Follows the engine's events for this node: records die/oom/restarts and kicks the loop.
+pub async fn watch_engine(core: Arc<Core>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        let mut stream = core.runtime.events(&core.node_id);
+        loop {
+            let next = tokio::select! {
+                n = stream.next() => n,
+                _ = shutdown.changed() => return,
+            };
+            match next {
+                Some(Ok(ev)) => {
+                    let name = if ev.name.is_empty() {
+                        ev.id.chars().take(12).collect()
+                    } else {
+                        ev.name.clone()
+                    };
+                    match ev.action.as_str() {
+                        "die" => {
+                            let code = ev
+                                .exit_code
+                                .map(|c| format!(" with code {c}"))
+                                .unwrap_or_default();
+                            core.event(
+                                "die",
+                                &ev.app,
+                                &ev.service,
+                                &format!("{name} exited{code}"),
+                            );
+                            // The engine sends `die` a moment before its container list shows
+                            // the exit; look again shortly so the replacement is not a tick late.
+                            core.kick();
+                            let later = core.clone();
+                            tokio::spawn(async move {
+                                for ms in [300, 1000] {
+                                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                                    later.kick();
+                                }
+                            });
+                        }
+                        "oom" => core.event(
+                            "oom",
+                            &ev.app,
+                            &ev.service,
+                            &format!("{name} ran out of memory (OOM kill)"),
+                        ),
+                        "start" if !core.started_by_us(&ev.id) => {
+                            core.event(
+                                "restart",
+                                &ev.app,
+                                &ev.service,
+                                &format!("{name} was restarted by the engine"),
+                            );
+                        }
+                        "destroy" | "stop" | "kill" => core.kick(),
+                        _ => {}
+                    }
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "engine event stream failed; reconnecting");
+                    break;
+                }
+                None => break,
+            }
+        }
+        core.kick();
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// Creates the data dir (mode 0700) and the API token file (mode 0600) if missing.
+pub fn prepare_data_dir(dir: &Path) -> Result<String, AgentError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let err = |source| AgentError::DataDir {
+        path: dir.display().to_string(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(err)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(err)?;
+    let token_path = dir.join("api.token");
+    match std::fs::read_to_string(&token_path) {
+        Ok(t) if !t.trim().is_empty() => Ok(t.trim().to_string()),
+        _ => {
+            let token = crate::store::random_hex(32);
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&token_path)
+                .map_err(err)?;
+            std::io::Write::write_all(&mut f, format!("{token}\n").as_bytes()).map_err(err)?;
+            Ok(token)
+        }
+    }
+}
+
+/// Runs the agent until SIGINT/SIGTERM: store, engine, reconcile loop, event watcher, API.
+pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
+    let token = prepare_data_dir(&cfg.data_dir)?;
+    let store = Store::open(&cfg.data_dir.join("state.db"))?;
+    let runtime: Arc<dyn ContainerRuntime> =
+        Arc::new(crate::runtime::docker::DockerRuntime::connect(&cfg.docker_host).await?);
+    let core = Arc::new(Core::new(store, runtime, cfg.node_name.clone()).await?);
+    tracing::info!(node_id = %core.node_id, node = %core.node_name, engine = %core.engine, listen = %cfg.listen, "agent starting");
+    core.event(
+        "agent",
+        "",
+        "",
+        &format!(
+            "agent started on {} (node {}), {}",
+            core.node_name, core.node_id, core.engine
+        ),
+    );
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let api = crate::api::Server::start(
+        cfg.listen,
+        token,
+        core.clone(),
+        tokio::runtime::Handle::current(),
+    )
+    .map_err(|detail| AgentError::Listen {
+        addr: cfg.listen.to_string(),
+        detail,
+    })?;
+    let reconcile = tokio::spawn(reconcile_loop(
+        core.clone(),
+        Duration::from_millis(cfg.reconcile_interval_ms),
+        stop_rx.clone(),
+    ));
+    let watcher = tokio::spawn(watch_engine(core.clone(), stop_rx));
+
+    wait_for_signal().await;
+    tracing::info!("shutting down: API closed, loop stopping");
+    api.shutdown();
+    let _ = stop_tx.send(true);
+    let _ = reconcile.await;
+    let _ = watcher.await;
+    core.event("agent", "", "", "agent stopped (containers keep running)");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        // Without signal handlers, run until killed.
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

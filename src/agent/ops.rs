@@ -1,0 +1,467 @@
+//! Operations the API asks of the core: deploy, scale, stop/start, rm, redeploy, queries.
+//!
+//! Invariant: every operation validates completely before it writes anything, so bad input
+//! changes nothing; the engine is then driven by reconcile passes, never directly from here
+//! (except `rm`, which removes what the app owned under the reconcile lock).
+
+use super::{Core, desired_hash, desired_replicas};
+use crate::model::{Instance, InstanceState, NetworkMode, Protocol};
+use crate::runtime::{ImageInfo, PruneReport, RuntimeError};
+use crate::spec::{self, SpecError};
+use crate::store::StoreError;
+use crate::wire::*;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CoreError {
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+}
+
+fn unknown_app(name: &str) -> CoreError {
+    CoreError::NotFound(format!(
+        "app {name:?} is not deployed on this node: `berth apps` lists the deployed apps"
+    ))
+}
+
+/// Is this host port free to bind? (The engine's proxy binds published ports, so a port
+/// published by another container shows as taken too.)
+fn port_free(ip: Option<&str>, port: u16, proto: Protocol) -> bool {
+    let ip = ip.unwrap_or("0.0.0.0");
+    match proto {
+        Protocol::Tcp => std::net::TcpListener::bind((ip, port)).is_ok(),
+        Protocol::Udp => std::net::UdpSocket::bind((ip, port)).is_ok(),
+    }
+}
+
+impl Core {
+    pub async fn deploy(&self, req: DeployRequest) -> Result<DeployResponse, CoreError> {
+        let _serial = self.deploys.lock().await;
+        let inputs = spec::Inputs {
+            vars: req.vars,
+            files: req.files,
+        };
+        let app = spec::parse(&req.template, &req.name, &inputs)?;
+        let previous = self.store.get_app(&app.name)?;
+        let generation = previous.as_ref().map(|p| p.redeploy_gen).unwrap_or(0);
+
+        let mut changed = Vec::new();
+        let mut unchanged = Vec::new();
+        for (name, svc) in &app.services {
+            let same = previous
+                .as_ref()
+                .and_then(|p| p.spec.services.get(name))
+                .is_some_and(|old| desired_hash(old, generation) == desired_hash(svc, generation));
+            if same {
+                unchanged.push(name.clone())
+            } else {
+                changed.push(name.clone())
+            }
+        }
+        let removed: Vec<String> = previous
+            .as_ref()
+            .map(|p| {
+                p.spec
+                    .services
+                    .keys()
+                    .filter(|k| !app.services.contains_key(*k))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+
+        // Images: every service's image must be here or pullable.
+        let images: BTreeSet<&str> = app.services.values().map(|s| s.image.as_str()).collect();
+        for image in images {
+            self.ensure_image(image, req.pull).await?;
+        }
+
+        // Host ports of changed services must be free, unless this app already holds them.
+        let ours: Vec<Instance> = self
+            .runtime
+            .list(&self.node_id)
+            .await?
+            .into_iter()
+            .filter(|i| i.app == app.name)
+            .collect();
+        for name in &changed {
+            let svc = &app.services[name];
+            if svc.network_mode != NetworkMode::Bridge {
+                continue;
+            }
+            for p in &svc.ports {
+                let Some(hp) = p.host_port else { continue };
+                let held_by_us = ours.iter().any(|i| {
+                    i.ports
+                        .iter()
+                        .any(|q| q.host_port == hp && q.protocol == p.protocol)
+                });
+                if !held_by_us && !port_free(p.host_ip.as_deref(), hp, p.protocol) {
+                    return Err(CoreError::Conflict(format!(
+                        "service {name:?}: host port {hp}/{} is already in use on this host: choose another port in `ports:` or stop what holds it",
+                        p.protocol.as_str()
+                    )));
+                }
+            }
+        }
+
+        self.store.put_app(&app, &req.template)?;
+        let mut msg = format!("deployed {} ({} services", app.name, app.services.len());
+        if previous.is_some() {
+            msg.push_str(&format!(
+                "; changed: {}",
+                if changed.is_empty() {
+                    "none".into()
+                } else {
+                    changed.join(", ")
+                }
+            ));
+            if !removed.is_empty() {
+                msg.push_str(&format!("; removed: {}", removed.join(", ")));
+            }
+        }
+        msg.push(')');
+        self.event("deploy", &app.name, "", &msg);
+        self.kick();
+        Ok(DeployResponse {
+            app: app.name,
+            changed,
+            unchanged,
+            removed,
+            warnings: app.warnings,
+        })
+    }
+
+    async fn ensure_image(&self, image: &str, force_pull: bool) -> Result<(), CoreError> {
+        let present = self.runtime.image_present(image).await?;
+        if present && !force_pull {
+            return Ok(());
+        }
+        match self.runtime.pull(image).await {
+            Ok(()) => Ok(()),
+            // Asked to refresh but offline: the local copy still serves.
+            Err(e) if present => {
+                tracing::warn!(image, error = %e, "pull failed; using the local image");
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn apps(&self) -> Result<Vec<AppStatus>, CoreError> {
+        let apps = self.store.list_apps()?;
+        let instances = self.runtime.list(&self.node_id).await?;
+        Ok(apps.iter().map(|a| self.status_of(a, &instances)).collect())
+    }
+
+    pub async fn app_status(&self, name: &str) -> Result<AppStatus, CoreError> {
+        let app = self.store.get_app(name)?.ok_or_else(|| unknown_app(name))?;
+        let instances = self.runtime.list(&self.node_id).await?;
+        Ok(self.status_of(&app, &instances))
+    }
+
+    fn status_of(&self, a: &crate::store::StoredApp, instances: &[Instance]) -> AppStatus {
+        let mut services = Vec::new();
+        let (mut desired, mut running) = (0, 0);
+        for (name, s) in &a.spec.services {
+            let d = if a.stopped {
+                0
+            } else {
+                desired_replicas(a, name)
+            };
+            let hash = desired_hash(s, a.redeploy_gen);
+            let r = instances
+                .iter()
+                .filter(|i| {
+                    i.app == a.spec.name
+                        && &i.service == name
+                        && i.state == InstanceState::Running
+                        && i.spec_hash == hash
+                        && i.slot <= d
+                })
+                .count() as u32;
+            desired += d;
+            running += r;
+            services.push(ServiceStatus {
+                name: name.clone(),
+                image: s.image.clone(),
+                desired: d,
+                running: r,
+            });
+        }
+        let state = if a.stopped {
+            "stopped"
+        } else if running == desired {
+            "running"
+        } else if !self.failures(&a.spec.name).is_empty() {
+            "failing"
+        } else {
+            "deploying"
+        };
+        AppStatus {
+            name: a.spec.name.clone(),
+            services,
+            desired,
+            running,
+            state: state.into(),
+            updated_ms: a.updated_ms,
+        }
+    }
+
+    pub async fn ps(&self, app: Option<&str>) -> Result<Vec<InstanceView>, CoreError> {
+        let apps: BTreeMap<String, crate::store::StoredApp> = self
+            .store
+            .list_apps()?
+            .into_iter()
+            .map(|a| (a.spec.name.clone(), a))
+            .collect();
+        if let Some(name) = app {
+            if !apps.contains_key(name) {
+                return Err(unknown_app(name));
+            }
+        }
+        let mut list: Vec<InstanceView> = self
+            .runtime
+            .list(&self.node_id)
+            .await?
+            .into_iter()
+            .filter(|i| app.is_none_or(|a| a == i.app))
+            .map(|i| {
+                let up_to_date = apps
+                    .get(&i.app)
+                    .and_then(|a| {
+                        a.spec
+                            .services
+                            .get(&i.service)
+                            .map(|s| desired_hash(s, a.redeploy_gen))
+                    })
+                    .is_some_and(|h| h == i.spec_hash);
+                InstanceView {
+                    container_id: i.id.chars().take(12).collect(),
+                    state: i.state.as_str().into(),
+                    app: i.app,
+                    service: i.service,
+                    slot: i.slot,
+                    name: i.name,
+                    image: i.image,
+                    exit_code: i.exit_code,
+                    ports: i.ports,
+                    node: self.node_name.clone(),
+                    created: i.created,
+                    up_to_date,
+                }
+            })
+            .collect();
+        list.sort_by(|a, b| (&a.app, &a.service, a.slot).cmp(&(&b.app, &b.service, b.slot)));
+        Ok(list)
+    }
+
+    pub fn inspect(&self, name: &str) -> Result<InspectResponse, CoreError> {
+        let a = self.store.get_app(name)?.ok_or_else(|| unknown_app(name))?;
+        Ok(InspectResponse {
+            spec: a.spec,
+            stopped: a.stopped,
+            scale: a.scale,
+            redeploy_gen: a.redeploy_gen,
+            created_ms: a.created_ms,
+            updated_ms: a.updated_ms,
+        })
+    }
+
+    pub async fn scale(&self, name: &str, req: ScaleRequest) -> Result<AppStatus, CoreError> {
+        let app = self.store.get_app(name)?.ok_or_else(|| unknown_app(name))?;
+        if req.services.is_empty() {
+            return Err(CoreError::BadRequest(
+                "nothing to scale: give SERVICE=N".into(),
+            ));
+        }
+        let mut changes = Vec::new();
+        for (svc, n) in &req.services {
+            let s = app.spec.services.get(svc).ok_or_else(|| {
+                CoreError::NotFound(format!(
+                    "app {name:?} has no service {svc:?}; its services are: {}",
+                    app.spec
+                        .services
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            })?;
+            if *n > spec::MAX_REPLICAS {
+                return Err(CoreError::BadRequest(format!(
+                    "{svc}={n}: at most {} replicas",
+                    spec::MAX_REPLICAS
+                )));
+            }
+            if s.global {
+                return Err(CoreError::BadRequest(format!(
+                    "service {svc:?} is global (one per node): it cannot be scaled"
+                )));
+            }
+            if *n > 1 && s.ports.iter().any(|p| p.host_port.is_some()) {
+                return Err(CoreError::BadRequest(format!(
+                    "service {svc:?} publishes a fixed host port, so only one replica can bind it: publish only the container port to scale"
+                )));
+            }
+            changes.push((svc.clone(), *n));
+        }
+        self.store.set_scale(name, &changes)?;
+        let desc: Vec<String> = changes.iter().map(|(s, n)| format!("{s}={n}")).collect();
+        self.event(
+            "scale",
+            name,
+            "",
+            &format!("scaled {name}: {}", desc.join(" ")),
+        );
+        self.reconcile_until_settled(Duration::from_secs(60))
+            .await?;
+        self.app_status(name).await
+    }
+
+    pub async fn set_stopped(&self, name: &str, stopped: bool) -> Result<AppStatus, CoreError> {
+        if !self.store.set_stopped(name, stopped)? {
+            return Err(unknown_app(name));
+        }
+        self.event(
+            if stopped { "stop" } else { "start" },
+            name,
+            "",
+            &format!("{} {name}", if stopped { "stopping" } else { "starting" }),
+        );
+        self.reconcile_until_settled(Duration::from_secs(120))
+            .await?;
+        self.app_status(name).await
+    }
+
+    pub async fn redeploy(&self, name: &str, req: RedeployRequest) -> Result<AppStatus, CoreError> {
+        let _serial = self.deploys.lock().await;
+        let app = self.store.get_app(name)?.ok_or_else(|| unknown_app(name))?;
+        let images: BTreeSet<String> = app
+            .spec
+            .services
+            .values()
+            .map(|s| s.image.clone())
+            .collect();
+        for image in &images {
+            self.ensure_image(image, req.pull).await?;
+        }
+        self.store.bump_redeploy(name)?;
+        self.event(
+            "redeploy",
+            name,
+            "",
+            &format!("redeploying {name}: recreating every container"),
+        );
+        self.kick();
+        self.app_status(name).await
+    }
+
+    /// Removes an app: its containers and network now, its named volumes when asked.
+    pub async fn remove_app(&self, name: &str, volumes: bool) -> Result<(), CoreError> {
+        let _serial = self.deploys.lock().await;
+        let app = self.store.get_app(name)?.ok_or_else(|| unknown_app(name))?;
+        let _guard = self.ops.lock().await;
+        self.store.delete_app(name)?;
+        self.event("rm", name, "", &format!("removing {name}"));
+        // The app is gone from the desired state: a pass removes its containers and network.
+        self.reconcile_locked().await?;
+        if volumes {
+            let names: Vec<String> = app
+                .spec
+                .volumes
+                .iter()
+                .filter(|(_, v)| !v.external)
+                .map(|(n, _)| crate::runtime::docker::volume_name(name, n))
+                .collect();
+            if !names.is_empty() {
+                self.runtime.remove_volumes(&names).await?;
+                self.event(
+                    "rm",
+                    name,
+                    "",
+                    &format!("removed volumes {}", names.join(", ")),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn images(&self) -> Result<Vec<ImageInfo>, CoreError> {
+        Ok(self.runtime.images().await?)
+    }
+
+    pub async fn load_images(&self, tar: Vec<u8>) -> Result<Vec<String>, CoreError> {
+        if tar.len() < 512 {
+            return Err(CoreError::BadRequest(
+                "the body is not an image tarball (make one with `docker save IMAGE -o FILE.tar`)"
+                    .into(),
+            ));
+        }
+        let out = self.runtime.load_images(tar).await.map_err(|e| match e {
+            RuntimeError::Engine { detail, .. } => CoreError::BadRequest(format!(
+                "the engine could not load the tarball: {detail} (make one with `docker save IMAGE -o FILE.tar`)"
+            )),
+            other => other.into(),
+        })?;
+        self.event(
+            "image",
+            "",
+            "",
+            &format!("loaded images: {}", out.join("; ")),
+        );
+        Ok(out)
+    }
+
+    pub async fn prune_images(&self) -> Result<PruneReport, CoreError> {
+        let r = self.runtime.prune_images().await?;
+        self.event(
+            "image",
+            "",
+            "",
+            &format!(
+                "pruned {} images, {} bytes reclaimed",
+                r.deleted.len(),
+                r.space_reclaimed
+            ),
+        );
+        Ok(r)
+    }
+
+    /// Events after `after` (or the newest `limit`), waiting up to `wait` for new ones.
+    pub async fn events(
+        &self,
+        app: Option<&str>,
+        after: i64,
+        limit: i64,
+        wait: Duration,
+    ) -> Result<Vec<crate::model::Event>, CoreError> {
+        if let Some(name) = app {
+            if self.store.get_app(name)?.is_none()
+                && self.store.events(Some(name), 0, 1)?.is_empty()
+            {
+                return Err(unknown_app(name));
+            }
+        }
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let notified = self.events_changed.notified();
+            let ev = self.store.events(app, after, limit)?;
+            if !ev.is_empty() || tokio::time::Instant::now() >= deadline {
+                return Ok(ev);
+            }
+            let _ = tokio::time::timeout_at(deadline, notified).await;
+        }
+    }
+}

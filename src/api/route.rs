@@ -1,0 +1,253 @@
+//! `(method, path?query)` -> [`Command`]: pure, tested without a server.
+
+use crate::spec::valid_name;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    Health,
+    ListApps,
+    Deploy,
+    AppStatus(String),
+    Inspect(String),
+    RemoveApp {
+        name: String,
+        volumes: bool,
+    },
+    Scale(String),
+    Stop(String),
+    Start(String),
+    Redeploy(String),
+    Ps {
+        app: Option<String>,
+    },
+    Events {
+        app: Option<String>,
+        after: i64,
+        limit: i64,
+        wait_s: u64,
+    },
+    ListImages,
+    LoadImages,
+    PruneImages,
+}
+
+impl Command {
+    pub fn takes_body(&self) -> bool {
+        matches!(
+            self,
+            Command::Deploy | Command::Scale(_) | Command::Redeploy(_) | Command::LoadImages
+        )
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum RouteError {
+    #[error("no such endpoint: {method} {path}")]
+    NotFound { method: String, path: String },
+    #[error("{method} is not allowed on {path}")]
+    MethodNotAllowed { method: String, path: String },
+    #[error("invalid app name {0:?} in the path")]
+    BadName(String),
+    #[error("invalid query parameter {name}={value:?}: {hint}")]
+    BadQuery {
+        name: String,
+        value: String,
+        hint: &'static str,
+    },
+}
+
+impl RouteError {
+    pub fn status(&self) -> u16 {
+        match self {
+            RouteError::NotFound { .. } => 404,
+            RouteError::MethodNotAllowed { .. } => 405,
+            RouteError::BadName(_) | RouteError::BadQuery { .. } => 400,
+        }
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' if i + 2 < b.len() => {
+                match std::str::from_utf8(&b[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                {
+                    Some(v) => {
+                        out.push(v);
+                        i += 3;
+                        continue;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b'+' => out.push(b' '),
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn query_pairs(q: &str) -> Vec<(String, String)> {
+    q.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| match p.split_once('=') {
+            Some((k, v)) => (percent_decode(k), percent_decode(v)),
+            None => (percent_decode(p), String::new()),
+        })
+        .collect()
+}
+
+fn num<T: std::str::FromStr>(name: &str, v: &str, hint: &'static str) -> Result<T, RouteError> {
+    v.parse().map_err(|_| RouteError::BadQuery {
+        name: name.into(),
+        value: v.into(),
+        hint,
+    })
+}
+
+fn app_name(s: &str) -> Result<String, RouteError> {
+    let s = percent_decode(s);
+    if valid_name(&s) {
+        Ok(s)
+    } else {
+        Err(RouteError::BadName(s))
+    }
+}
+
+pub fn parse_request(method: &str, url: &str) -> Result<Command, RouteError> {
+    let (path, query) = url.split_once('?').unwrap_or((url, ""));
+    let q = query_pairs(query);
+    let get = |k: &str| q.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    let segs: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
+    let not_allowed = || RouteError::MethodNotAllowed {
+        method: method.into(),
+        path: path.into(),
+    };
+    let cmd = match (segs.as_slice(), method) {
+        (["v1", "health"], "GET") => Command::Health,
+        (["v1", "health"], _) => return Err(not_allowed()),
+        (["v1", "apps"], "GET") => Command::ListApps,
+        (["v1", "apps"], "POST") => Command::Deploy,
+        (["v1", "apps"], _) => return Err(not_allowed()),
+        (["v1", "apps", name], "GET") => Command::AppStatus(app_name(name)?),
+        (["v1", "apps", name], "DELETE") => Command::RemoveApp {
+            name: app_name(name)?,
+            volumes: matches!(get("volumes"), Some("true" | "1")),
+        },
+        (["v1", "apps", _], _) => return Err(not_allowed()),
+        (["v1", "apps", name, "spec"], "GET") => Command::Inspect(app_name(name)?),
+        (["v1", "apps", name, "scale"], "POST") => Command::Scale(app_name(name)?),
+        (["v1", "apps", name, "stop"], "POST") => Command::Stop(app_name(name)?),
+        (["v1", "apps", name, "start"], "POST") => Command::Start(app_name(name)?),
+        (["v1", "apps", name, "redeploy"], "POST") => Command::Redeploy(app_name(name)?),
+        (
+            [
+                "v1",
+                "apps",
+                _,
+                "spec" | "scale" | "stop" | "start" | "redeploy",
+            ],
+            _,
+        ) => return Err(not_allowed()),
+        (["v1", "ps"], "GET") => Command::Ps {
+            app: get("app")
+                .filter(|a| !a.is_empty())
+                .map(app_name)
+                .transpose()?,
+        },
+        (["v1", "events"], "GET") => Command::Events {
+            app: get("app")
+                .filter(|a| !a.is_empty())
+                .map(app_name)
+                .transpose()?,
+            after: get("after")
+                .map(|v| num("after", v, "an event id"))
+                .transpose()?
+                .unwrap_or(0),
+            limit: get("limit")
+                .map(|v| num::<i64>("limit", v, "a number of events"))
+                .transpose()?
+                .unwrap_or(100)
+                .clamp(1, 10_000),
+            wait_s: get("wait")
+                .map(|v| num::<u64>("wait", v, "seconds to wait"))
+                .transpose()?
+                .unwrap_or(0)
+                .min(60),
+        },
+        (["v1", "images"], "GET") => Command::ListImages,
+        (["v1", "images", "load"], "POST") => Command::LoadImages,
+        (["v1", "images", "prune"], "POST") => Command::PruneImages,
+        (["v1", "ps" | "events" | "images"], _) | (["v1", "images", "load" | "prune"], _) => {
+            return Err(not_allowed());
+        }
+        _ => {
+            return Err(RouteError::NotFound {
+                method: method.into(),
+                path: path.into(),
+            });
+        }
+    };
+    Ok(cmd)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_parse_to_commands() {
+        assert_eq!(parse_request("GET", "/v1/apps"), Ok(Command::ListApps));
+        assert_eq!(
+            parse_request("DELETE", "/v1/apps/shop?volumes=true"),
+            Ok(Command::RemoveApp {
+                name: "shop".into(),
+                volumes: true
+            })
+        );
+        assert_eq!(
+            parse_request("GET", "/v1/events?app=shop&after=5&wait=3"),
+            Ok(Command::Events {
+                app: Some("shop".into()),
+                after: 5,
+                limit: 100,
+                wait_s: 3
+            })
+        );
+        assert_eq!(
+            parse_request("GET", "/v1/ps?app=a%2Db"),
+            Ok(Command::Ps {
+                app: Some("a-b".into())
+            })
+        );
+    }
+
+    #[test]
+    fn bad_requests_are_refused_with_a_status() {
+        assert_eq!(
+            parse_request("GET", "/v2/x").map_err(|e| e.status()),
+            Err(404)
+        );
+        assert_eq!(
+            parse_request("PUT", "/v1/apps").map_err(|e| e.status()),
+            Err(405)
+        );
+        assert_eq!(
+            parse_request("GET", "/v1/apps/..%2Fetc").map_err(|e| e.status()),
+            Err(400)
+        );
+        assert_eq!(
+            parse_request("GET", "/v1/events?after=x").map_err(|e| e.status()),
+            Err(400)
+        );
+        assert_eq!(percent_decode("%"), "%");
+        assert_eq!(percent_decode("a%4"), "a%4");
+        assert_eq!(percent_decode("%41%zz"), "A%zz");
+    }
+}

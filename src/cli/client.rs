@@ -1,0 +1,117 @@
+//! A small blocking client for the agent's API.
+
+use crate::wire::ErrorBody;
+use anyhow::{Context, Result, anyhow, bail};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub struct Client {
+    base: String,
+    token: Option<String>,
+    agent: ureq::Agent,
+}
+
+/// Where the token comes from: flag/env, BERTH_TOKEN_FILE, ./.berth/api.token, the default
+/// data dir.
+fn find_token(explicit: Option<String>) -> Option<String> {
+    if let Some(t) = explicit.filter(|t| !t.is_empty()) {
+        return Some(t);
+    }
+    let mut candidates: Vec<PathBuf> = Vec::new();
+    if let Ok(f) = std::env::var("BERTH_TOKEN_FILE") {
+        candidates.push(f.into());
+    }
+    candidates.push(PathBuf::from(".berth/api.token"));
+    candidates.push(PathBuf::from(crate::config::DEFAULT_DATA_DIR).join("api.token"));
+    candidates
+        .into_iter()
+        .find_map(|p| std::fs::read_to_string(p).ok())
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
+}
+
+impl Client {
+    pub fn new(api: &str, token: Option<String>) -> Client {
+        let config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(600)))
+            .build();
+        Client {
+            base: api.trim_end_matches('/').to_string(),
+            token: find_token(token),
+            agent: ureq::Agent::new_with_config(config),
+        }
+    }
+
+    fn auth(&self) -> String {
+        format!("Bearer {}", self.token.clone().unwrap_or_default())
+    }
+
+    fn finish<T: DeserializeOwned>(
+        &self,
+        what: &str,
+        r: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> Result<T> {
+        let mut resp = r.map_err(|e| anyhow!("cannot reach the berth agent at {} ({e}): is `berth agent` running? set --api or BERTH_API", self.base))?;
+        let status = resp.status().as_u16();
+        let text = resp
+            .body_mut()
+            .read_to_string()
+            .with_context(|| format!("reading the answer to {what}"))?;
+        if (200..300).contains(&status) {
+            return serde_json::from_str(&text).with_context(|| {
+                format!("the agent's answer to {what} is not what this CLI expects")
+            });
+        }
+        let msg = serde_json::from_str::<ErrorBody>(&text)
+            .map(|e| e.error)
+            .unwrap_or(text);
+        if status == 401 && self.token.is_none() {
+            bail!(
+                "{msg}\n(no token found: run as a user who can read /var/lib/berth/api.token, or pass --token)"
+            );
+        }
+        bail!("{msg}")
+    }
+
+    pub fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        let r = self
+            .agent
+            .get(format!("{}{path}", self.base))
+            .header("Authorization", self.auth())
+            .call();
+        self.finish(path, r)
+    }
+
+    pub fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T> {
+        let r = self
+            .agent
+            .post(format!("{}{path}", self.base))
+            .header("Authorization", self.auth())
+            .send_json(body);
+        self.finish(path, r)
+    }
+
+    pub fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        let r = self
+            .agent
+            .delete(format!("{}{path}", self.base))
+            .header("Authorization", self.auth())
+            .call();
+        self.finish(path, r)
+    }
+
+    pub fn post_file<T: DeserializeOwned>(&self, path: &str, file: &std::path::Path) -> Result<T> {
+        let mut f =
+            std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
+        let r = self
+            .agent
+            .post(format!("{}{path}", self.base))
+            .header("Authorization", self.auth())
+            .header("Content-Type", "application/x-tar")
+            .send(ureq::SendBody::from_reader(&mut f));
+        self.finish(path, r)
+    }
+}

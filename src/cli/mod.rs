@@ -1,0 +1,561 @@
+//! The `berth` command line: clap definitions and one function per subcommand.
+//!
+//! Invariants: talks to the agent only through its HTTP API (never SQLite or the engine),
+//! except `config`, which validates a template locally with the same pure parser.
+
+mod client;
+mod output;
+
+use crate::wire::*;
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use client::Client;
+use output::{age, table, time_ms};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "berth",
+    version,
+    about = "A managed container platform on your own Docker hosts"
+)]
+pub struct Cli {
+    /// The agent's API.
+    #[arg(
+        long,
+        global = true,
+        env = "BERTH_API",
+        default_value = "http://127.0.0.1:7878"
+    )]
+    pub api: String,
+    /// API token (default: read from <data-dir>/api.token).
+    #[arg(long, global = true, env = "BERTH_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the agent (the daemon on every host).
+    Agent(AgentArgs),
+    /// Deploy an app from a compose template (or update it).
+    Deploy(DeployArgs),
+    /// List apps: services, desired/running, state.
+    Apps(JsonFlag),
+    /// List containers.
+    Ps {
+        app: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set replica counts: berth scale APP web=3 worker=2.
+    Scale {
+        app: String,
+        #[arg(required = true, value_name = "SERVICE=N")]
+        services: Vec<String>,
+    },
+    /// Stop an app's containers (kept, so `start` is quick).
+    Stop { app: String },
+    /// Start a stopped app.
+    Start { app: String },
+    /// Remove an app and its containers.
+    Rm {
+        app: String,
+        /// Remove its named volumes too.
+        #[arg(long)]
+        volumes: bool,
+    },
+    /// Recreate every container of an app (pulling images that are absent, or all with --pull).
+    Redeploy {
+        app: String,
+        #[arg(long)]
+        pull: bool,
+    },
+    /// Show events (deploys, scale, container start/die/oom, errors).
+    Events {
+        app: Option<String>,
+        /// Keep following new events.
+        #[arg(short, long)]
+        follow: bool,
+        /// How many past events to show.
+        #[arg(short = 'n', long, default_value_t = 50)]
+        tail: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show an app's normalised spec as stored.
+    Inspect {
+        app: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Validate a template and print its normalised spec (no agent needed).
+    Config(TemplateArgs),
+    /// Images on this host.
+    Images(JsonFlag),
+    /// Image operations.
+    #[command(subcommand)]
+    Image(ImageCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct JsonFlag {
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Load images from a `docker save` tarball (offline hosts).
+    Load { file: PathBuf },
+    /// List images.
+    Ls(JsonFlag),
+    /// Remove images no container uses.
+    Prune,
+}
+
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// Config file.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// State directory (default /var/lib/berth).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// API address (default 127.0.0.1:7878).
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// This node's name (default: the host name).
+    #[arg(long)]
+    pub node_name: Option<String>,
+    /// Docker engine (default unix:///var/run/docker.sock).
+    #[arg(long)]
+    pub docker_host: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct TemplateArgs {
+    /// The compose template.
+    #[arg(short = 'f', long = "file")]
+    pub file: PathBuf,
+    /// App name (default: the file name without extension).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Variables for substitution: KEY=VALUE (repeatable).
+    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// Files of KEY=VALUE variables (repeatable).
+    #[arg(long = "env-file")]
+    pub env_file: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    #[command(flatten)]
+    pub template: TemplateArgs,
+    /// Pull images even when present.
+    #[arg(long)]
+    pub pull: bool,
+    /// Return once the agent accepted the deploy, without waiting for containers.
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Seconds to wait for every container to run.
+    #[arg(long, default_value_t = 300)]
+    pub timeout: u64,
+}
+
+/// Runs one CLI invocation (everything but `agent`, which `main` runs on a tokio runtime).
+pub fn run(cli: Cli) -> Result<()> {
+    let client = Client::new(&cli.api, cli.token.clone());
+    match cli.command {
+        Command::Agent(_) => bail!("`berth agent` is started by main"),
+        Command::Deploy(a) => deploy(&client, a),
+        Command::Apps(f) => apps(&client, f.json),
+        Command::Ps { app, json } => ps(&client, app.as_deref(), json),
+        Command::Scale { app, services } => scale(&client, &app, &services),
+        Command::Stop { app } => {
+            print_status(&client.post(&format!("/v1/apps/{app}/stop"), &serde_json::json!({}))?)
+        }
+        Command::Start { app } => {
+            print_status(&client.post(&format!("/v1/apps/{app}/start"), &serde_json::json!({}))?)
+        }
+        Command::Rm { app, volumes } => {
+            let _: serde_json::Value =
+                client.delete(&format!("/v1/apps/{app}?volumes={volumes}"))?;
+            println!("removed {app}");
+            Ok(())
+        }
+        Command::Redeploy { app, pull } => {
+            let _: AppStatus = client.post(
+                &format!("/v1/apps/{app}/redeploy"),
+                &RedeployRequest { pull },
+            )?;
+            wait_running(&client, &app, Duration::from_secs(300))
+        }
+        Command::Events {
+            app,
+            follow,
+            tail,
+            json,
+        } => events(&client, app.as_deref(), follow, tail, json),
+        Command::Inspect { app, json } => {
+            let r: InspectResponse = client.get(&format!("/v1/apps/{app}/spec"))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                println!("{}", serde_json::to_string_pretty(&r.spec)?);
+                if !r.scale.is_empty() {
+                    println!("# scaled: {:?}", r.scale);
+                }
+                if r.stopped {
+                    println!("# stopped");
+                }
+            }
+            Ok(())
+        }
+        Command::Config(t) => config(&t),
+        Command::Images(f) | Command::Image(ImageCommand::Ls(f)) => images(&client, f.json),
+        Command::Image(ImageCommand::Load { file }) => {
+            let out: Vec<String> = client.post_file("/v1/images/load", &file)?;
+            for l in out {
+                println!("{l}");
+            }
+            Ok(())
+        }
+        Command::Image(ImageCommand::Prune) => {
+            let r: crate::runtime::PruneReport =
+                client.post("/v1/images/prune", &serde_json::json!({}))?;
+            println!(
+                "deleted {} images, reclaimed {} bytes",
+                r.deleted.len(),
+                r.space_reclaimed
+            );
+            Ok(())
+        }
+    }
+}
+
+/// Reads a template and everything it draws on into a deploy request.
+fn read_template(t: &TemplateArgs) -> Result<DeployRequest> {
+    let text = std::fs::read_to_string(&t.file)
+        .with_context(|| format!("cannot read template {}", t.file.display()))?;
+    let name = match &t.name {
+        Some(n) => n.clone(),
+        None => {
+            let stem = t
+                .file
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or("app")
+                .to_ascii_lowercase();
+            if !crate::spec::valid_name(&stem) {
+                bail!(
+                    "the file name {stem:?} is not a valid app name: pass --name NAME (lower-case letters, digits, - and _)"
+                );
+            }
+            stem
+        }
+    };
+    // Lowest priority first: the process environment (only what the template uses), then
+    // env files, then --env.
+    let mut vars = BTreeMap::new();
+    for v in crate::spec::referenced_vars(&text) {
+        if let Ok(val) = std::env::var(&v) {
+            vars.insert(v, val);
+        }
+    }
+    for f in &t.env_file {
+        let body = std::fs::read_to_string(f)
+            .with_context(|| format!("cannot read env file {}", f.display()))?;
+        for (k, v) in crate::spec::parse_env_file(&body, &f.display().to_string())? {
+            vars.insert(k, v);
+        }
+    }
+    for kv in &t.env {
+        let (k, v) = kv
+            .split_once('=')
+            .with_context(|| format!("--env {kv:?}: write KEY=VALUE"))?;
+        vars.insert(k.to_string(), v.to_string());
+    }
+    let dir = t.file.parent().unwrap_or(Path::new("."));
+    let mut files = BTreeMap::new();
+    for f in crate::spec::env_files(&text) {
+        let p = dir.join(&f);
+        if let Ok(body) = std::fs::read_to_string(&p) {
+            files.insert(f, body);
+        }
+    }
+    Ok(DeployRequest {
+        name,
+        template: text,
+        vars,
+        files,
+        pull: false,
+    })
+}
+
+fn config(t: &TemplateArgs) -> Result<()> {
+    let req = read_template(t)?;
+    let inputs = crate::spec::Inputs {
+        vars: req.vars,
+        files: req.files,
+    };
+    let spec = crate::spec::parse(&req.template, &req.name, &inputs)
+        .with_context(|| format!("{} is not a valid template", t.file.display()))?;
+    for w in &spec.warnings {
+        eprintln!("warning: {w}");
+    }
+    println!("{}", serde_json::to_string_pretty(&spec)?);
+    Ok(())
+}
+
+fn deploy(client: &Client, a: DeployArgs) -> Result<()> {
+    let mut req = read_template(&a.template)?;
+    req.pull = a.pull;
+    let r: DeployResponse = client.post("/v1/apps", &req)?;
+    for w in &r.warnings {
+        eprintln!("warning: {w}");
+    }
+    if !r.changed.is_empty() {
+        println!("{}: deploying {}", r.app, r.changed.join(", "));
+    }
+    if !r.unchanged.is_empty() {
+        println!("{}: unchanged {}", r.app, r.unchanged.join(", "));
+    }
+    if !r.removed.is_empty() {
+        println!("{}: removing {}", r.app, r.removed.join(", "));
+    }
+    if a.detach {
+        return Ok(());
+    }
+    wait_running(client, &r.app, Duration::from_secs(a.timeout))
+}
+
+/// Waits until every desired container of `app` runs; fails when it keeps failing.
+fn wait_running(client: &Client, app: &str, timeout: Duration) -> Result<()> {
+    let start = Instant::now();
+    let mut failing_since: Option<Instant> = None;
+    loop {
+        let s: AppStatus = client.get(&format!("/v1/apps/{app}"))?;
+        match s.state.as_str() {
+            "running" | "stopped" => {
+                println!(
+                    "{app}: {}/{} running ({:.1}s)",
+                    s.running,
+                    s.desired,
+                    start.elapsed().as_secs_f64()
+                );
+                return Ok(());
+            }
+            "failing" => {
+                let since = *failing_since.get_or_insert_with(Instant::now);
+                if since.elapsed() > Duration::from_secs(10) {
+                    let ev: Vec<crate::model::Event> =
+                        client.get(&format!("/v1/events?app={app}&limit=20"))?;
+                    for e in ev.iter().filter(|e| e.kind == "error") {
+                        eprintln!("error: {}", e.message);
+                    }
+                    bail!(
+                        "{app}: {}/{} running and containers keep failing (see above; `berth events {app}`)",
+                        s.running,
+                        s.desired
+                    );
+                }
+            }
+            _ => failing_since = None,
+        }
+        if start.elapsed() > timeout {
+            bail!(
+                "{app}: only {}/{} running after {}s (`berth events {app}` says why)",
+                s.running,
+                s.desired,
+                timeout.as_secs()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(150));
+    }
+}
+
+fn print_status(s: &AppStatus) -> Result<()> {
+    println!(
+        "{}: {} ({}/{} running)",
+        s.name, s.state, s.running, s.desired
+    );
+    Ok(())
+}
+
+fn apps(client: &Client, json: bool) -> Result<()> {
+    let list: Vec<AppStatus> = client.get("/v1/apps")?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|a| {
+            vec![
+                a.name.clone(),
+                a.services
+                    .iter()
+                    .map(|s| s.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(","),
+                format!("{}/{}", a.running, a.desired),
+                a.state.clone(),
+                time_ms(a.updated_ms),
+            ]
+        })
+        .collect();
+    table(&["NAME", "SERVICES", "RUNNING", "STATE", "UPDATED"], &rows);
+    Ok(())
+}
+
+fn ps(client: &Client, app: Option<&str>, json: bool) -> Result<()> {
+    let path = match app {
+        Some(a) => format!("/v1/ps?app={a}"),
+        None => "/v1/ps".into(),
+    };
+    let list: Vec<InstanceView> = client.get(&path)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|i| {
+            let ports = i
+                .ports
+                .iter()
+                .map(|p| {
+                    format!(
+                        "{}:{}->{}/{}",
+                        if p.host_ip.is_empty() {
+                            "0.0.0.0"
+                        } else {
+                            &p.host_ip
+                        },
+                        p.host_port,
+                        p.container_port,
+                        p.protocol.as_str()
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(",");
+            let mut state = i.state.clone();
+            if let Some(c) = i.exit_code {
+                state = format!("{state} ({c})");
+            }
+            if !i.up_to_date {
+                state.push_str(" outdated");
+            }
+            vec![
+                i.app.clone(),
+                i.service.clone(),
+                i.slot.to_string(),
+                i.container_id.clone(),
+                i.image.clone(),
+                state,
+                ports,
+                i.node.clone(),
+                age(i.created),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "APP",
+            "SERVICE",
+            "SLOT",
+            "CONTAINER",
+            "IMAGE",
+            "STATE",
+            "PORTS",
+            "NODE",
+            "CREATED",
+        ],
+        &rows,
+    );
+    Ok(())
+}
+
+fn scale(client: &Client, app: &str, args: &[String]) -> Result<()> {
+    let mut services = BTreeMap::new();
+    for a in args {
+        let (s, n) = a
+            .split_once('=')
+            .with_context(|| format!("{a:?}: write SERVICE=N"))?;
+        let n: u32 = n
+            .parse()
+            .with_context(|| format!("{a:?}: N must be a whole number"))?;
+        services.insert(s.to_string(), n);
+    }
+    let s: AppStatus = client.post(&format!("/v1/apps/{app}/scale"), &ScaleRequest { services })?;
+    print_status(&s)
+}
+
+fn events(client: &Client, app: Option<&str>, follow: bool, tail: i64, json: bool) -> Result<()> {
+    let q = app.map(|a| format!("&app={a}")).unwrap_or_default();
+    let mut after = 0;
+    let mut first = true;
+    loop {
+        let path = if first {
+            format!("/v1/events?limit={tail}{q}")
+        } else {
+            format!("/v1/events?after={after}&wait=25{q}")
+        };
+        let list: Vec<crate::model::Event> = client.get(&path)?;
+        for e in &list {
+            if json {
+                println!("{}", serde_json::to_string(e)?);
+            } else {
+                let who = match (e.app.as_str(), e.service.as_str()) {
+                    ("", _) => String::new(),
+                    (a, "") => format!(" {a}"),
+                    (a, s) => format!(" {a}/{s}"),
+                };
+                println!("{} {:<8}{} {}", time_ms(e.time_ms), e.kind, who, e.message);
+            }
+            after = after.max(e.id);
+        }
+        if first && after == 0 {
+            // Nothing yet: follow from the newest id on.
+            after = 0;
+        }
+        first = false;
+        if !follow {
+            return Ok(());
+        }
+    }
+}
+
+fn images(client: &Client, json: bool) -> Result<()> {
+    let list: Vec<crate::runtime::ImageInfo> = client.get("/v1/images")?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|i| {
+            vec![
+                if i.tags.is_empty() {
+                    "<none>".into()
+                } else {
+                    i.tags.join(",")
+                },
+                i.id.trim_start_matches("sha256:")
+                    .chars()
+                    .take(12)
+                    .collect(),
+                format!("{:.1} MB", i.size as f64 / 1e6),
+                age(i.created),
+                i.containers.max(0).to_string(),
+            ]
+        })
+        .collect();
+    table(&["IMAGE", "ID", "SIZE", "CREATED", "CONTAINERS"], &rows);
+    Ok(())
+}

@@ -1,0 +1,188 @@
+//! `berth.toml`, merged with flags: validated at load, passed down as a value (no globals).
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+pub const DEFAULT_CONFIG: &str = "/etc/berth/berth.toml";
+pub const DEFAULT_DATA_DIR: &str = "/var/lib/berth";
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
+pub const DEFAULT_DOCKER_HOST: &str = "unix:///var/run/docker.sock";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is invalid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid {what} {value:?}: {hint}")]
+    Value {
+        what: &'static str,
+        value: String,
+        hint: &'static str,
+    },
+}
+
+/// The file's shape. Every field is optional; flags override it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    #[serde(default)]
+    pub agent: AgentSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentSection {
+    /// Where the state database, node id and API token live. Default /var/lib/berth.
+    pub data_dir: Option<PathBuf>,
+    /// Address of the HTTP API. Default 127.0.0.1:7878.
+    pub listen: Option<String>,
+    /// This node's name. Default: the host name.
+    pub node_name: Option<String>,
+    /// The Docker engine. Default unix:///var/run/docker.sock.
+    pub docker_host: Option<String>,
+    /// How often to reconcile even without engine events. Default "5s".
+    pub reconcile_interval: Option<String>,
+}
+
+/// The agent's settings after file + flags, validated.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub node_name: String,
+    pub docker_host: String,
+    pub reconcile_interval_ms: u64,
+}
+
+/// Flags given on the command line (None = not given).
+#[derive(Debug, Default, Clone)]
+pub struct AgentFlags {
+    pub config: Option<PathBuf>,
+    pub data_dir: Option<PathBuf>,
+    pub listen: Option<String>,
+    pub node_name: Option<String>,
+    pub docker_host: Option<String>,
+}
+
+fn read_file(path: &Path, explicit: bool) -> Result<FileConfig, ConfigError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        }),
+        // The default file is optional; one named with --config is not.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
+            Ok(FileConfig::default())
+        }
+        Err(source) => Err(ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+pub fn load_agent(flags: &AgentFlags) -> Result<AgentConfig, ConfigError> {
+    let (path, explicit) = match &flags.config {
+        Some(p) => (p.clone(), true),
+        None => (PathBuf::from(DEFAULT_CONFIG), false),
+    };
+    let file = read_file(&path, explicit)?.agent;
+    let listen_s = flags
+        .listen
+        .clone()
+        .or(file.listen)
+        .unwrap_or_else(|| DEFAULT_LISTEN.into());
+    let listen = listen_s.parse().map_err(|_| ConfigError::Value {
+        what: "listen address",
+        value: listen_s.clone(),
+        hint: "write ADDR:PORT, like 127.0.0.1:7878",
+    })?;
+    let node_name = flags
+        .node_name
+        .clone()
+        .or(file.node_name)
+        .or_else(|| {
+            nix::unistd::gethostname()
+                .ok()
+                .and_then(|h| h.into_string().ok())
+        })
+        .unwrap_or_else(|| "localhost".into());
+    if node_name.is_empty() || node_name.len() > 64 || node_name.contains(char::is_whitespace) {
+        return Err(ConfigError::Value {
+            what: "node name",
+            value: node_name,
+            hint: "use 1-64 characters without spaces",
+        });
+    }
+    let docker_host = flags
+        .docker_host
+        .clone()
+        .or(file.docker_host)
+        .or_else(|| std::env::var("DOCKER_HOST").ok())
+        .unwrap_or_else(|| DEFAULT_DOCKER_HOST.into());
+    if !(docker_host.starts_with("unix://")
+        || docker_host.starts_with("tcp://")
+        || docker_host.starts_with("http://"))
+    {
+        return Err(ConfigError::Value {
+            what: "docker host",
+            value: docker_host,
+            hint: "use unix:///var/run/docker.sock or tcp://HOST:PORT",
+        });
+    }
+    let interval = file.reconcile_interval.unwrap_or_else(|| "5s".into());
+    let reconcile_interval_ms = crate::spec::parse_duration_ms(&interval)
+        .filter(|ms| *ms >= 100)
+        .ok_or(ConfigError::Value {
+            what: "reconcile_interval",
+            value: interval,
+            hint: "write a duration of at least 100ms, like 5s",
+        })?;
+    Ok(AgentConfig {
+        data_dir: flags
+            .data_dir
+            .clone()
+            .or(file.data_dir)
+            .unwrap_or_else(|| DEFAULT_DATA_DIR.into()),
+        listen,
+        node_name,
+        docker_host,
+        reconcile_interval_ms,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_file_and_bad_values_are_refused() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let p = dir.path().join("berth.toml");
+        std::fs::write(
+            &p,
+            "[agent]\nlisten = \"127.0.0.1:9000\"\nnode_name = \"n1\"\n",
+        )
+        .expect("write");
+        let mut f = AgentFlags {
+            config: Some(p.clone()),
+            ..Default::default()
+        };
+        let c = load_agent(&f).expect("load");
+        assert_eq!((c.listen.port(), c.node_name.as_str()), (9000, "n1"));
+        f.listen = Some("127.0.0.1:9100".into());
+        assert_eq!(load_agent(&f).expect("load").listen.port(), 9100);
+        f.listen = Some("nonsense".into());
+        assert!(load_agent(&f).is_err());
+        std::fs::write(&p, "[agent]\nlisten_typo = 1\n").expect("write");
+        f.listen = None;
+        assert!(matches!(load_agent(&f), Err(ConfigError::Parse { .. })));
+        f.config = Some(dir.path().join("missing.toml"));
+        assert!(matches!(load_agent(&f), Err(ConfigError::Read { .. })));
+    }
+}

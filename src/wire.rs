@@ -1,0 +1,108 @@
+//! JSON shapes of the HTTP API, shared by the agent (server) and the CLI (client).
+
+use crate::model::{AppSpec, PublishedPort};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeployRequest {
+    pub name: String,
+    pub template: String,
+    /// Variables for substitution, merged by the client (--env over --env-file over its env).
+    #[serde(default)]
+    pub vars: BTreeMap<String, String>,
+    /// Files the template names (`env_file`), by the name it uses.
+    #[serde(default)]
+    pub files: BTreeMap<String, String>,
+    /// Pull images even when present.
+    #[serde(default)]
+    pub pull: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeployResponse {
+    pub app: String,
+    /// New or changed services (their instances are replaced).
+    pub changed: Vec<String>,
+    pub unchanged: Vec<String>,
+    pub removed: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AppStatus {
+    pub name: String,
+    pub services: Vec<ServiceStatus>,
+    pub desired: u32,
+    pub running: u32,
+    /// `running`, `deploying`, `stopped`, `degraded`.
+    pub state: String,
+    pub updated_ms: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServiceStatus {
+    pub name: String,
+    pub image: String,
+    pub desired: u32,
+    pub running: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InstanceView {
+    pub app: String,
+    pub service: String,
+    pub slot: u32,
+    pub name: String,
+    pub container_id: String,
+    pub image: String,
+    pub state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i64>,
+    pub ports: Vec<PublishedPort>,
+    pub node: String,
+    /// Unix seconds.
+    pub created: i64,
+    /// Created from the current spec.
+    pub up_to_date: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InspectResponse {
+    pub spec: AppSpec,
+    pub stopped: bool,
+    pub scale: BTreeMap<String, u32>,
+    pub redeploy_gen: i64,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScaleRequest {
+    pub services: BTreeMap<String, u32>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedeployRequest {
+    #[serde(default)]
+    pub pull: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Health {
+    pub status: String,
+    pub node_id: String,
+    pub node_name: String,
+    pub engine: String,
+    pub version: String,
+}
