@@ -1,0 +1,299 @@
+//! Starts real `berth agent` processes against the real Docker engine, runs the real CLI,
+//! and removes every container, network and volume an agent made when the test ends (also
+//! when it fails: cleanup is in `Drop`).
+
+use berth::wire::InstanceView;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+pub const IMAGE: &str = "berth-test/busybox:latest";
+static SETUP: Once = Once::new();
+
+fn docker(args: &[&str]) -> Output {
+    Command::new("docker")
+        .args(args)
+        .output()
+        .expect("the docker CLI runs")
+}
+
+pub fn docker_ok(args: &[&str]) -> String {
+    let o = docker(args);
+    assert!(
+        o.status.success(),
+        "docker {args:?} failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+/// The engine must answer and the test image must exist; both are what scripts/test sets up.
+fn ensure_engine_and_image() {
+    SETUP.call_once(|| {
+        let ping = docker(&["version", "--format", "{{.Server.APIVersion}}"]);
+        assert!(
+            ping.status.success(),
+            "no Docker engine answers: run scripts/test (it installs and starts dockerd): {}",
+            String::from_utf8_lossy(&ping.stderr)
+        );
+        if !docker(&["image", "inspect", IMAGE]).status.success() {
+            let root = env!("CARGO_MANIFEST_DIR");
+            let st = Command::new("bash")
+                .args(["-c", &format!(". {root}/scripts/lib.sh && ensure_images")])
+                .status()
+                .expect("bash runs");
+            assert!(st.success(), "cannot build the test image");
+        }
+    });
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_berth")
+}
+
+pub struct Agent {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    pub node_id: String,
+    child: Option<Child>,
+}
+
+impl Agent {
+    pub fn start() -> Agent {
+        ensure_engine_and_image();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut a = Agent {
+            dir,
+            port: free_port(),
+            node_id: String::new(),
+            child: None,
+        };
+        a.spawn();
+        a
+    }
+
+    pub fn api(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn token(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("api.token"))
+            .expect("token file")
+            .trim()
+            .to_string()
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("agent.log"))
+            .expect("log file");
+        let child = Command::new(bin())
+            .args(["agent", "--data-dir"])
+            .arg(self.dir.path())
+            .args([
+                "--listen",
+                &format!("127.0.0.1:{}", self.port),
+                "--node-name",
+                "e2e",
+            ])
+            .env("BERTH_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("agent starts");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok((200, body)) = self.get_raw("/v1/health", false) {
+                let h: berth::wire::Health = serde_json::from_str(&body).expect("health json");
+                self.node_id = h.node_id;
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "agent did not answer; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("agent.log")).unwrap_or_default()
+    }
+
+    /// kill -9, as a crash or power loss would.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.spawn();
+    }
+
+    pub fn berth(&self, args: &[&str]) -> Output {
+        Command::new(bin())
+            .args(args)
+            .env("BERTH_API", self.api())
+            .env("BERTH_TOKEN_FILE", self.dir.path().join("api.token"))
+            .env_remove("BERTH_TOKEN")
+            .output()
+            .expect("cli runs")
+    }
+
+    /// Runs the CLI and expects success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let o = self.berth(args);
+        assert!(
+            o.status.success(),
+            "berth {args:?} failed:\n{}\n{}\nagent log:\n{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr),
+            self.log()
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// Runs the CLI and expects failure; returns stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let o = self.berth(args);
+        assert!(
+            !o.status.success(),
+            "berth {args:?} should fail but printed:\n{}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    }
+
+    pub fn get_raw(&self, path: &str, auth: bool) -> Result<(u16, String), String> {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(60)))
+            .build()
+            .into();
+        let mut req = agent.get(format!("{}{path}", self.api()));
+        if auth {
+            req = req.header("Authorization", format!("Bearer {}", self.token()));
+        }
+        let mut r = req.call().map_err(|e| e.to_string())?;
+        let status = r.status().as_u16();
+        Ok((status, r.body_mut().read_to_string().unwrap_or_default()))
+    }
+
+    pub fn post_raw(&self, path: &str, body: &[u8], auth: bool) -> (u16, String) {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(60)))
+            .build()
+            .into();
+        let mut req = agent.post(format!("{}{path}", self.api()));
+        if auth {
+            req = req.header("Authorization", format!("Bearer {}", self.token()));
+        }
+        let mut r = req.send(body).expect("request sent");
+        let status = r.status().as_u16();
+        (status, r.body_mut().read_to_string().unwrap_or_default())
+    }
+
+    pub fn ps(&self, app: &str) -> Vec<InstanceView> {
+        serde_json::from_str(&self.ok(&["ps", app, "--json"])).expect("ps json")
+    }
+
+    pub fn running(&self, app: &str) -> Vec<InstanceView> {
+        self.ps(app)
+            .into_iter()
+            .filter(|i| i.state == "running")
+            .collect()
+    }
+
+    /// Writes a template into the agent's temp dir.
+    pub fn template(&self, name: &str, yaml: &str) -> PathBuf {
+        let p = self.dir.path().join(format!("{name}.yml"));
+        std::fs::write(&p, yaml).expect("write template");
+        p
+    }
+
+    pub fn deploy(&self, name: &str, yaml: &str) -> String {
+        let p = self.template(name, yaml);
+        self.ok(&[
+            "deploy",
+            "-f",
+            path_str(&p),
+            "--name",
+            name,
+            "--timeout",
+            "60",
+        ])
+    }
+
+    /// Containers of this node as the engine sees them (name -> state).
+    pub fn engine_containers(&self, app: &str) -> Vec<(String, String)> {
+        let out = docker_ok(&[
+            "ps",
+            "-a",
+            "--filter",
+            &format!("label=berth.node={}", self.node_id),
+            "--filter",
+            &format!("label=berth.app={app}"),
+            "--format",
+            "{{.Names}} {{.State}}",
+        ]);
+        let mut v: Vec<(String, String)> = out
+            .lines()
+            .filter_map(|l| {
+                l.split_once(' ')
+                    .map(|(a, b)| (a.to_string(), b.to_string()))
+            })
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+pub fn path_str(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+pub fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.kill9();
+        if self.node_id.is_empty() {
+            return;
+        }
+        let label = format!("label=berth.node={}", self.node_id);
+        let ids = docker_ok(&["ps", "-aq", "--filter", &label]);
+        if !ids.is_empty() {
+            let mut args = vec!["rm", "-f", "-v"];
+            args.extend(ids.lines());
+            let _ = docker(&args);
+        }
+        for kind in ["network", "volume"] {
+            let ids = docker_ok(&[kind, "ls", "-q", "--filter", &label]);
+            for id in ids.lines() {
+                let _ = docker(&[kind, "rm", id]);
+            }
+        }
+    }
+}

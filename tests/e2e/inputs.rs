@@ -1,0 +1,132 @@
+use crate::harness::*;
+
+/// Every bad input gets a clear error and changes nothing.
+#[test]
+fn bad_inputs_are_refused_and_change_nothing() {
+    let a = Agent::start();
+    let deploy_err = |name: &str, yaml: &str| -> String {
+        let p = a.template(name, yaml);
+        a.fails(&["deploy", "-f", path_str(&p), "--name", name])
+    };
+    let e = deploy_err("yaml", "services:\n  web:\n    image: a\n   ports: [80\n");
+    assert!(e.contains("not valid YAML") && e.contains("line 4"), "{e}");
+    let e = deploy_err(
+        "unknown",
+        &format!("services:\n  web:\n    image: {IMAGE}\n    colour: blue\n"),
+    );
+    assert!(
+        e.contains("unknown key `colour`") && e.contains("service \"web\""),
+        "{e}"
+    );
+    let e = deploy_err("build", "services:\n  web:\n    build: .\n");
+    assert!(e.contains("`build` is not supported"), "{e}");
+    let e = deploy_err(
+        "port",
+        &format!("services:\n  web:\n    image: {IMAGE}\n    ports: [\"99999:80\"]\n"),
+    );
+    assert!(e.contains("invalid port"), "{e}");
+    let e = deploy_err(
+        "absent",
+        "services:\n  web:\n    image: berth-e2e/absent:404\n",
+    );
+    assert!(e.contains("berth image load"), "{e}");
+    // A host port something else holds.
+    let held = std::net::TcpListener::bind("0.0.0.0:0").expect("bind");
+    let hp = held.local_addr().expect("addr").port();
+    let e = deploy_err(
+        "taken",
+        &format!(
+            "services:\n  web:\n    image: {IMAGE}\n    command: sleep 60\n    ports: [\"{hp}:80\"]\n"
+        ),
+    );
+    assert!(
+        e.contains(&format!("host port {hp}/tcp is already in use")),
+        "{e}"
+    );
+    let e = deploy_err(
+        "vars",
+        &format!(
+            "services:\n  web:\n    image: {IMAGE}\n    command: echo ${{NOT_SET_ANYWHERE}}\n"
+        ),
+    );
+    assert!(e.contains("variable `NOT_SET_ANYWHERE` is not set"), "{e}");
+    assert!(
+        a.fails(&["scale", "ghost", "web=2"])
+            .contains("not deployed")
+    );
+    assert!(a.fails(&["stop", "ghost"]).contains("not deployed"));
+    assert!(a.fails(&["rm", "ghost"]).contains("not deployed"));
+
+    // Nothing was applied.
+    let apps: Vec<berth::wire::AppStatus> =
+        serde_json::from_str(&a.ok(&["apps", "--json"])).expect("json");
+    assert!(apps.is_empty(), "{apps:?}");
+    let label = format!("label=berth.node={}", a.node_id);
+    assert!(docker_ok(&["ps", "-aq", "--filter", &label]).is_empty());
+}
+
+#[test]
+fn api_needs_the_token_and_never_panics_on_garbage() {
+    let a = Agent::start();
+    assert_eq!(a.get_raw("/v1/apps", false).expect("answer").0, 401);
+    assert_eq!(a.get_raw("/v1/health", false).expect("answer").0, 200);
+    let bodies: [&[u8]; 6] = [
+        b"",
+        b"{",
+        b"null",
+        b"[1,2]",
+        b"{\"name\":\"x\",\"template\":5}",
+        &[0xff, 0xfe, 0x00],
+    ];
+    for b in bodies {
+        let (s, body) = a.post_raw("/v1/apps", b, true);
+        assert_eq!(s, 400, "{body}");
+        assert!(body.contains("\"error\""), "{body}");
+    }
+    let (s, _) = a.post_raw("/v1/apps/x/scale", b"{\"services\":{\"web\":-1}}", true);
+    assert!(s == 400 || s == 404);
+    let (s, body) = a.post_raw(
+        "/v1/apps",
+        serde_json::json!({"name": "../../etc", "template": "services: {web: {image: a}}"})
+            .to_string()
+            .as_bytes(),
+        true,
+    );
+    assert_eq!(s, 400, "{body}");
+    assert_eq!(a.get_raw("/v1/nope", true).expect("answer").0, 404);
+    assert_eq!(a.get_raw("/v1/apps/UPPER", true).expect("answer").0, 400);
+    // Still alive.
+    assert_eq!(a.get_raw("/v1/apps", true).expect("answer").0, 200);
+}
+
+#[test]
+fn config_validates_locally_and_examples_pass() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let o = std::process::Command::new(bin())
+        .args(["config", "-f"])
+        .arg(dir.join("examples/hello.yml"))
+        .output()
+        .expect("runs");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let spec: berth::model::AppSpec = serde_json::from_slice(&o.stdout).expect("normalised json");
+    assert_eq!(spec.services["web"].replicas, 2);
+    let brief = dir.join("../shared/brief/examples");
+    if let Ok(entries) = std::fs::read_dir(&brief) {
+        for e in entries
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "yml"))
+        {
+            let o = std::process::Command::new(bin())
+                .args(["config", "-f"])
+                .arg(e.path())
+                .output()
+                .expect("runs");
+            assert!(
+                o.status.success(),
+                "{}: {}",
+                e.path().display(),
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+    }
+}

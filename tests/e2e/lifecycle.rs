@@ -1,0 +1,124 @@
+use crate::harness::*;
+use std::time::Duration;
+
+fn web(scale: u32) -> String {
+    format!(
+        "services:\n  web:\n    image: {IMAGE}\n    command: httpd -f -p 8080 -h /www\n    stop_grace_period: 1s\n    ports: [\"8080\"]\n    labels:\n      berth.scale: \"{scale}\"\n"
+    )
+}
+
+#[test]
+fn deploy_scale_kill_stop_start_rm() {
+    let a = Agent::start();
+    let out = a.deploy("life", &web(1));
+    assert!(out.contains("1/1 running"), "{out}");
+    let inst = a.running("life");
+    assert_eq!(inst.len(), 1);
+    assert_eq!(inst[0].name, "life_web_1");
+    // The page answers on the published port.
+    let port = inst[0].ports[0].host_port;
+    let body = ureq::get(format!("http://127.0.0.1:{port}/"))
+        .call()
+        .expect("http")
+        .body_mut()
+        .read_to_string()
+        .expect("body");
+    assert_eq!(body.trim(), "hello from berth");
+
+    a.ok(&["scale", "life", "web=3"]);
+    assert_eq!(a.running("life").len(), 3);
+    a.ok(&["scale", "life", "web=1"]);
+    wait_until("scale down to 1", Duration::from_secs(30), || {
+        a.engine_containers("life").len() == 1
+    });
+
+    // Killed from outside: replaced.
+    docker_ok(&["kill", "life_web_1"]);
+    wait_until("killed container replaced", Duration::from_secs(15), || {
+        a.running("life").len() == 1
+    });
+    let events = a.ok(&["events", "life"]);
+    assert!(
+        events.contains("life_web_1 exited with code 137"),
+        "{events}"
+    );
+
+    a.ok(&["stop", "life"]);
+    assert!(a.running("life").is_empty());
+    assert!(a.ok(&["apps"]).contains("stopped"));
+    a.ok(&["start", "life"]);
+    assert_eq!(a.running("life").len(), 1);
+
+    a.ok(&["rm", "life"]);
+    assert!(a.engine_containers("life").is_empty());
+    let nets = docker_ok(&[
+        "network",
+        "ls",
+        "--filter",
+        &format!("label=berth.node={}", a.node_id),
+        "-q",
+    ]);
+    assert!(nets.is_empty(), "network left behind");
+    assert!(a.fails(&["ps", "life"]).contains("not deployed"));
+}
+
+#[test]
+fn redeploy_recreates_and_updates_replace_only_changed_services() {
+    let a = Agent::start();
+    let tpl = |cmd: &str| {
+        format!(
+            "services:\n  a:\n    image: {IMAGE}\n    command: {cmd}\n    stop_grace_period: 1s\n  b:\n    image: {IMAGE}\n    command: sleep 3600\n    stop_grace_period: 1s\n"
+        )
+    };
+    a.deploy("upd", &tpl("sleep 1000"));
+    let ids = |a: &Agent| -> Vec<(String, String)> {
+        a.running("upd")
+            .into_iter()
+            .map(|i| (i.service, i.container_id))
+            .collect()
+    };
+    let before = ids(&a);
+    assert_eq!(before.len(), 2);
+
+    let out = a.deploy("upd", &tpl("sleep 2000"));
+    assert!(
+        out.contains("deploying a") && out.contains("unchanged b"),
+        "{out}"
+    );
+    let after = ids(&a);
+    assert_ne!(before[0], after[0], "changed service a must be replaced");
+    assert_eq!(
+        before[1], after[1],
+        "unchanged service b must keep its container"
+    );
+
+    a.ok(&["redeploy", "upd"]);
+    let again = ids(&a);
+    assert!(
+        again.iter().zip(&after).all(|(x, y)| x.1 != y.1),
+        "redeploy recreates every container"
+    );
+    let spec = a.ok(&["inspect", "upd", "--json"]);
+    assert!(
+        spec.contains("sleep") && spec.contains("\"redeploy_gen\": 1"),
+        "{spec}"
+    );
+}
+
+#[test]
+fn depends_start_order_and_global() {
+    let a = Agent::start();
+    let yaml = format!(
+        "services:\n  web:\n    image: {IMAGE}\n    command: sleep 3600\n    stop_grace_period: 1s\n    depends_on: [db]\n    labels:\n      aliyun.scale: \"2\"\n  db:\n    image: {IMAGE}\n    command: sleep 3600\n    stop_grace_period: 1s\n  mon:\n    image: {IMAGE}\n    command: sleep 3600\n    stop_grace_period: 1s\n    labels:\n      berth.global: \"true\"\n      berth.scale: \"5\"\n"
+    );
+    a.deploy("ord", &yaml);
+    assert_eq!(a.running("ord").len(), 4, "db + 2 web + 1 global mon");
+    // db started before any web container was created.
+    let ev = a.ok(&["events", "ord", "-n", "100"]);
+    let pos = |s: &str| {
+        ev.find(s)
+            .unwrap_or_else(|| panic!("{s} not in events:\n{ev}"))
+    };
+    assert!(pos("started ord_db_1") < pos("created ord_web_1"), "{ev}");
+    assert!(pos("started ord_db_1") < pos("created ord_web_2"), "{ev}");
+}

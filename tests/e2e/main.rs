@@ -1,0 +1,10 @@
+//! End-to-end tests: real agent binaries, the real Docker engine, the busybox test image.
+//! Each test uses its own app names and its own agent (own node id), so they run in parallel.
+
+mod harness;
+
+mod concurrency;
+mod inputs;
+mod lifecycle;
+mod network;
+mod recovery;

@@ -1,0 +1,59 @@
+use crate::harness::*;
+
+/// Services answer to their names and link aliases on the app's own network.
+#[test]
+fn services_resolve_by_name_and_link_alias() {
+    let a = Agent::start();
+    let yaml = format!(
+        "services:\n  db:\n    image: {IMAGE}\n    command: httpd -f -p 8080 -h /www\n    stop_grace_period: 1s\n  web:\n    image: {IMAGE}\n    command: sleep 3600\n    stop_grace_period: 1s\n    links: [\"db:database\"]\n"
+    );
+    a.deploy("dns", &yaml);
+    for host in ["db", "database"] {
+        let out = docker_ok(&[
+            "exec",
+            "dns_web_1",
+            "wget",
+            "-q",
+            "-O-",
+            &format!("http://{host}:8080/"),
+        ]);
+        assert_eq!(out, "hello from berth", "via {host}");
+    }
+    let net = docker_ok(&[
+        "inspect",
+        "-f",
+        "{{range $k, $v := .NetworkSettings.Networks}}{{$k}}{{end}}",
+        "dns_web_1",
+    ]);
+    assert_eq!(net, "berth_dns");
+    let labels = docker_ok(&[
+        "inspect",
+        "-f",
+        "{{index .Config.Labels \"berth.app\"}} {{index .Config.Labels \"berth.slot\"}} {{.HostConfig.RestartPolicy.Name}}",
+        "dns_web_1",
+    ]);
+    assert_eq!(labels, "dns 1 unless-stopped");
+}
+
+/// `berth image load` brings an image onto an offline host; the app then deploys with it.
+#[test]
+fn image_load_then_deploy() {
+    let a = Agent::start();
+    let name = format!("berth-e2e/loaded-{}:1", a.node_id);
+    docker_ok(&["tag", IMAGE, &name]);
+    let tar = a.dir.path().join("img.tar");
+    docker_ok(&["save", "-o", path_str(&tar), &name]);
+    docker_ok(&["rmi", &name]);
+    let out = a.ok(&["image", "load", path_str(&tar)]);
+    assert!(out.contains("Loaded image"), "{out}");
+    assert!(a.ok(&["images"]).contains(&name));
+    a.deploy("loaded", &format!("services:\n  web:\n    image: {name}\n    command: sleep 60\n    stop_grace_period: 1s\n"));
+    a.ok(&["rm", "loaded"]);
+    docker_ok(&["rmi", &name]);
+    let bad = a.dir.path().join("bad.tar");
+    std::fs::write(&bad, vec![7u8; 4096]).expect("write");
+    assert!(
+        a.fails(&["image", "load", path_str(&bad)])
+            .contains("tarball")
+    );
+}
