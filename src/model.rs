@@ -463,6 +463,15 @@ impl InstanceState {
     }
 }
 
+/// An app network berth created on this node (as the engine reports it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppNetwork {
+    pub id: String,
+    pub app: String,
+    /// Creation time as the engine reports it (RFC 3339); orders duplicates.
+    pub created: String,
+}
+
 /// One line of the event log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {

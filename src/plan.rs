@@ -9,7 +9,7 @@
 //! restart is just another plan. Never plans to touch an instance it was not given (the
 //! caller only passes this node's containers).
 
-use crate::model::{Instance, InstanceState, RestartPolicy};
+use crate::model::{AppNetwork, Instance, InstanceState, RestartPolicy};
 use std::collections::{BTreeMap, BTreeSet};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -34,8 +34,8 @@ pub struct DesiredApp {
 #[derive(Debug, Clone, Default)]
 pub struct Observed {
     pub instances: Vec<Instance>,
-    /// Apps that have a network on this node.
-    pub networks: BTreeSet<String>,
+    /// This node's app networks.
+    pub networks: Vec<AppNetwork>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,7 +91,10 @@ pub enum Action {
         service: String,
         reason: RemoveReason,
     },
+    /// Remove a network by id: the app is gone, or this is a duplicate of its network (an
+    /// interrupted create can leave two of one name, which makes the name unusable).
     RemoveNetwork {
+        id: String,
         app: String,
     },
 }
@@ -146,6 +149,20 @@ fn wants_restart(policy: RestartPolicy, exit_code: Option<i64>) -> bool {
 
 pub fn plan(desired: &[DesiredApp], observed: &Observed) -> Plan {
     let mut out = Plan::default();
+    // Networks by app, oldest first; all but the oldest are duplicates.
+    let mut nets: BTreeMap<&str, Vec<&AppNetwork>> = BTreeMap::new();
+    for n in &observed.networks {
+        nets.entry(n.app.as_str()).or_default().push(n);
+    }
+    for list in nets.values_mut() {
+        list.sort_by(|a, b| (&a.created, &a.id).cmp(&(&b.created, &b.id)));
+        for dup in list.iter().skip(1) {
+            out.actions.push(Action::RemoveNetwork {
+                id: dup.id.clone(),
+                app: dup.app.clone(),
+            });
+        }
+    }
     let desired_by_name: BTreeMap<&str, &DesiredApp> =
         desired.iter().map(|a| (a.name.as_str(), a)).collect();
 
@@ -176,7 +193,7 @@ pub fn plan(desired: &[DesiredApp], observed: &Observed) -> Plan {
         let app_groups = groups.get(app.name.as_str()).unwrap_or(&empty);
         if !app.stopped
             && app.services.iter().any(|s| s.bridge && s.replicas > 0)
-            && !observed.networks.contains(&app.name)
+            && !nets.contains_key(app.name.as_str())
         {
             out.actions.push(Action::CreateNetwork {
                 app: app.name.clone(),
@@ -291,9 +308,14 @@ pub fn plan(desired: &[DesiredApp], observed: &Observed) -> Plan {
     }
 
     // Networks of apps that are gone (their containers are removed above, first).
-    for net in &observed.networks {
-        if !desired_by_name.contains_key(net.as_str()) {
-            out.actions.push(Action::RemoveNetwork { app: net.clone() });
+    for (app, list) in &nets {
+        if !desired_by_name.contains_key(app) {
+            if let Some(first) = list.first() {
+                out.actions.push(Action::RemoveNetwork {
+                    id: first.id.clone(),
+                    app: first.app.clone(),
+                });
+            }
         }
     }
     out

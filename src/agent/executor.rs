@@ -15,9 +15,11 @@ use std::collections::BTreeMap;
 
 const PARALLEL: usize = 8;
 
-fn phase(a: &Action) -> u8 {
+fn phase(a: &Action, desired: &BTreeMap<String, StoredApp>) -> u8 {
     match a {
         Action::Stop { .. } | Action::Remove { .. } => 0,
+        // A duplicate network goes before anything is created on the name.
+        Action::RemoveNetwork { app, .. } if desired.contains_key(app) => 0,
         Action::CreateNetwork { .. } => 1,
         Action::Create { .. } | Action::Start { .. } => 2,
         Action::RemoveNetwork { .. } => 3,
@@ -27,7 +29,11 @@ fn phase(a: &Action) -> u8 {
 impl Core {
     pub(super) async fn execute(&self, plan: &Plan, apps: &BTreeMap<String, StoredApp>) {
         for p in 0..=3u8 {
-            let actions: Vec<&Action> = plan.actions.iter().filter(|a| phase(a) == p).collect();
+            let actions: Vec<&Action> = plan
+                .actions
+                .iter()
+                .filter(|a| phase(a, apps) == p)
+                .collect();
             futures_util::stream::iter(actions)
                 .for_each_concurrent(PARALLEL, |a| self.run_action(a, apps))
                 .await;
@@ -46,9 +52,17 @@ impl Core {
                     );
                 }
             }
-            Action::RemoveNetwork { app } => {
-                if let Err(e) = self.runtime.remove_network(&self.node_id, app).await {
-                    tracing::warn!(app, error = %e, "cannot remove network yet");
+            Action::RemoveNetwork { id, app } => {
+                let duplicate = apps.contains_key(app);
+                match self.runtime.remove_network(id).await {
+                    Ok(()) if duplicate => self.event(
+                        "network",
+                        app,
+                        "",
+                        &format!("removed a duplicate of network {}", network_name(app)),
+                    ),
+                    Ok(()) => {}
+                    Err(e) => tracing::warn!(app, error = %e, "cannot remove network yet"),
                 }
             }
             Action::Stop {
@@ -159,7 +173,7 @@ impl Core {
     fn fail(&self, app: &str, service: &str, name: &str, message: &str) {
         let n = self.record_failure(name, message);
         // Report the first failures and then every tenth, so a crash loop does not flood.
-        if n <= 3 || n % 10 == 0 {
+        if n <= 3 || n.is_multiple_of(10) {
             let suffix = if n > 1 {
                 format!(" (attempt {n})")
             } else {

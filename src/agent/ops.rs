@@ -226,10 +226,10 @@ impl Core {
             .into_iter()
             .map(|a| (a.spec.name.clone(), a))
             .collect();
-        if let Some(name) = app {
-            if !apps.contains_key(name) {
-                return Err(unknown_app(name));
-            }
+        if let Some(name) = app
+            && !apps.contains_key(name)
+        {
+            return Err(unknown_app(name));
         }
         let mut list: Vec<InstanceView> = self
             .runtime
@@ -447,12 +447,11 @@ impl Core {
         limit: i64,
         wait: Duration,
     ) -> Result<Vec<crate::model::Event>, CoreError> {
-        if let Some(name) = app {
-            if self.store.get_app(name)?.is_none()
-                && self.store.events(Some(name), 0, 1)?.is_empty()
-            {
-                return Err(unknown_app(name));
-            }
+        if let Some(name) = app
+            && self.store.get_app(name)?.is_none()
+            && self.store.events(Some(name), 0, 1)?.is_empty()
+        {
+            return Err(unknown_app(name));
         }
         let deadline = tokio::time::Instant::now() + wait;
         loop {

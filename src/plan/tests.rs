@@ -45,7 +45,14 @@ fn inst(
 fn observed(instances: Vec<Instance>, nets: &[&str]) -> Observed {
     Observed {
         instances,
-        networks: nets.iter().map(|s| s.to_string()).collect(),
+        networks: nets
+            .iter()
+            .map(|s| AppNetwork {
+                id: format!("net-{s}"),
+                app: s.to_string(),
+                created: "2026-01-01T00:00:00Z".into(),
+            })
+            .collect(),
     }
 }
 
@@ -207,7 +214,10 @@ fn orphans_and_their_networks_are_removed() {
     assert_eq!(removes(&p), [("gone_web_1".into(), RemoveReason::Orphan)]);
     assert_eq!(
         p.actions.last(),
-        Some(&Action::RemoveNetwork { app: "gone".into() })
+        Some(&Action::RemoveNetwork {
+            id: "net-gone".into(),
+            app: "gone".into()
+        })
     );
 }
 
@@ -245,4 +255,37 @@ fn a_service_removed_from_the_template_is_an_orphan() {
         removes(&plan(&d, &o)),
         [("a_cache_1".into(), RemoveReason::Orphan)]
     );
+}
+
+/// Regression: kill -9 during network creation left two networks named `berth_{app}`; every
+/// container start then failed with "network is ambiguous". The newer duplicate is removed
+/// first, and nothing new is planned on top of it.
+#[test]
+fn duplicate_app_network_after_interrupted_create_is_removed() {
+    let d = [app("dup", vec![svc("web", 1, "h", &[])])];
+    let mut o = observed(vec![], &[]);
+    for (id, created) in [
+        ("newer", "2026-01-01T00:00:02Z"),
+        ("older", "2026-01-01T00:00:01Z"),
+    ] {
+        o.networks.push(AppNetwork {
+            id: id.into(),
+            app: "dup".into(),
+            created: created.into(),
+        });
+    }
+    let p = plan(&d, &o);
+    assert_eq!(
+        p.actions[0],
+        Action::RemoveNetwork {
+            id: "newer".into(),
+            app: "dup".into()
+        }
+    );
+    assert!(
+        !p.actions
+            .iter()
+            .any(|a| matches!(a, Action::CreateNetwork { .. }))
+    );
+    assert_eq!(creates(&p), ["dup_web_1"]);
 }

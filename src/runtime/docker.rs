@@ -341,7 +341,7 @@ impl ContainerRuntime for DockerRuntime {
             };
             let state = c
                 .state
-                .map(|s| InstanceState::parse(&s.to_string()))
+                .map(|s| InstanceState::parse(s.as_ref()))
                 .unwrap_or(InstanceState::Exited);
             let status = c.status.unwrap_or_default();
             let mut ports: Vec<PublishedPort> = c
@@ -387,7 +387,7 @@ impl ContainerRuntime for DockerRuntime {
         Ok(out)
     }
 
-    async fn networks(&self, node: &str) -> Result<BTreeSet<String>, RuntimeError> {
+    async fn networks(&self, node: &str) -> Result<Vec<AppNetwork>, RuntimeError> {
         let nets = self
             .docker
             .list_networks(Some(qp::ListNetworksOptions {
@@ -397,7 +397,13 @@ impl ContainerRuntime for DockerRuntime {
             .map_err(engine_err("list networks", "of this node"))?;
         Ok(nets
             .into_iter()
-            .filter_map(|n| n.labels.and_then(|l| l.get(labels::APP).cloned()))
+            .filter_map(|n| {
+                Some(AppNetwork {
+                    app: n.labels.as_ref()?.get(labels::APP)?.clone(),
+                    id: n.id?,
+                    created: n.created.unwrap_or_default(),
+                })
+            })
             .collect())
     }
 
@@ -422,14 +428,13 @@ impl ContainerRuntime for DockerRuntime {
         }
     }
 
-    async fn remove_network(&self, _node: &str, app: &str) -> Result<(), RuntimeError> {
-        let name = network_name(app);
-        match self.docker.remove_network(&name).await {
+    async fn remove_network(&self, id: &str) -> Result<(), RuntimeError> {
+        match self.docker.remove_network(id).await {
             Ok(())
             | Err(BErr::DockerResponseServerError {
                 status_code: 404, ..
             }) => Ok(()),
-            Err(e) => Err(engine_err("remove network", name)(e)),
+            Err(e) => Err(engine_err("remove network", id)(e)),
         }
     }
 

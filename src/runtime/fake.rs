@@ -1,7 +1,8 @@
 //! An in-memory engine for agent tests: records every call, can be told to fail.
 
 use super::*;
-use crate::model::{InstanceState, labels};
+use crate::model::{AppNetwork, InstanceState, labels};
+use std::collections::BTreeSet;
 use std::sync::Mutex;
 
 #[derive(Default)]
@@ -12,7 +13,8 @@ pub struct FakeRuntime {
 #[derive(Default)]
 pub struct FakeState {
     pub containers: Vec<(Instance, String)>, // (instance, node)
-    pub networks: BTreeSet<(String, String)>,
+    /// (node, network).
+    pub networks: Vec<(String, AppNetwork)>,
     pub images: BTreeSet<String>,
     pub calls: Vec<String>,
     /// Calls whose name starts with one of these fail.
@@ -78,7 +80,7 @@ impl ContainerRuntime for FakeRuntime {
             .map(|(i, _)| i.clone())
             .collect())
     }
-    async fn networks(&self, node: &str) -> Result<BTreeSet<String>, RuntimeError> {
+    async fn networks(&self, node: &str) -> Result<Vec<AppNetwork>, RuntimeError> {
         Ok(self
             .lock()
             .networks
@@ -89,14 +91,23 @@ impl ContainerRuntime for FakeRuntime {
     }
     async fn create_network(&self, node: &str, app: &str) -> Result<(), RuntimeError> {
         self.call(format!("create_network {app}"))?;
-        self.lock().networks.insert((node.into(), app.into()));
+        let mut s = self.lock();
+        s.next_id += 1;
+        let id = format!("n{}", s.next_id);
+        let created = format!("{:08}", s.next_id);
+        s.networks.push((
+            node.into(),
+            AppNetwork {
+                id,
+                app: app.into(),
+                created,
+            },
+        ));
         Ok(())
     }
-    async fn remove_network(&self, node: &str, app: &str) -> Result<(), RuntimeError> {
-        self.call(format!("remove_network {app}"))?;
-        self.lock()
-            .networks
-            .remove(&(node.to_string(), app.to_string()));
+    async fn remove_network(&self, id: &str) -> Result<(), RuntimeError> {
+        self.call(format!("remove_network {id}"))?;
+        self.lock().networks.retain(|(_, n)| n.id != id);
         Ok(())
     }
     async fn create(&self, req: &CreateRequest) -> Result<String, RuntimeError> {

@@ -11,10 +11,10 @@
 pub mod docker;
 pub mod fake;
 
-use crate::model::{Instance, ServiceSpec};
+use crate::model::{AppNetwork, Instance, ServiceSpec};
 use async_trait::async_trait;
 use futures_util::stream::BoxStream;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
@@ -103,10 +103,11 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     async fn ping(&self) -> Result<String, RuntimeError>;
     /// This node's containers, any state.
     async fn list(&self, node: &str) -> Result<Vec<Instance>, RuntimeError>;
-    /// Apps of this node that have a network.
-    async fn networks(&self, node: &str) -> Result<BTreeSet<String>, RuntimeError>;
+    /// This node's app networks (duplicates included: the engine allows two of one name).
+    async fn networks(&self, node: &str) -> Result<Vec<AppNetwork>, RuntimeError>;
     async fn create_network(&self, node: &str, app: &str) -> Result<(), RuntimeError>;
-    async fn remove_network(&self, node: &str, app: &str) -> Result<(), RuntimeError>;
+    /// Removes a network by id.
+    async fn remove_network(&self, id: &str) -> Result<(), RuntimeError>;
     /// Creates (not starts) a container; returns its id.
     async fn create(&self, req: &CreateRequest) -> Result<String, RuntimeError>;
     async fn start(&self, id: &str) -> Result<(), RuntimeError>;

@@ -218,15 +218,15 @@ pub fn parse_cron(v: &str, loc: &str) -> Result<String, SpecError> {
         let (lo, hi) = RANGES[i];
         let num = |s: &str| -> Option<u32> {
             let l = s.to_ascii_lowercase();
-            if i == 4 {
-                if let Some(p) = MONTHS.iter().position(|m| *m == l) {
-                    return Some(p as u32 + 1);
-                }
+            if i == 4
+                && let Some(p) = MONTHS.iter().position(|m| *m == l)
+            {
+                return Some(p as u32 + 1);
             }
-            if i == 5 {
-                if let Some(p) = DAYS.iter().position(|d| *d == l) {
-                    return Some(p as u32);
-                }
+            if i == 5
+                && let Some(p) = DAYS.iter().position(|d| *d == l)
+            {
+                return Some(p as u32);
             }
             s.parse::<u32>().ok().filter(|n| (lo..=hi).contains(n))
         };
@@ -316,8 +316,8 @@ pub fn parse_swarm_constraint(c: &str, loc: &str) -> Result<String, SpecError> {
         l
     } else if matches!(key, "node.hostname" | "node.id") {
         "node"
-    } else if key.starts_with("engine.labels.") {
-        &key["engine.labels.".len()..]
+    } else if let Some(l) = key.strip_prefix("engine.labels.") {
+        l
     } else if key == "node.role" || key == "node.platform.os" || key == "node.platform.arch" {
         return Ok(format!(
             "constraint:{}{rest}",
@@ -593,21 +593,21 @@ fn parse_auto_scaling(
             ),
         ));
     }
-    if let (Some(lo), Some(hi)) = (a.min_cpu, a.max_cpu) {
-        if lo >= hi {
-            return Err(invalid(
-                loc("min_cpu"),
-                format!("min_cpu {lo} must be below max_cpu {hi}"),
-            ));
-        }
+    if let (Some(lo), Some(hi)) = (a.min_cpu, a.max_cpu)
+        && lo >= hi
+    {
+        return Err(invalid(
+            loc("min_cpu"),
+            format!("min_cpu {lo} must be below max_cpu {hi}"),
+        ));
     }
-    if let (Some(lo), Some(hi)) = (a.min_memory, a.max_memory) {
-        if lo >= hi {
-            return Err(invalid(
-                loc("min_memory"),
-                format!("min_memory {lo} must be below max_memory {hi}"),
-            ));
-        }
+    if let (Some(lo), Some(hi)) = (a.min_memory, a.max_memory)
+        && lo >= hi
+    {
+        return Err(invalid(
+            loc("min_memory"),
+            format!("min_memory {lo} must be below max_memory {hi}"),
+        ));
     }
     Ok(a)
 }

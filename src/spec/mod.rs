@@ -300,18 +300,18 @@ fn check_networks(v: &Yaml) -> Result<(), SpecError> {
     }
     for (k, body) in values::as_hash(v, "networks")? {
         let name = values::key_str(k, "networks")?;
-        if let Yaml::Hash(h) = body {
-            if let Some(d) = h.get(&Yaml::String("driver".into())) {
-                let d = values::scalar(d, &format!("network {name:?}, key `driver`"))?;
-                if d != "bridge" {
-                    return Err(SpecError::Unsupported {
-                        location: format!("network {name:?}"),
-                        key: "driver".into(),
-                        hint: format!(
-                            "network driver {d:?}: berth gives each app one bridge network and reaches other hosts through its router; remove the driver"
-                        ),
-                    });
-                }
+        if let Yaml::Hash(h) = body
+            && let Some(d) = h.get(&Yaml::String("driver".into()))
+        {
+            let d = values::scalar(d, &format!("network {name:?}, key `driver`"))?;
+            if d != "bridge" {
+                return Err(SpecError::Unsupported {
+                    location: format!("network {name:?}"),
+                    key: "driver".into(),
+                    hint: format!(
+                        "network driver {d:?}: berth gives each app one bridge network and reaches other hosts through its router; remove the driver"
+                    ),
+                });
             }
         }
     }

@@ -272,10 +272,10 @@ pub fn parse_port_short(s: &str, loc: &str) -> Result<Vec<PortSpec>, SpecError> 
         ),
         _ => return Err(bad("too many `:`")),
     };
-    if let Some(ip) = ip {
-        if ip.parse::<std::net::IpAddr>().is_err() {
-            return Err(bad("the host address is not an IP address"));
-        }
+    if let Some(ip) = ip
+        && ip.parse::<std::net::IpAddr>().is_err()
+    {
+        return Err(bad("the host address is not an IP address"));
     }
     let range = |r: &str| -> Result<(u16, u16), SpecError> {
         match r.split_once('-') {
@@ -297,10 +297,10 @@ pub fn parse_port_short(s: &str, loc: &str) -> Result<Vec<PortSpec>, SpecError> 
     };
     let (c0, c1) = range(container)?;
     let host = host.filter(|h| !h.is_empty()).map(range).transpose()?;
-    if let Some((h0, h1)) = host {
-        if h1 - h0 != c1 - c0 {
-            return Err(bad("host and container ranges differ in length"));
-        }
+    if let Some((h0, h1)) = host
+        && h1 - h0 != c1 - c0
+    {
+        return Err(bad("host and container ranges differ in length"));
     }
     Ok((0..=(c1 - c0))
         .map(|i| PortSpec {

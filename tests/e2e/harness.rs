@@ -240,6 +240,24 @@ impl Agent {
         ])
     }
 
+    /// Waits until `n` instances of `app` run; on timeout shows what the engine and the agent saw.
+    pub fn wait_running(&self, app: &str, n: usize, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.running(app).len() != n {
+            if Instant::now() > deadline {
+                let log = self.log();
+                let tail: Vec<&str> = log.lines().rev().take(40).collect();
+                panic!(
+                    "{app}: {n} running not reached in {timeout:?}\nengine: {:?}\nevents:\n{}\nagent log (newest first):\n{}",
+                    self.engine_containers(app),
+                    self.ok(&["events", app, "-n", "40"]),
+                    tail.join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     /// Containers of this node as the engine sees them (name -> state).
     pub fn engine_containers(&self, app: &str) -> Vec<(String, String)> {
         let out = docker_ok(&[

@@ -43,11 +43,7 @@ fn kill9_mid_deploy_then_restart_converges_without_duplicates() {
         let at_kill = a.engine_containers(&app);
         seen.push(format!("{delay_ms}ms: {at_kill:?}"));
         a.restart();
-        wait_until(
-            "5 replicas running after restart",
-            Duration::from_secs(60),
-            || a.running(&app).len() == 5,
-        );
+        a.wait_running(&app, 5, Duration::from_secs(60));
         let names: Vec<String> = a
             .engine_containers(&app)
             .into_iter()

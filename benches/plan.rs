@@ -1,0 +1,80 @@
+//! Planner cost for 1,000 apps x 10 instances (target: under 50 ms).
+//! Run: cargo bench --bench plan
+
+use berth::model::{Instance, InstanceState, RestartPolicy};
+use berth::plan::{DesiredApp, DesiredService, Observed, plan};
+use criterion::{Criterion, criterion_group, criterion_main};
+use std::hint::black_box;
+
+fn desired(apps: usize) -> Vec<DesiredApp> {
+    (0..apps)
+        .map(|a| DesiredApp {
+            name: format!("app{a}"),
+            stopped: false,
+            services: vec![
+                DesiredService {
+                    name: "db".into(),
+                    replicas: 2,
+                    spec_hash: "d1.0".into(),
+                    depends_on: vec![],
+                    restart: RestartPolicy::UnlessStopped,
+                    bridge: true,
+                },
+                DesiredService {
+                    name: "web".into(),
+                    replicas: 8,
+                    spec_hash: "w2.0".into(),
+                    depends_on: vec!["db".into()],
+                    restart: RestartPolicy::UnlessStopped,
+                    bridge: true,
+                },
+            ],
+        })
+        .collect()
+}
+
+fn observed(apps: usize, web_hash: &str) -> Observed {
+    let mut instances = Vec::with_capacity(apps * 10);
+    for a in 0..apps {
+        for (svc, n, hash) in [("db", 2, "d1.0"), ("web", 8, web_hash)] {
+            for slot in 1..=n {
+                instances.push(Instance {
+                    id: format!("{a}-{svc}-{slot}"),
+                    name: format!("app{a}_{svc}_{slot}"),
+                    app: format!("app{a}"),
+                    service: svc.into(),
+                    slot,
+                    spec_hash: hash.into(),
+                    image: "img".into(),
+                    state: InstanceState::Running,
+                    exit_code: None,
+                    ports: vec![],
+                    created: 1,
+                });
+            }
+        }
+    }
+    Observed {
+        instances,
+        networks: (0..apps).map(|a| format!("app{a}")).collect(),
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let d = desired(1000);
+    let converged = observed(1000, "w2.0");
+    let outdated = observed(1000, "w1.0");
+    let empty = Observed::default();
+    c.bench_function("plan 1000 apps x 10 instances, converged", |b| {
+        b.iter(|| plan(black_box(&d), black_box(&converged)))
+    });
+    c.bench_function("plan 1000 apps x 10 instances, web outdated", |b| {
+        b.iter(|| plan(black_box(&d), black_box(&outdated)))
+    });
+    c.bench_function("plan 1000 apps x 10 instances, from nothing", |b| {
+        b.iter(|| plan(black_box(&d), black_box(&empty)))
+    });
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
