@@ -309,13 +309,13 @@ pub fn plan(desired: &[DesiredApp], observed: &Observed) -> Plan {
 
     // Networks of apps that are gone (their containers are removed above, first).
     for (app, list) in &nets {
-        if !desired_by_name.contains_key(app) {
-            if let Some(first) = list.first() {
-                out.actions.push(Action::RemoveNetwork {
-                    id: first.id.clone(),
-                    app: first.app.clone(),
-                });
-            }
+        if !desired_by_name.contains_key(app)
+            && let Some(first) = list.first()
+        {
+            out.actions.push(Action::RemoveNetwork {
+                id: first.id.clone(),
+                app: first.app.clone(),
+            });
         }
     }
     out
