@@ -1,7 +1,7 @@
 //! Planner cost for 1,000 apps x 10 instances (target: under 50 ms).
 //! Run: cargo bench --bench plan
 
-use berth::model::{Instance, InstanceState, RestartPolicy};
+use berth::model::{AppNetwork, Instance, InstanceState, RestartPolicy};
 use berth::plan::{DesiredApp, DesiredService, Observed, plan};
 use criterion::{Criterion, criterion_group, criterion_main};
 use std::hint::black_box;
@@ -56,7 +56,13 @@ fn observed(apps: usize, web_hash: &str) -> Observed {
     }
     Observed {
         instances,
-        networks: (0..apps).map(|a| format!("app{a}")).collect(),
+        networks: (0..apps)
+            .map(|a| AppNetwork {
+                id: format!("n{a}"),
+                app: format!("app{a}"),
+                created: "2026-01-01T00:00:00Z".into(),
+            })
+            .collect(),
     }
 }
 
