@@ -50,6 +50,7 @@ fn observed(apps: usize, web_hash: &str) -> Observed {
                     exit_code: None,
                     ports: vec![],
                     created: 1,
+                    status: String::new(),
                 });
             }
         }

@@ -416,6 +416,9 @@ pub struct Instance {
     pub ports: Vec<PublishedPort>,
     /// Unix seconds the container was created.
     pub created: i64,
+    /// The engine's own summary: "Up 5 minutes", "Exited (137) 2 seconds ago".
+    #[serde(default)]
+    pub status: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

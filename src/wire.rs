@@ -64,6 +64,8 @@ pub struct InstanceView {
     pub node: String,
     /// Unix seconds.
     pub created: i64,
+    /// Since when it runs (or how it ended), as the engine says: "Up 5 minutes".
+    pub status: String,
     /// Created from the current spec.
     pub up_to_date: bool,
 }

@@ -12,6 +12,7 @@ use crate::runtime::{CreateRequest, RuntimeError, network_name};
 use crate::store::StoredApp;
 use futures_util::StreamExt;
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 const PARALLEL: usize = 8;
 
@@ -27,7 +28,9 @@ fn phase(a: &Action, desired: &BTreeMap<String, StoredApp>) -> u8 {
 }
 
 impl Core {
-    pub(super) async fn execute(&self, plan: &Plan, apps: &BTreeMap<String, StoredApp>) {
+    /// Runs the plan; returns how many actions were attempted (not skipped for backoff).
+    pub(super) async fn execute(&self, plan: &Plan, apps: &BTreeMap<String, StoredApp>) -> usize {
+        let attempted = AtomicUsize::new(0);
         for p in 0..=3u8 {
             let actions: Vec<&Action> = plan
                 .actions
@@ -35,12 +38,18 @@ impl Core {
                 .filter(|a| phase(a, apps) == p)
                 .collect();
             futures_util::stream::iter(actions)
-                .for_each_concurrent(PARALLEL, |a| self.run_action(a, apps))
+                .for_each_concurrent(PARALLEL, |a| async {
+                    if self.run_action(a, apps).await {
+                        attempted.fetch_add(1, Ordering::Relaxed);
+                    }
+                })
                 .await;
         }
+        attempted.into_inner()
     }
 
-    async fn run_action(&self, action: &Action, apps: &BTreeMap<String, StoredApp>) {
+    /// Returns false when the action was skipped because its container is in backoff.
+    async fn run_action(&self, action: &Action, apps: &BTreeMap<String, StoredApp>) -> bool {
         match action {
             Action::CreateNetwork { app } => {
                 if let Err(e) = self.runtime.create_network(&self.node_id, app).await {
@@ -48,7 +57,10 @@ impl Core {
                         "error",
                         app,
                         "",
-                        &format!("cannot create network {}: {e}", network_name(app)),
+                        &format!(
+                            "cannot create network {}: {e}",
+                            network_name(&self.node_id, app)
+                        ),
                     );
                 }
             }
@@ -59,7 +71,10 @@ impl Core {
                         "network",
                         app,
                         "",
-                        &format!("removed a duplicate of network {}", network_name(app)),
+                        &format!(
+                            "removed a duplicate of network {}",
+                            network_name(&self.node_id, app)
+                        ),
                     ),
                     Ok(()) => {}
                     Err(e) => tracing::warn!(app, error = %e, "cannot remove network yet"),
@@ -71,6 +86,10 @@ impl Core {
                 app,
                 service,
             } => {
+                // Backoff is keyed by container id here: the name may already be reused.
+                if self.in_backoff(id) {
+                    return false;
+                }
                 let grace = apps
                     .get(app)
                     .and_then(|a| a.spec.services.get(service))
@@ -78,9 +97,7 @@ impl Core {
                     .unwrap_or(10);
                 match self.runtime.stop(id, grace).await {
                     Ok(()) => self.event("stop", app, service, &format!("stopped {name}")),
-                    Err(e) => {
-                        self.event("error", app, service, &format!("cannot stop {name}: {e}"))
-                    }
+                    Err(e) => self.fail(app, service, id, &format!("cannot stop {name}: {e}")),
                 }
             }
             Action::Remove {
@@ -90,6 +107,9 @@ impl Core {
                 service,
                 reason,
             } => {
+                if self.in_backoff(id) {
+                    return false;
+                }
                 let grace = apps
                     .get(app)
                     .and_then(|a| a.spec.services.get(service))
@@ -104,9 +124,7 @@ impl Core {
                         service,
                         &format!("removed {name} ({})", reason.as_str()),
                     ),
-                    Err(e) => {
-                        self.event("error", app, service, &format!("cannot remove {name}: {e}"))
-                    }
+                    Err(e) => self.fail(app, service, id, &format!("cannot remove {name}: {e}")),
                 }
             }
             Action::Start {
@@ -116,7 +134,7 @@ impl Core {
                 service,
             } => {
                 if self.in_backoff(name) {
-                    return;
+                    return false;
                 }
                 self.note_our_start(id);
                 match self.runtime.start(id).await {
@@ -130,11 +148,13 @@ impl Core {
             Action::Create { app, service, slot } => {
                 let name = crate::runtime::container_name(app, service, *slot);
                 if self.in_backoff(&name) {
-                    return;
+                    return false;
                 }
-                let Some(stored) = apps.get(app) else { return };
+                let Some(stored) = apps.get(app) else {
+                    return false;
+                };
                 let Some(req) = create_request(&self.node_id, stored, service, *slot) else {
-                    return;
+                    return false;
                 };
                 let id = match self.runtime.create(&req).await {
                     Ok(id) => id,
@@ -145,11 +165,11 @@ impl Core {
                             &name,
                             &format!("cannot create {name}: a container berth does not manage has that name; rename or remove it (docker rm {name})"),
                         );
-                        return;
+                        return true;
                     }
                     Err(e) => {
                         self.fail(app, service, &name, &format!("cannot create {name}: {e}"));
-                        return;
+                        return true;
                     }
                 };
                 self.event(
@@ -168,6 +188,7 @@ impl Core {
                 }
             }
         }
+        true
     }
 
     fn fail(&self, app: &str, service: &str, name: &str, message: &str) {
@@ -207,7 +228,7 @@ pub fn create_request(
         service: service.to_string(),
         slot,
         spec_hash: super::desired_hash(&spec, app.redeploy_gen),
-        network: Some(network_name(&app.spec.name)),
+        network: Some(network_name(node, &app.spec.name)),
         aliases,
         spec,
     })

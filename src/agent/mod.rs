@@ -15,7 +15,7 @@ pub use ops::CoreError;
 
 use crate::config::AgentConfig;
 use crate::model::NetworkMode;
-use crate::plan::{self, DesiredApp, DesiredService, Observed, Plan};
+use crate::plan::{self, DesiredApp, DesiredService, Observed};
 use crate::runtime::{ContainerRuntime, RuntimeError};
 use crate::store::{Store, StoreError, StoredApp};
 use futures_util::StreamExt;
@@ -38,6 +38,21 @@ pub enum AgentError {
     Runtime(#[from] RuntimeError),
     #[error("cannot listen on {addr}: {detail} (is another agent running? choose --listen)")]
     Listen { addr: String, detail: String },
+}
+
+/// What one reconcile pass did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pass {
+    /// Actions run against the engine.
+    pub attempted: usize,
+    /// Actions skipped (backoff) plus services waiting for their dependencies.
+    pub pending: usize,
+}
+
+impl Pass {
+    pub fn settled(&self) -> bool {
+        self.attempted == 0 && self.pending == 0
+    }
 }
 
 /// Failure memory for one container name: do not retry before `until`.
@@ -145,40 +160,45 @@ impl Core {
     }
 
     /// One pass: read desired state, observe the engine, plan, execute.
-    pub async fn reconcile_once(&self) -> Result<Plan, CoreError> {
+    pub async fn reconcile_once(&self) -> Result<Pass, CoreError> {
         let _guard = self.ops.lock().await;
         self.reconcile_locked().await
     }
 
-    async fn reconcile_locked(&self) -> Result<Plan, CoreError> {
+    async fn reconcile_locked(&self) -> Result<Pass, CoreError> {
         let started = Instant::now();
         let apps = self.store.list_apps()?;
         let desired = desired_state(&apps);
         let observed = self.observe().await?;
         let plan = plan::plan(&desired, &observed);
+        let mut attempted = 0;
         if !plan.actions.is_empty() {
             let by_name: BTreeMap<String, StoredApp> =
                 apps.into_iter().map(|a| (a.spec.name.clone(), a)).collect();
-            self.execute(&plan, &by_name).await;
+            attempted = self.execute(&plan, &by_name).await;
         }
         tracing::debug!(
             actions = plan.actions.len(),
+            attempted,
             waiting = plan.waiting.len(),
             ms = started.elapsed().as_millis() as u64,
             "reconciled"
         );
-        Ok(plan)
+        Ok(Pass {
+            attempted,
+            pending: plan.actions.len() - attempted.min(plan.actions.len()) + plan.waiting.len(),
+        })
     }
 
-    /// Passes until nothing is left to do or waiting (dependencies coming up), or `limit`.
+    /// Passes until nothing is left to do (dependencies up, nothing in backoff), or `limit`.
     pub async fn reconcile_until_settled(&self, limit: Duration) -> Result<(), CoreError> {
         let deadline = Instant::now() + limit;
         loop {
-            let plan = self.reconcile_once().await?;
-            if (plan.actions.is_empty() && plan.waiting.is_empty()) || Instant::now() >= deadline {
+            let pass = self.reconcile_once().await?;
+            if pass.settled() || Instant::now() >= deadline {
                 return Ok(());
             }
-            if plan.actions.is_empty() {
+            if pass.attempted == 0 {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
@@ -240,29 +260,26 @@ pub async fn reconcile_loop(
     interval: Duration,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
-    loop {
-        match core.reconcile_once().await {
-            Ok(plan) if !plan.actions.is_empty() => {
-                // Something changed: look again at once (dependencies may now be ready).
-                continue;
+    while !*shutdown.borrow() {
+        // After a pass that changed something, look again at once (dependencies may now be
+        // ready); when work is pending (backoff, dependencies starting), look again soon;
+        // otherwise wait for an engine event, an API request or the tick.
+        let pause = match core.reconcile_once().await {
+            Ok(pass) if pass.attempted > 0 => Duration::ZERO,
+            Ok(pass) if pass.pending > 0 => Duration::from_millis(250),
+            Ok(_) => interval,
+            Err(e) => {
+                tracing::warn!(error = %e, "reconcile failed; retrying on the next tick");
+                interval
             }
-            Ok(plan) if !plan.waiting.is_empty() => {
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_millis(250)) => {}
-                    _ = shutdown.changed() => return,
-                }
-                continue;
-            }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "reconcile failed; retrying on the next tick"),
+        };
+        if pause.is_zero() {
+            continue;
         }
         tokio::select! {
             _ = core.kick.notified() => {}
-            _ = tokio::time::sleep(interval) => {}
+            _ = tokio::time::sleep(pause) => {}
             _ = shutdown.changed() => return,
-        }
-        if *shutdown.borrow() {
-            return;
         }
     }
 }

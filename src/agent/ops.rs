@@ -259,6 +259,7 @@ impl Core {
                     ports: i.ports,
                     node: self.node_name.clone(),
                     created: i.created,
+                    status: i.status,
                     up_to_date,
                 }
             })

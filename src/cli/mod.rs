@@ -460,7 +460,11 @@ fn ps(client: &Client, app: Option<&str>, json: bool) -> Result<()> {
                 state,
                 ports,
                 i.node.clone(),
-                age(i.created),
+                if i.status.is_empty() {
+                    format!("created {}", age(i.created))
+                } else {
+                    i.status.clone()
+                },
             ]
         })
         .collect();
@@ -474,7 +478,7 @@ fn ps(client: &Client, app: Option<&str>, json: bool) -> Result<()> {
             "STATE",
             "PORTS",
             "NODE",
-            "CREATED",
+            "STARTED",
         ],
         &rows,
     );

@@ -39,6 +39,7 @@ fn inst(
         exit_code: None,
         ports: vec![],
         created: id.len() as i64,
+        status: String::new(),
     }
 }
 

@@ -382,6 +382,7 @@ impl ContainerRuntime for DockerRuntime {
                 state,
                 ports,
                 created: c.created.unwrap_or_default(),
+                status,
             });
         }
         Ok(out)
@@ -408,7 +409,7 @@ impl ContainerRuntime for DockerRuntime {
     }
 
     async fn create_network(&self, node: &str, app: &str) -> Result<(), RuntimeError> {
-        let name = network_name(app);
+        let name = network_name(node, app);
         let req = NetworkCreateRequest {
             name: name.clone(),
             driver: Some("bridge".into()),

@@ -134,6 +134,7 @@ impl ContainerRuntime for FakeRuntime {
                 exit_code: None,
                 ports: Vec::new(),
                 created,
+                status: String::new(),
             },
             req.node.clone(),
         ));

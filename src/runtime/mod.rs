@@ -64,9 +64,12 @@ pub fn container_name(app: &str, service: &str, slot: u32) -> String {
     format!("{app}_{service}_{slot}")
 }
 
-/// The network of an app.
-pub fn network_name(app: &str) -> String {
-    format!("berth_{app}")
+/// The network of an app on a node. The node id is part of the name because network names
+/// are not unique in the engine: two agents sharing one engine (or a person) could otherwise
+/// make the name ambiguous, which breaks every container start on it.
+pub fn network_name(node: &str, app: &str) -> String {
+    let short: String = node.chars().take(6).collect();
+    format!("berth_{app}_{short}")
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]

@@ -140,6 +140,39 @@ impl Agent {
         }
     }
 
+    /// CPU seconds (user + system) the agent process has used.
+    pub fn cpu_seconds(&self) -> f64 {
+        let pid = self.child.as_ref().map(|c| c.id()).expect("agent running");
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("proc stat");
+        // Fields after the command name (which is in parentheses): utime is 14th, stime 15th.
+        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let ticks: f64 = f[11].parse::<f64>().unwrap_or(0.0) + f[12].parse::<f64>().unwrap_or(0.0);
+        ticks / 100.0
+    }
+
+    /// Sends SIGTERM; returns whether the agent exited within `within`.
+    pub fn terminate(&mut self, within: Duration) -> bool {
+        let Some(mut c) = self.child.take() else {
+            return true;
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status();
+        let deadline = Instant::now() + within;
+        loop {
+            if let Ok(Some(_)) = c.try_wait() {
+                return true;
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                let _ = c.wait();
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     pub fn restart(&mut self) {
         self.kill9();
         self.spawn();

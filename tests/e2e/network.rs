@@ -25,7 +25,7 @@ fn services_resolve_by_name_and_link_alias() {
         "{{range $k, $v := .NetworkSettings.Networks}}{{$k}}{{end}}",
         "dns_web_1",
     ]);
-    assert_eq!(net, "berth_dns");
+    assert_eq!(net, format!("berth_dns_{}", &a.node_id[..6]));
     let labels = docker_ok(&[
         "inspect",
         "-f",

@@ -95,3 +95,43 @@ fn state_survives_agent_restart() {
     });
     assert!(a.ok(&["apps"]).contains("keep"));
 }
+
+/// Regression: while a container kept failing (its name held by a container berth does not
+/// manage), every planned action was skipped for backoff, the loop re-planned at once forever
+/// (a core busy) and never saw SIGTERM.
+#[test]
+fn failing_container_backs_off_and_sigterm_still_stops_the_agent() {
+    let mut a = Agent::start();
+    let squatter = "squat_web_1";
+    let _ = std::process::Command::new("docker")
+        .args(["rm", "-f", squatter])
+        .output();
+    docker_ok(&["run", "-d", "--name", squatter, IMAGE, "sleep", "600"]);
+    let p = a.template(
+        "squat",
+        &format!("services:\n  web:\n    image: {IMAGE}\n    command: sleep 600\n"),
+    );
+    a.ok(&["deploy", "-f", path_str(&p), "--name", "squat", "--detach"]);
+    std::thread::sleep(Duration::from_secs(1));
+    let before = a.cpu_seconds();
+    std::thread::sleep(Duration::from_secs(3));
+    let used = a.cpu_seconds() - before;
+    let events = a.ok(&["events", "squat"]);
+    assert!(
+        events.contains("a container berth does not manage has that name"),
+        "{events}"
+    );
+    assert!(
+        used < 0.5,
+        "agent used {used:.2} CPU seconds in 3 s while a container was failing"
+    );
+    let apps: Vec<berth::wire::AppStatus> =
+        serde_json::from_str(&a.ok(&["apps", "--json"])).expect("json");
+    let status = &apps[0];
+    assert_eq!(status.state, "failing");
+    assert!(
+        a.terminate(Duration::from_secs(10)),
+        "agent did not exit on SIGTERM"
+    );
+    docker_ok(&["rm", "-f", squatter]);
+}
