@@ -36,9 +36,10 @@ ensure_engine() {
 }
 
 # Build an image from Debian's static busybox (nothing can be pulled here).
-# $1 = image name; a www/index.html is included so `httpd -f -p 8080 -h /www` serves a page.
+# $1 = image name, $2 = its default command as JSON (default: a shell); a www/index.html is
+# included so `httpd -f -p 8080 -h /www` serves a page.
 build_busybox_image() {
-    local name=$1
+    local name=$1 cmd=${2:-'["/bin/sh"]'}
     if docker image inspect "$name" >/dev/null 2>&1; then return 0; fi
     apt_install busybox-static
     local dir
@@ -51,13 +52,15 @@ build_busybox_image() {
     echo 'hello from berth' >"$dir/www/index.html"
     echo 'root:x:0:0:root:/root:/bin/sh' >"$dir/etc/passwd"
     echo 'root:x:0:' >"$dir/etc/group"
-    tar -C "$dir" -c . | docker import -c 'CMD ["/bin/sh"]' -c 'ENV PATH=/bin' - "$name" >/dev/null
+    tar -C "$dir" -c . | docker import -c "CMD $cmd" -c 'ENV PATH=/bin' - "$name" >/dev/null
     rm -rf "$dir"
     log "built image $name"
 }
 
 ensure_images() {
     build_busybox_image berth-test/busybox:latest
+    # Stands in for the images the brief's example templates name (they keep running).
+    build_busybox_image berth-test/idle:latest '["sleep", "2147483647"]'
     # The demo app's image.
     if ! docker image inspect berth/hello:latest >/dev/null 2>&1; then
         docker tag berth-test/busybox:latest berth/hello:latest

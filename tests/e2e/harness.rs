@@ -9,6 +9,8 @@ use std::sync::Once;
 use std::time::{Duration, Instant};
 
 pub const IMAGE: &str = "berth-test/busybox:latest";
+/// Same busybox, but its default command keeps running (stands in for real server images).
+pub const IDLE_IMAGE: &str = "berth-test/idle:latest";
 static SETUP: Once = Once::new();
 
 fn docker(args: &[&str]) -> Output {
@@ -37,7 +39,9 @@ fn ensure_engine_and_image() {
             "no Docker engine answers: run scripts/test (it installs and starts dockerd): {}",
             String::from_utf8_lossy(&ping.stderr)
         );
-        if !docker(&["image", "inspect", IMAGE]).status.success() {
+        if !docker(&["image", "inspect", IMAGE]).status.success()
+            || !docker(&["image", "inspect", IDLE_IMAGE]).status.success()
+        {
             let root = env!("CARGO_MANIFEST_DIR");
             let st = Command::new("bash")
                 .args(["-c", &format!(". {root}/scripts/lib.sh && ensure_images")])
