@@ -4,25 +4,15 @@
 # Usage: benches/deploy.sh [ROUNDS]   (needs root, the engine, the test image)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-. scripts/lib.sh
+. benches/lib.sh
 ROUNDS=${1:-5}
-ensure_engine; ensure_images; apt_install docker-compose
-cargo build --release --quiet
-BERTH=$PWD/target/release/berth
-WORK=$(mktemp -d)
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"$BERTH" agent --data-dir "$WORK/data" --listen "127.0.0.1:$PORT" --node-name bench 2>"$WORK/agent.log" &
-AGENT=$!
+apt_install docker-compose bc
+start_bench_agent bench
 cleanup() {
-    kill $AGENT 2>/dev/null || true
-    docker ps -aq --filter label=berth.node="$(cat "$WORK/node" 2>/dev/null || echo none)" | xargs -r docker rm -f >/dev/null
     (cd "$WORK" && docker-compose -p benchcompose down -t 1 >/dev/null 2>&1) || true
-    rm -rf "$WORK"
+    stop_bench_agent
 }
 trap cleanup EXIT
-export BERTH_API=http://127.0.0.1:$PORT BERTH_TOKEN_FILE=$WORK/data/api.token
-for _ in $(seq 50); do curl -fs "$BERTH_API/v1/health" >"$WORK/health" 2>/dev/null && break; sleep 0.1; done
-sed -n 's/.*"node_id": *"\([0-9a-f]*\)".*/\1/p' "$WORK/health" >"$WORK/node"
 
 {
     echo 'version: "2"'

@@ -138,6 +138,14 @@ fn remove(i: &Instance, reason: RemoveReason) -> Action {
     }
 }
 
+fn create(app: &DesiredApp, svc: &DesiredService, slot: u32) -> Action {
+    Action::Create {
+        app: app.name.clone(),
+        service: svc.name.clone(),
+        slot,
+    }
+}
+
 /// Should an exited instance be brought back? Compose semantics for `restart`.
 fn wants_restart(policy: RestartPolicy, exit_code: Option<i64>) -> bool {
     match policy {
@@ -247,11 +255,7 @@ pub fn plan(desired: &[DesiredApp], observed: &Observed) -> Plan {
                 if keep.spec_hash != svc.spec_hash {
                     if deps_ready {
                         out.actions.push(remove(keep, RemoveReason::Outdated));
-                        out.actions.push(Action::Create {
-                            app: app.name.clone(),
-                            service: svc.name.clone(),
-                            slot,
-                        });
+                        out.actions.push(create(app, svc, slot));
                     } else {
                         blocked = true;
                     }
@@ -263,11 +267,7 @@ pub fn plan(desired: &[DesiredApp], observed: &Observed) -> Plan {
                     // The engine brings `dead` containers back only by recreation.
                     InstanceState::Dead => {
                         out.actions.push(remove(keep, RemoveReason::Outdated));
-                        out.actions.push(Action::Create {
-                            app: app.name.clone(),
-                            service: svc.name.clone(),
-                            slot,
-                        });
+                        out.actions.push(create(app, svc, slot));
                         false
                     }
                     _ => false,
@@ -291,11 +291,7 @@ pub fn plan(desired: &[DesiredApp], observed: &Observed) -> Plan {
                         continue;
                     }
                     if deps_ready {
-                        out.actions.push(Action::Create {
-                            app: app.name.clone(),
-                            service: svc.name.clone(),
-                            slot,
-                        });
+                        out.actions.push(create(app, svc, slot));
                     } else {
                         blocked = true;
                     }

@@ -90,11 +90,7 @@ impl Core {
                 if self.in_backoff(id) {
                     return false;
                 }
-                let grace = apps
-                    .get(app)
-                    .and_then(|a| a.spec.services.get(service))
-                    .map(|s| s.grace_seconds())
-                    .unwrap_or(10);
+                let grace = grace_of(apps, app, service);
                 match self.runtime.stop(id, grace).await {
                     Ok(()) => self.event("stop", app, service, &format!("stopped {name}")),
                     Err(e) => self.fail(app, service, id, &format!("cannot stop {name}: {e}")),
@@ -110,11 +106,7 @@ impl Core {
                 if self.in_backoff(id) {
                     return false;
                 }
-                let grace = apps
-                    .get(app)
-                    .and_then(|a| a.spec.services.get(service))
-                    .map(|s| s.grace_seconds())
-                    .unwrap_or(10);
+                let grace = grace_of(apps, app, service);
                 // Stop first so the process gets its grace period, then remove.
                 let _ = self.runtime.stop(id, grace).await;
                 match self.runtime.remove(id, false).await {
@@ -203,6 +195,14 @@ impl Core {
             self.event("error", app, service, &format!("{message}{suffix}"));
         }
     }
+}
+
+/// The stop grace of a service (10 s when the app or service is gone).
+fn grace_of(apps: &BTreeMap<String, StoredApp>, app: &str, service: &str) -> u32 {
+    apps.get(app)
+        .and_then(|a| a.spec.services.get(service))
+        .map(|s| s.grace_seconds())
+        .unwrap_or(10)
 }
 
 /// What the engine needs to create `slot` of `service`.

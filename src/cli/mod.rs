@@ -379,6 +379,11 @@ fn wait_running(client: &Client, app: &str, timeout: Duration) -> Result<()> {
     }
 }
 
+fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
 fn print_status(s: &AppStatus) -> Result<()> {
     println!(
         "{}: {} ({}/{} running)",
@@ -390,8 +395,7 @@ fn print_status(s: &AppStatus) -> Result<()> {
 fn apps(client: &Client, json: bool) -> Result<()> {
     let list: Vec<AppStatus> = client.get("/v1/apps")?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&list)?);
-        return Ok(());
+        return print_json(&list);
     }
     let rows: Vec<Vec<String>> = list
         .iter()
@@ -420,8 +424,7 @@ fn ps(client: &Client, app: Option<&str>, json: bool) -> Result<()> {
     };
     let list: Vec<InstanceView> = client.get(&path)?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&list)?);
-        return Ok(());
+        return print_json(&list);
     }
     let rows: Vec<Vec<String>> = list
         .iter()
@@ -538,8 +541,7 @@ fn events(client: &Client, app: Option<&str>, follow: bool, tail: i64, json: boo
 fn images(client: &Client, json: bool) -> Result<()> {
     let list: Vec<crate::runtime::ImageInfo> = client.get("/v1/images")?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&list)?);
-        return Ok(());
+        return print_json(&list);
     }
     let rows: Vec<Vec<String>> = list
         .iter()

@@ -217,11 +217,7 @@ impl Agent {
     }
 
     pub fn get_raw(&self, path: &str, auth: bool) -> Result<(u16, String), String> {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(60)))
-            .build()
-            .into();
+        let agent = http_agent();
         let mut req = agent.get(format!("{}{path}", self.api()));
         if auth {
             req = req.header("Authorization", format!("Bearer {}", self.token()));
@@ -232,11 +228,7 @@ impl Agent {
     }
 
     pub fn post_raw(&self, path: &str, body: &[u8], auth: bool) -> (u16, String) {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(60)))
-            .build()
-            .into();
+        let agent = http_agent();
         let mut req = agent.post(format!("{}{path}", self.api()));
         if auth {
             req = req.header("Authorization", format!("Bearer {}", self.token()));
@@ -317,6 +309,14 @@ impl Agent {
         v.sort();
         v
     }
+}
+
+fn http_agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(60)))
+        .build()
+        .into()
 }
 
 pub fn path_str(p: &Path) -> &str {
