@@ -14,6 +14,7 @@
 mod ext;
 mod interpolate;
 mod service;
+mod service_keys;
 mod values;
 
 use crate::model::{AppSpec, MountKind, NetworkMode, VolumeSpec};
