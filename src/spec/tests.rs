@@ -1,1 +1,122 @@
+//! Unit tests of the small parsers; whole templates are tested by `tests/spec_corpus.rs`.
 
+use super::values::{parse_duration_ms, parse_port_short, parse_size, shell_split};
+use super::*;
+
+fn vars(pairs: &[(&str, &str)]) -> Vars {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn substitution_follows_compose() {
+    let v = vars(&[("A", "x"), ("EMPTY", "")]);
+    let i = |s: &str| interpolate(s, &v, "test");
+    assert_eq!(i("$A ${A} $$A $$"), Ok("x x $A $".into()));
+    assert_eq!(
+        i("${EMPTY:-d} ${EMPTY-d} ${UNSET-d} ${UNSET:-$A}"),
+        Ok("d  d x".into())
+    );
+    assert_eq!(i("${A:+alt}${EMPTY:+alt}${EMPTY+set}"), Ok("altset".into()));
+    assert!(matches!(
+        i("${UNSET}"),
+        Err(SpecError::UnsetVariable { .. })
+    ));
+    assert!(matches!(
+        i("${EMPTY:?needed}"),
+        Err(SpecError::UnsetVariable { .. })
+    ));
+    assert_eq!(i("${EMPTY?needed}"), Ok(String::new()));
+    assert!(matches!(i("${A"), Err(SpecError::BadSubstitution { .. })));
+    assert!(matches!(
+        i("${A/x}"),
+        Err(SpecError::BadSubstitution { .. })
+    ));
+    assert!(matches!(
+        i("cost $5"),
+        Err(SpecError::BadSubstitution { .. })
+    ));
+    assert_eq!(referenced_vars("$A ${B:-x} $$C ${D}"), ["A", "B", "D"]);
+}
+
+#[test]
+fn durations_sizes_and_commands() {
+    assert_eq!(parse_duration_ms("1m30s"), Some(90_000));
+    assert_eq!(parse_duration_ms("500ms"), Some(500));
+    assert_eq!(parse_duration_ms("10"), Some(10_000));
+    assert_eq!(parse_duration_ms("1.5h"), Some(5_400_000));
+    assert_eq!(parse_duration_ms("10x"), None);
+    assert_eq!(parse_duration_ms(""), None);
+    assert_eq!(parse_size("512m"), Some(512 << 20));
+    assert_eq!(parse_size("1g"), Some(1 << 30));
+    assert_eq!(parse_size("64mb"), Some(64 << 20));
+    assert_eq!(parse_size("-1"), None);
+    assert_eq!(
+        shell_split(r#"sh -c "echo 'a b'" x\ y"#),
+        Some(vec![
+            "sh".into(),
+            "-c".into(),
+            "echo 'a b'".into(),
+            "x y".into()
+        ])
+    );
+    assert_eq!(shell_split("unbalanced 'quote"), None);
+}
+
+#[test]
+fn port_syntax() {
+    let p = parse_port_short("127.0.0.1:8000-8001:9000-9001/udp", "t").expect("ports");
+    assert_eq!(p.len(), 2);
+    assert_eq!((p[1].host_port, p[1].container_port), (Some(8001), 9001));
+    assert_eq!(
+        parse_port_short("80", "t").expect("port")[0].host_port,
+        None
+    );
+    assert_eq!(
+        parse_port_short("[::1]:8080:80", "t").expect("v6")[0]
+            .host_ip
+            .as_deref(),
+        Some("::1")
+    );
+    for bad in [
+        "0",
+        "80/sctp",
+        "a:80",
+        "8000-8002:9000-9001",
+        "1.2.3:80:80",
+        "9001-9000",
+    ] {
+        assert!(parse_port_short(bad, "t").is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn names_and_start_order() {
+    assert!(valid_name("shop-1_a"));
+    for bad in ["", "Shop", "-a", "a b", "../x", &"a".repeat(49)] {
+        assert!(!valid_name(bad), "{bad}");
+    }
+    let spec = parse(
+        "services:\n  web: {image: a, depends_on: [api]}\n  api: {image: a, links: [db]}\n  db: {image: a}\n",
+        "app",
+        &Inputs::default(),
+    )
+    .expect("parses");
+    assert_eq!(start_order(&spec), ["db", "api", "web"]);
+}
+
+#[test]
+fn service_hash_ignores_replicas_only() {
+    let text = |scale: &str, cmd: &str| {
+        format!(
+            "services:\n  web:\n    image: a\n    command: {cmd}\n    labels:\n      berth.scale: \"{scale}\"\n"
+        )
+    };
+    let h = |t: String| {
+        service_hash(&parse(&t, "a", &Inputs::default()).expect("parses").services["web"])
+    };
+    assert_eq!(h(text("1", "x")), h(text("5", "x")));
+    assert_ne!(h(text("1", "x")), h(text("1", "y")));
+}
