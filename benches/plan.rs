@@ -51,6 +51,8 @@ fn observed(apps: usize, web_hash: &str) -> Observed {
                     ports: vec![],
                     created: 1,
                     status: String::new(),
+                    ip: String::new(),
+                    health: Default::default(),
                 });
             }
         }

@@ -50,6 +50,7 @@ build_busybox_image() {
         [ "$applet" = busybox ] || ln -sf busybox "$dir/bin/$applet"
     done
     echo 'hello from berth' >"$dir/www/index.html"
+    echo 'stand-in license' >"$dir/www/license.txt"
     echo 'root:x:0:0:root:/root:/bin/sh' >"$dir/etc/passwd"
     echo 'root:x:0:' >"$dir/etc/group"
     tar -C "$dir" -c . | docker import -c "CMD $cmd" -c 'ENV PATH=/bin' - "$name" >/dev/null
@@ -61,6 +62,8 @@ ensure_images() {
     build_busybox_image berth-test/busybox:latest
     # Stands in for the images the brief's example templates name (they keep running).
     build_busybox_image berth-test/idle:latest '["sleep", "2147483647"]'
+    # Stands in for web images whose probes fetch http://container/license.txt.
+    build_busybox_image berth-test/web:latest '["httpd", "-f", "-p", "80", "-h", "/www"]'
     # The demo app's image.
     if ! docker image inspect berth/hello:latest >/dev/null 2>&1; then
         docker tag berth-test/busybox:latest berth/hello:latest

@@ -5,6 +5,7 @@ pub mod agent;
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod health;
 pub mod model;
 pub mod plan;
 pub mod runtime;

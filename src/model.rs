@@ -419,6 +419,12 @@ pub struct Instance {
     /// The engine's own summary: "Up 5 minutes", "Exited (137) 2 seconds ago".
     #[serde(default)]
     pub status: String,
+    /// Address on its app network (empty in host/none network mode or when not running).
+    #[serde(default)]
+    pub ip: String,
+    /// Health as berth's probes (or the engine's healthcheck) see it.
+    #[serde(default)]
+    pub health: Health,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -462,6 +468,36 @@ impl InstanceState {
             InstanceState::Exited => "exited",
             InstanceState::Dead => "dead",
             InstanceState::Removing => "removing",
+        }
+    }
+}
+
+/// Health of an instance. `None`: no probe, so healthy once running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    #[default]
+    None,
+    /// Probed, not yet healthy (initial delay, or no success yet).
+    Starting,
+    Healthy,
+    Unhealthy,
+    /// Unhealthy for long enough: the planner replaces it.
+    Failed,
+}
+
+impl Health {
+    /// Ready for dependants (and, later, traffic).
+    pub fn ready(self) -> bool {
+        matches!(self, Health::None | Health::Healthy)
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Health::None => "",
+            Health::Starting => "starting",
+            Health::Healthy => "healthy",
+            Health::Unhealthy => "unhealthy",
+            Health::Failed => "failed",
         }
     }
 }

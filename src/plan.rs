@@ -48,6 +48,8 @@ pub enum RemoveReason {
     ScaleDown,
     /// Created from an older spec.
     Outdated,
+    /// Its health probe kept failing.
+    Unhealthy,
 }
 
 impl RemoveReason {
@@ -57,6 +59,7 @@ impl RemoveReason {
             RemoveReason::Duplicate => "duplicate of its slot",
             RemoveReason::ScaleDown => "scaled down",
             RemoveReason::Outdated => "spec changed",
+            RemoveReason::Unhealthy => "unhealthy",
         }
     }
 }
@@ -104,6 +107,11 @@ pub struct Plan {
     pub actions: Vec<Action>,
     /// Services waiting for their dependencies: plan again once the actions ran.
     pub waiting: Vec<(String, String)>,
+}
+
+/// Running and healthy (or without a probe): fit for dependants and traffic.
+pub fn is_ready(i: &Instance) -> bool {
+    i.state == InstanceState::Running && i.health.ready()
 }
 
 fn is_live(i: &Instance) -> bool {
@@ -207,7 +215,7 @@ pub fn plan(desired: &[DesiredApp], observed: &Observed) -> Plan {
                 app: app.name.clone(),
             });
         }
-        // A service is ready when every desired slot runs an up-to-date instance.
+        // A service is ready when every desired slot runs an up-to-date, healthy instance.
         let ready: BTreeSet<&str> = app
             .services
             .iter()
@@ -215,9 +223,7 @@ pub fn plan(desired: &[DesiredApp], observed: &Observed) -> Plan {
                 let slots = app_groups.get(s.name.as_str());
                 (1..=s.replicas).all(|slot| {
                     slots.and_then(|m| m.get(&slot)).is_some_and(|v| {
-                        v.iter().any(|i| {
-                            i.spec_hash == s.spec_hash && i.state == InstanceState::Running
-                        })
+                        v.iter().any(|i| i.spec_hash == s.spec_hash && is_ready(i))
                     })
                 })
             })
@@ -259,6 +265,13 @@ pub fn plan(desired: &[DesiredApp], observed: &Observed) -> Plan {
                     } else {
                         blocked = true;
                     }
+                    continue;
+                }
+                if keep.state == InstanceState::Running
+                    && keep.health == crate::model::Health::Failed
+                {
+                    out.actions.push(remove(keep, RemoveReason::Unhealthy));
+                    out.actions.push(create(app, svc, slot));
                     continue;
                 }
                 let start = match keep.state {

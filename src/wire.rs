@@ -66,6 +66,12 @@ pub struct InstanceView {
     pub created: i64,
     /// Since when it runs (or how it ended), as the engine says: "Up 5 minutes".
     pub status: String,
+    /// `starting`, `healthy`, `unhealthy`, `failed`; empty without a probe.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub health: String,
+    /// The last probe error while not healthy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_error: Option<String>,
     /// Created from the current spec.
     pub up_to_date: bool,
 }

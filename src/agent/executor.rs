@@ -110,6 +110,21 @@ impl Core {
                 // Stop first so the process gets its grace period, then remove.
                 let _ = self.runtime.stop(id, grace).await;
                 match self.runtime.remove(id, false).await {
+                    Ok(()) if *reason == crate::plan::RemoveReason::Unhealthy => {
+                        // Back the slot off until a successor is healthy (a service that never
+                        // turns healthy is retried at 2, 4, 8 ... 60 s, not in a tight loop).
+                        self.record_failure_kind(
+                            name,
+                            "replaced after failing its health probe",
+                            true,
+                        );
+                        self.event(
+                            "remove",
+                            app,
+                            service,
+                            &format!("removed {name} ({})", reason.as_str()),
+                        )
+                    }
                     Ok(()) => self.event(
                         "remove",
                         app,

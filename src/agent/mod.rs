@@ -60,6 +60,8 @@ struct Backoff {
     until: Instant,
     failures: u32,
     last_error: String,
+    /// Replaced for failing its probe: only a healthy successor clears this, not a start.
+    unhealthy: bool,
 }
 
 pub struct Core {
@@ -78,6 +80,7 @@ pub struct Core {
     our_starts: Mutex<HashMap<String, Instant>>,
     /// Woken when an event is recorded (for `events -f`).
     pub events_changed: Notify,
+    pub prober: crate::health::Prober,
 }
 
 /// The hash an instance of `svc` must carry: its spec plus the app's redeploy generation.
@@ -136,6 +139,7 @@ impl Core {
             backoff: Mutex::new(HashMap::new()),
             our_starts: Mutex::new(HashMap::new()),
             events_changed: Notify::new(),
+            prober: crate::health::Prober::default(),
         })
     }
 
@@ -152,11 +156,54 @@ impl Core {
         self.events_changed.notify_waiters();
     }
 
-    async fn observe(&self) -> Result<Observed, RuntimeError> {
+    async fn observe(&self, apps: &[StoredApp]) -> Result<Observed, RuntimeError> {
+        let mut instances = self.runtime.list(&self.node_id).await?;
+        self.track_health(apps, &instances);
+        self.annotate_health(&mut instances);
         Ok(Observed {
-            instances: self.runtime.list(&self.node_id).await?,
+            instances,
             networks: self.runtime.networks(&self.node_id).await?,
         })
+    }
+
+    /// This node's instances with their current health (for queries).
+    pub async fn instances(&self) -> Result<Vec<crate::model::Instance>, RuntimeError> {
+        let mut list = self.runtime.list(&self.node_id).await?;
+        self.annotate_health(&mut list);
+        Ok(list)
+    }
+
+    /// Probes exactly the running instances whose service has a probe.
+    fn track_health(&self, apps: &[StoredApp], instances: &[crate::model::Instance]) {
+        let targets = instances
+            .iter()
+            .filter(|i| i.state == crate::model::InstanceState::Running)
+            .filter_map(|i| {
+                let svc = apps
+                    .iter()
+                    .find(|a| a.spec.name == i.app)?
+                    .spec
+                    .services
+                    .get(&i.service)?;
+                let probe = svc.ext.probe.as_ref()?;
+                Some(crate::health::Target::for_instance(
+                    i,
+                    probe,
+                    svc.network_mode,
+                ))
+            })
+            .collect();
+        self.prober.sync(targets, Instant::now());
+    }
+
+    /// Probe results override what the engine says; without a probe the engine's own
+    /// healthcheck (compose `healthcheck:`) stands.
+    fn annotate_health(&self, instances: &mut [crate::model::Instance]) {
+        for i in instances.iter_mut() {
+            if let Some(h) = self.prober.health(&i.id) {
+                i.health = h;
+            }
+        }
     }
 
     /// One pass: read desired state, observe the engine, plan, execute.
@@ -169,7 +216,7 @@ impl Core {
         let started = Instant::now();
         let apps = self.store.list_apps()?;
         let desired = desired_state(&apps);
-        let observed = self.observe().await?;
+        let observed = self.observe(&apps).await?;
         let plan = plan::plan(&desired, &observed);
         let mut attempted = 0;
         if !plan.actions.is_empty() {
@@ -210,12 +257,18 @@ impl Core {
     }
 
     fn record_failure(&self, name: &str, error: &str) -> u32 {
+        self.record_failure_kind(name, error, false)
+    }
+
+    fn record_failure_kind(&self, name: &str, error: &str, unhealthy: bool) -> u32 {
         let mut b = self.backoff.lock().unwrap_or_else(|p| p.into_inner());
         let e = b.entry(name.to_string()).or_insert(Backoff {
             until: Instant::now(),
             failures: 0,
             last_error: String::new(),
+            unhealthy,
         });
+        e.unhealthy |= unhealthy;
         e.failures += 1;
         let secs = 1u64 << e.failures.min(6);
         e.until = Instant::now() + Duration::from_secs(secs.min(60));
@@ -223,11 +276,45 @@ impl Core {
         e.failures
     }
 
+    /// A container started: clears start failures, but not an unhealthy history (that waits
+    /// for the successor to turn healthy, so a never-healthy service backs off).
     fn record_success(&self, name: &str) {
+        let mut b = self.backoff.lock().unwrap_or_else(|p| p.into_inner());
+        if b.get(name).is_some_and(|x| !x.unhealthy) {
+            b.remove(name);
+        }
+    }
+
+    fn record_healthy(&self, name: &str) {
         self.backoff
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(name);
+    }
+
+    /// Records a health transition: an event, backoff bookkeeping, a reconcile pass.
+    fn health_changed(
+        &self,
+        t: &crate::health::Target,
+        tr: &crate::health::Transition,
+        error: &str,
+    ) {
+        use crate::model::Health;
+        let msg = match tr.to {
+            Health::Healthy => {
+                self.record_healthy(&t.name);
+                format!("{} is healthy", t.name)
+            }
+            Health::Unhealthy => format!("{} is unhealthy: {error}", t.name),
+            Health::Failed => format!(
+                "{} stayed unhealthy for {} s, replacing it: {error}",
+                t.name,
+                crate::health::REPLACE_AFTER.as_secs()
+            ),
+            _ => return,
+        };
+        self.event("health", &t.app, &t.service, &msg);
+        self.kick();
     }
 
     /// Last errors of an app's containers that are failing now.
@@ -280,6 +367,25 @@ pub async fn reconcile_loop(
             _ = core.kick.notified() => {}
             _ = tokio::time::sleep(pause) => {}
             _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// Runs due probes, each in its own task so a slow one delays no other.
+pub async fn probe_loop(core: Arc<Core>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            _ = shutdown.changed() => return,
+        }
+        for target in core.prober.take_due(Instant::now()) {
+            let core = core.clone();
+            tokio::spawn(async move {
+                let result = crate::health::probe(&target, core.runtime.as_ref()).await;
+                if let Some((t, tr, err)) = core.prober.record(&target.id, result, Instant::now()) {
+                    core.health_changed(&t, &tr, &err);
+                }
+            });
         }
     }
 }
@@ -417,7 +523,8 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
         Duration::from_millis(cfg.reconcile_interval_ms),
         stop_rx.clone(),
     ));
-    let watcher = tokio::spawn(watch_engine(core.clone(), stop_rx));
+    let watcher = tokio::spawn(watch_engine(core.clone(), stop_rx.clone()));
+    let prober = tokio::spawn(probe_loop(core.clone(), stop_rx));
 
     wait_for_signal().await;
     tracing::info!("shutting down: API closed, loop stopping");
@@ -425,6 +532,7 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
     let _ = stop_tx.send(true);
     let _ = reconcile.await;
     let _ = watcher.await;
+    let _ = prober.await;
     core.event("agent", "", "", "agent stopped (containers keep running)");
     Ok(())
 }

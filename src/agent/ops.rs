@@ -5,7 +5,7 @@
 //! (except `rm`, which removes what the app owned under the reconcile lock).
 
 use super::{Core, desired_hash, desired_replicas};
-use crate::model::{Instance, InstanceState, NetworkMode, Protocol};
+use crate::model::{Instance, NetworkMode, Protocol};
 use crate::runtime::{ImageInfo, PruneReport, RuntimeError};
 use crate::spec::{self, SpecError};
 use crate::store::StoreError;
@@ -161,13 +161,13 @@ impl Core {
 
     pub async fn apps(&self) -> Result<Vec<AppStatus>, CoreError> {
         let apps = self.store.list_apps()?;
-        let instances = self.runtime.list(&self.node_id).await?;
+        let instances = self.instances().await?;
         Ok(apps.iter().map(|a| self.status_of(a, &instances)).collect())
     }
 
     pub async fn app_status(&self, name: &str) -> Result<AppStatus, CoreError> {
         let app = self.store.get_app(name)?.ok_or_else(|| unknown_app(name))?;
-        let instances = self.runtime.list(&self.node_id).await?;
+        let instances = self.instances().await?;
         Ok(self.status_of(&app, &instances))
     }
 
@@ -186,7 +186,7 @@ impl Core {
                 .filter(|i| {
                     i.app == a.spec.name
                         && &i.service == name
-                        && i.state == InstanceState::Running
+                        && crate::plan::is_ready(i)
                         && i.spec_hash == hash
                         && i.slot <= d
                 })
@@ -232,8 +232,7 @@ impl Core {
             return Err(unknown_app(name));
         }
         let mut list: Vec<InstanceView> = self
-            .runtime
-            .list(&self.node_id)
+            .instances()
             .await?
             .into_iter()
             .filter(|i| app.is_none_or(|a| a == i.app))
@@ -260,6 +259,8 @@ impl Core {
                     node: self.node_name.clone(),
                     created: i.created,
                     status: i.status,
+                    health: i.health.as_str().into(),
+                    health_error: self.prober.last_error(&i.id).filter(|_| !i.health.ready()),
                     up_to_date,
                 }
             })

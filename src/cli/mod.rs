@@ -451,6 +451,9 @@ fn ps(client: &Client, app: Option<&str>, json: bool) -> Result<()> {
             if let Some(c) = i.exit_code {
                 state = format!("{state} ({c})");
             }
+            if !i.health.is_empty() {
+                state = format!("{state} ({})", i.health);
+            }
             if !i.up_to_date {
                 state.push_str(" outdated");
             }

@@ -40,6 +40,8 @@ fn inst(
         ports: vec![],
         created: id.len() as i64,
         status: String::new(),
+        ip: String::new(),
+        health: Default::default(),
     }
 }
 

@@ -72,6 +72,20 @@ fn split_image(image: &str) -> (String, String) {
     }
 }
 
+/// `Up 5 seconds (healthy)` -> Healthy; no healthcheck -> None.
+fn engine_health(status: &str) -> crate::model::Health {
+    use crate::model::Health;
+    if status.ends_with("(healthy)") {
+        Health::Healthy
+    } else if status.ends_with("(unhealthy)") {
+        Health::Unhealthy
+    } else if status.ends_with("(health: starting)") {
+        Health::Starting
+    } else {
+        Health::None
+    }
+}
+
 /// `Exited (137) 3 seconds ago` -> 137.
 fn exit_code_from_status(status: &str) -> Option<i64> {
     let rest = status.strip_prefix("Exited (")?;
@@ -382,6 +396,16 @@ impl ContainerRuntime for DockerRuntime {
                 state,
                 ports,
                 created: c.created.unwrap_or_default(),
+                ip: c
+                    .network_settings
+                    .and_then(|n| n.networks)
+                    .and_then(|nets| {
+                        nets.into_values()
+                            .find_map(|e| e.ip_address.filter(|ip| !ip.is_empty()))
+                    })
+                    .unwrap_or_default(),
+                // The engine's own healthcheck (compose `healthcheck:`) shows in the status.
+                health: engine_health(&status),
                 status,
             });
         }
@@ -591,6 +615,59 @@ impl ContainerRuntime for DockerRuntime {
                 .collect(),
             space_reclaimed: r.space_reclaimed.unwrap_or_default(),
         })
+    }
+
+    async fn exec(
+        &self,
+        id: &str,
+        cmd: Vec<String>,
+        timeout: Duration,
+    ) -> Result<(i64, String), RuntimeError> {
+        let run = async {
+            let created = self
+                .docker
+                .create_exec(
+                    id,
+                    bollard::models::ExecConfig {
+                        attach_stdout: Some(true),
+                        attach_stderr: Some(true),
+                        cmd: Some(cmd),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .map_err(engine_err("exec in", id))?;
+            let mut output = String::new();
+            if let bollard::exec::StartExecResults::Attached {
+                output: mut stream, ..
+            } = self
+                .docker
+                .start_exec(&created.id, None)
+                .await
+                .map_err(engine_err("exec in", id))?
+            {
+                while let Some(chunk) = stream.next().await {
+                    let Ok(chunk) = chunk else { break };
+                    if output.len() < 4096 {
+                        output.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
+                    }
+                }
+            }
+            let info = self
+                .docker
+                .inspect_exec(&created.id)
+                .await
+                .map_err(engine_err("exec in", id))?;
+            output.truncate(4096);
+            Ok((info.exit_code.unwrap_or(-1), output))
+        };
+        tokio::time::timeout(timeout, run)
+            .await
+            .map_err(|_| RuntimeError::Engine {
+                op: "exec in",
+                object: id.to_string(),
+                detail: format!("the command did not finish within {} s", timeout.as_secs()),
+            })?
     }
 
     async fn remove_volumes(&self, names: &[String]) -> Result<(), RuntimeError> {

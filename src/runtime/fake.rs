@@ -135,6 +135,8 @@ impl ContainerRuntime for FakeRuntime {
                 ports: Vec::new(),
                 created,
                 status: String::new(),
+                ip: String::new(),
+                health: Default::default(),
             },
             req.node.clone(),
         ));
@@ -189,6 +191,15 @@ impl ContainerRuntime for FakeRuntime {
     }
     async fn prune_images(&self) -> Result<PruneReport, RuntimeError> {
         Ok(PruneReport::default())
+    }
+    async fn exec(
+        &self,
+        id: &str,
+        cmd: Vec<String>,
+        _timeout: std::time::Duration,
+    ) -> Result<(i64, String), RuntimeError> {
+        self.call(format!("exec {id} {}", cmd.join(" ")))?;
+        Ok((0, String::new()))
     }
     async fn remove_volumes(&self, names: &[String]) -> Result<(), RuntimeError> {
         self.call(format!("remove_volumes {}", names.join(",")))

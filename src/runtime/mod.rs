@@ -124,6 +124,14 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     async fn images(&self) -> Result<Vec<ImageInfo>, RuntimeError>;
     /// Removes images no container uses.
     async fn prune_images(&self) -> Result<PruneReport, RuntimeError>;
+    /// Runs a command inside a running container; returns its exit code and the start of its
+    /// output. Gives up after `timeout`.
+    async fn exec(
+        &self,
+        id: &str,
+        cmd: Vec<String>,
+        timeout: std::time::Duration,
+    ) -> Result<(i64, String), RuntimeError>;
     /// Named volumes of an app (to remove with `rm --volumes`).
     async fn remove_volumes(&self, names: &[String]) -> Result<(), RuntimeError>;
     /// The engine's event stream for this node's containers. Ends when the engine goes away.

@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 pub const IMAGE: &str = "berth-test/busybox:latest";
 /// Same busybox, but its default command keeps running (stands in for real server images).
 pub const IDLE_IMAGE: &str = "berth-test/idle:latest";
+/// Serves /www (index.html, license.txt) on port 80, like the web images the examples name.
+pub const WEB_IMAGE: &str = "berth-test/web:latest";
 static SETUP: Once = Once::new();
 
 fn docker(args: &[&str]) -> Output {
@@ -41,6 +43,7 @@ fn ensure_engine_and_image() {
         );
         if !docker(&["image", "inspect", IMAGE]).status.success()
             || !docker(&["image", "inspect", IDLE_IMAGE]).status.success()
+            || !docker(&["image", "inspect", WEB_IMAGE]).status.success()
         {
             let root = env!("CARGO_MANIFEST_DIR");
             let st = Command::new("bash")

@@ -133,9 +133,10 @@ fn brief_examples_deploy_on_one_host() {
         return;
     }
     let a = Agent::start();
+    for image in ["wordpress:4.2", "wordpress"] {
+        docker_ok(&["tag", WEB_IMAGE, image]);
+    }
     for image in [
-        "wordpress:4.2",
-        "wordpress",
         "mysql:5.6",
         "mysql",
         "redis",

@@ -4,6 +4,7 @@
 mod harness;
 
 mod concurrency;
+mod health;
 mod inputs;
 mod lifecycle;
 mod network;

@@ -1,0 +1,360 @@
+//! Health probes (http, tcp, cmd) and their state machine.
+//!
+//! Role: every running instance whose service has a `probe.*` label is probed every
+//! [`INTERVAL`] after its initial delay. One success makes it healthy; [`FAILURES`] consecutive
+//! failures make it unhealthy; unhealthy for [`REPLACE_AFTER`] makes it `failed`, which the
+//! planner answers by replacing the instance.
+//!
+//! Invariants: `Tracker::step` is pure (time comes in as a value) and holds the whole state
+//! machine. Probes reach an instance at its address on the app network (127.0.0.1 in host
+//! network mode); an http probe is healthy on 2xx/3xx, a tcp probe on connect, a cmd probe on
+//! exit 0 inside the container.
+
+use crate::model::{Health, Instance, NetworkMode, Probe, ProbeKind};
+use crate::runtime::ContainerRuntime;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+pub const INTERVAL: Duration = Duration::from_secs(2);
+/// Consecutive failures that make an instance unhealthy.
+pub const FAILURES: u32 = 3;
+/// How long an instance may stay unhealthy before it is replaced.
+pub const REPLACE_AFTER: Duration = Duration::from_secs(10);
+
+/// What to probe.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Target {
+    pub id: String,
+    pub name: String,
+    pub app: String,
+    pub service: String,
+    pub probe: Probe,
+    pub ip: String,
+    pub network_mode: NetworkMode,
+}
+
+impl Target {
+    pub fn for_instance(i: &Instance, probe: &Probe, network_mode: NetworkMode) -> Target {
+        Target {
+            id: i.id.clone(),
+            name: i.name.clone(),
+            app: i.app.clone(),
+            service: i.service.clone(),
+            probe: probe.clone(),
+            ip: i.ip.clone(),
+            network_mode,
+        }
+    }
+}
+
+/// The state machine of one instance's health.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tracker {
+    pub health: Health,
+    pub failures: u32,
+    pub next_due: Instant,
+    pub unhealthy_since: Option<Instant>,
+    pub last_error: String,
+}
+
+/// A change of health worth an event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transition {
+    pub from: Health,
+    pub to: Health,
+}
+
+impl Tracker {
+    pub fn new(now: Instant, initial_delay: Duration) -> Tracker {
+        Tracker {
+            health: Health::Starting,
+            failures: 0,
+            next_due: now + initial_delay,
+            unhealthy_since: None,
+            last_error: String::new(),
+        }
+    }
+
+    /// Applies one probe result at `now`.
+    pub fn step(&mut self, result: Result<(), String>, now: Instant) -> Option<Transition> {
+        let from = self.health;
+        self.next_due = now + INTERVAL;
+        match result {
+            Ok(()) => {
+                self.failures = 0;
+                self.unhealthy_since = None;
+                self.health = Health::Healthy;
+            }
+            Err(e) => {
+                self.failures = self.failures.saturating_add(1);
+                self.last_error = e;
+                if self.failures >= FAILURES {
+                    let since = *self.unhealthy_since.get_or_insert(now);
+                    self.health = if now.duration_since(since) >= REPLACE_AFTER {
+                        Health::Failed
+                    } else {
+                        Health::Unhealthy
+                    };
+                }
+            }
+        }
+        (from != self.health).then_some(Transition {
+            from,
+            to: self.health,
+        })
+    }
+}
+
+/// The health of every probed instance of this node.
+#[derive(Default)]
+pub struct Prober {
+    states: Mutex<HashMap<String, (Target, Tracker)>>,
+}
+
+impl Prober {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Target, Tracker)>> {
+        self.states.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Tracks exactly these targets: new ones start in `starting`, gone ones are forgotten.
+    pub fn sync(&self, targets: Vec<Target>, now: Instant) {
+        let mut s = self.lock();
+        let keep: std::collections::HashSet<String> =
+            targets.iter().map(|t| t.id.clone()).collect();
+        s.retain(|id, _| keep.contains(id));
+        for t in targets {
+            match s.get_mut(&t.id) {
+                // The address can change (a restart by the engine); the state carries on.
+                Some((old, _)) => *old = t,
+                None => {
+                    let delay = Duration::from_secs(u64::from(t.probe.initial_delay_seconds));
+                    s.insert(t.id.clone(), (t, Tracker::new(now, delay)));
+                }
+            }
+        }
+    }
+
+    pub fn health(&self, id: &str) -> Option<Health> {
+        self.lock().get(id).map(|(_, t)| t.health)
+    }
+
+    pub fn last_error(&self, id: &str) -> Option<String> {
+        self.lock()
+            .get(id)
+            .map(|(_, t)| t.last_error.clone())
+            .filter(|e| !e.is_empty())
+    }
+
+    /// Targets whose probe is due; they are not due again until their result is recorded.
+    pub fn take_due(&self, now: Instant) -> Vec<Target> {
+        let mut s = self.lock();
+        s.values_mut()
+            .filter(|(_, t)| t.next_due <= now)
+            .map(|(target, t)| {
+                t.next_due = now + Duration::from_secs(3600);
+                target.clone()
+            })
+            .collect()
+    }
+
+    pub fn record(
+        &self,
+        id: &str,
+        result: Result<(), String>,
+        now: Instant,
+    ) -> Option<(Target, Transition, String)> {
+        let mut s = self.lock();
+        let (target, tracker) = s.get_mut(id)?;
+        let tr = tracker.step(result, now)?;
+        Some((target.clone(), tr, tracker.last_error.clone()))
+    }
+}
+
+/// Runs one probe.
+pub async fn probe(t: &Target, runtime: &dyn ContainerRuntime) -> Result<(), String> {
+    let timeout = Duration::from_secs(u64::from(t.probe.timeout_seconds.max(1)));
+    let host = match t.network_mode {
+        NetworkMode::Host => "127.0.0.1".to_string(),
+        _ if t.ip.is_empty() => return Err("the instance has no address on its network".into()),
+        _ => t.ip.clone(),
+    };
+    match &t.probe.kind {
+        ProbeKind::Tcp { port } => tokio::time::timeout(
+            timeout,
+            tokio::net::TcpStream::connect((host.as_str(), *port)),
+        )
+        .await
+        .map_err(|_| {
+            format!(
+                "tcp {host}:{port}: no connection within {} s",
+                timeout.as_secs()
+            )
+        })?
+        .map(|_| ())
+        .map_err(|e| format!("tcp {host}:{port}: {e}")),
+        ProbeKind::Http { port, path } => {
+            tokio::time::timeout(timeout, http_status(&host, *port, path))
+                .await
+                .map_err(|_| {
+                    format!(
+                        "http://{host}:{port}{path}: no answer within {} s",
+                        timeout.as_secs()
+                    )
+                })?
+                .and_then(|code| {
+                    if (200..400).contains(&code) {
+                        Ok(())
+                    } else {
+                        Err(format!("http://{host}:{port}{path} answered {code}"))
+                    }
+                })
+        }
+        ProbeKind::Cmd { command } => {
+            let (code, out) = runtime
+                .exec(
+                    &t.id,
+                    vec!["sh".into(), "-c".into(), command.clone()],
+                    timeout,
+                )
+                .await
+                .map_err(|e| format!("`{command}`: {e}"))?;
+            if code == 0 {
+                Ok(())
+            } else {
+                let out = out.trim();
+                let out: String = out.chars().take(200).collect();
+                Err(format!(
+                    "`{command}` exited with {code}{}",
+                    if out.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {out}")
+                    }
+                ))
+            }
+        }
+    }
+}
+
+/// A minimal HTTP/1.1 GET: returns the status code.
+async fn http_status(host: &str, port: u16, path: &str) -> Result<u16, String> {
+    let url = format!("http://{host}:{port}{path}");
+    let mut s = tokio::net::TcpStream::connect((host, port))
+        .await
+        .map_err(|e| format!("{url}: {e}"))?;
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: berth-probe\r\nAccept: */*\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(req.as_bytes())
+        .await
+        .map_err(|e| format!("{url}: {e}"))?;
+    let mut buf = Vec::with_capacity(256);
+    let mut chunk = [0u8; 256];
+    while !buf.contains(&b'\n') && buf.len() < 4096 {
+        let n = s
+            .read(&mut chunk)
+            .await
+            .map_err(|e| format!("{url}: {e}"))?;
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let line = String::from_utf8_lossy(&buf);
+    let line = line.lines().next().unwrap_or_default();
+    line.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .filter(|_| line.starts_with("HTTP/"))
+        .ok_or_else(|| format!("{url}: not an HTTP answer ({line:?})"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_success_heals_three_failures_hurt_and_lingering_fails() {
+        let t0 = Instant::now();
+        let mut t = Tracker::new(t0, Duration::from_secs(5));
+        assert_eq!(
+            (t.health, t.next_due),
+            (Health::Starting, t0 + Duration::from_secs(5))
+        );
+        let s = |secs: u64| t0 + Duration::from_secs(secs);
+        assert_eq!(
+            t.step(Ok(()), s(5)),
+            Some(Transition {
+                from: Health::Starting,
+                to: Health::Healthy
+            })
+        );
+        assert_eq!(t.step(Err("x".into()), s(7)), None);
+        assert_eq!(t.step(Err("x".into()), s(9)), None);
+        assert_eq!(
+            t.step(Err("down".into()), s(11)),
+            Some(Transition {
+                from: Health::Healthy,
+                to: Health::Unhealthy
+            })
+        );
+        assert_eq!(t.last_error, "down");
+        // A success in between resets the count.
+        assert_eq!(t.step(Ok(()), s(13)).map(|x| x.to), Some(Health::Healthy));
+        for i in 0..3 {
+            t.step(Err("x".into()), s(15 + 2 * i));
+        }
+        assert_eq!(t.health, Health::Unhealthy);
+        assert_eq!(
+            t.step(Err("x".into()), s(23)),
+            None,
+            "not yet 10 s unhealthy"
+        );
+        assert_eq!(
+            t.step(Err("x".into()), s(29)).map(|x| x.to),
+            Some(Health::Failed)
+        );
+    }
+
+    #[test]
+    fn never_healthy_instance_fails_too() {
+        let t0 = Instant::now();
+        let mut t = Tracker::new(t0, Duration::ZERO);
+        let mut last = None;
+        for i in 0..10 {
+            if let Some(tr) = t.step(Err("refused".into()), t0 + Duration::from_secs(2 * i)) {
+                last = Some(tr.to);
+            }
+        }
+        assert_eq!(last, Some(Health::Failed));
+    }
+
+    #[test]
+    fn prober_tracks_only_current_targets_and_hands_out_due_ones_once() {
+        let p = Prober::default();
+        let now = Instant::now();
+        let target = |id: &str| Target {
+            id: id.into(),
+            name: format!("a_web_{id}"),
+            app: "a".into(),
+            service: "web".into(),
+            probe: Probe {
+                kind: ProbeKind::Tcp { port: 1 },
+                timeout_seconds: 1,
+                initial_delay_seconds: 0,
+            },
+            ip: "127.0.0.1".into(),
+            network_mode: NetworkMode::Bridge,
+        };
+        p.sync(vec![target("1"), target("2")], now);
+        assert_eq!(p.take_due(now).len(), 2);
+        assert!(p.take_due(now).is_empty(), "in flight");
+        p.sync(vec![target("2")], now);
+        assert_eq!(p.health("1"), None);
+        assert_eq!(p.health("2"), Some(Health::Starting));
+        assert!(p.record("2", Ok(()), now).is_some());
+        assert_eq!(p.health("2"), Some(Health::Healthy));
+    }
+}
