@@ -45,6 +45,7 @@ fn observed(apps: usize, web_hash: &str) -> Observed {
                     service: svc.into(),
                     slot,
                     spec_hash: hash.into(),
+                    version: String::new(),
                     image: "img".into(),
                     state: InstanceState::Running,
                     exit_code: None,

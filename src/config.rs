@@ -47,6 +47,9 @@ pub struct AgentSection {
     pub docker_host: Option<String>,
     /// How often to reconcile even without engine events. Default "5s".
     pub reconcile_interval: Option<String>,
+    /// How long a new version may take to get every instance healthy (on top of its probe's
+    /// initial delay) before it is marked failed. Default "120s".
+    pub version_deadline: Option<String>,
 }
 
 /// The agent's settings after file + flags, validated.
@@ -57,6 +60,7 @@ pub struct AgentConfig {
     pub node_name: String,
     pub docker_host: String,
     pub reconcile_interval_ms: u64,
+    pub version_deadline_ms: u64,
 }
 
 /// Flags given on the command line (None = not given).
@@ -143,6 +147,14 @@ pub fn load_agent(flags: &AgentFlags) -> Result<AgentConfig, ConfigError> {
             value: interval,
             hint: "write a duration of at least 100ms, like 5s",
         })?;
+    let deadline = file.version_deadline.unwrap_or_else(|| "120s".into());
+    let version_deadline_ms = crate::spec::parse_duration_ms(&deadline)
+        .filter(|ms| *ms >= 1000)
+        .ok_or(ConfigError::Value {
+            what: "version_deadline",
+            value: deadline,
+            hint: "write a duration of at least 1s, like 120s",
+        })?;
     Ok(AgentConfig {
         data_dir: flags
             .data_dir
@@ -153,6 +165,7 @@ pub fn load_agent(flags: &AgentFlags) -> Result<AgentConfig, ConfigError> {
         node_name,
         docker_host,
         reconcile_interval_ms,
+        version_deadline_ms,
     })
 }
 

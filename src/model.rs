@@ -407,6 +407,9 @@ pub struct Instance {
     pub slot: u32,
     /// Hash of the service spec the container was created from (`berth.spec`).
     pub spec_hash: String,
+    /// The version it runs (`berth.version`), when known.
+    #[serde(default)]
+    pub version: String,
     pub image: String,
     pub state: InstanceState,
     /// Exit code when exited.
@@ -510,6 +513,68 @@ pub struct AppNetwork {
     /// Creation time as the engine reports it (RFC 3339); orders duplicates.
     pub created: String,
 }
+
+/// One version of a service: what one deploy of it was (`<service>-NNN`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Version {
+    pub app: String,
+    pub service: String,
+    pub number: u32,
+    pub spec: ServiceSpec,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+    pub state: VersionState,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+    /// Share of the traffic, percent.
+    pub weight: u32,
+    pub created_ms: i64,
+}
+
+impl Version {
+    pub fn name(&self) -> String {
+        version_name(&self.service, self.number)
+    }
+}
+
+pub fn version_name(service: &str, number: u32) -> String {
+    format!("{service}-{number:03}")
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VersionState {
+    /// Deployed; its instances are not all healthy yet.
+    Creating,
+    /// Every instance ran healthy.
+    Normal,
+    /// Its instances did not turn healthy in time (see the reason).
+    Failed,
+    /// Superseded: no traffic, no instances.
+    Stopped,
+}
+
+impl VersionState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VersionState::Creating => "creating",
+            VersionState::Normal => "normal",
+            VersionState::Failed => "failed",
+            VersionState::Stopped => "stopped",
+        }
+    }
+    pub fn parse(s: &str) -> VersionState {
+        match s {
+            "normal" => VersionState::Normal,
+            "failed" => VersionState::Failed,
+            "stopped" => VersionState::Stopped,
+            _ => VersionState::Creating,
+        }
+    }
+}
+
+/// Most versions kept per service.
+pub const MAX_VERSIONS: usize = 10;
 
 /// One line of the event log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -5,7 +5,7 @@
 //! reads use a pool of their own connections, so WAL lets them run beside a write. Schema
 //! changes are numbered migrations recorded in `PRAGMA user_version`, applied at open.
 
-use crate::model::{AppSpec, Event};
+use crate::model::{AppSpec, Event, ServiceSpec, Version, VersionState};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -61,10 +61,35 @@ const MIGRATIONS: &[&str] = &[
         service TEXT NOT NULL DEFAULT '',
         message TEXT NOT NULL);
      CREATE INDEX events_app ON events(app, id);",
+    // 2: versions. Counters outlive versions and apps, so a number is never reused.
+    "CREATE TABLE versions (
+        app TEXT NOT NULL,
+        service TEXT NOT NULL,
+        number INTEGER NOT NULL,
+        spec TEXT NOT NULL,
+        message TEXT NOT NULL DEFAULT '',
+        state TEXT NOT NULL,
+        reason TEXT NOT NULL DEFAULT '',
+        weight INTEGER NOT NULL DEFAULT 0,
+        created_ms INTEGER NOT NULL,
+        PRIMARY KEY (app, service, number));
+     CREATE TABLE version_counters (
+        app TEXT NOT NULL,
+        service TEXT NOT NULL,
+        last INTEGER NOT NULL,
+        PRIMARY KEY (app, service));",
 ];
 
 /// Events kept; older ones are pruned as new ones arrive.
 const EVENTS_KEPT: i64 = 20_000;
+
+/// The version of a service that has the traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CurrentVersion {
+    pub number: u32,
+    pub state: VersionState,
+    pub created_ms: i64,
+}
 
 /// An app as stored: its spec plus the operator's run-time changes.
 #[derive(Debug, Clone)]
@@ -76,6 +101,8 @@ pub struct StoredApp {
     pub redeploy_gen: i64,
     /// `berth scale` overrides, by service.
     pub scale: std::collections::BTreeMap<String, u32>,
+    /// The version each service runs (the one with traffic), by service.
+    pub current: std::collections::BTreeMap<String, CurrentVersion>,
     pub created_ms: i64,
     pub updated_ms: i64,
 }
@@ -177,8 +204,16 @@ impl Store {
     }
 
     /// Creates or replaces an app's spec. A new deploy clears `berth scale` overrides, so the
-    /// template's replica counts are restored, and starts a stopped app.
-    pub fn put_app(&self, spec: &AppSpec, template: &str) -> Result<(), StoreError> {
+    /// template's replica counts are restored, and starts a stopped app. Each service in
+    /// `new_versions` gets a new version with all the traffic (earlier ones are stopped);
+    /// versions of services no longer in the spec are dropped. Returns the new version numbers.
+    pub fn put_app(
+        &self,
+        spec: &AppSpec,
+        template: &str,
+        new_versions: &[String],
+        message: &str,
+    ) -> Result<Vec<(String, u32)>, StoreError> {
         let json = serde_json::to_string(spec).map_err(|source| StoreError::Corrupt {
             app: spec.name.clone(),
             source,
@@ -199,7 +234,115 @@ impl Store {
                 params![spec.name],
             )
             .map_err(sql("resetting scale"))?;
-            tx.commit().map_err(sql("committing a deploy"))
+            let mut created = Vec::new();
+            for svc in new_versions {
+                let Some(s) = spec.services.get(svc) else {
+                    continue;
+                };
+                let n = insert_version(&tx, &spec.name, svc, s, message, now)?;
+                created.push((svc.clone(), n));
+            }
+            let existing: Vec<String> = {
+                let mut st = tx
+                    .prepare("SELECT DISTINCT service FROM versions WHERE app=?1")
+                    .map_err(sql("reading versions"))?;
+                let rows = st
+                    .query_map(params![spec.name], |r| r.get(0))
+                    .map_err(sql("reading versions"))?;
+                rows.collect::<Result<_, _>>()
+                    .map_err(sql("reading versions"))?
+            };
+            for svc in existing.iter().filter(|s| !spec.services.contains_key(*s)) {
+                tx.execute(
+                    "DELETE FROM versions WHERE app=?1 AND service=?2",
+                    params![spec.name, svc],
+                )
+                .map_err(sql("dropping versions"))?;
+            }
+            tx.commit().map_err(sql("committing a deploy"))?;
+            Ok(created)
+        })
+    }
+
+    pub fn versions(&self, app: &str, service: &str) -> Result<Vec<Version>, StoreError> {
+        self.read(|c| {
+            let mut st = c
+                .prepare(
+                    "SELECT number, spec, message, state, reason, weight, created_ms FROM versions
+                     WHERE app=?1 AND service=?2 ORDER BY number",
+                )
+                .map_err(sql("reading versions"))?;
+            let rows = st
+                .query_map(params![app, service], |r| {
+                    Ok((
+                        r.get::<_, u32>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, String>(4)?,
+                        r.get::<_, u32>(5)?,
+                        r.get::<_, i64>(6)?,
+                    ))
+                })
+                .map_err(sql("reading versions"))?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (number, spec, message, state, reason, weight, created_ms) =
+                    row.map_err(sql("reading versions"))?;
+                let spec: ServiceSpec =
+                    serde_json::from_str(&spec).map_err(|source| StoreError::Corrupt {
+                        app: app.to_string(),
+                        source,
+                    })?;
+                out.push(Version {
+                    app: app.to_string(),
+                    service: service.to_string(),
+                    number,
+                    spec,
+                    message,
+                    state: VersionState::parse(&state),
+                    reason,
+                    weight,
+                    created_ms,
+                });
+            }
+            Ok(out)
+        })
+    }
+
+    pub fn set_version_state(
+        &self,
+        app: &str,
+        service: &str,
+        number: u32,
+        state: VersionState,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        self.write(|c| {
+            c.execute(
+                "UPDATE versions SET state=?4, reason=?5 WHERE app=?1 AND service=?2 AND number=?3",
+                params![app, service, number, state.as_str(), reason],
+            )
+            .map_err(sql("saving a version state"))?;
+            Ok(())
+        })
+    }
+
+    /// Deletes a version; returns false when there is none with that number.
+    pub fn delete_version(
+        &self,
+        app: &str,
+        service: &str,
+        number: u32,
+    ) -> Result<bool, StoreError> {
+        self.write(|c| {
+            let n = c
+                .execute(
+                    "DELETE FROM versions WHERE app=?1 AND service=?2 AND number=?3",
+                    params![app, service, number],
+                )
+                .map_err(sql("deleting a version"))?;
+            Ok(n > 0)
         })
     }
 
@@ -230,12 +373,14 @@ impl Store {
                 source,
             })?;
             let scale = load_scale(c, name)?;
+            let current = load_current(c, name)?;
             Ok(Some(StoredApp {
                 spec,
                 template,
                 stopped,
                 redeploy_gen,
                 scale,
+                current,
                 created_ms,
                 updated_ms,
             }))
@@ -313,9 +458,14 @@ impl Store {
 
     pub fn delete_app(&self, name: &str) -> Result<bool, StoreError> {
         self.write(|c| {
-            let n = c
+            let tx = c.transaction().map_err(sql("removing an app"))?;
+            let n = tx
                 .execute("DELETE FROM apps WHERE name=?1", params![name])
                 .map_err(sql("removing an app"))?;
+            // The counters stay: a redeployed app continues its numbering.
+            tx.execute("DELETE FROM versions WHERE app=?1", params![name])
+                .map_err(sql("removing an app's versions"))?;
+            tx.commit().map_err(sql("removing an app"))?;
             Ok(n > 0)
         })
     }
@@ -375,6 +525,73 @@ impl Store {
                 .map_err(sql("reading events"))
         })
     }
+}
+
+fn insert_version(
+    tx: &rusqlite::Transaction<'_>,
+    app: &str,
+    service: &str,
+    spec: &ServiceSpec,
+    message: &str,
+    now: i64,
+) -> Result<u32, StoreError> {
+    let last: Option<u32> = tx
+        .query_row(
+            "SELECT last FROM version_counters WHERE app=?1 AND service=?2",
+            params![app, service],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(sql("numbering a version"))?;
+    let n = last.unwrap_or(0) + 1;
+    tx.execute(
+        "INSERT INTO version_counters(app, service, last) VALUES(?1, ?2, ?3)
+         ON CONFLICT(app, service) DO UPDATE SET last=excluded.last",
+        params![app, service, n],
+    )
+    .map_err(sql("numbering a version"))?;
+    // The new version takes the traffic; earlier ones are stopped (a failed one keeps its reason).
+    tx.execute(
+        "UPDATE versions SET weight=0, state=CASE WHEN state='failed' THEN state ELSE 'stopped' END
+         WHERE app=?1 AND service=?2",
+        params![app, service],
+    )
+    .map_err(sql("stopping earlier versions"))?;
+    let json = serde_json::to_string(spec).map_err(|source| StoreError::Corrupt {
+        app: app.to_string(),
+        source,
+    })?;
+    tx.execute(
+        "INSERT INTO versions(app, service, number, spec, message, state, weight, created_ms)
+         VALUES(?1, ?2, ?3, ?4, ?5, 'creating', 100, ?6)",
+        params![app, service, n, json, message, now],
+    )
+    .map_err(sql("saving a version"))?;
+    Ok(n)
+}
+
+fn load_current(
+    c: &Connection,
+    app: &str,
+) -> Result<std::collections::BTreeMap<String, CurrentVersion>, StoreError> {
+    let mut st = c
+        .prepare("SELECT service, number, state, created_ms FROM versions WHERE app=?1 AND weight > 0 ORDER BY number")
+        .map_err(sql("reading versions"))?;
+    let rows = st
+        .query_map(params![app], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                CurrentVersion {
+                    number: r.get(1)?,
+                    state: VersionState::parse(&r.get::<_, String>(2)?),
+                    created_ms: r.get(3)?,
+                },
+            ))
+        })
+        .map_err(sql("reading versions"))?;
+    // Ordered by number: the newest with traffic wins.
+    rows.collect::<Result<_, _>>()
+        .map_err(sql("reading versions"))
 }
 
 fn load_scale(
@@ -447,7 +664,8 @@ mod tests {
         let s = Store::open(&dir.path().join("state.db")).expect("open");
         let id = s.node_id().expect("id");
         assert_eq!(id, s.node_id().expect("id again"));
-        s.put_app(&spec("shop"), "t").expect("put");
+        s.put_app(&spec("shop"), "t", &["web".into()], "")
+            .expect("put");
         s.set_scale("shop", &[("web".into(), 4)]).expect("scale");
         let a = s.get_app("shop").expect("get").expect("exists");
         assert_eq!(a.replicas("web"), 4);
@@ -459,12 +677,44 @@ mod tests {
     }
 
     #[test]
+    fn version_numbers_are_never_reused() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let s = Store::open(&dir.path().join("state.db")).expect("open");
+        let web = vec!["web".to_string()];
+        assert_eq!(
+            s.put_app(&spec("v"), "t", &web, "one").expect("put"),
+            [("web".to_string(), 1)]
+        );
+        assert_eq!(s.put_app(&spec("v"), "t", &web, "").expect("put")[0].1, 2);
+        let v = s.versions("v", "web").expect("versions");
+        assert_eq!(
+            v.iter()
+                .map(|v| (v.number, v.weight, v.state))
+                .collect::<Vec<_>>(),
+            [
+                (1, 0, VersionState::Stopped),
+                (2, 100, VersionState::Creating)
+            ]
+        );
+        assert_eq!(
+            s.get_app("v").expect("get").expect("app").current["web"].number,
+            2
+        );
+        assert!(s.delete_version("v", "web", 2).expect("rm"));
+        assert_eq!(s.put_app(&spec("v"), "t", &web, "").expect("put")[0].1, 3);
+        // Even an app removed and deployed again continues its numbering.
+        s.delete_app("v").expect("rm app");
+        assert!(s.versions("v", "web").expect("versions").is_empty());
+        assert_eq!(s.put_app(&spec("v"), "t", &web, "").expect("put")[0].1, 4);
+    }
+
+    #[test]
     fn reopen_keeps_state_and_events_page() {
         let dir = tempfile::tempdir().expect("tmp");
         let p = dir.path().join("state.db");
         {
             let s = Store::open(&p).expect("open");
-            s.put_app(&spec("a"), "t").expect("put");
+            s.put_app(&spec("a"), "t", &[], "").expect("put");
             for i in 0..5 {
                 s.add_event("test", "a", "", &format!("e{i}"))
                     .expect("event");

@@ -18,6 +18,9 @@ pub struct DeployRequest {
     /// Pull images even when present.
     #[serde(default)]
     pub pull: bool,
+    /// Description of the versions this deploy creates (at most 50 characters).
+    #[serde(default)]
+    pub message: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -28,6 +31,9 @@ pub struct DeployResponse {
     pub unchanged: Vec<String>,
     pub removed: Vec<String>,
     pub warnings: Vec<String>,
+    /// Versions created by this deploy (`web-003`).
+    #[serde(default)]
+    pub versions: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -55,6 +61,9 @@ pub struct InstanceView {
     pub service: String,
     pub slot: u32,
     pub name: String,
+    /// The version it runs (`web-003`).
+    #[serde(default)]
+    pub version: String,
     pub container_id: String,
     pub image: String,
     pub state: String,
@@ -74,6 +83,22 @@ pub struct InstanceView {
     pub health_error: Option<String>,
     /// Created from the current spec.
     pub up_to_date: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VersionView {
+    /// `web-003`.
+    pub name: String,
+    pub number: u32,
+    pub image: String,
+    pub created_ms: i64,
+    pub replicas: u32,
+    pub weight: u32,
+    pub state: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -243,6 +243,10 @@ pub fn create_request(
         service: service.to_string(),
         slot,
         spec_hash: super::desired_hash(&spec, app.redeploy_gen),
+        version: app
+            .current
+            .get(service)
+            .map(|c| crate::model::version_name(service, c.number)),
         network: Some(network_name(node, &app.spec.name)),
         aliases,
         spec,

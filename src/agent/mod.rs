@@ -10,6 +10,7 @@
 
 mod executor;
 mod ops;
+mod versions;
 
 pub use ops::CoreError;
 
@@ -81,6 +82,8 @@ pub struct Core {
     /// Woken when an event is recorded (for `events -f`).
     pub events_changed: Notify,
     pub prober: crate::health::Prober,
+    /// How long a version may take to become normal (see `[agent] version_deadline`).
+    pub version_deadline_ms: i64,
 }
 
 /// The hash an instance of `svc` must carry: its spec plus the app's redeploy generation.
@@ -140,6 +143,7 @@ impl Core {
             our_starts: Mutex::new(HashMap::new()),
             events_changed: Notify::new(),
             prober: crate::health::Prober::default(),
+            version_deadline_ms: 120_000,
         })
     }
 
@@ -218,6 +222,7 @@ impl Core {
         let desired = desired_state(&apps);
         let observed = self.observe(&apps).await?;
         let plan = plan::plan(&desired, &observed);
+        self.update_versions(&apps, &observed.instances);
         let mut attempted = 0;
         if !plan.actions.is_empty() {
             let by_name: BTreeMap<String, StoredApp> =
@@ -495,7 +500,9 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
     let store = Store::open(&cfg.data_dir.join("state.db"))?;
     let runtime: Arc<dyn ContainerRuntime> =
         Arc::new(crate::runtime::docker::DockerRuntime::connect(&cfg.docker_host).await?);
-    let core = Arc::new(Core::new(store, runtime, cfg.node_name.clone()).await?);
+    let mut core = Core::new(store, runtime, cfg.node_name.clone()).await?;
+    core.version_deadline_ms = cfg.version_deadline_ms as i64;
+    let core = Arc::new(core);
     tracing::info!(node_id = %core.node_id, node = %core.node_name, engine = %core.engine, listen = %cfg.listen, "agent starting");
     core.event(
         "agent",

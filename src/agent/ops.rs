@@ -29,6 +29,19 @@ pub enum CoreError {
     Runtime(#[from] RuntimeError),
 }
 
+fn unknown_service(app: &str, service: &str, stored: &crate::store::StoredApp) -> CoreError {
+    CoreError::NotFound(format!(
+        "app {app:?} has no service {service:?}; its services are: {}",
+        stored
+            .spec
+            .services
+            .keys()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ")
+    ))
+}
+
 fn unknown_app(name: &str) -> CoreError {
     CoreError::NotFound(format!(
         "app {name:?} is not deployed on this node: `berth apps` lists the deployed apps"
@@ -53,6 +66,12 @@ impl Core {
             files: req.files,
         };
         let app = spec::parse(&req.template, &req.name, &inputs)?;
+        let message = req.message.trim().to_string();
+        if message.chars().count() > 50 || message.chars().any(char::is_control) {
+            return Err(CoreError::BadRequest(format!(
+                "--message {message:?} is too long or has control characters: at most 50 characters on one line"
+            )));
+        }
         let previous = self.store.get_app(&app.name)?;
         let generation = previous.as_ref().map(|p| p.redeploy_gen).unwrap_or(0);
 
@@ -80,6 +99,22 @@ impl Core {
                     .collect()
             })
             .unwrap_or_default();
+
+        // At most MAX_VERSIONS per service: a changed service needs room for one more.
+        for name in &changed {
+            let versions = self.store.versions(&app.name, name)?;
+            if versions.len() >= crate::model::MAX_VERSIONS {
+                let oldest = versions.iter().find(|v| v.weight == 0).map(|v| v.name());
+                return Err(CoreError::Conflict(format!(
+                    "service {name:?} already has {} versions, the most berth keeps: delete one first with `berth version rm {}/{name} NNN`{}",
+                    versions.len(),
+                    app.name,
+                    oldest
+                        .map(|o| format!(" (the oldest without traffic is {o})"))
+                        .unwrap_or_default()
+                )));
+            }
+        }
 
         // Images: every service's image must be here or pullable.
         let images: BTreeSet<&str> = app.services.values().map(|s| s.image.as_str()).collect();
@@ -116,7 +151,13 @@ impl Core {
             }
         }
 
-        self.store.put_app(&app, &req.template)?;
+        let created = self
+            .store
+            .put_app(&app, &req.template, &changed, &message)?;
+        let versions: Vec<String> = created
+            .iter()
+            .map(|(s, n)| crate::model::version_name(s, *n))
+            .collect();
         let mut msg = format!("deployed {} ({} services", app.name, app.services.len());
         if previous.is_some() {
             msg.push_str(&format!(
@@ -132,6 +173,12 @@ impl Core {
             }
         }
         msg.push(')');
+        if !versions.is_empty() {
+            msg.push_str(&format!(": new versions {}", versions.join(", ")));
+        }
+        if !message.is_empty() {
+            msg.push_str(&format!(" \"{message}\""));
+        }
         self.event("deploy", &app.name, "", &msg);
         self.kick();
         Ok(DeployResponse {
@@ -140,6 +187,7 @@ impl Core {
             unchanged,
             removed,
             warnings: app.warnings,
+            versions,
         })
     }
 
@@ -253,6 +301,7 @@ impl Core {
                     service: i.service,
                     slot: i.slot,
                     name: i.name,
+                    version: i.version,
                     image: i.image,
                     exit_code: i.exit_code,
                     ports: i.ports,
@@ -397,6 +446,63 @@ impl Core {
                 );
             }
         }
+        Ok(())
+    }
+
+    pub fn versions(&self, app: &str, service: &str) -> Result<Vec<VersionView>, CoreError> {
+        let stored = self.store.get_app(app)?.ok_or_else(|| unknown_app(app))?;
+        if !stored.spec.services.contains_key(service) {
+            return Err(unknown_service(app, service, &stored));
+        }
+        let current = stored.current.get(service).map(|c| c.number);
+        Ok(self
+            .store
+            .versions(app, service)?
+            .into_iter()
+            .map(|v| VersionView {
+                name: v.name(),
+                number: v.number,
+                image: v.spec.image.clone(),
+                created_ms: v.created_ms,
+                // The running version's replicas follow `berth scale`; others show what they had.
+                replicas: if Some(v.number) == current {
+                    desired_replicas(&stored, service)
+                } else {
+                    v.spec.replicas
+                },
+                weight: v.weight,
+                state: v.state.as_str().into(),
+                reason: v.reason,
+                message: v.message,
+            })
+            .collect())
+    }
+
+    pub fn delete_version(&self, app: &str, service: &str, number: u32) -> Result<(), CoreError> {
+        let stored = self.store.get_app(app)?.ok_or_else(|| unknown_app(app))?;
+        if !stored.spec.services.contains_key(service) {
+            return Err(unknown_service(app, service, &stored));
+        }
+        let name = crate::model::version_name(service, number);
+        let versions = self.store.versions(app, service)?;
+        let Some(v) = versions.iter().find(|v| v.number == number) else {
+            return Err(CoreError::NotFound(format!(
+                "{app}/{service} has no version {name}; it has {}",
+                versions
+                    .iter()
+                    .map(|v| v.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        };
+        if v.weight > 0 {
+            return Err(CoreError::Conflict(format!(
+                "{name} has {}% of the traffic: deploy or roll back to another version first",
+                v.weight
+            )));
+        }
+        self.store.delete_version(app, service, number)?;
+        self.event("version", app, service, &format!("deleted version {name}"));
         Ok(())
     }
 

@@ -243,6 +243,18 @@ fn run(
             Command::ListImages => json(200, &core.images().await?),
             Command::LoadImages => json(200, &core.load_images(body).await?),
             Command::PruneImages => json(200, &core.prune_images().await?),
+            Command::Versions { app, service } => json(200, &core.versions(&app, &service)?),
+            Command::DeleteVersion {
+                app,
+                service,
+                number,
+            } => {
+                core.delete_version(&app, &service, number)?;
+                json(
+                    200,
+                    &serde_json::json!({ "deleted": crate::model::version_name(&service, number) }),
+                )
+            }
         })
     });
     result.unwrap_or_else(|e| error(status_of(&e), &e.to_string()))

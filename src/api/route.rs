@@ -29,6 +29,15 @@ pub enum Command {
     ListImages,
     LoadImages,
     PruneImages,
+    Versions {
+        app: String,
+        service: String,
+    },
+    DeleteVersion {
+        app: String,
+        service: String,
+        number: u32,
+    },
 }
 
 impl Command {
@@ -155,6 +164,19 @@ pub fn parse_request(method: &str, url: &str) -> Result<Command, RouteError> {
             ],
             _,
         ) => return Err(not_allowed()),
+
+        (["v1", "apps", name, "services", svc, "versions"], "GET") => Command::Versions {
+            app: app_name(name)?,
+            service: app_name(svc)?,
+        },
+        (["v1", "apps", name, "services", svc, "versions", n], "DELETE") => {
+            Command::DeleteVersion {
+                app: app_name(name)?,
+                service: app_name(svc)?,
+                number: num("version", n, "a version number")?,
+            }
+        }
+        (["v1", "apps", _, "services", _, "versions", ..], _) => return Err(not_allowed()),
         (["v1", "ps"], "GET") => Command::Ps {
             app: get("app")
                 .filter(|a| !a.is_empty())

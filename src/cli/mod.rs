@@ -99,6 +99,35 @@ pub enum Command {
     /// Image operations.
     #[command(subcommand)]
     Image(ImageCommand),
+    /// List a service's versions: berth versions APP/SERVICE.
+    Versions {
+        #[arg(value_name = "APP/SERVICE")]
+        target: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Version operations.
+    #[command(subcommand)]
+    Version(VersionCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VersionCommand {
+    /// Delete a version that has no traffic: berth version rm APP/SERVICE 002.
+    Rm {
+        #[arg(value_name = "APP/SERVICE")]
+        target: String,
+        #[arg(value_name = "NNN")]
+        number: String,
+    },
+}
+
+/// `APP/SERVICE` -> (app, service).
+fn app_service(t: &str) -> Result<(&str, &str)> {
+    match t.split_once('/') {
+        Some((a, s)) if !a.is_empty() && !s.is_empty() => Ok((a, s)),
+        _ => bail!("{t:?}: write APP/SERVICE, like shop/web"),
+    }
 }
 
 #[derive(Debug, Args)]
@@ -165,6 +194,9 @@ pub struct DeployArgs {
     /// Seconds to wait for every container to run.
     #[arg(long, default_value_t = 300)]
     pub timeout: u64,
+    /// Describe the versions this deploy creates (at most 50 characters).
+    #[arg(short, long, default_value = "")]
+    pub message: String,
 }
 
 /// Runs one CLI invocation (everything but `agent`, which `main` runs on a tokio runtime).
@@ -223,6 +255,19 @@ pub fn run(cli: Cli) -> Result<()> {
             for l in out {
                 println!("{l}");
             }
+            Ok(())
+        }
+        Command::Versions { target, json } => versions(&client, &target, json),
+        Command::Version(VersionCommand::Rm { target, number }) => {
+            let (app, svc) = app_service(&target)?;
+            // Accept `2`, `002` and `web-002`.
+            let digits = number.rsplit('-').next().unwrap_or(&number);
+            let n: u32 = digits
+                .parse()
+                .with_context(|| format!("{number:?} is not a version number (like 002)"))?;
+            let _: serde_json::Value =
+                client.delete(&format!("/v1/apps/{app}/services/{svc}/versions/{n}"))?;
+            println!("deleted {}", crate::model::version_name(svc, n));
             Ok(())
         }
         Command::Image(ImageCommand::Prune) => {
@@ -294,6 +339,7 @@ fn read_template(t: &TemplateArgs) -> Result<DeployRequest> {
         vars,
         files,
         pull: false,
+        message: String::new(),
     })
 }
 
@@ -315,12 +361,13 @@ fn config(t: &TemplateArgs) -> Result<()> {
 fn deploy(client: &Client, a: DeployArgs) -> Result<()> {
     let mut req = read_template(&a.template)?;
     req.pull = a.pull;
+    req.message = a.message.clone();
     let r: DeployResponse = client.post("/v1/apps", &req)?;
     for w in &r.warnings {
         eprintln!("warning: {w}");
     }
     if !r.changed.is_empty() {
-        println!("{}: deploying {}", r.app, r.changed.join(", "));
+        println!("{}: deploying {}", r.app, r.versions.join(", "));
     }
     if !r.unchanged.is_empty() {
         println!("{}: unchanged {}", r.app, r.unchanged.join(", "));
@@ -461,6 +508,7 @@ fn ps(client: &Client, app: Option<&str>, json: bool) -> Result<()> {
                 i.app.clone(),
                 i.service.clone(),
                 i.slot.to_string(),
+                i.version.clone(),
                 i.container_id.clone(),
                 i.image.clone(),
                 state,
@@ -479,6 +527,7 @@ fn ps(client: &Client, app: Option<&str>, json: bool) -> Result<()> {
             "APP",
             "SERVICE",
             "SLOT",
+            "VERSION",
             "CONTAINER",
             "IMAGE",
             "STATE",
@@ -539,6 +588,40 @@ fn events(client: &Client, app: Option<&str>, follow: bool, tail: i64, json: boo
             return Ok(());
         }
     }
+}
+
+fn versions(client: &Client, target: &str, json: bool) -> Result<()> {
+    let (app, svc) = app_service(target)?;
+    let list: Vec<VersionView> = client.get(&format!("/v1/apps/{app}/services/{svc}/versions"))?;
+    if json {
+        return print_json(&list);
+    }
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|v| {
+            let state = if v.reason.is_empty() {
+                v.state.clone()
+            } else {
+                format!("{}: {}", v.state, v.reason)
+            };
+            vec![
+                v.name.clone(),
+                v.image.clone(),
+                time_ms(v.created_ms),
+                v.replicas.to_string(),
+                format!("{}%", v.weight),
+                state,
+                v.message.clone(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "VERSION", "IMAGE", "CREATED", "REPLICAS", "TRAFFIC", "STATE", "MESSAGE",
+        ],
+        &rows,
+    );
+    Ok(())
 }
 
 fn images(client: &Client, json: bool) -> Result<()> {

@@ -34,6 +34,7 @@ fn inst(
         service: service.into(),
         slot,
         spec_hash: hash.into(),
+        version: String::new(),
         image: "img".into(),
         state,
         exit_code: None,

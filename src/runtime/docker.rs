@@ -387,6 +387,7 @@ impl ContainerRuntime for DockerRuntime {
                 service: service.clone(),
                 slot,
                 spec_hash: l.get(labels::SPEC).cloned().unwrap_or_default(),
+                version: l.get(labels::VERSION).cloned().unwrap_or_default(),
                 image: c.image.unwrap_or_default(),
                 exit_code: if state == InstanceState::Exited {
                     exit_code_from_status(&status)

@@ -47,6 +47,8 @@ pub struct CreateRequest {
     pub slot: u32,
     /// `berth.spec` label: the desired spec hash.
     pub spec_hash: String,
+    /// `berth.version` label (`web-003`), when the service has a version.
+    pub version: Option<String>,
     pub spec: ServiceSpec,
     /// The app network to join (bridge mode), with the DNS aliases of this instance.
     pub network: Option<String>,
@@ -147,5 +149,8 @@ pub fn berth_labels(req: &CreateRequest) -> BTreeMap<String, String> {
     l.insert(SERVICE.into(), req.service.clone());
     l.insert(SLOT.into(), req.slot.to_string());
     l.insert(SPEC.into(), req.spec_hash.clone());
+    if let Some(v) = &req.version {
+        l.insert(VERSION.into(), v.clone());
+    }
     l
 }

@@ -75,8 +75,16 @@ pub struct Agent {
 
 impl Agent {
     pub fn start() -> Agent {
+        Agent::start_with_config("")
+    }
+
+    /// Starts an agent with this `berth.toml` (empty: no config file).
+    pub fn start_with_config(toml: &str) -> Agent {
         ensure_engine_and_image();
         let dir = tempfile::tempdir().expect("tempdir");
+        if !toml.is_empty() {
+            std::fs::write(dir.path().join("berth.toml"), toml).expect("write config");
+        }
         let mut a = Agent {
             dir,
             port: free_port(),
@@ -113,6 +121,7 @@ impl Agent {
                 "--node-name",
                 "e2e",
             ])
+            .args(self.config_args())
             .env("BERTH_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log)
@@ -132,6 +141,15 @@ impl Agent {
                 self.log()
             );
             std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn config_args(&self) -> Vec<String> {
+        let p = self.dir.path().join("berth.toml");
+        if p.exists() {
+            vec!["--config".into(), p.display().to_string()]
+        } else {
+            Vec::new()
         }
     }
 

@@ -9,3 +9,4 @@ mod inputs;
 mod lifecycle;
 mod network;
 mod recovery;
+mod versions;
