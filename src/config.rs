@@ -32,6 +32,20 @@ pub enum ConfigError {
 pub struct FileConfig {
     #[serde(default)]
     pub agent: AgentSection,
+    #[serde(default)]
+    pub router: RouterSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouterSection {
+    /// Address of the HTTP router, like "0.0.0.0:80". Default: no HTTP router.
+    pub http: Option<String>,
+    /// The domain that route prefixes hang off: `routing.port_80: shop` answers on
+    /// `shop.<domain>`. Default: none (prefix routes are not served).
+    pub domain: Option<String>,
+    /// Address the TCP router ports (`lb.port_N: tcp://:P`) listen on. Default "0.0.0.0".
+    pub tcp_address: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -61,6 +75,9 @@ pub struct AgentConfig {
     pub docker_host: String,
     pub reconcile_interval_ms: u64,
     pub version_deadline_ms: u64,
+    pub router_http: Option<SocketAddr>,
+    pub router_domain: String,
+    pub router_tcp_ip: std::net::IpAddr,
 }
 
 /// Flags given on the command line (None = not given).
@@ -71,6 +88,8 @@ pub struct AgentFlags {
     pub listen: Option<String>,
     pub node_name: Option<String>,
     pub docker_host: Option<String>,
+    pub router_http: Option<String>,
+    pub router_domain: Option<String>,
 }
 
 fn read_file(path: &Path, explicit: bool) -> Result<FileConfig, ConfigError> {
@@ -95,7 +114,34 @@ pub fn load_agent(flags: &AgentFlags) -> Result<AgentConfig, ConfigError> {
         Some(p) => (p.clone(), true),
         None => (PathBuf::from(DEFAULT_CONFIG), false),
     };
-    let file = read_file(&path, explicit)?.agent;
+    let whole = read_file(&path, explicit)?;
+    let (file, router) = (whole.agent, whole.router);
+    let router_http = match flags
+        .router_http
+        .clone()
+        .or(router.http)
+        .filter(|s| !s.is_empty())
+    {
+        Some(s) => Some(s.parse().map_err(|_| ConfigError::Value {
+            what: "router http address",
+            value: s.clone(),
+            hint: "write ADDR:PORT, like 0.0.0.0:80",
+        })?),
+        None => None,
+    };
+    let router_domain = flags
+        .router_domain
+        .clone()
+        .or(router.domain)
+        .unwrap_or_default()
+        .trim_matches('.')
+        .to_ascii_lowercase();
+    let tcp = router.tcp_address.unwrap_or_else(|| "0.0.0.0".into());
+    let router_tcp_ip = tcp.parse().map_err(|_| ConfigError::Value {
+        what: "router tcp_address",
+        value: tcp.clone(),
+        hint: "write an IP address, like 0.0.0.0",
+    })?;
     let listen_s = flags
         .listen
         .clone()
@@ -166,6 +212,9 @@ pub fn load_agent(flags: &AgentFlags) -> Result<AgentConfig, ConfigError> {
         docker_host,
         reconcile_interval_ms,
         version_deadline_ms,
+        router_http,
+        router_domain,
+        router_tcp_ip,
     })
 }
 

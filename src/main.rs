@@ -29,6 +29,8 @@ fn run_agent(a: berth::cli::AgentArgs) -> anyhow::Result<()> {
         listen: a.listen,
         node_name: a.node_name,
         docker_host: a.docker_host,
+        router_http: a.router_http,
+        router_domain: a.router_domain,
     };
     let cfg = berth::config::load_agent(&flags)?;
     let rt = tokio::runtime::Builder::new_multi_thread()

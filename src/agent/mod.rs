@@ -84,6 +84,10 @@ pub struct Core {
     pub prober: crate::health::Prober,
     /// How long a version may take to become normal (see `[agent] version_deadline`).
     pub version_deadline_ms: i64,
+    pub router: crate::router::Router,
+    pub router_domain: String,
+    /// Router errors last reported (so a port that cannot be bound is reported once).
+    router_errors: Mutex<Vec<String>>,
 }
 
 /// The hash an instance of `svc` must carry: its spec plus the app's redeploy generation.
@@ -144,6 +148,9 @@ impl Core {
             events_changed: Notify::new(),
             prober: crate::health::Prober::default(),
             version_deadline_ms: 120_000,
+            router: crate::router::Router::new(std::net::IpAddr::from([0, 0, 0, 0])),
+            router_domain: String::new(),
+            router_errors: Mutex::new(Vec::new()),
         })
     }
 
@@ -223,6 +230,7 @@ impl Core {
         let observed = self.observe(&apps).await?;
         let plan = plan::plan(&desired, &observed);
         self.update_versions(&apps, &observed.instances);
+        self.update_router(&apps, &observed.instances);
         let mut attempted = 0;
         if !plan.actions.is_empty() {
             let by_name: BTreeMap<String, StoredApp> =
@@ -254,6 +262,25 @@ impl Core {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
+    }
+
+    /// Swaps in a routing table built from this pass's view; reports new router errors once.
+    fn update_router(&self, apps: &[StoredApp], instances: &[crate::model::Instance]) {
+        let errors = self.router.update(crate::router::table::build(
+            apps,
+            instances,
+            &self.router_domain,
+        ));
+        let mut last = self.router_errors.lock().unwrap_or_else(|p| p.into_inner());
+        for e in errors.iter().filter(|e| !last.contains(e)) {
+            self.event(
+                "error",
+                "",
+                "",
+                &format!("{e}: free the port or change the lb.port label"),
+            );
+        }
+        *last = errors;
     }
 
     fn in_backoff(&self, name: &str) -> bool {
@@ -502,6 +529,8 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
         Arc::new(crate::runtime::docker::DockerRuntime::connect(&cfg.docker_host).await?);
     let mut core = Core::new(store, runtime, cfg.node_name.clone()).await?;
     core.version_deadline_ms = cfg.version_deadline_ms as i64;
+    core.router = crate::router::Router::new(cfg.router_tcp_ip);
+    core.router_domain = cfg.router_domain.clone();
     let core = Arc::new(core);
     tracing::info!(node_id = %core.node_id, node = %core.node_name, engine = %core.engine, listen = %cfg.listen, "agent starting");
     core.event(
@@ -515,6 +544,16 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
     );
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    if let Some(addr) = cfg.router_http {
+        core.router
+            .start_http(addr, stop_rx.clone())
+            .await
+            .map_err(|e| AgentError::Listen {
+                addr: addr.to_string(),
+                detail: format!("HTTP router: {e}"),
+            })?;
+        tracing::info!(%addr, domain = %cfg.router_domain, "HTTP router listening");
+    }
     let api = crate::api::Server::start(
         cfg.listen,
         token,

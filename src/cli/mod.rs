@@ -163,6 +163,12 @@ pub struct AgentArgs {
     /// Docker engine (default unix:///var/run/docker.sock).
     #[arg(long)]
     pub docker_host: Option<String>,
+    /// Serve the HTTP router on ADDR:PORT (like 0.0.0.0:80).
+    #[arg(long)]
+    pub router_http: Option<String>,
+    /// Domain for prefix routes (`routing.port_80: shop` -> shop.DOMAIN).
+    #[arg(long)]
+    pub router_domain: Option<String>,
 }
 
 #[derive(Debug, Args)]

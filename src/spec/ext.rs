@@ -501,6 +501,24 @@ pub fn apply_service_labels(
             }
         }
     }
+    // The router reaches instances at their published host ports: publish every routed
+    // container port that the template does not publish itself (on a free host port).
+    let routed: Vec<u16> = x.routing.keys().chain(x.lb.keys()).copied().collect();
+    for port in routed {
+        if !s
+            .ports
+            .iter()
+            .any(|p| p.container_port == port && p.protocol == Protocol::Tcp)
+        {
+            s.ports.push(PortSpec {
+                container_port: port,
+                host_port: None,
+                host_ip: None,
+                protocol: Protocol::Tcp,
+            });
+        }
+    }
+    let x = &mut s.ext;
     if let Some(kind) = probe {
         x.probe = Some(Probe {
             kind,

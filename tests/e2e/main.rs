@@ -9,4 +9,5 @@ mod inputs;
 mod lifecycle;
 mod network;
 mod recovery;
+mod router;
 mod versions;

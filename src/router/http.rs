@@ -1,0 +1,217 @@
+//! HTTP/1.1 reverse proxy: keep-alive both sides, streamed bodies, websocket upgrades.
+
+use super::Shared;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, combinators::BoxBody};
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+type Body = BoxBody<Bytes, hyper::Error>;
+type Upstream = Client<HttpConnector, Incoming>;
+
+const STICKY_COOKIE: &str = "berth_sticky";
+
+pub(super) async fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    let client: Upstream = Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(256)
+        .build(connector);
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shutdown.changed() => return,
+        };
+        let Ok((stream, peer)) = accepted else {
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let (shared, client) = (shared.clone(), client.clone());
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req| {
+                handle(req, shared.clone(), client.clone(), peer)
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(stream), svc)
+                .with_upgrades()
+                .await;
+        });
+    }
+}
+
+fn plain(status: StatusCode, msg: String) -> Response<Body> {
+    let mut r = Response::new(
+        Full::new(Bytes::from(msg + "\n"))
+            .map_err(|never| match never {})
+            .boxed(),
+    );
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|kv| {
+            kv.trim()
+                .strip_prefix(name)
+                .and_then(|r| r.strip_prefix('='))
+                .map(str::to_string)
+        })
+}
+
+/// Headers that describe one hop, not the message (RFC 9110 7.6.1).
+fn strip_hop_headers(h: &mut HeaderMap, keep_upgrade: bool) {
+    let listed: Vec<HeaderName> = h
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for n in listed {
+        if !(keep_upgrade && n == header::UPGRADE) {
+            h.remove(n);
+        }
+    }
+    for n in [
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "proxy-authorization",
+    ] {
+        h.remove(n);
+    }
+    if !keep_upgrade {
+        h.remove(header::CONNECTION);
+        h.remove(header::UPGRADE);
+    }
+}
+
+async fn handle(
+    mut req: Request<Incoming>,
+    shared: Arc<Shared>,
+    client: Upstream,
+    peer: SocketAddr,
+) -> Result<Response<Body>, Infallible> {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| req.uri().authority().map(|a| a.to_string()))
+        .unwrap_or_default();
+    let path_q = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "/".into());
+    let table = shared.table();
+    let Some(route) = table.route(&host, req.uri().path()) else {
+        return Ok(plain(
+            StatusCode::NOT_FOUND,
+            format!("berth: no app is routed for {host}{path_q}"),
+        ));
+    };
+    let backend = &route.backend;
+    let sticky_in = cookie(req.headers(), STICKY_COOKIE);
+    let Some(ep) = backend
+        .pick(shared.roll(), shared.next_turn(), sticky_in.as_deref())
+        .cloned()
+    else {
+        return Ok(plain(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "berth: no healthy instance of {}/{} right now",
+                backend.app, backend.service
+            ),
+        ));
+    };
+    let upgrade = req.headers().contains_key(header::UPGRADE);
+    let uri = format!("http://{}{path_q}", ep.addr);
+    match uri.parse() {
+        Ok(u) => *req.uri_mut() = u,
+        Err(_) => {
+            return Ok(plain(
+                StatusCode::BAD_REQUEST,
+                "berth: invalid request target".into(),
+            ));
+        }
+    }
+    let h = req.headers_mut();
+    strip_hop_headers(h, upgrade);
+    let xff = match h.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        Some(prev) => format!("{prev}, {}", peer.ip()),
+        None => peer.ip().to_string(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        h.insert("x-forwarded-for", v);
+    }
+    if !h.contains_key("x-forwarded-proto") {
+        h.insert(
+            "x-forwarded-proto",
+            HeaderValue::from_static(if route.https { "https" } else { "http" }),
+        );
+    }
+    if let Ok(v) = HeaderValue::from_str(&host)
+        && !h.contains_key("x-forwarded-host")
+    {
+        h.insert("x-forwarded-host", v);
+    }
+    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    let mut resp = match client.request(req).await {
+        Ok(r) => r,
+        Err(e) => {
+            return Ok(plain(
+                StatusCode::BAD_GATEWAY,
+                format!(
+                    "berth: {}/{} instance {} failed: {e}",
+                    backend.app, backend.service, ep.id
+                ),
+            ));
+        }
+    };
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        if let Some(client_side) = client_upgrade {
+            let upstream_side = hyper::upgrade::on(&mut resp);
+            tokio::spawn(async move {
+                if let (Ok(a), Ok(b)) = (client_side.await, upstream_side.await) {
+                    let _ =
+                        tokio::io::copy_bidirectional(&mut TokioIo::new(a), &mut TokioIo::new(b))
+                            .await;
+                }
+            });
+        }
+    } else {
+        strip_hop_headers(resp.headers_mut(), false);
+    }
+    if backend.sticky
+        && sticky_in.as_deref() != Some(ep.id.as_str())
+        && let Ok(v) =
+            HeaderValue::from_str(&format!("{STICKY_COOKIE}={}; Path=/; HttpOnly", ep.id))
+    {
+        resp.headers_mut().append(header::SET_COOKIE, v);
+    }
+    Ok(resp.map(|b| b.boxed()))
+}

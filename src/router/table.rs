@@ -1,0 +1,298 @@
+//! The routing table: which backends serve a host + path (HTTP) or a router port (TCP).
+//!
+//! Invariants: pure. Built from the desired state and the observed instances; only ready
+//! (running and healthy) instances of a version with weight > 0 are backends. Replaced
+//! wholesale after each reconcile pass, so a request sees one consistent table.
+
+use crate::model::{Instance, NetworkMode, Route};
+use crate::store::StoredApp;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+/// One instance as a backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// Short container id: the value of the stickiness cookie.
+    pub id: String,
+    pub addr: SocketAddr,
+}
+
+/// The backends of one version, with its share of the traffic.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pool {
+    pub version: String,
+    pub weight: u32,
+    pub endpoints: Vec<Endpoint>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Backend {
+    pub app: String,
+    pub service: String,
+    pub sticky: bool,
+    pub pools: Vec<Pool>,
+}
+
+impl Backend {
+    /// Picks a backend: a version by weight (`roll` in 0..100), then round robin (`turn`)
+    /// over its ready instances. A version without ready instances gives its share to the
+    /// others; a sticky client keeps its instance while that is still a backend.
+    pub fn pick(&self, roll: u32, turn: usize, sticky_id: Option<&str>) -> Option<&Endpoint> {
+        if let Some(id) = sticky_id.filter(|_| self.sticky)
+            && let Some(e) = self
+                .pools
+                .iter()
+                .filter(|p| p.weight > 0)
+                .flat_map(|p| &p.endpoints)
+                .find(|e| e.id == id)
+        {
+            return Some(e);
+        }
+        let live: Vec<&Pool> = self
+            .pools
+            .iter()
+            .filter(|p| p.weight > 0 && !p.endpoints.is_empty())
+            .collect();
+        let total: u32 = live.iter().map(|p| p.weight).sum();
+        if total == 0 {
+            return None;
+        }
+        let mut r = roll % total;
+        for p in &live {
+            if r < p.weight {
+                return p.endpoints.get(turn % p.endpoints.len());
+            }
+            r -= p.weight;
+        }
+        None
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpRoute {
+    /// Lower-case host name, without port.
+    pub host: String,
+    /// Path prefix ("" = everything).
+    pub path: String,
+    pub https: bool,
+    pub backend: Backend,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Table {
+    pub http: Vec<HttpRoute>,
+    /// Router TCP port -> backend.
+    pub tcp: BTreeMap<u16, Backend>,
+}
+
+impl Table {
+    /// The route for a host and path: exact host, longest matching path prefix.
+    pub fn route(&self, host: &str, path: &str) -> Option<&HttpRoute> {
+        let host = host
+            .split(':')
+            .next()
+            .unwrap_or(host)
+            .trim_end_matches('.')
+            .to_ascii_lowercase();
+        self.http
+            .iter()
+            .filter(|r| r.host == host && path_matches(&r.path, path))
+            .max_by_key(|r| r.path.len())
+    }
+
+    pub fn knows_host(&self, host: &str) -> bool {
+        let host = host.split(':').next().unwrap_or(host).to_ascii_lowercase();
+        self.http.iter().any(|r| r.host == host)
+    }
+}
+
+/// `/api` matches `/api`, `/api/x` and `/api?q`, not `/apix`.
+fn path_matches(prefix: &str, path: &str) -> bool {
+    prefix.is_empty()
+        || path == prefix
+        || path
+            .strip_prefix(prefix)
+            .is_some_and(|rest| rest.starts_with('/') || rest.starts_with('?'))
+}
+
+/// The host a route answers to: a full domain, or `<prefix>.<router domain>`.
+pub fn route_host(r: &Route, router_domain: &str) -> Option<String> {
+    if !r.prefix {
+        return Some(r.domain.clone());
+    }
+    let d = router_domain.trim_matches('.');
+    (!d.is_empty()).then(|| format!("{}.{d}", r.domain))
+}
+
+fn endpoint_of(i: &Instance, container_port: u16, mode: NetworkMode) -> Option<Endpoint> {
+    let id: String = i.id.chars().take(12).collect();
+    let addr = match mode {
+        NetworkMode::Host => SocketAddr::from(([127, 0, 0, 1], container_port)),
+        _ => {
+            let p = i
+                .ports
+                .iter()
+                .find(|p| p.container_port == container_port)?;
+            // A port published on all interfaces is reached on loopback from this host.
+            let ip = match p.host_ip.as_str() {
+                "" | "0.0.0.0" | "::" => "127.0.0.1",
+                ip => ip,
+            };
+            SocketAddr::new(ip.parse().ok()?, p.host_port)
+        }
+    };
+    Some(Endpoint { id, addr })
+}
+
+fn backend(
+    app: &StoredApp,
+    service: &str,
+    container_port: u16,
+    instances: &[Instance],
+) -> Option<Backend> {
+    let svc = app.spec.services.get(service)?;
+    let cur = app.current.get(service);
+    let version = cur
+        .map(|c| crate::model::version_name(service, c.number))
+        .unwrap_or_default();
+    let hash = crate::agent::desired_hash(svc, app.redeploy_gen);
+    let endpoints: Vec<Endpoint> = instances
+        .iter()
+        .filter(|i| {
+            i.app == app.spec.name
+                && i.service == service
+                && i.spec_hash == hash
+                && crate::plan::is_ready(i)
+        })
+        .filter_map(|i| endpoint_of(i, container_port, svc.network_mode))
+        .collect();
+    Some(Backend {
+        app: app.spec.name.clone(),
+        service: service.to_string(),
+        sticky: svc.ext.session_sticky,
+        pools: vec![Pool {
+            version,
+            weight: if app.stopped { 0 } else { 100 },
+            endpoints,
+        }],
+    })
+}
+
+/// Builds the table from the stored apps and this node's instances.
+pub fn build(apps: &[StoredApp], instances: &[Instance], router_domain: &str) -> Table {
+    let mut t = Table::default();
+    for app in apps {
+        for (name, svc) in &app.spec.services {
+            for (port, routes) in &svc.ext.routing {
+                for r in routes {
+                    let (Some(host), Some(b)) = (
+                        route_host(r, router_domain),
+                        backend(app, name, *port, instances),
+                    ) else {
+                        continue;
+                    };
+                    t.http.push(HttpRoute {
+                        host,
+                        path: r.path.clone(),
+                        https: r.scheme == "https",
+                        backend: b,
+                    });
+                }
+            }
+            for (port, router_port) in &svc.ext.lb {
+                if let Some(b) = backend(app, name, *port, instances) {
+                    t.tcp.insert(*router_port, b);
+                }
+            }
+        }
+    }
+    t.http
+        .sort_by(|a, b| (&a.host, &a.path).cmp(&(&b.host, &b.path)));
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ep(id: &str, port: u16) -> Endpoint {
+        Endpoint {
+            id: id.into(),
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        }
+    }
+
+    fn backend(pools: Vec<(u32, Vec<Endpoint>)>) -> Backend {
+        Backend {
+            app: "a".into(),
+            service: "web".into(),
+            sticky: true,
+            pools: pools
+                .into_iter()
+                .enumerate()
+                .map(|(i, (weight, endpoints))| Pool {
+                    version: format!("web-{i:03}"),
+                    weight,
+                    endpoints,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn weights_split_then_round_robin() {
+        let b = backend(vec![
+            (90, vec![ep("a", 1), ep("b", 2)]),
+            (10, vec![ep("c", 3)]),
+        ]);
+        let picks: Vec<&str> = (0..100)
+            .map(|r| {
+                b.pick(r, r as usize, None)
+                    .map(|e| e.id.as_str())
+                    .unwrap_or("")
+            })
+            .collect();
+        assert_eq!(picks.iter().filter(|p| **p == "c").count(), 10);
+        assert_eq!(picks.iter().filter(|p| **p == "a").count(), 45);
+        // A version with no ready instance gives its share away; none at all -> no backend.
+        let b = backend(vec![(90, vec![]), (10, vec![ep("c", 3)])]);
+        assert!((0..100).all(|r| b.pick(r, 0, None).map(|e| e.id.as_str()) == Some("c")));
+        assert_eq!(backend(vec![(100, vec![])]).pick(0, 0, None), None);
+    }
+
+    #[test]
+    fn sticky_clients_keep_their_instance_while_it_serves() {
+        let b = backend(vec![(100, vec![ep("a", 1), ep("b", 2)])]);
+        assert_eq!(b.pick(0, 0, Some("b")).map(|e| e.id.as_str()), Some("b"));
+        assert_eq!(b.pick(0, 0, Some("gone")).map(|e| e.id.as_str()), Some("a"));
+    }
+
+    #[test]
+    fn routes_match_host_and_longest_path_prefix() {
+        let route = |host: &str, path: &str, id: &str| HttpRoute {
+            host: host.into(),
+            path: path.into(),
+            https: false,
+            backend: backend(vec![(100, vec![ep(id, 1)])]),
+        };
+        let t = Table {
+            http: vec![
+                route("shop.example.com", "", "root"),
+                route("shop.example.com", "/api", "api"),
+            ],
+            tcp: BTreeMap::new(),
+        };
+        let who = |h: &str, p: &str| {
+            t.route(h, p)
+                .map(|r| r.backend.pools[0].endpoints[0].id.clone())
+        };
+        assert_eq!(who("shop.example.com", "/"), Some("root".into()));
+        assert_eq!(
+            who("SHOP.example.com:8080", "/api/items"),
+            Some("api".into())
+        );
+        assert_eq!(who("shop.example.com", "/apix"), Some("root".into()));
+        assert_eq!(who("other.example.com", "/"), None);
+        assert!(t.knows_host("shop.example.com:80"));
+    }
+}
