@@ -10,14 +10,24 @@ fn get(router: u16, host: &str, path: &str, cookie: Option<&str>) -> (u16, Strin
         .timeout_global(Some(Duration::from_secs(10)))
         .build()
         .into();
-    let mut req = agent.get(format!("http://127.0.0.1:{router}{path}")).header("Host", host);
+    let mut req = agent
+        .get(format!("http://127.0.0.1:{router}{path}"))
+        .header("Host", host);
     if let Some(c) = cookie {
         req = req.header("Cookie", c);
     }
     let mut r = req.call().expect("router answers");
     let status = r.status().as_u16();
-    let set_cookie = r.headers().get("set-cookie").and_then(|v| v.to_str().ok()).map(str::to_string);
-    (status, r.body_mut().read_to_string().unwrap_or_default(), set_cookie)
+    let set_cookie = r
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    (
+        status,
+        r.body_mut().read_to_string().unwrap_or_default(),
+        set_cookie,
+    )
 }
 
 /// HTTP by host (full domain and prefix), round robin over healthy instances, stickiness,
@@ -36,11 +46,18 @@ fn router_routes_balances_sticks_and_proxies_tcp() {
     };
     let yaml = format!(
         "services:\n  web:\n{}      berth.routing.port_8080: shop.example.com;shop\n  api:\n{}      berth.routing.port_8080: shop.example.com/api\n",
-        svc(false, &format!("      berth.lb.port_8080: tcp://:{tcp_port}\n")),
+        svc(
+            false,
+            &format!("      berth.lb.port_8080: tcp://:{tcp_port}\n")
+        ),
         svc(true, "")
     );
     a.deploy("rt", &yaml);
-    let ids: BTreeMap<String, String> = a.ps("rt").into_iter().map(|i| (i.container_id.clone(), i.service.clone())).collect();
+    let ids: BTreeMap<String, String> = a
+        .ps("rt")
+        .into_iter()
+        .map(|i| (i.container_id.clone(), i.service.clone()))
+        .collect();
 
     // Round robin over both web instances, by full domain and by prefix of the router domain.
     let mut seen = BTreeMap::new();
@@ -52,7 +69,12 @@ fn router_routes_balances_sticks_and_proxies_tcp() {
         }
     }
     assert_eq!(seen.len(), 2, "both web instances serve: {seen:?}");
-    assert!(seen.keys().all(|id| ids.iter().any(|(c, s)| c.starts_with(id.as_str()) && s == "web")), "{seen:?} {ids:?}");
+    assert!(
+        seen.keys().all(|id| ids
+            .iter()
+            .any(|(c, s)| c.starts_with(id.as_str()) && s == "web")),
+        "{seen:?} {ids:?}"
+    );
     assert!(seen.values().all(|n| *n == 20), "round robin: {seen:?}");
 
     // The longer path prefix goes to `api`, which is sticky.
@@ -67,16 +89,25 @@ fn router_routes_balances_sticks_and_proxies_tcp() {
     }
 
     let (status, body, _) = get(http_port, "nobody.example.com", "/", None);
-    assert_eq!((status, body.contains("no app is routed")), (404, true), "{body}");
+    assert_eq!(
+        (status, body.contains("no app is routed")),
+        (404, true),
+        "{body}"
+    );
 
     // TCP proxy to the web instances.
     let mut s = std::net::TcpStream::connect(("127.0.0.1", tcp_port)).expect("tcp router port");
-    s.write_all(b"GET /index.html HTTP/1.0\r\n\r\n").expect("write");
+    s.write_all(b"GET /index.html HTTP/1.0\r\n\r\n")
+        .expect("write");
     let mut out = String::new();
     let _ = s.read_to_string(&mut out);
     assert!(out.contains("hello from berth"), "{out}");
 
     // No instance: 503.
     a.ok(&["scale", "rt", "web=0"]);
-    wait_until("503 once web has no instance", Duration::from_secs(20), || get(http_port, "shop.example.com", "/id", None).0 == 503);
+    wait_until(
+        "503 once web has no instance",
+        Duration::from_secs(20),
+        || get(http_port, "shop.example.com", "/id", None).0 == 503,
+    );
 }
