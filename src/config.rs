@@ -80,16 +80,48 @@ pub struct AgentConfig {
     pub router_tcp_ip: std::net::IpAddr,
 }
 
-/// Flags given on the command line (None = not given).
-#[derive(Debug, Default, Clone)]
+/// `berth agent` flags (None = not given; the file, then the default, applies).
+#[derive(Debug, Default, Clone, clap::Args)]
 pub struct AgentFlags {
+    /// Config file (default /etc/berth/berth.toml, optional there).
+    #[arg(long)]
     pub config: Option<PathBuf>,
+    /// State directory (default /var/lib/berth).
+    #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// API address (default 127.0.0.1:7878).
+    #[arg(long)]
     pub listen: Option<String>,
+    /// This node's name (default: the host name).
+    #[arg(long)]
     pub node_name: Option<String>,
+    /// Docker engine (default unix:///var/run/docker.sock).
+    #[arg(long)]
     pub docker_host: Option<String>,
+    /// Serve the HTTP router on ADDR:PORT (like 0.0.0.0:80).
+    #[arg(long)]
     pub router_http: Option<String>,
+    /// Domain for prefix routes (`routing.port_80: shop` -> shop.DOMAIN).
+    #[arg(long)]
     pub router_domain: Option<String>,
+}
+
+/// A duration setting: `value` or `default`, at least `min_ms`.
+fn duration_setting(
+    what: &'static str,
+    value: Option<String>,
+    default: &str,
+    min_ms: u64,
+    hint: &'static str,
+) -> Result<u64, ConfigError> {
+    let v = value.unwrap_or_else(|| default.into());
+    crate::spec::parse_duration_ms(&v)
+        .filter(|ms| *ms >= min_ms)
+        .ok_or(ConfigError::Value {
+            what,
+            value: v,
+            hint,
+        })
 }
 
 fn read_file(path: &Path, explicit: bool) -> Result<FileConfig, ConfigError> {
@@ -185,22 +217,20 @@ pub fn load_agent(flags: &AgentFlags) -> Result<AgentConfig, ConfigError> {
             hint: "use unix:///var/run/docker.sock or tcp://HOST:PORT",
         });
     }
-    let interval = file.reconcile_interval.unwrap_or_else(|| "5s".into());
-    let reconcile_interval_ms = crate::spec::parse_duration_ms(&interval)
-        .filter(|ms| *ms >= 100)
-        .ok_or(ConfigError::Value {
-            what: "reconcile_interval",
-            value: interval,
-            hint: "write a duration of at least 100ms, like 5s",
-        })?;
-    let deadline = file.version_deadline.unwrap_or_else(|| "120s".into());
-    let version_deadline_ms = crate::spec::parse_duration_ms(&deadline)
-        .filter(|ms| *ms >= 1000)
-        .ok_or(ConfigError::Value {
-            what: "version_deadline",
-            value: deadline,
-            hint: "write a duration of at least 1s, like 120s",
-        })?;
+    let reconcile_interval_ms = duration_setting(
+        "reconcile_interval",
+        file.reconcile_interval,
+        "5s",
+        100,
+        "write a duration of at least 100ms, like 5s",
+    )?;
+    let version_deadline_ms = duration_setting(
+        "version_deadline",
+        file.version_deadline,
+        "120s",
+        1000,
+        "write a duration of at least 1s, like 120s",
+    )?;
     Ok(AgentConfig {
         data_dir: flags
             .data_dir

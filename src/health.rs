@@ -15,7 +15,6 @@ use crate::runtime::ContainerRuntime;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 pub const INTERVAL: Duration = Duration::from_secs(2);
 /// Consecutive failures that make an instance unhealthy.
@@ -238,37 +237,38 @@ pub async fn probe(t: &Target, runtime: &dyn ContainerRuntime) -> Result<(), Str
     }
 }
 
-/// A minimal HTTP/1.1 GET: returns the status code.
+/// GET `path` and return the status code (the body is not read). Uses hyper's client, which
+/// the router uses too; no idle connections are kept to instances between probes.
 async fn http_status(host: &str, port: u16, path: &str) -> Result<u16, String> {
+    use hyper_util::client::legacy::Client;
+    use hyper_util::client::legacy::connect::HttpConnector;
+    type Probe = Client<HttpConnector, http_body_util::Empty<bytes::Bytes>>;
+    static CLIENT: std::sync::OnceLock<Probe> = std::sync::OnceLock::new();
+    let client = CLIENT.get_or_init(|| {
+        Client::builder(hyper_util::rt::TokioExecutor::new())
+            .pool_max_idle_per_host(0)
+            .build(HttpConnector::new())
+    });
     let url = format!("http://{host}:{port}{path}");
-    let mut s = tokio::net::TcpStream::connect((host, port))
-        .await
+    let req = hyper::Request::get(&url)
+        .header(hyper::header::USER_AGENT, "berth-probe")
+        .body(http_body_util::Empty::new())
         .map_err(|e| format!("{url}: {e}"))?;
-    let req = format!(
-        "GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: berth-probe\r\nAccept: */*\r\nConnection: close\r\n\r\n"
-    );
-    s.write_all(req.as_bytes())
-        .await
-        .map_err(|e| format!("{url}: {e}"))?;
-    let mut buf = Vec::with_capacity(256);
-    let mut chunk = [0u8; 256];
-    while !buf.contains(&b'\n') && buf.len() < 4096 {
-        let n = s
-            .read(&mut chunk)
-            .await
-            .map_err(|e| format!("{url}: {e}"))?;
-        if n == 0 {
-            break;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    let line = String::from_utf8_lossy(&buf);
-    let line = line.lines().next().unwrap_or_default();
-    line.split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .filter(|_| line.starts_with("HTTP/"))
-        .ok_or_else(|| format!("{url}: not an HTTP answer ({line:?})"))
+    let resp = client.request(req).await.map_err(|e| {
+        // hyper-util's error text is "client error (Connect)"; the cause says why.
+        let cause = std::error::Error::source(&e)
+            .map(|c| c.to_string())
+            .unwrap_or_default();
+        format!(
+            "{url}: {e}{}",
+            if cause.is_empty() {
+                String::new()
+            } else {
+                format!(": {cause}")
+            }
+        )
+    })?;
+    Ok(resp.status().as_u16())
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ fn main() {
     }
 }
 
-fn run_agent(a: berth::cli::AgentArgs) -> anyhow::Result<()> {
+fn run_agent(flags: berth::config::AgentFlags) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG")
@@ -23,15 +23,6 @@ fn run_agent(a: berth::cli::AgentArgs) -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let flags = berth::config::AgentFlags {
-        config: a.config,
-        data_dir: a.data_dir,
-        listen: a.listen,
-        node_name: a.node_name,
-        docker_host: a.docker_host,
-        router_http: a.router_http,
-        router_domain: a.router_domain,
-    };
     let cfg = berth::config::load_agent(&flags)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -105,9 +105,23 @@ pub struct StoredApp {
     pub current: std::collections::BTreeMap<String, CurrentVersion>,
     pub created_ms: i64,
     pub updated_ms: i64,
+    /// The hash each service's instances must carry (`berth.spec`), computed once at load.
+    hashes: std::collections::BTreeMap<String, String>,
 }
 
 impl StoredApp {
+    /// The hash an instance of `service` must carry: its spec plus the redeploy generation.
+    pub fn hash(&self, service: &str) -> &str {
+        self.hashes
+            .get(service)
+            .map(String::as_str)
+            .unwrap_or_default()
+    }
+
+    /// The same, for a spec that is not stored yet (a deploy comparing old and new).
+    pub fn hash_of(svc: &ServiceSpec, redeploy_gen: i64) -> String {
+        format!("{}.{}", crate::spec::service_hash(svc), redeploy_gen)
+    }
     pub fn replicas(&self, service: &str) -> u32 {
         self.scale
             .get(service)
@@ -347,63 +361,29 @@ impl Store {
     }
 
     pub fn get_app(&self, name: &str) -> Result<Option<StoredApp>, StoreError> {
-        self.read(|c| {
-            let row = c
-                .query_row(
-                    "SELECT spec, template, stopped, redeploy_gen, created_ms, updated_ms FROM apps WHERE name=?1",
-                    params![name],
-                    |r| {
-                        Ok((
-                            r.get::<_, String>(0)?,
-                            r.get::<_, String>(1)?,
-                            r.get::<_, bool>(2)?,
-                            r.get::<_, i64>(3)?,
-                            r.get::<_, i64>(4)?,
-                            r.get::<_, i64>(5)?,
-                        ))
-                    },
-                )
-                .optional()
-                .map_err(sql("reading an app"))?;
-            let Some((spec, template, stopped, redeploy_gen, created_ms, updated_ms)) = row else {
-                return Ok(None);
-            };
-            let spec: AppSpec = serde_json::from_str(&spec).map_err(|source| StoreError::Corrupt {
-                app: name.to_string(),
-                source,
-            })?;
-            let scale = load_scale(c, name)?;
-            let current = load_current(c, name)?;
-            Ok(Some(StoredApp {
-                spec,
-                template,
-                stopped,
-                redeploy_gen,
-                scale,
-                current,
-                created_ms,
-                updated_ms,
-            }))
-        })
+        self.read(|c| load_app(c, name))
     }
 
+    /// Every app, read in one transaction so the list is one consistent snapshot.
     pub fn list_apps(&self) -> Result<Vec<StoredApp>, StoreError> {
-        let names: Vec<String> = self.read(|c| {
-            let mut st = c
-                .prepare("SELECT name FROM apps ORDER BY name")
-                .map_err(sql("listing apps"))?;
-            let rows = st
-                .query_map([], |r| r.get(0))
-                .map_err(sql("listing apps"))?;
-            rows.collect::<Result<_, _>>().map_err(sql("listing apps"))
-        })?;
-        let mut out = Vec::with_capacity(names.len());
-        for n in names {
-            if let Some(a) = self.get_app(&n)? {
-                out.push(a);
+        self.read(|c| {
+            let tx = c.unchecked_transaction().map_err(sql("listing apps"))?;
+            let names: Vec<String> = {
+                let mut st = tx
+                    .prepare("SELECT name FROM apps ORDER BY name")
+                    .map_err(sql("listing apps"))?;
+                let rows = st
+                    .query_map([], |r| r.get(0))
+                    .map_err(sql("listing apps"))?;
+                rows.collect::<Result<_, _>>()
+                    .map_err(sql("listing apps"))?
+            };
+            let mut out = Vec::with_capacity(names.len());
+            for n in names {
+                out.extend(load_app(&tx, &n)?);
             }
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     /// Returns false when the app does not exist.
@@ -525,6 +505,51 @@ impl Store {
                 .map_err(sql("reading events"))
         })
     }
+}
+
+fn load_app(c: &Connection, name: &str) -> Result<Option<StoredApp>, StoreError> {
+    let row = c
+        .query_row(
+            "SELECT spec, template, stopped, redeploy_gen, created_ms, updated_ms FROM apps WHERE name=?1",
+            params![name],
+            |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, bool>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, i64>(4)?,
+                    r.get::<_, i64>(5)?,
+                ))
+            },
+        )
+        .optional()
+        .map_err(sql("reading an app"))?;
+    let Some((spec, template, stopped, redeploy_gen, created_ms, updated_ms)) = row else {
+        return Ok(None);
+    };
+    let spec: AppSpec = serde_json::from_str(&spec).map_err(|source| StoreError::Corrupt {
+        app: name.to_string(),
+        source,
+    })?;
+    let scale = load_scale(c, name)?;
+    let current = load_current(c, name)?;
+    let hashes = spec
+        .services
+        .iter()
+        .map(|(n, s)| (n.clone(), StoredApp::hash_of(s, redeploy_gen)))
+        .collect();
+    Ok(Some(StoredApp {
+        spec,
+        template,
+        stopped,
+        redeploy_gen,
+        scale,
+        current,
+        created_ms,
+        updated_ms,
+        hashes,
+    }))
 }
 
 fn insert_version(

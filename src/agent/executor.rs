@@ -87,7 +87,7 @@ impl Core {
                 service,
             } => {
                 // Backoff is keyed by container id here: the name may already be reused.
-                if self.in_backoff(id) {
+                if self.backoff.active(id) {
                     return false;
                 }
                 let grace = grace_of(apps, app, service);
@@ -103,7 +103,7 @@ impl Core {
                 service,
                 reason,
             } => {
-                if self.in_backoff(id) {
+                if self.backoff.active(id) {
                     return false;
                 }
                 let grace = grace_of(apps, app, service);
@@ -113,8 +113,10 @@ impl Core {
                     Ok(()) if *reason == crate::plan::RemoveReason::Unhealthy => {
                         // Back the slot off until a successor is healthy (a service that never
                         // turns healthy is retried at 2, 4, 8 ... 60 s, not in a tight loop).
-                        self.record_failure_kind(
+                        self.backoff.fail(
                             name,
+                            app,
+                            service,
                             "replaced after failing its health probe",
                             true,
                         );
@@ -140,13 +142,13 @@ impl Core {
                 app,
                 service,
             } => {
-                if self.in_backoff(name) {
+                if self.backoff.active(name) {
                     return false;
                 }
                 self.note_our_start(id);
                 match self.runtime.start(id).await {
                     Ok(()) => {
-                        self.record_success(name);
+                        self.backoff.started(name);
                         self.event("start", app, service, &format!("started {name}"));
                     }
                     Err(e) => self.fail(app, service, name, &format!("cannot start {name}: {e}")),
@@ -154,7 +156,7 @@ impl Core {
             }
             Action::Create { app, service, slot } => {
                 let name = crate::runtime::container_name(app, service, *slot);
-                if self.in_backoff(&name) {
+                if self.backoff.active(&name) {
                     return false;
                 }
                 let Some(stored) = apps.get(app) else {
@@ -188,7 +190,7 @@ impl Core {
                 self.note_our_start(&id);
                 match self.runtime.start(&id).await {
                     Ok(()) => {
-                        self.record_success(&name);
+                        self.backoff.started(&name);
                         self.event("start", app, service, &format!("started {name}"));
                     }
                     Err(e) => self.fail(app, service, &name, &format!("cannot start {name}: {e}")),
@@ -199,7 +201,7 @@ impl Core {
     }
 
     fn fail(&self, app: &str, service: &str, name: &str, message: &str) {
-        let n = self.record_failure(name, message);
+        let n = self.backoff.fail(name, app, service, message, false);
         // Report the first failures and then every tenth, so a crash loop does not flood.
         if n <= 3 || n.is_multiple_of(10) {
             let suffix = if n > 1 {
@@ -242,7 +244,7 @@ pub fn create_request(
         app: app.spec.name.clone(),
         service: service.to_string(),
         slot,
-        spec_hash: super::desired_hash(&spec, app.redeploy_gen),
+        spec_hash: app.hash(service).to_string(),
         version: app
             .current
             .get(service)

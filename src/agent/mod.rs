@@ -8,6 +8,7 @@
 //! is always written to the store before the engine is touched, so a crash at any point is
 //! recovered by the next pass (level-triggered).
 
+mod backoff;
 mod executor;
 mod ops;
 mod versions;
@@ -56,15 +57,6 @@ impl Pass {
     }
 }
 
-/// Failure memory for one container name: do not retry before `until`.
-struct Backoff {
-    until: Instant,
-    failures: u32,
-    last_error: String,
-    /// Replaced for failing its probe: only a healthy successor clears this, not a start.
-    unhealthy: bool,
-}
-
 pub struct Core {
     pub store: Store,
     pub runtime: Arc<dyn ContainerRuntime>,
@@ -76,7 +68,7 @@ pub struct Core {
     ops: tokio::sync::Mutex<()>,
     /// Serialises deploys: two deploys of one app never interleave.
     deploys: tokio::sync::Mutex<()>,
-    backoff: Mutex<HashMap<String, Backoff>>,
+    backoff: backoff::Backoffs,
     /// Containers this agent started recently (to tell engine restarts apart).
     our_starts: Mutex<HashMap<String, Instant>>,
     /// Woken when an event is recorded (for `events -f`).
@@ -88,11 +80,6 @@ pub struct Core {
     pub router_domain: String,
     /// Router errors last reported (so a port that cannot be bound is reported once).
     router_errors: Mutex<Vec<String>>,
-}
-
-/// The hash an instance of `svc` must carry: its spec plus the app's redeploy generation.
-pub fn desired_hash(svc: &crate::model::ServiceSpec, redeploy_gen: i64) -> String {
-    format!("{}.{}", crate::spec::service_hash(svc), redeploy_gen)
 }
 
 pub fn desired_replicas(app: &StoredApp, service: &str) -> u32 {
@@ -114,7 +101,7 @@ fn desired_state(apps: &[StoredApp]) -> Vec<DesiredApp> {
                     let s = a.spec.services.get(&name)?;
                     Some(DesiredService {
                         replicas: desired_replicas(a, &name),
-                        spec_hash: desired_hash(s, a.redeploy_gen),
+                        spec_hash: a.hash(&name).to_string(),
                         depends_on: s.depends_on.clone(),
                         restart: s.restart,
                         bridge: s.network_mode == NetworkMode::Bridge,
@@ -130,7 +117,7 @@ impl Core {
     pub async fn new(
         store: Store,
         runtime: Arc<dyn ContainerRuntime>,
-        node_name: String,
+        cfg: &AgentConfig,
     ) -> Result<Core, AgentError> {
         let node_id = store.node_id()?;
         let engine = runtime.ping().await?;
@@ -138,18 +125,18 @@ impl Core {
             store,
             runtime,
             node_id,
-            node_name,
+            node_name: cfg.node_name.clone(),
             engine,
             kick: Notify::new(),
             ops: tokio::sync::Mutex::new(()),
             deploys: tokio::sync::Mutex::new(()),
-            backoff: Mutex::new(HashMap::new()),
+            backoff: backoff::Backoffs::default(),
             our_starts: Mutex::new(HashMap::new()),
             events_changed: Notify::new(),
             prober: crate::health::Prober::default(),
-            version_deadline_ms: 120_000,
-            router: crate::router::Router::new(std::net::IpAddr::from([0, 0, 0, 0])),
-            router_domain: String::new(),
+            version_deadline_ms: cfg.version_deadline_ms as i64,
+            router: crate::router::Router::new(cfg.router_tcp_ip),
+            router_domain: cfg.router_domain.clone(),
             router_errors: Mutex::new(Vec::new()),
         })
     }
@@ -283,47 +270,6 @@ impl Core {
         *last = errors;
     }
 
-    fn in_backoff(&self, name: &str) -> bool {
-        let b = self.backoff.lock().unwrap_or_else(|p| p.into_inner());
-        b.get(name).is_some_and(|x| Instant::now() < x.until)
-    }
-
-    fn record_failure(&self, name: &str, error: &str) -> u32 {
-        self.record_failure_kind(name, error, false)
-    }
-
-    fn record_failure_kind(&self, name: &str, error: &str, unhealthy: bool) -> u32 {
-        let mut b = self.backoff.lock().unwrap_or_else(|p| p.into_inner());
-        let e = b.entry(name.to_string()).or_insert(Backoff {
-            until: Instant::now(),
-            failures: 0,
-            last_error: String::new(),
-            unhealthy,
-        });
-        e.unhealthy |= unhealthy;
-        e.failures += 1;
-        let secs = 1u64 << e.failures.min(6);
-        e.until = Instant::now() + Duration::from_secs(secs.min(60));
-        e.last_error = error.to_string();
-        e.failures
-    }
-
-    /// A container started: clears start failures, but not an unhealthy history (that waits
-    /// for the successor to turn healthy, so a never-healthy service backs off).
-    fn record_success(&self, name: &str) {
-        let mut b = self.backoff.lock().unwrap_or_else(|p| p.into_inner());
-        if b.get(name).is_some_and(|x| !x.unhealthy) {
-            b.remove(name);
-        }
-    }
-
-    fn record_healthy(&self, name: &str) {
-        self.backoff
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(name);
-    }
-
     /// Records a health transition: an event, backoff bookkeeping, a reconcile pass.
     fn health_changed(
         &self,
@@ -334,7 +280,7 @@ impl Core {
         use crate::model::Health;
         let msg = match tr.to {
             Health::Healthy => {
-                self.record_healthy(&t.name);
+                self.backoff.healthy(&t.name);
                 format!("{} is healthy", t.name)
             }
             Health::Unhealthy => format!("{} is unhealthy: {error}", t.name),
@@ -349,14 +295,9 @@ impl Core {
         self.kick();
     }
 
-    /// Last errors of an app's containers that are failing now.
-    pub fn failures(&self, app: &str) -> Vec<String> {
-        let prefix = format!("{app}_");
-        let b = self.backoff.lock().unwrap_or_else(|p| p.into_inner());
-        b.iter()
-            .filter(|(k, _)| k.starts_with(&prefix))
-            .map(|(k, v)| format!("{k}: {}", v.last_error))
-            .collect()
+    /// Last errors of an app's (or one service's) containers that are failing now.
+    pub fn failures(&self, app: &str, service: Option<&str>) -> Vec<String> {
+        self.backoff.errors(app, service)
     }
 
     fn note_our_start(&self, id: &str) {
@@ -527,11 +468,7 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
     let store = Store::open(&cfg.data_dir.join("state.db"))?;
     let runtime: Arc<dyn ContainerRuntime> =
         Arc::new(crate::runtime::docker::DockerRuntime::connect(&cfg.docker_host).await?);
-    let mut core = Core::new(store, runtime, cfg.node_name.clone()).await?;
-    core.version_deadline_ms = cfg.version_deadline_ms as i64;
-    core.router = crate::router::Router::new(cfg.router_tcp_ip);
-    core.router_domain = cfg.router_domain.clone();
-    let core = Arc::new(core);
+    let core = Arc::new(Core::new(store, runtime, &cfg).await?);
     tracing::info!(node_id = %core.node_id, node = %core.node_name, engine = %core.engine, listen = %cfg.listen, "agent starting");
     core.event(
         "agent",

@@ -4,11 +4,12 @@
 //! changes nothing; the engine is then driven by reconcile passes, never directly from here
 //! (except `rm`, which removes what the app owned under the reconcile lock).
 
-use super::{Core, desired_hash, desired_replicas};
+use super::{Core, desired_replicas};
 use crate::model::{Instance, NetworkMode, Protocol};
 use crate::runtime::{ImageInfo, PruneReport, RuntimeError};
 use crate::spec::{self, SpecError};
 use crate::store::StoreError;
+use crate::store::StoredApp;
 use crate::wire::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -81,7 +82,9 @@ impl Core {
             let same = previous
                 .as_ref()
                 .and_then(|p| p.spec.services.get(name))
-                .is_some_and(|old| desired_hash(old, generation) == desired_hash(svc, generation));
+                .is_some_and(|old| {
+                    StoredApp::hash_of(old, generation) == StoredApp::hash_of(svc, generation)
+                });
             if same {
                 unchanged.push(name.clone())
             } else {
@@ -228,7 +231,7 @@ impl Core {
             } else {
                 desired_replicas(a, name)
             };
-            let hash = desired_hash(s, a.redeploy_gen);
+            let hash = a.hash(name);
             let r = instances
                 .iter()
                 .filter(|i| {
@@ -252,7 +255,7 @@ impl Core {
             "stopped"
         } else if running == desired {
             "running"
-        } else if !self.failures(&a.spec.name).is_empty() {
+        } else if !self.failures(&a.spec.name, None).is_empty() {
             "failing"
         } else {
             "deploying"
@@ -287,12 +290,7 @@ impl Core {
             .map(|i| {
                 let up_to_date = apps
                     .get(&i.app)
-                    .and_then(|a| {
-                        a.spec
-                            .services
-                            .get(&i.service)
-                            .map(|s| desired_hash(s, a.redeploy_gen))
-                    })
+                    .and_then(|a| a.spec.services.get(&i.service).map(|_| a.hash(&i.service)))
                     .is_some_and(|h| h == i.spec_hash);
                 InstanceView {
                     container_id: i.id.chars().take(12).collect(),

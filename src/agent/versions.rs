@@ -2,7 +2,7 @@
 //! instance runs healthy, or to `failed` (with the last probe or start error as the reason)
 //! when that does not happen within its deadline.
 
-use super::{Core, desired_hash, desired_replicas};
+use super::{Core, desired_replicas};
 use crate::model::{Instance, VersionState, version_name};
 use crate::store::StoredApp;
 
@@ -17,7 +17,7 @@ impl Core {
                 let Some(svc) = app.spec.services.get(service) else {
                     continue;
                 };
-                let hash = desired_hash(svc, app.redeploy_gen);
+                let hash = app.hash(service);
                 let want = desired_replicas(app, service);
                 let mine: Vec<&Instance> = instances
                     .iter()
@@ -47,9 +47,9 @@ impl Core {
                         .iter()
                         .find_map(|i| self.prober.last_error(&i.id))
                         .or_else(|| {
-                            self.failures(&app.spec.name)
+                            self.failures(&app.spec.name, Some(service))
                                 .into_iter()
-                                .find(|f| f.starts_with(&format!("{}_{service}_", app.spec.name)))
+                                .next()
                         })
                         .unwrap_or_else(|| {
                             format!("only {ready} of {want} instances became ready")

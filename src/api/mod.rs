@@ -155,17 +155,7 @@ fn handle(mut req: tiny_http::Request, core: &Arc<Core>, rt: &tokio::runtime::Ha
     let url = req.url().to_string();
     let reply = match parse_request(&method, &url) {
         Err(e) => error(e.status(), &e.to_string()),
-        Ok(Command::Health) => json(
-            200,
-            &crate::wire::Health {
-                status: "ok".into(),
-                node_id: core.node_id.clone(),
-                node_name: core.node_name.clone(),
-                engine: core.engine.clone(),
-                version: env!("CARGO_PKG_VERSION").into(),
-            },
-        ),
-        Ok(_) if !authorised(&req, token) => error(
+        Ok(cmd) if !cmd.public() && !authorised(&req, token) => error(
             401,
             "missing or wrong API token: pass it with --token or BERTH_TOKEN (it is in <data-dir>/api.token)",
         ),
@@ -199,7 +189,16 @@ fn run(
     };
     let result: Result<Reply, CoreError> = rt.block_on(async {
         Ok(match cmd {
-            Command::Health => json(200, &"ok"),
+            Command::Health => json(
+                200,
+                &crate::wire::Health {
+                    status: "ok".into(),
+                    node_id: core.node_id.clone(),
+                    node_name: core.node_name.clone(),
+                    engine: core.engine.clone(),
+                    version: env!("CARGO_PKG_VERSION").into(),
+                },
+            ),
             Command::ListApps => json(200, &core.apps().await?),
             Command::Deploy => match parse_json(&body) {
                 Ok(r) => json(201, &core.deploy(r).await?),

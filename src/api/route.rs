@@ -41,6 +41,11 @@ pub enum Command {
 }
 
 impl Command {
+    /// Answered without a token (liveness checks, load balancers).
+    pub fn public(&self) -> bool {
+        matches!(self, Command::Health)
+    }
+
     pub fn takes_body(&self) -> bool {
         matches!(
             self,

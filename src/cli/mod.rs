@@ -40,7 +40,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the agent (the daemon on every host).
-    Agent(AgentArgs),
+    Agent(crate::config::AgentFlags),
     /// Deploy an app from a compose template (or update it).
     Deploy(DeployArgs),
     /// List apps: services, desired/running, state.
@@ -144,31 +144,6 @@ pub enum ImageCommand {
     Ls(JsonFlag),
     /// Remove images no container uses.
     Prune,
-}
-
-#[derive(Debug, Args)]
-pub struct AgentArgs {
-    /// Config file.
-    #[arg(long)]
-    pub config: Option<PathBuf>,
-    /// State directory (default /var/lib/berth).
-    #[arg(long)]
-    pub data_dir: Option<PathBuf>,
-    /// API address (default 127.0.0.1:7878).
-    #[arg(long)]
-    pub listen: Option<String>,
-    /// This node's name (default: the host name).
-    #[arg(long)]
-    pub node_name: Option<String>,
-    /// Docker engine (default unix:///var/run/docker.sock).
-    #[arg(long)]
-    pub docker_host: Option<String>,
-    /// Serve the HTTP router on ADDR:PORT (like 0.0.0.0:80).
-    #[arg(long)]
-    pub router_http: Option<String>,
-    /// Domain for prefix routes (`routing.port_80: shop` -> shop.DOMAIN).
-    #[arg(long)]
-    pub router_domain: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -584,10 +559,6 @@ fn events(client: &Client, app: Option<&str>, follow: bool, tail: i64, json: boo
                 println!("{} {:<8}{} {}", time_ms(e.time_ms), e.kind, who, e.message);
             }
             after = after.max(e.id);
-        }
-        if first && after == 0 {
-            // Nothing yet: follow from the newest id on.
-            after = 0;
         }
         first = false;
         if !follow {

@@ -155,7 +155,7 @@ fn backend(
     let version = cur
         .map(|c| crate::model::version_name(service, c.number))
         .unwrap_or_default();
-    let hash = crate::agent::desired_hash(svc, app.redeploy_gen);
+    let hash = app.hash(service);
     let endpoints: Vec<Endpoint> = instances
         .iter()
         .filter(|i| {

@@ -31,12 +31,8 @@ fn engine_err(op: &'static str, object: impl Into<String>) -> impl FnOnce(BErr) 
             message,
         } => RuntimeError::NotFound(format!("{object} ({message})")),
         BErr::DockerResponseServerError {
-            status_code: 409,
-            message,
-        } if op == "create container" => {
-            let _ = message;
-            RuntimeError::NameTaken(object)
-        }
+            status_code: 409, ..
+        } if op == "create container" => RuntimeError::NameTaken(object),
         BErr::DockerResponseServerError { message, .. } => RuntimeError::Engine {
             op,
             object,

@@ -332,7 +332,8 @@ impl Agent {
     }
 }
 
-fn http_agent() -> ureq::Agent {
+/// An HTTP client that returns error statuses instead of failing on them.
+pub fn http_agent() -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(60)))

@@ -5,12 +5,7 @@ use std::time::Duration;
 
 /// GET through the router with a Host header; returns (status, body, set-cookie).
 fn get(router: u16, host: &str, path: &str, cookie: Option<&str>) -> (u16, String, Option<String>) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(10)))
-        .build()
-        .into();
-    let mut req = agent
+    let mut req = http_agent()
         .get(format!("http://127.0.0.1:{router}{path}"))
         .header("Host", host);
     if let Some(c) = cookie {
