@@ -330,5 +330,43 @@ pub fn plan(desired: &[DesiredApp], observed: &Observed) -> Plan {
     out
 }
 
+/// `redis` -> `redis:latest`; a registry port is not a tag; digests stay as they are.
+pub fn normalize_image_ref(image: &str) -> String {
+    let last = image.rsplit('/').next().unwrap_or(image);
+    if image.contains('@') || last.contains(':') {
+        image.to_string()
+    } else {
+        format!("{image}:latest")
+    }
+}
+
+/// What `berth image prune` removes: every reference of an image no container uses, except
+/// the tags a deployed app (or one of its kept versions) names. An app scaled to zero or
+/// stopped keeps its image: on an offline host it could not be pulled back.
+pub fn images_to_prune(
+    images: &[crate::runtime::ImageInfo],
+    in_use: &BTreeSet<String>,
+    referenced: &BTreeSet<String>,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for img in images.iter().filter(|i| !in_use.contains(&i.id)) {
+        let tags: Vec<&String> = img
+            .tags
+            .iter()
+            .filter(|t| t.as_str() != "<none>:<none>")
+            .collect();
+        if tags.is_empty() {
+            out.push(img.id.clone());
+            continue;
+        }
+        out.extend(
+            tags.into_iter()
+                .filter(|t| !referenced.contains(*t))
+                .cloned(),
+        );
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests;

@@ -530,19 +530,52 @@ impl Core {
         Ok(out)
     }
 
+    /// Removes images no container uses, keeping every image a deployed app or one of its
+    /// versions names (see `plan::images_to_prune`).
     pub async fn prune_images(&self) -> Result<PruneReport, CoreError> {
-        let r = self.runtime.prune_images().await?;
+        let _serial = self.deploys.lock().await;
+        let mut referenced = BTreeSet::new();
+        for app in self.store.list_apps()? {
+            for (name, svc) in &app.spec.services {
+                referenced.insert(crate::plan::normalize_image_ref(&svc.image));
+                for v in self.store.versions(&app.spec.name, name)? {
+                    referenced.insert(crate::plan::normalize_image_ref(&v.spec.image));
+                }
+            }
+        }
+        let images = self.runtime.images().await?;
+        let in_use = self.runtime.images_in_use().await?;
+        let mut report = PruneReport::default();
+        for reference in crate::plan::images_to_prune(&images, &in_use, &referenced) {
+            match self.runtime.remove_image(&reference).await {
+                Ok(()) => report.deleted.push(reference),
+                // Another image still builds on it, or it was just taken into use: keep it.
+                Err(e) => tracing::info!(reference, error = %e, "image kept"),
+            }
+        }
+        let after: BTreeSet<String> = self
+            .runtime
+            .images()
+            .await?
+            .into_iter()
+            .map(|i| i.id)
+            .collect();
+        report.space_reclaimed = images
+            .iter()
+            .filter(|i| !after.contains(&i.id))
+            .map(|i| i.size)
+            .sum();
         self.event(
             "image",
             "",
             "",
             &format!(
-                "pruned {} images, {} bytes reclaimed",
-                r.deleted.len(),
-                r.space_reclaimed
+                "pruned {} image references, {} bytes reclaimed",
+                report.deleted.len(),
+                report.space_reclaimed
             ),
         );
-        Ok(r)
+        Ok(report)
     }
 
     /// Events after `after` (or the newest `limit`), waiting up to `wait` for new ones.
@@ -553,7 +586,10 @@ impl Core {
         limit: i64,
         wait: Duration,
     ) -> Result<Vec<crate::model::Event>, CoreError> {
+        // A one-shot listing of an unknown app is most likely a typo; a follower may be
+        // waiting for an app about to be deployed.
         if let Some(name) = app
+            && wait.is_zero()
             && self.store.get_app(name)?.is_none()
             && self.store.events(Some(name), 0, 1)?.is_empty()
         {

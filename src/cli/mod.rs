@@ -542,7 +542,8 @@ fn events(client: &Client, app: Option<&str>, follow: bool, tail: i64, json: boo
     let mut first = true;
     loop {
         let path = if first {
-            format!("/v1/events?limit={tail}{q}")
+            let wait = if follow { "&wait=25" } else { "" };
+            format!("/v1/events?limit={tail}{wait}{q}")
         } else {
             format!("/v1/events?after={after}&wait=25{q}")
         };

@@ -293,3 +293,30 @@ fn duplicate_app_network_after_interrupted_create_is_removed() {
     );
     assert_eq!(creates(&p), ["dup_web_1"]);
 }
+
+#[test]
+fn prune_keeps_images_in_use_and_images_deployed_apps_name() {
+    use crate::runtime::ImageInfo;
+    let img = |id: &str, tags: &[&str]| ImageInfo {
+        id: id.into(),
+        tags: tags.iter().map(|t| t.to_string()).collect(),
+        size: 1,
+        created: 0,
+        containers: -1,
+    };
+    let images = [
+        img("used", &["web:1"]),
+        img("scaled-to-zero", &["shop:2", "shop:old"]),
+        img("dangling", &["<none>:<none>"]),
+        img("stray", &["stray:latest"]),
+    ];
+    let in_use = ["used".to_string()].into();
+    let referenced = [normalize_image_ref("shop:2")].into();
+    assert_eq!(
+        images_to_prune(&images, &in_use, &referenced),
+        ["shop:old", "dangling", "stray:latest"]
+    );
+    assert_eq!(normalize_image_ref("redis"), "redis:latest");
+    assert_eq!(normalize_image_ref("reg:5000/app"), "reg:5000/app:latest");
+    assert_eq!(normalize_image_ref("reg:5000/app:1"), "reg:5000/app:1");
+}

@@ -590,28 +590,32 @@ impl ContainerRuntime for DockerRuntime {
             .collect())
     }
 
-    async fn prune_images(&self) -> Result<PruneReport, RuntimeError> {
-        // dangling=false: every image no container uses, as `docker image prune -a`.
-        let opts = qp::PruneImagesOptions {
-            filters: Some(HashMap::from([(
-                "dangling".to_string(),
-                vec!["false".to_string()],
-            )])),
+    async fn images_in_use(&self) -> Result<std::collections::BTreeSet<String>, RuntimeError> {
+        let opts = qp::ListContainersOptions {
+            all: true,
+            ..Default::default()
         };
-        let r = self
+        let list = self
             .docker
-            .prune_images(Some(opts))
+            .list_containers(Some(opts))
             .await
-            .map_err(engine_err("prune images", "on this host"))?;
-        Ok(PruneReport {
-            deleted: r
-                .images_deleted
-                .unwrap_or_default()
-                .into_iter()
-                .filter_map(|d| d.untagged.or(d.deleted))
-                .collect(),
-            space_reclaimed: r.space_reclaimed.unwrap_or_default(),
-        })
+            .map_err(engine_err("list containers", "on this host"))?;
+        Ok(list.into_iter().filter_map(|c| c.image_id).collect())
+    }
+
+    async fn remove_image(&self, reference: &str) -> Result<(), RuntimeError> {
+        let opts = qp::RemoveImageOptions {
+            force: false,
+            noprune: false,
+            platforms: None,
+        };
+        match self.docker.remove_image(reference, Some(opts), None).await {
+            Ok(_)
+            | Err(BErr::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(()),
+            Err(e) => Err(engine_err("remove image", reference)(e)),
+        }
     }
 
     async fn exec(

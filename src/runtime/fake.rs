@@ -190,8 +190,11 @@ impl ContainerRuntime for FakeRuntime {
     async fn images(&self) -> Result<Vec<ImageInfo>, RuntimeError> {
         Ok(Vec::new())
     }
-    async fn prune_images(&self) -> Result<PruneReport, RuntimeError> {
-        Ok(PruneReport::default())
+    async fn images_in_use(&self) -> Result<BTreeSet<String>, RuntimeError> {
+        Ok(BTreeSet::new())
+    }
+    async fn remove_image(&self, reference: &str) -> Result<(), RuntimeError> {
+        self.call(format!("remove_image {reference}"))
     }
     async fn exec(
         &self,

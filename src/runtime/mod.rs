@@ -124,8 +124,11 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     /// Loads a `docker save` tarball; returns the engine's messages (loaded image names).
     async fn load_images(&self, tar: Vec<u8>) -> Result<Vec<String>, RuntimeError>;
     async fn images(&self) -> Result<Vec<ImageInfo>, RuntimeError>;
-    /// Removes images no container uses.
-    async fn prune_images(&self) -> Result<PruneReport, RuntimeError>;
+    /// Ids of the images any container on the engine uses (any state, anyone's).
+    async fn images_in_use(&self) -> Result<std::collections::BTreeSet<String>, RuntimeError>;
+    /// Removes one image reference (a tag, or an id for an untagged image); the image itself
+    /// goes with its last reference.
+    async fn remove_image(&self, reference: &str) -> Result<(), RuntimeError>;
     /// Runs a command inside a running container; returns its exit code and the start of its
     /// output. Gives up after `timeout`.
     async fn exec(

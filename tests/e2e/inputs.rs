@@ -130,3 +130,22 @@ fn config_validates_locally_and_examples_pass() {
         }
     }
 }
+
+/// `redeploy` of an app whose image is gone (and cannot be pulled, offline) says to load it,
+/// and changes nothing.
+#[test]
+fn redeploy_with_the_image_gone_says_to_load_it() {
+    let a = Agent::start();
+    let name = format!("berth-e2e/vanishing-{}:1", a.node_id);
+    docker_ok(&["tag", IMAGE, &name]);
+    a.deploy("van", &format!("services:\n  web:\n    image: {name}\n    command: sleep 600\n    stop_grace_period: 1s\n"));
+    let before = a.running("van")[0].container_id.clone();
+    docker_ok(&["rmi", &name]);
+    let err = a.fails(&["redeploy", "van"]);
+    assert!(err.contains("berth image load"), "{err}");
+    assert_eq!(
+        a.running("van")[0].container_id,
+        before,
+        "nothing recreated"
+    );
+}

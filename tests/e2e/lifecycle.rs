@@ -176,3 +176,36 @@ fn brief_examples_deploy_on_one_host() {
     // Cleanup is the harness's (docker rm -f): these images ignore SIGTERM, so `rm` would
     // wait out each container's 10 s grace.
 }
+
+/// `events -f` follows live; an out-of-memory kill shows as `oom`, and the engine restarting
+/// the container on its own (restart policy) as `restart`.
+#[test]
+fn events_follow_shows_oom_and_engine_restarts() {
+    let a = Agent::start();
+    let mut follow = std::process::Command::new(bin())
+        .args(["events", "hog", "-f"])
+        .env("BERTH_API", a.api())
+        .env("BERTH_TOKEN_FILE", a.dir.path().join("api.token"))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("events -f runs");
+    // Doubles a string until the 16 MiB limit kills it; `always` makes the engine restart it.
+    let p = a.template(
+        "hog",
+        &format!("services:\n  web:\n    image: {IMAGE}\n    command: sh -c 'sleep 1; x=aaaaaaaa; while :; do x=$$x$$x; done'\n    mem_limit: 16m\n    memswap_limit: 16m\n    restart: always\n"),
+    );
+    a.ok(&["deploy", "-f", path_str(&p), "--name", "hog", "--detach"]);
+    wait_until("oom and restart events", Duration::from_secs(40), || {
+        let ev = a.ok(&["events", "hog", "-n", "200"]);
+        ev.contains("ran out of memory") && ev.contains("was restarted by the engine")
+    });
+    let _ = follow.kill();
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut follow.stdout.take().expect("stdout"), &mut out)
+        .expect("read");
+    let _ = follow.wait();
+    assert!(
+        out.contains("deploy") && out.contains("oom"),
+        "events -f printed:\n{out}"
+    );
+}

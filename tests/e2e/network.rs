@@ -57,3 +57,34 @@ fn image_load_then_deploy() {
             .contains("tarball")
     );
 }
+
+/// `external_links` as compose does it: a container outside the app that is on the app's
+/// network answers to the link alias.
+#[test]
+fn external_links_alias_a_container_on_the_app_network() {
+    let a = Agent::start();
+    let ext = format!("ext_{}", a.node_id);
+    docker_ok(&[
+        "run", "-d", "--name", &ext, IMAGE, "httpd", "-f", "-p", "8080", "-h", "/www",
+    ]);
+    a.deploy(
+        "xl",
+        &format!("services:\n  web:\n    image: {IMAGE}\n    command: sleep 600\n    stop_grace_period: 1s\n    external_links: [\"{ext}:legacy\"]\n"),
+    );
+    docker_ok(&[
+        "network",
+        "connect",
+        &format!("berth_xl_{}", &a.node_id[..6]),
+        &ext,
+    ]);
+    let out = docker_ok(&[
+        "exec",
+        "xl_web_1",
+        "wget",
+        "-q",
+        "-O-",
+        "http://legacy:8080/",
+    ]);
+    assert_eq!(out, "hello from berth");
+    docker_ok(&["rm", "-f", &ext]);
+}
