@@ -142,7 +142,7 @@ pub enum ImageCommand {
     Load { file: PathBuf },
     /// List images.
     Ls(JsonFlag),
-    /// Remove images no container uses.
+    /// Remove images no container uses (images deployed apps name are kept).
     Prune,
 }
 
