@@ -68,6 +68,29 @@ fn bad_inputs_are_refused_and_change_nothing() {
 #[test]
 fn api_needs_the_token_and_never_panics_on_garbage() {
     let a = Agent::start();
+    // The token file is private; the CLI also takes the token from --token and BERTH_TOKEN.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(a.dir.path().join("api.token"))
+        .expect("token file")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let cli = |args: &[&str], token_env: Option<&str>| {
+        let mut c = std::process::Command::new(bin());
+        c.args(args)
+            .env("BERTH_API", a.api())
+            .env("BERTH_TOKEN_FILE", "/nonexistent")
+            .current_dir(a.dir.path());
+        match token_env {
+            Some(t) => c.env("BERTH_TOKEN", t),
+            None => c.env_remove("BERTH_TOKEN"),
+        };
+        c.output().expect("cli runs")
+    };
+    assert!(cli(&["--token", &a.token(), "apps"], None).status.success());
+    assert!(cli(&["apps"], Some(&a.token())).status.success());
+    let wrong = cli(&["--token", "wrong", "apps"], None);
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("missing or wrong API token"));
     assert_eq!(a.get_raw("/v1/apps", false).expect("answer").0, 401);
     assert_eq!(a.get_raw("/v1/health", false).expect("answer").0, 200);
     let bodies: [&[u8]; 6] = [

@@ -209,3 +209,29 @@ fn events_follow_shows_oom_and_engine_restarts() {
         "events -f printed:\n{out}"
     );
 }
+
+/// `rm` keeps an app's named volumes (data outlives the app); `rm --volumes` removes them.
+#[test]
+fn rm_keeps_named_volumes_unless_asked() {
+    let a = Agent::start();
+    let yaml = format!(
+        "services:\n  web:\n    image: {IMAGE}\n    command: sh -c 'echo kept > /data/f; exec sleep 600'\n    stop_grace_period: 1s\n    volumes: [\"data:/data\"]\nvolumes:\n  data: {{}}\n"
+    );
+    let vols = |a: &Agent| {
+        docker_ok(&[
+            "volume",
+            "ls",
+            "-q",
+            "--filter",
+            &format!("label=berth.node={}", a.node_id),
+        ])
+    };
+    a.deploy("vol", &yaml);
+    a.ok(&["rm", "vol"]);
+    assert_eq!(vols(&a), "vol_data", "rm without --volumes keeps the data");
+    a.deploy("vol", &yaml);
+    let out = docker_ok(&["exec", "vol_web_1", "cat", "/data/f"]);
+    assert_eq!(out, "kept");
+    a.ok(&["rm", "vol", "--volumes"]);
+    assert_eq!(vols(&a), "", "rm --volumes removes them");
+}
