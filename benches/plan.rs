@@ -2,7 +2,7 @@
 //! Run: cargo bench --bench plan
 
 use berth::model::{AppNetwork, Instance, InstanceState, RestartPolicy};
-use berth::plan::{DesiredApp, DesiredService, Observed, plan};
+use berth::plan::{DesiredApp, DesiredService, DesiredVersion, Observed, plan};
 use criterion::{Criterion, criterion_group, criterion_main};
 use std::hint::black_box;
 
@@ -14,16 +14,24 @@ fn desired(apps: usize) -> Vec<DesiredApp> {
             services: vec![
                 DesiredService {
                     name: "db".into(),
-                    replicas: 2,
-                    spec_hash: "d1.0".into(),
+                    versions: vec![DesiredVersion {
+                        number: 1,
+                        replicas: 2,
+                        spec_hash: "d1.0".into(),
+                        rolling: None,
+                    }],
                     depends_on: vec![],
                     restart: RestartPolicy::UnlessStopped,
                     bridge: true,
                 },
                 DesiredService {
                     name: "web".into(),
-                    replicas: 8,
-                    spec_hash: "w2.0".into(),
+                    versions: vec![DesiredVersion {
+                        number: 1,
+                        replicas: 8,
+                        spec_hash: "w2.0".into(),
+                        rolling: None,
+                    }],
                     depends_on: vec!["db".into()],
                     restart: RestartPolicy::UnlessStopped,
                     bridge: true,
@@ -40,12 +48,12 @@ fn observed(apps: usize, web_hash: &str) -> Observed {
             for slot in 1..=n {
                 instances.push(Instance {
                     id: format!("{a}-{svc}-{slot}"),
-                    name: format!("app{a}_{svc}_{slot}"),
+                    name: format!("app{a}_{svc}-001_{slot}"),
                     app: format!("app{a}"),
                     service: svc.into(),
                     slot,
                     spec_hash: hash.into(),
-                    version: String::new(),
+                    version: format!("{svc}-001"),
                     image: "img".into(),
                     state: InstanceState::Running,
                     exit_code: None,

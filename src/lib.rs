@@ -8,6 +8,7 @@ pub mod config;
 pub mod health;
 pub mod model;
 pub mod plan;
+pub mod release;
 pub mod router;
 pub mod runtime;
 pub mod spec;

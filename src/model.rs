@@ -430,6 +430,18 @@ pub struct Instance {
     pub health: Health,
 }
 
+impl Instance {
+    /// The number of the version it runs (`web-003` -> 3); `None` for a container from
+    /// before versions, or with a foreign label.
+    pub fn version_number(&self) -> Option<u32> {
+        self.version
+            .strip_prefix(self.service.as_str())?
+            .strip_prefix('-')?
+            .parse()
+            .ok()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PublishedPort {
     pub container_port: u16,
@@ -529,11 +541,69 @@ pub struct Version {
     /// Share of the traffic, percent.
     pub weight: u32,
     pub created_ms: i64,
+    /// The release step it is on its way through (none once settled).
+    #[serde(default)]
+    pub release: Release,
+    /// When it last started to run (its deadline to turn normal counts from here).
+    #[serde(default)]
+    pub since_ms: i64,
 }
 
 impl Version {
     pub fn name(&self) -> String {
         version_name(&self.service, self.number)
+    }
+    /// Runs instances: it has traffic, or a release step is under way.
+    pub fn live(&self) -> bool {
+        self.weight > 0 || self.release != Release::None
+    }
+    /// Instances it runs when the service has `replicas`: a version deployed with
+    /// `--traffic none` runs one (for checking) until it gets traffic.
+    pub fn instances(&self, replicas: u32) -> u32 {
+        if !self.live() {
+            0
+        } else if self.release == Release::Standby && self.weight == 0 {
+            replicas.min(1)
+        } else {
+            replicas
+        }
+    }
+}
+
+/// The release step a version is in. Stored as text; `None` once the version is settled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Release {
+    #[default]
+    None,
+    /// Start-first: runs beside the version with traffic and takes it all once normal.
+    Promote,
+    /// Replaces the version with traffic a batch of instances at a time.
+    Rolling,
+    /// `--traffic none`: one instance at 0% until weights are set.
+    Standby,
+    /// `--blue-green`: all instances at 0% until `release confirm` (or `abort`).
+    BlueGreen,
+}
+
+impl Release {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Release::None => "",
+            Release::Promote => "promote",
+            Release::Rolling => "rolling",
+            Release::Standby => "standby",
+            Release::BlueGreen => "blue-green",
+        }
+    }
+    pub fn parse(s: &str) -> Release {
+        match s {
+            "promote" => Release::Promote,
+            "rolling" => Release::Rolling,
+            "standby" => Release::Standby,
+            "blue-green" => Release::BlueGreen,
+            _ => Release::None,
+        }
     }
 }
 
@@ -552,6 +622,9 @@ pub enum VersionState {
     Failed,
     /// Superseded: no traffic, no instances.
     Stopped,
+    /// A blue/green version whose instances are ready, at 0% until `release confirm`.
+    #[serde(rename = "awaiting confirmation")]
+    Awaiting,
 }
 
 impl VersionState {
@@ -561,6 +634,7 @@ impl VersionState {
             VersionState::Normal => "normal",
             VersionState::Failed => "failed",
             VersionState::Stopped => "stopped",
+            VersionState::Awaiting => "awaiting confirmation",
         }
     }
     pub fn parse(s: &str) -> VersionState {
@@ -568,6 +642,7 @@ impl VersionState {
             "normal" => VersionState::Normal,
             "failed" => VersionState::Failed,
             "stopped" => VersionState::Stopped,
+            "awaiting confirmation" => VersionState::Awaiting,
             _ => VersionState::Creating,
         }
     }

@@ -12,12 +12,25 @@
 use crate::model::{AppNetwork, Instance, InstanceState, RestartPolicy};
 use std::collections::{BTreeMap, BTreeSet};
 
+/// A version of a service that runs instances.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DesiredVersion {
+    pub number: u32,
+    /// Instances it runs (slots 1..=replicas), before a rolling update takes slots from it.
+    pub replicas: u32,
+    /// Hash its instances must carry (spec + redeploy generation).
+    pub spec_hash: String,
+    /// A rolling update: it takes over the other versions' slots this many at a time, the
+    /// next batch only once every slot it took runs ready.
+    pub rolling: Option<u32>,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct DesiredService {
     pub name: String,
-    pub replicas: u32,
-    /// Hash the instances must carry (spec + redeploy generation).
-    pub spec_hash: String,
+    /// Live versions. Instances of any other version are retired once every slot of these
+    /// runs ready (start-first), so traffic always has somewhere to go.
+    pub versions: Vec<DesiredVersion>,
     pub depends_on: Vec<String>,
     pub restart: RestartPolicy,
     /// Needs the app network (bridge mode).
@@ -50,6 +63,10 @@ pub enum RemoveReason {
     Outdated,
     /// Its health probe kept failing.
     Unhealthy,
+    /// Its version no longer has traffic, and the versions that do are ready.
+    Retired,
+    /// A rolling update gave its slot to the new version.
+    Replaced,
 }
 
 impl RemoveReason {
@@ -60,6 +77,8 @@ impl RemoveReason {
             RemoveReason::ScaleDown => "scaled down",
             RemoveReason::Outdated => "spec changed",
             RemoveReason::Unhealthy => "unhealthy",
+            RemoveReason::Retired => "its version has no traffic any more",
+            RemoveReason::Replaced => "replaced by the rolling update",
         }
     }
 }
@@ -69,10 +88,11 @@ pub enum Action {
     CreateNetwork {
         app: String,
     },
-    /// Create and start instance `slot` of a service.
+    /// Create and start instance `slot` of a version of a service.
     Create {
         app: String,
         service: String,
+        version: u32,
         slot: u32,
     },
     Start {
@@ -146,11 +166,105 @@ fn remove(i: &Instance, reason: RemoveReason) -> Action {
     }
 }
 
-fn create(app: &DesiredApp, svc: &DesiredService, slot: u32) -> Action {
+fn create(app: &DesiredApp, svc: &DesiredService, v: &DesiredVersion, slot: u32) -> Action {
     Action::Create {
         app: app.name.clone(),
         service: svc.name.clone(),
+        version: v.number,
         slot,
+    }
+}
+
+/// One service's instances: version -> slot -> instances, plus those of versions that are
+/// not live (retiring).
+struct Grouped<'a> {
+    by_version: BTreeMap<u32, BTreeMap<u32, Vec<&'a Instance>>>,
+    retiring: Vec<&'a Instance>,
+}
+
+impl<'a> Grouped<'a> {
+    fn new(svc: &DesiredService, instances: &[&'a Instance]) -> Grouped<'a> {
+        let mut g = Grouped {
+            by_version: BTreeMap::new(),
+            retiring: Vec::new(),
+        };
+        for i in instances {
+            // A container from before versions runs "version 0".
+            let n = i.version_number().unwrap_or(0);
+            if svc.versions.iter().any(|v| v.number == n) {
+                g.by_version
+                    .entry(n)
+                    .or_default()
+                    .entry(i.slot)
+                    .or_default()
+                    .push(i);
+            } else {
+                g.retiring.push(i);
+            }
+        }
+        g
+    }
+
+    fn slot(&self, version: u32, slot: u32) -> Option<&Vec<&'a Instance>> {
+        self.by_version.get(&version)?.get(&slot)
+    }
+
+    fn slot_ready(&self, v: &DesiredVersion, slot: u32) -> bool {
+        self.slot(v.number, slot)
+            .is_some_and(|l| l.iter().any(|i| i.spec_hash == v.spec_hash && is_ready(i)))
+    }
+
+    /// The slots each version should run. A rolling version holds the slots it has an
+    /// instance in and those no other version fills; when all of them run ready and
+    /// `advance` allows, it takes the next `parallelism` slots from the other versions.
+    fn wanted(&self, svc: &DesiredService, advance: bool) -> BTreeMap<u32, BTreeSet<u32>> {
+        let mut out: BTreeMap<u32, BTreeSet<u32>> = svc
+            .versions
+            .iter()
+            .map(|v| (v.number, (1..=v.replicas).collect()))
+            .collect();
+        let Some((r, parallelism)) = svc.versions.iter().find_map(|v| v.rolling.map(|p| (v, p)))
+        else {
+            return out;
+        };
+        let filled_by_other = |slot: u32| {
+            svc.versions.iter().any(|o| {
+                o.number != r.number
+                    && self
+                        .slot(o.number, slot)
+                        .is_some_and(|l| l.iter().any(|i| i.state != InstanceState::Removing))
+            })
+        };
+        let mut claimed: BTreeSet<u32> = (1..=r.replicas)
+            .filter(|&s| self.slot(r.number, s).is_some() || !filled_by_other(s))
+            .collect();
+        if advance && claimed.iter().all(|&s| self.slot_ready(r, s)) {
+            let next: Vec<u32> = (1..=r.replicas)
+                .filter(|s| !claimed.contains(s))
+                .take(parallelism.max(1) as usize)
+                .collect();
+            claimed.extend(next);
+        }
+        for v in &svc.versions {
+            if let Some(slots) = out.get_mut(&v.number) {
+                if v.number == r.number {
+                    *slots = claimed.clone();
+                } else {
+                    slots.retain(|s| !claimed.contains(s));
+                }
+            }
+        }
+        out
+    }
+
+    /// Every wanted slot of every live version runs an up-to-date, ready instance.
+    fn ready(&self, svc: &DesiredService) -> bool {
+        let wanted = self.wanted(svc, false);
+        svc.versions.iter().all(|v| {
+            wanted
+                .get(&v.number)
+                .is_none_or(|slots| slots.iter().all(|&s| self.slot_ready(v, s)))
+        })
     }
 }
 
@@ -161,6 +275,99 @@ fn wants_restart(policy: RestartPolicy, exit_code: Option<i64>) -> bool {
         RestartPolicy::OnFailure { .. } => exit_code != Some(0),
         RestartPolicy::Always | RestartPolicy::UnlessStopped => true,
     }
+}
+
+/// Plans one version's slots; returns true when something waits for dependencies.
+fn plan_version(
+    out: &mut Plan,
+    app: &DesiredApp,
+    svc: &DesiredService,
+    v: &DesiredVersion,
+    slots: &BTreeMap<u32, Vec<&Instance>>,
+    want: &BTreeSet<u32>,
+    deps_ready: bool,
+) -> bool {
+    let mut blocked = false;
+    for (&slot, candidates) in slots {
+        let keep = keeper(candidates, &v.spec_hash);
+        for other in candidates.iter().filter(|c| c.id != keep.id) {
+            if other.state != InstanceState::Removing {
+                out.actions.push(remove(other, RemoveReason::Duplicate));
+            }
+        }
+        if !want.contains(&slot) {
+            if keep.state != InstanceState::Removing {
+                let reason = if slot <= v.replicas {
+                    RemoveReason::Replaced
+                } else {
+                    RemoveReason::ScaleDown
+                };
+                out.actions.push(remove(keep, reason));
+            }
+            continue;
+        }
+        if app.stopped {
+            if is_live(keep) {
+                out.actions.push(Action::Stop {
+                    id: keep.id.clone(),
+                    name: keep.name.clone(),
+                    app: app.name.clone(),
+                    service: svc.name.clone(),
+                });
+            }
+            continue;
+        }
+        if keep.spec_hash != v.spec_hash {
+            if deps_ready {
+                out.actions.push(remove(keep, RemoveReason::Outdated));
+                out.actions.push(create(app, svc, v, slot));
+            } else {
+                blocked = true;
+            }
+            continue;
+        }
+        if keep.state == InstanceState::Running && keep.health == crate::model::Health::Failed {
+            out.actions.push(remove(keep, RemoveReason::Unhealthy));
+            out.actions.push(create(app, svc, v, slot));
+            continue;
+        }
+        let start = match keep.state {
+            InstanceState::Created => true,
+            InstanceState::Exited => wants_restart(svc.restart, keep.exit_code),
+            // The engine brings `dead` containers back only by recreation.
+            InstanceState::Dead => {
+                out.actions.push(remove(keep, RemoveReason::Outdated));
+                out.actions.push(create(app, svc, v, slot));
+                false
+            }
+            _ => false,
+        };
+        if start {
+            if deps_ready {
+                out.actions.push(Action::Start {
+                    id: keep.id.clone(),
+                    name: keep.name.clone(),
+                    app: app.name.clone(),
+                    service: svc.name.clone(),
+                });
+            } else {
+                blocked = true;
+            }
+        }
+    }
+    if !app.stopped {
+        for &slot in want {
+            if slots.contains_key(&slot) {
+                continue;
+            }
+            if deps_ready {
+                out.actions.push(create(app, svc, v, slot));
+            } else {
+                blocked = true;
+            }
+        }
+    }
+    blocked
 }
 
 pub fn plan(desired: &[DesiredApp], observed: &Observed) -> Plan {
@@ -182,8 +389,8 @@ pub fn plan(desired: &[DesiredApp], observed: &Observed) -> Plan {
     let desired_by_name: BTreeMap<&str, &DesiredApp> =
         desired.iter().map(|a| (a.name.as_str(), a)).collect();
 
-    // Group this node's instances: app -> service -> slot -> instances.
-    let mut groups: BTreeMap<&str, BTreeMap<&str, BTreeMap<u32, Vec<&Instance>>>> = BTreeMap::new();
+    // Group this node's instances: app -> service -> instances.
+    let mut groups: BTreeMap<&str, BTreeMap<&str, Vec<&Instance>>> = BTreeMap::new();
     for i in &observed.instances {
         let wanted = desired_by_name
             .get(i.app.as_str())
@@ -199,115 +406,63 @@ pub fn plan(desired: &[DesiredApp], observed: &Observed) -> Plan {
             .or_default()
             .entry(i.service.as_str())
             .or_default()
-            .entry(i.slot)
-            .or_default()
             .push(i);
     }
 
     for app in desired {
-        let empty = BTreeMap::new();
-        let app_groups = groups.get(app.name.as_str()).unwrap_or(&empty);
         if !app.stopped
-            && app.services.iter().any(|s| s.bridge && s.replicas > 0)
+            && app
+                .services
+                .iter()
+                .any(|s| s.bridge && s.versions.iter().any(|v| v.replicas > 0))
             && !nets.contains_key(app.name.as_str())
         {
             out.actions.push(Action::CreateNetwork {
                 app: app.name.clone(),
             });
         }
-        // A service is ready when every desired slot runs an up-to-date, healthy instance.
+        let grouped: Vec<Grouped> = app
+            .services
+            .iter()
+            .map(|s| {
+                let list = groups
+                    .get(app.name.as_str())
+                    .and_then(|g| g.get(s.name.as_str()))
+                    .map(Vec::as_slice)
+                    .unwrap_or_default();
+                Grouped::new(s, list)
+            })
+            .collect();
+        // A service is ready when every wanted slot runs an up-to-date, healthy instance.
         let ready: BTreeSet<&str> = app
             .services
             .iter()
-            .filter(|s| {
-                let slots = app_groups.get(s.name.as_str());
-                (1..=s.replicas).all(|slot| {
-                    slots.and_then(|m| m.get(&slot)).is_some_and(|v| {
-                        v.iter().any(|i| i.spec_hash == s.spec_hash && is_ready(i))
-                    })
-                })
-            })
-            .map(|s| s.name.as_str())
+            .zip(&grouped)
+            .filter(|(s, g)| g.ready(s))
+            .map(|(s, _)| s.name.as_str())
             .collect();
 
-        for svc in &app.services {
-            let empty_slots = BTreeMap::new();
-            let slots = app_groups.get(svc.name.as_str()).unwrap_or(&empty_slots);
+        for (svc, g) in app.services.iter().zip(&grouped) {
             let deps_ready = svc.depends_on.iter().all(|d| ready.contains(d.as_str()));
             let mut blocked = false;
-
-            for (&slot, candidates) in slots {
-                let keep = keeper(candidates, &svc.spec_hash);
-                for other in candidates.iter().filter(|c| c.id != keep.id) {
-                    if other.state != InstanceState::Removing {
-                        out.actions.push(remove(other, RemoveReason::Duplicate));
-                    }
-                }
-                if slot > svc.replicas {
-                    out.actions.push(remove(keep, RemoveReason::ScaleDown));
-                    continue;
-                }
-                if app.stopped {
-                    if is_live(keep) {
-                        out.actions.push(Action::Stop {
-                            id: keep.id.clone(),
-                            name: keep.name.clone(),
-                            app: app.name.clone(),
-                            service: svc.name.clone(),
-                        });
-                    }
-                    continue;
-                }
-                if keep.spec_hash != svc.spec_hash {
-                    if deps_ready {
-                        out.actions.push(remove(keep, RemoveReason::Outdated));
-                        out.actions.push(create(app, svc, slot));
-                    } else {
-                        blocked = true;
-                    }
-                    continue;
-                }
-                if keep.state == InstanceState::Running
-                    && keep.health == crate::model::Health::Failed
-                {
-                    out.actions.push(remove(keep, RemoveReason::Unhealthy));
-                    out.actions.push(create(app, svc, slot));
-                    continue;
-                }
-                let start = match keep.state {
-                    InstanceState::Created => true,
-                    InstanceState::Exited => wants_restart(svc.restart, keep.exit_code),
-                    // The engine brings `dead` containers back only by recreation.
-                    InstanceState::Dead => {
-                        out.actions.push(remove(keep, RemoveReason::Outdated));
-                        out.actions.push(create(app, svc, slot));
-                        false
-                    }
-                    _ => false,
-                };
-                if start {
-                    if deps_ready {
-                        out.actions.push(Action::Start {
-                            id: keep.id.clone(),
-                            name: keep.name.clone(),
-                            app: app.name.clone(),
-                            service: svc.name.clone(),
-                        });
-                    } else {
-                        blocked = true;
-                    }
-                }
+            let wanted = g.wanted(svc, deps_ready && !app.stopped);
+            for v in &svc.versions {
+                let none = BTreeSet::new();
+                let want = wanted.get(&v.number).unwrap_or(&none);
+                let empty = BTreeMap::new();
+                let slots = g.by_version.get(&v.number).unwrap_or(&empty);
+                blocked |= plan_version(&mut out, app, svc, v, slots, want, deps_ready);
             }
-            if !app.stopped {
-                for slot in 1..=svc.replicas {
-                    if slots.contains_key(&slot) {
-                        continue;
-                    }
-                    if deps_ready {
-                        out.actions.push(create(app, svc, slot));
-                    } else {
-                        blocked = true;
-                    }
+            // Instances of versions without traffic serve until the live ones are ready.
+            let live_ready = ready.contains(svc.name.as_str());
+            for i in &g.retiring {
+                let broken = !is_live(i)
+                    || matches!(
+                        i.health,
+                        crate::model::Health::Unhealthy | crate::model::Health::Failed
+                    );
+                if i.state != InstanceState::Removing && (app.stopped || live_ready || broken) {
+                    out.actions.push(remove(i, RemoveReason::Retired));
                 }
             }
             if blocked {

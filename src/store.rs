@@ -5,7 +5,7 @@
 //! reads use a pool of their own connections, so WAL lets them run beside a write. Schema
 //! changes are numbered migrations recorded in `PRAGMA user_version`, applied at open.
 
-use crate::model::{AppSpec, Event, ServiceSpec, Version, VersionState};
+use crate::model::{AppSpec, Event, Release, ServiceSpec, Version, VersionState};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -78,17 +78,21 @@ const MIGRATIONS: &[&str] = &[
         service TEXT NOT NULL,
         last INTEGER NOT NULL,
         PRIMARY KEY (app, service));",
+    // 3: several versions at once: the release step each is in, and when it last started.
+    "ALTER TABLE versions ADD COLUMN release TEXT NOT NULL DEFAULT '';
+     ALTER TABLE versions ADD COLUMN since_ms INTEGER NOT NULL DEFAULT 0;
+     UPDATE versions SET since_ms = created_ms;",
 ];
 
 /// Events kept; older ones are pruned as new ones arrive.
 const EVENTS_KEPT: i64 = 20_000;
 
-/// The version of a service that has the traffic.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CurrentVersion {
-    pub number: u32,
-    pub state: VersionState,
-    pub created_ms: i64,
+/// A version that runs instances (it has traffic or a release step under way), with the hash
+/// its instances carry (`berth.spec`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LiveVersion {
+    pub version: Version,
+    pub hash: String,
 }
 
 /// An app as stored: its spec plus the operator's run-time changes.
@@ -101,21 +105,26 @@ pub struct StoredApp {
     pub redeploy_gen: i64,
     /// `berth scale` overrides, by service.
     pub scale: std::collections::BTreeMap<String, u32>,
-    /// The version each service runs (the one with traffic), by service.
-    pub current: std::collections::BTreeMap<String, CurrentVersion>,
+    /// The versions that run instances, by service, oldest first; hashes computed at load.
+    pub versions: std::collections::BTreeMap<String, Vec<LiveVersion>>,
     pub created_ms: i64,
     pub updated_ms: i64,
-    /// The hash each service's instances must carry (`berth.spec`), computed once at load.
-    hashes: std::collections::BTreeMap<String, String>,
 }
 
 impl StoredApp {
-    /// The hash an instance of `service` must carry: its spec plus the redeploy generation.
-    pub fn hash(&self, service: &str) -> &str {
-        self.hashes
+    /// The live versions of a service.
+    pub fn live(&self, service: &str) -> &[LiveVersion] {
+        self.versions
             .get(service)
-            .map(String::as_str)
+            .map(Vec::as_slice)
             .unwrap_or_default()
+    }
+
+    /// The live version `number` of a service.
+    pub fn live_version(&self, service: &str, number: u32) -> Option<&LiveVersion> {
+        self.live(service)
+            .iter()
+            .find(|l| l.version.number == number)
     }
 
     /// The same, for a spec that is not stored yet (a deploy comparing old and new).
@@ -219,13 +228,13 @@ impl Store {
 
     /// Creates or replaces an app's spec. A new deploy clears `berth scale` overrides, so the
     /// template's replica counts are restored, and starts a stopped app. Each service in
-    /// `new_versions` gets a new version with all the traffic (earlier ones are stopped);
+    /// `new_versions` gets a new version in the given release step (see `release::add`);
     /// versions of services no longer in the spec are dropped. Returns the new version numbers.
     pub fn put_app(
         &self,
         spec: &AppSpec,
         template: &str,
-        new_versions: &[String],
+        new_versions: &[(String, Release)],
         message: &str,
     ) -> Result<Vec<(String, u32)>, StoreError> {
         let json = serde_json::to_string(spec).map_err(|source| StoreError::Corrupt {
@@ -249,12 +258,31 @@ impl Store {
             )
             .map_err(sql("resetting scale"))?;
             let mut created = Vec::new();
-            for svc in new_versions {
+            for (svc, release) in new_versions {
                 let Some(s) = spec.services.get(svc) else {
                     continue;
                 };
-                let n = insert_version(&tx, &spec.name, svc, s, message, now)?;
-                created.push((svc.clone(), n));
+                let number = next_version_number(&tx, &spec.name, svc)?;
+                let mut vs = read_versions(&tx, &spec.name, svc, false)?;
+                crate::release::add(
+                    &mut vs,
+                    Version {
+                        app: spec.name.clone(),
+                        service: svc.clone(),
+                        number,
+                        spec: s.clone(),
+                        message: message.to_string(),
+                        state: VersionState::Creating,
+                        reason: String::new(),
+                        weight: 0,
+                        created_ms: now,
+                        release: *release,
+                        since_ms: now,
+                    },
+                    now,
+                );
+                write_versions(&tx, &vs)?;
+                created.push((svc.clone(), number));
             }
             let existing: Vec<String> = {
                 let mut st = tx
@@ -278,50 +306,31 @@ impl Store {
         })
     }
 
+    /// Every version of a service, oldest first.
     pub fn versions(&self, app: &str, service: &str) -> Result<Vec<Version>, StoreError> {
-        self.read(|c| {
-            let mut st = c
-                .prepare(
-                    "SELECT number, spec, message, state, reason, weight, created_ms FROM versions
-                     WHERE app=?1 AND service=?2 ORDER BY number",
-                )
-                .map_err(sql("reading versions"))?;
-            let rows = st
-                .query_map(params![app, service], |r| {
-                    Ok((
-                        r.get::<_, u32>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, String>(2)?,
-                        r.get::<_, String>(3)?,
-                        r.get::<_, String>(4)?,
-                        r.get::<_, u32>(5)?,
-                        r.get::<_, i64>(6)?,
-                    ))
-                })
-                .map_err(sql("reading versions"))?;
-            let mut out = Vec::new();
-            for row in rows {
-                let (number, spec, message, state, reason, weight, created_ms) =
-                    row.map_err(sql("reading versions"))?;
-                let spec: ServiceSpec =
-                    serde_json::from_str(&spec).map_err(|source| StoreError::Corrupt {
-                        app: app.to_string(),
-                        source,
-                    })?;
-                out.push(Version {
-                    app: app.to_string(),
-                    service: service.to_string(),
-                    number,
-                    spec,
-                    message,
-                    state: VersionState::parse(&state),
-                    reason,
-                    weight,
-                    created_ms,
-                });
+        self.read(|c| read_versions(c, app, service, false))
+    }
+
+    /// Changes a service's versions in one transaction: `f` gets them all (oldest first) and
+    /// what it leaves is saved, unless it fails, in which case nothing is.
+    pub fn edit_versions<T, E: From<StoreError>>(
+        &self,
+        app: &str,
+        service: &str,
+        f: impl FnOnce(&mut Vec<Version>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        self.write(|c| {
+            let tx = c.transaction().map_err(sql("starting a version change"))?;
+            let mut vs = read_versions(&tx, app, service, false)?;
+            match f(&mut vs) {
+                Ok(t) => {
+                    write_versions(&tx, &vs)?;
+                    tx.commit().map_err(sql("saving versions"))?;
+                    Ok(Ok(t))
+                }
+                Err(e) => Ok(Err(e)),
             }
-            Ok(out)
-        })
+        })?
     }
 
     pub fn set_version_state(
@@ -533,32 +542,23 @@ fn load_app(c: &Connection, name: &str) -> Result<Option<StoredApp>, StoreError>
         source,
     })?;
     let scale = load_scale(c, name)?;
-    let current = load_current(c, name)?;
-    let hashes = spec
-        .services
-        .iter()
-        .map(|(n, s)| (n.clone(), StoredApp::hash_of(s, redeploy_gen)))
-        .collect();
+    let versions = load_live(c, &spec, redeploy_gen)?;
     Ok(Some(StoredApp {
         spec,
         template,
         stopped,
         redeploy_gen,
         scale,
-        current,
+        versions,
         created_ms,
         updated_ms,
-        hashes,
     }))
 }
 
-fn insert_version(
+fn next_version_number(
     tx: &rusqlite::Transaction<'_>,
     app: &str,
     service: &str,
-    spec: &ServiceSpec,
-    message: &str,
-    now: i64,
 ) -> Result<u32, StoreError> {
     let last: Option<u32> = tx
         .query_row(
@@ -575,48 +575,141 @@ fn insert_version(
         params![app, service, n],
     )
     .map_err(sql("numbering a version"))?;
-    // The new version takes the traffic; earlier ones are stopped (a failed one keeps its reason).
-    tx.execute(
-        "UPDATE versions SET weight=0, state=CASE WHEN state='failed' THEN state ELSE 'stopped' END
-         WHERE app=?1 AND service=?2",
-        params![app, service],
-    )
-    .map_err(sql("stopping earlier versions"))?;
-    let json = serde_json::to_string(spec).map_err(|source| StoreError::Corrupt {
-        app: app.to_string(),
-        source,
-    })?;
-    tx.execute(
-        "INSERT INTO versions(app, service, number, spec, message, state, weight, created_ms)
-         VALUES(?1, ?2, ?3, ?4, ?5, 'creating', 100, ?6)",
-        params![app, service, n, json, message, now],
-    )
-    .map_err(sql("saving a version"))?;
     Ok(n)
 }
 
-fn load_current(
+/// A service's versions (only the live ones when `live_only`), oldest first.
+fn read_versions(
     c: &Connection,
     app: &str,
-) -> Result<std::collections::BTreeMap<String, CurrentVersion>, StoreError> {
+    service: &str,
+    live_only: bool,
+) -> Result<Vec<Version>, StoreError> {
     let mut st = c
-        .prepare("SELECT service, number, state, created_ms FROM versions WHERE app=?1 AND weight > 0 ORDER BY number")
+        .prepare_cached(
+            "SELECT service, number, spec, message, state, reason, weight, created_ms, release, since_ms
+             FROM versions WHERE app=?1 AND (?2 IS NULL OR service=?2)
+               AND (?3 = 0 OR weight > 0 OR release <> '')
+             ORDER BY service, number",
+        )
         .map_err(sql("reading versions"))?;
+    let service = (!service.is_empty()).then_some(service);
     let rows = st
-        .query_map(params![app], |r| {
+        .query_map(params![app, service, live_only], |r| {
             Ok((
                 r.get::<_, String>(0)?,
-                CurrentVersion {
-                    number: r.get(1)?,
-                    state: VersionState::parse(&r.get::<_, String>(2)?),
-                    created_ms: r.get(3)?,
-                },
+                r.get::<_, u32>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, String>(5)?,
+                r.get::<_, u32>(6)?,
+                r.get::<_, i64>(7)?,
+                r.get::<_, String>(8)?,
+                r.get::<_, i64>(9)?,
             ))
         })
         .map_err(sql("reading versions"))?;
-    // Ordered by number: the newest with traffic wins.
-    rows.collect::<Result<_, _>>()
-        .map_err(sql("reading versions"))
+    let mut out = Vec::new();
+    for row in rows {
+        let (service, number, spec, message, state, reason, weight, created_ms, release, since_ms) =
+            row.map_err(sql("reading versions"))?;
+        let spec: ServiceSpec =
+            serde_json::from_str(&spec).map_err(|source| StoreError::Corrupt {
+                app: app.to_string(),
+                source,
+            })?;
+        out.push(Version {
+            app: app.to_string(),
+            service,
+            number,
+            spec,
+            message,
+            state: VersionState::parse(&state),
+            reason,
+            weight,
+            created_ms,
+            release: Release::parse(&release),
+            since_ms,
+        });
+    }
+    Ok(out)
+}
+
+/// Saves versions (inserting new ones); the spec of an existing version never changes.
+fn write_versions(tx: &rusqlite::Transaction<'_>, vs: &[Version]) -> Result<(), StoreError> {
+    let mut st = tx
+        .prepare_cached(
+            "INSERT INTO versions(app, service, number, spec, message, state, reason, weight,
+                                  created_ms, release, since_ms)
+             VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+             ON CONFLICT(app, service, number) DO UPDATE SET state=excluded.state,
+                reason=excluded.reason, weight=excluded.weight, release=excluded.release,
+                since_ms=excluded.since_ms",
+        )
+        .map_err(sql("saving versions"))?;
+    for v in vs {
+        let json = serde_json::to_string(&v.spec).map_err(|source| StoreError::Corrupt {
+            app: v.app.clone(),
+            source,
+        })?;
+        st.execute(params![
+            v.app,
+            v.service,
+            v.number,
+            json,
+            v.message,
+            v.state.as_str(),
+            v.reason,
+            v.weight,
+            v.created_ms,
+            v.release.as_str(),
+            v.since_ms
+        ])
+        .map_err(sql("saving versions"))?;
+    }
+    Ok(())
+}
+
+/// The live versions of every service of an app, with their hashes. A service with none (a
+/// data dir from before versions) runs its spec as version 0 with all the traffic.
+fn load_live(
+    c: &Connection,
+    spec: &AppSpec,
+    redeploy_gen: i64,
+) -> Result<std::collections::BTreeMap<String, Vec<LiveVersion>>, StoreError> {
+    let mut out: std::collections::BTreeMap<String, Vec<LiveVersion>> =
+        std::collections::BTreeMap::new();
+    for v in read_versions(c, &spec.name, "", true)? {
+        if !spec.services.contains_key(&v.service) {
+            continue;
+        }
+        let hash = StoredApp::hash_of(&v.spec, redeploy_gen);
+        out.entry(v.service.clone())
+            .or_default()
+            .push(LiveVersion { version: v, hash });
+    }
+    for (name, s) in &spec.services {
+        out.entry(name.clone()).or_insert_with(|| {
+            vec![LiveVersion {
+                hash: StoredApp::hash_of(s, redeploy_gen),
+                version: Version {
+                    app: spec.name.clone(),
+                    service: name.clone(),
+                    number: 0,
+                    spec: s.clone(),
+                    message: String::new(),
+                    state: VersionState::Normal,
+                    reason: String::new(),
+                    weight: 100,
+                    created_ms: 0,
+                    release: Release::None,
+                    since_ms: 0,
+                },
+            }]
+        });
+    }
+    Ok(out)
 }
 
 fn load_scale(
@@ -689,7 +782,7 @@ mod tests {
         let s = Store::open(&dir.path().join("state.db")).expect("open");
         let id = s.node_id().expect("id");
         assert_eq!(id, s.node_id().expect("id again"));
-        s.put_app(&spec("shop"), "t", &["web".into()], "")
+        s.put_app(&spec("shop"), "t", &[("web".into(), Release::Promote)], "")
             .expect("put");
         s.set_scale("shop", &[("web".into(), 4)]).expect("scale");
         let a = s.get_app("shop").expect("get").expect("exists");
@@ -705,26 +798,55 @@ mod tests {
     fn version_numbers_are_never_reused() {
         let dir = tempfile::tempdir().expect("tmp");
         let s = Store::open(&dir.path().join("state.db")).expect("open");
-        let web = vec!["web".to_string()];
+        let web = vec![("web".to_string(), Release::Promote)];
         assert_eq!(
             s.put_app(&spec("v"), "t", &web, "one").expect("put"),
             [("web".to_string(), 1)]
         );
         assert_eq!(s.put_app(&spec("v"), "t", &web, "").expect("put")[0].1, 2);
         let v = s.versions("v", "web").expect("versions");
+        // The first takes the traffic; the second starts beside it, on its way to take it.
         assert_eq!(
             v.iter()
-                .map(|v| (v.number, v.weight, v.state))
+                .map(|v| (v.number, v.weight, v.state, v.release))
                 .collect::<Vec<_>>(),
             [
-                (1, 0, VersionState::Stopped),
-                (2, 100, VersionState::Creating)
+                (1, 100, VersionState::Creating, Release::None),
+                (2, 0, VersionState::Creating, Release::Promote)
             ]
         );
-        assert_eq!(
-            s.get_app("v").expect("get").expect("app").current["web"].number,
-            2
-        );
+        let live = |s: &Store| -> Vec<u32> {
+            s.get_app("v")
+                .expect("get")
+                .expect("app")
+                .live("web")
+                .iter()
+                .map(|l| l.version.number)
+                .collect()
+        };
+        assert_eq!(live(&s), [1, 2]);
+        // A failed edit changes nothing; a good one is saved.
+        use crate::agent::CoreError;
+        let r: Result<(), CoreError> = s.edit_versions("v", "web", |vs| {
+            vs[0].weight = 0;
+            Ok(crate::release::set_weights(vs, &[(9, 100)], 1)?)
+        });
+        assert!(r.is_err());
+        assert_eq!(live(&s), [1, 2]);
+        s.edit_versions("v", "web", |vs| {
+            Ok::<_, CoreError>(crate::release::promote(vs, 2, 1)?)
+        })
+        .expect("promote");
+        assert_eq!(live(&s), [2]);
+        s.edit_versions("v", "web", |vs| {
+            Ok::<_, CoreError>(crate::release::rollback(vs, None, 1)?)
+        })
+        .expect("rollback");
+        assert_eq!(live(&s), [1]);
+        s.edit_versions("v", "web", |vs| {
+            Ok::<_, CoreError>(crate::release::promote(vs, 2, 1)?)
+        })
+        .expect("promote");
         assert!(s.delete_version("v", "web", 2).expect("rm"));
         assert_eq!(s.put_app(&spec("v"), "t", &web, "").expect("put")[0].1, 3);
         // Even an app removed and deployed again continues its numbering.

@@ -21,6 +21,13 @@ pub struct DeployRequest {
     /// Description of the versions this deploy creates (at most 50 characters).
     #[serde(default)]
     pub message: String,
+    /// `all` (default: the new version takes all traffic once healthy) or `none` (it runs one
+    /// instance at 0% until `berth traffic` gives it some).
+    #[serde(default)]
+    pub traffic: String,
+    /// Start new versions at 0% with all their instances; `berth release confirm` switches.
+    #[serde(default)]
+    pub blue_green: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -95,6 +102,9 @@ pub struct VersionView {
     pub replicas: u32,
     pub weight: u32,
     pub state: String,
+    /// The release step under way: `promote`, `rolling`, `standby`, `blue-green`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub release: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub reason: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -122,6 +132,21 @@ pub struct ScaleRequest {
 pub struct RedeployRequest {
     #[serde(default)]
     pub pull: bool,
+}
+
+/// `berth traffic`: version (`003` or `web-003`) -> percent; they must add up to 100.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrafficRequest {
+    pub weights: BTreeMap<String, u32>,
+}
+
+/// `berth rollback`: to this version, or (empty) the previous one that did not fail.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackRequest {
+    #[serde(default)]
+    pub version: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -62,6 +62,11 @@ impl Backoffs {
         self.lock().remove(key);
     }
 
+    /// The last error of one container (by name), while it is failing.
+    pub fn error_of(&self, key: &str) -> Option<String> {
+        self.lock().get(key).map(|e| e.last_error.clone())
+    }
+
     /// Last errors of an app's (or one service's) containers that are failing now.
     pub fn errors(&self, app: &str, service: Option<&str>) -> Vec<String> {
         self.lock()

@@ -91,6 +91,7 @@ impl Core {
                     return false;
                 }
                 let grace = grace_of(apps, app, service);
+                self.router.drain(id, grace).await;
                 match self.runtime.stop(id, grace).await {
                     Ok(()) => self.event("stop", app, service, &format!("stopped {name}")),
                     Err(e) => self.fail(app, service, id, &format!("cannot stop {name}: {e}")),
@@ -107,7 +108,8 @@ impl Core {
                     return false;
                 }
                 let grace = grace_of(apps, app, service);
-                // Stop first so the process gets its grace period, then remove.
+                // In-flight requests finish first, then the process gets its grace period.
+                self.router.drain(id, grace).await;
                 let _ = self.runtime.stop(id, grace).await;
                 match self.runtime.remove(id, false).await {
                     Ok(()) if *reason == crate::plan::RemoveReason::Unhealthy => {
@@ -154,15 +156,21 @@ impl Core {
                     Err(e) => self.fail(app, service, name, &format!("cannot start {name}: {e}")),
                 }
             }
-            Action::Create { app, service, slot } => {
-                let name = crate::runtime::container_name(app, service, *slot);
+            Action::Create {
+                app,
+                service,
+                version,
+                slot,
+            } => {
+                let name = crate::runtime::container_name(app, service, *version, *slot);
                 if self.backoff.active(&name) {
                     return false;
                 }
                 let Some(stored) = apps.get(app) else {
                     return false;
                 };
-                let Some(req) = create_request(&self.node_id, stored, service, *slot) else {
+                let Some(req) = create_request(&self.node_id, stored, service, *version, *slot)
+                else {
                     return false;
                 };
                 let id = match self.runtime.create(&req).await {
@@ -222,14 +230,15 @@ fn grace_of(apps: &BTreeMap<String, StoredApp>, app: &str, service: &str) -> u32
         .unwrap_or(10)
 }
 
-/// What the engine needs to create `slot` of `service`.
+/// What the engine needs to create `slot` of a live version of `service`.
 pub fn create_request(
     node: &str,
     app: &StoredApp,
     service: &str,
+    version: u32,
     slot: u32,
 ) -> Option<CreateRequest> {
-    let spec = app.spec.services.get(service)?.clone();
+    let live = app.live_version(service, version)?;
     // DNS names: the service, plus every alias other services link to it by.
     let mut aliases = vec![service.to_string()];
     for other in app.spec.services.values() {
@@ -244,13 +253,10 @@ pub fn create_request(
         app: app.spec.name.clone(),
         service: service.to_string(),
         slot,
-        spec_hash: app.hash(service).to_string(),
-        version: app
-            .current
-            .get(service)
-            .map(|c| crate::model::version_name(service, c.number)),
+        spec_hash: live.hash.clone(),
+        version,
         network: Some(network_name(node, &app.spec.name)),
         aliases,
-        spec,
+        spec: live.version.spec.clone(),
     })
 }

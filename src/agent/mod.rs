@@ -17,11 +17,12 @@ pub use ops::CoreError;
 
 use crate::config::AgentConfig;
 use crate::model::NetworkMode;
-use crate::plan::{self, DesiredApp, DesiredService, Observed};
+use crate::model::Release;
+use crate::plan::{self, DesiredApp, DesiredService, DesiredVersion, Observed};
 use crate::runtime::{ContainerRuntime, RuntimeError};
 use crate::store::{Store, StoreError, StoredApp};
 use futures_util::StreamExt;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -90,6 +91,18 @@ pub fn desired_replicas(app: &StoredApp, service: &str) -> u32 {
     }
 }
 
+/// Batch size of a rolling update (`rolling_updates.parallelism`, else compose
+/// `deploy.update_config.parallelism`, else 1).
+pub fn parallelism(s: &crate::model::ServiceSpec) -> u32 {
+    s.ext
+        .rolling_updates
+        .as_ref()
+        .map(|r| r.parallelism)
+        .or_else(|| s.update_config.as_ref().map(|u| u.parallelism))
+        .unwrap_or(1)
+        .max(1)
+}
+
 fn desired_state(apps: &[StoredApp]) -> Vec<DesiredApp> {
     apps.iter()
         .map(|a| DesiredApp {
@@ -99,9 +112,19 @@ fn desired_state(apps: &[StoredApp]) -> Vec<DesiredApp> {
                 .into_iter()
                 .filter_map(|name| {
                     let s = a.spec.services.get(&name)?;
+                    let replicas = desired_replicas(a, &name);
                     Some(DesiredService {
-                        replicas: desired_replicas(a, &name),
-                        spec_hash: a.hash(&name).to_string(),
+                        versions: a
+                            .live(&name)
+                            .iter()
+                            .map(|l| DesiredVersion {
+                                number: l.version.number,
+                                replicas: l.version.instances(replicas),
+                                spec_hash: l.hash.clone(),
+                                rolling: (l.version.release == Release::Rolling)
+                                    .then(|| parallelism(&l.version.spec)),
+                            })
+                            .collect(),
                         depends_on: s.depends_on.clone(),
                         restart: s.restart,
                         bridge: s.network_mode == NetworkMode::Bridge,
@@ -217,7 +240,18 @@ impl Core {
         let observed = self.observe(&apps).await?;
         let plan = plan::plan(&desired, &observed);
         self.update_versions(&apps, &observed.instances);
-        self.update_router(&apps, &observed.instances);
+        // Instances about to stop leave the routing table first, then drain (executor).
+        let leaving: BTreeSet<&str> = plan
+            .actions
+            .iter()
+            .filter_map(|a| match a {
+                plan::Action::Stop { id, .. } | plan::Action::Remove { id, .. } => {
+                    Some(id.as_str())
+                }
+                _ => None,
+            })
+            .collect();
+        self.update_router(&apps, &observed.instances, &leaving);
         let mut attempted = 0;
         if !plan.actions.is_empty() {
             let by_name: BTreeMap<String, StoredApp> =
@@ -252,10 +286,16 @@ impl Core {
     }
 
     /// Swaps in a routing table built from this pass's view; reports new router errors once.
-    fn update_router(&self, apps: &[StoredApp], instances: &[crate::model::Instance]) {
+    fn update_router(
+        &self,
+        apps: &[StoredApp],
+        instances: &[crate::model::Instance],
+        leaving: &BTreeSet<&str>,
+    ) {
         let errors = self.router.update(crate::router::table::build(
             apps,
             instances,
+            leaving,
             &self.router_domain,
         ));
         let mut last = self.router_errors.lock().unwrap_or_else(|p| p.into_inner());

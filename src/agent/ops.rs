@@ -5,7 +5,7 @@
 //! (except `rm`, which removes what the app owned under the reconcile lock).
 
 use super::{Core, desired_replicas};
-use crate::model::{Instance, NetworkMode, Protocol};
+use crate::model::{Instance, NetworkMode, Protocol, Release, VersionState};
 use crate::runtime::{ImageInfo, PruneReport, RuntimeError};
 use crate::spec::{self, SpecError};
 use crate::store::StoreError;
@@ -28,6 +28,31 @@ pub enum CoreError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
+}
+
+impl From<crate::release::ReleaseError> for CoreError {
+    fn from(e: crate::release::ReleaseError) -> CoreError {
+        use crate::release::ReleaseError as R;
+        match e {
+            R::Invalid(m) => CoreError::BadRequest(m),
+            R::NotFound(m) => CoreError::NotFound(m),
+            R::Conflict(m) => CoreError::Conflict(m),
+        }
+    }
+}
+
+/// Two versions of this service cannot run side by side on one host: it binds fixed host
+/// ports (published, or host networking).
+fn pins_host_ports(s: &crate::model::ServiceSpec) -> bool {
+    s.network_mode == NetworkMode::Host || s.ports.iter().any(|p| p.host_port.is_some())
+}
+
+/// Does a change of this service roll out in batches?
+fn rolls(s: &crate::model::ServiceSpec) -> bool {
+    s.ext.rolling_updates.is_some()
+        || s.update_config
+            .as_ref()
+            .is_some_and(|u| u.order.as_deref() != Some("start-first"))
 }
 
 fn unknown_service(app: &str, service: &str, stored: &crate::store::StoredApp) -> CoreError {
@@ -103,7 +128,18 @@ impl Core {
             })
             .unwrap_or_default();
 
-        // At most MAX_VERSIONS per service: a changed service needs room for one more.
+        let traffic_none = match req.traffic.as_str() {
+            "" | "all" => false,
+            "none" => true,
+            other => {
+                return Err(CoreError::BadRequest(format!(
+                    "--traffic {other:?}: use `all` (the new version takes the traffic once healthy) or `none` (it runs at 0% until `berth traffic`)"
+                )));
+            }
+        };
+        // At most MAX_VERSIONS per service: a changed service needs room for one more. Each
+        // changed service gets its release step.
+        let mut releases = Vec::new();
         for name in &changed {
             let versions = self.store.versions(&app.name, name)?;
             if versions.len() >= crate::model::MAX_VERSIONS {
@@ -117,6 +153,28 @@ impl Core {
                         .unwrap_or_default()
                 )));
             }
+            let svc = &app.services[name];
+            let serving = versions.iter().any(|v| v.weight > 0);
+            let pinned = pins_host_ports(svc)
+                || versions
+                    .iter()
+                    .filter(|v| v.live())
+                    .any(|v| pins_host_ports(&v.spec));
+            if serving && pinned && (req.blue_green || traffic_none) {
+                return Err(CoreError::Conflict(format!(
+                    "service {name:?} binds fixed host ports (a published host port or host networking), so two of its versions cannot run at once as --blue-green or --traffic none need: publish only the container port and route it (routing.port_N / lb.port_N)"
+                )));
+            }
+            let release = if req.blue_green {
+                Release::BlueGreen
+            } else if traffic_none {
+                Release::Standby
+            } else if pinned || rolls(svc) {
+                Release::Rolling
+            } else {
+                Release::Promote
+            };
+            releases.push((name.clone(), release));
         }
 
         // Images: every service's image must be here or pullable.
@@ -156,7 +214,7 @@ impl Core {
 
         let created = self
             .store
-            .put_app(&app, &req.template, &changed, &message)?;
+            .put_app(&app, &req.template, &releases, &message)?;
         let versions: Vec<String> = created
             .iter()
             .map(|(s, n)| crate::model::version_name(s, *n))
@@ -225,35 +283,56 @@ impl Core {
     fn status_of(&self, a: &crate::store::StoredApp, instances: &[Instance]) -> AppStatus {
         let mut services = Vec::new();
         let (mut desired, mut running) = (0, 0);
+        let mut settled = true;
         for (name, s) in &a.spec.services {
+            let replicas = desired_replicas(a, name);
+            let live = a.live(name);
+            // A rolling version shares its slots with the version it replaces.
             let d = if a.stopped {
                 0
             } else {
-                desired_replicas(a, name)
+                live.iter()
+                    .filter(|l| l.version.release != Release::Rolling)
+                    .map(|l| l.version.instances(replicas))
+                    .sum()
             };
-            let hash = a.hash(name);
             let r = instances
                 .iter()
                 .filter(|i| {
                     i.app == a.spec.name
                         && &i.service == name
                         && crate::plan::is_ready(i)
-                        && i.spec_hash == hash
-                        && i.slot <= d
+                        && live.iter().any(|l| {
+                            i.version_number().unwrap_or(0) == l.version.number
+                                && i.spec_hash == l.hash
+                                && i.slot <= l.version.instances(replicas)
+                        })
                 })
                 .count() as u32;
+            // Settled: no release step under way and no instance of a version that lost its
+            // traffic still draining.
+            settled &= live.iter().all(|l| {
+                l.version.state != VersionState::Creating
+                    && !matches!(l.version.release, Release::Promote | Release::Rolling)
+            }) && !instances.iter().any(|i| {
+                i.app == a.spec.name
+                    && &i.service == name
+                    && !live
+                        .iter()
+                        .any(|l| l.version.number == i.version_number().unwrap_or(0))
+            });
             desired += d;
-            running += r;
+            running += r.min(d);
             services.push(ServiceStatus {
                 name: name.clone(),
                 image: s.image.clone(),
                 desired: d,
-                running: r,
+                running: r.min(d),
             });
         }
         let state = if a.stopped {
             "stopped"
-        } else if running == desired {
+        } else if running == desired && settled {
             "running"
         } else if !self.failures(&a.spec.name, None).is_empty() {
             "failing"
@@ -288,10 +367,11 @@ impl Core {
             .into_iter()
             .filter(|i| app.is_none_or(|a| a == i.app))
             .map(|i| {
-                let up_to_date = apps
-                    .get(&i.app)
-                    .and_then(|a| a.spec.services.get(&i.service).map(|_| a.hash(&i.service)))
-                    .is_some_and(|h| h == i.spec_hash);
+                let up_to_date = apps.get(&i.app).is_some_and(|a| {
+                    a.live(&i.service).iter().any(|l| {
+                        l.version.number == i.version_number().unwrap_or(0) && l.hash == i.spec_hash
+                    })
+                });
                 InstanceView {
                     container_id: i.id.chars().take(12).collect(),
                     state: i.state.as_str().into(),
@@ -452,7 +532,7 @@ impl Core {
         if !stored.spec.services.contains_key(service) {
             return Err(unknown_service(app, service, &stored));
         }
-        let current = stored.current.get(service).map(|c| c.number);
+        let replicas = desired_replicas(&stored, service);
         Ok(self
             .store
             .versions(app, service)?
@@ -462,14 +542,15 @@ impl Core {
                 number: v.number,
                 image: v.spec.image.clone(),
                 created_ms: v.created_ms,
-                // The running version's replicas follow `berth scale`; others show what they had.
-                replicas: if Some(v.number) == current {
-                    desired_replicas(&stored, service)
+                // What a live version runs (following `berth scale`); others what they had.
+                replicas: if v.live() {
+                    v.instances(replicas)
                 } else {
                     v.spec.replicas
                 },
                 weight: v.weight,
                 state: v.state.as_str().into(),
+                release: v.release.as_str().into(),
                 reason: v.reason,
                 message: v.message,
             })
@@ -502,6 +583,114 @@ impl Core {
         self.store.delete_version(app, service, number)?;
         self.event("version", app, service, &format!("deleted version {name}"));
         Ok(())
+    }
+
+    fn service_of(&self, app: &str, service: &str) -> Result<StoredApp, CoreError> {
+        let stored = self.store.get_app(app)?.ok_or_else(|| unknown_app(app))?;
+        if !stored.spec.services.contains_key(service) {
+            return Err(unknown_service(app, service, &stored));
+        }
+        Ok(stored)
+    }
+
+    /// `berth traffic`: sets the weights of a service's versions (they must add up to 100).
+    pub fn set_traffic(
+        &self,
+        app: &str,
+        service: &str,
+        req: TrafficRequest,
+    ) -> Result<Vec<VersionView>, CoreError> {
+        self.service_of(app, service)?;
+        let args: Vec<String> = req
+            .weights
+            .iter()
+            .map(|(v, w)| format!("{v}={w}"))
+            .collect();
+        let weights = crate::release::parse_weights(service, &args)?;
+        let now = crate::store::now_ms();
+        self.store.edit_versions(app, service, |vs| {
+            crate::release::set_weights(vs, &weights, now).map_err(CoreError::from)
+        })?;
+        let desc: Vec<String> = weights
+            .iter()
+            .map(|(n, w)| format!("{}={w}%", crate::model::version_name(service, *n)))
+            .collect();
+        self.event(
+            "traffic",
+            app,
+            service,
+            &format!("traffic set: {}", desc.join(" ")),
+        );
+        self.kick();
+        self.versions(app, service)
+    }
+
+    /// `berth rollback`: all traffic to the named version or the previous one that did not fail.
+    pub fn rollback(
+        &self,
+        app: &str,
+        service: &str,
+        req: RollbackRequest,
+    ) -> Result<Vec<VersionView>, CoreError> {
+        self.service_of(app, service)?;
+        let target = match req.version.trim() {
+            "" => None,
+            v => {
+                let digits = v
+                    .strip_prefix(service)
+                    .and_then(|r| r.strip_prefix('-'))
+                    .unwrap_or(v);
+                Some(digits.parse::<u32>().map_err(|_| {
+                    CoreError::BadRequest(format!(
+                        "{v:?} is not a version: give its number (003) or name ({})",
+                        crate::model::version_name(service, 3)
+                    ))
+                })?)
+            }
+        };
+        let now = crate::store::now_ms();
+        let to = self.store.edit_versions(app, service, |vs| {
+            crate::release::rollback(vs, target, now).map_err(CoreError::from)
+        })?;
+        self.event(
+            "traffic",
+            app,
+            service,
+            &format!(
+                "rolled back: {} takes all the traffic",
+                crate::model::version_name(service, to)
+            ),
+        );
+        self.kick();
+        self.versions(app, service)
+    }
+
+    /// `berth release confirm|abort` of a blue/green release.
+    pub fn release(
+        &self,
+        app: &str,
+        service: &str,
+        confirm: bool,
+    ) -> Result<Vec<VersionView>, CoreError> {
+        self.service_of(app, service)?;
+        let now = crate::store::now_ms();
+        let n = self.store.edit_versions(app, service, |vs| {
+            if confirm {
+                crate::release::confirm(vs, now)
+            } else {
+                crate::release::abort(vs, now)
+            }
+            .map_err(CoreError::from)
+        })?;
+        let name = crate::model::version_name(service, n);
+        let msg = if confirm {
+            format!("release confirmed: {name} takes all the traffic")
+        } else {
+            format!("release aborted: {name} is stopped")
+        };
+        self.event("release", app, service, &msg);
+        self.kick();
+        self.versions(app, service)
     }
 
     pub async fn images(&self) -> Result<Vec<ImageInfo>, CoreError> {

@@ -1,75 +1,179 @@
-//! Moves each service's current version from `creating` to `normal` once every desired
-//! instance runs healthy, or to `failed` (with the last probe or start error as the reason)
-//! when that does not happen within its deadline.
+//! Moves live versions through their states: `creating` -> `normal` once every instance it
+//! should run is ready (a start-first or rolling version then takes all the traffic; a
+//! blue/green one is `awaiting confirmation`), or -> `failed` with the last probe or start
+//! error when that does not happen within its deadline (a rolling update fails sooner: as soon
+//! as a new instance turns unhealthy or cannot start). A failed release step ends, so the
+//! planner brings the previous version back (rollback) and removes the new one.
 
-use super::{Core, desired_replicas};
-use crate::model::{Instance, VersionState, version_name};
-use crate::store::StoredApp;
+use super::{Core, CoreError, desired_replicas, parallelism};
+use crate::model::{Health, Instance, InstanceState, Release, VersionState};
+use crate::store::{LiveVersion, StoredApp};
+
+enum Outcome {
+    Ready(u32, u32),
+    Failed(String),
+}
 
 impl Core {
     pub(super) fn update_versions(&self, apps: &[StoredApp], instances: &[Instance]) {
         let now = crate::store::now_ms();
         for app in apps.iter().filter(|a| !a.stopped) {
-            for (service, cur) in &app.current {
-                if cur.state != VersionState::Creating {
-                    continue;
-                }
-                let Some(svc) = app.spec.services.get(service) else {
-                    continue;
-                };
-                let hash = app.hash(service);
-                let want = desired_replicas(app, service);
-                let mine: Vec<&Instance> = instances
-                    .iter()
-                    .filter(|i| {
-                        i.app == app.spec.name
-                            && &i.service == service
-                            && i.spec_hash == hash
-                            && i.slot <= want
-                    })
-                    .collect();
-                let ready = mine.iter().filter(|i| crate::plan::is_ready(i)).count() as u32;
-                let name = version_name(service, cur.number);
-                let delay_ms = svc
-                    .ext
-                    .probe
-                    .as_ref()
-                    .map(|p| i64::from(p.initial_delay_seconds) * 1000)
-                    .unwrap_or(0);
-                let (state, reason, msg) = if ready >= want {
-                    (
-                        VersionState::Normal,
-                        String::new(),
-                        format!("version {name} is normal ({ready} of {want} instances ready)"),
-                    )
-                } else if now - cur.created_ms > self.version_deadline_ms + delay_ms {
-                    let reason = mine
-                        .iter()
-                        .find_map(|i| self.prober.last_error(&i.id))
-                        .or_else(|| {
-                            self.failures(&app.spec.name, Some(service))
-                                .into_iter()
-                                .next()
-                        })
-                        .unwrap_or_else(|| {
-                            format!("only {ready} of {want} instances became ready")
-                        });
-                    let msg = format!("version {name} failed: {reason}");
-                    (VersionState::Failed, reason, msg)
-                } else {
-                    continue;
-                };
-                match self.store.set_version_state(
-                    &app.spec.name,
-                    service,
-                    cur.number,
-                    state,
-                    &reason,
-                ) {
-                    Ok(()) => self.event("version", &app.spec.name, service, &msg),
-                    Err(e) => tracing::warn!(error = %e, "cannot save a version state"),
+            for (service, live) in &app.versions {
+                let replicas = desired_replicas(app, service);
+                for l in live {
+                    // Version 0 stands for a service deployed before versions existed.
+                    if l.version.number == 0 || l.version.state != VersionState::Creating {
+                        continue;
+                    }
+                    let Some(outcome) = self.outcome(app, service, l, replicas, instances, now)
+                    else {
+                        continue;
+                    };
+                    if let Err(e) = self.settle_version(app, service, l, outcome) {
+                        tracing::warn!(error = %e, "cannot save a version state");
+                    }
                 }
             }
         }
+    }
+
+    fn outcome(
+        &self,
+        app: &StoredApp,
+        service: &str,
+        l: &LiveVersion,
+        replicas: u32,
+        instances: &[Instance],
+        now: i64,
+    ) -> Option<Outcome> {
+        let v = &l.version;
+        let want = v.instances(replicas);
+        let mine: Vec<&Instance> = instances
+            .iter()
+            .filter(|i| {
+                i.app == app.spec.name
+                    && i.service == service
+                    && i.version_number() == Some(v.number)
+                    && i.spec_hash == l.hash
+                    && i.slot <= want
+            })
+            .collect();
+        let ready = mine.iter().filter(|i| crate::plan::is_ready(i)).count() as u32;
+        if ready >= want {
+            return Some(Outcome::Ready(ready, want));
+        }
+        let rolling = v.release == Release::Rolling;
+        if rolling {
+            // A batch fails as soon as one of its instances does.
+            for i in &mine {
+                let broken = matches!(i.health, Health::Unhealthy | Health::Failed)
+                    || matches!(i.state, InstanceState::Exited | InstanceState::Dead);
+                if broken {
+                    let why = self.prober.last_error(&i.id).unwrap_or_else(|| {
+                        format!("{} is {} {}", i.name, i.state.as_str(), i.health.as_str())
+                    });
+                    return Some(Outcome::Failed(why));
+                }
+            }
+            for slot in 1..=want {
+                let name = crate::runtime::container_name(&app.spec.name, service, v.number, slot);
+                if let Some(e) = self.backoff.error_of(&name) {
+                    return Some(Outcome::Failed(e));
+                }
+            }
+        }
+        let delay_ms = v
+            .spec
+            .ext
+            .probe
+            .as_ref()
+            .map(|p| i64::from(p.initial_delay_seconds) * 1000)
+            .unwrap_or(0);
+        // A rolling update has the deadline for each of its batches.
+        let batches = if rolling {
+            i64::from(want.div_ceil(parallelism(&v.spec)).max(1))
+        } else {
+            1
+        };
+        if now - v.since_ms <= (self.version_deadline_ms + delay_ms) * batches {
+            return None;
+        }
+        let reason = mine
+            .iter()
+            .find_map(|i| self.prober.last_error(&i.id))
+            .or_else(|| {
+                (1..=want).find_map(|slot| {
+                    self.backoff.error_of(&crate::runtime::container_name(
+                        &app.spec.name,
+                        service,
+                        v.number,
+                        slot,
+                    ))
+                })
+            })
+            .unwrap_or_else(|| format!("only {ready} of {want} instances became ready"));
+        Some(Outcome::Failed(reason))
+    }
+
+    fn settle_version(
+        &self,
+        app: &StoredApp,
+        service: &str,
+        l: &LiveVersion,
+        outcome: Outcome,
+    ) -> Result<(), CoreError> {
+        let v = &l.version;
+        let (name, number, now) = (v.name(), v.number, crate::store::now_ms());
+        let a = app.spec.name.as_str();
+        let msg = match outcome {
+            Outcome::Ready(ready, want) => match v.release {
+                Release::Promote | Release::Rolling => {
+                    self.store.edit_versions(a, service, |vs| {
+                        crate::release::promote(vs, number, now).map_err(CoreError::from)
+                    })?;
+                    format!(
+                        "version {name} is normal ({ready} of {want} instances ready) and takes all the traffic"
+                    )
+                }
+                Release::BlueGreen => {
+                    self.store
+                        .set_version_state(a, service, number, VersionState::Awaiting, "")?;
+                    format!(
+                        "version {name} is ready ({ready} of {want} instances) at 0% of the traffic, awaiting confirmation: `berth release confirm {a}/{service}` (or `abort`)"
+                    )
+                }
+                _ => {
+                    self.store
+                        .set_version_state(a, service, number, VersionState::Normal, "")?;
+                    format!("version {name} is normal ({ready} of {want} instances ready)")
+                }
+            },
+            Outcome::Failed(reason) => {
+                let serving = self.store.edit_versions(a, service, |vs| {
+                    crate::release::fail(vs, number, &reason, now)?;
+                    Ok::<_, CoreError>(
+                        vs.iter()
+                            .filter(|o| o.weight > 0 && o.number != number)
+                            .map(|o| o.name())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    )
+                })?;
+                match v.release {
+                    Release::Rolling if !serving.is_empty() => format!(
+                        "rolling update to {name} failed: {reason}; rolled back to {serving}"
+                    ),
+                    Release::Promote | Release::BlueGreen | Release::Standby
+                        if !serving.is_empty() =>
+                    {
+                        format!("version {name} failed: {reason}; the traffic stays on {serving}")
+                    }
+                    _ => format!("version {name} failed: {reason}"),
+                }
+            }
+        };
+        self.event("version", a, service, &msg);
+        self.kick();
+        Ok(())
     }
 }

@@ -243,6 +243,26 @@ fn run(
             Command::LoadImages => json(200, &core.load_images(body).await?),
             Command::PruneImages => json(200, &core.prune_images().await?),
             Command::Versions { app, service } => json(200, &core.versions(&app, &service)?),
+            Command::Traffic { app, service } => match parse_json(&body) {
+                Ok(r) => json(200, &core.set_traffic(&app, &service, r)?),
+                Err(reply) => reply,
+            },
+            Command::Rollback { app, service } => {
+                let r = if body.iter().all(u8::is_ascii_whitespace) {
+                    Ok(Default::default())
+                } else {
+                    parse_json(&body)
+                };
+                match r {
+                    Ok(r) => json(200, &core.rollback(&app, &service, r)?),
+                    Err(reply) => reply,
+                }
+            }
+            Command::Release {
+                app,
+                service,
+                confirm,
+            } => json(200, &core.release(&app, &service, confirm)?),
             Command::DeleteVersion {
                 app,
                 service,

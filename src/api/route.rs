@@ -38,6 +38,19 @@ pub enum Command {
         service: String,
         number: u32,
     },
+    Traffic {
+        app: String,
+        service: String,
+    },
+    Rollback {
+        app: String,
+        service: String,
+    },
+    Release {
+        app: String,
+        service: String,
+        confirm: bool,
+    },
 }
 
 impl Command {
@@ -49,7 +62,12 @@ impl Command {
     pub fn takes_body(&self) -> bool {
         matches!(
             self,
-            Command::Deploy | Command::Scale(_) | Command::Redeploy(_) | Command::LoadImages
+            Command::Deploy
+                | Command::Scale(_)
+                | Command::Redeploy(_)
+                | Command::LoadImages
+                | Command::Traffic { .. }
+                | Command::Rollback { .. }
         )
     }
 }
@@ -182,6 +200,45 @@ pub fn parse_request(method: &str, url: &str) -> Result<Command, RouteError> {
             }
         }
         (["v1", "apps", _, "services", _, "versions", ..], _) => return Err(not_allowed()),
+        (["v1", "apps", name, "services", svc, "traffic"], "POST") => Command::Traffic {
+            app: app_name(name)?,
+            service: app_name(svc)?,
+        },
+        (["v1", "apps", name, "services", svc, "rollback"], "POST") => Command::Rollback {
+            app: app_name(name)?,
+            service: app_name(svc)?,
+        },
+        (
+            [
+                "v1",
+                "apps",
+                name,
+                "services",
+                svc,
+                "release",
+                verb @ ("confirm" | "abort"),
+            ],
+            "POST",
+        ) => Command::Release {
+            app: app_name(name)?,
+            service: app_name(svc)?,
+            confirm: *verb == "confirm",
+        },
+        (["v1", "apps", _, "services", _, "traffic" | "rollback"], _)
+        | (
+            [
+                "v1",
+                "apps",
+                _,
+                "services",
+                _,
+                "release",
+                "confirm" | "abort",
+            ],
+            _,
+        ) => {
+            return Err(not_allowed());
+        }
         (["v1", "ps"], "GET") => Command::Ps {
             app: get("app")
                 .filter(|a| !a.is_empty())
@@ -246,6 +303,18 @@ mod tests {
                 limit: 100,
                 wait_s: 3
             })
+        );
+        assert_eq!(
+            parse_request("POST", "/v1/apps/shop/services/web/release/abort"),
+            Ok(Command::Release {
+                app: "shop".into(),
+                service: "web".into(),
+                confirm: false
+            })
+        );
+        assert_eq!(
+            parse_request("GET", "/v1/apps/shop/services/web/traffic").map_err(|e| e.status()),
+            Err(405)
         );
         assert_eq!(
             parse_request("GET", "/v1/ps?app=a%2Db"),

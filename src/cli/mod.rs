@@ -109,6 +109,42 @@ pub enum Command {
     /// Version operations.
     #[command(subcommand)]
     Version(VersionCommand),
+    /// Split a service's traffic between versions: berth traffic APP/SERVICE 003=90 002=10.
+    Traffic {
+        #[arg(value_name = "APP/SERVICE")]
+        target: String,
+        /// VERSION=PERCENT pairs adding up to 100; versions not named get 0%.
+        #[arg(value_name = "NNN=PERCENT", required = true)]
+        weights: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Move all traffic back to the previous version that did not fail (or to NNN).
+    Rollback {
+        #[arg(value_name = "APP/SERVICE")]
+        target: String,
+        #[arg(value_name = "NNN")]
+        version: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Finish a blue/green release: confirm (all traffic to the new version) or abort.
+    #[command(subcommand)]
+    Release(ReleaseCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReleaseCommand {
+    /// Send all traffic to the version deployed with --blue-green and stop the old one.
+    Confirm {
+        #[arg(value_name = "APP/SERVICE")]
+        target: String,
+    },
+    /// Stop the version deployed with --blue-green; traffic stays on (or returns to) the old.
+    Abort {
+        #[arg(value_name = "APP/SERVICE")]
+        target: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -178,6 +214,15 @@ pub struct DeployArgs {
     /// Describe the versions this deploy creates (at most 50 characters).
     #[arg(short, long, default_value = "")]
     pub message: String,
+    /// `all`: a new version takes all the traffic once healthy (start-first, or rolling with
+    /// `rolling_updates`); `none`: it runs one instance at 0% until `berth traffic`.
+    #[arg(long, value_name = "all|none", default_value = "all",
+          value_parser = ["all", "none"])]
+    pub traffic: String,
+    /// Start new versions with all their instances at 0% and wait for
+    /// `berth release confirm|abort`.
+    #[arg(long)]
+    pub blue_green: bool,
 }
 
 /// Runs one CLI invocation (everything but `agent`, which `main` runs on a tokio runtime).
@@ -239,6 +284,49 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Versions { target, json } => versions(&client, &target, json),
+        Command::Traffic {
+            target,
+            weights,
+            json,
+        } => {
+            let (app, svc) = app_service(&target)?;
+            // Checked here too, so a typo is reported before anything is sent.
+            let parsed = crate::release::parse_weights(svc, &weights)?;
+            let req = TrafficRequest {
+                weights: parsed
+                    .iter()
+                    .map(|(n, w)| (format!("{n:03}"), *w))
+                    .collect(),
+            };
+            let list: Vec<VersionView> =
+                client.post(&format!("/v1/apps/{app}/services/{svc}/traffic"), &req)?;
+            print_versions(&list, json)
+        }
+        Command::Rollback {
+            target,
+            version,
+            json,
+        } => {
+            let (app, svc) = app_service(&target)?;
+            let req = RollbackRequest {
+                version: version.unwrap_or_default(),
+            };
+            let list: Vec<VersionView> =
+                client.post(&format!("/v1/apps/{app}/services/{svc}/rollback"), &req)?;
+            print_versions(&list, json)
+        }
+        Command::Release(cmd) => {
+            let (target, verb) = match &cmd {
+                ReleaseCommand::Confirm { target } => (target, "confirm"),
+                ReleaseCommand::Abort { target } => (target, "abort"),
+            };
+            let (app, svc) = app_service(target)?;
+            let list: Vec<VersionView> = client.post(
+                &format!("/v1/apps/{app}/services/{svc}/release/{verb}"),
+                &serde_json::json!({}),
+            )?;
+            print_versions(&list, false)
+        }
         Command::Version(VersionCommand::Rm { target, number }) => {
             let (app, svc) = app_service(&target)?;
             // Accept `2`, `002` and `web-002`.
@@ -321,6 +409,8 @@ fn read_template(t: &TemplateArgs) -> Result<DeployRequest> {
         files,
         pull: false,
         message: String::new(),
+        traffic: String::new(),
+        blue_green: false,
     })
 }
 
@@ -343,6 +433,8 @@ fn deploy(client: &Client, a: DeployArgs) -> Result<()> {
     let mut req = read_template(&a.template)?;
     req.pull = a.pull;
     req.message = a.message.clone();
+    req.traffic = a.traffic.clone();
+    req.blue_green = a.blue_green;
     let r: DeployResponse = client.post("/v1/apps", &req)?;
     for w in &r.warnings {
         eprintln!("warning: {w}");
@@ -571,17 +663,23 @@ fn events(client: &Client, app: Option<&str>, follow: bool, tail: i64, json: boo
 fn versions(client: &Client, target: &str, json: bool) -> Result<()> {
     let (app, svc) = app_service(target)?;
     let list: Vec<VersionView> = client.get(&format!("/v1/apps/{app}/services/{svc}/versions"))?;
+    print_versions(&list, json)
+}
+
+fn print_versions(list: &[VersionView], json: bool) -> Result<()> {
     if json {
         return print_json(&list);
     }
     let rows: Vec<Vec<String>> = list
         .iter()
         .map(|v| {
-            let state = if v.reason.is_empty() {
-                v.state.clone()
-            } else {
-                format!("{}: {}", v.state, v.reason)
-            };
+            let mut state = v.state.clone();
+            if !v.release.is_empty() {
+                state.push_str(&format!(" ({})", v.release));
+            }
+            if !v.reason.is_empty() {
+                state.push_str(&format!(": {}", v.reason));
+            }
             vec![
                 v.name.clone(),
                 v.image.clone(),

@@ -3,8 +3,12 @@ use super::*;
 fn svc(name: &str, replicas: u32, hash: &str, deps: &[&str]) -> DesiredService {
     DesiredService {
         name: name.into(),
-        replicas,
-        spec_hash: hash.into(),
+        versions: vec![DesiredVersion {
+            number: 1,
+            replicas,
+            spec_hash: hash.into(),
+            rolling: None,
+        }],
         depends_on: deps.iter().map(|d| d.to_string()).collect(),
         restart: RestartPolicy::UnlessStopped,
         bridge: true,
@@ -34,7 +38,7 @@ fn inst(
         service: service.into(),
         slot,
         spec_hash: hash.into(),
-        version: String::new(),
+        version: format!("{service}-001"),
         image: "img".into(),
         state,
         exit_code: None,
@@ -64,7 +68,18 @@ fn creates(p: &Plan) -> Vec<String> {
     p.actions
         .iter()
         .filter_map(|a| match a {
-            Action::Create { app, service, slot } => Some(format!("{app}_{service}_{slot}")),
+            Action::Create {
+                app,
+                service,
+                version: 1,
+                slot,
+            } => Some(format!("{app}_{service}_{slot}")),
+            Action::Create {
+                app,
+                service,
+                version,
+                slot,
+            } => Some(format!("{app}_{service}-{version:03}_{slot}")),
             _ => None,
         })
         .collect()
@@ -319,4 +334,127 @@ fn prune_keeps_images_in_use_and_images_deployed_apps_name() {
     assert_eq!(normalize_image_ref("redis"), "redis:latest");
     assert_eq!(normalize_image_ref("reg:5000/app"), "reg:5000/app:latest");
     assert_eq!(normalize_image_ref("reg:5000/app:1"), "reg:5000/app:1");
+}
+
+fn ver(number: u32, replicas: u32, hash: &str, rolling: Option<u32>) -> DesiredVersion {
+    DesiredVersion {
+        number,
+        replicas,
+        spec_hash: hash.into(),
+        rolling,
+    }
+}
+
+/// An instance of version `v`.
+fn vinst(id: &str, v: u32, slot: u32, hash: &str, health: crate::model::Health) -> Instance {
+    let mut i = inst(id, "a", "web", slot, hash, InstanceState::Running);
+    i.version = format!("web-{v:03}");
+    i.name = format!("a_web-{v:03}_{slot}");
+    i.health = health;
+    i
+}
+
+#[test]
+fn start_first_keeps_the_old_version_until_the_new_one_is_ready() {
+    use crate::model::Health::{Healthy, Starting};
+    let mut s = svc("web", 2, "h1", &[]);
+    // Version 1 lost its traffic to version 2 (or never had any left): only 2 is live.
+    s.versions = vec![ver(2, 2, "h2", None)];
+    let d = [app("a", vec![s])];
+    let old = [
+        vinst("o1", 1, 1, "h1", Healthy),
+        vinst("o2", 1, 2, "h1", Healthy),
+    ];
+    let p = plan(&d, &observed(old.to_vec(), &["a"]));
+    assert_eq!(creates(&p), ["a_web-002_1", "a_web-002_2"]);
+    assert!(removes(&p).is_empty(), "old instances serve meanwhile");
+
+    let mut all = old.to_vec();
+    all.push(vinst("n1", 2, 1, "h2", Healthy));
+    all.push(vinst("n2", 2, 2, "h2", Starting));
+    let p = plan(&d, &observed(all.clone(), &["a"]));
+    assert_eq!(p, Plan::default(), "one new instance is not ready yet");
+
+    all[3].health = Healthy;
+    let p = plan(&d, &observed(all, &["a"]));
+    assert_eq!(
+        removes(&p),
+        [
+            ("a_web-001_1".to_string(), RemoveReason::Retired),
+            ("a_web-001_2".to_string(), RemoveReason::Retired)
+        ]
+    );
+    assert!(creates(&p).is_empty());
+}
+
+#[test]
+fn versions_with_traffic_run_side_by_side_with_their_own_slots() {
+    use crate::model::Health::Healthy;
+    let mut s = svc("web", 2, "h1", &[]);
+    s.versions = vec![ver(1, 2, "h1", None), ver(3, 1, "h3", None)];
+    let d = [app("a", vec![s])];
+    let o = [
+        vinst("o1", 1, 1, "h1", Healthy),
+        vinst("o2", 1, 2, "h1", Healthy),
+    ];
+    let p = plan(&d, &observed(o.to_vec(), &["a"]));
+    assert_eq!(creates(&p), ["a_web-003_1"]);
+    assert!(removes(&p).is_empty());
+}
+
+#[test]
+fn rolling_update_replaces_a_batch_at_a_time_and_waits_for_it() {
+    use crate::model::Health::{Healthy, Starting};
+    let mut s = svc("web", 4, "h1", &[]);
+    s.versions = vec![ver(1, 4, "h1", None), ver(2, 4, "h2", Some(2))];
+    let d = [app("a", vec![s])];
+    let mut all: Vec<Instance> = (1..=4)
+        .map(|slot| vinst(&format!("o{slot}"), 1, slot, "h1", Healthy))
+        .collect();
+    let p = plan(&d, &observed(all.clone(), &["a"]));
+    assert_eq!(creates(&p), ["a_web-002_1", "a_web-002_2"]);
+    assert_eq!(
+        removes(&p),
+        [
+            ("a_web-001_1".to_string(), RemoveReason::Replaced),
+            ("a_web-001_2".to_string(), RemoveReason::Replaced)
+        ]
+    );
+    // The batch runs but is not healthy yet: nothing more happens.
+    all.retain(|i| i.slot > 2);
+    all.push(vinst("n1", 2, 1, "h2", Healthy));
+    all.push(vinst("n2", 2, 2, "h2", Starting));
+    assert_eq!(plan(&d, &observed(all.clone(), &["a"])), Plan::default());
+    // A create that failed leaves its slot empty: still the same batch, no more old ones go.
+    let without_n2: Vec<Instance> = all.iter().filter(|i| i.id != "n2").cloned().collect();
+    let p = plan(&d, &observed(without_n2, &["a"]));
+    assert_eq!(creates(&p), ["a_web-002_2"]);
+    assert!(removes(&p).is_empty());
+    // Healthy: the next batch.
+    all[3].health = Healthy;
+    let p = plan(&d, &observed(all, &["a"]));
+    assert_eq!(creates(&p), ["a_web-002_3", "a_web-002_4"]);
+    assert_eq!(removes(&p).len(), 2);
+}
+
+#[test]
+fn a_failed_rolling_update_brings_the_old_version_back_first() {
+    use crate::model::Health::{Healthy, Unhealthy};
+    // The rolling version failed: only version 1 is live again.
+    let mut s = svc("web", 4, "h1", &[]);
+    s.versions = vec![ver(1, 4, "h1", None)];
+    let d = [app("a", vec![s])];
+    let all = vec![
+        vinst("n1", 2, 1, "h2", Unhealthy),
+        vinst("n2", 2, 2, "h2", Healthy),
+        vinst("o3", 1, 3, "h1", Healthy),
+        vinst("o4", 1, 4, "h1", Healthy),
+    ];
+    let p = plan(&d, &observed(all, &["a"]));
+    assert_eq!(creates(&p), ["a_web_1", "a_web_2"]);
+    // The unhealthy one goes at once; the healthy one serves until version 1 is back.
+    assert_eq!(
+        removes(&p),
+        [("a_web-002_1".to_string(), RemoveReason::Retired)]
+    );
 }

@@ -1,6 +1,6 @@
 //! HTTP/1.1 reverse proxy: keep-alive both sides, streamed bodies, websocket upgrades.
 
-use super::Shared;
+use super::{InflightGuard, Shared};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, combinators::BoxBody};
 use hyper::body::Incoming;
@@ -127,26 +127,29 @@ async fn handle(
         .path_and_query()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "/".into());
-    let table = shared.table();
-    let Some(route) = table.route(&host, req.uri().path()) else {
-        return Ok(plain(
-            StatusCode::NOT_FOUND,
-            format!("berth: no app is routed for {host}{path_q}"),
-        ));
-    };
-    let backend = &route.backend;
     let sticky_in = cookie(req.headers(), STICKY_COOKIE);
-    let Some(ep) = backend
-        .pick(shared.roll(), shared.next_turn(), sticky_in.as_deref())
-        .cloned()
-    else {
-        return Ok(plain(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!(
-                "berth: no healthy instance of {}/{} right now",
-                backend.app, backend.service
-            ),
-        ));
+    let picked = shared.pick_http(&host, req.uri().path(), sticky_in.as_deref());
+    let Picked {
+        ep,
+        https,
+        app,
+        service,
+        sticky,
+        guard,
+    } = match picked {
+        Ok(p) => p,
+        Err(NoBackend::UnknownHost) => {
+            return Ok(plain(
+                StatusCode::NOT_FOUND,
+                format!("berth: no app is routed for {host}{path_q}"),
+            ));
+        }
+        Err(NoBackend::NoneReady { app, service }) => {
+            return Ok(plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("berth: no healthy instance of {app}/{service} right now"),
+            ));
+        }
     };
     let upgrade = req.headers().contains_key(header::UPGRADE);
     let uri = format!("http://{}{path_q}", ep.addr);
@@ -171,7 +174,7 @@ async fn handle(
     if !h.contains_key("x-forwarded-proto") {
         h.insert(
             "x-forwarded-proto",
-            HeaderValue::from_static(if route.https { "https" } else { "http" }),
+            HeaderValue::from_static(if https { "https" } else { "http" }),
         );
     }
     if let Ok(v) = HeaderValue::from_str(&host)
@@ -185,17 +188,17 @@ async fn handle(
         Err(e) => {
             return Ok(plain(
                 StatusCode::BAD_GATEWAY,
-                format!(
-                    "berth: {}/{} instance {} failed: {e}",
-                    backend.app, backend.service, ep.id
-                ),
+                format!("berth: {app}/{service} instance {} failed: {e}", ep.id),
             ));
         }
     };
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
         if let Some(client_side) = client_upgrade {
             let upstream_side = hyper::upgrade::on(&mut resp);
+            // The upgraded connection stays in flight until either side closes.
+            let conn_guard = InflightGuard::new(&ep.inflight);
             tokio::spawn(async move {
+                let _conn_guard = conn_guard;
                 if let (Ok(a), Ok(b)) = (client_side.await, upstream_side.await) {
                     let _ =
                         tokio::io::copy_bidirectional(&mut TokioIo::new(a), &mut TokioIo::new(b))
@@ -206,12 +209,90 @@ async fn handle(
     } else {
         strip_hop_headers(resp.headers_mut(), false);
     }
-    if backend.sticky
+    if sticky
         && sticky_in.as_deref() != Some(ep.id.as_str())
         && let Ok(v) =
             HeaderValue::from_str(&format!("{STICKY_COOKIE}={}; Path=/; HttpOnly", ep.id))
     {
         resp.headers_mut().append(header::SET_COOKIE, v);
     }
-    Ok(resp.map(|b| b.boxed()))
+    // The request stays in flight until its response body has been sent.
+    Ok(resp.map(|b| {
+        Tracked {
+            inner: b,
+            _guard: guard,
+        }
+        .boxed()
+    }))
+}
+
+/// A response body that holds its request's in-flight guard until it is done or dropped.
+struct Tracked {
+    inner: Incoming,
+    _guard: InflightGuard,
+}
+
+impl hyper::body::Body for Tracked {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, hyper::Error>>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// What a request was routed to.
+struct Picked {
+    ep: super::table::Endpoint,
+    https: bool,
+    app: String,
+    service: String,
+    sticky: bool,
+    guard: InflightGuard,
+}
+
+enum NoBackend {
+    UnknownHost,
+    NoneReady { app: String, service: String },
+}
+
+impl Shared {
+    /// Routes and picks under the table's read lock, taking the in-flight guard before the
+    /// lock is released: a drain that starts after a table swap sees every request picked
+    /// from the old table.
+    fn pick_http(
+        &self,
+        host: &str,
+        path: &str,
+        sticky_in: Option<&str>,
+    ) -> Result<Picked, NoBackend> {
+        let table = self.table.read().unwrap_or_else(|p| p.into_inner());
+        let route = table.route(host, path).ok_or(NoBackend::UnknownHost)?;
+        let b = &route.backend;
+        let ep = b
+            .pick(self.roll(), self.next_turn(), sticky_in)
+            .ok_or_else(|| NoBackend::NoneReady {
+                app: b.app.clone(),
+                service: b.service.clone(),
+            })?;
+        Ok(Picked {
+            guard: InflightGuard::new(&ep.inflight),
+            ep: ep.clone(),
+            https: route.https,
+            app: b.app.clone(),
+            service: b.service.clone(),
+            sticky: b.sticky,
+        })
+    }
 }

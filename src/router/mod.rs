@@ -8,14 +8,16 @@
 //! lock); only ready instances are backends; unknown host -> 404, no ready instance -> 503,
 //! backend failure -> 502, each with a plain-text reason.
 //!
-//! Limits (open work): TLS termination for `https://` routes, draining of in-flight requests
-//! before an instance stops, and weights other than all-or-nothing per version.
+//! Draining: every request (HTTP) or connection (TCP) holds a guard on its instance's
+//! in-flight counter from the moment it is picked, and the pick happens under the table's read
+//! lock, so once a new table is swapped in no request can still pick a removed instance;
+//! [`Router::drain`] then waits for the counter to reach zero (or the grace period).
 
 mod http;
 pub mod table;
 mod tcp;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -53,6 +55,24 @@ pub struct Router {
     shared: Arc<Shared>,
     tcp_ip: IpAddr,
     tcp: Mutex<BTreeMap<u16, tokio::task::JoinHandle<()>>>,
+    /// In-flight counters by short container id, kept across tables.
+    inflight: Mutex<HashMap<String, Arc<AtomicUsize>>>,
+}
+
+/// Holds one unit of an instance's in-flight count until dropped.
+pub struct InflightGuard(Arc<AtomicUsize>);
+
+impl InflightGuard {
+    pub fn new(counter: &Arc<AtomicUsize>) -> InflightGuard {
+        counter.fetch_add(1, Ordering::AcqRel);
+        InflightGuard(counter.clone())
+    }
+}
+
+impl Drop for InflightGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Router {
@@ -66,6 +86,7 @@ impl Router {
             }),
             tcp_ip,
             tcp: Mutex::new(BTreeMap::new()),
+            inflight: Mutex::new(HashMap::new()),
         }
     }
 
@@ -86,8 +107,25 @@ impl Router {
 
     /// Swaps in a new table and opens/closes TCP listeners to match it. Returns errors for
     /// router ports that could not be bound (to be reported as events).
-    pub fn update(&self, new: Table) -> Vec<String> {
+    pub fn update(&self, mut new: Table) -> Vec<String> {
         let wanted: Vec<u16> = new.tcp.keys().copied().collect();
+        {
+            let mut counters = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+            let backends = new
+                .http
+                .iter_mut()
+                .map(|r| &mut r.backend)
+                .chain(new.tcp.values_mut());
+            let mut seen = std::collections::HashSet::new();
+            for b in backends {
+                for ep in b.pools.iter_mut().flat_map(|p| p.endpoints.iter_mut()) {
+                    ep.inflight = counters.entry(ep.id.clone()).or_default().clone();
+                    seen.insert(ep.id.clone());
+                }
+            }
+            // Counters of instances that left stay while requests are in flight to them.
+            counters.retain(|id, c| seen.contains(id) || c.load(Ordering::Acquire) > 0);
+        }
         *self.shared.table.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(new);
         let mut errors = Vec::new();
         let mut tcp = self.tcp.lock().unwrap_or_else(|p| p.into_inner());
@@ -113,5 +151,30 @@ impl Router {
             }
         }
         errors
+    }
+
+    /// Waits until no request or connection is in flight to the instance `id` (which the
+    /// current table no longer has), or `grace_s` seconds. Returns how long it waited.
+    pub async fn drain(&self, id: &str, grace_s: u32) -> std::time::Duration {
+        let short: String = id.chars().take(12).collect();
+        let counter = self
+            .inflight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&short)
+            .cloned();
+        let started = std::time::Instant::now();
+        let Some(counter) = counter else {
+            return started.elapsed();
+        };
+        let deadline = started + std::time::Duration::from_secs(u64::from(grace_s));
+        while counter.load(Ordering::Acquire) > 0 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let waited = started.elapsed();
+        if waited.as_millis() > 0 {
+            tracing::debug!(id = short, ms = waited.as_millis() as u64, "drained");
+        }
+        waited
     }
 }

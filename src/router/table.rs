@@ -6,15 +6,26 @@
 
 use crate::model::{Instance, NetworkMode, Route};
 use crate::store::StoredApp;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 
 /// One instance as a backend.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Endpoint {
     /// Short container id: the value of the stickiness cookie.
     pub id: String,
     pub addr: SocketAddr,
+    /// Requests (HTTP) or connections (TCP) in flight to it; the router keeps one counter
+    /// per instance across tables, so a drain sees requests picked from any table.
+    pub inflight: Arc<AtomicUsize>,
+}
+
+impl PartialEq for Endpoint {
+    fn eq(&self, other: &Endpoint) -> bool {
+        self.id == other.id && self.addr == other.addr
+    }
 }
 
 /// The backends of one version, with its share of the traffic.
@@ -23,6 +34,9 @@ pub struct Pool {
     pub version: String,
     pub weight: u32,
     pub endpoints: Vec<Endpoint>,
+    /// Instances of a version that lost its traffic, still serving until the versions that
+    /// have it are ready: used only when no weighted pool has a ready instance.
+    pub fallback: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -55,7 +69,13 @@ impl Backend {
             .collect();
         let total: u32 = live.iter().map(|p| p.weight).sum();
         if total == 0 {
-            return None;
+            let rest: Vec<&Endpoint> = self
+                .pools
+                .iter()
+                .filter(|p| p.fallback)
+                .flat_map(|p| &p.endpoints)
+                .collect();
+            return (!rest.is_empty()).then(|| rest[turn % rest.len()]);
         }
         let mut r = roll % total;
         for p in &live {
@@ -141,7 +161,16 @@ fn endpoint_of(i: &Instance, container_port: u16, mode: NetworkMode) -> Option<E
             SocketAddr::new(ip.parse().ok()?, p.host_port)
         }
     };
-    Some(Endpoint { id, addr })
+    Some(Endpoint {
+        id,
+        addr,
+        inflight: Arc::default(),
+    })
+}
+
+/// Is `i` an up-to-date instance of live version `l`?
+fn runs(l: &crate::store::LiveVersion, i: &Instance) -> bool {
+    i.version_number().unwrap_or(0) == l.version.number && i.spec_hash == l.hash
 }
 
 fn backend(
@@ -149,37 +178,71 @@ fn backend(
     service: &str,
     container_port: u16,
     instances: &[Instance],
+    leaving: &BTreeSet<&str>,
 ) -> Option<Backend> {
     let svc = app.spec.services.get(service)?;
-    let cur = app.current.get(service);
-    let version = cur
-        .map(|c| crate::model::version_name(service, c.number))
-        .unwrap_or_default();
-    let hash = app.hash(service);
-    let endpoints: Vec<Endpoint> = instances
+    let live = app.live(service);
+    let serving = |i: &&Instance| {
+        i.app == app.spec.name
+            && i.service == service
+            && crate::plan::is_ready(i)
+            && !leaving.contains(i.id.as_str())
+    };
+    let endpoints = |f: &dyn Fn(&Instance) -> bool| -> Vec<Endpoint> {
+        instances
+            .iter()
+            .filter(serving)
+            .filter(|i| f(i))
+            .filter_map(|i| endpoint_of(i, container_port, svc.network_mode))
+            .collect()
+    };
+    let mut pools = Vec::new();
+    if live
         .iter()
-        .filter(|i| {
-            i.app == app.spec.name
-                && i.service == service
-                && i.spec_hash == hash
-                && crate::plan::is_ready(i)
-        })
-        .filter_map(|i| endpoint_of(i, container_port, svc.network_mode))
-        .collect();
+        .any(|l| l.version.release == crate::model::Release::Rolling)
+    {
+        // A rolling update: old and new instances serve side by side, round robin.
+        pools.push(Pool {
+            version: String::new(),
+            weight: 100,
+            endpoints: endpoints(&|i| live.iter().any(|l| runs(l, i))),
+            fallback: false,
+        });
+    } else {
+        for l in live {
+            pools.push(Pool {
+                version: l.version.name(),
+                weight: l.version.weight,
+                endpoints: endpoints(&|i| runs(l, i)),
+                fallback: false,
+            });
+        }
+    }
+    pools.push(Pool {
+        version: String::new(),
+        weight: 0,
+        endpoints: endpoints(&|i| !live.iter().any(|l| runs(l, i))),
+        fallback: true,
+    });
+    if app.stopped {
+        pools.clear();
+    }
     Some(Backend {
         app: app.spec.name.clone(),
         service: service.to_string(),
         sticky: svc.ext.session_sticky,
-        pools: vec![Pool {
-            version,
-            weight: if app.stopped { 0 } else { 100 },
-            endpoints,
-        }],
+        pools,
     })
 }
 
-/// Builds the table from the stored apps and this node's instances.
-pub fn build(apps: &[StoredApp], instances: &[Instance], router_domain: &str) -> Table {
+/// Builds the table from the stored apps and this node's instances, leaving out `leaving`
+/// (ids of instances about to be stopped or removed: they drain instead).
+pub fn build(
+    apps: &[StoredApp],
+    instances: &[Instance],
+    leaving: &BTreeSet<&str>,
+    router_domain: &str,
+) -> Table {
     let mut t = Table::default();
     for app in apps {
         for (name, svc) in &app.spec.services {
@@ -187,7 +250,7 @@ pub fn build(apps: &[StoredApp], instances: &[Instance], router_domain: &str) ->
                 for r in routes {
                     let (Some(host), Some(b)) = (
                         route_host(r, router_domain),
-                        backend(app, name, *port, instances),
+                        backend(app, name, *port, instances, leaving),
                     ) else {
                         continue;
                     };
@@ -200,7 +263,7 @@ pub fn build(apps: &[StoredApp], instances: &[Instance], router_domain: &str) ->
                 }
             }
             for (port, router_port) in &svc.ext.lb {
-                if let Some(b) = backend(app, name, *port, instances) {
+                if let Some(b) = backend(app, name, *port, instances, leaving) {
                     t.tcp.insert(*router_port, b);
                 }
             }
@@ -219,6 +282,7 @@ mod tests {
         Endpoint {
             id: id.into(),
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            inflight: Arc::default(),
         }
     }
 
@@ -234,6 +298,7 @@ mod tests {
                     version: format!("web-{i:03}"),
                     weight,
                     endpoints,
+                    fallback: weight == 0,
                 })
                 .collect(),
         }
@@ -258,6 +323,11 @@ mod tests {
         let b = backend(vec![(90, vec![]), (10, vec![ep("c", 3)])]);
         assert!((0..100).all(|r| b.pick(r, 0, None).map(|e| e.id.as_str()) == Some("c")));
         assert_eq!(backend(vec![(100, vec![])]).pick(0, 0, None), None);
+        // Instances of a version that lost its traffic serve only while nothing else can.
+        let b = backend(vec![(100, vec![]), (0, vec![ep("old", 4)])]);
+        assert_eq!(b.pick(7, 0, None).map(|e| e.id.as_str()), Some("old"));
+        let b = backend(vec![(100, vec![ep("new", 5)]), (0, vec![ep("old", 4)])]);
+        assert_eq!(b.pick(7, 0, None).map(|e| e.id.as_str()), Some("new"));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! TCP proxy for `lb.port_N: tcp://:P`: one listener per router port; each connection goes to
 //! one backend, chosen by version weight and round robin.
 
-use super::Shared;
+use super::{InflightGuard, Shared};
 use std::sync::Arc;
 use tokio::net::{TcpListener, TcpStream};
 
@@ -10,26 +10,30 @@ pub(super) async fn serve(port: u16, listener: TcpListener, shared: Arc<Shared>)
         let Ok((mut client, _)) = listener.accept().await else {
             continue;
         };
-        let table = shared.table();
-        let Some(backend) = table.tcp.get(&port) else {
-            continue;
+        // Picked under the table's read lock, with the in-flight guard taken before it is
+        // released (see `Router::drain`).
+        let picked = {
+            let table = shared.table.read().unwrap_or_else(|p| p.into_inner());
+            table
+                .tcp
+                .get(&port)
+                .and_then(|b| b.pick(shared.roll(), shared.next_turn(), None))
+                .map(|ep| (ep.addr, InflightGuard::new(&ep.inflight)))
         };
-        let Some(ep) = backend
-            .pick(shared.roll(), shared.next_turn(), None)
-            .cloned()
-        else {
-            // No ready instance: close the connection at once rather than hang it.
+        // No ready instance: close the connection at once rather than hang it.
+        let Some((addr, guard)) = picked else {
             continue;
         };
         tokio::spawn(async move {
-            match TcpStream::connect(ep.addr).await {
+            let _guard = guard;
+            match TcpStream::connect(addr).await {
                 Ok(mut upstream) => {
                     let _ = client.set_nodelay(true);
                     let _ = upstream.set_nodelay(true);
                     let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
                 }
                 Err(e) => {
-                    tracing::debug!(port, backend = %ep.addr, error = %e, "tcp backend unreachable")
+                    tracing::debug!(port, backend = %addr, error = %e, "tcp backend unreachable")
                 }
             }
         });

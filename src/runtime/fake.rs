@@ -129,7 +129,7 @@ impl ContainerRuntime for FakeRuntime {
                 service: l[labels::SERVICE].clone(),
                 slot: req.slot,
                 spec_hash: req.spec_hash.clone(),
-                version: req.version.clone().unwrap_or_default(),
+                version: crate::model::version_name(&req.service, req.version),
                 image: req.spec.image.clone(),
                 state: InstanceState::Created,
                 exit_code: None,

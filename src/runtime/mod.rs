@@ -47,8 +47,8 @@ pub struct CreateRequest {
     pub slot: u32,
     /// `berth.spec` label: the desired spec hash.
     pub spec_hash: String,
-    /// `berth.version` label (`web-003`), when the service has a version.
-    pub version: Option<String>,
+    /// The version it runs: `berth.version` label `web-003`.
+    pub version: u32,
     pub spec: ServiceSpec,
     /// The app network to join (bridge mode), with the DNS aliases of this instance.
     pub network: Option<String>,
@@ -57,13 +57,17 @@ pub struct CreateRequest {
 
 impl CreateRequest {
     pub fn container_name(&self) -> String {
-        container_name(&self.app, &self.service, self.slot)
+        container_name(&self.app, &self.service, self.version, self.slot)
     }
 }
 
-/// `{app}_{service}_{slot}`, the seed platform's naming.
-pub fn container_name(app: &str, service: &str, slot: u32) -> String {
-    format!("{app}_{service}_{slot}")
+/// `{app}_{service}-{NNN}_{slot}`: the seed platform's `{app}_{service}_{slot}` with the
+/// version, since instances of several versions of a service run side by side.
+pub fn container_name(app: &str, service: &str, version: u32, slot: u32) -> String {
+    format!(
+        "{app}_{}_{slot}",
+        crate::model::version_name(service, version)
+    )
 }
 
 /// The network of an app on a node. The node id is part of the name because network names
@@ -152,8 +156,9 @@ pub fn berth_labels(req: &CreateRequest) -> BTreeMap<String, String> {
     l.insert(SERVICE.into(), req.service.clone());
     l.insert(SLOT.into(), req.slot.to_string());
     l.insert(SPEC.into(), req.spec_hash.clone());
-    if let Some(v) = &req.version {
-        l.insert(VERSION.into(), v.clone());
-    }
+    l.insert(
+        VERSION.into(),
+        crate::model::version_name(&req.service, req.version),
+    );
     l
 }

@@ -19,7 +19,7 @@ fn refused_hint(key: &str) -> Option<&'static str> {
             "berth has no image builder on the host: build the image elsewhere and `berth image load` it (or push it to a registry the host reaches)"
         }
         "container_name" => {
-            "berth names containers {app}_{service}_{slot} itself so it can adopt them after a restart; remove `container_name`"
+            "berth names containers {app}_{service}-{version}_{slot} itself so it can adopt them after a restart; remove `container_name`"
         }
         "volumes_from" => "share a named volume between the services instead",
         "secrets" | "configs" => "use a config set or a bind-mounted file instead",

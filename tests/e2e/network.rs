@@ -11,7 +11,7 @@ fn services_resolve_by_name_and_link_alias() {
     for host in ["db", "database"] {
         let out = docker_ok(&[
             "exec",
-            "dns_web_1",
+            "dns_web-001_1",
             "wget",
             "-q",
             "-O-",
@@ -23,14 +23,14 @@ fn services_resolve_by_name_and_link_alias() {
         "inspect",
         "-f",
         "{{range $k, $v := .NetworkSettings.Networks}}{{$k}}{{end}}",
-        "dns_web_1",
+        "dns_web-001_1",
     ]);
     assert_eq!(net, format!("berth_dns_{}", &a.node_id[..6]));
     let labels = docker_ok(&[
         "inspect",
         "-f",
         "{{index .Config.Labels \"berth.app\"}} {{index .Config.Labels \"berth.slot\"}} {{.HostConfig.RestartPolicy.Name}}",
-        "dns_web_1",
+        "dns_web-001_1",
     ]);
     assert_eq!(labels, "dns 1 unless-stopped");
 }
@@ -79,7 +79,7 @@ fn external_links_alias_a_container_on_the_app_network() {
     ]);
     let out = docker_ok(&[
         "exec",
-        "xl_web_1",
+        "xl_web-001_1",
         "wget",
         "-q",
         "-O-",

@@ -49,7 +49,7 @@ fn kill9_mid_deploy_then_restart_converges_without_duplicates() {
             .into_iter()
             .map(|(n, _)| n)
             .collect();
-        let want: Vec<String> = (1..=5).map(|i| format!("{app}_web_{i}")).collect();
+        let want: Vec<String> = (1..=5).map(|i| format!("{app}_web-001_{i}")).collect();
         assert_eq!(
             names, want,
             "after killing at {delay_ms}ms with {at_kill:?}"
@@ -88,7 +88,7 @@ fn state_survives_agent_restart() {
     let mut a = Agent::start();
     a.deploy("keep", &format!("services:\n  web:\n    image: {IMAGE}\n    command: sleep 3600\n    stop_grace_period: 1s\n"));
     a.kill9();
-    docker_ok(&["kill", "keep_web_1"]);
+    docker_ok(&["kill", "keep_web-001_1"]);
     a.restart();
     wait_until("replaced after restart", Duration::from_secs(20), || {
         a.running("keep").len() == 1
@@ -102,7 +102,7 @@ fn state_survives_agent_restart() {
 #[test]
 fn failing_container_backs_off_and_sigterm_still_stops_the_agent() {
     let mut a = Agent::start();
-    let squatter = "squat_web_1";
+    let squatter = "squat_web-001_1";
     let _ = std::process::Command::new("docker")
         .args(["rm", "-f", squatter])
         .output();

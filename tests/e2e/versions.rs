@@ -59,7 +59,7 @@ fn versions_number_label_delete_and_limit() {
         "inspect",
         "-f",
         "{{index .Config.Labels \"berth.version\"}}",
-        "ver_web_1",
+        "ver_web-002_1",
     ]);
     assert_eq!(label, "web-002");
     let ps = a.ok(&["ps", "ver"]);
