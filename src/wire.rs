@@ -92,7 +92,7 @@ pub struct InstanceView {
     pub up_to_date: bool,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VersionView {
     /// `web-003`.
     pub name: String,

@@ -194,26 +194,40 @@ impl Core {
         Ok(list)
     }
 
-    /// Probes exactly the running instances whose service has a probe.
+    /// Probes exactly the running instances whose version has a probe. Each instance is
+    /// probed as its own version says (a new version may probe differently); instances of a
+    /// version without traffic any more are looked up in the store (rare: while they drain).
     fn track_health(&self, apps: &[StoredApp], instances: &[crate::model::Instance]) {
-        let targets = instances
+        let mut old_versions: HashMap<(String, String), Vec<crate::model::Version>> =
+            HashMap::new();
+        let mut targets = Vec::new();
+        for i in instances
             .iter()
             .filter(|i| i.state == crate::model::InstanceState::Running)
-            .filter_map(|i| {
-                let svc = apps
+        {
+            let Some(app) = apps.iter().find(|a| a.spec.name == i.app) else {
+                continue;
+            };
+            let number = i.version_number().unwrap_or(0);
+            let spec = match app.live_version(&i.service, number) {
+                Some(l) => Some(l.version.spec.clone()),
+                None => old_versions
+                    .entry((i.app.clone(), i.service.clone()))
+                    .or_insert_with(|| self.store.versions(&i.app, &i.service).unwrap_or_default())
                     .iter()
-                    .find(|a| a.spec.name == i.app)?
-                    .spec
-                    .services
-                    .get(&i.service)?;
-                let probe = svc.ext.probe.as_ref()?;
-                Some(crate::health::Target::for_instance(
+                    .find(|v| v.number == number)
+                    .map(|v| v.spec.clone()),
+            };
+            if let Some(spec) = spec
+                && let Some(probe) = spec.ext.probe.as_ref()
+            {
+                targets.push(crate::health::Target::for_instance(
                     i,
                     probe,
-                    svc.network_mode,
-                ))
-            })
-            .collect();
+                    spec.network_mode,
+                ));
+            }
+        }
         self.prober.sync(targets, Instant::now());
     }
 

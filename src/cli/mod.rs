@@ -451,7 +451,42 @@ fn deploy(client: &Client, a: DeployArgs) -> Result<()> {
     if a.detach {
         return Ok(());
     }
-    wait_running(client, &r.app, Duration::from_secs(a.timeout))
+    wait_running(client, &r.app, Duration::from_secs(a.timeout))?;
+    check_new_versions(client, &r.app, &r.versions)
+}
+
+/// After a deploy settled: did the versions it created make it? A failed one (the traffic
+/// stayed on, or rolled back to, the previous version) fails the deploy.
+fn check_new_versions(client: &Client, app: &str, versions: &[String]) -> Result<()> {
+    let mut failed = Vec::new();
+    for name in versions {
+        let Some((svc, _)) = name.rsplit_once('-') else {
+            continue;
+        };
+        let list: Vec<VersionView> =
+            client.get(&format!("/v1/apps/{app}/services/{svc}/versions"))?;
+        let Some(v) = list.iter().find(|v| &v.name == name) else {
+            continue;
+        };
+        match v.state.as_str() {
+            "failed" => failed.push(format!("{name} failed: {}", v.reason)),
+            "awaiting confirmation" => println!(
+                "{app}: {name} is ready at 0% of the traffic: `berth release confirm {app}/{svc}` switches to it, `berth release abort {app}/{svc}` drops it"
+            ),
+            _ if v.weight == 0 => println!(
+                "{app}: {name} runs at 0% of the traffic: `berth traffic {app}/{svc} {:03}=10 ...` gives it some",
+                v.number
+            ),
+            _ => {}
+        }
+    }
+    if !failed.is_empty() {
+        bail!(
+            "{app}: {}; the traffic stays on the previous version (`berth versions`, `berth events {app}`)",
+            failed.join("; ")
+        );
+    }
+    Ok(())
 }
 
 /// Waits until every desired container of `app` runs; fails when it keeps failing.

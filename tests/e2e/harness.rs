@@ -332,6 +332,33 @@ impl Agent {
     }
 }
 
+/// GET through the router with a Host header; returns (status, body, set-cookie).
+pub fn router_get(
+    router: u16,
+    host: &str,
+    path: &str,
+    cookie: Option<&str>,
+) -> (u16, String, Option<String>) {
+    let mut req = http_agent()
+        .get(format!("http://127.0.0.1:{router}{path}"))
+        .header("Host", host);
+    if let Some(c) = cookie {
+        req = req.header("Cookie", c);
+    }
+    let mut r = req.call().expect("router answers");
+    let status = r.status().as_u16();
+    let set_cookie = r
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    (
+        status,
+        r.body_mut().read_to_string().unwrap_or_default(),
+        set_cookie,
+    )
+}
+
 /// An HTTP client that returns error statuses instead of failing on them.
 pub fn http_agent() -> ureq::Agent {
     ureq::Agent::config_builder()

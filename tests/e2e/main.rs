@@ -9,5 +9,6 @@ mod inputs;
 mod lifecycle;
 mod network;
 mod recovery;
+mod releases;
 mod router;
 mod versions;

@@ -3,28 +3,6 @@ use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::time::Duration;
 
-/// GET through the router with a Host header; returns (status, body, set-cookie).
-fn get(router: u16, host: &str, path: &str, cookie: Option<&str>) -> (u16, String, Option<String>) {
-    let mut req = http_agent()
-        .get(format!("http://127.0.0.1:{router}{path}"))
-        .header("Host", host);
-    if let Some(c) = cookie {
-        req = req.header("Cookie", c);
-    }
-    let mut r = req.call().expect("router answers");
-    let status = r.status().as_u16();
-    let set_cookie = r
-        .headers()
-        .get("set-cookie")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    (
-        status,
-        r.body_mut().read_to_string().unwrap_or_default(),
-        set_cookie,
-    )
-}
-
 /// HTTP by host (full domain and prefix), round robin over healthy instances, stickiness,
 /// 404/503, and the TCP proxy, all through a real agent's router to real containers.
 #[test]
@@ -58,7 +36,7 @@ fn router_routes_balances_sticks_and_proxies_tcp() {
     let mut seen = BTreeMap::new();
     for host in ["shop.example.com", "shop.test.local"] {
         for _ in 0..20 {
-            let (status, body, _) = get(http_port, host, "/id", None);
+            let (status, body, _) = router_get(http_port, host, "/id", None);
             assert_eq!(status, 200, "{body}");
             *seen.entry(body.trim().to_string()).or_insert(0) += 1;
         }
@@ -73,17 +51,17 @@ fn router_routes_balances_sticks_and_proxies_tcp() {
     assert!(seen.values().all(|n| *n == 20), "round robin: {seen:?}");
 
     // The longer path prefix goes to `api`, which is sticky.
-    let (status, body, cookie) = get(http_port, "shop.example.com", "/api/../id", None);
+    let (status, body, cookie) = router_get(http_port, "shop.example.com", "/api/../id", None);
     assert_eq!(status, 200, "{body}");
     let (_, api_id, cookie) = (status, body, cookie.expect("sticky cookie"));
     assert!(cookie.starts_with("berth_sticky="), "{cookie}");
     let pair = cookie.split(';').next().unwrap_or_default().to_string();
     for _ in 0..10 {
-        let (_, body, _) = get(http_port, "shop.example.com", "/api/../id", Some(&pair));
+        let (_, body, _) = router_get(http_port, "shop.example.com", "/api/../id", Some(&pair));
         assert_eq!(body, api_id, "sticky");
     }
 
-    let (status, body, _) = get(http_port, "nobody.example.com", "/", None);
+    let (status, body, _) = router_get(http_port, "nobody.example.com", "/", None);
     assert_eq!(
         (status, body.contains("no app is routed")),
         (404, true),
@@ -103,6 +81,6 @@ fn router_routes_balances_sticks_and_proxies_tcp() {
     wait_until(
         "503 once web has no instance",
         Duration::from_secs(20),
-        || get(http_port, "shop.example.com", "/id", None).0 == 503,
+        || router_get(http_port, "shop.example.com", "/id", None).0 == 503,
     );
 }
