@@ -170,7 +170,8 @@ fn traffic_split_and_rollback() {
     assert!((870..=930).contains(&v2), "90% +-3 to web-002: {t:?}");
     assert_eq!(v2 + t.get("v1").copied().unwrap_or(0), 1000, "{t:?}");
 
-    // Rollback: all traffic to the version before the main one.
+    // Rollback: all traffic to the version before the main one; traffic shifts lose nothing.
+    let load = Load::start(port);
     let out = a.ok(&["rollback", "tr/web"]);
     assert!(out.contains("web-001"), "{out}");
     wait_until("only v1 answers", Duration::from_secs(10), || {
@@ -185,6 +186,11 @@ fn traffic_split_and_rollback() {
     wait_until("only v2 answers", Duration::from_secs(40), || {
         only(port, "v2")
     });
+    let (ok, failed) = load.finish();
+    assert!(
+        failed.is_empty(),
+        "failed requests during traffic shifts: {failed:?} ({ok:?})"
+    );
     assert!(
         a.fails(&["rollback", "tr/web", "002"])
             .contains("already has all the traffic")
