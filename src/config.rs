@@ -18,6 +18,8 @@ pub enum ConfigError {
     },
     #[error("config file {path} is invalid: {message}")]
     Parse { path: PathBuf, message: String },
+    #[error("router TLS: {0}")]
+    Tls(String),
     #[error("invalid {what} {value:?}: {hint}")]
     Value {
         what: &'static str,
@@ -46,6 +48,11 @@ pub struct RouterSection {
     pub domain: Option<String>,
     /// Address the TCP router ports (`lb.port_N: tcp://:P`) listen on. Default "0.0.0.0".
     pub tcp_address: Option<String>,
+    /// Address of the HTTPS router, like "0.0.0.0:443". Default: none.
+    pub https: Option<String>,
+    /// Certificates for `https://` routes, chosen by SNI.
+    #[serde(default)]
+    pub tls: Vec<crate::router::tls::TlsCert>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -78,6 +85,11 @@ pub struct AgentConfig {
     pub router_http: Option<SocketAddr>,
     pub router_domain: String,
     pub router_tcp_ip: std::net::IpAddr,
+    /// The HTTPS listener and its certificates (loaded and checked at startup).
+    pub router_https: Option<SocketAddr>,
+    pub router_tls: Option<std::sync::Arc<tokio_rustls::rustls::ServerConfig>>,
+    /// The domains with a certificate (`*.x` for wildcards).
+    pub router_tls_domains: Vec<String>,
 }
 
 /// `berth agent` flags (None = not given; the file, then the default, applies).
@@ -104,6 +116,10 @@ pub struct AgentFlags {
     /// Domain for prefix routes (`routing.port_80: shop` -> shop.DOMAIN).
     #[arg(long)]
     pub router_domain: Option<String>,
+    /// Serve `https://` routes on ADDR:PORT (like 0.0.0.0:443), with the [[router.tls]]
+    /// certificates of berth.toml.
+    #[arg(long)]
+    pub router_https: Option<String>,
 }
 
 /// A duration setting: `value` or `default`, at least `min_ms`.
@@ -161,6 +177,34 @@ pub fn load_agent(flags: &AgentFlags) -> Result<AgentConfig, ConfigError> {
         })?),
         None => None,
     };
+    let router_https = match flags
+        .router_https
+        .clone()
+        .or(router.https)
+        .filter(|s| !s.is_empty())
+    {
+        Some(s) => Some(s.parse().map_err(|_| ConfigError::Value {
+            what: "router https address",
+            value: s.clone(),
+            hint: "write ADDR:PORT, like 0.0.0.0:443",
+        })?),
+        None => None,
+    };
+    if router_https.is_some() && router.tls.is_empty() {
+        return Err(ConfigError::Tls(
+            "[router] https is set but no certificate is: add [[router.tls]] entries with domain, cert and key".into(),
+        ));
+    }
+    let router_tls = if router.tls.is_empty() {
+        None
+    } else {
+        Some(crate::router::tls::server_config(&router.tls).map_err(ConfigError::Tls)?)
+    };
+    let router_tls_domains = router
+        .tls
+        .iter()
+        .map(|t| t.domain.trim().trim_end_matches('.').to_ascii_lowercase())
+        .collect();
     let router_domain = flags
         .router_domain
         .clone()
@@ -245,6 +289,9 @@ pub fn load_agent(flags: &AgentFlags) -> Result<AgentConfig, ConfigError> {
         router_http,
         router_domain,
         router_tcp_ip,
+        router_https,
+        router_tls,
+        router_tls_domains,
     })
 }
 

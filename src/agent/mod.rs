@@ -79,6 +79,8 @@ pub struct Core {
     pub version_deadline_ms: i64,
     pub router: crate::router::Router,
     pub router_domain: String,
+    /// Domains with a certificate, when the HTTPS router runs (for `https://` routes).
+    pub tls_domains: Vec<String>,
     /// Router errors last reported (so a port that cannot be bound is reported once).
     router_errors: Mutex<Vec<String>>,
 }
@@ -160,6 +162,11 @@ impl Core {
             version_deadline_ms: cfg.version_deadline_ms as i64,
             router: crate::router::Router::new(cfg.router_tcp_ip),
             router_domain: cfg.router_domain.clone(),
+            tls_domains: if cfg.router_https.is_some() {
+                cfg.router_tls_domains.clone()
+            } else {
+                Vec::new()
+            },
             router_errors: Mutex::new(Vec::new()),
         })
     }
@@ -544,6 +551,16 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
                 detail: format!("HTTP router: {e}"),
             })?;
         tracing::info!(%addr, domain = %cfg.router_domain, "HTTP router listening");
+    }
+    if let (Some(addr), Some(tls)) = (cfg.router_https, cfg.router_tls.clone()) {
+        core.router
+            .start_https(addr, tls, stop_rx.clone())
+            .await
+            .map_err(|e| AgentError::Listen {
+                addr: addr.to_string(),
+                detail: format!("HTTPS router: {e}"),
+            })?;
+        tracing::info!(%addr, domains = ?cfg.router_tls_domains, "HTTPS router listening");
     }
     let api = crate::api::Server::start(
         cfg.listen,

@@ -128,6 +128,26 @@ impl Core {
             })
             .unwrap_or_default();
 
+        // An https route needs a certificate the HTTPS router serves.
+        for (name, svc) in &app.services {
+            for (port, routes) in &svc.ext.routing {
+                for r in routes.iter().filter(|r| r.scheme == "https") {
+                    let Some(host) = crate::router::table::route_host(r, &self.router_domain)
+                    else {
+                        continue;
+                    };
+                    if !self
+                        .tls_domains
+                        .iter()
+                        .any(|d| crate::router::tls::covers(d, &host))
+                    {
+                        return Err(CoreError::BadRequest(format!(
+                            "service {name:?}: routing.port_{port} routes https://{host}, but the router has no certificate for it: add [[router.tls]] domain = \"{host}\" with cert and key to berth.toml and set [router] https (or --router-https)"
+                        )));
+                    }
+                }
+            }
+        }
         let traffic_none = match req.traffic.as_str() {
             "" | "all" => false,
             "none" => true,

@@ -22,6 +22,7 @@ const STICKY_COOKIE: &str = "berth_sticky";
 pub(super) async fn serve(
     listener: TcpListener,
     shared: Arc<Shared>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut connector = HttpConnector::new();
@@ -38,18 +39,31 @@ pub(super) async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let (shared, client) = (shared.clone(), client.clone());
+        let (shared, client, tls) = (shared.clone(), client.clone(), tls.clone());
         tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req| {
-                handle(req, shared.clone(), client.clone(), peer)
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .keep_alive(true)
-                .serve_connection(TokioIo::new(stream), svc)
-                .with_upgrades()
-                .await;
+            match tls {
+                None => serve_conn(TokioIo::new(stream), shared, client, peer, false).await,
+                Some(acceptor) => match acceptor.accept(stream).await {
+                    Ok(s) => serve_conn(TokioIo::new(s), shared, client, peer, true).await,
+                    Err(e) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                },
+            }
         });
     }
+}
+
+async fn serve_conn<I>(io: I, shared: Arc<Shared>, client: Upstream, peer: SocketAddr, tls: bool)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let svc = hyper::service::service_fn(move |req| {
+        handle(req, shared.clone(), client.clone(), peer, tls)
+    });
+    let _ = hyper::server::conn::http1::Builder::new()
+        .keep_alive(true)
+        .serve_connection(io, svc)
+        .with_upgrades()
+        .await;
 }
 
 fn plain(status: StatusCode, msg: String) -> Response<Body> {
@@ -114,6 +128,7 @@ async fn handle(
     shared: Arc<Shared>,
     client: Upstream,
     peer: SocketAddr,
+    tls: bool,
 ) -> Result<Response<Body>, Infallible> {
     let host = req
         .headers()
@@ -151,6 +166,22 @@ async fn handle(
             ));
         }
     };
+    // An https route asked for over plain HTTP: send the client to the TLS listener.
+    if https && !tls {
+        let name = host.split(':').next().unwrap_or(&host);
+        let port = match shared.https_port.get() {
+            Some(443) | None => String::new(),
+            Some(p) => format!(":{p}"),
+        };
+        let mut r = plain(
+            StatusCode::PERMANENT_REDIRECT,
+            format!("berth: {host} is served over https"),
+        );
+        if let Ok(v) = HeaderValue::from_str(&format!("https://{name}{port}{path_q}")) {
+            r.headers_mut().insert(header::LOCATION, v);
+        }
+        return Ok(r);
+    }
     let upgrade = req.headers().contains_key(header::UPGRADE);
     let uri = format!("http://{}{path_q}", ep.addr);
     match uri.parse() {
@@ -174,7 +205,7 @@ async fn handle(
     if !h.contains_key("x-forwarded-proto") {
         h.insert(
             "x-forwarded-proto",
-            HeaderValue::from_static(if https { "https" } else { "http" }),
+            HeaderValue::from_static(if tls { "https" } else { "http" }),
         );
     }
     if let Ok(v) = HeaderValue::from_str(&host)

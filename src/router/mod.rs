@@ -16,6 +16,7 @@
 mod http;
 pub mod table;
 mod tcp;
+pub mod tls;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
@@ -26,6 +27,8 @@ use table::Table;
 /// State shared by every proxy task.
 pub struct Shared {
     table: RwLock<Arc<Table>>,
+    /// Port of the HTTPS listener, where plain requests for https routes are redirected.
+    https_port: std::sync::OnceLock<u16>,
     turn: AtomicUsize,
     rng: AtomicU64,
 }
@@ -81,6 +84,7 @@ impl Router {
         Router {
             shared: Arc::new(Shared {
                 table: RwLock::new(Arc::new(Table::default())),
+                https_port: std::sync::OnceLock::new(),
                 turn: AtomicUsize::new(0),
                 rng: AtomicU64::new(seed),
             }),
@@ -97,7 +101,26 @@ impl Router {
         shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> std::io::Result<()> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
-        tokio::spawn(http::serve(listener, self.shared.clone(), shutdown));
+        tokio::spawn(http::serve(listener, self.shared.clone(), None, shutdown));
+        Ok(())
+    }
+
+    /// Starts the HTTPS listener (TLS terminated here, certificates by SNI).
+    pub async fn start_https(
+        &self,
+        addr: SocketAddr,
+        tls: Arc<tokio_rustls::rustls::ServerConfig>,
+        shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> std::io::Result<()> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let _ = self.shared.https_port.set(listener.local_addr()?.port());
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+        tokio::spawn(http::serve(
+            listener,
+            self.shared.clone(),
+            Some(acceptor),
+            shutdown,
+        ));
         Ok(())
     }
 

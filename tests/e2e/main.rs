@@ -11,4 +11,5 @@ mod network;
 mod recovery;
 mod releases;
 mod router;
+mod tls;
 mod versions;

@@ -1,0 +1,186 @@
+//! TLS termination for `https://` routes and websockets through the router.
+
+use crate::harness::*;
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Forwarded headers a backend saw: (name, value).
+type Seen = Arc<Mutex<Vec<(String, String)>>>;
+
+/// A websocket echo server in this process; records the handshake's forwarded headers.
+#[allow(clippy::result_large_err)] // tungstenite's callback signature
+fn echo_server() -> (u16, Seen) {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = seen.clone();
+    std::thread::spawn(move || {
+        for stream in l.incoming().flatten() {
+            let s = s.clone();
+            std::thread::spawn(move || {
+                let cb = |req: &tungstenite::handshake::server::Request,
+                          resp: tungstenite::handshake::server::Response| {
+                    let mut g = s.lock().expect("lock");
+                    for (k, v) in req.headers() {
+                        if k.as_str().starts_with("x-forwarded") {
+                            g.push((k.to_string(), v.to_str().unwrap_or("").to_string()));
+                        }
+                    }
+                    Ok(resp)
+                };
+                let Ok(mut ws) = tungstenite::accept_hdr(stream, cb) else {
+                    return;
+                };
+                while let Ok(m) = ws.read() {
+                    if m.is_close() || ws.send(m).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    (port, seen)
+}
+
+fn curl(args: &[&str]) -> (bool, String) {
+    let o = std::process::Command::new("curl")
+        .args(["-sS", "--max-time", "10"])
+        .args(args)
+        .output()
+        .expect("curl runs");
+    (
+        o.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        ),
+    )
+}
+
+/// HTTPS terminated by the router with a certificate chosen by SNI, plain requests for an
+/// https route redirected, a route without a certificate refused at deploy, a bad
+/// certificate refused at start, and a websocket echoed through the router with forwarded
+/// headers.
+#[test]
+fn https_routes_and_websockets() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let ck = rcgen::generate_simple_self_signed(vec!["tls.example.com".into()]).expect("cert");
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, ck.cert.pem()).expect("write cert");
+    std::fs::write(&key, ck.signing_key.serialize_pem()).expect("write key");
+    let (http, https) = (free_port(), free_port());
+    let a = Agent::start_with_config(&format!(
+        "[router]\nhttp = \"127.0.0.1:{http}\"\nhttps = \"127.0.0.1:{https}\"\n[[router.tls]]\ndomain = \"tls.example.com\"\ncert = \"{}\"\nkey = \"{}\"\n",
+        cert.display(),
+        key.display()
+    ));
+    let (ws_port, seen) = echo_server();
+    a.deploy(
+        "tls",
+        &format!(
+            "services:\n  web:\n    image: {IMAGE}\n    command: httpd -f -p 8080 -h /www\n    stop_grace_period: 1s\n    labels:\n      berth.routing.port_8080: https://tls.example.com\n  ws:\n    image: {IMAGE}\n    command: sleep 3600\n    network_mode: host\n    stop_grace_period: 1s\n    labels:\n      berth.routing.port_{ws_port}: ws.example.com\n"
+        ),
+    );
+
+    // HTTPS, verified against the certificate.
+    let resolve = format!("tls.example.com:{https}:127.0.0.1");
+    let url = format!("https://tls.example.com:{https}/index.html");
+    let ca = cert.to_str().expect("path");
+    wait_until("https answers", Duration::from_secs(20), || {
+        curl(&["--cacert", ca, "--resolve", &resolve, &url])
+            .1
+            .contains("hello from berth")
+    });
+    // No certificate for other names: the handshake fails.
+    let other = format!("other.example.com:{https}:127.0.0.1");
+    let (ok, out) = curl(&[
+        "--cacert",
+        ca,
+        "--resolve",
+        &other,
+        &format!("https://other.example.com:{https}/"),
+    ]);
+    assert!(!ok, "{out}");
+    // Plain HTTP to an https route: a permanent redirect to the TLS listener.
+    let (_, head) = curl(&[
+        "-I",
+        "-H",
+        "Host: tls.example.com",
+        &format!("http://127.0.0.1:{http}/index.html"),
+    ]);
+    let head = head.to_ascii_lowercase();
+    assert!(
+        head.starts_with("http/1.1 308")
+            && head.contains(&format!(
+                "location: https://tls.example.com:{https}/index.html"
+            )),
+        "{head}"
+    );
+
+    // An https route for a name without a certificate is refused before anything changes.
+    let p = a.template(
+        "nocert",
+        &format!(
+            "services:\n  web:\n    image: {IMAGE}\n    command: httpd -f -p 8080 -h /www\n    labels:\n      berth.routing.port_8080: https://shop.example.com\n"
+        ),
+    );
+    let err = a.fails(&["deploy", "-f", path_str(&p), "--name", "nocert"]);
+    assert!(
+        err.contains("[[router.tls]]") && err.contains("shop.example.com"),
+        "{err}"
+    );
+    assert!(a.fails(&["ps", "nocert"]).contains("not deployed"));
+
+    // A websocket through the router, echoed, with the forwarded headers added.
+    let stream = TcpStream::connect(("127.0.0.1", http)).expect("router");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let (mut ws, resp) =
+        tungstenite::client("ws://ws.example.com/chat", stream).expect("websocket handshake");
+    assert_eq!(resp.status(), 101);
+    for text in ["hello", "second message over the same connection"] {
+        ws.send(tungstenite::Message::text(text)).expect("send");
+        let back = ws.read().expect("echo");
+        assert_eq!(back.to_text().expect("text"), text);
+    }
+    let _ = ws.close(None);
+    let headers = seen.lock().expect("lock").clone();
+    for (k, v) in [
+        ("x-forwarded-for", "127.0.0.1"),
+        ("x-forwarded-proto", "http"),
+        ("x-forwarded-host", "ws.example.com"),
+    ] {
+        assert!(
+            headers.iter().any(|(hk, hv)| hk == k && hv == v),
+            "{k}: {v} missing in {headers:?}"
+        );
+    }
+
+    // A key that does not belong to the certificate: the agent refuses to start, saying so.
+    let other_key = rcgen::generate_simple_self_signed(vec!["x".into()]).expect("cert");
+    let bad_key = dir.path().join("bad.pem");
+    std::fs::write(&bad_key, other_key.signing_key.serialize_pem()).expect("write");
+    let cfg = dir.path().join("bad.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[router]\nhttps = \"127.0.0.1:{}\"\n[[router.tls]]\ndomain = \"tls.example.com\"\ncert = \"{}\"\nkey = \"{}\"\n",
+            free_port(),
+            cert.display(),
+            bad_key.display()
+        ),
+    )
+    .expect("write");
+    let o = std::process::Command::new(bin())
+        .args(["agent", "--config", path_str(&cfg), "--data-dir"])
+        .arg(dir.path().join("bad-data"))
+        .args(["--listen", &format!("127.0.0.1:{}", free_port())])
+        .output()
+        .expect("agent runs");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(err.contains("does not belong to"), "{err}");
+}
