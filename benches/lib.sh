@@ -2,15 +2,15 @@
 # with a temp data dir. Sets BERTH, WORK, AGENT, NODE and exports BERTH_API, BERTH_TOKEN_FILE.
 . "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
 
-start_bench_agent() {
-    local name=$1
+start_bench_agent() { # NAME [more agent flags...]
+    local name=$1; shift
     ensure_engine; ensure_images
     cargo build --release --quiet
     BERTH=$PWD/target/release/berth
     WORK=$(mktemp -d)
     local port
     port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-    "$BERTH" agent --data-dir "$WORK/data" --listen "127.0.0.1:$port" --node-name "$name" 2>"$WORK/agent.log" &
+    "$BERTH" agent --data-dir "$WORK/data" --listen "127.0.0.1:$port" --node-name "$name" "$@" 2>"$WORK/agent.log" &
     AGENT=$!
     export BERTH_API=http://127.0.0.1:$port BERTH_TOKEN_FILE=$WORK/data/api.token
     for _ in $(seq 100); do curl -fs "$BERTH_API/v1/health" >"$WORK/health" 2>/dev/null && break; sleep 0.1; done

@@ -160,7 +160,14 @@ impl Core {
             events_changed: Notify::new(),
             prober: crate::health::Prober::default(),
             version_deadline_ms: cfg.version_deadline_ms as i64,
-            router: crate::router::Router::new(cfg.router_tcp_ip),
+            router: crate::router::Router::new(
+                cfg.router_tcp_ip,
+                if cfg.router_https.is_some() {
+                    cfg.router_tls_domains.clone()
+                } else {
+                    Vec::new()
+                },
+            ),
             router_domain: cfg.router_domain.clone(),
             tls_domains: if cfg.router_https.is_some() {
                 cfg.router_tls_domains.clone()
@@ -545,7 +552,6 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
     if let Some(addr) = cfg.router_http {
         core.router
             .start_http(addr, stop_rx.clone())
-            .await
             .map_err(|e| AgentError::Listen {
                 addr: addr.to_string(),
                 detail: format!("HTTP router: {e}"),
@@ -555,7 +561,6 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
     if let (Some(addr), Some(tls)) = (cfg.router_https, cfg.router_tls.clone()) {
         core.router
             .start_https(addr, tls, stop_rx.clone())
-            .await
             .map_err(|e| AgentError::Listen {
                 addr: addr.to_string(),
                 detail: format!("HTTPS router: {e}"),

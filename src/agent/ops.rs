@@ -128,7 +128,9 @@ impl Core {
             })
             .unwrap_or_default();
 
-        // An https route needs a certificate the HTTPS router serves.
+        // An https route is terminated by the router when a certificate covers its host;
+        // without one it is served over plain HTTP only, which the deploy warns about.
+        let mut app = app;
         for (name, svc) in &app.services {
             for (port, routes) in &svc.ext.routing {
                 for r in routes.iter().filter(|r| r.scheme == "https") {
@@ -141,9 +143,9 @@ impl Core {
                         .iter()
                         .any(|d| crate::router::tls::covers(d, &host))
                     {
-                        return Err(CoreError::BadRequest(format!(
-                            "service {name:?}: routing.port_{port} routes https://{host}, but the router has no certificate for it: add [[router.tls]] domain = \"{host}\" with cert and key to berth.toml and set [router] https (or --router-https)"
-                        )));
+                        app.warnings.push(format!(
+                            "service {name:?}: routing.port_{port} routes https://{host}, but the router has no certificate for it, so it is served over plain HTTP only: add [[router.tls]] domain = \"{host}\" with cert and key to berth.toml and set [router] https (or --router-https)"
+                        ));
                     }
                 }
             }

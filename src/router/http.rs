@@ -2,9 +2,10 @@
 
 use super::{InflightGuard, Shared};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, combinators::BoxBody};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::http::uri::PathAndQuery;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -14,7 +15,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
-type Body = BoxBody<Bytes, hyper::Error>;
 type Upstream = Client<HttpConnector, Incoming>;
 
 const STICKY_COOKIE: &str = "berth_sticky";
@@ -67,11 +67,7 @@ where
 }
 
 fn plain(status: StatusCode, msg: String) -> Response<Body> {
-    let mut r = Response::new(
-        Full::new(Bytes::from(msg + "\n"))
-            .map_err(|never| match never {})
-            .boxed(),
-    );
+    let mut r = Response::new(Body::Own(Full::new(Bytes::from(msg + "\n"))));
     *r.status_mut() = status;
     r.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -130,26 +126,28 @@ async fn handle(
     peer: SocketAddr,
     tls: bool,
 ) -> Result<Response<Body>, Infallible> {
-    let host = req
-        .headers()
-        .get(header::HOST)
+    // Cheap clones (shared bytes): this runs for every request.
+    let host_value = req.headers().get(header::HOST).cloned().or_else(|| {
+        req.uri()
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    });
+    let host = host_value
+        .as_ref()
         .and_then(|h| h.to_str().ok())
-        .map(str::to_string)
-        .or_else(|| req.uri().authority().map(|a| a.to_string()))
         .unwrap_or_default();
     let path_q = req
         .uri()
         .path_and_query()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "/".into());
-    let sticky_in = cookie(req.headers(), STICKY_COOKIE);
-    let picked = shared.pick_http(&host, req.uri().path(), sticky_in.as_deref());
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    let picked = shared.pick_http(host, req.uri().path(), req.headers());
     let Picked {
         ep,
         https,
-        app,
-        service,
+        label,
         sticky,
+        sticky_in,
         guard,
     } = match picked {
         Ok(p) => p,
@@ -159,16 +157,23 @@ async fn handle(
                 format!("berth: no app is routed for {host}{path_q}"),
             ));
         }
-        Err(NoBackend::NoneReady { app, service }) => {
+        Err(NoBackend::NoneReady(label)) => {
             return Ok(plain(
                 StatusCode::SERVICE_UNAVAILABLE,
-                format!("berth: no healthy instance of {app}/{service} right now"),
+                format!("berth: no healthy instance of {label} right now"),
             ));
         }
     };
-    // An https route asked for over plain HTTP: send the client to the TLS listener.
-    if https && !tls {
-        let name = host.split(':').next().unwrap_or(&host);
+    // An https route asked for over plain HTTP: send the client to the TLS listener (when a
+    // certificate covers the host; without one the route is served over plain HTTP).
+    if https
+        && !tls
+        && shared
+            .tls_domains
+            .iter()
+            .any(|d| super::tls::covers(d, host.split(':').next().unwrap_or(host)))
+    {
+        let name = host.split(':').next().unwrap_or(host);
         let port = match shared.https_port.get() {
             Some(443) | None => String::new(),
             Some(p) => format!(":{p}"),
@@ -183,8 +188,11 @@ async fn handle(
         return Ok(r);
     }
     let upgrade = req.headers().contains_key(header::UPGRADE);
-    let uri = format!("http://{}{path_q}", ep.addr);
-    match uri.parse() {
+    let mut parts = hyper::http::uri::Parts::default();
+    parts.scheme = Some(hyper::http::uri::Scheme::HTTP);
+    parts.authority = Some(ep.authority.clone());
+    parts.path_and_query = Some(path_q);
+    match hyper::Uri::from_parts(parts) {
         Ok(u) => *req.uri_mut() = u,
         Err(_) => {
             return Ok(plain(
@@ -208,7 +216,7 @@ async fn handle(
             HeaderValue::from_static(if tls { "https" } else { "http" }),
         );
     }
-    if let Ok(v) = HeaderValue::from_str(&host)
+    if let Some(v) = host_value
         && !h.contains_key("x-forwarded-host")
     {
         h.insert("x-forwarded-host", v);
@@ -219,7 +227,7 @@ async fn handle(
         Err(e) => {
             return Ok(plain(
                 StatusCode::BAD_GATEWAY,
-                format!("berth: {app}/{service} instance {} failed: {e}", ep.id),
+                format!("berth: {label} instance {} failed: {e}", ep.id),
             ));
         }
     };
@@ -241,7 +249,7 @@ async fn handle(
         strip_hop_headers(resp.headers_mut(), false);
     }
     if sticky
-        && sticky_in.as_deref() != Some(ep.id.as_str())
+        && sticky_in.as_deref() != Some(&*ep.id)
         && let Ok(v) =
             HeaderValue::from_str(&format!("{STICKY_COOKIE}={}; Path=/; HttpOnly", ep.id))
     {
@@ -249,16 +257,53 @@ async fn handle(
     }
     // The request stays in flight until its response body has been sent.
     Ok(resp.map(|b| {
-        Tracked {
+        Body::Upstream(Tracked {
             inner: b,
             _guard: guard,
-        }
-        .boxed()
+        })
     }))
 }
 
+/// What the router answers with: its own short message, or the instance's response
+/// (an enum, not a box: no allocation per request).
+pub(super) enum Body {
+    Own(Full<Bytes>),
+    Upstream(Tracked),
+}
+
+impl hyper::body::Body for Body {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            Body::Own(f) => std::pin::Pin::new(f)
+                .poll_frame(cx)
+                .map(|o| o.map(|r| r.map_err(|never| match never {}))),
+            Body::Upstream(t) => std::pin::Pin::new(t).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Body::Own(f) => f.is_end_stream(),
+            Body::Upstream(t) => t.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        match self {
+            Body::Own(f) => f.size_hint(),
+            Body::Upstream(t) => t.size_hint(),
+        }
+    }
+}
+
 /// A response body that holds its request's in-flight guard until it is done or dropped.
-struct Tracked {
+pub(super) struct Tracked {
     inner: Incoming,
     _guard: InflightGuard,
 }
@@ -287,43 +332,42 @@ impl hyper::body::Body for Tracked {
 struct Picked {
     ep: super::table::Endpoint,
     https: bool,
-    app: String,
-    service: String,
+    /// `app/service`, for messages.
+    label: Arc<str>,
     sticky: bool,
+    /// The client's stickiness cookie (read only for sticky services).
+    sticky_in: Option<String>,
     guard: InflightGuard,
 }
 
 enum NoBackend {
     UnknownHost,
-    NoneReady { app: String, service: String },
+    NoneReady(Arc<str>),
 }
 
 impl Shared {
     /// Routes and picks under the table's read lock, taking the in-flight guard before the
     /// lock is released: a drain that starts after a table swap sees every request picked
     /// from the old table.
-    fn pick_http(
-        &self,
-        host: &str,
-        path: &str,
-        sticky_in: Option<&str>,
-    ) -> Result<Picked, NoBackend> {
+    fn pick_http(&self, host: &str, path: &str, headers: &HeaderMap) -> Result<Picked, NoBackend> {
         let table = self.table.read().unwrap_or_else(|p| p.into_inner());
         let route = table.route(host, path).ok_or(NoBackend::UnknownHost)?;
         let b = &route.backend;
+        let sticky_in = if b.sticky {
+            cookie(headers, STICKY_COOKIE)
+        } else {
+            None
+        };
         let ep = b
-            .pick(self.roll(), self.next_turn(), sticky_in)
-            .ok_or_else(|| NoBackend::NoneReady {
-                app: b.app.clone(),
-                service: b.service.clone(),
-            })?;
+            .pick(self.roll(), self.next_turn(), sticky_in.as_deref())
+            .ok_or_else(|| NoBackend::NoneReady(b.label.clone()))?;
         Ok(Picked {
             guard: InflightGuard::new(&ep.inflight),
             ep: ep.clone(),
             https: route.https,
-            app: b.app.clone(),
-            service: b.service.clone(),
+            label: b.label.clone(),
             sticky: b.sticky,
+            sticky_in,
         })
     }
 }

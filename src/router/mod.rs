@@ -29,6 +29,8 @@ pub struct Shared {
     table: RwLock<Arc<Table>>,
     /// Port of the HTTPS listener, where plain requests for https routes are redirected.
     https_port: std::sync::OnceLock<u16>,
+    /// Domains the HTTPS listener has a certificate for (`*.x` for wildcards).
+    tls_domains: Vec<String>,
     turn: AtomicUsize,
     rng: AtomicU64,
 }
@@ -52,6 +54,17 @@ impl Shared {
         self.rng.store(x, Ordering::Relaxed);
         (x % 100) as u32
     }
+}
+
+fn reuse_port_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    s.set_reuse_address(true)?;
+    s.set_reuse_port(true)?;
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    s.listen(1024)?;
+    Ok(s.into())
 }
 
 pub struct Router {
@@ -79,12 +92,13 @@ impl Drop for InflightGuard {
 }
 
 impl Router {
-    pub fn new(tcp_ip: IpAddr) -> Router {
+    pub fn new(tcp_ip: IpAddr, tls_domains: Vec<String>) -> Router {
         let seed = crate::store::now_ms() as u64 | 1;
         Router {
             shared: Arc::new(Shared {
                 table: RwLock::new(Arc::new(Table::default())),
                 https_port: std::sync::OnceLock::new(),
+                tls_domains,
                 turn: AtomicUsize::new(0),
                 rng: AtomicU64::new(seed),
             }),
@@ -94,34 +108,74 @@ impl Router {
         }
     }
 
-    /// Starts the HTTP listener. Must run inside the tokio runtime.
-    pub async fn start_http(
+    /// Starts the HTTP listener.
+    pub fn start_http(
         &self,
         addr: SocketAddr,
         shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> std::io::Result<()> {
-        let listener = tokio::net::TcpListener::bind(addr).await?;
-        tokio::spawn(http::serve(listener, self.shared.clone(), None, shutdown));
-        Ok(())
+        self.start_workers("http", addr, None, shutdown).map(|_| ())
     }
 
     /// Starts the HTTPS listener (TLS terminated here, certificates by SNI).
-    pub async fn start_https(
+    pub fn start_https(
         &self,
         addr: SocketAddr,
         tls: Arc<tokio_rustls::rustls::ServerConfig>,
         shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> std::io::Result<()> {
-        let listener = tokio::net::TcpListener::bind(addr).await?;
-        let _ = self.shared.https_port.set(listener.local_addr()?.port());
         let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-        tokio::spawn(http::serve(
-            listener,
-            self.shared.clone(),
-            Some(acceptor),
-            shutdown,
-        ));
+        let port = self.start_workers("https", addr, Some(acceptor), shutdown)?;
+        let _ = self.shared.https_port.set(port);
         Ok(())
+    }
+
+    /// The proxy runs like nginx's workers: one thread per CPU, each with its own
+    /// single-threaded runtime, its own listening socket on the shared port (SO_REUSEPORT:
+    /// the kernel spreads connections) and its own upstream connection pool, so a request
+    /// is served start to end on one thread without cross-thread wake-ups. Returns the port.
+    fn start_workers(
+        &self,
+        kind: &'static str,
+        addr: SocketAddr,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+        shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> std::io::Result<u16> {
+        // A plain bind first: it fails when anything (another agent too) holds the address,
+        // which a reuse-port bind would not notice.
+        let port = std::net::TcpListener::bind(addr)?.local_addr()?.port();
+        let addr = SocketAddr::new(addr.ip(), port);
+        let workers = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .clamp(1, 16);
+        let listeners = (0..workers)
+            .map(|_| reuse_port_listener(addr))
+            .collect::<std::io::Result<Vec<_>>>()?;
+        for (i, l) in listeners.into_iter().enumerate() {
+            let (shared, tls, shutdown) = (self.shared.clone(), tls.clone(), shutdown.clone());
+            std::thread::Builder::new()
+                .name(format!("berth-{kind}-{i}"))
+                .spawn(move || {
+                    let rt = match tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    {
+                        Ok(rt) => rt,
+                        Err(e) => {
+                            tracing::error!(error = %e, "cannot start a router worker");
+                            return;
+                        }
+                    };
+                    rt.block_on(async move {
+                        match tokio::net::TcpListener::from_std(l) {
+                            Ok(listener) => http::serve(listener, shared, tls, shutdown).await,
+                            Err(e) => tracing::error!(error = %e, "router worker cannot listen"),
+                        }
+                    });
+                })?;
+        }
+        Ok(port)
     }
 
     pub fn table(&self) -> Arc<Table> {
@@ -142,8 +196,8 @@ impl Router {
             let mut seen = std::collections::HashSet::new();
             for b in backends {
                 for ep in b.pools.iter_mut().flat_map(|p| p.endpoints.iter_mut()) {
-                    ep.inflight = counters.entry(ep.id.clone()).or_default().clone();
-                    seen.insert(ep.id.clone());
+                    ep.inflight = counters.entry(ep.id.to_string()).or_default().clone();
+                    seen.insert(ep.id.to_string());
                 }
             }
             // Counters of instances that left stay while requests are in flight to them.

@@ -15,8 +15,10 @@ use std::sync::atomic::AtomicUsize;
 #[derive(Debug, Clone)]
 pub struct Endpoint {
     /// Short container id: the value of the stickiness cookie.
-    pub id: String,
+    pub id: Arc<str>,
     pub addr: SocketAddr,
+    /// `addr` as a URI authority, made once (not per request).
+    pub authority: hyper::http::uri::Authority,
     /// Requests (HTTP) or connections (TCP) in flight to it; the router keeps one counter
     /// per instance across tables, so a drain sees requests picked from any table.
     pub inflight: Arc<AtomicUsize>,
@@ -43,6 +45,8 @@ pub struct Pool {
 pub struct Backend {
     pub app: String,
     pub service: String,
+    /// `app/service`, for messages (shared, not copied per request).
+    pub label: Arc<str>,
     pub sticky: bool,
     pub pools: Vec<Pool>,
 }
@@ -58,27 +62,29 @@ impl Backend {
                 .iter()
                 .filter(|p| p.weight > 0)
                 .flat_map(|p| &p.endpoints)
-                .find(|e| e.id == id)
+                .find(|e| &*e.id == id)
         {
             return Some(e);
         }
-        let live: Vec<&Pool> = self
-            .pools
-            .iter()
-            .filter(|p| p.weight > 0 && !p.endpoints.is_empty())
-            .collect();
-        let total: u32 = live.iter().map(|p| p.weight).sum();
-        if total == 0 {
-            let rest: Vec<&Endpoint> = self
-                .pools
+        // No allocation here: this runs for every request.
+        let live = || {
+            self.pools
                 .iter()
-                .filter(|p| p.fallback)
-                .flat_map(|p| &p.endpoints)
-                .collect();
-            return (!rest.is_empty()).then(|| rest[turn % rest.len()]);
+                .filter(|p| p.weight > 0 && !p.endpoints.is_empty())
+        };
+        let total: u32 = live().map(|p| p.weight).sum();
+        if total == 0 {
+            let rest = || {
+                self.pools
+                    .iter()
+                    .filter(|p| p.fallback)
+                    .flat_map(|p| &p.endpoints)
+            };
+            let n = rest().count();
+            return if n == 0 { None } else { rest().nth(turn % n) };
         }
         let mut r = roll % total;
-        for p in &live {
+        for p in live() {
             if r < p.weight {
                 return p.endpoints.get(turn % p.endpoints.len());
             }
@@ -146,6 +152,7 @@ pub fn route_host(r: &Route, router_domain: &str) -> Option<String> {
 
 fn endpoint_of(i: &Instance, container_port: u16, mode: NetworkMode) -> Option<Endpoint> {
     let id: String = i.id.chars().take(12).collect();
+    let id: Arc<str> = id.into();
     let addr = match mode {
         NetworkMode::Host => SocketAddr::from(([127, 0, 0, 1], container_port)),
         _ => {
@@ -163,6 +170,7 @@ fn endpoint_of(i: &Instance, container_port: u16, mode: NetworkMode) -> Option<E
     };
     Some(Endpoint {
         id,
+        authority: addr.to_string().parse().ok()?,
         addr,
         inflight: Arc::default(),
     })
@@ -230,6 +238,7 @@ fn backend(
     Some(Backend {
         app: app.spec.name.clone(),
         service: service.to_string(),
+        label: format!("{}/{service}", app.spec.name).into(),
         sticky: svc.ext.session_sticky,
         pools,
     })
@@ -279,9 +288,11 @@ mod tests {
     use super::*;
 
     fn ep(id: &str, port: u16) -> Endpoint {
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
         Endpoint {
             id: id.into(),
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            authority: addr.to_string().parse().expect("authority"),
+            addr,
             inflight: Arc::default(),
         }
     }
@@ -290,6 +301,7 @@ mod tests {
         Backend {
             app: "a".into(),
             service: "web".into(),
+            label: "a/web".into(),
             sticky: true,
             pools: pools
                 .into_iter()
@@ -311,30 +323,26 @@ mod tests {
             (10, vec![ep("c", 3)]),
         ]);
         let picks: Vec<&str> = (0..100)
-            .map(|r| {
-                b.pick(r, r as usize, None)
-                    .map(|e| e.id.as_str())
-                    .unwrap_or("")
-            })
+            .map(|r| b.pick(r, r as usize, None).map(|e| &*e.id).unwrap_or(""))
             .collect();
         assert_eq!(picks.iter().filter(|p| **p == "c").count(), 10);
         assert_eq!(picks.iter().filter(|p| **p == "a").count(), 45);
         // A version with no ready instance gives its share away; none at all -> no backend.
         let b = backend(vec![(90, vec![]), (10, vec![ep("c", 3)])]);
-        assert!((0..100).all(|r| b.pick(r, 0, None).map(|e| e.id.as_str()) == Some("c")));
+        assert!((0..100).all(|r| b.pick(r, 0, None).map(|e| &*e.id) == Some("c")));
         assert_eq!(backend(vec![(100, vec![])]).pick(0, 0, None), None);
         // Instances of a version that lost its traffic serve only while nothing else can.
         let b = backend(vec![(100, vec![]), (0, vec![ep("old", 4)])]);
-        assert_eq!(b.pick(7, 0, None).map(|e| e.id.as_str()), Some("old"));
+        assert_eq!(b.pick(7, 0, None).map(|e| &*e.id), Some("old"));
         let b = backend(vec![(100, vec![ep("new", 5)]), (0, vec![ep("old", 4)])]);
-        assert_eq!(b.pick(7, 0, None).map(|e| e.id.as_str()), Some("new"));
+        assert_eq!(b.pick(7, 0, None).map(|e| &*e.id), Some("new"));
     }
 
     #[test]
     fn sticky_clients_keep_their_instance_while_it_serves() {
         let b = backend(vec![(100, vec![ep("a", 1), ep("b", 2)])]);
-        assert_eq!(b.pick(0, 0, Some("b")).map(|e| e.id.as_str()), Some("b"));
-        assert_eq!(b.pick(0, 0, Some("gone")).map(|e| e.id.as_str()), Some("a"));
+        assert_eq!(b.pick(0, 0, Some("b")).map(|e| &*e.id), Some("b"));
+        assert_eq!(b.pick(0, 0, Some("gone")).map(|e| &*e.id), Some("a"));
     }
 
     #[test]
@@ -354,7 +362,7 @@ mod tests {
         };
         let who = |h: &str, p: &str| {
             t.route(h, p)
-                .map(|r| r.backend.pools[0].endpoints[0].id.clone())
+                .map(|r| r.backend.pools[0].endpoints[0].id.to_string())
         };
         assert_eq!(who("shop.example.com", "/"), Some("root".into()));
         assert_eq!(

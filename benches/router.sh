@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# Router throughput and latency, side by side in one run:
+#   direct  - wrk straight to the backend
+#   nginx   - wrk -> nginx (Debian) reverse proxy, keep-alive upstream -> the backend
+#   berth   - wrk -> berth's HTTP router -> the same backend
+# The backend is nginx answering a small fixed response (busybox httpd forks per connection
+# and would be the bottleneck). berth reaches it as a host-network service, the way it
+# reaches any host-network instance (127.0.0.1:port). wrk: keep-alive, 64 connections.
+# Both proxies add the same X-Forwarded-* headers.
+#
+# Run: benches/router.sh            (BENCH_SECONDS=10 per measurement, BENCH_ROUNDS=3)
+# Prints one line per measurement and a summary (median round); CPU% is of one core.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. benches/lib.sh
+
+command -v wrk >/dev/null 2>&1 || apt_install wrk
+command -v nginx >/dev/null 2>&1 || apt_install nginx
+SECONDS_EACH=${BENCH_SECONDS:-10}
+ROUNDS=${BENCH_ROUNDS:-3}
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+ROUTER=$(free_port)
+start_bench_agent bench-router --router-http "127.0.0.1:$ROUTER"
+BACKEND=$(free_port)
+PROXY=$(free_port)
+
+nginx_conf() { # $1 name, $2 workers, $3 server block
+    mkdir -p "$WORK/$1"
+    cat >"$WORK/$1/nginx.conf" <<EOF
+worker_processes $2;
+daemon on;
+pid $WORK/$1/nginx.pid;
+error_log $WORK/$1/error.log;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $WORK/$1/body;
+    proxy_temp_path $WORK/$1/proxy;
+    fastcgi_temp_path $WORK/$1/fastcgi;
+    uwsgi_temp_path $WORK/$1/uwsgi;
+    scgi_temp_path $WORK/$1/scgi;
+    keepalive_requests 10000000;
+    $3
+}
+EOF
+    nginx -p "$WORK/$1" -c "$WORK/$1/nginx.conf" -e "$WORK/$1/error.log"
+}
+nginx_conf backend 1 "server { listen 127.0.0.1:$BACKEND; location / { return 200 \"hello from the backend\n\"; } }"
+nginx_conf proxy auto "upstream be { server 127.0.0.1:$BACKEND; keepalive 128; }
+    server { listen 127.0.0.1:$PROXY; location / {
+        proxy_pass http://be; proxy_http_version 1.1; proxy_set_header Connection \"\";
+        proxy_set_header Host \$host;
+        proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+        proxy_set_header X-Forwarded-Proto \$scheme;
+        proxy_set_header X-Forwarded-Host \$host; } }"
+cleanup() {
+    for n in backend proxy; do [ -f "$WORK/$n/nginx.pid" ] && kill "$(cat "$WORK/$n/nginx.pid")" 2>/dev/null || true; done
+    stop_bench_agent
+}
+trap cleanup EXIT
+
+cat >"$WORK/app.yml" <<EOF
+services:
+  backend:
+    image: berth-test/idle:latest
+    network_mode: host
+    labels:
+      berth.routing.port_$BACKEND: bench.local
+EOF
+"$BERTH" deploy -f "$WORK/app.yml" --name routerbench --timeout 60 >/dev/null
+for _ in $(seq 100); do
+    [ "$(curl -s -o /dev/null -w '%{http_code}' -H 'Host: bench.local' "http://127.0.0.1:$ROUTER/")" = 200 ] && break
+    sleep 0.1
+done
+
+TCK=$(getconf CLK_TCK)
+cpu_ticks() { # summed utime+stime of the given pids
+    local t=0 p
+    for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done
+    echo "$t"
+}
+# measure NAME PORT PIDS... -> "rps p50_ms p99_ms cpu%"
+measure() {
+    local name=$1 port=$2; shift 2
+    wrk -t2 -c64 -d2s -H 'Host: bench.local' "http://127.0.0.1:$port/" >/dev/null
+    local before out
+    before=$(cpu_ticks "$@")
+    out=$(wrk -t2 -c64 -d"${SECONDS_EACH}s" --latency -H 'Host: bench.local' "http://127.0.0.1:$port/")
+    local cpu
+    cpu=$(( ( $(cpu_ticks "$@") - before ) * 100 / (TCK * SECONDS_EACH) ))
+    local errors
+    errors=$(echo "$out" | awk '/Non-2xx|Socket errors/ {print; exit}')
+    [ -z "$errors" ] || echo "warning: $name: $errors" >&2
+    echo "$out" | awk -v cpu="$cpu" '
+        function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
+        /Requests\/sec/ { rps = $2 }
+        $1 == "50%" { p50 = ms($2) }
+        $1 == "99%" { p99 = ms($2) }
+        END { printf "%.0f %.3f %.3f %d\n", rps, p50, p99, cpu }'
+}
+
+BACKEND_PID=$(pgrep -P "$(cat "$WORK/backend/nginx.pid")" | head -1)
+PROXY_PIDS=$(pgrep -P "$(cat "$WORK/proxy/nginx.pid")" | tr '\n' ' ')
+echo "router bench: $(nproc) CPUs, wrk -t2 -c64 keep-alive, ${SECONDS_EACH}s x $ROUNDS rounds"
+declare -A RESULTS
+for r in $(seq "$ROUNDS"); do
+    # shellcheck disable=SC2086
+    for target in "direct $BACKEND $BACKEND_PID" "nginx $PROXY $PROXY_PIDS" "berth $ROUTER $AGENT"; do
+        set -- $target
+        line=$(measure "$@")
+        RESULTS[$1]+="$line"$'\n'
+        printf 'round %d %-7s rps=%s p50=%sms p99=%sms cpu=%s%%\n' "$r" "$1" $line
+    done
+done
+
+median() { printf '%s' "${RESULTS[$1]}" | sort -n | awk '{a[NR]=$0} END {print a[int((NR+1)/2)]}'; }
+read -r d_rps d_p50 d_p99 d_cpu <<<"$(median direct)"
+read -r n_rps n_p50 n_p99 n_cpu <<<"$(median nginx)"
+read -r b_rps b_p50 b_p99 b_cpu <<<"$(median berth)"
+echo
+echo "| path | requests/s | p50 ms | p99 ms | p99 added ms | proxy CPU% |"
+echo "|---|---|---|---|---|---|"
+printf '| direct to backend | %s | %s | %s | - | - |\n' "$d_rps" "$d_p50" "$d_p99"
+calc() { awk "BEGIN { printf \"%.3f\", $1 }"; }
+printf '| nginx reverse proxy | %s | %s | %s | %s | %s |\n' "$n_rps" "$n_p50" "$n_p99" "$(calc "$n_p99 - $d_p99")" "$n_cpu"
+printf '| berth router | %s | %s | %s | %s | %s |\n' "$b_rps" "$b_p50" "$b_p99" "$(calc "$b_p99 - $d_p99")" "$b_cpu"
+printf '\nberth / nginx requests/s: %s%% (target >= 80%%)\n' "$(calc "$b_rps * 100 / $n_rps")"
