@@ -7,15 +7,11 @@ use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::http::uri::PathAndQuery;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
-
-type Upstream = Client<HttpConnector, Incoming>;
 
 const STICKY_COOKIE: &str = "berth_sticky";
 
@@ -25,11 +21,6 @@ pub(super) async fn serve(
     tls: Option<tokio_rustls::TlsAcceptor>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    let client: Upstream = Client::builder(TokioExecutor::new())
-        .pool_max_idle_per_host(256)
-        .build(connector);
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -39,12 +30,12 @@ pub(super) async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let (shared, client, tls) = (shared.clone(), client.clone(), tls.clone());
+        let (shared, tls) = (shared.clone(), tls.clone());
         tokio::spawn(async move {
             match tls {
-                None => serve_conn(TokioIo::new(stream), shared, client, peer, false).await,
+                None => serve_conn(TokioIo::new(stream), shared, peer, false).await,
                 Some(acceptor) => match acceptor.accept(stream).await {
-                    Ok(s) => serve_conn(TokioIo::new(s), shared, client, peer, true).await,
+                    Ok(s) => serve_conn(TokioIo::new(s), shared, peer, true).await,
                     Err(e) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                 },
             }
@@ -52,13 +43,11 @@ pub(super) async fn serve(
     }
 }
 
-async fn serve_conn<I>(io: I, shared: Arc<Shared>, client: Upstream, peer: SocketAddr, tls: bool)
+async fn serve_conn<I>(io: I, shared: Arc<Shared>, peer: SocketAddr, tls: bool)
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
-    let svc = hyper::service::service_fn(move |req| {
-        handle(req, shared.clone(), client.clone(), peer, tls)
-    });
+    let svc = hyper::service::service_fn(move |req| handle(req, shared.clone(), peer, tls));
     let _ = hyper::server::conn::http1::Builder::new()
         .keep_alive(true)
         .serve_connection(io, svc)
@@ -122,7 +111,6 @@ fn strip_hop_headers(h: &mut HeaderMap, keep_upgrade: bool) {
 async fn handle(
     mut req: Request<Incoming>,
     shared: Arc<Shared>,
-    client: Upstream,
     peer: SocketAddr,
     tls: bool,
 ) -> Result<Response<Body>, Infallible> {
@@ -188,19 +176,8 @@ async fn handle(
         return Ok(r);
     }
     let upgrade = req.headers().contains_key(header::UPGRADE);
-    let mut parts = hyper::http::uri::Parts::default();
-    parts.scheme = Some(hyper::http::uri::Scheme::HTTP);
-    parts.authority = Some(ep.authority.clone());
-    parts.path_and_query = Some(path_q);
-    match hyper::Uri::from_parts(parts) {
-        Ok(u) => *req.uri_mut() = u,
-        Err(_) => {
-            return Ok(plain(
-                StatusCode::BAD_REQUEST,
-                "berth: invalid request target".into(),
-            ));
-        }
-    }
+    // Origin form (`/path?q`): the instance is talked to directly, not as a proxy.
+    *req.uri_mut() = hyper::Uri::from(path_q);
     let h = req.headers_mut();
     strip_hop_headers(h, upgrade);
     let xff = match h.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
@@ -222,7 +199,7 @@ async fn handle(
         h.insert("x-forwarded-host", v);
     }
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
-    let mut resp = match client.request(req).await {
+    let (mut resp, lease) = match super::upstream::send(ep.addr, req).await {
         Ok(r) => r,
         Err(e) => {
             return Ok(plain(
@@ -231,7 +208,10 @@ async fn handle(
             ));
         }
     };
+    let mut lease = Some(lease);
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        // The connection now belongs to the upgraded stream: it never goes back to the pool.
+        lease = None;
         if let Some(client_side) = client_upgrade {
             let upstream_side = hyper::upgrade::on(&mut resp);
             // The upgraded connection stays in flight until either side closes.
@@ -259,6 +239,7 @@ async fn handle(
     Ok(resp.map(|b| {
         Body::Upstream(Tracked {
             inner: b,
+            lease,
             _guard: guard,
         })
     }))
@@ -302,9 +283,11 @@ impl hyper::body::Body for Body {
     }
 }
 
-/// A response body that holds its request's in-flight guard until it is done or dropped.
+/// A response body that holds its request's in-flight guard until it is done or dropped,
+/// and gives its upstream connection back to the pool once read to the end.
 pub(super) struct Tracked {
     inner: Incoming,
+    lease: Option<super::upstream::Lease>,
     _guard: InflightGuard,
 }
 
@@ -316,7 +299,14 @@ impl hyper::body::Body for Tracked {
         self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, hyper::Error>>> {
-        std::pin::Pin::new(&mut self.get_mut().inner).poll_frame(cx)
+        let this = self.get_mut();
+        let r = std::pin::Pin::new(&mut this.inner).poll_frame(cx);
+        if let std::task::Poll::Ready(None) = r
+            && let Some(l) = this.lease.take()
+        {
+            l.release();
+        }
+        r
     }
 
     fn is_end_stream(&self) -> bool {
@@ -325,6 +315,18 @@ impl hyper::body::Body for Tracked {
 
     fn size_hint(&self) -> hyper::body::SizeHint {
         self.inner.size_hint()
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        // A body hyper never had to poll (empty) is complete too; one dropped half-read is
+        // not, and its connection closes with the lease.
+        if hyper::body::Body::is_end_stream(&self.inner)
+            && let Some(l) = self.lease.take()
+        {
+            l.release();
+        }
     }
 }
 

@@ -17,6 +17,7 @@ mod http;
 pub mod table;
 mod tcp;
 pub mod tls;
+mod upstream;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};

@@ -17,8 +17,6 @@ pub struct Endpoint {
     /// Short container id: the value of the stickiness cookie.
     pub id: Arc<str>,
     pub addr: SocketAddr,
-    /// `addr` as a URI authority, made once (not per request).
-    pub authority: hyper::http::uri::Authority,
     /// Requests (HTTP) or connections (TCP) in flight to it; the router keeps one counter
     /// per instance across tables, so a drain sees requests picked from any table.
     pub inflight: Arc<AtomicUsize>,
@@ -170,7 +168,6 @@ fn endpoint_of(i: &Instance, container_port: u16, mode: NetworkMode) -> Option<E
     };
     Some(Endpoint {
         id,
-        authority: addr.to_string().parse().ok()?,
         addr,
         inflight: Arc::default(),
     })
@@ -291,7 +288,6 @@ mod tests {
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         Endpoint {
             id: id.into(),
-            authority: addr.to_string().parse().expect("authority"),
             addr,
             inflight: Arc::default(),
         }
