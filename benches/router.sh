@@ -80,13 +80,15 @@ cpu_ticks() { # summed utime+stime of the given pids
     for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done
     echo "$t"
 }
-# measure NAME PORT PIDS... -> "rps p50_ms p99_ms cpu%"
+# measure NAME PORT PIDS... -> "rps p50_ms p99_ms cpu%"  (CONNS connections, default 64)
 measure() {
     local name=$1 port=$2; shift 2
-    wrk -t2 -c64 -d2s -H 'Host: bench.local' "http://127.0.0.1:$port/" >/dev/null
+    local conns=${CONNS:-64} threads=2
+    [ "$conns" -ge 2 ] || threads=1
+    wrk -t$threads -c"$conns" -d2s -H 'Host: bench.local' "http://127.0.0.1:$port/" >/dev/null
     local before out
     before=$(cpu_ticks "$@")
-    out=$(wrk -t2 -c64 -d"${SECONDS_EACH}s" --latency -H 'Host: bench.local' "http://127.0.0.1:$port/")
+    out=$(wrk -t$threads -c"$conns" -d"${SECONDS_EACH}s" --latency -H 'Host: bench.local' "http://127.0.0.1:$port/")
     local cpu
     cpu=$(( ( $(cpu_ticks "$@") - before ) * 100 / (TCK * SECONDS_EACH) ))
     local errors
@@ -126,3 +128,17 @@ calc() { awk "BEGIN { printf \"%.3f\", $1 }"; }
 printf '| nginx reverse proxy | %s | %s | %s | %s | %s |\n' "$n_rps" "$n_p50" "$n_p99" "$(calc "$n_p99 - $d_p99")" "$n_cpu"
 printf '| berth router | %s | %s | %s | %s | %s |\n' "$b_rps" "$b_p50" "$b_p99" "$(calc "$b_p99 - $d_p99")" "$b_cpu"
 printf '\nberth / nginx requests/s: %s%% (target >= 80%%)\n' "$(calc "$b_rps * 100 / $n_rps")"
+
+# Latency a proxy adds when the CPUs are not saturated: one connection, one request at a time.
+echo
+echo "one connection (latency added by each hop, CPUs not saturated):"
+echo "| path | requests/s | p50 ms | p99 ms | p50 added ms | p99 added ms |"
+echo "|---|---|---|---|---|---|"
+read -r l_rps l_p50 l_p99 _ <<<"$(CONNS=1 measure direct "$BACKEND" "$BACKEND_PID")"
+printf '| direct to backend | %s | %s | %s | - | - |\n' "$l_rps" "$l_p50" "$l_p99"
+# shellcheck disable=SC2086
+for target in "nginx $PROXY $PROXY_PIDS" "berth $ROUTER $AGENT"; do
+    set -- $target
+    read -r x_rps x_p50 x_p99 _ <<<"$(CONNS=1 measure "$@")"
+    printf '| %s | %s | %s | %s | %s | %s |\n' "$1" "$x_rps" "$x_p50" "$x_p99" "$(calc "$x_p50 - $l_p50")" "$(calc "$x_p99 - $l_p99")"
+done

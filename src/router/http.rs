@@ -15,12 +15,17 @@ use tokio::net::TcpListener;
 
 const STICKY_COOKIE: &str = "berth_sticky";
 
-pub(super) async fn serve(
+/// A connection accepted by the listener, handed to a worker.
+pub(super) type Accepted = (std::net::TcpStream, SocketAddr);
+
+/// Accepts connections and deals them to the workers in turn (an even spread, unlike
+/// SO_REUSEPORT's hash: 64 connections are 32 + 32, not 40 + 24).
+pub(super) async fn accept(
     listener: TcpListener,
-    shared: Arc<Shared>,
-    tls: Option<tokio_rustls::TlsAcceptor>,
+    workers: Vec<tokio::sync::mpsc::UnboundedSender<Accepted>>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
+    let mut next = 0usize;
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -30,6 +35,29 @@ pub(super) async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
+        let Ok(std_stream) = stream.into_std() else {
+            continue;
+        };
+        if workers.is_empty() {
+            return;
+        }
+        next = (next + 1) % workers.len();
+        if workers[next].send((std_stream, peer)).is_err() {
+            return;
+        }
+    }
+}
+
+/// One worker: serves the connections it is dealt, each start to end on this thread.
+pub(super) async fn work(
+    mut conns: tokio::sync::mpsc::UnboundedReceiver<Accepted>,
+    shared: Arc<Shared>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) {
+    while let Some((std_stream, peer)) = conns.recv().await {
+        let Ok(stream) = tokio::net::TcpStream::from_std(std_stream) else {
+            continue;
+        };
         let (shared, tls) = (shared.clone(), tls.clone());
         tokio::spawn(async move {
             match tls {

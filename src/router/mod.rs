@@ -57,17 +57,6 @@ impl Shared {
     }
 }
 
-fn reuse_port_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
-    use socket2::{Domain, Socket, Type};
-    let s = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
-    s.set_reuse_address(true)?;
-    s.set_reuse_port(true)?;
-    s.set_nonblocking(true)?;
-    s.bind(&addr.into())?;
-    s.listen(1024)?;
-    Ok(s.into())
-}
-
 pub struct Router {
     shared: Arc<Shared>,
     tcp_ip: IpAddr,
@@ -132,9 +121,10 @@ impl Router {
     }
 
     /// The proxy runs like nginx's workers: one thread per CPU, each with its own
-    /// single-threaded runtime, its own listening socket on the shared port (SO_REUSEPORT:
-    /// the kernel spreads connections) and its own upstream connection pool, so a request
-    /// is served start to end on one thread without cross-thread wake-ups. Returns the port.
+    /// single-threaded runtime and its own upstream connection pool, so a request is served
+    /// start to end on one thread without cross-thread wake-ups. One listener (on the
+    /// agent's runtime) deals the accepted connections to the workers in turn. Returns the
+    /// port. Must be called on the agent's runtime.
     fn start_workers(
         &self,
         kind: &'static str,
@@ -142,40 +132,32 @@ impl Router {
         tls: Option<tokio_rustls::TlsAcceptor>,
         shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> std::io::Result<u16> {
-        // A plain bind first: it fails when anything (another agent too) holds the address,
-        // which a reuse-port bind would not notice.
-        let port = std::net::TcpListener::bind(addr)?.local_addr()?.port();
-        let addr = SocketAddr::new(addr.ip(), port);
+        let std_listener = std::net::TcpListener::bind(addr)?;
+        std_listener.set_nonblocking(true)?;
+        let port = std_listener.local_addr()?.port();
+        let listener = tokio::net::TcpListener::from_std(std_listener)?;
         let workers = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1)
             .clamp(1, 16);
-        let listeners = (0..workers)
-            .map(|_| reuse_port_listener(addr))
-            .collect::<std::io::Result<Vec<_>>>()?;
-        for (i, l) in listeners.into_iter().enumerate() {
-            let (shared, tls, shutdown) = (self.shared.clone(), tls.clone(), shutdown.clone());
+        let mut senders = Vec::with_capacity(workers);
+        for i in 0..workers {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            let (shared, tls) = (self.shared.clone(), tls.clone());
             std::thread::Builder::new()
                 .name(format!("berth-{kind}-{i}"))
                 .spawn(move || {
-                    let rt = match tokio::runtime::Builder::new_current_thread()
+                    match tokio::runtime::Builder::new_current_thread()
                         .enable_all()
                         .build()
                     {
-                        Ok(rt) => rt,
-                        Err(e) => {
-                            tracing::error!(error = %e, "cannot start a router worker");
-                            return;
-                        }
-                    };
-                    rt.block_on(async move {
-                        match tokio::net::TcpListener::from_std(l) {
-                            Ok(listener) => http::serve(listener, shared, tls, shutdown).await,
-                            Err(e) => tracing::error!(error = %e, "router worker cannot listen"),
-                        }
-                    });
+                        Ok(rt) => rt.block_on(http::work(rx, shared, tls)),
+                        Err(e) => tracing::error!(error = %e, "cannot start a router worker"),
+                    }
                 })?;
+            senders.push(tx);
         }
+        tokio::spawn(http::accept(listener, senders, shutdown));
         Ok(port)
     }
 
