@@ -359,6 +359,20 @@ pub fn router_get(
     )
 }
 
+/// Containers a test made outside berth, removed when the test ends, also when it fails
+/// (a leftover would keep its image "in use" for the prune test).
+pub struct Containers(pub Vec<String>);
+
+impl Drop for Containers {
+    fn drop(&mut self) {
+        if !self.0.is_empty() {
+            let mut args = vec!["rm", "-f"];
+            args.extend(self.0.iter().map(String::as_str));
+            let _ = docker(&args);
+        }
+    }
+}
+
 /// An HTTP client that returns error statuses instead of failing on them.
 pub fn http_agent() -> ureq::Agent {
     ureq::Agent::config_builder()

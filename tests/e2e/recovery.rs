@@ -8,6 +8,8 @@ fn kill9_mid_deploy_then_restart_converges_without_duplicates() {
     let mut a = Agent::start();
     // Containers berth must leave alone: one with another node's id, one without labels.
     let foreign = format!("foreign_{}", a.node_id);
+    let plain = format!("plain_{}", a.node_id);
+    let _cleanup = Containers(vec![foreign.clone(), plain.clone()]);
     docker_ok(&[
         "run",
         "-d",
@@ -25,7 +27,6 @@ fn kill9_mid_deploy_then_restart_converges_without_duplicates() {
         "sleep",
         "3600",
     ]);
-    let plain = format!("plain_{}", a.node_id);
     docker_ok(&["run", "-d", "--name", &plain, IMAGE, "sleep", "3600"]);
 
     let yaml = format!(
@@ -107,6 +108,7 @@ fn failing_container_backs_off_and_sigterm_still_stops_the_agent() {
         .args(["rm", "-f", squatter])
         .output();
     docker_ok(&["run", "-d", "--name", squatter, IMAGE, "sleep", "600"]);
+    let _cleanup = Containers(vec![squatter.to_string()]);
     let p = a.template(
         "squat",
         &format!("services:\n  web:\n    image: {IMAGE}\n    command: sleep 600\n"),
