@@ -107,8 +107,27 @@ fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
         })
 }
 
+// Header names made once, not parsed from a string on every request.
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const HOP_HEADERS: [HeaderName; 5] = [
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+    header::PROXY_AUTHORIZATION,
+];
+
 /// Headers that describe one hop, not the message (RFC 9110 7.6.1).
 fn strip_hop_headers(h: &mut HeaderMap, keep_upgrade: bool) {
+    // Usually absent from HTTP/1.1 keep-alive requests: no allocation then.
+    if !h.contains_key(header::CONNECTION) && !h.contains_key(header::UPGRADE) {
+        for n in HOP_HEADERS {
+            h.remove(n);
+        }
+        return;
+    }
     let listed: Vec<HeaderName> = h
         .get_all(header::CONNECTION)
         .iter()
@@ -121,13 +140,7 @@ fn strip_hop_headers(h: &mut HeaderMap, keep_upgrade: bool) {
             h.remove(n);
         }
     }
-    for n in [
-        "keep-alive",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "proxy-authorization",
-    ] {
+    for n in HOP_HEADERS {
         h.remove(n);
     }
     if !keep_upgrade {
@@ -208,23 +221,23 @@ async fn handle(
     *req.uri_mut() = hyper::Uri::from(path_q);
     let h = req.headers_mut();
     strip_hop_headers(h, upgrade);
-    let xff = match h.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+    let xff = match h.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
         Some(prev) => format!("{prev}, {}", peer.ip()),
         None => peer.ip().to_string(),
     };
     if let Ok(v) = HeaderValue::from_str(&xff) {
-        h.insert("x-forwarded-for", v);
+        h.insert(X_FORWARDED_FOR, v);
     }
-    if !h.contains_key("x-forwarded-proto") {
+    if !h.contains_key(X_FORWARDED_PROTO) {
         h.insert(
-            "x-forwarded-proto",
+            X_FORWARDED_PROTO,
             HeaderValue::from_static(if tls { "https" } else { "http" }),
         );
     }
     if let Some(v) = host_value
-        && !h.contains_key("x-forwarded-host")
+        && !h.contains_key(X_FORWARDED_HOST)
     {
-        h.insert("x-forwarded-host", v);
+        h.insert(X_FORWARDED_HOST, v);
     }
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let (mut resp, lease) = match super::upstream::send(ep.addr, req).await {
