@@ -157,6 +157,22 @@ fn read_file(path: &Path, explicit: bool) -> Result<FileConfig, ConfigError> {
     }
 }
 
+/// An optional `ADDR:PORT` setting (empty = not set).
+fn optional_addr(
+    what: &'static str,
+    value: Option<String>,
+    hint: &'static str,
+) -> Result<Option<SocketAddr>, ConfigError> {
+    match value.filter(|s| !s.is_empty()) {
+        Some(s) => s.parse().map(Some).map_err(|_| ConfigError::Value {
+            what,
+            value: s,
+            hint,
+        }),
+        None => Ok(None),
+    }
+}
+
 pub fn load_agent(flags: &AgentFlags) -> Result<AgentConfig, ConfigError> {
     let (path, explicit) = match &flags.config {
         Some(p) => (p.clone(), true),
@@ -164,32 +180,16 @@ pub fn load_agent(flags: &AgentFlags) -> Result<AgentConfig, ConfigError> {
     };
     let whole = read_file(&path, explicit)?;
     let (file, router) = (whole.agent, whole.router);
-    let router_http = match flags
-        .router_http
-        .clone()
-        .or(router.http)
-        .filter(|s| !s.is_empty())
-    {
-        Some(s) => Some(s.parse().map_err(|_| ConfigError::Value {
-            what: "router http address",
-            value: s.clone(),
-            hint: "write ADDR:PORT, like 0.0.0.0:80",
-        })?),
-        None => None,
-    };
-    let router_https = match flags
-        .router_https
-        .clone()
-        .or(router.https)
-        .filter(|s| !s.is_empty())
-    {
-        Some(s) => Some(s.parse().map_err(|_| ConfigError::Value {
-            what: "router https address",
-            value: s.clone(),
-            hint: "write ADDR:PORT, like 0.0.0.0:443",
-        })?),
-        None => None,
-    };
+    let router_http = optional_addr(
+        "router http address",
+        flags.router_http.clone().or(router.http),
+        "write ADDR:PORT, like 0.0.0.0:80",
+    )?;
+    let router_https = optional_addr(
+        "router https address",
+        flags.router_https.clone().or(router.https),
+        "write ADDR:PORT, like 0.0.0.0:443",
+    )?;
     if router_https.is_some() && router.tls.is_empty() {
         return Err(ConfigError::Tls(
             "[router] https is set but no certificate is: add [[router.tls]] entries with domain, cert and key".into(),

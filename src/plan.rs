@@ -189,9 +189,10 @@ impl<'a> Grouped<'a> {
             retiring: Vec::new(),
         };
         for i in instances {
-            // A container from before versions runs "version 0".
-            let n = i.version_number().unwrap_or(0);
-            if svc.versions.iter().any(|v| v.number == n) {
+            // A container without a version (from before versions) retires like any other.
+            if let Some(n) = i.version_number()
+                && svc.versions.iter().any(|v| v.number == n)
+            {
                 g.by_version
                     .entry(n)
                     .or_default()

@@ -39,6 +39,24 @@ fn find(vs: &[Version], number: u32) -> Result<usize, ReleaseError> {
     })
 }
 
+/// A version as the operator names it: `3`, `003` or `web-003`.
+pub fn parse_version(service: &str, v: &str) -> Result<u32, ReleaseError> {
+    let v = v.trim();
+    let digits = v
+        .strip_prefix(service)
+        .and_then(|r| r.strip_prefix('-'))
+        .unwrap_or(v);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) || digits.len() > 9 {
+        return Err(ReleaseError::Invalid(format!(
+            "{v:?} is not a version: give its number (003) or name ({})",
+            crate::model::version_name(service, 3)
+        )));
+    }
+    digits
+        .parse()
+        .map_err(|_| ReleaseError::Invalid(format!("{v:?} is not a version number")))
+}
+
 /// Parses `berth traffic` arguments: `003=90 002=10` (or `web-003=90`). Weights are whole
 /// percents that must add up to 100; a version may be named once.
 pub fn parse_weights(service: &str, args: &[String]) -> Result<Vec<(u32, u32)>, ReleaseError> {
@@ -55,17 +73,7 @@ pub fn parse_weights(service: &str, args: &[String]) -> Result<Vec<(u32, u32)>, 
             ))
         };
         let (v, w) = a.split_once('=').ok_or_else(|| bad("no '='"))?;
-        let v = v.trim();
-        let digits = v
-            .strip_prefix(service)
-            .and_then(|r| r.strip_prefix('-'))
-            .unwrap_or(v);
-        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) || digits.len() > 9 {
-            return Err(bad("the version is not a number"));
-        }
-        let number: u32 = digits
-            .parse()
-            .map_err(|_| bad("the version is not a number"))?;
+        let number = parse_version(service, v).map_err(|_| bad("the version is not a number"))?;
         let w = w.trim().trim_end_matches('%');
         if w.is_empty() || !w.bytes().all(|b| b.is_ascii_digit()) || w.len() > 3 {
             return Err(bad("the weight is not a whole percent from 0 to 100"));

@@ -82,6 +82,22 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE versions ADD COLUMN release TEXT NOT NULL DEFAULT '';
      ALTER TABLE versions ADD COLUMN since_ms INTEGER NOT NULL DEFAULT 0;
      UPDATE versions SET since_ms = created_ms;",
+    // 4: a service deployed before versions existed gets one, normal, with all the traffic
+    // (so every service always has a live version; its old containers retire once the
+    // version's own run ready).
+    "INSERT INTO versions(app, service, number, spec, message, state, reason, weight,
+                          created_ms, release, since_ms)
+     SELECT a.name, s.key,
+            COALESCE((SELECT last FROM version_counters c
+                      WHERE c.app = a.name AND c.service = s.key), 0) + 1,
+            s.value, '', 'normal', '', 100, a.updated_ms, '', a.updated_ms
+     FROM apps a, json_each(a.spec, '$.services') s
+     WHERE NOT EXISTS (SELECT 1 FROM versions v
+                       WHERE v.app = a.name AND v.service = s.key
+                         AND (v.weight > 0 OR v.release <> ''));
+     INSERT INTO version_counters(app, service, last)
+     SELECT app, service, MAX(number) FROM versions WHERE true GROUP BY app, service
+     ON CONFLICT(app, service) DO UPDATE SET last = MAX(last, excluded.last);",
 ];
 
 /// Events kept; older ones are pruned as new ones arrive.
@@ -93,6 +109,13 @@ const EVENTS_KEPT: i64 = 20_000;
 pub struct LiveVersion {
     pub version: Version,
     pub hash: String,
+}
+
+impl LiveVersion {
+    /// Is `i` (an instance of this version's service) an up-to-date instance of it?
+    pub fn runs(&self, i: &crate::model::Instance) -> bool {
+        i.version_number() == Some(self.version.number) && i.spec_hash == self.hash
+    }
 }
 
 /// An app as stored: its spec plus the operator's run-time changes.
@@ -671,8 +694,7 @@ fn write_versions(tx: &rusqlite::Transaction<'_>, vs: &[Version]) -> Result<(), 
     Ok(())
 }
 
-/// The live versions of every service of an app, with their hashes. A service with none (a
-/// data dir from before versions) runs its spec as version 0 with all the traffic.
+/// The live versions of every service of an app, with their hashes.
 fn load_live(
     c: &Connection,
     spec: &AppSpec,
@@ -688,26 +710,6 @@ fn load_live(
         out.entry(v.service.clone())
             .or_default()
             .push(LiveVersion { version: v, hash });
-    }
-    for (name, s) in &spec.services {
-        out.entry(name.clone()).or_insert_with(|| {
-            vec![LiveVersion {
-                hash: StoredApp::hash_of(s, redeploy_gen),
-                version: Version {
-                    app: spec.name.clone(),
-                    service: name.clone(),
-                    number: 0,
-                    spec: s.clone(),
-                    message: String::new(),
-                    state: VersionState::Normal,
-                    reason: String::new(),
-                    weight: 100,
-                    created_ms: 0,
-                    release: Release::None,
-                    since_ms: 0,
-                },
-            }]
-        });
     }
     Ok(out)
 }
@@ -774,6 +776,36 @@ mod tests {
             &Default::default(),
         )
         .expect("spec")
+    }
+
+    /// A data dir from before versions: every service gets version 1 with the traffic, and
+    /// its numbering continues from there.
+    #[test]
+    fn services_deployed_before_versions_get_one() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("state.db");
+        {
+            let c = Connection::open(&path).expect("open");
+            c.execute_batch(MIGRATIONS[0]).expect("migration 1");
+            c.execute(
+                "INSERT INTO apps(name, spec, template, created_ms, updated_ms) VALUES(?1, ?2, 't', 5, 7)",
+                params!["old", serde_json::to_string(&spec("old")).expect("json")],
+            )
+            .expect("app");
+            c.pragma_update(None, "user_version", 1).expect("version");
+        }
+        let s = Store::open(&path).expect("migrate");
+        let app = s.get_app("old").expect("get").expect("app");
+        let live = app.live("web");
+        assert_eq!(live.len(), 1);
+        let v = &live[0].version;
+        assert_eq!(
+            (v.number, v.weight, v.state),
+            (1, 100, VersionState::Normal)
+        );
+        assert_eq!(v.spec, spec("old").services["web"]);
+        let web = [("web".to_string(), Release::Promote)];
+        assert_eq!(s.put_app(&spec("old"), "t", &web, "").expect("put")[0].1, 2);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `berth image prune` against the real engine. It prunes every unused image on the engine
-//! (as `docker image prune -a` would, but keeping images deployed apps name), so it runs on
-//! its own, after the parallel suite, and only where that is wanted (scripts/test under CI).
+//! (as `docker image prune -a` would, but keeping images deployed apps name), so it lives in
+//! its own test binary: cargo runs test binaries one after another, so it never overlaps the
+//! end-to-end tests, whose images the harness rebuilds when they are missing.
 
 #[path = "e2e/harness.rs"]
 #[allow(dead_code)]
@@ -9,7 +10,6 @@ mod harness;
 use harness::*;
 
 #[test]
-#[ignore = "prunes every unused image on the engine: scripts/test runs it under CI=true"]
 fn prune_removes_unused_images_but_keeps_what_apps_name() {
     let a = Agent::start();
     let (gone, kept) = ("berth-e2e/prune-me:1", "berth-e2e/keep-me:1");

@@ -86,13 +86,10 @@ impl Core {
                 app,
                 service,
             } => {
-                // Backoff is keyed by container id here: the name may already be reused.
-                if self.backoff.active(id) {
+                let Some(stopped) = self.drain_and_stop(id, apps, app, service).await else {
                     return false;
-                }
-                let grace = grace_of(apps, app, service);
-                self.router.drain(id, grace).await;
-                match self.runtime.stop(id, grace).await {
+                };
+                match stopped {
                     Ok(()) => self.event("stop", app, service, &format!("stopped {name}")),
                     Err(e) => self.fail(app, service, id, &format!("cannot stop {name}: {e}")),
                 }
@@ -104,24 +101,24 @@ impl Core {
                 service,
                 reason,
             } => {
-                if self.backoff.active(id) {
+                // Stopped first so the process gets its grace period; removal says if it failed.
+                if self.drain_and_stop(id, apps, app, service).await.is_none() {
                     return false;
                 }
-                let grace = grace_of(apps, app, service);
-                // In-flight requests finish first, then the process gets its grace period.
-                self.router.drain(id, grace).await;
-                let _ = self.runtime.stop(id, grace).await;
                 match self.runtime.remove(id, false).await {
-                    Ok(()) if *reason == crate::plan::RemoveReason::Unhealthy => {
-                        // Back the slot off until a successor is healthy (a service that never
-                        // turns healthy is retried at 2, 4, 8 ... 60 s, not in a tight loop).
-                        self.backoff.fail(
-                            name,
-                            app,
-                            service,
-                            "replaced after failing its health probe",
-                            true,
-                        );
+                    Ok(()) => {
+                        if *reason == crate::plan::RemoveReason::Unhealthy {
+                            // Back the slot off until a successor is healthy (a service that
+                            // never turns healthy is retried at 2, 4, 8 ... 60 s, not in a
+                            // tight loop).
+                            self.backoff.fail(
+                                name,
+                                app,
+                                service,
+                                "replaced after failing its health probe",
+                                true,
+                            );
+                        }
                         self.event(
                             "remove",
                             app,
@@ -129,12 +126,6 @@ impl Core {
                             &format!("removed {name} ({})", reason.as_str()),
                         )
                     }
-                    Ok(()) => self.event(
-                        "remove",
-                        app,
-                        service,
-                        &format!("removed {name} ({})", reason.as_str()),
-                    ),
                     Err(e) => self.fail(app, service, id, &format!("cannot remove {name}: {e}")),
                 }
             }
@@ -206,6 +197,24 @@ impl Core {
             }
         }
         true
+    }
+
+    /// Takes the instance out of traffic (its in-flight requests finish, up to the grace
+    /// period), then stops it with that grace. `None` while it is in backoff (keyed by id:
+    /// the name may already be reused).
+    async fn drain_and_stop(
+        &self,
+        id: &str,
+        apps: &BTreeMap<String, StoredApp>,
+        app: &str,
+        service: &str,
+    ) -> Option<Result<(), RuntimeError>> {
+        if self.backoff.active(id) {
+            return None;
+        }
+        let grace = grace_of(apps, app, service);
+        self.router.drain(id, grace).await;
+        Some(self.runtime.stop(id, grace).await)
     }
 
     fn fail(&self, app: &str, service: &str, name: &str, message: &str) {

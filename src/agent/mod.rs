@@ -212,36 +212,43 @@ impl Core {
     /// probed as its own version says (a new version may probe differently); instances of a
     /// version without traffic any more are looked up in the store (rare: while they drain).
     fn track_health(&self, apps: &[StoredApp], instances: &[crate::model::Instance]) {
-        let mut old_versions: HashMap<(String, String), Vec<crate::model::Version>> =
-            HashMap::new();
-        let mut targets = Vec::new();
-        for i in instances
-            .iter()
-            .filter(|i| i.state == crate::model::InstanceState::Running)
-        {
-            let Some(app) = apps.iter().find(|a| a.spec.name == i.app) else {
-                continue;
-            };
-            let number = i.version_number().unwrap_or(0);
-            let spec = match app.live_version(&i.service, number) {
-                Some(l) => Some(l.version.spec.clone()),
-                None => old_versions
-                    .entry((i.app.clone(), i.service.clone()))
-                    .or_insert_with(|| self.store.versions(&i.app, &i.service).unwrap_or_default())
-                    .iter()
-                    .find(|v| v.number == number)
-                    .map(|v| v.spec.clone()),
-            };
-            if let Some(spec) = spec
-                && let Some(probe) = spec.ext.probe.as_ref()
-            {
-                targets.push(crate::health::Target::for_instance(
+        let running = || {
+            instances.iter().filter_map(|i| {
+                let app = apps.iter().find(|a| a.spec.name == i.app)?;
+                (i.state == crate::model::InstanceState::Running).then_some((
+                    i,
+                    app,
+                    i.version_number()?,
+                ))
+            })
+        };
+        // Versions without traffic any more: read once per service and pass.
+        let mut old: HashMap<(&str, &str), Vec<crate::model::Version>> = HashMap::new();
+        for (i, app, n) in running() {
+            if app.live_version(&i.service, n).is_none() {
+                old.entry((&i.app, &i.service))
+                    .or_insert_with(|| self.store.versions(&i.app, &i.service).unwrap_or_default());
+            }
+        }
+        let targets = running()
+            .filter_map(|(i, app, n)| {
+                let spec = match app.live_version(&i.service, n) {
+                    Some(l) => &l.version.spec,
+                    None => {
+                        &old.get(&(i.app.as_str(), i.service.as_str()))?
+                            .iter()
+                            .find(|v| v.number == n)?
+                            .spec
+                    }
+                };
+                let probe = spec.ext.probe.as_ref()?;
+                Some(crate::health::Target::for_instance(
                     i,
                     probe,
                     spec.network_mode,
-                ));
-            }
-        }
+                ))
+            })
+            .collect();
         self.prober.sync(targets, Instant::now());
     }
 

@@ -324,11 +324,9 @@ impl Core {
                     i.app == a.spec.name
                         && &i.service == name
                         && crate::plan::is_ready(i)
-                        && live.iter().any(|l| {
-                            i.version_number().unwrap_or(0) == l.version.number
-                                && i.spec_hash == l.hash
-                                && i.slot <= l.version.instances(replicas)
-                        })
+                        && live
+                            .iter()
+                            .any(|l| l.runs(i) && i.slot <= l.version.instances(replicas))
                 })
                 .count() as u32;
             // Settled: no release step under way and no instance of a version that lost its
@@ -341,7 +339,7 @@ impl Core {
                     && &i.service == name
                     && !live
                         .iter()
-                        .any(|l| l.version.number == i.version_number().unwrap_or(0))
+                        .any(|l| i.version_number() == Some(l.version.number))
             });
             desired += d;
             running += r.min(d);
@@ -389,11 +387,9 @@ impl Core {
             .into_iter()
             .filter(|i| app.is_none_or(|a| a == i.app))
             .map(|i| {
-                let up_to_date = apps.get(&i.app).is_some_and(|a| {
-                    a.live(&i.service).iter().any(|l| {
-                        l.version.number == i.version_number().unwrap_or(0) && l.hash == i.spec_hash
-                    })
-                });
+                let up_to_date = apps
+                    .get(&i.app)
+                    .is_some_and(|a| a.live(&i.service).iter().any(|l| l.runs(&i)));
                 InstanceView {
                     container_id: i.id.chars().take(12).collect(),
                     state: i.state.as_str().into(),
@@ -549,11 +545,17 @@ impl Core {
         Ok(())
     }
 
-    pub fn versions(&self, app: &str, service: &str) -> Result<Vec<VersionView>, CoreError> {
+    /// The app, when it has `service`; else a message naming what exists.
+    fn stored_service(&self, app: &str, service: &str) -> Result<StoredApp, CoreError> {
         let stored = self.store.get_app(app)?.ok_or_else(|| unknown_app(app))?;
         if !stored.spec.services.contains_key(service) {
             return Err(unknown_service(app, service, &stored));
         }
+        Ok(stored)
+    }
+
+    pub fn versions(&self, app: &str, service: &str) -> Result<Vec<VersionView>, CoreError> {
+        let stored = self.stored_service(app, service)?;
         let replicas = desired_replicas(&stored, service);
         Ok(self
             .store
@@ -580,10 +582,7 @@ impl Core {
     }
 
     pub fn delete_version(&self, app: &str, service: &str, number: u32) -> Result<(), CoreError> {
-        let stored = self.store.get_app(app)?.ok_or_else(|| unknown_app(app))?;
-        if !stored.spec.services.contains_key(service) {
-            return Err(unknown_service(app, service, &stored));
-        }
+        self.stored_service(app, service)?;
         let name = crate::model::version_name(service, number);
         let versions = self.store.versions(app, service)?;
         let Some(v) = versions.iter().find(|v| v.number == number) else {
@@ -607,12 +606,27 @@ impl Core {
         Ok(())
     }
 
-    fn service_of(&self, app: &str, service: &str) -> Result<StoredApp, CoreError> {
-        let stored = self.store.get_app(app)?.ok_or_else(|| unknown_app(app))?;
-        if !stored.spec.services.contains_key(service) {
-            return Err(unknown_service(app, service, &stored));
-        }
-        Ok(stored)
+    /// Applies a release rule to a service's versions in one transaction (nothing changes
+    /// when it refuses), records `message(result)` as an event and answers the versions.
+    fn change_versions<T>(
+        &self,
+        app: &str,
+        service: &str,
+        kind: &str,
+        rule: impl FnOnce(
+            &mut Vec<crate::model::Version>,
+            i64,
+        ) -> Result<T, crate::release::ReleaseError>,
+        message: impl FnOnce(&T) -> String,
+    ) -> Result<Vec<VersionView>, CoreError> {
+        self.stored_service(app, service)?;
+        let now = crate::store::now_ms();
+        let done = self
+            .store
+            .edit_versions(app, service, |vs| rule(vs, now).map_err(CoreError::from))?;
+        self.event(kind, app, service, &message(&done));
+        self.kick();
+        self.versions(app, service)
     }
 
     /// `berth traffic`: sets the weights of a service's versions (they must add up to 100).
@@ -622,29 +636,25 @@ impl Core {
         service: &str,
         req: TrafficRequest,
     ) -> Result<Vec<VersionView>, CoreError> {
-        self.service_of(app, service)?;
         let args: Vec<String> = req
             .weights
             .iter()
             .map(|(v, w)| format!("{v}={w}"))
             .collect();
         let weights = crate::release::parse_weights(service, &args)?;
-        let now = crate::store::now_ms();
-        self.store.edit_versions(app, service, |vs| {
-            crate::release::set_weights(vs, &weights, now).map_err(CoreError::from)
-        })?;
-        let desc: Vec<String> = weights
-            .iter()
-            .map(|(n, w)| format!("{}={w}%", crate::model::version_name(service, *n)))
-            .collect();
-        self.event(
-            "traffic",
+        self.change_versions(
             app,
             service,
-            &format!("traffic set: {}", desc.join(" ")),
-        );
-        self.kick();
-        self.versions(app, service)
+            "traffic",
+            |vs, now| crate::release::set_weights(vs, &weights, now),
+            |_| {
+                let desc: Vec<String> = weights
+                    .iter()
+                    .map(|(n, w)| format!("{}={w}%", crate::model::version_name(service, *n)))
+                    .collect();
+                format!("traffic set: {}", desc.join(" "))
+            },
+        )
     }
 
     /// `berth rollback`: all traffic to the named version or the previous one that did not fail.
@@ -654,37 +664,22 @@ impl Core {
         service: &str,
         req: RollbackRequest,
     ) -> Result<Vec<VersionView>, CoreError> {
-        self.service_of(app, service)?;
         let target = match req.version.trim() {
             "" => None,
-            v => {
-                let digits = v
-                    .strip_prefix(service)
-                    .and_then(|r| r.strip_prefix('-'))
-                    .unwrap_or(v);
-                Some(digits.parse::<u32>().map_err(|_| {
-                    CoreError::BadRequest(format!(
-                        "{v:?} is not a version: give its number (003) or name ({})",
-                        crate::model::version_name(service, 3)
-                    ))
-                })?)
-            }
+            v => Some(crate::release::parse_version(service, v)?),
         };
-        let now = crate::store::now_ms();
-        let to = self.store.edit_versions(app, service, |vs| {
-            crate::release::rollback(vs, target, now).map_err(CoreError::from)
-        })?;
-        self.event(
-            "traffic",
+        self.change_versions(
             app,
             service,
-            &format!(
-                "rolled back: {} takes all the traffic",
-                crate::model::version_name(service, to)
-            ),
-        );
-        self.kick();
-        self.versions(app, service)
+            "traffic",
+            |vs, now| crate::release::rollback(vs, target, now),
+            |to| {
+                format!(
+                    "rolled back: {} takes all the traffic",
+                    crate::model::version_name(service, *to)
+                )
+            },
+        )
     }
 
     /// `berth release confirm|abort` of a blue/green release.
@@ -694,25 +689,26 @@ impl Core {
         service: &str,
         confirm: bool,
     ) -> Result<Vec<VersionView>, CoreError> {
-        self.service_of(app, service)?;
-        let now = crate::store::now_ms();
-        let n = self.store.edit_versions(app, service, |vs| {
-            if confirm {
-                crate::release::confirm(vs, now)
-            } else {
-                crate::release::abort(vs, now)
-            }
-            .map_err(CoreError::from)
-        })?;
-        let name = crate::model::version_name(service, n);
-        let msg = if confirm {
-            format!("release confirmed: {name} takes all the traffic")
-        } else {
-            format!("release aborted: {name} is stopped")
-        };
-        self.event("release", app, service, &msg);
-        self.kick();
-        self.versions(app, service)
+        self.change_versions(
+            app,
+            service,
+            "release",
+            |vs, now| {
+                if confirm {
+                    crate::release::confirm(vs, now)
+                } else {
+                    crate::release::abort(vs, now)
+                }
+            },
+            |n| {
+                let name = crate::model::version_name(service, *n);
+                if confirm {
+                    format!("release confirmed: {name} takes all the traffic")
+                } else {
+                    format!("release aborted: {name} is stopped")
+                }
+            },
+        )
     }
 
     pub async fn images(&self) -> Result<Vec<ImageInfo>, CoreError> {

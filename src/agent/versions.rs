@@ -21,8 +21,7 @@ impl Core {
             for (service, live) in &app.versions {
                 let replicas = desired_replicas(app, service);
                 for l in live {
-                    // Version 0 stands for a service deployed before versions existed.
-                    if l.version.number == 0 || l.version.state != VersionState::Creating {
+                    if l.version.state != VersionState::Creating {
                         continue;
                     }
                     let Some(outcome) = self.outcome(app, service, l, replicas, instances, now)
@@ -51,11 +50,7 @@ impl Core {
         let mine: Vec<&Instance> = instances
             .iter()
             .filter(|i| {
-                i.app == app.spec.name
-                    && i.service == service
-                    && i.version_number() == Some(v.number)
-                    && i.spec_hash == l.hash
-                    && i.slot <= want
+                i.app == app.spec.name && i.service == service && l.runs(i) && i.slot <= want
             })
             .collect();
         let ready = mine.iter().filter(|i| crate::plan::is_ready(i)).count() as u32;

@@ -329,11 +329,7 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Version(VersionCommand::Rm { target, number }) => {
             let (app, svc) = app_service(&target)?;
-            // Accept `2`, `002` and `web-002`.
-            let digits = number.rsplit('-').next().unwrap_or(&number);
-            let n: u32 = digits
-                .parse()
-                .with_context(|| format!("{number:?} is not a version number (like 002)"))?;
+            let n = crate::release::parse_version(svc, &number)?;
             let _: serde_json::Value =
                 client.delete(&format!("/v1/apps/{app}/services/{svc}/versions/{n}"))?;
             println!("deleted {}", crate::model::version_name(svc, n));

@@ -84,7 +84,7 @@ where
 }
 
 fn plain(status: StatusCode, msg: String) -> Response<Body> {
-    let mut r = Response::new(Body::Own(Full::new(Bytes::from(msg + "\n"))));
+    let mut r = Response::new(Body::Left(Full::new(Bytes::from(msg + "\n"))));
     *r.status_mut() = status;
     r.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -278,7 +278,7 @@ async fn handle(
     }
     // The request stays in flight until its response body has been sent.
     Ok(resp.map(|b| {
-        Body::Upstream(Tracked {
+        Body::Right(Tracked {
             inner: b,
             lease,
             _guard: guard,
@@ -287,42 +287,8 @@ async fn handle(
 }
 
 /// What the router answers with: its own short message, or the instance's response
-/// (an enum, not a box: no allocation per request).
-pub(super) enum Body {
-    Own(Full<Bytes>),
-    Upstream(Tracked),
-}
-
-impl hyper::body::Body for Body {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, hyper::Error>>> {
-        match self.get_mut() {
-            Body::Own(f) => std::pin::Pin::new(f)
-                .poll_frame(cx)
-                .map(|o| o.map(|r| r.map_err(|never| match never {}))),
-            Body::Upstream(t) => std::pin::Pin::new(t).poll_frame(cx),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match self {
-            Body::Own(f) => f.is_end_stream(),
-            Body::Upstream(t) => t.is_end_stream(),
-        }
-    }
-
-    fn size_hint(&self) -> hyper::body::SizeHint {
-        match self {
-            Body::Own(f) => f.size_hint(),
-            Body::Upstream(t) => t.size_hint(),
-        }
-    }
-}
+/// (no box: no allocation per request).
+type Body = http_body_util::Either<Full<Bytes>, Tracked>;
 
 /// A response body that holds its request's in-flight guard until it is done or dropped,
 /// and gives its upstream connection back to the pool once read to the end.

@@ -37,10 +37,6 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn table(&self) -> Arc<Table> {
-        self.table.read().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
     /// Round-robin counter.
     fn next_turn(&self) -> usize {
         self.turn.fetch_add(1, Ordering::Relaxed)
@@ -159,10 +155,6 @@ impl Router {
         }
         tokio::spawn(http::accept(listener, senders, shutdown));
         Ok(port)
-    }
-
-    pub fn table(&self) -> Arc<Table> {
-        self.shared.table()
     }
 
     /// Swaps in a new table and opens/closes TCP listeners to match it. Returns errors for

@@ -123,11 +123,6 @@ impl Table {
             .filter(|r| r.host == host && path_matches(&r.path, path))
             .max_by_key(|r| r.path.len())
     }
-
-    pub fn knows_host(&self, host: &str) -> bool {
-        let host = host.split(':').next().unwrap_or(host).to_ascii_lowercase();
-        self.http.iter().any(|r| r.host == host)
-    }
 }
 
 /// `/api` matches `/api`, `/api/x` and `/api?q`, not `/apix`.
@@ -173,11 +168,6 @@ fn endpoint_of(i: &Instance, container_port: u16, mode: NetworkMode) -> Option<E
     })
 }
 
-/// Is `i` an up-to-date instance of live version `l`?
-fn runs(l: &crate::store::LiveVersion, i: &Instance) -> bool {
-    i.version_number().unwrap_or(0) == l.version.number && i.spec_hash == l.hash
-}
-
 fn backend(
     app: &StoredApp,
     service: &str,
@@ -210,7 +200,7 @@ fn backend(
         pools.push(Pool {
             version: String::new(),
             weight: 100,
-            endpoints: endpoints(&|i| live.iter().any(|l| runs(l, i))),
+            endpoints: endpoints(&|i| live.iter().any(|l| l.runs(i))),
             fallback: false,
         });
     } else {
@@ -218,7 +208,7 @@ fn backend(
             pools.push(Pool {
                 version: l.version.name(),
                 weight: l.version.weight,
-                endpoints: endpoints(&|i| runs(l, i)),
+                endpoints: endpoints(&|i| l.runs(i)),
                 fallback: false,
             });
         }
@@ -226,7 +216,7 @@ fn backend(
     pools.push(Pool {
         version: String::new(),
         weight: 0,
-        endpoints: endpoints(&|i| !live.iter().any(|l| runs(l, i))),
+        endpoints: endpoints(&|i| !live.iter().any(|l| l.runs(i))),
         fallback: true,
     });
     if app.stopped {
@@ -367,6 +357,6 @@ mod tests {
         );
         assert_eq!(who("shop.example.com", "/apix"), Some("root".into()));
         assert_eq!(who("other.example.com", "/"), None);
-        assert!(t.knows_host("shop.example.com:80"));
+        assert!(t.route("shop.example.com:80", "/").is_some());
     }
 }

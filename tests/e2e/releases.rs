@@ -9,6 +9,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 const HOST: &str = "rel.example.com";
+/// Labels for rolling updates two instances at a time.
+const ROLLING: &str =
+    "      berth.rolling_updates: \"true\"\n      berth.rolling_updates.parallelism: \"2\"\n";
 
 fn router_agent() -> (Agent, u16) {
     let port = free_port();
@@ -262,13 +265,11 @@ fn blue_green_confirm_and_abort() {
 #[test]
 fn rolling_update_under_load_loses_no_request() {
     let (a, port) = router_agent();
-    let rolling =
-        "      berth.rolling_updates: \"true\"\n      berth.rolling_updates.parallelism: \"2\"\n";
-    a.deploy("roll", &web("r1", 4, rolling));
+    a.deploy("roll", &web("r1", 4, ROLLING));
     let load = Load::start(port);
     std::thread::sleep(Duration::from_millis(500));
     let started = Instant::now();
-    a.deploy("roll", &web("r2", 4, rolling));
+    a.deploy("roll", &web("r2", 4, ROLLING));
     let took = started.elapsed();
     std::thread::sleep(Duration::from_millis(500));
     let (ok, failed) = load.finish();
@@ -328,11 +329,9 @@ fn start_first_update_drains_and_loses_no_request() {
 #[test]
 fn failing_rolling_update_rolls_itself_back() {
     let (a, port) = router_agent();
-    let rolling =
-        "      berth.rolling_updates: \"true\"\n      berth.rolling_updates.parallelism: \"2\"\n";
-    a.deploy("rb", &web("ok", 4, rolling));
+    a.deploy("rb", &web("ok", 4, ROLLING));
     // The new version's probe asks for a file that is not there.
-    let bad = web("bad", 4, rolling).replace("8080/v", "8080/missing");
+    let bad = web("bad", 4, ROLLING).replace("8080/v", "8080/missing");
     let load = Load::start(port);
     let p = a.template("rb", &bad);
     let err = a.fails(&[
