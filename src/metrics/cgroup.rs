@@ -1,0 +1,583 @@
+//! Container figures from cgroup files (v1 and v2; cgroupfs and systemd layouts) and
+//! `/proc/<pid>/net/dev`, never from the engine's stats API.
+//!
+//! The layout is detected once from `/proc/self/mounts`; a container's directory is found by
+//! trying the cgroupfs (`docker/<id>`) and systemd (`system.slice/docker-<id>.scope`) names.
+//! File parsers are pure functions over the text, tested on samples of both versions.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Version {
+    V1,
+    V2,
+}
+
+/// Where the cgroup hierarchies are mounted.
+#[derive(Debug, Clone)]
+pub struct Cgroups {
+    pub version: Version,
+    /// v1: controller -> mount point; v2: "" -> the unified mount.
+    mounts: BTreeMap<String, PathBuf>,
+}
+
+/// One container's counters at one moment.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ContainerStats {
+    pub cpu_total_ns: u64,
+    pub cpu_user_ns: u64,
+    pub cpu_system_ns: u64,
+    pub percpu_ns: Vec<u64>,
+    pub throttle_periods: u64,
+    pub throttled_periods: u64,
+    pub throttled_ns: u64,
+    pub mem_usage: u64,
+    /// None = unlimited.
+    pub mem_limit: Option<u64>,
+    pub mem_max_usage: Option<u64>,
+    pub mem_failcnt: u64,
+    /// `memory.stat` as the kernel names it (v1: cache, rss, total_inactive_file, ...; v2:
+    /// anon, file, inactive_file, ...).
+    pub mem_stat: Vec<(String, u64)>,
+    pub oom_kills: u64,
+    pub blkio: Vec<BlkDevice>,
+    /// The container's first process (for `/proc/<pid>/net/dev` and its start time).
+    pub pid: Option<u32>,
+}
+
+impl ContainerStats {
+    pub fn mem_stat(&self, key: &str) -> Option<u64> {
+        self.mem_stat
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| *v)
+    }
+
+    /// Usage without the reclaimable page cache (what `docker stats` and cAdvisor's working
+    /// set show).
+    pub fn working_set(&self) -> u64 {
+        let inactive = self
+            .mem_stat("total_inactive_file")
+            .or_else(|| self.mem_stat("inactive_file"))
+            .unwrap_or(0);
+        self.mem_usage.saturating_sub(inactive)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BlkDevice {
+    pub major: u32,
+    pub minor: u32,
+    pub read_bytes: u64,
+    pub write_bytes: u64,
+    pub read_ops: u64,
+    pub write_ops: u64,
+}
+
+/// One network interface's counters.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NetDev {
+    pub name: String,
+    pub rx_bytes: u64,
+    pub rx_packets: u64,
+    pub rx_errors: u64,
+    pub rx_dropped: u64,
+    pub tx_bytes: u64,
+    pub tx_packets: u64,
+    pub tx_errors: u64,
+    pub tx_dropped: u64,
+}
+
+/// USER_HZ: the unit of `cpuacct.stat` and `/proc/*/stat` times (100 on every Linux build we
+/// run on).
+pub const USER_HZ: u64 = 100;
+
+impl Cgroups {
+    pub fn detect() -> Cgroups {
+        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+        Cgroups::from_mounts(&mounts)
+    }
+
+    /// From the text of `/proc/self/mounts`: v1 when any `cgroup` (v1) controller mount
+    /// exists, else v2 at its `cgroup2` mount.
+    pub fn from_mounts(text: &str) -> Cgroups {
+        let mut v1 = BTreeMap::new();
+        let mut v2 = None;
+        for line in text.lines() {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() < 4 {
+                continue;
+            }
+            match f[2] {
+                "cgroup" => {
+                    for opt in f[3].split(',') {
+                        if matches!(opt, "cpu" | "cpuacct" | "memory" | "blkio" | "pids") {
+                            v1.insert(opt.to_string(), PathBuf::from(f[1]));
+                        }
+                    }
+                }
+                "cgroup2" if v2.is_none() || f[1] == "/sys/fs/cgroup" => {
+                    v2 = Some(PathBuf::from(f[1]))
+                }
+                _ => {}
+            }
+        }
+        if v1.contains_key("memory") || v1.contains_key("cpuacct") {
+            Cgroups {
+                version: Version::V1,
+                mounts: v1,
+            }
+        } else {
+            let root = v2.unwrap_or_else(|| PathBuf::from("/sys/fs/cgroup"));
+            Cgroups {
+                version: Version::V2,
+                mounts: BTreeMap::from([(String::new(), root)]),
+            }
+        }
+    }
+
+    /// A cgroups view rooted elsewhere (tests build a tree in a temp dir).
+    pub fn at(version: Version, mounts: BTreeMap<String, PathBuf>) -> Cgroups {
+        Cgroups { version, mounts }
+    }
+
+    /// The container's directory under one controller's hierarchy ("" on v2).
+    fn dir(&self, controller: &str, id: &str) -> Option<PathBuf> {
+        let root = self.mounts.get(controller)?;
+        [
+            format!("docker/{id}"),
+            format!("system.slice/docker-{id}.scope"),
+        ]
+        .into_iter()
+        .map(|rel| root.join(rel))
+        .find(|p| p.is_dir())
+    }
+
+    /// Reads one container's counters; None when its cgroup is gone (it stopped).
+    pub fn read(&self, id: &str) -> Option<ContainerStats> {
+        match self.version {
+            Version::V1 => self.read_v1(id),
+            Version::V2 => self.read_v2(id),
+        }
+    }
+
+    fn read_v1(&self, id: &str) -> Option<ContainerStats> {
+        let cpuacct = self.dir("cpuacct", id)?;
+        let mut s = ContainerStats {
+            cpu_total_ns: read_u64(&cpuacct.join("cpuacct.usage")).unwrap_or(0),
+            percpu_ns: read(&cpuacct.join("cpuacct.usage_percpu"))
+                .map(|t| {
+                    t.split_whitespace()
+                        .filter_map(|v| v.parse().ok())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            pid: read(&cpuacct.join("cgroup.procs")).and_then(|t| first_pid(&t)),
+            ..Default::default()
+        };
+        if let Some(t) = read(&cpuacct.join("cpuacct.stat")) {
+            let kv = key_values(&t);
+            let ns = 1_000_000_000 / USER_HZ;
+            s.cpu_user_ns = get(&kv, "user") * ns;
+            s.cpu_system_ns = get(&kv, "system") * ns;
+        }
+        if let Some(t) = self.dir("cpu", id).and_then(|d| read(&d.join("cpu.stat"))) {
+            let kv = key_values(&t);
+            s.throttle_periods = get(&kv, "nr_periods");
+            s.throttled_periods = get(&kv, "nr_throttled");
+            s.throttled_ns = get(&kv, "throttled_time");
+        }
+        if let Some(mem) = self.dir("memory", id) {
+            s.mem_usage = read_u64(&mem.join("memory.usage_in_bytes")).unwrap_or(0);
+            // v1 writes "no limit" as a huge page-aligned number.
+            s.mem_limit = read_u64(&mem.join("memory.limit_in_bytes")).filter(|l| *l < 1 << 62);
+            s.mem_max_usage = read_u64(&mem.join("memory.max_usage_in_bytes"));
+            s.mem_failcnt = read_u64(&mem.join("memory.failcnt")).unwrap_or(0);
+            s.mem_stat = read(&mem.join("memory.stat"))
+                .map(|t| key_values(&t))
+                .unwrap_or_default();
+            if let Some(t) = read(&mem.join("memory.oom_control")) {
+                s.oom_kills = get(&key_values(&t), "oom_kill");
+            }
+        }
+        if let Some(blk) = self.dir("blkio", id) {
+            let pick = |names: &[&str]| {
+                names
+                    .iter()
+                    .filter_map(|n| read(&blk.join(n)))
+                    .find(|t| t.lines().any(|l| l.split_whitespace().count() == 3))
+                    .unwrap_or_default()
+            };
+            let bytes = pick(&[
+                "blkio.io_service_bytes_recursive",
+                "blkio.throttle.io_service_bytes_recursive",
+                "blkio.throttle.io_service_bytes",
+            ]);
+            let ops = pick(&[
+                "blkio.io_serviced_recursive",
+                "blkio.throttle.io_serviced_recursive",
+                "blkio.throttle.io_serviced",
+            ]);
+            s.blkio = parse_blkio_v1(&bytes, &ops);
+        }
+        Some(s)
+    }
+
+    fn read_v2(&self, id: &str) -> Option<ContainerStats> {
+        let d = self.dir("", id)?;
+        let mut s = ContainerStats {
+            pid: read(&d.join("cgroup.procs")).and_then(|t| first_pid(&t)),
+            ..Default::default()
+        };
+        if let Some(t) = read(&d.join("cpu.stat")) {
+            let kv = key_values(&t);
+            s.cpu_total_ns = get(&kv, "usage_usec") * 1000;
+            s.cpu_user_ns = get(&kv, "user_usec") * 1000;
+            s.cpu_system_ns = get(&kv, "system_usec") * 1000;
+            s.throttle_periods = get(&kv, "nr_periods");
+            s.throttled_periods = get(&kv, "nr_throttled");
+            s.throttled_ns = get(&kv, "throttled_usec") * 1000;
+        }
+        s.mem_usage = read_u64(&d.join("memory.current")).unwrap_or(0);
+        s.mem_limit = read_u64(&d.join("memory.max"));
+        s.mem_max_usage = read_u64(&d.join("memory.peak"));
+        s.mem_stat = read(&d.join("memory.stat"))
+            .map(|t| key_values(&t))
+            .unwrap_or_default();
+        if let Some(t) = read(&d.join("memory.events")) {
+            let kv = key_values(&t);
+            s.mem_failcnt = get(&kv, "max");
+            s.oom_kills = get(&kv, "oom_kill");
+        }
+        s.blkio = read(&d.join("io.stat"))
+            .map(|t| parse_io_stat_v2(&t))
+            .unwrap_or_default();
+        Some(s)
+    }
+}
+
+fn read(p: &Path) -> Option<String> {
+    std::fs::read_to_string(p).ok()
+}
+
+fn read_u64(p: &Path) -> Option<u64> {
+    read(p)?.trim().parse().ok()
+}
+
+fn first_pid(t: &str) -> Option<u32> {
+    t.split_whitespace().next()?.parse().ok()
+}
+
+/// `key value` lines (memory.stat, cpu.stat, cpuacct.stat, memory.events).
+pub fn key_values(t: &str) -> Vec<(String, u64)> {
+    t.lines()
+        .filter_map(|l| {
+            let mut it = l.split_whitespace();
+            let k = it.next()?;
+            let v = it.next()?.parse().ok()?;
+            Some((k.to_string(), v))
+        })
+        .collect()
+}
+
+fn get(kv: &[(String, u64)], key: &str) -> u64 {
+    kv.iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| *v)
+        .unwrap_or(0)
+}
+
+fn device(s: &str) -> Option<(u32, u32)> {
+    let (a, b) = s.split_once(':')?;
+    Some((a.parse().ok()?, b.parse().ok()?))
+}
+
+fn entry(out: &mut Vec<BlkDevice>, major: u32, minor: u32) -> &mut BlkDevice {
+    let i = match out
+        .iter()
+        .position(|d| d.major == major && d.minor == minor)
+    {
+        Some(i) => i,
+        None => {
+            out.push(BlkDevice {
+                major,
+                minor,
+                ..Default::default()
+            });
+            out.len() - 1
+        }
+    };
+    &mut out[i]
+}
+
+/// v1 `blkio.*io_service_bytes*` and `*io_serviced*`: `8:0 Read 4096` lines.
+pub fn parse_blkio_v1(bytes: &str, ops: &str) -> Vec<BlkDevice> {
+    let mut out = Vec::new();
+    for (text, is_bytes) in [(bytes, true), (ops, false)] {
+        for l in text.lines() {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let (Some((ma, mi)), 3) = (f.first().and_then(|d| device(d)), f.len()) else {
+                continue;
+            };
+            let Ok(v) = f[2].parse::<u64>() else { continue };
+            let d = entry(&mut out, ma, mi);
+            match (f[1], is_bytes) {
+                ("Read", true) => d.read_bytes = v,
+                ("Write", true) => d.write_bytes = v,
+                ("Read", false) => d.read_ops = v,
+                ("Write", false) => d.write_ops = v,
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+/// v2 `io.stat`: `8:0 rbytes=1 wbytes=2 rios=3 wios=4 dbytes=0 dios=0` lines.
+pub fn parse_io_stat_v2(text: &str) -> Vec<BlkDevice> {
+    let mut out = Vec::new();
+    for l in text.lines() {
+        let mut f = l.split_whitespace();
+        let Some((ma, mi)) = f.next().and_then(device) else {
+            continue;
+        };
+        let d = entry(&mut out, ma, mi);
+        for kv in f {
+            let Some((k, v)) = kv.split_once('=') else {
+                continue;
+            };
+            let v = v.parse().unwrap_or(0);
+            match k {
+                "rbytes" => d.read_bytes = v,
+                "wbytes" => d.write_bytes = v,
+                "rios" => d.read_ops = v,
+                "wios" => d.write_ops = v,
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+/// `/proc/<pid>/net/dev` (and the host's `/proc/net/dev`), without `lo`.
+pub fn parse_net_dev(text: &str) -> Vec<NetDev> {
+    text.lines()
+        .skip(2)
+        .filter_map(|l| {
+            let (name, rest) = l.split_once(':')?;
+            let name = name.trim();
+            if name == "lo" {
+                return None;
+            }
+            let v: Vec<u64> = rest
+                .split_whitespace()
+                .map(|x| x.parse().unwrap_or(0))
+                .collect();
+            if v.len() < 16 {
+                return None;
+            }
+            Some(NetDev {
+                name: name.to_string(),
+                rx_bytes: v[0],
+                rx_packets: v[1],
+                rx_errors: v[2],
+                rx_dropped: v[3],
+                tx_bytes: v[8],
+                tx_packets: v[9],
+                tx_errors: v[10],
+                tx_dropped: v[11],
+            })
+        })
+        .collect()
+}
+
+/// A process's network counters (its network namespace's interfaces).
+pub fn net_of(pid: u32) -> Vec<NetDev> {
+    read(Path::new(&format!("/proc/{pid}/net/dev")))
+        .map(|t| parse_net_dev(&t))
+        .unwrap_or_default()
+}
+
+/// When a process started, in nanoseconds since the epoch (from `/proc/<pid>/stat` field 22,
+/// in ticks since boot).
+pub fn process_start_ns(pid: u32, boot_time_s: u64) -> Option<i64> {
+    let t = read(Path::new(&format!("/proc/{pid}/stat")))?;
+    // The command (field 2) may hold spaces: count fields after its closing parenthesis.
+    let rest = &t[t.rfind(')')? + 1..];
+    let ticks: u64 = rest.split_whitespace().nth(19)?.parse().ok()?;
+    Some((boot_time_s as i64) * 1_000_000_000 + (ticks * (1_000_000_000 / USER_HZ)) as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detects_v1_and_v2_from_mounts() {
+        let v1 = "cgroup /sys/fs/cgroup/cpu,cpuacct cgroup rw,nosuid,cpu,cpuacct 0 0\n\
+                  cgroup /sys/fs/cgroup/memory cgroup rw,memory 0 0\n\
+                  cgroup2 /sys/fs/cgroup/unified cgroup2 rw 0 0\n";
+        let c = Cgroups::from_mounts(v1);
+        assert_eq!(c.version, Version::V1);
+        assert_eq!(
+            c.mounts["cpuacct"],
+            PathBuf::from("/sys/fs/cgroup/cpu,cpuacct")
+        );
+        let v2 = "cgroup2 /sys/fs/cgroup cgroup2 rw,nsdelegate 0 0\n";
+        assert_eq!(Cgroups::from_mounts(v2).version, Version::V2);
+    }
+
+    fn write(root: &Path, rel: &str, text: &str) {
+        let p = root.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+
+    #[test]
+    fn reads_a_v2_systemd_layout() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = "system.slice/docker-abc.scope";
+        write(
+            tmp.path(),
+            &format!("{d}/cpu.stat"),
+            "usage_usec 2000\nuser_usec 1500\nsystem_usec 500\nnr_periods 4\nnr_throttled 1\nthrottled_usec 7\n",
+        );
+        write(tmp.path(), &format!("{d}/memory.current"), "1000\n");
+        write(tmp.path(), &format!("{d}/memory.max"), "max\n");
+        write(
+            tmp.path(),
+            &format!("{d}/memory.stat"),
+            "anon 600\nfile 400\ninactive_file 300\n",
+        );
+        write(
+            tmp.path(),
+            &format!("{d}/memory.events"),
+            "low 0\nhigh 0\nmax 2\noom 1\noom_kill 1\n",
+        );
+        write(
+            tmp.path(),
+            &format!("{d}/io.stat"),
+            "8:0 rbytes=10 wbytes=20 rios=1 wios=2 dbytes=0 dios=0\n",
+        );
+        write(tmp.path(), &format!("{d}/cgroup.procs"), "42\n43\n");
+        let c = Cgroups::at(
+            Version::V2,
+            BTreeMap::from([(String::new(), tmp.path().to_path_buf())]),
+        );
+        let s = c.read("abc").unwrap();
+        assert_eq!(s.cpu_total_ns, 2_000_000);
+        assert_eq!(s.cpu_user_ns, 1_500_000);
+        assert_eq!(s.throttled_ns, 7000);
+        assert_eq!(s.mem_limit, None);
+        assert_eq!(s.working_set(), 700);
+        assert_eq!(s.oom_kills, 1);
+        assert_eq!(s.blkio[0].write_bytes, 20);
+        assert_eq!(s.pid, Some(42));
+        assert!(c.read("other").is_none());
+    }
+
+    #[test]
+    fn reads_a_v1_cgroupfs_layout() {
+        let tmp = tempfile::tempdir().unwrap();
+        let m = |c: &str| (c.to_string(), tmp.path().join(c));
+        let c = Cgroups::at(
+            Version::V1,
+            BTreeMap::from([m("cpuacct"), m("cpu"), m("memory"), m("blkio")]),
+        );
+        write(
+            tmp.path(),
+            "cpuacct/docker/abc/cpuacct.usage",
+            "5000000000\n",
+        );
+        write(
+            tmp.path(),
+            "cpuacct/docker/abc/cpuacct.usage_percpu",
+            "3000000000 2000000000 \n",
+        );
+        write(
+            tmp.path(),
+            "cpuacct/docker/abc/cpuacct.stat",
+            "user 300\nsystem 200\n",
+        );
+        write(tmp.path(), "cpuacct/docker/abc/cgroup.procs", "7\n");
+        write(
+            tmp.path(),
+            "cpu/docker/abc/cpu.stat",
+            "nr_periods 0\nnr_throttled 0\nthrottled_time 0\n",
+        );
+        write(
+            tmp.path(),
+            "memory/docker/abc/memory.usage_in_bytes",
+            "2048\n",
+        );
+        write(
+            tmp.path(),
+            "memory/docker/abc/memory.limit_in_bytes",
+            "9223372036854771712\n",
+        );
+        write(
+            tmp.path(),
+            "memory/docker/abc/memory.stat",
+            "cache 100\nrss 900\ntotal_inactive_file 48\n",
+        );
+        write(
+            tmp.path(),
+            "memory/docker/abc/memory.oom_control",
+            "oom_kill_disable 0\nunder_oom 0\noom_kill 0\n",
+        );
+        write(
+            tmp.path(),
+            "blkio/docker/abc/blkio.io_service_bytes_recursive",
+            "Total 0\n",
+        );
+        write(
+            tmp.path(),
+            "blkio/docker/abc/blkio.throttle.io_service_bytes",
+            "8:0 Read 4096\n8:0 Write 8192\n8:0 Total 12288\nTotal 12288\n",
+        );
+        write(
+            tmp.path(),
+            "blkio/docker/abc/blkio.throttle.io_serviced",
+            "8:0 Read 1\n8:0 Write 2\n",
+        );
+        let s = c.read("abc").unwrap();
+        assert_eq!(s.cpu_total_ns, 5_000_000_000);
+        assert_eq!(s.percpu_ns, vec![3_000_000_000, 2_000_000_000]);
+        assert_eq!(s.cpu_user_ns, 3_000_000_000);
+        assert_eq!(s.mem_limit, None);
+        assert_eq!(s.working_set(), 2000);
+        assert_eq!(
+            s.blkio,
+            vec![BlkDevice {
+                major: 8,
+                minor: 0,
+                read_bytes: 4096,
+                write_bytes: 8192,
+                read_ops: 1,
+                write_ops: 2
+            }]
+        );
+        assert_eq!(s.pid, Some(7));
+    }
+
+    #[test]
+    fn parses_net_dev() {
+        let t = "Inter-|   Receive                                                |  Transmit\n \
+                 face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed\n    \
+                 lo:     100       1    0    0    0     0          0         0      100       1    0    0    0     0       0          0\n  \
+                 eth0:    1500      10    1    2    0     0          0         0      700       5    0    3    0     0       0          0\n";
+        let n = parse_net_dev(t);
+        assert_eq!(n.len(), 1);
+        assert_eq!(
+            (
+                n[0].rx_bytes,
+                n[0].rx_packets,
+                n[0].rx_errors,
+                n[0].rx_dropped
+            ),
+            (1500, 10, 1, 2)
+        );
+        assert_eq!((n[0].tx_bytes, n[0].tx_dropped), (700, 3));
+    }
+}

@@ -1,0 +1,318 @@
+//! Host figures from /proc and statvfs, with pure parsers for each file.
+
+use super::cgroup::{NetDev, parse_net_dev};
+use std::path::Path;
+
+/// One `cpu` line of /proc/stat, in USER_HZ ticks.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CpuTimes {
+    /// "cpu-total" or "cpu0", "cpu1", ...
+    pub name: String,
+    pub user: u64,
+    pub nice: u64,
+    pub system: u64,
+    pub idle: u64,
+    pub iowait: u64,
+    pub irq: u64,
+    pub softirq: u64,
+    pub steal: u64,
+    pub guest: u64,
+    pub guest_nice: u64,
+}
+
+impl CpuTimes {
+    /// All ticks (guest time is already counted inside user/nice).
+    pub fn total(&self) -> u64 {
+        self.user
+            + self.nice
+            + self.system
+            + self.idle
+            + self.iowait
+            + self.irq
+            + self.softirq
+            + self.steal
+    }
+
+    /// (Telegraf field, ticks) pairs.
+    pub fn modes(&self) -> [(&'static str, u64); 10] {
+        [
+            ("user", self.user),
+            ("system", self.system),
+            ("idle", self.idle),
+            ("nice", self.nice),
+            ("iowait", self.iowait),
+            ("irq", self.irq),
+            ("softirq", self.softirq),
+            ("steal", self.steal),
+            ("guest", self.guest),
+            ("guest_nice", self.guest_nice),
+        ]
+    }
+}
+
+/// The `cpu` lines of /proc/stat (the aggregate first, named "cpu-total") and `btime`.
+pub fn parse_proc_stat(text: &str) -> (Vec<CpuTimes>, u64) {
+    let mut cpus = Vec::new();
+    let mut btime = 0;
+    for l in text.lines() {
+        let mut f = l.split_whitespace();
+        let Some(name) = f.next() else { continue };
+        if name == "btime" {
+            btime = f.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+            continue;
+        }
+        if !name.starts_with("cpu") {
+            continue;
+        }
+        let v: Vec<u64> = f.map(|x| x.parse().unwrap_or(0)).collect();
+        let at = |i: usize| v.get(i).copied().unwrap_or(0);
+        cpus.push(CpuTimes {
+            name: if name == "cpu" {
+                "cpu-total".into()
+            } else {
+                name.into()
+            },
+            user: at(0),
+            nice: at(1),
+            system: at(2),
+            idle: at(3),
+            iowait: at(4),
+            irq: at(5),
+            softirq: at(6),
+            steal: at(7),
+            guest: at(8),
+            guest_nice: at(9),
+        });
+    }
+    (cpus, btime)
+}
+
+/// /proc/meminfo as (key, bytes).
+pub fn parse_meminfo(text: &str) -> Vec<(String, u64)> {
+    text.lines()
+        .filter_map(|l| {
+            let (k, rest) = l.split_once(':')?;
+            let mut f = rest.split_whitespace();
+            let v: u64 = f.next()?.parse().ok()?;
+            let mul = if f.next() == Some("kB") { 1024 } else { 1 };
+            Some((k.to_string(), v * mul))
+        })
+        .collect()
+}
+
+/// One block device line of /proc/diskstats.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DiskIo {
+    pub name: String,
+    pub reads: u64,
+    pub merged_reads: u64,
+    pub read_bytes: u64,
+    pub read_time: u64,
+    pub writes: u64,
+    pub merged_writes: u64,
+    pub write_bytes: u64,
+    pub write_time: u64,
+    pub iops_in_progress: u64,
+    pub io_time: u64,
+    pub weighted_io_time: u64,
+}
+
+/// /proc/diskstats without loop, ram and device-mapper-less partitions of no activity.
+pub fn parse_diskstats(text: &str) -> Vec<DiskIo> {
+    text.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            if f.len() < 14 {
+                return None;
+            }
+            let name = f[2];
+            if name.starts_with("loop") || name.starts_with("ram") {
+                return None;
+            }
+            let n = |i: usize| f[i].parse::<u64>().unwrap_or(0);
+            Some(DiskIo {
+                name: name.to_string(),
+                reads: n(3),
+                merged_reads: n(4),
+                read_bytes: n(5) * 512,
+                read_time: n(6),
+                writes: n(7),
+                merged_writes: n(8),
+                write_bytes: n(9) * 512,
+                write_time: n(10),
+                iops_in_progress: n(11),
+                io_time: n(12),
+                weighted_io_time: n(13),
+            })
+        })
+        .collect()
+}
+
+/// A mounted file system worth reporting (Telegraf's `disk` input skips these types).
+const SKIPPED_FS: &[&str] = &[
+    "tmpfs",
+    "devtmpfs",
+    "devfs",
+    "iso9660",
+    "overlay",
+    "aufs",
+    "squashfs",
+    "proc",
+    "sysfs",
+    "cgroup",
+    "cgroup2",
+    "mqueue",
+    "devpts",
+    "securityfs",
+    "pstore",
+    "debugfs",
+    "tracefs",
+    "configfs",
+    "fusectl",
+    "hugetlbfs",
+    "bpf",
+    "autofs",
+    "binfmt_misc",
+    "nsfs",
+    "rpc_pipefs",
+    "ramfs",
+    "efivarfs",
+    "fuse.lxcfs",
+    "shm",
+    "nfsd",
+];
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mount {
+    pub device: String,
+    pub path: String,
+    pub fstype: String,
+    pub mode: &'static str,
+}
+
+/// /proc/self/mounts, without pseudo and container file systems, one entry per path.
+pub fn parse_mounts(text: &str) -> Vec<Mount> {
+    let mut out: Vec<Mount> = Vec::new();
+    for l in text.lines() {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        if f.len() < 4 || SKIPPED_FS.contains(&f[2]) {
+            continue;
+        }
+        // Docker's per-container bind mounts of /etc/hosts and friends are noise.
+        let path = f[1].replace("\\040", " ");
+        if path.starts_with("/var/lib/docker/") || path.starts_with("/run/docker/") {
+            continue;
+        }
+        if out.iter().any(|m| m.path == path) {
+            continue;
+        }
+        out.push(Mount {
+            device: f[0].trim_start_matches("/dev/").to_string(),
+            path,
+            fstype: f[2].to_string(),
+            mode: if f[3].split(',').any(|o| o == "ro") {
+                "ro"
+            } else {
+                "rw"
+            },
+        });
+    }
+    out
+}
+
+/// Sizes of a mounted file system: (total, free, used, inodes_total, inodes_free), in bytes,
+/// "free" being what an unprivileged user may still write (as `df` and Telegraf report).
+pub fn disk_usage(path: &str) -> Option<(u64, u64, u64, u64, u64)> {
+    let s = nix::sys::statvfs::statvfs(Path::new(path)).ok()?;
+    let frag = s.fragment_size();
+    let total = s.blocks() * frag;
+    let free = s.blocks_available() * frag;
+    let used = (s.blocks() - s.blocks_free()) * frag;
+    Some((total, free, used, s.files(), s.files_free()))
+}
+
+/// Everything read from /proc for one host sample.
+#[derive(Debug, Clone, Default)]
+pub struct HostSample {
+    pub cpus: Vec<CpuTimes>,
+    pub boot_time_s: u64,
+    pub mem: Vec<(String, u64)>,
+    pub load: [f64; 3],
+    pub uptime_s: u64,
+    pub net: Vec<NetDev>,
+    pub disks: Vec<DiskIo>,
+    pub mounts: Vec<Mount>,
+}
+
+impl HostSample {
+    pub fn read() -> HostSample {
+        let r = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+        let (cpus, boot_time_s) = parse_proc_stat(&r("/proc/stat"));
+        let lv: Vec<f64> = r("/proc/loadavg")
+            .split_whitespace()
+            .take(3)
+            .map(|v| v.parse().unwrap_or(0.0))
+            .collect();
+        HostSample {
+            cpus,
+            boot_time_s,
+            mem: parse_meminfo(&r("/proc/meminfo")),
+            load: [
+                lv.first().copied().unwrap_or(0.0),
+                lv.get(1).copied().unwrap_or(0.0),
+                lv.get(2).copied().unwrap_or(0.0),
+            ],
+            uptime_s: r("/proc/uptime")
+                .split('.')
+                .next()
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0),
+            net: parse_net_dev(&r("/proc/net/dev")),
+            disks: parse_diskstats(&r("/proc/diskstats")),
+            mounts: parse_mounts(&r("/proc/self/mounts")),
+        }
+    }
+
+    pub fn mem(&self, key: &str) -> u64 {
+        self.mem
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| *v)
+            .unwrap_or(0)
+    }
+
+    /// Number of CPUs (per-cpu lines, without the aggregate).
+    pub fn n_cpus(&self) -> usize {
+        self.cpus.len().saturating_sub(1).max(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_proc_files() {
+        let (cpus, btime) = parse_proc_stat(
+            "cpu  10 1 5 100 2 0 1 0 0 0\ncpu0 5 0 2 50 1 0 0 0 0 0\nintr 1\nbtime 1700000000\n",
+        );
+        assert_eq!(cpus.len(), 2);
+        assert_eq!(cpus[0].name, "cpu-total");
+        assert_eq!(cpus[0].total(), 119);
+        assert_eq!(btime, 1_700_000_000);
+        let mem = parse_meminfo("MemTotal:       16384 kB\nHugePages_Total:       0\n");
+        assert_eq!(mem[0], ("MemTotal".into(), 16384 * 1024));
+        assert_eq!(mem[1].1, 0);
+        let d = parse_diskstats(
+            "   8       0 sda 100 5 2000 30 50 2 800 40 0 60 70 0 0 0 0\n   7       0 loop0 1 0 2 0 0 0 0 0 0 0 0\n",
+        );
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].read_bytes, 2000 * 512);
+        let m = parse_mounts(
+            "/dev/sda1 / ext4 rw,relatime 0 0\ntmpfs /run tmpfs rw 0 0\noverlay /var/lib/docker/overlay2/x/merged overlay rw 0 0\n/dev/sdb1 /mnt/my\\040disk xfs ro 0 0\n",
+        );
+        assert_eq!(m.len(), 2);
+        assert_eq!(m[1].path, "/mnt/my disk");
+        assert_eq!(m[1].mode, "ro");
+    }
+}
