@@ -2,7 +2,7 @@
 //! into a [`Snapshot`], then turn a snapshot into Telegraf-compatible points ([`points`], pure).
 
 use super::cgroup::{self, Cgroups, ContainerStats, NetDev};
-use super::host::{CpuTimes, HostSample, disk_usage};
+use super::host::{CpuTimes, DiskUsage, HostSample, Mount, disk_usage};
 use super::line::{Point, Value};
 use std::collections::HashMap;
 
@@ -66,8 +66,7 @@ pub struct Snapshot {
     /// Per cpu (cpu-total first): percent of each mode since the previous cycle.
     pub cpu_percent: Vec<(String, [(&'static str, f64); 10])>,
     pub containers: Vec<ContainerSample>,
-    /// Disk sizes per mount: (total, free, used, inodes_total, inodes_free).
-    pub disks: Vec<(super::host::Mount, (u64, u64, u64, u64, u64))>,
+    pub disks: Vec<(Mount, DiskUsage)>,
 }
 
 /// Keeps what rates need from the previous cycle.
@@ -144,7 +143,7 @@ impl Collector {
             .mounts
             .iter()
             .filter_map(|m| disk_usage(&m.path).map(|u| (m.clone(), u)))
-            .filter(|(_, u)| u.0 > 0)
+            .filter(|(_, u)| u.total > 0)
             .collect();
         Snapshot {
             time_ns: now_ns,
@@ -354,17 +353,17 @@ fn host_points(s: &Snapshot, out: &mut Vec<Point>) {
                 .float("available_percent", available as f64 * 100.0 / total as f64),
         );
     }
-    for (mnt, (total, free, used, itotal, ifree)) in &s.disks {
-        let denom = (used + free) as f64;
+    for (mnt, u) in &s.disks {
+        let denom = (u.used + u.free) as f64;
         out.push(
             pt("disk")
                 .tag("path", mnt.path.clone())
                 .tag("device", mnt.device.clone())
                 .tag("fstype", mnt.fstype.clone())
                 .tag("mode", mnt.mode)
-                .field("total", int(*total))
-                .field("free", int(*free))
-                .field("used", int(*used))
+                .field("total", int(u.total))
+                .field("free", int(u.free))
+                .field("used", int(u.used))
                 .float(
                     "used_percent",
                     if denom > 0.0 {
@@ -373,9 +372,12 @@ fn host_points(s: &Snapshot, out: &mut Vec<Point>) {
                         0.0
                     },
                 )
-                .field("inodes_total", int(*itotal))
-                .field("inodes_free", int(*ifree))
-                .field("inodes_used", int(itotal.saturating_sub(*ifree))),
+                .field("inodes_total", int(u.inodes_total))
+                .field("inodes_free", int(u.inodes_free))
+                .field(
+                    "inodes_used",
+                    int(u.inodes_total.saturating_sub(u.inodes_free)),
+                ),
         );
     }
     for d in &m.disks {

@@ -220,15 +220,30 @@ pub fn parse_mounts(text: &str) -> Vec<Mount> {
     out
 }
 
-/// Sizes of a mounted file system: (total, free, used, inodes_total, inodes_free), in bytes,
-/// "free" being what an unprivileged user may still write (as `df` and Telegraf report).
-pub fn disk_usage(path: &str) -> Option<(u64, u64, u64, u64, u64)> {
+/// Sizes of a mounted file system in bytes, "free" being what an unprivileged user may still
+/// write (as `df` and Telegraf report).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct DiskUsage {
+    pub total: u64,
+    pub free: u64,
+    pub used: u64,
+    pub inodes_total: u64,
+    pub inodes_free: u64,
+}
+
+pub fn disk_usage(path: &str) -> Option<DiskUsage> {
     let s = nix::sys::statvfs::statvfs(Path::new(path)).ok()?;
     let frag = s.fragment_size();
     let total = s.blocks() * frag;
     let free = s.blocks_available() * frag;
     let used = (s.blocks() - s.blocks_free()) * frag;
-    Some((total, free, used, s.files(), s.files_free()))
+    Some(DiskUsage {
+        total,
+        free,
+        used,
+        inodes_total: s.files(),
+        inodes_free: s.files_free(),
+    })
 }
 
 /// Everything read from /proc for one host sample.

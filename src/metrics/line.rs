@@ -193,19 +193,19 @@ impl LineError {
 pub fn parse_line(line: &str, default_ns: i64) -> Result<Point, LineError> {
     let b = line.as_bytes();
     let mut i = 0;
-    let measurement = read_ident(b, &mut i, &[b',', b' '], &[b',', b' '])?;
+    let measurement = read_ident(b, &mut i, b", ")?;
     if measurement.is_empty() {
         return Err(LineError::new("missing measurement name"));
     }
     let mut p = Point::new(measurement, default_ns);
     while i < b.len() && b[i] == b',' {
         i += 1;
-        let k = read_ident(b, &mut i, &[b'=', b',', b' '], KEY_ESC)?;
+        let k = read_ident(b, &mut i, KEY_ESC)?;
         if i >= b.len() || b[i] != b'=' {
             return Err(LineError::new(format!("tag {k:?} has no `=value`")));
         }
         i += 1;
-        let v = read_ident(b, &mut i, &[b',', b' ', b'='], KEY_ESC)?;
+        let v = read_ident(b, &mut i, KEY_ESC)?;
         if k.is_empty() || v.is_empty() {
             return Err(LineError::new("empty tag key or value"));
         }
@@ -218,7 +218,7 @@ pub fn parse_line(line: &str, default_ns: i64) -> Result<Point, LineError> {
     }
     i += 1;
     loop {
-        let k = read_ident(b, &mut i, &[b'=', b',', b' '], KEY_ESC)?;
+        let k = read_ident(b, &mut i, KEY_ESC)?;
         if k.is_empty() || i >= b.len() || b[i] != b'=' {
             return Err(LineError::new(format!("field {k:?} has no `=value`")));
         }
@@ -248,15 +248,15 @@ pub fn parse_line(line: &str, default_ns: i64) -> Result<Point, LineError> {
     Ok(p)
 }
 
-const KEY_ESC: &[u8] = &[b',', b'=', b' '];
+const KEY_ESC: &[u8] = b",= ";
 
-/// Reads a name up to an unescaped byte of `stop`; `\\x` for x in `escapable` is x, any other
+/// Reads a name up to an unescaped byte of `stop`; `\\x` for x in `stop` is x, any other
 /// backslash is itself.
-fn read_ident(b: &[u8], i: &mut usize, stop: &[u8], escapable: &[u8]) -> Result<String, LineError> {
+fn read_ident(b: &[u8], i: &mut usize, stop: &[u8]) -> Result<String, LineError> {
     let mut out = Vec::new();
     while *i < b.len() {
         let c = b[*i];
-        if c == b'\\' && *i + 1 < b.len() && escapable.contains(&b[*i + 1]) {
+        if c == b'\\' && *i + 1 < b.len() && stop.contains(&b[*i + 1]) {
             out.push(b[*i + 1]);
             *i += 2;
             continue;
