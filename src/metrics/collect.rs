@@ -367,7 +367,7 @@ fn host_points(s: &Snapshot, out: &mut Vec<Point>) {
                 .float(
                     "used_percent",
                     if denom > 0.0 {
-                        *used as f64 * 100.0 / denom
+                        u.used as f64 * 100.0 / denom
                     } else {
                         0.0
                     },
