@@ -1,4 +1,5 @@
-//! SQLite state: the desired state of every app, scale overrides and the event log.
+//! SQLite state: the desired state of every app, scale overrides, the event log, the durable
+//! outbox (`outbox`) and the log store (`logs`).
 //!
 //! Invariants: the only module that knows SQL. One writer connection behind a mutex (SQLite
 //! allows one writer anyway; serialising here gives clean errors instead of SQLITE_BUSY);
@@ -9,6 +10,12 @@ use crate::model::{AppSpec, Event, Release, ServiceSpec, Version, VersionState};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+
+mod logs;
+mod outbox;
+
+pub use logs::{LogBatch, LogLine, LogQuery};
+pub use outbox::{OutboxRow, OutboxStats};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -98,6 +105,36 @@ const MIGRATIONS: &[&str] = &[
      INSERT INTO version_counters(app, service, last)
      SELECT app, service, MAX(number) FROM versions WHERE true GROUP BY app, service
      ON CONFLICT(app, service) DO UPDATE SET last = MAX(last, excluded.last);",
+    // 5: the durable outbox (line protocol / syslog batches per sink), its drop counters,
+    // the log store and the log collectors' checkpoints.
+    "CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        sink TEXT NOT NULL,
+        lines INTEGER NOT NULL,
+        body BLOB NOT NULL);
+     CREATE INDEX outbox_sink ON outbox(sink, id);
+     CREATE TABLE outbox_dropped (
+        sink TEXT PRIMARY KEY,
+        lines INTEGER NOT NULL DEFAULT 0,
+        reason TEXT NOT NULL DEFAULT '');
+     CREATE TABLE log_lines (
+        id INTEGER PRIMARY KEY,
+        time_ns INTEGER NOT NULL,
+        app TEXT NOT NULL,
+        service TEXT NOT NULL,
+        version TEXT NOT NULL,
+        slot INTEGER NOT NULL,
+        node TEXT NOT NULL,
+        container TEXT NOT NULL,
+        stream TEXT NOT NULL,
+        message TEXT NOT NULL);
+     CREATE INDEX log_lines_app ON log_lines(app, service, id);
+     CREATE INDEX log_lines_time ON log_lines(time_ns);
+     CREATE TABLE log_checkpoints (
+        container TEXT NOT NULL,
+        source TEXT NOT NULL,
+        position TEXT NOT NULL,
+        PRIMARY KEY (container, source));",
 ];
 
 /// Events kept; older ones are pruned as new ones arrive.

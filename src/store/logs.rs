@@ -1,0 +1,322 @@
+//! The log store: collected lines, the collectors' checkpoints, retention.
+//!
+//! Invariant: lines, the checkpoint that says they were read, and their export batches are
+//! written in one transaction ([`Store::append_logs`]), so a crash at any point neither loses
+//! nor repeats a line.
+
+use super::{Store, StoreError, sql};
+use rusqlite::params;
+
+/// One collected line.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LogLine {
+    /// Row id (0 before it is stored); `logs -f` continues after the last one seen.
+    #[serde(default)]
+    pub id: i64,
+    pub time_ns: i64,
+    pub app: String,
+    pub service: String,
+    pub version: String,
+    pub slot: u32,
+    pub node: String,
+    /// The container's name.
+    pub container: String,
+    /// `stdout`, `stderr`, or the name of a log file source (`logs`, `log_store_NAME`).
+    pub stream: String,
+    pub message: String,
+}
+
+/// What one collector hands over at once.
+#[derive(Debug, Clone, Default)]
+pub struct LogBatch {
+    pub lines: Vec<LogLine>,
+    /// (container id, source, position): where each source was read up to.
+    pub checkpoints: Vec<(String, String, String)>,
+    /// Export rows (sink, lines, body) queued with the lines.
+    pub export: Vec<(String, i64, Vec<u8>)>,
+}
+
+/// A `berth logs` query.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LogQuery {
+    pub app: String,
+    pub service: Option<String>,
+    pub slot: Option<u32>,
+    pub since_ns: Option<i64>,
+    pub until_ns: Option<i64>,
+    pub grep: Option<String>,
+    pub stream: Option<String>,
+    /// Only the last N lines that match.
+    pub tail: Option<usize>,
+    /// Only lines stored after this row id (for following).
+    pub after_id: Option<i64>,
+    pub limit: usize,
+}
+
+impl Store {
+    /// Stores a batch: lines, checkpoints and export rows in one transaction.
+    pub fn append_logs(&self, b: &LogBatch, outbox_max_bytes: i64) -> Result<(), StoreError> {
+        self.write(|c| {
+            let tx = c.transaction().map_err(sql("storing log lines"))?;
+            {
+                let mut ins = tx
+                    .prepare_cached(
+                        "INSERT INTO log_lines(time_ns, app, service, version, slot, node,
+                                               container, stream, message)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                    )
+                    .map_err(sql("storing log lines"))?;
+                for l in &b.lines {
+                    ins.execute(params![
+                        l.time_ns,
+                        l.app,
+                        l.service,
+                        l.version,
+                        l.slot,
+                        l.node,
+                        l.container,
+                        l.stream,
+                        l.message
+                    ])
+                    .map_err(sql("storing log lines"))?;
+                }
+                let mut cp = tx
+                    .prepare_cached(
+                        "INSERT INTO log_checkpoints(container, source, position) VALUES (?1, ?2, ?3)
+                         ON CONFLICT(container, source) DO UPDATE SET position = excluded.position",
+                    )
+                    .map_err(sql("writing a log checkpoint"))?;
+                for (id, source, pos) in &b.checkpoints {
+                    cp.execute(params![id, source, pos])
+                        .map_err(sql("writing a log checkpoint"))?;
+                }
+            }
+            for (sink, lines, body) in &b.export {
+                super::outbox::push_tx(&tx, sink, &[(*lines, body.clone())], outbox_max_bytes)?;
+            }
+            tx.commit().map_err(sql("storing log lines"))
+        })
+    }
+
+    /// Every checkpoint of one container: (source, position).
+    pub fn log_checkpoints(&self, container: &str) -> Result<Vec<(String, String)>, StoreError> {
+        self.read(|c| {
+            let mut q = c
+                .prepare_cached("SELECT source, position FROM log_checkpoints WHERE container = ?1")
+                .map_err(sql("reading log checkpoints"))?;
+            let rows = q
+                .query_map(params![container], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(sql("reading log checkpoints"))?;
+            rows.collect::<Result<_, _>>()
+                .map_err(sql("reading log checkpoints"))
+        })
+    }
+
+    /// Drops checkpoints of containers that no longer exist.
+    pub fn forget_log_checkpoints_except(&self, containers: &[String]) -> Result<(), StoreError> {
+        self.write(|c| {
+            let known: Vec<String> = {
+                let mut q = c
+                    .prepare("SELECT DISTINCT container FROM log_checkpoints")
+                    .map_err(sql("reading log checkpoints"))?;
+                let rows = q
+                    .query_map([], |r| r.get(0))
+                    .map_err(sql("reading log checkpoints"))?;
+                rows.collect::<Result<_, _>>()
+                    .map_err(sql("reading log checkpoints"))?
+            };
+            for k in known.iter().filter(|k| !containers.contains(k)) {
+                c.execute(
+                    "DELETE FROM log_checkpoints WHERE container = ?1",
+                    params![k],
+                )
+                .map_err(sql("clearing log checkpoints"))?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Lines matching `q`, oldest first.
+    pub fn query_logs(&self, q: &LogQuery) -> Result<Vec<LogLine>, StoreError> {
+        let mut where_ = vec!["app = ?1".to_string()];
+        let mut args: Vec<rusqlite::types::Value> = vec![q.app.clone().into()];
+        let mut add = |cond: &str, v: rusqlite::types::Value| {
+            args.push(v);
+            where_.push(cond.replace('?', &format!("?{}", args.len())));
+        };
+        if let Some(s) = &q.service {
+            add("service = ?", s.clone().into());
+        }
+        if let Some(s) = q.slot {
+            add("slot = ?", (s as i64).into());
+        }
+        if let Some(t) = q.since_ns {
+            add("time_ns >= ?", t.into());
+        }
+        if let Some(t) = q.until_ns {
+            add("time_ns <= ?", t.into());
+        }
+        if let Some(g) = &q.grep {
+            add("instr(message, ?) > 0", g.clone().into());
+        }
+        if let Some(s) = &q.stream {
+            add("stream = ?", s.clone().into());
+        }
+        if let Some(a) = q.after_id {
+            add("id > ?", a.into());
+        }
+        let limit = q.tail.unwrap_or(q.limit).min(q.limit.max(1));
+        // The last N (tail) are the newest N, read backwards and turned round.
+        let order = if q.tail.is_some() { "DESC" } else { "ASC" };
+        let text = format!(
+            "SELECT id, time_ns, app, service, version, slot, node, container, stream, message
+             FROM log_lines WHERE {} ORDER BY id {order} LIMIT {limit}",
+            where_.join(" AND ")
+        );
+        let mut out: Vec<LogLine> = self.read(|c| {
+            let mut st = c.prepare(&text).map_err(sql("querying logs"))?;
+            let rows = st
+                .query_map(rusqlite::params_from_iter(args.iter()), |r| {
+                    Ok(LogLine {
+                        id: r.get(0)?,
+                        time_ns: r.get(1)?,
+                        app: r.get(2)?,
+                        service: r.get(3)?,
+                        version: r.get(4)?,
+                        slot: r.get(5)?,
+                        node: r.get(6)?,
+                        container: r.get(7)?,
+                        stream: r.get(8)?,
+                        message: r.get(9)?,
+                    })
+                })
+                .map_err(sql("querying logs"))?;
+            rows.collect::<Result<_, _>>().map_err(sql("querying logs"))
+        })?;
+        if q.tail.is_some() {
+            out.reverse();
+        }
+        Ok(out)
+    }
+
+    /// Retention: deletes lines older than `before_ns`, then the oldest until the stored
+    /// messages take at most `max_bytes`. Returns how many lines went.
+    pub fn prune_logs(&self, before_ns: i64, max_bytes: i64) -> Result<usize, StoreError> {
+        self.write(|c| {
+            let mut n = c
+                .execute(
+                    "DELETE FROM log_lines WHERE time_ns < ?1",
+                    params![before_ns],
+                )
+                .map_err(sql("pruning logs"))?;
+            let total: i64 = c
+                .query_row(
+                    "SELECT COALESCE(SUM(length(message)) + COUNT(*) * 64, 0) FROM log_lines",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(sql("sizing logs"))?;
+            if total > max_bytes {
+                // Find the id below which enough bytes go, in one ordered pass.
+                let mut excess = total - max_bytes;
+                let cut: i64 = {
+                    let mut q = c
+                        .prepare("SELECT id, length(message) + 64 FROM log_lines ORDER BY id")
+                        .map_err(sql("pruning logs"))?;
+                    let mut rows = q.query([]).map_err(sql("pruning logs"))?;
+                    let mut cut = 0;
+                    while excess > 0 {
+                        let Some(r) = rows.next().map_err(sql("pruning logs"))? else {
+                            break;
+                        };
+                        cut = r.get(0).map_err(sql("pruning logs"))?;
+                        excess -= r.get::<_, i64>(1).map_err(sql("pruning logs"))?;
+                    }
+                    cut
+                };
+                n += c
+                    .execute("DELETE FROM log_lines WHERE id <= ?1", params![cut])
+                    .map_err(sql("pruning logs"))?;
+            }
+            Ok(n)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(t: i64, svc: &str, stream: &str, msg: &str) -> LogLine {
+        LogLine {
+            time_ns: t,
+            app: "shop".into(),
+            service: svc.into(),
+            version: format!("{svc}-001"),
+            slot: 1,
+            node: "n".into(),
+            container: format!("shop_{svc}-001_1"),
+            stream: stream.into(),
+            message: msg.into(),
+            id: 0,
+        }
+    }
+
+    #[test]
+    fn stores_queries_and_prunes() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("s.db")).unwrap();
+        let b = LogBatch {
+            lines: (0..10)
+                .map(|i| {
+                    line(
+                        i,
+                        if i % 2 == 0 { "web" } else { "db" },
+                        if i == 9 { "stderr" } else { "stdout" },
+                        &format!("line {i}"),
+                    )
+                })
+                .collect(),
+            checkpoints: vec![("c1".into(), "stdout".into(), "9:1".into())],
+            export: vec![("syslog".into(), 10, b"x".to_vec())],
+        };
+        s.append_logs(&b, 1 << 20).unwrap();
+        assert_eq!(
+            s.log_checkpoints("c1").unwrap(),
+            vec![("stdout".into(), "9:1".into())]
+        );
+        assert_eq!(s.outbox_peek("syslog", 100).unwrap().len(), 1);
+        let q = |f: &dyn Fn(&mut LogQuery)| {
+            let mut q = LogQuery {
+                app: "shop".into(),
+                limit: 1000,
+                ..Default::default()
+            };
+            f(&mut q);
+            s.query_logs(&q)
+                .unwrap()
+                .into_iter()
+                .map(|l| l.message)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(q(&|_| {}).len(), 10);
+        assert_eq!(q(&|q| q.service = Some("web".into())).len(), 5);
+        assert_eq!(q(&|q| q.tail = Some(2)), vec!["line 8", "line 9"]);
+        assert_eq!(q(&|q| q.grep = Some("ne 3".into())), vec!["line 3"]);
+        assert_eq!(q(&|q| q.stream = Some("stderr".into())), vec!["line 9"]);
+        assert_eq!(
+            q(&|q| {
+                q.since_ns = Some(3);
+                q.until_ns = Some(4)
+            }),
+            vec!["line 3", "line 4"]
+        );
+        assert_eq!(q(&|q| q.after_id = Some(8)).len(), 2);
+        s.forget_log_checkpoints_except(&[]).unwrap();
+        assert!(s.log_checkpoints("c1").unwrap().is_empty());
+        // Age: lines before t=2 go; size: each line counts ~70 bytes, so 3 lines fit in 220.
+        assert_eq!(s.prune_logs(2, 1 << 20).unwrap(), 2);
+        assert_eq!(s.prune_logs(0, 220).unwrap(), 5);
+        assert_eq!(q(&|_| {}), vec!["line 7", "line 8", "line 9"]);
+    }
+}
