@@ -14,4 +14,5 @@ pub mod router;
 pub mod runtime;
 pub mod spec;
 pub mod store;
+pub mod timefmt;
 pub mod wire;

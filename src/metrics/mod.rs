@@ -1,5 +1,158 @@
-//! Metrics: cgroup and host readers, line-protocol and Prometheus encoders, sinks.
+//! Metrics: cgroup and host readers, line-protocol and Prometheus encoders, sinks with a
+//! durable queue.
+//!
+//! Role: `collect` reads a [`collect::Snapshot`] per interval (cgroup files and /proc, never
+//! the engine's stats API); `line` and `prom` encode it; `sink` delivers outbox batches; the
+//! [`Hub`] holds what the API serves between cycles (latest snapshot, the last hour, counters
+//! fed by engine events) and the running senders.
+//!
+//! Invariants: everything bound for InfluxDB or syslog goes through the store's outbox and is
+//! deleted only once the sink accepted (or refused as bad data) it.
+
 pub mod cgroup;
 pub mod collect;
+pub mod history;
 pub mod host;
 pub mod line;
+pub mod prom;
+pub mod sink;
+
+use crate::store::Store;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+/// `[metrics]` after validation.
+#[derive(Debug, Clone)]
+pub struct MetricsConfig {
+    pub interval_ms: u64,
+    pub prometheus_public: bool,
+    pub influxdb: Vec<sink::InfluxSink>,
+    pub outbox_max_bytes: i64,
+    pub alarms: Vec<history::AlarmRule>,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            interval_ms: 10_000,
+            prometheus_public: false,
+            influxdb: Vec::new(),
+            outbox_max_bytes: 256 << 20,
+            alarms: Vec::new(),
+        }
+    }
+}
+
+/// What the agent shares between the collector, the senders and the API.
+#[derive(Default)]
+pub struct Hub {
+    latest: RwLock<Option<Arc<collect::Snapshot>>>,
+    pub history: Mutex<history::History>,
+    /// container id -> (restarts seen, OOM kills seen), from engine events.
+    counters: Mutex<HashMap<String, (u64, bool)>>,
+    /// f64 bits of the last reconcile pass / collection cycle, in seconds.
+    reconcile_seconds: AtomicU64,
+    collect_seconds: AtomicU64,
+    pub log_lines: AtomicU64,
+    senders: Mutex<BTreeMap<String, Arc<AtomicBool>>>,
+}
+
+impl Hub {
+    pub fn latest(&self) -> Option<Arc<collect::Snapshot>> {
+        self.latest
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn set_latest(&self, s: collect::Snapshot, took: std::time::Duration) {
+        self.history
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .record(&s);
+        *self.latest.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(s));
+        self.collect_seconds
+            .store(took.as_secs_f64().to_bits(), Ordering::Relaxed);
+    }
+
+    pub fn set_reconcile_time(&self, took: std::time::Duration) {
+        self.reconcile_seconds
+            .store(took.as_secs_f64().to_bits(), Ordering::Relaxed);
+    }
+
+    /// An engine event about one of our containers.
+    pub fn note_engine_event(&self, id: &str, action: &str) {
+        let mut c = self.counters.lock().unwrap_or_else(|p| p.into_inner());
+        let e = c.entry(id.to_string()).or_default();
+        match action {
+            "restart" => e.0 += 1,
+            "oom" => e.1 = true,
+            _ => {}
+        }
+    }
+
+    pub fn counters(&self, id: &str) -> (u64, bool) {
+        self.counters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// Forgets counters of containers that are gone.
+    pub fn retain_counters(&self, ids: &std::collections::HashSet<&str>) {
+        self.counters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|k, _| ids.contains(k.as_str()));
+    }
+
+    pub fn own(&self, store: &Store) -> prom::Own {
+        prom::Own {
+            outbox: store
+                .outbox_stats()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|s| (s.sink, s.lines, s.dropped))
+                .collect(),
+            reconcile_seconds: f64::from_bits(self.reconcile_seconds.load(Ordering::Relaxed)),
+            collect_seconds: f64::from_bits(self.collect_seconds.load(Ordering::Relaxed)),
+            log_lines_total: self.log_lines.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Starts a sender thread for every sink that has none yet.
+    pub fn ensure_senders(&self, store: &Arc<Store>, sinks: &[sink::Sink], report: &sink::Report) {
+        let mut running = self.senders.lock().unwrap_or_else(|p| p.into_inner());
+        for s in sinks {
+            let key = s.key();
+            if running.contains_key(&key) {
+                continue;
+            }
+            let stop = Arc::new(AtomicBool::new(false));
+            running.insert(key.clone(), stop.clone());
+            let (store, s, report) = (store.clone(), s.clone(), report.clone());
+            let spawned = std::thread::Builder::new()
+                .name("berth-sink".into())
+                .spawn(move || sink::run_sender(store, s, report, stop));
+            if let Err(e) = spawned {
+                tracing::warn!(sink = %key, error = %e, "cannot start a sender thread");
+                running.remove(&key);
+            }
+        }
+    }
+
+    /// Stops every sender (at shutdown).
+    pub fn stop_senders(&self) {
+        for stop in self
+            .senders
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+        {
+            stop.store(true, Ordering::Relaxed);
+        }
+    }
+}

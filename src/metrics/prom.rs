@@ -1,0 +1,500 @@
+//! Prometheus text format 0.0.4 (pure): cAdvisor's container names, node_exporter's host
+//! names, and berth's own figures.
+
+use super::collect::{Snapshot, container_tags};
+use std::fmt::Write;
+
+/// berth's own figures at scrape time.
+#[derive(Debug, Clone, Default)]
+pub struct Own {
+    /// (sink, waiting lines, dropped lines).
+    pub outbox: Vec<(String, i64, i64)>,
+    pub reconcile_seconds: f64,
+    pub log_lines_total: u64,
+    pub collect_seconds: f64,
+}
+
+/// Escapes a label value: backslash, double quote and newline.
+fn label_value(out: &mut String, v: &str) {
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+struct Family<'a> {
+    out: &'a mut String,
+}
+
+impl Family<'_> {
+    fn head(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], v: f64) {
+        self.out.push_str(name);
+        if !labels.is_empty() {
+            self.out.push('{');
+            for (i, (k, val)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.out.push(',');
+                }
+                self.out.push_str(k);
+                self.out.push_str("=\"");
+                label_value(self.out, val);
+                self.out.push('"');
+            }
+            self.out.push('}');
+        }
+        self.out.push(' ');
+        if v.is_finite() {
+            let _ = write!(self.out, "{v}");
+        } else {
+            self.out.push_str(if v.is_nan() {
+                "NaN"
+            } else if v > 0.0 {
+                "+Inf"
+            } else {
+                "-Inf"
+            });
+        }
+        self.out.push('\n');
+    }
+}
+
+/// The whole exposition.
+pub fn encode(s: &Snapshot, own: &Own) -> String {
+    let mut out = String::with_capacity(4096 + s.containers.len() * 2048);
+    let mut f = Family { out: &mut out };
+    let running: Vec<_> = s.containers.iter().filter(|c| c.stats.is_some()).collect();
+    // Container label sets: cAdvisor's `id`, `name`, `image` plus berth's tags.
+    let labels: Vec<Vec<(String, String)>> = running
+        .iter()
+        .map(|c| {
+            let mut l = vec![
+                ("id".to_string(), format!("/docker/{}", c.target.id)),
+                ("name".to_string(), c.target.name.clone()),
+                ("image".to_string(), c.target.image.clone()),
+            ];
+            l.extend(container_tags(s, &c.target).into_iter().filter(|(k, _)| {
+                matches!(k.as_str(), "app" | "service" | "version" | "slot" | "node")
+            }));
+            l
+        })
+        .collect();
+    let host_total = s.sample.mem("MemTotal");
+    type Get<'a> = &'a dyn Fn(&super::collect::ContainerSample) -> Option<f64>;
+    let families: [(&str, &str, &str, Get); 9] = [
+        (
+            "container_cpu_usage_seconds_total",
+            "counter",
+            "Cumulative cpu time consumed in seconds.",
+            &|c| c.stats.as_ref().map(|s| s.cpu_total_ns as f64 / 1e9),
+        ),
+        (
+            "container_cpu_user_seconds_total",
+            "counter",
+            "Cumulative user cpu time consumed in seconds.",
+            &|c| c.stats.as_ref().map(|s| s.cpu_user_ns as f64 / 1e9),
+        ),
+        (
+            "container_cpu_system_seconds_total",
+            "counter",
+            "Cumulative system cpu time consumed in seconds.",
+            &|c| c.stats.as_ref().map(|s| s.cpu_system_ns as f64 / 1e9),
+        ),
+        (
+            "container_memory_usage_bytes",
+            "gauge",
+            "Current memory usage in bytes, including all memory regardless of when it was accessed.",
+            &|c| c.stats.as_ref().map(|s| s.mem_usage as f64),
+        ),
+        (
+            "container_memory_working_set_bytes",
+            "gauge",
+            "Current working set in bytes.",
+            &|c| c.stats.as_ref().map(|s| s.working_set() as f64),
+        ),
+        (
+            "container_memory_rss",
+            "gauge",
+            "Size of RSS in bytes.",
+            &|c| {
+                c.stats
+                    .as_ref()
+                    .and_then(|s| {
+                        s.mem_stat("total_rss")
+                            .or(s.mem_stat("rss"))
+                            .or(s.mem_stat("anon"))
+                    })
+                    .map(|v| v as f64)
+            },
+        ),
+        (
+            "container_memory_cache",
+            "gauge",
+            "Number of bytes of page cache memory.",
+            &|c| {
+                c.stats
+                    .as_ref()
+                    .and_then(|s| {
+                        s.mem_stat("total_cache")
+                            .or(s.mem_stat("cache"))
+                            .or(s.mem_stat("file"))
+                    })
+                    .map(|v| v as f64)
+            },
+        ),
+        (
+            "container_spec_memory_limit_bytes",
+            "gauge",
+            "Memory limit for the container.",
+            &|c| Some(c.mem_limit(host_total) as f64),
+        ),
+        (
+            "container_start_time_seconds",
+            "gauge",
+            "Start time of the container since unix epoch in seconds.",
+            &|c| c.started_ns.map(|t| t as f64 / 1e9),
+        ),
+    ];
+    for (name, kind, help, get) in families {
+        f.head(name, kind, help);
+        for (c, l) in running.iter().zip(&labels) {
+            if let Some(v) = get(c) {
+                let l: Vec<(&str, &str)> =
+                    l.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                f.sample(name, &l, v);
+            }
+        }
+    }
+    type NetGet = fn(&super::cgroup::NetDev) -> u64;
+    let nets: [(&str, &str, NetGet); 8] = [
+        (
+            "container_network_receive_bytes_total",
+            "Cumulative count of bytes received",
+            |n| n.rx_bytes,
+        ),
+        (
+            "container_network_receive_packets_total",
+            "Cumulative count of packets received",
+            |n| n.rx_packets,
+        ),
+        (
+            "container_network_receive_errors_total",
+            "Cumulative count of errors encountered while receiving",
+            |n| n.rx_errors,
+        ),
+        (
+            "container_network_receive_packets_dropped_total",
+            "Cumulative count of packets dropped while receiving",
+            |n| n.rx_dropped,
+        ),
+        (
+            "container_network_transmit_bytes_total",
+            "Cumulative count of bytes transmitted",
+            |n| n.tx_bytes,
+        ),
+        (
+            "container_network_transmit_packets_total",
+            "Cumulative count of packets transmitted",
+            |n| n.tx_packets,
+        ),
+        (
+            "container_network_transmit_errors_total",
+            "Cumulative count of errors encountered while transmitting",
+            |n| n.tx_errors,
+        ),
+        (
+            "container_network_transmit_packets_dropped_total",
+            "Cumulative count of packets dropped while transmitting",
+            |n| n.tx_dropped,
+        ),
+    ];
+    for (name, help, get) in nets {
+        f.head(name, "counter", help);
+        for (c, l) in running.iter().zip(&labels) {
+            for n in &c.net {
+                let mut l: Vec<(&str, &str)> =
+                    l.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                l.push(("interface", &n.name));
+                f.sample(name, &l, get(n) as f64);
+            }
+        }
+    }
+    for (name, help, read) in [
+        (
+            "container_fs_reads_bytes_total",
+            "Cumulative count of bytes read",
+            true,
+        ),
+        (
+            "container_fs_writes_bytes_total",
+            "Cumulative count of bytes written",
+            false,
+        ),
+    ] {
+        f.head(name, "counter", help);
+        for (c, l) in running.iter().zip(&labels) {
+            for d in c.stats.iter().flat_map(|s| &s.blkio) {
+                let dev = format!("{}:{}", d.major, d.minor);
+                let mut l: Vec<(&str, &str)> =
+                    l.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                l.push(("device", &dev));
+                f.sample(
+                    name,
+                    &l,
+                    if read { d.read_bytes } else { d.write_bytes } as f64,
+                );
+            }
+        }
+    }
+    // Every container berth knows, running or not (cAdvisor has no equivalent; kube-state's
+    // naming): 1 for the state it is in.
+    f.head(
+        "berth_container_running",
+        "gauge",
+        "1 when the container runs, else 0.",
+    );
+    for c in &s.containers {
+        let slot = c.target.slot.to_string();
+        f.sample(
+            "berth_container_running",
+            &[
+                ("name", &c.target.name),
+                ("app", &c.target.app),
+                ("service", &c.target.service),
+                ("version", &c.target.version),
+                ("slot", &slot),
+                ("node", &s.node),
+            ],
+            if c.stats.is_some() { 1.0 } else { 0.0 },
+        );
+    }
+    // Host: node_exporter names.
+    let m = &s.sample;
+    f.head(
+        "node_cpu_seconds_total",
+        "counter",
+        "Seconds the CPUs spent in each mode.",
+    );
+    for c in m.cpus.iter().skip(1) {
+        let cpu = c.name.trim_start_matches("cpu");
+        for (mode, ticks) in c.modes().iter().take(8) {
+            f.sample(
+                "node_cpu_seconds_total",
+                &[("cpu", cpu), ("mode", mode)],
+                *ticks as f64 / super::cgroup::USER_HZ as f64,
+            );
+        }
+    }
+    for (name, key, help) in [
+        (
+            "node_memory_MemTotal_bytes",
+            "MemTotal",
+            "Memory information field MemTotal_bytes.",
+        ),
+        (
+            "node_memory_MemFree_bytes",
+            "MemFree",
+            "Memory information field MemFree_bytes.",
+        ),
+        (
+            "node_memory_MemAvailable_bytes",
+            "MemAvailable",
+            "Memory information field MemAvailable_bytes.",
+        ),
+        (
+            "node_memory_Buffers_bytes",
+            "Buffers",
+            "Memory information field Buffers_bytes.",
+        ),
+        (
+            "node_memory_Cached_bytes",
+            "Cached",
+            "Memory information field Cached_bytes.",
+        ),
+        (
+            "node_memory_SwapTotal_bytes",
+            "SwapTotal",
+            "Memory information field SwapTotal_bytes.",
+        ),
+        (
+            "node_memory_SwapFree_bytes",
+            "SwapFree",
+            "Memory information field SwapFree_bytes.",
+        ),
+    ] {
+        f.head(name, "gauge", help);
+        f.sample(name, &[], m.mem(key) as f64);
+    }
+    for (i, name) in ["node_load1", "node_load5", "node_load15"]
+        .iter()
+        .enumerate()
+    {
+        f.head(name, "gauge", "Load average.");
+        f.sample(name, &[], m.load[i]);
+    }
+    f.head(
+        "node_boot_time_seconds",
+        "gauge",
+        "Node boot time, in unixtime.",
+    );
+    f.sample("node_boot_time_seconds", &[], m.boot_time_s as f64);
+    for (name, help, pick) in [
+        ("node_filesystem_size_bytes", "Filesystem size in bytes.", 0),
+        (
+            "node_filesystem_avail_bytes",
+            "Filesystem space available to non-root users in bytes.",
+            1,
+        ),
+        ("node_filesystem_files", "Filesystem total file nodes.", 2),
+        (
+            "node_filesystem_files_free",
+            "Filesystem total free file nodes.",
+            3,
+        ),
+    ] {
+        f.head(name, "gauge", help);
+        for (mnt, u) in &s.disks {
+            let v = [u.total, u.free, u.inodes_total, u.inodes_free][pick];
+            f.sample(
+                name,
+                &[
+                    ("device", &mnt.device),
+                    ("fstype", &mnt.fstype),
+                    ("mountpoint", &mnt.path),
+                ],
+                v as f64,
+            );
+        }
+    }
+    type DevGet = fn(&super::cgroup::NetDev) -> u64;
+    let host_net: [(&str, DevGet); 4] = [
+        ("node_network_receive_bytes_total", |n| n.rx_bytes),
+        ("node_network_transmit_bytes_total", |n| n.tx_bytes),
+        ("node_network_receive_packets_total", |n| n.rx_packets),
+        ("node_network_transmit_packets_total", |n| n.tx_packets),
+    ];
+    for (name, get) in host_net {
+        f.head(name, "counter", "Network device statistic.");
+        for n in &m.net {
+            f.sample(name, &[("device", &n.name)], get(n) as f64);
+        }
+    }
+    for (name, help, bytes) in [
+        (
+            "node_disk_read_bytes_total",
+            "The total number of bytes read successfully.",
+            true,
+        ),
+        (
+            "node_disk_written_bytes_total",
+            "The total number of bytes written successfully.",
+            false,
+        ),
+    ] {
+        f.head(name, "counter", help);
+        for d in &m.disks {
+            f.sample(
+                name,
+                &[("device", &d.name)],
+                if bytes { d.read_bytes } else { d.write_bytes } as f64,
+            );
+        }
+    }
+    // berth's own.
+    f.head(
+        "berth_outbox_lines",
+        "gauge",
+        "Lines waiting in the durable outbox, per sink.",
+    );
+    for (sink, lines, _) in &own.outbox {
+        f.sample("berth_outbox_lines", &[("sink", sink)], *lines as f64);
+    }
+    f.head(
+        "berth_outbox_dropped_lines_total",
+        "counter",
+        "Lines dropped for a sink (outbox full or refused as bad data).",
+    );
+    for (sink, _, dropped) in &own.outbox {
+        f.sample(
+            "berth_outbox_dropped_lines_total",
+            &[("sink", sink)],
+            *dropped as f64,
+        );
+    }
+    f.head(
+        "berth_reconcile_seconds",
+        "gauge",
+        "Duration of the last reconcile pass.",
+    );
+    f.sample("berth_reconcile_seconds", &[], own.reconcile_seconds);
+    f.head(
+        "berth_collect_seconds",
+        "gauge",
+        "Duration of the last metrics collection cycle.",
+    );
+    f.sample("berth_collect_seconds", &[], own.collect_seconds);
+    f.head(
+        "berth_log_lines_total",
+        "counter",
+        "Log lines collected since the agent started.",
+    );
+    f.sample("berth_log_lines_total", &[], own.log_lines_total as f64);
+    f.head(
+        "berth_containers",
+        "gauge",
+        "Containers this agent manages.",
+    );
+    f.sample("berth_containers", &[], s.containers.len() as f64);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::cgroup::ContainerStats;
+    use crate::metrics::collect::{ContainerSample, Target};
+
+    #[test]
+    fn writes_families_with_escaped_labels() {
+        let s = Snapshot {
+            node: "n\"1".into(),
+            containers: vec![ContainerSample {
+                target: Target {
+                    id: "abc".into(),
+                    name: "shop_web-001_1".into(),
+                    app: "shop".into(),
+                    status: "running".into(),
+                    ..Default::default()
+                },
+                stats: Some(ContainerStats {
+                    cpu_total_ns: 1_500_000_000,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let text = encode(
+            &s,
+            &Own {
+                outbox: vec![("influxdb x".into(), 3, 1)],
+                ..Default::default()
+            },
+        );
+        assert!(text.contains("# TYPE container_cpu_usage_seconds_total counter\n"));
+        assert!(text.contains("container_cpu_usage_seconds_total{id=\"/docker/abc\",name=\"shop_web-001_1\",image=\"\",app=\"shop\",service=\"\",version=\"\",slot=\"0\",node=\"n\\\"1\"} 1.5\n"));
+        assert!(text.contains("berth_outbox_lines{sink=\"influxdb x\"} 3\n"));
+        // Every family is declared once.
+        let mut seen = std::collections::BTreeSet::new();
+        for l in text.lines().filter(|l| l.starts_with("# TYPE ")) {
+            assert!(seen.insert(l.to_string()), "{l} twice");
+        }
+    }
+}
