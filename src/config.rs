@@ -20,6 +20,8 @@ pub enum ConfigError {
     Parse { path: PathBuf, message: String },
     #[error("router TLS: {0}")]
     Tls(String),
+    #[error("{0}")]
+    Metrics(String),
     #[error("invalid {what} {value:?}: {hint}")]
     Value {
         what: &'static str,
@@ -36,6 +38,55 @@ pub struct FileConfig {
     pub agent: AgentSection,
     #[serde(default)]
     pub router: RouterSection,
+    #[serde(default)]
+    pub metrics: MetricsSection,
+    #[serde(default)]
+    pub logs: LogsSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSection {
+    /// How often to collect. Default "10s".
+    pub interval: Option<String>,
+    /// Serve `GET /metrics` without the API token. Default false.
+    #[serde(default)]
+    pub prometheus_public: bool,
+    /// Bound of the durable outbox in MiB (oldest lines dropped beyond it). Default 256.
+    pub outbox_max_mb: Option<u64>,
+    #[serde(default)]
+    pub influxdb: Vec<crate::metrics::sink::InfluxSink>,
+    #[serde(default)]
+    pub alarm: Vec<crate::metrics::history::AlarmRule>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogsSection {
+    /// Keep lines this many days. Default 7.
+    pub retain_days: Option<u64>,
+    /// Keep at most this many MiB of lines. Default 1024.
+    pub max_size_mb: Option<u64>,
+    #[serde(default)]
+    pub syslog: Vec<crate::metrics::sink::SyslogSink>,
+}
+
+/// `[logs]` after validation.
+#[derive(Debug, Clone)]
+pub struct LogsConfig {
+    pub retain_days: u64,
+    pub max_bytes: i64,
+    pub syslog: Vec<crate::metrics::sink::SyslogSink>,
+}
+
+impl Default for LogsConfig {
+    fn default() -> Self {
+        LogsConfig {
+            retain_days: 7,
+            max_bytes: 1 << 30,
+            syslog: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -90,6 +141,8 @@ pub struct AgentConfig {
     pub router_tls: Option<std::sync::Arc<tokio_rustls::rustls::ServerConfig>>,
     /// The domains with a certificate (`*.x` for wildcards).
     pub router_tls_domains: Vec<String>,
+    pub metrics: crate::metrics::MetricsConfig,
+    pub logs: LogsConfig,
 }
 
 /// `berth agent` flags (None = not given; the file, then the default, applies).
@@ -173,6 +226,64 @@ fn optional_addr(
     }
 }
 
+fn metrics_config(m: MetricsSection) -> Result<crate::metrics::MetricsConfig, ConfigError> {
+    let interval_ms = duration_setting(
+        "metrics interval",
+        m.interval,
+        "10s",
+        1000,
+        "write a duration of at least 1s, like \"10s\"",
+    )?;
+    for s in &m.influxdb {
+        s.validate().map_err(ConfigError::Metrics)?;
+    }
+    let mut names = std::collections::BTreeSet::new();
+    for a in &m.alarm {
+        a.validate().map_err(ConfigError::Metrics)?;
+        if !names.insert(a.name.clone()) {
+            return Err(ConfigError::Metrics(format!(
+                "alarm {} is defined twice: give each [[metrics.alarm]] its own name",
+                a.name
+            )));
+        }
+    }
+    let mb = m.outbox_max_mb.unwrap_or(256);
+    if mb == 0 || mb > 1 << 20 {
+        return Err(ConfigError::Value {
+            what: "metrics outbox_max_mb",
+            value: mb.to_string(),
+            hint: "write a size in MiB between 1 and 1048576",
+        });
+    }
+    Ok(crate::metrics::MetricsConfig {
+        interval_ms,
+        prometheus_public: m.prometheus_public,
+        influxdb: m.influxdb,
+        outbox_max_bytes: (mb << 20) as i64,
+        alarms: m.alarm,
+    })
+}
+
+fn logs_config(l: LogsSection) -> Result<LogsConfig, ConfigError> {
+    for s in &l.syslog {
+        s.validate().map_err(ConfigError::Metrics)?;
+    }
+    let days = l.retain_days.unwrap_or(7);
+    let mb = l.max_size_mb.unwrap_or(1024);
+    if days == 0 || days > 3650 || mb == 0 || mb > 1 << 24 {
+        return Err(ConfigError::Value {
+            what: "logs retention",
+            value: format!("retain_days = {days}, max_size_mb = {mb}"),
+            hint: "retain_days 1-3650 and max_size_mb 1-16777216",
+        });
+    }
+    Ok(LogsConfig {
+        retain_days: days,
+        max_bytes: (mb << 20) as i64,
+        syslog: l.syslog,
+    })
+}
+
 pub fn load_agent(flags: &AgentFlags) -> Result<AgentConfig, ConfigError> {
     let (path, explicit) = match &flags.config {
         Some(p) => (p.clone(), true),
@@ -180,6 +291,8 @@ pub fn load_agent(flags: &AgentFlags) -> Result<AgentConfig, ConfigError> {
     };
     let whole = read_file(&path, explicit)?;
     let (file, router) = (whole.agent, whole.router);
+    let metrics = metrics_config(whole.metrics)?;
+    let logs = logs_config(whole.logs)?;
     let router_http = optional_addr(
         "router http address",
         flags.router_http.clone().or(router.http),
@@ -292,6 +405,8 @@ pub fn load_agent(flags: &AgentFlags) -> Result<AgentConfig, ConfigError> {
         router_https,
         router_tls,
         router_tls_domains,
+        metrics,
+        logs,
     })
 }
 

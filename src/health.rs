@@ -216,6 +216,7 @@ pub async fn probe(t: &Target, runtime: &dyn ContainerRuntime) -> Result<(), Str
                     &t.id,
                     vec!["sh".into(), "-c".into(), command.clone()],
                     timeout,
+                    4096,
                 )
                 .await
                 .map_err(|e| format!("`{command}`: {e}"))?;

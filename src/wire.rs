@@ -164,3 +164,35 @@ pub struct Health {
     pub engine: String,
     pub version: String,
 }
+
+/// One row of `berth top`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TopRow {
+    pub name: String,
+    pub app: String,
+    pub service: String,
+    pub version: String,
+    pub slot: u32,
+    pub status: String,
+    /// Percent of one CPU (None before the second cycle).
+    pub cpu_percent: Option<f64>,
+    pub mem_bytes: u64,
+    pub mem_limit: u64,
+    pub mem_percent: f64,
+    pub net_rx: u64,
+    pub net_tx: u64,
+    pub block_read: u64,
+    pub block_write: u64,
+}
+
+/// `GET /v1/top`: the latest cycle.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Top {
+    /// When the figures were read (ns since the epoch; 0 = no cycle yet).
+    pub time_ns: i64,
+    pub interval_ms: u64,
+    pub containers: Vec<TopRow>,
+}
+
+pub use crate::metrics::history::{AlarmRule, Bucket, Series};
+pub use crate::store::{LogLine, OutboxStats};

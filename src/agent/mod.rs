@@ -9,8 +9,11 @@
 //! recovered by the next pass (level-triggered).
 
 mod backoff;
+mod custom;
 mod executor;
+mod observe;
 mod ops;
+mod telemetry;
 mod versions;
 
 pub use ops::CoreError;
@@ -59,7 +62,7 @@ impl Pass {
 }
 
 pub struct Core {
-    pub store: Store,
+    pub store: Arc<Store>,
     pub runtime: Arc<dyn ContainerRuntime>,
     pub node_id: String,
     pub node_name: String,
@@ -83,6 +86,12 @@ pub struct Core {
     pub tls_domains: Vec<String>,
     /// Router errors last reported (so a port that cannot be bound is reported once).
     router_errors: Mutex<Vec<String>>,
+    /// Latest metrics, the last hour, sink senders.
+    pub metrics: crate::metrics::Hub,
+    pub metrics_cfg: crate::metrics::MetricsConfig,
+    pub logs_cfg: crate::config::LogsConfig,
+    /// Set when the agent shuts down (ends log streams).
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 pub fn desired_replicas(app: &StoredApp, service: &str) -> u32 {
@@ -147,7 +156,7 @@ impl Core {
         let node_id = store.node_id()?;
         let engine = runtime.ping().await?;
         Ok(Core {
-            store,
+            store: Arc::new(store),
             runtime,
             node_id,
             node_name: cfg.node_name.clone(),
@@ -175,7 +184,15 @@ impl Core {
                 Vec::new()
             },
             router_errors: Mutex::new(Vec::new()),
+            metrics: crate::metrics::Hub::default(),
+            metrics_cfg: cfg.metrics.clone(),
+            logs_cfg: cfg.logs.clone(),
+            stopping: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    pub fn stopping(&self) -> bool {
+        self.stopping.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Asks the loop for a reconcile pass soon.
@@ -293,6 +310,7 @@ impl Core {
                 apps.into_iter().map(|a| (a.spec.name.clone(), a)).collect();
             attempted = self.execute(&plan, &by_name).await;
         }
+        self.metrics.set_reconcile_time(started.elapsed());
         tracing::debug!(
             actions = plan.actions.len(),
             attempted,
@@ -477,13 +495,17 @@ pub async fn watch_engine(core: Arc<Core>, mut shutdown: tokio::sync::watch::Rec
                                 }
                             });
                         }
-                        "oom" => core.event(
-                            "oom",
-                            &ev.app,
-                            &ev.service,
-                            &format!("{name} ran out of memory (OOM kill)"),
-                        ),
+                        "oom" => {
+                            core.metrics.note_engine_event(&ev.id, "oom");
+                            core.event(
+                                "oom",
+                                &ev.app,
+                                &ev.service,
+                                &format!("{name} ran out of memory (OOM kill)"),
+                            )
+                        }
                         "start" if !core.started_by_us(&ev.id) => {
+                            core.metrics.note_engine_event(&ev.id, "restart");
                             core.event(
                                 "restart",
                                 &ev.app,
@@ -590,15 +612,24 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
         stop_rx.clone(),
     ));
     let watcher = tokio::spawn(watch_engine(core.clone(), stop_rx.clone()));
-    let prober = tokio::spawn(probe_loop(core.clone(), stop_rx));
+    let prober = tokio::spawn(probe_loop(core.clone(), stop_rx.clone()));
+    let metrics = tokio::spawn(telemetry::metrics_loop(
+        core.clone(),
+        cfg.metrics.clone(),
+        stop_rx.clone(),
+    ));
 
     wait_for_signal().await;
     tracing::info!("shutting down: API closed, loop stopping");
+    core.stopping
+        .store(true, std::sync::atomic::Ordering::Relaxed);
     api.shutdown();
     let _ = stop_tx.send(true);
     let _ = reconcile.await;
     let _ = watcher.await;
     let _ = prober.await;
+    let _ = metrics.await;
+    core.metrics.stop_senders();
     core.event("agent", "", "", "agent stopped (containers keep running)");
     Ok(())
 }

@@ -9,6 +9,7 @@
 //! size-capped and parsed with serde, paths validated before use). Limits: image tarballs
 //! are read into memory (capped at [`MAX_IMAGE_BODY`]).
 
+mod follow;
 mod route;
 
 use crate::agent::{Core, CoreError};
@@ -20,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tiny_http::{Header, Response};
 
-pub use route::RouteError;
+pub use route::{LogsParams, RouteError};
 
 /// Largest JSON body accepted.
 pub const MAX_JSON_BODY: u64 = 4 << 20;
@@ -155,10 +156,28 @@ fn handle(mut req: tiny_http::Request, core: &Arc<Core>, rt: &tokio::runtime::Ha
     let url = req.url().to_string();
     let reply = match parse_request(&method, &url) {
         Err(e) => error(e.status(), &e.to_string()),
-        Ok(cmd) if !cmd.public() && !authorised(&req, token) => error(
-            401,
-            "missing or wrong API token: pass it with --token or BERTH_TOKEN (it is in <data-dir>/api.token)",
-        ),
+        Ok(cmd)
+            if !(cmd.public()
+                || (cmd == Command::Prometheus && core.metrics_cfg.prometheus_public)
+                || authorised(&req, token)) =>
+        {
+            error(
+                401,
+                "missing or wrong API token: pass it with --token or BERTH_TOKEN (it is in <data-dir>/api.token)",
+            )
+        }
+        Ok(Command::Logs(p)) if p.follow => match follow::start(core.clone(), p) {
+            Ok(reader) => {
+                let ctype = Header::from_bytes(&b"Content-Type"[..], &b"application/x-ndjson"[..]);
+                let mut resp = Response::new(200.into(), Vec::new(), reader, None, None);
+                if let Ok(h) = ctype {
+                    resp = resp.with_header(h);
+                }
+                let _ = req.respond(resp);
+                return;
+            }
+            Err(e) => error(status_of(&e), &e.to_string()),
+        },
         Ok(cmd) => run(cmd, &mut req, core, rt),
     };
     let (status, body, ctype) = reply;
@@ -263,6 +282,24 @@ fn run(
                 service,
                 confirm,
             } => json(200, &core.release(&app, &service, confirm)?),
+            Command::Prometheus => (
+                200,
+                core.prometheus().into_bytes(),
+                "text/plain; version=0.0.4; charset=utf-8",
+            ),
+            Command::Top { app } => json(200, &core.top(app.as_deref())),
+            Command::MetricsHistory { app } => json(200, &core.metrics_history(app.as_deref())?),
+            Command::ListAlarms => json(200, &core.alarms()),
+            Command::AddAlarm => match parse_json(&body) {
+                Ok(r) => json(201, &core.add_alarm(r)?),
+                Err(reply) => reply,
+            },
+            Command::RemoveAlarm(name) => {
+                core.remove_alarm(&name)?;
+                json(200, &serde_json::json!({ "removed": name }))
+            }
+            Command::Outbox => json(200, &core.outbox()?),
+            Command::Logs(p) => json(200, &core.logs(&p, None)?),
             Command::DeleteVersion {
                 app,
                 service,

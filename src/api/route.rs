@@ -51,6 +51,34 @@ pub enum Command {
         service: String,
         confirm: bool,
     },
+    /// Prometheus exposition (`GET /metrics`).
+    Prometheus,
+    Top {
+        app: Option<String>,
+    },
+    /// The last hour of an app's series (None: the host's).
+    MetricsHistory {
+        app: Option<String>,
+    },
+    ListAlarms,
+    AddAlarm,
+    RemoveAlarm(String),
+    Outbox,
+    Logs(LogsParams),
+}
+
+/// `GET /v1/logs` parameters, times still as the user wrote them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LogsParams {
+    pub app: String,
+    pub service: Option<String>,
+    pub slot: Option<u32>,
+    pub since: Option<String>,
+    pub until: Option<String>,
+    pub tail: Option<usize>,
+    pub grep: Option<String>,
+    pub stream: Option<String>,
+    pub follow: bool,
 }
 
 impl Command {
@@ -68,6 +96,7 @@ impl Command {
                 | Command::LoadImages
                 | Command::Traffic { .. }
                 | Command::Rollback { .. }
+                | Command::AddAlarm
         )
     }
 }
@@ -265,6 +294,49 @@ pub fn parse_request(method: &str, url: &str) -> Result<Command, RouteError> {
                 .unwrap_or(0)
                 .min(60),
         },
+        (["metrics"], "GET") => Command::Prometheus,
+        (["v1", "top"], "GET") => Command::Top {
+            app: get("app")
+                .filter(|a| !a.is_empty())
+                .map(app_name)
+                .transpose()?,
+        },
+        (["v1", "metrics"], "GET") => Command::MetricsHistory {
+            app: get("app")
+                .filter(|a| !a.is_empty())
+                .map(app_name)
+                .transpose()?,
+        },
+        (["v1", "alarms"], "GET") => Command::ListAlarms,
+        (["v1", "alarms"], "POST") => Command::AddAlarm,
+        (["v1", "alarms", name], "DELETE") => Command::RemoveAlarm(app_name(name)?),
+        (["v1", "outbox"], "GET") => Command::Outbox,
+        (["v1", "logs"], "GET") => {
+            let opt = |k: &str| get(k).filter(|v| !v.is_empty()).map(str::to_string);
+            Command::Logs(LogsParams {
+                app: app_name(get("app").unwrap_or(""))?,
+                service: get("service")
+                    .filter(|a| !a.is_empty())
+                    .map(app_name)
+                    .transpose()?,
+                slot: get("slot")
+                    .filter(|v| !v.is_empty())
+                    .map(|v| num("slot", v, "a slot number"))
+                    .transpose()?,
+                since: opt("since"),
+                until: opt("until"),
+                tail: get("tail")
+                    .filter(|v| !v.is_empty())
+                    .map(|v| num("tail", v, "a number of lines"))
+                    .transpose()?,
+                grep: opt("grep"),
+                stream: opt("stream"),
+                follow: matches!(get("follow"), Some("true" | "1")),
+            })
+        }
+        (["metrics"], _)
+        | (["v1", "top" | "metrics" | "alarms" | "outbox" | "logs"], _)
+        | (["v1", "alarms", _], _) => return Err(not_allowed()),
         (["v1", "images"], "GET") => Command::ListImages,
         (["v1", "images", "load"], "POST") => Command::LoadImages,
         (["v1", "images", "prune"], "POST") => Command::PruneImages,

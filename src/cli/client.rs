@@ -94,6 +94,26 @@ impl Client {
         self.finish(path, r)
     }
 
+    /// GET a long-lived streaming answer (no overall timeout); returns its body as a reader.
+    pub fn stream(&self, path: &str) -> Result<impl std::io::BufRead> {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(Duration::from_secs(10)))
+            .build()
+            .into();
+        let resp = agent
+            .get(format!("{}{path}", self.base))
+            .header("Authorization", self.auth())
+            .call()
+            .map_err(|e| anyhow!("cannot reach the berth agent at {} ({e}): is `berth agent` running? set --api or BERTH_API", self.base))?;
+        if !resp.status().is_success() {
+            // Read the error the usual way.
+            let _: serde_json::Value = self.finish(path, Ok(resp))?;
+            bail!("unexpected answer to {path}");
+        }
+        Ok(std::io::BufReader::new(resp.into_body().into_reader()))
+    }
+
     pub fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
         let r = self
             .agent

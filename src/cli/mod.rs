@@ -4,6 +4,7 @@
 //! except `config`, which validates a template locally with the same pure parser.
 
 mod client;
+mod observe;
 mod output;
 
 use crate::wire::*;
@@ -86,6 +87,26 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Live per-container cpu, memory, network and block I/O (like `docker stats`).
+    Top {
+        app: Option<String>,
+        /// Print once and exit.
+        #[arg(long)]
+        no_stream: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The last hour of an app's figures, per minute (the host's without APP).
+    Metrics {
+        app: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Alarm rules: raise an event when a figure crosses a threshold for N cycles.
+    #[command(subcommand)]
+    Alarm(observe::AlarmCommand),
+    /// Show an app's logs: berth logs APP[/SERVICE[/SLOT]] [-f] [--since 10m] [--grep TEXT].
+    Logs(observe::LogsArgs),
     /// Show an app's normalised spec as stored.
     Inspect {
         app: String,
@@ -275,6 +296,14 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Config(t) => config(&t),
+        Command::Top {
+            app,
+            no_stream,
+            json,
+        } => observe::top(&client, app.as_deref(), no_stream, json),
+        Command::Metrics { app, json } => observe::metrics(&client, app.as_deref(), json),
+        Command::Alarm(cmd) => observe::alarm(&client, cmd),
+        Command::Logs(a) => observe::logs(&client, a),
         Command::Images(f) | Command::Image(ImageCommand::Ls(f)) => images(&client, f.json),
         Command::Image(ImageCommand::Load { file }) => {
             let out: Vec<String> = client.post_file("/v1/images/load", &file)?;

@@ -623,6 +623,7 @@ impl ContainerRuntime for DockerRuntime {
         id: &str,
         cmd: Vec<String>,
         timeout: Duration,
+        limit: usize,
     ) -> Result<(i64, String), RuntimeError> {
         let run = async {
             let created = self
@@ -649,7 +650,7 @@ impl ContainerRuntime for DockerRuntime {
             {
                 while let Some(chunk) = stream.next().await {
                     let Ok(chunk) = chunk else { break };
-                    if output.len() < 4096 {
+                    if output.len() < limit {
                         output.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
                     }
                 }
@@ -659,7 +660,11 @@ impl ContainerRuntime for DockerRuntime {
                 .inspect_exec(&created.id)
                 .await
                 .map_err(engine_err("exec in", id))?;
-            output.truncate(4096);
+            let mut cut = limit.min(output.len());
+            while !output.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            output.truncate(cut);
             Ok((info.exit_code.unwrap_or(-1), output))
         };
         tokio::time::timeout(timeout, run)

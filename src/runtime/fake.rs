@@ -201,6 +201,7 @@ impl ContainerRuntime for FakeRuntime {
         id: &str,
         cmd: Vec<String>,
         _timeout: std::time::Duration,
+        _limit: usize,
     ) -> Result<(i64, String), RuntimeError> {
         self.call(format!("exec {id} {}", cmd.join(" ")))?;
         Ok((0, String::new()))

@@ -133,13 +133,14 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     /// Removes one image reference (a tag, or an id for an untagged image); the image itself
     /// goes with its last reference.
     async fn remove_image(&self, reference: &str) -> Result<(), RuntimeError>;
-    /// Runs a command inside a running container; returns its exit code and the start of its
-    /// output. Gives up after `timeout`.
+    /// Runs a command inside a running container; returns its exit code and the first
+    /// `limit` bytes of its output. Gives up after `timeout`.
     async fn exec(
         &self,
         id: &str,
         cmd: Vec<String>,
         timeout: std::time::Duration,
+        limit: usize,
     ) -> Result<(i64, String), RuntimeError>;
     /// Named volumes of an app (to remove with `rm --volumes`).
     async fn remove_volumes(&self, names: &[String]) -> Result<(), RuntimeError>;

@@ -98,6 +98,16 @@ impl Store {
         })
     }
 
+    /// The id of the newest stored line (0 when none).
+    pub fn last_log_id(&self) -> Result<i64, StoreError> {
+        self.read(|c| {
+            c.query_row("SELECT COALESCE(MAX(id), 0) FROM log_lines", [], |r| {
+                r.get(0)
+            })
+            .map_err(sql("reading logs"))
+        })
+    }
+
     /// Every checkpoint of one container: (source, position).
     pub fn log_checkpoints(&self, container: &str) -> Result<Vec<(String, String)>, StoreError> {
         self.read(|c| {

@@ -135,6 +135,8 @@ const MIGRATIONS: &[&str] = &[
         source TEXT NOT NULL,
         position TEXT NOT NULL,
         PRIMARY KEY (container, source));",
+    // 6: alarm rules added at run time (`berth alarm add`), as JSON.
+    "CREATE TABLE alarms (name TEXT PRIMARY KEY, rule TEXT NOT NULL);",
 ];
 
 /// Events kept; older ones are pruned as new ones arrive.
@@ -262,6 +264,44 @@ impl Store {
             pool.push(conn);
         }
         out
+    }
+
+    /// Adds or replaces an alarm rule.
+    pub fn put_alarm(&self, name: &str, rule_json: &str) -> Result<(), StoreError> {
+        self.write(|c| {
+            c.execute(
+                "INSERT INTO alarms(name, rule) VALUES (?1, ?2)
+                 ON CONFLICT(name) DO UPDATE SET rule = excluded.rule",
+                params![name, rule_json],
+            )
+            .map_err(sql("saving an alarm"))?;
+            Ok(())
+        })
+    }
+
+    /// Removes an alarm rule; false when there was none of that name.
+    pub fn remove_alarm(&self, name: &str) -> Result<bool, StoreError> {
+        self.write(|c| {
+            Ok(
+                c.execute("DELETE FROM alarms WHERE name = ?1", params![name])
+                    .map_err(sql("removing an alarm"))?
+                    > 0,
+            )
+        })
+    }
+
+    /// Stored alarm rules as JSON, by name.
+    pub fn alarms(&self) -> Result<Vec<String>, StoreError> {
+        self.read(|c| {
+            let mut q = c
+                .prepare("SELECT rule FROM alarms ORDER BY name")
+                .map_err(sql("reading alarms"))?;
+            let rows = q
+                .query_map([], |r| r.get(0))
+                .map_err(sql("reading alarms"))?;
+            rows.collect::<Result<_, _>>()
+                .map_err(sql("reading alarms"))
+        })
     }
 
     /// The node id, generated on first use and kept for the life of the data dir.

@@ -1,0 +1,162 @@
+//! Read-side operations on metrics and logs for the API: top, history, alarms, outbox
+//! figures, Prometheus text, log queries.
+
+use super::{Core, CoreError};
+use crate::metrics::history::AlarmRule;
+use crate::store::{LogLine, LogQuery};
+use crate::wire::{Top, TopRow};
+
+/// Largest number of lines one logs query returns.
+pub const MAX_LOG_LINES: usize = 100_000;
+
+impl Core {
+    pub fn top(&self, app: Option<&str>) -> Top {
+        let Some(s) = self.metrics.latest() else {
+            return Top {
+                interval_ms: self.metrics_cfg.interval_ms,
+                ..Default::default()
+            };
+        };
+        let host_total = s.sample.mem("MemTotal");
+        let containers = s
+            .containers
+            .iter()
+            .filter(|c| app.is_none_or(|a| c.target.app == a))
+            .map(|c| {
+                let st = c.stats.as_ref();
+                TopRow {
+                    name: c.target.name.clone(),
+                    app: c.target.app.clone(),
+                    service: c.target.service.clone(),
+                    version: c.target.version.clone(),
+                    slot: c.target.slot,
+                    status: c.target.status.clone(),
+                    cpu_percent: c.cpu_percent,
+                    mem_bytes: st.map(|s| s.working_set()).unwrap_or(0),
+                    mem_limit: c.mem_limit(host_total),
+                    mem_percent: c.mem_percent(host_total).unwrap_or(0.0),
+                    net_rx: c.net.iter().map(|n| n.rx_bytes).sum(),
+                    net_tx: c.net.iter().map(|n| n.tx_bytes).sum(),
+                    block_read: st
+                        .map(|s| s.blkio.iter().map(|d| d.read_bytes).sum())
+                        .unwrap_or(0),
+                    block_write: st
+                        .map(|s| s.blkio.iter().map(|d| d.write_bytes).sum())
+                        .unwrap_or(0),
+                }
+            })
+            .collect();
+        Top {
+            time_ns: s.time_ns,
+            interval_ms: self.metrics_cfg.interval_ms,
+            containers,
+        }
+    }
+
+    pub fn metrics_history(
+        &self,
+        app: Option<&str>,
+    ) -> Result<Vec<crate::wire::Series>, CoreError> {
+        if let Some(a) = app {
+            self.store
+                .get_app(a)?
+                .ok_or_else(|| CoreError::NotFound(format!("no app named {a:?}")))?;
+        }
+        Ok(self
+            .metrics
+            .history
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .of_app(app.unwrap_or("")))
+    }
+
+    /// Prometheus text; an empty exposition of berth's own figures before the first cycle.
+    pub fn prometheus(&self) -> String {
+        let own = self.metrics.own(&self.store);
+        let snap = self.metrics.latest().unwrap_or_default();
+        crate::metrics::prom::encode(&snap, &own)
+    }
+
+    pub fn alarms(&self) -> Vec<AlarmRule> {
+        super::telemetry::alarm_rules(self, &self.metrics_cfg)
+    }
+
+    pub fn add_alarm(&self, rule: AlarmRule) -> Result<AlarmRule, CoreError> {
+        rule.validate().map_err(CoreError::BadRequest)?;
+        if self.metrics_cfg.alarms.iter().any(|a| a.name == rule.name) {
+            return Err(CoreError::Conflict(format!(
+                "alarm {} is defined in berth.toml: change it there, or choose another name",
+                rule.name
+            )));
+        }
+        let json = serde_json::to_string(&rule)
+            .map_err(|e| CoreError::BadRequest(format!("alarm rule: {e}")))?;
+        self.store.put_alarm(&rule.name, &json)?;
+        self.event(
+            "alarm-rule",
+            &rule.app,
+            &rule.service,
+            &format!("alarm rule {} added", rule.name),
+        );
+        Ok(rule)
+    }
+
+    pub fn remove_alarm(&self, name: &str) -> Result<(), CoreError> {
+        if !self.store.remove_alarm(name)? {
+            return Err(CoreError::NotFound(format!(
+                "no alarm rule named {name:?} was added with `berth alarm add` (rules in berth.toml are changed there)"
+            )));
+        }
+        self.event("alarm-rule", "", "", &format!("alarm rule {name} removed"));
+        Ok(())
+    }
+
+    pub fn outbox(&self) -> Result<Vec<crate::wire::OutboxStats>, CoreError> {
+        Ok(self.store.outbox_stats()?)
+    }
+
+    /// Log lines for a query; times as the user wrote them (`10m`, RFC 3339, Unix seconds).
+    pub fn logs(
+        &self,
+        p: &crate::api::LogsParams,
+        after_id: Option<i64>,
+    ) -> Result<Vec<LogLine>, CoreError> {
+        self.store
+            .get_app(&p.app)?
+            .ok_or_else(|| CoreError::NotFound(format!("no app named {:?}", p.app)))?;
+        let now = crate::timefmt::now_ns();
+        let time = |what: &str, v: &Option<String>| -> Result<Option<i64>, CoreError> {
+            v.as_deref()
+                .map(|t| {
+                    crate::timefmt::parse_since(t, now).ok_or_else(|| {
+                        CoreError::BadRequest(format!(
+                            "--{what} {t:?}: write a duration back from now (10m, 2h, 1d), an RFC 3339 time or Unix seconds"
+                        ))
+                    })
+                })
+                .transpose()
+        };
+        if p.stream
+            .as_ref()
+            .is_some_and(|s| s.is_empty() || s.len() > 64)
+        {
+            return Err(CoreError::BadRequest(
+                "--stream: stdout, stderr or a log file name".into(),
+            ));
+        }
+        let q = LogQuery {
+            app: p.app.clone(),
+            service: p.service.clone(),
+            slot: p.slot,
+            since_ns: time("since", &p.since)?,
+            until_ns: time("until", &p.until)?,
+            grep: p.grep.clone(),
+            stream: p.stream.clone(),
+            // Following continues after the last line sent: no tail then.
+            tail: if after_id.is_some() { None } else { p.tail },
+            after_id,
+            limit: MAX_LOG_LINES,
+        };
+        Ok(self.store.query_logs(&q)?)
+    }
+}

@@ -1,0 +1,86 @@
+//! `GET /v1/logs?follow=1`: a chunked NDJSON stream of log lines as they are stored.
+//!
+//! The reader first sends what the query matches now (honouring `tail`), then polls the store
+//! for lines after the last one sent. Every few seconds without lines it sends an empty line,
+//! so a client that went away is noticed (the write fails and tiny_http drops the reader).
+//! It ends cleanly (final chunk) when the app is removed or the agent stops.
+
+use super::route::LogsParams;
+use crate::agent::{Core, CoreError};
+use std::io::Read;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const POLL: Duration = Duration::from_millis(200);
+const HEARTBEAT: Duration = Duration::from_secs(5);
+
+pub struct Follow {
+    core: Arc<Core>,
+    params: LogsParams,
+    last_id: i64,
+    buf: Vec<u8>,
+    pos: usize,
+    last_write: Instant,
+}
+
+pub fn start(core: Arc<Core>, params: LogsParams) -> Result<Follow, CoreError> {
+    let first = core.logs(&params, None)?;
+    let mut f = Follow {
+        core,
+        params,
+        last_id: 0,
+        buf: Vec::new(),
+        pos: 0,
+        last_write: Instant::now(),
+    };
+    if first.is_empty() {
+        // Nothing yet: follow from the newest line stored now.
+        f.last_id = f.core.store.last_log_id().unwrap_or(0);
+    }
+    f.fill(first);
+    Ok(f)
+}
+
+impl Follow {
+    fn fill(&mut self, lines: Vec<crate::store::LogLine>) {
+        for l in lines {
+            self.last_id = self.last_id.max(l.id);
+            if serde_json::to_writer(&mut self.buf, &l).is_ok() {
+                self.buf.push(b'\n');
+            }
+        }
+    }
+}
+
+impl Read for Follow {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            if self.pos < self.buf.len() {
+                let n = out.len().min(self.buf.len() - self.pos);
+                out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+                self.pos += n;
+                self.last_write = Instant::now();
+                return Ok(n);
+            }
+            self.buf.clear();
+            self.pos = 0;
+            if self.core.stopping() {
+                return Ok(0);
+            }
+            match self.core.logs(&self.params, Some(self.last_id)) {
+                Ok(lines) if !lines.is_empty() => {
+                    self.fill(lines);
+                    continue;
+                }
+                Ok(_) => {}
+                // The app is gone (or the store failed): end the stream.
+                Err(_) => return Ok(0),
+            }
+            if self.last_write.elapsed() >= HEARTBEAT {
+                self.buf.push(b'\n');
+                continue;
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+}
