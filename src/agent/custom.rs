@@ -4,7 +4,8 @@
 
 use super::Core;
 use crate::metrics::line::{Point, Value, parse_line};
-use crate::model::{Instance, InstanceState};
+use crate::model::Instance;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 /// Largest output read from a script or URL.
@@ -161,22 +162,31 @@ fn tag(points: &mut [Point], i: &Instance, node: &str) {
     }
 }
 
-/// Runs every running instance's custom sources; reports bad output as events.
-pub async fn collect(core: &Core, instances: &[Instance], now_ns: i64) -> Vec<Point> {
+/// Runs every running instance's custom sources (as its own version says). Bad output is
+/// reported as an event when it first appears or changes (`reported` remembers, per
+/// container), not every cycle.
+pub async fn collect(
+    core: &Core,
+    instances: &[Instance],
+    now_ns: i64,
+    reported: &mut HashMap<String, String>,
+) -> Vec<Point> {
     let apps = core.store.list_apps().unwrap_or_default();
+    let mut sources: Vec<(&Instance, crate::model::Monitoring)> = Vec::new();
+    core.each_running_spec(&apps, instances, |i, spec| {
+        if let Some(m) = spec
+            .ext
+            .monitoring
+            .as_ref()
+            .filter(|m| m.script.is_some() || m.http.is_some())
+        {
+            sources.push((i, m.clone()));
+        }
+    });
     let mut out = Vec::new();
-    for i in instances
-        .iter()
-        .filter(|i| i.state == InstanceState::Running)
-    {
-        let Some(mon) = apps
-            .iter()
-            .find(|a| a.spec.name == i.app)
-            .and_then(|a| a.spec.services.get(&i.service))
-            .and_then(|s| s.ext.monitoring.clone())
-        else {
-            continue;
-        };
+    let mut seen = HashSet::new();
+    for (i, mon) in sources {
+        seen.insert(i.id.clone());
         let mut points = Vec::new();
         let mut bad = Vec::new();
         if let Some(script) = &mon.script {
@@ -210,8 +220,7 @@ pub async fn collect(core: &Core, instances: &[Instance], now_ns: i64) -> Vec<Po
                 i.ip.as_str()
             };
             let url = url.replacen("://container", &format!("://{host}"), 1);
-            let fetched = tokio::task::spawn_blocking(move || fetch(&url)).await;
-            match fetched {
+            match tokio::task::spawn_blocking(move || fetch(&url)).await {
                 Ok(Ok(text)) => {
                     let (p, b) =
                         parse_output(&text, &format!("httpjson_{}", i.name), &mon.tags, now_ns);
@@ -222,22 +231,28 @@ pub async fn collect(core: &Core, instances: &[Instance], now_ns: i64) -> Vec<Po
                 Err(_) => bad.push("the HTTP scrape panicked".into()),
             }
         }
-        if !bad.is_empty() {
-            core.event(
-                "metrics",
-                &i.app,
-                &i.service,
-                &format!(
-                    "{}: {} bad custom metric line(s), not forwarded; first: {}",
-                    i.name,
-                    bad.len(),
-                    bad[0]
-                ),
-            );
+        let summary = match bad.first() {
+            Some(first) => format!(
+                "{} bad custom metric line(s), not forwarded; first: {first}",
+                bad.len()
+            ),
+            None => String::new(),
+        };
+        if reported.get(&i.id).map(String::as_str).unwrap_or("") != summary {
+            if !summary.is_empty() {
+                core.event(
+                    "metrics",
+                    &i.app,
+                    &i.service,
+                    &format!("{}: {summary}", i.name),
+                );
+            }
+            reported.insert(i.id.clone(), summary);
         }
         tag(&mut points, i, &core.node_name);
         out.extend(points);
     }
+    reported.retain(|id, _| seen.contains(id));
     out
 }
 

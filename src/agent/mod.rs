@@ -225,10 +225,15 @@ impl Core {
         Ok(list)
     }
 
-    /// Probes exactly the running instances whose version has a probe. Each instance is
-    /// probed as its own version says (a new version may probe differently); instances of a
-    /// version without traffic any more are looked up in the store (rare: while they drain).
-    fn track_health(&self, apps: &[StoredApp], instances: &[crate::model::Instance]) {
+    /// Calls `f` with every running instance and the spec of its own version (a new version
+    /// may probe or monitor differently); versions without traffic any more are looked up in
+    /// the store (rare: while they drain), once per service.
+    pub fn each_running_spec<'a>(
+        &self,
+        apps: &'a [StoredApp],
+        instances: &'a [crate::model::Instance],
+        mut f: impl FnMut(&'a crate::model::Instance, &crate::model::ServiceSpec),
+    ) {
         let running = || {
             instances.iter().filter_map(|i| {
                 let app = apps.iter().find(|a| a.spec.name == i.app)?;
@@ -239,7 +244,6 @@ impl Core {
                 ))
             })
         };
-        // Versions without traffic any more: read once per service and pass.
         let mut old: HashMap<(&str, &str), Vec<crate::model::Version>> = HashMap::new();
         for (i, app, n) in running() {
             if app.live_version(&i.service, n).is_none() {
@@ -247,25 +251,35 @@ impl Core {
                     .or_insert_with(|| self.store.versions(&i.app, &i.service).unwrap_or_default());
             }
         }
-        let targets = running()
-            .filter_map(|(i, app, n)| {
-                let spec = match app.live_version(&i.service, n) {
-                    Some(l) => &l.version.spec,
-                    None => {
-                        &old.get(&(i.app.as_str(), i.service.as_str()))?
-                            .iter()
-                            .find(|v| v.number == n)?
-                            .spec
-                    }
-                };
-                let probe = spec.ext.probe.as_ref()?;
-                Some(crate::health::Target::for_instance(
+        for (i, app, n) in running() {
+            let spec = match app.live_version(&i.service, n) {
+                Some(l) => &l.version.spec,
+                None => {
+                    let Some(v) = old
+                        .get(&(i.app.as_str(), i.service.as_str()))
+                        .and_then(|vs| vs.iter().find(|v| v.number == n))
+                    else {
+                        continue;
+                    };
+                    &v.spec
+                }
+            };
+            f(i, spec);
+        }
+    }
+
+    /// Probes exactly the running instances whose version has a probe, as that version says.
+    fn track_health(&self, apps: &[StoredApp], instances: &[crate::model::Instance]) {
+        let mut targets = Vec::new();
+        self.each_running_spec(apps, instances, |i, spec| {
+            if let Some(probe) = spec.ext.probe.as_ref() {
+                targets.push(crate::health::Target::for_instance(
                     i,
                     probe,
                     spec.network_mode,
-                ))
-            })
-            .collect();
+                ));
+            }
+        });
         self.prober.sync(targets, Instant::now());
     }
 

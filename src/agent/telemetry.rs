@@ -88,6 +88,7 @@ pub async fn metrics_loop(
     let interval = Duration::from_millis(cfg.interval_ms);
     let mut collector = Some(Collector::new(Cgroups::detect()));
     let mut alarms = Alarms::default();
+    let mut reported = std::collections::HashMap::new();
     let report: crate::metrics::sink::Report = {
         let core = core.clone();
         Arc::new(move |kind: &str, msg: &str| core.event(kind, "", "", msg))
@@ -130,7 +131,7 @@ pub async fn metrics_loop(
         };
         collector = Some(c);
         let mut points = collect::points(&snapshot);
-        points.extend(super::custom::collect(&core, &instances, at).await);
+        points.extend(super::custom::collect(&core, &instances, at, &mut reported).await);
         queue(&core, &cfg, &global, &report, &points);
         for (raised, app, service, msg) in alarms.evaluate(&alarm_rules(&core, &cfg), &snapshot) {
             core.event(
