@@ -6,6 +6,7 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod health;
+pub mod logs;
 pub mod metrics;
 pub mod model;
 pub mod plan;

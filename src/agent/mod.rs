@@ -11,6 +11,7 @@
 mod backoff;
 mod custom;
 mod executor;
+mod logship;
 mod observe;
 mod ops;
 mod telemetry;
@@ -627,6 +628,7 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
     ));
     let watcher = tokio::spawn(watch_engine(core.clone(), stop_rx.clone()));
     let prober = tokio::spawn(probe_loop(core.clone(), stop_rx.clone()));
+    let logs = tokio::spawn(logship::log_loop(core.clone(), stop_rx.clone()));
     let metrics = tokio::spawn(telemetry::metrics_loop(
         core.clone(),
         cfg.metrics.clone(),
@@ -643,6 +645,7 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
     let _ = watcher.await;
     let _ = prober.await;
     let _ = metrics.await;
+    let _ = logs.await;
     core.metrics.stop_senders();
     core.event("agent", "", "", "agent stopped (containers keep running)");
     Ok(())

@@ -154,6 +154,15 @@ impl Cgroups {
         .find(|p| p.is_dir())
     }
 
+    /// The container's first process, from its cgroup (no engine call).
+    pub fn pid(&self, id: &str) -> Option<u32> {
+        let ctrl = match self.version {
+            Version::V1 => "cpuacct",
+            Version::V2 => "",
+        };
+        read(&self.dir(ctrl, id)?.join("cgroup.procs")).and_then(|t| first_pid(&t))
+    }
+
     /// Reads one container's counters; None when its cgroup is gone (it stopped).
     pub fn read(&self, id: &str) -> Option<ContainerStats> {
         match self.version {

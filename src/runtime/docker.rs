@@ -723,6 +723,50 @@ impl ContainerRuntime for DockerRuntime {
         });
         Box::pin(stream)
     }
+
+    fn logs(
+        &self,
+        id: &str,
+        since_s: i64,
+        follow: bool,
+    ) -> BoxStream<'static, Result<super::LogFrame, RuntimeError>> {
+        let opts = qp::LogsOptions {
+            follow,
+            stdout: true,
+            stderr: true,
+            timestamps: true,
+            since: since_s.clamp(0, i32::MAX as i64) as i32,
+            ..Default::default()
+        };
+        let id2 = id.to_string();
+        let stream = self.docker.logs(id, Some(opts)).filter_map(move |r| {
+            let out = match r {
+                Ok(bollard::container::LogOutput::StdOut { message }) => {
+                    Some(Ok(super::LogFrame {
+                        stderr: false,
+                        bytes: message,
+                    }))
+                }
+                Ok(bollard::container::LogOutput::StdErr { message }) => {
+                    Some(Ok(super::LogFrame {
+                        stderr: true,
+                        bytes: message,
+                    }))
+                }
+                // A TTY container's output comes as one console stream.
+                Ok(bollard::container::LogOutput::Console { message }) => {
+                    Some(Ok(super::LogFrame {
+                        stderr: false,
+                        bytes: message,
+                    }))
+                }
+                Ok(_) => None,
+                Err(e) => Some(Err(engine_err("read logs of", id2.clone())(e))),
+            };
+            std::future::ready(out)
+        });
+        Box::pin(stream)
+    }
 }
 
 #[cfg(test)]

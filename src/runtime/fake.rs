@@ -212,4 +212,12 @@ impl ContainerRuntime for FakeRuntime {
     fn events(&self, _node: &str) -> BoxStream<'static, Result<RuntimeEvent, RuntimeError>> {
         Box::pin(futures_util::stream::pending())
     }
+    fn logs(
+        &self,
+        _id: &str,
+        _since_s: i64,
+        _follow: bool,
+    ) -> BoxStream<'static, Result<super::LogFrame, RuntimeError>> {
+        Box::pin(futures_util::stream::empty())
+    }
 }

@@ -146,9 +146,26 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     async fn remove_volumes(&self, names: &[String]) -> Result<(), RuntimeError>;
     /// The engine's event stream for this node's containers. Ends when the engine goes away.
     fn events(&self, node: &str) -> BoxStream<'static, Result<RuntimeEvent, RuntimeError>>;
+    /// The container's stdout/stderr from `since_s` (Unix seconds) on, each entry prefixed
+    /// with the engine's RFC 3339 timestamp; with `follow` it stays open until the container
+    /// stops.
+    fn logs(
+        &self,
+        id: &str,
+        since_s: i64,
+        follow: bool,
+    ) -> BoxStream<'static, Result<LogFrame, RuntimeError>>;
 }
 
 /// Labels berth puts on a container it creates.
+/// One entry of a container's log stream: `<timestamp> <text>`, text ending in `\n` unless
+/// the engine split a long line (the rest follows in the next entries).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogFrame {
+    pub stderr: bool,
+    pub bytes: bytes::Bytes,
+}
+
 pub fn berth_labels(req: &CreateRequest) -> BTreeMap<String, String> {
     use crate::model::labels::*;
     let mut l: BTreeMap<String, String> = req.spec.labels.clone();

@@ -1,0 +1,377 @@
+//! Logs: collectors with checkpoints, the writer into the log store, export, retention.
+//!
+//! Role: one follower task per container reads its stdout/stderr from the engine
+//! ([`reader::Reader`] joins split lines and skips what was already stored); files inside
+//! containers are polled through `/proc/<pid>/root` ([`files`]). Everything goes through one
+//! bounded channel to one writer, which stores lines, checkpoints and export batches in one
+//! transaction per batch.
+//!
+//! Invariants: a checkpoint is committed with (never before) the lines it covers, so a crash
+//! or `kill -9` neither loses nor repeats a line; a follower that restarts resumes from the
+//! newest position it reached, in memory or stored.
+
+pub mod export;
+pub mod files;
+pub mod reader;
+
+use crate::metrics::sink::Sink;
+use crate::runtime::ContainerRuntime;
+use crate::store::{LogBatch, LogLine, Store};
+use futures_util::StreamExt;
+use reader::{Position, Reader};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// Lines per stored batch, and the longest a line waits before it is stored.
+const BATCH_LINES: usize = 5000;
+const BATCH_WAIT: Duration = Duration::from_millis(100);
+/// The source name of the standard streams' checkpoint.
+const STD: &str = "std";
+
+/// A container whose logs to collect.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LogTarget {
+    pub id: String,
+    pub name: String,
+    pub app: String,
+    pub service: String,
+    pub version: String,
+    pub slot: u32,
+    pub running: bool,
+    /// Its first process (for files inside it).
+    pub pid: Option<u32>,
+    /// Log files inside it: source name -> path (file or directory).
+    pub files: BTreeMap<String, String>,
+}
+
+impl LogTarget {
+    fn line(&self, node: &str, time_ns: i64, stream: &str, message: String) -> LogLine {
+        LogLine {
+            id: 0,
+            time_ns,
+            app: self.app.clone(),
+            service: self.service.clone(),
+            version: self.version.clone(),
+            slot: self.slot,
+            node: node.to_string(),
+            container: self.name.clone(),
+            stream: stream.to_string(),
+            message,
+        }
+    }
+}
+
+enum Msg {
+    Lines(Vec<LogLine>),
+    Checkpoint(String, String, String),
+}
+
+/// Where collected lines are exported to, besides the store.
+#[derive(Debug, Clone, Default)]
+pub struct Export {
+    /// Outbox keys of InfluxDB sinks with `logs = true`.
+    pub influx: Vec<String>,
+    /// Syslog sinks (key, facility).
+    pub syslog: Vec<(String, u8)>,
+    pub outbox_max_bytes: i64,
+}
+
+impl Export {
+    pub fn new(sinks: &[Sink], outbox_max_bytes: i64) -> Export {
+        let mut e = Export {
+            outbox_max_bytes,
+            ..Default::default()
+        };
+        for s in sinks {
+            match s {
+                Sink::Influx(i) if i.logs => e.influx.push(i.key()),
+                Sink::Influx(_) => {}
+                Sink::Syslog(y) => e.syslog.push((y.key(), y.facility())),
+            }
+        }
+        e
+    }
+
+    fn rows(&self, lines: &[LogLine]) -> Vec<(String, i64, Vec<u8>)> {
+        let mut out = Vec::new();
+        if lines.is_empty() {
+            return out;
+        }
+        if !self.influx.is_empty() {
+            let mut body = Vec::new();
+            let mut n = 0;
+            for l in lines {
+                n += i64::from(export::point(l).encode(&mut body));
+            }
+            for k in &self.influx {
+                out.push((k.clone(), n, body.clone()));
+            }
+        }
+        for (k, facility) in &self.syslog {
+            let mut body = String::new();
+            for l in lines {
+                body.push_str(&export::syslog(l, *facility));
+                body.push('\n');
+            }
+            out.push((k.clone(), lines.len() as i64, body.into_bytes()));
+        }
+        out
+    }
+}
+
+#[derive(Default)]
+struct State {
+    /// Containers with a follower running.
+    active: HashSet<String>,
+    /// The newest position each follower reached (beats the stored one, which may lag).
+    reached: HashMap<String, Position>,
+    /// Stopped containers read to their end.
+    drained: HashSet<String>,
+    /// File positions per container, as last handed to the writer.
+    file_cps: HashMap<String, HashMap<String, String>>,
+}
+
+pub struct Shipper {
+    store: Arc<Store>,
+    runtime: Arc<dyn ContainerRuntime>,
+    node: String,
+    tx: mpsc::Sender<Msg>,
+    state: Arc<Mutex<State>>,
+    pub lines_total: Arc<AtomicU64>,
+}
+
+impl Shipper {
+    /// Starts the writer; call [`Shipper::sync`] with this node's containers to collect.
+    pub fn start(
+        store: Arc<Store>,
+        runtime: Arc<dyn ContainerRuntime>,
+        node: &str,
+        export: Export,
+    ) -> Arc<Shipper> {
+        let (tx, rx) = mpsc::channel(64);
+        let lines_total = Arc::new(AtomicU64::new(0));
+        tokio::spawn(write_loop(store.clone(), rx, export, lines_total.clone()));
+        Arc::new(Shipper {
+            store,
+            runtime,
+            node: node.to_string(),
+            tx,
+            state: Arc::new(Mutex::new(State::default())),
+            lines_total,
+        })
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Starts followers for containers without one, polls files, forgets what is gone.
+    pub async fn sync(self: &Arc<Self>, targets: &[LogTarget]) {
+        let ids: HashSet<&str> = targets.iter().map(|t| t.id.as_str()).collect();
+        {
+            let mut st = self.state();
+            st.reached.retain(|k, _| ids.contains(k.as_str()));
+            st.drained.retain(|k| ids.contains(k.as_str()));
+            st.file_cps.retain(|k, _| ids.contains(k.as_str()));
+        }
+        for t in targets {
+            let start = {
+                let mut st = self.state();
+                if t.running {
+                    st.drained.remove(&t.id);
+                }
+                let start =
+                    !st.active.contains(&t.id) && (t.running || !st.drained.contains(&t.id));
+                if start {
+                    st.active.insert(t.id.clone());
+                }
+                start
+            };
+            if start {
+                let me = self.clone();
+                let t = t.clone();
+                tokio::spawn(async move { me.follow(t).await });
+            }
+        }
+        let with_files: Vec<LogTarget> = targets
+            .iter()
+            .filter(|t| t.running && t.pid.is_some() && !t.files.is_empty())
+            .cloned()
+            .collect();
+        if !with_files.is_empty() {
+            let me = self.clone();
+            let _ = tokio::task::spawn_blocking(move || me.poll_files(&with_files)).await;
+        }
+    }
+
+    /// Follows one container's standard streams until they end.
+    async fn follow(self: Arc<Self>, t: LogTarget) {
+        let stored = self
+            .store
+            .log_checkpoints(&t.id)
+            .unwrap_or_default()
+            .into_iter()
+            .find(|(s, _)| s == STD)
+            .and_then(|(_, p)| Position::parse(&p));
+        let memory = self.state().reached.get(&t.id).copied();
+        let resume = stored.max(memory);
+        let mut reader = Reader::new(resume);
+        let since = resume.map(|p| p.since_s()).unwrap_or(0);
+        let mut stream = self.runtime.logs(&t.id, since, t.running);
+        let mut pending: Vec<LogLine> = Vec::new();
+        let mut last_cp = resume;
+        loop {
+            // Hand lines over in chunks; a checkpoint goes with the lines before it.
+            let next = if pending.is_empty() {
+                stream.next().await
+            } else {
+                match tokio::time::timeout(Duration::from_millis(20), stream.next()).await {
+                    Ok(n) => n,
+                    Err(_) => {
+                        self.hand_over(&t, &mut pending, &reader, &mut last_cp)
+                            .await;
+                        continue;
+                    }
+                }
+            };
+            let Some(Ok(frame)) = next else { break };
+            for l in reader.feed(frame.stderr, &frame.bytes) {
+                let stream = if l.stderr { "stderr" } else { "stdout" };
+                pending.push(t.line(&self.node, l.time_ns, stream, l.text));
+            }
+            if pending.len() >= 1000 {
+                self.hand_over(&t, &mut pending, &reader, &mut last_cp)
+                    .await;
+            }
+        }
+        self.hand_over(&t, &mut pending, &reader, &mut last_cp)
+            .await;
+        let mut st = self.state();
+        st.active.remove(&t.id);
+        if let Some(p) = last_cp {
+            st.reached.insert(t.id.clone(), p);
+        }
+        if !t.running {
+            st.drained.insert(t.id.clone());
+        }
+    }
+
+    async fn hand_over(
+        &self,
+        t: &LogTarget,
+        pending: &mut Vec<LogLine>,
+        reader: &Reader,
+        last_cp: &mut Option<Position>,
+    ) {
+        if !pending.is_empty() {
+            let _ = self.tx.send(Msg::Lines(std::mem::take(pending))).await;
+        }
+        if let Some(cp) = reader.checkpoint().filter(|cp| Some(*cp) != *last_cp) {
+            *last_cp = Some(cp);
+            let _ = self
+                .tx
+                .send(Msg::Checkpoint(t.id.clone(), STD.into(), cp.encode()))
+                .await;
+        }
+    }
+
+    fn poll_files(&self, targets: &[LogTarget]) {
+        for t in targets {
+            let Some(pid) = t.pid else { continue };
+            let root = std::path::PathBuf::from(format!("/proc/{pid}/root"));
+            let mut cps = match self.state().file_cps.get(&t.id).cloned() {
+                Some(c) => c,
+                None => self
+                    .store
+                    .log_checkpoints(&t.id)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|(s, _)| s.starts_with("file:"))
+                    .collect(),
+            };
+            let now = crate::timefmt::now_ns();
+            for (name, path) in &t.files {
+                let (lines, new_cps) = files::poll(&root, name, path, &cps);
+                let changed: Vec<(String, String)> = new_cps
+                    .into_iter()
+                    .filter(|(k, v)| cps.get(k) != Some(v))
+                    .collect();
+                if !lines.is_empty() {
+                    let lines = lines
+                        .into_iter()
+                        .map(|l| t.line(&self.node, now, &l.name, l.text))
+                        .collect();
+                    let _ = self.tx.blocking_send(Msg::Lines(lines));
+                }
+                for (k, v) in changed {
+                    cps.insert(k.clone(), v.clone());
+                    let _ = self.tx.blocking_send(Msg::Checkpoint(t.id.clone(), k, v));
+                }
+            }
+            self.state().file_cps.insert(t.id.clone(), cps);
+        }
+    }
+}
+
+/// The one writer: batches lines and checkpoints, stores each batch in one transaction.
+async fn write_loop(
+    store: Arc<Store>,
+    mut rx: mpsc::Receiver<Msg>,
+    export: Export,
+    total: Arc<AtomicU64>,
+) {
+    let export = Arc::new(export);
+    loop {
+        let Some(first) = rx.recv().await else { return };
+        let mut batch = LogBatch::default();
+        let mut cps: BTreeMap<(String, String), String> = BTreeMap::new();
+        let mut add = |m: Msg, batch: &mut LogBatch| match m {
+            Msg::Lines(l) => batch.lines.extend(l),
+            Msg::Checkpoint(id, src, pos) => {
+                cps.insert((id, src), pos);
+            }
+        };
+        add(first, &mut batch);
+        let deadline = tokio::time::Instant::now() + BATCH_WAIT;
+        while batch.lines.len() < BATCH_LINES {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(m)) => add(m, &mut batch),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        batch.checkpoints = cps.into_iter().map(|((a, b), c)| (a, b, c)).collect();
+        let n = batch.lines.len() as u64;
+        let (store2, export2) = (store.clone(), export.clone());
+        let stored = tokio::task::spawn_blocking(move || {
+            batch.export = export2.rows(&batch.lines);
+            // Retry a failing write (a busy or full disk) rather than lose the lines.
+            let mut wait = Duration::from_millis(100);
+            loop {
+                match store2.append_logs(&batch, export2.outbox_max_bytes) {
+                    Ok(()) => return,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot store log lines; retrying");
+                        std::thread::sleep(wait);
+                        wait = (wait * 2).min(Duration::from_secs(5));
+                    }
+                }
+            }
+        })
+        .await;
+        if stored.is_ok() {
+            total.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Deletes lines past retention (by age, then by size); returns how many went.
+pub fn prune(store: &Store, retain_days: u64, max_bytes: i64) -> usize {
+    let before = crate::timefmt::now_ns() - retain_days as i64 * 86_400 * 1_000_000_000;
+    store.prune_logs(before, max_bytes).unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "cannot prune logs");
+        0
+    })
+}
