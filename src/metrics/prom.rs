@@ -275,7 +275,8 @@ pub fn encode(s: &Snapshot, own: &Own) -> String {
             if c.stats.is_some() { 1.0 } else { 0.0 },
         );
     }
-    // Host: node_exporter names.
+    // Host: node_exporter's names, except its camelCase memory fields (node_memory_MemTotal_bytes),
+    // which `promtool check metrics` rejects: those are snake_case here.
     let m = &s.sample;
     f.head(
         "node_cpu_seconds_total",
@@ -294,39 +295,39 @@ pub fn encode(s: &Snapshot, own: &Own) -> String {
     }
     for (name, key, help) in [
         (
-            "node_memory_MemTotal_bytes",
+            "node_memory_total_bytes",
             "MemTotal",
-            "Memory information field MemTotal_bytes.",
+            "Memory information field MemTotal, in bytes.",
         ),
         (
-            "node_memory_MemFree_bytes",
+            "node_memory_free_bytes",
             "MemFree",
-            "Memory information field MemFree_bytes.",
+            "Memory information field MemFree, in bytes.",
         ),
         (
-            "node_memory_MemAvailable_bytes",
+            "node_memory_available_bytes",
             "MemAvailable",
-            "Memory information field MemAvailable_bytes.",
+            "Memory information field MemAvailable, in bytes.",
         ),
         (
-            "node_memory_Buffers_bytes",
+            "node_memory_buffers_bytes",
             "Buffers",
-            "Memory information field Buffers_bytes.",
+            "Memory information field Buffers, in bytes.",
         ),
         (
-            "node_memory_Cached_bytes",
+            "node_memory_cached_bytes",
             "Cached",
-            "Memory information field Cached_bytes.",
+            "Memory information field Cached, in bytes.",
         ),
         (
-            "node_memory_SwapTotal_bytes",
+            "node_memory_swap_total_bytes",
             "SwapTotal",
-            "Memory information field SwapTotal_bytes.",
+            "Memory information field SwapTotal, in bytes.",
         ),
         (
-            "node_memory_SwapFree_bytes",
+            "node_memory_swap_free_bytes",
             "SwapFree",
-            "Memory information field SwapFree_bytes.",
+            "Memory information field SwapFree, in bytes.",
         ),
     ] {
         f.head(name, "gauge", help);

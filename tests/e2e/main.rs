@@ -1,12 +1,14 @@
 //! End-to-end tests: real agent binaries, the real Docker engine, the busybox test image.
 //! Each test uses its own app names and its own agent (own node id), so they run in parallel.
 
+mod backends;
 mod harness;
 
 mod concurrency;
 mod health;
 mod inputs;
 mod lifecycle;
+mod metrics;
 mod network;
 mod recovery;
 mod releases;

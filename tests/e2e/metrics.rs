@@ -1,0 +1,318 @@
+//! Metrics against real back ends: InfluxDB 1.6 (v1 writes, an outage), Prometheus (scrapes),
+//! a listener of the test's own for the v2 path, custom script and HTTP metrics.
+
+use super::backends::{Influx, Prometheus};
+use super::harness::*;
+use std::io::Read;
+use std::time::Duration;
+
+const APP: &str = "mtr";
+
+fn config(influx: &str, extra: &str) -> String {
+    format!(
+        "[metrics]\ninterval = \"2s\"\nprometheus_public = true\n[[metrics.influxdb]]\nurl = \"{influx}\"\ndatabase = \"telegraf\"\n{extra}"
+    )
+}
+
+#[test]
+fn points_reach_influxdb_with_telegraf_names_and_survive_an_outage() {
+    let mut influx = Influx::start();
+    let a = Agent::start_with_config(&config(&influx.url(), ""));
+    // The JSON document busybox httpd serves for monitoring.http.
+    a.deploy(
+        APP,
+        r#"
+services:
+  web:
+    image: berth-test/busybox
+    command: ["sh", "-c", "echo '{\"requests\": 42, \"ok\": true, \"region\": \"eu\"}' > /www/m.json; httpd -f -p 80 -h /www"]
+    labels:
+      berth.scale: "2"
+      berth.monitoring.script: "echo 'queue,q=jobs depth=7i'; echo 'this is not line protocol'"
+      berth.monitoring.http: "http://container:80/m.json"
+      berth.monitoring.tags: "region"
+"#,
+    );
+    a.wait_running(APP, 2, Duration::from_secs(60));
+    wait_until(
+        "container points in InfluxDB",
+        Duration::from_secs(30),
+        || {
+            !influx.rows(&format!(
+                "SELECT usage_total FROM docker_container_cpu WHERE app='{APP}' AND cpu='cpu-total'"
+            ))
+            .is_empty()
+        },
+    );
+    // Telegraf's names and tags, with berth's.
+    let r = influx.query(&format!(
+        "SHOW TAG KEYS FROM docker_container_cpu WHERE app='{APP}'"
+    ));
+    let keys = r.to_string();
+    for k in [
+        "host",
+        "container_name",
+        "container_image",
+        "container_status",
+        "app",
+        "service",
+        "version",
+        "slot",
+        "node",
+    ] {
+        assert!(
+            keys.contains(&format!("\"{k}\"")),
+            "tag {k} missing: {keys}"
+        );
+    }
+    for m in [
+        "docker_container_mem",
+        "docker_container_net",
+        "docker_container_status",
+        "cpu",
+        "mem",
+        "disk",
+        "system",
+        "net",
+    ] {
+        wait_until(&format!("measurement {m}"), Duration::from_secs(20), || {
+            !influx
+                .rows(&format!("SELECT * FROM {m} LIMIT 1"))
+                .is_empty()
+        });
+    }
+    let mem = influx.rows(&format!(
+        "SELECT usage, usage_percent FROM docker_container_mem WHERE app='{APP}' LIMIT 1"
+    ));
+    assert!(
+        mem[0][1].as_i64().is_some_and(|u| u > 0),
+        "usage is an integer: {mem:?}"
+    );
+    let load = influx.rows("SELECT load1, n_cpus FROM system LIMIT 1");
+    assert!(load[0][2].as_i64().is_some_and(|n| n >= 1), "{load:?}");
+    // Custom metrics: the script's good line, the JSON with its tag, berth tags added.
+    wait_until("custom metrics", Duration::from_secs(20), || {
+        !influx
+            .rows(&format!(
+                "SELECT depth FROM queue WHERE app='{APP}' AND q='jobs'"
+            ))
+            .is_empty()
+            && !influx
+                .rows("SELECT requests FROM /^httpjson_mtr_web/ WHERE region='eu'")
+                .is_empty()
+    });
+    let events = a.ok(&["events", APP]);
+    assert!(
+        events.contains("bad custom metric line") && events.contains("this is not line protocol"),
+        "{events}"
+    );
+
+    // An outage: InfluxDB down for a minute while containers run; nothing is lost or doubled.
+    let first_t = |influx: &Influx, s: &str| -> Vec<i64> {
+        influx
+            .rows(s)
+            .iter()
+            .filter_map(|r| r[0].as_i64())
+            .collect()
+    };
+    let series = format!(
+        "SELECT exitcode FROM docker_container_status WHERE container_name='{APP}_web-001_1'"
+    );
+    let before = first_t(&influx, &series);
+    let start = *before.first().expect("points before the outage");
+    influx.stop();
+    std::thread::sleep(Duration::from_secs(60));
+    let waiting = a.get_raw("/v1/outbox", true).expect("outbox").1;
+    assert!(
+        waiting.contains("\"lines\":") && !waiting.contains("\"lines\":0,"),
+        "lines wait in the outbox: {waiting}"
+    );
+    influx.restart();
+    wait_until("the outbox drains", Duration::from_secs(60), || {
+        let (_, b) = a.get_raw("/v1/outbox", true).expect("outbox");
+        let v: Vec<berth::wire::OutboxStats> = serde_json::from_str(&b).expect("json");
+        v.iter().all(|s| s.lines == 0)
+    });
+    let after = first_t(&influx, &format!("{series} AND time >= {start}"));
+    let end = *after.last().expect("points");
+    // Cycles run on multiples of the interval: every one between the first and the last
+    // point is there, exactly once.
+    let step = 2_000_000_000;
+    let expected = (end - start) / step + 1;
+    assert!(end - start > 60_000_000_000, "the window spans the outage");
+    assert_eq!(after.len() as i64, expected, "every cycle once: {after:?}");
+    let mut dedup = after.clone();
+    dedup.dedup();
+    assert_eq!(dedup.len(), after.len());
+    let stats: Vec<berth::wire::OutboxStats> =
+        serde_json::from_str(&a.get_raw("/v1/outbox", true).expect("outbox").1).expect("json");
+    assert!(
+        stats.iter().all(|s| s.dropped == 0),
+        "nothing dropped: {stats:?}"
+    );
+    a.ok(&["rm", APP]);
+}
+
+#[test]
+fn prometheus_scrapes_the_agent_and_promtool_accepts_it() {
+    let a = Agent::start_with_config("[metrics]\ninterval = \"1s\"\nprometheus_public = true\n");
+    a.deploy("prom", "services:\n  web:\n    image: berth-test/web\n");
+    a.wait_running("prom", 1, Duration::from_secs(60));
+    wait_until("a collection cycle", Duration::from_secs(20), || {
+        a.get_raw("/metrics", false)
+            .is_ok_and(|(c, b)| c == 200 && b.contains("container_cpu_usage_seconds_total{"))
+    });
+    let (_, text) = a.get_raw("/metrics", false).expect("metrics");
+    let mut check = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool");
+    use std::io::Write;
+    check
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("write");
+    let out = check.wait_with_output().expect("promtool runs");
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let p = Prometheus::start(&format!("127.0.0.1:{}", a.port));
+    wait_until(
+        "Prometheus has container series",
+        Duration::from_secs(40),
+        || {
+            let r = p.query("container_memory_working_set_bytes{app=\"prom\"}");
+            !r.is_empty() && r[0]["metric"]["name"] == "prom_web-001_1"
+        },
+    );
+    assert!(!p.query("node_load1").is_empty());
+    assert!(!p.query("berth_reconcile_seconds").is_empty());
+    // Without prometheus_public the endpoint wants the token.
+    let b = Agent::start();
+    assert_eq!(b.get_raw("/metrics", false).expect("answer").0, 401);
+    assert_eq!(b.get_raw("/metrics", true).expect("answer").0, 200);
+    a.ok(&["rm", "prom"]);
+}
+
+/// The v2 write path, checked by a listener of the test's own: path, org/bucket/precision,
+/// the token header, a gzip body of valid line protocol; a 429 with Retry-After is retried.
+#[test]
+fn v2_writes_carry_token_and_gzip_and_429_is_retried() {
+    let server = tiny_http::Server::http("127.0.0.1:0").expect("listener");
+    let port = server.server_addr().to_ip().expect("ip").port();
+    let a = Agent::start_with_config(&format!(
+        "[metrics]\ninterval = \"1s\"\n[[metrics.influxdb]]\nurl = \"http://127.0.0.1:{port}\"\napi = \"v2\"\norg = \"acme\"\nbucket = \"b1\"\ntoken = \"s3cret\"\n"
+    ));
+    let mut seen = 0;
+    let mut refused_once = false;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while seen < 2 {
+        assert!(std::time::Instant::now() < deadline, "no v2 writes arrived");
+        let Ok(Some(mut req)) = server.recv_timeout(Duration::from_secs(5)) else {
+            continue;
+        };
+        let url = req.url().to_string();
+        assert!(url.starts_with("/api/v2/write?"), "{url}");
+        for p in ["org=acme", "bucket=b1", "precision=ns"] {
+            assert!(url.contains(p), "{url} lacks {p}");
+        }
+        let header = |n: &'static str| {
+            req.headers()
+                .iter()
+                .find(|h| h.field.equiv(n))
+                .map(|h| h.value.as_str().to_string())
+        };
+        assert_eq!(header("Authorization").as_deref(), Some("Token s3cret"));
+        assert_eq!(header("Content-Encoding").as_deref(), Some("gzip"));
+        let mut gz = Vec::new();
+        req.as_reader().read_to_end(&mut gz).expect("body");
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(&gz[..])
+            .read_to_string(&mut text)
+            .expect("gzip body");
+        assert!(text.lines().count() <= 5000);
+        for l in text.lines() {
+            berth::metrics::line::parse_line(l, 0).unwrap_or_else(|e| panic!("{l:?}: {e}"));
+        }
+        assert!(text.contains("system,host="), "{text}");
+        if !refused_once {
+            refused_once = true;
+            let r = tiny_http::Response::empty(429)
+                .with_header(tiny_http::Header::from_bytes("Retry-After", "1").expect("header"));
+            let _ = req.respond(r);
+            continue;
+        }
+        seen += 1;
+        let _ = req.respond(tiny_http::Response::empty(204));
+    }
+    wait_until(
+        "the outbox empties after the 429",
+        Duration::from_secs(20),
+        || {
+            let v: Vec<berth::wire::OutboxStats> =
+                serde_json::from_str(&a.get_raw("/v1/outbox", true).expect("outbox").1)
+                    .expect("json");
+            v.iter().all(|s| s.lines == 0 && s.dropped == 0)
+        },
+    );
+    let events = a.ok(&["events"]);
+    assert!(events.contains("HTTP 429"), "{events}");
+}
+
+#[test]
+fn top_history_and_alarms() {
+    let a = Agent::start_with_config("[metrics]\ninterval = \"1s\"\n");
+    a.deploy(
+        "hot",
+        "services:\n  burn:\n    image: berth-test/busybox\n    command: [\"sh\", \"-c\", \"while :; do :; done\"]\n",
+    );
+    a.wait_running("hot", 1, Duration::from_secs(60));
+    a.ok(&[
+        "alarm",
+        "add",
+        "burning",
+        "--metric",
+        "cpu_percent",
+        "--above",
+        "50",
+        "--periods",
+        "2",
+        "--app",
+        "hot",
+    ]);
+    assert!(
+        a.fails(&["alarm", "add", "bad", "--metric", "disk", "--above", "1"])
+            .contains("cpu_percent")
+    );
+    wait_until("the alarm is raised", Duration::from_secs(30), || {
+        a.ok(&["events", "hot"])
+            .contains("alarm burning raised: hot_burn-001_1 cpu_percent")
+    });
+    let top = a.ok(&["top", "--no-stream", "hot"]);
+    assert!(
+        top.contains("hot_burn-001_1") && top.contains("running"),
+        "{top}"
+    );
+    let t: berth::wire::Top =
+        serde_json::from_str(&a.ok(&["top", "--no-stream", "--json", "hot"])).expect("json");
+    assert!(
+        t.containers[0].cpu_percent.is_some_and(|c| c > 50.0),
+        "{t:?}"
+    );
+    let h: Vec<berth::wire::Series> =
+        serde_json::from_str(&a.ok(&["metrics", "hot", "--json"])).expect("json");
+    assert_eq!(h[0].name, "hot_burn-001_1");
+    assert!(!h[0].buckets.is_empty());
+    a.ok(&["stop", "hot"]);
+    a.ok(&["alarm", "rm", "burning"]);
+    assert!(a.ok(&["alarm", "ls"]).lines().count() <= 1);
+    a.ok(&["rm", "hot"]);
+}
