@@ -25,6 +25,9 @@ pub fn export_sinks(core: &Core) -> Vec<Sink> {
     out
 }
 
+/// Lines stored between retention passes at most (besides the minute).
+const PRUNE_AFTER_LINES: u64 = 50_000;
+
 pub async fn log_loop(core: Arc<Core>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
     let sinks = export_sinks(&core);
     let report: crate::metrics::sink::Report = {
@@ -40,7 +43,8 @@ pub async fn log_loop(core: Arc<Core>, mut shutdown: tokio::sync::watch::Receive
     );
     core.metrics.set_log_counter(shipper.lines_total.clone());
     let cgroups = Cgroups::detect();
-    let mut last_prune = Instant::now() - Duration::from_secs(3600);
+    let mut last_prune = Instant::now();
+    let mut pruned_at = 0;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -81,8 +85,15 @@ pub async fn log_loop(core: Arc<Core>, mut shutdown: tokio::sync::watch::Receive
             })
             .collect();
         shipper.sync(&targets).await;
-        if last_prune.elapsed() >= Duration::from_secs(60) {
+        // Retention every minute, or sooner when many lines came in.
+        let stored = shipper
+            .lines_total
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if last_prune.elapsed() >= Duration::from_secs(60)
+            || stored >= pruned_at + PRUNE_AFTER_LINES
+        {
             last_prune = Instant::now();
+            pruned_at = stored;
             let (store, days, max) = (
                 core.store.clone(),
                 core.logs_cfg.retain_days,

@@ -56,8 +56,11 @@ impl Client {
     ) -> Result<T> {
         let mut resp = r.map_err(|e| anyhow!("cannot reach the berth agent at {} ({e}): is `berth agent` running? set --api or BERTH_API", self.base))?;
         let status = resp.status().as_u16();
+        // Log queries can be large (up to 100,000 lines).
         let text = resp
             .body_mut()
+            .with_config()
+            .limit(512 << 20)
             .read_to_string()
             .with_context(|| format!("reading the answer to {what}"))?;
         if (200..300).contains(&status) {

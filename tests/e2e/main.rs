@@ -8,6 +8,7 @@ mod concurrency;
 mod health;
 mod inputs;
 mod lifecycle;
+mod logs;
 mod metrics;
 mod network;
 mod recovery;
