@@ -118,7 +118,8 @@ impl Drop for Influx {
 }
 
 pub struct Prometheus {
-    pub dir: tempfile::TempDir,
+    /// Config and storage; removed with the server.
+    _dir: tempfile::TempDir,
     pub port: u16,
     child: Child,
 }
@@ -151,7 +152,11 @@ impl Prometheus {
             .stderr(log)
             .spawn()
             .expect("prometheus starts");
-        let p = Prometheus { dir, port, child };
+        let p = Prometheus {
+            _dir: dir,
+            port,
+            child,
+        };
         let ready = format!("http://127.0.0.1:{port}/-/ready");
         wait_until("prometheus is ready", Duration::from_secs(30), || {
             http_agent()
