@@ -70,6 +70,12 @@ ensure_images() {
     fi
 }
 
+# The metric back ends the tests write to and scrape from: InfluxDB 1.6 and Prometheus
+# (with promtool), both from Debian. The tests start their own instances on free ports.
+ensure_backends() {
+    apt_install influxdb prometheus
+}
+
 ensure_rust() {
     command -v cargo >/dev/null 2>&1 && return 0
     echo "cargo not found: install a Rust toolchain (rustup) first" >&2

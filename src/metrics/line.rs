@@ -94,9 +94,7 @@ impl Point {
             escape(out, k, KEY);
             out.push(b'=');
             match v {
-                Value::Float(f) => {
-                    out.extend_from_slice(ryu::Buffer::new().format_finite(*f).as_bytes())
-                }
+                Value::Float(f) => write_float(out, *f),
                 Value::Int(i) => {
                     out.extend_from_slice(itoa::Buffer::new().format(*i).as_bytes());
                     out.push(b'i');
@@ -136,6 +134,37 @@ impl Point {
         }
         String::from_utf8_lossy(&out).into_owned()
     }
+}
+
+/// Writes a finite float. Values with at most six decimals (most gauges and percentages) are
+/// written from integers, which is several times faster than the shortest-representation
+/// algorithm and reads back as the same float: `scaled / 1e6` is correctly rounded, so `f` is
+/// the double nearest to the decimal written. Others go through ryu.
+fn write_float(out: &mut Vec<u8>, f: f64) {
+    if f.abs() < 1e9 {
+        let scaled = (f * 1e6).round();
+        if scaled / 1e6 == f {
+            let n = scaled as i64;
+            if n < 0 {
+                out.push(b'-');
+            }
+            let (int, frac) = (n.unsigned_abs() / 1_000_000, n.unsigned_abs() % 1_000_000);
+            out.extend_from_slice(itoa::Buffer::new().format(int).as_bytes());
+            if frac != 0 {
+                let mut digits = [b'0'; 6];
+                let mut v = frac;
+                for d in digits.iter_mut().rev() {
+                    *d = b'0' + (v % 10) as u8;
+                    v /= 10;
+                }
+                let len = 6 - digits.iter().rev().take_while(|d| **d == b'0').count();
+                out.push(b'.');
+                out.extend_from_slice(&digits[..len]);
+            }
+            return;
+        }
+    }
+    out.extend_from_slice(ryu::Buffer::new().format_finite(f).as_bytes());
 }
 
 /// Which bytes a context escapes: bit 0 = measurement (`,` space), bit 1 = keys/tag values
@@ -388,6 +417,8 @@ mod tests {
             any::<u64>().prop_map(Value::UInt),
             any::<bool>().prop_map(Value::Bool),
             (-1e300f64..1e300).prop_map(Value::Float),
+            (-1e6f64..1e6).prop_map(Value::Float),
+            (-100_000_000i64..100_000_000).prop_map(|v| Value::Float(v as f64 / 1000.0)),
             proptest::string::string_regex("[a-z \"\\\\,=\n✓]{0,16}")
                 .unwrap()
                 .prop_map(Value::Str),
