@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Collection cost per cycle for 100 running containers: berth's cgroup collector vs the
+# engine's stats API (one-shot, per container), same run, same containers.
+# Usage: benches/collect.sh [N]   (needs root and the engine)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. benches/lib.sh
+N=${1:-100}
+start_bench_agent collect
+trap stop_bench_agent EXIT
+printf 'services:\n  idle:\n    image: berth-test/idle\n    stop_grace_period: 1s\n    labels:\n      berth.scale: "%s"\n' "$N" >"$WORK/collect.yml"
+"$BERTH" deploy -f "$WORK/collect.yml" --name collect --timeout 600 >/dev/null
+BENCH_APP=collect cargo bench --quiet --bench collect
