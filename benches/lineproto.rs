@@ -38,7 +38,7 @@ fn container() -> Point {
         .int("usage_in_kernelmode", 23_456_789_012)
         .int("throttling_periods", 0)
         .int("throttling_throttled_periods", 0)
-        .float("usage_percent", 3.141_592)
+        .float("usage_percent", 3.25)
         .field(
             "container_id",
             Value::Str("6f5b338a07f2f6250d906b915b4ef513456a43499b51122e6e94ccaab5bf0999".into()),
