@@ -53,7 +53,6 @@ fn main() {
             .expect("pidof")
             .stdout,
     )
-    .trim()
     .split_whitespace()
     .next()
     .and_then(|p| p.parse().ok())
