@@ -284,6 +284,15 @@ fn logs_config(l: LogsSection) -> Result<LogsConfig, ConfigError> {
     })
 }
 
+/// The OS host name ("localhost" when it cannot be read): the default node name and
+/// Telegraf's `host` tag.
+pub fn host_name() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "localhost".into())
+}
+
 pub fn load_agent(flags: &AgentFlags) -> Result<AgentConfig, ConfigError> {
     let (path, explicit) = match &flags.config {
         Some(p) => (p.clone(), true),
@@ -345,12 +354,7 @@ pub fn load_agent(flags: &AgentFlags) -> Result<AgentConfig, ConfigError> {
         .node_name
         .clone()
         .or(file.node_name)
-        .or_else(|| {
-            nix::unistd::gethostname()
-                .ok()
-                .and_then(|h| h.into_string().ok())
-        })
-        .unwrap_or_else(|| "localhost".into());
+        .unwrap_or_else(host_name);
     if node_name.is_empty() || node_name.len() > 64 || node_name.contains(char::is_whitespace) {
         return Err(ConfigError::Value {
             what: "node name",

@@ -167,13 +167,14 @@ fn tag(points: &mut [Point], i: &Instance, node: &str) {
 /// container), not every cycle.
 pub async fn collect(
     core: &Core,
+    apps: &[crate::store::StoredApp],
     instances: &[Instance],
     now_ns: i64,
+    http: &ureq::Agent,
     reported: &mut HashMap<String, String>,
 ) -> Vec<Point> {
-    let apps = core.store.list_apps().unwrap_or_default();
     let mut sources: Vec<(&Instance, crate::model::Monitoring)> = Vec::new();
-    core.each_running_spec(&apps, instances, |i, spec| {
+    core.each_running_spec(apps, instances, |i, spec| {
         if let Some(m) = spec
             .ext
             .monitoring
@@ -220,7 +221,8 @@ pub async fn collect(
                 i.ip.as_str()
             };
             let url = url.replacen("://container", &format!("://{host}"), 1);
-            match tokio::task::spawn_blocking(move || fetch(&url)).await {
+            let agent = http.clone();
+            match tokio::task::spawn_blocking(move || fetch(&agent, &url)).await {
                 Ok(Ok(text)) => {
                     let (p, b) =
                         parse_output(&text, &format!("httpjson_{}", i.name), &mon.tags, now_ns);
@@ -256,12 +258,16 @@ pub async fn collect(
     out
 }
 
-fn fetch(url: &str) -> Result<String, String> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
+/// The client for `monitoring.http` scrapes (made once; it keeps connections).
+pub fn http_agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(5)))
         .build()
-        .into();
+        .into()
+}
+
+fn fetch(agent: &ureq::Agent, url: &str) -> Result<String, String> {
     let mut r = agent
         .get(url)
         .call()

@@ -5,44 +5,30 @@
 use super::Core;
 use crate::logs::{Export, LogTarget, Shipper};
 use crate::metrics::cgroup::Cgroups;
-use crate::metrics::sink::Sink;
 use crate::model::InstanceState;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// The sinks logs are exported to: InfluxDB sinks with `logs = true`, and syslog.
-pub fn export_sinks(core: &Core) -> Vec<Sink> {
-    let mut out: Vec<Sink> = core
-        .metrics_cfg
-        .influxdb
-        .iter()
-        .filter(|s| s.logs)
-        .cloned()
-        .map(Sink::Influx)
-        .collect();
-    out.extend(core.logs_cfg.syslog.iter().cloned().map(Sink::Syslog));
-    out
-}
 
 /// Lines stored between retention passes at most (besides the minute).
 const PRUNE_AFTER_LINES: u64 = 50_000;
 
 pub async fn log_loop(core: Arc<Core>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
-    let sinks = export_sinks(&core);
-    let report: crate::metrics::sink::Report = {
-        let core = core.clone();
-        Arc::new(move |kind: &str, msg: &str| core.event(kind, "", "", msg))
-    };
-    core.metrics.ensure_senders(&core.store, &sinks, &report);
+    // Senders are started by telemetry::start_sinks; Export picks the sinks that take logs.
     let shipper = Shipper::start(
         core.store.clone(),
         core.runtime.clone(),
         &core.node_name,
-        Export::new(&sinks, core.metrics_cfg.outbox_max_bytes),
+        Export::new(
+            &super::telemetry::configured_sinks(&core),
+            core.metrics_cfg.outbox_max_bytes,
+        ),
+        core.metrics.log_lines.clone(),
     );
-    core.metrics.set_log_counter(shipper.lines_total.clone());
     let cgroups = Cgroups::detect();
+    // Log files per running container, as its version's spec names them: looked up (a read
+    // of every app) only when a container shows up that was not running before.
+    let mut files: HashMap<String, BTreeMap<String, String>> = HashMap::new();
     let mut last_prune = Instant::now();
     let mut pruned_at = 0;
     loop {
@@ -53,24 +39,34 @@ pub async fn log_loop(core: Arc<Core>, mut shutdown: tokio::sync::watch::Receive
         let Ok(instances) = core.instances().await else {
             continue;
         };
-        let apps = core.store.list_apps().unwrap_or_default();
-        let mut files: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
-        core.each_running_spec(&apps, &instances, |i, spec| {
-            let f: BTreeMap<String, String> = spec
-                .ext
-                .logs
-                .iter()
-                .filter(|(_, p)| p.as_str() != "stdout")
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
-            if !f.is_empty() {
+        let running = |i: &&crate::model::Instance| i.state == InstanceState::Running;
+        if instances
+            .iter()
+            .filter(running)
+            .any(|i| !files.contains_key(&i.id))
+        {
+            let apps = core.store.list_apps().unwrap_or_default();
+            files.clear();
+            core.each_running_spec(&apps, &instances, |i, spec| {
+                let f = spec
+                    .ext
+                    .logs
+                    .iter()
+                    .filter(|(_, p)| p.as_str() != "stdout")
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
                 files.insert(i.id.clone(), f);
-            }
-        });
+            });
+        }
         let targets: Vec<LogTarget> = instances
             .iter()
             .map(|i| {
                 let running = i.state == InstanceState::Running;
+                let files = if running {
+                    files.get(&i.id).cloned().unwrap_or_default()
+                } else {
+                    BTreeMap::new()
+                };
                 LogTarget {
                     id: i.id.clone(),
                     name: i.name.clone(),
@@ -79,15 +75,16 @@ pub async fn log_loop(core: Arc<Core>, mut shutdown: tokio::sync::watch::Receive
                     version: i.version.clone(),
                     slot: i.slot,
                     running,
-                    pid: if running { cgroups.pid(&i.id) } else { None },
-                    files: files.remove(&i.id).unwrap_or_default(),
+                    pid: (!files.is_empty()).then(|| cgroups.pid(&i.id)).flatten(),
+                    files,
                 }
             })
             .collect();
         shipper.sync(&targets).await;
         // Retention every minute, or sooner when many lines came in.
-        let stored = shipper
-            .lines_total
+        let stored = core
+            .metrics
+            .log_lines
             .load(std::sync::atomic::Ordering::Relaxed);
         if last_prune.elapsed() >= Duration::from_secs(60)
             || stored >= pruned_at + PRUNE_AFTER_LINES

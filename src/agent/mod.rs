@@ -629,11 +629,8 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
     let watcher = tokio::spawn(watch_engine(core.clone(), stop_rx.clone()));
     let prober = tokio::spawn(probe_loop(core.clone(), stop_rx.clone()));
     let logs = tokio::spawn(logship::log_loop(core.clone(), stop_rx.clone()));
-    let metrics = tokio::spawn(telemetry::metrics_loop(
-        core.clone(),
-        cfg.metrics.clone(),
-        stop_rx.clone(),
-    ));
+    telemetry::start_sinks(&core);
+    let metrics = tokio::spawn(telemetry::metrics_loop(core.clone(), stop_rx.clone()));
 
     wait_for_signal().await;
     tracing::info!("shutting down: API closed, loop stopping");

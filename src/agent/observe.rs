@@ -78,7 +78,7 @@ impl Core {
     }
 
     pub fn alarms(&self) -> Vec<AlarmRule> {
-        super::telemetry::alarm_rules(self, &self.metrics_cfg)
+        super::telemetry::alarm_rules(self)
     }
 
     pub fn add_alarm(&self, rule: AlarmRule) -> Result<AlarmRule, CoreError> {
@@ -115,15 +115,44 @@ impl Core {
         Ok(self.store.outbox_stats()?)
     }
 
-    /// Log lines for a query; times as the user wrote them (`10m`, RFC 3339, Unix seconds).
-    pub fn logs(
+    /// Log lines for a `berth logs` request.
+    pub fn logs(&self, p: &crate::api::LogsParams) -> Result<Vec<LogLine>, CoreError> {
+        self.query_logs(&self.log_query(p)?)
+    }
+
+    pub fn query_logs(&self, q: &LogQuery) -> Result<Vec<LogLine>, CoreError> {
+        Ok(self.store.query_logs(q)?)
+    }
+
+    /// Lines stored after `after_id` for a resolved query (`logs -f`); NotFound once the app
+    /// is gone when `check_app` is set.
+    pub fn logs_after(
         &self,
-        p: &crate::api::LogsParams,
-        after_id: Option<i64>,
+        q: &LogQuery,
+        after_id: i64,
+        check_app: bool,
     ) -> Result<Vec<LogLine>, CoreError> {
+        if check_app {
+            self.app_must_exist(&q.app)?;
+        }
+        self.query_logs(&LogQuery {
+            tail: None,
+            after_id: Some(after_id),
+            ..q.clone()
+        })
+    }
+
+    fn app_must_exist(&self, app: &str) -> Result<(), CoreError> {
         self.store
-            .get_app(&p.app)?
-            .ok_or_else(|| CoreError::NotFound(format!("no app named {:?}", p.app)))?;
+            .get_app(app)?
+            .map(|_| ())
+            .ok_or_else(|| CoreError::NotFound(format!("no app named {app:?}")))
+    }
+
+    /// Validates a logs request into a store query; times as the user wrote them (`10m`,
+    /// RFC 3339, Unix seconds) are resolved against now.
+    pub fn log_query(&self, p: &crate::api::LogsParams) -> Result<LogQuery, CoreError> {
+        self.app_must_exist(&p.app)?;
         let now = crate::timefmt::now_ns();
         let time = |what: &str, v: &Option<String>| -> Result<Option<i64>, CoreError> {
             v.as_deref()
@@ -144,7 +173,7 @@ impl Core {
                 "--stream: stdout, stderr or a log file name".into(),
             ));
         }
-        let q = LogQuery {
+        Ok(LogQuery {
             app: p.app.clone(),
             service: p.service.clone(),
             slot: p.slot,
@@ -152,11 +181,14 @@ impl Core {
             until_ns: time("until", &p.until)?,
             grep: p.grep.clone(),
             stream: p.stream.clone(),
-            // Following continues after the last line sent: no tail then.
-            tail: if after_id.is_some() { None } else { p.tail },
-            after_id,
+            tail: p.tail,
+            after_id: None,
             limit: MAX_LOG_LINES,
-        };
-        Ok(self.store.query_logs(&q)?)
+        })
+    }
+
+    /// The id of the newest stored line (where a follow with nothing to show yet starts).
+    pub fn last_log_id(&self) -> Result<i64, CoreError> {
+        Ok(self.store.last_log_id()?)
     }
 }

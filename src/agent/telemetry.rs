@@ -4,23 +4,16 @@
 //! snapshot for the API (`/metrics`, `top`, `metrics APP`).
 
 use super::Core;
+use crate::metrics::cgroup::Cgroups;
 use crate::metrics::collect::{self, Collector, Target};
 use crate::metrics::history::Alarms;
-use crate::metrics::line::Point;
-use crate::metrics::sink::{InfluxSink, MAX_BATCH_LINES, Sink};
-use crate::metrics::{MetricsConfig, cgroup::Cgroups};
+use crate::metrics::line::{Point, encode_batches};
+use crate::metrics::sink::{InfluxSink, MAX_BATCH_LINES, Report, Sink};
 use crate::model::{Health, Instance};
+use crate::store::StoredApp;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// The OS host name (Telegraf's `host` tag).
-fn host_name() -> String {
-    nix::unistd::gethostname()
-        .ok()
-        .and_then(|h| h.into_string().ok())
-        .unwrap_or_else(|| "localhost".into())
-}
 
 fn target(core: &Core, i: &Instance) -> Target {
     let (restarts, oom) = core.metrics.counters(&i.id);
@@ -45,31 +38,10 @@ fn target(core: &Core, i: &Instance) -> Target {
     }
 }
 
-/// Encodes points into outbox rows of at most [`MAX_BATCH_LINES`] lines.
-pub fn encode_rows<'a>(points: impl Iterator<Item = &'a Point>) -> Vec<(i64, Vec<u8>)> {
-    let mut rows = Vec::new();
-    let mut buf = Vec::with_capacity(64 * 1024);
-    let mut n = 0;
-    for p in points {
-        if p.encode(&mut buf) {
-            n += 1;
-        }
-        if n == MAX_BATCH_LINES {
-            rows.push((n, std::mem::take(&mut buf)));
-            n = 0;
-        }
-    }
-    if n > 0 {
-        rows.push((n, buf));
-    }
-    rows
-}
-
 /// Per-service add-on sinks (`monitoring.addon.influxdb`): (app, service, sink).
-fn addon_sinks(core: &Core) -> Vec<(String, String, InfluxSink)> {
-    let apps = core.store.list_apps().unwrap_or_default();
+fn addon_sinks(apps: &[StoredApp]) -> Vec<(String, String, InfluxSink)> {
     let mut out = Vec::new();
-    for a in &apps {
+    for a in apps {
         for (name, s) in &a.spec.services {
             if let Some(url) = s.ext.monitoring.as_ref().and_then(|m| m.influxdb.as_ref()) {
                 out.push((a.spec.name.clone(), name.clone(), InfluxSink::addon(url)));
@@ -79,22 +51,51 @@ fn addon_sinks(core: &Core) -> Vec<(String, String, InfluxSink)> {
     out
 }
 
-pub async fn metrics_loop(
-    core: Arc<Core>,
-    cfg: MetricsConfig,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
-) {
-    let host = host_name();
+/// Reports a sink's state changes as agent events.
+pub fn sink_report(core: &Arc<Core>) -> Report {
+    let core = core.clone();
+    Arc::new(move |kind: &str, msg: &str| core.event(kind, "", "", msg))
+}
+
+/// The sinks berth.toml names: `[[metrics.influxdb]]` and `[[logs.syslog]]`.
+pub fn configured_sinks(core: &Core) -> Vec<Sink> {
+    let m = core.metrics_cfg.influxdb.iter().cloned().map(Sink::Influx);
+    m.chain(core.logs_cfg.syslog.iter().cloned().map(Sink::Syslog))
+        .collect()
+}
+
+/// Starts the senders of the configured sinks (metrics, log export and the add-ons the
+/// deployed apps name) and drops the queues of sinks no longer configured, which would
+/// otherwise hold their share of the outbox bound for ever.
+pub fn start_sinks(core: &Arc<Core>) {
+    let sinks = configured_sinks(core);
+    let apps = core.store.list_apps().unwrap_or_default();
+    let mut keys: Vec<String> = sinks.iter().map(Sink::key).collect();
+    keys.extend(addon_sinks(&apps).iter().map(|(_, _, s)| s.key()));
+    match core.store.outbox_forget_except(&keys) {
+        Ok(n) if n > 0 => core.event(
+            "sink",
+            "",
+            "",
+            &format!("dropped {n} queued batches of sinks no longer configured"),
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot clear the outbox of old sinks"),
+    }
+    core.metrics
+        .ensure_senders(&core.store, &sinks, &sink_report(core));
+}
+
+pub async fn metrics_loop(core: Arc<Core>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    let cfg = &core.metrics_cfg;
+    let host = crate::config::host_name();
     let interval = Duration::from_millis(cfg.interval_ms);
     let mut collector = Some(Collector::new(Cgroups::detect()));
     let mut alarms = Alarms::default();
     let mut reported = std::collections::HashMap::new();
-    let report: crate::metrics::sink::Report = {
-        let core = core.clone();
-        Arc::new(move |kind: &str, msg: &str| core.event(kind, "", "", msg))
-    };
+    let report = sink_report(&core);
     let global: Vec<Sink> = cfg.influxdb.iter().cloned().map(Sink::Influx).collect();
-    core.metrics.ensure_senders(&core.store, &global, &report);
+    let http = super::custom::http_agent();
     loop {
         // Cycles start on multiples of the interval (as Telegraf's round_interval does).
         let now = crate::timefmt::now_ns();
@@ -130,10 +131,13 @@ pub async fn metrics_loop(
             return;
         };
         collector = Some(c);
+        let apps = core.store.list_apps().unwrap_or_default();
         let mut points = collect::points(&snapshot);
-        points.extend(super::custom::collect(&core, &instances, at, &mut reported).await);
-        queue(&core, &cfg, &global, &report, &points);
-        for (raised, app, service, msg) in alarms.evaluate(&alarm_rules(&core, &cfg), &snapshot) {
+        points.extend(
+            super::custom::collect(&core, &apps, &instances, at, &http, &mut reported).await,
+        );
+        queue(&core, &apps, &global, &report, &points);
+        for (raised, app, service, msg) in alarms.evaluate(&alarm_rules(&core), &snapshot) {
             core.event(
                 if raised { "alarm" } else { "alarm-cleared" },
                 &app,
@@ -146,8 +150,8 @@ pub async fn metrics_loop(
 }
 
 /// Rules from berth.toml, then those added with `berth alarm add`.
-pub fn alarm_rules(core: &Core, cfg: &MetricsConfig) -> Vec<crate::metrics::history::AlarmRule> {
-    let mut rules = cfg.alarms.clone();
+pub fn alarm_rules(core: &Core) -> Vec<crate::metrics::history::AlarmRule> {
+    let mut rules = core.metrics_cfg.alarms.clone();
     for json in core.store.alarms().unwrap_or_default() {
         match serde_json::from_str(&json) {
             Ok(r) => rules.push(r),
@@ -159,26 +163,18 @@ pub fn alarm_rules(core: &Core, cfg: &MetricsConfig) -> Vec<crate::metrics::hist
 
 /// Queues the cycle's points: all of them for every configured sink, each service's own
 /// series for its add-on sink.
-fn queue(
-    core: &Arc<Core>,
-    cfg: &MetricsConfig,
-    global: &[Sink],
-    report: &crate::metrics::sink::Report,
-    points: &[Point],
-) {
+fn queue(core: &Arc<Core>, apps: &[StoredApp], global: &[Sink], report: &Report, points: &[Point]) {
+    let max = core.metrics_cfg.outbox_max_bytes;
     if !global.is_empty() {
-        let rows = encode_rows(points.iter());
+        let rows = encode_batches(points, MAX_BATCH_LINES);
         for s in global {
-            if let Err(e) = core
-                .store
-                .outbox_push(&s.key(), &rows, cfg.outbox_max_bytes)
-            {
+            if let Err(e) = core.store.outbox_push(&s.key(), &rows, max) {
                 tracing::warn!(sink = %s.key(), error = %e, "cannot queue metrics");
             }
         }
     }
     let mut by_sink: BTreeMap<String, (Sink, Vec<&Point>)> = BTreeMap::new();
-    for (app, service, sink) in addon_sinks(core) {
+    for (app, service, sink) in addon_sinks(apps) {
         let mine = points.iter().filter(|p| {
             p.tag_value("app") == Some(&app) && p.tag_value("service") == Some(&service)
         });
@@ -190,8 +186,8 @@ fn queue(
     let sinks: Vec<Sink> = by_sink.values().map(|(s, _)| s.clone()).collect();
     core.metrics.ensure_senders(&core.store, &sinks, report);
     for (key, (_, pts)) in by_sink {
-        let rows = encode_rows(pts.into_iter());
-        if let Err(e) = core.store.outbox_push(&key, &rows, cfg.outbox_max_bytes) {
+        let rows = encode_batches(pts, MAX_BATCH_LINES);
+        if let Err(e) = core.store.outbox_push(&key, &rows, max) {
             tracing::warn!(sink = %key, error = %e, "cannot queue metrics");
         }
     }

@@ -7,6 +7,7 @@
 
 use super::route::LogsParams;
 use crate::agent::{Core, CoreError};
+use crate::store::LogQuery;
 use std::io::Read;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,7 +17,8 @@ const HEARTBEAT: Duration = Duration::from_secs(5);
 
 pub struct Follow {
     core: Arc<Core>,
-    params: LogsParams,
+    /// Resolved once: relative times count from the start of the stream.
+    query: LogQuery,
     last_id: i64,
     buf: Vec<u8>,
     pos: usize,
@@ -24,10 +26,11 @@ pub struct Follow {
 }
 
 pub fn start(core: Arc<Core>, params: LogsParams) -> Result<Follow, CoreError> {
-    let first = core.logs(&params, None)?;
+    let query = core.log_query(&params)?;
+    let first = core.query_logs(&query)?;
     let mut f = Follow {
         core,
-        params,
+        query,
         last_id: 0,
         buf: Vec::new(),
         pos: 0,
@@ -35,7 +38,7 @@ pub fn start(core: Arc<Core>, params: LogsParams) -> Result<Follow, CoreError> {
     };
     if first.is_empty() {
         // Nothing yet: follow from the newest line stored now.
-        f.last_id = f.core.store.last_log_id().unwrap_or(0);
+        f.last_id = f.core.last_log_id().unwrap_or(0);
     }
     f.fill(first);
     Ok(f)
@@ -67,7 +70,12 @@ impl Read for Follow {
             if self.core.stopping() {
                 return Ok(0);
             }
-            match self.core.logs(&self.params, Some(self.last_id)) {
+            // Whether the app still exists is checked once per heartbeat, not every poll.
+            let heartbeat_due = self.last_write.elapsed() >= HEARTBEAT;
+            match self
+                .core
+                .logs_after(&self.query, self.last_id, heartbeat_due)
+            {
                 Ok(lines) if !lines.is_empty() => {
                     self.fill(lines);
                     continue;
@@ -76,7 +84,7 @@ impl Read for Follow {
                 // The app is gone (or the store failed): end the stream.
                 Err(_) => return Ok(0),
             }
-            if self.last_write.elapsed() >= HEARTBEAT {
+            if heartbeat_due {
                 self.buf.push(b'\n');
                 continue;
             }

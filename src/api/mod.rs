@@ -299,7 +299,7 @@ fn run(
                 json(200, &serde_json::json!({ "removed": name }))
             }
             Command::Outbox => json(200, &core.outbox()?),
-            Command::Logs(p) => json(200, &core.logs(&p, None)?),
+            Command::Logs(p) => json(200, &core.logs(&p)?),
             Command::DeleteVersion {
                 app,
                 service,

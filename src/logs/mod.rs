@@ -14,7 +14,7 @@ pub mod export;
 pub mod files;
 pub mod reader;
 
-use crate::metrics::sink::Sink;
+use crate::metrics::sink::{MAX_BATCH_LINES, Sink};
 use crate::runtime::ContainerRuntime;
 use crate::store::{LogBatch, LogLine, Store};
 use futures_util::StreamExt;
@@ -64,9 +64,13 @@ impl LogTarget {
     }
 }
 
-enum Msg {
-    Lines(Vec<LogLine>),
-    Checkpoint(String, String, String),
+/// Lines and the positions that cover them, handed to the writer as one message: a batch
+/// never holds lines without their checkpoint (a crash between the two would repeat them).
+#[derive(Default)]
+struct Msg {
+    lines: Vec<LogLine>,
+    /// (container id, source, position).
+    checkpoints: Vec<(String, String, String)>,
 }
 
 /// Where collected lines are exported to, besides the store.
@@ -101,13 +105,11 @@ impl Export {
             return out;
         }
         if !self.influx.is_empty() {
-            let mut body = Vec::new();
-            let mut n = 0;
-            for l in lines {
-                n += i64::from(export::point(l).encode(&mut body));
-            }
-            for k in &self.influx {
-                out.push((k.clone(), n, body.clone()));
+            let points: Vec<_> = lines.iter().map(export::point).collect();
+            for (n, body) in crate::metrics::line::encode_batches(&points, MAX_BATCH_LINES) {
+                for k in &self.influx {
+                    out.push((k.clone(), n, body.clone()));
+                }
             }
         }
         for (k, facility) in &self.syslog {
@@ -140,27 +142,26 @@ pub struct Shipper {
     node: String,
     tx: mpsc::Sender<Msg>,
     state: Arc<Mutex<State>>,
-    pub lines_total: Arc<AtomicU64>,
 }
 
 impl Shipper {
     /// Starts the writer; call [`Shipper::sync`] with this node's containers to collect.
+    /// `lines_total` counts the lines stored.
     pub fn start(
         store: Arc<Store>,
         runtime: Arc<dyn ContainerRuntime>,
         node: &str,
         export: Export,
+        lines_total: Arc<AtomicU64>,
     ) -> Arc<Shipper> {
         let (tx, rx) = mpsc::channel(64);
-        let lines_total = Arc::new(AtomicU64::new(0));
-        tokio::spawn(write_loop(store.clone(), rx, export, lines_total.clone()));
+        tokio::spawn(write_loop(store.clone(), rx, export, lines_total));
         Arc::new(Shipper {
             store,
             runtime,
             node: node.to_string(),
             tx,
             state: Arc::new(Mutex::new(State::default())),
-            lines_total,
         })
     }
 
@@ -266,15 +267,18 @@ impl Shipper {
         reader: &Reader,
         last_cp: &mut Option<Position>,
     ) {
-        if !pending.is_empty() {
-            let _ = self.tx.send(Msg::Lines(std::mem::take(pending))).await;
-        }
+        // The reader returns lines only at a position that covers them, so the position now
+        // covers everything pending.
+        let mut m = Msg {
+            lines: std::mem::take(pending),
+            checkpoints: Vec::new(),
+        };
         if let Some(cp) = reader.checkpoint().filter(|cp| Some(*cp) != *last_cp) {
             *last_cp = Some(cp);
-            let _ = self
-                .tx
-                .send(Msg::Checkpoint(t.id.clone(), STD.into(), cp.encode()))
-                .await;
+            m.checkpoints.push((t.id.clone(), STD.into(), cp.encode()));
+        }
+        if !m.lines.is_empty() || !m.checkpoints.is_empty() {
+            let _ = self.tx.send(m).await;
         }
     }
 
@@ -295,20 +299,21 @@ impl Shipper {
             let now = crate::timefmt::now_ns();
             for (name, path) in &t.files {
                 let (lines, new_cps) = files::poll(&root, name, path, &cps);
-                let changed: Vec<(String, String)> = new_cps
-                    .into_iter()
-                    .filter(|(k, v)| cps.get(k) != Some(v))
-                    .collect();
-                if !lines.is_empty() {
-                    let lines = lines
+                let mut m = Msg {
+                    lines: lines
                         .into_iter()
                         .map(|l| t.line(&self.node, now, &l.name, l.text))
-                        .collect();
-                    let _ = self.tx.blocking_send(Msg::Lines(lines));
+                        .collect(),
+                    checkpoints: Vec::new(),
+                };
+                for (k, v) in new_cps {
+                    if cps.get(&k) != Some(&v) {
+                        cps.insert(k.clone(), v.clone());
+                        m.checkpoints.push((t.id.clone(), k, v));
+                    }
                 }
-                for (k, v) in changed {
-                    cps.insert(k.clone(), v.clone());
-                    let _ = self.tx.blocking_send(Msg::Checkpoint(t.id.clone(), k, v));
+                if !m.lines.is_empty() || !m.checkpoints.is_empty() {
+                    let _ = self.tx.blocking_send(m);
                 }
             }
             self.state().file_cps.insert(t.id.clone(), cps);
@@ -328,9 +333,9 @@ async fn write_loop(
         let Some(first) = rx.recv().await else { return };
         let mut batch = LogBatch::default();
         let mut cps: BTreeMap<(String, String), String> = BTreeMap::new();
-        let mut add = |m: Msg, batch: &mut LogBatch| match m {
-            Msg::Lines(l) => batch.lines.extend(l),
-            Msg::Checkpoint(id, src, pos) => {
+        let mut add = |m: Msg, batch: &mut LogBatch| {
+            batch.lines.extend(m.lines);
+            for (id, src, pos) in m.checkpoints {
                 cps.insert((id, src), pos);
             }
         };

@@ -60,6 +60,9 @@ pub struct Reader {
     resume: Option<Position>,
     /// Pending pieces per stream (0 stdout, 1 stderr): time of the first piece, bytes.
     partial: [Option<(i64, Vec<u8>)>; 2],
+    /// Complete lines read while the other stream had a piece pending: released with the
+    /// next position that covers them.
+    held: Vec<Line>,
 }
 
 fn push_capped(buf: &mut Vec<u8>, more: &[u8]) {
@@ -74,10 +77,13 @@ impl Reader {
             pos: Position::default(),
             resume,
             partial: [None, None],
+            held: Vec::new(),
         }
     }
 
-    /// Feeds one entry; returns the lines it completes.
+    /// Feeds one entry; returns the lines it completes. Lines are only returned when no piece
+    /// of a line is pending, so [`Reader::checkpoint`] right after covers exactly them (a
+    /// position in the middle of a split line cannot be resumed from).
     pub fn feed(&mut self, stderr: bool, entry: &[u8]) -> Vec<Line> {
         let (ts, text) = match entry.iter().position(|b| *b == b' ') {
             Some(i) => match std::str::from_utf8(&entry[..i])
@@ -97,7 +103,7 @@ impl Reader {
             self.resume = None;
         }
         let slot = &mut self.partial[usize::from(stderr)];
-        let mut out = Vec::new();
+        let out = &mut self.held;
         let mut rest = text;
         while let Some(nl) = rest.iter().position(|b| *b == b'\n') {
             let (start_ts, mut buf) = slot.take().unwrap_or((ts, Vec::new()));
@@ -115,8 +121,20 @@ impl Reader {
         if !rest.is_empty() {
             let e = slot.get_or_insert_with(|| (ts, Vec::new()));
             push_capped(&mut e.1, rest);
+            // A line that never ends is cut at MAX_LINE, so positions keep coming.
+            if let Some((t, buf)) = slot.take_if(|e| e.1.len() >= MAX_LINE) {
+                out.push(Line {
+                    time_ns: t,
+                    stderr,
+                    text: String::from_utf8_lossy(&buf).into_owned(),
+                });
+            }
         }
-        out
+        if self.partial.iter().all(Option::is_none) {
+            std::mem::take(&mut self.held)
+        } else {
+            Vec::new()
+        }
     }
 
     /// Where to resume after what was returned so far: None while a piece of a line is
@@ -142,8 +160,11 @@ mod tests {
         let cp = r.checkpoint().unwrap();
         assert!(r.feed(false, &e("02", "part one, ")).is_empty());
         assert_eq!(r.checkpoint(), None, "a piece is pending");
-        assert_eq!(r.feed(true, &e("02", "err\n"))[0].text, "err");
+        // A line of the other stream waits until a position covers it.
+        assert!(r.feed(true, &e("02", "err\n")).is_empty());
         let l = r.feed(false, &e("03", "part two\n"));
+        assert_eq!(l[0].text, "err");
+        let l = &l[1..];
         assert_eq!(l[0].text, "part one, part two");
         assert_eq!(
             l[0].time_ns,
@@ -179,7 +200,8 @@ mod tests {
     fn caps_giant_lines() {
         let mut r = Reader::new(None);
         let big = "x".repeat(MAX_LINE + 10);
-        assert!(r.feed(false, &e("01", &big)).is_empty());
-        assert_eq!(r.feed(false, &e("01", "\n"))[0].text.len(), MAX_LINE);
+        // Cut at MAX_LINE (so a position follows); the rest of this entry is dropped.
+        assert_eq!(r.feed(false, &e("01", &big))[0].text.len(), MAX_LINE);
+        assert!(r.checkpoint().is_some());
     }
 }

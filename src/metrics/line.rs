@@ -167,6 +167,27 @@ fn write_float(out: &mut Vec<u8>, f: f64) {
     out.extend_from_slice(ryu::Buffer::new().format_finite(f).as_bytes());
 }
 
+/// Encodes points into outbox rows (line count, body) of at most `max_lines` lines each.
+pub fn encode_batches<'a>(
+    points: impl IntoIterator<Item = &'a Point>,
+    max_lines: i64,
+) -> Vec<(i64, Vec<u8>)> {
+    let mut rows = Vec::new();
+    let mut buf = Vec::with_capacity(64 * 1024);
+    let mut n = 0;
+    for p in points {
+        n += i64::from(p.encode(&mut buf));
+        if n == max_lines {
+            rows.push((n, std::mem::take(&mut buf)));
+            n = 0;
+        }
+    }
+    if n > 0 {
+        rows.push((n, buf));
+    }
+    rows
+}
+
 /// Which bytes a context escapes: bit 0 = measurement (`,` space), bit 1 = keys/tag values
 /// (`,` `=` space).
 const MEASUREMENT: u8 = 1;

@@ -54,7 +54,8 @@ pub struct Hub {
     /// f64 bits of the last reconcile pass / collection cycle, in seconds.
     reconcile_seconds: AtomicU64,
     collect_seconds: AtomicU64,
-    log_lines: Mutex<Option<Arc<AtomicU64>>>,
+    /// Log lines stored since start (the log shipper counts).
+    pub log_lines: Arc<AtomicU64>,
     senders: Mutex<BTreeMap<String, Arc<AtomicBool>>>,
 }
 
@@ -119,19 +120,8 @@ impl Hub {
                 .collect(),
             reconcile_seconds: f64::from_bits(self.reconcile_seconds.load(Ordering::Relaxed)),
             collect_seconds: f64::from_bits(self.collect_seconds.load(Ordering::Relaxed)),
-            log_lines_total: self
-                .log_lines
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .as_ref()
-                .map(|c| c.load(Ordering::Relaxed))
-                .unwrap_or(0),
+            log_lines_total: self.log_lines.load(Ordering::Relaxed),
         }
-    }
-
-    /// The log shipper's line counter (for `berth_log_lines_total`).
-    pub fn set_log_counter(&self, c: Arc<AtomicU64>) {
-        *self.log_lines.lock().unwrap_or_else(|p| p.into_inner()) = Some(c);
     }
 
     /// Starts a sender thread for every sink that has none yet.

@@ -36,10 +36,21 @@ impl Family<'_> {
     }
 
     fn sample(&mut self, name: &str, labels: &[(&str, &str)], v: f64) {
+        self.sample_plus(name, labels, None, v)
+    }
+
+    /// A sample whose labels are a shared set plus one of its own (interface, device).
+    fn sample_plus(
+        &mut self,
+        name: &str,
+        labels: &[(&str, &str)],
+        extra: Option<(&str, &str)>,
+        v: f64,
+    ) {
         self.out.push_str(name);
-        if !labels.is_empty() {
+        if !labels.is_empty() || extra.is_some() {
             self.out.push('{');
-            for (i, (k, val)) in labels.iter().enumerate() {
+            for (i, (k, val)) in labels.iter().chain(extra.as_ref()).enumerate() {
                 if i > 0 {
                     self.out.push(',');
                 }
@@ -85,6 +96,10 @@ pub fn encode(s: &Snapshot, own: &Own) -> String {
             }));
             l
         })
+        .collect();
+    let labels: Vec<Vec<(&str, &str)>> = labels
+        .iter()
+        .map(|l| l.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect())
         .collect();
     let host_total = s.sample.mem("MemTotal");
     type Get<'a> = &'a dyn Fn(&super::collect::ContainerSample) -> Option<f64>;
@@ -166,9 +181,7 @@ pub fn encode(s: &Snapshot, own: &Own) -> String {
         f.head(name, kind, help);
         for (c, l) in running.iter().zip(&labels) {
             if let Some(v) = get(c) {
-                let l: Vec<(&str, &str)> =
-                    l.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-                f.sample(name, &l, v);
+                f.sample(name, l, v);
             }
         }
     }
@@ -219,10 +232,7 @@ pub fn encode(s: &Snapshot, own: &Own) -> String {
         f.head(name, "counter", help);
         for (c, l) in running.iter().zip(&labels) {
             for n in &c.net {
-                let mut l: Vec<(&str, &str)> =
-                    l.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-                l.push(("interface", &n.name));
-                f.sample(name, &l, get(n) as f64);
+                f.sample_plus(name, l, Some(("interface", &n.name)), get(n) as f64);
             }
         }
     }
@@ -242,12 +252,10 @@ pub fn encode(s: &Snapshot, own: &Own) -> String {
         for (c, l) in running.iter().zip(&labels) {
             for d in c.stats.iter().flat_map(|s| &s.blkio) {
                 let dev = format!("{}:{}", d.major, d.minor);
-                let mut l: Vec<(&str, &str)> =
-                    l.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-                l.push(("device", &dev));
-                f.sample(
+                f.sample_plus(
                     name,
-                    &l,
+                    l,
+                    Some(("device", &dev)),
                     if read { d.read_bytes } else { d.write_bytes } as f64,
                 );
             }

@@ -91,8 +91,14 @@ impl Store {
                         .map_err(sql("writing a log checkpoint"))?;
                 }
             }
-            for (sink, lines, body) in &b.export {
-                super::outbox::push_tx(&tx, sink, &[(*lines, body.clone())], outbox_max_bytes)?;
+            if !b.export.is_empty() {
+                super::outbox::push_tx(
+                    &tx,
+                    b.export
+                        .iter()
+                        .map(|(sink, n, body)| (sink.as_str(), *n, body.as_slice())),
+                    outbox_max_bytes,
+                )?;
             }
             tx.commit().map_err(sql("storing log lines"))
         })
@@ -124,24 +130,14 @@ impl Store {
 
     /// Drops checkpoints of containers that no longer exist.
     pub fn forget_log_checkpoints_except(&self, containers: &[String]) -> Result<(), StoreError> {
+        let keep = serde_json::to_string(containers).unwrap_or_else(|_| "[]".into());
         self.write(|c| {
-            let known: Vec<String> = {
-                let mut q = c
-                    .prepare("SELECT DISTINCT container FROM log_checkpoints")
-                    .map_err(sql("reading log checkpoints"))?;
-                let rows = q
-                    .query_map([], |r| r.get(0))
-                    .map_err(sql("reading log checkpoints"))?;
-                rows.collect::<Result<_, _>>()
-                    .map_err(sql("reading log checkpoints"))?
-            };
-            for k in known.iter().filter(|k| !containers.contains(k)) {
-                c.execute(
-                    "DELETE FROM log_checkpoints WHERE container = ?1",
-                    params![k],
-                )
-                .map_err(sql("clearing log checkpoints"))?;
-            }
+            c.execute(
+                "DELETE FROM log_checkpoints
+                 WHERE container NOT IN (SELECT value FROM json_each(?1))",
+                params![keep],
+            )
+            .map_err(sql("clearing log checkpoints"))?;
             Ok(())
         })
     }

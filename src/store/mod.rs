@@ -292,16 +292,7 @@ impl Store {
 
     /// Stored alarm rules as JSON, by name.
     pub fn alarms(&self) -> Result<Vec<String>, StoreError> {
-        self.read(|c| {
-            let mut q = c
-                .prepare("SELECT rule FROM alarms ORDER BY name")
-                .map_err(sql("reading alarms"))?;
-            let rows = q
-                .query_map([], |r| r.get(0))
-                .map_err(sql("reading alarms"))?;
-            rows.collect::<Result<_, _>>()
-                .map_err(sql("reading alarms"))
-        })
+        self.read(|c| strings(c, "SELECT rule FROM alarms ORDER BY name", "reading alarms"))
     }
 
     /// The node id, generated on first use and kept for the life of the data dir.
@@ -477,16 +468,7 @@ impl Store {
     pub fn list_apps(&self) -> Result<Vec<StoredApp>, StoreError> {
         self.read(|c| {
             let tx = c.unchecked_transaction().map_err(sql("listing apps"))?;
-            let names: Vec<String> = {
-                let mut st = tx
-                    .prepare("SELECT name FROM apps ORDER BY name")
-                    .map_err(sql("listing apps"))?;
-                let rows = st
-                    .query_map([], |r| r.get(0))
-                    .map_err(sql("listing apps"))?;
-                rows.collect::<Result<_, _>>()
-                    .map_err(sql("listing apps"))?
-            };
+            let names = strings(&tx, "SELECT name FROM apps ORDER BY name", "listing apps")?;
             let mut out = Vec::with_capacity(names.len());
             for n in names {
                 out.extend(load_app(&tx, &n)?);
@@ -804,6 +786,13 @@ fn load_scale(
         })
         .map_err(sql("reading scale"))?;
     rows.collect::<Result<_, _>>().map_err(sql("reading scale"))
+}
+
+/// The first column of every row of a query without parameters, as text.
+fn strings(c: &Connection, query: &str, op: &'static str) -> Result<Vec<String>, StoreError> {
+    let mut st = c.prepare(query).map_err(sql(op))?;
+    let rows = st.query_map([], |r| r.get(0)).map_err(sql(op))?;
+    rows.collect::<Result<_, _>>().map_err(sql(op))
 }
 
 fn migrate(c: &mut Connection) -> Result<(), StoreError> {

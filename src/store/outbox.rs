@@ -26,18 +26,17 @@ pub struct OutboxStats {
     pub reason: String,
 }
 
-/// Adds `batches` (lines, body) for `sink` inside an open transaction, then trims the whole
-/// outbox to `max_bytes`, oldest first.
-pub(super) fn push_tx(
+/// Adds rows (sink, lines, body) inside an open transaction, then trims the whole outbox to
+/// `max_bytes` once, oldest first.
+pub(super) fn push_tx<'a>(
     tx: &Transaction,
-    sink: &str,
-    batches: &[(i64, Vec<u8>)],
+    rows: impl IntoIterator<Item = (&'a str, i64, &'a [u8])>,
     max_bytes: i64,
 ) -> Result<(), StoreError> {
     let mut ins = tx
         .prepare_cached("INSERT INTO outbox(sink, lines, body) VALUES (?1, ?2, ?3)")
         .map_err(sql("queueing lines"))?;
-    for (lines, body) in batches {
+    for (sink, lines, body) in rows {
         ins.execute(params![sink, lines, body])
             .map_err(sql("queueing lines"))?;
     }
@@ -107,7 +106,11 @@ impl Store {
         }
         self.write(|c| {
             let tx = c.transaction().map_err(sql("queueing lines"))?;
-            push_tx(&tx, sink, batches, max_bytes)?;
+            push_tx(
+                &tx,
+                batches.iter().map(|(n, b)| (sink, *n, b.as_slice())),
+                max_bytes,
+            )?;
             tx.commit().map_err(sql("queueing lines"))
         })
     }
@@ -202,26 +205,16 @@ impl Store {
         })
     }
 
-    /// Drops the queues of sinks no longer configured.
+    /// Drops the queues of sinks no longer configured (they would hold their share of the
+    /// bound for ever); returns the rows removed.
     pub fn outbox_forget_except(&self, sinks: &[String]) -> Result<usize, StoreError> {
+        let keep = serde_json::to_string(sinks).unwrap_or_else(|_| "[]".into());
         self.write(|c| {
-            let known: Vec<String> = {
-                let mut q = c
-                    .prepare("SELECT DISTINCT sink FROM outbox")
-                    .map_err(sql("reading the outbox"))?;
-                let rows = q
-                    .query_map([], |r| r.get(0))
-                    .map_err(sql("reading the outbox"))?;
-                rows.collect::<Result<_, _>>()
-                    .map_err(sql("reading the outbox"))?
-            };
-            let mut n = 0;
-            for s in known.iter().filter(|s| !sinks.contains(s)) {
-                n += c
-                    .execute("DELETE FROM outbox WHERE sink = ?1", params![s])
-                    .map_err(sql("clearing the outbox"))?;
-            }
-            Ok(n)
+            c.execute(
+                "DELETE FROM outbox WHERE sink NOT IN (SELECT value FROM json_each(?1))",
+                params![keep],
+            )
+            .map_err(sql("clearing the outbox"))
         })
     }
 }

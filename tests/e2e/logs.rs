@@ -72,8 +72,11 @@ services:
 "#,
     );
     a.wait_running("seq", 1, Duration::from_secs(60));
+    // Both sources have been seen (a file rotated before berth first read it, while the agent
+    // is down, cannot be recovered: its old name is unknown).
     wait_until("some lines stored", Duration::from_secs(30), || {
         lines(&a, "seq", &["--tail", "5"]).len() == 5
+            && lines(&a, "seq", &["--stream", "app", "--tail", "5"]).len() == 5
     });
     a.kill9();
     std::thread::sleep(Duration::from_secs(2));
