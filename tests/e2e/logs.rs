@@ -213,3 +213,50 @@ fn retention_keeps_the_store_within_its_size() {
     );
     a.ok(&["rm", "chatty"]);
 }
+
+/// Export through the outbox: InfluxDB (`logs = true`, measurement berth_log, read back with
+/// SELECT) and syslog (RFC 5424 over UDP to a listener of the test's own).
+#[test]
+fn lines_are_exported_to_influxdb_and_syslog() {
+    let influx = super::backends::Influx::start();
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp");
+    udp.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let a = Agent::start_with_config(&format!(
+        "[metrics]\ninterval = \"5s\"\n[[metrics.influxdb]]\nurl = \"{}\"\nlogs = true\n[[logs.syslog]]\naddress = \"udp://{}\"\n",
+        influx.url(),
+        udp.local_addr().expect("addr")
+    ));
+    a.deploy(
+        "exp",
+        "services:\n  say:\n    image: berth-test/busybox\n    command: [\"sh\", \"-c\", \"echo 'hello \\\"export\\\", world'; echo oops >&2; exec sleep 100000\"]\n",
+    );
+    a.wait_running("exp", 1, Duration::from_secs(60));
+    let mut got = Vec::new();
+    let mut buf = [0u8; 65536];
+    while got.len() < 2 {
+        let n = udp.recv(&mut buf).expect("a syslog datagram");
+        let m = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if m.contains("exp.say") {
+            got.push(m);
+        }
+    }
+    let info = got
+        .iter()
+        .find(|m| m.ends_with("hello \"export\", world"))
+        .expect("stdout line");
+    assert!(info.starts_with("<14>1 ") && info.contains(" e2e exp.say exp_say-001_1 stdout [berth@32473 app=\"exp\" service=\"say\" version=\"say-001\" slot=\"1\"] "), "{info}");
+    assert!(
+        got.iter()
+            .any(|m| m.starts_with("<11>1 ") && m.ends_with("oops")),
+        "{got:?}"
+    );
+    wait_until("berth_log in InfluxDB", Duration::from_secs(30), || {
+        let rows =
+            influx.rows("SELECT message, stream FROM berth_log WHERE app='exp' AND service='say'");
+        rows.iter()
+            .any(|r| r[1] == "hello \"export\", world" && r[2] == "stdout")
+            && rows.iter().any(|r| r[1] == "oops" && r[2] == "stderr")
+    });
+    a.ok(&["rm", "exp"]);
+}
