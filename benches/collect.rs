@@ -70,21 +70,36 @@ fn main() {
     let mut c = Collector::new(Cgroups::detect());
     c.collect("h", "n", targets.clone(), 0); // warm (first cycle has no rates)
     let (c0, d0, w0) = (cpu_self(), cpu_of(dockerd), Instant::now());
-    let mut points = 0;
+    let mut snaps = Vec::with_capacity(cycles);
     for i in 0..cycles {
-        let s = c.collect("h", "n", targets.clone(), i as i64);
-        points += berth::metrics::collect::points(&s).len();
+        snaps.push(c.collect("h", "n", targets.clone(), i as i64));
     }
     let berth_cpu = (cpu_self() - c0) / cycles as f64;
     let berth_dockerd = (cpu_of(dockerd) - d0) / cycles as f64;
     let berth_wall = w0.elapsed().as_secs_f64() / cycles as f64;
+    // What a sink adds per cycle: Telegraf points and their line protocol.
+    let c1 = cpu_self();
+    let mut points = 0;
+    let mut bytes = 0;
+    for s in &snaps {
+        let p = berth::metrics::collect::points(s);
+        points += p.len();
+        bytes += berth::metrics::line::encode_batches(&p, 5000)
+            .iter()
+            .map(|(_, b)| b.len())
+            .sum::<usize>();
+    }
+    let encode_cpu = (cpu_self() - c1) / cycles as f64;
 
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
     let docker = bollard::Docker::connect_with_local_defaults().expect("engine");
-    let stats_cycles = cycles.min(3);
+    let stats_cycles: usize = std::env::var("BENCH_STATS_CYCLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
     let (c0, d0, w0) = (cpu_self(), cpu_of(dockerd), Instant::now());
     rt.block_on(async {
         for _ in 0..stats_cycles {
@@ -106,11 +121,16 @@ fn main() {
 
     println!("containers: {}", ids.len());
     println!(
-        "berth cgroup collector: {:.2} ms CPU/cycle (+ dockerd {:.2} ms), {:.2} ms wall, {} points/cycle",
+        "berth cgroup collector: {:.2} ms CPU/cycle (+ dockerd {:.2} ms), {:.2} ms wall",
         berth_cpu * 1e3,
         berth_dockerd * 1e3,
-        berth_wall * 1e3,
-        points / cycles
+        berth_wall * 1e3
+    );
+    println!(
+        "  + points and line protocol for a sink: {:.2} ms CPU/cycle ({} points, {} KiB)",
+        encode_cpu * 1e3,
+        points / cycles,
+        bytes / cycles / 1024
     );
     println!(
         "engine stats API:       {:.2} ms CPU/cycle (client {:.2} ms + dockerd {:.2} ms), {:.2} s wall",
@@ -119,8 +139,10 @@ fn main() {
         api_dockerd * 1e3,
         api_wall
     );
+    let api = api_cpu + api_dockerd;
     println!(
-        "ratio (CPU, stats API / berth): {:.0}x",
-        (api_cpu + api_dockerd) / (berth_cpu + berth_dockerd).max(1e-9)
+        "ratio (CPU, stats API / berth collection): {:.0}x; counting points and encoding too: {:.0}x",
+        api / (berth_cpu + berth_dockerd).max(1e-9),
+        api / (berth_cpu + berth_dockerd + encode_cpu).max(1e-9)
     );
 }

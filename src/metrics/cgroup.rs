@@ -15,11 +15,13 @@ pub enum Version {
 }
 
 /// Where the cgroup hierarchies are mounted.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Cgroups {
     pub version: Version,
     /// v1: controller -> mount point; v2: "" -> the unified mount.
     mounts: BTreeMap<String, PathBuf>,
+    /// Whether containers were last found in the systemd layout.
+    systemd: std::sync::atomic::AtomicBool,
 }
 
 /// One container's counters at one moment.
@@ -124,34 +126,39 @@ impl Cgroups {
             }
         }
         if v1.contains_key("memory") || v1.contains_key("cpuacct") {
-            Cgroups {
-                version: Version::V1,
-                mounts: v1,
-            }
+            Cgroups::at(Version::V1, v1)
         } else {
             let root = v2.unwrap_or_else(|| PathBuf::from("/sys/fs/cgroup"));
-            Cgroups {
-                version: Version::V2,
-                mounts: BTreeMap::from([(String::new(), root)]),
-            }
+            Cgroups::at(Version::V2, BTreeMap::from([(String::new(), root)]))
         }
     }
 
     /// A cgroups view rooted elsewhere (tests build a tree in a temp dir).
     pub fn at(version: Version, mounts: BTreeMap<String, PathBuf>) -> Cgroups {
-        Cgroups { version, mounts }
+        Cgroups {
+            version,
+            mounts,
+            systemd: Default::default(),
+        }
     }
 
     /// The container's directory under one controller's hierarchy ("" on v2).
+    /// The layout that matched last is tried first (one `stat` per directory, not two).
     fn dir(&self, controller: &str, id: &str) -> Option<PathBuf> {
         let root = self.mounts.get(controller)?;
-        [
-            format!("docker/{id}"),
-            format!("system.slice/docker-{id}.scope"),
-        ]
-        .into_iter()
-        .map(|rel| root.join(rel))
-        .find(|p| p.is_dir())
+        let first = self.systemd.load(std::sync::atomic::Ordering::Relaxed);
+        for systemd in [first, !first] {
+            let p = match systemd {
+                false => root.join(format!("docker/{id}")),
+                true => root.join(format!("system.slice/docker-{id}.scope")),
+            };
+            if p.is_dir() {
+                self.systemd
+                    .store(systemd, std::sync::atomic::Ordering::Relaxed);
+                return Some(p);
+            }
+        }
+        None
     }
 
     /// The container's first process, from its cgroup (no engine call).
@@ -211,22 +218,24 @@ impl Cgroups {
             }
         }
         if let Some(blk) = self.dir("blkio", id) {
+            // The throttle layer counts every I/O whatever the scheduler (the CFQ-only
+            // `io_service_bytes_recursive` stays empty under mq-deadline/BFQ); the first file
+            // that exists is read, one read per figure.
             let pick = |names: &[&str]| {
                 names
                     .iter()
-                    .filter_map(|n| read(&blk.join(n)))
-                    .find(|t| t.lines().any(|l| l.split_whitespace().count() == 3))
+                    .find_map(|n| read(&blk.join(n)))
                     .unwrap_or_default()
             };
             let bytes = pick(&[
-                "blkio.io_service_bytes_recursive",
                 "blkio.throttle.io_service_bytes_recursive",
                 "blkio.throttle.io_service_bytes",
+                "blkio.io_service_bytes_recursive",
             ]);
             let ops = pick(&[
-                "blkio.io_serviced_recursive",
                 "blkio.throttle.io_serviced_recursive",
                 "blkio.throttle.io_serviced",
+                "blkio.io_serviced_recursive",
             ]);
             s.blkio = parse_blkio_v1(&bytes, &ops);
         }
@@ -266,8 +275,26 @@ impl Cgroups {
     }
 }
 
+/// Reads a small pseudo-file: open, read until EOF, close (no size query first, which
+/// `fs::read_to_string` makes and which cgroup files answer with 4096 anyway).
 fn read(p: &Path) -> Option<String> {
-    std::fs::read_to_string(p).ok()
+    use std::io::Read;
+    let mut f = std::fs::File::open(p).ok()?;
+    let mut buf = vec![0u8; 1024];
+    let mut n = 0;
+    loop {
+        if n == buf.len() {
+            buf.resize(n * 2, 0);
+        }
+        match f.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
+    buf.truncate(n);
+    String::from_utf8(buf).ok()
 }
 
 fn read_u64(p: &Path) -> Option<u64> {

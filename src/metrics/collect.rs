@@ -75,6 +75,8 @@ pub struct Collector {
     prev_cpus: Vec<CpuTimes>,
     /// container id -> (its cpu ns, the host's total ticks) at the previous cycle.
     prev_containers: HashMap<String, (u64, u64)>,
+    /// container id -> (first pid, its start time): read once per process.
+    started: HashMap<String, (u32, Option<i64>)>,
 }
 
 impl Collector {
@@ -83,6 +85,7 @@ impl Collector {
             cgroups,
             prev_cpus: Vec::new(),
             prev_containers: HashMap::new(),
+            started: HashMap::new(),
         }
     }
 
@@ -104,6 +107,7 @@ impl Collector {
         self.prev_cpus = sample.cpus.clone();
         let n_cpus = sample.n_cpus() as f64;
         let mut prev = std::mem::take(&mut self.prev_containers);
+        let mut started = std::mem::take(&mut self.started);
         let containers = targets
             .into_iter()
             .map(|t| {
@@ -116,10 +120,14 @@ impl Collector {
                         .and_then(|s| s.pid)
                         .map(cgroup::net_of)
                         .unwrap_or_default(),
-                    started_ns: stats
-                        .as_ref()
-                        .and_then(|s| s.pid)
-                        .and_then(|p| cgroup::process_start_ns(p, sample.boot_time_s)),
+                    started_ns: stats.as_ref().and_then(|s| s.pid).and_then(|p| {
+                        let known = started.remove(&t.id).filter(|(pid, _)| *pid == p);
+                        let at = known
+                            .map(|k| k.1)
+                            .unwrap_or_else(|| cgroup::process_start_ns(p, sample.boot_time_s));
+                        self.started.insert(t.id.clone(), (p, at));
+                        at
+                    }),
                     target: t,
                     stats,
                     cpu_percent: None,
