@@ -42,6 +42,8 @@ pub struct ContainerStats {
     /// `memory.stat` as the kernel names it (v1: cache, rss, total_inactive_file, ...; v2:
     /// anon, file, inactive_file, ...).
     pub mem_stat: Vec<(String, u64)>,
+    /// OOM kills the kernel counted (v2 `memory.events`; on v1 they come from the engine's
+    /// `oom` events instead, which saves a read per container).
     pub oom_kills: u64,
     pub blkio: Vec<BlkDevice>,
     /// The container's first process (for `/proc/<pid>/net/dev` and its start time).
@@ -143,22 +145,34 @@ impl Cgroups {
     }
 
     /// The container's directory under one controller's hierarchy ("" on v2).
-    /// The layout that matched last is tried first (one `stat` per directory, not two).
-    fn dir(&self, controller: &str, id: &str) -> Option<PathBuf> {
+    /// The container's directory under one controller's hierarchy ("" on v2), in a known
+    /// layout (no file system access).
+    fn path(&self, controller: &str, id: &str, systemd: bool) -> Option<PathBuf> {
         let root = self.mounts.get(controller)?;
+        Some(match systemd {
+            false => root.join(format!("docker/{id}")),
+            true => root.join(format!("system.slice/docker-{id}.scope")),
+        })
+    }
+
+    /// Which layout the container's cgroup is in (None: it has none, it stopped). One `stat`:
+    /// the layout that matched last is tried first.
+    fn layout(&self, id: &str) -> Option<bool> {
+        let main = match self.version {
+            Version::V1 => "cpuacct",
+            Version::V2 => "",
+        };
         let first = self.systemd.load(std::sync::atomic::Ordering::Relaxed);
-        for systemd in [first, !first] {
-            let p = match systemd {
-                false => root.join(format!("docker/{id}")),
-                true => root.join(format!("system.slice/docker-{id}.scope")),
-            };
-            if p.is_dir() {
-                self.systemd
-                    .store(systemd, std::sync::atomic::Ordering::Relaxed);
-                return Some(p);
-            }
-        }
-        None
+        let found = [first, !first]
+            .into_iter()
+            .find(|sd| self.path(main, id, *sd).is_some_and(|p| p.is_dir()))?;
+        self.systemd
+            .store(found, std::sync::atomic::Ordering::Relaxed);
+        Some(found)
+    }
+
+    fn dir(&self, controller: &str, id: &str) -> Option<PathBuf> {
+        self.path(controller, id, self.layout(id)?)
     }
 
     /// The container's first process, from its cgroup (no engine call).
@@ -179,7 +193,9 @@ impl Cgroups {
     }
 
     fn read_v1(&self, id: &str) -> Option<ContainerStats> {
-        let cpuacct = self.dir("cpuacct", id)?;
+        let sd = self.layout(id)?;
+        let dir = |c: &str| self.path(c, id, sd);
+        let cpuacct = dir("cpuacct")?;
         let mut s = ContainerStats {
             cpu_total_ns: read_u64(&cpuacct.join("cpuacct.usage")).unwrap_or(0),
             percpu_ns: read(&cpuacct.join("cpuacct.usage_percpu"))
@@ -198,13 +214,13 @@ impl Cgroups {
             s.cpu_user_ns = get(&kv, "user") * ns;
             s.cpu_system_ns = get(&kv, "system") * ns;
         }
-        if let Some(t) = self.dir("cpu", id).and_then(|d| read(&d.join("cpu.stat"))) {
+        if let Some(t) = dir("cpu").and_then(|d| read(&d.join("cpu.stat"))) {
             let kv = key_values(&t);
             s.throttle_periods = get(&kv, "nr_periods");
             s.throttled_periods = get(&kv, "nr_throttled");
             s.throttled_ns = get(&kv, "throttled_time");
         }
-        if let Some(mem) = self.dir("memory", id) {
+        if let Some(mem) = dir("memory") {
             s.mem_usage = read_u64(&mem.join("memory.usage_in_bytes")).unwrap_or(0);
             // v1 writes "no limit" as a huge page-aligned number.
             s.mem_limit = read_u64(&mem.join("memory.limit_in_bytes")).filter(|l| *l < 1 << 62);
@@ -213,11 +229,8 @@ impl Cgroups {
             s.mem_stat = read(&mem.join("memory.stat"))
                 .map(|t| key_values(&t))
                 .unwrap_or_default();
-            if let Some(t) = read(&mem.join("memory.oom_control")) {
-                s.oom_kills = get(&key_values(&t), "oom_kill");
-            }
         }
-        if let Some(blk) = self.dir("blkio", id) {
+        if let Some(blk) = dir("blkio") {
             // The throttle layer counts every I/O whatever the scheduler (the CFQ-only
             // `io_service_bytes_recursive` stays empty under mq-deadline/BFQ); the first file
             // that exists is read, one read per figure.

@@ -294,7 +294,12 @@ pub fn points(s: &Snapshot) -> Vec<Point> {
             }
         }
         let mut p = pt("docker_container_status")
-            .field("oomkilled", Value::Bool(c.target.oom_killed))
+            .field(
+                "oomkilled",
+                Value::Bool(
+                    c.target.oom_killed || c.stats.as_ref().is_some_and(|s| s.oom_kills > 0),
+                ),
+            )
             .field(
                 "pid",
                 int(c.stats.as_ref().and_then(|s| s.pid).unwrap_or(0) as u64),
