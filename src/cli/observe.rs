@@ -259,22 +259,31 @@ pub struct LogsArgs {
     /// One JSON object per line.
     #[arg(long)]
     pub json: bool,
-    /// Print times (the default for services with `log.timestamp` unset or true).
+    /// Print every line's time (lines of services with `log.timestamp: "false"` are printed
+    /// bare otherwise; the others always show it).
     #[arg(short = 't', long)]
     pub timestamps: bool,
 }
 
-fn print_line(l: &LogLine, a: &LogsArgs, many: bool) -> Result<()> {
+/// How lines print: with the container name when several may mix, with their time when
+/// asked (`-t`) or when the service's `log.timestamp` is true (its default).
+struct Shape {
+    many: bool,
+    /// Services whose `log.timestamp` is false.
+    bare: std::collections::BTreeSet<String>,
+}
+
+fn print_line(l: &LogLine, a: &LogsArgs, shape: &Shape) -> Result<()> {
     if a.json {
         println!("{}", serde_json::to_string(l)?);
         return Ok(());
     }
     let mut out = String::new();
-    if a.timestamps {
+    if a.timestamps || !shape.bare.contains(&l.service) {
         out.push_str(&crate::timefmt::rfc3339_micros(l.time_ns));
         out.push(' ');
     }
-    if many {
+    if shape.many {
         out.push_str(&l.container);
         out.push_str(" | ");
     }
@@ -314,11 +323,21 @@ pub fn logs(client: &Client, a: LogsArgs) -> Result<()> {
     add("tail", a.tail.map(|t| t.to_string()));
     add("grep", a.grep.clone());
     add("stream", a.stream.clone());
-    let many = slot.is_none();
+    let spec: crate::wire::InspectResponse = client.get(&format!("/v1/apps/{}/spec", q(app)))?;
+    let shape = Shape {
+        many: slot.is_none(),
+        bare: spec
+            .spec
+            .services
+            .iter()
+            .filter(|(_, s)| !s.ext.log_timestamp)
+            .map(|(n, _)| n.clone())
+            .collect(),
+    };
     if !a.follow {
         let lines: Vec<LogLine> = client.get(&path)?;
         for l in &lines {
-            print_line(l, &a, many)?;
+            print_line(l, &a, &shape)?;
         }
         return Ok(());
     }
@@ -330,7 +349,7 @@ pub fn logs(client: &Client, a: LogsArgs) -> Result<()> {
             continue; // heartbeat
         }
         let l: LogLine = serde_json::from_str(&line)?;
-        print_line(&l, &a, many)?;
+        print_line(&l, &a, &shape)?;
     }
     Ok(())
 }

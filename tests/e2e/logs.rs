@@ -260,3 +260,32 @@ fn lines_are_exported_to_influxdb_and_syslog() {
     });
     a.ok(&["rm", "exp"]);
 }
+
+/// `log.timestamp`: lines print with their time unless the service says "false" (or `-t`).
+#[test]
+fn log_timestamp_label_decides_the_time_prefix() {
+    let a = Agent::start();
+    a.deploy(
+        "stamp",
+        "services:\n  timed:\n    image: berth-test/busybox\n    command: [\"sh\", \"-c\", \"echo tick; exec sleep 100000\"]\n  bare:\n    image: berth-test/busybox\n    command: [\"sh\", \"-c\", \"echo tock; exec sleep 100000\"]\n    labels:\n      berth.log.timestamp: \"false\"\n",
+    );
+    a.wait_running("stamp", 2, Duration::from_secs(60));
+    wait_until("both lines stored", Duration::from_secs(20), || {
+        lines(&a, "stamp", &[]).len() >= 2
+    });
+    let out = a.ok(&["logs", "stamp/timed"]);
+    let line = out.lines().find(|l| l.ends_with("tick")).expect("tick");
+    assert!(
+        line.starts_with("20") && line.contains("Z stamp_timed-001_1 | tick"),
+        "{out}"
+    );
+    let out = a.ok(&["logs", "stamp/bare"]);
+    assert!(out.lines().any(|l| l == "stamp_bare-001_1 | tock"), "{out}");
+    let out = a.ok(&["logs", "stamp/bare", "-t"]);
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("20") && l.ends_with("| tock")),
+        "{out}"
+    );
+    a.ok(&["rm", "stamp"]);
+}
