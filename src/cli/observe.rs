@@ -323,19 +323,24 @@ pub fn logs(client: &Client, a: LogsArgs) -> Result<()> {
     add("tail", a.tail.map(|t| t.to_string()));
     add("grep", a.grep.clone());
     add("stream", a.stream.clone());
-    let spec: crate::wire::InspectResponse = client.get(&format!("/v1/apps/{}/spec", q(app)))?;
-    let shape = Shape {
-        many: slot.is_none(),
-        bare: spec
-            .spec
-            .services
-            .iter()
-            .filter(|(_, s)| !s.ext.log_timestamp)
-            .map(|(n, _)| n.clone())
-            .collect(),
+    // The logs request comes first: it is what checks the app and the filters.
+    let shape = |client: &Client| -> Result<Shape> {
+        let spec: crate::wire::InspectResponse =
+            client.get(&format!("/v1/apps/{}/spec", q(app)))?;
+        Ok(Shape {
+            many: slot.is_none(),
+            bare: spec
+                .spec
+                .services
+                .iter()
+                .filter(|(_, s)| !s.ext.log_timestamp)
+                .map(|(n, _)| n.clone())
+                .collect(),
+        })
     };
     if !a.follow {
         let lines: Vec<LogLine> = client.get(&path)?;
+        let shape = shape(client)?;
         for l in &lines {
             print_line(l, &a, &shape)?;
         }
@@ -343,6 +348,7 @@ pub fn logs(client: &Client, a: LogsArgs) -> Result<()> {
     }
     path.push_str("&follow=1");
     let reader = client.stream(&path)?;
+    let shape = shape(client)?;
     for line in reader.lines() {
         let line = line?;
         if line.trim().is_empty() {
