@@ -89,64 +89,100 @@ pub fn start_sinks(core: &Arc<Core>) {
 pub async fn metrics_loop(core: Arc<Core>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
     let cfg = &core.metrics_cfg;
     let host = crate::config::host_name();
-    let interval = Duration::from_millis(cfg.interval_ms);
+    let step = cfg.interval_ms as i64 * 1_000_000;
     let mut collector = Some(Collector::new(Cgroups::detect()));
     let mut alarms = Alarms::default();
-    let mut reported = std::collections::HashMap::new();
     let report = sink_report(&core);
-    let global: Vec<Sink> = cfg.influxdb.iter().cloned().map(Sink::Influx).collect();
+    let global: Arc<Vec<Sink>> = Arc::new(cfg.influxdb.iter().cloned().map(Sink::Influx).collect());
     let http = super::custom::http_agent();
+    // Custom metrics (scripts run in containers, HTTP scrapes) run beside the cycle, as
+    // Telegraf's inputs do: a slow one never delays the container and host figures, and while
+    // one is still running at the next tick that tick has no custom metrics.
+    let mut custom: Option<tokio::task::JoinHandle<Reported>> = None;
+    let mut reported = Some(Reported::new());
+    // Cycles run on multiples of the interval (as Telegraf's round_interval does) and every
+    // point of a cycle carries its tick as its time.
+    let mut tick = next_tick(crate::timefmt::now_ns(), step);
     loop {
-        // Cycles start on multiples of the interval (as Telegraf's round_interval does).
         let now = crate::timefmt::now_ns();
-        let step = cfg.interval_ms as i64 * 1_000_000;
-        let wait = Duration::from_nanos((step - now.rem_euclid(step)) as u64).min(interval);
+        if tick - now > step {
+            // The clock went back: start again from the next multiple.
+            tick = next_tick(now, step);
+        }
+        let wait = Duration::from_nanos((tick - now).max(0) as u64);
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = shutdown.changed() => return,
         }
+        let at = tick;
         let started = Instant::now();
-        let instances = match core.instances().await {
-            Ok(i) => i,
-            Err(e) => {
-                tracing::warn!(error = %e, "metrics: cannot list containers");
-                continue;
+        match core.instances().await {
+            Ok(instances) => {
+                let ids: HashSet<&str> = instances.iter().map(|i| i.id.as_str()).collect();
+                core.metrics.retain_counters(&ids);
+                let targets: Vec<Target> = instances.iter().map(|i| target(&core, i)).collect();
+                let Some(mut c) = collector.take() else {
+                    return;
+                };
+                let (node, host2) = (core.node_name.clone(), host.clone());
+                let joined = tokio::task::spawn_blocking(move || {
+                    let s = c.collect(&host2, &node, targets, at);
+                    (c, s)
+                })
+                .await;
+                let Ok((c, snapshot)) = joined else {
+                    tracing::error!("metrics: the collector panicked; metrics stop");
+                    return;
+                };
+                collector = Some(c);
+                let apps = Arc::new(core.store.list_apps().unwrap_or_default());
+                queue(&core, &apps, &global, &report, &collect::points(&snapshot));
+                for (raised, app, service, msg) in alarms.evaluate(&alarm_rules(&core), &snapshot) {
+                    let kind = if raised { "alarm" } else { "alarm-cleared" };
+                    core.event(kind, &app, &service, &msg);
+                }
+                core.metrics.set_latest(snapshot, started.elapsed());
+                if let Some(h) = custom.take_if(|h| h.is_finished()) {
+                    reported = Some(h.await.unwrap_or_default());
+                }
+                match reported.take() {
+                    Some(mut r) => {
+                        let (core, global, report) = (core.clone(), global.clone(), report.clone());
+                        let http = http.clone();
+                        custom = Some(tokio::spawn(async move {
+                            let points =
+                                super::custom::collect(&core, &apps, &instances, at, &http, &mut r)
+                                    .await;
+                            if !points.is_empty() {
+                                queue(&core, &apps, &global, &report, &points);
+                            }
+                            r
+                        }));
+                    }
+                    None => tracing::warn!(
+                        "metrics: custom metrics of the last cycle still running; none this cycle"
+                    ),
+                }
             }
-        };
-        let ids: HashSet<&str> = instances.iter().map(|i| i.id.as_str()).collect();
-        core.metrics.retain_counters(&ids);
-        let targets: Vec<Target> = instances.iter().map(|i| target(&core, i)).collect();
-        let Some(mut c) = collector.take() else {
-            return;
-        };
-        let (node, host2) = (core.node_name.clone(), host.clone());
-        let at = crate::timefmt::now_ns();
-        let joined = tokio::task::spawn_blocking(move || {
-            let s = c.collect(&host2, &node, targets, at);
-            (c, s)
-        })
-        .await;
-        let Ok((c, snapshot)) = joined else {
-            tracing::error!("metrics: the collector panicked; metrics stop");
-            return;
-        };
-        collector = Some(c);
-        let apps = core.store.list_apps().unwrap_or_default();
-        let mut points = collect::points(&snapshot);
-        points.extend(
-            super::custom::collect(&core, &apps, &instances, at, &http, &mut reported).await,
-        );
-        queue(&core, &apps, &global, &report, &points);
-        for (raised, app, service, msg) in alarms.evaluate(&alarm_rules(&core), &snapshot) {
-            core.event(
-                if raised { "alarm" } else { "alarm-cleared" },
-                &app,
-                &service,
-                &msg,
-            );
+            Err(e) => tracing::warn!(error = %e, "metrics: cannot list containers"),
         }
-        core.metrics.set_latest(snapshot, started.elapsed());
+        // The next tick; ticks a slow cycle ran over are skipped and counted.
+        let now = crate::timefmt::now_ns();
+        tick += step;
+        if now >= tick {
+            let missed = (now - tick) / step + 1;
+            tick += missed * step;
+            core.metrics.note_skipped_cycles(missed as u64);
+            tracing::warn!(missed, "metrics: a collection cycle ran over the interval");
+        }
     }
+}
+
+type Reported = std::collections::HashMap<String, String>;
+
+/// The first multiple of `step` after `now`.
+fn next_tick(now: i64, step: i64) -> i64 {
+    now - now.rem_euclid(step) + step
 }
 
 /// Rules from berth.toml, then those added with `berth alarm add`.
@@ -190,5 +226,16 @@ fn queue(core: &Arc<Core>, apps: &[StoredApp], global: &[Sink], report: &Report,
         if let Err(e) = core.store.outbox_push(&key, &rows, max) {
             tracing::warn!(sink = %key, error = %e, "cannot queue metrics");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ticks_are_the_next_multiple_of_the_interval() {
+        assert_eq!(super::next_tick(0, 10), 10);
+        assert_eq!(super::next_tick(9, 10), 10);
+        assert_eq!(super::next_tick(10, 10), 20);
+        assert_eq!(super::next_tick(-1, 10), 0);
     }
 }

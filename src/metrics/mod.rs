@@ -54,6 +54,8 @@ pub struct Hub {
     /// f64 bits of the last reconcile pass / collection cycle, in seconds.
     reconcile_seconds: AtomicU64,
     collect_seconds: AtomicU64,
+    /// Collection ticks skipped because a cycle ran over the interval.
+    cycles_skipped: AtomicU64,
     /// Log lines stored since start (the log shipper counts).
     pub log_lines: Arc<AtomicU64>,
     senders: Mutex<BTreeMap<String, Arc<AtomicBool>>>,
@@ -75,6 +77,10 @@ impl Hub {
         *self.latest.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(s));
         self.collect_seconds
             .store(took.as_secs_f64().to_bits(), Ordering::Relaxed);
+    }
+
+    pub fn note_skipped_cycles(&self, n: u64) {
+        self.cycles_skipped.fetch_add(n, Ordering::Relaxed);
     }
 
     pub fn set_reconcile_time(&self, took: std::time::Duration) {
@@ -121,6 +127,7 @@ impl Hub {
             reconcile_seconds: f64::from_bits(self.reconcile_seconds.load(Ordering::Relaxed)),
             collect_seconds: f64::from_bits(self.collect_seconds.load(Ordering::Relaxed)),
             log_lines_total: self.log_lines.load(Ordering::Relaxed),
+            cycles_skipped_total: self.cycles_skipped.load(Ordering::Relaxed),
         }
     }
 

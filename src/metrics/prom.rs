@@ -12,6 +12,7 @@ pub struct Own {
     pub reconcile_seconds: f64,
     pub log_lines_total: u64,
     pub collect_seconds: f64,
+    pub cycles_skipped_total: u64,
 }
 
 /// Escapes a label value: backslash, double quote and newline.
@@ -449,6 +450,16 @@ pub fn encode(s: &Snapshot, own: &Own) -> String {
         "Duration of the last metrics collection cycle.",
     );
     f.sample("berth_collect_seconds", &[], own.collect_seconds);
+    f.head(
+        "berth_metrics_cycles_skipped_total",
+        "counter",
+        "Collection ticks skipped because the cycle before ran over the interval.",
+    );
+    f.sample(
+        "berth_metrics_cycles_skipped_total",
+        &[],
+        own.cycles_skipped_total as f64,
+    );
     f.head(
         "berth_log_lines_total",
         "counter",
