@@ -76,6 +76,19 @@ ensure_backends() {
     apt_install influxdb prometheus
 }
 
+# Volumes: the FUSE helper for object storage, the NFS mount helper, and a local S3 API
+# server (moto, from PyPI) in a venv of its own for the tests.
+ensure_volume_tools() {
+    apt_install s3fs fuse3 nfs-common python3-venv
+    local venv="${HOME}/.cache/berth-test/moto"
+    if [ ! -x "$venv/bin/moto_server" ]; then
+        log "installing moto_server into $venv"
+        mkdir -p "$(dirname "$venv")"
+        python3 -m venv "$venv"
+        "$venv/bin/pip" install -q 'moto[server]'
+    fi
+}
+
 ensure_rust() {
     command -v cargo >/dev/null 2>&1 && return 0
     echo "cargo not found: install a Rust toolchain (rustup) first" >&2

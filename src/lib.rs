@@ -16,4 +16,5 @@ pub mod runtime;
 pub mod spec;
 pub mod store;
 pub mod timefmt;
+pub mod volumes;
 pub mod wire;

@@ -29,6 +29,31 @@ pub struct VolumeSpec {
     pub driver_opts: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "is_false")]
     pub external: bool,
+    /// The volume's own name (`name:`), used as is instead of `{app}_{key}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+impl VolumeSpec {
+    /// The name of the volume object a template's volume `key` stands for: its `name:`, the
+    /// key itself when external, else `{app}_{key}` (as compose prefixes with the project).
+    pub fn object_name(&self, app: &str, key: &str) -> String {
+        match &self.name {
+            Some(n) => n.clone(),
+            None if self.external => key.to_string(),
+            None => format!("{app}_{key}"),
+        }
+    }
+}
+
+/// Where a container's named volume comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VolumeSource {
+    /// An engine volume of this name.
+    Engine(String),
+    /// A directory on the host where berth mounted the volume (oss, nas).
+    Host(String),
 }
 
 fn default_volume_driver() -> String {

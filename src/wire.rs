@@ -196,3 +196,49 @@ pub struct Top {
 
 pub use crate::metrics::history::{AlarmRule, Bucket, Series};
 pub use crate::store::{LogLine, OutboxStats};
+
+/// `POST /v1/volumes`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VolumeCreateRequest {
+    pub name: String,
+    #[serde(default)]
+    pub driver: String,
+    #[serde(default)]
+    pub opts: BTreeMap<String, String>,
+}
+
+/// A volume as `berth volume ls/inspect` show it: credentials masked.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct VolumeView {
+    pub name: String,
+    pub driver: String,
+    pub opts: BTreeMap<String, String>,
+    /// The host path: berth's mount point (oss, nas) or the engine's (local).
+    pub mountpoint: String,
+    /// mounted / unmounted / broken (oss, nas); ready / absent (local); error.
+    pub state: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub error: String,
+    /// The node it lives on (a local volume is per host).
+    pub node: String,
+    pub used_by: Vec<VolumeUser>,
+    /// Apps whose templates name it.
+    pub apps: Vec<String>,
+    pub created_ms: i64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct VolumeUser {
+    pub container: String,
+    pub running: bool,
+    pub target: String,
+}
+
+/// `POST /v1/system/prune`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SystemPruneReport {
+    pub images: Vec<String>,
+    pub space_reclaimed: i64,
+    pub volumes: Vec<String>,
+}

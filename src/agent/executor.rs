@@ -160,7 +160,26 @@ impl Core {
                 let Some(stored) = apps.get(app) else {
                     return false;
                 };
-                let Some(req) = create_request(&self.node_id, stored, service, *version, *slot)
+                let volumes = self.volume_sources(stored);
+                // Host-mounted volumes first: a mount that fails fails this instance with the
+                // helper's own words.
+                for (key, src) in &volumes {
+                    let crate::model::VolumeSource::Host(_) = src else {
+                        continue;
+                    };
+                    let Some(v) = stored.spec.volumes.get(key) else {
+                        continue;
+                    };
+                    if let Err(e) = self
+                        .ensure_mounted(&v.object_name(&stored.spec.name, key))
+                        .await
+                    {
+                        self.fail(app, service, &name, &format!("cannot create {name}: {e}"));
+                        return true;
+                    }
+                }
+                let Some(req) =
+                    create_request(&self.node_id, stored, service, *version, *slot, volumes)
                 else {
                     return false;
                 };
@@ -246,6 +265,7 @@ pub fn create_request(
     service: &str,
     version: u32,
     slot: u32,
+    volumes: BTreeMap<String, crate::model::VolumeSource>,
 ) -> Option<CreateRequest> {
     let live = app.live_version(service, version)?;
     // DNS names: the service, plus every alias other services link to it by.
@@ -267,5 +287,6 @@ pub fn create_request(
         network: Some(network_name(node, &app.spec.name)),
         aliases,
         spec: live.version.spec.clone(),
+        volumes,
     })
 }

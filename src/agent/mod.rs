@@ -16,6 +16,7 @@ mod observe;
 mod ops;
 mod telemetry;
 mod versions;
+mod volumes;
 
 pub use ops::CoreError;
 
@@ -93,6 +94,8 @@ pub struct Core {
     pub logs_cfg: crate::config::LogsConfig,
     /// Set when the agent shuts down (ends log streams).
     stopping: std::sync::atomic::AtomicBool,
+    /// Volume mounts and sealed credentials.
+    pub volumes: volumes::VolumeHub,
 }
 
 pub fn desired_replicas(app: &StoredApp, service: &str) -> u32 {
@@ -189,6 +192,7 @@ impl Core {
             metrics_cfg: cfg.metrics.clone(),
             logs_cfg: cfg.logs.clone(),
             stopping: std::sync::atomic::AtomicBool::new(false),
+            volumes: volumes::VolumeHub::new(&cfg.data_dir),
         })
     }
 
@@ -631,6 +635,7 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
     let logs = tokio::spawn(logship::log_loop(core.clone(), stop_rx.clone()));
     telemetry::start_sinks(&core);
     let metrics = tokio::spawn(telemetry::metrics_loop(core.clone(), stop_rx.clone()));
+    let volumes = tokio::spawn(volumes::volume_loop(core.clone(), stop_rx.clone()));
 
     wait_for_signal().await;
     tracing::info!("shutting down: API closed, loop stopping");
@@ -643,6 +648,7 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
     let _ = prober.await;
     let _ = metrics.await;
     let _ = logs.await;
+    let _ = volumes.await;
     core.metrics.stop_senders();
     core.event("agent", "", "", "agent stopped (containers keep running)");
     Ok(())

@@ -28,6 +28,8 @@ pub enum CoreError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
+    #[error(transparent)]
+    Volume(#[from] crate::volumes::VolumeError),
 }
 
 impl From<crate::release::ReleaseError> for CoreError {
@@ -234,9 +236,14 @@ impl Core {
             }
         }
 
-        let created = self
-            .store
-            .put_app(&app, &req.template, &releases, &message)?;
+        // Volumes: made, and mounted for the services that use them (a mount that fails
+        // fails the deploy here, before anything is stored). Their credentials are sealed in
+        // the volume store; the app's spec and template keep none.
+        let stopped = previous.as_ref().is_some_and(|p| p.stopped);
+        self.prepare_volumes(&app, stopped).await?;
+        let template = super::volumes::redact_template(&req.template, &app);
+        super::volumes::redact_spec(&mut app);
+        let created = self.store.put_app(&app, &template, &releases, &message)?;
         let versions: Vec<String> = created
             .iter()
             .map(|(s, n)| crate::model::version_name(s, *n))
@@ -525,15 +532,8 @@ impl Core {
         // The app is gone from the desired state: a pass removes its containers and network.
         self.reconcile_locked().await?;
         if volumes {
-            let names: Vec<String> = app
-                .spec
-                .volumes
-                .iter()
-                .filter(|(_, v)| !v.external)
-                .map(|(n, _)| crate::runtime::docker::volume_name(name, n))
-                .collect();
+            let names = self.remove_app_volumes(&app.spec).await?;
             if !names.is_empty() {
-                self.runtime.remove_volumes(&names).await?;
                 self.event(
                     "rm",
                     name,
@@ -783,6 +783,28 @@ impl Core {
             ),
         );
         Ok(report)
+    }
+
+    /// `berth system prune`: unused images, and volumes no app names and no container uses.
+    pub async fn system_prune(&self) -> Result<crate::wire::SystemPruneReport, CoreError> {
+        let images = self.prune_images().await?;
+        let volumes = {
+            let _serial = self.deploys.lock().await;
+            self.prune_volumes().await?
+        };
+        if !volumes.is_empty() {
+            self.event(
+                "volume",
+                "",
+                "",
+                &format!("pruned volumes {}", volumes.join(", ")),
+            );
+        }
+        Ok(crate::wire::SystemPruneReport {
+            images: images.deleted,
+            space_reclaimed: images.space_reclaimed,
+            volumes,
+        })
     }
 
     /// Events after `after` (or the newest `limit`), waiting up to `wait` for new ones.

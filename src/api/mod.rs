@@ -101,7 +101,9 @@ fn status_of(e: &CoreError) -> u16 {
         CoreError::Runtime(R::ImageUnavailable { .. }) => 400,
         CoreError::Runtime(R::NotFound(_)) => 404,
         CoreError::Runtime(R::Unreachable { .. }) => 503,
-        CoreError::Runtime(_) | CoreError::Store(_) => 500,
+        CoreError::Volume(crate::volumes::VolumeError::Invalid(_)) => 400,
+        CoreError::Volume(crate::volumes::VolumeError::Mount { .. }) => 422,
+        CoreError::Runtime(_) | CoreError::Store(_) | CoreError::Volume(_) => 500,
     }
 }
 
@@ -299,6 +301,17 @@ fn run(
                 json(200, &serde_json::json!({ "removed": name }))
             }
             Command::Outbox => json(200, &core.outbox()?),
+            Command::ListVolumes => json(200, &core.volume_list().await?),
+            Command::CreateVolume => match parse_json(&body) {
+                Ok(r) => json(201, &core.volume_create(r).await?),
+                Err(reply) => reply,
+            },
+            Command::InspectVolume(name) => json(200, &core.volume_inspect(&name).await?),
+            Command::RemoveVolume(name) => {
+                core.volume_rm(&name).await?;
+                json(200, &serde_json::json!({ "removed": name }))
+            }
+            Command::SystemPrune => json(200, &core.system_prune().await?),
             Command::Logs(p) => json(200, &core.logs(&p)?),
             Command::DeleteVersion {
                 app,

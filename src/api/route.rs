@@ -65,6 +65,11 @@ pub enum Command {
     RemoveAlarm(String),
     Outbox,
     Logs(LogsParams),
+    ListVolumes,
+    CreateVolume,
+    InspectVolume(String),
+    RemoveVolume(String),
+    SystemPrune,
 }
 
 /// `GET /v1/logs` parameters, times still as the user wrote them.
@@ -97,6 +102,7 @@ impl Command {
                 | Command::Traffic { .. }
                 | Command::Rollback { .. }
                 | Command::AddAlarm
+                | Command::CreateVolume
         )
     }
 }
@@ -170,6 +176,15 @@ fn num<T: std::str::FromStr>(name: &str, v: &str, hint: &'static str) -> Result<
         value: v.into(),
         hint,
     })
+}
+
+fn volume_name(s: &str) -> Result<String, RouteError> {
+    let s = percent_decode(s);
+    if crate::volumes::valid_name(&s) {
+        Ok(s)
+    } else {
+        Err(RouteError::BadName(s))
+    }
 }
 
 fn app_name(s: &str) -> Result<String, RouteError> {
@@ -337,6 +352,14 @@ pub fn parse_request(method: &str, url: &str) -> Result<Command, RouteError> {
         (["metrics"], _)
         | (["v1", "top" | "metrics" | "alarms" | "outbox" | "logs"], _)
         | (["v1", "alarms", _], _) => return Err(not_allowed()),
+        (["v1", "volumes"], "GET") => Command::ListVolumes,
+        (["v1", "volumes"], "POST") => Command::CreateVolume,
+        (["v1", "volumes", name], "GET") => Command::InspectVolume(volume_name(name)?),
+        (["v1", "volumes", name], "DELETE") => Command::RemoveVolume(volume_name(name)?),
+        (["v1", "system", "prune"], "POST") => Command::SystemPrune,
+        (["v1", "volumes"], _) | (["v1", "volumes", _], _) | (["v1", "system", "prune"], _) => {
+            return Err(not_allowed());
+        }
         (["v1", "images"], "GET") => Command::ListImages,
         (["v1", "images", "load"], "POST") => Command::LoadImages,
         (["v1", "images", "prune"], "POST") => Command::PruneImages,

@@ -6,6 +6,7 @@
 mod client;
 mod observe;
 mod output;
+mod volume;
 
 use crate::wire::*;
 use anyhow::{Context, Result, bail};
@@ -115,6 +116,12 @@ pub enum Command {
     },
     /// Validate a template and print its normalised spec (no agent needed).
     Config(TemplateArgs),
+    /// Volumes: local, object storage (oss) and NFS (nas).
+    #[command(subcommand)]
+    Volume(volume::VolumeCommand),
+    /// Host-wide clean-up.
+    #[command(subcommand)]
+    System(volume::SystemCommand),
     /// Images on this host.
     Images(JsonFlag),
     /// Image operations.
@@ -303,6 +310,8 @@ pub fn run(cli: Cli) -> Result<()> {
         } => observe::top(&client, app.as_deref(), no_stream, json),
         Command::Metrics { app, json } => observe::metrics(&client, app.as_deref(), json),
         Command::Alarm(cmd) => observe::alarm(&client, cmd),
+        Command::Volume(cmd) => volume::volume(&client, cmd),
+        Command::System(cmd) => volume::system(&client, cmd),
         Command::Logs(a) => observe::logs(&client, a),
         Command::Images(f) | Command::Image(ImageCommand::Ls(f)) => images(&client, f.json),
         Command::Image(ImageCommand::Load { file }) => {

@@ -3,7 +3,8 @@
 
 use super::*;
 use crate::model::{
-    InstanceState, MountKind, NetworkMode, Protocol, PublishedPort, RestartPolicy, labels,
+    InstanceState, MountKind, NetworkMode, Protocol, PublishedPort, RestartPolicy, VolumeSource,
+    labels,
 };
 use bollard::Docker;
 use bollard::errors::Error as BErr;
@@ -144,9 +145,27 @@ impl DockerRuntime {
                     m.target,
                     if m.read_only { ":ro" } else { "" }
                 )),
+                MountKind::Volume
+                    if let Some(VolumeSource::Host(path)) = req.volumes.get(&m.source) =>
+                {
+                    // Mounted by berth on the host: bound in. A bind never copies the image's
+                    // files over it, so `:nocopy` holds by itself.
+                    mounts.push(Mount {
+                        target: Some(m.target.clone()),
+                        source: Some(path.clone()),
+                        typ: Some(MountType::BIND),
+                        read_only: Some(m.read_only),
+                        ..Default::default()
+                    })
+                }
                 MountKind::Volume | MountKind::Anonymous => mounts.push(Mount {
                     target: Some(m.target.clone()),
-                    source: (m.kind == MountKind::Volume).then(|| volume_name(&req.app, &m.source)),
+                    source: (m.kind == MountKind::Volume).then(|| {
+                        match req.volumes.get(&m.source) {
+                            Some(VolumeSource::Engine(n)) => n.clone(),
+                            _ => volume_name(&req.app, &m.source),
+                        }
+                    }),
                     typ: Some(MountType::VOLUME),
                     read_only: Some(m.read_only),
                     volume_options: Some(MountVolumeOptions {
@@ -691,6 +710,76 @@ impl ContainerRuntime for DockerRuntime {
             }
         }
         Ok(())
+    }
+
+    async fn create_volume(
+        &self,
+        name: &str,
+        opts: &BTreeMap<String, String>,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<String, RuntimeError> {
+        if let Some(mp) = self.volume_mountpoint(name).await? {
+            return Ok(mp);
+        }
+        let req = bollard::models::VolumeCreateRequest {
+            name: Some(name.to_string()),
+            driver: Some("local".into()),
+            driver_opts: Some(opts.clone().into_iter().collect()),
+            labels: Some(labels.clone().into_iter().collect()),
+            ..Default::default()
+        };
+        let v = self
+            .docker
+            .create_volume(req)
+            .await
+            .map_err(engine_err("create volume", name))?;
+        Ok(v.mountpoint)
+    }
+
+    async fn volume_mountpoint(&self, name: &str) -> Result<Option<String>, RuntimeError> {
+        match self.docker.inspect_volume(name).await {
+            Ok(v) => Ok(Some(v.mountpoint)),
+            Err(BErr::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(None),
+            Err(e) => Err(engine_err("inspect volume", name)(e)),
+        }
+    }
+
+    async fn mount_uses(&self) -> Result<Vec<MountUse>, RuntimeError> {
+        let opts = qp::ListContainersOptions {
+            all: true,
+            ..Default::default()
+        };
+        let list = self
+            .docker
+            .list_containers(Some(opts))
+            .await
+            .map_err(engine_err("list containers", "for their mounts"))?;
+        let mut out = Vec::new();
+        for c in list {
+            let name = c
+                .names
+                .and_then(|n| n.into_iter().next())
+                .map(|n| n.trim_start_matches('/').to_string())
+                .unwrap_or_default();
+            let running = c
+                .state
+                .is_some_and(|s| InstanceState::parse(s.as_ref()) == InstanceState::Running);
+            let id = c.id.unwrap_or_default();
+            for m in c.mounts.unwrap_or_default() {
+                let volume = m.typ.filter(|t| t == "volume").and(m.name.clone());
+                out.push(MountUse {
+                    container: name.clone(),
+                    id: id.clone(),
+                    running,
+                    volume,
+                    source: m.source.unwrap_or_default(),
+                    target: m.destination.unwrap_or_default(),
+                });
+            }
+        }
+        Ok(out)
     }
 
     fn events(&self, node: &str) -> BoxStream<'static, Result<RuntimeEvent, RuntimeError>> {

@@ -209,6 +209,21 @@ impl ContainerRuntime for FakeRuntime {
     async fn remove_volumes(&self, names: &[String]) -> Result<(), RuntimeError> {
         self.call(format!("remove_volumes {}", names.join(",")))
     }
+    async fn create_volume(
+        &self,
+        name: &str,
+        _opts: &BTreeMap<String, String>,
+        _labels: &BTreeMap<String, String>,
+    ) -> Result<String, RuntimeError> {
+        self.call(format!("create_volume {name}"))?;
+        Ok(format!("/fake/volumes/{name}"))
+    }
+    async fn volume_mountpoint(&self, name: &str) -> Result<Option<String>, RuntimeError> {
+        Ok(Some(format!("/fake/volumes/{name}")))
+    }
+    async fn mount_uses(&self) -> Result<Vec<super::MountUse>, RuntimeError> {
+        Ok(Vec::new())
+    }
     fn events(&self, _node: &str) -> BoxStream<'static, Result<RuntimeEvent, RuntimeError>> {
         Box::pin(futures_util::stream::pending())
     }

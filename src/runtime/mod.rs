@@ -53,6 +53,21 @@ pub struct CreateRequest {
     /// The app network to join (bridge mode), with the DNS aliases of this instance.
     pub network: Option<String>,
     pub aliases: Vec<String>,
+    /// Where each named volume of the spec comes from (by its key in the template).
+    pub volumes: BTreeMap<String, crate::model::VolumeSource>,
+}
+
+/// A container's mount of a volume or host directory (any container on the engine).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MountUse {
+    pub container: String,
+    pub id: String,
+    pub running: bool,
+    /// The engine volume's name, for a volume mount.
+    pub volume: Option<String>,
+    /// The host path (a bind's source, a volume's mount point).
+    pub source: String,
+    pub target: String,
 }
 
 impl CreateRequest {
@@ -142,8 +157,20 @@ pub trait ContainerRuntime: Send + Sync + 'static {
         timeout: std::time::Duration,
         limit: usize,
     ) -> Result<(i64, String), RuntimeError>;
-    /// Named volumes of an app (to remove with `rm --volumes`).
+    /// Removes engine volumes (absent ones are no error).
     async fn remove_volumes(&self, names: &[String]) -> Result<(), RuntimeError>;
+    /// Creates an engine volume with the `local` driver (its options `type`, `device`, `o`);
+    /// an existing one of that name is kept. Returns its mount point.
+    async fn create_volume(
+        &self,
+        name: &str,
+        opts: &BTreeMap<String, String>,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<String, RuntimeError>;
+    /// An engine volume's mount point, `None` when there is no such volume.
+    async fn volume_mountpoint(&self, name: &str) -> Result<Option<String>, RuntimeError>;
+    /// Every container's mounts of volumes and host directories (anyone's, any state).
+    async fn mount_uses(&self) -> Result<Vec<MountUse>, RuntimeError>;
     /// The engine's event stream for this node's containers. Ends when the engine goes away.
     fn events(&self, node: &str) -> BoxStream<'static, Result<RuntimeEvent, RuntimeError>>;
     /// The container's stdout/stderr from `since_s` (Unix seconds) on, each entry prefixed

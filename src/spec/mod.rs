@@ -265,7 +265,19 @@ fn parse_volumes(v: &Yaml) -> Result<BTreeMap<String, VolumeSpec>, SpecError> {
                             other => values::boolean(other, &format!("{loc}, key `external`"))?,
                         }
                     }
-                    "name" | "labels" => {}
+                    "name" => {
+                        let n = values::scalar(ov, &format!("{loc}, key `name`"))?;
+                        if !crate::volumes::valid_name(&n) {
+                            return Err(invalid(
+                                &loc,
+                                format!(
+                                    "name {n:?}: use letters, digits, `_`, `.` and `-`, starting with a letter or digit"
+                                ),
+                            ));
+                        }
+                        spec.name = Some(n);
+                    }
+                    "labels" => {}
                     k if k.starts_with("x-") => {}
                     _ => {
                         return Err(SpecError::UnknownKey {
@@ -281,14 +293,19 @@ fn parse_volumes(v: &Yaml) -> Result<BTreeMap<String, VolumeSpec>, SpecError> {
                 "must be a map (driver, driver_opts, external) or empty",
             ));
         }
-        if !matches!(spec.driver.as_str(), "local" | "oss" | "nas") {
-            return Err(invalid(
-                &loc,
-                format!(
-                    "unknown driver {:?}: use `local`, `oss` or `nas`",
-                    spec.driver
-                ),
-            ));
+        let driver = crate::volumes::Driver::parse(&spec.driver)
+            .map_err(|e| invalid(&loc, e.to_string()))?;
+        if spec.external {
+            if !spec.driver_opts.is_empty() {
+                return Err(invalid(
+                    &loc,
+                    "an external volume is made outside the template: remove `driver_opts` (or `external`)",
+                ));
+            }
+        } else {
+            // The options are checked here, before anything is created.
+            crate::volumes::validate(&name, driver, &spec.driver_opts)
+                .map_err(|e| invalid(&loc, e.to_string()))?;
         }
         out.insert(name, spec);
     }

@@ -1,5 +1,5 @@
 //! SQLite state: the desired state of every app, scale overrides, the event log, the durable
-//! outbox (`outbox`) and the log store (`logs`).
+//! outbox (`outbox`), the log store (`logs`) and volume definitions (`volumes`).
 //!
 //! Invariants: the only module that knows SQL. One writer connection behind a mutex (SQLite
 //! allows one writer anyway; serialising here gives clean errors instead of SQLITE_BUSY);
@@ -13,9 +13,11 @@ use std::sync::Mutex;
 
 mod logs;
 mod outbox;
+mod volumes;
 
 pub use logs::{LogBatch, LogLine, LogQuery};
 pub use outbox::{OutboxRow, OutboxStats};
+pub use volumes::VolumeRow;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -137,6 +139,14 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (container, source));",
     // 6: alarm rules added at run time (`berth alarm add`), as JSON.
     "CREATE TABLE alarms (name TEXT PRIMARY KEY, rule TEXT NOT NULL);",
+    // 7: volumes (credentials sealed, see volumes::secret).
+    "CREATE TABLE volumes (
+        name TEXT PRIMARY KEY,
+        driver TEXT NOT NULL,
+        opts TEXT NOT NULL,
+        sealed BLOB NOT NULL,
+        app TEXT NOT NULL DEFAULT '',
+        created_ms INTEGER NOT NULL);",
 ];
 
 /// Events kept; older ones are pruned as new ones arrive.

@@ -189,3 +189,70 @@ impl Drop for Prometheus {
         let _ = self.child.wait();
     }
 }
+
+/// A local S3 API server (`moto_server` from PyPI, installed by scripts/test into a venv)
+/// with one bucket.
+pub struct S3 {
+    pub port: u16,
+    pub bucket: String,
+    child: Child,
+}
+
+/// Where scripts/test puts moto's venv (`BERTH_MOTO` overrides).
+pub fn moto_server() -> String {
+    std::env::var("BERTH_MOTO").unwrap_or_else(|_| {
+        let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+        format!("{home}/.cache/berth-test/moto/bin/moto_server")
+    })
+}
+
+impl S3 {
+    pub fn start(bucket: &str) -> S3 {
+        let bin = moto_server();
+        assert!(
+            std::path::Path::new(&bin).exists(),
+            "{bin} is missing: scripts/test installs it (python3 -m venv ~/.cache/berth-test/moto && pip install 'moto[server]')"
+        );
+        let port = free_port();
+        let child = Command::new(&bin)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("moto_server starts");
+        let s3 = S3 {
+            port,
+            bucket: bucket.to_string(),
+            child,
+        };
+        wait_until("moto_server answers", Duration::from_secs(30), || {
+            http_agent()
+                .put(format!("{}/{bucket}", s3.url()))
+                .send_empty()
+                .is_ok_and(|r| r.status().is_success())
+        });
+        s3
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// An object's body, None when there is none.
+    pub fn get(&self, key: &str) -> Option<String> {
+        let mut r = http_agent()
+            .get(format!("{}/{}/{key}", self.url(), self.bucket))
+            .call()
+            .ok()?;
+        r.status()
+            .is_success()
+            .then(|| r.body_mut().read_to_string().unwrap_or_default())
+    }
+}
+
+impl Drop for S3 {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

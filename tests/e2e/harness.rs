@@ -413,5 +413,22 @@ impl Drop for Agent {
                 let _ = docker(&[kind, "rm", id]);
             }
         }
+        // Volumes the agent mounted on the host (their helpers end with the mount).
+        unmount_under(self.dir.path());
+    }
+}
+
+/// Unmounts everything mounted below `dir` (deepest first).
+pub fn unmount_under(dir: &Path) {
+    let prefix = format!("{}/", dir.display());
+    let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut points: Vec<&str> = table
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|p| p.starts_with(&prefix))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for p in points {
+        let _ = Command::new("umount").args(["-l", p]).status();
     }
 }

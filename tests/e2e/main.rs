@@ -16,3 +16,4 @@ mod releases;
 mod router;
 mod tls;
 mod versions;
+mod volumes;

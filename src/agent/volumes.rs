@@ -1,0 +1,833 @@
+//! Volumes in the agent: the objects (`berth volume create/ls/inspect/rm`, a template's
+//! top-level `volumes:`), and the host mounts of `oss`/`nas` volumes: mounted once per volume
+//! when a container needs it, shared by every container that uses it, unmounted when the last
+//! one stops, and repaired (remounted, the containers that held the dead mount restarted)
+//! when a helper dies or after a reboot. The volume loop checks every [`CHECK_EVERY`] and
+//! whenever a helper berth started exits.
+
+use super::{Core, CoreError};
+use crate::model::{AppSpec, VolumeSource};
+use crate::runtime::MountUse;
+use crate::store::{StoredApp, VolumeRow};
+use crate::volumes::host::{self, Dirs, HostState, ViewState};
+use crate::volumes::secret::Sealer;
+use crate::volumes::{Driver, VolumeDef, VolumeError, validate};
+use crate::wire::{VolumeUser, VolumeView};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+/// How often mounts and the containers' views of them are checked.
+pub const CHECK_EVERY: Duration = Duration::from_secs(3);
+
+/// A stat of a mount longer than this counts as "does not answer" (and is not waited for).
+const STAT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The agent's volume state.
+pub struct VolumeHub {
+    pub dirs: Dirs,
+    key_path: std::path::PathBuf,
+    sealer: OnceLock<Sealer>,
+    /// One mount or unmount of a volume at a time.
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Wakes the volume loop (a helper exited).
+    pub wake: Arc<tokio::sync::Notify>,
+    /// The last error reported per volume (so a failing remount is reported once).
+    reported: Mutex<HashMap<String, String>>,
+}
+
+impl VolumeHub {
+    pub fn new(data_dir: &std::path::Path) -> VolumeHub {
+        VolumeHub {
+            dirs: Dirs::new(data_dir),
+            key_path: data_dir.join("volume-secrets.key"),
+            sealer: OnceLock::new(),
+            locks: Mutex::new(HashMap::new()),
+            wake: Arc::new(tokio::sync::Notify::new()),
+            reported: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn sealer(&self) -> Result<&Sealer, VolumeError> {
+        if let Some(s) = self.sealer.get() {
+            return Ok(s);
+        }
+        let s = Sealer::open(&self.key_path)?;
+        Ok(self.sealer.get_or_init(|| s))
+    }
+
+    fn lock(&self, name: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.locks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(name.to_string())
+            .or_default()
+            .clone()
+    }
+
+    /// True when `msg` differs from what was last reported for `name`.
+    fn newly(&self, name: &str, msg: &str) -> bool {
+        let mut r = self.reported.lock().unwrap_or_else(|p| p.into_inner());
+        if r.get(name).map(String::as_str) == Some(msg) {
+            return false;
+        }
+        r.insert(name.to_string(), msg.to_string());
+        true
+    }
+
+    fn clear_report(&self, name: &str) {
+        self.reported
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name);
+    }
+}
+
+/// Runs a blocking mount-table check off the loop, giving up after [`STAT_TIMEOUT`].
+async fn host_state(dirs: &Dirs, name: &str) -> HostState {
+    let (dirs, n) = (dirs.clone(), name.to_string());
+    match tokio::time::timeout(
+        STAT_TIMEOUT,
+        tokio::task::spawn_blocking(move || host::state(&dirs, &n)),
+    )
+    .await
+    {
+        Ok(Ok(s)) => s,
+        Ok(Err(_)) => HostState::Dead("the check panicked".into()),
+        Err(_) => HostState::Dead(format!(
+            "the mount does not answer within {} s",
+            STAT_TIMEOUT.as_secs()
+        )),
+    }
+}
+
+/// The containers using a volume: engine volume `name` (local) or bind of `mountpoint`.
+fn users_of<'a>(uses: &'a [MountUse], def: &VolumeDef, mountpoint: &str) -> Vec<&'a MountUse> {
+    uses.iter()
+        .filter(|u| match def.driver {
+            Driver::Local => u.volume.as_deref() == Some(def.name.as_str()),
+            _ => u.volume.is_none() && u.source == mountpoint,
+        })
+        .collect()
+}
+
+/// Object names every app's template refers to (declared or external), by app.
+fn referenced(apps: &[StoredApp]) -> BTreeMap<String, BTreeSet<String>> {
+    let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for a in apps {
+        for (key, v) in &a.spec.volumes {
+            out.entry(v.object_name(&a.spec.name, key))
+                .or_default()
+                .insert(a.spec.name.clone());
+        }
+    }
+    out
+}
+
+/// Object names the running desired state needs mounted: volumes mounted by a service of an
+/// app that is not stopped.
+fn wanted(apps: &[StoredApp]) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for a in apps.iter().filter(|a| !a.stopped) {
+        out.extend(wanted_by(&a.spec, |name| {
+            super::desired_replicas(a, name) > 0
+        }));
+    }
+    out
+}
+
+/// Object names the services of `spec` that `runs` mount.
+fn wanted_by(spec: &AppSpec, runs: impl Fn(&str) -> bool) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for (_, s) in spec.services.iter().filter(|(n, _)| runs(n)) {
+        for m in s
+            .volumes
+            .iter()
+            .filter(|m| m.kind == crate::model::MountKind::Volume)
+        {
+            if let Some(v) = spec.volumes.get(&m.source) {
+                out.insert(v.object_name(&spec.name, &m.source));
+            }
+        }
+    }
+    out
+}
+
+/// Credentials replaced by the mask in a template's text (they are sealed in the volume
+/// store; the stored template keeps no copy).
+pub fn redact_template(template: &str, app: &AppSpec) -> String {
+    let mut t = template.to_string();
+    for v in app.volumes.values() {
+        for k in crate::volumes::SECRET_OPTS {
+            if let Some(secret) = v.driver_opts.get(*k).filter(|s| !s.is_empty()) {
+                t = t.replace(secret.as_str(), crate::volumes::MASK);
+            }
+        }
+    }
+    t
+}
+
+/// The spec with its volumes' credentials masked (for the store and the API).
+pub fn redact_spec(app: &mut AppSpec) {
+    for v in app.volumes.values_mut() {
+        v.driver_opts = crate::volumes::mask(&v.driver_opts);
+    }
+}
+
+impl Core {
+    fn volume_def(&self, row: &VolumeRow) -> Result<VolumeDef, CoreError> {
+        let driver = Driver::parse(&row.driver)?;
+        let mut opts: BTreeMap<String, String> = serde_json::from_str(&row.opts).map_err(|e| {
+            VolumeError::Invalid(format!(
+                "the stored options of volume {:?} are unreadable: {e}",
+                row.name
+            ))
+        })?;
+        if !row.sealed.is_empty() {
+            let plain = self.volumes.sealer()?.unseal(&row.name, &row.sealed)?;
+            let secrets: BTreeMap<String, String> = serde_json::from_slice(&plain)
+                .map_err(|e| VolumeError::Secret(format!("unreadable credentials: {e}")))?;
+            opts.extend(secrets);
+        }
+        Ok(VolumeDef {
+            name: row.name.clone(),
+            driver,
+            opts,
+        })
+    }
+
+    fn volume_row(&self, def: &VolumeDef, app: &str) -> Result<VolumeRow, CoreError> {
+        let secrets = def.secret_opts();
+        let sealed = if secrets.is_empty() {
+            Vec::new()
+        } else {
+            let json =
+                serde_json::to_vec(&secrets).map_err(|e| VolumeError::Secret(e.to_string()))?;
+            self.volumes.sealer()?.seal(&def.name, &json)?
+        };
+        Ok(VolumeRow {
+            name: def.name.clone(),
+            driver: def.driver.as_str().to_string(),
+            opts: serde_json::to_string(&def.public_opts())
+                .map_err(|e| VolumeError::Invalid(e.to_string()))?,
+            sealed,
+            app: app.to_string(),
+            created_ms: crate::store::now_ms(),
+        })
+    }
+
+    fn stored_volume(&self, name: &str) -> Result<(VolumeRow, VolumeDef), CoreError> {
+        let row = self.store.volume(name)?.ok_or_else(|| {
+            CoreError::NotFound(format!(
+                "no volume {name:?}: `berth volume ls` lists them, `berth volume create` makes one"
+            ))
+        })?;
+        let def = self.volume_def(&row)?;
+        Ok((row, def))
+    }
+
+    fn mountpoint_of(&self, def: &VolumeDef) -> String {
+        self.volumes
+            .dirs
+            .mountpoint(&def.name)
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    /// `berth volume create`.
+    pub async fn volume_create(
+        &self,
+        req: crate::wire::VolumeCreateRequest,
+    ) -> Result<VolumeView, CoreError> {
+        let driver = Driver::parse(&req.driver)?;
+        let def = validate(&req.name, driver, &req.opts)?;
+        let _serial = self.deploys.lock().await;
+        if self.store.volume(&def.name)?.is_some() {
+            return Err(CoreError::Conflict(format!(
+                "volume {:?} already exists: pick another name, or `berth volume rm {}` first",
+                def.name, def.name
+            )));
+        }
+        let row = self.volume_row(&def, "")?;
+        if driver == Driver::Local {
+            self.runtime
+                .create_volume(&def.name, &def.opts, &self.volume_labels(&def.name, ""))
+                .await?;
+        }
+        self.store.put_volume(&row)?;
+        self.event(
+            "volume",
+            "",
+            "",
+            &format!("created volume {} ({})", def.name, driver.as_str()),
+        );
+        self.volume_inspect(&def.name).await
+    }
+
+    fn volume_labels(&self, name: &str, app: &str) -> BTreeMap<String, String> {
+        let mut l = BTreeMap::from([
+            ("berth.volume".to_string(), name.to_string()),
+            (crate::model::labels::NODE.to_string(), self.node_id.clone()),
+        ]);
+        if !app.is_empty() {
+            l.insert(crate::model::labels::APP.to_string(), app.to_string());
+        }
+        l
+    }
+
+    /// `berth volume ls`.
+    pub async fn volume_list(&self) -> Result<Vec<VolumeView>, CoreError> {
+        let uses = self.runtime.mount_uses().await?;
+        let apps = self.store.list_apps()?;
+        let refs = referenced(&apps);
+        let mut out = Vec::new();
+        for row in self.store.volumes()? {
+            out.push(self.view(&row, &uses, &refs).await);
+        }
+        Ok(out)
+    }
+
+    /// `berth volume inspect`.
+    pub async fn volume_inspect(&self, name: &str) -> Result<VolumeView, CoreError> {
+        let row = self.stored_volume(name)?.0;
+        let uses = self.runtime.mount_uses().await?;
+        let refs = referenced(&self.store.list_apps()?);
+        Ok(self.view(&row, &uses, &refs).await)
+    }
+
+    async fn view(
+        &self,
+        row: &VolumeRow,
+        uses: &[MountUse],
+        refs: &BTreeMap<String, BTreeSet<String>>,
+    ) -> VolumeView {
+        let mut v = VolumeView {
+            name: row.name.clone(),
+            driver: row.driver.clone(),
+            node: self.node_name.clone(),
+            created_ms: row.created_ms,
+            apps: refs
+                .get(&row.name)
+                .map(|s| s.iter().cloned().collect())
+                .unwrap_or_default(),
+            ..Default::default()
+        };
+        let def = match self.volume_def(row) {
+            Ok(d) => d,
+            Err(e) => {
+                v.state = "error".into();
+                v.error = e.to_string();
+                return v;
+            }
+        };
+        v.opts = def.masked();
+        if def.driver.host_mounted() {
+            v.mountpoint = self.mountpoint_of(&def);
+            let state = host_state(&self.volumes.dirs, &def.name).await;
+            v.state = state.as_str().into();
+            if let HostState::Dead(e) = state {
+                v.error = e;
+            }
+        } else {
+            match self.runtime.volume_mountpoint(&def.name).await {
+                Ok(Some(mp)) => {
+                    v.mountpoint = mp;
+                    v.state = "ready".into();
+                }
+                Ok(None) => v.state = "absent".into(),
+                Err(e) => {
+                    v.state = "error".into();
+                    v.error = e.to_string();
+                }
+            }
+        }
+        let mp = v.mountpoint.clone();
+        v.used_by = users_of(uses, &def, &mp)
+            .into_iter()
+            .map(|u| VolumeUser {
+                container: u.container.clone(),
+                running: u.running,
+                target: u.target.clone(),
+            })
+            .collect();
+        v
+    }
+
+    /// `berth volume rm`: refused while a container (any state) uses the volume or an app's
+    /// template names it.
+    pub async fn volume_rm(&self, name: &str) -> Result<(), CoreError> {
+        let _serial = self.deploys.lock().await;
+        let (_, def) = self.stored_volume(name)?;
+        self.remove_volume_object(&def, true).await?;
+        self.event("volume", "", "", &format!("removed volume {name}"));
+        Ok(())
+    }
+
+    /// Removes a volume (its mount, its engine volume, its definition). With `check`, refuses
+    /// while anything uses it.
+    async fn remove_volume_object(&self, def: &VolumeDef, check: bool) -> Result<(), CoreError> {
+        let name = def.name.as_str();
+        let uses = self.runtime.mount_uses().await?;
+        let mp = self.mountpoint_of(def);
+        if check {
+            let users = users_of(&uses, def, &mp);
+            if !users.is_empty() {
+                let list: Vec<String> = users
+                    .iter()
+                    .map(|u| {
+                        format!(
+                            "{} ({})",
+                            u.container,
+                            if u.running { "running" } else { "stopped" }
+                        )
+                    })
+                    .collect();
+                return Err(CoreError::Conflict(format!(
+                    "volume {name:?} is in use by {}: remove those containers first (`berth rm APP`, or `docker rm` for others)",
+                    list.join(", ")
+                )));
+            }
+            let apps = referenced(&self.store.list_apps()?);
+            if let Some(a) = apps.get(name) {
+                let a: Vec<&str> = a.iter().map(String::as_str).collect();
+                return Err(CoreError::Conflict(format!(
+                    "volume {name:?} is named in the template of app {}: `berth rm` the app first",
+                    a.join(", ")
+                )));
+            }
+        }
+        if def.driver.host_mounted() {
+            let lock = self.volumes.lock(name);
+            let _held = lock.lock().await;
+            let (dirs, n) = (self.volumes.dirs.clone(), name.to_string());
+            tokio::task::spawn_blocking(move || {
+                host::unmount(&dirs, &n)?;
+                dirs.forget(&n);
+                Ok::<(), VolumeError>(())
+            })
+            .await
+            .map_err(|_| VolumeError::Invalid("the unmount panicked".into()))??;
+        } else {
+            self.runtime.remove_volumes(&[name.to_string()]).await?;
+        }
+        self.store.remove_volume(name)?;
+        self.volumes.clear_report(name);
+        Ok(())
+    }
+
+    /// Deploy step: checks and creates the volumes a template declares, and mounts the
+    /// host-mounted ones its running services use, so that a mount that fails fails the
+    /// deploy with the helper's words. Nothing is saved unless every step holds; a volume
+    /// mounted here for nothing is unmounted by the volume loop.
+    pub(super) async fn prepare_volumes(
+        &self,
+        spec: &AppSpec,
+        stopped: bool,
+    ) -> Result<(), CoreError> {
+        let uses = self.runtime.mount_uses().await?;
+        let mut to_save = Vec::new();
+        for (key, v) in &spec.volumes {
+            let object = v.object_name(&spec.name, key);
+            let stored = self.store.volume(&object)?;
+            if v.external {
+                let exists = match &stored {
+                    Some(_) => true,
+                    None => self.runtime.volume_mountpoint(&object).await?.is_some(),
+                };
+                if !exists {
+                    return Err(CoreError::BadRequest(format!(
+                        "volume {key:?} is external, but there is no volume {object:?}: create it first with `berth volume create {object} --driver ...`"
+                    )));
+                }
+                continue;
+            }
+            let def = validate(&object, Driver::parse(&v.driver)?, &v.driver_opts)?;
+            match stored {
+                Some(row) => {
+                    let old = self.volume_def(&row)?;
+                    if old == def {
+                        continue;
+                    }
+                    if !row.app.is_empty() && row.app != spec.name {
+                        return Err(CoreError::Conflict(format!(
+                            "volume {object:?} belongs to app {:?} with other options: give this one another `name:`, or make it `external: true` to share it as it is",
+                            row.app
+                        )));
+                    }
+                    let mp = self.mountpoint_of(&old);
+                    let running: Vec<&str> = users_of(&uses, &old, &mp)
+                        .into_iter()
+                        .filter(|u| u.running)
+                        .map(|u| u.container.as_str())
+                        .collect();
+                    if !running.is_empty() || old.driver != def.driver {
+                        return Err(CoreError::Conflict(format!(
+                            "the options of volume {object:?} changed, but {}: `berth stop {}` first (or `berth volume rm` it to change its driver)",
+                            if running.is_empty() {
+                                "its driver cannot change in place".to_string()
+                            } else {
+                                format!("it is mounted by {}", running.join(", "))
+                            },
+                            spec.name
+                        )));
+                    }
+                    if old.driver.host_mounted() {
+                        let (dirs, n) = (self.volumes.dirs.clone(), object.clone());
+                        let _ = tokio::task::spawn_blocking(move || host::unmount(&dirs, &n)).await;
+                    }
+                    to_save.push(def);
+                }
+                None => to_save.push(def),
+            }
+        }
+        // Host-mounted volumes the app's running services use: mounted now.
+        let needed = if stopped {
+            BTreeSet::new()
+        } else {
+            wanted_by(spec, |name| {
+                spec.services
+                    .get(name)
+                    .is_some_and(|s| s.global || s.replicas > 0)
+            })
+        };
+        for key_def in to_save
+            .iter()
+            .filter(|d| d.driver.host_mounted() && needed.contains(&d.name))
+        {
+            self.mount_def(key_def).await?;
+        }
+        for (key, v) in &spec.volumes {
+            let object = v.object_name(&spec.name, key);
+            if v.external || !needed.contains(&object) || to_save.iter().any(|d| d.name == object) {
+                continue;
+            }
+            if let Some(row) = self.store.volume(&object)? {
+                let def = self.volume_def(&row)?;
+                if def.driver.host_mounted() {
+                    self.mount_def(&def).await?;
+                }
+            }
+        }
+        for def in &to_save {
+            if def.driver == Driver::Local {
+                self.runtime
+                    .create_volume(
+                        &def.name,
+                        &def.opts,
+                        &self.volume_labels(&def.name, &spec.name),
+                    )
+                    .await?;
+            }
+        }
+        for def in &to_save {
+            self.store.put_volume(&self.volume_row(def, &spec.name)?)?;
+        }
+        Ok(())
+    }
+
+    /// Where each of an app's named volumes comes from, by template key.
+    pub(super) fn volume_sources(&self, app: &StoredApp) -> BTreeMap<String, VolumeSource> {
+        let mut out = BTreeMap::new();
+        for (key, v) in &app.spec.volumes {
+            let object = v.object_name(&app.spec.name, key);
+            let driver = self
+                .store
+                .volume(&object)
+                .ok()
+                .flatten()
+                .and_then(|r| Driver::parse(&r.driver).ok())
+                .unwrap_or(Driver::Local);
+            let src = if driver.host_mounted() {
+                VolumeSource::Host(
+                    self.volumes
+                        .dirs
+                        .mountpoint(&object)
+                        .to_string_lossy()
+                        .into_owned(),
+                )
+            } else {
+                VolumeSource::Engine(object)
+            };
+            out.insert(key.clone(), src);
+        }
+        out
+    }
+
+    /// Makes sure the host-mounted volume `name` is mounted and answers.
+    pub(super) async fn ensure_mounted(&self, name: &str) -> Result<(), CoreError> {
+        let (_, def) = self.stored_volume(name)?;
+        self.mount_def(&def).await
+    }
+
+    async fn mount_def(&self, def: &VolumeDef) -> Result<(), CoreError> {
+        if !def.driver.host_mounted() {
+            return Ok(());
+        }
+        let lock = self.volumes.lock(&def.name);
+        let _held = lock.lock().await;
+        let dirs = self.volumes.dirs.clone();
+        let before = host_state(&dirs, &def.name).await;
+        if before == HostState::Alive {
+            return Ok(());
+        }
+        let d = def.clone();
+        let wake = self.volumes.wake.clone();
+        let started = std::time::Instant::now();
+        tokio::task::spawn_blocking(move || {
+            if let HostState::Dead(_) = before {
+                host::unmount_path(&dirs.mountpoint(&d.name));
+            }
+            let child = host::mount(&dirs, &d)?;
+            if let Some(mut c) = child {
+                // Reaped here; its end wakes the volume loop at once.
+                std::thread::spawn(move || {
+                    let _ = c.wait();
+                    wake.notify_one();
+                });
+            }
+            Ok::<(), VolumeError>(())
+        })
+        .await
+        .map_err(|_| VolumeError::Invalid("the mount panicked".into()))??;
+        self.volumes.clear_report(&def.name);
+        self.event(
+            "volume",
+            "",
+            "",
+            &format!(
+                "mounted volume {} ({}) at {} in {} ms",
+                def.name,
+                def.driver.as_str(),
+                self.mountpoint_of(def),
+                started.elapsed().as_millis()
+            ),
+        );
+        Ok(())
+    }
+
+    /// Removes the volumes an app declared (`berth rm --volumes`).
+    pub(super) async fn remove_app_volumes(&self, app: &AppSpec) -> Result<Vec<String>, CoreError> {
+        let mut removed = Vec::new();
+        for (key, v) in app.volumes.iter().filter(|(_, v)| !v.external) {
+            let object = v.object_name(&app.name, key);
+            match self.store.volume(&object)? {
+                Some(row) if row.app == app.name || row.app.is_empty() => {
+                    let def = self.volume_def(&row)?;
+                    self.remove_volume_object(&def, false).await?;
+                }
+                Some(_) => continue, // another app's
+                None => {
+                    self.runtime
+                        .remove_volumes(std::slice::from_ref(&object))
+                        .await?
+                }
+            }
+            removed.push(object);
+        }
+        Ok(removed)
+    }
+
+    /// Volumes no app names and no container uses (`berth system prune`).
+    pub(super) async fn prune_volumes(&self) -> Result<Vec<String>, CoreError> {
+        let uses = self.runtime.mount_uses().await?;
+        let refs = referenced(&self.store.list_apps()?);
+        let mut removed = Vec::new();
+        for row in self.store.volumes()? {
+            if refs.contains_key(&row.name) {
+                continue;
+            }
+            let def = match self.volume_def(&row) {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::warn!(volume = %row.name, error = %e, "volume kept");
+                    continue;
+                }
+            };
+            if !users_of(&uses, &def, &self.mountpoint_of(&def)).is_empty() {
+                continue;
+            }
+            match self.remove_volume_object(&def, false).await {
+                Ok(()) => removed.push(row.name),
+                Err(e) => tracing::warn!(volume = %row.name, error = %e, "volume kept"),
+            }
+        }
+        Ok(removed)
+    }
+
+    /// One pass of the volume loop.
+    pub(super) async fn check_volumes(&self, cgroups: &crate::metrics::cgroup::Cgroups) {
+        let Ok(rows) = self.store.volumes() else {
+            return;
+        };
+        let host_rows: Vec<VolumeRow> = rows
+            .into_iter()
+            .filter(|r| Driver::parse(&r.driver).is_ok_and(Driver::host_mounted))
+            .collect();
+        if host_rows.is_empty() {
+            return;
+        }
+        let Ok(uses) = self.runtime.mount_uses().await else {
+            return;
+        };
+        let apps = self.store.list_apps().unwrap_or_default();
+        let want = wanted(&apps);
+        for row in host_rows {
+            let Ok(def) = self.volume_def(&row) else {
+                continue;
+            };
+            let mp = self.mountpoint_of(&def);
+            let running: Vec<&MountUse> = users_of(&uses, &def, &mp)
+                .into_iter()
+                .filter(|u| u.running)
+                .collect();
+            let needed = !running.is_empty() || want.contains(&def.name);
+            let state = host_state(&self.volumes.dirs, &def.name).await;
+            match (&state, needed) {
+                (HostState::Alive, true) | (HostState::Unmounted, false) => {}
+                (_, true) => {
+                    let why = match &state {
+                        HostState::Dead(e) => {
+                            format!("its mount is broken ({e}), so the helper has died")
+                        }
+                        _ => "it is not mounted".into(),
+                    };
+                    if self.volumes.newly(&def.name, &why) {
+                        self.event(
+                            "volume",
+                            "",
+                            "",
+                            &format!("volume {} is needed but {why}: mounting it again", def.name),
+                        );
+                    }
+                    if let Err(e) = self.mount_def(&def).await {
+                        let msg = e.to_string();
+                        if self.volumes.newly(&def.name, &msg) {
+                            self.event("error", "", "", &msg);
+                        }
+                        continue;
+                    }
+                }
+                (_, false) => {
+                    let lock = self.volumes.lock(&def.name);
+                    let _held = lock.lock().await;
+                    let (dirs, n) = (self.volumes.dirs.clone(), def.name.clone());
+                    match tokio::task::spawn_blocking(move || host::unmount(&dirs, &n)).await {
+                        Ok(Ok(())) => self.event(
+                            "volume",
+                            "",
+                            "",
+                            &format!(
+                                "unmounted volume {} (no running container uses it)",
+                                def.name
+                            ),
+                        ),
+                        Ok(Err(e)) => {
+                            tracing::warn!(volume = %def.name, error = %e, "cannot unmount")
+                        }
+                        Err(_) => {}
+                    }
+                    continue;
+                }
+            }
+            // The host mount answers: each running user must see it, not a dead copy or the
+            // bare directory it bound before the mount existed.
+            for u in running {
+                let Some(pid) = cgroups.pid(&u.id) else {
+                    continue;
+                };
+                let (target, driver) = (u.target.clone(), def.driver);
+                let view = tokio::time::timeout(
+                    STAT_TIMEOUT,
+                    tokio::task::spawn_blocking(move || host::container_view(pid, &target, driver)),
+                )
+                .await;
+                let view = match view {
+                    Ok(Ok(v)) => v,
+                    _ => continue,
+                };
+                if view == ViewState::Ok {
+                    continue;
+                }
+                let why = if view == ViewState::Dead {
+                    "its mount was dead"
+                } else {
+                    "it started before the volume was mounted"
+                };
+                let restarted = async {
+                    self.runtime.stop(&u.id, 10).await?;
+                    self.note_our_start(&u.id);
+                    self.runtime.start(&u.id).await
+                }
+                .await;
+                match restarted {
+                    Ok(()) => self.event(
+                        "restart",
+                        "",
+                        "",
+                        &format!(
+                            "restarted {} to remount volume {} ({why})",
+                            u.container, def.name
+                        ),
+                    ),
+                    Err(e) => self.event(
+                        "error",
+                        "",
+                        "",
+                        &format!(
+                            "cannot restart {} to remount volume {}: {e}",
+                            u.container, def.name
+                        ),
+                    ),
+                }
+            }
+        }
+    }
+}
+
+/// Checks mounts every [`CHECK_EVERY`] and when a helper exits.
+pub async fn volume_loop(core: Arc<Core>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    let cgroups = crate::metrics::cgroup::Cgroups::detect();
+    let wake = core.volumes.wake.clone();
+    loop {
+        core.check_volumes(&cgroups).await;
+        tokio::select! {
+            _ = tokio::time::sleep(CHECK_EVERY) => {}
+            _ = wake.notified() => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates_and_specs_lose_their_credentials() {
+        let t = "volumes:\n  d:\n    driver: oss\n    driver_opts:\n      secret_key: S3CR3T\n      access_key: AKID\n";
+        let mut app = AppSpec {
+            name: "a".into(),
+            labels: BTreeMap::new(),
+            services: BTreeMap::new(),
+            volumes: BTreeMap::from([(
+                "d".to_string(),
+                crate::model::VolumeSpec {
+                    driver: "oss".into(),
+                    driver_opts: BTreeMap::from([
+                        ("secret_key".to_string(), "S3CR3T".to_string()),
+                        ("access_key".to_string(), "AKID".to_string()),
+                        ("bucket".to_string(), "b".to_string()),
+                    ]),
+                    ..Default::default()
+                },
+            )]),
+            warnings: Vec::new(),
+        };
+        let r = redact_template(t, &app);
+        assert!(!r.contains("S3CR3T") && !r.contains("AKID"), "{r}");
+        redact_spec(&mut app);
+        let json = serde_json::to_string(&app).expect("json");
+        assert!(!json.contains("S3CR3T") && !json.contains("AKID"), "{json}");
+        assert!(json.contains("\"bucket\":\"b\""));
+    }
+}
