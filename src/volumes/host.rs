@@ -262,7 +262,7 @@ fn wait_ready(mp: &Path, child: &mut Child) -> Result<(), String> {
                 MOUNT_TIMEOUT.as_secs()
             ));
         }
-        std::thread::sleep(Duration::from_millis(25));
+        std::thread::sleep(Duration::from_millis(5));
     }
 }
 
