@@ -432,3 +432,18 @@ pub fn unmount_under(dir: &Path) {
         let _ = Command::new("umount").args(["-l", p]).status();
     }
 }
+
+/// Reports a test (or part of one) as skipped, with the reason: on stderr and in
+/// `target/tmp/skipped-tests.txt`, which scripts/test prints after the run.
+pub fn skipped(test: &str, reason: &str) {
+    eprintln!("SKIPPED {test}: {reason}");
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("skipped-tests.txt");
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
+        use std::io::Write;
+        let _ = writeln!(f, "SKIPPED {test}: {reason}");
+    }
+}

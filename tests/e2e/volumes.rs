@@ -71,7 +71,7 @@ fn volume(a: &Agent, name: &str) -> berth::wire::VolumeView {
 #[test]
 fn oss_volume_shares_a_bucket_hides_credentials_and_survives_its_helper() {
     let s3 = S3::start("berth-data");
-    let a = Agent::start();
+    let mut a = Agent::start();
     a.deploy("ossv", &oss_template(&s3, "app1"));
     a.wait_running("ossv", 2, Duration::from_secs(90));
     // The container's file is an object in the bucket, under the volume's path.
@@ -192,6 +192,22 @@ fn oss_volume_shares_a_bucket_hides_credentials_and_survives_its_helper() {
     });
     assert!(a.ok(&["events"]).contains("to remount volume ossv_shared"));
 
+    // The agent dies and the mount goes with the host (a reboot): the restarted agent mounts
+    // the volume again and restarts the containers that run without it.
+    a.kill9();
+    let _ = std::process::Command::new("umount")
+        .args(["-l", path_str(&mp)])
+        .status();
+    a.restart();
+    wait_until("mounted after the restart", Duration::from_secs(60), || {
+        volume(&a, "ossv_shared").state == "mounted"
+    });
+    wait_until(
+        "the reader reads after the restart",
+        Duration::from_secs(60),
+        || exec(reader, &["cat", "/mnt/s/hello.txt"]).as_deref() == Some("hello-from-writer"),
+    );
+
     // The last user stops: the volume is unmounted; it comes back with the app.
     a.ok(&["stop", "ossw"]);
     wait_until("other is unmounted", Duration::from_secs(40), || {
@@ -282,12 +298,6 @@ fn nas_volume_fails_with_the_mount_error_here_and_mounts_where_nfs_exists() {
         .unwrap_or_default()
         .lines()
         .any(|l| l.trim_end().ends_with("\tnfs") || l.trim_end().ends_with("\tnfs4"));
-    if has_nfs {
-        // A kernel NFS client but no server at 127.0.0.1: the deploy still fails cleanly.
-        eprintln!(
-            "nas end to end against a server: skipped, no NFS server is set up by this suite"
-        );
-    }
     let err = a.fails(&["deploy", "-f", path_str(&p), "--name", "nasv"]);
     assert!(err.contains("nasv_share") && err.contains("mount"), "{err}");
     assert!(
@@ -295,9 +305,12 @@ fn nas_volume_fails_with_the_mount_error_here_and_mounts_where_nfs_exists() {
         "nothing stays mounted"
     );
     assert_eq!(a.ok(&["volume", "ls", "--json"]).trim(), "[]");
-    if !has_nfs {
-        eprintln!(
-            "SKIPPED nas end to end: this kernel has no NFS client (`nfs` is not in /proc/filesystems); the mount options, the sub-directory step and the failure path were tested"
-        );
-    }
+    skipped(
+        "volumes::nas end to end",
+        if has_nfs {
+            "no NFS server is set up by this suite; the mount options, the sub-directory step and the failure path were tested"
+        } else {
+            "this kernel has no NFS client (`nfs` is not in /proc/filesystems); the mount options, the sub-directory step and the failure path were tested"
+        },
+    );
 }
