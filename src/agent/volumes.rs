@@ -101,16 +101,6 @@ async fn host_state(dirs: &Dirs, name: &str) -> HostState {
     }
 }
 
-/// The containers using a volume: engine volume `name` (local) or bind of `mountpoint`.
-fn users_of<'a>(uses: &'a [MountUse], def: &VolumeDef, mountpoint: &str) -> Vec<&'a MountUse> {
-    uses.iter()
-        .filter(|u| match def.driver {
-            Driver::Local => u.volume.as_deref() == Some(def.name.as_str()),
-            _ => u.volume.is_none() && u.source == mountpoint,
-        })
-        .collect()
-}
-
 /// Object names every app's template refers to (declared or external), by app.
 fn referenced(apps: &[StoredApp]) -> BTreeMap<String, BTreeSet<String>> {
     let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
@@ -226,12 +216,24 @@ impl Core {
         Ok((row, def))
     }
 
-    fn mountpoint_of(&self, def: &VolumeDef) -> String {
+    fn mountpoint_of(&self, name: &str) -> String {
         self.volumes
             .dirs
-            .mountpoint(&def.name)
+            .mountpoint(name)
             .to_string_lossy()
             .into_owned()
+    }
+
+    /// The containers using a volume: the engine volume `name` (local), or a bind of its
+    /// mount point (oss, nas).
+    fn users_of<'a>(&self, uses: &'a [MountUse], name: &str, driver: Driver) -> Vec<&'a MountUse> {
+        let mp = self.mountpoint_of(name);
+        uses.iter()
+            .filter(|u| match driver {
+                Driver::Local => u.volume.as_deref() == Some(name),
+                _ => u.volume.is_none() && u.source == mp,
+            })
+            .collect()
     }
 
     /// `berth volume create`.
@@ -322,7 +324,7 @@ impl Core {
         };
         v.opts = def.masked();
         if def.driver.host_mounted() {
-            v.mountpoint = self.mountpoint_of(&def);
+            v.mountpoint = self.mountpoint_of(&def.name);
             let state = host_state(&self.volumes.dirs, &def.name).await;
             v.state = state.as_str().into();
             if let HostState::Dead(e) = state {
@@ -341,8 +343,8 @@ impl Core {
                 }
             }
         }
-        let mp = v.mountpoint.clone();
-        v.used_by = users_of(uses, &def, &mp)
+        v.used_by = self
+            .users_of(uses, &def.name, def.driver)
             .into_iter()
             .map(|u| VolumeUser {
                 container: u.container.clone(),
@@ -368,9 +370,8 @@ impl Core {
     async fn remove_volume_object(&self, def: &VolumeDef, check: bool) -> Result<(), CoreError> {
         let name = def.name.as_str();
         let uses = self.runtime.mount_uses().await?;
-        let mp = self.mountpoint_of(def);
         if check {
-            let users = users_of(&uses, def, &mp);
+            let users = self.users_of(&uses, name, def.driver);
             if !users.is_empty() {
                 let list: Vec<String> = users
                     .iter()
@@ -424,6 +425,9 @@ impl Core {
         spec: &AppSpec,
         stopped: bool,
     ) -> Result<(), CoreError> {
+        if spec.volumes.is_empty() {
+            return Ok(());
+        }
         let uses = self.runtime.mount_uses().await?;
         let mut to_save = Vec::new();
         for (key, v) in &spec.volumes {
@@ -454,8 +458,8 @@ impl Core {
                             row.app
                         )));
                     }
-                    let mp = self.mountpoint_of(&old);
-                    let running: Vec<&str> = users_of(&uses, &old, &mp)
+                    let running: Vec<&str> = self
+                        .users_of(&uses, &old.name, old.driver)
                         .into_iter()
                         .filter(|u| u.running)
                         .map(|u| u.container.as_str())
@@ -490,22 +494,21 @@ impl Core {
                     .is_some_and(|s| s.global || s.replicas > 0)
             })
         };
-        for key_def in to_save
-            .iter()
-            .filter(|d| d.driver.host_mounted() && needed.contains(&d.name))
-        {
-            self.mount_def(key_def).await?;
-        }
         for (key, v) in &spec.volumes {
             let object = v.object_name(&spec.name, key);
-            if v.external || !needed.contains(&object) || to_save.iter().any(|d| d.name == object) {
+            if !needed.contains(&object) {
                 continue;
             }
-            if let Some(row) = self.store.volume(&object)? {
-                let def = self.volume_def(&row)?;
-                if def.driver.host_mounted() {
-                    self.mount_def(&def).await?;
-                }
+            let new = to_save.iter().find(|d| d.name == object);
+            let driver = match new {
+                Some(d) => Some(d.driver),
+                None => self
+                    .store
+                    .volume(&object)?
+                    .and_then(|r| Driver::parse(&r.driver).ok()),
+            };
+            if driver.is_some_and(Driver::host_mounted) {
+                self.mount(&object, new).await?;
             }
         }
         for def in &to_save {
@@ -555,22 +558,27 @@ impl Core {
 
     /// Makes sure the host-mounted volume `name` is mounted and answers.
     pub(super) async fn ensure_mounted(&self, name: &str) -> Result<(), CoreError> {
-        let (_, def) = self.stored_volume(name)?;
-        self.mount_def(&def).await
+        self.mount(name, None).await
     }
 
-    async fn mount_def(&self, def: &VolumeDef) -> Result<(), CoreError> {
-        if !def.driver.host_mounted() {
-            return Ok(());
-        }
-        let lock = self.volumes.lock(&def.name);
+    /// Mounts the host-mounted volume `name` unless its mount answers. Its definition (`def`
+    /// for one not stored yet) is read, and its credentials unsealed, only when it must mount.
+    async fn mount(&self, name: &str, def: Option<&VolumeDef>) -> Result<(), CoreError> {
+        let lock = self.volumes.lock(name);
         let _held = lock.lock().await;
         let dirs = self.volumes.dirs.clone();
-        let before = host_state(&dirs, &def.name).await;
+        let before = host_state(&dirs, name).await;
         if before == HostState::Alive {
             return Ok(());
         }
-        let d = def.clone();
+        let d = match def {
+            Some(d) => d.clone(),
+            None => self.stored_volume(name)?.1,
+        };
+        if !d.driver.host_mounted() {
+            return Ok(());
+        }
+        let driver = d.driver;
         let wake = self.volumes.wake.clone();
         let started = std::time::Instant::now();
         tokio::task::spawn_blocking(move || {
@@ -589,16 +597,15 @@ impl Core {
         })
         .await
         .map_err(|_| VolumeError::Invalid("the mount panicked".into()))??;
-        self.volumes.clear_report(&def.name);
+        self.volumes.clear_report(name);
         self.event(
             "volume",
             "",
             "",
             &format!(
-                "mounted volume {} ({}) at {} in {} ms",
-                def.name,
-                def.driver.as_str(),
-                self.mountpoint_of(def),
+                "mounted volume {name} ({}) at {} in {} ms",
+                driver.as_str(),
+                self.mountpoint_of(name),
                 started.elapsed().as_millis()
             ),
         );
@@ -643,7 +650,7 @@ impl Core {
                     continue;
                 }
             };
-            if !users_of(&uses, &def, &self.mountpoint_of(&def)).is_empty() {
+            if !self.users_of(&uses, &def.name, def.driver).is_empty() {
                 continue;
             }
             match self.remove_volume_object(&def, false).await {
@@ -672,16 +679,17 @@ impl Core {
         let apps = self.store.list_apps().unwrap_or_default();
         let want = wanted(&apps);
         for row in host_rows {
-            let Ok(def) = self.volume_def(&row) else {
+            let Ok(driver) = Driver::parse(&row.driver) else {
                 continue;
             };
-            let mp = self.mountpoint_of(&def);
-            let running: Vec<&MountUse> = users_of(&uses, &def, &mp)
+            let name = row.name.as_str();
+            let running: Vec<&MountUse> = self
+                .users_of(&uses, name, driver)
                 .into_iter()
                 .filter(|u| u.running)
                 .collect();
-            let needed = !running.is_empty() || want.contains(&def.name);
-            let state = host_state(&self.volumes.dirs, &def.name).await;
+            let needed = !running.is_empty() || want.contains(name);
+            let state = host_state(&self.volumes.dirs, name).await;
             match (&state, needed) {
                 (HostState::Alive, true) | (HostState::Unmounted, false) => {}
                 (_, true) => {
@@ -691,38 +699,35 @@ impl Core {
                         }
                         _ => "it is not mounted".into(),
                     };
-                    if self.volumes.newly(&def.name, &why) {
+                    if self.volumes.newly(name, &why) {
                         self.event(
                             "volume",
                             "",
                             "",
-                            &format!("volume {} is needed but {why}: mounting it again", def.name),
+                            &format!("volume {} is needed but {why}: mounting it again", name),
                         );
                     }
-                    if let Err(e) = self.mount_def(&def).await {
+                    if let Err(e) = self.mount(name, None).await {
                         let msg = e.to_string();
-                        if self.volumes.newly(&def.name, &msg) {
+                        if self.volumes.newly(name, &msg) {
                             self.event("error", "", "", &msg);
                         }
                         continue;
                     }
                 }
                 (_, false) => {
-                    let lock = self.volumes.lock(&def.name);
+                    let lock = self.volumes.lock(name);
                     let _held = lock.lock().await;
-                    let (dirs, n) = (self.volumes.dirs.clone(), def.name.clone());
+                    let (dirs, n) = (self.volumes.dirs.clone(), name.to_string());
                     match tokio::task::spawn_blocking(move || host::unmount(&dirs, &n)).await {
                         Ok(Ok(())) => self.event(
                             "volume",
                             "",
                             "",
-                            &format!(
-                                "unmounted volume {} (no running container uses it)",
-                                def.name
-                            ),
+                            &format!("unmounted volume {} (no running container uses it)", name),
                         ),
                         Ok(Err(e)) => {
-                            tracing::warn!(volume = %def.name, error = %e, "cannot unmount")
+                            tracing::warn!(volume = %name, error = %e, "cannot unmount")
                         }
                         Err(_) => {}
                     }
@@ -735,7 +740,7 @@ impl Core {
                 let Some(pid) = cgroups.pid(&u.id) else {
                     continue;
                 };
-                let (target, driver) = (u.target.clone(), def.driver);
+                let target = u.target.clone();
                 let view = tokio::time::timeout(
                     STAT_TIMEOUT,
                     tokio::task::spawn_blocking(move || host::container_view(pid, &target, driver)),
@@ -766,7 +771,7 @@ impl Core {
                         "",
                         &format!(
                             "restarted {} to remount volume {} ({why})",
-                            u.container, def.name
+                            u.container, name
                         ),
                     ),
                     Err(e) => self.event(
@@ -775,7 +780,7 @@ impl Core {
                         "",
                         &format!(
                             "cannot restart {} to remount volume {}: {e}",
-                            u.container, def.name
+                            u.container, name
                         ),
                     ),
                 }

@@ -90,6 +90,18 @@ fn exit_code_from_status(status: &str) -> Option<i64> {
 }
 
 impl DockerRuntime {
+    /// Every container on the engine, anyone's, any state.
+    async fn all_containers(&self) -> Result<Vec<bollard::models::ContainerSummary>, RuntimeError> {
+        let opts = qp::ListContainersOptions {
+            all: true,
+            ..Default::default()
+        };
+        self.docker
+            .list_containers(Some(opts))
+            .await
+            .map_err(engine_err("list containers", "on this host"))
+    }
+
     /// Connects to `endpoint` (`unix:///var/run/docker.sock`, `tcp://host:2375`) and negotiates
     /// the API version.
     pub async fn connect(endpoint: &str) -> Result<DockerRuntime, RuntimeError> {
@@ -160,10 +172,12 @@ impl DockerRuntime {
                 }
                 MountKind::Volume | MountKind::Anonymous => mounts.push(Mount {
                     target: Some(m.target.clone()),
+                    // Named: the engine volume `volume_sources` resolved (a template
+                    // declares every named volume it mounts).
                     source: (m.kind == MountKind::Volume).then(|| {
                         match req.volumes.get(&m.source) {
                             Some(VolumeSource::Engine(n)) => n.clone(),
-                            _ => volume_name(&req.app, &m.source),
+                            _ => m.source.clone(),
                         }
                     }),
                     typ: Some(MountType::VOLUME),
@@ -323,9 +337,12 @@ impl DockerRuntime {
     }
 }
 
-/// Named volumes are prefixed with the app, as compose prefixes them with the project.
-pub fn volume_name(app: &str, name: &str) -> String {
-    format!("{app}_{name}")
+/// A container's first name, without the engine's leading `/`.
+fn first_name(names: Option<Vec<String>>) -> String {
+    names
+        .and_then(|n| n.into_iter().next())
+        .map(|n| n.trim_start_matches('/').to_string())
+        .unwrap_or_default()
 }
 
 #[async_trait]
@@ -393,11 +410,7 @@ impl ContainerRuntime for DockerRuntime {
             ports.dedup_by_key(|p| (p.container_port, p.host_port, p.protocol));
             out.push(Instance {
                 id: c.id.unwrap_or_default(),
-                name: c
-                    .names
-                    .and_then(|n| n.into_iter().next())
-                    .map(|n| n.trim_start_matches('/').to_string())
-                    .unwrap_or_default(),
+                name: first_name(c.names),
                 app: app.clone(),
                 service: service.clone(),
                 slot,
@@ -610,15 +623,7 @@ impl ContainerRuntime for DockerRuntime {
     }
 
     async fn images_in_use(&self) -> Result<std::collections::BTreeSet<String>, RuntimeError> {
-        let opts = qp::ListContainersOptions {
-            all: true,
-            ..Default::default()
-        };
-        let list = self
-            .docker
-            .list_containers(Some(opts))
-            .await
-            .map_err(engine_err("list containers", "on this host"))?;
+        let list = self.all_containers().await?;
         Ok(list.into_iter().filter_map(|c| c.image_id).collect())
     }
 
@@ -747,22 +752,9 @@ impl ContainerRuntime for DockerRuntime {
     }
 
     async fn mount_uses(&self) -> Result<Vec<MountUse>, RuntimeError> {
-        let opts = qp::ListContainersOptions {
-            all: true,
-            ..Default::default()
-        };
-        let list = self
-            .docker
-            .list_containers(Some(opts))
-            .await
-            .map_err(engine_err("list containers", "for their mounts"))?;
         let mut out = Vec::new();
-        for c in list {
-            let name = c
-                .names
-                .and_then(|n| n.into_iter().next())
-                .map(|n| n.trim_start_matches('/').to_string())
-                .unwrap_or_default();
+        for c in self.all_containers().await? {
+            let name = first_name(c.names);
             let running = c
                 .state
                 .is_some_and(|s| InstanceState::parse(s.as_ref()) == InstanceState::Running);

@@ -232,10 +232,8 @@ fn check_oss(name: &str, opts: &mut BTreeMap<String, String>) -> Result<(), Volu
     }
     if let Some(p) = opts.get("path") {
         let trimmed = p.trim_matches('/');
-        if trimmed
-            .split('/')
-            .any(|s| s.is_empty() || s == "." || s == "..")
-            && !trimmed.is_empty()
+        let bad_segment = |s: &str| s.is_empty() || s == "." || s == "..";
+        if (!trimmed.is_empty() && trimmed.split('/').any(bad_segment))
             || p.contains(char::is_whitespace)
         {
             return Err(invalid(format!(
