@@ -79,7 +79,8 @@ ensure_backends() {
 # Volumes: the FUSE helper for object storage, the NFS mount helper, and a local S3 API
 # server (moto, from PyPI) in a venv of its own for the tests.
 ensure_volume_tools() {
-    apt_install s3fs fuse3 nfs-common python3-venv
+    # nfs-ganesha-vfs + rpcbind: a userspace NFS server for the nas test; libnfs-utils checks it.
+    apt_install s3fs fuse3 nfs-common python3-venv rpcbind nfs-ganesha nfs-ganesha-vfs libnfs-utils
     local venv="${HOME}/.cache/berth-test/moto"
     if [ ! -x "$venv/bin/moto_server" ]; then
         log "installing moto_server into $venv"

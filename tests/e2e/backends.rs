@@ -256,3 +256,110 @@ impl Drop for S3 {
         let _ = self.child.wait();
     }
 }
+
+/// A userspace NFS server (Debian's nfs-ganesha with its VFS backend, installed by scripts/test)
+/// exporting a fresh directory as `/export` (NFSv4 pseudo path) on a port of its own. It
+/// registers with rpcbind, which it starts when none runs.
+pub struct Nfs {
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    child: Child,
+}
+
+impl Nfs {
+    /// The server, or why there can be none here.
+    pub fn start() -> Result<Nfs, String> {
+        for bin in ["ganesha.nfsd", "rpcbind"] {
+            if !on_path(bin) {
+                return Err(format!(
+                    "{bin} is not installed: scripts/test installs nfs-ganesha-vfs and rpcbind"
+                ));
+            }
+        }
+        if !Command::new("pgrep")
+            .args(["-x", "rpcbind"])
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+        {
+            let _ = Command::new("rpcbind").arg("-w").status();
+        }
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let export = dir.path().join("export");
+        std::fs::create_dir(&export).map_err(|e| e.to_string())?;
+        let port = free_port();
+        let conf = format!(
+            "NFS_CORE_PARAM {{ NFS_Port = {port}; MNT_Port = {mnt}; NLM_Port = {nlm}; Rquota_Port = {rq}; \
+             Bind_Addr = 127.0.0.1; Enable_NLM = false; Enable_RQUOTA = false; Enable_UDP = false; Protocols = 4; }}\n\
+             NFSV4 {{ Graceless = true; RecoveryBackend = fs; RecoveryRoot = {root}/recovery; }}\n\
+             EXPORT {{ Export_Id = 1; Path = {export}; Pseudo = /export; Access_Type = RW; \
+             Squash = No_Root_Squash; SecType = sys; Protocols = 4; Transports = TCP; FSAL {{ Name = VFS; }} }}\n",
+            mnt = free_port(),
+            nlm = free_port(),
+            rq = free_port(),
+            root = dir.path().display(),
+            export = export.display(),
+        );
+        let conf_path = dir.path().join("ganesha.conf");
+        std::fs::write(&conf_path, conf).map_err(|e| e.to_string())?;
+        let log = dir.path().join("ganesha.log");
+        let child = Command::new("ganesha.nfsd")
+            .args(["-F", "-N", "NIV_EVENT", "-f"])
+            .arg(&conf_path)
+            .arg("-L")
+            .arg(&log)
+            .arg("-p")
+            .arg(dir.path().join("ganesha.pid"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("ganesha.nfsd: {e}"))?;
+        let nfs = Nfs { port, dir, child };
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if std::time::Instant::now() > deadline {
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
+                return Err(format!("ganesha.nfsd did not listen within 60 s:\n{text}"));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(nfs)
+    }
+
+    /// The exported directory on this host.
+    pub fn export(&self) -> std::path::PathBuf {
+        self.dir.path().join("export")
+    }
+
+    /// Names in the export's root as an NFSv4 client sees them (libnfs's userspace `nfs-ls`,
+    /// so the server is checked even where the kernel has no NFS client).
+    pub fn ls(&self) -> Result<String, String> {
+        let out = Command::new("nfs-ls")
+            .arg(format!(
+                "nfs://127.0.0.1/export?version=4&nfsport={}",
+                self.port
+            ))
+            .output()
+            .map_err(|e| format!("nfs-ls: {e}"))?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+}
+
+fn on_path(bin: &str) -> bool {
+    std::env::var("PATH")
+        .unwrap_or_default()
+        .split(':')
+        .chain(["/usr/sbin", "/sbin"])
+        .any(|d| std::path::Path::new(d).join(bin).is_file())
+}
+
+impl Drop for Nfs {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,7 +1,7 @@
 //! Volumes against real components: an S3 API server (moto) mounted through s3fs, engine
-//! volumes, and the NFS path up to the kernel (which has no NFS client here).
+//! volumes, and an NFS server (nfs-ganesha) mounted by the kernel where it has an NFS client.
 
-use super::backends::S3;
+use super::backends::{Nfs, S3};
 use super::harness::*;
 use std::time::Duration;
 
@@ -290,27 +290,74 @@ fn local_volumes_survive_redeploy_refuse_rm_in_use_and_prune() {
 }
 
 #[test]
-fn nas_volume_fails_with_the_mount_error_here_and_mounts_where_nfs_exists() {
+fn nas_volume_mounts_a_real_nfs_export_or_fails_with_the_mount_error() {
     let a = Agent::start();
-    let template = "services:\n  app:\n    image: berth-test/busybox\n    command: [\"sleep\", \"3600\"]\n    volumes: [\"share:/share\"]\nvolumes:\n  share:\n    driver: nas\n    driver_opts:\n      server: 127.0.0.1\n      path: /export\n      subdir: apps/one\n      vers: \"3\"\n      mode: \"0770\"\n      options: \"nolock,soft,timeo=10,retrans=1,retry=0\"\n";
-    let p = a.template("nasv", template);
+    let nfs = match Nfs::start() {
+        Ok(n) => n,
+        Err(why) => panic!("the NFS server for this test: {why}"),
+    };
+    // The server itself answers NFSv4 (checked in user space, so also on kernels without NFS).
+    std::fs::write(nfs.export().join("from-server"), "s").expect("write export");
+    let listing = nfs.ls().expect("nfs-ls lists the export");
+    assert!(listing.contains("from-server"), "{listing}");
+
+    let template = format!(
+        "services:\n  app:\n    image: berth-test/busybox\n    command: [\"sleep\", \"3600\"]\n    volumes: [\"share:/share\"]\nvolumes:\n  share:\n    driver: nas\n    driver_opts:\n      server: 127.0.0.1\n      path: /export\n      subdir: apps/one\n      vers: \"4\"\n      mode: \"0770\"\n      options: \"port={},soft,timeo=50,retrans=2\"\n",
+        nfs.port
+    );
+    let p = a.template("nasv", &template);
     let has_nfs = std::fs::read_to_string("/proc/filesystems")
         .unwrap_or_default()
         .lines()
         .any(|l| l.trim_end().ends_with("\tnfs") || l.trim_end().ends_with("\tnfs4"));
-    let err = a.fails(&["deploy", "-f", path_str(&p), "--name", "nasv"]);
-    assert!(err.contains("nasv_share") && err.contains("mount"), "{err}");
-    assert!(
-        mounts_under(a.dir.path()).is_empty(),
-        "nothing stays mounted"
+    if !has_nfs {
+        let err = a.fails(&["deploy", "-f", path_str(&p), "--name", "nasv"]);
+        assert!(err.contains("nasv_share") && err.contains("mount"), "{err}");
+        eprintln!("deploy refused as expected: {err}");
+        assert!(
+            mounts_under(a.dir.path()).is_empty(),
+            "nothing stays mounted"
+        );
+        assert_eq!(a.ok(&["volume", "ls", "--json"]).trim(), "[]");
+        assert!(
+            !nfs.export().join("apps").exists(),
+            "a failed mount makes no sub-directory"
+        );
+        skipped(
+            "volumes::nas end to end",
+            "this kernel has no NFS client (`nfs` is not in /proc/filesystems); the NFS server (nfs-ganesha) was checked with libnfs, and the mount options, the sub-directory step and the failure path were tested",
+        );
+        return;
+    }
+    a.ok(&["deploy", "-f", path_str(&p), "--name", "nasv"]);
+    let sub = nfs.export().join("apps/one");
+    let meta = std::fs::metadata(&sub).expect("the sub-directory is made on first mount");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(meta.permissions().mode() & 0o777, 0o770);
+    let container = "nasv_app-001_1";
+    exec(
+        container,
+        &["sh", "-c", "echo from-container > /share/hello"],
+    )
+    .expect("write");
+    assert_eq!(
+        std::fs::read_to_string(sub.join("hello")).expect("the file is on the server"),
+        "from-container\n"
     );
-    assert_eq!(a.ok(&["volume", "ls", "--json"]).trim(), "[]");
-    skipped(
-        "volumes::nas end to end",
-        if has_nfs {
-            "no NFS server is set up by this suite; the mount options, the sub-directory step and the failure path were tested"
-        } else {
-            "this kernel has no NFS client (`nfs` is not in /proc/filesystems); the mount options, the sub-directory step and the failure path were tested"
-        },
+    std::fs::write(sub.join("back"), "from-host").expect("write on the server");
+    assert_eq!(
+        exec(container, &["cat", "/share/back"]).as_deref(),
+        Some("from-host")
+    );
+    let v = volume(&a, "nasv_share");
+    assert_eq!(v.state, "mounted", "{v:?}");
+    a.ok(&["rm", "nasv"]);
+    wait_until("the NFS mount is released", Duration::from_secs(30), || {
+        mounts_under(a.dir.path()).is_empty()
+    });
+    a.ok(&["volume", "rm", "nasv_share"]);
+    assert!(
+        sub.join("hello").exists(),
+        "removing the volume keeps the data"
     );
 }
