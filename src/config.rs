@@ -418,6 +418,101 @@ pub fn load_agent(flags: &AgentFlags) -> Result<AgentConfig, ConfigError> {
 mod tests {
     use super::*;
 
+    /// The packaged /etc/berth/berth.toml with its commented settings switched on: the lines
+    /// of array tables (`[[...]]` samples) only when `samples`, empty values never.
+    fn packaged(samples: bool) -> String {
+        let text = include_str!("../packaging/berth.toml");
+        let mut out = String::new();
+        let mut in_sample = false;
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("#[[") {
+                in_sample = true;
+                if samples {
+                    out.push_str(&format!("[[{rest}\n"));
+                }
+            } else if line.starts_with('[') {
+                in_sample = false;
+                out.push_str(line);
+                out.push('\n');
+            } else if let Some(setting) = line.strip_prefix('#').filter(|l| {
+                (samples || !in_sample)
+                    && l.split_once(" = ")
+                        .is_some_and(|(k, v)| !k.contains(' ') && v != "\"\"")
+            }) {
+                out.push_str(setting);
+                out.push('\n');
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn the_packaged_config_names_real_options_with_their_defaults() {
+        // As shipped (all commented) it is a valid file.
+        toml::from_str::<FileConfig>(include_str!("../packaging/berth.toml")).expect("as shipped");
+        // Every option it shows, samples included, is one the agent knows.
+        let all = packaged(true);
+        let f: FileConfig = toml::from_str(&all).unwrap_or_else(|e| panic!("{e}\n{all}"));
+        assert_eq!((f.metrics.influxdb.len(), f.metrics.alarm.len()), (1, 1));
+        assert_eq!((f.router.tls.len(), f.logs.syslog.len()), (1, 1));
+        // The defaults it states are the defaults.
+        let dir = tempfile::tempdir().expect("tmp");
+        let (stated, empty) = (
+            dir.path().join("stated.toml"),
+            dir.path().join("empty.toml"),
+        );
+        std::fs::write(&stated, packaged(false)).expect("write");
+        std::fs::write(&empty, "").expect("write");
+        let load = |p: &Path| {
+            load_agent(&AgentFlags {
+                config: Some(p.to_path_buf()),
+                ..Default::default()
+            })
+            .expect("loads")
+        };
+        let (a, b) = (load(&stated), load(&empty));
+        assert_eq!(
+            format!(
+                "{:?}",
+                (
+                    &a.data_dir,
+                    a.listen,
+                    &a.docker_host,
+                    a.reconcile_interval_ms,
+                    a.version_deadline_ms,
+                    a.router_tcp_ip
+                )
+            ),
+            format!(
+                "{:?}",
+                (
+                    &b.data_dir,
+                    b.listen,
+                    &b.docker_host,
+                    b.reconcile_interval_ms,
+                    b.version_deadline_ms,
+                    b.router_tcp_ip
+                )
+            )
+        );
+        assert_eq!(
+            (
+                a.metrics.interval_ms,
+                a.metrics.prometheus_public,
+                a.metrics.outbox_max_bytes
+            ),
+            (
+                b.metrics.interval_ms,
+                b.metrics.prometheus_public,
+                b.metrics.outbox_max_bytes
+            )
+        );
+        assert_eq!(
+            (a.logs.retain_days, a.logs.max_bytes),
+            (b.logs.retain_days, b.logs.max_bytes)
+        );
+    }
+
     #[test]
     fn flags_override_file_and_bad_values_are_refused() {
         let dir = tempfile::tempdir().expect("tmp");

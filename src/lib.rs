@@ -5,6 +5,7 @@ pub mod agent;
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod doctor;
 pub mod health;
 pub mod logs;
 pub mod metrics;

@@ -28,6 +28,8 @@ fn run_agent(flags: berth::config::AgentFlags) -> anyhow::Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    rt.block_on(berth::agent::run(cfg))?;
+    // SIGHUP reads the same file with the same flags again.
+    let reload = Box::new(move || berth::config::load_agent(&flags));
+    rt.block_on(berth::agent::run(cfg, reload))?;
     Ok(())
 }

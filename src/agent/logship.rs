@@ -8,6 +8,7 @@ use crate::metrics::cgroup::Cgroups;
 use crate::model::InstanceState;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 /// Lines stored between retention passes at most (besides the minute).
@@ -21,7 +22,7 @@ pub async fn log_loop(core: Arc<Core>, mut shutdown: tokio::sync::watch::Receive
         &core.node_name,
         Export::new(
             &super::telemetry::configured_sinks(&core),
-            core.metrics_cfg.outbox_max_bytes,
+            core.metrics_cfg().outbox_max_bytes,
         ),
         core.metrics.log_lines.clone(),
     );
@@ -31,10 +32,24 @@ pub async fn log_loop(core: Arc<Core>, mut shutdown: tokio::sync::watch::Receive
     let mut files: HashMap<String, BTreeMap<String, String>> = HashMap::new();
     let mut last_prune = Instant::now();
     let mut pruned_at = 0;
+    let mut generation = core.settings_generation.load(Ordering::Relaxed);
     loop {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-            _ = shutdown.changed() => return,
+            _ = shutdown.changed() => {
+                // Lines read so far are stored with their checkpoints before the agent exits.
+                shipper.close(Duration::from_secs(5)).await;
+                return;
+            }
+        }
+        let mut reloaded = false;
+        if core.settings_generation.load(Ordering::Relaxed) != generation {
+            generation = core.settings_generation.load(Ordering::Relaxed);
+            shipper.set_export(Export::new(
+                &super::telemetry::configured_sinks(&core),
+                core.metrics_cfg().outbox_max_bytes,
+            ));
+            reloaded = true;
         }
         let Ok(instances) = core.instances().await else {
             continue;
@@ -82,20 +97,16 @@ pub async fn log_loop(core: Arc<Core>, mut shutdown: tokio::sync::watch::Receive
             .collect();
         shipper.sync(&targets).await;
         // Retention every minute, or sooner when many lines came in.
-        let stored = core
-            .metrics
-            .log_lines
-            .load(std::sync::atomic::Ordering::Relaxed);
-        if last_prune.elapsed() >= Duration::from_secs(60)
+        let stored = core.metrics.log_lines.load(Ordering::Relaxed);
+        // A reload applies new retention at once.
+        if reloaded
+            || last_prune.elapsed() >= Duration::from_secs(60)
             || stored >= pruned_at + PRUNE_AFTER_LINES
         {
             last_prune = Instant::now();
             pruned_at = stored;
-            let (store, days, max) = (
-                core.store.clone(),
-                core.logs_cfg.retain_days,
-                core.logs_cfg.max_bytes,
-            );
+            let logs = core.logs_cfg();
+            let (store, days, max) = (core.store.clone(), logs.retain_days, logs.max_bytes);
             let ids: Vec<String> = instances.iter().map(|i| i.id.clone()).collect();
             let _ = tokio::task::spawn_blocking(move || {
                 let n = crate::logs::prune(&store, days, max);

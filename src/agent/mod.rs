@@ -14,6 +14,7 @@ mod executor;
 mod logship;
 mod observe;
 mod ops;
+pub mod service;
 mod telemetry;
 mod versions;
 mod volumes;
@@ -90,12 +91,20 @@ pub struct Core {
     router_errors: Mutex<Vec<String>>,
     /// Latest metrics, the last hour, sink senders.
     pub metrics: crate::metrics::Hub,
-    pub metrics_cfg: crate::metrics::MetricsConfig,
-    pub logs_cfg: crate::config::LogsConfig,
+    /// `[metrics]` and `[logs]`: swapped whole by a SIGHUP reload (see `reload`).
+    settings: std::sync::RwLock<Settings>,
+    /// Bumped by each reload that took effect (loops that cache settings compare it).
+    pub settings_generation: std::sync::atomic::AtomicU64,
     /// Set when the agent shuts down (ends log streams).
     stopping: std::sync::atomic::AtomicBool,
     /// Volume mounts and sealed credentials.
     pub volumes: volumes::VolumeHub,
+}
+
+/// The settings a reload may change.
+struct Settings {
+    metrics: Arc<crate::metrics::MetricsConfig>,
+    logs: Arc<crate::config::LogsConfig>,
 }
 
 pub fn desired_replicas(app: &StoredApp, service: &str) -> u32 {
@@ -189,11 +198,32 @@ impl Core {
             },
             router_errors: Mutex::new(Vec::new()),
             metrics: crate::metrics::Hub::default(),
-            metrics_cfg: cfg.metrics.clone(),
-            logs_cfg: cfg.logs.clone(),
+            settings: std::sync::RwLock::new(Settings {
+                metrics: Arc::new(cfg.metrics.clone()),
+                logs: Arc::new(cfg.logs.clone()),
+            }),
+            settings_generation: std::sync::atomic::AtomicU64::new(0),
             stopping: std::sync::atomic::AtomicBool::new(false),
             volumes: volumes::VolumeHub::new(&cfg.data_dir),
         })
+    }
+
+    /// The `[metrics]` settings in force.
+    pub fn metrics_cfg(&self) -> Arc<crate::metrics::MetricsConfig> {
+        self.settings
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .metrics
+            .clone()
+    }
+
+    /// The `[logs]` settings in force.
+    pub fn logs_cfg(&self) -> Arc<crate::config::LogsConfig> {
+        self.settings
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .logs
+            .clone()
     }
 
     pub fn stopping(&self) -> bool {
@@ -579,7 +609,9 @@ pub fn prepare_data_dir(dir: &Path) -> Result<String, AgentError> {
 }
 
 /// Runs the agent until SIGINT/SIGTERM: store, engine, reconcile loop, event watcher, API.
-pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
+/// SIGHUP calls `reload` and applies what may change at run time.
+pub async fn run(cfg: AgentConfig, reload: service::Reloader) -> Result<(), AgentError> {
+    let mut signals = service::Signals::new();
     let token = prepare_data_dir(&cfg.data_dir)?;
     let store = Store::open(&cfg.data_dir.join("state.db"))?;
     let runtime: Arc<dyn ContainerRuntime> =
@@ -637,8 +669,26 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
     let metrics = tokio::spawn(telemetry::metrics_loop(core.clone(), stop_rx.clone()));
     let volumes = tokio::spawn(volumes::volume_loop(core.clone(), stop_rx.clone()));
 
-    wait_for_signal().await;
-    tracing::info!("shutting down: API closed, loop stopping");
+    service::notify("READY=1");
+    let mut running = cfg;
+    while let service::Signal::Reload = signals.next().await {
+        service::notify("RELOADING=1");
+        match reload() {
+            Ok(new) => running = service::apply_reload(&core, &running, new),
+            Err(e) => {
+                tracing::error!(error = %e, "reload refused");
+                core.event(
+                    "agent",
+                    "",
+                    "",
+                    &format!("reload refused, the running configuration is unchanged: {e}"),
+                );
+            }
+        }
+        service::notify("READY=1");
+    }
+    service::notify("STOPPING=1");
+    tracing::info!("shutting down: API closed, loops stopping");
     core.stopping
         .store(true, std::sync::atomic::Ordering::Relaxed);
     api.shutdown();
@@ -647,25 +697,30 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
     let _ = watcher.await;
     let _ = prober.await;
     let _ = metrics.await;
+    // The log loop returns once the lines read so far are stored with their checkpoints.
     let _ = logs.await;
     let _ = volumes.await;
-    core.metrics.stop_senders();
-    core.event("agent", "", "", "agent stopped (containers keep running)");
+    let drain = core.clone();
+    let _ = tokio::task::spawn_blocking(move || {
+        drain.metrics.drain_senders(SHUTDOWN_FLUSH);
+        drain.store.checkpoint_wal();
+    })
+    .await;
+    let left = core
+        .store
+        .outbox_stats()
+        .map(|s| s.iter().map(|x| x.lines).sum::<i64>())
+        .unwrap_or(0);
+    core.event(
+        "agent",
+        "",
+        "",
+        &format!(
+            "agent stopped (containers keep running); {left} lines wait in the outbox for the next start"
+        ),
+    );
     Ok(())
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        // Without signal handlers, run until killed.
-        std::future::pending::<()>().await;
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
-}
+/// How long a stopping agent keeps delivering the outbox to its sinks.
+const SHUTDOWN_FLUSH: Duration = Duration::from_secs(10);

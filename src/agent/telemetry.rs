@@ -13,6 +13,7 @@ use crate::model::{Health, Instance};
 use crate::store::StoredApp;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 fn target(core: &Core, i: &Instance) -> Target {
@@ -51,6 +52,12 @@ fn addon_sinks(apps: &[StoredApp]) -> Vec<(String, String, InfluxSink)> {
     out
 }
 
+/// Outbox keys of the add-on sinks the deployed apps name.
+pub fn addon_keys(core: &Core) -> Vec<String> {
+    let apps = core.store.list_apps().unwrap_or_default();
+    addon_sinks(&apps).iter().map(|(_, _, s)| s.key()).collect()
+}
+
 /// Reports a sink's state changes as agent events.
 pub fn sink_report(core: &Arc<Core>) -> Report {
     let core = core.clone();
@@ -59,8 +66,12 @@ pub fn sink_report(core: &Arc<Core>) -> Report {
 
 /// The sinks berth.toml names: `[[metrics.influxdb]]` and `[[logs.syslog]]`.
 pub fn configured_sinks(core: &Core) -> Vec<Sink> {
-    let m = core.metrics_cfg.influxdb.iter().cloned().map(Sink::Influx);
-    m.chain(core.logs_cfg.syslog.iter().cloned().map(Sink::Syslog))
+    let (m, l) = (core.metrics_cfg(), core.logs_cfg());
+    m.influxdb
+        .iter()
+        .cloned()
+        .map(Sink::Influx)
+        .chain(l.syslog.iter().cloned().map(Sink::Syslog))
         .collect()
 }
 
@@ -87,13 +98,18 @@ pub fn start_sinks(core: &Arc<Core>) {
 }
 
 pub async fn metrics_loop(core: Arc<Core>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
-    let cfg = &core.metrics_cfg;
     let host = crate::config::host_name();
-    let step = cfg.interval_ms as i64 * 1_000_000;
+    let global_sinks = |cfg: &crate::metrics::MetricsConfig| -> Arc<Vec<Sink>> {
+        Arc::new(cfg.influxdb.iter().cloned().map(Sink::Influx).collect())
+    };
+    // The interval and the sinks as of the last reload (SIGHUP) seen.
+    let mut generation = core.settings_generation.load(Ordering::Relaxed);
+    let cfg = core.metrics_cfg();
+    let mut step = cfg.interval_ms as i64 * 1_000_000;
+    let mut global = global_sinks(&cfg);
     let mut collector = Some(Collector::new(Cgroups::detect()));
     let mut alarms = Alarms::default();
     let report = sink_report(&core);
-    let global: Arc<Vec<Sink>> = Arc::new(cfg.influxdb.iter().cloned().map(Sink::Influx).collect());
     let http = super::custom::http_agent();
     // Custom metrics (scripts run in containers, HTTP scrapes) run beside the cycle, as
     // Telegraf's inputs do: a slow one never delays the container and host figures, and while
@@ -104,6 +120,15 @@ pub async fn metrics_loop(core: Arc<Core>, mut shutdown: tokio::sync::watch::Rec
     // point of a cycle carries its tick as its time.
     let mut tick = next_tick(crate::timefmt::now_ns(), step);
     loop {
+        if core.settings_generation.load(Ordering::Relaxed) != generation {
+            generation = core.settings_generation.load(Ordering::Relaxed);
+            let cfg = core.metrics_cfg();
+            global = global_sinks(&cfg);
+            if cfg.interval_ms as i64 * 1_000_000 != step {
+                step = cfg.interval_ms as i64 * 1_000_000;
+                tick = next_tick(crate::timefmt::now_ns(), step);
+            }
+        }
         let now = crate::timefmt::now_ns();
         if tick - now > step {
             // The clock went back: start again from the next multiple.
@@ -187,7 +212,7 @@ fn next_tick(now: i64, step: i64) -> i64 {
 
 /// Rules from berth.toml, then those added with `berth alarm add`.
 pub fn alarm_rules(core: &Core) -> Vec<crate::metrics::history::AlarmRule> {
-    let mut rules = core.metrics_cfg.alarms.clone();
+    let mut rules = core.metrics_cfg().alarms.clone();
     for json in core.store.alarms().unwrap_or_default() {
         match serde_json::from_str(&json) {
             Ok(r) => rules.push(r),
@@ -200,7 +225,7 @@ pub fn alarm_rules(core: &Core) -> Vec<crate::metrics::history::AlarmRule> {
 /// Queues the cycle's points: all of them for every configured sink, each service's own
 /// series for its add-on sink.
 fn queue(core: &Arc<Core>, apps: &[StoredApp], global: &[Sink], report: &Report, points: &[Point]) {
-    let max = core.metrics_cfg.outbox_max_bytes;
+    let max = core.metrics_cfg().outbox_max_bytes;
     if !global.is_empty() {
         let rows = encode_batches(points, MAX_BATCH_LINES);
         for s in global {

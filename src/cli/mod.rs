@@ -4,6 +4,7 @@
 //! except `config`, which validates a template locally with the same pure parser.
 
 mod client;
+mod host;
 mod observe;
 mod output;
 mod volume;
@@ -21,6 +22,7 @@ use std::time::{Duration, Instant};
 #[command(
     name = "berth",
     version,
+    long_version = host::LONG_VERSION,
     about = "A managed container platform on your own Docker hosts"
 )]
 pub struct Cli {
@@ -134,9 +136,14 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Version operations.
-    #[command(subcommand)]
-    Version(VersionCommand),
+    /// Print berth's version, git commit and build date; `version rm` deletes an app's version.
+    #[command(args_conflicts_with_subcommands = true)]
+    Version(VersionArgs),
+    /// Check this host: engine, cgroups, FUSE, NFS, ports, data dir, clock.
+    Doctor(host::DoctorArgs),
+    /// Write shell completions or the man page (used by the packages).
+    #[command(hide = true, subcommand)]
+    Generate(host::GenerateCommand),
     /// Split a service's traffic between versions: berth traffic APP/SERVICE 003=90 002=10.
     Traffic {
         #[arg(value_name = "APP/SERVICE")]
@@ -173,6 +180,14 @@ pub enum ReleaseCommand {
         #[arg(value_name = "APP/SERVICE")]
         target: String,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct VersionArgs {
+    #[command(subcommand)]
+    pub command: Option<VersionCommand>,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -365,7 +380,16 @@ pub fn run(cli: Cli) -> Result<()> {
             )?;
             print_versions(&list, false)
         }
-        Command::Version(VersionCommand::Rm { target, number }) => {
+        Command::Version(VersionArgs {
+            command: None,
+            json,
+        }) => host::version(json),
+        Command::Doctor(a) => host::doctor(&a),
+        Command::Generate(g) => host::generate(g),
+        Command::Version(VersionArgs {
+            command: Some(VersionCommand::Rm { target, number }),
+            ..
+        }) => {
             let (app, svc) = app_service(&target)?;
             let n = crate::release::parse_version(svc, &number)?;
             let _: serde_json::Value =

@@ -71,6 +71,8 @@ struct Msg {
     lines: Vec<LogLine>,
     /// (container id, source, position).
     checkpoints: Vec<(String, String, String)>,
+    /// Answered once everything sent before it is stored (shutdown).
+    flushed: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 /// Where collected lines are exported to, besides the store.
@@ -142,6 +144,10 @@ pub struct Shipper {
     node: String,
     tx: mpsc::Sender<Msg>,
     state: Arc<Mutex<State>>,
+    /// Where lines are exported; swapped on a config reload.
+    export: Arc<std::sync::RwLock<Arc<Export>>>,
+    /// Set by [`Shipper::close`]: followers hand over what they hold and end.
+    closing: tokio::sync::watch::Sender<bool>,
 }
 
 impl Shipper {
@@ -155,14 +161,40 @@ impl Shipper {
         lines_total: Arc<AtomicU64>,
     ) -> Arc<Shipper> {
         let (tx, rx) = mpsc::channel(64);
-        tokio::spawn(write_loop(store.clone(), rx, export, lines_total));
+        let export = Arc::new(std::sync::RwLock::new(Arc::new(export)));
+        tokio::spawn(write_loop(store.clone(), rx, export.clone(), lines_total));
         Arc::new(Shipper {
             store,
             runtime,
             node: node.to_string(),
             tx,
             state: Arc::new(Mutex::new(State::default())),
+            export,
+            closing: tokio::sync::watch::channel(false).0,
         })
+    }
+
+    /// Exports lines stored from now on to `export`'s sinks (after a config reload).
+    pub fn set_export(&self, export: Export) {
+        *self.export.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(export);
+    }
+
+    /// Ends collection cleanly: every follower hands over the lines it holds with their
+    /// checkpoint, and returns once the writer has stored them (bounded by `limit`).
+    pub async fn close(&self, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        self.closing.send_replace(true);
+        while !self.state().active.is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let (done, stored) = tokio::sync::oneshot::channel();
+        let flush = Msg {
+            flushed: Some(done),
+            ..Default::default()
+        };
+        if self.tx.send(flush).await.is_ok() {
+            let _ = tokio::time::timeout_at(deadline, stored).await;
+        }
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -224,10 +256,17 @@ impl Shipper {
         let mut stream = self.runtime.logs(&t.id, since, t.running);
         let mut pending: Vec<LogLine> = Vec::new();
         let mut last_cp = resume;
+        let mut closing = self.closing.subscribe();
         loop {
+            if *closing.borrow_and_update() {
+                break;
+            }
             // Hand lines over in chunks; a checkpoint goes with the lines before it.
             let next = if pending.is_empty() {
-                stream.next().await
+                tokio::select! {
+                    n = stream.next() => n,
+                    _ = closing.changed() => continue,
+                }
             } else {
                 match tokio::time::timeout(Duration::from_millis(20), stream.next()).await {
                     Ok(n) => n,
@@ -271,7 +310,7 @@ impl Shipper {
         // covers everything pending.
         let mut m = Msg {
             lines: std::mem::take(pending),
-            checkpoints: Vec::new(),
+            ..Default::default()
         };
         if let Some(cp) = reader.checkpoint().filter(|cp| Some(*cp) != *last_cp) {
             *last_cp = Some(cp);
@@ -304,7 +343,7 @@ impl Shipper {
                         .into_iter()
                         .map(|l| t.line(&self.node, now, &l.name, l.text))
                         .collect(),
-                    checkpoints: Vec::new(),
+                    ..Default::default()
                 };
                 for (k, v) in new_cps {
                     if cps.get(&k) != Some(&v) {
@@ -325,19 +364,20 @@ impl Shipper {
 async fn write_loop(
     store: Arc<Store>,
     mut rx: mpsc::Receiver<Msg>,
-    export: Export,
+    export: Arc<std::sync::RwLock<Arc<Export>>>,
     total: Arc<AtomicU64>,
 ) {
-    let export = Arc::new(export);
     loop {
         let Some(first) = rx.recv().await else { return };
         let mut batch = LogBatch::default();
         let mut cps: BTreeMap<(String, String), String> = BTreeMap::new();
+        let mut flushed = Vec::new();
         let mut add = |m: Msg, batch: &mut LogBatch| {
             batch.lines.extend(m.lines);
             for (id, src, pos) in m.checkpoints {
                 cps.insert((id, src), pos);
             }
+            flushed.extend(m.flushed);
         };
         add(first, &mut batch);
         let deadline = tokio::time::Instant::now() + BATCH_WAIT;
@@ -349,7 +389,8 @@ async fn write_loop(
         }
         batch.checkpoints = cps.into_iter().map(|((a, b), c)| (a, b, c)).collect();
         let n = batch.lines.len() as u64;
-        let (store2, export2) = (store.clone(), export.clone());
+        let export2 = export.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let store2 = store.clone();
         let stored = tokio::task::spawn_blocking(move || {
             batch.export = export2.rows(&batch.lines);
             // Retry a failing write (a busy or full disk) rather than lose the lines.
@@ -368,6 +409,9 @@ async fn write_loop(
         .await;
         if stored.is_ok() {
             total.fetch_add(n, Ordering::Relaxed);
+        }
+        for f in flushed {
+            let _ = f.send(());
         }
     }
 }

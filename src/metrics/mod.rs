@@ -19,7 +19,7 @@ pub mod sink;
 
 use crate::store::Store;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 /// `[metrics]` after validation.
@@ -58,7 +58,13 @@ pub struct Hub {
     cycles_skipped: AtomicU64,
     /// Log lines stored since start (the log shipper counts).
     pub log_lines: Arc<AtomicU64>,
-    senders: Mutex<BTreeMap<String, Arc<AtomicBool>>>,
+    senders: Mutex<BTreeMap<String, Sender>>,
+}
+
+/// A running sender thread and the mode it is told to run in.
+struct Sender {
+    mode: Arc<sink::Mode>,
+    thread: std::thread::JoinHandle<()>,
 }
 
 impl Hub {
@@ -134,33 +140,59 @@ impl Hub {
     /// Starts a sender thread for every sink that has none yet.
     pub fn ensure_senders(&self, store: &Arc<Store>, sinks: &[sink::Sink], report: &sink::Report) {
         let mut running = self.senders.lock().unwrap_or_else(|p| p.into_inner());
+        running.retain(|_, s| !s.thread.is_finished());
         for s in sinks {
             let key = s.key();
             if running.contains_key(&key) {
                 continue;
             }
-            let stop = Arc::new(AtomicBool::new(false));
-            running.insert(key.clone(), stop.clone());
-            let (store, s, report) = (store.clone(), s.clone(), report.clone());
-            let spawned = std::thread::Builder::new()
+            let mode = Arc::new(sink::Mode::default());
+            let (store, s, report, m) = (store.clone(), s.clone(), report.clone(), mode.clone());
+            match std::thread::Builder::new()
                 .name("berth-sink".into())
-                .spawn(move || sink::run_sender(store, s, report, stop));
-            if let Err(e) = spawned {
-                tracing::warn!(sink = %key, error = %e, "cannot start a sender thread");
-                running.remove(&key);
+                .spawn(move || sink::run_sender(store, s, report, m))
+            {
+                Ok(thread) => {
+                    running.insert(key, Sender { mode, thread });
+                }
+                Err(e) => tracing::warn!(sink = %key, error = %e, "cannot start a sender thread"),
             }
         }
     }
 
-    /// Stops every sender (at shutdown).
-    pub fn stop_senders(&self) {
-        for stop in self
-            .senders
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
+    /// Stops the senders of sinks whose key is not in `keep` (after a reload).
+    pub fn stop_senders_except(&self, keep: &std::collections::HashSet<String>) {
+        let mut running = self.senders.lock().unwrap_or_else(|p| p.into_inner());
+        running.retain(|key, s| {
+            let kept = keep.contains(key);
+            if !kept {
+                s.mode.set(sink::Mode::STOP);
+            }
+            kept
+        });
+    }
+
+    /// At shutdown: every sender delivers what its queue holds until it is empty, a send
+    /// fails or `limit` passes; then all stop. What is not delivered stays in the outbox.
+    pub fn drain_senders(&self, limit: std::time::Duration) {
+        let senders: Vec<Sender> =
+            std::mem::take(&mut *self.senders.lock().unwrap_or_else(|p| p.into_inner()))
+                .into_values()
+                .collect();
+        for s in &senders {
+            s.mode.set(sink::Mode::DRAIN);
+        }
+        let deadline = std::time::Instant::now() + limit;
+        while senders.iter().any(|s| !s.thread.is_finished())
+            && std::time::Instant::now() < deadline
         {
-            stop.store(true, Ordering::Relaxed);
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        for s in senders {
+            s.mode.set(sink::Mode::STOP);
+            if s.thread.is_finished() {
+                let _ = s.thread.join();
+            }
         }
     }
 }

@@ -9,7 +9,7 @@ use crate::store::Store;
 use serde::Deserialize;
 use std::io::Write;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 /// Largest batch sent at once.
@@ -329,8 +329,27 @@ mod base64_lite {
 /// Reports a sink's state changes as events: (kind, message).
 pub type Report = Arc<dyn Fn(&str, &str) + Send + Sync>;
 
-/// Runs a sink's sender until `stop` is set: peek, send, settle, back off.
-pub fn run_sender(store: Arc<Store>, sink: Sink, report: Report, stop: Arc<AtomicBool>) {
+/// What a sender is told to do: run, drain (deliver what is queued, then end) or stop.
+#[derive(Debug, Default)]
+pub struct Mode(AtomicU8);
+
+impl Mode {
+    pub const RUN: u8 = 0;
+    pub const DRAIN: u8 = 1;
+    pub const STOP: u8 = 2;
+
+    pub fn set(&self, m: u8) {
+        self.0.store(m, Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> u8 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Runs a sink's sender until told to stop: peek, send, settle, back off. Told to drain, it
+/// sends at once (no back-off wait) until the queue is empty or a send does not deliver.
+pub fn run_sender(store: Arc<Store>, sink: Sink, report: Report, mode: Arc<Mode>) {
     let key = sink.key();
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
@@ -341,11 +360,12 @@ pub fn run_sender(store: Arc<Store>, sink: Sink, report: Report, stop: Arc<Atomi
     let mut failing: Option<String> = None;
     let sleep = |d: Duration| {
         let until = std::time::Instant::now() + d;
-        while std::time::Instant::now() < until && !stop.load(Ordering::Relaxed) {
+        while std::time::Instant::now() < until && mode.get() == Mode::RUN {
             std::thread::sleep(Duration::from_millis(100).min(d));
         }
     };
-    while !stop.load(Ordering::Relaxed) {
+    while mode.get() != Mode::STOP {
+        let draining = mode.get() == Mode::DRAIN;
         let rows = match store.outbox_peek(&key, MAX_BATCH_LINES) {
             Ok(r) => r,
             Err(e) => {
@@ -355,6 +375,9 @@ pub fn run_sender(store: Arc<Store>, sink: Sink, report: Report, stop: Arc<Atomi
             }
         };
         if rows.is_empty() {
+            if draining {
+                return;
+            }
             sleep(Duration::from_millis(500));
             continue;
         }
@@ -364,6 +387,10 @@ pub fn run_sender(store: Arc<Store>, sink: Sink, report: Report, stop: Arc<Atomi
             Sink::Influx(s) => send_influx(&agent, s, &body),
             Sink::Syslog(s) => send_syslog(s, &body),
         };
+        if draining && outcome != Outcome::Delivered {
+            // Kept in the outbox for the next start.
+            return;
+        }
         match outcome {
             Outcome::Delivered => {
                 if let Err(e) = store.outbox_done(&key, &ids, None) {

@@ -124,6 +124,23 @@ impl DockerRuntime {
         })
     }
 
+    /// What `berth doctor` reports of the engine: version, API version, cgroup version and
+    /// driver.
+    pub async fn engine_info(&self) -> Result<EngineInfo, RuntimeError> {
+        let unreachable = |e: BErr| RuntimeError::Unreachable {
+            endpoint: self.endpoint.clone(),
+            detail: e.to_string(),
+        };
+        let v = self.docker.version().await.map_err(unreachable)?;
+        let i = self.docker.info().await.map_err(unreachable)?;
+        Ok(EngineInfo {
+            version: v.version.unwrap_or_default(),
+            api_version: v.api_version.unwrap_or_default(),
+            cgroup_version: i.cgroup_version.map(|c| c.to_string()).unwrap_or_default(),
+            cgroup_driver: i.cgroup_driver.map(|c| c.to_string()).unwrap_or_default(),
+        })
+    }
+
     fn create_body(&self, req: &CreateRequest) -> ContainerCreateBody {
         let s = &req.spec;
         let mut port_bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
@@ -335,6 +352,15 @@ impl DockerRuntime {
             ..Default::default()
         }
     }
+}
+
+/// The engine as `berth doctor` shows it.
+#[derive(Debug, Clone, Default)]
+pub struct EngineInfo {
+    pub version: String,
+    pub api_version: String,
+    pub cgroup_version: String,
+    pub cgroup_driver: String,
 }
 
 /// A container's first name, without the engine's leading `/`.

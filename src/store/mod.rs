@@ -249,6 +249,18 @@ impl Store {
         })
     }
 
+    /// Folds the write-ahead log into the database file (at shutdown, so `state.db` alone
+    /// is complete, e.g. for a backup copy taken while the agent is stopped).
+    pub fn checkpoint_wal(&self) {
+        let r = self.write(|c| {
+            c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+                .map_err(sql("checkpointing the WAL"))
+        });
+        if let Err(e) = r {
+            tracing::warn!(error = %e, "cannot checkpoint the WAL");
+        }
+    }
+
     fn write<T>(
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, StoreError>,

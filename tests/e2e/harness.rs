@@ -198,6 +198,17 @@ impl Agent {
         }
     }
 
+    /// Sends a signal (`HUP`, `TERM`, ...) to the running agent.
+    pub fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().map(|c| c.id()).expect("agent running");
+        let st = Command::new("kill")
+            .args([&format!("-{sig}"), &pid.to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(st.success(), "kill -{sig} {pid}");
+    }
+
+    /// Starts the agent again on the same data dir (after `terminate`, or `kill9` first).
     pub fn restart(&mut self) {
         self.kill9();
         self.spawn();

@@ -14,6 +14,7 @@ mod network;
 mod recovery;
 mod releases;
 mod router;
+mod service;
 mod tls;
 mod versions;
 mod volumes;
