@@ -711,6 +711,49 @@ impl Core {
         )
     }
 
+    /// The images an app names: its services' and every kept version's.
+    fn app_images(&self, app: &StoredApp) -> Result<BTreeSet<String>, CoreError> {
+        let mut out = BTreeSet::new();
+        for (name, svc) in &app.spec.services {
+            out.insert(svc.image.clone());
+            for v in self.store.versions(&app.spec.name, name)? {
+                out.insert(v.spec.image.clone());
+            }
+        }
+        Ok(out)
+    }
+
+    /// `berth image save APP`: the images the app needs (every kept version's, so a rollback
+    /// works offline too), checked present, and the engine's tarball of them.
+    pub async fn save_app_images(
+        &self,
+        name: &str,
+    ) -> Result<
+        (
+            Vec<String>,
+            futures_util::stream::BoxStream<'static, Result<bytes::Bytes, RuntimeError>>,
+        ),
+        CoreError,
+    > {
+        let app = self.store.get_app(name)?.ok_or_else(|| unknown_app(name))?;
+        let images: Vec<String> = self.app_images(&app)?.into_iter().collect();
+        let mut missing = Vec::new();
+        for i in &images {
+            if !self.runtime.image_present(i).await? {
+                missing.push(i.clone());
+            }
+        }
+        if !missing.is_empty() {
+            return Err(CoreError::Conflict(format!(
+                "{} not on this host: pull or load {} first (`berth redeploy {name} --pull` fetches them)",
+                missing.join(", "),
+                if missing.len() == 1 { "it" } else { "them" }
+            )));
+        }
+        let stream = self.runtime.save_images(&images);
+        Ok((images, stream))
+    }
+
     pub async fn images(&self) -> Result<Vec<ImageInfo>, CoreError> {
         Ok(self.runtime.images().await?)
     }
@@ -743,12 +786,11 @@ impl Core {
         let _serial = self.deploys.lock().await;
         let mut referenced = BTreeSet::new();
         for app in self.store.list_apps()? {
-            for (name, svc) in &app.spec.services {
-                referenced.insert(crate::plan::normalize_image_ref(&svc.image));
-                for v in self.store.versions(&app.spec.name, name)? {
-                    referenced.insert(crate::plan::normalize_image_ref(&v.spec.image));
-                }
-            }
+            referenced.extend(
+                self.app_images(&app)?
+                    .iter()
+                    .map(|i| crate::plan::normalize_image_ref(i)),
+            );
         }
         let images = self.runtime.images().await?;
         let in_use = self.runtime.images_in_use().await?;

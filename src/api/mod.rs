@@ -9,6 +9,7 @@
 //! size-capped and parsed with serde, paths validated before use). Limits: image tarballs
 //! are read into memory (capped at [`MAX_IMAGE_BODY`]).
 
+mod bundle;
 mod follow;
 mod route;
 
@@ -168,6 +169,28 @@ fn handle(mut req: tiny_http::Request, core: &Arc<Core>, rt: &tokio::runtime::Ha
                 "missing or wrong API token: pass it with --token or BERTH_TOKEN (it is in <data-dir>/api.token)",
             )
         }
+        Ok(Command::SaveImages(app)) => match rt.block_on(core.save_app_images(&app)) {
+            Ok((images, stream)) => {
+                let mut resp = Response::new(
+                    200.into(),
+                    Vec::new(),
+                    bundle::Tarball::start(stream, rt),
+                    None,
+                    None,
+                );
+                for (k, v) in [
+                    ("Content-Type", "application/x-tar".to_string()),
+                    ("X-Berth-Images", images.join(" ")),
+                ] {
+                    if let Ok(h) = Header::from_bytes(k.as_bytes(), v.as_bytes()) {
+                        resp = resp.with_header(h);
+                    }
+                }
+                let _ = req.respond(resp);
+                return;
+            }
+            Err(e) => error(status_of(&e), &e.to_string()),
+        },
         Ok(Command::Logs(p)) if p.follow => match follow::start(core.clone(), p) {
             Ok(reader) => {
                 let ctype = Header::from_bytes(&b"Content-Type"[..], &b"application/x-ndjson"[..]);
@@ -313,6 +336,8 @@ fn run(
             }
             Command::SystemPrune => json(200, &core.system_prune().await?),
             Command::Logs(p) => json(200, &core.logs(&p)?),
+            // Answered as a stream by `handle`.
+            Command::SaveImages(_) => error(500, "image save is streamed"),
             Command::DeleteVersion {
                 app,
                 service,

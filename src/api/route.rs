@@ -9,6 +9,8 @@ pub enum Command {
     Deploy,
     AppStatus(String),
     Inspect(String),
+    /// `GET /v1/apps/NAME/images`: a tarball of the app's images.
+    SaveImages(String),
     RemoveApp {
         name: String,
         volumes: bool,
@@ -218,6 +220,7 @@ pub fn parse_request(method: &str, url: &str) -> Result<Command, RouteError> {
         },
         (["v1", "apps", _], _) => return Err(not_allowed()),
         (["v1", "apps", name, "spec"], "GET") => Command::Inspect(app_name(name)?),
+        (["v1", "apps", name, "images"], "GET") => Command::SaveImages(app_name(name)?),
         (["v1", "apps", name, "scale"], "POST") => Command::Scale(app_name(name)?),
         (["v1", "apps", name, "stop"], "POST") => Command::Stop(app_name(name)?),
         (["v1", "apps", name, "start"], "POST") => Command::Start(app_name(name)?),

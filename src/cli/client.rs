@@ -117,6 +117,31 @@ impl Client {
         Ok(std::io::BufReader::new(resp.into_body().into_reader()))
     }
 
+    /// GET a file-sized answer: the `X-Berth-Images` header and the body as a reader.
+    pub fn download(&self, path: &str) -> Result<(String, impl std::io::Read + use<>)> {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(Duration::from_secs(10)))
+            .build()
+            .into();
+        let resp = agent
+            .get(format!("{}{path}", self.base))
+            .header("Authorization", self.auth())
+            .call()
+            .map_err(|e| anyhow!("cannot reach the berth agent at {} ({e}): is `berth agent` running? set --api or BERTH_API", self.base))?;
+        if !resp.status().is_success() {
+            let _: serde_json::Value = self.finish(path, Ok(resp))?;
+            bail!("unexpected answer to {path}");
+        }
+        let images = resp
+            .headers()
+            .get("X-Berth-Images")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        Ok((images, resp.into_body().into_reader()))
+    }
+
     pub fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
         let r = self
             .agent

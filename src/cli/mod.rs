@@ -219,6 +219,13 @@ pub struct JsonFlag {
 pub enum ImageCommand {
     /// Load images from a `docker save` tarball (offline hosts).
     Load { file: PathBuf },
+    /// Write the images an app needs (every kept version's) into one tarball, for hosts
+    /// without a registry: `berth deploy -f app.yml --images FILE` loads it there.
+    Save {
+        app: String,
+        #[arg(short = 'o', long = "output")]
+        output: PathBuf,
+    },
     /// List images.
     Ls(JsonFlag),
     /// Remove images no container uses (images deployed apps name are kept).
@@ -266,6 +273,9 @@ pub struct DeployArgs {
     /// `berth release confirm|abort`.
     #[arg(long)]
     pub blue_green: bool,
+    /// Load the images in this tarball (`berth image save`, `docker save`) before deploying.
+    #[arg(long, value_name = "FILE")]
+    pub images: Option<PathBuf>,
 }
 
 /// Runs one CLI invocation (everything but `agent`, which `main` runs on a tokio runtime).
@@ -329,13 +339,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::System(cmd) => volume::system(&client, cmd),
         Command::Logs(a) => observe::logs(&client, a),
         Command::Images(f) | Command::Image(ImageCommand::Ls(f)) => images(&client, f.json),
-        Command::Image(ImageCommand::Load { file }) => {
-            let out: Vec<String> = client.post_file("/v1/images/load", &file)?;
-            for l in out {
-                println!("{l}");
-            }
-            Ok(())
-        }
+        Command::Image(ImageCommand::Load { file }) => load_images(&client, &file),
+        Command::Image(ImageCommand::Save { app, output }) => save_images(&client, &app, &output),
         Command::Versions { target, json } => versions(&client, &target, json),
         Command::Traffic {
             target,
@@ -487,8 +492,72 @@ fn config(t: &TemplateArgs) -> Result<()> {
     Ok(())
 }
 
+fn load_images(client: &Client, file: &Path) -> Result<()> {
+    let out: Vec<String> = client.post_file("/v1/images/load", file)?;
+    for l in out {
+        println!("{l}");
+    }
+    Ok(())
+}
+
+/// Streams the app's image tarball into `output` (through a temporary file beside it, so a
+/// failed transfer leaves no partial tarball under the name asked for).
+fn save_images(client: &Client, app: &str, output: &Path) -> Result<()> {
+    let (images, mut body) = client.download(&format!("/v1/apps/{app}/images"))?;
+    let dir = output
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp = tempfile_in(dir, output)?;
+    let copied = std::io::copy(&mut body, &mut tmp.1);
+    let n = match copied.and_then(|n| tmp.1.sync_all().map(|_| n)) {
+        Ok(n) => n,
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp.0);
+            bail!(
+                "saving the images of {app} failed: {e} ({} not written)",
+                output.display()
+            );
+        }
+    };
+    std::fs::rename(&tmp.0, output).with_context(|| format!("writing {}", output.display()))?;
+    println!(
+        "saved {} ({:.1} MiB): {}",
+        output.display(),
+        n as f64 / (1 << 20) as f64,
+        images
+    );
+    Ok(())
+}
+
+/// A new file `.NAME.partial-PID` beside `target`.
+fn tempfile_in(dir: &Path, target: &Path) -> Result<(PathBuf, std::fs::File)> {
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_else(|| "images.tar".into());
+    let path = dir.join(format!(".{name}.partial-{}", std::process::id()));
+    let f = std::fs::File::create(&path)
+        .with_context(|| format!("cannot write into {}", dir.display()))?;
+    Ok((path, f))
+}
+
 fn deploy(client: &Client, a: DeployArgs) -> Result<()> {
     let mut req = read_template(&a.template)?;
+    if let Some(file) = &a.images {
+        // The template is read and parsed first: a bad one loads nothing.
+        let inputs = crate::spec::Inputs {
+            vars: req.vars.clone(),
+            files: req.files.clone(),
+        };
+        crate::spec::parse(&req.template, &req.name, &inputs).with_context(|| {
+            format!(
+                "{} is not a valid template (no images loaded)",
+                a.template.file.display()
+            )
+        })?;
+        load_images(client, file)?;
+    }
     req.pull = a.pull;
     req.message = a.message.clone();
     req.traffic = a.traffic.clone();

@@ -831,6 +831,19 @@ impl ContainerRuntime for DockerRuntime {
         Box::pin(stream)
     }
 
+    fn save_images(
+        &self,
+        refs: &[String],
+    ) -> BoxStream<'static, Result<bytes::Bytes, RuntimeError>> {
+        let names: Vec<&str> = refs.iter().map(String::as_str).collect();
+        let what = refs.join(", ");
+        Box::pin(
+            self.docker
+                .export_images(&names)
+                .map(move |r| r.map_err(engine_err("save images", what.clone()))),
+        )
+    }
+
     fn logs(
         &self,
         id: &str,

@@ -227,6 +227,13 @@ impl ContainerRuntime for FakeRuntime {
     fn events(&self, _node: &str) -> BoxStream<'static, Result<RuntimeEvent, RuntimeError>> {
         Box::pin(futures_util::stream::pending())
     }
+    fn save_images(
+        &self,
+        _refs: &[String],
+    ) -> BoxStream<'static, Result<bytes::Bytes, RuntimeError>> {
+        Box::pin(futures_util::stream::empty())
+    }
+
     fn logs(
         &self,
         _id: &str,

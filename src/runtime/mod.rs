@@ -173,6 +173,11 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     async fn mount_uses(&self) -> Result<Vec<MountUse>, RuntimeError>;
     /// The engine's event stream for this node's containers. Ends when the engine goes away.
     fn events(&self, node: &str) -> BoxStream<'static, Result<RuntimeEvent, RuntimeError>>;
+    /// A `docker save` tarball of these images (tags kept), as the engine streams it.
+    fn save_images(
+        &self,
+        refs: &[String],
+    ) -> BoxStream<'static, Result<bytes::Bytes, RuntimeError>>;
     /// The container's stdout/stderr from `since_s` (Unix seconds) on, each entry prefixed
     /// with the engine's RFC 3339 timestamp; with `follow` it stays open until the container
     /// stops.

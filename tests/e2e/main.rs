@@ -11,6 +11,7 @@ mod lifecycle;
 mod logs;
 mod metrics;
 mod network;
+mod offline;
 mod recovery;
 mod releases;
 mod router;

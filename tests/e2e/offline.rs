@@ -1,0 +1,103 @@
+//! Offline hosts: `berth image save APP -o bundle.tar` and `berth deploy --images bundle.tar`
+//! against the real engine.
+
+use super::harness::*;
+use std::time::Duration;
+
+fn tar_names(path: &std::path::Path) -> String {
+    let out = std::process::Command::new("tar")
+        .arg("-xOf")
+        .arg(path)
+        .arg("manifest.json")
+        .output()
+        .expect("tar runs");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn image_save_then_deploy_with_images_on_a_host_without_them() {
+    let a = Agent::start();
+    let tag = format!("berth-test/bundle-{}:v1", std::process::id());
+    docker_ok(&["tag", "berth-test/busybox", &tag]);
+    let template =
+        format!("services:\n  web:\n    image: {tag}\n    command: [\"sleep\", \"3600\"]\n");
+    let file = a.template("bundled", &template);
+    a.ok(&["deploy", "-f", path_str(&file), "--name", "bundled"]);
+    let bundle = a.dir.path().join("bundle.tar");
+    let out = a.ok(&["image", "save", "bundled", "-o", path_str(&bundle)]);
+    assert!(out.contains(&tag), "{out}");
+    assert!(
+        tar_names(&bundle).contains(&tag),
+        "the tarball carries the tag"
+    );
+    // No partial files are left beside it.
+    let stray: Vec<_> = std::fs::read_dir(a.dir.path())
+        .expect("dir")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains(".partial-"))
+        .collect();
+    assert!(stray.is_empty(), "{stray:?}");
+
+    // The host loses the image (as a fresh offline host has none).
+    a.ok(&["rm", "bundled"]);
+    docker_ok(&["rmi", &tag]);
+    let err = a.fails(&["image", "save", "nosuchapp", "-o", path_str(&bundle)]);
+    assert!(err.contains("nosuchapp"), "{err}");
+
+    // Bad input loads and deploys nothing.
+    let junk = a.dir.path().join("junk.tar");
+    std::fs::write(&junk, vec![7u8; 4096]).expect("write");
+    let err = a.fails(&[
+        "deploy",
+        "-f",
+        path_str(&file),
+        "--name",
+        "bundled",
+        "--images",
+        path_str(&junk),
+    ]);
+    assert!(err.contains("tarball"), "{err}");
+    assert!(!a.ok(&["apps"]).contains("bundled"));
+    let bad = a.template("badtpl", "services:\n  web:\n    imagee: x\n");
+    let err = a.fails(&[
+        "deploy",
+        "-f",
+        path_str(&bad),
+        "--images",
+        path_str(&bundle),
+    ]);
+    assert!(err.contains("no images loaded"), "{err}");
+    assert!(
+        !std::process::Command::new("docker")
+            .args(["image", "inspect", &tag])
+            .output()
+            .expect("docker")
+            .status
+            .success(),
+        "a bad template loads nothing"
+    );
+
+    // The bundle brings the image back and the app runs.
+    a.ok(&[
+        "deploy",
+        "-f",
+        path_str(&file),
+        "--name",
+        "bundled",
+        "--images",
+        path_str(&bundle),
+    ]);
+    a.wait_running("bundled", 1, Duration::from_secs(60));
+    // Saving an app whose image is gone names it.
+    a.ok(&["rm", "bundled"]);
+    a.ok(&["deploy", "-f", path_str(&file), "--name", "bundled", "-d"]);
+    a.ok(&["stop", "bundled"]);
+    docker_ok(&["rm", "-f", "bundled_web-001_1"]);
+    docker_ok(&["rmi", &tag]);
+    let err = a.fails(&["image", "save", "bundled", "-o", path_str(&bundle)]);
+    assert!(
+        err.contains(&tag) && err.contains("not on this host"),
+        "{err}"
+    );
+    a.ok(&["rm", "bundled"]);
+}
