@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Packaging figures: stripped static binary size, .deb/.rpm sizes, and cold start to
+# API-ready (exec of `berth agent` to the first 200 from /v1/health), on a fresh data dir
+# (migrations, node id, token) and on an existing one. Engine binaries from the same host
+# are listed beside the sizes for scale.
+#
+#   benches/package.sh [RUNS]      (default 10; builds the packages first unless present)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+RUNS=${1:-10}
+ensure_engine
+VERSION=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+DEB=target/dist/berth_${VERSION}_amd64.deb
+RPM=target/dist/berth-${VERSION}-1.x86_64.rpm
+BIN=target/x86_64-unknown-linux-gnu/dist/berth
+[ -f "$DEB" ] && [ -f "$RPM" ] && [ -x "$BIN" ] || scripts/package >/dev/null
+
+mib() { awk -v b="$1" 'BEGIN { printf "%.2f MiB", b / 1048576 }'; }
+echo "## sizes"
+printf '%-36s %s\n' "berth (static, stripped)" "$(mib "$(stat -c %s "$BIN")")"
+printf '%-36s %s\n' "$(basename "$DEB")" "$(mib "$(stat -c %s "$DEB")")"
+printf '%-36s %s\n' "$(basename "$RPM")" "$(mib "$(stat -c %s "$RPM")")"
+for ref in dockerd containerd docker; do
+    p=$(command -v "$ref" || true)
+    [ -n "$p" ] && printf '%-36s %s\n' "reference: $ref ($p)" "$(mib "$(stat -L -c %s "$p")")"
+done
+
+ready_ms() { # $1 data dir: prints ms from exec to the first healthy answer
+    local port dir=$1 start end pid
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    start=$(date +%s%N)
+    "$BIN" agent --data-dir "$dir" --listen "127.0.0.1:$port" --node-name bench >/dev/null 2>&1 &
+    pid=$!
+    until curl -fs "http://127.0.0.1:$port/v1/health" >/dev/null 2>&1; do sleep 0.002; done
+    end=$(date +%s%N)
+    kill -TERM "$pid"; wait "$pid" || true
+    echo $(((end - start) / 1000000))
+}
+stats() { sort -n | awk '{a[NR]=$1} END { printf "median %d ms, min %d ms, max %d ms (n=%d)\n", a[int((NR+1)/2)], a[1], a[NR], NR }'; }
+
+echo "## cold start to API-ready"
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+for i in $(seq "$RUNS"); do ready_ms "$tmp/fresh-$i"; done | stats | sed 's/^/fresh data dir:    /'
+ready_ms "$tmp/warm" >/dev/null
+for i in $(seq "$RUNS"); do ready_ms "$tmp/warm"; done | stats | sed 's/^/existing data dir: /'
