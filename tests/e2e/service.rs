@@ -264,3 +264,60 @@ fn sighup_reloads_sinks_alarms_and_retention_and_refuses_a_bad_file() {
     // Still serving.
     a.ok(&["apps"]);
 }
+
+/// What systemd's `Type=notify` sees: READY=1 once the API answers, RELOADING=1 then READY=1
+/// around a SIGHUP, STOPPING=1 on SIGTERM.
+#[test]
+fn systemd_notifications_follow_the_agent_life() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let sock_path = dir.path().join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).expect("bind");
+    sock.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let port = free_port();
+    let mut child = std::process::Command::new(bin())
+        .args(["agent", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--node-name",
+            "notify",
+        ])
+        .env("NOTIFY_SOCKET", &sock_path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("agent starts");
+    let mut buf = [0u8; 256];
+    let mut next = || {
+        let n = sock.recv(&mut buf).expect("a notification within 20 s");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    assert_eq!(next(), "READY=1");
+    // Ready means the API answers.
+    let health = http_agent()
+        .get(format!("http://127.0.0.1:{port}/v1/health"))
+        .call()
+        .expect("health answers");
+    assert_eq!(health.status(), 200);
+    let kill = |sig: &str| {
+        std::process::Command::new("kill")
+            .args([sig, &child.id().to_string()])
+            .status()
+            .expect("kill")
+    };
+    kill("-HUP");
+    assert_eq!(next(), "RELOADING=1");
+    assert_eq!(next(), "READY=1");
+    kill("-TERM");
+    assert_eq!(next(), "STOPPING=1");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().expect("wait").is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the agent exits after STOPPING=1"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
