@@ -372,7 +372,10 @@ mod tests {
             ..Default::default()
         });
         assert!(cfg.is_err(), "a named config that is missing is an error");
+        // An empty file of its own, so the host's /etc/berth/berth.toml plays no part.
+        let empty = tempfile::NamedTempFile::new().expect("tmp");
         let mut cfg = crate::config::load_agent(&crate::config::AgentFlags {
+            config: Some(empty.path().to_path_buf()),
             listen: Some(held.local_addr().expect("addr").to_string()),
             data_dir: Some("/tmp".into()),
             ..Default::default()
