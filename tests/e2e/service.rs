@@ -194,15 +194,33 @@ fn sighup_reloads_sinks_alarms_and_retention_and_refuses_a_bad_file() {
     let a = Agent::start_with_config("[metrics]\ninterval = \"1s\"\n");
     let config = a.dir.path().join("berth.toml");
     let events = |a: &Agent| a.ok(&["events", "-n", "200"]);
+    // About 5 MiB of log lines, kept under the default retention (1 GiB).
+    a.deploy(
+        "chatty",
+        "services:\n  c:\n    image: berth-test/busybox\n    command: [\"sh\", \"-c\", \"i=0; while [ $$i -lt 60000 ]; do i=$$((i+1)); echo \\\"line $$i padding padding padding padding padding padding padding padding\\\"; done; exec sleep 100000\"]\n",
+    );
+    let stored = |a: &Agent| -> (usize, usize) {
+        let out = a.ok(&["logs", "chatty", "--json"]);
+        let lines: Vec<berth::wire::LogLine> = out
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("json line"))
+            .collect();
+        (
+            lines.len(),
+            lines.iter().map(|l| l.message.len() + 64).sum(),
+        )
+    };
+    wait_until("60,000 lines stored", Duration::from_secs(60), || {
+        stored(&a).0 >= 60_000
+    });
     // Nothing is sent before the reload.
-    std::thread::sleep(Duration::from_secs(2));
     assert_eq!(sink.lines.load(Ordering::SeqCst), 0);
 
     // Add a sink, an alarm and tighter retention; SIGHUP.
     std::fs::write(
         &config,
         format!(
-            "[metrics]\ninterval = \"1s\"\n{}[[metrics.alarm]]\nname = \"hot\"\nmetric = \"cpu_percent\"\nthreshold = 99.0\napp = \"host\"\n[logs]\nretain_days = 3\nmax_size_mb = 5\n",
+            "[metrics]\ninterval = \"1s\"\n{}[[metrics.alarm]]\nname = \"hot\"\nmetric = \"cpu_percent\"\nthreshold = 99.0\napp = \"host\"\n[logs]\nretain_days = 3\nmax_size_mb = 1\n",
             sink.toml()
         ),
     )
@@ -213,8 +231,17 @@ fn sighup_reloads_sinks_alarms_and_retention_and_refuses_a_bad_file() {
     });
     let ev = events(&a);
     assert!(
-        ev.contains("configuration reloaded") && ev.contains("logs kept 3 days / 5 MiB"),
+        ev.contains("configuration reloaded") && ev.contains("logs kept 3 days / 1 MiB"),
         "{ev}"
+    );
+    // The new retention applies at once, not at the next minute's pass.
+    wait_until(
+        "the store shrinks to 1 MiB",
+        Duration::from_secs(15),
+        || {
+            let (n, bytes) = stored(&a);
+            bytes <= 1 << 20 && n > 1000
+        },
     );
     let alarms = a.ok(&["alarm", "ls"]);
     assert!(alarms.contains("hot"), "{alarms}");
@@ -263,6 +290,7 @@ fn sighup_reloads_sinks_alarms_and_retention_and_refuses_a_bad_file() {
     assert!(!a.ok(&["alarm", "ls"]).contains("hot"));
     // Still serving.
     a.ok(&["apps"]);
+    a.ok(&["rm", "chatty"]);
 }
 
 /// What systemd's `Type=notify` sees: READY=1 once the API answers, RELOADING=1 then READY=1
