@@ -6,22 +6,21 @@ use std::process::Command;
 fn main() {
     println!("cargo:rerun-if-env-changed=BERTH_COMMIT");
     println!("cargo:rerun-if-env-changed=SOURCE_DATE_EPOCH");
-    println!("cargo:rerun-if-changed=.git/HEAD");
-    println!("cargo:rerun-if-changed=.git/refs/heads");
+    // A new commit changes HEAD or the branch it points at; without .git (a source tarball)
+    // only this file triggers a rerun, so builds are not redone every time.
+    println!("cargo:rerun-if-changed=build.rs");
+    for p in [".git/HEAD", ".git/refs/heads"] {
+        if std::path::Path::new(p).exists() {
+            println!("cargo:rerun-if-changed={p}");
+        }
+    }
     let commit = std::env::var("BERTH_COMMIT").ok().or_else(|| {
         let out = Command::new("git")
             .args(["rev-parse", "--short=12", "HEAD"])
             .output()
             .ok()?;
         let s = String::from_utf8(out.stdout).ok()?.trim().to_string();
-        if s.is_empty() {
-            return None;
-        }
-        let dirty = Command::new("git")
-            .args(["status", "--porcelain", "--untracked-files=no"])
-            .output()
-            .is_ok_and(|o| !o.stdout.is_empty());
-        Some(if dirty { format!("{s}-dirty") } else { s })
+        (out.status.success() && !s.is_empty()).then_some(s)
     });
     let epoch = std::env::var("SOURCE_DATE_EPOCH")
         .ok()
