@@ -758,13 +758,11 @@ impl Core {
         Ok(self.runtime.images().await?)
     }
 
-    pub async fn load_images(&self, tar: Vec<u8>) -> Result<Vec<String>, CoreError> {
-        if tar.len() < 512 {
-            return Err(CoreError::BadRequest(
-                "the body is not an image tarball (make one with `docker save IMAGE -o FILE.tar`)"
-                    .into(),
-            ));
-        }
+    /// Loads a tarball as it streams in (the API checked that it is at least one tar block).
+    pub async fn load_images(
+        &self,
+        tar: crate::runtime::TarStream,
+    ) -> Result<Vec<String>, CoreError> {
         let out = self.runtime.load_images(tar).await.map_err(|e| match e {
             RuntimeError::Engine { detail, .. } => CoreError::BadRequest(format!(
                 "the engine could not load the tarball: {detail} (make one with `docker save IMAGE -o FILE.tar`)"

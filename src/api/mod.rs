@@ -5,9 +5,9 @@
 //! Errors are `{ "error": "...", "detail": ... }` with the status chosen in one place
 //! (`status_of`).
 //!
-//! Invariants: knows no SQL and no engine types; never panics on any request (bodies are
-//! size-capped and parsed with serde, paths validated before use). Limits: image tarballs
-//! are read into memory (capped at [`MAX_IMAGE_BODY`]).
+//! Invariants: knows no SQL and no engine types; never panics on any request (JSON bodies are
+//! size-capped and parsed with serde, paths validated before use). Image tarballs stream
+//! through in both directions (`bundle.rs`), never held whole in memory.
 
 mod bundle;
 mod follow;
@@ -26,8 +26,6 @@ pub use route::{LogsParams, RouteError};
 
 /// Largest JSON body accepted.
 pub const MAX_JSON_BODY: u64 = 4 << 20;
-/// Largest image tarball accepted by `POST /v1/images/load`.
-pub const MAX_IMAGE_BODY: u64 = 4 << 30;
 const WORKERS: usize = 16;
 
 pub struct Server {
@@ -169,6 +167,10 @@ fn handle(mut req: tiny_http::Request, core: &Arc<Core>, rt: &tokio::runtime::Ha
                 "missing or wrong API token: pass it with --token or BERTH_TOKEN (it is in <data-dir>/api.token)",
             )
         }
+        Ok(Command::LoadImages) => match bundle::load(&mut req, core, rt) {
+            Ok(out) => json(200, &out),
+            Err(e) => error(status_of(&e), &e.to_string()),
+        },
         Ok(Command::SaveImages(app)) => match rt.block_on(core.save_app_images(&app)) {
             Ok((images, stream)) => {
                 let mut resp = Response::new(
@@ -219,13 +221,8 @@ fn run(
     core: &Arc<Core>,
     rt: &tokio::runtime::Handle,
 ) -> Reply {
-    let body_cap = if matches!(cmd, Command::LoadImages) {
-        MAX_IMAGE_BODY
-    } else {
-        MAX_JSON_BODY
-    };
     let body = match cmd.takes_body() {
-        true => match read_body(req, body_cap) {
+        true => match read_body(req, MAX_JSON_BODY) {
             Ok(b) => b,
             Err(r) => return r,
         },
@@ -284,7 +281,8 @@ fn run(
                     .await?,
             ),
             Command::ListImages => json(200, &core.images().await?),
-            Command::LoadImages => json(200, &core.load_images(body).await?),
+            // Streamed by `handle`.
+            Command::LoadImages | Command::SaveImages(_) => error(500, "streamed by handle"),
             Command::PruneImages => json(200, &core.prune_images().await?),
             Command::Versions { app, service } => json(200, &core.versions(&app, &service)?),
             Command::Traffic { app, service } => match parse_json(&body) {
@@ -336,8 +334,6 @@ fn run(
             }
             Command::SystemPrune => json(200, &core.system_prune().await?),
             Command::Logs(p) => json(200, &core.logs(&p)?),
-            // Answered as a stream by `handle`.
-            Command::SaveImages(_) => error(500, "image save is streamed"),
             Command::DeleteVersion {
                 app,
                 service,

@@ -612,11 +612,10 @@ impl ContainerRuntime for DockerRuntime {
             .map_err(|_| unavailable("the registry did not answer within 120 s".into()))?
     }
 
-    async fn load_images(&self, tar: Vec<u8>) -> Result<Vec<String>, RuntimeError> {
-        let body = bollard::body_full(tar.into());
-        let mut stream = self
-            .docker
-            .import_image(qp::ImportImageOptions::default(), body, None);
+    async fn load_images(&self, tar: super::TarStream) -> Result<Vec<String>, RuntimeError> {
+        let mut stream =
+            self.docker
+                .import_image_stream(qp::ImportImageOptions::default(), tar, None);
         let mut out = Vec::new();
         while let Some(item) = stream.next().await {
             let info = item.map_err(engine_err("load images", "from the tarball"))?;

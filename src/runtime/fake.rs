@@ -183,7 +183,7 @@ impl ContainerRuntime for FakeRuntime {
             detail: "no registry".into(),
         })
     }
-    async fn load_images(&self, _tar: Vec<u8>) -> Result<Vec<String>, RuntimeError> {
+    async fn load_images(&self, _tar: super::TarStream) -> Result<Vec<String>, RuntimeError> {
         self.call("load_images".into())?;
         Ok(Vec::new())
     }

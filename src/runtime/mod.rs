@@ -14,6 +14,9 @@ pub mod fake;
 use crate::model::{AppNetwork, Instance, ServiceSpec};
 use async_trait::async_trait;
 use futures_util::stream::BoxStream;
+
+/// A tarball as it arrives (the body of `POST /v1/images/load`).
+pub type TarStream = BoxStream<'static, Result<bytes::Bytes, std::io::Error>>;
 use std::collections::BTreeMap;
 
 #[derive(Debug, thiserror::Error)]
@@ -141,7 +144,8 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     async fn image_present(&self, image: &str) -> Result<bool, RuntimeError>;
     async fn pull(&self, image: &str) -> Result<(), RuntimeError>;
     /// Loads a `docker save` tarball; returns the engine's messages (loaded image names).
-    async fn load_images(&self, tar: Vec<u8>) -> Result<Vec<String>, RuntimeError>;
+    /// Loads a `docker save` tarball, streamed (never held whole in memory).
+    async fn load_images(&self, tar: TarStream) -> Result<Vec<String>, RuntimeError>;
     async fn images(&self) -> Result<Vec<ImageInfo>, RuntimeError>;
     /// Ids of the images any container on the engine uses (any state, anyone's).
     async fn images_in_use(&self) -> Result<std::collections::BTreeSet<String>, RuntimeError>;

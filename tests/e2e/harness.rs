@@ -176,6 +176,17 @@ impl Agent {
         ticks / 100.0
     }
 
+    /// The agent's peak resident memory so far, in KiB (VmHWM).
+    pub fn peak_rss_kib(&self) -> u64 {
+        let pid = self.child.as_ref().map(|c| c.id()).expect("agent running");
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .expect("proc status")
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM")
+    }
+
     /// Sends SIGTERM; returns whether the agent exited within `within`.
     pub fn terminate(&mut self, within: Duration) -> bool {
         let Some(mut c) = self.child.take() else {

@@ -101,3 +101,45 @@ fn image_save_then_deploy_with_images_on_a_host_without_them() {
     );
     a.ok(&["rm", "bundled"]);
 }
+
+/// A 256 MiB bundle goes through the agent both ways without the agent holding it: its peak
+/// memory stays far below the bundle's size.
+#[test]
+fn large_bundles_stream_through_the_agent() {
+    let a = Agent::start();
+    let tag = format!("berth-test/big-{}:v1", std::process::id());
+    let dir = a.dir.path();
+    // An image of one 256 MiB layer of random bytes (incompressible), made without a registry.
+    let st = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "set -e; mkdir -p {d}/rootfs; head -c 268435456 /dev/urandom > {d}/rootfs/blob; tar -C {d}/rootfs -cf - . | docker import - {tag} >/dev/null; rm -rf {d}/rootfs",
+            d = dir.display()
+        ))
+        .status()
+        .expect("sh");
+    assert!(st.success(), "docker import");
+    let template = format!("services:\n  big:\n    image: {tag}\n    command: [\"/blob\"]\n");
+    let file = a.template("big", &template);
+    // Deployed detached: the container cannot run (the blob is no program); only its image
+    // matters here.
+    let _ = a.berth(&["deploy", "-f", path_str(&file), "--name", "big", "-d"]);
+    let bundle = dir.join("big.tar");
+    a.ok(&["image", "save", "big", "-o", path_str(&bundle)]);
+    let size = std::fs::metadata(&bundle).expect("bundle").len();
+    assert!(size > 256 << 20, "{size}");
+    a.ok(&["rm", "big"]);
+    docker_ok(&["rmi", &tag]);
+    let out = a.ok(&["image", "load", path_str(&bundle)]);
+    assert!(out.contains(&tag), "{out}");
+    let peak_mib = a.peak_rss_kib() / 1024;
+    eprintln!(
+        "agent peak RSS {peak_mib} MiB for a {} MiB bundle",
+        size >> 20
+    );
+    assert!(
+        peak_mib < 128,
+        "the agent held the bundle: peak RSS {peak_mib} MiB"
+    );
+    docker_ok(&["rmi", &tag]);
+}
