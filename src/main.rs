@@ -7,7 +7,19 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Agent(a) => run_agent(a),
-        _ => berth::cli::run(cli),
+        _ => {
+            // A client command piped into `head` or `grep -q` ends quietly when the reader
+            // goes, as Unix tools do (Rust ignores SIGPIPE, which turns it into a panic in
+            // println!). The agent keeps ignoring it: a closed socket is an error there.
+            // SAFETY: restoring the default disposition before any thread is started.
+            let _ = unsafe {
+                nix::sys::signal::signal(
+                    nix::sys::signal::Signal::SIGPIPE,
+                    nix::sys::signal::SigHandler::SigDfl,
+                )
+            };
+            berth::cli::run(cli)
+        }
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

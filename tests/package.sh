@@ -23,14 +23,19 @@ for f in /usr/bin/berth /usr/lib/systemd/system/berth.service /etc/berth/berth.t
     /usr/share/man/man1/berth-deploy.1.gz; do
     grep -qx "$f" <<<"$files" || fail "rpm lacks $f"
 done
-rpm -qp --configfiles "$RPM" 2>/dev/null | grep -qx /etc/berth/berth.toml || fail "rpm: berth.toml is not %config"
-rpm -qp --requires "$RPM" 2>/dev/null | grep -q "docker-ce or moby-engine or docker" || fail "rpm: engine dependency"
-rpm -qp --dump "$RPM" 2>/dev/null | awk '$1=="/var/lib/berth"{print $5}' | grep -q '40700$' || fail "rpm: /var/lib/berth is not 0700"
+# (Outputs are captured before grep -q reads them: under pipefail a writer cut off by an
+# early-exiting grep would fail the pipeline.)
+out=$(rpm -qp --configfiles "$RPM" 2>/dev/null)
+grep -qx /etc/berth/berth.toml <<<"$out" || fail "rpm: berth.toml is not %config"
+out=$(rpm -qp --requires "$RPM" 2>/dev/null)
+grep -q "docker-ce or moby-engine or docker" <<<"$out" || fail "rpm: engine dependency"
+out=$(rpm -qp --dump "$RPM" 2>/dev/null | awk '$1=="/var/lib/berth"{print $5}')
+grep -q '40700$' <<<"$out" || fail "rpm: /var/lib/berth is not 0700"
 pass "rpm -qpl lists the expected files (config file, 0700 state dir, engine dependency)"
 
 # --- the .deb's metadata ---------------------------------------------------------------------
-dpkg-deb -f "$DEB" Depends | grep -q "docker.io | docker-ce | moby-engine" || fail "deb: Depends"
-dpkg-deb -f "$DEB" Recommends | grep -q "s3fs, nfs-common" || fail "deb: Recommends"
+grep -q "docker.io | docker-ce | moby-engine" <<<"$(dpkg-deb -f "$DEB" Depends)" || fail "deb: Depends"
+grep -q "s3fs, nfs-common" <<<"$(dpkg-deb -f "$DEB" Recommends)" || fail "deb: Recommends"
 dpkg-deb -e "$DEB" /tmp/berth-deb-ctrl.$$ && grep -qx /etc/berth/berth.toml /tmp/berth-deb-ctrl.$$/conffiles \
     || fail "deb: berth.toml is not a conffile"
 rm -rf /tmp/berth-deb-ctrl.$$
@@ -56,10 +61,11 @@ grep -qE "statically linked|not a dynamic executable" <<<"$l" || fail "ldd finds
 pass "the installed binary is static (file: ${out#*: }; ldd: $(echo $l))"
 [ "$(stat -c '%a %U' /var/lib/berth)" = "700 root" ] || fail "/var/lib/berth is $(stat -c '%a %U' /var/lib/berth)"
 pass "/var/lib/berth is root 0700"
-/usr/bin/berth version | grep -q "^berth $VERSION" || fail "berth version"
-/usr/bin/berth version | grep -q "^commit: " || fail "berth version: commit"
+v=$(/usr/bin/berth version) || fail "berth version"
+grep -q "^berth $VERSION" <<<"$v" || fail "berth version: $v"
+grep -q "^commit: " <<<"$v" || fail "berth version: no commit in $v"
 man -w berth >/dev/null 2>&1 || [ -f /usr/share/man/man1/berth.1.gz ] || fail "man page"
-zcat /usr/share/man/man1/berth-doctor.1.gz | grep -q "doctor" || fail "man page for doctor"
+grep -q "doctor" <<<"$(zcat /usr/share/man/man1/berth-doctor.1.gz)" || fail "man page for doctor"
 bash -c 'source /usr/share/bash-completion/completions/berth && complete -p berth' >/dev/null || fail "bash completion"
 pass "berth version, man pages, bash completion"
 
@@ -74,7 +80,7 @@ fi
 
 # berth doctor against the real engine, with the packaged config and state dir.
 /usr/bin/berth doctor || fail "berth doctor"
-/usr/bin/berth doctor --json | grep -q '"name": "engine"' || fail "doctor --json"
+grep -q '"name": "engine"' <<<"$(/usr/bin/berth doctor --json)" || fail "doctor --json"
 pass "berth doctor passes against the real engine"
 
 # A bad config is reported, not ignored.
