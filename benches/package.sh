@@ -2,7 +2,7 @@
 # Packaging figures: stripped static binary size, .deb/.rpm sizes, and cold start to
 # API-ready (exec of `berth agent` to the first 200 from /v1/health), on a fresh data dir
 # (migrations, node id, token) and on an existing one. Engine binaries from the same host
-# are listed beside the sizes for scale.
+# are listed beside the sizes for scale, and a second dockerd's cold start beside berth's.
 #
 #   benches/package.sh [RUNS]      (default 10; builds the packages first unless present)
 set -euo pipefail
@@ -39,8 +39,28 @@ ready_ms() { # $1 data dir: prints ms from exec to the first healthy answer
 }
 stats() { sort -n | awk '{a[NR]=$1} END { printf "median %d ms, min %d ms, max %d ms (n=%d)\n", a[int((NR+1)/2)], a[1], a[NR], NR }'; }
 
+# The reference daemon: a second dockerd on its own data root, exec root and socket (its own
+# managed containerd, no bridge, no iptables), from exec to the first 200 from /_ping.
+dockerd_ready_ms() { # $1 scratch dir
+    local d=$1 start end pid
+    mkdir -p "$d"
+    start=$(date +%s%N)
+    dockerd --data-root "$d/data" --exec-root "$d/exec" --pidfile "$d/pid" -H "unix://$d/d.sock" \
+        --bridge=none --iptables=false --ip6tables=false >"$d/log" 2>&1 &
+    pid=$!
+    until curl -fs --unix-socket "$d/d.sock" http://localhost/_ping >/dev/null 2>&1; do
+        kill -0 "$pid" 2>/dev/null || { echo "reference dockerd died: $(tail -3 "$d/log")" >&2; return 1; }
+        sleep 0.002
+    done
+    end=$(date +%s%N)
+    kill -TERM "$pid"; wait "$pid" || true
+    grep " $d/" /proc/mounts | awk '{print $2}' | sort -r | xargs -r -n1 umount 2>/dev/null || true
+    echo $(((end - start) / 1000000))
+}
+
 echo "## cold start to API-ready"
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 for i in $(seq "$RUNS"); do ready_ms "$tmp/fresh-$i"; done | stats | sed 's/^/fresh data dir:    /'
 ready_ms "$tmp/warm" >/dev/null
 for i in $(seq "$RUNS"); do ready_ms "$tmp/warm"; done | stats | sed 's/^/existing data dir: /'
+for i in $(seq "$RUNS"); do dockerd_ready_ms "$tmp/dockerd-$i"; done | stats | sed 's/^/reference dockerd, fresh data root: /'
