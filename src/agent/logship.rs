@@ -15,15 +15,19 @@ use std::time::{Duration, Instant};
 const PRUNE_AFTER_LINES: u64 = 50_000;
 
 pub async fn log_loop(core: Arc<Core>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
-    // Senders are started by telemetry::start_sinks; Export picks the sinks that take logs.
+    // Senders are started by telemetry::sync_sinks; Export picks the sinks that take logs.
+    let export = |s: &super::Settings| {
+        Export::new(
+            &super::telemetry::configured_sinks(s),
+            s.metrics.outbox_max_bytes,
+        )
+    };
+    let mut settings = core.settings();
     let shipper = Shipper::start(
         core.store.clone(),
         core.runtime.clone(),
         &core.node_name,
-        Export::new(
-            &super::telemetry::configured_sinks(&core),
-            core.metrics_cfg().outbox_max_bytes,
-        ),
+        export(&settings),
         core.metrics.log_lines.clone(),
     );
     let cgroups = Cgroups::detect();
@@ -32,7 +36,6 @@ pub async fn log_loop(core: Arc<Core>, mut shutdown: tokio::sync::watch::Receive
     let mut files: HashMap<String, BTreeMap<String, String>> = HashMap::new();
     let mut last_prune = Instant::now();
     let mut pruned_at = 0;
-    let mut generation = core.settings_generation.load(Ordering::Relaxed);
     loop {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -42,14 +45,11 @@ pub async fn log_loop(core: Arc<Core>, mut shutdown: tokio::sync::watch::Receive
                 return;
             }
         }
-        let mut reloaded = false;
-        if core.settings_generation.load(Ordering::Relaxed) != generation {
-            generation = core.settings_generation.load(Ordering::Relaxed);
-            shipper.set_export(Export::new(
-                &super::telemetry::configured_sinks(&core),
-                core.metrics_cfg().outbox_max_bytes,
-            ));
-            reloaded = true;
+        let now_settings = core.settings();
+        let reloaded = !Arc::ptr_eq(&now_settings, &settings);
+        if reloaded {
+            settings = now_settings;
+            shipper.set_export(export(&settings));
         }
         let Ok(instances) = core.instances().await else {
             continue;
@@ -105,8 +105,11 @@ pub async fn log_loop(core: Arc<Core>, mut shutdown: tokio::sync::watch::Receive
         {
             last_prune = Instant::now();
             pruned_at = stored;
-            let logs = core.logs_cfg();
-            let (store, days, max) = (core.store.clone(), logs.retain_days, logs.max_bytes);
+            let (store, days, max) = (
+                core.store.clone(),
+                settings.logs.retain_days,
+                settings.logs.max_bytes,
+            );
             let ids: Vec<String> = instances.iter().map(|i| i.id.clone()).collect();
             let _ = tokio::task::spawn_blocking(move || {
                 let n = crate::logs::prune(&store, days, max);

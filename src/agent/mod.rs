@@ -91,10 +91,9 @@ pub struct Core {
     router_errors: Mutex<Vec<String>>,
     /// Latest metrics, the last hour, sink senders.
     pub metrics: crate::metrics::Hub,
-    /// `[metrics]` and `[logs]`: swapped whole by a SIGHUP reload (see `reload`).
-    settings: std::sync::RwLock<Settings>,
-    /// Bumped by each reload that took effect (loops that cache settings compare it).
-    pub settings_generation: std::sync::atomic::AtomicU64,
+    /// `[metrics]` and `[logs]`: replaced whole by a SIGHUP reload (`service::apply_reload`);
+    /// loops that keep derived state notice a reload by the `Arc` changing.
+    settings: std::sync::RwLock<Arc<Settings>>,
     /// Set when the agent shuts down (ends log streams).
     stopping: std::sync::atomic::AtomicBool,
     /// Volume mounts and sealed credentials.
@@ -102,9 +101,9 @@ pub struct Core {
 }
 
 /// The settings a reload may change.
-struct Settings {
-    metrics: Arc<crate::metrics::MetricsConfig>,
-    logs: Arc<crate::config::LogsConfig>,
+pub struct Settings {
+    pub metrics: crate::metrics::MetricsConfig,
+    pub logs: crate::config::LogsConfig,
 }
 
 pub fn desired_replicas(app: &StoredApp, service: &str) -> u32 {
@@ -198,32 +197,25 @@ impl Core {
             },
             router_errors: Mutex::new(Vec::new()),
             metrics: crate::metrics::Hub::default(),
-            settings: std::sync::RwLock::new(Settings {
-                metrics: Arc::new(cfg.metrics.clone()),
-                logs: Arc::new(cfg.logs.clone()),
-            }),
-            settings_generation: std::sync::atomic::AtomicU64::new(0),
+            settings: std::sync::RwLock::new(Arc::new(Settings {
+                metrics: cfg.metrics.clone(),
+                logs: cfg.logs.clone(),
+            })),
             stopping: std::sync::atomic::AtomicBool::new(false),
             volumes: volumes::VolumeHub::new(&cfg.data_dir),
         })
     }
 
-    /// The `[metrics]` settings in force.
-    pub fn metrics_cfg(&self) -> Arc<crate::metrics::MetricsConfig> {
+    /// The `[metrics]` and `[logs]` settings in force.
+    pub fn settings(&self) -> Arc<Settings> {
         self.settings
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .metrics
             .clone()
     }
 
-    /// The `[logs]` settings in force.
-    pub fn logs_cfg(&self) -> Arc<crate::config::LogsConfig> {
-        self.settings
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .logs
-            .clone()
+    fn set_settings(&self, s: Settings) {
+        *self.settings.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(s);
     }
 
     pub fn stopping(&self) -> bool {
@@ -611,7 +603,7 @@ pub fn prepare_data_dir(dir: &Path) -> Result<String, AgentError> {
 /// Runs the agent until SIGINT/SIGTERM: store, engine, reconcile loop, event watcher, API.
 /// SIGHUP calls `reload` and applies what may change at run time.
 pub async fn run(cfg: AgentConfig, reload: service::Reloader) -> Result<(), AgentError> {
-    let mut signals = service::Signals::new();
+    let mut signals = service::Signals::default();
     let token = prepare_data_dir(&cfg.data_dir)?;
     let store = Store::open(&cfg.data_dir.join("state.db"))?;
     let runtime: Arc<dyn ContainerRuntime> =
@@ -665,7 +657,7 @@ pub async fn run(cfg: AgentConfig, reload: service::Reloader) -> Result<(), Agen
     let watcher = tokio::spawn(watch_engine(core.clone(), stop_rx.clone()));
     let prober = tokio::spawn(probe_loop(core.clone(), stop_rx.clone()));
     let logs = tokio::spawn(logship::log_loop(core.clone(), stop_rx.clone()));
-    telemetry::start_sinks(&core);
+    telemetry::sync_sinks(&core);
     let metrics = tokio::spawn(telemetry::metrics_loop(core.clone(), stop_rx.clone()));
     let volumes = tokio::spawn(volumes::volume_loop(core.clone(), stop_rx.clone()));
 

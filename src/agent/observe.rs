@@ -13,7 +13,7 @@ impl Core {
     pub fn top(&self, app: Option<&str>) -> Top {
         let Some(s) = self.metrics.latest() else {
             return Top {
-                interval_ms: self.metrics_cfg().interval_ms,
+                interval_ms: self.settings().metrics.interval_ms,
                 ..Default::default()
             };
         };
@@ -48,7 +48,7 @@ impl Core {
             .collect();
         Top {
             time_ns: s.time_ns,
-            interval_ms: self.metrics_cfg().interval_ms,
+            interval_ms: self.settings().metrics.interval_ms,
             containers,
         }
     }
@@ -84,7 +84,8 @@ impl Core {
     pub fn add_alarm(&self, rule: AlarmRule) -> Result<AlarmRule, CoreError> {
         rule.validate().map_err(CoreError::BadRequest)?;
         if self
-            .metrics_cfg()
+            .settings()
+            .metrics
             .alarms
             .iter()
             .any(|a| a.name == rule.name)

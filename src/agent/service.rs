@@ -8,7 +8,6 @@
 use super::Core;
 use crate::config::{AgentConfig, ConfigError};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 /// Reads the config again (the same file and flags as at start).
 pub type Reloader = Box<dyn Fn() -> Result<AgentConfig, ConfigError> + Send + Sync>;
@@ -49,12 +48,6 @@ pub struct Signals {
 
 impl Default for Signals {
     fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Signals {
-    pub fn new() -> Signals {
         use tokio::signal::unix::{SignalKind, signal};
         Signals {
             hup: signal(SignalKind::hangup()).ok(),
@@ -62,7 +55,9 @@ impl Signals {
             int: signal(SignalKind::interrupt()).ok(),
         }
     }
+}
 
+impl Signals {
     pub async fn next(&mut self) -> Signal {
         async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
             match s {
@@ -114,26 +109,18 @@ pub fn needs_restart(old: &AgentConfig, new: &AgentConfig) -> Vec<&'static str> 
         .collect()
 }
 
-/// Applies a reloaded config: swaps `[metrics]` and `[logs]`, starts the senders of new
-/// sinks, stops those of removed ones (dropping their queues, as at start), and records what
-/// happened as an event. Returns the config now in force for the next comparison.
+/// Applies a reloaded config: replaces `[metrics]` and `[logs]`, brings the senders in line
+/// (`telemetry::sync_sinks`), and records what happened as an event. Returns the config now
+/// in force for the next comparison.
 pub fn apply_reload(core: &Arc<Core>, running: &AgentConfig, new: AgentConfig) -> AgentConfig {
-    {
-        let mut s = core.settings.write().unwrap_or_else(|p| p.into_inner());
-        s.metrics = Arc::new(new.metrics.clone());
-        s.logs = Arc::new(new.logs.clone());
-    }
-    core.settings_generation.fetch_add(1, Ordering::Relaxed);
-    super::telemetry::start_sinks(core);
-    let mut keep: std::collections::HashSet<String> = super::telemetry::configured_sinks(core)
-        .iter()
-        .map(|s| s.key())
-        .collect();
-    keep.extend(super::telemetry::addon_keys(core));
-    core.metrics.stop_senders_except(&keep);
+    core.set_settings(super::Settings {
+        metrics: new.metrics.clone(),
+        logs: new.logs.clone(),
+    });
+    let sinks = super::telemetry::sync_sinks(core);
     let mut msg = format!(
         "configuration reloaded: {} sink(s), {} alarm rule(s) from the file, logs kept {} days / {} MiB, metrics every {} s",
-        keep.len(),
+        sinks,
         new.metrics.alarms.len(),
         new.logs.retain_days,
         new.logs.max_bytes >> 20,

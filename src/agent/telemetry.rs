@@ -13,7 +13,6 @@ use crate::model::{Health, Instance};
 use crate::store::StoredApp;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 fn target(core: &Core, i: &Instance) -> Target {
@@ -52,12 +51,6 @@ fn addon_sinks(apps: &[StoredApp]) -> Vec<(String, String, InfluxSink)> {
     out
 }
 
-/// Outbox keys of the add-on sinks the deployed apps name.
-pub fn addon_keys(core: &Core) -> Vec<String> {
-    let apps = core.store.list_apps().unwrap_or_default();
-    addon_sinks(&apps).iter().map(|(_, _, s)| s.key()).collect()
-}
-
 /// Reports a sink's state changes as agent events.
 pub fn sink_report(core: &Arc<Core>) -> Report {
     let core = core.clone();
@@ -65,24 +58,28 @@ pub fn sink_report(core: &Arc<Core>) -> Report {
 }
 
 /// The sinks berth.toml names: `[[metrics.influxdb]]` and `[[logs.syslog]]`.
-pub fn configured_sinks(core: &Core) -> Vec<Sink> {
-    let (m, l) = (core.metrics_cfg(), core.logs_cfg());
-    m.influxdb
+pub fn configured_sinks(s: &super::Settings) -> Vec<Sink> {
+    s.metrics
+        .influxdb
         .iter()
         .cloned()
         .map(Sink::Influx)
-        .chain(l.syslog.iter().cloned().map(Sink::Syslog))
+        .chain(s.logs.syslog.iter().cloned().map(Sink::Syslog))
         .collect()
 }
 
-/// Starts the senders of the configured sinks (metrics, log export and the add-ons the
-/// deployed apps name) and drops the queues of sinks no longer configured, which would
-/// otherwise hold their share of the outbox bound for ever.
-pub fn start_sinks(core: &Arc<Core>) {
-    let sinks = configured_sinks(core);
+/// Makes the running senders match the settings in force (at start and after a reload):
+/// starts the senders of the configured sinks (metrics, log export and the add-ons the
+/// deployed apps name), stops those of sinks no longer configured and drops their queues,
+/// which would otherwise hold their share of the outbox bound for ever. Returns how many
+/// sinks there are.
+pub fn sync_sinks(core: &Arc<Core>) -> usize {
+    let sinks = configured_sinks(&core.settings());
     let apps = core.store.list_apps().unwrap_or_default();
     let mut keys: Vec<String> = sinks.iter().map(Sink::key).collect();
     keys.extend(addon_sinks(&apps).iter().map(|(_, _, s)| s.key()));
+    core.metrics
+        .stop_senders_except(&keys.iter().cloned().collect());
     match core.store.outbox_forget_except(&keys) {
         Ok(n) if n > 0 => core.event(
             "sink",
@@ -95,18 +92,25 @@ pub fn start_sinks(core: &Arc<Core>) {
     }
     core.metrics
         .ensure_senders(&core.store, &sinks, &sink_report(core));
+    keys.len()
 }
 
 pub async fn metrics_loop(core: Arc<Core>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
     let host = crate::config::host_name();
-    let global_sinks = |cfg: &crate::metrics::MetricsConfig| -> Arc<Vec<Sink>> {
-        Arc::new(cfg.influxdb.iter().cloned().map(Sink::Influx).collect())
+    let global_sinks = |s: &super::Settings| -> Arc<Vec<Sink>> {
+        Arc::new(
+            s.metrics
+                .influxdb
+                .iter()
+                .cloned()
+                .map(Sink::Influx)
+                .collect(),
+        )
     };
-    // The interval and the sinks as of the last reload (SIGHUP) seen.
-    let mut generation = core.settings_generation.load(Ordering::Relaxed);
-    let cfg = core.metrics_cfg();
-    let mut step = cfg.interval_ms as i64 * 1_000_000;
-    let mut global = global_sinks(&cfg);
+    // The interval and the sinks as of the settings last seen (a reload replaces them).
+    let mut settings = core.settings();
+    let mut step = settings.metrics.interval_ms as i64 * 1_000_000;
+    let mut global = global_sinks(&settings);
     let mut collector = Some(Collector::new(Cgroups::detect()));
     let mut alarms = Alarms::default();
     let report = sink_report(&core);
@@ -120,12 +124,12 @@ pub async fn metrics_loop(core: Arc<Core>, mut shutdown: tokio::sync::watch::Rec
     // point of a cycle carries its tick as its time.
     let mut tick = next_tick(crate::timefmt::now_ns(), step);
     loop {
-        if core.settings_generation.load(Ordering::Relaxed) != generation {
-            generation = core.settings_generation.load(Ordering::Relaxed);
-            let cfg = core.metrics_cfg();
-            global = global_sinks(&cfg);
-            if cfg.interval_ms as i64 * 1_000_000 != step {
-                step = cfg.interval_ms as i64 * 1_000_000;
+        let now_settings = core.settings();
+        if !Arc::ptr_eq(&now_settings, &settings) {
+            settings = now_settings;
+            global = global_sinks(&settings);
+            if settings.metrics.interval_ms as i64 * 1_000_000 != step {
+                step = settings.metrics.interval_ms as i64 * 1_000_000;
                 tick = next_tick(crate::timefmt::now_ns(), step);
             }
         }
@@ -212,7 +216,7 @@ fn next_tick(now: i64, step: i64) -> i64 {
 
 /// Rules from berth.toml, then those added with `berth alarm add`.
 pub fn alarm_rules(core: &Core) -> Vec<crate::metrics::history::AlarmRule> {
-    let mut rules = core.metrics_cfg().alarms.clone();
+    let mut rules = core.settings().metrics.alarms.clone();
     for json in core.store.alarms().unwrap_or_default() {
         match serde_json::from_str(&json) {
             Ok(r) => rules.push(r),
@@ -225,7 +229,7 @@ pub fn alarm_rules(core: &Core) -> Vec<crate::metrics::history::AlarmRule> {
 /// Queues the cycle's points: all of them for every configured sink, each service's own
 /// series for its add-on sink.
 fn queue(core: &Arc<Core>, apps: &[StoredApp], global: &[Sink], report: &Report, points: &[Point]) {
-    let max = core.metrics_cfg().outbox_max_bytes;
+    let max = core.settings().metrics.outbox_max_bytes;
     if !global.is_empty() {
         let rows = encode_batches(points, MAX_BATCH_LINES);
         for s in global {

@@ -107,6 +107,11 @@ pub fn load(
         };
     }
     drop(tx);
-    rt.block_on(task)
-        .map_err(|e| crate::agent::CoreError::BadRequest(format!("loading images: {e}")))?
+    rt.block_on(task).map_err(|e| {
+        crate::agent::CoreError::Runtime(RuntimeError::Engine {
+            op: "load images",
+            object: "from the tarball".into(),
+            detail: e.to_string(),
+        })
+    })?
 }

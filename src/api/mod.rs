@@ -159,7 +159,7 @@ fn handle(mut req: tiny_http::Request, core: &Arc<Core>, rt: &tokio::runtime::Ha
         Err(e) => error(e.status(), &e.to_string()),
         Ok(cmd)
             if !(cmd.public()
-                || (cmd == Command::Prometheus && core.metrics_cfg().prometheus_public)
+                || (cmd == Command::Prometheus && core.settings().metrics.prometheus_public)
                 || authorised(&req, token)) =>
         {
             error(

@@ -100,7 +100,6 @@ impl Command {
             Command::Deploy
                 | Command::Scale(_)
                 | Command::Redeploy(_)
-                | Command::LoadImages
                 | Command::Traffic { .. }
                 | Command::Rollback { .. }
                 | Command::AddAlarm

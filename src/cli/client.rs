@@ -99,6 +99,25 @@ impl Client {
 
     /// GET a long-lived streaming answer (no overall timeout); returns its body as a reader.
     pub fn stream(&self, path: &str) -> Result<impl std::io::BufRead> {
+        let resp = self.get_unbounded(path)?;
+        Ok(std::io::BufReader::new(resp.into_body().into_reader()))
+    }
+
+    /// GET a file-sized answer: the `X-Berth-Images` header and the body as a reader.
+    pub fn download(&self, path: &str) -> Result<(String, impl std::io::Read + use<>)> {
+        let resp = self.get_unbounded(path)?;
+        let images = resp
+            .headers()
+            .get("X-Berth-Images")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        Ok((images, resp.into_body().into_reader()))
+    }
+
+    /// GET without an overall timeout (the body may take long); a non-2xx answer becomes
+    /// the agent's error message.
+    fn get_unbounded(&self, path: &str) -> Result<ureq::http::Response<ureq::Body>> {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_connect(Some(Duration::from_secs(10)))
@@ -114,32 +133,7 @@ impl Client {
             let _: serde_json::Value = self.finish(path, Ok(resp))?;
             bail!("unexpected answer to {path}");
         }
-        Ok(std::io::BufReader::new(resp.into_body().into_reader()))
-    }
-
-    /// GET a file-sized answer: the `X-Berth-Images` header and the body as a reader.
-    pub fn download(&self, path: &str) -> Result<(String, impl std::io::Read + use<>)> {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_connect(Some(Duration::from_secs(10)))
-            .build()
-            .into();
-        let resp = agent
-            .get(format!("{}{path}", self.base))
-            .header("Authorization", self.auth())
-            .call()
-            .map_err(|e| anyhow!("cannot reach the berth agent at {} ({e}): is `berth agent` running? set --api or BERTH_API", self.base))?;
-        if !resp.status().is_success() {
-            let _: serde_json::Value = self.finish(path, Ok(resp))?;
-            bail!("unexpected answer to {path}");
-        }
-        let images = resp
-            .headers()
-            .get("X-Berth-Images")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_string();
-        Ok((images, resp.into_body().into_reader()))
+        Ok(resp)
     }
 
     pub fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T> {

@@ -32,26 +32,19 @@ pub fn version(json: bool) -> Result<()> {
     Ok(())
 }
 
+/// `berth doctor` takes the agent's own flags, so it checks what `berth agent` with the same
+/// flags would use (config file, data dir, ports, engine).
 #[derive(Debug, Args)]
 pub struct DoctorArgs {
-    /// The agent's config file (default /etc/berth/berth.toml, optional there).
-    #[arg(long)]
-    pub config: Option<PathBuf>,
-    /// The agent's data dir (default: from the config, else /var/lib/berth).
-    #[arg(long)]
-    pub data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub agent: crate::config::AgentFlags,
     #[arg(long)]
     pub json: bool,
 }
 
 /// Prints every check; fails (exit 1) when one failed.
 pub fn doctor(a: &DoctorArgs) -> Result<()> {
-    let flags = crate::config::AgentFlags {
-        config: a.config.clone(),
-        data_dir: a.data_dir.clone(),
-        ..Default::default()
-    };
-    let cfg = crate::config::load_agent(&flags).context(
+    let cfg = crate::config::load_agent(&a.agent).context(
         "the agent's config does not load (fix it first: `berth doctor` reads the same file)",
     )?;
     let checks = crate::doctor::run(&cfg);

@@ -14,6 +14,19 @@ fn tar_names(path: &std::path::Path) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// `berth deploy -f FILE --name bundled --images BUNDLE`.
+fn deploy_with_images<'a>(file: &'a std::path::Path, bundle: &'a std::path::Path) -> [&'a str; 7] {
+    [
+        "deploy",
+        "-f",
+        path_str(file),
+        "--name",
+        "bundled",
+        "--images",
+        path_str(bundle),
+    ]
+}
+
 #[test]
 fn image_save_then_deploy_with_images_on_a_host_without_them() {
     let a = Agent::start();
@@ -47,15 +60,7 @@ fn image_save_then_deploy_with_images_on_a_host_without_them() {
     // Bad input loads and deploys nothing.
     let junk = a.dir.path().join("junk.tar");
     std::fs::write(&junk, vec![7u8; 4096]).expect("write");
-    let err = a.fails(&[
-        "deploy",
-        "-f",
-        path_str(&file),
-        "--name",
-        "bundled",
-        "--images",
-        path_str(&junk),
-    ]);
+    let err = a.fails(&deploy_with_images(&file, &junk));
     assert!(err.contains("tarball"), "{err}");
     assert!(!a.ok(&["apps"]).contains("bundled"));
     let bad = a.template("badtpl", "services:\n  web:\n    imagee: x\n");
@@ -78,15 +83,7 @@ fn image_save_then_deploy_with_images_on_a_host_without_them() {
     );
 
     // The bundle brings the image back and the app runs.
-    a.ok(&[
-        "deploy",
-        "-f",
-        path_str(&file),
-        "--name",
-        "bundled",
-        "--images",
-        path_str(&bundle),
-    ]);
+    a.ok(&deploy_with_images(&file, &bundle));
     a.wait_running("bundled", 1, Duration::from_secs(60));
     // Saving an app whose image is gone names it.
     a.ok(&["rm", "bundled"]);
