@@ -64,6 +64,8 @@ fn image_load_then_deploy() {
 fn external_links_alias_a_container_on_the_app_network() {
     let a = Agent::start();
     let ext = format!("ext_{}", a.node_id);
+    // Removed even when the test fails (a `docker run` that cannot start leaves it created).
+    let _cleanup = Containers(vec![ext.clone()]);
     docker_ok(&[
         "run", "-d", "--name", &ext, IMAGE, "httpd", "-f", "-p", "8080", "-h", "/www",
     ]);
