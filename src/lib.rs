@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod model;
 pub mod plan;
 pub mod release;
+pub mod rootfd;
 pub mod router;
 pub mod runtime;
 pub mod spec;

@@ -259,9 +259,16 @@ pub async fn collect(
 }
 
 /// The client for `monitoring.http` scrapes (made once; it keeps connections).
+///
+/// The scrape runs as root in the host's network namespace and the container answers it, so
+/// it never follows a redirect (a `302 -> http://127.0.0.1:7878/...` would reach host-only
+/// services) and ignores proxy variables: it talks to the instance's own address only.
 pub fn http_agent() -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
+        .max_redirects(0)
+        .max_redirects_will_error(false)
+        .proxy(None)
         .timeout_global(Some(Duration::from_secs(5)))
         .build()
         .into()
@@ -272,6 +279,12 @@ fn fetch(agent: &ureq::Agent, url: &str) -> Result<String, String> {
         .get(url)
         .call()
         .map_err(|e| format!("GET {url}: {e}"))?;
+    if r.status().is_redirection() {
+        return Err(format!(
+            "GET {url} answered {} (a redirect): berth scrapes the instance's own address only and never follows one; serve the metrics at that URL",
+            r.status()
+        ));
+    }
     if !r.status().is_success() {
         return Err(format!("GET {url} answered {}", r.status()));
     }

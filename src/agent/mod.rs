@@ -683,7 +683,7 @@ pub async fn run(cfg: AgentConfig, reload: service::Reloader) -> Result<(), Agen
     tracing::info!("shutting down: API closed, loops stopping");
     core.stopping
         .store(true, std::sync::atomic::Ordering::Relaxed);
-    api.shutdown();
+    api.shutdown().await;
     let _ = stop_tx.send(true);
     let _ = reconcile.await;
     let _ = watcher.await;

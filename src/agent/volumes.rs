@@ -612,24 +612,24 @@ impl Core {
         Ok(())
     }
 
-    /// Removes the volumes an app declared (`berth rm --volumes`).
+    /// Removes the volumes an app declared (`berth rm --volumes`): only the app's own, the
+    /// ones its template made. A volume made with `berth volume create` (no app), another
+    /// app's, or one berth has no record of (a person's engine volume) is kept, even when the
+    /// template names it without `external: true`.
     pub(super) async fn remove_app_volumes(&self, app: &AppSpec) -> Result<Vec<String>, CoreError> {
         let mut removed = Vec::new();
         for (key, v) in app.volumes.iter().filter(|(_, v)| !v.external) {
             let object = v.object_name(&app.name, key);
             match self.store.volume(&object)? {
-                Some(row) if row.app == app.name || row.app.is_empty() => {
+                Some(row) if row.app == app.name => {
                     let def = self.volume_def(&row)?;
                     self.remove_volume_object(&def, false).await?;
+                    removed.push(object);
                 }
-                Some(_) => continue, // another app's
-                None => {
-                    self.runtime
-                        .remove_volumes(std::slice::from_ref(&object))
-                        .await?
+                Some(_) | None => {
+                    tracing::info!(volume = %object, app = %app.name, "volume kept: not made by this app");
                 }
             }
-            removed.push(object);
         }
         Ok(removed)
     }

@@ -2,8 +2,9 @@
 //!
 //! The reader first sends what the query matches now (honouring `tail`), then polls the store
 //! for lines after the last one sent. Every few seconds without lines it sends an empty line,
-//! so a client that went away is noticed (the write fails and tiny_http drops the reader).
-//! It ends cleanly (final chunk) when the app is removed or the agent stops.
+//! so a client that went away is noticed (the channel to its connection is closed and the
+//! reading thread ends). It ends cleanly (final chunk) when the app is removed or the agent
+//! stops.
 
 use super::route::LogsParams;
 use crate::agent::{Core, CoreError};
@@ -42,6 +43,33 @@ pub fn start(core: Arc<Core>, params: LogsParams) -> Result<Follow, CoreError> {
     }
     f.fill(first);
     Ok(f)
+}
+
+/// The stream as a response body: a blocking thread reads it (the store is polled) into a
+/// small bounded channel that the connection drains.
+pub fn body(mut f: Follow) -> super::server::Body {
+    use http_body_util::BodyExt;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(4);
+    tokio::task::spawn_blocking(move || {
+        let mut buf = vec![0u8; 64 << 10];
+        loop {
+            let item = match f.read(&mut buf) {
+                Ok(0) => return,
+                Ok(n) => Ok(bytes::Bytes::copy_from_slice(&buf[..n])),
+                Err(e) => Err(e),
+            };
+            let failed = item.is_err();
+            if tx.blocking_send(item).is_err() || failed {
+                return;
+            }
+        }
+    });
+    let frames = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|item| (item.map(hyper::body::Frame::data), rx))
+    });
+    http_body_util::StreamBody::new(frames).boxed_unsync()
 }
 
 impl Follow {

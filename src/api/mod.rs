@@ -1,4 +1,4 @@
-//! The agent's HTTP JSON API (`/v1/...`) on tiny_http worker threads.
+//! The agent's HTTP JSON API (`/v1/...`), served by hyper within the bounds of `server.rs`.
 //!
 //! Role: turn each request into a typed [`Command`] (`parse_request`, pure), check the bearer
 //! token, run the command against the [`Core`] on the tokio runtime, and answer JSON.
@@ -12,25 +12,35 @@
 mod bundle;
 mod follow;
 mod route;
+pub mod server;
 
 use crate::agent::{Core, CoreError};
 use crate::wire::ErrorBody;
+use hyper::body::Incoming;
+use hyper::{Request, Response};
 use route::{Command, parse_request};
-use std::io::Read;
+use server::{Body, BodyError, Limits};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tiny_http::{Header, Response};
 
 pub use route::{LogsParams, RouteError};
 
 /// Largest JSON body accepted.
 pub const MAX_JSON_BODY: u64 = 4 << 20;
-const WORKERS: usize = 16;
+/// How long a stopping agent lets requests in flight finish.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(10);
 
 pub struct Server {
-    http: Arc<tiny_http::Server>,
-    threads: Vec<std::thread::JoinHandle<()>>,
+    listening: server::Listening,
+}
+
+/// What every request needs.
+struct Ctx {
+    core: Arc<Core>,
+    token: String,
+    rt: tokio::runtime::Handle,
+    limits: Limits,
 }
 
 impl Server {
@@ -40,30 +50,35 @@ impl Server {
         core: Arc<Core>,
         rt: tokio::runtime::Handle,
     ) -> Result<Server, String> {
-        let http = Arc::new(tiny_http::Server::http(addr).map_err(|e| e.to_string())?);
-        let token = Arc::new(token);
-        let threads = (0..WORKERS)
-            .map(|_| {
-                let (http, core, rt, token) =
-                    (http.clone(), core.clone(), rt.clone(), token.clone());
-                std::thread::spawn(move || {
-                    while let Ok(req) = http.recv() {
-                        handle(req, &core, &rt, &token);
-                    }
-                })
-            })
-            .collect();
-        Ok(Server { http, threads })
+        let limits = Limits::default();
+        let ctx = Arc::new(Ctx {
+            core,
+            token,
+            rt: rt.clone(),
+            limits,
+        });
+        let handler: server::Handler = Arc::new(move |req| {
+            let ctx = ctx.clone();
+            Box::pin(async move { handle(req, ctx).await })
+        });
+        let listening = server::serve(addr, limits, handler, &rt, || {
+            respond(error(
+                500,
+                "internal error: the agent failed on this request (see its log); nothing else is affected",
+            ))
+        })
+        .map_err(|e| e.to_string())?;
+        Ok(Server { listening })
     }
 
-    /// Stops accepting requests and waits for the workers to finish what they hold.
-    pub fn shutdown(self) {
-        for _ in &self.threads {
-            self.http.unblock();
-        }
-        for t in self.threads {
-            let _ = t.join();
-        }
+    /// Connections refused at the cap and handler panics so far.
+    pub fn counters(&self) -> Arc<server::Counters> {
+        self.listening.counters.clone()
+    }
+
+    /// Stops accepting requests and waits for the ones in flight (bounded).
+    pub async fn shutdown(self) {
+        self.listening.shutdown(SHUTDOWN_WAIT).await;
     }
 }
 
@@ -106,15 +121,13 @@ fn status_of(e: &CoreError) -> u16 {
     }
 }
 
-fn authorised(req: &tiny_http::Request, token: &str) -> bool {
-    let Some(h) = req
-        .headers()
-        .iter()
-        .find(|h| h.field.equiv("Authorization"))
+fn authorised(headers: &hyper::HeaderMap, token: &str) -> bool {
+    let Some(v) = headers
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
     else {
         return false;
     };
-    let v = h.value.as_str();
     let Some(given) = v.strip_prefix("Bearer ").map(str::trim) else {
         return false;
     };
@@ -127,107 +140,111 @@ fn authorised(req: &tiny_http::Request, token: &str) -> bool {
             == 0
 }
 
-fn read_body(req: &mut tiny_http::Request, cap: u64) -> Result<Vec<u8>, Reply> {
-    if req.body_length().is_some_and(|n| n as u64 > cap) {
-        return Err(error(
-            413,
-            &format!("request body too large (limit {cap} bytes)"),
-        ));
-    }
-    let mut buf = Vec::new();
-    let mut limited = req.as_reader().take(cap + 1);
-    limited
-        .read_to_end(&mut buf)
-        .map_err(|e| error(400, &format!("cannot read the request body: {e}")))?;
-    if buf.len() as u64 > cap {
-        return Err(error(
-            413,
-            &format!("request body too large (limit {cap} bytes)"),
-        ));
-    }
-    Ok(buf)
+fn body_error(e: &BodyError) -> Reply {
+    let status = match e {
+        BodyError::TooLarge(_) => 413,
+        BodyError::Timeout(_) => 408,
+        BodyError::Read(_) => 400,
+    };
+    error(status, &e.to_string())
+}
+
+fn respond((status, body, ctype): Reply) -> Response<Body> {
+    let mut r = Response::new(server::full(body));
+    *r.status_mut() =
+        hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static(ctype),
+    );
+    r
+}
+
+fn streamed(ctype: &'static str, body: Body) -> Response<Body> {
+    let mut r = Response::new(body);
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static(ctype),
+    );
+    r
 }
 
 fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Reply> {
     serde_json::from_slice(body).map_err(|e| error(400, &format!("invalid JSON body: {e}")))
 }
 
-fn handle(mut req: tiny_http::Request, core: &Arc<Core>, rt: &tokio::runtime::Handle, token: &str) {
+async fn handle(req: Request<Incoming>, ctx: Arc<Ctx>) -> Response<Body> {
     let method = req.method().as_str().to_string();
-    let url = req.url().to_string();
-    let reply = match parse_request(&method, &url) {
-        Err(e) => error(e.status(), &e.to_string()),
-        Ok(cmd)
-            if !(cmd.public()
-                || (cmd == Command::Prometheus && core.settings().metrics.prometheus_public)
-                || authorised(&req, token)) =>
-        {
-            error(
-                401,
-                "missing or wrong API token: pass it with --token or BERTH_TOKEN (it is in <data-dir>/api.token)",
-            )
-        }
-        Ok(Command::LoadImages) => match bundle::load(&mut req, core, rt) {
-            Ok(out) => json(200, &out),
-            Err(e) => error(status_of(&e), &e.to_string()),
-        },
-        Ok(Command::SaveImages(app)) => match rt.block_on(core.save_app_images(&app)) {
-            Ok((images, stream)) => {
-                let mut resp = Response::new(
-                    200.into(),
-                    Vec::new(),
-                    bundle::Tarball::start(stream, rt),
-                    None,
-                    None,
-                );
-                for (k, v) in [
-                    ("Content-Type", "application/x-tar".to_string()),
-                    ("X-Berth-Images", images.join(" ")),
-                ] {
-                    if let Ok(h) = Header::from_bytes(k.as_bytes(), v.as_bytes()) {
-                        resp = resp.with_header(h);
-                    }
-                }
-                let _ = req.respond(resp);
-                return;
-            }
-            Err(e) => error(status_of(&e), &e.to_string()),
-        },
-        Ok(Command::Logs(p)) if p.follow => match follow::start(core.clone(), p) {
-            Ok(reader) => {
-                let ctype = Header::from_bytes(&b"Content-Type"[..], &b"application/x-ndjson"[..]);
-                let mut resp = Response::new(200.into(), Vec::new(), reader, None, None);
-                if let Ok(h) = ctype {
-                    resp = resp.with_header(h);
-                }
-                let _ = req.respond(resp);
-                return;
-            }
-            Err(e) => error(status_of(&e), &e.to_string()),
-        },
-        Ok(cmd) => run(cmd, &mut req, core, rt),
+    let url = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/")
+        .to_string();
+    let core = &ctx.core;
+    let cmd = match parse_request(&method, &url) {
+        Err(e) => return respond(error(e.status(), &e.to_string())),
+        Ok(cmd) => cmd,
     };
-    let (status, body, ctype) = reply;
-    let mut resp = Response::from_data(body).with_status_code(status);
-    if let Ok(h) = Header::from_bytes(&b"Content-Type"[..], ctype.as_bytes()) {
-        resp = resp.with_header(h);
+    // Unauthenticated requests are answered before any byte of their body is read.
+    if !(cmd.public()
+        || (cmd == Command::Prometheus && core.settings().metrics.prometheus_public)
+        || authorised(req.headers(), &ctx.token))
+    {
+        return respond(error(
+            401,
+            "missing or wrong API token: pass it with --token or BERTH_TOKEN (it is in <data-dir>/api.token)",
+        ));
     }
-    let _ = req.respond(resp);
+    match cmd {
+        Command::LoadImages => respond(
+            match bundle::load(req, core.clone(), ctx.limits.stream_idle).await {
+                Ok(out) => json(200, &out),
+                Err(e) => error(status_of(&e), &e.to_string()),
+            },
+        ),
+        Command::SaveImages(app) => match core.save_app_images(&app).await {
+            Ok((images, stream)) => {
+                let mut r = streamed("application/x-tar", bundle::tarball(stream));
+                if let Ok(v) = hyper::header::HeaderValue::from_str(&images.join(" ")) {
+                    r.headers_mut().insert("x-berth-images", v);
+                }
+                r
+            }
+            Err(e) => respond(error(status_of(&e), &e.to_string())),
+        },
+        Command::Logs(p) if p.follow => {
+            let core = core.clone();
+            match tokio::task::spawn_blocking(move || follow::start(core, p)).await {
+                Ok(Ok(f)) => streamed("application/x-ndjson", follow::body(f)),
+                Ok(Err(e)) => respond(error(status_of(&e), &e.to_string())),
+                Err(_) => respond(error(500, "internal error: the log query failed")),
+            }
+        }
+        cmd => {
+            let body = if cmd.takes_body() {
+                match server::read_body(req, MAX_JSON_BODY, ctx.limits.body_timeout).await {
+                    Ok(b) => b,
+                    Err(e) => return respond(body_error(&e)),
+                }
+            } else {
+                Vec::new()
+            };
+            // Handlers mix engine calls with SQLite reads: they run on a blocking thread,
+            // never on the runtime's workers; a panic there answers 500.
+            let (core, rt) = (core.clone(), ctx.rt.clone());
+            match tokio::task::spawn_blocking(move || run(cmd, body, &core, &rt)).await {
+                Ok(r) => respond(r),
+                Err(_) => respond(error(
+                    500,
+                    "internal error: the agent failed on this request (see its log); nothing else is affected",
+                )),
+            }
+        }
+    }
 }
 
-fn run(
-    cmd: Command,
-    req: &mut tiny_http::Request,
-    core: &Arc<Core>,
-    rt: &tokio::runtime::Handle,
-) -> Reply {
-    let body = match cmd.takes_body() {
-        true => match read_body(req, MAX_JSON_BODY) {
-            Ok(b) => b,
-            Err(r) => return r,
-        },
-        false => Vec::new(),
-    };
+fn run(cmd: Command, body: Vec<u8>, core: &Arc<Core>, rt: &tokio::runtime::Handle) -> Reply {
     let result: Result<Reply, CoreError> = rt.block_on(async {
         Ok(match cmd {
             Command::Health => json(

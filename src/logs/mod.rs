@@ -2,7 +2,8 @@
 //!
 //! Role: one follower task per container reads its stdout/stderr from the engine
 //! ([`reader::Reader`] joins split lines and skips what was already stored); files inside
-//! containers are polled through `/proc/<pid>/root` ([`files`]). Everything goes through one
+//! containers are polled through the container's root as a directory fd ([`files`],
+//! [`crate::rootfd`]: no symlink leads out). Everything goes through one
 //! bounded channel to one writer, which stores lines, checkpoints and export batches in one
 //! transaction per batch.
 //!
@@ -263,9 +264,22 @@ impl Shipper {
             }
             // Hand lines over in chunks; a checkpoint goes with the lines before it.
             let next = if pending.is_empty() {
+                // Lines held behind a piece that never ends are let go after a while.
+                let quiet = if reader.holding() {
+                    Duration::from_millis(500)
+                } else {
+                    Duration::from_secs(3600)
+                };
                 tokio::select! {
                     n = stream.next() => n,
                     _ = closing.changed() => continue,
+                    _ = tokio::time::sleep(quiet) => {
+                        for l in reader.flush_stale(crate::timefmt::now_ns()) {
+                            let stream = if l.stderr { "stderr" } else { "stdout" };
+                            pending.push(t.line(&self.node, l.time_ns, stream, l.text));
+                        }
+                        continue;
+                    }
                 }
             } else {
                 match tokio::time::timeout(Duration::from_millis(20), stream.next()).await {
@@ -324,7 +338,15 @@ impl Shipper {
     fn poll_files(&self, targets: &[LogTarget]) {
         for t in targets {
             let Some(pid) = t.pid else { continue };
-            let root = std::path::PathBuf::from(format!("/proc/{pid}/root"));
+            // The container's root as a directory fd (its pid checked against its cgroup);
+            // every log path is resolved inside it.
+            let root = match crate::rootfd::Root::of_process(pid, &t.id) {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::debug!(container = %t.name, error = %e, "log files not read");
+                    continue;
+                }
+            };
             let mut cps = match self.state().file_cps.get(&t.id).cloned() {
                 Some(c) => c,
                 None => self

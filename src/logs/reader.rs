@@ -5,9 +5,18 @@
 //! entry read, how many entries with exactly that time were read): the engine can only be
 //! asked for entries since a whole second, so on resume the entries up to the position are
 //! skipped. A position is only offered at a line boundary (no piece pending).
+//!
+//! Bounds (the container is untrusted): a joined line is cut at [`MAX_LINE`]; complete lines
+//! of one stream held while the other has a piece pending are bounded by [`MAX_HELD`] bytes
+//! and [`MAX_HOLD_NS`]: past either, the pending piece is emitted as a line of its own, so the
+//! held lines are released with a position (and a checkpoint) instead of piling up.
 
 /// Longest joined line kept; the rest of a longer one is dropped (with a marker).
 pub const MAX_LINE: usize = 1 << 20;
+/// Most bytes of complete lines held back while a piece of the other stream is pending.
+pub const MAX_HELD: usize = 2 << 20;
+/// Longest a pending piece holds back the other stream's lines (engine time).
+pub const MAX_HOLD_NS: i64 = 2_000_000_000;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Position {
@@ -63,6 +72,8 @@ pub struct Reader {
     /// Complete lines read while the other stream had a piece pending: released with the
     /// next position that covers them.
     held: Vec<Line>,
+    /// Bytes of text in `held`.
+    held_bytes: usize,
 }
 
 fn push_capped(buf: &mut Vec<u8>, more: &[u8]) {
@@ -78,6 +89,7 @@ impl Reader {
             resume,
             partial: [None, None],
             held: Vec::new(),
+            held_bytes: 0,
         }
     }
 
@@ -104,6 +116,7 @@ impl Reader {
         }
         let slot = &mut self.partial[usize::from(stderr)];
         let out = &mut self.held;
+        let held_bytes = &mut self.held_bytes;
         let mut rest = text;
         while let Some(nl) = rest.iter().position(|b| *b == b'\n') {
             let (start_ts, mut buf) = slot.take().unwrap_or((ts, Vec::new()));
@@ -111,6 +124,7 @@ impl Reader {
             if buf.last() == Some(&b'\r') {
                 buf.pop();
             }
+            *held_bytes += buf.len();
             out.push(Line {
                 time_ns: start_ts,
                 stderr,
@@ -123,6 +137,7 @@ impl Reader {
             push_capped(&mut e.1, rest);
             // A line that never ends is cut at MAX_LINE, so positions keep coming.
             if let Some((t, buf)) = slot.take_if(|e| e.1.len() >= MAX_LINE) {
+                *held_bytes += buf.len();
                 out.push(Line {
                     time_ns: t,
                     stderr,
@@ -130,7 +145,52 @@ impl Reader {
                 });
             }
         }
+        // A piece that holds the other stream's lines too long or too many ends here.
+        if self.held_bytes > MAX_HELD {
+            self.cut_pending(i64::MAX);
+        } else if !self.held.is_empty() {
+            self.cut_pending(ts.saturating_sub(MAX_HOLD_NS));
+        }
+        self.release()
+    }
+
+    /// Lines held behind a piece that started before `now_ns - MAX_HOLD_NS` (the follower
+    /// calls this when the stream is quiet, so a piece never ended holds nothing for long).
+    pub fn flush_stale(&mut self, now_ns: i64) -> Vec<Line> {
+        if self.held.is_empty() {
+            return Vec::new();
+        }
+        self.cut_pending(now_ns.saturating_sub(MAX_HOLD_NS));
+        self.release()
+    }
+
+    /// Whether complete lines wait behind a pending piece.
+    pub fn holding(&self) -> bool {
+        !self.held.is_empty()
+    }
+
+    /// Emits every pending piece that started at or before `before` as a line of its own.
+    fn cut_pending(&mut self, before: i64) {
+        for (i, slot) in self.partial.iter_mut().enumerate() {
+            if let Some((t, buf)) = slot.take_if(|e| e.0 <= before) {
+                // In time order: the piece usually began before the lines it held.
+                let at = self.held.partition_point(|l| l.time_ns <= t);
+                self.held.insert(
+                    at,
+                    Line {
+                        time_ns: t,
+                        stderr: i == 1,
+                        text: String::from_utf8_lossy(&buf).into_owned(),
+                    },
+                );
+            }
+        }
+    }
+
+    /// The held lines, when no piece is pending (a position covers them).
+    fn release(&mut self) -> Vec<Line> {
         if self.partial.iter().all(Option::is_none) {
+            self.held_bytes = 0;
             std::mem::take(&mut self.held)
         } else {
             Vec::new()
@@ -194,6 +254,40 @@ mod tests {
             seen.extend(again.feed(false, x).into_iter().map(|l| l.text));
         }
         assert_eq!(seen, vec!["a", "b", "c", "d"]);
+    }
+
+    #[test]
+    fn a_pending_piece_cannot_hold_the_other_stream_without_bound() {
+        // 16 KiB without a newline on stdout, then a flood on stderr (the attack): the held
+        // lines are released once they pass MAX_HELD, with a position.
+        let mut r = Reader::new(None);
+        assert!(r.feed(false, &e("01", &"p".repeat(16 << 10))).is_empty());
+        let line = format!("{}\n", "f".repeat(1000));
+        let mut out = 0;
+        let mut max_held = 0;
+        for _ in 0..10_000 {
+            out += r.feed(true, &e("01", &line)).len();
+            max_held = max_held.max(r.held_bytes);
+        }
+        assert!(max_held <= MAX_HELD + 1000, "held {max_held} bytes");
+        assert!(out > 9_000, "only {out} lines came out");
+        assert!(r.checkpoint().is_some() || !r.held.is_empty());
+        // By time: a piece older than MAX_HOLD_NS releases what it holds at the next entry.
+        let mut r = Reader::new(None);
+        assert!(r.feed(false, &e("01", "piece")).is_empty());
+        assert!(r.feed(true, &e("02", "err\n")).is_empty());
+        let l = r.feed(true, &e("04", "later\n"));
+        let texts: Vec<_> = l.iter().map(|l| l.text.as_str()).collect();
+        assert_eq!(texts, ["piece", "err", "later"]);
+        assert!(r.checkpoint().is_some());
+        // And when the stream goes quiet, the follower's flush does it.
+        let mut r = Reader::new(None);
+        assert!(r.feed(false, &e("01", "piece")).is_empty());
+        assert!(r.feed(true, &e("01", "err\n")).is_empty());
+        let t = crate::timefmt::parse_rfc3339("2026-11-22T10:00:01Z").unwrap();
+        assert!(r.flush_stale(t + 1_000_000_000).is_empty());
+        assert_eq!(r.flush_stale(t + MAX_HOLD_NS).len(), 2);
+        assert!(r.checkpoint().is_some());
     }
 
     #[test]

@@ -330,11 +330,11 @@ fn mount_nas(dirs: &Dirs, def: &VolumeDef) -> Result<(), VolumeError> {
             &command::nfs_args(def, &root, &stage.to_string_lossy()),
         )
         .map_err(&fail)?;
-        let dir = stage.join(sub);
-        let made = make_subdir(
-            &dir,
-            def.opts.get("mode").and_then(|m| super::parse_mode(m)),
-        );
+        // Anyone who can write the export may have planted symlinks: the sub-directory is
+        // made from directory fds, never following one.
+        let made = crate::rootfd::Root::dir(&stage).and_then(|r| {
+            r.make_dirs(sub, def.opts.get("mode").and_then(|m| super::parse_mode(m)))
+        });
         unmount_path(&stage);
         made.map_err(|e| {
             fail(format!(
@@ -351,17 +351,6 @@ fn mount_nas(dirs: &Dirs, def: &VolumeDef) -> Result<(), VolumeError> {
     if let Err(e) = std::fs::metadata(&mp) {
         unmount_path(&mp);
         return Err(fail(format!("{src} mounted but does not answer: {e}")));
-    }
-    Ok(())
-}
-
-fn make_subdir(dir: &Path, mode: Option<u32>) -> std::io::Result<()> {
-    if dir.is_dir() {
-        return Ok(());
-    }
-    std::fs::create_dir_all(dir)?;
-    if let Some(m) = mode {
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(m))?;
     }
     Ok(())
 }
@@ -562,17 +551,5 @@ mod tests {
             log_tail(&p),
             "[CRT] s3fs.cpp:s3fs_check_service(3597): unable to connect"
         );
-    }
-
-    #[test]
-    fn subdirs_get_their_mode_when_made() {
-        let dir = tempfile::tempdir().expect("tmp");
-        let d = dir.path().join("a/b");
-        make_subdir(&d, Some(0o750)).expect("made");
-        let mode = std::fs::metadata(&d).expect("meta").permissions().mode();
-        assert_eq!(mode & 0o777, 0o750);
-        make_subdir(&d, Some(0o700)).expect("exists");
-        let mode = std::fs::metadata(&d).expect("meta").permissions().mode();
-        assert_eq!(mode & 0o777, 0o750, "an existing directory keeps its mode");
     }
 }

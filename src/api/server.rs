@@ -1,0 +1,224 @@
+//! The API's HTTP/1.1 server (hyper on the agent's runtime), with every bound an untrusted
+//! client needs: a connection cap, a deadline for the request head (also the idle time
+//! between requests on a kept-alive connection), a head size cap, a body cap checked against
+//! `Content-Length` before a byte of the body is read, a deadline for the body, a pause after
+//! an accept error (EMFILE) and a handler whose panic answers 500 and leaves the server up.
+//!
+//! Why not tiny_http (what the API used first): tiny_http 0.12 drains an unread body on drop
+//! with `vec![0; remaining]`, so `Content-Length: 4611686018427387904` on any request aborts
+//! the process, and it has no header or body timeouts and no header size limit; fixing that
+//! meant forking it. hyper (already the router's server) bounds all of it.
+
+use bytes::Bytes;
+use futures_util::FutureExt;
+use http_body_util::BodyExt;
+use http_body_util::combinators::UnsyncBoxBody;
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+
+/// The bounds the API holds its clients to.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Connections served at once; more are closed at accept.
+    pub max_connections: usize,
+    /// From connect (or the end of the last response) to the whole request head.
+    pub head_timeout: Duration,
+    /// Most bytes of a request head (hyper's read buffer: 8 KiB at least).
+    pub max_head_bytes: usize,
+    /// Most header lines in a request.
+    pub max_headers: usize,
+    /// A buffered (JSON) body must arrive whole within this.
+    pub body_timeout: Duration,
+    /// A streamed body (an image tarball) may pause at most this long between chunks.
+    pub stream_idle: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_connections: 256,
+            head_timeout: Duration::from_secs(10),
+            max_head_bytes: 64 << 10,
+            max_headers: 100,
+            body_timeout: Duration::from_secs(60),
+            stream_idle: Duration::from_secs(60),
+        }
+    }
+}
+
+pub type Body = UnsyncBoxBody<Bytes, std::io::Error>;
+
+pub fn full(b: Vec<u8>) -> Body {
+    http_body_util::Full::new(Bytes::from(b))
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+/// What the server counts (for tests and `berth doctor`-like checks).
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub refused_connections: AtomicU64,
+    pub handler_panics: AtomicU64,
+}
+
+/// Handles one request; the server adds nothing but the bounds around it.
+pub type Handler = Arc<
+    dyn Fn(
+            Request<Incoming>,
+        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Response<Body>> + Send>>
+        + Send
+        + Sync,
+>;
+
+pub struct Listening {
+    stop: watch::Sender<bool>,
+    done: tokio::task::JoinHandle<()>,
+    pub counters: Arc<Counters>,
+}
+
+/// Binds `addr` and serves `handler` on the current runtime until [`Listening::shutdown`].
+pub fn serve(
+    addr: SocketAddr,
+    limits: Limits,
+    handler: Handler,
+    rt: &tokio::runtime::Handle,
+    panic_reply: fn() -> Response<Body>,
+) -> std::io::Result<Listening> {
+    let std_listener = std::net::TcpListener::bind(addr)?;
+    std_listener.set_nonblocking(true)?;
+    let (stop, stop_rx) = watch::channel(false);
+    let counters = Arc::new(Counters::default());
+    let c2 = counters.clone();
+    let done = rt.spawn(async move {
+        match TcpListener::from_std(std_listener) {
+            Ok(l) => accept_loop(l, limits, handler, stop_rx, c2, panic_reply).await,
+            Err(e) => tracing::error!(error = %e, "API listener lost"),
+        }
+    });
+    Ok(Listening {
+        stop,
+        done,
+        counters,
+    })
+}
+
+impl Listening {
+    /// Stops accepting, asks every connection to finish its request in flight and close,
+    /// and waits for them (at most `within`).
+    pub async fn shutdown(self, within: Duration) {
+        self.stop.send_replace(true);
+        let _ = tokio::time::timeout(within, self.done).await;
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    limits: Limits,
+    handler: Handler,
+    mut stop: watch::Receiver<bool>,
+    counters: Arc<Counters>,
+    panic_reply: fn() -> Response<Body>,
+) {
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.head_timeout)
+        .max_buf_size(limits.max_head_bytes.max(8192))
+        .max_headers(limits.max_headers)
+        .keep_alive(true);
+    let http = Arc::new(http);
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stop.changed() => break,
+        };
+        let (stream, _peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // Out of descriptors (EMFILE) and the like: pause instead of spinning.
+                tracing::warn!(error = %e, "API accept failed; pausing");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            counters.refused_connections.fetch_add(1, Ordering::Relaxed);
+            drop(stream);
+            continue;
+        };
+        let (http, handler, counters) = (http.clone(), handler.clone(), counters.clone());
+        let mut stop = stop.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let svc = hyper::service::service_fn(move |req| {
+                let fut = handler(req);
+                let counters = counters.clone();
+                async move {
+                    // A panic in a handler answers 500; the connection and server live on.
+                    let resp = match std::panic::AssertUnwindSafe(fut).catch_unwind().await {
+                        Ok(r) => r,
+                        Err(_) => {
+                            counters.handler_panics.fetch_add(1, Ordering::Relaxed);
+                            tracing::error!("API handler panicked; answered 500");
+                            panic_reply()
+                        }
+                    };
+                    Ok::<_, std::convert::Infallible>(resp)
+                }
+            });
+            let conn = http.serve_connection(TokioIo::new(stream), svc);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => return,
+                _ = stop.changed() => conn.as_mut().graceful_shutdown(),
+            }
+            let _ = conn.await;
+        });
+    }
+    // Wait for the connections to finish what they hold.
+    let _ = slots.acquire_many(limits.max_connections as u32).await;
+}
+
+/// The declared body length, when the client sent one.
+pub fn content_length(req: &Request<Incoming>) -> Option<u64> {
+    req.headers()
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error("request body too large (limit {0} bytes)")]
+    TooLarge(u64),
+    #[error("the request body did not arrive within {0:?}")]
+    Timeout(Duration),
+    #[error("cannot read the request body: {0}")]
+    Read(String),
+}
+
+/// Reads a whole body of at most `cap` bytes within `within`: a declared length over the cap
+/// is refused before any byte is read, an undeclared one as soon as it passes the cap.
+pub async fn read_body(
+    req: Request<Incoming>,
+    cap: u64,
+    within: Duration,
+) -> Result<Vec<u8>, BodyError> {
+    if content_length(&req).is_some_and(|n| n > cap) {
+        return Err(BodyError::TooLarge(cap));
+    }
+    let limited = http_body_util::Limited::new(req.into_body(), cap as usize);
+    match tokio::time::timeout(within, limited.collect()).await {
+        Err(_) => Err(BodyError::Timeout(within)),
+        Ok(Ok(c)) => Ok(c.to_bytes().to_vec()),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(BodyError::TooLarge(cap)),
+        Ok(Err(e)) => Err(BodyError::Read(e.to_string())),
+    }
+}
