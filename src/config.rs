@@ -104,6 +104,20 @@ pub struct RouterSection {
     /// Certificates for `https://` routes, chosen by SNI.
     #[serde(default)]
     pub tls: Vec<crate::router::tls::TlsCert>,
+    /// Connections each router listener (HTTP, HTTPS, each TCP port) serves at once; more
+    /// are closed at accept. Default 4096.
+    pub max_connections: Option<usize>,
+    /// How long a client has to send a whole request head, and how long a kept-alive
+    /// connection may sit idle between requests. Default "10s".
+    pub header_timeout: Option<String>,
+    /// How long a TLS handshake may take. Default "10s".
+    pub tls_handshake_timeout: Option<String>,
+    /// Most bytes of a request head. Default 65536.
+    pub max_header_bytes: Option<usize>,
+    /// Proxies (CIDRs, like "10.0.0.0/8") whose `X-Forwarded-*` and `Forwarded` headers are
+    /// kept. From anyone else the router sets them itself. Default: none.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -141,6 +155,7 @@ pub struct AgentConfig {
     pub router_tls: Option<std::sync::Arc<tokio_rustls::rustls::ServerConfig>>,
     /// The domains with a certificate (`*.x` for wildcards).
     pub router_tls_domains: Vec<String>,
+    pub router_limits: crate::router::Limits,
     pub metrics: crate::metrics::MetricsConfig,
     pub logs: LogsConfig,
 }
@@ -302,6 +317,7 @@ pub fn load_agent(flags: &AgentFlags) -> Result<AgentConfig, ConfigError> {
     let (file, router) = (whole.agent, whole.router);
     let metrics = metrics_config(whole.metrics)?;
     let logs = logs_config(whole.logs)?;
+    let router_limits = router_limits(&router)?;
     let router_http = optional_addr(
         "router http address",
         flags.router_http.clone().or(router.http),
@@ -409,8 +425,66 @@ pub fn load_agent(flags: &AgentFlags) -> Result<AgentConfig, ConfigError> {
         router_https,
         router_tls,
         router_tls_domains,
+        router_limits,
         metrics,
         logs,
+    })
+}
+
+/// The router's bounds from `[router]`.
+fn router_limits(r: &RouterSection) -> Result<crate::router::Limits, ConfigError> {
+    let d = crate::router::Limits::default();
+    let ms = |what, v: &Option<String>, default: std::time::Duration| {
+        duration_setting(
+            what,
+            v.clone(),
+            &format!("{}ms", default.as_millis()),
+            100,
+            "write a duration of at least 100ms, like 10s",
+        )
+        .map(std::time::Duration::from_millis)
+    };
+    let trusted = r
+        .trusted_proxies
+        .iter()
+        .map(|c| {
+            crate::router::Cidr::parse(c).ok_or(ConfigError::Value {
+                what: "[router] trusted_proxies entry",
+                value: c.clone(),
+                hint: "write an address or a CIDR, like 10.0.0.0/8 or 192.168.1.5",
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let max_connections = r.max_connections.unwrap_or(d.max_connections);
+    if !(1..=1_000_000).contains(&max_connections) {
+        return Err(ConfigError::Value {
+            what: "[router] max_connections",
+            value: max_connections.to_string(),
+            hint: "write a number from 1 to 1000000",
+        });
+    }
+    let max_header_bytes = r.max_header_bytes.unwrap_or(d.max_header_bytes);
+    if !(8192..=1 << 20).contains(&max_header_bytes) {
+        return Err(ConfigError::Value {
+            what: "[router] max_header_bytes",
+            value: max_header_bytes.to_string(),
+            hint: "write a number from 8192 to 1048576",
+        });
+    }
+    Ok(crate::router::Limits {
+        max_connections,
+        header_timeout: ms(
+            "[router] header_timeout",
+            &r.header_timeout,
+            d.header_timeout,
+        )?,
+        tls_handshake_timeout: ms(
+            "[router] tls_handshake_timeout",
+            &r.tls_handshake_timeout,
+            d.tls_handshake_timeout,
+        )?,
+        max_header_bytes,
+        trusted_proxies: trusted,
     })
 }
 
@@ -480,7 +554,8 @@ mod tests {
                     &a.docker_host,
                     a.reconcile_interval_ms,
                     a.version_deadline_ms,
-                    a.router_tcp_ip
+                    a.router_tcp_ip,
+                    &a.router_limits
                 )
             ),
             format!(
@@ -491,7 +566,8 @@ mod tests {
                     &b.docker_host,
                     b.reconcile_interval_ms,
                     b.version_deadline_ms,
-                    b.router_tcp_ip
+                    b.router_tcp_ip,
+                    &b.router_limits
                 )
             )
         );

@@ -188,6 +188,7 @@ impl Core {
                 } else {
                     Vec::new()
                 },
+                cfg.router_limits.clone(),
             ),
             router_domain: cfg.router_domain.clone(),
             tls_domains: if cfg.router_https.is_some() {

@@ -96,6 +96,10 @@ fn restart_only(c: &AgentConfig) -> Vec<(&'static str, String)> {
         ("[router] domain", c.router_domain.clone()),
         ("[router] tcp_address", c.router_tcp_ip.to_string()),
         ("[[router.tls]]", c.router_tls_domains.join(",")),
+        (
+            "[router] limits and trusted_proxies",
+            format!("{:?}", c.router_limits),
+        ),
     ]
 }
 

@@ -15,24 +15,35 @@ use tokio::net::TcpListener;
 
 const STICKY_COOKIE: &str = "berth_sticky";
 
-/// A connection accepted by the listener, handed to a worker.
-pub(super) type Accepted = (std::net::TcpStream, SocketAddr);
+/// A connection accepted by the listener, handed to a worker with its slot.
+pub(super) type Accepted = (std::net::TcpStream, SocketAddr, super::Slot);
 
 /// Accepts connections and deals them to the workers in turn (an even spread, unlike
-/// SO_REUSEPORT's hash: 64 connections are 32 + 32, not 40 + 24).
+/// SO_REUSEPORT's hash: 64 connections are 32 + 32, not 40 + 24). At `max` open connections
+/// a new one is closed at once; an accept error pauses the listener.
 pub(super) async fn accept(
     listener: TcpListener,
     workers: Vec<tokio::sync::mpsc::UnboundedSender<Accepted>>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
+    max: usize,
 ) {
+    let slots = Arc::new(super::Slots::default());
     let mut next = 0usize;
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
             _ = shutdown.changed() => return,
         };
-        let Ok((stream, peer)) = accepted else {
-            continue;
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, "router accept failed; pausing");
+                tokio::time::sleep(super::ACCEPT_PAUSE).await;
+                continue;
+            }
+        };
+        let Some(slot) = slots.take(max) else {
+            continue; // over the cap: closed
         };
         let _ = stream.set_nodelay(true);
         let Ok(std_stream) = stream.into_std() else {
@@ -42,7 +53,7 @@ pub(super) async fn accept(
             return;
         }
         next = (next + 1) % workers.len();
-        if workers[next].send((std_stream, peer)).is_err() {
+        if workers[next].send((std_stream, peer, slot)).is_err() {
             return;
         }
     }
@@ -54,33 +65,50 @@ pub(super) async fn work(
     shared: Arc<Shared>,
     tls: Option<tokio_rustls::TlsAcceptor>,
 ) {
-    while let Some((std_stream, peer)) = conns.recv().await {
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(shared.limits.header_timeout)
+        .max_buf_size(shared.limits.max_header_bytes.max(8192))
+        .keep_alive(true);
+    let builder = Arc::new(builder);
+    while let Some((std_stream, peer, slot)) = conns.recv().await {
         let Ok(stream) = tokio::net::TcpStream::from_std(std_stream) else {
             continue;
         };
-        let (shared, tls) = (shared.clone(), tls.clone());
+        let (shared, tls, builder) = (shared.clone(), tls.clone(), builder.clone());
+        let slot = Arc::new(slot);
         tokio::spawn(async move {
             match tls {
-                None => serve_conn(TokioIo::new(stream), shared, peer, false).await,
-                Some(acceptor) => match acceptor.accept(stream).await {
-                    Ok(s) => serve_conn(TokioIo::new(s), shared, peer, true).await,
-                    Err(e) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                },
+                None => serve_conn(TokioIo::new(stream), shared, peer, false, slot, &builder).await,
+                Some(acceptor) => {
+                    let limit = shared.limits.tls_handshake_timeout;
+                    match tokio::time::timeout(limit, acceptor.accept(stream)).await {
+                        Ok(Ok(s)) => {
+                            serve_conn(TokioIo::new(s), shared, peer, true, slot, &builder).await
+                        }
+                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                }
             }
         });
     }
 }
 
-async fn serve_conn<I>(io: I, shared: Arc<Shared>, peer: SocketAddr, tls: bool)
-where
+async fn serve_conn<I>(
+    io: I,
+    shared: Arc<Shared>,
+    peer: SocketAddr,
+    tls: bool,
+    slot: Arc<super::Slot>,
+    builder: &hyper::server::conn::http1::Builder,
+) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
-    let svc = hyper::service::service_fn(move |req| handle(req, shared.clone(), peer, tls));
-    let _ = hyper::server::conn::http1::Builder::new()
-        .keep_alive(true)
-        .serve_connection(io, svc)
-        .with_upgrades()
-        .await;
+    let svc =
+        hyper::service::service_fn(move |req| handle(req, shared.clone(), peer, tls, slot.clone()));
+    let _ = builder.serve_connection(io, svc).with_upgrades().await;
 }
 
 fn plain(status: StatusCode, msg: String) -> Response<Body> {
@@ -111,6 +139,7 @@ fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 const HOP_HEADERS: [HeaderName; 5] = [
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -149,11 +178,55 @@ fn strip_hop_headers(h: &mut HeaderMap, keep_upgrade: bool) {
     }
 }
 
+/// The router is the edge: the client's address, scheme and host are what the router saw.
+/// A client's own `X-Forwarded-*`, `Forwarded` and `X-Real-IP` are dropped (over plain HTTP,
+/// `X-Forwarded-Proto: https` would pass apps' https-only checks, and `X-Forwarded-Host`
+/// would poison their absolute links), unless the client is a trusted proxy, whose values
+/// are kept and extended.
+fn set_forwarded(
+    h: &mut HeaderMap,
+    peer: SocketAddr,
+    tls: bool,
+    host: Option<HeaderValue>,
+    trusted: bool,
+) {
+    let ip = peer.ip().to_string();
+    let xff = match h.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(prev) if trusted => format!("{prev}, {ip}"),
+        _ => ip,
+    };
+    if !trusted {
+        for n in [
+            &X_FORWARDED_PROTO,
+            &X_FORWARDED_HOST,
+            &header::FORWARDED,
+            &X_REAL_IP,
+        ] {
+            h.remove(n);
+        }
+    }
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        h.insert(X_FORWARDED_FOR, v);
+    }
+    if !h.contains_key(X_FORWARDED_PROTO) {
+        h.insert(
+            X_FORWARDED_PROTO,
+            HeaderValue::from_static(if tls { "https" } else { "http" }),
+        );
+    }
+    if let Some(v) = host
+        && !h.contains_key(X_FORWARDED_HOST)
+    {
+        h.insert(X_FORWARDED_HOST, v);
+    }
+}
+
 async fn handle(
     mut req: Request<Incoming>,
     shared: Arc<Shared>,
     peer: SocketAddr,
     tls: bool,
+    slot: Arc<super::Slot>,
 ) -> Result<Response<Body>, Infallible> {
     // Cheap clones (shared bytes): this runs for every request.
     let host_value = req.headers().get(header::HOST).cloned().or_else(|| {
@@ -221,24 +294,7 @@ async fn handle(
     *req.uri_mut() = hyper::Uri::from(path_q);
     let h = req.headers_mut();
     strip_hop_headers(h, upgrade);
-    let xff = match h.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prev) => format!("{prev}, {}", peer.ip()),
-        None => peer.ip().to_string(),
-    };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
-        h.insert(X_FORWARDED_FOR, v);
-    }
-    if !h.contains_key(X_FORWARDED_PROTO) {
-        h.insert(
-            X_FORWARDED_PROTO,
-            HeaderValue::from_static(if tls { "https" } else { "http" }),
-        );
-    }
-    if let Some(v) = host_value
-        && !h.contains_key(X_FORWARDED_HOST)
-    {
-        h.insert(X_FORWARDED_HOST, v);
-    }
+    set_forwarded(h, peer, tls, host_value, shared.limits.trusts(peer.ip()));
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let (mut resp, lease) = match super::upstream::send(ep.addr, req).await {
         Ok(r) => r,
@@ -258,7 +314,8 @@ async fn handle(
             // The upgraded connection stays in flight until either side closes.
             let conn_guard = InflightGuard::new(&ep.inflight);
             tokio::spawn(async move {
-                let _conn_guard = conn_guard;
+                // The upgraded connection keeps its listener slot too.
+                let (_conn_guard, _slot) = (conn_guard, slot);
                 if let (Ok(a), Ok(b)) = (client_side.await, upstream_side.await) {
                     let _ =
                         tokio::io::copy_bidirectional(&mut TokioIo::new(a), &mut TokioIo::new(b))
@@ -378,5 +435,46 @@ impl Shared {
             sticky: b.sticky,
             sticky_in,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).expect("name"),
+                HeaderValue::from_str(v).expect("value"),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn forwarded_headers_come_from_the_router_unless_the_client_is_trusted() {
+        let spoofed = [
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "evil.example"),
+            ("x-forwarded-for", "1.2.3.4"),
+            ("forwarded", "for=1.2.3.4;proto=https"),
+            ("x-real-ip", "1.2.3.4"),
+        ];
+        let peer: SocketAddr = "192.0.2.7:5000".parse().expect("addr");
+        let host = Some(HeaderValue::from_static("shop.test"));
+        let mut h = headers(&spoofed);
+        set_forwarded(&mut h, peer, false, host.clone(), false);
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["x-forwarded-host"], "shop.test");
+        assert_eq!(h["x-forwarded-for"], "192.0.2.7");
+        assert!(h.get("forwarded").is_none() && h.get("x-real-ip").is_none());
+        let mut h = headers(&spoofed);
+        set_forwarded(&mut h, peer, false, host, true);
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h["x-forwarded-host"], "evil.example");
+        assert_eq!(h["x-forwarded-for"], "1.2.3.4, 192.0.2.7");
+        assert!(h.get("forwarded").is_some());
     }
 }

@@ -12,6 +12,14 @@
 //! in-flight counter from the moment it is picked, and the pick happens under the table's read
 //! lock, so once a new table is swapped in no request can still pick a removed instance;
 //! [`Router::drain`] then waits for the counter to reach zero (or the grace period).
+//!
+//! Bounds (every client may be hostile, [`Limits`] from `[router]`): each listener serves at
+//! most `max_connections` at once (more are closed at accept), an accept error (EMFILE)
+//! pauses the listener instead of spinning, a request head must arrive whole within
+//! `header_timeout` (also the longest idle time between requests) and within
+//! `max_header_bytes`, a TLS handshake within `tls_handshake_timeout`. The router is the
+//! edge: it sets `X-Forwarded-For/-Proto/-Host` itself and drops a client's `Forwarded`,
+//! unless the client is one of `trusted_proxies`.
 
 mod http;
 pub mod table;
@@ -25,6 +33,109 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use table::Table;
 
+/// The router's bounds (`[router]` in berth.toml).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub header_timeout: std::time::Duration,
+    pub tls_handshake_timeout: std::time::Duration,
+    pub max_header_bytes: usize,
+    pub trusted_proxies: Vec<Cidr>,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_connections: 4096,
+            header_timeout: std::time::Duration::from_secs(10),
+            tls_handshake_timeout: std::time::Duration::from_secs(10),
+            max_header_bytes: 64 << 10,
+            trusted_proxies: Vec::new(),
+        }
+    }
+}
+
+impl Limits {
+    fn trusts(&self, ip: IpAddr) -> bool {
+        self.trusted_proxies.iter().any(|c| c.contains(ip))
+    }
+}
+
+/// An address block, like `10.0.0.0/8` or `2001:db8::/32` (a bare address is /32 or /128).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Cidr {
+    net: IpAddr,
+    bits: u8,
+}
+
+impl Cidr {
+    pub fn parse(s: &str) -> Option<Cidr> {
+        let s = s.trim();
+        let (a, bits) = match s.split_once('/') {
+            Some((a, b)) => (a, Some(b.parse::<u8>().ok()?)),
+            None => (s, None),
+        };
+        let net: IpAddr = a.parse().ok()?;
+        let max = if net.is_ipv4() { 32 } else { 128 };
+        let bits = bits.unwrap_or(max);
+        (bits <= max).then_some(Cidr { net, bits })
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        // An IPv4 client on a dual-stack socket shows as ::ffff:a.b.c.d.
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        let (a, b, max) = match (self.net, ip) {
+            (IpAddr::V4(n), IpAddr::V4(i)) => (u32::from(n) as u128, u32::from(i) as u128, 32),
+            (IpAddr::V6(n), IpAddr::V6(i)) => (u128::from(n), u128::from(i), 128),
+            _ => return false,
+        };
+        let shift = max - u32::from(self.bits);
+        shift >= 128 || (a >> shift) == (b >> shift)
+    }
+}
+
+/// Counts one listener's open connections; a slot is held for a connection's life.
+#[derive(Default)]
+pub(crate) struct Slots {
+    open: AtomicUsize,
+    refused: AtomicU64,
+}
+
+pub(crate) struct Slot(Arc<Slots>);
+
+impl Slots {
+    /// A slot, or None when `max` are in use.
+    pub(crate) fn take(self: &Arc<Self>, max: usize) -> Option<Slot> {
+        let mut n = self.open.load(Ordering::Relaxed);
+        loop {
+            if n >= max {
+                self.refused.fetch_add(1, Ordering::Relaxed);
+                return None;
+            }
+            match self
+                .open
+                .compare_exchange_weak(n, n + 1, Ordering::AcqRel, Ordering::Relaxed)
+            {
+                Ok(_) => return Some(Slot(self.clone())),
+                Err(now) => n = now,
+            }
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// How long a listener waits after an accept error (out of descriptors) before accepting
+/// again: the error would come back at once and spin the thread.
+pub(crate) const ACCEPT_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// State shared by every proxy task.
 pub struct Shared {
     table: RwLock<Arc<Table>>,
@@ -34,6 +145,7 @@ pub struct Shared {
     tls_domains: Vec<String>,
     turn: AtomicUsize,
     rng: AtomicU64,
+    limits: Limits,
 }
 
 impl Shared {
@@ -78,7 +190,7 @@ impl Drop for InflightGuard {
 }
 
 impl Router {
-    pub fn new(tcp_ip: IpAddr, tls_domains: Vec<String>) -> Router {
+    pub fn new(tcp_ip: IpAddr, tls_domains: Vec<String>, limits: Limits) -> Router {
         let seed = crate::store::now_ms() as u64 | 1;
         Router {
             shared: Arc::new(Shared {
@@ -87,6 +199,7 @@ impl Router {
                 tls_domains,
                 turn: AtomicUsize::new(0),
                 rng: AtomicU64::new(seed),
+                limits,
             }),
             tcp_ip,
             tcp: Mutex::new(BTreeMap::new()),
@@ -153,7 +266,12 @@ impl Router {
                 })?;
             senders.push(tx);
         }
-        tokio::spawn(http::accept(listener, senders, shutdown));
+        tokio::spawn(http::accept(
+            listener,
+            senders,
+            shutdown,
+            self.shared.limits.max_connections,
+        ));
         Ok(port)
     }
 
@@ -228,5 +346,43 @@ impl Router {
             tracing::debug!(id = short, ms = waited.as_millis() as u64, "drained");
         }
         waited
+    }
+}
+
+#[cfg(test)]
+mod limits_tests {
+    use super::*;
+
+    #[test]
+    fn cidrs_match_their_addresses_only() {
+        let c = Cidr::parse("10.1.0.0/16").expect("cidr");
+        assert!(c.contains("10.1.200.3".parse().expect("ip")));
+        assert!(!c.contains("10.2.0.1".parse().expect("ip")));
+        assert!(
+            c.contains("::ffff:10.1.0.9".parse().expect("ip")),
+            "v4-mapped"
+        );
+        let one = Cidr::parse("192.168.1.5").expect("bare address");
+        assert!(one.contains("192.168.1.5".parse().expect("ip")));
+        assert!(!one.contains("192.168.1.6".parse().expect("ip")));
+        let all = Cidr::parse("0.0.0.0/0").expect("all");
+        assert!(all.contains("8.8.8.8".parse().expect("ip")));
+        let v6 = Cidr::parse("2001:db8::/32").expect("v6");
+        assert!(v6.contains("2001:db8::1".parse().expect("ip")));
+        assert!(!v6.contains("10.0.0.1".parse().expect("ip")));
+        for bad in ["", "10.0.0.0/33", "x", "10.0.0.0/", "::/129"] {
+            assert!(Cidr::parse(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn slots_cap_connections() {
+        let s = Arc::new(Slots::default());
+        let a = s.take(2).expect("1");
+        let _b = s.take(2).expect("2");
+        assert!(s.take(2).is_none());
+        drop(a);
+        assert!(s.take(2).is_some());
+        assert_eq!(s.refused.load(Ordering::Relaxed), 1);
     }
 }

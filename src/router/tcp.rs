@@ -6,8 +6,18 @@ use std::sync::Arc;
 use tokio::net::{TcpListener, TcpStream};
 
 pub(super) async fn serve(port: u16, listener: TcpListener, shared: Arc<Shared>) {
+    let slots = Arc::new(super::Slots::default());
     loop {
-        let Ok((mut client, _)) = listener.accept().await else {
+        let mut client = match listener.accept().await {
+            Ok((c, _)) => c,
+            Err(e) => {
+                tracing::warn!(port, error = %e, "tcp router accept failed; pausing");
+                tokio::time::sleep(super::ACCEPT_PAUSE).await;
+                continue;
+            }
+        };
+        // Over the cap: closed at once.
+        let Some(slot) = slots.take(shared.limits.max_connections) else {
             continue;
         };
         // Picked under the table's read lock, with the in-flight guard taken before it is
@@ -25,7 +35,7 @@ pub(super) async fn serve(port: u16, listener: TcpListener, shared: Arc<Shared>)
             continue;
         };
         tokio::spawn(async move {
-            let _guard = guard;
+            let (_guard, _slot) = (guard, slot);
             match TcpStream::connect(addr).await {
                 Ok(mut upstream) => {
                     let _ = client.set_nodelay(true);

@@ -5,6 +5,7 @@ mod backends;
 mod harness;
 
 mod concurrency;
+mod hardening;
 mod health;
 mod inputs;
 mod lifecycle;
