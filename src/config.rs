@@ -190,7 +190,7 @@ pub struct AgentFlags {
     pub router_https: Option<String>,
 }
 
-/// A duration setting: `value` or `default`, at least `min_ms`.
+/// A duration setting: `value` or `default`, from `min_ms` to a day.
 fn duration_setting(
     what: &'static str,
     value: Option<String>,
@@ -198,9 +198,11 @@ fn duration_setting(
     min_ms: u64,
     hint: &'static str,
 ) -> Result<u64, ConfigError> {
+    // At most a day: longer is a mistake, and keeps the arithmetic on it far from overflow.
+    const MAX_MS: u64 = 86_400_000;
     let v = value.unwrap_or_else(|| default.into());
     crate::spec::parse_duration_ms(&v)
-        .filter(|ms| *ms >= min_ms)
+        .filter(|ms| (min_ms..=MAX_MS).contains(ms))
         .ok_or(ConfigError::Value {
             what,
             value: v,
@@ -247,7 +249,7 @@ fn metrics_config(m: MetricsSection) -> Result<crate::metrics::MetricsConfig, Co
         m.interval,
         "10s",
         1000,
-        "write a duration of at least 1s, like \"10s\"",
+        "write a duration from 1s to 24h, like \"10s\"",
     )?;
     for s in &m.influxdb {
         s.validate().map_err(ConfigError::Metrics)?;
@@ -399,14 +401,14 @@ pub fn load_agent(flags: &AgentFlags) -> Result<AgentConfig, ConfigError> {
         file.reconcile_interval,
         "5s",
         100,
-        "write a duration of at least 100ms, like 5s",
+        "write a duration from 100ms to 24h, like 5s",
     )?;
     let version_deadline_ms = duration_setting(
         "version_deadline",
         file.version_deadline,
         "120s",
         1000,
-        "write a duration of at least 1s, like 120s",
+        "write a duration from 1s to 24h, like 120s",
     )?;
     Ok(AgentConfig {
         data_dir: flags
@@ -440,7 +442,7 @@ fn router_limits(r: &RouterSection) -> Result<crate::router::Limits, ConfigError
             v.clone(),
             &format!("{}ms", default.as_millis()),
             100,
-            "write a duration of at least 100ms, like 10s",
+            "write a duration from 100ms to 24h, like 10s",
         )
         .map(std::time::Duration::from_millis)
     };

@@ -92,10 +92,16 @@ pub fn parse_since(t: &str, now_ns: i64) -> Option<i64> {
     if let Some(ms) =
         crate::spec::parse_duration_ms(t).filter(|_| t.ends_with(|c: char| c.is_ascii_alphabetic()))
     {
-        return Some(now_ns - ms as i64 * 1_000_000);
+        // Checked: a duration too long for the clock is no time at all, not a panic.
+        return i64::try_from(ms)
+            .ok()?
+            .checked_mul(1_000_000)
+            .and_then(|d| now_ns.checked_sub(d));
     }
     if let Some(days) = t.strip_suffix('d').and_then(|d| d.parse::<i64>().ok()) {
-        return Some(now_ns - days * 86_400 * 1_000_000_000);
+        return days
+            .checked_mul(86_400 * 1_000_000_000)
+            .and_then(|d| now_ns.checked_sub(d));
     }
     if let Ok(secs) = t.parse::<i64>() {
         return secs.checked_mul(1_000_000_000);
@@ -154,5 +160,15 @@ mod tests {
             Some(1_000_000_000)
         );
         assert_eq!(parse_since("soon", now), None);
+        // Overflowing arithmetic is refused, not a panic.
+        for huge in [
+            "9223372036854775807d",
+            "-9223372036854775807d",
+            "106751992d",
+            "9223372036854775807",
+            "99999999999999999h",
+        ] {
+            assert_eq!(parse_since(huge, now), None, "{huge}");
+        }
     }
 }

@@ -78,6 +78,8 @@ pub type Handler = Arc<
 >;
 
 pub struct Listening {
+    /// The bound address (a port of 0 asked for a free one).
+    pub addr: SocketAddr,
     stop: watch::Sender<bool>,
     done: tokio::task::JoinHandle<()>,
     pub counters: Arc<Counters>,
@@ -93,6 +95,7 @@ pub fn serve(
 ) -> std::io::Result<Listening> {
     let std_listener = std::net::TcpListener::bind(addr)?;
     std_listener.set_nonblocking(true)?;
+    let addr = std_listener.local_addr()?;
     let (stop, stop_rx) = watch::channel(false);
     let counters = Arc::new(Counters::default());
     let c2 = counters.clone();
@@ -103,6 +106,7 @@ pub fn serve(
         }
     });
     Ok(Listening {
+        addr,
         stop,
         done,
         counters,
@@ -220,5 +224,100 @@ pub async fn read_body(
         Ok(Ok(c)) => Ok(c.to_bytes().to_vec()),
         Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(BodyError::TooLarge(cap)),
         Ok(Err(e)) => Err(BodyError::Read(e.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+
+    fn ask(addr: SocketAddr, req: &[u8]) -> String {
+        let mut s = std::net::TcpStream::connect(addr).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        s.write_all(req).expect("write");
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    }
+
+    #[test]
+    fn panics_answer_500_and_bodies_and_heads_are_bounded_in_time_and_size() {
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        let limits = Limits {
+            head_timeout: Duration::from_millis(500),
+            body_timeout: Duration::from_millis(500),
+            ..Limits::default()
+        };
+        let handler: Handler = Arc::new(move |req: Request<Incoming>| {
+            Box::pin(async move {
+                if req.uri().path() == "/boom" {
+                    panic!("a bug in a handler");
+                }
+                let (status, text) = match read_body(req, 16, limits.body_timeout).await {
+                    Ok(b) => (200, format!("got {}", b.len())),
+                    Err(BodyError::TooLarge(_)) => (413, "too large".into()),
+                    Err(BodyError::Timeout(_)) => (408, "slow".into()),
+                    Err(BodyError::Read(e)) => (400, e),
+                };
+                let mut r = Response::new(full(text.into_bytes()));
+                *r.status_mut() = hyper::StatusCode::from_u16(status).expect("status");
+                r
+            })
+        });
+        let l = serve(
+            "127.0.0.1:0".parse().expect("addr"),
+            limits,
+            handler,
+            rt.handle(),
+            || {
+                let mut r = Response::new(full(b"internal error".to_vec()));
+                *r.status_mut() = hyper::StatusCode::INTERNAL_SERVER_ERROR;
+                r
+            },
+        )
+        .expect("serve");
+        let addr = l.addr;
+        let boom = ask(
+            addr,
+            b"GET /boom HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        );
+        assert!(boom.starts_with("HTTP/1.1 500"), "{boom}");
+        let ok = ask(
+            addr,
+            b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc",
+        );
+        assert!(
+            ok.starts_with("HTTP/1.1 200") && ok.ends_with("got 3"),
+            "{ok}"
+        );
+        assert_eq!(l.counters.handler_panics.load(Ordering::Relaxed), 1);
+        // Declared too large: refused before a byte of the body is read.
+        let big = ask(
+            addr,
+            b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 4611686018427387904\r\n\r\n",
+        );
+        assert!(big.starts_with("HTTP/1.1 413"), "{big}");
+        // Undeclared (chunked) and too large: refused once past the cap.
+        let chunked = ask(
+            addr,
+            b"POST /x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n20\r\naaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n0\r\n\r\n",
+        );
+        assert!(chunked.starts_with("HTTP/1.1 413"), "{chunked}");
+        // A body that never comes: 408 at the body deadline.
+        let t = std::time::Instant::now();
+        let slow = ask(
+            addr,
+            b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nab",
+        );
+        assert!(slow.starts_with("HTTP/1.1 408"), "{slow}");
+        assert!(t.elapsed() < Duration::from_secs(5));
+        // A head that never ends: the connection is closed at the head deadline.
+        let t = std::time::Instant::now();
+        let head = ask(addr, b"GET / HTTP/1.1\r\nHost: x\r\n");
+        assert!(!head.contains("200"), "{head}");
+        assert!(t.elapsed() < Duration::from_secs(5));
+        rt.block_on(l.shutdown(Duration::from_secs(2)));
     }
 }
