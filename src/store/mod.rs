@@ -216,6 +216,25 @@ pub struct Store {
     path: PathBuf,
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
+    ack_sync: AckSync,
+}
+
+/// How writes that acknowledge a user's command are committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AckSync {
+    /// The WAL is synced at the commit: survives a power loss (the agent's mode).
+    Full,
+    /// Synced at checkpoints only (for comparison in benchmarks).
+    Normal,
+}
+
+impl AckSync {
+    fn pragma(self) -> &'static str {
+        match self {
+            AckSync::Full => "PRAGMA synchronous=FULL",
+            AckSync::Normal => "PRAGMA synchronous=NORMAL",
+        }
+    }
 }
 
 pub fn now_ms() -> i64 {
@@ -239,6 +258,14 @@ fn open_conn(path: &Path) -> Result<Connection, StoreError> {
 }
 
 impl Store {
+    /// Like [`Store::open`], with the commit mode of acknowledged writes given (the
+    /// benchmark compares both; the agent always uses [`AckSync::Full`]).
+    pub fn open_with(path: &Path, ack_sync: AckSync) -> Result<Store, StoreError> {
+        let mut s = Store::open(path)?;
+        s.ack_sync = ack_sync;
+        Ok(s)
+    }
+
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         let mut c = open_conn(path)?;
         migrate(&mut c)?;
@@ -246,6 +273,7 @@ impl Store {
             path: path.to_path_buf(),
             writer: Mutex::new(c),
             readers: Mutex::new(Vec::new()),
+            ack_sync: AckSync::Full,
         })
     }
 
@@ -271,6 +299,28 @@ impl Store {
         f(&mut g)
     }
 
+    /// A write that acknowledges a user's command (deploy, scale, stop, rm, traffic, alarm,
+    /// volume): committed with `synchronous=FULL`, so the WAL is on disk before the answer
+    /// and a power loss cannot roll back a deploy whose containers would then look like
+    /// orphans. The agent's own frequent writes (logs, outbox, events, states) stay NORMAL,
+    /// which cannot corrupt, only lose the last moments. Cost: `benches/store.rs`.
+    fn write_acked<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.write(|c| {
+            c.execute_batch(self.ack_sync.pragma())
+                .map_err(sql("asking for a durable commit"))?;
+            let out = f(c);
+            let back = c
+                .execute_batch("PRAGMA synchronous=NORMAL")
+                .map_err(sql("restoring the commit mode"));
+            let out = out?;
+            back?;
+            Ok(out)
+        })
+    }
+
     fn read<T>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T, StoreError>,
@@ -290,7 +340,7 @@ impl Store {
 
     /// Adds or replaces an alarm rule.
     pub fn put_alarm(&self, name: &str, rule_json: &str) -> Result<(), StoreError> {
-        self.write(|c| {
+        self.write_acked(|c| {
             c.execute(
                 "INSERT INTO alarms(name, rule) VALUES (?1, ?2)
                  ON CONFLICT(name) DO UPDATE SET rule = excluded.rule",
@@ -303,7 +353,7 @@ impl Store {
 
     /// Removes an alarm rule; false when there was none of that name.
     pub fn remove_alarm(&self, name: &str) -> Result<bool, StoreError> {
-        self.write(|c| {
+        self.write_acked(|c| {
             Ok(
                 c.execute("DELETE FROM alarms WHERE name = ?1", params![name])
                     .map_err(sql("removing an alarm"))?
@@ -355,7 +405,7 @@ impl Store {
             source,
         })?;
         let now = now_ms();
-        self.write(|c| {
+        self.write_acked(|c| {
             let tx = c.transaction().map_err(sql("starting a deploy"))?;
             tx.execute(
                 "INSERT INTO apps(name, spec, template, stopped, created_ms, updated_ms)
@@ -432,7 +482,7 @@ impl Store {
         service: &str,
         f: impl FnOnce(&mut Vec<Version>) -> Result<T, E>,
     ) -> Result<T, E> {
-        self.write(|c| {
+        self.write_acked(|c| {
             let tx = c.transaction().map_err(sql("starting a version change"))?;
             let mut vs = read_versions(&tx, app, service, false)?;
             match f(&mut vs) {
@@ -471,7 +521,7 @@ impl Store {
         service: &str,
         number: u32,
     ) -> Result<bool, StoreError> {
-        self.write(|c| {
+        self.write_acked(|c| {
             let n = c
                 .execute(
                     "DELETE FROM versions WHERE app=?1 AND service=?2 AND number=?3",
@@ -501,7 +551,7 @@ impl Store {
 
     /// Returns false when the app does not exist.
     pub fn set_stopped(&self, name: &str, stopped: bool) -> Result<bool, StoreError> {
-        self.write(|c| {
+        self.write_acked(|c| {
             let n = c
                 .execute(
                     "UPDATE apps SET stopped=?2, updated_ms=?3 WHERE name=?1",
@@ -513,7 +563,7 @@ impl Store {
     }
 
     pub fn bump_redeploy(&self, name: &str) -> Result<bool, StoreError> {
-        self.write(|c| {
+        self.write_acked(|c| {
             let tx = c.transaction().map_err(sql("starting a redeploy"))?;
             let n = tx
                 .execute(
@@ -530,7 +580,7 @@ impl Store {
 
     /// Sets replica overrides for several services at once (all or nothing).
     pub fn set_scale(&self, app: &str, scale: &[(String, u32)]) -> Result<(), StoreError> {
-        self.write(|c| {
+        self.write_acked(|c| {
             let tx = c.transaction().map_err(sql("starting a scale"))?;
             for (svc, n) in scale {
                 tx.execute(
@@ -550,7 +600,7 @@ impl Store {
     }
 
     pub fn delete_app(&self, name: &str) -> Result<bool, StoreError> {
-        self.write(|c| {
+        self.write_acked(|c| {
             let tx = c.transaction().map_err(sql("removing an app"))?;
             let n = tx
                 .execute("DELETE FROM apps WHERE name=?1", params![name])
@@ -856,6 +906,25 @@ pub fn random_hex(bytes: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn acknowledged_writes_commit_with_full_sync_and_the_rest_with_normal() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let st = Store::open(&dir.path().join("s.db")).expect("open");
+        let mode = |c: &Connection| -> Result<i64, StoreError> {
+            c.query_row("PRAGMA synchronous", [], |r| r.get(0))
+                .map_err(sql("reading the mode"))
+        };
+        assert_eq!(st.write_acked(|c| mode(c)).expect("acked"), 2, "FULL");
+        assert_eq!(st.write(|c| mode(c)).expect("plain"), 1, "NORMAL again");
+        // A failing acknowledged write leaves the connection in NORMAL too.
+        let _ = st.write_acked(|_| -> Result<(), StoreError> {
+            Err(StoreError::TooNew { found: 0, known: 0 })
+        });
+        assert_eq!(st.write(|c| mode(c)).expect("plain"), 1);
+        // The user-command writes go through it (a deploy).
+        st.put_app(&spec("d"), "", &[], "").expect("deploy");
+    }
 
     fn spec(name: &str) -> AppSpec {
         crate::spec::parse(

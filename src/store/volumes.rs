@@ -32,7 +32,7 @@ const COLUMNS: &str = "name, driver, opts, sealed, app, created_ms";
 impl Store {
     /// Adds a volume or replaces its driver and options (its creation time stays).
     pub fn put_volume(&self, v: &VolumeRow) -> Result<(), StoreError> {
-        self.write(|c| {
+        self.write_acked(|c| {
             c.execute(
                 "INSERT INTO volumes(name, driver, opts, sealed, app, created_ms)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)
@@ -71,7 +71,7 @@ impl Store {
 
     /// Forgets a volume; false when there was none of that name.
     pub fn remove_volume(&self, name: &str) -> Result<bool, StoreError> {
-        self.write(|c| {
+        self.write_acked(|c| {
             Ok(
                 c.execute("DELETE FROM volumes WHERE name = ?1", params![name])
                     .map_err(sql("removing a volume"))?
