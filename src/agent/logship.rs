@@ -1,6 +1,8 @@
 //! The log loop: every second, hand this node's containers to the log shipper (followers
-//! for new ones, file polls for running ones); every minute, apply retention and forget the
-//! checkpoints of containers that are gone.
+//! for new ones, file polls for running ones). Retention runs beside it on its own timer
+//! (every minute, after 50,000 lines, or at once after a reload) and forgets the checkpoints
+//! of containers that are gone: it never waits on the log writer or on collection, so when
+//! the disk is full the space-freeing prune still runs.
 
 use super::Core;
 use crate::logs::{Export, LogTarget, Shipper};
@@ -29,13 +31,13 @@ pub async fn log_loop(core: Arc<Core>, mut shutdown: tokio::sync::watch::Receive
         &core.node_name,
         export(&settings),
         core.metrics.log_lines.clone(),
+        core.metrics.log_lines_dropped.clone(),
     );
+    tokio::spawn(retention_loop(core.clone(), shutdown.clone()));
     let cgroups = Cgroups::detect();
     // Log files per running container, as its version's spec names them: looked up (a read
     // of every app) only when a container shows up that was not running before.
     let mut files: HashMap<String, BTreeMap<String, String>> = HashMap::new();
-    let mut last_prune = Instant::now();
-    let mut pruned_at = 0;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -96,29 +98,51 @@ pub async fn log_loop(core: Arc<Core>, mut shutdown: tokio::sync::watch::Receive
             })
             .collect();
         shipper.sync(&targets).await;
-        // Retention every minute, or sooner when many lines came in.
-        let stored = core.metrics.log_lines.load(Ordering::Relaxed);
-        // A reload applies new retention at once.
-        if reloaded
-            || last_prune.elapsed() >= Duration::from_secs(60)
-            || stored >= pruned_at + PRUNE_AFTER_LINES
-        {
-            last_prune = Instant::now();
-            pruned_at = stored;
-            let (store, days, max) = (
-                core.store.clone(),
-                settings.logs.retain_days,
-                settings.logs.max_bytes,
-            );
-            let ids: Vec<String> = instances.iter().map(|i| i.id.clone()).collect();
-            let _ = tokio::task::spawn_blocking(move || {
-                let n = crate::logs::prune(&store, days, max);
-                if n > 0 {
-                    tracing::info!(lines = n, "log retention pruned lines");
-                }
-                let _ = store.forget_log_checkpoints_except(&ids);
-            })
-            .await;
+    }
+}
+
+async fn retention_loop(core: Arc<Core>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    let mut settings = core.settings();
+    let mut last_prune = Instant::now();
+    let mut pruned_at = 0;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = shutdown.changed() => return,
         }
+        let now_settings = core.settings();
+        // A reload applies new retention at once.
+        let reloaded = !Arc::ptr_eq(&now_settings, &settings);
+        settings = now_settings;
+        let stored = core.metrics.log_lines.load(Ordering::Relaxed);
+        if !(reloaded
+            || last_prune.elapsed() >= Duration::from_secs(60)
+            || stored >= pruned_at + PRUNE_AFTER_LINES)
+        {
+            continue;
+        }
+        last_prune = Instant::now();
+        pruned_at = stored;
+        let (store, days, max) = (
+            core.store.clone(),
+            settings.logs.retain_days,
+            settings.logs.max_bytes,
+        );
+        // Checkpoints are forgotten only when the engine said which containers exist.
+        let ids: Option<Vec<String>> = core
+            .instances()
+            .await
+            .ok()
+            .map(|is| is.into_iter().map(|i| i.id).collect());
+        let _ = tokio::task::spawn_blocking(move || {
+            let n = crate::logs::prune(&store, days, max);
+            if n > 0 {
+                tracing::info!(lines = n, "log retention pruned lines");
+            }
+            if let Some(ids) = ids {
+                let _ = store.forget_log_checkpoints_except(&ids);
+            }
+        })
+        .await;
     }
 }

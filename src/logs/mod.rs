@@ -153,17 +153,24 @@ pub struct Shipper {
 
 impl Shipper {
     /// Starts the writer; call [`Shipper::sync`] with this node's containers to collect.
-    /// `lines_total` counts the lines stored.
+    /// `lines_total` counts the lines stored, `lines_dropped` those that could not be.
     pub fn start(
         store: Arc<Store>,
         runtime: Arc<dyn ContainerRuntime>,
         node: &str,
         export: Export,
         lines_total: Arc<AtomicU64>,
+        lines_dropped: Arc<AtomicU64>,
     ) -> Arc<Shipper> {
         let (tx, rx) = mpsc::channel(64);
         let export = Arc::new(std::sync::RwLock::new(Arc::new(export)));
-        tokio::spawn(write_loop(store.clone(), rx, export.clone(), lines_total));
+        tokio::spawn(write_loop(
+            store.clone(),
+            rx,
+            export.clone(),
+            lines_total,
+            lines_dropped,
+        ));
         Arc::new(Shipper {
             store,
             runtime,
@@ -382,13 +389,25 @@ impl Shipper {
     }
 }
 
+/// Attempts at storing one batch when the failure is not a full disk (a busy database):
+/// 100 ms, 200 ms ... apart, about 3 s in all; then the batch is dropped and counted.
+const STORE_ATTEMPTS: u32 = 5;
+
 /// The one writer: batches lines and checkpoints, stores each batch in one transaction.
+///
+/// It never blocks collection for long: a batch that cannot be stored (the disk is full) is
+/// dropped at once, lines and checkpoints together, and counted; an event says how many went
+/// once storing works again, which it does by itself when space returns (the next batch is
+/// simply tried). Retention runs apart from it (`agent/logship.rs`) and never waits on it.
 async fn write_loop(
     store: Arc<Store>,
     mut rx: mpsc::Receiver<Msg>,
     export: Arc<std::sync::RwLock<Arc<Export>>>,
     total: Arc<AtomicU64>,
+    dropped_total: Arc<AtomicU64>,
 ) {
+    // Lines dropped since storing last worked (reported when it works again).
+    let mut dropping: u64 = 0;
     loop {
         let Some(first) = rx.recv().await else { return };
         let mut batch = LogBatch::default();
@@ -415,22 +434,52 @@ async fn write_loop(
         let store2 = store.clone();
         let stored = tokio::task::spawn_blocking(move || {
             batch.export = export2.rows(&batch.lines);
-            // Retry a failing write (a busy or full disk) rather than lose the lines.
             let mut wait = Duration::from_millis(100);
+            let mut attempt = 1;
             loop {
                 match store2.append_logs(&batch, export2.outbox_max_bytes) {
-                    Ok(()) => return,
+                    Ok(()) => return Ok(()),
+                    // No space: retrying only holds collection up.
+                    Err(e) if e.is_disk_full() || attempt >= STORE_ATTEMPTS => return Err(e),
                     Err(e) => {
-                        tracing::warn!(error = %e, "cannot store log lines; retrying");
+                        tracing::warn!(error = %e, attempt, "cannot store log lines; retrying");
                         std::thread::sleep(wait);
-                        wait = (wait * 2).min(Duration::from_secs(5));
+                        wait *= 2;
+                        attempt += 1;
                     }
                 }
             }
         })
         .await;
-        if stored.is_ok() {
-            total.fetch_add(n, Ordering::Relaxed);
+        match stored {
+            Ok(Ok(())) => {
+                total.fetch_add(n, Ordering::Relaxed);
+                if dropping > 0 {
+                    let msg = format!(
+                        "log lines are stored again; {dropping} line(s) were dropped because they could not be stored (disk full?)"
+                    );
+                    tracing::warn!("{msg}");
+                    let _ = store.add_event("logs", "", "", &msg);
+                    dropping = 0;
+                }
+            }
+            Ok(Err(e)) => {
+                if dropping == 0 {
+                    tracing::error!(error = %e, "cannot store log lines: dropping them (and counting) until storing works again");
+                    let _ = store.add_event(
+                        "logs",
+                        "",
+                        "",
+                        &format!("log lines are being dropped: {e}"),
+                    );
+                }
+                dropping += n;
+                dropped_total.fetch_add(n, Ordering::Relaxed);
+            }
+            Err(_) => {
+                dropping += n;
+                dropped_total.fetch_add(n, Ordering::Relaxed);
+            }
         }
         for f in flushed {
             let _ = f.send(());
@@ -440,7 +489,8 @@ async fn write_loop(
 
 /// Deletes lines past retention (by age, then by size); returns how many went.
 pub fn prune(store: &Store, retain_days: u64, max_bytes: i64) -> usize {
-    let before = crate::timefmt::now_ns() - retain_days as i64 * 86_400 * 1_000_000_000;
+    let age = (retain_days.min(36_500) as i64).saturating_mul(86_400 * 1_000_000_000);
+    let before = crate::timefmt::now_ns().saturating_sub(age);
     store.prune_logs(before, max_bytes).unwrap_or_else(|e| {
         tracing::warn!(error = %e, "cannot prune logs");
         0

@@ -58,6 +58,8 @@ pub struct Hub {
     cycles_skipped: AtomicU64,
     /// Log lines stored since start (the log shipper counts).
     pub log_lines: Arc<AtomicU64>,
+    /// Log lines dropped since start because they could not be stored (disk full).
+    pub log_lines_dropped: Arc<AtomicU64>,
     senders: Mutex<BTreeMap<String, Sender>>,
 }
 
@@ -133,6 +135,7 @@ impl Hub {
             reconcile_seconds: f64::from_bits(self.reconcile_seconds.load(Ordering::Relaxed)),
             collect_seconds: f64::from_bits(self.collect_seconds.load(Ordering::Relaxed)),
             log_lines_total: self.log_lines.load(Ordering::Relaxed),
+            log_lines_dropped_total: self.log_lines_dropped.load(Ordering::Relaxed),
             cycles_skipped_total: self.cycles_skipped.load(Ordering::Relaxed),
         }
     }

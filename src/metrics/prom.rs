@@ -11,6 +11,7 @@ pub struct Own {
     pub outbox: Vec<(String, i64, i64)>,
     pub reconcile_seconds: f64,
     pub log_lines_total: u64,
+    pub log_lines_dropped_total: u64,
     pub collect_seconds: f64,
     pub cycles_skipped_total: u64,
 }
@@ -466,6 +467,16 @@ pub fn encode(s: &Snapshot, own: &Own) -> String {
         "Log lines collected since the agent started.",
     );
     f.sample("berth_log_lines_total", &[], own.log_lines_total as f64);
+    f.head(
+        "berth_log_lines_dropped_total",
+        "counter",
+        "Log lines dropped because they could not be stored (disk full) since the agent started.",
+    );
+    f.sample(
+        "berth_log_lines_dropped_total",
+        &[],
+        own.log_lines_dropped_total as f64,
+    );
     f.head(
         "berth_containers",
         "gauge",

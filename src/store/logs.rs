@@ -217,7 +217,7 @@ impl Store {
                 .map_err(sql("pruning logs"))?;
             let total: i64 = c
                 .query_row(
-                    "SELECT COALESCE(SUM(length(message)) + COUNT(*) * 64, 0) FROM log_lines",
+                    "SELECT COALESCE(SUM(length(CAST(message AS BLOB))) + COUNT(*) * 64, 0) FROM log_lines",
                     [],
                     |r| r.get(0),
                 )
@@ -227,7 +227,7 @@ impl Store {
                 let mut excess = total - max_bytes;
                 let cut: i64 = {
                     let mut q = c
-                        .prepare("SELECT id, length(message) + 64 FROM log_lines ORDER BY id")
+                        .prepare("SELECT id, length(CAST(message AS BLOB)) + 64 FROM log_lines ORDER BY id")
                         .map_err(sql("pruning logs"))?;
                     let mut rows = q.query([]).map_err(sql("pruning logs"))?;
                     let mut cut = 0;
@@ -266,6 +266,22 @@ mod tests {
             message: msg.into(),
             id: 0,
         }
+    }
+
+    #[test]
+    fn retention_counts_bytes_not_characters() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("s.db")).unwrap();
+        // 1,000 characters, 2,000 bytes each.
+        let msg = "é".repeat(1000);
+        let b = LogBatch {
+            lines: (0..10).map(|i| line(i, "web", "stdout", &msg)).collect(),
+            ..Default::default()
+        };
+        s.append_logs(&b, 1 << 20).unwrap();
+        // Room for three lines by bytes (six if characters were counted).
+        let n = s.prune_logs(0, 3 * (2000 + 64)).unwrap();
+        assert_eq!(n, 7);
     }
 
     #[test]

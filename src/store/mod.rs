@@ -42,6 +42,23 @@ pub enum StoreError {
     TooNew { found: i64, known: i64 },
 }
 
+impl StoreError {
+    /// The database or its file system is out of space (SQLITE_FULL, or ENOSPC under it).
+    pub fn is_disk_full(&self) -> bool {
+        let source = match self {
+            StoreError::Sql { source, .. } | StoreError::Open { source, .. } => source,
+            _ => return false,
+        };
+        matches!(
+            source,
+            rusqlite::Error::SqliteFailure(e, _)
+                if e.code == rusqlite::ErrorCode::DiskFull
+                    || e.extended_code == rusqlite::ffi::SQLITE_IOERR_WRITE
+                    || e.extended_code == rusqlite::ffi::SQLITE_IOERR_FSYNC
+        )
+    }
+}
+
 fn sql(op: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
     move |source| StoreError::Sql { op, source }
 }

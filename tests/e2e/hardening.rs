@@ -474,3 +474,84 @@ fn rm_volumes_keeps_volumes_the_app_did_not_make() {
     );
     a.ok(&["volume", "rm", &keep]);
 }
+
+#[test]
+fn a_full_disk_drops_and_counts_log_lines_and_collection_resumes_when_space_returns() {
+    // A 40 MiB data dir, 24 MiB of it taken by a file the test removes later; retention far
+    // above the disk's size, so only the disk can stop the log store.
+    let mut a = Agent::start_on_small_disk("[logs]\nmax_size_mb = 1024\n", 40);
+    let filler = a.dir.path().join("filler");
+    std::fs::write(&filler, vec![0u8; 24 << 20]).expect("filler");
+    let pad = "x".repeat(200);
+    a.deploy(
+        "full",
+        &format!(
+            r#"
+services:
+  log:
+    image: {IMAGE}
+    command:
+      - sh
+      - -c
+      - |
+        i=1
+        while :; do seq $$i $$((i+999)) | sed 's/$$/ {pad}/'; i=$$((i+1000)); sleep 0.1; done
+"#
+        ),
+    );
+    let dropped = |a: &Agent| -> u64 {
+        a.get_raw("/metrics", true)
+            .ok()
+            .and_then(|(_, text)| {
+                text.lines()
+                    .find(|l| l.starts_with("berth_log_lines_dropped_total "))
+                    .and_then(|l| l.split(' ').nth(1))
+                    .and_then(|v| v.parse::<f64>().ok())
+            })
+            .unwrap_or(0.0) as u64
+    };
+    wait_until(
+        "lines are dropped once the disk is full",
+        Duration::from_secs(90),
+        || dropped(&a) > 0,
+    );
+    // The agent keeps serving while the disk is full.
+    healthy_quickly(&a);
+    let before = dropped(&a);
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        dropped(&a) > before,
+        "lines keep being dropped (and counted) while full"
+    );
+    // Space returns: collection resumes by itself, and an event says how many went.
+    std::fs::remove_file(&filler).expect("free space");
+    wait_until(
+        "storing resumes with an event",
+        Duration::from_secs(30),
+        || {
+            a.ok(&["events", "-n", "200"])
+                .contains("log lines are stored again")
+        },
+    );
+    let newest = |a: &Agent| {
+        a.ok(&["logs", "full", "--json", "--tail", "1"])
+            .lines()
+            .filter_map(|l| serde_json::from_str::<berth::wire::LogLine>(l).ok())
+            .filter_map(|l| {
+                l.message
+                    .split(' ')
+                    .next()
+                    .and_then(|n| n.parse::<u64>().ok())
+            })
+            .max()
+            .unwrap_or(0)
+    };
+    let n = newest(&a);
+    wait_until("new lines are stored", Duration::from_secs(20), || {
+        newest(&a) > n
+    });
+    let events = a.ok(&["events", "-n", "200"]);
+    assert!(events.contains("dropped"), "{events}");
+    a.ok(&["rm", "full"]);
+    assert!(a.terminate(Duration::from_secs(20)), "SIGTERM hung");
+}

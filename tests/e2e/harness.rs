@@ -95,6 +95,36 @@ impl Agent {
         a
     }
 
+    /// Starts an agent whose data dir is a tmpfs of `size_mib` (a small disk to fill).
+    pub fn start_on_small_disk(toml: &str, size_mib: u32) -> Agent {
+        ensure_engine_and_image();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ok = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size_mib}m,mode=0700"),
+                "tmpfs",
+            ])
+            .arg(dir.path())
+            .status()
+            .expect("mount")
+            .success();
+        assert!(ok, "cannot mount a tmpfs for the data dir");
+        if !toml.is_empty() {
+            std::fs::write(dir.path().join("berth.toml"), toml).expect("write config");
+        }
+        let mut a = Agent {
+            dir,
+            port: free_port(),
+            node_id: String::new(),
+            child: None,
+        };
+        a.spawn();
+        a
+    }
+
     pub fn api(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
@@ -440,14 +470,14 @@ impl Drop for Agent {
     }
 }
 
-/// Unmounts everything mounted below `dir` (deepest first).
+/// Unmounts everything mounted at or below `dir` (deepest first).
 pub fn unmount_under(dir: &Path) {
-    let prefix = format!("{}/", dir.display());
+    let (exact, prefix) = (dir.display().to_string(), format!("{}/", dir.display()));
     let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let mut points: Vec<&str> = table
         .lines()
         .filter_map(|l| l.split(' ').nth(4))
-        .filter(|p| p.starts_with(&prefix))
+        .filter(|p| p.starts_with(&prefix) || *p == exact)
         .collect();
     points.sort_by_key(|p| std::cmp::Reverse(p.len()));
     for p in points {
