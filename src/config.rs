@@ -243,7 +243,7 @@ fn optional_addr(
     }
 }
 
-fn metrics_config(m: MetricsSection) -> Result<crate::metrics::MetricsConfig, ConfigError> {
+fn metrics_config(mut m: MetricsSection) -> Result<crate::metrics::MetricsConfig, ConfigError> {
     let interval_ms = duration_setting(
         "metrics interval",
         m.interval,
@@ -251,7 +251,8 @@ fn metrics_config(m: MetricsSection) -> Result<crate::metrics::MetricsConfig, Co
         1000,
         "write a duration from 1s to 24h, like \"10s\"",
     )?;
-    for s in &m.influxdb {
+    for s in &mut m.influxdb {
+        s.read_secret_files().map_err(ConfigError::Metrics)?;
         s.validate().map_err(ConfigError::Metrics)?;
     }
     let mut names = std::collections::BTreeSet::new();

@@ -48,6 +48,7 @@ fn check(name: &'static str, level: Level, detail: impl Into<String>, fix: &str)
 pub fn run(cfg: &AgentConfig) -> Vec<Check> {
     let mut out = vec![engine(&cfg.docker_host), cgroups(), fuse(), nfs()];
     out.extend(ports(cfg));
+    out.push(api_exposure(cfg.listen));
     out.push(data_dir(&cfg.data_dir));
     out.push(clock());
     out
@@ -229,6 +230,33 @@ fn ports(cfg: &AgentConfig) -> Vec<Check> {
         .collect()
 }
 
+/// What the agent says at start (and `berth doctor` shows) when its API is reachable from
+/// other hosts: the API speaks plain HTTP, and its token is root on this host.
+pub fn api_exposure_warning(listen: SocketAddr) -> Option<String> {
+    (!listen.ip().is_loopback()).then(|| {
+        format!(
+            "the API listens on {listen} without TLS: the token crosses the network in clear, and whoever holds it is root on this host (templates may be privileged, bind /, use the host network)"
+        )
+    })
+}
+
+fn api_exposure(listen: SocketAddr) -> Check {
+    match api_exposure_warning(listen) {
+        None => check(
+            "api exposure",
+            Level::Ok,
+            format!("the API listens on loopback only ({listen})"),
+            "",
+        ),
+        Some(w) => check(
+            "api exposure",
+            Level::Warn,
+            w,
+            "listen on 127.0.0.1 ([agent] listen) and reach it through `ssh -L`, or put a TLS proxy in front and firewall the port",
+        ),
+    }
+}
+
 fn data_dir(dir: &Path) -> Check {
     use std::os::unix::fs::PermissionsExt;
     let fix_mode = format!(
@@ -362,6 +390,16 @@ mod tests {
         assert!(parse_api("1.50").expect("v") >= MIN_API);
         assert!(parse_api("1.9").expect("v") < MIN_API);
         assert_eq!(parse_api("x"), None);
+    }
+
+    #[test]
+    fn an_api_beyond_loopback_is_warned_about() {
+        let local = api_exposure("127.0.0.1:7878".parse().expect("addr"));
+        assert_eq!(local.level, Level::Ok);
+        let open = api_exposure("0.0.0.0:7878".parse().expect("addr"));
+        assert_eq!(open.level, Level::Warn);
+        assert!(open.detail.contains("root on this host") && open.fix.contains("127.0.0.1"));
+        assert!(api_exposure_warning("[::1]:7878".parse().expect("addr")).is_none());
     }
 
     #[test]

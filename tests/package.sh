@@ -31,7 +31,9 @@ out=$(rpm -qp --requires "$RPM" 2>/dev/null)
 grep -q "docker-ce or moby-engine or docker" <<<"$out" || fail "rpm: engine dependency"
 out=$(rpm -qp --dump "$RPM" 2>/dev/null | awk '$1=="/var/lib/berth"{print $5}')
 grep -q '40700$' <<<"$out" || fail "rpm: /var/lib/berth is not 0700"
-pass "rpm -qpl lists the expected files (config file, 0700 state dir, engine dependency)"
+out=$(rpm -qp --dump "$RPM" 2>/dev/null | awk '$1=="/etc/berth/berth.toml"{print $5, $6, $7}')
+grep -q '100640 root root$' <<<"$out" || fail "rpm: berth.toml is not root:root 0640 ($out)"
+pass "rpm -qpl lists the expected files (config file 0640, 0700 state dir, engine dependency)"
 
 # --- the .deb's metadata ---------------------------------------------------------------------
 grep -q "docker.io | docker-ce | moby-engine" <<<"$(dpkg-deb -f "$DEB" Depends)" || fail "deb: Depends"
@@ -61,6 +63,8 @@ grep -qE "statically linked|not a dynamic executable" <<<"$l" || fail "ldd finds
 pass "the installed binary is static (file: ${out#*: }; ldd: $(echo $l))"
 [ "$(stat -c '%a %U' /var/lib/berth)" = "700 root" ] || fail "/var/lib/berth is $(stat -c '%a %U' /var/lib/berth)"
 pass "/var/lib/berth is root 0700"
+[ "$(stat -c '%a %U %G' /etc/berth/berth.toml)" = "640 root root" ] || fail "/etc/berth/berth.toml is $(stat -c '%a %U %G' /etc/berth/berth.toml)"
+pass "/etc/berth/berth.toml is root:root 0640 (it may hold sink passwords)"
 v=$(/usr/bin/berth version) || fail "berth version"
 grep -q "^berth $VERSION" <<<"$v" || fail "berth version: $v"
 grep -q "^commit: " <<<"$v" || fail "berth version: no commit in $v"

@@ -576,7 +576,7 @@ pub async fn watch_engine(core: Arc<Core>, mut shutdown: tokio::sync::watch::Rec
 
 /// Creates the data dir (mode 0700) and the API token file (mode 0600) if missing.
 pub fn prepare_data_dir(dir: &Path) -> Result<String, AgentError> {
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    use std::os::unix::fs::PermissionsExt;
     let err = |source| AgentError::DataDir {
         path: dir.display().to_string(),
         source,
@@ -587,16 +587,24 @@ pub fn prepare_data_dir(dir: &Path) -> Result<String, AgentError> {
     match std::fs::read_to_string(&token_path) {
         Ok(t) if !t.trim().is_empty() => Ok(t.trim().to_string()),
         _ => {
+            // Written whole or not at all (an empty file left by a crash is replaced).
             let token = crate::store::random_hex(32);
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&token_path)
-                .map_err(err)?;
-            std::io::Write::write_all(&mut f, format!("{token}\n").as_bytes()).map_err(err)?;
-            Ok(token)
+            let _ = std::fs::remove_file(&token_path);
+            let made = crate::volumes::secret::create_file_atomic(
+                &token_path,
+                format!("{token}\n").as_bytes(),
+                0o600,
+            )
+            .map_err(err)?;
+            if made {
+                Ok(token)
+            } else {
+                // Another agent on this data dir made one meanwhile.
+                Ok(std::fs::read_to_string(&token_path)
+                    .map_err(err)?
+                    .trim()
+                    .to_string())
+            }
         }
     }
 }
@@ -621,6 +629,10 @@ pub async fn run(cfg: AgentConfig, reload: service::Reloader) -> Result<(), Agen
         ),
     );
 
+    if let Some(w) = crate::doctor::api_exposure_warning(cfg.listen) {
+        tracing::warn!("{w}; listen on 127.0.0.1 and use `ssh -L`, or a TLS proxy");
+        core.event("agent", "", "", &format!("warning: {w}"));
+    }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     if let Some(addr) = cfg.router_http {
         core.router

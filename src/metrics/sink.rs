@@ -28,10 +28,14 @@ pub struct InfluxSink {
     pub retention_policy: Option<String>,
     pub username: Option<String>,
     pub password: Option<String>,
+    /// A file holding the password (read at load and on reload), so berth.toml holds no secret.
+    pub password_file: Option<std::path::PathBuf>,
     /// v2: organisation, bucket and token.
     pub org: Option<String>,
     pub bucket: Option<String>,
     pub token: Option<String>,
+    /// A file holding the token (read at load and on reload).
+    pub token_file: Option<std::path::PathBuf>,
     /// Also forward collected log lines (measurement `berth_log`). Default false.
     #[serde(default)]
     pub logs: bool,
@@ -47,15 +51,50 @@ impl InfluxSink {
             retention_policy: None,
             username: None,
             password: None,
+            password_file: None,
             org: None,
             bucket: None,
             token: None,
+            token_file: None,
             logs: false,
         }
     }
 
     pub fn v2(&self) -> bool {
         self.api.as_deref() == Some("v2")
+    }
+
+    /// Reads `password_file` and `token_file` into `password` and `token` (one trailing
+    /// newline dropped). Giving both a value and its file is refused.
+    pub fn read_secret_files(&mut self) -> Result<(), String> {
+        let url = self.url.clone();
+        for (what, value, file) in [
+            ("password", &mut self.password, &self.password_file),
+            ("token", &mut self.token, &self.token_file),
+        ] {
+            let Some(path) = file else { continue };
+            if value.is_some() {
+                return Err(format!(
+                    "[[metrics.influxdb]] {url}: give {what} or {what}_file, not both"
+                ));
+            }
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                format!(
+                    "[[metrics.influxdb]] {url}: cannot read {what}_file {}: {e}",
+                    path.display()
+                )
+            })?;
+            let text = text.strip_suffix('\n').unwrap_or(&text);
+            let text = text.strip_suffix('\r').unwrap_or(text);
+            if text.is_empty() {
+                return Err(format!(
+                    "[[metrics.influxdb]] {url}: {what}_file {} is empty",
+                    path.display()
+                ));
+            }
+            *value = Some(text.to_string());
+        }
+        Ok(())
     }
 
     pub fn validate(&self) -> Result<(), String> {
@@ -461,6 +500,35 @@ mod tests {
         assert_eq!(b.wait(None), Duration::from_secs(300));
         b.reset();
         assert_eq!(b.wait(None), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn secrets_come_from_files() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let (pw, tok) = (dir.path().join("pw"), dir.path().join("tok"));
+        std::fs::write(&pw, "s3cret\n").expect("write");
+        std::fs::write(&tok, "t0ken").expect("write");
+        let mut s = InfluxSink::addon("http://127.0.0.1:8086");
+        s.password_file = Some(pw.clone());
+        s.token_file = Some(tok);
+        s.read_secret_files().expect("read");
+        assert_eq!(
+            (s.password.as_deref(), s.token.as_deref()),
+            (Some("s3cret"), Some("t0ken"))
+        );
+        // Both a value and its file: refused.
+        let mut both = InfluxSink::addon("http://127.0.0.1:8086");
+        both.password = Some("x".into());
+        both.password_file = Some(pw);
+        assert!(both.read_secret_files().unwrap_err().contains("not both"));
+        let mut missing = InfluxSink::addon("http://127.0.0.1:8086");
+        missing.token_file = Some(dir.path().join("nope"));
+        assert!(
+            missing
+                .read_secret_files()
+                .unwrap_err()
+                .contains("cannot read token_file")
+        );
     }
 
     #[test]

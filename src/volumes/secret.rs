@@ -10,6 +10,39 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
+/// Creates `path` with `bytes` and `mode` all at once: written to a temporary file beside it,
+/// synced, then linked into place (never replacing an existing file), and the directory
+/// synced. A crash leaves either no file or the whole file, never a short one. Returns false
+/// when `path` already existed (and is left as it was).
+pub fn create_file_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<bool> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    let written = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()
+    })();
+    let linked = written.and_then(|()| std::fs::hard_link(&tmp, path));
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => {
+            std::fs::File::open(dir)?.sync_all()?;
+            Ok(true)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 pub struct Sealer {
     key: LessSafeKey,
     rng: SystemRandom,
@@ -29,16 +62,18 @@ impl Sealer {
                 let mut k = [0u8; 32];
                 rng.fill(&mut k)
                     .map_err(|_| err("the system gave no random bytes for the key"))?;
-                let mut f = std::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(path)
-                    .map_err(|e| err(format!("cannot create the key {}: {e}", path.display())))?;
-                f.write_all(&k)
-                    .and_then(|()| f.sync_all())
-                    .map_err(|e| err(format!("cannot write the key {}: {e}", path.display())))?;
-                k.to_vec()
+                match create_file_atomic(path, &k, 0o600) {
+                    Ok(true) => k.to_vec(),
+                    // Made by another process meanwhile: that one is the key.
+                    Ok(false) => std::fs::read(path)
+                        .map_err(|e| err(format!("cannot read the key {}: {e}", path.display())))?,
+                    Err(e) => {
+                        return Err(err(format!(
+                            "cannot create the key {}: {e}",
+                            path.display()
+                        )));
+                    }
+                }
             }
             Err(e) => {
                 return Err(err(format!("cannot read the key {}: {e}", path.display())));
@@ -99,6 +134,20 @@ impl Sealer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn files_are_created_whole_and_never_replaced() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tmp");
+        let p = dir.path().join("k");
+        assert!(create_file_atomic(&p, b"first", 0o600).expect("made"));
+        assert!(!create_file_atomic(&p, b"second", 0o600).expect("exists"));
+        assert_eq!(std::fs::read(&p).expect("read"), b"first");
+        let mode = std::fs::metadata(&p).expect("meta").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let left: Vec<_> = std::fs::read_dir(dir.path()).expect("dir").collect();
+        assert_eq!(left.len(), 1, "no temporary file left");
+    }
 
     #[test]
     fn seals_opens_and_binds_to_the_volume() {
