@@ -177,6 +177,8 @@ impl SyslogSink {
 }
 
 #[derive(Debug, Clone, PartialEq)]
+// A handful of sinks exist at a time: their size does not matter, boxing would only add noise.
+#[allow(clippy::large_enum_variant)]
 pub enum Sink {
     Influx(InfluxSink),
     Syslog(SyslogSink),
