@@ -10,6 +10,8 @@
 
 mod backoff;
 mod custom;
+/// The parser of custom metrics output (line protocol, Prometheus text, JSON), for fuzzing.
+pub use custom::parse_output as parse_custom_metrics;
 mod executor;
 mod logship;
 mod observe;

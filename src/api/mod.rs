@@ -18,13 +18,46 @@ use crate::agent::{Core, CoreError};
 use crate::wire::ErrorBody;
 use hyper::body::Incoming;
 use hyper::{Request, Response};
-use route::{Command, parse_request};
+use route::{Body as Req, Command, parse_body, parse_request};
 use server::{Body, BodyError, Limits};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 pub use route::{LogsParams, RouteError};
+
+/// The pure steps a request goes through before it reaches the core, on untrusted input:
+/// headers (those hyper would accept), the declared length, the token check, the route, the
+/// body as its command's type. For the fuzz target (`fuzz/fuzz_targets/api.rs`).
+pub fn check_untrusted(
+    method: &str,
+    url: &str,
+    headers: &[(&[u8], &[u8])],
+    body: &[u8],
+    token: &str,
+) -> Result<(), String> {
+    let mut map = hyper::HeaderMap::new();
+    for (k, v) in headers {
+        if let (Ok(k), Ok(v)) = (
+            hyper::header::HeaderName::from_bytes(k),
+            hyper::header::HeaderValue::from_bytes(v),
+        ) {
+            map.append(k, v);
+        }
+    }
+    let declared = map
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_JSON_BODY) {
+        return Err("too large".into());
+    }
+    let cmd = parse_request(method, url).map_err(|e| e.to_string())?;
+    if !(cmd.public() || authorised(&map, token)) {
+        return Err("unauthorised".into());
+    }
+    parse_body(&cmd, body).map(|_| ())
+}
 
 /// Largest JSON body accepted.
 pub const MAX_JSON_BODY: u64 = 4 << 20;
@@ -140,6 +173,14 @@ fn authorised(headers: &hyper::HeaderMap, token: &str) -> bool {
             == 0
 }
 
+/// `parse_body` gives each command its own variant; anything else is a bug here.
+fn mismatch() -> Reply {
+    error(
+        500,
+        "internal error: the request body was parsed for another command",
+    )
+}
+
 fn body_error(e: &BodyError) -> Reply {
     let status = match e {
         BodyError::TooLarge(_) => 413,
@@ -167,10 +208,6 @@ fn streamed(ctype: &'static str, body: Body) -> Response<Body> {
         hyper::header::HeaderValue::from_static(ctype),
     );
     r
-}
-
-fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Reply> {
-    serde_json::from_slice(body).map_err(|e| error(400, &format!("invalid JSON body: {e}")))
 }
 
 async fn handle(req: Request<Incoming>, ctx: Arc<Ctx>) -> Response<Body> {
@@ -245,6 +282,10 @@ async fn handle(req: Request<Incoming>, ctx: Arc<Ctx>) -> Response<Body> {
 }
 
 fn run(cmd: Command, body: Vec<u8>, core: &Arc<Core>, rt: &tokio::runtime::Handle) -> Reply {
+    let req = match parse_body(&cmd, &body) {
+        Ok(r) => r,
+        Err(e) => return error(400, &e),
+    };
     let result: Result<Reply, CoreError> = rt.block_on(async {
         Ok(match cmd {
             Command::Health => json(
@@ -258,9 +299,9 @@ fn run(cmd: Command, body: Vec<u8>, core: &Arc<Core>, rt: &tokio::runtime::Handl
                 },
             ),
             Command::ListApps => json(200, &core.apps().await?),
-            Command::Deploy => match parse_json(&body) {
-                Ok(r) => json(201, &core.deploy(r).await?),
-                Err(reply) => reply,
+            Command::Deploy => match req {
+                Req::Deploy(r) => json(201, &core.deploy(r).await?),
+                _ => mismatch(),
             },
             Command::AppStatus(name) => json(200, &core.app_status(&name).await?),
             Command::Inspect(name) => json(200, &core.inspect(&name)?),
@@ -268,23 +309,16 @@ fn run(cmd: Command, body: Vec<u8>, core: &Arc<Core>, rt: &tokio::runtime::Handl
                 core.remove_app(&name, volumes).await?;
                 json(200, &serde_json::json!({ "removed": name }))
             }
-            Command::Scale(name) => match parse_json(&body) {
-                Ok(r) => json(200, &core.scale(&name, r).await?),
-                Err(reply) => reply,
+            Command::Scale(name) => match req {
+                Req::Scale(r) => json(200, &core.scale(&name, r).await?),
+                _ => mismatch(),
             },
             Command::Stop(name) => json(200, &core.set_stopped(&name, true).await?),
             Command::Start(name) => json(200, &core.set_stopped(&name, false).await?),
-            Command::Redeploy(name) => {
-                let r = if body.iter().all(u8::is_ascii_whitespace) {
-                    Ok(Default::default())
-                } else {
-                    parse_json(&body)
-                };
-                match r {
-                    Ok(r) => json(200, &core.redeploy(&name, r).await?),
-                    Err(reply) => reply,
-                }
-            }
+            Command::Redeploy(name) => match req {
+                Req::Redeploy(r) => json(200, &core.redeploy(&name, r).await?),
+                _ => mismatch(),
+            },
             Command::Ps { app } => json(200, &core.ps(app.as_deref()).await?),
             Command::Events {
                 app,
@@ -302,21 +336,14 @@ fn run(cmd: Command, body: Vec<u8>, core: &Arc<Core>, rt: &tokio::runtime::Handl
             Command::LoadImages | Command::SaveImages(_) => error(500, "streamed by handle"),
             Command::PruneImages => json(200, &core.prune_images().await?),
             Command::Versions { app, service } => json(200, &core.versions(&app, &service)?),
-            Command::Traffic { app, service } => match parse_json(&body) {
-                Ok(r) => json(200, &core.set_traffic(&app, &service, r)?),
-                Err(reply) => reply,
+            Command::Traffic { app, service } => match req {
+                Req::Traffic(r) => json(200, &core.set_traffic(&app, &service, r)?),
+                _ => mismatch(),
             },
-            Command::Rollback { app, service } => {
-                let r = if body.iter().all(u8::is_ascii_whitespace) {
-                    Ok(Default::default())
-                } else {
-                    parse_json(&body)
-                };
-                match r {
-                    Ok(r) => json(200, &core.rollback(&app, &service, r)?),
-                    Err(reply) => reply,
-                }
-            }
+            Command::Rollback { app, service } => match req {
+                Req::Rollback(r) => json(200, &core.rollback(&app, &service, r)?),
+                _ => mismatch(),
+            },
             Command::Release {
                 app,
                 service,
@@ -330,9 +357,9 @@ fn run(cmd: Command, body: Vec<u8>, core: &Arc<Core>, rt: &tokio::runtime::Handl
             Command::Top { app } => json(200, &core.top(app.as_deref())),
             Command::MetricsHistory { app } => json(200, &core.metrics_history(app.as_deref())?),
             Command::ListAlarms => json(200, &core.alarms()),
-            Command::AddAlarm => match parse_json(&body) {
-                Ok(r) => json(201, &core.add_alarm(r)?),
-                Err(reply) => reply,
+            Command::AddAlarm => match req {
+                Req::Alarm(r) => json(201, &core.add_alarm(r)?),
+                _ => mismatch(),
             },
             Command::RemoveAlarm(name) => {
                 core.remove_alarm(&name)?;
@@ -340,9 +367,9 @@ fn run(cmd: Command, body: Vec<u8>, core: &Arc<Core>, rt: &tokio::runtime::Handl
             }
             Command::Outbox => json(200, &core.outbox()?),
             Command::ListVolumes => json(200, &core.volume_list().await?),
-            Command::CreateVolume => match parse_json(&body) {
-                Ok(r) => json(201, &core.volume_create(r).await?),
-                Err(reply) => reply,
+            Command::CreateVolume => match req {
+                Req::Volume(r) => json(201, &core.volume_create(r).await?),
+                _ => mismatch(),
             },
             Command::InspectVolume(name) => json(200, &core.volume_inspect(&name).await?),
             Command::RemoveVolume(name) => {

@@ -108,6 +108,41 @@ impl Command {
     }
 }
 
+/// A request body, parsed as its command's type (pure; the API fuzz target drives it).
+#[derive(Debug)]
+pub enum Body {
+    None,
+    Deploy(crate::wire::DeployRequest),
+    Scale(crate::wire::ScaleRequest),
+    Redeploy(crate::wire::RedeployRequest),
+    Traffic(crate::wire::TrafficRequest),
+    Rollback(crate::wire::RollbackRequest),
+    Alarm(crate::metrics::history::AlarmRule),
+    Volume(crate::wire::VolumeCreateRequest),
+}
+
+fn json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
+    serde_json::from_slice(body).map_err(|e| format!("invalid JSON body: {e}"))
+}
+
+/// `body` parsed for `cmd`; empty (or blank) is the default request where the command allows
+/// one (redeploy, rollback). Err is the message of a 400.
+pub fn parse_body(cmd: &Command, body: &[u8]) -> Result<Body, String> {
+    let blank = body.iter().all(u8::is_ascii_whitespace);
+    Ok(match cmd {
+        Command::Deploy => Body::Deploy(json(body)?),
+        Command::Scale(_) => Body::Scale(json(body)?),
+        Command::Redeploy(_) if blank => Body::Redeploy(Default::default()),
+        Command::Redeploy(_) => Body::Redeploy(json(body)?),
+        Command::Traffic { .. } => Body::Traffic(json(body)?),
+        Command::Rollback { .. } if blank => Body::Rollback(Default::default()),
+        Command::Rollback { .. } => Body::Rollback(json(body)?),
+        Command::AddAlarm => Body::Alarm(json(body)?),
+        Command::CreateVolume => Body::Volume(json(body)?),
+        _ => Body::None,
+    })
+}
+
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum RouteError {
     #[error("no such endpoint: {method} {path}")]

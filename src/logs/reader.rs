@@ -164,6 +164,11 @@ impl Reader {
         self.release()
     }
 
+    /// Bytes of complete lines waiting behind a pending piece.
+    pub fn held_bytes(&self) -> usize {
+        self.held_bytes
+    }
+
     /// Whether complete lines wait behind a pending piece.
     pub fn holding(&self) -> bool {
         !self.held.is_empty()

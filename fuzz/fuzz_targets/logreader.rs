@@ -1,0 +1,29 @@
+//! The log reader's framing of engine log entries never panics, never holds lines beyond its
+//! bound, and its positions never go backwards. Input: entries separated by 0xFF, the first
+//! byte of each says the stream (odd: stderr).
+#![no_main]
+
+use berth::logs::reader::{MAX_HELD, MAX_LINE, Reader};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let mut r = Reader::new(None);
+    let mut last = None;
+    for entry in data.split(|b| *b == 0xFF) {
+        let Some((&flag, bytes)) = entry.split_first() else {
+            continue;
+        };
+        for l in r.feed(flag & 1 == 1, bytes) {
+            assert!(l.text.len() <= MAX_LINE * 3 + 16, "line of {}", l.text.len());
+        }
+        if flag & 2 == 2 {
+            let _ = r.flush_stale(i64::MAX);
+        }
+        if let Some(cp) = r.checkpoint() {
+            assert!(Some(cp) >= last, "position went back");
+            last = Some(cp);
+            let _ = berth::logs::reader::Position::parse(&cp.encode());
+        }
+        assert!(r.held_bytes() <= MAX_HELD + MAX_LINE * 2, "held {}", r.held_bytes());
+    }
+});
