@@ -218,6 +218,11 @@ fn escape(out: &mut Vec<u8>, s: &str, ctx: u8) {
     for &c in b {
         let e = ESCAPES[c as usize];
         if e & 0x80 != 0 {
+            // A line break becomes a space, escaped where a space must be (found by fuzzing:
+            // a bare one ended the tag set early).
+            if ESCAPES[b' ' as usize] & ctx != 0 {
+                out.push(b'\\');
+            }
             out.push(b' ');
             continue;
         }
@@ -378,6 +383,22 @@ mod tests {
     use proptest::prelude::*;
 
     #[test]
+    fn line_breaks_in_names_and_tags_become_escaped_spaces() {
+        // Regression (fuzz, custom metrics): a CR in a tag value was written as a bare space,
+        // which ended the tag set and made the line unreadable.
+        let mut p = Point::new("m\r1", 5);
+        p.tags.push(("k\n".into(), "a\rb c".into()));
+        p.fields.push(("f\r".into(), Value::Float(1.0)));
+        let mut out = Vec::new();
+        assert!(p.encode(&mut out));
+        let line = String::from_utf8(out).expect("utf-8");
+        let back = parse_line(line.trim_end_matches('\n'), 0).expect("parses back");
+        assert_eq!(back.measurement, "m 1");
+        assert_eq!(back.tags, vec![("k ".to_string(), "a b c".to_string())]);
+        assert_eq!(back.fields[0].0, "f ");
+    }
+
+    #[test]
     fn encodes_telegraf_style() {
         let p = Point::new("docker_container_cpu", 1_700_000_000_000_000_000)
             .tag("host", "node 1")
@@ -402,7 +423,7 @@ mod tests {
         let mut out = Vec::new();
         assert!(!none.encode(&mut out));
         assert!(out.is_empty());
-        assert_eq!(Point::new("a\nb", 1).int("x", 1).to_line(), "a b x=1i 1");
+        assert_eq!(Point::new("a\nb", 1).int("x", 1).to_line(), "a\\ b x=1i 1");
     }
 
     #[test]
