@@ -464,7 +464,10 @@ pub fn container_view(pid: u32, target: &str, driver: Driver) -> ViewState {
     if !fits {
         return ViewState::Missing;
     }
-    match std::fs::metadata(format!("/proc/{pid}/root{target}")) {
+    // Resolved inside the container's root (a link there must not make berth stat a host
+    // path); the fstat reaches the mount, which is what tells a dead one.
+    let root = std::path::PathBuf::from(format!("/proc/{pid}/root"));
+    match crate::rootfd::Root::dir(&root).and_then(|r| r.open(target).map(|_| ())) {
         Err(e) if dead_errno(&e) => ViewState::Dead,
         _ => ViewState::Ok,
     }

@@ -72,7 +72,7 @@ fn https_routes_and_websockets() {
     std::fs::write(&key, ck.signing_key.serialize_pem()).expect("write key");
     let (http, https) = (free_port(), free_port());
     let a = Agent::start_with_config(&format!(
-        "[router]\nhttp = \"127.0.0.1:{http}\"\nhttps = \"127.0.0.1:{https}\"\n[[router.tls]]\ndomain = \"tls.example.com\"\ncert = \"{}\"\nkey = \"{}\"\n",
+        "[router]\nhttp = \"127.0.0.1:{http}\"\nhttps = \"127.0.0.1:{https}\"\ntls_handshake_timeout = \"1s\"\n[[router.tls]]\ndomain = \"tls.example.com\"\ncert = \"{}\"\nkey = \"{}\"\n",
         cert.display(),
         key.display()
     ));
@@ -93,6 +93,28 @@ fn https_routes_and_websockets() {
             .1
             .contains("hello from berth")
     });
+    // A client that connects and never starts the handshake is cut off at
+    // tls_handshake_timeout (1 s here), not held.
+    {
+        use std::io::Read;
+        let mut idle = TcpStream::connect(("127.0.0.1", https)).expect("connect");
+        idle.set_read_timeout(Some(Duration::from_secs(8)))
+            .expect("timeout");
+        let t = std::time::Instant::now();
+        let mut buf = [0u8; 64];
+        let r = idle.read(&mut buf);
+        assert!(
+            matches!(r, Ok(0))
+                || r.as_ref()
+                    .is_err_and(|e| e.kind() != std::io::ErrorKind::WouldBlock),
+            "{r:?}"
+        );
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "held {:?}",
+            t.elapsed()
+        );
+    }
     // No certificate for other names: the handshake fails.
     let other = format!("other.example.com:{https}:127.0.0.1");
     let (ok, out) = curl(&[
