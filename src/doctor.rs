@@ -243,13 +243,13 @@ pub fn api_exposure_warning(listen: SocketAddr) -> Option<String> {
 fn api_exposure(listen: SocketAddr) -> Check {
     match api_exposure_warning(listen) {
         None => check(
-            "api exposure",
+            "api",
             Level::Ok,
             format!("the API listens on loopback only ({listen})"),
             "",
         ),
         Some(w) => check(
-            "api exposure",
+            "api",
             Level::Warn,
             w,
             "listen on 127.0.0.1 ([agent] listen) and reach it through `ssh -L`, or put a TLS proxy in front and firewall the port",

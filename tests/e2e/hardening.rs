@@ -46,6 +46,19 @@ fn closed_within(s: &TcpStream, wait: Duration) -> bool {
     }
 }
 
+/// Opens `n` connections to `port` and says how many the server closed at once (refused
+/// over its connection cap); the rest are returned, still open.
+fn flood(port: u16, n: usize) -> (usize, Vec<TcpStream>) {
+    let conns: Vec<TcpStream> = (0..n)
+        .filter_map(|_| TcpStream::connect(("127.0.0.1", port)).ok())
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let (closed, open): (Vec<TcpStream>, Vec<TcpStream>) = conns
+        .into_iter()
+        .partition(|s| closed_within(s, Duration::from_millis(20)));
+    (closed.len(), open)
+}
+
 fn healthy_quickly(a: &Agent) {
     let t = Instant::now();
     let r = a.get_raw("/v1/health", false);
@@ -135,14 +148,7 @@ fn api_survives_huge_lengths_stalled_bodies_slow_heads_and_connection_floods() {
 
     // A flood of idle connections: past the cap (256) they are closed at once, and the
     // ones held are closed at the head deadline; then the API answers again.
-    let idle: Vec<TcpStream> = (0..300)
-        .filter_map(|_| TcpStream::connect(("127.0.0.1", port)).ok())
-        .collect();
-    std::thread::sleep(Duration::from_millis(500));
-    let refused = idle
-        .iter()
-        .filter(|s| closed_within(s, Duration::from_millis(20)))
-        .count();
+    let (refused, idle) = flood(port, 300);
     assert!(
         refused >= 44,
         "only {refused} of 300 idle connections were refused"
@@ -238,14 +244,7 @@ services:
     );
     assert!(t.elapsed() < Duration::from_secs(3));
     // Past the cap (1,100 in this config): closed at accept.
-    let over: Vec<TcpStream> = (0..200)
-        .filter_map(|_| TcpStream::connect(("127.0.0.1", http_port)).ok())
-        .collect();
-    std::thread::sleep(Duration::from_millis(300));
-    let refused = over
-        .iter()
-        .filter(|s| closed_within(s, Duration::from_millis(20)))
-        .count();
+    let (refused, over) = flood(http_port, 200);
     assert!(
         refused >= 90,
         "only {refused} of 200 over the cap were refused"

@@ -81,18 +81,7 @@ impl Agent {
     /// Starts an agent with this `berth.toml` (empty: no config file).
     pub fn start_with_config(toml: &str) -> Agent {
         ensure_engine_and_image();
-        let dir = tempfile::tempdir().expect("tempdir");
-        if !toml.is_empty() {
-            std::fs::write(dir.path().join("berth.toml"), toml).expect("write config");
-        }
-        let mut a = Agent {
-            dir,
-            port: free_port(),
-            node_id: String::new(),
-            child: None,
-        };
-        a.spawn();
-        a
+        Agent::start_in(tempfile::tempdir().expect("tempdir"), toml)
     }
 
     /// Starts an agent whose data dir is a tmpfs of `size_mib` (a small disk to fill).
@@ -112,6 +101,11 @@ impl Agent {
             .expect("mount")
             .success();
         assert!(ok, "cannot mount a tmpfs for the data dir");
+        Agent::start_in(dir, toml)
+    }
+
+    /// Starts an agent on data dir `dir` with this `berth.toml` (empty: no config file).
+    fn start_in(dir: tempfile::TempDir, toml: &str) -> Agent {
         if !toml.is_empty() {
             std::fs::write(dir.path().join("berth.toml"), toml).expect("write config");
         }
