@@ -59,6 +59,29 @@ fn flood(port: u16, n: usize) -> (usize, Vec<TcpStream>) {
     (closed.len(), open)
 }
 
+/// A template whose one service serves `script` as the CGI program `/cgi-bin/s` (busybox
+/// httpd on `port`), with these extra label lines.
+fn cgi_app(port: u16, script: &str, labels: &str) -> String {
+    let script: String = script.lines().map(|l| format!("        {l}\n")).collect();
+    format!(
+        r#"
+services:
+  web:
+    image: {IMAGE}
+    command:
+      - sh
+      - -c
+      - |
+        mkdir -p /www/cgi-bin
+        cat > /www/cgi-bin/s <<'EOF'
+{script}        EOF
+        chmod +x /www/cgi-bin/s
+        exec httpd -f -p {port} -h /www
+    labels:
+{labels}"#
+    )
+}
+
 fn healthy_quickly(a: &Agent) {
     let t = Instant::now();
     let r = a.get_raw("/v1/health", false);
@@ -182,32 +205,17 @@ fn router_sets_forwarded_headers_and_survives_idle_floods_and_slow_heads() {
     // A CGI script that prints the request's headers as the instance received them.
     a.deploy(
         "hx",
-        &format!(
-            r#"
-services:
-  web:
-    image: {IMAGE}
-    command:
-      - sh
-      - -c
-      - |
-        mkdir -p /www/cgi-bin
-        printf '#!/bin/sh\necho Content-Type: text/plain\necho\nenv\n' > /www/cgi-bin/env
-        chmod +x /www/cgi-bin/env
-        exec httpd -f -p 8080 -h /www
-    labels:
-      berth.probe.url: http://container:8080/index.html
-      berth.routing.port_8080: hx.test
-"#
+        &cgi_app(
+            8080,
+            "#!/bin/sh\necho Content-Type: text/plain\necho\nenv",
+            "      berth.probe.url: http://container:8080/index.html\n      berth.routing.port_8080: hx.test\n",
         ),
     );
     let get = |extra: &str| {
         raw(
             http_port,
-            format!(
-                "GET /cgi-bin/env HTTP/1.1\r\nHost: hx.test\r\n{extra}Connection: close\r\n\r\n"
-            )
-            .as_bytes(),
+            format!("GET /cgi-bin/s HTTP/1.1\r\nHost: hx.test\r\n{extra}Connection: close\r\n\r\n")
+                .as_bytes(),
             Duration::from_secs(10),
         )
     };
@@ -261,7 +269,7 @@ services:
     let mut slow = TcpStream::connect(("127.0.0.1", http_port)).expect("connect");
     let start = Instant::now();
     let mut closed = false;
-    for b in b"GET /cgi-bin/env HTTP/1.1\r\nHost: hx.test\r\nX-Pad: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa".iter().cycle() {
+    for b in b"GET /cgi-bin/s HTTP/1.1\r\nHost: hx.test\r\nX-Pad: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa".iter().cycle() {
         if start.elapsed() > Duration::from_secs(10) {
             break;
         }
@@ -417,25 +425,12 @@ fn a_scrape_that_redirects_is_not_followed_to_host_services() {
     // The container answers the scrape with a redirect to a host-only address.
     a.deploy(
         "ssrf",
-        &format!(
-            r#"
-services:
-  web:
-    image: {IMAGE}
-    command:
-      - sh
-      - -c
-      - |
-        mkdir -p /www/cgi-bin
-        cat > /www/cgi-bin/m <<'EOF'
-        #!/bin/sh
-        printf 'HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:{secret_port}/v1/apps\r\nContent-Length: 0\r\n\r\n'
-        EOF
-        chmod +x /www/cgi-bin/m
-        exec httpd -f -p 80 -h /www
-    labels:
-      berth.monitoring.http: "http://container:80/cgi-bin/m"
-"#
+        &cgi_app(
+            80,
+            &format!(
+                "#!/bin/sh\nprintf 'HTTP/1.1 302 Found\\r\\nLocation: http://127.0.0.1:{secret_port}/v1/apps\\r\\nContent-Length: 0\\r\\n\\r\\n'"
+            ),
+            "      berth.monitoring.http: \"http://container:80/cgi-bin/s\"\n",
         ),
     );
     a.wait_running("ssrf", 1, Duration::from_secs(60));
