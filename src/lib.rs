@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod doctor;
 pub mod health;
+pub mod listen;
 pub mod logs;
 pub mod metrics;
 pub mod model;

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 
 /// The bounds the API holds its clients to.
 #[derive(Debug, Clone, Copy)]
@@ -130,7 +130,7 @@ async fn accept_loop(
     counters: Arc<Counters>,
     panic_reply: fn() -> Response<Body>,
 ) {
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let slots = Arc::new(crate::listen::Slots::default());
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.head_timeout)
@@ -139,20 +139,11 @@ async fn accept_loop(
         .keep_alive(true);
     let http = Arc::new(http);
     loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
+        let (stream, _peer) = tokio::select! {
+            a = crate::listen::accept_paced(&listener, "API") => a,
             _ = stop.changed() => break,
         };
-        let (stream, _peer) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                // Out of descriptors (EMFILE) and the like: pause instead of spinning.
-                tracing::warn!(error = %e, "API accept failed; pausing");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
+        let Some(slot) = slots.take(limits.max_connections) else {
             counters.refused_connections.fetch_add(1, Ordering::Relaxed);
             drop(stream);
             continue;
@@ -160,7 +151,7 @@ async fn accept_loop(
         let (http, handler, counters) = (http.clone(), handler.clone(), counters.clone());
         let mut stop = stop.clone();
         tokio::spawn(async move {
-            let _permit = permit;
+            let _slot = slot;
             let svc = hyper::service::service_fn(move |req| {
                 let fut = handler(req);
                 let counters = counters.clone();
@@ -186,8 +177,10 @@ async fn accept_loop(
             let _ = conn.await;
         });
     }
-    // Wait for the connections to finish what they hold.
-    let _ = slots.acquire_many(limits.max_connections as u32).await;
+    // Wait for the connections to finish what they hold (the caller bounds the wait).
+    while slots.open() > 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 /// The declared body length, when the client sent one.

@@ -16,7 +16,7 @@ use tokio::net::TcpListener;
 const STICKY_COOKIE: &str = "berth_sticky";
 
 /// A connection accepted by the listener, handed to a worker with its slot.
-pub(super) type Accepted = (std::net::TcpStream, SocketAddr, super::Slot);
+pub(super) type Accepted = (std::net::TcpStream, SocketAddr, crate::listen::Slot);
 
 /// Accepts connections and deals them to the workers in turn (an even spread, unlike
 /// SO_REUSEPORT's hash: 64 connections are 32 + 32, not 40 + 24). At `max` open connections
@@ -27,20 +27,12 @@ pub(super) async fn accept(
     mut shutdown: tokio::sync::watch::Receiver<bool>,
     max: usize,
 ) {
-    let slots = Arc::new(super::Slots::default());
+    let slots = Arc::new(crate::listen::Slots::default());
     let mut next = 0usize;
     loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
+        let (stream, peer) = tokio::select! {
+            a = crate::listen::accept_paced(&listener, "router") => a,
             _ = shutdown.changed() => return,
-        };
-        let (stream, peer) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                tracing::warn!(error = %e, "router accept failed; pausing");
-                tokio::time::sleep(super::ACCEPT_PAUSE).await;
-                continue;
-            }
         };
         let Some(slot) = slots.take(max) else {
             continue; // over the cap: closed
@@ -101,7 +93,7 @@ async fn serve_conn<I>(
     shared: Arc<Shared>,
     peer: SocketAddr,
     tls: bool,
-    slot: Arc<super::Slot>,
+    slot: Arc<crate::listen::Slot>,
     builder: &hyper::server::conn::http1::Builder,
 ) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
@@ -226,7 +218,7 @@ async fn handle(
     shared: Arc<Shared>,
     peer: SocketAddr,
     tls: bool,
-    slot: Arc<super::Slot>,
+    slot: Arc<crate::listen::Slot>,
 ) -> Result<Response<Body>, Infallible> {
     // Cheap clones (shared bytes): this runs for every request.
     let host_value = req.headers().get(header::HOST).cloned().or_else(|| {

@@ -97,45 +97,6 @@ impl Cidr {
     }
 }
 
-/// Counts one listener's open connections; a slot is held for a connection's life.
-#[derive(Default)]
-pub(crate) struct Slots {
-    open: AtomicUsize,
-    refused: AtomicU64,
-}
-
-pub(crate) struct Slot(Arc<Slots>);
-
-impl Slots {
-    /// A slot, or None when `max` are in use.
-    pub(crate) fn take(self: &Arc<Self>, max: usize) -> Option<Slot> {
-        let mut n = self.open.load(Ordering::Relaxed);
-        loop {
-            if n >= max {
-                self.refused.fetch_add(1, Ordering::Relaxed);
-                return None;
-            }
-            match self
-                .open
-                .compare_exchange_weak(n, n + 1, Ordering::AcqRel, Ordering::Relaxed)
-            {
-                Ok(_) => return Some(Slot(self.clone())),
-                Err(now) => n = now,
-            }
-        }
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.0.open.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-/// How long a listener waits after an accept error (out of descriptors) before accepting
-/// again: the error would come back at once and spin the thread.
-pub(crate) const ACCEPT_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
-
 /// State shared by every proxy task.
 pub struct Shared {
     table: RwLock<Arc<Table>>,
@@ -373,16 +334,5 @@ mod limits_tests {
         for bad in ["", "10.0.0.0/33", "x", "10.0.0.0/", "::/129"] {
             assert!(Cidr::parse(bad).is_none(), "{bad}");
         }
-    }
-
-    #[test]
-    fn slots_cap_connections() {
-        let s = Arc::new(Slots::default());
-        let a = s.take(2).expect("1");
-        let _b = s.take(2).expect("2");
-        assert!(s.take(2).is_none());
-        drop(a);
-        assert!(s.take(2).is_some());
-        assert_eq!(s.refused.load(Ordering::Relaxed), 1);
     }
 }

@@ -6,16 +6,9 @@ use std::sync::Arc;
 use tokio::net::{TcpListener, TcpStream};
 
 pub(super) async fn serve(port: u16, listener: TcpListener, shared: Arc<Shared>) {
-    let slots = Arc::new(super::Slots::default());
+    let slots = Arc::new(crate::listen::Slots::default());
     loop {
-        let mut client = match listener.accept().await {
-            Ok((c, _)) => c,
-            Err(e) => {
-                tracing::warn!(port, error = %e, "tcp router accept failed; pausing");
-                tokio::time::sleep(super::ACCEPT_PAUSE).await;
-                continue;
-            }
-        };
+        let (mut client, _) = crate::listen::accept_paced(&listener, "tcp router").await;
         // Over the cap: closed at once.
         let Some(slot) = slots.take(shared.limits.max_connections) else {
             continue;
