@@ -4,7 +4,7 @@
 //! Input: entries separated by 0xFF, the first byte of each says the stream (odd: stderr).
 #![no_main]
 
-use berth::logs::reader::{MAX_HELD, MAX_LINE, Reader};
+use berth::logs::reader::{MAX_HELD, MAX_HELD_LINES, MAX_LINE, Reader};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -13,7 +13,11 @@ fuzz_target!(|data: &[u8]| {
         let Some((&flag, bytes)) = entry.split_first() else {
             continue;
         };
-        for l in r.feed(flag & 1 == 1, bytes) {
+        let released = r.feed(flag & 1 == 1, bytes);
+        // What is released at once: the held lines (bounded), this entry's own, two pieces.
+        let own = bytes.iter().filter(|b| **b == b'\n').count() + 1;
+        assert!(released.len() <= MAX_HELD_LINES + own + 2, "{} at once", released.len());
+        for l in released {
             assert!(l.text.len() <= MAX_LINE * 3 + 16, "line of {}", l.text.len());
         }
         if flag & 2 == 2 {

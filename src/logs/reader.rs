@@ -7,14 +7,18 @@
 //! skipped. A position is only offered at a line boundary (no piece pending).
 //!
 //! Bounds (the container is untrusted): a joined line is cut at [`MAX_LINE`]; complete lines
-//! of one stream held while the other has a piece pending are bounded by [`MAX_HELD`] bytes
-//! and [`MAX_HOLD_NS`]: past either, the pending piece is emitted as a line of its own, so the
-//! held lines are released with a position (and a checkpoint) instead of piling up.
+//! of one stream held while the other has a piece pending are bounded by [`MAX_HELD`] bytes,
+//! [`MAX_HELD_LINES`] lines and [`MAX_HOLD_NS`]: past any, the pending piece is emitted as a
+//! line of its own, so the held lines are released with a position (and a checkpoint) instead
+//! of piling up.
 
 /// Longest joined line kept; the rest of a longer one is dropped (with a marker).
 pub const MAX_LINE: usize = 1 << 20;
 /// Most bytes of complete lines held back while a piece of the other stream is pending.
 pub const MAX_HELD: usize = 2 << 20;
+/// Most complete lines held back so (each becomes a stored line of several strings: a bound
+/// on bytes alone let 170,000 short lines pile up, and the agent's memory with them).
+pub const MAX_HELD_LINES: usize = 2000;
 /// Longest a pending piece holds back the other stream's lines (engine time).
 pub const MAX_HOLD_NS: i64 = 2_000_000_000;
 
@@ -146,7 +150,7 @@ impl Reader {
             }
         }
         // A piece that holds the other stream's lines too long or too many ends here.
-        if self.held_bytes > MAX_HELD {
+        if self.held_bytes > MAX_HELD || self.held.len() > MAX_HELD_LINES {
             self.cut_pending(i64::MAX);
         } else if !self.held.is_empty() {
             self.cut_pending(ts.saturating_sub(MAX_HOLD_NS));
@@ -270,11 +274,26 @@ mod tests {
         let line = format!("{}\n", "f".repeat(1000));
         let mut out = 0;
         let mut max_held = 0;
+        let mut max_lines = 0;
         for _ in 0..10_000 {
             out += r.feed(true, &e("01", &line)).len();
             max_held = max_held.max(r.held_bytes);
+            max_lines = max_lines.max(r.held.len());
         }
+        // Short lines: the count bound applies first.
+        let mut r2 = Reader::new(None);
+        assert!(r2.feed(false, &e("01", "piece")).is_empty());
+        let mut biggest = 0;
+        for i in 0..10_000 {
+            biggest = biggest.max(r2.feed(true, &e("01", &format!("f {i}\n"))).len());
+        }
+        // The held lines, the one that crossed the bound and the piece cut for them.
+        assert!(
+            biggest <= MAX_HELD_LINES + 2,
+            "{biggest} lines released at once"
+        );
         assert!(max_held <= MAX_HELD + 1000, "held {max_held} bytes");
+        assert!(max_lines <= MAX_HELD_LINES, "held {max_lines} lines");
         assert!(out > 9_000, "only {out} lines came out");
         assert!(r.checkpoint().is_some() || !r.held.is_empty());
         // By time: a piece older than MAX_HOLD_NS releases what it holds at the next entry.
