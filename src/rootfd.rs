@@ -192,36 +192,55 @@ pub struct Entry {
 }
 
 impl Dir {
-    /// The entries (`.` and `..` left out), at most `max` of them looked at; each opened
-    /// from this directory's fd without following symlinks (a link is `Node::Other`).
-    pub fn entries(&self, max: usize) -> io::Result<Vec<Entry>> {
+    /// The regular files of this directory most recently modified, at most `keep` of them,
+    /// from the first `max_names` entries listed (`.` and `..` left out): each is looked at
+    /// with `fstatat` (no symlink followed, nothing opened), then the chosen ones are opened
+    /// from this directory's fd without following symlinks and checked again by `fstat`.
+    /// A directory an untrusted container fills with entries costs at most `max_names`
+    /// stats and `keep` opens; its newest files, the ones being written, are the ones kept.
+    pub fn newest_files(&self, max_names: usize, keep: usize) -> io::Result<Vec<Entry>> {
         let how = OpenHow::new()
             .flags(OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
             .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS);
         let listing = openat2(&self.fd, ".", how).map_err(errno)?;
         let mut d = nix::dir::Dir::from_fd(listing).map_err(errno)?;
-        let mut names = Vec::new();
+        let mut found: Vec<((i64, i64), std::ffi::CString)> = Vec::new();
+        let mut listed = 0;
         for e in d.iter() {
             let e = e.map_err(errno)?;
-            let name = e.file_name().to_bytes();
-            if name == b"." || name == b".." {
+            let name = e.file_name();
+            if matches!(name.to_bytes(), b"." | b"..") {
                 continue;
             }
-            if names.len() >= max {
+            if listed >= max_names {
                 break;
             }
-            names.push(String::from_utf8_lossy(name).into_owned());
+            listed += 1;
+            // Gone since the listing, or not a regular file: left out.
+            let Ok(st) =
+                nix::sys::stat::fstatat(&self.fd, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
+            else {
+                continue;
+            };
+            if kind(&st) == SFlag::S_IFREG {
+                found.push(((st.st_mtime, st.st_mtime_nsec), name.to_owned()));
+            }
         }
+        found.sort_by_key(|f| std::cmp::Reverse(f.0));
+        found.truncate(keep);
         let how = OpenHow::new()
             .flags(OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC)
             .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS);
         let mut out = Vec::new();
-        for name in names {
-            // Gone between the listing and the open: skipped.
-            if let Ok(fd) = openat2(&self.fd, name.as_str(), how) {
+        for (_, name) in found {
+            // Replaced since the stat by something else: `classify` says what it is now.
+            if let Ok(node) = openat2(&self.fd, name.as_c_str(), how)
+                .map_err(errno)
+                .and_then(classify)
+            {
                 out.push(Entry {
-                    node: classify(fd)?,
-                    name,
+                    name: String::from_utf8_lossy(name.to_bytes()).into_owned(),
+                    node,
                 });
             }
         }
@@ -279,15 +298,38 @@ mod tests {
         let Node::Dir(d) = root.open("/var/log").expect("dir") else {
             panic!("a dir")
         };
-        let mut kinds: Vec<(String, bool)> = d
-            .entries(100)
+        assert!(
+            d.newest_files(100, 100).expect("entries").is_empty(),
+            "links and special files are not files of the directory"
+        );
+        // Many files: the newest `keep` are the ones taken.
+        let many = r.join("many");
+        std::fs::create_dir_all(&many).expect("mkdir");
+        for i in 0..50 {
+            let f = many.join(format!("{i:02}.log"));
+            std::fs::write(&f, "x").expect("write");
+            let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000 + i);
+            std::fs::File::options()
+                .write(true)
+                .open(&f)
+                .and_then(|f| f.set_modified(t))
+                .expect("mtime");
+        }
+        let Node::Dir(m) = root.open("/many").expect("dir") else {
+            panic!("a dir")
+        };
+        let mut names: Vec<String> = m
+            .newest_files(1000, 3)
             .expect("entries")
             .into_iter()
-            .map(|e| (e.name, matches!(e.node, Node::File(_))))
+            .map(|e| e.name)
             .collect();
-        kinds.sort();
-        assert!(kinds.iter().all(|(_, file)| !file), "{kinds:?}");
-        assert_eq!(d.entries(2).expect("entries").len(), 2, "bounded");
+        names.sort();
+        assert_eq!(names, ["47.log", "48.log", "49.log"]);
+        assert!(
+            m.newest_files(10, 64).expect("entries").len() <= 10,
+            "listing bounded"
+        );
     }
 
     #[test]

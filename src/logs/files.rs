@@ -9,7 +9,7 @@
 //! The container is untrusted: every path is opened through [`crate::rootfd::Root`] (symlinks
 //! resolve inside the container, never out to the host), only regular files are read, and
 //! each poll is bounded: [`MAX_READ`] bytes per source, [`MAX_LINE`] per line, [`MAX_FILES`]
-//! files looked at per directory.
+//! files read (the newest) of at most [`MAX_ENTRIES`] listed per directory.
 
 use crate::rootfd::{Node, OpenFile, Root};
 use std::collections::HashMap;
@@ -19,8 +19,10 @@ use std::io::{Read, Seek, SeekFrom};
 pub const MAX_READ: u64 = 1 << 20;
 /// Longest line taken from a file; a longer one is cut there.
 pub const MAX_LINE: usize = 64 << 10;
-/// Most entries of a log directory looked at per poll.
+/// Most files of a log directory read per poll (the most recently modified ones).
 pub const MAX_FILES: usize = 64;
+/// Most entries of a log directory listed per poll.
+pub const MAX_ENTRIES: usize = 4096;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Read1 {
@@ -97,7 +99,7 @@ fn find_inode(root: &Root, dir: &str, inode: u64) -> Option<OpenFile> {
     let Ok(Node::Dir(d)) = root.open(dir) else {
         return None;
     };
-    d.entries(MAX_FILES)
+    d.newest_files(MAX_ENTRIES, MAX_FILES)
         .ok()?
         .into_iter()
         .find_map(|e| match e.node {
@@ -130,7 +132,7 @@ pub fn poll(
         Node::File(f) => f,
         Node::Other(_) => return (lines, out_cps),
         Node::Dir(d) => {
-            let Ok(entries) = d.entries(MAX_FILES) else {
+            let Ok(entries) = d.newest_files(MAX_ENTRIES, MAX_FILES) else {
                 return (lines, out_cps);
             };
             let mut files: Vec<OpenFile> = entries
