@@ -133,24 +133,34 @@ fn config_validates_locally_and_examples_pass() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let spec: berth::model::AppSpec = serde_json::from_slice(&o.stdout).expect("normalised json");
     assert_eq!(spec.services["web"].replicas, 2);
-    let brief = dir.join("../shared/brief/examples");
-    if let Ok(entries) = std::fs::read_dir(&brief) {
-        for e in entries
-            .flatten()
-            .filter(|e| e.path().extension().is_some_and(|x| x == "yml"))
-        {
-            let o = std::process::Command::new(bin())
-                .args(["config", "-f"])
-                .arg(e.path())
-                .output()
-                .expect("runs");
-            assert!(
-                o.status.success(),
-                "{}: {}",
-                e.path().display(),
-                String::from_utf8_lossy(&o.stderr)
-            );
-        }
+    // The brief's example templates, copied unchanged into tests/data/ok/example-*.yml.
+    let examples: Vec<std::path::PathBuf> = std::fs::read_dir(dir.join("tests/data/ok"))
+        .expect("tests/data/ok")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.extension().is_some_and(|x| x == "yml")
+                && p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("example-"))
+        })
+        .collect();
+    assert_eq!(
+        examples.len(),
+        7,
+        "the brief's seven examples: {examples:?}"
+    );
+    for p in examples {
+        let o = std::process::Command::new(bin())
+            .args(["config", "-f"])
+            .arg(&p)
+            .output()
+            .expect("runs");
+        assert!(
+            o.status.success(),
+            "{}: {}",
+            p.display(),
+            String::from_utf8_lossy(&o.stderr)
+        );
     }
 }
 
