@@ -45,11 +45,7 @@ pub fn check_untrusted(
             map.append(k, v);
         }
     }
-    let declared = map
-        .get(hyper::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    if declared.is_some_and(|n| n > MAX_JSON_BODY) {
+    if server::declared_length(&map).is_some_and(|n| n > MAX_JSON_BODY) {
         return Err("too large".into());
     }
     let cmd = parse_request(method, url).map_err(|e| e.to_string())?;
@@ -102,11 +98,6 @@ impl Server {
         })
         .map_err(|e| e.to_string())?;
         Ok(Server { listening })
-    }
-
-    /// Connections refused at the cap and handler panics so far.
-    pub fn counters(&self) -> Arc<server::Counters> {
-        self.listening.counters.clone()
     }
 
     /// Stops accepting requests and waits for the ones in flight (bounded).

@@ -61,10 +61,9 @@ pub fn full(b: Vec<u8>) -> Body {
         .boxed_unsync()
 }
 
-/// What the server counts (for tests and `berth doctor`-like checks).
+/// What the server counts (connections refused at the cap are counted by its `Slots`).
 #[derive(Debug, Default)]
 pub struct Counters {
-    pub refused_connections: AtomicU64,
     pub handler_panics: AtomicU64,
 }
 
@@ -144,7 +143,6 @@ async fn accept_loop(
             _ = stop.changed() => break,
         };
         let Some(slot) = slots.take(limits.max_connections) else {
-            counters.refused_connections.fetch_add(1, Ordering::Relaxed);
             drop(stream);
             continue;
         };
@@ -184,8 +182,8 @@ async fn accept_loop(
 }
 
 /// The declared body length, when the client sent one.
-pub fn content_length(req: &Request<Incoming>) -> Option<u64> {
-    req.headers()
+pub fn declared_length(headers: &hyper::HeaderMap) -> Option<u64> {
+    headers
         .get(hyper::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse().ok())
@@ -208,7 +206,7 @@ pub async fn read_body(
     cap: u64,
     within: Duration,
 ) -> Result<Vec<u8>, BodyError> {
-    if content_length(&req).is_some_and(|n| n > cap) {
+    if declared_length(req.headers()).is_some_and(|n| n > cap) {
         return Err(BodyError::TooLarge(cap));
     }
     let limited = http_body_util::Limited::new(req.into_body(), cap as usize);

@@ -451,8 +451,12 @@ async fn write_loop(
             }
         })
         .await;
+        let stored = match stored {
+            Ok(r) => r.map_err(|e| e.to_string()),
+            Err(e) => Err(format!("the storing task failed: {e}")),
+        };
         match stored {
-            Ok(Ok(())) => {
+            Ok(()) => {
                 total.fetch_add(n, Ordering::Relaxed);
                 if dropping > 0 {
                     let msg = format!(
@@ -463,7 +467,7 @@ async fn write_loop(
                     dropping = 0;
                 }
             }
-            Ok(Err(e)) => {
+            Err(e) => {
                 if dropping == 0 {
                     tracing::error!(error = %e, "cannot store log lines: dropping them (and counting) until storing works again");
                     let _ = store.add_event(
@@ -473,10 +477,6 @@ async fn write_loop(
                         &format!("log lines are being dropped: {e}"),
                     );
                 }
-                dropping += n;
-                dropped_total.fetch_add(n, Ordering::Relaxed);
-            }
-            Err(_) => {
                 dropping += n;
                 dropped_total.fetch_add(n, Ordering::Relaxed);
             }
