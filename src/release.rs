@@ -103,29 +103,250 @@ fn check_sum(weights: &[(u32, u32)]) -> Result<(), ReleaseError> {
     Ok(())
 }
 
-/// Restores the invariants after weights or release steps changed.
-fn settle(vs: &mut [Version], now: i64) {
+/// What happens to a service's versions: a user's command, or what the agent observed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    /// A deploy created this version; its `release` says how it is released (`Promote`,
+    /// `Rolling`, `Standby`, `BlueGreen`).
+    Deploy(Box<Version>),
+    /// `berth traffic`: these weights (they add up to 100); the versions not named get 0%.
+    Traffic(Vec<(u32, u32)>),
+    /// `berth rollback [VERSION]`.
+    Rollback(Option<u32>),
+    /// `berth release confirm`.
+    Confirm,
+    /// `berth release abort`.
+    Abort,
+    /// Every instance the version should run is ready (the agent saw it).
+    Ready(u32),
+    /// It did not turn healthy: its deadline passed, or a rolling batch broke.
+    Fail(u32, String),
+}
+
+impl Step {
+    /// Why the versions change; every decision's event names it.
+    pub fn cause(&self, service: &str) -> String {
+        let name = |n: u32| crate::model::version_name(service, n);
+        match self {
+            Step::Deploy(v) => format!("deploy of {}", v.name()),
+            Step::Traffic(ws) => format!(
+                "berth traffic {}",
+                ws.iter()
+                    .map(|(n, w)| format!("{}={w}%", name(*n)))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ),
+            Step::Rollback(None) => "berth rollback".into(),
+            Step::Rollback(Some(n)) => format!("berth rollback to {}", name(*n)),
+            Step::Confirm => "berth release confirm".into(),
+            Step::Abort => "berth release abort".into(),
+            Step::Ready(n) => format!("every instance of {} is ready", name(*n)),
+            Step::Fail(n, why) => format!("{} did not turn healthy: {why}", name(*n)),
+        }
+    }
+}
+
+/// A version's release-relevant fields at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Snapshot {
+    pub state: VersionState,
+    pub weight: u32,
+    pub release: Release,
+}
+
+impl Snapshot {
+    fn of(v: &Version) -> Snapshot {
+        Snapshot {
+            state: v.state,
+            weight: v.weight,
+            release: v.release,
+        }
+    }
+
+    fn describe(&self) -> String {
+        let mut s = format!("{} at {}%", self.state.as_str(), self.weight);
+        if self.release != Release::None {
+            s.push_str(&format!(" ({})", self.release.as_str()));
+        }
+        s
+    }
+}
+
+/// One version's change and its cause, recorded as an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub version: String,
+    pub number: u32,
+    /// `None` for the version a deploy adds.
+    pub before: Option<Snapshot>,
+    pub after: Snapshot,
+    /// The version's reason after the change (why it failed or stopped), if any.
+    pub reason: String,
+    pub cause: String,
+}
+
+impl Decision {
+    pub fn message(&self) -> String {
+        let mut after = self.after.describe();
+        if !self.reason.is_empty()
+            && matches!(
+                self.after.state,
+                VersionState::Failed | VersionState::Stopped
+            )
+        {
+            after.push_str(&format!(": {}", self.reason));
+        }
+        match &self.before {
+            None => format!("{} added, {after} (cause: {})", self.version, self.cause),
+            Some(b) => format!(
+                "{}: {} -> {after} (cause: {})",
+                self.version,
+                b.describe(),
+                self.cause
+            ),
+        }
+    }
+}
+
+/// What a step did: the version it is about (the one a rollback, confirm or abort moved)
+/// and every version's change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    pub subject: Option<u32>,
+    pub decisions: Vec<Decision>,
+}
+
+/// The state machine: applies `step` to one service's versions at time `now`. Either it
+/// refuses with a message for the operator and leaves `vs` untouched, or it leaves them
+/// consistent and says what changed and why.
+pub fn apply(vs: &mut Vec<Version>, step: &Step, now: i64) -> Result<Applied, ReleaseError> {
+    let service = vs
+        .first()
+        .map(|v| v.service.clone())
+        .or_else(|| match step {
+            Step::Deploy(v) => Some(v.service.clone()),
+            _ => None,
+        })
+        .unwrap_or_default();
+    let cause = step.cause(&service);
+    let mut work = vs.clone();
+    let subject = match step {
+        Step::Deploy(new) => deploy(&mut work, (**new).clone(), now).map(Some),
+        Step::Traffic(ws) => {
+            set_weights(&mut work, ws, now, &cause).map(|_| main_version(&work).map(|v| v.number))
+        }
+        Step::Rollback(target) => rollback(&mut work, *target, now, &cause).map(Some),
+        Step::Confirm => confirm(&mut work, now, &cause).map(Some),
+        Step::Abort => abort(&mut work, now, &cause).map(Some),
+        Step::Ready(n) => ready(&mut work, *n, now).map(Some),
+        Step::Fail(n, why) => fail(&mut work, *n, why, now).map(Some),
+    }?;
+    let decisions = work
+        .iter()
+        .filter_map(|v| {
+            let before = vs.iter().find(|o| o.number == v.number);
+            let changed =
+                before.is_none_or(|b| Snapshot::of(b) != Snapshot::of(v) || b.reason != v.reason);
+            changed.then(|| Decision {
+                version: v.name(),
+                number: v.number,
+                before: before.map(Snapshot::of),
+                after: Snapshot::of(v),
+                reason: v.reason.clone(),
+                cause: cause.clone(),
+            })
+        })
+        .collect();
+    *vs = work;
+    Ok(Applied { subject, decisions })
+}
+
+/// A release step under way: a version on its way in (creating in any release step) or a
+/// blue/green version awaiting confirmation. At most one per service.
+pub fn in_progress(vs: &[Version]) -> Option<&Version> {
+    vs.iter().find(|v| {
+        v.release != Release::None
+            && (v.state == VersionState::Creating
+                || (v.release == Release::BlueGreen && v.state == VersionState::Awaiting))
+    })
+}
+
+fn rolling(vs: &[Version]) -> Option<&Version> {
+    vs.iter()
+        .find(|v| v.release == Release::Rolling && v.state == VersionState::Creating)
+}
+
+fn target_of(v: &Version) -> String {
+    format!("{}/{}", v.app, v.service)
+}
+
+fn rolling_refusal(r: &Version, what: &str) -> ReleaseError {
+    ReleaseError::Conflict(format!(
+        "a rolling update to {} is in progress: wait until `berth versions {t}` shows it normal, or stop it with `berth rollback {t}`, then {what}",
+        r.name(),
+        t = target_of(r)
+    ))
+}
+
+/// Can a deploy of a new version of this service go ahead? (The refusals of [`deploy`],
+/// checked before a deploy pulls images or mounts volumes.)
+pub fn admit(vs: &[Version]) -> Result<(), ReleaseError> {
+    if let Some(bg) = vs.iter().find(|v| {
+        v.release == Release::BlueGreen
+            && matches!(v.state, VersionState::Awaiting | VersionState::Normal)
+    }) {
+        return Err(ReleaseError::Conflict(format!(
+            "{} is a blue/green release awaiting confirmation: confirm it (`berth release confirm {t}`) or roll it back (`berth release abort {t}`) before the next release",
+            bg.name(),
+            t = target_of(bg)
+        )));
+    }
+    if let Some(r) = rolling(vs) {
+        return Err(rolling_refusal(r, "deploy again"));
+    }
+    Ok(())
+}
+
+/// Restores the invariants after weights or release steps changed: a version that stops
+/// being live is `stopped` (`why` becomes its reason), one that becomes live again is
+/// `creating` from `now`, and a version awaiting confirmation that is no longer a blue/green
+/// release is plainly `normal`.
+fn settle(vs: &mut [Version], now: i64, why: &str) {
     for v in vs.iter_mut() {
         match (v.live(), v.state) {
             (false, VersionState::Creating | VersionState::Normal | VersionState::Awaiting) => {
-                v.state = VersionState::Stopped
+                v.state = VersionState::Stopped;
+                v.reason = why.to_string();
             }
             (true, VersionState::Stopped) => {
                 v.state = VersionState::Creating;
                 v.reason.clear();
                 v.since_ms = now;
             }
+            (true, VersionState::Awaiting) if v.release != Release::BlueGreen => {
+                v.state = VersionState::Normal;
+            }
             _ => {}
         }
     }
 }
 
-/// Adds the version a deploy created. It starts at 0% in `release` (start-first, rolling,
-/// standby or blue/green) beside the version with traffic; when no version has traffic (the
-/// first deploy) it takes all of it at once. Release steps left over from an earlier deploy
-/// are superseded.
-pub fn add(vs: &mut Vec<Version>, mut new: Version, now: i64) {
+/// A deploy's new version. The first takes all the traffic at once; a later one starts at
+/// 0% in its release step beside the versions with traffic. Refused while a blue/green
+/// release awaits confirmation or a rolling update is under way; a version still on its way
+/// in (creating, at 0%) is superseded: `failed`, its instances go at once.
+fn deploy(vs: &mut Vec<Version>, mut new: Version, now: i64) -> Result<u32, ReleaseError> {
+    admit(vs)?;
+    let name = new.name();
+    let superseded = format!("superseded by {name}");
     for v in vs.iter_mut() {
+        if v.release == Release::None {
+            continue;
+        }
+        if v.state == VersionState::Creating && v.weight == 0 {
+            v.state = VersionState::Failed;
+            v.reason = superseded.clone();
+        }
         v.release = Release::None;
     }
     if vs.iter().all(|v| v.weight == 0) {
@@ -135,44 +356,71 @@ pub fn add(vs: &mut Vec<Version>, mut new: Version, now: i64) {
         new.weight = 0;
     }
     new.state = VersionState::Creating;
+    new.reason.clear();
     new.since_ms = now;
+    let number = new.number;
     vs.push(new);
-    settle(vs, now);
+    settle(vs, now, &superseded);
+    Ok(number)
 }
 
-fn apply_weights(vs: &mut [Version], weights: &[(u32, u32)], now: i64) {
+/// Sets the weights; the versions not named get 0%. Release steps other than a blue/green
+/// one (whose traffic may shift gradually before it is confirmed) end.
+fn apply_weights(vs: &mut [Version], weights: &[(u32, u32)], now: i64, why: &str) {
     for v in vs.iter_mut() {
         v.weight = weights
             .iter()
             .find(|(n, _)| *n == v.number)
             .map(|(_, w)| *w)
             .unwrap_or(0);
-        // The operator takes over; only a blue/green version keeps waiting for confirm/abort.
         if v.release != Release::BlueGreen {
             v.release = Release::None;
         }
     }
-    settle(vs, now);
+    settle(vs, now, why);
+}
+
+/// Only a version that runs healthy can be given traffic.
+fn check_can_serve(v: &Version) -> Result<(), ReleaseError> {
+    match v.state {
+        VersionState::Normal | VersionState::Awaiting => Ok(()),
+        VersionState::Failed => Err(ReleaseError::Conflict(format!(
+            "{} failed ({}): it cannot take traffic; deploy a fix or choose another version",
+            v.name(),
+            v.reason
+        ))),
+        VersionState::Creating => Err(ReleaseError::Conflict(format!(
+            "{} is still creating: it can take traffic once `berth versions {}` shows it normal",
+            v.name(),
+            target_of(v)
+        ))),
+        VersionState::Stopped => Err(ReleaseError::Conflict(format!(
+            "{} is stopped: `berth rollback {} {:03}` brings it back (it starts beside the current version and takes the traffic once healthy); split the traffic after that",
+            v.name(),
+            target_of(v),
+            v.number
+        ))),
+    }
 }
 
 /// `berth traffic`: sets the weights of the named versions; the others get 0%.
-pub fn set_weights(
+fn set_weights(
     vs: &mut [Version],
     weights: &[(u32, u32)],
     now: i64,
+    why: &str,
 ) -> Result<(), ReleaseError> {
     check_sum(weights)?;
     for (n, w) in weights {
         let v = &vs[find(vs, *n)?];
-        if *w > 0 && v.state == VersionState::Failed {
-            return Err(ReleaseError::Conflict(format!(
-                "{} failed ({}): it cannot take traffic; deploy a fix or choose another version",
-                v.name(),
-                v.reason
-            )));
+        if *w > 0 {
+            check_can_serve(v)?;
         }
     }
-    apply_weights(vs, weights, now);
+    if let Some(r) = rolling(vs) {
+        return Err(rolling_refusal(r, "set the traffic"));
+    }
+    apply_weights(vs, weights, now, why);
     Ok(())
 }
 
@@ -183,9 +431,62 @@ fn main_version(vs: &[Version]) -> Option<&Version> {
         .max_by_key(|v| (v.weight, v.number))
 }
 
-/// `berth rollback`: all traffic to `target`, or to the newest version before the one with
-/// most of the traffic that did not fail. Returns the version that now has the traffic.
-pub fn rollback(vs: &mut [Version], target: Option<u32>, now: i64) -> Result<u32, ReleaseError> {
+/// Takes `i`'s traffic away: to the other versions that have some, in proportion. Refused
+/// when no other version has traffic (there would be nothing healthy to send it to).
+fn hand_back(vs: &mut [Version], i: usize, what: &str) -> Result<(), ReleaseError> {
+    let n = vs[i].number;
+    if vs[i].weight == 0 {
+        return Ok(());
+    }
+    let others: Vec<(u32, u32)> = vs
+        .iter()
+        .filter(|v| v.number != n && v.weight > 0)
+        .map(|v| (v.number, v.weight))
+        .collect();
+    if others.is_empty() {
+        return Err(ReleaseError::Conflict(format!(
+            "{} has all the traffic, so it cannot be {what}: confirm it, or bring an earlier version back with `berth rollback {} NNN` first",
+            vs[i].name(),
+            target_of(&vs[i])
+        )));
+    }
+    let scaled = rescale(&others);
+    for v in vs.iter_mut() {
+        v.weight = scaled
+            .iter()
+            .find(|(m, _)| *m == v.number)
+            .map(|(_, w)| *w)
+            .unwrap_or(0);
+    }
+    Ok(())
+}
+
+/// `berth rollback`. Without a target while a release step is under way, that release is
+/// rolled back (its version stops; the traffic stays on, or returns to, the versions that
+/// had it). Otherwise all the traffic goes to `target`, or to the newest version before the
+/// one with most of the traffic that did not fail: at once when that version runs healthy,
+/// else it starts beside the current one and takes the traffic once ready (start-first, so
+/// the traffic always has somewhere to go). Returns the version now taking the traffic.
+fn rollback(
+    vs: &mut [Version],
+    target: Option<u32>,
+    now: i64,
+    why: &str,
+) -> Result<u32, ReleaseError> {
+    if target.is_none()
+        && let Some(p) = in_progress(vs)
+    {
+        let n = p.number;
+        let i = find(vs, n)?;
+        hand_back(vs, i, "rolled back")?;
+        vs[i].weight = 0;
+        vs[i].release = Release::None;
+        settle(vs, now, why);
+        vs[i].reason = "rolled back".into();
+        return main_version(vs)
+            .map(|v| v.number)
+            .ok_or_else(|| ReleaseError::Conflict("no version has traffic".into()));
+    }
     let main = main_version(vs).map(|v| v.number);
     let to = match target {
         Some(n) => n,
@@ -203,18 +504,40 @@ pub fn rollback(vs: &mut [Version], target: Option<u32>, now: i64) -> Result<u32
                 })?
         }
     };
-    let v = &vs[find(vs, to)?];
+    let i = find(vs, to)?;
+    let v = &vs[i];
+    if v.state == VersionState::Failed {
+        return Err(ReleaseError::Conflict(format!(
+            "{} failed ({}): it cannot take traffic; choose another version",
+            v.name(),
+            v.reason
+        )));
+    }
     if v.weight == 100 && !vs.iter().any(|o| o.number != to && o.live()) {
         return Err(ReleaseError::Conflict(format!(
             "{} already has all the traffic",
             v.name()
         )));
     }
-    set_weights(vs, &[(to, 100)], now)?;
-    for v in vs.iter_mut() {
-        v.release = Release::None;
+    let healthy = matches!(v.state, VersionState::Normal | VersionState::Awaiting) || v.weight > 0;
+    if healthy {
+        apply_weights(vs, &[(to, 100)], now, why);
+        for v in vs.iter_mut() {
+            v.release = Release::None;
+        }
+        settle(vs, now, why);
+        return Ok(to);
     }
-    settle(vs, now);
+    // Start-first: the version comes back beside the ones with traffic and takes it once
+    // ready; any other release step under way ends.
+    for (j, v) in vs.iter_mut().enumerate() {
+        v.release = if j == i {
+            Release::Promote
+        } else {
+            Release::None
+        };
+    }
+    settle(vs, now, why);
     Ok(to)
 }
 
@@ -229,7 +552,7 @@ fn blue_green(vs: &[Version]) -> Result<usize, ReleaseError> {
 }
 
 /// `berth release confirm`: the blue/green version gets all the traffic; the others stop.
-pub fn confirm(vs: &mut [Version], now: i64) -> Result<u32, ReleaseError> {
+fn confirm(vs: &mut [Version], now: i64, why: &str) -> Result<u32, ReleaseError> {
     let i = blue_green(vs)?;
     let v = &vs[i];
     match v.state {
@@ -250,43 +573,23 @@ pub fn confirm(vs: &mut [Version], now: i64) -> Result<u32, ReleaseError> {
         }
     }
     let n = v.number;
-    apply_weights(vs, &[(n, 100)], now);
+    apply_weights(vs, &[(n, 100)], now, why);
     vs[i].release = Release::None;
     vs[i].state = VersionState::Normal;
-    settle(vs, now);
+    settle(vs, now, why);
     Ok(n)
 }
 
 /// `berth release abort`: the blue/green version stops; any traffic it was given goes back
-/// to the versions that still have some, or else to the newest earlier version that did not
-/// fail. Returns the aborted version.
-pub fn abort(vs: &mut [Version], now: i64) -> Result<u32, ReleaseError> {
+/// to the versions that still have some (refused when it has all of it). Returns the
+/// aborted version.
+fn abort(vs: &mut [Version], now: i64, why: &str) -> Result<u32, ReleaseError> {
     let i = blue_green(vs)?;
     let n = vs[i].number;
-    let others: Vec<(u32, u32)> = vs
-        .iter()
-        .filter(|v| v.number != n && v.weight > 0)
-        .map(|v| (v.number, v.weight))
-        .collect();
-    let weights = if others.is_empty() {
-        let back = vs
-            .iter()
-            .filter(|v| v.number != n && v.state != VersionState::Failed)
-            .map(|v| v.number)
-            .max()
-            .ok_or_else(|| {
-                ReleaseError::Conflict(format!(
-                    "{} is the only version that can serve: there is nothing to go back to",
-                    vs[i].name()
-                ))
-            })?;
-        vec![(back, 100)]
-    } else {
-        rescale(&others)
-    };
-    apply_weights(vs, &weights, now);
+    hand_back(vs, i, "aborted")?;
+    vs[i].weight = 0;
     vs[i].release = Release::None;
-    settle(vs, now);
+    settle(vs, now, why);
     vs[i].reason = "aborted".into();
     Ok(n)
 }
@@ -295,32 +598,102 @@ pub fn abort(vs: &mut [Version], now: i64) -> Result<u32, ReleaseError> {
 fn rescale(ws: &[(u32, u32)]) -> Vec<(u32, u32)> {
     let total: u32 = ws.iter().map(|(_, w)| *w).sum::<u32>().max(1);
     let mut out: Vec<(u32, u32)> = ws.iter().map(|(n, w)| (*n, w * 100 / total)).collect();
-    let rest = 100 - out.iter().map(|(_, w)| *w).sum::<u32>();
+    let rest = 100u32.saturating_sub(out.iter().map(|(_, w)| *w).sum::<u32>());
     if let Some(top) = out.iter_mut().max_by_key(|(n, w)| (*w, *n)) {
         top.1 += rest;
     }
     out
 }
 
-/// A start-first or rolling version turned normal: it takes all the traffic.
-pub fn promote(vs: &mut [Version], number: u32, now: i64) -> Result<(), ReleaseError> {
+fn creating(vs: &[Version], number: u32) -> Result<usize, ReleaseError> {
     let i = find(vs, number)?;
-    apply_weights(vs, &[(number, 100)], now);
-    vs[i].release = Release::None;
-    vs[i].state = VersionState::Normal;
-    settle(vs, now);
-    Ok(())
+    if vs[i].state != VersionState::Creating {
+        return Err(ReleaseError::Conflict(format!(
+            "{} is {}, not creating",
+            vs[i].name(),
+            vs[i].state.as_str()
+        )));
+    }
+    Ok(i)
 }
 
-/// A version did not turn healthy: `failed`, its release step ends (so its instances go),
-/// and the traffic stays where it is.
-pub fn fail(vs: &mut [Version], number: u32, reason: &str, now: i64) -> Result<(), ReleaseError> {
-    let i = find(vs, number)?;
+/// Every instance of a creating version is ready: a start-first or rolling version takes
+/// all the traffic (the others stop), a blue/green one awaits confirmation, any other is
+/// normal.
+fn ready(vs: &mut [Version], number: u32, now: i64) -> Result<u32, ReleaseError> {
+    let i = creating(vs, number)?;
+    match vs[i].release {
+        Release::Promote | Release::Rolling => {
+            let why = format!("superseded by {}", vs[i].name());
+            apply_weights(vs, &[(number, 100)], now, &why);
+            vs[i].release = Release::None;
+            vs[i].state = VersionState::Normal;
+            settle(vs, now, &why);
+        }
+        Release::BlueGreen => vs[i].state = VersionState::Awaiting,
+        Release::Standby | Release::None => vs[i].state = VersionState::Normal,
+    }
+    Ok(number)
+}
+
+/// A creating version did not turn healthy: `failed`, its release step ends (so its
+/// instances go) and the traffic stays where it is. Traffic it had goes back to the others
+/// that have some; with none (a first deploy) it keeps it: there is nothing else to serve.
+fn fail(vs: &mut [Version], number: u32, reason: &str, now: i64) -> Result<u32, ReleaseError> {
+    let i = creating(vs, number)?;
+    if hand_back(vs, i, "failed").is_ok() && vs.iter().any(|v| v.number != number && v.weight > 0) {
+        vs[i].weight = 0;
+    }
     vs[i].state = VersionState::Failed;
     vs[i].reason = reason.to_string();
     vs[i].release = Release::None;
-    settle(vs, now);
-    Ok(())
+    settle(vs, now, reason);
+    Ok(number)
+}
+
+/// The split the router applies now, per version: `ready(n)` is the number of ready
+/// instances of version `n`. During a rolling update every live version's share is its part
+/// of the ready instances (the update moves the split batch by batch); otherwise the stored
+/// weights, over the versions that have a ready instance (a version with none gives its
+/// share to the others). Shares add up to 100, or are all 0 when nothing with traffic is
+/// ready. `berth versions` shows these figures and the router routes by them.
+pub fn effective_weights(vs: &[Version], ready: impl Fn(u32) -> u32) -> Vec<(u32, u32)> {
+    let shares: Vec<(u32, u64)> = if rolling(vs).is_some() {
+        vs.iter()
+            .filter(|v| v.live())
+            .map(|v| (v.number, u64::from(ready(v.number))))
+            .collect()
+    } else {
+        vs.iter()
+            .filter(|v| v.weight > 0 && ready(v.number) > 0)
+            .map(|v| (v.number, u64::from(v.weight)))
+            .collect()
+    };
+    let total: u64 = shares.iter().map(|(_, s)| *s).sum();
+    let mut out: Vec<(u32, u32)> = vs.iter().map(|v| (v.number, 0)).collect();
+    if total == 0 {
+        return out;
+    }
+    // Largest remainder: floors first, then the points left to the largest remainders
+    // (the newest version on a tie).
+    let mut rems: Vec<(u64, u32)> = Vec::new();
+    let mut given = 0u32;
+    for (n, s) in &shares {
+        let exact = s * 100;
+        let floor = (exact / total) as u32;
+        given += floor;
+        rems.push((exact % total, *n));
+        if let Some(o) = out.iter_mut().find(|(m, _)| m == n) {
+            o.1 = floor;
+        }
+    }
+    rems.sort_by(|a, b| b.cmp(a));
+    for (_, n) in rems.into_iter().take(100u32.saturating_sub(given) as usize) {
+        if let Some(o) = out.iter_mut().find(|(m, _)| *m == n) {
+            o.1 += 1;
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -348,6 +721,10 @@ mod tests {
         vs.iter()
             .map(|v| (v.number, v.weight, v.state, v.release))
             .collect()
+    }
+
+    fn step(vs: &mut Vec<Version>, s: Step, now: i64) -> Result<Option<u32>, ReleaseError> {
+        apply(vs, &s, now).map(|a| a.subject)
     }
 
     use Release as R;
@@ -385,10 +762,20 @@ mod tests {
     #[test]
     fn first_deploy_takes_the_traffic_later_ones_start_beside_it() {
         let mut vs = Vec::new();
-        add(&mut vs, v(1, 0, S::Creating, R::Promote), 5);
+        step(
+            &mut vs,
+            Step::Deploy(Box::new(v(1, 0, S::Creating, R::Promote))),
+            5,
+        )
+        .expect("deploy");
         assert_eq!(view(&vs), vec![(1, 100, S::Creating, R::None)]);
-        vs[0].state = S::Normal;
-        add(&mut vs, v(2, 0, S::Creating, R::Promote), 6);
+        step(&mut vs, Step::Ready(1), 6).expect("ready");
+        step(
+            &mut vs,
+            Step::Deploy(Box::new(v(2, 0, S::Creating, R::Promote))),
+            6,
+        )
+        .expect("deploy");
         assert_eq!(
             view(&vs),
             vec![
@@ -396,19 +783,78 @@ mod tests {
                 (2, 0, S::Creating, R::Promote)
             ]
         );
-        // A newer deploy supersedes a release step still under way.
-        add(&mut vs, v(3, 0, S::Creating, R::BlueGreen), 7);
+        // A newer deploy supersedes a version still on its way in: failed, named.
+        let a = apply(
+            &mut vs,
+            &Step::Deploy(Box::new(v(3, 0, S::Creating, R::BlueGreen))),
+            7,
+        )
+        .expect("deploy");
         assert_eq!(
             view(&vs),
             vec![
                 (1, 100, S::Normal, R::None),
-                (2, 0, S::Stopped, R::None),
+                (2, 0, S::Failed, R::None),
                 (3, 0, S::Creating, R::BlueGreen)
             ]
         );
-        promote(&mut vs, 3, 8).expect("promote");
-        assert_eq!(vs[0].state, S::Stopped);
+        assert_eq!(vs[1].reason, "superseded by web-003");
+        let msgs: Vec<String> = a.decisions.iter().map(Decision::message).collect();
+        assert_eq!(
+            msgs,
+            [
+                "web-002: creating at 0% (promote) -> failed at 0%: superseded by web-003 (cause: deploy of web-003)",
+                "web-003 added, creating at 0% (blue-green) (cause: deploy of web-003)"
+            ]
+        );
+        // Ready: awaiting confirmation; the next deploy is refused until confirm or abort,
+        // and the refusal changes nothing.
+        step(&mut vs, Step::Ready(3), 8).expect("ready");
+        let before = vs.clone();
+        let err = step(
+            &mut vs,
+            Step::Deploy(Box::new(v(4, 0, S::Creating, R::Promote))),
+            9,
+        );
+        assert!(
+            matches!(&err, Err(ReleaseError::Conflict(m)) if m.contains("release confirm shop/web") && m.contains("release abort shop/web")),
+            "{err:?}"
+        );
+        assert_eq!(vs, before);
+        assert_eq!(step(&mut vs, Step::Confirm, 9), Ok(Some(3)));
+        assert_eq!(view(&vs)[0], (1, 0, S::Stopped, R::None));
         assert_eq!(vs[2].weight, 100);
+    }
+
+    #[test]
+    fn a_rolling_update_under_way_refuses_other_releases_and_traffic() {
+        let mut vs = vec![
+            v(1, 100, S::Normal, R::None),
+            v(2, 0, S::Creating, R::Rolling),
+        ];
+        let before = vs.clone();
+        for s in [
+            Step::Deploy(Box::new(v(3, 0, S::Creating, R::BlueGreen))),
+            Step::Deploy(Box::new(v(3, 0, S::Creating, R::Rolling))),
+            Step::Traffic(vec![(1, 100)]),
+        ] {
+            let err = step(&mut vs, s, 5);
+            assert!(
+                matches!(&err, Err(ReleaseError::Conflict(m)) if m.contains("rolling update to web-002 is in progress")),
+                "{err:?}"
+            );
+            assert_eq!(vs, before);
+        }
+        // The split follows the ready instances batch by batch.
+        let ready = |n: u32| if n == 1 { 3 } else { 1 };
+        assert_eq!(effective_weights(&vs, ready), vec![(1, 75), (2, 25)]);
+        // An explicit rollback stops it; the traffic stays on web-001.
+        assert_eq!(step(&mut vs, Step::Rollback(None), 6), Ok(Some(1)));
+        assert_eq!(
+            view(&vs),
+            vec![(1, 100, S::Normal, R::None), (2, 0, S::Stopped, R::None)]
+        );
+        assert_eq!(vs[1].reason, "rolled back");
     }
 
     #[test]
@@ -419,25 +865,30 @@ mod tests {
             v(3, 100, S::Normal, R::None),
             v(4, 0, S::Normal, R::Standby),
         ];
-        set_weights(&mut vs, &[(4, 90), (3, 10)], 9).expect("weights");
+        step(&mut vs, Step::Traffic(vec![(4, 90), (3, 10)]), 9).expect("weights");
         assert_eq!(
             view(&vs)[2..],
             [(3, 10, S::Normal, R::None), (4, 90, S::Normal, R::None)]
         );
-        // Unknown or failed versions and bad sums change nothing.
+        // Unknown, failed or stopped versions and bad sums change nothing.
         let before = vs.clone();
         assert!(matches!(
-            set_weights(&mut vs, &[(7, 100)], 9),
+            step(&mut vs, Step::Traffic(vec![(7, 100)]), 9),
             Err(ReleaseError::NotFound(_))
         ));
         assert!(matches!(
-            set_weights(&mut vs, &[(2, 100)], 9),
+            step(&mut vs, Step::Traffic(vec![(2, 100)]), 9),
             Err(ReleaseError::Conflict(_))
         ));
-        assert!(set_weights(&mut vs, &[(3, 50)], 9).is_err());
+        assert!(matches!(
+            step(&mut vs, Step::Traffic(vec![(1, 50), (3, 50)]), 9),
+            Err(ReleaseError::Conflict(m)) if m.contains("berth rollback shop/web 001")
+        ));
+        assert!(step(&mut vs, Step::Traffic(vec![(3, 50)]), 9).is_err());
         assert_eq!(vs, before);
-        // Rollback goes to the newest version below the main one that did not fail.
-        assert_eq!(rollback(&mut vs, None, 10), Ok(3));
+        // Rollback goes to the newest version below the main one that did not fail, at
+        // once when it runs healthy.
+        assert_eq!(step(&mut vs, Step::Rollback(None), 10), Ok(Some(3)));
         assert_eq!(
             view(&vs),
             vec![
@@ -447,15 +898,20 @@ mod tests {
                 (4, 0, S::Stopped, R::None)
             ]
         );
-        assert_eq!(rollback(&mut vs, None, 11), Ok(1));
-        assert_eq!(view(&vs)[0], (1, 100, S::Creating, R::None));
+        // To a stopped version: it starts beside web-003 and takes the traffic once ready.
+        assert_eq!(step(&mut vs, Step::Rollback(None), 11), Ok(Some(1)));
+        assert_eq!(view(&vs)[0], (1, 0, S::Creating, R::Promote));
         assert_eq!(vs[0].since_ms, 11);
+        assert_eq!(vs[2].weight, 100);
+        step(&mut vs, Step::Ready(1), 12).expect("ready");
+        assert_eq!(view(&vs)[0], (1, 100, S::Normal, R::None));
+        assert_eq!(view(&vs)[2], (3, 0, S::Stopped, R::None));
         assert!(matches!(
-            rollback(&mut vs, Some(1), 12),
+            step(&mut vs, Step::Rollback(Some(1)), 12),
             Err(ReleaseError::Conflict(_))
         ));
         assert!(matches!(
-            rollback(&mut vs, None, 12),
+            step(&mut vs, Step::Rollback(None), 12),
             Err(ReleaseError::Conflict(_))
         ));
     }
@@ -467,26 +923,34 @@ mod tests {
             v(2, 0, S::Creating, R::BlueGreen),
         ];
         assert!(matches!(
-            confirm(&mut vs, 1),
+            step(&mut vs, Step::Confirm, 1),
             Err(ReleaseError::Conflict(_))
         ));
-        vs[1].state = S::Awaiting;
+        step(&mut vs, Step::Ready(2), 1).expect("ready");
+        assert_eq!(vs[1].state, S::Awaiting);
         // Weights may shift gradually while it waits; it keeps waiting.
-        set_weights(&mut vs, &[(1, 70), (2, 30)], 2).expect("weights");
+        step(&mut vs, Step::Traffic(vec![(1, 70), (2, 30)]), 2).expect("weights");
         assert_eq!(view(&vs)[1], (2, 30, S::Awaiting, R::BlueGreen));
         let mut confirmed = vs.clone();
-        assert_eq!(confirm(&mut confirmed, 3), Ok(2));
+        assert_eq!(step(&mut confirmed, Step::Confirm, 3), Ok(Some(2)));
         assert_eq!(
             view(&confirmed),
             vec![(1, 0, S::Stopped, R::None), (2, 100, S::Normal, R::None)]
         );
-        assert_eq!(abort(&mut vs, 3), Ok(2));
+        // All the traffic on it: abort is refused (nothing healthy to go back to).
+        let mut all = vs.clone();
+        step(&mut all, Step::Traffic(vec![(2, 100)]), 3).expect("weights");
+        assert!(matches!(
+            step(&mut all, Step::Abort, 3),
+            Err(ReleaseError::Conflict(m)) if m.contains("has all the traffic")
+        ));
+        assert_eq!(step(&mut vs, Step::Abort, 3), Ok(Some(2)));
         assert_eq!(
             view(&vs),
             vec![(1, 100, S::Normal, R::None), (2, 0, S::Stopped, R::None)]
         );
         assert_eq!(vs[1].reason, "aborted");
-        assert!(abort(&mut vs, 4).is_err());
+        assert!(step(&mut vs, Step::Abort, 4).is_err());
     }
 
     #[test]
@@ -495,12 +959,335 @@ mod tests {
             v(1, 100, S::Normal, R::None),
             v(2, 0, S::Creating, R::Rolling),
         ];
-        fail(&mut vs, 2, "probe failed", 5).expect("fail");
+        step(&mut vs, Step::Fail(2, "probe failed".into()), 5).expect("fail");
         assert_eq!(
             view(&vs),
             vec![(1, 100, S::Normal, R::None), (2, 0, S::Failed, R::None)]
         );
+        // A first deploy that fails keeps the traffic: there is nothing else.
+        let mut first = Vec::new();
+        step(
+            &mut first,
+            Step::Deploy(Box::new(v(1, 0, S::Creating, R::Promote))),
+            1,
+        )
+        .expect("deploy");
+        step(&mut first, Step::Fail(1, "exit 1".into()), 2).expect("fail");
+        assert_eq!(view(&first), vec![(1, 100, S::Failed, R::None)]);
         assert_eq!(rescale(&[(1, 30), (3, 30)]), vec![(1, 50), (3, 50)]);
         assert_eq!(rescale(&[(1, 1), (3, 2)]), vec![(1, 33), (3, 67)]);
+    }
+
+    #[test]
+    fn effective_weights_follow_ready_instances() {
+        let vs = vec![
+            v(1, 90, S::Normal, R::None),
+            v(2, 10, S::Normal, R::None),
+            v(3, 0, S::Awaiting, R::BlueGreen),
+        ];
+        assert_eq!(
+            effective_weights(&vs, |_| 2),
+            vec![(1, 90), (2, 10), (3, 0)]
+        );
+        // A version without a ready instance gives its share away.
+        let no2 = |n: u32| if n == 2 { 0 } else { 1 };
+        assert_eq!(effective_weights(&vs, no2), vec![(1, 100), (2, 0), (3, 0)]);
+        assert_eq!(effective_weights(&vs, |_| 0), vec![(1, 0), (2, 0), (3, 0)]);
+        let third = vec![
+            v(1, 100, S::Normal, R::None),
+            v(2, 0, S::Creating, R::Rolling),
+        ];
+        assert_eq!(
+            effective_weights(&third, |n| if n == 1 { 2 } else { 1 }),
+            vec![(1, 67), (2, 33)]
+        );
+    }
+
+    /// The model-based test: random sequences of deploys (good or failing, each release
+    /// kind), traffic, rollback, confirm, abort, observations, instance health changes and
+    /// clock steps; the invariants are checked after every step.
+    mod model {
+        use super::*;
+        use proptest::prelude::*;
+        use std::collections::BTreeMap;
+
+        #[derive(Debug, Clone)]
+        enum Op {
+            Deploy {
+                good: bool,
+                kind: u8,
+            },
+            Traffic(Vec<(u8, u8)>),
+            Rollback(Option<u8>),
+            Confirm,
+            Abort,
+            /// The agent looks at version `idx`: ready when good, failed at its deadline.
+            Observe(u8),
+            /// A step the agent would not send (any version): refused or applied cleanly.
+            Stray {
+                ready: bool,
+                idx: u8,
+            },
+            /// Version `idx` now has `n` ready instances.
+            Health(u8, u8),
+            Clock(u16),
+        }
+
+        fn op() -> impl Strategy<Value = Op> {
+            prop_oneof![
+                4 => (any::<bool>(), 0u8..4).prop_map(|(good, kind)| Op::Deploy { good, kind }),
+                2 => proptest::collection::vec((0u8..12, 0u8..=100), 1..4).prop_map(Op::Traffic),
+                1 => proptest::option::of(0u8..12).prop_map(Op::Rollback),
+                1 => Just(Op::Confirm),
+                1 => Just(Op::Abort),
+                4 => (0u8..12).prop_map(Op::Observe),
+                1 => (any::<bool>(), 0u8..12).prop_map(|(ready, idx)| Op::Stray { ready, idx }),
+                2 => (0u8..12, 0u8..4).prop_map(|(i, n)| Op::Health(i, n)),
+                1 => (0u16..5000).prop_map(Op::Clock),
+            ]
+        }
+
+        struct World {
+            vs: Vec<Version>,
+            next: u32,
+            good: BTreeMap<u32, bool>,
+            ready: BTreeMap<u32, u32>,
+            now: i64,
+            /// Some version has had traffic while it ran healthy.
+            served_healthy: bool,
+        }
+
+        impl World {
+            fn number(&self, idx: u8) -> u32 {
+                // Mostly existing versions, sometimes one that does not exist.
+                if self.vs.is_empty() || idx as usize > self.vs.len() {
+                    u32::from(idx) + 100
+                } else {
+                    self.vs[idx as usize % self.vs.len()].number
+                }
+            }
+
+            fn step(&mut self, op: &Op) -> Option<Step> {
+                Some(match op {
+                    Op::Deploy { good, kind } => {
+                        self.next += 1;
+                        self.good.insert(self.next, *good);
+                        let release =
+                            [R::Promote, R::Rolling, R::Standby, R::BlueGreen][*kind as usize % 4];
+                        Step::Deploy(Box::new(v(self.next, 0, S::Creating, release)))
+                    }
+                    Op::Traffic(ws) => {
+                        let mut out: Vec<(u32, u32)> = Vec::new();
+                        for (i, w) in ws {
+                            let n = self.number(*i);
+                            if !out.iter().any(|(m, _)| *m == n) {
+                                out.push((n, u32::from(*w)));
+                            }
+                        }
+                        // Mostly valid sums.
+                        let sum: u32 = out.iter().map(|(_, w)| *w).sum();
+                        if sum != 100
+                            && ws.len() % 2 == 1
+                            && let Some(last) = out.last_mut()
+                        {
+                            last.1 = 100u32.saturating_sub(sum - last.1);
+                        }
+                        Step::Traffic(out)
+                    }
+                    Op::Rollback(i) => Step::Rollback(i.map(|i| self.number(i))),
+                    Op::Confirm => Step::Confirm,
+                    Op::Abort => Step::Abort,
+                    Op::Observe(i) => {
+                        let n = self.number(*i);
+                        let v = self.vs.iter().find(|v| v.number == n)?;
+                        if v.state != S::Creating {
+                            return None;
+                        }
+                        if self.good.get(&n).copied().unwrap_or(false) {
+                            self.ready.insert(n, 2);
+                            Step::Ready(n)
+                        } else {
+                            Step::Fail(n, "probe failed: connection refused".into())
+                        }
+                    }
+                    Op::Stray { ready, idx } => {
+                        let n = self.number(*idx);
+                        if *ready {
+                            Step::Ready(n)
+                        } else {
+                            Step::Fail(n, "deadline".into())
+                        }
+                    }
+                    Op::Health(i, k) => {
+                        let n = self.number(*i);
+                        self.ready.insert(n, u32::from(*k));
+                        return None;
+                    }
+                    Op::Clock(ms) => {
+                        self.now += i64::from(*ms);
+                        return None;
+                    }
+                })
+            }
+
+            /// Versions that run no instances have none ready.
+            fn ready_of(&self, n: u32) -> u32 {
+                let live = self.vs.iter().any(|v| v.number == n && v.live());
+                if live {
+                    self.ready.get(&n).copied().unwrap_or(0)
+                } else {
+                    0
+                }
+            }
+
+            fn check(
+                &mut self,
+                step: &Step,
+                before: &[Version],
+                result: &Result<Applied, ReleaseError>,
+            ) {
+                let vs = &self.vs;
+                let names = || format!("{:?}", view(vs));
+                match result {
+                    Err(_) => assert_eq!(vs.as_slice(), before, "a refused step changed something"),
+                    Ok(a) => {
+                        let cause = step.cause("web");
+                        assert!(!cause.is_empty());
+                        for d in &a.decisions {
+                            assert_eq!(d.cause, cause);
+                            assert!(d.message().contains(&cause), "{}", d.message());
+                            assert!(d.message().contains(&d.version));
+                        }
+                        // Every change has its decision.
+                        for v in vs {
+                            let b = before.iter().find(|b| b.number == v.number);
+                            let changed = b.is_none_or(|b| {
+                                (b.state, b.weight, b.release, &b.reason)
+                                    != (v.state, v.weight, v.release, &v.reason)
+                            });
+                            assert_eq!(
+                                changed,
+                                a.decisions.iter().any(|d| d.number == v.number),
+                                "{}",
+                                names()
+                            );
+                        }
+                        // A deploy never moves traffic between existing versions.
+                        if let Step::Deploy(_) = step {
+                            for b in before {
+                                let now =
+                                    vs.iter().find(|v| v.number == b.number).map(|v| v.weight);
+                                assert_eq!(
+                                    now,
+                                    Some(b.weight),
+                                    "a deploy moved traffic: {}",
+                                    names()
+                                );
+                            }
+                            assert_eq!(admit(before), Ok(()));
+                        }
+                    }
+                }
+                if let (Step::Deploy(_), Err(_)) = (step, result) {
+                    assert!(
+                        admit(before).is_err(),
+                        "a deploy refused for another reason"
+                    );
+                }
+                // Weights: whole percents adding up to 100 once anything was deployed.
+                let sum: u32 = vs.iter().map(|v| v.weight).sum();
+                assert_eq!(sum, if vs.is_empty() { 0 } else { 100 }, "{}", names());
+                // A version with traffic runs healthy, or nothing has yet (the last one).
+                for v in vs.iter().filter(|v| v.weight > 0) {
+                    if matches!(v.state, S::Normal | S::Awaiting) {
+                        self.served_healthy = true;
+                    }
+                }
+                for v in vs.iter().filter(|v| v.weight > 0) {
+                    assert!(
+                        matches!(v.state, S::Normal | S::Awaiting) || !self.served_healthy,
+                        "{} has traffic but is {}: {}",
+                        v.name(),
+                        v.state.as_str(),
+                        names()
+                    );
+                    if v.state == S::Failed {
+                        assert_eq!(
+                            v.weight,
+                            100,
+                            "a failed version shares traffic: {}",
+                            names()
+                        );
+                    }
+                }
+                // At most one release step per service.
+                let releases = vs.iter().filter(|v| v.release != R::None).count();
+                assert!(releases <= 1, "{}", names());
+                // States agree with liveness: nothing normal without instances.
+                for v in vs {
+                    match v.state {
+                        S::Creating | S::Normal | S::Awaiting => {
+                            assert!(
+                                v.live(),
+                                "{} is {} but runs nothing: {}",
+                                v.name(),
+                                v.state.as_str(),
+                                names()
+                            )
+                        }
+                        S::Stopped => assert!(!v.live(), "{}", names()),
+                        S::Failed => assert_eq!(v.release, R::None),
+                    }
+                    if v.state == S::Awaiting {
+                        assert_eq!(v.release, R::BlueGreen);
+                    }
+                }
+                // The router's split: adds up to 100 when anything serving is ready, and
+                // only versions with ready instances get a share.
+                let eff = effective_weights(vs, |n| self.ready_of(n));
+                let total: u32 = eff.iter().map(|(_, w)| *w).sum();
+                assert!(total == 100 || total == 0, "{eff:?}");
+                for (n, w) in &eff {
+                    if *w > 0 {
+                        assert!(self.ready_of(*n) > 0, "{n} routed without ready instances");
+                        let v = vs.iter().find(|v| v.number == *n).expect("version");
+                        assert!(v.live() && v.state != S::Stopped);
+                    }
+                }
+                let serving_ready = vs
+                    .iter()
+                    .filter(|v| v.weight > 0 || v.release == R::Rolling)
+                    .any(|v| self.ready_of(v.number) > 0);
+                if rolling(vs).is_none() {
+                    assert_eq!(total == 100, serving_ready, "{eff:?} {}", names());
+                }
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig {
+                cases: 3000,
+                rng_seed: proptest::test_runner::RngSeed::Fixed(0xbe47),
+                failure_persistence: None,
+                ..ProptestConfig::default()
+            })]
+            #[test]
+            fn release_state_machine_keeps_its_invariants(ops in proptest::collection::vec(op(), 1..60)) {
+                let mut w = World {
+                    vs: Vec::new(),
+                    next: 0,
+                    good: BTreeMap::new(),
+                    ready: BTreeMap::new(),
+                    now: 1,
+                    served_healthy: false,
+                };
+                for op in &ops {
+                    let Some(step) = w.step(op) else { continue };
+                    let before = w.vs.clone();
+                    let result = apply(&mut w.vs, &step, w.now);
+                    w.check(&step, &before, &result);
+                }
+            }
+        }
     }
 }

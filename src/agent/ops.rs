@@ -177,6 +177,9 @@ impl Core {
                         .unwrap_or_default()
                 )));
             }
+            // A blue/green release awaiting confirmation or a rolling update under way
+            // refuses the next release (checked again when the version is written).
+            crate::release::admit(&versions)?;
             let svc = &app.services[name];
             let serving = versions.iter().any(|v| v.weight > 0);
             let pinned = pins_host_ports(svc)
@@ -243,10 +246,16 @@ impl Core {
         self.prepare_volumes(&app, stopped).await?;
         let template = super::volumes::redact_template(&req.template, &app);
         super::volumes::redact_spec(&mut app);
-        let created = self.store.put_app(&app, &template, &releases, &message)?;
+        let created = self
+            .store
+            .put_app(&app, &template, &releases, &message)
+            .map_err(|e| match e {
+                crate::store::StoreError::Refused(r) => CoreError::from(r),
+                e => CoreError::from(e),
+            })?;
         let versions: Vec<String> = created
             .iter()
-            .map(|(s, n)| crate::model::version_name(s, *n))
+            .map(|(s, n, _)| crate::model::version_name(s, *n))
             .collect();
         let mut msg = format!("deployed {} ({} services", app.name, app.services.len());
         if previous.is_some() {
@@ -270,6 +279,9 @@ impl Core {
             msg.push_str(&format!(" \"{message}\""));
         }
         self.event("deploy", &app.name, "", &msg);
+        for (service, _, decisions) in &created {
+            self.record_decisions(&app.name, service, decisions, None);
+        }
         self.kick();
         Ok(DeployResponse {
             app: app.name,
@@ -606,27 +618,42 @@ impl Core {
         Ok(())
     }
 
-    /// Applies a release rule to a service's versions in one transaction (nothing changes
-    /// when it refuses), records `message(result)` as an event and answers the versions.
-    fn change_versions<T>(
+    /// Applies a step of the release state machine to a service's versions in one
+    /// transaction (nothing changes when it refuses), records its decisions as events (the
+    /// summary `message(subject)` for the version the step is about) and answers the versions.
+    fn change_versions(
         &self,
         app: &str,
         service: &str,
         kind: &str,
-        rule: impl FnOnce(
-            &mut Vec<crate::model::Version>,
-            i64,
-        ) -> Result<T, crate::release::ReleaseError>,
-        message: impl FnOnce(&T) -> String,
+        step: crate::release::Step,
+        message: impl FnOnce(u32, &[crate::release::Decision]) -> String,
     ) -> Result<Vec<VersionView>, CoreError> {
         self.stored_service(app, service)?;
         let now = crate::store::now_ms();
-        let done = self
-            .store
-            .edit_versions(app, service, |vs| rule(vs, now).map_err(CoreError::from))?;
-        self.event(kind, app, service, &message(&done));
+        let applied = self.store.edit_versions(app, service, |vs| {
+            crate::release::apply(vs, &step, now).map_err(CoreError::from)
+        })?;
+        if let Some(n) = applied.subject {
+            self.event(kind, app, service, &message(n, &applied.decisions));
+        }
+        self.record_decisions(app, service, &applied.decisions, None);
         self.kick();
         self.versions(app, service)
+    }
+
+    /// One `version` event per decision of the release state machine (each names its
+    /// cause), except for the version `skip` whose own event says it already.
+    pub(super) fn record_decisions(
+        &self,
+        app: &str,
+        service: &str,
+        decisions: &[crate::release::Decision],
+        skip: Option<u32>,
+    ) {
+        for d in decisions.iter().filter(|d| Some(d.number) != skip) {
+            self.event("version", app, service, &d.message());
+        }
     }
 
     /// `berth traffic`: sets the weights of a service's versions (they must add up to 100).
@@ -642,22 +669,21 @@ impl Core {
             .map(|(v, w)| format!("{v}={w}"))
             .collect();
         let weights = crate::release::parse_weights(service, &args)?;
+        let desc: Vec<String> = weights
+            .iter()
+            .map(|(n, w)| format!("{}={w}%", crate::model::version_name(service, *n)))
+            .collect();
         self.change_versions(
             app,
             service,
             "traffic",
-            |vs, now| crate::release::set_weights(vs, &weights, now),
-            |_| {
-                let desc: Vec<String> = weights
-                    .iter()
-                    .map(|(n, w)| format!("{}={w}%", crate::model::version_name(service, *n)))
-                    .collect();
-                format!("traffic set: {}", desc.join(" "))
-            },
+            crate::release::Step::Traffic(weights),
+            |_, _| format!("traffic set: {}", desc.join(" ")),
         )
     }
 
-    /// `berth rollback`: all traffic to the named version or the previous one that did not fail.
+    /// `berth rollback`: the release under way is rolled back, or all the traffic goes to
+    /// the named version or the previous one that did not fail.
     pub fn rollback(
         &self,
         app: &str,
@@ -672,12 +698,21 @@ impl Core {
             app,
             service,
             "traffic",
-            |vs, now| crate::release::rollback(vs, target, now),
-            |to| {
-                format!(
-                    "rolled back: {} takes all the traffic",
-                    crate::model::version_name(service, *to)
-                )
+            crate::release::Step::Rollback(target),
+            |to, ds| {
+                let name = crate::model::version_name(service, to);
+                let stopped = ds.iter().find(|d| d.reason == "rolled back");
+                let now = ds.iter().find(|d| d.number == to).map(|d| d.after);
+                match (stopped, now) {
+                    (Some(d), _) => format!(
+                        "rolled back {} (the release under way): the traffic stays on {name}",
+                        d.version
+                    ),
+                    (None, Some(s)) if s.weight < 100 => format!(
+                        "rolling back: {name} starts beside the current version and takes all the traffic once ready"
+                    ),
+                    _ => format!("rolled back: {name} takes all the traffic"),
+                }
             },
         )
     }
@@ -689,26 +724,19 @@ impl Core {
         service: &str,
         confirm: bool,
     ) -> Result<Vec<VersionView>, CoreError> {
-        self.change_versions(
-            app,
-            service,
-            "release",
-            |vs, now| {
-                if confirm {
-                    crate::release::confirm(vs, now)
-                } else {
-                    crate::release::abort(vs, now)
-                }
-            },
-            |n| {
-                let name = crate::model::version_name(service, *n);
-                if confirm {
-                    format!("release confirmed: {name} takes all the traffic")
-                } else {
-                    format!("release aborted: {name} is stopped")
-                }
-            },
-        )
+        let step = if confirm {
+            crate::release::Step::Confirm
+        } else {
+            crate::release::Step::Abort
+        };
+        self.change_versions(app, service, "release", step, |n, _| {
+            let name = crate::model::version_name(service, n);
+            if confirm {
+                format!("release confirmed: {name} takes all the traffic")
+            } else {
+                format!("release aborted: {name} is stopped")
+            }
+        })
     }
 
     /// The images an app names: its services' and every kept version's.

@@ -7,6 +7,7 @@
 
 use super::{Core, CoreError, desired_replicas, parallelism};
 use crate::model::{Health, Instance, InstanceState, Release, VersionState};
+use crate::release::Step;
 use crate::store::{LiveVersion, StoredApp};
 
 enum Outcome {
@@ -120,54 +121,43 @@ impl Core {
         let v = &l.version;
         let (name, number, now) = (v.name(), v.number, crate::store::now_ms());
         let a = app.spec.name.as_str();
-        let msg = match outcome {
-            Outcome::Ready(ready, want) => match v.release {
-                Release::Promote | Release::Rolling => {
-                    self.store.edit_versions(a, service, |vs| {
-                        crate::release::promote(vs, number, now).map_err(CoreError::from)
-                    })?;
-                    format!(
-                        "version {name} is normal ({ready} of {want} instances ready) and takes all the traffic"
-                    )
-                }
-                Release::BlueGreen => {
-                    self.store
-                        .set_version_state(a, service, number, VersionState::Awaiting, "")?;
-                    format!(
-                        "version {name} is ready ({ready} of {want} instances) at 0% of the traffic, awaiting confirmation: `berth release confirm {a}/{service}` (or `abort`)"
-                    )
-                }
-                _ => {
-                    self.store
-                        .set_version_state(a, service, number, VersionState::Normal, "")?;
-                    format!("version {name} is normal ({ready} of {want} instances ready)")
-                }
+        let (step, ready_of) = match outcome {
+            Outcome::Ready(ready, want) => (Step::Ready(number), Some((ready, want))),
+            Outcome::Failed(reason) => (Step::Fail(number, reason), None),
+        };
+        let (applied, serving) = self.store.edit_versions(a, service, |vs| {
+            let applied = crate::release::apply(vs, &step, now)?;
+            let serving = vs
+                .iter()
+                .filter(|o| o.weight > 0 && o.number != number)
+                .map(|o| o.name())
+                .collect::<Vec<_>>()
+                .join(", ");
+            Ok::<_, CoreError>((applied, serving))
+        })?;
+        let msg = match (&step, ready_of) {
+            (_, Some((ready, want))) => match v.release {
+                Release::Promote | Release::Rolling => format!(
+                    "version {name} is normal ({ready} of {want} instances ready) and takes all the traffic"
+                ),
+                Release::BlueGreen => format!(
+                    "version {name} is ready ({ready} of {want} instances) at 0% of the traffic, awaiting confirmation: `berth release confirm {a}/{service}` (or `abort`)"
+                ),
+                _ => format!("version {name} is normal ({ready} of {want} instances ready)"),
             },
-            Outcome::Failed(reason) => {
-                let serving = self.store.edit_versions(a, service, |vs| {
-                    crate::release::fail(vs, number, &reason, now)?;
-                    Ok::<_, CoreError>(
-                        vs.iter()
-                            .filter(|o| o.weight > 0 && o.number != number)
-                            .map(|o| o.name())
-                            .collect::<Vec<_>>()
-                            .join(", "),
-                    )
-                })?;
-                match v.release {
-                    Release::Rolling if !serving.is_empty() => format!(
-                        "rolling update to {name} failed: {reason}; rolled back to {serving}"
-                    ),
-                    Release::Promote | Release::BlueGreen | Release::Standby
-                        if !serving.is_empty() =>
-                    {
-                        format!("version {name} failed: {reason}; the traffic stays on {serving}")
-                    }
-                    _ => format!("version {name} failed: {reason}"),
+            (Step::Fail(_, reason), _) => match v.release {
+                Release::Rolling if !serving.is_empty() => {
+                    format!("rolling update to {name} failed: {reason}; rolled back to {serving}")
                 }
-            }
+                Release::Promote | Release::BlueGreen | Release::Standby if !serving.is_empty() => {
+                    format!("version {name} failed: {reason}; the traffic stays on {serving}")
+                }
+                _ => format!("version {name} failed: {reason}"),
+            },
+            _ => return Ok(()),
         };
         self.event("version", a, service, &msg);
+        self.record_decisions(a, service, &applied.decisions, Some(number));
         self.kick();
         Ok(())
     }

@@ -40,6 +40,9 @@ pub enum StoreError {
         "the state database was written by a newer berth (schema {found}, this berth knows {known}): upgrade berth"
     )]
     TooNew { found: i64, known: i64 },
+    /// The release rules refused the change (nothing was written).
+    #[error(transparent)]
+    Refused(#[from] crate::release::ReleaseError),
 }
 
 impl StoreError {
@@ -408,15 +411,17 @@ impl Store {
 
     /// Creates or replaces an app's spec. A new deploy clears `berth scale` overrides, so the
     /// template's replica counts are restored, and starts a stopped app. Each service in
-    /// `new_versions` gets a new version in the given release step (see `release::add`);
-    /// versions of services no longer in the spec are dropped. Returns the new version numbers.
+    /// `new_versions` gets a new version in the given release step (`release::Step::Deploy`;
+    /// when the release rules refuse it, nothing is written: `StoreError::Refused`); versions
+    /// of services no longer in the spec are dropped. Returns each new version's number and
+    /// the release decisions it caused.
     pub fn put_app(
         &self,
         spec: &AppSpec,
         template: &str,
         new_versions: &[(String, Release)],
         message: &str,
-    ) -> Result<Vec<(String, u32)>, StoreError> {
+    ) -> Result<Vec<(String, u32, Vec<crate::release::Decision>)>, StoreError> {
         let json = serde_json::to_string(spec).map_err(|source| StoreError::Corrupt {
             app: spec.name.clone(),
             source,
@@ -444,9 +449,9 @@ impl Store {
                 };
                 let number = next_version_number(&tx, &spec.name, svc)?;
                 let mut vs = read_versions(&tx, &spec.name, svc, false)?;
-                crate::release::add(
+                let applied = crate::release::apply(
                     &mut vs,
-                    Version {
+                    &crate::release::Step::Deploy(Box::new(Version {
                         app: spec.name.clone(),
                         service: svc.clone(),
                         number,
@@ -458,11 +463,11 @@ impl Store {
                         created_ms: now,
                         release: *release,
                         since_ms: now,
-                    },
+                    })),
                     now,
-                );
+                )?;
                 write_versions(&tx, &vs)?;
-                created.push((svc.clone(), number));
+                created.push((svc.clone(), number, applied.decisions));
             }
             let existing: Vec<String> = {
                 let mut st = tx
@@ -1005,10 +1010,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("tmp");
         let s = Store::open(&dir.path().join("state.db")).expect("open");
         let web = vec![("web".to_string(), Release::Promote)];
-        assert_eq!(
-            s.put_app(&spec("v"), "t", &web, "one").expect("put"),
-            [("web".to_string(), 1)]
-        );
+        let first = s.put_app(&spec("v"), "t", &web, "one").expect("put");
+        assert_eq!((first[0].0.as_str(), first[0].1), ("web", 1));
         assert_eq!(s.put_app(&spec("v"), "t", &web, "").expect("put")[0].1, 2);
         let v = s.versions("v", "web").expect("versions");
         // The first takes the traffic; the second starts beside it, on its way to take it.
@@ -1033,26 +1036,29 @@ mod tests {
         assert_eq!(live(&s), [1, 2]);
         // A failed edit changes nothing; a good one is saved.
         use crate::agent::CoreError;
+        use crate::release::Step;
         let r: Result<(), CoreError> = s.edit_versions("v", "web", |vs| {
             vs[0].weight = 0;
-            Ok(crate::release::set_weights(vs, &[(9, 100)], 1)?)
+            Ok(crate::release::apply(vs, &Step::Traffic(vec![(9, 100)]), 1).map(|_| ())?)
         });
         assert!(r.is_err());
         assert_eq!(live(&s), [1, 2]);
         s.edit_versions("v", "web", |vs| {
-            Ok::<_, CoreError>(crate::release::promote(vs, 2, 1)?)
+            Ok::<_, CoreError>(crate::release::apply(vs, &Step::Ready(2), 1)?)
         })
         .expect("promote");
         assert_eq!(live(&s), [2]);
         s.edit_versions("v", "web", |vs| {
-            Ok::<_, CoreError>(crate::release::rollback(vs, None, 1)?)
+            Ok::<_, CoreError>(crate::release::apply(vs, &Step::Rollback(None), 1)?)
         })
         .expect("rollback");
-        assert_eq!(live(&s), [1]);
+        // Start-first: web-001 comes back beside web-002 and takes the traffic once ready.
+        assert_eq!(live(&s), [1, 2]);
         s.edit_versions("v", "web", |vs| {
-            Ok::<_, CoreError>(crate::release::promote(vs, 2, 1)?)
+            Ok::<_, CoreError>(crate::release::apply(vs, &Step::Ready(1), 1)?)
         })
         .expect("promote");
+        assert_eq!(live(&s), [1]);
         assert!(s.delete_version("v", "web", 2).expect("rm"));
         assert_eq!(s.put_app(&spec("v"), "t", &web, "").expect("put")[0].1, 3);
         // Even an app removed and deployed again continues its numbering.
