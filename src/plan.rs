@@ -31,6 +31,9 @@ pub struct DesiredService {
     /// Live versions. Instances of any other version are retired once every slot of these
     /// runs ready (start-first), so traffic always has somewhere to go.
     pub versions: Vec<DesiredVersion>,
+    /// Versions that failed (or were superseded while on their way in): their instances
+    /// carried no traffic and go at once, without waiting for the live ones.
+    pub discard: Vec<u32>,
     pub depends_on: Vec<String>,
     pub restart: RestartPolicy,
     /// Needs the app network (bridge mode).
@@ -67,6 +70,8 @@ pub enum RemoveReason {
     Retired,
     /// A rolling update gave its slot to the new version.
     Replaced,
+    /// Its version failed or was superseded before it carried traffic.
+    Discarded,
 }
 
 impl RemoveReason {
@@ -79,6 +84,7 @@ impl RemoveReason {
             RemoveReason::Unhealthy => "unhealthy",
             RemoveReason::Retired => "its version has no traffic any more",
             RemoveReason::Replaced => "replaced by the rolling update",
+            RemoveReason::Discarded => "its version failed or was superseded",
         }
     }
 }
@@ -462,7 +468,13 @@ pub fn plan(desired: &[DesiredApp], observed: &Observed) -> Plan {
                         i.health,
                         crate::model::Health::Unhealthy | crate::model::Health::Failed
                     );
-                if i.state != InstanceState::Removing && (app.stopped || live_ready || broken) {
+                let discarded = i.version_number().is_some_and(|n| svc.discard.contains(&n));
+                if i.state == InstanceState::Removing {
+                    continue;
+                }
+                if discarded {
+                    out.actions.push(remove(i, RemoveReason::Discarded));
+                } else if app.stopped || live_ready || broken {
                     out.actions.push(remove(i, RemoveReason::Retired));
                 }
             }

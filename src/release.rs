@@ -657,8 +657,11 @@ fn fail(vs: &mut [Version], number: u32, reason: &str, now: i64) -> Result<u32, 
 /// weights, over the versions that have a ready instance (a version with none gives its
 /// share to the others). Shares add up to 100, or are all 0 when nothing with traffic is
 /// ready. `berth versions` shows these figures and the router routes by them.
-pub fn effective_weights(vs: &[Version], ready: impl Fn(u32) -> u32) -> Vec<(u32, u32)> {
-    let shares: Vec<(u32, u64)> = if rolling(vs).is_some() {
+pub fn effective_weights(vs: &[&Version], ready: impl Fn(u32) -> u32) -> Vec<(u32, u32)> {
+    let rolling = vs
+        .iter()
+        .any(|v| v.release == Release::Rolling && v.state == VersionState::Creating);
+    let shares: Vec<(u32, u64)> = if rolling {
         vs.iter()
             .filter(|v| v.live())
             .map(|v| (v.number, u64::from(ready(v.number))))
@@ -721,6 +724,10 @@ mod tests {
         vs.iter()
             .map(|v| (v.number, v.weight, v.state, v.release))
             .collect()
+    }
+
+    fn refs(vs: &[Version]) -> Vec<&Version> {
+        vs.iter().collect()
     }
 
     fn step(vs: &mut Vec<Version>, s: Step, now: i64) -> Result<Option<u32>, ReleaseError> {
@@ -847,7 +854,7 @@ mod tests {
         }
         // The split follows the ready instances batch by batch.
         let ready = |n: u32| if n == 1 { 3 } else { 1 };
-        assert_eq!(effective_weights(&vs, ready), vec![(1, 75), (2, 25)]);
+        assert_eq!(effective_weights(&refs(&vs), ready), vec![(1, 75), (2, 25)]);
         // An explicit rollback stops it; the traffic stays on web-001.
         assert_eq!(step(&mut vs, Step::Rollback(None), 6), Ok(Some(1)));
         assert_eq!(
@@ -986,19 +993,25 @@ mod tests {
             v(3, 0, S::Awaiting, R::BlueGreen),
         ];
         assert_eq!(
-            effective_weights(&vs, |_| 2),
+            effective_weights(&refs(&vs), |_| 2),
             vec![(1, 90), (2, 10), (3, 0)]
         );
         // A version without a ready instance gives its share away.
         let no2 = |n: u32| if n == 2 { 0 } else { 1 };
-        assert_eq!(effective_weights(&vs, no2), vec![(1, 100), (2, 0), (3, 0)]);
-        assert_eq!(effective_weights(&vs, |_| 0), vec![(1, 0), (2, 0), (3, 0)]);
+        assert_eq!(
+            effective_weights(&refs(&vs), no2),
+            vec![(1, 100), (2, 0), (3, 0)]
+        );
+        assert_eq!(
+            effective_weights(&refs(&vs), |_| 0),
+            vec![(1, 0), (2, 0), (3, 0)]
+        );
         let third = vec![
             v(1, 100, S::Normal, R::None),
             v(2, 0, S::Creating, R::Rolling),
         ];
         assert_eq!(
-            effective_weights(&third, |n| if n == 1 { 2 } else { 1 }),
+            effective_weights(&refs(&third), |n| if n == 1 { 2 } else { 1 }),
             vec![(1, 67), (2, 33)]
         );
     }
@@ -1244,7 +1257,7 @@ mod tests {
                 }
                 // The router's split: adds up to 100 when anything serving is ready, and
                 // only versions with ready instances get a share.
-                let eff = effective_weights(vs, |n| self.ready_of(n));
+                let eff = effective_weights(&refs(vs), |n| self.ready_of(n));
                 let total: u32 = eff.iter().map(|(_, w)| *w).sum();
                 assert!(total == 100 || total == 0, "{eff:?}");
                 for (n, w) in &eff {

@@ -100,7 +100,11 @@ pub struct VersionView {
     pub image: String,
     pub created_ms: i64,
     pub replicas: u32,
+    /// Its share of the traffic now: what the router routes by.
     pub weight: u32,
+    /// The share set for it (by a deploy, `traffic`, `rollback` or a release step).
+    #[serde(default)]
+    pub set_weight: u32,
     pub state: String,
     /// The release step under way: `promote`, `rolling`, `standby`, `blue-green`.
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -109,6 +113,9 @@ pub struct VersionView {
     pub reason: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,
+    /// Errors of its containers that are failing now (start failures, unhealthy ones).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

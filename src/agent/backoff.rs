@@ -58,6 +58,13 @@ impl Backoffs {
         }
     }
 
+    /// Drops the entries `gone(key, app, service)` says belong to nothing berth still runs
+    /// (containers of a version that failed or lost its traffic), so their old failures
+    /// are not counted against the versions that run now.
+    pub fn forget(&self, gone: impl Fn(&str, &str, &str) -> bool) {
+        self.lock().retain(|k, e| !gone(k, &e.app, &e.service));
+    }
+
     pub fn healthy(&self, key: &str) {
         self.lock().remove(key);
     }
@@ -65,6 +72,19 @@ impl Backoffs {
     /// The last error of one container (by name), while it is failing.
     pub fn error_of(&self, key: &str) -> Option<String> {
         self.lock().get(key).map(|e| e.last_error.clone())
+    }
+
+    /// Last errors of the containers whose names start with `prefix` (one version's:
+    /// `{app}_{service}-NNN_`), failing now.
+    pub fn errors_named(&self, prefix: &str) -> Vec<String> {
+        let m = self.lock();
+        let mut out: Vec<(&String, String)> = m
+            .iter()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .map(|(k, e)| (k, e.last_error.clone()))
+            .collect();
+        out.sort();
+        out.into_iter().map(|(_, e)| e).collect()
     }
 
     /// Last errors of an app's (or one service's) containers that are failing now.

@@ -2,12 +2,14 @@
 //!
 //! Actions run in phases (stop/remove, networks, create/start, network removal) so a slot's
 //! old container is gone before its new one takes the name; within a phase they run in
-//! parallel, at most [`PARALLEL`] at once. A failing container is retried with exponential
+//! parallel, at most [`PARALLEL`] at once. Removals of instances whose version lost its
+//! traffic or failed run in the background instead (their names and slots are no one
+//! else's), so the pass, and the new version's readiness, never waits on their stop grace. A failing container is retried with exponential
 //! backoff (up to 60 s) instead of on every pass.
 
 use super::Core;
 use crate::model::StopGrace;
-use crate::plan::{Action, Plan};
+use crate::plan::{Action, Plan, RemoveReason};
 use crate::runtime::{CreateRequest, RuntimeError, network_name};
 use crate::store::StoredApp;
 use futures_util::StreamExt;
@@ -27,15 +29,70 @@ fn phase(a: &Action, desired: &BTreeMap<String, StoredApp>) -> u8 {
     }
 }
 
+/// Removals that free nothing a create of this pass needs (another version's container
+/// name, no slot of a live version): they run in the background, so a stop that takes its
+/// whole grace period never holds up the new version.
+fn background(a: &Action) -> Option<&str> {
+    match a {
+        Action::Remove {
+            id,
+            reason: RemoveReason::Retired | RemoveReason::Discarded,
+            ..
+        } => Some(id),
+        _ => None,
+    }
+}
+
 impl Core {
-    /// Runs the plan; returns how many actions were attempted (not skipped for backoff).
-    pub(super) async fn execute(&self, plan: &Plan, apps: &BTreeMap<String, StoredApp>) -> usize {
+    /// Runs the plan; returns how many actions were attempted (not skipped for backoff) and
+    /// how many run in the background (started now or earlier, still running).
+    pub(super) async fn execute(
+        &self,
+        plan: &Plan,
+        apps: &BTreeMap<String, StoredApp>,
+    ) -> (usize, usize) {
         let attempted = AtomicUsize::new(0);
+        let mut in_background = 0;
+        let me = self.me.get().and_then(std::sync::Weak::upgrade);
+        if let Some(core) = &me {
+            for a in &plan.actions {
+                let Some(id) = background(a) else { continue };
+                in_background += 1;
+                let fresh = self
+                    .removing
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(id.to_string());
+                if !fresh {
+                    continue;
+                }
+                attempted.fetch_add(1, Ordering::Relaxed);
+                let (core, a, id) = (core.clone(), a.clone(), id.to_string());
+                let app = match &a {
+                    Action::Remove { app, .. } => app.clone(),
+                    _ => String::new(),
+                };
+                let one: BTreeMap<String, StoredApp> = apps
+                    .get(&app)
+                    .map(|s| (app.clone(), s.clone()))
+                    .into_iter()
+                    .collect();
+                tokio::spawn(async move {
+                    core.run_action(&a, &one).await;
+                    core.removing
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&id);
+                    core.kick();
+                });
+            }
+        }
         for p in 0..=3u8 {
             let actions: Vec<&Action> = plan
                 .actions
                 .iter()
                 .filter(|a| phase(a, apps) == p)
+                .filter(|a| me.is_none() || background(a).is_none())
                 .collect();
             futures_util::stream::iter(actions)
                 .for_each_concurrent(PARALLEL, |a| async {
@@ -45,7 +102,7 @@ impl Core {
                 })
                 .await;
         }
-        attempted.into_inner()
+        (attempted.into_inner(), in_background)
     }
 
     /// Returns false when the action was skipped because its container is in backoff.

@@ -91,6 +91,15 @@ pub struct Core {
     pub tls_domains: Vec<String>,
     /// Router errors last reported (so a port that cannot be bound is reported once).
     router_errors: Mutex<Vec<String>>,
+    /// The traffic split of every service as the last pass gave it to the router (what
+    /// `berth versions` shows), and that pass's number (`passes`: passes started).
+    splits: Mutex<(u64, Arc<crate::router::table::Splits>)>,
+    passes: std::sync::atomic::AtomicU64,
+    routed: Notify,
+    /// The agent itself, for work that outlives a pass (set once it is in an `Arc`).
+    pub me: std::sync::OnceLock<std::sync::Weak<Core>>,
+    /// Ids of containers being removed in the background.
+    removing: Mutex<std::collections::HashSet<String>>,
     /// Latest metrics, the last hour, sink senders.
     pub metrics: crate::metrics::Hub,
     /// `[metrics]` and `[logs]`: replaced whole by a SIGHUP reload (`service::apply_reload`);
@@ -150,6 +159,7 @@ fn desired_state(apps: &[StoredApp]) -> Vec<DesiredApp> {
                                     .then(|| parallelism(&l.version.spec)),
                             })
                             .collect(),
+                        discard: a.failed.get(&name).cloned().unwrap_or_default(),
                         depends_on: s.depends_on.clone(),
                         restart: s.restart,
                         bridge: s.network_mode == NetworkMode::Bridge,
@@ -199,6 +209,11 @@ impl Core {
                 Vec::new()
             },
             router_errors: Mutex::new(Vec::new()),
+            splits: Mutex::new((0, Arc::default())),
+            passes: std::sync::atomic::AtomicU64::new(0),
+            routed: Notify::new(),
+            me: std::sync::OnceLock::new(),
+            removing: Mutex::default(),
             metrics: crate::metrics::Hub::default(),
             settings: std::sync::RwLock::new(Arc::new(Settings {
                 metrics: cfg.metrics.clone(),
@@ -331,11 +346,21 @@ impl Core {
 
     async fn reconcile_locked(&self) -> Result<Pass, CoreError> {
         let started = Instant::now();
+        let pass = self
+            .passes
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel)
+            + 1;
         let apps = self.store.list_apps()?;
+        self.forget_dead_versions(&apps);
         let desired = desired_state(&apps);
         let observed = self.observe(&apps).await?;
         let plan = plan::plan(&desired, &observed);
-        self.update_versions(&apps, &observed.instances);
+        // The router follows the versions as this pass leaves them.
+        let apps = if self.update_versions(&apps, &observed.instances) {
+            self.store.list_apps()?
+        } else {
+            apps
+        };
         // Instances about to stop leave the routing table first, then drain (executor).
         let leaving: BTreeSet<&str> = plan
             .actions
@@ -347,17 +372,18 @@ impl Core {
                 _ => None,
             })
             .collect();
-        self.update_router(&apps, &observed.instances, &leaving);
-        let mut attempted = 0;
+        self.update_router(&apps, &observed.instances, &leaving, pass);
+        let (mut attempted, mut in_background) = (0, 0usize);
         if !plan.actions.is_empty() {
             let by_name: BTreeMap<String, StoredApp> =
                 apps.into_iter().map(|a| (a.spec.name.clone(), a)).collect();
-            attempted = self.execute(&plan, &by_name).await;
+            (attempted, in_background) = self.execute(&plan, &by_name).await;
         }
         self.metrics.set_reconcile_time(started.elapsed());
         tracing::debug!(
             actions = plan.actions.len(),
             attempted,
+            in_background,
             waiting = plan.waiting.len(),
             ms = started.elapsed().as_millis() as u64,
             "reconciled"
@@ -388,13 +414,23 @@ impl Core {
         apps: &[StoredApp],
         instances: &[crate::model::Instance],
         leaving: &BTreeSet<&str>,
+        pass: u64,
     ) {
+        let splits = Arc::new(crate::router::table::splits(apps, instances, leaving));
         let errors = self.router.update(crate::router::table::build(
             apps,
             instances,
             leaving,
+            &splits,
             &self.router_domain,
         ));
+        {
+            let mut s = self.splits.lock().unwrap_or_else(|p| p.into_inner());
+            if pass > s.0 {
+                *s = (pass, splits);
+            }
+        }
+        self.routed.notify_waiters();
         let mut last = self.router_errors.lock().unwrap_or_else(|p| p.into_inner());
         for e in errors.iter().filter(|e| !last.contains(e)) {
             self.event(
@@ -405,6 +441,52 @@ impl Core {
             );
         }
         *last = errors;
+    }
+
+    /// Failures of containers of versions that no longer run (`{app}_{service}-NNN_slot`
+    /// names of versions that are not live) are forgotten.
+    fn forget_dead_versions(&self, apps: &[StoredApp]) {
+        self.backoff.forget(|key, app, service| {
+            let Some(a) = apps.iter().find(|a| a.spec.name == app) else {
+                return false;
+            };
+            let Some(rest) = key.strip_prefix(&format!("{app}_{service}-")) else {
+                return false;
+            };
+            let Some((number, _slot)) = rest.split_once('_') else {
+                return false;
+            };
+            let Ok(n) = number.parse::<u32>() else {
+                return false;
+            };
+            a.live_version(service, n).is_none()
+        });
+    }
+
+    /// The traffic split of a service the router uses now (`None` before the first pass
+    /// that saw it).
+    pub fn split_of(&self, app: &str, service: &str) -> Option<Vec<(u32, u32)>> {
+        let s = self.splits.lock().unwrap_or_else(|p| p.into_inner());
+        s.1.get(&(app.to_string(), service.to_string())).cloned()
+    }
+
+    /// Waits (up to `limit`) until a pass that started after this call has handed its
+    /// table to the router, so an answer about traffic shows what the router does.
+    pub async fn routed_after_now(&self, limit: Duration) {
+        let after = self.passes.load(std::sync::atomic::Ordering::Acquire);
+        self.kick();
+        let _ = tokio::time::timeout(limit, async {
+            loop {
+                let routed = self.routed.notified();
+                tokio::pin!(routed);
+                routed.as_mut().enable();
+                if self.splits.lock().unwrap_or_else(|p| p.into_inner()).0 > after {
+                    return;
+                }
+                routed.await;
+            }
+        })
+        .await;
     }
 
     /// Records a health transition: an event, backoff bookkeeping, a reconcile pass.
@@ -620,6 +702,7 @@ pub async fn run(cfg: AgentConfig, reload: service::Reloader) -> Result<(), Agen
     let runtime: Arc<dyn ContainerRuntime> =
         Arc::new(crate::runtime::docker::DockerRuntime::connect(&cfg.docker_host).await?);
     let core = Arc::new(Core::new(store, runtime, &cfg).await?);
+    let _ = core.me.set(Arc::downgrade(&core));
     tracing::info!(node_id = %core.node_id, node = %core.node_name, engine = %core.engine, listen = %cfg.listen, "agent starting");
     core.event(
         "agent",

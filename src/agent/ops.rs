@@ -566,14 +566,19 @@ impl Core {
         Ok(stored)
     }
 
+    /// A service's versions, each with the share of the traffic the router gives it now
+    /// (`weight`) and the one set for it (`set_weight`; they differ during a rolling update,
+    /// or while a version with traffic has no ready instance).
     pub fn versions(&self, app: &str, service: &str) -> Result<Vec<VersionView>, CoreError> {
         let stored = self.stored_service(app, service)?;
         let replicas = desired_replicas(&stored, service);
+        let split = self.split_of(app, service);
         Ok(self
             .store
             .versions(app, service)?
             .into_iter()
             .map(|v| VersionView {
+                set_weight: v.weight,
                 name: v.name(),
                 number: v.number,
                 image: v.spec.image.clone(),
@@ -584,9 +589,20 @@ impl Core {
                 } else {
                     v.spec.replicas
                 },
-                weight: v.weight,
+                weight: match &split {
+                    Some(split) => split
+                        .iter()
+                        .find(|(n, _)| *n == v.number)
+                        .map(|(_, w)| *w)
+                        .unwrap_or(0),
+                    None => v.weight,
+                },
                 state: v.state.as_str().into(),
                 release: v.release.as_str().into(),
+                errors: self.backoff.errors_named(&format!(
+                    "{app}_{}_",
+                    crate::model::version_name(service, v.number)
+                )),
                 reason: v.reason,
                 message: v.message,
             })
@@ -621,7 +637,7 @@ impl Core {
     /// Applies a step of the release state machine to a service's versions in one
     /// transaction (nothing changes when it refuses), records its decisions as events (the
     /// summary `message(subject)` for the version the step is about) and answers the versions.
-    fn change_versions(
+    async fn change_versions(
         &self,
         app: &str,
         service: &str,
@@ -638,7 +654,9 @@ impl Core {
             self.event(kind, app, service, &message(n, &applied.decisions));
         }
         self.record_decisions(app, service, &applied.decisions, None);
-        self.kick();
+        // Answer with the split the router applies after the change.
+        self.routed_after_now(std::time::Duration::from_secs(3))
+            .await;
         self.versions(app, service)
     }
 
@@ -657,7 +675,7 @@ impl Core {
     }
 
     /// `berth traffic`: sets the weights of a service's versions (they must add up to 100).
-    pub fn set_traffic(
+    pub async fn set_traffic(
         &self,
         app: &str,
         service: &str,
@@ -680,11 +698,12 @@ impl Core {
             crate::release::Step::Traffic(weights),
             |_, _| format!("traffic set: {}", desc.join(" ")),
         )
+        .await
     }
 
     /// `berth rollback`: the release under way is rolled back, or all the traffic goes to
     /// the named version or the previous one that did not fail.
-    pub fn rollback(
+    pub async fn rollback(
         &self,
         app: &str,
         service: &str,
@@ -715,10 +734,11 @@ impl Core {
                 }
             },
         )
+        .await
     }
 
     /// `berth release confirm|abort` of a blue/green release.
-    pub fn release(
+    pub async fn release(
         &self,
         app: &str,
         service: &str,
@@ -737,6 +757,7 @@ impl Core {
                 format!("release aborted: {name} is stopped")
             }
         })
+        .await
     }
 
     /// The images an app names: its services' and every kept version's.

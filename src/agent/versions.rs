@@ -16,8 +16,10 @@ enum Outcome {
 }
 
 impl Core {
-    pub(super) fn update_versions(&self, apps: &[StoredApp], instances: &[Instance]) {
+    /// Returns whether a version changed state.
+    pub(super) fn update_versions(&self, apps: &[StoredApp], instances: &[Instance]) -> bool {
         let now = crate::store::now_ms();
+        let mut changed = false;
         for app in apps.iter().filter(|a| !a.stopped) {
             for (service, live) in &app.versions {
                 let replicas = desired_replicas(app, service);
@@ -29,12 +31,14 @@ impl Core {
                     else {
                         continue;
                     };
-                    if let Err(e) = self.settle_version(app, service, l, outcome) {
-                        tracing::warn!(error = %e, "cannot save a version state");
+                    match self.settle_version(app, service, l, outcome) {
+                        Ok(()) => changed = true,
+                        Err(e) => tracing::warn!(error = %e, "cannot save a version state"),
                     }
                 }
             }
         }
+        changed
     }
 
     fn outcome(

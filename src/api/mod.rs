@@ -328,18 +328,18 @@ fn run(cmd: Command, body: Vec<u8>, core: &Arc<Core>, rt: &tokio::runtime::Handl
             Command::PruneImages => json(200, &core.prune_images().await?),
             Command::Versions { app, service } => json(200, &core.versions(&app, &service)?),
             Command::Traffic { app, service } => match req {
-                Req::Traffic(r) => json(200, &core.set_traffic(&app, &service, r)?),
+                Req::Traffic(r) => json(200, &core.set_traffic(&app, &service, r).await?),
                 _ => mismatch(),
             },
             Command::Rollback { app, service } => match req {
-                Req::Rollback(r) => json(200, &core.rollback(&app, &service, r)?),
+                Req::Rollback(r) => json(200, &core.rollback(&app, &service, r).await?),
                 _ => mismatch(),
             },
             Command::Release {
                 app,
                 service,
                 confirm,
-            } => json(200, &core.release(&app, &service, confirm)?),
+            } => json(200, &core.release(&app, &service, confirm).await?),
             Command::Prometheus => (
                 200,
                 core.prometheus().into_bytes(),

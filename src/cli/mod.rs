@@ -578,42 +578,96 @@ fn deploy(client: &Client, a: DeployArgs) -> Result<()> {
     if a.detach {
         return Ok(());
     }
-    wait_running(client, &r.app, Duration::from_secs(a.timeout))?;
-    check_new_versions(client, &r.app, &r.versions)
+    if r.versions.is_empty() {
+        return wait_running(client, &r.app, Duration::from_secs(a.timeout));
+    }
+    wait_versions(client, &r.app, &r.versions, Duration::from_secs(a.timeout))
 }
 
-/// After a deploy settled: did the versions it created make it? A failed one (the traffic
-/// stayed on, or rolled back to, the previous version) fails the deploy.
-fn check_new_versions(client: &Client, app: &str, versions: &[String]) -> Result<()> {
-    let mut failed = Vec::new();
-    for name in versions {
-        let Some((svc, _)) = name.rsplit_once('-') else {
-            continue;
-        };
-        let list: Vec<VersionView> =
-            client.get(&format!("/v1/apps/{app}/services/{svc}/versions"))?;
-        let Some(v) = list.iter().find(|v| &v.name == name) else {
-            continue;
-        };
-        match v.state.as_str() {
-            "failed" => failed.push(format!("{name} failed: {}", v.reason)),
-            "awaiting confirmation" => println!(
-                "{app}: {name} is ready at 0% of the traffic: `berth release confirm {app}/{svc}` switches to it, `berth release abort {app}/{svc}` drops it"
-            ),
-            _ if v.weight == 0 => println!(
-                "{app}: {name} runs at 0% of the traffic: `berth traffic {app}/{svc} {:03}=10 ...` gives it some",
-                v.number
-            ),
-            _ => {}
+/// Waits for the versions a deploy created, and only for them: it succeeds when each is
+/// healthy and takes the share of the traffic it was meant to take (all of it, none for
+/// `--traffic none`, none until confirmed for `--blue-green`), and fails with the reason
+/// when one failed or was stopped. Errors of its containers are shown as they come.
+fn wait_versions(client: &Client, app: &str, versions: &[String], timeout: Duration) -> Result<()> {
+    let start = Instant::now();
+    let mut shown: std::collections::BTreeSet<String> = Default::default();
+    loop {
+        let mut lists: BTreeMap<String, Vec<VersionView>> = BTreeMap::new();
+        let (mut waiting, mut failed, mut done) = (Vec::new(), Vec::new(), Vec::new());
+        for name in versions {
+            let Some((svc, _)) = name.rsplit_once('-') else {
+                continue;
+            };
+            if !lists.contains_key(svc) {
+                let list: Vec<VersionView> =
+                    client.get(&format!("/v1/apps/{app}/services/{svc}/versions"))?;
+                lists.insert(svc.to_string(), list);
+            }
+            let list = &lists[svc];
+            let Some(v) = list.iter().find(|v| &v.name == name) else {
+                failed.push((svc.to_string(), format!("{name} was deleted")));
+                continue;
+            };
+            for e in &v.errors {
+                if shown.insert(e.clone()) {
+                    eprintln!("{app}: {name}: {e}");
+                }
+            }
+            match v.state.as_str() {
+                "failed" => failed.push((svc.to_string(), format!("{name} failed: {}", v.reason))),
+                "stopped" => failed.push((svc.to_string(), format!("{name} was stopped: {}", v.reason))),
+                "awaiting confirmation" => done.push(format!(
+                    "{app}: {name} is ready at 0% of the traffic: `berth release confirm {app}/{svc}` switches to it, `berth release abort {app}/{svc}` drops it"
+                )),
+                "normal" if v.replicas == 0 => {
+                    done.push(format!("{app}: {name} is normal (no instances to run)"))
+                }
+                "normal" if v.weight == v.set_weight && v.set_weight == 0 => done.push(format!(
+                    "{app}: {name} runs at 0% of the traffic: `berth traffic {app}/{svc} {:03}=10 ...` gives it some",
+                    v.number
+                )),
+                "normal" if v.weight == v.set_weight => done.push(format!(
+                    "{app}: {name} is normal with {}% of the traffic ({} instances)",
+                    v.weight, v.replicas
+                )),
+                _ => waiting.push(format!("{name} ({}, {}% of the traffic)", v.state, v.weight)),
+            }
         }
+        if !failed.is_empty() {
+            let mut why = Vec::new();
+            for (svc, f) in &failed {
+                let serving: Vec<String> = lists[svc]
+                    .iter()
+                    .filter(|v| v.set_weight > 0)
+                    .map(|v| v.name.clone())
+                    .collect();
+                why.push(if serving.is_empty() {
+                    f.clone()
+                } else {
+                    format!("{f}; the traffic stays on {}", serving.join(", "))
+                });
+            }
+            bail!(
+                "{app}: {} (`berth versions`, `berth events {app}`)",
+                why.join("; ")
+            );
+        }
+        if waiting.is_empty() {
+            for d in done {
+                println!("{d}");
+            }
+            println!("{app}: deployed in {:.1}s", start.elapsed().as_secs_f64());
+            return Ok(());
+        }
+        if start.elapsed() > timeout {
+            bail!(
+                "{app}: still waiting after {}s for {} (`berth events {app}` says why)",
+                timeout.as_secs(),
+                waiting.join(", ")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(150));
     }
-    if !failed.is_empty() {
-        bail!(
-            "{app}: {}; the traffic stays on the previous version (`berth versions`, `berth events {app}`)",
-            failed.join("; ")
-        );
-    }
-    Ok(())
 }
 
 /// Waits until every desired container of `app` runs; fails when it keeps failing.
@@ -847,7 +901,11 @@ fn print_versions(list: &[VersionView], json: bool) -> Result<()> {
                 v.image.clone(),
                 time_ms(v.created_ms),
                 v.replicas.to_string(),
-                format!("{}%", v.weight),
+                if v.weight == v.set_weight {
+                    format!("{}%", v.weight)
+                } else {
+                    format!("{}% (set {}%)", v.weight, v.set_weight)
+                },
                 state,
                 v.message.clone(),
             ]

@@ -9,6 +9,7 @@ fn svc(name: &str, replicas: u32, hash: &str, deps: &[&str]) -> DesiredService {
             spec_hash: hash.into(),
             rolling: None,
         }],
+        discard: vec![],
         depends_on: deps.iter().map(|d| d.to_string()).collect(),
         restart: RestartPolicy::UnlessStopped,
         bridge: true,
@@ -456,5 +457,29 @@ fn a_failed_rolling_update_brings_the_old_version_back_first() {
     assert_eq!(
         removes(&p),
         [("a_web-002_1".to_string(), RemoveReason::Retired)]
+    );
+}
+
+#[test]
+fn instances_of_a_superseded_version_go_at_once() {
+    use crate::model::Health::{Healthy, Starting};
+    // web-002 was superseded by web-003 while still starting; web-003 is not ready yet.
+    let mut s = svc("web", 2, "h1", &[]);
+    s.versions = vec![ver(1, 2, "h1", None), ver(3, 2, "h3", None)];
+    s.discard = vec![2];
+    let d = [app("a", vec![s])];
+    let all = vec![
+        vinst("o1", 1, 1, "h1", Healthy),
+        vinst("o2", 1, 2, "h1", Healthy),
+        vinst("s1", 2, 1, "h2", Healthy),
+        vinst("s2", 2, 2, "h2", Starting),
+    ];
+    let p = plan(&d, &observed(all, &["a"]));
+    assert_eq!(
+        removes(&p),
+        [
+            ("a_web-002_1".to_string(), RemoveReason::Discarded),
+            ("a_web-002_2".to_string(), RemoveReason::Discarded)
+        ]
     );
 }

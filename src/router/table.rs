@@ -1,8 +1,11 @@
 //! The routing table: which backends serve a host + path (HTTP) or a router port (TCP).
 //!
 //! Invariants: pure. Built from the desired state and the observed instances; only ready
-//! (running and healthy) instances of a version with weight > 0 are backends. Replaced
-//! wholesale after each reconcile pass, so a request sees one consistent table.
+//! (running and healthy) instances of live versions are backends, each version's pool
+//! weighted by its share in [`splits`] (`release::effective_weights`: the stored weights,
+//! or during a rolling update each version's part of the ready instances), which is also
+//! what `berth versions` shows. Replaced wholesale after each reconcile pass, so a request
+//! sees one consistent table.
 
 use crate::model::{Instance, NetworkMode, Route};
 use crate::store::StoredApp;
@@ -174,6 +177,7 @@ fn backend(
     container_port: u16,
     instances: &[Instance],
     leaving: &BTreeSet<&str>,
+    split: &[(u32, u32)],
 ) -> Option<Backend> {
     let svc = app.spec.services.get(service)?;
     let live = app.live(service);
@@ -192,26 +196,18 @@ fn backend(
             .collect()
     };
     let mut pools = Vec::new();
-    if live
-        .iter()
-        .any(|l| l.version.release == crate::model::Release::Rolling)
-    {
-        // A rolling update: old and new instances serve side by side, round robin.
+    for l in live {
+        let weight = split
+            .iter()
+            .find(|(n, _)| *n == l.version.number)
+            .map(|(_, w)| *w)
+            .unwrap_or(0);
         pools.push(Pool {
-            version: String::new(),
-            weight: 100,
-            endpoints: endpoints(&|i| live.iter().any(|l| l.runs(i))),
+            version: l.version.name(),
+            weight,
+            endpoints: endpoints(&|i| l.runs(i)),
             fallback: false,
         });
-    } else {
-        for l in live {
-            pools.push(Pool {
-                version: l.version.name(),
-                weight: l.version.weight,
-                endpoints: endpoints(&|i| l.runs(i)),
-                fallback: false,
-            });
-        }
     }
     pools.push(Pool {
         version: String::new(),
@@ -231,22 +227,73 @@ fn backend(
     })
 }
 
+/// Each service's traffic split, `(app, service) -> [(version, percent)]` over its live
+/// versions: what the router routes by and what `berth versions` shows.
+pub type Splits = BTreeMap<(String, String), Vec<(u32, u32)>>;
+
+/// Ready instances that stay (not `leaving`) of an app's service, by live version.
+fn ready_by_version(
+    app: &StoredApp,
+    service: &str,
+    instances: &[Instance],
+    leaving: &BTreeSet<&str>,
+) -> BTreeMap<u32, u32> {
+    let mut out = BTreeMap::new();
+    for i in instances.iter().filter(|i| {
+        i.app == app.spec.name
+            && i.service == service
+            && crate::plan::is_ready(i)
+            && !leaving.contains(i.id.as_str())
+    }) {
+        if let Some(l) = app.live(service).iter().find(|l| l.runs(i)) {
+            *out.entry(l.version.number).or_insert(0) += 1;
+        }
+    }
+    out
+}
+
+/// The splits of every service (`release::effective_weights` over its ready instances; all
+/// 0 for a stopped app).
+pub fn splits(apps: &[StoredApp], instances: &[Instance], leaving: &BTreeSet<&str>) -> Splits {
+    let mut out = Splits::new();
+    for app in apps {
+        for service in app.spec.services.keys() {
+            let ready = ready_by_version(app, service, instances, leaving);
+            let live: Vec<&crate::model::Version> =
+                app.live(service).iter().map(|l| &l.version).collect();
+            let split = if app.stopped {
+                live.iter().map(|v| (v.number, 0)).collect()
+            } else {
+                crate::release::effective_weights(&live, |n| ready.get(&n).copied().unwrap_or(0))
+            };
+            out.insert((app.spec.name.clone(), service.clone()), split);
+        }
+    }
+    out
+}
+
 /// Builds the table from the stored apps and this node's instances, leaving out `leaving`
-/// (ids of instances about to be stopped or removed: they drain instead).
+/// (ids of instances about to be stopped or removed: they drain instead); each backend's
+/// versions get their share from `splits`.
 pub fn build(
     apps: &[StoredApp],
     instances: &[Instance],
     leaving: &BTreeSet<&str>,
+    splits: &Splits,
     router_domain: &str,
 ) -> Table {
     let mut t = Table::default();
     for app in apps {
         for (name, svc) in &app.spec.services {
+            let split = splits
+                .get(&(app.spec.name.clone(), name.clone()))
+                .map(Vec::as_slice)
+                .unwrap_or_default();
             for (port, routes) in &svc.ext.routing {
                 for r in routes {
                     let (Some(host), Some(b)) = (
                         route_host(r, router_domain),
-                        backend(app, name, *port, instances, leaving),
+                        backend(app, name, *port, instances, leaving, split),
                     ) else {
                         continue;
                     };
@@ -259,7 +306,7 @@ pub fn build(
                 }
             }
             for (port, router_port) in &svc.ext.lb {
-                if let Some(b) = backend(app, name, *port, instances, leaving) {
+                if let Some(b) = backend(app, name, *port, instances, leaving, split) {
                     t.tcp.insert(*router_port, b);
                 }
             }

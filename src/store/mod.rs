@@ -199,6 +199,8 @@ pub struct StoredApp {
     pub scale: std::collections::BTreeMap<String, u32>,
     /// The versions that run instances, by service, oldest first; hashes computed at load.
     pub versions: std::collections::BTreeMap<String, Vec<LiveVersion>>,
+    /// Failed versions without traffic, by service: their instances go at once.
+    pub failed: std::collections::BTreeMap<String, Vec<u32>>,
     pub created_ms: i64,
     pub updated_ms: i64,
 }
@@ -719,7 +721,9 @@ fn load_app(c: &Connection, name: &str) -> Result<Option<StoredApp>, StoreError>
     })?;
     let scale = load_scale(c, name)?;
     let versions = load_live(c, &spec, redeploy_gen)?;
+    let failed = load_failed(c, name)?;
     Ok(Some(StoredApp {
+        failed,
         spec,
         template,
         stopped,
@@ -863,6 +867,28 @@ fn load_live(
         out.entry(v.service.clone())
             .or_default()
             .push(LiveVersion { version: v, hash });
+    }
+    Ok(out)
+}
+
+fn load_failed(
+    c: &Connection,
+    app: &str,
+) -> Result<std::collections::BTreeMap<String, Vec<u32>>, StoreError> {
+    let mut st = c
+        .prepare_cached(
+            "SELECT service, number FROM versions WHERE app=?1 AND state='failed' AND weight=0 ORDER BY number",
+        )
+        .map_err(sql("reading failed versions"))?;
+    let rows = st
+        .query_map(params![app], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, u32>(1)?))
+        })
+        .map_err(sql("reading failed versions"))?;
+    let mut out: std::collections::BTreeMap<String, Vec<u32>> = std::collections::BTreeMap::new();
+    for row in rows {
+        let (service, number) = row.map_err(sql("reading failed versions"))?;
+        out.entry(service).or_default().push(number);
     }
     Ok(out)
 }

@@ -314,7 +314,10 @@ fn start_first_update_drains_and_loses_no_request() {
         "failed requests: {failed:?} (ok: {ok:?})"
     );
     assert!(only(port, "s2"));
-    assert!(a.ps("sf").iter().all(|i| i.version == "web-002"));
+    // The deploy returns once web-002 takes the traffic; web-001 drains and goes after.
+    wait_until("web-001 removed", Duration::from_secs(30), || {
+        a.ps("sf").iter().all(|i| i.version == "web-002")
+    });
     let ev = a.ok(&["events", "sf", "-n", "200"]);
     let pos = |s: &str| ev.find(s).unwrap_or_else(|| panic!("{s} missing in {ev}"));
     assert!(
