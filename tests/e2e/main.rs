@@ -13,6 +13,7 @@ mod logs;
 mod metrics;
 mod network;
 mod offline;
+mod overlap;
 mod recovery;
 mod releases;
 mod router;
