@@ -369,8 +369,29 @@ pub fn run(cli: Cli) -> Result<()> {
             let req = RollbackRequest {
                 version: version.unwrap_or_default(),
             };
-            let list: Vec<VersionView> =
+            let mut list: Vec<VersionView> =
                 client.post(&format!("/v1/apps/{app}/services/{svc}/rollback"), &req)?;
+            // A version that was stopped comes back start-first: wait until it takes the
+            // traffic (or fails, leaving the traffic where it was).
+            if let Some(v) = list
+                .iter()
+                .find(|v| v.state == "creating" && v.release == "promote")
+            {
+                let name = v.name.clone();
+                if !json {
+                    println!(
+                        "{app}: {name} starts beside the current version and takes all the traffic once ready"
+                    );
+                }
+                wait_versions(
+                    &client,
+                    app,
+                    &[name],
+                    Duration::from_secs(300),
+                    "rolled back",
+                )?;
+                list = client.get(&format!("/v1/apps/{app}/services/{svc}/versions"))?;
+            }
             print_versions(&list, json)
         }
         Command::Release(cmd) => {
@@ -581,14 +602,26 @@ fn deploy(client: &Client, a: DeployArgs) -> Result<()> {
     if r.versions.is_empty() {
         return wait_running(client, &r.app, Duration::from_secs(a.timeout));
     }
-    wait_versions(client, &r.app, &r.versions, Duration::from_secs(a.timeout))
+    wait_versions(
+        client,
+        &r.app,
+        &r.versions,
+        Duration::from_secs(a.timeout),
+        "deployed",
+    )
 }
 
 /// Waits for the versions a deploy created, and only for them: it succeeds when each is
 /// healthy and takes the share of the traffic it was meant to take (all of it, none for
 /// `--traffic none`, none until confirmed for `--blue-green`), and fails with the reason
 /// when one failed or was stopped. Errors of its containers are shown as they come.
-fn wait_versions(client: &Client, app: &str, versions: &[String], timeout: Duration) -> Result<()> {
+fn wait_versions(
+    client: &Client,
+    app: &str,
+    versions: &[String],
+    timeout: Duration,
+    done_what: &str,
+) -> Result<()> {
     let start = Instant::now();
     let mut shown: std::collections::BTreeSet<String> = Default::default();
     loop {
@@ -656,7 +689,10 @@ fn wait_versions(client: &Client, app: &str, versions: &[String], timeout: Durat
             for d in done {
                 println!("{d}");
             }
-            println!("{app}: deployed in {:.1}s", start.elapsed().as_secs_f64());
+            println!(
+                "{app}: {done_what} in {:.1}s",
+                start.elapsed().as_secs_f64()
+            );
             return Ok(());
         }
         if start.elapsed() > timeout {
