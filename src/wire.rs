@@ -105,6 +105,9 @@ pub struct VersionView {
     /// The share set for it (by a deploy, `traffic`, `rollback` or a release step).
     #[serde(default)]
     pub set_weight: u32,
+    /// Its instances that are ready (running and healthy), as the router last saw them.
+    #[serde(default)]
+    pub ready: u32,
     pub state: String,
     /// The release step under way: `promote`, `rolling`, `standby`, `blue-green`.
     #[serde(default, skip_serializing_if = "String::is_empty")]

@@ -465,7 +465,7 @@ impl Core {
 
     /// The traffic split of a service the router uses now (`None` before the first pass
     /// that saw it).
-    pub fn split_of(&self, app: &str, service: &str) -> Option<Vec<(u32, u32)>> {
+    pub fn split_of(&self, app: &str, service: &str) -> Option<Vec<crate::router::table::Share>> {
         let s = self.splits.lock().unwrap_or_else(|p| p.into_inner());
         s.1.get(&(app.to_string(), service.to_string())).cloned()
     }

@@ -592,11 +592,17 @@ impl Core {
                 weight: match &split {
                     Some(split) => split
                         .iter()
-                        .find(|(n, _)| *n == v.number)
-                        .map(|(_, w)| *w)
+                        .find(|s| s.number == v.number)
+                        .map(|s| s.weight)
                         .unwrap_or(0),
                     None => v.weight,
                 },
+                ready: split
+                    .iter()
+                    .flatten()
+                    .find(|s| s.number == v.number)
+                    .map(|s| s.ready)
+                    .unwrap_or(0),
                 state: v.state.as_str().into(),
                 release: v.release.as_str().into(),
                 errors: self.backoff.errors_named(&format!(

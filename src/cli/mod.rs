@@ -655,6 +655,10 @@ fn wait_versions(
                 "normal" if v.replicas == 0 => {
                     done.push(format!("{app}: {name} is normal (no instances to run)"))
                 }
+                "normal" if v.ready < v.replicas => waiting.push(format!(
+                    "{name} ({} of {} instances ready)",
+                    v.ready, v.replicas
+                )),
                 "normal" if v.weight == v.set_weight && v.set_weight == 0 => done.push(format!(
                     "{app}: {name} runs at 0% of the traffic: `berth traffic {app}/{svc} {:03}=10 ...` gives it some",
                     v.number
@@ -689,8 +693,11 @@ fn wait_versions(
             for d in done {
                 println!("{d}");
             }
+            let s: AppStatus = client.get(&format!("/v1/apps/{app}"))?;
             println!(
-                "{app}: {done_what} in {:.1}s",
+                "{app}: {done_what}, {}/{} running ({:.1}s)",
+                s.running,
+                s.desired,
                 start.elapsed().as_secs_f64()
             );
             return Ok(());

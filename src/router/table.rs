@@ -177,7 +177,7 @@ fn backend(
     container_port: u16,
     instances: &[Instance],
     leaving: &BTreeSet<&str>,
-    split: &[(u32, u32)],
+    split: &[Share],
 ) -> Option<Backend> {
     let svc = app.spec.services.get(service)?;
     let live = app.live(service);
@@ -199,8 +199,8 @@ fn backend(
     for l in live {
         let weight = split
             .iter()
-            .find(|(n, _)| *n == l.version.number)
-            .map(|(_, w)| *w)
+            .find(|s| s.number == l.version.number)
+            .map(|s| s.weight)
             .unwrap_or(0);
         pools.push(Pool {
             version: l.version.name(),
@@ -229,7 +229,17 @@ fn backend(
 
 /// Each service's traffic split, `(app, service) -> [(version, percent)]` over its live
 /// versions: what the router routes by and what `berth versions` shows.
-pub type Splits = BTreeMap<(String, String), Vec<(u32, u32)>>;
+pub type Splits = BTreeMap<(String, String), Vec<Share>>;
+
+/// One live version's part of its service's traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Share {
+    pub number: u32,
+    /// Percent of the requests (connections) the router sends it.
+    pub weight: u32,
+    /// Its ready instances the router may use.
+    pub ready: u32,
+}
 
 /// Ready instances that stay (not `leaving`) of an app's service, by live version.
 fn ready_by_version(
@@ -261,11 +271,20 @@ pub fn splits(apps: &[StoredApp], instances: &[Instance], leaving: &BTreeSet<&st
             let ready = ready_by_version(app, service, instances, leaving);
             let live: Vec<&crate::model::Version> =
                 app.live(service).iter().map(|l| &l.version).collect();
-            let split = if app.stopped {
+            let ready_of = |n: u32| ready.get(&n).copied().unwrap_or(0);
+            let weights = if app.stopped {
                 live.iter().map(|v| (v.number, 0)).collect()
             } else {
-                crate::release::effective_weights(&live, |n| ready.get(&n).copied().unwrap_or(0))
+                crate::release::effective_weights(&live, ready_of)
             };
+            let split = weights
+                .into_iter()
+                .map(|(number, weight)| Share {
+                    number,
+                    weight,
+                    ready: ready_of(number),
+                })
+                .collect();
             out.insert((app.spec.name.clone(), service.clone()), split);
         }
     }

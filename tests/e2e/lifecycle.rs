@@ -85,6 +85,10 @@ fn redeploy_recreates_and_updates_replace_only_changed_services() {
         out.contains("deploying a") && out.contains("unchanged b"),
         "{out}"
     );
+    // The deploy returns once a's new version runs; the old container goes after.
+    wait_until("a's old container removed", Duration::from_secs(20), || {
+        ids(&a).len() == 2
+    });
     let after = ids(&a);
     assert_ne!(before[0], after[0], "changed service a must be replaced");
     assert_eq!(
