@@ -257,6 +257,35 @@ pub struct HostSample {
     pub net: Vec<NetDev>,
     pub disks: Vec<DiskIo>,
     pub mounts: Vec<Mount>,
+    /// The uname(2) fields, as node_exporter's `node_uname_info` labels them.
+    pub uname: Option<Uname>,
+}
+
+/// uname(2): `sysname`, `nodename`, `release`, `version`, `machine`, and the NIS
+/// `domainname` (`(none)` when unset, as the kernel says).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Uname {
+    pub sysname: String,
+    pub nodename: String,
+    pub release: String,
+    pub version: String,
+    pub machine: String,
+    pub domainname: String,
+}
+
+impl Uname {
+    pub fn read() -> Option<Uname> {
+        let u = nix::sys::utsname::uname().ok()?;
+        let s = |v: &std::ffi::OsStr| v.to_string_lossy().into_owned();
+        Some(Uname {
+            sysname: s(u.sysname()),
+            nodename: s(u.nodename()),
+            release: s(u.release()),
+            version: s(u.version()),
+            machine: s(u.machine()),
+            domainname: s(u.domainname()),
+        })
+    }
 }
 
 impl HostSample {
@@ -285,6 +314,7 @@ impl HostSample {
             net: parse_net_dev(&r("/proc/net/dev")),
             disks: parse_diskstats(&r("/proc/diskstats")),
             mounts: parse_mounts(&r("/proc/self/mounts")),
+            uname: Uname::read(),
         }
     }
 

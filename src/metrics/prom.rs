@@ -28,6 +28,62 @@ fn label_value(out: &mut String, v: &str) {
     }
 }
 
+/// node_exporter's meminfo collector (Linux): each /proc/meminfo field it exports and its
+/// metric name after `node_memory_` (`Active(anon)` -> `Active_anon_bytes`; the HugePages
+/// counts have no unit and no `_bytes`). Its source, `collector/meminfo_linux.go`, lists
+/// exactly these.
+const MEMINFO: [(&str, &str); 49] = [
+    ("Active", "Active_bytes"),
+    ("Active(anon)", "Active_anon_bytes"),
+    ("Active(file)", "Active_file_bytes"),
+    ("AnonHugePages", "AnonHugePages_bytes"),
+    ("AnonPages", "AnonPages_bytes"),
+    ("Bounce", "Bounce_bytes"),
+    ("Buffers", "Buffers_bytes"),
+    ("Cached", "Cached_bytes"),
+    ("CmaFree", "CmaFree_bytes"),
+    ("CmaTotal", "CmaTotal_bytes"),
+    ("CommitLimit", "CommitLimit_bytes"),
+    ("Committed_AS", "Committed_AS_bytes"),
+    ("DirectMap1G", "DirectMap1G_bytes"),
+    ("DirectMap2M", "DirectMap2M_bytes"),
+    ("DirectMap4k", "DirectMap4k_bytes"),
+    ("Dirty", "Dirty_bytes"),
+    ("HardwareCorrupted", "HardwareCorrupted_bytes"),
+    ("Hugepagesize", "Hugepagesize_bytes"),
+    ("Inactive", "Inactive_bytes"),
+    ("Inactive(anon)", "Inactive_anon_bytes"),
+    ("Inactive(file)", "Inactive_file_bytes"),
+    ("KernelStack", "KernelStack_bytes"),
+    ("Mapped", "Mapped_bytes"),
+    ("MemAvailable", "MemAvailable_bytes"),
+    ("MemFree", "MemFree_bytes"),
+    ("MemTotal", "MemTotal_bytes"),
+    ("Mlocked", "Mlocked_bytes"),
+    ("NFS_Unstable", "NFS_Unstable_bytes"),
+    ("PageTables", "PageTables_bytes"),
+    ("Percpu", "Percpu_bytes"),
+    ("SReclaimable", "SReclaimable_bytes"),
+    ("SUnreclaim", "SUnreclaim_bytes"),
+    ("Shmem", "Shmem_bytes"),
+    ("ShmemHugePages", "ShmemHugePages_bytes"),
+    ("ShmemPmdMapped", "ShmemPmdMapped_bytes"),
+    ("Slab", "Slab_bytes"),
+    ("SwapCached", "SwapCached_bytes"),
+    ("SwapFree", "SwapFree_bytes"),
+    ("SwapTotal", "SwapTotal_bytes"),
+    ("Unevictable", "Unevictable_bytes"),
+    ("VmallocChunk", "VmallocChunk_bytes"),
+    ("VmallocTotal", "VmallocTotal_bytes"),
+    ("VmallocUsed", "VmallocUsed_bytes"),
+    ("Writeback", "Writeback_bytes"),
+    ("WritebackTmp", "WritebackTmp_bytes"),
+    ("HugePages_Free", "HugePages_Free"),
+    ("HugePages_Rsvd", "HugePages_Rsvd"),
+    ("HugePages_Surp", "HugePages_Surp"),
+    ("HugePages_Total", "HugePages_Total"),
+];
+
 struct Family<'a> {
     out: &'a mut String,
 }
@@ -285,8 +341,9 @@ pub fn encode(s: &Snapshot, own: &Own) -> String {
             if c.stats.is_some() { 1.0 } else { 0.0 },
         );
     }
-    // Host: node_exporter's names, except its camelCase memory fields (node_memory_MemTotal_bytes),
-    // which `promtool check metrics` rejects: those are snake_case here.
+    // Host: node_exporter's names, its meminfo collector's camelCase ones included
+    // (`node_memory_MemTotal_bytes`: dashboards query exactly those; promtool's lint flags
+    // them as it flags node_exporter's own output).
     let m = &s.sample;
     f.head(
         "node_cpu_seconds_total",
@@ -303,45 +360,39 @@ pub fn encode(s: &Snapshot, own: &Own) -> String {
             );
         }
     }
-    for (name, key, help) in [
-        (
-            "node_memory_total_bytes",
-            "MemTotal",
-            "Memory information field MemTotal, in bytes.",
-        ),
-        (
-            "node_memory_free_bytes",
-            "MemFree",
-            "Memory information field MemFree, in bytes.",
-        ),
-        (
-            "node_memory_available_bytes",
-            "MemAvailable",
-            "Memory information field MemAvailable, in bytes.",
-        ),
-        (
-            "node_memory_buffers_bytes",
-            "Buffers",
-            "Memory information field Buffers, in bytes.",
-        ),
-        (
-            "node_memory_cached_bytes",
-            "Cached",
-            "Memory information field Cached, in bytes.",
-        ),
-        (
-            "node_memory_swap_total_bytes",
-            "SwapTotal",
-            "Memory information field SwapTotal, in bytes.",
-        ),
-        (
-            "node_memory_swap_free_bytes",
-            "SwapFree",
-            "Memory information field SwapFree, in bytes.",
-        ),
-    ] {
-        f.head(name, "gauge", help);
-        f.sample(name, &[], m.mem(key) as f64);
+    // node_exporter's uname collector: Node Exporter Full reads its `$job`, `$node` and
+    // `$nodename` variables from this series.
+    if let Some(u) = &m.uname {
+        f.head(
+            "node_uname_info",
+            "gauge",
+            "Labeled system information as provided by the uname system call.",
+        );
+        f.sample(
+            "node_uname_info",
+            &[
+                ("domainname", &u.domainname),
+                ("machine", &u.machine),
+                ("nodename", &u.nodename),
+                ("release", &u.release),
+                ("sysname", &u.sysname),
+                ("version", &u.version),
+            ],
+            1.0,
+        );
+    }
+    for (key, name) in MEMINFO {
+        // A field this kernel does not have is absent, as node_exporter leaves it out.
+        let Some(v) = m.mem.iter().find(|(k, _)| k == key).map(|(_, v)| *v) else {
+            continue;
+        };
+        let metric = format!("node_memory_{name}");
+        f.head(
+            &metric,
+            "gauge",
+            &format!("Memory information field {name}."),
+        );
+        f.sample(&metric, &[], v as f64);
     }
     for (i, name) in ["node_load1", "node_load5", "node_load15"]
         .iter()
@@ -527,5 +578,32 @@ mod tests {
         for l in text.lines().filter(|l| l.starts_with("# TYPE ")) {
             assert!(seen.insert(l.to_string()), "{l} twice");
         }
+    }
+
+    #[test]
+    fn host_memory_and_uname_carry_node_exporters_names() {
+        let meminfo = "MemTotal:       16384 kB\nActive(anon):     100 kB\nHugePages_Total:       4\nZswap:     8 kB\n";
+        let s = Snapshot {
+            sample: crate::metrics::host::HostSample {
+                mem: crate::metrics::host::parse_meminfo(meminfo),
+                uname: Some(crate::metrics::host::Uname {
+                    sysname: "Linux".into(),
+                    nodename: "h1".into(),
+                    release: "6.1.0".into(),
+                    version: "#1 SMP \"x\"".into(),
+                    machine: "x86_64".into(),
+                    domainname: "(none)".into(),
+                }),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let text = encode(&s, &Own::default());
+        assert!(text.contains("# HELP node_memory_MemTotal_bytes Memory information field MemTotal_bytes.\n# TYPE node_memory_MemTotal_bytes gauge\nnode_memory_MemTotal_bytes 16777216\n"), "{text}");
+        assert!(text.contains("\nnode_memory_Active_anon_bytes 102400\n"));
+        assert!(text.contains("\nnode_memory_HugePages_Total 4\n"));
+        // Fields node_exporter does not export, and fields this kernel lacks, are absent.
+        assert!(!text.contains("Zswap") && !text.contains("node_memory_SwapTotal_bytes"));
+        assert!(text.contains("node_uname_info{domainname=\"(none)\",machine=\"x86_64\",nodename=\"h1\",release=\"6.1.0\",sysname=\"Linux\",version=\"#1 SMP \\\"x\\\"\"} 1\n"), "{text}");
     }
 }
