@@ -87,6 +87,53 @@ pub fn parse_proc_stat(text: &str) -> (Vec<CpuTimes>, u64) {
     (cpus, btime)
 }
 
+/// The counters of /proc/stat besides the cpu lines, as node_exporter's stat collector
+/// reads them (a line the kernel does not have stays `None`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StatCounters {
+    /// `intr`: the total of interrupts serviced (its first number).
+    pub intr: Option<u64>,
+    pub ctxt: Option<u64>,
+    /// `processes`: forks since boot.
+    pub processes: Option<u64>,
+    pub procs_running: Option<u64>,
+    pub procs_blocked: Option<u64>,
+}
+
+pub fn parse_stat_counters(text: &str) -> StatCounters {
+    let mut out = StatCounters::default();
+    for l in text.lines() {
+        let mut f = l.split_whitespace();
+        let (Some(name), Some(v)) = (f.next(), f.next().and_then(|v| v.parse().ok())) else {
+            continue;
+        };
+        match name {
+            "intr" => out.intr = Some(v),
+            "ctxt" => out.ctxt = Some(v),
+            "processes" => out.processes = Some(v),
+            "procs_running" => out.procs_running = Some(v),
+            "procs_blocked" => out.procs_blocked = Some(v),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The /proc/vmstat fields node_exporter's vmstat collector exports by default (its
+/// `--collector.vmstat.fields` default, `^(oom_kill|pgpg|pswp|pg.*fault).*`).
+pub fn parse_vmstat(text: &str) -> Vec<(String, u64)> {
+    text.lines()
+        .filter_map(|l| {
+            let (k, v) = l.split_once(' ')?;
+            let wanted = k.starts_with("oom_kill")
+                || k.starts_with("pgpg")
+                || k.starts_with("pswp")
+                || (k.starts_with("pg") && k[2..].contains("fault"));
+            wanted.then(|| Some((k.to_string(), v.trim().parse().ok()?)))?
+        })
+        .collect()
+}
+
 /// /proc/meminfo as (key, bytes).
 pub fn parse_meminfo(text: &str) -> Vec<(String, u64)> {
     text.lines()
@@ -259,6 +306,9 @@ pub struct HostSample {
     pub mounts: Vec<Mount>,
     /// The uname(2) fields, as node_exporter's `node_uname_info` labels them.
     pub uname: Option<Uname>,
+    pub stat: StatCounters,
+    /// /proc/vmstat, node_exporter's default fields.
+    pub vmstat: Vec<(String, u64)>,
 }
 
 /// uname(2): `sysname`, `nodename`, `release`, `version`, `machine`, and the NIS
@@ -291,7 +341,8 @@ impl Uname {
 impl HostSample {
     pub fn read() -> HostSample {
         let r = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
-        let (cpus, boot_time_s) = parse_proc_stat(&r("/proc/stat"));
+        let stat = r("/proc/stat");
+        let (cpus, boot_time_s) = parse_proc_stat(&stat);
         let lv: Vec<f64> = r("/proc/loadavg")
             .split_whitespace()
             .take(3)
@@ -315,6 +366,8 @@ impl HostSample {
             disks: parse_diskstats(&r("/proc/diskstats")),
             mounts: parse_mounts(&r("/proc/self/mounts")),
             uname: Uname::read(),
+            stat: parse_stat_counters(&stat),
+            vmstat: parse_vmstat(&r("/proc/vmstat")),
         }
     }
 
@@ -359,5 +412,35 @@ mod tests {
         assert_eq!(m.len(), 2);
         assert_eq!(m[1].path, "/mnt/my disk");
         assert_eq!(m[1].mode, "ro");
+    }
+
+    #[test]
+    fn stat_counters_and_vmstat_as_node_exporter_reads_them() {
+        let stat = "cpu  1 2 3 4\nintr 12345 0 7 0\nctxt 999\nbtime 1700000000\nprocesses 4242\nprocs_running 3\nprocs_blocked 1\n";
+        assert_eq!(
+            parse_stat_counters(stat),
+            StatCounters {
+                intr: Some(12345),
+                ctxt: Some(999),
+                processes: Some(4242),
+                procs_running: Some(3),
+                procs_blocked: Some(1),
+            }
+        );
+        assert_eq!(parse_stat_counters("cpu 1 2\n"), StatCounters::default());
+        let vmstat = "nr_free_pages 100\npgpgin 10\npgpgout 20\npswpin 1\npswpout 2\npgfault 300\npgmajfault 4\npgfree 50\noom_kill 0\nthp_fault_alloc 9\n";
+        let names: Vec<String> = parse_vmstat(vmstat).into_iter().map(|(k, _)| k).collect();
+        assert_eq!(
+            names,
+            [
+                "pgpgin",
+                "pgpgout",
+                "pswpin",
+                "pswpout",
+                "pgfault",
+                "pgmajfault",
+                "oom_kill"
+            ]
+        );
     }
 }

@@ -407,6 +407,61 @@ pub fn encode(s: &Snapshot, own: &Own) -> String {
         "Node boot time, in unixtime.",
     );
     f.sample("node_boot_time_seconds", &[], m.boot_time_s as f64);
+    // node_exporter's time collector (here: the time of the collection cycle).
+    f.head(
+        "node_time_seconds",
+        "gauge",
+        "System time in seconds since epoch (1970).",
+    );
+    f.sample("node_time_seconds", &[], s.time_ns as f64 / 1e9);
+    // Its stat collector.
+    for (name, kind, help, v) in [
+        (
+            "node_intr_total",
+            "counter",
+            "Total number of interrupts serviced.",
+            m.stat.intr,
+        ),
+        (
+            "node_context_switches_total",
+            "counter",
+            "Total number of context switches.",
+            m.stat.ctxt,
+        ),
+        (
+            "node_forks_total",
+            "counter",
+            "Total number of forks.",
+            m.stat.processes,
+        ),
+        (
+            "node_procs_running",
+            "gauge",
+            "Number of processes in runnable state.",
+            m.stat.procs_running,
+        ),
+        (
+            "node_procs_blocked",
+            "gauge",
+            "Number of processes blocked waiting for I/O to complete.",
+            m.stat.procs_blocked,
+        ),
+    ] {
+        if let Some(v) = v {
+            f.head(name, kind, help);
+            f.sample(name, &[], v as f64);
+        }
+    }
+    // Its vmstat collector: untyped, as node_exporter declares them.
+    for (k, v) in &m.vmstat {
+        let name = format!("node_vmstat_{k}");
+        f.head(
+            &name,
+            "untyped",
+            &format!("/proc/vmstat information field {k}."),
+        );
+        f.sample(&name, &[], *v as f64);
+    }
     for (name, help, pick) in [
         ("node_filesystem_size_bytes", "Filesystem size in bytes.", 0),
         (
@@ -586,6 +641,8 @@ mod tests {
         let s = Snapshot {
             sample: crate::metrics::host::HostSample {
                 mem: crate::metrics::host::parse_meminfo(meminfo),
+                stat: crate::metrics::host::parse_stat_counters("ctxt 999\nprocs_running 3\n"),
+                vmstat: vec![("pgmajfault".into(), 4)],
                 uname: Some(crate::metrics::host::Uname {
                     sysname: "Linux".into(),
                     nodename: "h1".into(),
@@ -602,6 +659,15 @@ mod tests {
         assert!(text.contains("# HELP node_memory_MemTotal_bytes Memory information field MemTotal_bytes.\n# TYPE node_memory_MemTotal_bytes gauge\nnode_memory_MemTotal_bytes 16777216\n"), "{text}");
         assert!(text.contains("\nnode_memory_Active_anon_bytes 102400\n"));
         assert!(text.contains("\nnode_memory_HugePages_Total 4\n"));
+        assert!(text.contains(
+            "# TYPE node_context_switches_total counter\nnode_context_switches_total 999\n"
+        ));
+        assert!(text.contains("# TYPE node_procs_running gauge\nnode_procs_running 3\n"));
+        assert!(
+            !text.contains("node_forks_total"),
+            "absent where /proc/stat has no line"
+        );
+        assert!(text.contains("# HELP node_vmstat_pgmajfault /proc/vmstat information field pgmajfault.\n# TYPE node_vmstat_pgmajfault untyped\nnode_vmstat_pgmajfault 4\n"));
         // Fields node_exporter does not export, and fields this kernel lacks, are absent.
         assert!(!text.contains("Zswap") && !text.contains("node_memory_SwapTotal_bytes"));
         assert!(text.contains("node_uname_info{domainname=\"(none)\",machine=\"x86_64\",nodename=\"h1\",release=\"6.1.0\",sysname=\"Linux\",version=\"#1 SMP \\\"x\\\"\"} 1\n"), "{text}");
