@@ -276,6 +276,9 @@ pub struct DiskUsage {
     pub used: u64,
     pub inodes_total: u64,
     pub inodes_free: u64,
+    /// Free space root may use too (`f_bfree`; `free` is `f_bavail`, Telegraf's `free`).
+    pub free_root: u64,
+    pub readonly: bool,
 }
 
 pub fn disk_usage(path: &str) -> Option<DiskUsage> {
@@ -290,6 +293,8 @@ pub fn disk_usage(path: &str) -> Option<DiskUsage> {
         used,
         inodes_total: s.files(),
         inodes_free: s.files_free(),
+        free_root: s.blocks_free() * frag,
+        readonly: s.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY),
     })
 }
 

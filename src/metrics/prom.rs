@@ -475,10 +475,34 @@ pub fn encode(s: &Snapshot, own: &Own) -> String {
             "Filesystem total free file nodes.",
             3,
         ),
+        (
+            "node_filesystem_free_bytes",
+            "Filesystem free space in bytes.",
+            4,
+        ),
+        (
+            "node_filesystem_readonly",
+            "Filesystem read-only status.",
+            5,
+        ),
+        (
+            "node_filesystem_device_error",
+            "Whether an error occurred while getting statistics for the given device.",
+            6,
+        ),
     ] {
         f.head(name, "gauge", help);
         for (mnt, u) in &s.disks {
-            let v = [u.total, u.free, u.inodes_total, u.inodes_free][pick];
+            // Only file systems whose statfs answered are listed, so device_error is 0.
+            let v = [
+                u.total,
+                u.free,
+                u.inodes_total,
+                u.inodes_free,
+                u.free_root,
+                u64::from(u.readonly),
+                0,
+            ][pick];
             f.sample(
                 name,
                 &[
@@ -653,6 +677,21 @@ mod tests {
                 }),
                 ..Default::default()
             },
+            disks: vec![(
+                crate::metrics::host::Mount {
+                    device: "/dev/sda1".into(),
+                    path: "/".into(),
+                    fstype: "ext4".into(),
+                    mode: "rw",
+                },
+                crate::metrics::host::DiskUsage {
+                    total: 100,
+                    free: 40,
+                    free_root: 50,
+                    readonly: true,
+                    ..Default::default()
+                },
+            )],
             ..Default::default()
         };
         let text = encode(&s, &Own::default());
@@ -668,6 +707,15 @@ mod tests {
             "absent where /proc/stat has no line"
         );
         assert!(text.contains("# HELP node_vmstat_pgmajfault /proc/vmstat information field pgmajfault.\n# TYPE node_vmstat_pgmajfault untyped\nnode_vmstat_pgmajfault 4\n"));
+        let fs = "{device=\"/dev/sda1\",fstype=\"ext4\",mountpoint=\"/\"}";
+        for line in [
+            format!("node_filesystem_avail_bytes{fs} 40\n"),
+            format!("node_filesystem_free_bytes{fs} 50\n"),
+            format!("node_filesystem_readonly{fs} 1\n"),
+            format!("node_filesystem_device_error{fs} 0\n"),
+        ] {
+            assert!(text.contains(&line), "{line} missing: {text}");
+        }
         // Fields node_exporter does not export, and fields this kernel lacks, are absent.
         assert!(!text.contains("Zswap") && !text.contains("node_memory_SwapTotal_bytes"));
         assert!(text.contains("node_uname_info{domainname=\"(none)\",machine=\"x86_64\",nodename=\"h1\",release=\"6.1.0\",sysname=\"Linux\",version=\"#1 SMP \\\"x\\\"\"} 1\n"), "{text}");
