@@ -527,25 +527,91 @@ pub fn encode(s: &Snapshot, own: &Own) -> String {
             f.sample(name, &[("device", &n.name)], get(n) as f64);
         }
     }
-    for (name, help, bytes) in [
+    // node_exporter's diskstats collector: counts as they are, times from ms to seconds.
+    type DiskGet = fn(&super::host::DiskIo) -> u64;
+    let disk: [(&str, &str, &str, DiskGet, f64); 11] = [
+        (
+            "node_disk_reads_completed_total",
+            "counter",
+            "The total number of reads completed successfully.",
+            |d| d.reads,
+            1.0,
+        ),
+        (
+            "node_disk_reads_merged_total",
+            "counter",
+            "The total number of reads merged.",
+            |d| d.merged_reads,
+            1.0,
+        ),
         (
             "node_disk_read_bytes_total",
+            "counter",
             "The total number of bytes read successfully.",
-            true,
+            |d| d.read_bytes,
+            1.0,
+        ),
+        (
+            "node_disk_read_time_seconds_total",
+            "counter",
+            "The total number of seconds spent by all reads.",
+            |d| d.read_time,
+            0.001,
+        ),
+        (
+            "node_disk_writes_completed_total",
+            "counter",
+            "The total number of writes completed successfully.",
+            |d| d.writes,
+            1.0,
+        ),
+        (
+            "node_disk_writes_merged_total",
+            "counter",
+            "The number of writes merged.",
+            |d| d.merged_writes,
+            1.0,
         ),
         (
             "node_disk_written_bytes_total",
+            "counter",
             "The total number of bytes written successfully.",
-            false,
+            |d| d.write_bytes,
+            1.0,
         ),
-    ] {
-        f.head(name, "counter", help);
+        (
+            "node_disk_write_time_seconds_total",
+            "counter",
+            "This is the total number of seconds spent by all writes.",
+            |d| d.write_time,
+            0.001,
+        ),
+        (
+            "node_disk_io_now",
+            "gauge",
+            "The number of I/Os currently in progress.",
+            |d| d.iops_in_progress,
+            1.0,
+        ),
+        (
+            "node_disk_io_time_seconds_total",
+            "counter",
+            "Total seconds spent doing I/Os.",
+            |d| d.io_time,
+            0.001,
+        ),
+        (
+            "node_disk_io_time_weighted_seconds_total",
+            "counter",
+            "The weighted # of seconds spent doing I/Os.",
+            |d| d.weighted_io_time,
+            0.001,
+        ),
+    ];
+    for (name, kind, help, get, factor) in disk {
+        f.head(name, kind, help);
         for d in &m.disks {
-            f.sample(
-                name,
-                &[("device", &d.name)],
-                if bytes { d.read_bytes } else { d.write_bytes } as f64,
-            );
+            f.sample(name, &[("device", &d.name)], get(d) as f64 * factor);
         }
     }
     // berth's own.
@@ -667,6 +733,9 @@ mod tests {
                 mem: crate::metrics::host::parse_meminfo(meminfo),
                 stat: crate::metrics::host::parse_stat_counters("ctxt 999\nprocs_running 3\n"),
                 vmstat: vec![("pgmajfault".into(), 4)],
+                disks: crate::metrics::host::parse_diskstats(
+                    "   8       0 sda 10 1 80 5 20 2 160 7 3 40 2500\n",
+                ),
                 uname: Some(crate::metrics::host::Uname {
                     sysname: "Linux".into(),
                     nodename: "h1".into(),
@@ -717,6 +786,13 @@ mod tests {
             assert!(text.contains(&line), "{line} missing: {text}");
         }
         // Fields node_exporter does not export, and fields this kernel lacks, are absent.
+        assert!(
+            text.contains("node_disk_io_time_weighted_seconds_total{device=\"sda\"} 2.5\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE node_disk_io_now gauge\nnode_disk_io_now{device=\"sda\"} 3\n")
+        );
         assert!(!text.contains("Zswap") && !text.contains("node_memory_SwapTotal_bytes"));
         assert!(text.contains("node_uname_info{domainname=\"(none)\",machine=\"x86_64\",nodename=\"h1\",release=\"6.1.0\",sysname=\"Linux\",version=\"#1 SMP \\\"x\\\"\"} 1\n"), "{text}");
     }
