@@ -380,15 +380,19 @@ fn apply_weights(vs: &mut [Version], weights: &[(u32, u32)], now: i64, why: &str
     settle(vs, now, why);
 }
 
+fn failed_refusal(v: &Version) -> ReleaseError {
+    ReleaseError::Conflict(format!(
+        "{} failed ({}): it cannot take traffic; deploy a fix or choose another version",
+        v.name(),
+        v.reason
+    ))
+}
+
 /// Only a version that runs healthy can be given traffic.
 fn check_can_serve(v: &Version) -> Result<(), ReleaseError> {
     match v.state {
         VersionState::Normal | VersionState::Awaiting => Ok(()),
-        VersionState::Failed => Err(ReleaseError::Conflict(format!(
-            "{} failed ({}): it cannot take traffic; deploy a fix or choose another version",
-            v.name(),
-            v.reason
-        ))),
+        VersionState::Failed => Err(failed_refusal(v)),
         VersionState::Creating => Err(ReleaseError::Conflict(format!(
             "{} is still creating: it can take traffic once `berth versions {}` shows it normal",
             v.name(),
@@ -431,8 +435,9 @@ fn main_version(vs: &[Version]) -> Option<&Version> {
         .max_by_key(|v| (v.weight, v.number))
 }
 
-/// Takes `i`'s traffic away: to the other versions that have some, in proportion. Refused
-/// when no other version has traffic (there would be nothing healthy to send it to).
+/// Takes `i`'s traffic away (its weight becomes 0): to the other versions that have some,
+/// in proportion. Refused, changing nothing, when no other version has traffic (there would
+/// be nothing healthy to send it to).
 fn hand_back(vs: &mut [Version], i: usize, what: &str) -> Result<(), ReleaseError> {
     let n = vs[i].number;
     if vs[i].weight == 0 {
@@ -479,7 +484,6 @@ fn rollback(
         let n = p.number;
         let i = find(vs, n)?;
         hand_back(vs, i, "rolled back")?;
-        vs[i].weight = 0;
         vs[i].release = Release::None;
         settle(vs, now, why);
         vs[i].reason = "rolled back".into();
@@ -507,11 +511,7 @@ fn rollback(
     let i = find(vs, to)?;
     let v = &vs[i];
     if v.state == VersionState::Failed {
-        return Err(ReleaseError::Conflict(format!(
-            "{} failed ({}): it cannot take traffic; choose another version",
-            v.name(),
-            v.reason
-        )));
+        return Err(failed_refusal(v));
     }
     if v.weight == 100 && !vs.iter().any(|o| o.number != to && o.live()) {
         return Err(ReleaseError::Conflict(format!(
@@ -587,7 +587,6 @@ fn abort(vs: &mut [Version], now: i64, why: &str) -> Result<u32, ReleaseError> {
     let i = blue_green(vs)?;
     let n = vs[i].number;
     hand_back(vs, i, "aborted")?;
-    vs[i].weight = 0;
     vs[i].release = Release::None;
     settle(vs, now, why);
     vs[i].reason = "aborted".into();
@@ -641,9 +640,8 @@ fn ready(vs: &mut [Version], number: u32, now: i64) -> Result<u32, ReleaseError>
 /// that have some; with none (a first deploy) it keeps it: there is nothing else to serve.
 fn fail(vs: &mut [Version], number: u32, reason: &str, now: i64) -> Result<u32, ReleaseError> {
     let i = creating(vs, number)?;
-    if hand_back(vs, i, "failed").is_ok() && vs.iter().any(|v| v.number != number && v.weight > 0) {
-        vs[i].weight = 0;
-    }
+    // Refused when it has all the traffic: then it keeps it.
+    let _ = hand_back(vs, i, "failed");
     vs[i].state = VersionState::Failed;
     vs[i].reason = reason.to_string();
     vs[i].release = Release::None;

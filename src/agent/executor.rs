@@ -32,13 +32,14 @@ fn phase(a: &Action, desired: &BTreeMap<String, StoredApp>) -> u8 {
 /// Removals that free nothing a create of this pass needs (another version's container
 /// name, no slot of a live version): they run in the background, so a stop that takes its
 /// whole grace period never holds up the new version.
-fn background(a: &Action) -> Option<&str> {
+fn background(a: &Action) -> Option<(&str, &str)> {
     match a {
         Action::Remove {
             id,
+            app,
             reason: RemoveReason::Retired | RemoveReason::Discarded,
             ..
-        } => Some(id),
+        } => Some((id, app)),
         _ => None,
     }
 }
@@ -56,7 +57,9 @@ impl Core {
         let me = self.me.get().and_then(std::sync::Weak::upgrade);
         if let Some(core) = &me {
             for a in &plan.actions {
-                let Some(id) = background(a) else { continue };
+                let Some((id, app)) = background(a) else {
+                    continue;
+                };
                 in_background += 1;
                 let fresh = self
                     .removing
@@ -67,16 +70,13 @@ impl Core {
                     continue;
                 }
                 attempted.fetch_add(1, Ordering::Relaxed);
-                let (core, a, id) = (core.clone(), a.clone(), id.to_string());
-                let app = match &a {
-                    Action::Remove { app, .. } => app.clone(),
-                    _ => String::new(),
-                };
+                // The task needs the app only for the stop grace period.
                 let one: BTreeMap<String, StoredApp> = apps
-                    .get(&app)
-                    .map(|s| (app.clone(), s.clone()))
+                    .get(app)
+                    .map(|s| (app.to_string(), s.clone()))
                     .into_iter()
                     .collect();
+                let (core, a, id) = (core.clone(), a.clone(), id.to_string());
                 tokio::spawn(async move {
                     core.run_action(&a, &one).await;
                     core.removing

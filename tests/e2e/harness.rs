@@ -405,6 +405,27 @@ pub fn router_get(
     )
 }
 
+/// Where `n` requests for `host` + `path` through the router go: answer body -> count
+/// (failures as `HTTP nnn`).
+pub fn router_tally(
+    router: u16,
+    host: &str,
+    path: &str,
+    n: usize,
+) -> std::collections::BTreeMap<String, usize> {
+    let mut out = std::collections::BTreeMap::new();
+    for _ in 0..n {
+        let (status, body, _) = router_get(router, host, path, None);
+        let key = if status == 200 {
+            body.trim().to_string()
+        } else {
+            format!("HTTP {status}")
+        };
+        *out.entry(key).or_insert(0) += 1;
+    }
+    out
+}
+
 /// Containers a test made outside berth, removed when the test ends, also when it fails
 /// (a leftover would keep its image "in use" for the prune test).
 pub struct Containers(pub Vec<String>);

@@ -34,6 +34,15 @@ impl Web<'_> {
         }
     }
 
+    /// Four instances, rolling updates one at a time.
+    fn four(tag: &str) -> Web<'_> {
+        Web {
+            replicas: 4,
+            rolling: Some(1),
+            ..Web::new(tag)
+        }
+    }
+
     fn yaml(&self) -> String {
         let serve = if self.slow_stop {
             "trap '' TERM; httpd -f -p 8080 -h /www"
@@ -112,17 +121,7 @@ fn weights(a: &Agent, app: &str) -> BTreeMap<String, u32> {
 
 /// Where `n` requests go: tag -> count (failures as `HTTP nnn`).
 fn tally(port: u16, n: usize) -> BTreeMap<String, usize> {
-    let mut out = BTreeMap::new();
-    for _ in 0..n {
-        let (status, body, _) = router_get(port, HOST, "/v", None);
-        let key = if status == 200 {
-            body.trim().to_string()
-        } else {
-            format!("HTTP {status}")
-        };
-        *out.entry(key).or_insert(0) += 1;
-    }
-    out
+    router_tally(port, HOST, "/v", n)
 }
 
 /// All of 300 requests answered by `tag`.
@@ -243,17 +242,12 @@ fn a_fix_deployed_over_a_failing_version_succeeds() {
 #[test]
 fn versions_show_the_routers_split_during_a_rolling_update() {
     let (a, port) = router_agent();
-    let four = |tag| Web {
-        replicas: 4,
-        rolling: Some(1),
-        ..Web::new(tag)
-    };
-    let (ok, out, _) = deploy(&a, "ov2", &four("r1"), &[]);
+    let (ok, out, _) = deploy(&a, "ov2", &Web::four("r1"), &[]);
     assert!(ok, "{out}");
     // Each new instance takes ~4 s to answer: the split holds still between batches.
     let slow = Web {
         start_delay: 4,
-        ..four("r2")
+        ..Web::four("r2")
     };
     let (ok, out, _) = deploy(&a, "ov2", &slow, &["--detach"]);
     assert!(ok, "{out}");
@@ -302,16 +296,11 @@ fn versions_show_the_routers_split_during_a_rolling_update() {
 #[test]
 fn a_deploy_during_a_rolling_update_or_an_unconfirmed_release_is_refused() {
     let (a, port) = router_agent();
-    let four = |tag| Web {
-        replicas: 4,
-        rolling: Some(1),
-        ..Web::new(tag)
-    };
-    let (ok, out, _) = deploy(&a, "ov3", &four("b1"), &[]);
+    let (ok, out, _) = deploy(&a, "ov3", &Web::four("b1"), &[]);
     assert!(ok, "{out}");
     let slow = Web {
         start_delay: 3,
-        ..four("b2")
+        ..Web::four("b2")
     };
     let (ok, out, _) = deploy(&a, "ov3", &slow, &["--detach"]);
     assert!(ok, "{out}");

@@ -44,17 +44,7 @@ fn state_of(a: &Agent, target: &str, name: &str) -> (u32, String) {
 
 /// Which tags answer `n` requests.
 fn tally(port: u16, n: usize) -> BTreeMap<String, usize> {
-    let mut out = BTreeMap::new();
-    for _ in 0..n {
-        let (status, body, _) = router_get(port, HOST, "/v", None);
-        let key = if status == 200 {
-            body.trim().to_string()
-        } else {
-            format!("HTTP {status}")
-        };
-        *out.entry(key).or_insert(0) += 1;
-    }
-    out
+    router_tally(port, HOST, "/v", n)
 }
 
 fn only(port: u16, tag: &str) -> bool {
