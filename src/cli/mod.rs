@@ -689,11 +689,21 @@ fn wait_versions(
                 why.join("; ")
             );
         }
+        // The split is the last pass's view; the status is now's: a service of this deploy
+        // counts as up only when both say all its instances run.
+        let s: AppStatus = client.get(&format!("/v1/apps/{app}"))?;
+        for svc in s.services.iter().filter(|x| lists.contains_key(&x.name)) {
+            if svc.running < svc.desired {
+                waiting.push(format!(
+                    "{} ({}/{} running)",
+                    svc.name, svc.running, svc.desired
+                ));
+            }
+        }
         if waiting.is_empty() {
             for d in done {
                 println!("{d}");
             }
-            let s: AppStatus = client.get(&format!("/v1/apps/{app}"))?;
             println!(
                 "{app}: {done_what}, {}/{} running ({:.1}s)",
                 s.running,
