@@ -313,7 +313,7 @@ services:
         echo "good 1" >> /tmp/good.log
         head -c 40000 /dev/zero | tr '\0' p
         seq 1 300000 | sed 's/^/flood /' >&2
-        sleep 30
+        w=0; until [ -e /tmp/go ] || [ $$w -ge 900 ]; do sleep 0.2; w=$$((w+1)); done
         i=0; while :; do i=$$((i+1)); echo "beat $$i"; echo "good $$i" >> /tmp/good.log; sleep 0.2; done
     labels:
       berth.log_store_shadow: /var/log/shadow.log
@@ -335,17 +335,19 @@ services:
             .map(|l| serde_json::from_str(l).expect("a JSON log line"))
             .collect()
     };
-    // The stderr flood is stored while the stdout piece is still pending (it ends 30 s
-    // later): held lines are let go past their bound, with a checkpoint.
+    // The stderr flood is stored while the stdout piece is still pending (it ends only when
+    // the test says so, after at most 3 minutes): held lines are let go past their bound,
+    // with a checkpoint.
     wait_until(
         "the flood is stored while the piece is pending",
-        Duration::from_secs(25),
+        Duration::from_secs(150),
         || {
             lines(&["--stream", "stderr", "--tail", "1"])
                 .first()
                 .is_some_and(|l| l.message == "flood 300000")
         },
     );
+    docker_ok(&["exec", "evil_evil-001_1", "touch", "/tmp/go"]);
     // Lines keep arriving from the honest sources (the FIFO did not block the log loop).
     wait_until(
         "heartbeat and file lines arrive",
