@@ -64,6 +64,7 @@ fn observed(apps: usize, web_hash: &str) -> Observed {
                     status: String::new(),
                     ip: String::new(),
                     health: Default::default(),
+                    labels: Default::default(),
                 });
             }
         }

@@ -453,6 +453,10 @@ pub struct Instance {
     /// Health as berth's probes (or the engine's healthcheck) see it.
     #[serde(default)]
     pub health: Health,
+    /// The container's labels other than berth's own (`berth.*`): what cAdvisor exposes as
+    /// `container_label_*`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
 }
 
 impl Instance {

@@ -35,6 +35,7 @@ fn target(core: &Core, i: &Instance) -> Target {
         exit_code: i.exit_code.unwrap_or(0),
         restart_count: restarts,
         oom_killed: oom,
+        labels: i.labels.clone(),
     }
 }
 
@@ -159,10 +160,16 @@ pub async fn metrics_loop(core: Arc<Core>, mut shutdown: tokio::sync::watch::Rec
                     (c, s)
                 })
                 .await;
-                let Ok((c, snapshot)) = joined else {
+                let Ok((c, mut snapshot)) = joined else {
                     tracing::error!("metrics: the collector panicked; metrics stop");
                     return;
                 };
+                // Telegraf's docker input: the engine's /info, one call per cycle.
+                snapshot.engine =
+                    tokio::time::timeout(Duration::from_secs(2), core.runtime.engine_info())
+                        .await
+                        .ok()
+                        .and_then(Result::ok);
                 collector = Some(c);
                 let apps = Arc::new(core.store.list_apps().unwrap_or_default());
                 queue(&core, &apps, &global, &report, &collect::points(&snapshot));

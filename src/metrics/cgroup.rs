@@ -77,6 +77,29 @@ pub struct BlkDevice {
     pub write_bytes: u64,
     pub read_ops: u64,
     pub write_ops: u64,
+    /// cgroup v1's other operations (`Sync`, `Async`, `Discard`, `Total`) under Telegraf's
+    /// field names (`io_service_bytes_recursive_sync`, ...); v2's io.stat has none.
+    pub more: Vec<(String, u64)>,
+}
+
+impl BlkDevice {
+    /// Telegraf's docker_container_blkio fields for this device.
+    pub fn telegraf_fields(&self) -> Vec<(String, u64)> {
+        let mut out = vec![
+            (
+                "io_service_bytes_recursive_read".to_string(),
+                self.read_bytes,
+            ),
+            (
+                "io_service_bytes_recursive_write".to_string(),
+                self.write_bytes,
+            ),
+            ("io_serviced_recursive_read".to_string(), self.read_ops),
+            ("io_serviced_recursive_write".to_string(), self.write_ops),
+        ];
+        out.extend(self.more.iter().cloned());
+        out
+    }
 }
 
 /// One network interface's counters.
@@ -91,6 +114,30 @@ pub struct NetDev {
     pub tx_packets: u64,
     pub tx_errors: u64,
     pub tx_dropped: u64,
+    /// The other columns of /proc/net/dev: rx fifo, frame, compressed, multicast; tx fifo,
+    /// colls, carrier, compressed.
+    pub rx_fifo: u64,
+    pub rx_frame: u64,
+    pub rx_compressed: u64,
+    pub rx_multicast: u64,
+    pub tx_fifo: u64,
+    pub tx_colls: u64,
+    pub tx_carrier: u64,
+    pub tx_compressed: u64,
+}
+
+impl NetDev {
+    /// Adds another interface's counters (Telegraf's `network=total`).
+    pub fn add(&mut self, o: &NetDev) {
+        self.rx_bytes += o.rx_bytes;
+        self.rx_packets += o.rx_packets;
+        self.rx_errors += o.rx_errors;
+        self.rx_dropped += o.rx_dropped;
+        self.tx_bytes += o.tx_bytes;
+        self.tx_packets += o.tx_packets;
+        self.tx_errors += o.tx_errors;
+        self.tx_dropped += o.tx_dropped;
+    }
 }
 
 /// USER_HZ: the unit of `cpuacct.stat` and `/proc/*/stat` times (100 on every Linux build we
@@ -376,6 +423,15 @@ pub fn parse_blkio_v1(bytes: &str, ops: &str) -> Vec<BlkDevice> {
                 ("Write", true) => d.write_bytes = v,
                 ("Read", false) => d.read_ops = v,
                 ("Write", false) => d.write_ops = v,
+                (op @ ("Sync" | "Async" | "Discard" | "Total"), _) => {
+                    let kind = if is_bytes {
+                        "io_service_bytes_recursive"
+                    } else {
+                        "io_serviced_recursive"
+                    };
+                    d.more
+                        .push((format!("{kind}_{}", op.to_ascii_lowercase()), v));
+                }
                 _ => {}
             }
         }
@@ -436,6 +492,14 @@ pub fn parse_net_dev(text: &str) -> Vec<NetDev> {
                 tx_packets: v[9],
                 tx_errors: v[10],
                 tx_dropped: v[11],
+                rx_fifo: v[4],
+                rx_frame: v[5],
+                rx_compressed: v[6],
+                rx_multicast: v[7],
+                tx_fifo: v[12],
+                tx_colls: v[13],
+                tx_carrier: v[14],
+                tx_compressed: v[15],
             })
         })
         .collect()
@@ -604,7 +668,8 @@ mod tests {
                 read_bytes: 4096,
                 write_bytes: 8192,
                 read_ops: 1,
-                write_ops: 2
+                write_ops: 2,
+                more: vec![("io_service_bytes_recursive_total".into(), 12288)],
             }]
         );
         assert_eq!(s.pid, Some(7));

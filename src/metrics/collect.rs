@@ -24,6 +24,8 @@ pub struct Target {
     pub exit_code: i64,
     pub restart_count: u64,
     pub oom_killed: bool,
+    /// The container's own labels (not berth's): cAdvisor's `container_label_*`.
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 /// One container's figures at one moment.
@@ -36,6 +38,8 @@ pub struct ContainerSample {
     /// Percent of one CPU since the previous cycle (Docker's formula; up to 100 x CPUs).
     pub cpu_percent: Option<f64>,
     pub started_ns: Option<i64>,
+    /// The writable layer's size, measured on the slower cycle (cAdvisor's fs figures).
+    pub fs: Option<super::fsusage::FsUsage>,
 }
 
 impl ContainerSample {
@@ -67,6 +71,8 @@ pub struct Snapshot {
     pub cpu_percent: Vec<(String, [(&'static str, f64); 10])>,
     pub containers: Vec<ContainerSample>,
     pub disks: Vec<(Mount, DiskUsage)>,
+    /// The engine's `/info` of this cycle (None when it did not answer).
+    pub engine: Option<crate::runtime::EngineInfo>,
 }
 
 /// Keeps what rates need from the previous cycle.
@@ -77,6 +83,8 @@ pub struct Collector {
     prev_containers: HashMap<String, (u64, u64)>,
     /// container id -> (first pid, its start time): read once per process.
     started: HashMap<String, (u32, Option<i64>)>,
+    /// container id -> its writable layer's last measurement and when it was taken.
+    fs: HashMap<String, (super::fsusage::FsUsage, std::time::Instant)>,
 }
 
 impl Collector {
@@ -86,6 +94,7 @@ impl Collector {
             prev_cpus: Vec::new(),
             prev_containers: HashMap::new(),
             started: HashMap::new(),
+            fs: HashMap::new(),
         }
     }
 
@@ -108,7 +117,10 @@ impl Collector {
         let n_cpus = sample.n_cpus() as f64;
         let mut prev = std::mem::take(&mut self.prev_containers);
         let mut started = std::mem::take(&mut self.started);
-        let containers = targets
+        let mut fs = std::mem::take(&mut self.fs);
+        // Layer sizes are measured on a slower cycle, a few containers per cycle at most.
+        let mut fs_budget = 8;
+        let containers: Vec<ContainerSample> = targets
             .into_iter()
             .map(|t| {
                 let stats = (t.status == "running")
@@ -128,10 +140,31 @@ impl Collector {
                         self.started.insert(t.id.clone(), (p, at));
                         at
                     }),
+                    fs: None,
                     target: t,
                     stats,
                     cpu_percent: None,
                 };
+                if let Some(pid) = s.stats.as_ref().and_then(|st| st.pid) {
+                    // A fresh figure is kept; a stale one is measured again when this
+                    // cycle's budget allows, else kept until a later cycle does.
+                    let old = fs.remove(&s.target.id);
+                    let fresh = old
+                        .as_ref()
+                        .is_some_and(|(_, at)| at.elapsed() < super::fsusage::REFRESH);
+                    let measured = if !fresh && fs_budget > 0 {
+                        fs_budget -= 1;
+                        super::fsusage::measure(pid, &sample.mounts)
+                            .map(|u| (u, std::time::Instant::now()))
+                            .or(old)
+                    } else {
+                        old
+                    };
+                    if let Some((u, at)) = measured {
+                        s.fs = Some(u.clone());
+                        self.fs.insert(s.target.id.clone(), (u, at));
+                    }
+                }
                 if let Some(st) = &s.stats {
                     if let Some((c0, h0)) = prev.remove(&s.target.id) {
                         let dh =
@@ -161,6 +194,7 @@ impl Collector {
             cpu_percent,
             containers,
             disks,
+            engine: None,
         }
     }
 }
@@ -198,7 +232,12 @@ fn split_image(image: &str) -> (&str, &str) {
 /// The tags every container series carries.
 pub fn container_tags(s: &Snapshot, t: &Target) -> Vec<(String, String)> {
     let (image, version) = split_image(&t.image);
-    vec![
+    let mut tags: Vec<(String, String)> = Vec::with_capacity(12);
+    if let Some(e) = &s.engine {
+        tags.push(("engine_host".into(), e.name.clone()));
+        tags.push(("server_version".into(), e.server_version.clone()));
+    }
+    tags.extend([
         ("host".into(), s.host.clone()),
         ("container_name".into(), t.name.clone()),
         ("container_image".into(), image.into()),
@@ -209,7 +248,8 @@ pub fn container_tags(s: &Snapshot, t: &Target) -> Vec<(String, String)> {
         ("version".into(), t.version.clone()),
         ("slot".into(), t.slot.to_string()),
         ("node".into(), s.node.clone()),
-    ]
+    ]);
+    tags
 }
 
 fn int(v: u64) -> Value {
@@ -266,32 +306,54 @@ pub fn points(s: &Snapshot) -> Vec<Point> {
                 m = m.float("usage_percent", pc);
             }
             out.push(m.field("container_id", id.clone()));
+            // Per network and, as Telegraf's default `total_include` adds, a `total` one
+            // (none for a container in the host's network, as Telegraf).
+            let net_fields = |p: Point, n: &NetDev| {
+                p.field("rx_bytes", int(n.rx_bytes))
+                    .field("rx_packets", int(n.rx_packets))
+                    .field("rx_errors", int(n.rx_errors))
+                    .field("rx_dropped", int(n.rx_dropped))
+                    .field("tx_bytes", int(n.tx_bytes))
+                    .field("tx_packets", int(n.tx_packets))
+                    .field("tx_errors", int(n.tx_errors))
+                    .field("tx_dropped", int(n.tx_dropped))
+                    .field("container_id", id.clone())
+            };
+            let mut total = NetDev::default();
             for n in &c.net {
-                out.push(
-                    pt("docker_container_net")
-                        .tag("network", n.name.clone())
-                        .field("rx_bytes", int(n.rx_bytes))
-                        .field("rx_packets", int(n.rx_packets))
-                        .field("rx_errors", int(n.rx_errors))
-                        .field("rx_dropped", int(n.rx_dropped))
-                        .field("tx_bytes", int(n.tx_bytes))
-                        .field("tx_packets", int(n.tx_packets))
-                        .field("tx_errors", int(n.tx_errors))
-                        .field("tx_dropped", int(n.tx_dropped))
-                        .field("container_id", id.clone()),
-                );
+                out.push(net_fields(
+                    pt("docker_container_net").tag("network", n.name.clone()),
+                    n,
+                ));
+                total.add(n);
             }
+            if !c.net.is_empty() {
+                out.push(net_fields(
+                    pt("docker_container_net").tag("network", "total"),
+                    &total,
+                ));
+            }
+            // Per device and a `total` (always written, with only container_id when the
+            // kernel counted no device, as Telegraf writes it).
+            let mut sum: Vec<(String, u64)> = Vec::new();
             for d in &st.blkio {
-                out.push(
-                    pt("docker_container_blkio")
-                        .tag("device", format!("{}:{}", d.major, d.minor))
-                        .field("io_service_bytes_recursive_read", int(d.read_bytes))
-                        .field("io_service_bytes_recursive_write", int(d.write_bytes))
-                        .field("io_serviced_recursive_read", int(d.read_ops))
-                        .field("io_serviced_recursive_write", int(d.write_ops))
-                        .field("container_id", id.clone()),
-                );
+                let fields = d.telegraf_fields();
+                let mut p =
+                    pt("docker_container_blkio").tag("device", format!("{}:{}", d.major, d.minor));
+                for (k, v) in &fields {
+                    p = p.field(k.clone(), int(*v));
+                    match sum.iter_mut().find(|(n, _)| n == k) {
+                        Some(e) => e.1 += v,
+                        None => sum.push((k.clone(), *v)),
+                    }
+                }
+                out.push(p.field("container_id", id.clone()));
             }
+            let mut p = pt("docker_container_blkio").tag("device", "total");
+            for (k, v) in sum {
+                p = p.field(k, int(v));
+            }
+            out.push(p.field("container_id", id.clone()));
         }
         let mut p = pt("docker_container_status")
             .field(
@@ -421,17 +483,153 @@ fn host_points(s: &Snapshot, out: &mut Vec<Point>) {
                 .field("err_in", int(n.rx_errors))
                 .field("err_out", int(n.tx_errors))
                 .field("drop_in", int(n.rx_dropped))
-                .field("drop_out", int(n.tx_dropped)),
+                .field("drop_out", int(n.tx_dropped))
+                .field(
+                    "speed",
+                    Value::Int(
+                        m.node
+                            .netclass
+                            .iter()
+                            .find(|c| c.device == n.name)
+                            .and_then(|c| c.speed_mbps)
+                            .map(|v| v as i64)
+                            .unwrap_or(-1),
+                    ),
+                ),
         );
     }
+    let mut system = pt("system")
+        .float("load1", m.load[0])
+        .float("load5", m.load[1])
+        .float("load15", m.load[2])
+        .field("n_cpus", int(m.n_cpus() as u64))
+        .field("uptime", int(m.uptime_s));
+    // Telegraf leaves n_users out when the host has no utmp.
+    if let Some(u) = m.node.users {
+        system = system.field("n_users", int(u));
+    }
+    out.push(system);
+    telegraf_host_inputs(s, out);
+}
+
+/// Telegraf's default kernel, processes and swap inputs, its netstat input, the `net`
+/// input's protocol counters (`interface=all`, from /proc/net/snmp) and the docker input's
+/// engine-wide `docker` measurement.
+fn telegraf_host_inputs(s: &Snapshot, out: &mut Vec<Point>) {
+    let t = s.time_ns;
+    let m = &s.sample;
+    let n = &m.node;
+    let pt = |name: &str| {
+        Point::new(name, t)
+            .tag("host", s.host.clone())
+            .tag("node", s.node.clone())
+    };
+    let mut kernel = pt("kernel").field("boot_time", int(m.boot_time_s));
+    for (field, v) in [
+        ("interrupts", m.stat.intr),
+        ("context_switches", m.stat.ctxt),
+        ("processes_forked", m.stat.processes),
+    ] {
+        if let Some(v) = v {
+            kernel = kernel.field(field, int(v));
+        }
+    }
+    if let Some((avail, _)) = n.entropy {
+        kernel = kernel.field("entropy_avail", int(avail));
+    }
+    out.push(kernel);
+    let p = &n.procs;
     out.push(
-        pt("system")
-            .float("load1", m.load[0])
-            .float("load5", m.load[1])
-            .float("load15", m.load[2])
-            .field("n_cpus", int(m.n_cpus() as u64))
-            .field("uptime", int(m.uptime_s)),
+        pt("processes")
+            .field("blocked", int(p.blocked))
+            .field("zombies", int(p.zombies))
+            .field("stopped", int(p.stopped))
+            .field("running", int(p.running))
+            .field("sleeping", int(p.sleeping))
+            .field("total", int(p.total))
+            .field("unknown", int(p.unknown))
+            .field("dead", int(p.dead))
+            .field("paging", int(p.paging))
+            .field("total_threads", int(p.total_threads))
+            .field("idle", int(p.idle)),
     );
+    // swap: gopsutil's figures (in/out are pages swapped times 4 KiB, as it computes them).
+    let (total, free) = (m.mem("SwapTotal"), m.mem("SwapFree"));
+    let used = total.saturating_sub(free);
+    let vm = |k: &str| {
+        m.vmstat
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| *v)
+            .unwrap_or(0)
+    };
+    out.push(
+        pt("swap")
+            .field("total", int(total))
+            .field("used", int(used))
+            .field("free", int(free))
+            .float(
+                "used_percent",
+                if total > 0 {
+                    used as f64 * 100.0 / total as f64
+                } else {
+                    0.0
+                },
+            )
+            .field("in", int(vm("pswpin") * 4096))
+            .field("out", int(vm("pswpout") * 4096)),
+    );
+    let mut netstat = pt("netstat").field("udp_socket", int(n.udp_sockets));
+    for state in super::node::TCP_STATES {
+        netstat = netstat.field(state, int(n.tcp_states.get(state).copied().unwrap_or(0)));
+    }
+    out.push(netstat);
+    let snmp: Vec<_> = n
+        .netstat
+        .iter()
+        .filter(|(p, _, _)| {
+            matches!(
+                p.as_str(),
+                "Ip" | "Icmp" | "IcmpMsg" | "Tcp" | "Udp" | "UdpLite"
+            )
+        })
+        .collect();
+    if !snmp.is_empty() {
+        let mut all = pt("net").tag("interface", "all");
+        for (proto, field, v) in snmp {
+            all = all.field(
+                format!(
+                    "{}_{}",
+                    proto.to_ascii_lowercase(),
+                    field.to_ascii_lowercase()
+                ),
+                Value::Int(*v as i64),
+            );
+        }
+        out.push(all);
+    }
+    if let Some(e) = &s.engine {
+        out.push(
+            Point::new("docker", t)
+                .tag("engine_host", e.name.clone())
+                .tag("server_version", e.server_version.clone())
+                .tag("host", s.host.clone())
+                .tag("node", s.node.clone())
+                .field("n_cpus", Value::Int(e.n_cpus))
+                .field(
+                    "n_used_file_descriptors",
+                    Value::Int(e.n_used_file_descriptors),
+                )
+                .field("n_containers", Value::Int(e.n_containers))
+                .field("n_containers_running", Value::Int(e.n_containers_running))
+                .field("n_containers_stopped", Value::Int(e.n_containers_stopped))
+                .field("n_containers_paused", Value::Int(e.n_containers_paused))
+                .field("n_images", Value::Int(e.n_images))
+                .field("n_goroutines", Value::Int(e.n_goroutines))
+                .field("n_listener_events", Value::Int(e.n_listener_events))
+                .field("memory_total", Value::Int(e.memory_total)),
+        );
+    }
 }
 
 #[cfg(test)]
@@ -519,5 +717,121 @@ mod tests {
         let p = cpu_percent(&[a], &[b]);
         assert_eq!(p[0].1[0], ("user", 20.0));
         assert_eq!(p[0].1[2], ("idle", 80.0));
+    }
+
+    #[test]
+    fn telegraf_default_inputs_docker_engine_and_blkio_totals() {
+        use crate::metrics::cgroup::BlkDevice;
+        let mut procs = super::super::node::ProcStates::default();
+        procs.add("1 (init) S 0 1 1 0 -1 0 0 0 0 0 0 0 0 0 20 0 3 0 10 20 30");
+        let mut tcp_states = std::collections::BTreeMap::new();
+        tcp_states.insert("tcp_established", 5);
+        let dev = |minor, read_bytes| BlkDevice {
+            major: 8,
+            minor,
+            read_bytes,
+            ..Default::default()
+        };
+        let s = Snapshot {
+            time_ns: 5,
+            host: "h1".into(),
+            node: "n1".into(),
+            sample: HostSample {
+                mem: crate::metrics::host::parse_meminfo("SwapTotal: 4 kB\nSwapFree: 1 kB\n"),
+                vmstat: vec![("pswpin".into(), 2)],
+                node: super::super::node::NodeSample {
+                    procs,
+                    tcp_states,
+                    udp_sockets: 3,
+                    entropy: Some((256, None)),
+                    netstat: vec![
+                        ("Tcp".into(), "CurrEstab".into(), 5.0),
+                        ("TcpExt".into(), "ListenDrops".into(), 1.0),
+                    ],
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+            engine: Some(crate::runtime::EngineInfo {
+                name: "eng1".into(),
+                server_version: "28.1.1".into(),
+                n_containers: 7,
+                ..Default::default()
+            }),
+            containers: vec![ContainerSample {
+                target: Target {
+                    id: "abc".into(),
+                    name: "shop_web-001_1".into(),
+                    status: "running".into(),
+                    ..Default::default()
+                },
+                stats: Some(ContainerStats {
+                    blkio: vec![dev(0, 100), dev(16, 50)],
+                    ..Default::default()
+                }),
+                net: vec![crate::metrics::cgroup::NetDev {
+                    name: "eth0".into(),
+                    rx_bytes: 9,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let lines: Vec<String> = points(&s).iter().map(Point::to_line).collect();
+        let find = |prefix: &str| -> &String {
+            lines
+                .iter()
+                .find(|l| l.starts_with(prefix))
+                .unwrap_or_else(|| panic!("no {prefix} in {lines:#?}"))
+        };
+        // engine_host and server_version come first among a container's tags.
+        assert!(
+            find("docker_container_cpu,")
+                .starts_with("docker_container_cpu,engine_host=eng1,server_version=28.1.1,")
+        );
+        assert!(find("docker_container_blkio,").contains(",device=8:0 "));
+        assert!(find("docker_container_blkio,").contains("io_service_bytes_recursive_read=100i"));
+        let total = lines
+            .iter()
+            .find(|l| l.starts_with("docker_container_blkio,") && l.contains(",device=total "))
+            .expect("a device=total point");
+        assert!(
+            total.contains("io_service_bytes_recursive_read=150i"),
+            "{total}"
+        );
+        assert!(find("docker_container_net,").contains(",network=eth0 "));
+        assert!(lines.iter().any(|l| l.starts_with("docker_container_net,")
+            && l.contains(",network=total ")
+            && l.contains("rx_bytes=9i")));
+        let docker = find("docker,");
+        assert!(
+            docker.starts_with("docker,engine_host=eng1,server_version=28.1.1,host=h1,node=n1 ")
+        );
+        assert!(docker.contains("n_containers=7i"));
+        assert!(find("kernel,").contains("entropy_avail=256i"));
+        let p = find("processes,");
+        assert!(
+            p.contains("sleeping=1i") && p.contains("total_threads=3i"),
+            "{p}"
+        );
+        let swap = find("swap,");
+        assert!(
+            swap.contains("total=4096i")
+                && swap.contains("used=3072i")
+                && swap.contains("in=8192i"),
+            "{swap}"
+        );
+        let ns = find("netstat,");
+        assert!(
+            ns.contains("tcp_established=5i") && ns.contains("udp_socket=3i"),
+            "{ns}"
+        );
+        // /proc/net/snmp's protocols only (not TcpExt), lower-cased as Telegraf's net input does.
+        let all = find("net,host=h1,node=n1,interface=all ");
+        assert!(
+            all.contains("tcp_currestab=5i") && !all.contains("listendrops"),
+            "{all}"
+        );
     }
 }

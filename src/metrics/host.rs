@@ -162,6 +162,10 @@ pub struct DiskIo {
     pub iops_in_progress: u64,
     pub io_time: u64,
     pub weighted_io_time: u64,
+    /// Discards completed, merged, sectors, ms (kernels since 4.18; absent before).
+    pub discards: Option<[u64; 4]>,
+    /// Flush requests completed, ms (kernels since 5.5).
+    pub flushes: Option<[u64; 2]>,
 }
 
 /// /proc/diskstats without loop, ram and device-mapper-less partitions of no activity.
@@ -190,6 +194,8 @@ pub fn parse_diskstats(text: &str) -> Vec<DiskIo> {
                 iops_in_progress: n(11),
                 io_time: n(12),
                 weighted_io_time: n(13),
+                discards: (f.len() >= 18).then(|| [n(14), n(15), n(16), n(17)]),
+                flushes: (f.len() >= 20).then(|| [n(18), n(19)]),
             })
         })
         .collect()
@@ -314,6 +320,32 @@ pub struct HostSample {
     pub stat: StatCounters,
     /// /proc/vmstat, node_exporter's default fields.
     pub vmstat: Vec<(String, u64)>,
+    /// The rest node_exporter's default collectors and Telegraf's host inputs read.
+    pub node: super::node::NodeSample,
+    pub machine: MachineIds,
+}
+
+/// What cAdvisor labels its machine figures with.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MachineIds {
+    pub boot_id: String,
+    pub machine_id: String,
+    pub system_uuid: String,
+}
+
+impl MachineIds {
+    pub fn read() -> MachineIds {
+        let r = |p: &str| {
+            std::fs::read_to_string(p)
+                .map(|s| s.trim().to_string())
+                .unwrap_or_default()
+        };
+        MachineIds {
+            boot_id: r("/proc/sys/kernel/random/boot_id"),
+            machine_id: r("/etc/machine-id"),
+            system_uuid: r("/sys/class/dmi/id/product_uuid"),
+        }
+    }
 }
 
 /// uname(2): `sysname`, `nodename`, `release`, `version`, `machine`, and the NIS
@@ -373,6 +405,8 @@ impl HostSample {
             uname: Uname::read(),
             stat: parse_stat_counters(&stat),
             vmstat: parse_vmstat(&r("/proc/vmstat")),
+            node: super::node::NodeSample::read(),
+            machine: MachineIds::read(),
         }
     }
 

@@ -11,9 +11,11 @@
 
 pub mod cgroup;
 pub mod collect;
+pub mod fsusage;
 pub mod history;
 pub mod host;
 pub mod line;
+pub mod node;
 pub mod prom;
 pub mod sink;
 
@@ -137,6 +139,7 @@ impl Hub {
             log_lines_total: self.log_lines.load(Ordering::Relaxed),
             log_lines_dropped_total: self.log_lines_dropped.load(Ordering::Relaxed),
             cycles_skipped_total: self.cycles_skipped.load(Ordering::Relaxed),
+            process: node::ProcessSelf::read(),
         }
     }
 

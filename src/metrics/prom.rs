@@ -14,6 +14,8 @@ pub struct Own {
     pub log_lines_dropped_total: u64,
     pub collect_seconds: f64,
     pub cycles_skipped_total: u64,
+    /// The agent process itself, as Prometheus clients' process collector reports it.
+    pub process: Option<super::node::ProcessSelf>,
 }
 
 /// Escapes a label value: backslash, double quote and newline.
@@ -30,9 +32,9 @@ fn label_value(out: &mut String, v: &str) {
 
 /// node_exporter's meminfo collector (Linux): each /proc/meminfo field it exports and its
 /// metric name after `node_memory_` (`Active(anon)` -> `Active_anon_bytes`; the HugePages
-/// counts have no unit and no `_bytes`). Its source, `collector/meminfo_linux.go`, lists
-/// exactly these.
-const MEMINFO: [(&str, &str); 49] = [
+/// counts have no unit and no `_bytes`). Its source, `collector/meminfo_linux.go` (node_exporter
+/// a7dcc3a, 2026-08), lists exactly these.
+const MEMINFO: [(&str, &str); 51] = [
     ("Active", "Active_bytes"),
     ("Active(anon)", "Active_anon_bytes"),
     ("Active(file)", "Active_file_bytes"),
@@ -78,6 +80,8 @@ const MEMINFO: [(&str, &str); 49] = [
     ("VmallocUsed", "VmallocUsed_bytes"),
     ("Writeback", "Writeback_bytes"),
     ("WritebackTmp", "WritebackTmp_bytes"),
+    ("Zswap", "Zswap_bytes"),
+    ("Zswapped", "Zswapped_bytes"),
     ("HugePages_Free", "HugePages_Free"),
     ("HugePages_Rsvd", "HugePages_Rsvd"),
     ("HugePages_Surp", "HugePages_Surp"),
@@ -152,6 +156,16 @@ pub fn encode(s: &Snapshot, own: &Own) -> String {
             l.extend(container_tags(s, &c.target).into_iter().filter(|(k, _)| {
                 matches!(k.as_str(), "app" | "service" | "version" | "slot" | "node")
             }));
+            // cAdvisor's `container_label_<key>`, the key's other characters as `_`.
+            for (k, v) in &c.target.labels {
+                let name: String = format!("container_label_{k}")
+                    .chars()
+                    .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+                    .collect();
+                if !v.is_empty() && !l.iter().any(|(n, _)| *n == name) {
+                    l.push((name, v.clone()));
+                }
+            }
             l
         })
         .collect();
@@ -319,6 +333,41 @@ pub fn encode(s: &Snapshot, own: &Own) -> String {
             }
         }
     }
+    // cAdvisor's writable-layer figures, from the slower cycle.
+    for (name, help, limit) in [
+        (
+            "container_fs_usage_bytes",
+            "Number of bytes that are consumed by the container on this filesystem.",
+            false,
+        ),
+        (
+            "container_fs_limit_bytes",
+            "Number of bytes that can be consumed by the container on this filesystem.",
+            true,
+        ),
+    ] {
+        f.head(name, "gauge", help);
+        for (c, l) in running.iter().zip(&labels) {
+            if let Some(u) = &c.fs {
+                f.sample_plus(
+                    name,
+                    l,
+                    Some(("device", &u.device)),
+                    if limit { u.limit } else { u.usage } as f64,
+                );
+            }
+        }
+    }
+    // cAdvisor's machine figures.
+    let machine: Vec<(&str, &str)> = m_labels(&s.sample);
+    f.head("machine_cpu_cores", "gauge", "Number of logical CPU cores.");
+    f.sample("machine_cpu_cores", &machine, s.sample.n_cpus() as f64);
+    f.head(
+        "machine_memory_bytes",
+        "gauge",
+        "Amount of memory installed on the machine.",
+    );
+    f.sample("machine_memory_bytes", &machine, host_total as f64);
     // Every container berth knows, running or not (cAdvisor has no equivalent; kube-state's
     // naming): 1 for the state it is in.
     f.head(
@@ -514,17 +563,56 @@ pub fn encode(s: &Snapshot, own: &Own) -> String {
             );
         }
     }
+    // node_exporter's netdev collector: every column of /proc/net/dev.
     type DevGet = fn(&super::cgroup::NetDev) -> u64;
-    let host_net: [(&str, DevGet); 4] = [
+    let host_net: [(&str, DevGet); 16] = [
         ("node_network_receive_bytes_total", |n| n.rx_bytes),
-        ("node_network_transmit_bytes_total", |n| n.tx_bytes),
         ("node_network_receive_packets_total", |n| n.rx_packets),
+        ("node_network_receive_errs_total", |n| n.rx_errors),
+        ("node_network_receive_drop_total", |n| n.rx_dropped),
+        ("node_network_receive_fifo_total", |n| n.rx_fifo),
+        ("node_network_receive_frame_total", |n| n.rx_frame),
+        ("node_network_receive_compressed_total", |n| n.rx_compressed),
+        ("node_network_receive_multicast_total", |n| n.rx_multicast),
+        ("node_network_transmit_bytes_total", |n| n.tx_bytes),
         ("node_network_transmit_packets_total", |n| n.tx_packets),
+        ("node_network_transmit_errs_total", |n| n.tx_errors),
+        ("node_network_transmit_drop_total", |n| n.tx_dropped),
+        ("node_network_transmit_fifo_total", |n| n.tx_fifo),
+        ("node_network_transmit_colls_total", |n| n.tx_colls),
+        ("node_network_transmit_carrier_total", |n| n.tx_carrier),
+        ("node_network_transmit_compressed_total", |n| {
+            n.tx_compressed
+        }),
     ];
     for (name, get) in host_net {
-        f.head(name, "counter", "Network device statistic.");
+        f.head(
+            name,
+            "counter",
+            &format!(
+                "Network device statistic {}.",
+                name.trim_start_matches("node_network_")
+                    .trim_end_matches("_total")
+            ),
+        );
         for n in &m.net {
             f.sample(name, &[("device", &n.name)], get(n) as f64);
+        }
+    }
+    node_families(&mut f, &m.node);
+    f.head(
+        "node_cpu_guest_seconds_total",
+        "counter",
+        "Seconds the CPUs spent in guests (VMs) for each mode.",
+    );
+    for c in m.cpus.iter().skip(1) {
+        let cpu = c.name.trim_start_matches("cpu");
+        for (mode, ticks) in [("nice", c.guest_nice), ("user", c.guest)] {
+            f.sample(
+                "node_cpu_guest_seconds_total",
+                &[("cpu", cpu), ("mode", mode)],
+                ticks as f64 / super::cgroup::USER_HZ as f64,
+            );
         }
     }
     // node_exporter's diskstats collector: counts as they are, times from ms to seconds.
@@ -614,6 +702,65 @@ pub fn encode(s: &Snapshot, own: &Own) -> String {
             f.sample(name, &[("device", &d.name)], get(d) as f64 * factor);
         }
     }
+    // Discard and flush columns: only on kernels that write them.
+    for (i, name, help, factor) in [
+        (
+            0,
+            "node_disk_discards_completed_total",
+            "The total number of discards completed successfully.",
+            1.0,
+        ),
+        (
+            1,
+            "node_disk_discards_merged_total",
+            "The total number of discards merged.",
+            1.0,
+        ),
+        (
+            2,
+            "node_disk_discarded_sectors_total",
+            "The total number of sectors discarded successfully.",
+            1.0,
+        ),
+        (
+            3,
+            "node_disk_discard_time_seconds_total",
+            "This is the total number of seconds spent by all discards.",
+            0.001,
+        ),
+    ] {
+        if m.disks.iter().any(|d| d.discards.is_some()) {
+            f.head(name, "counter", help);
+        }
+        for d in &m.disks {
+            if let Some(v) = d.discards {
+                f.sample(name, &[("device", &d.name)], v[i] as f64 * factor);
+            }
+        }
+    }
+    for (i, name, help, factor) in [
+        (
+            0,
+            "node_disk_flush_requests_total",
+            "The total number of flush requests completed successfully",
+            1.0,
+        ),
+        (
+            1,
+            "node_disk_flush_requests_time_seconds_total",
+            "This is the total number of seconds spent by all flush requests.",
+            0.001,
+        ),
+    ] {
+        if m.disks.iter().any(|d| d.flushes.is_some()) {
+            f.head(name, "counter", help);
+        }
+        for d in &m.disks {
+            if let Some(v) = d.flushes {
+                f.sample(name, &[("device", &d.name)], v[i] as f64 * factor);
+            }
+        }
+    }
     // berth's own.
     f.head(
         "berth_outbox_lines",
@@ -679,7 +826,540 @@ pub fn encode(s: &Snapshot, own: &Own) -> String {
         "Containers this agent manages.",
     );
     f.sample("berth_containers", &[], s.containers.len() as f64);
+    if let Some(p) = &own.process {
+        for (name, kind, help, v) in [
+            (
+                "process_cpu_seconds_total",
+                "counter",
+                "Total user and system CPU time spent in seconds.",
+                Some(p.cpu_seconds),
+            ),
+            (
+                "process_open_fds",
+                "gauge",
+                "Number of open file descriptors.",
+                Some(p.open_fds as f64),
+            ),
+            (
+                "process_max_fds",
+                "gauge",
+                "Maximum number of open file descriptors.",
+                p.max_fds.map(|v| v as f64),
+            ),
+            (
+                "process_virtual_memory_bytes",
+                "gauge",
+                "Virtual memory size in bytes.",
+                Some(p.virtual_bytes as f64),
+            ),
+            (
+                "process_virtual_memory_max_bytes",
+                "gauge",
+                "Maximum amount of virtual memory available in bytes.",
+                Some(p.virtual_max_bytes.map(|v| v as f64).unwrap_or(-1.0)),
+            ),
+            (
+                "process_resident_memory_bytes",
+                "gauge",
+                "Resident memory size in bytes.",
+                Some(p.resident_bytes as f64),
+            ),
+            (
+                "process_start_time_seconds",
+                "gauge",
+                "Start time of the process since unix epoch in seconds.",
+                Some(p.start_time_seconds),
+            ),
+        ] {
+            if let Some(v) = v {
+                f.head(name, kind, help);
+                f.sample(name, &[], v);
+            }
+        }
+    }
     out
+}
+
+/// cAdvisor's machine labels.
+fn m_labels(m: &super::host::HostSample) -> Vec<(&str, &str)> {
+    vec![
+        ("boot_id", m.machine.boot_id.as_str()),
+        ("machine_id", m.machine.machine_id.as_str()),
+        ("system_uuid", m.machine.system_uuid.as_str()),
+    ]
+}
+
+/// node_exporter's default collectors beyond cpu, memory, disks, load and netdev: pressure,
+/// netstat, sockstat, softnet, filefd, entropy, conntrack, arp, udp_queues, timex, netclass,
+/// kernel_hung; and the processes and tcpstat collectors. A figure the kernel does not give is left out, as node_exporter leaves it out.
+fn node_families(f: &mut Family<'_>, n: &super::node::NodeSample) {
+    let one = |f: &mut Family<'_>, name: &str, kind: &str, help: &str, v: f64| {
+        f.head(name, kind, help);
+        f.sample(name, &[], v);
+    };
+    for (res, some, full) in &n.pressure {
+        let (waiting, stalled) = match *res {
+            "cpu" => (
+                Some("Total time in seconds that processes have waited for CPU time"),
+                None,
+            ),
+            "io" => (
+                Some("Total time in seconds that processes have waited due to IO congestion"),
+                Some("Total time in seconds no process could make progress due to IO congestion"),
+            ),
+            "memory" => (
+                Some("Total time in seconds that processes have waited for memory"),
+                Some(
+                    "Total time in seconds no process could make progress due to memory congestion",
+                ),
+            ),
+            _ => (
+                None,
+                Some("Total time in seconds no process could make progress due to IRQ congestion"),
+            ),
+        };
+        if let (Some(help), Some(v)) = (waiting, some) {
+            one(
+                f,
+                &format!("node_pressure_{res}_waiting_seconds_total"),
+                "counter",
+                help,
+                *v as f64 / 1e6,
+            );
+        }
+        if let (Some(help), Some(v)) = (stalled, full) {
+            one(
+                f,
+                &format!("node_pressure_{res}_stalled_seconds_total"),
+                "counter",
+                help,
+                *v as f64 / 1e6,
+            );
+        }
+    }
+    for (proto, field, v) in &n.netstat {
+        let key = format!("{proto}_{field}");
+        if super::node::netstat_default_field(&key) {
+            one(
+                f,
+                &format!("node_netstat_{key}"),
+                "untyped",
+                &format!("Statistic {proto}{field}."),
+                *v,
+            );
+        }
+    }
+    for (key, v) in &n.sockstat {
+        let help = if key == "sockets_used" {
+            "Number of IPv4 sockets in use.".to_string()
+        } else {
+            format!(
+                "Number of {} sockets in state {}.",
+                key.split('_').next().unwrap_or(""),
+                key.split_once('_').map(|x| x.1).unwrap_or("")
+            )
+        };
+        one(f, &format!("node_sockstat_{key}"), "gauge", &help, *v);
+    }
+    type SoftGet = fn(&super::node::Softnet) -> Option<u64>;
+    let soft: [(&str, &str, &str, SoftGet); 7] = [
+        (
+            "node_softnet_processed_total",
+            "counter",
+            "Number of processed packets",
+            |s| Some(s.processed),
+        ),
+        (
+            "node_softnet_dropped_total",
+            "counter",
+            "Number of dropped packets",
+            |s| Some(s.dropped),
+        ),
+        (
+            "node_softnet_times_squeezed_total",
+            "counter",
+            "Number of times processing packets ran out of quota",
+            |s| Some(s.time_squeezed),
+        ),
+        (
+            "node_softnet_cpu_collision_total",
+            "counter",
+            "Number of collision occur while obtaining device lock while transmitting",
+            |s| Some(s.cpu_collision),
+        ),
+        (
+            "node_softnet_received_rps_total",
+            "counter",
+            "Number of times cpu woken up received_rps",
+            |s| Some(s.received_rps),
+        ),
+        (
+            "node_softnet_flow_limit_count_total",
+            "counter",
+            "Number of times flow limit has been reached",
+            |s| Some(s.flow_limit_count),
+        ),
+        (
+            "node_softnet_backlog_len",
+            "gauge",
+            "Softnet backlog status",
+            |s| s.backlog_len,
+        ),
+    ];
+    for (name, kind, help, get) in soft {
+        if n.softnet.iter().any(|s| get(s).is_some()) {
+            f.head(name, kind, help);
+        }
+        for s in &n.softnet {
+            if let Some(v) = get(s) {
+                f.sample(name, &[("cpu", &s.cpu.to_string())], v as f64);
+            }
+        }
+    }
+    if let Some((allocated, maximum)) = n.filefd {
+        one(
+            f,
+            "node_filefd_allocated",
+            "gauge",
+            "File descriptor statistics: allocated.",
+            allocated as f64,
+        );
+        one(
+            f,
+            "node_filefd_maximum",
+            "gauge",
+            "File descriptor statistics: maximum.",
+            maximum as f64,
+        );
+    }
+    if let Some((avail, pool)) = n.entropy {
+        one(
+            f,
+            "node_entropy_available_bits",
+            "gauge",
+            "Bits of available entropy.",
+            avail as f64,
+        );
+        if let Some(p) = pool {
+            one(
+                f,
+                "node_entropy_pool_size_bits",
+                "gauge",
+                "Bits of entropy pool.",
+                p as f64,
+            );
+        }
+    }
+    if let Some((entries, limit)) = n.conntrack {
+        one(
+            f,
+            "node_nf_conntrack_entries",
+            "gauge",
+            "Number of currently allocated flow entries for connection tracking.",
+            entries as f64,
+        );
+        one(
+            f,
+            "node_nf_conntrack_entries_limit",
+            "gauge",
+            "Maximum size of connection tracking table.",
+            limit as f64,
+        );
+    }
+    f.head("node_arp_entries", "gauge", "ARP entries by device");
+    for (dev, count) in &n.arp {
+        f.sample("node_arp_entries", &[("device", dev)], *count as f64);
+    }
+    if !n.udp_queues.is_empty() {
+        f.head(
+            "node_udp_queues",
+            "gauge",
+            "Number of allocated memory in the kernel for UDP datagrams in bytes.",
+        );
+        for (ip, tx, rx) in &n.udp_queues {
+            f.sample(
+                "node_udp_queues",
+                &[("ip", ip), ("queue", "tx")],
+                *tx as f64,
+            );
+            f.sample(
+                "node_udp_queues",
+                &[("ip", ip), ("queue", "rx")],
+                *rx as f64,
+            );
+        }
+    }
+    if let Some(t) = &n.timex {
+        for (name, kind, help, v) in [
+            (
+                "node_timex_sync_status",
+                "gauge",
+                "Is clock synchronized to a reliable server (1 = yes, 0 = no).",
+                t.sync_status,
+            ),
+            (
+                "node_timex_offset_seconds",
+                "gauge",
+                "Time offset in between local system and reference clock.",
+                t.offset_seconds,
+            ),
+            (
+                "node_timex_frequency_adjustment_ratio",
+                "gauge",
+                "Local clock frequency adjustment.",
+                t.frequency_adjustment_ratio,
+            ),
+            (
+                "node_timex_maxerror_seconds",
+                "gauge",
+                "Maximum error in seconds.",
+                t.maxerror_seconds,
+            ),
+            (
+                "node_timex_estimated_error_seconds",
+                "gauge",
+                "Estimated error in seconds.",
+                t.estimated_error_seconds,
+            ),
+            (
+                "node_timex_status",
+                "gauge",
+                "Value of the status array bits.",
+                t.status,
+            ),
+            (
+                "node_timex_loop_time_constant",
+                "gauge",
+                "Phase-locked loop time constant.",
+                t.loop_time_constant,
+            ),
+            (
+                "node_timex_tick_seconds",
+                "gauge",
+                "Seconds between clock ticks.",
+                t.tick_seconds,
+            ),
+            (
+                "node_timex_pps_frequency_hertz",
+                "gauge",
+                "Pulse per second frequency.",
+                t.pps_frequency_hertz,
+            ),
+            (
+                "node_timex_pps_jitter_seconds",
+                "gauge",
+                "Pulse per second jitter.",
+                t.pps_jitter_seconds,
+            ),
+            (
+                "node_timex_pps_shift_seconds",
+                "gauge",
+                "Pulse per second interval duration.",
+                t.pps_shift_seconds,
+            ),
+            (
+                "node_timex_pps_stability_hertz",
+                "gauge",
+                "Pulse per second stability, average of recent frequency changes.",
+                t.pps_stability_hertz,
+            ),
+            (
+                "node_timex_pps_jitter_total",
+                "counter",
+                "Pulse per second count of jitter limit exceeded events.",
+                t.pps_jitter_total,
+            ),
+            (
+                "node_timex_pps_calibration_total",
+                "counter",
+                "Pulse per second count of calibration intervals.",
+                t.pps_calibration_total,
+            ),
+            (
+                "node_timex_pps_error_total",
+                "counter",
+                "Pulse per second count of calibration errors.",
+                t.pps_error_total,
+            ),
+            (
+                "node_timex_pps_stability_exceeded_total",
+                "counter",
+                "Pulse per second count of stability limit exceeded events.",
+                t.pps_stability_exceeded_total,
+            ),
+            (
+                "node_timex_tai_offset_seconds",
+                "gauge",
+                "International Atomic Time (TAI) offset.",
+                t.tai_offset_seconds,
+            ),
+        ] {
+            one(f, name, kind, help, v);
+        }
+    }
+    type ClassGet = fn(&super::node::NetClass) -> Option<f64>;
+    let class: [(&str, &str, &str, ClassGet); 5] = [
+        (
+            "node_network_carrier",
+            "gauge",
+            "Network device property: carrier",
+            |c| c.carrier.map(|v| v as f64),
+        ),
+        (
+            "node_network_mtu_bytes",
+            "gauge",
+            "Network device property: mtu_bytes",
+            |c| c.mtu.map(|v| v as f64),
+        ),
+        (
+            "node_network_speed_bytes",
+            "gauge",
+            "Network device property: speed_bytes",
+            |c| c.speed_mbps.map(|v| (v * 1_000_000 / 8) as f64),
+        ),
+        (
+            "node_network_up",
+            "gauge",
+            "Value is 1 if operstate is 'up', 0 otherwise.",
+            |c| Some(if c.operstate == "up" { 1.0 } else { 0.0 }),
+        ),
+        (
+            "node_network_receive_nohandler_total",
+            "counter",
+            "Network device statistic receive_nohandler.",
+            |c| c.rx_nohandler.map(|v| v as f64),
+        ),
+    ];
+    for (name, kind, help, get) in class {
+        if n.netclass.iter().any(|c| get(c).is_some()) {
+            f.head(name, kind, help);
+        }
+        for c in &n.netclass {
+            if let Some(v) = get(c) {
+                // node_network_up also carries `operstate`: Node Exporter Full queries
+                // `node_network_up{operstate="up"}` (node_exporter puts it on node_network_info
+                // only); an extra label leaves every by-device query working.
+                if name == "node_network_up" {
+                    f.sample(
+                        name,
+                        &[("device", &c.device), ("operstate", &c.operstate)],
+                        v,
+                    );
+                } else {
+                    f.sample(name, &[("device", &c.device)], v);
+                }
+            }
+        }
+    }
+    if let Some(v) = n.hung_tasks {
+        one(
+            f,
+            "node_kernel_hung_tasks_total",
+            "counter",
+            "Total number of tasks that have been detected as hung since the system booted.",
+            v as f64,
+        );
+    }
+    // The processes and tcpstat collectors (off by default in node_exporter; berth reads the
+    // same files for Telegraf's processes and netstat inputs, so they cost nothing more).
+    let p = &n.procs;
+    f.head(
+        "node_processes_state",
+        "gauge",
+        "Number of processes in each state.",
+    );
+    for (state, v) in [
+        ("R", p.running),
+        ("S", p.sleeping),
+        ("D", p.blocked),
+        ("Z", p.zombies),
+        ("X", p.dead),
+        ("T", p.stopped),
+        ("W", p.paging),
+        ("I", p.idle),
+        ("P", p.parked),
+    ] {
+        if v > 0 {
+            f.sample("node_processes_state", &[("state", state)], v as f64);
+        }
+    }
+    one(
+        f,
+        "node_processes_pids",
+        "gauge",
+        "Number of PIDs",
+        p.total as f64,
+    );
+    one(
+        f,
+        "node_processes_threads",
+        "gauge",
+        "Allocated threads in system",
+        p.total_threads as f64,
+    );
+    if let Some(v) = n.pid_max {
+        one(
+            f,
+            "node_processes_max_processes",
+            "gauge",
+            "Number of max PIDs limit",
+            v as f64,
+        );
+    }
+    if let Some(v) = n.threads_max {
+        one(
+            f,
+            "node_processes_max_threads",
+            "gauge",
+            "Limit of threads in the system",
+            v as f64,
+        );
+    }
+    f.head(
+        "node_tcp_connection_states",
+        "gauge",
+        "Number of connection states.",
+    );
+    for st in super::node::TCP_STATES {
+        if st == "tcp_none" {
+            continue;
+        }
+        let v = n.tcp_states.get(st).copied().unwrap_or(0);
+        let state = st.trim_start_matches("tcp_");
+        f.sample("node_tcp_connection_states", &[("state", state)], v as f64);
+    }
+    f.sample(
+        "node_tcp_connection_states",
+        &[("state", "tx_queued_bytes")],
+        n.tcp_queued.0 as f64,
+    );
+    f.sample(
+        "node_tcp_connection_states",
+        &[("state", "rx_queued_bytes")],
+        n.tcp_queued.1 as f64,
+    );
+    if !n.netclass.is_empty() {
+        f.head(
+            "node_network_info",
+            "gauge",
+            "Non-numeric data from /sys/class/net/<iface>, value is always 1.",
+        );
+    }
+    for c in &n.netclass {
+        f.sample(
+            "node_network_info",
+            &[
+                ("device", &c.device),
+                ("address", &c.address),
+                ("broadcast", &c.broadcast),
+                ("duplex", &c.duplex),
+                ("operstate", &c.operstate),
+                ("adminstate", c.adminstate()),
+                ("ifalias", &c.ifalias),
+            ],
+            1.0,
+        );
+    }
 }
 
 #[cfg(test)]
@@ -727,7 +1407,7 @@ mod tests {
 
     #[test]
     fn host_memory_and_uname_carry_node_exporters_names() {
-        let meminfo = "MemTotal:       16384 kB\nActive(anon):     100 kB\nHugePages_Total:       4\nZswap:     8 kB\n";
+        let meminfo = "MemTotal:       16384 kB\nActive(anon):     100 kB\nHugePages_Total:       4\nZswap:     8 kB\nUnaccepted:     8 kB\n";
         let s = Snapshot {
             sample: crate::metrics::host::HostSample {
                 mem: crate::metrics::host::parse_meminfo(meminfo),
@@ -793,7 +1473,128 @@ mod tests {
         assert!(
             text.contains("# TYPE node_disk_io_now gauge\nnode_disk_io_now{device=\"sda\"} 3\n")
         );
-        assert!(!text.contains("Zswap") && !text.contains("node_memory_SwapTotal_bytes"));
+        assert!(text.contains("\nnode_memory_Zswap_bytes 8192\n"));
+        assert!(!text.contains("Unaccepted") && !text.contains("node_memory_SwapTotal_bytes"));
         assert!(text.contains("node_uname_info{domainname=\"(none)\",machine=\"x86_64\",nodename=\"h1\",release=\"6.1.0\",sysname=\"Linux\",version=\"#1 SMP \\\"x\\\"\"} 1\n"), "{text}");
+    }
+
+    #[test]
+    fn node_collectors_and_cadvisor_extras_carry_the_reference_names() {
+        use crate::metrics::node::{NetClass, NodeSample, ProcStates};
+        let mut procs = ProcStates::default();
+        procs.add("1 (init) S 0 1 1 0 -1 0 0 0 0 0 0 0 0 0 20 0 3 0 10 20 30");
+        procs.add("2 (busy) R 0 1 1 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 10 20 30");
+        let mut tcp_states = std::collections::BTreeMap::new();
+        tcp_states.insert("tcp_listen", 2);
+        let s = Snapshot {
+            sample: crate::metrics::host::HostSample {
+                mem: crate::metrics::host::parse_meminfo("MemTotal: 1024 kB\n"),
+                node: NodeSample {
+                    pressure: vec![
+                        ("cpu", Some(2_500_000), None),
+                        ("io", Some(1), Some(3_000_000)),
+                    ],
+                    netstat: vec![
+                        ("Tcp".into(), "CurrEstab".into(), 4.0),
+                        ("Tcp".into(), "RtoMax".into(), 120000.0),
+                    ],
+                    entropy: Some((256, Some(256))),
+                    netclass: vec![NetClass {
+                        device: "eth0".into(),
+                        operstate: "up".into(),
+                        mtu: Some(1500),
+                        address: "02:00:00:00:00:01".into(),
+                        flags: Some(0x1003),
+                        ..Default::default()
+                    }],
+                    procs,
+                    tcp_states,
+                    tcp_queued: (10, 20),
+                    hung_tasks: Some(0),
+                    pid_max: Some(4194304),
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+            containers: vec![ContainerSample {
+                target: Target {
+                    id: "abc".into(),
+                    name: "shop_web-001_1".into(),
+                    status: "running".into(),
+                    labels: [(
+                        "org.label-schema.group".to_string(),
+                        "monitoring".to_string(),
+                    )]
+                    .into_iter()
+                    .collect(),
+                    ..Default::default()
+                },
+                stats: Some(ContainerStats::default()),
+                fs: Some(crate::metrics::fsusage::FsUsage {
+                    usage: 4096,
+                    limit: 1 << 30,
+                    device: "/dev/vda".into(),
+                    complete: true,
+                }),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let own = Own {
+            process: Some(crate::metrics::node::ProcessSelf {
+                open_fds: 12,
+                max_fds: Some(1024),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let text = encode(&s, &own);
+        for line in [
+            "# TYPE node_pressure_cpu_waiting_seconds_total counter\nnode_pressure_cpu_waiting_seconds_total 2.5\n",
+            "\nnode_pressure_io_stalled_seconds_total 3\n",
+            "# TYPE node_netstat_Tcp_CurrEstab untyped\nnode_netstat_Tcp_CurrEstab 4\n",
+            "\nnode_entropy_available_bits 256\n",
+            "\nnode_network_mtu_bytes{device=\"eth0\"} 1500\n",
+            "\nnode_network_up{device=\"eth0\",operstate=\"up\"} 1\n",
+            "\nnode_network_info{device=\"eth0\",address=\"02:00:00:00:00:01\",broadcast=\"\",duplex=\"\",operstate=\"up\",adminstate=\"up\",ifalias=\"\"} 1\n",
+            "# TYPE node_kernel_hung_tasks_total counter\nnode_kernel_hung_tasks_total 0\n",
+            "\nnode_processes_state{state=\"R\"} 1\n",
+            "\nnode_processes_state{state=\"S\"} 1\n",
+            "\nnode_processes_pids 2\n",
+            "\nnode_processes_threads 4\n",
+            "\nnode_processes_max_processes 4194304\n",
+            "\nnode_tcp_connection_states{state=\"listen\"} 2\n",
+            "\nnode_tcp_connection_states{state=\"established\"} 0\n",
+            "\nnode_tcp_connection_states{state=\"rx_queued_bytes\"} 20\n",
+            "\nprocess_open_fds 12\n",
+            "\nprocess_max_fds 1024\n",
+            "container_label_org_label_schema_group=\"monitoring\"",
+            "\nmachine_memory_bytes{",
+            "# TYPE machine_cpu_cores gauge\n",
+        ] {
+            assert!(text.contains(line), "{line} missing:\n{text}");
+        }
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("container_fs_usage_bytes{")
+                    && l.contains("device=\"/dev/vda\"")
+                    && l.ends_with(" 4096")),
+            "{text}"
+        );
+        // Outside node_exporter's default netstat fields; no irq pressure or threads limit
+        // where the kernel gives none.
+        for absent in [
+            "node_netstat_Tcp_RtoMax",
+            "node_pressure_cpu_stalled",
+            "node_pressure_irq",
+            "node_processes_max_threads",
+            "node_processes_state{state=\"D\"}",
+        ] {
+            assert!(!text.contains(absent), "{absent} present:\n{text}");
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for l in text.lines().filter(|l| l.starts_with("# TYPE ")) {
+            assert!(seen.insert(l.to_string()), "{l} twice");
+        }
     }
 }

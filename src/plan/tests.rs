@@ -48,6 +48,7 @@ fn inst(
         status: String::new(),
         ip: String::new(),
         health: Default::default(),
+        labels: Default::default(),
     }
 }
 

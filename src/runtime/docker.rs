@@ -389,6 +389,28 @@ impl ContainerRuntime for DockerRuntime {
         ))
     }
 
+    async fn engine_info(&self) -> Result<super::EngineInfo, RuntimeError> {
+        let i = self
+            .docker
+            .info()
+            .await
+            .map_err(engine_err("read the engine's info", "(system info)"))?;
+        Ok(super::EngineInfo {
+            name: i.name.unwrap_or_default(),
+            server_version: i.server_version.unwrap_or_default(),
+            n_cpus: i.ncpu.unwrap_or_default(),
+            n_used_file_descriptors: i.nfd.unwrap_or_default(),
+            n_containers: i.containers.unwrap_or_default(),
+            n_containers_running: i.containers_running.unwrap_or_default(),
+            n_containers_stopped: i.containers_stopped.unwrap_or_default(),
+            n_containers_paused: i.containers_paused.unwrap_or_default(),
+            n_images: i.images.unwrap_or_default(),
+            n_goroutines: i.n_goroutines.unwrap_or_default(),
+            n_listener_events: i.n_events_listener.unwrap_or_default(),
+            memory_total: i.mem_total.unwrap_or_default(),
+        })
+    }
+
     async fn list(&self, node: &str) -> Result<Vec<Instance>, RuntimeError> {
         let opts = qp::ListContainersOptions {
             all: true,
@@ -462,6 +484,11 @@ impl ContainerRuntime for DockerRuntime {
                 // The engine's own healthcheck (compose `healthcheck:`) shows in the status.
                 health: engine_health(&status),
                 status,
+                labels: l
+                    .iter()
+                    .filter(|(k, _)| !k.starts_with("berth."))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
             });
         }
         Ok(out)

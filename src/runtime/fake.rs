@@ -71,6 +71,24 @@ impl ContainerRuntime for FakeRuntime {
     async fn ping(&self) -> Result<String, RuntimeError> {
         Ok("fake".into())
     }
+    async fn engine_info(&self) -> Result<super::EngineInfo, RuntimeError> {
+        self.call("info".into())?;
+        let s = self.lock();
+        let running = s
+            .containers
+            .iter()
+            .filter(|(i, _)| i.state == InstanceState::Running)
+            .count() as i64;
+        Ok(super::EngineInfo {
+            name: "fake-host".into(),
+            server_version: "0.0-fake".into(),
+            n_cpus: 1,
+            n_containers: s.containers.len() as i64,
+            n_containers_running: running,
+            n_containers_stopped: s.containers.len() as i64 - running,
+            ..Default::default()
+        })
+    }
     async fn list(&self, node: &str) -> Result<Vec<Instance>, RuntimeError> {
         Ok(self
             .lock()
@@ -138,6 +156,13 @@ impl ContainerRuntime for FakeRuntime {
                 status: String::new(),
                 ip: String::new(),
                 health: Default::default(),
+                labels: req
+                    .spec
+                    .labels
+                    .iter()
+                    .filter(|(k, _)| !k.starts_with("berth."))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
             },
             req.node.clone(),
         ));

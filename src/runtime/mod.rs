@@ -124,10 +124,31 @@ pub struct RuntimeEvent {
     pub exit_code: Option<i64>,
 }
 
+/// The engine's `/info` figures Telegraf's docker input reports (the `docker` measurement
+/// and its `engine_host` / `server_version` tags).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EngineInfo {
+    /// The engine host's name (`Name`).
+    pub name: String,
+    pub server_version: String,
+    pub n_cpus: i64,
+    pub n_used_file_descriptors: i64,
+    pub n_containers: i64,
+    pub n_containers_running: i64,
+    pub n_containers_stopped: i64,
+    pub n_containers_paused: i64,
+    pub n_images: i64,
+    pub n_goroutines: i64,
+    pub n_listener_events: i64,
+    pub memory_total: i64,
+}
+
 #[async_trait]
 pub trait ContainerRuntime: Send + Sync + 'static {
     /// A short description of the engine (version), which also proves it answers.
     async fn ping(&self) -> Result<String, RuntimeError>;
+    /// The engine's system-wide figures (one `/info` call).
+    async fn engine_info(&self) -> Result<EngineInfo, RuntimeError>;
     /// This node's containers, any state.
     async fn list(&self, node: &str) -> Result<Vec<Instance>, RuntimeError>;
     /// This node's app networks (duplicates included: the engine allows two of one name).
