@@ -5,6 +5,8 @@ mod backends;
 mod harness;
 
 mod concurrency;
+mod dashboards;
+mod dashrefs;
 mod hardening;
 mod health;
 mod inputs;
