@@ -322,6 +322,8 @@ pub struct HostSample {
     pub vmstat: Vec<(String, u64)>,
     /// The rest node_exporter's default collectors and Telegraf's host inputs read.
     pub node: super::node::NodeSample,
+    /// Sensors, thermal zones, power supplies, CPU frequencies, scheduler statistics.
+    pub hw: super::sysclass::Families,
     pub machine: MachineIds,
 }
 
@@ -406,6 +408,7 @@ impl HostSample {
             stat: parse_stat_counters(&stat),
             vmstat: parse_vmstat(&r("/proc/vmstat")),
             node: super::node::NodeSample::read(),
+            hw: super::sysclass::read(std::path::Path::new("/sys"), std::path::Path::new("/proc")),
             machine: MachineIds::read(),
         }
     }

@@ -18,6 +18,7 @@ pub mod line;
 pub mod node;
 pub mod prom;
 pub mod sink;
+pub mod sysclass;
 
 use crate::store::Store;
 use std::collections::{BTreeMap, HashMap};

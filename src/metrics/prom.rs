@@ -600,6 +600,16 @@ pub fn encode(s: &Snapshot, own: &Own) -> String {
         }
     }
     node_families(&mut f, &m.node);
+    for (name, fam) in &m.hw.0 {
+        f.head(name, fam.kind, &fam.help);
+        for (labels, v) in &fam.samples {
+            let labels: Vec<(&str, &str)> = labels
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            f.sample(name, &labels, *v);
+        }
+    }
     f.head(
         "node_cpu_guest_seconds_total",
         "counter",
