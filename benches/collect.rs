@@ -90,6 +90,44 @@ fn main() {
             .sum::<usize>();
     }
     let encode_cpu = (cpu_self() - c1) / cycles as f64;
+    // `/metrics`: the Prometheus text of one cycle (the agent encodes it per scrape).
+    let own = berth::metrics::prom::Own::default();
+    let mut prom_times: Vec<f64> = Vec::with_capacity(snaps.len());
+    let mut prom_bytes = 0;
+    for s in &snaps {
+        let t = Instant::now();
+        let text = berth::metrics::prom::encode(s, &own);
+        prom_times.push(t.elapsed().as_secs_f64());
+        prom_bytes = text.len();
+    }
+    prom_times.sort_by(f64::total_cmp);
+    let prom_median = prom_times[prom_times.len() / 2];
+    let prom_max = prom_times[prom_times.len() - 1];
+
+    // The writable layer's size (cAdvisor's container_fs_usage_bytes): the collector measures
+    // at most 8 containers a cycle and each at most once a minute; this is one walk of each.
+    let pids: Vec<u32> = snaps
+        .last()
+        .map(|s| {
+            s.containers
+                .iter()
+                .filter_map(|c| c.stats.as_ref().and_then(|st| st.pid))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mounts = snaps
+        .last()
+        .map(|s| s.sample.mounts.clone())
+        .unwrap_or_default();
+    let (f0, fw) = (cpu_self(), Instant::now());
+    let mut walked = 0;
+    for pid in &pids {
+        if berth::metrics::fsusage::measure(*pid, &mounts).is_some() {
+            walked += 1;
+        }
+    }
+    let fs_cpu = (cpu_self() - f0) / walked.max(1) as f64;
+    let fs_wall = fw.elapsed().as_secs_f64() / walked.max(1) as f64;
 
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -131,6 +169,17 @@ fn main() {
         encode_cpu * 1e3,
         points / cycles,
         bytes / cycles / 1024
+    );
+    println!(
+        "  /metrics text: median {:.2} ms, max {:.2} ms ({} KiB)",
+        prom_median * 1e3,
+        prom_max * 1e3,
+        prom_bytes / 1024
+    );
+    println!(
+        "  writable layer size, one walk: {:.2} ms CPU, {:.2} ms wall per container ({walked} walked; at most 8 a cycle)",
+        fs_cpu * 1e3,
+        fs_wall * 1e3
     );
     println!(
         "engine stats API:       {:.2} ms CPU/cycle (client {:.2} ms + dockerd {:.2} ms), {:.2} s wall",
