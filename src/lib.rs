@@ -11,6 +11,7 @@ pub mod listen;
 pub mod logs;
 pub mod metrics;
 pub mod model;
+pub mod mountinfo;
 pub mod plan;
 pub mod release;
 pub mod rootfd;

@@ -34,40 +34,13 @@ pub struct FsUsage {
 
 /// The `upperdir=` of the overlay mounted at `/` in a mountinfo text (pure).
 pub fn upperdir(mountinfo: &str) -> Option<String> {
-    mountinfo.lines().find_map(|l| {
-        let (left, right) = l.split_once(" - ")?;
-        if left.split_whitespace().nth(4)? != "/" {
-            return None;
-        }
-        let mut r = right.split_whitespace();
-        if r.next()? != "overlay" {
-            return None;
-        }
-        let opts = r.nth(1)?;
-        opts.split(',')
-            .find_map(|o| o.strip_prefix("upperdir="))
-            .map(unescape_octal)
-    })
-}
-
-/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
-fn unescape_octal(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && let Ok(v) = u8::from_str_radix(&s[i + 1..i + 4], 8)
-        {
-            out.push(v);
-            i += 4;
-            continue;
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    crate::mountinfo::parse(mountinfo)
+        .into_iter()
+        .find(|m| m.mountpoint == "/" && m.fstype == "overlay")?
+        .super_options
+        .split(',')
+        .find_map(|o| o.strip_prefix("upperdir="))
+        .map(str::to_string)
 }
 
 /// Measures the writable layer of the container whose first process is `pid`.
@@ -107,11 +80,14 @@ fn walk(dir: BorrowedFd<'_>, budget: &mut u64, depth: u32) -> u64 {
     ) else {
         return 0;
     };
+    // No more names than the budget left: a directory of millions of files (the container
+    // makes them) costs at most that much memory.
     let names: Vec<std::ffi::CString> = d
         .iter()
         .flatten()
         .map(|e| e.file_name().to_owned())
         .filter(|n| n.as_bytes() != b"." && n.as_bytes() != b"..")
+        .take(usize::try_from(*budget).unwrap_or(usize::MAX))
         .collect();
     let mut total = 0;
     for name in names {
@@ -155,7 +131,7 @@ mod tests {
             None,
             "a root that is not an overlay"
         );
-        assert_eq!(unescape_octal("/a\\040b"), "/a b");
+        assert_eq!(crate::mountinfo::unescape("/a\\040b"), "/a b");
     }
 
     #[test]
@@ -175,5 +151,26 @@ mod tests {
         let mut small = 2;
         walk(dir.as_fd(), &mut small, 0);
         assert_eq!(small, 0, "the walk stops at its budget");
+    }
+
+    #[test]
+    fn a_directory_of_many_files_costs_no_more_than_the_budget() {
+        // The container's writable layer holds one directory with many entries; the walk
+        // reads at most the budget's worth of names and says the figure is incomplete.
+        let tmp = tempfile::tempdir().expect("tmp");
+        for i in 0..3000 {
+            std::fs::write(tmp.path().join(format!("f{i}")), b"x").expect("file");
+        }
+        let dir = Dir::open(
+            tmp.path(),
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY,
+            Mode::empty(),
+        )
+        .expect("open");
+        let mut budget = 100;
+        let n = walk(dir.as_fd(), &mut budget, 0);
+        assert_eq!(budget, 0);
+        // At most 100 files of one block each were counted.
+        assert!(n <= 100 * 64 * 1024, "{n}");
     }
 }

@@ -252,7 +252,7 @@ pub fn parse_mounts(text: &str) -> Vec<Mount> {
             continue;
         }
         // Docker's per-container bind mounts of /etc/hosts and friends are noise.
-        let path = f[1].replace("\\040", " ");
+        let path = crate::mountinfo::unescape(f[1]);
         if path.starts_with("/var/lib/docker/") || path.starts_with("/run/docker/") {
             continue;
         }
@@ -336,17 +336,22 @@ pub struct MachineIds {
 }
 
 impl MachineIds {
+    /// Read once per process: none of them changes while the agent runs.
     pub fn read() -> MachineIds {
-        let r = |p: &str| {
-            std::fs::read_to_string(p)
-                .map(|s| s.trim().to_string())
-                .unwrap_or_default()
-        };
-        MachineIds {
-            boot_id: r("/proc/sys/kernel/random/boot_id"),
-            machine_id: r("/etc/machine-id"),
-            system_uuid: r("/sys/class/dmi/id/product_uuid"),
-        }
+        static IDS: std::sync::OnceLock<MachineIds> = std::sync::OnceLock::new();
+        IDS.get_or_init(|| {
+            let r = |p: &str| {
+                std::fs::read_to_string(p)
+                    .map(|s| s.trim().to_string())
+                    .unwrap_or_default()
+            };
+            MachineIds {
+                boot_id: r("/proc/sys/kernel/random/boot_id"),
+                machine_id: r("/etc/machine-id"),
+                system_uuid: r("/sys/class/dmi/id/product_uuid"),
+            }
+        })
+        .clone()
     }
 }
 

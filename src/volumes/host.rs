@@ -23,13 +23,7 @@ pub struct Dirs {
     root: PathBuf,
 }
 
-/// One line of a mountinfo table.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MountEntry {
-    pub mountpoint: String,
-    pub fstype: String,
-    pub source: String,
-}
+pub use crate::mountinfo::Entry as MountEntry;
 
 /// What the host's mount point shows.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -483,63 +477,11 @@ fn dead_errno(e: &std::io::Error) -> bool {
     })
 }
 
-/// Parses `/proc/<pid>/mountinfo` (pure).
-pub fn parse_mountinfo(text: &str) -> Vec<MountEntry> {
-    text.lines()
-        .filter_map(|l| {
-            let (left, right) = l.split_once(" - ")?;
-            let mountpoint = unescape(left.split(' ').nth(4)?);
-            let mut r = right.split(' ');
-            let fstype = r.next()?.to_string();
-            let source = unescape(r.next().unwrap_or(""));
-            Some(MountEntry {
-                mountpoint,
-                fstype,
-                source,
-            })
-        })
-        .collect()
-}
-
-/// Octal escapes of mountinfo (`\040` for a space).
-fn unescape(s: &str) -> String {
-    if !s.contains('\\') {
-        return s.to_string();
-    }
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
+pub use crate::mountinfo::parse as parse_mountinfo;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn mountinfo_lines_parse_with_escapes() {
-        let t = "43 27 0:39 / /var/lib/berth/volumes/a\\040b rw,nosuid - fuse.s3fs s3fs rw,user_id=0\n\
-                 50 27 0:45 / /mnt/n rw shared:5 - nfs4 srv:/export rw,vers=4.2\n\
-                 garbage\n";
-        let m = parse_mountinfo(t);
-        assert_eq!(m.len(), 2);
-        assert_eq!(m[0].mountpoint, "/var/lib/berth/volumes/a b");
-        assert_eq!(m[0].fstype, "fuse.s3fs");
-        assert_eq!(m[1].fstype, "nfs4");
-        assert_eq!(m[1].source, "srv:/export");
-    }
 
     #[test]
     fn helper_errors_prefer_error_lines() {
