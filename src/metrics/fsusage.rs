@@ -45,7 +45,18 @@ pub fn upperdir(mountinfo: &str) -> Option<String> {
 
 /// Measures the writable layer of the container whose first process is `pid`.
 pub fn measure(pid: u32, mounts: &[super::host::Mount]) -> Option<FsUsage> {
-    let info = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).ok()?;
+    // The container's own mount table (a container allowed to mount could make it long):
+    // at most 4 MiB of it, and the root overlay is among the first lines.
+    let mut raw = Vec::new();
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(
+            std::fs::File::open(format!("/proc/{pid}/mountinfo")).ok()?,
+            4 << 20,
+        ),
+        &mut raw,
+    )
+    .ok()?;
+    let info = String::from_utf8_lossy(&raw);
     let upper = upperdir(&info)?;
     let dir = Dir::open(
         upper.as_str(),
