@@ -15,4 +15,6 @@ for _ in $(seq 600); do
     sleep 1
 done
 sleep 5
+# The agent only deploys: stopped, its own loops do not load the engine while measuring.
+kill "$AGENT"; wait "$AGENT" 2>/dev/null || true
 BENCH_APP=collect cargo bench --quiet --bench collect

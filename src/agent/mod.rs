@@ -697,6 +697,9 @@ pub fn prepare_data_dir(dir: &Path) -> Result<String, AgentError> {
 /// SIGHUP calls `reload` and applies what may change at run time.
 pub async fn run(cfg: AgentConfig, reload: service::Reloader) -> Result<(), AgentError> {
     let mut signals = service::Signals::default();
+    // Kept-open metric files and many connections: the hard limit, as Go programs get.
+    let fd_limit = crate::metrics::procfile::raise_fd_limit();
+    tracing::debug!(fd_limit, "open-file limit");
     let token = prepare_data_dir(&cfg.data_dir)?;
     let store = Store::open(&cfg.data_dir.join("state.db"))?;
     let runtime: Arc<dyn ContainerRuntime> =

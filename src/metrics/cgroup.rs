@@ -5,6 +5,7 @@
 //! trying the cgroupfs (`docker/<id>`) and systemd (`system.slice/docker-<id>.scope`) names.
 //! File parsers are pure functions over the text, tested on samples of both versions.
 
+use super::procfile::Kept;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -140,6 +141,10 @@ impl NetDev {
     }
 }
 
+/// The file read first in a container's main cgroup directory: it says the cgroup still
+/// exists and gives the first pid.
+const PROBE: &str = "cgroup.procs";
+
 /// USER_HZ: the unit of `cpuacct.stat` and `/proc/*/stat` times (100 on every Linux build we
 /// run on).
 pub const USER_HZ: u64 = 100;
@@ -218,6 +223,22 @@ impl Cgroups {
         Some(found)
     }
 
+    /// [`Cgroups::layout`], without a `stat` when the container's files are already kept
+    /// open in one layout.
+    fn layout_kept(&self, id: &str, files: &Kept) -> Option<bool> {
+        let main = match self.version {
+            Version::V1 => "cpuacct",
+            Version::V2 => "",
+        };
+        [false, true]
+            .into_iter()
+            .find(|sd| {
+                self.path(main, id, *sd)
+                    .is_some_and(|p| files.contains(&p.join(PROBE)))
+            })
+            .or_else(|| self.layout(id))
+    }
+
     fn dir(&self, controller: &str, id: &str) -> Option<PathBuf> {
         self.path(controller, id, self.layout(id)?)
     }
@@ -232,48 +253,54 @@ impl Cgroups {
     }
 
     /// Reads one container's counters; None when its cgroup is gone (it stopped).
-    pub fn read(&self, id: &str) -> Option<ContainerStats> {
+    pub fn read(&self, id: &str, files: &mut Kept) -> Option<ContainerStats> {
         match self.version {
-            Version::V1 => self.read_v1(id),
-            Version::V2 => self.read_v2(id),
+            Version::V1 => self.read_v1(id, files),
+            Version::V2 => self.read_v2(id, files),
         }
     }
 
-    fn read_v1(&self, id: &str) -> Option<ContainerStats> {
-        let sd = self.layout(id)?;
+    fn read_v1(&self, id: &str, files: &mut Kept) -> Option<ContainerStats> {
+        let sd = self.layout_kept(id, files)?;
         let dir = |c: &str| self.path(c, id, sd);
         let cpuacct = dir("cpuacct")?;
+        // The first read says whether the cgroup is still there (a stopped container's is
+        // removed; its kept files then fail).
+        let procs = files.read(&cpuacct.join(PROBE))?;
         let mut s = ContainerStats {
-            cpu_total_ns: read_u64(&cpuacct.join("cpuacct.usage")).unwrap_or(0),
-            percpu_ns: read(&cpuacct.join("cpuacct.usage_percpu"))
+            cpu_total_ns: num(files.read(&cpuacct.join("cpuacct.usage"))).unwrap_or(0),
+            percpu_ns: files
+                .read(&cpuacct.join("cpuacct.usage_percpu"))
                 .map(|t| {
                     t.split_whitespace()
                         .filter_map(|v| v.parse().ok())
                         .collect()
                 })
                 .unwrap_or_default(),
-            pid: read(&cpuacct.join("cgroup.procs")).and_then(|t| first_pid(&t)),
+            pid: first_pid(&procs),
             ..Default::default()
         };
-        if let Some(t) = read(&cpuacct.join("cpuacct.stat")) {
+        if let Some(t) = files.read(&cpuacct.join("cpuacct.stat")) {
             let kv = key_values(&t);
             let ns = 1_000_000_000 / USER_HZ;
             s.cpu_user_ns = get(&kv, "user") * ns;
             s.cpu_system_ns = get(&kv, "system") * ns;
         }
-        if let Some(t) = dir("cpu").and_then(|d| read(&d.join("cpu.stat"))) {
+        if let Some(t) = dir("cpu").and_then(|d| files.read(&d.join("cpu.stat"))) {
             let kv = key_values(&t);
             s.throttle_periods = get(&kv, "nr_periods");
             s.throttled_periods = get(&kv, "nr_throttled");
             s.throttled_ns = get(&kv, "throttled_time");
         }
         if let Some(mem) = dir("memory") {
-            s.mem_usage = read_u64(&mem.join("memory.usage_in_bytes")).unwrap_or(0);
+            s.mem_usage = num(files.read(&mem.join("memory.usage_in_bytes"))).unwrap_or(0);
             // v1 writes "no limit" as a huge page-aligned number.
-            s.mem_limit = read_u64(&mem.join("memory.limit_in_bytes")).filter(|l| *l < 1 << 62);
-            s.mem_max_usage = read_u64(&mem.join("memory.max_usage_in_bytes"));
-            s.mem_failcnt = read_u64(&mem.join("memory.failcnt")).unwrap_or(0);
-            s.mem_stat = read(&mem.join("memory.stat"))
+            s.mem_limit =
+                num(files.read(&mem.join("memory.limit_in_bytes"))).filter(|l| *l < 1 << 62);
+            s.mem_max_usage = num(files.read(&mem.join("memory.max_usage_in_bytes")));
+            s.mem_failcnt = num(files.read(&mem.join("memory.failcnt"))).unwrap_or(0);
+            s.mem_stat = files
+                .read(&mem.join("memory.stat"))
                 .map(|t| key_values(&t))
                 .unwrap_or_default();
         }
@@ -281,10 +308,10 @@ impl Cgroups {
             // The throttle layer counts every I/O whatever the scheduler (the CFQ-only
             // `io_service_bytes_recursive` stays empty under mq-deadline/BFQ); the first file
             // that exists is read, one read per figure.
-            let pick = |names: &[&str]| {
+            let mut pick = |names: &[&str]| {
                 names
                     .iter()
-                    .find_map(|n| read(&blk.join(n)))
+                    .find_map(|n| files.read(&blk.join(n)))
                     .unwrap_or_default()
             };
             let bytes = pick(&[
@@ -302,13 +329,14 @@ impl Cgroups {
         Some(s)
     }
 
-    fn read_v2(&self, id: &str) -> Option<ContainerStats> {
-        let d = self.dir("", id)?;
+    fn read_v2(&self, id: &str, files: &mut Kept) -> Option<ContainerStats> {
+        let d = self.path("", id, self.layout_kept(id, files)?)?;
+        let procs = files.read(&d.join(PROBE))?;
         let mut s = ContainerStats {
-            pid: read(&d.join("cgroup.procs")).and_then(|t| first_pid(&t)),
+            pid: first_pid(&procs),
             ..Default::default()
         };
-        if let Some(t) = read(&d.join("cpu.stat")) {
+        if let Some(t) = files.read(&d.join("cpu.stat")) {
             let kv = key_values(&t);
             s.cpu_total_ns = get(&kv, "usage_usec") * 1000;
             s.cpu_user_ns = get(&kv, "user_usec") * 1000;
@@ -317,48 +345,32 @@ impl Cgroups {
             s.throttled_periods = get(&kv, "nr_throttled");
             s.throttled_ns = get(&kv, "throttled_usec") * 1000;
         }
-        s.mem_usage = read_u64(&d.join("memory.current")).unwrap_or(0);
-        s.mem_limit = read_u64(&d.join("memory.max"));
-        s.mem_max_usage = read_u64(&d.join("memory.peak"));
-        s.mem_stat = read(&d.join("memory.stat"))
+        s.mem_usage = num(files.read(&d.join("memory.current"))).unwrap_or(0);
+        s.mem_limit = num(files.read(&d.join("memory.max")));
+        s.mem_max_usage = num(files.read(&d.join("memory.peak")));
+        s.mem_stat = files
+            .read(&d.join("memory.stat"))
             .map(|t| key_values(&t))
             .unwrap_or_default();
-        if let Some(t) = read(&d.join("memory.events")) {
+        if let Some(t) = files.read(&d.join("memory.events")) {
             let kv = key_values(&t);
             s.mem_failcnt = get(&kv, "max");
             s.oom_kills = get(&kv, "oom_kill");
         }
-        s.blkio = read(&d.join("io.stat"))
+        s.blkio = files
+            .read(&d.join("io.stat"))
             .map(|t| parse_io_stat_v2(&t))
             .unwrap_or_default();
         Some(s)
     }
 }
 
-/// Reads a small pseudo-file: open, read until EOF, close (no size query first, which
-/// `fs::read_to_string` makes and which cgroup files answer with 4096 anyway).
 fn read(p: &Path) -> Option<String> {
-    use std::io::Read;
-    let mut f = std::fs::File::open(p).ok()?;
-    let mut buf = vec![0u8; 1024];
-    let mut n = 0;
-    loop {
-        if n == buf.len() {
-            buf.resize(n * 2, 0);
-        }
-        match f.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(_) => return None,
-        }
-    }
-    buf.truncate(n);
-    String::from_utf8(buf).ok()
+    super::procfile::read_once(p)
 }
 
-fn read_u64(p: &Path) -> Option<u64> {
-    read(p)?.trim().parse().ok()
+fn num(text: Option<String>) -> Option<u64> {
+    text?.trim().parse().ok()
 }
 
 fn first_pid(t: &str) -> Option<u32> {
@@ -505,9 +517,11 @@ pub fn parse_net_dev(text: &str) -> Vec<NetDev> {
         .collect()
 }
 
-/// A process's network counters (its network namespace's interfaces).
-pub fn net_of(pid: u32) -> Vec<NetDev> {
-    read(Path::new(&format!("/proc/{pid}/net/dev")))
+/// A process's network counters (its network namespace's interfaces). `tag` (the process's
+/// start time) reopens the kept file when the pid now names another process.
+pub fn net_of(pid: u32, tag: i64, files: &mut Kept) -> Vec<NetDev> {
+    files
+        .read_tagged(Path::new(&format!("/proc/{pid}/net/dev")), tag as u64)
         .map(|t| parse_net_dev(&t))
         .unwrap_or_default()
 }
@@ -578,7 +592,7 @@ mod tests {
             Version::V2,
             BTreeMap::from([(String::new(), tmp.path().to_path_buf())]),
         );
-        let s = c.read("abc").unwrap();
+        let s = c.read("abc", &mut Kept::new(64)).unwrap();
         assert_eq!(s.cpu_total_ns, 2_000_000);
         assert_eq!(s.cpu_user_ns, 1_500_000);
         assert_eq!(s.throttled_ns, 7000);
@@ -587,7 +601,7 @@ mod tests {
         assert_eq!(s.oom_kills, 1);
         assert_eq!(s.blkio[0].write_bytes, 20);
         assert_eq!(s.pid, Some(42));
-        assert!(c.read("other").is_none());
+        assert!(c.read("other", &mut Kept::new(64)).is_none());
     }
 
     #[test]
@@ -654,7 +668,7 @@ mod tests {
             "blkio/docker/abc/blkio.throttle.io_serviced",
             "8:0 Read 1\n8:0 Write 2\n",
         );
-        let s = c.read("abc").unwrap();
+        let s = c.read("abc", &mut Kept::new(64)).unwrap();
         assert_eq!(s.cpu_total_ns, 5_000_000_000);
         assert_eq!(s.percpu_ns, vec![3_000_000_000, 2_000_000_000]);
         assert_eq!(s.cpu_user_ns, 3_000_000_000);

@@ -85,6 +85,9 @@ pub struct Collector {
     started: HashMap<String, (u32, Option<i64>)>,
     /// container id -> its writable layer's last measurement and when it was taken.
     fs: HashMap<String, (super::fsusage::FsUsage, std::time::Instant)>,
+    /// What reads keep between cycles, the open files included (host, process and the
+    /// containers' cgroup and net files: one set, closed together at the end of a cycle).
+    host: super::host::HostCache,
 }
 
 impl Collector {
@@ -95,6 +98,7 @@ impl Collector {
             prev_containers: HashMap::new(),
             started: HashMap::new(),
             fs: HashMap::new(),
+            host: Default::default(),
         }
     }
 
@@ -110,7 +114,7 @@ impl Collector {
         targets: Vec<Target>,
         now_ns: i64,
     ) -> Snapshot {
-        let sample = HostSample::read();
+        let sample = HostSample::read(&mut self.host);
         let host_ticks = sample.cpus.first().map(CpuTimes::total).unwrap_or(0);
         let cpu_percent = cpu_percent(&self.prev_cpus, &sample.cpus);
         self.prev_cpus = sample.cpus.clone();
@@ -124,22 +128,24 @@ impl Collector {
             .into_iter()
             .map(|t| {
                 let stats = (t.status == "running")
-                    .then(|| self.cgroups.read(&t.id))
+                    .then(|| self.cgroups.read(&t.id, &mut self.host.files))
                     .flatten();
+                let pid = stats.as_ref().and_then(|s| s.pid);
+                let started_ns = pid.and_then(|p| {
+                    let known = started.remove(&t.id).filter(|(pid, _)| *pid == p);
+                    let at = known
+                        .map(|k| k.1)
+                        .unwrap_or_else(|| cgroup::process_start_ns(p, sample.boot_time_s));
+                    self.started.insert(t.id.clone(), (p, at));
+                    at
+                });
                 let mut s = ContainerSample {
-                    net: stats
-                        .as_ref()
-                        .and_then(|s| s.pid)
-                        .map(cgroup::net_of)
+                    // The process's start time tags its kept net file: a reused pid (a new
+                    // network namespace) opens it again.
+                    net: pid
+                        .map(|p| cgroup::net_of(p, started_ns.unwrap_or(0), &mut self.host.files))
                         .unwrap_or_default(),
-                    started_ns: stats.as_ref().and_then(|s| s.pid).and_then(|p| {
-                        let known = started.remove(&t.id).filter(|(pid, _)| *pid == p);
-                        let at = known
-                            .map(|k| k.1)
-                            .unwrap_or_else(|| cgroup::process_start_ns(p, sample.boot_time_s));
-                        self.started.insert(t.id.clone(), (p, at));
-                        at
-                    }),
+                    started_ns,
                     fs: None,
                     target: t,
                     stats,
@@ -180,6 +186,8 @@ impl Collector {
                 s
             })
             .collect();
+        // Files of containers that stopped or went away this cycle are closed.
+        self.host.files.end_cycle();
         let disks = sample
             .mounts
             .iter()

@@ -200,6 +200,19 @@ impl Agent {
         ticks / 100.0
     }
 
+    /// What the agent's open file descriptors point at (`/proc/<pid>/fd/*` links).
+    pub fn open_files(&self) -> Vec<String> {
+        let pid = self.child.as_ref().map(|c| c.id()).expect("agent running");
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .map(|d| {
+                d.flatten()
+                    .filter_map(|e| std::fs::read_link(e.path()).ok())
+                    .map(|l| l.to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// The agent's peak resident memory so far, in KiB (VmHWM).
     pub fn peak_rss_kib(&self) -> u64 {
         let pid = self.child.as_ref().map(|c| c.id()).expect("agent running");

@@ -365,3 +365,88 @@ fn top_history_and_alarms() {
     assert!(a.ok(&["alarm", "ls"]).lines().count() <= 1);
     a.ok(&["rm", "hot"]);
 }
+
+/// The collector keeps a container's cgroup and /proc files open between cycles. A restart
+/// (new cgroup, new process, new network namespace) must be followed, and a removed
+/// container's files closed within a cycle or two (held open they would pin its cgroup).
+#[test]
+fn kept_metric_files_follow_a_restart_and_close_when_a_container_goes() {
+    let a = Agent::start_with_config("[metrics]\ninterval = \"1s\"\n");
+    a.deploy(
+        "kept",
+        "services:\n  idle:\n    image: berth-test/idle\n    stop_grace_period: 1s\n",
+    );
+    a.wait_running("kept", 1, Duration::from_secs(60));
+    let id = docker_ok(&[
+        "ps",
+        "-q",
+        "--no-trunc",
+        "--filter",
+        &format!("label=berth.node={}", a.node_id),
+        "--filter",
+        "label=berth.app=kept",
+    ]);
+    assert_eq!(id.lines().count(), 1, "{id}");
+    let pid_of = || docker_ok(&["inspect", "-f", "{{.State.Pid}}", &id]);
+    let held = |pid: &str| {
+        a.open_files()
+            .into_iter()
+            .filter(|f| f.contains(&id) || f.starts_with(&format!("/proc/{pid}/")))
+            .collect::<Vec<_>>()
+    };
+    let top_row = || -> Option<berth::wire::TopRow> {
+        let t: berth::wire::Top =
+            serde_json::from_str(&a.ok(&["top", "--no-stream", "--json", "kept"])).ok()?;
+        t.containers.into_iter().next()
+    };
+    let pid1 = pid_of();
+    wait_until(
+        "the agent keeps the container's files open",
+        Duration::from_secs(20),
+        || held(&pid1).len() >= 5,
+    );
+    // A restart in place: same id and cgroup path, a new cgroup, pid and network namespace.
+    let before = a.ok(&["top", "--no-stream", "--json", "kept"]);
+    docker_ok(&["restart", "-t", "1", &id]);
+    let pid2 = pid_of();
+    assert_ne!(pid1, pid2);
+    let t_restart = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos() as i64;
+    wait_until(
+        "figures of the restarted container (memory, network) after the restart",
+        Duration::from_secs(30),
+        || {
+            let t: berth::wire::Top =
+                serde_json::from_str(&a.ok(&["top", "--no-stream", "--json", "kept"]))
+                    .expect("top json");
+            t.time_ns > t_restart
+                && t.containers
+                    .first()
+                    .is_some_and(|r| r.status == "running" && r.mem_bytes > 0)
+        },
+    );
+    assert!(
+        held(&pid2)
+            .iter()
+            .any(|f| f == &format!("/proc/{pid2}/net/dev")),
+        "the new process's files are read: {:?}\nbefore: {before}",
+        held(&pid2)
+    );
+    assert!(top_row().is_some_and(|r| r.mem_bytes > 0));
+    // Removed: nothing of it stays open.
+    a.ok(&["rm", "kept"]);
+    let mut last = Vec::new();
+    let closed = (0..40).any(|_| {
+        last = held(&pid2);
+        last.is_empty() || {
+            std::thread::sleep(Duration::from_millis(500));
+            false
+        }
+    });
+    assert!(
+        closed,
+        "the removed container's files are still open: {last:?}"
+    );
+}
