@@ -82,6 +82,9 @@ pub struct Core {
     our_starts: Mutex<HashMap<String, Instant>>,
     /// Woken when an event is recorded (for `events -f`).
     pub events_changed: Notify,
+    /// Counts the engine's container events for this node (and reconnects of their stream):
+    /// readers that mirror the container list list again only when it moved.
+    pub engine_changes: tokio::sync::watch::Sender<u64>,
     pub prober: crate::health::Prober,
     /// How long a version may take to become normal (see `[agent] version_deadline`).
     pub version_deadline_ms: i64,
@@ -191,6 +194,7 @@ impl Core {
             backoff: backoff::Backoffs::default(),
             our_starts: Mutex::new(HashMap::new()),
             events_changed: Notify::new(),
+            engine_changes: tokio::sync::watch::Sender::new(0),
             prober: crate::health::Prober::default(),
             version_deadline_ms: cfg.version_deadline_ms as i64,
             router: crate::router::Router::new(
@@ -593,6 +597,7 @@ pub async fn watch_engine(core: Arc<Core>, mut shutdown: tokio::sync::watch::Rec
             };
             match next {
                 Some(Ok(ev)) => {
+                    core.engine_changes.send_modify(|n| *n += 1);
                     let name = if ev.name.is_empty() {
                         ev.id.chars().take(12).collect()
                     } else {
@@ -651,6 +656,8 @@ pub async fn watch_engine(core: Arc<Core>, mut shutdown: tokio::sync::watch::Rec
             }
         }
         core.kick();
+        // Events may have been missed while the stream was down.
+        core.engine_changes.send_modify(|n| *n += 1);
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(2)) => {}
             _ = shutdown.changed() => return,
