@@ -59,8 +59,7 @@ pub async fn log_loop(core: Arc<Core>, mut shutdown: tokio::sync::watch::Receive
             settings = now_settings;
             shipper.set_export(export(&settings));
         }
-        if changes.has_changed().unwrap_or(true)
-            || listed_at.is_none_or(|t| t.elapsed() >= RELIST)
+        if changes.has_changed().unwrap_or(true) || listed_at.is_none_or(|t| t.elapsed() >= RELIST)
         {
             // Marked seen before listing: an event during the list makes the next tick list.
             changes.borrow_and_update();
