@@ -1,6 +1,8 @@
 //! `$VAR` / `${VAR}` substitution as compose does it, applied to every scalar value (not to
 //! keys): `${VAR:-default}` (unset or empty), `${VAR-default}` (unset), `${VAR:?message}`,
-//! `${VAR?message}`, `${VAR:+alt}`, `${VAR+alt}`, and `$$` for a literal `$`.
+//! `${VAR?message}`, `${VAR:+alt}`, `${VAR+alt}`, and `$$` for a literal `$`. A `$` followed by
+//! anything else (`$2a$...` in a bcrypt hash, `$(cmd)`) stays literal text, as in docker compose
+//! (compose-go's pattern only matches `$$`, `$NAME` and `${...}`).
 
 use super::{SpecError, Vars};
 use yaml_rust2::Yaml;
@@ -87,7 +89,12 @@ pub fn interpolate(s: &str, vars: &Vars, loc: &str) -> Result<String, SpecError>
                 }
                 i = j;
             }
-            _ => return Err(bad(format!("a `$` not followed by a name in {s:?}"))),
+            // Not a variable (`$2a$14$...`, `$(cmd)`, a `$` at the end): literal text, as
+            // docker compose leaves it.
+            _ => {
+                out.push('$');
+                i += 1;
+            }
         }
     }
     Ok(out)

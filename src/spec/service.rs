@@ -18,9 +18,6 @@ fn refused_hint(key: &str) -> Option<&'static str> {
         "build" | "dockerfile" => {
             "berth has no image builder on the host: build the image elsewhere and `berth image load` it (or push it to a registry the host reaches)"
         }
-        "container_name" => {
-            "berth names containers {app}_{service}-{version}_{slot} itself so it can adopt them after a restart; remove `container_name`"
-        }
         "volumes_from" => "share a named volume between the services instead",
         "secrets" | "configs" => "use a config set or a bind-mounted file instead",
         "pid" | "ipc" | "cgroup_parent" | "userns_mode" => {
@@ -62,6 +59,28 @@ pub(super) fn parse_service(
         let loc = format!("{sloc}, key `{key}`");
         match key.as_str() {
             "image" => s.image = scalar(v, &loc)?,
+            "container_name" => {
+                // Containers keep berth's names (it adopts them by name after a restart); the
+                // given name is what other services and config files use to reach this one,
+                // so it becomes a network alias on the app network.
+                let alias = scalar(v, &loc)?;
+                let valid = alias.starts_with(|c: char| c.is_ascii_alphanumeric())
+                    && alias
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+                if !valid || alias.len() > 63 {
+                    return Err(invalid(
+                        &loc,
+                        format!(
+                            "{alias:?} is not a container name: use letters, digits, `_`, `.` and `-`, starting with a letter or digit, at most 63 characters"
+                        ),
+                    ));
+                }
+                warnings.push(format!(
+                    "service {name:?}: `container_name: {alias}` is a network alias on the app network (berth names the containers {{app}}_{{service}}-{{version}}_{{slot}})"
+                ));
+                network_aliases.push(alias);
+            }
             "command" => s.command = Some(values::command(v, &loc)?),
             "entrypoint" => s.entrypoint = Some(values::command(v, &loc)?),
             "environment" => parse_environment(v, &loc, &mut s)?,

@@ -35,6 +35,36 @@ fn services_resolve_by_name_and_link_alias() {
     assert_eq!(labels, "dns 1 unless-stopped");
 }
 
+/// `container_name` (as real compose files use it): the container keeps berth's name and the
+/// given name answers on the app network, for other services and their config files.
+#[test]
+fn a_container_name_answers_as_an_alias_on_the_app_network() {
+    let a = Agent::start();
+    let yaml = format!(
+        "services:\n  db:\n    image: {IMAGE}\n    container_name: myproject-db\n    command: httpd -f -p 8080 -h /www\n    stop_grace_period: 1s\n  web:\n    image: {IMAGE}\n    command: sleep 3600\n    stop_grace_period: 1s\n"
+    );
+    let cfg = a.berth(&["config", "-f", path_str(&a.template("cname", &yaml))]);
+    let warned = String::from_utf8_lossy(&cfg.stderr).into_owned();
+    assert!(
+        cfg.status.success()
+            && warned.contains("`container_name: myproject-db` is a network alias"),
+        "berth config warns: {warned}"
+    );
+    a.deploy("cname", &yaml);
+    let got = docker_ok(&[
+        "exec",
+        "cname_web-001_1",
+        "wget",
+        "-q",
+        "-O-",
+        "http://myproject-db:8080/",
+    ]);
+    assert_eq!(got, "hello from berth");
+    // No container took the given name (it stays free for whatever else runs on the host).
+    let names = docker_ok(&["ps", "-a", "--format", "{{.Names}}"]);
+    assert!(!names.lines().any(|n| n == "myproject-db"), "{names}");
+}
+
 /// `berth image load` brings an image onto an offline host; the app then deploys with it.
 #[test]
 fn image_load_then_deploy() {
