@@ -460,7 +460,10 @@ fn read_template(t: &TemplateArgs) -> Result<DeployRequest> {
     // Lowest priority first: the process environment (only what the template uses), then
     // env files, then --env.
     let mut vars = BTreeMap::new();
-    for v in crate::spec::referenced_vars(&text) {
+    // `- KEY` in `environment` takes its value from here too, as in compose.
+    let mut wanted = crate::spec::referenced_vars(&text);
+    wanted.extend(crate::spec::bare_environment_keys(&text));
+    for v in wanted {
         if let Ok(val) = std::env::var(&v) {
             vars.insert(v, val);
         }

@@ -497,6 +497,44 @@ mod tests;
 
 /// The files a template names in `env_file` (so a client can send their contents). Best
 /// effort: a template that does not parse yields none, and `parse` reports the real error.
+/// Keys of `environment` entries without a value (`- KEY`, `KEY:`) in every service: the
+/// client looks them up in its shell environment, as it does for `$VAR` references.
+pub fn bare_environment_keys(text: &str) -> Vec<String> {
+    let Ok(root) = load_yaml(text) else {
+        return Vec::new();
+    };
+    let Yaml::Hash(top) = &root else {
+        return Vec::new();
+    };
+    let services: Vec<&Yaml> = match top.get(&Yaml::String("services".into())) {
+        Some(Yaml::Hash(h)) => h.values().collect(),
+        _ => top.values().collect(),
+    };
+    let mut out = Vec::new();
+    for s in services {
+        match s
+            .as_hash()
+            .and_then(|h| h.get(&Yaml::String("environment".into())))
+        {
+            Some(Yaml::Array(a)) => out.extend(
+                a.iter()
+                    .filter_map(|e| e.as_str())
+                    .filter(|e| !e.contains('='))
+                    .map(str::to_string),
+            ),
+            Some(Yaml::Hash(h)) => out.extend(
+                h.iter()
+                    .filter(|(_, v)| matches!(v, Yaml::Null))
+                    .filter_map(|(k, _)| k.as_str().map(str::to_string)),
+            ),
+            _ => {}
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
 pub fn env_files(text: &str) -> Vec<String> {
     let Ok(root) = load_yaml(text) else {
         return Vec::new();

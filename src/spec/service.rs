@@ -83,7 +83,7 @@ pub(super) fn parse_service(
             }
             "command" => s.command = Some(values::command(v, &loc)?),
             "entrypoint" => s.entrypoint = Some(values::command(v, &loc)?),
-            "environment" => parse_environment(v, &loc, &mut s)?,
+            "environment" => parse_environment(v, &loc, &inputs.vars, &mut s)?,
             "env_file" => {
                 for f in string_list(v, &loc)? {
                     let text = inputs.files.get(&f).ok_or_else(|| {
@@ -302,20 +302,34 @@ pub(super) fn parse_cpus(v: &Yaml, loc: &str) -> Result<i64, SpecError> {
 /// Placement hints written as environment entries (Swarm classic) are moved out.
 const PLACEMENT_PREFIXES: [&str; 4] = ["constraint:", "affinity:", "availability:", "reschedule:"];
 
-fn parse_environment(v: &Yaml, loc: &str, s: &mut ServiceSpec) -> Result<(), SpecError> {
-    let entries: Vec<(String, String)> = match v {
+/// `environment`, as a map or a list. A key without a value (`- KEY`, or `KEY:` in a map)
+/// takes its value from the deploy's variables (`--env`, `--env-file`, the shell: the CLI sends
+/// those [`bare_environment_keys`] names), and is left out when none has it, as compose does.
+fn parse_environment(
+    v: &Yaml,
+    loc: &str,
+    vars: &super::Vars,
+    s: &mut ServiceSpec,
+) -> Result<(), SpecError> {
+    let from_vars = |k: &str| vars.get(k).cloned();
+    let entries: Vec<(String, Option<String>)> = match v {
         Yaml::Null => Vec::new(),
         Yaml::Hash(h) => {
             let mut out = Vec::new();
             for (k, val) in h {
                 let key = key_str(k, loc)?;
+                if matches!(val, Yaml::Null) {
+                    let value = from_vars(&key);
+                    out.push((key, value));
+                    continue;
+                }
                 let value = scalar(val, loc)?;
                 if PLACEMENT_PREFIXES.iter().any(|p| key.starts_with(p)) {
                     s.placement
                         .push(ext::parse_placement(&format!("{key}={value}"), loc)?);
                     continue;
                 }
-                out.push((key, value));
+                out.push((key, Some(value)));
             }
             out
         }
@@ -328,10 +342,11 @@ fn parse_environment(v: &Yaml, loc: &str, s: &mut ServiceSpec) -> Result<(), Spe
                     continue;
                 }
                 match e.split_once('=') {
-                    Some((k, val)) => out.push((k.to_string(), val.to_string())),
-                    // `- KEY` alone takes the value from the deploy's variables in compose;
-                    // the client resolves it, so an unresolved one is empty.
-                    None => out.push((e, String::new())),
+                    Some((k, val)) => out.push((k.to_string(), Some(val.to_string()))),
+                    None => {
+                        let value = from_vars(&e);
+                        out.push((e, value));
+                    }
                 }
             }
             out
@@ -345,7 +360,10 @@ fn parse_environment(v: &Yaml, loc: &str, s: &mut ServiceSpec) -> Result<(), Spe
                 format!("variable name {k:?} is empty or has spaces"),
             ));
         }
-        s.environment.insert(k, val);
+        // Unset where the deploy's variables lack it (compose passes nothing then).
+        if let Some(val) = val {
+            s.environment.insert(k, val);
+        }
     }
     Ok(())
 }

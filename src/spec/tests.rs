@@ -34,11 +34,38 @@ fn substitution_follows_compose() {
         i("${A/x}"),
         Err(SpecError::BadSubstitution { .. })
     ));
-    assert!(matches!(
-        i("cost $5"),
-        Err(SpecError::BadSubstitution { .. })
-    ));
+    // Not a variable: literal, as docker compose leaves it.
+    assert_eq!(
+        i("cost $5 $(date) $2a$14$.x end$"),
+        Ok("cost $5 $(date) $2a$14$.x end$".into())
+    );
     assert_eq!(referenced_vars("$A ${B:-x} $$C ${D}"), ["A", "B", "D"]);
+}
+
+#[test]
+fn environment_keys_without_values_come_from_the_deploy_variables_or_stay_unset() {
+    let text = "services:\n  web:\n    image: a\n    environment:\n      - DB_PASSWORD\n      - MISSING\n      - SET=1\n  db:\n    image: b\n    environment:\n      ROOT_PASSWORD:\n      NOPE:\n      X: \"\"\n";
+    assert_eq!(
+        bare_environment_keys(text),
+        ["DB_PASSWORD", "MISSING", "NOPE", "ROOT_PASSWORD"]
+    );
+    let inputs = Inputs {
+        vars: vars(&[("DB_PASSWORD", "s3cret"), ("ROOT_PASSWORD", "r00t")]),
+        ..Default::default()
+    };
+    let app = parse(text, "app", &inputs).expect("parses");
+    let web = &app.services["web"].environment;
+    assert_eq!(web.get("DB_PASSWORD").map(String::as_str), Some("s3cret"));
+    assert_eq!(web.get("SET").map(String::as_str), Some("1"));
+    assert!(!web.contains_key("MISSING"), "unset, not empty: {web:?}");
+    let db = &app.services["db"].environment;
+    assert_eq!(db.get("ROOT_PASSWORD").map(String::as_str), Some("r00t"));
+    assert!(!db.contains_key("NOPE"));
+    assert_eq!(
+        db.get("X").map(String::as_str),
+        Some(""),
+        "an explicit empty value stays"
+    );
 }
 
 #[test]

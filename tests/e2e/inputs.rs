@@ -182,3 +182,52 @@ fn redeploy_with_the_image_gone_says_to_load_it() {
         "nothing recreated"
     );
 }
+
+/// `- KEY` in `environment` takes its value from the shell the CLI runs in (or `--env`), as
+/// in compose, and is left unset when nothing has it (never `KEY=""`).
+#[test]
+fn bare_environment_keys_take_the_shell_value_or_stay_unset() {
+    let a = Agent::start();
+    let p = a.template(
+        "bare",
+        &format!(
+            "services:\n  web:\n    image: {IMAGE}\n    command: sleep 3600\n    stop_grace_period: 1s\n    environment:\n      - BERTH_E2E_DB_PASSWORD\n      - BERTH_E2E_FROM_FLAG\n      - BERTH_E2E_NOWHERE\n"
+        ),
+    );
+    let out = std::process::Command::new(bin())
+        .args([
+            "deploy",
+            "-f",
+            path_str(&p),
+            "--name",
+            "bare",
+            "--env",
+            "BERTH_E2E_FROM_FLAG=flag",
+            "--timeout",
+            "60",
+        ])
+        .env("BERTH_API", a.api())
+        .env("BERTH_TOKEN_FILE", a.dir.path().join("api.token"))
+        .env("BERTH_E2E_DB_PASSWORD", "s3cret")
+        .env_remove("BERTH_E2E_NOWHERE")
+        .output()
+        .expect("cli runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let env = docker_ok(&["exec", "bare_web-001_1", "env"]);
+    assert!(
+        env.lines().any(|l| l == "BERTH_E2E_DB_PASSWORD=s3cret"),
+        "{env}"
+    );
+    assert!(
+        env.lines().any(|l| l == "BERTH_E2E_FROM_FLAG=flag"),
+        "{env}"
+    );
+    assert!(
+        !env.contains("BERTH_E2E_NOWHERE"),
+        "unset, not empty: {env}"
+    );
+}
