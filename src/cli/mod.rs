@@ -471,7 +471,9 @@ fn read_template(t: &TemplateArgs) -> Result<DeployRequest> {
     for f in &t.env_file {
         let body = std::fs::read_to_string(f)
             .with_context(|| format!("cannot read env file {}", f.display()))?;
-        for (k, v) in crate::spec::parse_env_file(&body, &f.display().to_string())? {
+        // As compose: a key alone, and `${VAR}` inside a value, come from the shell.
+        let shell = |k: &str| std::env::var(k).ok();
+        for (k, v) in crate::spec::parse_dotenv(&body, &f.display().to_string(), &shell)? {
             vars.insert(k, v);
         }
     }

@@ -39,8 +39,18 @@ fn is_name_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || c == '_'
 }
 
-/// Substitutes variables in one string. `loc` names where it is, for errors.
+/// Substitutes variables in one string. `loc` names where it is, for errors. An unset
+/// variable without a default is an error (berth refuses to guess).
 pub fn interpolate(s: &str, vars: &Vars, loc: &str) -> Result<String, SpecError> {
+    substitute(s, vars, loc, false)
+}
+
+/// As [`interpolate`], an unset variable being empty (compose's rule inside `.env` files).
+pub(super) fn interpolate_lenient(s: &str, vars: &Vars, loc: &str) -> Result<String, SpecError> {
+    substitute(s, vars, loc, true)
+}
+
+fn substitute(s: &str, vars: &Vars, loc: &str, lenient: bool) -> Result<String, SpecError> {
     if !s.contains('$') {
         return Ok(s.to_string());
     }
@@ -69,7 +79,7 @@ pub fn interpolate(s: &str, vars: &Vars, loc: &str) -> Result<String, SpecError>
                     .position(|&c| c == '}')
                     .ok_or_else(|| bad(format!("`${{` without a closing `}}` in {s:?}")))?;
                 let body: String = chars[i + 2..i + 2 + close].iter().collect();
-                out.push_str(&expand_braced(&body, vars, s, &bad)?);
+                out.push_str(&expand_braced(&body, vars, s, &bad, lenient)?);
                 i += 3 + close;
             }
             Some(&n) if is_name_start(n) => {
@@ -80,6 +90,7 @@ pub fn interpolate(s: &str, vars: &Vars, loc: &str) -> Result<String, SpecError>
                 let name: String = chars[i + 1..j].iter().collect();
                 match vars.get(&name) {
                     Some(v) => out.push_str(v),
+                    None if lenient => {}
                     None => {
                         return Err(SpecError::UnsetVariable {
                             name,
@@ -105,6 +116,7 @@ fn expand_braced(
     vars: &Vars,
     whole: &str,
     bad: &dyn Fn(String) -> SpecError,
+    lenient: bool,
 ) -> Result<String, SpecError> {
     let name_end = body.find(|c: char| !is_name_char(c)).unwrap_or(body.len());
     let name = &body[..name_end];
@@ -121,9 +133,13 @@ fn expand_braced(
         detail,
     };
     // Defaults may themselves hold variables (`${A:-$B}`), as compose allows.
-    let nested = |d: &str| interpolate(d, vars, name);
+    let nested = |d: &str| substitute(d, vars, name, lenient);
     if op.is_empty() {
-        return value.cloned().ok_or_else(|| unset(String::new()));
+        return match value {
+            Some(v) => Ok(v.clone()),
+            None if lenient => Ok(String::new()),
+            None => Err(unset(String::new())),
+        };
     }
     if let Some(d) = op.strip_prefix(":-") {
         return if set_nonempty {

@@ -24,6 +24,8 @@ use yaml_rust2::Yaml;
 pub use ext::MAX_REPLICAS;
 pub use interpolate::{interpolate, referenced_vars};
 pub use service::parse_env_file;
+mod dotenv;
+pub use dotenv::parse as parse_dotenv;
 pub use values::parse_duration_ms;
 
 /// Largest template accepted (bytes).

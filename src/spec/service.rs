@@ -89,7 +89,10 @@ pub(super) fn parse_service(
                     let text = inputs.files.get(&f).ok_or_else(|| {
                         invalid(&loc, format!("env file {f:?} was not found next to the template: create it or remove the entry"))
                     })?;
-                    for (k, val) in parse_env_file(text, &f)? {
+                    // Keys alone and `${VAR}` inside take the deploy's variables, as compose
+                    // takes the project's environment.
+                    let lookup = |k: &str| inputs.vars.get(k).cloned();
+                    for (k, val) in super::dotenv::parse(text, &f, &lookup)? {
                         env_from_files.entry(k).or_insert(val);
                     }
                 }
@@ -581,35 +584,7 @@ fn parse_links(v: &Yaml, loc: &str) -> Result<Vec<Link>, SpecError> {
         .collect()
 }
 
-/// `KEY=VALUE` lines; `#` comments and blank lines skipped; `export ` prefix allowed.
+/// An env file without an environment to look keys up in (see [`super::dotenv`]).
 pub fn parse_env_file(text: &str, name: &str) -> Result<Vec<(String, String)>, SpecError> {
-    let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let line = line.strip_prefix("export ").unwrap_or(line);
-        let (k, v) = line.split_once('=').ok_or_else(|| {
-            invalid(
-                format!("env file {name:?}, line {}", i + 1),
-                "expected KEY=VALUE",
-            )
-        })?;
-        let k = k.trim();
-        if k.is_empty() || k.contains(char::is_whitespace) {
-            return Err(invalid(
-                format!("env file {name:?}, line {}", i + 1),
-                format!("{k:?} is not a variable name"),
-            ));
-        }
-        let v = v.trim();
-        let v = v
-            .strip_prefix('"')
-            .and_then(|x| x.strip_suffix('"'))
-            .or_else(|| v.strip_prefix('\'').and_then(|x| x.strip_suffix('\'')))
-            .unwrap_or(v);
-        out.push((k.to_string(), v.to_string()));
-    }
-    Ok(out)
+    super::dotenv::parse(text, name, &|_| None)
 }
