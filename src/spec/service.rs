@@ -50,6 +50,7 @@ pub(super) fn parse_service(
     };
     let mut label_map: BTreeMap<String, String> = BTreeMap::new();
     let mut deploy_replicas = None;
+    let mut scale: Option<u32> = None;
     let mut has_restart = false;
     let mut network_aliases: Vec<String> = Vec::new();
     let mut env_from_files: BTreeMap<String, String> = BTreeMap::new();
@@ -193,6 +194,10 @@ pub(super) fn parse_service(
             "tty" => s.tty = boolean(v, &loc)?,
             "stdin_open" => s.stdin_open = boolean(v, &loc)?,
             "deploy" => parse_deploy(v, &loc, &mut s, &mut deploy_replicas)?,
+            // compose v2's service-level replica count.
+            "scale" => {
+                scale = Some(int(v, &loc, 0, ext::MAX_REPLICAS as i64)? as u32);
+            }
             k if k.starts_with("x-") => {}
             k => {
                 if let Some(hint) = refused_hint(k) {
@@ -225,8 +230,15 @@ pub(super) fn parse_service(
     for (k, v) in env_from_files {
         s.environment.entry(k).or_insert(v);
     }
-    if let Some(r) = deploy_replicas {
-        s.replicas = r;
+    match (scale, deploy_replicas) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(invalid(
+                &sloc,
+                format!("`scale: {a}` and `deploy.replicas: {b}` disagree: keep one of them"),
+            ));
+        }
+        (Some(r), _) | (None, Some(r)) => s.replicas = r,
+        (None, None) => {}
     }
     // Extension labels: app-level ones first, then the service's own override them.
     let normalised = ext::normalise_label_keys(&label_map);
