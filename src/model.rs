@@ -105,6 +105,13 @@ pub struct ServiceSpec {
     pub cap_add: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cap_drop: Vec<String>,
+    /// `security_opt`: `no-new-privileges[:true|false]`, `seccomp=unconfined`,
+    /// `apparmor=PROFILE`, `label=...`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub security_opt: Vec<String>,
+    /// `pids_limit` (-1: unlimited).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pids_limit: Option<i64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub devices: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

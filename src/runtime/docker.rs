@@ -261,6 +261,8 @@ impl DockerRuntime {
             network_mode,
             privileged: Some(s.privileged),
             cap_add: (!s.cap_add.is_empty()).then(|| s.cap_add.clone()),
+            security_opt: (!s.security_opt.is_empty()).then(|| s.security_opt.clone()),
+            pids_limit: s.pids_limit,
             cap_drop: (!s.cap_drop.is_empty()).then(|| s.cap_drop.clone()),
             devices: (!devices.is_empty()).then_some(devices),
             device_requests: (s.ext.gpu > 0).then(|| {

@@ -140,6 +140,13 @@ pub(super) fn parse_service(
             "user" => s.user = Some(scalar(v, &loc)?),
             "privileged" => s.privileged = boolean(v, &loc)?,
             "cap_add" => s.cap_add = string_list(v, &loc)?,
+            "security_opt" => {
+                s.security_opt = string_list(v, &loc)?;
+                for o in &s.security_opt {
+                    check_security_opt(o, &loc)?;
+                }
+            }
+            "pids_limit" => s.pids_limit = Some(int(v, &loc, -1, i64::from(i32::MAX))?),
             "cap_drop" => s.cap_drop = string_list(v, &loc)?,
             "devices" => s.devices = string_list(v, &loc)?,
             "dns" => s.dns = string_list(v, &loc)?,
@@ -316,6 +323,38 @@ pub(super) fn parse_cpus(v: &Yaml, loc: &str) -> Result<i64, SpecError> {
 
 /// Placement hints written as environment entries (Swarm classic) are moved out.
 const PLACEMENT_PREFIXES: [&str; 4] = ["constraint:", "affinity:", "availability:", "reschedule:"];
+
+/// One `security_opt` entry, in the forms the engine takes from a compose file. A seccomp
+/// profile given as a file is refused: the engine wants its JSON, which lives on the client.
+fn check_security_opt(o: &str, loc: &str) -> Result<(), SpecError> {
+    let (k, v) = o
+        .split_once(['=', ':'])
+        .map_or((o, None), |(k, v)| (k, Some(v)));
+    let ok = match (k, v) {
+        ("no-new-privileges", None | Some("true" | "false")) => true,
+        ("seccomp", Some("unconfined")) => true,
+        ("seccomp", Some(_)) => {
+            return Err(invalid(
+                loc,
+                format!(
+                    "{o:?}: a seccomp profile file is not supported (the engine needs its JSON, which berth does not send); use `seccomp=unconfined` or leave the engine's default profile"
+                ),
+            ));
+        }
+        ("apparmor" | "label" | "systempaths", Some(v)) => !v.is_empty(),
+        _ => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(
+            loc,
+            format!(
+                "{o:?} is not a security option: use no-new-privileges[:true|false], seccomp=unconfined, apparmor=PROFILE, label=..., or systempaths=unconfined"
+            ),
+        ))
+    }
+}
 
 /// `environment`, as a map or a list. A key without a value (`- KEY`, or `KEY:` in a map)
 /// takes its value from the deploy's variables (`--env`, `--env-file`, the shell: the CLI sends

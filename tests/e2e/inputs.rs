@@ -231,3 +231,32 @@ fn bare_environment_keys_take_the_shell_value_or_stay_unset() {
         "unset, not empty: {env}"
     );
 }
+
+/// `pids_limit`, `security_opt` and `scale` (standard compose keys) reach the engine.
+#[test]
+fn pids_limit_security_opt_and_scale_reach_the_engine() {
+    let a = Agent::start();
+    a.deploy(
+        "sec",
+        &format!(
+            "services:\n  web:\n    image: {IMAGE}\n    command: sleep 3600\n    stop_grace_period: 1s\n    scale: 2\n    pids_limit: 50\n    security_opt: [\"no-new-privileges:true\"]\n"
+        ),
+    );
+    a.wait_running("sec", 2, std::time::Duration::from_secs(60));
+    let got = docker_ok(&[
+        "inspect",
+        "-f",
+        "{{.HostConfig.PidsLimit}} {{.HostConfig.SecurityOpt}}",
+        "sec_web-001_2",
+    ]);
+    assert_eq!(got, "50 [no-new-privileges:true]");
+    // The limit holds inside: the kernel's pids controller says so.
+    let max = docker_ok(&[
+        "exec",
+        "sec_web-001_1",
+        "sh",
+        "-c",
+        "cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max",
+    ]);
+    assert_eq!(max, "50");
+}
