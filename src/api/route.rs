@@ -232,6 +232,15 @@ fn app_name(s: &str) -> Result<String, RouteError> {
     }
 }
 
+fn service_name(s: &str) -> Result<String, RouteError> {
+    let s = percent_decode(s);
+    if crate::spec::valid_service_name(&s) {
+        Ok(s)
+    } else {
+        Err(RouteError::BadName(s))
+    }
+}
+
 pub fn parse_request(method: &str, url: &str) -> Result<Command, RouteError> {
     let (path, query) = url.split_once('?').unwrap_or((url, ""));
     let q = query_pairs(query);
@@ -271,23 +280,23 @@ pub fn parse_request(method: &str, url: &str) -> Result<Command, RouteError> {
 
         (["v1", "apps", name, "services", svc, "versions"], "GET") => Command::Versions {
             app: app_name(name)?,
-            service: app_name(svc)?,
+            service: service_name(svc)?,
         },
         (["v1", "apps", name, "services", svc, "versions", n], "DELETE") => {
             Command::DeleteVersion {
                 app: app_name(name)?,
-                service: app_name(svc)?,
+                service: service_name(svc)?,
                 number: num("version", n, "a version number")?,
             }
         }
         (["v1", "apps", _, "services", _, "versions", ..], _) => return Err(not_allowed()),
         (["v1", "apps", name, "services", svc, "traffic"], "POST") => Command::Traffic {
             app: app_name(name)?,
-            service: app_name(svc)?,
+            service: service_name(svc)?,
         },
         (["v1", "apps", name, "services", svc, "rollback"], "POST") => Command::Rollback {
             app: app_name(name)?,
-            service: app_name(svc)?,
+            service: service_name(svc)?,
         },
         (
             [
@@ -302,7 +311,7 @@ pub fn parse_request(method: &str, url: &str) -> Result<Command, RouteError> {
             "POST",
         ) => Command::Release {
             app: app_name(name)?,
-            service: app_name(svc)?,
+            service: service_name(svc)?,
             confirm: *verb == "confirm",
         },
         (["v1", "apps", _, "services", _, "traffic" | "rollback"], _)

@@ -94,6 +94,17 @@ pub fn valid_name(name: &str) -> bool {
             .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
 }
 
+/// A service name: an app name's characters, up to 63 (it is a DNS name on the app network,
+/// and one label of the router's `service.app.domain`). The engine takes the longer container
+/// names this makes (`{app}_{service}-{NNN}_{slot}`, up to 120 characters).
+pub fn valid_service_name(name: &str) -> bool {
+    name.len() <= 63
+        && valid_name(name.get(..name.len().min(48)).unwrap_or_default())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
 /// What a template may draw on besides its own text: variables and the files it names.
 #[derive(Debug, Clone, Default)]
 pub struct Inputs {
@@ -178,10 +189,10 @@ pub fn parse(text: &str, app: &str, inputs: &Inputs) -> Result<AppSpec, SpecErro
 
     let mut services = BTreeMap::new();
     for (name, node) in services_node {
-        if !valid_name(&name) {
+        if !valid_service_name(&name) {
             return Err(invalid(
                 format!("service {name:?}"),
-                "service names use lower-case letters, digits, `-` and `_`, at most 48, starting with a letter or digit",
+                "service names use lower-case letters, digits, `-` and `_`, at most 63 (a DNS label: other services reach it by this name), starting with a letter or digit",
             ));
         }
         let svc = service::parse_service(&name, node, &app_ext, inputs, &mut warnings)?;

@@ -125,6 +125,14 @@ fn names_and_start_order() {
     for bad in ["", "Shop", "-a", "a b", "../x", &"a".repeat(49)] {
         assert!(!valid_name(bad), "{bad}");
     }
+    // Service names may be as long as a DNS label (a real file has one of 52).
+    assert!(valid_service_name(&"a".repeat(63)));
+    assert!(valid_service_name(
+        "mastodon-streaming-websocket-service-with-a-long-name"
+    ));
+    for bad in ["", "Shop", "-a", "a.b", &"a".repeat(64), "é"] {
+        assert!(!valid_service_name(bad), "{bad}");
+    }
     let spec = parse(
         "services:\n  web: {image: a, depends_on: [api]}\n  api: {image: a, links: [db]}\n  db: {image: a}\n",
         "app",

@@ -120,3 +120,28 @@ fn external_links_alias_a_container_on_the_app_network() {
     assert_eq!(out, "hello from berth");
     docker_ok(&["rm", "-f", &ext]);
 }
+
+/// A service name as long as a DNS label (real files have ones over 48 characters): the engine
+/// takes the container name berth derives, and the name resolves on the app network.
+#[test]
+fn a_sixty_three_character_service_name_deploys_and_resolves() {
+    let a = Agent::start();
+    let long = format!("db-{}", "x".repeat(60));
+    assert_eq!(long.len(), 63);
+    let yaml = format!(
+        "services:\n  {long}:\n    image: {IMAGE}\n    command: httpd -f -p 8080 -h /www\n    stop_grace_period: 1s\n  web:\n    image: {IMAGE}\n    command: sleep 3600\n    stop_grace_period: 1s\n"
+    );
+    a.deploy("longname", &yaml);
+    let got = docker_ok(&[
+        "exec",
+        "longname_web-001_1",
+        "wget",
+        "-q",
+        "-O-",
+        &format!("http://{long}:8080/"),
+    ]);
+    assert_eq!(got, "hello from berth");
+    // Per-service commands take the name too.
+    a.ok(&["scale", "longname", &format!("{long}=2")]);
+    a.wait_running("longname", 3, std::time::Duration::from_secs(60));
+}
