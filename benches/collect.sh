@@ -8,12 +8,7 @@ cd "$(dirname "$0")/.."
 N=${1:-100}
 start_bench_agent collect
 trap stop_bench_agent EXIT
-printf 'services:\n  idle:\n    image: berth-test/idle\n    stop_grace_period: 1s\n    labels:\n      berth.scale: "%s"\n' "$N" >"$WORK/collect.yml"
-"$BERTH" deploy -f "$WORK/collect.yml" --name collect --detach >/dev/null
-for _ in $(seq 600); do
-    [ "$(docker ps -q --filter label=berth.app=collect | wc -l)" -ge "$N" ] && break
-    sleep 1
-done
+deploy_idle collect "$N"
 sleep 5
 # The agent only deploys: stopped, its own loops do not load the engine while measuring.
 kill "$AGENT"; wait "$AGENT" 2>/dev/null || true

@@ -9,12 +9,7 @@ N=${1:-100}
 S=${2:-60}
 start_bench_agent idle
 trap stop_bench_agent EXIT
-printf 'services:\n  idle:\n    image: berth-test/idle\n    stop_grace_period: 1s\n    labels:\n      berth.scale: "%s"\n' "$N" >"$WORK/idle.yml"
-"$BERTH" deploy -f "$WORK/idle.yml" --name idle --detach >/dev/null
-for _ in $(seq 600); do
-    [ "$(docker ps -q --filter label=berth.app=idle | wc -l)" -ge "$N" ] && break
-    sleep 1
-done
+deploy_idle idle "$N"
 sleep 15
 ticks() { # PID... -> user+system ticks (1/100 s)
     local t=0 p

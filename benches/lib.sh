@@ -24,3 +24,14 @@ stop_bench_agent() {
     docker network ls -q --filter label=berth.node="${NODE:-none}" | xargs -r docker network rm >/dev/null 2>&1 || true
     rm -rf "$WORK"
 }
+
+# Deploys N idle containers as app NAME through the bench agent and waits until they run.
+deploy_idle() { # NAME N
+    local name=$1 n=$2
+    printf 'services:\n  idle:\n    image: berth-test/idle\n    stop_grace_period: 1s\n    labels:\n      berth.scale: "%s"\n' "$n" >"$WORK/$name.yml"
+    "$BERTH" deploy -f "$WORK/$name.yml" --name "$name" --detach >/dev/null
+    for _ in $(seq 600); do
+        [ "$(docker ps -q --filter label=berth.app="$name" | wc -l)" -ge "$n" ] && break
+        sleep 1
+    done
+}

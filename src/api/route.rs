@@ -214,31 +214,26 @@ fn num<T: std::str::FromStr>(name: &str, v: &str, hint: &'static str) -> Result<
     })
 }
 
-fn volume_name(s: &str) -> Result<String, RouteError> {
+/// A name from the path, percent-decoded, if `valid` accepts it.
+fn checked(s: &str, valid: fn(&str) -> bool) -> Result<String, RouteError> {
     let s = percent_decode(s);
-    if crate::volumes::valid_name(&s) {
+    if valid(&s) {
         Ok(s)
     } else {
         Err(RouteError::BadName(s))
     }
+}
+
+fn volume_name(s: &str) -> Result<String, RouteError> {
+    checked(s, crate::volumes::valid_name)
 }
 
 fn app_name(s: &str) -> Result<String, RouteError> {
-    let s = percent_decode(s);
-    if valid_name(&s) {
-        Ok(s)
-    } else {
-        Err(RouteError::BadName(s))
-    }
+    checked(s, valid_name)
 }
 
 fn service_name(s: &str) -> Result<String, RouteError> {
-    let s = percent_decode(s);
-    if crate::spec::valid_service_name(&s) {
-        Ok(s)
-    } else {
-        Err(RouteError::BadName(s))
-    }
+    checked(s, crate::spec::valid_service_name)
 }
 
 pub fn parse_request(method: &str, url: &str) -> Result<Command, RouteError> {

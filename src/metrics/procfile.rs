@@ -111,9 +111,15 @@ fn read_at0(file: &File, buf: &mut Vec<u8>) -> std::io::Result<usize> {
     loop {
         if n == buf.len() {
             if n >= MAX_BYTES {
-                return Err(std::io::Error::other("pseudo-file over the read bound"));
+                // Exactly at the bound is fine; one byte more is not.
+                let mut probe = [0u8; 1];
+                return match file.read_at(&mut probe, n as u64) {
+                    Ok(0) => Ok(n),
+                    Ok(_) => Err(std::io::Error::other("pseudo-file over the read bound")),
+                    Err(e) => Err(e),
+                };
             }
-            buf.resize(n * 2, 0);
+            buf.resize((n * 2).min(MAX_BYTES), 0);
         }
         match file.read_at(&mut buf[n..], n as u64) {
             Ok(0) => return Ok(n),
@@ -244,6 +250,26 @@ mod tests {
         assert!(k.read_tagged(&own, 1).is_some());
         assert!(k.read_tagged(&own, 2).is_some());
         assert_eq!(k.len(), 1);
+    }
+
+    #[test]
+    fn a_file_over_the_bound_is_refused_not_read_whole() {
+        // A container controls some of what it shows (its /proc/PID/net/dev grows with every
+        // interface it makes): a read stops at MAX_BYTES and gives nothing.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let big = dir.path().join("big");
+        std::fs::File::create(&big)
+            .and_then(|f| f.set_len(MAX_BYTES as u64 + 1))
+            .expect("sparse file");
+        assert_eq!(read_once(&big), None);
+        let mut k = Kept::new(4);
+        assert_eq!(k.read(&big), None);
+        assert_eq!(k.len(), 0, "nothing kept for it");
+        let fits = dir.path().join("fits");
+        std::fs::File::create(&fits)
+            .and_then(|f| f.set_len(MAX_BYTES as u64))
+            .expect("sparse file");
+        assert_eq!(read_once(&fits).map(|t| t.len()), Some(MAX_BYTES));
     }
 
     #[test]

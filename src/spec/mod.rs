@@ -508,34 +508,35 @@ pub fn service_hash(svc: &crate::model::ServiceSpec) -> String {
 #[cfg(test)]
 mod tests;
 
-/// The files a template names in `env_file` (so a client can send their contents). Best
-/// effort: a template that does not parse yields none, and `parse` reports the real error.
-/// Keys of `environment` entries without a value (`- KEY`, `KEY:`) in every service: the
-/// client looks them up in its shell environment, as it does for `$VAR` references.
-pub fn bare_environment_keys(text: &str) -> Vec<String> {
-    let Ok(root) = load_yaml(text) else {
-        return Vec::new();
-    };
-    let Yaml::Hash(top) = &root else {
+/// The value of `key` in every service of a template. Best effort, for the client: a template
+/// that does not parse yields none, and `parse` reports the real error.
+fn service_values(text: &str, key: &str) -> Vec<Yaml> {
+    let Ok(Yaml::Hash(top)) = load_yaml(text) else {
         return Vec::new();
     };
     let services: Vec<&Yaml> = match top.get(&Yaml::String("services".into())) {
         Some(Yaml::Hash(h)) => h.values().collect(),
         _ => top.values().collect(),
     };
+    services
+        .into_iter()
+        .filter_map(|s| s.as_hash()?.get(&Yaml::String(key.into())).cloned())
+        .collect()
+}
+
+/// Keys of `environment` entries without a value (`- KEY`, `KEY:`) in every service: the
+/// client looks them up in its shell environment, as it does for `$VAR` references.
+pub fn bare_environment_keys(text: &str) -> Vec<String> {
     let mut out = Vec::new();
-    for s in services {
-        match s
-            .as_hash()
-            .and_then(|h| h.get(&Yaml::String("environment".into())))
-        {
-            Some(Yaml::Array(a)) => out.extend(
+    for env in service_values(text, "environment") {
+        match env {
+            Yaml::Array(a) => out.extend(
                 a.iter()
                     .filter_map(|e| e.as_str())
                     .filter(|e| !e.contains('='))
                     .map(str::to_string),
             ),
-            Some(Yaml::Hash(h)) => out.extend(
+            Yaml::Hash(h) => out.extend(
                 h.iter()
                     .filter(|(_, v)| matches!(v, Yaml::Null))
                     .filter_map(|(k, _)| k.as_str().map(str::to_string)),
@@ -548,26 +549,12 @@ pub fn bare_environment_keys(text: &str) -> Vec<String> {
     out
 }
 
+/// The files a template names in `env_file` (so a client can send their contents).
 pub fn env_files(text: &str) -> Vec<String> {
-    let Ok(root) = load_yaml(text) else {
-        return Vec::new();
-    };
-    let Yaml::Hash(top) = &root else {
-        return Vec::new();
-    };
-    let services: Vec<&Yaml> = match top.get(&Yaml::String("services".into())) {
-        Some(Yaml::Hash(h)) => h.values().collect(),
-        _ => top.values().collect(),
-    };
-    let mut out = Vec::new();
-    for s in services {
-        if let Some(v) = s
-            .as_hash()
-            .and_then(|h| h.get(&Yaml::String("env_file".into())))
-        {
-            out.extend(values::string_list(v, "env_file").unwrap_or_default());
-        }
-    }
+    let mut out: Vec<String> = service_values(text, "env_file")
+        .iter()
+        .flat_map(|v| values::string_list(v, "env_file").unwrap_or_default())
+        .collect();
     out.sort();
     out.dedup();
     out

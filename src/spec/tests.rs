@@ -49,6 +49,15 @@ fn environment_keys_without_values_come_from_the_deploy_variables_or_stay_unset(
         bare_environment_keys(text),
         ["DB_PASSWORD", "MISSING", "NOPE", "ROOT_PASSWORD"]
     );
+    // The same walk finds the env files the client sends (top-level services too).
+    assert_eq!(
+        env_files(
+            "services:\n  web: {image: a, env_file: [b.env, a.env]}\n  db: {image: b, env_file: a.env}\n"
+        ),
+        ["a.env", "b.env"]
+    );
+    assert_eq!(env_files("web: {image: a, env_file: c.env}\n"), ["c.env"]);
+    assert!(env_files("not: [valid").is_empty());
     let inputs = Inputs {
         vars: vars(&[("DB_PASSWORD", "s3cret"), ("ROOT_PASSWORD", "r00t")]),
         ..Default::default()
