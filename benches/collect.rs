@@ -72,7 +72,7 @@ fn parts(targets: &[Target], n: usize) -> f64 {
     let k0 = kernel_kib();
     HostSample::read(&mut cache);
     for t in targets {
-        if let Some(p) = cg.read(&t.id, &mut files).and_then(|s| s.pid) {
+        if let Some(p) = cg.read(&t.id, &mut files, None).and_then(|s| s.pid) {
             pids.push(p);
         }
     }
@@ -138,8 +138,8 @@ fn parts(targets: &[Target], n: usize) -> f64 {
     rows.push((
         "containers: cgroup files kept open",
         cpu_ms(n, || {
-            for t in targets {
-                cg.read(&t.id, &mut files);
+            for (t, p) in targets.iter().zip(&pids) {
+                cg.read(&t.id, &mut files, Some(*p));
             }
         }),
     ));
@@ -147,7 +147,7 @@ fn parts(targets: &[Target], n: usize) -> f64 {
         "containers: cgroup files opened each time (before)",
         cpu_ms(n.min(5), || {
             for t in targets {
-                cg.read(&t.id, &mut Kept::new(0));
+                cg.read(&t.id, &mut Kept::new(0), None);
             }
         }),
     ));
@@ -224,7 +224,21 @@ fn main() {
         })
         .collect();
 
+    if let Some(n) = std::env::var("BENCH_PROFILE_CYCLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        // Whole cycles only, for a profiler (`perf record`).
+        let mut c = Collector::new(Cgroups::detect());
+        for i in 0..n {
+            std::hint::black_box(c.collect("h", "n", targets.clone(), i as i64));
+        }
+        return;
+    }
     let containers_ms = Some(parts(&targets, 20));
+    if std::env::var_os("BENCH_PARTS_ONLY").is_some() {
+        return;
+    }
     let mut c = Collector::new(Cgroups::detect());
     c.collect("h", "n", targets.clone(), 0); // warm (first cycle has no rates)
     let (c0, d0, w0) = (cpu_self(), engine_cpu(), Instant::now());

@@ -42,7 +42,7 @@ pub struct ContainerStats {
     pub mem_failcnt: u64,
     /// `memory.stat` as the kernel names it (v1: cache, rss, total_inactive_file, ...; v2:
     /// anon, file, inactive_file, ...).
-    pub mem_stat: Vec<(String, u64)>,
+    pub mem_stat: KeyValues,
     /// OOM kills the kernel counted (v2 `memory.events`; on v1 they come from the engine's
     /// `oom` events instead, which saves a read per container).
     pub oom_kills: u64,
@@ -53,10 +53,7 @@ pub struct ContainerStats {
 
 impl ContainerStats {
     pub fn mem_stat(&self, key: &str) -> Option<u64> {
-        self.mem_stat
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| *v)
+        self.mem_stat.get(key)
     }
 
     /// Usage without the reclaimable page cache (what `docker stats` and cAdvisor's working
@@ -141,9 +138,10 @@ impl NetDev {
     }
 }
 
-/// The file read first in a container's main cgroup directory: it says the cgroup still
-/// exists and gives the first pid.
-const PROBE: &str = "cgroup.procs";
+/// The file read first in a container's main cgroup directory (v1, v2): it says whether the
+/// cgroup still exists, and its kept copy which layout the container is in.
+const PROBE: &str = "cpuacct.usage_percpu";
+const PROBE_V2: &str = "cpu.stat";
 
 /// USER_HZ: the unit of `cpuacct.stat` and `/proc/*/stat` times (100 on every Linux build we
 /// run on).
@@ -226,15 +224,15 @@ impl Cgroups {
     /// [`Cgroups::layout`], without a `stat` when the container's files are already kept
     /// open in one layout.
     fn layout_kept(&self, id: &str, files: &Kept) -> Option<bool> {
-        let main = match self.version {
-            Version::V1 => "cpuacct",
-            Version::V2 => "",
+        let (main, probe) = match self.version {
+            Version::V1 => ("cpuacct", PROBE),
+            Version::V2 => ("", PROBE_V2),
         };
         [false, true]
             .into_iter()
             .find(|sd| {
                 self.path(main, id, *sd)
-                    .is_some_and(|p| files.contains(&p.join(PROBE)))
+                    .is_some_and(|p| files.contains(&p.join(probe)))
             })
             .or_else(|| self.layout(id))
     }
@@ -252,57 +250,61 @@ impl Cgroups {
         read(&self.dir(ctrl, id)?.join("cgroup.procs")).and_then(|t| first_pid(&t))
     }
 
-    /// Reads one container's counters; None when its cgroup is gone (it stopped).
-    pub fn read(&self, id: &str, files: &mut Kept) -> Option<ContainerStats> {
+    /// Reads one container's counters; None when its cgroup is gone (it stopped). `pid` is
+    /// the first process found at an earlier read: `cgroup.procs` is read again only when
+    /// there is none or the cgroup's files had to be opened anew (a restarted container gets
+    /// a new cgroup under the same path, and a new first process).
+    pub fn read(&self, id: &str, files: &mut Kept, pid: Option<u32>) -> Option<ContainerStats> {
         match self.version {
-            Version::V1 => self.read_v1(id, files),
-            Version::V2 => self.read_v2(id, files),
+            Version::V1 => self.read_v1(id, files, pid),
+            Version::V2 => self.read_v2(id, files, pid),
         }
     }
 
-    fn read_v1(&self, id: &str, files: &mut Kept) -> Option<ContainerStats> {
+    fn read_v1(&self, id: &str, files: &mut Kept, pid: Option<u32>) -> Option<ContainerStats> {
         let sd = self.layout_kept(id, files)?;
         let dir = |c: &str| self.path(c, id, sd);
         let cpuacct = dir("cpuacct")?;
         // The first read says whether the cgroup is still there (a stopped container's is
-        // removed; its kept files then fail).
-        let procs = files.read(&cpuacct.join(PROBE))?;
+        // removed; its kept files then fail). Total CPU is the sum of the per-CPU figures
+        // (what `cpuacct.usage` adds up itself), which saves a read.
+        let percpu: Vec<u64> = files
+            .read_single(&cpuacct.join(PROBE))?
+            .split_whitespace()
+            .filter_map(|v| v.parse().ok())
+            .collect();
         let mut s = ContainerStats {
-            cpu_total_ns: num(files.read(&cpuacct.join("cpuacct.usage"))).unwrap_or(0),
-            percpu_ns: files
-                .read(&cpuacct.join("cpuacct.usage_percpu"))
-                .map(|t| {
-                    t.split_whitespace()
-                        .filter_map(|v| v.parse().ok())
-                        .collect()
-                })
-                .unwrap_or_default(),
-            pid: first_pid(&procs),
+            cpu_total_ns: percpu.iter().sum(),
+            percpu_ns: percpu,
+            pid: first_pid_of(&cpuacct, files.last_opened(), pid),
             ..Default::default()
         };
-        if let Some(t) = files.read(&cpuacct.join("cpuacct.stat")) {
-            let kv = key_values(&t);
+        if let Some(t) = files.read_single(&cpuacct.join("cpuacct.stat")) {
+            let kv = t.as_str();
             let ns = 1_000_000_000 / USER_HZ;
-            s.cpu_user_ns = get(&kv, "user") * ns;
-            s.cpu_system_ns = get(&kv, "system") * ns;
+            s.cpu_user_ns = get(kv, "user") * ns;
+            s.cpu_system_ns = get(kv, "system") * ns;
         }
-        if let Some(t) = dir("cpu").and_then(|d| files.read(&d.join("cpu.stat"))) {
-            let kv = key_values(&t);
-            s.throttle_periods = get(&kv, "nr_periods");
-            s.throttled_periods = get(&kv, "nr_throttled");
-            s.throttled_ns = get(&kv, "throttled_time");
+        if let Some(t) = dir("cpu").and_then(|d| files.read_single(&d.join("cpu.stat"))) {
+            let kv = t.as_str();
+            s.throttle_periods = get(kv, "nr_periods");
+            s.throttled_periods = get(kv, "nr_throttled");
+            s.throttled_ns = get(kv, "throttled_time");
         }
         if let Some(mem) = dir("memory") {
-            s.mem_usage = num(files.read(&mem.join("memory.usage_in_bytes"))).unwrap_or(0);
-            // v1 writes "no limit" as a huge page-aligned number.
-            s.mem_limit =
-                num(files.read(&mem.join("memory.limit_in_bytes"))).filter(|l| *l < 1 << 62);
-            s.mem_max_usage = num(files.read(&mem.join("memory.max_usage_in_bytes")));
-            s.mem_failcnt = num(files.read(&mem.join("memory.failcnt"))).unwrap_or(0);
+            s.mem_usage = num(files.read_single(&mem.join("memory.usage_in_bytes"))).unwrap_or(0);
+            s.mem_max_usage = num(files.read_single(&mem.join("memory.max_usage_in_bytes")));
+            s.mem_failcnt = num(files.read_single(&mem.join("memory.failcnt"))).unwrap_or(0);
             s.mem_stat = files
-                .read(&mem.join("memory.stat"))
-                .map(|t| key_values(&t))
+                .read_single(&mem.join("memory.stat"))
+                .map(KeyValues::new)
                 .unwrap_or_default();
+            // The limit from memory.stat (the smallest up the hierarchy: what applies),
+            // which saves reading `memory.limit_in_bytes`. v1 writes "no limit" as a huge
+            // page-aligned number.
+            s.mem_limit = s
+                .mem_stat("hierarchical_memory_limit")
+                .filter(|l| *l < 1 << 62);
         }
         if let Some(blk) = dir("blkio") {
             // The throttle layer counts every I/O whatever the scheduler (the CFQ-only
@@ -311,7 +313,7 @@ impl Cgroups {
             let mut pick = |names: &[&str]| {
                 names
                     .iter()
-                    .find_map(|n| files.read(&blk.join(n)))
+                    .find_map(|n| files.read_single(&blk.join(n)))
                     .unwrap_or_default()
             };
             let bytes = pick(&[
@@ -329,39 +331,46 @@ impl Cgroups {
         Some(s)
     }
 
-    fn read_v2(&self, id: &str, files: &mut Kept) -> Option<ContainerStats> {
+    fn read_v2(&self, id: &str, files: &mut Kept, pid: Option<u32>) -> Option<ContainerStats> {
         let d = self.path("", id, self.layout_kept(id, files)?)?;
-        let procs = files.read(&d.join(PROBE))?;
+        let cpu = files.read_single(&d.join(PROBE_V2))?;
         let mut s = ContainerStats {
-            pid: first_pid(&procs),
+            pid: first_pid_of(&d, files.last_opened(), pid),
             ..Default::default()
         };
-        if let Some(t) = files.read(&d.join("cpu.stat")) {
-            let kv = key_values(&t);
-            s.cpu_total_ns = get(&kv, "usage_usec") * 1000;
-            s.cpu_user_ns = get(&kv, "user_usec") * 1000;
-            s.cpu_system_ns = get(&kv, "system_usec") * 1000;
-            s.throttle_periods = get(&kv, "nr_periods");
-            s.throttled_periods = get(&kv, "nr_throttled");
-            s.throttled_ns = get(&kv, "throttled_usec") * 1000;
-        }
-        s.mem_usage = num(files.read(&d.join("memory.current"))).unwrap_or(0);
-        s.mem_limit = num(files.read(&d.join("memory.max")));
-        s.mem_max_usage = num(files.read(&d.join("memory.peak")));
+        let kv = cpu.as_str();
+        s.cpu_total_ns = get(kv, "usage_usec") * 1000;
+        s.cpu_user_ns = get(kv, "user_usec") * 1000;
+        s.cpu_system_ns = get(kv, "system_usec") * 1000;
+        s.throttle_periods = get(kv, "nr_periods");
+        s.throttled_periods = get(kv, "nr_throttled");
+        s.throttled_ns = get(kv, "throttled_usec") * 1000;
+        s.mem_usage = num(files.read_single(&d.join("memory.current"))).unwrap_or(0);
+        s.mem_limit = num(files.read_single(&d.join("memory.max")));
+        s.mem_max_usage = num(files.read_single(&d.join("memory.peak")));
         s.mem_stat = files
-            .read(&d.join("memory.stat"))
-            .map(|t| key_values(&t))
+            .read_single(&d.join("memory.stat"))
+            .map(KeyValues::new)
             .unwrap_or_default();
-        if let Some(t) = files.read(&d.join("memory.events")) {
-            let kv = key_values(&t);
-            s.mem_failcnt = get(&kv, "max");
-            s.oom_kills = get(&kv, "oom_kill");
+        if let Some(t) = files.read_single(&d.join("memory.events")) {
+            let kv = t.as_str();
+            s.mem_failcnt = get(kv, "max");
+            s.oom_kills = get(kv, "oom_kill");
         }
         s.blkio = files
-            .read(&d.join("io.stat"))
+            .read_single(&d.join("io.stat"))
             .map(|t| parse_io_stat_v2(&t))
             .unwrap_or_default();
         Some(s)
+    }
+}
+
+/// The container's first process: `known` while its cgroup's files stay open, else read from
+/// `cgroup.procs` in `dir` (once, not kept: it lists every process).
+fn first_pid_of(dir: &Path, opened: bool, known: Option<u32>) -> Option<u32> {
+    match known {
+        Some(p) if !opened => Some(p),
+        _ => read(&dir.join("cgroup.procs")).and_then(|t| first_pid(&t)),
     }
 }
 
@@ -378,22 +387,37 @@ fn first_pid(t: &str) -> Option<u32> {
 }
 
 /// `key value` lines (memory.stat, cpu.stat, cpuacct.stat, memory.events).
-pub fn key_values(t: &str) -> Vec<(String, u64)> {
-    t.lines()
-        .filter_map(|l| {
-            let mut it = l.split_whitespace();
-            let k = it.next()?;
-            let v = it.next()?.parse().ok()?;
-            Some((k.to_string(), v))
-        })
-        .collect()
+pub fn key_values(t: &str) -> impl Iterator<Item = (&str, u64)> {
+    t.lines().filter_map(|l| {
+        let mut it = l.split_whitespace();
+        let k = it.next()?;
+        let v = it.next()?.parse().ok()?;
+        Some((k, v))
+    })
 }
 
-fn get(kv: &[(String, u64)], key: &str) -> u64 {
-    kv.iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| *v)
-        .unwrap_or(0)
+/// One key of a `key value` text (0 when absent).
+fn get(t: &str, key: &str) -> u64 {
+    key_values(t).find(|(k, _)| *k == key).map_or(0, |(_, v)| v)
+}
+
+/// A `key value` file kept as the kernel wrote it (memory.stat: ~40 lines a container),
+/// parsed when read: one string where a parsed copy would be forty.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct KeyValues(String);
+
+impl KeyValues {
+    pub fn new(text: String) -> KeyValues {
+        KeyValues(text)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, u64)> {
+        key_values(&self.0)
+    }
+
+    pub fn get(&self, key: &str) -> Option<u64> {
+        self.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
+    }
 }
 
 fn device(s: &str) -> Option<(u32, u32)> {
@@ -592,7 +616,7 @@ mod tests {
             Version::V2,
             BTreeMap::from([(String::new(), tmp.path().to_path_buf())]),
         );
-        let s = c.read("abc", &mut Kept::new(64)).unwrap();
+        let s = c.read("abc", &mut Kept::new(64), None).unwrap();
         assert_eq!(s.cpu_total_ns, 2_000_000);
         assert_eq!(s.cpu_user_ns, 1_500_000);
         assert_eq!(s.throttled_ns, 7000);
@@ -601,7 +625,7 @@ mod tests {
         assert_eq!(s.oom_kills, 1);
         assert_eq!(s.blkio[0].write_bytes, 20);
         assert_eq!(s.pid, Some(42));
-        assert!(c.read("other", &mut Kept::new(64)).is_none());
+        assert!(c.read("other", &mut Kept::new(64), None).is_none());
     }
 
     #[test]
@@ -611,11 +635,6 @@ mod tests {
         let c = Cgroups::at(
             Version::V1,
             BTreeMap::from([m("cpuacct"), m("cpu"), m("memory"), m("blkio")]),
-        );
-        write(
-            tmp.path(),
-            "cpuacct/docker/abc/cpuacct.usage",
-            "5000000000\n",
         );
         write(
             tmp.path(),
@@ -640,13 +659,9 @@ mod tests {
         );
         write(
             tmp.path(),
-            "memory/docker/abc/memory.limit_in_bytes",
-            "9223372036854771712\n",
-        );
-        write(
-            tmp.path(),
             "memory/docker/abc/memory.stat",
-            "cache 100\nrss 900\ntotal_inactive_file 48\n",
+            "cache 100\nrss 900\nhierarchical_memory_limit 9223372036854771712\n\
+             total_inactive_file 48\n",
         );
         write(
             tmp.path(),
@@ -668,8 +683,12 @@ mod tests {
             "blkio/docker/abc/blkio.throttle.io_serviced",
             "8:0 Read 1\n8:0 Write 2\n",
         );
-        let s = c.read("abc", &mut Kept::new(64)).unwrap();
-        assert_eq!(s.cpu_total_ns, 5_000_000_000);
+        let mut kept = Kept::new(64);
+        let s = c.read("abc", &mut kept, None).unwrap();
+        assert_eq!(
+            s.cpu_total_ns, 5_000_000_000,
+            "the sum of the per-CPU figures"
+        );
         assert_eq!(s.percpu_ns, vec![3_000_000_000, 2_000_000_000]);
         assert_eq!(s.cpu_user_ns, 3_000_000_000);
         assert_eq!(s.mem_limit, None);
@@ -687,6 +706,24 @@ mod tests {
             }]
         );
         assert_eq!(s.pid, Some(7));
+        // A limit shows (from memory.stat: the limit that applies up the hierarchy).
+        write(
+            tmp.path(),
+            "memory/docker/abc/memory.stat",
+            "cache 100\nrss 900\nhierarchical_memory_limit 67108864\n",
+        );
+        // While the cgroup's files stay open the first process is the one found before:
+        // `cgroup.procs` (every process) is not read again each cycle.
+        write(tmp.path(), "cpuacct/docker/abc/cgroup.procs", "8\n");
+        let again = c.read("abc", &mut kept, s.pid).unwrap();
+        assert_eq!(again.mem_limit, Some(64 << 20));
+        assert_eq!(again.pid, Some(7));
+        // Opened anew (a restarted container's new cgroup), or no pid known: read again.
+        assert_eq!(
+            c.read("abc", &mut Kept::new(64), Some(7)).unwrap().pid,
+            Some(8)
+        );
+        assert_eq!(c.read("abc", &mut kept, None).unwrap().pid, Some(8));
     }
 
     #[test]

@@ -127,8 +127,9 @@ impl Collector {
         let containers: Vec<ContainerSample> = targets
             .into_iter()
             .map(|t| {
+                let known_pid = started.get(&t.id).map(|(p, _)| *p);
                 let stats = (t.status == "running")
-                    .then(|| self.cgroups.read(&t.id, &mut self.host.files))
+                    .then(|| self.cgroups.read(&t.id, &mut self.host.files, known_pid))
                     .flatten();
                 let pid = stats.as_ref().and_then(|s| s.pid);
                 let started_ns = pid.and_then(|p| {
@@ -300,8 +301,8 @@ pub fn points(s: &Snapshot) -> Vec<Point> {
                 );
             }
             let mut m = pt("docker_container_mem");
-            for (k, v) in &st.mem_stat {
-                m = m.field(k.clone(), int(*v));
+            for (k, v) in st.mem_stat.iter() {
+                m = m.field(k, int(v));
             }
             m = m
                 .field("usage", int(st.mem_usage))
@@ -666,7 +667,7 @@ mod tests {
                 stats: Some(ContainerStats {
                     cpu_total_ns: 10,
                     mem_usage: 100,
-                    mem_stat: vec![("inactive_file".into(), 40)],
+                    mem_stat: crate::metrics::cgroup::KeyValues::new("inactive_file 40\n".into()),
                     ..Default::default()
                 }),
                 cpu_percent: Some(12.5),

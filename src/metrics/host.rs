@@ -439,7 +439,17 @@ impl MountTable {
 impl HostSample {
     pub fn read(cache: &mut HostCache) -> HostSample {
         let files = &mut cache.files;
-        let mut r = |p: &str| files.read(Path::new(p)).unwrap_or_default();
+        // These four are one record each (single_open): a short read is their end.
+        let mut r = |p: &str| {
+            match matches!(
+                p,
+                "/proc/stat" | "/proc/meminfo" | "/proc/loadavg" | "/proc/uptime"
+            ) {
+                true => files.read_single(Path::new(p)),
+                false => files.read(Path::new(p)),
+            }
+            .unwrap_or_default()
+        };
         let stat = r("/proc/stat");
         let (cpus, boot_time_s) = parse_proc_stat(&stat);
         let lv: Vec<f64> = r("/proc/loadavg")

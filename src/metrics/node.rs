@@ -336,7 +336,7 @@ impl ProcStates {
             path.push_str(pid);
             path.push_str("/stat");
             // A process that exited since the listing is not counted.
-            if let Some(stat) = files.read(std::path::Path::new(&path)) {
+            if let Some(stat) = files.read_single(std::path::Path::new(&path)) {
                 procs.add(&stat);
             }
         }
@@ -347,8 +347,8 @@ impl ProcStates {
     /// field 20).
     pub fn add(&mut self, stat: &str) {
         let Some(at) = stat.rfind(')') else { return };
-        let f: Vec<&str> = stat[at + 1..].split_whitespace().collect();
-        let Some(state) = f.first().and_then(|s| s.chars().next()) else {
+        let mut f = stat[at + 1..].split_whitespace();
+        let Some(state) = f.next().and_then(|s| s.chars().next()) else {
             return;
         };
         match state {
@@ -364,7 +364,8 @@ impl ProcStates {
             _ => self.unknown += 1,
         }
         self.total += 1;
-        self.total_threads += f.get(17).and_then(|t| t.parse().ok()).unwrap_or(0);
+        // Field 20 (num_threads): 17 after the state.
+        self.total_threads += f.nth(16).and_then(|t| t.parse().ok()).unwrap_or(0);
     }
 }
 
