@@ -214,8 +214,9 @@ fn load_yaml(text: &str) -> Result<Yaml, SpecError> {
     if text.len() > MAX_TEMPLATE_BYTES {
         return Err(SpecError::TooLarge(text.len()));
     }
-    values::check_node_budget(text)?;
-    let docs = yaml_rust2::YamlLoader::load_from_str(text).map_err(|e| SpecError::Yaml {
+    let text = values::indent_flow_closers(text);
+    values::check_node_budget(&text)?;
+    let docs = yaml_rust2::YamlLoader::load_from_str(&text).map_err(|e| SpecError::Yaml {
         message: tidy_scan_message(e.info()),
         line: e.marker().line(),
         column: e.marker().col() + 1,

@@ -351,6 +351,86 @@ pub fn resolve_merge_keys(y: Yaml) -> Yaml {
     }
 }
 
+/// How many spaces [`indent_flow_closers`] adds in all before it gives up.
+const MAX_CLOSER_REPAIRS: usize = 32;
+
+/// go-yaml and libyaml (docker compose, PyYAML) do not check indentation inside a flow
+/// collection: they accept its closing `]`/`}` at its key's indentation (`command: [` ...
+/// `]` under `command`) and its items left of the key. yaml-rust2 follows the YAML spec and
+/// refuses both ("invalid indentation", yaml-rust2#30, saphyr#55). Inside a flow collection,
+/// spaces at the start of a line mean nothing, so such a line is indented until the scanner
+/// takes it (one space at a time, at most [`MAX_CLOSER_REPAIRS`] in all), and only when the
+/// scanner says the line is inside a flow collection: the document means what it means to
+/// docker compose, and every line keeps its number. Scanning only (no alias expansion), so it
+/// is safe before the node budget; a document that fails for any other reason is returned
+/// unchanged, and its error is reported by the load.
+pub fn indent_flow_closers(text: &str) -> std::borrow::Cow<'_, str> {
+    struct Ignore;
+    impl MarkedEventReceiver for Ignore {
+        fn on_event(&mut self, _: Event, _: Marker) {}
+    }
+    let mut fixed: Option<String> = None;
+    for _ in 0..MAX_CLOSER_REPAIRS {
+        let t = fixed.as_deref().unwrap_or(text);
+        let Err(e) = Parser::new_from_str(t).load(&mut Ignore, true) else {
+            break;
+        };
+        if !matches!(
+            e.info(),
+            "invalid indentation" | "invalid indentation in flow construct"
+        ) {
+            break;
+        }
+        // The marker's line is 1-based, its column 0-based, in characters.
+        let (line, col) = (e.marker().line(), e.marker().col());
+        let Some(start) = line_start(t, line) else {
+            break;
+        };
+        let rest = &t[start..];
+        let lead = rest.len() - rest.trim_start_matches(' ').len();
+        if lead != col || !inside_flow(&t[..start]) {
+            break;
+        }
+        let mut next = String::with_capacity(t.len() + 1);
+        next.push_str(&t[..start]);
+        next.push(' ');
+        next.push_str(rest);
+        fixed = Some(next);
+    }
+    match fixed {
+        Some(f) => std::borrow::Cow::Owned(f),
+        None => std::borrow::Cow::Borrowed(text),
+    }
+}
+
+/// Whether `prefix` (whole lines) ends inside an open flow collection: its tokens, all of
+/// them (the end of the stream flushes what the scanner holds back), counted `[`/`{` against
+/// `]`/`}`. False when the prefix does not scan.
+fn inside_flow(prefix: &str) -> bool {
+    use yaml_rust2::scanner::{Scanner, TokenType};
+    let mut scanner = Scanner::new(prefix.chars());
+    let mut depth: i64 = 0;
+    for tok in scanner.by_ref() {
+        match tok.1 {
+            TokenType::FlowSequenceStart | TokenType::FlowMappingStart => depth += 1,
+            TokenType::FlowSequenceEnd | TokenType::FlowMappingEnd => depth -= 1,
+            _ => {}
+        }
+    }
+    scanner.get_error().is_none() && depth > 0
+}
+
+/// The byte offset where 1-based `line` starts (lines end at `\n`).
+fn line_start(text: &str, line: usize) -> Option<usize> {
+    if line == 0 {
+        return None;
+    }
+    if line == 1 {
+        return Some(0);
+    }
+    text.match_indices('\n').nth(line - 2).map(|(i, _)| i + 1)
+}
+
 /// Counts the nodes a document expands to (aliases included) without building it, so an
 /// alias bomb is refused before yaml-rust2 clones it into memory.
 pub fn check_node_budget(text: &str) -> Result<(), SpecError> {
