@@ -60,6 +60,27 @@ fn default_volume_driver() -> String {
     "local".to_string()
 }
 
+/// When a deploy pulls a service's image (compose's `pull_policy`; `berth deploy --pull`
+/// pulls whatever this says).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PullPolicy {
+    /// Pulled when it is not on the host (`missing`, `if_not_present`).
+    #[default]
+    Missing,
+    /// Pulled at every deploy and redeploy (the local copy serves when the registry is out
+    /// of reach).
+    Always,
+    /// Never pulled: the image must be on the host (`berth image load`).
+    Never,
+}
+
+impl PullPolicy {
+    pub fn is_default(&self) -> bool {
+        *self == PullPolicy::Missing
+    }
+}
+
 pub(crate) fn is_false(b: &bool) -> bool {
     !*b
 }
@@ -112,6 +133,12 @@ pub struct ServiceSpec {
     /// `pids_limit` (-1: unlimited).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pids_limit: Option<i64>,
+    /// `platform` (`linux/arm64`): the image variant pulled and run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
+    /// `pull_policy`: when a deploy pulls the image.
+    #[serde(default, skip_serializing_if = "PullPolicy::is_default")]
+    pub pull_policy: PullPolicy,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub devices: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -246,6 +273,10 @@ pub struct MountSpec {
     pub read_only: bool,
     #[serde(default, skip_serializing_if = "is_false")]
     pub nocopy: bool,
+    /// Bind: the engine's mode flags after the target (propagation such as `rslave`, SELinux
+    /// `z`/`Z`); tmpfs: mount options (`size=BYTES`, `mode=OCTAL`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub options: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -15,6 +15,16 @@ pub struct DeployRequest {
     /// Files the template names (`env_file`), by the name it uses.
     #[serde(default)]
     pub files: BTreeMap<String, String>,
+    /// The absolute directory relative bind sources are resolved against (the template's
+    /// directory, or `--project-directory`); empty: relative sources are refused.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub project_dir: String,
+    /// The home directory `~` in a bind source stands for (the CLI user's).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub home: String,
+    /// Active compose profiles (`--profile`, `COMPOSE_PROFILES`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub profiles: Vec<String>,
     /// Pull images even when present.
     #[serde(default)]
     pub pull: bool,
@@ -28,6 +38,20 @@ pub struct DeployRequest {
     /// Start new versions at 0% with all their instances; `berth release confirm` switches.
     #[serde(default)]
     pub blue_green: bool,
+}
+
+impl DeployRequest {
+    /// What the template parser may draw on besides the template's text.
+    pub fn inputs(&self) -> crate::spec::Inputs {
+        let nonempty = |s: &str| (!s.is_empty()).then(|| s.to_string());
+        crate::spec::Inputs {
+            vars: self.vars.clone(),
+            files: self.files.clone(),
+            project_dir: nonempty(&self.project_dir),
+            home: nonempty(&self.home),
+            profiles: self.profiles.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

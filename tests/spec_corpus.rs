@@ -1,7 +1,8 @@
 //! Data-driven parser tests: every `tests/data/ok/NAME.yml` must parse to `NAME.json`, every
 //! `tests/data/bad/NAME.yml` must fail with the message in `NAME.err`.
-//! Variables: a first line `# vars: K=V K2=V2`. Files for env_file: `NAME.env` beside it is
-//! offered as `app.env`. Run with BERTH_BLESS=1 to (re)write the expectations.
+//! Variables: a first line `# vars: K=V K2=V2`. What the CLI sends besides: a line
+//! `# inputs: project=/DIR home=/DIR profiles=a,b`. Files for env_file: `NAME.env` beside it
+//! is offered as `app.env`. Run with BERTH_BLESS=1 to (re)write the expectations.
 
 use berth::spec::{self, Inputs};
 use std::path::Path;
@@ -12,6 +13,16 @@ fn inputs_for(path: &Path, text: &str) -> Inputs {
         for kv in rest.split_whitespace() {
             if let Some((k, v)) = kv.split_once('=') {
                 inputs.vars.insert(k.into(), v.into());
+            }
+        }
+    }
+    if let Some(rest) = text.lines().find_map(|l| l.strip_prefix("# inputs:")) {
+        for kv in rest.split_whitespace() {
+            match kv.split_once('=') {
+                Some(("project", v)) => inputs.project_dir = Some(v.into()),
+                Some(("home", v)) => inputs.home = Some(v.into()),
+                Some(("profiles", v)) => inputs.profiles = v.split(',').map(Into::into).collect(),
+                _ => panic!("{}: unknown input {kv:?}", path.display()),
             }
         }
     }

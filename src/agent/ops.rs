@@ -5,6 +5,7 @@
 //! (except `rm`, which removes what the app owned under the reconcile lock).
 
 use super::{Core, desired_replicas};
+use crate::model::PullPolicy;
 use crate::model::{Instance, NetworkMode, Protocol, Release, VersionState};
 use crate::runtime::{ImageInfo, PruneReport, RuntimeError};
 use crate::spec::{self, SpecError};
@@ -89,11 +90,7 @@ fn port_free(ip: Option<&str>, port: u16, proto: Protocol) -> bool {
 impl Core {
     pub async fn deploy(&self, req: DeployRequest) -> Result<DeployResponse, CoreError> {
         let _serial = self.deploys.lock().await;
-        let inputs = spec::Inputs {
-            vars: req.vars,
-            files: req.files,
-        };
-        let app = spec::parse(&req.template, &req.name, &inputs)?;
+        let app = spec::parse(&req.template, &req.name, &req.inputs())?;
         let message = req.message.trim().to_string();
         if message.chars().count() > 50 || message.chars().any(char::is_control) {
             return Err(CoreError::BadRequest(format!(
@@ -205,10 +202,7 @@ impl Core {
         }
 
         // Images: every service's image must be here or pullable.
-        let images: BTreeSet<&str> = app.services.values().map(|s| s.image.as_str()).collect();
-        for image in images {
-            self.ensure_image(image, req.pull).await?;
-        }
+        self.ensure_images(app.services.values(), req.pull).await?;
 
         // Host ports of changed services must be free, unless this app already holds them.
         let ours: Vec<Instance> = self
@@ -293,12 +287,50 @@ impl Core {
         })
     }
 
-    async fn ensure_image(&self, image: &str, force_pull: bool) -> Result<(), CoreError> {
+    /// Every service's image on the host, each pulled as its `pull_policy` says (`--pull`
+    /// pulls them all), once per image and platform.
+    async fn ensure_images(
+        &self,
+        services: impl Iterator<Item = &crate::model::ServiceSpec>,
+        force_pull: bool,
+    ) -> Result<(), CoreError> {
+        let mut wanted: BTreeMap<(&str, Option<&str>), PullPolicy> = BTreeMap::new();
+        for s in services {
+            let p = wanted
+                .entry((s.image.as_str(), s.platform.as_deref()))
+                .or_insert(s.pull_policy);
+            // The most eager policy of the services sharing an image wins.
+            *p = match (*p, s.pull_policy) {
+                (PullPolicy::Always, _) | (_, PullPolicy::Always) => PullPolicy::Always,
+                (PullPolicy::Missing, _) | (_, PullPolicy::Missing) => PullPolicy::Missing,
+                _ => PullPolicy::Never,
+            };
+        }
+        for ((image, platform), policy) in wanted {
+            self.ensure_image(image, platform, policy, force_pull)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn ensure_image(
+        &self,
+        image: &str,
+        platform: Option<&str>,
+        policy: PullPolicy,
+        force_pull: bool,
+    ) -> Result<(), CoreError> {
         let present = self.runtime.image_present(image).await?;
-        if present && !force_pull {
+        let pull = force_pull || policy == PullPolicy::Always;
+        if present && !pull {
             return Ok(());
         }
-        match self.runtime.pull(image).await {
+        if !present && !pull && policy == PullPolicy::Never {
+            return Err(CoreError::BadRequest(format!(
+                "image {image} is not on this host and its service says `pull_policy: never`: load it with `berth image load` (or deploy with --pull)"
+            )));
+        }
+        match self.runtime.pull(image, platform).await {
             Ok(()) => Ok(()),
             // Asked to refresh but offline: the local copy still serves.
             Err(e) if present => {
@@ -514,15 +546,8 @@ impl Core {
     pub async fn redeploy(&self, name: &str, req: RedeployRequest) -> Result<AppStatus, CoreError> {
         let _serial = self.deploys.lock().await;
         let app = self.store.get_app(name)?.ok_or_else(|| unknown_app(name))?;
-        let images: BTreeSet<String> = app
-            .spec
-            .services
-            .values()
-            .map(|s| s.image.clone())
-            .collect();
-        for image in &images {
-            self.ensure_image(image, req.pull).await?;
-        }
+        self.ensure_images(app.spec.services.values(), req.pull)
+            .await?;
         self.store.bump_redeploy(name)?;
         self.event(
             "redeploy",

@@ -243,9 +243,18 @@ pub struct TemplateArgs {
     /// Variables for substitution: KEY=VALUE (repeatable).
     #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
     pub env: Vec<String>,
-    /// Files of KEY=VALUE variables (repeatable).
+    /// Files of KEY=VALUE variables (repeatable; compose's dotenv rules). Without one, the
+    /// project directory's `.env` is read when it exists, as compose does.
     #[arg(long = "env-file")]
     pub env_file: Vec<PathBuf>,
+    /// The directory relative paths in the template (bind sources, `env_file`, secret files)
+    /// are resolved against (default: the template's directory).
+    #[arg(long = "project-directory", value_name = "DIR")]
+    pub project_directory: Option<PathBuf>,
+    /// Activate a compose profile (repeatable; `*` activates all). Services with `profiles:`
+    /// are deployed only when one of theirs is active. Default: `COMPOSE_PROFILES`.
+    #[arg(long = "profile", value_name = "NAME")]
+    pub profile: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -457,18 +466,29 @@ fn read_template(t: &TemplateArgs) -> Result<DeployRequest> {
             stem
         }
     };
-    // Lowest priority first: the process environment (only what the template uses), then
-    // env files, then --env.
+    // Relative paths resolve against the project directory, made absolute here: the agent
+    // may have another working directory.
+    let project = match &t.project_directory {
+        Some(d) => d.clone(),
+        None => t.file.parent().unwrap_or(Path::new(".")).to_path_buf(),
+    };
+    let project = std::path::absolute(if project.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        project.as_path()
+    })
+    .with_context(|| format!("cannot resolve the project directory {}", project.display()))?;
+    // As compose: without --env-file, the project directory's `.env` when it exists.
+    let dot_env = project.join(".env");
+    let env_files: Vec<PathBuf> = match t.env_file.is_empty() && dot_env.is_file() {
+        true => vec![dot_env],
+        false => t.env_file.clone(),
+    };
+    // Lowest priority first, as compose (compose-go's `WithOsEnv` before `WithDotEnv`): env
+    // files (later ones win), then the shell's environment (only what the template uses)
+    // over them, then --env.
     let mut vars = BTreeMap::new();
-    // `- KEY` in `environment` takes its value from here too, as in compose.
-    let mut wanted = crate::spec::referenced_vars(&text);
-    wanted.extend(crate::spec::bare_environment_keys(&text));
-    for v in wanted {
-        if let Ok(val) = std::env::var(&v) {
-            vars.insert(v, val);
-        }
-    }
-    for f in &t.env_file {
+    for f in &env_files {
         let body = std::fs::read_to_string(f)
             .with_context(|| format!("cannot read env file {}", f.display()))?;
         // As compose: a key alone, and `${VAR}` inside a value, come from the shell.
@@ -477,25 +497,47 @@ fn read_template(t: &TemplateArgs) -> Result<DeployRequest> {
             vars.insert(k, v);
         }
     }
+    // `- KEY` in `environment` takes its value from here too, as in compose.
+    let mut wanted = crate::spec::referenced_vars(&text);
+    wanted.extend(crate::spec::bare_environment_keys(&text));
+    for v in wanted {
+        if let Ok(val) = std::env::var(&v) {
+            vars.insert(v, val);
+        }
+    }
     for kv in &t.env {
         let (k, v) = kv
             .split_once('=')
             .with_context(|| format!("--env {kv:?}: write KEY=VALUE"))?;
         vars.insert(k.to_string(), v.to_string());
     }
-    let dir = t.file.parent().unwrap_or(Path::new("."));
     let mut files = BTreeMap::new();
     for f in crate::spec::env_files(&text) {
-        let p = dir.join(&f);
+        let p = project.join(&f);
         if let Ok(body) = std::fs::read_to_string(&p) {
             files.insert(f, body);
         }
     }
+    // As compose: --profile, else COMPOSE_PROFILES (from the shell or the env files).
+    let profiles: Vec<String> = match t.profile.is_empty() {
+        false => t.profile.clone(),
+        true => std::env::var("COMPOSE_PROFILES")
+            .ok()
+            .or_else(|| vars.get("COMPOSE_PROFILES").cloned())
+            .unwrap_or_default()
+            .split(',')
+            .map(|p| p.trim().to_string())
+            .filter(|p| !p.is_empty())
+            .collect(),
+    };
     Ok(DeployRequest {
         name,
         template: text,
         vars,
         files,
+        project_dir: project.to_string_lossy().into_owned(),
+        home: std::env::var("HOME").unwrap_or_default(),
+        profiles,
         pull: false,
         message: String::new(),
         traffic: String::new(),
@@ -505,11 +547,7 @@ fn read_template(t: &TemplateArgs) -> Result<DeployRequest> {
 
 fn config(t: &TemplateArgs) -> Result<()> {
     let req = read_template(t)?;
-    let inputs = crate::spec::Inputs {
-        vars: req.vars,
-        files: req.files,
-    };
-    let spec = crate::spec::parse(&req.template, &req.name, &inputs)
+    let spec = crate::spec::parse(&req.template, &req.name, &req.inputs())
         .with_context(|| format!("{} is not a valid template", t.file.display()))?;
     for w in &spec.warnings {
         eprintln!("warning: {w}");
@@ -572,11 +610,7 @@ fn deploy(client: &Client, a: DeployArgs) -> Result<()> {
     let mut req = read_template(&a.template)?;
     if let Some(file) = &a.images {
         // The template is read and parsed first: a bad one loads nothing.
-        let inputs = crate::spec::Inputs {
-            vars: req.vars.clone(),
-            files: req.files.clone(),
-        };
-        crate::spec::parse(&req.template, &req.name, &inputs).with_context(|| {
+        crate::spec::parse(&req.template, &req.name, &req.inputs()).with_context(|| {
             format!(
                 "{} is not a valid template (no images loaded)",
                 a.template.file.display()

@@ -168,12 +168,18 @@ impl DockerRuntime {
         let mut tmpfs: HashMap<String, String> = HashMap::new();
         for m in &s.volumes {
             match m.kind {
-                MountKind::Bind => binds.push(format!(
-                    "{}:{}{}",
-                    m.source,
-                    m.target,
-                    if m.read_only { ":ro" } else { "" }
-                )),
+                MountKind::Bind => {
+                    // `SOURCE:TARGET[:ro,rslave,z]`: the engine's own bind syntax.
+                    let mut mode: Vec<&str> = Vec::new();
+                    if m.read_only {
+                        mode.push("ro");
+                    }
+                    mode.extend(m.options.iter().map(String::as_str));
+                    binds.push(match mode.is_empty() {
+                        true => format!("{}:{}", m.source, m.target),
+                        false => format!("{}:{}:{}", m.source, m.target, mode.join(",")),
+                    })
+                }
                 MountKind::Volume
                     if let Some(VolumeSource::Host(path)) = req.volumes.get(&m.source) =>
                 {
@@ -210,7 +216,7 @@ impl DockerRuntime {
                     ..Default::default()
                 }),
                 MountKind::Tmpfs => {
-                    tmpfs.insert(m.target.clone(), String::new());
+                    tmpfs.insert(m.target.clone(), m.options.join(","));
                 }
             }
         }
@@ -551,7 +557,7 @@ impl ContainerRuntime for DockerRuntime {
         let name = req.container_name();
         let opts = qp::CreateContainerOptions {
             name: Some(name.clone()),
-            ..Default::default()
+            platform: req.spec.platform.clone().unwrap_or_default(),
         };
         let resp = self
             .docker
@@ -618,11 +624,12 @@ impl ContainerRuntime for DockerRuntime {
         }
     }
 
-    async fn pull(&self, image: &str) -> Result<(), RuntimeError> {
+    async fn pull(&self, image: &str, platform: Option<&str>) -> Result<(), RuntimeError> {
         let (repo, tag) = split_image(image);
         let opts = qp::CreateImageOptions {
             from_image: Some(repo),
             tag: Some(tag),
+            platform: platform.unwrap_or_default().to_string(),
             ..Default::default()
         };
         let unavailable = |detail: String| RuntimeError::ImageUnavailable {

@@ -201,7 +201,7 @@ impl ContainerRuntime for FakeRuntime {
     async fn image_present(&self, image: &str) -> Result<bool, RuntimeError> {
         Ok(self.lock().images.contains(image))
     }
-    async fn pull(&self, image: &str) -> Result<(), RuntimeError> {
+    async fn pull(&self, image: &str, _platform: Option<&str>) -> Result<(), RuntimeError> {
         self.call(format!("pull {image}"))?;
         Err(RuntimeError::ImageUnavailable {
             image: image.into(),

@@ -163,7 +163,8 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     /// Removes a container (force), with its anonymous volumes when `volumes`.
     async fn remove(&self, id: &str, volumes: bool) -> Result<(), RuntimeError>;
     async fn image_present(&self, image: &str) -> Result<bool, RuntimeError>;
-    async fn pull(&self, image: &str) -> Result<(), RuntimeError>;
+    /// Pulls `image`, the variant for `platform` (`linux/arm64`) when given.
+    async fn pull(&self, image: &str, platform: Option<&str>) -> Result<(), RuntimeError>;
     /// Loads a `docker save` tarball; returns the engine's messages (loaded image names).
     /// Loads a `docker save` tarball, streamed (never held whole in memory).
     async fn load_images(&self, tar: TarStream) -> Result<Vec<String>, RuntimeError>;

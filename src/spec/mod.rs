@@ -112,6 +112,14 @@ pub struct Inputs {
     pub vars: Vars,
     /// Contents of the files the template names (`env_file`), by the name it uses.
     pub files: BTreeMap<String, String>,
+    /// The absolute directory relative bind sources are resolved against (compose's project
+    /// directory: the template's, or `--project-directory`); None refuses them.
+    pub project_dir: Option<String>,
+    /// The home directory `~` stands for (the CLI user's); None refuses `~` sources.
+    pub home: Option<String>,
+    /// Active profiles (`--profile`, `COMPOSE_PROFILES`): a service with `profiles:` is
+    /// deployed only when one of its profiles is active (`*` activates all).
+    pub profiles: Vec<String>,
 }
 
 /// Parses and validates a template. `app` is the app name (from `--name` or the file name).
@@ -188,6 +196,8 @@ pub fn parse(text: &str, app: &str, inputs: &Inputs) -> Result<AppSpec, SpecErro
     let app_ext = ext::AppLabels::parse(&app_labels, &mut warnings)?;
 
     let mut services = BTreeMap::new();
+    // Services left out by profiles, with their profiles.
+    let mut disabled: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (name, node) in services_node {
         if !valid_service_name(&name) {
             return Err(invalid(
@@ -195,9 +205,23 @@ pub fn parse(text: &str, app: &str, inputs: &Inputs) -> Result<AppSpec, SpecErro
                 "service names use lower-case letters, digits, `-` and `_`, at most 63 (a DNS label: other services reach it by this name), starting with a letter or digit",
             ));
         }
+        let profiles = service_profiles(&name, node)?;
         let svc = service::parse_service(&name, node, &app_ext, inputs, &mut warnings)?;
-        services.insert(name, svc);
+        let active = profiles.is_empty()
+            || inputs
+                .profiles
+                .iter()
+                .any(|p| p == "*" || profiles.contains(p));
+        match active {
+            true => {
+                services.insert(name, svc);
+            }
+            false => {
+                disabled.insert(name, profiles);
+            }
+        }
     }
+    check_profiles(&services, &disabled, &mut warnings)?;
     let spec = AppSpec {
         name: app.to_string(),
         labels: app_labels,
@@ -207,6 +231,86 @@ pub fn parse(text: &str, app: &str, inputs: &Inputs) -> Result<AppSpec, SpecErro
     };
     check_cross_references(&spec)?;
     Ok(spec)
+}
+
+/// A service's `profiles:` (compose's rule for a name: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`).
+fn service_profiles(name: &str, node: &Yaml) -> Result<Vec<String>, SpecError> {
+    let Some(v) = node
+        .as_hash()
+        .and_then(|h| h.get(&Yaml::String("profiles".into())))
+    else {
+        return Ok(Vec::new());
+    };
+    let loc = format!("service {name:?}, key `profiles`");
+    let list = values::string_list(v, &loc)?;
+    for p in &list {
+        let ok = p.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+            && p.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+        if !ok {
+            return Err(invalid(
+                &loc,
+                format!(
+                    "profile {p:?}: profile names use letters, digits, `_`, `.` and `-`, starting with a letter or digit"
+                ),
+            ));
+        }
+    }
+    Ok(list)
+}
+
+/// Services outside the active profiles are not deployed (as compose): each is a warning,
+/// a deployed service that needs one is refused with the profile to activate, and a
+/// template left with no service is refused.
+fn check_profiles(
+    services: &BTreeMap<String, crate::model::ServiceSpec>,
+    disabled: &BTreeMap<String, Vec<String>>,
+    warnings: &mut Vec<String>,
+) -> Result<(), SpecError> {
+    let flag = |profiles: &[String]| {
+        profiles
+            .iter()
+            .map(|p| format!("--profile {p}"))
+            .collect::<Vec<_>>()
+            .join(" or ")
+    };
+    for (name, svc) in services {
+        let needs = svc
+            .depends_on
+            .iter()
+            .map(|d| (d, "depends on"))
+            .chain(svc.links.iter().map(|l| (&l.target, "links to")));
+        for (dep, how) in needs {
+            if let Some(p) = disabled.get(dep) {
+                return Err(invalid(
+                    format!("service {name:?}"),
+                    format!(
+                        "{how} {dep:?}, which is in profile {} that is not active: deploy with {}",
+                        p.join(", "),
+                        flag(p)
+                    ),
+                ));
+            }
+        }
+    }
+    if services.is_empty() && !disabled.is_empty() {
+        let all: BTreeSet<String> = disabled.values().flatten().cloned().collect();
+        return Err(invalid(
+            "template",
+            format!(
+                "every service is in a profile and none is active: deploy with {}",
+                flag(&all.into_iter().collect::<Vec<_>>())
+            ),
+        ));
+    }
+    for (name, p) in disabled {
+        warnings.push(format!(
+            "service {name:?} is in profile {} that is not active: not deployed ({} deploys it)",
+            p.join(", "),
+            flag(p)
+        ));
+    }
+    Ok(())
 }
 
 /// Loads one YAML document, guarding against alias bombs and oversized input.

@@ -117,7 +117,7 @@ pub(super) fn parse_service(
             }
             "volumes" => {
                 for item in values_list(v, &loc)? {
-                    s.volumes.push(parse_mount(item, &loc)?);
+                    s.volumes.push(parse_mount(item, &loc, inputs)?);
                 }
             }
             "restart" => {
@@ -202,6 +202,39 @@ pub(super) fn parse_service(
             "stdin_open" => s.stdin_open = boolean(v, &loc)?,
             "deploy" => parse_deploy(v, &loc, &mut s, &mut deploy_replicas)?,
             // compose v2's service-level replica count.
+            // Read by the caller (which profiles are active decides whether it is deployed).
+            "profiles" => {}
+            "platform" => s.platform = Some(parse_platform(&scalar(v, &loc)?, &loc, warnings)?),
+            "pull_policy" => {
+                s.pull_policy = match scalar(v, &loc)?.as_str() {
+                    "missing" | "if_not_present" => crate::model::PullPolicy::Missing,
+                    "always" => crate::model::PullPolicy::Always,
+                    "never" => crate::model::PullPolicy::Never,
+                    "build" => {
+                        return Err(SpecError::Unsupported {
+                            location: loc.clone(),
+                            key: "pull_policy: build".into(),
+                            hint: "berth deploys images and has no builder: build elsewhere, then `berth image load` or push to a registry".into(),
+                        });
+                    }
+                    p if p == "daily" || p == "weekly" || p.starts_with("every_") => {
+                        return Err(invalid(
+                            &loc,
+                            format!(
+                                "pull_policy {p:?}: berth pulls at a deploy (always, missing, never, or `berth deploy --pull`), not on a timer: use always and redeploy when you want the newer image"
+                            ),
+                        ));
+                    }
+                    other => {
+                        return Err(invalid(
+                            &loc,
+                            format!(
+                                "pull_policy {other:?}: use always, missing (if_not_present) or never"
+                            ),
+                        ));
+                    }
+                }
+            }
             "scale" => {
                 scale = Some(int(v, &loc, 0, ext::MAX_REPLICAS as i64)? as u32);
             }
@@ -479,15 +512,21 @@ fn parse_port(item: &Yaml, loc: &str) -> Result<Vec<PortSpec>, SpecError> {
     }
 }
 
-fn parse_mount(item: &Yaml, loc: &str) -> Result<MountSpec, SpecError> {
+/// Bind propagation modes the engine takes after a bind (`:rslave`, `bind.propagation`).
+const PROPAGATION: [&str; 6] = [
+    "private", "rprivate", "shared", "rshared", "slave", "rslave",
+];
+
+fn parse_mount(item: &Yaml, loc: &str, inputs: &super::Inputs) -> Result<MountSpec, SpecError> {
+    let mut m = MountSpec {
+        kind: MountKind::Volume,
+        source: String::new(),
+        target: String::new(),
+        read_only: false,
+        nocopy: false,
+        options: Vec::new(),
+    };
     if let Yaml::Hash(h) = item {
-        let mut m = MountSpec {
-            kind: MountKind::Volume,
-            source: String::new(),
-            target: String::new(),
-            read_only: false,
-            nocopy: false,
-        };
         for (k, v) in h {
             let key = key_str(k, loc)?;
             match key.as_str() {
@@ -499,7 +538,9 @@ fn parse_mount(item: &Yaml, loc: &str) -> Result<MountSpec, SpecError> {
                         other => {
                             return Err(invalid(
                                 loc,
-                                format!("mount type {other:?}: use bind, volume or tmpfs"),
+                                format!(
+                                    "mount type {other:?}: use bind, volume or tmpfs (npipe, cluster and image mounts do not exist on a Linux host's engine)"
+                                ),
                             ));
                         }
                     }
@@ -508,11 +549,97 @@ fn parse_mount(item: &Yaml, loc: &str) -> Result<MountSpec, SpecError> {
                 "target" => m.target = scalar(v, loc)?,
                 "read_only" => m.read_only = boolean(v, loc)?,
                 "volume" => {
-                    if let Some(n) = as_hash(v, loc)?.get(&Yaml::String("nocopy".into())) {
-                        m.nocopy = boolean(n, loc)?;
+                    for (vk, vv) in as_hash(v, loc)? {
+                        match key_str(vk, loc)?.as_str() {
+                            "nocopy" => m.nocopy = boolean(vv, loc)?,
+                            "subpath" => {
+                                return Err(SpecError::Unsupported {
+                                    location: loc.to_string(),
+                                    key: "volume.subpath".into(),
+                                    hint: "mount the whole volume and point the service at the sub-directory".into(),
+                                });
+                            }
+                            other => {
+                                return Err(SpecError::UnknownKey {
+                                    location: format!("{loc}, `volume`"),
+                                    key: other.to_string(),
+                                });
+                            }
+                        }
                     }
                 }
-                "bind" | "tmpfs" | "consistency" => {}
+                "bind" => {
+                    for (bk, bv) in as_hash(v, loc)? {
+                        match key_str(bk, loc)?.as_str() {
+                            "propagation" => {
+                                let p = scalar(bv, loc)?;
+                                if !PROPAGATION.contains(&p.as_str()) {
+                                    return Err(invalid(
+                                        loc,
+                                        format!(
+                                            "bind propagation {p:?}: use one of {}",
+                                            PROPAGATION.join(", ")
+                                        ),
+                                    ));
+                                }
+                                m.options.push(p);
+                            }
+                            "selinux" => match scalar(bv, loc)?.as_str() {
+                                z @ ("z" | "Z") => m.options.push(z.to_string()),
+                                other => {
+                                    return Err(invalid(
+                                        loc,
+                                        format!(
+                                            "bind selinux {other:?}: use z (shared label) or Z (private label)"
+                                        ),
+                                    ));
+                                }
+                            },
+                            // The engine creates a missing bind source (as compose's short
+                            // form does); `false` asks for an error instead, which berth does not
+                            // add.
+                            "create_host_path" => {
+                                boolean(bv, loc)?;
+                            }
+                            other => {
+                                return Err(SpecError::UnknownKey {
+                                    location: format!("{loc}, `bind`"),
+                                    key: other.to_string(),
+                                });
+                            }
+                        }
+                    }
+                }
+                "tmpfs" => {
+                    for (tk, tv) in as_hash(v, loc)? {
+                        match key_str(tk, loc)?.as_str() {
+                            "size" => m.options.push(format!("size={}", size_bytes(tv, loc)?)),
+                            "mode" => {
+                                let mode = match tv {
+                                    Yaml::Integer(i) => u32::try_from(*i).ok(),
+                                    other => u32::from_str_radix(
+                                        scalar(other, loc)?.trim_start_matches("0o"),
+                                        8,
+                                    )
+                                    .ok(),
+                                }
+                                .filter(|m| *m <= 0o7777)
+                                .ok_or_else(|| {
+                                    invalid(loc, "tmpfs mode: write an octal mode such as 1777")
+                                })?;
+                                m.options.push(format!("mode={mode:o}"));
+                            }
+                            other => {
+                                return Err(SpecError::UnknownKey {
+                                    location: format!("{loc}, `tmpfs`"),
+                                    key: other.to_string(),
+                                });
+                            }
+                        }
+                    }
+                }
+                // macOS file-sharing hints: nothing on Linux, as in compose.
+                "consistency" => {}
                 _ => {
                     return Err(SpecError::UnknownKey {
                         location: loc.to_string(),
@@ -523,6 +650,9 @@ fn parse_mount(item: &Yaml, loc: &str) -> Result<MountSpec, SpecError> {
         }
         if m.kind == MountKind::Volume && m.source.is_empty() {
             m.kind = MountKind::Anonymous;
+        }
+        if m.kind == MountKind::Bind {
+            m.source = host_path(&m.source, loc, inputs)?;
         }
         check_target(&m.target, loc)?;
         return Ok(m);
@@ -536,47 +666,137 @@ fn parse_mount(item: &Yaml, loc: &str) -> Result<MountSpec, SpecError> {
         _ => {
             return Err(invalid(
                 loc,
-                format!("invalid volume {s:?}: write SOURCE:TARGET[:ro|:rw|:nocopy]"),
+                format!("invalid volume {s:?}: write SOURCE:TARGET[:OPTIONS]"),
             ));
         }
     };
     check_target(target, loc)?;
-    let mut m = MountSpec {
-        kind: if source.is_empty() {
-            MountKind::Anonymous
-        } else if source.starts_with('/') || source.starts_with('.') || source.starts_with('~') {
-            MountKind::Bind
-        } else {
-            MountKind::Volume
-        },
-        source: source.to_string(),
-        target: target.to_string(),
-        read_only: false,
-        nocopy: false,
+    m.kind = if source.is_empty() {
+        MountKind::Anonymous
+    } else if source.starts_with('/') || source.starts_with('.') || source.starts_with('~') {
+        MountKind::Bind
+    } else {
+        MountKind::Volume
     };
-    if m.kind == MountKind::Bind && !m.source.starts_with('/') {
-        return Err(invalid(
-            loc,
-            format!(
-                "bind mount source {source:?} is relative: the agent may run on another host than the file, so write an absolute path"
-            ),
-        ));
-    }
+    m.source = match m.kind {
+        MountKind::Bind => host_path(source, loc, inputs)?,
+        _ => source.to_string(),
+    };
+    m.target = target.to_string();
     for o in opts.split(',').filter(|o| !o.is_empty()) {
         match o {
             "ro" => m.read_only = true,
             "rw" => m.read_only = false,
             "nocopy" => m.nocopy = true,
-            "z" | "Z" | "cached" | "delegated" | "consistent" => {}
+            "z" | "Z" => m.options.push(o.to_string()),
+            p if PROPAGATION.contains(&p) => m.options.push(o.to_string()),
+            // macOS file-sharing hints: nothing on Linux, as in compose.
+            "cached" | "delegated" | "consistent" => {}
             _ => {
                 return Err(invalid(
                     loc,
-                    format!("volume option {o:?}: use ro, rw or nocopy"),
+                    format!(
+                        "volume option {o:?}: use ro, rw, nocopy, z, Z or a propagation ({})",
+                        PROPAGATION.join(", ")
+                    ),
                 ));
             }
         }
     }
+    if m.kind != MountKind::Bind && !m.options.is_empty() {
+        return Err(invalid(
+            loc,
+            format!(
+                "volume option {:?} applies to bind mounts (a host path) only",
+                m.options[0]
+            ),
+        ));
+    }
     Ok(m)
+}
+
+/// A bind mount's host path, as compose resolves it: `~` against the home directory of the
+/// user who ran the CLI, a relative path against the project directory (the template's, or
+/// `--project-directory`), both of which the CLI sends; `.` and `..` folded away.
+fn host_path(source: &str, loc: &str, inputs: &super::Inputs) -> Result<String, SpecError> {
+    if source.starts_with('/') {
+        return Ok(clean_path(source));
+    }
+    let (base, rest, what) = match source.strip_prefix('~') {
+        Some(rest) if rest.is_empty() || rest.starts_with('/') => (
+            inputs.home.as_deref(),
+            rest.trim_start_matches('/'),
+            "home directory",
+        ),
+        _ => (inputs.project_dir.as_deref(), source, "project directory"),
+    };
+    match base.filter(|b| b.starts_with('/')) {
+        Some(b) => Ok(clean_path(&format!("{b}/{rest}"))),
+        None => Err(invalid(
+            loc,
+            format!(
+                "bind mount source {source:?} is relative to the {what}, which this request does not name: deploy with the berth CLI (it sends it; --project-directory overrides) or write an absolute path"
+            ),
+        )),
+    }
+}
+
+/// `path` (absolute) with `.`, `..` and repeated `/` folded away, lexically (Go's
+/// `filepath.Clean`, which compose applies).
+fn clean_path(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for c in path.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
+/// `platform: os/arch[/variant]`. berth runs Linux containers; another architecture than
+/// the host's runs only with emulation (binfmt/qemu), which is a warning.
+fn parse_platform(p: &str, loc: &str, warnings: &mut Vec<String>) -> Result<String, SpecError> {
+    let parts: Vec<&str> = p.split('/').collect();
+    let ok = (2..=3).contains(&parts.len())
+        && parts.iter().all(|x| {
+            !x.is_empty()
+                && x.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        });
+    if !ok {
+        return Err(invalid(
+            loc,
+            format!(
+                "platform {p:?}: write os/arch[/variant], such as linux/amd64 or linux/arm64/v8"
+            ),
+        ));
+    }
+    if parts[0] != "linux" {
+        return Err(invalid(
+            loc,
+            format!("platform {p:?}: berth runs Linux containers (linux/ARCH)"),
+        ));
+    }
+    let host = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "arm" => "arm",
+        "x86" => "386",
+        "powerpc64" => "ppc64le",
+        "s390x" => "s390x",
+        "riscv64" => "riscv64",
+        other => other,
+    };
+    if parts[1] != host {
+        warnings.push(format!(
+            "{loc}: platform {p} is not this host's ({host}): its containers run only where the engine can emulate it (binfmt/qemu)"
+        ));
+    }
+    Ok(p.to_string())
 }
 
 fn check_target(t: &str, loc: &str) -> Result<(), SpecError> {

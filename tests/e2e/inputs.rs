@@ -1,4 +1,5 @@
 use crate::harness::*;
+use std::time::Duration;
 
 /// Every bad input gets a clear error and changes nothing.
 #[test]
@@ -259,4 +260,136 @@ fn pids_limit_security_opt_and_scale_reach_the_engine() {
         "cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max",
     ]);
     assert_eq!(max, "50");
+}
+
+/// As compose: relative bind sources resolve against the project directory (the template's,
+/// or --project-directory), its `.env` is read, the shell's environment wins over it,
+/// profiles pick the services, and `pull_policy: never` does not pull.
+#[test]
+fn project_directory_dotenv_profiles_and_pull_policy_as_compose() {
+    let a = Agent::start();
+    let proj = a.dir.path().join("shop");
+    std::fs::create_dir_all(proj.join("data")).expect("mkdir");
+    std::fs::write(proj.join("data/hello.txt"), "hello-from-bind\n").expect("write");
+    std::fs::write(
+        proj.join(".env"),
+        "GREETING=from-dotenv # a comment compose drops\nTAG=latest\n",
+    )
+    .expect("write .env");
+    let file = proj.join("compose.yml");
+    std::fs::write(
+        &file,
+        format!(
+            "services:\n  web:\n    image: berth-test/busybox:${{TAG}}\n    command: [\"sh\", \"-c\", \"cat /data/hello.txt; echo greeting=$$GREETING; sleep 600\"]\n    environment: [GREETING]\n    volumes: [\"./data:/data:ro\"]\n  extra:\n    image: {IMAGE}\n    command: sleep 600\n    profiles: [extra]\n"
+        ),
+    )
+    .expect("write template");
+    // From another working directory: the CLI sends the template's directory.
+    let out = a.ok(&[
+        "deploy",
+        "-f",
+        path_str(&file),
+        "--name",
+        "shop",
+        "--timeout",
+        "60",
+    ]);
+    assert!(out.contains("deployed"), "{out}");
+    a.wait_running("shop", 1, Duration::from_secs(60));
+    let names: Vec<String> = a
+        .running("shop")
+        .iter()
+        .map(|i| i.service.clone())
+        .collect();
+    assert_eq!(
+        names,
+        ["web"],
+        "the service in an inactive profile is not deployed"
+    );
+    let id = docker_ok(&[
+        "ps",
+        "-q",
+        "--filter",
+        &format!("label=berth.node={}", a.node_id),
+        "--filter",
+        "label=berth.app=shop",
+    ]);
+    let id = id.trim();
+    let src = docker_ok(&["inspect", "-f", "{{range .Mounts}}{{.Source}}{{end}}", id]);
+    let abs = std::fs::canonicalize(proj.join("data")).expect("canonical");
+    assert_eq!(
+        src.trim(),
+        path_str(&abs),
+        "bind source resolved against the project"
+    );
+    assert!(
+        a.ok(&["inspect", "shop"]).contains(path_str(&abs)),
+        "inspect shows what the relative source became"
+    );
+    let mut logs = String::new();
+    let printed = (0..100).any(|_| {
+        logs = docker_ok(&["logs", id]);
+        logs.contains("hello-from-bind") && logs.lines().any(|l| l == "greeting=from-dotenv") || {
+            std::thread::sleep(Duration::from_millis(200));
+            false
+        }
+    });
+    assert!(printed, "the container printed: {logs:?}");
+
+    // The shell's environment wins over `.env`, as in compose.
+    let cfg = std::process::Command::new(bin())
+        .args(["config", "-f", path_str(&file), "--name", "shop"])
+        .env("GREETING", "from-shell")
+        .output()
+        .expect("config runs");
+    let text = String::from_utf8_lossy(&cfg.stdout);
+    assert!(text.contains("\"GREETING\": \"from-shell\""), "{text}");
+    // `--project-directory` moves where relative paths (and `.env`) are read from.
+    let other = a.dir.path().join("elsewhere");
+    std::fs::create_dir_all(&other).expect("mkdir");
+    let text = a.ok(&[
+        "config",
+        "-f",
+        path_str(&file),
+        "--name",
+        "shop",
+        "--project-directory",
+        path_str(&other),
+        "-e",
+        "TAG=latest",
+    ]);
+    assert!(
+        text.contains(&format!("{}/data", path_str(&other))),
+        "{text}"
+    );
+    assert!(
+        !text.contains("from-dotenv"),
+        "no .env in the other directory: {text}"
+    );
+
+    // --profile deploys the profiled service too.
+    a.ok(&[
+        "deploy",
+        "-f",
+        path_str(&file),
+        "--name",
+        "shop",
+        "--profile",
+        "extra",
+        "--timeout",
+        "60",
+    ]);
+    a.wait_running("shop", 2, Duration::from_secs(60));
+
+    // `pull_policy: never` with an image the host lacks: refused before anything starts.
+    let p = a.template(
+        "never",
+        "services:\n  web:\n    image: berth-e2e/absent:never\n    pull_policy: never\n",
+    );
+    let e = a.fails(&["deploy", "-f", path_str(&p), "--name", "never"]);
+    assert!(
+        e.contains("pull_policy: never") && e.contains("berth image load"),
+        "{e}"
+    );
+    assert!(a.engine_containers("never").is_empty());
 }
