@@ -19,6 +19,10 @@ pub struct AppSpec {
     /// Things berth kept but did not understand (unknown labels); shown to the user.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// The bytes of `environment:`/`content:` secrets and configs (`secrets/NAME`,
+    /// `configs/NAME`), which a deploy writes into the data directory: never stored or shown.
+    #[serde(skip)]
+    pub file_values: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -58,6 +62,27 @@ pub enum VolumeSource {
 
 fn default_volume_driver() -> String {
     "local".to_string()
+}
+
+/// A secret or config a service mounts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileMount {
+    /// Its name in the template's top-level `secrets:`/`configs:`.
+    pub name: String,
+    /// Where it appears in the container.
+    pub target: String,
+    pub source: FileSource,
+}
+
+/// Where a secret's or config's bytes are.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FileSource {
+    /// A file on the host (a template's `file:`, or what a deploy wrote for a value).
+    File(String),
+    /// A value (`environment:`, `content:`) the deploy has not written yet; the digest
+    /// names the written file, so a new value makes a new version.
+    Value { digest: String },
 }
 
 /// When a deploy pulls a service's image (compose's `pull_policy`; `berth deploy --pull`
@@ -136,6 +161,12 @@ pub struct ServiceSpec {
     /// `platform` (`linux/arm64`): the image variant pulled and run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub platform: Option<String>,
+    /// `secrets:`: files bind-mounted read-only (at `/run/secrets/NAME` by default).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<FileMount>,
+    /// `configs:`: files bind-mounted read-only (at `/NAME` by default).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub configs: Vec<FileMount>,
     /// `pull_policy`: when a deploy pulls the image.
     #[serde(default, skip_serializing_if = "PullPolicy::is_default")]
     pub pull_policy: PullPolicy,

@@ -67,6 +67,8 @@ impl Pass {
 }
 
 pub struct Core {
+    /// Where `environment:`/`content:` secrets and configs are written (`DIR/APP/...`).
+    files_dir: std::path::PathBuf,
     pub store: Arc<Store>,
     pub runtime: Arc<dyn ContainerRuntime>,
     pub node_id: String,
@@ -225,6 +227,7 @@ impl Core {
             })),
             stopping: std::sync::atomic::AtomicBool::new(false),
             volumes: volumes::VolumeHub::new(&cfg.data_dir),
+            files_dir: cfg.data_dir.join("files"),
         })
     }
 

@@ -31,6 +31,9 @@ pub enum CoreError {
     Runtime(#[from] RuntimeError),
     #[error(transparent)]
     Volume(#[from] crate::volumes::VolumeError),
+    /// The host failed berth (a file it must write); the request was fine.
+    #[error("{0}")]
+    Host(String),
 }
 
 impl From<crate::release::ReleaseError> for CoreError {
@@ -77,6 +80,66 @@ fn unknown_app(name: &str) -> CoreError {
     ))
 }
 
+/// Where each `environment:`/`content:` secret or config of `app` is written (under
+/// `files_dir/APP/`, one file per value: `secrets-NAME-DIGEST`), with every service's
+/// reference pointed at it. Returns the files to write (path, bytes).
+fn place_file_values(
+    app: &mut crate::model::AppSpec,
+    files_dir: &std::path::Path,
+) -> Vec<(std::path::PathBuf, String)> {
+    use crate::model::FileSource;
+    let dir = files_dir.join(&app.name);
+    let mut out = Vec::new();
+    for svc in app.services.values_mut() {
+        let refs = svc
+            .secrets
+            .iter_mut()
+            .map(|f| ("secrets", f))
+            .chain(svc.configs.iter_mut().map(|f| ("configs", f)));
+        for (kind, f) in refs {
+            let FileSource::Value { digest } = &f.source else {
+                continue;
+            };
+            let path = dir.join(format!("{kind}-{}-{digest}", f.name));
+            if let Some(v) = app.file_values.get(&format!("{kind}/{}", f.name)) {
+                out.push((path.clone(), v.clone()));
+            }
+            f.source = FileSource::File(path.to_string_lossy().into_owned());
+        }
+    }
+    out
+}
+
+/// Writes the files [`place_file_values`] named: the directory 0700, each file 0400 (root
+/// reads it; the container sees it through a read-only bind), replaced atomically.
+fn write_file_values(files: &[(std::path::PathBuf, String)]) -> Result<(), CoreError> {
+    use std::io::Write;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    for (path, value) in files {
+        let fail = |e: std::io::Error| {
+            CoreError::Host(format!("cannot write secret file {}: {e}", path.display()))
+        };
+        let Some(dir) = path.parent() else { continue };
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(fail)?;
+        let tmp = path.with_extension("partial");
+        let _ = std::fs::remove_file(&tmp);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o400)
+            .open(&tmp)
+            .map_err(fail)?;
+        f.write_all(value.as_bytes()).map_err(fail)?;
+        f.sync_all().map_err(fail)?;
+        std::fs::rename(&tmp, path).map_err(fail)?;
+    }
+    Ok(())
+}
+
 /// Is this host port free to bind? (The engine's proxy binds published ports, so a port
 /// published by another container shows as taken too.)
 fn port_free(ip: Option<&str>, port: u16, proto: Protocol) -> bool {
@@ -90,7 +153,23 @@ fn port_free(ip: Option<&str>, port: u16, proto: Protocol) -> bool {
 impl Core {
     pub async fn deploy(&self, req: DeployRequest) -> Result<DeployResponse, CoreError> {
         let _serial = self.deploys.lock().await;
-        let app = spec::parse(&req.template, &req.name, &req.inputs())?;
+        let mut app = spec::parse(&req.template, &req.name, &req.inputs())?;
+        let file_values = place_file_values(&mut app, &self.files_dir);
+        // A `file:` secret or config must be a file here (a missing bind source would become
+        // an empty directory in the container).
+        for (name, svc) in &app.services {
+            for f in svc.secrets.iter().chain(&svc.configs) {
+                if let crate::model::FileSource::File(p) = &f.source
+                    && !p.starts_with(&*self.files_dir.to_string_lossy())
+                    && !std::path::Path::new(p).is_file()
+                {
+                    return Err(CoreError::BadRequest(format!(
+                        "service {name:?}: {:?} comes from the file {p}, which is not a file on this host: create it, or fix `file:` (relative paths are resolved against the project directory)",
+                        f.name
+                    )));
+                }
+            }
+        }
         let message = req.message.trim().to_string();
         if message.chars().count() > 50 || message.chars().any(char::is_control) {
             return Err(CoreError::BadRequest(format!(
@@ -129,7 +208,6 @@ impl Core {
 
         // An https route is terminated by the router when a certificate covers its host;
         // without one it is served over plain HTTP only, which the deploy warns about.
-        let mut app = app;
         for (name, svc) in &app.services {
             for (port, routes) in &svc.ext.routing {
                 for r in routes.iter().filter(|r| r.scheme == "https") {
@@ -238,6 +316,7 @@ impl Core {
         // the volume store; the app's spec and template keep none.
         let stopped = previous.as_ref().is_some_and(|p| p.stopped);
         self.prepare_volumes(&app, stopped).await?;
+        write_file_values(&file_values)?;
         let template = super::volumes::redact_template(&req.template, &app);
         super::volumes::redact_spec(&mut app);
         let created = self
@@ -568,6 +647,13 @@ impl Core {
         self.event("rm", name, "", &format!("removing {name}"));
         // The app is gone from the desired state: a pass removes its containers and network.
         self.reconcile_locked().await?;
+        // Its written secrets and configs (their containers are gone).
+        match std::fs::remove_dir_all(self.files_dir.join(name)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                tracing::warn!(app = name, error = %e, "cannot remove the app's secret files")
+            }
+            _ => {}
+        }
         if volumes {
             let names = self.remove_app_volumes(&app.spec).await?;
             if !names.is_empty() {

@@ -827,6 +827,7 @@ mod tests {
                 },
             )]),
             warnings: Vec::new(),
+            file_values: BTreeMap::new(),
         };
         let r = redact_template(t, &app);
         assert!(!r.contains("S3CR3T") && !r.contains("AKID"), "{r}");

@@ -141,7 +141,9 @@ fn status_of(e: &CoreError) -> u16 {
         CoreError::Runtime(R::Unreachable { .. }) => 503,
         CoreError::Volume(crate::volumes::VolumeError::Invalid(_)) => 400,
         CoreError::Volume(crate::volumes::VolumeError::Mount { .. }) => 422,
-        CoreError::Runtime(_) | CoreError::Store(_) | CoreError::Volume(_) => 500,
+        CoreError::Runtime(_) | CoreError::Store(_) | CoreError::Volume(_) | CoreError::Host(_) => {
+            500
+        }
     }
 }
 

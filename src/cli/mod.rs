@@ -500,6 +500,7 @@ fn read_template(t: &TemplateArgs) -> Result<DeployRequest> {
     // `- KEY` in `environment` takes its value from here too, as in compose.
     let mut wanted = crate::spec::referenced_vars(&text);
     wanted.extend(crate::spec::bare_environment_keys(&text));
+    wanted.extend(crate::spec::file_source_vars(&text));
     for v in wanted {
         if let Ok(val) = std::env::var(&v) {
             vars.insert(v, val);

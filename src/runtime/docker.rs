@@ -220,6 +220,16 @@ impl DockerRuntime {
                 }
             }
         }
+        // Secrets and configs: read-only binds of their files, as compose without a swarm.
+        for f in s.secrets.iter().chain(&s.configs) {
+            match &f.source {
+                crate::model::FileSource::File(p) => binds.push(format!("{p}:{}:ro", f.target)),
+                // A deploy writes every value and points the spec at the file first.
+                crate::model::FileSource::Value { .. } => {
+                    tracing::error!(name = %f.name, "secret value not written: not mounted")
+                }
+            }
+        }
         for t in &s.tmpfs {
             let (path, opts) = t.split_once(':').unwrap_or((t.as_str(), ""));
             tmpfs.insert(path.to_string(), opts.to_string());

@@ -12,6 +12,7 @@
 //! [`MAX_NODES`] nodes, so a hostile body cannot exhaust memory.
 
 mod ext;
+mod files;
 mod interpolate;
 mod service;
 mod service_keys;
@@ -145,6 +146,8 @@ pub fn parse(text: &str, app: &str, inputs: &Inputs) -> Result<AppSpec, SpecErro
     let mut labels = BTreeMap::new();
     let mut volumes = BTreeMap::new();
     let mut services_node: Vec<(String, &Yaml)> = Vec::new();
+    let mut defined = service::Defined::default();
+    let mut file_values = BTreeMap::new();
 
     let layout_v2 = top
         .get(&Yaml::String("services".into()))
@@ -163,7 +166,15 @@ pub fn parse(text: &str, app: &str, inputs: &Inputs) -> Result<AppSpec, SpecErro
                 "networks" => check_networks(v)?,
                 "labels" => labels = values::string_map(v, "labels", true)?,
                 k if k.starts_with("x-") => {}
-                "build" | "secrets" | "configs" => {
+                "secrets" => {
+                    defined.secrets =
+                        files::parse_defined(v, files::Kind::Secret, inputs, &mut file_values)?
+                }
+                "configs" => {
+                    defined.configs =
+                        files::parse_defined(v, files::Kind::Config, inputs, &mut file_values)?
+                }
+                "build" => {
                     return Err(SpecError::Unsupported {
                         location: "template".into(),
                         key,
@@ -206,7 +217,7 @@ pub fn parse(text: &str, app: &str, inputs: &Inputs) -> Result<AppSpec, SpecErro
             ));
         }
         let profiles = service_profiles(&name, node)?;
-        let svc = service::parse_service(&name, node, &app_ext, inputs, &mut warnings)?;
+        let svc = service::parse_service(&name, node, &app_ext, inputs, &defined, &mut warnings)?;
         let active = profiles.is_empty()
             || inputs
                 .profiles
@@ -228,6 +239,7 @@ pub fn parse(text: &str, app: &str, inputs: &Inputs) -> Result<AppSpec, SpecErro
         services,
         volumes,
         warnings,
+        file_values,
     };
     check_cross_references(&spec)?;
     Ok(spec)
@@ -649,6 +661,28 @@ pub fn bare_environment_keys(text: &str) -> Vec<String> {
             _ => {}
         }
     }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Variables the top-level `secrets:` and `configs:` take their value from (`environment:
+/// VAR`): the client looks them up in its shell environment, as compose does.
+pub fn file_source_vars(text: &str) -> Vec<String> {
+    let Ok(Yaml::Hash(top)) = load_yaml(text) else {
+        return Vec::new();
+    };
+    let mut out: Vec<String> = ["secrets", "configs"]
+        .iter()
+        .filter_map(|k| top.get(&Yaml::String((*k).into()))?.as_hash())
+        .flat_map(|defs| defs.values())
+        .filter_map(|d| {
+            d.as_hash()?
+                .get(&Yaml::String("environment".into()))?
+                .as_str()
+        })
+        .map(str::to_string)
+        .collect();
     out.sort();
     out.dedup();
     out

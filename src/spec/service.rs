@@ -1,6 +1,7 @@
 //! One compose service -> [`ServiceSpec`]: every supported key, refused keys with a reason.
 
 use super::ext::{self, AppLabels};
+use super::files::Kind;
 use super::service_keys::{
     parse_deploy, parse_healthcheck, parse_logging, parse_service_networks, parse_ulimits,
 };
@@ -9,6 +10,13 @@ use super::values::{
 };
 use super::{SpecError, invalid};
 use crate::model::*;
+
+/// The template's top-level secrets and configs, which services refer to.
+#[derive(Debug, Default)]
+pub(super) struct Defined {
+    pub secrets: super::files::Defined,
+    pub configs: super::files::Defined,
+}
 use std::collections::BTreeMap;
 use yaml_rust2::Yaml;
 
@@ -19,7 +27,6 @@ fn refused_hint(key: &str) -> Option<&'static str> {
             "berth has no image builder on the host: build the image elsewhere and `berth image load` it (or push it to a registry the host reaches)"
         }
         "volumes_from" => "share a named volume between the services instead",
-        "secrets" | "configs" => "use a config set or a bind-mounted file instead",
         "pid" | "ipc" | "cgroup_parent" | "userns_mode" => {
             "berth runs services isolated; this host-namespace option is not available"
         }
@@ -32,6 +39,7 @@ pub(super) fn parse_service(
     node: &Yaml,
     app: &AppLabels,
     inputs: &super::Inputs,
+    defined: &Defined,
     warnings: &mut Vec<String>,
 ) -> Result<ServiceSpec, SpecError> {
     let sloc = format!("service {name:?}");
@@ -204,6 +212,14 @@ pub(super) fn parse_service(
             // compose v2's service-level replica count.
             // Read by the caller (which profiles are active decides whether it is deployed).
             "profiles" => {}
+            "secrets" => {
+                s.secrets =
+                    super::files::parse_refs(v, Kind::Secret, &defined.secrets, &loc, warnings)?
+            }
+            "configs" => {
+                s.configs =
+                    super::files::parse_refs(v, Kind::Config, &defined.configs, &loc, warnings)?
+            }
             "platform" => s.platform = Some(parse_platform(&scalar(v, &loc)?, &loc, warnings)?),
             "pull_policy" => {
                 s.pull_policy = match scalar(v, &loc)?.as_str() {
@@ -315,7 +331,7 @@ pub(super) fn parse_service(
     Ok(s)
 }
 
-fn values_list<'a>(v: &'a Yaml, loc: &str) -> Result<Vec<&'a Yaml>, SpecError> {
+pub(super) fn values_list<'a>(v: &'a Yaml, loc: &str) -> Result<Vec<&'a Yaml>, SpecError> {
     match v {
         Yaml::Array(a) => Ok(a.iter().collect()),
         Yaml::Null => Ok(Vec::new()),
@@ -718,7 +734,11 @@ fn parse_mount(item: &Yaml, loc: &str, inputs: &super::Inputs) -> Result<MountSp
 /// A bind mount's host path, as compose resolves it: `~` against the home directory of the
 /// user who ran the CLI, a relative path against the project directory (the template's, or
 /// `--project-directory`), both of which the CLI sends; `.` and `..` folded away.
-fn host_path(source: &str, loc: &str, inputs: &super::Inputs) -> Result<String, SpecError> {
+pub(super) fn host_path(
+    source: &str,
+    loc: &str,
+    inputs: &super::Inputs,
+) -> Result<String, SpecError> {
     if source.starts_with('/') {
         return Ok(clean_path(source));
     }

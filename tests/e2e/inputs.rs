@@ -393,3 +393,82 @@ fn project_directory_dotenv_profiles_and_pull_policy_as_compose() {
     );
     assert!(a.engine_containers("never").is_empty());
 }
+
+/// Secrets and configs as compose runs them without a swarm: files bind-mounted read-only,
+/// from a file beside the template, from a variable, or inline; a variable's value is never
+/// shown by `inspect`.
+#[test]
+fn secrets_and_configs_are_read_only_files_in_the_container() {
+    let a = Agent::start();
+    let proj = a.dir.path().join("vault");
+    std::fs::create_dir_all(proj.join("secrets")).expect("mkdir");
+    std::fs::write(proj.join("secrets/api.key"), "key-from-file\n").expect("write");
+    let file = proj.join("vault.yml");
+    std::fs::write(
+        &file,
+        format!(
+            "services:\n  app:\n    image: {IMAGE}\n    command: sleep 600\n    secrets:\n      - db_password\n      - source: api_key\n        target: keys/api.key\n    configs:\n      - source: motd\n        target: /etc/motd\nsecrets:\n  db_password:\n    environment: DB_PASSWORD\n  api_key:\n    file: ./secrets/api.key\nconfigs:\n  motd:\n    content: welcome aboard\n"
+        ),
+    )
+    .expect("write template");
+    let o = std::process::Command::new(bin())
+        .args(["deploy", "-f", path_str(&file), "--timeout", "60"])
+        .env("BERTH_API", a.api())
+        .env("BERTH_TOKEN_FILE", a.dir.path().join("api.token"))
+        .env("DB_PASSWORD", "pw-from-shell-7391")
+        .output()
+        .expect("cli runs");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    a.wait_running("vault", 1, Duration::from_secs(60));
+    let id = docker_ok(&[
+        "ps",
+        "-q",
+        "--filter",
+        &format!("label=berth.node={}", a.node_id),
+        "--filter",
+        "label=berth.app=vault",
+    ]);
+    let id = id.trim();
+    let cat = |p: &str| docker_ok(&["exec", id, "cat", p]);
+    assert_eq!(cat("/run/secrets/db_password").trim(), "pw-from-shell-7391");
+    assert_eq!(cat("/run/secrets/keys/api.key").trim(), "key-from-file");
+    assert_eq!(cat("/etc/motd").trim(), "welcome aboard");
+    // Read-only inside.
+    let w = std::process::Command::new("docker")
+        .args(["exec", id, "sh", "-c", "echo x > /run/secrets/db_password"])
+        .output()
+        .expect("docker exec");
+    assert!(!w.status.success(), "a secret is writable in the container");
+    // The value is in a 0400 file under the data dir, never in the stored spec.
+    let inspect = a.ok(&["inspect", "vault"]);
+    assert!(!inspect.contains("pw-from-shell-7391"), "{inspect}");
+    let written = a.dir.path().join("files/vault");
+    let modes: Vec<u32> = std::fs::read_dir(&written)
+        .expect("written secrets")
+        .flatten()
+        .map(|e| {
+            use std::os::unix::fs::PermissionsExt;
+            e.metadata().expect("meta").permissions().mode() & 0o777
+        })
+        .collect();
+    assert!(
+        !modes.is_empty() && modes.iter().all(|m| *m == 0o400),
+        "{modes:?}"
+    );
+    // A missing secret file is refused before anything changes.
+    std::fs::remove_file(proj.join("secrets/api.key")).expect("rm");
+    let o = std::process::Command::new(bin())
+        .args(["deploy", "-f", path_str(&file), "--timeout", "60"])
+        .env("BERTH_API", a.api())
+        .env("BERTH_TOKEN_FILE", a.dir.path().join("api.token"))
+        .env("DB_PASSWORD", "changed")
+        .output()
+        .expect("cli runs");
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && e.contains("not a file on this host"),
+        "{e}"
+    );
+    a.ok(&["rm", "vault"]);
+    assert!(!written.exists(), "rm removes the app's written secrets");
+}
