@@ -80,6 +80,41 @@ fn unknown_app(name: &str) -> CoreError {
     ))
 }
 
+/// Swarm-classic `affinity:` rules judged on this host, the one every service runs on until
+/// placement across hosts lands: each rule this host does not meet (given what berth runs
+/// here, this app's new spec included) is a warning that says so.
+fn affinity_warnings(
+    app: &crate::model::AppSpec,
+    others: &[crate::store::StoredApp],
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for (name, svc) in &app.services {
+        let here = app
+            .services
+            .iter()
+            .filter(|(n, _)| *n != name)
+            .chain(others.iter().flat_map(|a| a.spec.services.iter()))
+            .map(|(n, s)| spec::HostContainer {
+                service: n,
+                image: &s.image,
+                name: "",
+                labels: &s.labels,
+            });
+        for rule in &svc.placement {
+            let Some(a) = spec::Affinity::of(rule) else {
+                continue;
+            };
+            if !a.met(here.clone()) {
+                out.push(format!(
+                    "service {name:?}: `{rule}` is not met on this host{}: berth runs every service on the host it is deployed to until placement across hosts (the cluster) lands",
+                    if a.soft { " (a preference)" } else { "" }
+                ));
+            }
+        }
+    }
+    out
+}
+
 /// Where each `environment:`/`content:` secret or config of `app` is written (under
 /// `files_dir/APP/`, one file per value: `secrets-NAME-DIGEST`), with every service's
 /// reference pointed at it. Returns the files to write (path, bytes).
@@ -177,6 +212,13 @@ impl Core {
             )));
         }
         let previous = self.store.get_app(&app.name)?;
+        let others: Vec<crate::store::StoredApp> = self
+            .store
+            .list_apps()?
+            .into_iter()
+            .filter(|a| a.spec.name != app.name)
+            .collect();
+        app.warnings.extend(affinity_warnings(&app, &others));
         let generation = previous.as_ref().map(|p| p.redeploy_gen).unwrap_or(0);
 
         let mut changed = Vec::new();

@@ -288,8 +288,16 @@ pub fn parse_placement(e: &str, loc: &str) -> Result<String, SpecError> {
             if key.is_empty() || value.is_empty() {
                 return Err(bad("needs a key and a value, like constraint:node==host1"));
             }
-            if kind == "affinity" && !matches!(key, "service" | "image" | "container") {
-                return Err(bad("must be about service, image or container"));
+            // Swarm classic: affinity to a service, image or container, or to a label of the
+            // containers already there (`affinity:role!=zookeeper`).
+            if kind == "affinity"
+                && !key
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/'))
+            {
+                return Err(bad(
+                    "must be about service, image, container or a container label (letters, digits, `.`, `_`, `-`, `/`)",
+                ));
             }
             if value.starts_with('(') && !value.ends_with(')') {
                 return Err(bad("has an unclosed list: write ==(a b c)"));
@@ -302,6 +310,73 @@ pub fn parse_placement(e: &str, loc: &str) -> Result<String, SpecError> {
         }
     }
     Ok(e.to_string())
+}
+
+/// An `affinity:` placement entry: to a service, image or container name, or to a label of
+/// the containers on a host; `soft` for `==~`/`!=~` (a preference).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Affinity {
+    pub key: String,
+    pub equal: bool,
+    pub soft: bool,
+    /// A Swarm-classic pattern: `*` matches any run of characters.
+    pub value: String,
+}
+
+impl Affinity {
+    /// The rule in a placement entry, None for other kinds.
+    pub fn of(entry: &str) -> Option<Affinity> {
+        let rest = entry.strip_prefix("affinity:")?;
+        let (op_at, equal) = match (rest.find("=="), rest.find("!=")) {
+            (Some(a), Some(b)) if b < a => (b, false),
+            (Some(a), _) => (a, true),
+            (None, Some(b)) => (b, false),
+            (None, None) => return None,
+        };
+        let value = &rest[op_at + 2..];
+        Some(Affinity {
+            key: rest[..op_at].to_string(),
+            equal,
+            soft: value.starts_with('~'),
+            value: value.trim_start_matches('~').to_string(),
+        })
+    }
+
+    /// Whether a host holding these containers satisfies the rule (each container: its
+    /// service, image, name and labels).
+    pub fn met<'a>(&self, here: impl IntoIterator<Item = HostContainer<'a>>) -> bool {
+        let any = here.into_iter().any(|c| {
+            let v = match self.key.as_str() {
+                "service" => Some(c.service),
+                "image" => Some(c.image),
+                "container" => Some(c.name),
+                label => c.labels.get(label).map(String::as_str),
+            };
+            v.is_some_and(|v| glob(&self.value, v))
+        });
+        any == self.equal
+    }
+}
+
+/// What an affinity rule looks at in a container on a host.
+#[derive(Debug, Clone, Copy)]
+pub struct HostContainer<'a> {
+    pub service: &'a str,
+    pub image: &'a str,
+    pub name: &'a str,
+    pub labels: &'a BTreeMap<String, String>,
+}
+
+/// `*` matches any run of characters, everything else itself.
+fn glob(pattern: &str, s: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == s,
+        Some((head, tail)) => {
+            s.starts_with(head)
+                && (0..=s.len() - head.len())
+                    .any(|i| s.is_char_boundary(head.len() + i) && glob(tail, &s[head.len() + i..]))
+        }
+    }
 }
 
 /// A Swarm-mode constraint (`node.labels.az==1`, `node.hostname==x`) as a placement entry.
@@ -628,4 +703,53 @@ fn parse_auto_scaling(
         ));
     }
     Ok(a)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_affinity_is_accepted_and_judged_on_a_host() {
+        // As in public Alibaba templates.
+        for e in [
+            "affinity:role!=zookeeper",
+            "affinity:aliyun.lb.port_6379!=tcp_6379",
+            "affinity:service==db",
+            "affinity:image==~redis*",
+        ] {
+            assert_eq!(parse_placement(e, "t").as_deref(), Ok(e));
+        }
+        assert!(parse_placement("affinity:ro le!=x", "t").is_err());
+        let zk = BTreeMap::from([("role".to_string(), "zookeeper".to_string())]);
+        let none = BTreeMap::new();
+        let host = [
+            HostContainer {
+                service: "zk",
+                image: "zookeeper:3.9",
+                name: "",
+                labels: &zk,
+            },
+            HostContainer {
+                service: "db",
+                image: "redis:7",
+                name: "",
+                labels: &none,
+            },
+        ];
+        let rule = |e: &str| Affinity::of(e).expect("an affinity");
+        assert!(!rule("affinity:role!=zookeeper").met(host));
+        assert!(rule("affinity:role!=kafka").met(host));
+        assert!(rule("affinity:role==zoo*").met(host));
+        assert!(rule("affinity:service==db").met(host));
+        assert!(!rule("affinity:service!=db").met(host));
+        let soft = rule("affinity:image==~redis*");
+        assert!(soft.soft && soft.met(host));
+        assert!(!rule("affinity:image==mysql*").met(host));
+        assert!(
+            rule("affinity:role!=zookeeper").met([]),
+            "an empty host meets a !="
+        );
+        assert_eq!(Affinity::of("constraint:node==a"), None);
+    }
 }

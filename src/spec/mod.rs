@@ -22,7 +22,7 @@ use crate::model::{AppSpec, MountKind, NetworkMode, VolumeSpec};
 use std::collections::{BTreeMap, BTreeSet};
 use yaml_rust2::Yaml;
 
-pub use ext::MAX_REPLICAS;
+pub use ext::{Affinity, HostContainer, MAX_REPLICAS};
 pub use interpolate::{interpolate, referenced_vars};
 pub use service::parse_env_file;
 mod dotenv;

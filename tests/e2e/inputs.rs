@@ -472,3 +472,28 @@ fn secrets_and_configs_are_read_only_files_in_the_container() {
     a.ok(&["rm", "vault"]);
     assert!(!written.exists(), "rm removes the app's written secrets");
 }
+
+/// A Swarm-classic label affinity deploys; on one host, a rule the host does not meet is a
+/// warning that says so.
+#[test]
+fn label_affinity_deploys_and_says_when_this_host_does_not_meet_it() {
+    let a = Agent::start();
+    let p = a.template(
+        "kafka",
+        &format!(
+            "zookeeper:\n  image: {IMAGE}\n  command: sleep 600\n  labels:\n    role: zookeeper\nkafka:\n  image: {IMAGE}\n  command: sleep 600\n  environment:\n    - affinity:role!=zookeeper\n    - affinity:service==zookeeper\n"
+        ),
+    );
+    let o = a.berth(&["deploy", "-f", path_str(&p), "--timeout", "60"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("`affinity:role!=zookeeper` is not met on this host"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("affinity:service==zookeeper"),
+        "a met rule is quiet: {err}"
+    );
+    a.wait_running("kafka", 2, Duration::from_secs(60));
+}
