@@ -11,6 +11,7 @@ fn desired(apps: usize) -> Vec<DesiredApp> {
         .map(|a| DesiredApp {
             name: format!("app{a}"),
             stopped: false,
+            resumed_ms: 0,
             services: vec![
                 DesiredService {
                     name: "db".into(),
@@ -59,6 +60,7 @@ fn observed(apps: usize, web_hash: &str) -> Observed {
                     image: "img".into(),
                     state: InstanceState::Running,
                     exit_code: None,
+                    finished_ms: None,
                     ports: vec![],
                     created: 1,
                     status: String::new(),
@@ -71,6 +73,7 @@ fn observed(apps: usize, web_hash: &str) -> Observed {
     }
     Observed {
         instances,
+        boot_ms: 0,
         networks: (0..apps)
             .map(|a| AppNetwork {
                 id: format!("n{a}"),

@@ -319,9 +319,16 @@ pub enum RestartPolicy {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         max_retries: Option<u32>,
     },
-    /// berth's default: survives agent crashes and host reboots, respects `berth stop`.
-    #[default]
+    /// Compose's `unless-stopped` (and `deploy.restart_policy.condition: any`): always
+    /// brought back, whatever the exit code, until `berth stop`.
     UnlessStopped,
+    /// berth's default for a service without `restart`: a container that exits 0 on its own
+    /// (a one-shot init or config step) is done, neither restarted nor replaced; one that
+    /// crashed (exit code not 0) is restarted; every container comes back after a reboot or
+    /// an agent crash; a deploy, `berth start`, `redeploy` or `scale` runs a done one again,
+    /// as `docker compose up` starts it again.
+    #[default]
+    UnlessCompleted,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -509,6 +516,10 @@ pub struct Instance {
     /// Exit code when exited.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i64>,
+    /// When an exited container with exit code 0 finished (ms since the epoch; the engine's
+    /// `State.FinishedAt`): the one-shot rule needs it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_ms: Option<i64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<PublishedPort>,
     /// Unix seconds the container was created.

@@ -44,12 +44,18 @@ pub struct DesiredService {
 pub struct DesiredApp {
     pub name: String,
     pub stopped: bool,
+    /// When the app was last deployed, started, redeployed or scaled (ms since the epoch): a
+    /// one-shot container that finished before it runs again.
+    pub resumed_ms: i64,
     pub services: Vec<DesiredService>,
 }
 
 #[derive(Debug, Clone, Default)]
 pub struct Observed {
     pub instances: Vec<Instance>,
+    /// When the host booted (ms since the epoch): a container that finished before it was
+    /// stopped by the shutdown, not done.
+    pub boot_ms: i64,
     /// This node's app networks.
     pub networks: Vec<AppNetwork>,
 }
@@ -138,6 +144,15 @@ pub struct Plan {
 /// Running and healthy (or without a probe): fit for dependants and traffic.
 pub fn is_ready(i: &Instance) -> bool {
     i.state == InstanceState::Running && i.health.ready()
+}
+
+/// A container that did its work: it exited 0 and its policy leaves it so (no `restart`,
+/// `no`, `on-failure`). It counts as ready: its version is normal and its slot satisfied.
+pub fn is_done(i: &Instance, policy: RestartPolicy) -> bool {
+    i.state == InstanceState::Exited
+        && i.exit_code == Some(0)
+        && i.finished_ms.is_some()
+        && !matches!(policy, RestartPolicy::Always | RestartPolicy::UnlessStopped)
 }
 
 fn is_live(i: &Instance) -> bool {
@@ -275,13 +290,28 @@ impl<'a> Grouped<'a> {
     }
 }
 
-/// Should an exited instance be brought back? Compose semantics for `restart`.
-fn wants_restart(policy: RestartPolicy, exit_code: Option<i64>) -> bool {
+/// Should an exited instance be brought back? Compose semantics for `restart`; without it,
+/// the one-shot rule ([`RestartPolicy::UnlessCompleted`]): an exit 0 on its own, after the
+/// host booted and after the app was last deployed or started, is done.
+fn wants_restart(policy: RestartPolicy, i: &Instance, since_ms: i64) -> bool {
     match policy {
         RestartPolicy::No => false,
-        RestartPolicy::OnFailure { .. } => exit_code != Some(0),
+        RestartPolicy::OnFailure { .. } => i.exit_code != Some(0),
         RestartPolicy::Always | RestartPolicy::UnlessStopped => true,
+        RestartPolicy::UnlessCompleted => {
+            let done = i.exit_code == Some(0) && i.finished_ms.is_some_and(|f| f > since_ms);
+            !done
+        }
     }
+}
+
+/// What a version's slots are planned under.
+#[derive(Debug, Clone, Copy)]
+struct When {
+    /// The services it depends on are ready.
+    deps_ready: bool,
+    /// A one-shot that finished after this (ms) is done ([`wants_restart`]).
+    since_ms: i64,
 }
 
 /// Plans one version's slots; returns true when something waits for dependencies.
@@ -292,8 +322,12 @@ fn plan_version(
     v: &DesiredVersion,
     slots: &BTreeMap<u32, Vec<&Instance>>,
     want: &BTreeSet<u32>,
-    deps_ready: bool,
+    when: When,
 ) -> bool {
+    let When {
+        deps_ready,
+        since_ms,
+    } = when;
     let mut blocked = false;
     for (&slot, candidates) in slots {
         let keep = keeper(candidates, &v.spec_hash);
@@ -340,7 +374,7 @@ fn plan_version(
         }
         let start = match keep.state {
             InstanceState::Created => true,
-            InstanceState::Exited => wants_restart(svc.restart, keep.exit_code),
+            InstanceState::Exited => wants_restart(svc.restart, keep, since_ms),
             // The engine brings `dead` containers back only by recreation.
             InstanceState::Dead => {
                 out.actions.push(remove(keep, RemoveReason::Outdated));
@@ -458,7 +492,11 @@ pub fn plan(desired: &[DesiredApp], observed: &Observed) -> Plan {
                 let want = wanted.get(&v.number).unwrap_or(&none);
                 let empty = BTreeMap::new();
                 let slots = g.by_version.get(&v.number).unwrap_or(&empty);
-                blocked |= plan_version(&mut out, app, svc, v, slots, want, deps_ready);
+                let when = When {
+                    deps_ready,
+                    since_ms: app.resumed_ms.max(observed.boot_ms),
+                };
+                blocked |= plan_version(&mut out, app, svc, v, slots, want, when);
             }
             // Instances of versions without traffic serve until the live ones are ready.
             let live_ready = ready.contains(svc.name.as_str());

@@ -147,6 +147,7 @@ fn desired_state(apps: &[StoredApp]) -> Vec<DesiredApp> {
         .map(|a| DesiredApp {
             name: a.spec.name.clone(),
             stopped: a.stopped,
+            resumed_ms: a.updated_ms,
             services: crate::spec::start_order(&a.spec)
                 .into_iter()
                 .filter_map(|name| {
@@ -267,6 +268,7 @@ impl Core {
         Ok(Observed {
             instances,
             networks: self.runtime.networks(&self.node_id).await?,
+            boot_ms: boot_ms(),
         })
     }
 
@@ -666,6 +668,21 @@ pub async fn watch_engine(core: Arc<Core>, mut shutdown: tokio::sync::watch::Rec
             _ = shutdown.changed() => return,
         }
     }
+}
+
+/// When this host booted, in ms since the epoch (`btime` in /proc/stat; 0 when unknown).
+fn boot_ms() -> i64 {
+    static BOOT: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    *BOOT.get_or_init(|| {
+        std::fs::read_to_string("/proc/stat")
+            .ok()
+            .and_then(|t| {
+                t.lines()
+                    .find_map(|l| l.strip_prefix("btime "))
+                    .and_then(|v| v.trim().parse::<i64>().ok())
+            })
+            .map_or(0, |s| s * 1000)
+    })
 }
 
 /// Creates the data dir (mode 0700) and the API token file (mode 0600) if missing.

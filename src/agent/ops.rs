@@ -495,7 +495,7 @@ impl Core {
                 .filter(|i| {
                     i.app == a.spec.name
                         && &i.service == name
-                        && crate::plan::is_ready(i)
+                        && (crate::plan::is_ready(i) || crate::plan::is_done(i, s.restart))
                         && live
                             .iter()
                             .any(|l| l.runs(i) && i.slot <= l.version.instances(replicas))

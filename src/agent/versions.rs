@@ -58,7 +58,10 @@ impl Core {
                 i.app == app.spec.name && i.service == service && l.runs(i) && i.slot <= want
             })
             .collect();
-        let ready = mine.iter().filter(|i| crate::plan::is_ready(i)).count() as u32;
+        let ready = mine
+            .iter()
+            .filter(|i| crate::plan::is_ready(i) || crate::plan::is_done(i, v.spec.restart))
+            .count() as u32;
         if ready >= want {
             return Some(Outcome::Ready(ready, want));
         }
@@ -67,7 +70,8 @@ impl Core {
             // A batch fails as soon as one of its instances does.
             for i in &mine {
                 let broken = matches!(i.health, Health::Unhealthy | Health::Failed)
-                    || matches!(i.state, InstanceState::Exited | InstanceState::Dead);
+                    || matches!(i.state, InstanceState::Exited | InstanceState::Dead)
+                        && !crate::plan::is_done(i, v.spec.restart);
                 if broken {
                     let why = self.prober.last_error(&i.id).unwrap_or_else(|| {
                         format!("{} is {} {}", i.name, i.state.as_str(), i.health.as_str())

@@ -20,6 +20,7 @@ fn app(name: &str, services: Vec<DesiredService>) -> DesiredApp {
     DesiredApp {
         name: name.into(),
         stopped: false,
+        resumed_ms: 1_000,
         services,
     }
 }
@@ -43,6 +44,7 @@ fn inst(
         image: "img".into(),
         state,
         exit_code: None,
+        finished_ms: None,
         ports: vec![],
         created: id.len() as i64,
         status: String::new(),
@@ -55,6 +57,7 @@ fn inst(
 fn observed(instances: Vec<Instance>, nets: &[&str]) -> Observed {
     Observed {
         instances,
+        boot_ms: 500,
         networks: nets
             .iter()
             .map(|s| AppNetwork {
@@ -223,6 +226,60 @@ fn killed_and_created_instances_are_started_but_restart_no_is_respected() {
         })
         .collect();
     assert_eq!(started, ["k", "c"]);
+}
+
+#[test]
+fn a_service_without_restart_that_exits_0_on_its_own_is_done() {
+    // No `restart` in the template: the default policy.
+    let default = |name: &str| {
+        let mut s = svc(name, 1, "h", &[]);
+        s.restart = RestartPolicy::default();
+        s
+    };
+    let d = [app("a", vec![default("init"), default("web")])];
+    assert_eq!(d[0].services[0].restart, RestartPolicy::UnlessCompleted);
+    let exited = |id: &str, service: &str, code: i64, finished: Option<i64>| {
+        let mut i = inst(id, "a", service, 1, "h", InstanceState::Exited);
+        i.exit_code = Some(code);
+        i.finished_ms = finished;
+        i
+    };
+    let started = |o: &Observed, d: &[DesiredApp]| -> Vec<String> {
+        plan(d, o)
+            .actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Start { id, .. } => Some(id.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    // Exit 0 after the boot and after the last deploy: done, not started, not replaced.
+    let o = observed(
+        vec![
+            exited("i", "init", 0, Some(2_000)),
+            exited("w", "web", 1, None),
+        ],
+        &["a"],
+    );
+    assert_eq!(
+        started(&o, &d),
+        ["w"],
+        "the crash is restarted, the completed step is not"
+    );
+    assert!(creates(&plan(&d, &o)).is_empty());
+    // Finished before the host booted: the shutdown stopped it, it comes back.
+    let mut o = observed(vec![exited("i", "init", 0, Some(2_000))], &["a"]);
+    o.boot_ms = 3_000;
+    assert_eq!(started(&o, &d), ["i"]);
+    // Finished before the app was last deployed or started: it runs again (compose `up`).
+    let mut again = d.clone();
+    again[0].resumed_ms = 5_000;
+    let o = observed(vec![exited("i", "init", 0, Some(2_000))], &["a"]);
+    assert_eq!(started(&o, &again), ["i"]);
+    // When it finished is unknown: brought back (a restart is the safe side).
+    let o = observed(vec![exited("i", "init", 0, None)], &["a"]);
+    assert_eq!(started(&o, &d), ["i"]);
 }
 
 #[test]

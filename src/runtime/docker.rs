@@ -22,7 +22,14 @@ use std::time::Duration;
 pub struct DockerRuntime {
     docker: Docker,
     endpoint: String,
+    /// `State.FinishedAt` of containers that exited with code 0 (id -> (finished ms, when
+    /// read)): read once, dropped on the container's next start or exit event, read again
+    /// after [`FINISHED_TTL`] in case an event was missed.
+    finished: std::sync::Arc<std::sync::Mutex<HashMap<String, (i64, std::time::Instant)>>>,
 }
+
+/// How long a cached `FinishedAt` is trusted without an event.
+const FINISHED_TTL: Duration = Duration::from_secs(30);
 
 fn engine_err(op: &'static str, object: impl Into<String>) -> impl FnOnce(BErr) -> RuntimeError {
     let object = object.into();
@@ -90,6 +97,30 @@ fn exit_code_from_status(status: &str) -> Option<i64> {
 }
 
 impl DockerRuntime {
+    /// When an exited container finished (cached; see [`DockerRuntime::finished`]).
+    async fn finished_ms(&self, id: &str) -> Option<i64> {
+        let cached = self.finished.lock().ok().and_then(|f| f.get(id).copied());
+        if let Some((ms, at)) = cached
+            && at.elapsed() < FINISHED_TTL
+        {
+            return Some(ms);
+        }
+        let c = self
+            .docker
+            .inspect_container(id, None::<qp::InspectContainerOptions>)
+            .await
+            .ok()?;
+        let ms = c
+            .state
+            .and_then(|s| s.finished_at)
+            .and_then(|t| crate::timefmt::parse_rfc3339(&t))
+            .map(|ns| ns / 1_000_000)?;
+        if let Ok(mut f) = self.finished.lock() {
+            f.insert(id.to_string(), (ms, std::time::Instant::now()));
+        }
+        Some(ms)
+    }
+
     /// Every container on the engine, anyone's, any state.
     async fn all_containers(&self) -> Result<Vec<bollard::models::ContainerSummary>, RuntimeError> {
         let opts = qp::ListContainersOptions {
@@ -121,6 +152,7 @@ impl DockerRuntime {
         Ok(DockerRuntime {
             docker,
             endpoint: endpoint.to_string(),
+            finished: Default::default(),
         })
     }
 
@@ -238,6 +270,9 @@ impl DockerRuntime {
             RestartPolicy::No => (RestartPolicyNameEnum::NO, None),
             RestartPolicy::Always => (RestartPolicyNameEnum::ALWAYS, None),
             RestartPolicy::UnlessStopped => (RestartPolicyNameEnum::UNLESS_STOPPED, None),
+            // The engine brings a crash back at once; an exit 0 stays (the one-shot rule);
+            // berth itself starts what a reboot stopped.
+            RestartPolicy::UnlessCompleted => (RestartPolicyNameEnum::ON_FAILURE, None),
             RestartPolicy::OnFailure { max_retries } => (
                 RestartPolicyNameEnum::ON_FAILURE,
                 max_retries.map(i64::from),
@@ -441,6 +476,7 @@ impl ContainerRuntime for DockerRuntime {
             .await
             .map_err(engine_err("list containers", "of this node"))?;
         let mut out = Vec::with_capacity(list.len());
+        let mut seen = std::collections::HashSet::new();
         for c in list {
             let l = c.labels.unwrap_or_default();
             // A container without complete berth labels was not made by berth: ignore it.
@@ -474,6 +510,16 @@ impl ContainerRuntime for DockerRuntime {
                 .collect();
             ports.sort_by_key(|p| (p.container_port, p.host_ip.clone()));
             ports.dedup_by_key(|p| (p.container_port, p.host_port, p.protocol));
+            // The one-shot rule needs when an exit 0 happened.
+            let finished_ms =
+                match state == InstanceState::Exited && exit_code_from_status(&status) == Some(0) {
+                    true => {
+                        let id = c.id.clone().unwrap_or_default();
+                        seen.insert(id.clone());
+                        self.finished_ms(&id).await
+                    }
+                    false => None,
+                };
             out.push(Instance {
                 id: c.id.unwrap_or_default(),
                 name: first_name(c.names),
@@ -488,6 +534,7 @@ impl ContainerRuntime for DockerRuntime {
                 } else {
                     None
                 },
+                finished_ms,
                 state,
                 ports,
                 created: c.created.unwrap_or_default(),
@@ -508,6 +555,10 @@ impl ContainerRuntime for DockerRuntime {
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect(),
             });
+        }
+        // Containers that went away or run again are forgotten.
+        if let Ok(mut f) = self.finished.lock() {
+            f.retain(|id, _| seen.contains(id));
         }
         Ok(out)
     }
@@ -852,11 +903,18 @@ impl ContainerRuntime for DockerRuntime {
             filters: Some(filters),
             ..Default::default()
         };
-        let stream = self.docker.events(Some(opts)).map(|r| {
+        let finished = self.finished.clone();
+        let stream = self.docker.events(Some(opts)).map(move |r| {
             let m = r.map_err(engine_err("watch events", "of this node"))?;
             let actor = m.actor.unwrap_or_default();
             let attrs = actor.attributes.unwrap_or_default();
             let action = m.action.unwrap_or_default();
+            // A start or an exit makes a cached finish time stale.
+            if matches!(action.as_str(), "start" | "die" | "restart")
+                && let (Some(id), Ok(mut f)) = (&actor.id, finished.lock())
+            {
+                f.remove(id);
+            }
             // `exec_start: sh -c ...` and `health_status: healthy` carry details after a colon.
             let action = action
                 .split(':')

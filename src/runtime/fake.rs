@@ -151,6 +151,7 @@ impl ContainerRuntime for FakeRuntime {
                 image: req.spec.image.clone(),
                 state: InstanceState::Created,
                 exit_code: None,
+                finished_ms: None,
                 ports: Vec::new(),
                 created,
                 status: String::new(),

@@ -243,3 +243,79 @@ fn rm_keeps_named_volumes_unless_asked() {
     a.ok(&["rm", "vol", "--volumes"]);
     assert_eq!(vols(&a), "", "rm --volumes removes them");
 }
+
+/// The one-shot rule: a service without `restart` whose container exits 0 on its own is done
+/// (not restarted, not replaced, its version normal), a crashing one is restarted, an agent
+/// crash changes neither, and a new deploy runs the one-shot again as `docker compose up`.
+#[test]
+fn a_one_shot_without_restart_is_done_and_a_crash_is_restarted() {
+    let mut a = Agent::start();
+    let yaml = format!(
+        "services:\n  init:\n    image: {IMAGE}\n    command: [\"sh\", \"-c\", \"echo configured\"]\n  web:\n    image: {IMAGE}\n    command: sleep 600\n    depends_on: [init]\n  flaky:\n    image: {IMAGE}\n    command: [\"sh\", \"-c\", \"sleep 1; exit 3\"]\n"
+    );
+    let p = a.template("oneshot", &yaml);
+    a.ok(&["deploy", "-f", path_str(&p), "-d"]);
+    let id_of = |service: &str| {
+        docker_ok(&[
+            "ps",
+            "-aq",
+            "--no-trunc",
+            "--filter",
+            &format!("label=berth.node={}", a.node_id),
+            "--filter",
+            "label=berth.app=oneshot",
+            "--filter",
+            &format!("label=berth.service={service}"),
+        ])
+    };
+    wait_until("init ran and web runs", Duration::from_secs(60), || {
+        let init = id_of("init");
+        init.lines().count() == 1
+            && docker_ok(&[
+                "inspect",
+                "-f",
+                "{{.State.Status}} {{.State.ExitCode}}",
+                init.trim(),
+            ]) == "exited 0"
+            && a.running("oneshot").iter().any(|i| i.service == "web")
+    });
+    let init = id_of("init").trim().to_string();
+    let started = |id: &str| docker_ok(&["inspect", "-f", "{{.State.StartedAt}}", id]);
+    let first_start = started(&init);
+    // Several reconcile passes later: the same container, never started again.
+    std::thread::sleep(Duration::from_secs(6));
+    assert_eq!(id_of("init").trim(), init, "the one-shot was replaced");
+    assert_eq!(
+        started(&init),
+        first_start,
+        "the one-shot was started again"
+    );
+    // The crashing service is brought back.
+    wait_until("flaky restarted", Duration::from_secs(30), || {
+        let f = id_of("flaky");
+        !f.trim().is_empty()
+            && docker_ok(&["inspect", "-f", "{{.RestartCount}}", f.trim()])
+                .parse::<u32>()
+                .unwrap_or(0)
+                >= 1
+    });
+    let versions = a.ok(&["versions", "oneshot/init"]);
+    assert!(
+        versions.contains("normal"),
+        "a done one-shot's version is normal: {versions}"
+    );
+    // An agent crash changes nothing.
+    a.restart();
+    std::thread::sleep(Duration::from_secs(6));
+    assert_eq!(
+        started(&init),
+        first_start,
+        "restarted after an agent crash"
+    );
+    // A new deploy runs it again, as `docker compose up` does.
+    a.ok(&["deploy", "-f", path_str(&p), "-d"]);
+    wait_until("the one-shot ran again", Duration::from_secs(30), || {
+        started(&init) != first_start
+            && docker_ok(&["inspect", "-f", "{{.State.Status}}", &init]) == "exited"
+    });
+}

@@ -32,7 +32,9 @@ fn services_resolve_by_name_and_link_alias() {
         "{{index .Config.Labels \"berth.app\"}} {{index .Config.Labels \"berth.slot\"}} {{.HostConfig.RestartPolicy.Name}}",
         "dns_web-001_1",
     ]);
-    assert_eq!(labels, "dns 1 unless-stopped");
+    // No `restart` in the template: the one-shot rule, which the engine holds as on-failure
+    // (a crash comes back at once; an exit 0 stays).
+    assert_eq!(labels, "dns 1 on-failure");
 }
 
 /// `container_name` (as real compose files use it): the container keeps berth's name and the
