@@ -76,6 +76,11 @@ ensure_backends() {
     apt_install influxdb prometheus
 }
 
+# The peer the compose corpus is compared with (tests/wild_compose.rs): Debian's 1.29.
+ensure_compose_peer() {
+    apt_install docker-compose
+}
+
 # Volumes: the FUSE helper for object storage, the NFS mount helper, and a local S3 API
 # server (moto, from PyPI) in a venv of its own for the tests.
 ensure_volume_tools() {

@@ -237,7 +237,8 @@ pub struct TemplateArgs {
     /// The compose template.
     #[arg(short = 'f', long = "file")]
     pub file: PathBuf,
-    /// App name (default: the file name without extension).
+    /// App name (default: the template's top-level `name:`, as compose's project name, else
+    /// the file name without extension).
     #[arg(long)]
     pub name: Option<String>,
     /// Variables for substitution: KEY=VALUE (repeatable).
@@ -446,26 +447,24 @@ pub fn run(cli: Cli) -> Result<()> {
 }
 
 /// Reads a template and everything it draws on into a deploy request.
+/// Compose's default project name: the directory's name in lower case without the characters
+/// a project name cannot hold (compose-go's `NormalizeProjectName`).
+fn compose_project_name(dir: &Path) -> String {
+    let raw = dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    raw.chars()
+        .filter(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_'))
+        .collect::<String>()
+        .trim_start_matches(['-', '_'])
+        .to_string()
+}
+
 fn read_template(t: &TemplateArgs) -> Result<DeployRequest> {
     let text = std::fs::read_to_string(&t.file)
         .with_context(|| format!("cannot read template {}", t.file.display()))?;
-    let name = match &t.name {
-        Some(n) => n.clone(),
-        None => {
-            let stem = t
-                .file
-                .file_stem()
-                .and_then(|s| s.to_str())
-                .unwrap_or("app")
-                .to_ascii_lowercase();
-            if !crate::spec::valid_name(&stem) {
-                bail!(
-                    "the file name {stem:?} is not a valid app name: pass --name NAME (lower-case letters, digits, - and _)"
-                );
-            }
-            stem
-        }
-    };
     // Relative paths resolve against the project directory, made absolute here: the agent
     // may have another working directory.
     let project = match &t.project_directory {
@@ -478,6 +477,34 @@ fn read_template(t: &TemplateArgs) -> Result<DeployRequest> {
         project.as_path()
     })
     .with_context(|| format!("cannot resolve the project directory {}", project.display()))?;
+    // The app name: --name, the template's `name:`, else the file name; a file with one of
+    // compose's default names (`compose.yaml`, `docker-compose.yml`, ...) takes its project
+    // directory's name, as compose names the project.
+    let name = match t.name.clone().or_else(|| crate::spec::project_name(&text)) {
+        Some(n) => n,
+        None => {
+            let stem = t
+                .file
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or("app")
+                .to_ascii_lowercase();
+            let default_file = stem == "compose"
+                || stem == "docker-compose"
+                || stem.starts_with("compose.")
+                || stem.starts_with("docker-compose.");
+            let name = match default_file {
+                true => compose_project_name(&project),
+                false => stem,
+            };
+            if !crate::spec::valid_name(&name) {
+                bail!(
+                    "{name:?} (from the file or directory name) is not a valid app name: pass --name NAME (lower-case letters, digits, - and _)"
+                );
+            }
+            name
+        }
+    };
     // As compose: without --env-file, the project directory's `.env` when it exists.
     let dot_env = project.join(".env");
     let env_files: Vec<PathBuf> = match t.env_file.is_empty() && dot_env.is_file() {

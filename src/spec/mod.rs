@@ -162,6 +162,11 @@ pub fn parse(text: &str, app: &str, inputs: &Inputs) -> Result<AppSpec, SpecErro
                         services_node.push((values::key_str(sk, "services")?, sv));
                     }
                 }
+                // Compose's project name: the CLI takes it as the app name when no --name
+                // is given ([`project_name`]); the name the request carries wins, as `-p`.
+                "name" => {
+                    values::scalar(v, "template, key `name`")?;
+                }
                 "volumes" => volumes = parse_volumes(v)?,
                 "networks" => check_networks(v)?,
                 "labels" => labels = values::string_map(v, "labels", true)?,
@@ -209,6 +214,8 @@ pub fn parse(text: &str, app: &str, inputs: &Inputs) -> Result<AppSpec, SpecErro
     let mut services = BTreeMap::new();
     // Services left out by profiles, with their profiles.
     let mut disabled: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    // `volumes_from` entries by service: (source service, read-only).
+    let mut volumes_from: BTreeMap<String, Vec<(String, bool)>> = BTreeMap::new();
     for (name, node) in services_node {
         if !valid_service_name(&name) {
             return Err(invalid(
@@ -217,6 +224,10 @@ pub fn parse(text: &str, app: &str, inputs: &Inputs) -> Result<AppSpec, SpecErro
             ));
         }
         let profiles = service_profiles(&name, node)?;
+        let from = volumes_from_of(&name, node)?;
+        if !from.is_empty() {
+            volumes_from.insert(name.clone(), from);
+        }
         let svc = service::parse_service(&name, node, &app_ext, inputs, &defined, &mut warnings)?;
         let active = profiles.is_empty()
             || inputs
@@ -233,6 +244,7 @@ pub fn parse(text: &str, app: &str, inputs: &Inputs) -> Result<AppSpec, SpecErro
         }
     }
     check_profiles(&services, &disabled, &mut warnings)?;
+    resolve_volumes_from(&mut services, &volumes_from, &disabled)?;
     let spec = AppSpec {
         name: app.to_string(),
         labels: app_labels,
@@ -269,6 +281,121 @@ fn service_profiles(name: &str, node: &Yaml) -> Result<Vec<String>, SpecError> {
         }
     }
     Ok(list)
+}
+
+/// A service's `volumes_from` (`SERVICE`, `service:SERVICE`, with `:ro`/`:rw`).
+fn volumes_from_of(name: &str, node: &Yaml) -> Result<Vec<(String, bool)>, SpecError> {
+    let Some(v) = node.as_hash().and_then(|h| h.get(&Yaml::String("volumes_from".into()))) else {
+        return Ok(Vec::new());
+    };
+    let loc = format!("service {name:?}, key `volumes_from`");
+    let mut out = Vec::new();
+    for e in values::string_list(v, &loc)? {
+        let (src, mode) = match e.rsplit_once(':') {
+            Some((s, m @ ("ro" | "rw"))) => (s, m),
+            _ => (e.as_str(), "rw"),
+        };
+        let src = match src.split_once(':') {
+            None => src,
+            Some(("service", s)) => s,
+            Some(("container", c)) => {
+                return Err(SpecError::Unsupported {
+                    location: loc,
+                    key: format!("volumes_from: container:{c}"),
+                    hint: "berth shares volumes between its own services; mount the other container's volume by name instead (top-level `volumes:` with `external: true`)".into(),
+                });
+            }
+            Some(_) => {
+                return Err(invalid(
+                    &loc,
+                    format!("{e:?}: write SERVICE or service:SERVICE, with :ro or :rw"),
+                ));
+            }
+        };
+        out.push((src.to_string(), mode == "ro"));
+    }
+    Ok(out)
+}
+
+/// `volumes_from` as compose means it for services: the other service's named volumes and
+/// bind mounts are mounted at the same paths (read-only with `:ro`), unless this service
+/// mounts that path itself, and the other service starts first. An anonymous volume cannot
+/// be shared (each of berth's instances and versions has its own): it is refused with the
+/// advice to name it.
+fn resolve_volumes_from(
+    services: &mut BTreeMap<String, crate::model::ServiceSpec>,
+    from: &BTreeMap<String, Vec<(String, bool)>>,
+    disabled: &BTreeMap<String, Vec<String>>,
+) -> Result<(), SpecError> {
+    use crate::model::MountKind;
+    fn mounts_of(
+        name: &str,
+        services: &BTreeMap<String, crate::model::ServiceSpec>,
+        from: &BTreeMap<String, Vec<(String, bool)>>,
+        disabled: &BTreeMap<String, Vec<String>>,
+        seen: &mut Vec<String>,
+    ) -> Result<Vec<crate::model::MountSpec>, SpecError> {
+        let loc = format!("service {name:?}, key `volumes_from`");
+        if seen.iter().any(|s| s == name) {
+            return Err(invalid(
+                &loc,
+                format!("volumes_from goes round in a circle: {} -> {name}", seen.join(" -> ")),
+            ));
+        }
+        let Some(svc) = services.get(name) else {
+            return Err(match disabled.get(name) {
+                Some(p) => invalid(
+                    &loc,
+                    format!(
+                        "{name:?} is in profile {} that is not active: deploy with --profile {}",
+                        p.join(", "),
+                        p[0]
+                    ),
+                ),
+                None => invalid(&loc, format!("{name:?} is not a service of this app")),
+            });
+        };
+        let mut out = svc.volumes.clone();
+        seen.push(name.to_string());
+        for (src, ro) in from.get(name).map(Vec::as_slice).unwrap_or_default() {
+            let loc = format!("service {name:?}, key `volumes_from`");
+            for m in mounts_of(src, services, from, disabled, seen)? {
+                if m.kind == MountKind::Anonymous {
+                    return Err(invalid(
+                        &loc,
+                        format!(
+                            "service {src:?} mounts an anonymous volume at {}, which cannot be shared (each instance has its own): give it a name under the top-level `volumes:`",
+                            m.target
+                        ),
+                    ));
+                }
+                if m.kind == MountKind::Tmpfs || out.iter().any(|o| o.target == m.target) {
+                    continue;
+                }
+                out.push(crate::model::MountSpec {
+                    read_only: m.read_only || *ro,
+                    ..m
+                });
+            }
+        }
+        seen.pop();
+        Ok(out)
+    }
+    for name in from.keys() {
+        if !services.contains_key(name) {
+            continue;
+        }
+        let mounts = mounts_of(name, services, from, disabled, &mut Vec::new())?;
+        if let Some(svc) = services.get_mut(name) {
+            svc.volumes = mounts;
+            for (src, _) in &from[name] {
+                if !svc.depends_on.contains(src) {
+                    svc.depends_on.push(src.clone());
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Services outside the active profiles are not deployed (as compose): each is a warning,
@@ -664,6 +791,16 @@ pub fn bare_environment_keys(text: &str) -> Vec<String> {
     out.sort();
     out.dedup();
     out
+}
+
+/// The template's top-level `name:` (compose's project name), when it is a plain string.
+pub fn project_name(text: &str) -> Option<String> {
+    let Ok(Yaml::Hash(top)) = load_yaml(text) else {
+        return None;
+    };
+    top.get(&Yaml::String("name".into()))?
+        .as_str()
+        .map(str::to_string)
 }
 
 /// Variables the top-level `secrets:` and `configs:` take their value from (`environment:

@@ -26,7 +26,6 @@ fn refused_hint(key: &str) -> Option<&'static str> {
         "build" | "dockerfile" => {
             "berth has no image builder on the host: build the image elsewhere and `berth image load` it (or push it to a registry the host reaches)"
         }
-        "volumes_from" => "share a named volume between the services instead",
         "pid" | "ipc" | "cgroup_parent" | "userns_mode" => {
             "berth runs services isolated; this host-namespace option is not available"
         }
@@ -212,6 +211,8 @@ pub(super) fn parse_service(
             // compose v2's service-level replica count.
             // Read by the caller (which profiles are active decides whether it is deployed).
             "profiles" => {}
+            // Resolved by the caller once every service's mounts are known.
+            "volumes_from" => {}
             "secrets" => {
                 s.secrets =
                     super::files::parse_refs(v, Kind::Secret, &defined.secrets, &loc, warnings)?
@@ -671,6 +672,8 @@ fn parse_mount(item: &Yaml, loc: &str, inputs: &super::Inputs) -> Result<MountSp
             m.source = host_path(&m.source, loc, inputs)?;
         }
         check_target(&m.target, loc)?;
+        // As compose: `/media/` and `/media` are one path.
+        m.target = clean_path(&m.target);
         return Ok(m);
     }
     let s = scalar(item, loc)?;
@@ -698,7 +701,7 @@ fn parse_mount(item: &Yaml, loc: &str, inputs: &super::Inputs) -> Result<MountSp
         MountKind::Bind => host_path(source, loc, inputs)?,
         _ => source.to_string(),
     };
-    m.target = target.to_string();
+    m.target = clean_path(target);
     for o in opts.split(',').filter(|o| !o.is_empty()) {
         match o {
             "ro" => m.read_only = true,
@@ -820,7 +823,7 @@ fn parse_platform(p: &str, loc: &str, warnings: &mut Vec<String>) -> Result<Stri
 }
 
 fn check_target(t: &str, loc: &str) -> Result<(), SpecError> {
-    if !t.starts_with('/') {
+    if !t.starts_with('/') || t.contains(['\0', '\n']) {
         return Err(invalid(
             loc,
             format!("mount target {t:?} must be an absolute path inside the container"),
