@@ -137,7 +137,7 @@ pub(super) fn parse_service_networks(v: &Yaml, loc: &str) -> Result<Vec<String>,
                                 return Err(SpecError::Unsupported {
                                     location: loc.to_string(),
                                     key: key_str(k, loc)?,
-                                    hint: "fixed addresses: reach services by name instead".into(),
+                                    hint: "berth starts a new version beside the old one and runs replicas, which cannot share one fixed address: reach the service by its name or an alias (`aliases:`), which every service resolves on the app network".into(),
                                 });
                             }
                             other => {
