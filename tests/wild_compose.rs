@@ -82,7 +82,9 @@ fn clean(cmd: &mut Command, dir: &Path) {
 fn berth(file: &Path) -> Result<serde_json::Value, String> {
     let dir = file.parent().expect("dir");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_berth"));
-    cmd.arg("config").arg("-f").arg(file.file_name().expect("name"));
+    cmd.arg("config")
+        .arg("-f")
+        .arg(file.file_name().expect("name"));
     clean(&mut cmd, dir);
     let o = cmd.output().expect("berth runs");
     if !o.status.success() {
@@ -94,7 +96,9 @@ fn berth(file: &Path) -> Result<serde_json::Value, String> {
 fn docker_compose(file: &Path) -> Option<Result<Yaml, String>> {
     let dir = file.parent().expect("dir");
     let mut cmd = Command::new("docker-compose");
-    cmd.arg("-f").arg(file.file_name().expect("name")).arg("config");
+    cmd.arg("-f")
+        .arg(file.file_name().expect("name"))
+        .arg("config");
     clean(&mut cmd, dir);
     let o = cmd.output().ok()?;
     if !o.status.success() {
@@ -293,7 +297,9 @@ fn compose_files_from_the_wild_mean_the_same_to_berth_and_docker_compose() {
                 }
             }
             (Expect::OldComposeRefuses(_), Ok(_), Some(Ok(_))) => {
-                failures.push(format!("{case}: docker-compose 1.29 accepts it now: compare it"));
+                failures.push(format!(
+                    "{case}: docker-compose 1.29 accepts it now: compare it"
+                ));
             }
             (Expect::OldComposeRefuses(_), Ok(_), _) => {}
             (Expect::Same, Ok(ours), theirs) => {
@@ -365,6 +371,9 @@ fn compose_files_from_the_wild_mean_the_same_to_berth_and_docker_compose() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
     if have_compose {
-        assert!(compared >= 40, "compared {compared} files with docker-compose");
+        assert!(
+            compared >= 40,
+            "compared {compared} files with docker-compose"
+        );
     }
 }

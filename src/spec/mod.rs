@@ -285,7 +285,10 @@ fn service_profiles(name: &str, node: &Yaml) -> Result<Vec<String>, SpecError> {
 
 /// A service's `volumes_from` (`SERVICE`, `service:SERVICE`, with `:ro`/`:rw`).
 fn volumes_from_of(name: &str, node: &Yaml) -> Result<Vec<(String, bool)>, SpecError> {
-    let Some(v) = node.as_hash().and_then(|h| h.get(&Yaml::String("volumes_from".into()))) else {
+    let Some(v) = node
+        .as_hash()
+        .and_then(|h| h.get(&Yaml::String("volumes_from".into())))
+    else {
         return Ok(Vec::new());
     };
     let loc = format!("service {name:?}, key `volumes_from`");
@@ -339,7 +342,10 @@ fn resolve_volumes_from(
         if seen.iter().any(|s| s == name) {
             return Err(invalid(
                 &loc,
-                format!("volumes_from goes round in a circle: {} -> {name}", seen.join(" -> ")),
+                format!(
+                    "volumes_from goes round in a circle: {} -> {name}",
+                    seen.join(" -> ")
+                ),
             ));
         }
         let Some(svc) = services.get(name) else {

@@ -23,3 +23,4 @@ mod service;
 mod tls;
 mod versions;
 mod volumes;
+mod wild;
