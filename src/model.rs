@@ -64,6 +64,47 @@ fn default_volume_driver() -> String {
     "local".to_string()
 }
 
+/// Compose keys that are engine settings, passed to the engine as they are.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct EngineExtras {
+    /// `cpu_period`, `cpu_quota` (µs), `cpu_rt_period`, `cpu_rt_runtime` (µs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_period: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_quota: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_rt_period: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_rt_runtime: Option<i64>,
+    /// `mem_reservation` (bytes), `mem_swappiness` (0-100), `oom_score_adj` (-1000-1000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mem_reservation: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mem_swappiness: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oom_score_adj: Option<i64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub group_add: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domainname: Option<String>,
+    /// The OCI runtime (`runc`, `nvidia`, `runsc`): one the engine knows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub storage_opt: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub device_cgroup_rules: Vec<String>,
+    /// OCI annotations.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+impl EngineExtras {
+    pub fn is_empty(&self) -> bool {
+        *self == EngineExtras::default()
+    }
+}
+
 /// A secret or config a service mounts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileMount {
@@ -161,6 +202,10 @@ pub struct ServiceSpec {
     /// `platform` (`linux/arm64`): the image variant pulled and run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub platform: Option<String>,
+    /// Engine settings compose passes through unchanged (`cpu_period`, `mem_reservation`,
+    /// `group_add`, `runtime`, ...).
+    #[serde(default, skip_serializing_if = "EngineExtras::is_empty")]
+    pub engine: EngineExtras,
     /// `secrets:`: files bind-mounted read-only (at `/run/secrets/NAME` by default).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub secrets: Vec<FileMount>,

@@ -345,6 +345,21 @@ impl DockerRuntime {
                     .collect()
             }),
             init: s.init,
+            cpu_period: s.engine.cpu_period,
+            cpu_quota: s.engine.cpu_quota,
+            cpu_realtime_period: s.engine.cpu_rt_period,
+            cpu_realtime_runtime: s.engine.cpu_rt_runtime,
+            memory_reservation: s.engine.mem_reservation,
+            memory_swappiness: s.engine.mem_swappiness,
+            oom_score_adj: s.engine.oom_score_adj,
+            group_add: (!s.engine.group_add.is_empty()).then(|| s.engine.group_add.clone()),
+            runtime: s.engine.runtime.clone(),
+            storage_opt: (!s.engine.storage_opt.is_empty())
+                .then(|| s.engine.storage_opt.clone().into_iter().collect()),
+            device_cgroup_rules: (!s.engine.device_cgroup_rules.is_empty())
+                .then(|| s.engine.device_cgroup_rules.clone()),
+            annotations: (!s.engine.annotations.is_empty())
+                .then(|| s.engine.annotations.clone().into_iter().collect()),
             readonly_rootfs: Some(s.read_only),
             shm_size: s.shm_size,
             sysctls: (!s.sysctls.is_empty()).then(|| s.sysctls.clone().into_iter().collect()),
@@ -385,6 +400,7 @@ impl DockerRuntime {
             ),
             labels: Some(berth_labels(req).into_iter().collect()),
             hostname: s.hostname.clone(),
+            domainname: s.engine.domainname.clone(),
             working_dir: s.working_dir.clone(),
             user: s.user.clone(),
             tty: Some(s.tty),

@@ -167,6 +167,22 @@ pub fn parse(text: &str, app: &str, inputs: &Inputs) -> Result<AppSpec, SpecErro
                 "name" => {
                     values::scalar(v, "template, key `name`")?;
                 }
+                "include" => {
+                    return Err(SpecError::Unsupported {
+                        location: "template".into(),
+                        key,
+                        hint: "berth reads one file: merge the included files first (`docker compose config` prints them as one)".into(),
+                    });
+                }
+                "models" => {
+                    return Err(SpecError::Unsupported {
+                        location: "template".into(),
+                        key,
+                        hint:
+                            "it is a docker compose feature (model runner) that berth does not have"
+                                .into(),
+                    });
+                }
                 "volumes" => volumes = parse_volumes(v)?,
                 "networks" => check_networks(v)?,
                 "labels" => labels = values::string_map(v, "labels", true)?,

@@ -26,8 +26,34 @@ fn refused_hint(key: &str) -> Option<&'static str> {
         "build" | "dockerfile" => {
             "berth has no image builder on the host: build the image elsewhere and `berth image load` it (or push it to a registry the host reaches)"
         }
-        "pid" | "ipc" | "cgroup_parent" | "userns_mode" => {
+        "pid" | "ipc" | "cgroup_parent" | "userns_mode" | "uts" => {
             "berth runs services isolated; this host-namespace option is not available"
+        }
+        "cpu_count" | "cpu_percent" | "credential_spec" | "isolation" => {
+            "it applies to Windows containers only; berth runs Linux containers (use `cpus` for a CPU limit)"
+        }
+        "mac_address" => {
+            "berth starts a new version beside the old one and runs replicas, which cannot share one MAC address"
+        }
+        "use_api_socket" => {
+            "it would hand the container the engine's socket, which is root on the host"
+        }
+        "extends" => {
+            "berth does not merge services across files or entries yet: write the service out in full (`docker compose config` prints it merged)"
+        }
+        "label_file" => "berth does not read label files yet: write the labels under `labels:`",
+        "blkio_config" => "berth sets no block-I/O weights or limits yet: remove it",
+        "gpus" => {
+            "berth does not pass GPU requests from this key yet: use the `berth.gpu` label (COMPOSE-LABELS.md)"
+        }
+        "post_start" | "pre_start" | "pre_stop" => {
+            "berth runs no lifecycle hooks yet: run the step in the image's entrypoint or as a one-shot service"
+        }
+        "models" | "provider" => {
+            "it is a docker compose feature (model runner, providers) that berth does not have"
+        }
+        "pull_refresh_after" => {
+            "berth pulls at a deploy (pull_policy always, missing, never, or `berth deploy --pull`), not on a timer"
         }
         _ => return None,
     })
@@ -178,6 +204,43 @@ pub(super) fn parse_service(
             "cpu_shares" => s.cpu_shares = Some(int(v, &loc, 0, 262_144)?),
             "cpus" => s.nano_cpus = Some(parse_cpus(v, &loc)?),
             "cpuset" => s.cpuset = Some(scalar(v, &loc)?),
+            "cpu_period" => s.engine.cpu_period = Some(int_in(v, &loc, 1000, 1_000_000)?),
+            "cpu_quota" => s.engine.cpu_quota = Some(int_in(v, &loc, -1, i64::MAX)?),
+            "cpu_rt_period" => s.engine.cpu_rt_period = Some(micros(v, &loc)?),
+            "cpu_rt_runtime" => s.engine.cpu_rt_runtime = Some(micros(v, &loc)?),
+            "mem_reservation" => s.engine.mem_reservation = Some(size_bytes(v, &loc)?),
+            "mem_swappiness" => s.engine.mem_swappiness = Some(int_in(v, &loc, 0, 100)?),
+            "oom_score_adj" => s.engine.oom_score_adj = Some(int_in(v, &loc, -1000, 1000)?),
+            "group_add" => s.engine.group_add = string_list(v, &loc)?,
+            "domainname" => s.engine.domainname = Some(scalar(v, &loc)?),
+            "runtime" => s.engine.runtime = Some(scalar(v, &loc)?),
+            "storage_opt" => s.engine.storage_opt = string_map(v, &loc, false)?,
+            "device_cgroup_rules" => s.engine.device_cgroup_rules = string_list(v, &loc)?,
+            "annotations" => s.engine.annotations = string_map(v, &loc, false)?,
+            // `private` is the engine's default; `host` shares the host's cgroup namespace.
+            "cgroup" => match scalar(v, &loc)?.as_str() {
+                "private" => {}
+                "host" => {
+                    return Err(SpecError::Unsupported {
+                        location: sloc.clone(),
+                        key: "cgroup: host".into(),
+                        hint: "berth runs services isolated; this host-namespace option is not available".into(),
+                    });
+                }
+                other => {
+                    return Err(invalid(
+                        &loc,
+                        format!("cgroup {other:?}: use private or host"),
+                    ));
+                }
+            },
+            // What `docker compose up` streams or watches; berth collects every service's
+            // logs and deploys images, so these change nothing.
+            "attach" | "develop" => {
+                warnings.push(format!(
+                    "{loc}: ignored: berth always collects the service's logs (`attach`) and deploys images, not a watched checkout (`develop`)"
+                ));
+            }
             "oom_kill_disable" => s.oom_kill_disable = boolean(v, &loc)?,
             "ulimits" => s.ulimits = parse_ulimits(v, &loc)?,
             "stop_signal" => s.stop_signal = Some(scalar(v, &loc)?),
@@ -778,6 +841,36 @@ fn clean_path(path: &str) -> String {
         }
     }
     format!("/{}", parts.join("/"))
+}
+
+/// An integer within `lo..=hi`.
+fn int_in(v: &Yaml, loc: &str, lo: i64, hi: i64) -> Result<i64, SpecError> {
+    let n = match v {
+        Yaml::Integer(i) => Some(*i),
+        other => scalar(other, loc)?.parse().ok(),
+    };
+    n.filter(|n| (lo..=hi).contains(n))
+        .ok_or_else(|| invalid(loc, format!("expected a whole number from {lo} to {hi}")))
+}
+
+/// Microseconds: a number, or a duration (`400ms`) as compose takes `cpu_rt_runtime`.
+fn micros(v: &Yaml, loc: &str) -> Result<i64, SpecError> {
+    match v {
+        Yaml::Integer(i) if *i >= 0 => Ok(*i),
+        other => {
+            let s = scalar(other, loc)?;
+            values::parse_duration_us(&s)
+                .and_then(|us| i64::try_from(us).ok())
+                .ok_or_else(|| {
+                    invalid(
+                        loc,
+                        format!(
+                            "invalid duration {s:?}: write microseconds, or like 400ms or 950us"
+                        ),
+                    )
+                })
+        }
+    }
 }
 
 /// `platform: os/arch[/variant]`. berth runs Linux containers; another architecture than

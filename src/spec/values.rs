@@ -171,12 +171,21 @@ pub fn duration_ms(v: &Yaml, loc: &str) -> Result<u64, SpecError> {
 }
 
 pub fn parse_duration_ms(s: &str) -> Option<u64> {
+    duration_f64_ms(s).map(|ms| ms as u64)
+}
+
+/// A compose duration in microseconds (`1400us`, `400ms`; a bare number is seconds).
+pub fn parse_duration_us(s: &str) -> Option<u64> {
+    duration_f64_ms(s).map(|ms| (ms * 1000.0).round() as u64)
+}
+
+fn duration_f64_ms(s: &str) -> Option<f64> {
     let s = s.trim();
     if s.is_empty() {
         return None;
     }
     if let Ok(n) = s.parse::<u64>() {
-        return n.checked_mul(1000);
+        return n.checked_mul(1000).map(|ms| ms as f64);
     }
     let mut total: f64 = 0.0;
     let mut rest = s;
@@ -205,7 +214,7 @@ pub fn parse_duration_ms(s: &str) -> Option<u64> {
     if !total.is_finite() || total > 1e15 {
         return None;
     }
-    Some(total as u64)
+    Some(total)
 }
 
 /// A byte size (`100000000`, `512m`, `1g`, `64mb`) in bytes.
