@@ -140,6 +140,16 @@ pub(super) fn parse_service_networks(v: &Yaml, loc: &str) -> Result<Vec<String>,
                                     hint: "berth starts a new version beside the old one and runs replicas, which cannot share one fixed address: reach the service by its name or an alias (`aliases:`), which every service resolves on the app network".into(),
                                 });
                             }
+                            // The order of a container's networks: berth joins one.
+                            "priority" | "gw_priority" => {}
+                            k @ ("link_local_ips" | "mac_address" | "interface_name"
+                            | "driver_opts") => {
+                                return Err(SpecError::Unsupported {
+                                    location: loc.to_string(),
+                                    key: k.to_string(),
+                                    hint: "berth joins each instance to the app's network with the engine's defaults (versions run side by side and replicas, which cannot share fixed link settings): reach services by name".into(),
+                                });
+                            }
                             other => {
                                 return Err(SpecError::UnknownKey {
                                     location: loc.to_string(),
