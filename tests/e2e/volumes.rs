@@ -269,7 +269,15 @@ fn local_volumes_survive_redeploy_refuse_rm_in_use_and_prune() {
     let err = a.fails(&["volume", "rm", "locv_data"]);
     assert!(err.contains("in use by locv_db-002_1"), "{err}");
 
-    // Prune: asks (refuses without a terminal), then removes what no app names.
+    // Prune: asks (refuses without a terminal), then removes what no app names. It prunes
+    // images engine-wide too: a created container keeps each test image "in use", so tests
+    // running beside this one keep theirs.
+    let _keep = Containers(
+        [IMAGE, WEB_IMAGE, IDLE_IMAGE]
+            .iter()
+            .map(|i| docker_ok(&["create", i]))
+            .collect(),
+    );
     a.ok(&["volume", "create", "loose"]);
     let err = a.fails(&["system", "prune"]);
     assert!(err.contains("--force"), "{err}");

@@ -55,8 +55,12 @@ fn compose_files_from_the_wild_deploy_and_their_services_reach_each_other_by_nam
         ),
     ];
     for (case, file, images, reach) in cases {
+        // A created container holds each tag "in use": a prune by a test running beside
+        // this one (`berth system prune`) leaves it.
+        let mut keep = Containers(Vec::new());
         for image in images {
             docker_ok(&["tag", WEB_IMAGE, image]);
+            keep.0.push(docker_ok(&["create", image]));
         }
         let dir = copy_case(case, a.dir.path());
         let path = dir.join(file);
