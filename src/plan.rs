@@ -201,6 +201,8 @@ fn create(app: &DesiredApp, svc: &DesiredService, v: &DesiredVersion, slot: u32)
 struct Grouped<'a> {
     by_version: BTreeMap<u32, BTreeMap<u32, Vec<&'a Instance>>>,
     retiring: Vec<&'a Instance>,
+    /// The service's restart policy: a done one-shot counts as ready ([`is_done`]).
+    restart: RestartPolicy,
 }
 
 impl<'a> Grouped<'a> {
@@ -208,6 +210,7 @@ impl<'a> Grouped<'a> {
         let mut g = Grouped {
             by_version: BTreeMap::new(),
             retiring: Vec::new(),
+            restart: svc.restart,
         };
         for i in instances {
             // A container without a version (from before versions) retires like any other.
@@ -231,9 +234,13 @@ impl<'a> Grouped<'a> {
         self.by_version.get(&version)?.get(&slot)
     }
 
+    /// A slot runs ready, or its one-shot is done (so what depends on it starts, and a
+    /// rolling update moves on).
     fn slot_ready(&self, v: &DesiredVersion, slot: u32) -> bool {
-        self.slot(v.number, slot)
-            .is_some_and(|l| l.iter().any(|i| i.spec_hash == v.spec_hash && is_ready(i)))
+        self.slot(v.number, slot).is_some_and(|l| {
+            l.iter()
+                .any(|i| i.spec_hash == v.spec_hash && (is_ready(i) || is_done(i, self.restart)))
+        })
     }
 
     /// The slots each version should run. A rolling version holds the slots it has an

@@ -277,6 +277,16 @@ fn a_service_without_restart_that_exits_0_on_its_own_is_done() {
     again[0].resumed_ms = 5_000;
     let o = observed(vec![exited("i", "init", 0, Some(2_000))], &["a"]);
     assert_eq!(started(&o, &again), ["i"]);
+    // What depends on a done one-shot starts.
+    let mut web = default("web");
+    web.depends_on = vec!["init".into()];
+    let dep = [app("a", vec![default("init"), web])];
+    let o = observed(vec![exited("i", "init", 0, Some(2_000))], &["a"]);
+    assert_eq!(
+        creates(&plan(&dep, &o)),
+        ["a_web_1"],
+        "web waits for a done one-shot"
+    );
     // When it finished is unknown: brought back (a restart is the safe side).
     let o = observed(vec![exited("i", "init", 0, None)], &["a"]);
     assert_eq!(started(&o, &d), ["i"]);
