@@ -597,6 +597,29 @@ fn check_networks(v: &Yaml) -> Result<(), SpecError> {
     }
     for (k, body) in values::as_hash(v, "networks")? {
         let name = values::key_str(k, "networks")?;
+        // Meanings berth's one bridge network per app does not have: refused, not dropped.
+        for (key, why) in [
+            (
+                "external",
+                "joining a network made outside the app is not built yet: berth gives each app one bridge network of its own; reach other apps through the router or published ports",
+            ),
+            (
+                "internal",
+                "a network without outbound access is not built yet: berth's app network reaches outside",
+            ),
+        ] {
+            if let Some(val) = body
+                .as_hash()
+                .and_then(|h| h.get(&Yaml::String(key.into())))
+                && !matches!(val, Yaml::Boolean(false) | Yaml::Null)
+            {
+                return Err(SpecError::Unsupported {
+                    location: format!("network {name:?}"),
+                    key: key.into(),
+                    hint: why.into(),
+                });
+            }
+        }
         if let Yaml::Hash(h) = body
             && let Some(d) = h.get(&Yaml::String("driver".into()))
         {
