@@ -670,18 +670,13 @@ pub async fn watch_engine(core: Arc<Core>, mut shutdown: tokio::sync::watch::Rec
     }
 }
 
-/// When this host booted, in ms since the epoch (`btime` in /proc/stat; 0 when unknown).
+/// When this host booted, in ms since the epoch (`btime` in /proc/stat, parsed as the metrics
+/// collector parses it; 0 when unknown). Read once: it does not change.
 fn boot_ms() -> i64 {
     static BOOT: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
     *BOOT.get_or_init(|| {
-        std::fs::read_to_string("/proc/stat")
-            .ok()
-            .and_then(|t| {
-                t.lines()
-                    .find_map(|l| l.strip_prefix("btime "))
-                    .and_then(|v| v.trim().parse::<i64>().ok())
-            })
-            .map_or(0, |s| s * 1000)
+        let stat = crate::metrics::procfile::read_once(Path::new("/proc/stat")).unwrap_or_default();
+        crate::metrics::host::parse_proc_stat(&stat).1 as i64 * 1000
     })
 }
 

@@ -146,10 +146,11 @@ fn place_file_values(
 }
 
 /// Writes the files [`place_file_values`] named: the directory 0700, each file 0400 (root
-/// reads it; the container sees it through a read-only bind), replaced atomically.
+/// reads it; the container sees it through a read-only bind), whole or not at
+/// ([`crate::volumes::secret::create_file_atomic`]). A file's name holds its value's digest,
+/// so one that exists already holds these bytes and is left as it is.
 fn write_file_values(files: &[(std::path::PathBuf, String)]) -> Result<(), CoreError> {
-    use std::io::Write;
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    use std::os::unix::fs::DirBuilderExt;
     for (path, value) in files {
         let fail = |e: std::io::Error| {
             CoreError::Host(format!("cannot write secret file {}: {e}", path.display()))
@@ -160,17 +161,7 @@ fn write_file_values(files: &[(std::path::PathBuf, String)]) -> Result<(), CoreE
             .mode(0o700)
             .create(dir)
             .map_err(fail)?;
-        let tmp = path.with_extension("partial");
-        let _ = std::fs::remove_file(&tmp);
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o400)
-            .open(&tmp)
-            .map_err(fail)?;
-        f.write_all(value.as_bytes()).map_err(fail)?;
-        f.sync_all().map_err(fail)?;
-        std::fs::rename(&tmp, path).map_err(fail)?;
+        crate::volumes::secret::create_file_atomic(path, value.as_bytes(), 0o400).map_err(fail)?;
     }
     Ok(())
 }
@@ -189,13 +180,12 @@ impl Core {
     pub async fn deploy(&self, req: DeployRequest) -> Result<DeployResponse, CoreError> {
         let _serial = self.deploys.lock().await;
         let mut app = spec::parse(&req.template, &req.name, &req.inputs())?;
-        let file_values = place_file_values(&mut app, &self.files_dir);
         // A `file:` secret or config must be a file here (a missing bind source would become
-        // an empty directory in the container).
+        // an empty directory in the container). Checked before the values are placed: every
+        // file source now is one the template names.
         for (name, svc) in &app.services {
             for f in svc.secrets.iter().chain(&svc.configs) {
                 if let crate::model::FileSource::File(p) = &f.source
-                    && !p.starts_with(&*self.files_dir.to_string_lossy())
                     && !std::path::Path::new(p).is_file()
                 {
                     return Err(CoreError::BadRequest(format!(
@@ -205,6 +195,7 @@ impl Core {
                 }
             }
         }
+        let file_values = place_file_values(&mut app, &self.files_dir);
         let message = req.message.trim().to_string();
         if message.chars().count() > 50 || message.chars().any(char::is_control) {
             return Err(CoreError::BadRequest(format!(
@@ -212,13 +203,19 @@ impl Core {
             )));
         }
         let previous = self.store.get_app(&app.name)?;
-        let others: Vec<crate::store::StoredApp> = self
-            .store
-            .list_apps()?
-            .into_iter()
-            .filter(|a| a.spec.name != app.name)
-            .collect();
-        app.warnings.extend(affinity_warnings(&app, &others));
+        let has_affinity = app
+            .services
+            .values()
+            .any(|s| s.placement.iter().any(|p| spec::Affinity::of(p).is_some()));
+        if has_affinity {
+            let others: Vec<crate::store::StoredApp> = self
+                .store
+                .list_apps()?
+                .into_iter()
+                .filter(|a| a.spec.name != app.name)
+                .collect();
+            app.warnings.extend(affinity_warnings(&app, &others));
+        }
         let generation = previous.as_ref().map(|p| p.redeploy_gen).unwrap_or(0);
 
         let mut changed = Vec::new();

@@ -480,7 +480,8 @@ fn read_template(t: &TemplateArgs) -> Result<DeployRequest> {
     // The app name: --name, the template's `name:`, else the file name; a file with one of
     // compose's default names (`compose.yaml`, `docker-compose.yml`, ...) takes its project
     // directory's name, as compose names the project.
-    let name = match t.name.clone().or_else(|| crate::spec::project_name(&text)) {
+    let needs = crate::spec::client_needs(&text);
+    let name = match t.name.clone().or(needs.name) {
         Some(n) => n,
         None => {
             let stem = t
@@ -524,11 +525,9 @@ fn read_template(t: &TemplateArgs) -> Result<DeployRequest> {
             vars.insert(k, v);
         }
     }
-    // `- KEY` in `environment` takes its value from here too, as in compose.
-    let mut wanted = crate::spec::referenced_vars(&text);
-    wanted.extend(crate::spec::bare_environment_keys(&text));
-    wanted.extend(crate::spec::file_source_vars(&text));
-    for v in wanted {
+    // `$VAR`, `- KEY` in `environment` and `environment:` secrets take their value from
+    // here too, as in compose.
+    for v in needs.vars {
         if let Ok(val) = std::env::var(&v) {
             vars.insert(v, val);
         }
@@ -540,7 +539,7 @@ fn read_template(t: &TemplateArgs) -> Result<DeployRequest> {
         vars.insert(k.to_string(), v.to_string());
     }
     let mut files = BTreeMap::new();
-    for f in crate::spec::env_files(&text) {
+    for f in needs.env_files {
         let p = project.join(&f);
         if let Ok(body) = std::fs::read_to_string(&p) {
             files.insert(f, body);

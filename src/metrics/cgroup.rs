@@ -396,9 +396,14 @@ pub fn key_values(t: &str) -> impl Iterator<Item = (&str, u64)> {
     })
 }
 
+/// One key of a `key value` text.
+fn value_of(t: &str, key: &str) -> Option<u64> {
+    key_values(t).find(|(k, _)| *k == key).map(|(_, v)| v)
+}
+
 /// One key of a `key value` text (0 when absent).
 fn get(t: &str, key: &str) -> u64 {
-    key_values(t).find(|(k, _)| *k == key).map_or(0, |(_, v)| v)
+    value_of(t, key).unwrap_or(0)
 }
 
 /// A `key value` file kept as the kernel wrote it (memory.stat: ~40 lines a container),
@@ -416,7 +421,7 @@ impl KeyValues {
     }
 
     pub fn get(&self, key: &str) -> Option<u64> {
-        self.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
+        value_of(&self.0, key)
     }
 }
 

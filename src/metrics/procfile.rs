@@ -321,6 +321,9 @@ mod tests {
             .and_then(|f| f.set_len(MAX_BYTES as u64))
             .expect("sparse file");
         assert_eq!(read_once(&fits).map(|t| t.len()), Some(MAX_BYTES));
+        // The one-record read keeps the same bound.
+        assert_eq!(k.read_single(&big), None);
+        assert_eq!(k.len(), 0);
     }
 
     #[test]

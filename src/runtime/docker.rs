@@ -31,6 +31,15 @@ pub struct DockerRuntime {
 /// How long a cached `FinishedAt` is trusted without an event.
 const FINISHED_TTL: Duration = Duration::from_secs(30);
 
+/// A bind in the engine's own syntax: `SOURCE:TARGET[:ro,rslave,z]`.
+fn bind<'a>(source: &str, target: &str, mode: impl IntoIterator<Item = &'a str>) -> String {
+    let mode: Vec<&str> = mode.into_iter().collect();
+    match mode.is_empty() {
+        true => format!("{source}:{target}"),
+        false => format!("{source}:{target}:{}", mode.join(",")),
+    }
+}
+
 fn engine_err(op: &'static str, object: impl Into<String>) -> impl FnOnce(BErr) -> RuntimeError {
     let object = object.into();
     move |e| match e {
@@ -201,16 +210,9 @@ impl DockerRuntime {
         for m in &s.volumes {
             match m.kind {
                 MountKind::Bind => {
-                    // `SOURCE:TARGET[:ro,rslave,z]`: the engine's own bind syntax.
-                    let mut mode: Vec<&str> = Vec::new();
-                    if m.read_only {
-                        mode.push("ro");
-                    }
-                    mode.extend(m.options.iter().map(String::as_str));
-                    binds.push(match mode.is_empty() {
-                        true => format!("{}:{}", m.source, m.target),
-                        false => format!("{}:{}:{}", m.source, m.target, mode.join(",")),
-                    })
+                    let ro = m.read_only.then_some("ro");
+                    let mode = ro.into_iter().chain(m.options.iter().map(String::as_str));
+                    binds.push(bind(&m.source, &m.target, mode));
                 }
                 MountKind::Volume
                     if let Some(VolumeSource::Host(path)) = req.volumes.get(&m.source) =>
@@ -255,7 +257,7 @@ impl DockerRuntime {
         // Secrets and configs: read-only binds of their files, as compose without a swarm.
         for f in s.secrets.iter().chain(&s.configs) {
             match &f.source {
-                crate::model::FileSource::File(p) => binds.push(format!("{p}:{}:ro", f.target)),
+                crate::model::FileSource::File(p) => binds.push(bind(p, &f.target, ["ro"])),
                 // A deploy writes every value and points the spec at the file first.
                 crate::model::FileSource::Value { .. } => {
                     tracing::error!(name = %f.name, "secret value not written: not mounted")

@@ -54,7 +54,7 @@ pub fn parse_defined(
     for (k, body) in as_hash(v, kind.word())? {
         let name = key_str(k, kind.word())?;
         let loc = format!("{} {name:?}", &kind.word()[..kind.word().len() - 1]);
-        if !valid_name(&name) {
+        if !values::valid_volume_name(&name) {
             return Err(invalid(
                 &loc,
                 "names use letters, digits, `_`, `.` and `-`, starting with a letter or digit",
@@ -216,15 +216,8 @@ pub fn parse_refs(
     Ok(out)
 }
 
-fn valid_name(n: &str) -> bool {
-    n.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && n.len() <= 64
-        && n.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
-}
-
 /// SHA-256 of a value, hex, first 16 characters: which written file a version uses.
 fn digest(value: &str) -> String {
     let d = ring::digest::digest(&ring::digest::SHA256, value.as_bytes());
-    d.as_ref()[..8].iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(&d.as_ref()[..8])
 }

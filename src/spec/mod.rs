@@ -275,19 +275,13 @@ pub fn parse(text: &str, app: &str, inputs: &Inputs) -> Result<AppSpec, SpecErro
 
 /// A service's `profiles:` (compose's rule for a name: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`).
 fn service_profiles(name: &str, node: &Yaml) -> Result<Vec<String>, SpecError> {
-    let Some(v) = node
-        .as_hash()
-        .and_then(|h| h.get(&Yaml::String("profiles".into())))
-    else {
+    let Some(v) = values::key_of(node, "profiles") else {
         return Ok(Vec::new());
     };
     let loc = format!("service {name:?}, key `profiles`");
     let list = values::string_list(v, &loc)?;
     for p in &list {
-        let ok = p.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-            && p.chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
-        if !ok {
+        if !values::compose_name(p) {
             return Err(invalid(
                 &loc,
                 format!(
@@ -301,10 +295,7 @@ fn service_profiles(name: &str, node: &Yaml) -> Result<Vec<String>, SpecError> {
 
 /// A service's `volumes_from` (`SERVICE`, `service:SERVICE`, with `:ro`/`:rw`).
 fn volumes_from_of(name: &str, node: &Yaml) -> Result<Vec<(String, bool)>, SpecError> {
-    let Some(v) = node
-        .as_hash()
-        .and_then(|h| h.get(&Yaml::String("volumes_from".into())))
-    else {
+    let Some(v) = values::key_of(node, "volumes_from") else {
         return Ok(Vec::new());
     };
     let loc = format!("service {name:?}, key `volumes_from`");
@@ -608,9 +599,7 @@ fn check_networks(v: &Yaml) -> Result<(), SpecError> {
                 "a network without outbound access is not built yet: berth's app network reaches outside",
             ),
         ] {
-            if let Some(val) = body
-                .as_hash()
-                .and_then(|h| h.get(&Yaml::String(key.into())))
+            if let Some(val) = values::key_of(body, key)
                 && !matches!(val, Yaml::Boolean(false) | Yaml::Null)
             {
                 return Err(SpecError::Unsupported {
@@ -797,27 +786,66 @@ pub fn service_hash(svc: &crate::model::ServiceSpec) -> String {
 #[cfg(test)]
 mod tests;
 
-/// The value of `key` in every service of a template. Best effort, for the client: a template
-/// that does not parse yields none, and `parse` reports the real error.
-fn service_values(text: &str, key: &str) -> Vec<Yaml> {
-    let Ok(Yaml::Hash(top)) = load_yaml(text) else {
-        return Vec::new();
+/// What a client gathers for a template before it sends it, from one load of its YAML. Best
+/// effort: a template that does not parse yields nothing, and `parse` reports the real error.
+#[derive(Debug, Default, PartialEq)]
+pub struct ClientNeeds {
+    /// The top-level `name:` (compose's project name), when it is a plain string.
+    pub name: Option<String>,
+    /// Variables to look up in the shell: `$VAR` references, `environment` keys without a
+    /// value, and what secrets and configs take from `environment:`. Sorted, once each.
+    pub vars: Vec<String>,
+    /// The files the services name in `env_file` (sorted, once each).
+    pub env_files: Vec<String>,
+}
+
+pub fn client_needs(text: &str) -> ClientNeeds {
+    let mut vars = referenced_vars(text);
+    let Ok(top @ Yaml::Hash(_)) = load_yaml(text) else {
+        return ClientNeeds {
+            vars,
+            ..Default::default()
+        };
     };
-    let services: Vec<&Yaml> = match top.get(&Yaml::String("services".into())) {
+    vars.extend(bare_environment_keys_in(&top));
+    vars.extend(file_source_vars_in(&top));
+    vars.sort();
+    vars.dedup();
+    ClientNeeds {
+        name: values::key_of(&top, "name")
+            .and_then(Yaml::as_str)
+            .map(str::to_string),
+        vars,
+        env_files: env_files_in(&top),
+    }
+}
+
+/// The value of `key` in every service of a loaded template.
+fn service_values<'a>(top: &'a Yaml, key: &str) -> Vec<&'a Yaml> {
+    let services: Vec<&Yaml> = match values::key_of(top, "services") {
         Some(Yaml::Hash(h)) => h.values().collect(),
-        _ => top.values().collect(),
+        _ => top
+            .as_hash()
+            .map(|h| h.values().collect())
+            .unwrap_or_default(),
     };
     services
         .into_iter()
-        .filter_map(|s| s.as_hash()?.get(&Yaml::String(key.into())).cloned())
+        .filter_map(|s| values::key_of(s, key))
         .collect()
 }
 
 /// Keys of `environment` entries without a value (`- KEY`, `KEY:`) in every service: the
 /// client looks them up in its shell environment, as it does for `$VAR` references.
 pub fn bare_environment_keys(text: &str) -> Vec<String> {
+    load_yaml(text)
+        .map(|top| bare_environment_keys_in(&top))
+        .unwrap_or_default()
+}
+
+fn bare_environment_keys_in(top: &Yaml) -> Vec<String> {
     let mut out = Vec::new();
-    for env in service_values(text, "environment") {
+    for env in service_values(top, "environment") {
         match env {
             Yaml::Array(a) => out.extend(
                 a.iter()
@@ -838,42 +866,28 @@ pub fn bare_environment_keys(text: &str) -> Vec<String> {
     out
 }
 
-/// The template's top-level `name:` (compose's project name), when it is a plain string.
-pub fn project_name(text: &str) -> Option<String> {
-    let Ok(Yaml::Hash(top)) = load_yaml(text) else {
-        return None;
-    };
-    top.get(&Yaml::String("name".into()))?
-        .as_str()
-        .map(str::to_string)
-}
-
 /// Variables the top-level `secrets:` and `configs:` take their value from (`environment:
-/// VAR`): the client looks them up in its shell environment, as compose does.
-pub fn file_source_vars(text: &str) -> Vec<String> {
-    let Ok(Yaml::Hash(top)) = load_yaml(text) else {
-        return Vec::new();
-    };
-    let mut out: Vec<String> = ["secrets", "configs"]
+/// VAR`), as compose takes them from its environment.
+fn file_source_vars_in(top: &Yaml) -> Vec<String> {
+    ["secrets", "configs"]
         .iter()
-        .filter_map(|k| top.get(&Yaml::String((*k).into()))?.as_hash())
+        .filter_map(|k| values::key_of(top, k)?.as_hash())
         .flat_map(|defs| defs.values())
-        .filter_map(|d| {
-            d.as_hash()?
-                .get(&Yaml::String("environment".into()))?
-                .as_str()
-        })
+        .filter_map(|d| values::key_of(d, "environment")?.as_str())
         .map(str::to_string)
-        .collect();
-    out.sort();
-    out.dedup();
-    out
+        .collect()
 }
 
 /// The files a template names in `env_file` (so a client can send their contents).
 pub fn env_files(text: &str) -> Vec<String> {
-    let mut out: Vec<String> = service_values(text, "env_file")
-        .iter()
+    load_yaml(text)
+        .map(|top| env_files_in(&top))
+        .unwrap_or_default()
+}
+
+fn env_files_in(top: &Yaml) -> Vec<String> {
+    let mut out: Vec<String> = service_values(top, "env_file")
+        .into_iter()
         .flat_map(|v| values::string_list(v, "env_file").unwrap_or_default())
         .collect();
     out.sort();

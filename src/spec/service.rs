@@ -592,6 +592,14 @@ fn parse_port(item: &Yaml, loc: &str) -> Result<Vec<PortSpec>, SpecError> {
     }
 }
 
+/// An unknown key inside one of a long-form mount's sub-maps (`bind:`, `volume:`, `tmpfs:`).
+fn unknown_in(loc: &str, within: &str, key: &str) -> SpecError {
+    SpecError::UnknownKey {
+        location: format!("{loc}, `{within}`"),
+        key: key.to_string(),
+    }
+}
+
 /// Bind propagation modes the engine takes after a bind (`:rslave`, `bind.propagation`).
 const PROPAGATION: [&str; 6] = [
     "private", "rprivate", "shared", "rshared", "slave", "rslave",
@@ -639,12 +647,7 @@ fn parse_mount(item: &Yaml, loc: &str, inputs: &super::Inputs) -> Result<MountSp
                                     hint: "mount the whole volume and point the service at the sub-directory".into(),
                                 });
                             }
-                            other => {
-                                return Err(SpecError::UnknownKey {
-                                    location: format!("{loc}, `volume`"),
-                                    key: other.to_string(),
-                                });
-                            }
+                            other => return Err(unknown_in(loc, "volume", other)),
                         }
                     }
                 }
@@ -681,12 +684,7 @@ fn parse_mount(item: &Yaml, loc: &str, inputs: &super::Inputs) -> Result<MountSp
                             "create_host_path" => {
                                 boolean(bv, loc)?;
                             }
-                            other => {
-                                return Err(SpecError::UnknownKey {
-                                    location: format!("{loc}, `bind`"),
-                                    key: other.to_string(),
-                                });
-                            }
+                            other => return Err(unknown_in(loc, "bind", other)),
                         }
                     }
                 }
@@ -709,12 +707,7 @@ fn parse_mount(item: &Yaml, loc: &str, inputs: &super::Inputs) -> Result<MountSp
                                 })?;
                                 m.options.push(format!("mode={mode:o}"));
                             }
-                            other => {
-                                return Err(SpecError::UnknownKey {
-                                    location: format!("{loc}, `tmpfs`"),
-                                    key: other.to_string(),
-                                });
-                            }
+                            other => return Err(unknown_in(loc, "tmpfs", other)),
                         }
                     }
                 }

@@ -164,3 +164,32 @@ fn service_hash_ignores_replicas_only() {
     assert_eq!(h(text("1", "x")), h(text("5", "x")));
     assert_ne!(h(text("1", "x")), h(text("1", "y")));
 }
+
+#[test]
+fn a_client_gathers_what_a_template_needs_from_one_load() {
+    let text = "name: shop\nservices:\n  web:\n    image: a:${TAG}\n    environment: [DB_PASSWORD, X=1]\n    env_file: [b.env, a.env]\n    secrets: [pw]\nsecrets:\n  pw:\n    environment: PW_VAR\n";
+    let n = client_needs(text);
+    assert_eq!(n.name.as_deref(), Some("shop"));
+    assert_eq!(n.vars, ["DB_PASSWORD", "PW_VAR", "TAG"]);
+    assert_eq!(n.env_files, ["a.env", "b.env"]);
+    // Not YAML: the `$VAR` references only; `parse` reports the error.
+    assert_eq!(client_needs("a: [$B").vars, ["B"]);
+}
+
+#[test]
+fn flow_closer_repairs_are_bounded() {
+    // 40 closers left of their key, each needing spaces: the first 32 spaces are added, then
+    // the scanner's own error stands (no unbounded re-scanning of a hostile template).
+    let mut text = String::from("services:\n  web:\n    image: a\nx-lists:\n");
+    for i in 0..40 {
+        text.push_str(&format!("  l{i}: [\n    x\n ]\n"));
+    }
+    let t = std::time::Instant::now();
+    let e = parse(&text, "app", &Inputs::default()).expect_err("too many repairs");
+    assert!(e.to_string().contains("indentation"), "{e}");
+    assert!(t.elapsed() < std::time::Duration::from_secs(5));
+    // A few are repaired.
+    let few: String = (0..3).map(|i| format!("  l{i}: [\n    x\n ]\n")).collect();
+    let ok = format!("services:\n  web:\n    image: a\nx-lists:\n{few}");
+    assert!(parse(&ok, "app", &Inputs::default()).is_ok());
+}

@@ -322,11 +322,20 @@ pub fn parse_port_short(s: &str, loc: &str) -> Result<Vec<PortSpec>, SpecError> 
 }
 
 pub fn valid_volume_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 64
+    s.len() <= 64 && compose_name(s)
+}
+
+/// Compose's rule for the names of volumes, secrets, configs and profiles:
+/// `[a-zA-Z0-9][a-zA-Z0-9_.-]*`.
+pub fn compose_name(s: &str) -> bool {
+    s.as_bytes().first().is_some_and(u8::is_ascii_alphanumeric)
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
-        && s.as_bytes()[0].is_ascii_alphanumeric()
+}
+
+/// The value of `key` in a map node (None when the node is not a map or has no such key).
+pub fn key_of<'a>(node: &'a Yaml, key: &str) -> Option<&'a Yaml> {
+    node.as_hash()?.get(&Yaml::String(key.into()))
 }
 
 /// Resolves YAML merge keys (`<<: *anchor`, `<<: [*a, *b]`): explicit keys win.

@@ -306,15 +306,8 @@ fn project_directory_dotenv_profiles_and_pull_policy_as_compose() {
         ["web"],
         "the service in an inactive profile is not deployed"
     );
-    let id = docker_ok(&[
-        "ps",
-        "-q",
-        "--filter",
-        &format!("label=berth.node={}", a.node_id),
-        "--filter",
-        "label=berth.app=shop",
-    ]);
-    let id = id.trim();
+    let id = a.running("shop")[0].container_id.clone();
+    let id = id.as_str();
     let src = docker_ok(&["inspect", "-f", "{{range .Mounts}}{{.Source}}{{end}}", id]);
     let abs = std::fs::canonicalize(proj.join("data")).expect("canonical");
     assert_eq!(
@@ -420,15 +413,8 @@ fn secrets_and_configs_are_read_only_files_in_the_container() {
         .expect("cli runs");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     a.wait_running("vault", 1, Duration::from_secs(60));
-    let id = docker_ok(&[
-        "ps",
-        "-q",
-        "--filter",
-        &format!("label=berth.node={}", a.node_id),
-        "--filter",
-        "label=berth.app=vault",
-    ]);
-    let id = id.trim();
+    let id = a.running("vault")[0].container_id.clone();
+    let id = id.as_str();
     let cat = |p: &str| docker_ok(&["exec", id, "cat", p]);
     assert_eq!(cat("/run/secrets/db_password").trim(), "pw-from-shell-7391");
     assert_eq!(cat("/run/secrets/keys/api.key").trim(), "key-from-file");

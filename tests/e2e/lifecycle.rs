@@ -255,18 +255,14 @@ fn a_one_shot_without_restart_is_done_and_a_crash_is_restarted() {
     );
     let p = a.template("oneshot", &yaml);
     a.ok(&["deploy", "-f", path_str(&p), "-d"]);
+    // Every container of a service, whatever its state, one id a line.
     let id_of = |service: &str| {
-        docker_ok(&[
-            "ps",
-            "-aq",
-            "--no-trunc",
-            "--filter",
-            &format!("label=berth.node={}", a.node_id),
-            "--filter",
-            "label=berth.app=oneshot",
-            "--filter",
-            &format!("label=berth.service={service}"),
-        ])
+        a.ps("oneshot")
+            .into_iter()
+            .filter(|i| i.service == service)
+            .map(|i| i.container_id)
+            .collect::<Vec<_>>()
+            .join("\n")
     };
     wait_until("init ran and web runs", Duration::from_secs(60), || {
         let init = id_of("init");
