@@ -275,6 +275,19 @@ pub struct ServiceSpec {
     pub placement: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub update_config: Option<UpdateConfig>,
+    /// `deploy.placement.max_replicas_per_node`: at most this many instances on one host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_per_node: Option<u32>,
+    /// `deploy.placement.preferences`: node labels to spread instances over, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub spread: Vec<String>,
+    /// `deploy.resources.reservations.cpus` (billionths of a CPU): room a host must have
+    /// for the instance (the memory reservation is `engine.mem_reservation`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reserved_nano_cpus: Option<i64>,
+    /// `deploy.resources.reservations.devices`: device requests passed to the engine (GPUs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub device_requests: Vec<DeviceRequestSpec>,
     /// berth extension labels, parsed and validated.
     #[serde(default)]
     pub ext: Extensions,
@@ -410,6 +423,21 @@ pub struct Healthcheck {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Logging {
     pub driver: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub options: BTreeMap<String, String>,
+}
+
+/// One `deploy.resources.reservations.devices` entry, as the engine's `DeviceRequest`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceRequestSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub driver: Option<String>,
+    /// How many devices; `None` with no `device_ids` is `all`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub device_ids: Vec<String>,
+    pub capabilities: Vec<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub options: BTreeMap<String, String>,
 }

@@ -125,7 +125,11 @@ pub struct Settings {
 pub fn desired_replicas(app: &StoredApp, service: &str) -> u32 {
     match app.spec.services.get(service) {
         Some(s) if s.global => 1,
-        Some(_) => app.replicas(service),
+        // One host: `max_replicas_per_node` caps what runs here, as Swarm leaves the rest
+        // pending when no other node can take them.
+        Some(s) => app
+            .replicas(service)
+            .min(s.max_per_node.unwrap_or(u32::MAX)),
         None => 0,
     }
 }

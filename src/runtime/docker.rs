@@ -318,14 +318,7 @@ impl DockerRuntime {
             pids_limit: s.pids_limit,
             cap_drop: (!s.cap_drop.is_empty()).then(|| s.cap_drop.clone()),
             devices: (!devices.is_empty()).then_some(devices),
-            device_requests: (s.ext.gpu > 0).then(|| {
-                vec![DeviceRequest {
-                    driver: Some("nvidia".into()),
-                    count: Some(i64::from(s.ext.gpu)),
-                    capabilities: Some(vec![vec!["gpu".into()]]),
-                    ..Default::default()
-                }]
-            }),
+            device_requests: device_requests(s),
             dns: (!s.dns.is_empty()).then(|| s.dns.clone()),
             dns_search: (!s.dns_search.is_empty()).then(|| s.dns_search.clone()),
             dns_options: (!s.dns_opt.is_empty()).then(|| s.dns_opt.clone()),
@@ -1010,6 +1003,35 @@ impl ContainerRuntime for DockerRuntime {
     }
 }
 
+/// The engine's device requests: the `berth.gpu` label's GPUs and compose's
+/// `deploy.resources.reservations.devices` (a count, `all` as -1, or device ids).
+fn device_requests(s: &ServiceSpec) -> Option<Vec<DeviceRequest>> {
+    let mut out: Vec<DeviceRequest> = s
+        .device_requests
+        .iter()
+        .map(|r| DeviceRequest {
+            driver: r.driver.clone(),
+            count: match (r.count, r.device_ids.is_empty()) {
+                (Some(n), _) => Some(i64::from(n)),
+                (None, true) => Some(-1),
+                (None, false) => None,
+            },
+            device_ids: (!r.device_ids.is_empty()).then(|| r.device_ids.clone()),
+            capabilities: Some(vec![r.capabilities.clone()]),
+            options: (!r.options.is_empty()).then(|| r.options.clone().into_iter().collect()),
+        })
+        .collect();
+    if s.ext.gpu > 0 {
+        out.push(DeviceRequest {
+            driver: Some("nvidia".into()),
+            count: Some(i64::from(s.ext.gpu)),
+            capabilities: Some(vec![vec!["gpu".into()]]),
+            ..Default::default()
+        });
+    }
+    (!out.is_empty()).then_some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1035,5 +1057,42 @@ mod tests {
             Some(137)
         );
         assert_eq!(exit_code_from_status("Up 3 seconds"), None);
+    }
+
+    #[test]
+    fn device_requests_as_compose_passes_them() {
+        let mut s = ServiceSpec::default();
+        assert!(device_requests(&s).is_none());
+        s.device_requests = vec![
+            crate::model::DeviceRequestSpec {
+                driver: Some("nvidia".into()),
+                count: None,
+                device_ids: vec![],
+                capabilities: vec!["gpu".into()],
+                options: Default::default(),
+            },
+            crate::model::DeviceRequestSpec {
+                driver: None,
+                count: None,
+                device_ids: vec!["0".into(), "3".into()],
+                capabilities: vec!["gpu".into(), "utility".into()],
+                options: Default::default(),
+            },
+        ];
+        s.ext.gpu = 2;
+        let r = device_requests(&s).expect("requests");
+        assert_eq!(r.len(), 3);
+        // `count: all` is -1 to the engine; device ids go without a count.
+        assert_eq!((r[0].count, r[0].device_ids.clone()), (Some(-1), None));
+        assert_eq!(r[1].count, None);
+        assert_eq!(
+            r[1].device_ids.as_deref(),
+            Some(&["0".to_string(), "3".to_string()][..])
+        );
+        assert_eq!(
+            r[1].capabilities,
+            Some(vec![vec!["gpu".to_string(), "utility".to_string()]])
+        );
+        assert_eq!(r[2].count, Some(2));
     }
 }

@@ -184,7 +184,7 @@ pub fn parse(text: &str, app: &str, inputs: &Inputs) -> Result<AppSpec, SpecErro
                     });
                 }
                 "volumes" => volumes = parse_volumes(v)?,
-                "networks" => check_networks(v)?,
+                "networks" => check_networks(v, &mut warnings)?,
                 "labels" => labels = values::string_map(v, "labels", true)?,
                 k if k.starts_with("x-") => {}
                 "secrets" => {
@@ -582,12 +582,42 @@ fn parse_volumes(v: &Yaml) -> Result<BTreeMap<String, VolumeSpec>, SpecError> {
     Ok(out)
 }
 
-fn check_networks(v: &Yaml) -> Result<(), SpecError> {
+/// Top-level `networks:`. berth gives each app one bridge network (`berth-APP`) that every
+/// service joins, whatever networks the file names: what a key means on that network is
+/// applied, what it cannot mean there is refused, what it leaves out is a warning.
+fn check_networks(v: &Yaml, warnings: &mut Vec<String>) -> Result<(), SpecError> {
     if matches!(v, Yaml::Null) {
         return Ok(());
     }
     for (k, body) in values::as_hash(v, "networks")? {
         let name = values::key_str(k, "networks")?;
+        let loc = format!("network {name:?}");
+        if let Yaml::Hash(h) = body {
+            for (key, val) in h {
+                let key = values::key_str(key, &loc)?;
+                if matches!(val, Yaml::Boolean(false) | Yaml::Null) {
+                    continue;
+                }
+                let why = match key.as_str() {
+                    "driver" | "external" | "internal" => continue,
+                    "ipam" => {
+                        "the app's network takes its address range from the engine's pool (`default-address-pools` in daemon.json chooses it); services reach each other by name"
+                    }
+                    "driver_opts" => "the app's network is a bridge with the engine's defaults",
+                    "enable_ipv6" => "the app's network has the engine's default addressing (IPv4)",
+                    "attachable" => {
+                        "only the app's own containers join its network (containers outside reach it through the router or published ports)"
+                    }
+                    "labels" | "name" => "the app's network is named and labelled by berth",
+                    _ => {
+                        return Err(SpecError::UnknownKey { location: loc, key });
+                    }
+                };
+                warnings.push(format!("{loc}, key `{key}`: not applied: {why}"));
+            }
+        } else if !matches!(body, Yaml::Null) {
+            return Err(invalid(&loc, "must be a map (driver, ipam, ...) or empty"));
+        }
         // Meanings berth's one bridge network per app does not have: refused, not dropped.
         for (key, why) in [
             (
@@ -671,7 +701,8 @@ fn check_cross_references(spec: &AppSpec) -> Result<(), SpecError> {
         }
         for p in &svc.ports {
             if let Some(hp) = p.host_port {
-                if svc.replicas > 1 && !svc.global {
+                // `max_replicas_per_node: 1` is how Swarm files run a fixed port per host.
+                if svc.replicas.min(svc.max_per_node.unwrap_or(u32::MAX)) > 1 && !svc.global {
                     return Err(invalid(
                         format!("{loc}, key `ports`"),
                         format!(

@@ -82,7 +82,7 @@ pub(super) fn parse_service(
         ..Default::default()
     };
     let mut label_map: BTreeMap<String, String> = BTreeMap::new();
-    let mut deploy_replicas = None;
+    let mut deploy = super::service_keys::Deploy::default();
     let mut scale: Option<u32> = None;
     let mut has_restart = false;
     let mut network_aliases: Vec<String> = Vec::new();
@@ -270,7 +270,7 @@ pub(super) fn parse_service(
             "sysctls" => s.sysctls = string_map(v, &loc, false)?,
             "tty" => s.tty = boolean(v, &loc)?,
             "stdin_open" => s.stdin_open = boolean(v, &loc)?,
-            "deploy" => parse_deploy(v, &loc, &mut s, &mut deploy_replicas)?,
+            "deploy" => deploy = parse_deploy(v, &loc, &mut s, warnings)?,
             // compose v2's service-level replica count.
             // Read by the caller (which profiles are active decides whether it is deployed).
             "profiles" => {}
@@ -350,7 +350,33 @@ pub(super) fn parse_service(
     for (k, v) in env_from_files {
         s.environment.entry(k).or_insert(v);
     }
-    match (scale, deploy_replicas) {
+    if let Some(p) = deploy.pids {
+        if s.pids_limit.is_some_and(|l| l != p) {
+            return Err(invalid(
+                &sloc,
+                format!(
+                    "`pids_limit` and `deploy.resources.limits.pids: {p}` disagree: keep one of them"
+                ),
+            ));
+        }
+        s.pids_limit = Some(p);
+    }
+    // A job (`deploy.mode: *-job`) runs each instance to completion: one that exits 0 is
+    // done, one that fails is run again (Swarm's default for jobs is on-failure).
+    if deploy.job {
+        match s.restart {
+            RestartPolicy::Always | RestartPolicy::UnlessStopped
+                if has_restart || deploy.restart =>
+            {
+                return Err(invalid(
+                    &sloc,
+                    "a job (deploy.mode replicated-job or global-job) runs each instance to completion: a restart policy of always/unless-stopped/any would run it again for ever: use on-failure or no, or remove it",
+                ));
+            }
+            _ => {}
+        }
+    }
+    match (scale, deploy.replicas) {
         (Some(a), Some(b)) if a != b => {
             return Err(invalid(
                 &sloc,
@@ -359,6 +385,15 @@ pub(super) fn parse_service(
         }
         (Some(r), _) | (None, Some(r)) => s.replicas = r,
         (None, None) => {}
+    }
+    if let Some(max) = s.max_per_node
+        && s.replicas > max
+        && !s.global
+    {
+        warnings.push(format!(
+            "service {name:?}: max_replicas_per_node {max}: {max} of its {} instances run on this host (the rest wait for hosts to join, as Swarm leaves them pending)",
+            s.replicas
+        ));
     }
     // Extension labels: app-level ones first, then the service's own override them.
     let normalised = ext::normalise_label_keys(&label_map);

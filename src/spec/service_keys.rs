@@ -2,7 +2,7 @@
 //! service-level `networks`.
 
 use super::ext;
-use super::service::{int, parse_cpus};
+use super::service::{int, parse_cpus, values_list};
 use super::values::{
     as_hash, boolean, duration_ms, key_str, scalar, size_bytes, string_list, string_map,
 };
@@ -167,162 +167,78 @@ pub(super) fn parse_service_networks(v: &Yaml, loc: &str) -> Result<Vec<String>,
     Ok(aliases)
 }
 
+/// What `deploy:` sets beside the service's own fields, for the caller to reconcile with the
+/// service-level keys it overlaps (`scale`, `pids_limit`, `restart`).
+#[derive(Default)]
+pub(super) struct Deploy {
+    pub replicas: Option<u32>,
+    pub pids: Option<i64>,
+    /// `mode: replicated-job` / `global-job`: each instance runs to completion.
+    pub job: bool,
+    /// `restart_policy` was given.
+    pub restart: bool,
+}
+
+/// `deploy:`, every key of the compose specification's deploy section: each one applied,
+/// or accepted with a warning that says what berth does instead, or refused with the reason.
 pub(super) fn parse_deploy(
     v: &Yaml,
     loc: &str,
     s: &mut ServiceSpec,
-    replicas: &mut Option<u32>,
-) -> Result<(), SpecError> {
+    warnings: &mut Vec<String>,
+) -> Result<Deploy, SpecError> {
+    let mut d = Deploy::default();
     for (k, val) in as_hash(v, loc)? {
         let key = key_str(k, loc)?;
         let kloc = format!("{loc}.{key}");
         match key.as_str() {
-            "replicas" => *replicas = Some(int(val, &kloc, 0, ext::MAX_REPLICAS as i64)? as u32),
+            "replicas" => d.replicas = Some(int(val, &kloc, 0, ext::MAX_REPLICAS as i64)? as u32),
             "mode" => match scalar(val, &kloc)?.as_str() {
                 "replicated" => {}
                 "global" => s.global = true,
+                "replicated-job" => d.job = true,
+                "global-job" => {
+                    s.global = true;
+                    d.job = true;
+                }
                 other => {
                     return Err(invalid(
                         &kloc,
-                        format!("{other:?}: use replicated or global"),
+                        format!(
+                            "{other:?}: use replicated, global, replicated-job or global-job"
+                        ),
                     ));
                 }
             },
-            "resources" => {
-                for (rk, rv) in as_hash(val, &kloc)? {
-                    let rkey = key_str(rk, &kloc)?;
-                    let rloc = format!("{kloc}.{rkey}");
-                    match rkey.as_str() {
-                        "limits" => {
-                            for (lk, lv) in as_hash(rv, &rloc)? {
-                                let lkey = key_str(lk, &rloc)?;
-                                let lloc = format!("{rloc}.{lkey}");
-                                match lkey.as_str() {
-                                    "cpus" => s.nano_cpus = Some(parse_cpus(lv, &lloc)?),
-                                    "memory" => s.mem_limit = Some(size_bytes(lv, &lloc)?),
-                                    "pids" => {}
-                                    _ => {
-                                        return Err(SpecError::UnknownKey {
-                                            location: rloc,
-                                            key: lkey,
-                                        });
-                                    }
-                                }
-                            }
-                        }
-                        // Reservations guide placement (later); accepted and validated.
-                        "reservations" => {
-                            as_hash(rv, &rloc)?;
-                        }
-                        _ => {
-                            return Err(SpecError::UnknownKey {
-                                location: kloc,
-                                key: rkey,
-                            });
-                        }
-                    }
-                }
-            }
+            "resources" => parse_resources(val, &kloc, s, &mut d)?,
             "restart_policy" => {
-                let h = as_hash(val, &kloc)?;
-                let cond = match h.get(&Yaml::String("condition".into())) {
-                    Some(c) => scalar(c, &kloc)?,
-                    None => "any".into(),
-                };
-                let max = match h.get(&Yaml::String("max_attempts".into())) {
-                    Some(m) => Some(int(m, &kloc, 0, 1_000_000)? as u32),
-                    None => None,
-                };
-                for (rk, _) in h {
-                    let rkey = key_str(rk, &kloc)?;
-                    if !matches!(
-                        rkey.as_str(),
-                        "condition" | "max_attempts" | "delay" | "window"
-                    ) {
-                        return Err(SpecError::UnknownKey {
-                            location: kloc,
-                            key: rkey,
-                        });
-                    }
-                }
-                s.restart = match cond.as_str() {
-                    "none" => RestartPolicy::No,
-                    "on-failure" => RestartPolicy::OnFailure { max_retries: max },
-                    "any" => RestartPolicy::UnlessStopped,
-                    other => {
-                        return Err(invalid(
-                            &kloc,
-                            format!("condition {other:?}: use none, on-failure or any"),
-                        ));
-                    }
-                };
+                d.restart = true;
+                s.restart = parse_restart_policy(val, &kloc, warnings)?;
             }
-            "placement" => {
-                for (pk, pv) in as_hash(val, &kloc)? {
-                    let pkey = key_str(pk, &kloc)?;
-                    match pkey.as_str() {
-                        "constraints" => {
-                            for c in string_list(pv, &kloc)? {
-                                s.placement.push(ext::parse_swarm_constraint(&c, &kloc)?);
-                            }
-                        }
-                        "preferences" | "max_replicas_per_node" => {}
-                        _ => {
-                            return Err(SpecError::UnknownKey {
-                                location: kloc,
-                                key: pkey,
-                            });
-                        }
-                    }
-                }
+            "placement" => parse_placement(val, &kloc, s)?,
+            "update_config" => s.update_config = Some(parse_update_config(val, &kloc, warnings)?),
+            "rollback_config" => {
+                parse_update_config(val, &kloc, &mut Vec::new())?;
+                warnings.push(format!(
+                    "{kloc}: not applied: `berth rollback` starts the earlier version beside the current one and moves the traffic to it once it is ready, not in batches"
+                ));
             }
-            "update_config" | "rollback_config" => {
-                let mut uc = UpdateConfig {
-                    parallelism: 1,
-                    delay_ms: None,
-                    failure_action: None,
-                    order: None,
-                };
-                for (uk, uv) in as_hash(val, &kloc)? {
-                    let ukey = key_str(uk, &kloc)?;
-                    let uloc = format!("{kloc}.{ukey}");
-                    match ukey.as_str() {
-                        "parallelism" => uc.parallelism = int(uv, &uloc, 0, 1000)? as u32,
-                        "delay" => uc.delay_ms = Some(duration_ms(uv, &uloc)?),
-                        "failure_action" => {
-                            let a = scalar(uv, &uloc)?;
-                            if !matches!(a.as_str(), "continue" | "rollback" | "pause") {
-                                return Err(invalid(
-                                    &uloc,
-                                    format!("{a:?}: use continue, rollback or pause"),
-                                ));
-                            }
-                            uc.failure_action = Some(a);
-                        }
-                        "order" => {
-                            let o = scalar(uv, &uloc)?;
-                            if !matches!(o.as_str(), "stop-first" | "start-first") {
-                                return Err(invalid(
-                                    &uloc,
-                                    format!("{o:?}: use stop-first or start-first"),
-                                ));
-                            }
-                            uc.order = Some(o);
-                        }
-                        "monitor" | "max_failure_ratio" => {}
-                        _ => {
-                            return Err(SpecError::UnknownKey {
-                                location: kloc,
-                                key: ukey,
-                            });
-                        }
-                    }
+            "endpoint_mode" => match scalar(val, &kloc)?.as_str() {
+                // What berth does: a service's name resolves to each instance's address.
+                "dnsrr" => {}
+                "vip" => warnings.push(format!(
+                    "{kloc}: vip: berth has no virtual IP; the service's name resolves to the address of each of its instances (dnsrr), and the router balances published traffic"
+                )),
+                other => {
+                    return Err(invalid(&kloc, format!("{other:?}: use vip or dnsrr")));
                 }
-                if key == "update_config" {
-                    s.update_config = Some(uc);
-                }
+            },
+            "labels" => {
+                string_map(val, &kloc, true)?;
+                warnings.push(format!(
+                    "{kloc}: not applied: they label a Swarm service, which berth does not have; put labels for the containers under the service's `labels:`"
+                ));
             }
-            "labels" | "endpoint_mode" => {}
             _ => {
                 return Err(SpecError::UnknownKey {
                     location: loc.to_string(),
@@ -331,5 +247,266 @@ pub(super) fn parse_deploy(
             }
         }
     }
+    Ok(d)
+}
+
+fn unknown(location: &str, key: String) -> SpecError {
+    SpecError::UnknownKey {
+        location: location.to_string(),
+        key,
+    }
+}
+
+fn parse_resources(
+    v: &Yaml,
+    loc: &str,
+    s: &mut ServiceSpec,
+    d: &mut Deploy,
+) -> Result<(), SpecError> {
+    for (rk, rv) in as_hash(v, loc)? {
+        let rkey = key_str(rk, loc)?;
+        let rloc = format!("{loc}.{rkey}");
+        let limits = match rkey.as_str() {
+            "limits" => true,
+            "reservations" => false,
+            _ => return Err(unknown(loc, rkey)),
+        };
+        for (lk, lv) in as_hash(rv, &rloc)? {
+            let lkey = key_str(lk, &rloc)?;
+            let lloc = format!("{rloc}.{lkey}");
+            match (limits, lkey.as_str()) {
+                (true, "cpus") => s.nano_cpus = Some(parse_cpus(lv, &lloc)?),
+                (true, "memory") => s.mem_limit = Some(size_bytes(lv, &lloc)?),
+                (true, "pids") => d.pids = Some(int(lv, &lloc, -1, i64::from(i32::MAX))?),
+                // Room a host must have: placement across hosts weighs it (compose applies
+                // the memory one as the engine's soft limit, and so does berth).
+                (false, "cpus") => s.reserved_nano_cpus = Some(parse_cpus(lv, &lloc)?),
+                (false, "memory") => s.engine.mem_reservation = Some(size_bytes(lv, &lloc)?),
+                (false, "devices") => {
+                    for item in values_list(lv, &lloc)? {
+                        s.device_requests.push(parse_device_request(item, &lloc)?);
+                    }
+                }
+                (false, "generic_resources") => {
+                    return Err(SpecError::Unsupported {
+                        location: rloc,
+                        key: lkey,
+                        hint: "named resources are advertised by Swarm nodes, which berth's hosts are not: request GPUs under `devices:` (capabilities: [gpu]) or with the `berth.gpu` label".into(),
+                    });
+                }
+                _ => return Err(unknown(&rloc, lkey)),
+            }
+        }
+    }
     Ok(())
+}
+
+/// A `devices:` entry: `capabilities` (required), `count` (a number or `all`) or
+/// `device_ids`, `driver`, `options`, as compose passes them to the engine.
+fn parse_device_request(v: &Yaml, loc: &str) -> Result<DeviceRequestSpec, SpecError> {
+    let mut r = DeviceRequestSpec {
+        driver: None,
+        count: None,
+        device_ids: Vec::new(),
+        capabilities: Vec::new(),
+        options: BTreeMap::new(),
+    };
+    let mut count_given = false;
+    for (k, val) in as_hash(v, loc)? {
+        let key = key_str(k, loc)?;
+        let kloc = format!("{loc}.{key}");
+        match key.as_str() {
+            "capabilities" => r.capabilities = string_list(val, &kloc)?,
+            "count" => {
+                count_given = true;
+                let c = scalar(val, &kloc)?;
+                r.count = match c.as_str() {
+                    "all" => None,
+                    _ => Some(int(val, &kloc, 1, 1024)? as u32),
+                };
+            }
+            "device_ids" => r.device_ids = string_list(val, &kloc)?,
+            "driver" => r.driver = Some(scalar(val, &kloc)?),
+            "options" => r.options = string_map(val, &kloc, false)?,
+            _ => return Err(unknown(loc, key)),
+        }
+    }
+    if r.capabilities.is_empty() {
+        return Err(invalid(
+            loc,
+            "a device request needs `capabilities` (for a GPU: [gpu])",
+        ));
+    }
+    if count_given && !r.device_ids.is_empty() {
+        return Err(invalid(
+            loc,
+            "`count` and `device_ids` cannot both be set: keep one of them",
+        ));
+    }
+    Ok(r)
+}
+
+fn parse_restart_policy(
+    v: &Yaml,
+    loc: &str,
+    warnings: &mut Vec<String>,
+) -> Result<RestartPolicy, SpecError> {
+    let mut cond = "any".to_string();
+    let mut max = None;
+    for (rk, rv) in as_hash(v, loc)? {
+        let rkey = key_str(rk, loc)?;
+        let rloc = format!("{loc}.{rkey}");
+        match rkey.as_str() {
+            "condition" => cond = scalar(rv, &rloc)?,
+            "max_attempts" => max = Some(int(rv, &rloc, 0, 1_000_000)? as u32),
+            "delay" | "window" => {
+                duration_ms(rv, &rloc)?;
+                warnings.push(format!(
+                    "{rloc}: not applied: the engine restarts a container with its own back-off (100 ms, doubling up to a minute)"
+                ));
+            }
+            _ => return Err(unknown(loc, rkey)),
+        }
+    }
+    Ok(match cond.as_str() {
+        "none" => RestartPolicy::No,
+        "on-failure" => RestartPolicy::OnFailure { max_retries: max },
+        "any" => {
+            if max.is_some() {
+                warnings.push(format!(
+                    "{loc}.max_attempts: applies only with condition on-failure; with any the container is always brought back"
+                ));
+            }
+            RestartPolicy::UnlessStopped
+        }
+        other => {
+            return Err(invalid(
+                loc,
+                format!("condition {other:?}: use none, on-failure or any"),
+            ));
+        }
+    })
+}
+
+fn parse_placement(v: &Yaml, loc: &str, s: &mut ServiceSpec) -> Result<(), SpecError> {
+    for (pk, pv) in as_hash(v, loc)? {
+        let pkey = key_str(pk, loc)?;
+        let ploc = format!("{loc}.{pkey}");
+        match pkey.as_str() {
+            "constraints" => {
+                for c in string_list(pv, &ploc)? {
+                    s.placement.push(ext::parse_swarm_constraint(&c, &ploc)?);
+                }
+            }
+            // `- spread: node.labels.zone`: instances spread over the label's values.
+            "preferences" => {
+                for item in values_list(pv, &ploc)? {
+                    for (ik, iv) in as_hash(item, &ploc)? {
+                        let ikey = key_str(ik, &ploc)?;
+                        if ikey != "spread" {
+                            return Err(unknown(&ploc, ikey));
+                        }
+                        let what = scalar(iv, &ploc)?;
+                        match what.strip_prefix("node.labels.") {
+                            Some(label) if !label.is_empty() => s.spread.push(label.to_string()),
+                            _ => {
+                                return Err(invalid(
+                                    &ploc,
+                                    format!(
+                                        "spread: {what:?}: spread over a node label, written node.labels.NAME"
+                                    ),
+                                ));
+                            }
+                        }
+                    }
+                }
+            }
+            "max_replicas_per_node" => {
+                s.max_per_node = Some(int(pv, &ploc, 1, ext::MAX_REPLICAS as i64)? as u32);
+            }
+            _ => return Err(unknown(loc, pkey)),
+        }
+    }
+    Ok(())
+}
+
+fn parse_update_config(
+    v: &Yaml,
+    loc: &str,
+    warnings: &mut Vec<String>,
+) -> Result<UpdateConfig, SpecError> {
+    let mut uc = UpdateConfig {
+        parallelism: 1,
+        delay_ms: None,
+        failure_action: None,
+        order: None,
+    };
+    for (uk, uv) in as_hash(v, loc)? {
+        let ukey = key_str(uk, loc)?;
+        let uloc = format!("{loc}.{ukey}");
+        match ukey.as_str() {
+            "parallelism" => uc.parallelism = int(uv, &uloc, 0, 1000)? as u32,
+            "delay" => {
+                let ms = duration_ms(uv, &uloc)?;
+                if ms > 0 {
+                    warnings.push(format!(
+                        "{uloc}: not applied: berth starts the next batch as soon as the previous one runs ready"
+                    ));
+                }
+                uc.delay_ms = Some(ms);
+            }
+            "failure_action" => {
+                let a = scalar(uv, &uloc)?;
+                match a.as_str() {
+                    "rollback" => {}
+                    "pause" | "continue" => warnings.push(format!(
+                        "{uloc}: {a}: berth rolls a failed update back (the traffic stays on the version that served it); `berth versions` shows why it failed"
+                    )),
+                    _ => {
+                        return Err(invalid(
+                            &uloc,
+                            format!("{a:?}: use continue, rollback or pause"),
+                        ));
+                    }
+                }
+                uc.failure_action = Some(a);
+            }
+            "order" => {
+                let o = scalar(uv, &uloc)?;
+                if !matches!(o.as_str(), "stop-first" | "start-first") {
+                    return Err(invalid(
+                        &uloc,
+                        format!("{o:?}: use stop-first or start-first"),
+                    ));
+                }
+                uc.order = Some(o);
+            }
+            "monitor" => {
+                duration_ms(uv, &uloc)?;
+                warnings.push(format!(
+                    "{uloc}: not applied: berth watches each batch until its instances run ready (health checks and probes), within the version deadline"
+                ));
+            }
+            "max_failure_ratio" => {
+                let r = scalar(uv, &uloc)?;
+                match r.parse::<f64>() {
+                    Ok(f) if (0.0..=1.0).contains(&f) => {
+                        if f > 0.0 {
+                            warnings.push(format!(
+                                "{uloc}: not applied: berth fails an update at its first failed instance"
+                            ));
+                        }
+                    }
+                    _ => {
+                        return Err(invalid(
+                            &uloc,
+                            format!("{r:?}: use a fraction between 0 and 1"),
+                        ));
+                    }
+                }
+            }
+            _ => return Err(unknown(loc, ukey)),
+        }
+    }
+    Ok(uc)
 }

@@ -262,6 +262,92 @@ fn pids_limit_security_opt_and_scale_reach_the_engine() {
     assert_eq!(max, "50");
 }
 
+/// The compose `deploy:` section as the engine gets it: limits and reservations (cpus,
+/// memory, pids), `max_replicas_per_node` capping what runs on one host, a
+/// `replicated-job` whose instances run to completion and stay done, and the warnings for
+/// what berth does otherwise.
+#[test]
+fn deploy_section_resources_job_mode_and_per_node_cap_reach_the_engine() {
+    let a = Agent::start();
+    let yaml = format!(
+        "services:
+  web:
+    image: {IMAGE}
+    command: sleep 3600
+    stop_grace_period: 1s
+    deploy:
+      replicas: 3
+      resources:
+        limits: {{cpus: \"0.5\", memory: 64M, pids: 40}}
+        reservations: {{cpus: \"0.25\", memory: 16M}}
+      placement:
+        max_replicas_per_node: 2
+      update_config: {{delay: 5s}}
+  migrate:
+    image: {IMAGE}
+    command: [\"sh\", \"-c\", \"echo migrated\"]
+    deploy:
+      mode: replicated-job
+      replicas: 2
+"
+    );
+    let p = a.template("dep", &yaml);
+    let cfg = a.ok(&["config", "-f", path_str(&p)]);
+    assert!(
+        cfg.contains("2 of its 3 instances run on this host")
+            && cfg.contains("update_config.delay: not applied"),
+        "{cfg}"
+    );
+    a.ok(&["deploy", "-f", path_str(&p), "-d"]);
+    wait_until(
+        "web runs 2 and the job ran",
+        Duration::from_secs(60),
+        || {
+            let ps = a.ps("dep");
+            ps.iter()
+                .filter(|i| i.service == "web" && i.state == "running")
+                .count()
+                == 2
+                && ps.iter().filter(|i| i.service == "migrate").all(|i| {
+                    docker_ok(&[
+                        "inspect",
+                        "-f",
+                        "{{.State.Status}} {{.State.ExitCode}}",
+                        &i.container_id,
+                    ]) == "exited 0"
+                })
+                && ps.iter().filter(|i| i.service == "migrate").count() == 2
+        },
+    );
+    let got = docker_ok(&[
+        "inspect",
+        "-f",
+        "{{.HostConfig.NanoCpus}} {{.HostConfig.Memory}} {{.HostConfig.MemoryReservation}} {{.HostConfig.PidsLimit}}",
+        "dep_web-001_1",
+    ]);
+    assert_eq!(got, "500000000 67108864 16777216 40");
+    // The cap holds over reconcile passes: no third instance, and the job is not run again.
+    let job: Vec<String> = a
+        .ps("dep")
+        .into_iter()
+        .filter(|i| i.service == "migrate")
+        .map(|i| i.container_id)
+        .collect();
+    let started = |id: &str| docker_ok(&["inspect", "-f", "{{.State.StartedAt}}", id]);
+    let first: Vec<String> = job.iter().map(|id| started(id)).collect();
+    std::thread::sleep(Duration::from_secs(6));
+    let ps = a.ps("dep");
+    assert_eq!(
+        ps.iter().filter(|i| i.service == "web").count(),
+        2,
+        "{ps:?}"
+    );
+    let again: Vec<String> = job.iter().map(|id| started(id)).collect();
+    assert_eq!(first, again, "a finished job instance was started again");
+    let versions = a.ok(&["versions", "dep/migrate"]);
+    assert!(versions.contains("normal"), "{versions}");
+}
+
 /// As compose: relative bind sources resolve against the project directory (the template's,
 /// or --project-directory), its `.env` is read, the shell's environment wins over it,
 /// profiles pick the services, and `pull_policy: never` does not pull.
