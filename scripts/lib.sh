@@ -78,7 +78,8 @@ ensure_backends() {
 
 # The peer the compose corpus is compared with (tests/wild_compose.rs): Debian's 1.29.
 ensure_compose_peer() {
-    apt_install docker-compose
+    # docker-compose 1.29 for the compose corpus; python3-yaml (libyaml) for the YAML one.
+    apt_install docker-compose python3-yaml
 }
 
 # Volumes: the FUSE helper for object storage, the NFS mount helper, and a local S3 API

@@ -465,12 +465,19 @@ fn check_profiles(
     Ok(())
 }
 
+/// The template's YAML document as JSON (merge keys resolved, scalars as YAML 1.2's core
+/// schema types them), read exactly as `parse` reads it: what the YAML compatibility test
+/// compares with libyaml's reading.
+pub fn yaml_document(text: &str) -> Result<serde_json::Value, SpecError> {
+    Ok(values::to_json(&load_yaml(text)?))
+}
+
 /// Loads one YAML document, guarding against alias bombs and oversized input.
 fn load_yaml(text: &str) -> Result<Yaml, SpecError> {
     if text.len() > MAX_TEMPLATE_BYTES {
         return Err(SpecError::TooLarge(text.len()));
     }
-    let text = values::indent_flow_closers(text);
+    let text = values::read_as_libyaml(text);
     values::check_node_budget(&text)?;
     let docs = yaml_rust2::YamlLoader::load_from_str(&text).map_err(|e| SpecError::Yaml {
         message: tidy_scan_message(e.info()),

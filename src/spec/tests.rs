@@ -193,3 +193,18 @@ fn flow_closer_repairs_are_bounded() {
     let ok = format!("services:\n  web:\n    image: a\nx-lists:\n{few}");
     assert!(parse(&ok, "app", &Inputs::default()).is_ok());
 }
+
+#[test]
+fn quoted_scalar_repairs_do_not_grow_a_document_without_bound() {
+    // A quoted scalar that starts far right and runs over many short lines: indenting each
+    // line to its column would add ~4 MB; the repair gives up and the scanner's error stands.
+    let pad = " ".repeat(4000);
+    let lines = "x\n".repeat(1000);
+    let text = format!("services:\n  web:\n    image: a\n    labels:\n      k:{pad}\"{lines}\"\n");
+    let e = parse(&text, "app", &Inputs::default()).expect_err("not repaired");
+    assert!(e.to_string().contains("quoted scalar"), "{e}");
+    // A short one is read as libyaml reads it.
+    let ok = "services:\n  web:\n    image: a\n    labels:\n      k: \"one\ntwo\"\n";
+    let spec = parse(ok, "app", &Inputs::default()).expect("repaired");
+    assert_eq!(spec.services["web"].labels["k"], "one two");
+}

@@ -369,50 +369,55 @@ pub fn resolve_merge_keys(y: Yaml) -> Yaml {
     }
 }
 
-/// How many spaces [`indent_flow_closers`] adds in all before it gives up.
-const MAX_CLOSER_REPAIRS: usize = 32;
+/// How many repairs [`read_as_libyaml`] makes in all before it gives up.
+const MAX_REPAIRS: usize = 32;
 
-/// go-yaml and libyaml (docker compose, PyYAML) do not check indentation inside a flow
-/// collection: they accept its closing `]`/`}` at its key's indentation (`command: [` ...
-/// `]` under `command`) and its items left of the key. yaml-rust2 follows the YAML spec and
-/// refuses both ("invalid indentation", yaml-rust2#30, saphyr#55). Inside a flow collection,
-/// spaces at the start of a line mean nothing, so such a line is indented until the scanner
-/// takes it (one space at a time, at most [`MAX_CLOSER_REPAIRS`] in all), and only when the
-/// scanner says the line is inside a flow collection: the document means what it means to
-/// docker compose, and every line keeps its number. Scanning only (no alias expansion), so it
-/// is safe before the node budget; a document that fails for any other reason is returned
-/// unchanged, and its error is reported by the load.
-pub fn indent_flow_closers(text: &str) -> std::borrow::Cow<'_, str> {
+/// How many bytes [`read_as_libyaml`]'s repairs may add to a document in all.
+const MAX_REPAIR_GROWTH: usize = 64 * 1024;
+
+/// go-yaml and libyaml (docker compose, PyYAML) read some documents that the YAML spec, and
+/// yaml-rust2 with it, refuses. Each such family is repaired where the scanner stops, by a
+/// change that gives the document the meaning libyaml gives it, and every line keeps its
+/// number (so later errors keep their line):
+/// - a flow collection's closing `]`/`}` at (or left of) its key's indentation, or its items
+///   left of the key ("invalid indentation", yaml-rust2#30, saphyr#55): inside a flow
+///   collection, spaces at the start of a line mean nothing, so the line is indented;
+/// - a multi-line quoted scalar whose continuation lines sit left of its key ("invalid
+///   indentation in quoted scalar"): leading spaces of a continuation line are folded away,
+///   so the line is indented;
+/// - a tab at the start of a line inside a flow collection or a quoted scalar ("tab cannot
+///   be used as indentation"): white space there means nothing, so it becomes a space;
+/// - a `#` comment right after a token (`"value"# note`, `[a, b]#note`, `>#note`): libyaml
+///   takes it as a comment, so a space is put before it;
+/// - a plain `-` alone inside a flow collection (`[-]`, `[-, -]`): libyaml reads the string
+///   `-`, so it is quoted.
+///
+/// At most [`MAX_REPAIRS`] repairs, each only where the scanner says the family applies;
+/// scanning only (no alias expansion), so it is safe before the node budget. A document that
+/// fails for any other reason is returned as far as it was repaired, and its error is
+/// reported by the load.
+pub fn read_as_libyaml(text: &str) -> std::borrow::Cow<'_, str> {
     struct Ignore;
     impl MarkedEventReceiver for Ignore {
         fn on_event(&mut self, _: Event, _: Marker) {}
     }
     let mut fixed: Option<String> = None;
-    for _ in 0..MAX_CLOSER_REPAIRS {
+    for _ in 0..MAX_REPAIRS {
         let t = fixed.as_deref().unwrap_or(text);
         let Err(e) = Parser::new_from_str(t).load(&mut Ignore, true) else {
             break;
         };
-        if !matches!(
-            e.info(),
-            "invalid indentation" | "invalid indentation in flow construct"
-        ) {
-            break;
-        }
         // The marker's line is 1-based, its column 0-based, in characters.
-        let (line, col) = (e.marker().line(), e.marker().col());
-        let Some(start) = line_start(t, line) else {
+        let Some(start) = line_start(t, e.marker().line()) else {
             break;
         };
-        let rest = &t[start..];
-        let lead = rest.len() - rest.trim_start_matches(' ').len();
-        if lead != col || !inside_flow(&t[..start]) {
+        let Some(next) = repair(t, start, e.marker().col(), e.info()) else {
+            break;
+        };
+        // Repairs add white space; a hostile document does not get to grow without bound.
+        if next.len() > text.len() + MAX_REPAIR_GROWTH {
             break;
         }
-        let mut next = String::with_capacity(t.len() + 1);
-        next.push_str(&t[..start]);
-        next.push(' ');
-        next.push_str(rest);
         fixed = Some(next);
     }
     match fixed {
@@ -421,10 +426,99 @@ pub fn indent_flow_closers(text: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-/// Whether `prefix` (whole lines) ends inside an open flow collection: its tokens, all of
-/// them (the end of the stream flushes what the scanner holds back), counted `[`/`{` against
-/// `]`/`}`. False when the prefix does not scan.
-fn inside_flow(prefix: &str) -> bool {
+/// One repair of [`read_as_libyaml`] for the scanner's error `info` at character `col` of
+/// the line starting at byte `start`, or `None` when the error is not one libyaml forgives.
+fn repair(t: &str, start: usize, col: usize, info: &str) -> Option<String> {
+    let line = &t[start..];
+    let at = line.char_indices().nth(col).map(|(i, _)| start + i);
+    let lead = line.len() - line.trim_start_matches(' ').len();
+    let splice = |at: usize, cut: usize, with: &str| {
+        let mut s = String::with_capacity(t.len() + with.len());
+        s.push_str(&t[..at]);
+        s.push_str(with);
+        s.push_str(&t[at + cut..]);
+        s
+    };
+    let at_char = |c: char| at.filter(|&i| t[i..].starts_with(c));
+    match info {
+        "invalid indentation" | "invalid indentation in flow construct"
+            if lead == col && inside(&t[..start]) == Some(Open::Flow) =>
+        {
+            Some(splice(start, 0, " "))
+        }
+        // The marker is where the quoted scalar starts.
+        "invalid indentation in quoted scalar" => indent_quoted(t, at?, col),
+        "tab cannot be used as indentation"
+        | "tabs disallowed within this context (block indentation)" => {
+            let ws = line.len() - line.trim_start_matches([' ', '\t']).len();
+            let open = inside(&t[..start]);
+            (line[..ws].contains('\t') && matches!(open, Some(Open::Flow | Open::Quoted)))
+                .then(|| splice(start, ws, &line[..ws].replace('\t', " ")))
+        }
+        "comments must be separated from other tokens by whitespace" => {
+            Some(splice(at_char('#')?, 0, " "))
+        }
+        "plain scalar cannot start with '-' followed by ,[]{}" => {
+            Some(splice(at_char('-')?, 1, "\"-\""))
+        }
+        _ => None,
+    }
+}
+
+/// Indents every continuation line of the quoted scalar that starts at byte `at` (column
+/// `col`) to that column, past the indentation of the block that holds it: the spaces at
+/// the start of a continuation line are folded away, so the value stays what it was.
+fn indent_quoted(t: &str, at: usize, col: usize) -> Option<String> {
+    let quote = t[at..].chars().next().filter(|c| matches!(c, '"' | '\''))?;
+    // The closing quote: `\x` escapes in double quotes, `''` in single ones.
+    let body = &t[at + 1..];
+    let mut end = None;
+    let mut chars = body.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '\\' if quote == '"' => {
+                chars.next();
+            }
+            '\'' if quote == '\'' && chars.peek().is_some_and(|&(_, n)| n == '\'') => {
+                chars.next();
+            }
+            c if c == quote => {
+                end = Some(at + 1 + i);
+                break;
+            }
+            _ => {}
+        }
+    }
+    let end = end?;
+    let mut out = String::with_capacity(t.len() + 64);
+    out.push_str(&t[..at]);
+    let mut changed = false;
+    for (n, piece) in t[at..end].split('\n').enumerate() {
+        if n > 0 {
+            out.push('\n');
+            let lead = piece.len() - piece.trim_start_matches(' ').len();
+            if lead < col && !piece.trim().is_empty() {
+                out.extend(std::iter::repeat_n(' ', col - lead));
+                changed = true;
+            }
+        }
+        out.push_str(piece);
+    }
+    out.push_str(&t[end..]);
+    changed.then_some(out)
+}
+
+#[derive(PartialEq)]
+enum Open {
+    Flow,
+    Quoted,
+}
+
+/// What `prefix` (whole lines) ends inside of: an open flow collection (its tokens, all of
+/// them, counted `[`/`{` against `]`/`}`; the end of the stream flushes what the scanner
+/// holds back), or a quoted scalar that the end of the prefix cut short. `None` otherwise,
+/// and when the prefix does not scan for another reason.
+fn inside(prefix: &str) -> Option<Open> {
     use yaml_rust2::scanner::{Scanner, TokenType};
     let mut scanner = Scanner::new(prefix.chars());
     let mut depth: i64 = 0;
@@ -435,7 +529,11 @@ fn inside_flow(prefix: &str) -> bool {
             _ => {}
         }
     }
-    scanner.get_error().is_none() && depth > 0
+    match scanner.get_error() {
+        None if depth > 0 => Some(Open::Flow),
+        Some(e) if e.info().contains("quoted scalar") => Some(Open::Quoted),
+        _ => None,
+    }
 }
 
 /// The byte offset where 1-based `line` starts (lines end at `\n`).
@@ -514,5 +612,36 @@ pub fn check_node_budget(text: &str) -> Result<(), SpecError> {
         Err(SpecError::TooManyNodes)
     } else {
         Ok(())
+    }
+}
+
+/// A YAML node as JSON: maps with scalar keys become objects (a key is its text), floats that
+/// JSON cannot hold (`.nan`, `.inf`) become strings.
+pub fn to_json(y: &Yaml) -> serde_json::Value {
+    use serde_json::Value;
+    match y {
+        Yaml::Null | Yaml::BadValue | Yaml::Alias(_) => Value::Null,
+        Yaml::Boolean(b) => Value::Bool(*b),
+        Yaml::Integer(i) => Value::from(*i),
+        Yaml::Real(r) => match r.parse::<f64>().ok().and_then(serde_json::Number::from_f64) {
+            Some(n) => Value::Number(n),
+            None => Value::String(r.clone()),
+        },
+        Yaml::String(s) => Value::String(s.clone()),
+        Yaml::Array(a) => Value::Array(a.iter().map(to_json).collect()),
+        Yaml::Hash(h) => Value::Object(
+            h.iter()
+                .map(|(k, v)| {
+                    let key = match k {
+                        Yaml::String(s) | Yaml::Real(s) => s.clone(),
+                        Yaml::Integer(i) => i.to_string(),
+                        Yaml::Boolean(b) => b.to_string(),
+                        Yaml::Null => "null".into(),
+                        other => to_json(other).to_string(),
+                    };
+                    (key, to_json(v))
+                })
+                .collect(),
+        ),
     }
 }
