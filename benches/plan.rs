@@ -74,6 +74,7 @@ fn observed(apps: usize, web_hash: &str) -> Observed {
     Observed {
         instances,
         boot_ms: 0,
+        seen_done: Default::default(),
         networks: (0..apps)
             .map(|a| AppNetwork {
                 id: format!("n{a}"),

@@ -382,8 +382,8 @@ pub enum RestartPolicy {
     UnlessStopped,
     /// berth's default for a service without `restart`: a container that exits 0 on its own
     /// (a one-shot init or config step) is done, neither restarted nor replaced; one that
-    /// crashed (exit code not 0) is restarted; every container comes back after a reboot or
-    /// an agent crash; a deploy, `berth start`, `redeploy` or `scale` runs a done one again,
+    /// crashed (exit code not 0) is restarted; after a reboot, what the agent saw done stays
+    /// done and every other container comes back; an agent crash changes nothing; a deploy, `berth start`, `redeploy` or `scale` runs a done one again,
     /// as `docker compose up` starts it again.
     #[default]
     UnlessCompleted,

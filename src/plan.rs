@@ -58,6 +58,9 @@ pub struct Observed {
     pub boot_ms: i64,
     /// This node's app networks.
     pub networks: Vec<AppNetwork>,
+    /// Containers the agent saw done (exited 0 on their own) while the host was up, with
+    /// when they finished: one of them found exited after a reboot is still done.
+    pub seen_done: BTreeMap<String, i64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -298,15 +301,20 @@ impl<'a> Grouped<'a> {
 }
 
 /// Should an exited instance be brought back? Compose semantics for `restart`; without it,
-/// the one-shot rule ([`RestartPolicy::UnlessCompleted`]): an exit 0 on its own, after the
-/// host booted and after the app was last deployed or started, is done.
-fn wants_restart(policy: RestartPolicy, i: &Instance, since_ms: i64) -> bool {
+/// the one-shot rule ([`RestartPolicy::UnlessCompleted`]): an exit 0 after the app was last
+/// deployed or started is done when it came after the host booted, or when the agent saw it
+/// done before the reboot (an exit 0 that the shutdown caused is not done: it comes back).
+fn wants_restart(policy: RestartPolicy, i: &Instance, when: &When) -> bool {
     match policy {
         RestartPolicy::No => false,
         RestartPolicy::OnFailure { .. } => i.exit_code != Some(0),
         RestartPolicy::Always | RestartPolicy::UnlessStopped => true,
         RestartPolicy::UnlessCompleted => {
-            let done = i.exit_code == Some(0) && i.finished_ms.is_some_and(|f| f > since_ms);
+            let done = i.exit_code == Some(0)
+                && i.finished_ms.is_some_and(|f| {
+                    f > when.resumed_ms.max(when.boot_ms)
+                        || (f > when.resumed_ms && when.seen_done.get(&i.id) == Some(&f))
+                });
             !done
         }
     }
@@ -314,11 +322,14 @@ fn wants_restart(policy: RestartPolicy, i: &Instance, since_ms: i64) -> bool {
 
 /// What a version's slots are planned under.
 #[derive(Debug, Clone, Copy)]
-struct When {
+struct When<'a> {
     /// The services it depends on are ready.
     deps_ready: bool,
-    /// A one-shot that finished after this (ms) is done ([`wants_restart`]).
-    since_ms: i64,
+    /// When the app was last deployed or started, and when the host booted (ms): what
+    /// decides whether a one-shot is done ([`wants_restart`]).
+    resumed_ms: i64,
+    boot_ms: i64,
+    seen_done: &'a BTreeMap<String, i64>,
 }
 
 /// Plans one version's slots; returns true when something waits for dependencies.
@@ -331,10 +342,7 @@ fn plan_version(
     want: &BTreeSet<u32>,
     when: When,
 ) -> bool {
-    let When {
-        deps_ready,
-        since_ms,
-    } = when;
+    let deps_ready = when.deps_ready;
     let mut blocked = false;
     for (&slot, candidates) in slots {
         let keep = keeper(candidates, &v.spec_hash);
@@ -381,7 +389,7 @@ fn plan_version(
         }
         let start = match keep.state {
             InstanceState::Created => true,
-            InstanceState::Exited => wants_restart(svc.restart, keep, since_ms),
+            InstanceState::Exited => wants_restart(svc.restart, keep, &when),
             // The engine brings `dead` containers back only by recreation.
             InstanceState::Dead => {
                 out.actions.push(remove(keep, RemoveReason::Outdated));
@@ -501,7 +509,9 @@ pub fn plan(desired: &[DesiredApp], observed: &Observed) -> Plan {
                 let slots = g.by_version.get(&v.number).unwrap_or(&empty);
                 let when = When {
                     deps_ready,
-                    since_ms: app.resumed_ms.max(observed.boot_ms),
+                    resumed_ms: app.resumed_ms,
+                    boot_ms: observed.boot_ms,
+                    seen_done: &observed.seen_done,
                 };
                 blocked |= plan_version(&mut out, app, svc, v, slots, want, when);
             }

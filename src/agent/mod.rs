@@ -269,11 +269,50 @@ impl Core {
         let mut instances = self.runtime.list(&self.node_id).await?;
         self.track_health(apps, &instances);
         self.annotate_health(&mut instances);
+        let boot_ms = boot_ms();
+        let seen_done = self.remember_done(&instances, boot_ms);
         Ok(Observed {
             instances,
             networks: self.runtime.networks(&self.node_id).await?,
-            boot_ms: boot_ms(),
+            boot_ms,
+            seen_done,
         })
+    }
+
+    /// The containers seen done (exited 0 since the host booted), as the store keeps them
+    /// for the next boot: new ones added, containers gone forgotten. A store error leaves
+    /// the record as it was (a one-shot then runs again after a reboot: the safe side).
+    fn remember_done(
+        &self,
+        instances: &[crate::model::Instance],
+        boot_ms: i64,
+    ) -> std::collections::BTreeMap<String, i64> {
+        let kept = match self.store.seen_done() {
+            Ok(k) => k,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the containers seen done");
+                return Default::default();
+            }
+        };
+        let mut now: std::collections::BTreeMap<String, i64> = instances
+            .iter()
+            .filter_map(|i| Some((i.id.clone(), kept.get(&i.id).copied()?)))
+            .collect();
+        for i in instances {
+            if i.state == crate::model::InstanceState::Exited
+                && i.exit_code == Some(0)
+                && let Some(f) = i.finished_ms.filter(|&f| f > boot_ms)
+            {
+                now.insert(i.id.clone(), f);
+            }
+        }
+        if now != kept
+            && let Err(e) = self.store.set_seen_done(&now)
+        {
+            tracing::warn!(error = %e, "cannot record the containers seen done");
+            return kept;
+        }
+        now
     }
 
     /// This node's instances with their current health (for queries).

@@ -58,6 +58,7 @@ fn observed(instances: Vec<Instance>, nets: &[&str]) -> Observed {
     Observed {
         instances,
         boot_ms: 500,
+        seen_done: Default::default(),
         networks: nets
             .iter()
             .map(|s| AppNetwork {
@@ -272,6 +273,20 @@ fn a_service_without_restart_that_exits_0_on_its_own_is_done() {
     let mut o = observed(vec![exited("i", "init", 0, Some(2_000))], &["a"]);
     o.boot_ms = 3_000;
     assert_eq!(started(&o, &d), ["i"]);
+    // ... unless the agent saw it done before the reboot (the same finish): it stays done.
+    o.seen_done.insert("i".into(), 2_000);
+    assert!(
+        started(&o, &d).is_empty(),
+        "a one-shot seen done ran again after a reboot"
+    );
+    // Seen done at another finish (it ran again since): the record does not apply.
+    o.seen_done.insert("i".into(), 1_500);
+    assert_eq!(started(&o, &d), ["i"]);
+    // Seen done, but the app was started again after it finished: it runs again.
+    let mut resumed = d.clone();
+    resumed[0].resumed_ms = 2_500;
+    o.seen_done.insert("i".into(), 2_000);
+    assert_eq!(started(&o, &resumed), ["i"]);
     // Finished before the app was last deployed or started: it runs again (compose `up`).
     let mut again = d.clone();
     again[0].resumed_ms = 5_000;

@@ -167,6 +167,8 @@ const MIGRATIONS: &[&str] = &[
         sealed BLOB NOT NULL,
         app TEXT NOT NULL DEFAULT '',
         created_ms INTEGER NOT NULL);",
+    // 8: one-shot containers the agent saw done, so a reboot does not run them again.
+    "CREATE TABLE seen_done (container_id TEXT PRIMARY KEY, finished_ms INTEGER NOT NULL);",
 ];
 
 /// Events kept; older ones are pruned as new ones arrive.
@@ -387,6 +389,41 @@ impl Store {
     /// Stored alarm rules as JSON, by name.
     pub fn alarms(&self) -> Result<Vec<String>, StoreError> {
         self.read(|c| strings(c, "SELECT rule FROM alarms ORDER BY name", "reading alarms"))
+    }
+
+    /// Containers the agent saw done (exited 0 on their own while the host was up), with
+    /// when they finished.
+    pub fn seen_done(&self) -> Result<std::collections::BTreeMap<String, i64>, StoreError> {
+        self.read(|c| {
+            let mut st = c
+                .prepare("SELECT container_id, finished_ms FROM seen_done")
+                .map_err(sql("reading done containers"))?;
+            let rows = st
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+                .map_err(sql("reading done containers"))?;
+            rows.collect::<Result<_, _>>()
+                .map_err(sql("reading done containers"))
+        })
+    }
+
+    /// Replaces the done containers with `done` (containers gone are forgotten).
+    pub fn set_seen_done(
+        &self,
+        done: &std::collections::BTreeMap<String, i64>,
+    ) -> Result<(), StoreError> {
+        self.write(|c| {
+            let tx = c.transaction().map_err(sql("saving done containers"))?;
+            tx.execute("DELETE FROM seen_done", [])
+                .map_err(sql("saving done containers"))?;
+            for (id, f) in done {
+                tx.execute(
+                    "INSERT INTO seen_done(container_id, finished_ms) VALUES (?1, ?2)",
+                    params![id, f],
+                )
+                .map_err(sql("saving done containers"))?;
+            }
+            tx.commit().map_err(sql("saving done containers"))
+        })
     }
 
     /// The node id, generated on first use and kept for the life of the data dir.
@@ -1114,5 +1151,22 @@ mod tests {
         );
         let after = s.events(None, last2[0].id, 10).expect("events");
         assert_eq!(after.len(), 1);
+    }
+
+    #[test]
+    fn containers_seen_done_survive_a_reopen_and_are_replaced_whole() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s.db");
+        let st = Store::open(&path).expect("open");
+        assert!(st.seen_done().expect("read").is_empty());
+        let done = std::collections::BTreeMap::from([("a".to_string(), 10), ("b".to_string(), 20)]);
+        st.set_seen_done(&done).expect("save");
+        drop(st);
+        let st = Store::open(&path).expect("reopen");
+        assert_eq!(st.seen_done().expect("read"), done);
+        // A container gone is forgotten.
+        let fewer = std::collections::BTreeMap::from([("b".to_string(), 20)]);
+        st.set_seen_done(&fewer).expect("save");
+        assert_eq!(st.seen_done().expect("read"), fewer);
     }
 }

@@ -71,6 +71,9 @@ pub struct Agent {
     pub port: u16,
     pub node_id: String,
     child: Option<Child>,
+    /// A `/proc/stat` the agent sees instead of the host's (a later boot time), set by
+    /// [`Agent::restart_as_after_reboot`].
+    proc_stat: Option<PathBuf>,
 }
 
 impl Agent {
@@ -114,6 +117,7 @@ impl Agent {
             port: free_port(),
             node_id: String::new(),
             child: None,
+            proc_stat: None,
         };
         a.spawn();
         a
@@ -136,7 +140,20 @@ impl Agent {
             .append(true)
             .open(self.dir.path().join("agent.log"))
             .expect("log file");
-        let child = Command::new(bin())
+        let mut cmd = match &self.proc_stat {
+            // In a mount namespace of its own, over a /proc/stat with a later boot time.
+            Some(stat) => {
+                let mut c = Command::new("unshare");
+                c.args(["--mount", "--propagation", "private", "sh", "-c"])
+                    .arg("mount --bind \"$1\" /proc/stat && shift && exec \"$@\"")
+                    .arg("sh")
+                    .arg(stat)
+                    .arg(bin());
+                c
+            }
+            None => Command::new(bin()),
+        };
+        let child = cmd
             .args(["agent", "--data-dir"])
             .arg(self.dir.path())
             .args([
@@ -259,6 +276,34 @@ impl Agent {
     /// Starts the agent again on the same data dir (after `terminate`, or `kill9` first).
     pub fn restart(&mut self) {
         self.kill9();
+        self.spawn();
+    }
+
+    /// Kills the agent and starts it again as if the host had booted now: it reads a
+    /// `/proc/stat` whose boot time is the present (in a mount namespace of its own). What a
+    /// shutdown does to the containers is the caller's to do in between.
+    pub fn restart_as_after_reboot(&mut self, between: impl FnOnce()) {
+        self.kill9();
+        between();
+        std::thread::sleep(Duration::from_millis(1100));
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs();
+        let host = std::fs::read_to_string("/proc/stat").expect("/proc/stat");
+        let faked: String = host
+            .lines()
+            .map(|l| {
+                if l.starts_with("btime ") {
+                    format!("btime {now}\n")
+                } else {
+                    format!("{l}\n")
+                }
+            })
+            .collect();
+        let path = self.dir.path().join("proc-stat-after-reboot");
+        std::fs::write(&path, faked).expect("write the stat file");
+        self.proc_stat = Some(path);
         self.spawn();
     }
 

@@ -315,3 +315,62 @@ fn a_one_shot_without_restart_is_done_and_a_crash_is_restarted() {
             && docker_ok(&["inspect", "-f", "{{.State.Status}}", &init]) == "exited"
     });
 }
+
+/// After a reboot: a one-shot the agent saw done before it stays done, while a service
+/// without `restart` whose container the shutdown stopped (exit 0 on SIGTERM) comes back.
+#[test]
+fn after_a_reboot_a_done_one_shot_stays_done_and_what_the_shutdown_stopped_comes_back() {
+    let mut a = Agent::start();
+    let yaml = format!(
+        "services:\n  init:\n    image: {IMAGE}\n    command: [\"sh\", \"-c\", \"echo configured\"]\n  web:\n    image: {IMAGE}\n    command: [\"sh\", \"-c\", \"trap 'exit 0' TERM; sleep 600 & wait\"]\n    stop_grace_period: 5s\n"
+    );
+    let p = a.template("boot", &yaml);
+    a.ok(&["deploy", "-f", path_str(&p), "-d"]);
+    let id_of = |a: &Agent, service: &str| {
+        a.ps("boot")
+            .into_iter()
+            .find(|i| i.service == service)
+            .map(|i| i.container_id)
+            .unwrap_or_default()
+    };
+    wait_until("init done and web running", Duration::from_secs(60), || {
+        let init = id_of(&a, "init");
+        !init.is_empty()
+            && docker_ok(&[
+                "inspect",
+                "-f",
+                "{{.State.Status}} {{.State.ExitCode}}",
+                &init,
+            ]) == "exited 0"
+            && a.running("boot").iter().any(|i| i.service == "web")
+    });
+    // Reconcile passes see the one-shot done (and record it).
+    std::thread::sleep(Duration::from_secs(6));
+    let (init, web) = (id_of(&a, "init"), id_of(&a, "web"));
+    let started = |id: &str| docker_ok(&["inspect", "-f", "{{.State.StartedAt}}", id]);
+    let (init_start, web_start) = (started(&init), started(&web));
+    // The shutdown: the agent goes first (its unit starts after the engine's), then the
+    // engine stops the containers; web exits 0 on the SIGTERM.
+    a.restart_as_after_reboot(|| {
+        docker_ok(&["stop", &web]);
+        assert_eq!(
+            docker_ok(&["inspect", "-f", "{{.State.ExitCode}}", &web]),
+            "0"
+        );
+    });
+    wait_until(
+        "web came back after the reboot",
+        Duration::from_secs(30),
+        || {
+            started(&web) != web_start
+                && docker_ok(&["inspect", "-f", "{{.State.Status}}", &web]) == "running"
+        },
+    );
+    std::thread::sleep(Duration::from_secs(6));
+    assert_eq!(
+        started(&init),
+        init_start,
+        "the one-shot seen done ran again after the reboot"
+    );
+    assert_eq!(id_of(&a, "init"), init, "the one-shot was replaced");
+}
