@@ -183,7 +183,7 @@ pub fn parse(text: &str, app: &str, inputs: &Inputs) -> Result<AppSpec, SpecErro
                                 .into(),
                     });
                 }
-                "volumes" => volumes = parse_volumes(v)?,
+                "volumes" => volumes = parse_volumes(v, &mut warnings)?,
                 "networks" => check_networks(v, &mut warnings)?,
                 "labels" => labels = values::string_map(v, "labels", true)?,
                 k if k.starts_with("x-") => {}
@@ -509,7 +509,10 @@ fn tidy_scan_message(m: &str) -> String {
     }
 }
 
-fn parse_volumes(v: &Yaml) -> Result<BTreeMap<String, VolumeSpec>, SpecError> {
+fn parse_volumes(
+    v: &Yaml,
+    warnings: &mut Vec<String>,
+) -> Result<BTreeMap<String, VolumeSpec>, SpecError> {
     let mut out = BTreeMap::new();
     if matches!(v, Yaml::Null) {
         return Ok(out);
@@ -554,7 +557,12 @@ fn parse_volumes(v: &Yaml) -> Result<BTreeMap<String, VolumeSpec>, SpecError> {
                         }
                         spec.name = Some(n);
                     }
-                    "labels" => {}
+                    "labels" => {
+                        values::string_map(ov, &format!("{loc}, key `labels`"), true)?;
+                        warnings.push(format!(
+                            "{loc}, key `labels`: not applied: berth labels the volumes it makes with their app (`berth volume inspect` shows them)"
+                        ));
+                    }
                     k if k.starts_with("x-") => {}
                     _ => {
                         return Err(SpecError::UnknownKey {
