@@ -42,6 +42,6 @@ fn run_agent(flags: berth::config::AgentFlags) -> anyhow::Result<()> {
         .build()?;
     // SIGHUP reads the same file with the same flags again.
     let reload = Box::new(move || berth::config::load_agent(&flags));
-    rt.block_on(berth::agent::run(cfg, reload))?;
+    rt.block_on(berth::daemon::run(cfg, reload))?;
     Ok(())
 }

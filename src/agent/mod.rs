@@ -16,7 +16,6 @@ mod executor;
 mod logship;
 mod observe;
 mod ops;
-pub mod service;
 mod telemetry;
 mod versions;
 mod volumes;
@@ -38,17 +37,10 @@ use tokio::sync::Notify;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
-    #[error("cannot prepare the data dir {path}: {source}")]
-    DataDir {
-        path: String,
-        source: std::io::Error,
-    },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
-    #[error("cannot listen on {addr}: {detail} (is another agent running? choose --listen)")]
-    Listen { addr: String, detail: String },
 }
 
 /// What one reconcile pass did.
@@ -107,7 +99,7 @@ pub struct Core {
     removing: Mutex<std::collections::HashSet<String>>,
     /// Latest metrics, the last hour, sink senders.
     pub metrics: crate::metrics::Hub,
-    /// `[metrics]` and `[logs]`: replaced whole by a SIGHUP reload (`service::apply_reload`);
+    /// `[metrics]` and `[logs]`: replaced whole by a SIGHUP reload (`Core::apply_settings`);
     /// loops that keep derived state notice a reload by the `Arc` changing.
     settings: std::sync::RwLock<Arc<Settings>>,
     /// Set when the agent shuts down (ends log streams).
@@ -723,162 +715,67 @@ fn boot_ms() -> i64 {
     })
 }
 
-/// Creates the data dir (mode 0700) and the API token file (mode 0600) if missing.
-pub fn prepare_data_dir(dir: &Path) -> Result<String, AgentError> {
-    use std::os::unix::fs::PermissionsExt;
-    let err = |source| AgentError::DataDir {
-        path: dir.display().to_string(),
-        source,
-    };
-    std::fs::create_dir_all(dir).map_err(err)?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(err)?;
-    let token_path = dir.join("api.token");
-    match std::fs::read_to_string(&token_path) {
-        Ok(t) if !t.trim().is_empty() => Ok(t.trim().to_string()),
-        _ => {
-            // Written whole or not at all (an empty file left by a crash is replaced).
-            let token = crate::store::random_hex(32);
-            let _ = std::fs::remove_file(&token_path);
-            let made = crate::volumes::secret::create_file_atomic(
-                &token_path,
-                format!("{token}\n").as_bytes(),
-                0o600,
-            )
-            .map_err(err)?;
-            if made {
-                Ok(token)
-            } else {
-                // Another agent on this data dir made one meanwhile.
-                Ok(std::fs::read_to_string(&token_path)
-                    .map_err(err)?
-                    .trim()
-                    .to_string())
-            }
-        }
+/// The agent's loops, started together and stopped together.
+pub struct Loops {
+    stop: tokio::sync::watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Core {
+    /// Starts the reconcile loop, the engine watcher, the prober, the log followers, the
+    /// metrics collector and the volume watcher (the sinks brought in line first).
+    pub fn start_loops(self: &Arc<Core>, reconcile_interval: Duration) -> Loops {
+        let (stop, rx) = tokio::sync::watch::channel(false);
+        let core = self;
+        telemetry::sync_sinks(core);
+        // The order is the order they stop in: the log loop returns once the lines read so
+        // far are stored with their checkpoints.
+        let tasks = vec![
+            tokio::spawn(reconcile_loop(core.clone(), reconcile_interval, rx.clone())),
+            tokio::spawn(watch_engine(core.clone(), rx.clone())),
+            tokio::spawn(probe_loop(core.clone(), rx.clone())),
+            tokio::spawn(telemetry::metrics_loop(core.clone(), rx.clone())),
+            tokio::spawn(logship::log_loop(core.clone(), rx.clone())),
+            tokio::spawn(volumes::volume_loop(core.clone(), rx)),
+        ];
+        Loops { stop, tasks }
+    }
+
+    /// Replaces the settings a reload may change (`[metrics]`, `[logs]`) and brings the
+    /// sinks' senders in line; returns how many sinks run.
+    pub fn apply_settings(self: &Arc<Core>, s: Settings) -> usize {
+        self.set_settings(s);
+        telemetry::sync_sinks(self)
+    }
+
+    /// Marks the agent as stopping (log streams end).
+    pub fn begin_stop(&self) {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// After the loops stopped: delivers the outbox for a while and checkpoints the state
+    /// file; returns how many lines still wait in the outbox.
+    pub async fn drain(self: &Arc<Core>, within: Duration) -> i64 {
+        let drain = self.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            drain.metrics.drain_senders(within);
+            drain.store.checkpoint_wal();
+        })
+        .await;
+        self.store
+            .outbox_stats()
+            .map(|s| s.iter().map(|x| x.lines).sum::<i64>())
+            .unwrap_or(0)
     }
 }
 
-/// Runs the agent until SIGINT/SIGTERM: store, engine, reconcile loop, event watcher, API.
-/// SIGHUP calls `reload` and applies what may change at run time.
-pub async fn run(cfg: AgentConfig, reload: service::Reloader) -> Result<(), AgentError> {
-    let mut signals = service::Signals::default();
-    // Kept-open metric files and many connections: the hard limit, as Go programs get.
-    let fd_limit = crate::metrics::procfile::raise_fd_limit();
-    tracing::debug!(fd_limit, "open-file limit");
-    let token = prepare_data_dir(&cfg.data_dir)?;
-    let store = Store::open(&cfg.data_dir.join("state.db"))?;
-    let runtime: Arc<dyn ContainerRuntime> =
-        Arc::new(crate::runtime::docker::DockerRuntime::connect(&cfg.docker_host).await?);
-    let core = Arc::new(Core::new(store, runtime, &cfg).await?);
-    let _ = core.me.set(Arc::downgrade(&core));
-    tracing::info!(node_id = %core.node_id, node = %core.node_name, engine = %core.engine, listen = %cfg.listen, "agent starting");
-    core.event(
-        "agent",
-        "",
-        "",
-        &format!(
-            "agent started on {} (node {}), {}",
-            core.node_name, core.node_id, core.engine
-        ),
-    );
-
-    if let Some(w) = crate::doctor::api_exposure_warning(cfg.listen) {
-        tracing::warn!("{w}; listen on 127.0.0.1 and use `ssh -L`, or a TLS proxy");
-        core.event("agent", "", "", &format!("warning: {w}"));
-    }
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    if let Some(addr) = cfg.router_http {
-        core.router
-            .start_http(addr, stop_rx.clone())
-            .map_err(|e| AgentError::Listen {
-                addr: addr.to_string(),
-                detail: format!("HTTP router: {e}"),
-            })?;
-        tracing::info!(%addr, domain = %cfg.router_domain, "HTTP router listening");
-    }
-    if let (Some(addr), Some(tls)) = (cfg.router_https, cfg.router_tls.clone()) {
-        core.router
-            .start_https(addr, tls, stop_rx.clone())
-            .map_err(|e| AgentError::Listen {
-                addr: addr.to_string(),
-                detail: format!("HTTPS router: {e}"),
-            })?;
-        tracing::info!(%addr, domains = ?cfg.router_tls_domains, "HTTPS router listening");
-    }
-    let api = crate::api::Server::start(
-        cfg.listen,
-        token,
-        core.clone(),
-        tokio::runtime::Handle::current(),
-    )
-    .map_err(|detail| AgentError::Listen {
-        addr: cfg.listen.to_string(),
-        detail,
-    })?;
-    let reconcile = tokio::spawn(reconcile_loop(
-        core.clone(),
-        Duration::from_millis(cfg.reconcile_interval_ms),
-        stop_rx.clone(),
-    ));
-    let watcher = tokio::spawn(watch_engine(core.clone(), stop_rx.clone()));
-    let prober = tokio::spawn(probe_loop(core.clone(), stop_rx.clone()));
-    let logs = tokio::spawn(logship::log_loop(core.clone(), stop_rx.clone()));
-    telemetry::sync_sinks(&core);
-    let metrics = tokio::spawn(telemetry::metrics_loop(core.clone(), stop_rx.clone()));
-    let volumes = tokio::spawn(volumes::volume_loop(core.clone(), stop_rx.clone()));
-
-    service::notify("READY=1");
-    let mut running = cfg;
-    while let service::Signal::Reload = signals.next().await {
-        service::notify("RELOADING=1");
-        match reload() {
-            Ok(new) => running = service::apply_reload(&core, &running, new),
-            Err(e) => {
-                tracing::error!(error = %e, "reload refused");
-                core.event(
-                    "agent",
-                    "",
-                    "",
-                    &format!("reload refused, the running configuration is unchanged: {e}"),
-                );
-            }
+impl Loops {
+    /// Asks every loop to stop and waits for them.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            let _ = t.await;
         }
-        service::notify("READY=1");
     }
-    service::notify("STOPPING=1");
-    tracing::info!("shutting down: API closed, loops stopping");
-    core.stopping
-        .store(true, std::sync::atomic::Ordering::Relaxed);
-    api.shutdown().await;
-    let _ = stop_tx.send(true);
-    let _ = reconcile.await;
-    let _ = watcher.await;
-    let _ = prober.await;
-    let _ = metrics.await;
-    // The log loop returns once the lines read so far are stored with their checkpoints.
-    let _ = logs.await;
-    let _ = volumes.await;
-    let drain = core.clone();
-    let _ = tokio::task::spawn_blocking(move || {
-        drain.metrics.drain_senders(SHUTDOWN_FLUSH);
-        drain.store.checkpoint_wal();
-    })
-    .await;
-    let left = core
-        .store
-        .outbox_stats()
-        .map(|s| s.iter().map(|x| x.lines).sum::<i64>())
-        .unwrap_or(0);
-    core.event(
-        "agent",
-        "",
-        "",
-        &format!(
-            "agent stopped (containers keep running); {left} lines wait in the outbox for the next start"
-        ),
-    );
-    Ok(())
 }
-
-/// How long a stopping agent keeps delivering the outbox to its sinks.
-const SHUTDOWN_FLUSH: Duration = Duration::from_secs(10);

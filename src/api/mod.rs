@@ -100,6 +100,11 @@ impl Server {
         Ok(Server { listening })
     }
 
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.listening.addr
+    }
+
     /// Stops accepting requests and waits for the ones in flight (bounded).
     pub async fn shutdown(self) {
         self.listening.shutdown(SHUTDOWN_WAIT).await;

@@ -1,4 +1,5 @@
-//! An in-memory engine for agent tests: records every call, can be told to fail.
+//! An in-memory engine for in-process agent tests (`tests/inproc.rs`): records every call,
+//! can be told to fail, pulls what its registry holds.
 
 use super::*;
 use crate::model::{AppNetwork, InstanceState, labels};
@@ -16,6 +17,8 @@ pub struct FakeState {
     /// (node, network).
     pub networks: Vec<(String, AppNetwork)>,
     pub images: BTreeSet<String>,
+    /// What a pull finds ([`FakeRuntime::publish`]); other images cannot be pulled.
+    pub registry: BTreeSet<String>,
     pub calls: Vec<String>,
     /// Calls whose name starts with one of these fail.
     pub fail: Vec<String>,
@@ -41,6 +44,12 @@ impl FakeRuntime {
             });
         }
         Ok(())
+    }
+    /// Puts images in the registry a pull reads.
+    pub fn publish(&self, images: &[&str]) {
+        self.lock()
+            .registry
+            .extend(images.iter().map(|i| i.to_string()));
     }
     pub fn calls(&self) -> Vec<String> {
         self.lock().calls.clone()
@@ -204,9 +213,14 @@ impl ContainerRuntime for FakeRuntime {
     }
     async fn pull(&self, image: &str, _platform: Option<&str>) -> Result<(), RuntimeError> {
         self.call(format!("pull {image}"))?;
+        let mut s = self.lock();
+        if s.registry.contains(image) {
+            s.images.insert(image.into());
+            return Ok(());
+        }
         Err(RuntimeError::ImageUnavailable {
             image: image.into(),
-            detail: "no registry".into(),
+            detail: "not in the fake registry".into(),
         })
     }
     async fn load_images(&self, _tar: super::TarStream) -> Result<Vec<String>, RuntimeError> {

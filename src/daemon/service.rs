@@ -1,11 +1,11 @@
-//! The agent as a system service: readiness and reload notices to systemd (`Type=notify`),
+//! The daemon as a system service: readiness and reload notices to systemd (`Type=notify`),
 //! signals (SIGHUP reloads, SIGTERM/SIGINT stop), and applying a reloaded config.
 //!
 //! Invariants: a reload either takes effect whole or not at all (an invalid file leaves the
 //! running settings as they were, with an event saying why); only `[metrics]` and `[logs]`
 //! change at run time, every other change is reported as needing a restart.
 
-use super::Core;
+use crate::agent::{Core, Settings};
 use crate::config::{AgentConfig, ConfigError};
 use std::sync::Arc;
 
@@ -117,11 +117,10 @@ pub fn needs_restart(old: &AgentConfig, new: &AgentConfig) -> Vec<&'static str> 
 /// (`telemetry::sync_sinks`), and records what happened as an event. Returns the config now
 /// in force for the next comparison.
 pub fn apply_reload(core: &Arc<Core>, running: &AgentConfig, new: AgentConfig) -> AgentConfig {
-    core.set_settings(super::Settings {
+    let sinks = core.apply_settings(Settings {
         metrics: new.metrics.clone(),
         logs: new.logs.clone(),
     });
-    let sinks = super::telemetry::sync_sinks(core);
     let mut msg = format!(
         "configuration reloaded: {} sink(s), {} alarm rule(s) from the file, logs kept {} days / {} MiB, metrics every {} s",
         sinks,
