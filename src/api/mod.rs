@@ -1,7 +1,7 @@
 //! The agent's HTTP JSON API (`/v1/...`), served by hyper within the bounds of `server.rs`.
 //!
-//! Role: turn each request into a typed [`Command`] (`parse_request`, pure), check the bearer
-//! token, run the command against the [`Core`] on the tokio runtime, and answer JSON.
+//! Role: turn each request into a [`Route`] (`parse_request`, pure), check the bearer token,
+//! read the body and make the typed [`Command`] (`Command::new`, pure), run the command against the [`Core`] on the tokio runtime, and answer JSON.
 //! Errors are `{ "error": "...", "detail": ... }` with the status chosen in one place
 //! (`status_of`).
 //!
@@ -18,7 +18,7 @@ use crate::agent::{Core, CoreError};
 use crate::wire::ErrorBody;
 use hyper::body::Incoming;
 use hyper::{Request, Response};
-use route::{Body as Req, Command, parse_body, parse_request};
+use route::{Command, CommandError, Route, parse_request};
 use server::{Body, BodyError, Limits};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -48,11 +48,14 @@ pub fn check_untrusted(
     if server::declared_length(&map).is_some_and(|n| n > MAX_JSON_BODY) {
         return Err("too large".into());
     }
-    let cmd = parse_request(method, url).map_err(|e| e.to_string())?;
-    if !(cmd.public() || authorised(&map, token)) {
+    let route = parse_request(method, url).map_err(|e| e.to_string())?;
+    if !(route.public() || authorised(&map, token)) {
         return Err("unauthorised".into());
     }
-    parse_body(&cmd, body).map(|_| ())
+    match Command::new(route, body) {
+        Ok(_) | Err(CommandError::Streamed) => Ok(()),
+        Err(CommandError::Body(e)) => Err(e),
+    }
 }
 
 /// Largest JSON body accepted.
@@ -171,14 +174,6 @@ fn authorised(headers: &hyper::HeaderMap, token: &str) -> bool {
             == 0
 }
 
-/// `parse_body` gives each command its own variant; anything else is a bug here.
-fn mismatch() -> Reply {
-    error(
-        500,
-        "internal error: the request body was parsed for another command",
-    )
-}
-
 fn body_error(e: &BodyError) -> Reply {
     let status = match e {
         BodyError::TooLarge(_) => 413,
@@ -217,13 +212,13 @@ async fn handle(req: Request<Incoming>, ctx: Arc<Ctx>) -> Response<Body> {
         .unwrap_or("/")
         .to_string();
     let core = &ctx.core;
-    let cmd = match parse_request(&method, &url) {
+    let route = match parse_request(&method, &url) {
         Err(e) => return respond(error(e.status(), &e.to_string())),
-        Ok(cmd) => cmd,
+        Ok(r) => r,
     };
     // Unauthenticated requests are answered before any byte of their body is read.
-    if !(cmd.public()
-        || (cmd == Command::Prometheus && core.settings().metrics.prometheus_public)
+    if !(route.public()
+        || (route == Route::Prometheus && core.settings().metrics.prometheus_public)
         || authorised(req.headers(), &ctx.token))
     {
         return respond(error(
@@ -231,14 +226,14 @@ async fn handle(req: Request<Incoming>, ctx: Arc<Ctx>) -> Response<Body> {
             "missing or wrong API token: pass it with --token or BERTH_TOKEN (it is in <data-dir>/api.token)",
         ));
     }
-    match cmd {
-        Command::LoadImages => respond(
+    match route {
+        Route::LoadImages => respond(
             match bundle::load(req, core.clone(), ctx.limits.stream_idle).await {
                 Ok(out) => json(200, &out),
                 Err(e) => error(status_of(&e), &e.to_string()),
             },
         ),
-        Command::SaveImages(app) => match core.save_app_images(&app).await {
+        Route::SaveImages(app) => match core.save_app_images(&app).await {
             Ok((images, stream)) => {
                 let mut r = streamed("application/x-tar", bundle::tarball(stream));
                 if let Ok(v) = hyper::header::HeaderValue::from_str(&images.join(" ")) {
@@ -248,7 +243,7 @@ async fn handle(req: Request<Incoming>, ctx: Arc<Ctx>) -> Response<Body> {
             }
             Err(e) => respond(error(status_of(&e), &e.to_string())),
         },
-        Command::Logs(p) if p.follow => {
+        Route::Logs(p) if p.follow => {
             let core = core.clone();
             match tokio::task::spawn_blocking(move || follow::start(core, p)).await {
                 Ok(Ok(f)) => streamed("application/x-ndjson", follow::body(f)),
@@ -256,8 +251,8 @@ async fn handle(req: Request<Incoming>, ctx: Arc<Ctx>) -> Response<Body> {
                 Err(_) => respond(error(500, "internal error: the log query failed")),
             }
         }
-        cmd => {
-            let body = if cmd.takes_body() {
+        route => {
+            let body = if route.takes_body() {
                 match server::read_body(req, MAX_JSON_BODY, ctx.limits.body_timeout).await {
                     Ok(b) => b,
                     Err(e) => return respond(body_error(&e)),
@@ -265,10 +260,20 @@ async fn handle(req: Request<Incoming>, ctx: Arc<Ctx>) -> Response<Body> {
             } else {
                 Vec::new()
             };
+            let cmd = match Command::new(route, &body) {
+                Ok(c) => c,
+                Err(CommandError::Body(e)) => return respond(error(400, &e)),
+                Err(CommandError::Streamed) => {
+                    return respond(error(
+                        500,
+                        "internal error: a streamed route reached the JSON path",
+                    ));
+                }
+            };
             // Handlers mix engine calls with SQLite reads: they run on a blocking thread,
             // never on the runtime's workers; a panic there answers 500.
             let (core, rt) = (core.clone(), ctx.rt.clone());
-            match tokio::task::spawn_blocking(move || run(cmd, body, &core, &rt)).await {
+            match tokio::task::spawn_blocking(move || run(cmd, &core, &rt)).await {
                 Ok(r) => respond(r),
                 Err(_) => respond(error(
                     500,
@@ -279,11 +284,8 @@ async fn handle(req: Request<Incoming>, ctx: Arc<Ctx>) -> Response<Body> {
     }
 }
 
-fn run(cmd: Command, body: Vec<u8>, core: &Arc<Core>, rt: &tokio::runtime::Handle) -> Reply {
-    let req = match parse_body(&cmd, &body) {
-        Ok(r) => r,
-        Err(e) => return error(400, &e),
-    };
+/// The one function that maps a command to its reply.
+fn run(cmd: Command, core: &Arc<Core>, rt: &tokio::runtime::Handle) -> Reply {
     let result: Result<Reply, CoreError> = rt.block_on(async {
         Ok(match cmd {
             Command::Health => json(
@@ -297,26 +299,17 @@ fn run(cmd: Command, body: Vec<u8>, core: &Arc<Core>, rt: &tokio::runtime::Handl
                 },
             ),
             Command::ListApps => json(200, &core.apps().await?),
-            Command::Deploy => match req {
-                Req::Deploy(r) => json(201, &core.deploy(r).await?),
-                _ => mismatch(),
-            },
+            Command::Deploy(r) => json(201, &core.deploy(r).await?),
             Command::AppStatus(name) => json(200, &core.app_status(&name).await?),
             Command::Inspect(name) => json(200, &core.inspect(&name)?),
             Command::RemoveApp { name, volumes } => {
                 core.remove_app(&name, volumes).await?;
                 json(200, &serde_json::json!({ "removed": name }))
             }
-            Command::Scale(name) => match req {
-                Req::Scale(r) => json(200, &core.scale(&name, r).await?),
-                _ => mismatch(),
-            },
+            Command::Scale(name, r) => json(200, &core.scale(&name, r).await?),
             Command::Stop(name) => json(200, &core.set_stopped(&name, true).await?),
             Command::Start(name) => json(200, &core.set_stopped(&name, false).await?),
-            Command::Redeploy(name) => match req {
-                Req::Redeploy(r) => json(200, &core.redeploy(&name, r).await?),
-                _ => mismatch(),
-            },
+            Command::Redeploy(name, r) => json(200, &core.redeploy(&name, r).await?),
             Command::Ps { app } => json(200, &core.ps(app.as_deref()).await?),
             Command::Events {
                 app,
@@ -330,18 +323,14 @@ fn run(cmd: Command, body: Vec<u8>, core: &Arc<Core>, rt: &tokio::runtime::Handl
                     .await?,
             ),
             Command::ListImages => json(200, &core.images().await?),
-            // Streamed by `handle`.
-            Command::LoadImages | Command::SaveImages(_) => error(500, "streamed by handle"),
             Command::PruneImages => json(200, &core.prune_images().await?),
             Command::Versions { app, service } => json(200, &core.versions(&app, &service)?),
-            Command::Traffic { app, service } => match req {
-                Req::Traffic(r) => json(200, &core.set_traffic(&app, &service, r).await?),
-                _ => mismatch(),
-            },
-            Command::Rollback { app, service } => match req {
-                Req::Rollback(r) => json(200, &core.rollback(&app, &service, r).await?),
-                _ => mismatch(),
-            },
+            Command::Traffic { app, service, req } => {
+                json(200, &core.set_traffic(&app, &service, req).await?)
+            }
+            Command::Rollback { app, service, req } => {
+                json(200, &core.rollback(&app, &service, req).await?)
+            }
             Command::Release {
                 app,
                 service,
@@ -355,20 +344,14 @@ fn run(cmd: Command, body: Vec<u8>, core: &Arc<Core>, rt: &tokio::runtime::Handl
             Command::Top { app } => json(200, &core.top(app.as_deref())),
             Command::MetricsHistory { app } => json(200, &core.metrics_history(app.as_deref())?),
             Command::ListAlarms => json(200, &core.alarms()),
-            Command::AddAlarm => match req {
-                Req::Alarm(r) => json(201, &core.add_alarm(r)?),
-                _ => mismatch(),
-            },
+            Command::AddAlarm(r) => json(201, &core.add_alarm(r)?),
             Command::RemoveAlarm(name) => {
                 core.remove_alarm(&name)?;
                 json(200, &serde_json::json!({ "removed": name }))
             }
             Command::Outbox => json(200, &core.outbox()?),
             Command::ListVolumes => json(200, &core.volume_list().await?),
-            Command::CreateVolume => match req {
-                Req::Volume(r) => json(201, &core.volume_create(r).await?),
-                _ => mismatch(),
-            },
+            Command::CreateVolume(r) => json(201, &core.volume_create(r).await?),
             Command::InspectVolume(name) => json(200, &core.volume_inspect(&name).await?),
             Command::RemoveVolume(name) => {
                 core.volume_rm(&name).await?;

@@ -1,9 +1,11 @@
-//! `(method, path?query)` -> [`Command`]: pure, tested without a server.
+//! `(method, path?query)` -> [`Route`], then a route and its body -> [`Command`]: pure,
+//! tested without a server. A route is known (and the token checked) before any byte of the
+//! body is read; a command carries its body parsed as its own type.
 
 use crate::spec::valid_name;
 
 #[derive(Debug, Clone, PartialEq)]
-pub enum Command {
+pub enum Route {
     Health,
     ListApps,
     Deploy,
@@ -88,59 +90,197 @@ pub struct LogsParams {
     pub follow: bool,
 }
 
-impl Command {
+impl Route {
     /// Answered without a token (liveness checks, load balancers).
     pub fn public(&self) -> bool {
-        matches!(self, Command::Health)
+        matches!(self, Route::Health)
     }
 
     pub fn takes_body(&self) -> bool {
         matches!(
             self,
-            Command::Deploy
-                | Command::Scale(_)
-                | Command::Redeploy(_)
-                | Command::Traffic { .. }
-                | Command::Rollback { .. }
-                | Command::AddAlarm
-                | Command::CreateVolume
+            Route::Deploy
+                | Route::Scale(_)
+                | Route::Redeploy(_)
+                | Route::Traffic { .. }
+                | Route::Rollback { .. }
+                | Route::AddAlarm
+                | Route::CreateVolume
         )
     }
 }
 
-/// A request body, parsed as its command's type (pure; the API fuzz target drives it).
+/// What the API runs: a [`Route`] with its body parsed as its own type.
 #[derive(Debug)]
-pub enum Body {
-    None,
+pub enum Command {
+    Health,
+    ListApps,
     Deploy(crate::wire::DeployRequest),
-    Scale(crate::wire::ScaleRequest),
-    Redeploy(crate::wire::RedeployRequest),
-    Traffic(crate::wire::TrafficRequest),
-    Rollback(crate::wire::RollbackRequest),
-    Alarm(crate::metrics::history::AlarmRule),
-    Volume(crate::wire::VolumeCreateRequest),
+    AppStatus(String),
+    Inspect(String),
+    RemoveApp {
+        name: String,
+        volumes: bool,
+    },
+    Scale(String, crate::wire::ScaleRequest),
+    Stop(String),
+    Start(String),
+    Redeploy(String, crate::wire::RedeployRequest),
+    Ps {
+        app: Option<String>,
+    },
+    Events {
+        app: Option<String>,
+        after: i64,
+        limit: i64,
+        wait_s: u64,
+    },
+    ListImages,
+    PruneImages,
+    Versions {
+        app: String,
+        service: String,
+    },
+    DeleteVersion {
+        app: String,
+        service: String,
+        number: u32,
+    },
+    Traffic {
+        app: String,
+        service: String,
+        req: crate::wire::TrafficRequest,
+    },
+    Rollback {
+        app: String,
+        service: String,
+        req: crate::wire::RollbackRequest,
+    },
+    Release {
+        app: String,
+        service: String,
+        confirm: bool,
+    },
+    Prometheus,
+    Top {
+        app: Option<String>,
+    },
+    MetricsHistory {
+        app: Option<String>,
+    },
+    ListAlarms,
+    AddAlarm(crate::metrics::history::AlarmRule),
+    RemoveAlarm(String),
+    Outbox,
+    Logs(LogsParams),
+    ListVolumes,
+    CreateVolume(crate::wire::VolumeCreateRequest),
+    InspectVolume(String),
+    RemoveVolume(String),
+    SystemPrune,
 }
 
-fn json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
-    serde_json::from_slice(body).map_err(|e| format!("invalid JSON body: {e}"))
+/// Why a route did not become a command.
+#[derive(Debug, PartialEq)]
+pub enum CommandError {
+    /// The body is not the route's type (a 400, with the message).
+    Body(String),
+    /// The route streams (image tarballs, `logs -f`): the server answers it without a
+    /// command.
+    Streamed,
 }
 
-/// `body` parsed for `cmd`; empty (or blank) is the default request where the command allows
-/// one (redeploy, rollback). Err is the message of a 400.
-pub fn parse_body(cmd: &Command, body: &[u8]) -> Result<Body, String> {
-    let blank = body.iter().all(u8::is_ascii_whitespace);
-    Ok(match cmd {
-        Command::Deploy => Body::Deploy(json(body)?),
-        Command::Scale(_) => Body::Scale(json(body)?),
-        Command::Redeploy(_) if blank => Body::Redeploy(Default::default()),
-        Command::Redeploy(_) => Body::Redeploy(json(body)?),
-        Command::Traffic { .. } => Body::Traffic(json(body)?),
-        Command::Rollback { .. } if blank => Body::Rollback(Default::default()),
-        Command::Rollback { .. } => Body::Rollback(json(body)?),
-        Command::AddAlarm => Body::Alarm(json(body)?),
-        Command::CreateVolume => Body::Volume(json(body)?),
-        _ => Body::None,
-    })
+fn json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, CommandError> {
+    serde_json::from_slice(body).map_err(|e| CommandError::Body(format!("invalid JSON body: {e}")))
+}
+
+/// `body` as the request of a route that allows none (redeploy, rollback): empty or blank
+/// is the default request.
+fn json_or_default<T: serde::de::DeserializeOwned + Default>(
+    body: &[u8],
+) -> Result<T, CommandError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        Ok(T::default())
+    } else {
+        json(body)
+    }
+}
+
+impl Command {
+    /// The command `route` names, with `body` parsed as its type (ignored by routes that
+    /// take none: see [`Route::takes_body`]).
+    pub fn new(route: Route, body: &[u8]) -> Result<Command, CommandError> {
+        Ok(match route {
+            Route::Health => Command::Health,
+            Route::ListApps => Command::ListApps,
+            Route::Deploy => Command::Deploy(json(body)?),
+            Route::AppStatus(n) => Command::AppStatus(n),
+            Route::Inspect(n) => Command::Inspect(n),
+            Route::RemoveApp { name, volumes } => Command::RemoveApp { name, volumes },
+            Route::Scale(n) => Command::Scale(n, json(body)?),
+            Route::Stop(n) => Command::Stop(n),
+            Route::Start(n) => Command::Start(n),
+            Route::Redeploy(n) => Command::Redeploy(n, json_or_default(body)?),
+            Route::Ps { app } => Command::Ps { app },
+            Route::Events {
+                app,
+                after,
+                limit,
+                wait_s,
+            } => Command::Events {
+                app,
+                after,
+                limit,
+                wait_s,
+            },
+            Route::ListImages => Command::ListImages,
+            Route::PruneImages => Command::PruneImages,
+            Route::Versions { app, service } => Command::Versions { app, service },
+            Route::DeleteVersion {
+                app,
+                service,
+                number,
+            } => Command::DeleteVersion {
+                app,
+                service,
+                number,
+            },
+            Route::Traffic { app, service } => Command::Traffic {
+                app,
+                service,
+                req: json(body)?,
+            },
+            Route::Rollback { app, service } => Command::Rollback {
+                app,
+                service,
+                req: json_or_default(body)?,
+            },
+            Route::Release {
+                app,
+                service,
+                confirm,
+            } => Command::Release {
+                app,
+                service,
+                confirm,
+            },
+            Route::Prometheus => Command::Prometheus,
+            Route::Top { app } => Command::Top { app },
+            Route::MetricsHistory { app } => Command::MetricsHistory { app },
+            Route::ListAlarms => Command::ListAlarms,
+            Route::AddAlarm => Command::AddAlarm(json(body)?),
+            Route::RemoveAlarm(n) => Command::RemoveAlarm(n),
+            Route::Outbox => Command::Outbox,
+            Route::Logs(p) if p.follow => return Err(CommandError::Streamed),
+            Route::Logs(p) => Command::Logs(p),
+            Route::ListVolumes => Command::ListVolumes,
+            Route::CreateVolume => Command::CreateVolume(json(body)?),
+            Route::InspectVolume(n) => Command::InspectVolume(n),
+            Route::RemoveVolume(n) => Command::RemoveVolume(n),
+            Route::SystemPrune => Command::SystemPrune,
+            Route::LoadImages | Route::SaveImages(_) => return Err(CommandError::Streamed),
+        })
+    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -236,7 +376,7 @@ fn service_name(s: &str) -> Result<String, RouteError> {
     checked(s, crate::spec::valid_service_name)
 }
 
-pub fn parse_request(method: &str, url: &str) -> Result<Command, RouteError> {
+pub fn parse_request(method: &str, url: &str) -> Result<Route, RouteError> {
     let (path, query) = url.split_once('?').unwrap_or((url, ""));
     let q = query_pairs(query);
     let get = |k: &str| q.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
@@ -246,23 +386,23 @@ pub fn parse_request(method: &str, url: &str) -> Result<Command, RouteError> {
         path: path.into(),
     };
     let cmd = match (segs.as_slice(), method) {
-        (["v1", "health"], "GET") => Command::Health,
+        (["v1", "health"], "GET") => Route::Health,
         (["v1", "health"], _) => return Err(not_allowed()),
-        (["v1", "apps"], "GET") => Command::ListApps,
-        (["v1", "apps"], "POST") => Command::Deploy,
+        (["v1", "apps"], "GET") => Route::ListApps,
+        (["v1", "apps"], "POST") => Route::Deploy,
         (["v1", "apps"], _) => return Err(not_allowed()),
-        (["v1", "apps", name], "GET") => Command::AppStatus(app_name(name)?),
-        (["v1", "apps", name], "DELETE") => Command::RemoveApp {
+        (["v1", "apps", name], "GET") => Route::AppStatus(app_name(name)?),
+        (["v1", "apps", name], "DELETE") => Route::RemoveApp {
             name: app_name(name)?,
             volumes: matches!(get("volumes"), Some("true" | "1")),
         },
         (["v1", "apps", _], _) => return Err(not_allowed()),
-        (["v1", "apps", name, "spec"], "GET") => Command::Inspect(app_name(name)?),
-        (["v1", "apps", name, "images"], "GET") => Command::SaveImages(app_name(name)?),
-        (["v1", "apps", name, "scale"], "POST") => Command::Scale(app_name(name)?),
-        (["v1", "apps", name, "stop"], "POST") => Command::Stop(app_name(name)?),
-        (["v1", "apps", name, "start"], "POST") => Command::Start(app_name(name)?),
-        (["v1", "apps", name, "redeploy"], "POST") => Command::Redeploy(app_name(name)?),
+        (["v1", "apps", name, "spec"], "GET") => Route::Inspect(app_name(name)?),
+        (["v1", "apps", name, "images"], "GET") => Route::SaveImages(app_name(name)?),
+        (["v1", "apps", name, "scale"], "POST") => Route::Scale(app_name(name)?),
+        (["v1", "apps", name, "stop"], "POST") => Route::Stop(app_name(name)?),
+        (["v1", "apps", name, "start"], "POST") => Route::Start(app_name(name)?),
+        (["v1", "apps", name, "redeploy"], "POST") => Route::Redeploy(app_name(name)?),
         (
             [
                 "v1",
@@ -273,23 +413,21 @@ pub fn parse_request(method: &str, url: &str) -> Result<Command, RouteError> {
             _,
         ) => return Err(not_allowed()),
 
-        (["v1", "apps", name, "services", svc, "versions"], "GET") => Command::Versions {
+        (["v1", "apps", name, "services", svc, "versions"], "GET") => Route::Versions {
             app: app_name(name)?,
             service: service_name(svc)?,
         },
-        (["v1", "apps", name, "services", svc, "versions", n], "DELETE") => {
-            Command::DeleteVersion {
-                app: app_name(name)?,
-                service: service_name(svc)?,
-                number: num("version", n, "a version number")?,
-            }
-        }
+        (["v1", "apps", name, "services", svc, "versions", n], "DELETE") => Route::DeleteVersion {
+            app: app_name(name)?,
+            service: service_name(svc)?,
+            number: num("version", n, "a version number")?,
+        },
         (["v1", "apps", _, "services", _, "versions", ..], _) => return Err(not_allowed()),
-        (["v1", "apps", name, "services", svc, "traffic"], "POST") => Command::Traffic {
+        (["v1", "apps", name, "services", svc, "traffic"], "POST") => Route::Traffic {
             app: app_name(name)?,
             service: service_name(svc)?,
         },
-        (["v1", "apps", name, "services", svc, "rollback"], "POST") => Command::Rollback {
+        (["v1", "apps", name, "services", svc, "rollback"], "POST") => Route::Rollback {
             app: app_name(name)?,
             service: service_name(svc)?,
         },
@@ -304,7 +442,7 @@ pub fn parse_request(method: &str, url: &str) -> Result<Command, RouteError> {
                 verb @ ("confirm" | "abort"),
             ],
             "POST",
-        ) => Command::Release {
+        ) => Route::Release {
             app: app_name(name)?,
             service: service_name(svc)?,
             confirm: *verb == "confirm",
@@ -324,13 +462,13 @@ pub fn parse_request(method: &str, url: &str) -> Result<Command, RouteError> {
         ) => {
             return Err(not_allowed());
         }
-        (["v1", "ps"], "GET") => Command::Ps {
+        (["v1", "ps"], "GET") => Route::Ps {
             app: get("app")
                 .filter(|a| !a.is_empty())
                 .map(app_name)
                 .transpose()?,
         },
-        (["v1", "events"], "GET") => Command::Events {
+        (["v1", "events"], "GET") => Route::Events {
             app: get("app")
                 .filter(|a| !a.is_empty())
                 .map(app_name)
@@ -350,26 +488,26 @@ pub fn parse_request(method: &str, url: &str) -> Result<Command, RouteError> {
                 .unwrap_or(0)
                 .min(60),
         },
-        (["metrics"], "GET") => Command::Prometheus,
-        (["v1", "top"], "GET") => Command::Top {
+        (["metrics"], "GET") => Route::Prometheus,
+        (["v1", "top"], "GET") => Route::Top {
             app: get("app")
                 .filter(|a| !a.is_empty())
                 .map(app_name)
                 .transpose()?,
         },
-        (["v1", "metrics"], "GET") => Command::MetricsHistory {
+        (["v1", "metrics"], "GET") => Route::MetricsHistory {
             app: get("app")
                 .filter(|a| !a.is_empty())
                 .map(app_name)
                 .transpose()?,
         },
-        (["v1", "alarms"], "GET") => Command::ListAlarms,
-        (["v1", "alarms"], "POST") => Command::AddAlarm,
-        (["v1", "alarms", name], "DELETE") => Command::RemoveAlarm(app_name(name)?),
-        (["v1", "outbox"], "GET") => Command::Outbox,
+        (["v1", "alarms"], "GET") => Route::ListAlarms,
+        (["v1", "alarms"], "POST") => Route::AddAlarm,
+        (["v1", "alarms", name], "DELETE") => Route::RemoveAlarm(app_name(name)?),
+        (["v1", "outbox"], "GET") => Route::Outbox,
         (["v1", "logs"], "GET") => {
             let opt = |k: &str| get(k).filter(|v| !v.is_empty()).map(str::to_string);
-            Command::Logs(LogsParams {
+            Route::Logs(LogsParams {
                 app: app_name(get("app").unwrap_or(""))?,
                 service: get("service")
                     .filter(|a| !a.is_empty())
@@ -393,17 +531,17 @@ pub fn parse_request(method: &str, url: &str) -> Result<Command, RouteError> {
         (["metrics"], _)
         | (["v1", "top" | "metrics" | "alarms" | "outbox" | "logs"], _)
         | (["v1", "alarms", _], _) => return Err(not_allowed()),
-        (["v1", "volumes"], "GET") => Command::ListVolumes,
-        (["v1", "volumes"], "POST") => Command::CreateVolume,
-        (["v1", "volumes", name], "GET") => Command::InspectVolume(volume_name(name)?),
-        (["v1", "volumes", name], "DELETE") => Command::RemoveVolume(volume_name(name)?),
-        (["v1", "system", "prune"], "POST") => Command::SystemPrune,
+        (["v1", "volumes"], "GET") => Route::ListVolumes,
+        (["v1", "volumes"], "POST") => Route::CreateVolume,
+        (["v1", "volumes", name], "GET") => Route::InspectVolume(volume_name(name)?),
+        (["v1", "volumes", name], "DELETE") => Route::RemoveVolume(volume_name(name)?),
+        (["v1", "system", "prune"], "POST") => Route::SystemPrune,
         (["v1", "volumes"], _) | (["v1", "volumes", _], _) | (["v1", "system", "prune"], _) => {
             return Err(not_allowed());
         }
-        (["v1", "images"], "GET") => Command::ListImages,
-        (["v1", "images", "load"], "POST") => Command::LoadImages,
-        (["v1", "images", "prune"], "POST") => Command::PruneImages,
+        (["v1", "images"], "GET") => Route::ListImages,
+        (["v1", "images", "load"], "POST") => Route::LoadImages,
+        (["v1", "images", "prune"], "POST") => Route::PruneImages,
         (["v1", "ps" | "events" | "images"], _) | (["v1", "images", "load" | "prune"], _) => {
             return Err(not_allowed());
         }
@@ -423,17 +561,17 @@ mod tests {
 
     #[test]
     fn routes_parse_to_commands() {
-        assert_eq!(parse_request("GET", "/v1/apps"), Ok(Command::ListApps));
+        assert_eq!(parse_request("GET", "/v1/apps"), Ok(Route::ListApps));
         assert_eq!(
             parse_request("DELETE", "/v1/apps/shop?volumes=true"),
-            Ok(Command::RemoveApp {
+            Ok(Route::RemoveApp {
                 name: "shop".into(),
                 volumes: true
             })
         );
         assert_eq!(
             parse_request("GET", "/v1/events?app=shop&after=5&wait=3"),
-            Ok(Command::Events {
+            Ok(Route::Events {
                 app: Some("shop".into()),
                 after: 5,
                 limit: 100,
@@ -442,7 +580,7 @@ mod tests {
         );
         assert_eq!(
             parse_request("POST", "/v1/apps/shop/services/web/release/abort"),
-            Ok(Command::Release {
+            Ok(Route::Release {
                 app: "shop".into(),
                 service: "web".into(),
                 confirm: false
@@ -454,7 +592,7 @@ mod tests {
         );
         assert_eq!(
             parse_request("GET", "/v1/ps?app=a%2Db"),
-            Ok(Command::Ps {
+            Ok(Route::Ps {
                 app: Some("a-b".into())
             })
         );
@@ -481,5 +619,168 @@ mod tests {
         assert_eq!(percent_decode("%"), "%");
         assert_eq!(percent_decode("a%4"), "a%4");
         assert_eq!(percent_decode("%41%zz"), "A%zz");
+    }
+
+    /// Every route, one row each: (method, URL, what it parses to as `{:?}`, or the status).
+    const ROUTES: &[(&str, &str, Result<&str, u16>)] = &[
+        ("GET", "/v1/health", Ok("Health")),
+        ("POST", "/v1/health", Err(405)),
+        ("GET", "/v1/apps", Ok("ListApps")),
+        ("POST", "/v1/apps", Ok("Deploy")),
+        ("GET", "/v1/apps/shop", Ok("AppStatus(\"shop\")")),
+        (
+            "DELETE",
+            "/v1/apps/shop",
+            Ok("RemoveApp { name: \"shop\", volumes: false }"),
+        ),
+        (
+            "DELETE",
+            "/v1/apps/shop?volumes=1",
+            Ok("RemoveApp { name: \"shop\", volumes: true }"),
+        ),
+        ("GET", "/v1/apps/shop/spec", Ok("Inspect(\"shop\")")),
+        ("GET", "/v1/apps/shop/images", Ok("SaveImages(\"shop\")")),
+        ("POST", "/v1/apps/shop/scale", Ok("Scale(\"shop\")")),
+        ("POST", "/v1/apps/shop/stop", Ok("Stop(\"shop\")")),
+        ("POST", "/v1/apps/shop/start", Ok("Start(\"shop\")")),
+        ("POST", "/v1/apps/shop/redeploy", Ok("Redeploy(\"shop\")")),
+        ("GET", "/v1/apps/shop/redeploy", Err(405)),
+        (
+            "GET",
+            "/v1/apps/shop/services/web/versions",
+            Ok("Versions { app: \"shop\", service: \"web\" }"),
+        ),
+        (
+            "DELETE",
+            "/v1/apps/shop/services/web/versions/3",
+            Ok("DeleteVersion { app: \"shop\", service: \"web\", number: 3 }"),
+        ),
+        ("DELETE", "/v1/apps/shop/services/web/versions/x", Err(400)),
+        (
+            "POST",
+            "/v1/apps/shop/services/web/traffic",
+            Ok("Traffic { app: \"shop\", service: \"web\" }"),
+        ),
+        (
+            "POST",
+            "/v1/apps/shop/services/web/rollback",
+            Ok("Rollback { app: \"shop\", service: \"web\" }"),
+        ),
+        (
+            "POST",
+            "/v1/apps/shop/services/web/release/confirm",
+            Ok("Release { app: \"shop\", service: \"web\", confirm: true }"),
+        ),
+        (
+            "POST",
+            "/v1/apps/shop/services/web/release/abort",
+            Ok("Release { app: \"shop\", service: \"web\", confirm: false }"),
+        ),
+        (
+            "GET",
+            "/v1/apps/shop/services/web/release/confirm",
+            Err(405),
+        ),
+        ("GET", "/v1/ps", Ok("Ps { app: None }")),
+        ("GET", "/v1/ps?app=shop", Ok("Ps { app: Some(\"shop\") }")),
+        (
+            "GET",
+            "/v1/events?app=shop&after=7&limit=99999&wait=600",
+            Ok("Events { app: Some(\"shop\"), after: 7, limit: 10000, wait_s: 60 }"),
+        ),
+        ("GET", "/v1/events?after=-", Err(400)),
+        ("GET", "/metrics", Ok("Prometheus")),
+        ("POST", "/metrics", Err(405)),
+        ("GET", "/v1/top?app=shop", Ok("Top { app: Some(\"shop\") }")),
+        ("GET", "/v1/metrics", Ok("MetricsHistory { app: None }")),
+        ("GET", "/v1/alarms", Ok("ListAlarms")),
+        ("POST", "/v1/alarms", Ok("AddAlarm")),
+        (
+            "DELETE",
+            "/v1/alarms/cpu-high",
+            Ok("RemoveAlarm(\"cpu-high\")"),
+        ),
+        ("GET", "/v1/outbox", Ok("Outbox")),
+        (
+            "GET",
+            "/v1/logs?app=shop&service=web&slot=2&tail=5&follow=1",
+            Ok(
+                "Logs(LogsParams { app: \"shop\", service: Some(\"web\"), slot: Some(2), since: None, until: None, tail: Some(5), grep: None, stream: None, follow: true })",
+            ),
+        ),
+        ("GET", "/v1/logs", Err(400)),
+        ("GET", "/v1/volumes", Ok("ListVolumes")),
+        ("POST", "/v1/volumes", Ok("CreateVolume")),
+        ("GET", "/v1/volumes/media", Ok("InspectVolume(\"media\")")),
+        ("DELETE", "/v1/volumes/media", Ok("RemoveVolume(\"media\")")),
+        ("POST", "/v1/system/prune", Ok("SystemPrune")),
+        ("GET", "/v1/images", Ok("ListImages")),
+        ("POST", "/v1/images/load", Ok("LoadImages")),
+        ("POST", "/v1/images/prune", Ok("PruneImages")),
+        ("GET", "/v1/images/prune", Err(405)),
+        ("GET", "/v1/apps/..%2F..%2Fetc", Err(400)),
+        ("GET", "/v2/apps", Err(404)),
+        ("GET", "/", Err(404)),
+    ];
+
+    #[test]
+    fn every_route_parses_as_its_row_says() {
+        let mut failures = Vec::new();
+        for (method, url, want) in ROUTES {
+            let got = parse_request(method, url)
+                .map(|r| format!("{r:?}"))
+                .map_err(|e| e.status());
+            let want = want.map(str::to_string);
+            if got != want {
+                failures.push(format!("{method} {url}: {got:?}, want {want:?}"));
+            }
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+    }
+
+    #[test]
+    fn a_route_and_its_body_make_a_typed_command() {
+        let cmd = |m: &str, u: &str, body: &str| {
+            Command::new(parse_request(m, u).expect("route"), body.as_bytes())
+        };
+        assert!(matches!(
+            cmd("POST", "/v1/apps", r#"{"name":"a","template":"x"}"#),
+            Ok(Command::Deploy(r)) if r.name == "a"
+        ));
+        assert!(matches!(
+            cmd("POST", "/v1/apps/a/scale", r#"{"services":{"web":3}}"#),
+            Ok(Command::Scale(a, r)) if a == "a" && r.services["web"] == 3
+        ));
+        // Redeploy and rollback take an empty body as the default request.
+        assert!(matches!(
+            cmd("POST", "/v1/apps/a/redeploy", " \n"),
+            Ok(Command::Redeploy(..))
+        ));
+        assert!(matches!(
+            cmd("POST", "/v1/apps/a/services/web/rollback", ""),
+            Ok(Command::Rollback { .. })
+        ));
+        // A body that is not the route's type is a 400 naming the problem.
+        match cmd("POST", "/v1/apps/a/scale", r#"{"replicas":3}"#) {
+            Err(CommandError::Body(e)) => assert!(e.contains("unknown field"), "{e}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            cmd("POST", "/v1/apps", ""),
+            Err(CommandError::Body(_))
+        ));
+        // Streams are answered by the server, not as commands.
+        assert_eq!(
+            cmd("POST", "/v1/images/load", "").err(),
+            Some(CommandError::Streamed)
+        );
+        assert_eq!(
+            cmd("GET", "/v1/logs?app=a&follow=true", "").err(),
+            Some(CommandError::Streamed)
+        );
+        assert!(matches!(
+            cmd("GET", "/v1/logs?app=a", ""),
+            Ok(Command::Logs(_))
+        ));
     }
 }
