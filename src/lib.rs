@@ -4,10 +4,12 @@
 pub mod agent;
 pub mod api;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod doctor;
 pub mod health;
+pub mod ids;
 pub mod listen;
 pub mod logs;
 pub mod metrics;

@@ -7,8 +7,8 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
     let tags = vec!["region".to_string()];
-    let (points, _bad) = berth::agent::parse_custom_metrics(&text, "httpjson_fuzz", &tags, 1);
-    let (script, _) = berth::agent::parse_custom_metrics(&text, "", &[], 1);
+    let (points, _bad) = berth::metrics::custom::parse_output(&text, "httpjson_fuzz", &tags, 1);
+    let (script, _) = berth::metrics::custom::parse_output(&text, "", &[], 1);
     for p in points.iter().chain(script.iter()) {
         let mut out = Vec::new();
         if !p.encode(&mut out) {

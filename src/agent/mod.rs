@@ -10,8 +10,7 @@
 
 mod backoff;
 mod custom;
-/// The parser of custom metrics output (line protocol, Prometheus text, JSON), for fuzzing.
-pub use custom::parse_output as parse_custom_metrics;
+
 mod executor;
 mod logship;
 mod observe;
@@ -181,6 +180,12 @@ impl Core {
     ) -> Result<Core, AgentError> {
         let node_id = store.node_id()?;
         let engine = runtime.ping().await?;
+        // `https://` routes exist only when the HTTPS router runs.
+        let tls_domains = if cfg.router_https.is_some() {
+            cfg.router_tls_domains.clone()
+        } else {
+            Vec::new()
+        };
         Ok(Core {
             store: Arc::new(store),
             runtime,
@@ -198,19 +203,11 @@ impl Core {
             version_deadline_ms: cfg.version_deadline_ms as i64,
             router: crate::router::Router::new(
                 cfg.router_tcp_ip,
-                if cfg.router_https.is_some() {
-                    cfg.router_tls_domains.clone()
-                } else {
-                    Vec::new()
-                },
+                tls_domains.clone(),
                 cfg.router_limits.clone(),
             ),
             router_domain: cfg.router_domain.clone(),
-            tls_domains: if cfg.router_https.is_some() {
-                cfg.router_tls_domains.clone()
-            } else {
-                Vec::new()
-            },
+            tls_domains,
             router_errors: Mutex::new(Vec::new()),
             splits: Mutex::new((0, Arc::default())),
             passes: std::sync::atomic::AtomicU64::new(0),

@@ -802,7 +802,7 @@ impl Core {
         message: impl FnOnce(u32, &[crate::release::Decision]) -> String,
     ) -> Result<Vec<VersionView>, CoreError> {
         self.stored_service(app, service)?;
-        let now = crate::store::now_ms();
+        let now = crate::clock::now_ms();
         let applied = self.store.edit_versions(app, service, |vs| {
             crate::release::apply(vs, &step, now).map_err(CoreError::from)
         })?;

@@ -18,7 +18,7 @@ enum Outcome {
 impl Core {
     /// Returns whether a version changed state.
     pub(super) fn update_versions(&self, apps: &[StoredApp], instances: &[Instance]) -> bool {
-        let now = crate::store::now_ms();
+        let now = crate::clock::now_ms();
         let mut changed = false;
         for app in apps.iter().filter(|a| !a.stopped) {
             for (service, live) in &app.versions {
@@ -127,7 +127,7 @@ impl Core {
         outcome: Outcome,
     ) -> Result<(), CoreError> {
         let v = &l.version;
-        let (name, number, now) = (v.name(), v.number, crate::store::now_ms());
+        let (name, number, now) = (v.name(), v.number, crate::clock::now_ms());
         let a = app.spec.name.as_str();
         let (step, ready_of) = match outcome {
             Outcome::Ready(ready, want) => (Step::Ready(number), Some((ready, want))),

@@ -202,7 +202,7 @@ impl Core {
                 .map_err(|e| VolumeError::Invalid(e.to_string()))?,
             sealed,
             app: app.to_string(),
-            created_ms: crate::store::now_ms(),
+            created_ms: crate::clock::now_ms(),
         })
     }
 

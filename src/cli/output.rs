@@ -52,7 +52,7 @@ pub fn time_ms(ms: i64) -> String {
 
 /// "3m ago"-style age of a unix-seconds time.
 pub fn age(secs: i64) -> String {
-    let now = crate::store::now_ms() / 1000;
+    let now = crate::clock::now_ms() / 1000;
     let d = (now - secs).max(0);
     match d {
         0..=59 => format!("{d}s ago"),

@@ -207,7 +207,7 @@ pub fn prepare_data_dir(dir: &Path) -> Result<String, DaemonError> {
         Ok(t) if !t.trim().is_empty() => Ok(t.trim().to_string()),
         _ => {
             // Written whole or not at all (an empty file left by a crash is replaced).
-            let token = crate::store::random_hex(32);
+            let token = crate::ids::secret_hex(32).map_err(err)?;
             let _ = std::fs::remove_file(&token_path);
             let made = crate::volumes::secret::create_file_atomic(
                 &token_path,

@@ -11,6 +11,7 @@
 
 pub mod cgroup;
 pub mod collect;
+pub mod custom;
 pub mod fsusage;
 pub mod history;
 pub mod host;

@@ -152,7 +152,7 @@ impl Drop for InflightGuard {
 
 impl Router {
     pub fn new(tcp_ip: IpAddr, tls_domains: Vec<String>, limits: Limits) -> Router {
-        let seed = crate::store::now_ms() as u64 | 1;
+        let seed = crate::clock::now_ms() as u64 | 1;
         Router {
             shared: Arc::new(Shared {
                 table: RwLock::new(Arc::new(Table::default())),

@@ -6,6 +6,8 @@
 //! reads use a pool of their own connections, so WAL lets them run beside a write. Schema
 //! changes are numbered migrations recorded in `PRAGMA user_version`, applied at open.
 
+use crate::clock::now_ms;
+use crate::ids::random_hex;
 use crate::model::{AppSpec, Event, Release, ServiceSpec, Version, VersionState};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::{Path, PathBuf};
@@ -259,13 +261,6 @@ impl AckSync {
             AckSync::Normal => "PRAGMA synchronous=NORMAL",
         }
     }
-}
-
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 fn open_conn(path: &Path) -> Result<Connection, StoreError> {
@@ -971,21 +966,6 @@ fn migrate(c: &mut Connection) -> Result<(), StoreError> {
         tx.commit().map_err(sql("migrating the schema"))?;
     }
     Ok(())
-}
-
-/// Random bytes as hex, from the system's secure generator.
-pub fn random_hex(bytes: usize) -> String {
-    use ring::rand::SecureRandom;
-    let mut buf = vec![0u8; bytes];
-    // SystemRandom only fails when the OS has no entropy source at all; fall back to time so
-    // a node id is still produced (it is an identifier, not a secret).
-    if ring::rand::SystemRandom::new().fill(&mut buf).is_err() {
-        let t = now_ms().to_le_bytes();
-        for (i, b) in buf.iter_mut().enumerate() {
-            *b = t[i % t.len()] ^ (i as u8);
-        }
-    }
-    hex::encode(buf)
 }
 
 #[cfg(test)]
