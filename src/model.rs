@@ -834,6 +834,145 @@ impl VersionState {
 pub const MAX_VERSIONS: usize = 10;
 
 /// One line of the event log.
+/// An app's state as `berth apps` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AppState {
+    /// Every desired instance runs, and nothing is left to do.
+    Running,
+    /// Stopped by `berth stop`.
+    Stopped,
+    /// Something keeps failing (start errors, crashes, failed probes).
+    Failing,
+    /// Instances are being created or replaced.
+    Deploying,
+}
+
+impl AppState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AppState::Running => "running",
+            AppState::Stopped => "stopped",
+            AppState::Failing => "failing",
+            AppState::Deploying => "deploying",
+        }
+    }
+}
+
+impl std::fmt::Display for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What an event is about (`berth events` shows it in the KIND column; stored as its text).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EventKind {
+    /// The agent's own life: start, stop, reloads, warnings.
+    Agent,
+    Deploy,
+    Scale,
+    Redeploy,
+    Stop,
+    Start,
+    /// An app removed.
+    Rm,
+    /// A version's state changed (ready, failed, rolled back, traffic).
+    Version,
+    /// A health transition.
+    Health,
+    /// An engine action on a container: created, removed, restarted, died, killed by OOM.
+    Create,
+    Remove,
+    Restart,
+    Die,
+    Oom,
+    /// An app network made or removed.
+    Network,
+    Image,
+    Volume,
+    /// An alarm rule added or removed.
+    AlarmRule,
+    /// An alarm raised, and cleared.
+    Alarm,
+    AlarmCleared,
+    /// A release step: traffic split, rollback, blue/green confirm or abort.
+    Traffic,
+    Release,
+    Metrics,
+    /// A telemetry sink's queue.
+    Sink,
+    /// Something failed (an engine call, a start, a mount).
+    Error,
+}
+
+impl EventKind {
+    pub const ALL: [EventKind; 25] = [
+        EventKind::Agent,
+        EventKind::Deploy,
+        EventKind::Scale,
+        EventKind::Redeploy,
+        EventKind::Stop,
+        EventKind::Start,
+        EventKind::Rm,
+        EventKind::Version,
+        EventKind::Health,
+        EventKind::Create,
+        EventKind::Remove,
+        EventKind::Restart,
+        EventKind::Die,
+        EventKind::Oom,
+        EventKind::Network,
+        EventKind::Image,
+        EventKind::Volume,
+        EventKind::AlarmRule,
+        EventKind::Alarm,
+        EventKind::AlarmCleared,
+        EventKind::Traffic,
+        EventKind::Release,
+        EventKind::Metrics,
+        EventKind::Sink,
+        EventKind::Error,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Agent => "agent",
+            EventKind::Deploy => "deploy",
+            EventKind::Scale => "scale",
+            EventKind::Redeploy => "redeploy",
+            EventKind::Stop => "stop",
+            EventKind::Start => "start",
+            EventKind::Rm => "rm",
+            EventKind::Version => "version",
+            EventKind::Health => "health",
+            EventKind::Create => "create",
+            EventKind::Remove => "remove",
+            EventKind::Restart => "restart",
+            EventKind::Die => "die",
+            EventKind::Oom => "oom",
+            EventKind::Network => "network",
+            EventKind::Image => "image",
+            EventKind::Volume => "volume",
+            EventKind::AlarmRule => "alarm-rule",
+            EventKind::Alarm => "alarm",
+            EventKind::AlarmCleared => "alarm-cleared",
+            EventKind::Traffic => "traffic",
+            EventKind::Release => "release",
+            EventKind::Metrics => "metrics",
+            EventKind::Sink => "sink",
+            EventKind::Error => "error",
+        }
+    }
+}
+
+impl std::fmt::Display for EventKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
     pub id: i64,
@@ -855,4 +994,29 @@ pub mod labels {
     pub const VERSION: &str = "berth.version";
     pub const SLOT: &str = "berth.slot";
     pub const SPEC: &str = "berth.spec";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_kinds_and_app_states_are_the_same_text_on_the_wire_and_in_the_store() {
+        let mut seen = std::collections::BTreeSet::new();
+        for k in EventKind::ALL {
+            let json = serde_json::to_string(&k).expect("json");
+            assert_eq!(json, format!("\"{}\"", k.as_str()));
+            let back: EventKind = serde_json::from_str(&json).expect("back");
+            assert_eq!(back, k);
+            assert!(seen.insert(k.as_str()), "{k} twice");
+        }
+        for s in [
+            AppState::Running,
+            AppState::Stopped,
+            AppState::Failing,
+            AppState::Deploying,
+        ] {
+            assert_eq!(serde_json::to_string(&s).expect("json"), format!("\"{s}\""));
+        }
+    }
 }

@@ -73,8 +73,7 @@ pub struct AppStatus {
     pub services: Vec<ServiceStatus>,
     pub desired: u32,
     pub running: u32,
-    /// `running`, `deploying`, `stopped`, `degraded`.
-    pub state: String,
+    pub state: crate::model::AppState,
     pub updated_ms: i64,
 }
 

@@ -111,7 +111,7 @@ pub async fn collect(
         if reported.get(&i.id).map(String::as_str).unwrap_or("") != summary {
             if !summary.is_empty() {
                 core.event(
-                    "metrics",
+                    crate::model::EventKind::Metrics,
                     &i.app,
                     &i.service,
                     &format!("{}: {summary}", i.name),

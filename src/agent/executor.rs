@@ -111,7 +111,7 @@ impl Core {
             Action::CreateNetwork { app } => {
                 if let Err(e) = self.runtime.create_network(&self.node_id, app).await {
                     self.event(
-                        "error",
+                        crate::model::EventKind::Error,
                         app,
                         "",
                         &format!(
@@ -125,7 +125,7 @@ impl Core {
                 let duplicate = apps.contains_key(app);
                 match self.runtime.remove_network(id).await {
                     Ok(()) if duplicate => self.event(
-                        "network",
+                        crate::model::EventKind::Network,
                         app,
                         "",
                         &format!(
@@ -147,7 +147,12 @@ impl Core {
                     return false;
                 };
                 match stopped {
-                    Ok(()) => self.event("stop", app, service, &format!("stopped {name}")),
+                    Ok(()) => self.event(
+                        crate::model::EventKind::Stop,
+                        app,
+                        service,
+                        &format!("stopped {name}"),
+                    ),
                     Err(e) => self.fail(app, service, id, &format!("cannot stop {name}: {e}")),
                 }
             }
@@ -177,7 +182,7 @@ impl Core {
                             );
                         }
                         self.event(
-                            "remove",
+                            crate::model::EventKind::Remove,
                             app,
                             service,
                             &format!("removed {name} ({})", reason.as_str()),
@@ -199,7 +204,12 @@ impl Core {
                 match self.runtime.start(id).await {
                     Ok(()) => {
                         self.backoff.started(name);
-                        self.event("start", app, service, &format!("started {name}"));
+                        self.event(
+                            crate::model::EventKind::Start,
+                            app,
+                            service,
+                            &format!("started {name}"),
+                        );
                     }
                     Err(e) => self.fail(app, service, name, &format!("cannot start {name}: {e}")),
                 }
@@ -257,7 +267,7 @@ impl Core {
                     }
                 };
                 self.event(
-                    "create",
+                    crate::model::EventKind::Create,
                     app,
                     service,
                     &format!("created {name} from {}", req.spec.image),
@@ -266,7 +276,12 @@ impl Core {
                 match self.runtime.start(&id).await {
                     Ok(()) => {
                         self.backoff.started(&name);
-                        self.event("start", app, service, &format!("started {name}"));
+                        self.event(
+                            crate::model::EventKind::Start,
+                            app,
+                            service,
+                            &format!("started {name}"),
+                        );
                     }
                     Err(e) => self.fail(app, service, &name, &format!("cannot start {name}: {e}")),
                 }
@@ -302,7 +317,12 @@ impl Core {
             } else {
                 String::new()
             };
-            self.event("error", app, service, &format!("{message}{suffix}"));
+            self.event(
+                crate::model::EventKind::Error,
+                app,
+                service,
+                &format!("{message}{suffix}"),
+            );
         }
     }
 }

@@ -22,8 +22,8 @@ mod volumes;
 pub use ops::CoreError;
 
 use crate::config::AgentConfig;
-use crate::model::NetworkMode;
 use crate::model::Release;
+use crate::model::{EventKind, NetworkMode};
 use crate::plan::{self, DesiredApp, DesiredService, DesiredVersion, Observed};
 use crate::runtime::{ContainerRuntime, RuntimeError};
 use crate::store::{Store, StoreError, StoredApp};
@@ -246,7 +246,8 @@ impl Core {
         self.kick.notify_one();
     }
 
-    pub fn event(&self, kind: &str, app: &str, service: &str, message: &str) {
+    pub fn event(&self, kind: EventKind, app: &str, service: &str, message: &str) {
+        let kind = kind.as_str();
         tracing::info!(kind, app, service, message, "event");
         if let Err(e) = self.store.add_event(kind, app, service, message) {
             tracing::error!(error = %e, "cannot record event");
@@ -475,7 +476,7 @@ impl Core {
         let mut last = self.router_errors.lock().unwrap_or_else(|p| p.into_inner());
         for e in errors.iter().filter(|e| !last.contains(e)) {
             self.event(
-                "error",
+                crate::model::EventKind::Error,
                 "",
                 "",
                 &format!("{e}: free the port or change the lb.port label"),
@@ -551,7 +552,7 @@ impl Core {
             ),
             _ => return,
         };
-        self.event("health", &t.app, &t.service, &msg);
+        self.event(crate::model::EventKind::Health, &t.app, &t.service, &msg);
         self.kick();
     }
 
@@ -647,7 +648,7 @@ pub async fn watch_engine(core: Arc<Core>, mut shutdown: tokio::sync::watch::Rec
                                 .map(|c| format!(" with code {c}"))
                                 .unwrap_or_default();
                             core.event(
-                                "die",
+                                crate::model::EventKind::Die,
                                 &ev.app,
                                 &ev.service,
                                 &format!("{name} exited{code}"),
@@ -666,7 +667,7 @@ pub async fn watch_engine(core: Arc<Core>, mut shutdown: tokio::sync::watch::Rec
                         "oom" => {
                             core.metrics.note_engine_event(&ev.id, "oom");
                             core.event(
-                                "oom",
+                                crate::model::EventKind::Oom,
                                 &ev.app,
                                 &ev.service,
                                 &format!("{name} ran out of memory (OOM kill)"),
@@ -675,7 +676,7 @@ pub async fn watch_engine(core: Arc<Core>, mut shutdown: tokio::sync::watch::Rec
                         "start" if !core.started_by_us(&ev.id) => {
                             core.metrics.note_engine_event(&ev.id, "restart");
                             core.event(
-                                "restart",
+                                crate::model::EventKind::Restart,
                                 &ev.app,
                                 &ev.service,
                                 &format!("{name} was restarted by the engine"),

@@ -99,7 +99,7 @@ impl Core {
             .map_err(|e| CoreError::BadRequest(format!("alarm rule: {e}")))?;
         self.store.put_alarm(&rule.name, &json)?;
         self.event(
-            "alarm-rule",
+            crate::model::EventKind::AlarmRule,
             &rule.app,
             &rule.service,
             &format!("alarm rule {} added", rule.name),
@@ -113,7 +113,12 @@ impl Core {
                 "no alarm rule named {name:?} was added with `berth alarm add` (rules in berth.toml are changed there)"
             )));
         }
-        self.event("alarm-rule", "", "", &format!("alarm rule {name} removed"));
+        self.event(
+            crate::model::EventKind::AlarmRule,
+            "",
+            "",
+            &format!("alarm rule {name} removed"),
+        );
         Ok(())
     }
 

@@ -390,7 +390,7 @@ impl Core {
         if !message.is_empty() {
             msg.push_str(&format!(" \"{message}\""));
         }
-        self.event("deploy", &app.name, "", &msg);
+        self.event(crate::model::EventKind::Deploy, &app.name, "", &msg);
         for (service, _, decisions) in &created {
             self.record_decisions(&app.name, service, decisions, None);
         }
@@ -519,21 +519,22 @@ impl Core {
                 running: r.min(d),
             });
         }
+        use crate::model::AppState;
         let state = if a.stopped {
-            "stopped"
+            AppState::Stopped
         } else if running == desired && settled {
-            "running"
+            AppState::Running
         } else if !self.failures(&a.spec.name, None).is_empty() {
-            "failing"
+            AppState::Failing
         } else {
-            "deploying"
+            AppState::Deploying
         };
         AppStatus {
             name: a.spec.name.clone(),
             services,
             desired,
             running,
-            state: state.into(),
+            state,
             updated_ms: a.updated_ms,
         }
     }
@@ -636,7 +637,7 @@ impl Core {
         self.store.set_scale(name, &changes)?;
         let desc: Vec<String> = changes.iter().map(|(s, n)| format!("{s}={n}")).collect();
         self.event(
-            "scale",
+            crate::model::EventKind::Scale,
             name,
             "",
             &format!("scaled {name}: {}", desc.join(" ")),
@@ -651,7 +652,11 @@ impl Core {
             return Err(unknown_app(name));
         }
         self.event(
-            if stopped { "stop" } else { "start" },
+            if stopped {
+                crate::model::EventKind::Stop
+            } else {
+                crate::model::EventKind::Start
+            },
             name,
             "",
             &format!("{} {name}", if stopped { "stopping" } else { "starting" }),
@@ -668,7 +673,7 @@ impl Core {
             .await?;
         self.store.bump_redeploy(name)?;
         self.event(
-            "redeploy",
+            crate::model::EventKind::Redeploy,
             name,
             "",
             &format!("redeploying {name}: recreating every container"),
@@ -683,7 +688,12 @@ impl Core {
         let app = self.store.get_app(name)?.ok_or_else(|| unknown_app(name))?;
         let _guard = self.ops.lock().await;
         self.store.delete_app(name)?;
-        self.event("rm", name, "", &format!("removing {name}"));
+        self.event(
+            crate::model::EventKind::Rm,
+            name,
+            "",
+            &format!("removing {name}"),
+        );
         // The app is gone from the desired state: a pass removes its containers and network.
         self.reconcile_locked().await?;
         // Its written secrets and configs (their containers are gone).
@@ -697,7 +707,7 @@ impl Core {
             let names = self.remove_app_volumes(&app.spec).await?;
             if !names.is_empty() {
                 self.event(
-                    "rm",
+                    crate::model::EventKind::Rm,
                     name,
                     "",
                     &format!("removed volumes {}", names.join(", ")),
@@ -786,7 +796,12 @@ impl Core {
             )));
         }
         self.store.delete_version(app, service, number)?;
-        self.event("version", app, service, &format!("deleted version {name}"));
+        self.event(
+            crate::model::EventKind::Version,
+            app,
+            service,
+            &format!("deleted version {name}"),
+        );
         Ok(())
     }
 
@@ -797,7 +812,7 @@ impl Core {
         &self,
         app: &str,
         service: &str,
-        kind: &str,
+        kind: crate::model::EventKind,
         step: crate::release::Step,
         message: impl FnOnce(u32, &[crate::release::Decision]) -> String,
     ) -> Result<Vec<VersionView>, CoreError> {
@@ -826,7 +841,7 @@ impl Core {
         skip: Option<u32>,
     ) {
         for d in decisions.iter().filter(|d| Some(d.number) != skip) {
-            self.event("version", app, service, &d.message());
+            self.event(crate::model::EventKind::Version, app, service, &d.message());
         }
     }
 
@@ -850,7 +865,7 @@ impl Core {
         self.change_versions(
             app,
             service,
-            "traffic",
+            crate::model::EventKind::Traffic,
             crate::release::Step::Traffic(weights),
             |_, _| format!("traffic set: {}", desc.join(" ")),
         )
@@ -872,7 +887,7 @@ impl Core {
         self.change_versions(
             app,
             service,
-            "traffic",
+            crate::model::EventKind::Traffic,
             crate::release::Step::Rollback(target),
             |to, ds| {
                 let name = crate::model::version_name(service, to);
@@ -905,14 +920,20 @@ impl Core {
         } else {
             crate::release::Step::Abort
         };
-        self.change_versions(app, service, "release", step, |n, _| {
-            let name = crate::model::version_name(service, n);
-            if confirm {
-                format!("release confirmed: {name} takes all the traffic")
-            } else {
-                format!("release aborted: {name} is stopped")
-            }
-        })
+        self.change_versions(
+            app,
+            service,
+            crate::model::EventKind::Release,
+            step,
+            |n, _| {
+                let name = crate::model::version_name(service, n);
+                if confirm {
+                    format!("release confirmed: {name} takes all the traffic")
+                } else {
+                    format!("release aborted: {name} is stopped")
+                }
+            },
+        )
         .await
     }
 
@@ -975,7 +996,7 @@ impl Core {
             other => other.into(),
         })?;
         self.event(
-            "image",
+            crate::model::EventKind::Image,
             "",
             "",
             &format!("loaded images: {}", out.join("; ")),
@@ -1018,7 +1039,7 @@ impl Core {
             .map(|i| i.size)
             .sum();
         self.event(
-            "image",
+            crate::model::EventKind::Image,
             "",
             "",
             &format!(
@@ -1039,7 +1060,7 @@ impl Core {
         };
         if !volumes.is_empty() {
             self.event(
-                "volume",
+                crate::model::EventKind::Volume,
                 "",
                 "",
                 &format!("pruned volumes {}", volumes.join(", ")),

@@ -55,7 +55,7 @@ fn addon_sinks(apps: &[StoredApp]) -> Vec<(String, String, InfluxSink)> {
 /// Reports a sink's state changes as agent events.
 pub fn sink_report(core: &Arc<Core>) -> Report {
     let core = core.clone();
-    Arc::new(move |kind: &str, msg: &str| core.event(kind, "", "", msg))
+    Arc::new(move |msg: &str| core.event(crate::model::EventKind::Sink, "", "", msg))
 }
 
 /// The sinks berth.toml names: `[[metrics.influxdb]]` and `[[logs.syslog]]`.
@@ -83,7 +83,7 @@ pub fn sync_sinks(core: &Arc<Core>) -> usize {
         .stop_senders_except(&keys.iter().cloned().collect());
     match core.store.outbox_forget_except(&keys) {
         Ok(n) if n > 0 => core.event(
-            "sink",
+            crate::model::EventKind::Sink,
             "",
             "",
             &format!("dropped {n} queued batches of sinks no longer configured"),
@@ -174,7 +174,11 @@ pub async fn metrics_loop(core: Arc<Core>, mut shutdown: tokio::sync::watch::Rec
                 let apps = Arc::new(core.store.list_apps().unwrap_or_default());
                 queue(&core, &apps, &global, &report, &collect::points(&snapshot));
                 for (raised, app, service, msg) in alarms.evaluate(&alarm_rules(&core), &snapshot) {
-                    let kind = if raised { "alarm" } else { "alarm-cleared" };
+                    let kind = if raised {
+                        crate::model::EventKind::Alarm
+                    } else {
+                        crate::model::EventKind::AlarmCleared
+                    };
                     core.event(kind, &app, &service, &msg);
                 }
                 core.metrics.set_latest(snapshot, started.elapsed());

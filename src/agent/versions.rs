@@ -164,7 +164,7 @@ impl Core {
             },
             _ => return Ok(()),
         };
-        self.event("version", a, service, &msg);
+        self.event(crate::model::EventKind::Version, a, service, &msg);
         self.record_decisions(a, service, &applied.decisions, Some(number));
         self.kick();
         Ok(())

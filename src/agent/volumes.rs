@@ -258,7 +258,7 @@ impl Core {
         }
         self.store.put_volume(&row)?;
         self.event(
-            "volume",
+            crate::model::EventKind::Volume,
             "",
             "",
             &format!("created volume {} ({})", def.name, driver.as_str()),
@@ -361,7 +361,12 @@ impl Core {
         let _serial = self.deploys.lock().await;
         let (_, def) = self.stored_volume(name)?;
         self.remove_volume_object(&def, true).await?;
-        self.event("volume", "", "", &format!("removed volume {name}"));
+        self.event(
+            crate::model::EventKind::Volume,
+            "",
+            "",
+            &format!("removed volume {name}"),
+        );
         Ok(())
     }
 
@@ -599,7 +604,7 @@ impl Core {
         .map_err(|_| VolumeError::Invalid("the mount panicked".into()))??;
         self.volumes.clear_report(name);
         self.event(
-            "volume",
+            crate::model::EventKind::Volume,
             "",
             "",
             &format!(
@@ -701,7 +706,7 @@ impl Core {
                     };
                     if self.volumes.newly(name, &why) {
                         self.event(
-                            "volume",
+                            crate::model::EventKind::Volume,
                             "",
                             "",
                             &format!("volume {} is needed but {why}: mounting it again", name),
@@ -710,7 +715,7 @@ impl Core {
                     if let Err(e) = self.mount(name, None).await {
                         let msg = e.to_string();
                         if self.volumes.newly(name, &msg) {
-                            self.event("error", "", "", &msg);
+                            self.event(crate::model::EventKind::Error, "", "", &msg);
                         }
                         continue;
                     }
@@ -721,7 +726,7 @@ impl Core {
                     let (dirs, n) = (self.volumes.dirs.clone(), name.to_string());
                     match tokio::task::spawn_blocking(move || host::unmount(&dirs, &n)).await {
                         Ok(Ok(())) => self.event(
-                            "volume",
+                            crate::model::EventKind::Volume,
                             "",
                             "",
                             &format!("unmounted volume {} (no running container uses it)", name),
@@ -766,7 +771,7 @@ impl Core {
                 .await;
                 match restarted {
                     Ok(()) => self.event(
-                        "restart",
+                        crate::model::EventKind::Restart,
                         "",
                         "",
                         &format!(
@@ -775,7 +780,7 @@ impl Core {
                         ),
                     ),
                     Err(e) => self.event(
-                        "error",
+                        crate::model::EventKind::Error,
                         "",
                         "",
                         &format!(

@@ -9,6 +9,7 @@ mod observe;
 mod output;
 mod volume;
 
+use crate::model::AppState;
 use crate::wire::*;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
@@ -795,8 +796,8 @@ fn wait_running(client: &Client, app: &str, timeout: Duration) -> Result<()> {
     let mut failing_since: Option<Instant> = None;
     loop {
         let s: AppStatus = client.get(&format!("/v1/apps/{app}"))?;
-        match s.state.as_str() {
-            "running" | "stopped" => {
+        match s.state {
+            AppState::Running | AppState::Stopped => {
                 println!(
                     "{app}: {}/{} running ({:.1}s)",
                     s.running,
@@ -805,12 +806,15 @@ fn wait_running(client: &Client, app: &str, timeout: Duration) -> Result<()> {
                 );
                 return Ok(());
             }
-            "failing" => {
+            AppState::Failing => {
                 let since = *failing_since.get_or_insert_with(Instant::now);
                 if since.elapsed() > Duration::from_secs(10) {
                     let ev: Vec<crate::model::Event> =
                         client.get(&format!("/v1/events?app={app}&limit=20"))?;
-                    for e in ev.iter().filter(|e| e.kind == "error") {
+                    for e in ev
+                        .iter()
+                        .filter(|e| e.kind == crate::model::EventKind::Error.as_str())
+                    {
                         eprintln!("error: {}", e.message);
                     }
                     bail!(
@@ -820,7 +824,7 @@ fn wait_running(client: &Client, app: &str, timeout: Duration) -> Result<()> {
                     );
                 }
             }
-            _ => failing_since = None,
+            AppState::Deploying => failing_since = None,
         }
         if start.elapsed() > timeout {
             bail!(
@@ -863,7 +867,7 @@ fn apps(client: &Client, json: bool) -> Result<()> {
                     .collect::<Vec<_>>()
                     .join(","),
                 format!("{}/{}", a.running, a.desired),
-                a.state.clone(),
+                a.state.to_string(),
                 time_ms(a.updated_ms),
             ]
         })

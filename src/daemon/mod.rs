@@ -70,7 +70,7 @@ impl Daemon {
         let _ = core.me.set(Arc::downgrade(&core));
         tracing::info!(node_id = %core.node_id, node = %core.node_name, engine = %core.engine, listen = %cfg.listen, "agent starting");
         core.event(
-            "agent",
+            crate::model::EventKind::Agent,
             "",
             "",
             &format!(
@@ -80,7 +80,12 @@ impl Daemon {
         );
         if let Some(w) = crate::doctor::api_exposure_warning(cfg.listen) {
             tracing::warn!("{w}; listen on 127.0.0.1 and use `ssh -L`, or a TLS proxy");
-            core.event("agent", "", "", &format!("warning: {w}"));
+            core.event(
+                crate::model::EventKind::Agent,
+                "",
+                "",
+                &format!("warning: {w}"),
+            );
         }
         let (routers, stop_rx) = tokio::sync::watch::channel(false);
         if let Some(addr) = cfg.router_http {
@@ -142,7 +147,7 @@ impl Daemon {
     pub fn reload_refused(&self, e: &dyn std::fmt::Display) {
         tracing::error!(error = %e, "reload refused");
         self.core.event(
-            "agent",
+            crate::model::EventKind::Agent,
             "",
             "",
             &format!("reload refused, the running configuration is unchanged: {e}"),
@@ -159,7 +164,7 @@ impl Daemon {
         self.loops.stop().await;
         let left = self.core.drain(SHUTDOWN_FLUSH).await;
         self.core.event(
-            "agent",
+            crate::model::EventKind::Agent,
             "",
             "",
             &format!(

@@ -136,7 +136,7 @@ pub fn apply_reload(core: &Arc<Core>, running: &AgentConfig, new: AgentConfig) -
             restart.join(", ")
         ));
     }
-    core.event("agent", "", "", &msg);
+    core.event(crate::model::EventKind::Agent, "", "", &msg);
     // Restart-only settings keep their running values until then.
     AgentConfig {
         metrics: new.metrics,

@@ -368,7 +368,7 @@ mod base64_lite {
 }
 
 /// Reports a sink's state changes as events: (kind, message).
-pub type Report = Arc<dyn Fn(&str, &str) + Send + Sync>;
+pub type Report = Arc<dyn Fn(&str) + Send + Sync>;
 
 /// What a sender is told to do: run, drain (deliver what is queued, then end) or stop.
 #[derive(Debug, Default)]
@@ -439,12 +439,12 @@ pub fn run_sender(store: Arc<Store>, sink: Sink, report: Report, mode: Arc<Mode>
                 }
                 backoff.reset();
                 if failing.take().is_some() {
-                    report("sink", &format!("{key}: delivering again"));
+                    report(&format!("{key}: delivering again"));
                 }
             }
             Outcome::Refused(why) => {
                 let n: i64 = rows.iter().map(|r| r.lines).sum();
-                report("sink", &format!("{key} refused {n} lines, dropped: {why}"));
+                report(&format!("{key} refused {n} lines, dropped: {why}"));
                 if let Err(e) = store.outbox_done(&key, &ids, Some(&why)) {
                     tracing::warn!(sink = %key, error = %e, "cannot clear the outbox");
                 }
@@ -452,10 +452,7 @@ pub fn run_sender(store: Arc<Store>, sink: Sink, report: Report, mode: Arc<Mode>
             Outcome::Hold(why) | Outcome::Retry(why, _)
                 if failing.as_deref() != Some(why.as_str()) =>
             {
-                report(
-                    "sink",
-                    &format!("{key}: {why}; lines kept in the outbox, retrying"),
-                );
+                report(&format!("{key}: {why}; lines kept in the outbox, retrying"));
                 failing = Some(why);
                 sleep(backoff.wait(None));
             }

@@ -130,7 +130,7 @@ fn failing_container_backs_off_and_sigterm_still_stops_the_agent() {
     let apps: Vec<berth::wire::AppStatus> =
         serde_json::from_str(&a.ok(&["apps", "--json"])).expect("json");
     let status = &apps[0];
-    assert_eq!(status.state, "failing");
+    assert_eq!(status.state, berth::model::AppState::Failing);
     assert!(
         a.terminate(Duration::from_secs(10)),
         "agent did not exit on SIGTERM"
