@@ -228,7 +228,155 @@ pub struct Top {
 }
 
 pub use crate::metrics::history::{AlarmRule, Bucket, Series};
-pub use crate::store::{LogLine, OutboxStats};
+
+// The API's own shapes for what the store and the engine hold: converted explicitly, so the
+// store's rows and the runtime's types can change without changing the API.
+
+/// One event (`GET /v1/events`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    pub id: i64,
+    /// Unix milliseconds.
+    pub time_ms: i64,
+    /// An [`crate::model::EventKind`]'s text.
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub app: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub service: String,
+    pub message: String,
+}
+
+impl From<crate::model::Event> for Event {
+    fn from(e: crate::model::Event) -> Self {
+        Event {
+            id: e.id,
+            time_ms: e.time_ms,
+            kind: e.kind,
+            app: e.app,
+            service: e.service,
+            message: e.message,
+        }
+    }
+}
+
+/// One stored log line (`GET /v1/logs`, one a line of `logs -f`'s NDJSON).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LogLine {
+    /// Its id; `logs -f` continues after the last one seen.
+    #[serde(default)]
+    pub id: i64,
+    pub time_ns: i64,
+    pub app: String,
+    pub service: String,
+    pub version: String,
+    pub slot: u32,
+    pub node: String,
+    /// The container's name.
+    pub container: String,
+    /// `stdout`, `stderr`, or the name of a log file source.
+    pub stream: String,
+    pub message: String,
+}
+
+impl From<crate::store::LogLine> for LogLine {
+    fn from(l: crate::store::LogLine) -> Self {
+        LogLine {
+            id: l.id,
+            time_ns: l.time_ns,
+            app: l.app,
+            service: l.service,
+            version: l.version,
+            slot: l.slot,
+            node: l.node,
+            container: l.container,
+            stream: l.stream,
+            message: l.message,
+        }
+    }
+}
+
+/// What waits in the outbox for one sink, and what was lost (`GET /v1/outbox`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct OutboxStats {
+    pub sink: String,
+    pub rows: i64,
+    pub lines: i64,
+    pub bytes: i64,
+    pub dropped: i64,
+    pub reason: String,
+}
+
+impl From<crate::store::OutboxStats> for OutboxStats {
+    fn from(s: crate::store::OutboxStats) -> Self {
+        OutboxStats {
+            sink: s.sink,
+            rows: s.rows,
+            lines: s.lines,
+            bytes: s.bytes,
+            dropped: s.dropped,
+            reason: s.reason,
+        }
+    }
+}
+
+/// An image on this host (`GET /v1/images`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImageInfo {
+    pub id: String,
+    pub tags: Vec<String>,
+    pub size: i64,
+    pub created: i64,
+    /// Containers using it (any, not only berth's).
+    pub containers: i64,
+}
+
+impl From<crate::runtime::ImageInfo> for ImageInfo {
+    fn from(i: crate::runtime::ImageInfo) -> Self {
+        ImageInfo {
+            id: i.id,
+            tags: i.tags,
+            size: i.size,
+            created: i.created,
+            containers: i.containers,
+        }
+    }
+}
+
+/// What `POST /v1/images/prune` removed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PruneReport {
+    pub deleted: Vec<String>,
+    pub space_reclaimed: i64,
+}
+
+impl From<crate::runtime::PruneReport> for PruneReport {
+    fn from(r: crate::runtime::PruneReport) -> Self {
+        PruneReport {
+            deleted: r.deleted,
+            space_reclaimed: r.space_reclaimed,
+        }
+    }
+}
+
+/// Converts each element (a list of store rows or runtime values into the API's shapes).
+pub fn list<A, B: From<A>>(v: Vec<A>) -> Vec<B> {
+    v.into_iter().map(B::from).collect()
+}
+
+/// `GET /v1/logs` parameters, times still as the user wrote them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LogsParams {
+    pub app: String,
+    pub service: Option<String>,
+    pub slot: Option<u32>,
+    pub since: Option<String>,
+    pub until: Option<String>,
+    pub tail: Option<usize>,
+    pub grep: Option<String>,
+    pub stream: Option<String>,
+    pub follow: bool,
+}
 
 /// `POST /v1/volumes`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -122,12 +122,12 @@ impl Core {
         Ok(())
     }
 
-    pub fn outbox(&self) -> Result<Vec<crate::wire::OutboxStats>, CoreError> {
+    pub fn outbox(&self) -> Result<Vec<crate::store::OutboxStats>, CoreError> {
         Ok(self.store.outbox_stats()?)
     }
 
     /// Log lines for a `berth logs` request.
-    pub fn logs(&self, p: &crate::api::LogsParams) -> Result<Vec<LogLine>, CoreError> {
+    pub fn logs(&self, p: &crate::wire::LogsParams) -> Result<Vec<LogLine>, CoreError> {
         self.query_logs(&self.log_query(p)?)
     }
 
@@ -162,7 +162,7 @@ impl Core {
 
     /// Validates a logs request into a store query; times as the user wrote them (`10m`,
     /// RFC 3339, Unix seconds) are resolved against now.
-    pub fn log_query(&self, p: &crate::api::LogsParams) -> Result<LogQuery, CoreError> {
+    pub fn log_query(&self, p: &crate::wire::LogsParams) -> Result<LogQuery, CoreError> {
         self.app_must_exist(&p.app)?;
         let now = crate::timefmt::now_ns();
         let time = |what: &str, v: &Option<String>| -> Result<Option<i64>, CoreError> {

@@ -76,7 +76,7 @@ impl Follow {
     fn fill(&mut self, lines: Vec<crate::store::LogLine>) {
         for l in lines {
             self.last_id = self.last_id.max(l.id);
-            if serde_json::to_writer(&mut self.buf, &l).is_ok() {
+            if serde_json::to_writer(&mut self.buf, &crate::wire::LogLine::from(l)).is_ok() {
                 self.buf.push(b'\n');
             }
         }

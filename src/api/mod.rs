@@ -15,7 +15,7 @@ mod route;
 pub mod server;
 
 use crate::agent::{Core, CoreError};
-use crate::wire::ErrorBody;
+use crate::wire::{self, ErrorBody};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use route::{Command, CommandError, Route, parse_request};
@@ -318,12 +318,15 @@ fn run(cmd: Command, core: &Arc<Core>, rt: &tokio::runtime::Handle) -> Reply {
                 wait_s,
             } => json(
                 200,
-                &core
-                    .events(app.as_deref(), after, limit, Duration::from_secs(wait_s))
-                    .await?,
+                &wire::list::<_, wire::Event>(
+                    core.events(app.as_deref(), after, limit, Duration::from_secs(wait_s))
+                        .await?,
+                ),
             ),
-            Command::ListImages => json(200, &core.images().await?),
-            Command::PruneImages => json(200, &core.prune_images().await?),
+            Command::ListImages => {
+                json(200, &wire::list::<_, wire::ImageInfo>(core.images().await?))
+            }
+            Command::PruneImages => json(200, &wire::PruneReport::from(core.prune_images().await?)),
             Command::Versions { app, service } => json(200, &core.versions(&app, &service)?),
             Command::Traffic { app, service, req } => {
                 json(200, &core.set_traffic(&app, &service, req).await?)
@@ -349,7 +352,7 @@ fn run(cmd: Command, core: &Arc<Core>, rt: &tokio::runtime::Handle) -> Reply {
                 core.remove_alarm(&name)?;
                 json(200, &serde_json::json!({ "removed": name }))
             }
-            Command::Outbox => json(200, &core.outbox()?),
+            Command::Outbox => json(200, &wire::list::<_, wire::OutboxStats>(core.outbox()?)),
             Command::ListVolumes => json(200, &core.volume_list().await?),
             Command::CreateVolume(r) => json(201, &core.volume_create(r).await?),
             Command::InspectVolume(name) => json(200, &core.volume_inspect(&name).await?),
@@ -358,7 +361,7 @@ fn run(cmd: Command, core: &Arc<Core>, rt: &tokio::runtime::Handle) -> Reply {
                 json(200, &serde_json::json!({ "removed": name }))
             }
             Command::SystemPrune => json(200, &core.system_prune().await?),
-            Command::Logs(p) => json(200, &core.logs(&p)?),
+            Command::Logs(p) => json(200, &wire::list::<_, wire::LogLine>(core.logs(&p)?)),
             Command::DeleteVersion {
                 app,
                 service,

@@ -76,19 +76,7 @@ pub enum Route {
     SystemPrune,
 }
 
-/// `GET /v1/logs` parameters, times still as the user wrote them.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct LogsParams {
-    pub app: String,
-    pub service: Option<String>,
-    pub slot: Option<u32>,
-    pub since: Option<String>,
-    pub until: Option<String>,
-    pub tail: Option<usize>,
-    pub grep: Option<String>,
-    pub stream: Option<String>,
-    pub follow: bool,
-}
+pub use crate::wire::LogsParams;
 
 impl Route {
     /// Answered without a token (liveness checks, load balancers).

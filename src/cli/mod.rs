@@ -435,7 +435,7 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Image(ImageCommand::Prune) => {
-            let r: crate::runtime::PruneReport =
+            let r: crate::wire::PruneReport =
                 client.post("/v1/images/prune", &serde_json::json!({}))?;
             println!(
                 "deleted {} images, reclaimed {} bytes",
@@ -809,7 +809,7 @@ fn wait_running(client: &Client, app: &str, timeout: Duration) -> Result<()> {
             AppState::Failing => {
                 let since = *failing_since.get_or_insert_with(Instant::now);
                 if since.elapsed() > Duration::from_secs(10) {
-                    let ev: Vec<crate::model::Event> =
+                    let ev: Vec<crate::wire::Event> =
                         client.get(&format!("/v1/events?app={app}&limit=20"))?;
                     for e in ev
                         .iter()
@@ -978,7 +978,7 @@ fn events(client: &Client, app: Option<&str>, follow: bool, tail: i64, json: boo
         } else {
             format!("/v1/events?after={after}&wait=25{q}")
         };
-        let list: Vec<crate::model::Event> = client.get(&path)?;
+        let list: Vec<crate::wire::Event> = client.get(&path)?;
         for e in &list {
             if json {
                 println!("{}", serde_json::to_string(e)?);
@@ -1044,7 +1044,7 @@ fn print_versions(list: &[VersionView], json: bool) -> Result<()> {
 }
 
 fn images(client: &Client, json: bool) -> Result<()> {
-    let list: Vec<crate::runtime::ImageInfo> = client.get("/v1/images")?;
+    let list: Vec<crate::wire::ImageInfo> = client.get("/v1/images")?;
     if json {
         return print_json(&list);
     }

@@ -1078,8 +1078,25 @@ mod tests {
         };
         assert_eq!(live(&s), [1, 2]);
         // A failed edit changes nothing; a good one is saved.
-        use crate::agent::CoreError;
         use crate::release::Step;
+        /// What a caller's edit may fail with: the store, or the release rules.
+        #[derive(Debug)]
+        enum CoreError {
+            #[allow(dead_code)]
+            Store(StoreError),
+            #[allow(dead_code)]
+            Release(crate::release::ReleaseError),
+        }
+        impl From<StoreError> for CoreError {
+            fn from(e: StoreError) -> Self {
+                CoreError::Store(e)
+            }
+        }
+        impl From<crate::release::ReleaseError> for CoreError {
+            fn from(e: crate::release::ReleaseError) -> Self {
+                CoreError::Release(e)
+            }
+        }
         let r: Result<(), CoreError> = s.edit_versions("v", "web", |vs| {
             vs[0].weight = 0;
             Ok(crate::release::apply(vs, &Step::Traffic(vec![(9, 100)]), 1).map(|_| ())?)
