@@ -308,6 +308,37 @@ impl Core {
         Some(self.runtime.stop(id, grace).await)
     }
 
+    /// Restarts a running container outside a plan (a volume repair: the container must see
+    /// a fresh mount), under the same backoff and error reporting as the plan's actions.
+    /// False when it was skipped (in backoff) or failed.
+    pub(super) async fn restart_container(&self, id: &str, name: &str, why: &str) -> bool {
+        if self.backoff.active(name) {
+            return false;
+        }
+        let restarted = async {
+            self.runtime.stop(id, 10).await?;
+            self.note_our_start(id);
+            self.runtime.start(id).await
+        }
+        .await;
+        match restarted {
+            Ok(()) => {
+                self.backoff.started(name);
+                self.event(
+                    crate::model::EventKind::Restart,
+                    "",
+                    "",
+                    &format!("restarted {name} {why}"),
+                );
+                true
+            }
+            Err(e) => {
+                self.fail("", "", name, &format!("cannot restart {name} {why}: {e}"));
+                false
+            }
+        }
+    }
+
     fn fail(&self, app: &str, service: &str, name: &str, message: &str) {
         let n = self.backoff.fail(name, app, service, message, false);
         // Report the first failures and then every tenth, so a crash loop does not flood.

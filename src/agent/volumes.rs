@@ -763,32 +763,12 @@ impl Core {
                 } else {
                     "it started before the volume was mounted"
                 };
-                let restarted = async {
-                    self.runtime.stop(&u.id, 10).await?;
-                    self.note_our_start(&u.id);
-                    self.runtime.start(&u.id).await
-                }
+                self.restart_container(
+                    &u.id,
+                    &u.container,
+                    &format!("to remount volume {name} ({why})"),
+                )
                 .await;
-                match restarted {
-                    Ok(()) => self.event(
-                        crate::model::EventKind::Restart,
-                        "",
-                        "",
-                        &format!(
-                            "restarted {} to remount volume {} ({why})",
-                            u.container, name
-                        ),
-                    ),
-                    Err(e) => self.event(
-                        crate::model::EventKind::Error,
-                        "",
-                        "",
-                        &format!(
-                            "cannot restart {} to remount volume {}: {e}",
-                            u.container, name
-                        ),
-                    ),
-                }
             }
         }
     }
