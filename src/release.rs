@@ -288,6 +288,56 @@ fn rolling_refusal(r: &Version, what: &str) -> ReleaseError {
     ))
 }
 
+/// How a deploy releases a changed service's new version: `--blue-green` (at 0% with all
+/// its instances until confirmed), `--traffic none` (one standby instance at 0%), a rolling
+/// update in batches (the service binds fixed host ports, which two versions cannot share,
+/// or it asks for batches: `rolling_updates` or `update_config` other than start-first), else
+/// promote (start-first: the new version takes the traffic once ready). Refused when the
+/// release would need two versions side by side and the service pins host ports.
+pub fn choose(
+    name: &str,
+    svc: &crate::model::ServiceSpec,
+    versions: &[Version],
+    blue_green: bool,
+    traffic_none: bool,
+) -> Result<Release, ReleaseError> {
+    let serving = versions.iter().any(|v| v.weight > 0);
+    let pinned = pins_host_ports(svc)
+        || versions
+            .iter()
+            .filter(|v| v.live())
+            .any(|v| pins_host_ports(&v.spec));
+    if serving && pinned && (blue_green || traffic_none) {
+        return Err(ReleaseError::Conflict(format!(
+            "service {name:?} binds fixed host ports (a published host port or host networking), so two of its versions cannot run at once as --blue-green or --traffic none need: publish only the container port and route it (routing.port_N / lb.port_N)"
+        )));
+    }
+    Ok(if blue_green {
+        Release::BlueGreen
+    } else if traffic_none {
+        Release::Standby
+    } else if pinned || rolls(svc) {
+        Release::Rolling
+    } else {
+        Release::Promote
+    })
+}
+
+/// Two versions of this service cannot run side by side on one host: it binds fixed host
+/// ports (published, or host networking).
+fn pins_host_ports(s: &crate::model::ServiceSpec) -> bool {
+    s.network_mode == crate::model::NetworkMode::Host
+        || s.ports.iter().any(|p| p.host_port.is_some())
+}
+
+/// Does a change of this service roll out in batches?
+fn rolls(s: &crate::model::ServiceSpec) -> bool {
+    s.ext.rolling_updates.is_some()
+        || s.update_config
+            .as_ref()
+            .is_some_and(|u| u.order.as_deref() != Some("start-first"))
+}
+
 /// Can a deploy of a new version of this service go ahead? (The refusals of [`deploy`],
 /// checked before a deploy pulls images or mounts volumes.)
 pub fn admit(vs: &[Version]) -> Result<(), ReleaseError> {
@@ -1300,5 +1350,44 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_deploy_chooses_the_release_from_the_flags_and_the_service() {
+        let plain = ServiceSpec::default();
+        let serving = [v(1, 100, VersionState::Normal, Release::Promote)];
+        let choose =
+            |svc: &ServiceSpec, bg: bool, none: bool| choose("web", svc, &serving, bg, none);
+        assert_eq!(choose(&plain, false, false), Ok(Release::Promote));
+        assert_eq!(choose(&plain, true, false), Ok(Release::BlueGreen));
+        assert_eq!(choose(&plain, false, true), Ok(Release::Standby));
+        // Batches asked for: update_config other than start-first.
+        let mut batched = plain.clone();
+        batched.update_config = Some(crate::model::UpdateConfig {
+            parallelism: 2,
+            delay_ms: None,
+            failure_action: None,
+            order: None,
+        });
+        assert_eq!(choose(&batched, false, false), Ok(Release::Rolling));
+        // A fixed host port: two versions cannot run at once, so it rolls, and refuses the
+        // releases that need both.
+        let mut pinned = plain.clone();
+        pinned.ports.push(crate::model::PortSpec {
+            container_port: 80,
+            host_port: Some(8080),
+            host_ip: None,
+            protocol: crate::model::Protocol::Tcp,
+        });
+        assert_eq!(choose(&pinned, false, false), Ok(Release::Rolling));
+        assert!(matches!(
+            choose(&pinned, true, false),
+            Err(ReleaseError::Conflict(m)) if m.contains("fixed host ports")
+        ));
+        // Nothing serving yet: a blue/green first release of a pinned service is allowed.
+        assert_eq!(
+            super::choose("web", &pinned, &[], true, false),
+            Ok(Release::BlueGreen)
+        );
     }
 }

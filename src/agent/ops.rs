@@ -47,20 +47,6 @@ impl From<crate::release::ReleaseError> for CoreError {
     }
 }
 
-/// Two versions of this service cannot run side by side on one host: it binds fixed host
-/// ports (published, or host networking).
-fn pins_host_ports(s: &crate::model::ServiceSpec) -> bool {
-    s.network_mode == NetworkMode::Host || s.ports.iter().any(|p| p.host_port.is_some())
-}
-
-/// Does a change of this service roll out in batches?
-fn rolls(s: &crate::model::ServiceSpec) -> bool {
-    s.ext.rolling_updates.is_some()
-        || s.update_config
-            .as_ref()
-            .is_some_and(|u| u.order.as_deref() != Some("start-first"))
-}
-
 fn unknown_service(app: &str, service: &str, stored: &crate::store::StoredApp) -> CoreError {
     CoreError::NotFound(format!(
         "app {app:?} has no service {service:?}; its services are: {}",
@@ -294,27 +280,13 @@ impl Core {
             // A blue/green release awaiting confirmation or a rolling update under way
             // refuses the next release (checked again when the version is written).
             crate::release::admit(&versions)?;
-            let svc = &app.services[name];
-            let serving = versions.iter().any(|v| v.weight > 0);
-            let pinned = pins_host_ports(svc)
-                || versions
-                    .iter()
-                    .filter(|v| v.live())
-                    .any(|v| pins_host_ports(&v.spec));
-            if serving && pinned && (req.blue_green || traffic_none) {
-                return Err(CoreError::Conflict(format!(
-                    "service {name:?} binds fixed host ports (a published host port or host networking), so two of its versions cannot run at once as --blue-green or --traffic none need: publish only the container port and route it (routing.port_N / lb.port_N)"
-                )));
-            }
-            let release = if req.blue_green {
-                Release::BlueGreen
-            } else if traffic_none {
-                Release::Standby
-            } else if pinned || rolls(svc) {
-                Release::Rolling
-            } else {
-                Release::Promote
-            };
+            let release = crate::release::choose(
+                name,
+                &app.services[name],
+                &versions,
+                req.blue_green,
+                traffic_none,
+            )?;
             releases.push((name.clone(), release));
         }
 
