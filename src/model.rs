@@ -448,9 +448,35 @@ pub struct UpdateConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delay_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub failure_action: Option<String>,
+    pub failure_action: Option<FailureAction>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub order: Option<String>,
+    pub order: Option<UpdateOrder>,
+}
+
+/// `update_config.order`: stop the old instance first, or start the new one first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UpdateOrder {
+    StopFirst,
+    StartFirst,
+}
+
+/// `update_config.failure_action` as written (berth rolls a failed update back whatever it
+/// says; `berth config` warns about the others).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailureAction {
+    Continue,
+    Rollback,
+    Pause,
+}
+
+/// A route's scheme.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scheme {
+    Http,
+    Https,
 }
 
 /// berth extension labels of a service, parsed and validated. Features that act on them may
@@ -523,8 +549,7 @@ pub struct RollingUpdates {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Route {
-    /// `http` or `https`.
-    pub scheme: String,
+    pub scheme: Scheme,
     /// A full domain, or a prefix of the router's domain when `prefix` is set.
     pub domain: String,
     #[serde(default, skip_serializing_if = "is_false")]

@@ -335,7 +335,7 @@ fn rolls(s: &crate::model::ServiceSpec) -> bool {
     s.ext.rolling_updates.is_some()
         || s.update_config
             .as_ref()
-            .is_some_and(|u| u.order.as_deref() != Some("start-first"))
+            .is_some_and(|u| u.order != Some(crate::model::UpdateOrder::StartFirst))
 }
 
 /// Can a deploy of a new version of this service go ahead? (The refusals of [`deploy`],

@@ -641,8 +641,9 @@ pub async fn watch_engine(core: Arc<Core>, mut shutdown: tokio::sync::watch::Rec
                     } else {
                         ev.name.clone()
                     };
-                    match ev.action.as_str() {
-                        "die" => {
+                    use crate::runtime::EngineAction as A;
+                    match ev.action {
+                        A::Die => {
                             let code = ev
                                 .exit_code
                                 .map(|c| format!(" with code {c}"))
@@ -664,7 +665,7 @@ pub async fn watch_engine(core: Arc<Core>, mut shutdown: tokio::sync::watch::Rec
                                 }
                             });
                         }
-                        "oom" => {
+                        A::Oom => {
                             core.metrics.note_engine_event(&ev.id, "oom");
                             core.event(
                                 crate::model::EventKind::Oom,
@@ -673,7 +674,7 @@ pub async fn watch_engine(core: Arc<Core>, mut shutdown: tokio::sync::watch::Rec
                                 &format!("{name} ran out of memory (OOM kill)"),
                             )
                         }
-                        "start" if !core.started_by_us(&ev.id) => {
+                        A::Start if !core.started_by_us(&ev.id) => {
                             core.metrics.note_engine_event(&ev.id, "restart");
                             core.event(
                                 crate::model::EventKind::Restart,
@@ -682,8 +683,8 @@ pub async fn watch_engine(core: Arc<Core>, mut shutdown: tokio::sync::watch::Rec
                                 &format!("{name} was restarted by the engine"),
                             );
                         }
-                        "destroy" | "stop" | "kill" => core.kick(),
-                        _ => {}
+                        A::Destroy | A::Stop | A::Kill => core.kick(),
+                        A::Start | A::Restart | A::Other => {}
                     }
                 }
                 Some(Err(e)) => {

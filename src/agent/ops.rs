@@ -235,7 +235,10 @@ impl Core {
         // without one it is served over plain HTTP only, which the deploy warns about.
         for (name, svc) in &app.services {
             for (port, routes) in &svc.ext.routing {
-                for r in routes.iter().filter(|r| r.scheme == "https") {
+                for r in routes
+                    .iter()
+                    .filter(|r| r.scheme == crate::model::Scheme::Https)
+                {
                     let Some(host) = crate::router::table::route_host(r, &self.router_domain)
                     else {
                         continue;

@@ -319,7 +319,7 @@ pub fn build(
                     t.http.push(HttpRoute {
                         host,
                         path: r.path.clone(),
-                        https: r.scheme == "https",
+                        https: r.scheme == crate::model::Scheme::Https,
                         backend: b,
                     });
                 }

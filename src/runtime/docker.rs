@@ -919,20 +919,15 @@ impl ContainerRuntime for DockerRuntime {
             let m = r.map_err(engine_err("watch events", "of this node"))?;
             let actor = m.actor.unwrap_or_default();
             let attrs = actor.attributes.unwrap_or_default();
-            let action = m.action.unwrap_or_default();
+            let action = EngineAction::parse(&m.action.unwrap_or_default());
             // A start or an exit makes a cached finish time stale.
-            if matches!(action.as_str(), "start" | "die" | "restart")
-                && let (Some(id), Ok(mut f)) = (&actor.id, finished.lock())
+            if matches!(
+                action,
+                EngineAction::Start | EngineAction::Die | EngineAction::Restart
+            ) && let (Some(id), Ok(mut f)) = (&actor.id, finished.lock())
             {
                 f.remove(id);
             }
-            // `exec_start: sh -c ...` and `health_status: healthy` carry details after a colon.
-            let action = action
-                .split(':')
-                .next()
-                .unwrap_or_default()
-                .trim()
-                .to_string();
             Ok(RuntimeEvent {
                 id: actor.id.unwrap_or_default(),
                 action,

@@ -112,12 +112,42 @@ pub struct PruneReport {
     pub space_reclaimed: i64,
 }
 
+/// What the engine said happened to a container (the actions the agent acts on; the rest
+/// are `Other`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EngineAction {
+    Start,
+    Die,
+    Oom,
+    Kill,
+    Stop,
+    Destroy,
+    Restart,
+    Other,
+}
+
+impl EngineAction {
+    /// The engine's action text (`exec_start: sh -c ...` and `health_status: healthy` carry
+    /// details after a colon, which are ignored).
+    pub fn parse(action: &str) -> EngineAction {
+        match action.split(':').next().unwrap_or_default().trim() {
+            "start" => EngineAction::Start,
+            "die" => EngineAction::Die,
+            "oom" => EngineAction::Oom,
+            "kill" => EngineAction::Kill,
+            "stop" => EngineAction::Stop,
+            "destroy" => EngineAction::Destroy,
+            "restart" => EngineAction::Restart,
+            _ => EngineAction::Other,
+        }
+    }
+}
+
 /// A change the engine reported about one of this node's containers.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RuntimeEvent {
     pub id: String,
-    /// `start`, `die`, `oom`, `kill`, `destroy`, `restart`, ...
-    pub action: String,
+    pub action: EngineAction,
     pub app: String,
     pub service: String,
     pub name: String,
@@ -237,4 +267,26 @@ pub fn berth_labels(req: &CreateRequest) -> BTreeMap<String, String> {
         crate::model::version_name(&req.service, req.version),
     );
     l
+}
+
+#[cfg(test)]
+mod tests {
+    use super::EngineAction;
+
+    #[test]
+    fn engine_actions_parse_without_their_details() {
+        assert_eq!(EngineAction::parse("die"), EngineAction::Die);
+        assert_eq!(EngineAction::parse("start"), EngineAction::Start);
+        assert_eq!(EngineAction::parse("oom"), EngineAction::Oom);
+        assert_eq!(
+            EngineAction::parse("exec_start: sh -c true"),
+            EngineAction::Other
+        );
+        assert_eq!(
+            EngineAction::parse("health_status: healthy"),
+            EngineAction::Other
+        );
+        assert_eq!(EngineAction::parse("kill"), EngineAction::Kill);
+        assert_eq!(EngineAction::parse(""), EngineAction::Other);
+    }
 }

@@ -154,16 +154,17 @@ fn valid_domain_part(s: &str) -> bool {
 fn parse_routes(v: &str, loc: &str) -> Result<Vec<Route>, SpecError> {
     let mut out = Vec::new();
     for entry in v.split(';').map(str::trim).filter(|e| !e.is_empty()) {
+        use crate::model::Scheme;
         let (scheme, rest) = match entry.split_once("://") {
-            Some(("http", r)) => ("http", r),
-            Some(("https", r)) => ("https", r),
+            Some(("http", r)) => (Scheme::Http, r),
+            Some(("https", r)) => (Scheme::Https, r),
             Some((s, _)) => {
                 return Err(invalid(
                     loc,
                     format!("route {entry:?} uses scheme {s:?}: use http:// or https://"),
                 ));
             }
-            None => ("http", entry),
+            None => (Scheme::Http, entry),
         };
         let (domain, path) = match rest.find('/') {
             Some(i) => (&rest[..i], rest[i..].trim_end_matches('/').to_string()),
@@ -177,7 +178,7 @@ fn parse_routes(v: &str, loc: &str) -> Result<Vec<Route>, SpecError> {
             ));
         }
         out.push(Route {
-            scheme: scheme.to_string(),
+            scheme,
             prefix: !domain.contains('.'),
             domain,
             path,

@@ -469,17 +469,24 @@ fn parse_update_config(
                         ));
                     }
                 }
-                uc.failure_action = Some(a);
+                uc.failure_action = Some(match a.as_str() {
+                    "continue" => FailureAction::Continue,
+                    "pause" => FailureAction::Pause,
+                    _ => FailureAction::Rollback,
+                });
             }
             "order" => {
                 let o = scalar(uv, &uloc)?;
-                if !matches!(o.as_str(), "stop-first" | "start-first") {
-                    return Err(invalid(
-                        &uloc,
-                        format!("{o:?}: use stop-first or start-first"),
-                    ));
-                }
-                uc.order = Some(o);
+                uc.order = Some(match o.as_str() {
+                    "stop-first" => UpdateOrder::StopFirst,
+                    "start-first" => UpdateOrder::StartFirst,
+                    _ => {
+                        return Err(invalid(
+                            &uloc,
+                            format!("{o:?}: use stop-first or start-first"),
+                        ));
+                    }
+                });
             }
             "monitor" => {
                 duration_ms(uv, &uloc)?;
