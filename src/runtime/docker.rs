@@ -181,241 +181,6 @@ impl DockerRuntime {
             cgroup_driver: i.cgroup_driver.map(|c| c.to_string()).unwrap_or_default(),
         })
     }
-
-    fn create_body(&self, req: &CreateRequest) -> ContainerCreateBody {
-        let s = &req.spec;
-        let mut port_bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
-        let mut exposed: Vec<String> = Vec::new();
-        for p in &s.ports {
-            let key = format!("{}/{}", p.container_port, p.protocol.as_str());
-            port_bindings
-                .entry(key.clone())
-                .or_insert_with(|| Some(Vec::new()))
-                .get_or_insert_with(Vec::new)
-                .push(PortBinding {
-                    host_ip: p.host_ip.clone(),
-                    host_port: Some(p.host_port.map(|h| h.to_string()).unwrap_or_default()),
-                });
-            exposed.push(key);
-        }
-        for e in &s.expose {
-            exposed.push(format!("{e}/tcp"));
-        }
-        exposed.sort();
-        exposed.dedup();
-
-        let mut binds = Vec::new();
-        let mut mounts = Vec::new();
-        let mut tmpfs: HashMap<String, String> = HashMap::new();
-        for m in &s.volumes {
-            match m.kind {
-                MountKind::Bind => {
-                    let ro = m.read_only.then_some("ro");
-                    let mode = ro.into_iter().chain(m.options.iter().map(String::as_str));
-                    binds.push(bind(&m.source, &m.target, mode));
-                }
-                MountKind::Volume
-                    if let Some(VolumeSource::Host(path)) = req.volumes.get(&m.source) =>
-                {
-                    // Mounted by berth on the host: bound in. A bind never copies the image's
-                    // files over it, so `:nocopy` holds by itself.
-                    mounts.push(Mount {
-                        target: Some(m.target.clone()),
-                        source: Some(path.clone()),
-                        typ: Some(MountType::BIND),
-                        read_only: Some(m.read_only),
-                        ..Default::default()
-                    })
-                }
-                MountKind::Volume | MountKind::Anonymous => mounts.push(Mount {
-                    target: Some(m.target.clone()),
-                    // Named: the engine volume `volume_sources` resolved (a template
-                    // declares every named volume it mounts).
-                    source: (m.kind == MountKind::Volume).then(|| {
-                        match req.volumes.get(&m.source) {
-                            Some(VolumeSource::Engine(n)) => n.clone(),
-                            _ => m.source.clone(),
-                        }
-                    }),
-                    typ: Some(MountType::VOLUME),
-                    read_only: Some(m.read_only),
-                    volume_options: Some(MountVolumeOptions {
-                        no_copy: Some(m.nocopy),
-                        labels: Some(HashMap::from([
-                            (labels::NODE.to_string(), req.node.clone()),
-                            (labels::APP.to_string(), req.app.clone()),
-                        ])),
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                }),
-                MountKind::Tmpfs => {
-                    tmpfs.insert(m.target.clone(), m.options.join(","));
-                }
-            }
-        }
-        // Secrets and configs: read-only binds of their files, as compose without a swarm.
-        for f in s.secrets.iter().chain(&s.configs) {
-            match &f.source {
-                crate::model::FileSource::File(p) => binds.push(bind(p, &f.target, ["ro"])),
-                // A deploy writes every value and points the spec at the file first.
-                crate::model::FileSource::Value { .. } => {
-                    tracing::error!(name = %f.name, "secret value not written: not mounted")
-                }
-            }
-        }
-        for t in &s.tmpfs {
-            let (path, opts) = t.split_once(':').unwrap_or((t.as_str(), ""));
-            tmpfs.insert(path.to_string(), opts.to_string());
-        }
-        let restart = match s.restart {
-            RestartPolicy::No => (RestartPolicyNameEnum::NO, None),
-            RestartPolicy::Always => (RestartPolicyNameEnum::ALWAYS, None),
-            RestartPolicy::UnlessStopped => (RestartPolicyNameEnum::UNLESS_STOPPED, None),
-            // The engine brings a crash back at once; an exit 0 stays (the one-shot rule);
-            // berth itself starts what a reboot stopped.
-            RestartPolicy::UnlessCompleted => (RestartPolicyNameEnum::ON_FAILURE, None),
-            RestartPolicy::OnFailure { max_retries } => (
-                RestartPolicyNameEnum::ON_FAILURE,
-                max_retries.map(i64::from),
-            ),
-        };
-        let devices: Vec<DeviceMapping> = s
-            .devices
-            .iter()
-            .map(|d| {
-                let mut parts = d.splitn(3, ':');
-                let host = parts.next().unwrap_or_default().to_string();
-                let cont = parts
-                    .next()
-                    .map(str::to_string)
-                    .unwrap_or_else(|| host.clone());
-                DeviceMapping {
-                    path_on_host: Some(host),
-                    path_in_container: Some(cont),
-                    cgroup_permissions: Some(parts.next().unwrap_or("rwm").to_string()),
-                }
-            })
-            .collect();
-        let network_mode = match s.network_mode {
-            NetworkMode::Bridge => req.network.clone(),
-            NetworkMode::Host => Some("host".into()),
-            NetworkMode::None => Some("none".into()),
-        };
-        let host_config = HostConfig {
-            port_bindings: (!port_bindings.is_empty()).then_some(port_bindings),
-            binds: (!binds.is_empty()).then_some(binds),
-            mounts: (!mounts.is_empty()).then_some(mounts),
-            tmpfs: (!tmpfs.is_empty()).then_some(tmpfs),
-            restart_policy: Some(BRestart {
-                name: Some(restart.0),
-                maximum_retry_count: restart.1,
-            }),
-            network_mode,
-            privileged: Some(s.privileged),
-            cap_add: (!s.cap_add.is_empty()).then(|| s.cap_add.clone()),
-            security_opt: (!s.security_opt.is_empty()).then(|| s.security_opt.clone()),
-            pids_limit: s.pids_limit,
-            cap_drop: (!s.cap_drop.is_empty()).then(|| s.cap_drop.clone()),
-            devices: (!devices.is_empty()).then_some(devices),
-            device_requests: device_requests(s),
-            dns: (!s.dns.is_empty()).then(|| s.dns.clone()),
-            dns_search: (!s.dns_search.is_empty()).then(|| s.dns_search.clone()),
-            dns_options: (!s.dns_opt.is_empty()).then(|| s.dns_opt.clone()),
-            extra_hosts: (!s.extra_hosts.is_empty()).then(|| s.extra_hosts.clone()),
-            memory: s.mem_limit,
-            memory_swap: s.memswap_limit,
-            cpu_shares: s.cpu_shares,
-            nano_cpus: s.nano_cpus,
-            cpuset_cpus: s.cpuset.clone(),
-            oom_kill_disable: s.oom_kill_disable.then_some(true),
-            ulimits: (!s.ulimits.is_empty()).then(|| {
-                s.ulimits
-                    .iter()
-                    .map(|u| ResourcesUlimits {
-                        name: Some(u.name.clone()),
-                        soft: Some(u.soft),
-                        hard: Some(u.hard),
-                    })
-                    .collect()
-            }),
-            init: s.init,
-            cpu_period: s.engine.cpu_period,
-            cpu_quota: s.engine.cpu_quota,
-            cpu_realtime_period: s.engine.cpu_rt_period,
-            cpu_realtime_runtime: s.engine.cpu_rt_runtime,
-            memory_reservation: s.engine.mem_reservation,
-            memory_swappiness: s.engine.mem_swappiness,
-            oom_score_adj: s.engine.oom_score_adj,
-            group_add: (!s.engine.group_add.is_empty()).then(|| s.engine.group_add.clone()),
-            runtime: s.engine.runtime.clone(),
-            storage_opt: (!s.engine.storage_opt.is_empty())
-                .then(|| s.engine.storage_opt.clone().into_iter().collect()),
-            device_cgroup_rules: (!s.engine.device_cgroup_rules.is_empty())
-                .then(|| s.engine.device_cgroup_rules.clone()),
-            annotations: (!s.engine.annotations.is_empty())
-                .then(|| s.engine.annotations.clone().into_iter().collect()),
-            readonly_rootfs: Some(s.read_only),
-            shm_size: s.shm_size,
-            sysctls: (!s.sysctls.is_empty()).then(|| s.sysctls.clone().into_iter().collect()),
-            log_config: s.logging.as_ref().map(|l| HostConfigLogConfig {
-                typ: Some(l.driver.clone()),
-                config: Some(l.options.clone().into_iter().collect()),
-            }),
-            ..Default::default()
-        };
-        let networking_config = match (s.network_mode, &req.network) {
-            (NetworkMode::Bridge, Some(net)) => Some(NetworkingConfig {
-                endpoints_config: Some(HashMap::from([(
-                    net.clone(),
-                    EndpointSettings {
-                        aliases: Some(req.aliases.clone()),
-                        links: (!s.external_links.is_empty()).then(|| {
-                            s.external_links
-                                .iter()
-                                .map(|l| format!("{}:{}", l.target, l.alias))
-                                .collect()
-                        }),
-                        ..Default::default()
-                    },
-                )])),
-            }),
-            _ => None,
-        };
-        let ns = |ms: u64| (ms as i64).saturating_mul(1_000_000);
-        ContainerCreateBody {
-            image: Some(s.image.clone()),
-            cmd: s.command.clone(),
-            entrypoint: s.entrypoint.clone(),
-            env: Some(
-                s.environment
-                    .iter()
-                    .map(|(k, v)| format!("{k}={v}"))
-                    .collect(),
-            ),
-            labels: Some(berth_labels(req).into_iter().collect()),
-            hostname: s.hostname.clone(),
-            domainname: s.engine.domainname.clone(),
-            working_dir: s.working_dir.clone(),
-            user: s.user.clone(),
-            tty: Some(s.tty),
-            open_stdin: Some(s.stdin_open),
-            exposed_ports: (!exposed.is_empty()).then_some(exposed),
-            stop_signal: s.stop_signal.clone(),
-            stop_timeout: s.stop_grace_period_ms.map(|ms| (ms / 1000) as i64),
-            healthcheck: s.healthcheck.as_ref().map(|h| HealthConfig {
-                test: Some(h.test.clone()),
-                interval: h.interval_ms.map(ns),
-                timeout: h.timeout_ms.map(ns),
-                retries: h.retries.map(i64::from),
-                start_period: h.start_period_ms.map(ns),
-                start_interval: None,
-            }),
-            host_config: Some(host_config),
-            networking_config,
-            ..Default::default()
-        }
-    }
 }
 
 /// The engine as `berth doctor` shows it.
@@ -633,7 +398,7 @@ impl ContainerRuntime for DockerRuntime {
         };
         let resp = self
             .docker
-            .create_container(Some(opts), self.create_body(req))
+            .create_container(Some(opts), create_body(req))
             .await
             .map_err(engine_err("create container", name))?;
         Ok(resp.id)
@@ -998,6 +763,265 @@ impl ContainerRuntime for DockerRuntime {
     }
 }
 
+/// The engine's create request for one instance: the pieces below, each one concern.
+fn create_body(req: &CreateRequest) -> ContainerCreateBody {
+    let s = &req.spec;
+    let (port_bindings, exposed) = ports(s);
+    let (binds, mounts, tmpfs) = storage(req);
+    let restart = restart_policy(s.restart);
+    let devices = device_mappings(s);
+    let network_mode = match s.network_mode {
+        NetworkMode::Bridge => req.network.clone(),
+        NetworkMode::Host => Some("host".into()),
+        NetworkMode::None => Some("none".into()),
+    };
+    let host_config = HostConfig {
+        port_bindings: (!port_bindings.is_empty()).then_some(port_bindings),
+        binds: (!binds.is_empty()).then_some(binds),
+        mounts: (!mounts.is_empty()).then_some(mounts),
+        tmpfs: (!tmpfs.is_empty()).then_some(tmpfs),
+        restart_policy: Some(BRestart {
+            name: Some(restart.0),
+            maximum_retry_count: restart.1,
+        }),
+        network_mode,
+        privileged: Some(s.privileged),
+        cap_add: (!s.cap_add.is_empty()).then(|| s.cap_add.clone()),
+        security_opt: (!s.security_opt.is_empty()).then(|| s.security_opt.clone()),
+        pids_limit: s.pids_limit,
+        cap_drop: (!s.cap_drop.is_empty()).then(|| s.cap_drop.clone()),
+        devices: (!devices.is_empty()).then_some(devices),
+        device_requests: device_requests(s),
+        dns: (!s.dns.is_empty()).then(|| s.dns.clone()),
+        dns_search: (!s.dns_search.is_empty()).then(|| s.dns_search.clone()),
+        dns_options: (!s.dns_opt.is_empty()).then(|| s.dns_opt.clone()),
+        extra_hosts: (!s.extra_hosts.is_empty()).then(|| s.extra_hosts.clone()),
+        memory: s.mem_limit,
+        memory_swap: s.memswap_limit,
+        cpu_shares: s.cpu_shares,
+        nano_cpus: s.nano_cpus,
+        cpuset_cpus: s.cpuset.clone(),
+        oom_kill_disable: s.oom_kill_disable.then_some(true),
+        ulimits: (!s.ulimits.is_empty()).then(|| {
+            s.ulimits
+                .iter()
+                .map(|u| ResourcesUlimits {
+                    name: Some(u.name.clone()),
+                    soft: Some(u.soft),
+                    hard: Some(u.hard),
+                })
+                .collect()
+        }),
+        init: s.init,
+        cpu_period: s.engine.cpu_period,
+        cpu_quota: s.engine.cpu_quota,
+        cpu_realtime_period: s.engine.cpu_rt_period,
+        cpu_realtime_runtime: s.engine.cpu_rt_runtime,
+        memory_reservation: s.engine.mem_reservation,
+        memory_swappiness: s.engine.mem_swappiness,
+        oom_score_adj: s.engine.oom_score_adj,
+        group_add: (!s.engine.group_add.is_empty()).then(|| s.engine.group_add.clone()),
+        runtime: s.engine.runtime.clone(),
+        storage_opt: (!s.engine.storage_opt.is_empty())
+            .then(|| s.engine.storage_opt.clone().into_iter().collect()),
+        device_cgroup_rules: (!s.engine.device_cgroup_rules.is_empty())
+            .then(|| s.engine.device_cgroup_rules.clone()),
+        annotations: (!s.engine.annotations.is_empty())
+            .then(|| s.engine.annotations.clone().into_iter().collect()),
+        readonly_rootfs: Some(s.read_only),
+        shm_size: s.shm_size,
+        sysctls: (!s.sysctls.is_empty()).then(|| s.sysctls.clone().into_iter().collect()),
+        log_config: s.logging.as_ref().map(|l| HostConfigLogConfig {
+            typ: Some(l.driver.clone()),
+            config: Some(l.options.clone().into_iter().collect()),
+        }),
+        ..Default::default()
+    };
+    let networking_config = match (s.network_mode, &req.network) {
+        (NetworkMode::Bridge, Some(net)) => Some(NetworkingConfig {
+            endpoints_config: Some(HashMap::from([(
+                net.clone(),
+                EndpointSettings {
+                    aliases: Some(req.aliases.clone()),
+                    links: (!s.external_links.is_empty()).then(|| {
+                        s.external_links
+                            .iter()
+                            .map(|l| format!("{}:{}", l.target, l.alias))
+                            .collect()
+                    }),
+                    ..Default::default()
+                },
+            )])),
+        }),
+        _ => None,
+    };
+    let ns = |ms: u64| (ms as i64).saturating_mul(1_000_000);
+    ContainerCreateBody {
+        image: Some(s.image.clone()),
+        cmd: s.command.clone(),
+        entrypoint: s.entrypoint.clone(),
+        env: Some(
+            s.environment
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect(),
+        ),
+        labels: Some(berth_labels(req).into_iter().collect()),
+        hostname: s.hostname.clone(),
+        domainname: s.engine.domainname.clone(),
+        working_dir: s.working_dir.clone(),
+        user: s.user.clone(),
+        tty: Some(s.tty),
+        open_stdin: Some(s.stdin_open),
+        exposed_ports: (!exposed.is_empty()).then_some(exposed),
+        stop_signal: s.stop_signal.clone(),
+        stop_timeout: s.stop_grace_period_ms.map(|ms| (ms / 1000) as i64),
+        healthcheck: s.healthcheck.as_ref().map(|h| HealthConfig {
+            test: Some(h.test.clone()),
+            interval: h.interval_ms.map(ns),
+            timeout: h.timeout_ms.map(ns),
+            retries: h.retries.map(i64::from),
+            start_period: h.start_period_ms.map(ns),
+            start_interval: None,
+        }),
+        host_config: Some(host_config),
+        networking_config,
+        ..Default::default()
+    }
+}
+
+/// Published ports (`80/tcp` -> host bindings) and the exposed ones.
+#[allow(clippy::type_complexity)]
+fn ports(s: &ServiceSpec) -> (HashMap<String, Option<Vec<PortBinding>>>, Vec<String>) {
+    let mut port_bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
+    let mut exposed: Vec<String> = Vec::new();
+    for p in &s.ports {
+        let key = format!("{}/{}", p.container_port, p.protocol.as_str());
+        port_bindings
+            .entry(key.clone())
+            .or_insert_with(|| Some(Vec::new()))
+            .get_or_insert_with(Vec::new)
+            .push(PortBinding {
+                host_ip: p.host_ip.clone(),
+                host_port: Some(p.host_port.map(|h| h.to_string()).unwrap_or_default()),
+            });
+        exposed.push(key);
+    }
+    for e in &s.expose {
+        exposed.push(format!("{e}/tcp"));
+    }
+    exposed.sort();
+    exposed.dedup();
+    (port_bindings, exposed)
+}
+
+/// Binds, engine mounts and tmpfs mounts: volumes (berth-mounted ones bound in, engine
+/// volumes by their resolved names), secrets and configs as read-only file binds, `tmpfs`.
+fn storage(req: &CreateRequest) -> (Vec<String>, Vec<Mount>, HashMap<String, String>) {
+    let s = &req.spec;
+    let mut binds = Vec::new();
+    let mut mounts = Vec::new();
+    let mut tmpfs: HashMap<String, String> = HashMap::new();
+    for m in &s.volumes {
+        match m.kind {
+            MountKind::Bind => {
+                let ro = m.read_only.then_some("ro");
+                let mode = ro.into_iter().chain(m.options.iter().map(String::as_str));
+                binds.push(bind(&m.source, &m.target, mode));
+            }
+            MountKind::Volume
+                if let Some(VolumeSource::Host(path)) = req.volumes.get(&m.source) =>
+            {
+                // Mounted by berth on the host: bound in. A bind never copies the image's
+                // files over it, so `:nocopy` holds by itself.
+                mounts.push(Mount {
+                    target: Some(m.target.clone()),
+                    source: Some(path.clone()),
+                    typ: Some(MountType::BIND),
+                    read_only: Some(m.read_only),
+                    ..Default::default()
+                })
+            }
+            MountKind::Volume | MountKind::Anonymous => mounts.push(Mount {
+                target: Some(m.target.clone()),
+                // Named: the engine volume `volume_sources` resolved (a template
+                // declares every named volume it mounts).
+                source: (m.kind == MountKind::Volume).then(|| match req.volumes.get(&m.source) {
+                    Some(VolumeSource::Engine(n)) => n.clone(),
+                    _ => m.source.clone(),
+                }),
+                typ: Some(MountType::VOLUME),
+                read_only: Some(m.read_only),
+                volume_options: Some(MountVolumeOptions {
+                    no_copy: Some(m.nocopy),
+                    labels: Some(HashMap::from([
+                        (labels::NODE.to_string(), req.node.clone()),
+                        (labels::APP.to_string(), req.app.clone()),
+                    ])),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            MountKind::Tmpfs => {
+                tmpfs.insert(m.target.clone(), m.options.join(","));
+            }
+        }
+    }
+    // Secrets and configs: read-only binds of their files, as compose without a swarm.
+    for f in s.secrets.iter().chain(&s.configs) {
+        match &f.source {
+            crate::model::FileSource::File(p) => binds.push(bind(p, &f.target, ["ro"])),
+            // A deploy writes every value and points the spec at the file first.
+            crate::model::FileSource::Value { .. } => {
+                tracing::error!(name = %f.name, "secret value not written: not mounted")
+            }
+        }
+    }
+    for t in &s.tmpfs {
+        let (path, opts) = t.split_once(':').unwrap_or((t.as_str(), ""));
+        tmpfs.insert(path.to_string(), opts.to_string());
+    }
+    (binds, mounts, tmpfs)
+}
+
+/// The engine's restart policy for a service's `restart` (the one-shot rule is the engine's
+/// on-failure: a crash comes back at once, an exit 0 stays; berth starts what a reboot
+/// stopped).
+fn restart_policy(r: RestartPolicy) -> (RestartPolicyNameEnum, Option<i64>) {
+    match r {
+        RestartPolicy::No => (RestartPolicyNameEnum::NO, None),
+        RestartPolicy::Always => (RestartPolicyNameEnum::ALWAYS, None),
+        RestartPolicy::UnlessStopped => (RestartPolicyNameEnum::UNLESS_STOPPED, None),
+        // The engine brings a crash back at once; an exit 0 stays (the one-shot rule);
+        // berth itself starts what a reboot stopped.
+        RestartPolicy::UnlessCompleted => (RestartPolicyNameEnum::ON_FAILURE, None),
+        RestartPolicy::OnFailure { max_retries } => (
+            RestartPolicyNameEnum::ON_FAILURE,
+            max_retries.map(i64::from),
+        ),
+    }
+}
+
+/// `devices:` entries (`HOST[:CONTAINER[:PERMISSIONS]]`).
+fn device_mappings(s: &ServiceSpec) -> Vec<DeviceMapping> {
+    s.devices
+        .iter()
+        .map(|d| {
+            let mut parts = d.splitn(3, ':');
+            let host = parts.next().unwrap_or_default().to_string();
+            let cont = parts
+                .next()
+                .map(str::to_string)
+                .unwrap_or_else(|| host.clone());
+            DeviceMapping {
+                path_on_host: Some(host),
+                path_in_container: Some(cont),
+                cgroup_permissions: Some(parts.next().unwrap_or("rwm").to_string()),
+            }
+        })
+        .collect()
+}
+
 /// The engine's device requests: the `berth.gpu` label's GPUs and compose's
 /// `deploy.resources.reservations.devices` (a count, `all` as -1, or device ids).
 fn device_requests(s: &ServiceSpec) -> Option<Vec<DeviceRequest>> {
@@ -1089,5 +1113,135 @@ mod tests {
             Some(vec![vec!["gpu".to_string(), "utility".to_string()]])
         );
         assert_eq!(r[2].count, Some(2));
+    }
+
+    /// A template's service as the engine's create request: one instance, a berth-mounted
+    /// volume and an engine volume.
+    fn body_of(yaml: &str) -> ContainerCreateBody {
+        let spec =
+            crate::spec::parse(yaml, "shop", &crate::spec::Inputs::default()).expect("template");
+        let svc = spec.services["web"].clone();
+        let req = CreateRequest {
+            node: "n1".into(),
+            app: "shop".into(),
+            service: "web".into(),
+            slot: 2,
+            spec_hash: "h".into(),
+            version: 3,
+            spec: svc,
+            network: Some("berth-shop".into()),
+            aliases: vec!["web".into(), "www".into()],
+            volumes: BTreeMap::from([
+                (
+                    "media".into(),
+                    crate::model::VolumeSource::Host("/var/lib/berth/volumes/media".into()),
+                ),
+                (
+                    "db".into(),
+                    crate::model::VolumeSource::Engine("shop_db".into()),
+                ),
+            ]),
+        };
+        create_body(&req)
+    }
+
+    #[test]
+    fn a_service_becomes_the_engines_create_request() {
+        let b = body_of(
+            "services:\n  web:\n    image: nginx:1.27\n    command: [\"nginx\", \"-g\", \"daemon off;\"]\n    environment: {A: \"1\"}\n    ports: [\"8080:80\", \"127.0.0.1::443/udp\"]\n    expose: [9000]\n    volumes: [\"media:/media:ro\", \"db:/db\", \"/etc/x:/x:rslave\", {type: tmpfs, target: /run, tmpfs: {size: 1024}}]\n    tmpfs: [\"/tmp:size=64m\"]\n    restart: on-failure:4\n    devices: [\"/dev/fuse\"]\n    mem_limit: 64m\n    pids_limit: 50\n    healthcheck:\n      test: [\"CMD\", \"true\"]\n      interval: 2s\n    stop_grace_period: 3s\nvolumes:\n  media:\n    driver: oss\n    driver_opts: {bucket: media, endpoint: \"http://127.0.0.1:9000\", access_key: a, secret_key: s}\n  db: {}\n",
+        );
+        assert_eq!(b.image.as_deref(), Some("nginx:1.27"));
+        assert_eq!(b.env, Some(vec!["A=1".to_string()]));
+        assert_eq!(
+            b.exposed_ports,
+            Some(vec!["443/udp".into(), "80/tcp".into(), "9000/tcp".into()])
+        );
+        assert_eq!(b.stop_timeout, Some(3));
+        assert_eq!(
+            b.healthcheck.as_ref().and_then(|h| h.interval),
+            Some(2_000_000_000)
+        );
+        let labels = b.labels.as_ref().expect("labels");
+        assert_eq!(labels[labels::APP], "shop");
+        assert_eq!(labels[labels::SLOT], "2");
+        let h = b.host_config.as_ref().expect("host config");
+        let pb = h.port_bindings.as_ref().expect("ports");
+        assert_eq!(
+            pb["80/tcp"].as_ref().expect("80")[0].host_port.as_deref(),
+            Some("8080")
+        );
+        assert_eq!(
+            pb["443/udp"].as_ref().expect("443")[0].host_ip.as_deref(),
+            Some("127.0.0.1")
+        );
+        assert_eq!(h.binds, Some(vec!["/etc/x:/x:rslave".to_string()]));
+        let mounts = h.mounts.as_ref().expect("mounts");
+        // The berth-mounted volume is bound in read-only; the engine volume by its name.
+        assert_eq!(
+            (
+                mounts[0].source.as_deref(),
+                mounts[0].typ,
+                mounts[0].read_only
+            ),
+            (
+                Some("/var/lib/berth/volumes/media"),
+                Some(MountType::BIND),
+                Some(true)
+            )
+        );
+        assert_eq!(
+            (mounts[1].source.as_deref(), mounts[1].typ),
+            (Some("shop_db"), Some(MountType::VOLUME))
+        );
+        let tmpfs = h.tmpfs.as_ref().expect("tmpfs");
+        assert_eq!(tmpfs["/tmp"], "size=64m");
+        assert!(tmpfs.contains_key("/run"), "{tmpfs:?}");
+        let r = h.restart_policy.as_ref().expect("restart");
+        assert_eq!(
+            (r.name, r.maximum_retry_count),
+            (Some(RestartPolicyNameEnum::ON_FAILURE), Some(4))
+        );
+        assert_eq!(
+            h.devices.as_ref().expect("devices")[0]
+                .path_in_container
+                .as_deref(),
+            Some("/dev/fuse")
+        );
+        assert_eq!((h.memory, h.pids_limit), (Some(64 << 20), Some(50)));
+        assert_eq!(h.network_mode.as_deref(), Some("berth-shop"));
+        let eps = b
+            .networking_config
+            .as_ref()
+            .and_then(|n| n.endpoints_config.as_ref())
+            .expect("endpoints");
+        assert_eq!(
+            eps["berth-shop"].aliases,
+            Some(vec!["web".to_string(), "www".to_string()])
+        );
+    }
+
+    #[test]
+    fn restart_policies_as_the_engine_takes_them() {
+        assert_eq!(
+            restart_policy(RestartPolicy::UnlessCompleted),
+            (RestartPolicyNameEnum::ON_FAILURE, None)
+        );
+        assert_eq!(
+            restart_policy(RestartPolicy::UnlessStopped),
+            (RestartPolicyNameEnum::UNLESS_STOPPED, None)
+        );
+        assert_eq!(
+            restart_policy(RestartPolicy::No),
+            (RestartPolicyNameEnum::NO, None)
+        );
+        // Host networking: no network to join, no endpoint settings.
+        let b = body_of("services:\n  web:\n    image: a\n    network_mode: host\n");
+        let h = b.host_config.as_ref().expect("host config");
+        assert_eq!(h.network_mode.as_deref(), Some("host"));
+        assert!(b.networking_config.is_none());
+        assert_eq!(
+            h.restart_policy.as_ref().and_then(|r| r.name),
+            Some(RestartPolicyNameEnum::ON_FAILURE)
+        );
     }
 }
