@@ -5,6 +5,7 @@
 //! (except `rm`, which removes what the app owned under the reconcile lock).
 
 use super::{Core, desired_replicas};
+use crate::model::AppSpec;
 use crate::model::PullPolicy;
 use crate::model::{Instance, NetworkMode, Protocol, Release, VersionState};
 use crate::runtime::{ImageInfo, PruneReport, RuntimeError};
@@ -162,168 +163,126 @@ fn port_free(ip: Option<&str>, port: u16, proto: Protocol) -> bool {
     }
 }
 
-impl Core {
-    pub async fn deploy(&self, req: DeployRequest) -> Result<DeployResponse, CoreError> {
-        let _serial = self.deploys.lock().await;
-        let mut app = spec::parse(&req.template, &req.name, &req.inputs())?;
-        // A `file:` secret or config must be a file here (a missing bind source would become
-        // an empty directory in the container). Checked before the values are placed: every
-        // file source now is one the template names.
-        for (name, svc) in &app.services {
-            for f in svc.secrets.iter().chain(&svc.configs) {
-                if let crate::model::FileSource::File(p) = &f.source
-                    && !std::path::Path::new(p).is_file()
-                {
-                    return Err(CoreError::BadRequest(format!(
-                        "service {name:?}: {:?} comes from the file {p}, which is not a file on this host: create it, or fix `file:` (relative paths are resolved against the project directory)",
-                        f.name
-                    )));
-                }
+/// A `file:` secret or config must be a file here (a missing bind source would become an
+/// empty directory in the container). Checked before the values are placed: every file
+/// source then is one the template names.
+fn check_file_sources(app: &AppSpec) -> Result<(), CoreError> {
+    for (name, svc) in &app.services {
+        for f in svc.secrets.iter().chain(&svc.configs) {
+            if let crate::model::FileSource::File(p) = &f.source
+                && !std::path::Path::new(p).is_file()
+            {
+                return Err(CoreError::BadRequest(format!(
+                    "service {name:?}: {:?} comes from the file {p}, which is not a file on this host: create it, or fix `file:` (relative paths are resolved against the project directory)",
+                    f.name
+                )));
             }
         }
-        let file_values = place_file_values(&mut app, &self.files_dir);
-        let message = req.message.trim().to_string();
-        if message.chars().count() > 50 || message.chars().any(char::is_control) {
-            return Err(CoreError::BadRequest(format!(
-                "--message {message:?} is too long or has control characters: at most 50 characters on one line"
-            )));
-        }
-        let previous = self.store.get_app(&app.name)?;
-        let has_affinity = app
-            .services
-            .values()
-            .any(|s| s.placement.iter().any(|p| spec::Affinity::of(p).is_some()));
-        if has_affinity {
-            let others: Vec<crate::store::StoredApp> = self
-                .store
-                .list_apps()?
-                .into_iter()
-                .filter(|a| a.spec.name != app.name)
-                .collect();
-            app.warnings.extend(affinity_warnings(&app, &others));
-        }
-        let generation = previous.as_ref().map(|p| p.redeploy_gen).unwrap_or(0);
+    }
+    Ok(())
+}
 
-        let mut changed = Vec::new();
-        let mut unchanged = Vec::new();
+/// `--message`, trimmed: at most 50 characters on one line.
+fn deploy_message(m: &str) -> Result<String, CoreError> {
+    let message = m.trim().to_string();
+    if message.chars().count() > 50 || message.chars().any(char::is_control) {
+        return Err(CoreError::BadRequest(format!(
+            "--message {message:?} is too long or has control characters: at most 50 characters on one line"
+        )));
+    }
+    Ok(message)
+}
+
+/// `--traffic`: `all` (the default) or `none` (true).
+fn traffic_none(t: &str) -> Result<bool, CoreError> {
+    match t {
+        "" | "all" => Ok(false),
+        "none" => Ok(true),
+        other => Err(CoreError::BadRequest(format!(
+            "--traffic {other:?}: use `all` (the new version takes the traffic once healthy) or `none` (it runs at 0% until `berth traffic`)"
+        ))),
+    }
+}
+
+/// What a deploy changes, service by service, against the app as stored.
+#[derive(Debug, Default, PartialEq)]
+struct ServiceDiff {
+    changed: Vec<String>,
+    unchanged: Vec<String>,
+    removed: Vec<String>,
+}
+
+impl ServiceDiff {
+    fn of(app: &AppSpec, previous: Option<&StoredApp>) -> ServiceDiff {
+        let generation = previous.map(|p| p.redeploy_gen).unwrap_or(0);
+        let mut d = ServiceDiff::default();
         for (name, svc) in &app.services {
             let same = previous
-                .as_ref()
                 .and_then(|p| p.spec.services.get(name))
                 .is_some_and(|old| {
                     StoredApp::hash_of(old, generation) == StoredApp::hash_of(svc, generation)
                 });
             if same {
-                unchanged.push(name.clone())
+                d.unchanged.push(name.clone())
             } else {
-                changed.push(name.clone())
+                d.changed.push(name.clone())
             }
         }
-        let removed: Vec<String> = previous
-            .as_ref()
-            .map(|p| {
-                p.spec
-                    .services
-                    .keys()
-                    .filter(|k| !app.services.contains_key(*k))
-                    .cloned()
-                    .collect()
-            })
-            .unwrap_or_default();
+        if let Some(p) = previous {
+            d.removed = p
+                .spec
+                .services
+                .keys()
+                .filter(|k| !app.services.contains_key(*k))
+                .cloned()
+                .collect();
+        }
+        d
+    }
 
-        // An https route is terminated by the router when a certificate covers its host;
-        // without one it is served over plain HTTP only, which the deploy warns about.
-        for (name, svc) in &app.services {
-            for (port, routes) in &svc.ext.routing {
-                for r in routes
-                    .iter()
-                    .filter(|r| r.scheme == crate::model::Scheme::Https)
-                {
-                    let Some(host) = crate::router::table::route_host(r, &self.router_domain)
-                    else {
-                        continue;
-                    };
-                    if !self
-                        .tls_domains
-                        .iter()
-                        .any(|d| crate::router::tls::covers(d, &host))
-                    {
-                        app.warnings.push(format!(
-                            "service {name:?}: routing.port_{port} routes https://{host}, but the router has no certificate for it, so it is served over plain HTTP only: add [[router.tls]] domain = \"{host}\" with cert and key to berth.toml and set [router] https (or --router-https)"
-                        ));
-                    }
+    /// The deploy's event: what changed, the new versions, the message.
+    fn summary(&self, app: &AppSpec, update: bool, versions: &[String], message: &str) -> String {
+        let mut msg = format!("deployed {} ({} services", app.name, app.services.len());
+        if update {
+            msg.push_str(&format!(
+                "; changed: {}",
+                if self.changed.is_empty() {
+                    "none".into()
+                } else {
+                    self.changed.join(", ")
                 }
+            ));
+            if !self.removed.is_empty() {
+                msg.push_str(&format!("; removed: {}", self.removed.join(", ")));
             }
         }
-        let traffic_none = match req.traffic.as_str() {
-            "" | "all" => false,
-            "none" => true,
-            other => {
-                return Err(CoreError::BadRequest(format!(
-                    "--traffic {other:?}: use `all` (the new version takes the traffic once healthy) or `none` (it runs at 0% until `berth traffic`)"
-                )));
-            }
-        };
-        // At most MAX_VERSIONS per service: a changed service needs room for one more. Each
-        // changed service gets its release step.
-        let mut releases = Vec::new();
-        for name in &changed {
-            let versions = self.store.versions(&app.name, name)?;
-            if versions.len() >= crate::model::MAX_VERSIONS {
-                let oldest = versions.iter().find(|v| v.weight == 0).map(|v| v.name());
-                return Err(CoreError::Conflict(format!(
-                    "service {name:?} already has {} versions, the most berth keeps: delete one first with `berth version rm {}/{name} NNN`{}",
-                    versions.len(),
-                    app.name,
-                    oldest
-                        .map(|o| format!(" (the oldest without traffic is {o})"))
-                        .unwrap_or_default()
-                )));
-            }
-            // A blue/green release awaiting confirmation or a rolling update under way
-            // refuses the next release (checked again when the version is written).
-            crate::release::admit(&versions)?;
-            let release = crate::release::choose(
-                name,
-                &app.services[name],
-                &versions,
-                req.blue_green,
-                traffic_none,
-            )?;
-            releases.push((name.clone(), release));
+        msg.push(')');
+        if !versions.is_empty() {
+            msg.push_str(&format!(": new versions {}", versions.join(", ")));
         }
+        if !message.is_empty() {
+            msg.push_str(&format!(" \"{message}\""));
+        }
+        msg
+    }
+}
 
-        // Images: every service's image must be here or pullable.
+impl Core {
+    pub async fn deploy(&self, req: DeployRequest) -> Result<DeployResponse, CoreError> {
+        let _serial = self.deploys.lock().await;
+        // Everything is checked before anything is made or stored.
+        let mut app = spec::parse(&req.template, &req.name, &req.inputs())?;
+        check_file_sources(&app)?;
+        let file_values = place_file_values(&mut app, &self.files_dir);
+        let message = deploy_message(&req.message)?;
+        let traffic_none = traffic_none(&req.traffic)?;
+        let previous = self.store.get_app(&app.name)?;
+        self.warn_affinity(&mut app)?;
+        self.warn_https_without_certificate(&mut app);
+        let diff = ServiceDiff::of(&app, previous.as_ref());
+        let releases = self.choose_releases(&app, &diff.changed, req.blue_green, traffic_none)?;
         self.ensure_images(app.services.values(), req.pull).await?;
-
-        // Host ports of changed services must be free, unless this app already holds them.
-        let ours: Vec<Instance> = self
-            .runtime
-            .list(&self.node_id)
-            .await?
-            .into_iter()
-            .filter(|i| i.app == app.name)
-            .collect();
-        for name in &changed {
-            let svc = &app.services[name];
-            if svc.network_mode != NetworkMode::Bridge {
-                continue;
-            }
-            for p in &svc.ports {
-                let Some(hp) = p.host_port else { continue };
-                let held_by_us = ours.iter().any(|i| {
-                    i.ports
-                        .iter()
-                        .any(|q| q.host_port == hp && q.protocol == p.protocol)
-                });
-                if !held_by_us && !port_free(p.host_ip.as_deref(), hp, p.protocol) {
-                    return Err(CoreError::Conflict(format!(
-                        "service {name:?}: host port {hp}/{} is already in use on this host: choose another port in `ports:` or stop what holds it",
-                        p.protocol.as_str()
-                    )));
-                }
-            }
-        }
+        self.check_host_ports(&app, &diff.changed).await?;
 
         // Volumes: made, and mounted for the services that use them (a mount that fails
         // fails the deploy here, before anything is stored). Their credentials are sealed in
@@ -344,40 +303,137 @@ impl Core {
             .iter()
             .map(|(s, n, _)| crate::model::version_name(s, *n))
             .collect();
-        let mut msg = format!("deployed {} ({} services", app.name, app.services.len());
-        if previous.is_some() {
-            msg.push_str(&format!(
-                "; changed: {}",
-                if changed.is_empty() {
-                    "none".into()
-                } else {
-                    changed.join(", ")
-                }
-            ));
-            if !removed.is_empty() {
-                msg.push_str(&format!("; removed: {}", removed.join(", ")));
-            }
-        }
-        msg.push(')');
-        if !versions.is_empty() {
-            msg.push_str(&format!(": new versions {}", versions.join(", ")));
-        }
-        if !message.is_empty() {
-            msg.push_str(&format!(" \"{message}\""));
-        }
-        self.event(crate::model::EventKind::Deploy, &app.name, "", &msg);
+        let summary = diff.summary(&app, previous.is_some(), &versions, &message);
+        self.event(crate::model::EventKind::Deploy, &app.name, "", &summary);
         for (service, _, decisions) in &created {
             self.record_decisions(&app.name, service, decisions, None);
         }
         self.kick();
         Ok(DeployResponse {
             app: app.name,
-            changed,
-            unchanged,
-            removed,
+            changed: diff.changed,
+            unchanged: diff.unchanged,
+            removed: diff.removed,
             warnings: app.warnings,
             versions,
         })
+    }
+
+    /// Affinity rules are checked against the other apps on this host (warnings only).
+    fn warn_affinity(&self, app: &mut AppSpec) -> Result<(), CoreError> {
+        let has_affinity = app
+            .services
+            .values()
+            .any(|s| s.placement.iter().any(|p| spec::Affinity::of(p).is_some()));
+        if has_affinity {
+            let others: Vec<crate::store::StoredApp> = self
+                .store
+                .list_apps()?
+                .into_iter()
+                .filter(|a| a.spec.name != app.name)
+                .collect();
+            let w = affinity_warnings(app, &others);
+            app.warnings.extend(w);
+        }
+        Ok(())
+    }
+
+    /// An https route is terminated by the router when a certificate covers its host;
+    /// without one it is served over plain HTTP only, which the deploy warns about.
+    fn warn_https_without_certificate(&self, app: &mut AppSpec) {
+        let mut warnings = Vec::new();
+        for (name, svc) in &app.services {
+            for (port, routes) in &svc.ext.routing {
+                for r in routes
+                    .iter()
+                    .filter(|r| r.scheme == crate::model::Scheme::Https)
+                {
+                    let Some(host) = crate::router::table::route_host(r, &self.router_domain)
+                    else {
+                        continue;
+                    };
+                    if !self
+                        .tls_domains
+                        .iter()
+                        .any(|d| crate::router::tls::covers(d, &host))
+                    {
+                        warnings.push(format!(
+                            "service {name:?}: routing.port_{port} routes https://{host}, but the router has no certificate for it, so it is served over plain HTTP only: add [[router.tls]] domain = \"{host}\" with cert and key to berth.toml and set [router] https (or --router-https)"
+                        ));
+                    }
+                }
+            }
+        }
+        app.warnings.extend(warnings);
+    }
+
+    /// Each changed service's release step. A service has at most MAX_VERSIONS versions (a
+    /// changed one needs room for one more), and a release under way refuses the next.
+    fn choose_releases(
+        &self,
+        app: &AppSpec,
+        changed: &[String],
+        blue_green: bool,
+        traffic_none: bool,
+    ) -> Result<Vec<(String, Release)>, CoreError> {
+        let mut releases = Vec::new();
+        for name in changed {
+            let versions = self.store.versions(&app.name, name)?;
+            if versions.len() >= crate::model::MAX_VERSIONS {
+                let oldest = versions.iter().find(|v| v.weight == 0).map(|v| v.name());
+                return Err(CoreError::Conflict(format!(
+                    "service {name:?} already has {} versions, the most berth keeps: delete one first with `berth version rm {}/{name} NNN`{}",
+                    versions.len(),
+                    app.name,
+                    oldest
+                        .map(|o| format!(" (the oldest without traffic is {o})"))
+                        .unwrap_or_default()
+                )));
+            }
+            // Checked again when the version is written.
+            crate::release::admit(&versions)?;
+            let release = crate::release::choose(
+                name,
+                &app.services[name],
+                &versions,
+                blue_green,
+                traffic_none,
+            )?;
+            releases.push((name.clone(), release));
+        }
+        Ok(releases)
+    }
+
+    /// Host ports of changed services must be free, unless this app already holds them.
+    async fn check_host_ports(&self, app: &AppSpec, changed: &[String]) -> Result<(), CoreError> {
+        let ours: Vec<Instance> = self
+            .runtime
+            .list(&self.node_id)
+            .await?
+            .into_iter()
+            .filter(|i| i.app == app.name)
+            .collect();
+        for name in changed {
+            let svc = &app.services[name];
+            if svc.network_mode != NetworkMode::Bridge {
+                continue;
+            }
+            for p in &svc.ports {
+                let Some(hp) = p.host_port else { continue };
+                let held_by_us = ours.iter().any(|i| {
+                    i.ports
+                        .iter()
+                        .any(|q| q.host_port == hp && q.protocol == p.protocol)
+                });
+                if !held_by_us && !port_free(p.host_ip.as_deref(), hp, p.protocol) {
+                    return Err(CoreError::Conflict(format!(
+                        "service {name:?}: host port {hp}/{} is already in use on this host: choose another port in `ports:` or stop what holds it",
+                        p.protocol.as_str()
+                    )));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Every service's image on the host, each pulled as its `pull_policy` says (`--pull`
