@@ -16,7 +16,6 @@ pub mod metrics;
 pub mod model;
 pub mod mountinfo;
 pub mod plan;
-pub mod release;
 pub mod rootfd;
 pub mod router;
 pub mod runtime;

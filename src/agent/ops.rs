@@ -37,9 +37,9 @@ pub enum CoreError {
     Host(String),
 }
 
-impl From<crate::release::ReleaseError> for CoreError {
-    fn from(e: crate::release::ReleaseError) -> CoreError {
-        use crate::release::ReleaseError as R;
+impl From<crate::plan::release::ReleaseError> for CoreError {
+    fn from(e: crate::plan::release::ReleaseError) -> CoreError {
+        use crate::plan::release::ReleaseError as R;
         match e {
             R::Invalid(m) => CoreError::BadRequest(m),
             R::NotFound(m) => CoreError::NotFound(m),
@@ -391,8 +391,8 @@ impl Core {
                 )));
             }
             // Checked again when the version is written.
-            crate::release::admit(&versions)?;
-            let release = crate::release::choose(
+            crate::plan::release::admit(&versions)?;
+            let release = crate::plan::release::choose(
                 name,
                 &app.services[name],
                 &versions,
@@ -844,13 +844,13 @@ impl Core {
         app: &str,
         service: &str,
         kind: crate::model::EventKind,
-        step: crate::release::Step,
-        message: impl FnOnce(u32, &[crate::release::Decision]) -> String,
+        step: crate::plan::release::Step,
+        message: impl FnOnce(u32, &[crate::plan::release::Decision]) -> String,
     ) -> Result<Vec<VersionView>, CoreError> {
         self.stored_service(app, service)?;
         let now = crate::clock::now_ms();
         let applied = self.store.edit_versions(app, service, |vs| {
-            crate::release::apply(vs, &step, now).map_err(CoreError::from)
+            crate::plan::release::apply(vs, &step, now).map_err(CoreError::from)
         })?;
         if let Some(n) = applied.subject {
             self.event(kind, app, service, &message(n, &applied.decisions));
@@ -868,7 +868,7 @@ impl Core {
         &self,
         app: &str,
         service: &str,
-        decisions: &[crate::release::Decision],
+        decisions: &[crate::plan::release::Decision],
         skip: Option<u32>,
     ) {
         for d in decisions.iter().filter(|d| Some(d.number) != skip) {
@@ -888,7 +888,7 @@ impl Core {
             .iter()
             .map(|(v, w)| format!("{v}={w}"))
             .collect();
-        let weights = crate::release::parse_weights(service, &args)?;
+        let weights = crate::plan::release::parse_weights(service, &args)?;
         let desc: Vec<String> = weights
             .iter()
             .map(|(n, w)| format!("{}={w}%", crate::model::version_name(service, *n)))
@@ -897,7 +897,7 @@ impl Core {
             app,
             service,
             crate::model::EventKind::Traffic,
-            crate::release::Step::Traffic(weights),
+            crate::plan::release::Step::Traffic(weights),
             |_, _| format!("traffic set: {}", desc.join(" ")),
         )
         .await
@@ -913,13 +913,13 @@ impl Core {
     ) -> Result<Vec<VersionView>, CoreError> {
         let target = match req.version.trim() {
             "" => None,
-            v => Some(crate::release::parse_version(service, v)?),
+            v => Some(crate::plan::release::parse_version(service, v)?),
         };
         self.change_versions(
             app,
             service,
             crate::model::EventKind::Traffic,
-            crate::release::Step::Rollback(target),
+            crate::plan::release::Step::Rollback(target),
             |to, ds| {
                 let name = crate::model::version_name(service, to);
                 let stopped = ds.iter().find(|d| d.reason == "rolled back");
@@ -947,9 +947,9 @@ impl Core {
         confirm: bool,
     ) -> Result<Vec<VersionView>, CoreError> {
         let step = if confirm {
-            crate::release::Step::Confirm
+            crate::plan::release::Step::Confirm
         } else {
-            crate::release::Step::Abort
+            crate::plan::release::Step::Abort
         };
         self.change_versions(
             app,

@@ -7,7 +7,7 @@
 
 use super::{Core, CoreError, desired_replicas, parallelism};
 use crate::model::{Health, Instance, InstanceState, Release, VersionState};
-use crate::release::Step;
+use crate::plan::release::Step;
 use crate::store::{LiveVersion, StoredApp};
 
 enum Outcome {
@@ -134,7 +134,7 @@ impl Core {
             Outcome::Failed(reason) => (Step::Fail(number, reason), None),
         };
         let (applied, serving) = self.store.edit_versions(a, service, |vs| {
-            let applied = crate::release::apply(vs, &step, now)?;
+            let applied = crate::plan::release::apply(vs, &step, now)?;
             let serving = vs
                 .iter()
                 .filter(|o| o.weight > 0 && o.number != number)

@@ -360,7 +360,7 @@ pub fn run(cli: Cli) -> Result<()> {
         } => {
             let (app, svc) = app_service(&target)?;
             // Checked here too, so a typo is reported before anything is sent.
-            let parsed = crate::release::parse_weights(svc, &weights)?;
+            let parsed = crate::plan::release::parse_weights(svc, &weights)?;
             let req = TrafficRequest {
                 weights: parsed
                     .iter()
@@ -428,7 +428,7 @@ pub fn run(cli: Cli) -> Result<()> {
             ..
         }) => {
             let (app, svc) = app_service(&target)?;
-            let n = crate::release::parse_version(svc, &number)?;
+            let n = crate::plan::release::parse_version(svc, &number)?;
             let _: serde_json::Value =
                 client.delete(&format!("/v1/apps/{app}/services/{svc}/versions/{n}"))?;
             println!("deleted {}", crate::model::version_name(svc, n));

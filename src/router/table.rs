@@ -275,7 +275,7 @@ pub fn splits(apps: &[StoredApp], instances: &[Instance], leaving: &BTreeSet<&st
             let weights = if app.stopped {
                 live.iter().map(|v| (v.number, 0)).collect()
             } else {
-                crate::release::effective_weights(&live, ready_of)
+                crate::plan::release::effective_weights(&live, ready_of)
             };
             let split = weights
                 .into_iter()

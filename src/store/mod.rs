@@ -44,7 +44,7 @@ pub enum StoreError {
     TooNew { found: i64, known: i64 },
     /// The release rules refused the change (nothing was written).
     #[error(transparent)]
-    Refused(#[from] crate::release::ReleaseError),
+    Refused(#[from] crate::plan::release::ReleaseError),
 }
 
 impl StoreError {
@@ -455,7 +455,7 @@ impl Store {
         template: &str,
         new_versions: &[(String, Release)],
         message: &str,
-    ) -> Result<Vec<(String, u32, Vec<crate::release::Decision>)>, StoreError> {
+    ) -> Result<Vec<(String, u32, Vec<crate::plan::release::Decision>)>, StoreError> {
         let json = serde_json::to_string(spec).map_err(|source| StoreError::Corrupt {
             app: spec.name.clone(),
             source,
@@ -483,9 +483,9 @@ impl Store {
                 };
                 let number = next_version_number(&tx, &spec.name, svc)?;
                 let mut vs = read_versions(&tx, &spec.name, svc, false)?;
-                let applied = crate::release::apply(
+                let applied = crate::plan::release::apply(
                     &mut vs,
-                    &crate::release::Step::Deploy(Box::new(Version {
+                    &crate::plan::release::Step::Deploy(Box::new(Version {
                         app: spec.name.clone(),
                         service: svc.clone(),
                         number,
@@ -1078,44 +1078,44 @@ mod tests {
         };
         assert_eq!(live(&s), [1, 2]);
         // A failed edit changes nothing; a good one is saved.
-        use crate::release::Step;
+        use crate::plan::release::Step;
         /// What a caller's edit may fail with: the store, or the release rules.
         #[derive(Debug)]
         enum CoreError {
             #[allow(dead_code)]
             Store(StoreError),
             #[allow(dead_code)]
-            Release(crate::release::ReleaseError),
+            Release(crate::plan::release::ReleaseError),
         }
         impl From<StoreError> for CoreError {
             fn from(e: StoreError) -> Self {
                 CoreError::Store(e)
             }
         }
-        impl From<crate::release::ReleaseError> for CoreError {
-            fn from(e: crate::release::ReleaseError) -> Self {
+        impl From<crate::plan::release::ReleaseError> for CoreError {
+            fn from(e: crate::plan::release::ReleaseError) -> Self {
                 CoreError::Release(e)
             }
         }
         let r: Result<(), CoreError> = s.edit_versions("v", "web", |vs| {
             vs[0].weight = 0;
-            Ok(crate::release::apply(vs, &Step::Traffic(vec![(9, 100)]), 1).map(|_| ())?)
+            Ok(crate::plan::release::apply(vs, &Step::Traffic(vec![(9, 100)]), 1).map(|_| ())?)
         });
         assert!(r.is_err());
         assert_eq!(live(&s), [1, 2]);
         s.edit_versions("v", "web", |vs| {
-            Ok::<_, CoreError>(crate::release::apply(vs, &Step::Ready(2), 1)?)
+            Ok::<_, CoreError>(crate::plan::release::apply(vs, &Step::Ready(2), 1)?)
         })
         .expect("promote");
         assert_eq!(live(&s), [2]);
         s.edit_versions("v", "web", |vs| {
-            Ok::<_, CoreError>(crate::release::apply(vs, &Step::Rollback(None), 1)?)
+            Ok::<_, CoreError>(crate::plan::release::apply(vs, &Step::Rollback(None), 1)?)
         })
         .expect("rollback");
         // Start-first: web-001 comes back beside web-002 and takes the traffic once ready.
         assert_eq!(live(&s), [1, 2]);
         s.edit_versions("v", "web", |vs| {
-            Ok::<_, CoreError>(crate::release::apply(vs, &Step::Ready(1), 1)?)
+            Ok::<_, CoreError>(crate::plan::release::apply(vs, &Step::Ready(1), 1)?)
         })
         .expect("promote");
         assert_eq!(live(&s), [1]);
