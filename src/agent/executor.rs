@@ -108,34 +108,9 @@ impl Core {
     /// Returns false when the action was skipped because its container is in backoff.
     async fn run_action(&self, action: &Action, apps: &BTreeMap<String, StoredApp>) -> bool {
         match action {
-            Action::CreateNetwork { app } => {
-                if let Err(e) = self.runtime.create_network(&self.node_id, app).await {
-                    self.event(
-                        crate::model::EventKind::Error,
-                        app,
-                        "",
-                        &format!(
-                            "cannot create network {}: {e}",
-                            network_name(&self.node_id, app)
-                        ),
-                    );
-                }
-            }
+            Action::CreateNetwork { app } => self.create_network(app).await,
             Action::RemoveNetwork { id, app } => {
-                let duplicate = apps.contains_key(app);
-                match self.runtime.remove_network(id).await {
-                    Ok(()) if duplicate => self.event(
-                        crate::model::EventKind::Network,
-                        app,
-                        "",
-                        &format!(
-                            "removed a duplicate of network {}",
-                            network_name(&self.node_id, app)
-                        ),
-                    ),
-                    Ok(()) => {}
-                    Err(e) => tracing::warn!(app, error = %e, "cannot remove network yet"),
-                }
+                self.remove_network(id, app, apps.contains_key(app)).await
             }
             Action::Stop {
                 id,
@@ -163,33 +138,9 @@ impl Core {
                 service,
                 reason,
             } => {
-                // Stopped first so the process gets its grace period; removal says if it failed.
-                if self.drain_and_stop(id, apps, app, service).await.is_none() {
-                    return false;
-                }
-                match self.runtime.remove(id, false).await {
-                    Ok(()) => {
-                        if *reason == crate::plan::RemoveReason::Unhealthy {
-                            // Back the slot off until a successor is healthy (a service that
-                            // never turns healthy is retried at 2, 4, 8 ... 60 s, not in a
-                            // tight loop).
-                            self.backoff.fail(
-                                name,
-                                app,
-                                service,
-                                "replaced after failing its health probe",
-                                true,
-                            );
-                        }
-                        self.event(
-                            crate::model::EventKind::Remove,
-                            app,
-                            service,
-                            &format!("removed {name} ({})", reason.as_str()),
-                        )
-                    }
-                    Err(e) => self.fail(app, service, id, &format!("cannot remove {name}: {e}")),
-                }
+                return self
+                    .remove_instance(id, name, app, service, *reason, apps)
+                    .await;
             }
             Action::Start {
                 id,
@@ -200,19 +151,7 @@ impl Core {
                 if self.backoff.active(name) {
                     return false;
                 }
-                self.note_our_start(id);
-                match self.runtime.start(id).await {
-                    Ok(()) => {
-                        self.backoff.started(name);
-                        self.event(
-                            crate::model::EventKind::Start,
-                            app,
-                            service,
-                            &format!("started {name}"),
-                        );
-                    }
-                    Err(e) => self.fail(app, service, name, &format!("cannot start {name}: {e}")),
-                }
+                self.start_instance(id, name, app, service).await;
             }
             Action::Create {
                 app,
@@ -220,73 +159,161 @@ impl Core {
                 version,
                 slot,
             } => {
-                let name = crate::runtime::container_name(app, service, *version, *slot);
-                if self.backoff.active(&name) {
-                    return false;
-                }
-                let Some(stored) = apps.get(app) else {
-                    return false;
-                };
-                let volumes = self.volume_sources(stored);
-                // Host-mounted volumes first: a mount that fails fails this instance with the
-                // helper's own words.
-                for (key, src) in &volumes {
-                    let crate::model::VolumeSource::Host(_) = src else {
-                        continue;
-                    };
-                    let Some(v) = stored.spec.volumes.get(key) else {
-                        continue;
-                    };
-                    if let Err(e) = self
-                        .ensure_mounted(&v.object_name(&stored.spec.name, key))
-                        .await
-                    {
-                        self.fail(app, service, &name, &format!("cannot create {name}: {e}"));
-                        return true;
-                    }
-                }
-                let Some(req) =
-                    create_request(&self.node_id, stored, service, *version, *slot, volumes)
-                else {
-                    return false;
-                };
-                let id = match self.runtime.create(&req).await {
-                    Ok(id) => id,
-                    Err(RuntimeError::NameTaken(_)) => {
-                        self.fail(
-                            app,
-                            service,
-                            &name,
-                            &format!("cannot create {name}: a container berth does not manage has that name; rename or remove it (docker rm {name})"),
-                        );
-                        return true;
-                    }
-                    Err(e) => {
-                        self.fail(app, service, &name, &format!("cannot create {name}: {e}"));
-                        return true;
-                    }
-                };
-                self.event(
-                    crate::model::EventKind::Create,
-                    app,
-                    service,
-                    &format!("created {name} from {}", req.spec.image),
-                );
-                self.note_our_start(&id);
-                match self.runtime.start(&id).await {
-                    Ok(()) => {
-                        self.backoff.started(&name);
-                        self.event(
-                            crate::model::EventKind::Start,
-                            app,
-                            service,
-                            &format!("started {name}"),
-                        );
-                    }
-                    Err(e) => self.fail(app, service, &name, &format!("cannot start {name}: {e}")),
-                }
+                return self
+                    .create_instance(app, service, *version, *slot, apps)
+                    .await;
             }
         }
+        true
+    }
+
+    async fn create_network(&self, app: &str) {
+        if let Err(e) = self.runtime.create_network(&self.node_id, app).await {
+            self.event(
+                crate::model::EventKind::Error,
+                app,
+                "",
+                &format!(
+                    "cannot create network {}: {e}",
+                    network_name(&self.node_id, app)
+                ),
+            );
+        }
+    }
+
+    /// `duplicate`: the app still exists, so this is a second network of its name.
+    async fn remove_network(&self, id: &str, app: &str, duplicate: bool) {
+        match self.runtime.remove_network(id).await {
+            Ok(()) if duplicate => self.event(
+                crate::model::EventKind::Network,
+                app,
+                "",
+                &format!(
+                    "removed a duplicate of network {}",
+                    network_name(&self.node_id, app)
+                ),
+            ),
+            Ok(()) => {}
+            Err(e) => tracing::warn!(app, error = %e, "cannot remove network yet"),
+        }
+    }
+
+    /// Stopped first so the process gets its grace period; the removal says if it failed.
+    async fn remove_instance(
+        &self,
+        id: &str,
+        name: &str,
+        app: &str,
+        service: &str,
+        reason: crate::plan::RemoveReason,
+        apps: &BTreeMap<String, StoredApp>,
+    ) -> bool {
+        if self.drain_and_stop(id, apps, app, service).await.is_none() {
+            return false;
+        }
+        match self.runtime.remove(id, false).await {
+            Ok(()) => {
+                if reason == crate::plan::RemoveReason::Unhealthy {
+                    // Back the slot off until a successor is healthy (a service that never
+                    // turns healthy is retried at 2, 4, 8 ... 60 s, not in a tight loop).
+                    self.backoff.fail(
+                        name,
+                        app,
+                        service,
+                        "replaced after failing its health probe",
+                        true,
+                    );
+                }
+                self.event(
+                    crate::model::EventKind::Remove,
+                    app,
+                    service,
+                    &format!("removed {name} ({})", reason.as_str()),
+                )
+            }
+            Err(e) => self.fail(app, service, id, &format!("cannot remove {name}: {e}")),
+        }
+        true
+    }
+
+    /// Starts a container berth made, noting the start as its own (not the engine's) and
+    /// clearing or extending the slot's backoff.
+    async fn start_instance(&self, id: &str, name: &str, app: &str, service: &str) {
+        self.note_our_start(id);
+        match self.runtime.start(id).await {
+            Ok(()) => {
+                self.backoff.started(name);
+                self.event(
+                    crate::model::EventKind::Start,
+                    app,
+                    service,
+                    &format!("started {name}"),
+                );
+            }
+            Err(e) => self.fail(app, service, name, &format!("cannot start {name}: {e}")),
+        }
+    }
+
+    /// Creates and starts one instance: its host-mounted volumes mounted first (a mount that
+    /// fails fails this instance with the helper's own words).
+    async fn create_instance(
+        &self,
+        app: &str,
+        service: &str,
+        version: u32,
+        slot: u32,
+        apps: &BTreeMap<String, StoredApp>,
+    ) -> bool {
+        let name = crate::runtime::container_name(app, service, version, slot);
+        if self.backoff.active(&name) {
+            return false;
+        }
+        let Some(stored) = apps.get(app) else {
+            return false;
+        };
+        let volumes = self.volume_sources(stored);
+        for (key, src) in &volumes {
+            let crate::model::VolumeSource::Host(_) = src else {
+                continue;
+            };
+            let Some(v) = stored.spec.volumes.get(key) else {
+                continue;
+            };
+            if let Err(e) = self
+                .ensure_mounted(&v.object_name(&stored.spec.name, key))
+                .await
+            {
+                self.fail(app, service, &name, &format!("cannot create {name}: {e}"));
+                return true;
+            }
+        }
+        let Some(req) = create_request(&self.node_id, stored, service, version, slot, volumes)
+        else {
+            return false;
+        };
+        let id = match self.runtime.create(&req).await {
+            Ok(id) => id,
+            Err(RuntimeError::NameTaken(_)) => {
+                self.fail(
+                    app,
+                    service,
+                    &name,
+                    &format!("cannot create {name}: a container berth does not manage has that name; rename or remove it (docker rm {name})"),
+                );
+                return true;
+            }
+            Err(e) => {
+                self.fail(app, service, &name, &format!("cannot create {name}: {e}"));
+                return true;
+            }
+        };
+        self.event(
+            crate::model::EventKind::Create,
+            app,
+            service,
+            &format!("created {name} from {}", req.spec.image),
+        );
+        self.start_instance(&id, &name, app, service).await;
         true
     }
 
