@@ -91,29 +91,13 @@ pub(super) fn parse_service(
     for (k, v) in h {
         let key = key_str(k, &sloc)?;
         let loc = format!("{sloc}, key `{key}`");
+        if engine_key(&key, v, &loc, &sloc, &mut s)? {
+            continue;
+        }
         match key.as_str() {
             "image" => s.image = scalar(v, &loc)?,
             "container_name" => {
-                // Containers keep berth's names (it adopts them by name after a restart); the
-                // given name is what other services and config files use to reach this one,
-                // so it becomes a network alias on the app network.
-                let alias = scalar(v, &loc)?;
-                let valid = alias.starts_with(|c: char| c.is_ascii_alphanumeric())
-                    && alias
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
-                if !valid || alias.len() > 63 {
-                    return Err(invalid(
-                        &loc,
-                        format!(
-                            "{alias:?} is not a container name: use letters, digits, `_`, `.` and `-`, starting with a letter or digit, at most 63 characters"
-                        ),
-                    ));
-                }
-                warnings.push(format!(
-                    "service {name:?}: `container_name: {alias}` is a network alias on the app network (berth names the containers {{app}}_{{service}}-{{version}}_{{slot}})"
-                ));
-                network_aliases.push(alias);
+                network_aliases.push(container_name_alias(name, v, &loc, warnings)?)
             }
             "command" => s.command = Some(values::command(v, &loc)?),
             "entrypoint" => s.entrypoint = Some(values::command(v, &loc)?),
@@ -171,69 +155,6 @@ pub(super) fn parse_service(
             "hostname" => s.hostname = Some(scalar(v, &loc)?),
             "working_dir" => s.working_dir = Some(scalar(v, &loc)?),
             "user" => s.user = Some(scalar(v, &loc)?),
-            "privileged" => s.privileged = boolean(v, &loc)?,
-            "cap_add" => s.cap_add = string_list(v, &loc)?,
-            "security_opt" => {
-                s.security_opt = string_list(v, &loc)?;
-                for o in &s.security_opt {
-                    check_security_opt(o, &loc)?;
-                }
-            }
-            "pids_limit" => s.pids_limit = Some(int(v, &loc, -1, i64::from(i32::MAX))?),
-            "cap_drop" => s.cap_drop = string_list(v, &loc)?,
-            "devices" => s.devices = string_list(v, &loc)?,
-            "dns" => s.dns = string_list(v, &loc)?,
-            "dns_search" => s.dns_search = string_list(v, &loc)?,
-            "dns_opt" | "dns_options" => s.dns_opt = string_list(v, &loc)?,
-            "extra_hosts" => {
-                s.extra_hosts = match v {
-                    Yaml::Hash(_) => string_map(v, &loc, false)?
-                        .into_iter()
-                        .map(|(h, ip)| format!("{h}:{ip}"))
-                        .collect(),
-                    other => string_list(other, &loc)?,
-                };
-                for e in &s.extra_hosts {
-                    if !e.contains(':') {
-                        return Err(invalid(&loc, format!("entry {e:?} must be HOST:IP")));
-                    }
-                }
-            }
-            "mem_limit" => s.mem_limit = Some(size_bytes(v, &loc)?),
-            "memswap_limit" => s.memswap_limit = Some(size_bytes(v, &loc)?),
-            "cpu_shares" => s.cpu_shares = Some(int(v, &loc, 0, 262_144)?),
-            "cpus" => s.nano_cpus = Some(parse_cpus(v, &loc)?),
-            "cpuset" => s.cpuset = Some(scalar(v, &loc)?),
-            "cpu_period" => s.engine.cpu_period = Some(int_in(v, &loc, 1000, 1_000_000)?),
-            "cpu_quota" => s.engine.cpu_quota = Some(int_in(v, &loc, -1, i64::MAX)?),
-            "cpu_rt_period" => s.engine.cpu_rt_period = Some(micros(v, &loc)?),
-            "cpu_rt_runtime" => s.engine.cpu_rt_runtime = Some(micros(v, &loc)?),
-            "mem_reservation" => s.engine.mem_reservation = Some(size_bytes(v, &loc)?),
-            "mem_swappiness" => s.engine.mem_swappiness = Some(int_in(v, &loc, 0, 100)?),
-            "oom_score_adj" => s.engine.oom_score_adj = Some(int_in(v, &loc, -1000, 1000)?),
-            "group_add" => s.engine.group_add = string_list(v, &loc)?,
-            "domainname" => s.engine.domainname = Some(scalar(v, &loc)?),
-            "runtime" => s.engine.runtime = Some(scalar(v, &loc)?),
-            "storage_opt" => s.engine.storage_opt = string_map(v, &loc, false)?,
-            "device_cgroup_rules" => s.engine.device_cgroup_rules = string_list(v, &loc)?,
-            "annotations" => s.engine.annotations = string_map(v, &loc, false)?,
-            // `private` is the engine's default; `host` shares the host's cgroup namespace.
-            "cgroup" => match scalar(v, &loc)?.as_str() {
-                "private" => {}
-                "host" => {
-                    return Err(SpecError::Unsupported {
-                        location: sloc.clone(),
-                        key: "cgroup: host".into(),
-                        hint: "berth runs services isolated; this host-namespace option is not available".into(),
-                    });
-                }
-                other => {
-                    return Err(invalid(
-                        &loc,
-                        format!("cgroup {other:?}: use private or host"),
-                    ));
-                }
-            },
             // What `docker compose up` streams or watches; berth collects every service's
             // logs and deploys images, so these change nothing.
             "attach" | "develop" => {
@@ -241,12 +162,6 @@ pub(super) fn parse_service(
                     "{loc}: ignored: berth always collects the service's logs (`attach`) and deploys images, not a watched checkout (`develop`)"
                 ));
             }
-            "oom_kill_disable" => s.oom_kill_disable = boolean(v, &loc)?,
-            "ulimits" => s.ulimits = parse_ulimits(v, &loc)?,
-            "stop_signal" => s.stop_signal = Some(scalar(v, &loc)?),
-            "stop_grace_period" => s.stop_grace_period_ms = Some(duration_ms(v, &loc)?),
-            "healthcheck" => s.healthcheck = parse_healthcheck(v, &loc)?,
-            "logging" => s.logging = Some(parse_logging(v, &loc)?),
             "network_mode" => {
                 s.network_mode = match scalar(v, &loc)?.as_str() {
                     "bridge" | "default" => NetworkMode::Bridge,
@@ -263,13 +178,6 @@ pub(super) fn parse_service(
                 }
             }
             "networks" => network_aliases.extend(parse_service_networks(v, &loc)?),
-            "init" => s.init = Some(boolean(v, &loc)?),
-            "read_only" => s.read_only = boolean(v, &loc)?,
-            "tmpfs" => s.tmpfs = string_list(v, &loc)?,
-            "shm_size" => s.shm_size = Some(size_bytes(v, &loc)?),
-            "sysctls" => s.sysctls = string_map(v, &loc, false)?,
-            "tty" => s.tty = boolean(v, &loc)?,
-            "stdin_open" => s.stdin_open = boolean(v, &loc)?,
             "deploy" => deploy = parse_deploy(v, &loc, &mut s, warnings)?,
             // compose v2's service-level replica count.
             // Read by the caller (which profiles are active decides whether it is deployed).
@@ -285,36 +193,7 @@ pub(super) fn parse_service(
                     super::files::parse_refs(v, Kind::Config, &defined.configs, &loc, warnings)?
             }
             "platform" => s.platform = Some(parse_platform(&scalar(v, &loc)?, &loc, warnings)?),
-            "pull_policy" => {
-                s.pull_policy = match scalar(v, &loc)?.as_str() {
-                    "missing" | "if_not_present" => crate::model::PullPolicy::Missing,
-                    "always" => crate::model::PullPolicy::Always,
-                    "never" => crate::model::PullPolicy::Never,
-                    "build" => {
-                        return Err(SpecError::Unsupported {
-                            location: loc.clone(),
-                            key: "pull_policy: build".into(),
-                            hint: "berth deploys images and has no builder: build elsewhere, then `berth image load` or push to a registry".into(),
-                        });
-                    }
-                    p if p == "daily" || p == "weekly" || p.starts_with("every_") => {
-                        return Err(invalid(
-                            &loc,
-                            format!(
-                                "pull_policy {p:?}: berth pulls at a deploy (always, missing, never, or `berth deploy --pull`), not on a timer: use always and redeploy when you want the newer image"
-                            ),
-                        ));
-                    }
-                    other => {
-                        return Err(invalid(
-                            &loc,
-                            format!(
-                                "pull_policy {other:?}: use always, missing (if_not_present) or never"
-                            ),
-                        ));
-                    }
-                }
-            }
+            "pull_policy" => s.pull_policy = parse_pull_policy(v, &loc)?,
             "scale" => {
                 scale = Some(int(v, &loc, 0, ext::MAX_REPLICAS as i64)? as u32);
             }
@@ -350,51 +229,7 @@ pub(super) fn parse_service(
     for (k, v) in env_from_files {
         s.environment.entry(k).or_insert(v);
     }
-    if let Some(p) = deploy.pids {
-        if s.pids_limit.is_some_and(|l| l != p) {
-            return Err(invalid(
-                &sloc,
-                format!(
-                    "`pids_limit` and `deploy.resources.limits.pids: {p}` disagree: keep one of them"
-                ),
-            ));
-        }
-        s.pids_limit = Some(p);
-    }
-    // A job (`deploy.mode: *-job`) runs each instance to completion: one that exits 0 is
-    // done, one that fails is run again (Swarm's default for jobs is on-failure).
-    if deploy.job {
-        match s.restart {
-            RestartPolicy::Always | RestartPolicy::UnlessStopped
-                if has_restart || deploy.restart =>
-            {
-                return Err(invalid(
-                    &sloc,
-                    "a job (deploy.mode replicated-job or global-job) runs each instance to completion: a restart policy of always/unless-stopped/any would run it again for ever: use on-failure or no, or remove it",
-                ));
-            }
-            _ => {}
-        }
-    }
-    match (scale, deploy.replicas) {
-        (Some(a), Some(b)) if a != b => {
-            return Err(invalid(
-                &sloc,
-                format!("`scale: {a}` and `deploy.replicas: {b}` disagree: keep one of them"),
-            ));
-        }
-        (Some(r), _) | (None, Some(r)) => s.replicas = r,
-        (None, None) => {}
-    }
-    if let Some(max) = s.max_per_node
-        && s.replicas > max
-        && !s.global
-    {
-        warnings.push(format!(
-            "service {name:?}: max_replicas_per_node {max}: {max} of its {} instances run on this host (the rest wait for hosts to join, as Swarm leaves them pending)",
-            s.replicas
-        ));
-    }
+    reconcile_deploy(name, &sloc, &mut s, &deploy, scale, has_restart, warnings)?;
     // Extension labels: app-level ones first, then the service's own override them.
     let normalised = ext::normalise_label_keys(&label_map);
     let (user_labels, berth_labels): (BTreeMap<_, _>, BTreeMap<_, _>) = normalised
@@ -428,6 +263,220 @@ pub(super) fn parse_service(
     }
     s.depends_on = deps;
     Ok(s)
+}
+
+/// `container_name`: containers keep berth's names (it adopts them by name after a
+/// restart); the given name is what other services and config files use to reach this one,
+/// so it becomes a network alias on the app network.
+fn container_name_alias(
+    name: &str,
+    v: &Yaml,
+    loc: &str,
+    warnings: &mut Vec<String>,
+) -> Result<String, SpecError> {
+    let alias = scalar(v, loc)?;
+    let valid = alias.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && alias
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if !valid || alias.len() > 63 {
+        return Err(invalid(
+            loc,
+            format!(
+                "{alias:?} is not a container name: use letters, digits, `_`, `.` and `-`, starting with a letter or digit, at most 63 characters"
+            ),
+        ));
+    }
+    warnings.push(format!(
+        "service {name:?}: `container_name: {alias}` is a network alias on the app network (berth names the containers {{app}}_{{service}}-{{version}}_{{slot}})"
+    ));
+    Ok(alias)
+}
+
+/// `pull_policy`: `missing` (`if_not_present`), `always`, `never`; `build` and timed
+/// policies are refused with the reason.
+fn parse_pull_policy(v: &Yaml, loc: &str) -> Result<crate::model::PullPolicy, SpecError> {
+    let loc = loc.to_string();
+    Ok(match scalar(v, &loc)?.as_str() {
+        "missing" | "if_not_present" => crate::model::PullPolicy::Missing,
+        "always" => crate::model::PullPolicy::Always,
+        "never" => crate::model::PullPolicy::Never,
+        "build" => {
+            return Err(SpecError::Unsupported {
+                location: loc.clone(),
+                key: "pull_policy: build".into(),
+                hint: "berth deploys images and has no builder: build elsewhere, then `berth image load` or push to a registry".into(),
+            });
+        }
+        p if p == "daily" || p == "weekly" || p.starts_with("every_") => {
+            return Err(invalid(
+                &loc,
+                format!(
+                    "pull_policy {p:?}: berth pulls at a deploy (always, missing, never, or `berth deploy --pull`), not on a timer: use always and redeploy when you want the newer image"
+                ),
+            ));
+        }
+        other => {
+            return Err(invalid(
+                &loc,
+                format!("pull_policy {other:?}: use always, missing (if_not_present) or never"),
+            ));
+        }
+    })
+}
+
+/// What `deploy:` sets against the service-level keys it overlaps: `pids_limit`, `restart`
+/// for a job, `scale`; and the per-host cap.
+fn reconcile_deploy(
+    name: &str,
+    sloc: &str,
+    s: &mut ServiceSpec,
+    deploy: &super::service_keys::Deploy,
+    scale: Option<u32>,
+    has_restart: bool,
+    warnings: &mut Vec<String>,
+) -> Result<(), SpecError> {
+    if let Some(p) = deploy.pids {
+        if s.pids_limit.is_some_and(|l| l != p) {
+            return Err(invalid(
+                sloc,
+                format!(
+                    "`pids_limit` and `deploy.resources.limits.pids: {p}` disagree: keep one of them"
+                ),
+            ));
+        }
+        s.pids_limit = Some(p);
+    }
+    // A job (`deploy.mode: *-job`) runs each instance to completion: one that exits 0 is
+    // done, one that fails is run again (Swarm's default for jobs is on-failure).
+    if deploy.job {
+        match s.restart {
+            RestartPolicy::Always | RestartPolicy::UnlessStopped
+                if has_restart || deploy.restart =>
+            {
+                return Err(invalid(
+                    sloc,
+                    "a job (deploy.mode replicated-job or global-job) runs each instance to completion: a restart policy of always/unless-stopped/any would run it again for ever: use on-failure or no, or remove it",
+                ));
+            }
+            _ => {}
+        }
+    }
+    match (scale, deploy.replicas) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(invalid(
+                sloc,
+                format!("`scale: {a}` and `deploy.replicas: {b}` disagree: keep one of them"),
+            ));
+        }
+        (Some(r), _) | (None, Some(r)) => s.replicas = r,
+        (None, None) => {}
+    }
+    if let Some(max) = s.max_per_node
+        && s.replicas > max
+        && !s.global
+    {
+        warnings.push(format!(
+            "service {name:?}: max_replicas_per_node {max}: {max} of its {} instances run on this host (the rest wait for hosts to join, as Swarm leaves them pending)",
+            s.replicas
+        ));
+    }
+    Ok(())
+}
+
+/// The keys the engine takes as they are (privileges, limits, DNS, process settings): set on
+/// `s`, and true when `key` is one of them.
+fn engine_key(
+    key: &str,
+    v: &Yaml,
+    loc: &str,
+    sloc: &str,
+    s: &mut ServiceSpec,
+) -> Result<bool, SpecError> {
+    let loc = loc.to_string();
+    let sloc = sloc.to_string();
+    match key {
+        "privileged" => s.privileged = boolean(v, &loc)?,
+        "cap_add" => s.cap_add = string_list(v, &loc)?,
+        "security_opt" => {
+            s.security_opt = string_list(v, &loc)?;
+            for o in &s.security_opt {
+                check_security_opt(o, &loc)?;
+            }
+        }
+        "pids_limit" => s.pids_limit = Some(int(v, &loc, -1, i64::from(i32::MAX))?),
+        "cap_drop" => s.cap_drop = string_list(v, &loc)?,
+        "devices" => s.devices = string_list(v, &loc)?,
+        "dns" => s.dns = string_list(v, &loc)?,
+        "dns_search" => s.dns_search = string_list(v, &loc)?,
+        "dns_opt" | "dns_options" => s.dns_opt = string_list(v, &loc)?,
+        "extra_hosts" => {
+            s.extra_hosts = match v {
+                Yaml::Hash(_) => string_map(v, &loc, false)?
+                    .into_iter()
+                    .map(|(h, ip)| format!("{h}:{ip}"))
+                    .collect(),
+                other => string_list(other, &loc)?,
+            };
+            for e in &s.extra_hosts {
+                if !e.contains(':') {
+                    return Err(invalid(&loc, format!("entry {e:?} must be HOST:IP")));
+                }
+            }
+        }
+        "mem_limit" => s.mem_limit = Some(size_bytes(v, &loc)?),
+        "memswap_limit" => s.memswap_limit = Some(size_bytes(v, &loc)?),
+        "cpu_shares" => s.cpu_shares = Some(int(v, &loc, 0, 262_144)?),
+        "cpus" => s.nano_cpus = Some(parse_cpus(v, &loc)?),
+        "cpuset" => s.cpuset = Some(scalar(v, &loc)?),
+        "cpu_period" => s.engine.cpu_period = Some(int_in(v, &loc, 1000, 1_000_000)?),
+        "cpu_quota" => s.engine.cpu_quota = Some(int_in(v, &loc, -1, i64::MAX)?),
+        "cpu_rt_period" => s.engine.cpu_rt_period = Some(micros(v, &loc)?),
+        "cpu_rt_runtime" => s.engine.cpu_rt_runtime = Some(micros(v, &loc)?),
+        "mem_reservation" => s.engine.mem_reservation = Some(size_bytes(v, &loc)?),
+        "mem_swappiness" => s.engine.mem_swappiness = Some(int_in(v, &loc, 0, 100)?),
+        "oom_score_adj" => s.engine.oom_score_adj = Some(int_in(v, &loc, -1000, 1000)?),
+        "group_add" => s.engine.group_add = string_list(v, &loc)?,
+        "domainname" => s.engine.domainname = Some(scalar(v, &loc)?),
+        "runtime" => s.engine.runtime = Some(scalar(v, &loc)?),
+        "storage_opt" => s.engine.storage_opt = string_map(v, &loc, false)?,
+        "device_cgroup_rules" => s.engine.device_cgroup_rules = string_list(v, &loc)?,
+        "annotations" => s.engine.annotations = string_map(v, &loc, false)?,
+        // `private` is the engine's default; `host` shares the host's cgroup namespace.
+        "cgroup" => {
+            match scalar(v, &loc)?.as_str() {
+                "private" => {}
+                "host" => {
+                    return Err(SpecError::Unsupported {
+                    location: sloc.clone(),
+                    key: "cgroup: host".into(),
+                    hint: "berth runs services isolated; this host-namespace option is not available".into(),
+                });
+                }
+                other => {
+                    return Err(invalid(
+                        &loc,
+                        format!("cgroup {other:?}: use private or host"),
+                    ));
+                }
+            }
+        }
+        "oom_kill_disable" => s.oom_kill_disable = boolean(v, &loc)?,
+        "ulimits" => s.ulimits = parse_ulimits(v, &loc)?,
+        "stop_signal" => s.stop_signal = Some(scalar(v, &loc)?),
+        "stop_grace_period" => s.stop_grace_period_ms = Some(duration_ms(v, &loc)?),
+        "healthcheck" => s.healthcheck = parse_healthcheck(v, &loc)?,
+        "logging" => s.logging = Some(parse_logging(v, &loc)?),
+        "init" => s.init = Some(boolean(v, &loc)?),
+        "read_only" => s.read_only = boolean(v, &loc)?,
+        "tmpfs" => s.tmpfs = string_list(v, &loc)?,
+        "shm_size" => s.shm_size = Some(size_bytes(v, &loc)?),
+        "sysctls" => s.sysctls = string_map(v, &loc, false)?,
+        "tty" => s.tty = boolean(v, &loc)?,
+        "stdin_open" => s.stdin_open = boolean(v, &loc)?,
+        _ => return Ok(false),
+    }
+    Ok(true)
 }
 
 pub(super) fn values_list<'a>(v: &'a Yaml, loc: &str) -> Result<Vec<&'a Yaml>, SpecError> {
