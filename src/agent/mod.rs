@@ -60,8 +60,8 @@ impl Pass {
 pub struct Core {
     /// Where `environment:`/`content:` secrets and configs are written (`DIR/APP/...`).
     files_dir: std::path::PathBuf,
-    pub store: Arc<Store>,
-    pub runtime: Arc<dyn ContainerRuntime>,
+    store: Arc<Store>,
+    runtime: Arc<dyn ContainerRuntime>,
     pub node_id: String,
     pub node_name: String,
     pub engine: String,
@@ -74,17 +74,17 @@ pub struct Core {
     /// Containers this agent started recently (to tell engine restarts apart).
     our_starts: Mutex<HashMap<String, Instant>>,
     /// Woken when an event is recorded (for `events -f`).
-    pub events_changed: Notify,
+    events_changed: Notify,
     /// Counts the engine's container events for this node (and reconnects of their stream):
     /// readers that mirror the container list list again only when it moved.
-    pub engine_changes: tokio::sync::watch::Sender<u64>,
-    pub prober: crate::health::Prober,
+    engine_changes: tokio::sync::watch::Sender<u64>,
+    prober: crate::health::Prober,
     /// How long a version may take to become normal (see `[agent] version_deadline`).
-    pub version_deadline_ms: i64,
+    version_deadline_ms: i64,
     pub router: crate::router::Router,
-    pub router_domain: String,
+    router_domain: String,
     /// Domains with a certificate, when the HTTPS router runs (for `https://` routes).
-    pub tls_domains: Vec<String>,
+    tls_domains: Vec<String>,
     /// Router errors last reported (so a port that cannot be bound is reported once).
     router_errors: Mutex<Vec<String>>,
     /// The traffic split of every service as the last pass gave it to the router (what
@@ -93,18 +93,18 @@ pub struct Core {
     passes: std::sync::atomic::AtomicU64,
     routed: Notify,
     /// The agent itself, for work that outlives a pass (set once it is in an `Arc`).
-    pub me: std::sync::OnceLock<std::sync::Weak<Core>>,
+    me: std::sync::OnceLock<std::sync::Weak<Core>>,
     /// Ids of containers being removed in the background.
     removing: Mutex<std::collections::HashSet<String>>,
     /// Latest metrics, the last hour, sink senders.
-    pub metrics: crate::metrics::Hub,
+    metrics: crate::metrics::Hub,
     /// `[metrics]` and `[logs]`: replaced whole by a SIGHUP reload (`Core::apply_settings`);
     /// loops that keep derived state notice a reload by the `Arc` changing.
     settings: std::sync::RwLock<Arc<Settings>>,
     /// Set when the agent shuts down (ends log streams).
     stopping: std::sync::atomic::AtomicBool,
     /// Volume mounts and sealed credentials.
-    pub volumes: volumes::VolumeHub,
+    volumes: volumes::VolumeHub,
 }
 
 /// The settings a reload may change.
@@ -173,7 +173,19 @@ fn desired_state(apps: &[StoredApp]) -> Vec<DesiredApp> {
 }
 
 impl Core {
+    /// The agent over `store` and `runtime`, in an `Arc` that knows itself (for work that
+    /// outlives a pass).
     pub async fn new(
+        store: Store,
+        runtime: Arc<dyn ContainerRuntime>,
+        cfg: &AgentConfig,
+    ) -> Result<Arc<Core>, AgentError> {
+        let core = Arc::new(Core::build(store, runtime, cfg).await?);
+        let _ = core.me.set(Arc::downgrade(&core));
+        Ok(core)
+    }
+
+    async fn build(
         store: Store,
         runtime: Arc<dyn ContainerRuntime>,
         cfg: &AgentConfig,

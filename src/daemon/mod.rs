@@ -66,8 +66,7 @@ impl Daemon {
     ) -> Result<Daemon, DaemonError> {
         let token = prepare_data_dir(&cfg.data_dir)?;
         let store = Store::open(&cfg.data_dir.join("state.db"))?;
-        let core = Arc::new(Core::new(store, runtime, &cfg).await?);
-        let _ = core.me.set(Arc::downgrade(&core));
+        let core = Core::new(store, runtime, &cfg).await?;
         tracing::info!(node_id = %core.node_id, node = %core.node_name, engine = %core.engine, listen = %cfg.listen, "agent starting");
         core.event(
             crate::model::EventKind::Agent,
