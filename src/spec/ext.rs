@@ -500,64 +500,8 @@ pub fn apply_service_labels(
             "retry_count" => retry = Some(parse_u32(v, &loc, 0, 100)?),
             "remove_containers" => remove = Some(parse_remove(v, &loc)?),
             "gpu" => x.gpu = parse_u32(v, &loc, 0, 16)?,
-            "monitoring.addon.influxdb" => {
-                if !(v.starts_with("http://") || v.starts_with("https://")) {
-                    return Err(invalid(
-                        &loc,
-                        format!("{v:?} is not an http(s):// URL of an InfluxDB"),
-                    ));
-                }
-                mon.influxdb = Some(v.clone());
-            }
-            "monitoring.addon.prometheus" => mon.prometheus = Some(v.clone()),
-            "monitoring.script" => mon.script = Some(v.clone()),
-            "monitoring.http" => {
-                parse_container_url(v, &loc, &["http"])?;
-                mon.http = Some(v.clone());
-            }
-            "monitoring.tags" => {
-                mon.tags = v
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|t| !t.is_empty())
-                    .map(String::from)
-                    .collect()
-            }
-            k2 if k2.starts_with("routing.port_") => {
-                let port = port_number(&k2["routing.port_".len()..]).ok_or_else(|| {
-                    invalid(
-                        &loc,
-                        "the label must name a container port: routing.port_80",
-                    )
-                })?;
-                x.routing.insert(port, parse_routes(v, &loc)?);
-            }
-            k2 if k2.starts_with("lb.port_") => {
-                let port = port_number(&k2["lb.port_".len()..]).ok_or_else(|| {
-                    invalid(&loc, "the label must name a container port: lb.port_80")
-                })?;
-                let rp = v
-                    .strip_prefix("tcp://")
-                    .and_then(|r| r.rsplit_once(':'))
-                    .and_then(|(_, p)| port_number(p))
-                    .ok_or_else(|| invalid(&loc, format!("{v:?}: write tcp://:ROUTER_PORT")))?;
-                x.lb.insert(port, rp);
-            }
-            k2 if k2.starts_with("log_store_") => {
-                let name = &k2["log_store_".len()..];
-                if name.is_empty()
-                    || !name
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-                {
-                    return Err(invalid(
-                        &loc,
-                        "the log store name uses letters, digits, `_` and `-`",
-                    ));
-                }
-                check_log_path(v, &loc)?;
-                x.logs.insert(name.to_string(), v.clone());
-            }
+            k2 if k2.starts_with("monitoring.") && monitoring_label(k2, v, &loc, &mut mon)? => {}
+            k2 if port_or_store_label(k2, v, &loc, x)? => {}
             k2 if k2.starts_with("auto_scaling.") => {
                 let field = &k2["auto_scaling.".len()..];
                 match field {
@@ -577,23 +521,7 @@ pub fn apply_service_labels(
             }
         }
     }
-    // The router reaches instances at their published host ports: publish every routed
-    // container port that the template does not publish itself (on a free host port).
-    let routed: Vec<u16> = x.routing.keys().chain(x.lb.keys()).copied().collect();
-    for port in routed {
-        if !s
-            .ports
-            .iter()
-            .any(|p| p.container_port == port && p.protocol == Protocol::Tcp)
-        {
-            s.ports.push(PortSpec {
-                container_port: port,
-                host_port: None,
-                host_ip: None,
-                protocol: Protocol::Tcp,
-            });
-        }
-    }
+    publish_routed_ports(s);
     let x = &mut s.ext;
     if let Some(kind) = probe {
         x.probe = Some(Probe {
@@ -623,6 +551,113 @@ pub fn apply_service_labels(
         ));
     }
     Ok(())
+}
+
+/// `monitoring.*` labels into `mon`; false for a key that is not one of them.
+fn monitoring_label(
+    key: &str,
+    v: &str,
+    loc: &str,
+    mon: &mut Monitoring,
+) -> Result<bool, SpecError> {
+    let loc = loc.to_string();
+    match key {
+        "monitoring.addon.influxdb" => {
+            if !(v.starts_with("http://") || v.starts_with("https://")) {
+                return Err(invalid(
+                    &loc,
+                    format!("{v:?} is not an http(s):// URL of an InfluxDB"),
+                ));
+            }
+            mon.influxdb = Some(v.to_string());
+        }
+        "monitoring.addon.prometheus" => mon.prometheus = Some(v.to_string()),
+        "monitoring.script" => mon.script = Some(v.to_string()),
+        "monitoring.http" => {
+            parse_container_url(v, &loc, &["http"])?;
+            mon.http = Some(v.to_string());
+        }
+        "monitoring.tags" => {
+            mon.tags = v
+                .split(',')
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(String::from)
+                .collect()
+        }
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
+/// `routing.port_N`, `lb.port_N` and `log_store_NAME` labels into `x`; false for a key that is
+/// not one of them.
+fn port_or_store_label(
+    k2: &str,
+    v: &str,
+    loc: &str,
+    x: &mut Extensions,
+) -> Result<bool, SpecError> {
+    let loc = loc.to_string();
+    match k2 {
+        k2 if k2.starts_with("routing.port_") => {
+            let port = port_number(&k2["routing.port_".len()..]).ok_or_else(|| {
+                invalid(
+                    &loc,
+                    "the label must name a container port: routing.port_80",
+                )
+            })?;
+            x.routing.insert(port, parse_routes(v, &loc)?);
+        }
+        k2 if k2.starts_with("lb.port_") => {
+            let port = port_number(&k2["lb.port_".len()..])
+                .ok_or_else(|| invalid(&loc, "the label must name a container port: lb.port_80"))?;
+            let rp = v
+                .strip_prefix("tcp://")
+                .and_then(|r| r.rsplit_once(':'))
+                .and_then(|(_, p)| port_number(p))
+                .ok_or_else(|| invalid(&loc, format!("{v:?}: write tcp://:ROUTER_PORT")))?;
+            x.lb.insert(port, rp);
+        }
+        k2 if k2.starts_with("log_store_") => {
+            let name = &k2["log_store_".len()..];
+            if name.is_empty()
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            {
+                return Err(invalid(
+                    &loc,
+                    "the log store name uses letters, digits, `_` and `-`",
+                ));
+            }
+            check_log_path(v, &loc)?;
+            x.logs.insert(name.to_string(), v.to_string());
+        }
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
+/// The router reaches instances at their published host ports: publish every routed
+/// container port that the template does not publish itself (on a free host port).
+fn publish_routed_ports(s: &mut ServiceSpec) {
+    let x = &s.ext;
+    let routed: Vec<u16> = x.routing.keys().chain(x.lb.keys()).copied().collect();
+    for port in routed {
+        if !s
+            .ports
+            .iter()
+            .any(|p| p.container_port == port && p.protocol == Protocol::Tcp)
+        {
+            s.ports.push(PortSpec {
+                container_port: port,
+                host_port: None,
+                host_ip: None,
+                protocol: Protocol::Tcp,
+            });
+        }
+    }
 }
 
 fn check_log_path(p: &str, loc: &str) -> Result<(), SpecError> {
