@@ -294,3 +294,46 @@ async fn removing_an_app_removes_its_containers_and_network() {
     .await;
     n.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_an_app_while_a_pass_creates_it_leaves_nothing_behind() {
+    let mut n = Node::start().await;
+    // A slow engine: each create takes 300 ms, so the removal arrives mid-pass.
+    n.engine.state.lock().expect("state").create_delay_ms = 300;
+    let t = "services:\n  web:\n    image: nginx:1.27\n    deploy:\n      replicas: 4\n";
+    let (status, body) = n.deploy("racy", t).await;
+    assert_eq!(status, 201, "{body}");
+    until("a create under way", Duration::from_secs(10), || {
+        n.engine
+            .calls()
+            .iter()
+            .any(|c| c.starts_with("create racy_"))
+    })
+    .await;
+    let (status, body) = n.call("DELETE", "/v1/apps/racy", None).await;
+    assert_eq!(status, 200, "{body}");
+    // The removal waited for the pass and ran one of its own: nothing of the app is left,
+    // and nothing is created for it afterwards.
+    let after_delete = n.engine.calls().len();
+    until("no containers", Duration::from_secs(10), || {
+        n.engine.instances().is_empty()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(
+        n.engine.instances().is_empty(),
+        "{:?}",
+        n.engine.instances()
+    );
+    assert!(
+        n.engine.state.lock().expect("state").networks.is_empty(),
+        "the app's network was left"
+    );
+    let late: Vec<String> = n.engine.calls()[after_delete..]
+        .iter()
+        .filter(|c| c.starts_with("create ") || c.starts_with("start "))
+        .cloned()
+        .collect();
+    assert!(late.is_empty(), "created after the removal: {late:?}");
+    n.stop().await;
+}

@@ -19,6 +19,8 @@ pub struct FakeState {
     pub images: BTreeSet<String>,
     /// What a pull finds ([`FakeRuntime::publish`]); other images cannot be pulled.
     pub registry: BTreeSet<String>,
+    /// How long each create takes (a slow engine), in ms.
+    pub create_delay_ms: u64,
     pub calls: Vec<String>,
     /// Calls whose name starts with one of these fail.
     pub fail: Vec<String>,
@@ -140,6 +142,10 @@ impl ContainerRuntime for FakeRuntime {
     async fn create(&self, req: &CreateRequest) -> Result<String, RuntimeError> {
         let name = req.container_name();
         self.call(format!("create {name}"))?;
+        let delay = self.lock().create_delay_ms;
+        if delay > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+        }
         let mut s = self.lock();
         if s.containers.iter().any(|(i, _)| i.name == name) {
             return Err(RuntimeError::NameTaken(name));
