@@ -94,6 +94,8 @@ pub struct Core {
     routed: Notify,
     /// The agent itself, for work that outlives a pass (set once it is in an `Arc`).
     me: std::sync::OnceLock<std::sync::Weak<Core>>,
+    /// The containers seen done, as the store keeps them (`remember_done`; None until read).
+    seen_done: Mutex<Option<BTreeMap<String, i64>>>,
     /// Ids of containers being removed in the background.
     removing: Mutex<std::collections::HashSet<String>>,
     /// Latest metrics, the last hour, sink senders.
@@ -226,6 +228,7 @@ impl Core {
             routed: Notify::new(),
             me: std::sync::OnceLock::new(),
             removing: Mutex::default(),
+            seen_done: Mutex::new(None),
             metrics: crate::metrics::Hub::default(),
             settings: std::sync::RwLock::new(Arc::new(Settings {
                 metrics: cfg.metrics.clone(),
@@ -289,13 +292,18 @@ impl Core {
         instances: &[crate::model::Instance],
         boot_ms: i64,
     ) -> std::collections::BTreeMap<String, i64> {
-        let kept = match self.store.seen_done() {
-            Ok(k) => k,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read the containers seen done");
-                return Default::default();
+        // Read from the store once; afterwards the store is only written when it changes.
+        let mut cache = self.seen_done.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.is_none() {
+            match self.store.seen_done() {
+                Ok(k) => *cache = Some(k),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the containers seen done");
+                    return Default::default();
+                }
             }
-        };
+        }
+        let kept = cache.get_or_insert_with(Default::default);
         let mut now: std::collections::BTreeMap<String, i64> = instances
             .iter()
             .filter_map(|i| Some((i.id.clone(), kept.get(&i.id).copied()?)))
@@ -308,11 +316,12 @@ impl Core {
                 now.insert(i.id.clone(), f);
             }
         }
-        if now != kept
-            && let Err(e) = self.store.set_seen_done(&now)
-        {
-            tracing::warn!(error = %e, "cannot record the containers seen done");
-            return kept;
+        if now != *kept {
+            if let Err(e) = self.store.set_seen_done(&now) {
+                tracing::warn!(error = %e, "cannot record the containers seen done");
+                return kept.clone();
+            }
+            *kept = now.clone();
         }
         now
     }

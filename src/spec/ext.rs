@@ -560,12 +560,11 @@ fn monitoring_label(
     loc: &str,
     mon: &mut Monitoring,
 ) -> Result<bool, SpecError> {
-    let loc = loc.to_string();
     match key {
         "monitoring.addon.influxdb" => {
             if !(v.starts_with("http://") || v.starts_with("https://")) {
                 return Err(invalid(
-                    &loc,
+                    loc,
                     format!("{v:?} is not an http(s):// URL of an InfluxDB"),
                 ));
             }
@@ -574,7 +573,7 @@ fn monitoring_label(
         "monitoring.addon.prometheus" => mon.prometheus = Some(v.to_string()),
         "monitoring.script" => mon.script = Some(v.to_string()),
         "monitoring.http" => {
-            parse_container_url(v, &loc, &["http"])?;
+            parse_container_url(v, loc, &["http"])?;
             mon.http = Some(v.to_string());
         }
         "monitoring.tags" => {
@@ -598,25 +597,21 @@ fn port_or_store_label(
     loc: &str,
     x: &mut Extensions,
 ) -> Result<bool, SpecError> {
-    let loc = loc.to_string();
     match k2 {
         k2 if k2.starts_with("routing.port_") => {
             let port = port_number(&k2["routing.port_".len()..]).ok_or_else(|| {
-                invalid(
-                    &loc,
-                    "the label must name a container port: routing.port_80",
-                )
+                invalid(loc, "the label must name a container port: routing.port_80")
             })?;
-            x.routing.insert(port, parse_routes(v, &loc)?);
+            x.routing.insert(port, parse_routes(v, loc)?);
         }
         k2 if k2.starts_with("lb.port_") => {
             let port = port_number(&k2["lb.port_".len()..])
-                .ok_or_else(|| invalid(&loc, "the label must name a container port: lb.port_80"))?;
+                .ok_or_else(|| invalid(loc, "the label must name a container port: lb.port_80"))?;
             let rp = v
                 .strip_prefix("tcp://")
                 .and_then(|r| r.rsplit_once(':'))
                 .and_then(|(_, p)| port_number(p))
-                .ok_or_else(|| invalid(&loc, format!("{v:?}: write tcp://:ROUTER_PORT")))?;
+                .ok_or_else(|| invalid(loc, format!("{v:?}: write tcp://:ROUTER_PORT")))?;
             x.lb.insert(port, rp);
         }
         k2 if k2.starts_with("log_store_") => {
@@ -627,11 +622,11 @@ fn port_or_store_label(
                     .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
             {
                 return Err(invalid(
-                    &loc,
+                    loc,
                     "the log store name uses letters, digits, `_` and `-`",
                 ));
             }
-            check_log_path(v, &loc)?;
+            check_log_path(v, loc)?;
             x.logs.insert(name.to_string(), v.to_string());
         }
         _ => return Ok(false),

@@ -477,13 +477,26 @@ fn load_yaml(text: &str) -> Result<Yaml, SpecError> {
     if text.len() > MAX_TEMPLATE_BYTES {
         return Err(SpecError::TooLarge(text.len()));
     }
-    let text = values::read_as_libyaml(text);
-    values::check_node_budget(&text)?;
-    let docs = yaml_rust2::YamlLoader::load_from_str(&text).map_err(|e| SpecError::Yaml {
-        message: tidy_scan_message(e.info()),
-        line: e.marker().line(),
-        column: e.marker().col() + 1,
-    })?;
+    let load = |t: &str| {
+        yaml_rust2::YamlLoader::load_from_str(t).map_err(|e| SpecError::Yaml {
+            message: tidy_scan_message(e.info()),
+            line: e.marker().line(),
+            column: e.marker().col() + 1,
+        })
+    };
+    // A document the spec accepts is loaded as it is; only one that fails is repaired as
+    // libyaml would read it (and counted again, since the repair changed it).
+    values::check_node_budget(text)?;
+    let docs = match load(text) {
+        Ok(d) => d,
+        Err(first) => match values::read_as_libyaml(text) {
+            std::borrow::Cow::Borrowed(_) => return Err(first),
+            std::borrow::Cow::Owned(repaired) => {
+                values::check_node_budget(&repaired)?;
+                load(&repaired)?
+            }
+        },
+    };
     let mut docs = docs.into_iter();
     let first = docs.next().unwrap_or(Yaml::Null);
     if docs.next().is_some() {

@@ -296,21 +296,20 @@ fn container_name_alias(
 /// `pull_policy`: `missing` (`if_not_present`), `always`, `never`; `build` and timed
 /// policies are refused with the reason.
 fn parse_pull_policy(v: &Yaml, loc: &str) -> Result<crate::model::PullPolicy, SpecError> {
-    let loc = loc.to_string();
-    Ok(match scalar(v, &loc)?.as_str() {
+    Ok(match scalar(v, loc)?.as_str() {
         "missing" | "if_not_present" => crate::model::PullPolicy::Missing,
         "always" => crate::model::PullPolicy::Always,
         "never" => crate::model::PullPolicy::Never,
         "build" => {
             return Err(SpecError::Unsupported {
-                location: loc.clone(),
+                location: loc.to_string(),
                 key: "pull_policy: build".into(),
                 hint: "berth deploys images and has no builder: build elsewhere, then `berth image load` or push to a registry".into(),
             });
         }
         p if p == "daily" || p == "weekly" || p.starts_with("every_") => {
             return Err(invalid(
-                &loc,
+                loc,
                 format!(
                     "pull_policy {p:?}: berth pulls at a deploy (always, missing, never, or `berth deploy --pull`), not on a timer: use always and redeploy when you want the newer image"
                 ),
@@ -318,7 +317,7 @@ fn parse_pull_policy(v: &Yaml, loc: &str) -> Result<crate::model::PullPolicy, Sp
         }
         other => {
             return Err(invalid(
-                &loc,
+                loc,
                 format!("pull_policy {other:?}: use always, missing (if_not_present) or never"),
             ));
         }
@@ -393,87 +392,85 @@ fn engine_key(
     sloc: &str,
     s: &mut ServiceSpec,
 ) -> Result<bool, SpecError> {
-    let loc = loc.to_string();
-    let sloc = sloc.to_string();
     match key {
-        "privileged" => s.privileged = boolean(v, &loc)?,
-        "cap_add" => s.cap_add = string_list(v, &loc)?,
+        "privileged" => s.privileged = boolean(v, loc)?,
+        "cap_add" => s.cap_add = string_list(v, loc)?,
         "security_opt" => {
-            s.security_opt = string_list(v, &loc)?;
+            s.security_opt = string_list(v, loc)?;
             for o in &s.security_opt {
-                check_security_opt(o, &loc)?;
+                check_security_opt(o, loc)?;
             }
         }
-        "pids_limit" => s.pids_limit = Some(int(v, &loc, -1, i64::from(i32::MAX))?),
-        "cap_drop" => s.cap_drop = string_list(v, &loc)?,
-        "devices" => s.devices = string_list(v, &loc)?,
-        "dns" => s.dns = string_list(v, &loc)?,
-        "dns_search" => s.dns_search = string_list(v, &loc)?,
-        "dns_opt" | "dns_options" => s.dns_opt = string_list(v, &loc)?,
+        "pids_limit" => s.pids_limit = Some(int(v, loc, -1, i64::from(i32::MAX))?),
+        "cap_drop" => s.cap_drop = string_list(v, loc)?,
+        "devices" => s.devices = string_list(v, loc)?,
+        "dns" => s.dns = string_list(v, loc)?,
+        "dns_search" => s.dns_search = string_list(v, loc)?,
+        "dns_opt" | "dns_options" => s.dns_opt = string_list(v, loc)?,
         "extra_hosts" => {
             s.extra_hosts = match v {
-                Yaml::Hash(_) => string_map(v, &loc, false)?
+                Yaml::Hash(_) => string_map(v, loc, false)?
                     .into_iter()
                     .map(|(h, ip)| format!("{h}:{ip}"))
                     .collect(),
-                other => string_list(other, &loc)?,
+                other => string_list(other, loc)?,
             };
             for e in &s.extra_hosts {
                 if !e.contains(':') {
-                    return Err(invalid(&loc, format!("entry {e:?} must be HOST:IP")));
+                    return Err(invalid(loc, format!("entry {e:?} must be HOST:IP")));
                 }
             }
         }
-        "mem_limit" => s.mem_limit = Some(size_bytes(v, &loc)?),
-        "memswap_limit" => s.memswap_limit = Some(size_bytes(v, &loc)?),
-        "cpu_shares" => s.cpu_shares = Some(int(v, &loc, 0, 262_144)?),
-        "cpus" => s.nano_cpus = Some(parse_cpus(v, &loc)?),
-        "cpuset" => s.cpuset = Some(scalar(v, &loc)?),
-        "cpu_period" => s.engine.cpu_period = Some(int_in(v, &loc, 1000, 1_000_000)?),
-        "cpu_quota" => s.engine.cpu_quota = Some(int_in(v, &loc, -1, i64::MAX)?),
-        "cpu_rt_period" => s.engine.cpu_rt_period = Some(micros(v, &loc)?),
-        "cpu_rt_runtime" => s.engine.cpu_rt_runtime = Some(micros(v, &loc)?),
-        "mem_reservation" => s.engine.mem_reservation = Some(size_bytes(v, &loc)?),
-        "mem_swappiness" => s.engine.mem_swappiness = Some(int_in(v, &loc, 0, 100)?),
-        "oom_score_adj" => s.engine.oom_score_adj = Some(int_in(v, &loc, -1000, 1000)?),
-        "group_add" => s.engine.group_add = string_list(v, &loc)?,
-        "domainname" => s.engine.domainname = Some(scalar(v, &loc)?),
-        "runtime" => s.engine.runtime = Some(scalar(v, &loc)?),
-        "storage_opt" => s.engine.storage_opt = string_map(v, &loc, false)?,
-        "device_cgroup_rules" => s.engine.device_cgroup_rules = string_list(v, &loc)?,
-        "annotations" => s.engine.annotations = string_map(v, &loc, false)?,
+        "mem_limit" => s.mem_limit = Some(size_bytes(v, loc)?),
+        "memswap_limit" => s.memswap_limit = Some(size_bytes(v, loc)?),
+        "cpu_shares" => s.cpu_shares = Some(int(v, loc, 0, 262_144)?),
+        "cpus" => s.nano_cpus = Some(parse_cpus(v, loc)?),
+        "cpuset" => s.cpuset = Some(scalar(v, loc)?),
+        "cpu_period" => s.engine.cpu_period = Some(int_in(v, loc, 1000, 1_000_000)?),
+        "cpu_quota" => s.engine.cpu_quota = Some(int_in(v, loc, -1, i64::MAX)?),
+        "cpu_rt_period" => s.engine.cpu_rt_period = Some(micros(v, loc)?),
+        "cpu_rt_runtime" => s.engine.cpu_rt_runtime = Some(micros(v, loc)?),
+        "mem_reservation" => s.engine.mem_reservation = Some(size_bytes(v, loc)?),
+        "mem_swappiness" => s.engine.mem_swappiness = Some(int_in(v, loc, 0, 100)?),
+        "oom_score_adj" => s.engine.oom_score_adj = Some(int_in(v, loc, -1000, 1000)?),
+        "group_add" => s.engine.group_add = string_list(v, loc)?,
+        "domainname" => s.engine.domainname = Some(scalar(v, loc)?),
+        "runtime" => s.engine.runtime = Some(scalar(v, loc)?),
+        "storage_opt" => s.engine.storage_opt = string_map(v, loc, false)?,
+        "device_cgroup_rules" => s.engine.device_cgroup_rules = string_list(v, loc)?,
+        "annotations" => s.engine.annotations = string_map(v, loc, false)?,
         // `private` is the engine's default; `host` shares the host's cgroup namespace.
         "cgroup" => {
-            match scalar(v, &loc)?.as_str() {
+            match scalar(v, loc)?.as_str() {
                 "private" => {}
                 "host" => {
                     return Err(SpecError::Unsupported {
-                    location: sloc.clone(),
+                    location: sloc.to_string(),
                     key: "cgroup: host".into(),
                     hint: "berth runs services isolated; this host-namespace option is not available".into(),
                 });
                 }
                 other => {
                     return Err(invalid(
-                        &loc,
+                        loc,
                         format!("cgroup {other:?}: use private or host"),
                     ));
                 }
             }
         }
-        "oom_kill_disable" => s.oom_kill_disable = boolean(v, &loc)?,
-        "ulimits" => s.ulimits = parse_ulimits(v, &loc)?,
-        "stop_signal" => s.stop_signal = Some(scalar(v, &loc)?),
-        "stop_grace_period" => s.stop_grace_period_ms = Some(duration_ms(v, &loc)?),
-        "healthcheck" => s.healthcheck = parse_healthcheck(v, &loc)?,
-        "logging" => s.logging = Some(parse_logging(v, &loc)?),
-        "init" => s.init = Some(boolean(v, &loc)?),
-        "read_only" => s.read_only = boolean(v, &loc)?,
-        "tmpfs" => s.tmpfs = string_list(v, &loc)?,
-        "shm_size" => s.shm_size = Some(size_bytes(v, &loc)?),
-        "sysctls" => s.sysctls = string_map(v, &loc, false)?,
-        "tty" => s.tty = boolean(v, &loc)?,
-        "stdin_open" => s.stdin_open = boolean(v, &loc)?,
+        "oom_kill_disable" => s.oom_kill_disable = boolean(v, loc)?,
+        "ulimits" => s.ulimits = parse_ulimits(v, loc)?,
+        "stop_signal" => s.stop_signal = Some(scalar(v, loc)?),
+        "stop_grace_period" => s.stop_grace_period_ms = Some(duration_ms(v, loc)?),
+        "healthcheck" => s.healthcheck = parse_healthcheck(v, loc)?,
+        "logging" => s.logging = Some(parse_logging(v, loc)?),
+        "init" => s.init = Some(boolean(v, loc)?),
+        "read_only" => s.read_only = boolean(v, loc)?,
+        "tmpfs" => s.tmpfs = string_list(v, loc)?,
+        "shm_size" => s.shm_size = Some(size_bytes(v, loc)?),
+        "sysctls" => s.sysctls = string_map(v, loc, false)?,
+        "tty" => s.tty = boolean(v, loc)?,
+        "stdin_open" => s.stdin_open = boolean(v, loc)?,
         _ => return Ok(false),
     }
     Ok(true)
