@@ -208,3 +208,22 @@ fn quoted_scalar_repairs_do_not_grow_a_document_without_bound() {
     let spec = parse(ok, "app", &Inputs::default()).expect("repaired");
     assert_eq!(spec.services["web"].labels["k"], "one two");
 }
+
+#[test]
+fn a_quoted_scalar_far_right_over_many_lines_is_refused_without_building_the_repair() {
+    // Just under the template size bound: a quote at column ~500,000 followed by ~250,000
+    // short lines. Indenting each to the quote's column would take ~125 GB; the repair stops
+    // at its growth bound as it builds, and the scanner's error stands.
+    let pad = " ".repeat(500_000);
+    let lines = "x\n".repeat(250_000);
+    let text = format!("services:\n  web:\n    image: a\n    labels:\n      k:{pad}\"{lines}\"\n");
+    assert!(text.len() < crate::spec::MAX_TEMPLATE_BYTES);
+    let t = std::time::Instant::now();
+    let e = parse(&text, "app", &Inputs::default()).expect_err("not repaired");
+    assert!(e.to_string().contains("quoted scalar"), "{e}");
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(10),
+        "{:?}",
+        t.elapsed()
+    );
+}

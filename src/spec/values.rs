@@ -498,6 +498,11 @@ fn indent_quoted(t: &str, at: usize, col: usize) -> Option<String> {
             out.push('\n');
             let lead = piece.len() - piece.trim_start_matches(' ').len();
             if lead < col && !piece.trim().is_empty() {
+                // Bounded as it is built: a quote far right over many lines would otherwise
+                // ask for lines x column bytes before the caller could refuse it.
+                if out.len() + (col - lead) > t.len() + MAX_REPAIR_GROWTH {
+                    return None;
+                }
                 out.extend(std::iter::repeat_n(' ', col - lead));
                 changed = true;
             }
