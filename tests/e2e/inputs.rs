@@ -348,6 +348,35 @@ fn deploy_section_resources_job_mode_and_per_node_cap_reach_the_engine() {
     assert!(versions.contains("normal"), "{versions}");
 }
 
+/// `deploy.resources.reservations.devices` reach the engine as device requests. This host has
+/// no GPU driver, so the engine refuses to start the container: the request is checked on
+/// the created container, and the start error reaches the events.
+#[test]
+fn gpu_device_requests_reach_the_engine() {
+    let a = Agent::start();
+    let yaml = format!(
+        "services:\n  gpu:\n    image: {IMAGE}\n    command: sleep 600\n    deploy:\n      resources:\n        reservations:\n          devices:\n            - driver: nvidia\n              count: all\n              capabilities: [gpu]\n"
+    );
+    let p = a.template("gpu", &yaml);
+    a.ok(&["deploy", "-f", path_str(&p), "-d"]);
+    wait_until("the container is created", Duration::from_secs(60), || {
+        !a.ps("gpu").is_empty()
+    });
+    let id = a.ps("gpu")[0].container_id.clone();
+    let req = docker_ok(&[
+        "inspect",
+        "-f",
+        "{{range .HostConfig.DeviceRequests}}{{.Driver}} {{.Count}} {{.Capabilities}}{{end}}",
+        &id,
+    ]);
+    assert_eq!(req, "nvidia -1 [[gpu]]");
+    wait_until(
+        "the engine's refusal is an event",
+        Duration::from_secs(60),
+        || a.ok(&["events", "gpu"]).contains("device driver"),
+    );
+}
+
 /// As compose: relative bind sources resolve against the project directory (the template's,
 /// or --project-directory), its `.env` is read, the shell's environment wins over it,
 /// profiles pick the services, and `pull_policy: never` does not pull.
