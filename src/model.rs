@@ -461,6 +461,62 @@ pub enum UpdateOrder {
     StartFirst,
 }
 
+/// What traffic a deploy's new versions take (`berth deploy --traffic`).
+///
+/// On the wire it is `"all"` or `"none"`; an empty string (what older clients send when the
+/// flag is not given) means `all`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "&'static str")]
+pub enum NewTraffic {
+    /// The new version takes all the traffic once healthy (start-first, or rolling with
+    /// `rolling_updates`).
+    #[default]
+    All,
+    /// It runs one instance at 0% until `berth traffic` gives it some.
+    None,
+}
+
+impl NewTraffic {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NewTraffic::All => "all",
+            NewTraffic::None => "none",
+        }
+    }
+}
+
+impl std::str::FromStr for NewTraffic {
+    type Err = String;
+    fn from_str(s: &str) -> Result<NewTraffic, String> {
+        match s {
+            "" | "all" => Ok(NewTraffic::All),
+            "none" => Ok(NewTraffic::None),
+            other => Err(format!(
+                "--traffic {other:?}: use `all` (the new version takes the traffic once healthy) or `none` (it runs at 0% until `berth traffic`)"
+            )),
+        }
+    }
+}
+
+impl TryFrom<String> for NewTraffic {
+    type Error = String;
+    fn try_from(s: String) -> Result<NewTraffic, String> {
+        s.parse()
+    }
+}
+
+impl From<NewTraffic> for &'static str {
+    fn from(t: NewTraffic) -> &'static str {
+        t.as_str()
+    }
+}
+
+impl std::fmt::Display for NewTraffic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// `update_config.failure_action` as written (berth rolls a failed update back whatever it
 /// says; `berth config` warns about the others).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

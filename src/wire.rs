@@ -34,7 +34,7 @@ pub struct DeployRequest {
     /// `all` (default: the new version takes all traffic once healthy) or `none` (it runs one
     /// instance at 0% until `berth traffic` gives it some).
     #[serde(default)]
-    pub traffic: String,
+    pub traffic: crate::model::NewTraffic,
     /// Start new versions at 0% with all their instances; `berth release confirm` switches.
     #[serde(default)]
     pub blue_green: bool,

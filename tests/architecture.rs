@@ -82,3 +82,25 @@ fn the_module_graph_has_no_circle_and_nothing_imports_the_root() {
         visit(m, &g, &mut Vec::new(), &mut done);
     }
 }
+
+/// The API holds the operations (`agent::Ops`), never the reconcile loop's `Core`.
+#[test]
+fn the_api_reaches_the_agent_through_its_operations_only() {
+    let mut files = Vec::new();
+    rust_files(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("src/api"),
+        &mut files,
+    );
+    assert!(files.len() >= 3, "{files:?}");
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap();
+        // `Core` as a whole word (`CoreError` is the operations' error type).
+        let whole_word = text.match_indices("Core").any(|(i, _)| {
+            let before = text[..i].chars().next_back();
+            let after = text[i + 4..].chars().next();
+            !before.is_some_and(|c| c.is_alphanumeric() || c == '_')
+                && !after.is_some_and(|c| c.is_alphanumeric() || c == '_')
+        });
+        assert!(!whole_word, "{} names the loop's Core", f.display());
+    }
+}

@@ -83,7 +83,7 @@ impl Core {
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
                         .remove(&id);
-                    core.kick();
+                    core.wake(super::Wake::Removed);
                 });
             }
         }

@@ -19,7 +19,7 @@ mod telemetry;
 mod versions;
 mod volumes;
 
-pub use ops::CoreError;
+pub use ops::{CoreError, Ops};
 
 use crate::config::AgentConfig;
 use crate::model::Release;
@@ -57,6 +57,81 @@ impl Pass {
     }
 }
 
+/// Why the reconcile loop wakes: every input of a pass, one enum. Wake-ups that arrive
+/// before a pass starts make one pass (a set of reasons, logged with it); the loop is
+/// level-triggered, so a reason only says what prompted a look, never what to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wake {
+    /// The periodic tick, the safety net for anything missed.
+    Tick,
+    /// Work left pending by the previous pass (backoff, dependencies starting) or done by it.
+    Pending,
+    /// The engine reported a container of this node dying, stopping or going, or its
+    /// event stream reconnected (events may have been missed).
+    Engine,
+    /// A probe moved an instance's health.
+    Health,
+    /// An operation changed the desired state (deploy, scale, traffic, redeploy...) or asks
+    /// for the router to be current.
+    Command,
+    /// A version was settled (normal or failed): the next step of its release.
+    Release,
+    /// A removal the executor ran in the background finished.
+    Removed,
+}
+
+impl Wake {
+    const ALL: [Wake; 7] = [
+        Wake::Tick,
+        Wake::Pending,
+        Wake::Engine,
+        Wake::Health,
+        Wake::Command,
+        Wake::Release,
+        Wake::Removed,
+    ];
+
+    fn bit(self) -> u8 {
+        1 << (self as u8)
+    }
+
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Wake::Tick => "tick",
+            Wake::Pending => "pending",
+            Wake::Engine => "engine",
+            Wake::Health => "health",
+            Wake::Command => "command",
+            Wake::Release => "release",
+            Wake::Removed => "removed",
+        }
+    }
+}
+
+/// The reasons gathered since the last pass started, and the loop's doorbell.
+#[derive(Default)]
+struct Wakes {
+    set: std::sync::atomic::AtomicU8,
+    bell: Notify,
+}
+
+impl Wakes {
+    fn ring(&self, why: Wake) {
+        self.set
+            .fetch_or(why.bit(), std::sync::atomic::Ordering::AcqRel);
+        self.bell.notify_one();
+    }
+
+    /// Takes the reasons gathered so far (empty when nothing rang).
+    fn take(&self) -> Vec<Wake> {
+        let set = self.set.swap(0, std::sync::atomic::Ordering::AcqRel);
+        Wake::ALL
+            .into_iter()
+            .filter(|w| set & w.bit() != 0)
+            .collect()
+    }
+}
+
 pub struct Core {
     /// Where `environment:`/`content:` secrets and configs are written (`DIR/APP/...`).
     files_dir: std::path::PathBuf,
@@ -65,7 +140,7 @@ pub struct Core {
     pub node_id: String,
     pub node_name: String,
     pub engine: String,
-    kick: Notify,
+    wakes: Wakes,
     /// Held by a reconcile pass and by operations that must not interleave with one.
     ops: tokio::sync::Mutex<()>,
     /// Serialises deploys: two deploys of one app never interleave.
@@ -206,7 +281,7 @@ impl Core {
             node_id,
             node_name: cfg.node_name.clone(),
             engine,
-            kick: Notify::new(),
+            wakes: Wakes::default(),
             ops: tokio::sync::Mutex::new(()),
             deploys: tokio::sync::Mutex::new(()),
             backoff: backoff::Backoffs::default(),
@@ -241,7 +316,7 @@ impl Core {
     }
 
     /// The `[metrics]` and `[logs]` settings in force.
-    pub fn settings(&self) -> Arc<Settings> {
+    pub(super) fn settings(&self) -> Arc<Settings> {
         self.settings
             .read()
             .unwrap_or_else(|p| p.into_inner())
@@ -252,13 +327,13 @@ impl Core {
         *self.settings.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(s);
     }
 
-    pub fn stopping(&self) -> bool {
+    pub(super) fn stopping(&self) -> bool {
         self.stopping.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Asks the loop for a reconcile pass soon.
-    pub fn kick(&self) {
-        self.kick.notify_one();
+    /// Asks the loop for a reconcile pass soon, saying why.
+    pub(super) fn wake(&self, why: Wake) {
+        self.wakes.ring(why);
     }
 
     pub fn event(&self, kind: EventKind, app: &str, service: &str, message: &str) {
@@ -327,7 +402,7 @@ impl Core {
     }
 
     /// This node's instances with their current health (for queries).
-    pub async fn instances(&self) -> Result<Vec<crate::model::Instance>, RuntimeError> {
+    pub(super) async fn instances(&self) -> Result<Vec<crate::model::Instance>, RuntimeError> {
         let mut list = self.runtime.list(&self.node_id).await?;
         self.annotate_health(&mut list);
         Ok(list)
@@ -336,7 +411,7 @@ impl Core {
     /// Calls `f` with every running instance and the spec of its own version (a new version
     /// may probe or monitor differently); versions without traffic any more are looked up in
     /// the store (rare: while they drain), once per service.
-    pub fn each_running_spec<'a>(
+    pub(super) fn each_running_spec<'a>(
         &self,
         apps: &'a [StoredApp],
         instances: &'a [crate::model::Instance],
@@ -402,7 +477,7 @@ impl Core {
     }
 
     /// One pass: read desired state, observe the engine, plan, execute.
-    pub async fn reconcile_once(&self) -> Result<Pass, CoreError> {
+    pub(super) async fn reconcile_once(&self) -> Result<Pass, CoreError> {
         let _guard = self.ops.lock().await;
         self.reconcile_locked().await
     }
@@ -458,7 +533,7 @@ impl Core {
     }
 
     /// Passes until nothing is left to do (dependencies up, nothing in backoff), or `limit`.
-    pub async fn reconcile_until_settled(&self, limit: Duration) -> Result<(), CoreError> {
+    pub(super) async fn reconcile_until_settled(&self, limit: Duration) -> Result<(), CoreError> {
         let deadline = Instant::now() + limit;
         loop {
             let pass = self.reconcile_once().await?;
@@ -528,16 +603,20 @@ impl Core {
 
     /// The traffic split of a service the router uses now (`None` before the first pass
     /// that saw it).
-    pub fn split_of(&self, app: &str, service: &str) -> Option<Vec<crate::router::table::Share>> {
+    pub(super) fn split_of(
+        &self,
+        app: &str,
+        service: &str,
+    ) -> Option<Vec<crate::router::table::Share>> {
         let s = self.splits.lock().unwrap_or_else(|p| p.into_inner());
         s.1.get(&(app.to_string(), service.to_string())).cloned()
     }
 
     /// Waits (up to `limit`) until a pass that started after this call has handed its
     /// table to the router, so an answer about traffic shows what the router does.
-    pub async fn routed_after_now(&self, limit: Duration) {
+    pub(super) async fn routed_after_now(&self, limit: Duration) {
         let after = self.passes.load(std::sync::atomic::Ordering::Acquire);
-        self.kick();
+        self.wake(Wake::Command);
         let _ = tokio::time::timeout(limit, async {
             loop {
                 let routed = self.routed.notified();
@@ -574,11 +653,11 @@ impl Core {
             _ => return,
         };
         self.event(crate::model::EventKind::Health, &t.app, &t.service, &msg);
-        self.kick();
+        self.wake(Wake::Health);
     }
 
     /// Last errors of an app's (or one service's) containers that are failing now.
-    pub fn failures(&self, app: &str, service: Option<&str>) -> Vec<String> {
+    pub(super) fn failures(&self, app: &str, service: Option<&str>) -> Vec<String> {
         self.backoff.errors(app, service)
     }
 
@@ -596,38 +675,45 @@ impl Core {
     }
 }
 
-/// Runs reconcile passes on kicks and on the tick until `shutdown` fires.
-pub async fn reconcile_loop(
+/// Runs a reconcile pass whenever a [`Wake`] rings, until `shutdown` fires.
+async fn reconcile_loop(
     core: Arc<Core>,
     interval: Duration,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
+    let mut timer = Some(Wake::Tick);
     while !*shutdown.borrow() {
+        let mut why = core.wakes.take();
+        why.extend(timer.take().filter(|t| !why.contains(t)));
+        let outcome = core.reconcile_once().await;
+        let why: Vec<&str> = why.iter().map(|w| w.as_str()).collect();
+        tracing::debug!(why = %why.join(","), "pass for");
         // After a pass that changed something, look again at once (dependencies may now be
         // ready); when work is pending (backoff, dependencies starting), look again soon;
-        // otherwise wait for an engine event, an API request or the tick.
-        let pause = match core.reconcile_once().await {
-            Ok(pass) if pass.attempted > 0 => Duration::ZERO,
-            Ok(pass) if pass.pending > 0 => Duration::from_millis(250),
-            Ok(_) => interval,
+        // otherwise wait for a wake-up or the tick.
+        let (pause, then) = match outcome {
+            Ok(pass) if pass.attempted > 0 => (Duration::ZERO, Wake::Pending),
+            Ok(pass) if pass.pending > 0 => (Duration::from_millis(250), Wake::Pending),
+            Ok(_) => (interval, Wake::Tick),
             Err(e) => {
                 tracing::warn!(error = %e, "reconcile failed; retrying on the next tick");
-                interval
+                (interval, Wake::Tick)
             }
         };
         if pause.is_zero() {
+            timer = Some(then);
             continue;
         }
         tokio::select! {
-            _ = core.kick.notified() => {}
-            _ = tokio::time::sleep(pause) => {}
+            _ = core.wakes.bell.notified() => {}
+            _ = tokio::time::sleep(pause) => timer = Some(then),
             _ = shutdown.changed() => return,
         }
     }
 }
 
 /// Runs due probes, each in its own task so a slow one delays no other.
-pub async fn probe_loop(core: Arc<Core>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+async fn probe_loop(core: Arc<Core>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
     loop {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(200)) => {}
@@ -645,8 +731,8 @@ pub async fn probe_loop(core: Arc<Core>, mut shutdown: tokio::sync::watch::Recei
     }
 }
 
-/// Follows the engine's events for this node: records die/oom/restarts and kicks the loop.
-pub async fn watch_engine(core: Arc<Core>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+/// Follows the engine's events for this node: records die/oom/restarts and wakes the loop.
+async fn watch_engine(core: Arc<Core>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
     loop {
         let mut stream = core.runtime.events(&core.node_id);
         loop {
@@ -677,12 +763,12 @@ pub async fn watch_engine(core: Arc<Core>, mut shutdown: tokio::sync::watch::Rec
                             );
                             // The engine sends `die` a moment before its container list shows
                             // the exit; look again shortly so the replacement is not a tick late.
-                            core.kick();
+                            core.wake(Wake::Engine);
                             let later = core.clone();
                             tokio::spawn(async move {
                                 for ms in [300, 1000] {
                                     tokio::time::sleep(Duration::from_millis(ms)).await;
-                                    later.kick();
+                                    later.wake(Wake::Engine);
                                 }
                             });
                         }
@@ -704,7 +790,7 @@ pub async fn watch_engine(core: Arc<Core>, mut shutdown: tokio::sync::watch::Rec
                                 &format!("{name} was restarted by the engine"),
                             );
                         }
-                        A::Destroy | A::Stop | A::Kill => core.kick(),
+                        A::Destroy | A::Stop | A::Kill => core.wake(Wake::Engine),
                         A::Start | A::Restart | A::Other => {}
                     }
                 }
@@ -715,7 +801,7 @@ pub async fn watch_engine(core: Arc<Core>, mut shutdown: tokio::sync::watch::Rec
                 None => break,
             }
         }
-        core.kick();
+        core.wake(Wake::Engine);
         // Events may have been missed while the stream was down.
         core.engine_changes.send_modify(|n| *n += 1);
         tokio::select! {
@@ -797,5 +883,25 @@ impl Loops {
         for t in self.tasks {
             let _ = t.await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Wake, Wakes};
+
+    #[test]
+    fn wake_ups_before_a_pass_are_one_set_of_reasons() {
+        let w = Wakes::default();
+        assert!(w.take().is_empty());
+        w.ring(Wake::Health);
+        w.ring(Wake::Engine);
+        w.ring(Wake::Health);
+        assert_eq!(w.take(), vec![Wake::Engine, Wake::Health]);
+        assert!(w.take().is_empty(), "taking empties the set");
+        for k in Wake::ALL {
+            w.ring(k);
+        }
+        assert_eq!(w.take(), Wake::ALL.to_vec());
     }
 }

@@ -1,7 +1,7 @@
 //! Read-side operations on metrics and logs for the API: top, history, alarms, outbox
 //! figures, Prometheus text, log queries.
 
-use super::{Core, CoreError};
+use super::{CoreError, Ops};
 use crate::metrics::history::AlarmRule;
 use crate::store::{LogLine, LogQuery};
 use crate::wire::{Top, TopRow};
@@ -9,11 +9,11 @@ use crate::wire::{Top, TopRow};
 /// Largest number of lines one logs query returns.
 pub const MAX_LOG_LINES: usize = 100_000;
 
-impl Core {
+impl Ops {
     pub fn top(&self, app: Option<&str>) -> Top {
-        let Some(s) = self.metrics.latest() else {
+        let Some(s) = self.core.metrics.latest() else {
             return Top {
-                interval_ms: self.settings().metrics.interval_ms,
+                interval_ms: self.core.settings().metrics.interval_ms,
                 ..Default::default()
             };
         };
@@ -48,7 +48,7 @@ impl Core {
             .collect();
         Top {
             time_ns: s.time_ns,
-            interval_ms: self.settings().metrics.interval_ms,
+            interval_ms: self.core.settings().metrics.interval_ms,
             containers,
         }
     }
@@ -58,11 +58,13 @@ impl Core {
         app: Option<&str>,
     ) -> Result<Vec<crate::wire::Series>, CoreError> {
         if let Some(a) = app {
-            self.store
+            self.core
+                .store
                 .get_app(a)?
                 .ok_or_else(|| CoreError::NotFound(format!("no app named {a:?}")))?;
         }
         Ok(self
+            .core
             .metrics
             .history
             .lock()
@@ -72,13 +74,13 @@ impl Core {
 
     /// Prometheus text; an empty exposition of berth's own figures before the first cycle.
     pub fn prometheus(&self) -> String {
-        let own = self.metrics.own(&self.store);
-        let snap = self.metrics.latest().unwrap_or_default();
+        let own = self.core.metrics.own(&self.core.store);
+        let snap = self.core.metrics.latest().unwrap_or_default();
         crate::metrics::prom::encode(&snap, &own)
     }
 
     pub fn alarms(&self) -> Vec<AlarmRule> {
-        super::telemetry::alarm_rules(self)
+        super::telemetry::alarm_rules(&self.core)
     }
 
     pub fn add_alarm(&self, rule: AlarmRule) -> Result<AlarmRule, CoreError> {
@@ -97,8 +99,8 @@ impl Core {
         }
         let json = serde_json::to_string(&rule)
             .map_err(|e| CoreError::BadRequest(format!("alarm rule: {e}")))?;
-        self.store.put_alarm(&rule.name, &json)?;
-        self.event(
+        self.core.store.put_alarm(&rule.name, &json)?;
+        self.core.event(
             crate::model::EventKind::AlarmRule,
             &rule.app,
             &rule.service,
@@ -108,12 +110,12 @@ impl Core {
     }
 
     pub fn remove_alarm(&self, name: &str) -> Result<(), CoreError> {
-        if !self.store.remove_alarm(name)? {
+        if !self.core.store.remove_alarm(name)? {
             return Err(CoreError::NotFound(format!(
                 "no alarm rule named {name:?} was added with `berth alarm add` (rules in berth.toml are changed there)"
             )));
         }
-        self.event(
+        self.core.event(
             crate::model::EventKind::AlarmRule,
             "",
             "",
@@ -123,7 +125,7 @@ impl Core {
     }
 
     pub fn outbox(&self) -> Result<Vec<crate::store::OutboxStats>, CoreError> {
-        Ok(self.store.outbox_stats()?)
+        Ok(self.core.store.outbox_stats()?)
     }
 
     /// Log lines for a `berth logs` request.
@@ -132,7 +134,7 @@ impl Core {
     }
 
     pub fn query_logs(&self, q: &LogQuery) -> Result<Vec<LogLine>, CoreError> {
-        Ok(self.store.query_logs(q)?)
+        Ok(self.core.store.query_logs(q)?)
     }
 
     /// Lines stored after `after_id` for a resolved query (`logs -f`); NotFound once the app
@@ -154,7 +156,8 @@ impl Core {
     }
 
     fn app_must_exist(&self, app: &str) -> Result<(), CoreError> {
-        self.store
+        self.core
+            .store
             .get_app(app)?
             .map(|_| ())
             .ok_or_else(|| CoreError::NotFound(format!("no app named {app:?}")))
@@ -200,6 +203,6 @@ impl Core {
 
     /// The id of the newest stored line (where a follow with nothing to show yet starts).
     pub fn last_log_id(&self) -> Result<i64, CoreError> {
-        Ok(self.store.last_log_id()?)
+        Ok(self.core.store.last_log_id()?)
     }
 }

@@ -37,6 +37,46 @@ pub enum CoreError {
     Host(String),
 }
 
+/// The user-facing operations, what the API asks: deploy, scale, stop/start, redeploy, rm,
+/// versions and traffic, images, volumes, and the queries. A type apart from the reconcile
+/// loop ([`Core`]): an operation validates, writes the desired state and asks the loop for a
+/// pass; it reaches the engine itself only for what a pass does not do (images, `rm` under the
+/// ops lock, volume objects).
+#[derive(Clone)]
+pub struct Ops {
+    pub(super) core: std::sync::Arc<Core>,
+}
+
+impl Ops {
+    pub fn new(core: std::sync::Arc<Core>) -> Ops {
+        Ops { core }
+    }
+
+    /// Who this node is (`/v1/health`).
+    pub fn health(&self) -> Health {
+        Health {
+            status: "ok".into(),
+            node_id: self.core.node_id.clone(),
+            node_name: self.core.node_name.clone(),
+            engine: self.core.engine.clone(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        }
+    }
+
+    /// The `[metrics]` and `[logs]` settings in force.
+    pub fn settings(&self) -> std::sync::Arc<super::Settings> {
+        self.core.settings()
+    }
+
+    pub fn event(&self, kind: crate::model::EventKind, app: &str, service: &str, message: &str) {
+        self.core.event(kind, app, service, message)
+    }
+
+    pub fn stopping(&self) -> bool {
+        self.core.stopping()
+    }
+}
+
 impl From<crate::plan::release::ReleaseError> for CoreError {
     fn from(e: crate::plan::release::ReleaseError) -> CoreError {
         use crate::plan::release::ReleaseError as R;
@@ -194,16 +234,6 @@ fn deploy_message(m: &str) -> Result<String, CoreError> {
 }
 
 /// `--traffic`: `all` (the default) or `none` (true).
-fn traffic_none(t: &str) -> Result<bool, CoreError> {
-    match t {
-        "" | "all" => Ok(false),
-        "none" => Ok(true),
-        other => Err(CoreError::BadRequest(format!(
-            "--traffic {other:?}: use `all` (the new version takes the traffic once healthy) or `none` (it runs at 0% until `berth traffic`)"
-        ))),
-    }
-}
-
 /// What a deploy changes, service by service, against the app as stored.
 #[derive(Debug, Default, PartialEq)]
 struct ServiceDiff {
@@ -267,16 +297,16 @@ impl ServiceDiff {
     }
 }
 
-impl Core {
+impl Ops {
     pub async fn deploy(&self, req: DeployRequest) -> Result<DeployResponse, CoreError> {
-        let _serial = self.deploys.lock().await;
+        let _serial = self.core.deploys.lock().await;
         // Everything is checked before anything is made or stored.
         let mut app = spec::parse(&req.template, &req.name, &req.inputs())?;
         check_file_sources(&app)?;
-        let file_values = place_file_values(&mut app, &self.files_dir);
+        let file_values = place_file_values(&mut app, &self.core.files_dir);
         let message = deploy_message(&req.message)?;
-        let traffic_none = traffic_none(&req.traffic)?;
-        let previous = self.store.get_app(&app.name)?;
+        let traffic_none = req.traffic == crate::model::NewTraffic::None;
+        let previous = self.core.store.get_app(&app.name)?;
         self.warn_affinity(&mut app)?;
         self.warn_https_without_certificate(&mut app);
         let diff = ServiceDiff::of(&app, previous.as_ref());
@@ -288,11 +318,12 @@ impl Core {
         // fails the deploy here, before anything is stored). Their credentials are sealed in
         // the volume store; the app's spec and template keep none.
         let stopped = previous.as_ref().is_some_and(|p| p.stopped);
-        self.prepare_volumes(&app, stopped).await?;
+        self.core.prepare_volumes(&app, stopped).await?;
         write_file_values(&file_values)?;
         let template = super::volumes::redact_template(&req.template, &app);
         super::volumes::redact_spec(&mut app);
         let created = self
+            .core
             .store
             .put_app(&app, &template, &releases, &message)
             .map_err(|e| match e {
@@ -304,11 +335,13 @@ impl Core {
             .map(|(s, n, _)| crate::model::version_name(s, *n))
             .collect();
         let summary = diff.summary(&app, previous.is_some(), &versions, &message);
-        self.event(crate::model::EventKind::Deploy, &app.name, "", &summary);
+        self.core
+            .event(crate::model::EventKind::Deploy, &app.name, "", &summary);
         for (service, _, decisions) in &created {
-            self.record_decisions(&app.name, service, decisions, None);
+            self.core
+                .record_decisions(&app.name, service, decisions, None);
         }
-        self.kick();
+        self.core.wake(super::Wake::Command);
         Ok(DeployResponse {
             app: app.name,
             changed: diff.changed,
@@ -327,6 +360,7 @@ impl Core {
             .any(|s| s.placement.iter().any(|p| spec::Affinity::of(p).is_some()));
         if has_affinity {
             let others: Vec<crate::store::StoredApp> = self
+                .core
                 .store
                 .list_apps()?
                 .into_iter()
@@ -348,11 +382,12 @@ impl Core {
                     .iter()
                     .filter(|r| r.scheme == crate::model::Scheme::Https)
                 {
-                    let Some(host) = crate::router::table::route_host(r, &self.router_domain)
+                    let Some(host) = crate::router::table::route_host(r, &self.core.router_domain)
                     else {
                         continue;
                     };
                     if !self
+                        .core
                         .tls_domains
                         .iter()
                         .any(|d| crate::router::tls::covers(d, &host))
@@ -378,7 +413,7 @@ impl Core {
     ) -> Result<Vec<(String, Release)>, CoreError> {
         let mut releases = Vec::new();
         for name in changed {
-            let versions = self.store.versions(&app.name, name)?;
+            let versions = self.core.store.versions(&app.name, name)?;
             if versions.len() >= crate::model::MAX_VERSIONS {
                 let oldest = versions.iter().find(|v| v.weight == 0).map(|v| v.name());
                 return Err(CoreError::Conflict(format!(
@@ -407,8 +442,9 @@ impl Core {
     /// Host ports of changed services must be free, unless this app already holds them.
     async fn check_host_ports(&self, app: &AppSpec, changed: &[String]) -> Result<(), CoreError> {
         let ours: Vec<Instance> = self
+            .core
             .runtime
-            .list(&self.node_id)
+            .list(&self.core.node_id)
             .await?
             .into_iter()
             .filter(|i| i.app == app.name)
@@ -469,7 +505,7 @@ impl Core {
         policy: PullPolicy,
         force_pull: bool,
     ) -> Result<(), CoreError> {
-        let present = self.runtime.image_present(image).await?;
+        let present = self.core.runtime.image_present(image).await?;
         let pull = force_pull || policy == PullPolicy::Always;
         if present && !pull {
             return Ok(());
@@ -479,7 +515,7 @@ impl Core {
                 "image {image} is not on this host and its service says `pull_policy: never`: load it with `berth image load` (or deploy with --pull)"
             )));
         }
-        match self.runtime.pull(image, platform).await {
+        match self.core.runtime.pull(image, platform).await {
             Ok(()) => Ok(()),
             // Asked to refresh but offline: the local copy still serves.
             Err(e) if present => {
@@ -491,14 +527,18 @@ impl Core {
     }
 
     pub async fn apps(&self) -> Result<Vec<AppStatus>, CoreError> {
-        let apps = self.store.list_apps()?;
-        let instances = self.instances().await?;
+        let apps = self.core.store.list_apps()?;
+        let instances = self.core.instances().await?;
         Ok(apps.iter().map(|a| self.status_of(a, &instances)).collect())
     }
 
     pub async fn app_status(&self, name: &str) -> Result<AppStatus, CoreError> {
-        let app = self.store.get_app(name)?.ok_or_else(|| unknown_app(name))?;
-        let instances = self.instances().await?;
+        let app = self
+            .core
+            .store
+            .get_app(name)?
+            .ok_or_else(|| unknown_app(name))?;
+        let instances = self.core.instances().await?;
         Ok(self.status_of(&app, &instances))
     }
 
@@ -555,7 +595,7 @@ impl Core {
             AppState::Stopped
         } else if running == desired && settled {
             AppState::Running
-        } else if !self.failures(&a.spec.name, None).is_empty() {
+        } else if !self.core.failures(&a.spec.name, None).is_empty() {
             AppState::Failing
         } else {
             AppState::Deploying
@@ -572,6 +612,7 @@ impl Core {
 
     pub async fn ps(&self, app: Option<&str>) -> Result<Vec<InstanceView>, CoreError> {
         let apps: BTreeMap<String, crate::store::StoredApp> = self
+            .core
             .store
             .list_apps()?
             .into_iter()
@@ -583,6 +624,7 @@ impl Core {
             return Err(unknown_app(name));
         }
         let mut list: Vec<InstanceView> = self
+            .core
             .instances()
             .await?
             .into_iter()
@@ -602,11 +644,15 @@ impl Core {
                     image: i.image,
                     exit_code: i.exit_code,
                     ports: i.ports,
-                    node: self.node_name.clone(),
+                    node: self.core.node_name.clone(),
                     created: i.created,
                     status: i.status,
                     health: i.health.as_str().into(),
-                    health_error: self.prober.last_error(&i.id).filter(|_| !i.health.ready()),
+                    health_error: self
+                        .core
+                        .prober
+                        .last_error(&i.id)
+                        .filter(|_| !i.health.ready()),
                     up_to_date,
                 }
             })
@@ -616,7 +662,11 @@ impl Core {
     }
 
     pub fn inspect(&self, name: &str) -> Result<InspectResponse, CoreError> {
-        let a = self.store.get_app(name)?.ok_or_else(|| unknown_app(name))?;
+        let a = self
+            .core
+            .store
+            .get_app(name)?
+            .ok_or_else(|| unknown_app(name))?;
         Ok(InspectResponse {
             spec: a.spec,
             stopped: a.stopped,
@@ -628,7 +678,11 @@ impl Core {
     }
 
     pub async fn scale(&self, name: &str, req: ScaleRequest) -> Result<AppStatus, CoreError> {
-        let app = self.store.get_app(name)?.ok_or_else(|| unknown_app(name))?;
+        let app = self
+            .core
+            .store
+            .get_app(name)?
+            .ok_or_else(|| unknown_app(name))?;
         if req.services.is_empty() {
             return Err(CoreError::BadRequest(
                 "nothing to scale: give SERVICE=N".into(),
@@ -665,24 +719,25 @@ impl Core {
             }
             changes.push((svc.clone(), *n));
         }
-        self.store.set_scale(name, &changes)?;
+        self.core.store.set_scale(name, &changes)?;
         let desc: Vec<String> = changes.iter().map(|(s, n)| format!("{s}={n}")).collect();
-        self.event(
+        self.core.event(
             crate::model::EventKind::Scale,
             name,
             "",
             &format!("scaled {name}: {}", desc.join(" ")),
         );
-        self.reconcile_until_settled(Duration::from_secs(60))
+        self.core
+            .reconcile_until_settled(Duration::from_secs(60))
             .await?;
         self.app_status(name).await
     }
 
     pub async fn set_stopped(&self, name: &str, stopped: bool) -> Result<AppStatus, CoreError> {
-        if !self.store.set_stopped(name, stopped)? {
+        if !self.core.store.set_stopped(name, stopped)? {
             return Err(unknown_app(name));
         }
-        self.event(
+        self.core.event(
             if stopped {
                 crate::model::EventKind::Stop
             } else {
@@ -692,52 +747,61 @@ impl Core {
             "",
             &format!("{} {name}", if stopped { "stopping" } else { "starting" }),
         );
-        self.reconcile_until_settled(Duration::from_secs(120))
+        self.core
+            .reconcile_until_settled(Duration::from_secs(120))
             .await?;
         self.app_status(name).await
     }
 
     pub async fn redeploy(&self, name: &str, req: RedeployRequest) -> Result<AppStatus, CoreError> {
-        let _serial = self.deploys.lock().await;
-        let app = self.store.get_app(name)?.ok_or_else(|| unknown_app(name))?;
+        let _serial = self.core.deploys.lock().await;
+        let app = self
+            .core
+            .store
+            .get_app(name)?
+            .ok_or_else(|| unknown_app(name))?;
         self.ensure_images(app.spec.services.values(), req.pull)
             .await?;
-        self.store.bump_redeploy(name)?;
-        self.event(
+        self.core.store.bump_redeploy(name)?;
+        self.core.event(
             crate::model::EventKind::Redeploy,
             name,
             "",
             &format!("redeploying {name}: recreating every container"),
         );
-        self.kick();
+        self.core.wake(super::Wake::Command);
         self.app_status(name).await
     }
 
     /// Removes an app: its containers and network now, its named volumes when asked.
     pub async fn remove_app(&self, name: &str, volumes: bool) -> Result<(), CoreError> {
-        let _serial = self.deploys.lock().await;
-        let app = self.store.get_app(name)?.ok_or_else(|| unknown_app(name))?;
-        let _guard = self.ops.lock().await;
-        self.store.delete_app(name)?;
-        self.event(
+        let _serial = self.core.deploys.lock().await;
+        let app = self
+            .core
+            .store
+            .get_app(name)?
+            .ok_or_else(|| unknown_app(name))?;
+        let _guard = self.core.ops.lock().await;
+        self.core.store.delete_app(name)?;
+        self.core.event(
             crate::model::EventKind::Rm,
             name,
             "",
             &format!("removing {name}"),
         );
         // The app is gone from the desired state: a pass removes its containers and network.
-        self.reconcile_locked().await?;
+        self.core.reconcile_locked().await?;
         // Its written secrets and configs (their containers are gone).
-        match std::fs::remove_dir_all(self.files_dir.join(name)) {
+        match std::fs::remove_dir_all(self.core.files_dir.join(name)) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 tracing::warn!(app = name, error = %e, "cannot remove the app's secret files")
             }
             _ => {}
         }
         if volumes {
-            let names = self.remove_app_volumes(&app.spec).await?;
+            let names = self.core.remove_app_volumes(&app.spec).await?;
             if !names.is_empty() {
-                self.event(
+                self.core.event(
                     crate::model::EventKind::Rm,
                     name,
                     "",
@@ -750,7 +814,11 @@ impl Core {
 
     /// The app, when it has `service`; else a message naming what exists.
     fn stored_service(&self, app: &str, service: &str) -> Result<StoredApp, CoreError> {
-        let stored = self.store.get_app(app)?.ok_or_else(|| unknown_app(app))?;
+        let stored = self
+            .core
+            .store
+            .get_app(app)?
+            .ok_or_else(|| unknown_app(app))?;
         if !stored.spec.services.contains_key(service) {
             return Err(unknown_service(app, service, &stored));
         }
@@ -763,8 +831,9 @@ impl Core {
     pub fn versions(&self, app: &str, service: &str) -> Result<Vec<VersionView>, CoreError> {
         let stored = self.stored_service(app, service)?;
         let replicas = desired_replicas(&stored, service);
-        let split = self.split_of(app, service);
+        let split = self.core.split_of(app, service);
         Ok(self
+            .core
             .store
             .versions(app, service)?
             .into_iter()
@@ -796,7 +865,7 @@ impl Core {
                     .unwrap_or(0),
                 state: v.state.as_str().into(),
                 release: v.release.as_str().into(),
-                errors: self.backoff.errors_named(&format!(
+                errors: self.core.backoff.errors_named(&format!(
                     "{app}_{}_",
                     crate::model::version_name(service, v.number)
                 )),
@@ -809,7 +878,7 @@ impl Core {
     pub fn delete_version(&self, app: &str, service: &str, number: u32) -> Result<(), CoreError> {
         self.stored_service(app, service)?;
         let name = crate::model::version_name(service, number);
-        let versions = self.store.versions(app, service)?;
+        let versions = self.core.store.versions(app, service)?;
         let Some(v) = versions.iter().find(|v| v.number == number) else {
             return Err(CoreError::NotFound(format!(
                 "{app}/{service} has no version {name}; it has {}",
@@ -826,8 +895,8 @@ impl Core {
                 v.weight
             )));
         }
-        self.store.delete_version(app, service, number)?;
-        self.event(
+        self.core.store.delete_version(app, service, number)?;
+        self.core.event(
             crate::model::EventKind::Version,
             app,
             service,
@@ -849,31 +918,20 @@ impl Core {
     ) -> Result<Vec<VersionView>, CoreError> {
         self.stored_service(app, service)?;
         let now = crate::clock::now_ms();
-        let applied = self.store.edit_versions(app, service, |vs| {
+        let applied = self.core.store.edit_versions(app, service, |vs| {
             crate::plan::release::apply(vs, &step, now).map_err(CoreError::from)
         })?;
         if let Some(n) = applied.subject {
-            self.event(kind, app, service, &message(n, &applied.decisions));
+            self.core
+                .event(kind, app, service, &message(n, &applied.decisions));
         }
-        self.record_decisions(app, service, &applied.decisions, None);
+        self.core
+            .record_decisions(app, service, &applied.decisions, None);
         // Answer with the split the router applies after the change.
-        self.routed_after_now(std::time::Duration::from_secs(3))
+        self.core
+            .routed_after_now(std::time::Duration::from_secs(3))
             .await;
         self.versions(app, service)
-    }
-
-    /// One `version` event per decision of the release state machine (each names its
-    /// cause), except for the version `skip` whose own event says it already.
-    pub(super) fn record_decisions(
-        &self,
-        app: &str,
-        service: &str,
-        decisions: &[crate::plan::release::Decision],
-        skip: Option<u32>,
-    ) {
-        for d in decisions.iter().filter(|d| Some(d.number) != skip) {
-            self.event(crate::model::EventKind::Version, app, service, &d.message());
-        }
     }
 
     /// `berth traffic`: sets the weights of a service's versions (they must add up to 100).
@@ -973,7 +1031,7 @@ impl Core {
         let mut out = BTreeSet::new();
         for (name, svc) in &app.spec.services {
             out.insert(svc.image.clone());
-            for v in self.store.versions(&app.spec.name, name)? {
+            for v in self.core.store.versions(&app.spec.name, name)? {
                 out.insert(v.spec.image.clone());
             }
         }
@@ -992,11 +1050,15 @@ impl Core {
         ),
         CoreError,
     > {
-        let app = self.store.get_app(name)?.ok_or_else(|| unknown_app(name))?;
+        let app = self
+            .core
+            .store
+            .get_app(name)?
+            .ok_or_else(|| unknown_app(name))?;
         let images: Vec<String> = self.app_images(&app)?.into_iter().collect();
         let mut missing = Vec::new();
         for i in &images {
-            if !self.runtime.image_present(i).await? {
+            if !self.core.runtime.image_present(i).await? {
                 missing.push(i.clone());
             }
         }
@@ -1007,12 +1069,12 @@ impl Core {
                 if missing.len() == 1 { "it" } else { "them" }
             )));
         }
-        let stream = self.runtime.save_images(&images);
+        let stream = self.core.runtime.save_images(&images);
         Ok((images, stream))
     }
 
     pub async fn images(&self) -> Result<Vec<ImageInfo>, CoreError> {
-        Ok(self.runtime.images().await?)
+        Ok(self.core.runtime.images().await?)
     }
 
     /// Loads a tarball as it streams in (the API checked that it is at least one tar block).
@@ -1020,13 +1082,13 @@ impl Core {
         &self,
         tar: crate::runtime::TarStream,
     ) -> Result<Vec<String>, CoreError> {
-        let out = self.runtime.load_images(tar).await.map_err(|e| match e {
+        let out = self.core.runtime.load_images(tar).await.map_err(|e| match e {
             RuntimeError::Engine { detail, .. } => CoreError::BadRequest(format!(
                 "the engine could not load the tarball: {detail} (make one with `docker save IMAGE -o FILE.tar`)"
             )),
             other => other.into(),
         })?;
-        self.event(
+        self.core.event(
             crate::model::EventKind::Image,
             "",
             "",
@@ -1038,26 +1100,27 @@ impl Core {
     /// Removes images no container uses, keeping every image a deployed app or one of its
     /// versions names (see `plan::images_to_prune`).
     pub async fn prune_images(&self) -> Result<PruneReport, CoreError> {
-        let _serial = self.deploys.lock().await;
+        let _serial = self.core.deploys.lock().await;
         let mut referenced = BTreeSet::new();
-        for app in self.store.list_apps()? {
+        for app in self.core.store.list_apps()? {
             referenced.extend(
                 self.app_images(&app)?
                     .iter()
                     .map(|i| crate::plan::normalize_image_ref(i)),
             );
         }
-        let images = self.runtime.images().await?;
-        let in_use = self.runtime.images_in_use().await?;
+        let images = self.core.runtime.images().await?;
+        let in_use = self.core.runtime.images_in_use().await?;
         let mut report = PruneReport::default();
         for reference in crate::plan::images_to_prune(&images, &in_use, &referenced) {
-            match self.runtime.remove_image(&reference).await {
+            match self.core.runtime.remove_image(&reference).await {
                 Ok(()) => report.deleted.push(reference),
                 // Another image still builds on it, or it was just taken into use: keep it.
                 Err(e) => tracing::info!(reference, error = %e, "image kept"),
             }
         }
         let after: BTreeSet<String> = self
+            .core
             .runtime
             .images()
             .await?
@@ -1069,7 +1132,7 @@ impl Core {
             .filter(|i| !after.contains(&i.id))
             .map(|i| i.size)
             .sum();
-        self.event(
+        self.core.event(
             crate::model::EventKind::Image,
             "",
             "",
@@ -1086,11 +1149,11 @@ impl Core {
     pub async fn system_prune(&self) -> Result<crate::wire::SystemPruneReport, CoreError> {
         let images = self.prune_images().await?;
         let volumes = {
-            let _serial = self.deploys.lock().await;
-            self.prune_volumes().await?
+            let _serial = self.core.deploys.lock().await;
+            self.core.prune_volumes().await?
         };
         if !volumes.is_empty() {
-            self.event(
+            self.core.event(
                 crate::model::EventKind::Volume,
                 "",
                 "",
@@ -1116,15 +1179,15 @@ impl Core {
         // waiting for an app about to be deployed.
         if let Some(name) = app
             && wait.is_zero()
-            && self.store.get_app(name)?.is_none()
-            && self.store.events(Some(name), 0, 1)?.is_empty()
+            && self.core.store.get_app(name)?.is_none()
+            && self.core.store.events(Some(name), 0, 1)?.is_empty()
         {
             return Err(unknown_app(name));
         }
         let deadline = tokio::time::Instant::now() + wait;
         loop {
-            let notified = self.events_changed.notified();
-            let ev = self.store.events(app, after, limit)?;
+            let notified = self.core.events_changed.notified();
+            let ev = self.core.store.events(app, after, limit)?;
             if !ev.is_empty() || tokio::time::Instant::now() >= deadline {
                 return Ok(ev);
             }

@@ -16,6 +16,20 @@ enum Outcome {
 }
 
 impl Core {
+    /// One `version` event per decision of the release state machine (each names its
+    /// cause), except for the version `skip` whose own event says it already.
+    pub(super) fn record_decisions(
+        &self,
+        app: &str,
+        service: &str,
+        decisions: &[crate::plan::release::Decision],
+        skip: Option<u32>,
+    ) {
+        for d in decisions.iter().filter(|d| Some(d.number) != skip) {
+            self.event(crate::model::EventKind::Version, app, service, &d.message());
+        }
+    }
+
     /// Returns whether a version changed state.
     pub(super) fn update_versions(&self, apps: &[StoredApp], instances: &[Instance]) -> bool {
         let now = crate::clock::now_ms();
@@ -166,7 +180,7 @@ impl Core {
         };
         self.event(crate::model::EventKind::Version, a, service, &msg);
         self.record_decisions(a, service, &applied.decisions, Some(number));
-        self.kick();
+        self.wake(super::Wake::Release);
         Ok(())
     }
 }

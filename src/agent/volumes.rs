@@ -5,7 +5,7 @@
 //! when a helper dies or after a reboot. The volume loop checks every [`CHECK_EVERY`] and
 //! whenever a helper berth started exits.
 
-use super::{Core, CoreError};
+use super::{Core, CoreError, Ops};
 use crate::model::{AppSpec, VolumeSource};
 use crate::runtime::MountUse;
 use crate::store::{StoredApp, VolumeRow};
@@ -237,35 +237,6 @@ impl Core {
     }
 
     /// `berth volume create`.
-    pub async fn volume_create(
-        &self,
-        req: crate::wire::VolumeCreateRequest,
-    ) -> Result<VolumeView, CoreError> {
-        let driver = Driver::parse(&req.driver)?;
-        let def = validate(&req.name, driver, &req.opts)?;
-        let _serial = self.deploys.lock().await;
-        if self.store.volume(&def.name)?.is_some() {
-            return Err(CoreError::Conflict(format!(
-                "volume {:?} already exists: pick another name, or `berth volume rm {}` first",
-                def.name, def.name
-            )));
-        }
-        let row = self.volume_row(&def, "")?;
-        if driver == Driver::Local {
-            self.runtime
-                .create_volume(&def.name, &def.opts, &self.volume_labels(&def.name, ""))
-                .await?;
-        }
-        self.store.put_volume(&row)?;
-        self.event(
-            crate::model::EventKind::Volume,
-            "",
-            "",
-            &format!("created volume {} ({})", def.name, driver.as_str()),
-        );
-        self.volume_inspect(&def.name).await
-    }
-
     fn volume_labels(&self, name: &str, app: &str) -> BTreeMap<String, String> {
         let mut l = BTreeMap::from([
             ("berth.volume".to_string(), name.to_string()),
@@ -278,98 +249,6 @@ impl Core {
     }
 
     /// `berth volume ls`.
-    pub async fn volume_list(&self) -> Result<Vec<VolumeView>, CoreError> {
-        let uses = self.runtime.mount_uses().await?;
-        let apps = self.store.list_apps()?;
-        let refs = referenced(&apps);
-        let mut out = Vec::new();
-        for row in self.store.volumes()? {
-            out.push(self.view(&row, &uses, &refs).await);
-        }
-        Ok(out)
-    }
-
-    /// `berth volume inspect`.
-    pub async fn volume_inspect(&self, name: &str) -> Result<VolumeView, CoreError> {
-        let row = self.stored_volume(name)?.0;
-        let uses = self.runtime.mount_uses().await?;
-        let refs = referenced(&self.store.list_apps()?);
-        Ok(self.view(&row, &uses, &refs).await)
-    }
-
-    async fn view(
-        &self,
-        row: &VolumeRow,
-        uses: &[MountUse],
-        refs: &BTreeMap<String, BTreeSet<String>>,
-    ) -> VolumeView {
-        let mut v = VolumeView {
-            name: row.name.clone(),
-            driver: row.driver.clone(),
-            node: self.node_name.clone(),
-            created_ms: row.created_ms,
-            apps: refs
-                .get(&row.name)
-                .map(|s| s.iter().cloned().collect())
-                .unwrap_or_default(),
-            ..Default::default()
-        };
-        let def = match self.volume_def(row) {
-            Ok(d) => d,
-            Err(e) => {
-                v.state = "error".into();
-                v.error = e.to_string();
-                return v;
-            }
-        };
-        v.opts = def.masked();
-        if def.driver.host_mounted() {
-            v.mountpoint = self.mountpoint_of(&def.name);
-            let state = host_state(&self.volumes.dirs, &def.name).await;
-            v.state = state.as_str().into();
-            if let HostState::Dead(e) = state {
-                v.error = e;
-            }
-        } else {
-            match self.runtime.volume_mountpoint(&def.name).await {
-                Ok(Some(mp)) => {
-                    v.mountpoint = mp;
-                    v.state = "ready".into();
-                }
-                Ok(None) => v.state = "absent".into(),
-                Err(e) => {
-                    v.state = "error".into();
-                    v.error = e.to_string();
-                }
-            }
-        }
-        v.used_by = self
-            .users_of(uses, &def.name, def.driver)
-            .into_iter()
-            .map(|u| VolumeUser {
-                container: u.container.clone(),
-                running: u.running,
-                target: u.target.clone(),
-            })
-            .collect();
-        v
-    }
-
-    /// `berth volume rm`: refused while a container (any state) uses the volume or an app's
-    /// template names it.
-    pub async fn volume_rm(&self, name: &str) -> Result<(), CoreError> {
-        let _serial = self.deploys.lock().await;
-        let (_, def) = self.stored_volume(name)?;
-        self.remove_volume_object(&def, true).await?;
-        self.event(
-            crate::model::EventKind::Volume,
-            "",
-            "",
-            &format!("removed volume {name}"),
-        );
-        Ok(())
-    }
-
     /// Removes a volume (its mount, its engine volume, its definition). With `check`, refuses
     /// while anything uses it.
     async fn remove_volume_object(&self, def: &VolumeDef, check: bool) -> Result<(), CoreError> {
@@ -771,6 +650,135 @@ impl Core {
                 .await;
             }
         }
+    }
+}
+
+impl Ops {
+    pub async fn volume_create(
+        &self,
+        req: crate::wire::VolumeCreateRequest,
+    ) -> Result<VolumeView, CoreError> {
+        let driver = Driver::parse(&req.driver)?;
+        let def = validate(&req.name, driver, &req.opts)?;
+        let _serial = self.core.deploys.lock().await;
+        if self.core.store.volume(&def.name)?.is_some() {
+            return Err(CoreError::Conflict(format!(
+                "volume {:?} already exists: pick another name, or `berth volume rm {}` first",
+                def.name, def.name
+            )));
+        }
+        let row = self.core.volume_row(&def, "")?;
+        if driver == Driver::Local {
+            self.core
+                .runtime
+                .create_volume(
+                    &def.name,
+                    &def.opts,
+                    &self.core.volume_labels(&def.name, ""),
+                )
+                .await?;
+        }
+        self.core.store.put_volume(&row)?;
+        self.core.event(
+            crate::model::EventKind::Volume,
+            "",
+            "",
+            &format!("created volume {} ({})", def.name, driver.as_str()),
+        );
+        self.volume_inspect(&def.name).await
+    }
+
+    pub async fn volume_list(&self) -> Result<Vec<VolumeView>, CoreError> {
+        let uses = self.core.runtime.mount_uses().await?;
+        let apps = self.core.store.list_apps()?;
+        let refs = referenced(&apps);
+        let mut out = Vec::new();
+        for row in self.core.store.volumes()? {
+            out.push(self.view(&row, &uses, &refs).await);
+        }
+        Ok(out)
+    }
+
+    /// `berth volume inspect`.
+    pub async fn volume_inspect(&self, name: &str) -> Result<VolumeView, CoreError> {
+        let row = self.core.stored_volume(name)?.0;
+        let uses = self.core.runtime.mount_uses().await?;
+        let refs = referenced(&self.core.store.list_apps()?);
+        Ok(self.view(&row, &uses, &refs).await)
+    }
+
+    async fn view(
+        &self,
+        row: &VolumeRow,
+        uses: &[MountUse],
+        refs: &BTreeMap<String, BTreeSet<String>>,
+    ) -> VolumeView {
+        let mut v = VolumeView {
+            name: row.name.clone(),
+            driver: row.driver.clone(),
+            node: self.core.node_name.clone(),
+            created_ms: row.created_ms,
+            apps: refs
+                .get(&row.name)
+                .map(|s| s.iter().cloned().collect())
+                .unwrap_or_default(),
+            ..Default::default()
+        };
+        let def = match self.core.volume_def(row) {
+            Ok(d) => d,
+            Err(e) => {
+                v.state = "error".into();
+                v.error = e.to_string();
+                return v;
+            }
+        };
+        v.opts = def.masked();
+        if def.driver.host_mounted() {
+            v.mountpoint = self.core.mountpoint_of(&def.name);
+            let state = host_state(&self.core.volumes.dirs, &def.name).await;
+            v.state = state.as_str().into();
+            if let HostState::Dead(e) = state {
+                v.error = e;
+            }
+        } else {
+            match self.core.runtime.volume_mountpoint(&def.name).await {
+                Ok(Some(mp)) => {
+                    v.mountpoint = mp;
+                    v.state = "ready".into();
+                }
+                Ok(None) => v.state = "absent".into(),
+                Err(e) => {
+                    v.state = "error".into();
+                    v.error = e.to_string();
+                }
+            }
+        }
+        v.used_by = self
+            .core
+            .users_of(uses, &def.name, def.driver)
+            .into_iter()
+            .map(|u| VolumeUser {
+                container: u.container.clone(),
+                running: u.running,
+                target: u.target.clone(),
+            })
+            .collect();
+        v
+    }
+
+    /// `berth volume rm`: refused while a container (any state) uses the volume or an app's
+    /// template names it.
+    pub async fn volume_rm(&self, name: &str) -> Result<(), CoreError> {
+        let _serial = self.core.deploys.lock().await;
+        let (_, def) = self.core.stored_volume(name)?;
+        self.core.remove_volume_object(&def, true).await?;
+        self.core.event(
+            crate::model::EventKind::Volume,
+            "",
+            "",
+            &format!("removed volume {name}"),
+        );
+        Ok(())
     }
 }
 

@@ -7,14 +7,13 @@
 //! idle bound.
 
 use super::server::Body;
-use crate::agent::{Core, CoreError};
+use crate::agent::{CoreError, Ops};
 use crate::runtime::RuntimeError;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 use http_body_util::BodyExt;
 use hyper::body::{Frame, Incoming};
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -32,7 +31,7 @@ fn bad(msg: String) -> CoreError {
 /// is refused before the engine sees it; a client that stops sending for `idle` is cut off.
 pub async fn load(
     req: hyper::Request<Incoming>,
-    core: Arc<Core>,
+    ops: Ops,
     idle: Duration,
 ) -> Result<Vec<String>, CoreError> {
     const BLOCK: usize = 512;
@@ -75,7 +74,7 @@ pub async fn load(
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
     });
-    let task = tokio::spawn(async move { core.load_images(Box::pin(stream)).await });
+    let task = tokio::spawn(async move { ops.load_images(Box::pin(stream)).await });
     let mut item = Ok(Bytes::from(first));
     loop {
         let last = item.is_err();

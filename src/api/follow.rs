@@ -7,17 +7,16 @@
 //! stops.
 
 use super::route::LogsParams;
-use crate::agent::{Core, CoreError};
+use crate::agent::{CoreError, Ops};
 use crate::store::LogQuery;
 use std::io::Read;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const POLL: Duration = Duration::from_millis(200);
 const HEARTBEAT: Duration = Duration::from_secs(5);
 
 pub struct Follow {
-    core: Arc<Core>,
+    ops: Ops,
     /// Resolved once: relative times count from the start of the stream.
     query: LogQuery,
     last_id: i64,
@@ -26,11 +25,11 @@ pub struct Follow {
     last_write: Instant,
 }
 
-pub fn start(core: Arc<Core>, params: LogsParams) -> Result<Follow, CoreError> {
-    let query = core.log_query(&params)?;
-    let first = core.query_logs(&query)?;
+pub fn start(ops: Ops, params: LogsParams) -> Result<Follow, CoreError> {
+    let query = ops.log_query(&params)?;
+    let first = ops.query_logs(&query)?;
     let mut f = Follow {
-        core,
+        ops,
         query,
         last_id: 0,
         buf: Vec::new(),
@@ -39,7 +38,7 @@ pub fn start(core: Arc<Core>, params: LogsParams) -> Result<Follow, CoreError> {
     };
     if first.is_empty() {
         // Nothing yet: follow from the newest line stored now.
-        f.last_id = f.core.last_log_id().unwrap_or(0);
+        f.last_id = f.ops.last_log_id().unwrap_or(0);
     }
     f.fill(first);
     Ok(f)
@@ -95,13 +94,13 @@ impl Read for Follow {
             }
             self.buf.clear();
             self.pos = 0;
-            if self.core.stopping() {
+            if self.ops.stopping() {
                 return Ok(0);
             }
             // Whether the app still exists is checked once per heartbeat, not every poll.
             let heartbeat_due = self.last_write.elapsed() >= HEARTBEAT;
             match self
-                .core
+                .ops
                 .logs_after(&self.query, self.last_id, heartbeat_due)
             {
                 Ok(lines) if !lines.is_empty() => {

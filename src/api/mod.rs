@@ -1,7 +1,7 @@
 //! The agent's HTTP JSON API (`/v1/...`), served by hyper within the bounds of `server.rs`.
 //!
 //! Role: turn each request into a [`Route`] (`parse_request`, pure), check the bearer token,
-//! read the body and make the typed [`Command`] (`Command::new`, pure), run the command against the [`Core`] on the tokio runtime, and answer JSON.
+//! read the body and make the typed [`Command`] (`Command::new`, pure), run the command against the [`Ops`] on the tokio runtime, and answer JSON.
 //! Errors are `{ "error": "...", "detail": ... }` with the status chosen in one place
 //! (`status_of`).
 //!
@@ -14,7 +14,7 @@ mod follow;
 mod route;
 pub mod server;
 
-use crate::agent::{Core, CoreError};
+use crate::agent::{CoreError, Ops};
 use crate::wire::{self, ErrorBody};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
@@ -26,7 +26,7 @@ use std::time::Duration;
 
 pub use route::{LogsParams, RouteError};
 
-/// The pure steps a request goes through before it reaches the core, on untrusted input:
+/// The pure steps a request goes through before it reaches the ops, on untrusted input:
 /// headers (those hyper would accept), the declared length, the token check, the route, the
 /// body as its command's type. For the fuzz target (`fuzz/fuzz_targets/api.rs`).
 pub fn check_untrusted(
@@ -69,7 +69,7 @@ pub struct Server {
 
 /// What every request needs.
 struct Ctx {
-    core: Arc<Core>,
+    ops: Ops,
     token: String,
     rt: tokio::runtime::Handle,
     limits: Limits,
@@ -79,12 +79,12 @@ impl Server {
     pub fn start(
         addr: SocketAddr,
         token: String,
-        core: Arc<Core>,
+        ops: Ops,
         rt: tokio::runtime::Handle,
     ) -> Result<Server, String> {
         let limits = Limits::default();
         let ctx = Arc::new(Ctx {
-            core,
+            ops,
             token,
             rt: rt.clone(),
             limits,
@@ -137,7 +137,7 @@ fn error(status: u16, msg: &str) -> Reply {
     (status, b, "application/json")
 }
 
-/// The one place that picks a status code for a core error.
+/// The one place that picks a status code for a ops error.
 fn status_of(e: &CoreError) -> u16 {
     use crate::runtime::RuntimeError as R;
     match e {
@@ -211,14 +211,14 @@ async fn handle(req: Request<Incoming>, ctx: Arc<Ctx>) -> Response<Body> {
         .map(|p| p.as_str())
         .unwrap_or("/")
         .to_string();
-    let core = &ctx.core;
+    let ops = &ctx.ops;
     let route = match parse_request(&method, &url) {
         Err(e) => return respond(error(e.status(), &e.to_string())),
         Ok(r) => r,
     };
     // Unauthenticated requests are answered before any byte of their body is read.
     if !(route.public()
-        || (route == Route::Prometheus && core.settings().metrics.prometheus_public)
+        || (route == Route::Prometheus && ops.settings().metrics.prometheus_public)
         || authorised(req.headers(), &ctx.token))
     {
         return respond(error(
@@ -228,12 +228,12 @@ async fn handle(req: Request<Incoming>, ctx: Arc<Ctx>) -> Response<Body> {
     }
     match route {
         Route::LoadImages => respond(
-            match bundle::load(req, core.clone(), ctx.limits.stream_idle).await {
+            match bundle::load(req, ops.clone(), ctx.limits.stream_idle).await {
                 Ok(out) => json(200, &out),
                 Err(e) => error(status_of(&e), &e.to_string()),
             },
         ),
-        Route::SaveImages(app) => match core.save_app_images(&app).await {
+        Route::SaveImages(app) => match ops.save_app_images(&app).await {
             Ok((images, stream)) => {
                 let mut r = streamed("application/x-tar", bundle::tarball(stream));
                 if let Ok(v) = hyper::header::HeaderValue::from_str(&images.join(" ")) {
@@ -244,8 +244,8 @@ async fn handle(req: Request<Incoming>, ctx: Arc<Ctx>) -> Response<Body> {
             Err(e) => respond(error(status_of(&e), &e.to_string())),
         },
         Route::Logs(p) if p.follow => {
-            let core = core.clone();
-            match tokio::task::spawn_blocking(move || follow::start(core, p)).await {
+            let ops = ops.clone();
+            match tokio::task::spawn_blocking(move || follow::start(ops, p)).await {
                 Ok(Ok(f)) => streamed("application/x-ndjson", follow::body(f)),
                 Ok(Err(e)) => respond(error(status_of(&e), &e.to_string())),
                 Err(_) => respond(error(500, "internal error: the log query failed")),
@@ -272,8 +272,8 @@ async fn handle(req: Request<Incoming>, ctx: Arc<Ctx>) -> Response<Body> {
             };
             // Handlers mix engine calls with SQLite reads: they run on a blocking thread,
             // never on the runtime's workers; a panic there answers 500.
-            let (core, rt) = (core.clone(), ctx.rt.clone());
-            match tokio::task::spawn_blocking(move || run(cmd, &core, &rt)).await {
+            let (ops, rt) = (ops.clone(), ctx.rt.clone());
+            match tokio::task::spawn_blocking(move || run(cmd, &ops, &rt)).await {
                 Ok(r) => respond(r),
                 Err(_) => respond(error(
                     500,
@@ -285,32 +285,23 @@ async fn handle(req: Request<Incoming>, ctx: Arc<Ctx>) -> Response<Body> {
 }
 
 /// The one function that maps a command to its reply.
-fn run(cmd: Command, core: &Arc<Core>, rt: &tokio::runtime::Handle) -> Reply {
+fn run(cmd: Command, ops: &Ops, rt: &tokio::runtime::Handle) -> Reply {
     let result: Result<Reply, CoreError> = rt.block_on(async {
         Ok(match cmd {
-            Command::Health => json(
-                200,
-                &crate::wire::Health {
-                    status: "ok".into(),
-                    node_id: core.node_id.clone(),
-                    node_name: core.node_name.clone(),
-                    engine: core.engine.clone(),
-                    version: env!("CARGO_PKG_VERSION").into(),
-                },
-            ),
-            Command::ListApps => json(200, &core.apps().await?),
-            Command::Deploy(r) => json(201, &core.deploy(r).await?),
-            Command::AppStatus(name) => json(200, &core.app_status(&name).await?),
-            Command::Inspect(name) => json(200, &core.inspect(&name)?),
+            Command::Health => json(200, &ops.health()),
+            Command::ListApps => json(200, &ops.apps().await?),
+            Command::Deploy(r) => json(201, &ops.deploy(r).await?),
+            Command::AppStatus(name) => json(200, &ops.app_status(&name).await?),
+            Command::Inspect(name) => json(200, &ops.inspect(&name)?),
             Command::RemoveApp { name, volumes } => {
-                core.remove_app(&name, volumes).await?;
+                ops.remove_app(&name, volumes).await?;
                 json(200, &serde_json::json!({ "removed": name }))
             }
-            Command::Scale(name, r) => json(200, &core.scale(&name, r).await?),
-            Command::Stop(name) => json(200, &core.set_stopped(&name, true).await?),
-            Command::Start(name) => json(200, &core.set_stopped(&name, false).await?),
-            Command::Redeploy(name, r) => json(200, &core.redeploy(&name, r).await?),
-            Command::Ps { app } => json(200, &core.ps(app.as_deref()).await?),
+            Command::Scale(name, r) => json(200, &ops.scale(&name, r).await?),
+            Command::Stop(name) => json(200, &ops.set_stopped(&name, true).await?),
+            Command::Start(name) => json(200, &ops.set_stopped(&name, false).await?),
+            Command::Redeploy(name, r) => json(200, &ops.redeploy(&name, r).await?),
+            Command::Ps { app } => json(200, &ops.ps(app.as_deref()).await?),
             Command::Events {
                 app,
                 after,
@@ -319,55 +310,55 @@ fn run(cmd: Command, core: &Arc<Core>, rt: &tokio::runtime::Handle) -> Reply {
             } => json(
                 200,
                 &wire::list::<_, wire::Event>(
-                    core.events(app.as_deref(), after, limit, Duration::from_secs(wait_s))
+                    ops.events(app.as_deref(), after, limit, Duration::from_secs(wait_s))
                         .await?,
                 ),
             ),
             Command::ListImages => {
-                json(200, &wire::list::<_, wire::ImageInfo>(core.images().await?))
+                json(200, &wire::list::<_, wire::ImageInfo>(ops.images().await?))
             }
-            Command::PruneImages => json(200, &wire::PruneReport::from(core.prune_images().await?)),
-            Command::Versions { app, service } => json(200, &core.versions(&app, &service)?),
+            Command::PruneImages => json(200, &wire::PruneReport::from(ops.prune_images().await?)),
+            Command::Versions { app, service } => json(200, &ops.versions(&app, &service)?),
             Command::Traffic { app, service, req } => {
-                json(200, &core.set_traffic(&app, &service, req).await?)
+                json(200, &ops.set_traffic(&app, &service, req).await?)
             }
             Command::Rollback { app, service, req } => {
-                json(200, &core.rollback(&app, &service, req).await?)
+                json(200, &ops.rollback(&app, &service, req).await?)
             }
             Command::Release {
                 app,
                 service,
                 confirm,
-            } => json(200, &core.release(&app, &service, confirm).await?),
+            } => json(200, &ops.release(&app, &service, confirm).await?),
             Command::Prometheus => (
                 200,
-                core.prometheus().into_bytes(),
+                ops.prometheus().into_bytes(),
                 "text/plain; version=0.0.4; charset=utf-8",
             ),
-            Command::Top { app } => json(200, &core.top(app.as_deref())),
-            Command::MetricsHistory { app } => json(200, &core.metrics_history(app.as_deref())?),
-            Command::ListAlarms => json(200, &core.alarms()),
-            Command::AddAlarm(r) => json(201, &core.add_alarm(r)?),
+            Command::Top { app } => json(200, &ops.top(app.as_deref())),
+            Command::MetricsHistory { app } => json(200, &ops.metrics_history(app.as_deref())?),
+            Command::ListAlarms => json(200, &ops.alarms()),
+            Command::AddAlarm(r) => json(201, &ops.add_alarm(r)?),
             Command::RemoveAlarm(name) => {
-                core.remove_alarm(&name)?;
+                ops.remove_alarm(&name)?;
                 json(200, &serde_json::json!({ "removed": name }))
             }
-            Command::Outbox => json(200, &wire::list::<_, wire::OutboxStats>(core.outbox()?)),
-            Command::ListVolumes => json(200, &core.volume_list().await?),
-            Command::CreateVolume(r) => json(201, &core.volume_create(r).await?),
-            Command::InspectVolume(name) => json(200, &core.volume_inspect(&name).await?),
+            Command::Outbox => json(200, &wire::list::<_, wire::OutboxStats>(ops.outbox()?)),
+            Command::ListVolumes => json(200, &ops.volume_list().await?),
+            Command::CreateVolume(r) => json(201, &ops.volume_create(r).await?),
+            Command::InspectVolume(name) => json(200, &ops.volume_inspect(&name).await?),
             Command::RemoveVolume(name) => {
-                core.volume_rm(&name).await?;
+                ops.volume_rm(&name).await?;
                 json(200, &serde_json::json!({ "removed": name }))
             }
-            Command::SystemPrune => json(200, &core.system_prune().await?),
-            Command::Logs(p) => json(200, &wire::list::<_, wire::LogLine>(core.logs(&p)?)),
+            Command::SystemPrune => json(200, &ops.system_prune().await?),
+            Command::Logs(p) => json(200, &wire::list::<_, wire::LogLine>(ops.logs(&p)?)),
             Command::DeleteVersion {
                 app,
                 service,
                 number,
             } => {
-                core.delete_version(&app, &service, number)?;
+                ops.delete_version(&app, &service, number)?;
                 json(
                     200,
                     &serde_json::json!({ "deleted": crate::model::version_name(&service, number) }),

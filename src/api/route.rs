@@ -757,6 +757,31 @@ mod tests {
             cmd("POST", "/v1/apps", ""),
             Err(CommandError::Body(_))
         ));
+        // The traffic mode: "" (older clients) is `all`, an unknown one says what to use.
+        use crate::model::NewTraffic;
+        for (given, want) in [
+            ("", NewTraffic::All),
+            ("all", NewTraffic::All),
+            ("none", NewTraffic::None),
+        ] {
+            let body = format!(r#"{{"name":"a","template":"x","traffic":"{given}"}}"#);
+            match cmd("POST", "/v1/apps", &body) {
+                Ok(Command::Deploy(r)) => assert_eq!(r.traffic, want, "{given:?}"),
+                other => panic!("{given:?}: {other:?}"),
+            }
+        }
+        match cmd(
+            "POST",
+            "/v1/apps",
+            r#"{"name":"a","template":"x","traffic":"half"}"#,
+        ) {
+            Err(CommandError::Body(e)) => {
+                assert!(e.contains("use `all`") && e.contains("none"), "{e}")
+            }
+            other => panic!("{other:?}"),
+        }
+        let sent = serde_json::to_value(crate::wire::DeployRequest::default()).unwrap();
+        assert_eq!(sent["traffic"], "all");
         // Streams are answered by the server, not as commands.
         assert_eq!(
             cmd("POST", "/v1/images/load", "").err(),

@@ -277,9 +277,8 @@ pub struct DeployArgs {
     pub message: String,
     /// `all`: a new version takes all the traffic once healthy (start-first, or rolling with
     /// `rolling_updates`); `none`: it runs one instance at 0% until `berth traffic`.
-    #[arg(long, value_name = "all|none", default_value = "all",
-          value_parser = ["all", "none"])]
-    pub traffic: String,
+    #[arg(long, value_name = "all|none", default_value = "all")]
+    pub traffic: crate::model::NewTraffic,
     /// Start new versions with all their instances at 0% and wait for
     /// `berth release confirm|abort`.
     #[arg(long)]
@@ -568,7 +567,7 @@ fn read_template(t: &TemplateArgs) -> Result<DeployRequest> {
         profiles,
         pull: false,
         message: String::new(),
-        traffic: String::new(),
+        traffic: crate::model::NewTraffic::default(),
         blue_green: false,
     })
 }
@@ -648,7 +647,7 @@ fn deploy(client: &Client, a: DeployArgs) -> Result<()> {
     }
     req.pull = a.pull;
     req.message = a.message.clone();
-    req.traffic = a.traffic.clone();
+    req.traffic = a.traffic;
     req.blue_green = a.blue_green;
     let r: DeployResponse = client.post("/v1/apps", &req)?;
     for w in &r.warnings {

@@ -108,7 +108,7 @@ impl Daemon {
         let api = crate::api::Server::start(
             cfg.listen,
             token.clone(),
-            core.clone(),
+            crate::agent::Ops::new(core.clone()),
             tokio::runtime::Handle::current(),
         )
         .map_err(|detail| DaemonError::Listen {
