@@ -416,22 +416,28 @@ pub fn apply_service_labels(
     s: &mut ServiceSpec,
     warnings: &mut Vec<String>,
 ) -> Result<(), SpecError> {
-    let x = &mut s.ext;
-    x.log_timestamp = true;
-    let mut batch = app.batch;
-    let mut schedule = app.schedule.clone();
-    let mut retry = app.retry_count;
-    let mut remove = app.remove_containers.clone();
-    let mut probe: Option<ProbeKind> = None;
-    let mut probe_timeout = 2;
-    let mut probe_delay = 0;
-    let mut rolling = false;
-    let mut parallelism = 1;
-    let mut asc: BTreeMap<&str, (&str, String)> = BTreeMap::new();
-    let mut mon = Monitoring::default();
+    s.ext.log_timestamp = true;
+    let mut g = LabelParts {
+        job: JobParts {
+            batch: app.batch,
+            schedule: app.schedule.clone(),
+            retry: app.retry_count,
+            remove: app.remove_containers.clone(),
+        },
+        probe: ProbeParts {
+            kind: None,
+            timeout: 2,
+            delay: 0,
+        },
+        rolling: false,
+        parallelism: 1,
+        asc: BTreeMap::new(),
+        mon: Monitoring::default(),
+    };
     for (k, v) in labels {
         let key = k.strip_prefix("berth.").unwrap_or(k);
         let loc = format!("service {svc_name:?}, label `{k}`");
+        let x = &mut s.ext;
         match key {
             "node" | "app" | "service" | "version" | "slot" | "spec" => {
                 return Err(invalid(
@@ -441,29 +447,11 @@ pub fn apply_service_labels(
             }
             "scale" => s.replicas = parse_u32(v, &loc, 0, MAX_REPLICAS)?,
             "global" => s.global = parse_flag(v, &loc)?,
-            "probe.url" => {
-                let (scheme, port, path) = parse_container_url(v, &loc, &["http", "tcp"])?;
-                probe = Some(if scheme == "tcp" {
-                    ProbeKind::Tcp { port }
-                } else {
-                    ProbeKind::Http { port, path }
-                });
-            }
-            "probe.cmd" => {
-                if v.trim().is_empty() {
-                    return Err(invalid(
-                        &loc,
-                        "is empty: give the command to run inside the container",
-                    ));
-                }
-                probe = Some(ProbeKind::Cmd { command: v.clone() });
-            }
-            "probe.timeout_seconds" => probe_timeout = parse_u32(v, &loc, 1, 300)?,
-            "probe.initial_delay_seconds" => probe_delay = parse_u32(v, &loc, 0, 3600)?,
-            "rolling_updates" => rolling = parse_flag(v, &loc)?,
+            k2 if k2.starts_with("probe.") && g.probe.label(k2, v, &loc)? => {}
+            "rolling_updates" => g.rolling = parse_flag(v, &loc)?,
             // As the seed platform did: an invalid parallelism means 1.
             "rolling_updates.parallelism" => {
-                parallelism = v
+                g.parallelism = v
                     .trim()
                     .parse::<u32>()
                     .ok()
@@ -479,41 +467,26 @@ pub fn apply_service_labels(
             }
             "routing.session_sticky" => x.session_sticky = parse_flag(v, &loc)?,
             "log.timestamp" => x.log_timestamp = parse_flag(v, &loc)?,
-            "logs" => {
-                for (i, p) in v
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|p| !p.is_empty())
-                    .enumerate()
-                {
-                    check_log_path(p, &loc)?;
-                    let name = if i == 0 {
-                        "logs".to_string()
-                    } else {
-                        format!("logs_{}", i + 1)
-                    };
-                    x.logs.insert(name, p.to_string());
-                }
-            }
-            "project_type" => batch = parse_project_type(v, &loc)?,
-            "schedule" => schedule = Some(parse_cron(v, &loc)?),
-            "retry_count" => retry = Some(parse_u32(v, &loc, 0, 100)?),
-            "remove_containers" => remove = Some(parse_remove(v, &loc)?),
+            "logs" => parse_log_paths(v, &loc, &mut x.logs)?,
             "gpu" => x.gpu = parse_u32(v, &loc, 0, 16)?,
-            k2 if k2.starts_with("monitoring.") && monitoring_label(k2, v, &loc, &mut mon)? => {}
+            k2 if g.job.label(k2, v, &loc)? => {}
+            k2 if k2.starts_with("monitoring.") && monitoring_label(k2, v, &loc, &mut g.mon)? => {}
             k2 if port_or_store_label(k2, v, &loc, x)? => {}
-            k2 if k2.starts_with("auto_scaling.") => {
-                let field = &k2["auto_scaling.".len()..];
-                match field {
-                    "min_instances" | "max_instances" | "max_cpu" | "min_cpu" | "max_memory"
-                    | "min_memory" | "step" | "idle_seconds" => {
-                        asc.insert(field, (k.as_str(), v.clone()));
-                    }
-                    _ => {
-                        warnings.push(format!("service {svc_name:?}: label `{k}` is not known to berth: kept, but it has no effect"));
-                        x.unknown.insert(k.clone(), v.clone());
-                    }
-                }
+            k2 if k2.starts_with("auto_scaling.")
+                && matches!(
+                    &k2["auto_scaling.".len()..],
+                    "min_instances"
+                        | "max_instances"
+                        | "max_cpu"
+                        | "min_cpu"
+                        | "max_memory"
+                        | "min_memory"
+                        | "step"
+                        | "idle_seconds"
+                ) =>
+            {
+                g.asc
+                    .insert(&k2["auto_scaling.".len()..], (k.as_str(), v.clone()));
             }
             _ => {
                 warnings.push(format!("service {svc_name:?}: label `{k}` is not known to berth: kept, but it has no effect"));
@@ -522,33 +495,141 @@ pub fn apply_service_labels(
         }
     }
     publish_routed_ports(s);
-    let x = &mut s.ext;
-    if let Some(kind) = probe {
-        x.probe = Some(Probe {
-            kind,
-            timeout_seconds: probe_timeout,
-            initial_delay_seconds: probe_delay,
-        });
+    g.finish(svc_name, &mut s.ext, warnings)
+}
+
+/// What a service's labels say, gathered before the rules that join them run.
+struct LabelParts<'a> {
+    job: JobParts,
+    probe: ProbeParts,
+    rolling: bool,
+    parallelism: u32,
+    asc: BTreeMap<&'a str, (&'a str, String)>,
+    mon: Monitoring,
+}
+
+impl LabelParts<'_> {
+    fn finish(
+        self,
+        svc_name: &str,
+        x: &mut Extensions,
+        warnings: &mut Vec<String>,
+    ) -> Result<(), SpecError> {
+        if let Some(kind) = self.probe.kind {
+            x.probe = Some(Probe {
+                kind,
+                timeout_seconds: self.probe.timeout,
+                initial_delay_seconds: self.probe.delay,
+            });
+        }
+        if self.rolling {
+            x.rolling_updates = Some(RollingUpdates {
+                parallelism: self.parallelism,
+            });
+        }
+        if !self.asc.is_empty() {
+            x.auto_scaling = Some(parse_auto_scaling(svc_name, &self.asc)?);
+        }
+        if self.mon != Monitoring::default() {
+            x.monitoring = Some(self.mon);
+        }
+        let j = self.job;
+        if j.batch || j.schedule.is_some() {
+            x.job = Some(JobSpec {
+                retry_count: j.retry.unwrap_or(3),
+                remove_containers: j.remove.unwrap_or_else(|| "remove-finished".into()),
+                schedule: j.schedule,
+            });
+        } else if j.retry.is_some() || j.remove.is_some() {
+            warnings.push(format!(
+                "service {svc_name:?}: retry_count/remove_containers apply to jobs only (project_type: batch)"
+            ));
+        }
+        Ok(())
     }
-    if rolling {
-        x.rolling_updates = Some(RollingUpdates { parallelism });
+}
+
+/// `probe.*` labels.
+struct ProbeParts {
+    kind: Option<ProbeKind>,
+    timeout: u32,
+    delay: u32,
+}
+
+impl ProbeParts {
+    /// Reads a `probe.*` label; false when the key is not one of them.
+    fn label(&mut self, key: &str, v: &str, loc: &str) -> Result<bool, SpecError> {
+        match key {
+            "probe.url" => {
+                let (scheme, port, path) = parse_container_url(v, loc, &["http", "tcp"])?;
+                self.kind = Some(if scheme == "tcp" {
+                    ProbeKind::Tcp { port }
+                } else {
+                    ProbeKind::Http { port, path }
+                });
+            }
+            "probe.cmd" => {
+                if v.trim().is_empty() {
+                    return Err(invalid(
+                        loc,
+                        "is empty: give the command to run inside the container",
+                    ));
+                }
+                self.kind = Some(ProbeKind::Cmd {
+                    command: v.to_string(),
+                });
+            }
+            "probe.timeout_seconds" => self.timeout = parse_u32(v, loc, 1, 300)?,
+            "probe.initial_delay_seconds" => self.delay = parse_u32(v, loc, 0, 3600)?,
+            _ => return Ok(false),
+        }
+        Ok(true)
     }
-    if !asc.is_empty() {
-        x.auto_scaling = Some(parse_auto_scaling(svc_name, &asc)?);
+}
+
+/// The job labels (`project_type`, `schedule`, `retry_count`, `remove_containers`), the
+/// app's as defaults.
+struct JobParts {
+    batch: bool,
+    schedule: Option<String>,
+    retry: Option<u32>,
+    remove: Option<String>,
+}
+
+impl JobParts {
+    /// Reads a job label; false when the key is not one of them.
+    fn label(&mut self, key: &str, v: &str, loc: &str) -> Result<bool, SpecError> {
+        match key {
+            "project_type" => self.batch = parse_project_type(v, loc)?,
+            "schedule" => self.schedule = Some(parse_cron(v, loc)?),
+            "retry_count" => self.retry = Some(parse_u32(v, loc, 0, 100)?),
+            "remove_containers" => self.remove = Some(parse_remove(v, loc)?),
+            _ => return Ok(false),
+        }
+        Ok(true)
     }
-    if mon != Monitoring::default() {
-        x.monitoring = Some(mon);
-    }
-    if batch || schedule.is_some() {
-        x.job = Some(JobSpec {
-            retry_count: retry.unwrap_or(3),
-            remove_containers: remove.unwrap_or_else(|| "remove-finished".into()),
-            schedule,
-        });
-    } else if retry.is_some() || remove.is_some() {
-        warnings.push(format!(
-            "service {svc_name:?}: retry_count/remove_containers apply to jobs only (project_type: batch)"
-        ));
+}
+
+/// `logs`: paths inside the container, comma-separated; the first is the source `logs`,
+/// the next `logs_2`, ...
+fn parse_log_paths(
+    v: &str,
+    loc: &str,
+    into: &mut BTreeMap<String, String>,
+) -> Result<(), SpecError> {
+    for (i, p) in v
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .enumerate()
+    {
+        check_log_path(p, loc)?;
+        let name = if i == 0 {
+            "logs".to_string()
+        } else {
+            format!("logs_{}", i + 1)
+        };
+        into.insert(name, p.to_string());
     }
     Ok(())
 }

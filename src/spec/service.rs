@@ -77,145 +77,211 @@ pub(super) fn parse_service(
             ));
         }
     };
-    let mut s = ServiceSpec {
-        replicas: 1,
+    let mut g = Gathered {
+        s: ServiceSpec {
+            replicas: 1,
+            ..Default::default()
+        },
         ..Default::default()
     };
-    let mut label_map: BTreeMap<String, String> = BTreeMap::new();
-    let mut deploy = super::service_keys::Deploy::default();
-    let mut scale: Option<u32> = None;
-    let mut has_restart = false;
-    let mut network_aliases: Vec<String> = Vec::new();
-    let mut env_from_files: BTreeMap<String, String> = BTreeMap::new();
-
     for (k, v) in h {
         let key = key_str(k, &sloc)?;
         let loc = format!("{sloc}, key `{key}`");
-        if engine_key(&key, v, &loc, &sloc, &mut s)? {
+        if engine_key(&key, v, &loc, &sloc, &mut g.s)? {
             continue;
         }
-        match key.as_str() {
-            "image" => s.image = scalar(v, &loc)?,
-            "container_name" => {
-                network_aliases.push(container_name_alias(name, v, &loc, warnings)?)
-            }
-            "command" => s.command = Some(values::command(v, &loc)?),
-            "entrypoint" => s.entrypoint = Some(values::command(v, &loc)?),
-            "environment" => parse_environment(v, &loc, &inputs.vars, &mut s)?,
-            "env_file" => {
-                for f in string_list(v, &loc)? {
-                    let text = inputs.files.get(&f).ok_or_else(|| {
-                        invalid(&loc, format!("env file {f:?} was not found next to the template: create it or remove the entry"))
-                    })?;
-                    // Keys alone and `${VAR}` inside take the deploy's variables, as compose
-                    // takes the project's environment.
-                    let lookup = |k: &str| inputs.vars.get(k).cloned();
-                    for (k, val) in super::dotenv::parse(text, &f, &lookup)? {
-                        env_from_files.entry(k).or_insert(val);
-                    }
-                }
-            }
-            "ports" => {
-                for item in values_list(v, &loc)? {
-                    s.ports.extend(parse_port(item, &loc)?);
-                }
-            }
-            "expose" => {
-                for item in string_list(v, &loc)? {
-                    let base = item.split('/').next().unwrap_or("");
-                    let p = values::port_number(base).ok_or_else(|| {
-                        invalid(
-                            &loc,
-                            format!("invalid port {item:?}: ports are numbers 1-65535"),
-                        )
-                    })?;
-                    s.expose.push(p);
-                }
-            }
-            "volumes" => {
-                for item in values_list(v, &loc)? {
-                    s.volumes.push(parse_mount(item, &loc, inputs)?);
-                }
-            }
-            "restart" => {
-                has_restart = true;
-                s.restart = parse_restart(&scalar(v, &loc)?, &loc)?;
-            }
-            "labels" => label_map = string_map(v, &loc, true)?,
-            "depends_on" => match v {
-                Yaml::Hash(dh) => {
-                    for (dk, _) in dh {
-                        s.depends_on.push(key_str(dk, &loc)?);
-                    }
-                }
-                other => s.depends_on.extend(string_list(other, &loc)?),
-            },
-            "links" => s.links = parse_links(v, &loc)?,
-            "external_links" => s.external_links = parse_links(v, &loc)?,
-            "hostname" => s.hostname = Some(scalar(v, &loc)?),
-            "working_dir" => s.working_dir = Some(scalar(v, &loc)?),
-            "user" => s.user = Some(scalar(v, &loc)?),
-            // What `docker compose up` streams or watches; berth collects every service's
-            // logs and deploys images, so these change nothing.
-            "attach" | "develop" => {
-                warnings.push(format!(
-                    "{loc}: ignored: berth always collects the service's logs (`attach`) and deploys images, not a watched checkout (`develop`)"
-                ));
-            }
-            "network_mode" => {
-                s.network_mode = match scalar(v, &loc)?.as_str() {
-                    "bridge" | "default" => NetworkMode::Bridge,
-                    "host" => NetworkMode::Host,
-                    "none" => NetworkMode::None,
-                    other => {
-                        return Err(invalid(
-                            &loc,
-                            format!(
-                                "network_mode {other:?} is not supported: use bridge, host or none"
-                            ),
-                        ));
-                    }
-                }
-            }
-            "networks" => network_aliases.extend(parse_service_networks(v, &loc)?),
-            "deploy" => deploy = parse_deploy(v, &loc, &mut s, warnings)?,
-            // compose v2's service-level replica count.
-            // Read by the caller (which profiles are active decides whether it is deployed).
-            "profiles" => {}
-            // Resolved by the caller once every service's mounts are known.
-            "volumes_from" => {}
-            "secrets" => {
-                s.secrets =
-                    super::files::parse_refs(v, Kind::Secret, &defined.secrets, &loc, warnings)?
-            }
-            "configs" => {
-                s.configs =
-                    super::files::parse_refs(v, Kind::Config, &defined.configs, &loc, warnings)?
-            }
-            "platform" => s.platform = Some(parse_platform(&scalar(v, &loc)?, &loc, warnings)?),
-            "pull_policy" => s.pull_policy = parse_pull_policy(v, &loc)?,
-            "scale" => {
-                scale = Some(int(v, &loc, 0, ext::MAX_REPLICAS as i64)? as u32);
-            }
-            k if k.starts_with("x-") => {}
-            k => {
-                if let Some(hint) = refused_hint(k) {
-                    return Err(SpecError::Unsupported {
-                        location: sloc,
-                        key,
-                        hint: hint.into(),
-                    });
-                }
-                return Err(SpecError::UnknownKey {
-                    location: sloc,
-                    key,
-                });
+        let ctx = KeyContext {
+            name,
+            sloc: &sloc,
+            loc: &loc,
+            inputs,
+            defined,
+        };
+        service_key(&ctx, key, v, &mut g, warnings)?;
+    }
+    finish_service(name, &sloc, g, app, warnings)
+}
+
+/// What the keys of one service say, gathered before the rules that join them run.
+#[derive(Default)]
+struct Gathered {
+    s: ServiceSpec,
+    label_map: BTreeMap<String, String>,
+    deploy: super::service_keys::Deploy,
+    scale: Option<u32>,
+    has_restart: bool,
+    network_aliases: Vec<String>,
+    env_from_files: BTreeMap<String, String>,
+}
+
+/// Where a key is and what it may draw on.
+struct KeyContext<'a> {
+    name: &'a str,
+    sloc: &'a str,
+    loc: &'a str,
+    inputs: &'a super::Inputs,
+    defined: &'a Defined,
+}
+
+/// One service key that is not an engine setting (`engine_key`): its value read into `g`, or
+/// the key refused (with a hint where berth knows what to use instead).
+fn service_key(
+    c: &KeyContext,
+    key: String,
+    v: &Yaml,
+    g: &mut Gathered,
+    warnings: &mut Vec<String>,
+) -> Result<(), SpecError> {
+    let (loc, s) = (c.loc, &mut g.s);
+    match key.as_str() {
+        "image" => s.image = scalar(v, loc)?,
+        "container_name" => g
+            .network_aliases
+            .push(container_name_alias(c.name, v, loc, warnings)?),
+        "command" => s.command = Some(values::command(v, loc)?),
+        "entrypoint" => s.entrypoint = Some(values::command(v, loc)?),
+        "environment" => parse_environment(v, loc, &c.inputs.vars, s)?,
+        "env_file" => read_env_files(v, loc, c.inputs, &mut g.env_from_files)?,
+        "ports" => {
+            for item in values_list(v, loc)? {
+                s.ports.extend(parse_port(item, loc)?);
             }
         }
+        "expose" => s.expose = parse_expose(v, loc)?,
+        "volumes" => {
+            for item in values_list(v, loc)? {
+                s.volumes.push(parse_mount(item, loc, c.inputs)?);
+            }
+        }
+        "restart" => {
+            g.has_restart = true;
+            s.restart = parse_restart(&scalar(v, loc)?, loc)?;
+        }
+        "labels" => g.label_map = string_map(v, loc, true)?,
+        "depends_on" => match v {
+            Yaml::Hash(dh) => {
+                for (dk, _) in dh {
+                    s.depends_on.push(key_str(dk, loc)?);
+                }
+            }
+            other => s.depends_on.extend(string_list(other, loc)?),
+        },
+        "links" => s.links = parse_links(v, loc)?,
+        "external_links" => s.external_links = parse_links(v, loc)?,
+        "hostname" => s.hostname = Some(scalar(v, loc)?),
+        "working_dir" => s.working_dir = Some(scalar(v, loc)?),
+        "user" => s.user = Some(scalar(v, loc)?),
+        // What `docker compose up` streams or watches; berth collects every service's
+        // logs and deploys images, so these change nothing.
+        "attach" | "develop" => {
+            warnings.push(format!(
+                "{loc}: ignored: berth always collects the service's logs (`attach`) and deploys images, not a watched checkout (`develop`)"
+            ));
+        }
+        "network_mode" => s.network_mode = parse_network_mode(&scalar(v, loc)?, loc)?,
+        "networks" => g.network_aliases.extend(parse_service_networks(v, loc)?),
+        "deploy" => g.deploy = parse_deploy(v, loc, s, warnings)?,
+        // Read by the caller (which profiles are active decides whether it is deployed).
+        "profiles" => {}
+        // Resolved by the caller once every service's mounts are known.
+        "volumes_from" => {}
+        "secrets" => {
+            s.secrets =
+                super::files::parse_refs(v, Kind::Secret, &c.defined.secrets, loc, warnings)?
+        }
+        "configs" => {
+            s.configs =
+                super::files::parse_refs(v, Kind::Config, &c.defined.configs, loc, warnings)?
+        }
+        "platform" => s.platform = Some(parse_platform(&scalar(v, loc)?, loc, warnings)?),
+        "pull_policy" => s.pull_policy = parse_pull_policy(v, loc)?,
+        // compose v2's service-level replica count.
+        "scale" => g.scale = Some(int(v, loc, 0, ext::MAX_REPLICAS as i64)? as u32),
+        k if k.starts_with("x-") => {}
+        k => {
+            return Err(match refused_hint(k) {
+                Some(hint) => SpecError::Unsupported {
+                    location: c.sloc.to_string(),
+                    key,
+                    hint: hint.into(),
+                },
+                None => SpecError::UnknownKey {
+                    location: c.sloc.to_string(),
+                    key,
+                },
+            });
+        }
     }
+    Ok(())
+}
+
+/// `env_file`: each file (sent by the client beside the template) read as compose reads it;
+/// the first file that sets a key wins among files, `environment` over all of them.
+fn read_env_files(
+    v: &Yaml,
+    loc: &str,
+    inputs: &super::Inputs,
+    into: &mut BTreeMap<String, String>,
+) -> Result<(), SpecError> {
+    for f in string_list(v, loc)? {
+        let text = inputs.files.get(&f).ok_or_else(|| {
+            invalid(
+                loc,
+                format!("env file {f:?} was not found next to the template: create it or remove the entry"),
+            )
+        })?;
+        // Keys alone and `${VAR}` inside take the deploy's variables, as compose
+        // takes the project's environment.
+        let lookup = |k: &str| inputs.vars.get(k).cloned();
+        for (k, val) in super::dotenv::parse(text, &f, &lookup)? {
+            into.entry(k).or_insert(val);
+        }
+    }
+    Ok(())
+}
+
+/// `expose`: container ports (`80`, `80/tcp`).
+fn parse_expose(v: &Yaml, loc: &str) -> Result<Vec<u16>, SpecError> {
+    string_list(v, loc)?
+        .iter()
+        .map(|item| {
+            let base = item.split('/').next().unwrap_or("");
+            values::port_number(base).ok_or_else(|| {
+                invalid(
+                    loc,
+                    format!("invalid port {item:?}: ports are numbers 1-65535"),
+                )
+            })
+        })
+        .collect()
+}
+
+fn parse_network_mode(mode: &str, loc: &str) -> Result<NetworkMode, SpecError> {
+    match mode {
+        "bridge" | "default" => Ok(NetworkMode::Bridge),
+        "host" => Ok(NetworkMode::Host),
+        "none" => Ok(NetworkMode::None),
+        other => Err(invalid(
+            loc,
+            format!("network_mode {other:?} is not supported: use bridge, host or none"),
+        )),
+    }
+}
+
+/// The rules that join a service's keys: the image must be there, `env_file` under
+/// `environment`, `deploy` against `scale`/`restart`, the extension labels, a job's restart,
+/// network aliases as links, and the start order.
+fn finish_service(
+    name: &str,
+    sloc: &str,
+    g: Gathered,
+    app: &AppLabels,
+    warnings: &mut Vec<String>,
+) -> Result<ServiceSpec, SpecError> {
+    let mut s = g.s;
     if s.image.trim().is_empty() {
         return Err(invalid(
-            &sloc,
+            sloc,
             "`image` is missing: every service runs an image (berth does not build)",
         ));
     }
@@ -226,18 +292,26 @@ pub(super) fn parse_service(
         ));
     }
     // `environment` wins over `env_file`, as in compose.
-    for (k, v) in env_from_files {
+    for (k, v) in g.env_from_files {
         s.environment.entry(k).or_insert(v);
     }
-    reconcile_deploy(name, &sloc, &mut s, &deploy, scale, has_restart, warnings)?;
+    reconcile_deploy(
+        name,
+        sloc,
+        &mut s,
+        &g.deploy,
+        g.scale,
+        g.has_restart,
+        warnings,
+    )?;
     // Extension labels: app-level ones first, then the service's own override them.
-    let normalised = ext::normalise_label_keys(&label_map);
+    let normalised = ext::normalise_label_keys(&g.label_map);
     let (user_labels, berth_labels): (BTreeMap<_, _>, BTreeMap<_, _>) = normalised
         .into_iter()
         .partition(|(k, _)| !k.starts_with("berth."));
     s.labels = user_labels;
     ext::apply_service_labels(name, &berth_labels, app, &mut s, warnings)?;
-    if has_restart && s.ext.job.is_some() && s.restart != RestartPolicy::No {
+    if g.has_restart && s.ext.job.is_some() && s.restart != RestartPolicy::No {
         warnings.push(format!(
             "service {name:?} is a job: `restart` forced to `no`"
         ));
@@ -246,7 +320,7 @@ pub(super) fn parse_service(
         s.restart = RestartPolicy::No;
     }
     // Network aliases from `networks:` behave like links targeting this service.
-    for a in network_aliases {
+    for a in g.network_aliases {
         if a != name {
             s.links.push(Link {
                 target: name.to_string(),
