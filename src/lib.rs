@@ -3,7 +3,9 @@
 
 pub mod agent;
 pub mod api;
+pub mod atomic_file;
 pub mod cli;
+pub mod cluster;
 pub mod clock;
 pub mod config;
 pub mod daemon;

@@ -38,6 +38,18 @@ pub fn rfc3339_micros(ns: i64) -> String {
     )
 }
 
+/// `2026-11-22T10:04:05Z` from seconds since the epoch.
+pub fn rfc3339_secs(secs: i64) -> String {
+    let (y, mo, d) = civil_from_days(secs.div_euclid(86_400));
+    let s = secs.rem_euclid(86_400);
+    format!(
+        "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        s / 3600,
+        s / 60 % 60,
+        s % 60
+    )
+}
+
 /// Parses `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)` into nanoseconds since the epoch.
 pub fn parse_rfc3339(t: &str) -> Option<i64> {
     let b = t.as_bytes();

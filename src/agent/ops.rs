@@ -174,7 +174,7 @@ fn place_file_values(
 
 /// Writes the files [`place_file_values`] named: the directory 0700, each file 0400 (root
 /// reads it; the container sees it through a read-only bind), whole or not at
-/// ([`crate::volumes::secret::create_file_atomic`]). A file's name holds its value's digest,
+/// ([`crate::atomic_file::create`]). A file's name holds its value's digest,
 /// so one that exists already holds these bytes and is left as it is.
 fn write_file_values(files: &[(std::path::PathBuf, String)]) -> Result<(), CoreError> {
     use std::os::unix::fs::DirBuilderExt;
@@ -188,7 +188,7 @@ fn write_file_values(files: &[(std::path::PathBuf, String)]) -> Result<(), CoreE
             .mode(0o700)
             .create(dir)
             .map_err(fail)?;
-        crate::volumes::secret::create_file_atomic(path, value.as_bytes(), 0o400).map_err(fail)?;
+        crate::atomic_file::create(path, value.as_bytes(), 0o400).map_err(fail)?;
     }
     Ok(())
 }

@@ -6,42 +6,8 @@
 use super::VolumeError;
 use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use ring::rand::{SecureRandom, SystemRandom};
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use crate::atomic_file::create as create_file_atomic;
 use std::path::Path;
-
-/// Creates `path` with `bytes` and `mode` all at once: written to a temporary file beside it,
-/// synced, then linked into place (never replacing an existing file), and the directory
-/// synced. A crash leaves either no file or the whole file, never a short one. Returns false
-/// when `path` already existed (and is left as it was).
-pub fn create_file_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<bool> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let _ = std::fs::remove_file(&tmp);
-    let written = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()
-    })();
-    let linked = written.and_then(|()| std::fs::hard_link(&tmp, path));
-    let _ = std::fs::remove_file(&tmp);
-    match linked {
-        Ok(()) => {
-            std::fs::File::open(dir)?.sync_all()?;
-            Ok(true)
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
-        Err(e) => Err(e),
-    }
-}
 
 pub struct Sealer {
     key: LessSafeKey,
