@@ -47,7 +47,6 @@ pub fn create(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<bool> {
     }
 }
 
-
 /// Writes `path` with `bytes` and `mode`, replacing what was there in one rename (written to
 /// a temporary file beside it and synced first, the directory synced after).
 pub fn replace(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {

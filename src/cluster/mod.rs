@@ -7,6 +7,7 @@
 //! Invariant: nothing that arrives from the network is parsed before it opened under a
 //! cluster key (or, during a join, under the token's key); the pieces here are pure.
 
+pub mod gossip;
 pub mod keys;
 pub mod seal;
 pub mod token;

@@ -131,7 +131,12 @@ pub fn seal(
 }
 
 /// Opens a packet, or says why it is dropped; nothing of an unopened packet is parsed.
-pub fn open(ring: &Keyring, purpose: Purpose, packet: &[u8], max: usize) -> Result<Opened, Dropped> {
+pub fn open(
+    ring: &Keyring,
+    purpose: Purpose,
+    packet: &[u8],
+    max: usize,
+) -> Result<Opened, Dropped> {
     if packet.len() > max {
         return Err(Dropped::TooLarge);
     }
@@ -152,7 +157,11 @@ pub fn open(ring: &Keyring, purpose: Purpose, packet: &[u8], max: usize) -> Resu
     let ad = aad(header, ring.cluster_bytes());
     let mut buf = sealed.to_vec();
     let plain = key
-        .open_in_place(Nonce::assume_unique_for_key(nonce), Aad::from(&ad), &mut buf)
+        .open_in_place(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(&ad),
+            &mut buf,
+        )
         .map_err(|_| Dropped::Auth)?;
     if plain.len() < INNER_LEN {
         return Err(Dropped::Auth);
@@ -191,15 +200,15 @@ impl Replay {
     pub fn accept(&mut self, sender: u64, seq: u64) -> bool {
         self.clock += 1;
         let clock = self.clock;
-        if !self.senders.contains_key(&sender) && self.senders.len() >= self.max_senders {
-            if let Some(oldest) = self
+        if !self.senders.contains_key(&sender)
+            && self.senders.len() >= self.max_senders
+            && let Some(oldest) = self
                 .senders
                 .iter()
                 .min_by_key(|(_, (_, _, heard))| *heard)
                 .map(|(s, _)| *s)
-            {
-                self.senders.remove(&oldest);
-            }
+        {
+            self.senders.remove(&oldest);
         }
         let (top, bits, heard) = self.senders.entry(sender).or_insert((0, 0, clock));
         *heard = clock;
@@ -249,7 +258,10 @@ mod tests {
             q[i / 8] ^= 1 << (i % 8);
             let e = open(&r, Purpose::Gossip, &q, 1400).unwrap_err();
             assert!(
-                matches!(e, Dropped::Magic | Dropped::Version | Dropped::UnknownKey | Dropped::Auth),
+                matches!(
+                    e,
+                    Dropped::Magic | Dropped::Version | Dropped::UnknownKey | Dropped::Auth
+                ),
                 "bit {i}: {e:?}"
             );
         }
@@ -260,15 +272,32 @@ mod tests {
         assert_eq!(open(&r, Purpose::Gossip, &p, 10), Err(Dropped::TooLarge));
         // Another purpose's key, another cluster, the same key id in another cluster.
         assert_eq!(open(&r, Purpose::Peer, &p, 1400), Err(Dropped::Auth));
-        assert_eq!(open(&ring(), Purpose::Gossip, &p, 1400), Err(Dropped::UnknownKey));
+        assert_eq!(
+            open(&ring(), Purpose::Gossip, &p, 1400),
+            Err(Dropped::UnknownKey)
+        );
         let mut same_id = ring();
         same_id.keys[0].id = r.sealing;
         same_id.sealing = r.sealing;
-        assert_eq!(open(&same_id, Purpose::Gossip, &p, 1400), Err(Dropped::Auth));
+        assert_eq!(
+            open(&same_id, Purpose::Gossip, &p, 1400),
+            Err(Dropped::Auth)
+        );
         let mut renamed = r.clone();
         renamed.cluster = "f".repeat(32);
-        assert_eq!(open(&renamed, Purpose::Gossip, &p, 1400), Err(Dropped::Auth));
-        assert_eq!(open(&r, Purpose::Gossip, b"GET / HTTP/1.1\r\n\r\n______________________________________", 1400), Err(Dropped::Magic));
+        assert_eq!(
+            open(&renamed, Purpose::Gossip, &p, 1400),
+            Err(Dropped::Auth)
+        );
+        assert_eq!(
+            open(
+                &r,
+                Purpose::Gossip,
+                b"GET / HTTP/1.1\r\n\r\n______________________________________",
+                1400
+            ),
+            Err(Dropped::Magic)
+        );
     }
 
     #[test]
@@ -279,9 +308,15 @@ mod tests {
         r.seal_with(new_id);
         let new = seal(&r, Purpose::Gossip, 1, 2, [1; 12], b"b");
         assert_eq!(open(&r, Purpose::Gossip, &old, 1400).unwrap().body, b"a");
-        assert_eq!(open(&r, Purpose::Gossip, &new, 1400).unwrap().key_id, new_id);
+        assert_eq!(
+            open(&r, Purpose::Gossip, &new, 1400).unwrap().key_id,
+            new_id
+        );
         r.retire_others();
-        assert_eq!(open(&r, Purpose::Gossip, &old, 1400), Err(Dropped::UnknownKey));
+        assert_eq!(
+            open(&r, Purpose::Gossip, &old, 1400),
+            Err(Dropped::UnknownKey)
+        );
     }
 
     #[test]

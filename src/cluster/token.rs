@@ -69,7 +69,9 @@ impl std::fmt::Debug for Token {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {
-    #[error("this is not a berth join token ({0}): copy the whole line `berth cluster token create` printed")]
+    #[error(
+        "this is not a berth join token ({0}): copy the whole line `berth cluster token create` printed"
+    )]
     Malformed(String),
 }
 
@@ -77,17 +79,25 @@ pub enum TokenError {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[serde(tag = "refused", content = "detail", rename_all = "snake_case")]
 pub enum Refusal {
-    #[error("the token is not valid for this cluster (wrong or altered): make a new one with `berth cluster token create`")]
+    #[error(
+        "the token is not valid for this cluster (wrong or altered): make a new one with `berth cluster token create`"
+    )]
     Wrong,
     #[error("the token expired at {0}: make a new one with `berth cluster token create`")]
     Expired(String),
     #[error("the token was used {0} time(s) already, all it allows: make a new one")]
     UsedUp(u32),
-    #[error("the token is for cluster {token}, and this member is in cluster {member}: use a token of the cluster you mean to join")]
+    #[error(
+        "the token is for cluster {token}, and this member is in cluster {member}: use a token of the cluster you mean to join"
+    )]
     Foreign { token: String, member: String },
-    #[error("the token was signed with a key this cluster has retired (rotate-key): make a new one")]
+    #[error(
+        "the token was signed with a key this cluster has retired (rotate-key): make a new one"
+    )]
     RetiredKey,
-    #[error("this member is in no cluster: run `berth cluster init` on it, or join through another member")]
+    #[error(
+        "this member is in no cluster: run `berth cluster init` on it, or join through another member"
+    )]
     NoCluster,
     #[error("the member cannot take the join now: {0}")]
     Member(String),
@@ -139,7 +149,9 @@ impl Token {
         }
         let parts: Vec<&str> = text.split('-').collect();
         if parts.len() != 8 || parts[0] != PREFIX {
-            return Err(bad(&format!("it must start with `{PREFIX}-` and have 8 parts")));
+            return Err(bad(&format!(
+                "it must start with `{PREFIX}-` and have 8 parts"
+            )));
         }
         let hex_of = |s: &str, n: usize, what: &str| -> Result<Vec<u8>, TokenError> {
             match hex::decode(s) {
@@ -185,7 +197,13 @@ impl Token {
     }
 
     /// The hello a joiner sends: the claims, a fresh nonce, who it is, and the proof.
-    pub fn hello(&self, nonce: [u8; 32], node_id: &str, name: &str, advertise: SocketAddr) -> Hello {
+    pub fn hello(
+        &self,
+        nonce: [u8; 32],
+        node_id: &str,
+        name: &str,
+        advertise: SocketAddr,
+    ) -> Hello {
         let mut h = Hello {
             claims: self.claims.clone(),
             nonce: hex::encode(nonce),
@@ -238,7 +256,11 @@ impl Hello {
 }
 
 fn proof(secret: &[u8; 32], hello: &Hello) -> [u8; 32] {
-    let k = derive(secret, hello.claims.cluster.as_bytes(), b"berth join proof v1");
+    let k = derive(
+        secret,
+        hello.claims.cluster.as_bytes(),
+        b"berth join proof v1",
+    );
     let tag = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, &k), &hello.transcript());
     tag.as_ref().try_into().unwrap_or_default()
 }
@@ -252,7 +274,12 @@ pub struct ReplyKey([u8; 32]);
 
 /// A member checks a hello against its keyring at `now` (seconds), and the uses the token
 /// had so far (`used`). The use count is the caller's to record once the join is done.
-pub fn check_hello(ring: &Keyring, hello: &Hello, now: i64, used: u32) -> Result<ReplyKey, Refusal> {
+pub fn check_hello(
+    ring: &Keyring,
+    hello: &Hello,
+    now: i64,
+    used: u32,
+) -> Result<ReplyKey, Refusal> {
     let c = &hello.claims;
     if c.cluster != ring.cluster {
         return Err(Refusal::Foreign {
@@ -329,7 +356,10 @@ mod tests {
         let ring = Keyring::create(1).unwrap();
         let t = Token::issue(
             &ring,
-            vec!["10.0.0.1:7946".parse().unwrap(), "[fd00::2]:7946".parse().unwrap()],
+            vec![
+                "10.0.0.1:7946".parse().unwrap(),
+                "[fd00::2]:7946".parse().unwrap(),
+            ],
             1_000,
             1,
             [9; 16],
@@ -364,8 +394,14 @@ mod tests {
         let now = 999;
         // Expired, used up.
         let h = t.hello([1; 32], "n2", "h", adv);
-        assert!(matches!(check_hello(&ring, &h, 1_000, 0), Err(Refusal::Expired(_))));
-        assert_eq!(check_hello(&ring, &h, now, 1).err(), Some(Refusal::UsedUp(1)));
+        assert!(matches!(
+            check_hello(&ring, &h, 1_000, 0),
+            Err(Refusal::Expired(_))
+        ));
+        assert_eq!(
+            check_hello(&ring, &h, now, 1).err(),
+            Some(Refusal::UsedUp(1))
+        );
         // Altered claims (more uses, later expiry, another member list) break the proof.
         for alter in [
             |c: &mut Claims| c.uses = 100,
@@ -389,15 +425,24 @@ mod tests {
         // Another cluster's token; a token of a retired key.
         let other = Keyring::create(1).unwrap();
         let h = t.hello([1; 32], "n2", "h", adv);
-        assert!(matches!(check_hello(&other, &h, now, 0), Err(Refusal::Foreign { .. })));
+        assert!(matches!(
+            check_hello(&other, &h, now, 0),
+            Err(Refusal::Foreign { .. })
+        ));
         let mut rotated = ring.clone();
         let k = rotated.add_key(2).unwrap();
         rotated.seal_with(k);
         rotated.retire_others();
-        assert_eq!(check_hello(&rotated, &h, now, 0).err(), Some(Refusal::RetiredKey));
+        assert_eq!(
+            check_hello(&rotated, &h, now, 0).err(),
+            Some(Refusal::RetiredKey)
+        );
         // Refusals travel as JSON and say what to do.
         let j = serde_json::to_string(&Refusal::UsedUp(1)).unwrap();
-        assert_eq!(serde_json::from_str::<Refusal>(&j).unwrap(), Refusal::UsedUp(1));
+        assert_eq!(
+            serde_json::from_str::<Refusal>(&j).unwrap(),
+            Refusal::UsedUp(1)
+        );
         assert!(Refusal::Wrong.to_string().contains("token create"));
     }
 

@@ -213,12 +213,9 @@ pub fn prepare_data_dir(dir: &Path) -> Result<String, DaemonError> {
             // Written whole or not at all (an empty file left by a crash is replaced).
             let token = crate::ids::secret_hex(32).map_err(err)?;
             let _ = std::fs::remove_file(&token_path);
-            let made = crate::atomic_file::create(
-                &token_path,
-                format!("{token}\n").as_bytes(),
-                0o600,
-            )
-            .map_err(err)?;
+            let made =
+                crate::atomic_file::create(&token_path, format!("{token}\n").as_bytes(), 0o600)
+                    .map_err(err)?;
             if made {
                 Ok(token)
             } else {

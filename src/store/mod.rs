@@ -13,9 +13,11 @@ use rusqlite::{Connection, OptionalExtension, params};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+mod cluster;
 mod logs;
 mod outbox;
 mod volumes;
+pub use cluster::MemberRow;
 
 pub use logs::{LogBatch, LogLine, LogQuery};
 pub use outbox::{OutboxRow, OutboxStats};
@@ -171,6 +173,15 @@ const MIGRATIONS: &[&str] = &[
         created_ms INTEGER NOT NULL);",
     // 8: one-shot containers the agent saw done, so a reboot does not run them again.
     "CREATE TABLE seen_done (container_id TEXT PRIMARY KEY, finished_ms INTEGER NOT NULL);",
+    // 9: the cluster: join tokens' uses on this member, and the members last known (whom to
+    // rejoin through after a restart).
+    "CREATE TABLE cluster_tokens (id TEXT PRIMARY KEY, used INTEGER NOT NULL);
+     CREATE TABLE cluster_members (
+        node TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        addr TEXT NOT NULL,
+        state TEXT NOT NULL,
+        seen_ms INTEGER NOT NULL);",
 ];
 
 /// Events kept; older ones are pruned as new ones arrive.

@@ -4,9 +4,9 @@
 //! values cannot be swapped between volumes.
 
 use super::VolumeError;
+use crate::atomic_file::create as create_file_atomic;
 use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use ring::rand::{SecureRandom, SystemRandom};
-use crate::atomic_file::create as create_file_atomic;
 use std::path::Path;
 
 pub struct Sealer {

@@ -1,0 +1,559 @@
+//! SWIM membership (`foca`) over UDP, every packet in the sealed envelope (`seal`).
+//!
+//! One task owns the `Foca` instance and takes its inputs from a channel: packets that
+//! opened, timers, announces, a leave. What arrives on the socket is opened first; what does
+//! not open, or was seen before, is counted by reason and dropped unparsed. The members'
+//! states are published in a [`View`] the API reads.
+//!
+//! Besides foca's own messages, a body can be a `Bye` (the sender leaves the cluster: it is
+//! `left`, not `lost`). The first byte of a body says which.
+
+use super::keys::{Keyring, Purpose};
+use super::seal::{self, Dropped, Replay};
+use foca::{Config, Foca, OwnedNotification, PostcardCodec, Timer};
+use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+
+/// The largest datagram read or sent, the envelope included.
+pub const MAX_PACKET: usize = 1400;
+
+const BODY_FOCA: u8 = 0;
+const BODY_BYE: u8 = 1;
+
+/// A member as SWIM knows it, by its gossip address. Two identities at one address are told
+/// apart by `bump`: a restarted agent starts with a larger one, so its old self cannot come
+/// back (and a host reinstalled with a new node id replaces the old one).
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Id {
+    pub node: String,
+    pub name: String,
+    pub addr: SocketAddr,
+    pub bump: u64,
+}
+
+impl foca::Identity for Id {
+    type Addr = SocketAddr;
+
+    fn renew(&self) -> Option<Self> {
+        Some(Id {
+            bump: self.bump.wrapping_add(1),
+            ..self.clone()
+        })
+    }
+
+    fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    fn win_addr_conflict(&self, adversary: &Self) -> bool {
+        self.bump > adversary.bump
+    }
+}
+
+/// A member's state as berth shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MemberState {
+    Alive,
+    Suspect,
+    /// Declared down by the failure detector.
+    Lost,
+    /// Said goodbye (`berth cluster leave`).
+    Left,
+}
+
+impl MemberState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MemberState::Alive => "alive",
+            MemberState::Suspect => "suspect",
+            MemberState::Lost => "lost",
+            MemberState::Left => "left",
+        }
+    }
+}
+
+/// One member in the view.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub id: Id,
+    pub state: MemberState,
+    /// When this host last heard it alive (or, for this host, now), ms since the epoch.
+    pub seen_ms: i64,
+    /// When its state last changed.
+    pub since_ms: i64,
+}
+
+/// Packet and byte counters (Prometheus `berth_gossip_*`).
+#[derive(Default)]
+pub struct Counters {
+    pub packets_in: AtomicU64,
+    pub packets_out: AtomicU64,
+    pub bytes_in: AtomicU64,
+    pub bytes_out: AtomicU64,
+    dropped: [AtomicU64; Dropped::ALL.len()],
+}
+
+impl Counters {
+    pub fn drop(&self, why: Dropped) {
+        if let Some(i) = Dropped::ALL.iter().position(|d| *d == why) {
+            self.dropped[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn dropped(&self) -> Vec<(Dropped, u64)> {
+        Dropped::ALL
+            .iter()
+            .zip(&self.dropped)
+            .map(|(d, n)| (*d, n.load(Ordering::Relaxed)))
+            .collect()
+    }
+}
+
+/// The members as this host sees them (itself included), for the API.
+pub struct View {
+    members: Mutex<BTreeMap<String, Member>>,
+    pub counters: Counters,
+}
+
+impl View {
+    pub fn members(&self) -> Vec<Member> {
+        self.members
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Forgets a member that is not alive; false when it is unknown or alive.
+    pub fn forget(&self, node: &str) -> Result<(), MemberState> {
+        let mut m = self.members.lock().unwrap_or_else(|p| p.into_inner());
+        match m.get(node).map(|x| x.state) {
+            Some(s @ (MemberState::Alive | MemberState::Suspect)) => Err(s),
+            _ => {
+                m.remove(node);
+                Ok(())
+            }
+        }
+    }
+}
+
+/// A state change to report (the caller turns these into events).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub name: String,
+    pub node: String,
+    pub addr: SocketAddr,
+    pub from: Option<MemberState>,
+    pub to: MemberState,
+}
+
+enum Input {
+    Data(Vec<u8>),
+    Timer(Timer<Id>),
+    Announce(SocketAddr),
+    Leave(tokio::sync::oneshot::Sender<()>),
+    Tick,
+}
+
+/// The running membership: its socket task and the foca task.
+pub struct Gossip {
+    inbox: mpsc::Sender<Input>,
+    pub view: Arc<View>,
+    pub me: Id,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// What foca is configured with for `n` members: its LAN settings, with a down member
+/// announced to every 10 s (so a healed partition rejoins quickly; foca's LAN default is 65 s).
+pub fn config(n: usize) -> Config {
+    let n = std::num::NonZeroU32::new(n.clamp(2, 1000) as u32).unwrap_or(std::num::NonZeroU32::MIN);
+    let mut c = Config::new_lan(n);
+    c.max_packet_size = std::num::NonZeroUsize::new(MAX_PACKET - seal::OVERHEAD - 1)
+        .unwrap_or(std::num::NonZeroUsize::MIN);
+    c.periodic_announce_to_down_members = Some(foca::PeriodicParams {
+        frequency: Duration::from_secs(10),
+        num_members: std::num::NonZeroUsize::MIN.saturating_add(1),
+    });
+    c
+}
+
+/// The sender id in the envelope: the first 8 bytes of the node id's hex (or a hash of it).
+pub fn sender_id(node: &str) -> u64 {
+    match hex::decode(node) {
+        Ok(b) if b.len() >= 8 => u64::from_be_bytes(b[..8].try_into().unwrap_or_default()),
+        _ => {
+            let d = ring::digest::digest(&ring::digest::SHA256, node.as_bytes());
+            u64::from_be_bytes(d.as_ref()[..8].try_into().unwrap_or_default())
+        }
+    }
+}
+
+struct Sealer {
+    ring: Arc<RwLock<Keyring>>,
+    sender: u64,
+    seq: AtomicU64,
+}
+
+impl Sealer {
+    fn seal(&self, body: &[u8]) -> Vec<u8> {
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+        let mut nonce = [0u8; 12];
+        if let Ok(r) = super::keys::random_32() {
+            nonce.copy_from_slice(&r[..12]);
+        } else {
+            return Vec::new();
+        }
+        let ring = self.ring.read().unwrap_or_else(|p| p.into_inner());
+        seal::seal(&ring, Purpose::Gossip, self.sender, seq, nonce, body)
+    }
+}
+
+impl Gossip {
+    /// Binds `bind` and starts the membership as `me`, told of `changes`.
+    pub async fn start(
+        bind: SocketAddr,
+        me: Id,
+        ring: Arc<RwLock<Keyring>>,
+        changes: mpsc::UnboundedSender<Change>,
+    ) -> std::io::Result<Gossip> {
+        let socket = Arc::new(UdpSocket::bind(bind).await?);
+        let (tx, rx) = mpsc::channel::<Input>(1024);
+        let view = Arc::new(View {
+            members: Mutex::new(BTreeMap::new()),
+            counters: Counters::default(),
+        });
+        let sealer = Arc::new(Sealer {
+            ring: ring.clone(),
+            sender: sender_id(&me.node),
+            // Larger than anything this node sent before a restart (the clock permitting).
+            seq: AtomicU64::new((crate::clock::now_ms().max(0) as u64) << 10),
+        });
+        let recv = tokio::spawn(receive(socket.clone(), ring, view.clone(), tx.clone()));
+        let run = tokio::spawn(run(
+            me.clone(),
+            rx,
+            tx.clone(),
+            socket,
+            sealer,
+            view.clone(),
+            changes,
+        ));
+        let ticker = {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    if tx.send(Input::Tick).await.is_err() {
+                        return;
+                    }
+                }
+            })
+        };
+        Ok(Gossip {
+            inbox: tx,
+            view,
+            me,
+            tasks: vec![recv, run, ticker],
+        })
+    }
+
+    /// Asks the member at `addr` to take this host in.
+    pub async fn announce(&self, addr: SocketAddr) {
+        let _ = self.inbox.send(Input::Announce(addr)).await;
+    }
+
+    /// Says goodbye to every member, then stops.
+    pub async fn leave(self) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if self.inbox.send(Input::Leave(tx)).await.is_ok() {
+            let _ = tokio::time::timeout(Duration::from_secs(2), rx).await;
+        }
+        self.stop();
+    }
+
+    pub fn stop(self) {
+        for t in self.tasks {
+            t.abort();
+        }
+    }
+}
+
+async fn receive(
+    socket: Arc<UdpSocket>,
+    ring: Arc<RwLock<Keyring>>,
+    view: Arc<View>,
+    tx: mpsc::Sender<Input>,
+) {
+    let mut buf = vec![0u8; MAX_PACKET + 1];
+    let mut replay = Replay::new(4096);
+    loop {
+        let Ok((n, _from)) = socket.recv_from(&mut buf).await else {
+            continue;
+        };
+        let c = &view.counters;
+        c.packets_in.fetch_add(1, Ordering::Relaxed);
+        c.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+        let opened = {
+            let ring = ring.read().unwrap_or_else(|p| p.into_inner());
+            seal::open(&ring, Purpose::Gossip, &buf[..n], MAX_PACKET)
+        };
+        let o = match opened {
+            Ok(o) => o,
+            Err(why) => {
+                c.drop(why);
+                continue;
+            }
+        };
+        if !replay.accept(o.sender, o.seq) {
+            c.drop(Dropped::Replay);
+            continue;
+        }
+        // A full inbox drops the packet, as the network would.
+        let _ = tx.try_send(Input::Data(o.body));
+    }
+}
+
+fn state_of(s: foca::State) -> MemberState {
+    match s {
+        foca::State::Alive => MemberState::Alive,
+        foca::State::Suspect => MemberState::Suspect,
+        foca::State::Down => MemberState::Lost,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run(
+    me: Id,
+    mut rx: mpsc::Receiver<Input>,
+    tx: mpsc::Sender<Input>,
+    socket: Arc<UdpSocket>,
+    sealer: Arc<Sealer>,
+    view: Arc<View>,
+    changes: mpsc::UnboundedSender<Change>,
+) {
+    let seed = super::keys::random_32().unwrap_or_default();
+    let rng = rand::rngs::StdRng::from_seed(seed);
+    let mut foca = Foca::new(me.clone(), config(2), rng, PostcardCodec);
+    let mut rt = foca::AccumulatingRuntime::new();
+    let mut size = 2usize;
+    let mut left: BTreeMap<String, u64> = BTreeMap::new();
+    {
+        let now = crate::clock::now_ms();
+        view.members
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(
+                me.node.clone(),
+                Member {
+                    id: me.clone(),
+                    state: MemberState::Alive,
+                    seen_ms: now,
+                    since_ms: now,
+                },
+            );
+    }
+    while let Some(input) = rx.recv().await {
+        let mut leaving = None;
+        let result = match input {
+            Input::Data(body) => match body.split_first() {
+                Some((&BODY_FOCA, rest)) => foca.handle_data(rest, &mut rt),
+                Some((&BODY_BYE, rest)) => {
+                    if let Ok(id) = serde_json::from_slice::<Id>(rest) {
+                        left.insert(id.node, id.bump);
+                    }
+                    Ok(())
+                }
+                _ => Ok(()),
+            },
+            Input::Timer(t) => foca.handle_timer(t, &mut rt),
+            Input::Announce(addr) => foca.announce(
+                Id {
+                    node: String::new(),
+                    name: String::new(),
+                    addr,
+                    bump: 0,
+                },
+                &mut rt,
+            ),
+            Input::Leave(done) => {
+                leaving = Some(done);
+                Ok(())
+            }
+            Input::Tick => Ok(()),
+        };
+        if let Err(e) = result {
+            tracing::debug!(error = ?e, "gossip input ignored");
+        }
+        if let Some(done) = leaving {
+            let bye = serde_json::to_vec(&me).unwrap_or_default();
+            let mut body = vec![BODY_BYE];
+            body.extend_from_slice(&bye);
+            let packet = sealer.seal(&body);
+            for m in foca.iter_members() {
+                let _ = socket.send_to(&packet, m.id().addr).await;
+            }
+            let _ = foca.leave_cluster(&mut rt);
+            flush(&mut rt, &socket, &sealer, &view, &tx).await;
+            let _ = done.send(());
+            return;
+        }
+        flush(&mut rt, &socket, &sealer, &view, &tx).await;
+        while let Some(n) = rt.to_notify() {
+            if let OwnedNotification::Rename(old, new) = &n {
+                tracing::debug!(?old, ?new, "member renamed");
+            }
+        }
+        // Size the timeouts to the cluster (foca's LAN settings grow them slowly with n).
+        let n = foca.num_members() + 1;
+        if n.next_power_of_two() != size.next_power_of_two() {
+            size = n;
+            let _ = foca.set_config(config(n));
+        }
+        publish(&foca, &me, &view, &mut left, &changes);
+    }
+}
+
+async fn flush(
+    rt: &mut foca::AccumulatingRuntime<Id>,
+    socket: &UdpSocket,
+    sealer: &Sealer,
+    view: &View,
+    tx: &mpsc::Sender<Input>,
+) {
+    while let Some((to, data)) = rt.to_send() {
+        let mut body = Vec::with_capacity(data.len() + 1);
+        body.push(BODY_FOCA);
+        body.extend_from_slice(&data);
+        let packet = sealer.seal(&body);
+        if packet.is_empty() || packet.len() > MAX_PACKET {
+            continue;
+        }
+        if socket.send_to(&packet, to.addr).await.is_ok() {
+            view.counters.packets_out.fetch_add(1, Ordering::Relaxed);
+            view.counters
+                .bytes_out
+                .fetch_add(packet.len() as u64, Ordering::Relaxed);
+        }
+    }
+    while let Some((delay, timer)) = rt.to_schedule() {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let _ = tx.send(Input::Timer(timer)).await;
+        });
+    }
+}
+
+/// Brings the view in line with foca's membership; reports each change once.
+fn publish(
+    foca: &Foca<Id, PostcardCodec, rand::rngs::StdRng, foca::NoCustomBroadcast>,
+    me: &Id,
+    view: &View,
+    left: &mut BTreeMap<String, u64>,
+    changes: &mpsc::UnboundedSender<Change>,
+) {
+    let now = crate::clock::now_ms();
+    let mut members = view.members.lock().unwrap_or_else(|p| p.into_inner());
+    let mut seen = std::collections::BTreeSet::new();
+    for m in foca.iter_membership_state() {
+        let id = m.id();
+        if id.node == me.node || id.node.is_empty() {
+            continue;
+        }
+        // Two identities of one node: the newer one speaks for it.
+        if let Some(cur) = members.get(&id.node)
+            && cur.id.bump > id.bump
+            && seen.contains(&id.node)
+        {
+            continue;
+        }
+        seen.insert(id.node.clone());
+        let mut state = state_of(m.state());
+        match left.get(&id.node) {
+            // Back with a new identity (restarted, or joined again): alive as any other.
+            Some(&bump) if id.bump > bump => {
+                left.remove(&id.node);
+            }
+            // The identity that said goodbye, whatever the others still believe of it.
+            Some(_) => state = MemberState::Left,
+            None => {}
+        }
+        let entry = members.entry(id.node.clone());
+        let from = match &entry {
+            std::collections::btree_map::Entry::Occupied(o) => Some(o.get().state),
+            _ => None,
+        };
+        let cur = entry.or_insert_with(|| Member {
+            id: id.clone(),
+            state,
+            seen_ms: now,
+            since_ms: now,
+        });
+        if id.bump >= cur.id.bump {
+            cur.id = id.clone();
+        }
+        if state == MemberState::Alive {
+            cur.seen_ms = now;
+        }
+        if from != Some(state) {
+            cur.state = state;
+            cur.since_ms = now;
+            let _ = changes.send(Change {
+                name: id.name.clone(),
+                node: id.node.clone(),
+                addr: id.addr,
+                from,
+                to: state,
+            });
+        }
+    }
+    // A member foca no longer lists (replaced by another node at its address, or removed
+    // long after it went down) stays in the view until `berth node rm`, as lost at best.
+    for (node, m) in members.iter_mut() {
+        if node != &me.node
+            && !seen.contains(node)
+            && matches!(m.state, MemberState::Alive | MemberState::Suspect)
+        {
+            let from = Some(m.state);
+            m.state = MemberState::Lost;
+            m.since_ms = now;
+            let _ = changes.send(Change {
+                name: m.id.name.clone(),
+                node: node.clone(),
+                addr: m.id.addr,
+                from,
+                to: MemberState::Lost,
+            });
+        }
+    }
+    if let Some(mine) = members.get_mut(&me.node) {
+        mine.seen_ms = now;
+    }
+    // A bye from a member foca no longer lists still makes it `left`.
+    for node in left.keys() {
+        if let Some(m) = members.get_mut(node)
+            && m.state != MemberState::Left
+            && !seen.contains(node)
+        {
+            let from = Some(m.state);
+            m.state = MemberState::Left;
+            m.since_ms = now;
+            let _ = changes.send(Change {
+                name: m.id.name.clone(),
+                node: node.clone(),
+                addr: m.id.addr,
+                from,
+                to: MemberState::Left,
+            });
+        }
+    }
+}

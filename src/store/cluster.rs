@@ -1,0 +1,122 @@
+//! What the cluster keeps on this member: how often each join token was used here, and the
+//! members last known (whom to rejoin through after a restart).
+
+use super::{Store, StoreError, sql};
+use rusqlite::{OptionalExtension, params};
+
+/// A member as last seen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberRow {
+    pub node: String,
+    pub name: String,
+    pub addr: String,
+    pub state: String,
+    pub seen_ms: i64,
+}
+
+impl Store {
+    /// How many joins token `id` has let in through this member.
+    pub fn token_uses(&self, id: &str) -> Result<u32, StoreError> {
+        self.read(|c| {
+            c.query_row(
+                "SELECT used FROM cluster_tokens WHERE id = ?1",
+                params![id],
+                |r| r.get::<_, u32>(0),
+            )
+            .optional()
+            .map(|n| n.unwrap_or(0))
+            .map_err(sql("reading a join token's uses"))
+        })
+    }
+
+    /// Counts one use of token `id` if it has fewer than `max`; false when used up. One
+    /// statement, so two joins at once cannot both take the last use.
+    pub fn use_token(&self, id: &str, max: u32) -> Result<bool, StoreError> {
+        self.write_acked(|c| {
+            c.execute(
+                "INSERT INTO cluster_tokens(id, used) VALUES (?1, 1)
+                 ON CONFLICT(id) DO UPDATE SET used = used + 1 WHERE used < ?2",
+                params![id, max],
+            )
+            .map(|changed| changed == 1 && max > 0)
+            .map_err(sql("counting a join token's use"))
+        })
+    }
+
+    pub fn cluster_members(&self) -> Result<Vec<MemberRow>, StoreError> {
+        self.read(|c| {
+            let mut st = c
+                .prepare(
+                    "SELECT node, name, addr, state, seen_ms FROM cluster_members ORDER BY name",
+                )
+                .map_err(sql("reading cluster members"))?;
+            let rows = st
+                .query_map([], |r| {
+                    Ok(MemberRow {
+                        node: r.get(0)?,
+                        name: r.get(1)?,
+                        addr: r.get(2)?,
+                        state: r.get(3)?,
+                        seen_ms: r.get(4)?,
+                    })
+                })
+                .map_err(sql("reading cluster members"))?;
+            rows.collect::<Result<_, _>>()
+                .map_err(sql("reading cluster members"))
+        })
+    }
+
+    /// Replaces the members known with `rows`.
+    pub fn set_cluster_members(&self, rows: &[MemberRow]) -> Result<(), StoreError> {
+        self.write(|c| {
+            let tx = c.transaction().map_err(sql("saving cluster members"))?;
+            tx.execute("DELETE FROM cluster_members", [])
+                .map_err(sql("saving cluster members"))?;
+            for m in rows {
+                tx.execute(
+                    "INSERT INTO cluster_members(node, name, addr, state, seen_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![m.node, m.name, m.addr, m.state, m.seen_ms],
+                )
+                .map_err(sql("saving cluster members"))?;
+            }
+            tx.commit().map_err(sql("saving cluster members"))
+        })
+    }
+
+    /// Forgets the cluster's records (after `berth cluster leave`).
+    pub fn clear_cluster(&self) -> Result<(), StoreError> {
+        self.write_acked(|c| {
+            c.execute_batch("DELETE FROM cluster_members; DELETE FROM cluster_tokens;")
+                .map_err(sql("forgetting the cluster"))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_is_used_at_most_its_count_and_members_round_trip() {
+        let dir = tempfile::tempdir().expect("dir");
+        let s = Store::open(&dir.path().join("s.db")).expect("open");
+        assert_eq!(s.token_uses("t").unwrap(), 0);
+        assert!(s.use_token("t", 2).unwrap());
+        assert!(s.use_token("t", 2).unwrap());
+        assert!(!s.use_token("t", 2).unwrap(), "used up");
+        assert_eq!(s.token_uses("t").unwrap(), 2);
+        assert!(!s.use_token("z", 0).unwrap());
+        let m = MemberRow {
+            node: "n1".into(),
+            name: "host1".into(),
+            addr: "10.0.0.1:7946".into(),
+            state: "alive".into(),
+            seen_ms: 5,
+        };
+        s.set_cluster_members(std::slice::from_ref(&m)).unwrap();
+        assert_eq!(s.cluster_members().unwrap(), vec![m]);
+        s.clear_cluster().unwrap();
+        assert!(s.cluster_members().unwrap().is_empty());
+        assert_eq!(s.token_uses("t").unwrap(), 0);
+    }
+}
