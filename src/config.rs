@@ -42,6 +42,75 @@ pub struct FileConfig {
     pub metrics: MetricsSection,
     #[serde(default)]
     pub logs: LogsSection,
+    #[serde(default)]
+    pub cluster: ClusterSection,
+}
+
+/// `[cluster]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSection {
+    /// Gossip (UDP) and the peer channel (TCP) on one address and port (default 0.0.0.0:7946).
+    pub bind: Option<String>,
+    /// The address the other members reach this one at (default: the bind address, or this
+    /// host's address toward its default route when bound to every address).
+    pub advertise: Option<String>,
+    /// Members to rejoin through after a restart (those known at stop are tried first).
+    #[serde(default)]
+    pub seeds: Vec<String>,
+}
+
+/// The cluster settings, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterConfig {
+    pub bind: SocketAddr,
+    pub advertise: Option<SocketAddr>,
+    pub seeds: Vec<SocketAddr>,
+}
+
+pub const DEFAULT_CLUSTER_BIND: &str = "0.0.0.0:7946";
+
+fn cluster_config(c: ClusterSection, flags: &AgentFlags) -> Result<ClusterConfig, ConfigError> {
+    let bind_s = flags
+        .cluster_bind
+        .clone()
+        .or(c.bind)
+        .unwrap_or_else(|| DEFAULT_CLUSTER_BIND.into());
+    let bind = bind_s.parse().map_err(|_| ConfigError::Value {
+        what: "cluster bind address",
+        value: bind_s.clone(),
+        hint: "write ADDR:PORT, like 0.0.0.0:7946",
+    })?;
+    let advertise = optional_addr(
+        "cluster advertise address",
+        flags.cluster_advertise.clone().or(c.advertise),
+        "write the IP:PORT other members reach this host at, like 10.0.0.12:7946",
+    )?;
+    if let Some(a) = advertise
+        && (a.ip().is_unspecified() || a.port() == 0)
+    {
+        return Err(ConfigError::Value {
+            what: "cluster advertise address",
+            value: a.to_string(),
+            hint: "give a concrete address and port the other members can reach",
+        });
+    }
+    let seeds = c
+        .seeds
+        .iter()
+        .map(|s| {
+            s.parse().map_err(|_| ConfigError::Value {
+                what: "cluster seed",
+                value: s.clone(),
+                hint: "write IP:PORT of another member, like 10.0.0.11:7946",
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(ClusterConfig {
+        bind,
+        advertise,
+        seeds,
+    })
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -158,6 +227,7 @@ pub struct AgentConfig {
     pub router_limits: crate::router::Limits,
     pub metrics: crate::metrics::MetricsConfig,
     pub logs: LogsConfig,
+    pub cluster: ClusterConfig,
 }
 
 /// `berth agent` flags (None = not given; the file, then the default, applies).
@@ -188,6 +258,12 @@ pub struct AgentFlags {
     /// certificates of berth.toml.
     #[arg(long)]
     pub router_https: Option<String>,
+    /// Gossip and peer address of the cluster (default 0.0.0.0:7946; `[cluster] bind`).
+    #[arg(long)]
+    pub cluster_bind: Option<String>,
+    /// The address other members reach this host at (`[cluster] advertise`).
+    #[arg(long)]
+    pub cluster_advertise: Option<String>,
 }
 
 /// A duration setting: `value` or `default`, from `min_ms` to a day.
@@ -320,6 +396,7 @@ pub fn load_agent(flags: &AgentFlags) -> Result<AgentConfig, ConfigError> {
     let (file, router) = (whole.agent, whole.router);
     let metrics = metrics_config(whole.metrics)?;
     let logs = logs_config(whole.logs)?;
+    let cluster = cluster_config(whole.cluster, flags)?;
     let router_limits = router_limits(&router)?;
     let router_http = optional_addr(
         "router http address",
@@ -431,6 +508,7 @@ pub fn load_agent(flags: &AgentFlags) -> Result<AgentConfig, ConfigError> {
         router_limits,
         metrics,
         logs,
+        cluster,
     })
 }
 

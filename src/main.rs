@@ -28,6 +28,7 @@ fn main() {
 }
 
 fn run_agent(flags: berth::config::AgentFlags) -> anyhow::Result<()> {
+    limit_malloc_arenas();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG")
@@ -44,4 +45,19 @@ fn run_agent(flags: berth::config::AgentFlags) -> anyhow::Result<()> {
     let reload = Box::new(move || berth::config::load_agent(&flags));
     rt.block_on(berth::daemon::run(cfg, reload))?;
     Ok(())
+}
+
+/// glibc gives each thread that allocates its own arena, up to 8 per CPU; the agent's
+/// threads (tokio's workers, blocking reads, log followers) then each keep free memory of
+/// their own. One arena per CPU (at least 2) costs nothing measurable and keeps ~1 MiB
+/// (BENCHMARKS, "Restructure"). An explicit `MALLOC_ARENA_MAX` wins.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+        // SAFETY: mallopt only sets an allocator parameter; called before any thread starts.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, cpus.max(2) as libc::c_int);
+        }
+    }
 }

@@ -986,10 +986,14 @@ pub enum EventKind {
     Sink,
     /// Something failed (an engine call, a start, a mount).
     Error,
+    /// A cluster member joined, was suspected, lost, came back, left or was removed.
+    Node,
+    /// This host's cluster: created, joined, left, key rotated.
+    Cluster,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 25] = [
+    pub const ALL: [EventKind; 27] = [
         EventKind::Agent,
         EventKind::Deploy,
         EventKind::Scale,
@@ -1015,6 +1019,8 @@ impl EventKind {
         EventKind::Metrics,
         EventKind::Sink,
         EventKind::Error,
+        EventKind::Node,
+        EventKind::Cluster,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -1044,6 +1050,8 @@ impl EventKind {
             EventKind::Metrics => "metrics",
             EventKind::Sink => "sink",
             EventKind::Error => "error",
+            EventKind::Node => "node",
+            EventKind::Cluster => "cluster",
         }
     }
 }

@@ -423,3 +423,77 @@ pub struct SystemPruneReport {
     pub space_reclaimed: i64,
     pub volumes: Vec<String>,
 }
+
+/// `berth cluster token create`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRequest {
+    /// Seconds the token is valid (default one hour).
+    #[serde(default = "default_token_ttl")]
+    pub ttl_s: u64,
+    /// How many hosts may join with it (default 1).
+    #[serde(default = "default_token_uses")]
+    pub uses: u32,
+}
+
+fn default_token_ttl() -> u64 {
+    3600
+}
+
+fn default_token_uses() -> u32 {
+    1
+}
+
+impl Default for TokenRequest {
+    fn default() -> Self {
+        TokenRequest {
+            ttl_s: default_token_ttl(),
+            uses: default_token_uses(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TokenReply {
+    pub token: String,
+}
+
+/// `berth cluster join TOKEN`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JoinRequest {
+    pub token: String,
+    /// The address the members reach this host at (default: the agent's own choice).
+    #[serde(default)]
+    pub advertise: Option<std::net::SocketAddr>,
+}
+
+/// What `berth cluster init` answers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InitReport {
+    pub cluster: String,
+    pub created: bool,
+    pub advertise: std::net::SocketAddr,
+}
+
+/// What `berth cluster join` answers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JoinReport {
+    pub cluster: String,
+    pub through: std::net::SocketAddr,
+    pub members: usize,
+}
+
+/// One row of `berth nodes`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeView {
+    pub name: String,
+    pub node_id: String,
+    pub address: std::net::SocketAddr,
+    /// alive, suspect, lost or left.
+    pub state: String,
+    /// This host.
+    pub me: bool,
+    pub seen_ms: i64,
+    pub since_ms: i64,
+}

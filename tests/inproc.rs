@@ -16,6 +16,15 @@ struct Node {
 }
 
 fn config(dir: &std::path::Path) -> berth::config::AgentConfig {
+    config_as(dir, "inproc", None)
+}
+
+/// A node named `name`, its cluster (gossip UDP and join TCP) on `cluster` when given.
+fn config_as(
+    dir: &std::path::Path,
+    name: &str,
+    cluster: Option<std::net::SocketAddr>,
+) -> berth::config::AgentConfig {
     let toml = dir.join("berth.toml");
     std::fs::write(
         &toml,
@@ -26,7 +35,8 @@ fn config(dir: &std::path::Path) -> berth::config::AgentConfig {
         config: Some(toml),
         data_dir: Some(dir.join("data")),
         listen: Some("127.0.0.1:0".into()),
-        node_name: Some("inproc".into()),
+        node_name: Some(name.into()),
+        cluster_bind: cluster.map(|c| c.to_string()),
         ..Default::default()
     })
     .expect("config")
@@ -42,7 +52,16 @@ impl Node {
 
     /// A daemon over an existing data dir and engine (after a crash of the last one).
     async fn start_on(dir: tempfile::TempDir, engine: Arc<FakeRuntime>) -> Node {
-        let daemon = Daemon::start(config(dir.path()), engine.clone())
+        let cfg = config(dir.path());
+        Node::start_with(dir, engine, cfg).await
+    }
+
+    async fn start_with(
+        dir: tempfile::TempDir,
+        engine: Arc<FakeRuntime>,
+        cfg: berth::config::AgentConfig,
+    ) -> Node {
+        let daemon = Daemon::start(cfg, engine.clone())
             .await
             .expect("daemon starts");
         Node {
@@ -336,4 +355,266 @@ async fn removing_an_app_while_a_pass_creates_it_leaves_nothing_behind() {
         .collect();
     assert!(late.is_empty(), "created after the removal: {late:?}");
     n.stop().await;
+}
+
+/// A free loopback port for both UDP and TCP (the cluster binds both on one port).
+fn free_cluster_addr() -> std::net::SocketAddr {
+    loop {
+        let u = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp");
+        let a = u.local_addr().expect("addr");
+        if std::net::TcpListener::bind(a).is_ok() {
+            return a;
+        }
+    }
+}
+
+async fn cluster_node(name: &str) -> (Node, std::net::SocketAddr) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = Arc::new(FakeRuntime::new());
+    let addr = free_cluster_addr();
+    let cfg = config_as(dir.path(), name, Some(addr));
+    (Node::start_with(dir, engine, cfg).await, addr)
+}
+
+fn node_states(body: &str) -> Vec<(String, String)> {
+    let v: Vec<serde_json::Value> = serde_json::from_str(body).expect("nodes JSON");
+    let mut out: Vec<(String, String)> = v
+        .iter()
+        .map(|n| {
+            (
+                n["name"].as_str().unwrap_or("").to_string(),
+                n["state"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+async fn wait_nodes(n: &Node, want: &[(&str, &str)], limit: Duration) {
+    let want: Vec<(String, String)> = want
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+    let start = Instant::now();
+    loop {
+        let (status, body) = n.call("GET", "/v1/nodes", None).await;
+        if status == 200 && node_states(&body) == want {
+            return;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "nodes never became {want:?}: {status} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn join(n: &Node, t: String) -> (u16, String) {
+    n.call(
+        "POST",
+        "/v1/cluster/join",
+        Some(serde_json::json!({ "token": t })),
+    )
+    .await
+}
+
+/// A TCP relay that keeps every byte both ways (what an eavesdropper on the wire sees).
+async fn recording_relay(
+    to: std::net::SocketAddr,
+) -> (std::net::SocketAddr, Arc<std::sync::Mutex<Vec<u8>>>) {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("relay");
+    let addr = l.local_addr().expect("addr");
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let rec = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut a, _)) = l.accept().await {
+            let rec = rec.clone();
+            tokio::spawn(async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let Ok(mut b) = tokio::net::TcpStream::connect(to).await else {
+                    return;
+                };
+                let (mut ar, mut aw) = a.split();
+                let (mut br, mut bw) = b.split();
+                let mut ba = [0u8; 4096];
+                let mut bb = [0u8; 4096];
+                loop {
+                    tokio::select! {
+                        n = ar.read(&mut ba) => match n { Ok(0) | Err(_) => break, Ok(n) => {
+                            rec.lock().unwrap().extend_from_slice(&ba[..n]);
+                            if bw.write_all(&ba[..n]).await.is_err() { break }
+                        }},
+                        n = br.read(&mut bb) => match n { Ok(0) | Err(_) => break, Ok(n) => {
+                            rec.lock().unwrap().extend_from_slice(&bb[..n]);
+                            if aw.write_all(&bb[..n]).await.is_err() { break }
+                        }},
+                    }
+                }
+            });
+        }
+    });
+    (addr, seen)
+}
+
+/// Join by token through the API: the good token lets a host in (and the cluster secret is
+/// on no byte of the join on the wire); wrong, altered, expired, used-up and foreign tokens
+/// are refused with their reason and change nothing; two members see each other alive, and
+/// one that leaves is `left`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hosts_join_by_token_and_bad_tokens_change_nothing() {
+    let (a, a_addr) = cluster_node("host-a").await;
+    let (b, _) = cluster_node("host-b").await;
+    let (c, _) = cluster_node("host-c").await;
+    // In no cluster yet: nodes says how to start one.
+    let (status, body) = b.call("GET", "/v1/nodes", None).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("cluster init"), "{body}");
+    let (status, body) = a.call("POST", "/v1/cluster/init", None).await;
+    assert_eq!(status, 200, "{body}");
+    let cluster = serde_json::from_str::<serde_json::Value>(&body).unwrap()["cluster"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Idempotent.
+    let (_, again) = a.call("POST", "/v1/cluster/init", None).await;
+    assert!(
+        again.contains(&cluster) && again.contains("\"created\": false"),
+        "{again}"
+    );
+    let key_file = a.dir.path().join("data/cluster.key");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let ring = berth::cluster::keys::Keyring::load(&key_file)
+        .unwrap()
+        .unwrap();
+
+    // Tokens made with the cluster's own keys, pointing at a relay that records the wire.
+    let (relay, wire) = recording_relay(a_addr).await;
+    let now = berth::clock::now_ms() / 1000;
+    let token = |expires: i64, uses: u32, r: &berth::cluster::keys::Keyring| {
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&berth::cluster::keys::random_32().unwrap()[..16]);
+        berth::cluster::token::Token::issue(r, vec![relay], expires, uses, id).to_text()
+    };
+    let good = token(now + 600, 1, &ring);
+    let mut altered = good.clone();
+    altered.replace_range(altered.len() - 3.., "000");
+    let other = berth::cluster::keys::Keyring::create(1).unwrap();
+    for (t, status, says) in [
+        ("berth1-nonsense".to_string(), 400, "not a berth join token"),
+        (altered, 403, "wrong or altered"),
+        (token(now - 5, 1, &ring), 403, "expired"),
+        (token(now + 600, 1, &other), 403, "cluster"),
+    ] {
+        let (s, body) = join(&b, t).await;
+        assert_eq!(s, status, "{body}");
+        assert!(body.contains(says), "{says}: {body}");
+        assert!(
+            !b.dir.path().join("data/cluster.key").exists(),
+            "a refused join changed nothing"
+        );
+    }
+    let (s, body) = join(&b, good.clone()).await;
+    assert_eq!(s, 200, "{body}");
+    // Used up: its one use went to b.
+    let (s, body) = join(&c, good).await;
+    assert_eq!(s, 403, "{body}");
+    assert!(body.contains("used"), "{body}");
+    assert!(!c.dir.path().join("data/cluster.key").exists());
+    // The secrets never crossed the wire in clear (hex or raw).
+    let seen = wire.lock().unwrap().clone();
+    assert!(
+        seen.len() > 200,
+        "the relay saw the joins ({} bytes)",
+        seen.len()
+    );
+    let key_json = std::fs::read_to_string(&key_file).unwrap();
+    for hex_secret in key_json.split('"').filter(|w| w.len() == 64) {
+        let raw = hex::decode(hex_secret).unwrap();
+        assert!(
+            !seen.windows(64).any(|w| w == hex_secret.as_bytes()),
+            "secret in hex on the wire"
+        );
+        assert!(
+            !seen.windows(32).any(|w| w == raw.as_slice()),
+            "secret in raw bytes on the wire"
+        );
+    }
+    // A host in a cluster refuses another cluster's token until it leaves.
+    let (s, body) = join(&b, token(now + 600, 1, &other)).await;
+    assert_eq!(s, 409, "{body}");
+    assert!(body.contains("cluster leave"), "{body}");
+
+    wait_nodes(
+        &a,
+        &[("host-a", "alive"), ("host-b", "alive")],
+        Duration::from_secs(10),
+    )
+    .await;
+    wait_nodes(
+        &b,
+        &[("host-a", "alive"), ("host-b", "alive")],
+        Duration::from_secs(10),
+    )
+    .await;
+    // A token from the API, then c joins with it and all three see each other.
+    let (s, body) = a
+        .call(
+            "POST",
+            "/v1/cluster/tokens",
+            Some(serde_json::json!({"ttl_s": 600})),
+        )
+        .await;
+    assert_eq!(s, 201, "{body}");
+    let t = serde_json::from_str::<serde_json::Value>(&body).unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (s, body) = join(&c, t).await;
+    assert_eq!(s, 200, "{body}");
+    let three = [
+        ("host-a", "alive"),
+        ("host-b", "alive"),
+        ("host-c", "alive"),
+    ];
+    for n in [&a, &b, &c] {
+        wait_nodes(n, &three, Duration::from_secs(10)).await;
+    }
+    // c leaves: `left` on the others, and it may not be removed while... it is not alive,
+    // so it may; an alive member may not.
+    let (s, body) = c.call("POST", "/v1/cluster/leave", None).await;
+    assert_eq!(s, 200, "{body}");
+    wait_nodes(
+        &a,
+        &[("host-a", "alive"), ("host-b", "alive"), ("host-c", "left")],
+        Duration::from_secs(10),
+    )
+    .await;
+    let (s, body) = a.call("DELETE", "/v1/nodes/host-b", None).await;
+    assert_eq!(s, 409, "{body}");
+    let (s, body) = a.call("DELETE", "/v1/nodes/host-c", None).await;
+    assert_eq!(s, 200, "{body}");
+    wait_nodes(
+        &a,
+        &[("host-a", "alive"), ("host-b", "alive")],
+        Duration::from_secs(5),
+    )
+    .await;
+    let (s, events) = a.call("GET", "/v1/events?limit=200", None).await;
+    assert_eq!(s, 200);
+    for says in [
+        "created",
+        "node host-b",
+        "joined",
+        "left the cluster",
+        "removed from the member list",
+    ] {
+        assert!(events.contains(says), "events lack {says:?}: {events}");
+    }
 }

@@ -253,7 +253,7 @@ impl Core {
     /// The agent over `store` and `runtime`, in an `Arc` that knows itself (for work that
     /// outlives a pass).
     pub async fn new(
-        store: Store,
+        store: Arc<Store>,
         runtime: Arc<dyn ContainerRuntime>,
         cfg: &AgentConfig,
     ) -> Result<Arc<Core>, AgentError> {
@@ -263,7 +263,7 @@ impl Core {
     }
 
     async fn build(
-        store: Store,
+        store: Arc<Store>,
         runtime: Arc<dyn ContainerRuntime>,
         cfg: &AgentConfig,
     ) -> Result<Core, AgentError> {
@@ -276,7 +276,7 @@ impl Core {
             Vec::new()
         };
         Ok(Core {
-            store: Arc::new(store),
+            store,
             runtime,
             node_id,
             node_name: cfg.node_name.clone(),

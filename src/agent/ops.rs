@@ -35,6 +35,8 @@ pub enum CoreError {
     /// The host failed berth (a file it must write); the request was fine.
     #[error("{0}")]
     Host(String),
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::hub::ClusterError),
 }
 
 /// The user-facing operations, what the API asks: deploy, scale, stop/start, redeploy, rm,
@@ -45,11 +47,21 @@ pub enum CoreError {
 #[derive(Clone)]
 pub struct Ops {
     pub(super) core: std::sync::Arc<Core>,
+    /// This host's cluster membership (in no cluster until init or join).
+    cluster: std::sync::Arc<crate::cluster::hub::Hub>,
 }
 
 impl Ops {
-    pub fn new(core: std::sync::Arc<Core>) -> Ops {
-        Ops { core }
+    pub fn new(
+        core: std::sync::Arc<Core>,
+        cluster: std::sync::Arc<crate::cluster::hub::Hub>,
+    ) -> Ops {
+        Ops { core, cluster }
+    }
+
+    /// The cluster: members, init, tokens, join, leave.
+    pub fn cluster(&self) -> &crate::cluster::hub::Hub {
+        &self.cluster
     }
 
     /// Who this node is (`/v1/health`).

@@ -149,6 +149,17 @@ fn status_of(e: &CoreError) -> u16 {
         CoreError::Runtime(R::Unreachable { .. }) => 503,
         CoreError::Volume(crate::volumes::VolumeError::Invalid(_)) => 400,
         CoreError::Volume(crate::volumes::VolumeError::Mount { .. }) => 422,
+        CoreError::Cluster(c) => {
+            use crate::cluster::hub::ClusterError as C;
+            match c {
+                C::Invalid(_) | C::Join(crate::cluster::join::JoinError::Token(_)) => 400,
+                C::NotFound(_) => 404,
+                C::Conflict(_) | C::NotInCluster => 409,
+                C::Join(crate::cluster::join::JoinError::Refused { .. }) => 403,
+                C::Join(_) => 502,
+                C::Key(_) | C::Store(_) | C::Bind { .. } => 500,
+            }
+        }
         CoreError::Runtime(_) | CoreError::Store(_) | CoreError::Volume(_) | CoreError::Host(_) => {
             500
         }
@@ -352,6 +363,23 @@ fn run(cmd: Command, ops: &Ops, rt: &tokio::runtime::Handle) -> Reply {
                 json(200, &serde_json::json!({ "removed": name }))
             }
             Command::SystemPrune => json(200, &ops.system_prune().await?),
+            Command::Nodes => json(200, &ops.cluster().nodes().await?),
+            Command::RemoveNode(name) => {
+                ops.cluster().forget(&name).await?;
+                json(200, &serde_json::json!({ "removed": name }))
+            }
+            Command::ClusterInit => json(200, &ops.cluster().init().await?),
+            Command::CreateToken(r) => json(
+                201,
+                &wire::TokenReply {
+                    token: ops.cluster().create_token(r.ttl_s, r.uses).await?,
+                },
+            ),
+            Command::ClusterJoin(r) => json(200, &ops.cluster().join(&r.token, r.advertise).await?),
+            Command::ClusterLeave => {
+                ops.cluster().leave().await?;
+                json(200, &serde_json::json!({ "left": true }))
+            }
             Command::Logs(p) => json(200, &wire::list::<_, wire::LogLine>(ops.logs(&p)?)),
             Command::DeleteVersion {
                 app,

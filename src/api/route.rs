@@ -74,6 +74,14 @@ pub enum Route {
     InspectVolume(String),
     RemoveVolume(String),
     SystemPrune,
+    /// `GET /v1/nodes`: the cluster's members.
+    Nodes,
+    /// `DELETE /v1/nodes/NAME`: forget a lost or left member.
+    RemoveNode(String),
+    ClusterInit,
+    CreateToken,
+    ClusterJoin,
+    ClusterLeave,
 }
 
 pub use crate::wire::LogsParams;
@@ -94,6 +102,8 @@ impl Route {
                 | Route::Rollback { .. }
                 | Route::AddAlarm
                 | Route::CreateVolume
+                | Route::CreateToken
+                | Route::ClusterJoin
         )
     }
 }
@@ -166,6 +176,12 @@ pub enum Command {
     InspectVolume(String),
     RemoveVolume(String),
     SystemPrune,
+    Nodes,
+    RemoveNode(String),
+    ClusterInit,
+    CreateToken(crate::wire::TokenRequest),
+    ClusterJoin(crate::wire::JoinRequest),
+    ClusterLeave,
 }
 
 /// Why a route did not become a command.
@@ -266,6 +282,12 @@ impl Command {
             Route::InspectVolume(n) => Command::InspectVolume(n),
             Route::RemoveVolume(n) => Command::RemoveVolume(n),
             Route::SystemPrune => Command::SystemPrune,
+            Route::Nodes => Command::Nodes,
+            Route::RemoveNode(n) => Command::RemoveNode(n),
+            Route::ClusterInit => Command::ClusterInit,
+            Route::CreateToken => Command::CreateToken(json_or_default(body)?),
+            Route::ClusterJoin => Command::ClusterJoin(json(body)?),
+            Route::ClusterLeave => Command::ClusterLeave,
             Route::LoadImages | Route::SaveImages(_) => return Err(CommandError::Streamed),
         })
     }
@@ -354,6 +376,13 @@ fn checked(s: &str, valid: fn(&str) -> bool) -> Result<String, RouteError> {
 
 fn volume_name(s: &str) -> Result<String, RouteError> {
     checked(s, crate::volumes::valid_name)
+}
+
+/// A node's name (1-64 characters without spaces or slashes, as `--node-name` allows) or id.
+fn node_name(s: &str) -> Result<String, RouteError> {
+    checked(s, |n| {
+        !n.is_empty() && n.len() <= 64 && !n.contains(|c: char| c.is_whitespace() || c == '/')
+    })
 }
 
 fn app_name(s: &str) -> Result<String, RouteError> {
@@ -527,6 +556,17 @@ pub fn parse_request(method: &str, url: &str) -> Result<Route, RouteError> {
         (["v1", "volumes"], _) | (["v1", "volumes", _], _) | (["v1", "system", "prune"], _) => {
             return Err(not_allowed());
         }
+        (["v1", "nodes"], "GET") => Route::Nodes,
+        (["v1", "nodes", name], "DELETE") => Route::RemoveNode(node_name(name)?),
+        (["v1", "cluster", "init"], "POST") => Route::ClusterInit,
+        (["v1", "cluster", "tokens"], "POST") => Route::CreateToken,
+        (["v1", "cluster", "join"], "POST") => Route::ClusterJoin,
+        (["v1", "cluster", "leave"], "POST") => Route::ClusterLeave,
+        (["v1", "nodes"], _)
+        | (["v1", "nodes", _], _)
+        | (["v1", "cluster", "init" | "tokens" | "join" | "leave"], _) => {
+            return Err(not_allowed());
+        }
         (["v1", "images"], "GET") => Route::ListImages,
         (["v1", "images", "load"], "POST") => Route::LoadImages,
         (["v1", "images", "prune"], "POST") => Route::PruneImages,
@@ -612,6 +652,15 @@ mod tests {
     /// Every route, one row each: (method, URL, what it parses to as `{:?}`, or the status).
     const ROUTES: &[(&str, &str, Result<&str, u16>)] = &[
         ("GET", "/v1/health", Ok("Health")),
+        ("GET", "/v1/nodes", Ok("Nodes")),
+        ("DELETE", "/v1/nodes/host3", Ok("RemoveNode(\"host3\")")),
+        ("DELETE", "/v1/nodes/a%20b", Err(400)),
+        ("POST", "/v1/nodes", Err(405)),
+        ("POST", "/v1/cluster/init", Ok("ClusterInit")),
+        ("POST", "/v1/cluster/tokens", Ok("CreateToken")),
+        ("POST", "/v1/cluster/join", Ok("ClusterJoin")),
+        ("POST", "/v1/cluster/leave", Ok("ClusterLeave")),
+        ("GET", "/v1/cluster/join", Err(405)),
         ("POST", "/v1/health", Err(405)),
         ("GET", "/v1/apps", Ok("ListApps")),
         ("POST", "/v1/apps", Ok("Deploy")),

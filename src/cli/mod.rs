@@ -4,6 +4,7 @@
 //! except `config`, which validates a template locally with the same pure parser.
 
 mod client;
+mod cluster;
 mod host;
 mod observe;
 mod output;
@@ -122,6 +123,14 @@ pub enum Command {
     /// Volumes: local, object storage (oss) and NFS (nas).
     #[command(subcommand)]
     Volume(volume::VolumeCommand),
+    /// The cluster: init, join tokens, join, leave.
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
+    /// The cluster's members: name, address, state, when last heard.
+    Nodes(JsonFlag),
+    /// One member of the cluster.
+    #[command(subcommand)]
+    Node(cluster::NodeCommand),
     /// Host-wide clean-up.
     #[command(subcommand)]
     System(volume::SystemCommand),
@@ -346,6 +355,9 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Metrics { app, json } => observe::metrics(&client, app.as_deref(), json),
         Command::Alarm(cmd) => observe::alarm(&client, cmd),
         Command::Volume(cmd) => volume::volume(&client, cmd),
+        Command::Cluster(cmd) => cluster::cluster(&client, cmd),
+        Command::Nodes(f) => cluster::nodes(&client, f.json),
+        Command::Node(cmd) => cluster::node(&client, cmd),
         Command::System(cmd) => volume::system(&client, cmd),
         Command::Logs(a) => observe::logs(&client, a),
         Command::Images(f) | Command::Image(ImageCommand::Ls(f)) => images(&client, f.json),

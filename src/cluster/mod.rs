@@ -8,6 +8,8 @@
 //! cluster key (or, during a join, under the token's key); the pieces here are pure.
 
 pub mod gossip;
+pub mod hub;
+pub mod join;
 pub mod keys;
 pub mod seal;
 pub mod token;

@@ -47,6 +47,7 @@ const SHUTDOWN_FLUSH: Duration = Duration::from_secs(10);
 /// A running agent: its core, its loops and its API.
 pub struct Daemon {
     core: Arc<Core>,
+    cluster: Arc<crate::cluster::hub::Hub>,
     api: crate::api::Server,
     loops: Loops,
     /// The routers' stop signal.
@@ -65,8 +66,8 @@ impl Daemon {
         runtime: Arc<dyn ContainerRuntime>,
     ) -> Result<Daemon, DaemonError> {
         let token = prepare_data_dir(&cfg.data_dir)?;
-        let store = Store::open(&cfg.data_dir.join("state.db"))?;
-        let core = Core::new(store, runtime, &cfg).await?;
+        let store = Arc::new(Store::open(&cfg.data_dir.join("state.db"))?);
+        let core = Core::new(store.clone(), runtime, &cfg).await?;
         tracing::info!(node_id = %core.node_id, node = %core.node_name, engine = %core.engine, listen = %cfg.listen, "agent starting");
         core.event(
             crate::model::EventKind::Agent,
@@ -105,10 +106,32 @@ impl Daemon {
                 })?;
             tracing::info!(%addr, domains = ?cfg.router_tls_domains, "HTTPS router listening");
         }
+        let cluster = Arc::new(crate::cluster::hub::Hub::new(
+            cfg.data_dir.clone(),
+            cfg.cluster.clone(),
+            core.node_id.clone(),
+            core.node_name.clone(),
+            store,
+            {
+                let core = core.clone();
+                Arc::new(move |kind, msg: String| core.event(kind, "", "", &msg))
+            },
+        ));
+        // A cluster problem never stops this host from running its apps.
+        match cluster.resume().await {
+            Ok(true) => tracing::info!(bind = %cfg.cluster.bind, "cluster membership resumed"),
+            Ok(false) => {}
+            Err(e) => core.event(
+                crate::model::EventKind::Cluster,
+                "",
+                "",
+                &format!("cannot rejoin the cluster: {e}; this host runs its apps alone"),
+            ),
+        }
         let api = crate::api::Server::start(
             cfg.listen,
             token.clone(),
-            crate::agent::Ops::new(core.clone()),
+            crate::agent::Ops::new(core.clone(), cluster.clone()),
             tokio::runtime::Handle::current(),
         )
         .map_err(|detail| DaemonError::Listen {
@@ -118,6 +141,7 @@ impl Daemon {
         let loops = core.start_loops(Duration::from_millis(cfg.reconcile_interval_ms));
         Ok(Daemon {
             core,
+            cluster,
             api,
             loops,
             routers,
@@ -159,6 +183,7 @@ impl Daemon {
         tracing::info!("shutting down: API closed, loops stopping");
         self.core.begin_stop();
         self.api.shutdown().await;
+        self.cluster.stop().await;
         let _ = self.routers.send(true);
         self.loops.stop().await;
         let left = self.core.drain(SHUTDOWN_FLUSH).await;

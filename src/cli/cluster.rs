@@ -1,0 +1,169 @@
+//! `berth cluster ...`, `berth nodes` and `berth node ...`.
+
+use super::client::Client;
+use super::output::{age, table};
+use crate::wire::{InitReport, JoinReport, JoinRequest, NodeView, TokenReply, TokenRequest};
+use anyhow::{Result, bail};
+use clap::Subcommand;
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Make this host the first member of a new cluster (creates the cluster secret in the
+    /// data dir, mode 0600); run again, it only says which cluster this is.
+    Init,
+    /// Join tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Join the cluster a token names, through any member it lists.
+    Join {
+        token: String,
+        /// The IP:PORT the other members reach this host at (default: the agent's
+        /// `[cluster] advertise`, else its address toward the default route).
+        #[arg(long)]
+        advertise: Option<std::net::SocketAddr>,
+    },
+    /// Say goodbye to the cluster and forget it; this host's apps keep running here.
+    Leave,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Print a join token.
+    Create {
+        /// How long it is valid: 1m to 30d (like 1h, 7d).
+        #[arg(long, default_value = "1h")]
+        ttl: String,
+        /// How many hosts may join with it.
+        #[arg(long, default_value_t = 1)]
+        uses: u32,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NodeCommand {
+    /// Forget a member that is lost or left (refused while it is alive).
+    Rm { name: String },
+}
+
+/// `1h`, `30m`, `7d`, `90s`.
+fn ttl_seconds(s: &str) -> Result<u64> {
+    let s = s.trim();
+    let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = match n.parse() {
+        Ok(n) => n,
+        Err(_) => bail!("--ttl {s:?}: write a number and a unit, like 1h, 30m or 7d"),
+    };
+    let mult = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" | "" => 3600,
+        "d" => 86_400,
+        _ => bail!("--ttl {s:?}: the unit is s, m, h or d (like 1h)"),
+    };
+    Ok(n.saturating_mul(mult))
+}
+
+pub fn cluster(client: &Client, cmd: ClusterCommand) -> Result<()> {
+    match cmd {
+        ClusterCommand::Init => {
+            let r: InitReport = client.post("/v1/cluster/init", &serde_json::json!({}))?;
+            if r.created {
+                println!(
+                    "cluster {} created; this host is its first member",
+                    r.cluster
+                );
+            } else {
+                println!("this host is already in cluster {}", r.cluster);
+            }
+            println!("members reach it at {}", r.advertise);
+            println!(
+                "add a host: berth cluster token create, then on it: berth cluster join TOKEN"
+            );
+        }
+        ClusterCommand::Token(TokenCommand::Create { ttl, uses }) => {
+            let req = TokenRequest {
+                ttl_s: ttl_seconds(&ttl)?,
+                uses,
+            };
+            let r: TokenReply = client.post("/v1/cluster/tokens", &req)?;
+            println!("{}", r.token);
+        }
+        ClusterCommand::Join { token, advertise } => {
+            let r: JoinReport = client.post(
+                "/v1/cluster/join",
+                &JoinRequest {
+                    token: token.trim().to_string(),
+                    advertise,
+                },
+            )?;
+            println!(
+                "joined cluster {} through {} ({} members known)",
+                r.cluster, r.through, r.members
+            );
+        }
+        ClusterCommand::Leave => {
+            let _: serde_json::Value = client.post("/v1/cluster/leave", &serde_json::json!({}))?;
+            println!("left the cluster; this host's apps keep running here");
+        }
+    }
+    Ok(())
+}
+
+pub fn nodes(client: &Client, json: bool) -> Result<()> {
+    let nodes: Vec<NodeView> = client.get("/v1/nodes")?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&nodes)?);
+        return Ok(());
+    }
+    let now = crate::clock::now_ms();
+    let rows: Vec<Vec<String>> = nodes
+        .iter()
+        .map(|n| {
+            vec![
+                if n.me {
+                    format!("{} *", n.name)
+                } else {
+                    n.name.clone()
+                },
+                n.address.to_string(),
+                n.state.clone(),
+                if n.me {
+                    "now".into()
+                } else {
+                    format!("{} ago", age((now - n.seen_ms).max(0) / 1000))
+                },
+                n.node_id.clone(),
+            ]
+        })
+        .collect();
+    table(&["NAME", "ADDRESS", "STATE", "SEEN", "NODE ID"], &rows);
+    Ok(())
+}
+
+pub fn node(client: &Client, cmd: NodeCommand) -> Result<()> {
+    match cmd {
+        NodeCommand::Rm { name } => {
+            let _: serde_json::Value = client.delete(&format!("/v1/nodes/{name}"))?;
+            println!("node {name} removed from the member list");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ttls_read_like_durations() {
+        assert_eq!(super::ttl_seconds("1h").unwrap(), 3600);
+        assert_eq!(super::ttl_seconds("7d").unwrap(), 604_800);
+        assert_eq!(super::ttl_seconds("90s").unwrap(), 90);
+        assert_eq!(super::ttl_seconds("2").unwrap(), 7200);
+        assert!(super::ttl_seconds("soon").is_err());
+        assert!(
+            super::ttl_seconds("1w")
+                .unwrap_err()
+                .to_string()
+                .contains("unit")
+        );
+    }
+}

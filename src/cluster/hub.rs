@@ -1,0 +1,431 @@
+//! The cluster as the daemon holds it: in no cluster until `init` or `join` (or a keyring
+//! found at start, `resume`), then the running membership, the join channel, and the records
+//! of members kept in the store.
+
+use super::gossip::{Change, Gossip, Id, MemberState};
+use super::join::{self, Admit, JoinError, Welcome};
+use super::keys::{KeyError, Keyring};
+use super::token::{self, Hello, Refusal, ReplyKey, Token};
+use crate::config::ClusterConfig;
+use crate::model::EventKind;
+use crate::store::{MemberRow, Store};
+use crate::wire::{InitReport, JoinReport, NodeView};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error(transparent)]
+    Join(#[from] JoinError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error(
+        "cannot use the cluster address {addr}: {detail} (set [cluster] bind, or free the port)"
+    )]
+    Bind { addr: SocketAddr, detail: String },
+    #[error("this host is in no cluster: run `berth cluster init`, or `berth cluster join TOKEN`")]
+    NotInCluster,
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    NotFound(String),
+}
+
+/// Records an event (the agent's event log).
+pub type Events = Arc<dyn Fn(EventKind, String) + Send + Sync>;
+
+struct Running {
+    ring: Arc<RwLock<Keyring>>,
+    gossip: Gossip,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+pub struct Hub {
+    data_dir: PathBuf,
+    cfg: ClusterConfig,
+    node_id: String,
+    name: String,
+    store: Arc<Store>,
+    events: Events,
+    running: tokio::sync::Mutex<Option<Running>>,
+}
+
+struct Gate {
+    ring: Arc<RwLock<Keyring>>,
+    store: Arc<Store>,
+    me: Id,
+    view: Arc<super::gossip::View>,
+}
+
+impl Admit for Gate {
+    fn admit(&self, hello: &Hello) -> Result<(Welcome, ReplyKey), Refusal> {
+        let ring = self.ring.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let uses = self
+            .store
+            .token_uses(&hello.claims.id)
+            .map_err(|e| Refusal::Member(e.to_string()))?;
+        let key = token::check_hello(&ring, hello, crate::clock::now_ms() / 1000, uses)?;
+        if !self
+            .store
+            .use_token(&hello.claims.id, hello.claims.uses)
+            .map_err(|e| Refusal::Member(e.to_string()))?
+        {
+            return Err(Refusal::UsedUp(hello.claims.uses));
+        }
+        let mut members = vec![self.me.clone()];
+        members.extend(
+            self.view
+                .members()
+                .into_iter()
+                .filter(|m| m.state == MemberState::Alive && m.id.node != self.me.node)
+                .map(|m| m.id),
+        );
+        Ok((
+            Welcome {
+                keyring: ring,
+                members,
+                proto: token::PROTOCOL,
+            },
+            key,
+        ))
+    }
+}
+
+impl Hub {
+    pub fn new(
+        data_dir: PathBuf,
+        cfg: ClusterConfig,
+        node_id: String,
+        name: String,
+        store: Arc<Store>,
+        events: Events,
+    ) -> Hub {
+        Hub {
+            data_dir,
+            cfg,
+            node_id,
+            name,
+            store,
+            events,
+            running: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    fn key_path(&self) -> PathBuf {
+        self.data_dir.join("cluster.key")
+    }
+
+    /// Where the other members reach this host: `advertise`, else the bind address, else
+    /// (bound to every address) this host's address toward its default route.
+    pub fn advertise(&self) -> SocketAddr {
+        if let Some(a) = self.cfg.advertise {
+            return a;
+        }
+        let bind = self.cfg.bind;
+        if !bind.ip().is_unspecified() {
+            return bind;
+        }
+        // A connected UDP socket sends nothing; it only asks the kernel for the route.
+        let ip = std::net::UdpSocket::bind("0.0.0.0:0")
+            .and_then(|s| s.connect("192.0.2.1:9").map(|()| s))
+            .and_then(|s| s.local_addr())
+            .map(|a| a.ip())
+            .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
+        SocketAddr::new(ip, bind.port())
+    }
+
+    /// At start: when this host is in a cluster, runs its membership and rejoins through
+    /// the members it knew and the configured seeds.
+    pub async fn resume(&self) -> Result<bool, ClusterError> {
+        let Some(ring) = Keyring::load(&self.key_path())? else {
+            return Ok(false);
+        };
+        let mut run = self.running.lock().await;
+        self.start(&mut run, ring).await?;
+        let mut through: Vec<SocketAddr> = self
+            .store
+            .cluster_members()?
+            .iter()
+            .filter(|m| m.node != self.node_id)
+            .filter_map(|m| m.addr.parse().ok())
+            .collect();
+        through.extend(self.cfg.seeds.iter().copied());
+        if let Some(r) = run.as_ref() {
+            for a in through {
+                r.gossip.announce(a).await;
+            }
+        }
+        Ok(true)
+    }
+
+    async fn start(&self, slot: &mut Option<Running>, ring: Keyring) -> Result<(), ClusterError> {
+        if slot.is_some() {
+            return Ok(());
+        }
+        let bind = self.cfg.bind;
+        let bind_err = |e: std::io::Error| ClusterError::Bind {
+            addr: bind,
+            detail: e.to_string(),
+        };
+        let listener = tokio::net::TcpListener::bind(bind)
+            .await
+            .map_err(bind_err)?;
+        let ring = Arc::new(RwLock::new(ring));
+        let me = Id {
+            node: self.node_id.clone(),
+            name: self.name.clone(),
+            addr: self.advertise(),
+            bump: crate::clock::now_ms().max(0) as u64,
+        };
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Change>();
+        let gossip = Gossip::start(bind, me.clone(), ring.clone(), tx)
+            .await
+            .map_err(bind_err)?;
+        let gate = Arc::new(Gate {
+            ring: ring.clone(),
+            store: self.store.clone(),
+            me,
+            view: gossip.view.clone(),
+        });
+        let serve = tokio::spawn(join::serve(listener, gate));
+        let (events, store, view, me_node) = (
+            self.events.clone(),
+            self.store.clone(),
+            gossip.view.clone(),
+            self.node_id.clone(),
+        );
+        let watch = tokio::spawn(async move {
+            while let Some(ch) = rx.recv().await {
+                let what = match (ch.from, ch.to) {
+                    (None, MemberState::Alive) => "joined".to_string(),
+                    (Some(_), MemberState::Alive) => "is alive again".to_string(),
+                    (_, MemberState::Suspect) => "is suspected (not answering probes)".into(),
+                    (_, MemberState::Lost) => "is lost (no answer through any member)".into(),
+                    (_, MemberState::Left) => "left the cluster".into(),
+                };
+                events(
+                    EventKind::Node,
+                    format!("node {} ({}) {what}", ch.name, ch.addr),
+                );
+                let rows: Vec<MemberRow> = view
+                    .members()
+                    .into_iter()
+                    .filter(|m| m.id.node != me_node)
+                    .map(|m| MemberRow {
+                        node: m.id.node,
+                        name: m.id.name,
+                        addr: m.id.addr.to_string(),
+                        state: m.state.as_str().into(),
+                        seen_ms: m.seen_ms,
+                    })
+                    .collect();
+                if let Err(e) = store.set_cluster_members(&rows) {
+                    tracing::warn!(error = %e, "cannot save the cluster members");
+                }
+            }
+        });
+        *slot = Some(Running {
+            ring,
+            gossip,
+            tasks: vec![serve, watch],
+        });
+        Ok(())
+    }
+
+    /// `berth cluster init`: a new cluster with this host as its first member; idempotent.
+    pub async fn init(&self) -> Result<InitReport, ClusterError> {
+        let mut run = self.running.lock().await;
+        let (ring, created) = match Keyring::load(&self.key_path())? {
+            Some(r) => (r, false),
+            None => {
+                let r = Keyring::create(crate::clock::now_ms())?;
+                r.save(&self.key_path())?;
+                (r, true)
+            }
+        };
+        let cluster = ring.cluster.clone();
+        self.start(&mut run, ring).await?;
+        if created {
+            (self.events)(
+                EventKind::Cluster,
+                format!("cluster {cluster} created; this host is its first member"),
+            );
+        }
+        Ok(InitReport {
+            cluster,
+            created,
+            advertise: self.advertise(),
+        })
+    }
+
+    /// `berth cluster token create`.
+    pub async fn create_token(&self, ttl_s: u64, uses: u32) -> Result<String, ClusterError> {
+        if !(60..=30 * 86_400).contains(&ttl_s) {
+            return Err(ClusterError::Invalid(format!(
+                "--ttl {ttl_s}s: a token lives from 1 minute to 30 days (like 1h, 7d)"
+            )));
+        }
+        if !(1..=1000).contains(&uses) {
+            return Err(ClusterError::Invalid(format!(
+                "--uses {uses}: a token lets in 1 to 1000 hosts"
+            )));
+        }
+        let run = self.running.lock().await;
+        let r = run.as_ref().ok_or(ClusterError::NotInCluster)?;
+        let ring = r.ring.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let mut members = vec![self.advertise()];
+        members.extend(
+            r.gossip
+                .view
+                .members()
+                .into_iter()
+                .filter(|m| m.state == MemberState::Alive && m.id.node != self.node_id)
+                .map(|m| m.id.addr)
+                .take(3),
+        );
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&super::keys::random_32()?[..16]);
+        let expires = crate::clock::now_ms() / 1000 + ttl_s as i64;
+        Ok(Token::issue(&ring, members, expires, uses, id).to_text())
+    }
+
+    /// `berth cluster join TOKEN`.
+    pub async fn join(
+        &self,
+        text: &str,
+        advertise: Option<SocketAddr>,
+    ) -> Result<JoinReport, ClusterError> {
+        let token = Token::parse(text).map_err(JoinError::from)?;
+        let mut run = self.running.lock().await;
+        if let Some(have) = Keyring::load(&self.key_path())? {
+            return Err(if have.cluster == token.claims.cluster {
+                ClusterError::Conflict(format!(
+                    "this host is already a member of cluster {}",
+                    have.cluster
+                ))
+            } else {
+                ClusterError::Conflict(format!(
+                    "this host is in cluster {}: run `berth cluster leave` before joining another",
+                    have.cluster
+                ))
+            });
+        }
+        let advertise = advertise.unwrap_or_else(|| self.advertise());
+        let (welcome, through) =
+            join::request(&token, &self.node_id, &self.name, advertise).await?;
+        welcome.keyring.save(&self.key_path())?;
+        let cluster = welcome.keyring.cluster.clone();
+        if let Err(e) = self.start(&mut run, welcome.keyring).await {
+            let _ = std::fs::remove_file(self.key_path());
+            return Err(e);
+        }
+        if let Some(r) = run.as_ref() {
+            for m in &welcome.members {
+                r.gossip.announce(m.addr).await;
+            }
+        }
+        (self.events)(
+            EventKind::Cluster,
+            format!("joined cluster {cluster} through {through}"),
+        );
+        Ok(JoinReport {
+            cluster,
+            through,
+            members: welcome.members.len() + 1,
+        })
+    }
+
+    /// `berth cluster leave`: says goodbye, forgets the cluster, keeps the apps running.
+    pub async fn leave(&self) -> Result<(), ClusterError> {
+        let mut run = self.running.lock().await;
+        let Some(r) = run.take() else {
+            return Err(ClusterError::NotInCluster);
+        };
+        for t in r.tasks {
+            t.abort();
+        }
+        r.gossip.leave().await;
+        let _ = std::fs::remove_file(self.key_path());
+        self.store.clear_cluster()?;
+        (self.events)(
+            EventKind::Cluster,
+            "left the cluster; this host's apps keep running here".into(),
+        );
+        Ok(())
+    }
+
+    /// `berth nodes`: this host and every member it knows.
+    pub async fn nodes(&self) -> Result<Vec<NodeView>, ClusterError> {
+        let run = self.running.lock().await;
+        let r = run.as_ref().ok_or(ClusterError::NotInCluster)?;
+        Ok(r.gossip
+            .view
+            .members()
+            .into_iter()
+            .map(|m| NodeView {
+                me: m.id.node == self.node_id,
+                name: m.id.name,
+                node_id: m.id.node,
+                address: m.id.addr,
+                state: m.state.as_str().to_string(),
+                seen_ms: m.seen_ms,
+                since_ms: m.since_ms,
+            })
+            .collect())
+    }
+
+    /// `berth node rm NAME`: forgets a member that is lost or left.
+    pub async fn forget(&self, name: &str) -> Result<(), ClusterError> {
+        let run = self.running.lock().await;
+        let r = run.as_ref().ok_or(ClusterError::NotInCluster)?;
+        let m = r
+            .gossip
+            .view
+            .members()
+            .into_iter()
+            .find(|m| m.id.name == name || m.id.node == name)
+            .ok_or_else(|| {
+                ClusterError::NotFound(format!("no member is named {name:?}: see `berth nodes`"))
+            })?;
+        if m.id.node == self.node_id {
+            return Err(ClusterError::Conflict(
+                "this is this host: use `berth cluster leave`".into(),
+            ));
+        }
+        r.gossip.view.forget(&m.id.node).map_err(|s| {
+            ClusterError::Conflict(format!(
+                "node {name} is {}: only a lost or left member can be removed",
+                s.as_str()
+            ))
+        })?;
+        (self.events)(
+            EventKind::Node,
+            format!("node {name} removed from the member list"),
+        );
+        Ok(())
+    }
+
+    /// Gossip counters for `/metrics`: packets and bytes in and out, drops by reason, and
+    /// members by state (None when in no cluster).
+    pub fn counters(&self) -> Option<Arc<super::gossip::View>> {
+        self.running
+            .try_lock()
+            .ok()
+            .and_then(|r| r.as_ref().map(|r| r.gossip.view.clone()))
+    }
+
+    /// At daemon stop: stops the membership without a goodbye (this host comes back).
+    pub async fn stop(&self) {
+        if let Some(r) = self.running.lock().await.take() {
+            for t in r.tasks {
+                t.abort();
+            }
+            r.gossip.stop();
+        }
+    }
+}

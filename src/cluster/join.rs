@@ -1,0 +1,182 @@
+//! The join channel: TCP on the cluster's bind address. A joiner sends `J`, then one framed
+//! [`Hello`]; the member answers one framed [`Answer`]: its keyring and members sealed under
+//! the token's key, or the reason it refuses. Bounded: 16 KiB a frame, 5 s a connection, 32
+//! connections at once; what is not a join is closed unread.
+
+use super::gossip::Id;
+use super::keys::Keyring;
+use super::token::{Hello, Refusal, Token};
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+pub const TAG_JOIN: u8 = b'J';
+pub const MAX_FRAME: usize = 16 * 1024;
+pub const CONN_TIME: Duration = Duration::from_secs(5);
+pub const MAX_CONNS: usize = 32;
+
+/// A member's answer to a hello.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Answer {
+    /// [`Welcome`], sealed (hex).
+    Sealed(String),
+    Refused(Refusal),
+}
+
+/// What a joiner receives, sealed under the token's key.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Welcome {
+    pub keyring: Keyring,
+    /// The members the answering host knows alive (itself first).
+    pub members: Vec<Id>,
+    pub proto: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum JoinError {
+    #[error("{0}")]
+    Token(#[from] super::token::TokenError),
+    #[error("{member} refused the join: {refusal}")]
+    Refused {
+        member: SocketAddr,
+        refusal: Refusal,
+    },
+    #[error(
+        "no member named in the token could be reached ({0}): check the addresses and that port's UDP and TCP are open between the hosts"
+    )]
+    Unreachable(String),
+    #[error("{member} answered something that is not a berth join answer: {detail}")]
+    Protocol { member: SocketAddr, detail: String },
+}
+
+pub async fn read_frame(s: &mut TcpStream) -> std::io::Result<Vec<u8>> {
+    let n = s.read_u32().await? as usize;
+    if n > MAX_FRAME {
+        return Err(std::io::Error::other(format!(
+            "a frame of {n} bytes is over the {MAX_FRAME}-byte bound"
+        )));
+    }
+    let mut buf = vec![0u8; n];
+    s.read_exact(&mut buf).await?;
+    Ok(buf)
+}
+
+pub async fn write_frame(s: &mut TcpStream, body: &[u8]) -> std::io::Result<()> {
+    s.write_u32(body.len() as u32).await?;
+    s.write_all(body).await?;
+    s.flush().await
+}
+
+/// Asks the members named in `token`, in turn, to take this host in.
+pub async fn request(
+    token: &Token,
+    node_id: &str,
+    name: &str,
+    advertise: SocketAddr,
+) -> Result<(Welcome, SocketAddr), JoinError> {
+    let mut failures = Vec::new();
+    for member in &token.claims.members {
+        let nonce = super::keys::random_32().map_err(|e| JoinError::Unreachable(e.to_string()))?;
+        let hello = token.hello(nonce, node_id, name, advertise);
+        let attempt = tokio::time::timeout(CONN_TIME, async {
+            let mut s = TcpStream::connect(member).await?;
+            s.write_u8(TAG_JOIN).await?;
+            let body = serde_json::to_vec(&hello).map_err(std::io::Error::other)?;
+            write_frame(&mut s, &body).await?;
+            read_frame(&mut s).await
+        })
+        .await;
+        let answer = match attempt {
+            Ok(Ok(a)) => a,
+            Ok(Err(e)) => {
+                failures.push(format!("{member}: {e}"));
+                continue;
+            }
+            Err(_) => {
+                failures.push(format!("{member}: no answer within {CONN_TIME:?}"));
+                continue;
+            }
+        };
+        let protocol = |detail: String| JoinError::Protocol {
+            member: *member,
+            detail,
+        };
+        match serde_json::from_slice::<Answer>(&answer).map_err(|e| protocol(e.to_string()))? {
+            Answer::Refused(refusal) => {
+                return Err(JoinError::Refused {
+                    member: *member,
+                    refusal,
+                });
+            }
+            Answer::Sealed(hex_body) => {
+                let sealed = hex::decode(hex_body).map_err(|e| protocol(e.to_string()))?;
+                let plain = token.open_reply(&hello, &sealed).ok_or_else(|| {
+                    protocol("the reply does not open under the token's key".into())
+                })?;
+                let w: Welcome =
+                    serde_json::from_slice(&plain).map_err(|e| protocol(e.to_string()))?;
+                if w.keyring.cluster != token.claims.cluster {
+                    return Err(protocol("the reply is for another cluster".into()));
+                }
+                return Ok((w, *member));
+            }
+        }
+    }
+    Err(JoinError::Unreachable(failures.join("; ")))
+}
+
+/// How a member answers a hello (the hub's side: the keyring, the uses so far, the members).
+pub trait Admit: Send + Sync + 'static {
+    /// Checks the hello and, when it is admitted, counts the token's use and returns the
+    /// welcome and the key to seal it under.
+    fn admit(&self, hello: &Hello) -> Result<(Welcome, super::token::ReplyKey), Refusal>;
+}
+
+/// Serves joins on `listener` until the task is aborted.
+pub async fn serve(listener: TcpListener, admit: std::sync::Arc<dyn Admit>) {
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONNS));
+    loop {
+        let Ok((mut s, from)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        // Over the bound, the connection is closed at once.
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            continue;
+        };
+        let admit = admit.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let _ = tokio::time::timeout(CONN_TIME, async {
+                if s.read_u8().await? != TAG_JOIN {
+                    return Ok::<_, std::io::Error>(());
+                }
+                let body = read_frame(&mut s).await?;
+                let answer = match serde_json::from_slice::<Hello>(&body) {
+                    Err(_) => Answer::Refused(Refusal::Wrong),
+                    Ok(hello) => match admit.admit(&hello) {
+                        Ok((welcome, key)) => {
+                            let plain =
+                                serde_json::to_vec(&welcome).map_err(std::io::Error::other)?;
+                            let nonce = super::keys::random_32().map_err(std::io::Error::other)?;
+                            let mut n = [0u8; 12];
+                            n.copy_from_slice(&nonce[..12]);
+                            tracing::info!(%from, joiner = %hello.name, "admitted a join");
+                            Answer::Sealed(hex::encode(key.seal(&hello, n, &plain)))
+                        }
+                        Err(r) => {
+                            tracing::warn!(%from, refusal = %r, "refused a join");
+                            Answer::Refused(r)
+                        }
+                    },
+                };
+                let out = serde_json::to_vec(&answer).map_err(std::io::Error::other)?;
+                write_frame(&mut s, &out).await
+            })
+            .await;
+        });
+    }
+}
