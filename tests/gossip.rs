@@ -172,6 +172,19 @@ async fn hostile_packets_are_dropped_by_reason_and_change_nothing() {
     )
     .await;
     eprintln!("dropped: {:?}", a.view.counters.dropped());
+    let text = a.view.prometheus();
+    assert!(
+        text.contains("berth_gossip_packets_dropped_total{reason=\"replay\"} "),
+        "{text}"
+    );
+    assert!(
+        text.contains("berth_cluster_members{state=\"alive\"} 2"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("berth_gossip_packets_total{direction=\"in\"} 0"),
+        "{text}"
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(states(&a), before, "membership unchanged");
     a.stop();

@@ -586,6 +586,10 @@ async fn hosts_join_by_token_and_bad_tokens_change_nothing() {
     for n in [&a, &b, &c] {
         wait_nodes(n, &three, Duration::from_secs(10)).await;
     }
+    let (s, metrics) = a.call("GET", "/metrics", None).await;
+    assert_eq!(s, 200);
+    assert!(metrics.contains("berth_cluster_members{state=\"alive\"} 3"), "{metrics}");
+    assert!(metrics.contains("berth_gossip_packets_dropped_total{reason=\"auth\"} 0"), "{metrics}");
     // c leaves: `left` on the others, and it may not be removed while... it is not alive,
     // so it may; an alive member may not.
     let (s, body) = c.call("POST", "/v1/cluster/leave", None).await;

@@ -76,7 +76,11 @@ impl Ops {
     pub fn prometheus(&self) -> String {
         let own = self.core.metrics.own(&self.core.store);
         let snap = self.core.metrics.latest().unwrap_or_default();
-        crate::metrics::prom::encode(&snap, &own)
+        let mut text = crate::metrics::prom::encode(&snap, &own);
+        if let Some(view) = self.cluster().counters() {
+            text.push_str(&view.prometheus());
+        }
+        text
     }
 
     pub fn alarms(&self) -> Vec<AlarmRule> {

@@ -133,6 +133,76 @@ impl View {
             .collect()
     }
 
+    /// The membership's Prometheus families: members by state, packets and bytes each way,
+    /// packets dropped by reason.
+    pub fn prometheus(&self) -> String {
+        use std::fmt::Write;
+        let mut by_state = [0usize; 4];
+        for m in self.members() {
+            by_state[m.state as usize] += 1;
+        }
+        let c = &self.counters;
+        let mut t = String::new();
+        let _ = writeln!(
+            t,
+            "# HELP berth_cluster_members Members of this host's cluster by state, as this host sees them (itself included)."
+        );
+        let _ = writeln!(t, "# TYPE berth_cluster_members gauge");
+        for s in [
+            MemberState::Alive,
+            MemberState::Suspect,
+            MemberState::Lost,
+            MemberState::Left,
+        ] {
+            let _ = writeln!(
+                t,
+                "berth_cluster_members{{state=\"{}\"}} {}",
+                s.as_str(),
+                by_state[s as usize]
+            );
+        }
+        for (name, help, inn, out) in [
+            (
+                "berth_gossip_packets_total",
+                "Gossip datagrams received and sent.",
+                &c.packets_in,
+                &c.packets_out,
+            ),
+            (
+                "berth_gossip_bytes_total",
+                "Gossip bytes received and sent, envelope included.",
+                &c.bytes_in,
+                &c.bytes_out,
+            ),
+        ] {
+            let _ = writeln!(t, "# HELP {name} {help}");
+            let _ = writeln!(t, "# TYPE {name} counter");
+            let _ = writeln!(
+                t,
+                "{name}{{direction=\"in\"}} {}",
+                inn.load(Ordering::Relaxed)
+            );
+            let _ = writeln!(
+                t,
+                "{name}{{direction=\"out\"}} {}",
+                out.load(Ordering::Relaxed)
+            );
+        }
+        let _ = writeln!(
+            t,
+            "# HELP berth_gossip_packets_dropped_total Gossip datagrams dropped unparsed, by reason."
+        );
+        let _ = writeln!(t, "# TYPE berth_gossip_packets_dropped_total counter");
+        for (d, n) in c.dropped() {
+            let _ = writeln!(
+                t,
+                "berth_gossip_packets_dropped_total{{reason=\"{}\"}} {n}",
+                d.as_str()
+            );
+        }
+        t
+    }
+
     /// Forgets a member that is not alive; false when it is unknown or alive.
     pub fn forget(&self, node: &str) -> Result<(), MemberState> {
         let mut m = self.members.lock().unwrap_or_else(|p| p.into_inner());

@@ -53,6 +53,8 @@ pub struct Hub {
     store: Arc<Store>,
     events: Events,
     running: tokio::sync::Mutex<Option<Running>>,
+    /// The running membership's view, readable without waiting for `running`.
+    view: std::sync::Mutex<Option<Arc<super::gossip::View>>>,
 }
 
 struct Gate {
@@ -113,6 +115,7 @@ impl Hub {
             store,
             events,
             running: tokio::sync::Mutex::new(None),
+            view: std::sync::Mutex::new(None),
         }
     }
 
@@ -229,6 +232,7 @@ impl Hub {
                 }
             }
         });
+        *self.view.lock().unwrap_or_else(|p| p.into_inner()) = Some(gossip.view.clone());
         *slot = Some(Running {
             ring,
             gossip,
@@ -346,6 +350,7 @@ impl Hub {
         let Some(r) = run.take() else {
             return Err(ClusterError::NotInCluster);
         };
+        *self.view.lock().unwrap_or_else(|p| p.into_inner()) = None;
         for t in r.tasks {
             t.abort();
         }
@@ -413,14 +418,12 @@ impl Hub {
     /// Gossip counters for `/metrics`: packets and bytes in and out, drops by reason, and
     /// members by state (None when in no cluster).
     pub fn counters(&self) -> Option<Arc<super::gossip::View>> {
-        self.running
-            .try_lock()
-            .ok()
-            .and_then(|r| r.as_ref().map(|r| r.gossip.view.clone()))
+        self.view.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// At daemon stop: stops the membership without a goodbye (this host comes back).
     pub async fn stop(&self) {
+        *self.view.lock().unwrap_or_else(|p| p.into_inner()) = None;
         if let Some(r) = self.running.lock().await.take() {
             for t in r.tasks {
                 t.abort();
