@@ -75,6 +75,12 @@ pub struct AppStatus {
     pub running: u32,
     pub state: crate::model::AppState,
     pub updated_ms: i64,
+    /// The host that owns it (set when this host is in a cluster).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub node: String,
+    /// For a row of a host that is not alive: its state and when it was last heard.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stale: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -113,6 +119,9 @@ pub struct InstanceView {
     pub health_error: Option<String>,
     /// Created from the current spec.
     pub up_to_date: bool,
+    /// For a row of a host that is not alive: its state and when it was last heard.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stale: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

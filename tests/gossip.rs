@@ -20,13 +20,19 @@ async fn member(
 ) -> (Gossip, tokio::sync::mpsc::UnboundedReceiver<Change>) {
     let addr = free_port();
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let (dtx, _drx) = tokio::sync::mpsc::unbounded_channel();
     let me = Id {
         node: format!("{n:016x}"),
         name: format!("host{n}"),
         addr,
         bump: 1,
     };
-    (Gossip::start(addr, me, ring.clone(), tx).await.unwrap(), rx)
+    (
+        Gossip::start(addr, me, ring.clone(), tx, dtx)
+            .await
+            .unwrap(),
+        rx,
+    )
 }
 
 fn states(g: &Gossip) -> Vec<(String, MemberState)> {

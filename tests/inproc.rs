@@ -371,6 +371,7 @@ fn free_cluster_addr() -> std::net::SocketAddr {
 async fn cluster_node(name: &str) -> (Node, std::net::SocketAddr) {
     let dir = tempfile::tempdir().expect("tempdir");
     let engine = Arc::new(FakeRuntime::new());
+    engine.publish(&["nginx:1.27", "postgres:16"]);
     let addr = free_cluster_addr();
     let cfg = config_as(dir.path(), name, Some(addr));
     (Node::start_with(dir, engine, cfg).await, addr)
@@ -588,8 +589,14 @@ async fn hosts_join_by_token_and_bad_tokens_change_nothing() {
     }
     let (s, metrics) = a.call("GET", "/metrics", None).await;
     assert_eq!(s, 200);
-    assert!(metrics.contains("berth_cluster_members{state=\"alive\"} 3"), "{metrics}");
-    assert!(metrics.contains("berth_gossip_packets_dropped_total{reason=\"auth\"} 0"), "{metrics}");
+    assert!(
+        metrics.contains("berth_cluster_members{state=\"alive\"} 3"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("berth_gossip_packets_dropped_total{reason=\"auth\"} 0"),
+        "{metrics}"
+    );
     // c leaves: `left` on the others, and it may not be removed while... it is not alive,
     // so it may; an alive member may not.
     let (s, body) = c.call("POST", "/v1/cluster/leave", None).await;
@@ -621,4 +628,119 @@ async fn hosts_join_by_token_and_bad_tokens_change_nothing() {
     ] {
         assert!(events.contains(says), "events lack {says:?}: {events}");
     }
+}
+
+async fn wait_body(
+    n: &Node,
+    path: &str,
+    what: &str,
+    limit: Duration,
+    ok: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let start = Instant::now();
+    loop {
+        let (status, body) = n.call("GET", path, None).await;
+        if status == 200 {
+            let v: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+            if ok(&v) {
+                return v;
+            }
+        }
+        assert!(
+            start.elapsed() < limit,
+            "{what}: not within {limit:?}: {status} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Replicated state: an app deployed on host A is listed, with its instances, on host B
+/// (NODE host-a); with A gone, B still shows them, marked stale.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_host_sees_the_apps_and_instances_of_the_others() {
+    let (mut a, _) = cluster_node("host-a").await;
+    let (b, _) = cluster_node("host-b").await;
+    let (s, body) = a.call("POST", "/v1/cluster/init", None).await;
+    assert_eq!(s, 200, "{body}");
+    let (_, body) = a.call("POST", "/v1/cluster/tokens", None).await;
+    let t = serde_json::from_str::<serde_json::Value>(&body).unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (s, body) = join(&b, t).await;
+    assert_eq!(s, 200, "{body}");
+    let (s, body) = a.deploy("shop", WEB).await;
+    assert_eq!(s, 201, "{body}");
+    let started = Instant::now();
+    let apps = wait_body(
+        &b,
+        "/v1/apps",
+        "shop listed on b",
+        Duration::from_secs(10),
+        |v| {
+            v.as_array()
+                .is_some_and(|l| l.iter().any(|a| a["name"] == "shop" && a["running"] == 2))
+        },
+    )
+    .await;
+    eprintln!(
+        "a deploy on a was visible on b after {:?}",
+        started.elapsed()
+    );
+    let shop = apps
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "shop")
+        .unwrap();
+    assert_eq!(shop["node"], "host-a", "{apps}");
+    assert!(shop.get("stale").is_none(), "{apps}");
+    let ps = wait_body(
+        &b,
+        "/v1/ps?app=shop",
+        "shop's instances on b",
+        Duration::from_secs(10),
+        |v| v.as_array().is_some_and(|l| l.len() == 2),
+    )
+    .await;
+    assert!(
+        ps.as_array().unwrap().iter().all(|i| i["node"] == "host-a"),
+        "{ps}"
+    );
+    // a's own listing names itself once it is in a cluster.
+    let (_, own) = a.call("GET", "/v1/apps", None).await;
+    assert!(own.contains("\"node\": \"host-a\""), "{own}");
+    // A scale on a reaches b's listing; an app removed on a leaves it.
+    let (s, body) = a
+        .call(
+            "POST",
+            "/v1/apps/shop/scale",
+            Some(serde_json::json!({"services": {"web": 3}})),
+        )
+        .await;
+    assert_eq!(s, 200, "{body}");
+    wait_body(
+        &b,
+        "/v1/ps?app=shop",
+        "three instances on b",
+        Duration::from_secs(10),
+        |v| v.as_array().is_some_and(|l| l.len() == 3),
+    )
+    .await;
+    // a stops (its agent only): b keeps showing its rows, stale once a is suspected or lost.
+    a.stop().await;
+    let apps = wait_body(
+        &b,
+        "/v1/apps",
+        "shop stale on b",
+        Duration::from_secs(20),
+        |v| {
+            v.as_array().is_some_and(|l| {
+                l.iter()
+                    .any(|a| a["name"] == "shop" && a.get("stale").is_some())
+            })
+        },
+    )
+    .await;
+    eprintln!("b after a stopped: {apps}");
 }

@@ -166,7 +166,7 @@ pub struct Core {
     /// `berth versions` shows), and that pass's number (`passes`: passes started).
     splits: Mutex<(u64, Arc<crate::router::table::Splits>)>,
     passes: std::sync::atomic::AtomicU64,
-    routed: Notify,
+    pub(super) routed: Notify,
     /// The agent itself, for work that outlives a pass (set once it is in an `Arc`).
     me: std::sync::OnceLock<std::sync::Weak<Core>>,
     /// The containers seen done, as the store keeps them (`remember_done`; None until read).

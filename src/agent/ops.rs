@@ -87,6 +87,48 @@ impl Ops {
     pub fn stopping(&self) -> bool {
         self.core.stopping()
     }
+
+    /// Waits (up to `limit`) for the next reconcile pass to hand its table to the router.
+    pub async fn next_pass(&self, limit: std::time::Duration) {
+        let _ = tokio::time::timeout(limit, self.core.routed.notified()).await;
+    }
+
+    /// Publishes this host's records to the cluster (its node, apps and instances), when it
+    /// is in one.
+    pub async fn publish_to_cluster(&self) -> Result<(), CoreError> {
+        use crate::cluster::state::Kind;
+        if !self.cluster.active() {
+            return Ok(());
+        }
+        let apps = self.local_apps().await?;
+        let instances = self.local_ps(None).await?;
+        let mut records = Vec::with_capacity(1 + apps.len() + instances.len());
+        let body = |v: serde_json::Result<serde_json::Value>| v.unwrap_or_default();
+        records.push((
+            Kind::Node,
+            self.core.node_id.clone(),
+            serde_json::json!({
+                "name": self.core.node_name,
+                "engine": self.core.engine,
+                "agent": env!("CARGO_PKG_VERSION"),
+                "instances": instances.len(),
+            }),
+        ));
+        for a in &apps {
+            records.push((Kind::App, a.name.clone(), body(serde_json::to_value(a))));
+        }
+        for i in &instances {
+            records.push((
+                Kind::Instance,
+                i.name.clone(),
+                body(serde_json::to_value(i)),
+            ));
+        }
+        self.cluster
+            .publish(&[Kind::Node, Kind::App, Kind::Instance], records)
+            .await;
+        Ok(())
+    }
 }
 
 impl From<crate::plan::release::ReleaseError> for CoreError {
@@ -98,6 +140,16 @@ impl From<crate::plan::release::ReleaseError> for CoreError {
             R::Conflict(m) => CoreError::Conflict(m),
         }
     }
+}
+
+/// How stale another member's row is: None while it is alive.
+fn stale(r: &crate::cluster::hub::Remote) -> Option<String> {
+    use crate::cluster::gossip::MemberState;
+    if r.state == MemberState::Alive {
+        return None;
+    }
+    let ago = (crate::clock::now_ms() - r.seen_ms).max(0) / 1000;
+    Some(format!("{}, last heard {ago} s ago", r.state.as_str()))
 }
 
 fn unknown_service(app: &str, service: &str, stored: &crate::store::StoredApp) -> CoreError {
@@ -538,7 +590,21 @@ impl Ops {
         }
     }
 
+    /// Every app of the cluster: this host's, then the other members' as last pulled (a
+    /// member that is not alive marks its rows stale).
     pub async fn apps(&self) -> Result<Vec<AppStatus>, CoreError> {
+        let mut list = self.local_apps().await?;
+        for r in self.cluster.remote(crate::cluster::state::Kind::App) {
+            if let Ok(mut a) = serde_json::from_value::<AppStatus>(r.body.clone()) {
+                a.node = r.node_name.clone();
+                a.stale = stale(&r);
+                list.push(a);
+            }
+        }
+        Ok(list)
+    }
+
+    async fn local_apps(&self) -> Result<Vec<AppStatus>, CoreError> {
         let apps = self.core.store.list_apps()?;
         let instances = self.core.instances().await?;
         Ok(apps.iter().map(|a| self.status_of(a, &instances)).collect())
@@ -619,10 +685,44 @@ impl Ops {
             running,
             state,
             updated_ms: a.updated_ms,
+            node: if self.cluster.active() {
+                self.core.node_name.clone()
+            } else {
+                String::new()
+            },
+            stale: None,
         }
     }
 
+    /// The cluster's containers: this host's, then the other members' as last pulled.
     pub async fn ps(&self, app: Option<&str>) -> Result<Vec<InstanceView>, CoreError> {
+        let remote: Vec<InstanceView> = self
+            .cluster
+            .remote(crate::cluster::state::Kind::Instance)
+            .into_iter()
+            .filter_map(|r| {
+                let mut i = serde_json::from_value::<InstanceView>(r.body.clone()).ok()?;
+                i.node = r.node_name.clone();
+                i.stale = stale(&r);
+                Some(i)
+            })
+            .filter(|i| app.is_none_or(|a| a == i.app))
+            .collect();
+        let owned_elsewhere = app.is_some_and(|a| {
+            self.cluster
+                .remote(crate::cluster::state::Kind::App)
+                .iter()
+                .any(|r| r.body["name"] == a)
+        });
+        let mut list = match self.local_ps(app).await {
+            Err(CoreError::NotFound(_)) if owned_elsewhere => Vec::new(),
+            other => other?,
+        };
+        list.extend(remote);
+        Ok(list)
+    }
+
+    async fn local_ps(&self, app: Option<&str>) -> Result<Vec<InstanceView>, CoreError> {
         let apps: BTreeMap<String, crate::store::StoredApp> = self
             .core
             .store
@@ -657,6 +757,7 @@ impl Ops {
                     exit_code: i.exit_code,
                     ports: i.ports,
                     node: self.core.node_name.clone(),
+                    stale: None,
                     created: i.created,
                     status: i.status,
                     health: i.health.as_str().into(),

@@ -867,10 +867,12 @@ fn apps(client: &Client, json: bool) -> Result<()> {
     if json {
         return print_json(&list);
     }
+    // A NODE column once this host is in a cluster (every row then names its owner).
+    let clustered = list.iter().any(|a| !a.node.is_empty());
     let rows: Vec<Vec<String>> = list
         .iter()
         .map(|a| {
-            vec![
+            let mut row = vec![
                 a.name.clone(),
                 a.services
                     .iter()
@@ -878,12 +880,23 @@ fn apps(client: &Client, json: bool) -> Result<()> {
                     .collect::<Vec<_>>()
                     .join(","),
                 format!("{}/{}", a.running, a.desired),
-                a.state.to_string(),
+                match &a.stale {
+                    Some(s) => format!("{} (stale: {s})", a.state),
+                    None => a.state.to_string(),
+                },
                 time_ms(a.updated_ms),
-            ]
+            ];
+            if clustered {
+                row.push(a.node.clone());
+            }
+            row
         })
         .collect();
-    table(&["NAME", "SERVICES", "RUNNING", "STATE", "UPDATED"], &rows);
+    let mut header = vec!["NAME", "SERVICES", "RUNNING", "STATE", "UPDATED"];
+    if clustered {
+        header.push("NODE");
+    }
+    table(&header, &rows);
     Ok(())
 }
 
@@ -926,6 +939,9 @@ fn ps(client: &Client, app: Option<&str>, json: bool) -> Result<()> {
             }
             if !i.up_to_date {
                 state.push_str(" outdated");
+            }
+            if let Some(s) = &i.stale {
+                state = format!("{state} (stale: {s})");
             }
             vec![
                 i.app.clone(),

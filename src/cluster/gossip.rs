@@ -26,6 +26,15 @@ pub const MAX_PACKET: usize = 1400;
 
 const BODY_FOCA: u8 = 0;
 const BODY_BYE: u8 = 1;
+const BODY_DIGEST: u8 = 2;
+
+/// An owner's state version, gossiped so members pull what they lack.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Digest {
+    pub node: String,
+    pub epoch: u64,
+    pub version: u64,
+}
 
 /// A member as SWIM knows it, by its gossip address. Two identities at one address are told
 /// apart by `bump`: a restarted agent starts with a larger one, so its old self cannot come
@@ -232,6 +241,8 @@ enum Input {
     Announce(SocketAddr),
     Leave(tokio::sync::oneshot::Sender<()>),
     Tick,
+    /// This host's digest, to every active member.
+    Digest(Digest),
 }
 
 /// The running membership: its socket task and the foca task.
@@ -288,12 +299,14 @@ impl Sealer {
 }
 
 impl Gossip {
-    /// Binds `bind` and starts the membership as `me`, told of `changes`.
+    /// Binds `bind` and starts the membership as `me`, told of `changes` and of the
+    /// members' `digests`.
     pub async fn start(
         bind: SocketAddr,
         me: Id,
         ring: Arc<RwLock<Keyring>>,
         changes: mpsc::UnboundedSender<Change>,
+        digests: mpsc::UnboundedSender<Digest>,
     ) -> std::io::Result<Gossip> {
         let socket = Arc::new(UdpSocket::bind(bind).await?);
         let (tx, rx) = mpsc::channel::<Input>(1024);
@@ -316,6 +329,7 @@ impl Gossip {
             sealer,
             view.clone(),
             changes,
+            digests,
         ));
         let ticker = {
             let tx = tx.clone();
@@ -334,6 +348,11 @@ impl Gossip {
             me,
             tasks: vec![recv, run, ticker],
         })
+    }
+
+    /// Sends this host's state version to every active member.
+    pub async fn digest(&self, d: Digest) {
+        let _ = self.inbox.send(Input::Digest(d)).await;
     }
 
     /// Asks the member at `addr` to take this host in.
@@ -409,6 +428,7 @@ async fn run(
     sealer: Arc<Sealer>,
     view: Arc<View>,
     changes: mpsc::UnboundedSender<Change>,
+    digests: mpsc::UnboundedSender<Digest>,
 ) {
     let seed = super::keys::random_32().unwrap_or_default();
     let rng = rand::rngs::StdRng::from_seed(seed);
@@ -436,6 +456,14 @@ async fn run(
         let result = match input {
             Input::Data(body) => match body.split_first() {
                 Some((&BODY_FOCA, rest)) => foca.handle_data(rest, &mut rt),
+                Some((&BODY_DIGEST, rest)) => {
+                    if let Ok(d) = serde_json::from_slice::<Digest>(rest)
+                        && d.node != me.node
+                    {
+                        let _ = digests.send(d);
+                    }
+                    Ok(())
+                }
                 Some((&BODY_BYE, rest)) => {
                     if let Ok(id) = serde_json::from_slice::<Id>(rest) {
                         left.insert(id.node, id.bump);
@@ -459,6 +487,20 @@ async fn run(
                 Ok(())
             }
             Input::Tick => Ok(()),
+            Input::Digest(d) => {
+                let mut body = vec![BODY_DIGEST];
+                body.extend_from_slice(&serde_json::to_vec(&d).unwrap_or_default());
+                for m in foca.iter_members() {
+                    let packet = sealer.seal(&body);
+                    if socket.send_to(&packet, m.id().addr).await.is_ok() {
+                        view.counters.packets_out.fetch_add(1, Ordering::Relaxed);
+                        view.counters
+                            .bytes_out
+                            .fetch_add(packet.len() as u64, Ordering::Relaxed);
+                    }
+                }
+                Ok(())
+            }
         };
         if let Err(e) = result {
             tracing::debug!(error = ?e, "gossip input ignored");

@@ -2,14 +2,16 @@
 //! found at start, `resume`), then the running membership, the join channel, and the records
 //! of members kept in the store.
 
-use super::gossip::{Change, Gossip, Id, MemberState};
-use super::join::{self, Admit, JoinError, Welcome};
+use super::gossip::{Change, Digest, Gossip, Id, MemberState};
+use super::join::{self, JoinError, Serve, Welcome};
 use super::keys::{KeyError, Keyring};
+use super::state::{Delta, Kind, Own, Replica};
 use super::token::{self, Hello, Refusal, ReplyKey, Token};
 use crate::config::ClusterConfig;
 use crate::model::EventKind;
 use crate::store::{MemberRow, Store};
 use crate::wire::{InitReport, JoinReport, NodeView};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
@@ -55,6 +57,22 @@ pub struct Hub {
     running: tokio::sync::Mutex<Option<Running>>,
     /// The running membership's view, readable without waiting for `running`.
     view: std::sync::Mutex<Option<Arc<super::gossip::View>>>,
+    /// This host's records, and the other members' as pulled from them.
+    own: Arc<std::sync::Mutex<Own>>,
+    replicas: Arc<std::sync::Mutex<BTreeMap<String, Replica>>>,
+    /// When the last digest went out (ms).
+    last_digest: std::sync::atomic::AtomicI64,
+}
+
+/// Another member's record, with what this host knows of that member.
+#[derive(Debug, Clone)]
+pub struct Remote {
+    pub node_id: String,
+    pub node_name: String,
+    pub state: MemberState,
+    /// When this host last heard the member alive.
+    pub seen_ms: i64,
+    pub body: serde_json::Value,
 }
 
 struct Gate {
@@ -62,9 +80,25 @@ struct Gate {
     store: Arc<Store>,
     me: Id,
     view: Arc<super::gossip::View>,
+    own: Arc<std::sync::Mutex<Own>>,
 }
 
-impl Admit for Gate {
+impl Serve for Gate {
+    fn keyring(&self) -> Keyring {
+        self.ring.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn sender(&self) -> u64 {
+        super::gossip::sender_id(&self.me.node)
+    }
+
+    fn delta(&self, epoch: u64, since: u64) -> Delta {
+        self.own
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .delta(epoch, since)
+    }
+
     fn admit(&self, hello: &Hello) -> Result<(Welcome, ReplyKey), Refusal> {
         let ring = self.ring.read().unwrap_or_else(|p| p.into_inner()).clone();
         let uses = self
@@ -116,6 +150,11 @@ impl Hub {
             events,
             running: tokio::sync::Mutex::new(None),
             view: std::sync::Mutex::new(None),
+            own: Arc::new(std::sync::Mutex::new(Own::new(
+                crate::clock::now_ms().max(0) as u64,
+            ))),
+            replicas: Arc::default(),
+            last_digest: std::sync::atomic::AtomicI64::new(0),
         }
     }
 
@@ -186,16 +225,25 @@ impl Hub {
             bump: crate::clock::now_ms().max(0) as u64,
         };
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Change>();
-        let gossip = Gossip::start(bind, me.clone(), ring.clone(), tx)
+        let (dtx, drx) = tokio::sync::mpsc::unbounded_channel::<Digest>();
+        let gossip = Gossip::start(bind, me.clone(), ring.clone(), tx, dtx)
             .await
             .map_err(bind_err)?;
         let gate = Arc::new(Gate {
             ring: ring.clone(),
             store: self.store.clone(),
-            me,
+            me: me.clone(),
             view: gossip.view.clone(),
+            own: self.own.clone(),
         });
         let serve = tokio::spawn(join::serve(listener, gate));
+        let sync = tokio::spawn(sync_loop(
+            drx,
+            ring.clone(),
+            gossip.view.clone(),
+            self.replicas.clone(),
+            super::gossip::sender_id(&me.node),
+        ));
         let (events, store, view, me_node) = (
             self.events.clone(),
             self.store.clone(),
@@ -236,7 +284,7 @@ impl Hub {
         *slot = Some(Running {
             ring,
             gossip,
-            tasks: vec![serve, watch],
+            tasks: vec![serve, watch, sync],
         });
         Ok(())
     }
@@ -421,6 +469,73 @@ impl Hub {
         self.view.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// Brings this host's records of `kinds` in line with `records` (the whole current set),
+    /// and tells the members when anything changed (and every few seconds anyway, so a
+    /// member that missed it catches up).
+    pub async fn publish(&self, kinds: &[Kind], records: Vec<(Kind, String, serde_json::Value)>) {
+        let (changed, digest) = {
+            let mut own = self.own.lock().unwrap_or_else(|p| p.into_inner());
+            let changed = own.update(kinds, records, crate::clock::now_ms());
+            (
+                changed,
+                Digest {
+                    node: self.node_id.clone(),
+                    epoch: own.epoch,
+                    version: own.version,
+                },
+            )
+        };
+        let run = self.running.lock().await;
+        if let Some(r) = run.as_ref() {
+            let now = crate::clock::now_ms();
+            let last = self.last_digest.load(std::sync::atomic::Ordering::Relaxed);
+            if changed || now - last >= DIGEST_EVERY_MS {
+                self.last_digest
+                    .store(now, std::sync::atomic::Ordering::Relaxed);
+                r.gossip.digest(digest).await;
+            }
+        }
+    }
+
+    /// The other members' records of `kind`, with each member's state.
+    pub fn remote(&self, kind: Kind) -> Vec<Remote> {
+        let members: BTreeMap<String, super::gossip::Member> = self
+            .counters()
+            .map(|v| {
+                v.members()
+                    .into_iter()
+                    .map(|m| (m.id.node.clone(), m))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let replicas = self.replicas.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = Vec::new();
+        for (node, rep) in replicas.iter() {
+            // A member removed (`node rm`) or this host itself is not shown.
+            let Some(m) = members.get(node) else { continue };
+            if node == &self.node_id {
+                continue;
+            }
+            for r in rep.of(kind) {
+                if let Some(body) = &r.body {
+                    out.push(Remote {
+                        node_id: node.clone(),
+                        node_name: m.id.name.clone(),
+                        state: m.state,
+                        seen_ms: m.seen_ms,
+                        body: body.clone(),
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    /// Whether this host is in a cluster now.
+    pub fn active(&self) -> bool {
+        self.counters().is_some()
+    }
+
     /// At daemon stop: stops the membership without a goodbye (this host comes back).
     pub async fn stop(&self) {
         *self.view.lock().unwrap_or_else(|p| p.into_inner()) = None;
@@ -430,5 +545,66 @@ impl Hub {
             }
             r.gossip.stop();
         }
+    }
+}
+
+/// How often a host repeats its digest when nothing changed.
+const DIGEST_EVERY_MS: i64 = 2000;
+
+/// Pulls from an owner whenever its digest is news, one pull per owner at a time.
+async fn sync_loop(
+    mut digests: tokio::sync::mpsc::UnboundedReceiver<Digest>,
+    ring: Arc<RwLock<Keyring>>,
+    view: Arc<super::gossip::View>,
+    replicas: Arc<std::sync::Mutex<BTreeMap<String, Replica>>>,
+    sender: u64,
+) {
+    let busy: Arc<std::sync::Mutex<std::collections::BTreeSet<String>>> = Arc::default();
+    while let Some(d) = digests.recv().await {
+        let wants = replicas
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&d.node)
+            .cloned()
+            .unwrap_or_default()
+            .wants(d.epoch, d.version);
+        let Some((epoch, since)) = wants else {
+            continue;
+        };
+        let Some(addr) = view
+            .members()
+            .into_iter()
+            .find(|m| m.id.node == d.node)
+            .map(|m| m.id.addr)
+        else {
+            continue;
+        };
+        if !busy
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(d.node.clone())
+        {
+            continue;
+        }
+        let (ring, replicas, busy) = (ring.clone(), replicas.clone(), busy.clone());
+        tokio::spawn(async move {
+            let keys = ring.read().unwrap_or_else(|p| p.into_inner()).clone();
+            match join::pull(addr, &keys, sender, join::PullRequest { epoch, since }).await {
+                Ok(delta) => {
+                    replicas
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .entry(d.node.clone())
+                        .or_default()
+                        .apply(delta);
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, %addr, "pull failed; the next digest retries")
+                }
+            }
+            busy.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&d.node);
+        });
     }
 }

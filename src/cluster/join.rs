@@ -1,7 +1,14 @@
-//! The join channel: TCP on the cluster's bind address. A joiner sends `J`, then one framed
-//! [`Hello`]; the member answers one framed [`Answer`]: its keyring and members sealed under
-//! the token's key, or the reason it refuses. Bounded: 16 KiB a frame, 5 s a connection, 32
-//! connections at once; what is not a join is closed unread.
+//! The peer channel: TCP on the cluster's bind address, one request and one answer a
+//! connection, its first byte saying which.
+//!
+//! - `J`, a join: one framed [`Hello`] (in clear: nothing in it is secret); the member answers
+//!   one framed [`Answer`]: its keyring and members sealed under the token's key, or the
+//!   reason it refuses.
+//! - `P`, a pull of replicated state: a [`PullRequest`] in the sealed envelope (peer key);
+//!   the answer is the owner's [`Delta`], sealed. What does not open is closed unanswered.
+//!
+//! Bounded: 16 KiB a request, 8 MiB an answer, 5 s a connection, 32 connections at once;
+//! any other first byte is closed unread.
 
 use super::gossip::Id;
 use super::keys::Keyring;
@@ -13,7 +20,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 pub const TAG_JOIN: u8 = b'J';
+pub const TAG_PULL: u8 = b'P';
+/// The largest request.
 pub const MAX_FRAME: usize = 16 * 1024;
+/// The largest answer (a whole state).
+pub const MAX_ANSWER: usize = 8 << 20;
 pub const CONN_TIME: Duration = Duration::from_secs(5);
 pub const MAX_CONNS: usize = 32;
 
@@ -52,11 +63,11 @@ pub enum JoinError {
     Protocol { member: SocketAddr, detail: String },
 }
 
-pub async fn read_frame(s: &mut TcpStream) -> std::io::Result<Vec<u8>> {
+pub async fn read_frame(s: &mut TcpStream, max: usize) -> std::io::Result<Vec<u8>> {
     let n = s.read_u32().await? as usize;
-    if n > MAX_FRAME {
+    if n > max {
         return Err(std::io::Error::other(format!(
-            "a frame of {n} bytes is over the {MAX_FRAME}-byte bound"
+            "a frame of {n} bytes is over the {max}-byte bound"
         )));
     }
     let mut buf = vec![0u8; n];
@@ -86,7 +97,7 @@ pub async fn request(
             s.write_u8(TAG_JOIN).await?;
             let body = serde_json::to_vec(&hello).map_err(std::io::Error::other)?;
             write_frame(&mut s, &body).await?;
-            read_frame(&mut s).await
+            read_frame(&mut s, MAX_FRAME).await
         })
         .await;
         let answer = match attempt {
@@ -128,15 +139,82 @@ pub async fn request(
     Err(JoinError::Unreachable(failures.join("; ")))
 }
 
-/// How a member answers a hello (the hub's side: the keyring, the uses so far, the members).
-pub trait Admit: Send + Sync + 'static {
+/// What a host asks an owner for.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PullRequest {
+    pub epoch: u64,
+    pub since: u64,
+}
+
+/// The member's side of the channel (the hub).
+pub trait Serve: Send + Sync + 'static {
     /// Checks the hello and, when it is admitted, counts the token's use and returns the
     /// welcome and the key to seal it under.
     fn admit(&self, hello: &Hello) -> Result<(Welcome, super::token::ReplyKey), Refusal>;
+    fn keyring(&self) -> Keyring;
+    /// This host's sender id in the envelope.
+    fn sender(&self) -> u64;
+    /// This host's records after (`epoch`, `since`).
+    fn delta(&self, epoch: u64, since: u64) -> super::state::Delta;
 }
 
-/// Serves joins on `listener` until the task is aborted.
-pub async fn serve(listener: TcpListener, admit: std::sync::Arc<dyn Admit>) {
+fn nonce() -> std::io::Result<[u8; 12]> {
+    let r = super::keys::random_32().map_err(std::io::Error::other)?;
+    let mut n = [0u8; 12];
+    n.copy_from_slice(&r[..12]);
+    Ok(n)
+}
+
+/// Asks the owner at `addr` for its records after (`epoch`, `since`).
+pub async fn pull(
+    addr: SocketAddr,
+    ring: &Keyring,
+    sender: u64,
+    req: PullRequest,
+) -> std::io::Result<super::state::Delta> {
+    use super::keys::Purpose;
+    tokio::time::timeout(CONN_TIME, async {
+        let mut s = TcpStream::connect(addr).await?;
+        s.write_u8(TAG_PULL).await?;
+        let body = serde_json::to_vec(&req).map_err(std::io::Error::other)?;
+        let seq = crate::clock::now_ms().max(0) as u64;
+        write_frame(
+            &mut s,
+            &super::seal::seal(ring, Purpose::Peer, sender, seq, nonce()?, &body),
+        )
+        .await?;
+        let answer = read_frame(&mut s, MAX_ANSWER).await?;
+        let opened = super::seal::open(ring, Purpose::Peer, &answer, MAX_ANSWER).map_err(|d| {
+            std::io::Error::other(format!("the answer did not open ({})", d.as_str()))
+        })?;
+        serde_json::from_slice(&opened.body).map_err(std::io::Error::other)
+    })
+    .await
+    .map_err(|_| std::io::Error::other(format!("{addr} did not answer within {CONN_TIME:?}")))?
+}
+
+async fn answer_pull(s: &mut TcpStream, gate: &dyn Serve) -> std::io::Result<()> {
+    use super::keys::Purpose;
+    let frame = read_frame(s, MAX_FRAME).await?;
+    let ring = gate.keyring();
+    let Ok(opened) = super::seal::open(&ring, Purpose::Peer, &frame, MAX_FRAME) else {
+        return Ok(());
+    };
+    let Ok(req) = serde_json::from_slice::<PullRequest>(&opened.body) else {
+        return Ok(());
+    };
+    let delta = gate.delta(req.epoch, req.since);
+    let body = serde_json::to_vec(&delta).map_err(std::io::Error::other)?;
+    let seq = crate::clock::now_ms().max(0) as u64;
+    let sealed = super::seal::seal(&ring, Purpose::Peer, gate.sender(), seq, nonce()?, &body);
+    if sealed.len() > MAX_ANSWER {
+        return Ok(());
+    }
+    write_frame(s, &sealed).await
+}
+
+/// Serves the channel on `listener` until the task is aborted.
+pub async fn serve(listener: TcpListener, admit: std::sync::Arc<dyn Serve>) {
     let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONNS));
     loop {
         let Ok((mut s, from)) = listener.accept().await else {
@@ -151,10 +229,12 @@ pub async fn serve(listener: TcpListener, admit: std::sync::Arc<dyn Admit>) {
         tokio::spawn(async move {
             let _permit = permit;
             let _ = tokio::time::timeout(CONN_TIME, async {
-                if s.read_u8().await? != TAG_JOIN {
-                    return Ok::<_, std::io::Error>(());
+                match s.read_u8().await? {
+                    TAG_JOIN => {}
+                    TAG_PULL => return answer_pull(&mut s, admit.as_ref()).await,
+                    _ => return Ok::<_, std::io::Error>(()),
                 }
-                let body = read_frame(&mut s).await?;
+                let body = read_frame(&mut s, MAX_FRAME).await?;
                 let answer = match serde_json::from_slice::<Hello>(&body) {
                     Err(_) => Answer::Refused(Refusal::Wrong),
                     Ok(hello) => match admit.admit(&hello) {

@@ -12,4 +12,5 @@ pub mod hub;
 pub mod join;
 pub mod keys;
 pub mod seal;
+pub mod state;
 pub mod token;

@@ -48,6 +48,8 @@ const SHUTDOWN_FLUSH: Duration = Duration::from_secs(10);
 pub struct Daemon {
     core: Arc<Core>,
     cluster: Arc<crate::cluster::hub::Hub>,
+    /// Publishes this host's records to the cluster after each reconcile pass.
+    publisher: tokio::task::JoinHandle<()>,
     api: crate::api::Server,
     loops: Loops,
     /// The routers' stop signal.
@@ -128,10 +130,12 @@ impl Daemon {
                 &format!("cannot rejoin the cluster: {e}; this host runs its apps alone"),
             ),
         }
+        let ops = crate::agent::Ops::new(core.clone(), cluster.clone());
+        let publisher = tokio::spawn(publish_loop(ops.clone()));
         let api = crate::api::Server::start(
             cfg.listen,
             token.clone(),
-            crate::agent::Ops::new(core.clone(), cluster.clone()),
+            ops,
             tokio::runtime::Handle::current(),
         )
         .map_err(|detail| DaemonError::Listen {
@@ -142,6 +146,7 @@ impl Daemon {
         Ok(Daemon {
             core,
             cluster,
+            publisher,
             api,
             loops,
             routers,
@@ -183,6 +188,7 @@ impl Daemon {
         tracing::info!("shutting down: API closed, loops stopping");
         self.core.begin_stop();
         self.api.shutdown().await;
+        self.publisher.abort();
         self.cluster.stop().await;
         let _ = self.routers.send(true);
         self.loops.stop().await;
@@ -195,6 +201,19 @@ impl Daemon {
                 "agent stopped (containers keep running); {left} lines wait in the outbox for the next start"
             ),
         );
+    }
+}
+
+/// After each reconcile pass (at least every 2 s), this host's records go to the cluster
+/// (nothing is done while the host is in no cluster).
+async fn publish_loop(ops: crate::agent::Ops) {
+    loop {
+        ops.next_pass(Duration::from_secs(2)).await;
+        if let Err(e) = ops.publish_to_cluster().await {
+            tracing::debug!(error = %e, "cannot publish to the cluster; next pass retries");
+        }
+        // Passes in a burst publish once.
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
