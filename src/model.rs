@@ -946,6 +946,15 @@ impl std::fmt::Display for AppState {
     }
 }
 
+/// A node's own settings: its labels (placement reads them) and whether it is drained.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeSettings {
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    pub drain: bool,
+}
+
 /// What an event is about (`berth events` shows it in the KIND column; stored as its text).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

@@ -433,6 +433,18 @@ pub struct SystemPruneReport {
     pub volumes: Vec<String>,
 }
 
+/// `berth node label NAME k=v k2-`: labels to set and to remove.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LabelRequest {
+    #[serde(default)]
+    pub set: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    pub remove: Vec<String>,
+}
+
+pub use crate::model::NodeSettings;
+
 /// `berth cluster token create`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -505,4 +517,13 @@ pub struct NodeView {
     pub me: bool,
     pub seen_ms: i64,
     pub since_ms: i64,
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    pub drain: bool,
+    /// Its agent's version (empty until its node record arrived).
+    #[serde(default)]
+    pub agent: String,
+    #[serde(default)]
+    pub instances: u64,
 }

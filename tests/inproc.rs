@@ -744,3 +744,144 @@ async fn every_host_sees_the_apps_and_instances_of_the_others() {
     .await;
     eprintln!("b after a stopped: {apps}");
 }
+
+/// Writes and one-app reads asked on a member that does not own the app are run by the owner
+/// (and node changes by the node named); with the owner gone they are refused, naming it and
+/// its state. A forwarded request sent twice (a replay) runs once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_hands_changes_to_the_owner_and_refuses_them_while_it_is_gone() {
+    let (mut a, a_addr) = cluster_node("host-a").await;
+    let (b, _) = cluster_node("host-b").await;
+    a.call("POST", "/v1/cluster/init", None).await;
+    let (_, body) = a.call("POST", "/v1/cluster/tokens", None).await;
+    let t = serde_json::from_str::<serde_json::Value>(&body).unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(join(&b, t).await.0, 200);
+    assert_eq!(a.deploy("shop", WEB).await.0, 201);
+    wait_body(&b, "/v1/apps", "shop on b", Duration::from_secs(10), |v| {
+        v.as_array()
+            .is_some_and(|l| l.iter().any(|x| x["name"] == "shop"))
+    })
+    .await;
+    // Scale on b: a runs it.
+    let (s, body) = b
+        .call(
+            "POST",
+            "/v1/apps/shop/scale",
+            Some(serde_json::json!({"services": {"web": 3}})),
+        )
+        .await;
+    assert_eq!(s, 200, "{body}");
+    until("3 running on a", Duration::from_secs(10), || {
+        a.running("shop") == 3
+    })
+    .await;
+    let (s, body) = b
+        .call("GET", "/v1/apps/shop/services/web/versions", None)
+        .await;
+    assert_eq!(s, 200, "{body}");
+    assert!(body.contains("web-001"), "{body}");
+    // Labels and drain of host-a, asked on b, are set on a.
+    let (s, body) = b
+        .call(
+            "POST",
+            "/v1/nodes/host-a/label",
+            Some(serde_json::json!({"set": {"az": "2"}})),
+        )
+        .await;
+    assert_eq!(s, 200, "{body}");
+    let (s, body) = b.call("POST", "/v1/nodes/host-a/drain", None).await;
+    assert_eq!(s, 200, "{body}");
+    let nodes = wait_body(
+        &b,
+        "/v1/nodes",
+        "host-a's labels on b",
+        Duration::from_secs(10),
+        |v| {
+            v.as_array().is_some_and(|l| {
+                l.iter().any(|n| {
+                    n["name"] == "host-a" && n["labels"]["az"] == "2" && n["drain"] == true
+                })
+            })
+        },
+    )
+    .await;
+    assert!(nodes.to_string().contains("\"agent\""), "{nodes}");
+    let (s, body) = b
+        .call(
+            "POST",
+            "/v1/nodes/host-a/label",
+            Some(serde_json::json!({"set": {"bad key": "x"}})),
+        )
+        .await;
+    assert_eq!(s, 400, "{body}");
+    // A forwarded request replayed: the second copy is refused.
+    let ring = berth::cluster::keys::Keyring::load(&a.dir.path().join("data/cluster.key"))
+        .unwrap()
+        .unwrap();
+    let f = berth::cluster::join::Forward {
+        method: "POST".into(),
+        url: "/v1/apps/shop/scale".into(),
+        body: r#"{"services":{"web":1}}"#.into(),
+        at_ms: berth::clock::now_ms(),
+        from: "attacker".into(),
+    };
+    let send = || berth::cluster::join::forward(a_addr, &ring, 77, 5, &f, Duration::from_secs(10));
+    assert_eq!(send().await.unwrap().status, 200);
+    let again = send().await.unwrap();
+    assert_eq!(again.status, 409, "{}", again.body);
+    assert!(again.body.contains("replay"), "{}", again.body);
+    // a's agent stops: b refuses changes to a's app, naming a and its state, and still
+    // shows the app.
+    a.stop().await;
+    let start = Instant::now();
+    loop {
+        let (s, body) = b
+            .call(
+                "POST",
+                "/v1/apps/shop/scale",
+                Some(serde_json::json!({"services": {"web": 2}})),
+            )
+            .await;
+        if s == 503 {
+            assert!(
+                body.contains("host-a") && body.contains("app shop"),
+                "{body}"
+            );
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "never refused: {s} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    wait_body(
+        &b,
+        "/v1/apps",
+        "shop shown stale on b",
+        Duration::from_secs(20),
+        |v| {
+            v.as_array().is_some_and(|l| {
+                l.iter()
+                    .any(|x| x["name"] == "shop" && x.get("stale").is_some())
+            })
+        },
+    )
+    .await;
+    // Once a is suspected or lost, the refusal says so.
+    let (s, body) = b
+        .call(
+            "POST",
+            "/v1/apps/shop/scale",
+            Some(serde_json::json!({"services": {"web": 2}})),
+        )
+        .await;
+    assert_eq!(s, 503, "{body}");
+    assert!(
+        body.contains("which is suspect") || body.contains("which is lost"),
+        "{body}"
+    );
+}

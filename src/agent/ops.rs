@@ -88,6 +88,120 @@ impl Ops {
         self.core.stopping()
     }
 
+    /// `berth node label`: sets and removes this node's labels.
+    pub fn node_label(
+        &self,
+        req: crate::wire::LabelRequest,
+    ) -> Result<crate::wire::NodeSettings, CoreError> {
+        let valid_key = |k: &str| {
+            !k.is_empty()
+                && k.len() <= 63
+                && k.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-/".contains(&b))
+        };
+        for (k, v) in &req.set {
+            if !valid_key(k) {
+                return Err(CoreError::BadRequest(format!(
+                    "label key {k:?}: use 1-63 letters, digits, '.', '_', '-' or '/'"
+                )));
+            }
+            if v.len() > 128 || v.chars().any(|c| c.is_control()) {
+                return Err(CoreError::BadRequest(format!(
+                    "label {k}: the value is at most 128 characters, without control characters"
+                )));
+            }
+        }
+        if let Some(k) = req.remove.iter().find(|k| !valid_key(k)) {
+            return Err(CoreError::BadRequest(format!(
+                "label key {k:?} is not a valid key"
+            )));
+        }
+        let mut s = self.core.store.node_settings()?;
+        for k in &req.remove {
+            s.labels.remove(k);
+        }
+        s.labels.extend(req.set.clone());
+        if s.labels.len() > 64 {
+            return Err(CoreError::BadRequest("a node has at most 64 labels".into()));
+        }
+        self.core.store.set_node_settings(&s)?;
+        let shown: Vec<String> = s.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        self.core.event(
+            crate::model::EventKind::Node,
+            "",
+            "",
+            &format!("node {} labels: {}", self.core.node_name, shown.join(" ")),
+        );
+        self.core.wake(super::Wake::Command);
+        Ok(s)
+    }
+
+    /// `berth node drain` / `undrain`: whether placement may put new instances here.
+    pub fn node_drain(&self, drain: bool) -> Result<crate::wire::NodeSettings, CoreError> {
+        let mut s = self.core.store.node_settings()?;
+        if s.drain != drain {
+            s.drain = drain;
+            self.core.store.set_node_settings(&s)?;
+            self.core.event(
+                crate::model::EventKind::Node,
+                "",
+                "",
+                &format!(
+                    "node {} {}",
+                    self.core.node_name,
+                    if drain {
+                        "drained: no new instances are placed here"
+                    } else {
+                        "undrained"
+                    }
+                ),
+            );
+            self.core.wake(super::Wake::Command);
+        }
+        Ok(s)
+    }
+
+    /// `berth nodes`: the members, with each one's labels and drain flag (this host's from
+    /// its store, the others' from their node records).
+    pub async fn nodes(&self) -> Result<Vec<crate::wire::NodeView>, CoreError> {
+        let mut list = self.cluster.nodes().await?;
+        let mine = self.core.store.node_settings()?;
+        let theirs: BTreeMap<String, serde_json::Value> = self
+            .cluster
+            .remote(crate::cluster::state::Kind::Node)
+            .into_iter()
+            .map(|r| (r.node_id, r.body))
+            .collect();
+        for n in &mut list {
+            let s = if n.me {
+                mine.clone()
+            } else {
+                theirs
+                    .get(&n.node_id)
+                    .and_then(|b| serde_json::from_value(b["settings"].clone()).ok())
+                    .unwrap_or_default()
+            };
+            n.labels = s.labels;
+            n.drain = s.drain;
+            if n.me {
+                n.agent = env!("CARGO_PKG_VERSION").into();
+                n.instances = self.core.instances().await?.len() as u64;
+            } else if let Some(b) = theirs.get(&n.node_id) {
+                n.agent = b["agent"].as_str().unwrap_or_default().to_string();
+                n.instances = b["instances"].as_u64().unwrap_or(0);
+            }
+        }
+        Ok(list)
+    }
+
+    /// The member that owns `app`, when this host does not and another one does.
+    pub fn remote_owner(&self, app: &str) -> Option<String> {
+        if !self.cluster.active() || matches!(self.core.store.get_app(app), Ok(Some(_))) {
+            return None;
+        }
+        self.cluster.owner_of(app).map(|r| r.node_id)
+    }
+
     /// Waits (up to `limit`) for the next reconcile pass to hand its table to the router.
     pub async fn next_pass(&self, limit: std::time::Duration) {
         let _ = tokio::time::timeout(limit, self.core.routed.notified()).await;
@@ -112,6 +226,7 @@ impl Ops {
                 "engine": self.core.engine,
                 "agent": env!("CARGO_PKG_VERSION"),
                 "instances": instances.len(),
+                "settings": self.core.store.node_settings()?,
             }),
         ));
         for a in &apps {

@@ -89,6 +89,12 @@ impl Server {
             rt: rt.clone(),
             limits,
         });
+        {
+            let for_peers = ctx.clone();
+            ctx.ops.cluster().set_forward_handler(Arc::new(move |f| {
+                Box::pin(run_forwarded(for_peers.clone(), f))
+            }));
+        }
         let handler: server::Handler = Arc::new(move |req| {
             let ctx = ctx.clone();
             Box::pin(async move { handle(req, ctx).await })
@@ -154,6 +160,7 @@ fn status_of(e: &CoreError) -> u16 {
             match c {
                 C::Invalid(_) | C::Join(crate::cluster::join::JoinError::Token(_)) => 400,
                 C::NotFound(_) => 404,
+                C::Unavailable(_) => 503,
                 C::Conflict(_) | C::NotInCluster => 409,
                 C::Join(crate::cluster::join::JoinError::Refused { .. }) => 403,
                 C::Join(_) => 502,
@@ -237,6 +244,42 @@ async fn handle(req: Request<Incoming>, ctx: Arc<Ctx>) -> Response<Body> {
             "missing or wrong API token: pass it with --token or BERTH_TOKEN (it is in <data-dir>/api.token)",
         ));
     }
+    // A change to another node: that node makes it.
+    if let Route::NodeChange { name, .. } = &route
+        && ops.cluster().active()
+    {
+        let Some(m) = ops.cluster().member(name) else {
+            return respond(error(
+                404,
+                &format!("no member is named {name:?}: see `berth nodes`"),
+            ));
+        };
+        if m.id.node != ops.cluster().node_id() {
+            let body = if route.takes_body() {
+                match server::read_body(req, MAX_JSON_BODY, ctx.limits.body_timeout).await {
+                    Ok(b) => b,
+                    Err(e) => return respond(body_error(&e)),
+                }
+            } else {
+                Vec::new()
+            };
+            return respond(forward_to(ops, &m.id.node, &method, &url, &body).await);
+        }
+    }
+    // An app another member owns: its owner answers, as if asked there.
+    if let Some(app) = route.owned_app()
+        && let Some(owner) = ops.remote_owner(app)
+    {
+        let body = if route.takes_body() {
+            match server::read_body(req, MAX_JSON_BODY, ctx.limits.body_timeout).await {
+                Ok(b) => b,
+                Err(e) => return respond(body_error(&e)),
+            }
+        } else {
+            Vec::new()
+        };
+        return respond(forward_to(ops, &owner, &method, &url, &body).await);
+    }
     match route {
         Route::LoadImages => respond(
             match bundle::load(req, ops.clone(), ctx.limits.stream_idle).await {
@@ -292,6 +335,58 @@ async fn handle(req: Request<Incoming>, ctx: Arc<Ctx>) -> Response<Body> {
                 )),
             }
         }
+    }
+}
+
+/// Runs a request on member `node` (the owner of what it is about) and answers its reply.
+async fn forward_to(ops: &Ops, node: &str, method: &str, url: &str, body: &[u8]) -> Reply {
+    match ops.cluster().forward(node, method, url, body).await {
+        Ok(r) => (r.status, r.body.into_bytes(), "application/json"),
+        Err(e) => {
+            let e = CoreError::from(e);
+            error(status_of(&e), &e.to_string())
+        }
+    }
+}
+
+/// Runs a request another member forwarded (authenticated by the cluster key, not the
+/// token): the same routes and commands as a local request, never forwarded again.
+async fn run_forwarded(
+    ctx: Arc<Ctx>,
+    f: crate::cluster::join::Forward,
+) -> crate::cluster::join::ForwardReply {
+    let reply = |(status, body, _): Reply| crate::cluster::join::ForwardReply {
+        status,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    };
+    let route = match parse_request(&f.method, &f.url) {
+        Err(e) => return reply(error(e.status(), &e.to_string())),
+        Ok(r)
+            if r.owned_app().is_none()
+                && !matches!(r, Route::Deploy | Route::NodeChange { .. }) =>
+        {
+            return reply(error(
+                403,
+                "this request cannot be forwarded between members",
+            ));
+        }
+        Ok(r) => r,
+    };
+    let cmd = match Command::new(route, f.body.as_bytes()) {
+        Ok(c) => c,
+        Err(CommandError::Body(e)) => return reply(error(400, &e)),
+        Err(CommandError::Streamed) => {
+            return reply(error(400, "a streamed request cannot be forwarded"));
+        }
+    };
+    tracing::info!(from = %f.from, method = %f.method, url = %f.url, "running a forwarded request");
+    let (ops, rt) = (ctx.ops.clone(), ctx.rt.clone());
+    match tokio::task::spawn_blocking(move || run(cmd, &ops, &rt)).await {
+        Ok(r) => reply(r),
+        Err(_) => reply(error(
+            500,
+            "internal error: the owner failed on the forwarded request",
+        )),
     }
 }
 
@@ -363,7 +458,9 @@ fn run(cmd: Command, ops: &Ops, rt: &tokio::runtime::Handle) -> Reply {
                 json(200, &serde_json::json!({ "removed": name }))
             }
             Command::SystemPrune => json(200, &ops.system_prune().await?),
-            Command::Nodes => json(200, &ops.cluster().nodes().await?),
+            Command::Nodes => json(200, &ops.nodes().await?),
+            Command::NodeLabel(r) => json(200, &ops.node_label(r)?),
+            Command::NodeDrain(d) => json(200, &ops.node_drain(d)?),
             Command::RemoveNode(name) => {
                 ops.cluster().forget(&name).await?;
                 json(200, &serde_json::json!({ "removed": name }))

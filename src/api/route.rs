@@ -82,6 +82,19 @@ pub enum Route {
     CreateToken,
     ClusterJoin,
     ClusterLeave,
+    /// `POST /v1/nodes/NAME/{label,drain,undrain}`: run by that node (forwarded there).
+    NodeChange {
+        name: String,
+        action: NodeAction,
+    },
+}
+
+/// What `NodeChange` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeAction {
+    Label,
+    Drain,
+    Undrain,
 }
 
 pub use crate::wire::LogsParams;
@@ -90,6 +103,28 @@ impl Route {
     /// Answered without a token (liveness checks, load balancers).
     pub fn public(&self) -> bool {
         matches!(self, Route::Health)
+    }
+
+    /// The app a route is about, for the routes a member that does not own the app hands
+    /// to its owner (reads of one app and every change to it; `logs -f` streams, so it is
+    /// not among them yet).
+    pub fn owned_app(&self) -> Option<&str> {
+        match self {
+            Route::AppStatus(a)
+            | Route::Inspect(a)
+            | Route::Scale(a)
+            | Route::Stop(a)
+            | Route::Start(a)
+            | Route::Redeploy(a)
+            | Route::RemoveApp { name: a, .. }
+            | Route::Versions { app: a, .. }
+            | Route::DeleteVersion { app: a, .. }
+            | Route::Traffic { app: a, .. }
+            | Route::Rollback { app: a, .. }
+            | Route::Release { app: a, .. } => Some(a),
+            Route::Logs(p) if !p.follow => Some(&p.app),
+            _ => None,
+        }
     }
 
     pub fn takes_body(&self) -> bool {
@@ -104,6 +139,10 @@ impl Route {
                 | Route::CreateVolume
                 | Route::CreateToken
                 | Route::ClusterJoin
+                | Route::NodeChange {
+                    action: NodeAction::Label,
+                    ..
+                }
         )
     }
 }
@@ -182,6 +221,10 @@ pub enum Command {
     CreateToken(crate::wire::TokenRequest),
     ClusterJoin(crate::wire::JoinRequest),
     ClusterLeave,
+    /// Labels of this node: set and removed.
+    NodeLabel(crate::wire::LabelRequest),
+    /// Drain (true) or undrain this node.
+    NodeDrain(bool),
 }
 
 /// Why a route did not become a command.
@@ -288,6 +331,13 @@ impl Command {
             Route::CreateToken => Command::CreateToken(json_or_default(body)?),
             Route::ClusterJoin => Command::ClusterJoin(json(body)?),
             Route::ClusterLeave => Command::ClusterLeave,
+            // The node named is this one by the time a command is made (the API forwards
+            // the request to the node it names).
+            Route::NodeChange { action, .. } => match action {
+                NodeAction::Label => Command::NodeLabel(json(body)?),
+                NodeAction::Drain => Command::NodeDrain(true),
+                NodeAction::Undrain => Command::NodeDrain(false),
+            },
             Route::LoadImages | Route::SaveImages(_) => return Err(CommandError::Streamed),
         })
     }
@@ -558,12 +608,27 @@ pub fn parse_request(method: &str, url: &str) -> Result<Route, RouteError> {
         }
         (["v1", "nodes"], "GET") => Route::Nodes,
         (["v1", "nodes", name], "DELETE") => Route::RemoveNode(node_name(name)?),
+        (["v1", "nodes", name, action], "POST") => Route::NodeChange {
+            name: node_name(name)?,
+            action: match *action {
+                "label" => NodeAction::Label,
+                "drain" => NodeAction::Drain,
+                "undrain" => NodeAction::Undrain,
+                _ => {
+                    return Err(RouteError::NotFound {
+                        method: method.into(),
+                        path: path.into(),
+                    });
+                }
+            },
+        },
         (["v1", "cluster", "init"], "POST") => Route::ClusterInit,
         (["v1", "cluster", "tokens"], "POST") => Route::CreateToken,
         (["v1", "cluster", "join"], "POST") => Route::ClusterJoin,
         (["v1", "cluster", "leave"], "POST") => Route::ClusterLeave,
         (["v1", "nodes"], _)
         | (["v1", "nodes", _], _)
+        | (["v1", "nodes", _, _], _)
         | (["v1", "cluster", "init" | "tokens" | "join" | "leave"], _) => {
             return Err(not_allowed());
         }
@@ -661,6 +726,23 @@ mod tests {
         ("POST", "/v1/cluster/join", Ok("ClusterJoin")),
         ("POST", "/v1/cluster/leave", Ok("ClusterLeave")),
         ("GET", "/v1/cluster/join", Err(405)),
+        (
+            "POST",
+            "/v1/nodes/host3/label",
+            Ok("NodeChange { name: \"host3\", action: Label }"),
+        ),
+        (
+            "POST",
+            "/v1/nodes/host3/drain",
+            Ok("NodeChange { name: \"host3\", action: Drain }"),
+        ),
+        (
+            "POST",
+            "/v1/nodes/host3/undrain",
+            Ok("NodeChange { name: \"host3\", action: Undrain }"),
+        ),
+        ("POST", "/v1/nodes/host3/reboot", Err(404)),
+        ("GET", "/v1/nodes/host3/drain", Err(405)),
         ("POST", "/v1/health", Err(405)),
         ("GET", "/v1/apps", Ok("ListApps")),
         ("POST", "/v1/apps", Ok("Deploy")),

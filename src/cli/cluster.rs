@@ -43,6 +43,31 @@ pub enum TokenCommand {
 pub enum NodeCommand {
     /// Forget a member that is lost or left (refused while it is alive).
     Rm { name: String },
+    /// Set a node's labels (`az=2 disk=ssd`); `KEY-` removes one.
+    Label {
+        name: String,
+        #[arg(required = true, value_name = "KEY=VALUE|KEY-")]
+        labels: Vec<String>,
+    },
+    /// Place no new instances on a node (what runs there keeps running).
+    Drain { name: String },
+    /// Place instances on a node again.
+    Undrain { name: String },
+}
+
+/// `az=2` sets, `az-` removes.
+fn label_request(args: &[String]) -> Result<crate::wire::LabelRequest> {
+    let mut req = crate::wire::LabelRequest::default();
+    for a in args {
+        if let Some((k, v)) = a.split_once('=') {
+            req.set.insert(k.trim().to_string(), v.to_string());
+        } else if let Some(k) = a.strip_suffix('-') {
+            req.remove.push(k.to_string());
+        } else {
+            bail!("{a:?}: write KEY=VALUE to set a label, or KEY- to remove one");
+        }
+    }
+    Ok(req)
 }
 
 /// `1h`, `30m`, `7d`, `90s`.
@@ -119,6 +144,7 @@ pub fn nodes(client: &Client, json: bool) -> Result<()> {
     let rows: Vec<Vec<String>> = nodes
         .iter()
         .map(|n| {
+            let labels: Vec<String> = n.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
             vec![
                 if n.me {
                     format!("{} *", n.name)
@@ -126,17 +152,54 @@ pub fn nodes(client: &Client, json: bool) -> Result<()> {
                     n.name.clone()
                 },
                 n.address.to_string(),
-                n.state.clone(),
+                if n.drain {
+                    format!("{} (drained)", n.state)
+                } else {
+                    n.state.clone()
+                },
+                if labels.is_empty() {
+                    "-".into()
+                } else {
+                    labels.join(",")
+                },
+                n.instances.to_string(),
+                if n.agent.is_empty() {
+                    "?".into()
+                } else {
+                    n.agent.clone()
+                },
                 if n.me {
                     "now".into()
                 } else {
                     format!("{} ago", age((now - n.seen_ms).max(0) / 1000))
                 },
-                n.node_id.clone(),
             ]
         })
         .collect();
-    table(&["NAME", "ADDRESS", "STATE", "SEEN", "NODE ID"], &rows);
+    table(
+        &[
+            "NAME",
+            "ADDRESS",
+            "STATE",
+            "LABELS",
+            "INSTANCES",
+            "AGENT",
+            "SEEN",
+        ],
+        &rows,
+    );
+    let versions: std::collections::BTreeSet<&str> = nodes
+        .iter()
+        .map(|n| n.agent.as_str())
+        .filter(|a| !a.is_empty())
+        .collect();
+    if versions.len() > 2 {
+        eprintln!(
+            "warning: the cluster runs {} agent versions ({}): upgrade the oldest hosts; one release apart is what works together",
+            versions.len(),
+            versions.into_iter().collect::<Vec<_>>().join(", ")
+        );
+    }
     Ok(())
 }
 
@@ -145,6 +208,22 @@ pub fn node(client: &Client, cmd: NodeCommand) -> Result<()> {
         NodeCommand::Rm { name } => {
             let _: serde_json::Value = client.delete(&format!("/v1/nodes/{name}"))?;
             println!("node {name} removed from the member list");
+        }
+        NodeCommand::Label { name, labels } => {
+            let s: crate::wire::NodeSettings =
+                client.post(&format!("/v1/nodes/{name}/label"), &label_request(&labels)?)?;
+            let shown: Vec<String> = s.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            println!("node {name} labels: {}", shown.join(" "));
+        }
+        NodeCommand::Drain { name } => {
+            let _: crate::wire::NodeSettings =
+                client.post(&format!("/v1/nodes/{name}/drain"), &serde_json::json!({}))?;
+            println!("node {name} drained: no new instances are placed there");
+        }
+        NodeCommand::Undrain { name } => {
+            let _: crate::wire::NodeSettings =
+                client.post(&format!("/v1/nodes/{name}/undrain"), &serde_json::json!({}))?;
+            println!("node {name} undrained");
         }
     }
     Ok(())

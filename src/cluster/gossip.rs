@@ -129,6 +129,9 @@ impl Counters {
 /// The members as this host sees them (itself included), for the API.
 pub struct View {
     members: Mutex<BTreeMap<String, Member>>,
+    /// Members removed with `berth node rm`, by the identity (bump) removed: foca may still
+    /// list them as down; they come back only as a newer identity (the host started again).
+    forgotten: Mutex<BTreeMap<String, u64>>,
     pub counters: Counters,
 }
 
@@ -215,12 +218,17 @@ impl View {
     /// Forgets a member that is not alive; false when it is unknown or alive.
     pub fn forget(&self, node: &str) -> Result<(), MemberState> {
         let mut m = self.members.lock().unwrap_or_else(|p| p.into_inner());
-        match m.get(node).map(|x| x.state) {
-            Some(s @ (MemberState::Alive | MemberState::Suspect)) => Err(s),
-            _ => {
+        match m.get(node).map(|x| (x.state, x.id.bump)) {
+            Some((s @ (MemberState::Alive | MemberState::Suspect), _)) => Err(s),
+            Some((_, bump)) => {
                 m.remove(node);
+                self.forgotten
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(node.to_string(), bump);
                 Ok(())
             }
+            None => Ok(()),
         }
     }
 }
@@ -312,6 +320,7 @@ impl Gossip {
         let (tx, rx) = mpsc::channel::<Input>(1024);
         let view = Arc::new(View {
             members: Mutex::new(BTreeMap::new()),
+            forgotten: Mutex::new(BTreeMap::new()),
             counters: Counters::default(),
         });
         let sealer = Arc::new(Sealer {
@@ -575,11 +584,18 @@ fn publish(
 ) {
     let now = crate::clock::now_ms();
     let mut members = view.members.lock().unwrap_or_else(|p| p.into_inner());
+    let mut forgotten = view.forgotten.lock().unwrap_or_else(|p| p.into_inner());
     let mut seen = std::collections::BTreeSet::new();
     for m in foca.iter_membership_state() {
         let id = m.id();
         if id.node == me.node || id.node.is_empty() {
             continue;
+        }
+        if let Some(&bump) = forgotten.get(&id.node) {
+            if id.bump <= bump {
+                continue;
+            }
+            forgotten.remove(&id.node);
         }
         // Two identities of one node: the newer one speaks for it.
         if let Some(cur) = members.get(&id.node)

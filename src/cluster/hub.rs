@@ -36,6 +36,20 @@ pub enum ClusterError {
     Conflict(String),
     #[error("{0}")]
     NotFound(String),
+    /// The member that must do it cannot now.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// What a URL is about, for a message: `app shop` from `/v1/apps/shop/scale`.
+fn url_subject(url: &str) -> String {
+    let path = url.split('?').next().unwrap_or(url);
+    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    match segs.as_slice() {
+        ["v1", "apps", name, ..] => format!("app {name}"),
+        ["v1", "nodes", name, ..] => format!("node {name}"),
+        _ => "this".into(),
+    }
 }
 
 /// Records an event (the agent's event log).
@@ -62,6 +76,9 @@ pub struct Hub {
     replicas: Arc<std::sync::Mutex<BTreeMap<String, Replica>>>,
     /// When the last digest went out (ms).
     last_digest: std::sync::atomic::AtomicI64,
+    handler: Arc<RwLock<Option<ForwardHandler>>>,
+    /// Sequence numbers of the requests this host forwards.
+    forward_seq: std::sync::atomic::AtomicU64,
 }
 
 /// Another member's record, with what this host knows of that member.
@@ -75,15 +92,54 @@ pub struct Remote {
     pub body: serde_json::Value,
 }
 
+/// Runs a forwarded API request on this host (installed by the API server).
+pub type ForwardHandler = Arc<
+    dyn Fn(
+            join::Forward,
+        )
+            -> std::pin::Pin<Box<dyn std::future::Future<Output = join::ForwardReply> + Send>>
+        + Send
+        + Sync,
+>;
+
 struct Gate {
     ring: Arc<RwLock<Keyring>>,
     store: Arc<Store>,
     me: Id,
     view: Arc<super::gossip::View>,
     own: Arc<std::sync::Mutex<Own>>,
+    replay: std::sync::Mutex<super::seal::Replay>,
+    handler: Arc<RwLock<Option<ForwardHandler>>>,
 }
 
 impl Serve for Gate {
+    fn fresh(&self, sender: u64, seq: u64) -> bool {
+        self.replay
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .accept(sender, seq)
+    }
+
+    fn forward(
+        &self,
+        f: join::Forward,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = join::ForwardReply> + Send>> {
+        let h = self
+            .handler
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        match h {
+            Some(h) => h(f),
+            None => Box::pin(async {
+                join::ForwardReply {
+                    status: 503,
+                    body: r#"{"error":"the owner's API is not ready yet: try again"}"#.into(),
+                }
+            }),
+        }
+    }
+
     fn keyring(&self) -> Keyring {
         self.ring.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
@@ -155,6 +211,10 @@ impl Hub {
             ))),
             replicas: Arc::default(),
             last_digest: std::sync::atomic::AtomicI64::new(0),
+            handler: Arc::default(),
+            forward_seq: std::sync::atomic::AtomicU64::new(
+                (crate::clock::now_ms().max(0) as u64) << 10,
+            ),
         }
     }
 
@@ -235,6 +295,8 @@ impl Hub {
             me: me.clone(),
             view: gossip.view.clone(),
             own: self.own.clone(),
+            replay: std::sync::Mutex::new(super::seal::Replay::new(1024)),
+            handler: self.handler.clone(),
         });
         let serve = tokio::spawn(join::serve(listener, gate));
         let sync = tokio::spawn(sync_loop(
@@ -428,6 +490,10 @@ impl Hub {
                 state: m.state.as_str().to_string(),
                 seen_ms: m.seen_ms,
                 since_ms: m.since_ms,
+                labels: Default::default(),
+                drain: false,
+                agent: String::new(),
+                instances: 0,
             })
             .collect())
     }
@@ -529,6 +595,85 @@ impl Hub {
             }
         }
         out
+    }
+
+    /// Installs what runs the API requests other members forward to this host.
+    pub fn set_forward_handler(&self, h: ForwardHandler) {
+        *self.handler.write().unwrap_or_else(|p| p.into_inner()) = Some(h);
+    }
+
+    /// The member that owns app `app`, when another one does.
+    pub fn owner_of(&self, app: &str) -> Option<Remote> {
+        self.remote(Kind::App)
+            .into_iter()
+            .find(|r| r.body["name"] == app)
+    }
+
+    /// A member by name or node id (this host included).
+    pub fn member(&self, name: &str) -> Option<super::gossip::Member> {
+        self.counters()?
+            .members()
+            .into_iter()
+            .find(|m| m.id.name == name || m.id.node == name)
+    }
+
+    /// Runs an API request on member `node` as if it had been asked there. Refused, naming
+    /// the member and its state, when it is not alive.
+    pub async fn forward(
+        &self,
+        node: &str,
+        method: &str,
+        url: &str,
+        body: &[u8],
+    ) -> Result<join::ForwardReply, ClusterError> {
+        let m = self.member(node).ok_or_else(|| {
+            ClusterError::NotFound(format!("no member is named {node:?}: see `berth nodes`"))
+        })?;
+        if m.state != MemberState::Alive {
+            let ago = (crate::clock::now_ms() - m.seen_ms).max(0) / 1000;
+            return Err(ClusterError::Unavailable(format!(
+                "{} is owned by node {}, which is {} (last heard {ago} s ago): changes to it wait until that host is back",
+                url_subject(url),
+                m.id.name,
+                m.state.as_str()
+            )));
+        }
+        let ring = {
+            let run = self.running.lock().await;
+            let r = run.as_ref().ok_or(ClusterError::NotInCluster)?;
+            r.ring.read().unwrap_or_else(|p| p.into_inner()).clone()
+        };
+        let f = join::Forward {
+            method: method.into(),
+            url: url.into(),
+            body: String::from_utf8_lossy(body).into_owned(),
+            at_ms: crate::clock::now_ms(),
+            from: self.name.clone(),
+        };
+        let seq = self
+            .forward_seq
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        join::forward(
+            m.id.addr,
+            &ring,
+            super::gossip::sender_id(&self.node_id),
+            seq,
+            &f,
+            join::FORWARD_TIME,
+        )
+        .await
+        .map_err(|e| {
+            ClusterError::Unavailable(format!(
+                "{} is owned by node {}, which did not take the request ({e}): try again, or see `berth nodes`",
+                url_subject(url),
+                m.id.name
+            ))
+        })
+    }
+
+    /// This host's node id.
+    pub fn node_id(&self) -> &str {
+        &self.node_id
     }
 
     /// Whether this host is in a cluster now.

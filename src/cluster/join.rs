@@ -6,6 +6,9 @@
 //!   reason it refuses.
 //! - `P`, a pull of replicated state: a [`PullRequest`] in the sealed envelope (peer key);
 //!   the answer is the owner's [`Delta`], sealed. What does not open is closed unanswered.
+//! - `F`, a forwarded API request (a write to an app this host owns, asked on another
+//!   member): a [`Forward`] sealed, refused when seen before or older than 30 s; the answer
+//!   is the API's status and body, sealed.
 //!
 //! Bounded: 16 KiB a request, 8 MiB an answer, 5 s a connection, 32 connections at once;
 //! any other first byte is closed unread.
@@ -21,6 +24,11 @@ use tokio::net::{TcpListener, TcpStream};
 
 pub const TAG_JOIN: u8 = b'J';
 pub const TAG_PULL: u8 = b'P';
+pub const TAG_FORWARD: u8 = b'F';
+/// How old a forwarded request may be when it arrives.
+pub const FORWARD_MAX_AGE_MS: i64 = 30_000;
+/// How long a forwarded request may run on the owner.
+pub const FORWARD_TIME: Duration = Duration::from_secs(120);
 /// The largest request.
 pub const MAX_FRAME: usize = 16 * 1024;
 /// The largest answer (a whole state).
@@ -146,6 +154,25 @@ pub struct PullRequest {
     pub since: u64,
 }
 
+/// An API request asked on another member, for this one to run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Forward {
+    pub method: String,
+    pub url: String,
+    pub body: String,
+    /// When it was sent (ms): an old one is refused.
+    pub at_ms: i64,
+    /// The member that forwards it (for the event log).
+    pub from: String,
+}
+
+/// The API's answer to a forwarded request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ForwardReply {
+    pub status: u16,
+    pub body: String,
+}
+
 /// The member's side of the channel (the hub).
 pub trait Serve: Send + Sync + 'static {
     /// Checks the hello and, when it is admitted, counts the token's use and returns the
@@ -156,6 +183,80 @@ pub trait Serve: Send + Sync + 'static {
     fn sender(&self) -> u64;
     /// This host's records after (`epoch`, `since`).
     fn delta(&self, epoch: u64, since: u64) -> super::state::Delta;
+    /// Records (sender, seq) of a forwarded request; false when seen before.
+    fn fresh(&self, sender: u64, seq: u64) -> bool;
+    /// Runs a forwarded API request.
+    fn forward(
+        &self,
+        f: Forward,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ForwardReply> + Send>>;
+}
+
+/// Asks the member at `addr` to run `f` (an API request) as its own.
+pub async fn forward(
+    addr: SocketAddr,
+    ring: &Keyring,
+    sender: u64,
+    seq: u64,
+    f: &Forward,
+    limit: Duration,
+) -> std::io::Result<ForwardReply> {
+    use super::keys::Purpose;
+    tokio::time::timeout(limit, async {
+        let mut s = TcpStream::connect(addr).await?;
+        s.write_u8(TAG_FORWARD).await?;
+        let body = serde_json::to_vec(f).map_err(std::io::Error::other)?;
+        if body.len() + super::seal::OVERHEAD > MAX_ANSWER {
+            return Err(std::io::Error::other("the request is too large to forward"));
+        }
+        write_frame(
+            &mut s,
+            &super::seal::seal(ring, Purpose::Peer, sender, seq, nonce()?, &body),
+        )
+        .await?;
+        let answer = read_frame(&mut s, MAX_ANSWER).await?;
+        let opened = super::seal::open(ring, Purpose::Peer, &answer, MAX_ANSWER).map_err(|d| {
+            std::io::Error::other(format!("the answer did not open ({})", d.as_str()))
+        })?;
+        serde_json::from_slice(&opened.body).map_err(std::io::Error::other)
+    })
+    .await
+    .map_err(|_| std::io::Error::other(format!("{addr} did not answer within {limit:?}")))?
+}
+
+async fn answer_forward(s: &mut TcpStream, gate: &dyn Serve) -> std::io::Result<()> {
+    use super::keys::Purpose;
+    // A deploy's template can be large: the request bound is the answer bound here. The
+    // request is read within the connection's time; only running it may take longer.
+    let frame = tokio::time::timeout(CONN_TIME, read_frame(s, MAX_ANSWER))
+        .await
+        .map_err(|_| std::io::Error::other("the forwarded request was not sent in time"))??;
+    let ring = gate.keyring();
+    let Ok(opened) = super::seal::open(&ring, Purpose::Peer, &frame, MAX_ANSWER) else {
+        return Ok(());
+    };
+    let reply = match serde_json::from_slice::<Forward>(&opened.body) {
+        Err(_) => return Ok(()),
+        Ok(f) if !gate.fresh(opened.sender, opened.seq) => {
+            tracing::warn!(from = %f.from, "a forwarded request was seen before (a replay): refused");
+            ForwardReply {
+                status: 409,
+                body: r#"{"error":"this forwarded request was seen before (a replay): refused"}"#.into(),
+            }
+        }
+        Ok(f) if (crate::clock::now_ms() - f.at_ms).abs() > FORWARD_MAX_AGE_MS => ForwardReply {
+            status: 409,
+            body: r#"{"error":"the forwarded request is older than 30 s (or the hosts' clocks differ by more): send it again, and check the clocks"}"#.into(),
+        },
+        Ok(f) => gate.forward(f).await,
+    };
+    let body = serde_json::to_vec(&reply).map_err(std::io::Error::other)?;
+    let seq = crate::clock::now_ms().max(0) as u64;
+    write_frame(
+        s,
+        &super::seal::seal(&ring, Purpose::Peer, gate.sender(), seq, nonce()?, &body),
+    )
+    .await
 }
 
 fn nonce() -> std::io::Result<[u8; 12]> {
@@ -228,10 +329,21 @@ pub async fn serve(listener: TcpListener, admit: std::sync::Arc<dyn Serve>) {
         let admit = admit.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            let _ = tokio::time::timeout(CONN_TIME, async {
-                match s.read_u8().await? {
+            // The first byte within the connection's time; a forwarded request then has
+            // as long as the API gives its longest request.
+            let Ok(Ok(tag)) = tokio::time::timeout(CONN_TIME, s.read_u8()).await else {
+                return;
+            };
+            let limit = if tag == TAG_FORWARD {
+                FORWARD_TIME
+            } else {
+                CONN_TIME
+            };
+            let _ = tokio::time::timeout(limit, async {
+                match tag {
                     TAG_JOIN => {}
                     TAG_PULL => return answer_pull(&mut s, admit.as_ref()).await,
+                    TAG_FORWARD => return answer_forward(&mut s, admit.as_ref()).await,
                     _ => return Ok::<_, std::io::Error>(()),
                 }
                 let body = read_frame(&mut s, MAX_FRAME).await?;

@@ -83,6 +83,35 @@ impl Store {
         })
     }
 
+    /// This node's labels and drain flag (empty and undrained until set).
+    pub fn node_settings(&self) -> Result<crate::model::NodeSettings, StoreError> {
+        let text: Option<String> = self.read(|c| {
+            c.query_row(
+                "SELECT value FROM meta WHERE key = 'node_settings'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(sql("reading the node's settings"))
+        })?;
+        Ok(text
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default())
+    }
+
+    pub fn set_node_settings(&self, s: &crate::model::NodeSettings) -> Result<(), StoreError> {
+        let text = serde_json::to_string(s).unwrap_or_default();
+        self.write_acked(|c| {
+            c.execute(
+                "INSERT INTO meta(key, value) VALUES ('node_settings', ?1)
+                 ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                params![text],
+            )
+            .map(|_| ())
+            .map_err(sql("saving the node's settings"))
+        })
+    }
+
     /// Forgets the cluster's records (after `berth cluster leave`).
     pub fn clear_cluster(&self) -> Result<(), StoreError> {
         self.write_acked(|c| {
