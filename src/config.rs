@@ -695,4 +695,44 @@ mod tests {
         f.config = Some(dir.path().join("missing.toml"));
         assert!(matches!(load_agent(&f), Err(ConfigError::Read { .. })));
     }
+
+    #[test]
+    fn the_cluster_section_is_checked() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let p = dir.path().join("berth.toml");
+        let load = |text: &str, flags: AgentFlags| {
+            std::fs::write(&p, text).expect("write");
+            load_agent(&AgentFlags {
+                config: Some(p.clone()),
+                ..flags
+            })
+        };
+        let c = load("", AgentFlags::default()).expect("defaults");
+        assert_eq!(c.cluster.bind.to_string(), DEFAULT_CLUSTER_BIND);
+        assert_eq!((c.cluster.advertise, c.cluster.seeds.len()), (None, 0));
+        let c = load(
+            "[cluster]\nbind = \"10.0.0.1:8000\"\nadvertise = \"10.0.0.1:8000\"\nseeds = [\"10.0.0.2:7946\"]\n",
+            AgentFlags {
+                cluster_bind: Some("127.0.0.1:9946".into()),
+                ..Default::default()
+            },
+        )
+        .expect("load");
+        assert_eq!(c.cluster.bind.port(), 9946, "the flag wins");
+        assert_eq!(c.cluster.seeds[0].port(), 7946);
+        for (text, says) in [
+            ("[cluster]\nbind = \"everywhere\"\n", "cluster bind"),
+            (
+                "[cluster]\nadvertise = \"0.0.0.0:7946\"\n",
+                "concrete address",
+            ),
+            ("[cluster]\nseeds = [\"host2\"]\n", "cluster seed"),
+            ("[cluster]\nport = 1\n", "port"),
+        ] {
+            let e = load(text, AgentFlags::default())
+                .expect_err(text)
+                .to_string();
+            assert!(e.contains(says), "{text}: {e}");
+        }
+    }
 }
