@@ -254,6 +254,10 @@ pub struct Event {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub service: String,
     pub message: String,
+    /// The host it happened on (set when this host is in a cluster; another host's events
+    /// carry id 0, since ids count per host).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub node: String,
 }
 
 impl From<crate::model::Event> for Event {
@@ -265,6 +269,7 @@ impl From<crate::model::Event> for Event {
             app: e.app,
             service: e.service,
             message: e.message,
+            node: String::new(),
         }
     }
 }

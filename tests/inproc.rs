@@ -707,6 +707,28 @@ async fn every_host_sees_the_apps_and_instances_of_the_others() {
         ps.as_array().unwrap().iter().all(|i| i["node"] == "host-a"),
         "{ps}"
     );
+    // b's events show a's, merged by time, each with its node.
+    let events = wait_body(
+        &b,
+        "/v1/events?limit=100",
+        "a's deploy event on b",
+        Duration::from_secs(10),
+        |v| {
+            v.as_array().is_some_and(|l| {
+                l.iter()
+                    .any(|e| e["node"] == "host-a" && e["kind"] == "deploy" && e["id"] == 0)
+            })
+        },
+    )
+    .await;
+    assert!(
+        events
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["node"] == "host-b" && e["kind"] == "cluster"),
+        "b's own join is listed too: {events}"
+    );
     // a's own listing names itself once it is in a cluster.
     let (_, own) = a.call("GET", "/v1/apps", None).await;
     assert!(own.contains("\"node\": \"host-a\""), "{own}");

@@ -194,6 +194,37 @@ impl Ops {
         Ok(list)
     }
 
+    /// `berth events` across the cluster: this host's last `limit` events and the other
+    /// members' recent ones (each host shares its last [`EVENTS_SHARED`]), merged by time.
+    pub fn cluster_events(
+        &self,
+        app: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<crate::wire::Event>, CoreError> {
+        let mut list: Vec<crate::wire::Event> = self
+            .core
+            .store
+            .events(app, 0, limit)?
+            .into_iter()
+            .map(|e| crate::wire::Event {
+                node: self.core.node_name.clone(),
+                ..e.into()
+            })
+            .collect();
+        for r in self.cluster.remote(crate::cluster::state::Kind::Event) {
+            if let Ok(mut e) = serde_json::from_value::<crate::wire::Event>(r.body)
+                && app.is_none_or(|a| a == e.app)
+            {
+                e.id = 0;
+                e.node = r.node_name;
+                list.push(e);
+            }
+        }
+        list.sort_by_key(|e| e.time_ms);
+        let keep = list.len().saturating_sub(limit.max(0) as usize);
+        Ok(list.split_off(keep))
+    }
+
     /// The member that owns `app`, when this host does not and another one does.
     pub fn remote_owner(&self, app: &str) -> Option<String> {
         if !self.cluster.active() || matches!(self.core.store.get_app(app), Ok(Some(_))) {
@@ -239,12 +270,25 @@ impl Ops {
                 body(serde_json::to_value(i)),
             ));
         }
+        for e in self.core.store.events(None, 0, EVENTS_SHARED)? {
+            records.push((
+                Kind::Event,
+                e.id.to_string(),
+                body(serde_json::to_value(crate::wire::Event::from(e))),
+            ));
+        }
         self.cluster
-            .publish(&[Kind::Node, Kind::App, Kind::Instance], records)
+            .publish(
+                &[Kind::Node, Kind::App, Kind::Instance, Kind::Event],
+                records,
+            )
             .await;
         Ok(())
     }
 }
+
+/// How many of its latest events a host shares with the cluster.
+pub const EVENTS_SHARED: i64 = 50;
 
 impl From<crate::plan::release::ReleaseError> for CoreError {
     fn from(e: crate::plan::release::ReleaseError) -> CoreError {

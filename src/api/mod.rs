@@ -408,6 +408,14 @@ fn run(cmd: Command, ops: &Ops, rt: &tokio::runtime::Handle) -> Reply {
             Command::Start(name) => json(200, &ops.set_stopped(&name, false).await?),
             Command::Redeploy(name, r) => json(200, &ops.redeploy(&name, r).await?),
             Command::Ps { app } => json(200, &ops.ps(app.as_deref()).await?),
+            // The first listing shows the whole cluster; a follower then waits for this
+            // host's new events (ids count per host).
+            Command::Events {
+                app,
+                after: 0,
+                limit,
+                ..
+            } if ops.cluster().active() => json(200, &ops.cluster_events(app.as_deref(), limit)?),
             Command::Events {
                 app,
                 after,

@@ -1010,11 +1010,14 @@ fn events(client: &Client, app: Option<&str>, follow: bool, tail: i64, json: boo
             if json {
                 println!("{}", serde_json::to_string(e)?);
             } else {
-                let who = match (e.app.as_str(), e.service.as_str()) {
+                let mut who = match (e.app.as_str(), e.service.as_str()) {
                     ("", _) => String::new(),
                     (a, "") => format!(" {a}"),
                     (a, s) => format!(" {a}/{s}"),
                 };
+                if !e.node.is_empty() {
+                    who = format!(" [{}]{who}", e.node);
+                }
                 println!("{} {:<8}{} {}", time_ms(e.time_ms), e.kind, who, e.message);
             }
             after = after.max(e.id);

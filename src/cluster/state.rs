@@ -13,6 +13,7 @@ pub enum Kind {
     Node,
     App,
     Instance,
+    Event,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
