@@ -907,3 +907,75 @@ async fn a_member_hands_changes_to_the_owner_and_refuses_them_while_it_is_gone()
         "{body}"
     );
 }
+
+/// What reaches the cluster port's TCP side from anyone: an oversize length, garbage, a
+/// silent connection, an unknown first byte, a pull sealed under another cluster's key are
+/// all closed unanswered (a silent one within the 5 s bound); a malformed join is refused
+/// with the reason; a pull sealed under the cluster's key gets the owner's records.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_peer_channel_answers_only_what_opens_and_bounds_the_rest() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (a, addr) = cluster_node("host-a").await;
+    assert_eq!(a.call("POST", "/v1/cluster/init", None).await.0, 200);
+    async fn answer(addr: std::net::SocketAddr, bytes: &[u8]) -> (Vec<u8>, Duration) {
+        let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let t = Instant::now();
+        s.write_all(bytes).await.expect("write");
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(15), s.read_to_end(&mut out)).await;
+        (out, t.elapsed())
+    }
+    let mut huge = vec![b'P'];
+    huge.extend_from_slice(&u32::MAX.to_be_bytes());
+    let mut garbage = vec![b'P'];
+    garbage.extend_from_slice(&100u32.to_be_bytes());
+    garbage.extend_from_slice(&[0x42; 100]);
+    let other = berth::cluster::keys::Keyring::create(1).unwrap();
+    let req = br#"{"epoch":0,"since":0}"#;
+    let foreign = berth::cluster::seal::seal(
+        &other,
+        berth::cluster::keys::Purpose::Peer,
+        1,
+        1,
+        [0; 12],
+        req,
+    );
+    let mut foreign_pull = vec![b'P'];
+    foreign_pull.extend_from_slice(&(foreign.len() as u32).to_be_bytes());
+    foreign_pull.extend_from_slice(&foreign);
+    for (what, bytes) in [
+        ("an oversize length", huge),
+        ("garbage", garbage),
+        ("an unknown first byte", b"GET / HTTP/1.1\r\n\r\n".to_vec()),
+        ("a pull under another cluster's key", foreign_pull),
+    ] {
+        let (out, took) = answer(addr, &bytes).await;
+        assert!(out.is_empty(), "{what}: answered {out:?}");
+        assert!(took < Duration::from_secs(2), "{what}: held {took:?}");
+    }
+    let (out, took) = answer(addr, b"").await;
+    assert!(out.is_empty());
+    assert!(
+        took >= Duration::from_secs(4) && took < Duration::from_secs(8),
+        "a silent connection is closed at the bound: {took:?}"
+    );
+    let mut bad_join = vec![b'J'];
+    bad_join.extend_from_slice(&7u32.to_be_bytes());
+    bad_join.extend_from_slice(b"{nope}\n");
+    let (out, _) = answer(addr, &bad_join).await;
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.contains("refused") && text.contains("wrong"), "{text}");
+    // The positive control: a pull sealed under the cluster's key is answered.
+    let ring = berth::cluster::keys::Keyring::load(&a.dir.path().join("data/cluster.key"))
+        .unwrap()
+        .unwrap();
+    let d = berth::cluster::join::pull(
+        addr,
+        &ring,
+        9,
+        berth::cluster::join::PullRequest { epoch: 0, since: 0 },
+    )
+    .await
+    .expect("a sealed pull is answered");
+    assert!(d.full);
+}

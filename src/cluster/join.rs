@@ -10,7 +10,7 @@
 //!   member): a [`Forward`] sealed, refused when seen before or older than 30 s; the answer
 //!   is the API's status and body, sealed.
 //!
-//! Bounded: 16 KiB a request, 8 MiB an answer, 5 s a connection, 32 connections at once;
+//! Bounded: 16 KiB a request, 8 MiB an answer, 5 s a connection, 64 connections at once (more wait for a slot, up to 5 s);
 //! any other first byte is closed unread.
 
 use super::gossip::Id;
@@ -34,7 +34,7 @@ pub const MAX_FRAME: usize = 16 * 1024;
 /// The largest answer (a whole state).
 pub const MAX_ANSWER: usize = 8 << 20;
 pub const CONN_TIME: Duration = Duration::from_secs(5);
-pub const MAX_CONNS: usize = 32;
+pub const MAX_CONNS: usize = 64;
 
 /// A member's answer to a hello.
 #[derive(Debug, Serialize, Deserialize)]
@@ -322,8 +322,10 @@ pub async fn serve(listener: TcpListener, admit: std::sync::Arc<dyn Serve>) {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
-        // Over the bound, the connection is closed at once.
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
+        // Over the bound, a connection waits (a burst of pulls after a change, with many
+        // members) up to the connection time for a slot; then it is closed.
+        let Ok(Ok(permit)) = tokio::time::timeout(CONN_TIME, slots.clone().acquire_owned()).await
+        else {
             continue;
         };
         let admit = admit.clone();
