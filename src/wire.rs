@@ -450,6 +450,15 @@ pub struct LabelRequest {
 
 pub use crate::model::NodeSettings;
 
+/// What `berth cluster rotate-key` answers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RotateReport {
+    /// The new key's id (hex).
+    pub key: String,
+    /// Members that took every step.
+    pub members: Vec<String>,
+}
+
 /// `berth cluster token create`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

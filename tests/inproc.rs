@@ -979,3 +979,82 @@ async fn the_peer_channel_answers_only_what_opens_and_bounds_the_rest() {
     .expect("a sealed pull is answered");
     assert!(d.full);
 }
+
+/// Key rotation with three hosts, one of them down during it: the two alive ones end with
+/// the same single new key and keep seeing each other; the one that was down comes back
+/// with the retired key only, stays apart, and says in its events how to rejoin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cluster_key_rotates_and_a_host_away_meanwhile_says_how_to_rejoin() {
+    let (a, _) = cluster_node("host-a").await;
+    let (b, _) = cluster_node("host-b").await;
+    let (mut c, c_addr) = cluster_node("host-c").await;
+    a.call("POST", "/v1/cluster/init", None).await;
+    for n in [&b, &c] {
+        let (_, body) = a.call("POST", "/v1/cluster/tokens", None).await;
+        let t = serde_json::from_str::<serde_json::Value>(&body).unwrap()["token"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert_eq!(join(n, t).await.0, 200);
+    }
+    let three = [
+        ("host-a", "alive"),
+        ("host-b", "alive"),
+        ("host-c", "alive"),
+    ];
+    wait_nodes(&a, &three, Duration::from_secs(10)).await;
+    let keys = |n: &Node| {
+        berth::cluster::keys::Keyring::load(&n.dir.path().join("data/cluster.key"))
+            .unwrap()
+            .unwrap()
+    };
+    let old = keys(&a).sealing;
+    c.stop().await;
+    wait_nodes(
+        &a,
+        &[("host-a", "alive"), ("host-b", "alive"), ("host-c", "lost")],
+        Duration::from_secs(15),
+    )
+    .await;
+    let (s, body) = a.call("POST", "/v1/cluster/rotate-key", None).await;
+    assert_eq!(s, 200, "{body}");
+    let (ka, kb) = (keys(&a), keys(&b));
+    assert_eq!(ka, kb, "a and b hold the same keys");
+    assert_eq!(ka.keys.len(), 1, "the old key is retired");
+    assert_ne!(ka.sealing, old);
+    // They still hear each other (and only through the new key).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    wait_nodes(
+        &b,
+        &[("host-a", "alive"), ("host-b", "alive"), ("host-c", "lost")],
+        Duration::from_secs(5),
+    )
+    .await;
+    // c comes back with the retired key.
+    let Node { dir, engine, .. } = c;
+    let cfg = config_as(dir.path(), "host-c", Some(c_addr));
+    let c = Node::start_with(dir, engine, cfg).await;
+    assert_eq!(keys(&c).sealing, old);
+    let start = Instant::now();
+    loop {
+        let (_, events) = c.call("GET", "/v1/events?limit=50", None).await;
+        if events.contains("rotated while this host was away") {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(40),
+            "c never said it is stranded: {events}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let (_, nodes) = a.call("GET", "/v1/nodes", None).await;
+    assert!(
+        !node_states(&nodes).contains(&("host-c".to_string(), "alive".to_string())),
+        "{nodes}"
+    );
+    let (_, metrics) = a.call("GET", "/metrics", None).await;
+    assert!(
+        !metrics.contains("berth_gossip_packets_dropped_total{reason=\"unknown_key\"} 0"),
+        "a dropped c's packets: {metrics}"
+    );
+}

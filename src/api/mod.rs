@@ -363,7 +363,10 @@ async fn run_forwarded(
         Err(e) => return reply(error(e.status(), &e.to_string())),
         Ok(r)
             if r.owned_app().is_none()
-                && !matches!(r, Route::Deploy | Route::NodeChange { .. }) =>
+                && !matches!(
+                    r,
+                    Route::Deploy | Route::NodeChange { .. } | Route::ClusterKeys
+                ) =>
         {
             return reply(error(
                 403,
@@ -481,6 +484,11 @@ fn run(cmd: Command, ops: &Ops, rt: &tokio::runtime::Handle) -> Reply {
                 },
             ),
             Command::ClusterJoin(r) => json(200, &ops.cluster().join(&r.token, r.advertise).await?),
+            Command::ClusterRotateKey => json(200, &ops.cluster().rotate_key().await?),
+            Command::ClusterKeys(u) => {
+                ops.cluster().apply_keys(&u).await?;
+                json(200, &serde_json::json!({ "applied": true }))
+            }
             Command::ClusterLeave => {
                 ops.cluster().leave().await?;
                 json(200, &serde_json::json!({ "left": true }))

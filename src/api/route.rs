@@ -82,6 +82,9 @@ pub enum Route {
     CreateToken,
     ClusterJoin,
     ClusterLeave,
+    ClusterRotateKey,
+    /// `POST /v1/cluster/keys`: a rotation step, from the member rotating (forwarded).
+    ClusterKeys,
     /// `POST /v1/nodes/NAME/{label,drain,undrain}`: run by that node (forwarded there).
     NodeChange {
         name: String,
@@ -139,6 +142,7 @@ impl Route {
                 | Route::CreateVolume
                 | Route::CreateToken
                 | Route::ClusterJoin
+                | Route::ClusterKeys
                 | Route::NodeChange {
                     action: NodeAction::Label,
                     ..
@@ -221,6 +225,8 @@ pub enum Command {
     CreateToken(crate::wire::TokenRequest),
     ClusterJoin(crate::wire::JoinRequest),
     ClusterLeave,
+    ClusterRotateKey,
+    ClusterKeys(crate::cluster::keys::KeyUpdate),
     /// Labels of this node: set and removed.
     NodeLabel(crate::wire::LabelRequest),
     /// Drain (true) or undrain this node.
@@ -331,6 +337,8 @@ impl Command {
             Route::CreateToken => Command::CreateToken(json_or_default(body)?),
             Route::ClusterJoin => Command::ClusterJoin(json(body)?),
             Route::ClusterLeave => Command::ClusterLeave,
+            Route::ClusterRotateKey => Command::ClusterRotateKey,
+            Route::ClusterKeys => Command::ClusterKeys(json(body)?),
             // The node named is this one by the time a command is made (the API forwards
             // the request to the node it names).
             Route::NodeChange { action, .. } => match action {
@@ -626,10 +634,19 @@ pub fn parse_request(method: &str, url: &str) -> Result<Route, RouteError> {
         (["v1", "cluster", "tokens"], "POST") => Route::CreateToken,
         (["v1", "cluster", "join"], "POST") => Route::ClusterJoin,
         (["v1", "cluster", "leave"], "POST") => Route::ClusterLeave,
+        (["v1", "cluster", "rotate-key"], "POST") => Route::ClusterRotateKey,
+        (["v1", "cluster", "keys"], "POST") => Route::ClusterKeys,
         (["v1", "nodes"], _)
         | (["v1", "nodes", _], _)
         | (["v1", "nodes", _, _], _)
-        | (["v1", "cluster", "init" | "tokens" | "join" | "leave"], _) => {
+        | (
+            [
+                "v1",
+                "cluster",
+                "init" | "tokens" | "join" | "leave" | "rotate-key" | "keys",
+            ],
+            _,
+        ) => {
             return Err(not_allowed());
         }
         (["v1", "images"], "GET") => Route::ListImages,
@@ -725,6 +742,9 @@ mod tests {
         ("POST", "/v1/cluster/tokens", Ok("CreateToken")),
         ("POST", "/v1/cluster/join", Ok("ClusterJoin")),
         ("POST", "/v1/cluster/leave", Ok("ClusterLeave")),
+        ("POST", "/v1/cluster/rotate-key", Ok("ClusterRotateKey")),
+        ("POST", "/v1/cluster/keys", Ok("ClusterKeys")),
+        ("GET", "/v1/cluster/keys", Err(405)),
         ("GET", "/v1/cluster/join", Err(405)),
         (
             "POST",

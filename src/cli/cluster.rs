@@ -24,6 +24,8 @@ pub enum ClusterCommand {
     },
     /// Say goodbye to the cluster and forget it; this host's apps keep running here.
     Leave,
+    /// A new cluster key on every member, then sealing with it, then the old one retired.
+    RotateKey,
 }
 
 #[derive(Debug, Subcommand)]
@@ -124,6 +126,15 @@ pub fn cluster(client: &Client, cmd: ClusterCommand) -> Result<()> {
             println!(
                 "joined cluster {} through {} ({} members known)",
                 r.cluster, r.through, r.members
+            );
+        }
+        ClusterCommand::RotateKey => {
+            let r: crate::wire::RotateReport =
+                client.post("/v1/cluster/rotate-key", &serde_json::json!({}))?;
+            println!(
+                "cluster key rotated: every member ({} besides this host) now seals with key {}",
+                r.members.len(),
+                r.key
             );
         }
         ClusterCommand::Leave => {

@@ -342,11 +342,16 @@ impl Hub {
                 }
             }
         });
+        let stranded = tokio::spawn(watch_stranded(
+            gossip.view.clone(),
+            self.node_id.clone(),
+            self.events.clone(),
+        ));
         *self.view.lock().unwrap_or_else(|p| p.into_inner()) = Some(gossip.view.clone());
         *slot = Some(Running {
             ring,
             gossip,
-            tasks: vec![serve, watch, sync],
+            tasks: vec![serve, watch, sync, stranded],
         });
         Ok(())
     }
@@ -676,6 +681,104 @@ impl Hub {
         &self.node_id
     }
 
+    /// Applies a key rotation step another member sent (or this host's own), in memory and
+    /// in `cluster.key`.
+    pub async fn apply_keys(&self, u: &super::keys::KeyUpdate) -> Result<(), ClusterError> {
+        let run = self.running.lock().await;
+        let r = run.as_ref().ok_or(ClusterError::NotInCluster)?;
+        let mut next = r.ring.read().unwrap_or_else(|p| p.into_inner()).clone();
+        next.apply(u).map_err(ClusterError::Conflict)?;
+        next.save(&self.key_path())?;
+        let what = match (&u.add, u.seal, u.retire_others) {
+            (Some(k), _, _) => format!("cluster key {:08x} received", k.id),
+            (_, Some(id), _) => format!("sealing with cluster key {id:08x}"),
+            _ => "older cluster keys retired".into(),
+        };
+        *r.ring.write().unwrap_or_else(|p| p.into_inner()) = next;
+        (self.events)(EventKind::Cluster, what);
+        Ok(())
+    }
+
+    /// `berth cluster rotate-key`: a new key on every alive member, then sealing with it
+    /// everywhere, then the old ones retired — each step only once every alive member took
+    /// the one before, so no two members ever lack a common key. A member that is down
+    /// meanwhile keeps the old key only: it rejoins with a token (its events say so).
+    pub async fn rotate_key(&self) -> Result<crate::wire::RotateReport, ClusterError> {
+        use super::keys::KeyUpdate;
+        let (mine, others) = {
+            let run = self.running.lock().await;
+            let r = run.as_ref().ok_or(ClusterError::NotInCluster)?;
+            let mut ring = r.ring.read().unwrap_or_else(|p| p.into_inner()).clone();
+            let id = ring.add_key(crate::clock::now_ms())?;
+            let key = ring.key(id).cloned().ok_or(ClusterError::NotInCluster)?;
+            let others: Vec<super::gossip::Member> = r
+                .gossip
+                .view
+                .members()
+                .into_iter()
+                .filter(|m| m.id.node != self.node_id && m.state == MemberState::Alive)
+                .collect();
+            (key, others)
+        };
+        let steps = [
+            KeyUpdate {
+                add: Some(mine.clone()),
+                ..Default::default()
+            },
+            KeyUpdate {
+                seal: Some(mine.id),
+                ..Default::default()
+            },
+            KeyUpdate {
+                retire_others: true,
+                ..Default::default()
+            },
+        ];
+        for (n, step) in steps.iter().enumerate() {
+            // Others first for the first step (they must open what this host will seal);
+            // this host first for the others (it already holds the key).
+            if n > 0 {
+                self.apply_keys(step).await?;
+            }
+            let body =
+                serde_json::to_vec(step).map_err(|e| ClusterError::Invalid(e.to_string()))?;
+            let mut failed = Vec::new();
+            for m in &others {
+                match self
+                    .forward(&m.id.node, "POST", "/v1/cluster/keys", &body)
+                    .await
+                {
+                    Ok(r) if r.status == 200 => {}
+                    Ok(r) => {
+                        failed.push(format!("{} ({}: {})", m.id.name, r.status, r.body.trim()))
+                    }
+                    Err(e) => failed.push(format!("{} ({e})", m.id.name)),
+                }
+            }
+            if n == 0 {
+                self.apply_keys(step).await?;
+            }
+            if !failed.is_empty() {
+                return Err(ClusterError::Unavailable(format!(
+                    "key rotation stopped at step {} of 3 (nothing is lost: every member still shares a key): {} did not take it; run `berth cluster rotate-key` again once they answer",
+                    n + 1,
+                    failed.join(", ")
+                )));
+            }
+        }
+        (self.events)(
+            EventKind::Cluster,
+            format!(
+                "cluster key rotated: every member seals with key {:08x}; the old keys are retired",
+                mine.id
+            ),
+        );
+        Ok(crate::wire::RotateReport {
+            key: format!("{:08x}", mine.id),
+            members: others.into_iter().map(|m| m.id.name).collect(),
+        })
+    }
+
     /// Whether this host is in a cluster now.
     pub fn active(&self) -> bool {
         self.counters().is_some()
@@ -751,5 +854,43 @@ async fn sync_loop(
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(&d.node);
         });
+    }
+}
+
+/// Says once (an event) when this host looks stranded by a key rotation: packets sealed
+/// under keys it does not hold keep arriving while no other member answers it.
+async fn watch_stranded(view: Arc<super::gossip::View>, me: String, events: Events) {
+    let unknown = |v: &super::gossip::View| {
+        v.counters
+            .dropped()
+            .into_iter()
+            .find(|(d, _)| *d == super::seal::Dropped::UnknownKey)
+            .map(|(_, n)| n)
+            .unwrap_or(0)
+    };
+    let mut last = unknown(&view);
+    let mut said = false;
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+        let now = unknown(&view);
+        let alone = !view
+            .members()
+            .iter()
+            .any(|m| m.id.node != me && m.state == MemberState::Alive);
+        if now > last && alone {
+            if !said {
+                events(
+                    EventKind::Cluster,
+                    format!(
+                        "no member answers, and {} packets sealed with a key this host does not hold arrived: the cluster key was probably rotated while this host was away; rejoin with a new token (`berth cluster leave`, then `berth cluster join TOKEN`)",
+                        now - last
+                    ),
+                );
+                said = true;
+            }
+        } else if !alone {
+            said = false;
+        }
+        last = now;
     }
 }

@@ -73,6 +73,44 @@ mod hex_secret {
     }
 }
 
+/// One step of a key rotation, sent by the rotating member to every other (sealed under the
+/// cluster key on the peer channel: the new secret never travels in clear).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyUpdate {
+    /// A new key to hold (it opens at once).
+    #[serde(default)]
+    pub add: Option<ClusterKey>,
+    /// Seal with this key from now on (it must be held).
+    #[serde(default)]
+    pub seal: Option<u32>,
+    /// Drop every key but the sealing one.
+    #[serde(default)]
+    pub retire_others: bool,
+}
+
+impl Keyring {
+    /// Applies a rotation step; refused (nothing changed) when it names a key not held.
+    pub fn apply(&mut self, u: &KeyUpdate) -> Result<(), String> {
+        let mut next = self.clone();
+        if let Some(k) = &u.add
+            && next.key(k.id).is_none()
+        {
+            next.keys.push(k.clone());
+        }
+        if let Some(id) = u.seal
+            && !next.seal_with(id)
+        {
+            return Err(format!("key {id:08x} is not held here: send it first"));
+        }
+        if u.retire_others {
+            next.retire_others();
+        }
+        *self = next;
+        Ok(())
+    }
+}
+
 /// The cluster id and its keys: `sealing` seals what this host sends; every key listed opens.
 #[derive(Clone, Serialize, Deserialize, PartialEq, Eq, Debug)]
 pub struct Keyring {
@@ -233,6 +271,36 @@ mod tests {
         other.cluster = "0".repeat(32);
         assert_ne!(a, other.derive(old, Purpose::Gossip).unwrap());
         assert!(r.derive(12345, Purpose::Gossip).is_none() || r.key(12345).is_some());
+    }
+
+    #[test]
+    fn a_rotation_step_naming_a_key_not_held_changes_nothing() {
+        let mut r = Keyring::create(1).unwrap();
+        let before = r.clone();
+        let e = r
+            .apply(&KeyUpdate {
+                seal: Some(7),
+                retire_others: true,
+                ..Default::default()
+            })
+            .unwrap_err();
+        assert!(e.contains("not held"), "{e}");
+        assert_eq!(r, before);
+        let mut other = Keyring::create(2).unwrap();
+        let k = other.keys[0].clone();
+        other.sealing = k.id;
+        r.apply(&KeyUpdate {
+            add: Some(k.clone()),
+            ..Default::default()
+        })
+        .unwrap();
+        r.apply(&KeyUpdate {
+            seal: Some(k.id),
+            retire_others: true,
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!((r.sealing, r.keys.len()), (k.id, 1));
     }
 
     #[test]
