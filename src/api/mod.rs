@@ -90,9 +90,20 @@ impl Server {
             limits,
         });
         {
-            let for_peers = ctx.clone();
+            // Weak: the hub (held by the operations, held by `ctx`) must not keep `ctx`
+            // alive, or the store would never close (and its WAL never fold) at exit.
+            let for_peers = Arc::downgrade(&ctx);
             ctx.ops.cluster().set_forward_handler(Arc::new(move |f| {
-                Box::pin(run_forwarded(for_peers.clone(), f))
+                let ctx = for_peers.upgrade();
+                Box::pin(async move {
+                    match ctx {
+                        Some(ctx) => run_forwarded(ctx, f).await,
+                        None => crate::cluster::join::ForwardReply {
+                            status: 503,
+                            body: r#"{"error":"this agent is stopping"}"#.into(),
+                        },
+                    }
+                })
             }));
         }
         let handler: server::Handler = Arc::new(move |req| {

@@ -16,6 +16,9 @@ pub enum ClusterCommand {
     Token(TokenCommand),
     /// Join the cluster a token names, through any member it lists.
     Join {
+        /// The join token (`berth cluster token create` prints it). Its own id: the global
+        /// `--token` is the API token.
+        #[arg(id = "join_token", value_name = "TOKEN")]
         token: String,
         /// The IP:PORT the other members reach this host at (default: the agent's
         /// `[cluster] advertise`, else its address toward the default route).

@@ -328,7 +328,8 @@ impl Gossip {
         // A burst (a member's state change, many members probing) must not overflow the
         // kernel's default receive buffer while the foca task is busy: 1 MiB (the kernel
         // caps it at net.core.rmem_max).
-        let _ = nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::RcvBuf, &(1 << 20));
+        let _ =
+            nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::RcvBuf, &(1 << 20));
         let socket = Arc::new(socket);
         let (tx, rx) = mpsc::channel::<Input>(1024);
         let view = Arc::new(View {

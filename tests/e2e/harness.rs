@@ -74,6 +74,8 @@ pub struct Agent {
     /// A `/proc/stat` the agent sees instead of the host's (a later boot time), set by
     /// [`Agent::restart_as_after_reboot`].
     proc_stat: Option<PathBuf>,
+    /// `--node-name` ("e2e" unless [`Agent::start_named`]).
+    pub name: String,
 }
 
 impl Agent {
@@ -107,6 +109,25 @@ impl Agent {
         Agent::start_in(dir, toml)
     }
 
+    /// Starts an agent named `name` (a cluster member) with this `berth.toml`.
+    pub fn start_named(name: &str, toml: &str) -> Agent {
+        ensure_engine_and_image();
+        let dir = tempfile::tempdir().expect("tempdir");
+        if !toml.is_empty() {
+            std::fs::write(dir.path().join("berth.toml"), toml).expect("write config");
+        }
+        let mut a = Agent {
+            dir,
+            port: free_port(),
+            node_id: String::new(),
+            child: None,
+            proc_stat: None,
+            name: name.into(),
+        };
+        a.spawn();
+        a
+    }
+
     /// Starts an agent on data dir `dir` with this `berth.toml` (empty: no config file).
     fn start_in(dir: tempfile::TempDir, toml: &str) -> Agent {
         if !toml.is_empty() {
@@ -118,6 +139,7 @@ impl Agent {
             node_id: String::new(),
             child: None,
             proc_stat: None,
+            name: "e2e".into(),
         };
         a.spawn();
         a
@@ -160,7 +182,7 @@ impl Agent {
                 "--listen",
                 &format!("127.0.0.1:{}", self.port),
                 "--node-name",
-                "e2e",
+                &self.name,
             ])
             .args(self.config_args())
             .env("BERTH_LOG", "info")

@@ -4,6 +4,7 @@
 mod backends;
 mod harness;
 
+mod cluster;
 mod concurrency;
 mod dashboards;
 mod dashrefs;
