@@ -137,8 +137,11 @@ pub async fn request(
                 })?;
                 let w: Welcome =
                     serde_json::from_slice(&plain).map_err(|e| protocol(e.to_string()))?;
-                if w.keyring.cluster != token.claims.cluster {
-                    return Err(protocol("the reply is for another cluster".into()));
+                if w.keyring.cluster != token.claims.cluster || !w.keyring.valid() {
+                    return Err(protocol(
+                        "the reply is for another cluster, or its keyring has no sealing key"
+                            .into(),
+                    ));
                 }
                 return Ok((w, *member));
             }

@@ -163,10 +163,17 @@ impl Keyring {
         self.keys.iter().find(|k| k.id == id)
     }
 
-    pub fn sealing_key(&self) -> &ClusterKey {
+    /// The id of the key this host seals with (0, which no key has, if the ring is empty:
+    /// nothing then opens what it seals).
+    pub fn sealing_id(&self) -> u32 {
         self.key(self.sealing)
             .or(self.keys.last())
-            .expect("a keyring always holds its sealing key")
+            .map_or(0, |k| k.id)
+    }
+
+    /// Whether the ring is usable: its sealing key is held and the cluster id is whole.
+    pub fn valid(&self) -> bool {
+        self.key(self.sealing).is_some() && self.cluster.len() == 32
     }
 
     /// The key `purpose` uses, derived from secret `id`.
@@ -215,7 +222,7 @@ impl Keyring {
             path: path.display().to_string(),
             detail: format!("{e}: restore it from a backup, or leave the cluster and join again"),
         })?;
-        if ring.key(ring.sealing).is_none() || ring.cluster.len() != 32 {
+        if !ring.valid() {
             return Err(KeyError::Read {
                 path: path.display().to_string(),
                 detail: "it has no sealing key or no cluster id: leave the cluster and join again"

@@ -101,7 +101,7 @@ pub fn seal(
     nonce: [u8; NONCE_LEN],
     body: &[u8],
 ) -> Vec<u8> {
-    let id = ring.sealing_key().id;
+    let id = ring.sealing_id();
     let mut out = Vec::with_capacity(OVERHEAD + body.len());
     out.extend_from_slice(MAGIC);
     out.push(VERSION);

@@ -114,7 +114,7 @@ impl Token {
     ) -> Token {
         let claims = Claims {
             cluster: ring.cluster.clone(),
-            key_id: ring.sealing_key().id,
+            key_id: ring.sealing_id(),
             id: hex::encode(id),
             expires,
             uses,
