@@ -154,7 +154,6 @@ pub fn nodes(client: &Client, json: bool) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&nodes)?);
         return Ok(());
     }
-    let now = crate::clock::now_ms();
     let rows: Vec<Vec<String>> = nodes
         .iter()
         .map(|n| {
@@ -185,7 +184,7 @@ pub fn nodes(client: &Client, json: bool) -> Result<()> {
                 if n.me {
                     "now".into()
                 } else {
-                    format!("{} ago", age((now - n.seen_ms).max(0) / 1000))
+                    age(n.seen_ms / 1000)
                 },
             ]
         })

@@ -39,6 +39,11 @@ fn a_second_host_joins_by_token_sees_the_first_hosts_app_and_scales_it_there() {
         let n = b.ok(&["nodes"]);
         n.matches("alive").count() == 2 && n.contains("e2e-a") && n.contains("e2e-b")
     });
+    let nodes = b.ok(&["nodes"]);
+    assert!(
+        nodes.contains("SEEN") && nodes.contains("s ago") && !nodes.contains("d ago"),
+        "{nodes}"
+    );
     let web = format!(
         "services:\n  web:\n    image: {IMAGE}\n    command: httpd -f -p 8080 -h /www\n    stop_grace_period: 1s\n"
     );
