@@ -255,41 +255,28 @@ async fn handle(req: Request<Incoming>, ctx: Arc<Ctx>) -> Response<Body> {
             "missing or wrong API token: pass it with --token or BERTH_TOKEN (it is in <data-dir>/api.token)",
         ));
     }
-    // A change to another node: that node makes it.
-    if let Route::NodeChange { name, .. } = &route
-        && ops.cluster().active()
-    {
-        let Some(m) = ops.cluster().member(name) else {
-            return respond(error(
-                404,
-                &format!("no member is named {name:?}: see `berth nodes`"),
-            ));
-        };
-        if m.id.node != ops.cluster().node_id() {
-            let body = if route.takes_body() {
-                match server::read_body(req, MAX_JSON_BODY, ctx.limits.body_timeout).await {
-                    Ok(b) => b,
-                    Err(e) => return respond(body_error(&e)),
+    // A change to another node is made by that node; a request about an app another member
+    // owns is answered by its owner, as if asked there.
+    let elsewhere = match &route {
+        Route::NodeChange { name, .. } if ops.cluster().active() => {
+            match ops.cluster().member(name) {
+                None => {
+                    return respond(error(
+                        404,
+                        &format!("no member is named {name:?}: see `berth nodes`"),
+                    ));
                 }
-            } else {
-                Vec::new()
-            };
-            return respond(forward_to(ops, &m.id.node, &method, &url, &body).await);
-        }
-    }
-    // An app another member owns: its owner answers, as if asked there.
-    if let Some(app) = route.owned_app()
-        && let Some(owner) = ops.remote_owner(app)
-    {
-        let body = if route.takes_body() {
-            match server::read_body(req, MAX_JSON_BODY, ctx.limits.body_timeout).await {
-                Ok(b) => b,
-                Err(e) => return respond(body_error(&e)),
+                Some(m) => (m.id.node != ops.cluster().node_id()).then_some(m.id.node),
             }
-        } else {
-            Vec::new()
+        }
+        r => r.owned_app().and_then(|app| ops.remote_owner(app)),
+    };
+    if let Some(node) = elsewhere {
+        let body = match body_of(&route, req, &ctx).await {
+            Ok(b) => b,
+            Err(r) => return respond(r),
         };
-        return respond(forward_to(ops, &owner, &method, &url, &body).await);
+        return respond(forward_to(ops, &node, &method, &url, &body).await);
     }
     match route {
         Route::LoadImages => respond(
@@ -317,13 +304,9 @@ async fn handle(req: Request<Incoming>, ctx: Arc<Ctx>) -> Response<Body> {
             }
         }
         route => {
-            let body = if route.takes_body() {
-                match server::read_body(req, MAX_JSON_BODY, ctx.limits.body_timeout).await {
-                    Ok(b) => b,
-                    Err(e) => return respond(body_error(&e)),
-                }
-            } else {
-                Vec::new()
+            let body = match body_of(&route, req, &ctx).await {
+                Ok(b) => b,
+                Err(r) => return respond(r),
             };
             let cmd = match Command::new(route, &body) {
                 Ok(c) => c,
@@ -347,6 +330,16 @@ async fn handle(req: Request<Incoming>, ctx: Arc<Ctx>) -> Response<Body> {
             }
         }
     }
+}
+
+/// The request's body when its route takes one (bounded in size and time), else empty.
+async fn body_of(route: &Route, req: Request<Incoming>, ctx: &Ctx) -> Result<Vec<u8>, Reply> {
+    if !route.takes_body() {
+        return Ok(Vec::new());
+    }
+    server::read_body(req, MAX_JSON_BODY, ctx.limits.body_timeout)
+        .await
+        .map_err(|e| body_error(&e))
 }
 
 /// Runs a request on member `node` (the owner of what it is about) and answers its reply.

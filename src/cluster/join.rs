@@ -204,24 +204,39 @@ pub async fn forward(
     f: &Forward,
     limit: Duration,
 ) -> std::io::Result<ForwardReply> {
+    let body = serde_json::to_vec(f).map_err(std::io::Error::other)?;
+    let answer = sealed_request(addr, TAG_FORWARD, ring, sender, seq, &body, limit).await?;
+    serde_json::from_slice(&answer).map_err(std::io::Error::other)
+}
+
+/// One sealed request on the peer channel (`tag`, then `body` sealed under the peer key) and
+/// its sealed answer, opened, all within `limit`.
+async fn sealed_request(
+    addr: SocketAddr,
+    tag: u8,
+    ring: &Keyring,
+    sender: u64,
+    seq: u64,
+    body: &[u8],
+    limit: Duration,
+) -> std::io::Result<Vec<u8>> {
     use super::keys::Purpose;
+    if body.len() + super::seal::OVERHEAD > MAX_ANSWER {
+        return Err(std::io::Error::other("the request is too large to send"));
+    }
     tokio::time::timeout(limit, async {
         let mut s = TcpStream::connect(addr).await?;
-        s.write_u8(TAG_FORWARD).await?;
-        let body = serde_json::to_vec(f).map_err(std::io::Error::other)?;
-        if body.len() + super::seal::OVERHEAD > MAX_ANSWER {
-            return Err(std::io::Error::other("the request is too large to forward"));
-        }
+        s.write_u8(tag).await?;
         write_frame(
             &mut s,
-            &super::seal::seal(ring, Purpose::Peer, sender, seq, nonce()?, &body),
+            &super::seal::seal(ring, Purpose::Peer, sender, seq, nonce()?, body),
         )
         .await?;
         let answer = read_frame(&mut s, MAX_ANSWER).await?;
         let opened = super::seal::open(ring, Purpose::Peer, &answer, MAX_ANSWER).map_err(|d| {
             std::io::Error::other(format!("the answer did not open ({})", d.as_str()))
         })?;
-        serde_json::from_slice(&opened.body).map_err(std::io::Error::other)
+        Ok(opened.body)
     })
     .await
     .map_err(|_| std::io::Error::other(format!("{addr} did not answer within {limit:?}")))?
@@ -276,25 +291,10 @@ pub async fn pull(
     sender: u64,
     req: PullRequest,
 ) -> std::io::Result<super::state::Delta> {
-    use super::keys::Purpose;
-    tokio::time::timeout(CONN_TIME, async {
-        let mut s = TcpStream::connect(addr).await?;
-        s.write_u8(TAG_PULL).await?;
-        let body = serde_json::to_vec(&req).map_err(std::io::Error::other)?;
-        let seq = crate::clock::now_ms().max(0) as u64;
-        write_frame(
-            &mut s,
-            &super::seal::seal(ring, Purpose::Peer, sender, seq, nonce()?, &body),
-        )
-        .await?;
-        let answer = read_frame(&mut s, MAX_ANSWER).await?;
-        let opened = super::seal::open(ring, Purpose::Peer, &answer, MAX_ANSWER).map_err(|d| {
-            std::io::Error::other(format!("the answer did not open ({})", d.as_str()))
-        })?;
-        serde_json::from_slice(&opened.body).map_err(std::io::Error::other)
-    })
-    .await
-    .map_err(|_| std::io::Error::other(format!("{addr} did not answer within {CONN_TIME:?}")))?
+    let body = serde_json::to_vec(&req).map_err(std::io::Error::other)?;
+    let seq = crate::clock::now_ms().max(0) as u64;
+    let answer = sealed_request(addr, TAG_PULL, ring, sender, seq, &body, CONN_TIME).await?;
+    serde_json::from_slice(&answer).map_err(std::io::Error::other)
 }
 
 async fn answer_pull(s: &mut TcpStream, gate: &dyn Serve) -> std::io::Result<()> {
