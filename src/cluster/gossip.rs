@@ -588,6 +588,20 @@ async fn flush(
     }
 }
 
+/// Moves a member of the view to `to` (it was in another state) and reports the change.
+fn mark(m: &mut Member, to: MemberState, now: i64, changes: &mpsc::UnboundedSender<Change>) {
+    let from = Some(m.state);
+    m.state = to;
+    m.since_ms = now;
+    let _ = changes.send(Change {
+        name: m.id.name.clone(),
+        node: m.id.node.clone(),
+        addr: m.id.addr,
+        from,
+        to,
+    });
+}
+
 /// Brings the view in line with foca's membership; reports each change once.
 fn publish(
     foca: &Foca<Id, PostcardCodec, rand::rngs::StdRng, foca::NoCustomBroadcast>,
@@ -665,16 +679,7 @@ fn publish(
             && !seen.contains(node)
             && matches!(m.state, MemberState::Alive | MemberState::Suspect)
         {
-            let from = Some(m.state);
-            m.state = MemberState::Lost;
-            m.since_ms = now;
-            let _ = changes.send(Change {
-                name: m.id.name.clone(),
-                node: node.clone(),
-                addr: m.id.addr,
-                from,
-                to: MemberState::Lost,
-            });
+            mark(m, MemberState::Lost, now, changes);
         }
     }
     if let Some(mine) = members.get_mut(&me.node) {
@@ -686,16 +691,7 @@ fn publish(
             && m.state != MemberState::Left
             && !seen.contains(node)
         {
-            let from = Some(m.state);
-            m.state = MemberState::Left;
-            m.since_ms = now;
-            let _ = changes.send(Change {
-                name: m.id.name.clone(),
-                node: node.clone(),
-                addr: m.id.addr,
-                from,
-                to: MemberState::Left,
-            });
+            mark(m, MemberState::Left, now, changes);
         }
     }
 }
