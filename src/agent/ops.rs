@@ -245,8 +245,10 @@ impl Ops {
         if !self.cluster.active() {
             return Ok(());
         }
-        let apps = self.local_apps().await?;
-        let instances = self.local_ps(None).await?;
+        // One engine list serves both (a pass just listed too; this runs only in a cluster).
+        let listed = self.core.instances().await?;
+        let apps = self.apps_over(&listed)?;
+        let instances = self.ps_over(None, listed)?;
         let mut records = Vec::with_capacity(1 + apps.len() + instances.len());
         let body = |v: serde_json::Result<serde_json::Value>| v.unwrap_or_default();
         records.push((
@@ -764,9 +766,14 @@ impl Ops {
     }
 
     async fn local_apps(&self) -> Result<Vec<AppStatus>, CoreError> {
-        let apps = self.core.store.list_apps()?;
         let instances = self.core.instances().await?;
-        Ok(apps.iter().map(|a| self.status_of(a, &instances)).collect())
+        self.apps_over(&instances)
+    }
+
+    /// This host's apps as `instances` (this node's, listed once by the caller) show them.
+    fn apps_over(&self, instances: &[Instance]) -> Result<Vec<AppStatus>, CoreError> {
+        let apps = self.core.store.list_apps()?;
+        Ok(apps.iter().map(|a| self.status_of(a, instances)).collect())
     }
 
     pub async fn app_status(&self, name: &str) -> Result<AppStatus, CoreError> {
@@ -882,6 +889,16 @@ impl Ops {
     }
 
     async fn local_ps(&self, app: Option<&str>) -> Result<Vec<InstanceView>, CoreError> {
+        let instances = self.core.instances().await?;
+        self.ps_over(app, instances)
+    }
+
+    /// This host's containers from `instances` (this node's, listed once by the caller).
+    fn ps_over(
+        &self,
+        app: Option<&str>,
+        instances: Vec<Instance>,
+    ) -> Result<Vec<InstanceView>, CoreError> {
         let apps: BTreeMap<String, crate::store::StoredApp> = self
             .core
             .store
@@ -894,10 +911,7 @@ impl Ops {
         {
             return Err(unknown_app(name));
         }
-        let mut list: Vec<InstanceView> = self
-            .core
-            .instances()
-            .await?
+        let mut list: Vec<InstanceView> = instances
             .into_iter()
             .filter(|i| app.is_none_or(|a| a == i.app))
             .map(|i| {
