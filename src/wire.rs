@@ -210,6 +210,9 @@ pub struct Health {
 /// One row of `berth top`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TopRow {
+    /// The member it runs on (empty in a host's own answer to another member).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub node: String,
     pub name: String,
     pub app: String,
     pub service: String,
@@ -234,6 +237,9 @@ pub struct Top {
     pub time_ns: i64,
     pub interval_ms: u64,
     pub containers: Vec<TopRow>,
+    /// Members whose figures are missing, each with why (`h3: lost, last heard 40 s ago`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing: Vec<String>,
 }
 
 pub use crate::metrics::history::{AlarmRule, Bucket, Series};
@@ -390,6 +396,9 @@ pub struct LogsParams {
     pub grep: Option<String>,
     pub stream: Option<String>,
     pub follow: bool,
+    /// Only lines stored after this id, oldest first, at most a page (`logs -f` from
+    /// another member polls with it); `tail` does not apply.
+    pub after: Option<i64>,
 }
 
 /// `POST /v1/volumes`.
@@ -540,4 +549,19 @@ pub struct NodeView {
     pub agent: String,
     #[serde(default)]
     pub instances: u64,
+    /// Capacity and use, as its last node record said (0: not known yet).
+    #[serde(default)]
+    pub cpus: u32,
+    /// Host CPU busy, percent of all its CPUs (rounded to 5, so a record is not republished
+    /// for every small change).
+    #[serde(default)]
+    pub cpu_percent: Option<f64>,
+    #[serde(default)]
+    pub mem_total: u64,
+    /// Memory in use (total less available), rounded to 1% of the total.
+    #[serde(default)]
+    pub mem_used: u64,
+    /// The cluster protocol it speaks (0: its node record has not arrived yet).
+    #[serde(default)]
+    pub protocol: u32,
 }

@@ -849,6 +849,7 @@ async fn a_member_hands_changes_to_the_owner_and_refuses_them_while_it_is_gone()
         body: r#"{"services":{"web":1}}"#.into(),
         at_ms: berth::clock::now_ms(),
         from: "attacker".into(),
+        proto: berth::cluster::PROTOCOL,
     };
     let send = || berth::cluster::join::forward(a_addr, &ring, 77, 5, &f, Duration::from_secs(10));
     assert_eq!(send().await.unwrap().status, 200);

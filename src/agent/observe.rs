@@ -8,6 +8,9 @@ use crate::wire::{Top, TopRow};
 
 /// Largest number of lines one logs query returns.
 pub const MAX_LOG_LINES: usize = 100_000;
+/// Lines in one answer to `after=ID` (a follow polling another member), well under the peer
+/// channel's answer bound.
+pub const AFTER_PAGE: usize = 2_000;
 
 impl Ops {
     pub fn top(&self, app: Option<&str>) -> Top {
@@ -25,6 +28,7 @@ impl Ops {
             .map(|c| {
                 let st = c.stats.as_ref();
                 TopRow {
+                    node: String::new(),
                     name: c.target.name.clone(),
                     app: c.target.app.clone(),
                     service: c.target.service.clone(),
@@ -50,7 +54,72 @@ impl Ops {
             time_ns: s.time_ns,
             interval_ms: self.core.settings().metrics.interval_ms,
             containers,
+            missing: Vec::new(),
         }
+    }
+
+    /// `berth top` in a cluster: this host's figures and every alive member's (asked over
+    /// the peer channel, all at once), each row with its node; members that are not alive or
+    /// did not answer are listed in `missing` with why. Outside a cluster: [`Ops::top`].
+    pub async fn cluster_top(&self, app: Option<&str>) -> Top {
+        let mut top = self.top(app);
+        if !self.cluster().active() {
+            return top;
+        }
+        for r in &mut top.containers {
+            r.node = self.core.node_name.clone();
+        }
+        let Ok(members) = self.cluster().nodes().await else {
+            return top;
+        };
+        let url = format!(
+            "/v1/top?local=1{}",
+            app.map(|a| format!("&app={a}")).unwrap_or_default()
+        );
+        let now = crate::clock::now_ms();
+        let mut asks = Vec::new();
+        for m in members.into_iter().filter(|m| !m.me) {
+            if m.state == "alive" && self.member_protocol(&m.node_id) < 2 {
+                top.missing.push(format!(
+                    "{}: it speaks cluster protocol {}, which cannot send its figures to other members; run `berth top` there or upgrade it",
+                    m.name,
+                    self.member_protocol(&m.node_id).max(1)
+                ));
+                continue;
+            }
+            if m.state != "alive" {
+                top.missing.push(format!(
+                    "{}: {}, last heard {} s ago",
+                    m.name,
+                    m.state,
+                    (now - m.seen_ms).max(0) / 1000
+                ));
+                continue;
+            }
+            let (hub, url) = (self.cluster(), url.clone());
+            asks.push(async move {
+                let answer = hub.forward(&m.node_id, "GET", &url, b"").await;
+                (m.name, answer)
+            });
+        }
+        for (name, answer) in futures_util::future::join_all(asks).await {
+            match answer.map(|r| (r.status, serde_json::from_str::<Top>(&r.body))) {
+                Ok((200, Ok(theirs))) => {
+                    top.containers
+                        .extend(theirs.containers.into_iter().map(|r| TopRow {
+                            node: name.clone(),
+                            ..r
+                        }))
+                }
+                Ok((status, _)) => top
+                    .missing
+                    .push(format!("{name}: answered {status} to the figures request")),
+                Err(e) => top.missing.push(format!("{name}: {e}")),
+            }
+        }
+        top.containers
+            .sort_by(|a, b| (&a.node, &a.name).cmp(&(&b.node, &b.name)));
+        top
     }
 
     pub fn metrics_history(
@@ -199,9 +268,13 @@ impl Ops {
             until_ns: time("until", &p.until)?,
             grep: p.grep.clone(),
             stream: p.stream.clone(),
-            tail: p.tail,
-            after_id: None,
-            limit: MAX_LOG_LINES,
+            tail: if p.after.is_some() { None } else { p.tail },
+            after_id: p.after,
+            limit: if p.after.is_some() {
+                AFTER_PAGE
+            } else {
+                MAX_LOG_LINES
+            },
         })
     }
 

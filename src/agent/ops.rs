@@ -186,9 +186,18 @@ impl Ops {
             if n.me {
                 n.agent = env!("CARGO_PKG_VERSION").into();
                 n.instances = self.core.instances().await?.len() as u64;
+                let u = self.host_use();
+                (n.cpus, n.cpu_percent, n.mem_total, n.mem_used) =
+                    (u.cpus, u.cpu_percent, u.mem_total, u.mem_used);
+                n.protocol = crate::cluster::spoken();
             } else if let Some(b) = theirs.get(&n.node_id) {
                 n.agent = b["agent"].as_str().unwrap_or_default().to_string();
                 n.instances = b["instances"].as_u64().unwrap_or(0);
+                n.protocol = protocol_of(b);
+                if let Ok(u) = serde_json::from_value::<HostUse>(b["use"].clone()) {
+                    (n.cpus, n.cpu_percent, n.mem_total, n.mem_used) =
+                        (u.cpus, u.cpu_percent, u.mem_total, u.mem_used);
+                }
             }
         }
         Ok(list)
@@ -223,6 +232,21 @@ impl Ops {
         list.sort_by_key(|e| e.time_ms);
         let keep = list.len().saturating_sub(limit.max(0) as usize);
         Ok(list.split_off(keep))
+    }
+
+    /// This host's capacity and use, from the collector's latest cycle.
+    pub fn host_use(&self) -> HostUse {
+        HostUse::of(self.core.metrics.latest().as_deref())
+    }
+
+    /// The cluster protocol member `node_id` speaks, from its node record (0: none yet).
+    pub fn member_protocol(&self, node_id: &str) -> u32 {
+        self.cluster
+            .remote(crate::cluster::state::Kind::Node)
+            .into_iter()
+            .find(|r| r.node_id == node_id)
+            .map(|r| protocol_of(&r.body))
+            .unwrap_or(0)
     }
 
     /// The member that owns `app`, when this host does not and another one does.
@@ -260,6 +284,8 @@ impl Ops {
                 "agent": env!("CARGO_PKG_VERSION"),
                 "instances": instances.len(),
                 "settings": self.core.store.node_settings()?,
+                "use": self.host_use(),
+                "protocol": crate::cluster::spoken(),
             }),
         ));
         for a in &apps {
@@ -287,6 +313,51 @@ impl Ops {
             .await;
         Ok(())
     }
+}
+
+/// A host's capacity and use as its node record carries it: coarse on purpose, so the record
+/// changes (and travels) only when the figures move by a step.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct HostUse {
+    pub cpus: u32,
+    /// Busy percent of all CPUs, to the nearest 5.
+    pub cpu_percent: Option<f64>,
+    pub mem_total: u64,
+    /// Total less available, to the nearest 1% of the total.
+    pub mem_used: u64,
+}
+
+impl HostUse {
+    /// From the collector's latest cycle (`None`: none yet).
+    pub fn of(s: Option<&crate::metrics::collect::Snapshot>) -> HostUse {
+        let Some(s) = s else {
+            return HostUse::default();
+        };
+        let host = crate::metrics::history::figures(s)
+            .into_iter()
+            .next()
+            .map(|(_, _, _, f)| f);
+        let mem_total = s.sample.mem("MemTotal");
+        let step = (mem_total / 100).max(1);
+        HostUse {
+            // cpu-total comes first, then one row per CPU.
+            cpus: s.cpu_percent.len().saturating_sub(1).max(1) as u32,
+            cpu_percent: host
+                .as_ref()
+                .and_then(|f| f.cpu_percent)
+                .map(|p| (p / 5.0).round() * 5.0),
+            mem_total,
+            mem_used: host
+                .map(|f| ((f.mem_bytes as u64 + step / 2) / step) * step)
+                .unwrap_or(0)
+                .min(mem_total),
+        }
+    }
+}
+
+/// The protocol a node record says its member speaks (records of protocol 1 did not say).
+fn protocol_of(record: &serde_json::Value) -> u32 {
+    record["protocol"].as_u64().unwrap_or(1) as u32
 }
 
 /// How many of its latest events a host shares with the cluster.

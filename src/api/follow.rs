@@ -119,3 +119,120 @@ impl Read for Follow {
         }
     }
 }
+
+/// How often a follow of another member's app asks the owner for new lines.
+const REMOTE_POLL: Duration = Duration::from_millis(500);
+
+/// `logs -f` for an app another member owns: the owner's store is polled over the peer
+/// channel (a forwarded `GET /v1/logs?...&after=ID`, at most a page per answer), and lines are
+/// sent as they arrive, with the same heartbeat as a local follow. A member that is away for a
+/// while only pauses the stream; the stream ends when the owner answers that the app is gone,
+/// or this agent stops.
+pub fn remote(ops: Ops, owner: String, params: &LogsParams, url: &str) -> super::server::Body {
+    use http_body_util::BodyExt;
+    let s = Remote {
+        ops,
+        owner,
+        base: base_query(url),
+        tail: params.tail,
+        cursor: None,
+        last_write: Instant::now(),
+    };
+    let frames = futures_util::stream::unfold(s, |mut s| async move {
+        let chunk = s.next().await?;
+        Some((Ok(hyper::body::Frame::data(chunk)), s))
+    });
+    http_body_util::StreamBody::new(frames).boxed_unsync()
+}
+
+/// The request's query without the parameters the poller sets itself.
+fn base_query(url: &str) -> String {
+    let query = url.split_once('?').map(|(_, q)| q).unwrap_or("");
+    query
+        .split('&')
+        .filter(|kv| {
+            let k = kv.split('=').next().unwrap_or("");
+            !k.is_empty() && !matches!(k, "follow" | "tail" | "after")
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+struct Remote {
+    ops: Ops,
+    owner: String,
+    base: String,
+    tail: Option<usize>,
+    /// The owner's id of the last line sent; `None` before the first answer.
+    cursor: Option<i64>,
+    last_write: Instant,
+}
+
+impl Remote {
+    async fn next(&mut self) -> Option<bytes::Bytes> {
+        loop {
+            if self.ops.stopping() {
+                return None;
+            }
+            // First the last `tail` lines (none asked: everything, a page at a time); with
+            // `--tail 0` one line is read only to learn where the stream starts.
+            let url = match (self.cursor, self.tail) {
+                (Some(id), _) => format!("/v1/logs?{}&after={id}", self.base),
+                (None, None) => format!("/v1/logs?{}&after=0", self.base),
+                (None, Some(t)) => format!("/v1/logs?{}&tail={}", self.base, t.max(1)),
+            };
+            let first = self.cursor.is_none();
+            match self
+                .ops
+                .cluster()
+                .forward(&self.owner, "GET", &url, b"")
+                .await
+            {
+                Ok(r) if r.status == 200 => {
+                    let lines: Vec<crate::wire::LogLine> =
+                        serde_json::from_str(&r.body).unwrap_or_default();
+                    let newest = lines.iter().map(|l| l.id).max();
+                    self.cursor = Some(newest.unwrap_or(0).max(self.cursor.unwrap_or(0)));
+                    // With `--tail 0` the first line only tells where to start.
+                    let skip = first && self.tail == Some(0);
+                    if !skip && !lines.is_empty() {
+                        let mut buf = Vec::new();
+                        for l in &lines {
+                            if serde_json::to_writer(&mut buf, l).is_ok() {
+                                buf.push(b'\n');
+                            }
+                        }
+                        self.last_write = Instant::now();
+                        return Some(buf.into());
+                    }
+                }
+                // The owner says the app is gone: the stream ends as a local one does.
+                Ok(r) if r.status == 404 => return None,
+                // The owner is away or failing: the stream waits for it.
+                Ok(r) => {
+                    tracing::debug!(owner = %self.owner, status = r.status, "a remote follow's poll failed")
+                }
+                Err(e) => {
+                    tracing::debug!(owner = %self.owner, error = %e, "a remote follow's poll failed")
+                }
+            }
+            if self.last_write.elapsed() >= HEARTBEAT {
+                self.last_write = Instant::now();
+                return Some(bytes::Bytes::from_static(b"\n"));
+            }
+            tokio::time::sleep(REMOTE_POLL).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_poller_keeps_the_filters_and_drops_what_it_sets_itself() {
+        assert_eq!(
+            super::base_query("/v1/logs?app=shop&follow=1&tail=5&grep=a%20b&after=9&slot=2"),
+            "app=shop&grep=a%20b&slot=2"
+        );
+        assert_eq!(super::base_query("/v1/logs"), "");
+    }
+}

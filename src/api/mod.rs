@@ -296,6 +296,21 @@ async fn handle(req: Request<Incoming>, ctx: Arc<Ctx>) -> Response<Body> {
             Err(e) => respond(error(status_of(&e), &e.to_string())),
         },
         Route::Logs(p) if p.follow => {
+            if let Some(owner) = ops.remote_owner(&p.app) {
+                if ops.member_protocol(&owner) < 2 {
+                    return respond(error(
+                        501,
+                        &format!(
+                            "{} is owned by a member that speaks cluster protocol 1, which cannot stream logs to other members: run `berth logs -f` on that host, or upgrade it",
+                            p.app
+                        ),
+                    ));
+                }
+                return streamed(
+                    "application/x-ndjson",
+                    follow::remote(ops.clone(), owner, &p, &url),
+                );
+            }
             let ops = ops.clone();
             match tokio::task::spawn_blocking(move || follow::start(ops, p)).await {
                 Ok(Ok(f)) => streamed("application/x-ndjson", follow::body(f)),
@@ -365,11 +380,23 @@ async fn run_forwarded(
     };
     let route = match parse_request(&f.method, &f.url) {
         Err(e) => return reply(error(e.status(), &e.to_string())),
+        // Protocol 1 (what this build speaks under the test switch) had neither.
+        Ok(Route::Top { local: true, .. } | Route::Logs(LogsParams { after: Some(_), .. }))
+            if crate::cluster::spoken() < 2 =>
+        {
+            return reply(error(
+                403,
+                "this request cannot be forwarded between members",
+            ));
+        }
         Ok(r)
             if r.owned_app().is_none()
                 && !matches!(
                     r,
-                    Route::Deploy | Route::NodeChange { .. } | Route::ClusterKeys
+                    Route::Deploy
+                        | Route::NodeChange { .. }
+                        | Route::ClusterKeys
+                        | Route::Top { local: true, .. }
                 ) =>
         {
             return reply(error(
@@ -456,7 +483,8 @@ fn run(cmd: Command, ops: &Ops, rt: &tokio::runtime::Handle) -> Reply {
                 ops.prometheus().into_bytes(),
                 "text/plain; version=0.0.4; charset=utf-8",
             ),
-            Command::Top { app } => json(200, &ops.top(app.as_deref())),
+            Command::Top { app, local: true } => json(200, &ops.top(app.as_deref())),
+            Command::Top { app, local: false } => json(200, &ops.cluster_top(app.as_deref()).await),
             Command::MetricsHistory { app } => json(200, &ops.metrics_history(app.as_deref())?),
             Command::ListAlarms => json(200, &ops.alarms()),
             Command::AddAlarm(r) => json(201, &ops.add_alarm(r)?),

@@ -59,6 +59,8 @@ pub enum Route {
     Prometheus,
     Top {
         app: Option<String>,
+        /// This host's containers only (what a member asks another for).
+        local: bool,
     },
     /// The last hour of an app's series (None: the host's).
     MetricsHistory {
@@ -205,6 +207,8 @@ pub enum Command {
     Prometheus,
     Top {
         app: Option<String>,
+        /// This host's containers only (what a member asks another for).
+        local: bool,
     },
     MetricsHistory {
         app: Option<String>,
@@ -318,7 +322,7 @@ impl Command {
                 confirm,
             },
             Route::Prometheus => Command::Prometheus,
-            Route::Top { app } => Command::Top { app },
+            Route::Top { app, local } => Command::Top { app, local },
             Route::MetricsHistory { app } => Command::MetricsHistory { app },
             Route::ListAlarms => Command::ListAlarms,
             Route::AddAlarm => Command::AddAlarm(json(body)?),
@@ -569,6 +573,7 @@ pub fn parse_request(method: &str, url: &str) -> Result<Route, RouteError> {
                 .filter(|a| !a.is_empty())
                 .map(app_name)
                 .transpose()?,
+            local: matches!(get("local"), Some("true" | "1")),
         },
         (["v1", "metrics"], "GET") => Route::MetricsHistory {
             app: get("app")
@@ -601,6 +606,10 @@ pub fn parse_request(method: &str, url: &str) -> Result<Route, RouteError> {
                 grep: opt("grep"),
                 stream: opt("stream"),
                 follow: matches!(get("follow"), Some("true" | "1")),
+                after: get("after")
+                    .filter(|v| !v.is_empty())
+                    .map(|v| num("after", v, "a log line id"))
+                    .transpose()?,
             })
         }
         (["metrics"], _)
@@ -830,7 +839,11 @@ mod tests {
         ("GET", "/v1/events?after=-", Err(400)),
         ("GET", "/metrics", Ok("Prometheus")),
         ("POST", "/metrics", Err(405)),
-        ("GET", "/v1/top?app=shop", Ok("Top { app: Some(\"shop\") }")),
+        (
+            "GET",
+            "/v1/top?app=shop",
+            Ok("Top { app: Some(\"shop\"), local: false }"),
+        ),
         ("GET", "/v1/metrics", Ok("MetricsHistory { app: None }")),
         ("GET", "/v1/alarms", Ok("ListAlarms")),
         ("POST", "/v1/alarms", Ok("AddAlarm")),
@@ -844,7 +857,7 @@ mod tests {
             "GET",
             "/v1/logs?app=shop&service=web&slot=2&tail=5&follow=1",
             Ok(
-                "Logs(LogsParams { app: \"shop\", service: Some(\"web\"), slot: Some(2), since: None, until: None, tail: Some(5), grep: None, stream: None, follow: true })",
+                "Logs(LogsParams { app: \"shop\", service: Some(\"web\"), slot: Some(2), since: None, until: None, tail: Some(5), grep: None, stream: None, follow: true, after: None })",
             ),
         ),
         ("GET", "/v1/logs", Err(400)),

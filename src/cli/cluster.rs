@@ -175,11 +175,26 @@ pub fn nodes(client: &Client, json: bool) -> Result<()> {
                 } else {
                     labels.join(",")
                 },
-                n.instances.to_string(),
-                if n.agent.is_empty() {
+                match (n.cpus, n.cpu_percent) {
+                    (0, _) => "?".into(),
+                    (c, Some(p)) => format!("{p:.0}% of {c}"),
+                    (c, None) => format!("? of {c}"),
+                },
+                if n.mem_total == 0 {
                     "?".into()
                 } else {
-                    n.agent.clone()
+                    format!(
+                        "{} / {}",
+                        super::observe::bytes(n.mem_used as f64),
+                        super::observe::bytes(n.mem_total as f64)
+                    )
+                },
+                n.instances.to_string(),
+                match (n.agent.is_empty(), n.protocol) {
+                    (true, _) => "?".into(),
+                    (false, 0) => n.agent.clone(),
+                    // The cluster protocol it speaks beside its version.
+                    (false, p) => format!("{} (p{p})", n.agent),
                 },
                 if n.me {
                     "now".into()
@@ -195,6 +210,8 @@ pub fn nodes(client: &Client, json: bool) -> Result<()> {
             "ADDRESS",
             "STATE",
             "LABELS",
+            "CPU",
+            "MEM",
             "INSTANCES",
             "AGENT",
             "SEEN",

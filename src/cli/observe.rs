@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 use std::io::BufRead;
 use std::time::Duration;
 
-fn bytes(n: f64) -> String {
+pub fn bytes(n: f64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = n;
     let mut u = 0;
@@ -42,11 +42,13 @@ pub fn q(v: &str) -> String {
 }
 
 fn print_top(t: &Top) {
+    // In a cluster each row says where it runs.
+    let nodes = t.containers.iter().any(|c| !c.node.is_empty()) || !t.missing.is_empty();
     let rows: Vec<Vec<String>> = t
         .containers
         .iter()
         .map(|c| {
-            vec![
+            let mut row = vec![
                 c.name.clone(),
                 c.status.clone(),
                 pct(c.cpu_percent),
@@ -62,21 +64,29 @@ fn print_top(t: &Top) {
                     bytes(c.block_read as f64),
                     bytes(c.block_write as f64)
                 ),
-            ]
+            ];
+            if nodes {
+                row.insert(0, c.node.clone());
+            }
+            row
         })
         .collect();
-    table(
-        &[
-            "NAME",
-            "STATUS",
-            "CPU %",
-            "MEM USAGE / LIMIT",
-            "MEM %",
-            "NET I/O",
-            "BLOCK I/O",
-        ],
-        &rows,
-    );
+    let mut head = vec![
+        "NAME",
+        "STATUS",
+        "CPU %",
+        "MEM USAGE / LIMIT",
+        "MEM %",
+        "NET I/O",
+        "BLOCK I/O",
+    ];
+    if nodes {
+        head.insert(0, "NODE");
+    }
+    table(&head, &rows);
+    for m in &t.missing {
+        println!("(no figures from {m})");
+    }
 }
 
 /// Like `docker stats`: refreshes every interval until interrupted, or once with --no-stream.

@@ -181,7 +181,7 @@ impl Serve for Gate {
             Welcome {
                 keyring: ring,
                 members,
-                proto: token::PROTOCOL,
+                proto: super::spoken(),
             },
             key,
         ))
@@ -499,6 +499,11 @@ impl Hub {
                 drain: false,
                 agent: String::new(),
                 instances: 0,
+                cpus: 0,
+                cpu_percent: None,
+                mem_total: 0,
+                mem_used: 0,
+                protocol: 0,
             })
             .collect())
     }
@@ -654,6 +659,7 @@ impl Hub {
             body: String::from_utf8_lossy(body).into_owned(),
             at_ms: crate::clock::now_ms(),
             from: self.name.clone(),
+            proto: super::spoken(),
         };
         let seq = self
             .forward_seq
@@ -808,6 +814,8 @@ async fn sync_loop(
     sender: u64,
 ) {
     let busy: Arc<std::sync::Mutex<std::collections::BTreeSet<String>>> = Arc::default();
+    // Members that sent records of kinds this build does not know (said once each).
+    let newer: Arc<std::sync::Mutex<std::collections::BTreeSet<String>>> = Arc::default();
     while let Some(d) = digests.recv().await {
         let wants = replicas
             .lock()
@@ -834,11 +842,26 @@ async fn sync_loop(
         {
             continue;
         }
-        let (ring, replicas, busy) = (ring.clone(), replicas.clone(), busy.clone());
+        let (ring, replicas, busy, newer) =
+            (ring.clone(), replicas.clone(), busy.clone(), newer.clone());
         tokio::spawn(async move {
             let keys = ring.read().unwrap_or_else(|p| p.into_inner()).clone();
             match join::pull(addr, &keys, sender, join::PullRequest { epoch, since }).await {
-                Ok(delta) => {
+                Ok(mut delta) => {
+                    let before = delta.records.len();
+                    delta.records.retain(|r| r.kind != Kind::Unknown);
+                    if delta.records.len() < before
+                        && newer
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert(d.node.clone())
+                    {
+                        tracing::warn!(
+                            node = %d.node,
+                            ignored = before - delta.records.len(),
+                            "a member publishes records of a kind this build does not know (it runs a newer release): they are ignored here; upgrade this host"
+                        );
+                    }
                     replicas
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())

@@ -167,6 +167,13 @@ pub struct Forward {
     pub at_ms: i64,
     /// The member that forwards it (for the event log).
     pub from: String,
+    /// The cluster protocol the forwarding member speaks (absent: 1).
+    #[serde(default = "protocol_one")]
+    pub proto: u32,
+}
+
+fn protocol_one() -> u32 {
+    1
 }
 
 /// The API's answer to a forwarded request.
@@ -312,6 +319,10 @@ async fn answer_pull(s: &mut TcpStream, gate: &dyn Serve) -> std::io::Result<()>
     let seq = crate::clock::now_ms().max(0) as u64;
     let sealed = super::seal::seal(&ring, Purpose::Peer, gate.sender(), seq, nonce()?, &body);
     if sealed.len() > MAX_ANSWER {
+        tracing::warn!(
+            bytes = sealed.len(),
+            "this host's replicated state is over the peer channel's 8 MiB bound: members cannot pull it"
+        );
         return Ok(());
     }
     write_frame(s, &sealed).await

@@ -14,6 +14,9 @@ pub enum Kind {
     App,
     Instance,
     Event,
+    /// A kind a newer member publishes that this build does not know: ignored.
+    #[serde(other)]
+    Unknown,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -213,6 +216,17 @@ mod tests {
             .iter()
             .map(|(k, v)| (Kind::App, k.to_string(), json!({ "n": v })))
             .collect()
+    }
+
+    #[test]
+    fn records_of_a_kind_this_build_does_not_know_are_read_as_unknown() {
+        let r: Record = serde_json::from_value(json!({
+            "kind": "assignment", "key": "a/web/1", "version": 3, "body": {"node": "x"}, "at_ms": 1
+        }))
+        .unwrap();
+        assert_eq!(r.kind, Kind::Unknown);
+        assert!(crate::cluster::compatible(1, 2) && crate::cluster::compatible(3, 2));
+        assert!(!crate::cluster::compatible(4, 2));
     }
 
     #[test]

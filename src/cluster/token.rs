@@ -101,6 +101,10 @@ pub enum Refusal {
     NoCluster,
     #[error("the member cannot take the join now: {0}")]
     Member(String),
+    #[error(
+        "this host speaks cluster protocol {joiner} and the member {member}: hosts more than one release apart do not work together; upgrade the older one first"
+    )]
+    Protocol { joiner: u32, member: u32 },
 }
 
 impl Token {
@@ -210,7 +214,7 @@ impl Token {
             node_id: node_id.to_string(),
             name: name.to_string(),
             advertise,
-            proto: PROTOCOL,
+            proto: super::spoken(),
             proof: String::new(),
         };
         h.proof = hex::encode(proof(&self.secret, &h));
@@ -222,9 +226,6 @@ impl Token {
         open_sealed(&reply_key(&self.secret, &self.claims), hello, sealed)
     }
 }
-
-/// The join protocol this build speaks.
-pub const PROTOCOL: u32 = 1;
 
 /// What a joiner sends (in clear: nothing in it is secret).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -281,6 +282,12 @@ pub fn check_hello(
     used: u32,
 ) -> Result<ReplyKey, Refusal> {
     let c = &hello.claims;
+    if !super::compatible(hello.proto, super::spoken()) {
+        return Err(Refusal::Protocol {
+            joiner: hello.proto,
+            member: super::spoken(),
+        });
+    }
     if c.cluster != ring.cluster {
         return Err(Refusal::Foreign {
             token: c.cluster.clone(),
@@ -437,6 +444,26 @@ mod tests {
             check_hello(&rotated, &h, now, 0).err(),
             Some(Refusal::RetiredKey)
         );
+        // A joiner two protocols away is refused before anything else is looked at; one
+        // apart (either way) is welcome.
+        for (p, ok) in [
+            (crate::cluster::PROTOCOL + 2, false),
+            (crate::cluster::PROTOCOL - 1, true),
+        ] {
+            let mut h = t.hello([1; 32], "n2", "h", adv);
+            h.proto = p;
+            h.proof = hex::encode(proof(&t.secret, &h));
+            let got = check_hello(&ring, &h, now, 0);
+            assert_eq!(got.is_ok(), ok, "protocol {p}");
+            if !ok {
+                assert!(
+                    got.err()
+                        .unwrap()
+                        .to_string()
+                        .contains("upgrade the older one")
+                );
+            }
+        }
         // Refusals travel as JSON and say what to do.
         let j = serde_json::to_string(&Refusal::UsedUp(1)).unwrap();
         assert_eq!(
