@@ -50,8 +50,48 @@ pub fn run(cfg: &AgentConfig) -> Vec<Check> {
     out.extend(ports(cfg));
     out.push(api_exposure(cfg.listen));
     out.push(data_dir(&cfg.data_dir));
+    out.push(cluster(&cfg.data_dir));
     out.push(clock());
     out
+}
+
+/// Whether this host is in a cluster, and whether it holds a key the cluster still uses (the
+/// agent notes when packets under keys it lacks arrive while no member answers it).
+fn cluster(dir: &Path) -> Check {
+    let ring = match crate::cluster::keys::Keyring::load(&dir.join("cluster.key")) {
+        Ok(None) => return check("cluster", Level::Ok, "in no cluster", ""),
+        Ok(Some(r)) => r,
+        Err(e) => {
+            return check(
+                "cluster",
+                Level::Fail,
+                format!("the cluster key file does not load: {e}"),
+                "`berth cluster leave`, then join again with a new token",
+            );
+        }
+    };
+    match std::fs::read_to_string(dir.join(crate::cluster::hub::STRANDED_FILE)) {
+        Ok(says) => check(
+            "cluster",
+            Level::Warn,
+            format!(
+                "cluster {}: this host holds only retired keys: {}",
+                ring.cluster,
+                says.trim()
+            ),
+            "`berth cluster leave`, then `berth cluster join TOKEN` with a token made on a member",
+        ),
+        Err(_) => check(
+            "cluster",
+            Level::Ok,
+            format!(
+                "cluster {}, sealing with key {}",
+                ring.cluster,
+                ring.sealing_id()
+            ),
+            "",
+        ),
+    }
 }
 
 /// `1.41` -> (1, 41).

@@ -346,6 +346,7 @@ impl Hub {
             gossip.view.clone(),
             self.node_id.clone(),
             self.events.clone(),
+            self.data_dir.join(STRANDED_FILE),
         ));
         *self.view.lock().unwrap_or_else(|p| p.into_inner()) = Some(gossip.view.clone());
         *slot = Some(Running {
@@ -471,6 +472,7 @@ impl Hub {
         }
         r.gossip.leave().await;
         let _ = std::fs::remove_file(self.key_path());
+        let _ = std::fs::remove_file(self.data_dir.join(STRANDED_FILE));
         self.store.clear_cluster()?;
         (self.events)(
             EventKind::Cluster,
@@ -882,7 +884,16 @@ async fn sync_loop(
 
 /// Says once (an event) when this host looks stranded by a key rotation: packets sealed
 /// under keys it does not hold keep arriving while no other member answers it.
-async fn watch_stranded(view: Arc<super::gossip::View>, me: String, events: Events) {
+/// In the data dir while this host looks stranded by a key rotation (what it says, for
+/// `berth doctor`, which reads it without the agent).
+pub const STRANDED_FILE: &str = "cluster.stranded";
+
+async fn watch_stranded(
+    view: Arc<super::gossip::View>,
+    me: String,
+    events: Events,
+    marker: PathBuf,
+) {
     let unknown = |v: &super::gossip::View| {
         v.counters
             .dropped()
@@ -902,16 +913,20 @@ async fn watch_stranded(view: Arc<super::gossip::View>, me: String, events: Even
             .any(|m| m.id.node != me && m.state == MemberState::Alive);
         if now > last && alone {
             if !said {
-                events(
-                    EventKind::Cluster,
-                    format!(
-                        "no member answers, and {} packets sealed with a key this host does not hold arrived: the cluster key was probably rotated while this host was away; rejoin with a new token (`berth cluster leave`, then `berth cluster join TOKEN`)",
-                        now - last
-                    ),
+                let says = format!(
+                    "no member answers, and {} packets sealed with a key this host does not hold arrived: the cluster key was probably rotated while this host was away and it holds only retired keys; rejoin with a new token (`berth cluster leave`, then `berth cluster join TOKEN`)",
+                    now - last
                 );
+                if let Err(e) = crate::atomic_file::replace(&marker, says.as_bytes(), 0o600) {
+                    tracing::warn!(error = %e, "cannot note the stranded state for berth doctor");
+                }
+                events(EventKind::Cluster, says);
                 said = true;
             }
         } else if !alone {
+            if said {
+                let _ = std::fs::remove_file(&marker);
+            }
             said = false;
         }
         last = now;

@@ -23,7 +23,16 @@ fn docker(args: &[&str]) -> Output {
 }
 
 pub fn docker_ok(args: &[&str]) -> String {
-    let o = docker(args);
+    docker_ok_on(None, args)
+}
+
+/// `docker` against `host` (a bed host's engine socket) or this machine's engine.
+pub fn docker_ok_on(host: Option<&str>, args: &[&str]) -> String {
+    let mut c = Command::new("docker");
+    if let Some(h) = host {
+        c.args(["-H", h]);
+    }
+    let o = c.args(args).output().expect("the docker CLI runs");
     assert!(
         o.status.success(),
         "docker {args:?} failed: {}",
@@ -76,6 +85,29 @@ pub struct Agent {
     proc_stat: Option<PathBuf>,
     /// `--node-name` ("e2e" unless [`Agent::start_named`]).
     pub name: String,
+    /// Where it runs when not on this host: a network namespace of the multi-host bed, with
+    /// that host's own engine.
+    pub place: Option<Place>,
+}
+
+/// A host of the multi-host bed (tests/bed/hosts.sh) an agent runs on.
+#[derive(Clone, Debug)]
+pub struct Place {
+    /// `/run/netns/<netns>`.
+    pub netns: String,
+    /// `unix://.../d.sock`: that host's own dockerd.
+    pub docker_host: String,
+    /// Extra environment for the agent (a test switch).
+    pub env: Vec<(String, String)>,
+}
+
+impl Place {
+    /// `cmd` run inside the host's network namespace.
+    fn wrap(&self, cmd: &str) -> Command {
+        let mut c = Command::new("nsenter");
+        c.arg(format!("--net=/run/netns/{}", self.netns)).arg(cmd);
+        c
+    }
 }
 
 impl Agent {
@@ -123,9 +155,36 @@ impl Agent {
             child: None,
             proc_stat: None,
             name: name.into(),
+            place: None,
         };
         a.spawn();
         a
+    }
+
+    /// Starts an agent named `name` on a host of the multi-host bed: in its network
+    /// namespace, over its engine, its API on that namespace's 127.0.0.1:7878.
+    pub fn start_placed(name: &str, place: Place, toml: &str) -> Agent {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("berth.toml"), toml).expect("write config");
+        let mut a = Agent {
+            dir,
+            port: 7878,
+            node_id: String::new(),
+            child: None,
+            proc_stat: None,
+            name: name.into(),
+            place: Some(place),
+        };
+        a.spawn();
+        a
+    }
+
+    /// A command (`berth`, `curl`) as this agent's host runs it.
+    fn command(&self, cmd: &str) -> Command {
+        match &self.place {
+            Some(p) => p.wrap(cmd),
+            None => Command::new(cmd),
+        }
     }
 
     /// Starts an agent on data dir `dir` with this `berth.toml` (empty: no config file).
@@ -140,6 +199,7 @@ impl Agent {
             child: None,
             proc_stat: None,
             name: "e2e".into(),
+            place: None,
         };
         a.spawn();
         a
@@ -173,8 +233,11 @@ impl Agent {
                     .arg(bin());
                 c
             }
-            None => Command::new(bin()),
+            None => self.command(bin()),
         };
+        if let Some(p) = &self.place {
+            cmd.envs(p.env.iter().map(|(k, v)| (k, v)));
+        }
         let child = cmd
             .args(["agent", "--data-dir"])
             .arg(self.dir.path())
@@ -185,6 +248,11 @@ impl Agent {
                 &self.name,
             ])
             .args(self.config_args())
+            .args(
+                self.place
+                    .iter()
+                    .flat_map(|p| ["--docker-host".to_string(), p.docker_host.clone()]),
+            )
             .env("BERTH_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log)
@@ -329,8 +397,18 @@ impl Agent {
         self.spawn();
     }
 
+    /// The CLI as a command not yet run (for one that keeps running, `logs -f`).
+    pub fn follow_command(&self, args: &[&str]) -> Command {
+        let mut c = self.command(bin());
+        c.args(args)
+            .env("BERTH_API", self.api())
+            .env("BERTH_TOKEN_FILE", self.dir.path().join("api.token"))
+            .env_remove("BERTH_TOKEN");
+        c
+    }
+
     pub fn berth(&self, args: &[&str]) -> Output {
-        Command::new(bin())
+        self.command(bin())
             .args(args)
             .env("BERTH_API", self.api())
             .env("BERTH_TOKEN_FILE", self.dir.path().join("api.token"))
@@ -364,6 +442,9 @@ impl Agent {
     }
 
     pub fn get_raw(&self, path: &str, auth: bool) -> Result<(u16, String), String> {
+        if self.place.is_some() {
+            return self.curl("GET", path, b"", auth);
+        }
         let agent = http_agent();
         let mut req = agent.get(format!("{}{path}", self.api()));
         if auth {
@@ -375,6 +456,9 @@ impl Agent {
     }
 
     pub fn post_raw(&self, path: &str, body: &[u8], auth: bool) -> (u16, String) {
+        if self.place.is_some() {
+            return self.curl("POST", path, body, auth).expect("request sent");
+        }
         let agent = http_agent();
         let mut req = agent.post(format!("{}{path}", self.api()));
         if auth {
@@ -383,6 +467,49 @@ impl Agent {
         let mut r = req.send(body).expect("request sent");
         let status = r.status().as_u16();
         (status, r.body_mut().read_to_string().unwrap_or_default())
+    }
+
+    /// An HTTP request by curl inside the agent's namespace (a bed host's API is reachable
+    /// only there).
+    fn curl(
+        &self,
+        method: &str,
+        path: &str,
+        body: &[u8],
+        auth: bool,
+    ) -> Result<(u16, String), String> {
+        use std::io::Write;
+        let mut c = self.command("curl");
+        c.args([
+            "-sS",
+            "-X",
+            method,
+            "--max-time",
+            "30",
+            "--data-binary",
+            "@-",
+        ])
+        .args(["-w", "\n%{http_code}"]);
+        if auth {
+            c.args(["-H", &format!("Authorization: Bearer {}", self.token())]);
+        }
+        let mut child = c
+            .arg(format!("{}{path}", self.api()))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        if let Some(mut i) = child.stdin.take() {
+            let _ = i.write_all(body);
+        }
+        let o = child.wait_with_output().map_err(|e| e.to_string())?;
+        if !o.status.success() {
+            return Err(String::from_utf8_lossy(&o.stderr).into_owned());
+        }
+        let out = String::from_utf8_lossy(&o.stdout).into_owned();
+        let (body, code) = out.rsplit_once('\n').unwrap_or(("", &out));
+        Ok((code.trim().parse().unwrap_or(0), body.to_string()))
     }
 
     pub fn ps(&self, app: &str) -> Vec<InstanceView> {
@@ -434,9 +561,14 @@ impl Agent {
         }
     }
 
+    /// `docker` against the engine this agent uses.
+    pub fn docker_ok(&self, args: &[&str]) -> String {
+        docker_ok_on(self.place.as_ref().map(|p| p.docker_host.as_str()), args)
+    }
+
     /// Containers of this node as the engine sees them (name -> state).
     pub fn engine_containers(&self, app: &str) -> Vec<(String, String)> {
-        let out = docker_ok(&[
+        let out = self.docker_ok(&[
             "ps",
             "-a",
             "--filter",

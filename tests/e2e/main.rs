@@ -2,6 +2,7 @@
 //! Each test uses its own app names and its own agent (own node id), so they run in parallel.
 
 mod backends;
+mod bed;
 mod harness;
 
 mod cluster;
@@ -14,6 +15,7 @@ mod inputs;
 mod lifecycle;
 mod logs;
 mod metrics;
+mod multihost;
 mod network;
 mod offline;
 mod overlap;
