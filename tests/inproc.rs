@@ -467,7 +467,7 @@ async fn recording_relay(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hosts_join_by_token_and_bad_tokens_change_nothing() {
     let (a, a_addr) = cluster_node("host-a").await;
-    let (b, _) = cluster_node("host-b").await;
+    let (b, b_addr) = cluster_node("host-b").await;
     let (c, _) = cluster_node("host-c").await;
     // In no cluster yet: nodes says how to start one.
     let (status, body) = b.call("GET", "/v1/nodes", None).await;
@@ -628,6 +628,22 @@ async fn hosts_join_by_token_and_bad_tokens_change_nothing() {
     ] {
         assert!(events.contains(says), "events lack {says:?}: {events}");
     }
+    // The same token through another member (b) is used up too, once a's node record (with
+    // its token counts) reached b.
+    let id: [u8; 16] = [5; 16];
+    let through = |m: std::net::SocketAddr| {
+        berth::cluster::token::Token::issue(&ring, vec![m], now + 600, 1, id).to_text()
+    };
+    let (s, body) = join(&c, through(a_addr)).await;
+    assert_eq!(s, 200, "{body}");
+    let (s, body) = c.call("POST", "/v1/cluster/leave", None).await;
+    assert_eq!(s, 200, "{body}");
+    // a publishes its node record after its next pass (at most 2 s), b pulls it at once.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let (s, body) = join(&c, through(b_addr)).await;
+    assert_eq!(s, 403, "b let c in with a token a had used up: {body}");
+    assert!(body.contains("used"), "{body}");
+    assert!(!c.dir.path().join("data/cluster.key").exists());
 }
 
 async fn wait_body(

@@ -285,6 +285,7 @@ impl Ops {
                 "instances": instances.len(),
                 "settings": self.core.store.node_settings()?,
                 "use": self.host_use(),
+                "tokens": self.core.store.token_counts()?,
                 "protocol": crate::cluster::spoken(),
             }),
         ));

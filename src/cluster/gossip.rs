@@ -261,19 +261,24 @@ pub struct Gossip {
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
-/// What foca is configured with for `n` members: its LAN settings with the probe period
-/// halved (500 ms, a LAN answers in well under the 250 ms allowed), so suspicion — still
-/// memberlist's and foca's rule, 4 x log10(n) probe periods, at least 4 — runs 2 s with a few
-/// members and 3.4 s at 50, and a lost member is known to all within about 5 s at 50
-/// (BENCHMARKS, "Cluster"). A down member is announced to every 10 s (so a healed partition
-/// rejoins quickly; foca's LAN default is 65 s).
+/// What foca is configured with for `n` members: its LAN settings with a 400 ms probe period
+/// (a LAN answers in well under the 200 ms allowed), so suspicion — still memberlist's and
+/// foca's rule, 4 x log10(n) probe periods, and at least 2 s — runs 2 s up to 17 members and
+/// 2.7 s at 50, and a lost member is known to all within 5 s at 50 (BENCHMARKS, "Cluster").
+/// A down member is announced to every 10 s (so a healed partition rejoins quickly; foca's
+/// LAN default is 65 s).
 pub fn config(n: usize) -> Config {
     let n = std::num::NonZeroU32::new(n.clamp(2, 1000) as u32).unwrap_or(std::num::NonZeroU32::MIN);
     let mut c = Config::new_lan(n);
-    let period = Duration::from_millis(500);
+    // memberlist's LAN suspicion (4 x log10(n) probe periods) over a 400 ms period: a lost
+    // member known to all within 5 s at 50 (the wait for some member to probe it, plus
+    // 2.7 s of suspicion, plus the spread); never under 2 s, where few members can confirm.
+    let period = Duration::from_millis(400);
     c.probe_period = period;
-    c.probe_rtt = Duration::from_millis(250);
-    c.suspect_to_down_after = period.mul_f64(4.0 * f64::from(n.get()).log10().max(1.0));
+    c.probe_rtt = Duration::from_millis(200);
+    c.suspect_to_down_after = period
+        .mul_f64(4.0 * f64::from(n.get()).log10())
+        .max(Duration::from_secs(2));
     c.max_packet_size = std::num::NonZeroUsize::new(MAX_PACKET - seal::OVERHEAD - 1)
         .unwrap_or(std::num::NonZeroUsize::MIN);
     c.periodic_announce_to_down_members = Some(foca::PeriodicParams {
@@ -704,7 +709,8 @@ mod tests {
         assert_eq!(at(2), 2.0);
         assert_eq!(at(3), 2.0);
         assert_eq!(at(10), 2.0);
-        assert!((at(50) - 3.4).abs() < 0.01, "{}", at(50));
+        assert!((at(30) - 2.36).abs() < 0.01, "{}", at(30));
+        assert!((at(50) - 2.72).abs() < 0.01, "{}", at(50));
         assert!(super::config(50).probe_rtt < super::config(50).probe_period);
     }
 }

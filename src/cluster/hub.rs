@@ -110,6 +110,24 @@ struct Gate {
     own: Arc<std::sync::Mutex<Own>>,
     replay: std::sync::Mutex<super::seal::Replay>,
     handler: Arc<RwLock<Option<ForwardHandler>>>,
+    /// The other members' records: their node records say how often each token let a host
+    /// in through them.
+    replicas: Arc<std::sync::Mutex<BTreeMap<String, Replica>>>,
+}
+
+impl Gate {
+    /// How many joins token `id` let in through the other members, as their node records
+    /// (`tokens`) last said.
+    fn uses_elsewhere(&self, id: &str) -> u32 {
+        let replicas = self.replicas.lock().unwrap_or_else(|p| p.into_inner());
+        replicas
+            .iter()
+            .filter(|(node, _)| **node != self.me.node)
+            .flat_map(|(_, rep)| rep.of(Kind::Node))
+            .filter_map(|r| r.body.as_ref()?["tokens"][id].as_u64())
+            .map(|n| n.min(u32::MAX as u64) as u32)
+            .fold(0u32, |a, n| a.saturating_add(n))
+    }
 }
 
 impl Serve for Gate {
@@ -157,14 +175,22 @@ impl Serve for Gate {
 
     fn admit(&self, hello: &Hello) -> Result<(Welcome, ReplyKey), Refusal> {
         let ring = self.ring.read().unwrap_or_else(|p| p.into_inner()).clone();
+        // The uses here and those the other members published: a token naming several
+        // members is not good for its count at each of them (two joins through two members
+        // within the same second can still both pass: there is no quorum to ask).
+        let elsewhere = self.uses_elsewhere(&hello.claims.id);
         let uses = self
             .store
             .token_uses(&hello.claims.id)
-            .map_err(|e| Refusal::Member(e.to_string()))?;
+            .map_err(|e| Refusal::Member(e.to_string()))?
+            .saturating_add(elsewhere);
         let key = token::check_hello(&ring, hello, crate::clock::now_ms() / 1000, uses)?;
         if !self
             .store
-            .use_token(&hello.claims.id, hello.claims.uses)
+            .use_token(
+                &hello.claims.id,
+                hello.claims.uses.saturating_sub(elsewhere),
+            )
             .map_err(|e| Refusal::Member(e.to_string()))?
         {
             return Err(Refusal::UsedUp(hello.claims.uses));
@@ -297,6 +323,7 @@ impl Hub {
             own: self.own.clone(),
             replay: std::sync::Mutex::new(super::seal::Replay::new(1024)),
             handler: self.handler.clone(),
+            replicas: self.replicas.clone(),
         });
         let serve = tokio::spawn(join::serve(listener, gate));
         let sync = tokio::spawn(sync_loop(

@@ -29,6 +29,21 @@ impl Store {
         })
     }
 
+    /// The tokens that let hosts in through this member, with their counts (the latest 100),
+    /// for its node record: the other members add them up.
+    pub fn token_counts(&self) -> Result<std::collections::BTreeMap<String, u32>, StoreError> {
+        self.read(|c| {
+            let mut st = c
+                .prepare("SELECT id, used FROM cluster_tokens ORDER BY rowid DESC LIMIT 100")
+                .map_err(sql("reading join token uses"))?;
+            let rows = st
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u32>(1)?)))
+                .map_err(sql("reading join token uses"))?;
+            rows.collect::<Result<_, _>>()
+                .map_err(sql("reading join token uses"))
+        })
+    }
+
     /// Counts one use of token `id` if it has fewer than `max`; false when used up. One
     /// statement, so two joins at once cannot both take the last use.
     pub fn use_token(&self, id: &str, max: u32) -> Result<bool, StoreError> {
