@@ -3,12 +3,14 @@
 # host): agent RSS with 5 members and 50 containers (target: under 20 MiB), 10 containers on
 # each host, every host seeing all 50 instance records; then the time until a killed agent is
 # lost on all the others and a change on one host is seen on all.
-# Usage: benches/multihost.sh [HOSTS] [CONTAINERS_PER_HOST]   (default 5 10; needs root)
+# Usage: benches/multihost.sh [HOSTS] [CONTAINERS_PER_HOST] [one]   (default 5 10; needs root)
+#   one: all HOSTS x CONTAINERS_PER_HOST containers on h1, none on the others
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 hosts=${1:-5}
 per=${2:-10}
+where=${3:-each}
 ensure_engine; ensure_images
 cargo build --release --quiet
 BERTH=$PWD/target/release/berth
@@ -30,7 +32,8 @@ cli() {
 for i in $(seq 1 "$hosts"); do
     mkdir -p "$DIR/a$i"
     printf '[cluster]\nbind = "%s.%s:7946"\n' "$BED_PREFIX" "$i" >"$DIR/a$i/berth.toml"
-    on "$i" "$BERTH" agent --data-dir "$DIR/a$i" --config "$DIR/a$i/berth.toml" \
+    # nsenter execs the agent: $! is the agent's pid.
+    nsenter --net="/run/netns/$BED_NS-h$i" "$BERTH" agent --data-dir "$DIR/a$i" --config "$DIR/a$i/berth.toml" \
         --listen 127.0.0.1:7878 --node-name "h$i" --docker-host "unix://$DIR/h$i/d.sock" \
         2>"$DIR/a$i.log" &
     pids+=($!)
@@ -42,20 +45,27 @@ cli 1 cluster init >/dev/null
 for i in $(seq 2 "$hosts"); do
     cli "$i" cluster join "$(cli 1 cluster token create --uses 1)" >/dev/null
 done
-printf 'services:\n  idle:\n    image: berth-test/idle\n    stop_grace_period: 1s\n    labels:\n      berth.scale: "%s"\n' "$per" >"$DIR/idle.yml"
-for i in $(seq 1 "$hosts"); do
-    cli "$i" deploy -f "$DIR/idle.yml" --name "idle$i" --detach >/dev/null
-done
 total=$((hosts * per))
+if [ "$where" = one ]; then
+    printf 'services:\n  idle:\n    image: berth-test/idle\n    stop_grace_period: 1s\n    labels:\n      berth.scale: "%s"\n' "$total" >"$DIR/idle.yml"
+    cli 1 deploy -f "$DIR/idle.yml" --name idle1 --detach >/dev/null
+    per=$total
+else
+    printf 'services:\n  idle:\n    image: berth-test/idle\n    stop_grace_period: 1s\n    labels:\n      berth.scale: "%s"\n' "$per" >"$DIR/idle.yml"
+    for i in $(seq 1 "$hosts"); do
+        cli "$i" deploy -f "$DIR/idle.yml" --name "idle$i" --detach >/dev/null
+    done
+fi
 for _ in $(seq 300); do
     n=$(cli 1 ps --json 2>/dev/null | grep -c '"state": "running"' || true)
     [ "$n" -ge "$total" ] && break
     sleep 1
 done
-echo "$hosts members, $total containers ($per on each host), each host lists $(cli "$hosts" ps --json | grep -c '"state": "running"') running instances"
+echo "$hosts members, $total containers ($where: $per a host), each host lists $(cli "$hosts" ps --json | grep -c '"state": "running"') running instances"
 sleep 30   # settle: a few passes, collection cycles and publishes
 for i in $(seq 1 "$hosts"); do
-    awk -v h="h$i" '/VmRSS/ {printf "%s: RSS %.1f MiB", h, $2/1024} /VmHWM/ {printf " (peak %.1f MiB)\n", $2/1024}' "/proc/${pids[$((i-1))]}/status"
+    st=/proc/${pids[$((i-1))]}/status
+    echo "h$i ($(cat "/proc/${pids[$((i-1))]}/comm")): RSS $(awk '/VmRSS/ {printf "%.1f MiB", $2/1024}' "$st"), peak $(awk '/VmHWM/ {printf "%.1f MiB", $2/1024}' "$st")"
 done
 # A change on h1 seen on every other host.
 start=$(date +%s.%N)

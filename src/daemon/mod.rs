@@ -50,6 +50,7 @@ pub struct Daemon {
     cluster: Arc<crate::cluster::hub::Hub>,
     /// Publishes this host's records to the cluster after each reconcile pass.
     publisher: tokio::task::JoinHandle<()>,
+    trimmer: tokio::task::JoinHandle<()>,
     api: crate::api::Server,
     loops: Loops,
     /// The routers' stop signal.
@@ -132,6 +133,7 @@ impl Daemon {
         }
         let ops = crate::agent::Ops::new(core.clone(), cluster.clone());
         let publisher = tokio::spawn(publish_loop(ops.clone()));
+        let trimmer = tokio::spawn(trim_loop());
         let api = crate::api::Server::start(
             cfg.listen,
             token.clone(),
@@ -147,6 +149,7 @@ impl Daemon {
             core,
             cluster,
             publisher,
+            trimmer,
             api,
             loops,
             routers,
@@ -189,6 +192,7 @@ impl Daemon {
         self.core.begin_stop();
         self.api.shutdown().await;
         self.publisher.abort();
+        self.trimmer.abort();
         self.cluster.stop().await;
         let _ = self.routers.send(true);
         self.loops.stop().await;
@@ -214,6 +218,21 @@ async fn publish_loop(ops: crate::agent::Ops) {
         }
         // Passes in a burst publish once.
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Every 10 s, hands the memory glibc holds free at the ends of its heaps back to the system:
+/// the passes, publishes and collections allocate and free the same amounts over and over,
+/// and without it the freed pages stay resident (about 2 MiB with 50 containers in a cluster;
+/// BENCHMARKS, "Cluster I"). `malloc_trim` takes well under a millisecond here.
+async fn trim_loop() {
+    loop {
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        // SAFETY: malloc_trim only releases free memory; it is safe to call at any time.
+        unsafe {
+            libc::malloc_trim(0);
+        }
     }
 }
 

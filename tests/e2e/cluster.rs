@@ -1,8 +1,7 @@
 //! Two real agents (the binary, the real engine) joined into a cluster through the CLI: the
 //! second sees the first's app and its real containers with a NODE column, and a scale asked
-//! on the second is run by the first. The multi-host bed (one engine per network namespace)
-//! is issue 17's next step; here both agents share this host's engine, each with its own
-//! node id.
+//! on the second is run by the first. Both agents share this host's engine, each with its own
+//! node id (the quick check); `multihost.rs` runs the cluster on real hosts, an engine each.
 
 use crate::harness::*;
 use std::time::Duration;
