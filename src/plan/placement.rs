@@ -1,0 +1,729 @@
+//! Where a service's instances run (Cluster II): a pure function of the service's placement
+//! rules, the nodes and the assignments already made.
+//!
+//! Eligible nodes are the ones that may take instances (alive, not drained), satisfy every
+//! hard rule and have room for the instance's reservations. Among them: fewest soft rules
+//! broken, then the zone with fewest instances of this service (when the service asks for
+//! zones), then fewest instances of this service on the node, of its app, of anything; ties
+//! go to the highest rendezvous hash of (node, app, service, slot), so every host computes
+//! the same answer from the same input. Placement is sticky: an assignment whose node still
+//! exists is kept (a better node appearing moves nothing); `rebalance` is a separate choice.
+//!
+//! Invariants: no I/O, no clock; the same input gives the same assignments in the same order.
+
+use crate::spec::{Affinity, HostContainer};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// A node as placement sees it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NodeInfo {
+    pub id: String,
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    /// Alive and not drained: it may take new instances.
+    pub open: bool,
+    /// Capacity: thousandths of a CPU, memory bytes, GPUs.
+    pub cpu_millis: u64,
+    pub mem_bytes: u64,
+    pub gpus: u32,
+    /// What runs there now (other apps' too), for affinity rules and room.
+    pub running: Vec<Running>,
+}
+
+/// A container on a node, as far as placement cares.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Running {
+    pub app: String,
+    pub service: String,
+    pub image: String,
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    /// Its reservations.
+    pub cpu_millis: u64,
+    pub mem_bytes: u64,
+    pub gpus: u32,
+}
+
+/// One instance slot of a service version and the node that runs it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Assignment {
+    pub app: String,
+    pub service: String,
+    pub version: u32,
+    pub slot: u32,
+    /// The node's id.
+    pub node: String,
+}
+
+/// What a service version asks for.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Demand {
+    pub app: String,
+    pub service: String,
+    pub version: u32,
+    pub image: String,
+    pub replicas: u32,
+    /// One instance on every eligible node (`replicas` is ignored).
+    pub global: bool,
+    /// Normalised placement entries (`constraint:`, `affinity:`, `availability:`).
+    pub placement: Vec<String>,
+    pub max_per_node: Option<u32>,
+    /// Reservations of one instance.
+    pub cpu_millis: u64,
+    pub mem_bytes: u64,
+    pub gpus: u32,
+}
+
+/// The assignments of a demand, and the soft rules that could not be met.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Placed {
+    pub assignments: Vec<Assignment>,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlacementError {
+    #[error("{service}: no node can take instance {slot}: {}", lacks.iter().map(|(n, why)| format!("{n} {why}")).collect::<Vec<_>>().join("; "))]
+    NoNode {
+        service: String,
+        slot: u32,
+        /// Each node, and what it lacks.
+        lacks: Vec<(String, String)>,
+    },
+    #[error(
+        "{service}: availability:az=={want} needs nodes in {want} zones (node label az), and the nodes that can take it are in {have}: {zones}; label more nodes with `berth node label NAME az=N`"
+    )]
+    Zones {
+        service: String,
+        want: u32,
+        have: usize,
+        zones: String,
+    },
+    #[error("{service}: placement entry {entry:?} is not understood: {why}")]
+    Rule {
+        service: String,
+        entry: String,
+        why: String,
+    },
+}
+
+/// A `constraint:` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Constraint {
+    key: String,
+    equal: bool,
+    soft: bool,
+    /// One value, or the list of `==(a b c)`.
+    values: Vec<String>,
+    entry: String,
+}
+
+impl Constraint {
+    fn of(entry: &str) -> Option<Result<Constraint, String>> {
+        let rest = entry.strip_prefix("constraint:")?;
+        // `==`, `!=`, and the seed's single `=` (`constraint:group=1`).
+        let (key, equal, value) = if let Some((k, v)) = rest.split_once("!=") {
+            (k, false, v)
+        } else if let Some((k, v)) = rest.split_once("==") {
+            (k, true, v)
+        } else if let Some((k, v)) = rest.split_once('=') {
+            (k, true, v)
+        } else {
+            return Some(Err("it needs ==, != or =".into()));
+        };
+        let soft = value.starts_with('~');
+        let value = value.trim_start_matches('~');
+        let values = match value.strip_prefix('(').and_then(|v| v.strip_suffix(')')) {
+            Some(list) => list.split_whitespace().map(str::to_string).collect(),
+            None => vec![value.to_string()],
+        };
+        if key.is_empty() || values.is_empty() || values.iter().any(String::is_empty) {
+            return Some(Err("it needs a key and a value".into()));
+        }
+        Some(Ok(Constraint {
+            key: key.to_string(),
+            equal,
+            soft,
+            values,
+            entry: entry.to_string(),
+        }))
+    }
+
+    /// None when `node` satisfies it, else what it lacks.
+    fn check(&self, node: &NodeInfo) -> Option<String> {
+        let have = match self.key.as_str() {
+            "node" | "node.hostname" => Some(node.name.as_str()),
+            "node.id" => Some(node.id.as_str()),
+            k => node.labels.get(k).map(String::as_str),
+        };
+        let hit = have.is_some_and(|h| self.values.iter().any(|v| v == h));
+        if hit == self.equal {
+            return None;
+        }
+        Some(match (have, self.key.as_str()) {
+            (_, "node" | "node.hostname" | "node.id") => format!("is not what {} asks", self.entry),
+            (None, k) => format!("has no label {k} ({} asks for it)", self.entry),
+            (Some(h), k) => format!("has {k}={h} ({} asks otherwise)", self.entry),
+        })
+    }
+}
+
+/// The parsed rules of a demand.
+struct Rules {
+    constraints: Vec<Constraint>,
+    affinities: Vec<(Affinity, String)>,
+    /// `availability:az==N` (hard) or `az=~N` (soft).
+    zones: Option<(u32, bool)>,
+}
+
+impl Rules {
+    fn of(d: &Demand) -> Result<Rules, PlacementError> {
+        let bad = |entry: &str, why: &str| PlacementError::Rule {
+            service: d.service.clone(),
+            entry: entry.to_string(),
+            why: why.to_string(),
+        };
+        let mut r = Rules {
+            constraints: Vec::new(),
+            affinities: Vec::new(),
+            zones: None,
+        };
+        for e in &d.placement {
+            if let Some(c) = Constraint::of(e) {
+                r.constraints.push(c.map_err(|why| bad(e, &why))?);
+            } else if e.starts_with("affinity:") {
+                let a = Affinity::of(e).ok_or_else(|| bad(e, "it needs == or !="))?;
+                r.affinities.push((a, e.clone()));
+            } else if let Some(n) = e.strip_prefix("availability:az") {
+                let (soft, n) = match (n.strip_prefix("=="), n.strip_prefix("=~")) {
+                    (Some(n), _) => (n.starts_with('~'), n.trim_start_matches('~')),
+                    (None, Some(n)) => (true, n),
+                    _ => return Err(bad(e, "write availability:az==N or az=~N")),
+                };
+                let n = n
+                    .parse::<u32>()
+                    .map_err(|_| bad(e, "the zone count is not a number"))?;
+                r.zones = Some((n, soft));
+            }
+            // `reschedule:` is about lost nodes, not about where to start.
+        }
+        Ok(r)
+    }
+}
+
+/// What runs on a node already, summed once (placement of thousands of instances must not
+/// walk every container for every choice).
+#[derive(Debug, Clone, Copy, Default)]
+struct Load {
+    cpu: u64,
+    mem: u64,
+    gpu: u32,
+    /// Containers of this service, of its app, of anything.
+    service: usize,
+    app: usize,
+    all: usize,
+}
+
+impl Load {
+    fn of(d: &Demand, n: &NodeInfo) -> Load {
+        n.running.iter().fold(Load::default(), |l, r| Load {
+            cpu: l.cpu + r.cpu_millis,
+            mem: l.mem + r.mem_bytes,
+            gpu: l.gpu + r.gpus,
+            service: l.service + usize::from(r.app == d.app && r.service == d.service),
+            app: l.app + usize::from(r.app == d.app),
+            all: l.all + 1,
+        })
+    }
+}
+
+/// Places the instances of `d`: keeps `current` assignments of this service version whose
+/// node still exists and whose slot is still wanted, and places the missing slots.
+pub fn placement(
+    d: &Demand,
+    nodes: &[NodeInfo],
+    current: &[Assignment],
+) -> Result<Placed, PlacementError> {
+    let rules = Rules::of(d)?;
+    let mine = |a: &&Assignment| a.app == d.app && a.service == d.service && a.version == d.version;
+    let index: BTreeMap<&str, usize> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.id.as_str(), i))
+        .collect();
+    let loads: Vec<Load> = nodes.iter().map(|n| Load::of(d, n)).collect();
+    // Instances of this demand on each node: kept ones, then those placed by this call.
+    let mut placed = vec![0usize; nodes.len()];
+    let lacks = |i: usize, placed: &[usize]| hard_lacks(d, &rules, &nodes[i], &loads[i], placed[i]);
+    let mut out = Placed::default();
+    if d.global {
+        // One on every node that may take it; kept where it runs on a node that stays open.
+        let mut used: BTreeSet<u32> = BTreeSet::new();
+        for a in current.iter().filter(mine) {
+            let Some(&i) = index.get(a.node.as_str()) else {
+                continue;
+            };
+            if placed[i] == 0 && lacks(i, &placed).is_none() {
+                placed[i] = 1;
+                used.insert(a.slot);
+                out.assignments.push(a.clone());
+            }
+        }
+        for i in 0..nodes.len() {
+            if placed[i] > 0 || lacks(i, &placed).is_some() {
+                continue;
+            }
+            let slot = (1..).find(|s| !used.contains(s)).unwrap_or(1);
+            used.insert(slot);
+            placed[i] = 1;
+            out.assignments.push(assign(d, slot, &nodes[i].id));
+        }
+        out.assignments.sort();
+        return Ok(out);
+    }
+    // Sticky: what exists stays where it is (its node may be lost: moving it is the
+    // rescheduler's decision, not this one's).
+    let mut have: BTreeSet<u32> = BTreeSet::new();
+    for a in current.iter().filter(mine) {
+        if let Some(&i) = index.get(a.node.as_str())
+            && a.slot >= 1
+            && a.slot <= d.replicas
+            && have.insert(a.slot)
+        {
+            placed[i] += 1;
+            out.assignments.push(a.clone());
+        }
+    }
+    // Zones: each node's zone as an index, the demand's load per zone kept up to date.
+    let zone_names: Vec<&str> = nodes
+        .iter()
+        .filter_map(|n| n.labels.get("az").map(String::as_str))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let zone_of: Vec<Option<usize>> = nodes
+        .iter()
+        .map(|n| {
+            n.labels
+                .get("az")
+                .and_then(|z| zone_names.iter().position(|x| x == z))
+        })
+        .collect();
+    let mut zone_load = vec![0usize; zone_names.len()];
+    for (i, z) in zone_of.iter().enumerate() {
+        if let Some(z) = z {
+            zone_load[*z] += loads[i].service + placed[i];
+        }
+    }
+    if let Some((want, soft)) = rules.zones {
+        let zones: BTreeSet<&str> = (0..nodes.len())
+            .filter(|i| lacks(*i, &vec![0; nodes.len()]).is_none())
+            .filter_map(|i| zone_of[i].map(|z| zone_names[z]))
+            .collect();
+        if (zones.len() as u32) < want {
+            let e = PlacementError::Zones {
+                service: d.service.clone(),
+                want,
+                have: zones.len(),
+                zones: if zones.is_empty() {
+                    "none".into()
+                } else {
+                    zones.iter().copied().collect::<Vec<_>>().join(", ")
+                },
+            };
+            if soft {
+                out.warnings.push(e.to_string());
+            } else {
+                return Err(e);
+            }
+        }
+    }
+    let mut chosen: Vec<(u32, usize)> = Vec::new();
+    for slot in (1..=d.replicas).filter(|s| !have.contains(s)) {
+        let mut best: Option<(Score, usize)> = None;
+        for i in 0..nodes.len() {
+            if lacks(i, &placed).is_some() {
+                continue;
+            }
+            let zl = match (rules.zones, zone_of[i]) {
+                (Some(_), Some(z)) => zone_load[z],
+                // A node without a zone is the last choice when zones are asked for.
+                (Some(_), None) => usize::MAX / 2,
+                (None, _) => 0,
+            };
+            let s = score(d, &rules, &nodes[i], &loads[i], placed[i], zl, slot);
+            if best.as_ref().is_none_or(|(b, _)| s < *b) {
+                best = Some((s, i));
+            }
+        }
+        let Some((s, i)) = best else {
+            return Err(PlacementError::NoNode {
+                service: d.service.clone(),
+                slot,
+                lacks: (0..nodes.len())
+                    .filter_map(|i| lacks(i, &placed).map(|why| (nodes[i].name.clone(), why)))
+                    .collect(),
+            });
+        };
+        for w in s.soft_broken_rules {
+            let w = format!(
+                "{}: instance {slot} on {}: {w} not met (a preference)",
+                d.service, nodes[i].name
+            );
+            if !out.warnings.contains(&w) {
+                out.warnings.push(w);
+            }
+        }
+        placed[i] += 1;
+        if let Some(z) = zone_of[i] {
+            zone_load[z] += 1;
+        }
+        chosen.push((slot, i));
+    }
+    for (slot, i) in chosen {
+        out.assignments.push(assign(d, slot, &nodes[i].id));
+    }
+    out.assignments.sort();
+    Ok(out)
+}
+
+fn assign(d: &Demand, slot: u32, node: &str) -> Assignment {
+    Assignment {
+        app: d.app.clone(),
+        service: d.service.clone(),
+        version: d.version,
+        slot,
+        node: node.to_string(),
+    }
+}
+
+/// Why node `n` (with `load` running and `placed` of this demand) cannot take one more
+/// instance of `d` (None: it can).
+fn hard_lacks(
+    d: &Demand,
+    rules: &Rules,
+    n: &NodeInfo,
+    load: &Load,
+    placed: usize,
+) -> Option<String> {
+    if !n.open {
+        return Some("is not taking instances (lost, left or drained)".into());
+    }
+    for c in rules.constraints.iter().filter(|c| !c.soft) {
+        if let Some(why) = c.check(n) {
+            return Some(why);
+        }
+    }
+    let here = placed as u64;
+    if let Some(max) = d.max_per_node
+        && here + load.service as u64 >= u64::from(max)
+    {
+        return Some(format!(
+            "has {} already (max_replicas_per_node {max})",
+            here + load.service as u64
+        ));
+    }
+    let cpu = load.cpu + here * d.cpu_millis;
+    let mem = load.mem + here * d.mem_bytes;
+    let gpu = load.gpu + placed as u32 * d.gpus;
+    if d.cpu_millis > 0 && cpu + d.cpu_millis > n.cpu_millis {
+        return Some(format!(
+            "has {:.2} CPUs free, it needs {:.2}",
+            n.cpu_millis.saturating_sub(cpu) as f64 / 1000.0,
+            d.cpu_millis as f64 / 1000.0
+        ));
+    }
+    if d.mem_bytes > 0 && mem + d.mem_bytes > n.mem_bytes {
+        return Some(format!(
+            "has {} MiB of memory free, it needs {}",
+            n.mem_bytes.saturating_sub(mem) >> 20,
+            d.mem_bytes >> 20
+        ));
+    }
+    if d.gpus > 0 && gpu + d.gpus > n.gpus {
+        return Some(format!(
+            "has {} GPUs free, it needs {}",
+            n.gpus.saturating_sub(gpu),
+            d.gpus
+        ));
+    }
+    for (a, entry) in rules.affinities.iter().filter(|(a, _)| !a.soft) {
+        if !affinity_met(d, a, n, placed) {
+            return Some(format!("does not meet {entry}"));
+        }
+    }
+    None
+}
+
+/// An affinity rule against what runs on `n` and the `placed` instances of `d` there (they
+/// count as containers of its own service).
+fn affinity_met(d: &Demand, a: &Affinity, n: &NodeInfo, placed: usize) -> bool {
+    let empty = BTreeMap::new();
+    let mine = (0..placed).map(|_| HostContainer {
+        service: &d.service,
+        image: &d.image,
+        name: &d.service,
+        labels: &empty,
+    });
+    // A rule about a service means a service of this app.
+    let running = n
+        .running
+        .iter()
+        .filter(|r| r.app == d.app || a.key != "service")
+        .map(|r| HostContainer {
+            service: &r.service,
+            image: &r.image,
+            name: &r.name,
+            labels: &r.labels,
+        });
+    a.met(running.chain(mine))
+}
+
+/// Lower is better; compared field by field.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Score {
+    soft_broken: usize,
+    zone_load: usize,
+    service_here: usize,
+    app_here: usize,
+    all_here: usize,
+    /// Rendezvous: the highest hash wins, so it is stored inverted.
+    hash_inv: u64,
+    soft_broken_rules: Vec<String>,
+}
+
+fn score(
+    d: &Demand,
+    rules: &Rules,
+    n: &NodeInfo,
+    load: &Load,
+    placed: usize,
+    zone_load: usize,
+    slot: u32,
+) -> Score {
+    let mut broken = Vec::new();
+    for c in rules.constraints.iter().filter(|c| c.soft) {
+        if c.check(n).is_some() {
+            broken.push(c.entry.clone());
+        }
+    }
+    for (a, entry) in rules.affinities.iter().filter(|(a, _)| a.soft) {
+        if !affinity_met(d, a, n, placed) {
+            broken.push(entry.clone());
+        }
+    }
+    Score {
+        soft_broken: broken.len(),
+        zone_load,
+        service_here: load.service + placed,
+        app_here: load.app + placed,
+        all_here: load.all + placed,
+        hash_inv: u64::MAX - rendezvous(&n.id, d, slot),
+        soft_broken_rules: broken,
+    }
+}
+
+/// FNV-1a over (node, app, service, slot): the same on every host and every build.
+fn rendezvous(node: &str, d: &Demand, slot: u32) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in [
+        node.as_bytes(),
+        b"\0",
+        d.app.as_bytes(),
+        b"\0",
+        d.service.as_bytes(),
+        b"\0",
+        &slot.to_be_bytes(),
+    ] {
+        for b in part {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(id: &str, labels: &[(&str, &str)]) -> NodeInfo {
+        NodeInfo {
+            id: id.into(),
+            name: id.into(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            open: true,
+            cpu_millis: 2000,
+            mem_bytes: 4 << 30,
+            gpus: 0,
+            running: Vec::new(),
+        }
+    }
+
+    fn demand(replicas: u32, placement: &[&str]) -> Demand {
+        Demand {
+            app: "shop".into(),
+            service: "web".into(),
+            version: 1,
+            image: "nginx".into(),
+            replicas,
+            placement: placement.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    fn per_node(p: &Placed) -> BTreeMap<String, usize> {
+        let mut m = BTreeMap::new();
+        for a in &p.assignments {
+            *m.entry(a.node.clone()).or_default() += 1;
+        }
+        m
+    }
+
+    #[test]
+    fn six_replicas_over_three_nodes_land_two_each_and_every_host_agrees() {
+        let nodes = vec![node("a", &[]), node("b", &[]), node("c", &[])];
+        let p = placement(&demand(6, &[]), &nodes, &[]).unwrap();
+        assert_eq!(
+            per_node(&p).values().copied().collect::<Vec<_>>(),
+            vec![2, 2, 2]
+        );
+        // The same input in another order gives the same answer.
+        let mut rev = nodes.clone();
+        rev.reverse();
+        assert_eq!(placement(&demand(6, &[]), &rev, &[]).unwrap(), p);
+    }
+
+    #[test]
+    fn placement_is_sticky_and_scaling_keeps_what_runs() {
+        let nodes = vec![node("a", &[]), node("b", &[]), node("c", &[])];
+        let first = placement(&demand(2, &[]), &nodes, &[]).unwrap();
+        let more = placement(&demand(3, &[]), &nodes, &first.assignments).unwrap();
+        for a in &first.assignments {
+            assert!(more.assignments.contains(a), "{a:?} moved");
+        }
+        // The third goes where none runs yet.
+        let used: BTreeSet<&str> = first.assignments.iter().map(|a| a.node.as_str()).collect();
+        let third = more.assignments.iter().find(|a| a.slot == 3).unwrap();
+        assert!(!used.contains(third.node.as_str()));
+        // Scaling down keeps the lower slots where they were.
+        let less = placement(&demand(1, &[]), &nodes, &more.assignments).unwrap();
+        assert_eq!(less.assignments, vec![more.assignments[0].clone()]);
+    }
+
+    #[test]
+    fn hard_constraints_in_every_spelling_and_the_reason_when_none_fits() {
+        let nodes = vec![
+            node("a", &[("disk", "ssd"), ("group", "1")]),
+            node("b", &[("disk", "hdd"), ("group", "2")]),
+        ];
+        for rule in [
+            "constraint:disk==ssd",
+            "constraint:group=1",
+            "constraint:node==a",
+            "constraint:disk!=hdd",
+            "constraint:disk==(ssd nvme)",
+        ] {
+            let p = placement(&demand(2, &[rule]), &nodes, &[]).unwrap();
+            assert_eq!(
+                per_node(&p),
+                BTreeMap::from([("a".to_string(), 2)]),
+                "{rule}"
+            );
+        }
+        let e = placement(&demand(1, &["constraint:disk==nvme"]), &nodes, &[]).unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains("a has disk=ssd") && text.contains("b has disk=hdd"),
+            "{text}"
+        );
+        // A soft one is a preference: it is placed anyway, with a warning.
+        let p = placement(&demand(1, &["constraint:disk==~nvme"]), &nodes, &[]).unwrap();
+        assert_eq!(p.assignments.len(), 1);
+        assert!(p.warnings[0].contains("a preference"), "{:?}", p.warnings);
+    }
+
+    #[test]
+    fn anti_affinity_to_itself_spreads_and_refuses_a_fourth_on_three_nodes() {
+        let nodes = vec![node("a", &[]), node("b", &[]), node("c", &[])];
+        let rule = ["affinity:service!=web"];
+        let p = placement(&demand(3, &rule), &nodes, &[]).unwrap();
+        assert_eq!(per_node(&p).len(), 3);
+        let e = placement(&demand(4, &rule), &nodes, &[]).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("does not meet affinity:service!=web"),
+            "{e}"
+        );
+        // Beside another service of the app.
+        let mut with_db = nodes.clone();
+        with_db[1].running.push(Running {
+            app: "shop".into(),
+            service: "db".into(),
+            ..Default::default()
+        });
+        let p = placement(&demand(1, &["affinity:service==db"]), &with_db, &[]).unwrap();
+        assert_eq!(p.assignments[0].node, "b");
+    }
+
+    #[test]
+    fn zones_are_spread_over_and_too_few_zones_fail_or_warn() {
+        let nodes = vec![
+            node("a", &[("az", "1")]),
+            node("b", &[("az", "1")]),
+            node("c", &[("az", "2")]),
+        ];
+        let p = placement(&demand(2, &["availability:az==2"]), &nodes, &[]).unwrap();
+        let zones: BTreeSet<&str> = p
+            .assignments
+            .iter()
+            .map(|a| nodes.iter().find(|n| n.id == a.node).unwrap().labels["az"].as_str())
+            .collect();
+        assert_eq!(zones.len(), 2);
+        let e = placement(&demand(3, &["availability:az==3"]), &nodes, &[]).unwrap_err();
+        assert!(e.to_string().contains("in 2: 1, 2"), "{e}");
+        let p = placement(&demand(3, &["availability:az=~3"]), &nodes, &[]).unwrap();
+        assert_eq!(p.assignments.len(), 3);
+        assert!(!p.warnings.is_empty());
+    }
+
+    #[test]
+    fn reservations_need_room_and_drained_nodes_take_nothing() {
+        let mut nodes = vec![node("a", &[]), node("b", &[])];
+        nodes[0].cpu_millis = 500;
+        nodes[1].open = false;
+        let mut d = demand(1, &[]);
+        d.cpu_millis = 1000;
+        let e = placement(&d, &nodes, &[]).unwrap_err().to_string();
+        assert!(e.contains("a has 0.50 CPUs free, it needs 1.00"), "{e}");
+        assert!(e.contains("b is not taking instances"), "{e}");
+        d.cpu_millis = 0;
+        d.gpus = 1;
+        let e = placement(&d, &nodes, &[]).unwrap_err().to_string();
+        assert!(e.contains("GPUs free"), "{e}");
+    }
+
+    #[test]
+    fn global_runs_one_on_every_open_node_and_follows_membership() {
+        let mut nodes = vec![node("a", &[]), node("b", &[])];
+        let mut d = demand(0, &[]);
+        d.global = true;
+        let p = placement(&d, &nodes, &[]).unwrap();
+        assert_eq!(per_node(&p).len(), 2);
+        // A node joins: it gets one; the others keep theirs.
+        nodes.push(node("c", &[]));
+        let q = placement(&d, &nodes, &p.assignments).unwrap();
+        assert_eq!(per_node(&q).len(), 3);
+        for a in &p.assignments {
+            assert!(q.assignments.contains(a));
+        }
+        // A node drained: none there any more.
+        nodes[0].open = false;
+        let r = placement(&d, &nodes, &q.assignments).unwrap();
+        assert!(!r.assignments.iter().any(|a| a.node == "a"));
+        assert_eq!(r.assignments.len(), 2);
+    }
+}
