@@ -11,6 +11,9 @@ pub const MAX_LOG_LINES: usize = 100_000;
 /// Lines in one answer to `after=ID` (a follow polling another member), well under the peer
 /// channel's answer bound.
 pub const AFTER_PAGE: usize = 2_000;
+/// And at most about this many bytes of messages (the answer bound is 8 MiB, and JSON may
+/// escape a message to several times its length).
+pub const AFTER_PAGE_BYTES: usize = 1 << 20;
 
 impl Ops {
     pub fn top(&self, app: Option<&str>) -> Top {
@@ -79,11 +82,12 @@ impl Ops {
         let now = crate::clock::now_ms();
         let mut asks = Vec::new();
         for m in members.into_iter().filter(|m| !m.me) {
-            if m.state == "alive" && self.member_protocol(&m.node_id) < 2 {
+            let protocol = self.member_protocol(&m.node_id);
+            if m.state == "alive" && protocol < 2 {
                 top.missing.push(format!(
                     "{}: it speaks cluster protocol {}, which cannot send its figures to other members; run `berth top` there or upgrade it",
                     m.name,
-                    self.member_protocol(&m.node_id).max(1)
+                    protocol.max(1)
                 ));
                 continue;
             }
@@ -203,7 +207,23 @@ impl Ops {
 
     /// Log lines for a `berth logs` request.
     pub fn logs(&self, p: &crate::wire::LogsParams) -> Result<Vec<LogLine>, CoreError> {
-        self.query_logs(&self.log_query(p)?)
+        let mut lines = self.query_logs(&self.log_query(p)?)?;
+        if p.after.is_some() {
+            // A page another member polls for must fit the peer channel's answer whatever
+            // the lines' lengths (up to 1 MiB each): cut at a byte budget, never below one
+            // line, and the poller continues after the last line it got.
+            let mut bytes = 0usize;
+            let keep = lines
+                .iter()
+                .position(|l| {
+                    bytes += l.message.len() + 256;
+                    bytes > AFTER_PAGE_BYTES
+                })
+                .unwrap_or(lines.len())
+                .max(1);
+            lines.truncate(keep);
+        }
+        Ok(lines)
     }
 
     pub fn query_logs(&self, q: &LogQuery) -> Result<Vec<LogLine>, CoreError> {

@@ -316,8 +316,9 @@ pub fn placement(
         }
     }
     if let Some((want, soft)) = rules.zones {
+        let none = vec![0; nodes.len()];
         let zones: BTreeSet<&str> = (0..nodes.len())
-            .filter(|i| lacks(*i, &vec![0; nodes.len()]).is_none())
+            .filter(|i| lacks(*i, &none).is_none())
             .filter_map(|i| zone_of[i].map(|z| zone_names[z]))
             .collect();
         if (zones.len() as u32) < want {

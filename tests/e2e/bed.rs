@@ -38,7 +38,7 @@ impl Bed {
             return None;
         }
         // The images come from this machine's engine.
-        ensure_images_here();
+        ensure_engine_and_image();
         let dir = tempfile::Builder::new()
             .prefix("bed")
             .tempdir_in("/tmp")
@@ -160,24 +160,6 @@ impl Drop for Bed {
             .arg(script())
             .args(["down", &self.dir.path().display().to_string()])
             .status();
-    }
-}
-
-fn ensure_images_here() {
-    // The bed loads the test images from this machine's engine.
-    let present = |img: &str| {
-        Command::new("docker")
-            .args(["image", "inspect", img])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    if !(present(IMAGE) && present(IDLE_IMAGE)) {
-        let root = env!("CARGO_MANIFEST_DIR");
-        let st = Command::new("bash")
-            .args(["-c", &format!(". {root}/scripts/lib.sh && ensure_images")])
-            .status()
-            .expect("bash runs");
-        assert!(st.success(), "cannot build the test images");
     }
 }
 

@@ -42,7 +42,7 @@ pub fn docker_ok_on(host: Option<&str>, args: &[&str]) -> String {
 }
 
 /// The engine must answer and the test image must exist; both are what scripts/test sets up.
-fn ensure_engine_and_image() {
+pub fn ensure_engine_and_image() {
     SETUP.call_once(|| {
         let ping = docker(&["version", "--format", "{{.Server.APIVersion}}"]);
         assert!(

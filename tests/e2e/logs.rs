@@ -289,3 +289,45 @@ fn log_timestamp_label_decides_the_time_prefix() {
     );
     a.ok(&["rm", "stamp"]);
 }
+
+/// What another member's `logs -f` polls (`after=ID`) is cut to a page that fits the peer
+/// channel's 8 MiB answer however long the lines are (the container writes 300 KB lines),
+/// and the next page continues after the last line, none lost.
+#[test]
+fn a_page_after_an_id_is_bounded_in_bytes_and_the_next_one_continues() {
+    let a = Agent::start();
+    let yaml = format!(
+        "services:\n  big:\n    image: {IMAGE}\n    command: [\"sh\", \"-c\", \"for i in $$(seq 1 12); do head -c 300000 /dev/zero | tr '\\\\0' a; echo; done; sleep 3600\"]\n    stop_grace_period: 1s\n"
+    );
+    a.deploy("biglines", &yaml);
+    wait_until("12 long lines stored", Duration::from_secs(30), || {
+        let (_, body) = a.get_raw("/v1/logs?app=biglines&tail=20", true).unwrap();
+        serde_json::from_str::<Vec<berth::wire::LogLine>>(&body).is_ok_and(|l| l.len() >= 12)
+    });
+    let mut after = 0;
+    let mut seen = 0;
+    let mut pages = 0;
+    while seen < 12 {
+        let (status, body) = a
+            .get_raw(&format!("/v1/logs?app=biglines&after={after}"), true)
+            .unwrap();
+        assert_eq!(status, 200, "{body}");
+        assert!(body.len() < 2 << 20, "a page of {} bytes", body.len());
+        let lines: Vec<berth::wire::LogLine> = serde_json::from_str(&body).unwrap();
+        assert!(
+            !lines.is_empty(),
+            "a page after {after} was empty with lines left"
+        );
+        assert!(
+            lines
+                .iter()
+                .all(|l| l.message.len() == 300_000 && l.id > after)
+        );
+        after = lines.last().unwrap().id;
+        seen += lines.len();
+        pages += 1;
+    }
+    assert_eq!(seen, 12);
+    assert!(pages >= 3, "12 lines of 300 KB came in {pages} pages");
+    a.ok(&["rm", "biglines"]);
+}

@@ -59,6 +59,19 @@ fn metric(a: &Agent, line_start: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Gossip datagrams `a` dropped unparsed, all reasons together.
+fn dropped(a: &Agent) -> f64 {
+    ["magic", "short", "auth", "unknown_key", "replay"]
+        .iter()
+        .map(|r| {
+            metric(
+                a,
+                &format!("berth_gossip_packets_dropped_total{{reason=\"{r}\"}}"),
+            )
+        })
+        .sum()
+}
+
 const TICKER: &str = "services:\n  tick:\n    image: berth-test/busybox:latest\n    command: [\"sh\", \"-c\", \"i=0; while true; do echo tick $$i; i=$$((i+1)); sleep 0.5; done\"]\n    stop_grace_period: 1s\n";
 
 #[test]
@@ -390,15 +403,7 @@ fn hostile_datagrams_a_previous_protocol_member_and_a_key_rotation_with_a_host_a
         !captured.is_empty(),
         "gossip from h3 to the others was captured"
     );
-    let before: f64 = ["magic", "short", "auth", "unknown_key", "replay"]
-        .iter()
-        .map(|r| {
-            metric(
-                &h1,
-                &format!("berth_gossip_packets_dropped_total{{reason=\"{r}\"}}"),
-            )
-        })
-        .sum();
+    let before = dropped(&h1);
     let replay_before = metric(&h1, "berth_gossip_packets_dropped_total{reason=\"replay\"}");
     let sock = std::net::UdpSocket::bind(format!("{}:0", bed.addr(254))).unwrap();
     let to = format!("{}:7946", bed.addr(1));
@@ -424,18 +429,7 @@ fn hostile_datagrams_a_previous_protocol_member_and_a_key_rotation_with_a_host_a
     wait_until(
         "four datagrams dropped and counted",
         Duration::from_secs(10),
-        || {
-            let after: f64 = ["magic", "short", "auth", "unknown_key", "replay"]
-                .iter()
-                .map(|r| {
-                    metric(
-                        &h1,
-                        &format!("berth_gossip_packets_dropped_total{{reason=\"{r}\"}}"),
-                    )
-                })
-                .sum();
-            after - before >= 4.0
-        },
+        || dropped(&h1) - before >= 4.0,
     );
     assert!(
         metric(&h1, "berth_gossip_packets_dropped_total{reason=\"replay\"}") > replay_before,
