@@ -245,7 +245,8 @@ pub struct Change {
 
 enum Input {
     Data(Vec<u8>),
-    Timer(Timer<Id>),
+    /// A foca timer, and when it was due (how late it is read measures this host's health).
+    Timer(Timer<Id>, tokio::time::Instant),
     Announce(SocketAddr),
     Leave(tokio::sync::oneshot::Sender<()>),
     Tick,
@@ -279,6 +280,12 @@ pub fn config(n: usize) -> Config {
     c.suspect_to_down_after = period
         .mul_f64(4.0 * f64::from(n.get()).log10())
         .max(Duration::from_secs(2));
+    // memberlist's retransmit limit, 4 x ceil(log10(n + 1)): each update rides at least four
+    // messages (foca's floor(4 x log10(n + 1)) is two at three members, where a suspicion
+    // lost on its two messages, or a refutation lost on its two, makes a false `lost`).
+    let tx = 4.0 * f64::from(n.get().saturating_add(1)).log10().ceil();
+    c.max_transmissions =
+        std::num::NonZeroU8::new(tx.clamp(4.0, 255.0) as u8).unwrap_or(std::num::NonZeroU8::MIN);
     c.max_packet_size = std::num::NonZeroUsize::new(MAX_PACKET - seal::OVERHEAD - 1)
         .unwrap_or(std::num::NonZeroUsize::MIN);
     c.periodic_announce_to_down_members = Some(foca::PeriodicParams {
@@ -464,6 +471,7 @@ async fn run(
     let mut rt = foca::AccumulatingRuntime::new();
     let mut size = 2usize;
     let mut left: BTreeMap<String, u64> = BTreeMap::new();
+    let mut health = Health::default();
     {
         let now = crate::clock::now_ms();
         view.members
@@ -500,7 +508,24 @@ async fn run(
                 }
                 _ => Ok(()),
             },
-            Input::Timer(t) => foca.handle_timer(t, &mut rt),
+            Input::Timer(t, due) => {
+                let late = tokio::time::Instant::now().saturating_duration_since(due);
+                let was = health.score;
+                health.timer_fired(late, matches!(t, Timer::ProbeRandomMember(_)));
+                if (was == 0) != (health.score == 0) {
+                    tracing::info!(
+                        score = health.score,
+                        late_ms = late.as_millis() as u64,
+                        "local health: gossip timers {}",
+                        if was == 0 {
+                            "late, probing slower"
+                        } else {
+                            "on time again"
+                        }
+                    );
+                }
+                foca.handle_timer(t, &mut rt)
+            }
             Input::Announce(addr) => foca.announce(
                 Id {
                     node: String::new(),
@@ -542,11 +567,11 @@ async fn run(
                 let _ = socket.send_to(&packet, m.id().addr).await;
             }
             let _ = foca.leave_cluster(&mut rt);
-            flush(&mut rt, &socket, &sealer, &view, &tx).await;
+            flush(&mut rt, &socket, &sealer, &view, &tx, &health).await;
             let _ = done.send(());
             return;
         }
-        flush(&mut rt, &socket, &sealer, &view, &tx).await;
+        flush(&mut rt, &socket, &sealer, &view, &tx, &health).await;
         while let Some(n) = rt.to_notify() {
             if let OwnedNotification::Rename(old, new) = &n {
                 tracing::debug!(?old, ?new, "member renamed");
@@ -568,6 +593,7 @@ async fn flush(
     sealer: &Sealer,
     view: &View,
     tx: &mpsc::Sender<Input>,
+    health: &Health,
 ) {
     while let Some((to, data)) = rt.to_send() {
         let mut body = Vec::with_capacity(data.len() + 1);
@@ -585,17 +611,60 @@ async fn flush(
         }
     }
     while let Some((delay, timer)) = rt.to_schedule() {
+        let delay = match timer {
+            Timer::ProbeRandomMember(_)
+            | Timer::SendIndirectProbe { .. }
+            | Timer::ChangeSuspectToDown { .. } => health.scale(delay),
+            _ => delay,
+        };
+        let due = tokio::time::Instant::now() + delay;
         let tx = tx.clone();
         tokio::spawn(async move {
-            tokio::time::sleep(delay).await;
-            let _ = tx.send(Input::Timer(timer)).await;
+            tokio::time::sleep_until(due).await;
+            let _ = tx.send(Input::Timer(timer, due)).await;
         });
+    }
+}
+
+/// This host's own health, after Lifeguard's local health multiplier (memberlist's
+/// "awareness"): a starved host (its own timers firing late, so acks it did receive were read
+/// after the probe's deadline) is the likeliest cause of its failed probes. While the score is
+/// up, its probe period, probe timeout and suspicion timeout stretch by (1 + score), so a slow
+/// host suspects others less and gives them longer to refute; each probe timer that fires on
+/// time brings the score down by one.
+#[derive(Default)]
+struct Health {
+    score: u32,
+}
+
+impl Health {
+    /// Lateness past which a timer counts against this host's health.
+    const LATE: Duration = Duration::from_millis(50);
+    /// memberlist's awareness maximum (a score of 8: nine times the settings).
+    const MAX: u32 = 8;
+
+    fn timer_fired(&mut self, late: Duration, probe: bool) {
+        if late > Self::LATE {
+            self.score = (self.score + 1).min(Self::MAX);
+        } else if probe {
+            self.score = self.score.saturating_sub(1);
+        }
+    }
+
+    fn scale(&self, d: Duration) -> Duration {
+        d * (self.score + 1)
+    }
+
+    #[cfg(test)]
+    fn score(&self) -> u32 {
+        self.score
     }
 }
 
 /// Moves a member of the view to `to` (it was in another state) and reports the change.
 fn mark(m: &mut Member, to: MemberState, now: i64, changes: &mpsc::UnboundedSender<Change>) {
     let from = Some(m.state);
+    tracing::info!(member = %m.id.name, from = ?m.state, ?to, "member state");
     m.state = to;
     m.since_ms = now;
     let _ = changes.send(Change {
@@ -712,5 +781,46 @@ mod tests {
         assert!((at(30) - 2.36).abs() < 0.01, "{}", at(30));
         assert!((at(50) - 2.72).abs() < 0.01, "{}", at(50));
         assert!(super::config(50).probe_rtt < super::config(50).probe_period);
+    }
+
+    #[test]
+    fn updates_ride_as_many_messages_as_in_memberlist() {
+        let tx = |n| super::config(n).max_transmissions.get();
+        assert_eq!(tx(2), 4);
+        assert_eq!(tx(3), 4);
+        assert_eq!(tx(9), 4);
+        assert_eq!(tx(10), 8);
+        assert_eq!(tx(50), 8);
+        assert_eq!(tx(1000), 16);
+    }
+
+    #[test]
+    fn local_health_slows_probes_while_our_own_timers_run_late() {
+        use std::time::Duration;
+        let mut h = super::Health::default();
+        let probe = Duration::from_millis(400);
+        assert_eq!(h.scale(probe), probe);
+        // Three timers more than 50 ms late: the score climbs, so does the delay.
+        for _ in 0..3 {
+            h.timer_fired(Duration::from_millis(120), false);
+        }
+        assert_eq!(h.score(), 3);
+        assert_eq!(h.scale(probe), probe * 4);
+        // Capped at 8 (memberlist's awareness maximum).
+        for _ in 0..20 {
+            h.timer_fired(Duration::from_millis(500), false);
+        }
+        assert_eq!(h.score(), 8);
+        assert_eq!(h.scale(probe), probe * 9);
+        // On-time probe timers bring it back down, one per probe.
+        for _ in 0..7 {
+            h.timer_fired(Duration::from_millis(3), true);
+        }
+        assert_eq!(h.score(), 1);
+        // An on-time timer of another kind does not.
+        h.timer_fired(Duration::ZERO, false);
+        assert_eq!(h.score(), 1);
+        h.timer_fired(Duration::ZERO, true);
+        assert_eq!(h.scale(probe), probe);
     }
 }

@@ -27,6 +27,37 @@ fn all_alive(a: &Agent, names: &[&str]) -> bool {
         .all(|n| s.get(*n).is_some_and(|st| st == "alive"))
 }
 
+/// What each agent sees and the end of its log, for a failure message: a wait on the
+/// cluster that times out says who saw whom, and what the agents said about it.
+fn report(agents: &[&Agent]) -> String {
+    let mut out = String::new();
+    for a in agents {
+        let log = a.log();
+        let tail: Vec<&str> = log.lines().rev().take(40).collect();
+        out.push_str(&format!(
+            "\n--- {} sees {:?}; its log ends:\n",
+            a.name,
+            states(a)
+        ));
+        for l in tail.iter().rev() {
+            out.push_str(l);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// Waits until `f`, or fails with `report` of `agents`.
+fn converge(what: &str, timeout: Duration, agents: &[&Agent], mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !f() {
+        if Instant::now() >= deadline {
+            panic!("timed out waiting for: {what}{}", report(agents));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// A token from `a` (`--uses 1`, ten minutes).
 fn token(a: &Agent) -> String {
     a.ok(&["cluster", "token", "create", "--ttl", "10m", "--uses", "1"])
@@ -43,9 +74,10 @@ fn form(agents: &[&Agent]) {
     }
     let names: Vec<&str> = agents.iter().map(|a| a.name.as_str()).collect();
     for a in agents {
-        wait_until(
+        converge(
             &format!("all alive on {}", a.name),
             Duration::from_secs(20),
+            agents,
             || all_alive(a, &names),
         );
     }
@@ -171,8 +203,9 @@ fn real_hosts_join_by_token_detect_a_lost_host_and_heal_a_partition() {
             let s = states(a);
             assert!(
                 !s.values().any(|st| st == "lost"),
-                "a false lost under 5% loss on {}: {s:?}",
-                a.name
+                "a false lost under 5% loss on {}: {s:?}{}",
+                a.name,
+                report(&[&h1, &h2, &h3])
             );
         }
         std::thread::sleep(Duration::from_millis(300));
@@ -204,9 +237,12 @@ fn real_hosts_join_by_token_detect_a_lost_host_and_heal_a_partition() {
     // It comes back by itself, as a new incarnation.
     h3.restart();
     for a in [&h1, &h2, &h3] {
-        wait_until("h3 alive again", Duration::from_secs(20), || {
-            all_alive(a, &["h1", "h2", "h3"])
-        });
+        converge(
+            &format!("h3 alive again on {}", a.name),
+            Duration::from_secs(20),
+            &[&h1, &h2, &h3],
+            || all_alive(a, &["h1", "h2", "h3"]),
+        );
     }
 
     // A partition: h2 cut off keeps running its app; the others see it lost; all converge
