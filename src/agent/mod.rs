@@ -235,6 +235,7 @@ fn desired_state(apps: &[StoredApp]) -> Vec<DesiredApp> {
                                 spec_hash: l.hash.clone(),
                                 rolling: (l.version.release == Release::Rolling)
                                     .then(|| parallelism(&l.version.spec)),
+                                here: None,
                             })
                             .collect(),
                         discard: a.failed.get(&name).cloned().unwrap_or_default(),

@@ -26,6 +26,16 @@ pub struct DesiredVersion {
     /// A rolling update: it takes over the other versions' slots this many at a time, the
     /// next batch only once every slot it took runs ready.
     pub rolling: Option<u32>,
+    /// In a cluster, the slots placement gave this node (the others run elsewhere); `None`:
+    /// every slot runs here (one host, or an app placement has not spread).
+    pub here: Option<BTreeSet<u32>>,
+}
+
+impl DesiredVersion {
+    /// Does slot `slot` of this version run on this node?
+    fn runs_here(&self, slot: u32) -> bool {
+        self.here.as_ref().is_none_or(|h| h.contains(&slot))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -82,6 +92,8 @@ pub enum RemoveReason {
     Retired,
     /// A rolling update gave its slot to the new version.
     Replaced,
+    /// Placement put its slot on another node.
+    Moved,
     /// Its version failed or was superseded before it carried traffic.
     Discarded,
 }
@@ -96,6 +108,7 @@ impl RemoveReason {
             RemoveReason::Unhealthy => "unhealthy",
             RemoveReason::Retired => "its version has no traffic any more",
             RemoveReason::Replaced => "replaced by the rolling update",
+            RemoveReason::Moved => "its slot is placed on another node",
             RemoveReason::Discarded => "its version failed or was superseded",
         }
     }
@@ -256,7 +269,10 @@ impl<'a> Grouped<'a> {
         let mut out: BTreeMap<u32, BTreeSet<u32>> = svc
             .versions
             .iter()
-            .map(|v| (v.number, (1..=v.replicas).collect()))
+            .map(|v| {
+                let slots = (1..=v.replicas).filter(|&s| v.runs_here(s)).collect();
+                (v.number, slots)
+            })
             .collect();
         let Some((r, parallelism)) = svc.versions.iter().find_map(|v| v.rolling.map(|p| (v, p)))
         else {
@@ -270,11 +286,14 @@ impl<'a> Grouped<'a> {
                         .is_some_and(|l| l.iter().any(|i| i.state != InstanceState::Removing))
             })
         };
+        // Only this node's slots: a batch here waits for health reported here.
         let mut claimed: BTreeSet<u32> = (1..=r.replicas)
+            .filter(|&s| r.runs_here(s))
             .filter(|&s| self.slot(r.number, s).is_some() || !filled_by_other(s))
             .collect();
         if advance && claimed.iter().all(|&s| self.slot_ready(r, s)) {
             let next: Vec<u32> = (1..=r.replicas)
+                .filter(|&s| r.runs_here(s))
                 .filter(|s| !claimed.contains(s))
                 .take(parallelism.max(1) as usize)
                 .collect();
@@ -356,7 +375,9 @@ fn plan_version(
         }
         if !want.contains(&slot) {
             if keep.state != InstanceState::Removing {
-                let reason = if slot <= v.replicas {
+                let reason = if slot <= v.replicas && !v.runs_here(slot) {
+                    RemoveReason::Moved
+                } else if slot <= v.replicas {
                     RemoveReason::Replaced
                 } else {
                     RemoveReason::ScaleDown
@@ -470,10 +491,12 @@ pub fn plan(desired: &[DesiredApp], observed: &Observed) -> Plan {
 
     for app in desired {
         if !app.stopped
-            && app
-                .services
-                .iter()
-                .any(|s| s.bridge && s.versions.iter().any(|v| v.replicas > 0))
+            && app.services.iter().any(|s| {
+                s.bridge
+                    && s.versions
+                        .iter()
+                        .any(|v| (1..=v.replicas).any(|n| v.runs_here(n)))
+            })
             && !nets.contains_key(app.name.as_str())
         {
             out.actions.push(Action::CreateNetwork {

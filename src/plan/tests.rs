@@ -8,6 +8,7 @@ fn svc(name: &str, replicas: u32, hash: &str, deps: &[&str]) -> DesiredService {
             replicas,
             spec_hash: hash.into(),
             rolling: None,
+            here: None,
         }],
         discard: vec![],
         depends_on: deps.iter().map(|d| d.to_string()).collect(),
@@ -426,6 +427,7 @@ fn ver(number: u32, replicas: u32, hash: &str, rolling: Option<u32>) -> DesiredV
         replicas,
         spec_hash: hash.into(),
         rolling,
+        here: None,
     }
 }
 
@@ -565,4 +567,47 @@ fn instances_of_a_superseded_version_go_at_once() {
             ("a_web-002_2".to_string(), RemoveReason::Discarded)
         ]
     );
+}
+
+#[test]
+fn in_a_cluster_a_node_runs_only_the_slots_placed_on_it() {
+    let mut web = svc("web", 6, "h1", &[]);
+    web.versions[0].here = Some([2, 5].into());
+    let d = [app("shop", vec![web])];
+    // From nothing: slots 2 and 5 only.
+    let p = plan(&d, &observed(vec![], &["shop"]));
+    assert_eq!(creates(&p), vec!["shop_web_2", "shop_web_5"]);
+    // Slot 3 ran here before placement moved it: it goes, as moved; 2 and 5 stay.
+    let o = observed(
+        vec![
+            inst("a", "shop", "web", 2, "h1", InstanceState::Running),
+            inst("bb", "shop", "web", 3, "h1", InstanceState::Running),
+            inst("ccc", "shop", "web", 5, "h1", InstanceState::Running),
+        ],
+        &["shop"],
+    );
+    let p = plan(&d, &o);
+    assert!(creates(&p).is_empty(), "{p:?}");
+    assert_eq!(
+        removes(&p),
+        vec![("shop_web_3".into(), RemoveReason::Moved)]
+    );
+    // Above the replica count it is a scale-down as before.
+    let o = observed(
+        vec![
+            inst("a", "shop", "web", 2, "h1", InstanceState::Running),
+            inst("ccc", "shop", "web", 5, "h1", InstanceState::Running),
+            inst("dddd", "shop", "web", 7, "h1", InstanceState::Running),
+        ],
+        &["shop"],
+    );
+    assert_eq!(
+        removes(&plan(&d, &o)),
+        vec![("shop_web_7".into(), RemoveReason::ScaleDown)]
+    );
+    // No slot here: the network is not needed either.
+    let mut none = svc("web", 2, "h1", &[]);
+    none.versions[0].here = Some(Default::default());
+    let p = plan(&[app("shop", vec![none])], &observed(vec![], &[]));
+    assert!(p.actions.is_empty(), "{p:?}");
 }
