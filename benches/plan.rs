@@ -71,6 +71,7 @@ fn observed(apps: usize, web_hash: &str) -> Observed {
                     ip: String::new(),
                     health: Default::default(),
                     labels: Default::default(),
+                    owner: String::new(),
                 });
             }
         }

@@ -691,6 +691,22 @@ pub struct Instance {
     /// `container_label_*`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// The node that owns its app (`berth.owner`) when another node does: placement put one
+    /// of that app's slots here. Empty: this node's own app.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub owner: String,
+}
+
+/// One instance slot of a service version and the node that runs it: what placement decides,
+/// the app's owner keeps and replicates, and each node runs its own share of.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Assignment {
+    pub app: String,
+    pub service: String,
+    pub version: u32,
+    pub slot: u32,
+    /// The node's id.
+    pub node: String,
 }
 
 impl Instance {
@@ -1092,6 +1108,8 @@ pub mod labels {
     pub const VERSION: &str = "berth.version";
     pub const SLOT: &str = "berth.slot";
     pub const SPEC: &str = "berth.spec";
+    /// The node that owns the app, on a container placed here by another node's app.
+    pub const OWNER: &str = "berth.owner";
 }
 
 #[cfg(test)]

@@ -423,5 +423,6 @@ pub fn create_request(
         aliases,
         spec: live.version.spec.clone(),
         volumes,
+        owner: app.owner.clone(),
     })
 }

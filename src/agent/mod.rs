@@ -12,6 +12,7 @@ mod backoff;
 mod custom;
 
 mod executor;
+pub mod fleet;
 mod logship;
 mod observe;
 mod ops;

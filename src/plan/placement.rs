@@ -44,16 +44,7 @@ pub struct Running {
     pub gpus: u32,
 }
 
-/// One instance slot of a service version and the node that runs it.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Assignment {
-    pub app: String,
-    pub service: String,
-    pub version: u32,
-    pub slot: u32,
-    /// The node's id.
-    pub node: String,
-}
+pub use crate::model::Assignment;
 
 /// What a service version asks for.
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -52,6 +52,7 @@ fn inst(
         ip: String::new(),
         health: Default::default(),
         labels: Default::default(),
+        owner: String::new(),
     }
 }
 

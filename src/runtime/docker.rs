@@ -330,6 +330,7 @@ impl ContainerRuntime for DockerRuntime {
                     .filter(|(k, _)| !k.starts_with("berth."))
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect(),
+                owner: l.get(labels::OWNER).cloned().unwrap_or_default(),
             });
         }
         // Containers that went away or run again are forgotten.
@@ -1130,6 +1131,7 @@ mod tests {
             version: 3,
             spec: svc,
             network: Some("berth-shop".into()),
+            owner: String::new(),
             aliases: vec!["web".into(), "www".into()],
             volumes: BTreeMap::from([
                 (

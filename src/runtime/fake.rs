@@ -179,6 +179,7 @@ impl ContainerRuntime for FakeRuntime {
                     .filter(|(k, _)| !k.starts_with("berth."))
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect(),
+                owner: req.owner.clone(),
             },
             req.node.clone(),
         ));

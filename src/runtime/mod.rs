@@ -58,6 +58,8 @@ pub struct CreateRequest {
     pub aliases: Vec<String>,
     /// Where each named volume of the spec comes from (by its key in the template).
     pub volumes: BTreeMap<String, crate::model::VolumeSource>,
+    /// The node that owns the app, when it is not this one (`berth.owner`).
+    pub owner: String,
 }
 
 /// A container's mount of a volume or host directory (any container on the engine).
@@ -262,6 +264,9 @@ pub fn berth_labels(req: &CreateRequest) -> BTreeMap<String, String> {
     l.insert(SERVICE.into(), req.service.clone());
     l.insert(SLOT.into(), req.slot.to_string());
     l.insert(SPEC.into(), req.spec_hash.clone());
+    if !req.owner.is_empty() {
+        l.insert(OWNER.into(), req.owner.clone());
+    }
     l.insert(
         VERSION.into(),
         crate::model::version_name(&req.service, req.version),

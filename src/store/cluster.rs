@@ -1,5 +1,6 @@
 //! What the cluster keeps on this member: how often each join token was used here, and the
-//! members last known (whom to rejoin through after a restart).
+//! members last known (whom to rejoin through after a restart), and where this node's apps'
+//! instances run (placement's assignments).
 
 use super::{Store, StoreError, sql};
 use rusqlite::{OptionalExtension, params};
@@ -136,6 +137,57 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Every assignment of this node's apps, in order.
+    pub fn assignments(&self) -> Result<Vec<crate::model::Assignment>, StoreError> {
+        self.read(|c| {
+            let mut st = c
+                .prepare(
+                    "SELECT app, service, version, slot, node FROM assignments
+                     ORDER BY app, service, version, slot",
+                )
+                .map_err(sql("reading assignments"))?;
+            let rows = st
+                .query_map([], |r| {
+                    Ok(crate::model::Assignment {
+                        app: r.get(0)?,
+                        service: r.get(1)?,
+                        version: r.get(2)?,
+                        slot: r.get(3)?,
+                        node: r.get(4)?,
+                    })
+                })
+                .map_err(sql("reading assignments"))?;
+            rows.collect::<Result<_, _>>()
+                .map_err(sql("reading assignments"))
+        })
+    }
+
+    /// Replaces the assignments of app `app` with `list`, in one transaction.
+    pub fn set_assignments(
+        &self,
+        app: &str,
+        list: &[crate::model::Assignment],
+    ) -> Result<(), StoreError> {
+        let app = app.to_string();
+        let list = list.to_vec();
+        self.write_acked(move |c| {
+            let tx = c.transaction().map_err(sql("saving assignments"))?;
+            tx.execute("DELETE FROM assignments WHERE app = ?1", params![app])
+                .map_err(sql("saving assignments"))?;
+            for a in list.iter().filter(|a| a.app == app) {
+                tx.execute(
+                    "INSERT OR REPLACE INTO assignments(app, service, version, slot, node)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![a.app, a.service, a.version, a.slot, a.node],
+                )
+                .map_err(sql("saving assignments"))?;
+            }
+            tx.commit().map_err(sql("saving assignments"))
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,5 +214,29 @@ mod tests {
         s.clear_cluster().unwrap();
         assert!(s.cluster_members().unwrap().is_empty());
         assert_eq!(s.token_uses("t").unwrap(), 0);
+    }
+
+    #[test]
+    fn assignments_are_replaced_per_app_and_go_with_the_app() {
+        let dir = tempfile::tempdir().expect("dir");
+        let s = Store::open(&dir.path().join("s.db")).expect("open");
+        let a = |app: &str, slot: u32, node: &str| crate::model::Assignment {
+            app: app.into(),
+            service: "web".into(),
+            version: 1,
+            slot,
+            node: node.into(),
+        };
+        s.set_assignments("shop", &[a("shop", 2, "n2"), a("shop", 1, "n1")])
+            .unwrap();
+        s.set_assignments("blog", &[a("blog", 1, "n3")]).unwrap();
+        s.set_assignments("shop", &[a("shop", 1, "n1"), a("shop", 2, "n3")])
+            .unwrap();
+        assert_eq!(
+            s.assignments().unwrap(),
+            vec![a("blog", 1, "n3"), a("shop", 1, "n1"), a("shop", 2, "n3")]
+        );
+        s.delete_app("shop").unwrap();
+        assert_eq!(s.assignments().unwrap(), vec![a("blog", 1, "n3")]);
     }
 }

@@ -182,6 +182,14 @@ const MIGRATIONS: &[&str] = &[
         addr TEXT NOT NULL,
         state TEXT NOT NULL,
         seen_ms INTEGER NOT NULL);",
+    // 10: where this node's apps' instances run in a cluster (placement's assignments).
+    "CREATE TABLE assignments (
+        app TEXT NOT NULL,
+        service TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        slot INTEGER NOT NULL,
+        node TEXT NOT NULL,
+        PRIMARY KEY (app, service, version, slot));",
 ];
 
 /// Events kept; older ones are pruned as new ones arrive.
@@ -189,7 +197,7 @@ const EVENTS_KEPT: i64 = 20_000;
 
 /// A version that runs instances (it has traffic or a release step under way), with the hash
 /// its instances carry (`berth.spec`).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LiveVersion {
     pub version: Version,
     pub hash: String,
@@ -202,8 +210,9 @@ impl LiveVersion {
     }
 }
 
-/// An app as stored: its spec plus the operator's run-time changes.
-#[derive(Debug, Clone)]
+/// An app as stored: its spec plus the operator's run-time changes. In a cluster the owner
+/// replicates it whole (`Kind::Spec`), so a node placement gave slots of it runs them.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct StoredApp {
     pub spec: AppSpec,
     pub template: String,
@@ -218,6 +227,9 @@ pub struct StoredApp {
     pub failed: std::collections::BTreeMap<String, Vec<u32>>,
     pub created_ms: i64,
     pub updated_ms: i64,
+    /// The node that owns it, for a replica of another node's app; empty for this node's.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub owner: String,
 }
 
 impl StoredApp {
@@ -675,6 +687,8 @@ impl Store {
             // The counters stay: a redeployed app continues its numbering.
             tx.execute("DELETE FROM versions WHERE app=?1", params![name])
                 .map_err(sql("removing an app's versions"))?;
+            tx.execute("DELETE FROM assignments WHERE app=?1", params![name])
+                .map_err(sql("removing an app's assignments"))?;
             tx.commit().map_err(sql("removing an app"))?;
             Ok(n > 0)
         })
@@ -775,6 +789,7 @@ fn load_app(c: &Connection, name: &str) -> Result<Option<StoredApp>, StoreError>
         versions,
         created_ms,
         updated_ms,
+        owner: String::new(),
     }))
 }
 

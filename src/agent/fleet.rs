@@ -1,0 +1,251 @@
+//! The cluster as a reconcile pass sees it (Cluster II): the nodes placement may use and the
+//! other nodes' apps with their assignments. `Ops` builds a [`Fleet`] from the replicated
+//! records after each publish; a pass places this node's apps over it ([`place`], which
+//! calls the pure `plan::placement`), keeps the assignments in the store, and runs exactly
+//! the slots placed on this node, of its own apps and of the others'.
+//!
+//! Invariants: without a fleet (no cluster, or a cluster of one) every slot of this node's
+//! apps runs here, as on a single host. A container of another node's app is removed only
+//! when that node's records are here and no longer place it here; a container whose owner
+//! this node knows nothing about is left alone (edge autonomy: a partition or a forgotten
+//! owner never makes a host stop what it runs).
+
+use crate::model::{Assignment, Instance};
+use crate::plan::placement::{Demand, NodeInfo, PlacementError, Running, placement};
+use crate::store::{LiveVersion, StoredApp};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Another node's app, as its owner replicates it.
+#[derive(Debug, Clone)]
+pub struct RemoteApp {
+    pub app: StoredApp,
+    pub assignments: Vec<Assignment>,
+}
+
+/// What the cluster looks like to a pass.
+#[derive(Debug, Clone, Default)]
+pub struct Fleet {
+    /// Every member placement may consider, this node included (`open`: alive and not
+    /// drained), with what runs on each.
+    pub nodes: Vec<NodeInfo>,
+    /// The other nodes' apps.
+    pub remote: Vec<RemoteApp>,
+    /// Members whose records this node holds: an app of theirs absent from `remote` is gone.
+    pub owners: BTreeSet<String>,
+}
+
+/// Slots of (app, service, version) that run on this node.
+pub type Here = BTreeMap<(String, String, u32), BTreeSet<u32>>;
+
+/// A service version's demand on placement: its replicas (cluster-wide), its rules and the
+/// room one instance reserves (`deploy.resources.reservations`, else the seed's
+/// `cpu_shares` where 100 is one core, and `mem_reservation`, else `mem_limit`).
+pub fn demand(app: &StoredApp, service: &str, live: &LiveVersion) -> Option<Demand> {
+    let s = &live.version.spec;
+    let global = app.spec.services.get(service).is_some_and(|x| x.global);
+    let cpu_millis = match (s.reserved_nano_cpus, s.cpu_shares) {
+        (Some(n), _) if n > 0 => (n / 1_000_000) as u64,
+        (_, Some(shares)) if shares > 0 => shares as u64 * 10,
+        _ => 0,
+    };
+    let mem_bytes = s
+        .engine
+        .mem_reservation
+        .or(s.mem_limit)
+        .filter(|m| *m > 0)
+        .unwrap_or(0) as u64;
+    Some(Demand {
+        app: app.spec.name.clone(),
+        service: service.to_string(),
+        version: live.version.number,
+        image: s.image.clone(),
+        replicas: live.version.instances(app.replicas(service)),
+        global,
+        placement: s.placement.clone(),
+        max_per_node: s.max_per_node,
+        cpu_millis,
+        mem_bytes,
+        gpus: s.ext.gpu,
+    })
+}
+
+/// What an instance reserves, from its app's spec when this node knows it.
+pub fn running(i: &Instance, apps: &BTreeMap<&str, &StoredApp>) -> Running {
+    let d = apps.get(i.app.as_str()).and_then(|a| {
+        let n = i.version_number()?;
+        let live = a.live_version(&i.service, n)?;
+        demand(a, &i.service, live)
+    });
+    Running {
+        app: i.app.clone(),
+        service: i.service.clone(),
+        image: i.image.clone(),
+        name: i.name.clone(),
+        labels: i.labels.clone(),
+        cpu_millis: d.as_ref().map_or(0, |d| d.cpu_millis),
+        mem_bytes: d.as_ref().map_or(0, |d| d.mem_bytes),
+        gpus: d.as_ref().map_or(0, |d| d.gpus),
+    }
+}
+
+/// Places every live version of this node's `apps` over `nodes`, keeping `current` where it
+/// still holds. Returns the assignments and, for each version that cannot be placed, the
+/// error (its current assignments are kept meanwhile: nothing stops because a rule broke).
+pub fn place(
+    apps: &[StoredApp],
+    current: &[Assignment],
+    nodes: &[NodeInfo],
+) -> (Vec<Assignment>, Vec<(String, String, PlacementError)>) {
+    let mut out = Vec::new();
+    let mut errors = Vec::new();
+    for app in apps {
+        for (service, lives) in &app.versions {
+            for live in lives {
+                let Some(d) = demand(app, service, live) else {
+                    continue;
+                };
+                let mine: Vec<Assignment> = current
+                    .iter()
+                    .filter(|a| a.app == d.app && a.service == d.service && a.version == d.version)
+                    .cloned()
+                    .collect();
+                match placement(&d, nodes, &mine) {
+                    Ok(p) => out.extend(p.assignments),
+                    Err(e) => {
+                        out.extend(mine);
+                        errors.push((d.app.clone(), d.service.clone(), e));
+                    }
+                }
+            }
+        }
+    }
+    out.sort();
+    (out, errors)
+}
+
+/// The slots of each version that run on node `me`.
+pub fn here<'a>(me: &str, assignments: impl IntoIterator<Item = &'a Assignment>) -> Here {
+    let mut h = Here::new();
+    for a in assignments {
+        let slots = h
+            .entry((a.app.clone(), a.service.clone(), a.version))
+            .or_default();
+        if a.node == me {
+            slots.insert(a.slot);
+        }
+    }
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{AppSpec, ServiceSpec, Version, VersionState};
+
+    fn app(name: &str, replicas: u32, placement: &[&str]) -> StoredApp {
+        let spec = ServiceSpec {
+            image: "img".into(),
+            replicas,
+            placement: placement.iter().map(|s| s.to_string()).collect(),
+            cpu_shares: Some(50),
+            ..Default::default()
+        };
+        let version = Version {
+            app: name.into(),
+            service: "web".into(),
+            number: 1,
+            spec: spec.clone(),
+            message: String::new(),
+            state: VersionState::Normal,
+            reason: String::new(),
+            weight: 100,
+            created_ms: 0,
+            release: Default::default(),
+            since_ms: 0,
+        };
+        let app_spec: AppSpec = serde_json::from_value(serde_json::json!({
+            "name": name,
+            "services": {},
+        }))
+        .map(|mut a: AppSpec| {
+            a.services.insert("web".into(), spec);
+            a
+        })
+        .expect("spec");
+        StoredApp {
+            spec: app_spec,
+            template: String::new(),
+            stopped: false,
+            redeploy_gen: 0,
+            scale: Default::default(),
+            versions: [(
+                "web".to_string(),
+                vec![LiveVersion {
+                    version,
+                    hash: "h".into(),
+                }],
+            )]
+            .into(),
+            failed: Default::default(),
+            created_ms: 0,
+            updated_ms: 0,
+            owner: String::new(),
+        }
+    }
+
+    fn node(id: &str, az: &str) -> NodeInfo {
+        NodeInfo {
+            id: id.into(),
+            name: id.into(),
+            labels: [("az".to_string(), az.to_string())].into(),
+            open: true,
+            cpu_millis: 2000,
+            mem_bytes: 1 << 30,
+            gpus: 0,
+            running: vec![],
+        }
+    }
+
+    #[test]
+    fn six_replicas_over_three_nodes_land_two_each_and_this_node_runs_its_two() {
+        let nodes = [node("a", "1"), node("b", "2"), node("c", "3")];
+        let (list, errors) = place(&[app("shop", 6, &[])], &[], &nodes);
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(list.len(), 6);
+        for n in ["a", "b", "c"] {
+            assert_eq!(list.iter().filter(|a| a.node == n).count(), 2, "{list:?}");
+        }
+        let h = here("b", &list);
+        assert_eq!(h[&("shop".into(), "web".into(), 1)].len(), 2);
+        // Placed again with the same input: the same answer (sticky and deterministic).
+        let (again, _) = place(&[app("shop", 6, &[])], &list, &nodes);
+        assert_eq!(again, list);
+    }
+
+    #[test]
+    fn an_impossible_rule_keeps_the_current_assignments_and_says_why() {
+        let nodes = [node("a", "1"), node("b", "1")];
+        let current = vec![Assignment {
+            app: "shop".into(),
+            service: "web".into(),
+            version: 1,
+            slot: 1,
+            node: "a".into(),
+        }];
+        let (list, errors) = place(&[app("shop", 2, &["availability:az==3"])], &current, &nodes);
+        assert_eq!(list, current);
+        assert_eq!(errors.len(), 1);
+        assert!(errors[0].2.to_string().contains("az==3"), "{:?}", errors[0]);
+    }
+
+    #[test]
+    fn the_seed_cpu_shares_reserve_a_tenth_of_a_core_per_ten() {
+        let a = app("shop", 1, &[]);
+        let d = demand(&a, "web", &a.versions["web"][0]).expect("demand");
+        assert_eq!(d.cpu_millis, 500);
+        // Two cores hold four of them; a fifth has no room anywhere.
+        let (list, errors) = place(&[app("shop", 5, &[])], &[], &[node("a", "1")]);
+        assert!(list.is_empty(), "{list:?}");
+        assert!(errors[0].2.to_string().contains("CPUs free"), "{errors:?}");
+    }
+}
