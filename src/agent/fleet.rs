@@ -32,6 +32,64 @@ pub struct Fleet {
     pub remote: Vec<RemoteApp>,
     /// Members whose records this node holds: an app of theirs absent from `remote` is gone.
     pub owners: BTreeSet<String>,
+    /// Apps with a container on this node.
+    pub local_apps: BTreeSet<String>,
+    /// Instances running ready and up to date on the other members, as their records say.
+    pub ready: Ready,
+    /// Members that take no instances now, and why (lost, drained, an older protocol).
+    pub closed: BTreeMap<String, String>,
+}
+
+/// Instances ready, by (app, service, version name).
+pub type Ready = BTreeMap<(String, String, String), u32>;
+
+/// Counts the instances of `views` (other members' records, of members alive) that run
+/// ready and up to date.
+pub fn count_ready(views: impl IntoIterator<Item = crate::wire::InstanceView>) -> Ready {
+    let mut out = Ready::new();
+    for v in views {
+        if v.state == "running" && matches!(v.health.as_str(), "" | "healthy") && v.up_to_date {
+            *out.entry((v.app, v.service, v.version)).or_default() += 1;
+        }
+    }
+    out
+}
+
+/// Where a pass placed things: the slots on this node and the count placed cluster-wide,
+/// by (app, service, version).
+#[derive(Debug, Clone, Default)]
+pub struct Placement {
+    pub here: Here,
+    pub total: BTreeMap<(String, String, u32), u32>,
+}
+
+impl Fleet {
+    /// What a pass depends on, as a digest: the other members' apps and assignments, and
+    /// each member's id, openness, labels and instance count.
+    pub fn fingerprint(&self) -> [u8; 32] {
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        for r in &self.remote {
+            if let Ok(b) = serde_json::to_vec(&(&r.app, &r.assignments)) {
+                ctx.update(&b);
+            }
+        }
+        for n in &self.nodes {
+            if let Ok(b) = serde_json::to_vec(&(&n.id, n.open, &n.labels, n.running.len())) {
+                ctx.update(&b);
+            }
+        }
+        for (k, v) in &self.ready {
+            ctx.update(format!("{k:?}={v};").as_bytes());
+        }
+        let mut out = [0u8; 32];
+        out.copy_from_slice(ctx.finish().as_ref());
+        out
+    }
+
+    /// Does this node run a container of `app` (so a pass must see its app to plan it)?
+    pub fn runs_here(&self, app: &str) -> bool {
+        self.local_apps.contains(app)
+    }
 }
 
 /// Slots of (app, service, version) that run on this node.
@@ -41,8 +99,26 @@ pub type Here = BTreeMap<(String, String, u32), BTreeSet<u32>>;
 /// room one instance reserves (`deploy.resources.reservations`, else the seed's
 /// `cpu_shares` where 100 is one core, and `mem_reservation`, else `mem_limit`).
 pub fn demand(app: &StoredApp, service: &str, live: &LiveVersion) -> Option<Demand> {
-    let s = &live.version.spec;
     let global = app.spec.services.get(service).is_some_and(|x| x.global);
+    Some(demand_of(
+        &app.spec.name,
+        service,
+        &live.version.spec,
+        live.version.number,
+        live.version.instances(app.replicas(service)),
+        global,
+    ))
+}
+
+/// The demand of `replicas` instances of service spec `s`.
+pub fn demand_of(
+    app: &str,
+    service: &str,
+    s: &crate::model::ServiceSpec,
+    version: u32,
+    replicas: u32,
+    global: bool,
+) -> Demand {
     let cpu_millis = match (s.reserved_nano_cpus, s.cpu_shares) {
         (Some(n), _) if n > 0 => (n / 1_000_000) as u64,
         (_, Some(shares)) if shares > 0 => shares as u64 * 10,
@@ -54,38 +130,81 @@ pub fn demand(app: &StoredApp, service: &str, live: &LiveVersion) -> Option<Dema
         .or(s.mem_limit)
         .filter(|m| *m > 0)
         .unwrap_or(0) as u64;
-    Some(Demand {
-        app: app.spec.name.clone(),
+    Demand {
+        app: app.to_string(),
         service: service.to_string(),
-        version: live.version.number,
+        version,
         image: s.image.clone(),
-        replicas: live.version.instances(app.replicas(service)),
+        replicas,
         global,
         placement: s.placement.clone(),
         max_per_node: s.max_per_node,
         cpu_millis,
         mem_bytes,
         gpus: s.ext.gpu,
-    })
+    }
+}
+
+/// Can `app` be placed at all? Checked before a deploy stores anything: a hard rule no
+/// member meets refuses the deploy with what each member lacks; soft rules left unmet are
+/// returned as warnings. The app's own running instances do not count against the room
+/// (a redeploy replaces them).
+pub fn check(
+    app: &crate::model::AppSpec,
+    scale: &BTreeMap<String, u32>,
+    nodes: &[NodeInfo],
+) -> Result<Vec<String>, PlacementError> {
+    let nodes: Vec<NodeInfo> = nodes
+        .iter()
+        .map(|n| NodeInfo {
+            running: n
+                .running
+                .iter()
+                .filter(|r| r.app != app.name)
+                .cloned()
+                .collect(),
+            ..n.clone()
+        })
+        .collect();
+    let mut warnings = Vec::new();
+    for (name, s) in &app.services {
+        let replicas = scale.get(name).copied().unwrap_or(s.replicas);
+        let d = demand_of(&app.name, name, s, 0, replicas, s.global);
+        warnings.extend(placement(&d, &nodes, &[])?.warnings);
+    }
+    Ok(warnings)
 }
 
 /// What an instance reserves, from its app's spec when this node knows it.
 pub fn running(i: &Instance, apps: &BTreeMap<&str, &StoredApp>) -> Running {
-    let d = apps.get(i.app.as_str()).and_then(|a| {
-        let n = i.version_number()?;
-        let live = a.live_version(&i.service, n)?;
-        demand(a, &i.service, live)
+    reserved(
+        Running {
+            app: i.app.clone(),
+            service: i.service.clone(),
+            image: i.image.clone(),
+            name: i.name.clone(),
+            labels: i.labels.clone(),
+            ..Default::default()
+        },
+        i.version_number(),
+        apps,
+    )
+}
+
+/// `r` (of version `version` of its service) with the room its spec reserves.
+pub fn reserved(
+    mut r: Running,
+    version: Option<u32>,
+    apps: &BTreeMap<&str, &StoredApp>,
+) -> Running {
+    let d = apps.get(r.app.as_str()).and_then(|a| {
+        let live = a.live_version(&r.service, version?)?;
+        demand(a, &r.service, live)
     });
-    Running {
-        app: i.app.clone(),
-        service: i.service.clone(),
-        image: i.image.clone(),
-        name: i.name.clone(),
-        labels: i.labels.clone(),
-        cpu_millis: d.as_ref().map_or(0, |d| d.cpu_millis),
-        mem_bytes: d.as_ref().map_or(0, |d| d.mem_bytes),
-        gpus: d.as_ref().map_or(0, |d| d.gpus),
+    if let Some(d) = d {
+        (r.cpu_millis, r.mem_bytes, r.gpus) = (d.cpu_millis, d.mem_bytes, d.gpus);
     }
+    r
 }
 
 /// Places every live version of this node's `apps` over `nodes`, keeping `current` where it

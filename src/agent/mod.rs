@@ -79,10 +79,13 @@ pub(crate) enum Wake {
     Release,
     /// A removal the executor ran in the background finished.
     Removed,
+    /// The cluster changed what this node runs (placement, another member's app, a
+    /// member's state).
+    Cluster,
 }
 
 impl Wake {
-    const ALL: [Wake; 7] = [
+    const ALL: [Wake; 8] = [
         Wake::Tick,
         Wake::Pending,
         Wake::Engine,
@@ -90,6 +93,7 @@ impl Wake {
         Wake::Command,
         Wake::Release,
         Wake::Removed,
+        Wake::Cluster,
     ];
 
     fn bit(self) -> u8 {
@@ -105,6 +109,7 @@ impl Wake {
             Wake::Command => "command",
             Wake::Release => "release",
             Wake::Removed => "removed",
+            Wake::Cluster => "cluster",
         }
     }
 }
@@ -183,6 +188,10 @@ pub struct Core {
     stopping: std::sync::atomic::AtomicBool,
     /// Volume mounts and sealed credentials.
     volumes: volumes::VolumeHub,
+    /// The cluster as the last publish saw it (None: in no cluster; every slot runs here).
+    fleet: Mutex<Option<Arc<fleet::Fleet>>>,
+    /// Placement errors last reported, by (app, service): each is an event once.
+    placement_errors: Mutex<BTreeMap<(String, String), String>>,
 }
 
 /// The settings a reload may change.
@@ -215,7 +224,9 @@ pub fn parallelism(s: &crate::model::ServiceSpec) -> u32 {
         .max(1)
 }
 
-fn desired_state(apps: &[StoredApp]) -> Vec<DesiredApp> {
+/// The desired state of `apps`; in a cluster (`here`), each version runs only the slots
+/// placed on this node, out of its cluster-wide replica count.
+fn desired_state(apps: &[StoredApp], here: Option<&fleet::Here>) -> Vec<DesiredApp> {
     apps.iter()
         .map(|a| DesiredApp {
             name: a.spec.name.clone(),
@@ -230,13 +241,28 @@ fn desired_state(apps: &[StoredApp]) -> Vec<DesiredApp> {
                         versions: a
                             .live(&name)
                             .iter()
-                            .map(|l| DesiredVersion {
-                                number: l.version.number,
-                                replicas: l.version.instances(replicas),
-                                spec_hash: l.hash.clone(),
-                                rolling: (l.version.release == Release::Rolling)
-                                    .then(|| parallelism(&l.version.spec)),
-                                here: None,
+                            .map(|l| {
+                                let mine = here.map(|h| {
+                                    let key = (a.spec.name.clone(), name.clone(), l.version.number);
+                                    h.get(&key).cloned().unwrap_or_default()
+                                });
+                                // Placement spreads the whole count (a global service: one
+                                // per node, slots numbered over the nodes).
+                                let replicas = match &mine {
+                                    Some(m) => l
+                                        .version
+                                        .instances(a.replicas(&name))
+                                        .max(m.last().copied().unwrap_or(0)),
+                                    None => l.version.instances(replicas),
+                                };
+                                DesiredVersion {
+                                    number: l.version.number,
+                                    replicas,
+                                    spec_hash: l.hash.clone(),
+                                    rolling: (l.version.release == Release::Rolling)
+                                        .then(|| parallelism(&l.version.spec)),
+                                    here: mine,
+                                }
                             })
                             .collect(),
                         discard: a.failed.get(&name).cloned().unwrap_or_default(),
@@ -306,6 +332,8 @@ impl Core {
             me: std::sync::OnceLock::new(),
             removing: Mutex::default(),
             seen_done: Mutex::new(None),
+            fleet: Mutex::new(None),
+            placement_errors: Mutex::default(),
             metrics: crate::metrics::Hub::default(),
             settings: std::sync::RwLock::new(Arc::new(Settings {
                 metrics: cfg.metrics.clone(),
@@ -490,14 +518,28 @@ impl Core {
             .passes
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel)
             + 1;
-        let apps = self.store.list_apps()?;
-        self.forget_dead_versions(&apps);
-        let desired = desired_state(&apps);
-        let observed = self.observe(&apps).await?;
+        let own = self.store.list_apps()?;
+        self.forget_dead_versions(&own);
+        let fleet = self.fleet();
+        let own_count = own.len();
+        let (apps, placement) = self.with_fleet(own, fleet.as_deref())?;
+        let desired = desired_state(&apps, placement.as_ref().map(|p| &p.here));
+        let mut observed = self.observe(&apps).await?;
+        // Another node's container is planned only when its app is desired here or its
+        // owner's records are: one whose owner this node knows nothing of is left alone.
+        observed.instances.retain(|i| {
+            i.owner.is_empty()
+                || apps.iter().any(|a| a.spec.name == i.app)
+                || fleet.as_ref().is_some_and(|f| f.owners.contains(&i.owner))
+        });
         let plan = plan::plan(&desired, &observed);
-        // The router follows the versions as this pass leaves them.
-        let apps = if self.update_versions(&apps, &observed.instances) {
-            self.store.list_apps()?
+        // The router follows the versions as this pass leaves them (this node decides its
+        // own apps' versions; the others' owners decide theirs).
+        let cluster = fleet.as_deref().zip(placement.as_ref());
+        let apps = if self.update_versions(&apps[..own_count], &observed.instances, cluster) {
+            let mut fresh = self.store.list_apps()?;
+            fresh.extend(apps.into_iter().skip(own_count));
+            fresh
         } else {
             apps
         };
@@ -534,6 +576,118 @@ impl Core {
         })
     }
 
+    /// The cluster as the last publish saw it.
+    pub(super) fn fleet(&self) -> Option<Arc<fleet::Fleet>> {
+        self.fleet.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Hands the pass the cluster (None: in no cluster); a change in what it means for
+    /// this node wakes a pass.
+    pub(super) fn set_fleet(&self, f: Option<fleet::Fleet>) {
+        let mut g = self.fleet.lock().unwrap_or_else(|p| p.into_inner());
+        let before = g.as_deref().map(fleet::Fleet::fingerprint);
+        let after = f.as_ref().map(fleet::Fleet::fingerprint);
+        *g = f.map(Arc::new);
+        drop(g);
+        if before != after {
+            self.wake(Wake::Cluster);
+        }
+    }
+
+    /// In a cluster: places this node's apps (keeping the assignments in the store), and
+    /// adds the other nodes' apps that have a slot or a container here. Returns every app
+    /// this pass runs (this node's first) and the slots placed here.
+    fn with_fleet(
+        &self,
+        mut apps: Vec<StoredApp>,
+        fleet: Option<&fleet::Fleet>,
+    ) -> Result<(Vec<StoredApp>, Option<fleet::Placement>), StoreError> {
+        let Some(f) = fleet else {
+            return Ok((apps, None));
+        };
+        let current = self.store.assignments()?;
+        let (placed, errors) = fleet::place(&apps, &current, &f.nodes);
+        for a in &apps {
+            let name = &a.spec.name;
+            let of = |l: &[crate::model::Assignment]| -> Vec<crate::model::Assignment> {
+                l.iter().filter(|x| &x.app == name).cloned().collect()
+            };
+            let now = of(&placed);
+            if now != of(&current) {
+                self.store.set_assignments(name, &now)?;
+                let mut per: BTreeMap<&str, u32> = BTreeMap::new();
+                for x in &now {
+                    let node = f
+                        .nodes
+                        .iter()
+                        .find(|n| n.id == x.node)
+                        .map_or(x.node.as_str(), |n| n.name.as_str());
+                    *per.entry(node).or_default() += 1;
+                }
+                let list: Vec<String> = per.iter().map(|(n, c)| format!("{c} on {n}")).collect();
+                let closed: Vec<String> = f
+                    .closed
+                    .iter()
+                    .map(|(n, why)| format!("{n} ({why})"))
+                    .collect();
+                let closed = if closed.is_empty() {
+                    String::new()
+                } else {
+                    format!("; taking none: {}", closed.join(", "))
+                };
+                self.event(
+                    EventKind::Deploy,
+                    name,
+                    "",
+                    &format!("placed: {}{closed}", list.join(", ")),
+                );
+            }
+        }
+        self.report_placement(errors);
+        let mut total: BTreeMap<(String, String, u32), u32> = BTreeMap::new();
+        for a in &placed {
+            *total
+                .entry((a.app.clone(), a.service.clone(), a.version))
+                .or_default() += 1;
+        }
+        let mut here = fleet::here(&self.node_id, &placed);
+        let mine: BTreeSet<String> = apps.iter().map(|a| a.spec.name.clone()).collect();
+        for r in &f.remote {
+            if mine.contains(&r.app.spec.name) {
+                continue;
+            }
+            let h = fleet::here(&self.node_id, &r.assignments);
+            if h.values().any(|slots| !slots.is_empty()) || f.runs_here(&r.app.spec.name) {
+                here.extend(h);
+                apps.push(r.app.clone());
+            }
+        }
+        Ok((apps, Some(fleet::Placement { here, total })))
+    }
+
+    /// Each placement error becomes an event once (and again once it changes).
+    fn report_placement(&self, errors: Vec<(String, String, plan::placement::PlacementError)>) {
+        let mut seen = self
+            .placement_errors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let now: BTreeMap<(String, String), String> = errors
+            .into_iter()
+            .map(|(app, service, e)| ((app, service), e.to_string()))
+            .collect();
+        for ((app, service), msg) in &now {
+            if seen.get(&(app.clone(), service.clone())) != Some(msg) {
+                self.event(
+                    EventKind::Error,
+                    app,
+                    service,
+                    &format!("cannot place: {msg}"),
+                );
+            }
+        }
+        *seen = now;
+    }
+
     /// Passes until nothing is left to do (dependencies up, nothing in backoff), or `limit`.
     pub(super) async fn reconcile_until_settled(&self, limit: Duration) -> Result<(), CoreError> {
         let deadline = Instant::now() + limit;
@@ -556,7 +710,10 @@ impl Core {
         leaving: &BTreeSet<&str>,
         pass: u64,
     ) {
-        let splits = Arc::new(crate::router::table::splits(apps, instances, leaving));
+        let elsewhere = self.fleet().map(|f| f.ready.clone()).unwrap_or_default();
+        let splits = Arc::new(crate::router::table::splits(
+            apps, instances, leaving, &elsewhere,
+        ));
         let errors = self.router.update(crate::router::table::build(
             apps,
             instances,

@@ -267,12 +267,16 @@ impl Ops {
     pub async fn publish_to_cluster(&self) -> Result<(), CoreError> {
         use crate::cluster::state::Kind;
         if !self.cluster.active() {
+            self.core.set_fleet(None);
             return Ok(());
         }
+        // A member held to an older protocol (a mixed-version cluster) runs its apps alone,
+        // as that release did.
+        let places = crate::cluster::spoken() >= crate::cluster::PLACEMENT_PROTOCOL;
         // One engine list serves both (a pass just listed too; this runs only in a cluster).
         let listed = self.core.instances().await?;
         let apps = self.apps_over(&listed)?;
-        let instances = self.ps_over(None, listed)?;
+        let instances = self.ps_over(None, listed.clone())?;
         let mut records = Vec::with_capacity(1 + apps.len() + instances.len());
         let body = |v: serde_json::Result<serde_json::Value>| v.unwrap_or_default();
         records.push((
@@ -306,13 +310,154 @@ impl Ops {
                 body(serde_json::to_value(crate::wire::Event::from(e))),
             ));
         }
+        // This host's apps whole (less the template text, which no other member needs),
+        // with where their instances run.
+        let own = self.core.store.list_apps()?;
+        let assignments = self.core.store.assignments()?;
+        for a in own.iter().filter(|_| places) {
+            let mut replica = a.clone();
+            replica.template = String::new();
+            let placed: Vec<&crate::model::Assignment> = assignments
+                .iter()
+                .filter(|x| x.app == a.spec.name)
+                .collect();
+            records.push((
+                Kind::Spec,
+                a.spec.name.clone(),
+                serde_json::json!({ "app": replica, "assignments": placed }),
+            ));
+        }
         self.cluster
             .publish(
-                &[Kind::Node, Kind::App, Kind::Instance, Kind::Event],
+                &[
+                    Kind::Node,
+                    Kind::App,
+                    Kind::Instance,
+                    Kind::Event,
+                    Kind::Spec,
+                ],
                 records,
             )
             .await;
+        let fleet = if places {
+            Some(self.fleet_over(&listed, &own).await?)
+        } else {
+            None
+        };
+        self.core.set_fleet(fleet);
         Ok(())
+    }
+
+    /// Hands the next pass the cluster as the replicated records say it is now (a deploy or
+    /// a scale places over it).
+    async fn refresh_fleet(&self) -> Result<(), CoreError> {
+        if !self.cluster.active() || crate::cluster::spoken() < crate::cluster::PLACEMENT_PROTOCOL {
+            return Ok(());
+        }
+        let listed = self.core.instances().await?;
+        let own = self.core.store.list_apps()?;
+        let fleet = self.fleet_over(&listed, &own).await?;
+        self.core.set_fleet(Some(fleet));
+        Ok(())
+    }
+
+    /// The cluster for the next pass: the members placement may use (alive, not drained,
+    /// speaking a protocol that runs placed slots, with a node record), what runs on each,
+    /// and the other members' apps.
+    async fn fleet_over(
+        &self,
+        listed: &[Instance],
+        own: &[crate::store::StoredApp],
+    ) -> Result<super::fleet::Fleet, CoreError> {
+        use crate::cluster::state::Kind;
+        use crate::plan::placement::NodeInfo;
+        let mut fleet = super::fleet::Fleet::default();
+        for r in self.cluster.remote(Kind::Spec) {
+            fleet.owners.insert(r.node_id.clone());
+            let (Ok(mut app), Ok(assignments)) = (
+                serde_json::from_value::<crate::store::StoredApp>(r.body["app"].clone()),
+                serde_json::from_value(r.body["assignments"].clone()),
+            ) else {
+                continue;
+            };
+            app.owner = r.node_id.clone();
+            fleet
+                .remote
+                .push(super::fleet::RemoteApp { app, assignments });
+        }
+        for r in self.cluster.remote(Kind::Node) {
+            fleet.owners.insert(r.node_id);
+        }
+        let known: BTreeMap<&str, &crate::store::StoredApp> = own
+            .iter()
+            .chain(fleet.remote.iter().map(|r| &r.app))
+            .map(|a| (a.spec.name.as_str(), a))
+            .collect();
+        // What runs on each member: this host's from the engine, the others' from their
+        // instance records.
+        let mut running: BTreeMap<String, Vec<crate::plan::placement::Running>> = BTreeMap::new();
+        running.insert(
+            self.core.node_id.clone(),
+            listed
+                .iter()
+                .map(|i| super::fleet::running(i, &known))
+                .collect(),
+        );
+        for r in self.cluster.remote(Kind::Instance) {
+            if let Ok(v) = serde_json::from_value::<crate::wire::InstanceView>(r.body) {
+                let number = v
+                    .version
+                    .strip_prefix(v.service.as_str())
+                    .and_then(|x| x.strip_prefix('-'))
+                    .and_then(|x| x.parse().ok());
+                let r0 = crate::plan::placement::Running {
+                    app: v.app,
+                    service: v.service,
+                    image: v.image,
+                    name: v.name,
+                    ..Default::default()
+                };
+                running
+                    .entry(r.node_id)
+                    .or_default()
+                    .push(super::fleet::reserved(r0, number, &known));
+            }
+        }
+        for n in self.nodes().await? {
+            let speaks = if n.me {
+                crate::cluster::spoken()
+            } else {
+                n.protocol
+            };
+            let closed = if n.state != "alive" {
+                Some(n.state.clone())
+            } else if n.drain {
+                Some("drained".to_string())
+            } else if !n.me && n.agent.is_empty() {
+                Some("no node record yet".to_string())
+            } else if speaks < crate::cluster::PLACEMENT_PROTOCOL {
+                Some(format!("speaks cluster protocol {speaks}"))
+            } else {
+                None
+            };
+            let open = closed.is_none();
+            if let Some(why) = closed {
+                fleet.closed.insert(n.name.clone(), why);
+            }
+            fleet.nodes.push(NodeInfo {
+                running: running.remove(&n.node_id).unwrap_or_default(),
+                id: n.node_id,
+                name: n.name,
+                labels: n.labels,
+                open,
+                cpu_millis: u64::from(n.cpus) * 1000,
+                mem_bytes: n.mem_total,
+                gpus: 0,
+            });
+        }
+        fleet.local_apps = listed.iter().map(|i| i.app.clone()).collect();
+        fleet.ready = self.ready_elsewhere();
+        Ok(fleet)
     }
 }
 
@@ -354,6 +499,15 @@ impl HostUse {
                 .min(mem_total),
         }
     }
+}
+
+/// What the other members run of this host's apps (see `Ops::elsewhere`).
+#[derive(Debug, Default)]
+struct Elsewhere {
+    /// Slots placed, by (app, service, version).
+    placed: BTreeMap<(String, String, u32), u32>,
+    /// Instances running ready and up to date on other members.
+    ready: super::fleet::Ready,
 }
 
 /// The protocol a node record says its member speaks (records of protocol 1 did not say).
@@ -605,6 +759,17 @@ impl Ops {
         let traffic_none = req.traffic == crate::model::NewTraffic::None;
         let previous = self.core.store.get_app(&app.name)?;
         self.warn_affinity(&mut app)?;
+        // Placed over the freshest view (a member that joined a moment ago counts).
+        self.refresh_fleet().await?;
+        if let Some(f) = self.core.fleet() {
+            let scale = previous
+                .as_ref()
+                .map(|p| p.scale.clone())
+                .unwrap_or_default();
+            let w = super::fleet::check(&app, &scale, &f.nodes)
+                .map_err(|e| CoreError::BadRequest(format!("cannot place {}: {e}", app.name)))?;
+            app.warnings.extend(w);
+        }
         self.warn_https_without_certificate(&mut app);
         let diff = ServiceDiff::of(&app, previous.as_ref());
         let releases = self.choose_releases(&app, &diff.changed, req.blue_green, traffic_none)?;
@@ -845,7 +1010,11 @@ impl Ops {
     /// This host's apps as `instances` (this node's, listed once by the caller) show them.
     fn apps_over(&self, instances: &[Instance]) -> Result<Vec<AppStatus>, CoreError> {
         let apps = self.core.store.list_apps()?;
-        Ok(apps.iter().map(|a| self.status_of(a, instances)).collect())
+        let elsewhere = self.elsewhere()?;
+        Ok(apps
+            .iter()
+            .map(|a| self.status_of(a, instances, &elsewhere))
+            .collect())
     }
 
     pub async fn app_status(&self, name: &str) -> Result<AppStatus, CoreError> {
@@ -855,14 +1024,52 @@ impl Ops {
             .get_app(name)?
             .ok_or_else(|| unknown_app(name))?;
         let instances = self.core.instances().await?;
-        Ok(self.status_of(&app, &instances))
+        Ok(self.status_of(&app, &instances, &self.elsewhere()?))
     }
 
-    fn status_of(&self, a: &crate::store::StoredApp, instances: &[Instance]) -> AppStatus {
+    /// In a cluster: where this host's apps' instances are placed, and the other members'
+    /// instances that run ready and up to date (their hosts say so in their records).
+    fn elsewhere(&self) -> Result<Elsewhere, CoreError> {
+        let mut e = Elsewhere::default();
+        if !self.cluster.active() {
+            return Ok(e);
+        }
+        for a in self.core.store.assignments()? {
+            *e.placed.entry((a.app, a.service, a.version)).or_default() += 1;
+        }
+        e.ready = self.ready_elsewhere();
+        Ok(e)
+    }
+
+    /// The other members' instances that run ready and up to date (members alive only).
+    fn ready_elsewhere(&self) -> super::fleet::Ready {
+        super::fleet::count_ready(
+            self.cluster
+                .remote(crate::cluster::state::Kind::Instance)
+                .into_iter()
+                .filter(|r| r.state == crate::cluster::gossip::MemberState::Alive)
+                .filter_map(|r| serde_json::from_value::<InstanceView>(r.body).ok()),
+        )
+    }
+
+    fn status_of(
+        &self,
+        a: &crate::store::StoredApp,
+        instances: &[Instance],
+        elsewhere: &Elsewhere,
+    ) -> AppStatus {
         let mut services = Vec::new();
         let (mut desired, mut running) = (0, 0);
         let mut settled = true;
         for (name, s) in &a.spec.services {
+            // Placed over the cluster: the count placement spread (a global service: one per
+            // eligible member).
+            let placed = |l: &crate::store::LiveVersion| {
+                elsewhere
+                    .placed
+                    .get(&(a.spec.name.clone(), name.clone(), l.version.number))
+                    .copied()
+            };
             let replicas = desired_replicas(a, name);
             let live = a.live(name);
             // A rolling version shares its slots with the version it replaces.
@@ -871,20 +1078,30 @@ impl Ops {
             } else {
                 live.iter()
                     .filter(|l| l.version.release != Release::Rolling)
-                    .map(|l| l.version.instances(replicas))
+                    .map(|l| placed(l).unwrap_or_else(|| l.version.instances(replicas)))
                     .sum()
             };
-            let r = instances
+            let here = instances
                 .iter()
                 .filter(|i| {
                     i.app == a.spec.name
                         && &i.service == name
                         && (crate::plan::is_ready(i) || crate::plan::is_done(i, s.restart))
-                        && live
-                            .iter()
-                            .any(|l| l.runs(i) && i.slot <= l.version.instances(replicas))
+                        && live.iter().any(|l| {
+                            l.runs(i)
+                                && (placed(l).is_some() || i.slot <= l.version.instances(replicas))
+                        })
                 })
                 .count() as u32;
+            let there: u32 = live
+                .iter()
+                .filter(|l| l.version.release != Release::Rolling)
+                .filter_map(|l| {
+                    let key = (a.spec.name.clone(), name.clone(), l.version.name());
+                    elsewhere.ready.get(&key).copied()
+                })
+                .sum();
+            let r = here + there;
             // Settled: no release step under way and no instance of a version that lost its
             // traffic still draining.
             settled &= live.iter().all(|l| {
@@ -971,13 +1188,20 @@ impl Ops {
         app: Option<&str>,
         instances: Vec<Instance>,
     ) -> Result<Vec<InstanceView>, CoreError> {
-        let apps: BTreeMap<String, crate::store::StoredApp> = self
+        let mut apps: BTreeMap<String, crate::store::StoredApp> = self
             .core
             .store
             .list_apps()?
             .into_iter()
             .map(|a| (a.spec.name.clone(), a))
             .collect();
+        // Slots of other members' apps placed here are up to date by their owners' specs.
+        if let Some(f) = self.core.fleet() {
+            for r in &f.remote {
+                apps.entry(r.app.spec.name.clone())
+                    .or_insert_with(|| r.app.clone());
+            }
+        }
         if let Some(name) = app
             && !apps.contains_key(name)
         {
@@ -1046,6 +1270,7 @@ impl Ops {
                 "nothing to scale: give SERVICE=N".into(),
             ));
         }
+        self.refresh_fleet().await?;
         let mut changes = Vec::new();
         for (svc, n) in &req.services {
             let s = app.spec.services.get(svc).ok_or_else(|| {
@@ -1190,6 +1415,10 @@ impl Ops {
         let stored = self.stored_service(app, service)?;
         let replicas = desired_replicas(&stored, service);
         let split = self.core.split_of(app, service);
+        // In a cluster: the count placed (the split counts the instances ready on the other
+        // members).
+        let elsewhere = self.elsewhere()?;
+        let key = |v: &crate::model::Version| (app.to_string(), service.to_string(), v.number);
         Ok(self
             .core
             .store
@@ -1202,10 +1431,10 @@ impl Ops {
                 image: v.spec.image.clone(),
                 created_ms: v.created_ms,
                 // What a live version runs (following `berth scale`); others what they had.
-                replicas: if v.live() {
-                    v.instances(replicas)
-                } else {
-                    v.spec.replicas
+                replicas: match elsewhere.placed.get(&key(&v)) {
+                    Some(n) if v.live() => *n,
+                    _ if v.live() => v.instances(replicas),
+                    _ => v.spec.replicas,
                 },
                 weight: match &split {
                     Some(split) => split

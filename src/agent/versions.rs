@@ -31,7 +31,14 @@ impl Core {
     }
 
     /// Returns whether a version changed state.
-    pub(super) fn update_versions(&self, apps: &[StoredApp], instances: &[Instance]) -> bool {
+    /// In a cluster (`cluster`), a version counts the instances placement spread and those
+    /// that run ready on the other members, as their records say.
+    pub(super) fn update_versions(
+        &self,
+        apps: &[StoredApp],
+        instances: &[Instance],
+        cluster: Option<(&super::fleet::Fleet, &super::fleet::Placement)>,
+    ) -> bool {
         let now = crate::clock::now_ms();
         let mut changed = false;
         for app in apps.iter().filter(|a| !a.stopped) {
@@ -41,7 +48,14 @@ impl Core {
                     if l.version.state != VersionState::Creating {
                         continue;
                     }
-                    let Some(outcome) = self.outcome(app, service, l, replicas, instances, now)
+                    let spread = cluster.map(|(f, p)| {
+                        let key = (app.spec.name.clone(), service.clone(), l.version.number);
+                        let total = p.total.get(&key).copied().unwrap_or(0);
+                        let name = (key.0, key.1, l.version.name());
+                        (total, f.ready.get(&name).copied().unwrap_or(0))
+                    });
+                    let Some(outcome) =
+                        self.outcome(app, service, l, (replicas, spread), instances, now)
                     else {
                         continue;
                     };
@@ -60,22 +74,32 @@ impl Core {
         app: &StoredApp,
         service: &str,
         l: &LiveVersion,
-        replicas: u32,
+        (replicas, spread): (u32, Option<(u32, u32)>),
         instances: &[Instance],
         now: i64,
     ) -> Option<Outcome> {
         let v = &l.version;
-        let want = v.instances(replicas);
+        // In a cluster (`spread`): the count placed, and the ready ones elsewhere.
+        let (want, elsewhere) = match spread {
+            // Nothing placed (no member can take it): it waits, and fails at its deadline.
+            Some((total, ready)) if total > 0 => (total, ready),
+            Some(_) => (v.instances(replicas).max(1), 0),
+            None => (v.instances(replicas), 0),
+        };
         let mine: Vec<&Instance> = instances
             .iter()
             .filter(|i| {
-                i.app == app.spec.name && i.service == service && l.runs(i) && i.slot <= want
+                i.app == app.spec.name
+                    && i.service == service
+                    && l.runs(i)
+                    && (spread.is_some() || i.slot <= want)
             })
             .collect();
         let ready = mine
             .iter()
             .filter(|i| crate::plan::is_ready(i) || crate::plan::is_done(i, v.spec.restart))
-            .count() as u32;
+            .count() as u32
+            + elsewhere;
         if ready >= want {
             return Some(Outcome::Ready(ready, want));
         }

@@ -12,7 +12,13 @@
 /// - 1: membership, replicated state, forwarded writes and one-app reads.
 /// - 2: figures from other members (`top`), log follows over the peer channel (`after`),
 ///   node records with capacity and use, records of kinds a build does not know ignored.
-pub const PROTOCOL: u32 = 2;
+/// - 3: apps placed over the members: owners replicate their apps with the assignments
+///   (`Spec` records) and each member runs the slots placed on it; only members speaking 3
+///   take slots.
+pub const PROTOCOL: u32 = 3;
+
+/// The first protocol whose members run slots of other members' apps.
+pub const PLACEMENT_PROTOCOL: u32 = 3;
 
 /// Whether a member speaking `p` works with this build (one protocol apart at most).
 pub fn compatible(p: u32, mine: u32) -> bool {

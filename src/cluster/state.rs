@@ -14,6 +14,9 @@ pub enum Kind {
     App,
     Instance,
     Event,
+    /// An app as its owner stores it, with its assignments (protocol 3): what a member that
+    /// placement gave slots of it runs them from.
+    Spec,
     /// A kind a newer member publishes that this build does not know: ignored.
     #[serde(other)]
     Unknown,

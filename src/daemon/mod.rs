@@ -214,7 +214,7 @@ async fn publish_loop(ops: crate::agent::Ops) {
     loop {
         ops.next_pass(Duration::from_secs(2)).await;
         if let Err(e) = ops.publish_to_cluster().await {
-            tracing::debug!(error = %e, "cannot publish to the cluster; next pass retries");
+            tracing::warn!(error = %e, "cannot publish to the cluster; next pass retries");
         }
         // Passes in a burst publish once.
         tokio::time::sleep(Duration::from_millis(100)).await;

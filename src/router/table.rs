@@ -263,12 +263,24 @@ fn ready_by_version(
 }
 
 /// The splits of every service (`release::effective_weights` over its ready instances; all
-/// 0 for a stopped app).
-pub fn splits(apps: &[StoredApp], instances: &[Instance], leaving: &BTreeSet<&str>) -> Splits {
+/// 0 for a stopped app). In a cluster, `elsewhere` adds the instances ready on the other
+/// members, by (app, service, version name).
+pub fn splits(
+    apps: &[StoredApp],
+    instances: &[Instance],
+    leaving: &BTreeSet<&str>,
+    elsewhere: &BTreeMap<(String, String, String), u32>,
+) -> Splits {
     let mut out = Splits::new();
     for app in apps {
         for service in app.spec.services.keys() {
-            let ready = ready_by_version(app, service, instances, leaving);
+            let mut ready = ready_by_version(app, service, instances, leaving);
+            for l in app.live(service) {
+                let key = (app.spec.name.clone(), service.clone(), l.version.name());
+                if let Some(n) = elsewhere.get(&key) {
+                    *ready.entry(l.version.number).or_insert(0) += n;
+                }
+            }
             let live: Vec<&crate::model::Version> =
                 app.live(service).iter().map(|l| &l.version).collect();
             let ready_of = |n: u32| ready.get(&n).copied().unwrap_or(0);

@@ -188,8 +188,12 @@ fn real_hosts_join_by_token_detect_a_lost_host_and_heal_a_partition() {
             let o = h2.berth(&["nodes", "--json"]);
             let v: Vec<berth::wire::NodeView> =
                 serde_json::from_slice(&o.stdout).unwrap_or_default();
-            v.iter()
-                .any(|n| n.name == "h1" && n.mem_total > 0 && n.cpus > 0 && n.protocol == 2)
+            v.iter().any(|n| {
+                n.name == "h1"
+                    && n.mem_total > 0
+                    && n.cpus > 0
+                    && n.protocol == berth::cluster::PROTOCOL
+            })
         },
     );
 
@@ -294,7 +298,9 @@ fn an_app_on_one_real_host_is_listed_followed_and_scaled_from_the_others() {
     let h2 = bed.agent(2, &[1], &[]);
     let mut h3 = bed.agent(3, &[1], &[]);
     form(&[&h1, &h2, &h3]);
-    let out = h1.deploy("far", TICKER);
+    // Pinned to h1 (placement would spread it): an app on one host, seen from the others.
+    let pinned = format!("{TICKER}    environment:\n      - constraint:node==h1\n");
+    let out = h1.deploy("far", &pinned);
     assert!(out.contains("1/1 running"), "{out}");
     let id = h1.running("far")[0].container_id.clone();
     for a in [&h2, &h3] {
@@ -396,8 +402,8 @@ fn hostile_datagrams_a_previous_protocol_member_and_a_key_rotation_with_a_host_a
     let test = "multihost::hostile_datagrams_a_previous_protocol_member_and_a_key_rotation_with_a_host_away";
     let Some(bed) = Bed::up(test, 3) else { return };
     let h1 = bed.agent(1, &[], &[]);
-    // h2 speaks protocol 1, the previous release's.
-    let h2 = bed.agent(2, &[1], &[("BERTH_CLUSTER_PROTOCOL", "1")]);
+    // h2 speaks protocol 2, the previous release's.
+    let h2 = bed.agent(2, &[1], &[("BERTH_CLUSTER_PROTOCOL", "2")]);
     let mut h3 = bed.agent(3, &[1], &[]);
     let cap = bed.capture();
     form(&[&h1, &h2, &h3]);
@@ -409,7 +415,7 @@ fn hostile_datagrams_a_previous_protocol_member_and_a_key_rotation_with_a_host_a
         Duration::from_secs(20),
         || {
             let nodes = h1.ok(&["nodes"]);
-            nodes.contains("(p1)") && nodes.matches("(p2)").count() == 2
+            nodes.contains("(p2)") && nodes.matches("(p3)").count() == 2
         },
     );
     let out = h2.deploy("old", TICKER);
@@ -421,10 +427,18 @@ fn hostile_datagrams_a_previous_protocol_member_and_a_key_rotation_with_a_host_a
     });
     h1.ok(&["scale", "old", "tick=2"]);
     h2.wait_running("old", 2, Duration::from_secs(30));
-    let t = h1.ok(&["top", "--no-stream"]);
-    assert!(t.contains("speaks cluster protocol 1"), "{t}");
-    let err = h1.fails(&["logs", "-f", "old"]);
-    assert!(err.contains("protocol 1"), "{err}");
+    // The old member runs its own apps alone and takes no slots of the others'.
+    assert_eq!(h2.engine_containers("old").len(), 2);
+    h2.ok(&["scale", "new", "tick=4"]);
+    converge(
+        "new over h1 and h3",
+        Duration::from_secs(30),
+        &[&h1, &h2, &h3],
+        || {
+            let s = spread("new", &[&h1, &h2, &h3]);
+            s["h1"] == 2 && s["h3"] == 2 && s["h2"] == 0
+        },
+    );
 
     // Hostile datagrams to h1's gossip port from the bridge: random bytes, a captured packet
     // with one bit flipped, one sealed under another cluster's key, a replayed one. All are
@@ -509,4 +523,115 @@ fn hostile_datagrams_a_previous_protocol_member_and_a_key_rotation_with_a_host_a
             || all_alive(a, &["h1", "h2", "h3"]),
         );
     }
+}
+
+/// TICKER with `replicas` and extra service lines (placement, labels).
+fn ticker(replicas: u32, extra: &str) -> String {
+    format!("{TICKER}    deploy:\n      replicas: {replicas}\n{extra}")
+}
+
+/// Each host's running containers of `app`, by host name.
+fn spread(app: &str, hosts: &[&Agent]) -> BTreeMap<String, usize> {
+    hosts
+        .iter()
+        .map(|h| {
+            let n = h
+                .engine_containers(app)
+                .iter()
+                .filter(|(_, st)| st == "running")
+                .count();
+            (h.name.clone(), n)
+        })
+        .collect()
+}
+
+#[test]
+fn six_replicas_spread_over_three_real_hosts_and_node_labels_steer_them() {
+    let test = "multihost::six_replicas_spread_over_three_real_hosts_and_node_labels_steer_them";
+    let Some(bed) = Bed::up(test, 3) else { return };
+    let h1 = bed.agent(1, &[], &[]);
+    let h2 = bed.agent(2, &[1], &[]);
+    let h3 = bed.agent(3, &[1], &[]);
+    form(&[&h1, &h2, &h3]);
+    // Placement waits for the members' node records (they say what each can take).
+    wait_until("node records on h1", Duration::from_secs(20), || {
+        let o = h1.berth(&["nodes", "--json"]);
+        let v: Vec<berth::wire::NodeView> = serde_json::from_slice(&o.stdout).unwrap_or_default();
+        v.len() == 3 && v.iter().all(|n| !n.agent.is_empty())
+    });
+    let all = [&h1, &h2, &h3];
+
+    // Six replicas deployed through h1 land two on each host, each run by its own agent;
+    // the deploy reports them all running.
+    let p = h1.template("wide", &ticker(6, ""));
+    let o = h1.berth(&[
+        "deploy",
+        "-f",
+        p.to_str().unwrap(),
+        "--name",
+        "wide",
+        "--timeout",
+        "60",
+    ]);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        out.contains("6/6 running"),
+        "{out}{}\n{}{}",
+        String::from_utf8_lossy(&o.stderr),
+        h1.ok(&["events", "wide"]),
+        report(&all)
+    );
+    let s = spread("wide", &all);
+    assert!(
+        s.values().all(|n| *n == 2),
+        "{s:?}\n{}{}",
+        h1.ok(&["events", "wide"]),
+        report(&all)
+    );
+    // `ps` on any host lists all six with their node.
+    for h in all {
+        converge("six in ps", Duration::from_secs(15), &all, || {
+            let ps = h.ps("wide");
+            ps.iter().filter(|i| i.state == "running").count() == 6
+                && ["h1", "h2", "h3"]
+                    .iter()
+                    .all(|n| ps.iter().filter(|i| i.node == *n).count() == 2)
+        });
+    }
+    // Scaled to 3 from h2: one left on each host.
+    h2.ok(&["scale", "wide", "tick=3"]);
+    converge("one on each", Duration::from_secs(30), &all, || {
+        spread("wide", &all).values().all(|n| *n == 1)
+    });
+
+    // A constraint on a node label: only the host labelled takes them.
+    h1.ok(&["node", "label", "h3", "disk=ssd"]);
+    wait_until("the label on h1", Duration::from_secs(15), || {
+        h1.ok(&["nodes"]).contains("disk=ssd")
+    });
+    let ssd = ticker(2, "    environment:\n      - constraint:disk==ssd\n");
+    let out = h1.deploy("ssd", &ssd);
+    assert!(out.contains("2/2 running"), "{out}");
+    let s = spread("ssd", &all);
+    assert_eq!(s["h3"], 2, "{s:?}");
+
+    // A rule no host meets fails the deploy before anything starts, naming the rule and
+    // what each host lacks.
+    let nowhere = ticker(1, "    environment:\n      - constraint:disk==nvme\n");
+    let p = h1.template("nowhere", &nowhere);
+    let err = h1.fails(&["deploy", "-f", p.to_str().unwrap(), "--name", "nowhere"]);
+    assert!(err.contains("disk==nvme"), "{err}");
+    assert!(err.contains("h2") && err.contains("h3"), "{err}");
+    assert!(!h1.ok(&["apps"]).contains("nowhere"));
+    let s = spread("nowhere", &all);
+    assert!(s.values().all(|n| *n == 0), "{s:?}");
+
+    // Removed through h3 (owner h1): every host's containers go.
+    h3.ok(&["rm", "wide"]);
+    converge(
+        "wide gone everywhere",
+        Duration::from_secs(30),
+        &all,
+        || all.iter().all(|h| h.engine_containers("wide").is_empty()),
+    );
 }
