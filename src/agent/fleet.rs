@@ -38,17 +38,25 @@ pub struct Fleet {
     pub ready: Ready,
     /// Members that take no instances now, and why (lost, drained, an older protocol).
     pub closed: BTreeMap<String, String>,
+    /// Instances the other (alive) members run ready, as the router reaches them.
+    pub endpoints: Vec<crate::router::table::RemoteEndpoint>,
 }
 
 /// Instances ready, by (app, service, version name).
 pub type Ready = BTreeMap<(String, String, String), u32>;
+
+/// Does another member's instance, as its record shows it, serve: running, healthy (or
+/// without a probe) and up to date?
+pub fn serves(v: &crate::wire::InstanceView) -> bool {
+    v.state == "running" && matches!(v.health.as_str(), "" | "healthy") && v.up_to_date
+}
 
 /// Counts the instances of `views` (other members' records, of members alive) that run
 /// ready and up to date.
 pub fn count_ready(views: impl IntoIterator<Item = crate::wire::InstanceView>) -> Ready {
     let mut out = Ready::new();
     for v in views {
-        if v.state == "running" && matches!(v.health.as_str(), "" | "healthy") && v.up_to_date {
+        if serves(&v) {
             *out.entry((v.app, v.service, v.version)).or_default() += 1;
         }
     }
@@ -80,6 +88,9 @@ impl Fleet {
         }
         for (k, v) in &self.ready {
             ctx.update(format!("{k:?}={v};").as_bytes());
+        }
+        if let Ok(b) = serde_json::to_vec(&self.endpoints) {
+            ctx.update(&b);
         }
         let mut out = [0u8; 32];
         out.copy_from_slice(ctx.finish().as_ref());

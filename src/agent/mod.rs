@@ -710,13 +710,35 @@ impl Core {
         leaving: &BTreeSet<&str>,
         pass: u64,
     ) {
-        let elsewhere = self.fleet().map(|f| f.ready.clone()).unwrap_or_default();
+        // In a cluster every member routes every app, to its instances on every member.
+        let fleet = self.fleet();
+        let mut all: Vec<StoredApp>;
+        let apps = match &fleet {
+            Some(f)
+                if f.remote
+                    .iter()
+                    .any(|r| !apps.iter().any(|a| a.spec.name == r.app.spec.name)) =>
+            {
+                all = apps.to_vec();
+                for r in &f.remote {
+                    if !all.iter().any(|a| a.spec.name == r.app.spec.name) {
+                        all.push(r.app.clone());
+                    }
+                }
+                &all[..]
+            }
+            _ => apps,
+        };
+        let (elsewhere, remote) = match &fleet {
+            Some(f) => (&f.ready, &f.endpoints[..]),
+            None => (&BTreeMap::new(), &[][..]),
+        };
         let splits = Arc::new(crate::router::table::splits(
-            apps, instances, leaving, &elsewhere,
+            apps, instances, leaving, elsewhere,
         ));
         let errors = self.router.update(crate::router::table::build(
             apps,
-            instances,
+            (instances, remote),
             leaving,
             &splits,
             &self.router_domain,

@@ -457,6 +457,36 @@ impl Ops {
         }
         fleet.local_apps = listed.iter().map(|i| i.app.clone()).collect();
         fleet.ready = self.ready_elsewhere();
+        // The other members' ready instances, at their members' addresses.
+        let ips: BTreeMap<String, std::net::IpAddr> = self
+            .cluster
+            .nodes()
+            .await?
+            .into_iter()
+            .map(|n| (n.node_id, n.address.ip()))
+            .collect();
+        for r in self.cluster.remote(Kind::Instance) {
+            if r.state != crate::cluster::gossip::MemberState::Alive {
+                continue;
+            }
+            let (Some(ip), Ok(v)) = (
+                ips.get(&r.node_id),
+                serde_json::from_value::<InstanceView>(r.body),
+            ) else {
+                continue;
+            };
+            if super::fleet::serves(&v) {
+                fleet.endpoints.push(crate::router::table::RemoteEndpoint {
+                    app: v.app,
+                    service: v.service,
+                    version: v.version,
+                    id: v.container_id,
+                    ip: *ip,
+                    ports: v.ports,
+                    reported_ms: r.at_ms,
+                });
+            }
+        }
         Ok(fleet)
     }
 }

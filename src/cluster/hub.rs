@@ -89,6 +89,8 @@ pub struct Remote {
     pub state: MemberState,
     /// When this host last heard the member alive.
     pub seen_ms: i64,
+    /// When the member made this version of the record.
+    pub at_ms: i64,
     pub body: serde_json::Value,
 }
 
@@ -628,6 +630,7 @@ impl Hub {
                         node_name: m.id.name.clone(),
                         state: m.state,
                         seen_ms: m.seen_ms,
+                        at_ms: r.at_ms,
                         body: body.clone(),
                     });
                 }

@@ -288,13 +288,44 @@ async fn handle(
     strip_hop_headers(h, upgrade);
     set_forwarded(h, peer, tls, host_value, shared.limits.trusts(peer.ip()));
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
-    let (mut resp, lease) = match super::upstream::send(ep.addr, req).await {
-        Ok(r) => r,
-        Err(e) => {
-            return Ok(plain(
-                StatusCode::BAD_GATEWAY,
-                format!("berth: {label} instance {} failed: {e}", ep.id),
-            ));
+    let (mut ep, mut guard) = (ep, guard);
+    let mut tries = 1;
+    let (mut resp, lease) = loop {
+        match super::upstream::send(ep.addr, req).await {
+            Ok(r) => break r,
+            // An instance on another member that cannot be reached: out of rotation (the
+            // passive check) and, as nothing was sent, the request goes to another one.
+            Err(super::upstream::SendError::Unsent { error, req: back })
+                if ep.remote && tries < super::CONNECT_TRIES =>
+            {
+                ep.mark_down(super::now_ms());
+                tries += 1;
+                req = *back;
+                let host = req
+                    .headers()
+                    .get(header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .unwrap_or_default();
+                match shared.pick_http(host, req.uri().path(), req.headers()) {
+                    Ok(p) => (ep, guard) = (p.ep, p.guard),
+                    Err(_) => {
+                        return Ok(plain(
+                            StatusCode::BAD_GATEWAY,
+                            format!("berth: {label} instance {} failed: {error}", ep.id),
+                        ));
+                    }
+                }
+            }
+            Err(
+                super::upstream::SendError::Unsent { error: e, .. }
+                | super::upstream::SendError::Failed(e),
+            ) => {
+                ep.mark_down(super::now_ms());
+                return Ok(plain(
+                    StatusCode::BAD_GATEWAY,
+                    format!("berth: {label} instance {} failed: {e}", ep.id),
+                ));
+            }
         }
     };
     let mut lease = Some(lease);
@@ -417,7 +448,12 @@ impl Shared {
             None
         };
         let ep = b
-            .pick(self.roll(), self.next_turn(), sticky_in.as_deref())
+            .pick(
+                self.roll(),
+                self.next_turn(),
+                sticky_in.as_deref(),
+                super::now_ms(),
+            )
             .ok_or_else(|| NoBackend::NoneReady(b.label.clone()))?;
         Ok(Picked {
             guard: InflightGuard::new(&ep.inflight),

@@ -131,7 +131,8 @@ pub struct Router {
     tcp_ip: IpAddr,
     tcp: Mutex<BTreeMap<u16, tokio::task::JoinHandle<()>>>,
     /// In-flight counters by short container id, kept across tables.
-    inflight: Mutex<HashMap<String, Arc<AtomicUsize>>>,
+    /// Per instance id: requests in flight, and the passive check's mark (see `Endpoint`).
+    inflight: Mutex<HashMap<String, Counters>>,
 }
 
 /// Holds one unit of an instance's in-flight count until dropped.
@@ -250,12 +251,21 @@ impl Router {
             let mut seen = std::collections::HashSet::new();
             for b in backends {
                 for ep in b.pools.iter_mut().flat_map(|p| p.endpoints.iter_mut()) {
-                    ep.inflight = counters.entry(ep.id.to_string()).or_default().clone();
+                    let (inflight, down) = counters.entry(ep.id.to_string()).or_default().clone();
+                    // A passive-check mark holds until its member reports the instance
+                    // after it.
+                    let until = down.load(Ordering::Relaxed);
+                    let marked = until.saturating_sub(table::DOWN_MS) as i64;
+                    if until > 0 && ep.reported_ms > marked {
+                        down.store(0, Ordering::Relaxed);
+                    }
+                    ep.inflight = inflight;
+                    ep.down_until = down;
                     seen.insert(ep.id.to_string());
                 }
             }
             // Counters of instances that left stay while requests are in flight to them.
-            counters.retain(|id, c| seen.contains(id) || c.load(Ordering::Acquire) > 0);
+            counters.retain(|id, (c, _)| seen.contains(id) || c.load(Ordering::Acquire) > 0);
         }
         *self.shared.table.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(new);
         let mut errors = Vec::new();
@@ -299,7 +309,7 @@ impl Router {
             return started.elapsed();
         };
         let deadline = started + std::time::Duration::from_secs(u64::from(grace_s));
-        while counter.load(Ordering::Acquire) > 0 && std::time::Instant::now() < deadline {
+        while counter.0.load(Ordering::Acquire) > 0 && std::time::Instant::now() < deadline {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
         let waited = started.elapsed();
@@ -307,6 +317,37 @@ impl Router {
             tracing::debug!(id = short, ms = waited.as_millis() as u64, "drained");
         }
         waited
+    }
+}
+
+/// What the router keeps per instance across tables: requests in flight, and until when
+/// the passive check keeps it out of rotation.
+type Counters = (Arc<AtomicUsize>, Arc<std::sync::atomic::AtomicU64>);
+
+/// Tries per request or connection when instances on other members refuse it.
+pub(crate) const CONNECT_TRIES: usize = 3;
+
+/// The time for the passive check (ms since the epoch).
+pub(crate) fn now_ms() -> u64 {
+    crate::clock::now_ms().max(0) as u64
+}
+
+/// A connection to an instance, given up after 2 s (an instance on a member that went away
+/// answers nothing; the OS would wait minutes).
+pub(crate) async fn connect_upstream(
+    addr: std::net::SocketAddr,
+) -> std::io::Result<tokio::net::TcpStream> {
+    match tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        tokio::net::TcpStream::connect(addr),
+    )
+    .await
+    {
+        Ok(r) => r,
+        Err(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "no answer in 2 s",
+        )),
     }
 }
 

@@ -12,7 +12,7 @@ use crate::store::StoredApp;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// One instance as a backend.
 #[derive(Debug, Clone)]
@@ -23,6 +23,49 @@ pub struct Endpoint {
     /// Requests (HTTP) or connections (TCP) in flight to it; the router keeps one counter
     /// per instance across tables, so a drain sees requests picked from any table.
     pub inflight: Arc<AtomicUsize>,
+    /// An instance on another member: until this time (ms since the epoch) it is out of
+    /// rotation, after it refused a connection (the passive check); kept across tables and
+    /// cleared when its member reports it again.
+    pub down_until: Arc<AtomicU64>,
+    /// On another member (a table built from its records).
+    pub remote: bool,
+    /// When its member last reported it (ms; 0 for this host's).
+    pub reported_ms: i64,
+}
+
+/// How long an instance on another member that refused a connection stays out of rotation
+/// unless its member reports it again sooner.
+pub const DOWN_MS: u64 = 10_000;
+
+impl Endpoint {
+    /// The passive check: a connection to it failed at `now_ms`.
+    pub fn mark_down(&self, now_ms: u64) {
+        if self.remote {
+            self.down_until.store(now_ms + DOWN_MS, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Endpoint {
+    fn usable(&self, now_ms: u64) -> bool {
+        !self.remote || self.down_until.load(Ordering::Relaxed) <= now_ms
+    }
+}
+
+/// An instance another member runs and reports ready, as the router reaches it: at its
+/// member's address and its published host ports.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RemoteEndpoint {
+    pub app: String,
+    pub service: String,
+    /// Its version's name (`web-002`).
+    pub version: String,
+    /// Short container id.
+    pub id: String,
+    pub ip: std::net::IpAddr,
+    pub ports: Vec<crate::model::PublishedPort>,
+    /// When its member's record said so (ms): a newer report clears a passive-check mark.
+    pub reported_ms: i64,
 }
 
 impl PartialEq for Endpoint {
@@ -55,24 +98,28 @@ pub struct Backend {
 impl Backend {
     /// Picks a backend: a version by weight (`roll` in 0..100), then round robin (`turn`)
     /// over its ready instances. A version without ready instances gives its share to the
-    /// others; a sticky client keeps its instance while that is still a backend.
-    pub fn pick(&self, roll: u32, turn: usize, sticky_id: Option<&str>) -> Option<&Endpoint> {
+    /// others; a sticky client keeps its instance while that is still a backend. An
+    /// instance on another member marked down by the passive check (`now_ms`) is skipped.
+    pub fn pick(
+        &self,
+        roll: u32,
+        turn: usize,
+        sticky_id: Option<&str>,
+        now_ms: u64,
+    ) -> Option<&Endpoint> {
         if let Some(id) = sticky_id.filter(|_| self.sticky)
             && let Some(e) = self
                 .pools
                 .iter()
                 .filter(|p| p.weight > 0)
                 .flat_map(|p| &p.endpoints)
-                .find(|e| &*e.id == id)
+                .find(|e| &*e.id == id && e.usable(now_ms))
         {
             return Some(e);
         }
         // No allocation here: this runs for every request.
-        let live = || {
-            self.pools
-                .iter()
-                .filter(|p| p.weight > 0 && !p.endpoints.is_empty())
-        };
+        let usable = |p: &&Pool| p.endpoints.iter().any(|e| e.usable(now_ms));
+        let live = || self.pools.iter().filter(|p| p.weight > 0).filter(usable);
         let total: u32 = live().map(|p| p.weight).sum();
         if total == 0 {
             let rest = || {
@@ -80,6 +127,7 @@ impl Backend {
                     .iter()
                     .filter(|p| p.fallback)
                     .flat_map(|p| &p.endpoints)
+                    .filter(|e| e.usable(now_ms))
             };
             let n = rest().count();
             return if n == 0 { None } else { rest().nth(turn % n) };
@@ -87,7 +135,12 @@ impl Backend {
         let mut r = roll % total;
         for p in live() {
             if r < p.weight {
-                return p.endpoints.get(turn % p.endpoints.len());
+                let n = p.endpoints.iter().filter(|e| e.usable(now_ms)).count();
+                return p
+                    .endpoints
+                    .iter()
+                    .filter(|e| e.usable(now_ms))
+                    .nth(turn % n.max(1));
             }
             r -= p.weight;
         }
@@ -168,6 +221,44 @@ fn endpoint_of(i: &Instance, container_port: u16, mode: NetworkMode) -> Option<E
         id,
         addr,
         inflight: Arc::default(),
+        down_until: Arc::default(),
+        remote: false,
+        reported_ms: 0,
+    })
+}
+
+/// Another member's instance as an endpoint for `container_port`: its member's address and
+/// the host port published for it (a port published on one address only is reached there;
+/// on loopback it cannot be reached from here).
+fn remote_endpoint_of(
+    r: &RemoteEndpoint,
+    container_port: u16,
+    mode: NetworkMode,
+) -> Option<Endpoint> {
+    let addr = match mode {
+        NetworkMode::Host => SocketAddr::new(r.ip, container_port),
+        _ => {
+            let p = r
+                .ports
+                .iter()
+                .find(|p| p.container_port == container_port)?;
+            let ip = match p.host_ip.as_str() {
+                "" | "0.0.0.0" | "::" => r.ip,
+                ip => ip
+                    .parse()
+                    .ok()
+                    .filter(|ip: &std::net::IpAddr| !ip.is_loopback())?,
+            };
+            SocketAddr::new(ip, p.host_port)
+        }
+    };
+    Some(Endpoint {
+        id: r.id.as_str().into(),
+        addr,
+        inflight: Arc::default(),
+        down_until: Arc::default(),
+        remote: true,
+        reported_ms: r.reported_ms,
     })
 }
 
@@ -175,7 +266,7 @@ fn backend(
     app: &StoredApp,
     service: &str,
     container_port: u16,
-    instances: &[Instance],
+    (instances, remote): (&[Instance], &[RemoteEndpoint]),
     leaving: &BTreeSet<&str>,
     split: &[Share],
 ) -> Option<Backend> {
@@ -202,10 +293,18 @@ fn backend(
             .find(|s| s.number == l.version.number)
             .map(|s| s.weight)
             .unwrap_or(0);
+        let name = l.version.name();
+        let mut eps = endpoints(&|i| l.runs(i));
+        eps.extend(
+            remote
+                .iter()
+                .filter(|r| r.app == app.spec.name && r.service == service && r.version == name)
+                .filter_map(|r| remote_endpoint_of(r, container_port, svc.network_mode)),
+        );
         pools.push(Pool {
-            version: l.version.name(),
+            version: name,
             weight,
-            endpoints: endpoints(&|i| l.runs(i)),
+            endpoints: eps,
             fallback: false,
         });
     }
@@ -304,11 +403,12 @@ pub fn splits(
 }
 
 /// Builds the table from the stored apps and this node's instances, leaving out `leaving`
-/// (ids of instances about to be stopped or removed: they drain instead); each backend's
-/// versions get their share from `splits`.
+/// (ids of instances about to be stopped or removed: they drain instead), plus the instances
+/// other members run and report ready (`remote`); each backend's versions get their share
+/// from `splits`.
 pub fn build(
     apps: &[StoredApp],
-    instances: &[Instance],
+    (instances, remote): (&[Instance], &[RemoteEndpoint]),
     leaving: &BTreeSet<&str>,
     splits: &Splits,
     router_domain: &str,
@@ -324,7 +424,7 @@ pub fn build(
                 for r in routes {
                     let (Some(host), Some(b)) = (
                         route_host(r, router_domain),
-                        backend(app, name, *port, instances, leaving, split),
+                        backend(app, name, *port, (instances, remote), leaving, split),
                     ) else {
                         continue;
                     };
@@ -337,7 +437,7 @@ pub fn build(
                 }
             }
             for (port, router_port) in &svc.ext.lb {
-                if let Some(b) = backend(app, name, *port, instances, leaving, split) {
+                if let Some(b) = backend(app, name, *port, (instances, remote), leaving, split) {
                     t.tcp.insert(*router_port, b);
                 }
             }
@@ -358,6 +458,9 @@ mod tests {
             id: id.into(),
             addr,
             inflight: Arc::default(),
+            down_until: Arc::default(),
+            remote: false,
+            reported_ms: 0,
         }
     }
 
@@ -387,26 +490,26 @@ mod tests {
             (10, vec![ep("c", 3)]),
         ]);
         let picks: Vec<&str> = (0..100)
-            .map(|r| b.pick(r, r as usize, None).map(|e| &*e.id).unwrap_or(""))
+            .map(|r| b.pick(r, r as usize, None, 0).map(|e| &*e.id).unwrap_or(""))
             .collect();
         assert_eq!(picks.iter().filter(|p| **p == "c").count(), 10);
         assert_eq!(picks.iter().filter(|p| **p == "a").count(), 45);
         // A version with no ready instance gives its share away; none at all -> no backend.
         let b = backend(vec![(90, vec![]), (10, vec![ep("c", 3)])]);
-        assert!((0..100).all(|r| b.pick(r, 0, None).map(|e| &*e.id) == Some("c")));
-        assert_eq!(backend(vec![(100, vec![])]).pick(0, 0, None), None);
+        assert!((0..100).all(|r| b.pick(r, 0, None, 0).map(|e| &*e.id) == Some("c")));
+        assert_eq!(backend(vec![(100, vec![])]).pick(0, 0, None, 0), None);
         // Instances of a version that lost its traffic serve only while nothing else can.
         let b = backend(vec![(100, vec![]), (0, vec![ep("old", 4)])]);
-        assert_eq!(b.pick(7, 0, None).map(|e| &*e.id), Some("old"));
+        assert_eq!(b.pick(7, 0, None, 0).map(|e| &*e.id), Some("old"));
         let b = backend(vec![(100, vec![ep("new", 5)]), (0, vec![ep("old", 4)])]);
-        assert_eq!(b.pick(7, 0, None).map(|e| &*e.id), Some("new"));
+        assert_eq!(b.pick(7, 0, None, 0).map(|e| &*e.id), Some("new"));
     }
 
     #[test]
     fn sticky_clients_keep_their_instance_while_it_serves() {
         let b = backend(vec![(100, vec![ep("a", 1), ep("b", 2)])]);
-        assert_eq!(b.pick(0, 0, Some("b")).map(|e| &*e.id), Some("b"));
-        assert_eq!(b.pick(0, 0, Some("gone")).map(|e| &*e.id), Some("a"));
+        assert_eq!(b.pick(0, 0, Some("b"), 0).map(|e| &*e.id), Some("b"));
+        assert_eq!(b.pick(0, 0, Some("gone"), 0).map(|e| &*e.id), Some("a"));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use super::{InflightGuard, Shared};
 use std::sync::Arc;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
 pub(super) async fn serve(port: u16, listener: TcpListener, shared: Arc<Shared>) {
     let slots = Arc::new(crate::listen::Slots::default());
@@ -13,32 +13,47 @@ pub(super) async fn serve(port: u16, listener: TcpListener, shared: Arc<Shared>)
         let Some(slot) = slots.take(shared.limits.max_connections) else {
             continue;
         };
-        // Picked under the table's read lock, with the in-flight guard taken before it is
-        // released (see `Router::drain`).
-        let picked = {
-            let table = shared.table.read().unwrap_or_else(|p| p.into_inner());
-            table
-                .tcp
-                .get(&port)
-                .and_then(|b| b.pick(shared.roll(), shared.next_turn(), None))
-                .map(|ep| (ep.addr, InflightGuard::new(&ep.inflight)))
-        };
         // No ready instance: close the connection at once rather than hang it.
-        let Some((addr, guard)) = picked else {
+        let Some(first) = pick(&shared, port) else {
             continue;
         };
+        let shared = shared.clone();
         tokio::spawn(async move {
-            let (_guard, _slot) = (guard, slot);
-            match TcpStream::connect(addr).await {
-                Ok(mut upstream) => {
-                    let _ = client.set_nodelay(true);
-                    let _ = upstream.set_nodelay(true);
-                    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
-                }
-                Err(e) => {
-                    tracing::debug!(port, backend = %addr, error = %e, "tcp backend unreachable")
+            let _slot = slot;
+            let mut picked = Some(first);
+            // An instance on another member that cannot be reached is taken out of rotation
+            // and the connection goes to another one (nothing was sent yet).
+            for _ in 0..super::CONNECT_TRIES {
+                let Some((ep, guard)) = picked.take() else {
+                    return;
+                };
+                match super::connect_upstream(ep.addr).await {
+                    Ok(mut upstream) => {
+                        let _guard = guard;
+                        let _ = client.set_nodelay(true);
+                        let _ = upstream.set_nodelay(true);
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::debug!(port, backend = %ep.addr, error = %e, "tcp backend unreachable");
+                        ep.mark_down(super::now_ms());
+                        drop(guard);
+                        picked = pick(&shared, port);
+                    }
                 }
             }
         });
     }
+}
+
+/// Picks a backend for router port `port` under the table's read lock, with the in-flight
+/// guard taken before it is released (see `Router::drain`).
+fn pick(shared: &Shared, port: u16) -> Option<(super::table::Endpoint, InflightGuard)> {
+    let table = shared.table.read().unwrap_or_else(|p| p.into_inner());
+    table
+        .tcp
+        .get(&port)
+        .and_then(|b| b.pick(shared.roll(), shared.next_turn(), None, super::now_ms()))
+        .map(|ep| (ep.clone(), InflightGuard::new(&ep.inflight)))
 }

@@ -56,7 +56,7 @@ fn checkout(addr: SocketAddr) -> Option<SendRequest<Incoming>> {
 }
 
 async fn connect(addr: SocketAddr) -> Result<SendRequest<Incoming>, String> {
-    let stream = tokio::net::TcpStream::connect(addr)
+    let stream = super::connect_upstream(addr)
         .await
         .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
     let _ = stream.set_nodelay(true);
@@ -76,7 +76,7 @@ async fn connect(addr: SocketAddr) -> Result<SendRequest<Incoming>, String> {
 pub async fn send(
     addr: SocketAddr,
     mut req: Request<Incoming>,
-) -> Result<(Response<Incoming>, Lease), String> {
+) -> Result<(Response<Incoming>, Lease), SendError> {
     // A pooled connection may have been closed by the instance meanwhile: then the request
     // comes back unsent and goes over a fresh connection.
     while let Some(mut sender) = checkout(addr) {
@@ -84,13 +84,32 @@ pub async fn send(
             Ok(resp) => return Ok((resp, Lease { addr, sender })),
             Err(mut e) => match e.take_message() {
                 Some(unsent) => req = unsent,
-                None => return Err(e.into_error().to_string()),
+                None => return Err(SendError::Failed(e.into_error().to_string())),
             },
         }
     }
-    let mut sender = connect(addr).await?;
+    let mut sender = match connect(addr).await {
+        Ok(s) => s,
+        Err(error) => {
+            return Err(SendError::Unsent {
+                error,
+                req: Box::new(req),
+            });
+        }
+    };
     match sender.send_request(req).await {
         Ok(resp) => Ok((resp, Lease { addr, sender })),
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err(SendError::Failed(e.to_string())),
     }
+}
+
+/// Why a request got no response.
+pub enum SendError {
+    /// No connection could be made: the request was not sent and comes back.
+    Unsent {
+        error: String,
+        req: Box<Request<Incoming>>,
+    },
+    /// Sent (or partly), then the exchange failed.
+    Failed(String),
 }

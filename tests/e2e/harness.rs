@@ -597,8 +597,18 @@ pub fn router_get(
     path: &str,
     cookie: Option<&str>,
 ) -> (u16, String, Option<String>) {
+    router_get_at(&format!("127.0.0.1:{router}"), host, path, cookie)
+}
+
+/// GET through the router listening at `addr` (`ip:port`).
+pub fn router_get_at(
+    addr: &str,
+    host: &str,
+    path: &str,
+    cookie: Option<&str>,
+) -> (u16, String, Option<String>) {
     let mut req = http_agent()
-        .get(format!("http://127.0.0.1:{router}{path}"))
+        .get(format!("http://{addr}{path}"))
         .header("Host", host);
     if let Some(c) = cookie {
         req = req.header("Cookie", c);
@@ -625,9 +635,19 @@ pub fn router_tally(
     path: &str,
     n: usize,
 ) -> std::collections::BTreeMap<String, usize> {
+    router_tally_at(&format!("127.0.0.1:{router}"), host, path, n)
+}
+
+/// `router_tally` through the router listening at `addr` (`ip:port`).
+pub fn router_tally_at(
+    addr: &str,
+    host: &str,
+    path: &str,
+    n: usize,
+) -> std::collections::BTreeMap<String, usize> {
     let mut out = std::collections::BTreeMap::new();
     for _ in 0..n {
-        let (status, body, _) = router_get(router, host, path, None);
+        let (status, body, _) = router_get_at(addr, host, path, None);
         let key = if status == 200 {
             body.trim().to_string()
         } else {

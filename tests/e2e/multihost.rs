@@ -251,7 +251,8 @@ fn real_hosts_join_by_token_detect_a_lost_host_and_heal_a_partition() {
 
     // A partition: h2 cut off keeps running its app; the others see it lost; all converge
     // once the cut heals.
-    let out = h2.deploy("part", TICKER);
+    let pinned = format!("{TICKER}    environment:\n      - constraint:node==h2\n");
+    let out = h2.deploy("part", &pinned);
     assert!(out.contains("1/1 running"), "{out}");
     bed.cut(2);
     for a in [&h1, &h3] {
@@ -633,5 +634,99 @@ fn six_replicas_spread_over_three_real_hosts_and_node_labels_steer_them() {
         Duration::from_secs(30),
         &all,
         || all.iter().all(|h| h.engine_containers("wide").is_empty()),
+    );
+}
+
+#[test]
+fn a_routed_service_on_three_real_hosts_is_served_through_every_hosts_router() {
+    let test =
+        "multihost::a_routed_service_on_three_real_hosts_is_served_through_every_hosts_router";
+    let Some(bed) = Bed::up(test, 3) else { return };
+    // Each host's router listens on its bridge address.
+    let agent = |i: usize, seeds: &[usize]| {
+        Agent::start_placed(
+            &format!("h{i}"),
+            bed.place(i, &[]),
+            &format!(
+                "{}[router]\nhttp = \"{}:8080\"\ndomain = \"test.local\"\n",
+                bed.cluster_toml(i, seeds),
+                bed.addr(i)
+            ),
+        )
+    };
+    let (h1, h2, h3) = (agent(1, &[]), agent(2, &[1]), agent(3, &[1]));
+    let all = [&h1, &h2, &h3];
+    form(&all);
+    wait_until("node records on h1", Duration::from_secs(20), || {
+        let o = h1.berth(&["nodes", "--json"]);
+        let v: Vec<berth::wire::NodeView> = serde_json::from_slice(&o.stdout).unwrap_or_default();
+        v.len() == 3 && v.iter().all(|n| !n.agent.is_empty())
+    });
+    // Three instances, each answering with its own container id.
+    let web = format!(
+        "services:\n  web:\n    image: {IMAGE}\n    command: sh -c 'hostname > /www/id; exec httpd -f -p 8080 -h /www'\n    stop_grace_period: 1s\n    labels:\n      berth.scale: \"3\"\n      berth.probe.url: http://container:8080/id\n      berth.routing.port_8080: web.test.local\n"
+    );
+    let out = h1.deploy("web", &web);
+    assert!(out.contains("3/3 running"), "{out}");
+    let s = spread("web", &all);
+    assert!(s.values().all(|n| *n == 1), "{s:?}");
+    let ids: Vec<String> = h1.ps("web").into_iter().map(|i| i.container_id).collect();
+    assert_eq!(ids.len(), 3, "{ids:?}");
+
+    // Through the router of any host, requests go to the instances on every host.
+    for i in 1..=3 {
+        let addr = format!("{}:8080", bed.addr(i));
+        converge(
+            &format!("all three instances through h{i}'s router"),
+            Duration::from_secs(20),
+            &all,
+            || {
+                let t = router_tally_at(&addr, "web.test.local", "/id", 30);
+                t.len() == 3
+                    && t.keys()
+                        .all(|id| ids.iter().any(|c| c.starts_with(id.as_str())))
+            },
+        );
+        let t = router_tally_at(&addr, "web.test.local", "/id", 60);
+        assert!(
+            t.values().all(|n| *n == 20),
+            "round robin through h{i}: {t:?}"
+        );
+    }
+
+    // h3's instance stops answering (its container stopped under the engine): the routers
+    // of h1 and h2 take it out of rotation on the first refused connection and the request
+    // goes to another instance; no request fails.
+    let on_h3 = h3.engine_containers("web");
+    assert_eq!(on_h3.len(), 1, "{on_h3:?}");
+    h3.docker_ok(&["stop", "-t", "0", &on_h3[0].0]);
+    for i in [1, 2] {
+        let t = router_tally_at(
+            &format!("{}:8080", bed.addr(i)),
+            "web.test.local",
+            "/id",
+            40,
+        );
+        assert!(
+            t.keys().all(|k| !k.starts_with("HTTP")),
+            "a request failed through h{i} while h3's instance was down: {t:?}"
+        );
+    }
+    // h3's agent brings it back and every router uses it again.
+    h3.wait_running("web", 3, Duration::from_secs(30));
+    converge(
+        "h3's instance back in rotation",
+        Duration::from_secs(30),
+        &all,
+        || {
+            router_tally_at(
+                &format!("{}:8080", bed.addr(1)),
+                "web.test.local",
+                "/id",
+                30,
+            )
+            .len()
+                == 3
+        },
     );
 }
