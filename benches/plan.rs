@@ -121,6 +121,7 @@ fn hosts() -> Vec<NodeInfo> {
             ]
             .into(),
             open: true,
+            drained: false,
             cpu_millis: 16_000,
             mem_bytes: 64 << 30,
             gpus: 0,

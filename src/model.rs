@@ -707,6 +707,10 @@ pub struct Assignment {
     pub slot: u32,
     /// The node's id.
     pub node: String,
+    /// A move under way (drain, rebalance; start-first): the node that keeps running the
+    /// slot until the instance on `node` runs ready. Empty: none.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub from: String,
 }
 
 impl Instance {

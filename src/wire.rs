@@ -565,3 +565,11 @@ pub struct NodeView {
     #[serde(default)]
     pub protocol: u32,
 }
+
+/// What `berth rebalance` did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RebalanceResponse {
+    /// Instances moving (each starts on its new member before the old one stops).
+    pub moved: usize,
+    pub message: String,
+}

@@ -40,6 +40,29 @@ pub struct Fleet {
     pub closed: BTreeMap<String, String>,
     /// Instances the other (alive) members run ready, as the router reaches them.
     pub endpoints: Vec<crate::router::table::RemoteEndpoint>,
+    /// Slots that run ready, on this node and the others: (app, service, version name,
+    /// slot, node id). A move ends when its slot runs ready on its new node.
+    pub ready_slots: BTreeSet<(String, String, String, u32, String)>,
+}
+
+/// Ends the moves whose new instance runs ready (`ready_slots`): the old node then stops
+/// its own.
+pub fn settle_moves(
+    list: &mut [Assignment],
+    ready: &BTreeSet<(String, String, String, u32, String)>,
+) {
+    for a in list.iter_mut().filter(|a| !a.from.is_empty()) {
+        let key = (
+            a.app.clone(),
+            a.service.clone(),
+            crate::model::version_name(&a.service, a.version),
+            a.slot,
+            a.node.clone(),
+        );
+        if ready.contains(&key) {
+            a.from.clear();
+        }
+    }
 }
 
 /// Instances ready, by (app, service, version name).
@@ -260,7 +283,8 @@ pub fn here<'a>(me: &str, assignments: impl IntoIterator<Item = &'a Assignment>)
         let slots = h
             .entry((a.app.clone(), a.service.clone(), a.version))
             .or_default();
-        if a.node == me {
+        // The old node of a move keeps its instance until the new one runs.
+        if a.node == me || a.from == me {
             slots.insert(a.slot);
         }
     }
@@ -329,6 +353,7 @@ mod tests {
             name: id.into(),
             labels: [("az".to_string(), az.to_string())].into(),
             open: true,
+            drained: false,
             cpu_millis: 2000,
             mem_bytes: 1 << 30,
             gpus: 0,
@@ -361,6 +386,7 @@ mod tests {
             version: 1,
             slot: 1,
             node: "a".into(),
+            from: String::new(),
         }];
         let (list, errors) = place(&[app("shop", 2, &["availability:az==3"])], &current, &nodes);
         assert_eq!(list, current);

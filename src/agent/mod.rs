@@ -606,7 +606,8 @@ impl Core {
             return Ok((apps, None));
         };
         let current = self.store.assignments()?;
-        let (placed, errors) = fleet::place(&apps, &current, &f.nodes);
+        let (mut placed, errors) = fleet::place(&apps, &current, &f.nodes);
+        fleet::settle_moves(&mut placed, &f.ready_slots);
         for a in &apps {
             let name = &a.spec.name;
             let of = |l: &[crate::model::Assignment]| -> Vec<crate::model::Assignment> {

@@ -348,6 +348,77 @@ impl Ops {
         Ok(())
     }
 
+    /// `berth rebalance APP/SERVICE`: spreads the service's instances over the members
+    /// again (`plan::placement::rebalance`); the moves are start-first.
+    pub async fn rebalance(
+        &self,
+        app: &str,
+        service: &str,
+    ) -> Result<crate::wire::RebalanceResponse, CoreError> {
+        let stored = self.stored_service(app, service)?;
+        if !self.cluster.active() {
+            return Err(CoreError::BadRequest(
+                "rebalance spreads instances over a cluster's members, and this host is in no cluster (`berth cluster init`, `berth cluster join`)".into(),
+            ));
+        }
+        self.refresh_fleet().await?;
+        let Some(fleet) = self.core.fleet() else {
+            return Err(CoreError::BadRequest(format!(
+                "this host speaks cluster protocol {}, which does not place instances over the members: upgrade it",
+                crate::cluster::spoken()
+            )));
+        };
+        // Not beside a pass: it writes the assignments too.
+        let _pass = self.core.ops.lock().await;
+        let current = self.core.store.assignments()?;
+        let mut list: Vec<crate::model::Assignment> = current
+            .iter()
+            .filter(|a| a.app == app && a.service != service)
+            .cloned()
+            .collect();
+        let mut moved = 0;
+        for live in stored.live(service) {
+            let Some(d) = super::fleet::demand(&stored, service, live) else {
+                continue;
+            };
+            let (mine, n) = crate::plan::placement::rebalance(&d, &fleet.nodes, &current)
+                .map_err(|e| CoreError::BadRequest(e.to_string()))?;
+            list.extend(mine);
+            moved += n;
+        }
+        // Versions no longer live keep theirs until the pass drops them.
+        list.extend(
+            current
+                .iter()
+                .filter(|a| {
+                    a.app == app
+                        && a.service == service
+                        && !stored
+                            .live(service)
+                            .iter()
+                            .any(|l| l.version.number == a.version)
+                })
+                .cloned(),
+        );
+        list.sort();
+        let message = if moved == 0 {
+            format!("{app}/{service} is spread as evenly as its rules allow: nothing to move")
+        } else {
+            self.core.store.set_assignments(app, &list)?;
+            format!(
+                "{app}/{service}: {moved} instance(s) moving; each starts on its new member before the old one stops"
+            )
+        };
+        self.core.event(
+            crate::model::EventKind::Deploy,
+            app,
+            service,
+            &format!("rebalance: {message}"),
+        );
+        self.core.wake(super::Wake::Command);
+        Ok(crate::wire::RebalanceResponse { moved, message })
+    }
+
     /// Hands the next pass the cluster as the replicated records say it is now (a deploy or
     /// a scale places over it).
     async fn refresh_fleet(&self) -> Result<(), CoreError> {
@@ -441,6 +512,7 @@ impl Ops {
                 None
             };
             let open = closed.is_none();
+            let drained = n.drain && n.state == "alive";
             if let Some(why) = closed {
                 fleet.closed.insert(n.name.clone(), why);
             }
@@ -450,12 +522,22 @@ impl Ops {
                 name: n.name,
                 labels: n.labels,
                 open,
+                drained,
                 cpu_millis: u64::from(n.cpus) * 1000,
                 mem_bytes: n.mem_total,
                 gpus: 0,
             });
         }
         fleet.local_apps = listed.iter().map(|i| i.app.clone()).collect();
+        for i in listed.iter().filter(|i| crate::plan::is_ready(i)) {
+            fleet.ready_slots.insert((
+                i.app.clone(),
+                i.service.clone(),
+                i.version.clone(),
+                i.slot,
+                self.core.node_id.clone(),
+            ));
+        }
         fleet.ready = self.ready_elsewhere();
         // The other members' ready instances, at their members' addresses.
         let ips: BTreeMap<String, std::net::IpAddr> = self
@@ -476,6 +558,13 @@ impl Ops {
                 continue;
             };
             if super::fleet::serves(&v) {
+                fleet.ready_slots.insert((
+                    v.app.clone(),
+                    v.service.clone(),
+                    v.version.clone(),
+                    v.slot,
+                    r.node_id.clone(),
+                ));
                 fleet.endpoints.push(crate::router::table::RemoteEndpoint {
                     app: v.app,
                     service: v.service,

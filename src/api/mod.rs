@@ -473,6 +473,7 @@ fn run(cmd: Command, ops: &Ops, rt: &tokio::runtime::Handle) -> Reply {
             Command::Rollback { app, service, req } => {
                 json(200, &ops.rollback(&app, &service, req).await?)
             }
+            Command::Rebalance { app, service } => json(200, &ops.rebalance(&app, &service).await?),
             Command::Release {
                 app,
                 service,

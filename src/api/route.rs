@@ -50,6 +50,10 @@ pub enum Route {
         app: String,
         service: String,
     },
+    Rebalance {
+        app: String,
+        service: String,
+    },
     Release {
         app: String,
         service: String,
@@ -126,6 +130,7 @@ impl Route {
             | Route::DeleteVersion { app: a, .. }
             | Route::Traffic { app: a, .. }
             | Route::Rollback { app: a, .. }
+            | Route::Rebalance { app: a, .. }
             | Route::Release { app: a, .. } => Some(a),
             Route::Logs(p) if !p.follow => Some(&p.app),
             _ => None,
@@ -198,6 +203,10 @@ pub enum Command {
         app: String,
         service: String,
         req: crate::wire::RollbackRequest,
+    },
+    Rebalance {
+        app: String,
+        service: String,
     },
     Release {
         app: String,
@@ -312,6 +321,7 @@ impl Command {
                 service,
                 req: json_or_default(body)?,
             },
+            Route::Rebalance { app, service } => Command::Rebalance { app, service },
             Route::Release {
                 app,
                 service,
@@ -507,6 +517,10 @@ pub fn parse_request(method: &str, url: &str) -> Result<Route, RouteError> {
             service: service_name(svc)?,
         },
         (["v1", "apps", name, "services", svc, "rollback"], "POST") => Route::Rollback {
+            app: app_name(name)?,
+            service: service_name(svc)?,
+        },
+        (["v1", "apps", name, "services", svc, "rebalance"], "POST") => Route::Rebalance {
             app: app_name(name)?,
             service: service_name(svc)?,
         },

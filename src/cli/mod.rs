@@ -176,6 +176,12 @@ pub enum Command {
     /// Finish a blue/green release: confirm (all traffic to the new version) or abort.
     #[command(subcommand)]
     Release(ReleaseCommand),
+    /// Spread a service's instances over the cluster's members again (start-first: each
+    /// moved instance runs on its new member before the old one stops).
+    Rebalance {
+        #[arg(value_name = "APP/SERVICE")]
+        target: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -381,6 +387,15 @@ pub fn run(cli: Cli) -> Result<()> {
             let list: Vec<VersionView> =
                 client.post(&format!("/v1/apps/{app}/services/{svc}/traffic"), &req)?;
             print_versions(&list, json)
+        }
+        Command::Rebalance { target } => {
+            let (app, svc) = app_service(&target)?;
+            let r: crate::wire::RebalanceResponse = client.post(
+                &format!("/v1/apps/{app}/services/{svc}/rebalance"),
+                &serde_json::json!({}),
+            )?;
+            println!("{}", r.message);
+            Ok(())
         }
         Command::Rollback {
             target,

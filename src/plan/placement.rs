@@ -22,6 +22,8 @@ pub struct NodeInfo {
     pub labels: BTreeMap<String, String>,
     /// Alive and not drained: it may take new instances.
     pub open: bool,
+    /// Drained by its operator: its instances move to open nodes (start-first).
+    pub drained: bool,
     /// Capacity: thousandths of a CPU, memory bytes, GPUs.
     pub cpu_millis: u64,
     pub mem_bytes: u64,
@@ -245,7 +247,17 @@ pub fn placement(
     let loads: Vec<Load> = nodes.iter().map(|n| Load::of(d, n)).collect();
     // Instances of this demand on each node: kept ones, then those placed by this call.
     let mut placed = vec![0usize; nodes.len()];
-    let lacks = |i: usize, placed: &[usize]| hard_lacks(d, &rules, &nodes[i], &loads[i], placed[i]);
+    let fixed: Vec<Option<String>> = nodes.iter().map(|n| fixed_lacks(&rules, n)).collect();
+    // Whether node `i` can take one more (the hot path), and why not in words.
+    let fits = |i: usize, placed: &[usize]| {
+        fixed[i].is_none() && room_lacks(d, &rules, &nodes[i], &loads[i], placed[i]).is_none()
+    };
+    let lacks = |i: usize, placed: &[usize]| {
+        fixed[i].clone().or_else(|| {
+            room_lacks(d, &rules, &nodes[i], &loads[i], placed[i]).map(|l| l.describe(d, &rules))
+        })
+    };
+    let prefix: Vec<u64> = nodes.iter().map(|n| rendezvous_prefix(&n.id, d)).collect();
     let mut out = Placed::default();
     if d.global {
         // One on every node that may take it; kept where it runs on a node that stays open.
@@ -254,14 +266,14 @@ pub fn placement(
             let Some(&i) = index.get(a.node.as_str()) else {
                 continue;
             };
-            if placed[i] == 0 && lacks(i, &placed).is_none() {
+            if placed[i] == 0 && fits(i, &placed) {
                 placed[i] = 1;
                 used.insert(a.slot);
                 out.assignments.push(a.clone());
             }
         }
         for i in 0..nodes.len() {
-            if placed[i] > 0 || lacks(i, &placed).is_some() {
+            if placed[i] > 0 || !fits(i, &placed) {
                 continue;
             }
             let slot = (1..).find(|s| !used.contains(s)).unwrap_or(1);
@@ -273,16 +285,27 @@ pub fn placement(
         return Ok(out);
     }
     // Sticky: what exists stays where it is (its node may be lost: moving it is the
-    // rescheduler's decision, not this one's).
+    // rescheduler's decision, not this one's), except off a drained node: such a slot is
+    // placed again and its old node keeps it until the new instance runs (`from`).
     let mut have: BTreeSet<u32> = BTreeSet::new();
+    let mut off: BTreeMap<u32, usize> = BTreeMap::new();
     for a in current.iter().filter(mine) {
         if let Some(&i) = index.get(a.node.as_str())
             && a.slot >= 1
             && a.slot <= d.replicas
             && have.insert(a.slot)
         {
+            if nodes[i].drained && a.from.is_empty() {
+                off.insert(a.slot, i);
+                continue;
+            }
             placed[i] += 1;
-            out.assignments.push(a.clone());
+            let mut kept = a.clone();
+            // A move whose old node is gone has nothing left to wait for.
+            if !kept.from.is_empty() && !index.contains_key(kept.from.as_str()) {
+                kept.from.clear();
+            }
+            out.assignments.push(kept);
         }
     }
     // Zones: each node's zone as an index, the demand's load per zone kept up to date.
@@ -309,7 +332,7 @@ pub fn placement(
     if let Some((want, soft)) = rules.zones {
         let none = vec![0; nodes.len()];
         let zones: BTreeSet<&str> = (0..nodes.len())
-            .filter(|i| lacks(*i, &none).is_none())
+            .filter(|i| fits(*i, &none))
             .filter_map(|i| zone_of[i].map(|z| zone_names[z]))
             .collect();
         if (zones.len() as u32) < want {
@@ -330,11 +353,15 @@ pub fn placement(
             }
         }
     }
-    let mut chosen: Vec<(u32, usize)> = Vec::new();
-    for slot in (1..=d.replicas).filter(|s| !have.contains(s)) {
+    let mut chosen: Vec<(u32, usize, Option<usize>)> = Vec::new();
+    let slots = (1..=d.replicas)
+        .filter(|s| !have.contains(s) || off.contains_key(s))
+        .collect::<Vec<_>>();
+    for slot in slots {
+        let from = off.get(&slot).copied();
         let mut best: Option<(Score, usize)> = None;
         for i in 0..nodes.len() {
-            if lacks(i, &placed).is_some() {
+            if !fits(i, &placed) {
                 continue;
             }
             let zl = match (rules.zones, zone_of[i]) {
@@ -343,12 +370,30 @@ pub fn placement(
                 (Some(_), None) => usize::MAX / 2,
                 (None, _) => 0,
             };
-            let s = score(d, &rules, &nodes[i], &loads[i], placed[i], zl, slot);
+            let s = score(
+                d,
+                &rules,
+                &nodes[i],
+                &loads[i],
+                placed[i],
+                zl,
+                (prefix[i], slot),
+            );
             if best.as_ref().is_none_or(|(b, _)| s < *b) {
                 best = Some((s, i));
             }
         }
         let Some((s, i)) = best else {
+            // Nowhere to move it: it stays on its drained node, said as a warning.
+            if let Some(f) = from {
+                placed[f] += 1;
+                out.warnings.push(format!(
+                    "{}: instance {slot} stays on drained {}: no other node can take it",
+                    d.service, nodes[f].name
+                ));
+                chosen.push((slot, f, None));
+                continue;
+            }
             return Err(PlacementError::NoNode {
                 service: d.service.clone(),
                 slot,
@@ -370,10 +415,14 @@ pub fn placement(
         if let Some(z) = zone_of[i] {
             zone_load[z] += 1;
         }
-        chosen.push((slot, i));
+        chosen.push((slot, i, from));
     }
-    for (slot, i) in chosen {
-        out.assignments.push(assign(d, slot, &nodes[i].id));
+    for (slot, i, from) in chosen {
+        let mut a = assign(d, slot, &nodes[i].id);
+        if let Some(f) = from {
+            a.from = nodes[f].id.clone();
+        }
+        out.assignments.push(a);
     }
     out.assignments.sort();
     Ok(out)
@@ -386,65 +435,154 @@ fn assign(d: &Demand, slot: u32, node: &str) -> Assignment {
         version: d.version,
         slot,
         node: node.to_string(),
+        from: String::new(),
     }
 }
 
-/// Why node `n` (with `load` running and `placed` of this demand) cannot take one more
-/// instance of `d` (None: it can).
-fn hard_lacks(
+/// `berth rebalance`: spreads the placed instances of `d` again. While one open node runs
+/// at least two more than another that can take one, its highest slot moves there
+/// (start-first: `from` keeps it on the old node until the new instance runs). Moves under
+/// way are left alone; the rules and room hold as in [`placement`]. Returns the new
+/// assignments and the number of moves.
+pub fn rebalance(
     d: &Demand,
-    rules: &Rules,
-    n: &NodeInfo,
-    load: &Load,
-    placed: usize,
-) -> Option<String> {
+    nodes: &[NodeInfo],
+    current: &[Assignment],
+) -> Result<(Vec<Assignment>, usize), PlacementError> {
+    let rules = Rules::of(d)?;
+    let mut list: Vec<Assignment> = current
+        .iter()
+        .filter(|a| a.app == d.app && a.service == d.service && a.version == d.version)
+        .cloned()
+        .collect();
+    if d.global {
+        return Ok((list, 0));
+    }
+    // Loads without this demand's own instances, which `count` tracks.
+    let loads: Vec<Load> = nodes
+        .iter()
+        .map(|n| {
+            let mut l = Load::of(d, n);
+            l.service = 0;
+            l
+        })
+        .collect();
+    let count = |list: &[Assignment], id: &str| list.iter().filter(|a| a.node == id).count();
+    let mut moves = 0;
+    loop {
+        let open: Vec<usize> = (0..nodes.len()).filter(|&i| nodes[i].open).collect();
+        let Some(&big) = open
+            .iter()
+            .max_by_key(|&&i| (count(&list, &nodes[i].id), std::cmp::Reverse(i)))
+        else {
+            break;
+        };
+        let most = count(&list, &nodes[big].id);
+        let small = open
+            .iter()
+            .filter(|&&i| count(&list, &nodes[i].id) + 2 <= most)
+            .filter(|&&i| {
+                fixed_lacks(&rules, &nodes[i]).is_none()
+                    && room_lacks(d, &rules, &nodes[i], &loads[i], count(&list, &nodes[i].id))
+                        .is_none()
+            })
+            .min_by_key(|&&i| (count(&list, &nodes[i].id), i));
+        let (Some(&small), Some(a)) = (
+            small,
+            list.iter_mut()
+                .filter(|a| a.node == nodes[big].id && a.from.is_empty())
+                .max_by_key(|a| a.slot),
+        ) else {
+            break;
+        };
+        a.from = std::mem::replace(&mut a.node, nodes[small].id.clone());
+        moves += 1;
+    }
+    list.sort();
+    Ok((list, moves))
+}
+
+/// Why node `n` can never take an instance of this demand, whatever runs there: closed, or
+/// a hard constraint it does not meet. Computed once per node and call.
+fn fixed_lacks(rules: &Rules, n: &NodeInfo) -> Option<String> {
     if !n.open {
         return Some("is not taking instances (lost, left or drained)".into());
     }
-    for c in rules.constraints.iter().filter(|c| !c.soft) {
-        if let Some(why) = c.check(n) {
-            return Some(why);
+    rules
+        .constraints
+        .iter()
+        .filter(|c| !c.soft)
+        .find_map(|c| c.check(n))
+}
+
+/// What a node that meets the fixed rules lacks for one more instance (no allocation: this
+/// runs for every node and every slot; [`Lack::describe`] says it in words).
+#[derive(Debug, Clone, Copy)]
+enum Lack {
+    MaxPerNode { have: u64, max: u32 },
+    Cpu { free: u64 },
+    Mem { free: u64 },
+    Gpu { free: u32 },
+    Affinity(usize),
+}
+
+impl Lack {
+    fn describe(self, d: &Demand, rules: &Rules) -> String {
+        match self {
+            Lack::MaxPerNode { have, max } => {
+                format!("has {have} already (max_replicas_per_node {max})")
+            }
+            Lack::Cpu { free } => format!(
+                "has {:.2} CPUs free, it needs {:.2}",
+                free as f64 / 1000.0,
+                d.cpu_millis as f64 / 1000.0
+            ),
+            Lack::Mem { free } => format!(
+                "has {} MiB of memory free, it needs {}",
+                free >> 20,
+                d.mem_bytes >> 20
+            ),
+            Lack::Gpu { free } => format!("has {free} GPUs free, it needs {}", d.gpus),
+            Lack::Affinity(i) => format!("does not meet {}", rules.affinities[i].1),
         }
     }
+}
+
+/// What node `n` (with `load` running and `placed` of this demand) lacks for one more
+/// instance of `d`, beyond the fixed rules (None: it can take one).
+fn room_lacks(d: &Demand, rules: &Rules, n: &NodeInfo, load: &Load, placed: usize) -> Option<Lack> {
     let here = placed as u64;
     if let Some(max) = d.max_per_node
         && here + load.service as u64 >= u64::from(max)
     {
-        return Some(format!(
-            "has {} already (max_replicas_per_node {max})",
-            here + load.service as u64
-        ));
+        return Some(Lack::MaxPerNode {
+            have: here + load.service as u64,
+            max,
+        });
     }
     let cpu = load.cpu + here * d.cpu_millis;
     let mem = load.mem + here * d.mem_bytes;
     let gpu = load.gpu + placed as u32 * d.gpus;
     if d.cpu_millis > 0 && cpu + d.cpu_millis > n.cpu_millis {
-        return Some(format!(
-            "has {:.2} CPUs free, it needs {:.2}",
-            n.cpu_millis.saturating_sub(cpu) as f64 / 1000.0,
-            d.cpu_millis as f64 / 1000.0
-        ));
+        return Some(Lack::Cpu {
+            free: n.cpu_millis.saturating_sub(cpu),
+        });
     }
     if d.mem_bytes > 0 && mem + d.mem_bytes > n.mem_bytes {
-        return Some(format!(
-            "has {} MiB of memory free, it needs {}",
-            n.mem_bytes.saturating_sub(mem) >> 20,
-            d.mem_bytes >> 20
-        ));
+        return Some(Lack::Mem {
+            free: n.mem_bytes.saturating_sub(mem),
+        });
     }
     if d.gpus > 0 && gpu + d.gpus > n.gpus {
-        return Some(format!(
-            "has {} GPUs free, it needs {}",
-            n.gpus.saturating_sub(gpu),
-            d.gpus
-        ));
+        return Some(Lack::Gpu {
+            free: n.gpus.saturating_sub(gpu),
+        });
     }
-    for (a, entry) in rules.affinities.iter().filter(|(a, _)| !a.soft) {
-        if !affinity_met(d, a, n, placed) {
-            return Some(format!("does not meet {entry}"));
-        }
-    }
-    None
+    rules
+        .affinities
+        .iter()
+        .position(|(a, _)| !a.soft && !affinity_met(d, a, n, placed))
+        .map(Lack::Affinity)
 }
 
 /// An affinity rule against what runs on `n` and the `placed` instances of `d` there (they
@@ -491,7 +629,7 @@ fn score(
     load: &Load,
     placed: usize,
     zone_load: usize,
-    slot: u32,
+    (prefix, slot): (u64, u32),
 ) -> Score {
     let mut broken = Vec::new();
     for c in rules.constraints.iter().filter(|c| c.soft) {
@@ -510,13 +648,18 @@ fn score(
         service_here: load.service + placed,
         app_here: load.app + placed,
         all_here: load.all + placed,
-        hash_inv: u64::MAX - rendezvous(&n.id, d, slot),
+        hash_inv: u64::MAX - rendezvous(prefix, slot),
         soft_broken_rules: broken,
     }
 }
 
-/// FNV-1a over (node, app, service, slot): the same on every host and every build.
-fn rendezvous(node: &str, d: &Demand, slot: u32) -> u64 {
+/// FNV-1a over (node, app, service, slot): the same on every host and every build. The
+/// (node, app, service) part is hashed once per node and call ([`rendezvous_prefix`]).
+fn rendezvous(prefix: u64, slot: u32) -> u64 {
+    fnv(prefix, &slot.to_be_bytes())
+}
+
+fn rendezvous_prefix(node: &str, d: &Demand) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for part in [
         node.as_bytes(),
@@ -525,12 +668,16 @@ fn rendezvous(node: &str, d: &Demand, slot: u32) -> u64 {
         b"\0",
         d.service.as_bytes(),
         b"\0",
-        &slot.to_be_bytes(),
     ] {
-        for b in part {
-            h ^= u64::from(*b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
+        h = fnv(h, part);
+    }
+    h
+}
+
+fn fnv(mut h: u64, bytes: &[u8]) -> u64 {
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
     h
 }
@@ -548,6 +695,7 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             open: true,
+            drained: false,
             cpu_millis: 2000,
             mem_bytes: 4 << 30,
             gpus: 0,
@@ -717,5 +865,62 @@ mod tests {
         let r = placement(&d, &nodes, &q.assignments).unwrap();
         assert!(!r.assignments.iter().any(|a| a.node == "a"));
         assert_eq!(r.assignments.len(), 2);
+    }
+
+    #[test]
+    fn a_drained_nodes_instances_move_start_first_and_a_move_ends_when_cleared() {
+        let mut nodes = vec![node("a", &[]), node("b", &[]), node("c", &[])];
+        let d = demand(6, &[]);
+        let first = placement(&d, &nodes, &[]).unwrap();
+        assert_eq!(
+            per_node(&first).values().copied().collect::<Vec<_>>(),
+            vec![2, 2, 2]
+        );
+        nodes[2].open = false;
+        nodes[2].drained = true;
+        let moved = placement(&d, &nodes, &first.assignments).unwrap();
+        let from_c: Vec<&Assignment> = moved.assignments.iter().filter(|a| a.from == "c").collect();
+        assert_eq!(from_c.len(), 2, "{moved:?}");
+        assert!(from_c.iter().all(|a| a.node != "c"));
+        assert!(!moved.assignments.iter().any(|a| a.node == "c"));
+        // Placed again while the moves run: nothing changes (they are not moved twice).
+        let again = placement(&d, &nodes, &moved.assignments).unwrap();
+        assert_eq!(again.assignments, moved.assignments);
+        // Nowhere to go: the slot stays on the drained node, with a warning.
+        let lone = [NodeInfo {
+            open: false,
+            drained: true,
+            ..node("a", &[])
+        }];
+        let kept = placement(&demand(1, &[]), &lone, &[assign(&demand(1, &[]), 1, "a")]).unwrap();
+        assert_eq!(kept.assignments[0].node, "a");
+        assert!(kept.warnings[0].contains("drained"), "{kept:?}");
+    }
+
+    #[test]
+    fn rebalance_spreads_again_with_start_first_moves_and_respects_the_rules() {
+        let nodes = [
+            node("a", &[("disk", "ssd")]),
+            node("b", &[("disk", "ssd")]),
+            node("c", &[]),
+        ];
+        let d = demand(6, &[]);
+        // Everything on a (b and c joined later).
+        let on_a: Vec<Assignment> = (1..=6).map(|s| assign(&d, s, "a")).collect();
+        let (list, moves) = rebalance(&d, &nodes, &on_a).unwrap();
+        assert_eq!(moves, 4);
+        for n in ["a", "b", "c"] {
+            assert_eq!(list.iter().filter(|x| x.node == n).count(), 2, "{list:?}");
+        }
+        assert!(list.iter().filter(|x| x.node != "a").all(|x| x.from == "a"));
+        // Balanced already: nothing moves.
+        let (same, moves) = rebalance(&d, &nodes, &list).unwrap();
+        assert_eq!((moves, same), (0, list.clone()));
+        // A hard rule holds: with disk==ssd nothing goes to c.
+        let ssd = demand(6, &["constraint:disk==ssd"]);
+        let on_a: Vec<Assignment> = (1..=6).map(|s| assign(&ssd, s, "a")).collect();
+        let (list, moves) = rebalance(&ssd, &nodes, &on_a).unwrap();
+        assert_eq!(moves, 3);
+        assert!(!list.iter().any(|x| x.node == "c"), "{list:?}");
     }
 }

@@ -143,7 +143,7 @@ impl Store {
         self.read(|c| {
             let mut st = c
                 .prepare(
-                    "SELECT app, service, version, slot, node FROM assignments
+                    "SELECT app, service, version, slot, node, from_node FROM assignments
                      ORDER BY app, service, version, slot",
                 )
                 .map_err(sql("reading assignments"))?;
@@ -155,6 +155,7 @@ impl Store {
                         version: r.get(2)?,
                         slot: r.get(3)?,
                         node: r.get(4)?,
+                        from: r.get(5)?,
                     })
                 })
                 .map_err(sql("reading assignments"))?;
@@ -177,9 +178,9 @@ impl Store {
                 .map_err(sql("saving assignments"))?;
             for a in list.iter().filter(|a| a.app == app) {
                 tx.execute(
-                    "INSERT OR REPLACE INTO assignments(app, service, version, slot, node)
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![a.app, a.service, a.version, a.slot, a.node],
+                    "INSERT OR REPLACE INTO assignments(app, service, version, slot, node, from_node)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![a.app, a.service, a.version, a.slot, a.node, a.from],
                 )
                 .map_err(sql("saving assignments"))?;
             }
@@ -226,6 +227,7 @@ mod tests {
             version: 1,
             slot,
             node: node.into(),
+            from: String::new(),
         };
         s.set_assignments("shop", &[a("shop", 2, "n2"), a("shop", 1, "n1")])
             .unwrap();

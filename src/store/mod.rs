@@ -190,6 +190,8 @@ const MIGRATIONS: &[&str] = &[
         slot INTEGER NOT NULL,
         node TEXT NOT NULL,
         PRIMARY KEY (app, service, version, slot));",
+    // 11: a move under way keeps the slot on its old node until the new instance runs.
+    "ALTER TABLE assignments ADD COLUMN from_node TEXT NOT NULL DEFAULT '';",
 ];
 
 /// Events kept; older ones are pruned as new ones arrive.

@@ -627,6 +627,34 @@ fn six_replicas_spread_over_three_real_hosts_and_node_labels_steer_them() {
     let s = spread("nowhere", &all);
     assert!(s.values().all(|n| *n == 0), "{s:?}");
 
+    // Drained, h3's instances move to the others, each started there before it stops on
+    // h3; undrained and rebalanced, they spread again.
+    h2.ok(&["scale", "wide", "tick=6"]);
+    converge("two on each", Duration::from_secs(30), &all, || {
+        spread("wide", &all).values().all(|n| *n == 2)
+    });
+    h1.ok(&["node", "drain", "h3"]);
+    converge("h3 drained", Duration::from_secs(40), &all, || {
+        let s = spread("wide", &all);
+        s["h3"] == 0 && s["h1"] + s["h2"] == 6
+    });
+    let events = h1.ok(&["events", "wide", "-n", "100"]);
+    assert!(events.contains("placed"), "{events}");
+    h1.ok(&["node", "undrain", "h3"]);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        spread("wide", &all)["h3"],
+        0,
+        "a running instance is never moved by itself"
+    );
+    let out = h3.ok(&["rebalance", "wide/tick"]);
+    assert!(out.contains("moving"), "{out}");
+    converge("spread again", Duration::from_secs(40), &all, || {
+        spread("wide", &all).values().all(|n| *n == 2)
+    });
+    let out = h2.ok(&["rebalance", "wide/tick"]);
+    assert!(out.contains("nothing to move"), "{out}");
+
     // Removed through h3 (owner h1): every host's containers go.
     h3.ok(&["rm", "wide"]);
     converge(
