@@ -758,3 +758,64 @@ fn a_routed_service_on_three_real_hosts_is_served_through_every_hosts_router() {
         },
     );
 }
+
+#[test]
+fn global_services_follow_the_members_and_zones_spread_or_refuse() {
+    let test = "multihost::global_services_follow_the_members_and_zones_spread_or_refuse";
+    let Some(bed) = Bed::up(test, 3) else { return };
+    let h1 = bed.agent(1, &[], &[]);
+    let h2 = bed.agent(2, &[1], &[]);
+    let h3 = bed.agent(3, &[1], &[]);
+    let all = [&h1, &h2, &h3];
+    form(&[&h1, &h2]);
+    let records = |n: usize| {
+        let h1 = &h1;
+        move || {
+            let o = h1.berth(&["nodes", "--json"]);
+            let v: Vec<berth::wire::NodeView> =
+                serde_json::from_slice(&o.stdout).unwrap_or_default();
+            v.len() == n && v.iter().all(|x| !x.agent.is_empty())
+        }
+    };
+    wait_until("two node records on h1", Duration::from_secs(20), records(2));
+
+    // Global: one instance on every member, and on a member that joins later.
+    let global = format!("{TICKER}    labels:\n      aliyun.global: \"true\"\n");
+    let out = h1.deploy("everywhere", &global);
+    assert!(out.contains("2/2 running"), "{out}");
+    let s = spread("everywhere", &all);
+    assert_eq!((s["h1"], s["h2"], s["h3"]), (1, 1, 0), "{s:?}");
+    let out = h3.ok(&["cluster", "join", &token(&h1)]);
+    assert!(out.contains("joined cluster"), "{out}");
+    converge("one on the member that joined", Duration::from_secs(30), &all, || {
+        spread("everywhere", &all).values().all(|n| *n == 1)
+    });
+    // ... and none on a member that stops being eligible.
+    h1.ok(&["node", "drain", "h2"]);
+    converge("none on the drained member", Duration::from_secs(30), &all, || {
+        let s = spread("everywhere", &all);
+        (s["h1"], s["h2"], s["h3"]) == (1, 0, 1)
+    });
+    h1.ok(&["node", "undrain", "h2"]);
+
+    // Zones: availability:az==2 spreads over both zones; az==3 with two zones is refused
+    // before anything starts, naming the zones there are.
+    wait_until("three node records on h1", Duration::from_secs(20), records(3));
+    h1.ok(&["node", "label", "h1", "az=1"]);
+    h1.ok(&["node", "label", "h2", "az=1"]);
+    h1.ok(&["node", "label", "h3", "az=2"]);
+    wait_until("zones on h1", Duration::from_secs(15), || {
+        h1.ok(&["nodes"]).matches("az=").count() == 3
+    });
+    let zoned = ticker(2, "    environment:\n      - availability:az==2\n");
+    let out = h1.deploy("zoned", &zoned);
+    assert!(out.contains("2/2 running"), "{out}");
+    let s = spread("zoned", &all);
+    assert_eq!(s["h3"], 1, "one in zone 2: {s:?}");
+    assert_eq!(s["h1"] + s["h2"], 1, "one in zone 1: {s:?}");
+    let three = ticker(2, "    environment:\n      - availability:az==3\n");
+    let p = h1.template("three", &three);
+    let err = h1.fails(&["deploy", "-f", p.to_str().unwrap(), "--name", "three"]);
+    assert!(err.contains("az==3") && err.contains("1, 2"), "{err}");
+    assert!(spread("three", &all).values().all(|n| *n == 0));
+}
