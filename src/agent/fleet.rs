@@ -276,6 +276,32 @@ pub fn place(
     (out, errors)
 }
 
+/// Before the first view of the cluster (an agent just started), this node runs what the
+/// stored assignments give it, so a restart never starts the other members' share of its
+/// apps; an app never placed (deployed before the cluster) runs every slot here.
+pub fn stored_only(me: &str, apps: &[StoredApp], stored: &[Assignment]) -> Placement {
+    let mut p = Placement {
+        here: here(me, stored),
+        total: BTreeMap::new(),
+    };
+    for a in stored {
+        *p.total
+            .entry((a.app.clone(), a.service.clone(), a.version))
+            .or_default() += 1;
+    }
+    for app in apps {
+        for (service, lives) in &app.versions {
+            for live in lives {
+                let key = (app.spec.name.clone(), service.clone(), live.version.number);
+                p.here.entry(key).or_insert_with(|| {
+                    (1..=live.version.instances(app.replicas(service))).collect()
+                });
+            }
+        }
+    }
+    p
+}
+
 /// The slots of each version that run on node `me`.
 pub fn here<'a>(me: &str, assignments: impl IntoIterator<Item = &'a Assignment>) -> Here {
     let mut h = Here::new();
@@ -375,6 +401,19 @@ mod tests {
         // Placed again with the same input: the same answer (sticky and deterministic).
         let (again, _) = place(&[app("shop", 6, &[])], &list, &nodes);
         assert_eq!(again, list);
+    }
+
+    #[test]
+    fn before_the_first_view_a_node_runs_its_stored_share_or_everything_never_placed() {
+        let nodes = [node("a", "1"), node("b", "2"), node("c", "3")];
+        let (list, _) = place(&[app("shop", 6, &[])], &[], &nodes);
+        let p = stored_only("b", &[app("shop", 6, &[]), app("old", 3, &[])], &list);
+        assert_eq!(p.here[&("shop".into(), "web".into(), 1)].len(), 2);
+        assert_eq!(p.total[&("shop".into(), "web".into(), 1)], 6);
+        assert_eq!(
+            p.here[&("old".into(), "web".into(), 1)],
+            [1, 2, 3].into_iter().collect()
+        );
     }
 
     #[test]

@@ -603,7 +603,12 @@ impl Core {
         fleet: Option<&fleet::Fleet>,
     ) -> Result<(Vec<StoredApp>, Option<fleet::Placement>), StoreError> {
         let Some(f) = fleet else {
-            return Ok((apps, None));
+            let stored = self.store.assignments()?;
+            if stored.is_empty() {
+                return Ok((apps, None));
+            }
+            let p = fleet::stored_only(&self.node_id, &apps, &stored);
+            return Ok((apps, Some(p)));
         };
         let current = self.store.assignments()?;
         let (mut placed, errors) = fleet::place(&apps, &current, &f.nodes);

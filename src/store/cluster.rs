@@ -131,8 +131,11 @@ impl Store {
     /// Forgets the cluster's records (after `berth cluster leave`).
     pub fn clear_cluster(&self) -> Result<(), StoreError> {
         self.write_acked(|c| {
-            c.execute_batch("DELETE FROM cluster_members; DELETE FROM cluster_tokens;")
-                .map_err(sql("forgetting the cluster"))
+            // Alone again, this host runs every instance of its apps.
+            c.execute_batch(
+                "DELETE FROM cluster_members; DELETE FROM cluster_tokens; DELETE FROM assignments;",
+            )
+            .map_err(sql("forgetting the cluster"))
         })
     }
 }

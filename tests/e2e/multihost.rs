@@ -550,7 +550,7 @@ fn spread(app: &str, hosts: &[&Agent]) -> BTreeMap<String, usize> {
 fn six_replicas_spread_over_three_real_hosts_and_node_labels_steer_them() {
     let test = "multihost::six_replicas_spread_over_three_real_hosts_and_node_labels_steer_them";
     let Some(bed) = Bed::up(test, 3) else { return };
-    let h1 = bed.agent(1, &[], &[]);
+    let mut h1 = bed.agent(1, &[], &[]);
     let h2 = bed.agent(2, &[1], &[]);
     let h3 = bed.agent(3, &[1], &[]);
     form(&[&h1, &h2, &h3]);
@@ -582,6 +582,19 @@ fn six_replicas_spread_over_three_real_hosts_and_node_labels_steer_them() {
         h1.ok(&["events", "wide"]),
         report(&all)
     );
+    // The owner killed and restarted: it runs its own share again and never starts the
+    // others' (no container of `wide` is created on h1 meanwhile).
+    let ids = |h: &Agent| h.docker_ok(&["ps", "-aq", "--filter", "label=berth.app=wide"]);
+    let before = ids(&h1);
+    h1.kill9();
+    h1.restart();
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(
+        ids(&h1),
+        before,
+        "h1's containers of wide after its restart"
+    );
+    let all = [&h1, &h2, &h3];
     let s = spread("wide", &all);
     assert!(
         s.values().all(|n| *n == 2),
@@ -777,7 +790,11 @@ fn global_services_follow_the_members_and_zones_spread_or_refuse() {
             v.len() == n && v.iter().all(|x| !x.agent.is_empty())
         }
     };
-    wait_until("two node records on h1", Duration::from_secs(20), records(2));
+    wait_until(
+        "two node records on h1",
+        Duration::from_secs(20),
+        records(2),
+    );
 
     // Global: one instance on every member, and on a member that joins later.
     let global = format!("{TICKER}    labels:\n      aliyun.global: \"true\"\n");
@@ -787,20 +804,32 @@ fn global_services_follow_the_members_and_zones_spread_or_refuse() {
     assert_eq!((s["h1"], s["h2"], s["h3"]), (1, 1, 0), "{s:?}");
     let out = h3.ok(&["cluster", "join", &token(&h1)]);
     assert!(out.contains("joined cluster"), "{out}");
-    converge("one on the member that joined", Duration::from_secs(30), &all, || {
-        spread("everywhere", &all).values().all(|n| *n == 1)
-    });
+    converge(
+        "one on the member that joined",
+        Duration::from_secs(30),
+        &all,
+        || spread("everywhere", &all).values().all(|n| *n == 1),
+    );
     // ... and none on a member that stops being eligible.
     h1.ok(&["node", "drain", "h2"]);
-    converge("none on the drained member", Duration::from_secs(30), &all, || {
-        let s = spread("everywhere", &all);
-        (s["h1"], s["h2"], s["h3"]) == (1, 0, 1)
-    });
+    converge(
+        "none on the drained member",
+        Duration::from_secs(30),
+        &all,
+        || {
+            let s = spread("everywhere", &all);
+            (s["h1"], s["h2"], s["h3"]) == (1, 0, 1)
+        },
+    );
     h1.ok(&["node", "undrain", "h2"]);
 
     // Zones: availability:az==2 spreads over both zones; az==3 with two zones is refused
     // before anything starts, naming the zones there are.
-    wait_until("three node records on h1", Duration::from_secs(20), records(3));
+    wait_until(
+        "three node records on h1",
+        Duration::from_secs(20),
+        records(3),
+    );
     h1.ok(&["node", "label", "h1", "az=1"]);
     h1.ok(&["node", "label", "h2", "az=1"]);
     h1.ok(&["node", "label", "h3", "az=2"]);
