@@ -43,6 +43,47 @@ pub struct Fleet {
     /// Slots that run ready, on this node and the others: (app, service, version name,
     /// slot, node id). A move ends when its slot runs ready on its new node.
     pub ready_slots: BTreeSet<(String, String, String, u32, String)>,
+    /// This node's containers by (app, service, version number, slot).
+    pub local_slots: BTreeSet<(String, String, u32, u32)>,
+}
+
+/// The assignments placement starts from: `current`, plus, for a version of this node's
+/// apps that has none yet (deployed before the cluster, or before this host joined one),
+/// the slots it already runs here, so placing it for the first time moves nothing that runs.
+pub fn adopt(
+    me: &str,
+    apps: &[StoredApp],
+    current: &[Assignment],
+    local: &BTreeSet<(String, String, u32, u32)>,
+) -> Vec<Assignment> {
+    let mut out = current.to_vec();
+    for app in apps {
+        for (service, lives) in &app.versions {
+            for live in lives {
+                let n = live.version.number;
+                let placed = current
+                    .iter()
+                    .any(|a| a.app == app.spec.name && &a.service == service && a.version == n);
+                if placed {
+                    continue;
+                }
+                out.extend(
+                    local
+                        .iter()
+                        .filter(|(a, s, v, _)| a == &app.spec.name && s == service && *v == n)
+                        .map(|(a, s, v, slot)| Assignment {
+                            app: a.clone(),
+                            service: s.clone(),
+                            version: *v,
+                            slot: *slot,
+                            node: me.to_string(),
+                            from: String::new(),
+                        }),
+                );
+            }
+        }
+    }
+    out
 }
 
 /// Ends the moves whose new instance runs ready (`ready_slots`): the old node then stops
@@ -414,6 +455,25 @@ mod tests {
             p.here[&("old".into(), "web".into(), 1)],
             [1, 2, 3].into_iter().collect()
         );
+    }
+
+    #[test]
+    fn an_app_that_ran_before_the_cluster_keeps_its_instances_where_they_run() {
+        let nodes = [node("a", "1"), node("b", "2"), node("c", "3")];
+        let local: BTreeSet<(String, String, u32, u32)> = [
+            ("shop".into(), "web".into(), 1, 1),
+            ("shop".into(), "web".into(), 1, 2),
+        ]
+        .into();
+        let start = adopt("c", &[app("shop", 3, &[])], &[], &local);
+        let (list, _) = place(&[app("shop", 3, &[])], &start, &nodes);
+        let on_c: Vec<u32> = list
+            .iter()
+            .filter(|a| a.node == "c")
+            .map(|a| a.slot)
+            .collect();
+        assert_eq!(on_c, vec![1, 2], "{list:?}");
+        assert_eq!(list.len(), 3);
     }
 
     #[test]

@@ -611,7 +611,8 @@ impl Core {
             return Ok((apps, Some(p)));
         };
         let current = self.store.assignments()?;
-        let (mut placed, errors) = fleet::place(&apps, &current, &f.nodes);
+        let start = fleet::adopt(&self.node_id, &apps, &current, &f.local_slots);
+        let (mut placed, errors) = fleet::place(&apps, &start, &f.nodes);
         fleet::settle_moves(&mut placed, &f.ready_slots);
         for a in &apps {
             let name = &a.spec.name;

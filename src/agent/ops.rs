@@ -529,6 +529,17 @@ impl Ops {
             });
         }
         fleet.local_apps = listed.iter().map(|i| i.app.clone()).collect();
+        fleet.local_slots = listed
+            .iter()
+            .filter_map(|i| {
+                Some((
+                    i.app.clone(),
+                    i.service.clone(),
+                    i.version_number()?,
+                    i.slot,
+                ))
+            })
+            .collect();
         for i in listed.iter().filter(|i| crate::plan::is_ready(i)) {
             fleet.ready_slots.insert((
                 i.app.clone(),

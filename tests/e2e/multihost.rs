@@ -780,6 +780,11 @@ fn global_services_follow_the_members_and_zones_spread_or_refuse() {
     let h2 = bed.agent(2, &[1], &[]);
     let h3 = bed.agent(3, &[1], &[]);
     let all = [&h1, &h2, &h3];
+    // An app deployed before there is a cluster keeps its instances where they run when
+    // the cluster forms (placing it the first time adopts them).
+    let out = h1.deploy("early", &ticker(2, ""));
+    assert!(out.contains("2/2 running"), "{out}");
+    let early = h1.docker_ok(&["ps", "-q", "--filter", "label=berth.app=early"]);
     form(&[&h1, &h2]);
     let records = |n: usize| {
         let h1 = &h1;
@@ -794,6 +799,12 @@ fn global_services_follow_the_members_and_zones_spread_or_refuse() {
         "two node records on h1",
         Duration::from_secs(20),
         records(2),
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        h1.docker_ok(&["ps", "-q", "--filter", "label=berth.app=early"]),
+        early,
+        "early's instances stayed on h1"
     );
 
     // Global: one instance on every member, and on a member that joins later.
