@@ -498,9 +498,21 @@ mod tests {
         let a = app("shop", 1, &[]);
         let d = demand(&a, "web", &a.versions["web"][0]).expect("demand");
         assert_eq!(d.cpu_millis, 500);
-        // Two cores hold four of them; a fifth has no room anywhere.
+        // Two cores hold four of them; a fifth waits for room (as Swarm leaves it pending).
         let (list, errors) = place(&[app("shop", 5, &[])], &[], &[node("a", "1")]);
-        assert!(list.is_empty(), "{list:?}");
-        assert!(errors[0].2.to_string().contains("CPUs free"), "{errors:?}");
+        assert_eq!(list.len(), 4, "{list:?}");
+        assert!(errors.is_empty(), "{errors:?}");
+        let warnings = check(
+            &app("shop", 5, &[]).spec,
+            &Default::default(),
+            &[node("a", "1")],
+        )
+        .expect("placeable in part");
+        assert!(warnings[0].contains("CPUs free"), "{warnings:?}");
+        // Not even one fits: an error that names what the node lacks.
+        let mut small = node("a", "1");
+        small.cpu_millis = 100;
+        let e = check(&app("shop", 1, &[]).spec, &Default::default(), &[small]).unwrap_err();
+        assert!(e.to_string().contains("CPUs free"), "{e}");
     }
 }

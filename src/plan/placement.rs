@@ -394,13 +394,27 @@ pub fn placement(
                 chosen.push((slot, f, None));
                 continue;
             }
-            return Err(PlacementError::NoNode {
+            let e = PlacementError::NoNode {
                 service: d.service.clone(),
                 slot,
                 lacks: (0..nodes.len())
                     .filter_map(|i| lacks(i, &placed).map(|why| (nodes[i].name.clone(), why)))
                     .collect(),
+            };
+            // Some instances run and the nodes that meet the rules are only full (room, max
+            // per node): the rest wait for room, as Swarm leaves tasks pending. A rule that
+            // breaks (an affinity), or nothing placed at all: an error.
+            let only_full = (0..nodes.len()).filter(|&i| fixed[i].is_none()).all(|i| {
+                !matches!(
+                    room_lacks(d, &rules, &nodes[i], &loads[i], placed[i]),
+                    Some(Lack::Affinity(_))
+                )
             });
+            if only_full && placed.iter().any(|n| *n > 0) {
+                out.warnings.push(format!("{e} (it waits for room)"));
+                break;
+            }
+            return Err(e);
         };
         for w in s.soft_broken_rules {
             let w = format!(
@@ -922,5 +936,18 @@ mod tests {
         let (list, moves) = rebalance(&ssd, &nodes, &on_a).unwrap();
         assert_eq!(moves, 3);
         assert!(!list.iter().any(|x| x.node == "c"), "{list:?}");
+    }
+
+    #[test]
+    fn more_replicas_than_max_per_node_allows_wait_for_room() {
+        let nodes = [node("a", &[]), node("b", &[]), node("c", &[])];
+        let d = Demand {
+            max_per_node: Some(1),
+            ..demand(4, &[])
+        };
+        let p = placement(&d, &nodes, &[]).unwrap();
+        assert_eq!(p.assignments.len(), 3);
+        assert!(p.warnings[0].contains("max_replicas_per_node 1"), "{p:?}");
+        assert!(p.warnings[0].contains("waits for room"), "{p:?}");
     }
 }
