@@ -283,13 +283,15 @@ pub fn reserved(
 }
 
 /// Places every live version of this node's `apps` over `nodes`, keeping `current` where it
-/// still holds. Returns the assignments and, for each version that cannot be placed, the
-/// error (its current assignments are kept meanwhile: nothing stops because a rule broke).
+/// still holds. Returns the assignments and what to tell: for each version that cannot be
+/// placed, the error (its current assignments are kept meanwhile: nothing stops because a
+/// rule broke), and the warnings of the others (instances waiting for room, preferences
+/// unmet), as (app, service, message).
 pub fn place(
     apps: &[StoredApp],
     current: &[Assignment],
     nodes: &[NodeInfo],
-) -> (Vec<Assignment>, Vec<(String, String, PlacementError)>) {
+) -> (Vec<Assignment>, Vec<(String, String, String)>) {
     let mut out = Vec::new();
     let mut errors = Vec::new();
     for app in apps {
@@ -304,9 +306,16 @@ pub fn place(
                     .cloned()
                     .collect();
                 match placement(&d, nodes, &mine) {
-                    Ok(p) => out.extend(p.assignments),
+                    Ok(p) => {
+                        out.extend(p.assignments);
+                        if !p.warnings.is_empty() {
+                            let w = format!("placement: {}", p.warnings.join("; "));
+                            errors.push((d.app.clone(), d.service.clone(), w));
+                        }
+                    }
                     Err(e) => {
                         out.extend(mine);
+                        let e = format!("cannot place: {e}");
                         errors.push((d.app.clone(), d.service.clone(), e));
                     }
                 }
@@ -490,7 +499,11 @@ mod tests {
         let (list, errors) = place(&[app("shop", 2, &["availability:az==3"])], &current, &nodes);
         assert_eq!(list, current);
         assert_eq!(errors.len(), 1);
-        assert!(errors[0].2.to_string().contains("az==3"), "{:?}", errors[0]);
+        assert!(
+            errors[0].2.contains("cannot place") && errors[0].2.contains("az==3"),
+            "{:?}",
+            errors[0]
+        );
     }
 
     #[test]
@@ -501,7 +514,7 @@ mod tests {
         // Two cores hold four of them; a fifth waits for room (as Swarm leaves it pending).
         let (list, errors) = place(&[app("shop", 5, &[])], &[], &[node("a", "1")]);
         assert_eq!(list.len(), 4, "{list:?}");
-        assert!(errors.is_empty(), "{errors:?}");
+        assert!(errors[0].2.contains("waits for room"), "{errors:?}");
         let warnings = check(
             &app("shop", 5, &[]).spec,
             &Default::default(),

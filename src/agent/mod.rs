@@ -672,24 +672,24 @@ impl Core {
         Ok((apps, Some(fleet::Placement { here, total })))
     }
 
-    /// Each placement error becomes an event once (and again once it changes).
-    fn report_placement(&self, errors: Vec<(String, String, plan::placement::PlacementError)>) {
+    /// Each placement error or warning becomes an event once (and again once it changes).
+    fn report_placement(&self, said: Vec<(String, String, String)>) {
         let mut seen = self
             .placement_errors
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        let now: BTreeMap<(String, String), String> = errors
+        let now: BTreeMap<(String, String), String> = said
             .into_iter()
-            .map(|(app, service, e)| ((app, service), e.to_string()))
+            .map(|(app, service, msg)| ((app, service), msg))
             .collect();
         for ((app, service), msg) in &now {
             if seen.get(&(app.clone(), service.clone())) != Some(msg) {
-                self.event(
-                    EventKind::Error,
-                    app,
-                    service,
-                    &format!("cannot place: {msg}"),
-                );
+                let kind = if msg.starts_with("cannot place") {
+                    EventKind::Error
+                } else {
+                    EventKind::Deploy
+                };
+                self.event(kind, app, service, msg);
             }
         }
         *seen = now;
