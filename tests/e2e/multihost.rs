@@ -705,7 +705,7 @@ fn a_routed_service_on_three_real_hosts_is_served_through_every_hosts_router() {
     });
     // Three instances, each answering with its own container id.
     let web = format!(
-        "services:\n  web:\n    image: {IMAGE}\n    command: sh -c 'hostname > /www/id; exec httpd -f -p 8080 -h /www'\n    stop_grace_period: 1s\n    labels:\n      berth.scale: \"3\"\n      berth.probe.url: http://container:8080/id\n      berth.routing.port_8080: web.test.local\n"
+        "services:\n  web:\n    image: {IMAGE}\n    command: sh -c 'hostname > /www/id; exec httpd -f -p 8080 -h /www'\n    stop_grace_period: 1s\n    labels:\n      berth.scale: \"3\"\n      berth.probe.url: http://container:8080/id\n      berth.routing.port_8080: web.test.local\n      berth.lb.port_8080: tcp://:9000\n"
     );
     let out = h1.deploy("web", &web);
     assert!(out.contains("3/3 running"), "{out}");
@@ -732,6 +732,33 @@ fn a_routed_service_on_three_real_hosts_is_served_through_every_hosts_router() {
         assert!(
             t.values().all(|n| *n == 20),
             "round robin through h{i}: {t:?}"
+        );
+    }
+
+    // The TCP router port on every host reaches the instances on every host too.
+    for i in 1..=3 {
+        let addr = format!("{}:9000", bed.addr(i));
+        converge(
+            &format!("all three instances through h{i}'s TCP port"),
+            Duration::from_secs(20),
+            &all,
+            || {
+                let mut seen = std::collections::BTreeSet::new();
+                for _ in 0..30 {
+                    use std::io::{Read, Write};
+                    let Ok(mut c) = std::net::TcpStream::connect(&addr) else {
+                        return false;
+                    };
+                    let _ = c.set_read_timeout(Some(Duration::from_secs(5)));
+                    let _ = c.write_all(b"GET /id HTTP/1.0\r\n\r\n");
+                    let mut out = String::new();
+                    let _ = c.read_to_string(&mut out);
+                    if let Some((_, body)) = out.split_once("\r\n\r\n") {
+                        seen.insert(body.trim().to_string());
+                    }
+                }
+                seen.len() == 3
+            },
         );
     }
 
