@@ -803,7 +803,7 @@ async fn a_member_hands_changes_to_the_owner_and_refuses_them_while_it_is_gone()
             .is_some_and(|l| l.iter().any(|x| x["name"] == "shop"))
     })
     .await;
-    // Scale on b: a runs it.
+    // Scale on b: a (the owner) places it, over both members.
     let (s, body) = b
         .call(
             "POST",
@@ -812,8 +812,8 @@ async fn a_member_hands_changes_to_the_owner_and_refuses_them_while_it_is_gone()
         )
         .await;
     assert_eq!(s, 200, "{body}");
-    until("3 running on a", Duration::from_secs(10), || {
-        a.running("shop") == 3
+    until("3 running over a and b", Duration::from_secs(10), || {
+        a.running("shop") + b.running("shop") == 3 && a.running("shop") >= 1
     })
     .await;
     let (s, body) = b
