@@ -697,6 +697,15 @@ pub struct Instance {
     pub owner: String,
 }
 
+/// The number in version name `version` of `service` (`web-003` -> 3).
+pub fn version_number(service: &str, version: &str) -> Option<u32> {
+    version
+        .strip_prefix(service)?
+        .strip_prefix('-')?
+        .parse()
+        .ok()
+}
+
 /// One instance slot of a service version and the node that runs it: what placement decides,
 /// the app's owner keeps and replicates, and each node runs its own share of.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -717,11 +726,7 @@ impl Instance {
     /// The number of the version it runs (`web-003` -> 3); `None` for a container from
     /// before versions, or with a foreign label.
     pub fn version_number(&self) -> Option<u32> {
-        self.version
-            .strip_prefix(self.service.as_str())?
-            .strip_prefix('-')?
-            .parse()
-            .ok()
+        version_number(&self.service, &self.version)
     }
 }
 

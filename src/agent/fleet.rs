@@ -32,8 +32,6 @@ pub struct Fleet {
     pub remote: Vec<RemoteApp>,
     /// Members whose records this node holds: an app of theirs absent from `remote` is gone.
     pub owners: BTreeSet<String>,
-    /// Apps with a container on this node.
-    pub local_apps: BTreeSet<String>,
     /// Instances running ready and up to date on the other members, as their records say.
     pub ready: Ready,
     /// Members that take no instances now, and why (lost, drained, an older protocol).
@@ -163,7 +161,7 @@ impl Fleet {
 
     /// Does this node run a container of `app` (so a pass must see its app to plan it)?
     pub fn runs_here(&self, app: &str) -> bool {
-        self.local_apps.contains(app)
+        self.local_slots.iter().any(|(a, ..)| a == app)
     }
 }
 

@@ -474,27 +474,55 @@ impl Ops {
                 .map(|i| super::fleet::running(i, &known))
                 .collect(),
         );
+        // The other members' instance records, read once: what runs on each (for room and
+        // affinity), and, of the alive members, what serves (for counts, moves and routing).
+        let members = self.nodes().await?;
+        let ips: BTreeMap<&str, std::net::IpAddr> = members
+            .iter()
+            .map(|n| (n.node_id.as_str(), n.address.ip()))
+            .collect();
+        let mut serving = Vec::new();
         for r in self.cluster.remote(Kind::Instance) {
-            if let Ok(v) = serde_json::from_value::<crate::wire::InstanceView>(r.body) {
-                let number = v
-                    .version
-                    .strip_prefix(v.service.as_str())
-                    .and_then(|x| x.strip_prefix('-'))
-                    .and_then(|x| x.parse().ok());
-                let r0 = crate::plan::placement::Running {
-                    app: v.app,
-                    service: v.service,
-                    image: v.image,
-                    name: v.name,
-                    ..Default::default()
-                };
-                running
-                    .entry(r.node_id)
-                    .or_default()
-                    .push(super::fleet::reserved(r0, number, &known));
+            let Ok(v) = serde_json::from_value::<InstanceView>(r.body) else {
+                continue;
+            };
+            let r0 = crate::plan::placement::Running {
+                app: v.app.clone(),
+                service: v.service.clone(),
+                image: v.image.clone(),
+                name: v.name.clone(),
+                ..Default::default()
+            };
+            let number = crate::model::version_number(&v.service, &v.version);
+            running
+                .entry(r.node_id.clone())
+                .or_default()
+                .push(super::fleet::reserved(r0, number, &known));
+            if r.state == crate::cluster::gossip::MemberState::Alive
+                && super::fleet::serves(&v)
+                && let Some(ip) = ips.get(r.node_id.as_str())
+            {
+                fleet.ready_slots.insert((
+                    v.app.clone(),
+                    v.service.clone(),
+                    v.version.clone(),
+                    v.slot,
+                    r.node_id.clone(),
+                ));
+                fleet.endpoints.push(crate::router::table::RemoteEndpoint {
+                    app: v.app.clone(),
+                    service: v.service.clone(),
+                    version: v.version.clone(),
+                    id: v.container_id.clone(),
+                    ip: *ip,
+                    ports: v.ports.clone(),
+                    reported_ms: r.at_ms,
+                });
+                serving.push(v);
             }
         }
-        for n in self.nodes().await? {
+        fleet.ready = super::fleet::count_ready(serving);
+        for n in members {
             let speaks = if n.me {
                 crate::cluster::spoken()
             } else {
@@ -528,7 +556,6 @@ impl Ops {
                 gpus: 0,
             });
         }
-        fleet.local_apps = listed.iter().map(|i| i.app.clone()).collect();
         fleet.local_slots = listed
             .iter()
             .filter_map(|i| {
@@ -548,44 +575,6 @@ impl Ops {
                 i.slot,
                 self.core.node_id.clone(),
             ));
-        }
-        fleet.ready = self.ready_elsewhere();
-        // The other members' ready instances, at their members' addresses.
-        let ips: BTreeMap<String, std::net::IpAddr> = self
-            .cluster
-            .nodes()
-            .await?
-            .into_iter()
-            .map(|n| (n.node_id, n.address.ip()))
-            .collect();
-        for r in self.cluster.remote(Kind::Instance) {
-            if r.state != crate::cluster::gossip::MemberState::Alive {
-                continue;
-            }
-            let (Some(ip), Ok(v)) = (
-                ips.get(&r.node_id),
-                serde_json::from_value::<InstanceView>(r.body),
-            ) else {
-                continue;
-            };
-            if super::fleet::serves(&v) {
-                fleet.ready_slots.insert((
-                    v.app.clone(),
-                    v.service.clone(),
-                    v.version.clone(),
-                    v.slot,
-                    r.node_id.clone(),
-                ));
-                fleet.endpoints.push(crate::router::table::RemoteEndpoint {
-                    app: v.app,
-                    service: v.service,
-                    version: v.version,
-                    id: v.container_id,
-                    ip: *ip,
-                    ports: v.ports,
-                    reported_ms: r.at_ms,
-                });
-            }
         }
         Ok(fleet)
     }
