@@ -56,6 +56,9 @@ pub struct Tracker {
     pub next_due: Instant,
     pub unhealthy_since: Option<Instant>,
     pub last_error: String,
+    /// Whether the probe has succeeded once: an instance that never has is still starting,
+    /// however many of its probes failed (a slow start is not a broken release).
+    pub answered: bool,
 }
 
 /// A change of health worth an event.
@@ -73,6 +76,7 @@ impl Tracker {
             next_due: now + initial_delay,
             unhealthy_since: None,
             last_error: String::new(),
+            answered: false,
         }
     }
 
@@ -82,6 +86,7 @@ impl Tracker {
         self.next_due = now + INTERVAL;
         match result {
             Ok(()) => {
+                self.answered = true;
                 self.failures = 0;
                 self.unhealthy_since = None;
                 self.health = Health::Healthy;
@@ -137,6 +142,11 @@ impl Prober {
 
     pub fn health(&self, id: &str) -> Option<Health> {
         self.lock().get(id).map(|(_, t)| t.health)
+    }
+
+    /// Whether the instance's probe has succeeded at least once.
+    pub fn answered(&self, id: &str) -> bool {
+        self.lock().get(id).is_some_and(|(_, t)| t.answered)
     }
 
     pub fn last_error(&self, id: &str) -> Option<String> {
@@ -330,6 +340,20 @@ mod tests {
             }
         }
         assert_eq!(last, Some(Health::Failed));
+        assert!(!t.answered, "it never answered");
+    }
+
+    #[test]
+    fn answered_once_is_remembered_through_later_failures() {
+        let t0 = Instant::now();
+        let mut t = Tracker::new(t0, Duration::ZERO);
+        t.step(Err("refused".into()), t0);
+        assert!(!t.answered);
+        t.step(Ok(()), t0 + Duration::from_secs(2));
+        for i in 2..6 {
+            t.step(Err("down".into()), t0 + Duration::from_secs(2 * i));
+        }
+        assert_eq!((t.health, t.answered), (Health::Unhealthy, true));
     }
 
     #[test]

@@ -105,9 +105,12 @@ impl Core {
         }
         let rolling = v.release == Release::Rolling;
         if rolling {
-            // A batch fails as soon as one of its instances does.
+            // A batch fails as soon as one of its instances does: it exited, stayed unhealthy
+            // until replaced, or answered once and then stopped answering. One that has not
+            // answered yet is starting (a slow start is not a failure before its deadline).
             for i in &mine {
-                let broken = matches!(i.health, Health::Unhealthy | Health::Failed)
+                let broken = i.health == Health::Failed
+                    || i.health == Health::Unhealthy && self.prober.answered(&i.id)
                     || matches!(i.state, InstanceState::Exited | InstanceState::Dead)
                         && !crate::plan::is_done(i, v.spec.restart);
                 if broken {
