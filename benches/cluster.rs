@@ -42,6 +42,7 @@ async fn member(i: usize) -> Member {
         bind: free_addr(),
         advertise: None,
         seeds: vec![],
+        reschedule_after_ms: 60_000,
     };
     let hub = Hub::new(
         dir.path().to_path_buf(),

@@ -122,6 +122,7 @@ fn hosts() -> Vec<NodeInfo> {
             .into(),
             open: true,
             drained: false,
+            lost: false,
             cpu_millis: 16_000,
             mem_bytes: 64 << 30,
             gpus: 0,
@@ -153,6 +154,8 @@ fn place_all(nodes: &[NodeInfo]) -> usize {
             cpu_millis: 50,
             mem_bytes: 32 << 20,
             gpus: 0,
+            reschedule: false,
+            local_state: None,
         };
         let placed = placement(&d, &nodes, &[]).expect("placed");
         for a in &placed.assignments {

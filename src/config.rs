@@ -58,6 +58,9 @@ pub struct ClusterSection {
     /// Members to rejoin through after a restart (those known at stop are tried first).
     #[serde(default)]
     pub seeds: Vec<String>,
+    /// How long a member is lost before the instances of services that ask for
+    /// `reschedule:on-node-failure` move off it (and its apps' ownership moves). Default "60s".
+    pub reschedule_after: Option<String>,
 }
 
 /// The cluster settings, checked.
@@ -66,6 +69,7 @@ pub struct ClusterConfig {
     pub bind: SocketAddr,
     pub advertise: Option<SocketAddr>,
     pub seeds: Vec<SocketAddr>,
+    pub reschedule_after_ms: u64,
 }
 
 pub const DEFAULT_CLUSTER_BIND: &str = "0.0.0.0:7946";
@@ -106,10 +110,18 @@ fn cluster_config(c: ClusterSection, flags: &AgentFlags) -> Result<ClusterConfig
             })
         })
         .collect::<Result<_, _>>()?;
+    let reschedule_after_ms = duration_setting(
+        "cluster reschedule_after",
+        c.reschedule_after,
+        "60s",
+        1000,
+        "write a duration from 1s to 24h, like \"60s\" or \"5m\"",
+    )?;
     Ok(ClusterConfig {
         bind,
         advertise,
         seeds,
+        reschedule_after_ms,
     })
 }
 

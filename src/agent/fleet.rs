@@ -43,6 +43,9 @@ pub struct Fleet {
     pub ready_slots: BTreeSet<(String, String, String, u32, String)>,
     /// This node's containers by (app, service, version number, slot).
     pub local_slots: BTreeSet<(String, String, u32, u32)>,
+    /// Members lost past the grace period whose instances stay where they are although
+    /// their services ask to be rescheduled, by node id, and why (no majority seen here).
+    pub held: BTreeMap<String, String>,
 }
 
 /// The assignments placement starts from: `current`, plus, for a version of this node's
@@ -144,14 +147,15 @@ impl Fleet {
             }
         }
         for n in &self.nodes {
-            if let Ok(b) = serde_json::to_vec(&(&n.id, n.open, &n.labels, n.running.len())) {
+            if let Ok(b) = serde_json::to_vec(&(&n.id, n.open, n.lost, &n.labels, n.running.len()))
+            {
                 ctx.update(&b);
             }
         }
         for (k, v) in &self.ready {
             ctx.update(format!("{k:?}={v};").as_bytes());
         }
-        if let Ok(b) = serde_json::to_vec(&self.endpoints) {
+        if let Ok(b) = serde_json::to_vec(&(&self.endpoints, &self.held)) {
             ctx.update(&b);
         }
         let mut out = [0u8; 32];
@@ -174,7 +178,7 @@ pub type Here = BTreeMap<(String, String, u32), BTreeSet<u32>>;
 pub fn demand(app: &StoredApp, service: &str, live: &LiveVersion) -> Option<Demand> {
     let global = app.spec.services.get(service).is_some_and(|x| x.global);
     Some(demand_of(
-        &app.spec.name,
+        &app.spec,
         service,
         &live.version.spec,
         live.version.number,
@@ -183,9 +187,9 @@ pub fn demand(app: &StoredApp, service: &str, live: &LiveVersion) -> Option<Dema
     ))
 }
 
-/// The demand of `replicas` instances of service spec `s`.
+/// The demand of `replicas` instances of service spec `s` of `app`.
 pub fn demand_of(
-    app: &str,
+    app: &crate::model::AppSpec,
     service: &str,
     s: &crate::model::ServiceSpec,
     version: u32,
@@ -204,7 +208,7 @@ pub fn demand_of(
         .filter(|m| *m > 0)
         .unwrap_or(0) as u64;
     Demand {
-        app: app.to_string(),
+        app: app.name.clone(),
         service: service.to_string(),
         version,
         image: s.image.clone(),
@@ -215,7 +219,30 @@ pub fn demand_of(
         cpu_millis,
         mem_bytes,
         gpus: s.ext.gpu,
+        reschedule: s
+            .placement
+            .iter()
+            .any(|p| p == "reschedule:on-node-failure"),
+        local_state: local_state(app, s),
     }
+}
+
+/// The data an instance of `s` keeps on its host, in words: a bind mount or a named volume
+/// of the `local` driver (an external volume counts as local: another host cannot know its
+/// driver). oss and nas volumes are shared; anonymous volumes and tmpfs are scratch space.
+fn local_state(app: &crate::model::AppSpec, s: &crate::model::ServiceSpec) -> Option<String> {
+    use crate::model::MountKind;
+    s.volumes.iter().find_map(|m| match m.kind {
+        MountKind::Bind => Some(format!("bind mount {}", m.source)),
+        MountKind::Volume => {
+            let shared = app
+                .volumes
+                .get(&m.source)
+                .is_some_and(|v| matches!(v.driver.as_str(), "oss" | "nas"));
+            (!shared).then(|| format!("local volume {}", m.source))
+        }
+        MountKind::Anonymous | MountKind::Tmpfs => None,
+    })
 }
 
 /// Can `app` be placed at all? Checked before a deploy stores anything: a hard rule no
@@ -242,7 +269,7 @@ pub fn check(
     let mut warnings = Vec::new();
     for (name, s) in &app.services {
         let replicas = scale.get(name).copied().unwrap_or(s.replicas);
-        let d = demand_of(&app.name, name, s, 0, replicas, s.global);
+        let d = demand_of(app, name, s, 0, replicas, s.global);
         warnings.extend(placement(&d, &nodes, &[])?.warnings);
     }
     Ok(warnings)
@@ -283,12 +310,14 @@ pub fn reserved(
 /// Places every live version of this node's `apps` over `nodes`, keeping `current` where it
 /// still holds. Returns the assignments and what to tell: for each version that cannot be
 /// placed, the error (its current assignments are kept meanwhile: nothing stops because a
-/// rule broke), and the warnings of the others (instances waiting for room, preferences
-/// unmet), as (app, service, message).
+/// rule broke), the warnings of the others (instances waiting for room, preferences unmet),
+/// instances rescheduled off lost or removed nodes, and those held on a lost node (`held`:
+/// why not), as (app, service, message).
 pub fn place(
     apps: &[StoredApp],
     current: &[Assignment],
     nodes: &[NodeInfo],
+    held: &BTreeMap<String, String>,
 ) -> (Vec<Assignment>, Vec<(String, String, String)>) {
     let mut out = Vec::new();
     let mut errors = Vec::new();
@@ -303,12 +332,35 @@ pub fn place(
                     .filter(|a| a.app == d.app && a.service == d.service && a.version == d.version)
                     .cloned()
                     .collect();
+                if d.reschedule {
+                    for (node, why) in held {
+                        let n = mine.iter().filter(|a| &a.node == node).count();
+                        if n > 0 {
+                            let name = nodes
+                                .iter()
+                                .find(|x| &x.id == node)
+                                .map_or(node.as_str(), |x| x.name.as_str());
+                            let w = format!(
+                                "reschedule: {n} instance(s) of {} stay on lost {name}: {why}",
+                                d.service
+                            );
+                            errors.push((d.app.clone(), d.service.clone(), w));
+                        }
+                    }
+                }
                 match placement(&d, nodes, &mine) {
                     Ok(p) => {
                         out.extend(p.assignments);
                         if !p.warnings.is_empty() {
                             let w = format!("placement: {}", p.warnings.join("; "));
                             errors.push((d.app.clone(), d.service.clone(), w));
+                        }
+                        for r in p.rescheduled {
+                            errors.push((
+                                d.app.clone(),
+                                d.service.clone(),
+                                format!("reschedule: {r}"),
+                            ));
                         }
                     }
                     Err(e) => {
@@ -428,6 +480,7 @@ mod tests {
             labels: [("az".to_string(), az.to_string())].into(),
             open: true,
             drained: false,
+            lost: false,
             cpu_millis: 2000,
             mem_bytes: 1 << 30,
             gpus: 0,
@@ -438,7 +491,7 @@ mod tests {
     #[test]
     fn six_replicas_over_three_nodes_land_two_each_and_this_node_runs_its_two() {
         let nodes = [node("a", "1"), node("b", "2"), node("c", "3")];
-        let (list, errors) = place(&[app("shop", 6, &[])], &[], &nodes);
+        let (list, errors) = place(&[app("shop", 6, &[])], &[], &nodes, &BTreeMap::new());
         assert!(errors.is_empty(), "{errors:?}");
         assert_eq!(list.len(), 6);
         for n in ["a", "b", "c"] {
@@ -447,14 +500,14 @@ mod tests {
         let h = here("b", &list);
         assert_eq!(h[&("shop".into(), "web".into(), 1)].len(), 2);
         // Placed again with the same input: the same answer (sticky and deterministic).
-        let (again, _) = place(&[app("shop", 6, &[])], &list, &nodes);
+        let (again, _) = place(&[app("shop", 6, &[])], &list, &nodes, &BTreeMap::new());
         assert_eq!(again, list);
     }
 
     #[test]
     fn before_the_first_view_a_node_runs_its_stored_share_or_everything_never_placed() {
         let nodes = [node("a", "1"), node("b", "2"), node("c", "3")];
-        let (list, _) = place(&[app("shop", 6, &[])], &[], &nodes);
+        let (list, _) = place(&[app("shop", 6, &[])], &[], &nodes, &BTreeMap::new());
         let p = stored_only("b", &[app("shop", 6, &[]), app("old", 3, &[])], &list);
         assert_eq!(p.here[&("shop".into(), "web".into(), 1)].len(), 2);
         assert_eq!(p.total[&("shop".into(), "web".into(), 1)], 6);
@@ -473,7 +526,7 @@ mod tests {
         ]
         .into();
         let start = adopt("c", &[app("shop", 3, &[])], &[], &local);
-        let (list, _) = place(&[app("shop", 3, &[])], &start, &nodes);
+        let (list, _) = place(&[app("shop", 3, &[])], &start, &nodes, &BTreeMap::new());
         let on_c: Vec<u32> = list
             .iter()
             .filter(|a| a.node == "c")
@@ -494,7 +547,12 @@ mod tests {
             node: "a".into(),
             from: String::new(),
         }];
-        let (list, errors) = place(&[app("shop", 2, &["availability:az==3"])], &current, &nodes);
+        let (list, errors) = place(
+            &[app("shop", 2, &["availability:az==3"])],
+            &current,
+            &nodes,
+            &BTreeMap::new(),
+        );
         assert_eq!(list, current);
         assert_eq!(errors.len(), 1);
         assert!(
@@ -510,7 +568,12 @@ mod tests {
         let d = demand(&a, "web", &a.versions["web"][0]).expect("demand");
         assert_eq!(d.cpu_millis, 500);
         // Two cores hold four of them; a fifth waits for room (as Swarm leaves it pending).
-        let (list, errors) = place(&[app("shop", 5, &[])], &[], &[node("a", "1")]);
+        let (list, errors) = place(
+            &[app("shop", 5, &[])],
+            &[],
+            &[node("a", "1")],
+            &BTreeMap::new(),
+        );
         assert_eq!(list.len(), 4, "{list:?}");
         assert!(errors[0].2.contains("waits for room"), "{errors:?}");
         let warnings = check(

@@ -191,7 +191,7 @@ pub struct Core {
     /// The cluster as the last publish saw it (None: in no cluster; every slot runs here).
     fleet: Mutex<Option<Arc<fleet::Fleet>>>,
     /// Placement errors last reported, by (app, service): each is an event once.
-    placement_errors: Mutex<BTreeMap<(String, String), String>>,
+    placement_errors: Mutex<BTreeSet<(String, String, String)>>,
 }
 
 /// The settings a reload may change.
@@ -612,7 +612,7 @@ impl Core {
         };
         let current = self.store.assignments()?;
         let start = fleet::adopt(&self.node_id, &apps, &current, &f.local_slots);
-        let (mut placed, errors) = fleet::place(&apps, &start, &f.nodes);
+        let (mut placed, errors) = fleet::place(&apps, &start, &f.nodes, &f.held);
         fleet::settle_moves(&mut placed, &f.ready_slots);
         for a in &apps {
             let name = &a.spec.name;
@@ -678,12 +678,9 @@ impl Core {
             .placement_errors
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        let now: BTreeMap<(String, String), String> = said
-            .into_iter()
-            .map(|(app, service, msg)| ((app, service), msg))
-            .collect();
-        for ((app, service), msg) in &now {
-            if seen.get(&(app.clone(), service.clone())) != Some(msg) {
+        let now: BTreeSet<(String, String, String)> = said.into_iter().collect();
+        for said @ (app, service, msg) in &now {
+            if !seen.contains(said) {
                 let kind = if msg.starts_with("cannot place") {
                     EventKind::Error
                 } else {

@@ -522,7 +522,25 @@ impl Ops {
             }
         }
         fleet.ready = super::fleet::count_ready(serving);
+        // Rescheduling off a lost member: only past the grace period, and only on a side of
+        // a partition that sees a strict majority of the members it last knew (those that
+        // did not leave), so two sides never both move the same instances.
+        let grace = self.cluster.reschedule_after_ms();
+        let now = crate::clock::now_ms();
+        let known = members.iter().filter(|n| n.state != "left").count();
+        let seen = members.iter().filter(|n| n.state == "alive").count();
+        let majority = 2 * seen > known;
         for n in members {
+            let lost = n.state == "lost" && now - n.since_ms >= grace;
+            if lost && !majority {
+                fleet.held.insert(
+                    n.node_id.clone(),
+                    format!(
+                        "this host sees {seen} of the {known} members, not a strict majority, so it moves nothing (a partition's other side may run them); `berth node rm {}` moves them",
+                        n.name
+                    ),
+                );
+            }
             let speaks = if n.me {
                 crate::cluster::spoken()
             } else {
@@ -551,6 +569,7 @@ impl Ops {
                 labels: n.labels,
                 open,
                 drained,
+                lost: lost && majority,
                 cpu_millis: u64::from(n.cpus) * 1000,
                 mem_bytes: n.mem_total,
                 gpus: 0,

@@ -644,6 +644,11 @@ impl Hub {
         *self.handler.write().unwrap_or_else(|p| p.into_inner()) = Some(h);
     }
 
+    /// How long a member is lost before what it ran may move (`[cluster] reschedule_after`).
+    pub fn reschedule_after_ms(&self) -> i64 {
+        i64::try_from(self.cfg.reschedule_after_ms).unwrap_or(i64::MAX)
+    }
+
     /// The member that owns app `app`, when another one does.
     pub fn owner_of(&self, app: &str) -> Option<Remote> {
         self.remote(Kind::App)

@@ -24,6 +24,10 @@ pub struct NodeInfo {
     pub open: bool,
     /// Drained by its operator: its instances move to open nodes (start-first).
     pub drained: bool,
+    /// Lost long enough, and seen lost by a majority side: the instances of services that
+    /// ask for `reschedule:on-node-failure` (and keep no data there) are placed again on
+    /// open nodes (the caller decides; placement only follows).
+    pub lost: bool,
     /// Capacity: thousandths of a CPU, memory bytes, GPUs.
     pub cpu_millis: u64,
     pub mem_bytes: u64,
@@ -65,6 +69,12 @@ pub struct Demand {
     pub cpu_millis: u64,
     pub mem_bytes: u64,
     pub gpus: u32,
+    /// `reschedule:on-node-failure`: move its instances off a lost node.
+    pub reschedule: bool,
+    /// Data it keeps on its host (a bind mount, a local volume), in words: such an instance
+    /// moves off a lost node only when its node was removed (`berth node rm`, the operator
+    /// accepting the loss) and the service asks for rescheduling.
+    pub local_state: Option<String>,
 }
 
 /// The assignments of a demand, and the soft rules that could not be met.
@@ -72,6 +82,9 @@ pub struct Demand {
 pub struct Placed {
     pub assignments: Vec<Assignment>,
     pub warnings: Vec<String>,
+    /// Instances rescheduled off a lost or removed node, and those that stay on one (and
+    /// why), in words.
+    pub rescheduled: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -284,29 +297,65 @@ pub fn placement(
         out.assignments.sort();
         return Ok(out);
     }
-    // Sticky: what exists stays where it is (its node may be lost: moving it is the
-    // rescheduler's decision, not this one's), except off a drained node: such a slot is
-    // placed again and its old node keeps it until the new instance runs (`from`).
+    // Sticky: what exists stays where it is, except off a drained node (placed again, its
+    // old node keeps it until the new instance runs: `from`), and off a lost node the
+    // caller lets go of, for a service that asks to be rescheduled (placed again at once:
+    // the old instance is out of reach).
     let mut have: BTreeSet<u32> = BTreeSet::new();
-    let mut off: BTreeMap<u32, usize> = BTreeMap::new();
+    let mut off: BTreeMap<u32, Off> = BTreeMap::new();
     for a in current.iter().filter(mine) {
-        if let Some(&i) = index.get(a.node.as_str())
-            && a.slot >= 1
-            && a.slot <= d.replicas
-            && have.insert(a.slot)
-        {
-            if nodes[i].drained && a.from.is_empty() {
-                off.insert(a.slot, i);
+        if a.slot < 1 || a.slot > d.replicas {
+            continue;
+        }
+        let Some(&i) = index.get(a.node.as_str()) else {
+            // Its node was removed (`berth node rm`): the operator accepted the loss, so it
+            // is placed again, unless it keeps data there and does not ask to move.
+            if !have.insert(a.slot) {
                 continue;
             }
-            placed[i] += 1;
-            let mut kept = a.clone();
-            // A move whose old node is gone has nothing left to wait for.
-            if !kept.from.is_empty() && !index.contains_key(kept.from.as_str()) {
-                kept.from.clear();
+            match (&d.local_state, d.reschedule) {
+                (Some(what), false) => {
+                    out.rescheduled.push(format!(
+                        "{}: instance {} stays assigned to removed node {}: it keeps data there ({what}); reschedule:on-node-failure lets it move",
+                        d.service, a.slot, a.node
+                    ));
+                    out.assignments.push(a.clone());
+                }
+                _ => {
+                    off.insert(a.slot, Off::Removed(a.node.clone()));
+                }
             }
-            out.assignments.push(kept);
+            continue;
+        };
+        if !have.insert(a.slot) {
+            continue;
         }
+        if nodes[i].lost {
+            match (d.reschedule, &d.local_state) {
+                (true, None) => {
+                    off.insert(a.slot, Off::Lost(i));
+                    continue;
+                }
+                (false, _) => out.rescheduled.push(format!(
+                    "{}: instance {} stays on lost {}: the service does not ask for reschedule:on-node-failure",
+                    d.service, a.slot, nodes[i].name
+                )),
+                (true, Some(what)) => out.rescheduled.push(format!(
+                    "{}: instance {} stays on lost {}: it keeps data there ({what}); `berth node rm {}` accepts the loss and moves it",
+                    d.service, a.slot, nodes[i].name, nodes[i].name
+                )),
+            }
+        } else if nodes[i].drained && a.from.is_empty() {
+            off.insert(a.slot, Off::Drained(i));
+            continue;
+        }
+        placed[i] += 1;
+        let mut kept = a.clone();
+        // A move whose old node is gone has nothing left to wait for.
+        if !kept.from.is_empty() && !index.contains_key(kept.from.as_str()) {
+            kept.from.clear();
+        }
+        out.assignments.push(kept);
     }
     // Zones: each node's zone as an index, the demand's load per zone kept up to date.
     let zone_names: Vec<&str> = nodes
@@ -353,12 +402,18 @@ pub fn placement(
             }
         }
     }
-    let mut chosen: Vec<(u32, usize, Option<usize>)> = Vec::new();
+    let mut chosen: Vec<Assignment> = Vec::new();
     let slots = (1..=d.replicas)
         .filter(|s| !have.contains(s) || off.contains_key(s))
         .collect::<Vec<_>>();
+    // Set once the nodes are full: the slots still to place wait (those placed somewhere
+    // already stay where they are).
+    let mut full = false;
     for slot in slots {
-        let from = off.get(&slot).copied();
+        let from = off.get(&slot);
+        if full && from.is_none() {
+            continue;
+        }
         let mut best: Option<(Score, usize)> = None;
         for i in 0..nodes.len() {
             if !fits(i, &placed) {
@@ -384,14 +439,23 @@ pub fn placement(
             }
         }
         let Some((s, i)) = best else {
-            // Nowhere to move it: it stays on its drained node, said as a warning.
+            // Nowhere to move it: it stays where it is, said as a warning.
             if let Some(f) = from {
-                placed[f] += 1;
+                let (node, how) = match f {
+                    Off::Drained(f) => {
+                        (nodes[*f].id.clone(), format!("drained {}", nodes[*f].name))
+                    }
+                    Off::Lost(f) => (nodes[*f].id.clone(), format!("lost {}", nodes[*f].name)),
+                    Off::Removed(id) => (id.clone(), format!("removed node {id}")),
+                };
+                if let Off::Drained(f) | Off::Lost(f) = f {
+                    placed[*f] += 1;
+                }
                 out.warnings.push(format!(
-                    "{}: instance {slot} stays on drained {}: no other node can take it",
-                    d.service, nodes[f].name
+                    "{}: instance {slot} stays on {how}: no other node can take it",
+                    d.service
                 ));
-                chosen.push((slot, f, None));
+                chosen.push(assign(d, slot, &node));
                 continue;
             }
             let e = PlacementError::NoNode {
@@ -412,7 +476,8 @@ pub fn placement(
             });
             if only_full && placed.iter().any(|n| *n > 0) {
                 out.warnings.push(format!("{e} (it waits for room)"));
-                break;
+                full = true;
+                continue;
             }
             return Err(e);
         };
@@ -429,17 +494,32 @@ pub fn placement(
         if let Some(z) = zone_of[i] {
             zone_load[z] += 1;
         }
-        chosen.push((slot, i, from));
-    }
-    for (slot, i, from) in chosen {
         let mut a = assign(d, slot, &nodes[i].id);
-        if let Some(f) = from {
-            a.from = nodes[f].id.clone();
+        match from {
+            Some(Off::Drained(f)) => a.from = nodes[*f].id.clone(),
+            Some(Off::Lost(f)) => out.rescheduled.push(format!(
+                "{}: instance {slot} rescheduled off lost {} to {}",
+                d.service, nodes[*f].name, nodes[i].name
+            )),
+            Some(Off::Removed(id)) => out.rescheduled.push(format!(
+                "{}: instance {slot} rescheduled off removed node {id} to {}",
+                d.service, nodes[i].name
+            )),
+            None => {}
         }
-        out.assignments.push(a);
+        chosen.push(a);
     }
+    out.assignments.extend(chosen);
     out.assignments.sort();
     Ok(out)
+}
+
+/// Why a kept slot is placed again: its node is drained (start-first), lost, or removed.
+#[derive(Debug, Clone, PartialEq)]
+enum Off {
+    Drained(usize),
+    Lost(usize),
+    Removed(String),
 }
 
 fn assign(d: &Demand, slot: u32, node: &str) -> Assignment {
@@ -710,6 +790,7 @@ mod tests {
                 .collect(),
             open: true,
             drained: false,
+            lost: false,
             cpu_millis: 2000,
             mem_bytes: 4 << 30,
             gpus: 0,
@@ -909,6 +990,99 @@ mod tests {
         let kept = placement(&demand(1, &[]), &lone, &[assign(&demand(1, &[]), 1, "a")]).unwrap();
         assert_eq!(kept.assignments[0].node, "a");
         assert!(kept.warnings[0].contains("drained"), "{kept:?}");
+    }
+
+    #[test]
+    fn a_lost_nodes_instances_move_only_when_asked_and_keeping_no_data_there() {
+        let mut nodes = vec![node("a", &[]), node("b", &[]), node("c", &[])];
+        let stateless = Demand {
+            reschedule: true,
+            ..demand(6, &[])
+        };
+        let first = placement(&stateless, &nodes, &[]).unwrap();
+        // Lost, but the caller holds it (grace not over, or no majority): nothing moves.
+        nodes[2].open = false;
+        let held = placement(&stateless, &nodes, &first.assignments).unwrap();
+        assert_eq!(held.assignments, first.assignments);
+        assert!(held.rescheduled.is_empty());
+        // Let go of: its two move at once (no `from`: the old ones are out of reach).
+        nodes[2].lost = true;
+        let moved = placement(&stateless, &nodes, &first.assignments).unwrap();
+        assert_eq!(
+            per_node(&moved),
+            BTreeMap::from([("a".into(), 3), ("b".into(), 3)])
+        );
+        assert!(moved.assignments.iter().all(|a| a.from.is_empty()));
+        assert_eq!(moved.rescheduled.len(), 2, "{moved:?}");
+        assert!(
+            moved.rescheduled[0].contains("rescheduled off lost c to"),
+            "{moved:?}"
+        );
+        // Without the opt-in, or keeping data there: they stay, and say why.
+        for (d, why) in [
+            (
+                demand(6, &[]),
+                "does not ask for reschedule:on-node-failure",
+            ),
+            (
+                Demand {
+                    local_state: Some("local volume data".into()),
+                    ..stateless.clone()
+                },
+                "keeps data there (local volume data); `berth node rm c`",
+            ),
+        ] {
+            let p = placement(&d, &nodes, &first.assignments).unwrap();
+            assert_eq!(p.assignments, first.assignments);
+            assert_eq!(p.rescheduled.len(), 2);
+            assert!(p.rescheduled[0].contains(why), "{p:?}");
+        }
+        // Removed (`berth node rm`): the operator accepted the loss; everything moves but
+        // what keeps data there without asking to move.
+        nodes.pop();
+        let plain = placement(&demand(6, &[]), &nodes, &first.assignments).unwrap();
+        assert_eq!(
+            per_node(&plain),
+            BTreeMap::from([("a".into(), 3), ("b".into(), 3)])
+        );
+        assert!(
+            plain.rescheduled[0].contains("off removed node c"),
+            "{plain:?}"
+        );
+        let data = Demand {
+            local_state: Some("bind mount /srv".into()),
+            ..demand(6, &[])
+        };
+        let pinned = placement(&data, &nodes, &first.assignments).unwrap();
+        assert_eq!(pinned.assignments, first.assignments);
+        assert!(pinned.rescheduled[0].contains("stays assigned to removed node c"));
+        let opted = Demand {
+            reschedule: true,
+            ..data
+        };
+        let p = placement(&opted, &nodes, &first.assignments).unwrap();
+        assert!(!p.assignments.iter().any(|a| a.node == "c"), "{p:?}");
+    }
+
+    #[test]
+    fn a_lost_nodes_instance_stays_when_no_other_node_has_room() {
+        let mut nodes = vec![node("a", &[]), node("b", &[])];
+        let d = Demand {
+            reschedule: true,
+            max_per_node: Some(1),
+            ..demand(2, &[])
+        };
+        let first = placement(&d, &nodes, &[]).unwrap();
+        nodes[1].open = false;
+        nodes[1].lost = true;
+        let p = placement(&d, &nodes, &first.assignments).unwrap();
+        assert_eq!(p.assignments, first.assignments, "nothing is dropped");
+        assert!(
+            p.warnings
+                .iter()
+                .any(|w| w.contains("stays on lost b: no other node can take it")),
+            "{p:?}"
+        );
     }
 
     #[test]

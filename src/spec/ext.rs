@@ -260,6 +260,56 @@ pub fn parse_cron(v: &str, loc: &str) -> Result<String, SpecError> {
     Ok(fields.join(" "))
 }
 
+/// Adds (or removes) the `reschedule:on-node-failure` placement entry.
+fn set_reschedule(s: &mut ServiceSpec, on: bool) {
+    const ENTRY: &str = "reschedule:on-node-failure";
+    s.placement.retain(|p| p != ENTRY);
+    if on {
+        s.placement.push(ENTRY.to_string());
+    }
+}
+
+/// Swarm classic's `com.docker.swarm.reschedule-policies` container label: a JSON list
+/// (`["on-node-failure"]`), or the bare policy. The label stays on the container, as there.
+pub fn swarm_reschedule_label(
+    svc_name: &str,
+    labels: &BTreeMap<String, String>,
+    s: &mut ServiceSpec,
+) -> Result<(), SpecError> {
+    const KEY: &str = "com.docker.swarm.reschedule-policies";
+    let Some(v) = labels.get(KEY) else {
+        return Ok(());
+    };
+    let loc = format!("service {svc_name:?}, label `{KEY}`");
+    let list: Vec<String> = if v.trim_start().starts_with('[') {
+        serde_json::from_str(v).map_err(|e| {
+            invalid(
+                &loc,
+                format!("{v:?} is not a JSON list of policies ({e}): write [\"on-node-failure\"]"),
+            )
+        })?
+    } else {
+        vec![v.trim().to_string()]
+    };
+    let mut on = false;
+    for p in &list {
+        match p.as_str() {
+            "on-node-failure" => on = true,
+            "off" | "" => {}
+            other => {
+                return Err(invalid(
+                    &loc,
+                    format!("policy {other:?} is unknown: the only one is \"on-node-failure\""),
+                ));
+            }
+        }
+    }
+    if on {
+        set_reschedule(s, true);
+    }
+    Ok(())
+}
+
 /// A Swarm-classic placement entry: `constraint:`, `affinity:`, `availability:`, `reschedule:`.
 pub fn parse_placement(e: &str, loc: &str) -> Result<String, SpecError> {
     let bad = |why: &str| invalid(loc, format!("placement entry {e:?} {why}"));
@@ -447,6 +497,20 @@ pub fn apply_service_labels(
             }
             "scale" => s.replicas = parse_u32(v, &loc, 0, MAX_REPLICAS)?,
             "global" => s.global = parse_flag(v, &loc)?,
+            // The seed's spelling of `reschedule:on-node-failure`.
+            "reschedule" => {
+                let on = match v.trim() {
+                    "on-node-failure" => true,
+                    "off" | "" => false,
+                    other => parse_bool(other).ok_or_else(|| {
+                        invalid(
+                            &loc,
+                            format!("{v:?}: use \"on-node-failure\" (or \"true\") or \"off\""),
+                        )
+                    })?,
+                };
+                set_reschedule(s, on);
+            }
             k2 if k2.starts_with("probe.") && g.probe.label(k2, v, &loc)? => {}
             "rolling_updates" => g.rolling = parse_flag(v, &loc)?,
             // As the seed platform did: an invalid parallelism means 1.

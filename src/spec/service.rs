@@ -309,6 +309,7 @@ fn finish_service(
     let (user_labels, berth_labels): (BTreeMap<_, _>, BTreeMap<_, _>) = normalised
         .into_iter()
         .partition(|(k, _)| !k.starts_with("berth."));
+    ext::swarm_reschedule_label(name, &user_labels, &mut s)?;
     s.labels = user_labels;
     ext::apply_service_labels(name, &berth_labels, app, &mut s, warnings)?;
     if g.has_restart && s.ext.job.is_some() && s.restart != RestartPolicy::No {

@@ -227,3 +227,38 @@ fn a_quoted_scalar_far_right_over_many_lines_is_refused_without_building_the_rep
         t.elapsed()
     );
 }
+
+#[test]
+fn every_spelling_of_reschedule_on_node_failure_means_the_same() {
+    let placement = |service: &str| -> Result<Vec<String>, SpecError> {
+        let text = format!("services:\n  s:\n    image: x\n{service}");
+        Ok(parse(&text, "a", &Inputs::default())?.services["s"]
+            .placement
+            .clone())
+    };
+    let on = vec!["reschedule:on-node-failure".to_string()];
+    for s in [
+        "    environment:\n      - reschedule:on-node-failure\n",
+        "    labels:\n      aliyun.reschedule: on-node-failure\n",
+        "    labels:\n      berth.reschedule: \"true\"\n",
+        "    labels:\n      com.docker.swarm.reschedule-policies: '[\"on-node-failure\"]'\n",
+        "    labels:\n      com.docker.swarm.reschedule-policies: on-node-failure\n",
+        // Twice says it once.
+        "    environment:\n      - reschedule:on-node-failure\n    labels:\n      aliyun.reschedule: \"true\"\n",
+    ] {
+        assert_eq!(placement(s).as_ref(), Ok(&on), "{s}");
+    }
+    assert_eq!(
+        placement("    labels:\n      aliyun.reschedule: \"off\"\n"),
+        Ok(vec![])
+    );
+    for bad in [
+        "    labels:\n      aliyun.reschedule: always\n",
+        "    labels:\n      com.docker.swarm.reschedule-policies: '[\"always\"]'\n",
+        "    labels:\n      com.docker.swarm.reschedule-policies: '[\"on-node'\n",
+        "    environment:\n      - reschedule:always\n",
+    ] {
+        let e = placement(bad).expect_err(bad).to_string();
+        assert!(e.contains("on-node-failure"), "{bad}: {e}");
+    }
+}
