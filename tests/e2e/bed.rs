@@ -121,6 +121,32 @@ impl Bed {
         );
     }
 
+    /// Starts an agent named `h<i>` on host `i` with more `[cluster]` settings.
+    pub fn agent_with(&self, i: usize, seeds: &[usize], cluster: &str) -> Agent {
+        Agent::start_placed(
+            &format!("h{i}"),
+            self.place(i, &[]),
+            &format!("{}{cluster}", self.cluster_toml(i, seeds)),
+        )
+    }
+
+    /// Stops host `i`'s engine (its containers stop with it), as a host going down does.
+    pub fn stop_engine(&self, i: usize) {
+        self.run(&[
+            "stop-engine",
+            &self.dir.path().display().to_string(),
+            &format!("h{i}"),
+        ]);
+    }
+
+    pub fn start_engine(&self, i: usize) {
+        self.run(&[
+            "start-engine",
+            &self.dir.path().display().to_string(),
+            &format!("h{i}"),
+        ]);
+    }
+
     /// Partitions host `i` (its link down; everything on it keeps running).
     pub fn cut(&self, i: usize) {
         self.run(&[

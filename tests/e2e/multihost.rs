@@ -886,3 +886,125 @@ fn global_services_follow_the_members_and_zones_spread_or_refuse() {
     assert!(err.contains("az==3") && err.contains("1, 2"), "{err}");
     assert!(spread("three", &all).values().all(|n| *n == 0));
 }
+
+/// Waits until `a` has the node records of `n` members (placement waits for them).
+fn records_on(a: &Agent, n: usize) {
+    wait_until(
+        &format!("{n} node records on {}", a.name),
+        Duration::from_secs(20),
+        || {
+            let o = a.berth(&["nodes", "--json"]);
+            let v: Vec<berth::wire::NodeView> =
+                serde_json::from_slice(&o.stdout).unwrap_or_default();
+            v.len() == n && v.iter().all(|x| !x.agent.is_empty())
+        },
+    );
+}
+
+/// A grace of 3 s before a lost member's instances move (60 s by default).
+const GRACE: &str = "reschedule_after = \"3s\"\n";
+const RESCHEDULE: &str = "    environment:\n      - reschedule:on-node-failure\n";
+
+#[test]
+fn a_lost_hosts_instances_move_when_asked_and_it_comes_back_to_exactly_the_count() {
+    let test =
+        "multihost::a_lost_hosts_instances_move_when_asked_and_it_comes_back_to_exactly_the_count";
+    let Some(bed) = Bed::up(test, 3) else { return };
+    let h1 = bed.agent_with(1, &[], GRACE);
+    let h2 = bed.agent_with(2, &[1], GRACE);
+    let mut h3 = bed.agent_with(3, &[1], GRACE);
+    form(&[&h1, &h2, &h3]);
+    records_on(&h1, 3);
+    for (app, extra) in [("moving", RESCHEDULE), ("staying", "")] {
+        let out = h1.deploy(app, &ticker(3, extra));
+        assert!(out.contains("3/3 running"), "{out}");
+        let s = spread(app, &[&h1, &h2, &h3]);
+        assert!(s.values().all(|n| *n == 1), "{app}: {s:?}");
+    }
+
+    // h3 goes down: its agent killed, its engine stopped (its containers with it).
+    h3.kill9();
+    bed.stop_engine(3);
+    let down = Instant::now();
+    let two = [&h1, &h2];
+    converge("h3 lost on h1", Duration::from_secs(30), &two, || {
+        states(&h1).get("h3").is_some_and(|s| s == "lost")
+    });
+    let lost = down.elapsed();
+    converge(
+        "moving runs 3 on h1 and h2",
+        Duration::from_secs(40),
+        &two,
+        || spread("moving", &two).values().sum::<usize>() == 3,
+    );
+    eprintln!(
+        "h3 down -> lost in {lost:?}; -> its instance running elsewhere in {:?} (grace 3 s)",
+        down.elapsed()
+    );
+    // Never more than asked for, and what did not ask stays.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(spread("moving", &two).values().sum::<usize>(), 3);
+    assert_eq!(spread("staying", &two).values().sum::<usize>(), 2);
+    let ev = h1.ok(&["events", "moving", "-n", "100"]);
+    assert!(ev.contains("rescheduled off lost h3 to h"), "{ev}");
+    let ev = h1.ok(&["events", "staying", "-n", "100"]);
+    assert!(
+        ev.contains(
+            "instance 3 stays on lost h3: the service does not ask for reschedule:on-node-failure"
+        ) || ev.contains("stays on lost h3: the service does not ask"),
+        "{ev}"
+    );
+    // On its way back, h3 stops its copy of the moved instance and runs its own again: the
+    // cluster holds exactly three of each.
+    bed.start_engine(3);
+    h3.restart();
+    let all = [&h1, &h2, &h3];
+    converge(
+        "h3 alive again on h1",
+        Duration::from_secs(30),
+        &all,
+        || all_alive(&h1, &["h1", "h2", "h3"]),
+    );
+    converge("3 and 3 again", Duration::from_secs(60), &all, || {
+        let m = spread("moving", &all);
+        let s = spread("staying", &all);
+        m.values().sum::<usize>() == 3 && m["h3"] == 0 && s.values().all(|n| *n == 1)
+    });
+    std::thread::sleep(Duration::from_secs(4));
+    let m = spread("moving", &all);
+    assert_eq!((m.values().sum::<usize>(), m["h3"]), (3, 0), "{m:?}");
+}
+
+#[test]
+fn two_hosts_move_nothing_by_themselves_and_node_rm_forces_it() {
+    let test = "multihost::two_hosts_move_nothing_by_themselves_and_node_rm_forces_it";
+    let Some(bed) = Bed::up(test, 2) else { return };
+    let h1 = bed.agent_with(1, &[], GRACE);
+    let h2 = bed.agent_with(2, &[1], GRACE);
+    form(&[&h1, &h2]);
+    records_on(&h1, 2);
+    let out = h1.deploy("pair", &ticker(2, RESCHEDULE));
+    assert!(out.contains("2/2 running"), "{out}");
+    assert_eq!(spread("pair", &[&h1])["h1"], 1);
+    // h2's link goes down: each side sees the other lost, neither a majority.
+    bed.cut(2);
+    converge("h2 lost on h1", Duration::from_secs(30), &[&h1], || {
+        states(&h1).get("h2").is_some_and(|s| s == "lost")
+    });
+    std::thread::sleep(Duration::from_secs(8));
+    assert_eq!(spread("pair", &[&h1])["h1"], 1, "h1 moved h2's instance");
+    assert_eq!(spread("pair", &[&h2])["h2"], 1, "h2 stopped its own");
+    let ev = h1.ok(&["events", "pair", "-n", "100"]);
+    assert!(
+        ev.contains("stay on lost h2: this host sees 1 of the 2 members, not a strict majority")
+            && ev.contains("`berth node rm h2` moves them"),
+        "{ev}"
+    );
+    // The operator forgets h2: its instance runs on h1.
+    h1.ok(&["node", "rm", "h2"]);
+    converge("both on h1", Duration::from_secs(30), &[&h1], || {
+        spread("pair", &[&h1])["h1"] == 2
+    });
+    let ev = h1.ok(&["events", "pair", "-n", "100"]);
+    assert!(ev.contains("rescheduled off removed node"), "{ev}");
+}
