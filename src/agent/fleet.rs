@@ -470,6 +470,7 @@ mod tests {
             created_ms: 0,
             updated_ms: 0,
             owner: String::new(),
+            epoch: 0,
         }
     }
 

@@ -273,6 +273,9 @@ impl Ops {
         // A member held to an older protocol (a mixed-version cluster) runs its apps alone,
         // as that release did.
         let places = crate::cluster::spoken() >= crate::cluster::PLACEMENT_PROTOCOL;
+        if places {
+            self.settle_ownership().await?;
+        }
         // One engine list serves both (a pass just listed too; this runs only in a cluster).
         let listed = self.core.instances().await?;
         let apps = self.apps_over(&listed)?;
@@ -310,13 +313,12 @@ impl Ops {
                 body(serde_json::to_value(crate::wire::Event::from(e))),
             ));
         }
-        // This host's apps whole (less the template text, which no other member needs),
-        // with where their instances run.
+        // This host's apps whole (the template too: a member that takes one over from this
+        // host, lost, keeps all of it), with where their instances run.
         let own = self.core.store.list_apps()?;
         let assignments = self.core.store.assignments()?;
         for a in own.iter().filter(|_| places) {
-            let mut replica = a.clone();
-            replica.template = String::new();
+            let replica = a;
             let placed: Vec<&crate::model::Assignment> = assignments
                 .iter()
                 .filter(|x| x.app == a.spec.name)
@@ -346,6 +348,143 @@ impl Ops {
         };
         self.core.set_fleet(fleet);
         Ok(())
+    }
+
+    /// Moves apps' ownership where members were lost (Cluster II). An app this host holds
+    /// that another member holds at a higher ownership epoch was taken over while this host
+    /// was away: this host gives it up (its containers stay, run now as that member places
+    /// them). An app whose owner is lost past `[cluster] reschedule_after` (or removed) is
+    /// taken over by one member, the same on every host that sees it (rendezvous order
+    /// over the alive members that place), and only on a side that sees a strict majority
+    /// of the members: two sides of a partition never both take it.
+    async fn settle_ownership(&self) -> Result<(), CoreError> {
+        use crate::cluster::state::Kind;
+        let own = self.core.store.list_apps()?;
+        // The copy of each app at the highest epoch, of the other members'.
+        let mut best: BTreeMap<String, (u64, crate::cluster::hub::Remote, bool)> = BTreeMap::new();
+        for (r, removed) in self.cluster.remote_with_removed(Kind::Spec) {
+            let Some(name) = r.body["app"]["spec"]["name"].as_str().map(str::to_string) else {
+                continue;
+            };
+            let epoch = r.body["app"]["epoch"].as_u64().unwrap_or(0);
+            if best.get(&name).is_none_or(|(e, ..)| epoch > *e) {
+                best.insert(name, (epoch, r, removed));
+            }
+        }
+        for a in &own {
+            let Some((epoch, r, _)) = best.get(&a.spec.name) else {
+                continue;
+            };
+            if *epoch > a.epoch {
+                self.core.store.delete_app(&a.spec.name)?;
+                self.core.event(
+                    crate::model::EventKind::Cluster,
+                    &a.spec.name,
+                    "",
+                    &format!(
+                        "{} took this app over while this host was away (ownership epoch {epoch}, here {}): it is owned there now; changes made here meanwhile are dropped, and this host runs what {} places here",
+                        r.node_name, a.epoch, r.node_name
+                    ),
+                );
+            }
+        }
+        let members = self.nodes().await?;
+        let grace = self.cluster.reschedule_after_ms();
+        let now = crate::clock::now_ms();
+        let known = members.iter().filter(|n| n.state != "left").count();
+        let seen = members.iter().filter(|n| n.state == "alive").count();
+        if 2 * seen <= known {
+            return Ok(());
+        }
+        let candidates: Vec<&str> = members
+            .iter()
+            .filter(|n| {
+                n.state == "alive"
+                    && (n.me
+                        || !n.agent.is_empty() && n.protocol >= crate::cluster::PLACEMENT_PROTOCOL)
+            })
+            .map(|n| n.node_id.as_str())
+            .collect();
+        for (name, (epoch, r, removed)) in best {
+            if own.iter().any(|a| a.spec.name == name) {
+                continue;
+            }
+            let gone = removed
+                || members.iter().any(|n| {
+                    n.node_id == r.node_id && n.state == "lost" && now - n.since_ms >= grace
+                });
+            if !gone
+                || crate::plan::placement::successor(&name, candidates.iter().copied())
+                    != Some(self.core.node_id.as_str())
+            {
+                continue;
+            }
+            let (Ok(app), Ok(assignments)) = (
+                serde_json::from_value::<crate::store::StoredApp>(r.body["app"].clone()),
+                serde_json::from_value::<Vec<crate::model::Assignment>>(
+                    r.body["assignments"].clone(),
+                ),
+            ) else {
+                continue;
+            };
+            self.core
+                .store
+                .take_over_app(&app, epoch + 1, &assignments)?;
+            let why = if removed {
+                "was removed".to_string()
+            } else {
+                format!("has been lost for {} s", (now - r.seen_ms).max(0) / 1000)
+            };
+            self.core.event(
+                crate::model::EventKind::Cluster,
+                &name,
+                "",
+                &format!(
+                    "took this app over from {}, which {why}: changes to it are made here now (ownership epoch {})",
+                    r.node_name,
+                    epoch + 1
+                ),
+            );
+            self.core.wake(super::Wake::Command);
+        }
+        Ok(())
+    }
+
+    /// Which member holds each app: of the copies this host knows (its own and the other
+    /// members' `Spec` records), the one at the highest ownership epoch (this host's on a
+    /// tie, then the member's with the lowest id, so every host agrees).
+    fn holders(&self, own: &[crate::store::StoredApp]) -> BTreeMap<String, String> {
+        let mut best: BTreeMap<String, (u64, std::cmp::Reverse<String>)> = own
+            .iter()
+            .map(|a| {
+                (
+                    a.spec.name.clone(),
+                    (a.epoch, std::cmp::Reverse(String::new())),
+                )
+            })
+            .collect();
+        for r in self.cluster.remote(crate::cluster::state::Kind::Spec) {
+            let Some(name) = r.body["app"]["spec"]["name"].as_str() else {
+                continue;
+            };
+            let key = (
+                r.body["app"]["epoch"].as_u64().unwrap_or(0),
+                std::cmp::Reverse(r.node_id.clone()),
+            );
+            if best.get(name).is_none_or(|b| key > *b) {
+                best.insert(name.to_string(), key);
+            }
+        }
+        best.into_iter()
+            .map(|(name, (_, std::cmp::Reverse(node)))| {
+                let node = if node.is_empty() {
+                    self.core.node_id.clone()
+                } else {
+                    node
+                };
+                (name, node)
+            })
+            .collect()
     }
 
     /// `berth rebalance APP/SERVICE`: spreads the service's instances over the members
@@ -443,6 +582,7 @@ impl Ops {
         use crate::cluster::state::Kind;
         use crate::plan::placement::NodeInfo;
         let mut fleet = super::fleet::Fleet::default();
+        let holders = self.holders(own);
         for r in self.cluster.remote(Kind::Spec) {
             fleet.owners.insert(r.node_id.clone());
             let (Ok(mut app), Ok(assignments)) = (
@@ -451,6 +591,10 @@ impl Ops {
             ) else {
                 continue;
             };
+            // A lost owner's last copy of an app another member took over is not its.
+            if holders.get(&app.spec.name).is_some_and(|h| h != &r.node_id) {
+                continue;
+            }
             app.owner = r.node_id.clone();
             fleet
                 .remote
@@ -1130,7 +1274,15 @@ impl Ops {
     /// member that is not alive marks its rows stale).
     pub async fn apps(&self) -> Result<Vec<AppStatus>, CoreError> {
         let mut list = self.local_apps().await?;
+        let holders = self.holders(&self.core.store.list_apps()?);
         for r in self.cluster.remote(crate::cluster::state::Kind::App) {
+            let superseded = r.body["name"]
+                .as_str()
+                .and_then(|n| holders.get(n))
+                .is_some_and(|h| h != &r.node_id);
+            if superseded {
+                continue;
+            }
             if let Ok(mut a) = serde_json::from_value::<AppStatus>(r.body.clone()) {
                 a.node = r.node_name.clone();
                 a.stale = stale(&r);

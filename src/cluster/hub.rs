@@ -606,30 +606,50 @@ impl Hub {
 
     /// The other members' records of `kind`, with each member's state.
     pub fn remote(&self, kind: Kind) -> Vec<Remote> {
-        let members: BTreeMap<String, super::gossip::Member> = self
-            .counters()
+        self.remote_of(kind, false)
+    }
+
+    /// The other members' records of `kind`, those of members removed (`node rm`) since
+    /// this agent started included (`removed`: their apps are taken over from them).
+    pub fn remote_with_removed(&self, kind: Kind) -> Vec<(Remote, bool)> {
+        let members = self.members_by_id();
+        self.remote_of(kind, true)
+            .into_iter()
+            .map(|r| {
+                let gone = !members.contains_key(&r.node_id);
+                (r, gone)
+            })
+            .collect()
+    }
+
+    fn members_by_id(&self) -> BTreeMap<String, super::gossip::Member> {
+        self.counters()
             .map(|v| {
                 v.members()
                     .into_iter()
                     .map(|m| (m.id.node.clone(), m))
                     .collect()
             })
-            .unwrap_or_default();
+            .unwrap_or_default()
+    }
+
+    fn remote_of(&self, kind: Kind, removed_too: bool) -> Vec<Remote> {
+        let members = self.members_by_id();
         let replicas = self.replicas.lock().unwrap_or_else(|p| p.into_inner());
         let mut out = Vec::new();
         for (node, rep) in replicas.iter() {
             // A member removed (`node rm`) or this host itself is not shown.
-            let Some(m) = members.get(node) else { continue };
-            if node == &self.node_id {
+            let m = members.get(node);
+            if node == &self.node_id || m.is_none() && !removed_too {
                 continue;
             }
             for r in rep.of(kind) {
                 if let Some(body) = &r.body {
                     out.push(Remote {
                         node_id: node.clone(),
-                        node_name: m.id.name.clone(),
-                        state: m.state,
-                        seen_ms: m.seen_ms,
+                        node_name: m.map_or_else(|| node.clone(), |m| m.id.name.clone()),
+                        state: m.map_or(MemberState::Lost, |m| m.state),
+                        seen_ms: m.map_or(0, |m| m.seen_ms),
                         at_ms: r.at_ms,
                         body: body.clone(),
                     });
@@ -649,11 +669,20 @@ impl Hub {
         i64::try_from(self.cfg.reschedule_after_ms).unwrap_or(i64::MAX)
     }
 
-    /// The member that owns app `app`, when another one does.
+    /// The member that owns app `app`, when another one does: of the members holding it,
+    /// the one at the highest ownership epoch (a member that took it over from a lost owner
+    /// wins over that owner's last records), else the one that lists it.
     pub fn owner_of(&self, app: &str) -> Option<Remote> {
-        self.remote(Kind::App)
+        let by_spec = self
+            .remote(Kind::Spec)
             .into_iter()
-            .find(|r| r.body["name"] == app)
+            .filter(|r| r.body["app"]["spec"]["name"] == app)
+            .max_by_key(|r| r.body["app"]["epoch"].as_u64().unwrap_or(0));
+        by_spec.or_else(|| {
+            self.remote(Kind::App)
+                .into_iter()
+                .find(|r| r.body["name"] == app)
+        })
     }
 
     /// A member by name or node id (this host included).

@@ -192,6 +192,9 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (app, service, version, slot));",
     // 11: a move under way keeps the slot on its old node until the new instance runs.
     "ALTER TABLE assignments ADD COLUMN from_node TEXT NOT NULL DEFAULT '';",
+    // 12: an app's ownership epoch, bumped when a member takes it over from a lost owner
+    // (the copy with the higher epoch wins when the two meet again).
+    "ALTER TABLE apps ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// Events kept; older ones are pruned as new ones arrive.
@@ -232,6 +235,10 @@ pub struct StoredApp {
     /// The node that owns it, for a replica of another node's app; empty for this node's.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub owner: String,
+    /// Ownership epoch: 0 for an app deployed here, one more each time a member takes it
+    /// over from a lost owner. Where two members hold it, the higher epoch owns it.
+    #[serde(default)]
+    pub epoch: u64,
 }
 
 impl StoredApp {
@@ -680,6 +687,80 @@ impl Store {
         })
     }
 
+    /// Takes over `app` (another member's, as its replica says it) at ownership epoch
+    /// `epoch`: its spec, template, scale, live versions and `assignments` become this
+    /// store's, in one transaction; the version counters continue from its numbers.
+    pub fn take_over_app(
+        &self,
+        app: &StoredApp,
+        epoch: u64,
+        assignments: &[crate::model::Assignment],
+    ) -> Result<(), StoreError> {
+        let name = app.spec.name.clone();
+        let corrupt = |source| StoreError::Corrupt {
+            app: name.clone(),
+            source,
+        };
+        let json = serde_json::to_string(&app.spec).map_err(corrupt)?;
+        let versions: Vec<Version> = app
+            .versions
+            .values()
+            .flatten()
+            .map(|l| l.version.clone())
+            .collect();
+        self.write_acked(|c| {
+            let tx = c.transaction().map_err(sql("taking over an app"))?;
+            tx.execute(
+                "INSERT INTO apps(name, spec, template, stopped, redeploy_gen, created_ms, updated_ms, epoch)
+                 VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT(name) DO UPDATE SET spec=excluded.spec, template=excluded.template,
+                    stopped=excluded.stopped, redeploy_gen=excluded.redeploy_gen,
+                    created_ms=excluded.created_ms, updated_ms=excluded.updated_ms,
+                    epoch=excluded.epoch",
+                params![
+                    name,
+                    json,
+                    app.template,
+                    app.stopped,
+                    app.redeploy_gen,
+                    app.created_ms,
+                    app.updated_ms,
+                    i64::try_from(epoch).unwrap_or(i64::MAX)
+                ],
+            )
+            .map_err(sql("taking over an app"))?;
+            for table in ["scale_overrides", "versions", "assignments"] {
+                tx.execute(&format!("DELETE FROM {table} WHERE app=?1"), params![name])
+                    .map_err(sql("taking over an app"))?;
+            }
+            for (svc, n) in &app.scale {
+                tx.execute(
+                    "INSERT INTO scale_overrides(app, service, replicas) VALUES(?1, ?2, ?3)",
+                    params![name, svc, n],
+                )
+                .map_err(sql("taking over an app's scale"))?;
+            }
+            write_versions(&tx, &versions)?;
+            for v in &versions {
+                tx.execute(
+                    "INSERT INTO version_counters(app, service, last) VALUES(?1, ?2, ?3)
+                     ON CONFLICT(app, service) DO UPDATE SET last=MAX(last, excluded.last)",
+                    params![name, v.service, v.number],
+                )
+                .map_err(sql("taking over an app's version numbers"))?;
+            }
+            for a in assignments.iter().filter(|a| a.app == name) {
+                tx.execute(
+                    "INSERT OR REPLACE INTO assignments(app, service, version, slot, node, from_node)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![a.app, a.service, a.version, a.slot, a.node, a.from],
+                )
+                .map_err(sql("taking over an app's assignments"))?;
+            }
+            tx.commit().map_err(sql("taking over an app"))
+        })
+    }
+
     pub fn delete_app(&self, name: &str) -> Result<bool, StoreError> {
         self.write_acked(|c| {
             let tx = c.transaction().map_err(sql("removing an app"))?;
@@ -756,7 +837,7 @@ impl Store {
 fn load_app(c: &Connection, name: &str) -> Result<Option<StoredApp>, StoreError> {
     let row = c
         .query_row(
-            "SELECT spec, template, stopped, redeploy_gen, created_ms, updated_ms FROM apps WHERE name=?1",
+            "SELECT spec, template, stopped, redeploy_gen, created_ms, updated_ms, epoch FROM apps WHERE name=?1",
             params![name],
             |r| {
                 Ok((
@@ -766,12 +847,13 @@ fn load_app(c: &Connection, name: &str) -> Result<Option<StoredApp>, StoreError>
                     r.get::<_, i64>(3)?,
                     r.get::<_, i64>(4)?,
                     r.get::<_, i64>(5)?,
+                    r.get::<_, i64>(6)?,
                 ))
             },
         )
         .optional()
         .map_err(sql("reading an app"))?;
-    let Some((spec, template, stopped, redeploy_gen, created_ms, updated_ms)) = row else {
+    let Some((spec, template, stopped, redeploy_gen, created_ms, updated_ms, epoch)) = row else {
         return Ok(None);
     };
     let spec: AppSpec = serde_json::from_str(&spec).map_err(|source| StoreError::Corrupt {
@@ -792,6 +874,7 @@ fn load_app(c: &Connection, name: &str) -> Result<Option<StoredApp>, StoreError>
         created_ms,
         updated_ms,
         owner: String::new(),
+        epoch: u64::try_from(epoch).unwrap_or(0),
     }))
 }
 

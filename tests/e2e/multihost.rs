@@ -915,8 +915,9 @@ fn a_lost_hosts_instances_move_when_asked_and_it_comes_back_to_exactly_the_count
     let mut h3 = bed.agent_with(3, &[1], GRACE);
     form(&[&h1, &h2, &h3]);
     records_on(&h1, 3);
-    for (app, extra) in [("moving", RESCHEDULE), ("staying", "")] {
-        let out = h1.deploy(app, &ticker(3, extra));
+    // `moving` is owned by h3, the host that goes down; `staying` by h1.
+    for (app, extra, owner) in [("moving", RESCHEDULE, &h3), ("staying", "", &h1)] {
+        let out = owner.deploy(app, &ticker(3, extra));
         assert!(out.contains("3/3 running"), "{out}");
         let s = spread(app, &[&h1, &h2, &h3]);
         assert!(s.values().all(|n| *n == 1), "{app}: {s:?}");
@@ -945,8 +946,18 @@ fn a_lost_hosts_instances_move_when_asked_and_it_comes_back_to_exactly_the_count
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(spread("moving", &two).values().sum::<usize>(), 3);
     assert_eq!(spread("staying", &two).values().sum::<usize>(), 2);
+    // One of h1 and h2 took `moving` over from h3 (the same one seen from both), and
+    // changes to it work again from either.
     let ev = h1.ok(&["events", "moving", "-n", "100"]);
     assert!(ev.contains("rescheduled off lost h3 to h"), "{ev}");
+    assert!(
+        ev.contains("took this app over from h3, which has been lost for"),
+        "{ev}"
+    );
+    h2.ok(&["scale", "moving", "tick=4"]);
+    converge("moving runs 4", Duration::from_secs(30), &two, || {
+        spread("moving", &two).values().sum::<usize>() == 4
+    });
     let ev = h1.ok(&["events", "staying", "-n", "100"]);
     assert!(
         ev.contains(
@@ -965,14 +976,27 @@ fn a_lost_hosts_instances_move_when_asked_and_it_comes_back_to_exactly_the_count
         &all,
         || all_alive(&h1, &["h1", "h2", "h3"]),
     );
-    converge("3 and 3 again", Duration::from_secs(60), &all, || {
+    converge("4 and 3 again", Duration::from_secs(60), &all, || {
         let m = spread("moving", &all);
         let s = spread("staying", &all);
-        m.values().sum::<usize>() == 3 && m["h3"] == 0 && s.values().all(|n| *n == 1)
+        m.values().sum::<usize>() == 4 && m["h3"] == 0 && s.values().all(|n| *n == 1)
     });
     std::thread::sleep(Duration::from_secs(4));
     let m = spread("moving", &all);
-    assert_eq!((m.values().sum::<usize>(), m["h3"]), (3, 0), "{m:?}");
+    assert_eq!((m.values().sum::<usize>(), m["h3"]), (4, 0), "{m:?}");
+    // h3 gave `moving` up, said so, and lists it once, owned elsewhere; a change through
+    // h3 reaches the new owner.
+    let ev = h3.ok(&["events", "moving", "-n", "100"]);
+    assert!(
+        ev.contains("took this app over while this host was away"),
+        "{ev}"
+    );
+    let apps = h3.ok(&["apps"]);
+    assert_eq!(apps.matches("moving").count(), 1, "{apps}");
+    h3.ok(&["scale", "moving", "tick=2"]);
+    converge("moving runs 2", Duration::from_secs(30), &all, || {
+        spread("moving", &all).values().sum::<usize>() == 2
+    });
 }
 
 #[test]
@@ -986,6 +1010,8 @@ fn two_hosts_move_nothing_by_themselves_and_node_rm_forces_it() {
     let out = h1.deploy("pair", &ticker(2, RESCHEDULE));
     assert!(out.contains("2/2 running"), "{out}");
     assert_eq!(spread("pair", &[&h1])["h1"], 1);
+    let out = h2.deploy("theirs", &ticker(2, RESCHEDULE));
+    assert!(out.contains("2/2 running"), "{out}");
     // h2's link goes down: each side sees the other lost, neither a majority.
     bed.cut(2);
     converge("h2 lost on h1", Duration::from_secs(30), &[&h1], || {
@@ -994,6 +1020,9 @@ fn two_hosts_move_nothing_by_themselves_and_node_rm_forces_it() {
     std::thread::sleep(Duration::from_secs(8));
     assert_eq!(spread("pair", &[&h1])["h1"], 1, "h1 moved h2's instance");
     assert_eq!(spread("pair", &[&h2])["h2"], 1, "h2 stopped its own");
+    assert_eq!(spread("theirs", &[&h1])["h1"], 1, "h1 took h2's app");
+    let err = h1.fails(&["scale", "theirs", "tick=3"]);
+    assert!(err.contains("lost"), "{err}");
     let ev = h1.ok(&["events", "pair", "-n", "100"]);
     assert!(
         ev.contains("stay on lost h2: this host sees 1 of the 2 members, not a strict majority")
@@ -1007,4 +1036,14 @@ fn two_hosts_move_nothing_by_themselves_and_node_rm_forces_it() {
     });
     let ev = h1.ok(&["events", "pair", "-n", "100"]);
     assert!(ev.contains("rescheduled off removed node"), "{ev}");
+    // h2's own app is h1's now, with both instances.
+    converge("theirs both on h1", Duration::from_secs(30), &[&h1], || {
+        spread("theirs", &[&h1])["h1"] == 2
+    });
+    let ev = h1.ok(&["events", "theirs", "-n", "100"]);
+    assert!(ev.contains("took this app over from"), "{ev}");
+    h1.ok(&["scale", "theirs", "tick=3"]);
+    converge("theirs 3 on h1", Duration::from_secs(30), &[&h1], || {
+        spread("theirs", &[&h1])["h1"] == 3
+    });
 }
