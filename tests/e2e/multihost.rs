@@ -1047,3 +1047,175 @@ fn two_hosts_move_nothing_by_themselves_and_node_rm_forces_it() {
         spread("theirs", &[&h1])["h1"] == 3
     });
 }
+
+/// Every running container of `app` on `hosts`, by name (a name twice is a duplicate).
+fn names(app: &str, hosts: &[&Agent]) -> Vec<String> {
+    let mut out: Vec<String> = hosts
+        .iter()
+        .flat_map(|h| {
+            h.engine_containers(app)
+                .into_iter()
+                .filter(|(_, st)| st == "running")
+                .map(|(n, _)| n)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn a_partition_3_to_2_moves_on_the_majority_side_only_and_heals_to_exactly_the_count() {
+    let test = "multihost::a_partition_3_to_2_moves_on_the_majority_side_only_and_heals_to_exactly_the_count";
+    let Some(bed) = Bed::up(test, 5) else { return };
+    let h: Vec<Agent> = (1..=5)
+        .map(|i| bed.agent_with(i, if i == 1 { &[] } else { &[1] }, GRACE))
+        .collect();
+    let all: Vec<&Agent> = h.iter().collect();
+    form(&all);
+    records_on(&h[0], 5);
+    // `wide` is owned by h1 (majority side), `edge` by h5 (minority side); both ask to be
+    // rescheduled, one instance on each host.
+    for (app, owner) in [("wide", 0), ("edge", 4)] {
+        let out = h[owner].deploy(app, &ticker(5, RESCHEDULE));
+        assert!(out.contains("5/5 running"), "{out}");
+        let s = spread(app, &all);
+        assert!(s.values().all(|n| *n == 1), "{app}: {s:?}");
+    }
+    // h4 and h5 are cut off: the majority (h1, h2, h3) sees 3 of 5 members.
+    bed.cut(4);
+    bed.cut(5);
+    let major = [&h[0], &h[1], &h[2]];
+    let cut_at = Instant::now();
+    let mut most = BTreeMap::new();
+    converge(
+        "the majority runs 5 of each",
+        Duration::from_secs(60),
+        &major,
+        || {
+            for app in ["wide", "edge"] {
+                let n: usize = spread(app, &major).values().sum();
+                let m = most.entry(app).or_insert(0);
+                *m = (*m).max(n);
+            }
+            ["wide", "edge"]
+                .iter()
+                .all(|app| spread(app, &major).values().sum::<usize>() == 5)
+        },
+    );
+    eprintln!(
+        "cut -> 5 of each on the majority side in {:?}",
+        cut_at.elapsed()
+    );
+    for _ in 0..10 {
+        for app in ["wide", "edge"] {
+            let n: usize = spread(app, &major).values().sum();
+            let m = most.entry(app).or_insert(0);
+            *m = (*m).max(n);
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert_eq!(
+        most,
+        BTreeMap::from([("edge", 5), ("wide", 5)]),
+        "the majority side ran more than asked"
+    );
+    // The minority keeps running what it ran, and moves nothing.
+    for i in [3, 4] {
+        let s = spread("wide", &[&h[i]]);
+        assert_eq!(s[&h[i].name], 1, "{} stopped its wide", h[i].name);
+        let s = spread("edge", &[&h[i]]);
+        assert_eq!(s[&h[i].name], 1, "{} changed its edge", h[i].name);
+    }
+    let ev = h[4].ok(&["events", "edge", "-n", "100"]);
+    assert!(
+        !ev.contains("rescheduled off"),
+        "a minority host rescheduled: {ev}"
+    );
+    // Healed: the cut hosts stop their copies of what moved, and every host agrees on
+    // exactly five of each, none of them on h4 or h5.
+    bed.heal(4);
+    bed.heal(5);
+    let healed = Instant::now();
+    converge(
+        "exactly 5 of each again",
+        Duration::from_secs(60),
+        &all,
+        || {
+            ["wide", "edge"].iter().all(|app| {
+                let s = spread(app, &all);
+                s.values().sum::<usize>() == 5 && s["h4"] == 0 && s["h5"] == 0
+            })
+        },
+    );
+    eprintln!("heal -> exactly 5 of each in {:?}", healed.elapsed());
+    std::thread::sleep(Duration::from_secs(4));
+    for app in ["wide", "edge"] {
+        let n = names(app, &all);
+        assert_eq!(n.len(), 5, "{app}: {n:?}");
+        let unique: std::collections::BTreeSet<&String> = n.iter().collect();
+        assert_eq!(unique.len(), 5, "{app}: duplicates {n:?}");
+    }
+    let ev = h[4].ok(&["events", "edge", "-n", "100"]);
+    assert!(
+        ev.contains("took this app over while this host was away"),
+        "{ev}"
+    );
+}
+
+#[test]
+fn kill9_of_the_owner_during_a_deploy_and_of_a_member_during_a_rebalance_leaves_no_duplicate() {
+    let test = "multihost::kill9_of_the_owner_during_a_deploy_and_of_a_member_during_a_rebalance_leaves_no_duplicate";
+    let Some(bed) = Bed::up(test, 3) else { return };
+    let mut h1 = bed.agent(1, &[], &[]);
+    let mut h2 = bed.agent(2, &[1], &[]);
+    let h3 = bed.agent(3, &[1], &[]);
+    form(&[&h1, &h2, &h3]);
+    records_on(&h1, 3);
+    // The owner is killed a moment into a deploy of six.
+    let p = h1.template("crash", &ticker(6, ""));
+    h1.ok(&[
+        "deploy",
+        "-f",
+        p.to_str().unwrap(),
+        "--name",
+        "crash",
+        "--detach",
+    ]);
+    std::thread::sleep(Duration::from_millis(700));
+    h1.kill9();
+    std::thread::sleep(Duration::from_secs(2));
+    h1.restart();
+    let all = [&h1, &h2, &h3];
+    converge("six, two on each", Duration::from_secs(60), &all, || {
+        spread("crash", &all).values().all(|n| *n == 2)
+    });
+    std::thread::sleep(Duration::from_secs(4));
+    let n = names("crash", &all);
+    assert_eq!(n.len(), 6, "{n:?}");
+    let total: usize = all.iter().map(|h| h.engine_containers("crash").len()).sum();
+    assert_eq!(total, 6, "an orphan (a stopped container) was left");
+    // A rebalance whose target member is killed while its new instances start: after the
+    // restart, two on each host and nothing else.
+    h1.ok(&["node", "drain", "h3"]);
+    converge("h3 drained", Duration::from_secs(40), &all, || {
+        let s = spread("crash", &all);
+        s["h3"] == 0 && s["h1"] + s["h2"] == 6
+    });
+    h1.ok(&["node", "undrain", "h3"]);
+    std::thread::sleep(Duration::from_secs(3));
+    let out = h1.ok(&["rebalance", "crash/tick"]);
+    assert!(out.contains("moving"), "{out}");
+    std::thread::sleep(Duration::from_millis(500));
+    h2.kill9();
+    std::thread::sleep(Duration::from_secs(2));
+    h2.restart();
+    let all = [&h1, &h2, &h3];
+    converge("spread again", Duration::from_secs(60), &all, || {
+        spread("crash", &all).values().all(|n| *n == 2)
+    });
+    std::thread::sleep(Duration::from_secs(4));
+    let n = names("crash", &all);
+    assert_eq!(n.len(), 6, "{n:?}");
+    let total: usize = all.iter().map(|h| h.engine_containers("crash").len()).sum();
+    assert_eq!(total, 6, "an orphan was left");
+}
