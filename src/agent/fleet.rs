@@ -20,7 +20,12 @@ use std::collections::{BTreeMap, BTreeSet};
 pub struct RemoteApp {
     pub app: StoredApp,
     pub assignments: Vec<Assignment>,
+    /// Its rolling updates' batches: (service, version, claim).
+    pub claims: Vec<(String, u32, crate::plan::Claim)>,
 }
+
+/// Rolling batches by (app, service, version number).
+pub type Claims = BTreeMap<(String, String, u32), crate::plan::Claim>;
 
 /// What the cluster looks like to a pass.
 #[derive(Debug, Clone, Default)]
@@ -43,6 +48,9 @@ pub struct Fleet {
     pub ready_slots: BTreeSet<(String, String, String, u32, String)>,
     /// This node's containers by (app, service, version number, slot).
     pub local_slots: BTreeSet<(String, String, u32, u32)>,
+    /// Slots with an instance (not being removed) on this node or an alive member: (app,
+    /// service, version name, slot).
+    pub present: BTreeSet<(String, String, String, u32)>,
     /// Members lost past the grace period whose instances stay where they are although
     /// their services ask to be rescheduled, by node id, and why (no majority seen here).
     pub held: BTreeMap<String, String>,
@@ -129,11 +137,59 @@ pub fn count_ready(views: impl IntoIterator<Item = crate::wire::InstanceView>) -
 }
 
 /// Where a pass placed things: the slots on this node and the count placed cluster-wide,
-/// by (app, service, version).
+/// by (app, service, version), and the rolling batches to follow.
 #[derive(Debug, Clone, Default)]
 pub struct Placement {
     pub here: Here,
     pub total: BTreeMap<(String, String, u32), u32>,
+    pub claims: Claims,
+}
+
+/// The batches of `apps`' rolling updates over the cluster (`plan::claim`), from the slots
+/// that run on every member as `f` shows them.
+pub fn claims(apps: &[StoredApp], f: &Fleet) -> Claims {
+    let mut out = Claims::new();
+    for app in apps {
+        let a = app.spec.name.as_str();
+        for (service, lives) in &app.versions {
+            let Some(r) = lives
+                .iter()
+                .find(|l| l.version.release == crate::model::Release::Rolling)
+            else {
+                continue;
+            };
+            let name = crate::model::version_name(service, r.version.number);
+            let slots_of = |version: &str| -> BTreeSet<u32> {
+                f.present
+                    .iter()
+                    .filter(|(x, s, v, _)| x == a && s == service && v == version)
+                    .map(|(.., slot)| *slot)
+                    .collect()
+            };
+            let started = slots_of(&name);
+            let ready: BTreeSet<u32> = f
+                .ready_slots
+                .iter()
+                .filter(|(x, s, v, ..)| x == a && s == service && *v == name)
+                .map(|(.., slot, _)| *slot)
+                .collect();
+            let others: BTreeSet<u32> = lives
+                .iter()
+                .filter(|l| l.version.number != r.version.number)
+                .flat_map(|l| slots_of(&crate::model::version_name(service, l.version.number)))
+                .collect();
+            let replicas = r.version.instances(app.replicas(service));
+            let c = crate::plan::claim(
+                replicas,
+                super::parallelism(&r.version.spec),
+                &started,
+                &ready,
+                &others,
+            );
+            out.insert((a.to_string(), service.clone(), r.version.number), c);
+        }
+    }
+    out
 }
 
 impl Fleet {
@@ -142,7 +198,7 @@ impl Fleet {
     pub fn fingerprint(&self) -> [u8; 32] {
         let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
         for r in &self.remote {
-            if let Ok(b) = serde_json::to_vec(&(&r.app, &r.assignments)) {
+            if let Ok(b) = serde_json::to_vec(&(&r.app, &r.assignments, &r.claims)) {
                 ctx.update(&b);
             }
         }
@@ -383,6 +439,7 @@ pub fn stored_only(me: &str, apps: &[StoredApp], stored: &[Assignment]) -> Place
     let mut p = Placement {
         here: here(me, stored),
         total: BTreeMap::new(),
+        claims: Claims::new(),
     };
     for a in stored {
         *p.total

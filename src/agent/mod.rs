@@ -192,6 +192,9 @@ pub struct Core {
     fleet: Mutex<Option<Arc<fleet::Fleet>>>,
     /// Placement errors last reported, by (app, service): each is an event once.
     placement_errors: Mutex<BTreeSet<(String, String, String)>>,
+    /// This node's apps' rolling batches over the cluster, as the last pass computed them
+    /// (published with the apps).
+    pub(crate) claims: Mutex<fleet::Claims>,
 }
 
 /// The settings a reload may change.
@@ -226,7 +229,8 @@ pub fn parallelism(s: &crate::model::ServiceSpec) -> u32 {
 
 /// The desired state of `apps`; in a cluster (`here`), each version runs only the slots
 /// placed on this node, out of its cluster-wide replica count.
-fn desired_state(apps: &[StoredApp], here: Option<&fleet::Here>) -> Vec<DesiredApp> {
+fn desired_state(apps: &[StoredApp], placement: Option<&fleet::Placement>) -> Vec<DesiredApp> {
+    let here = placement.map(|p| &p.here);
     apps.iter()
         .map(|a| DesiredApp {
             name: a.spec.name.clone(),
@@ -262,6 +266,15 @@ fn desired_state(apps: &[StoredApp], here: Option<&fleet::Here>) -> Vec<DesiredA
                                     rolling: (l.version.release == Release::Rolling)
                                         .then(|| parallelism(&l.version.spec)),
                                     here: mine,
+                                    claim: placement.and_then(|p| {
+                                        p.claims
+                                            .get(&(
+                                                a.spec.name.clone(),
+                                                name.clone(),
+                                                l.version.number,
+                                            ))
+                                            .cloned()
+                                    }),
                                 }
                             })
                             .collect(),
@@ -334,6 +347,7 @@ impl Core {
             seen_done: Mutex::new(None),
             fleet: Mutex::new(None),
             placement_errors: Mutex::default(),
+            claims: Mutex::default(),
             metrics: crate::metrics::Hub::default(),
             settings: std::sync::RwLock::new(Arc::new(Settings {
                 metrics: cfg.metrics.clone(),
@@ -523,7 +537,7 @@ impl Core {
         let fleet = self.fleet();
         let own_count = own.len();
         let (apps, placement) = self.with_fleet(own, fleet.as_deref())?;
-        let desired = desired_state(&apps, placement.as_ref().map(|p| &p.here));
+        let desired = desired_state(&apps, placement.as_ref());
         let mut observed = self.observe(&apps).await?;
         // Another node's container is planned only when its app is desired here or its
         // owner's records are: one whose owner this node knows nothing of is left alone.
@@ -658,6 +672,10 @@ impl Core {
                 .or_default() += 1;
         }
         let mut here = fleet::here(&self.node_id, &placed);
+        // This node's apps' rolling updates batch over the whole cluster; the others follow
+        // their owners' batches.
+        let mut claims = fleet::claims(&apps, f);
+        *self.claims.lock().unwrap_or_else(|p| p.into_inner()) = claims.clone();
         let mine: BTreeSet<String> = apps.iter().map(|a| a.spec.name.clone()).collect();
         for r in &f.remote {
             if mine.contains(&r.app.spec.name) {
@@ -666,10 +684,23 @@ impl Core {
             let h = fleet::here(&self.node_id, &r.assignments);
             if h.values().any(|slots| !slots.is_empty()) || f.runs_here(&r.app.spec.name) {
                 here.extend(h);
+                for (service, version, c) in &r.claims {
+                    claims.insert(
+                        (r.app.spec.name.clone(), service.clone(), *version),
+                        c.clone(),
+                    );
+                }
                 apps.push(r.app.clone());
             }
         }
-        Ok((apps, Some(fleet::Placement { here, total })))
+        Ok((
+            apps,
+            Some(fleet::Placement {
+                here,
+                total,
+                claims,
+            }),
+        ))
     }
 
     /// Each placement error or warning becomes an event once (and again once it changes).

@@ -317,16 +317,26 @@ impl Ops {
         // host, lost, keeps all of it), with where their instances run.
         let own = self.core.store.list_apps()?;
         let assignments = self.core.store.assignments()?;
+        let claims = self
+            .core
+            .claims
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         for a in own.iter().filter(|_| places) {
-            let replica = a;
             let placed: Vec<&crate::model::Assignment> = assignments
                 .iter()
                 .filter(|x| x.app == a.spec.name)
                 .collect();
+            let batches: Vec<(&String, u32, &crate::plan::Claim)> = claims
+                .iter()
+                .filter(|((app, ..), _)| *app == a.spec.name)
+                .map(|((_, service, version), c)| (service, *version, c))
+                .collect();
             records.push((
                 Kind::Spec,
                 a.spec.name.clone(),
-                serde_json::json!({ "app": replica, "assignments": placed }),
+                serde_json::json!({ "app": a, "assignments": placed, "claims": batches }),
             ));
         }
         self.cluster
@@ -596,9 +606,12 @@ impl Ops {
                 continue;
             }
             app.owner = r.node_id.clone();
-            fleet
-                .remote
-                .push(super::fleet::RemoteApp { app, assignments });
+            let claims = serde_json::from_value(r.body["claims"].clone()).unwrap_or_default();
+            fleet.remote.push(super::fleet::RemoteApp {
+                app,
+                assignments,
+                claims,
+            });
         }
         for r in self.cluster.remote(Kind::Node) {
             fleet.owners.insert(r.node_id);
@@ -638,6 +651,11 @@ impl Ops {
                 ..Default::default()
             };
             let number = crate::model::version_number(&v.service, &v.version);
+            if r.state == crate::cluster::gossip::MemberState::Alive && v.state != "removing" {
+                fleet
+                    .present
+                    .insert((v.app.clone(), v.service.clone(), v.version.clone(), v.slot));
+            }
             running
                 .entry(r.node_id.clone())
                 .or_default()
@@ -730,6 +748,14 @@ impl Ops {
                 ))
             })
             .collect();
+        for i in listed
+            .iter()
+            .filter(|i| i.state != crate::model::InstanceState::Removing)
+        {
+            fleet
+                .present
+                .insert((i.app.clone(), i.service.clone(), i.version.clone(), i.slot));
+        }
         for i in listed.iter().filter(|i| crate::plan::is_ready(i)) {
             fleet.ready_slots.insert((
                 i.app.clone(),

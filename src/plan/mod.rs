@@ -29,6 +29,50 @@ pub struct DesiredVersion {
     /// In a cluster, the slots placement gave this node (the others run elsewhere); `None`:
     /// every slot runs here (one host, or an app placement has not spread).
     pub here: Option<BTreeSet<u32>>,
+    /// In a cluster, the owner's batch of a rolling update over all members ([`claim`]):
+    /// the rolling version runs exactly these slots (of this node's), and the other versions
+    /// give up the released ones. `None`: a rolling update batches by what this node sees.
+    pub claim: Option<Claim>,
+}
+
+/// A rolling update's batch over the whole cluster, as the app's owner computes it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Claim {
+    /// The slots the rolling version holds: its batches so far.
+    pub slots: BTreeSet<u32>,
+    /// Those whose new instance runs ready: the other versions stop theirs (start-first
+    /// across hosts: an old instance stops only once its successor serves, wherever it runs).
+    pub released: BTreeSet<u32>,
+}
+
+/// The batch of a rolling update of `replicas` slots, `parallelism` at a time, from what
+/// runs on every member: the slots with an instance of the rolling version (`started`),
+/// those of them ready (`ready`), and those with an instance of another live version
+/// (`others`). It holds what it started and what no other version fills; once every slot it
+/// holds runs ready, it takes the next `parallelism` (lowest first).
+pub fn claim(
+    replicas: u32,
+    parallelism: u32,
+    started: &BTreeSet<u32>,
+    ready: &BTreeSet<u32>,
+    others: &BTreeSet<u32>,
+) -> Claim {
+    let mut slots: BTreeSet<u32> = (1..=replicas)
+        .filter(|s| started.contains(s) || !others.contains(s))
+        .collect();
+    if slots.iter().all(|s| ready.contains(s)) {
+        let next: Vec<u32> = (1..=replicas)
+            .filter(|s| !slots.contains(s))
+            .take(parallelism.max(1) as usize)
+            .collect();
+        slots.extend(next);
+    }
+    let released = slots
+        .iter()
+        .copied()
+        .filter(|s| ready.contains(s))
+        .collect();
+    Claim { slots, released }
 }
 
 impl DesiredVersion {
@@ -278,6 +322,19 @@ impl<'a> Grouped<'a> {
         else {
             return out;
         };
+        // In a cluster the owner batches over every member: follow its claim.
+        if let Some(c) = &r.claim {
+            for v in &svc.versions {
+                if let Some(slots) = out.get_mut(&v.number) {
+                    if v.number == r.number {
+                        slots.retain(|s| c.slots.contains(s));
+                    } else {
+                        slots.retain(|s| !c.released.contains(s));
+                    }
+                }
+            }
+            return out;
+        }
         let filled_by_other = |slot: u32| {
             svc.versions.iter().any(|o| {
                 o.number != r.number

@@ -9,6 +9,7 @@ fn svc(name: &str, replicas: u32, hash: &str, deps: &[&str]) -> DesiredService {
             spec_hash: hash.into(),
             rolling: None,
             here: None,
+            claim: None,
         }],
         discard: vec![],
         depends_on: deps.iter().map(|d| d.to_string()).collect(),
@@ -429,6 +430,7 @@ fn ver(number: u32, replicas: u32, hash: &str, rolling: Option<u32>) -> DesiredV
         spec_hash: hash.into(),
         rolling,
         here: None,
+        claim: None,
     }
 }
 
@@ -522,6 +524,63 @@ fn rolling_update_replaces_a_batch_at_a_time_and_waits_for_it() {
     let p = plan(&d, &observed(all, &["a"]));
     assert_eq!(creates(&p), ["a_web-002_3", "a_web-002_4"]);
     assert_eq!(removes(&p).len(), 2);
+}
+
+#[test]
+fn a_cluster_wide_batch_takes_the_next_slots_only_once_all_it_holds_run_ready() {
+    let set = |v: &[u32]| v.iter().copied().collect::<BTreeSet<u32>>();
+    // Nothing started: the first batch (lowest slots); nothing released.
+    let c = claim(6, 2, &set(&[]), &set(&[]), &set(&[1, 2, 3, 4, 5, 6]));
+    assert_eq!((c.slots, c.released), (set(&[1, 2]), set(&[])));
+    // One of the batch ready (on some member), one not: the batch holds.
+    let c = claim(6, 2, &set(&[1, 2]), &set(&[1]), &set(&[1, 2, 3, 4, 5, 6]));
+    assert_eq!((c.slots, c.released), (set(&[1, 2]), set(&[1])));
+    // Both ready: the next batch; the ready ones are released.
+    let c = claim(6, 2, &set(&[1, 2]), &set(&[1, 2]), &set(&[3, 4, 5, 6]));
+    assert_eq!((c.slots, c.released), (set(&[1, 2, 3, 4]), set(&[1, 2])));
+    // A slot no other version fills (scaled up, or its old instance gone) is held at once.
+    let c = claim(4, 1, &set(&[1]), &set(&[]), &set(&[2, 3]));
+    assert_eq!(c.slots, set(&[1, 4]));
+}
+
+#[test]
+fn a_node_follows_the_owners_batch_and_stops_an_old_instance_only_once_released() {
+    use crate::model::Health::Healthy;
+    // This node runs slots 1 and 3 of both versions; the owner's batch is slots 1 and 2,
+    // of which 2 (elsewhere) runs ready.
+    let mut s = svc("web", 4, "h1", &[]);
+    let here = Some([1, 3].into_iter().collect::<BTreeSet<u32>>());
+    let mut v2 = ver(2, 4, "h2", Some(2));
+    v2.here = here.clone();
+    v2.claim = Some(Claim {
+        slots: [1, 2].into_iter().collect(),
+        released: [2].into_iter().collect(),
+    });
+    let mut v1 = ver(1, 4, "h1", None);
+    v1.here = here;
+    s.versions = vec![v1, v2];
+    let d = [app("a", vec![s.clone()])];
+    let all = vec![
+        vinst("o1", 1, 1, "h1", Healthy),
+        vinst("o3", 1, 3, "h1", Healthy),
+    ];
+    let p = plan(&d, &observed(all.clone(), &["a"]));
+    // Slot 1 of the new version starts here; slot 3 is not in the batch; the old slot 1
+    // serves until the new one is ready (start-first across hosts).
+    assert_eq!(creates(&p), ["a_web-002_1"]);
+    assert!(removes(&p).is_empty(), "{:?}", removes(&p));
+    // Released: the old slot 1 goes.
+    let mut s2 = s;
+    if let Some(c) = s2.versions[1].claim.as_mut() {
+        c.released.insert(1);
+    }
+    let d = [app("a", vec![s2])];
+    let mut all = all;
+    all.push(vinst("n1", 2, 1, "h2", Healthy));
+    let p = plan(&d, &observed(all, &["a"]));
+    assert!(creates(&p).is_empty());
+    assert_eq!(removes(&p).len(), 1, "{:?}", removes(&p));
+    assert_eq!(removes(&p)[0].0, "a_web-001_1");
 }
 
 #[test]

@@ -746,3 +746,48 @@ pub fn skipped(test: &str, reason: &str) {
         let _ = writeln!(f, "SKIPPED {test}: {reason}");
     }
 }
+
+/// Requests in a loop on one keep-alive client until stopped; counts answers by tag and
+/// every failure (non-200 or transport error).
+pub struct Load {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handle: std::thread::JoinHandle<(std::collections::BTreeMap<String, usize>, Vec<String>)>,
+}
+
+impl Load {
+    /// Requests to `http://{addr}/v` with Host `host`.
+    pub fn start_at(addr: String, host: &'static str) -> Load {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        let handle = std::thread::spawn(move || {
+            let agent = http_agent();
+            let (mut ok, mut failed) = (std::collections::BTreeMap::new(), Vec::new());
+            while !s.load(Ordering::Relaxed) {
+                let r = agent
+                    .get(format!("http://{addr}/v"))
+                    .header("Host", host)
+                    .call();
+                match r {
+                    Ok(mut r) if r.status() == 200 => {
+                        let body = r.body_mut().read_to_string().unwrap_or_default();
+                        *ok.entry(body.trim().to_string()).or_insert(0) += 1;
+                    }
+                    Ok(mut r) => failed.push(format!(
+                        "{}: {}",
+                        r.status(),
+                        r.body_mut().read_to_string().unwrap_or_default()
+                    )),
+                    Err(e) => failed.push(e.to_string()),
+                }
+            }
+            (ok, failed)
+        });
+        Load { stop, handle }
+    }
+
+    pub fn finish(self) -> (std::collections::BTreeMap<String, usize>, Vec<String>) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.handle.join().expect("load thread")
+    }
+}

@@ -1219,3 +1219,155 @@ fn kill9_of_the_owner_during_a_deploy_and_of_a_member_during_a_rebalance_leaves_
     let total: usize = all.iter().map(|h| h.engine_containers("crash").len()).sum();
     assert_eq!(total, 6, "an orphan was left");
 }
+
+/// A routed web service answering `/v` with `tag` after `delay` seconds, probed there.
+fn tagged_web(tag: &str, replicas: u32, delay: u32, rolling: bool) -> String {
+    let rolling = if rolling {
+        "      berth.rolling_updates: \"true\"\n      berth.rolling_updates.parallelism: \"1\"\n"
+    } else {
+        ""
+    };
+    format!(
+        "services:\n  web:\n    image: {IMAGE}\n    command: sh -c 'echo {tag} > /www/v; sleep {delay}; exec httpd -f -p 8080 -h /www'\n    stop_grace_period: 2s\n    labels:\n      berth.scale: \"{replicas}\"\n      berth.probe.url: http://container:8080/v\n      berth.routing.port_8080: web.test.local\n{rolling}"
+    )
+}
+
+#[test]
+fn version_splits_and_rolling_updates_hold_across_hosts() {
+    let test = "multihost::version_splits_and_rolling_updates_hold_across_hosts";
+    let Some(bed) = Bed::up(test, 3) else { return };
+    let agent = |i: usize, seeds: &[usize]| {
+        Agent::start_placed(
+            &format!("h{i}"),
+            bed.place(i, &[]),
+            &format!(
+                "{}[router]\nhttp = \"{}:8080\"\ndomain = \"test.local\"\n",
+                bed.cluster_toml(i, seeds),
+                bed.addr(i)
+            ),
+        )
+    };
+    let (h1, h2, h3) = (agent(1, &[]), agent(2, &[1]), agent(3, &[1]));
+    let all = [&h1, &h2, &h3];
+    form(&all);
+    records_on(&h1, 3);
+    let out = h1.deploy("sp", &tagged_web("v1", 3, 0, false));
+    assert!(out.contains("3/3 running"), "{out}");
+    assert!(spread("sp", &all).values().all(|n| *n == 1));
+    let router = |i: usize| format!("{}:8080", bed.addr(i));
+
+    // A second version beside it, then 90/10: through any host's router, 1,000 requests
+    // split within 3 points, with the instances on three hosts.
+    let p = h1.template("sp", &tagged_web("v2", 3, 0, false));
+    let out = h1.ok(&[
+        "deploy",
+        "-f",
+        p.to_str().unwrap(),
+        "--name",
+        "sp",
+        "--traffic",
+        "none",
+        "--timeout",
+        "60",
+    ]);
+    assert!(out.contains("runs at 0% of the traffic"), "{out}");
+    h2.ok(&["traffic", "sp/web", "002=90", "001=10"]);
+    converge("three of each serve", Duration::from_secs(60), &all, || {
+        let ps = h3.ps("sp");
+        ["web-001", "web-002"].iter().all(|v| {
+            ps.iter()
+                .filter(|i| i.version == *v && i.health == "healthy")
+                .count()
+                == 3
+        })
+    });
+    converge("every router splits", Duration::from_secs(20), &all, || {
+        (1..=3).all(|i| router_tally_at(&router(i), "web.test.local", "/v", 40).len() == 2)
+    });
+    for i in [1, 3] {
+        let t = router_tally_at(&router(i), "web.test.local", "/v", 1000);
+        let v2 = t.get("v2").copied().unwrap_or(0);
+        assert_eq!(
+            v2 + t.get("v1").copied().unwrap_or(0),
+            1000,
+            "through h{i}: {t:?}"
+        );
+        assert!(
+            (870..=930).contains(&v2),
+            "90% +-3 to web-002 through h{i}: {t:?}"
+        );
+    }
+    h1.ok(&["traffic", "sp/web", "002=100"]);
+    converge("web-001 gone", Duration::from_secs(60), &all, || {
+        h1.ps("sp").iter().all(|i| i.version == "web-002")
+    });
+
+    // A rolling update one instance at a time over the three hosts, each new instance slow
+    // to answer, under a request loop through h2's router: no request fails, and the
+    // cluster never has more than one new instance starting at once.
+    let load = Load::start_at(router(2), "web.test.local");
+    let p = h1.template("sp", &tagged_web("v3", 3, 2, true));
+    let deploy = {
+        let p = p.clone();
+        let mut h = h1.follow_command(&[
+            "deploy",
+            "-f",
+            p.to_str().unwrap(),
+            "--name",
+            "sp",
+            "--timeout",
+            "120",
+        ]);
+        std::thread::spawn(move || h.output().expect("berth deploy runs"))
+    };
+    let mut most_starting = 0;
+    let started = Instant::now();
+    loop {
+        let starting: usize = all
+            .iter()
+            .map(|h| {
+                h.ps("sp")
+                    .iter()
+                    .filter(|i| i.node == h.name && i.version == "web-003")
+                    .filter(|i| i.health != "healthy")
+                    .count()
+            })
+            .sum();
+        most_starting = most_starting.max(starting);
+        if deploy.is_finished() || started.elapsed() > Duration::from_secs(150) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    let o = deploy.join().expect("deploy thread");
+    let (ok, failed) = load.finish();
+    assert!(
+        o.status.success(),
+        "{}{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+        h1.ok(&["events", "sp", "-n", "100"])
+    );
+    assert!(
+        failed.is_empty(),
+        "failed requests: {failed:?} (ok: {ok:?})"
+    );
+    assert!(ok.get("v3").copied().unwrap_or(0) > 0, "{ok:?}");
+    assert_eq!(
+        most_starting, 1,
+        "new instances starting at once over the cluster (parallelism 1)"
+    );
+    converge(
+        "three of web-003, one per host",
+        Duration::from_secs(30),
+        &all,
+        || {
+            let s = spread("sp", &all);
+            s.values().all(|n| *n == 1)
+                && h1
+                    .ps("sp")
+                    .iter()
+                    .all(|i| i.version == "web-003" && i.health == "healthy")
+        },
+    );
+}

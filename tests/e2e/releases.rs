@@ -4,8 +4,6 @@
 use crate::harness::*;
 use berth::wire::VersionView;
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 const HOST: &str = "rel.example.com";
@@ -52,46 +50,9 @@ fn only(port: u16, tag: &str) -> bool {
     t.len() == 1 && t.contains_key(tag)
 }
 
-/// Requests in a loop on one keep-alive client until stopped; counts answers by tag and
-/// every failure (non-200 or transport error).
-struct Load {
-    stop: Arc<AtomicBool>,
-    handle: std::thread::JoinHandle<(BTreeMap<String, usize>, Vec<String>)>,
-}
-
 impl Load {
     fn start(port: u16) -> Load {
-        let stop = Arc::new(AtomicBool::new(false));
-        let s = stop.clone();
-        let handle = std::thread::spawn(move || {
-            let agent = http_agent();
-            let (mut ok, mut failed) = (BTreeMap::new(), Vec::new());
-            while !s.load(Ordering::Relaxed) {
-                let r = agent
-                    .get(format!("http://127.0.0.1:{port}/v"))
-                    .header("Host", HOST)
-                    .call();
-                match r {
-                    Ok(mut r) if r.status() == 200 => {
-                        let body = r.body_mut().read_to_string().unwrap_or_default();
-                        *ok.entry(body.trim().to_string()).or_insert(0) += 1;
-                    }
-                    Ok(mut r) => failed.push(format!(
-                        "{}: {}",
-                        r.status(),
-                        r.body_mut().read_to_string().unwrap_or_default()
-                    )),
-                    Err(e) => failed.push(e.to_string()),
-                }
-            }
-            (ok, failed)
-        });
-        Load { stop, handle }
-    }
-
-    fn finish(self) -> (BTreeMap<String, usize>, Vec<String>) {
-        self.stop.store(true, Ordering::Relaxed);
-        self.handle.join().expect("load thread")
+        Load::start_at(format!("127.0.0.1:{port}"), HOST)
     }
 }
 
