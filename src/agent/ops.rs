@@ -333,10 +333,11 @@ impl Ops {
                 .filter(|((app, ..), _)| *app == a.spec.name)
                 .map(|((_, service, version), c)| (service, *version, c))
                 .collect();
+            let files = self.file_values_of(a);
             records.push((
                 Kind::Spec,
                 a.spec.name.clone(),
-                serde_json::json!({ "app": a, "assignments": placed, "claims": batches }),
+                serde_json::json!({ "app": a, "assignments": placed, "claims": batches, "files": files }),
             ));
         }
         self.cluster
@@ -429,7 +430,7 @@ impl Ops {
             {
                 continue;
             }
-            let (Ok(app), Ok(assignments)) = (
+            let (Ok(mut app), Ok(assignments)) = (
                 serde_json::from_value::<crate::store::StoredApp>(r.body["app"].clone()),
                 serde_json::from_value::<Vec<crate::model::Assignment>>(
                     r.body["assignments"].clone(),
@@ -437,6 +438,7 @@ impl Ops {
             ) else {
                 continue;
             };
+            self.localise_files(&mut app, &r.body["files"]);
             self.core
                 .store
                 .take_over_app(&app, epoch + 1, &assignments)?;
@@ -458,6 +460,76 @@ impl Ops {
             self.core.wake(super::Wake::Command);
         }
         Ok(())
+    }
+
+    /// The secrets and configs `app`'s deploys wrote from values (`environment:`,
+    /// `content:`), by file name, as this host holds them: they travel with the app's
+    /// `Spec` record (sealed, like every record) so a member running its instances, or
+    /// taking it over, writes them too.
+    fn file_values_of(&self, app: &crate::store::StoredApp) -> BTreeMap<String, String> {
+        let dir = self.core.files_dir.join(&app.spec.name);
+        let mut out = BTreeMap::new();
+        for f in file_mounts(app) {
+            if let crate::model::FileSource::File(p) = &f.source {
+                let p = std::path::Path::new(p);
+                if p.parent() == Some(dir.as_path())
+                    && let Some(name) = p.file_name().and_then(|n| n.to_str())
+                    && !out.contains_key(name)
+                    && let Ok(v) = std::fs::read_to_string(p)
+                {
+                    out.insert(name.to_string(), v);
+                }
+            }
+        }
+        out
+    }
+
+    /// Points another member's app's value files at this host's copies (under its own
+    /// `files/APP/`), written from `files` (its `Spec` record's) where missing: 0700
+    /// directory, 0400 files, whole or not at all. A file that cannot be written is left
+    /// pointing nowhere here: the container's create fails and says so.
+    fn localise_files(&self, app: &mut crate::store::StoredApp, files: &serde_json::Value) {
+        let Ok(files) = serde_json::from_value::<BTreeMap<String, String>>(files.clone()) else {
+            return;
+        };
+        if files.is_empty() {
+            return;
+        }
+        let dir = self.core.files_dir.join(&app.spec.name);
+        let mut write = Vec::new();
+        let mut fix = |f: &mut crate::model::FileMount| {
+            let crate::model::FileSource::File(p) = &f.source else {
+                return;
+            };
+            let Some(name) = std::path::Path::new(p).file_name().and_then(|n| n.to_str()) else {
+                return;
+            };
+            if let Some(v) = files.get(name) {
+                let here = dir.join(name);
+                if !here.exists() {
+                    write.push((here.clone(), v.clone()));
+                }
+                f.source = crate::model::FileSource::File(here.to_string_lossy().into_owned());
+            }
+        };
+        for s in app.spec.services.values_mut() {
+            s.secrets
+                .iter_mut()
+                .chain(s.configs.iter_mut())
+                .for_each(&mut fix);
+        }
+        for l in app.versions.values_mut().flatten() {
+            let s = &mut l.version.spec;
+            s.secrets
+                .iter_mut()
+                .chain(s.configs.iter_mut())
+                .for_each(&mut fix);
+        }
+        write.sort();
+        write.dedup();
+        if let Err(e) = write_file_values(&write) {
+            tracing::warn!(app = %app.spec.name, error = %e, "cannot write another member's secret files");
+        }
     }
 
     /// Which member holds each app: of the copies this host knows (its own and the other
@@ -606,6 +678,7 @@ impl Ops {
                 continue;
             }
             app.owner = r.node_id.clone();
+            self.localise_files(&mut app, &r.body["files"]);
             let claims = serde_json::from_value(r.body["claims"].clone()).unwrap_or_default();
             fleet.remote.push(super::fleet::RemoteApp {
                 app,
@@ -929,6 +1002,15 @@ fn place_file_values(
         }
     }
     out
+}
+
+/// Every secret and config reference of `app`'s services, in its spec and its live versions.
+fn file_mounts(app: &crate::store::StoredApp) -> impl Iterator<Item = &crate::model::FileMount> {
+    app.spec
+        .services
+        .values()
+        .chain(app.versions.values().flatten().map(|l| &l.version.spec))
+        .flat_map(|s| s.secrets.iter().chain(s.configs.iter()))
 }
 
 /// Writes the files [`place_file_values`] named: the directory 0700, each file 0400 (root

@@ -1371,3 +1371,57 @@ fn version_splits_and_rolling_updates_hold_across_hosts() {
         },
     );
 }
+
+#[test]
+fn secrets_and_configs_given_by_value_reach_the_members_running_the_instances() {
+    let test =
+        "multihost::secrets_and_configs_given_by_value_reach_the_members_running_the_instances";
+    let Some(bed) = Bed::up(test, 2) else { return };
+    let h1 = bed.agent(1, &[], &[]);
+    let h2 = bed.agent(2, &[1], &[]);
+    form(&[&h1, &h2]);
+    records_on(&h1, 2);
+    let p = h1.template(
+        "vault",
+        &format!(
+            "services:\n  app:\n    image: {IMAGE}\n    command: sleep 600\n    stop_grace_period: 1s\n    labels:\n      berth.scale: \"2\"\n    secrets:\n      - pw\n    configs:\n      - source: motd\n        target: /etc/motd\nsecrets:\n  pw:\n    environment: PW\nconfigs:\n  motd:\n    content: welcome aboard\n"
+        ),
+    );
+    let o = h1
+        .follow_command(&[
+            "deploy",
+            "-f",
+            p.to_str().unwrap(),
+            "--name",
+            "vault",
+            "--timeout",
+            "60",
+        ])
+        .env("PW", "pw-from-the-shell-5521")
+        .output()
+        .expect("deploy runs");
+    assert!(
+        o.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let on_h2 = h2.engine_containers("vault");
+    assert_eq!(on_h2.len(), 1, "{on_h2:?}");
+    let cat = |f: &str| h2.docker_ok(&["exec", &on_h2[0].0, "cat", f]);
+    assert_eq!(cat("/run/secrets/pw").trim(), "pw-from-the-shell-5521");
+    assert_eq!(cat("/etc/motd").trim(), "welcome aboard");
+    // Written under h2's own data directory, 0400.
+    let modes: Vec<u32> = std::fs::read_dir(h2.dir.path().join("files/vault"))
+        .expect("h2 wrote the files")
+        .flatten()
+        .map(|e| {
+            use std::os::unix::fs::PermissionsExt;
+            e.metadata().expect("meta").permissions().mode() & 0o777
+        })
+        .collect();
+    assert!(
+        modes.len() == 2 && modes.iter().all(|m| *m == 0o400),
+        "{modes:?}"
+    );
+}
