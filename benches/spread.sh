@@ -92,9 +92,11 @@ done
 healthy_off() {
     cli 1 ps web --json | tr -d ' \n' | grep -o '"node":"h[12]"[^}]*"health":"healthy"' | wc -l
 }
+# The clock starts as the host goes down: its agent killed, then its engine stopped (which
+# stops its containers first, as a shutdown does).
+t=$(now)
 kill -9 "${pids[2]}"
 bash tests/bed/hosts.sh stop-engine "$DIR" h3
-t=$(now)
 until cli 1 nodes --json | tr -d ' \n' | grep -q '"name":"h3",[^}]*"state":"lost"'; do sleep 0.1; done
 lost=$(since "$t")
 tl=$(now)
@@ -138,8 +140,8 @@ swarm_healthy_off() {
     echo $(( $(dk 1 ps -q --filter label=com.docker.swarm.service.name=web --filter health=healthy | wc -l)
            + $(dk 2 ps -q --filter label=com.docker.swarm.service.name=web --filter health=healthy | wc -l) ))
 }
-bash tests/bed/hosts.sh stop-engine "$DIR" h3
 t=$(now)
+bash tests/bed/hosts.sh stop-engine "$DIR" h3
 until dk 1 node ls --format '{{.Hostname}} {{.Status}}' | grep -q 'Down'; do sleep 0.1; done
 lost=$(since "$t")
 until [ "$(swarm_healthy_off)" -ge "$replicas" ]; do sleep 0.2; done

@@ -384,6 +384,41 @@ pub fn list<A, B: From<A>>(v: Vec<A>) -> Vec<B> {
     v.into_iter().map(B::from).collect()
 }
 
+/// `v` percent-encoded for a URL's query (every byte but the unreserved ones).
+pub fn percent(v: &str) -> String {
+    let mut out = String::new();
+    for b in v.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+impl LogsParams {
+    /// The filters as a `/v1/logs` query (`app=..&service=..`), without `follow`, `after`
+    /// and `local`, which a poller sets itself.
+    pub fn filters(&self) -> String {
+        let mut out = format!("app={}", percent(&self.app));
+        let mut add = |k: &str, v: Option<String>| {
+            if let Some(v) = v {
+                out.push_str(&format!("&{k}={}", percent(&v)));
+            }
+        };
+        add("service", self.service.clone());
+        add("slot", self.slot.map(|s| s.to_string()));
+        add("since", self.since.clone());
+        add("until", self.until.clone());
+        add("tail", self.tail.map(|t| t.to_string()));
+        add("grep", self.grep.clone());
+        add("stream", self.stream.clone());
+        out
+    }
+}
+
 /// `GET /v1/logs` parameters, times still as the user wrote them.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct LogsParams {
@@ -399,6 +434,9 @@ pub struct LogsParams {
     /// Only lines stored after this id, oldest first, at most a page (`logs -f` from
     /// another member polls with it); `tail` does not apply.
     pub after: Option<i64>,
+    /// Only this host's stored lines, of an app it need not own (a member gathering an
+    /// app's lines from every member that runs its instances asks with it).
+    pub local: bool,
 }
 
 /// `POST /v1/volumes`.

@@ -222,6 +222,70 @@ impl Ops {
                 .unwrap_or(lines.len())
                 .max(1);
             lines.truncate(keep);
+        } else if p.local {
+            // An answer to another member: the newest lines that fit the peer channel.
+            let mut bytes = 0usize;
+            let from = lines
+                .iter()
+                .rposition(|l| {
+                    bytes += l.message.len() + 256;
+                    bytes > AFTER_PAGE_BYTES
+                })
+                .map_or(0, |i| i + 1)
+                .min(lines.len().saturating_sub(1));
+            lines.drain(..from);
+        }
+        Ok(lines)
+    }
+
+    /// Is `app` known here: owned by this host, or by a member whose records are here?
+    pub fn app_known(&self, app: &str) -> Result<(), CoreError> {
+        if self.remote_owner(app).is_some() {
+            return Ok(());
+        }
+        self.app_must_exist(app)
+    }
+
+    /// `berth logs` (without `-f`): this host's lines of the app, and in a cluster every
+    /// alive member's (asked at once over the peer channel with `local=1`), merged by time;
+    /// `tail` applies to the merge. A member that does not answer is skipped (its lines
+    /// are in its own store, and a later call gets them).
+    pub async fn cluster_logs(
+        &self,
+        p: &crate::wire::LogsParams,
+    ) -> Result<Vec<crate::wire::LogLine>, CoreError> {
+        let mut lines: Vec<crate::wire::LogLine> = crate::wire::list(self.logs(p)?);
+        if p.local || p.after.is_some() || !self.cluster().active() {
+            return Ok(lines);
+        }
+        let Ok(members) = self.cluster().nodes().await else {
+            return Ok(lines);
+        };
+        let url = format!("/v1/logs?{}&local=1", p.filters());
+        let mut asks = Vec::new();
+        for m in members.into_iter().filter(|m| !m.me && m.state == "alive") {
+            if self.member_protocol(&m.node_id) < crate::cluster::PLACEMENT_PROTOCOL {
+                continue;
+            }
+            let (hub, url) = (self.cluster(), url.clone());
+            asks.push(async move { hub.forward(&m.node_id, "GET", &url, b"").await });
+        }
+        for answer in futures_util::future::join_all(asks).await {
+            match answer {
+                Ok(r) if r.status == 200 => {
+                    lines.extend(
+                        serde_json::from_str::<Vec<crate::wire::LogLine>>(&r.body)
+                            .unwrap_or_default(),
+                    );
+                }
+                Ok(r) => tracing::debug!(status = r.status, "a member's logs answer failed"),
+                Err(e) => tracing::debug!(error = %e, "a member's logs answer failed"),
+            }
+        }
+        lines.sort_by(|a, b| (a.time_ns, &a.node, a.id).cmp(&(b.time_ns, &b.node, b.id)));
+        if let Some(t) = p.tail {
+            let from = lines.len().saturating_sub(t);
+            lines.drain(..from);
         }
         Ok(lines)
     }
@@ -259,7 +323,9 @@ impl Ops {
     /// Validates a logs request into a store query; times as the user wrote them (`10m`,
     /// RFC 3339, Unix seconds) are resolved against now.
     pub fn log_query(&self, p: &crate::wire::LogsParams) -> Result<LogQuery, CoreError> {
-        self.app_must_exist(&p.app)?;
+        if !p.local {
+            self.app_must_exist(&p.app)?;
+        }
         let now = crate::timefmt::now_ns();
         let time = |what: &str, v: &Option<String>| -> Result<Option<i64>, CoreError> {
             v.as_deref()

@@ -225,6 +225,156 @@ impl Remote {
     }
 }
 
+/// `logs -f` in a cluster: an app's instances run on several members, and each stores the
+/// lines of its own. This host's store and every alive member's (a forwarded `GET
+/// /v1/logs?...&local=1&after=ID`, each member with its own cursor) are polled together,
+/// each round's lines merged by time; `tail` takes the last lines of the merge. A member
+/// that joins or comes back is polled from then on; the stream ends when the app is known
+/// nowhere any more, or this agent stops.
+pub fn cluster(ops: Ops, params: &LogsParams, _url: &str) -> super::server::Body {
+    use http_body_util::BodyExt;
+    let s = Cluster {
+        ops,
+        params: LogsParams {
+            follow: false,
+            after: None,
+            local: true,
+            ..params.clone()
+        },
+        local: None,
+        peers: std::collections::BTreeMap::new(),
+        first: true,
+        last_write: Instant::now(),
+    };
+    let frames = futures_util::stream::unfold(s, |mut s| async move {
+        let chunk = s.next().await?;
+        Some((Ok(hyper::body::Frame::data(chunk)), s))
+    });
+    http_body_util::StreamBody::new(frames).boxed_unsync()
+}
+
+struct Cluster {
+    ops: Ops,
+    /// The filters, as a `local` query of one store.
+    params: LogsParams,
+    /// This store's id of the last line sent.
+    local: Option<i64>,
+    /// Each member's id of the last line sent from its store.
+    peers: std::collections::BTreeMap<String, i64>,
+    first: bool,
+    last_write: Instant,
+}
+
+impl Cluster {
+    /// A source's next query: after its cursor; the first time the last `tail` lines (at
+    /// least one, to learn where it stands), or everything a page at a time.
+    fn params_after(&self, cursor: Option<i64>) -> LogsParams {
+        match (cursor, self.params.tail) {
+            (Some(id), _) => LogsParams {
+                after: Some(id),
+                tail: None,
+                ..self.params.clone()
+            },
+            (None, None) => LogsParams {
+                after: Some(0),
+                ..self.params.clone()
+            },
+            (None, Some(t)) => LogsParams {
+                tail: Some(t.max(1)),
+                ..self.params.clone()
+            },
+        }
+    }
+
+    async fn round(&mut self) -> Vec<crate::wire::LogLine> {
+        let mut lines: Vec<crate::wire::LogLine> = Vec::new();
+        let mine = self.params_after(self.local);
+        if let Ok(l) = self.ops.logs(&mine) {
+            let l: Vec<crate::wire::LogLine> = crate::wire::list(l);
+            self.local = Some(
+                l.iter()
+                    .map(|x| x.id)
+                    .max()
+                    .unwrap_or(0)
+                    .max(self.local.unwrap_or(0)),
+            );
+            lines.extend(l);
+        }
+        let members = self.ops.cluster().nodes().await.unwrap_or_default();
+        let mut asks = Vec::new();
+        for m in members.into_iter().filter(|m| !m.me && m.state == "alive") {
+            if self.ops.member_protocol(&m.node_id) < crate::cluster::PLACEMENT_PROTOCOL {
+                continue;
+            }
+            let q = self.params_after(self.peers.get(&m.node_id).copied());
+            let mut url = format!("/v1/logs?{}&local=1", q.filters());
+            if let Some(a) = q.after {
+                url = format!(
+                    "/v1/logs?{}&local=1&after={a}",
+                    LogsParams { tail: None, ..q }.filters()
+                );
+            }
+            let hub = self.ops.cluster();
+            asks.push(async move {
+                (
+                    m.node_id.clone(),
+                    hub.forward(&m.node_id, "GET", &url, b"").await,
+                )
+            });
+        }
+        for (node, answer) in futures_util::future::join_all(asks).await {
+            match answer {
+                Ok(r) if r.status == 200 => {
+                    let l: Vec<crate::wire::LogLine> =
+                        serde_json::from_str(&r.body).unwrap_or_default();
+                    let newest = l.iter().map(|x| x.id).max().unwrap_or(0);
+                    let c = self.peers.entry(node).or_insert(0);
+                    *c = (*c).max(newest);
+                    lines.extend(l);
+                }
+                Ok(r) => tracing::debug!(status = r.status, "a member's logs poll failed"),
+                Err(e) => tracing::debug!(error = %e, "a member's logs poll failed"),
+            }
+        }
+        lines.sort_by(|a, b| (a.time_ns, &a.node, a.id).cmp(&(b.time_ns, &b.node, b.id)));
+        if std::mem::take(&mut self.first)
+            && let Some(t) = self.params.tail
+        {
+            let from = lines.len().saturating_sub(t);
+            lines.drain(..from);
+        }
+        lines
+    }
+
+    async fn next(&mut self) -> Option<bytes::Bytes> {
+        loop {
+            if self.ops.stopping() {
+                return None;
+            }
+            let lines = self.round().await;
+            if !lines.is_empty() {
+                let mut buf = Vec::new();
+                for l in &lines {
+                    if serde_json::to_writer(&mut buf, l).is_ok() {
+                        buf.push(b'\n');
+                    }
+                }
+                self.last_write = Instant::now();
+                return Some(buf.into());
+            }
+            if self.last_write.elapsed() >= HEARTBEAT {
+                // The app removed everywhere: the stream ends as a local one does.
+                if self.ops.app_known(&self.params.app).is_err() {
+                    return None;
+                }
+                self.last_write = Instant::now();
+                return Some(bytes::Bytes::from_static(b"\n"));
+            }
+            tokio::time::sleep(REMOTE_POLL).await;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -296,6 +296,17 @@ async fn handle(req: Request<Incoming>, ctx: Arc<Ctx>) -> Response<Body> {
             Err(e) => respond(error(status_of(&e), &e.to_string())),
         },
         Route::Logs(p) if p.follow => {
+            if ops.cluster().active() {
+                // In a cluster an app's instances run on several members: every member's
+                // lines, merged (the app is checked first, where it is owned).
+                if let Err(e) = ops.app_known(&p.app) {
+                    return respond(error(status_of(&e), &e.to_string()));
+                }
+                return streamed(
+                    "application/x-ndjson",
+                    follow::cluster(ops.clone(), &p, &url),
+                );
+            }
             if let Some(owner) = ops.remote_owner(&p.app) {
                 if ops.member_protocol(&owner) < 2 {
                     return respond(error(
@@ -397,6 +408,11 @@ async fn run_forwarded(
                         | Route::NodeChange { .. }
                         | Route::ClusterKeys
                         | Route::Top { local: true, .. }
+                        | Route::Logs(LogsParams {
+                            local: true,
+                            follow: false,
+                            ..
+                        })
                 ) =>
         {
             return reply(error(
@@ -526,7 +542,7 @@ fn run(cmd: Command, ops: &Ops, rt: &tokio::runtime::Handle) -> Reply {
                 ops.cluster().leave().await?;
                 json(200, &serde_json::json!({ "left": true }))
             }
-            Command::Logs(p) => json(200, &wire::list::<_, wire::LogLine>(ops.logs(&p)?)),
+            Command::Logs(p) => json(200, &ops.cluster_logs(&p).await?),
             Command::DeleteVersion {
                 app,
                 service,

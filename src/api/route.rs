@@ -132,7 +132,7 @@ impl Route {
             | Route::Rollback { app: a, .. }
             | Route::Rebalance { app: a, .. }
             | Route::Release { app: a, .. } => Some(a),
-            Route::Logs(p) if !p.follow => Some(&p.app),
+            Route::Logs(p) if !p.follow && !p.local => Some(&p.app),
             _ => None,
         }
     }
@@ -624,6 +624,7 @@ pub fn parse_request(method: &str, url: &str) -> Result<Route, RouteError> {
                     .filter(|v| !v.is_empty())
                     .map(|v| num("after", v, "a log line id"))
                     .transpose()?,
+                local: matches!(get("local"), Some("true" | "1")),
             })
         }
         (["metrics"], _)
@@ -871,7 +872,7 @@ mod tests {
             "GET",
             "/v1/logs?app=shop&service=web&slot=2&tail=5&follow=1",
             Ok(
-                "Logs(LogsParams { app: \"shop\", service: Some(\"web\"), slot: Some(2), since: None, until: None, tail: Some(5), grep: None, stream: None, follow: true, after: None })",
+                "Logs(LogsParams { app: \"shop\", service: Some(\"web\"), slot: Some(2), since: None, until: None, tail: Some(5), grep: None, stream: None, follow: true, after: None, local: false })",
             ),
         ),
         ("GET", "/v1/logs", Err(400)),

@@ -29,16 +29,7 @@ fn pct(v: Option<f64>) -> String {
 
 /// Query-string escaping for values the user typed.
 pub fn q(v: &str) -> String {
-    let mut out = String::new();
-    for b in v.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(b as char)
-            }
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
+    crate::wire::percent(v)
 }
 
 fn print_top(t: &Top) {

@@ -1425,3 +1425,72 @@ fn secrets_and_configs_given_by_value_reach_the_members_running_the_instances() 
         "{modes:?}"
     );
 }
+
+/// The nodes of the `--json` log lines in `out`.
+fn log_nodes(out: &str) -> std::collections::BTreeSet<String> {
+    out.lines()
+        .filter_map(|l| serde_json::from_str::<berth::wire::LogLine>(l).ok())
+        .map(|l| l.node)
+        .collect()
+}
+
+#[test]
+fn logs_of_an_app_gather_the_lines_of_every_member_running_it() {
+    let test = "multihost::logs_of_an_app_gather_the_lines_of_every_member_running_it";
+    let Some(bed) = Bed::up(test, 2) else { return };
+    let h1 = bed.agent(1, &[], &[]);
+    let h2 = bed.agent(2, &[1], &[]);
+    form(&[&h1, &h2]);
+    records_on(&h1, 2);
+    let out = h1.deploy("chatty", &ticker(2, ""));
+    assert!(out.contains("2/2 running"), "{out}");
+    assert_eq!(spread("chatty", &[&h1, &h2]).values().sum::<usize>(), 2);
+    let both: std::collections::BTreeSet<String> = ["h1", "h2"].map(String::from).into();
+    // From the owner and from the other member: the lines of both instances, merged by time.
+    for h in [&h1, &h2] {
+        converge(
+            &format!("both members' lines through {}", h.name),
+            Duration::from_secs(20),
+            &[&h1, &h2],
+            || log_nodes(&h.ok(&["logs", "chatty", "--tail", "40", "--json"])) == both,
+        );
+        let lines: Vec<berth::wire::LogLine> = h
+            .ok(&["logs", "chatty", "--tail", "40", "--json"])
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        assert!(lines.len() <= 40, "{}", lines.len());
+        assert!(
+            lines.windows(2).all(|w| w[0].time_ns <= w[1].time_ns),
+            "not merged by time"
+        );
+    }
+    // Followed from h2: new lines of both instances keep coming.
+    let mut child = h2
+        .follow_command(&["logs", "-f", "chatty", "--tail", "0", "--json"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("logs -f runs");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = std::collections::BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while seen != both && Instant::now() < deadline {
+        if let Ok(l) = rx.recv_timeout(Duration::from_millis(500)) {
+            seen.extend(log_nodes(&l));
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(
+        seen, both,
+        "logs -f on h2 did not bring both members' lines"
+    );
+}
