@@ -334,10 +334,11 @@ impl Ops {
                 .map(|((_, service, version), c)| (service, *version, c))
                 .collect();
             let files = self.file_values_of(a);
+            let volumes = self.core.shared_volumes_of(a);
             records.push((
                 Kind::Spec,
                 a.spec.name.clone(),
-                serde_json::json!({ "app": a, "assignments": placed, "claims": batches, "files": files }),
+                serde_json::json!({ "app": a, "assignments": placed, "claims": batches, "files": files, "volumes": volumes }),
             ));
         }
         self.cluster
@@ -439,6 +440,9 @@ impl Ops {
                 continue;
             };
             self.localise_files(&mut app, &r.body["files"]);
+            if let Ok(v) = serde_json::from_value(r.body["volumes"].clone()) {
+                self.core.keep_shared_volumes(&name, v).await;
+            }
             self.core
                 .store
                 .take_over_app(&app, epoch + 1, &assignments)?;
@@ -669,7 +673,9 @@ impl Ops {
             fleet.owners.insert(r.node_id.clone());
             let (Ok(mut app), Ok(assignments)) = (
                 serde_json::from_value::<crate::store::StoredApp>(r.body["app"].clone()),
-                serde_json::from_value(r.body["assignments"].clone()),
+                serde_json::from_value::<Vec<crate::model::Assignment>>(
+                    r.body["assignments"].clone(),
+                ),
             ) else {
                 continue;
             };
@@ -679,6 +685,15 @@ impl Ops {
             }
             app.owner = r.node_id.clone();
             self.localise_files(&mut app, &r.body["files"]);
+            // Its shared volumes, where it places instances here.
+            let here = |a: &crate::model::Assignment| {
+                a.node == self.core.node_id || a.from == self.core.node_id
+            };
+            if assignments.iter().any(here)
+                && let Ok(v) = serde_json::from_value(r.body["volumes"].clone())
+            {
+                self.core.keep_shared_volumes(&app.spec.name, v).await;
+            }
             let claims = serde_json::from_value(r.body["claims"].clone()).unwrap_or_default();
             fleet.remote.push(super::fleet::RemoteApp {
                 app,

@@ -164,6 +164,14 @@ pub fn redact_spec(app: &mut AppSpec) {
     }
 }
 
+/// A host-mounted volume as an app's `Spec` record carries it to the members.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SharedVolume {
+    pub name: String,
+    pub driver: Driver,
+    pub opts: BTreeMap<String, String>,
+}
+
 impl Core {
     fn volume_def(&self, row: &VolumeRow) -> Result<VolumeDef, CoreError> {
         let driver = Driver::parse(&row.driver)?;
@@ -204,6 +212,68 @@ impl Core {
             app: app.to_string(),
             created_ms: crate::clock::now_ms(),
         })
+    }
+
+    /// The `oss`/`nas` volumes `app` uses, whole (credentials unsealed), for its `Spec`
+    /// record: a member that runs its instances mounts the same volumes (the record travels
+    /// sealed under the cluster key, and lives in the members' memory only).
+    pub(super) fn shared_volumes_of(&self, app: &StoredApp) -> Vec<SharedVolume> {
+        let mut out = Vec::new();
+        for (key, v) in &app.spec.volumes {
+            let object = v.object_name(&app.spec.name, key);
+            let Ok(Some(row)) = self.store.volume(&object) else {
+                continue;
+            };
+            match self.volume_def(&row) {
+                Ok(def) if def.driver.host_mounted() => out.push(SharedVolume {
+                    name: def.name,
+                    driver: def.driver,
+                    opts: def.opts,
+                }),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(volume = %object, error = %e, "cannot share a volume's definition")
+                }
+            }
+        }
+        out
+    }
+
+    /// Keeps the `oss`/`nas` volumes of another member's app (`app`, from its `Spec`
+    /// record) here, sealed under this host's key, so its instances here mount them as the
+    /// owner's do. A volume this host holds with other options is left as it is while a
+    /// container here uses it (the next deploy's options reach it after).
+    pub(super) async fn keep_shared_volumes(&self, app: &str, shared: Vec<SharedVolume>) {
+        for v in shared {
+            let def = match validate(&v.name, v.driver, &v.opts) {
+                Ok(d) if d.driver.host_mounted() => d,
+                Ok(_) => continue,
+                Err(e) => {
+                    tracing::warn!(volume = %v.name, error = %e, "another member's volume is not valid here");
+                    continue;
+                }
+            };
+            let held = self.store.volume(&def.name).ok().flatten();
+            if let Some(row) = &held {
+                if self.volume_def(row).is_ok_and(|d| d == def) {
+                    continue;
+                }
+                let uses = self.runtime.mount_uses().await.unwrap_or_default();
+                if !self.users_of(&uses, &def.name, def.driver).is_empty() {
+                    continue;
+                }
+            }
+            match self.volume_row(&def, app) {
+                Ok(row) => {
+                    if let Err(e) = self.store.put_volume(&row) {
+                        tracing::warn!(volume = %def.name, error = %e, "cannot keep another member's volume");
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(volume = %def.name, error = %e, "cannot keep another member's volume")
+                }
+            }
+        }
     }
 
     fn stored_volume(&self, name: &str) -> Result<(VolumeRow, VolumeDef), CoreError> {

@@ -193,6 +193,7 @@ impl Drop for Prometheus {
 /// A local S3 API server (`moto_server` from PyPI, installed by scripts/test into a venv)
 /// with one bucket.
 pub struct S3 {
+    pub ip: String,
     pub port: u16,
     pub bucket: String,
     child: Child,
@@ -208,6 +209,11 @@ pub fn moto_server() -> String {
 
 impl S3 {
     pub fn start(bucket: &str) -> S3 {
+        S3::start_on("127.0.0.1", bucket)
+    }
+
+    /// Listening on `ip` (the multi-host bed's hosts reach this machine at its bridge end).
+    pub fn start_on(ip: &str, bucket: &str) -> S3 {
         let bin = moto_server();
         assert!(
             std::path::Path::new(&bin).exists(),
@@ -215,12 +221,13 @@ impl S3 {
         );
         let port = free_port();
         let child = Command::new(&bin)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .args(["-H", ip, "-p", &port.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("moto_server starts");
         let s3 = S3 {
+            ip: ip.to_string(),
             port,
             bucket: bucket.to_string(),
             child,
@@ -235,7 +242,7 @@ impl S3 {
     }
 
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("http://{}:{}", self.ip, self.port)
     }
 
     /// An object's body, None when there is none.

@@ -1494,3 +1494,47 @@ fn logs_of_an_app_gather_the_lines_of_every_member_running_it() {
         "logs -f on h2 did not bring both members' lines"
     );
 }
+
+#[test]
+fn an_oss_volume_is_mounted_on_every_member_running_a_user_of_it() {
+    let test = "multihost::an_oss_volume_is_mounted_on_every_member_running_a_user_of_it";
+    let Some(bed) = Bed::up(test, 2) else { return };
+    let s3 = crate::backends::S3::start_on(&format!("{}.254", bed.prefix), "shared-data");
+    let h1 = bed.agent(1, &[], &[]);
+    let h2 = bed.agent(2, &[1], &[]);
+    form(&[&h1, &h2]);
+    records_on(&h1, 2);
+    // The writer runs on h1, the reader on h2: one bucket, a mount on each host.
+    let yaml = format!(
+        "services:\n  writer:\n    image: {IMAGE}\n    command: [\"sh\", \"-c\", \"echo hello-across-hosts > /data/hello.txt; exec sleep 3600\"]\n    stop_grace_period: 1s\n    volumes: [\"shared:/data:nocopy\"]\n    environment:\n      - constraint:node==h1\n  reader:\n    image: {IMAGE}\n    command: [\"sleep\", \"3600\"]\n    stop_grace_period: 1s\n    volumes: [\"shared:/mnt/s:ro\"]\n    environment:\n      - constraint:node==h2\nvolumes:\n  shared:\n    driver: oss\n    driver_opts:\n      endpoint: {}\n      bucket: shared-data\n      path: app\n      access_key: AKIDBERTHTESTKEY1\n      secret_key: berthTestSecretKey0123456789xyz\n      other_opts: -o use_path_request_style\n",
+        s3.url()
+    );
+    let out = h1.deploy("ossx", &yaml);
+    assert!(out.contains("running"), "{out}");
+    let reader = h2.engine_containers("ossx");
+    assert_eq!(reader.len(), 1, "{reader:?}");
+    let docker_h2 = bed.place(2, &[]).docker_host;
+    wait_until(
+        "the reader on h2 sees the file",
+        Duration::from_secs(40),
+        || {
+            std::process::Command::new("docker")
+                .args([
+                    "-H",
+                    &docker_h2,
+                    "exec",
+                    &reader[0].0,
+                    "cat",
+                    "/mnt/s/hello.txt",
+                ])
+                .output()
+                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "hello-across-hosts")
+        },
+    );
+    // h2 holds the volume (credentials sealed under its own key, masked in every view)
+    // and mounted it.
+    let ls = h2.ok(&["volume", "ls"]);
+    assert!(ls.contains("ossx_shared") && ls.contains("mounted"), "{ls}");
+    let v = h2.ok(&["volume", "inspect", "ossx_shared"]);
+    assert!(!v.contains("berthTestSecretKey0123456789xyz"), "{v}");
+}
