@@ -310,7 +310,7 @@ pub fn check(
     scale: &BTreeMap<String, u32>,
     nodes: &[NodeInfo],
 ) -> Result<Vec<String>, PlacementError> {
-    let nodes: Vec<NodeInfo> = nodes
+    let mut nodes: Vec<NodeInfo> = nodes
         .iter()
         .map(|n| NodeInfo {
             running: n
@@ -323,12 +323,44 @@ pub fn check(
         })
         .collect();
     let mut warnings = Vec::new();
-    for (name, s) in &app.services {
+    let mut order: Vec<(&String, &crate::model::ServiceSpec)> = app.services.iter().collect();
+    order.sort_by_key(|(_, s)| names_services(&s.placement));
+    for (name, s) in order {
         let replicas = scale.get(name).copied().unwrap_or(s.replicas);
         let d = demand_of(app, name, s, 0, replicas, s.global);
-        warnings.extend(placement(&d, &nodes, &[])?.warnings);
+        let p = placement(&d, &nodes, &[])?;
+        mark(&mut nodes, &d, &p.assignments);
+        warnings.extend(p.warnings);
     }
     Ok(warnings)
+}
+
+/// Does a service's placement name other services (`affinity:service==db`)? Such services
+/// are placed after the others, so the instances they are placed beside (or away from) are
+/// known, in a deploy that places them all at once too.
+fn names_services(placement: &[String]) -> bool {
+    placement.iter().any(|p| p.starts_with("affinity:service"))
+}
+
+/// Makes the instances just placed for `d` visible to the demands placed after it in the
+/// same pass (for their affinity rules), on the nodes that run none of `d` yet.
+fn mark(nodes: &mut [NodeInfo], d: &Demand, placed: &[Assignment]) {
+    for n in nodes.iter_mut() {
+        let here = placed.iter().any(|a| a.node == n.id);
+        if here
+            && !n
+                .running
+                .iter()
+                .any(|r| r.app == d.app && r.service == d.service)
+        {
+            n.running.push(Running {
+                app: d.app.clone(),
+                service: d.service.clone(),
+                image: d.image.clone(),
+                ..Default::default()
+            });
+        }
+    }
 }
 
 /// What an instance reserves, from its app's spec when this node knows it.
@@ -377,8 +409,15 @@ pub fn place(
 ) -> (Vec<Assignment>, Vec<(String, String, String)>) {
     let mut out = Vec::new();
     let mut errors = Vec::new();
+    let mut nodes = nodes.to_vec();
     for app in apps {
-        for (service, lives) in &app.versions {
+        let mut order: Vec<(&String, &Vec<LiveVersion>)> = app.versions.iter().collect();
+        order.sort_by_key(|(_, lives)| {
+            lives
+                .iter()
+                .any(|l| names_services(&l.version.spec.placement))
+        });
+        for (service, lives) in order {
             for live in lives {
                 let Some(d) = demand(app, service, live) else {
                     continue;
@@ -404,8 +443,9 @@ pub fn place(
                         }
                     }
                 }
-                match placement(&d, nodes, &mine) {
+                match placement(&d, &nodes, &mine) {
                     Ok(p) => {
+                        mark(&mut nodes, &d, &p.assignments);
                         out.extend(p.assignments);
                         if !p.warnings.is_empty() {
                             let w = format!("placement: {}", p.warnings.join("; "));
@@ -618,6 +658,41 @@ mod tests {
             "{:?}",
             errors[0]
         );
+    }
+
+    #[test]
+    fn services_placed_in_one_pass_see_each_other_for_anti_affinity() {
+        // `cache` (sorted first by name) must keep away from `db`, placed in the same pass: three
+        // of them over three nodes would put one beside it otherwise.
+        let mut a = app("shop", 1, &["constraint:az==2"]);
+        let web = a.versions.remove("web").expect("web");
+        let mut db = web[0].clone();
+        db.version.service = "db".into();
+        let mut cache = web[0].clone();
+        cache.version.service = "cache".into();
+        cache.version.spec.replicas = 3;
+        cache.version.spec.placement = vec!["affinity:service!=db".into()];
+        a.spec.services.remove("web");
+        a.spec.services.insert("db".into(), db.version.spec.clone());
+        a.spec
+            .services
+            .insert("cache".into(), cache.version.spec.clone());
+        a.versions.insert("db".into(), vec![db]);
+        a.versions.insert("cache".into(), vec![cache]);
+        let nodes = vec![node("a", "1"), node("b", "1"), node("c", "2")];
+        let (list, errors) = place(&[a.clone()], &[], &nodes, &BTreeMap::new());
+        assert!(errors.is_empty(), "{errors:?}");
+        let on = |svc: &str| -> Vec<&str> {
+            list.iter()
+                .filter(|x| x.service == svc)
+                .map(|x| x.node.as_str())
+                .collect()
+        };
+        assert_eq!(on("db"), ["c"]);
+        assert!(!on("cache").contains(&"c"), "{list:?}");
+        // The check before a deploy sees the same.
+        let scale = BTreeMap::from([("cache".to_string(), 3)]);
+        assert!(check(&a.spec, &scale, &nodes).is_ok());
     }
 
     #[test]

@@ -330,12 +330,15 @@ pub fn parse_placement(e: &str, loc: &str) -> Result<String, SpecError> {
             parse_u32(n, loc, 1, 64)?;
         }
         "constraint" | "affinity" => {
-            let op_at = rest
-                .find("==")
-                .or_else(|| rest.find("!="))
-                .ok_or_else(|| bad("needs == or !="))?;
+            // `==`, `!=`, and for constraints the seed's single `=` (`constraint:group=1`).
+            let (op_at, op_len) = match (rest.find("=="), rest.find("!="), rest.find('=')) {
+                (Some(i), _, _) => (i, 2),
+                (None, Some(i), _) => (i, 2),
+                (None, None, Some(i)) if kind == "constraint" => (i, 1),
+                _ => return Err(bad("needs == or !=")),
+            };
             let key = &rest[..op_at];
-            let value = rest[op_at + 2..].trim_start_matches('~');
+            let value = rest[op_at + op_len..].trim_start_matches('~');
             if key.is_empty() || value.is_empty() {
                 return Err(bad("needs a key and a value, like constraint:node==host1"));
             }
@@ -897,6 +900,13 @@ mod tests {
             assert_eq!(parse_placement(e, "t").as_deref(), Ok(e));
         }
         assert!(parse_placement("affinity:ro le!=x", "t").is_err());
+        // The seed's single `=` is a constraint's equality; an affinity needs `==`/`!=`.
+        assert_eq!(
+            parse_placement("constraint:group=1", "t").as_deref(),
+            Ok("constraint:group=1")
+        );
+        assert!(parse_placement("affinity:service=db", "t").is_err());
+        assert!(parse_placement("constraint:=1", "t").is_err());
         let zk = BTreeMap::from([("role".to_string(), "zookeeper".to_string())]);
         let none = BTreeMap::new();
         let host = [

@@ -885,6 +885,46 @@ fn global_services_follow_the_members_and_zones_spread_or_refuse() {
     let err = h1.fails(&["deploy", "-f", p.to_str().unwrap(), "--name", "three"]);
     assert!(err.contains("az==3") && err.contains("1, 2"), "{err}");
     assert!(spread("three", &all).values().all(|n| *n == 0));
+
+    // Anti-affinity between two services, in the seed's spellings: `cache` never beside
+    // `db` (Swarm classic's `affinity:service!=`), and `worker` (soft `==~`) preferring the
+    // hosts in zone 1 (`constraint:az==~1`, a single `=` form `constraint:az=1` too).
+    let pair = format!(
+        "services:
+  db:
+    image: {IMAGE}
+    command: sleep 3600
+    stop_grace_period: 1s
+    environment:
+      - constraint:az=2
+  cache:
+    image: {IMAGE}
+    command: sleep 3600
+    stop_grace_period: 1s
+    deploy:
+      replicas: 2
+    environment:
+      - affinity:service!=db
+  worker:
+    image: {IMAGE}
+    command: sleep 3600
+    stop_grace_period: 1s
+    environment:
+      - constraint:az==~1
+"
+    );
+    let out = h1.deploy("pair", &pair);
+    assert!(out.contains("running"), "{out}");
+    let on = |h: &Agent, svc: &str| {
+        h.engine_containers("pair")
+            .iter()
+            .filter(|(n, st)| n.starts_with(&format!("pair_{svc}")) && st == "running")
+            .count()
+    };
+    assert_eq!(on(&h3, "db"), 1, "db in zone 2 (h3)");
+    assert_eq!(on(&h3, "cache"), 0, "cache beside db");
+    assert_eq!((on(&h1, "cache"), on(&h2, "cache")), (1, 1));
+    assert_eq!(on(&h1, "worker") + on(&h2, "worker"), 1, "worker in zone 1");
 }
 
 /// Waits until `a` has the node records of `n` members (placement waits for them).
