@@ -769,6 +769,41 @@ impl Ops {
         Ok(out)
     }
 
+    /// `berth volume ls` in a cluster: this host's volumes and every alive member's (asked
+    /// at once with `local=1`), each row with its node, so a shared volume shows its state
+    /// on each member that mounts it. A member that does not answer is left out (logged).
+    pub async fn cluster_volume_list(&self) -> Result<Vec<VolumeView>, CoreError> {
+        let mut out = self.volume_list().await?;
+        if !self.cluster().active() {
+            return Ok(out);
+        }
+        let Ok(members) = self.cluster().nodes().await else {
+            return Ok(out);
+        };
+        let mut asks = Vec::new();
+        for m in members.into_iter().filter(|m| !m.me && m.state == "alive") {
+            if self.member_protocol(&m.node_id) < crate::cluster::PLACEMENT_PROTOCOL {
+                continue;
+            }
+            let hub = self.cluster();
+            asks.push(async move {
+                hub.forward(&m.node_id, "GET", "/v1/volumes?local=1", b"")
+                    .await
+            });
+        }
+        for answer in futures_util::future::join_all(asks).await {
+            match answer {
+                Ok(r) if r.status == 200 => {
+                    out.extend(serde_json::from_str::<Vec<VolumeView>>(&r.body).unwrap_or_default())
+                }
+                Ok(r) => tracing::debug!(status = r.status, "a member's volume list failed"),
+                Err(e) => tracing::debug!(error = %e, "a member's volume list failed"),
+            }
+        }
+        out.sort_by(|a, b| (&a.name, &a.node).cmp(&(&b.name, &b.node)));
+        Ok(out)
+    }
+
     /// `berth volume inspect`.
     pub async fn volume_inspect(&self, name: &str) -> Result<VolumeView, CoreError> {
         let row = self.core.stored_volume(name)?.0;

@@ -408,6 +408,7 @@ async fn run_forwarded(
                         | Route::NodeChange { .. }
                         | Route::ClusterKeys
                         | Route::Top { local: true, .. }
+                        | Route::ListVolumes { local: true }
                         | Route::Logs(LogsParams {
                             local: true,
                             follow: false,
@@ -510,7 +511,8 @@ fn run(cmd: Command, ops: &Ops, rt: &tokio::runtime::Handle) -> Reply {
                 json(200, &serde_json::json!({ "removed": name }))
             }
             Command::Outbox => json(200, &wire::list::<_, wire::OutboxStats>(ops.outbox()?)),
-            Command::ListVolumes => json(200, &ops.volume_list().await?),
+            Command::ListVolumes { local: true } => json(200, &ops.volume_list().await?),
+            Command::ListVolumes { local: false } => json(200, &ops.cluster_volume_list().await?),
             Command::CreateVolume(r) => json(201, &ops.volume_create(r).await?),
             Command::InspectVolume(name) => json(200, &ops.volume_inspect(&name).await?),
             Command::RemoveVolume(name) => {

@@ -75,7 +75,10 @@ pub enum Route {
     RemoveAlarm(String),
     Outbox,
     Logs(LogsParams),
-    ListVolumes,
+    /// `local`: only this host's (a member asked by another).
+    ListVolumes {
+        local: bool,
+    },
     CreateVolume,
     InspectVolume(String),
     RemoveVolume(String),
@@ -227,7 +230,9 @@ pub enum Command {
     RemoveAlarm(String),
     Outbox,
     Logs(LogsParams),
-    ListVolumes,
+    ListVolumes {
+        local: bool,
+    },
     CreateVolume(crate::wire::VolumeCreateRequest),
     InspectVolume(String),
     RemoveVolume(String),
@@ -340,7 +345,7 @@ impl Command {
             Route::Outbox => Command::Outbox,
             Route::Logs(p) if p.follow => return Err(CommandError::Streamed),
             Route::Logs(p) => Command::Logs(p),
-            Route::ListVolumes => Command::ListVolumes,
+            Route::ListVolumes { local } => Command::ListVolumes { local },
             Route::CreateVolume => Command::CreateVolume(json(body)?),
             Route::InspectVolume(n) => Command::InspectVolume(n),
             Route::RemoveVolume(n) => Command::RemoveVolume(n),
@@ -630,7 +635,9 @@ pub fn parse_request(method: &str, url: &str) -> Result<Route, RouteError> {
         (["metrics"], _)
         | (["v1", "top" | "metrics" | "alarms" | "outbox" | "logs"], _)
         | (["v1", "alarms", _], _) => return Err(not_allowed()),
-        (["v1", "volumes"], "GET") => Route::ListVolumes,
+        (["v1", "volumes"], "GET") => Route::ListVolumes {
+            local: matches!(get("local"), Some("true" | "1")),
+        },
         (["v1", "volumes"], "POST") => Route::CreateVolume,
         (["v1", "volumes", name], "GET") => Route::InspectVolume(volume_name(name)?),
         (["v1", "volumes", name], "DELETE") => Route::RemoveVolume(volume_name(name)?),
@@ -876,7 +883,7 @@ mod tests {
             ),
         ),
         ("GET", "/v1/logs", Err(400)),
-        ("GET", "/v1/volumes", Ok("ListVolumes")),
+        ("GET", "/v1/volumes", Ok("ListVolumes { local: false }")),
         ("POST", "/v1/volumes", Ok("CreateVolume")),
         ("GET", "/v1/volumes/media", Ok("InspectVolume(\"media\")")),
         ("DELETE", "/v1/volumes/media", Ok("RemoveVolume(\"media\")")),

@@ -122,16 +122,13 @@ pub fn volume(client: &Client, cmd: VolumeCommand) -> Result<()> {
             let rows: Vec<Vec<String>> = list
                 .iter()
                 .map(|v| {
-                    let name = if v.driver == "local" {
-                        format!("{}/{}", v.node, v.name)
-                    } else {
-                        v.name.clone()
-                    };
+                    let name = v.name.clone();
                     let opts: Vec<String> =
                         v.opts.iter().map(|(k, val)| format!("{k}={val}")).collect();
                     let users: Vec<&str> = v.used_by.iter().map(|u| u.container.as_str()).collect();
                     vec![
                         name,
+                        v.node.clone(),
                         v.driver.clone(),
                         opts.join(","),
                         v.mountpoint.clone(),
@@ -143,6 +140,7 @@ pub fn volume(client: &Client, cmd: VolumeCommand) -> Result<()> {
             table(
                 &[
                     "NAME",
+                    "NODE",
                     "DRIVER",
                     "OPTIONS",
                     "MOUNTPOINT",

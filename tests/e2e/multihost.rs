@@ -1575,6 +1575,22 @@ fn an_oss_volume_is_mounted_on_every_member_running_a_user_of_it() {
     // and mounted it.
     let ls = h2.ok(&["volume", "ls"]);
     assert!(ls.contains("ossx_shared") && ls.contains("mounted"), "{ls}");
+    // `volume ls` on any member: the volume's state on each member that holds it.
+    converge(
+        "the volume on both members",
+        Duration::from_secs(20),
+        &[&h1, &h2],
+        || {
+            let v: Vec<berth::wire::VolumeView> =
+                serde_json::from_str(&h1.ok(&["volume", "ls", "--json"])).unwrap_or_default();
+            let rows: Vec<(&str, &str)> = v
+                .iter()
+                .filter(|x| x.name == "ossx_shared")
+                .map(|x| (x.node.as_str(), x.state.as_str()))
+                .collect();
+            rows == [("h1", "mounted"), ("h2", "mounted")]
+        },
+    );
     let v = h2.ok(&["volume", "inspect", "ossx_shared"]);
     assert!(!v.contains("berthTestSecretKey0123456789xyz"), "{v}");
 }
