@@ -1052,6 +1052,12 @@ fn two_hosts_move_nothing_by_themselves_and_node_rm_forces_it() {
     assert_eq!(spread("pair", &[&h1])["h1"], 1);
     let out = h2.deploy("theirs", &ticker(2, RESCHEDULE));
     assert!(out.contains("2/2 running"), "{out}");
+    // `data` keeps its data in a local volume on each host and does not ask to move.
+    let data = format!(
+        "{TICKER}    deploy:\n      replicas: 2\n    volumes:\n      - store:/data\nvolumes:\n  store: {{}}\n"
+    );
+    let out = h1.deploy("data", &data);
+    assert!(out.contains("2/2 running"), "{out}");
     // h2's link goes down: each side sees the other lost, neither a majority.
     bed.cut(2);
     converge("h2 lost on h1", Duration::from_secs(30), &[&h1], || {
@@ -1076,6 +1082,14 @@ fn two_hosts_move_nothing_by_themselves_and_node_rm_forces_it() {
     });
     let ev = h1.ok(&["events", "pair", "-n", "100"]);
     assert!(ev.contains("rescheduled off removed node"), "{ev}");
+    // What keeps its data on h2 stays assigned there, and says why.
+    assert_eq!(spread("data", &[&h1])["h1"], 1, "data moved off h2");
+    let ev = h1.ok(&["events", "data", "-n", "100"]);
+    assert!(
+        ev.contains("stays assigned to removed node")
+            && ev.contains("it keeps data there (local volume store)"),
+        "{ev}"
+    );
     // h2's own app is h1's now, with both instances.
     converge("theirs both on h1", Duration::from_secs(30), &[&h1], || {
         spread("theirs", &[&h1])["h1"] == 2
