@@ -164,6 +164,15 @@ impl Ops {
     /// `berth nodes`: the members, with each one's labels and drain flag (this host's from
     /// its store, the others' from their node records).
     pub async fn nodes(&self) -> Result<Vec<crate::wire::NodeView>, CoreError> {
+        self.nodes_counting(None).await
+    }
+
+    /// [`Ops::nodes`], with this host's instance count given when the caller has just
+    /// listed the engine (`None`: listed here).
+    async fn nodes_counting(
+        &self,
+        listed: Option<usize>,
+    ) -> Result<Vec<crate::wire::NodeView>, CoreError> {
         let mut list = self.cluster.nodes().await?;
         let mine = self.core.store.node_settings()?;
         let theirs: BTreeMap<String, serde_json::Value> = self
@@ -185,7 +194,10 @@ impl Ops {
             n.drain = s.drain;
             if n.me {
                 n.agent = env!("CARGO_PKG_VERSION").into();
-                n.instances = self.core.instances().await?.len() as u64;
+                n.instances = match listed {
+                    Some(c) => c as u64,
+                    None => self.core.instances().await?.len() as u64,
+                };
                 let u = self.host_use();
                 (n.cpus, n.cpu_percent, n.mem_total, n.mem_used) =
                     (u.cpus, u.cpu_percent, u.mem_total, u.mem_used);
@@ -273,11 +285,11 @@ impl Ops {
         // A member held to an older protocol (a mixed-version cluster) runs its apps alone,
         // as that release did.
         let places = crate::cluster::spoken() >= crate::cluster::PLACEMENT_PROTOCOL;
-        if places {
-            self.settle_ownership().await?;
-        }
-        // One engine list serves both (a pass just listed too; this runs only in a cluster).
+        // One engine list serves all (a pass just listed too; this runs only in a cluster).
         let listed = self.core.instances().await?;
+        if places {
+            self.settle_ownership(listed.len()).await?;
+        }
         let apps = self.apps_over(&listed)?;
         let instances = self.ps_over(None, listed.clone())?;
         let mut records = Vec::with_capacity(1 + apps.len() + instances.len());
@@ -369,7 +381,7 @@ impl Ops {
     /// taken over by one member, the same on every host that sees it (rendezvous order
     /// over the alive members that place), and only on a side that sees a strict majority
     /// of the members: two sides of a partition never both take it.
-    async fn settle_ownership(&self) -> Result<(), CoreError> {
+    async fn settle_ownership(&self, listed: usize) -> Result<(), CoreError> {
         use crate::cluster::state::Kind;
         let own = self.core.store.list_apps()?;
         // The copy of each app at the highest epoch, of the other members'.
@@ -400,7 +412,7 @@ impl Ops {
                 );
             }
         }
-        let members = self.nodes().await?;
+        let members = self.nodes_counting(Some(listed)).await?;
         let grace = self.cluster.reschedule_after_ms();
         let now = crate::clock::now_ms();
         let known = members.iter().filter(|n| n.state != "left").count();
@@ -721,7 +733,7 @@ impl Ops {
         );
         // The other members' instance records, read once: what runs on each (for room and
         // affinity), and, of the alive members, what serves (for counts, moves and routing).
-        let members = self.nodes().await?;
+        let members = self.nodes_counting(Some(listed.len())).await?;
         let ips: BTreeMap<&str, std::net::IpAddr> = members
             .iter()
             .map(|n| (n.node_id.as_str(), n.address.ip()))
