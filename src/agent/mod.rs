@@ -195,6 +195,9 @@ pub struct Core {
     /// This node's apps' rolling batches over the cluster, as the last pass computed them
     /// (published with the apps).
     pub(crate) claims: Mutex<fleet::Claims>,
+    /// Other members' apps whose secret and config files this host wrote (under
+    /// `files/APP/`): removed here once the app is gone from the cluster.
+    pub(crate) remote_files: Mutex<BTreeSet<String>>,
 }
 
 /// The settings a reload may change.
@@ -348,6 +351,7 @@ impl Core {
             fleet: Mutex::new(None),
             placement_errors: Mutex::default(),
             claims: Mutex::default(),
+            remote_files: Mutex::default(),
             metrics: crate::metrics::Hub::default(),
             settings: std::sync::RwLock::new(Arc::new(Settings {
                 metrics: cfg.metrics.clone(),

@@ -543,8 +543,45 @@ impl Ops {
         }
         write.sort();
         write.dedup();
+        self.core
+            .remote_files
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(app.spec.name.clone());
         if let Err(e) = write_file_values(&write) {
             tracing::warn!(app = %app.spec.name, error = %e, "cannot write another member's secret files");
+        }
+    }
+
+    /// Removes this host's copies of the secret files of other members' apps that are gone
+    /// from the cluster (neither replicated by a member, nor this host's own now, nor with a
+    /// container here: a container keeps its files until it is gone).
+    fn forget_remote_files(&self, own: &[crate::store::StoredApp], fleet: &super::fleet::Fleet) {
+        let mut held = self
+            .core
+            .remote_files
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let gone: Vec<String> = held
+            .iter()
+            .filter(|n| {
+                !own.iter().any(|a| &a.spec.name == *n)
+                    && !fleet.remote.iter().any(|r| &r.app.spec.name == *n)
+                    && !fleet.runs_here(n)
+            })
+            .cloned()
+            .collect();
+        for name in gone {
+            let dir = self.core.files_dir.join(&name);
+            match std::fs::remove_dir_all(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    tracing::warn!(app = %name, error = %e, "cannot remove another member's secret files");
+                    continue;
+                }
+            }
+            held.remove(&name);
         }
     }
 
@@ -865,6 +902,7 @@ impl Ops {
                 self.core.node_id.clone(),
             ));
         }
+        self.forget_remote_files(own, &fleet);
         Ok(fleet)
     }
 }

@@ -1478,6 +1478,11 @@ fn secrets_and_configs_given_by_value_reach_the_members_running_the_instances() 
         modes.len() == 2 && modes.iter().all(|m| *m == 0o400),
         "{modes:?}"
     );
+    // The app removed: h2's copies go once its container has.
+    h1.ok(&["rm", "vault"]);
+    wait_until("h2's copies removed", Duration::from_secs(30), || {
+        !h2.dir.path().join("files/vault").exists()
+    });
 }
 
 /// The nodes of the `--json` log lines in `out`.
