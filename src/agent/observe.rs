@@ -246,6 +246,35 @@ impl Ops {
         self.app_must_exist(app)
     }
 
+    /// Asks every alive member that speaks the placement protocol for `url` (a `local=1`
+    /// read of its own state) at once over the peer channel; returns the answers' bodies. A
+    /// member that fails to answer is left out (logged): its state stays with it.
+    pub async fn ask_members(&self, url: &str) -> Vec<String> {
+        let Ok(members) = self.cluster().nodes().await else {
+            return Vec::new();
+        };
+        let mut asks = Vec::new();
+        for m in members.into_iter().filter(|m| !m.me && m.state == "alive") {
+            if self.member_protocol(&m.node_id) < crate::cluster::PLACEMENT_PROTOCOL {
+                continue;
+            }
+            let hub = self.cluster();
+            asks.push(async move {
+                let answer = hub.forward(&m.node_id, "GET", url, b"").await;
+                (m.node_id, answer)
+            });
+        }
+        let mut out = Vec::new();
+        for (node, answer) in futures_util::future::join_all(asks).await {
+            match answer {
+                Ok(r) if r.status == 200 => out.push(r.body),
+                Ok(r) => tracing::debug!(%node, url, status = r.status, "a member's answer failed"),
+                Err(e) => tracing::debug!(%node, url, error = %e, "a member's answer failed"),
+            }
+        }
+        out
+    }
+
     /// `berth logs` (without `-f`): this host's lines of the app, and in a cluster every
     /// alive member's (asked at once over the peer channel with `local=1`), merged by time;
     /// `tail` applies to the merge. A member that does not answer is skipped (its lines
@@ -258,29 +287,11 @@ impl Ops {
         if p.local || p.after.is_some() || !self.cluster().active() {
             return Ok(lines);
         }
-        let Ok(members) = self.cluster().nodes().await else {
-            return Ok(lines);
-        };
         let url = format!("/v1/logs?{}&local=1", p.filters());
-        let mut asks = Vec::new();
-        for m in members.into_iter().filter(|m| !m.me && m.state == "alive") {
-            if self.member_protocol(&m.node_id) < crate::cluster::PLACEMENT_PROTOCOL {
-                continue;
-            }
-            let (hub, url) = (self.cluster(), url.clone());
-            asks.push(async move { hub.forward(&m.node_id, "GET", &url, b"").await });
-        }
-        for answer in futures_util::future::join_all(asks).await {
-            match answer {
-                Ok(r) if r.status == 200 => {
-                    lines.extend(
-                        serde_json::from_str::<Vec<crate::wire::LogLine>>(&r.body)
-                            .unwrap_or_default(),
-                    );
-                }
-                Ok(r) => tracing::debug!(status = r.status, "a member's logs answer failed"),
-                Err(e) => tracing::debug!(error = %e, "a member's logs answer failed"),
-            }
+        for body in self.ask_members(&url).await {
+            lines.extend(
+                serde_json::from_str::<Vec<crate::wire::LogLine>>(&body).unwrap_or_default(),
+            );
         }
         lines.sort_by(|a, b| (a.time_ns, &a.node, a.id).cmp(&(b.time_ns, &b.node, b.id)));
         if let Some(t) = p.tail {

@@ -413,11 +413,8 @@ impl Ops {
             }
         }
         let members = self.nodes_counting(Some(listed)).await?;
-        let grace = self.cluster.reschedule_after_ms();
-        let now = crate::clock::now_ms();
-        let known = members.iter().filter(|n| n.state != "left").count();
-        let seen = members.iter().filter(|n| n.state == "alive").count();
-        if 2 * seen <= known {
+        let sight = Sight::of(&members, self.cluster.reschedule_after_ms());
+        if !sight.majority() {
             return Ok(());
         }
         let candidates: Vec<&str> = members
@@ -434,24 +431,18 @@ impl Ops {
                 continue;
             }
             let gone = removed
-                || members.iter().any(|n| {
-                    n.node_id == r.node_id && n.state == "lost" && now - n.since_ms >= grace
-                });
+                || members
+                    .iter()
+                    .any(|n| n.node_id == r.node_id && sight.lost_long(n));
             if !gone
                 || crate::plan::placement::successor(&name, candidates.iter().copied())
                     != Some(self.core.node_id.as_str())
             {
                 continue;
             }
-            let (Ok(mut app), Ok(assignments)) = (
-                serde_json::from_value::<crate::store::StoredApp>(r.body["app"].clone()),
-                serde_json::from_value::<Vec<crate::model::Assignment>>(
-                    r.body["assignments"].clone(),
-                ),
-            ) else {
+            let Some((app, assignments)) = self.replica_of(&r.body) else {
                 continue;
             };
-            self.localise_files(&mut app, &r.body["files"]);
             if let Ok(v) = serde_json::from_value(r.body["volumes"].clone()) {
                 self.core.keep_shared_volumes(&name, v).await;
             }
@@ -461,7 +452,10 @@ impl Ops {
             let why = if removed {
                 "was removed".to_string()
             } else {
-                format!("has been lost for {} s", (now - r.seen_ms).max(0) / 1000)
+                format!(
+                    "has been lost for {} s",
+                    (sight.now - r.seen_ms).max(0) / 1000
+                )
             };
             self.core.event(
                 crate::model::EventKind::Cluster,
@@ -508,7 +502,14 @@ impl Ops {
         let Ok(files) = serde_json::from_value::<BTreeMap<String, String>>(files.clone()) else {
             return;
         };
-        if files.is_empty() {
+        // The app's name names a directory here: one plain component, never a path.
+        let plain = matches!(
+            std::path::Path::new(&app.spec.name)
+                .components()
+                .collect::<Vec<_>>()[..],
+            [std::path::Component::Normal(_)]
+        );
+        if files.is_empty() || !plain {
             return;
         }
         let dir = self.core.files_dir.join(&app.spec.name);
@@ -583,6 +584,18 @@ impl Ops {
             }
             held.remove(&name);
         }
+    }
+
+    /// An app and its assignments from another member's `Spec` record, its value files
+    /// written here and pointed at ([`Ops::localise_files`]).
+    fn replica_of(
+        &self,
+        body: &serde_json::Value,
+    ) -> Option<(crate::store::StoredApp, Vec<crate::model::Assignment>)> {
+        let mut app: crate::store::StoredApp = serde_json::from_value(body["app"].clone()).ok()?;
+        let assignments = serde_json::from_value(body["assignments"].clone()).ok()?;
+        self.localise_files(&mut app, &body["files"]);
+        Some((app, assignments))
     }
 
     /// Which member holds each app: of the copies this host knows (its own and the other
@@ -720,12 +733,7 @@ impl Ops {
         let holders = self.holders(own);
         for r in self.cluster.remote(Kind::Spec) {
             fleet.owners.insert(r.node_id.clone());
-            let (Ok(mut app), Ok(assignments)) = (
-                serde_json::from_value::<crate::store::StoredApp>(r.body["app"].clone()),
-                serde_json::from_value::<Vec<crate::model::Assignment>>(
-                    r.body["assignments"].clone(),
-                ),
-            ) else {
+            let Some((mut app, assignments)) = self.replica_of(&r.body) else {
                 continue;
             };
             // A lost owner's last copy of an app another member took over is not its.
@@ -733,7 +741,6 @@ impl Ops {
                 continue;
             }
             app.owner = r.node_id.clone();
-            self.localise_files(&mut app, &r.body["files"]);
             // Its shared volumes, where it places instances here.
             let here = |a: &crate::model::Assignment| {
                 a.node == self.core.node_id || a.from == self.core.node_id
@@ -824,19 +831,16 @@ impl Ops {
         // Rescheduling off a lost member: only past the grace period, and only on a side of
         // a partition that sees a strict majority of the members it last knew (those that
         // did not leave), so two sides never both move the same instances.
-        let grace = self.cluster.reschedule_after_ms();
-        let now = crate::clock::now_ms();
-        let known = members.iter().filter(|n| n.state != "left").count();
-        let seen = members.iter().filter(|n| n.state == "alive").count();
-        let majority = 2 * seen > known;
+        let sight = Sight::of(&members, self.cluster.reschedule_after_ms());
+        let majority = sight.majority();
         for n in members {
-            let lost = n.state == "lost" && now - n.since_ms >= grace;
+            let lost = sight.lost_long(&n);
             if lost && !majority {
                 fleet.held.insert(
                     n.node_id.clone(),
                     format!(
-                        "this host sees {seen} of the {known} members, not a strict majority, so it moves nothing (a partition's other side may run them); `berth node rm {}` moves them",
-                        n.name
+                        "this host sees {} of the {} members, not a strict majority, so it moves nothing (a partition's other side may run them); `berth node rm {}` moves them",
+                        sight.seen, sight.known, n.name
                     ),
                 );
             }
@@ -904,6 +908,36 @@ impl Ops {
         }
         self.forget_remote_files(own, &fleet);
         Ok(fleet)
+    }
+}
+
+/// What this host sees of the members, for moving things off lost ones: a member counts
+/// as known unless it left, as seen when alive; a lost one is let go of after `grace` ms.
+struct Sight {
+    seen: usize,
+    known: usize,
+    grace: i64,
+    now: i64,
+}
+
+impl Sight {
+    fn of(members: &[crate::wire::NodeView], grace: i64) -> Sight {
+        Sight {
+            seen: members.iter().filter(|n| n.state == "alive").count(),
+            known: members.iter().filter(|n| n.state != "left").count(),
+            grace,
+            now: crate::clock::now_ms(),
+        }
+    }
+
+    /// A strict majority of the members known: only such a side moves anything.
+    fn majority(&self) -> bool {
+        2 * self.seen > self.known
+    }
+
+    /// Lost for the grace period at least.
+    fn lost_long(&self, n: &crate::wire::NodeView) -> bool {
+        n.state == "lost" && self.now - n.since_ms >= self.grace
     }
 }
 

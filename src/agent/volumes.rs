@@ -777,28 +777,8 @@ impl Ops {
         if !self.cluster().active() {
             return Ok(out);
         }
-        let Ok(members) = self.cluster().nodes().await else {
-            return Ok(out);
-        };
-        let mut asks = Vec::new();
-        for m in members.into_iter().filter(|m| !m.me && m.state == "alive") {
-            if self.member_protocol(&m.node_id) < crate::cluster::PLACEMENT_PROTOCOL {
-                continue;
-            }
-            let hub = self.cluster();
-            asks.push(async move {
-                hub.forward(&m.node_id, "GET", "/v1/volumes?local=1", b"")
-                    .await
-            });
-        }
-        for answer in futures_util::future::join_all(asks).await {
-            match answer {
-                Ok(r) if r.status == 200 => {
-                    out.extend(serde_json::from_str::<Vec<VolumeView>>(&r.body).unwrap_or_default())
-                }
-                Ok(r) => tracing::debug!(status = r.status, "a member's volume list failed"),
-                Err(e) => tracing::debug!(error = %e, "a member's volume list failed"),
-            }
+        for body in self.ask_members("/v1/volumes?local=1").await {
+            out.extend(serde_json::from_str::<Vec<VolumeView>>(&body).unwrap_or_default());
         }
         out.sort_by(|a, b| (&a.name, &a.node).cmp(&(&b.name, &b.node)));
         Ok(out)

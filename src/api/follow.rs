@@ -145,6 +145,17 @@ pub fn remote(ops: Ops, owner: String, params: &LogsParams, url: &str) -> super:
     http_body_util::StreamBody::new(frames).boxed_unsync()
 }
 
+/// Lines as NDJSON, one object a line.
+fn ndjson(lines: &[crate::wire::LogLine]) -> bytes::Bytes {
+    let mut buf = Vec::new();
+    for l in lines {
+        if serde_json::to_writer(&mut buf, l).is_ok() {
+            buf.push(b'\n');
+        }
+    }
+    buf.into()
+}
+
 /// The request's query without the parameters the poller sets itself.
 fn base_query(url: &str) -> String {
     let query = url.split_once('?').map(|(_, q)| q).unwrap_or("");
@@ -196,14 +207,8 @@ impl Remote {
                     // With `--tail 0` the first line only tells where to start.
                     let skip = first && self.tail == Some(0);
                     if !skip && !lines.is_empty() {
-                        let mut buf = Vec::new();
-                        for l in &lines {
-                            if serde_json::to_writer(&mut buf, l).is_ok() {
-                                buf.push(b'\n');
-                            }
-                        }
                         self.last_write = Instant::now();
-                        return Some(buf.into());
+                        return Some(ndjson(&lines));
                     }
                 }
                 // The owner says the app is gone: the stream ends as a local one does.
@@ -307,13 +312,9 @@ impl Cluster {
                 continue;
             }
             let q = self.params_after(self.peers.get(&m.node_id).copied());
-            let mut url = format!("/v1/logs?{}&local=1", q.filters());
-            if let Some(a) = q.after {
-                url = format!(
-                    "/v1/logs?{}&local=1&after={a}",
-                    LogsParams { tail: None, ..q }.filters()
-                );
-            }
+            // With `after`, params_after has dropped `tail` already.
+            let after = q.after.map(|a| format!("&after={a}")).unwrap_or_default();
+            let url = format!("/v1/logs?{}&local=1{after}", q.filters());
             let hub = self.ops.cluster();
             asks.push(async move {
                 (
@@ -353,14 +354,8 @@ impl Cluster {
             }
             let lines = self.round().await;
             if !lines.is_empty() {
-                let mut buf = Vec::new();
-                for l in &lines {
-                    if serde_json::to_writer(&mut buf, l).is_ok() {
-                        buf.push(b'\n');
-                    }
-                }
                 self.last_write = Instant::now();
-                return Some(buf.into());
+                return Some(ndjson(&lines));
             }
             if self.last_write.elapsed() >= HEARTBEAT {
                 // The app removed everywhere: the stream ends as a local one does.

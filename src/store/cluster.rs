@@ -179,17 +179,27 @@ impl Store {
             let tx = c.transaction().map_err(sql("saving assignments"))?;
             tx.execute("DELETE FROM assignments WHERE app = ?1", params![app])
                 .map_err(sql("saving assignments"))?;
-            for a in list.iter().filter(|a| a.app == app) {
-                tx.execute(
-                    "INSERT OR REPLACE INTO assignments(app, service, version, slot, node, from_node)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    params![a.app, a.service, a.version, a.slot, a.node, a.from],
-                )
-                .map_err(sql("saving assignments"))?;
-            }
+            insert_assignments(&tx, &app, &list)?;
             tx.commit().map_err(sql("saving assignments"))
         })
     }
+}
+
+/// Inserts the assignments of `app` in `list` (the caller cleared the app's first).
+pub(super) fn insert_assignments(
+    tx: &rusqlite::Transaction<'_>,
+    app: &str,
+    list: &[crate::model::Assignment],
+) -> Result<(), StoreError> {
+    for a in list.iter().filter(|a| a.app == app) {
+        tx.execute(
+            "INSERT OR REPLACE INTO assignments(app, service, version, slot, node, from_node)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![a.app, a.service, a.version, a.slot, a.node, a.from],
+        )
+        .map_err(sql("saving assignments"))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

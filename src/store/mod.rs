@@ -749,14 +749,7 @@ impl Store {
                 )
                 .map_err(sql("taking over an app's version numbers"))?;
             }
-            for a in assignments.iter().filter(|a| a.app == name) {
-                tx.execute(
-                    "INSERT OR REPLACE INTO assignments(app, service, version, slot, node, from_node)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    params![a.app, a.service, a.version, a.slot, a.node, a.from],
-                )
-                .map_err(sql("taking over an app's assignments"))?;
-            }
+            cluster::insert_assignments(&tx, &name, assignments)?;
             tx.commit().map_err(sql("taking over an app"))
         })
     }

@@ -130,6 +130,20 @@ impl Bed {
         )
     }
 
+    /// Starts an agent named `h<i>` whose router listens on host `i`'s bridge address, port
+    /// 8080, domain `test.local`.
+    pub fn agent_routed(&self, i: usize, seeds: &[usize]) -> Agent {
+        Agent::start_placed(
+            &format!("h{i}"),
+            self.place(i, &[]),
+            &format!(
+                "{}[router]\nhttp = \"{}:8080\"\ndomain = \"test.local\"\n",
+                self.cluster_toml(i, seeds),
+                self.addr(i)
+            ),
+        )
+    }
+
     /// Stops host `i`'s engine (its containers stop with it), as a host going down does.
     pub fn stop_engine(&self, i: usize) {
         self.run(&[

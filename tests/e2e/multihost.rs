@@ -555,11 +555,7 @@ fn six_replicas_spread_over_three_real_hosts_and_node_labels_steer_them() {
     let h3 = bed.agent(3, &[1], &[]);
     form(&[&h1, &h2, &h3]);
     // Placement waits for the members' node records (they say what each can take).
-    wait_until("node records on h1", Duration::from_secs(20), || {
-        let o = h1.berth(&["nodes", "--json"]);
-        let v: Vec<berth::wire::NodeView> = serde_json::from_slice(&o.stdout).unwrap_or_default();
-        v.len() == 3 && v.iter().all(|n| !n.agent.is_empty())
-    });
+    records_on(&h1, 3);
     let all = [&h1, &h2, &h3];
 
     // Six replicas deployed through h1 land two on each host, each run by its own agent;
@@ -684,25 +680,11 @@ fn a_routed_service_on_three_real_hosts_is_served_through_every_hosts_router() {
         "multihost::a_routed_service_on_three_real_hosts_is_served_through_every_hosts_router";
     let Some(bed) = Bed::up(test, 3) else { return };
     // Each host's router listens on its bridge address.
-    let agent = |i: usize, seeds: &[usize]| {
-        Agent::start_placed(
-            &format!("h{i}"),
-            bed.place(i, &[]),
-            &format!(
-                "{}[router]\nhttp = \"{}:8080\"\ndomain = \"test.local\"\n",
-                bed.cluster_toml(i, seeds),
-                bed.addr(i)
-            ),
-        )
-    };
+    let agent = |i: usize, seeds: &[usize]| bed.agent_routed(i, seeds);
     let (h1, h2, h3) = (agent(1, &[]), agent(2, &[1]), agent(3, &[1]));
     let all = [&h1, &h2, &h3];
     form(&all);
-    wait_until("node records on h1", Duration::from_secs(20), || {
-        let o = h1.berth(&["nodes", "--json"]);
-        let v: Vec<berth::wire::NodeView> = serde_json::from_slice(&o.stdout).unwrap_or_default();
-        v.len() == 3 && v.iter().all(|n| !n.agent.is_empty())
-    });
+    records_on(&h1, 3);
     // Three instances, each answering with its own container id.
     let web = format!(
         "services:\n  web:\n    image: {IMAGE}\n    command: sh -c 'hostname > /www/id; exec httpd -f -p 8080 -h /www'\n    stop_grace_period: 1s\n    labels:\n      berth.scale: \"3\"\n      berth.probe.url: http://container:8080/id\n      berth.routing.port_8080: web.test.local\n      berth.lb.port_8080: tcp://:9000\n"
@@ -1290,17 +1272,7 @@ fn tagged_web(tag: &str, replicas: u32, delay: u32, rolling: bool) -> String {
 fn version_splits_and_rolling_updates_hold_across_hosts() {
     let test = "multihost::version_splits_and_rolling_updates_hold_across_hosts";
     let Some(bed) = Bed::up(test, 3) else { return };
-    let agent = |i: usize, seeds: &[usize]| {
-        Agent::start_placed(
-            &format!("h{i}"),
-            bed.place(i, &[]),
-            &format!(
-                "{}[router]\nhttp = \"{}:8080\"\ndomain = \"test.local\"\n",
-                bed.cluster_toml(i, seeds),
-                bed.addr(i)
-            ),
-        )
-    };
+    let agent = |i: usize, seeds: &[usize]| bed.agent_routed(i, seeds);
     let (h1, h2, h3) = (agent(1, &[]), agent(2, &[1]), agent(3, &[1]));
     let all = [&h1, &h2, &h3];
     form(&all);
