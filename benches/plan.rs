@@ -68,6 +68,7 @@ fn observed(apps: usize, web_hash: &str) -> Observed {
                     exit_code: None,
                     finished_ms: None,
                     ports: vec![],
+                    exposed: vec![],
                     created: 1,
                     status: String::new(),
                     ip: String::new(),

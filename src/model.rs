@@ -676,6 +676,10 @@ pub struct Instance {
     pub finished_ms: Option<i64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<PublishedPort>,
+    /// TCP ports it exposes (its image's `EXPOSE`, `expose:`) whether published or not:
+    /// what its service name answers on from other hosts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exposed: Vec<u16>,
     /// Unix seconds the container was created.
     pub created: i64,
     /// The engine's own summary: "Up 5 minutes", "Exited (137) 2 seconds ago".
@@ -1119,6 +1123,8 @@ pub mod labels {
     pub const SPEC: &str = "berth.spec";
     /// The node that owns the app, on a container placed here by another node's app.
     pub const OWNER: &str = "berth.owner";
+    /// On a holder (`runtime/hold.rs`): `APP/SERVICE` whose name it holds.
+    pub const HOLDS: &str = "berth.holds";
 }
 
 #[cfg(test)]

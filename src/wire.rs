@@ -106,6 +106,9 @@ pub struct InstanceView {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i64>,
     pub ports: Vec<PublishedPort>,
+    /// TCP ports it exposes, published or not.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exposed: Vec<u16>,
     pub node: String,
     /// Unix seconds.
     pub created: i64,

@@ -404,14 +404,7 @@ pub fn create_request(
 ) -> Option<CreateRequest> {
     let live = app.live_version(service, version)?;
     // DNS names: the service, plus every alias other services link to it by.
-    let mut aliases = vec![service.to_string()];
-    for other in app.spec.services.values() {
-        for l in &other.links {
-            if l.target == service && !aliases.contains(&l.alias) {
-                aliases.push(l.alias.clone());
-            }
-        }
-    }
+    let aliases = crate::plan::names::dns_names(&app.spec, service);
     Some(CreateRequest {
         node: node.to_string(),
         app: app.spec.name.clone(),

@@ -54,6 +54,8 @@ pub struct Fleet {
     /// Members lost past the grace period whose instances stay where they are although
     /// their services ask to be rescheduled, by node id, and why (no majority seen here).
     pub held: BTreeMap<String, String>,
+    /// Instances the other (alive) members run, for service names across hosts.
+    pub elsewhere: Vec<crate::plan::names::Elsewhere>,
 }
 
 /// The assignments placement starts from: `current`, plus, for a version of this node's
@@ -213,6 +215,9 @@ impl Fleet {
         }
         if let Ok(b) = serde_json::to_vec(&(&self.endpoints, &self.held)) {
             ctx.update(&b);
+        }
+        for e in &self.elsewhere {
+            ctx.update(format!("{e:?};").as_bytes());
         }
         let mut out = [0u8; 32];
         out.copy_from_slice(ctx.finish().as_ref());

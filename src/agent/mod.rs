@@ -14,6 +14,7 @@ mod custom;
 mod executor;
 pub mod fleet;
 mod logship;
+pub mod names;
 mod observe;
 mod ops;
 mod telemetry;
@@ -198,6 +199,10 @@ pub struct Core {
     /// Other members' apps whose secret and config files this host wrote (under
     /// `files/APP/`): removed here once the app is gone from the cluster.
     pub(crate) remote_files: Mutex<BTreeSet<String>>,
+    /// Service names across hosts: holders, their listeners, where connections go.
+    pub(crate) names: names::Names,
+    /// No holder exists and none is wanted (in no cluster, nothing to look at).
+    names_clean: std::sync::atomic::AtomicBool,
 }
 
 /// The settings a reload may change.
@@ -352,6 +357,8 @@ impl Core {
             placement_errors: Mutex::default(),
             claims: Mutex::default(),
             remote_files: Mutex::default(),
+            names: names::Names::default(),
+            names_clean: std::sync::atomic::AtomicBool::new(false),
             metrics: crate::metrics::Hub::default(),
             settings: std::sync::RwLock::new(Arc::new(Settings {
                 metrics: cfg.metrics.clone(),
@@ -573,6 +580,7 @@ impl Core {
             })
             .collect();
         self.update_router(&apps, &observed.instances, &leaving, pass);
+        self.update_names(&apps, &observed.instances).await;
         let (mut attempted, mut in_background) = (0, 0usize);
         if !plan.actions.is_empty() {
             let by_name: BTreeMap<String, StoredApp> =
@@ -801,6 +809,40 @@ impl Core {
         *last = errors;
     }
 
+    /// Keeps a holder for each service of an app running here that also runs on other
+    /// members, listening on its ports, and where its connections go (`names`).
+    async fn update_names(&self, apps: &[StoredApp], instances: &[crate::model::Instance]) {
+        use std::sync::atomic::Ordering;
+        let fleet = self.fleet();
+        if fleet.is_none() && self.names_clean.load(Ordering::Relaxed) {
+            return;
+        }
+        let specs: Vec<&crate::model::AppSpec> = apps.iter().map(|a| &a.spec).collect();
+        let want = match &fleet {
+            Some(f) => plan::names::wanted(&specs, instances, &f.elsewhere),
+            None => BTreeMap::new(),
+        };
+        let mut local: BTreeMap<(String, String), Vec<std::net::IpAddr>> = BTreeMap::new();
+        for i in instances.iter().filter(|i| plan::is_ready(i)) {
+            if let Ok(ip) = i.ip.parse() {
+                local
+                    .entry((i.app.clone(), i.service.clone()))
+                    .or_default()
+                    .push(ip);
+            }
+        }
+        let wanted_none = want.is_empty();
+        let errors = self
+            .names
+            .update(self.runtime.as_ref(), &self.node_id, want, local)
+            .await;
+        self.names_clean
+            .store(wanted_none && errors.is_empty(), Ordering::Relaxed);
+        for e in self.names.new_errors(errors) {
+            self.event(crate::model::EventKind::Error, "", "", &e);
+        }
+    }
+
     /// Failures of containers of versions that no longer run (`{app}_{service}-NNN_slot`
     /// names of versions that are not live) are forgotten.
     fn forget_dead_versions(&self, apps: &[StoredApp]) {
@@ -961,6 +1003,16 @@ async fn watch_engine(core: Arc<Core>, mut shutdown: tokio::sync::watch::Receive
                 _ = shutdown.changed() => return,
             };
             match next {
+                Some(Ok(ev)) if ev.app.is_empty() => {
+                    // A holder of service names (`names`): no instance; a pass rebinds
+                    // its listeners after it started again.
+                    if matches!(
+                        ev.action,
+                        crate::runtime::EngineAction::Start | crate::runtime::EngineAction::Die
+                    ) {
+                        core.wake(Wake::Engine);
+                    }
+                }
                 Some(Ok(ev)) => {
                     core.engine_changes.send_modify(|n| *n += 1);
                     let name = if ev.name.is_empty() {

@@ -56,6 +56,7 @@ impl Ops {
         core: std::sync::Arc<Core>,
         cluster: std::sync::Arc<crate::cluster::hub::Hub>,
     ) -> Ops {
+        core.names.attach(&cluster);
         Ops { core, cluster }
     }
 
@@ -799,6 +800,15 @@ impl Ops {
                 fleet
                     .present
                     .insert((v.app.clone(), v.service.clone(), v.version.clone(), v.slot));
+                if matches!(v.state.as_str(), "running" | "restarting" | "created") {
+                    fleet.elsewhere.push(crate::plan::names::Elsewhere {
+                        app: v.app.clone(),
+                        service: v.service.clone(),
+                        node: r.node_id.clone(),
+                        ready: v.state == "running" && matches!(v.health.as_str(), "" | "healthy"),
+                        exposed: v.exposed.clone(),
+                    });
+                }
             }
             running
                 .entry(r.node_id.clone())
@@ -1722,6 +1732,7 @@ impl Ops {
                     image: i.image,
                     exit_code: i.exit_code,
                     ports: i.ports,
+                    exposed: i.exposed,
                     node: self.core.node_name.clone(),
                     stale: None,
                     created: i.created,

@@ -77,6 +77,8 @@ pub struct Hub {
     /// When the last digest went out (ms).
     last_digest: std::sync::atomic::AtomicI64,
     handler: Arc<RwLock<Option<ForwardHandler>>>,
+    /// Where streams other members open to this host's instances go.
+    tunnel: Arc<RwLock<Option<super::tunnel::Target>>>,
     /// Sequence numbers of the requests this host forwards.
     forward_seq: std::sync::atomic::AtomicU64,
 }
@@ -112,6 +114,7 @@ struct Gate {
     own: Arc<std::sync::Mutex<Own>>,
     replay: std::sync::Mutex<super::seal::Replay>,
     handler: Arc<RwLock<Option<ForwardHandler>>>,
+    tunnel: Arc<RwLock<Option<super::tunnel::Target>>>,
     /// The other members' records: their node records say how often each token let a host
     /// in through them.
     replicas: Arc<std::sync::Mutex<BTreeMap<String, Replica>>>,
@@ -158,6 +161,13 @@ impl Serve for Gate {
                 }
             }),
         }
+    }
+
+    fn tunnel_target(&self) -> Option<super::tunnel::Target> {
+        self.tunnel
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     fn keyring(&self) -> Keyring {
@@ -240,6 +250,7 @@ impl Hub {
             replicas: Arc::default(),
             last_digest: std::sync::atomic::AtomicI64::new(0),
             handler: Arc::default(),
+            tunnel: Arc::default(),
             forward_seq: std::sync::atomic::AtomicU64::new(
                 (crate::clock::now_ms().max(0) as u64) << 10,
             ),
@@ -325,6 +336,7 @@ impl Hub {
             own: self.own.clone(),
             replay: std::sync::Mutex::new(super::seal::Replay::new(1024)),
             handler: self.handler.clone(),
+            tunnel: self.tunnel.clone(),
             replicas: self.replicas.clone(),
         });
         let serve = tokio::spawn(join::serve(listener, gate));
@@ -662,6 +674,51 @@ impl Hub {
     /// Installs what runs the API requests other members forward to this host.
     pub fn set_forward_handler(&self, h: ForwardHandler) {
         *self.handler.write().unwrap_or_else(|p| p.into_inner()) = Some(h);
+    }
+
+    /// Installs where streams other members open to this host's instances go.
+    pub fn set_tunnel_target(&self, t: super::tunnel::Target) {
+        *self.tunnel.write().unwrap_or_else(|p| p.into_inner()) = Some(t);
+    }
+
+    /// Opens a sealed stream on the peer channel to an instance of (app, service) on
+    /// member `node` (by node id), to its `port`.
+    pub async fn open_tunnel(
+        &self,
+        node: &str,
+        app: &str,
+        service: &str,
+        port: u16,
+    ) -> std::io::Result<super::tunnel::Stream> {
+        let m = self
+            .member(node)
+            .filter(|m| m.state == MemberState::Alive)
+            .ok_or_else(|| std::io::Error::other(format!("member {node} is not alive")))?;
+        let ring = {
+            let run = self.running.lock().await;
+            let r = run
+                .as_ref()
+                .ok_or_else(|| std::io::Error::other("this host is in no cluster"))?;
+            r.ring.read().unwrap_or_else(|p| p.into_inner()).clone()
+        };
+        let open = super::tunnel::Open {
+            app: app.into(),
+            service: service.into(),
+            port,
+            stream: super::tunnel::new_stream_id()?,
+            at_ms: crate::clock::now_ms(),
+            from: self.name.clone(),
+        };
+        let seq = self
+            .forward_seq
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        super::tunnel::connect(
+            m.id.addr,
+            ring,
+            (super::gossip::sender_id(&self.node_id), seq),
+            open,
+        )
+        .await
     }
 
     /// How long a member is lost before what it ran may move (`[cluster] reschedule_after`).

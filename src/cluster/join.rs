@@ -10,6 +10,8 @@
 //!   member): a [`Forward`] sealed, refused when seen before or older than 30 s; the answer
 //!   is the API's status and body, sealed.
 //!
+//! - `S`, a stream carried to an instance on this host (`tunnel`).
+//!
 //! Bounded: 16 KiB a request, 8 MiB an answer, 5 s a connection, 64 connections at once (more wait for a slot, up to 5 s);
 //! any other first byte is closed unread.
 
@@ -195,6 +197,8 @@ pub trait Serve: Send + Sync + 'static {
     fn delta(&self, epoch: u64, since: u64) -> super::state::Delta;
     /// Records (sender, seq) of a forwarded request; false when seen before.
     fn fresh(&self, sender: u64, seq: u64) -> bool;
+    /// Where a tunnel to (app, service, port) goes on this host (see `tunnel`).
+    fn tunnel_target(&self) -> Option<super::tunnel::Target>;
     /// Runs a forwarded API request.
     fn forward(
         &self,
@@ -331,6 +335,7 @@ async fn answer_pull(s: &mut TcpStream, gate: &dyn Serve) -> std::io::Result<()>
 /// Serves the channel on `listener` until the task is aborted.
 pub async fn serve(listener: TcpListener, admit: std::sync::Arc<dyn Serve>) {
     let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONNS));
+    let streams = std::sync::Arc::new(tokio::sync::Semaphore::new(super::tunnel::MAX_STREAMS));
     loop {
         let Ok((mut s, from)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -343,13 +348,34 @@ pub async fn serve(listener: TcpListener, admit: std::sync::Arc<dyn Serve>) {
             continue;
         };
         let admit = admit.clone();
+        let streams = streams.clone();
         tokio::spawn(async move {
-            let _permit = permit;
+            let permit = permit;
             // The first byte within the connection's time; a forwarded request then has
             // as long as the API gives its longest request.
             let Ok(Ok(tag)) = tokio::time::timeout(CONN_TIME, s.read_u8()).await else {
                 return;
             };
+            if tag == super::tunnel::TAG_STREAM {
+                // A stream lasts as long as its connection: it takes a stream's slot, not
+                // one of the requests'; over the bound it is closed unanswered.
+                drop(permit);
+                let Ok(_stream) = streams.try_acquire_owned() else {
+                    return;
+                };
+                let gate = admit.clone();
+                let fresh = move |sender, seq| gate.fresh(sender, seq);
+                let _ = super::tunnel::answer(
+                    s,
+                    admit.keyring(),
+                    admit.sender(),
+                    fresh,
+                    admit.tunnel_target(),
+                )
+                .await;
+                return;
+            }
+            let _permit = permit;
             let limit = if tag == TAG_FORWARD {
                 FORWARD_TIME
             } else {

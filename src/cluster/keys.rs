@@ -20,6 +20,8 @@ pub enum Purpose {
     Peer,
     /// Join tokens' signatures.
     Token,
+    /// The bytes of a connection carried to another member (`tunnel`).
+    Tunnel,
 }
 
 impl Purpose {
@@ -28,6 +30,7 @@ impl Purpose {
             Purpose::Gossip => b"berth gossip v1",
             Purpose::Peer => b"berth peer v1",
             Purpose::Token => b"berth token v1",
+            Purpose::Tunnel => b"berth tunnel v1",
         }
     }
 }

@@ -46,3 +46,4 @@ pub mod keys;
 pub mod seal;
 pub mod state;
 pub mod token;
+pub mod tunnel;

@@ -9,6 +9,7 @@
 //! restart is just another plan. Never plans to touch an instance it was not given (the
 //! caller only passes this node's containers).
 
+pub mod names;
 pub mod placement;
 pub mod release;
 
@@ -675,4 +676,4 @@ pub fn images_to_prune(
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

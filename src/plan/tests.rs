@@ -27,7 +27,7 @@ fn app(name: &str, services: Vec<DesiredService>) -> DesiredApp {
     }
 }
 
-fn inst(
+pub(crate) fn inst(
     id: &str,
     app: &str,
     service: &str,
@@ -48,6 +48,7 @@ fn inst(
         exit_code: None,
         finished_ms: None,
         ports: vec![],
+        exposed: vec![],
         created: id.len() as i64,
         status: String::new(),
         ip: String::new(),

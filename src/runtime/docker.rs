@@ -63,6 +63,9 @@ fn engine_err(op: &'static str, object: impl Into<String>) -> impl FnOnce(BErr) 
     }
 }
 
+/// On a holder: the names it answers to, comma-separated.
+const HOLD_ALIASES: &str = "berth.holds.aliases";
+
 fn label_filter(node: &str) -> HashMap<String, Vec<String>> {
     HashMap::from([(
         "label".to_string(),
@@ -268,9 +271,20 @@ impl ContainerRuntime for DockerRuntime {
                 .map(|s| InstanceState::parse(s.as_ref()))
                 .unwrap_or(InstanceState::Exited);
             let status = c.status.unwrap_or_default();
-            let mut ports: Vec<PublishedPort> = c
-                .ports
-                .unwrap_or_default()
+            let listed_ports = c.ports.unwrap_or_default();
+            let mut exposed: Vec<u16> = listed_ports
+                .iter()
+                .filter(|p| {
+                    !matches!(
+                        p.typ.map(|t| t.to_string()).as_deref(),
+                        Some("udp" | "sctp")
+                    )
+                })
+                .map(|p| p.private_port)
+                .collect();
+            exposed.sort_unstable();
+            exposed.dedup();
+            let mut ports: Vec<PublishedPort> = listed_ports
                 .into_iter()
                 .filter_map(|p| {
                     Some(PublishedPort {
@@ -297,6 +311,7 @@ impl ContainerRuntime for DockerRuntime {
                     false => None,
                 };
             out.push(Instance {
+                exposed,
                 id: c.id.unwrap_or_default(),
                 name: first_name(c.names),
                 app: app.clone(),
@@ -450,6 +465,143 @@ impl ContainerRuntime for DockerRuntime {
             }) => Ok(()),
             Err(e) => Err(engine_err("remove container", id)(e)),
         }
+    }
+
+    async fn holders(&self, node: &str) -> Result<Vec<super::Holder>, RuntimeError> {
+        let opts = qp::ListContainersOptions {
+            all: true,
+            filters: Some(HashMap::from([(
+                "label".to_string(),
+                vec![
+                    format!("{}={node}", labels::NODE),
+                    labels::HOLDS.to_string(),
+                ],
+            )])),
+            ..Default::default()
+        };
+        let list = self
+            .docker
+            .list_containers(Some(opts))
+            .await
+            .map_err(engine_err("list containers", "holding service names"))?;
+        let mut out = Vec::new();
+        for c in list {
+            let l = c.labels.unwrap_or_default();
+            let (Some(id), Some((app, service))) =
+                (c.id, l.get(labels::HOLDS).and_then(|h| h.split_once('/')))
+            else {
+                continue;
+            };
+            let running = c.state.map(|s| s.as_ref() == "running").unwrap_or(false);
+            let aliases: Vec<String> = l
+                .get(HOLD_ALIASES)
+                .map(|a| a.split(',').map(String::from).collect())
+                .unwrap_or_default();
+            let mut pid = 0;
+            if running
+                && let Ok(i) = self
+                    .docker
+                    .inspect_container(&id, None::<qp::InspectContainerOptions>)
+                    .await
+            {
+                pid = i
+                    .state
+                    .and_then(|s| s.pid)
+                    .and_then(|p| u32::try_from(p).ok())
+                    .unwrap_or(0);
+            }
+            out.push(super::Holder {
+                id,
+                app: app.to_string(),
+                service: service.to_string(),
+                pid,
+                aliases,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn create_holder(
+        &self,
+        node: &str,
+        app: &str,
+        service: &str,
+        network: &str,
+        aliases: &[String],
+    ) -> Result<super::Holder, RuntimeError> {
+        if !self.image_present(super::hold::IMAGE).await? {
+            let tar = super::hold::image_tar().map_err(|detail| RuntimeError::Engine {
+                op: "load image",
+                object: super::hold::IMAGE.into(),
+                detail,
+            })?;
+            let body: super::TarStream = Box::pin(futures_util::stream::once(async move {
+                Ok::<_, std::io::Error>(bytes::Bytes::from(tar))
+            }));
+            self.load_images(body).await?;
+        }
+        let name = super::holder_name(node, app, service);
+        let body = ContainerCreateBody {
+            image: Some(super::hold::IMAGE.into()),
+            labels: Some(HashMap::from([
+                (labels::NODE.to_string(), node.to_string()),
+                (labels::HOLDS.to_string(), format!("{app}/{service}")),
+                (HOLD_ALIASES.to_string(), aliases.join(",")),
+            ])),
+            host_config: Some(HostConfig {
+                network_mode: Some(network.to_string()),
+                restart_policy: Some(BRestart {
+                    name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
+                    maximum_retry_count: None,
+                }),
+                readonly_rootfs: Some(true),
+                cap_drop: Some(vec!["ALL".into()]),
+                security_opt: Some(vec!["no-new-privileges".into()]),
+                memory: Some(16 << 20),
+                // The runtime's own setup runs in the container's cgroup first.
+                pids_limit: Some(32),
+                ..Default::default()
+            }),
+            networking_config: Some(NetworkingConfig {
+                endpoints_config: Some(HashMap::from([(
+                    network.to_string(),
+                    EndpointSettings {
+                        aliases: Some(aliases.to_vec()),
+                        ..Default::default()
+                    },
+                )])),
+            }),
+            ..Default::default()
+        };
+        let opts = qp::CreateContainerOptions {
+            name: Some(name.clone()),
+            ..Default::default()
+        };
+        let id = match self.docker.create_container(Some(opts), body).await {
+            Ok(r) => r.id,
+            // Made meanwhile (the next look at the holders finds it).
+            Err(BErr::DockerResponseServerError {
+                status_code: 409, ..
+            }) => return Err(RuntimeError::NameTaken(name)),
+            Err(e) => return Err(engine_err("create container", name)(e)),
+        };
+        self.start(&id).await?;
+        let pid = self
+            .docker
+            .inspect_container(&id, None::<qp::InspectContainerOptions>)
+            .await
+            .map_err(engine_err("inspect container", name))?
+            .state
+            .and_then(|s| s.pid)
+            .and_then(|p| u32::try_from(p).ok())
+            .unwrap_or(0);
+        Ok(super::Holder {
+            id,
+            app: app.to_string(),
+            service: service.to_string(),
+            pid,
+            aliases: aliases.to_vec(),
+        })
     }
 
     async fn image_present(&self, image: &str) -> Result<bool, RuntimeError> {

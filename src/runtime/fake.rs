@@ -22,6 +22,8 @@ pub struct FakeState {
     /// How long each create takes (a slow engine), in ms.
     pub create_delay_ms: u64,
     pub calls: Vec<String>,
+    /// Holders by node.
+    pub holders: Vec<(String, super::Holder)>,
     /// Calls whose name starts with one of these fail.
     pub fail: Vec<String>,
     next_id: u64,
@@ -134,6 +136,36 @@ impl ContainerRuntime for FakeRuntime {
         ));
         Ok(())
     }
+    async fn holders(&self, node: &str) -> Result<Vec<super::Holder>, RuntimeError> {
+        Ok(self
+            .lock()
+            .holders
+            .iter()
+            .filter(|(n, _)| n == node)
+            .map(|(_, h)| h.clone())
+            .collect())
+    }
+    async fn create_holder(
+        &self,
+        node: &str,
+        app: &str,
+        service: &str,
+        _network: &str,
+        aliases: &[String],
+    ) -> Result<super::Holder, RuntimeError> {
+        self.call(format!("create_holder {app}/{service}"))?;
+        let mut s = self.lock();
+        s.next_id += 1;
+        let h = super::Holder {
+            id: format!("h{}", s.next_id),
+            app: app.into(),
+            service: service.into(),
+            pid: 0,
+            aliases: aliases.to_vec(),
+        };
+        s.holders.push((node.into(), h.clone()));
+        Ok(h)
+    }
     async fn remove_network(&self, id: &str) -> Result<(), RuntimeError> {
         self.call(format!("remove_network {id}"))?;
         self.lock().networks.retain(|(_, n)| n.id != id);
@@ -164,6 +196,13 @@ impl ContainerRuntime for FakeRuntime {
                 spec_hash: req.spec_hash.clone(),
                 version: crate::model::version_name(&req.service, req.version),
                 image: req.spec.image.clone(),
+                exposed: req
+                    .spec
+                    .expose
+                    .iter()
+                    .copied()
+                    .chain(req.spec.ports.iter().map(|p| p.container_port))
+                    .collect(),
                 state: InstanceState::Created,
                 exit_code: None,
                 finished_ms: None,

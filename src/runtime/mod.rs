@@ -10,6 +10,7 @@
 
 pub mod docker;
 pub mod fake;
+pub mod hold;
 
 use crate::model::{AppNetwork, Instance, ServiceSpec};
 use async_trait::async_trait;
@@ -96,6 +97,25 @@ pub fn container_name(app: &str, service: &str, version: u32, slot: u32) -> Stri
 pub fn network_name(node: &str, app: &str) -> String {
     let short: String = node.chars().take(6).collect();
     format!("berth_{app}_{short}")
+}
+
+/// A container holding a service's name on an app network (see `hold`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holder {
+    pub id: String,
+    pub app: String,
+    pub service: String,
+    /// Its process (0 when it does not run): the agent binds listeners in its network
+    /// namespace.
+    pub pid: u32,
+    /// The names it answers to on the app network.
+    pub aliases: Vec<String>,
+}
+
+/// The name of the holder of (app, service) on node `node`.
+pub fn holder_name(node: &str, app: &str, service: &str) -> String {
+    let short: String = node.chars().take(6).collect();
+    format!("berth-names_{app}_{service}_{short}")
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -229,6 +249,19 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     async fn volume_mountpoint(&self, name: &str) -> Result<Option<String>, RuntimeError>;
     /// Every container's mounts of volumes and host directories (anyone's, any state).
     async fn mount_uses(&self) -> Result<Vec<MountUse>, RuntimeError>;
+    /// This node's holders (see `hold`): containers holding a service's name on its app
+    /// network for the service's instances on other members.
+    async fn holders(&self, node: &str) -> Result<Vec<Holder>, RuntimeError>;
+    /// Creates and starts a holder of (app, service) on `network`, answering to `aliases`,
+    /// loading the holder image first when the engine lacks it.
+    async fn create_holder(
+        &self,
+        node: &str,
+        app: &str,
+        service: &str,
+        network: &str,
+        aliases: &[String],
+    ) -> Result<Holder, RuntimeError>;
     /// The engine's event stream for this node's containers. Ends when the engine goes away.
     fn events(&self, node: &str) -> BoxStream<'static, Result<RuntimeEvent, RuntimeError>>;
     /// A `docker save` tarball of these images (tags kept), as the engine streams it.

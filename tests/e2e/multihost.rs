@@ -1585,3 +1585,119 @@ fn an_oss_volume_is_mounted_on_every_member_running_a_user_of_it() {
     let v = h2.ok(&["volume", "inspect", "ossx_shared"]);
     assert!(!v.contains("berthTestSecretKey0123456789xyz"), "{v}");
 }
+
+#[test]
+fn a_service_reaches_another_services_instances_on_other_hosts_by_name() {
+    let test = "multihost::a_service_reaches_another_services_instances_on_other_hosts_by_name";
+    let Some(bed) = Bed::up(test, 3) else { return };
+    let h1 = bed.agent(1, &[], &[]);
+    let h2 = bed.agent(2, &[1], &[]);
+    let h3 = bed.agent(3, &[1], &[]);
+    form(&[&h1, &h2, &h3]);
+    records_on(&h1, 3);
+    // web runs on h1 only, db on h2 and h3 only: web reaches db by its name and by the
+    // alias its link gives, with no port published anywhere.
+    let yaml = format!(
+        "services:\n  web:\n    image: {IMAGE}\n    command: sleep 3600\n    stop_grace_period: 1s\n    links: [\"db:database\"]\n    environment:\n      - constraint:node==h1\n  db:\n    image: {IMAGE}\n    command: sh -c 'hostname > /www/id; exec httpd -f -p 5432 -h /www'\n    stop_grace_period: 1s\n    expose: [\"5432\"]\n    labels:\n      berth.scale: \"2\"\n      berth.probe.url: http://container:5432/id\n    environment:\n      - constraint:node!=h1\n"
+    );
+    let out = h1.deploy("shop", &yaml);
+    assert!(out.contains("running"), "{out}");
+    let web = h1.engine_containers("shop");
+    assert_eq!(web.len(), 1, "{web:?}");
+    let docker_h1 = bed.place(1, &[]).docker_host;
+    let get = |container: &str, url: &str| -> Option<String> {
+        let o = std::process::Command::new("docker")
+            .args([
+                "-H", &docker_h1, "exec", container, "timeout", "5", "wget", "-qO-", url,
+            ])
+            .output()
+            .ok()?;
+        o.status
+            .success()
+            .then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    // Both db instances answer through the name, each on its own host.
+    let mut seen = std::collections::BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while seen.len() < 2 {
+        if let Some(id) = get(&web[0].0, "http://db:5432/id") {
+            seen.insert(id);
+        }
+        if Instant::now() > deadline {
+            panic!(
+                "db's two instances did not both answer web by name ({seen:?})\nh1 containers:\n{}\n{:?}\nh1 log:\n{}\nh2 log:\n{}",
+                h1.docker_ok(&["ps", "-a", "--format", "{{.Names}} {{.Status}} {{.Ports}}"]),
+                std::process::Command::new("docker")
+                    .args([
+                        "-H",
+                        &docker_h1,
+                        "exec",
+                        &web[0].0,
+                        "sh",
+                        "-c",
+                        "nslookup db; timeout 5 wget -qO- http://db:5432/id"
+                    ])
+                    .output(),
+                h1.log(),
+                h2.log()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let db_hosts: std::collections::BTreeSet<String> = [&h2, &h3]
+        .iter()
+        .flat_map(|h| h.engine_containers("shop"))
+        .map(|(name, _)| name)
+        .collect();
+    assert_eq!(db_hosts.len(), 2, "{db_hosts:?}");
+    let alias = get(&web[0].0, "http://database:5432/id").unwrap_or_default();
+    assert!(
+        seen.contains(&alias),
+        "the link alias reaches db too: {alias:?} {seen:?}"
+    );
+    // The holder on h1 answers to db's names and publishes nothing on the host.
+    let holder = h1.docker_ok(&[
+        "ps",
+        "--filter",
+        "label=berth.holds=shop/db",
+        "--format",
+        "{{.Names}} {{.Ports}}",
+    ]);
+    assert_eq!(holder.lines().count(), 1, "{holder}");
+    assert!(
+        holder.trim().starts_with("berth-names_shop_db_"),
+        "{holder}"
+    );
+    let holder_name = holder
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let holder_ip = h1.docker_ok(&[
+        "inspect",
+        "-f",
+        "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+        &holder_name,
+    ]);
+    // The attack: a container of another app on h1 cannot reach shop's db through the
+    // holder (it lives on shop's network only).
+    let other = h1.deploy(
+        "other",
+        &format!(
+            "services:\n  probe:\n    image: {IMAGE}\n    command: sleep 3600\n    stop_grace_period: 1s\n    environment:\n      - constraint:node==h1\n"
+        ),
+    );
+    assert!(other.contains("running"), "{other}");
+    let probe = h1.engine_containers("other");
+    let stolen = get(&probe[0].0, &format!("http://{}:5432/id", holder_ip.trim()));
+    assert_eq!(stolen, None, "another app's container reached shop's db");
+    assert_eq!(get(&probe[0].0, "http://db:5432/id"), None);
+    // db gone from the other hosts: h1's holder goes with it.
+    h1.ok(&["scale", "shop", "db=0"]);
+    wait_until("h1's holder removed", Duration::from_secs(40), || {
+        h1.docker_ok(&["ps", "-aq", "--filter", "label=berth.holds=shop/db"])
+            .trim()
+            .is_empty()
+    });
+    h1.ok(&["rm", "shop"]);
+}

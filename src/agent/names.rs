@@ -1,0 +1,306 @@
+//! Service names across hosts, the agent's side (the decisions are `plan::names`): keeps
+//! one holder container per (app, service) that runs on other members and has a caller
+//! here, listens on the service's ports inside each holder's network namespace, and
+//! carries each connection to a ready instance: on this host directly, on another member
+//! through a sealed stream on the peer channel (`cluster::tunnel`).
+//!
+//! Invariants: a listener lives in its holder's namespace only (bound from a short-lived
+//! thread that entered it), so only the app's own network reaches it; at most
+//! [`MAX_CONNS`] connections are carried at once; nothing here is decided, only done.
+
+use crate::plan::names::{Target, Want};
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::Duration;
+
+/// Connections carried at once, over all holders.
+pub const MAX_CONNS: usize = 4096;
+const CONNECT_TIME: Duration = Duration::from_secs(3);
+
+type Key = (String, String);
+
+/// Listeners bound in one holder's namespace.
+struct Bound {
+    pid: u32,
+    ports: Vec<u16>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Bound {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+#[derive(Default)]
+struct Table {
+    targets: BTreeMap<Key, Vec<Target>>,
+    /// This host's ready instances by (app, service): where streams from other members go.
+    local: BTreeMap<Key, Vec<IpAddr>>,
+}
+
+pub struct Names {
+    table: Arc<RwLock<Arc<Table>>>,
+    bound: Mutex<HashMap<String, Bound>>,
+    hub: Arc<std::sync::OnceLock<Weak<crate::cluster::hub::Hub>>>,
+    next: Arc<AtomicUsize>,
+    conns: Arc<tokio::sync::Semaphore>,
+    /// Holder errors last reported (each once).
+    errors: Mutex<std::collections::BTreeSet<String>>,
+}
+
+impl Default for Names {
+    fn default() -> Names {
+        Names {
+            table: Arc::default(),
+            bound: Mutex::default(),
+            hub: Arc::default(),
+            next: Arc::default(),
+            conns: Arc::new(tokio::sync::Semaphore::new(MAX_CONNS)),
+            errors: Mutex::default(),
+        }
+    }
+}
+
+impl Names {
+    /// Connects the names to the cluster: connections to other members' instances go
+    /// through `hub`, and streams other members open here go to this host's instances.
+    pub fn attach(&self, hub: &Arc<crate::cluster::hub::Hub>) {
+        let _ = self.hub.set(Arc::downgrade(hub));
+        let table = self.table.clone();
+        let next = self.next.clone();
+        hub.set_tunnel_target(Arc::new(move |app: &str, service: &str, port: u16| {
+            let t = table.read().unwrap_or_else(|p| p.into_inner()).clone();
+            let ips = t.local.get(&(app.to_string(), service.to_string()))?;
+            if ips.is_empty() || port == 0 {
+                return None;
+            }
+            let ip = ips[next.fetch_add(1, Ordering::Relaxed) % ips.len()];
+            Some(SocketAddr::new(ip, port))
+        }));
+    }
+
+    /// The last errors, once each: what a pass reports as events.
+    pub fn new_errors(&self, now: Vec<String>) -> Vec<String> {
+        let mut last = self.errors.lock().unwrap_or_else(|p| p.into_inner());
+        let fresh = now.iter().filter(|e| !last.contains(*e)).cloned().collect();
+        *last = now.into_iter().collect();
+        fresh
+    }
+
+    /// Makes the holders and listeners what `want` says, and the targets this pass's.
+    /// Returns what could not be done (an event each, once).
+    pub async fn update(
+        &self,
+        runtime: &dyn crate::runtime::ContainerRuntime,
+        node: &str,
+        want: BTreeMap<Key, Want>,
+        local: BTreeMap<Key, Vec<IpAddr>>,
+    ) -> Vec<String> {
+        let mut errors = Vec::new();
+        *self.table.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(Table {
+            targets: want
+                .iter()
+                .map(|(k, w)| (k.clone(), w.targets.clone()))
+                .collect(),
+            local,
+        });
+        let holders = match runtime.holders(node).await {
+            Ok(h) => h,
+            Err(e) => return vec![format!("cannot list the service-name holders: {e}")],
+        };
+        let mut have: BTreeMap<Key, crate::runtime::Holder> = BTreeMap::new();
+        for h in holders {
+            let key = (h.app.clone(), h.service.clone());
+            let keep =
+                want.get(&key).is_some_and(|w| w.aliases == h.aliases) && !have.contains_key(&key);
+            if keep {
+                have.insert(key, h);
+            } else {
+                self.unbind(&h.id);
+                if let Err(e) = runtime.remove(&h.id, false).await {
+                    errors.push(format!(
+                        "cannot remove the holder of {}/{}: {e}",
+                        h.app, h.service
+                    ));
+                }
+            }
+        }
+        for (key, w) in &want {
+            let h = match have.remove(key) {
+                Some(h) => h,
+                None => {
+                    let network = crate::runtime::network_name(node, &key.0);
+                    match runtime
+                        .create_holder(node, &key.0, &key.1, &network, &w.aliases)
+                        .await
+                    {
+                        Ok(h) => h,
+                        Err(e) => {
+                            errors.push(format!(
+                                "{}/{} runs on other hosts but its name cannot be held on this host's app network: {e}",
+                                key.0, key.1
+                            ));
+                            continue;
+                        }
+                    }
+                }
+            };
+            if h.pid == 0 {
+                // Not running (being restarted by the engine): bound when it runs.
+                self.unbind(&h.id);
+                continue;
+            }
+            let ports: Vec<u16> = w.ports.iter().copied().collect();
+            let current = {
+                let b = self.bound.lock().unwrap_or_else(|p| p.into_inner());
+                b.get(&h.id)
+                    .is_some_and(|b| b.pid == h.pid && b.ports == ports)
+            };
+            if current {
+                continue;
+            }
+            self.unbind(&h.id);
+            match bind_in(h.pid, &ports) {
+                Ok(listeners) => {
+                    let mut tasks = Vec::new();
+                    for (port, l) in listeners {
+                        match tokio::net::TcpListener::from_std(l) {
+                            Ok(l) => tasks.push(tokio::spawn(self.serve(key.clone(), port, l))),
+                            Err(e) => errors.push(format!(
+                                "cannot listen for {}/{} on port {port}: {e}",
+                                key.0, key.1
+                            )),
+                        }
+                    }
+                    self.bound.lock().unwrap_or_else(|p| p.into_inner()).insert(
+                        h.id.clone(),
+                        Bound {
+                            pid: h.pid,
+                            ports,
+                            tasks,
+                        },
+                    );
+                }
+                Err(e) => errors.push(format!(
+                    "cannot listen for {}/{} in its holder's network: {e}",
+                    key.0, key.1
+                )),
+            }
+        }
+        errors
+    }
+
+    fn unbind(&self, holder: &str) {
+        self.bound
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(holder);
+    }
+
+    /// Accepts on one holder port and carries each connection.
+    fn serve(
+        &self,
+        key: Key,
+        port: u16,
+        listener: tokio::net::TcpListener,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let table = self.table.clone();
+        let hub = self.hub.clone();
+        let next = self.next.clone();
+        let conns = self.conns.clone();
+        async move {
+            loop {
+                let Ok((conn, _)) = listener.accept().await else {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                };
+                // Over the bound, a connection is closed at once (its caller retries).
+                let Ok(permit) = conns.clone().try_acquire_owned() else {
+                    continue;
+                };
+                let targets = table
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .targets
+                    .get(&key)
+                    .cloned()
+                    .unwrap_or_default();
+                let hub = hub.get().and_then(|h| h.upgrade());
+                let start = next.fetch_add(1, Ordering::Relaxed);
+                let key = key.clone();
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    carry(conn, &key, port, &targets, start, hub).await;
+                });
+            }
+        }
+    }
+}
+
+/// Carries `conn` to the first target, from `start` round, that takes it.
+async fn carry(
+    conn: tokio::net::TcpStream,
+    (app, service): &Key,
+    port: u16,
+    targets: &[Target],
+    start: usize,
+    hub: Option<Arc<crate::cluster::hub::Hub>>,
+) {
+    let _ = conn.set_nodelay(true);
+    for k in 0..targets.len() {
+        match &targets[(start + k) % targets.len()] {
+            Target::Local(ip) => {
+                let to = SocketAddr::new(*ip, port);
+                let Ok(Ok(mut up)) =
+                    tokio::time::timeout(CONNECT_TIME, tokio::net::TcpStream::connect(to)).await
+                else {
+                    continue;
+                };
+                let _ = up.set_nodelay(true);
+                let mut conn = conn;
+                let _ = tokio::io::copy_bidirectional(&mut conn, &mut up).await;
+                return;
+            }
+            Target::Remote(node) => {
+                let Some(hub) = &hub else { continue };
+                match hub.open_tunnel(node, app, service, port).await {
+                    Ok(t) => {
+                        if let Err(e) = t.carry(conn).await {
+                            tracing::debug!(app, service, node, error = %e, "a stream ended");
+                        }
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::debug!(app, service, node, error = %e, "a member did not open a stream");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Binds `0.0.0.0:port` for each port inside process `pid`'s network namespace, from a
+/// thread that enters it and ends (the listeners stay in that namespace).
+fn bind_in(pid: u32, ports: &[u16]) -> std::io::Result<Vec<(u16, std::net::TcpListener)>> {
+    let ports = ports.to_vec();
+    std::thread::spawn(move || {
+        let ns = std::fs::File::open(format!("/proc/{pid}/ns/net"))?;
+        nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| {
+            std::io::Error::other(format!("cannot enter its network namespace: {e}"))
+        })?;
+        let mut out = Vec::new();
+        for port in ports {
+            let l = std::net::TcpListener::bind(("0.0.0.0", port))?;
+            l.set_nonblocking(true)?;
+            out.push((port, l));
+        }
+        Ok(out)
+    })
+    .join()
+    .map_err(|_| std::io::Error::other("the binding thread panicked"))?
+}
