@@ -503,17 +503,13 @@ impl Ops {
         let Ok(files) = serde_json::from_value::<BTreeMap<String, String>>(files.clone()) else {
             return;
         };
-        // The app's name names a directory here: one plain component, never a path.
-        let plain = matches!(
-            std::path::Path::new(&app.spec.name)
-                .components()
-                .collect::<Vec<_>>()[..],
-            [std::path::Component::Normal(_)]
-        );
-        if files.is_empty() || !plain {
+        let Some(dir) = app_files_dir(&self.core.files_dir, &app.spec.name) else {
+            tracing::warn!(app = %app.spec.name, "another member's app name is not one plain path component: its files are not written");
+            return;
+        };
+        if files.is_empty() {
             return;
         }
-        let dir = self.core.files_dir.join(&app.spec.name);
         let mut write = Vec::new();
         let mut fix = |f: &mut crate::model::FileMount| {
             let crate::model::FileSource::File(p) = &f.source else {
@@ -574,7 +570,10 @@ impl Ops {
             .cloned()
             .collect();
         for name in gone {
-            let dir = self.core.files_dir.join(&name);
+            let Some(dir) = app_files_dir(&self.core.files_dir, &name) else {
+                held.remove(&name);
+                continue;
+            };
             match std::fs::remove_dir_all(&dir) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -2288,5 +2287,38 @@ impl Ops {
             }
             let _ = tokio::time::timeout_at(deadline, notified).await;
         }
+    }
+}
+
+/// The directory of app `app`'s secret and config files under `base`, when the name (which
+/// another member may have sent) is one plain path component: never `..`, `/`, `a/b`, empty.
+fn app_files_dir(base: &std::path::Path, app: &str) -> Option<std::path::PathBuf> {
+    let plain = matches!(
+        std::path::Path::new(app).components().collect::<Vec<_>>()[..],
+        [std::path::Component::Normal(_)]
+    ) && !app.contains('/');
+    plain.then(|| base.join(app))
+}
+
+#[cfg(test)]
+mod files_dir_tests {
+    #[test]
+    fn a_hostile_members_app_name_never_names_a_directory_outside_files() {
+        let base = std::path::Path::new("/var/lib/berth/files");
+        for name in [
+            "../../etc",
+            "..",
+            ".",
+            "",
+            "/etc",
+            "/",
+            "a/b",
+            "a/../../etc",
+            "shop/",
+            "./shop",
+        ] {
+            assert_eq!(super::app_files_dir(base, name), None, "{name:?}");
+        }
+        assert_eq!(super::app_files_dir(base, "shop"), Some(base.join("shop")));
     }
 }
