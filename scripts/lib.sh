@@ -96,6 +96,22 @@ ensure_volume_tools() {
     fi
 }
 
+# The console test (tests/e2e/console.rs): Debian's headless Chromium, Node.js, and the
+# test's npm packages (playwright-core, pinned in tests/ui/package-lock.json; it drives the
+# system Chromium, so no browser is downloaded).
+ensure_browser() {
+    apt_install chromium
+    # A Node.js with npm may come from elsewhere (its own package): only when none answers
+    # is Debian's installed.
+    if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+        apt_install nodejs npm
+    fi
+    if [ ! -d tests/ui/node_modules/playwright-core ]; then
+        log "installing the console test's npm packages (tests/ui)"
+        (cd tests/ui && npm ci --no-audit --no-fund --loglevel=error)
+    fi
+}
+
 ensure_rust() {
     command -v cargo >/dev/null 2>&1 && return 0
     echo "cargo not found: install a Rust toolchain (rustup) first" >&2

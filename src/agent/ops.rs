@@ -1247,6 +1247,34 @@ impl ServiceDiff {
 }
 
 impl Ops {
+    /// Checks a template as [`Ops::deploy`] parses it, storing nothing (the console's
+    /// validation as the user types).
+    pub fn check_template(&self, req: &DeployRequest) -> crate::wire::TemplateCheck {
+        let name = if req.name.is_empty() {
+            "app"
+        } else {
+            &req.name
+        };
+        match spec::parse(&req.template, name, &req.inputs()) {
+            Ok(app) => crate::wire::TemplateCheck {
+                ok: true,
+                services: app.services.keys().cloned().collect(),
+                warnings: app.warnings.clone(),
+                ..Default::default()
+            },
+            Err(e) => {
+                let at = e.position(&req.template);
+                crate::wire::TemplateCheck {
+                    ok: false,
+                    error: Some(e.to_string()),
+                    line: at.map(|a| a.0),
+                    column: at.map(|a| a.1),
+                    ..Default::default()
+                }
+            }
+        }
+    }
+
     pub async fn deploy(&self, req: DeployRequest) -> Result<DeployResponse, CoreError> {
         let _serial = self.core.deploys.lock().await;
         // Everything is checked before anything is made or stored.

@@ -13,6 +13,8 @@ mod bundle;
 mod follow;
 mod route;
 pub mod server;
+pub mod session;
+pub mod ui;
 
 use crate::agent::{CoreError, Ops};
 use crate::wire::{self, ErrorBody};
@@ -71,6 +73,8 @@ pub struct Server {
 struct Ctx {
     ops: Ops,
     token: String,
+    /// Browser sessions of the web console.
+    sessions: session::Sessions,
     rt: tokio::runtime::Handle,
     limits: Limits,
 }
@@ -86,6 +90,7 @@ impl Server {
         let ctx = Arc::new(Ctx {
             ops,
             token,
+            sessions: session::Sessions::default(),
             rt: rt.clone(),
             limits,
         });
@@ -245,15 +250,64 @@ async fn handle(req: Request<Incoming>, ctx: Arc<Ctx>) -> Response<Body> {
         Err(e) => return respond(error(e.status(), &e.to_string())),
         Ok(r) => r,
     };
-    // Unauthenticated requests are answered before any byte of their body is read.
+    // Unauthenticated requests are answered before any byte of their body is read. A
+    // browser's session stands for the token; a change made with one must come from the
+    // console's own page (its Origin), never from another site.
+    let bearer = authorised(req.headers(), &ctx.token);
+    let now = crate::clock::now_ms();
+    let session = (!bearer)
+        .then(|| session::cookie(req.headers()))
+        .flatten()
+        .filter(|id| ctx.sessions.check(id, now));
     if !(route.public()
         || (route == Route::Prometheus && ops.settings().metrics.prometheus_public)
-        || authorised(req.headers(), &ctx.token))
+        || bearer
+        || session.is_some())
     {
         return respond(error(
             401,
             "missing or wrong API token: pass it with --token or BERTH_TOKEN (it is in <data-dir>/api.token)",
         ));
+    }
+    if session.is_some()
+        && !matches!(method.as_str(), "GET" | "HEAD")
+        && !session::same_origin(req.headers())
+    {
+        return respond(error(
+            403,
+            "a change made with a browser session must come from the berth console's own page (its Origin header): cross-site requests are refused",
+        ));
+    }
+    match &route {
+        Route::Ui(path) => {
+            return match ui::find(path) {
+                Some(a) => ui::serve(a, req.headers()),
+                None => respond(error(404, &format!("no such file of the console: {path}"))),
+            };
+        }
+        Route::SessionState => {
+            let signed_in = session.is_some() || bearer;
+            return respond(json(
+                200,
+                &serde_json::json!({
+                    "signed_in": signed_in,
+                    // What the console shows before its first call: nothing to a stranger.
+                    "cluster": signed_in && ops.cluster().active(),
+                }),
+            ));
+        }
+        Route::SignOut => {
+            if let Some(id) = &session {
+                ctx.sessions.remove(id);
+            }
+            let mut r = respond(json(200, &serde_json::json!({ "signed_in": false })));
+            if let Ok(v) = hyper::header::HeaderValue::from_str(&session::clear_cookie()) {
+                r.headers_mut().insert(hyper::header::SET_COOKIE, v);
+            }
+            return r;
+        }
+        Route::SignIn => return sign_in(req, &ctx).await,
+        _ => {}
     }
     // A change to another node is made by that node; a request about an app another member
     // owns is answered by its owner, as if asked there.
@@ -368,6 +422,53 @@ async fn body_of(route: &Route, req: Request<Incoming>, ctx: &Ctx) -> Result<Vec
         .map_err(|e| body_error(&e))
 }
 
+/// `POST /v1/session` `{"token": "..."}`: a new session when the token is right (a cookie
+/// the page's scripts cannot read); failures are limited per minute.
+async fn sign_in(req: Request<Incoming>, ctx: &Ctx) -> Response<Body> {
+    let now = crate::clock::now_ms();
+    if ctx.sessions.locked(now) {
+        return respond(error(
+            429,
+            "too many failed sign-ins this minute: wait a minute and try again",
+        ));
+    }
+    let secure = req
+        .headers()
+        .get("x-forwarded-proto")
+        .is_some_and(|v| v.as_bytes() == b"https");
+    let body = match server::read_body(req, 4096, ctx.limits.body_timeout).await {
+        Ok(b) => b,
+        Err(e) => return respond(body_error(&e)),
+    };
+    #[derive(serde::Deserialize)]
+    struct SignIn {
+        token: String,
+    }
+    let Ok(given) = serde_json::from_slice::<SignIn>(&body) else {
+        return respond(error(400, r#"the body must be {"token": "..."}"#));
+    };
+    let mut h = hyper::HeaderMap::new();
+    if let Ok(v) = hyper::header::HeaderValue::from_str(&format!("Bearer {}", given.token.trim())) {
+        h.insert(hyper::header::AUTHORIZATION, v);
+    }
+    if !authorised(&h, &ctx.token) {
+        ctx.sessions.failed(now);
+        return respond(error(
+            401,
+            "wrong token: use the agent's API token (in <data-dir>/api.token on the host)",
+        ));
+    }
+    let id = match ctx.sessions.create(now) {
+        Ok(id) => id,
+        Err(e) => return respond(error(500, &e)),
+    };
+    let mut r = respond(json(200, &serde_json::json!({ "signed_in": true })));
+    if let Ok(v) = hyper::header::HeaderValue::from_str(&session::set_cookie(&id, secure)) {
+        r.headers_mut().insert(hyper::header::SET_COOKIE, v);
+    }
+    r
+}
+
 /// Runs a request on member `node` (the owner of what it is about) and answers its reply.
 async fn forward_to(ops: &Ops, node: &str, method: &str, url: &str, body: &[u8]) -> Reply {
     match ops.cluster().forward(node, method, url, body).await {
@@ -446,6 +547,7 @@ fn run(cmd: Command, ops: &Ops, rt: &tokio::runtime::Handle) -> Reply {
     let result: Result<Reply, CoreError> = rt.block_on(async {
         Ok(match cmd {
             Command::Health => json(200, &ops.health()),
+            Command::CheckTemplate(r) => json(200, &ops.check_template(&r)),
             Command::ListApps => json(200, &ops.apps().await?),
             Command::Deploy(r) => json(201, &ops.deploy(r).await?),
             Command::AppStatus(name) => json(200, &ops.app_status(&name).await?),

@@ -7,6 +7,17 @@ use crate::spec::valid_name;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Route {
     Health,
+    /// The web console's page (`/`) or one of its files (`/ui/...`): public, answered by
+    /// the server (`api::ui`).
+    Ui(String),
+    /// `POST /v1/session`: sign in with a token (public), answered by the server.
+    SignIn,
+    /// `DELETE /v1/session`: sign out.
+    SignOut,
+    /// `GET /v1/session`: whether this browser is signed in (public).
+    SessionState,
+    /// `POST /v1/config`: check a template as a deploy would, changing nothing.
+    CheckTemplate,
     ListApps,
     Deploy,
     AppStatus(String),
@@ -114,7 +125,10 @@ pub use crate::wire::LogsParams;
 impl Route {
     /// Answered without a token (liveness checks, load balancers).
     pub fn public(&self) -> bool {
-        matches!(self, Route::Health)
+        matches!(
+            self,
+            Route::Health | Route::Ui(_) | Route::SignIn | Route::SessionState
+        )
     }
 
     /// The app a route is about, for the routes a member that does not own the app hands
@@ -144,6 +158,8 @@ impl Route {
         matches!(
             self,
             Route::Deploy
+                | Route::CheckTemplate
+                | Route::SignIn
                 | Route::Scale(_)
                 | Route::Redeploy(_)
                 | Route::Traffic { .. }
@@ -165,6 +181,7 @@ impl Route {
 #[derive(Debug)]
 pub enum Command {
     Health,
+    CheckTemplate(crate::wire::DeployRequest),
     ListApps,
     Deploy(crate::wire::DeployRequest),
     AppStatus(String),
@@ -283,6 +300,10 @@ impl Command {
     pub fn new(route: Route, body: &[u8]) -> Result<Command, CommandError> {
         Ok(match route {
             Route::Health => Command::Health,
+            Route::CheckTemplate => Command::CheckTemplate(json(body)?),
+            Route::Ui(_) | Route::SignIn | Route::SignOut | Route::SessionState => {
+                return Err(CommandError::Streamed);
+            }
             Route::ListApps => Command::ListApps,
             Route::Deploy => Command::Deploy(json(body)?),
             Route::AppStatus(n) => Command::AppStatus(n),
@@ -479,8 +500,17 @@ pub fn parse_request(method: &str, url: &str) -> Result<Route, RouteError> {
         method: method.into(),
         path: path.into(),
     };
+    if method == "GET" && (path == "/" || path == "/index.html" || path.starts_with("/ui/")) {
+        return Ok(Route::Ui(path.to_string()));
+    }
     let cmd = match (segs.as_slice(), method) {
         (["v1", "health"], "GET") => Route::Health,
+        (["v1", "session"], "POST") => Route::SignIn,
+        (["v1", "session"], "DELETE") => Route::SignOut,
+        (["v1", "session"], "GET") => Route::SessionState,
+        (["v1", "session"], _) => return Err(not_allowed()),
+        (["v1", "config"], "POST") => Route::CheckTemplate,
+        (["v1", "config"], _) => return Err(not_allowed()),
         (["v1", "health"], _) => return Err(not_allowed()),
         (["v1", "apps"], "GET") => Route::ListApps,
         (["v1", "apps"], "POST") => Route::Deploy,
@@ -894,7 +924,15 @@ mod tests {
         ("GET", "/v1/images/prune", Err(405)),
         ("GET", "/v1/apps/..%2F..%2Fetc", Err(400)),
         ("GET", "/v2/apps", Err(404)),
-        ("GET", "/", Err(404)),
+        ("GET", "/", Ok("Ui(\"/\")")),
+        ("GET", "/ui/app.js", Ok("Ui(\"/ui/app.js\")")),
+        ("POST", "/", Err(404)),
+        ("POST", "/v1/session", Ok("SignIn")),
+        ("DELETE", "/v1/session", Ok("SignOut")),
+        ("GET", "/v1/session", Ok("SessionState")),
+        ("PUT", "/v1/session", Err(405)),
+        ("POST", "/v1/config", Ok("CheckTemplate")),
+        ("GET", "/v1/config", Err(405)),
     ];
 
     #[test]

@@ -75,6 +75,95 @@ pub enum SpecError {
     BadAppName(String),
 }
 
+impl SpecError {
+    /// Where in `text` the error is (1-based line and column), when it can be told: the
+    /// YAML parser's position, or the line of the key its location names
+    /// (`services.web.ports[0]`).
+    pub fn position(&self, text: &str) -> Option<(usize, usize)> {
+        let location = match self {
+            SpecError::Yaml { line, column, .. } => return Some((*line, *column)),
+            SpecError::Invalid { location, .. }
+            | SpecError::Unsupported { location, .. }
+            | SpecError::BadSubstitution { location, .. } => location.clone(),
+            SpecError::UnknownKey { location, key } => format!("{location}, key `{key}`"),
+            _ => return None,
+        };
+        locate(text, &location)
+    }
+}
+
+/// The keys a location names, outermost first: `service "web", key `ports`` and
+/// `services.web.ports[0]` both name services, web, ports.
+fn location_keys(location: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for part in location.split(", ") {
+        let part = part.trim();
+        let quoted = |p: &str, open: char, close: char| -> Option<String> {
+            let a = p.find(open)?;
+            let b = p[a + 1..].find(close)?;
+            Some(p[a + 1..a + 1 + b].to_string())
+        };
+        let kinds = [
+            ("service ", "services"),
+            ("volume ", "volumes"),
+            ("network ", "networks"),
+            ("secret ", "secrets"),
+            ("config ", "configs"),
+        ];
+        if let Some((_, map)) = kinds.iter().find(|(k, _)| part.starts_with(k)) {
+            out.push(map.to_string());
+            out.extend(quoted(part, '"', '"'));
+        } else if part.starts_with("key ") || part.starts_with("label ") {
+            out.extend(quoted(part, '`', '`'));
+        } else {
+            out.extend(
+                part.split('.')
+                    .map(|s| s.split('[').next().unwrap_or(s).trim().to_string()),
+            );
+        }
+    }
+    out.retain(|k| !k.is_empty());
+    out
+}
+
+/// The line and column of the key a location names in `text` (each key looked for after
+/// the previous one, deeper indented); the deepest key found.
+pub fn locate(text: &str, location: &str) -> Option<(usize, usize)> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut from = 0usize;
+    let mut found = None;
+    let mut indent: Option<usize> = None;
+    for seg in location_keys(location) {
+        let key = seg.as_str();
+        if key.is_empty() {
+            continue;
+        }
+        let hit = (from..lines.len()).find(|&i| {
+            let l = lines[i];
+            let ind = l.len() - l.trim_start().len();
+            let t = l.trim_start().trim_start_matches("- ");
+            indent.is_none_or(|p| ind > p)
+                && [
+                    format!("{key}:"),
+                    format!("\"{key}\":"),
+                    format!("'{key}':"),
+                ]
+                .iter()
+                .any(|k| t.starts_with(k.as_str()))
+        });
+        match hit {
+            Some(i) => {
+                let ind = lines[i].len() - lines[i].trim_start().len();
+                found = Some((i + 1, ind + 1));
+                indent = Some(ind);
+                from = i + 1;
+            }
+            None => break,
+        }
+    }
+    found
+}
+
 pub(crate) fn invalid(location: impl Into<String>, message: impl Into<String>) -> SpecError {
     SpecError::Invalid {
         location: location.into(),
@@ -952,4 +1041,27 @@ fn env_files_in(top: &Yaml) -> Vec<String> {
     out.sort();
     out.dedup();
     out
+}
+
+#[cfg(test)]
+mod locate_tests {
+    #[test]
+    fn an_errors_location_names_its_line() {
+        let t =
+            "services:\n  db:\n    image: x\n  web:\n    image: y\n    ports:\n      - \"80\"\n";
+        assert_eq!(super::locate(t, "services.web.ports[0]"), Some((6, 5)));
+        assert_eq!(super::locate(t, "services.web"), Some((4, 3)));
+        let e = super::parse(
+            "services:\n  web:\n    image: y\n    bogus: 1\n",
+            "a",
+            &Default::default(),
+        )
+        .expect_err("unknown key");
+        assert_eq!(
+            e.position("services:\n  web:\n    image: y\n    bogus: 1\n")
+                .map(|p| p.0),
+            Some(4),
+            "{e}"
+        );
+    }
 }

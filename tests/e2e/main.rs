@@ -7,6 +7,7 @@ mod harness;
 
 mod cluster;
 mod concurrency;
+mod console;
 mod dashboards;
 mod dashrefs;
 mod hardening;
