@@ -436,21 +436,43 @@ function Chart({ title, series, field, fmt }) {
   return html`<div ref=${ref} class="chart" role="img" aria-label=${title}></div>`;
 }
 
+// Series summed per service (each minute's figures of its containers added up).
+function perService(series) {
+  const by = new Map();
+  for (const x of series) {
+    const key = x.app ? `${x.app}/${x.service}` : x.name;
+    const acc = by.get(key) || { name: key, buckets: new Map() };
+    for (const b of x.buckets) {
+      const a = acc.buckets.get(b.time_ns) || { time_ns: b.time_ns };
+      for (const k of ['cpu_percent', 'mem_bytes', 'net_rx_rate', 'net_tx_rate', 'blk_read_rate', 'blk_write_rate']) a[k] = (a[k] || 0) + (b[k] || 0);
+      acc.buckets.set(b.time_ns, a);
+    }
+    by.set(key, acc);
+  }
+  return [...by.values()].map((x) => ({ name: x.name, buckets: [...x.buckets.values()].sort((p, q) => p.time_ns - q.time_ns) }));
+}
+
 function Metrics({ params }) {
   const app = params.get('app') || '';
   const [tick, setTick] = useState(0);
+  const [group, setGroup] = useState('container');
   const [series, err] = useLoad(() => get(`/v1/metrics${app ? `?app=${enc(app)}` : ''}`), [app, tick]);
   useEffect(() => { const t = setInterval(() => setTick((x) => x + 1), 30000); return () => clearInterval(t); }, []);
-  const s = series || [];
+  const raw = series || [];
+  const s = group === 'service' ? perService(raw) : group === 'host' ? raw.filter((x) => x.name === 'host') : raw;
   const pct = (v) => `${v.toFixed(1)}%`;
   const rate = (v) => `${bytes(v)}/s`;
-  return html`<main><h1>Metrics${app ? ` of ${app}` : ''}</h1><p class="muted">The last hour, a point a minute, from the agent's own history.</p>
+  return html`<main><h1>Metrics${app ? ` of ${app}` : ''}</h1><p class="muted">The last hour, a point a minute, from the agent's own history (refreshed every 30 s).</p>
+    <div class="row"><label>Per <select value=${group} onChange=${(e) => setGroup(e.target.value)} aria-label="group by">
+      <option value="container">container</option><option value="service">service</option><option value="host">host</option></select></label></div>
     <${Err} e=${err}/>
     ${s.length ? html`<section class="card">
       <${Chart} title="CPU" series=${s} field="cpu_percent" fmt=${pct}/>
       <${Chart} title="Memory" series=${s} field="mem_bytes" fmt=${bytes}/>
       <${Chart} title="Network received" series=${s} field="net_rx_rate" fmt=${rate}/>
       <${Chart} title="Network sent" series=${s} field="net_tx_rate" fmt=${rate}/>
+      <${Chart} title="Block read" series=${s} field="blk_read_rate" fmt=${rate}/>
+      <${Chart} title="Block written" series=${s} field="blk_write_rate" fmt=${rate}/>
     </section>` : html`<p>No figures yet (the first point comes after a minute).</p>`}
     <${Alarms}/></main>`;
 }
@@ -481,12 +503,31 @@ function EventsPage({ params }) {
 }
 
 function Volumes() {
-  const [vols, err] = useLoad(() => get('/v1/volumes'), []);
+  const [vols, err, reload] = useLoad(() => get('/v1/volumes'), []);
+  const [name, setName] = useState('');
+  const [driver, setDriver] = useState('local');
+  const [opts, setOpts] = useState('');
+  const [msg, setMsg] = useState(null);
+  const create = async (ev) => {
+    ev.preventDefault(); setMsg(null);
+    const o = Object.fromEntries(opts.split('\n').map((l) => l.trim()).filter((l) => l.includes('=')).map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
+    try { await api('POST', '/v1/volumes', { name, driver, opts: o }); setMsg({ ok: `volume ${name} created` }); setName(''); setOpts(''); reload(); } catch (e) { setMsg({ error: e.message }); }
+  };
+  const remove = async (n) => { setMsg(null); try { await api('DELETE', `/v1/volumes/${enc(n)}`); setMsg({ ok: `volume ${n} removed` }); reload(); } catch (e) { setMsg({ error: e.message }); } };
   return html`<main><h1>Volumes</h1><section class="card"><${Err} e=${err}/>
-    <table><thead><tr><th>name</th><th>node</th><th>driver</th><th>state</th><th>users</th><th>options</th></tr></thead><tbody>
+    <table><thead><tr><th>name</th><th>node</th><th>driver</th><th>state</th><th>users</th><th>options</th><th></th></tr></thead><tbody>
     ${(vols || []).map((v) => html`<tr key=${`${v.node}/${v.name}`}><td>${v.name}</td><td>${v.node || ''}</td><td>${v.driver}</td><td><${St} s=${v.state}/></td>
-      <td class="wrap">${(v.used_by || []).map((u) => `${u.container}:${u.target}`).join(', ')}</td><td class="wrap">${Object.entries(v.opts || {}).map(([k, x]) => `${k}=${x}`).join(' ')}</td></tr>`)}
-    </tbody></table></section></main>`;
+      <td class="wrap">${(v.used_by || []).map((u) => `${u.container}:${u.target}`).join(', ')}</td><td class="wrap">${Object.entries(v.opts || {}).map(([k, x]) => `${k}=${x}`).join(' ')}</td>
+      <td><button class="danger" onClick=${() => remove(v.name)} aria-label=${`remove volume ${v.name}`}>Remove</button></td></tr>`)}
+    </tbody></table></section>
+    <section class="card"><h2>Create a volume</h2><form onSubmit=${create}>
+      <div class="row"><label>Name <input value=${name} onInput=${(e) => setName(e.target.value)} required/></label>
+        <label>Driver <select value=${driver} onChange=${(e) => setDriver(e.target.value)}><option>local</option><option>oss</option><option>nas</option></select></label></div>
+      <label for="vol-opts">Options (KEY=value per line; secrets are sealed at rest and masked in every view)</label>
+      <textarea id="vol-opts" rows="4" value=${opts} onInput=${(e) => setOpts(e.target.value)}></textarea>
+      <div class="row"><button class="primary" type="submit">Create</button></div></form>
+      ${msg ? html`<div class=${`msg ${msg.error ? 'error' : 'ok'}`} role="status">${msg.error || msg.ok}</div>` : ''}
+    </section></main>`;
 }
 
 function Images() {
@@ -509,7 +550,8 @@ function Nodes({ cluster }) {
     <table><thead><tr><th>name</th><th>address</th><th>state</th><th>labels</th><th>agent</th><th></th></tr></thead><tbody>
     ${(nodes || []).map((n) => html`<tr key=${n.node_id}><td>${n.name}</td><td>${n.address}</td><td><${St} s=${n.drain ? 'drained' : n.state}/></td>
       <td class="wrap">${Object.entries(n.labels || {}).map(([k, v]) => `${k}=${v}`).join(' ')}</td><td>${n.agent}</td>
-      <td><button onClick=${() => act(n.name, n.drain ? 'undrain' : 'drain')}>${n.drain ? 'Undrain' : 'Drain'}</button></td></tr>`)}
+      <td><button onClick=${() => act(n.name, n.drain ? 'undrain' : 'drain')}>${n.drain ? 'Undrain' : 'Drain'}</button>
+        <button onClick=${() => { const l = prompt(`Labels for ${n.name} (k=v to set, k- to remove, space-separated)`); if (l) act(n.name, 'label', { set: Object.fromEntries(l.split(/\s+/).filter((x) => x.includes('=')).map((x) => x.split('=', 2))), remove: l.split(/\s+/).filter((x) => x.endsWith('-')).map((x) => x.slice(0, -1)) }); }}>Labels…</button></td></tr>`)}
     </tbody></table></section></main>`;
 }
 

@@ -20,10 +20,17 @@ pub struct Bucket {
     /// Bytes received / sent per second over the minute.
     pub net_rx_rate: f64,
     pub net_tx_rate: f64,
+    /// Bytes read / written on block devices per second over the minute.
+    #[serde(default)]
+    pub blk_read_rate: f64,
+    #[serde(default)]
+    pub blk_write_rate: f64,
     #[serde(skip)]
     samples: u32,
     #[serde(skip)]
     net_first: Option<(i64, u64, u64)>,
+    #[serde(skip)]
+    blk_first: Option<(i64, u64, u64)>,
 }
 
 /// Figures of one series at one moment.
@@ -34,6 +41,9 @@ pub struct Figures {
     pub mem_percent: f64,
     pub net_rx: u64,
     pub net_tx: u64,
+    /// Block device bytes read and written (counters).
+    pub blk_read: u64,
+    pub blk_write: u64,
 }
 
 /// Series key: `host` or a container name; app and service kept for filtering.
@@ -76,6 +86,8 @@ pub fn figures(s: &Snapshot) -> Vec<(String, String, String, Figures)> {
             },
             net_rx: s.sample.net.iter().map(|n| n.rx_bytes).sum(),
             net_tx: s.sample.net.iter().map(|n| n.tx_bytes).sum(),
+            blk_read: whole_disks(&s.sample.disks).map(|d| d.read_bytes).sum(),
+            blk_write: whole_disks(&s.sample.disks).map(|d| d.write_bytes).sum(),
         },
     )];
     for c in &s.containers {
@@ -90,10 +102,22 @@ pub fn figures(s: &Snapshot) -> Vec<(String, String, String, Figures)> {
                 mem_percent: c.mem_percent(total).unwrap_or(0.0),
                 net_rx: c.net.iter().map(|n| n.rx_bytes).sum(),
                 net_tx: c.net.iter().map(|n| n.tx_bytes).sum(),
+                blk_read: st.blkio.iter().map(|d| d.read_bytes).sum(),
+                blk_write: st.blkio.iter().map(|d| d.write_bytes).sum(),
             },
         ));
     }
     out
+}
+
+/// The devices that are not a partition of another listed one (`sda`, not `sda1`), so
+/// bytes are counted once.
+fn whole_disks(disks: &[super::host::DiskIo]) -> impl Iterator<Item = &super::host::DiskIo> + '_ {
+    disks.iter().filter(move |d| {
+        !disks
+            .iter()
+            .any(|e| e.name != d.name && d.name.starts_with(&e.name))
+    })
 }
 
 impl History {
@@ -128,6 +152,14 @@ impl History {
                 if dt > 0.0 {
                     b.net_rx_rate = f.net_rx.saturating_sub(rx0) as f64 / dt;
                     b.net_tx_rate = f.net_tx.saturating_sub(tx0) as f64 / dt;
+                }
+                let (t0, r0, w0) = *b
+                    .blk_first
+                    .get_or_insert((s.time_ns, f.blk_read, f.blk_write));
+                let dt = (s.time_ns - t0) as f64 / 1e9;
+                if dt > 0.0 {
+                    b.blk_read_rate = f.blk_read.saturating_sub(r0) as f64 / dt;
+                    b.blk_write_rate = f.blk_write.saturating_sub(w0) as f64 / dt;
                 }
                 b.samples += 1;
             }
@@ -369,5 +401,28 @@ mod tests {
         // Minute 99 averages samples 198 and 199.
         assert_eq!(s.buckets.back().unwrap().cpu_percent, 198.5);
         assert_eq!(h.of_app("").len(), 1, "the host series");
+    }
+}
+
+#[cfg(test)]
+mod disk_tests {
+    #[test]
+    fn partitions_are_not_counted_twice() {
+        let d = |name: &str, r: u64| super::super::host::DiskIo {
+            name: name.into(),
+            read_bytes: r,
+            ..Default::default()
+        };
+        let disks = [
+            d("sda", 100),
+            d("sda1", 60),
+            d("sda2", 40),
+            d("nvme0n1", 7),
+            d("nvme0n1p1", 7),
+        ];
+        let whole: Vec<&str> = super::whole_disks(&disks)
+            .map(|d| d.name.as_str())
+            .collect();
+        assert_eq!(whole, ["sda", "nvme0n1"]);
     }
 }

@@ -147,9 +147,22 @@ try {
     await shot(name || 'overview');
   }
 
+  step('volumes: create one from the page, then remove it');
+  await page.goto(`${url}/#/volumes`);
+  await page.getByLabel('Name').fill(`${app}-data`);
+  await page.getByRole('button', { name: 'Create' }).click();
+  await page.getByRole('status').filter({ hasText: `volume ${app}-data created` }).waitFor();
+  await page.getByRole('button', { name: `remove volume ${app}-data` }).click();
+  await page.getByRole('status').filter({ hasText: `volume ${app}-data removed` }).waitFor();
+
+  step('metrics per service');
+  await page.goto(`${url}/#/metrics`);
+  await page.getByLabel('group by').selectOption('service');
+  await page.locator('.uplot').first().waitFor({ timeout: 30000 });
+
   step('a phone-width overview');
   await page.setViewportSize({ width: 390, height: 844 });
-  await page.reload();
+  await page.goto(`${url}/#/`);
   await page.getByRole('heading', { name: 'Overview' }).waitFor();
   await shot('overview-phone');
   await page.setViewportSize({ width: 1280, height: 800 });
