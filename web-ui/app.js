@@ -1,7 +1,9 @@
 // The berth console: one page, native ES modules, Preact + htm (web-ui/vendor), talking to
 // the agent's own /v1 API with the session cookie. No build step: what is here is what runs.
 import { html, render, useState, useEffect, useRef, useCallback } from './vendor/preact-htm.js';
-import uPlot from './vendor/uplot.js';
+// uPlot (charts) is loaded by the metrics page only, when it first draws.
+let uPlotModule = null;
+const loadUPlot = () => (uPlotModule ||= import('./vendor/uplot.js').then((m) => m.default));
 
 // ---------- API ----------
 let onSignedOut = () => {};
@@ -420,18 +422,23 @@ function Chart({ title, series, field, fmt }) {
   const ref = useRef(null);
   useEffect(() => {
     if (!ref.current || !series.length) return undefined;
+    let u = null;
+    let gone = false;
     const times = [...new Set(series.flatMap((s) => s.buckets.map((b) => b.time_ns / 1e9)))].sort((a, b) => a - b);
     const data = [times, ...series.map((s) => {
       const m = new Map(s.buckets.map((b) => [b.time_ns / 1e9, b[field]]));
       return times.map((t) => (m.has(t) ? m.get(t) : null));
     })];
     const palette = ['#1f6feb', '#cf222e', '#1a7f37', '#9a6700', '#8250df', '#bf3989', '#0a7ea4'];
-    const u = new uPlot({
-      title, width: Math.min(ref.current.clientWidth || 600, 1200), height: 220,
-      series: [{}, ...series.map((s, i) => ({ label: s.name, stroke: palette[i % palette.length], value: (_, v) => (v == null ? '–' : fmt(v)) }))],
-      axes: [{}, { values: (_, vs) => vs.map(fmt), size: 70 }],
-    }, data, ref.current);
-    return () => u.destroy();
+    loadUPlot().then((UPlot) => {
+      if (gone || !ref.current) return;
+      u = new UPlot({
+        title, width: Math.min(ref.current.clientWidth || 600, 1200), height: 220,
+        series: [{}, ...series.map((s, i) => ({ label: s.name, stroke: palette[i % palette.length], value: (_, v) => (v == null ? '–' : fmt(v)) }))],
+        axes: [{}, { values: (_, vs) => vs.map(fmt), size: 70 }],
+      }, data, ref.current);
+    });
+    return () => { gone = true; if (u) u.destroy(); };
   }, [series, field]);
   return html`<div ref=${ref} class="chart" role="img" aria-label=${title}></div>`;
 }
