@@ -367,6 +367,7 @@ function Logs({ params }) {
   const [grep, setGrep] = useState('');
   const [stream, setStream] = useState('');
   const [since, setSince] = useState('10m');
+  const [slot, setSlot] = useState(params.get('slot') || '');
   const [paused, setPaused] = useState(false);
   const [lines, setLines] = useState([]);
   const [error, setError] = useState(null);
@@ -381,6 +382,7 @@ function Logs({ params }) {
     const ctl = new AbortController();
     const q = new URLSearchParams({ app, follow: '1', tail: '200' });
     if (service) q.set('service', service);
+    if (service && slot) q.set('slot', slot);
     if (grep) q.set('grep', grep);
     if (stream) q.set('stream', stream);
     if (since) q.set('since', since);
@@ -393,7 +395,7 @@ function Logs({ params }) {
       setLines((old) => { const all = old.concat(add); return all.length > MAX_LINES ? all.slice(all.length - MAX_LINES) : all; });
     }, 100);
     return () => { ctl.abort(); clearInterval(t); };
-  }, [app, service, grep, stream, since]);
+  }, [app, service, slot, grep, stream, since]);
   useEffect(() => { if (box.current && !paused) box.current.scrollTop = box.current.scrollHeight; }, [lines]);
   const download = () => {
     const blob = new Blob(lines.map((l) => `${new Date(l.time_ns / 1e6).toISOString()} ${l.service}/${l.slot} ${l.stream} ${l.message}\n`), { type: 'text/plain' });
@@ -406,6 +408,7 @@ function Logs({ params }) {
       <label>App <select value=${app} onChange=${(e) => setApp(e.target.value)} aria-label="app"><option value="">choose…</option>
         ${(apps || []).map((a) => html`<option value=${a.name}>${a.name}</option>`)}</select></label>
       <label>Service <input value=${service} onChange=${(e) => setService(e.target.value)} size="10"/></label>
+      <label>Instance (slot) <input value=${slot} onChange=${(e) => setSlot(e.target.value)} size="3" inputmode="numeric"/></label>
       <label>Grep <input value=${grep} onChange=${(e) => setGrep(e.target.value)} size="14"/></label>
       <label>Stream <select value=${stream} onChange=${(e) => setStream(e.target.value)}><option value="">both</option><option>stdout</option><option>stderr</option></select></label>
       <label>Since <input value=${since} onChange=${(e) => setSince(e.target.value)} size="6"/></label>
