@@ -18,12 +18,14 @@ BERTH=$PWD/target/release/berth
 DIR=$(mktemp -d /tmp/consoleXXXX)
 PORT=7995
 agent_pid=
+node_id=
 cleanup() {
     for a in $(seq 1 "$apps"); do
-        BERTH_API=http://127.0.0.1:$PORT BERTH_TOKEN_FILE=$DIR/api.token "$BERTH" rm "cb$a" >/dev/null 2>&1 &
+        BERTH_API=http://127.0.0.1:$PORT BERTH_TOKEN_FILE=$DIR/api.token "$BERTH" rm "cb$a" >/dev/null 2>&1 || true
     done
-    wait
     [ -n "$agent_pid" ] && kill "$agent_pid" 2>/dev/null || true
+    # Whatever the agent had not removed yet.
+    docker ps -aq --filter "label=berth.node=${node_id:-none}" | xargs -r docker rm -f >/dev/null 2>&1 || true
     rm -rf "$DIR"
 }
 trap cleanup EXIT
@@ -45,12 +47,17 @@ for a in $(seq 1 "$apps"); do
     "$BERTH" deploy -f "$DIR/app.yml" --name "cb$a" -d >/dev/null
 done
 want=$((apps * replicas))
-for _ in $(seq 600); do
-    n=$(docker ps -q --filter "label=berth.node=$(curl -s http://127.0.0.1:$PORT/v1/health | python3 -c 'import json,sys; print(json.load(sys.stdin)["node_id"])')" | wc -l)
+node_id=$(curl -s http://127.0.0.1:$PORT/v1/health | python3 -c 'import json,sys; print(json.load(sys.stdin)["node_id"])')
+# The engine of a 2-CPU VM starts about one container a second: up to 45 minutes.
+for _ in $(seq 2700); do
+    n=$(docker ps -q --filter "label=berth.node=$node_id" | wc -l)
     [ "$n" -ge "$want" ] && break
     sleep 1
 done
 log "$n containers running"
+[ "$n" -ge "$want" ] || { log "not all $want containers run: the figures would not be of an idle agent"; exit 1; }
+# Let the agent settle (versions turn normal, the first metrics minute fills).
+sleep 70
 log "measuring in Chromium"
 (cd tests/ui && BERTH_URL=http://127.0.0.1:$PORT BERTH_TOKEN=$(cat "$DIR/api.token") AGENT_PID=$agent_pid APPS=$apps REPLICAS=$replicas \
     node ../../benches/console.mjs)
