@@ -180,11 +180,11 @@ function Overview({ cluster }) {
   const firing = Object.values(last).filter((e) => e.kind === 'alarm');
   return html`<main><h1>Overview</h1><div class="grid">
     <section class="card" aria-label="hosts"><h2>Hosts</h2>
-      ${nodes ? html`<table><thead><tr><th>name</th><th>state</th><th>cpu</th><th>memory</th><th>instances</th><th>labels</th></tr></thead><tbody>
+      ${nodes ? html`<table><thead><tr><th>name</th><th>state</th><th>cpu</th><th>memory</th><th>instances</th><th>zone</th><th>labels</th></tr></thead><tbody>
         ${nodes.map((n) => html`<tr key=${n.node_id}><td>${n.name}${n.me ? ' (this host)' : ''}</td><td><${St} s=${n.drain ? 'drained' : n.state}/></td>
           <td><${Bar} pct=${n.cpu_percent} label=${`${n.name} cpu`}/></td>
           <td><${Bar} pct=${n.mem_total ? 100 * n.mem_used / n.mem_total : null} label=${`${n.name} memory`}/></td>
-          <td>${n.instances}</td><td class="wrap">${Object.entries(n.labels || {}).map(([k, v]) => `${k}=${v}`).join(' ')}</td></tr>`)}
+          <td>${n.instances}</td><td>${(n.labels || {}).az || ''}</td><td class="wrap">${Object.entries(n.labels || {}).map(([k, v]) => `${k}=${v}`).join(' ')}</td></tr>`)}
       </tbody></table>` : html`<p>${health ? html`This host, <b>${health.node_name}</b> (${health.engine}), in no cluster.` : ''}</p>`}
       <${Err} e=${nodesErr}/>
     </section>
@@ -346,7 +346,8 @@ function Deploy() {
       <label>Template file <input type="file" accept=".yml,.yaml" onChange=${upload}/></label></div>
     <label for="template">Template (compose YAML)</label>
     <textarea id="template" rows="18" spellcheck="false" value=${template} onInput=${(e) => setTemplate(e.target.value)}></textarea>
-    <label for="vars">Variables (KEY=value per line)</label>
+    <div class="row"><label for="vars">Variables (KEY=value per line)</label>
+      <label>Variables file <input type="file" accept=".env,text/plain" onChange=${async (e) => { const f = e.target.files[0]; if (f) setVars(await f.text()); }}/></label></div>
     <textarea id="vars" rows="3" spellcheck="false" value=${vars} onInput=${(e) => setVars(e.target.value)}></textarea>
     <div id="check" role="status" aria-live="polite">
       ${check && check.ok ? html`<div class="msg ok">Valid: services ${check.services.join(', ')}</div>` : ''}
@@ -490,12 +491,29 @@ function Metrics({ params }) {
 function Alarms() {
   const [alarms, err, reload] = useLoad(() => get('/v1/alarms'), []);
   const [msg, setMsg] = useState(null);
+  const [rule, setRule] = useState({ name: '', metric: 'cpu_percent', comparison: '>', threshold: '80', periods: '3', app: '' });
   const remove = async (n) => { try { await api('DELETE', `/v1/alarms/${enc(n)}`); reload(); } catch (e) { setMsg(e.message); } };
+  const add = async (ev) => {
+    ev.preventDefault(); setMsg(null);
+    try {
+      await api('POST', '/v1/alarms', { ...rule, threshold: Number(rule.threshold), periods: Number(rule.periods) });
+      setRule({ ...rule, name: '' }); reload();
+    } catch (e) { setMsg(e.message); }
+  };
+  const field = (k) => (e) => setRule({ ...rule, [k]: e.target.value });
   return html`<section class="card"><h2>Alarms</h2><${Err} e=${err || msg}/>
     <table><thead><tr><th>name</th><th>rule</th><th>scope</th><th></th></tr></thead><tbody>
     ${(alarms || []).map((a) => html`<tr key=${a.name}><td>${a.name}</td><td>${a.metric} ${a.comparison} ${a.threshold} for ${a.periods} period(s)</td><td>${a.app || 'all'}</td>
       <td><button class="danger" onClick=${() => remove(a.name)}>Remove</button></td></tr>`)}
-    </tbody></table><p class="muted">Add alarms with <code>berth alarm add</code>.</p></section>`;
+    </tbody></table>
+    <form onSubmit=${add} aria-label="add an alarm"><div class="row">
+      <label>Name <input value=${rule.name} onInput=${field('name')} required size="12"/></label>
+      <label>Metric <select value=${rule.metric} onChange=${field('metric')}><option>cpu_percent</option><option>mem_percent</option><option>mem_bytes</option></select></label>
+      <label>When <select value=${rule.comparison} onChange=${field('comparison')}><option>${'>'}</option><option>${'<'}</option></select></label>
+      <label>Threshold <input type="number" value=${rule.threshold} onInput=${field('threshold')} size="6"/></label>
+      <label>For (minutes) <input type="number" min="1" value=${rule.periods} onInput=${field('periods')} size="3"/></label>
+      <label>App (empty: all; host: the host) <input value=${rule.app} onInput=${field('app')} size="10"/></label>
+      <button type="submit">Add alarm</button></div></form></section>`;
 }
 
 // ---------- events, volumes, images, nodes ----------

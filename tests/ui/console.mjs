@@ -155,6 +155,16 @@ try {
   await page.getByRole('button', { name: `remove volume ${app}-data` }).click();
   await page.getByRole('status').filter({ hasText: `volume ${app}-data removed` }).waitFor();
 
+  step('alarms: add one on the metrics page, then remove it');
+  await page.goto(`${url}/#/metrics`);
+  const form = page.getByRole('form', { name: 'add an alarm' });
+  await form.getByLabel('Name').fill(`${app}-cpu`);
+  await form.getByLabel('Threshold').fill('95');
+  await form.getByRole('button', { name: 'Add alarm' }).click();
+  await page.locator('tr', { hasText: `${app}-cpu` }).waitFor();
+  await page.locator('tr', { hasText: `${app}-cpu` }).getByRole('button', { name: 'Remove' }).click();
+  await page.locator('tr', { hasText: `${app}-cpu` }).waitFor({ state: 'detached' });
+
   step('metrics per service');
   await page.goto(`${url}/#/metrics`);
   await page.getByLabel('group by').selectOption('service');
