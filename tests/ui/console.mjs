@@ -170,6 +170,18 @@ try {
   await page.getByLabel('group by').selectOption('service');
   await page.locator('.uplot').first().waitFor({ timeout: 30000 });
 
+  step('keyboard: the navigation is reachable with Tab and followed with Enter');
+  await page.goto(`${url}/#/`);
+  await page.getByRole('heading', { name: 'Overview' }).waitFor();
+  let reached = false;
+  for (let i = 0; i < 6 && !reached; i++) {
+    await page.keyboard.press('Tab');
+    reached = await page.evaluate(() => document.activeElement?.textContent === 'Deploy');
+  }
+  if (!reached) fail('Tab never reached the Deploy link');
+  await page.keyboard.press('Enter');
+  await page.getByRole('heading', { name: 'Deploy' }).waitFor();
+
   step('a phone-width overview');
   await page.setViewportSize({ width: 390, height: 844 });
   await page.goto(`${url}/#/`);
