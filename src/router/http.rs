@@ -311,7 +311,11 @@ async fn handle(
                     Err(_) => {
                         return Ok(plain(
                             StatusCode::BAD_GATEWAY,
-                            format!("berth: {label} instance {} failed: {error}", ep.id),
+                            format!(
+                                "berth: {label} instance {} ({}) failed: {error}",
+                                ep.id,
+                                ep.place()
+                            ),
                         ));
                     }
                 }
@@ -323,7 +327,11 @@ async fn handle(
                 ep.mark_down(super::now_ms());
                 return Ok(plain(
                     StatusCode::BAD_GATEWAY,
-                    format!("berth: {label} instance {} failed: {e}", ep.id),
+                    format!(
+                        "berth: {label} instance {} ({}) failed: {e}",
+                        ep.id,
+                        ep.place()
+                    ),
                 ));
             }
         }

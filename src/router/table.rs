@@ -47,6 +47,15 @@ impl Endpoint {
 }
 
 impl Endpoint {
+    /// Where it runs, for an error message: this host, or another member at its address.
+    pub fn place(&self) -> String {
+        if self.remote {
+            format!("on the member at {}", self.addr)
+        } else {
+            "on this host".to_string()
+        }
+    }
+
     fn usable(&self, now_ms: u64) -> bool {
         !self.remote || self.down_until.load(Ordering::Relaxed) <= now_ms
     }

@@ -1376,7 +1376,8 @@ fn version_splits_and_rolling_updates_hold_across_hosts() {
     );
     assert!(
         failed.is_empty(),
-        "failed requests: {failed:?} (ok: {ok:?})"
+        "failed requests: {failed:?} (ok: {ok:?})\nevents:\n{}",
+        h1.ok(&["events", "sp", "-n", "200"])
     );
     assert!(ok.get("v3").copied().unwrap_or(0) > 0, "{ok:?}");
     assert_eq!(
