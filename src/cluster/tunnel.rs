@@ -461,6 +461,23 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_frame_claiming_a_gigabyte_ends_the_stream_before_anything_is_read() {
+        let ring = Keyring::create(1).unwrap();
+        let (mut peer_w, peer_r) = pair().await;
+        let (_local_keep, local) = pair().await;
+        peer_w.write_u32(1 << 30).await.unwrap();
+        let (_lr, lw) = local.into_split();
+        let last = AtomicI64::new(0);
+        let r = tokio::time::timeout(
+            std::time::Duration::from_secs(2),
+            receive(peer_r, lw, &ring, [1u8; 16], Side::Opener, &last),
+        )
+        .await
+        .expect("refused at once, not waiting for a gigabyte");
+        assert!(r.is_err_and(|e| e.to_string().contains("over the")));
+    }
+
+    #[tokio::test]
     async fn a_frame_of_another_stream_or_out_of_order_ends_the_stream() {
         let ring = Keyring::create(1).unwrap();
         let id = [1u8; 16];

@@ -63,6 +63,21 @@ fn engine_err(op: &'static str, object: impl Into<String>) -> impl FnOnce(BErr) 
     }
 }
 
+impl DockerRuntime {
+    /// A container's process id (0 when it does not run).
+    async fn pid_of(&self, id: &str) -> Result<u32, RuntimeError> {
+        Ok(self
+            .docker
+            .inspect_container(id, None::<qp::InspectContainerOptions>)
+            .await
+            .map_err(engine_err("inspect container", id))?
+            .state
+            .and_then(|s| s.pid)
+            .and_then(|p| u32::try_from(p).ok())
+            .unwrap_or(0))
+    }
+}
+
 /// On a holder: the names it answers to, comma-separated.
 const HOLD_ALIASES: &str = "berth.holds.aliases";
 
@@ -497,19 +512,11 @@ impl ContainerRuntime for DockerRuntime {
                 .get(HOLD_ALIASES)
                 .map(|a| a.split(',').map(String::from).collect())
                 .unwrap_or_default();
-            let mut pid = 0;
-            if running
-                && let Ok(i) = self
-                    .docker
-                    .inspect_container(&id, None::<qp::InspectContainerOptions>)
-                    .await
-            {
-                pid = i
-                    .state
-                    .and_then(|s| s.pid)
-                    .and_then(|p| u32::try_from(p).ok())
-                    .unwrap_or(0);
-            }
+            let pid = if running {
+                self.pid_of(&id).await.unwrap_or(0)
+            } else {
+                0
+            };
             out.push(super::Holder {
                 id,
                 app: app.to_string(),
@@ -586,15 +593,7 @@ impl ContainerRuntime for DockerRuntime {
             Err(e) => return Err(engine_err("create container", name)(e)),
         };
         self.start(&id).await?;
-        let pid = self
-            .docker
-            .inspect_container(&id, None::<qp::InspectContainerOptions>)
-            .await
-            .map_err(engine_err("inspect container", name))?
-            .state
-            .and_then(|s| s.pid)
-            .and_then(|p| u32::try_from(p).ok())
-            .unwrap_or(0);
+        let pid = self.pid_of(&id).await?;
         Ok(super::Holder {
             id,
             app: app.to_string(),
