@@ -6,7 +6,9 @@
 //!
 //! Invariants: a listener lives in its holder's namespace only (bound from a short-lived
 //! thread that entered it), so only the app's own network reaches it; at most
-//! [`MAX_CONNS`] connections are carried at once; nothing here is decided, only done.
+//! [`MAX_CONNS`] connections are carried at once, at most [`PER_HOLDER`] for one holder (a
+//! hostile container cannot take them all), and one that moves nothing for [`IDLE`] ends;
+//! nothing here is decided, only done.
 
 use crate::plan::names::{Target, Want};
 use std::collections::{BTreeMap, HashMap};
@@ -17,6 +19,10 @@ use std::time::Duration;
 
 /// Connections carried at once, over all holders.
 pub const MAX_CONNS: usize = 4096;
+/// Connections carried at once for one holder (all its ports).
+pub const PER_HOLDER: usize = 512;
+/// A carried connection ends after this long without a byte either way (as a tunnel's).
+pub const IDLE: Duration = crate::cluster::tunnel::IDLE;
 const CONNECT_TIME: Duration = Duration::from_secs(3);
 
 type Key = (String, String);
@@ -49,6 +55,8 @@ pub struct Names {
     hub: Arc<std::sync::OnceLock<Weak<crate::cluster::hub::Hub>>>,
     next: Arc<AtomicUsize>,
     conns: Arc<tokio::sync::Semaphore>,
+    /// Connections one holder may have carried at once ([`PER_HOLDER`]).
+    per_holder: usize,
     /// Holder errors last reported (each once).
     errors: Mutex<std::collections::BTreeSet<String>>,
 }
@@ -61,6 +69,7 @@ impl Default for Names {
             hub: Arc::default(),
             next: Arc::default(),
             conns: Arc::new(tokio::sync::Semaphore::new(MAX_CONNS)),
+            per_holder: PER_HOLDER,
             errors: Mutex::default(),
         }
     }
@@ -168,9 +177,15 @@ impl Names {
             match bind_in(h.pid, &ports) {
                 Ok(listeners) => {
                     let mut tasks = Vec::new();
+                    let slots = Arc::new(crate::listen::Slots::default());
                     for (port, l) in listeners {
                         match tokio::net::TcpListener::from_std(l) {
-                            Ok(l) => tasks.push(tokio::spawn(self.serve(key.clone(), port, l))),
+                            Ok(l) => tasks.push(tokio::spawn(self.serve(
+                                key.clone(),
+                                port,
+                                l,
+                                slots.clone(),
+                            ))),
                             Err(e) => errors.push(format!(
                                 "cannot listen for {}/{} on port {port}: {e}",
                                 key.0, key.1
@@ -202,24 +217,27 @@ impl Names {
             .remove(holder);
     }
 
-    /// Accepts on one holder port and carries each connection.
+    /// Accepts on one holder port and carries each connection; `slots` are the holder's.
     fn serve(
         &self,
         key: Key,
         port: u16,
         listener: tokio::net::TcpListener,
+        slots: Arc<crate::listen::Slots>,
     ) -> impl std::future::Future<Output = ()> + Send + 'static {
         let table = self.table.clone();
         let hub = self.hub.clone();
         let next = self.next.clone();
         let conns = self.conns.clone();
+        let per_holder = self.per_holder;
         async move {
             loop {
-                let Ok((conn, _)) = listener.accept().await else {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                let (conn, _) = crate::listen::accept_paced(&listener, "service name").await;
+                // Over a bound (the holder's or all of them), a connection is closed at once
+                // (its caller retries).
+                let Some(slot) = slots.take(per_holder) else {
                     continue;
                 };
-                // Over the bound, a connection is closed at once (its caller retries).
                 let Ok(permit) = conns.clone().try_acquire_owned() else {
                     continue;
                 };
@@ -234,7 +252,7 @@ impl Names {
                 let start = next.fetch_add(1, Ordering::Relaxed);
                 let key = key.clone();
                 tokio::spawn(async move {
-                    let _permit = permit;
+                    let _held = (permit, slot);
                     carry(conn, &key, port, &targets, start, hub).await;
                 });
             }
@@ -256,14 +274,15 @@ async fn carry(
         match &targets[(start + k) % targets.len()] {
             Target::Local(ip) => {
                 let to = SocketAddr::new(*ip, port);
-                let Ok(Ok(mut up)) =
+                let Ok(Ok(up)) =
                     tokio::time::timeout(CONNECT_TIME, tokio::net::TcpStream::connect(to)).await
                 else {
                     continue;
                 };
                 let _ = up.set_nodelay(true);
-                let mut conn = conn;
-                let _ = tokio::io::copy_bidirectional(&mut conn, &mut up).await;
+                if let Err(e) = crate::listen::splice_idle(conn, up, IDLE).await {
+                    tracing::debug!(app, service, error = %e, "a connection ended");
+                }
                 return;
             }
             Target::Remote(node) => {
@@ -303,4 +322,99 @@ fn bind_in(pid: u32, ports: &[u16]) -> std::io::Result<Vec<(u16, std::net::TcpLi
     })
     .join()
     .map_err(|_| std::io::Error::other("the binding thread panicked"))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// The attack: a container on the app network opens connection after connection to a
+    /// holder and keeps them. It gets its holder's share; another holder still carries.
+    #[tokio::test]
+    async fn one_holder_flooded_with_connections_leaves_the_others_carrying() {
+        // The instances: hold every connection open, echo what comes.
+        let target = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = target.local_addr().expect("addr").port();
+        let reached = Arc::new(AtomicUsize::new(0));
+        let r = reached.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut s, _)) = target.accept().await else {
+                    return;
+                };
+                r.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 64];
+                    while let Ok(n) = s.read(&mut buf).await {
+                        if n == 0 || s.write_all(&buf[..n]).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        let names = Names {
+            per_holder: 8,
+            ..Names::default()
+        };
+        let key = |s: &str| ("shop".to_string(), s.to_string());
+        *names.table.write().expect("table") = Arc::new(Table {
+            targets: BTreeMap::from([
+                (
+                    key("db"),
+                    vec![Target::Local("127.0.0.1".parse().expect("ip"))],
+                ),
+                (
+                    key("cache"),
+                    vec![Target::Local("127.0.0.1".parse().expect("ip"))],
+                ),
+            ]),
+            local: BTreeMap::new(),
+        });
+        // Two holders, each listening on the service's port at its own address.
+        let listen = |ip: &str| {
+            let l = std::net::TcpListener::bind((ip, port)).expect("bind holder");
+            l.set_nonblocking(true).expect("nonblocking");
+            tokio::net::TcpListener::from_std(l).expect("listener")
+        };
+        let slots = || Arc::new(crate::listen::Slots::default());
+        tokio::spawn(names.serve(key("db"), port, listen("127.0.0.2"), slots()));
+        tokio::spawn(names.serve(key("cache"), port, listen("127.0.0.3"), slots()));
+        let mut flood = Vec::new();
+        for _ in 0..40 {
+            if let Ok(c) = tokio::net::TcpStream::connect(("127.0.0.2", port)).await {
+                flood.push(c);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(
+            reached.load(Ordering::SeqCst),
+            8,
+            "the flooded holder carried its share only"
+        );
+        // The rest were closed at once.
+        let mut closed = 0;
+        for c in &mut flood {
+            let mut b = [0u8; 1];
+            if let Ok(Ok(0)) = tokio::time::timeout(Duration::from_millis(50), c.read(&mut b)).await
+            {
+                closed += 1;
+            }
+        }
+        assert_eq!(closed, 32, "connections over the holder's bound are closed");
+        // Another holder is not starved.
+        let mut c = tokio::net::TcpStream::connect(("127.0.0.3", port))
+            .await
+            .expect("connect");
+        c.write_all(b"hi").await.expect("write");
+        let mut b = [0u8; 2];
+        tokio::time::timeout(Duration::from_secs(5), c.read_exact(&mut b))
+            .await
+            .expect("answered in time")
+            .expect("read");
+        assert_eq!(&b, b"hi");
+    }
 }

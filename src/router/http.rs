@@ -2,7 +2,7 @@
 
 use super::{InflightGuard, Shared};
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::http::uri::PathAndQuery;
@@ -288,47 +288,53 @@ async fn handle(
     strip_hop_headers(h, upgrade);
     set_forwarded(h, peer, tls, host_value, shared.limits.trusts(peer.ip()));
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    // What an instance may be sent again: a request whose method is idempotent and that has
+    // no body (nginx's `proxy_next_upstream` rule). An instance on another member can be
+    // stopped before that member's state reaches this router (a rolling update there): the
+    // connection then closes with no answer, and the request goes to another instance
+    // instead of turning into a 502.
+    let replay = (!upgrade).then(|| Replay::of(&req)).flatten();
+    let mut req = req.map(Either::Left);
     let (mut ep, mut guard) = (ep, guard);
     let mut tries = 1;
     let (mut resp, lease) = loop {
-        match super::upstream::send(ep.addr, req).await {
+        let (error, back) = match super::upstream::send(ep.addr, req).await {
             Ok(r) => break r,
-            // An instance on another member that cannot be reached: out of rotation (the
-            // passive check) and, as nothing was sent, the request goes to another one.
-            Err(super::upstream::SendError::Unsent { error, req: back })
-                if ep.remote && tries < super::CONNECT_TRIES =>
-            {
-                ep.mark_down(super::now_ms());
-                tries += 1;
-                req = *back;
-                let host = req
+            Err(super::upstream::SendError::Unsent { error, req: back }) => (error, Some(*back)),
+            Err(super::upstream::SendError::Failed(error)) => (error, None),
+        };
+        ep.mark_down(super::now_ms());
+        // Nothing was sent (to an instance on another member: a local one that refuses is
+        // already out of the table), or it can safely be sent again.
+        let again = match back {
+            Some(back) if ep.remote => Some(back),
+            Some(_) => None,
+            None => replay.as_ref().map(Replay::request),
+        };
+        let retry = again
+            .filter(|_| tries < super::CONNECT_TRIES)
+            .and_then(|again| {
+                let host = again
                     .headers()
                     .get(header::HOST)
                     .and_then(|h| h.to_str().ok())
                     .unwrap_or_default();
-                match shared.pick_http(host, req.uri().path(), req.headers()) {
-                    Ok(p) => (ep, guard) = (p.ep, p.guard),
-                    Err(_) => {
-                        return Ok(plain(
-                            StatusCode::BAD_GATEWAY,
-                            format!(
-                                "berth: {label} instance {} ({}) failed: {error}",
-                                ep.id,
-                                ep.place()
-                            ),
-                        ));
-                    }
-                }
+                let p = shared
+                    .pick_http(host, again.uri().path(), again.headers())
+                    .ok()?;
+                Some((again, p))
+            });
+        match retry {
+            Some((again, p)) => {
+                tries += 1;
+                req = again;
+                (ep, guard) = (p.ep, p.guard);
             }
-            Err(
-                super::upstream::SendError::Unsent { error: e, .. }
-                | super::upstream::SendError::Failed(e),
-            ) => {
-                ep.mark_down(super::now_ms());
+            None => {
                 return Ok(plain(
                     StatusCode::BAD_GATEWAY,
                     format!(
-                        "berth: {label} instance {} ({}) failed: {e}",
+                        "berth: {label} instance {} ({}) failed: {error}",
                         ep.id,
                         ep.place()
                     ),
@@ -372,6 +378,51 @@ async fn handle(
             _guard: guard,
         })
     }))
+}
+
+/// A copy of a request that can be sent again: method, target, version and headers (the
+/// body is known to be empty).
+struct Replay {
+    method: hyper::Method,
+    uri: hyper::Uri,
+    version: hyper::Version,
+    headers: hyper::HeaderMap,
+}
+
+impl Replay {
+    /// The copy, when `req` is idempotent (RFC 9110, 9.2.2) and carries no body.
+    fn of<B>(req: &Request<B>) -> Option<Replay> {
+        use hyper::Method;
+        let m = req.method();
+        let idempotent = [
+            Method::GET,
+            Method::HEAD,
+            Method::OPTIONS,
+            Method::TRACE,
+            Method::PUT,
+            Method::DELETE,
+        ]
+        .contains(m);
+        let h = req.headers();
+        let bodiless = !h.contains_key(header::TRANSFER_ENCODING)
+            && h.get(header::CONTENT_LENGTH)
+                .is_none_or(|v| v.as_bytes() == b"0");
+        (idempotent && bodiless).then(|| Replay {
+            method: m.clone(),
+            uri: req.uri().clone(),
+            version: req.version(),
+            headers: h.clone(),
+        })
+    }
+
+    fn request(&self) -> Request<super::upstream::UpBody> {
+        let mut r = Request::new(Either::Right(http_body_util::Empty::new()));
+        *r.method_mut() = self.method.clone();
+        *r.uri_mut() = self.uri.clone();
+        *r.version_mut() = self.version;
+        *r.headers_mut() = self.headers.clone();
+        r
+    }
 }
 
 /// What the router answers with: its own short message, or the instance's response
@@ -512,5 +563,137 @@ mod tests {
         assert_eq!(h["x-forwarded-host"], "evil.example");
         assert_eq!(h["x-forwarded-for"], "1.2.3.4, 192.0.2.7");
         assert!(h.get("forwarded").is_some());
+    }
+
+    /// A member's instance stopped before that member's state reached this router: its
+    /// published port still accepts (docker-proxy) and closes with no answer. Bodiless
+    /// idempotent requests go to another instance; a POST with a body is never sent twice.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_request_an_instance_drops_unanswered_goes_to_another_unless_it_has_a_body() {
+        use super::super::table::{Backend, Endpoint, HttpRoute, Pool, Table};
+        use std::io::{Read, Write};
+        use std::sync::atomic::AtomicUsize;
+        // Accepts, reads the request head, closes: what a stopped container's port does.
+        let dropper = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let dropped = Arc::new(AtomicUsize::new(0));
+        let d = dropped.clone();
+        let drop_addr = dropper.local_addr().expect("addr");
+        std::thread::spawn(move || {
+            for s in dropper.incoming().flatten() {
+                let mut s = s;
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf);
+                d.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        });
+        // Answers every request on its connection with 200 "ok" and the method it saw.
+        let answer = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let ok_addr = answer.local_addr().expect("addr");
+        std::thread::spawn(move || {
+            for s in answer.incoming().flatten() {
+                std::thread::spawn(move || {
+                    let mut s = s;
+                    let mut buf = [0u8; 4096];
+                    while let Ok(n) = s.read(&mut buf) {
+                        if n == 0 {
+                            break;
+                        }
+                        let m = String::from_utf8_lossy(&buf[..n]);
+                        let method = m.split(' ').next().unwrap_or("").to_string();
+                        let r = format!(
+                            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{method}",
+                            method.len()
+                        );
+                        if s.write_all(r.as_bytes()).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        let ep = |id: &str, addr, reported_ms| Endpoint {
+            id: id.into(),
+            addr,
+            inflight: Arc::default(),
+            down_until: Arc::default(),
+            remote: true,
+            reported_ms,
+        };
+        let router = super::super::Router::new(
+            "127.0.0.1".parse().expect("ip"),
+            Vec::new(),
+            super::super::Limits::default(),
+        );
+        let table = |eps: Vec<Endpoint>| Table {
+            http: vec![HttpRoute {
+                host: "shop.test".into(),
+                path: String::new(),
+                https: false,
+                backend: Backend {
+                    app: "shop".into(),
+                    service: "web".into(),
+                    label: "shop/web".into(),
+                    sticky: false,
+                    pools: vec![Pool {
+                        version: "web-001".into(),
+                        weight: 100,
+                        endpoints: eps,
+                        fallback: false,
+                    }],
+                },
+            }],
+            tcp: std::collections::BTreeMap::new(),
+        };
+        router.update(table(vec![
+            ep("gone", drop_addr, 0),
+            ep("live", ok_addr, 0),
+        ]));
+        let free = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let at = free.local_addr().expect("addr");
+        drop(free);
+        let (_stop, rx) = tokio::sync::watch::channel(false);
+        router.start_http(at, rx).expect("start");
+        let ask = move |req: String| {
+            tokio::task::spawn_blocking(move || {
+                let mut c = std::net::TcpStream::connect(at).expect("connect");
+                c.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+                    .expect("timeout");
+                c.write_all(req.as_bytes()).expect("write");
+                let mut out = Vec::new();
+                let _ = c.read_to_end(&mut out);
+                String::from_utf8_lossy(&out).to_string()
+            })
+        };
+        for i in 0..10 {
+            let r = ask("GET / HTTP/1.1\r\nhost: shop.test\r\nconnection: close\r\n\r\n".into())
+                .await
+                .expect("join");
+            assert!(r.starts_with("HTTP/1.1 200"), "GET {i}: {r}");
+            assert!(r.ends_with("GET"), "GET {i}: {r}");
+        }
+        assert!(
+            dropped.load(std::sync::atomic::Ordering::SeqCst) >= 1,
+            "the dropping instance was tried"
+        );
+        // A fresh table (its member reported it again) puts it back in rotation: a POST
+        // with a body that lands on it is answered 502, never sent a second time.
+        let before = dropped.load(std::sync::atomic::Ordering::SeqCst);
+        router.update(table(vec![ep(
+            "gone",
+            drop_addr,
+            crate::clock::now_ms() + 1_000,
+        )]));
+        let r = ask(
+            "POST / HTTP/1.1\r\nhost: shop.test\r\ncontent-length: 5\r\nconnection: close\r\n\r\nhello"
+                .into(),
+        )
+        .await
+        .expect("join");
+        assert!(r.starts_with("HTTP/1.1 502"), "POST: {r}");
+        assert_eq!(
+            dropped.load(std::sync::atomic::Ordering::SeqCst),
+            before + 1,
+            "the POST reached an instance once"
+        );
     }
 }

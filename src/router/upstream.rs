@@ -15,15 +15,19 @@ use std::net::SocketAddr;
 /// Idle connections kept per backend address and worker.
 const MAX_IDLE: usize = 256;
 
+/// What goes to an instance: the client's body as it streams in, or nothing (a bodiless
+/// request sent again to another instance after the first one failed).
+pub type UpBody = http_body_util::Either<Incoming, http_body_util::Empty<bytes::Bytes>>;
+
 thread_local! {
-    static IDLE: RefCell<HashMap<SocketAddr, Vec<SendRequest<Incoming>>>> =
+    static IDLE: RefCell<HashMap<SocketAddr, Vec<SendRequest<UpBody>>>> =
         RefCell::new(HashMap::new());
 }
 
 /// A connection that served a request, to be returned once its response is complete.
 pub struct Lease {
     addr: SocketAddr,
-    sender: SendRequest<Incoming>,
+    sender: SendRequest<UpBody>,
 }
 
 impl Lease {
@@ -42,7 +46,7 @@ impl Lease {
     }
 }
 
-fn checkout(addr: SocketAddr) -> Option<SendRequest<Incoming>> {
+fn checkout(addr: SocketAddr) -> Option<SendRequest<UpBody>> {
     IDLE.with(|m| {
         let mut m = m.borrow_mut();
         let list = m.get_mut(&addr)?;
@@ -55,7 +59,7 @@ fn checkout(addr: SocketAddr) -> Option<SendRequest<Incoming>> {
     })
 }
 
-async fn connect(addr: SocketAddr) -> Result<SendRequest<Incoming>, String> {
+async fn connect(addr: SocketAddr) -> Result<SendRequest<UpBody>, String> {
     let stream = super::connect_upstream(addr)
         .await
         .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
@@ -75,7 +79,7 @@ async fn connect(addr: SocketAddr) -> Result<SendRequest<Incoming>, String> {
 /// [`Lease::release`] once the response body is done.
 pub async fn send(
     addr: SocketAddr,
-    mut req: Request<Incoming>,
+    mut req: Request<UpBody>,
 ) -> Result<(Response<Incoming>, Lease), SendError> {
     // A pooled connection may have been closed by the instance meanwhile: then the request
     // comes back unsent and goes over a fresh connection.
@@ -108,7 +112,7 @@ pub enum SendError {
     /// No connection could be made: the request was not sent and comes back.
     Unsent {
         error: String,
-        req: Box<Request<Incoming>>,
+        req: Box<Request<UpBody>>,
     },
     /// Sent (or partly), then the exchange failed.
     Failed(String),
