@@ -628,6 +628,51 @@ pub struct AutoScaling {
     pub min_memory: Option<f64>,
     pub step: u32,
     pub idle_seconds: u64,
+    /// Length of one averaging period (s).
+    #[serde(default = "default_period_seconds")]
+    pub period_seconds: u32,
+    /// Breaches in a row before a decision.
+    #[serde(default = "default_periods")]
+    pub periods: u32,
+    /// Wait after a decision before the next (s).
+    #[serde(default = "default_cooldown_seconds")]
+    pub cooldown_seconds: u32,
+    /// How long the router holds a request while the service starts from zero (s).
+    #[serde(default = "default_cold_start_timeout")]
+    pub cold_start_timeout: u32,
+}
+
+fn default_period_seconds() -> u32 {
+    60
+}
+fn default_periods() -> u32 {
+    3
+}
+fn default_cooldown_seconds() -> u32 {
+    15
+}
+fn default_cold_start_timeout() -> u32 {
+    30
+}
+
+impl AutoScaling {
+    /// The scale-in threshold on CPU: the label, else 30 points under the scale-out one
+    /// (at most 50), so a service that scaled out comes back when the load goes.
+    pub fn cpu_low(&self) -> Option<f64> {
+        self.min_cpu
+            .or_else(|| self.max_cpu.map(|hi| (hi - 30.0).min(50.0)))
+    }
+
+    /// The same on memory.
+    pub fn memory_low(&self) -> Option<f64> {
+        self.min_memory
+            .or_else(|| self.max_memory.map(|hi| (hi - 30.0).min(50.0)))
+    }
+
+    /// `auto 1..10`, as `berth apps` and `ps` show it.
+    pub fn bounds(&self) -> String {
+        format!("auto {}..{}", self.min_instances, self.max_instances)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -9,6 +9,7 @@
 //! restart is just another plan. Never plans to touch an instance it was not given (the
 //! caller only passes this node's containers).
 
+pub mod autoscale;
 pub mod names;
 pub mod placement;
 pub mod release;

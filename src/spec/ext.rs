@@ -75,15 +75,6 @@ fn parse_u32(v: &str, loc: &str, min: u32, max: u32) -> Result<u32, SpecError> {
         })
 }
 
-fn parse_percent(v: &str, loc: &str) -> Result<f64, SpecError> {
-    v.trim()
-        .trim_end_matches('%')
-        .parse::<f64>()
-        .ok()
-        .filter(|n| *n > 0.0 && *n <= 100.0)
-        .ok_or_else(|| invalid(loc, format!("{v:?} is not a percentage between 1 and 100")))
-}
-
 fn parse_flag(v: &str, loc: &str) -> Result<bool, SpecError> {
     parse_bool(v).ok_or_else(|| invalid(loc, format!("{v:?}: use \"true\" or \"false\"")))
 }
@@ -550,6 +541,10 @@ pub fn apply_service_labels(
                         | "min_memory"
                         | "step"
                         | "idle_seconds"
+                        | "period_seconds"
+                        | "periods"
+                        | "cooldown_seconds"
+                        | "cold_start_timeout"
                 ) =>
             {
                 g.asc
@@ -830,31 +825,53 @@ fn parse_auto_scaling(
             None => Ok(d),
         }
     };
-    let get_pct = |f: &str| -> Result<Option<f64>, SpecError> {
-        m.get(f).map(|(_, v)| parse_percent(v, &loc(f))).transpose()
+    // The seed's ranges: a scale-out threshold 50..100, a scale-in one 0..50.
+    let get_pct = |f: &str, lo: f64, hi: f64, what: &str| -> Result<Option<f64>, SpecError> {
+        m.get(f)
+            .map(|(_, v)| {
+                v.trim()
+                    .trim_end_matches('%')
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|n| (lo..=hi).contains(n))
+                    .ok_or_else(|| {
+                        invalid(
+                            loc(f),
+                            format!("{v:?}: a {what} threshold is a percentage from {lo} to {hi}"),
+                        )
+                    })
+            })
+            .transpose()
     };
+    let max_cpu = get_pct("max_cpu", 50.0, 100.0, "scale-out")?;
+    let max_memory = get_pct("max_memory", 50.0, 100.0, "scale-out")?;
     let a = AutoScaling {
         min_instances: get_u32("min_instances", 0, 50, 1)?,
         max_instances: get_u32("max_instances", 1, 50, 10)?,
-        max_cpu: get_pct("max_cpu")?.or(Some(60.0)),
-        min_cpu: get_pct("min_cpu")?,
-        max_memory: get_pct("max_memory")?,
-        min_memory: get_pct("min_memory")?,
+        // Without any scale-out threshold, CPU at 60% (Tencent's default).
+        max_cpu: max_cpu.or(max_memory.is_none().then_some(60.0)),
+        min_cpu: get_pct("min_cpu", 0.0, 50.0, "scale-in")?,
+        max_memory,
+        min_memory: get_pct("min_memory", 0.0, 50.0, "scale-in")?,
         step: get_u32("step", 1, 5, 1)?,
         idle_seconds: match m.get("idle_seconds") {
             Some((_, v)) => v
                 .trim()
                 .parse::<u64>()
                 .ok()
-                .filter(|n| *n > 0)
+                .filter(|n| (10..=7 * 86_400).contains(n))
                 .ok_or_else(|| {
                     invalid(
                         loc("idle_seconds"),
-                        format!("{v:?} is not a number of seconds above 0"),
+                        format!("{v:?}: give the seconds without a request before scaling to zero, from 10 to 604800"),
                     )
                 })?,
             None => 3600,
         },
+        period_seconds: get_u32("period_seconds", 5, 3600, 60)?,
+        periods: get_u32("periods", 1, 10, 3)?,
+        cooldown_seconds: get_u32("cooldown_seconds", 0, 3600, 15)?,
+        cold_start_timeout: get_u32("cold_start_timeout", 1, 300, 30)?,
     };
     if a.min_instances > a.max_instances {
         return Err(invalid(
@@ -865,21 +882,37 @@ fn parse_auto_scaling(
             ),
         ));
     }
-    if let (Some(lo), Some(hi)) = (a.min_cpu, a.max_cpu)
-        && lo >= hi
-    {
+    if m.contains_key("idle_seconds") && a.min_instances > 0 {
         return Err(invalid(
-            loc("min_cpu"),
-            format!("min_cpu {lo} must be below max_cpu {hi}"),
+            loc("idle_seconds"),
+            format!(
+                "idle_seconds scales the service to zero, which needs min_instances 0 (it is {})",
+                a.min_instances
+            ),
         ));
     }
-    if let (Some(lo), Some(hi)) = (a.min_memory, a.max_memory)
-        && lo >= hi
-    {
-        return Err(invalid(
-            loc("min_memory"),
-            format!("min_memory {lo} must be below max_memory {hi}"),
-        ));
+    for (lo, hi, low_label, what) in [
+        (a.min_cpu, a.max_cpu, "min_cpu", "cpu"),
+        (a.min_memory, a.max_memory, "min_memory", "memory"),
+    ] {
+        if let (Some(lo), Some(hi)) = (lo, hi)
+            && hi - lo < 30.0
+        {
+            return Err(invalid(
+                loc(low_label),
+                format!(
+                    "the {what} thresholds must be at least 30 points apart (scale in below {lo}, out above {hi}), so a decision does not undo the last one"
+                ),
+            ));
+        }
+        if lo.is_some() && hi.is_none() {
+            return Err(invalid(
+                loc(low_label),
+                format!(
+                    "{low_label} needs max_{what} too: a service scales in on what it scales out on"
+                ),
+            ));
+        }
     }
     Ok(a)
 }
