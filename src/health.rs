@@ -17,6 +17,10 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 pub const INTERVAL: Duration = Duration::from_secs(2);
+/// Until its first answer, an http or tcp probe runs this often (a connection refused is
+/// cheap), so a starting instance serves as soon as it can (a cold start from zero waits on
+/// it); failures still count once per [`INTERVAL`].
+pub const STARTING_INTERVAL: Duration = Duration::from_millis(200);
 /// Consecutive failures that make an instance unhealthy.
 pub const FAILURES: u32 = 3;
 /// How long an instance may stay unhealthy before it is replaced.
@@ -59,6 +63,10 @@ pub struct Tracker {
     /// Whether the probe has succeeded once: an instance that never has is still starting,
     /// however many of its probes failed (a slow start is not a broken release).
     pub answered: bool,
+    /// Probed every [`STARTING_INTERVAL`] until the first answer.
+    pub fast_start: bool,
+    /// When a failure was last counted (fast probes count one per [`INTERVAL`]).
+    counted_at: Option<Instant>,
 }
 
 /// A change of health worth an event.
@@ -77,7 +85,15 @@ impl Tracker {
             unhealthy_since: None,
             last_error: String::new(),
             answered: false,
+            fast_start: false,
+            counted_at: None,
         }
+    }
+
+    /// The same, probed every [`STARTING_INTERVAL`] until its first answer.
+    pub fn fast(mut self) -> Tracker {
+        self.fast_start = true;
+        self
     }
 
     /// Applies one probe result at `now`.
@@ -92,8 +108,18 @@ impl Tracker {
                 self.health = Health::Healthy;
             }
             Err(e) => {
-                self.failures = self.failures.saturating_add(1);
                 self.last_error = e;
+                if self.fast_start && !self.answered {
+                    self.next_due = now + STARTING_INTERVAL;
+                    if self
+                        .counted_at
+                        .is_some_and(|c| now.duration_since(c) < INTERVAL)
+                    {
+                        return None;
+                    }
+                }
+                self.counted_at = Some(now);
+                self.failures = self.failures.saturating_add(1);
                 if self.failures >= FAILURES {
                     let since = *self.unhealthy_since.get_or_insert(now);
                     self.health = if now.duration_since(since) >= REPLACE_AFTER {
@@ -134,7 +160,11 @@ impl Prober {
                 Some((old, _)) => *old = t,
                 None => {
                     let delay = Duration::from_secs(u64::from(t.probe.initial_delay_seconds));
-                    s.insert(t.id.clone(), (t, Tracker::new(now, delay)));
+                    let mut tracker = Tracker::new(now, delay);
+                    if matches!(t.probe.kind, ProbeKind::Http { .. } | ProbeKind::Tcp { .. }) {
+                        tracker = tracker.fast();
+                    }
+                    s.insert(t.id.clone(), (t, tracker));
                 }
             }
         }
@@ -341,6 +371,41 @@ mod tests {
         }
         assert_eq!(last, Some(Health::Failed));
         assert!(!t.answered, "it never answered");
+    }
+
+    /// A fast-starting probe runs every 200 ms until its first answer but fails no sooner
+    /// than a normal one; after the answer it runs at the normal interval.
+    #[test]
+    fn a_starting_instance_is_probed_often_without_failing_sooner() {
+        let t0 = Instant::now();
+        let mut t = Tracker::new(t0, Duration::ZERO).fast();
+        let ms = |m: u64| t0 + Duration::from_millis(m);
+        let mut failed_at = None;
+        for i in 0..100 {
+            let now = ms(200 * i);
+            if t.next_due > now {
+                continue;
+            }
+            if let Some(tr) = t.step(Err("refused".into()), now)
+                && tr.to == Health::Unhealthy
+            {
+                failed_at = Some(200 * i);
+                break;
+            }
+            assert_eq!(t.next_due, now + STARTING_INTERVAL);
+        }
+        // Three failures counted 2 s apart, as without the fast start.
+        assert_eq!(failed_at, Some(4000));
+        let mut t = Tracker::new(t0, Duration::ZERO).fast();
+        t.step(Err("refused".into()), ms(0));
+        assert_eq!(t.step(Ok(()), ms(200)).map(|x| x.to), Some(Health::Healthy));
+        assert_eq!(t.next_due, ms(200) + INTERVAL);
+        t.step(Err("down".into()), ms(2200));
+        assert_eq!(
+            t.next_due,
+            ms(2200) + INTERVAL,
+            "normal cadence once answered"
+        );
     }
 
     #[test]

@@ -1073,10 +1073,12 @@ pub enum EventKind {
     Node,
     /// This host's cluster: created, joined, left, key rotated.
     Cluster,
+    /// An autoscaling decision, with the figures that caused it.
+    Autoscale,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 27] = [
+    pub const ALL: [EventKind; 28] = [
         EventKind::Agent,
         EventKind::Deploy,
         EventKind::Scale,
@@ -1104,6 +1106,7 @@ impl EventKind {
         EventKind::Error,
         EventKind::Node,
         EventKind::Cluster,
+        EventKind::Autoscale,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -1135,6 +1138,7 @@ impl EventKind {
             EventKind::Error => "error",
             EventKind::Node => "node",
             EventKind::Cluster => "cluster",
+            EventKind::Autoscale => "autoscale",
         }
     }
 }

@@ -106,6 +106,9 @@ pub struct ServiceStatus {
     pub image: String,
     pub desired: u32,
     pub running: u32,
+    /// Its autoscaling bounds (`auto 1..10`), when it autoscales.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -126,6 +129,9 @@ pub struct InstanceView {
     /// TCP ports it exposes, published or not.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub exposed: Vec<u16>,
+    /// Its service's count and autoscaling bounds (`3 (auto 1..10)`), when it autoscales.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscale: Option<String>,
     pub node: String,
     /// Unix seconds.
     pub created: i64,
@@ -630,4 +636,28 @@ pub struct RebalanceResponse {
     /// Instances moving (each starts on its new member before the old one stops).
     pub moved: usize,
     pub message: String,
+}
+
+/// What `berth autoscale` shows of one service.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServiceAutoscale {
+    pub app: String,
+    pub service: String,
+    pub policy: crate::model::AutoScaling,
+    pub instances: u32,
+    /// The last complete periods' averages, oldest first.
+    pub periods: Vec<PeriodView>,
+    /// Why nothing was decided at the last look (or the last decision).
+    pub state: String,
+    /// The last decisions, newest first: (time in ms, what and why).
+    pub decisions: Vec<(i64, String)>,
+}
+
+/// One averaging period of an autoscaled service.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PeriodView {
+    pub start_ms: i64,
+    pub cpu_percent: f64,
+    pub memory_percent: f64,
+    pub samples: u32,
 }

@@ -8,6 +8,7 @@
 //! is always written to the store before the engine is touched, so a crash at any point is
 //! recovered by the next pass (level-triggered).
 
+pub mod autoscale;
 mod backoff;
 mod custom;
 
@@ -203,6 +204,8 @@ pub struct Core {
     pub(crate) names: names::Names,
     /// No holder exists and none is wanted (in no cluster, nothing to look at).
     names_clean: std::sync::atomic::AtomicBool,
+    /// Autoscaled services' recent figures and decisions.
+    pub(crate) autoscaler: autoscale::Autoscaler,
 }
 
 /// The settings a reload may change.
@@ -308,6 +311,7 @@ impl Core {
     ) -> Result<Arc<Core>, AgentError> {
         let core = Arc::new(Core::build(store, runtime, cfg).await?);
         let _ = core.me.set(Arc::downgrade(&core));
+        autoscale::attach(&core);
         Ok(core)
     }
 
@@ -359,6 +363,7 @@ impl Core {
             remote_files: Mutex::default(),
             names: names::Names::default(),
             names_clean: std::sync::atomic::AtomicBool::new(false),
+            autoscaler: autoscale::Autoscaler::default(),
             metrics: crate::metrics::Hub::default(),
             settings: std::sync::RwLock::new(Arc::new(Settings {
                 metrics: cfg.metrics.clone(),

@@ -1655,6 +1655,7 @@ impl Ops {
                 image: s.image.clone(),
                 desired: d,
                 running: r.min(d),
+                auto: s.ext.auto_scaling.as_ref().map(|x| x.bounds()),
             });
         }
         use crate::model::AppState;
@@ -1745,9 +1746,13 @@ impl Ops {
             .into_iter()
             .filter(|i| app.is_none_or(|a| a == i.app))
             .map(|i| {
-                let up_to_date = apps
-                    .get(&i.app)
-                    .is_some_and(|a| a.live(&i.service).iter().any(|l| l.runs(&i)));
+                let stored = apps.get(&i.app);
+                let up_to_date =
+                    stored.is_some_and(|a| a.live(&i.service).iter().any(|l| l.runs(&i)));
+                let autoscale = stored.and_then(|a| {
+                    let x = a.spec.services.get(&i.service)?.ext.auto_scaling.as_ref()?;
+                    Some(format!("{} ({})", a.replicas(&i.service), x.bounds()))
+                });
                 InstanceView {
                     container_id: i.id.chars().take(12).collect(),
                     state: i.state.as_str().into(),
@@ -1760,6 +1765,7 @@ impl Ops {
                     exit_code: i.exit_code,
                     ports: i.ports,
                     exposed: i.exposed,
+                    autoscale,
                     node: self.core.node_name.clone(),
                     stale: None,
                     created: i.created,
@@ -1828,6 +1834,14 @@ impl Ops {
             if s.global {
                 return Err(CoreError::BadRequest(format!(
                     "service {svc:?} is global (one per node): it cannot be scaled"
+                )));
+            }
+            if let Some(a) = &s.ext.auto_scaling
+                && !(a.min_instances..=a.max_instances).contains(n)
+            {
+                return Err(CoreError::BadRequest(format!(
+                    "{svc}={n}: service {svc:?} autoscales between {} and {} instances; scale within them, or change its auto_scaling labels and deploy",
+                    a.min_instances, a.max_instances
                 )));
             }
             if *n > 1 && s.ports.iter().any(|p| p.host_port.is_some()) {
@@ -1946,6 +1960,33 @@ impl Ops {
     /// A service's versions, each with the share of the traffic the router gives it now
     /// (`weight`) and the one set for it (`set_weight`; they differ during a rolling update,
     /// or while a version with traffic has no ready instance).
+    /// The autoscaling state of `app`'s autoscaled services (or of one).
+    pub fn autoscale(
+        &self,
+        app: &str,
+        service: Option<&str>,
+    ) -> Result<Vec<crate::wire::ServiceAutoscale>, CoreError> {
+        let stored = match service {
+            Some(s) => self.stored_service(app, s)?,
+            None => self
+                .core
+                .store
+                .get_app(app)?
+                .ok_or_else(|| unknown_app(app))?,
+        };
+        let list = self.core.autoscaler.view(&stored, service);
+        if list.is_empty() {
+            return Err(CoreError::NotFound(format!(
+                "{} does not autoscale: give it auto_scaling labels (min_instances, max_instances, max_cpu...)",
+                match service {
+                    Some(s) => format!("{app}/{s}"),
+                    None => format!("no service of {app}"),
+                }
+            )));
+        }
+        Ok(list)
+    }
+
     pub fn versions(&self, app: &str, service: &str) -> Result<Vec<VersionView>, CoreError> {
         let stored = self.stored_service(app, service)?;
         let replicas = desired_replicas(&stored, service);

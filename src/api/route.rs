@@ -48,6 +48,11 @@ pub enum Route {
         app: String,
         service: String,
     },
+    /// `GET /v1/apps/NAME/autoscale` (or `.../services/SVC/autoscale`).
+    Autoscale {
+        app: String,
+        service: Option<String>,
+    },
     DeleteVersion {
         app: String,
         service: String,
@@ -144,6 +149,7 @@ impl Route {
             | Route::Redeploy(a)
             | Route::RemoveApp { name: a, .. }
             | Route::Versions { app: a, .. }
+            | Route::Autoscale { app: a, .. }
             | Route::DeleteVersion { app: a, .. }
             | Route::Traffic { app: a, .. }
             | Route::Rollback { app: a, .. }
@@ -208,6 +214,11 @@ pub enum Command {
     Versions {
         app: String,
         service: String,
+    },
+    /// `GET /v1/apps/NAME/autoscale` (or `.../services/SVC/autoscale`).
+    Autoscale {
+        app: String,
+        service: Option<String>,
     },
     DeleteVersion {
         app: String,
@@ -328,6 +339,7 @@ impl Command {
             Route::ListImages => Command::ListImages,
             Route::PruneImages => Command::PruneImages,
             Route::Versions { app, service } => Command::Versions { app, service },
+            Route::Autoscale { app, service } => Command::Autoscale { app, service },
             Route::DeleteVersion {
                 app,
                 service,
@@ -527,16 +539,24 @@ pub fn parse_request(method: &str, url: &str) -> Result<Route, RouteError> {
         (["v1", "apps", name, "stop"], "POST") => Route::Stop(app_name(name)?),
         (["v1", "apps", name, "start"], "POST") => Route::Start(app_name(name)?),
         (["v1", "apps", name, "redeploy"], "POST") => Route::Redeploy(app_name(name)?),
+        (["v1", "apps", name, "autoscale"], "GET") => Route::Autoscale {
+            app: app_name(name)?,
+            service: None,
+        },
         (
             [
                 "v1",
                 "apps",
                 _,
-                "spec" | "scale" | "stop" | "start" | "redeploy",
+                "spec" | "scale" | "stop" | "start" | "redeploy" | "autoscale",
             ],
             _,
         ) => return Err(not_allowed()),
 
+        (["v1", "apps", name, "services", svc, "autoscale"], "GET") => Route::Autoscale {
+            app: app_name(name)?,
+            service: Some(service_name(svc)?),
+        },
         (["v1", "apps", name, "services", svc, "versions"], "GET") => Route::Versions {
             app: app_name(name)?,
             service: service_name(svc)?,
@@ -845,6 +865,17 @@ mod tests {
         ("POST", "/v1/apps/shop/start", Ok("Start(\"shop\")")),
         ("POST", "/v1/apps/shop/redeploy", Ok("Redeploy(\"shop\")")),
         ("GET", "/v1/apps/shop/redeploy", Err(405)),
+        (
+            "GET",
+            "/v1/apps/shop/autoscale",
+            Ok("Autoscale { app: \"shop\", service: None }"),
+        ),
+        (
+            "GET",
+            "/v1/apps/shop/services/web/autoscale",
+            Ok("Autoscale { app: \"shop\", service: Some(\"web\") }"),
+        ),
+        ("POST", "/v1/apps/shop/autoscale", Err(405)),
         (
             "GET",
             "/v1/apps/shop/services/web/versions",

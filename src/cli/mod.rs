@@ -146,6 +146,13 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Show autoscaling: bounds, recent averages, the last decisions: berth autoscale APP[/SERVICE].
+    Autoscale {
+        #[arg(value_name = "APP[/SERVICE]")]
+        target: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Print berth's version, git commit and build date; `version rm` deletes an app's version.
     #[command(args_conflicts_with_subcommands = true)]
     Version(VersionArgs),
@@ -370,6 +377,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Image(ImageCommand::Load { file }) => load_images(&client, &file),
         Command::Image(ImageCommand::Save { app, output }) => save_images(&client, &app, &output),
         Command::Versions { target, json } => versions(&client, &target, json),
+        Command::Autoscale { target, json } => autoscale(&client, &target, json),
         Command::Traffic {
             target,
             weights,
@@ -891,7 +899,10 @@ fn apps(client: &Client, json: bool) -> Result<()> {
                 a.name.clone(),
                 a.services
                     .iter()
-                    .map(|s| s.name.as_str())
+                    .map(|s| match &s.auto {
+                        Some(auto) => format!("{} {} ({auto})", s.name, s.desired),
+                        None => s.name.clone(),
+                    })
                     .collect::<Vec<_>>()
                     .join(","),
                 format!("{}/{}", a.running, a.desired),
@@ -960,7 +971,10 @@ fn ps(client: &Client, app: Option<&str>, json: bool) -> Result<()> {
             }
             vec![
                 i.app.clone(),
-                i.service.clone(),
+                match &i.autoscale {
+                    Some(a) => format!("{} {a}", i.service),
+                    None => i.service.clone(),
+                },
                 i.slot.to_string(),
                 i.version.clone(),
                 i.container_id.clone(),
@@ -1048,6 +1062,73 @@ fn versions(client: &Client, target: &str, json: bool) -> Result<()> {
     let (app, svc) = app_service(target)?;
     let list: Vec<VersionView> = client.get(&format!("/v1/apps/{app}/services/{svc}/versions"))?;
     print_versions(&list, json)
+}
+
+fn autoscale(client: &Client, target: &str, json: bool) -> Result<()> {
+    let path = match target.split_once('/') {
+        Some(_) => {
+            let (app, svc) = app_service(target)?;
+            format!("/v1/apps/{app}/services/{svc}/autoscale")
+        }
+        None => format!("/v1/apps/{target}/autoscale"),
+    };
+    let list: Vec<crate::wire::ServiceAutoscale> = client.get(&path)?;
+    if json {
+        return print_json(&list);
+    }
+    for (i, s) in list.iter().enumerate() {
+        if i > 0 {
+            println!();
+        }
+        let p = &s.policy;
+        let pct = |x: Option<f64>| x.map(|v| format!("{v}%")).unwrap_or_else(|| "-".into());
+        println!(
+            "{}/{}: {} instances ({})",
+            s.app,
+            s.service,
+            s.instances,
+            p.bounds()
+        );
+        println!(
+            "  cpu: out above {}, in below {}; memory: out above {}, in below {}",
+            pct(p.max_cpu),
+            pct(p.cpu_low().filter(|_| p.max_cpu.is_some())),
+            pct(p.max_memory),
+            pct(p.memory_low().filter(|_| p.max_memory.is_some()))
+        );
+        println!(
+            "  step {} out, 1 in; {} periods of {} s in a row; cool-down {} s{}",
+            p.step,
+            p.periods,
+            p.period_seconds,
+            p.cooldown_seconds,
+            if p.min_instances == 0 {
+                format!("; to zero after {} s without a request", p.idle_seconds)
+            } else {
+                String::new()
+            }
+        );
+        println!("  now: {}", s.state);
+        if !s.periods.is_empty() {
+            let rows: Vec<Vec<String>> = s
+                .periods
+                .iter()
+                .map(|x| {
+                    vec![
+                        time_ms(x.start_ms),
+                        format!("{:.1}%", x.cpu_percent),
+                        format!("{:.1}%", x.memory_percent),
+                        x.samples.to_string(),
+                    ]
+                })
+                .collect();
+            table(&["PERIOD", "CPU", "MEMORY", "SAMPLES"], &rows);
+        }
+        for (at, why) in &s.decisions {
+            println!("  {}  {why}", time_ms(*at));
+        }
+    }
+    Ok(())
 }
 
 fn print_versions(list: &[VersionView], json: bool) -> Result<()> {

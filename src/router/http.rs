@@ -235,7 +235,30 @@ async fn handle(
         .path_and_query()
         .cloned()
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    let picked = shared.pick_http(host, req.uri().path(), req.headers());
+    let picked = match shared.pick_http(host, req.uri().path(), req.headers()) {
+        // A service at zero: held while an instance starts.
+        Err(NoBackend::Cold(c)) => {
+            let path = req.uri().path();
+            let headers = req.headers();
+            let waited = shared
+                .cold
+                .hold(&c, || match shared.pick_http(host, path, headers) {
+                    Err(NoBackend::Cold(_)) => None,
+                    other => Some(other),
+                })
+                .await;
+            match waited {
+                Ok(p) => p,
+                Err(refusal) => {
+                    let mut r = plain(StatusCode::SERVICE_UNAVAILABLE, refusal.message(&c.label));
+                    r.headers_mut()
+                        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+                    return Ok(r);
+                }
+            }
+        }
+        other => other,
+    };
     let Picked {
         ep,
         https,
@@ -251,7 +274,9 @@ async fn handle(
                 format!("berth: no app is routed for {host}{path_q}"),
             ));
         }
-        Err(NoBackend::NoneReady(label)) => {
+        Err(
+            NoBackend::NoneReady(label) | NoBackend::Cold(super::cold::ColdTarget { label, .. }),
+        ) => {
             return Ok(plain(
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!("berth: no healthy instance of {label} right now"),
@@ -491,6 +516,8 @@ struct Picked {
 enum NoBackend {
     UnknownHost,
     NoneReady(Arc<str>),
+    /// None ready, and the service starts from zero: the request waits.
+    Cold(super::cold::ColdTarget),
 }
 
 impl Shared {
@@ -501,6 +528,7 @@ impl Shared {
         let table = self.table.read().unwrap_or_else(|p| p.into_inner());
         let route = table.route(host, path).ok_or(NoBackend::UnknownHost)?;
         let b = &route.backend;
+        b.used.touch();
         let sticky_in = if b.sticky {
             cookie(headers, STICKY_COOKIE)
         } else {
@@ -513,7 +541,10 @@ impl Shared {
                 sticky_in.as_deref(),
                 super::now_ms(),
             )
-            .ok_or_else(|| NoBackend::NoneReady(b.label.clone()))?;
+            .ok_or_else(|| match super::cold::ColdTarget::of(b) {
+                Some(c) => NoBackend::Cold(c),
+                None => NoBackend::NoneReady(b.label.clone()),
+            })?;
         Ok(Picked {
             guard: InflightGuard::new(&ep.inflight),
             ep: ep.clone(),
@@ -634,6 +665,8 @@ mod tests {
                     service: "web".into(),
                     label: "shop/web".into(),
                     sticky: false,
+                    cold_start: None,
+                    used: Default::default(),
                     pools: vec![Pool {
                         version: "web-001".into(),
                         weight: 100,

@@ -21,6 +21,7 @@
 //! edge: it sets `X-Forwarded-For/-Proto/-Host` itself and drops a client's `Forwarded`,
 //! unless the client is one of `trusted_proxies`.
 
+pub mod cold;
 mod http;
 pub mod table;
 mod tcp;
@@ -107,6 +108,8 @@ pub struct Shared {
     turn: AtomicUsize,
     rng: AtomicU64,
     limits: Limits,
+    /// Services at zero: held requests, last use.
+    cold: cold::Cold,
 }
 
 impl Shared {
@@ -162,6 +165,7 @@ impl Router {
                 turn: AtomicUsize::new(0),
                 rng: AtomicU64::new(seed),
                 limits,
+                cold: cold::Cold::default(),
             }),
             tcp_ip,
             tcp: Mutex::new(BTreeMap::new()),
@@ -267,7 +271,19 @@ impl Router {
             // Counters of instances that left stay while requests are in flight to them.
             counters.retain(|id, (c, _)| seen.contains(id) || c.load(Ordering::Acquire) > 0);
         }
+        let mut labels = std::collections::HashSet::new();
+        for b in new
+            .http
+            .iter_mut()
+            .map(|r| &mut r.backend)
+            .chain(new.tcp.values_mut())
+        {
+            b.used = self.shared.cold.used_of(&b.label);
+            labels.insert(b.label.clone());
+        }
+        self.shared.cold.forget_except(&labels);
         *self.shared.table.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(new);
+        self.shared.cold.table_changed();
         let mut errors = Vec::new();
         let mut tcp = self.tcp.lock().unwrap_or_else(|p| p.into_inner());
         tcp.retain(|port, task| {
@@ -292,6 +308,18 @@ impl Router {
             }
         }
         errors
+    }
+
+    /// Tells `hook` when a request waits for a service at zero, and when it went through.
+    pub fn set_cold_start_hook(&self, hook: cold::Hook) {
+        self.shared.cold.set_hook(hook);
+    }
+
+    /// When `app/service` was last asked for through the router (ms), since this start.
+    pub fn last_request_ms(&self, app: &str, service: &str) -> Option<i64> {
+        self.shared
+            .cold
+            .last_request_ms(&format!("{app}/{service}"))
     }
 
     /// Waits until no request or connection is in flight to the instance `id` (which the

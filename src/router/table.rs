@@ -102,6 +102,11 @@ pub struct Backend {
     pub label: Arc<str>,
     pub sticky: bool,
     pub pools: Vec<Pool>,
+    /// A service that scales to zero: with no ready instance, a request is held this many
+    /// seconds while one starts (`auto_scaling.cold_start_timeout`).
+    pub cold_start: Option<u32>,
+    /// When it was last asked for (kept across tables by the router).
+    pub used: super::cold::Used,
 }
 
 impl Backend {
@@ -332,6 +337,13 @@ fn backend(
         label: format!("{}/{service}", app.spec.name).into(),
         sticky: svc.ext.session_sticky,
         pools,
+        cold_start: svc
+            .ext
+            .auto_scaling
+            .as_ref()
+            .filter(|a| a.min_instances == 0 && !app.stopped)
+            .map(|a| a.cold_start_timeout),
+        used: Default::default(),
     })
 }
 
@@ -479,6 +491,8 @@ mod tests {
             service: "web".into(),
             label: "a/web".into(),
             sticky: true,
+            cold_start: None,
+            used: Default::default(),
             pools: pools
                 .into_iter()
                 .enumerate()

@@ -13,14 +13,36 @@ pub(super) async fn serve(port: u16, listener: TcpListener, shared: Arc<Shared>)
         let Some(slot) = slots.take(shared.limits.max_connections) else {
             continue;
         };
-        // No ready instance: close the connection at once rather than hang it.
-        let Some(first) = pick(&shared, port) else {
-            continue;
+        let first = match pick(&shared, port) {
+            Ok(p) => Some(p),
+            // A service at zero: the connection waits (below) while an instance starts.
+            Err(Some(_)) => None,
+            // No ready instance: close the connection at once rather than hang it.
+            Err(None) => continue,
         };
         let shared = shared.clone();
         tokio::spawn(async move {
             let _slot = slot;
-            let mut picked = Some(first);
+            let mut picked = match first {
+                Some(p) => Some(p),
+                None => {
+                    let Err(Some(c)) = pick(&shared, port) else {
+                        return;
+                    };
+                    match shared
+                        .cold
+                        .hold(&c, || match pick(&shared, port) {
+                            Err(Some(_)) => None,
+                            Ok(p) => Some(Some(p)),
+                            Err(None) => Some(None),
+                        })
+                        .await
+                    {
+                        Ok(p) => p,
+                        Err(_) => return,
+                    }
+                }
+            };
             // An instance on another member that cannot be reached is taken out of rotation
             // and the connection goes to another one (nothing was sent yet).
             for _ in 0..super::CONNECT_TRIES {
@@ -39,7 +61,7 @@ pub(super) async fn serve(port: u16, listener: TcpListener, shared: Arc<Shared>)
                         tracing::debug!(port, backend = %ep.addr, error = %e, "tcp backend unreachable");
                         ep.mark_down(super::now_ms());
                         drop(guard);
-                        picked = pick(&shared, port);
+                        picked = pick(&shared, port).ok();
                     }
                 }
             }
@@ -48,12 +70,16 @@ pub(super) async fn serve(port: u16, listener: TcpListener, shared: Arc<Shared>)
 }
 
 /// Picks a backend for router port `port` under the table's read lock, with the in-flight
-/// guard taken before it is released (see `Router::drain`).
-fn pick(shared: &Shared, port: u16) -> Option<(super::table::Endpoint, InflightGuard)> {
+/// guard taken before it is released (see `Router::drain`). None ready: the service to
+/// wait for when it starts from zero.
+fn pick(
+    shared: &Shared,
+    port: u16,
+) -> Result<(super::table::Endpoint, InflightGuard), Option<super::cold::ColdTarget>> {
     let table = shared.table.read().unwrap_or_else(|p| p.into_inner());
-    table
-        .tcp
-        .get(&port)
-        .and_then(|b| b.pick(shared.roll(), shared.next_turn(), None, super::now_ms()))
+    let b = table.tcp.get(&port).ok_or(None)?;
+    b.used.touch();
+    b.pick(shared.roll(), shared.next_turn(), None, super::now_ms())
         .map(|ep| (ep.clone(), InflightGuard::new(&ep.inflight)))
+        .ok_or_else(|| super::cold::ColdTarget::of(b))
 }
