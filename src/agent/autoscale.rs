@@ -68,7 +68,12 @@ pub(super) fn attach(core: &std::sync::Arc<Core>) {
                     }
                     rt.spawn(async move { start_from_zero(&core, &app, &service) });
                 }
-                ColdEvent::Served { app, service, held } => {
+                ColdEvent::Served {
+                    app,
+                    service,
+                    held,
+                    after_ready,
+                } => {
                     let key = (app.clone(), service.clone());
                     let started = core
                         .autoscaler
@@ -82,9 +87,10 @@ pub(super) fn attach(core: &std::sync::Arc<Core>) {
                             &app,
                             &service,
                             &format!(
-                                "cold start of {app}/{service}: the first request went through after {} ms (held {} ms)",
+                                "cold start of {app}/{service}: the first request went through after {} ms (held {} ms, {} µs of it in the router after the instance was ready)",
                                 at.elapsed().as_millis(),
-                                held.as_millis()
+                                held.as_millis(),
+                                after_ready.as_micros()
                             ),
                         );
                     }

@@ -26,6 +26,9 @@ pub enum ColdEvent {
         app: String,
         service: String,
         held: Duration,
+        /// From the table swap that made an instance ready to the request picking it: the
+        /// router's own share of the wait.
+        after_ready: Duration,
     },
 }
 
@@ -95,8 +98,8 @@ impl Refusal {
 pub struct Cold {
     hook: OnceLock<Hook>,
     held: AtomicUsize,
-    /// Bumped on every table swap: held requests pick again.
-    tables: tokio::sync::watch::Sender<u64>,
+    /// Set to the time of every table swap: held requests pick again.
+    tables: tokio::sync::watch::Sender<Instant>,
     /// By `app/service`.
     used: Mutex<HashMap<Arc<str>, Used>>,
 }
@@ -106,7 +109,7 @@ impl Default for Cold {
         Cold {
             hook: OnceLock::new(),
             held: AtomicUsize::new(0),
-            tables: tokio::sync::watch::Sender::new(0),
+            tables: tokio::sync::watch::Sender::new(Instant::now()),
             used: Mutex::default(),
         }
     }
@@ -127,7 +130,7 @@ impl Cold {
 
     /// A new table is in place.
     pub fn table_changed(&self) {
-        self.tables.send_modify(|g| *g += 1);
+        self.tables.send_replace(Instant::now());
     }
 
     /// The shared last-use cell of `label` (made on first sight; `keep` are the labels of
@@ -177,6 +180,7 @@ impl Cold {
             });
         }
         let started = Instant::now();
+        let mut changed = started;
         let deadline = tokio::time::Instant::now() + target.timeout;
         loop {
             if let Some(r) = pick() {
@@ -185,12 +189,13 @@ impl Cold {
                         app: target.app.clone(),
                         service: target.service.clone(),
                         held: started.elapsed(),
+                        after_ready: changed.elapsed(),
                     });
                 }
                 return Ok(r);
             }
             match tokio::time::timeout_at(deadline, tables.changed()).await {
-                Ok(Ok(())) => {}
+                Ok(Ok(())) => changed = *tables.borrow_and_update(),
                 // The router is going away, or the time is up.
                 Ok(Err(_)) | Err(_) => return Err(Refusal::Timeout(target.timeout)),
             }

@@ -75,6 +75,20 @@ fn cpu_and_memory_scale_out_step_by_step_stop_at_max_and_come_back() {
     let e = a.fails(&["scale", "auto", "mem=0"]);
     assert!(e.contains("between 1 and 3"), "{e}");
     assert_eq!(count(&a, "cpu"), 1);
+    // Inside them: kept until the next decision, which brings an idle service back in.
+    a.ok(&["scale", "auto", "cpu=2"]);
+    assert_eq!(count(&a, "cpu"), 2);
+    wait_until(
+        "the manual count scaled back in",
+        Duration::from_secs(60),
+        || count(&a, "cpu") == 1,
+    );
+    let cpu = decisions(&a, "cpu");
+    assert!(
+        cpu.iter()
+            .any(|(_, m)| m.contains("2 -> 1") && m.contains("cpu below 40%")),
+        "{cpu:?}"
+    );
 
     // Load: every instance burns its CPU limit and holds 75% of its memory.
     a.docker_ok(&["exec", "auto_cpu-001_1", "touch", "/ctl/burn", "/ctl/mem"]);
@@ -93,13 +107,15 @@ fn cpu_and_memory_scale_out_step_by_step_stop_at_max_and_come_back() {
         .map(|s| cpu.iter().any(|(_, m)| m.contains(s)))
         .collect();
     assert_eq!(tos, [true, true, true], "{cpu:?}");
-    for w in cpu.windows(2) {
+    let outs: Vec<&(i64, String)> = cpu.iter().filter(|(_, m)| m.contains("above")).collect();
+    for w in outs.windows(2) {
+        // The events' times are when they were written, a few ms after the decision.
         assert!(
-            w[1].0 - w[0].0 >= 12_000,
+            w[1].0 - w[0].0 >= 11_500,
             "decisions closer than the cool-down: {cpu:?}"
         );
     }
-    assert!(cpu[0].1.contains("cpu above 70%"), "{cpu:?}");
+    assert!(outs[0].1.contains("cpu above 70%"), "{cpu:?}");
     // mem: by step 2, capped at the maximum 3.
     let mem = decisions(&a, "mem");
     assert!(
@@ -268,4 +284,69 @@ fn an_idle_service_goes_to_zero_and_the_next_requests_start_it_even_after_a_cras
     assert_eq!(count_of(&a, "zero", "web"), 0, "at zero after the restart");
     let (status, body, _) = router_get(http_port, "zero.example.com", "/", None);
     assert_eq!((status, body.trim()), (200, "hello from zero"));
+}
+
+/// Two versions splitting the traffic 50/50: the service scales out on their average, each
+/// version runs the new count, and the split stays as it was set.
+#[test]
+fn autoscaling_during_a_fifty_fifty_split_keeps_the_split() {
+    let a = Agent::start_with_config("[metrics]\ninterval = \"1s\"\n");
+    let template = |v: u32| {
+        format!(
+            r#"
+services:
+  web:
+    image: berth-test/busybox
+    command: ["sh", "-c", "while true; do if [ -f /ctl/burn ]; then i=0; while [ $$i -lt 20000 ]; do i=$$((i+1)); done; else sleep 0.3; fi; done"]
+    environment: ["RELEASE={v}"]
+    cpus: 0.2
+    stop_grace_period: 1s
+    volumes: ["ctl:/ctl"]
+    labels:
+      aliyun.auto_scaling.min_instances: "1"
+      aliyun.auto_scaling.max_instances: "2"
+      aliyun.auto_scaling.max_cpu: "70"
+      aliyun.auto_scaling.period_seconds: "5"
+      aliyun.auto_scaling.periods: "2"
+volumes:
+  ctl: {{}}
+"#
+        )
+    };
+    a.deploy("split", &template(1));
+    let p = a.template("split", &template(2));
+    a.ok(&[
+        "deploy",
+        "-f",
+        path_str(&p),
+        "--name",
+        "split",
+        "--traffic",
+        "none",
+        "--timeout",
+        "60",
+    ]);
+    a.ok(&["traffic", "split/web", "002=50", "001=50"]);
+    a.wait_running("split", 2, Duration::from_secs(60));
+    a.docker_ok(&["exec", "split_web-001_1", "touch", "/ctl/burn"]);
+    wait_until(
+        "both versions at 2 instances",
+        Duration::from_secs(120),
+        || a.running("split").len() == 4,
+    );
+    let by_version = |v: &str| a.running("split").iter().filter(|i| i.version == v).count();
+    assert_eq!((by_version("web-001"), by_version("web-002")), (2, 2));
+    let versions: Vec<berth::wire::VersionView> =
+        serde_json::from_str(&a.ok(&["versions", "split/web", "--json"])).expect("json");
+    let weights: Vec<(String, u32)> = versions
+        .iter()
+        .filter(|v| v.weight > 0)
+        .map(|v| (v.name.clone(), v.weight))
+        .collect();
+    assert_eq!(
+        weights,
+        [("web-001".to_string(), 50), ("web-002".to_string(), 50)],
+        "{versions:?}"
+    );
+    a.docker_ok(&["exec", "split_web-001_1", "rm", "/ctl/burn"]);
 }
