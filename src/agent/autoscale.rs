@@ -11,12 +11,15 @@
 use super::Core;
 use crate::metrics::collect::Snapshot;
 use crate::model::{EventKind, ServiceSpec};
-use crate::plan::autoscale::{self, Decision, Sample};
+use crate::plan::autoscale::{self, Decision, Load, Sample};
 use crate::router::cold::ColdEvent;
 use crate::store::StoredApp;
 use crate::wire::{PeriodView, ServiceAutoscale};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
+
+/// How long a start from zero is taken as under way (the longest `cold_start_timeout`).
+const STARTING_FOR: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// Decisions kept per service for `berth autoscale`.
 const DECISIONS_KEPT: usize = 10;
@@ -41,6 +44,11 @@ pub struct Autoscaler {
     services: Mutex<BTreeMap<Key, Scaler>>,
     /// Services being started from zero for a held request, since when.
     starting: Mutex<BTreeMap<Key, std::time::Instant>>,
+    /// This host's figures of the autoscaled services it runs instances of (of any
+    /// member's app): what its node record carries to their owners.
+    local: Mutex<Vec<Load>>,
+    /// The cluster, to ask an app's owner to start a service at zero.
+    hub: std::sync::OnceLock<std::sync::Weak<crate::cluster::hub::Hub>>,
 }
 
 /// Connects the router's held requests to the agent: a request for a service at zero
@@ -61,12 +69,14 @@ pub(super) fn attach(core: &std::sync::Arc<Core>) {
                             .starting
                             .lock()
                             .unwrap_or_else(|p| p.into_inner());
-                        if s.contains_key(&key) {
+                        // One start at a time; one that never served is tried again after
+                        // the longest hold (a request held then would have timed out).
+                        if s.get(&key).is_some_and(|t| t.elapsed() < STARTING_FOR) {
                             return;
                         }
                         s.insert(key, std::time::Instant::now());
                     }
-                    rt.spawn(async move { start_from_zero(&core, &app, &service) });
+                    rt.spawn(async move { wake(&core, &app, &service).await });
                 }
                 ColdEvent::Served {
                     app,
@@ -99,15 +109,44 @@ pub(super) fn attach(core: &std::sync::Arc<Core>) {
         }));
 }
 
-/// Sets a service at zero (one that scales to zero) to one instance.
-fn start_from_zero(core: &Core, app: &str, service: &str) {
-    let forget = || {
-        core.autoscaler
-            .starting
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&(app.to_string(), service.to_string()));
+/// A held request wants `app/service`: started here when this host owns the app, else its
+/// owner is asked (`POST .../wake`).
+async fn wake(core: &Core, app: &str, service: &str) {
+    if matches!(core.store.get_app(app), Ok(Some(_))) {
+        return start_from_zero(core, app, service);
+    }
+    let hub = core.autoscaler.hub.get().and_then(|h| h.upgrade());
+    let owner = hub.as_ref().and_then(|h| h.owner_of(app));
+    let (Some(hub), Some(owner)) = (hub, owner) else {
+        forget_start(core, app, service);
+        return;
     };
+    let url = format!("/v1/apps/{app}/services/{service}/wake");
+    match hub.forward(&owner.node_id, "POST", &url, b"").await {
+        Ok(r) if r.status < 300 => {}
+        Ok(r) => {
+            forget_start(core, app, service);
+            tracing::warn!(app, service, status = r.status, body = %r.body, "the owner did not start a service at zero");
+        }
+        Err(e) => {
+            forget_start(core, app, service);
+            tracing::warn!(app, service, error = %e, "cannot ask the owner to start a service at zero");
+        }
+    }
+}
+
+fn forget_start(core: &Core, app: &str, service: &str) {
+    core.autoscaler
+        .starting
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&(app.to_string(), service.to_string()));
+}
+
+/// Sets a service at zero (one that scales to zero) to one instance (a held request here,
+/// or a member's asking).
+pub(super) fn start_from_zero(core: &Core, app: &str, service: &str) {
+    let forget = || forget_start(core, app, service);
     let stored = match core.store.get_app(app) {
         Ok(Some(a)) => a,
         _ => return forget(),
@@ -157,8 +196,8 @@ fn cpu_limit(s: &ServiceSpec) -> Option<f64> {
 }
 
 /// The sample of `service` in this cycle: the averages over the running instances of its
-/// versions with traffic (None when none of them has figures yet).
-fn sample(app: &StoredApp, service: &str, s: &Snapshot, host_mem: u64) -> Option<Sample> {
+/// versions with traffic, and how many (None when none of them has figures yet).
+fn sample(app: &StoredApp, service: &str, s: &Snapshot, host_mem: u64) -> Option<(Sample, u32)> {
     let serving: BTreeMap<String, Option<f64>> = app
         .live(service)
         .iter()
@@ -185,25 +224,73 @@ fn sample(app: &StoredApp, service: &str, s: &Snapshot, host_mem: u64) -> Option
         mem += m;
         n += 1;
     }
-    (n > 0).then(|| Sample {
-        at_ms: s.time_ns / 1_000_000,
-        cpu: cpu / f64::from(n),
-        memory: mem / f64::from(n),
+    (n > 0).then(|| {
+        (
+            Sample {
+                at_ms: s.time_ns / 1_000_000,
+                cpu: cpu / f64::from(n),
+                memory: mem / f64::from(n),
+            },
+            n,
+        )
     })
 }
 
 impl Autoscaler {
+    /// Connects to the cluster: a request held here for another member's app at zero asks
+    /// its owner to start it.
+    pub fn attach_cluster(&self, hub: &std::sync::Arc<crate::cluster::hub::Hub>) {
+        let _ = self.hub.set(std::sync::Arc::downgrade(hub));
+    }
+
     /// Takes this cycle's samples of every autoscaled service of `apps` (this host's) and
     /// returns the decisions to apply: (app, service, new count, why).
+    /// This host's figures of the autoscaled services it runs, for its node record.
+    pub fn loads(&self) -> Vec<Load> {
+        self.local.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Takes this cycle's figures of every autoscaled service of `apps` (this host's and
+    /// the other members' it knows).
+    fn measure(&self, apps: &[&StoredApp], s: &Snapshot) -> BTreeMap<Key, (Sample, u32)> {
+        let host_mem = s.sample.mem("MemTotal");
+        let mut out = BTreeMap::new();
+        for app in apps {
+            for (name, svc) in &app.spec.services {
+                if svc.ext.auto_scaling.is_none() {
+                    continue;
+                }
+                if let Some(x) = sample(app, name, s, host_mem) {
+                    out.insert((app.spec.name.clone(), name.clone()), x);
+                }
+            }
+        }
+        *self.local.lock().unwrap_or_else(|p| p.into_inner()) = out
+            .iter()
+            .map(|((app, service), (x, n))| Load {
+                app: app.clone(),
+                service: service.clone(),
+                cpu: x.cpu,
+                memory: x.memory,
+                instances: *n,
+                at_ms: x.at_ms,
+            })
+            .collect();
+        out
+    }
+
+    /// Adds this cycle's sample of every autoscaled service of `apps` (this host's: the
+    /// figures measured here with the members' `loads`) and returns the decisions to
+    /// apply: (app, service, new count, why).
     fn observe(
         &self,
         apps: &[StoredApp],
-        s: &Snapshot,
+        now: i64,
+        measured_here: &BTreeMap<Key, (Sample, u32)>,
+        loads: &[Load],
         last_request: &dyn Fn(&str, &str) -> Option<i64>,
-        clustered: bool,
+        members_last: &dyn Fn(&str, &str) -> Option<i64>,
     ) -> Vec<(String, String, u32, String)> {
-        let host_mem = s.sample.mem("MemTotal");
-        let now = s.time_ns / 1_000_000;
         let mut all = self.services.lock().unwrap_or_else(|p| p.into_inner());
         let mut keep = std::collections::BTreeSet::new();
         let mut out = Vec::new();
@@ -214,14 +301,23 @@ impl Autoscaler {
                 };
                 let key = (app.spec.name.clone(), name.clone());
                 keep.insert(key.clone());
-                let st = all.entry(key).or_default();
+                let st = all.entry(key.clone()).or_default();
                 let count = app.replicas(name);
                 if count != st.count {
                     st.count = count;
                     st.changed_ms = now;
                     st.samples.clear();
                 }
-                if let Some(x) = sample(app, name, s, host_mem) {
+                // Members' figures older than a period (or 30 s) are not used.
+                let fresh = (i64::from(policy.period_seconds) * 1000).max(30_000);
+                if let Some(x) = autoscale::combine(
+                    &app.spec.name,
+                    name,
+                    measured_here.get(&key).copied(),
+                    loads,
+                    now,
+                    fresh,
+                ) {
                     st.samples.push_back(x);
                 }
                 let span = i64::from(policy.period_seconds) * i64::from(policy.periods) * 1000;
@@ -230,12 +326,12 @@ impl Autoscaler {
                 }
                 // Scale to zero: nothing through the router since it last came up (or this
                 // agent started).
+                // In a cluster, through any alive member's router (their node records say).
                 let quiet_since = last_request(&app.spec.name, name)
                     .unwrap_or(0)
+                    .max(members_last(&app.spec.name, name).unwrap_or(0))
                     .max(st.changed_ms);
-                // In a cluster other members' routers serve it too, and their requests are
-                // not counted here: going to zero could cut them off.
-                if !clustered && autoscale::idle(policy, count, quiet_since, now) {
+                if autoscale::idle(policy, count, quiet_since, now) {
                     let why = format!(
                         "no request through the router for {} s",
                         (now - quiet_since) / 1000
@@ -327,11 +423,26 @@ pub(super) fn after_cycle(core: &Core, s: &Snapshot) {
             return;
         }
     };
+    let fleet = core.fleet();
+    let known: Vec<&StoredApp> = apps
+        .iter()
+        .chain(fleet.iter().flat_map(|f| f.remote.iter().map(|r| &r.app)))
+        .collect();
+    let here = core.autoscaler.measure(&known, s);
     let decided = core.autoscaler.observe(
         &apps,
-        s,
+        s.time_ns / 1_000_000,
+        &here,
+        fleet
+            .as_ref()
+            .map(|f| f.loads.as_slice())
+            .unwrap_or_default(),
         &|a, svc| core.router.last_request_ms(a, svc),
-        core.fleet().is_some(),
+        &|a, svc| {
+            fleet
+                .as_ref()
+                .and_then(|f| f.requests.get(&format!("{a}/{svc}")).copied())
+        },
     );
     if decided.is_empty() {
         return;

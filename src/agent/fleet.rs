@@ -56,6 +56,10 @@ pub struct Fleet {
     pub held: BTreeMap<String, String>,
     /// Instances the other (alive) members run, for service names across hosts.
     pub elsewhere: Vec<crate::plan::names::Elsewhere>,
+    /// The alive members' figures of the autoscaled services they run instances of.
+    pub loads: Vec<crate::plan::autoscale::Load>,
+    /// When each `app/service` was last asked for through an alive member's router (ms).
+    pub requests: BTreeMap<String, i64>,
 }
 
 /// The assignments placement starts from: `current`, plus, for a version of this node's

@@ -57,6 +57,7 @@ impl Ops {
         cluster: std::sync::Arc<crate::cluster::hub::Hub>,
     ) -> Ops {
         core.names.attach(&cluster);
+        core.autoscaler.attach_cluster(&cluster);
         Ops { core, cluster }
     }
 
@@ -307,6 +308,8 @@ impl Ops {
                 "use": self.host_use(),
                 "tokens": self.core.store.token_counts()?,
                 "protocol": crate::cluster::spoken(),
+                "loads": self.core.autoscaler.loads(),
+                "requests": self.core.router.last_requests(),
             }),
         ));
         for a in &apps {
@@ -758,6 +761,22 @@ impl Ops {
             });
         }
         for r in self.cluster.remote(Kind::Node) {
+            if r.state == crate::cluster::gossip::MemberState::Alive
+                && let Ok(loads) = serde_json::from_value::<Vec<crate::plan::autoscale::Load>>(
+                    r.body["loads"].clone(),
+                )
+            {
+                fleet.loads.extend(loads);
+            }
+            if r.state == crate::cluster::gossip::MemberState::Alive
+                && let Ok(requests) =
+                    serde_json::from_value::<Vec<(String, i64)>>(r.body["requests"].clone())
+            {
+                for (label, ms) in requests {
+                    let e = fleet.requests.entry(label).or_insert(ms);
+                    *e = (*e).max(ms);
+                }
+            }
             fleet.owners.insert(r.node_id);
         }
         let known: BTreeMap<&str, &crate::store::StoredApp> = own
@@ -1960,6 +1979,25 @@ impl Ops {
     /// A service's versions, each with the share of the traffic the router gives it now
     /// (`weight`) and the one set for it (`set_weight`; they differ during a rolling update,
     /// or while a version with traffic has no ready instance).
+    /// A member's router holds a request for `app/service`: start it when it is at zero
+    /// (nothing when it runs or is starting already).
+    pub fn wake(&self, app: &str, service: &str) -> Result<serde_json::Value, CoreError> {
+        let stored = self.stored_service(app, service)?;
+        let scales_to_zero = stored
+            .spec
+            .services
+            .get(service)
+            .and_then(|s| s.ext.auto_scaling.as_ref())
+            .is_some_and(|a| a.min_instances == 0);
+        if !scales_to_zero {
+            return Err(CoreError::BadRequest(format!(
+                "{app}/{service} does not scale to zero (auto_scaling.min_instances is not 0)"
+            )));
+        }
+        super::autoscale::start_from_zero(&self.core, app, service);
+        Ok(serde_json::json!({ "instances": stored.replicas(service).max(1) }))
+    }
+
     /// The autoscaling state of `app`'s autoscaled services (or of one).
     pub fn autoscale(
         &self,

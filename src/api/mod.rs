@@ -586,6 +586,7 @@ fn run(cmd: Command, ops: &Ops, rt: &tokio::runtime::Handle) -> Reply {
             }
             Command::PruneImages => json(200, &wire::PruneReport::from(ops.prune_images().await?)),
             Command::Versions { app, service } => json(200, &ops.versions(&app, &service)?),
+            Command::Wake { app, service } => json(202, &ops.wake(&app, &service)?),
             Command::Autoscale { app, service } => {
                 json(200, &ops.autoscale(&app, service.as_deref())?)
             }

@@ -53,6 +53,12 @@ pub enum Route {
         app: String,
         service: Option<String>,
     },
+    /// `POST /v1/apps/NAME/services/SVC/wake`: a request waits for a service at zero (a
+    /// member's router holds it): start one instance.
+    Wake {
+        app: String,
+        service: String,
+    },
     DeleteVersion {
         app: String,
         service: String,
@@ -150,6 +156,7 @@ impl Route {
             | Route::RemoveApp { name: a, .. }
             | Route::Versions { app: a, .. }
             | Route::Autoscale { app: a, .. }
+            | Route::Wake { app: a, .. }
             | Route::DeleteVersion { app: a, .. }
             | Route::Traffic { app: a, .. }
             | Route::Rollback { app: a, .. }
@@ -219,6 +226,12 @@ pub enum Command {
     Autoscale {
         app: String,
         service: Option<String>,
+    },
+    /// `POST /v1/apps/NAME/services/SVC/wake`: a request waits for a service at zero (a
+    /// member's router holds it): start one instance.
+    Wake {
+        app: String,
+        service: String,
     },
     DeleteVersion {
         app: String,
@@ -340,6 +353,7 @@ impl Command {
             Route::PruneImages => Command::PruneImages,
             Route::Versions { app, service } => Command::Versions { app, service },
             Route::Autoscale { app, service } => Command::Autoscale { app, service },
+            Route::Wake { app, service } => Command::Wake { app, service },
             Route::DeleteVersion {
                 app,
                 service,
@@ -553,6 +567,10 @@ pub fn parse_request(method: &str, url: &str) -> Result<Route, RouteError> {
             _,
         ) => return Err(not_allowed()),
 
+        (["v1", "apps", name, "services", svc, "wake"], "POST") => Route::Wake {
+            app: app_name(name)?,
+            service: service_name(svc)?,
+        },
         (["v1", "apps", name, "services", svc, "autoscale"], "GET") => Route::Autoscale {
             app: app_name(name)?,
             service: Some(service_name(svc)?),
@@ -876,6 +894,11 @@ mod tests {
             Ok("Autoscale { app: \"shop\", service: Some(\"web\") }"),
         ),
         ("POST", "/v1/apps/shop/autoscale", Err(405)),
+        (
+            "POST",
+            "/v1/apps/shop/services/web/wake",
+            Ok("Wake { app: \"shop\", service: \"web\" }"),
+        ),
         (
             "GET",
             "/v1/apps/shop/services/web/versions",

@@ -19,6 +19,49 @@ pub struct Sample {
     pub memory: f64,
 }
 
+/// A member's figures of a service it runs instances of, as its node record carries them
+/// (the app's owner decides on them with its own).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Load {
+    pub app: String,
+    pub service: String,
+    pub cpu: f64,
+    pub memory: f64,
+    /// Instances averaged.
+    pub instances: u32,
+    pub at_ms: i64,
+}
+
+/// The service's sample over the whole cluster at `now_ms`: this host's (with the number of
+/// instances it averages) and the members' loads no older than `fresh_ms`, weighted by
+/// their instances. None when nothing measured it.
+pub fn combine(
+    app: &str,
+    service: &str,
+    local: Option<(Sample, u32)>,
+    members: &[Load],
+    now_ms: i64,
+    fresh_ms: i64,
+) -> Option<Sample> {
+    let mut parts: Vec<(f64, f64, u32)> = local
+        .map(|(s, n)| (s.cpu, s.memory, n))
+        .into_iter()
+        .collect();
+    parts.extend(
+        members
+            .iter()
+            .filter(|l| l.app == app && l.service == service && l.instances > 0)
+            .filter(|l| now_ms - l.at_ms <= fresh_ms)
+            .map(|l| (l.cpu, l.memory, l.instances)),
+    );
+    let n: u32 = parts.iter().map(|p| p.2).sum();
+    (n > 0).then(|| Sample {
+        at_ms: now_ms,
+        cpu: parts.iter().map(|p| p.0 * f64::from(p.2)).sum::<f64>() / f64::from(n),
+        memory: parts.iter().map(|p| p.1 * f64::from(p.2)).sum::<f64>() / f64::from(n),
+    })
+}
+
 /// The average of one period.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Period {
@@ -364,6 +407,53 @@ mod tests {
             decide(&p, 3, &mid_mem, None, 100_000),
             Decision::Hold(_)
         ));
+    }
+
+    #[test]
+    fn the_cluster_sample_weighs_each_member_by_its_instances_and_drops_stale_ones() {
+        let load = |cpu: f64, n: u32, at_ms: i64| Load {
+            app: "a".into(),
+            service: "web".into(),
+            cpu,
+            memory: 10.0,
+            instances: n,
+            at_ms,
+        };
+        let here = Sample {
+            at_ms: 100_000,
+            cpu: 90.0,
+            memory: 30.0,
+        };
+        // 1 here at 90%, 3 on a member at 10%: 30%.
+        let s = combine(
+            "a",
+            "web",
+            Some((here, 1)),
+            &[load(10.0, 3, 95_000)],
+            100_000,
+            30_000,
+        )
+        .expect("sample");
+        assert!(
+            (s.cpu - 30.0).abs() < 1e-9 && (s.memory - 15.0).abs() < 1e-9,
+            "{s:?}"
+        );
+        // Nothing here: the members' alone; a stale one and another service's left out.
+        let other = Load {
+            service: "db".into(),
+            ..load(99.0, 5, 99_000)
+        };
+        let s = combine(
+            "a",
+            "web",
+            None,
+            &[load(80.0, 2, 99_000), load(0.0, 9, 50_000), other],
+            100_000,
+            30_000,
+        )
+        .expect("sample");
+        assert_eq!(s.cpu, 80.0);
+        assert_eq!(combine("a", "web", None, &[], 100_000, 30_000), None);
     }
 
     #[test]

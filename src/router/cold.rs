@@ -151,6 +151,15 @@ impl Cold {
             .retain(|k, _| keep.contains(k));
     }
 
+    /// Every `app/service` asked for since start, with when it last was (ms).
+    pub fn last_requests(&self) -> Vec<(String, i64)> {
+        let used = self.used.lock().unwrap_or_else(|p| p.into_inner());
+        used.iter()
+            .map(|(k, u)| (k.to_string(), u.0.load(Ordering::Relaxed)))
+            .filter(|(_, ms)| *ms > 0)
+            .collect()
+    }
+
     /// When `app/service` was last asked for through the router (ms), if ever since start.
     pub fn last_request_ms(&self, label: &str) -> Option<i64> {
         let used = self.used.lock().unwrap_or_else(|p| p.into_inner());

@@ -315,6 +315,11 @@ impl Router {
         self.shared.cold.set_hook(hook);
     }
 
+    /// Every `app/service` asked for through this router since start, with when (ms).
+    pub fn last_requests(&self) -> Vec<(String, i64)> {
+        self.shared.cold.last_requests()
+    }
+
     /// When `app/service` was last asked for through the router (ms), since this start.
     pub fn last_request_ms(&self, app: &str, service: &str) -> Option<i64> {
         self.shared

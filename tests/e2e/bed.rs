@@ -133,11 +133,16 @@ impl Bed {
     /// Starts an agent named `h<i>` whose router listens on host `i`'s bridge address, port
     /// 8080, domain `test.local`.
     pub fn agent_routed(&self, i: usize, seeds: &[usize]) -> Agent {
+        self.agent_routed_with(i, seeds, "")
+    }
+
+    /// The same, with more of berth.toml after the router's section.
+    pub fn agent_routed_with(&self, i: usize, seeds: &[usize], more: &str) -> Agent {
         Agent::start_placed(
             &format!("h{i}"),
             self.place(i, &[]),
             &format!(
-                "{}[router]\nhttp = \"{}:8080\"\ndomain = \"test.local\"\n",
+                "{}[router]\nhttp = \"{}:8080\"\ndomain = \"test.local\"\n{more}",
                 self.cluster_toml(i, seeds),
                 self.addr(i)
             ),

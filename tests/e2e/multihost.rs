@@ -1702,3 +1702,129 @@ fn a_service_reaches_another_services_instances_on_other_hosts_by_name() {
     });
     h1.ok(&["rm", "shop"]);
 }
+
+/// The owner decides for instances it does not run: h1 owns an autoscaled service pinned
+/// to h2; h2's figures reach h1 in its node record, and h1 scales it out when it burns.
+#[test]
+fn the_owner_autoscales_a_service_that_runs_on_another_host() {
+    let test = "multihost::the_owner_autoscales_a_service_that_runs_on_another_host";
+    let Some(bed) = Bed::up(test, 2) else { return };
+    let metrics = "[metrics]\ninterval = \"1s\"\n";
+    let h1 = bed.agent_with(1, &[], metrics);
+    let h2 = bed.agent_with(2, &[1], metrics);
+    form(&[&h1, &h2]);
+    records_on(&h1, 2);
+    let all = [&h1, &h2];
+    let yaml = r#"services:
+  burn:
+    image: berth-test/busybox:latest
+    command: ["sh", "-c", "while true; do if [ -f /ctl/burn ]; then i=0; while [ $$i -lt 20000 ]; do i=$$((i+1)); done; else sleep 0.3; fi; done"]
+    cpus: 0.25
+    stop_grace_period: 1s
+    volumes: ["ctl:/ctl"]
+    environment:
+      - constraint:node==h2
+    labels:
+      aliyun.auto_scaling.min_instances: "1"
+      aliyun.auto_scaling.max_instances: "2"
+      aliyun.auto_scaling.max_cpu: "70"
+      aliyun.auto_scaling.period_seconds: "5"
+      aliyun.auto_scaling.periods: "2"
+volumes:
+  ctl: {}
+"#;
+    let p = h1.template("far", yaml);
+    h1.ok(&[
+        "deploy",
+        "-f",
+        path_str(&p),
+        "--name",
+        "far",
+        "--timeout",
+        "90",
+    ]);
+    converge("far runs on h2", Duration::from_secs(60), &all, || {
+        spread("far", &all) == BTreeMap::from([("h1".into(), 0), ("h2".into(), 1)])
+    });
+    let c = h2.docker_ok(&["ps", "-q", "--filter", "label=berth.app=far"]);
+    h2.docker_ok(&["exec", c.trim(), "touch", "/ctl/burn"]);
+    converge(
+        "h1 scaled far out on h2's figures",
+        Duration::from_secs(90),
+        &all,
+        || spread("far", &all) == BTreeMap::from([("h1".into(), 0), ("h2".into(), 2)]),
+    );
+    let events = h1.ok(&["events", "far", "-n", "50"]);
+    assert!(
+        events.contains("autoscaled far/burn to 2: cpu above 70%"),
+        "{events}"
+    );
+    let shown = h1.ok(&["autoscale", "far/burn"]);
+    assert!(
+        shown.contains("far/burn: 2 instances (auto 1..2)"),
+        "{shown}"
+    );
+    h2.docker_ok(&["exec", c.trim(), "rm", "/ctl/burn"]);
+}
+
+/// Scale to zero in a cluster: requests through a member's router keep a service up (its
+/// node record says when it was last asked for); once idle everywhere it goes to zero, and a
+/// request held by that member (not the owner) asks the owner to start it, and is served.
+#[test]
+fn a_service_idles_to_zero_across_hosts_and_a_members_router_starts_it_again() {
+    let test =
+        "multihost::a_service_idles_to_zero_across_hosts_and_a_members_router_starts_it_again";
+    let Some(bed) = Bed::up(test, 2) else { return };
+    let metrics = "[metrics]\ninterval = \"1s\"\n";
+    let h1 = bed.agent_routed_with(1, &[], metrics);
+    let h2 = bed.agent_routed_with(2, &[1], metrics);
+    form(&[&h1, &h2]);
+    records_on(&h1, 2);
+    let all = [&h1, &h2];
+    let yaml = format!(
+        "services:\n  web:\n    image: {IMAGE}\n    command: sh -c 'echo hello > /www/index.html; exec httpd -f -p 8080 -h /www'\n    stop_grace_period: 1s\n    environment:\n      - constraint:node==h2\n    labels:\n      berth.probe.url: http://container:8080/index.html\n      berth.routing.port_8080: idle.test.local\n      berth.auto_scaling.min_instances: \"0\"\n      berth.auto_scaling.max_instances: \"2\"\n      berth.auto_scaling.idle_seconds: \"10\"\n"
+    );
+    let p = h1.template("idle", &yaml);
+    h1.ok(&[
+        "deploy",
+        "-f",
+        path_str(&p),
+        "--name",
+        "idle",
+        "--timeout",
+        "90",
+    ]);
+    let h2_router = format!("{}:8080", bed.addr(2));
+    let on_h2 = || spread("idle", &all).get("h2").copied().unwrap_or(0);
+    converge("idle runs on h2", Duration::from_secs(60), &all, || {
+        on_h2() == 1
+    });
+    // Asked for through h2's router only, for longer than idle_seconds: h1 (the owner, whose
+    // router sees nothing) keeps it up.
+    let until = Instant::now() + Duration::from_secs(16);
+    while Instant::now() < until {
+        let (status, body, _) = router_get_at(&h2_router, "idle.test.local", "/", None);
+        assert_eq!((status, body.trim()), (200, "hello"), "{}", report(&all));
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    assert_eq!(on_h2(), 1, "{}", h1.ok(&["events", "idle", "-n", "30"]));
+    // Idle everywhere: to zero.
+    converge("idle at zero", Duration::from_secs(60), &all, || {
+        on_h2() == 0
+    });
+    // A request through h2's router: held there, h1 asked, the instance started, served.
+    let (status, body, _) = router_get_at(&h2_router, "idle.test.local", "/", None);
+    assert_eq!(
+        (status, body.trim()),
+        (200, "hello"),
+        "{}{}",
+        h1.ok(&["events", "idle", "-n", "30"]),
+        report(&all)
+    );
+    let events = h1.ok(&["events", "idle", "-n", "50"]);
+    assert!(events.contains("scaled idle/web to zero"), "{events}");
+    assert!(
+        events.contains("cold start of idle/web: a request came"),
+        "{events}"
+    );
+}
