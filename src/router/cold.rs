@@ -211,3 +211,85 @@ impl Cold {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(timeout_ms: u64) -> ColdTarget {
+        ColdTarget {
+            app: "shop".into(),
+            service: "web".into(),
+            label: "shop/web".into(),
+            timeout: Duration::from_millis(timeout_ms),
+        }
+    }
+
+    /// The agent is told; held requests go through on the table swap that makes the
+    /// service ready; past the bound a request is refused at once; past the timeout, 503.
+    #[tokio::test]
+    async fn holds_until_ready_bounded_and_timed() {
+        let cold = Arc::new(Cold::default());
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let e = events.clone();
+        cold.set_hook(Arc::new(move |ev| {
+            e.lock().unwrap_or_else(|p| p.into_inner()).push(ev)
+        }));
+        let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut held = Vec::new();
+        for _ in 0..MAX_HELD {
+            let (cold, ready) = (cold.clone(), ready.clone());
+            held.push(tokio::spawn(async move {
+                cold.hold(&target(20_000), || {
+                    ready.load(Ordering::SeqCst).then_some(())
+                })
+                .await
+            }));
+        }
+        // Every one of them is waiting now.
+        for _ in 0..200 {
+            if cold.held.load(Ordering::SeqCst) == MAX_HELD {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(cold.held.load(Ordering::SeqCst), MAX_HELD);
+        let t = Instant::now();
+        assert_eq!(
+            cold.hold(&target(20_000), || Some(())).await,
+            Err(Refusal::Full)
+        );
+        assert!(t.elapsed() < Duration::from_millis(100), "refused at once");
+        // Not ready on a swap: they keep waiting; ready on the next: all through.
+        cold.table_changed();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(held.iter().all(|h| !h.is_finished()));
+        ready.store(true, Ordering::SeqCst);
+        cold.table_changed();
+        for h in held {
+            assert_eq!(h.await.expect("join"), Ok(()));
+        }
+        assert_eq!(cold.held.load(Ordering::SeqCst), 0);
+        let ev = events.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let wanted = ev
+            .iter()
+            .filter(|e| matches!(e, ColdEvent::Wanted { .. }))
+            .count();
+        let served = ev
+            .iter()
+            .filter(|e| matches!(e, ColdEvent::Served { .. }))
+            .count();
+        assert_eq!(
+            (wanted, served),
+            (MAX_HELD, MAX_HELD),
+            "a refused request tells no one"
+        );
+        // Never ready: 503 after the timeout.
+        let t = Instant::now();
+        assert_eq!(
+            cold.hold(&target(300), || None::<()>).await,
+            Err(Refusal::Timeout(Duration::from_millis(300)))
+        );
+        assert!(t.elapsed() >= Duration::from_millis(300));
+    }
+}
