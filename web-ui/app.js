@@ -276,7 +276,7 @@ function AppPage({ name }) {
       <div class="row"><button class="danger" onClick=${remove}>Remove ${name}</button><button onClick=${() => confirmRef.current.close()}>Cancel</button></div>
     </dialog>
     ${status.services.map((s) => html`<section class="card" key=${s.name} aria-label=${`service ${s.name}`}>
-      <h2>${s.name} <span class="muted">${s.image} · ${s.running}/${s.desired}</span></h2>
+      <h2>${s.name} <span class="muted">${s.image} · ${s.running}/${s.desired}${s.auto ? ` (${s.auto})` : ''}</span></h2>
       <div class="row"><label>Replicas <input type="number" min="0" max="100" size="4" aria-label=${`replicas of ${s.name}`}
         value=${scale[s.name] ?? s.desired} onInput=${(e) => setScale({ ...scale, [s.name]: e.target.value })}/></label>
         <button onClick=${() => act(() => api('POST', `/v1/apps/${enc(name)}/scale`, { services: { [s.name]: Number(scale[s.name] ?? s.desired) } }), `${s.name} scaled`)}>Scale ${s.name}</button></div>

@@ -88,11 +88,13 @@ try {
   step('a second version; split traffic 50/50, then roll back');
   const deployed = await ctx.request.post(`${url}/v1/apps`, {
     headers: { Origin: url },
-    data: { name: app, template: `services:\n  web:\n    image: ${image}\n    command: sh -c 'echo v2; while true; do echo v2-tick; sleep 1; done'\n    stop_grace_period: 1s\n    labels:\n      berth.scale: "3"\n`, traffic: 'none' },
+    data: { name: app, template: `services:\n  web:\n    image: ${image}\n    command: sh -c 'echo v2; while true; do echo v2-tick; sleep 1; done'\n    stop_grace_period: 1s\n    labels:\n      berth.scale: "3"\n      berth.auto_scaling.min_instances: "1"\n      berth.auto_scaling.max_instances: "3"\n`, traffic: 'none' },
   });
   if (!deployed.ok()) fail(`second deploy: ${deployed.status()} ${await deployed.text()}`);
   await page.reload();
   await page.getByLabel('weight of web-002').waitFor({ timeout: 30000 });
+  // An autoscaled service shows its bounds.
+  await page.getByRole('heading', { name: /\(auto 1\.\.3\)/ }).waitFor();
   // A version takes traffic once it is normal (the page follows the events that say so).
   await page.locator('tr', { hasText: 'web-002' }).locator('.state-normal').waitFor({ timeout: 60000 });
   await page.getByLabel('weight of web-001').fill('50');
