@@ -181,74 +181,11 @@ fn parse_routes(v: &str, loc: &str) -> Result<Vec<Route>, SpecError> {
     Ok(out)
 }
 
-/// A 6-field cron expression, seconds first (`0 */5 * * * *`); returned normalised.
+/// A 6-field cron expression, seconds first (`0 */5 * * * *`); returned normalised
+/// (`spec::cron` parses it, the scheduler reads it the same way).
 pub fn parse_cron(v: &str, loc: &str) -> Result<String, SpecError> {
-    let fields: Vec<&str> = v.split_whitespace().collect();
-    if fields.len() != 6 {
-        return Err(invalid(
-            loc,
-            format!(
-                "{v:?} has {} fields; a schedule has 6, seconds first: \"0 */5 * * * *\"",
-                fields.len()
-            ),
-        ));
-    }
-    const NAMES: [&str; 6] = [
-        "second",
-        "minute",
-        "hour",
-        "day of month",
-        "month",
-        "day of week",
-    ];
-    const RANGES: [(u32, u32); 6] = [(0, 59), (0, 59), (0, 23), (1, 31), (1, 12), (0, 7)];
-    const MONTHS: [&str; 12] = [
-        "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
-    ];
-    const DAYS: [&str; 7] = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
-    for (i, f) in fields.iter().enumerate() {
-        let (lo, hi) = RANGES[i];
-        let num = |s: &str| -> Option<u32> {
-            let l = s.to_ascii_lowercase();
-            if i == 4
-                && let Some(p) = MONTHS.iter().position(|m| *m == l)
-            {
-                return Some(p as u32 + 1);
-            }
-            if i == 5
-                && let Some(p) = DAYS.iter().position(|d| *d == l)
-            {
-                return Some(p as u32);
-            }
-            s.parse::<u32>().ok().filter(|n| (lo..=hi).contains(n))
-        };
-        let ok = f.split(',').all(|part| {
-            let (range, step) = match part.split_once('/') {
-                Some((r, s)) => (r, Some(s)),
-                None => (part, None),
-            };
-            let step_ok =
-                step.is_none_or(|s| s.parse::<u32>().is_ok_and(|n| n > 0 && n <= hi.max(1)));
-            let range_ok = match range {
-                "*" | "?" => true,
-                r => match r.split_once('-') {
-                    Some((a, b)) => matches!((num(a), num(b)), (Some(a), Some(b)) if a <= b),
-                    None => num(r).is_some(),
-                },
-            };
-            step_ok && range_ok
-        });
-        if !ok {
-            return Err(invalid(
-                loc,
-                format!(
-                    "{v:?}: the {} field {f:?} is invalid (range {lo}-{hi}, forms *, */N, A-B, A-B/N, A,B)",
-                    NAMES[i]
-                ),
-            ));
-        }
-    }
-    Ok(fields.join(" "))
+    super::cron::Schedule::parse(v).map_err(|e| invalid(loc, e))?;
+    Ok(v.split_whitespace().collect::<Vec<_>>().join(" "))
 }
 
 /// Adds (or removes) the `reschedule:on-node-failure` placement entry.

@@ -11,6 +11,7 @@
 //! Limits: templates are capped at [`MAX_TEMPLATE_BYTES`] and YAML alias expansion at
 //! [`MAX_NODES`] nodes, so a hostile body cannot exhaust memory.
 
+pub mod cron;
 mod ext;
 mod files;
 mod interpolate;
