@@ -10,6 +10,7 @@
 //! caller only passes this node's containers).
 
 pub mod autoscale;
+pub mod jobs;
 pub mod names;
 pub mod placement;
 pub mod release;
