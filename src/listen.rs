@@ -71,12 +71,28 @@ impl Drop for Slot {
     }
 }
 
+/// Resolves once `last` (ms since the epoch, the last byte moved) is `idle` old: the error a
+/// carried connection or stream ends with. Checked eight times per `idle`.
+pub async fn idled(last: &std::sync::atomic::AtomicI64, idle: Duration) -> std::io::Error {
+    let step = (idle / 8).max(Duration::from_millis(10));
+    loop {
+        tokio::time::sleep(step).await;
+        let quiet = crate::clock::now_ms() - last.load(Ordering::Relaxed);
+        if quiet >= idle.as_millis() as i64 {
+            return std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("nothing moved for {} s", idle.as_secs()),
+            );
+        }
+    }
+}
+
 /// Carries bytes both ways between `a` and `b` until both directions ended (each end's
 /// close is passed on as a half-close), one fails, or nothing moved either way for `idle`:
 /// a connection a client opened and left does not hold its slot for ever.
 pub async fn splice_idle(a: TcpStream, b: TcpStream, idle: Duration) -> std::io::Result<()> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let last = AtomicU64::new(crate::clock::now_ms() as u64);
+    let last = std::sync::atomic::AtomicI64::new(crate::clock::now_ms());
     let (ar, aw) = a.into_split();
     let (br, bw) = b.into_split();
     let one_way = |mut from: tokio::net::tcp::OwnedReadHalf,
@@ -90,26 +106,13 @@ pub async fn splice_idle(a: TcpStream, b: TcpStream, idle: Duration) -> std::io:
                     return to.shutdown().await;
                 }
                 to.write_all(&buf[..n]).await?;
-                last.store(crate::clock::now_ms() as u64, Ordering::Relaxed);
+                last.store(crate::clock::now_ms(), Ordering::Relaxed);
             }
         }
     };
     let up = one_way(ar, bw);
     let down = one_way(br, aw);
-    let watch = async {
-        let step = (idle / 8).max(Duration::from_millis(10));
-        loop {
-            tokio::time::sleep(step).await;
-            let quiet =
-                (crate::clock::now_ms() as u64).saturating_sub(last.load(Ordering::Relaxed));
-            if quiet >= idle.as_millis() as u64 {
-                return std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    format!("nothing moved for {} s", idle.as_secs()),
-                );
-            }
-        }
-    };
+    let watch = idled(&last, idle);
     tokio::pin!(up, down, watch);
     let (mut up_done, mut down_done) = (false, false);
     while !(up_done && down_done) {

@@ -414,15 +414,9 @@ impl Autoscaler {
     }
 }
 
-/// After a metrics cycle: samples, decisions, and the decided counts stored.
-pub(super) fn after_cycle(core: &Core, s: &Snapshot) {
-    let apps = match core.store.list_apps() {
-        Ok(a) => a,
-        Err(e) => {
-            tracing::warn!(error = %e, "autoscaling: cannot read the apps");
-            return;
-        }
-    };
+/// After a metrics cycle: samples, decisions, and the decided counts stored. `apps` are
+/// this host's, as the cycle read them for its sinks (read once per cycle).
+pub(super) fn after_cycle(core: &Core, apps: &[StoredApp], s: &Snapshot) {
     let fleet = core.fleet();
     let known: Vec<&StoredApp> = apps
         .iter()
@@ -430,7 +424,7 @@ pub(super) fn after_cycle(core: &Core, s: &Snapshot) {
         .collect();
     let here = core.autoscaler.measure(&known, s);
     let decided = core.autoscaler.observe(
-        &apps,
+        apps,
         s.time_ns / 1_000_000,
         &here,
         fleet

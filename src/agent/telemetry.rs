@@ -181,7 +181,7 @@ pub async fn metrics_loop(core: Arc<Core>, mut shutdown: tokio::sync::watch::Rec
                     };
                     core.event(kind, &app, &service, &msg);
                 }
-                super::autoscale::after_cycle(&core, &snapshot);
+                super::autoscale::after_cycle(&core, &apps, &snapshot);
                 core.metrics.set_latest(snapshot, started.elapsed());
                 if let Some(h) = custom.take_if(|h| h.is_finished()) {
                     reported = Some(h.await.unwrap_or_default());

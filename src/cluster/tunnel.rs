@@ -250,14 +250,7 @@ async fn pipe(
     let last = AtomicI64::new(crate::clock::now_ms());
     let up = send(lr, pw, ring, sender, id, side, &last);
     let down = receive(pr, lw, ring, id, side.other(), &last);
-    let idle = async {
-        loop {
-            tokio::time::sleep(IDLE / 60).await;
-            if crate::clock::now_ms() - last.load(Ordering::Relaxed) >= IDLE.as_millis() as i64 {
-                return std::io::Error::other("the stream idled");
-            }
-        }
-    };
+    let idle = crate::listen::idled(&last, IDLE);
     tokio::pin!(up, down, idle);
     let (mut up_done, mut down_done) = (false, false);
     while !(up_done && down_done) {
