@@ -351,3 +351,50 @@ volumes:
     );
     a.docker_ok(&["exec", "split_web-001_1", "rm", "/ctl/burn"]);
 }
+
+/// A rolling update of a service the autoscaler scaled out replaces the instances it runs
+/// now (not the template's count), and the count stays within the bounds.
+#[test]
+fn a_rolling_update_keeps_the_autoscaled_count() {
+    let a = Agent::start_with_config("[metrics]\ninterval = \"1s\"\n");
+    let template = |v: u32| {
+        format!(
+            r#"
+services:
+  web:
+    image: berth-test/busybox
+    command: ["sh", "-c", "while true; do if [ -f /ctl/burn ]; then i=0; while [ $$i -lt 20000 ]; do i=$$((i+1)); done; else sleep 0.3; fi; done"]
+    environment: ["RELEASE={v}"]
+    cpus: 0.1
+    stop_grace_period: 1s
+    volumes: ["ctl:/ctl"]
+    labels:
+      berth.rolling_updates: "true"
+      aliyun.auto_scaling.min_instances: "1"
+      aliyun.auto_scaling.max_instances: "2"
+      aliyun.auto_scaling.max_cpu: "70"
+      aliyun.auto_scaling.period_seconds: "5"
+      aliyun.auto_scaling.periods: "2"
+volumes:
+  ctl: {{}}
+"#
+        )
+    };
+    a.deploy("roll", &template(1));
+    a.docker_ok(&["exec", "roll_web-001_1", "touch", "/ctl/burn"]);
+    wait_until("scaled out to 2", Duration::from_secs(90), || {
+        a.running("roll").len() == 2
+    });
+    a.deploy("roll", &template(2));
+    wait_until(
+        "web-002 runs both instances",
+        Duration::from_secs(120),
+        || {
+            let r = a.running("roll");
+            r.len() == 2 && r.iter().all(|i| i.version == "web-002")
+        },
+    );
+    let apps = a.ok(&["apps"]);
+    assert!(apps.contains("web 2 (auto 1..2)"), "{apps}");
+    let _ = a.docker_ok(&["exec", "roll_web-002_1", "rm", "-f", "/ctl/burn"]);
+}
