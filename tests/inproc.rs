@@ -789,7 +789,7 @@ async fn every_host_sees_the_apps_and_instances_of_the_others() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_hands_changes_to_the_owner_and_refuses_them_while_it_is_gone() {
     let (mut a, a_addr) = cluster_node("host-a").await;
-    let (b, _) = cluster_node("host-b").await;
+    let (b, b_addr) = cluster_node("host-b").await;
     a.call("POST", "/v1/cluster/init", None).await;
     let (_, body) = a.call("POST", "/v1/cluster/tokens", None).await;
     let t = serde_json::from_str::<serde_json::Value>(&body).unwrap()["token"]
@@ -923,6 +923,41 @@ async fn a_member_hands_changes_to_the_owner_and_refuses_them_while_it_is_gone()
         body.contains("which is suspect") || body.contains("which is lost"),
         "{body}"
     );
+    // b restarts while a is still away: it still counts a (lost, so b alone is no
+    // majority), still shows a's app as stale, and still refuses changes to it.
+    let mut b = b;
+    b.stop().await;
+    let (dir, engine) = b.crash();
+    let cfg = config_as(dir.path(), "host-b", Some(b_addr));
+    let b = Node::start_with(dir, engine, cfg).await;
+    wait_nodes(
+        &b,
+        &[("host-a", "lost"), ("host-b", "alive")],
+        Duration::from_secs(10),
+    )
+    .await;
+    wait_body(
+        &b,
+        "/v1/apps",
+        "shop still shown, stale, after b restarted",
+        Duration::from_secs(10),
+        |v| {
+            v.as_array().is_some_and(|l| {
+                l.iter()
+                    .any(|x| x["name"] == "shop" && x.get("stale").is_some())
+            })
+        },
+    )
+    .await;
+    let (s, body) = b
+        .call(
+            "POST",
+            "/v1/apps/shop/scale",
+            Some(serde_json::json!({"services": {"web": 2}})),
+        )
+        .await;
+    assert_eq!(s, 503, "{body}");
+    assert!(body.contains("host-a"), "{body}");
 }
 
 /// What reaches the cluster port's TCP side from anyone: an oversize length, garbage, a

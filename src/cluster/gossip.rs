@@ -215,6 +215,43 @@ impl View {
         t
     }
 
+    /// Puts the members this host knew before it stopped (its store's list) into the view
+    /// as `lost` (or `left`) until they are heard: a host started while a member is away
+    /// still counts it, so it cannot take itself for a majority, and still shows its rows.
+    /// Members already in the view, and `me`, are left alone.
+    pub fn seed(&self, me: &str, known: &[crate::store::MemberRow]) {
+        let now = crate::clock::now_ms();
+        let mut members = self.members.lock().unwrap_or_else(|p| p.into_inner());
+        for row in known {
+            let Ok(addr) = row.addr.parse() else {
+                continue;
+            };
+            if row.node == me || row.node.is_empty() || members.contains_key(&row.node) {
+                continue;
+            }
+            let state = if row.state == MemberState::Left.as_str() {
+                MemberState::Left
+            } else {
+                MemberState::Lost
+            };
+            members.insert(
+                row.node.clone(),
+                Member {
+                    id: Id {
+                        node: row.node.clone(),
+                        name: row.name.clone(),
+                        addr,
+                        // Any identity foca reports for it is at least as new.
+                        bump: 0,
+                    },
+                    state,
+                    seen_ms: row.seen_ms,
+                    since_ms: now,
+                },
+            );
+        }
+    }
+
     /// Forgets a member that is not alive; false when it is unknown or alive.
     pub fn forget(&self, node: &str) -> Result<(), MemberState> {
         let mut m = self.members.lock().unwrap_or_else(|p| p.into_inner());

@@ -74,6 +74,8 @@ pub struct Hub {
     /// This host's records, and the other members' as pulled from them.
     own: Arc<std::sync::Mutex<Own>>,
     replicas: Arc<std::sync::Mutex<BTreeMap<String, Replica>>>,
+    /// Members whose records changed since they were last saved.
+    dirty: Dirty,
     /// When the last digest went out (ms).
     last_digest: std::sync::atomic::AtomicI64,
     handler: Arc<RwLock<Option<ForwardHandler>>>,
@@ -248,6 +250,7 @@ impl Hub {
                 crate::clock::now_ms().max(0) as u64,
             ))),
             replicas: Arc::default(),
+            dirty: Arc::default(),
             last_digest: std::sync::atomic::AtomicI64::new(0),
             handler: Arc::default(),
             tunnel: Arc::default(),
@@ -339,13 +342,26 @@ impl Hub {
             tunnel: self.tunnel.clone(),
             replicas: self.replicas.clone(),
         });
+        // What this host knew before it stopped: the members (lost until heard) and their
+        // records.
+        match self.store.cluster_members() {
+            Ok(rows) => gossip.view.seed(&self.node_id, &rows),
+            Err(e) => tracing::warn!(error = %e, "cannot read the members known"),
+        }
+        load_replicas(&self.replicas, &self.store);
         let serve = tokio::spawn(join::serve(listener, gate));
         let sync = tokio::spawn(sync_loop(
             drx,
             ring.clone(),
             gossip.view.clone(),
             self.replicas.clone(),
+            self.dirty.clone(),
             super::gossip::sender_id(&me.node),
+        ));
+        let save = tokio::spawn(save_loop(
+            self.replicas.clone(),
+            self.dirty.clone(),
+            self.store.clone(),
         ));
         let (events, store, view, me_node) = (
             self.events.clone(),
@@ -393,7 +409,7 @@ impl Hub {
         *slot = Some(Running {
             ring,
             gossip,
-            tasks: vec![serve, watch, sync, stranded],
+            tasks: vec![serve, watch, sync, stranded, save],
         });
         Ok(())
     }
@@ -515,6 +531,11 @@ impl Hub {
         let _ = std::fs::remove_file(self.key_path());
         let _ = std::fs::remove_file(self.data_dir.join(STRANDED_FILE));
         self.store.clear_cluster()?;
+        self.replicas
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        self.dirty.lock().unwrap_or_else(|p| p.into_inner()).clear();
         (self.events)(
             EventKind::Cluster,
             "left the cluster; this host's apps keep running here".into(),
@@ -575,6 +596,7 @@ impl Hub {
                 s.as_str()
             ))
         })?;
+        self.store.forget_member(&m.id.node)?;
         (self.events)(
             EventKind::Node,
             format!("node {name} removed from the member list"),
@@ -921,6 +943,7 @@ impl Hub {
                 t.abort();
             }
             r.gossip.stop();
+            save_replicas(&self.replicas, &self.dirty, &self.store).await;
         }
     }
 }
@@ -934,6 +957,7 @@ async fn sync_loop(
     ring: Arc<RwLock<Keyring>>,
     view: Arc<super::gossip::View>,
     replicas: Arc<std::sync::Mutex<BTreeMap<String, Replica>>>,
+    dirty: Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
     sender: u64,
 ) {
     let busy: Arc<std::sync::Mutex<std::collections::BTreeSet<String>>> = Arc::default();
@@ -944,9 +968,10 @@ async fn sync_loop(
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(&d.node)
-            .cloned()
-            .unwrap_or_default()
-            .wants(d.epoch, d.version);
+            .map_or_else(
+                || Replica::default().wants(d.epoch, d.version),
+                |r| r.wants(d.epoch, d.version),
+            );
         let Some((epoch, since)) = wants else {
             continue;
         };
@@ -965,8 +990,13 @@ async fn sync_loop(
         {
             continue;
         }
-        let (ring, replicas, busy, newer) =
-            (ring.clone(), replicas.clone(), busy.clone(), newer.clone());
+        let (ring, replicas, busy, newer, dirty) = (
+            ring.clone(),
+            replicas.clone(),
+            busy.clone(),
+            newer.clone(),
+            dirty.clone(),
+        );
         tokio::spawn(async move {
             let keys = ring.read().unwrap_or_else(|p| p.into_inner()).clone();
             match join::pull(addr, &keys, sender, join::PullRequest { epoch, since }).await {
@@ -985,12 +1015,18 @@ async fn sync_loop(
                             "a member publishes records of a kind this build does not know (it runs a newer release): they are ignored here; upgrade this host"
                         );
                     }
-                    replicas
+                    let applied = replicas
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
                         .entry(d.node.clone())
                         .or_default()
                         .apply(delta);
+                    if applied {
+                        dirty
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert(d.node.clone());
+                    }
                 }
                 Err(e) => {
                     tracing::debug!(error = %e, %addr, "pull failed; the next digest retries")
@@ -999,6 +1035,81 @@ async fn sync_loop(
             busy.lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(&d.node);
+        });
+    }
+}
+
+/// How often the members' records pulled since the last save are saved.
+const SAVE_REPLICAS_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+type Replicas = Arc<std::sync::Mutex<BTreeMap<String, Replica>>>;
+type Dirty = Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>;
+
+/// Saves the records of the members named in `dirty` (pulled since the last save), every
+/// [`SAVE_REPLICAS_EVERY`], off the async threads.
+async fn save_loop(replicas: Replicas, dirty: Dirty, store: Arc<Store>) {
+    loop {
+        tokio::time::sleep(SAVE_REPLICAS_EVERY).await;
+        save_replicas(&replicas, &dirty, &store).await;
+    }
+}
+
+async fn save_replicas(replicas: &Replicas, dirty: &Dirty, store: &Arc<Store>) {
+    let nodes = std::mem::take(&mut *dirty.lock().unwrap_or_else(|p| p.into_inner()));
+    if nodes.is_empty() {
+        return;
+    }
+    let rows: Vec<(String, u64, u64, String)> = {
+        let replicas = replicas.lock().unwrap_or_else(|p| p.into_inner());
+        nodes
+            .iter()
+            .filter_map(|n| {
+                let r = replicas.get(n)?;
+                let records: Vec<&super::state::Record> = r.records.values().collect();
+                let text = serde_json::to_string(&records).ok()?;
+                Some((n.clone(), r.epoch, r.version, text))
+            })
+            .collect()
+    };
+    let store = store.clone();
+    let saved = tokio::task::spawn_blocking(move || {
+        for (node, epoch, version, text) in rows {
+            store.put_cluster_replica(&node, epoch, version, &text)?;
+        }
+        Ok::<_, crate::store::StoreError>(())
+    })
+    .await;
+    match saved {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "cannot save the members' records"),
+        Err(e) => tracing::warn!(error = %e, "saving the members' records stopped"),
+    }
+}
+
+/// The members' records as saved before this agent stopped (those already pulled since
+/// are kept).
+fn load_replicas(replicas: &Replicas, store: &Store) {
+    let rows = match store.cluster_replicas() {
+        Ok(rows) => rows,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the members' saved records");
+            return;
+        }
+    };
+    let mut map = replicas.lock().unwrap_or_else(|p| p.into_inner());
+    for (node, epoch, version, text) in rows {
+        let Ok(records) = serde_json::from_str::<Vec<super::state::Record>>(&text) else {
+            tracing::warn!(%node, "a member's saved records do not read; it is pulled again");
+            continue;
+        };
+        map.entry(node).or_insert_with(|| Replica {
+            epoch,
+            version,
+            records: records
+                .into_iter()
+                .filter(|r| r.body.is_some() && r.kind != Kind::Unknown)
+                .map(|r| ((r.kind, r.key.clone()), r))
+                .collect(),
         });
     }
 }

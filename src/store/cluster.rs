@@ -99,6 +99,56 @@ impl Store {
         })
     }
 
+    /// Drops one member from the members known (`berth node rm`).
+    pub fn forget_member(&self, node: &str) -> Result<(), StoreError> {
+        self.write_acked(|c| {
+            c.execute("DELETE FROM cluster_members WHERE node = ?1", params![node])
+                .map(|_| ())
+                .map_err(sql("forgetting a cluster member"))
+        })
+    }
+
+    /// The other members' records as last saved: (node, epoch, version, records as JSON).
+    pub fn cluster_replicas(&self) -> Result<Vec<(String, u64, u64, String)>, StoreError> {
+        self.read(|c| {
+            let mut st = c
+                .prepare("SELECT node, epoch, version, records FROM cluster_replicas")
+                .map_err(sql("reading the members' records"))?;
+            let rows = st
+                .query_map([], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, i64>(1)? as u64,
+                        r.get::<_, i64>(2)? as u64,
+                        r.get::<_, String>(3)?,
+                    ))
+                })
+                .map_err(sql("reading the members' records"))?;
+            rows.collect::<Result<_, _>>()
+                .map_err(sql("reading the members' records"))
+        })
+    }
+
+    /// Saves one member's records as this host holds them.
+    pub fn put_cluster_replica(
+        &self,
+        node: &str,
+        epoch: u64,
+        version: u64,
+        records: &str,
+    ) -> Result<(), StoreError> {
+        self.write(|c| {
+            c.execute(
+                "INSERT INTO cluster_replicas(node, epoch, version, records) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(node) DO UPDATE SET epoch = excluded.epoch,
+                    version = excluded.version, records = excluded.records",
+                params![node, epoch as i64, version as i64, records],
+            )
+            .map(|_| ())
+            .map_err(sql("saving a member's records"))
+        })
+    }
+
     /// This node's labels and drain flag (empty and undrained until set).
     pub fn node_settings(&self) -> Result<crate::model::NodeSettings, StoreError> {
         let text: Option<String> = self.read(|c| {
@@ -133,7 +183,8 @@ impl Store {
         self.write_acked(|c| {
             // Alone again, this host runs every instance of its apps.
             c.execute_batch(
-                "DELETE FROM cluster_members; DELETE FROM cluster_tokens; DELETE FROM assignments;",
+                "DELETE FROM cluster_members; DELETE FROM cluster_tokens; DELETE FROM assignments;
+                 DELETE FROM cluster_replicas;",
             )
             .map_err(sql("forgetting the cluster"))
         })
@@ -224,9 +275,19 @@ mod tests {
             seen_ms: 5,
         };
         s.set_cluster_members(std::slice::from_ref(&m)).unwrap();
-        assert_eq!(s.cluster_members().unwrap(), vec![m]);
+        assert_eq!(s.cluster_members().unwrap(), vec![m.clone()]);
+        s.forget_member("n1").unwrap();
+        assert!(s.cluster_members().unwrap().is_empty());
+        s.set_cluster_members(std::slice::from_ref(&m)).unwrap();
+        s.put_cluster_replica("n1", 7, 3, "[]").unwrap();
+        s.put_cluster_replica("n1", 7, 4, "[1]").unwrap();
+        assert_eq!(
+            s.cluster_replicas().unwrap(),
+            vec![("n1".to_string(), 7, 4, "[1]".to_string())]
+        );
         s.clear_cluster().unwrap();
         assert!(s.cluster_members().unwrap().is_empty());
+        assert!(s.cluster_replicas().unwrap().is_empty());
         assert_eq!(s.token_uses("t").unwrap(), 0);
     }
 

@@ -195,6 +195,13 @@ const MIGRATIONS: &[&str] = &[
     // 12: an app's ownership epoch, bumped when a member takes it over from a lost owner
     // (the copy with the higher epoch wins when the two meet again).
     "ALTER TABLE apps ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;",
+    // 13: the other members' records as last pulled (a host started while a member is away
+    // still shows that member's apps and can take them over from their Spec records).
+    "CREATE TABLE cluster_replicas (
+        node TEXT PRIMARY KEY,
+        epoch INTEGER NOT NULL,
+        version INTEGER NOT NULL,
+        records TEXT NOT NULL);",
 ];
 
 /// Events kept; older ones are pruned as new ones arrive.
