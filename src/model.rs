@@ -695,6 +695,16 @@ pub struct JobSpec {
     pub remove_containers: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<String>,
+    /// IANA zone the schedule is read in (`schedule.timezone`); the host's when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+    /// A run missed while the agent was down starts at startup if it is at most this late
+    /// (`schedule.starting_deadline_seconds`, default 60).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub starting_deadline_seconds: Option<u32>,
+    /// Runs kept in the history (`schedule.history`, default 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history: Option<u32>,
 }
 
 /// What the engine says about one container berth manages (decoded from its labels).

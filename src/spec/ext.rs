@@ -20,13 +20,10 @@ pub fn normalise_label_keys(labels: &BTreeMap<String, String>) -> BTreeMap<Strin
         .collect()
 }
 
-/// App-level labels (top-level `labels:`) that apply to every service.
+/// App-level labels (top-level `labels:`) that apply to every service: the job labels.
 #[derive(Debug, Default)]
 pub struct AppLabels {
-    pub batch: bool,
-    pub schedule: Option<String>,
-    pub retry_count: Option<u32>,
-    pub remove_containers: Option<String>,
+    pub(crate) job: JobParts,
 }
 
 impl AppLabels {
@@ -40,14 +37,10 @@ impl AppLabels {
                 continue;
             };
             let loc = format!("app label `{k}`");
-            match key {
-                "project_type" => a.batch = parse_project_type(v, &loc)?,
-                "schedule" => a.schedule = Some(parse_cron(v, &loc)?),
-                "retry_count" => a.retry_count = Some(parse_u32(v, &loc, 0, 100)?),
-                "remove_containers" => a.remove_containers = Some(parse_remove(v, &loc)?),
-                _ => warnings.push(format!(
+            if !a.job.label(key, v, &loc)? {
+                warnings.push(format!(
                     "app label `{k}` is not known to berth: kept, but it has no effect"
-                )),
+                ));
             }
         }
         Ok(a)
@@ -399,12 +392,7 @@ pub fn apply_service_labels(
 ) -> Result<(), SpecError> {
     s.ext.log_timestamp = true;
     let mut g = LabelParts {
-        job: JobParts {
-            batch: app.batch,
-            schedule: app.schedule.clone(),
-            retry: app.retry_count,
-            remove: app.remove_containers.clone(),
-        },
+        job: app.job.clone(),
         probe: ProbeParts {
             kind: None,
             timeout: 2,
@@ -538,10 +526,18 @@ impl LabelParts<'_> {
                 retry_count: j.retry.unwrap_or(3),
                 remove_containers: j.remove.unwrap_or_else(|| "remove-finished".into()),
                 schedule: j.schedule,
+                timezone: j.timezone,
+                starting_deadline_seconds: j.deadline,
+                history: j.history,
             });
-        } else if j.retry.is_some() || j.remove.is_some() {
+        } else if j.retry.is_some()
+            || j.remove.is_some()
+            || j.timezone.is_some()
+            || j.deadline.is_some()
+            || j.history.is_some()
+        {
             warnings.push(format!(
-                "service {svc_name:?}: retry_count/remove_containers apply to jobs only (project_type: batch)"
+                "service {svc_name:?}: retry_count, remove_containers and schedule.* apply to jobs only (project_type: batch, or a schedule)"
             ));
         }
         Ok(())
@@ -586,11 +582,15 @@ impl ProbeParts {
     }
 }
 
-/// The job labels (`project_type`, `schedule`, `retry_count`, `remove_containers`), the
-/// app's as defaults.
-struct JobParts {
+/// The job labels (`project_type`, `schedule` and its `schedule.*`, `retry_count`,
+/// `remove_containers`), the app's as defaults.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct JobParts {
     batch: bool,
     schedule: Option<String>,
+    timezone: Option<String>,
+    deadline: Option<u32>,
+    history: Option<u32>,
     retry: Option<u32>,
     remove: Option<String>,
 }
@@ -601,12 +601,29 @@ impl JobParts {
         match key {
             "project_type" => self.batch = parse_project_type(v, loc)?,
             "schedule" => self.schedule = Some(parse_cron(v, loc)?),
+            "schedule.timezone" => self.timezone = Some(parse_timezone(v, loc)?),
+            "schedule.starting_deadline_seconds" => {
+                self.deadline = Some(parse_u32(v, loc, 0, 86_400)?)
+            }
+            "schedule.history" => self.history = Some(parse_u32(v, loc, 1, 100)?),
             "retry_count" => self.retry = Some(parse_u32(v, loc, 0, 100)?),
             "remove_containers" => self.remove = Some(parse_remove(v, loc)?),
             _ => return Ok(false),
         }
         Ok(true)
     }
+}
+
+/// An IANA time zone name the bundled database knows (`Asia/Shanghai`, `UTC`).
+fn parse_timezone(v: &str, loc: &str) -> Result<String, SpecError> {
+    let v = v.trim();
+    jiff::tz::TimeZone::get(v).map_err(|_| {
+        invalid(
+            loc,
+            format!("{v:?} is not a time zone: use an IANA name such as Asia/Shanghai or UTC"),
+        )
+    })?;
+    Ok(v.to_string())
 }
 
 /// `logs`: paths inside the container, comma-separated; the first is the source `logs`,

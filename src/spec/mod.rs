@@ -844,6 +844,7 @@ fn check_cross_references(spec: &AppSpec) -> Result<(), SpecError> {
             }
         }
     }
+    check_job(spec)?;
     if let Some(cycle) = depends_cycle(spec) {
         return Err(invalid(
             "template",
@@ -852,6 +853,37 @@ fn check_cross_references(spec: &AppSpec) -> Result<(), SpecError> {
                 cycle.join(" -> ")
             ),
         ));
+    }
+    Ok(())
+}
+
+/// A job is a whole app: every service is one of its tasks, and a cron job has one schedule.
+fn check_job(spec: &AppSpec) -> Result<(), SpecError> {
+    let jobs: Vec<(&String, &crate::model::JobSpec)> = spec
+        .services
+        .iter()
+        .filter_map(|(n, s)| Some((n, s.ext.job.as_ref()?)))
+        .collect();
+    let Some((first, j)) = jobs.first() else {
+        return Ok(());
+    };
+    if let Some((n, _)) = spec.services.iter().find(|(_, s)| s.ext.job.is_none()) {
+        return Err(invalid(
+            format!("service {n:?}"),
+            format!(
+                "is not a job task while service {first:?} is: a job is a whole app; put `aliyun.project_type: batch` in the template's top-level labels, or deploy the job and the services as two apps"
+            ),
+        ));
+    }
+    for (n, other) in &jobs[1..] {
+        if (&other.schedule, &other.timezone) != (&j.schedule, &j.timezone) {
+            return Err(invalid(
+                format!("service {n:?}"),
+                format!(
+                    "has another schedule than service {first:?}: a cron job runs all its tasks on one schedule; set `aliyun.schedule` (and `schedule.timezone`) in the template's top-level labels"
+                ),
+            ));
+        }
     }
     Ok(())
 }
