@@ -75,6 +75,7 @@ fn observed(apps: usize, web_hash: &str) -> Observed {
                     health: Default::default(),
                     labels: Default::default(),
                     owner: String::new(),
+                    job: None,
                 });
             }
         }

@@ -754,6 +754,10 @@ pub struct Instance {
     /// of that app's slots here. Empty: this node's own app.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub owner: String,
+    /// A job's container: its run and attempt (`berth.run`, `berth.attempt`). The jobs
+    /// runner owns these; reconcile passes leave them alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<JobRef>,
 }
 
 /// The number in version name `version` of `service` (`web-003` -> 3).
@@ -1184,6 +1188,16 @@ pub mod labels {
     pub const OWNER: &str = "berth.owner";
     /// On a holder (`runtime/hold.rs`): `APP/SERVICE` whose name it holds.
     pub const HOLDS: &str = "berth.holds";
+    /// On a job's container: the run (`1`, `2`, ...) and the slot's attempt in it.
+    pub const RUN: &str = "berth.run";
+    pub const ATTEMPT: &str = "berth.attempt";
+}
+
+/// Which run of a job, and which attempt of its slot, a container is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobRef {
+    pub run: u64,
+    pub attempt: u32,
 }
 
 #[cfg(test)]

@@ -417,5 +417,6 @@ pub fn create_request(
         spec: live.version.spec.clone(),
         volumes,
         owner: app.owner.clone(),
+        job: None,
     })
 }

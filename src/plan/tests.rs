@@ -55,6 +55,7 @@ pub(crate) fn inst(
         health: Default::default(),
         labels: Default::default(),
         owner: String::new(),
+        job: None,
     }
 }
 

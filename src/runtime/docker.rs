@@ -361,6 +361,7 @@ impl ContainerRuntime for DockerRuntime {
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect(),
                 owner: l.get(labels::OWNER).cloned().unwrap_or_default(),
+                job: job_ref(&l),
             });
         }
         // Containers that went away or run again are forgotten.
@@ -1283,6 +1284,7 @@ mod tests {
             spec: svc,
             network: Some("berth-shop".into()),
             owner: String::new(),
+            job: None,
             aliases: vec!["web".into(), "www".into()],
             volumes: BTreeMap::from([
                 (

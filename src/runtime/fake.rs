@@ -219,6 +219,7 @@ impl ContainerRuntime for FakeRuntime {
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect(),
                 owner: req.owner.clone(),
+                job: req.job,
             },
             req.node.clone(),
         ));

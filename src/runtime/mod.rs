@@ -61,6 +61,8 @@ pub struct CreateRequest {
     pub volumes: BTreeMap<String, crate::model::VolumeSource>,
     /// The node that owns the app, when it is not this one (`berth.owner`).
     pub owner: String,
+    /// A job's run and attempt (`berth.run`, `berth.attempt`; see `agent::jobs`).
+    pub job: Option<crate::model::JobRef>,
 }
 
 /// A container's mount of a volume or host directory (any container on the engine).
@@ -78,7 +80,10 @@ pub struct MountUse {
 
 impl CreateRequest {
     pub fn container_name(&self) -> String {
-        container_name(&self.app, &self.service, self.version, self.slot)
+        match self.job {
+            Some(j) => job_container_name(&self.app, &self.service, j.run, self.slot, j.attempt),
+            None => container_name(&self.app, &self.service, self.version, self.slot),
+        }
     }
 }
 
@@ -89,6 +94,12 @@ pub fn container_name(app: &str, service: &str, version: u32, slot: u32) -> Stri
         "{app}_{}_{slot}",
         crate::model::version_name(service, version)
     )
+}
+
+/// A job's container: `{app}_{task}_{slot}.{run}.{attempt}` (the seed's
+/// `{app}_{service}_{n}`, with the run and the attempt, so no two ever share a name).
+pub fn job_container_name(app: &str, task: &str, run: u64, slot: u32, attempt: u32) -> String {
+    format!("{app}_{task}_{slot}.{run}.{attempt}")
 }
 
 /// The network of an app on a node. The node id is part of the name because network names
@@ -289,6 +300,15 @@ pub struct LogFrame {
     pub bytes: bytes::Bytes,
 }
 
+/// A job container's run and attempt, from its labels.
+pub fn job_ref(l: &std::collections::HashMap<String, String>) -> Option<crate::model::JobRef> {
+    use crate::model::labels::{ATTEMPT, RUN};
+    Some(crate::model::JobRef {
+        run: l.get(RUN)?.parse().ok()?,
+        attempt: l.get(ATTEMPT)?.parse().ok()?,
+    })
+}
+
 pub fn berth_labels(req: &CreateRequest) -> BTreeMap<String, String> {
     use crate::model::labels::*;
     let mut l: BTreeMap<String, String> = req.spec.labels.clone();
@@ -299,6 +319,10 @@ pub fn berth_labels(req: &CreateRequest) -> BTreeMap<String, String> {
     l.insert(SPEC.into(), req.spec_hash.clone());
     if !req.owner.is_empty() {
         l.insert(OWNER.into(), req.owner.clone());
+    }
+    if let Some(j) = req.job {
+        l.insert(RUN.into(), j.run.to_string());
+        l.insert(ATTEMPT.into(), j.attempt.to_string());
     }
     l.insert(
         VERSION.into(),

@@ -14,10 +14,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 mod cluster;
+mod jobs;
 mod logs;
 mod outbox;
 mod volumes;
 pub use cluster::MemberRow;
+pub use jobs::{AttemptRow, RunRow};
 
 pub use logs::{LogBatch, LogLine, LogQuery};
 pub use outbox::{OutboxRow, OutboxStats};
@@ -202,6 +204,36 @@ const MIGRATIONS: &[&str] = &[
         epoch INTEGER NOT NULL,
         version INTEGER NOT NULL,
         records TEXT NOT NULL);",
+    // 14: jobs (issue 21): runs, their containers' attempts, cron schedule state, and each
+    // app's last run number (kept when the app is removed, so names are never reused).
+    "CREATE TABLE job_runs (
+        app TEXT NOT NULL,
+        run INTEGER NOT NULL,
+        trigger TEXT NOT NULL,
+        due_ms INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        reason TEXT NOT NULL DEFAULT '',
+        started_ms INTEGER NOT NULL DEFAULT 0,
+        ended_ms INTEGER NOT NULL DEFAULT 0,
+        tasks TEXT NOT NULL DEFAULT '{}',
+        PRIMARY KEY (app, run));
+     CREATE TABLE job_attempts (
+        app TEXT NOT NULL,
+        run INTEGER NOT NULL,
+        task TEXT NOT NULL,
+        slot INTEGER NOT NULL,
+        attempt INTEGER NOT NULL,
+        container TEXT NOT NULL,
+        started_ms INTEGER NOT NULL,
+        ended_ms INTEGER NOT NULL DEFAULT 0,
+        exit_code INTEGER,
+        removed INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (app, run, task, slot, attempt));
+     CREATE TABLE job_schedules (
+        app TEXT PRIMARY KEY,
+        suspended INTEGER NOT NULL DEFAULT 0,
+        last_due_ms INTEGER NOT NULL DEFAULT 0);
+     CREATE TABLE job_counters (app TEXT PRIMARY KEY, last_run INTEGER NOT NULL);",
 ];
 
 /// Events kept; older ones are pruned as new ones arrive.
@@ -772,6 +804,10 @@ impl Store {
                 .map_err(sql("removing an app's versions"))?;
             tx.execute("DELETE FROM assignments WHERE app=?1", params![name])
                 .map_err(sql("removing an app's assignments"))?;
+            for table in ["job_runs", "job_attempts", "job_schedules"] {
+                tx.execute(&format!("DELETE FROM {table} WHERE app=?1"), params![name])
+                    .map_err(sql("removing an app's job runs"))?;
+            }
             tx.commit().map_err(sql("removing an app"))?;
             Ok(n > 0)
         })
