@@ -1089,10 +1089,13 @@ pub enum EventKind {
     Cluster,
     /// An autoscaling decision, with the figures that caused it.
     Autoscale,
+    /// A job's run: started, finished, failed, a container retried, a task skipped, a due
+    /// run dropped (queue full) or missed (the agent was down).
+    Job,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 28] = [
+    pub const ALL: [EventKind; 29] = [
         EventKind::Agent,
         EventKind::Deploy,
         EventKind::Scale,
@@ -1121,6 +1124,7 @@ impl EventKind {
         EventKind::Node,
         EventKind::Cluster,
         EventKind::Autoscale,
+        EventKind::Job,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -1153,6 +1157,7 @@ impl EventKind {
             EventKind::Node => "node",
             EventKind::Cluster => "cluster",
             EventKind::Autoscale => "autoscale",
+            EventKind::Job => "job",
         }
     }
 }

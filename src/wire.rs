@@ -82,6 +82,10 @@ pub struct DeployResponse {
     /// Versions created by this deploy (`web-003`).
     #[serde(default)]
     pub versions: Vec<String>,
+    /// A job: the run this deploy queued (a job without a schedule runs when deployed or
+    /// changed), or 0 for a cron job (its schedule runs it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_run: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -98,6 +102,38 @@ pub struct AppStatus {
     /// For a row of a host that is not alive: its state and when it was last heard.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stale: Option<String>,
+    /// For a job: its state (`run 3 running`, `run 3 finished`, `idle`, `suspended`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<String>,
+}
+
+/// `berth jobs`: one job.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobView {
+    pub app: String,
+    /// `running`, `queued`, `finished`, `failed`, `idle` (no run yet) or `suspended`.
+    pub state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+    pub suspended: bool,
+    /// The newest run, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_run: Option<crate::store::RunRow>,
+    /// When the schedule is next due (ms since the epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_run_ms: Option<i64>,
+    /// Runs waiting behind the running one.
+    pub queued: usize,
+}
+
+/// `berth runs`: one run with its containers' attempts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunView {
+    #[serde(flatten)]
+    pub run: crate::store::RunRow,
+    pub attempts: Vec<crate::store::AttemptRow>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -1110,3 +1110,140 @@ async fn the_cluster_key_rotates_and_a_host_away_meanwhile_says_how_to_rejoin() 
         "a dropped c's packets: {metrics}"
     );
 }
+
+/// Jobs: the seed's batch shape (s1 over 3 containers, s2 over 2 after it) runs s2 only once
+/// every s1 container exited 0, finishes, and removes the finished containers; a container
+/// that keeps failing is retried `retry_count` times, then the job fails and s2 is skipped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_runs_its_tasks_in_order_retries_and_fails_as_the_seed_says() {
+    let n = Node::start().await;
+    n.engine.publish(&["busybox:1.36"]);
+    let template = "labels:\n  aliyun.project_type: batch\nservices:\n  s1:\n    image: busybox:1.36\n    labels:\n      aliyun.scale: \"3\"\n      aliyun.retry_count: \"1\"\n  s2:\n    image: busybox:1.36\n    labels:\n      aliyun.scale: \"2\"\n      aliyun.depends: s1\n";
+    let (s, body) = n.deploy("etl", template).await;
+    assert_eq!(s, 201, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(v["job_run"], 1, "{body}");
+    let running = |n: &Node, prefix: &str| {
+        n.engine
+            .instances()
+            .iter()
+            .filter(|i| i.name.starts_with(prefix) && i.state == InstanceState::Running)
+            .map(|i| i.name.clone())
+            .collect::<Vec<_>>()
+    };
+    until("s1's three containers", Duration::from_secs(10), || {
+        running(&n, "etl_s1_").len() == 3
+    })
+    .await;
+    assert!(running(&n, "etl_s2_").is_empty(), "s2 waits for s1");
+    n.engine.exit("etl_s1_1.1.1", 0);
+    n.engine.exit("etl_s1_2.1.1", 0);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(
+        running(&n, "etl_s2_").is_empty(),
+        "s2 waits for every s1 container"
+    );
+    n.engine.exit("etl_s1_3.1.1", 0);
+    until("s2's two containers", Duration::from_secs(10), || {
+        running(&n, "etl_s2_").len() == 2
+    })
+    .await;
+    n.engine.exit("etl_s2_1.1.1", 0);
+    n.engine.exit("etl_s2_2.1.1", 0);
+    let runs = wait_body(
+        &n,
+        "/v1/apps/etl/runs",
+        "run 1 finished",
+        Duration::from_secs(10),
+        |v| v[0]["state"] == "finished",
+    )
+    .await;
+    assert_eq!(runs[0]["tasks"]["s2"], "finished", "{runs}");
+    assert_eq!(runs[0]["attempts"].as_array().map(Vec::len), Some(5));
+    // remove-finished: every container of the run goes (their logs were read).
+    until(
+        "finished containers removed",
+        Duration::from_secs(10),
+        || !n.engine.instances().iter().any(|i| i.app == "etl"),
+    )
+    .await;
+    // Run 2: slot 2 of s1 fails twice (retry_count 1): the task fails, s2 is skipped.
+    let (s, body) = n.call("POST", "/v1/apps/etl/job/run", None).await;
+    assert_eq!(s, 200, "{body}");
+    until("run 2's s1", Duration::from_secs(10), || {
+        running(&n, "etl_s1_").len() == 3
+    })
+    .await;
+    n.engine.exit("etl_s1_1.2.1", 0);
+    n.engine.exit("etl_s1_3.2.1", 0);
+    n.engine.exit("etl_s1_2.2.1", 3);
+    until(
+        "the retry after its backoff",
+        Duration::from_secs(10),
+        || running(&n, "etl_s1_2.2.2").len() == 1,
+    )
+    .await;
+    n.engine.exit("etl_s1_2.2.2", 4);
+    let runs = wait_body(
+        &n,
+        "/v1/apps/etl/runs",
+        "run 2 failed",
+        Duration::from_secs(10),
+        |v| v[0]["state"] == "failed",
+    )
+    .await;
+    assert_eq!(runs[0]["run"], 2);
+    assert_eq!(runs[0]["tasks"]["s1"], "failed", "{runs}");
+    assert_eq!(runs[0]["tasks"]["s2"], "skipped", "{runs}");
+    assert!(
+        runs[0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("exited 4")),
+        "{runs}"
+    );
+    assert!(running(&n, "etl_s2_").is_empty());
+    // The failed containers stay (remove-finished), the finished ones go.
+    until(
+        "only the failed containers left",
+        Duration::from_secs(10),
+        || {
+            let mut left: Vec<String> = n
+                .engine
+                .instances()
+                .iter()
+                .filter(|i| i.app == "etl")
+                .map(|i| i.name.clone())
+                .collect();
+            left.sort();
+            left == ["etl_s1_2.2.1", "etl_s1_2.2.2"]
+        },
+    )
+    .await;
+    let (_, apps) = n.call("GET", "/v1/apps", None).await;
+    assert!(apps.contains("run 2 failed"), "{apps}");
+    let (_, events) = n.call("GET", "/v1/events?app=etl", None).await;
+    for said in [
+        "run 1 finished",
+        "retrying s1 slot 2",
+        "task s2 skipped",
+        "run 2 failed",
+    ] {
+        assert!(events.contains(said), "{said}: {events}");
+    }
+    // Cancel: a run whose container hangs ends failed, reason cancelled.
+    let (s, _) = n.call("POST", "/v1/apps/etl/job/run", None).await;
+    assert_eq!(s, 200);
+    until("run 3's s1", Duration::from_secs(10), || {
+        running(&n, "etl_s1_").len() == 3
+    })
+    .await;
+    let (s, body) = n.call("POST", "/v1/apps/etl/job/cancel", None).await;
+    assert_eq!(s, 200, "{body}");
+    let (_, runs) = n.call("GET", "/v1/apps/etl/runs", None).await;
+    let runs: serde_json::Value = serde_json::from_str(&runs).unwrap();
+    assert_eq!(runs[0]["state"], "failed");
+    assert_eq!(runs[0]["reason"], "cancelled");
+    let (s, body) = n.call("POST", "/v1/apps/etl/job/suspend", None).await;
+    assert_eq!(s, 400, "{body}");
+    assert!(body.contains("no schedule"), "{body}");
+}

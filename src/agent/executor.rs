@@ -271,8 +271,37 @@ impl Core {
         let Some(stored) = apps.get(app) else {
             return false;
         };
+        match self
+            .make_container(stored, service, version, slot, None)
+            .await
+        {
+            Ok(Some(id)) => self.start_instance(&id, &name, app, service).await,
+            Ok(None) => return false,
+            Err(e) => self.fail(app, service, &name, &e),
+        }
+        true
+    }
+
+    /// Creates (does not start) `slot` of `version` of `service`, or of a job's run and
+    /// attempt: its host-mounted volumes mounted first. `None`: the version is not live.
+    /// The error says why, in the user's terms.
+    pub(super) async fn make_container(
+        &self,
+        stored: &StoredApp,
+        service: &str,
+        version: u32,
+        slot: u32,
+        job: Option<crate::model::JobRef>,
+    ) -> Result<Option<String>, String> {
+        let app = stored.spec.name.as_str();
         let volumes = self.volume_sources(stored);
-        for (key, src) in &volumes {
+        let Some(mut req) = create_request(&self.node_id, stored, service, version, slot, volumes)
+        else {
+            return Ok(None);
+        };
+        req.job = job;
+        let name = req.container_name();
+        for (key, src) in &req.volumes {
             let crate::model::VolumeSource::Host(_) = src else {
                 continue;
             };
@@ -283,29 +312,17 @@ impl Core {
                 .ensure_mounted(&v.object_name(&stored.spec.name, key))
                 .await
             {
-                self.fail(app, service, &name, &format!("cannot create {name}: {e}"));
-                return true;
+                return Err(format!("cannot create {name}: {e}"));
             }
         }
-        let Some(req) = create_request(&self.node_id, stored, service, version, slot, volumes)
-        else {
-            return false;
-        };
         let id = match self.runtime.create(&req).await {
             Ok(id) => id,
             Err(RuntimeError::NameTaken(_)) => {
-                self.fail(
-                    app,
-                    service,
-                    &name,
-                    &format!("cannot create {name}: a container berth does not manage has that name; rename or remove it (docker rm {name})"),
-                );
-                return true;
+                return Err(format!(
+                    "cannot create {name}: a container berth does not manage has that name; rename or remove it (docker rm {name})"
+                ));
             }
-            Err(e) => {
-                self.fail(app, service, &name, &format!("cannot create {name}: {e}"));
-                return true;
-            }
+            Err(e) => return Err(format!("cannot create {name}: {e}")),
         };
         self.event(
             crate::model::EventKind::Create,
@@ -313,8 +330,7 @@ impl Core {
             service,
             &format!("created {name} from {}", req.spec.image),
         );
-        self.start_instance(&id, &name, app, service).await;
-        true
+        Ok(Some(id))
     }
 
     /// Takes the instance out of traffic (its in-flight requests finish, up to the grace

@@ -33,6 +33,7 @@ pub async fn log_loop(core: Arc<Core>, mut shutdown: tokio::sync::watch::Receive
         core.metrics.log_lines.clone(),
         core.metrics.log_lines_dropped.clone(),
     );
+    let _ = core.log_shipper.set(shipper.clone());
     tokio::spawn(retention_loop(core.clone(), shutdown.clone()));
     let cgroups = Cgroups::detect();
     // Log files per running container, as its version's spec names them: looked up (a read

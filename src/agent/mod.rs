@@ -14,6 +14,7 @@ mod custom;
 
 mod executor;
 pub mod fleet;
+pub mod jobs;
 mod logship;
 pub mod names;
 mod observe;
@@ -206,6 +207,11 @@ pub struct Core {
     names_clean: std::sync::atomic::AtomicBool,
     /// Autoscaled services' recent figures and decisions.
     pub(crate) autoscaler: autoscale::Autoscaler,
+    /// Jobs' runner: definitions, pending removals, its doorbell.
+    pub(crate) jobs: jobs::Jobs,
+    /// The log collector, once the log loop started it (job containers are removed only
+    /// after their logs were read to the end).
+    pub(crate) log_shipper: std::sync::OnceLock<Arc<crate::logs::Shipper>>,
 }
 
 /// The settings a reload may change.
@@ -247,8 +253,10 @@ fn desired_state(apps: &[StoredApp], placement: Option<&fleet::Placement>) -> Ve
             name: a.spec.name.clone(),
             stopped: a.stopped,
             resumed_ms: a.updated_ms,
+            // A job's tasks run as the job runner starts them, not as services.
             services: crate::spec::start_order(&a.spec)
                 .into_iter()
+                .filter(|_| !jobs::is_job(a))
                 .filter_map(|name| {
                     let s = a.spec.services.get(&name)?;
                     let replicas = desired_replicas(a, &name);
@@ -364,6 +372,8 @@ impl Core {
             names: names::Names::default(),
             names_clean: std::sync::atomic::AtomicBool::new(false),
             autoscaler: autoscale::Autoscaler::default(),
+            jobs: jobs::Jobs::default(),
+            log_shipper: std::sync::OnceLock::new(),
             metrics: crate::metrics::Hub::default(),
             settings: std::sync::RwLock::new(Arc::new(Settings {
                 metrics: cfg.metrics.clone(),
@@ -394,6 +404,10 @@ impl Core {
     /// Asks the loop for a reconcile pass soon, saying why.
     pub(super) fn wake(&self, why: Wake) {
         self.wakes.ring(why);
+        if why == Wake::Command {
+            // A command may have changed a job (deploy, scale, stop, start, rm).
+            self.jobs.touch();
+        }
     }
 
     pub fn event(&self, kind: EventKind, app: &str, service: &str, message: &str) {
@@ -561,6 +575,11 @@ impl Core {
             i.owner.is_empty()
                 || apps.iter().any(|a| a.spec.name == i.app)
                 || fleet.as_ref().is_some_and(|f| f.owners.contains(&i.owner))
+        });
+        // Job containers are the job runner's (`jobs.rs`); those of an app gone, or no
+        // longer a job, are orphans like any other.
+        observed.instances.retain(|i| {
+            i.job.is_none() || !apps.iter().any(|a| a.spec.name == i.app && jobs::is_job(a))
         });
         let plan = plan::plan(&desired, &observed);
         // The router follows the versions as this pass leaves them (this node decides its
@@ -1119,6 +1138,7 @@ impl Core {
             tokio::spawn(probe_loop(core.clone(), rx.clone())),
             tokio::spawn(telemetry::metrics_loop(core.clone(), rx.clone())),
             tokio::spawn(logship::log_loop(core.clone(), rx.clone())),
+            tokio::spawn(jobs::job_loop(core.clone(), rx.clone())),
             tokio::spawn(volumes::volume_loop(core.clone(), rx)),
         ];
         Loops { stop, tasks }

@@ -1349,7 +1349,9 @@ impl Ops {
                 .record_decisions(&app.name, service, decisions, None);
         }
         self.core.wake(super::Wake::Command);
+        let job_run = self.job_deployed(&app.name, !diff.changed.is_empty())?;
         Ok(DeployResponse {
+            job_run,
             app: app.name,
             changed: diff.changed,
             unchanged: diff.unchanged,
@@ -1700,7 +1702,9 @@ impl Ops {
                 String::new()
             },
             stale: None,
+            job: None,
         }
+        .with_job(&self.core, a, instances)
     }
 
     /// The cluster's containers: this host's, then the other members' as last pulled.

@@ -54,9 +54,14 @@ impl Core {
                         let name = (key.0, key.1, l.version.name());
                         (total, f.ready.get(&name).copied().unwrap_or(0))
                     });
-                    let Some(outcome) =
+                    // A job's version is its tasks' definition: current once stored (its runs
+                    // have states of their own).
+                    let outcome = if super::jobs::is_job(app) {
+                        Some(Outcome::Ready(0, 0))
+                    } else {
                         self.outcome(app, service, l, (replicas, spread), instances, now)
-                    else {
+                    };
+                    let Some(outcome) = outcome else {
                         continue;
                     };
                     match self.settle_version(app, service, l, outcome) {
@@ -185,6 +190,9 @@ impl Core {
             Ok::<_, CoreError>((applied, serving))
         })?;
         let msg = match (&step, ready_of) {
+            (_, Some(_)) if super::jobs::is_job(app) => {
+                format!("version {name} is current: the job's next run uses it")
+            }
             (_, Some((ready, want))) => match v.release {
                 Release::Promote | Release::Rolling => format!(
                     "version {name} is normal ({ready} of {want} instances ready) and takes all the traffic"

@@ -587,6 +587,9 @@ fn run(cmd: Command, ops: &Ops, rt: &tokio::runtime::Handle) -> Reply {
             Command::PruneImages => json(200, &wire::PruneReport::from(ops.prune_images().await?)),
             Command::Versions { app, service } => json(200, &ops.versions(&app, &service)?),
             Command::Wake { app, service } => json(202, &ops.wake(&app, &service)?),
+            Command::ListJobs => json(200, &ops.jobs()?),
+            Command::Runs { app, task } => json(200, &ops.runs(&app, task.as_deref())?),
+            Command::JobAction { app, action } => json(200, &ops.job_action(&app, &action).await?),
             Command::Autoscale { app, service } => {
                 json(200, &ops.autoscale(&app, service.as_deref())?)
             }

@@ -59,6 +59,18 @@ pub enum Route {
         app: String,
         service: String,
     },
+    /// `GET /v1/jobs`: this host's jobs.
+    ListJobs,
+    /// `GET /v1/apps/NAME/runs[?task=T]`: a job's run history.
+    Runs {
+        app: String,
+        task: Option<String>,
+    },
+    /// `POST /v1/apps/NAME/job/{run,cancel,suspend,resume}`.
+    JobAction {
+        app: String,
+        action: String,
+    },
     DeleteVersion {
         app: String,
         service: String,
@@ -157,6 +169,8 @@ impl Route {
             | Route::Versions { app: a, .. }
             | Route::Autoscale { app: a, .. }
             | Route::Wake { app: a, .. }
+            | Route::Runs { app: a, .. }
+            | Route::JobAction { app: a, .. }
             | Route::DeleteVersion { app: a, .. }
             | Route::Traffic { app: a, .. }
             | Route::Rollback { app: a, .. }
@@ -232,6 +246,18 @@ pub enum Command {
     Wake {
         app: String,
         service: String,
+    },
+    /// `GET /v1/jobs`: this host's jobs.
+    ListJobs,
+    /// `GET /v1/apps/NAME/runs[?task=T]`: a job's run history.
+    Runs {
+        app: String,
+        task: Option<String>,
+    },
+    /// `POST /v1/apps/NAME/job/{run,cancel,suspend,resume}`.
+    JobAction {
+        app: String,
+        action: String,
     },
     DeleteVersion {
         app: String,
@@ -354,6 +380,9 @@ impl Command {
             Route::Versions { app, service } => Command::Versions { app, service },
             Route::Autoscale { app, service } => Command::Autoscale { app, service },
             Route::Wake { app, service } => Command::Wake { app, service },
+            Route::ListJobs => Command::ListJobs,
+            Route::Runs { app, task } => Command::Runs { app, task },
+            Route::JobAction { app, action } => Command::JobAction { app, action },
             Route::DeleteVersion {
                 app,
                 service,
@@ -567,6 +596,38 @@ pub fn parse_request(method: &str, url: &str) -> Result<Route, RouteError> {
             _,
         ) => return Err(not_allowed()),
 
+        (["v1", "jobs"], "GET") => Route::ListJobs,
+        (["v1", "jobs"], _) => return Err(not_allowed()),
+        (["v1", "apps", name, "runs"], "GET") => Route::Runs {
+            app: app_name(name)?,
+            task: get("task").map(service_name).transpose()?,
+        },
+        (["v1", "apps", _, "runs"], _) => return Err(not_allowed()),
+        (
+            [
+                "v1",
+                "apps",
+                name,
+                "job",
+                action @ ("run" | "cancel" | "suspend" | "resume"),
+            ],
+            "POST",
+        ) => Route::JobAction {
+            app: app_name(name)?,
+            action: action.to_string(),
+        },
+        (
+            [
+                "v1",
+                "apps",
+                _,
+                "job",
+                "run" | "cancel" | "suspend" | "resume",
+            ],
+            _,
+        ) => {
+            return Err(not_allowed());
+        }
         (["v1", "apps", name, "services", svc, "wake"], "POST") => Route::Wake {
             app: app_name(name)?,
             service: service_name(svc)?,
@@ -865,6 +926,27 @@ mod tests {
         ("POST", "/v1/health", Err(405)),
         ("GET", "/v1/apps", Ok("ListApps")),
         ("POST", "/v1/apps", Ok("Deploy")),
+        ("GET", "/v1/jobs", Ok("ListJobs")),
+        ("POST", "/v1/jobs", Err(405)),
+        (
+            "GET",
+            "/v1/apps/nightly/runs",
+            Ok("Runs { app: \"nightly\", task: None }"),
+        ),
+        (
+            "GET",
+            "/v1/apps/nightly/runs?task=s1",
+            Ok("Runs { app: \"nightly\", task: Some(\"s1\") }"),
+        ),
+        ("GET", "/v1/apps/nightly/runs?task=..", Err(400)),
+        ("DELETE", "/v1/apps/nightly/runs", Err(405)),
+        (
+            "POST",
+            "/v1/apps/nightly/job/cancel",
+            Ok("JobAction { app: \"nightly\", action: \"cancel\" }"),
+        ),
+        ("GET", "/v1/apps/nightly/job/run", Err(405)),
+        ("POST", "/v1/apps/nightly/job/explode", Err(404)),
         ("GET", "/v1/apps/shop", Ok("AppStatus(\"shop\")")),
         (
             "DELETE",

@@ -6,6 +6,7 @@
 mod client;
 mod cluster;
 mod host;
+mod jobs;
 mod observe;
 mod output;
 mod volume;
@@ -126,6 +127,20 @@ pub enum Command {
     /// The cluster: init, join tokens, join, leave.
     #[command(subcommand)]
     Cluster(cluster::ClusterCommand),
+    /// Jobs (batch and cron apps): state, schedule, last and next run.
+    Jobs(JsonFlag),
+    /// A job's run history: each run's trigger, state, tasks, containers and retries.
+    Runs {
+        app: String,
+        /// Only this task's containers.
+        #[arg(long)]
+        task: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run, cancel, suspend or resume a job.
+    #[command(subcommand)]
+    Job(jobs::JobCommand),
     /// The cluster's members: name, address, state, when last heard.
     Nodes(JsonFlag),
     /// One member of the cluster.
@@ -369,6 +384,9 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Alarm(cmd) => observe::alarm(&client, cmd),
         Command::Volume(cmd) => volume::volume(&client, cmd),
         Command::Cluster(cmd) => cluster::cluster(&client, cmd),
+        Command::Jobs(f) => jobs::jobs(&client, f.json),
+        Command::Runs { app, task, json } => jobs::runs(&client, &app, task.as_deref(), json),
+        Command::Job(cmd) => jobs::job(&client, cmd),
         Command::Nodes(f) => cluster::nodes(&client, f.json),
         Command::Node(cmd) => cluster::node(&client, cmd),
         Command::System(cmd) => volume::system(&client, cmd),
@@ -697,6 +715,20 @@ fn deploy(client: &Client, a: DeployArgs) -> Result<()> {
     if !r.removed.is_empty() {
         println!("{}: removing {}", r.app, r.removed.join(", "));
     }
+    if let Some(run) = r.job_run {
+        if run > 0 {
+            println!(
+                "{}: job run {run} queued; `berth runs {}` follows it",
+                r.app, r.app
+            );
+        } else {
+            println!(
+                "{}: job deployed; `berth jobs` shows when it runs next",
+                r.app
+            );
+        }
+        return Ok(());
+    }
     if a.detach {
         return Ok(());
     }
@@ -906,9 +938,10 @@ fn apps(client: &Client, json: bool) -> Result<()> {
                     .collect::<Vec<_>>()
                     .join(","),
                 format!("{}/{}", a.running, a.desired),
-                match &a.stale {
-                    Some(s) => format!("{} (stale: {s})", a.state),
-                    None => a.state.to_string(),
+                match (&a.stale, &a.job) {
+                    (Some(s), _) => format!("{} (stale: {s})", a.state),
+                    (None, Some(job)) => format!("job: {job}"),
+                    (None, None) => a.state.to_string(),
                 },
                 time_ms(a.updated_ms),
             ];

@@ -210,6 +210,11 @@ impl Shipper {
     }
 
     /// Starts followers for containers without one, polls files, forgets what is gone.
+    /// Whether a stopped container's standard streams were read to their end.
+    pub fn drained(&self, id: &str) -> bool {
+        self.state().drained.contains(id)
+    }
+
     pub async fn sync(self: &Arc<Self>, targets: &[LogTarget]) {
         let ids: HashSet<&str> = targets.iter().map(|t| t.id.as_str()).collect();
         {

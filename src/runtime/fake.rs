@@ -70,6 +70,18 @@ impl FakeRuntime {
             i.exit_code = Some(137);
         }
     }
+    /// Simulates a container's process ending by itself with `code` (a job's task).
+    pub fn exit(&self, name: &str, code: i64) {
+        for (i, _) in self
+            .lock()
+            .containers
+            .iter_mut()
+            .filter(|(i, _)| i.name == name)
+        {
+            i.state = InstanceState::Exited;
+            i.exit_code = Some(code);
+        }
+    }
     pub fn instances(&self) -> Vec<Instance> {
         self.lock()
             .containers
