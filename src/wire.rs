@@ -472,6 +472,7 @@ impl LogsParams {
         };
         add("service", self.service.clone());
         add("slot", self.slot.map(|s| s.to_string()));
+        add("run", self.run.map(|s| s.to_string()));
         add("since", self.since.clone());
         add("until", self.until.clone());
         add("tail", self.tail.map(|t| t.to_string()));
@@ -487,6 +488,8 @@ pub struct LogsParams {
     pub app: String,
     pub service: Option<String>,
     pub slot: Option<u32>,
+    /// Only a job run's lines.
+    pub run: Option<u64>,
     pub since: Option<String>,
     pub until: Option<String>,
     pub tail: Option<usize>,

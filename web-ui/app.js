@@ -367,7 +367,8 @@ function Logs({ params }) {
   const [service, setService] = useState(params.get('service') || '');
   const [grep, setGrep] = useState('');
   const [stream, setStream] = useState('');
-  const [since, setSince] = useState('10m');
+  const run = params.get('run') || '';
+  const [since, setSince] = useState(run ? '' : '10m');
   const [slot, setSlot] = useState(params.get('slot') || '');
   const [paused, setPaused] = useState(false);
   const [lines, setLines] = useState([]);
@@ -387,6 +388,7 @@ function Logs({ params }) {
     if (grep) q.set('grep', grep);
     if (stream) q.set('stream', stream);
     if (since) q.set('since', since);
+    if (run) q.set('run', run);
     ndjson(`/v1/logs?${q}`, ctl.signal, (l) => { pending.current.push(l); })
       .catch((e) => { if (!ctl.signal.aborted) setError(e.message); });
     // Lines are drawn in batches (a frame at most every 100 ms), keeping the last 2,000.
@@ -558,6 +560,34 @@ function Volumes() {
     </section></main>`;
 }
 
+function Jobs({ params }) {
+  const [jobs, err, reload] = useLoad(() => get('/v1/jobs'), []);
+  const [open, setOpen] = useState(params.get('app') || '');
+  const [runs, setRuns] = useState(null);
+  const [msg, setMsg] = useState(null);
+  const load = async (app) => { setOpen(app); setRuns(null); try { setRuns(await get(`/v1/apps/${enc(app)}/runs`)); } catch (e) { setMsg(e.message); } };
+  useEffect(() => { if (open) load(open); const t = setInterval(() => { reload(); if (open) load(open); }, 3000); return () => clearInterval(t); }, [open]);
+  const act = async (app, a) => { setMsg(null); try { await api('POST', `/v1/apps/${enc(app)}/job/${a}`); reload(); if (open === app) load(app); } catch (e) { setMsg(e.message); } };
+  const t = (ms) => (ms ? new Date(ms).toLocaleString() : '-');
+  const took = (r) => (r.started_ms ? `${(((r.ended_ms || Date.now()) - r.started_ms) / 1000).toFixed(1)} s` : '-');
+  return html`<main><h1>Jobs</h1><section class="card"><${Err} e=${err || msg}/>
+    <table><thead><tr><th>job</th><th>state</th><th>schedule</th><th>last run</th><th>next run</th><th></th></tr></thead><tbody>
+    ${(jobs || []).map((j) => html`<tr key=${j.app}><td><a href=${`#/jobs?app=${enc(j.app)}`} onClick=${() => load(j.app)}>${j.app}</a></td>
+      <td><${St} s=${j.state}/>${j.queued ? ` (${j.queued} queued)` : ''}</td><td>${j.schedule ? `${j.schedule}${j.timezone ? ` (${j.timezone})` : ''}` : '-'}</td>
+      <td>${j.last_run ? `${j.last_run.run} ${j.last_run.state} ${t(j.last_run.started_ms || j.last_run.due_ms)}` : '-'}</td><td>${t(j.next_run_ms)}</td>
+      <td><button onClick=${() => act(j.app, 'run')} aria-label=${`run job ${j.app} now`}>Run now</button>
+        <button class="danger" onClick=${() => act(j.app, 'cancel')} aria-label=${`cancel the running run of ${j.app}`}>Cancel run</button>
+        ${j.schedule ? html`<button onClick=${() => act(j.app, j.suspended ? 'resume' : 'suspend')}>${j.suspended ? 'Resume' : 'Suspend'}</button>` : ''}</td></tr>`)}
+    </tbody></table>${jobs && !jobs.length ? html`<p>No jobs: deploy a template with <code>aliyun.project_type: "batch"</code>.</p>` : ''}</section>
+    ${open && runs ? html`<section class="card"><h2>Runs of ${open}</h2>
+      <table><thead><tr><th>run</th><th>trigger</th><th>state</th><th>started</th><th>took</th><th>tasks</th><th>containers</th><th>reason</th><th></th></tr></thead><tbody>
+      ${runs.map((r) => html`<tr key=${r.run}><td>${r.run}</td><td>${r.trigger}</td><td><${St} s=${r.state}/></td><td>${t(r.started_ms || r.due_ms)}</td><td>${took(r)}</td>
+        <td class="wrap">${Object.entries(r.tasks || {}).map(([k, v]) => `${k}: ${v}`).join(', ')}</td>
+        <td class="wrap">${r.attempts.map((a) => `${a.container}${a.exit_code === null || a.exit_code === undefined ? ' running' : ` exit ${a.exit_code}`}`).join(', ')}</td>
+        <td class="wrap">${r.reason || ''}</td><td><a href=${`#/logs?app=${enc(open)}&run=${r.run}`}>logs</a></td></tr>`)}
+      </tbody></table></section>` : ''}</main>`;
+}
+
 function Images() {
   const [imgs, err, reload] = useLoad(() => get('/v1/images'), []);
   const [msg, setMsg] = useState(null);
@@ -606,7 +636,7 @@ function App() {
     return html`<${SignIn} done=${() => get('/v1/session').then((s) => { setCluster(s.cluster); setSignedIn(true); })}/>`;
   }
   const signOut = async () => { try { await api('DELETE', '/v1/session'); } finally { setSignedIn(false); } };
-  const nav = [['#/', 'Overview'], ['#/deploy', 'Deploy'], ['#/logs', 'Logs'], ['#/metrics', 'Metrics'], ['#/events', 'Events'], ['#/volumes', 'Volumes'], ['#/images', 'Images'], ['#/nodes', 'Nodes']];
+  const nav = [['#/', 'Overview'], ['#/deploy', 'Deploy'], ['#/logs', 'Logs'], ['#/metrics', 'Metrics'], ['#/events', 'Events'], ['#/jobs', 'Jobs'], ['#/volumes', 'Volumes'], ['#/images', 'Images'], ['#/nodes', 'Nodes']];
   const at = `#${r.path}`;
   let page;
   const m = r.path.match(/^\/apps\/([^/]+)$/);
@@ -616,6 +646,7 @@ function App() {
   else if (r.path === '/metrics') page = html`<${Metrics} params=${r.params}/>`;
   else if (r.path === '/events') page = html`<${EventsPage} params=${r.params}/>`;
   else if (r.path === '/volumes') page = html`<${Volumes}/>`;
+  else if (r.path === '/jobs') page = html`<${Jobs} params=${r.params}/>`;
   else if (r.path === '/images') page = html`<${Images}/>`;
   else if (r.path === '/nodes') page = html`<${Nodes} cluster=${cluster}/>`;
   else page = html`<${Overview} cluster=${cluster}/>`;

@@ -361,6 +361,7 @@ impl Ops {
             app: p.app.clone(),
             service: p.service.clone(),
             slot: p.slot,
+            run: p.run,
             since_ns: time("since", &p.since)?,
             until_ns: time("until", &p.until)?,
             grep: p.grep.clone(),

@@ -745,6 +745,10 @@ pub fn parse_request(method: &str, url: &str) -> Result<Route, RouteError> {
                     .filter(|v| !v.is_empty())
                     .map(|v| num("slot", v, "a slot number"))
                     .transpose()?,
+                run: get("run")
+                    .filter(|v| !v.is_empty())
+                    .map(|v| num("run", v, "a job run number"))
+                    .transpose()?,
                 since: opt("since"),
                 until: opt("until"),
                 tail: get("tail")
@@ -1045,7 +1049,7 @@ mod tests {
             "GET",
             "/v1/logs?app=shop&service=web&slot=2&tail=5&follow=1",
             Ok(
-                "Logs(LogsParams { app: \"shop\", service: Some(\"web\"), slot: Some(2), since: None, until: None, tail: Some(5), grep: None, stream: None, follow: true, after: None, local: false })",
+                "Logs(LogsParams { app: \"shop\", service: Some(\"web\"), slot: Some(2), run: None, since: None, until: None, tail: Some(5), grep: None, stream: None, follow: true, after: None, local: false })",
             ),
         ),
         ("GET", "/v1/logs", Err(400)),

@@ -245,6 +245,9 @@ pub struct LogsArgs {
     /// Only lines since: a duration back from now (10m, 2h, 1d), an RFC 3339 time or Unix seconds.
     #[arg(long)]
     pub since: Option<String>,
+    /// Only the lines of this run of a job (`berth runs APP` lists them).
+    #[arg(long, value_name = "N")]
+    pub run: Option<u64>,
     /// Only lines until (same forms as --since).
     #[arg(long)]
     pub until: Option<String>,
@@ -319,6 +322,7 @@ pub fn logs(client: &Client, a: LogsArgs) -> Result<()> {
     };
     add("service", service.map(str::to_string));
     add("slot", slot.map(|s| s.to_string()));
+    add("run", a.run.map(|r| r.to_string()));
     add("since", a.since.clone());
     add("until", a.until.clone());
     add("tail", a.tail.map(|t| t.to_string()));

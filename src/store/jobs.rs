@@ -233,11 +233,12 @@ impl Store {
         })
     }
 
-    /// Saves an attempt's end (exit code, time) and whether its container was removed.
+    /// Saves an attempt's start, end (exit code, time) and whether its container was
+    /// removed.
     pub fn set_attempt(&self, a: &AttemptRow) -> Result<(), StoreError> {
         self.write_acked(|c| {
             c.execute(
-                "UPDATE job_attempts SET ended_ms = ?6, exit_code = ?7, removed = ?8
+                "UPDATE job_attempts SET ended_ms = ?6, exit_code = ?7, removed = ?8, started_ms = ?9
                  WHERE app = ?1 AND run = ?2 AND task = ?3 AND slot = ?4 AND attempt = ?5",
                 params![
                     a.app,
@@ -247,7 +248,8 @@ impl Store {
                     a.attempt,
                     a.ended_ms,
                     a.exit_code,
-                    a.removed
+                    a.removed,
+                    a.started_ms
                 ],
             )
             .map(|_| ())
@@ -354,6 +356,7 @@ mod tests {
         s.add_attempt(&a).unwrap();
         s.add_attempt(&a).unwrap();
         let mut done = a.clone();
+        done.started_ms = 4;
         done.exit_code = Some(3);
         done.ended_ms = 9;
         s.set_attempt(&done).unwrap();

@@ -42,6 +42,8 @@ pub struct LogQuery {
     pub app: String,
     pub service: Option<String>,
     pub slot: Option<u32>,
+    /// Only a job run's containers (`{app}_{task}_{slot}.{run}.{attempt}`).
+    pub run: Option<u64>,
     pub since_ns: Option<i64>,
     pub until_ns: Option<i64>,
     pub grep: Option<String>,
@@ -155,6 +157,9 @@ impl Store {
         }
         if let Some(s) = q.slot {
             add("slot = ?", (s as i64).into());
+        }
+        if let Some(r) = q.run {
+            add("container GLOB ?", format!("*.{r}.[0-9]*").into());
         }
         if let Some(t) = q.since_ns {
             add("time_ns >= ?", t.into());
@@ -323,6 +328,7 @@ mod tests {
         };
         assert_eq!(q(&|_| {}).len(), 10);
         assert_eq!(q(&|q| q.service = Some("web".into())).len(), 5);
+        assert!(q(&|q| q.run = Some(1)).is_empty(), "no job run's container");
         assert_eq!(q(&|q| q.tail = Some(2)), vec!["line 8", "line 9"]);
         assert_eq!(q(&|q| q.grep = Some("ne 3".into())), vec!["line 3"]);
         assert_eq!(q(&|q| q.stream = Some("stderr".into())), vec!["line 9"]);

@@ -14,6 +14,7 @@ mod dashrefs;
 mod hardening;
 mod health;
 mod inputs;
+mod jobs;
 mod lifecycle;
 mod logs;
 mod metrics;

@@ -149,6 +149,23 @@ try {
     await shot(name || 'overview');
   }
 
+  step('jobs: a batch job deployed through the API is listed, runs again from the page, and its runs show');
+  const job = `${app}-job`;
+  const jd = await ctx.request.post(`${url}/v1/apps`, {
+    headers: { Origin: url },
+    data: { name: job, template: `labels:\n  aliyun.project_type: batch\nservices:\n  once:\n    image: ${image}\n    command: ["echo", "job done"]\n` },
+  });
+  if (!jd.ok()) fail(`job deploy: ${jd.status()} ${await jd.text()}`);
+  await page.goto(`${url}/#/jobs`);
+  await page.getByRole('heading', { name: 'Jobs', exact: true }).waitFor();
+  await page.locator('tr', { hasText: job }).locator('.state-finished').waitFor({ timeout: 60000 });
+  await page.getByRole('button', { name: `run job ${job} now` }).click();
+  await page.getByRole('link', { name: job }).click();
+  await page.getByRole('heading', { name: `Runs of ${job}` }).waitFor();
+  await page.locator('tr', { hasText: 'manual' }).locator('.state-finished').waitFor({ timeout: 60000 });
+  await shot('jobs');
+  await ctx.request.delete(`${url}/v1/apps/${job}`, { headers: { Origin: url } });
+
   step('volumes: create one from the page, then remove it');
   await page.goto(`${url}/#/volumes`);
   await page.getByLabel('Name').fill(`${app}-data`);
