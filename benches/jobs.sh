@@ -35,6 +35,7 @@ pct() { # FILE P -> the P-th percentile of the numbers in FILE (one per line)
     sort -n "$1" | awk -v p="$2" '{a[NR]=$1} END {i=int((NR*p+99)/100); if (i<1) i=1; print a[i]}'
 }
 
+if [ "$runs" -gt 0 ]; then
 echo "== 1. lateness of $runs runs of a 1-second schedule"
 cat >"$DIR/tick.yml" <<YAML
 labels:
@@ -64,6 +65,7 @@ printf '%-28s %8s %8s %8s\n' "berth (run start - due)" "$(pct "$DIR/berth.txt" 5
 printf '%-28s %8s %8s %8s\n' "sleep 1 loop (drift)" "$(pct "$DIR/sleep.txt" 50)" "$(pct "$DIR/sleep.txt" 99)" "$(pct "$DIR/sleep.txt" 100)"
 echo "(berth runs that waited behind the previous one, over 900 ms: $waited)"
 "$BERTH" rm tick >/dev/null
+fi
 
 echo "== 2. $njobs cron jobs registered, agent idle"
 start=$(date +%s)
@@ -88,3 +90,11 @@ t2=$(awk '{print $14 + $15}' /proc/$agent_pid/stat)
 rss=$(awk '/VmRSS/ {print $2}' /proc/$agent_pid/status)
 awk -v a="$t1" -v b="$t2" -v c="$clk" 'BEGIN {printf "idle CPU: %.2f%% of one core over 60 s\n", (b - a) / c / 60 * 100}'
 echo "RSS: $((rss / 1024)) MiB"
+# One command wakes every loop once (the jobs re-read, a reconcile pass): still idle after.
+"$BERTH" job run cron1 >/dev/null
+sleep 5
+t3=$(awk '{print $14 + $15}' /proc/$agent_pid/stat)
+sleep 30
+t4=$(awk '{print $14 + $15}' /proc/$agent_pid/stat)
+awk -v a="$t3" -v b="$t4" -v c="$clk" 'BEGIN {printf "after a command, idle CPU: %.2f%% of one core over 30 s\n", (b - a) / c / 30 * 100}'
+echo "RSS: $(( $(awk '/VmRSS/ {print $2}' /proc/$agent_pid/status) / 1024 )) MiB"

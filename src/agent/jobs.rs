@@ -11,6 +11,10 @@
 //! exist yet is made now; one that was started and whose container is gone counts as
 //! failed. Reconcile passes leave job apps and job containers alone (`Core::reconcile`).
 //! Cron: the owner of the app runs its schedule (in a cluster, once for the cluster).
+//! In a cluster a task's slots are placed as a service's are (the owner's assignments); the
+//! owner asks the member a slot is placed on to make and start its attempt (a sealed
+//! forwarded request, `POST /v1/apps/A/job/here/...`), sees its exit in that member's
+//! instance records, and asks it to remove or stop it.
 
 use super::Core;
 use crate::model::{EventKind, InstanceState, JobRef};
@@ -35,6 +39,9 @@ const ACTIVE_TICK: Duration = Duration::from_millis(250);
 const IDLE_TICK: Duration = Duration::from_secs(5);
 /// A removal waits for the container's logs to be read to their end, this long at most.
 const LOGS_WAIT_MS: i64 = 30_000;
+/// An attempt started on another member shows in its records within this long, or it is
+/// counted as gone.
+const REMOTE_SHOW_MS: i64 = 30_000;
 
 /// The runner's state in the agent.
 #[derive(Default)]
@@ -47,13 +54,42 @@ pub(crate) struct Jobs {
     defs: std::sync::Mutex<Vec<Def>>,
     /// Containers waiting for their logs before `remove_containers` removes them, by id.
     removals: std::sync::Mutex<BTreeMap<String, Removal>>,
+    /// The cluster, once the API attached it (attempts placed on other members).
+    hub: std::sync::OnceLock<std::sync::Weak<crate::cluster::hub::Hub>>,
+    /// Attempts placed on a member that did not know the app yet (its records arrive a
+    /// moment after the deploy), by container name: since when they wait.
+    waiting: std::sync::Mutex<BTreeMap<String, i64>>,
 }
 
 #[derive(Debug, Clone)]
 struct Removal {
     name: String,
     app: String,
+    /// The member it runs on (empty: here).
+    node: String,
     since_ms: i64,
+}
+
+/// A job container as the runner sees it, here or on another member.
+#[derive(Debug, Clone)]
+struct Seen {
+    /// The engine's id (here only).
+    id: String,
+    state: InstanceState,
+    exit_code: Option<i64>,
+    finished_ms: Option<i64>,
+    /// Empty: here; else the member, and whether it is alive.
+    node: String,
+    alive: bool,
+}
+
+/// What the owner asks a member to do with one attempt (`/v1/apps/A/job/here/ACTION`).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct HereRequest {
+    pub run: u64,
+    pub task: String,
+    pub slot: u32,
+    pub attempt: u32,
 }
 
 /// One job as the runner needs it.
@@ -76,6 +112,8 @@ struct Cron {
     suspended: bool,
     /// The last due time handled (0: none yet; counting starts when the job is first seen).
     last_due_ms: i64,
+    /// The next due time after it (None until the job was first seen).
+    next_ms: Option<i64>,
 }
 
 impl Cron {
@@ -138,14 +176,19 @@ fn def_of(app: &StoredApp, schedule_state: (bool, i64)) -> Option<Def> {
             Some(name) => jiff::tz::TimeZone::get(name).ok()?,
             None => jiff::tz::TimeZone::system(),
         };
-        Some(Cron {
+        let mut c = Cron {
             text: text.clone(),
             schedule,
             tz,
             deadline_ms: i64::from(j.starting_deadline_seconds.unwrap_or(DEADLINE_S)) * 1000,
             suspended: schedule_state.0,
             last_due_ms: schedule_state.1,
-        })
+            next_ms: None,
+        };
+        if c.last_due_ms > 0 {
+            c.next_ms = c.next_after(c.last_due_ms);
+        }
+        Some(c)
     });
     Some(Def {
         app: app.spec.name.clone(),
@@ -191,6 +234,20 @@ fn state_str(s: State) -> &'static str {
     }
 }
 
+/// (task, slot, run, attempt) from a job container's name `{app}_{task}_{slot}.{run}.{attempt}`.
+pub fn parse_job_name(app: &str, name: &str) -> Option<(String, u32, u64, u32)> {
+    let rest = name.strip_prefix(app)?.strip_prefix('_')?;
+    let (task, nums) = rest.rsplit_once('_')?;
+    let mut it = nums.split('.');
+    let slot = it.next()?.parse().ok()?;
+    let run = it.next()?.parse().ok()?;
+    let attempt = it.next()?.parse().ok()?;
+    if it.next().is_some() || task.is_empty() {
+        return None;
+    }
+    Some((task.to_string(), slot, run, attempt))
+}
+
 /// Whether `policy` removes a container that exited with `code`.
 fn removes(policy: &str, code: i64) -> bool {
     match policy {
@@ -210,6 +267,14 @@ impl Jobs {
     pub(crate) fn touch(&self) {
         self.stale.store(true, Ordering::Release);
         self.bell.notify_one();
+    }
+
+    pub fn attach_cluster(&self, hub: &Arc<crate::cluster::hub::Hub>) {
+        let _ = self.hub.set(Arc::downgrade(hub));
+    }
+
+    fn hub(&self) -> Option<Arc<crate::cluster::hub::Hub>> {
+        self.hub.get()?.upgrade().filter(|h| h.active())
     }
 }
 
@@ -237,34 +302,51 @@ impl Core {
         let _pass = self.jobs.pass.lock().await;
         if self.jobs.stale.swap(false, Ordering::AcqRel) {
             let apps = self.store.list_apps()?;
+            let states = self.store.job_schedules()?;
             let mut defs = Vec::new();
             for a in apps.iter().filter(|a| is_job(a) && !a.stopped) {
-                let st = self.store.job_schedule(&a.spec.name)?;
+                let st = states.get(&a.spec.name).copied().unwrap_or((false, 0));
                 defs.extend(def_of(a, st));
             }
             *self.jobs.defs.lock().unwrap_or_else(|p| p.into_inner()) = defs;
         }
-        let defs = self
+        let now = crate::clock::now_ms();
+        // Only the cron jobs due now are looked at (a thousand idle ones cost a comparison
+        // each); each keeps its next due time.
+        let due: Vec<Def> = self
             .jobs
             .defs
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        let now = crate::clock::now_ms();
-        let mut next_due: Option<i64> = None;
-        let mut changed = false;
-        for d in &defs {
-            let (due, ch) = self.schedule(d, now)?;
-            changed |= ch;
-            next_due = match (next_due, due) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            .iter()
+            .filter(|d| {
+                d.cron.as_ref().is_some_and(|c| {
+                    !c.suspended && c.next_ms.is_none_or(|n| n <= now)
+                })
+            })
+            .cloned()
+            .collect();
+        for d in &due {
+            let (next, last) = self.schedule(d, now)?;
+            let mut defs = self.jobs.defs.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(c) = defs
+                .iter_mut()
+                .find(|x| x.app == d.app)
+                .and_then(|x| x.cron.as_mut())
+            {
+                c.last_due_ms = last;
+                // No fire time left (a schedule that never matches again): never due.
+                c.next_ms = Some(next.unwrap_or(i64::MAX));
+            }
         }
-        if changed {
-            // The defs hold each cron job's last due time: read them again.
-            self.jobs.stale.store(true, Ordering::Release);
-        }
+        let next_due = self
+            .jobs
+            .defs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter_map(|d| d.cron.as_ref().filter(|c| !c.suspended)?.next_ms)
+            .min();
         let active = self.store.active_runs()?;
         let removals = !self
             .jobs
@@ -273,19 +355,21 @@ impl Core {
             .unwrap_or_else(|p| p.into_inner())
             .is_empty();
         if !active.is_empty() || removals {
-            let instances: Vec<crate::model::Instance> = self
-                .runtime
-                .list(&self.node_id)
-                .await?
-                .into_iter()
-                .filter(|i| i.job.is_some())
-                .collect();
+            let instances = self.job_containers().await?;
             let mut by_app: BTreeMap<&str, Vec<&RunRow>> = BTreeMap::new();
             for r in &active {
                 by_app.entry(r.app.as_str()).or_default().push(r);
             }
             for (app, runs) in by_app {
-                let Some(d) = defs.iter().find(|d| d.app == app) else {
+                let def = self
+                    .jobs
+                    .defs
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .iter()
+                    .find(|d| d.app == app)
+                    .cloned();
+                let Some(d) = def.as_ref() else {
                     continue;
                 };
                 let run = match runs.iter().find(|r| r.state == "running") {
@@ -312,19 +396,19 @@ impl Core {
         Ok(until_due.min(tick))
     }
 
-    /// Turns `d`'s due schedule times into runs (or drops, or misses); its next due time,
-    /// and whether the stored schedule state changed.
-    fn schedule(&self, d: &Def, now: i64) -> Result<(Option<i64>, bool), super::CoreError> {
+    /// Turns `d`'s due schedule times into runs (or drops, or misses): its next due time
+    /// and the last due time now handled.
+    fn schedule(&self, d: &Def, now: i64) -> Result<(Option<i64>, i64), super::CoreError> {
         let Some(c) = &d.cron else {
-            return Ok((None, false));
+            return Ok((None, 0));
         };
         if c.suspended {
-            return Ok((None, false));
+            return Ok((None, c.last_due_ms));
         }
         if c.last_due_ms == 0 {
             // First seen (just deployed): the schedule counts from now.
             self.store.set_job_schedule(&d.app, false, now)?;
-            return Ok((c.next_after(now), true));
+            return Ok((c.next_after(now), now));
         }
         // Every due time since the last one handled (bounded: a long outage of a
         // per-second schedule is counted, not walked).
@@ -343,7 +427,7 @@ impl Core {
             t = n;
         }
         let Some(&latest) = dues.last() else {
-            return Ok((c.next_after(c.last_due_ms), false));
+            return Ok((c.next_after(c.last_due_ms), c.last_due_ms));
         };
         let missed = dues.len() as u64 - 1 + skipped;
         let late = now - latest;
@@ -378,7 +462,7 @@ impl Core {
             );
         }
         self.store.set_job_schedule(&d.app, false, latest)?;
-        Ok((c.next_after(latest), true))
+        Ok((c.next_after(latest), latest))
     }
 
     /// Queues a run of `app` (its number), or drops it when [`QUEUE`] runs already wait.
@@ -428,17 +512,94 @@ impl Core {
         Ok(())
     }
 
+    /// Every job container by name: this host's (from the engine) and, in a cluster, the
+    /// other members' (from their instance records).
+    async fn job_containers(&self) -> Result<BTreeMap<String, Seen>, super::CoreError> {
+        let mut out: BTreeMap<String, Seen> = self
+            .runtime
+            .list(&self.node_id)
+            .await?
+            .into_iter()
+            .filter(|i| i.job.is_some())
+            .map(|i| {
+                (
+                    i.name.clone(),
+                    Seen {
+                        id: i.id,
+                        state: i.state,
+                        exit_code: i.exit_code,
+                        finished_ms: i.finished_ms,
+                        node: String::new(),
+                        alive: true,
+                    },
+                )
+            })
+            .collect();
+        if let Some(hub) = self.jobs.hub() {
+            for r in hub.remote(crate::cluster::state::Kind::Instance) {
+                let Ok(v) = serde_json::from_value::<crate::wire::InstanceView>(r.body) else {
+                    continue;
+                };
+                out.entry(v.name).or_insert(Seen {
+                    id: String::new(),
+                    state: InstanceState::parse(&v.state),
+                    exit_code: v.exit_code,
+                    finished_ms: None,
+                    node: r.node_id,
+                    alive: r.state == crate::cluster::gossip::MemberState::Alive,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// How long member `node` has not been alive (None: alive or unknown).
+    fn lost_for(&self, node: &str) -> Option<i64> {
+        let m = self.jobs.hub()?.member(node)?;
+        (m.state != crate::cluster::gossip::MemberState::Alive)
+            .then(|| (crate::clock::now_ms() - m.since_ms).max(0))
+    }
+
+    /// The member `task`'s `slot` of the live version is placed on (empty: here, or in no
+    /// cluster).
+    fn job_node(&self, app: &str, task: &str, slot: u32) -> String {
+        if self.jobs.hub().is_none() {
+            return String::new();
+        }
+        let version = self
+            .store
+            .get_app(app)
+            .ok()
+            .flatten()
+            .and_then(|a| a.live(task).last().map(|l| l.version.number));
+        let node = self
+            .store
+            .assignments()
+            .unwrap_or_default()
+            .into_iter()
+            .find(|x| {
+                x.app == app && x.service == task && Some(x.version) == version && x.slot == slot
+            })
+            .map(|x| x.node)
+            .unwrap_or_default();
+        if node == self.node_id {
+            String::new()
+        } else {
+            node
+        }
+    }
+
     /// Moves one running run on: sees exits, starts what is due, settles the states.
     async fn advance(
         &self,
         d: &Def,
         mut run: RunRow,
-        instances: &[crate::model::Instance],
+        instances: &BTreeMap<String, Seen>,
     ) -> Result<(), super::CoreError> {
         let now = crate::clock::now_ms();
         let mut attempts = self.store.attempts(&d.app, run.run)?;
         for a in attempts.iter_mut().filter(|a| a.exit_code.is_none()) {
-            let found = instances.iter().find(|i| i.name == a.container);
+            let found = instances.get(&a.container);
             match found {
                 Some(i) if matches!(i.state, InstanceState::Exited | InstanceState::Dead) => {
                     let code = i.exit_code.unwrap_or(-1);
@@ -447,7 +608,37 @@ impl Core {
                     self.store.set_attempt(a)?;
                     self.attempt_ended(d, a, &i.id);
                 }
-                Some(i) if i.state == InstanceState::Created && a.started_ms == 0 => {
+                Some(i) if !i.alive => {
+                    // Its member is away: it may come back; lost past the grace, the
+                    // attempt failed (the slot's retries take over).
+                    if let Some(lost) = self.lost_for(&i.node)
+                        && lost
+                            >= self
+                                .jobs
+                                .hub()
+                                .map_or(60_000, |h| h.reschedule_after_ms())
+                    {
+                        a.exit_code = Some(-1);
+                        a.ended_ms = now;
+                        self.store.set_attempt(a)?;
+                        self.event(
+                            EventKind::Job,
+                            &d.app,
+                            &a.task,
+                            &format!(
+                                "run {}: {} ran on a member lost for {} s: counted as failed",
+                                run.run,
+                                a.container,
+                                lost / 1000
+                            ),
+                        );
+                    }
+                }
+                Some(i)
+                    if i.state == InstanceState::Created
+                        && a.started_ms == 0
+                        && i.node.is_empty() =>
+                {
                     // Made, not started (the agent stopped between the two).
                     self.start_attempt(a, &i.id).await?;
                 }
@@ -456,6 +647,8 @@ impl Core {
                     // Recorded, never made: make it now (it never ran).
                     self.make_attempt(a).await?;
                 }
+                // On another member: its records show it a moment after it started.
+                None if !a.node.is_empty() && now - a.started_ms < REMOTE_SHOW_MS => {}
                 None => {
                     a.exit_code = Some(-1);
                     a.ended_ms = now;
@@ -510,6 +703,7 @@ impl Core {
                         container: crate::runtime::job_container_name(
                             &d.app, &task, run.run, slot, attempt,
                         ),
+                        node: self.job_node(&d.app, &task, slot),
                         task,
                         slot,
                         attempt,
@@ -629,7 +823,9 @@ impl Core {
     fn queue_removal(&self, a: &AttemptRow, now: i64, id: Option<&str>) {
         // The log collector lists the containers again and reads this one to its end.
         self.engine_changes.send_modify(|n| *n += 1);
-        let key = id.map_or_else(|| format!("name:{}", a.container), str::to_string);
+        let key = id
+            .filter(|i| !i.is_empty())
+            .map_or_else(|| format!("name:{}", a.container), str::to_string);
         self.jobs
             .removals
             .lock()
@@ -639,6 +835,7 @@ impl Core {
                 Removal {
                     name: a.container.clone(),
                     app: a.app.clone(),
+                    node: a.node.clone(),
                     since_ms: now,
                 },
             );
@@ -646,7 +843,7 @@ impl Core {
 
     /// Removes the containers queued for removal whose logs were read to their end (or
     /// that waited [`LOGS_WAIT_MS`]).
-    async fn remove_drained(&self, instances: &[crate::model::Instance]) {
+    async fn remove_drained(&self, instances: &BTreeMap<String, Seen>) {
         let now = crate::clock::now_ms();
         let queued: Vec<(String, Removal)> = self
             .jobs
@@ -657,7 +854,23 @@ impl Core {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         for (key, r) in queued {
-            let Some(i) = instances.iter().find(|i| i.name == r.name) else {
+            if !r.node.is_empty() {
+                // Its member removes it once its logs are read there.
+                match self.ask_member(&r.node, &r.app, "remove", &r.name).await {
+                    Ok(()) => self.forget_removal(&key, &r),
+                    Err((_, e)) if now - r.since_ms > 10 * LOGS_WAIT_MS => {
+                        tracing::warn!(container = %r.name, error = %e, "gave up removing a job container on another member");
+                        self.jobs
+                            .removals
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .remove(&key);
+                    }
+                    Err(_) => {}
+                }
+                continue;
+            }
+            let Some(i) = instances.get(&r.name) else {
                 self.forget_removal(&key, &r);
                 continue;
             };
@@ -699,8 +912,89 @@ impl Core {
         }
     }
 
+    /// Asks member `node` to make and start (`attempt`), `remove` or `stop` job container
+    /// `name` of `app`.
+    async fn ask_member(
+        &self,
+        node: &str,
+        app: &str,
+        action: &str,
+        name: &str,
+    ) -> Result<(), (u16, String)> {
+        let hub = self
+            .jobs
+            .hub()
+            .ok_or((503, "this host is in no cluster any more".to_string()))?;
+        let (task, slot, run, attempt) = parse_job_name(app, name)
+            .ok_or_else(|| (400, format!("{name} is not a job container name")))?;
+        let body = serde_json::to_vec(&HereRequest {
+            run,
+            task,
+            slot,
+            attempt,
+        })
+        .map_err(|e| (400, e.to_string()))?;
+        let reply = hub
+            .forward(node, "POST", &format!("/v1/apps/{app}/job/here/{action}"), &body)
+            .await
+            .map_err(|e| (503, e.to_string()))?;
+        if (200..300).contains(&reply.status) {
+            Ok(())
+        } else {
+            Err((reply.status, reply.body.trim().to_string()))
+        }
+    }
+
     /// Makes and starts an attempt's container (the attempt is already recorded).
     async fn make_attempt(&self, a: &mut AttemptRow) -> Result<(), super::CoreError> {
+        if !a.node.is_empty() {
+            let node = a.node.clone();
+            let now = crate::clock::now_ms();
+            return match self.ask_member(&node, &a.app, "attempt", &a.container).await {
+                // The member has not got the owner's record of the app yet: ask again on
+                // the next pass, for a while.
+                Err((404, _))
+                    if now
+                        - *self
+                            .jobs
+                            .waiting
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .entry(a.container.clone())
+                            .or_insert(now)
+                        < REMOTE_SHOW_MS =>
+                {
+                    Ok(())
+                }
+                Ok(()) => {
+                    self.jobs
+                        .waiting
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&a.container);
+                    a.started_ms = crate::clock::now_ms();
+                    self.store.set_attempt(a)?;
+                    self.event(
+                        EventKind::Start,
+                        &a.app,
+                        &a.task,
+                        &format!("run {}: started {} on {node}", a.run, a.container),
+                    );
+                    Ok(())
+                }
+                Err((status, e)) => {
+                    self.jobs
+                        .waiting
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&a.container);
+                    self.fail_attempt(
+                        a,
+                        &format!("cannot start {} on member {node}: {e} ({status})", a.container),
+                    )
+                }
+            };
+        }
         let Some(app) = self.store.get_app(&a.app)? else {
             return Ok(());
         };
@@ -924,6 +1218,105 @@ impl super::ops::Ops {
         }
     }
 
+    /// On a member: what the owner of job `app` asks of one of its attempts placed here
+    /// (`attempt`: make and start it; `remove`: remove it once exited and its logs read;
+    /// `stop`: stop it).
+    pub async fn job_here(
+        &self,
+        app: &str,
+        action: &str,
+        req: HereRequest,
+    ) -> Result<serde_json::Value, super::CoreError> {
+        let core = &self.core;
+        let bad = super::CoreError::BadRequest;
+        // The owner's record of the app, as freshly as this host holds it.
+        let stored = self
+            .cluster()
+            .owner_of(app)
+            .and_then(|r| {
+                let (mut a, _) = self.replica_of(&r.body)?;
+                a.owner = r.node_id;
+                Some(a)
+            })
+            .or_else(|| core.store.get_app(app).ok().flatten())
+            .ok_or_else(|| super::CoreError::NotFound(format!("no app named {app} is known here")))?;
+        if !is_job(&stored) || !stored.spec.services.contains_key(&req.task) {
+            return Err(bad(format!("{app} has no job task {:?}", req.task)));
+        }
+        let name =
+            crate::runtime::job_container_name(app, &req.task, req.run, req.slot, req.attempt);
+        let here = core
+            .runtime
+            .list(&core.node_id)
+            .await?
+            .into_iter()
+            .find(|i| i.name == name && i.app == app && i.job.is_some());
+        match action {
+            "attempt" => {
+                let id = match here {
+                    Some(i) if i.state != InstanceState::Created => {
+                        return Ok(serde_json::json!({ "container": name, "state": i.state.as_str() }));
+                    }
+                    Some(i) => i.id,
+                    None => {
+                        let version = stored
+                            .live(&req.task)
+                            .last()
+                            .map(|l| l.version.number)
+                            .ok_or_else(|| bad(format!("{app}/{} has no version", req.task)))?;
+                        core.ensure_job_network(app).await;
+                        let job = JobRef {
+                            run: req.run,
+                            attempt: req.attempt,
+                        };
+                        core.make_container(&stored, &req.task, version, req.slot, Some(job))
+                            .await
+                            .map_err(super::CoreError::Conflict)?
+                            .ok_or_else(|| bad(format!("{app}/{} has no version", req.task)))?
+                    }
+                };
+                core.note_our_start(&id);
+                core.runtime.start(&id).await?;
+                core.event(
+                    EventKind::Start,
+                    app,
+                    &req.task,
+                    &format!("run {}: started {name} (placed here by the job's owner)", req.run),
+                );
+                Ok(serde_json::json!({ "container": name, "state": "running" }))
+            }
+            "remove" => {
+                let Some(i) = here else {
+                    return Ok(serde_json::json!({ "removed": name }));
+                };
+                if i.state == InstanceState::Running {
+                    return Err(super::CoreError::Conflict(format!("{name} still runs")));
+                }
+                if core.log_shipper.get().is_some_and(|s| !s.drained(&i.id)) {
+                    // The collector lists the containers again and reads this one.
+                    core.engine_changes.send_modify(|n| *n += 1);
+                    return Err(super::CoreError::Conflict(format!(
+                        "{name}'s logs are not read to their end yet"
+                    )));
+                }
+                core.runtime.remove(&i.id, false).await?;
+                Ok(serde_json::json!({ "removed": name }))
+            }
+            "stop" => {
+                if let Some(i) = here {
+                    let grace = stored
+                        .spec
+                        .services
+                        .get(&req.task)
+                        .map_or(10, crate::model::StopGrace::grace_seconds);
+                    core.runtime.stop(&i.id, grace).await?;
+                }
+                Ok(serde_json::json!({ "stopped": name }))
+            }
+            other => Err(bad(format!("unknown job action {other:?}"))),
+        }
+    }
+
     fn job_app(&self, app: &str) -> Result<StoredApp, super::CoreError> {
         let stored = self
             .core
@@ -970,6 +1363,12 @@ impl Core {
         let open: Vec<&AttemptRow> = attempts.iter().filter(|a| a.exit_code.is_none()).collect();
         let listed = self.runtime.list(&self.node_id).await?;
         for a in &open {
+            if !a.node.is_empty() {
+                if let Err((_, e)) = self.ask_member(&a.node, &a.app, "stop", &a.container).await {
+                    tracing::warn!(container = %a.container, error = %e, "cannot stop a cancelled run's container on its member");
+                }
+                continue;
+            }
             if let Some(i) = listed.iter().find(|i| i.name == a.container) {
                 let grace = app
                     .spec
@@ -981,13 +1380,17 @@ impl Core {
                 }
             }
         }
-        let after = self.runtime.list(&self.node_id).await?;
+        let after = self.job_containers().await?;
         let now = crate::clock::now_ms();
         let def = def_of(app, self.store.job_schedule(&run.app)?);
         for a in open {
             let mut a = a.clone();
-            let i = after.iter().find(|i| i.name == a.container);
-            a.exit_code = Some(i.and_then(|i| i.exit_code).unwrap_or(-1));
+            let i = after.get(&a.container);
+            a.exit_code = Some(
+                i.filter(|i| i.state != InstanceState::Running)
+                    .and_then(|i| i.exit_code)
+                    .unwrap_or(-1),
+            );
             a.ended_ms = now;
             self.store.set_attempt(&a)?;
             if let (Some(d), Some(i)) = (&def, i) {
@@ -1098,6 +1501,7 @@ mod tests {
             ended_ms: 0,
             exit_code: code,
             removed: false,
+            node: String::new(),
         };
         let h = history(&tasks, &[a(2, 1, Some(1)), a(2, 2, None), a(1, 1, Some(0))]);
         assert_eq!(h["s1"], vec![vec![Some(0)], vec![Some(1), None]]);

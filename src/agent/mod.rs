@@ -579,7 +579,11 @@ impl Core {
         // Job containers are the job runner's (`jobs.rs`); those of an app gone, or no
         // longer a job, are orphans like any other.
         observed.instances.retain(|i| {
-            i.job.is_none() || !apps.iter().any(|a| a.spec.name == i.app && jobs::is_job(a))
+            i.job.is_none()
+                || !apps
+                    .iter()
+                    .chain(fleet.iter().flat_map(|f| f.remote.iter().map(|r| &r.app)))
+                    .any(|a| a.spec.name == i.app && jobs::is_job(a))
         });
         let plan = plan::plan(&desired, &observed);
         // The router follows the versions as this pass leaves them (this node decides its

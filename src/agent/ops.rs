@@ -58,6 +58,7 @@ impl Ops {
     ) -> Ops {
         core.names.attach(&cluster);
         core.autoscaler.attach_cluster(&cluster);
+        core.jobs.attach_cluster(&cluster);
         Ops { core, cluster }
     }
 
@@ -591,7 +592,7 @@ impl Ops {
 
     /// An app and its assignments from another member's `Spec` record, its value files
     /// written here and pointed at ([`Ops::localise_files`]).
-    fn replica_of(
+    pub(super) fn replica_of(
         &self,
         body: &serde_json::Value,
     ) -> Option<(crate::store::StoredApp, Vec<crate::model::Assignment>)> {

@@ -510,6 +510,7 @@ async fn run_forwarded(
                         | Route::ClusterKeys
                         | Route::Top { local: true, .. }
                         | Route::ListVolumes { local: true }
+                        | Route::JobHere { .. }
                         | Route::Logs(LogsParams {
                             local: true,
                             follow: false,
@@ -590,6 +591,9 @@ fn run(cmd: Command, ops: &Ops, rt: &tokio::runtime::Handle) -> Reply {
             Command::ListJobs => json(200, &ops.jobs()?),
             Command::Runs { app, task } => json(200, &ops.runs(&app, task.as_deref())?),
             Command::JobAction { app, action } => json(200, &ops.job_action(&app, &action).await?),
+            Command::JobHere { app, action, req } => {
+                json(200, &ops.job_here(&app, &action, req).await?)
+            }
             Command::Autoscale { app, service } => {
                 json(200, &ops.autoscale(&app, service.as_deref())?)
             }

@@ -71,6 +71,12 @@ pub enum Route {
         app: String,
         action: String,
     },
+    /// `POST /v1/apps/NAME/job/here/{attempt,remove,stop}`: the job's owner asks this
+    /// member to act on an attempt placed here (run here, never handed to the owner).
+    JobHere {
+        app: String,
+        action: String,
+    },
     DeleteVersion {
         app: String,
         service: String,
@@ -191,6 +197,7 @@ impl Route {
                 | Route::Redeploy(_)
                 | Route::Traffic { .. }
                 | Route::Rollback { .. }
+                | Route::JobHere { .. }
                 | Route::AddAlarm
                 | Route::CreateVolume
                 | Route::CreateToken
@@ -258,6 +265,11 @@ pub enum Command {
     JobAction {
         app: String,
         action: String,
+    },
+    JobHere {
+        app: String,
+        action: String,
+        req: crate::agent::jobs::HereRequest,
     },
     DeleteVersion {
         app: String,
@@ -383,6 +395,11 @@ impl Command {
             Route::ListJobs => Command::ListJobs,
             Route::Runs { app, task } => Command::Runs { app, task },
             Route::JobAction { app, action } => Command::JobAction { app, action },
+            Route::JobHere { app, action } => Command::JobHere {
+                app,
+                action,
+                req: json(body)?,
+            },
             Route::DeleteVersion {
                 app,
                 service,
@@ -628,6 +645,20 @@ pub fn parse_request(method: &str, url: &str) -> Result<Route, RouteError> {
         ) => {
             return Err(not_allowed());
         }
+        (
+            [
+                "v1",
+                "apps",
+                name,
+                "job",
+                "here",
+                action @ ("attempt" | "remove" | "stop"),
+            ],
+            "POST",
+        ) => Route::JobHere {
+            app: app_name(name)?,
+            action: action.to_string(),
+        },
         (["v1", "apps", name, "services", svc, "wake"], "POST") => Route::Wake {
             app: app_name(name)?,
             service: service_name(svc)?,
@@ -951,6 +982,12 @@ mod tests {
         ),
         ("GET", "/v1/apps/nightly/job/run", Err(405)),
         ("POST", "/v1/apps/nightly/job/explode", Err(404)),
+        (
+            "POST",
+            "/v1/apps/nightly/job/here/attempt",
+            Ok("JobHere { app: \"nightly\", action: \"attempt\" }"),
+        ),
+        ("POST", "/v1/apps/nightly/job/here/explode", Err(404)),
         ("GET", "/v1/apps/shop", Ok("AppStatus(\"shop\")")),
         (
             "DELETE",

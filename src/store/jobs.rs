@@ -50,6 +50,9 @@ pub struct AttemptRow {
     pub exit_code: Option<i64>,
     /// Its container was removed (`remove_containers`); its logs stay in the log store.
     pub removed: bool,
+    /// The member it runs on (its node id), when not the job's owner.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub node: String,
 }
 
 const RUN_COLUMNS: &str = "app, run, trigger, due_ms, state, reason, started_ms, ended_ms, tasks";
@@ -213,8 +216,8 @@ impl Store {
     pub fn add_attempt(&self, a: &AttemptRow) -> Result<(), StoreError> {
         self.write_acked(|c| {
             c.execute(
-                "INSERT OR IGNORE INTO job_attempts(app, run, task, slot, attempt, container, started_ms, ended_ms, exit_code, removed)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                "INSERT OR IGNORE INTO job_attempts(app, run, task, slot, attempt, container, started_ms, ended_ms, exit_code, removed, node)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
                 params![
                     a.app,
                     a.run as i64,
@@ -225,7 +228,8 @@ impl Store {
                     a.started_ms,
                     a.ended_ms,
                     a.exit_code,
-                    a.removed
+                    a.removed,
+                    a.node
                 ],
             )
             .map(|_| ())
@@ -262,7 +266,7 @@ impl Store {
         self.read(|c| {
             let mut st = c
                 .prepare(
-                    "SELECT app, run, task, slot, attempt, container, started_ms, ended_ms, exit_code, removed
+                    "SELECT app, run, task, slot, attempt, container, started_ms, ended_ms, exit_code, removed, node
                      FROM job_attempts WHERE app = ?1 AND run = ?2 ORDER BY task, slot, attempt",
                 )
                 .map_err(sql("reading job attempts"))?;
@@ -279,6 +283,7 @@ impl Store {
                         ended_ms: r.get(7)?,
                         exit_code: r.get(8)?,
                         removed: r.get(9)?,
+                        node: r.get(10)?,
                     })
                 })
                 .map_err(sql("reading job attempts"))?;
@@ -298,6 +303,27 @@ impl Store {
             .optional()
             .map(|o| o.unwrap_or((false, 0)))
             .map_err(sql("reading a job's schedule"))
+        })
+    }
+
+    /// Every cron job's schedule state, by app.
+    pub fn job_schedules(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, (bool, i64)>, StoreError> {
+        self.read(|c| {
+            let mut st = c
+                .prepare("SELECT app, suspended, last_due_ms FROM job_schedules")
+                .map_err(sql("reading the jobs' schedules"))?;
+            let rows = st
+                .query_map([], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        (r.get::<_, bool>(1)?, r.get::<_, i64>(2)?),
+                    ))
+                })
+                .map_err(sql("reading the jobs' schedules"))?;
+            rows.collect::<Result<_, _>>()
+                .map_err(sql("reading the jobs' schedules"))
         })
     }
 
@@ -336,6 +362,7 @@ mod tests {
             ended_ms: 0,
             exit_code: None,
             removed: false,
+            node: String::new(),
         }
     }
 
@@ -386,5 +413,6 @@ mod tests {
         assert_eq!(s.job_schedule("j").unwrap(), (false, 0));
         s.set_job_schedule("j", true, 42).unwrap();
         assert_eq!(s.job_schedule("j").unwrap(), (true, 42));
+        assert_eq!(s.job_schedules().unwrap()["j"], (true, 42));
     }
 }

@@ -228,6 +228,7 @@ const MIGRATIONS: &[&str] = &[
         ended_ms INTEGER NOT NULL DEFAULT 0,
         exit_code INTEGER,
         removed INTEGER NOT NULL DEFAULT 0,
+        node TEXT NOT NULL DEFAULT '',
         PRIMARY KEY (app, run, task, slot, attempt));
      CREATE TABLE job_schedules (
         app TEXT PRIMARY KEY,
@@ -314,6 +315,11 @@ pub struct Store {
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
     ack_sync: AckSync,
+    /// Bumped after every write, whatever it changed.
+    writes: std::sync::atomic::AtomicU64,
+    /// `list_apps` as read at a `writes` count: served again only while no write came
+    /// since (loops on a host with a thousand apps read them every few seconds).
+    apps_cache: Mutex<Option<(u64, std::sync::Arc<Vec<StoredApp>>)>>,
 }
 
 /// How writes that acknowledge a user's command are committed.
@@ -342,8 +348,13 @@ fn open_conn(path: &Path) -> Result<Connection, StoreError> {
     let c = Connection::open(path).map_err(open)?;
     c.busy_timeout(std::time::Duration::from_secs(5))
         .map_err(open)?;
-    c.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;")
-        .map_err(open)?;
+    // Up to nine connections (the writer and a pool of readers): each keeps at most 1 MiB
+    // of pages (SQLite's default is 2 MiB); the kernel's page cache holds the file anyway.
+    c.execute_batch(
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;
+         PRAGMA cache_size=-1024;",
+    )
+    .map_err(open)?;
     Ok(c)
 }
 
@@ -364,6 +375,8 @@ impl Store {
             writer: Mutex::new(c),
             readers: Mutex::new(Vec::new()),
             ack_sync: AckSync::Full,
+            writes: std::sync::atomic::AtomicU64::new(0),
+            apps_cache: Mutex::new(None),
         })
     }
 
@@ -386,7 +399,11 @@ impl Store {
         // A poisoned lock only means another thread panicked mid-call; the connection itself
         // is still consistent (SQLite rolled back the open transaction).
         let mut g = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        f(&mut g)
+        let out = f(&mut g);
+        // After the commit: a read cached before it is not served again.
+        self.writes
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        out
     }
 
     /// A write that acknowledges a user's command (deploy, scale, stop, rm, traffic, alarm,
@@ -665,7 +682,19 @@ impl Store {
 
     /// Every app, read in one transaction so the list is one consistent snapshot.
     pub fn list_apps(&self) -> Result<Vec<StoredApp>, StoreError> {
-        self.read(|c| {
+        // The count is read before the rows: a write that commits meanwhile makes this
+        // copy stale at once.
+        let at = self.writes.load(std::sync::atomic::Ordering::Acquire);
+        if let Some((n, apps)) = self
+            .apps_cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            && *n == at
+        {
+            return Ok(apps.as_ref().clone());
+        }
+        let apps = self.read(|c| {
             let tx = c.unchecked_transaction().map_err(sql("listing apps"))?;
             let names = strings(&tx, "SELECT name FROM apps ORDER BY name", "listing apps")?;
             let mut out = Vec::with_capacity(names.len());
@@ -673,7 +702,10 @@ impl Store {
                 out.extend(load_app(&tx, &n)?);
             }
             Ok(out)
-        })
+        })?;
+        *self.apps_cache.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((at, std::sync::Arc::new(apps.clone())));
+        Ok(apps)
     }
 
     /// Returns false when the app does not exist.
@@ -1272,6 +1304,29 @@ mod tests {
         s.delete_app("v").expect("rm app");
         assert!(s.versions("v", "web").expect("versions").is_empty());
         assert_eq!(s.put_app(&spec("v"), "t", &web, "").expect("put")[0].1, 4);
+    }
+
+    #[test]
+    fn the_apps_read_again_are_served_from_memory_until_a_write() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let s = Store::open(&dir.path().join("state.db")).expect("open");
+        s.put_app(&spec("a"), "t", &[], "").expect("put");
+        let first = s.list_apps().expect("list");
+        assert!(!first[0].stopped);
+        let cached = s.apps_cache.lock().unwrap().as_ref().map(|(n, _)| *n);
+        assert_eq!(s.list_apps().expect("list").len(), first.len());
+        assert_eq!(
+            s.apps_cache.lock().unwrap().as_ref().map(|(n, _)| *n),
+            cached,
+            "served from memory"
+        );
+        // Every kind of write makes the next read go to the database.
+        s.set_stopped("a", true).expect("stop");
+        assert!(s.list_apps().expect("list")[0].stopped);
+        s.put_app(&spec("b"), "t", &[], "").expect("put");
+        assert_eq!(s.list_apps().expect("list").len(), 2);
+        s.delete_app("a").expect("rm");
+        assert_eq!(s.list_apps().expect("list").len(), 1);
     }
 
     #[test]

@@ -1850,3 +1850,72 @@ fn a_service_idles_to_zero_across_hosts_and_a_members_router_starts_it_again() {
         "{events}"
     );
 }
+
+/// A job's containers are placed like a service's: a task over six containers spreads over
+/// the three hosts; each member makes and starts the attempts the owner places on it, the
+/// owner sees them exit in the members' records, the dependant task starts after all of
+/// them, and `remove-finished` has each member remove its own (after reading their logs,
+/// which `berth logs --run` gathers from every member).
+#[test]
+fn a_jobs_containers_spread_over_the_hosts_and_run_once_each() {
+    let test = "multihost::a_jobs_containers_spread_over_the_hosts_and_run_once_each";
+    let Some(bed) = Bed::up(test, 3) else { return };
+    let h1 = bed.agent(1, &[], &[]);
+    let h2 = bed.agent(2, &[1], &[]);
+    let h3 = bed.agent(3, &[1], &[]);
+    form(&[&h1, &h2, &h3]);
+    records_on(&h1, 3);
+    let all = [&h1, &h2, &h3];
+    let t = format!(
+        "labels:\n  aliyun.project_type: batch\nservices:\n  work:\n    image: {IMAGE}\n    command: [\"sh\", \"-c\", \"echo worked on $$(hostname); sleep 2\"]\n    labels:\n      aliyun.scale: \"6\"\n  sum:\n    image: {IMAGE}\n    command: [\"echo\", \"summed\"]\n    labels:\n      aliyun.depends: work\n"
+    );
+    let out = h1.deploy("spread", &t);
+    assert!(out.contains("job run 1 queued"), "{out}");
+    // While run 1 works: its six containers, two on each host.
+    converge("two work containers on each host", Duration::from_secs(60), &all, || {
+        all.iter().all(|h| {
+            h.engine_containers("spread")
+                .iter()
+                .filter(|(n, _)| n.starts_with("spread_work_"))
+                .count()
+                == 2
+        })
+    });
+    let runs = |h: &Agent| -> Vec<berth::wire::RunView> {
+        serde_json::from_str(&h.ok(&["runs", "spread", "--json"])).unwrap_or_default()
+    };
+    converge("run 1 finished", Duration::from_secs(90), &all, || {
+        runs(&h1).first().is_some_and(|r| r.run.state == "finished")
+    });
+    let r = &runs(&h1)[0];
+    let nodes: std::collections::BTreeSet<&str> = r
+        .attempts
+        .iter()
+        .filter(|a| a.task == "work")
+        .map(|a| a.node.as_str())
+        .collect();
+    assert_eq!(nodes.len(), 3, "work attempts on h1 (\"\"), h2 and h3: {r:?}");
+    assert_eq!(r.attempts.len(), 7, "six work + one sum, no retry: {r:?}");
+    assert!(r.attempts.iter().all(|a| a.exit_code == Some(0)), "{r:?}");
+    let work_end = r
+        .attempts
+        .iter()
+        .filter(|a| a.task == "work")
+        .map(|a| a.ended_ms)
+        .max()
+        .unwrap_or(0);
+    let sum_start = r
+        .attempts
+        .iter()
+        .find(|a| a.task == "sum")
+        .map_or(0, |a| a.started_ms);
+    assert!(sum_start >= work_end, "sum at {sum_start}, work ended {work_end}");
+    // The runs are the owner's, shown from any host (its requests go to the owner).
+    assert_eq!(runs(&h3)[0].run.run, 1);
+    // remove-finished: every member removes the containers it ran.
+    converge("finished containers removed everywhere", Duration::from_secs(60), &all, || {
+        all.iter().all(|h| h.engine_containers("spread").is_empty())
+    });
+    let logs = h2.ok(&["logs", "spread/work", "--run", "1"]);
+    assert_eq!(logs.matches("worked on").count(), 6, "{logs}");
+}
