@@ -1246,4 +1246,22 @@ async fn a_job_runs_its_tasks_in_order_retries_and_fails_as_the_seed_says() {
     let (s, body) = n.call("POST", "/v1/apps/etl/job/suspend", None).await;
     assert_eq!(s, 400, "{body}");
     assert!(body.contains("no schedule"), "{body}");
+    // `berth stop` of a job cancels its running run and stops its containers.
+    let (s, _) = n.call("POST", "/v1/apps/etl/job/run", None).await;
+    assert_eq!(s, 200);
+    until("run 4's s1", Duration::from_secs(10), || {
+        running(&n, "etl_s1_").len() == 3
+    })
+    .await;
+    let (s, body) = n.call("POST", "/v1/apps/etl/stop", None).await;
+    assert_eq!(s, 200, "{body}");
+    wait_body(
+        &n,
+        "/v1/apps/etl/runs",
+        "run 4 cancelled by the stop",
+        Duration::from_secs(10),
+        |v| v[0]["run"] == 4 && v[0]["reason"] == "the job was stopped",
+    )
+    .await;
+    assert!(running(&n, "etl_s1_").is_empty());
 }

@@ -269,6 +269,14 @@ impl Jobs {
         self.bell.notify_one();
     }
 
+    /// Holds the runner between passes (while an app is removed, so no pass records a
+    /// run or an attempt of it meanwhile); the definitions are read again after.
+    pub(crate) async fn hold(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        let g = self.pass.lock().await;
+        self.stale.store(true, Ordering::Release);
+        g
+    }
+
     pub fn attach_cluster(&self, hub: &Arc<crate::cluster::hub::Hub>) {
         let _ = self.hub.set(Arc::downgrade(hub));
     }
@@ -320,9 +328,9 @@ impl Core {
             .unwrap_or_else(|p| p.into_inner())
             .iter()
             .filter(|d| {
-                d.cron.as_ref().is_some_and(|c| {
-                    !c.suspended && c.next_ms.is_none_or(|n| n <= now)
-                })
+                d.cron
+                    .as_ref()
+                    .is_some_and(|c| !c.suspended && c.next_ms.is_none_or(|n| n <= now))
             })
             .cloned()
             .collect();
@@ -370,6 +378,15 @@ impl Core {
                     .find(|d| d.app == app)
                     .cloned();
                 let Some(d) = def.as_ref() else {
+                    // `berth stop` of a job: its running run is cancelled (the queued ones
+                    // wait for `berth start`).
+                    if let Some(stored) = self.store.get_app(app)?.filter(|a| a.stopped)
+                        && let Some(r) = runs.iter().find(|r| r.state == "running")
+                    {
+                        let mut r = (*r).clone();
+                        self.cancel_run(&stored, &mut r, "the job was stopped")
+                            .await?;
+                    }
                     continue;
                 };
                 let run = match runs.iter().find(|r| r.state == "running") {
@@ -612,11 +629,7 @@ impl Core {
                     // Its member is away: it may come back; lost past the grace, the
                     // attempt failed (the slot's retries take over).
                     if let Some(lost) = self.lost_for(&i.node)
-                        && lost
-                            >= self
-                                .jobs
-                                .hub()
-                                .map_or(60_000, |h| h.reschedule_after_ms())
+                        && lost >= self.jobs.hub().map_or(60_000, |h| h.reschedule_after_ms())
                     {
                         a.exit_code = Some(-1);
                         a.ended_ms = now;
@@ -935,7 +948,12 @@ impl Core {
         })
         .map_err(|e| (400, e.to_string()))?;
         let reply = hub
-            .forward(node, "POST", &format!("/v1/apps/{app}/job/here/{action}"), &body)
+            .forward(
+                node,
+                "POST",
+                &format!("/v1/apps/{app}/job/here/{action}"),
+                &body,
+            )
             .await
             .map_err(|e| (503, e.to_string()))?;
         if (200..300).contains(&reply.status) {
@@ -950,7 +968,10 @@ impl Core {
         if !a.node.is_empty() {
             let node = a.node.clone();
             let now = crate::clock::now_ms();
-            return match self.ask_member(&node, &a.app, "attempt", &a.container).await {
+            return match self
+                .ask_member(&node, &a.app, "attempt", &a.container)
+                .await
+            {
                 // The member has not got the owner's record of the app yet: ask again on
                 // the next pass, for a while.
                 Err((404, _))
@@ -990,7 +1011,10 @@ impl Core {
                         .remove(&a.container);
                     self.fail_attempt(
                         a,
-                        &format!("cannot start {} on member {node}: {e} ({status})", a.container),
+                        &format!(
+                            "cannot start {} on member {node}: {e} ({status})",
+                            a.container
+                        ),
                     )
                 }
             };
@@ -1177,7 +1201,7 @@ impl super::ops::Ops {
                 else {
                     return Err(conflict(format!("no run of {app} is running")));
                 };
-                core.cancel_run(&stored, &mut run).await?;
+                core.cancel_run(&stored, &mut run, "cancelled").await?;
                 Ok(serde_json::json!({ "run": run.run, "state": run.state }))
             }
             "suspend" | "resume" => {
@@ -1239,7 +1263,9 @@ impl super::ops::Ops {
                 Some(a)
             })
             .or_else(|| core.store.get_app(app).ok().flatten())
-            .ok_or_else(|| super::CoreError::NotFound(format!("no app named {app} is known here")))?;
+            .ok_or_else(|| {
+                super::CoreError::NotFound(format!("no app named {app} is known here"))
+            })?;
         if !is_job(&stored) || !stored.spec.services.contains_key(&req.task) {
             return Err(bad(format!("{app} has no job task {:?}", req.task)));
         }
@@ -1255,7 +1281,9 @@ impl super::ops::Ops {
             "attempt" => {
                 let id = match here {
                     Some(i) if i.state != InstanceState::Created => {
-                        return Ok(serde_json::json!({ "container": name, "state": i.state.as_str() }));
+                        return Ok(
+                            serde_json::json!({ "container": name, "state": i.state.as_str() }),
+                        );
                     }
                     Some(i) => i.id,
                     None => {
@@ -1281,7 +1309,10 @@ impl super::ops::Ops {
                     EventKind::Start,
                     app,
                     &req.task,
-                    &format!("run {}: started {name} (placed here by the job's owner)", req.run),
+                    &format!(
+                        "run {}: started {name} (placed here by the job's owner)",
+                        req.run
+                    ),
                 );
                 Ok(serde_json::json!({ "container": name, "state": "running" }))
             }
@@ -1358,7 +1389,12 @@ impl super::ops::Ops {
 
 impl Core {
     /// Stops a running run's containers; the run fails with reason `cancelled`.
-    async fn cancel_run(&self, app: &StoredApp, run: &mut RunRow) -> Result<(), super::CoreError> {
+    async fn cancel_run(
+        &self,
+        app: &StoredApp,
+        run: &mut RunRow,
+        reason: &str,
+    ) -> Result<(), super::CoreError> {
         let attempts = self.store.attempts(&run.app, run.run)?;
         let open: Vec<&AttemptRow> = attempts.iter().filter(|a| a.exit_code.is_none()).collect();
         let listed = self.runtime.list(&self.node_id).await?;
@@ -1397,7 +1433,7 @@ impl Core {
                 self.attempt_ended(d, &a, &i.id);
             }
         }
-        run.reason = "cancelled".into();
+        run.reason = reason.into();
         for s in run.tasks.values_mut() {
             if s == "running" || s == "waiting" {
                 *s = if s == "running" { "failed" } else { "skipped" }.into();

@@ -1883,6 +1883,8 @@ impl Ops {
             "",
             &format!("scaled {name}: {}", desc.join(" ")),
         );
+        // A job's tasks' container counts.
+        self.core.jobs.touch();
         self.core
             .reconcile_until_settled(Duration::from_secs(60))
             .await?;
@@ -1903,6 +1905,8 @@ impl Ops {
             "",
             &format!("{} {name}", if stopped { "stopping" } else { "starting" }),
         );
+        // A job stopped has its running run cancelled; started, its queue runs again.
+        self.core.jobs.touch();
         self.core
             .reconcile_until_settled(Duration::from_secs(120))
             .await?;
@@ -1938,7 +1942,9 @@ impl Ops {
             .get_app(name)?
             .ok_or_else(|| unknown_app(name))?;
         let _guard = self.core.ops.lock().await;
+        let jobs = self.core.jobs.hold().await;
         self.core.store.delete_app(name)?;
+        drop(jobs);
         self.core.event(
             crate::model::EventKind::Rm,
             name,

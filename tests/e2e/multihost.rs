@@ -1872,15 +1872,20 @@ fn a_jobs_containers_spread_over_the_hosts_and_run_once_each() {
     let out = h1.deploy("spread", &t);
     assert!(out.contains("job run 1 queued"), "{out}");
     // While run 1 works: its six containers, two on each host.
-    converge("two work containers on each host", Duration::from_secs(60), &all, || {
-        all.iter().all(|h| {
-            h.engine_containers("spread")
-                .iter()
-                .filter(|(n, _)| n.starts_with("spread_work_"))
-                .count()
-                == 2
-        })
-    });
+    converge(
+        "two work containers on each host",
+        Duration::from_secs(60),
+        &all,
+        || {
+            all.iter().all(|h| {
+                h.engine_containers("spread")
+                    .iter()
+                    .filter(|(n, _)| n.starts_with("spread_work_"))
+                    .count()
+                    == 2
+            })
+        },
+    );
     let runs = |h: &Agent| -> Vec<berth::wire::RunView> {
         serde_json::from_str(&h.ok(&["runs", "spread", "--json"])).unwrap_or_default()
     };
@@ -1894,7 +1899,11 @@ fn a_jobs_containers_spread_over_the_hosts_and_run_once_each() {
         .filter(|a| a.task == "work")
         .map(|a| a.node.as_str())
         .collect();
-    assert_eq!(nodes.len(), 3, "work attempts on h1 (\"\"), h2 and h3: {r:?}");
+    assert_eq!(
+        nodes.len(),
+        3,
+        "work attempts on h1 (\"\"), h2 and h3: {r:?}"
+    );
     assert_eq!(r.attempts.len(), 7, "six work + one sum, no retry: {r:?}");
     assert!(r.attempts.iter().all(|a| a.exit_code == Some(0)), "{r:?}");
     let work_end = r
@@ -1909,13 +1918,19 @@ fn a_jobs_containers_spread_over_the_hosts_and_run_once_each() {
         .iter()
         .find(|a| a.task == "sum")
         .map_or(0, |a| a.started_ms);
-    assert!(sum_start >= work_end, "sum at {sum_start}, work ended {work_end}");
+    assert!(
+        sum_start >= work_end,
+        "sum at {sum_start}, work ended {work_end}"
+    );
     // The runs are the owner's, shown from any host (its requests go to the owner).
     assert_eq!(runs(&h3)[0].run.run, 1);
     // remove-finished: every member removes the containers it ran.
-    converge("finished containers removed everywhere", Duration::from_secs(60), &all, || {
-        all.iter().all(|h| h.engine_containers("spread").is_empty())
-    });
+    converge(
+        "finished containers removed everywhere",
+        Duration::from_secs(60),
+        &all,
+        || all.iter().all(|h| h.engine_containers("spread").is_empty()),
+    );
     let logs = h2.ok(&["logs", "spread/work", "--run", "1"]);
     assert_eq!(logs.matches("worked on").count(), 6, "{logs}");
 }
