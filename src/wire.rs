@@ -126,6 +126,9 @@ pub struct JobView {
     pub next_run_ms: Option<i64>,
     /// Runs waiting behind the running one.
     pub queued: usize,
+    /// The host that owns it (set when this host is in a cluster).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub node: String,
 }
 
 /// `berth runs`: one run with its containers' attempts.

@@ -1129,7 +1129,27 @@ impl super::ops::Ops {
                 last_run,
                 next_run_ms,
                 queued,
+                node: if self.cluster().active() {
+                    core.node_name.clone()
+                } else {
+                    String::new()
+                },
             });
+        }
+        Ok(out)
+    }
+
+    /// `berth jobs`: this host's jobs and, in a cluster, every alive member's (asked at once
+    /// with `local=1`), by name.
+    pub async fn cluster_jobs(&self) -> Result<Vec<crate::wire::JobView>, super::CoreError> {
+        let mut out = self.jobs()?;
+        if self.cluster().active() {
+            for body in self.ask_members("/v1/jobs?local=1").await {
+                out.extend(
+                    serde_json::from_str::<Vec<crate::wire::JobView>>(&body).unwrap_or_default(),
+                );
+            }
+            out.sort_by(|a, b| (&a.app, &a.node).cmp(&(&b.app, &b.node)));
         }
         Ok(out)
     }

@@ -510,6 +510,7 @@ async fn run_forwarded(
                         | Route::ClusterKeys
                         | Route::Top { local: true, .. }
                         | Route::ListVolumes { local: true }
+                        | Route::ListJobs { local: true }
                         | Route::JobHere { .. }
                         | Route::Logs(LogsParams {
                             local: true,
@@ -588,7 +589,8 @@ fn run(cmd: Command, ops: &Ops, rt: &tokio::runtime::Handle) -> Reply {
             Command::PruneImages => json(200, &wire::PruneReport::from(ops.prune_images().await?)),
             Command::Versions { app, service } => json(200, &ops.versions(&app, &service)?),
             Command::Wake { app, service } => json(202, &ops.wake(&app, &service)?),
-            Command::ListJobs => json(200, &ops.jobs()?),
+            Command::ListJobs { local: true } => json(200, &ops.jobs()?),
+            Command::ListJobs { local: false } => json(200, &ops.cluster_jobs().await?),
             Command::Runs { app, task } => json(200, &ops.runs(&app, task.as_deref())?),
             Command::JobAction { app, action } => json(200, &ops.job_action(&app, &action).await?),
             Command::JobHere { app, action, req } => {

@@ -59,8 +59,10 @@ pub enum Route {
         app: String,
         service: String,
     },
-    /// `GET /v1/jobs`: this host's jobs.
-    ListJobs,
+    /// `GET /v1/jobs[?local=1]`: the jobs of the cluster (of this host only with `local`).
+    ListJobs {
+        local: bool,
+    },
     /// `GET /v1/apps/NAME/runs[?task=T]`: a job's run history.
     Runs {
         app: String,
@@ -255,7 +257,9 @@ pub enum Command {
         service: String,
     },
     /// `GET /v1/jobs`: this host's jobs.
-    ListJobs,
+    ListJobs {
+        local: bool,
+    },
     /// `GET /v1/apps/NAME/runs[?task=T]`: a job's run history.
     Runs {
         app: String,
@@ -392,7 +396,7 @@ impl Command {
             Route::Versions { app, service } => Command::Versions { app, service },
             Route::Autoscale { app, service } => Command::Autoscale { app, service },
             Route::Wake { app, service } => Command::Wake { app, service },
-            Route::ListJobs => Command::ListJobs,
+            Route::ListJobs { local } => Command::ListJobs { local },
             Route::Runs { app, task } => Command::Runs { app, task },
             Route::JobAction { app, action } => Command::JobAction { app, action },
             Route::JobHere { app, action } => Command::JobHere {
@@ -613,7 +617,9 @@ pub fn parse_request(method: &str, url: &str) -> Result<Route, RouteError> {
             _,
         ) => return Err(not_allowed()),
 
-        (["v1", "jobs"], "GET") => Route::ListJobs,
+        (["v1", "jobs"], "GET") => Route::ListJobs {
+            local: matches!(get("local"), Some("true" | "1")),
+        },
         (["v1", "jobs"], _) => return Err(not_allowed()),
         (["v1", "apps", name, "runs"], "GET") => Route::Runs {
             app: app_name(name)?,
@@ -961,7 +967,8 @@ mod tests {
         ("POST", "/v1/health", Err(405)),
         ("GET", "/v1/apps", Ok("ListApps")),
         ("POST", "/v1/apps", Ok("Deploy")),
-        ("GET", "/v1/jobs", Ok("ListJobs")),
+        ("GET", "/v1/jobs", Ok("ListJobs { local: false }")),
+        ("GET", "/v1/jobs?local=1", Ok("ListJobs { local: true }")),
         ("POST", "/v1/jobs", Err(405)),
         (
             "GET",

@@ -54,6 +54,7 @@ pub fn jobs(client: &Client, json: bool) -> Result<()> {
     if json {
         return super::print_json(&list);
     }
+    let clustered = list.iter().any(|j| !j.node.is_empty());
     let rows: Vec<Vec<String>> = list
         .iter()
         .map(|j| {
@@ -80,16 +81,24 @@ pub fn jobs(client: &Client, json: bool) -> Result<()> {
             } else {
                 j.state.clone()
             };
-            vec![
+            let mut row = vec![
                 j.app.clone(),
                 state,
                 schedule,
                 last,
                 j.next_run_ms.map(time_ms).unwrap_or_else(|| "-".into()),
-            ]
+            ];
+            if clustered {
+                row.push(j.node.clone());
+            }
+            row
         })
         .collect();
-    table(&["JOB", "STATE", "SCHEDULE", "LAST RUN", "NEXT RUN"], &rows);
+    let mut header = vec!["JOB", "STATE", "SCHEDULE", "LAST RUN", "NEXT RUN"];
+    if clustered {
+        header.push("NODE");
+    }
+    table(&header, &rows);
     Ok(())
 }
 

@@ -1922,8 +1922,16 @@ fn a_jobs_containers_spread_over_the_hosts_and_run_once_each() {
         sum_start >= work_end,
         "sum at {sum_start}, work ended {work_end}"
     );
-    // The runs are the owner's, shown from any host (its requests go to the owner).
+    // The runs are the owner's, shown from any host (its requests go to the owner), and
+    // `berth jobs` on any host lists the job with its owner.
     assert_eq!(runs(&h3)[0].run.run, 1);
+    let jobs: Vec<berth::wire::JobView> =
+        serde_json::from_str(&h3.ok(&["jobs", "--json"])).expect("jobs JSON");
+    assert!(
+        jobs.iter()
+            .any(|j| j.app == "spread" && j.node == "h1" && j.state == "finished"),
+        "{jobs:?}"
+    );
     // remove-finished: every member removes the containers it ran.
     converge(
         "finished containers removed everywhere",
