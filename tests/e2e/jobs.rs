@@ -60,6 +60,12 @@ services:
       aliyun.scale: "2"
       aliyun.depends: "s1"
       aliyun.remove_containers: "remove-none"
+  s3:
+    image: berth-test/busybox
+    command: ["sh", "-c", "echo report"]
+    labels:
+      aliyun.depends: "s1,s2"
+      aliyun.remove_containers: "remove-all"
 "#;
 
 #[test]
@@ -78,14 +84,18 @@ fn the_seeds_batch_shape_runs_task_by_task_and_keeps_what_its_policies_say() {
             .filter(|x| x.task == t)
             .collect::<Vec<_>>()
     };
-    let (s1, s2) = (of("s1"), of("s2"));
-    assert_eq!((s1.len(), s2.len()), (3, 2), "{r:?}");
+    let (s1, s2, s3) = (of("s1"), of("s2"), of("s3"));
+    assert_eq!((s1.len(), s2.len(), s3.len()), (3, 2, 1), "{r:?}");
     assert!(r.attempts.iter().all(|x| x.exit_code == Some(0)), "{r:?}");
     // s2 started only after every s1 container had exited.
     let s1_end = s1.iter().map(|x| x.ended_ms).max().unwrap_or(0);
     let s2_start = s2.iter().map(|x| x.started_ms).min().unwrap_or(0);
     assert!(s2_start >= s1_end, "s2 at {s2_start}, s1 ended {s1_end}");
-    // remove-finished (s1's default) removed its containers; remove-none kept s2's.
+    // s3 depends on both (a list with a comma): after every s2 container too.
+    let s2_end = s2.iter().map(|x| x.ended_ms).max().unwrap_or(0);
+    assert!(s3[0].started_ms >= s2_end, "s3 at {}, s2 ended {s2_end}", s3[0].started_ms);
+    // remove-finished (s1's default) and remove-all (s3) removed their containers;
+    // remove-none kept s2's.
     wait_until("s1's containers removed", Duration::from_secs(40), || {
         a.engine_containers("etl")
             .iter()
@@ -101,6 +111,7 @@ fn the_seeds_batch_shape_runs_task_by_task_and_keeps_what_its_policies_say() {
     let logs = a.ok(&["logs", "etl/s1"]);
     assert_eq!(logs.matches("extract from").count(), 3, "{logs}");
     assert!(a.ok(&["logs", "etl/s2"]).contains("load"));
+    assert!(a.ok(&["logs", "etl/s3"]).contains("report"));
     // A finished job is not a failed version, and `apps` says what the job did.
     let apps = a.ok(&["apps"]);
     assert!(apps.contains("job: run 1 finished"), "{apps}");
