@@ -93,7 +93,11 @@ fn the_seeds_batch_shape_runs_task_by_task_and_keeps_what_its_policies_say() {
     assert!(s2_start >= s1_end, "s2 at {s2_start}, s1 ended {s1_end}");
     // s3 depends on both (a list with a comma): after every s2 container too.
     let s2_end = s2.iter().map(|x| x.ended_ms).max().unwrap_or(0);
-    assert!(s3[0].started_ms >= s2_end, "s3 at {}, s2 ended {s2_end}", s3[0].started_ms);
+    assert!(
+        s3[0].started_ms >= s2_end,
+        "s3 at {}, s2 ended {s2_end}",
+        s3[0].started_ms
+    );
     // remove-finished (s1's default) and remove-all (s3) removed their containers;
     // remove-none kept s2's.
     wait_until("s1's containers removed", Duration::from_secs(40), || {
