@@ -174,8 +174,9 @@ impl Core {
                 app,
                 "",
                 &format!(
-                    "cannot create network {}: {e}",
-                    network_name(&self.node_id, app)
+                    "cannot create network {}: {e}{}",
+                    network_name(&self.node_id, app),
+                    network_hint(&e.to_string())
                 ),
             );
         }
@@ -401,6 +402,16 @@ impl Core {
     }
 }
 
+/// What to do about an engine's refusal to make a network, when berth knows.
+fn network_hint(error: &str) -> &'static str {
+    if error.contains("non-overlapping IPv4 address pool") {
+        // Docker's default pools hold about 30 bridge networks, and each app has one.
+        "; the engine has no address range left for another network (its default pools hold about 30): give dockerd more with \"default-address-pools\" in /etc/docker/daemon.json, e.g. [{\"base\": \"10.200.0.0/16\", \"size\": 24}], and restart it"
+    } else {
+        ""
+    }
+}
+
 /// The stop grace of a service (10 s when the app or service is gone).
 fn grace_of(apps: &BTreeMap<String, StoredApp>, app: &str, service: &str) -> u32 {
     apps.get(app)
@@ -435,4 +446,14 @@ pub fn create_request(
         owner: app.owner.clone(),
         job: None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_engine_out_of_address_pools_is_told_how_to_get_more() {
+        let e = "create network berth_cb35_054cba: could not find an available, non-overlapping IPv4 address pool among the defaults to assign to the network";
+        assert!(super::network_hint(e).contains("default-address-pools"));
+        assert_eq!(super::network_hint("network exists"), "");
+    }
 }
