@@ -309,7 +309,7 @@ impl Core {
     async fn jobs_tick(&self) -> Result<Duration, super::CoreError> {
         let _pass = self.jobs.pass.lock().await;
         if self.jobs.stale.swap(false, Ordering::AcqRel) {
-            let apps = self.store.list_apps()?;
+            let apps = self.store.apps_shared()?;
             let states = self.store.job_schedules()?;
             let mut defs = Vec::new();
             for a in apps.iter().filter(|a| is_job(a) && !a.stopped) {

@@ -76,7 +76,7 @@ pub async fn log_loop(core: Arc<Core>, mut shutdown: tokio::sync::watch::Receive
             .filter(running)
             .any(|i| !files.contains_key(&i.id))
         {
-            let apps = core.store.list_apps().unwrap_or_default();
+            let apps = core.store.apps_shared().unwrap_or_default();
             files.clear();
             core.each_running_spec(&apps, &instances, |i, spec| {
                 let f = spec

@@ -171,7 +171,7 @@ pub async fn metrics_loop(core: Arc<Core>, mut shutdown: tokio::sync::watch::Rec
                         .ok()
                         .and_then(Result::ok);
                 collector = Some(c);
-                let apps = Arc::new(core.store.list_apps().unwrap_or_default());
+                let apps = core.store.apps_shared().unwrap_or_default();
                 queue(&core, &apps, &global, &report, &collect::points(&snapshot));
                 for (raised, app, service, msg) in alarms.evaluate(&alarm_rules(&core), &snapshot) {
                     let kind = if raised {

@@ -682,6 +682,12 @@ impl Store {
 
     /// Every app, read in one transaction so the list is one consistent snapshot.
     pub fn list_apps(&self) -> Result<Vec<StoredApp>, StoreError> {
+        Ok(self.apps_shared()?.as_ref().clone())
+    }
+
+    /// [`Store::list_apps`] without a copy: the snapshot itself, shared (for readers that
+    /// only look, every few seconds, at what may be a thousand apps).
+    pub fn apps_shared(&self) -> Result<std::sync::Arc<Vec<StoredApp>>, StoreError> {
         // The count is read before the rows: a write that commits meanwhile makes this
         // copy stale at once.
         let at = self.writes.load(std::sync::atomic::Ordering::Acquire);
@@ -692,7 +698,7 @@ impl Store {
             .as_ref()
             && *n == at
         {
-            return Ok(apps.as_ref().clone());
+            return Ok(apps.clone());
         }
         let apps = self.read(|c| {
             let tx = c.unchecked_transaction().map_err(sql("listing apps"))?;
@@ -703,8 +709,8 @@ impl Store {
             }
             Ok(out)
         })?;
-        *self.apps_cache.lock().unwrap_or_else(|p| p.into_inner()) =
-            Some((at, std::sync::Arc::new(apps.clone())));
+        let apps = std::sync::Arc::new(apps);
+        *self.apps_cache.lock().unwrap_or_else(|p| p.into_inner()) = Some((at, apps.clone()));
         Ok(apps)
     }
 
