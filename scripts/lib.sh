@@ -100,13 +100,13 @@ ensure_volume_tools() {
 # test's npm packages (playwright-core, pinned in tests/ui/package-lock.json; it drives the
 # system Chromium, so no browser is downloaded).
 ensure_browser() {
-    apt_install chromium
+    apt_install chromium firefox-esr
     # A Node.js with npm may come from elsewhere (its own package): only when none answers
     # is Debian's installed.
     if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
         apt_install nodejs npm
     fi
-    if [ ! -d tests/ui/node_modules/playwright-core ]; then
+    if [ ! -d tests/ui/node_modules/playwright-core ] || [ ! -d tests/ui/node_modules/puppeteer-core ]; then
         log "installing the console test's npm packages (tests/ui)"
         (cd tests/ui && npm ci --no-audit --no-fund --loglevel=error)
     fi

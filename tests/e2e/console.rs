@@ -56,3 +56,58 @@ fn the_console_in_a_real_browser_signs_in_deploys_scales_splits_follows_and_remo
     );
     assert!(text.contains("console: all steps passed"), "{text}");
 }
+
+/// The same console in Firefox (Debian's firefox-esr over WebDriver BiDi, puppeteer-core;
+/// `tests/ui/firefox.mjs`): sign-in (a wrong token refused), the overview, an app's page,
+/// live logs, every other page, a phone's width, no console error.
+#[test]
+fn the_console_works_in_firefox() {
+    let test = "console::the_console_works_in_firefox";
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let ui = root.join("tests/ui");
+    let firefox = std::env::var("FIREFOX").unwrap_or_else(|_| "/usr/bin/firefox-esr".into());
+    if !Path::new(&firefox).exists() {
+        skipped(
+            test,
+            &format!("no Firefox at {firefox}: scripts/test installs Debian's firefox-esr"),
+        );
+        return;
+    }
+    if !ui.join("node_modules/puppeteer-core").exists() {
+        skipped(
+            test,
+            "tests/ui/node_modules has no puppeteer-core: scripts/test runs `npm ci` there",
+        );
+        return;
+    }
+    let a = Agent::start();
+    a.deploy(
+        "fox",
+        &format!(
+            "services:\n  web:\n    image: {IMAGE}\n    command: [\"sh\", \"-c\", \"while true; do echo tick; sleep 1; done\"]\n    stop_grace_period: 1s\n    labels:\n      berth.scale: \"2\"\n"
+        ),
+    );
+    let shots = root.join("target/console");
+    let _ = std::fs::create_dir_all(&shots);
+    let out = Command::new("node")
+        .arg("firefox.mjs")
+        .current_dir(&ui)
+        .env("BERTH_URL", a.api())
+        .env("BERTH_TOKEN", a.token())
+        .env("BERTH_APP", "fox")
+        .env("BERTH_SHOTS", &shots)
+        .env("FIREFOX", &firefox)
+        .output()
+        .expect("node runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && text.contains("firefox: all steps passed"),
+        "{text}\n(screenshots in {}; agent log:\n{})",
+        shots.display(),
+        a.log()
+    );
+}
