@@ -631,20 +631,8 @@ impl Core {
                     if let Some(lost) = self.lost_for(&i.node)
                         && lost >= self.jobs.hub().map_or(60_000, |h| h.reschedule_after_ms())
                     {
-                        a.exit_code = Some(-1);
-                        a.ended_ms = now;
-                        self.store.set_attempt(a)?;
-                        self.event(
-                            EventKind::Job,
-                            &d.app,
-                            &a.task,
-                            &format!(
-                                "run {}: {} ran on a member lost for {} s: counted as failed",
-                                run.run,
-                                a.container,
-                                lost / 1000
-                            ),
-                        );
+                        let why = format!("ran on a member lost for {} s", lost / 1000);
+                        self.lose_attempt(a, &why)?;
                     }
                 }
                 Some(i)
@@ -662,20 +650,7 @@ impl Core {
                 }
                 // On another member: its records show it a moment after it started.
                 None if !a.node.is_empty() && now - a.started_ms < REMOTE_SHOW_MS => {}
-                None => {
-                    a.exit_code = Some(-1);
-                    a.ended_ms = now;
-                    self.store.set_attempt(a)?;
-                    self.event(
-                        EventKind::Job,
-                        &d.app,
-                        &a.task,
-                        &format!(
-                            "run {}: container {} is gone (removed by hand?): counted as failed",
-                            run.run, a.container
-                        ),
-                    );
-                }
+                None => self.lose_attempt(a, "is gone (removed by hand?)")?,
             }
         }
         let (steps, states) = plan::next_steps(&d.tasks, &history(&d.tasks, &attempts));
@@ -1056,6 +1031,21 @@ impl Core {
             }
             Err(e) => self.fail_attempt(a, &format!("cannot start {}: {e}", a.container)),
         }
+    }
+
+    /// An attempt whose container can no longer be seen ends failed (exit code -1): the
+    /// slot's retries take over.
+    fn lose_attempt(&self, a: &mut AttemptRow, why: &str) -> Result<(), super::CoreError> {
+        a.exit_code = Some(-1);
+        a.ended_ms = crate::clock::now_ms();
+        self.store.set_attempt(a)?;
+        self.event(
+            EventKind::Job,
+            &a.app,
+            &a.task,
+            &format!("run {}: {} {why}: counted as failed", a.run, a.container),
+        );
+        Ok(())
     }
 
     /// An attempt that could not be made or started fails (exit code -1): the slot's
