@@ -332,7 +332,8 @@ pub fn check(
         })
         .collect();
     let mut warnings = Vec::new();
-    let mut order: Vec<(&String, &crate::model::ServiceSpec)> = app.services.iter().collect();
+    let mut order: Vec<(&String, &crate::model::ServiceSpec)> =
+        app.services.iter().map(|(k, s)| (k, &**s)).collect();
     order.sort_by_key(|(_, s)| names_services(&s.placement));
     for (name, s) in order {
         let replicas = scale.get(name).copied().unwrap_or(s.replicas);
@@ -554,7 +555,7 @@ mod tests {
             "services": {},
         }))
         .map(|mut a: AppSpec| {
-            a.services.insert("web".into(), spec);
+            a.services.insert("web".into(), Box::new(spec));
             a
         })
         .expect("spec");
@@ -682,10 +683,12 @@ mod tests {
         cache.version.spec.replicas = 3;
         cache.version.spec.placement = vec!["affinity:service!=db".into()];
         a.spec.services.remove("web");
-        a.spec.services.insert("db".into(), db.version.spec.clone());
         a.spec
             .services
-            .insert("cache".into(), cache.version.spec.clone());
+            .insert("db".into(), Box::new(db.version.spec.clone()));
+        a.spec
+            .services
+            .insert("cache".into(), Box::new(cache.version.spec.clone()));
         a.versions.insert("db".into(), vec![db]);
         a.versions.insert("cache".into(), vec![cache]);
         let nodes = vec![node("a", "1"), node("b", "1"), node("c", "2")];

@@ -1349,7 +1349,7 @@ impl super::ops::Ops {
                         .spec
                         .services
                         .get(&req.task)
-                        .map_or(10, crate::model::StopGrace::grace_seconds);
+                        .map_or(10, |s| crate::model::StopGrace::grace_seconds(&**s));
                     core.runtime.stop(&i.id, grace).await?;
                 }
                 Ok(serde_json::json!({ "stopped": name }))
@@ -1420,7 +1420,7 @@ impl Core {
                     .spec
                     .services
                     .get(&a.task)
-                    .map_or(10, crate::model::StopGrace::grace_seconds);
+                    .map_or(10, |s| crate::model::StopGrace::grace_seconds(&**s));
                 if let Err(e) = self.runtime.stop(&i.id, grace).await {
                     tracing::warn!(container = %a.container, error = %e, "cannot stop a cancelled run's container");
                 }

@@ -1137,6 +1137,7 @@ fn file_mounts(app: &crate::store::StoredApp) -> impl Iterator<Item = &crate::mo
     app.spec
         .services
         .values()
+        .map(|s| &**s)
         .chain(app.versions.values().flatten().map(|l| &l.version.spec))
         .flat_map(|s| s.secrets.iter().chain(s.configs.iter()))
 }
@@ -1319,7 +1320,8 @@ impl Ops {
         self.warn_https_without_certificate(&mut app);
         let diff = ServiceDiff::of(&app, previous.as_ref());
         let releases = self.choose_releases(&app, &diff.changed, req.blue_green, traffic_none)?;
-        self.ensure_images(app.services.values(), req.pull).await?;
+        self.ensure_images(app.services.values().map(|s| &**s), req.pull)
+            .await?;
         self.check_host_ports(&app, &diff.changed).await?;
 
         // Volumes: made, and mounted for the services that use them (a mount that fails
@@ -1920,7 +1922,7 @@ impl Ops {
             .store
             .get_app(name)?
             .ok_or_else(|| unknown_app(name))?;
-        self.ensure_images(app.spec.services.values(), req.pull)
+        self.ensure_images(app.spec.services.values().map(|s| &**s), req.pull)
             .await?;
         self.core.store.bump_redeploy(name)?;
         self.core.event(

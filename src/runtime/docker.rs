@@ -1273,7 +1273,7 @@ mod tests {
     fn body_of(yaml: &str) -> ContainerCreateBody {
         let spec =
             crate::spec::parse(yaml, "shop", &crate::spec::Inputs::default()).expect("template");
-        let svc = spec.services["web"].clone();
+        let svc = (*spec.services["web"]).clone();
         let req = CreateRequest {
             node: "n1".into(),
             app: "shop".into(),

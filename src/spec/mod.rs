@@ -354,7 +354,10 @@ pub fn parse(text: &str, app: &str, inputs: &Inputs) -> Result<AppSpec, SpecErro
     let spec = AppSpec {
         name: app.to_string(),
         labels: app_labels,
-        services,
+        services: services
+            .into_iter()
+            .map(|(k, v)| (k, Box::new(v)))
+            .collect(),
         volumes,
         warnings,
         file_values,

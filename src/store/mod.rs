@@ -577,7 +577,7 @@ impl Store {
                         app: spec.name.clone(),
                         service: svc.clone(),
                         number,
-                        spec: s.clone(),
+                        spec: (**s).clone(),
                         message: message.to_string(),
                         state: VersionState::Creating,
                         reason: String::new(),
@@ -1210,7 +1210,7 @@ mod tests {
             (v.number, v.weight, v.state),
             (1, 100, VersionState::Normal)
         );
-        assert_eq!(v.spec, spec("old").services["web"]);
+        assert_eq!(v.spec, *spec("old").services["web"]);
         let web = [("web".to_string(), Release::Promote)];
         assert_eq!(s.put_app(&spec("old"), "t", &web, "").expect("put")[0].1, 2);
     }
