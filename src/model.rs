@@ -13,7 +13,7 @@ pub struct AppSpec {
     /// App-level labels (top-level `labels:`), prefix normalised to `berth.`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
-    pub services: BTreeMap<String, Box<ServiceSpec>>,
+    pub services: BTreeMap<String, std::sync::Arc<ServiceSpec>>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub volumes: BTreeMap<String, VolumeSpec>,
     /// Things berth kept but did not understand (unknown labels); shown to the user.
@@ -883,7 +883,7 @@ pub struct Version {
     pub app: String,
     pub service: String,
     pub number: u32,
-    pub spec: ServiceSpec,
+    pub spec: std::sync::Arc<ServiceSpec>,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,
     pub state: VersionState,

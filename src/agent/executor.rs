@@ -441,7 +441,7 @@ pub fn create_request(
         version,
         network: Some(network_name(node, &app.spec.name)),
         aliases,
-        spec: live.version.spec.clone(),
+        spec: (*live.version.spec).clone(),
         volumes,
         owner: app.owner.clone(),
         job: None,

@@ -541,7 +541,7 @@ mod tests {
             app: name.into(),
             service: "web".into(),
             number: 1,
-            spec: spec.clone(),
+            spec: std::sync::Arc::new(spec.clone()),
             message: String::new(),
             state: VersionState::Normal,
             reason: String::new(),
@@ -555,7 +555,7 @@ mod tests {
             "services": {},
         }))
         .map(|mut a: AppSpec| {
-            a.services.insert("web".into(), Box::new(spec));
+            a.services.insert("web".into(), std::sync::Arc::new(spec));
             a
         })
         .expect("spec");
@@ -680,15 +680,14 @@ mod tests {
         db.version.service = "db".into();
         let mut cache = web[0].clone();
         cache.version.service = "cache".into();
-        cache.version.spec.replicas = 3;
-        cache.version.spec.placement = vec!["affinity:service!=db".into()];
+        let c = std::sync::Arc::make_mut(&mut cache.version.spec);
+        c.replicas = 3;
+        c.placement = vec!["affinity:service!=db".into()];
         a.spec.services.remove("web");
+        a.spec.services.insert("db".into(), db.version.spec.clone());
         a.spec
             .services
-            .insert("db".into(), Box::new(db.version.spec.clone()));
-        a.spec
-            .services
-            .insert("cache".into(), Box::new(cache.version.spec.clone()));
+            .insert("cache".into(), cache.version.spec.clone());
         a.versions.insert("db".into(), vec![db]);
         a.versions.insert("cache".into(), vec![cache]);
         let nodes = vec![node("a", "1"), node("b", "1"), node("c", "2")];

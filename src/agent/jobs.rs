@@ -1085,7 +1085,7 @@ impl super::ops::Ops {
     pub fn jobs(&self) -> Result<Vec<crate::wire::JobView>, super::CoreError> {
         let core = &self.core;
         let mut out = Vec::new();
-        for a in core.store.list_apps()?.iter().filter(|a| is_job(a)) {
+        for a in core.store.apps_shared()?.iter().filter(|a| is_job(a)) {
             let name = &a.spec.name;
             let (suspended, last_due) = core.store.job_schedule(name)?;
             let runs = core.store.runs(name, QUEUE + 2)?;

@@ -562,7 +562,9 @@ impl Core {
             .passes
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel)
             + 1;
-        let own = self.store.list_apps()?;
+        // The store's shared snapshot: an idle pass copies none of what may be a thousand
+        // apps (only a cluster's apps of other members are added, to a copy).
+        let own = self.store.apps_shared()?;
         self.forget_dead_versions(&own);
         let fleet = self.fleet();
         let own_count = own.len();
@@ -590,9 +592,14 @@ impl Core {
         // own apps' versions; the others' owners decide theirs).
         let cluster = fleet.as_deref().zip(placement.as_ref());
         let apps = if self.update_versions(&apps[..own_count], &observed.instances, cluster) {
-            let mut fresh = self.store.list_apps()?;
-            fresh.extend(apps.into_iter().skip(own_count));
-            fresh
+            let fresh = self.store.apps_shared()?;
+            if apps.len() == own_count {
+                fresh
+            } else {
+                let mut fresh = fresh.as_ref().clone();
+                fresh.extend(apps.iter().skip(own_count).cloned());
+                Arc::new(fresh)
+            }
         } else {
             apps
         };
@@ -611,8 +618,11 @@ impl Core {
         self.update_names(&apps, &observed.instances).await;
         let (mut attempted, mut in_background) = (0, 0usize);
         if !plan.actions.is_empty() {
-            let by_name: BTreeMap<String, StoredApp> =
-                apps.into_iter().map(|a| (a.spec.name.clone(), a)).collect();
+            let by_name: BTreeMap<String, StoredApp> = Arc::try_unwrap(apps)
+                .unwrap_or_else(|shared| shared.as_ref().clone())
+                .into_iter()
+                .map(|a| (a.spec.name.clone(), a))
+                .collect();
             (attempted, in_background) = self.execute(&plan, &by_name).await;
         }
         self.metrics.set_reconcile_time(started.elapsed());
@@ -653,9 +663,9 @@ impl Core {
     /// this pass runs (this node's first) and the slots placed here.
     fn with_fleet(
         &self,
-        mut apps: Vec<StoredApp>,
+        apps: Arc<Vec<StoredApp>>,
         fleet: Option<&fleet::Fleet>,
-    ) -> Result<(Vec<StoredApp>, Option<fleet::Placement>), StoreError> {
+    ) -> Result<(Arc<Vec<StoredApp>>, Option<fleet::Placement>), StoreError> {
         let Some(f) = fleet else {
             let stored = self.store.assignments()?;
             if stored.is_empty() {
@@ -668,7 +678,7 @@ impl Core {
         let start = fleet::adopt(&self.node_id, &apps, &current, &f.local_slots);
         let (mut placed, errors) = fleet::place(&apps, &start, &f.nodes, &f.held);
         fleet::settle_moves(&mut placed, &f.ready_slots);
-        for a in &apps {
+        for a in apps.iter() {
             let name = &a.spec.name;
             let of = |l: &[crate::model::Assignment]| -> Vec<crate::model::Assignment> {
                 l.iter().filter(|x| &x.app == name).cloned().collect()
@@ -717,6 +727,7 @@ impl Core {
         let mut claims = fleet::claims(&apps, f);
         *self.claims.lock().unwrap_or_else(|p| p.into_inner()) = claims.clone();
         let mine: BTreeSet<String> = apps.iter().map(|a| a.spec.name.clone()).collect();
+        let mut others = Vec::new();
         for r in &f.remote {
             if mine.contains(&r.app.spec.name) {
                 continue;
@@ -730,9 +741,16 @@ impl Core {
                         c.clone(),
                     );
                 }
-                apps.push(r.app.clone());
+                others.push(r.app.clone());
             }
         }
+        let apps = if others.is_empty() {
+            apps
+        } else {
+            let mut all = apps.as_ref().clone();
+            all.extend(others);
+            Arc::new(all)
+        };
         Ok((
             apps,
             Some(fleet::Placement {

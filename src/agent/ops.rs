@@ -332,7 +332,7 @@ impl Ops {
         }
         // This host's apps whole (the template too: a member that takes one over from this
         // host, lost, keeps all of it), with where their instances run.
-        let own = self.core.store.list_apps()?;
+        let own = self.core.store.apps_shared()?;
         let assignments = self.core.store.assignments()?;
         let claims = self
             .core
@@ -388,7 +388,7 @@ impl Ops {
     /// of the members: two sides of a partition never both take it.
     async fn settle_ownership(&self, listed: usize) -> Result<(), CoreError> {
         use crate::cluster::state::Kind;
-        let own = self.core.store.list_apps()?;
+        let own = self.core.store.apps_shared()?;
         // The copy of each app at the highest epoch, of the other members'.
         let mut best: BTreeMap<String, (u64, crate::cluster::hub::Remote, bool)> = BTreeMap::new();
         for (r, removed) in self.cluster.remote_with_removed(Kind::Spec) {
@@ -400,7 +400,7 @@ impl Ops {
                 best.insert(name, (epoch, r, removed));
             }
         }
-        for a in &own {
+        for a in own.iter() {
             let Some((epoch, r, _)) = best.get(&a.spec.name) else {
                 continue;
             };
@@ -531,13 +531,14 @@ impl Ops {
             }
         };
         for s in app.spec.services.values_mut() {
+            let s = std::sync::Arc::make_mut(s);
             s.secrets
                 .iter_mut()
                 .chain(s.configs.iter_mut())
                 .for_each(&mut fix);
         }
         for l in app.versions.values_mut().flatten() {
-            let s = &mut l.version.spec;
+            let s = std::sync::Arc::make_mut(&mut l.version.spec);
             s.secrets
                 .iter_mut()
                 .chain(s.configs.iter_mut())
@@ -717,7 +718,7 @@ impl Ops {
             return Ok(());
         }
         let listed = self.core.instances().await?;
-        let own = self.core.store.list_apps()?;
+        let own = self.core.store.apps_shared()?;
         let fleet = self.fleet_over(&listed, &own).await?;
         self.core.set_fleet(Some(fleet));
         Ok(())
@@ -1113,6 +1114,7 @@ fn place_file_values(
     let dir = files_dir.join(&app.name);
     let mut out = Vec::new();
     for svc in app.services.values_mut() {
+        let svc = std::sync::Arc::make_mut(svc);
         let refs = svc
             .secrets
             .iter_mut()
@@ -1138,7 +1140,7 @@ fn file_mounts(app: &crate::store::StoredApp) -> impl Iterator<Item = &crate::mo
         .services
         .values()
         .map(|s| &**s)
-        .chain(app.versions.values().flatten().map(|l| &l.version.spec))
+        .chain(app.versions.values().flatten().map(|l| &*l.version.spec))
         .flat_map(|s| s.secrets.iter().chain(s.configs.iter()))
 }
 
@@ -1542,7 +1544,7 @@ impl Ops {
     /// member that is not alive marks its rows stale).
     pub async fn apps(&self) -> Result<Vec<AppStatus>, CoreError> {
         let mut list = self.local_apps().await?;
-        let holders = self.holders(&self.core.store.list_apps()?);
+        let holders = self.holders(&self.core.store.apps_shared()?);
         for r in self.cluster.remote(crate::cluster::state::Kind::App) {
             let superseded = r.body["name"]
                 .as_str()
@@ -1567,7 +1569,7 @@ impl Ops {
 
     /// This host's apps as `instances` (this node's, listed once by the caller) show them.
     fn apps_over(&self, instances: &[Instance]) -> Result<Vec<AppStatus>, CoreError> {
-        let apps = self.core.store.list_apps()?;
+        let apps = self.core.store.apps_shared()?;
         let elsewhere = self.elsewhere()?;
         Ok(apps
             .iter()
@@ -2316,9 +2318,9 @@ impl Ops {
     pub async fn prune_images(&self) -> Result<PruneReport, CoreError> {
         let _serial = self.core.deploys.lock().await;
         let mut referenced = BTreeSet::new();
-        for app in self.core.store.list_apps()? {
+        for app in self.core.store.apps_shared()?.iter() {
             referenced.extend(
-                self.app_images(&app)?
+                self.app_images(app)?
                     .iter()
                     .map(|i| crate::plan::normalize_image_ref(i)),
             );

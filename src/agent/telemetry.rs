@@ -76,7 +76,7 @@ pub fn configured_sinks(s: &super::Settings) -> Vec<Sink> {
 /// sinks there are.
 pub fn sync_sinks(core: &Arc<Core>) -> usize {
     let sinks = configured_sinks(&core.settings());
-    let apps = core.store.list_apps().unwrap_or_default();
+    let apps = core.store.apps_shared().unwrap_or_default();
     let mut keys: Vec<String> = sinks.iter().map(Sink::key).collect();
     keys.extend(addon_sinks(&apps).iter().map(|(_, _, s)| s.key()));
     core.metrics

@@ -342,7 +342,7 @@ impl Core {
                     list.join(", ")
                 )));
             }
-            let apps = referenced(&self.store.list_apps()?);
+            let apps = referenced(&self.store.apps_shared()?);
             if let Some(a) = apps.get(name) {
                 let a: Vec<&str> = a.iter().map(String::as_str).collect();
                 return Err(CoreError::Conflict(format!(
@@ -591,7 +591,7 @@ impl Core {
     /// Volumes no app names and no container uses (`berth system prune`).
     pub(super) async fn prune_volumes(&self) -> Result<Vec<String>, CoreError> {
         let uses = self.runtime.mount_uses().await?;
-        let refs = referenced(&self.store.list_apps()?);
+        let refs = referenced(&self.store.apps_shared()?);
         let mut removed = Vec::new();
         for row in self.store.volumes()? {
             if refs.contains_key(&row.name) {
@@ -630,7 +630,7 @@ impl Core {
         let Ok(uses) = self.runtime.mount_uses().await else {
             return;
         };
-        let apps = self.store.list_apps().unwrap_or_default();
+        let apps = self.store.apps_shared().unwrap_or_default();
         let want = wanted(&apps);
         for row in host_rows {
             let Ok(driver) = Driver::parse(&row.driver) else {
@@ -760,7 +760,7 @@ impl Ops {
 
     pub async fn volume_list(&self) -> Result<Vec<VolumeView>, CoreError> {
         let uses = self.core.runtime.mount_uses().await?;
-        let apps = self.core.store.list_apps()?;
+        let apps = self.core.store.apps_shared()?;
         let refs = referenced(&apps);
         let mut out = Vec::new();
         for row in self.core.store.volumes()? {
@@ -788,7 +788,7 @@ impl Ops {
     pub async fn volume_inspect(&self, name: &str) -> Result<VolumeView, CoreError> {
         let row = self.core.stored_volume(name)?.0;
         let uses = self.core.runtime.mount_uses().await?;
-        let refs = referenced(&self.core.store.list_apps()?);
+        let refs = referenced(&self.core.store.apps_shared()?);
         Ok(self.view(&row, &uses, &refs).await)
     }
 

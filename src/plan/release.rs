@@ -757,7 +757,7 @@ mod tests {
             app: "shop".into(),
             service: "web".into(),
             number,
-            spec: ServiceSpec::default(),
+            spec: Default::default(),
             message: String::new(),
             state,
             reason: String::new(),

@@ -356,7 +356,7 @@ pub fn parse(text: &str, app: &str, inputs: &Inputs) -> Result<AppSpec, SpecErro
         labels: app_labels,
         services: services
             .into_iter()
-            .map(|(k, v)| (k, Box::new(v)))
+            .map(|(k, v)| (k, std::sync::Arc::new(v)))
             .collect(),
         volumes,
         warnings,

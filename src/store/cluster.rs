@@ -84,7 +84,7 @@ impl Store {
 
     /// Replaces the members known with `rows`.
     pub fn set_cluster_members(&self, rows: &[MemberRow]) -> Result<(), StoreError> {
-        self.write(|c| {
+        self.write_unlisted(|c| {
             let tx = c.transaction().map_err(sql("saving cluster members"))?;
             tx.execute("DELETE FROM cluster_members", [])
                 .map_err(sql("saving cluster members"))?;
@@ -137,7 +137,7 @@ impl Store {
         version: u64,
         records: &str,
     ) -> Result<(), StoreError> {
-        self.write(|c| {
+        self.write_unlisted(|c| {
             c.execute(
                 "INSERT INTO cluster_replicas(node, epoch, version, records) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT(node) DO UPDATE SET epoch = excluded.epoch,

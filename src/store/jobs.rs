@@ -83,7 +83,7 @@ impl Store {
         state: &str,
         reason: &str,
     ) -> Result<u64, StoreError> {
-        self.write_acked(|c| {
+        self.write_acked_unlisted(|c| {
             let tx = c.transaction().map_err(sql("recording a job run"))?;
             tx.execute(
                 "INSERT INTO job_counters(app, last_run) VALUES (?1, 1)
@@ -113,7 +113,7 @@ impl Store {
     /// Saves a run's state, reason, times and task states.
     pub fn set_run(&self, r: &RunRow) -> Result<(), StoreError> {
         let tasks = serde_json::to_string(&r.tasks).unwrap_or_else(|_| "{}".into());
-        self.write_acked(|c| {
+        self.write_acked_unlisted(|c| {
             c.execute(
                 "UPDATE job_runs SET state = ?3, reason = ?4, started_ms = ?5, ended_ms = ?6, tasks = ?7
                  WHERE app = ?1 AND run = ?2",
@@ -193,7 +193,7 @@ impl Store {
         if old.is_empty() {
             return Ok(dropped);
         }
-        self.write(|c| {
+        self.write_unlisted(|c| {
             let tx = c.transaction().map_err(sql("pruning job runs"))?;
             for run in &old {
                 tx.execute(
@@ -214,7 +214,7 @@ impl Store {
 
     /// Records an attempt before its container is made.
     pub fn add_attempt(&self, a: &AttemptRow) -> Result<(), StoreError> {
-        self.write_acked(|c| {
+        self.write_acked_unlisted(|c| {
             c.execute(
                 "INSERT OR IGNORE INTO job_attempts(app, run, task, slot, attempt, container, started_ms, ended_ms, exit_code, removed, node)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
@@ -240,7 +240,7 @@ impl Store {
     /// Saves an attempt's start, end (exit code, time) and whether its container was
     /// removed.
     pub fn set_attempt(&self, a: &AttemptRow) -> Result<(), StoreError> {
-        self.write_acked(|c| {
+        self.write_acked_unlisted(|c| {
             c.execute(
                 "UPDATE job_attempts SET ended_ms = ?6, exit_code = ?7, removed = ?8, started_ms = ?9
                  WHERE app = ?1 AND run = ?2 AND task = ?3 AND slot = ?4 AND attempt = ?5",
@@ -333,7 +333,7 @@ impl Store {
         suspended: bool,
         last_due_ms: i64,
     ) -> Result<(), StoreError> {
-        self.write_acked(|c| {
+        self.write_acked_unlisted(|c| {
             c.execute(
                 "INSERT INTO job_schedules(app, suspended, last_due_ms) VALUES (?1, ?2, ?3)
                  ON CONFLICT(app) DO UPDATE SET suspended = excluded.suspended,

@@ -58,7 +58,7 @@ pub struct LogQuery {
 impl Store {
     /// Stores a batch: lines, checkpoints and export rows in one transaction.
     pub fn append_logs(&self, b: &LogBatch, outbox_max_bytes: i64) -> Result<(), StoreError> {
-        self.write(|c| {
+        self.write_unlisted(|c| {
             let tx = c.transaction().map_err(sql("storing log lines"))?;
             {
                 let mut ins = tx
@@ -133,7 +133,7 @@ impl Store {
     /// Drops checkpoints of containers that no longer exist.
     pub fn forget_log_checkpoints_except(&self, containers: &[String]) -> Result<(), StoreError> {
         let keep = serde_json::to_string(containers).unwrap_or_else(|_| "[]".into());
-        self.write(|c| {
+        self.write_unlisted(|c| {
             c.execute(
                 "DELETE FROM log_checkpoints
                  WHERE container NOT IN (SELECT value FROM json_each(?1))",
@@ -213,7 +213,7 @@ impl Store {
     /// Retention: deletes lines older than `before_ns`, then the oldest until the stored
     /// messages take at most `max_bytes`. Returns how many lines went.
     pub fn prune_logs(&self, before_ns: i64, max_bytes: i64) -> Result<usize, StoreError> {
-        self.write(|c| {
+        self.write_unlisted(|c| {
             let mut n = c
                 .execute(
                     "DELETE FROM log_lines WHERE time_ns < ?1",

@@ -383,7 +383,7 @@ impl Store {
     /// Folds the write-ahead log into the database file (at shutdown, so `state.db` alone
     /// is complete, e.g. for a backup copy taken while the agent is stopped).
     pub fn checkpoint_wal(&self) {
-        let r = self.write(|c| {
+        let r = self.write_unlisted(|c| {
             c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
                 .map_err(sql("checkpointing the WAL"))
         });
@@ -396,14 +396,25 @@ impl Store {
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        // A poisoned lock only means another thread panicked mid-call; the connection itself
-        // is still consistent (SQLite rolled back the open transaction).
-        let mut g = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        let out = f(&mut g);
+        let out = self.write_unlisted(f);
         // After the commit: a read cached before it is not served again.
         self.writes
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         out
+    }
+
+    /// A write to tables the app list never reads (logs, outbox, events, job runs, cluster
+    /// records, seen containers: not `apps`, `versions`, `scale_overrides`): it leaves the
+    /// cached list (`apps_shared`) standing, so the agent's own frequent writes do not make
+    /// every reader of a thousand apps parse them all again. Any other write uses `write`.
+    fn write_unlisted<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        // A poisoned lock only means another thread panicked mid-call; the connection itself
+        // is still consistent (SQLite rolled back the open transaction).
+        let mut g = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut g)
     }
 
     /// A write that acknowledges a user's command (deploy, scale, stop, rm, traffic, alarm,
@@ -415,7 +426,18 @@ impl Store {
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        self.write(|c| {
+        let out = self.write_acked_unlisted(f);
+        self.writes
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        out
+    }
+
+    /// [`Store::write_acked`] to tables the app list never reads (see `write_unlisted`).
+    fn write_acked_unlisted<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.write_unlisted(|c| {
             c.execute_batch(self.ack_sync.pragma())
                 .map_err(sql("asking for a durable commit"))?;
             let out = f(c);
@@ -494,7 +516,7 @@ impl Store {
         &self,
         done: &std::collections::BTreeMap<String, i64>,
     ) -> Result<(), StoreError> {
-        self.write(|c| {
+        self.write_unlisted(|c| {
             let tx = c.transaction().map_err(sql("saving done containers"))?;
             tx.execute("DELETE FROM seen_done", [])
                 .map_err(sql("saving done containers"))?;
@@ -511,7 +533,7 @@ impl Store {
 
     /// The node id, generated on first use and kept for the life of the data dir.
     pub fn node_id(&self) -> Result<String, StoreError> {
-        self.write(|c| {
+        self.write_unlisted(|c| {
             let existing: Option<String> = c
                 .query_row("SELECT value FROM meta WHERE key='node_id'", [], |r| {
                     r.get(0)
@@ -577,7 +599,7 @@ impl Store {
                         app: spec.name.clone(),
                         service: svc.clone(),
                         number,
-                        spec: (**s).clone(),
+                        spec: s.clone(),
                         message: message.to_string(),
                         state: VersionState::Creating,
                         reason: String::new(),
@@ -858,7 +880,7 @@ impl Store {
         service: &str,
         message: &str,
     ) -> Result<i64, StoreError> {
-        self.write(|c| {
+        self.write_unlisted(|c| {
             c.execute(
                 "INSERT INTO events(time_ms, kind, app, service, message) VALUES(?1, ?2, ?3, ?4, ?5)",
                 params![now_ms(), kind, app, service, message],
@@ -1020,7 +1042,7 @@ fn read_versions(
             app: app.to_string(),
             service,
             number,
-            spec,
+            spec: std::sync::Arc::new(spec),
             message,
             state: VersionState::parse(&state),
             reason,
@@ -1076,9 +1098,14 @@ fn load_live(
 ) -> Result<std::collections::BTreeMap<String, Vec<LiveVersion>>, StoreError> {
     let mut out: std::collections::BTreeMap<String, Vec<LiveVersion>> =
         std::collections::BTreeMap::new();
-    for v in read_versions(c, &spec.name, "", true)? {
-        if !spec.services.contains_key(&v.service) {
+    for mut v in read_versions(c, &spec.name, "", true)? {
+        let Some(current) = spec.services.get(&v.service) else {
             continue;
+        };
+        // The version that is the app's current spec (most often the only one) shares it:
+        // one copy in memory, not two, for each of what may be a thousand apps.
+        if v.spec == *current {
+            v.spec = current.clone();
         }
         let hash = StoredApp::hash_of(&v.spec, redeploy_gen);
         out.entry(v.service.clone())
@@ -1176,6 +1203,33 @@ mod tests {
         st.put_app(&spec("d"), "", &[], "").expect("deploy");
     }
 
+    /// The cached app list is served again across writes to tables it never reads (events,
+    /// logs, outbox, job runs) and read anew after any write to one it does.
+    #[test]
+    fn the_app_list_cache_outlives_unrelated_writes_only() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let s = Store::open(&dir.path().join("state.db")).expect("open");
+        s.put_app(&spec("shop"), "t", &[("web".into(), Release::Promote)], "")
+            .expect("put");
+        let first = s.apps_shared().expect("list");
+        s.add_event("deploy", "shop", "", "hello").expect("event");
+        s.checkpoint_wal();
+        let again = s.apps_shared().expect("list");
+        assert!(
+            std::sync::Arc::ptr_eq(&first, &again),
+            "an event kept the list"
+        );
+        s.set_scale("shop", &[("web".into(), 3)]).expect("scale");
+        let after = s.apps_shared().expect("list");
+        assert!(
+            !std::sync::Arc::ptr_eq(&first, &after),
+            "a scale reads it again"
+        );
+        assert_eq!(after[0].replicas("web"), 3);
+        s.set_stopped("shop", true).expect("stop");
+        assert!(s.apps_shared().expect("list")[0].stopped);
+    }
+
     fn spec(name: &str) -> AppSpec {
         crate::spec::parse(
             "services:\n  web:\n    image: a\n",
@@ -1210,7 +1264,7 @@ mod tests {
             (v.number, v.weight, v.state),
             (1, 100, VersionState::Normal)
         );
-        assert_eq!(v.spec, *spec("old").services["web"]);
+        assert_eq!(v.spec, spec("old").services["web"]);
         let web = [("web".to_string(), Release::Promote)];
         assert_eq!(s.put_app(&spec("old"), "t", &web, "").expect("put")[0].1, 2);
     }

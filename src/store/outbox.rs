@@ -104,7 +104,7 @@ impl Store {
         if batches.is_empty() {
             return Ok(());
         }
-        self.write(|c| {
+        self.write_unlisted(|c| {
             let tx = c.transaction().map_err(sql("queueing lines"))?;
             push_tx(
                 &tx,
@@ -154,7 +154,7 @@ impl Store {
         ids: &[i64],
         dropped: Option<&str>,
     ) -> Result<(), StoreError> {
-        self.write(|c| {
+        self.write_unlisted(|c| {
             let tx = c.transaction().map_err(sql("clearing the outbox"))?;
             let mut lines = 0;
             for id in ids {
@@ -209,7 +209,7 @@ impl Store {
     /// bound for ever); returns the rows removed.
     pub fn outbox_forget_except(&self, sinks: &[String]) -> Result<usize, StoreError> {
         let keep = serde_json::to_string(sinks).unwrap_or_else(|_| "[]".into());
-        self.write(|c| {
+        self.write_unlisted(|c| {
             c.execute(
                 "DELETE FROM outbox WHERE sink NOT IN (SELECT value FROM json_each(?1))",
                 params![keep],
