@@ -6,7 +6,7 @@ start_bench_agent() { # NAME [more agent flags...]
     local name=$1; shift
     ensure_engine; ensure_images
     cargo build --release --quiet
-    BERTH=$PWD/target/release/berth
+    BERTH=${CARGO_TARGET_DIR:-$PWD/target}/release/berth
     WORK=$(mktemp -d)
     local port
     port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
