@@ -29,6 +29,7 @@ fn desired(apps: usize) -> Vec<DesiredApp> {
                     depends_on: vec![],
                     restart: RestartPolicy::UnlessStopped,
                     bridge: true,
+                    stopped: None,
                 },
                 DesiredService {
                     name: "web".into(),
@@ -44,6 +45,7 @@ fn desired(apps: usize) -> Vec<DesiredApp> {
                     depends_on: vec!["db".into()],
                     restart: RestartPolicy::UnlessStopped,
                     bridge: true,
+                    stopped: None,
                 },
             ],
         })

@@ -234,6 +234,24 @@ pub struct ScaleRequest {
     pub services: BTreeMap<String, u32>,
 }
 
+/// What `berth restart` did: the containers restarted, and those that could not be (with
+/// why).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RestartResponse {
+    pub app: String,
+    pub restarted: Vec<String>,
+    #[serde(default)]
+    pub failed: Vec<String>,
+}
+
+/// `POST /v1/apps/APP/here/restart`: the app's owner asks the member running `container`
+/// to restart it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestartHereRequest {
+    pub container: String,
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedeployRequest {

@@ -356,11 +356,23 @@ impl Core {
     /// a fresh mount), under the same backoff and error reporting as the plan's actions.
     /// False when it was skipped (in backoff) or failed.
     pub(super) async fn restart_container(&self, id: &str, name: &str, why: &str) -> bool {
+        self.restart_with_grace(id, name, why, 10).await
+    }
+
+    /// [`Self::restart_container`] with the service's stop grace (`berth restart`); requests
+    /// the stopping container refuses are retried on the service's other instances.
+    pub(super) async fn restart_with_grace(
+        &self,
+        id: &str,
+        name: &str,
+        why: &str,
+        grace: u32,
+    ) -> bool {
         if self.backoff.active(name) {
             return false;
         }
         let restarted = async {
-            self.runtime.stop(id, 10).await?;
+            self.runtime.stop(id, grace).await?;
             self.note_our_start(id);
             self.runtime.start(id).await
         }

@@ -565,6 +565,7 @@ mod tests {
             stopped: false,
             redeploy_gen: 0,
             scale: Default::default(),
+            stopped_services: Default::default(),
             versions: [(
                 "web".to_string(),
                 vec![LiveVersion {

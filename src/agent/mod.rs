@@ -301,6 +301,7 @@ fn desired_state(apps: &[StoredApp], placement: Option<&fleet::Placement>) -> Ve
                         depends_on: s.depends_on.clone(),
                         restart: s.restart,
                         bridge: s.network_mode == NetworkMode::Bridge,
+                        stopped: a.stopped_services.get(&name).cloned(),
                         name,
                     })
                 })

@@ -1917,6 +1917,260 @@ impl Ops {
         self.app_status(name).await
     }
 
+    /// The app, service and slot a per-service action names, checked: the service is in the
+    /// app, the slot among its slots, and the app is not a job (its tasks run per run).
+    fn service_target(
+        &self,
+        name: &str,
+        service: &str,
+        slot: Option<u32>,
+        verb: &str,
+    ) -> Result<crate::store::StoredApp, CoreError> {
+        let app = self
+            .core
+            .store
+            .get_app(name)?
+            .ok_or_else(|| unknown_app(name))?;
+        if super::jobs::is_job(&app) {
+            return Err(CoreError::BadRequest(format!(
+                "{name} is a job: its tasks run per run, so `berth {verb}` acts on the whole job only (`berth job cancel {name}` stops a run)"
+            )));
+        }
+        if !app.spec.services.contains_key(service) {
+            let names: Vec<&str> = app.spec.services.keys().map(String::as_str).collect();
+            return Err(CoreError::NotFound(format!(
+                "app {name:?} has no service {service:?}: its services are {}",
+                names.join(", ")
+            )));
+        }
+        if let Some(n) = slot {
+            let slots = app
+                .live(service)
+                .iter()
+                .map(|l| l.version.instances(app.replicas(service)))
+                .max()
+                .unwrap_or(0);
+            if n == 0 || n > slots {
+                return Err(CoreError::NotFound(format!(
+                    "{name}/{service} has {slots} slot(s) (1..{slots}): there is no slot {n}; `berth ps {name}` lists them"
+                )));
+            }
+        }
+        Ok(app)
+    }
+
+    /// `berth stop|start APP/SERVICE[/SLOT]`: the service (or one slot of it) stops, its
+    /// containers kept, and starts again; the rest of the app runs on. A deploy or redeploy
+    /// starts everything again.
+    pub async fn set_service_stopped(
+        &self,
+        name: &str,
+        service: &str,
+        slot: Option<u32>,
+        stopped: bool,
+    ) -> Result<AppStatus, CoreError> {
+        let verb = if stopped { "stop" } else { "start" };
+        let app = self.service_target(name, service, slot, verb)?;
+        let whole = app
+            .stopped_services
+            .get(service)
+            .is_some_and(|s| s.is_empty());
+        if !stopped && slot.is_some() && whole {
+            return Err(CoreError::Conflict(format!(
+                "{name}/{service} is stopped as a whole: `berth start {name}/{service}` starts every slot"
+            )));
+        }
+        if app.stopped && !stopped {
+            return Err(CoreError::Conflict(format!(
+                "app {name} is stopped: `berth start {name}` starts it"
+            )));
+        }
+        let target = match slot {
+            Some(n) => format!("{name}/{service}/{n}"),
+            None => format!("{name}/{service}"),
+        };
+        if !self
+            .core
+            .store
+            .set_service_stopped(name, service, slot.unwrap_or(0), stopped)?
+        {
+            return Err(unknown_app(name));
+        }
+        self.core.event(
+            if stopped {
+                crate::model::EventKind::Stop
+            } else {
+                crate::model::EventKind::Start
+            },
+            name,
+            service,
+            &format!("{} {target}", if stopped { "stopping" } else { "starting" }),
+        );
+        self.core
+            .reconcile_until_settled(Duration::from_secs(120))
+            .await?;
+        self.app_status(name).await
+    }
+
+    /// `berth restart APP[/SERVICE[/SLOT]]`: each container stops (with its service's grace)
+    /// and starts again, the same container; on a cluster, the members that run them do it.
+    /// A service or slot stopped by `berth stop` is started again.
+    pub async fn restart(
+        &self,
+        name: &str,
+        service: Option<&str>,
+        slot: Option<u32>,
+    ) -> Result<crate::wire::RestartResponse, CoreError> {
+        let app = match service {
+            Some(s) => self.service_target(name, s, slot, "restart")?,
+            None => self
+                .core
+                .store
+                .get_app(name)?
+                .ok_or_else(|| unknown_app(name))?,
+        };
+        if app.stopped {
+            return Err(CoreError::Conflict(format!(
+                "app {name} is stopped: `berth start {name}` starts it"
+            )));
+        }
+        if super::jobs::is_job(&app) {
+            return Err(CoreError::BadRequest(format!(
+                "{name} is a job: `berth job run {name}` runs it again"
+            )));
+        }
+        // What `berth stop` stopped comes back (slot 0: the whole service).
+        let stopped: Vec<(String, u32)> = match (service, slot) {
+            (Some(s), Some(n)) => {
+                if app.stopped_services.get(s).is_some_and(|x| x.is_empty()) {
+                    return Err(CoreError::Conflict(format!(
+                        "{name}/{s} is stopped as a whole: `berth start {name}/{s}` starts every slot"
+                    )));
+                }
+                app.stopped_services
+                    .get(s)
+                    .filter(|x| x.contains(&n))
+                    .map(|_| vec![(s.to_string(), n)])
+                    .unwrap_or_default()
+            }
+            (Some(s), None) if app.stopped_services.contains_key(s) => vec![(s.to_string(), 0)],
+            (Some(_), None) => Vec::new(),
+            (None, _) => app
+                .stopped_services
+                .keys()
+                .map(|s| (s.clone(), 0))
+                .collect(),
+        };
+        for (s, n) in &stopped {
+            self.core.store.set_service_stopped(name, s, *n, false)?;
+        }
+        let targets: Vec<InstanceView> = self
+            .ps(Some(name))
+            .await?
+            .into_iter()
+            .filter(|i| service.is_none_or(|s| s == i.service))
+            .filter(|i| slot.is_none_or(|n| n == i.slot))
+            .filter(|i| i.state == "running")
+            .collect();
+        let what = match (service, slot) {
+            (Some(s), Some(n)) => format!("{name}/{s}/{n}"),
+            (Some(s), None) => format!("{name}/{s}"),
+            _ => name.to_string(),
+        };
+        self.core.event(
+            crate::model::EventKind::Restart,
+            name,
+            service.unwrap_or(""),
+            &format!("restarting {what}: {} container(s)", targets.len()),
+        );
+        let mut restarted = Vec::new();
+        let mut failed = Vec::new();
+        for i in &targets {
+            let r = if i.node == self.core.node_name {
+                self.restart_here(name, &i.name)
+                    .await
+                    .map_err(|e| e.to_string())
+            } else {
+                self.ask_restart(&i.node, name, &i.name).await
+            };
+            match r {
+                Ok(()) => restarted.push(i.name.clone()),
+                Err(e) => failed.push(format!("{}: {e}", i.name)),
+            }
+        }
+        if !stopped.is_empty() {
+            self.core
+                .reconcile_until_settled(Duration::from_secs(120))
+                .await?;
+        }
+        Ok(crate::wire::RestartResponse {
+            app: name.to_string(),
+            restarted,
+            failed,
+        })
+    }
+
+    /// Restarts one of this host's containers of `app` by name (a member asked by the app's
+    /// owner, or the owner itself).
+    pub async fn restart_here(&self, app: &str, container: &str) -> Result<(), CoreError> {
+        let i = self
+            .core
+            .instances()
+            .await?
+            .into_iter()
+            .find(|i| i.app == app && i.name == container)
+            .ok_or_else(|| {
+                CoreError::NotFound(format!(
+                    "no container {container} of {app} on this host: `berth ps {app}` lists them"
+                ))
+            })?;
+        let grace = self
+            .core
+            .store
+            .get_app(app)?
+            .or_else(|| {
+                self.core.fleet().and_then(|f| {
+                    f.remote
+                        .iter()
+                        .find(|r| r.app.spec.name == app)
+                        .map(|r| r.app.clone())
+                })
+            })
+            .and_then(|a| {
+                use crate::model::StopGrace;
+                a.spec.services.get(&i.service).map(|s| s.grace_seconds())
+            })
+            .unwrap_or(10);
+        if self
+            .core
+            .restart_with_grace(&i.id, &i.name, "(berth restart)", grace)
+            .await
+        {
+            Ok(())
+        } else {
+            Err(CoreError::Conflict(format!(
+                "{container} could not be restarted now (it is in restart backoff, or the engine refused: `berth events {app}` says which)"
+            )))
+        }
+    }
+
+    async fn ask_restart(&self, node: &str, app: &str, container: &str) -> Result<(), String> {
+        let body = serde_json::to_vec(&crate::wire::RestartHereRequest {
+            container: container.to_string(),
+        })
+        .map_err(|e| e.to_string())?;
+        let reply = self
+            .cluster
+            .forward(node, "POST", &format!("/v1/apps/{app}/here/restart"), &body)
+            .await
+            .map_err(|e| e.to_string())?;
+        if (200..300).contains(&reply.status) {
+            Ok(())
+        } else {
+            Err(format!("{node}: {}", reply.body.trim()))
+        }
+    }
+
     pub async fn redeploy(&self, name: &str, req: RedeployRequest) -> Result<AppStatus, CoreError> {
         let _serial = self.core.deploys.lock().await;
         let app = self
@@ -1934,6 +2188,60 @@ impl Ops {
             &format!("redeploying {name}: recreating every container"),
         );
         self.core.wake(super::Wake::Command);
+        self.app_status(name).await
+    }
+
+    /// `berth rm APP/SERVICE`: drops one service from a deployed app, as deploying the
+    /// template without it would; the other services run on untouched. Refused while another
+    /// service depends on it or links to it, and for the app's last service (`berth rm APP`).
+    pub async fn remove_service(&self, name: &str, service: &str) -> Result<AppStatus, CoreError> {
+        let _serial = self.core.deploys.lock().await;
+        let app = self.service_target(name, service, None, "rm")?;
+        if app.spec.services.len() == 1 {
+            return Err(CoreError::Conflict(format!(
+                "{service} is the only service of {name}: `berth rm {name}` removes the app"
+            )));
+        }
+        let users: Vec<String> = app
+            .spec
+            .services
+            .iter()
+            .filter(|(n, _)| n.as_str() != service)
+            .filter(|(_, s)| {
+                s.depends_on.iter().any(|d| d == service)
+                    || s.links.iter().any(|l| l.target == service)
+            })
+            .map(|(n, _)| n.clone())
+            .collect();
+        if !users.is_empty() {
+            return Err(CoreError::Conflict(format!(
+                "{} of {name} depend on or link to {service}: remove them first, or deploy a template without them all",
+                users.join(", ")
+            )));
+        }
+        let mut spec = app.spec.clone();
+        spec.services.remove(service);
+        let template = spec::strip_service(&app.template, service).unwrap_or_else(|| {
+            format!(
+                "# `berth rm {name}/{service}` removed service {service}; this template still names it\n{}",
+                app.template
+            )
+        });
+        let _guard = self.core.ops.lock().await;
+        if !self.core.store.remove_service(&spec, &template, service)? {
+            return Err(unknown_app(name));
+        }
+        drop(_guard);
+        self.core.event(
+            crate::model::EventKind::Rm,
+            name,
+            service,
+            &format!("removing {name}/{service}"),
+        );
+        // The service is gone from the desired state: a pass removes its containers.
+        self.core
+            .reconcile_until_settled(Duration::from_secs(60))
+            .await?;
         self.app_status(name).await
     }
 

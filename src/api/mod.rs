@@ -512,6 +512,7 @@ async fn run_forwarded(
                         | Route::ListVolumes { local: true }
                         | Route::ListJobs { local: true }
                         | Route::JobHere { .. }
+                        | Route::RestartHere { .. }
                         | Route::Logs(LogsParams {
                             local: true,
                             follow: false,
@@ -598,6 +599,26 @@ fn run(cmd: Command, ops: &Ops, rt: &tokio::runtime::Handle) -> Reply {
             }
             Command::Autoscale { app, service } => {
                 json(200, &ops.autoscale(&app, service.as_deref())?)
+            }
+            Command::ServiceAction {
+                app,
+                service: Some(service),
+                slot,
+                action: action @ (route::ServiceVerb::Stop | route::ServiceVerb::Start),
+            } => json(
+                200,
+                &ops.set_service_stopped(&app, &service, slot, action == route::ServiceVerb::Stop)
+                    .await?,
+            ),
+            Command::ServiceAction {
+                app, service, slot, ..
+            } => json(200, &ops.restart(&app, service.as_deref(), slot).await?),
+            Command::RemoveService { app, service } => {
+                json(200, &ops.remove_service(&app, &service).await?)
+            }
+            Command::RestartHere { app, req } => {
+                ops.restart_here(&app, &req.container).await?;
+                json(200, &serde_json::json!({ "restarted": req.container }))
             }
             Command::Traffic { app, service, req } => {
                 json(200, &ops.set_traffic(&app, &service, req).await?)

@@ -79,6 +79,24 @@ pub enum Route {
         app: String,
         action: String,
     },
+    /// `POST /v1/apps/NAME/restart`, `POST /v1/apps/NAME/services/SVC[/slots/N]/{stop,
+    /// start,restart}`: one service, or one slot of it.
+    ServiceAction {
+        app: String,
+        service: Option<String>,
+        slot: Option<u32>,
+        action: ServiceVerb,
+    },
+    /// `DELETE /v1/apps/NAME/services/SVC`: drops a service from the app.
+    RemoveService {
+        app: String,
+        service: String,
+    },
+    /// `POST /v1/apps/NAME/here/restart`: the app's owner asks this member to restart one
+    /// of the app's containers it runs.
+    RestartHere {
+        app: String,
+    },
     DeleteVersion {
         app: String,
         service: String,
@@ -179,6 +197,8 @@ impl Route {
             | Route::Wake { app: a, .. }
             | Route::Runs { app: a, .. }
             | Route::JobAction { app: a, .. }
+            | Route::ServiceAction { app: a, .. }
+            | Route::RemoveService { app: a, .. }
             | Route::DeleteVersion { app: a, .. }
             | Route::Traffic { app: a, .. }
             | Route::Rollback { app: a, .. }
@@ -200,6 +220,7 @@ impl Route {
                 | Route::Traffic { .. }
                 | Route::Rollback { .. }
                 | Route::JobHere { .. }
+                | Route::RestartHere { .. }
                 | Route::AddAlarm
                 | Route::CreateVolume
                 | Route::CreateToken
@@ -274,6 +295,20 @@ pub enum Command {
         app: String,
         action: String,
         req: crate::agent::jobs::HereRequest,
+    },
+    ServiceAction {
+        app: String,
+        service: Option<String>,
+        slot: Option<u32>,
+        action: ServiceVerb,
+    },
+    RemoveService {
+        app: String,
+        service: String,
+    },
+    RestartHere {
+        app: String,
+        req: crate::wire::RestartHereRequest,
     },
     DeleteVersion {
         app: String,
@@ -404,6 +439,22 @@ impl Command {
                 action,
                 req: json(body)?,
             },
+            Route::ServiceAction {
+                app,
+                service,
+                slot,
+                action,
+            } => Command::ServiceAction {
+                app,
+                service,
+                slot,
+                action,
+            },
+            Route::RemoveService { app, service } => Command::RemoveService { app, service },
+            Route::RestartHere { app } => Command::RestartHere {
+                app,
+                req: json(body)?,
+            },
             Route::DeleteVersion {
                 app,
                 service,
@@ -481,6 +532,24 @@ pub enum RouteError {
         value: String,
         hint: &'static str,
     },
+}
+
+/// What a per-service action does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServiceVerb {
+    Stop,
+    Start,
+    Restart,
+}
+
+impl ServiceVerb {
+    fn parse(s: &str) -> ServiceVerb {
+        match s {
+            "stop" => ServiceVerb::Stop,
+            "start" => ServiceVerb::Start,
+            _ => ServiceVerb::Restart,
+        }
+    }
 }
 
 impl RouteError {
@@ -603,6 +672,76 @@ pub fn parse_request(method: &str, url: &str) -> Result<Route, RouteError> {
         (["v1", "apps", name, "stop"], "POST") => Route::Stop(app_name(name)?),
         (["v1", "apps", name, "start"], "POST") => Route::Start(app_name(name)?),
         (["v1", "apps", name, "redeploy"], "POST") => Route::Redeploy(app_name(name)?),
+        (["v1", "apps", name, "restart"], "POST") => Route::ServiceAction {
+            app: app_name(name)?,
+            service: None,
+            slot: None,
+            action: ServiceVerb::Restart,
+        },
+        (["v1", "apps", name, "here", "restart"], "POST") => Route::RestartHere {
+            app: app_name(name)?,
+        },
+        (["v1", "apps", _, "restart"] | ["v1", "apps", _, "here", "restart"], _) => {
+            return Err(not_allowed());
+        }
+        (["v1", "apps", name, "services", svc], "DELETE") => Route::RemoveService {
+            app: app_name(name)?,
+            service: service_name(svc)?,
+        },
+        (["v1", "apps", _, "services", _], _) => return Err(not_allowed()),
+        (
+            [
+                "v1",
+                "apps",
+                name,
+                "services",
+                svc,
+                verb @ ("stop" | "start" | "restart"),
+            ],
+            m,
+        ) => {
+            if m != "POST" {
+                return Err(not_allowed());
+            }
+            Route::ServiceAction {
+                app: app_name(name)?,
+                service: Some(service_name(svc)?),
+                slot: None,
+                action: ServiceVerb::parse(verb),
+            }
+        }
+        (
+            [
+                "v1",
+                "apps",
+                name,
+                "services",
+                svc,
+                "slots",
+                n,
+                verb @ ("stop" | "start" | "restart"),
+            ],
+            m,
+        ) => {
+            if m != "POST" {
+                return Err(not_allowed());
+            }
+            let slot =
+                n.parse::<u32>()
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .ok_or_else(|| RouteError::BadQuery {
+                        name: "slot".into(),
+                        value: n.to_string(),
+                        hint: "a slot is a number from 1, as `berth ps` shows",
+                    })?;
+            Route::ServiceAction {
+                app: app_name(name)?,
+                service: Some(service_name(svc)?),
+                slot: Some(slot),
+                action: ServiceVerb::parse(verb),
+            }
+        }
         (["v1", "apps", name, "autoscale"], "GET") => Route::Autoscale {
             app: app_name(name)?,
             service: None,
@@ -995,6 +1134,39 @@ mod tests {
             Ok("JobHere { app: \"nightly\", action: \"attempt\" }"),
         ),
         ("POST", "/v1/apps/nightly/job/here/explode", Err(404)),
+        (
+            "POST",
+            "/v1/apps/shop/services/web/stop",
+            Ok("ServiceAction { app: \"shop\", service: Some(\"web\"), slot: None, action: Stop }"),
+        ),
+        (
+            "POST",
+            "/v1/apps/shop/services/web/slots/2/start",
+            Ok(
+                "ServiceAction { app: \"shop\", service: Some(\"web\"), slot: Some(2), action: Start }",
+            ),
+        ),
+        (
+            "POST",
+            "/v1/apps/shop/restart",
+            Ok("ServiceAction { app: \"shop\", service: None, slot: None, action: Restart }"),
+        ),
+        ("POST", "/v1/apps/shop/services/web/slots/0/stop", Err(400)),
+        ("POST", "/v1/apps/shop/services/web/slots/x/stop", Err(400)),
+        ("GET", "/v1/apps/shop/services/web/restart", Err(405)),
+        ("GET", "/v1/apps/shop/restart", Err(405)),
+        ("POST", "/v1/apps/shop/services/../stop", Err(400)),
+        (
+            "DELETE",
+            "/v1/apps/shop/services/cache",
+            Ok("RemoveService { app: \"shop\", service: \"cache\" }"),
+        ),
+        ("PUT", "/v1/apps/shop/services/cache", Err(405)),
+        (
+            "POST",
+            "/v1/apps/shop/here/restart",
+            Ok("RestartHere { app: \"shop\" }"),
+        ),
         ("GET", "/v1/apps/shop", Ok("AppStatus(\"shop\")")),
         (
             "DELETE",

@@ -64,12 +64,25 @@ pub enum Command {
         #[arg(required = true, value_name = "SERVICE=N")]
         services: Vec<String>,
     },
-    /// Stop an app's containers (kept, so `start` is quick).
-    Stop { app: String },
-    /// Start a stopped app.
-    Start { app: String },
-    /// Remove an app and its containers.
+    /// Stop an app's containers (kept, so `start` is quick), or one service's, or one slot's.
+    Stop {
+        #[arg(value_name = "APP[/SERVICE[/SLOT]]")]
+        app: String,
+    },
+    /// Start a stopped app, service or slot.
+    Start {
+        #[arg(value_name = "APP[/SERVICE[/SLOT]]")]
+        app: String,
+    },
+    /// Restart the containers of an app, a service or a slot (the same containers, stopped
+    /// with their grace period and started again).
+    Restart {
+        #[arg(value_name = "APP[/SERVICE[/SLOT]]")]
+        app: String,
+    },
+    /// Remove an app and its containers, or one service of an app (APP/SERVICE).
     Rm {
+        #[arg(value_name = "APP[/SERVICE]")]
         app: String,
         /// Remove its named volumes too.
         #[arg(long)]
@@ -239,6 +252,32 @@ pub enum VersionCommand {
     },
 }
 
+/// `APP[/SERVICE[/SLOT]]` -> (app, service, slot).
+fn target(t: &str) -> Result<(&str, Option<&str>, Option<u32>)> {
+    let parts: Vec<&str> = t.split('/').collect();
+    let bad =
+        || anyhow::anyhow!("{t:?}: write APP, APP/SERVICE or APP/SERVICE/SLOT, like shop/web/2");
+    match parts.as_slice() {
+        [a] if !a.is_empty() => Ok((a, None, None)),
+        [a, s] if !a.is_empty() && !s.is_empty() => Ok((a, Some(s), None)),
+        [a, s, n] if !a.is_empty() && !s.is_empty() => {
+            let n = n.parse::<u32>().ok().filter(|&n| n > 0).ok_or_else(bad)?;
+            Ok((a, Some(s), Some(n)))
+        }
+        _ => Err(bad()),
+    }
+}
+
+/// `berth stop|start APP[/SERVICE[/SLOT]]`.
+fn service_action(client: &Client, t: &str, verb: &str) -> Result<()> {
+    let url = match target(t)? {
+        (a, None, _) => format!("/v1/apps/{a}/{verb}"),
+        (a, Some(s), None) => format!("/v1/apps/{a}/services/{s}/{verb}"),
+        (a, Some(s), Some(n)) => format!("/v1/apps/{a}/services/{s}/slots/{n}/{verb}"),
+    };
+    print_status(&client.post(&url, &serde_json::json!({}))?)
+}
+
 /// `APP/SERVICE` -> (app, service).
 fn app_service(t: &str) -> Result<(&str, &str)> {
     match t.split_once('/') {
@@ -334,11 +373,44 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Apps(f) => apps(&client, f.json),
         Command::Ps { app, json } => ps(&client, app.as_deref(), json),
         Command::Scale { app, services } => scale(&client, &app, &services),
-        Command::Stop { app } => {
-            print_status(&client.post(&format!("/v1/apps/{app}/stop"), &serde_json::json!({}))?)
+        Command::Stop { app } => service_action(&client, &app, "stop"),
+        Command::Start { app } => service_action(&client, &app, "start"),
+        Command::Restart { app } => {
+            let url = match target(&app)? {
+                (a, None, _) => format!("/v1/apps/{a}/restart"),
+                (a, Some(s), None) => format!("/v1/apps/{a}/services/{s}/restart"),
+                (a, Some(s), Some(n)) => format!("/v1/apps/{a}/services/{s}/slots/{n}/restart"),
+            };
+            let r: crate::wire::RestartResponse = client.post(&url, &serde_json::json!({}))?;
+            for c in &r.restarted {
+                println!("restarted {c}");
+            }
+            for f in &r.failed {
+                eprintln!("not restarted: {f}");
+            }
+            if r.restarted.is_empty() && r.failed.is_empty() {
+                println!("{app}: no running container to restart");
+            }
+            if !r.failed.is_empty() {
+                bail!("{} container(s) not restarted", r.failed.len());
+            }
+            Ok(())
         }
-        Command::Start { app } => {
-            print_status(&client.post(&format!("/v1/apps/{app}/start"), &serde_json::json!({}))?)
+        Command::Rm { app, volumes } if app.contains('/') => {
+            let (a, s) = match target(&app)? {
+                (a, Some(s), None) => (a, s),
+                _ => bail!(
+                    "{app:?}: `berth rm` takes APP or APP/SERVICE (a slot is scaled away with `berth scale`, or stopped with `berth stop APP/SERVICE/SLOT`)"
+                ),
+            };
+            if volumes {
+                bail!(
+                    "--volumes goes with removing a whole app: `berth rm {a} --volumes`; a service's named volumes belong to the app"
+                );
+            }
+            let _: AppStatus = client.delete(&format!("/v1/apps/{a}/services/{s}"))?;
+            println!("removed {a}/{s}");
+            Ok(())
         }
         Command::Rm { app, volumes } => {
             let _: serde_json::Value =

@@ -98,6 +98,18 @@ pub struct DesiredService {
     pub restart: RestartPolicy,
     /// Needs the app network (bridge mode).
     pub bridge: bool,
+    /// Stopped by `berth stop APP/SERVICE[/SLOT]`: `Some` of an empty set stops every slot,
+    /// of a set only those; their containers are kept, stopped.
+    pub stopped: Option<BTreeSet<u32>>,
+}
+
+impl DesiredService {
+    /// Is this slot stopped by the operator (the service whole, or the slot)?
+    pub fn slot_stopped(&self, slot: u32) -> bool {
+        self.stopped
+            .as_ref()
+            .is_some_and(|s| s.is_empty() || s.contains(&slot))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -351,7 +363,11 @@ impl<'a> Grouped<'a> {
             .filter(|&s| r.runs_here(s))
             .filter(|&s| self.slot(r.number, s).is_some() || !filled_by_other(s))
             .collect();
-        if advance && claimed.iter().all(|&s| self.slot_ready(r, s)) {
+        if advance
+            && claimed
+                .iter()
+                .all(|&s| self.slot_ready(r, s) || svc.slot_stopped(s))
+        {
             let next: Vec<u32> = (1..=r.replicas)
                 .filter(|&s| r.runs_here(s))
                 .filter(|s| !claimed.contains(s))
@@ -375,9 +391,12 @@ impl<'a> Grouped<'a> {
     fn ready(&self, svc: &DesiredService) -> bool {
         let wanted = self.wanted(svc, false);
         svc.versions.iter().all(|v| {
-            wanted
-                .get(&v.number)
-                .is_none_or(|slots| slots.iter().all(|&s| self.slot_ready(v, s)))
+            wanted.get(&v.number).is_none_or(|slots| {
+                slots
+                    .iter()
+                    .filter(|&&s| !svc.slot_stopped(s))
+                    .all(|&s| self.slot_ready(v, s))
+            })
         })
     }
 }
@@ -446,7 +465,7 @@ fn plan_version(
             }
             continue;
         }
-        if app.stopped {
+        if app.stopped || svc.slot_stopped(slot) {
             if is_live(keep) {
                 out.actions.push(Action::Stop {
                     id: keep.id.clone(),
@@ -497,7 +516,7 @@ fn plan_version(
     }
     if !app.stopped {
         for &slot in want {
-            if slots.contains_key(&slot) {
+            if slots.contains_key(&slot) || svc.slot_stopped(slot) {
                 continue;
             }
             if deps_ready {

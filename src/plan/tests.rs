@@ -15,6 +15,7 @@ fn svc(name: &str, replicas: u32, hash: &str, deps: &[&str]) -> DesiredService {
         depends_on: deps.iter().map(|d| d.to_string()).collect(),
         restart: RestartPolicy::UnlessStopped,
         bridge: true,
+        stopped: None,
     }
 }
 

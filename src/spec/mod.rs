@@ -932,6 +932,58 @@ fn depends_cycle(spec: &AppSpec) -> Option<Vec<String>> {
     None
 }
 
+/// The template text without service `service` (`berth rm APP/SERVICE`): its block under
+/// `services:` (or at the top level of a version 1 template) is cut, comments and the rest
+/// kept as written. None when the text has no block-style entry for it (flow style).
+pub fn strip_service(template: &str, service: &str) -> Option<String> {
+    let lines: Vec<&str> = template.split_inclusive('\n').collect();
+    let indent = |l: &str| l.len() - l.trim_start_matches(' ').len();
+    let content = |l: &str| {
+        let t = l.trim();
+        !t.is_empty() && !t.starts_with('#')
+    };
+    let top = |l: &str| content(l) && indent(l) == 0;
+    let (from, to, child) = match lines
+        .iter()
+        .position(|l| indent(l) == 0 && l.split('#').next().unwrap_or("").trim() == "services:")
+    {
+        Some(i) => {
+            let end = (i + 1..lines.len())
+                .find(|&j| top(lines[j]))
+                .unwrap_or(lines.len());
+            let child = (i + 1..end)
+                .find(|&j| content(lines[j]))
+                .map(|j| indent(lines[j]))?;
+            (i + 1, end, child)
+        }
+        None => (0, lines.len(), 0),
+    };
+    let is_key = |l: &str| {
+        let t = l.trim();
+        [
+            format!("{service}:"),
+            format!("\"{service}\":"),
+            format!("'{service}':"),
+        ]
+        .iter()
+        .any(|k| {
+            t.strip_prefix(k.as_str())
+                .is_some_and(|rest| rest.trim().is_empty() || rest.trim().starts_with('#'))
+        })
+    };
+    let start = (from..to).find(|&j| indent(lines[j]) == child && is_key(lines[j]))?;
+    let end = (start + 1..to)
+        .find(|&j| content(lines[j]) && indent(lines[j]) <= child)
+        .unwrap_or(to);
+    let mut out = String::with_capacity(template.len());
+    for (j, l) in lines.iter().enumerate() {
+        if !(start..end).contains(&j) {
+            out.push_str(l);
+        }
+    }
+    Some(out)
+}
+
 /// Services in start order (dependencies first, then by name), for display and planning.
 pub fn start_order(spec: &AppSpec) -> Vec<String> {
     let mut done: BTreeSet<String> = BTreeSet::new();

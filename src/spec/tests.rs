@@ -262,3 +262,32 @@ fn every_spelling_of_reschedule_on_node_failure_means_the_same() {
         assert!(e.contains("on-node-failure"), "{bad}: {e}");
     }
 }
+
+#[test]
+fn strip_service_cuts_one_block_and_keeps_the_rest() {
+    let v2 = "version: '3'\n# the shop\nservices:\n  web:\n    image: nginx\n    labels:\n      aliyun.scale: '2'\n\n  # the cache\n  cache: # redis\n    image: redis\n    command:\n      - redis-server\n  worker:\n    image: busybox\nvolumes:\n  data: {}\n";
+    assert_eq!(
+        strip_service(v2, "cache").expect("cut"),
+        "version: '3'\n# the shop\nservices:\n  web:\n    image: nginx\n    labels:\n      aliyun.scale: '2'\n\n  # the cache\n  worker:\n    image: busybox\nvolumes:\n  data: {}\n"
+    );
+    // The last service of the block ends at the next top-level key.
+    let cut = strip_service(v2, "worker").expect("cut");
+    assert!(
+        cut.ends_with("      - redis-server\nvolumes:\n  data: {}\n"),
+        "{cut}"
+    );
+    // A nested key of the same name is not a service.
+    assert_eq!(strip_service(v2, "labels"), None);
+    assert_eq!(strip_service(v2, "image"), None);
+    // Version 1: services at the top level.
+    let v1 = "web:\n  image: nginx\n  links:\n    - db\ndb:\n  image: mysql\n";
+    assert_eq!(
+        strip_service(v1, "db").expect("cut"),
+        "web:\n  image: nginx\n  links:\n    - db\n"
+    );
+    // Flow style has no block to cut.
+    assert_eq!(
+        strip_service("services: {web: {image: nginx}}\n", "web"),
+        None
+    );
+}

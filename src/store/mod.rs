@@ -235,6 +235,12 @@ const MIGRATIONS: &[&str] = &[
         suspended INTEGER NOT NULL DEFAULT 0,
         last_due_ms INTEGER NOT NULL DEFAULT 0);
      CREATE TABLE job_counters (app TEXT PRIMARY KEY, last_run INTEGER NOT NULL);",
+    // 15: services (slot 0) and single slots stopped by `berth stop APP/SERVICE[/SLOT]`.
+    "CREATE TABLE stopped_services (
+        app TEXT NOT NULL REFERENCES apps(name) ON DELETE CASCADE,
+        service TEXT NOT NULL,
+        slot INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (app, service, slot));",
 ];
 
 /// Events kept; older ones are pruned as new ones arrive.
@@ -266,6 +272,10 @@ pub struct StoredApp {
     pub redeploy_gen: i64,
     /// `berth scale` overrides, by service.
     pub scale: std::collections::BTreeMap<String, u32>,
+    /// Services stopped by `berth stop APP/SERVICE[/SLOT]`: an empty set stops the whole
+    /// service, otherwise only the slots named. A deploy or redeploy clears them.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub stopped_services: std::collections::BTreeMap<String, std::collections::BTreeSet<u32>>,
     /// The versions that run instances, by service, oldest first; hashes computed at load.
     pub versions: std::collections::BTreeMap<String, Vec<LiveVersion>>,
     /// Failed versions without traffic, by service: their instances go at once.
@@ -581,11 +591,13 @@ impl Store {
                 params![spec.name, json, template, now],
             )
             .map_err(sql("saving the app"))?;
-            tx.execute(
-                "DELETE FROM scale_overrides WHERE app=?1",
-                params![spec.name],
-            )
-            .map_err(sql("resetting scale"))?;
+            for table in ["scale_overrides", "stopped_services"] {
+                tx.execute(
+                    &format!("DELETE FROM {table} WHERE app=?1"),
+                    params![spec.name],
+                )
+                .map_err(sql("resetting scale"))?;
+            }
             let mut created = Vec::new();
             for (svc, release) in new_versions {
                 let Some(s) = spec.services.get(svc) else {
@@ -632,6 +644,39 @@ impl Store {
             }
             tx.commit().map_err(sql("committing a deploy"))?;
             Ok(created)
+        })
+    }
+
+    /// Drops one service from a deployed app (`berth rm APP/SERVICE`): the app's spec and
+    /// template become `spec` and `template` (which no longer have it), and the service's
+    /// versions, scale override and stop marks go; the other services keep theirs.
+    pub fn remove_service(
+        &self,
+        spec: &AppSpec,
+        template: &str,
+        service: &str,
+    ) -> Result<bool, StoreError> {
+        let json = serde_json::to_string(spec).map_err(|source| StoreError::Corrupt {
+            app: spec.name.clone(),
+            source,
+        })?;
+        self.write_acked(|c| {
+            let tx = c.transaction().map_err(sql("removing a service"))?;
+            let n = tx
+                .execute(
+                    "UPDATE apps SET spec=?2, template=?3, updated_ms=?4 WHERE name=?1",
+                    params![spec.name, json, template, now_ms()],
+                )
+                .map_err(sql("removing a service"))?;
+            for table in ["versions", "scale_overrides", "stopped_services"] {
+                tx.execute(
+                    &format!("DELETE FROM {table} WHERE app=?1 AND service=?2"),
+                    params![spec.name, service],
+                )
+                .map_err(sql("removing a service"))?;
+            }
+            tx.commit().map_err(sql("removing a service"))?;
+            Ok(n > 0)
         })
     }
 
@@ -749,6 +794,51 @@ impl Store {
         })
     }
 
+    /// Stops (`stopped`) or starts one service of an app, or one slot of it (`slot` > 0).
+    /// Starting a service clears its stopped slots too; starting a slot of a service stopped
+    /// whole is refused by the caller. Returns false when the app does not exist.
+    pub fn set_service_stopped(
+        &self,
+        app: &str,
+        service: &str,
+        slot: u32,
+        stopped: bool,
+    ) -> Result<bool, StoreError> {
+        self.write_acked(|c| {
+            let tx = c.transaction().map_err(sql("stopping a service"))?;
+            let n = tx
+                .execute(
+                    "UPDATE apps SET updated_ms=?2 WHERE name=?1",
+                    params![app, now_ms()],
+                )
+                .map_err(sql("stopping a service"))?;
+            if n == 0 {
+                return Ok(false);
+            }
+            if stopped {
+                tx.execute(
+                    "INSERT OR IGNORE INTO stopped_services(app, service, slot) VALUES(?1, ?2, ?3)",
+                    params![app, service, slot],
+                )
+                .map_err(sql("stopping a service"))?;
+            } else if slot == 0 {
+                tx.execute(
+                    "DELETE FROM stopped_services WHERE app=?1 AND service=?2",
+                    params![app, service],
+                )
+                .map_err(sql("starting a service"))?;
+            } else {
+                tx.execute(
+                    "DELETE FROM stopped_services WHERE app=?1 AND service=?2 AND slot=?3",
+                    params![app, service, slot],
+                )
+                .map_err(sql("starting a service"))?;
+            }
+            tx.commit().map_err(sql("stopping a service"))?;
+            Ok(true)
+        })
+    }
+
     pub fn bump_redeploy(&self, name: &str) -> Result<bool, StoreError> {
         self.write_acked(|c| {
             let tx = c.transaction().map_err(sql("starting a redeploy"))?;
@@ -758,8 +848,10 @@ impl Store {
                     params![name, now_ms()],
                 )
                 .map_err(sql("redeploying an app"))?;
-            tx.execute("DELETE FROM scale_overrides WHERE app=?1", params![name])
-                .map_err(sql("resetting scale"))?;
+            for table in ["scale_overrides", "stopped_services"] {
+                tx.execute(&format!("DELETE FROM {table} WHERE app=?1"), params![name])
+                    .map_err(sql("resetting scale"))?;
+            }
             tx.commit().map_err(sql("committing a redeploy"))?;
             Ok(n > 0)
         })
@@ -828,9 +920,23 @@ impl Store {
                 ],
             )
             .map_err(sql("taking over an app"))?;
-            for table in ["scale_overrides", "versions", "assignments"] {
+            for table in [
+                "scale_overrides",
+                "stopped_services",
+                "versions",
+                "assignments",
+            ] {
                 tx.execute(&format!("DELETE FROM {table} WHERE app=?1"), params![name])
                     .map_err(sql("taking over an app"))?;
+            }
+            for (svc, slots) in &app.stopped_services {
+                for slot in slots.iter().copied().chain(slots.is_empty().then_some(0)) {
+                    tx.execute(
+                        "INSERT OR IGNORE INTO stopped_services(app, service, slot) VALUES(?1, ?2, ?3)",
+                        params![name, svc, slot],
+                    )
+                    .map_err(sql("taking over an app's stopped services"))?;
+                }
             }
             for (svc, n) in &app.scale {
                 tx.execute(
@@ -957,6 +1063,7 @@ fn load_app(c: &Connection, name: &str) -> Result<Option<StoredApp>, StoreError>
         source,
     })?;
     let scale = load_scale(c, name)?;
+    let stopped_services = load_stopped_services(c, name)?;
     let versions = load_live(c, &spec, redeploy_gen)?;
     let failed = load_failed(c, name)?;
     Ok(Some(StoredApp {
@@ -966,6 +1073,7 @@ fn load_app(c: &Connection, name: &str) -> Result<Option<StoredApp>, StoreError>
         stopped,
         redeploy_gen,
         scale,
+        stopped_services,
         versions,
         created_ms,
         updated_ms,
@@ -1152,6 +1260,37 @@ fn load_scale(
     rows.collect::<Result<_, _>>().map_err(sql("reading scale"))
 }
 
+/// An app's stopped services: slot 0 in the table stops the whole service (an empty set).
+fn load_stopped_services(
+    c: &Connection,
+    app: &str,
+) -> Result<std::collections::BTreeMap<String, std::collections::BTreeSet<u32>>, StoreError> {
+    let mut st = c
+        .prepare("SELECT service, slot FROM stopped_services WHERE app=?1 ORDER BY service, slot")
+        .map_err(sql("reading stopped services"))?;
+    let rows = st
+        .query_map(params![app], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, u32>(1)?))
+        })
+        .map_err(sql("reading stopped services"))?;
+    let mut out: std::collections::BTreeMap<String, std::collections::BTreeSet<u32>> =
+        Default::default();
+    let mut whole = std::collections::BTreeSet::new();
+    for row in rows {
+        let (svc, slot) = row.map_err(sql("reading stopped services"))?;
+        if slot == 0 {
+            whole.insert(svc.clone());
+        }
+        out.entry(svc).or_default().insert(slot);
+    }
+    for (svc, slots) in out.iter_mut() {
+        if whole.contains(svc) {
+            slots.clear();
+        }
+    }
+    Ok(out)
+}
+
 /// The first column of every row of a query without parameters, as text.
 fn strings(c: &Connection, query: &str, op: &'static str) -> Result<Vec<String>, StoreError> {
     let mut st = c.prepare(query).map_err(sql(op))?;
@@ -1228,6 +1367,40 @@ mod tests {
         assert_eq!(after[0].replicas("web"), 3);
         s.set_stopped("shop", true).expect("stop");
         assert!(s.apps_shared().expect("list")[0].stopped);
+    }
+
+    /// Stopped services and slots load as set; starting a service clears its slots too; a
+    /// deploy clears them all; an unknown app writes nothing.
+    #[test]
+    fn stopped_services_round_trip_and_a_deploy_clears_them() {
+        let dir = tempfile::tempdir().expect("dir");
+        let s = Store::open(&dir.path().join("state.db")).expect("open");
+        s.put_app(&spec("shop"), "", &[], "").expect("deploy");
+        let stopped = |s: &Store| {
+            s.get_app("shop")
+                .expect("get")
+                .expect("app")
+                .stopped_services
+        };
+        assert!(s.set_service_stopped("shop", "web", 2, true).expect("stop"));
+        assert!(s.set_service_stopped("shop", "web", 3, true).expect("stop"));
+        assert_eq!(stopped(&s)["web"], [2, 3].into());
+        s.set_service_stopped("shop", "web", 3, false)
+            .expect("start");
+        assert_eq!(stopped(&s)["web"], [2].into());
+        // Slot 0 is the whole service: an empty set.
+        s.set_service_stopped("shop", "web", 0, true).expect("stop");
+        assert!(stopped(&s)["web"].is_empty());
+        s.set_service_stopped("shop", "web", 0, false)
+            .expect("start");
+        assert!(stopped(&s).is_empty());
+        s.set_service_stopped("shop", "web", 1, true).expect("stop");
+        s.put_app(&spec("shop"), "", &[], "").expect("deploy");
+        assert!(stopped(&s).is_empty(), "a deploy starts everything");
+        assert!(
+            !s.set_service_stopped("ghost", "web", 0, true)
+                .expect("stop")
+        );
     }
 
     fn spec(name: &str) -> AppSpec {

@@ -374,3 +374,118 @@ fn after_a_reboot_a_done_one_shot_stays_done_and_what_the_shutdown_stopped_comes
     );
     assert_eq!(id_of(&a, "init"), init, "the one-shot was replaced");
 }
+
+/// `berth stop|start|restart APP/SERVICE[/SLOT]` and `berth rm APP/SERVICE` on the real
+/// engine: the rest of the app runs on untouched; a restart keeps the container (same id,
+/// new start time); a deploy starts what was stopped.
+#[test]
+fn per_service_and_per_slot_actions() {
+    let a = Agent::start();
+    let tpl = format!(
+        "services:\n  web:\n    image: {IMAGE}\n    command: httpd -f -p 8080 -h /www\n    stop_grace_period: 1s\n    labels:\n      berth.scale: \"2\"\n  worker:\n    image: {IMAGE}\n    command: sleep 3600\n    stop_grace_period: 1s\n  cache:\n    image: {IMAGE}\n    command: sleep 3600\n    stop_grace_period: 1s\n"
+    );
+    a.deploy("ops", &tpl);
+    assert_eq!(a.running("ops").len(), 4);
+    let id_of = |svc: &str, slot: u32| -> String {
+        a.ps("ops")
+            .into_iter()
+            .find(|i| i.service == svc && i.slot == slot)
+            .map(|i| i.container_id)
+            .unwrap_or_default()
+    };
+    let running = |svc: &str| -> Vec<u32> {
+        a.running("ops")
+            .into_iter()
+            .filter(|i| i.service == svc)
+            .map(|i| i.slot)
+            .collect()
+    };
+    let worker = id_of("worker", 1);
+
+    // One slot: stopped, kept, and neither replaced nor restarted by the agent.
+    let web2 = id_of("web", 2);
+    a.ok(&["stop", "ops/web/2"]);
+    assert_eq!(running("web"), vec![1]);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(running("web"), vec![1], "a stopped slot stays stopped");
+    assert_eq!(
+        id_of("web", 2),
+        web2,
+        "the stopped slot's container is kept"
+    );
+    assert_eq!(
+        docker_ok(&["inspect", "-f", "{{.State.Status}}", &web2]).trim(),
+        "exited"
+    );
+    assert_eq!(running("worker"), vec![1]);
+    a.ok(&["start", "ops/web/2"]);
+    assert_eq!(running("web"), vec![1, 2]);
+    assert_eq!(id_of("web", 2), web2, "started again, the same container");
+
+    // A whole service.
+    a.ok(&["stop", "ops/worker"]);
+    assert!(running("worker").is_empty());
+    assert_eq!(running("web"), vec![1, 2]);
+    let e = a.fails(&["start", "ops/worker/1"]);
+    assert!(e.contains("stopped as a whole"), "{e}");
+    a.ok(&["start", "ops/worker"]);
+    assert_eq!(running("worker"), vec![1]);
+    assert_eq!(id_of("worker", 1), worker);
+
+    // Restart: the same container, started again.
+    let started = |id: &str| docker_ok(&["inspect", "-f", "{{.State.StartedAt}}", id]);
+    let before = started(&worker);
+    let out = a.ok(&["restart", "ops/worker"]);
+    assert!(out.contains("restarted ops_worker"), "{out}");
+    assert_eq!(id_of("worker", 1), worker);
+    assert_ne!(started(&worker), before, "restarted");
+    let web1 = id_of("web", 1);
+    let web1_before = started(&web1);
+    let out = a.ok(&["restart", "ops/web/2"]);
+    assert_eq!(out.matches("restarted").count(), 1, "{out}");
+    assert_eq!(started(&web1), web1_before, "slot 1 untouched");
+    let out = a.ok(&["restart", "ops"]);
+    assert_eq!(out.matches("restarted").count(), 4, "{out}");
+    let ev = a.ok(&["events", "ops"]);
+    assert!(ev.contains("stopping ops/web/2"), "{ev}");
+    assert!(ev.contains("restarting ops/worker"), "{ev}");
+
+    // Bad targets change nothing.
+    for (args, says) in [
+        (&["stop", "ops/nope"][..], "has no service \"nope\""),
+        (&["stop", "ops/web/3"][..], "there is no slot 3"),
+        (&["stop", "ops/web/0"][..], "APP/SERVICE/SLOT"),
+        (&["restart", "ghost/web"][..], "not deployed"),
+        (&["rm", "ops/web/1"][..], "APP/SERVICE"),
+    ] {
+        let e = a.fails(args);
+        assert!(e.contains(says), "{args:?}: {e}");
+    }
+    assert_eq!(a.running("ops").len(), 4);
+
+    // A deploy starts what was stopped.
+    a.ok(&["stop", "ops/cache"]);
+    assert!(running("cache").is_empty());
+    a.deploy("ops", &tpl);
+    assert_eq!(running("cache"), vec![1]);
+
+    // rm APP/SERVICE: the service's containers go, the others stay as they were.
+    let web_ids = (id_of("web", 1), id_of("web", 2));
+    a.ok(&["rm", "ops/cache"]);
+    assert!(
+        a.engine_containers("ops")
+            .iter()
+            .all(|(name, _)| !name.contains("_cache")),
+        "{:?}",
+        a.engine_containers("ops")
+    );
+    assert_eq!((id_of("web", 1), id_of("web", 2)), web_ids);
+    let spec = a.ok(&["inspect", "ops"]);
+    assert!(!spec.contains("\"cache\""), "{spec}");
+    let e = a.fails(&["rm", "ops/cache"]);
+    assert!(e.contains("has no service"), "{e}");
+    a.ok(&["rm", "ops/worker"]);
+    let e = a.fails(&["rm", "ops/web"]);
+    assert!(e.contains("only service"), "{e}");
+    assert_eq!(running("web"), vec![1, 2]);
+}
