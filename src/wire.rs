@@ -221,8 +221,14 @@ pub struct VersionView {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct InspectResponse {
     pub spec: AppSpec,
+    /// The template as deployed (credentials redacted); `berth run` writes one too.
+    #[serde(default)]
+    pub template: String,
     pub stopped: bool,
     pub scale: BTreeMap<String, u32>,
+    /// Services (an empty list) and slots stopped by `berth stop APP/SERVICE[/SLOT]`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub stopped_services: BTreeMap<String, std::collections::BTreeSet<u32>>,
     pub redeploy_gen: i64,
     pub created_ms: i64,
     pub updated_ms: i64,
@@ -232,6 +238,33 @@ pub struct InspectResponse {
 #[serde(deny_unknown_fields)]
 pub struct ScaleRequest {
     pub services: BTreeMap<String, u32>,
+}
+
+/// `POST /v1/run`: `berth run NAME IMAGE`, a one-service app deployed from an image (the
+/// agent writes the template it stands for; `spec::run`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunRequest {
+    pub name: String,
+    pub image: String,
+    /// Compose port strings (`8080:80`, `80`); none: the image's first exposed TCP port.
+    #[serde(default)]
+    pub ports: Vec<String>,
+    /// `KEY=VALUE`, as written.
+    #[serde(default)]
+    pub env: Vec<String>,
+    #[serde(default)]
+    pub replicas: Option<u32>,
+    /// A domain the router serves the port on.
+    #[serde(default)]
+    pub route: Option<String>,
+    /// A path on the port (`/health`), or a probe URL (`http://container:8080/x`, `tcp://`).
+    #[serde(default)]
+    pub probe: Option<String>,
+    #[serde(default)]
+    pub command: Vec<String>,
+    #[serde(default)]
+    pub pull: bool,
 }
 
 /// What `berth restart` did: the containers restarted, and those that could not be (with

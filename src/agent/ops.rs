@@ -1366,6 +1366,37 @@ impl Ops {
         })
     }
 
+    /// `berth run NAME IMAGE`: deploys the one-service template the request stands for
+    /// (`spec::run`), as an ordinary deploy; the image is on the host (pulled when absent, or
+    /// with `pull`) before the template is written, since its exposed ports decide the
+    /// default port. Refused over an app that was deployed from a template.
+    pub async fn run_image(
+        &self,
+        req: crate::wire::RunRequest,
+    ) -> Result<DeployResponse, CoreError> {
+        if let Some(existing) = self.core.store.get_app(&req.name)?
+            && !existing.template.starts_with(spec::run::HEADER)
+        {
+            return Err(CoreError::Conflict(format!(
+                "app {} exists and was deployed from a template: change it with `berth deploy`, or choose another name",
+                req.name
+            )));
+        }
+        // Checked before anything is pulled (the same checks run on the template).
+        spec::run::check(&req).map_err(CoreError::BadRequest)?;
+        self.ensure_image(&req.image, None, PullPolicy::Missing, req.pull)
+            .await?;
+        let exposed = self.core.runtime.image_exposed(&req.image).await?;
+        let template = spec::run::template(&req, &exposed).map_err(CoreError::BadRequest)?;
+        self.deploy(DeployRequest {
+            name: req.name,
+            template,
+            message: "deployed from an image (berth run)".into(),
+            ..Default::default()
+        })
+        .await
+    }
+
     /// Affinity rules are checked against the other apps on this host (warnings only).
     fn warn_affinity(&self, app: &mut AppSpec) -> Result<(), CoreError> {
         let has_affinity = app
@@ -1820,6 +1851,8 @@ impl Ops {
             .ok_or_else(|| unknown_app(name))?;
         Ok(InspectResponse {
             spec: a.spec,
+            template: a.template,
+            stopped_services: a.stopped_services,
             stopped: a.stopped,
             scale: a.scale,
             redeploy_gen: a.redeploy_gen,

@@ -553,6 +553,7 @@ fn run(cmd: Command, ops: &Ops, rt: &tokio::runtime::Handle) -> Reply {
             Command::CheckTemplate(r) => json(200, &ops.check_template(&r)),
             Command::ListApps => json(200, &ops.apps().await?),
             Command::Deploy(r) => json(201, &ops.deploy(r).await?),
+            Command::Run(r) => json(201, &ops.run_image(r).await?),
             Command::AppStatus(name) => json(200, &ops.app_status(&name).await?),
             Command::Inspect(name) => json(200, &ops.inspect(&name)?),
             Command::RemoveApp { name, volumes } => {

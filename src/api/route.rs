@@ -20,6 +20,8 @@ pub enum Route {
     CheckTemplate,
     ListApps,
     Deploy,
+    /// `POST /v1/run`: deploy a one-service app from an image (`berth run`).
+    Run,
     AppStatus(String),
     Inspect(String),
     /// `GET /v1/apps/NAME/images`: a tarball of the app's images.
@@ -213,6 +215,7 @@ impl Route {
         matches!(
             self,
             Route::Deploy
+                | Route::Run
                 | Route::CheckTemplate
                 | Route::SignIn
                 | Route::Scale(_)
@@ -241,6 +244,7 @@ pub enum Command {
     CheckTemplate(crate::wire::DeployRequest),
     ListApps,
     Deploy(crate::wire::DeployRequest),
+    Run(crate::wire::RunRequest),
     AppStatus(String),
     Inspect(String),
     RemoveApp {
@@ -407,6 +411,7 @@ impl Command {
             }
             Route::ListApps => Command::ListApps,
             Route::Deploy => Command::Deploy(json(body)?),
+            Route::Run => Command::Run(json(body)?),
             Route::AppStatus(n) => Command::AppStatus(n),
             Route::Inspect(n) => Command::Inspect(n),
             Route::RemoveApp { name, volumes } => Command::RemoveApp { name, volumes },
@@ -659,6 +664,8 @@ pub fn parse_request(method: &str, url: &str) -> Result<Route, RouteError> {
         (["v1", "health"], _) => return Err(not_allowed()),
         (["v1", "apps"], "GET") => Route::ListApps,
         (["v1", "apps"], "POST") => Route::Deploy,
+        (["v1", "run"], "POST") => Route::Run,
+        (["v1", "run"], _) => return Err(not_allowed()),
         (["v1", "apps"], _) => return Err(not_allowed()),
         (["v1", "apps", name], "GET") => Route::AppStatus(app_name(name)?),
         (["v1", "apps", name], "DELETE") => Route::RemoveApp {
@@ -1162,6 +1169,8 @@ mod tests {
             Ok("RemoveService { app: \"shop\", service: \"cache\" }"),
         ),
         ("PUT", "/v1/apps/shop/services/cache", Err(405)),
+        ("POST", "/v1/run", Ok("Run")),
+        ("GET", "/v1/run", Err(405)),
         (
             "POST",
             "/v1/apps/shop/here/restart",

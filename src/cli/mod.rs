@@ -88,6 +88,9 @@ pub enum Command {
         #[arg(long)]
         volumes: bool,
     },
+    /// Deploy a one-service app from an image, without a template (`berth inspect` shows the
+    /// template it stands for): berth run web nginx:alpine --route web.example.com.
+    Run(RunArgs),
     /// Recreate every container of an app (pulling images that are absent, or all with --pull).
     Redeploy {
         app: String,
@@ -131,6 +134,9 @@ pub enum Command {
         app: String,
         #[arg(long)]
         json: bool,
+        /// Print the template as deployed instead of the normalised spec.
+        #[arg(long, conflicts_with = "json")]
+        template: bool,
     },
     /// Validate a template and print its normalised spec (no agent needed).
     Config(TemplateArgs),
@@ -418,6 +424,7 @@ pub fn run(cli: Cli) -> Result<()> {
             println!("removed {app}");
             Ok(())
         }
+        Command::Run(a) => run_image(&client, a),
         Command::Redeploy { app, pull } => {
             let _: AppStatus = client.post(
                 &format!("/v1/apps/{app}/redeploy"),
@@ -431,9 +438,15 @@ pub fn run(cli: Cli) -> Result<()> {
             tail,
             json,
         } => events(&client, app.as_deref(), follow, tail, json),
-        Command::Inspect { app, json } => {
+        Command::Inspect {
+            app,
+            json,
+            template,
+        } => {
             let r: InspectResponse = client.get(&format!("/v1/apps/{app}/spec"))?;
-            if json {
+            if template {
+                print!("{}", r.template);
+            } else if json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {
                 println!("{}", serde_json::to_string_pretty(&r.spec)?);
@@ -442,6 +455,18 @@ pub fn run(cli: Cli) -> Result<()> {
                 }
                 if r.stopped {
                     println!("# stopped");
+                }
+                for (svc, slots) in &r.stopped_services {
+                    if slots.is_empty() {
+                        println!("# {svc}: stopped");
+                    } else {
+                        println!("# {svc}: slots {slots:?} stopped");
+                    }
+                }
+                if r.template.starts_with(crate::spec::run::HEADER) {
+                    println!(
+                        "# deployed from an image; `berth inspect {app} --template` prints the template it stands for"
+                    );
                 }
             }
             Ok(())
@@ -758,6 +783,71 @@ fn tempfile_in(dir: &Path, target: &Path) -> Result<(PathBuf, std::fs::File)> {
     Ok((path, f))
 }
 
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    /// The app's name (its one service has the same name).
+    name: String,
+    /// The image, as docker names it (nginx:1.27, registry.example.com/team/app:v2).
+    image: String,
+    /// Publish a port: HOST:CONTAINER or CONTAINER (a free host port); default: the image's
+    /// first exposed TCP port, unless --route serves it.
+    #[arg(short = 'p', long = "publish", value_name = "[HOST:]CONTAINER")]
+    ports: Vec<String>,
+    /// An environment variable for the container.
+    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
+    env: Vec<String>,
+    #[arg(long)]
+    replicas: Option<u32>,
+    /// Serve the port through the router under this domain.
+    #[arg(long, value_name = "DOMAIN")]
+    route: Option<String>,
+    /// Health probe: a path on the port (/health) or a URL (http://container:8080/x, tcp://container:5432).
+    #[arg(long, value_name = "PATH|URL")]
+    probe: Option<String>,
+    /// Pull the image even when it is on the host.
+    #[arg(long)]
+    pull: bool,
+    /// Return once deployed, without waiting for healthy instances.
+    #[arg(short = 'd', long)]
+    detach: bool,
+    /// Seconds to wait for healthy instances.
+    #[arg(long, default_value_t = 300)]
+    timeout: u64,
+    /// The command and its arguments (after --).
+    #[arg(last = true)]
+    command: Vec<String>,
+}
+
+/// `berth run NAME IMAGE`: `-e K` without a value takes it from this shell, as docker does.
+fn run_image(client: &Client, a: RunArgs) -> Result<()> {
+    let env = a
+        .env
+        .iter()
+        .map(|e| {
+            if e.contains('=') {
+                Ok(e.clone())
+            } else {
+                std::env::var(e).map(|v| format!("{e}={v}")).map_err(|_| {
+                    anyhow::anyhow!("-e {e}: it has no value here; write -e {e}=VALUE")
+                })
+            }
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let req = crate::wire::RunRequest {
+        name: a.name,
+        image: a.image,
+        ports: a.ports,
+        env,
+        replicas: a.replicas,
+        route: a.route,
+        probe: a.probe,
+        command: a.command,
+        pull: a.pull,
+    };
+    let r: DeployResponse = client.post("/v1/run", &req)?;
+    report_deploy(client, r, a.detach, a.timeout)
+}
+
 fn deploy(client: &Client, a: DeployArgs) -> Result<()> {
     let mut req = read_template(&a.template)?;
     if let Some(file) = &a.images {
@@ -775,6 +865,11 @@ fn deploy(client: &Client, a: DeployArgs) -> Result<()> {
     req.traffic = a.traffic;
     req.blue_green = a.blue_green;
     let r: DeployResponse = client.post("/v1/apps", &req)?;
+    report_deploy(client, r, a.detach, a.timeout)
+}
+
+/// Prints what a deploy changes and, unless `detach`, waits for its versions.
+fn report_deploy(client: &Client, r: DeployResponse, detach: bool, timeout: u64) -> Result<()> {
     for w in &r.warnings {
         eprintln!("warning: {w}");
     }
@@ -801,17 +896,17 @@ fn deploy(client: &Client, a: DeployArgs) -> Result<()> {
         }
         return Ok(());
     }
-    if a.detach {
+    if detach {
         return Ok(());
     }
     if r.versions.is_empty() {
-        return wait_running(client, &r.app, Duration::from_secs(a.timeout));
+        return wait_running(client, &r.app, Duration::from_secs(timeout));
     }
     wait_versions(
         client,
         &r.app,
         &r.versions,
-        Duration::from_secs(a.timeout),
+        Duration::from_secs(timeout),
         "deployed",
     )
 }

@@ -614,6 +614,15 @@ impl ContainerRuntime for DockerRuntime {
         }
     }
 
+    async fn image_exposed(&self, image: &str) -> Result<Vec<String>, RuntimeError> {
+        let i = self
+            .docker
+            .inspect_image(image)
+            .await
+            .map_err(engine_err("inspect image", image))?;
+        Ok(i.config.and_then(|c| c.exposed_ports).unwrap_or_default())
+    }
+
     async fn pull(&self, image: &str, platform: Option<&str>) -> Result<(), RuntimeError> {
         let (repo, tag) = split_image(image);
         let opts = qp::CreateImageOptions {

@@ -270,6 +270,17 @@ impl ContainerRuntime for FakeRuntime {
     async fn image_present(&self, image: &str) -> Result<bool, RuntimeError> {
         Ok(self.lock().images.contains(image))
     }
+    async fn image_exposed(&self, image: &str) -> Result<Vec<String>, RuntimeError> {
+        // The fake's images expose nothing; a test names its ports with `-p`.
+        if self.lock().images.contains(image) {
+            Ok(Vec::new())
+        } else {
+            Err(RuntimeError::ImageUnavailable {
+                image: image.into(),
+                detail: "not on the fake host".into(),
+            })
+        }
+    }
     async fn pull(&self, image: &str, _platform: Option<&str>) -> Result<(), RuntimeError> {
         self.call(format!("pull {image}"))?;
         let mut s = self.lock();

@@ -226,6 +226,8 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     /// Removes a container (force), with its anonymous volumes when `volumes`.
     async fn remove(&self, id: &str, volumes: bool) -> Result<(), RuntimeError>;
     async fn image_present(&self, image: &str) -> Result<bool, RuntimeError>;
+    /// The ports an image's config exposes (`EXPOSE`), as the engine writes them (`80/tcp`).
+    async fn image_exposed(&self, image: &str) -> Result<Vec<String>, RuntimeError>;
     /// Pulls `image`, the variant for `platform` (`linux/arm64`) when given.
     async fn pull(&self, image: &str, platform: Option<&str>) -> Result<(), RuntimeError>;
     /// Loads a `docker save` tarball; returns the engine's messages (loaded image names).

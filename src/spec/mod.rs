@@ -15,6 +15,7 @@ pub mod cron;
 mod ext;
 mod files;
 mod interpolate;
+pub mod run;
 mod service;
 mod service_keys;
 mod values;

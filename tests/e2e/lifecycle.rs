@@ -489,3 +489,149 @@ fn per_service_and_per_slot_actions() {
     assert!(e.contains("only service"), "{e}");
     assert_eq!(running("web"), vec![1, 2]);
 }
+
+/// An image that exposes ports (`EXPOSE 80` and a UDP port), built from the test web image.
+fn exposed_image() -> &'static str {
+    const NAME: &str = "berth-test/exposed:latest";
+    if !std::process::Command::new("docker")
+        .args(["image", "inspect", NAME])
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        let mut child = std::process::Command::new("docker")
+            .args(["build", "-q", "-t", NAME, "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("docker build");
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(format!("FROM {WEB_IMAGE}\nEXPOSE 53/udp 80\n").as_bytes())
+            .expect("dockerfile");
+        assert!(child.wait().expect("build").success(), "docker build");
+    }
+    NAME
+}
+
+/// `berth run NAME IMAGE`: a one-service app from an image, reached through the router and on
+/// the image's exposed port, with variables and a command as given; bad input stores nothing.
+#[test]
+fn run_deploys_an_image_without_a_template() {
+    let http_port = free_port();
+    let a = Agent::start_with_config(&format!("[router]\nhttp = \"127.0.0.1:{http_port}\"\n"));
+    let image = exposed_image();
+    // Routed, two replicas, probed on the image's port.
+    let out = a.ok(&[
+        "run",
+        "hello",
+        image,
+        "--replicas",
+        "2",
+        "--route",
+        "hello.test",
+        "--probe",
+        "/license.txt",
+    ]);
+    assert!(out.contains("hello-001"), "{out}");
+    assert_eq!(a.running("hello").len(), 2);
+    let (status, body, _) = router_get(http_port, "hello.test", "/", None);
+    assert_eq!((status, body.trim()), (200, "hello from berth"));
+    let tpl = a.ok(&["inspect", "hello", "--template"]);
+    assert!(
+        tpl.starts_with("# Deployed from an image: berth run hello"),
+        "{tpl}"
+    );
+    assert!(
+        tpl.contains("aliyun.routing.port_80: \"hello.test\""),
+        "{tpl}"
+    );
+    assert!(tpl.contains("http://container:80/license.txt"), "{tpl}");
+    assert!(
+        a.ok(&["inspect", "hello"])
+            .contains("deployed from an image")
+    );
+
+    // No route: the image's first exposed TCP port is published on a free host port.
+    a.ok(&["run", "plain", image]);
+    let i = &a.running("plain")[0];
+    let p = i
+        .ports
+        .iter()
+        .find(|p| p.container_port == 80)
+        .expect("80 published");
+    let body = ureq::get(format!("http://127.0.0.1:{}/", p.host_port))
+        .call()
+        .expect("http")
+        .body_mut()
+        .read_to_string()
+        .expect("body");
+    assert_eq!(body.trim(), "hello from berth");
+
+    // A command and variables as written ($ included), on a port named with -p.
+    let port = free_port();
+    a.ok(&[
+        "run",
+        "cmd",
+        IMAGE,
+        "-p",
+        &format!("127.0.0.1:{port}:8080"),
+        "-e",
+        "GREETING=hi $HOME ${X}",
+        "--",
+        "sh",
+        "-c",
+        "echo \"$GREETING\" > /www/g && exec httpd -f -p 8080 -h /www",
+    ]);
+    let body = ureq::get(format!("http://127.0.0.1:{port}/g"))
+        .call()
+        .expect("http")
+        .body_mut()
+        .read_to_string()
+        .expect("body");
+    assert_eq!(body.trim(), "hi $HOME ${X}");
+    // Run again with another variable: a new version of the same app.
+    let out = a.ok(&[
+        "run",
+        "cmd",
+        IMAGE,
+        "-p",
+        &format!("127.0.0.1:{port}:8080"),
+        "-e",
+        "GREETING=two",
+        "--",
+        "sh",
+        "-c",
+        "echo \"$GREETING\" > /www/g && exec httpd -f -p 8080 -h /www",
+    ]);
+    assert!(out.contains("cmd-002"), "{out}");
+
+    // Bad input: a clear error, and nothing stored.
+    a.deploy(
+        "tpl",
+        &format!("services:\n  web:\n    image: {IMAGE}\n    command: sleep 600\n"),
+    );
+    for (args, says) in [
+        (
+            &["run", "nope", "berth-test/absent:latest"][..],
+            "berth-test/absent",
+        ),
+        (
+            &["run", "noport", IMAGE, "--route", "x.test"][..],
+            "exposes no TCP port",
+        ),
+        (&["run", "Bad_Name", IMAGE][..], "app name"),
+        (&["run", "badp", image, "-p", "80-90"][..], "one number"),
+        (&["run", "bade", image, "-e", "=x"][..], "KEY=VALUE"),
+        (&["run", "tpl", IMAGE][..], "deployed from a template"),
+    ] {
+        let e = a.fails(args);
+        assert!(e.contains(says), "{args:?}: {e}");
+    }
+    let apps = a.ok(&["apps"]);
+    for gone in ["nope", "noport", "badp", "bade"] {
+        assert!(!apps.contains(gone), "{gone} stored: {apps}");
+    }
+}
