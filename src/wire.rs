@@ -577,6 +577,9 @@ pub struct VolumeView {
     pub opts: BTreeMap<String, String>,
     /// The host path: berth's mount point (oss, nas) or the engine's (local).
     pub mountpoint: String,
+    /// oss: how the bucket is addressed and why (`path (the endpoint is an IP address)`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub request_style: String,
     /// mounted / unmounted / broken (oss, nas); ready / absent (local); error.
     pub state: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]

@@ -818,6 +818,10 @@ impl Ops {
             }
         };
         v.opts = def.masked();
+        if def.driver == crate::volumes::Driver::Oss {
+            let (style, because) = crate::volumes::command::request_style(&def);
+            v.request_style = format!("{style} style ({because})");
+        }
         if def.driver.host_mounted() {
             v.mountpoint = self.core.mountpoint_of(&def.name);
             let state = host_state(&self.core.volumes.dirs, &def.name).await;

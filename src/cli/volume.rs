@@ -71,6 +71,9 @@ fn print_view(v: &VolumeView) {
         println!("error:      {}", v.error);
     }
     println!("mountpoint: {}", v.mountpoint);
+    if !v.request_style.is_empty() {
+        println!("requests:   {}", v.request_style);
+    }
     println!("created:    {}", time_ms(v.created_ms));
     println!("options:");
     for (k, val) in &v.opts {

@@ -68,6 +68,49 @@ pub fn nfs_options(s: &str) -> Result<Vec<String>, String> {
     Ok(out)
 }
 
+/// How an `oss` volume addresses its bucket, and why: virtual-host style
+/// (`bucket.endpoint`) needs a DNS name the bucket can be put in front of; an IP address,
+/// `localhost` or a one-label host (MinIO, a local S3 API, a service name) cannot take that,
+/// so those use path style (`endpoint/bucket`) by themselves; `use_path_request_style` in
+/// `other_opts` asks for it anywhere.
+pub fn request_style(def: &VolumeDef) -> (&'static str, &'static str) {
+    let o = &def.opts;
+    if o.get("other_opts")
+        .is_some_and(|x| x.contains("use_path_request_style"))
+    {
+        return ("path", "other_opts asks for use_path_request_style");
+    }
+    let endpoint = o.get("endpoint").map(String::as_str).unwrap_or_default();
+    let rest = endpoint.split_once("://").map_or(endpoint, |(_, r)| r);
+    let authority = rest.split(['/', '?']).next().unwrap_or(rest);
+    let host = match authority.strip_prefix('[') {
+        // An IPv6 literal.
+        Some(v6) => {
+            return (
+                "path",
+                if v6.contains(']') {
+                    "the endpoint is an IP address"
+                } else {
+                    "the endpoint is not a DNS name"
+                },
+            );
+        }
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    if host.parse::<std::net::Ipv4Addr>().is_ok() {
+        ("path", "the endpoint is an IP address")
+    } else if host.eq_ignore_ascii_case("localhost") {
+        ("path", "the endpoint is localhost")
+    } else if !host.contains('.') {
+        ("path", "the endpoint is a one-label host name")
+    } else {
+        (
+            "virtual-host",
+            "the endpoint is a DNS name (bucket.endpoint)",
+        )
+    }
+}
+
 /// The FUSE helper's arguments: it runs in the foreground (`-f`) so berth sees it exit and
 /// reads its own error text.
 pub fn oss_args(
@@ -107,11 +150,14 @@ pub fn oss_args(
         // No metadata cache: what another host wrote is seen at once.
         push("max_stat_cache_size=0".into());
     }
-    for extra in o
+    let extras = o
         .get("other_opts")
         .and_then(|s| fuse_options(s).ok())
-        .unwrap_or_default()
-    {
+        .unwrap_or_default();
+    if request_style(def).0 == "path" && !extras.iter().any(|e| e == "use_path_request_style") {
+        push("use_path_request_style".into());
+    }
+    for extra in extras {
         push(extra);
     }
     args
@@ -174,6 +220,40 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         validate("vol", driver, &opts).expect("valid")
+    }
+
+    #[test]
+    fn endpoints_that_cannot_take_a_bucket_name_use_path_style() {
+        for (endpoint, style) in [
+            ("http://127.0.0.1:9000", "path"),
+            ("https://10.0.0.5", "path"),
+            ("http://[::1]:9000", "path"),
+            ("http://localhost:9000", "path"),
+            ("http://LOCALHOST", "path"),
+            ("http://minio:9000/", "path"),
+            ("https://oss-cn-hangzhou.aliyuncs.com", "virtual-host"),
+            ("https://s3.example.com:8443", "virtual-host"),
+        ] {
+            let d = def(Driver::Oss, &[("endpoint", endpoint), ("bucket", "bkt")]);
+            assert_eq!(request_style(&d).0, style, "{endpoint}");
+            let line = oss_args(&d, "/m", "/pw", "/c").join(" ");
+            assert_eq!(
+                line.contains("use_path_request_style"),
+                style == "path",
+                "{endpoint}: {line}"
+            );
+        }
+        // Asked for by hand: once, not twice.
+        let d = def(
+            Driver::Oss,
+            &[
+                ("endpoint", "http://127.0.0.1:9000"),
+                ("bucket", "bkt"),
+                ("other_opts", "-o use_path_request_style"),
+            ],
+        );
+        let line = oss_args(&d, "/m", "/pw", "/c").join(" ");
+        assert_eq!(line.matches("use_path_request_style").count(), 1, "{line}");
     }
 
     #[test]

@@ -219,10 +219,18 @@ fn mount_oss(dirs: &Dirs, def: &VolumeDef) -> Result<Child, VolumeError> {
             let _ = child.wait();
             unmount_path(&mp);
             let said = log_tail(&log_path);
+            let (style, because) = command::request_style(def);
+            let tried = format!(
+                "endpoint {}, {style}-style requests ({because})",
+                def.opts
+                    .get("endpoint")
+                    .map(String::as_str)
+                    .unwrap_or_default()
+            );
             Err(fail(if said.is_empty() {
-                format!("{helper} {why}")
+                format!("{helper} {why}; tried {tried}")
             } else {
-                format!("{helper}: {said}")
+                format!("{helper}: {said}; tried {tried}")
             }))
         }
     }

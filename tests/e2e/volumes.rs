@@ -95,12 +95,13 @@ fn oss_volume_shares_a_bucket_hides_credentials_and_survives_its_helper() {
     );
 
     // A second mount of the same bucket (as another host would have), made by hand with the
-    // credentials in a file: it sees what the first wrote.
+    // credentials in a file: it sees what the first wrote. Its endpoint is an IP address
+    // and it does not ask for path-style requests: berth uses them by itself.
     let opts = a.dir.path().join("other.opts");
     std::fs::write(
         &opts,
         format!(
-            "endpoint={}\nbucket=berth-data\npath=app1\naccess_key={AK}\nsecret_key={SK}\nother_opts=-o use_path_request_style\n",
+            "endpoint={}\nbucket=berth-data\npath=app1\naccess_key={AK}\nsecret_key={SK}\n",
             s3.url()
         ),
     )
@@ -124,6 +125,11 @@ fn oss_volume_shares_a_bucket_hides_credentials_and_survives_its_helper() {
         Some("hello-from-writer")
     );
     assert_eq!(mounts_under(a.dir.path()).len(), 2);
+    let shown = a.ok(&["volume", "inspect", "other"]);
+    assert!(
+        shown.contains("requests:   path style (the endpoint is an IP address)"),
+        "{shown}"
+    );
 
     // Credentials: not in any process's command line, the agent's log, the API, the CLI's
     // views, or the state database in clear.
@@ -237,6 +243,13 @@ fn bad_endpoint_fails_the_deploy_with_the_helpers_error_and_mounts_nothing() {
     assert!(
         err.contains("s3fs") && err.contains("ossbad_shared"),
         "the helper's words: {err}"
+    );
+    // Which endpoint and which request style were tried.
+    assert!(
+        err.contains(&format!(
+            "endpoint http://127.0.0.1:{closed}, path-style requests"
+        )),
+        "{err}"
     );
     assert!(
         mounts_under(a.dir.path()).is_empty(),
