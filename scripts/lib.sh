@@ -96,6 +96,12 @@ ensure_volume_tools() {
     fi
 }
 
+# The private registry test (tests/e2e/registry.rs): Debian's registry (distribution) and
+# htpasswd for its basic auth. The package's own service is not used: the test starts one.
+ensure_registry() {
+    apt_install docker-registry apache2-utils
+}
+
 # The console test (tests/e2e/console.rs): Debian's headless Chromium, Node.js, and the
 # test's npm packages (playwright-core, pinned in tests/ui/package-lock.json; it drives the
 # system Chromium, so no browser is downloaded).

@@ -267,6 +267,33 @@ pub struct RunRequest {
     pub pull: bool,
 }
 
+/// `POST /v1/registries`: `berth registry login`.
+#[derive(Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryLogin {
+    pub host: String,
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for RegistryLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryLogin")
+            .field("host", &self.host)
+            .field("username", &self.username)
+            .field("password", &"********")
+            .finish()
+    }
+}
+
+/// A registry login as `berth registry ls` shows it (never the password).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RegistryView {
+    pub host: String,
+    pub username: String,
+    pub created_ms: i64,
+}
+
 /// What `berth restart` did: the containers restarted, and those that could not be (with
 /// why).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -19,6 +19,7 @@ mod logship;
 pub mod names;
 mod observe;
 mod ops;
+mod registries;
 mod telemetry;
 mod versions;
 mod volumes;

@@ -1560,7 +1560,8 @@ impl Ops {
                 "image {image} is not on this host and its service says `pull_policy: never`: load it with `berth image load` (or deploy with --pull)"
             )));
         }
-        match self.core.runtime.pull(image, platform).await {
+        let auth = self.core.registry_auth(image)?;
+        match self.core.runtime.pull(image, platform, auth.as_ref()).await {
             Ok(()) => Ok(()),
             // Asked to refresh but offline: the local copy still serves.
             Err(e) if present => {

@@ -48,7 +48,7 @@ impl VolumeHub {
         }
     }
 
-    fn sealer(&self) -> Result<&Sealer, VolumeError> {
+    pub(super) fn sealer(&self) -> Result<&Sealer, VolumeError> {
         if let Some(s) = self.sealer.get() {
             return Ok(s);
         }

@@ -554,6 +554,12 @@ fn run(cmd: Command, ops: &Ops, rt: &tokio::runtime::Handle) -> Reply {
             Command::ListApps => json(200, &ops.apps().await?),
             Command::Deploy(r) => json(201, &ops.deploy(r).await?),
             Command::Run(r) => json(201, &ops.run_image(r).await?),
+            Command::ListRegistries => json(200, &ops.registries()?),
+            Command::RegistryLogin(r) => json(200, &ops.registry_login(r)?),
+            Command::RegistryLogout(h) => {
+                ops.registry_logout(&h)?;
+                json(200, &serde_json::json!({ "logged_out": h }))
+            }
             Command::AppStatus(name) => json(200, &ops.app_status(&name).await?),
             Command::Inspect(name) => json(200, &ops.inspect(&name)?),
             Command::RemoveApp { name, volumes } => {

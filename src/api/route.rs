@@ -22,6 +22,10 @@ pub enum Route {
     Deploy,
     /// `POST /v1/run`: deploy a one-service app from an image (`berth run`).
     Run,
+    /// `GET|POST /v1/registries`, `DELETE /v1/registries?host=H`: private registry logins.
+    ListRegistries,
+    RegistryLogin,
+    RegistryLogout(String),
     AppStatus(String),
     Inspect(String),
     /// `GET /v1/apps/NAME/images`: a tarball of the app's images.
@@ -216,6 +220,7 @@ impl Route {
             self,
             Route::Deploy
                 | Route::Run
+                | Route::RegistryLogin
                 | Route::CheckTemplate
                 | Route::SignIn
                 | Route::Scale(_)
@@ -245,6 +250,9 @@ pub enum Command {
     ListApps,
     Deploy(crate::wire::DeployRequest),
     Run(crate::wire::RunRequest),
+    ListRegistries,
+    RegistryLogin(crate::wire::RegistryLogin),
+    RegistryLogout(String),
     AppStatus(String),
     Inspect(String),
     RemoveApp {
@@ -412,6 +420,9 @@ impl Command {
             Route::ListApps => Command::ListApps,
             Route::Deploy => Command::Deploy(json(body)?),
             Route::Run => Command::Run(json(body)?),
+            Route::ListRegistries => Command::ListRegistries,
+            Route::RegistryLogin => Command::RegistryLogin(json(body)?),
+            Route::RegistryLogout(h) => Command::RegistryLogout(h),
             Route::AppStatus(n) => Command::AppStatus(n),
             Route::Inspect(n) => Command::Inspect(n),
             Route::RemoveApp { name, volumes } => Command::RemoveApp { name, volumes },
@@ -666,6 +677,19 @@ pub fn parse_request(method: &str, url: &str) -> Result<Route, RouteError> {
         (["v1", "apps"], "POST") => Route::Deploy,
         (["v1", "run"], "POST") => Route::Run,
         (["v1", "run"], _) => return Err(not_allowed()),
+        (["v1", "registries"], "GET") => Route::ListRegistries,
+        (["v1", "registries"], "POST") => Route::RegistryLogin,
+        (["v1", "registries"], "DELETE") => match get("host") {
+            Some(h) if !h.is_empty() => Route::RegistryLogout(h.to_string()),
+            _ => {
+                return Err(RouteError::BadQuery {
+                    name: "host".into(),
+                    value: String::new(),
+                    hint: "name the registry: DELETE /v1/registries?host=registry.example.com",
+                });
+            }
+        },
+        (["v1", "registries"], _) => return Err(not_allowed()),
         (["v1", "apps"], _) => return Err(not_allowed()),
         (["v1", "apps", name], "GET") => Route::AppStatus(app_name(name)?),
         (["v1", "apps", name], "DELETE") => Route::RemoveApp {
@@ -1171,6 +1195,15 @@ mod tests {
         ("PUT", "/v1/apps/shop/services/cache", Err(405)),
         ("POST", "/v1/run", Ok("Run")),
         ("GET", "/v1/run", Err(405)),
+        ("GET", "/v1/registries", Ok("ListRegistries")),
+        ("POST", "/v1/registries", Ok("RegistryLogin")),
+        (
+            "DELETE",
+            "/v1/registries?host=10.0.0.5%3A5000",
+            Ok("RegistryLogout(\"10.0.0.5:5000\")"),
+        ),
+        ("DELETE", "/v1/registries", Err(400)),
+        ("PUT", "/v1/registries", Err(405)),
         (
             "POST",
             "/v1/apps/shop/here/restart",

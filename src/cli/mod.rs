@@ -9,6 +9,7 @@ mod host;
 mod jobs;
 mod observe;
 mod output;
+mod registry;
 mod volume;
 
 use crate::model::AppState;
@@ -143,6 +144,9 @@ pub enum Command {
     /// Volumes: local, object storage (oss) and NFS (nas).
     #[command(subcommand)]
     Volume(volume::VolumeCommand),
+    /// Private registries: login, logout, ls.
+    #[command(subcommand)]
+    Registry(registry::RegistryCommand),
     /// The cluster: init, join tokens, join, leave.
     #[command(subcommand)]
     Cluster(cluster::ClusterCommand),
@@ -480,6 +484,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Metrics { app, json } => observe::metrics(&client, app.as_deref(), json),
         Command::Alarm(cmd) => observe::alarm(&client, cmd),
         Command::Volume(cmd) => volume::volume(&client, cmd),
+        Command::Registry(cmd) => registry::registry(&client, cmd),
         Command::Cluster(cmd) => cluster::cluster(&client, cmd),
         Command::Jobs(f) => jobs::jobs(&client, f.json),
         Command::Runs { app, task, json } => jobs::runs(&client, &app, task.as_deref(), json),

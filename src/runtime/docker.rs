@@ -623,7 +623,12 @@ impl ContainerRuntime for DockerRuntime {
         Ok(i.config.and_then(|c| c.exposed_ports).unwrap_or_default())
     }
 
-    async fn pull(&self, image: &str, platform: Option<&str>) -> Result<(), RuntimeError> {
+    async fn pull(
+        &self,
+        image: &str,
+        platform: Option<&str>,
+        auth: Option<&super::RegistryAuth>,
+    ) -> Result<(), RuntimeError> {
         let (repo, tag) = split_image(image);
         let opts = qp::CreateImageOptions {
             from_image: Some(repo),
@@ -636,7 +641,13 @@ impl ContainerRuntime for DockerRuntime {
             detail,
         };
         let pull = async {
-            let mut stream = self.docker.create_image(Some(opts), None, None);
+            let credentials = auth.map(|a| bollard::auth::DockerCredentials {
+                username: Some(a.username.clone()),
+                password: Some(a.password.clone()),
+                serveraddress: Some(a.server.clone()),
+                ..Default::default()
+            });
+            let mut stream = self.docker.create_image(Some(opts), None, credentials);
             while let Some(item) = stream.next().await {
                 item.map_err(|e| unavailable(e.to_string()))?;
             }

@@ -281,7 +281,12 @@ impl ContainerRuntime for FakeRuntime {
             })
         }
     }
-    async fn pull(&self, image: &str, _platform: Option<&str>) -> Result<(), RuntimeError> {
+    async fn pull(
+        &self,
+        image: &str,
+        _platform: Option<&str>,
+        _auth: Option<&super::RegistryAuth>,
+    ) -> Result<(), RuntimeError> {
         self.call(format!("pull {image}"))?;
         let mut s = self.lock();
         if s.registry.contains(image) {

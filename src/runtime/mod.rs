@@ -228,8 +228,14 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     async fn image_present(&self, image: &str) -> Result<bool, RuntimeError>;
     /// The ports an image's config exposes (`EXPOSE`), as the engine writes them (`80/tcp`).
     async fn image_exposed(&self, image: &str) -> Result<Vec<String>, RuntimeError>;
-    /// Pulls `image`, the variant for `platform` (`linux/arm64`) when given.
-    async fn pull(&self, image: &str, platform: Option<&str>) -> Result<(), RuntimeError>;
+    /// Pulls `image`, the variant for `platform` (`linux/arm64`) when given, with `auth`
+    /// for a private registry.
+    async fn pull(
+        &self,
+        image: &str,
+        platform: Option<&str>,
+        auth: Option<&RegistryAuth>,
+    ) -> Result<(), RuntimeError>;
     /// Loads a `docker save` tarball; returns the engine's messages (loaded image names).
     /// Loads a `docker save` tarball, streamed (never held whole in memory).
     async fn load_images(&self, tar: TarStream) -> Result<Vec<String>, RuntimeError>;
@@ -352,5 +358,50 @@ mod tests {
         );
         assert_eq!(EngineAction::parse("kill"), EngineAction::Kill);
         assert_eq!(EngineAction::parse(""), EngineAction::Other);
+    }
+}
+
+/// Credentials for pulls from one private registry (`berth registry login`).
+#[derive(Clone, PartialEq)]
+pub struct RegistryAuth {
+    pub server: String,
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for RegistryAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryAuth")
+            .field("server", &self.server)
+            .field("username", &self.username)
+            .field("password", &"********")
+            .finish()
+    }
+}
+
+/// The registry an image reference pulls from, as docker reads it: the first path
+/// component when it has a `.` or `:` or is `localhost`, else Docker Hub (`docker.io`).
+pub fn registry_host(image: &str) -> String {
+    match image.split_once('/') {
+        Some((first, _)) if first.contains(['.', ':']) || first == "localhost" => {
+            normalize_registry(first)
+        }
+        _ => "docker.io".to_string(),
+    }
+}
+
+/// A registry host as the user may write it: Docker Hub's several names are one.
+pub fn normalize_registry(host: &str) -> String {
+    let h = host
+        .trim()
+        .trim_start_matches("https://")
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_ascii_lowercase();
+    match h.as_str() {
+        "index.docker.io" | "registry-1.docker.io" | "registry.hub.docker.com" => {
+            "docker.io".to_string()
+        }
+        _ => h,
     }
 }

@@ -17,12 +17,14 @@ mod cluster;
 mod jobs;
 mod logs;
 mod outbox;
+mod registries;
 mod volumes;
 pub use cluster::MemberRow;
 pub use jobs::{AttemptRow, RunRow};
 
 pub use logs::{LogBatch, LogLine, LogQuery};
 pub use outbox::{OutboxRow, OutboxStats};
+pub use registries::RegistryRow;
 pub use volumes::VolumeRow;
 
 #[derive(Debug, thiserror::Error)]
@@ -241,6 +243,12 @@ const MIGRATIONS: &[&str] = &[
         service TEXT NOT NULL,
         slot INTEGER NOT NULL DEFAULT 0,
         PRIMARY KEY (app, service, slot));",
+    // 16: private registry logins (`berth registry login`), the password sealed.
+    "CREATE TABLE registries (
+        host TEXT PRIMARY KEY,
+        username TEXT NOT NULL,
+        sealed BLOB NOT NULL,
+        created_ms INTEGER NOT NULL);",
 ];
 
 /// Events kept; older ones are pruned as new ones arrive.

@@ -370,3 +370,122 @@ impl Drop for Nfs {
         let _ = self.child.wait();
     }
 }
+
+/// A private registry: Debian's `docker-registry` (distribution) with htpasswd basic auth,
+/// plain HTTP on 127.0.0.1 (which the engine takes as an insecure registry by default), its
+/// storage in a temporary directory. `push` puts a local image into it under a temporary
+/// docker client config, so this machine's own logins are neither used nor changed.
+pub struct Registry {
+    pub port: u16,
+    pub user: String,
+    pub password: String,
+    dir: tempfile::TempDir,
+    child: Child,
+}
+
+impl Registry {
+    pub fn start() -> Registry {
+        for bin in ["docker-registry", "htpasswd"] {
+            assert!(
+                on_path(bin),
+                "{bin} is missing: scripts/test installs docker-registry and apache2-utils"
+            );
+        }
+        let dir = tempfile::tempdir().expect("dir");
+        let (user, password) = ("ci-pusher".to_string(), "s3cret-Registry-Pw".to_string());
+        let htpasswd = dir.path().join("htpasswd");
+        let made = Command::new("htpasswd")
+            .args(["-Bbc", htpasswd.to_str().expect("path"), &user, &password])
+            .output()
+            .expect("htpasswd");
+        assert!(made.status.success(), "htpasswd: {made:?}");
+        let port = free_port();
+        let config = dir.path().join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\nauth:\n  htpasswd:\n    realm: berth-test\n    path: {}\n",
+                dir.path().join("data").display(),
+                htpasswd.display()
+            ),
+        )
+        .expect("config");
+        let log = std::fs::File::create(dir.path().join("registry.log")).expect("log");
+        let child = Command::new("docker-registry")
+            .args(["serve", config.to_str().expect("path")])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("docker-registry starts");
+        let r = Registry {
+            port,
+            user,
+            password,
+            dir,
+            child,
+        };
+        wait_until("the registry answers", Duration::from_secs(30), || {
+            matches!(
+                http_agent()
+                    .get(format!("http://127.0.0.1:{port}/v2/"))
+                    .call()
+                    .map(|r| r.status().as_u16()),
+                Ok(401)
+            )
+        });
+        r
+    }
+
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn docker(&self, args: &[&str], stdin: Option<&str>) -> std::process::Output {
+        use std::io::Write;
+        let mut child = Command::new("docker")
+            .env("DOCKER_CONFIG", self.dir.path().join("client"))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("docker");
+        if let Some(s) = stdin {
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(s.as_bytes())
+                .expect("stdin");
+        }
+        drop(child.stdin.take());
+        child.wait_with_output().expect("docker")
+    }
+
+    /// Pushes local image `from` as `repo:tag` on this registry and removes the local copy
+    /// of that name (so a deploy must pull it); returns the pushed reference.
+    pub fn push(&self, from: &str, repo_tag: &str) -> String {
+        let target = format!("{}/{repo_tag}", self.host());
+        let login = self.docker(
+            &["login", &self.host(), "-u", &self.user, "--password-stdin"],
+            Some(&self.password),
+        );
+        assert!(login.status.success(), "docker login: {login:?}");
+        for args in [
+            vec!["tag", from, &target],
+            vec!["push", &target],
+            vec!["rmi", &target],
+        ] {
+            let out = self.docker(&args, None);
+            assert!(out.status.success(), "docker {args:?}: {out:?}");
+        }
+        target
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

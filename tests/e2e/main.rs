@@ -23,6 +23,7 @@ mod network;
 mod offline;
 mod overlap;
 mod recovery;
+mod registry;
 mod releases;
 mod router;
 mod service;
