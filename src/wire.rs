@@ -294,6 +294,52 @@ pub struct RegistryView {
     pub created_ms: i64,
 }
 
+/// `POST /v1/apps/APP/triggers`: `berth trigger create`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TriggerCreate {
+    /// `redeploy` or `scale`.
+    pub action: String,
+    #[serde(default)]
+    pub service: Option<String>,
+    #[serde(default)]
+    pub replicas: Option<u32>,
+}
+
+/// A trigger as listed (never its secret).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TriggerView {
+    pub id: String,
+    pub app: String,
+    pub action: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub service: String,
+    #[serde(default)]
+    pub replicas: u32,
+    /// `/hooks/<id>`, on the API's address.
+    pub path: String,
+    pub created_ms: i64,
+    pub calls: i64,
+    pub last_ms: i64,
+}
+
+/// What creating a trigger answers: the only time the secret is shown.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TriggerCreated {
+    pub trigger: TriggerView,
+    /// `/hooks/<id>?secret=<secret>`.
+    pub url_path: String,
+}
+
+/// What a hook call answers: the outcome id (`redeploy-<generation>`, `scale-<svc>-<n>`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TriggerFired {
+    pub trigger: String,
+    pub app: String,
+    pub action: String,
+    pub outcome: String,
+}
+
 /// What `berth restart` did: the containers restarted, and those that could not be (with
 /// why).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

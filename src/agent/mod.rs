@@ -21,6 +21,7 @@ mod observe;
 mod ops;
 mod registries;
 mod telemetry;
+mod triggers;
 mod versions;
 mod volumes;
 
@@ -167,6 +168,8 @@ pub struct Core {
     /// How long a version may take to become normal (see `[agent] version_deadline`).
     version_deadline_ms: i64,
     pub router: crate::router::Router,
+    /// Hook calls per minute (`agent/triggers.rs`).
+    trigger_limits: triggers::Limits,
     router_domain: String,
     /// Domains with a certificate, when the HTTPS router runs (for `https://` routes).
     tls_domains: Vec<String>,
@@ -358,6 +361,7 @@ impl Core {
                 tls_domains.clone(),
                 cfg.router_limits.clone(),
             ),
+            trigger_limits: triggers::Limits::default(),
             router_domain: cfg.router_domain.clone(),
             tls_domains,
             router_errors: Mutex::new(Vec::new()),

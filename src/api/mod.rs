@@ -383,6 +383,27 @@ async fn handle(req: Request<Incoming>, ctx: Arc<Ctx>) -> Response<Body> {
                 Err(_) => respond(error(500, "internal error: the log query failed")),
             }
         }
+        Route::Hook { id, secret } => {
+            let from = req
+                .extensions()
+                .get::<server::Peer>()
+                .map(|p| p.0.to_string())
+                .unwrap_or_else(|| "an unknown address".into());
+            let (ops, rt) = (ops.clone(), ctx.rt.clone());
+            let fired = tokio::task::spawn_blocking(move || {
+                rt.block_on(ops.fire_trigger(&id, &secret, &from))
+            })
+            .await;
+            respond(match fired {
+                Ok(Ok(Ok(done))) => json(200, &done),
+                Ok(Ok(Err(triggers_refused))) => error(triggers_refused.0, &triggers_refused.1),
+                Ok(Err(e)) => error(status_of(&e), &e.to_string()),
+                Err(_) => error(
+                    500,
+                    "internal error: the trigger failed (see the agent's log)",
+                ),
+            })
+        }
         route => {
             let body = match body_of(&route, req, &ctx).await {
                 Ok(b) => b,
@@ -554,6 +575,12 @@ fn run(cmd: Command, ops: &Ops, rt: &tokio::runtime::Handle) -> Reply {
             Command::ListApps => json(200, &ops.apps().await?),
             Command::Deploy(r) => json(201, &ops.deploy(r).await?),
             Command::Run(r) => json(201, &ops.run_image(r).await?),
+            Command::CreateTrigger(app, r) => json(201, &ops.create_trigger(&app, r)?),
+            Command::ListTriggers(app) => json(200, &ops.triggers(app.as_deref())?),
+            Command::RemoveTrigger(id) => {
+                ops.remove_trigger(&id)?;
+                json(200, &serde_json::json!({ "removed": id }))
+            }
             Command::ListRegistries => json(200, &ops.registries()?),
             Command::RegistryLogin(r) => json(200, &ops.registry_login(r)?),
             Command::RegistryLogout(h) => {

@@ -22,6 +22,16 @@ pub enum Route {
     Deploy,
     /// `POST /v1/run`: deploy a one-service app from an image (`berth run`).
     Run,
+    /// `POST /v1/apps/NAME/triggers`, `GET /v1/triggers[?app=A]`, `DELETE /v1/triggers/ID`.
+    CreateTrigger(String),
+    ListTriggers(Option<String>),
+    RemoveTrigger(String),
+    /// `POST /hooks/ID?secret=S`: a trigger's webhook, without an API token (the secret is
+    /// the credential; checked by `agent/triggers.rs`).
+    Hook {
+        id: String,
+        secret: String,
+    },
     /// `GET|POST /v1/registries`, `DELETE /v1/registries?host=H`: private registry logins.
     ListRegistries,
     RegistryLogin,
@@ -182,7 +192,7 @@ impl Route {
     pub fn public(&self) -> bool {
         matches!(
             self,
-            Route::Health | Route::Ui(_) | Route::SignIn | Route::SessionState
+            Route::Health | Route::Ui(_) | Route::SignIn | Route::SessionState | Route::Hook { .. }
         )
     }
 
@@ -221,6 +231,7 @@ impl Route {
             Route::Deploy
                 | Route::Run
                 | Route::RegistryLogin
+                | Route::CreateTrigger(_)
                 | Route::CheckTemplate
                 | Route::SignIn
                 | Route::Scale(_)
@@ -250,6 +261,9 @@ pub enum Command {
     ListApps,
     Deploy(crate::wire::DeployRequest),
     Run(crate::wire::RunRequest),
+    CreateTrigger(String, crate::wire::TriggerCreate),
+    ListTriggers(Option<String>),
+    RemoveTrigger(String),
     ListRegistries,
     RegistryLogin(crate::wire::RegistryLogin),
     RegistryLogout(String),
@@ -420,6 +434,10 @@ impl Command {
             Route::ListApps => Command::ListApps,
             Route::Deploy => Command::Deploy(json(body)?),
             Route::Run => Command::Run(json(body)?),
+            Route::CreateTrigger(app) => Command::CreateTrigger(app, json(body)?),
+            Route::ListTriggers(app) => Command::ListTriggers(app),
+            Route::RemoveTrigger(id) => Command::RemoveTrigger(id),
+            Route::Hook { .. } => return Err(CommandError::Streamed),
             Route::ListRegistries => Command::ListRegistries,
             Route::RegistryLogin => Command::RegistryLogin(json(body)?),
             Route::RegistryLogout(h) => Command::RegistryLogout(h),
@@ -677,6 +695,16 @@ pub fn parse_request(method: &str, url: &str) -> Result<Route, RouteError> {
         (["v1", "apps"], "POST") => Route::Deploy,
         (["v1", "run"], "POST") => Route::Run,
         (["v1", "run"], _) => return Err(not_allowed()),
+        (["hooks", id], "POST") => Route::Hook {
+            id: id.to_string(),
+            secret: get("secret").unwrap_or_default().to_string(),
+        },
+        (["hooks", _], _) => return Err(not_allowed()),
+        (["v1", "apps", name, "triggers"], "POST") => Route::CreateTrigger(app_name(name)?),
+        (["v1", "apps", _, "triggers"], _) => return Err(not_allowed()),
+        (["v1", "triggers"], "GET") => Route::ListTriggers(get("app").map(app_name).transpose()?),
+        (["v1", "triggers", id], "DELETE") => Route::RemoveTrigger(id.to_string()),
+        (["v1", "triggers"], _) | (["v1", "triggers", _], _) => return Err(not_allowed()),
         (["v1", "registries"], "GET") => Route::ListRegistries,
         (["v1", "registries"], "POST") => Route::RegistryLogin,
         (["v1", "registries"], "DELETE") => match get("host") {
@@ -1196,6 +1224,24 @@ mod tests {
         ("POST", "/v1/run", Ok("Run")),
         ("GET", "/v1/run", Err(405)),
         ("GET", "/v1/registries", Ok("ListRegistries")),
+        (
+            "POST",
+            "/hooks/0123abcd0123abcd?secret=s%3D1",
+            Ok("Hook { id: \"0123abcd0123abcd\", secret: \"s=1\" }"),
+        ),
+        ("GET", "/hooks/0123abcd0123abcd", Err(405)),
+        (
+            "POST",
+            "/v1/apps/shop/triggers",
+            Ok("CreateTrigger(\"shop\")"),
+        ),
+        (
+            "GET",
+            "/v1/triggers?app=shop",
+            Ok("ListTriggers(Some(\"shop\"))"),
+        ),
+        ("GET", "/v1/triggers?app=..", Err(400)),
+        ("DELETE", "/v1/triggers/ab12", Ok("RemoveTrigger(\"ab12\")")),
         ("POST", "/v1/registries", Ok("RegistryLogin")),
         (
             "DELETE",

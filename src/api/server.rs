@@ -121,6 +121,10 @@ impl Listening {
     }
 }
 
+/// The client's address, in each request's extensions.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub std::net::SocketAddr);
+
 async fn accept_loop(
     listener: TcpListener,
     limits: Limits,
@@ -138,7 +142,7 @@ async fn accept_loop(
         .keep_alive(true);
     let http = Arc::new(http);
     loop {
-        let (stream, _peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             a = crate::listen::accept_paced(&listener, "API") => a,
             _ = stop.changed() => break,
         };
@@ -150,7 +154,9 @@ async fn accept_loop(
         let mut stop = stop.clone();
         tokio::spawn(async move {
             let _slot = slot;
-            let svc = hyper::service::service_fn(move |req| {
+            let svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+                // Who asked: for the events of calls made without a token (hooks).
+                req.extensions_mut().insert(Peer(peer));
                 let fut = handler(req);
                 let counters = counters.clone();
                 async move {

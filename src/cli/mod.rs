@@ -10,6 +10,7 @@ mod jobs;
 mod observe;
 mod output;
 mod registry;
+mod trigger;
 mod volume;
 
 use crate::model::AppState;
@@ -147,6 +148,9 @@ pub enum Command {
     /// Private registries: login, logout, ls.
     #[command(subcommand)]
     Registry(registry::RegistryCommand),
+    /// Webhooks that redeploy an app or scale a service: create, ls, rm.
+    #[command(subcommand)]
+    Trigger(trigger::TriggerCommand),
     /// The cluster: init, join tokens, join, leave.
     #[command(subcommand)]
     Cluster(cluster::ClusterCommand),
@@ -485,6 +489,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Alarm(cmd) => observe::alarm(&client, cmd),
         Command::Volume(cmd) => volume::volume(&client, cmd),
         Command::Registry(cmd) => registry::registry(&client, cmd),
+        Command::Trigger(cmd) => trigger::trigger(&client, &cli.api, cmd),
         Command::Cluster(cmd) => cluster::cluster(&client, cmd),
         Command::Jobs(f) => jobs::jobs(&client, f.json),
         Command::Runs { app, task, json } => jobs::runs(&client, &app, task.as_deref(), json),

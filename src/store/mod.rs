@@ -18,6 +18,7 @@ mod jobs;
 mod logs;
 mod outbox;
 mod registries;
+mod triggers;
 mod volumes;
 pub use cluster::MemberRow;
 pub use jobs::{AttemptRow, RunRow};
@@ -25,6 +26,7 @@ pub use jobs::{AttemptRow, RunRow};
 pub use logs::{LogBatch, LogLine, LogQuery};
 pub use outbox::{OutboxRow, OutboxStats};
 pub use registries::RegistryRow;
+pub use triggers::TriggerRow;
 pub use volumes::VolumeRow;
 
 #[derive(Debug, thiserror::Error)]
@@ -249,6 +251,17 @@ const MIGRATIONS: &[&str] = &[
         username TEXT NOT NULL,
         sealed BLOB NOT NULL,
         created_ms INTEGER NOT NULL);",
+    // 17: redeploy triggers (webhooks), the secret kept as a digest.
+    "CREATE TABLE triggers (
+        id TEXT PRIMARY KEY,
+        app TEXT NOT NULL REFERENCES apps(name) ON DELETE CASCADE,
+        action TEXT NOT NULL,
+        service TEXT NOT NULL DEFAULT '',
+        replicas INTEGER NOT NULL DEFAULT 0,
+        secret_digest BLOB NOT NULL,
+        created_ms INTEGER NOT NULL,
+        calls INTEGER NOT NULL DEFAULT 0,
+        last_ms INTEGER NOT NULL DEFAULT 0);",
 ];
 
 /// Events kept; older ones are pruned as new ones arrive.

@@ -93,3 +93,125 @@ fn deploys_from_a_private_registry_with_a_login_and_not_without() {
     a.ok(&["registry", "logout", &reg.host()]);
     assert!(!a.ok(&["registry", "ls"]).contains(&reg.host()));
 }
+
+/// POST to a hook URL; (status, body).
+fn hook(url: &str) -> (u16, String) {
+    match http_agent().post(url).send_empty() {
+        Ok(mut r) => (
+            r.status().as_u16(),
+            r.body_mut().read_to_string().unwrap_or_default(),
+        ),
+        Err(e) => (0, e.to_string()),
+    }
+}
+
+/// The image id a container runs.
+fn image_of(container: &str) -> String {
+    docker_ok(&["inspect", "-f", "{{.Image}}", container])
+        .trim()
+        .to_string()
+}
+
+/// A trigger redeploys with the image CI pushed since (pulled again through the login), or
+/// scales; a wrong secret or a removed trigger is refused, and every call is an event.
+#[test]
+fn triggers_redeploy_with_the_new_image_and_refuse_a_wrong_secret() {
+    let reg = Registry::start();
+    let image = reg.push(IMAGE, "team/app:latest");
+    let a = Agent::start();
+    let out = login(&a, &reg.host(), &reg.user, &reg.password);
+    assert!(out.status.success(), "{out:?}");
+    a.deploy(
+        "hooked",
+        &format!("services:\n  app:\n    image: {image}\n    command: sleep 3600\n    stop_grace_period: 1s\n"),
+    );
+    let first = a.running("hooked")[0].name.clone();
+    let old = image_of(&first);
+
+    let out = a.ok(&["trigger", "create", "hooked", "--action", "redeploy"]);
+    let url = out
+        .lines()
+        .find_map(|l| l.strip_prefix("POST "))
+        .expect("a URL")
+        .to_string();
+    assert!(url.contains("/hooks/") && url.contains("?secret="), "{url}");
+    let (base, secret) = url.split_once("?secret=").expect("secret");
+    // The secret is not listed again, anywhere.
+    let ls = a.ok(&["trigger", "ls", "hooked"]);
+    assert!(ls.contains("redeploy") && !ls.contains(secret), "{ls}");
+
+    // Wrong secrets and unknown triggers: refused alike, nothing redeployed.
+    for bad in [
+        format!("{base}?secret=wrong"),
+        format!("{base}?secret={}", &secret[..secret.len() - 1]),
+        base.to_string(),
+        url.replace("/hooks/", "/hooks/0000"),
+    ] {
+        let (status, body) = hook(&bad);
+        assert_eq!(status, 403, "{bad}: {body}");
+        assert!(body.contains("unknown trigger or wrong secret"), "{body}");
+    }
+    assert_eq!(a.running("hooked")[0].name, first);
+
+    // CI pushes a new :latest, then calls the hook: the app runs the new image.
+    let new_image = reg.push(WEB_IMAGE, "team/app:latest");
+    assert_eq!(new_image, image);
+    let new_id = docker_ok(&["image", "inspect", "-f", "{{.Id}}", WEB_IMAGE])
+        .trim()
+        .to_string();
+    assert_ne!(new_id, old);
+    let (status, body) = hook(&url);
+    assert_eq!(status, 200, "{body}");
+    let fired: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(fired["outcome"], "redeploy-1", "{body}");
+    wait_until("the new image runs", Duration::from_secs(60), || {
+        a.running("hooked")
+            .first()
+            .is_some_and(|i| image_of(&i.name) == new_id)
+    });
+    let ev = a.ok(&["events", "hooked"]);
+    assert!(ev.contains("called from 127.0.0.1:"), "{ev}");
+    assert!(
+        ev.contains("refused: unknown trigger or wrong secret"),
+        "{ev}"
+    );
+
+    // A scale trigger.
+    let out = a.ok(&[
+        "trigger",
+        "create",
+        "hooked",
+        "--action",
+        "scale",
+        "--service",
+        "app",
+        "--replicas",
+        "2",
+    ]);
+    let scale_url = out
+        .lines()
+        .find_map(|l| l.strip_prefix("POST "))
+        .expect("a URL")
+        .to_string();
+    let (status, body) = hook(&scale_url);
+    assert_eq!(status, 200, "{body}");
+    a.wait_running("hooked", 2, Duration::from_secs(60));
+    let e = a.fails(&[
+        "trigger",
+        "create",
+        "hooked",
+        "--action",
+        "scale",
+        "--service",
+        "nope",
+        "--replicas",
+        "2",
+    ]);
+    assert!(e.contains("no service"), "{e}");
+
+    // Removed: its URL no longer works.
+    let id = base.rsplit('/').next().expect("id");
+    a.ok(&["trigger", "rm", id]);
+    assert_eq!(hook(&url).0, 403);
+    assert!(a.ok(&["trigger", "ls"]).contains("scale app=2"));
+}
