@@ -79,6 +79,11 @@ pub fn sync_sinks(core: &Arc<Core>) -> usize {
     let apps = core.store.apps_shared().unwrap_or_default();
     let mut keys: Vec<String> = sinks.iter().map(Sink::key).collect();
     keys.extend(addon_sinks(&apps).iter().map(|(_, _, s)| s.key()));
+    // Alarm notices wait for their webhooks across restarts.
+    let hooks = notify_sinks(&alarm_rules(core));
+    keys.extend(hooks.iter().map(Sink::key));
+    core.metrics
+        .ensure_senders(&core.store, &hooks, &sink_report(core));
     core.metrics
         .stop_senders_except(&keys.iter().cloned().collect());
     match core.store.outbox_forget_except(&keys) {
@@ -173,13 +178,14 @@ pub async fn metrics_loop(core: Arc<Core>, mut shutdown: tokio::sync::watch::Rec
                 collector = Some(c);
                 let apps = core.store.apps_shared().unwrap_or_default();
                 queue(&core, &apps, &global, &report, &collect::points(&snapshot));
-                for (raised, app, service, msg) in alarms.evaluate(&alarm_rules(&core), &snapshot) {
-                    let kind = if raised {
+                for ev in alarms.evaluate(&alarm_rules(&core), &snapshot) {
+                    let kind = if ev.state == "raised" {
                         crate::model::EventKind::Alarm
                     } else {
                         crate::model::EventKind::AlarmCleared
                     };
-                    core.event(kind, &app, &service, &msg);
+                    core.event(kind, &ev.app, &ev.service, &ev.message);
+                    notify(&core, &report, &host, &ev);
                 }
                 super::autoscale::after_cycle(&core, &apps, &snapshot);
                 core.metrics.set_latest(snapshot, started.elapsed());
@@ -236,6 +242,46 @@ pub fn alarm_rules(core: &Core) -> Vec<crate::metrics::history::AlarmRule> {
         }
     }
     rules
+}
+
+/// The webhook sinks the alarm rules notify.
+fn notify_sinks(rules: &[crate::metrics::history::AlarmRule]) -> Vec<Sink> {
+    let mut urls: Vec<String> = rules
+        .iter()
+        .flat_map(|r| &r.notify)
+        .filter_map(|n| crate::metrics::history::notify_webhook(n).ok())
+        .map(str::to_string)
+        .collect();
+    urls.sort();
+    urls.dedup();
+    urls.into_iter().map(Sink::Webhook).collect()
+}
+
+/// Queues an alarm's raise or clear for each webhook its rule names, in the durable outbox:
+/// a receiver that is down gets it once it is back.
+fn notify(core: &Arc<Core>, report: &Report, host: &str, ev: &crate::metrics::history::AlarmEvent) {
+    if ev.notify.is_empty() {
+        return;
+    }
+    let mut doc = serde_json::to_value(ev).unwrap_or_default();
+    doc["host"] = host.into();
+    doc["time_ms"] = crate::clock::now_ms().into();
+    let body = doc.to_string().into_bytes();
+    let max = core.settings().metrics.outbox_max_bytes;
+    for n in &ev.notify {
+        let Ok(url) = crate::metrics::history::notify_webhook(n) else {
+            continue;
+        };
+        let sink = Sink::Webhook(url.to_string());
+        core.metrics
+            .ensure_senders(&core.store, std::slice::from_ref(&sink), report);
+        if let Err(e) = core
+            .store
+            .outbox_push(&sink.key(), &[(1, body.clone())], max)
+        {
+            tracing::warn!(sink = %sink.key(), error = %e, "cannot queue an alarm notice");
+        }
+    }
 }
 
 /// Queues the cycle's points: all of them for every configured sink, each service's own

@@ -178,6 +178,10 @@ pub struct AlarmArgs {
     /// Only this service of the app.
     #[arg(long, default_value = "")]
     pub service: String,
+    /// Also send each raise and clear here: webhook:URL (a JSON POST, retried until the
+    /// receiver takes it). Repeatable.
+    #[arg(long, value_name = "webhook:URL")]
+    pub notify: Vec<String>,
 }
 
 pub fn alarm(client: &Client, cmd: AlarmCommand) -> Result<()> {
@@ -196,6 +200,7 @@ pub fn alarm(client: &Client, cmd: AlarmCommand) -> Result<()> {
                 periods: a.periods,
                 app: a.app,
                 service: a.service,
+                notify: a.notify,
             };
             rule.validate().map_err(anyhow::Error::msg)?;
             let r: AlarmRule = client.post("/v1/alarms", &rule)?;
@@ -221,10 +226,15 @@ pub fn alarm(client: &Client, cmd: AlarmCommand) -> Result<()> {
                         scope,
                         format!("{} {} {}", r.metric, r.comparison, r.threshold),
                         r.periods.to_string(),
+                        if r.notify.is_empty() {
+                            "-".into()
+                        } else {
+                            r.notify.join(", ")
+                        },
                     ]
                 })
                 .collect();
-            table(&["NAME", "SCOPE", "CONDITION", "PERIODS"], &rows);
+            table(&["NAME", "SCOPE", "CONDITION", "PERIODS", "NOTIFY"], &rows);
             Ok(())
         }
         AlarmCommand::Rm { name } => {

@@ -95,7 +95,7 @@ impl Export {
         for s in sinks {
             match s {
                 Sink::Influx(i) if i.logs => e.influx.push(i.key()),
-                Sink::Influx(_) => {}
+                Sink::Influx(_) | Sink::Webhook(_) => {}
                 Sink::Syslog(y) => e.syslog.push((y.key(), y.facility())),
             }
         }

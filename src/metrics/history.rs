@@ -206,6 +206,27 @@ pub struct AlarmRule {
     pub app: String,
     #[serde(default)]
     pub service: String,
+    /// Where each raise and clear is also sent: `webhook:http(s)://...` (a JSON POST,
+    /// through the outbox, so an outage of the receiver loses none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notify: Vec<String>,
+}
+
+/// The webhook URL of a `notify` entry, checked.
+pub fn notify_webhook(n: &str) -> Result<&str, String> {
+    match n.strip_prefix("webhook:") {
+        Some(url)
+            if (url.starts_with("http://") || url.starts_with("https://"))
+                && url.len() > "https://".len()
+                && url.len() <= 2048
+                && !url.chars().any(|c| c.is_whitespace() || c.is_control()) =>
+        {
+            Ok(url)
+        }
+        _ => Err(format!(
+            "notify {n:?}: write webhook:http://HOST[:PORT]/PATH (or https://)"
+        )),
+    }
 }
 
 fn above() -> String {
@@ -255,6 +276,12 @@ impl AlarmRule {
         if self.periods == 0 || self.periods > 1000 {
             return Err(format!("alarm {}: periods must be 1-1000", self.name));
         }
+        if self.notify.len() > 8 {
+            return Err(format!("alarm {}: at most 8 notify targets", self.name));
+        }
+        for n in &self.notify {
+            notify_webhook(n).map_err(|e| format!("alarm {}: {e}", self.name))?;
+        }
         Ok(())
     }
 
@@ -282,8 +309,52 @@ pub struct Alarms {
     state: BTreeMap<(String, String), (u32, bool)>,
 }
 
-/// An alarm changing state: (raised?, app, service, message).
-pub type AlarmEvent = (bool, String, String, String);
+/// An alarm changing state.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AlarmEvent {
+    /// `raised` or `cleared`.
+    pub state: &'static str,
+    pub alarm: String,
+    /// The container (or `host`) whose figures crossed the threshold.
+    pub series: String,
+    pub app: String,
+    pub service: String,
+    pub metric: String,
+    pub value: f64,
+    pub comparison: String,
+    pub threshold: f64,
+    pub periods: u32,
+    pub message: String,
+    /// Where the rule sends it (`webhook:URL`).
+    #[serde(skip)]
+    pub notify: Vec<String>,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn event(
+    r: &AlarmRule,
+    state: &'static str,
+    series: &str,
+    app: &str,
+    service: &str,
+    value: f64,
+    message: String,
+) -> AlarmEvent {
+    AlarmEvent {
+        state,
+        alarm: r.name.clone(),
+        series: series.to_string(),
+        app: app.to_string(),
+        service: service.to_string(),
+        metric: r.metric.clone(),
+        value,
+        comparison: r.comparison.clone(),
+        threshold: r.threshold,
+        periods: r.periods,
+        message,
+        notify: r.notify.clone(),
+    }
+}
 
 impl Alarms {
     pub fn evaluate(&mut self, rules: &[AlarmRule], s: &Snapshot) -> Vec<AlarmEvent> {
@@ -304,10 +375,13 @@ impl Alarms {
                     st.0 += 1;
                     if st.0 >= r.periods && !st.1 {
                         st.1 = true;
-                        out.push((
-                            true,
-                            app.clone(),
-                            service.clone(),
+                        out.push(event(
+                            r,
+                            "raised",
+                            &name,
+                            &app,
+                            &service,
+                            v,
                             format!(
                                 "alarm {} raised: {name} {} {v:.1} {} {} for {} periods",
                                 r.name, r.metric, r.comparison, r.threshold, r.periods
@@ -316,10 +390,13 @@ impl Alarms {
                     }
                 } else {
                     if st.1 {
-                        out.push((
-                            false,
-                            app.clone(),
-                            service.clone(),
+                        out.push(event(
+                            r,
+                            "cleared",
+                            &name,
+                            &app,
+                            &service,
+                            v,
                             format!("alarm {} cleared: {name} {} {v:.1}", r.name, r.metric),
                         ));
                     }
@@ -369,6 +446,7 @@ mod tests {
             periods: 2,
             app: "shop".into(),
             service: String::new(),
+            notify: Vec::new(),
         };
         assert!(rule.validate().is_ok());
         let mut a = Alarms::default();
@@ -377,17 +455,29 @@ mod tests {
         let ev = a.evaluate(&rules, &snap(1, 95.0));
         assert_eq!(ev.len(), 1);
         assert!(
-            ev[0].0
+            ev[0].state == "raised"
                 && ev[0]
-                    .3
+                    .message
                     .contains("alarm hot raised: shop_web-001_1 cpu_percent 95.0 > 80")
         );
+        assert_eq!((ev[0].value, ev[0].app.as_str()), (95.0, "shop"));
         assert!(a.evaluate(&rules, &snap(2, 99.0)).is_empty(), "raised once");
         let ev = a.evaluate(&rules, &snap(3, 10.0));
-        assert!(!ev[0].0 && ev[0].3.contains("cleared"));
+        assert!(ev[0].state == "cleared" && ev[0].message.contains("cleared"));
         let mut bad = rules[0].clone();
         bad.metric = "disk".into();
         assert!(bad.validate().unwrap_err().contains("cpu_percent"));
+        for (n, ok) in [
+            ("webhook:http://127.0.0.1:9/x", true),
+            ("webhook:https://hooks.example.com/a?b=c", true),
+            ("webhook:ftp://x", false),
+            ("webhook:http://a b", false),
+            ("email:me@example.com", false),
+        ] {
+            let mut r = rules[0].clone();
+            r.notify = vec![n.to_string()];
+            assert_eq!(r.validate().is_ok(), ok, "{n}");
+        }
     }
 
     #[test]

@@ -182,6 +182,9 @@ impl SyslogSink {
 pub enum Sink {
     Influx(InfluxSink),
     Syslog(SyslogSink),
+    /// An alarm rule's `notify = webhook:URL`: each queued row is one JSON notice, POSTed
+    /// alone.
+    Webhook(String),
 }
 
 impl Sink {
@@ -189,7 +192,34 @@ impl Sink {
         match self {
             Sink::Influx(s) => s.key(),
             Sink::Syslog(s) => s.key(),
+            Sink::Webhook(url) => format!("webhook {url}"),
         }
+    }
+}
+
+/// POSTs one JSON notice to a webhook. A 4xx other than 408/429 is the receiver refusing
+/// it (dropped, said); anything else is retried.
+pub fn send_webhook(agent: &ureq::Agent, url: &str, body: &[u8]) -> Outcome {
+    match agent
+        .post(url)
+        .header("Content-Type", "application/json")
+        .header("User-Agent", concat!("berth/", env!("CARGO_PKG_VERSION")))
+        .send(body)
+    {
+        Ok(mut r) => {
+            let status = r.status().as_u16();
+            let text = r.body_mut().read_to_string().unwrap_or_default();
+            match status {
+                200..=299 => Outcome::Delivered,
+                408 | 429 => Outcome::Retry(format!("HTTP {status}"), None),
+                400..=499 => Outcome::Refused(format!(
+                    "HTTP {status}: {}",
+                    text.trim().chars().take(300).collect::<String>()
+                )),
+                _ => Outcome::Retry(format!("HTTP {status}"), None),
+            }
+        }
+        Err(e) => Outcome::Retry(format!("cannot reach {url}: {e}"), None),
     }
 }
 
@@ -422,11 +452,17 @@ pub fn run_sender(store: Arc<Store>, sink: Sink, report: Report, mode: Arc<Mode>
             sleep(Duration::from_millis(500));
             continue;
         }
+        // A webhook takes one notice per request.
+        let rows = match &sink {
+            Sink::Webhook(_) => &rows[..1],
+            _ => &rows[..],
+        };
         let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
         let body: Vec<u8> = rows.iter().flat_map(|r| r.body.iter().copied()).collect();
         let outcome = match &sink {
             Sink::Influx(s) => send_influx(&agent, s, &body),
             Sink::Syslog(s) => send_syslog(s, &body),
+            Sink::Webhook(url) => send_webhook(&agent, url, &body),
         };
         if draining && outcome != Outcome::Delivered {
             // Kept in the outbox for the next start.

@@ -450,3 +450,95 @@ fn kept_metric_files_follow_a_restart_and_close_when_a_container_goes() {
         "the removed container's files are still open: {last:?}"
     );
 }
+
+/// `--notify webhook:URL`: each raise and clear of an alarm is POSTed as JSON through the
+/// outbox, so a receiver that is down while they happen gets every one, once, in order,
+/// when it comes back.
+#[test]
+fn alarm_webhook_down_for_a_while_gets_every_notice_once() {
+    let port = free_port();
+    let a = Agent::start_with_config("[metrics]\ninterval = \"1s\"\n");
+    // Busy for 3 s, idle for 3 s, again and again.
+    a.deploy(
+        "pulse",
+        "services:\n  beat:\n    image: berth-test/busybox\n    stop_grace_period: 1s\n    command: [\"sh\", \"-c\", \"while :; do end=$$(($$(date +%s)+3)); while [ $$(date +%s) -lt $$end ]; do :; done; sleep 3; done\"]\n",
+    );
+    a.wait_running("pulse", 1, Duration::from_secs(60));
+    let hook = format!("webhook:http://127.0.0.1:{port}/alarm");
+    let e = a.fails(&[
+        "alarm",
+        "add",
+        "bad",
+        "--metric",
+        "cpu_percent",
+        "--above",
+        "1",
+        "--notify",
+        "mailto:x",
+    ]);
+    assert!(e.contains("webhook:http"), "{e}");
+    a.ok(&[
+        "alarm",
+        "add",
+        "pulse",
+        "--metric",
+        "cpu_percent",
+        "--above",
+        "40",
+        "--app",
+        "pulse",
+        "--notify",
+        &hook,
+    ]);
+    // The receiver is down while the alarm goes up and down.
+    let count = |what: &str| {
+        a.ok(&["events", "pulse"])
+            .matches(&format!("alarm pulse {what}"))
+            .count()
+    };
+    wait_until("raised twice and cleared", Duration::from_secs(60), || {
+        count("raised") >= 2 && count("cleared") >= 1
+    });
+    a.ok(&["alarm", "rm", "pulse"]);
+    std::thread::sleep(Duration::from_secs(2));
+    let (raised, cleared) = (count("raised"), count("cleared"));
+    let expected = raised + cleared;
+
+    // Back: every notice arrives, once.
+    let server = tiny_http::Server::http(format!("127.0.0.1:{port}")).expect("receiver");
+    let mut got: Vec<serde_json::Value> = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    while got.len() < expected && std::time::Instant::now() < deadline {
+        let Ok(Some(mut req)) = server.recv_timeout(Duration::from_secs(1)) else {
+            continue;
+        };
+        assert_eq!(req.url(), "/alarm");
+        let mut body = String::new();
+        req.as_reader().read_to_string(&mut body).expect("body");
+        got.push(serde_json::from_str(&body).expect("one JSON notice"));
+        let _ = req.respond(tiny_http::Response::empty(204));
+    }
+    // Nothing more comes (no notice twice).
+    if let Ok(Some(req)) = server.recv_timeout(Duration::from_secs(3)) {
+        panic!("an extra notice: {}", req.url());
+    }
+    assert_eq!(got.len(), expected, "{got:?}");
+    let states: Vec<&str> = got.iter().filter_map(|n| n["state"].as_str()).collect();
+    assert_eq!(states.iter().filter(|s| **s == "raised").count(), raised);
+    assert_eq!(states[0], "raised");
+    assert!(
+        states.windows(2).all(|w| w[0] != w[1]),
+        "in order: {states:?}"
+    );
+    let first = &got[0];
+    assert_eq!(first["alarm"], "pulse");
+    assert_eq!(first["app"], "pulse");
+    assert_eq!(first["metric"], "cpu_percent");
+    assert!(first["value"].as_f64().is_some_and(|v| v > 40.0), "{first}");
+    assert!(
+        first["series"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("pulse_beat"))
+    );
+    a.ok(&["rm", "pulse"]);
+}
