@@ -162,6 +162,12 @@ impl Ops {
 
     pub fn add_alarm(&self, rule: AlarmRule) -> Result<AlarmRule, CoreError> {
         rule.validate().map_err(CoreError::BadRequest)?;
+        if rule.notify.iter().any(|n| n == "syslog") && self.settings().logs.syslog.is_empty() {
+            return Err(CoreError::BadRequest(format!(
+                "alarm {}: --notify syslog sends to the [[logs.syslog]] servers of berth.toml, and there are none: add one (address = \"udp://HOST:514\") or use --notify webhook:URL",
+                rule.name
+            )));
+        }
         if self
             .settings()
             .metrics

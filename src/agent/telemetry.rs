@@ -268,6 +268,28 @@ fn notify(core: &Arc<Core>, report: &Report, host: &str, ev: &crate::metrics::hi
     doc["time_ms"] = crate::clock::now_ms().into();
     let body = doc.to_string().into_bytes();
     let max = core.settings().metrics.outbox_max_bytes;
+    if ev.notify.iter().any(|n| n == "syslog") {
+        let line = crate::store::LogLine {
+            time_ns: crate::timefmt::now_ns(),
+            app: ev.app.clone(),
+            service: ev.service.clone(),
+            node: host.to_string(),
+            container: ev.series.clone(),
+            stream: "alarm".into(),
+            message: ev.message.clone(),
+            ..Default::default()
+        };
+        for s in &core.settings().logs.syslog {
+            let mut body = crate::logs::export::syslog(&line, s.facility());
+            body.push('\n');
+            if let Err(e) = core
+                .store
+                .outbox_push(&s.key(), &[(1, body.into_bytes())], max)
+            {
+                tracing::warn!(sink = %s.key(), error = %e, "cannot queue an alarm notice");
+            }
+        }
+    }
     for n in &ev.notify {
         let Ok(url) = crate::metrics::history::notify_webhook(n) else {
             continue;

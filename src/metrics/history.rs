@@ -207,7 +207,8 @@ pub struct AlarmRule {
     #[serde(default)]
     pub service: String,
     /// Where each raise and clear is also sent: `webhook:http(s)://...` (a JSON POST,
-    /// through the outbox, so an outage of the receiver loses none).
+    /// through the outbox, so an outage of the receiver loses none), or `syslog` (a message
+    /// to each `[[logs.syslog]]` server, through the outbox too).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notify: Vec<String>,
 }
@@ -224,7 +225,7 @@ pub fn notify_webhook(n: &str) -> Result<&str, String> {
             Ok(url)
         }
         _ => Err(format!(
-            "notify {n:?}: write webhook:http://HOST[:PORT]/PATH (or https://)"
+            "notify {n:?}: write webhook:http://HOST[:PORT]/PATH (or https://), or syslog"
         )),
     }
 }
@@ -279,7 +280,7 @@ impl AlarmRule {
         if self.notify.len() > 8 {
             return Err(format!("alarm {}: at most 8 notify targets", self.name));
         }
-        for n in &self.notify {
+        for n in self.notify.iter().filter(|n| n.as_str() != "syslog") {
             notify_webhook(n).map_err(|e| format!("alarm {}: {e}", self.name))?;
         }
         Ok(())
@@ -473,6 +474,7 @@ mod tests {
             ("webhook:ftp://x", false),
             ("webhook:http://a b", false),
             ("email:me@example.com", false),
+            ("syslog", true),
         ] {
             let mut r = rules[0].clone();
             r.notify = vec![n.to_string()];

@@ -542,3 +542,61 @@ fn alarm_webhook_down_for_a_while_gets_every_notice_once() {
     );
     a.ok(&["rm", "pulse"]);
 }
+
+/// `--notify syslog`: each raise goes to the `[[logs.syslog]]` servers as an RFC 5424
+/// message (stream `alarm`); refused with no syslog server configured.
+#[test]
+fn alarm_notifies_the_syslog_servers() {
+    let plain = Agent::start();
+    let e = plain.fails(&[
+        "alarm",
+        "add",
+        "x",
+        "--metric",
+        "cpu_percent",
+        "--above",
+        "1",
+        "--notify",
+        "syslog",
+    ]);
+    assert!(e.contains("[[logs.syslog]]"), "{e}");
+    drop(plain);
+
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp");
+    udp.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let a = Agent::start_with_config(&format!(
+        "[metrics]\ninterval = \"1s\"\n[[logs.syslog]]\naddress = \"udp://{}\"\n",
+        udp.local_addr().expect("addr")
+    ));
+    a.deploy(
+        "warm",
+        "services:\n  burn:\n    image: berth-test/busybox\n    stop_grace_period: 1s\n    command: [\"sh\", \"-c\", \"while :; do :; done\"]\n",
+    );
+    a.wait_running("warm", 1, Duration::from_secs(60));
+    a.ok(&[
+        "alarm",
+        "add",
+        "warmth",
+        "--metric",
+        "cpu_percent",
+        "--above",
+        "40",
+        "--app",
+        "warm",
+        "--notify",
+        "syslog",
+    ]);
+    assert!(a.ok(&["alarm", "ls"]).contains("syslog"));
+    let mut buf = [0u8; 65536];
+    let msg = loop {
+        let n = udp.recv(&mut buf).expect("a syslog datagram");
+        let m = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if m.contains("alarm warmth raised") {
+            break m;
+        }
+    };
+    assert!(msg.starts_with("<14>1 "), "{msg}");
+    assert!(msg.contains(" warm.burn warm_burn-001_1 alarm "), "{msg}");
+    a.ok(&["rm", "warm"]);
+}
