@@ -267,6 +267,30 @@ pub struct RunRequest {
     pub pull: bool,
 }
 
+/// `POST /v1/access`: `berth access create NAME --role R`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessCreate {
+    pub name: String,
+    pub role: String,
+}
+
+/// A new access token: the only time it is shown.
+#[derive(Clone, Default, Serialize, Deserialize)]
+pub struct AccessCreated {
+    pub name: String,
+    pub role: String,
+    pub token: String,
+}
+
+/// An access token as listed (never the token).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct AccessView {
+    pub name: String,
+    pub role: String,
+    pub created_ms: i64,
+}
+
 /// `POST /v1/registries`: `berth registry login`.
 #[derive(Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -8,6 +8,7 @@
 //! is always written to the store before the engine is touched, so a crash at any point is
 //! recovered by the next pass (level-triggered).
 
+pub mod access;
 pub mod autoscale;
 mod backoff;
 mod custom;

@@ -189,6 +189,16 @@ fn status_of(e: &CoreError) -> u16 {
     }
 }
 
+/// The bearer token a request carries.
+fn bearer_token(headers: &hyper::HeaderMap) -> Option<String> {
+    headers
+        .get(hyper::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(|t| t.trim().to_string())
+}
+
 fn authorised(headers: &hyper::HeaderMap, token: &str) -> bool {
     let Some(v) = headers
         .get(hyper::header::AUTHORIZATION)
@@ -253,7 +263,13 @@ async fn handle(req: Request<Incoming>, ctx: Arc<Ctx>) -> Response<Body> {
     // Unauthenticated requests are answered before any byte of their body is read. A
     // browser's session stands for the token; a change made with one must come from the
     // console's own page (its Origin), never from another site.
-    let bearer = authorised(req.headers(), &ctx.token);
+    let admin_token = authorised(req.headers(), &ctx.token);
+    // A named access token (`berth access create`): its name and role.
+    let named = (!admin_token)
+        .then(|| bearer_token(req.headers()))
+        .flatten()
+        .and_then(|t| ops.identify(&t));
+    let bearer = admin_token || named.is_some();
     let now = crate::clock::now_ms();
     let session = (!bearer)
         .then(|| session::cookie(req.headers()))
@@ -268,6 +284,26 @@ async fn handle(req: Request<Incoming>, ctx: Arc<Ctx>) -> Response<Body> {
             401,
             "missing or wrong API token: pass it with --token or BERTH_TOKEN (it is in <data-dir>/api.token)",
         ));
+    }
+    // Roles: the API token (and a session signed in with it) is admin; a named token has
+    // its own role, and each change it makes is an event naming it.
+    let who = named.or_else(|| session.as_deref().and_then(|id| ctx.sessions.who(id)));
+    if let Some((name, role)) = &who
+        && !route.public()
+    {
+        let needs = route.required_role(&method);
+        if crate::agent::access::rank(role) < crate::agent::access::rank(needs) {
+            return respond(error(
+                403,
+                &format!(
+                    "access {name} has role {role}; {method} {} needs {needs}",
+                    url.split('?').next().unwrap_or("")
+                ),
+            ));
+        }
+        if !matches!(method.as_str(), "GET" | "HEAD") {
+            ops.audit(name, role, &method, url.split('?').next().unwrap_or(""));
+        }
     }
     if session.is_some()
         && !matches!(method.as_str(), "GET" | "HEAD")
@@ -472,14 +508,21 @@ async fn sign_in(req: Request<Incoming>, ctx: &Ctx) -> Response<Body> {
     if let Ok(v) = hyper::header::HeaderValue::from_str(&format!("Bearer {}", given.token.trim())) {
         h.insert(hyper::header::AUTHORIZATION, v);
     }
-    if !authorised(&h, &ctx.token) {
-        ctx.sessions.failed(now);
-        return respond(error(
-            401,
-            "wrong token: use the agent's API token (in <data-dir>/api.token on the host)",
-        ));
-    }
-    let id = match ctx.sessions.create(now) {
+    let named = if authorised(&h, &ctx.token) {
+        None
+    } else {
+        match ctx.ops.identify(given.token.trim()) {
+            Some(w) => Some(w),
+            None => {
+                ctx.sessions.failed(now);
+                return respond(error(
+                    401,
+                    "wrong token: use the agent's API token (in <data-dir>/api.token on the host) or an access token (`berth access create`)",
+                ));
+            }
+        }
+    };
+    let id = match ctx.sessions.create_as(now, named) {
         Ok(id) => id,
         Err(e) => return respond(error(500, &e)),
     };
@@ -580,6 +623,12 @@ fn run(cmd: Command, ops: &Ops, rt: &tokio::runtime::Handle) -> Reply {
             Command::RemoveTrigger(id) => {
                 ops.remove_trigger(&id)?;
                 json(200, &serde_json::json!({ "removed": id }))
+            }
+            Command::ListAccess => json(200, &ops.access_list()?),
+            Command::CreateAccess(r) => json(201, &ops.create_access(r)?),
+            Command::RemoveAccess(n) => {
+                ops.remove_access(&n)?;
+                json(200, &serde_json::json!({ "removed": n }))
             }
             Command::ListRegistries => json(200, &ops.registries()?),
             Command::RegistryLogin(r) => json(200, &ops.registry_login(r)?),

@@ -32,6 +32,10 @@ pub enum Route {
         id: String,
         secret: String,
     },
+    /// `GET|POST /v1/access`, `DELETE /v1/access/NAME`: access tokens with roles.
+    ListAccess,
+    CreateAccess,
+    RemoveAccess(String),
     /// `GET|POST /v1/registries`, `DELETE /v1/registries?host=H`: private registry logins.
     ListRegistries,
     RegistryLogin,
@@ -189,6 +193,32 @@ pub use crate::wire::LogsParams;
 
 impl Route {
     /// Answered without a token (liveness checks, load balancers).
+    /// The least role that may make this request (`agent/access.rs`): admin for access,
+    /// registries, volumes (their credentials), the cluster and prune; viewer for reads;
+    /// operator for every other change.
+    pub fn required_role(&self, method: &str) -> &'static str {
+        match self {
+            Route::ListAccess
+            | Route::CreateAccess
+            | Route::RemoveAccess(_)
+            | Route::ListRegistries
+            | Route::RegistryLogin
+            | Route::RegistryLogout(_)
+            | Route::CreateVolume
+            | Route::RemoveVolume(_)
+            | Route::SystemPrune
+            | Route::ClusterInit
+            | Route::CreateToken
+            | Route::ClusterJoin
+            | Route::ClusterLeave
+            | Route::ClusterRotateKey
+            | Route::ClusterKeys
+            | Route::NodeChange { .. } => "admin",
+            _ if matches!(method, "GET" | "HEAD") => "viewer",
+            _ => "operator",
+        }
+    }
+
     pub fn public(&self) -> bool {
         matches!(
             self,
@@ -231,6 +261,7 @@ impl Route {
             Route::Deploy
                 | Route::Run
                 | Route::RegistryLogin
+                | Route::CreateAccess
                 | Route::CreateTrigger(_)
                 | Route::CheckTemplate
                 | Route::SignIn
@@ -264,6 +295,9 @@ pub enum Command {
     CreateTrigger(String, crate::wire::TriggerCreate),
     ListTriggers(Option<String>),
     RemoveTrigger(String),
+    ListAccess,
+    CreateAccess(crate::wire::AccessCreate),
+    RemoveAccess(String),
     ListRegistries,
     RegistryLogin(crate::wire::RegistryLogin),
     RegistryLogout(String),
@@ -438,6 +472,9 @@ impl Command {
             Route::ListTriggers(app) => Command::ListTriggers(app),
             Route::RemoveTrigger(id) => Command::RemoveTrigger(id),
             Route::Hook { .. } => return Err(CommandError::Streamed),
+            Route::ListAccess => Command::ListAccess,
+            Route::CreateAccess => Command::CreateAccess(json(body)?),
+            Route::RemoveAccess(n) => Command::RemoveAccess(n),
             Route::ListRegistries => Command::ListRegistries,
             Route::RegistryLogin => Command::RegistryLogin(json(body)?),
             Route::RegistryLogout(h) => Command::RegistryLogout(h),
@@ -705,6 +742,10 @@ pub fn parse_request(method: &str, url: &str) -> Result<Route, RouteError> {
         (["v1", "triggers"], "GET") => Route::ListTriggers(get("app").map(app_name).transpose()?),
         (["v1", "triggers", id], "DELETE") => Route::RemoveTrigger(id.to_string()),
         (["v1", "triggers"], _) | (["v1", "triggers", _], _) => return Err(not_allowed()),
+        (["v1", "access"], "GET") => Route::ListAccess,
+        (["v1", "access"], "POST") => Route::CreateAccess,
+        (["v1", "access", name], "DELETE") => Route::RemoveAccess(name.to_string()),
+        (["v1", "access"], _) | (["v1", "access", _], _) => return Err(not_allowed()),
         (["v1", "registries"], "GET") => Route::ListRegistries,
         (["v1", "registries"], "POST") => Route::RegistryLogin,
         (["v1", "registries"], "DELETE") => match get("host") {
@@ -1224,6 +1265,10 @@ mod tests {
         ("POST", "/v1/run", Ok("Run")),
         ("GET", "/v1/run", Err(405)),
         ("GET", "/v1/registries", Ok("ListRegistries")),
+        ("GET", "/v1/access", Ok("ListAccess")),
+        ("POST", "/v1/access", Ok("CreateAccess")),
+        ("DELETE", "/v1/access/ci", Ok("RemoveAccess(\"ci\")")),
+        ("PUT", "/v1/access", Err(405)),
         (
             "POST",
             "/hooks/0123abcd0123abcd?secret=s%3D1",

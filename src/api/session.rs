@@ -19,9 +19,15 @@ pub const MAX_SESSIONS: usize = 1024;
 /// Failed sign-ins allowed per minute (then refused until the minute is over).
 pub const FAILURES_PER_MINUTE: u32 = 10;
 
+/// A named access token: (name, role).
+pub type Who = (String, String);
+/// A session: when it was last used, and who signed in.
+type Live = (i64, Option<Who>);
+
 #[derive(Default)]
 pub struct Sessions {
-    live: Mutex<HashMap<[u8; 32], i64>>,
+    /// Last use, and the named access token it was signed in with (None: the API token).
+    live: Mutex<HashMap<[u8; 32], Live>>,
     /// (minute, failures in it).
     failures: Mutex<(i64, u32)>,
 }
@@ -36,18 +42,23 @@ fn digest(id: &str) -> [u8; 32] {
 impl Sessions {
     /// A new session; returns its id (the cookie's value).
     pub fn create(&self, now_ms: i64) -> Result<String, String> {
+        self.create_as(now_ms, None)
+    }
+
+    /// A new session signed in with a named access token (name, role).
+    pub fn create_as(&self, now_ms: i64, who: Option<(String, String)>) -> Result<String, String> {
         let mut b = [0u8; 32];
         ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b)
             .map_err(|_| "the OS has no source of randomness".to_string())?;
         let id = hex::encode(b);
         let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
-        live.retain(|_, seen| now_ms - *seen < IDLE_MS);
+        live.retain(|_, (seen, _)| now_ms - *seen < IDLE_MS);
         if live.len() >= MAX_SESSIONS
-            && let Some(oldest) = live.iter().min_by_key(|(_, s)| **s).map(|(k, _)| *k)
+            && let Some(oldest) = live.iter().min_by_key(|(_, s)| s.0).map(|(k, _)| *k)
         {
             live.remove(&oldest);
         }
-        live.insert(digest(&id), now_ms);
+        live.insert(digest(&id), (now_ms, who));
         Ok(id)
     }
 
@@ -56,7 +67,7 @@ impl Sessions {
         let key = digest(id);
         let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
         match live.get_mut(&key) {
-            Some(seen) if now_ms - *seen < IDLE_MS => {
+            Some((seen, _)) if now_ms - *seen < IDLE_MS => {
                 *seen = now_ms;
                 true
             }
@@ -66,6 +77,15 @@ impl Sessions {
             }
             None => false,
         }
+    }
+
+    /// The named access token a live session was signed in with (None: the API token).
+    pub fn who(&self, id: &str) -> Option<(String, String)> {
+        self.live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&digest(id))
+            .and_then(|(_, w)| w.clone())
     }
 
     pub fn remove(&self, id: &str) {

@@ -3,6 +3,7 @@
 //! Invariants: talks to the agent only through its HTTP API (never SQLite or the engine),
 //! except `config`, which validates a template locally with the same pure parser.
 
+mod access;
 mod client;
 mod cluster;
 mod host;
@@ -148,6 +149,9 @@ pub enum Command {
     /// Private registries: login, logout, ls.
     #[command(subcommand)]
     Registry(registry::RegistryCommand),
+    /// API tokens with roles (viewer, operator, admin): create, ls, rm.
+    #[command(subcommand)]
+    Access(access::AccessCommand),
     /// Webhooks that redeploy an app or scale a service: create, ls, rm.
     #[command(subcommand)]
     Trigger(trigger::TriggerCommand),
@@ -489,6 +493,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Alarm(cmd) => observe::alarm(&client, cmd),
         Command::Volume(cmd) => volume::volume(&client, cmd),
         Command::Registry(cmd) => registry::registry(&client, cmd),
+        Command::Access(cmd) => access::access(&client, cmd),
         Command::Trigger(cmd) => trigger::trigger(&client, &cli.api, cmd),
         Command::Cluster(cmd) => cluster::cluster(&client, cmd),
         Command::Jobs(f) => jobs::jobs(&client, f.json),

@@ -13,6 +13,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+mod access;
 mod cluster;
 mod jobs;
 mod logs;
@@ -20,6 +21,7 @@ mod outbox;
 mod registries;
 mod triggers;
 mod volumes;
+pub use access::AccessRow;
 pub use cluster::MemberRow;
 pub use jobs::{AttemptRow, RunRow};
 
@@ -262,6 +264,12 @@ const MIGRATIONS: &[&str] = &[
         created_ms INTEGER NOT NULL,
         calls INTEGER NOT NULL DEFAULT 0,
         last_ms INTEGER NOT NULL DEFAULT 0);",
+    // 18: access tokens with roles, each kept as its SHA-256.
+    "CREATE TABLE access_tokens (
+        name TEXT PRIMARY KEY,
+        role TEXT NOT NULL,
+        digest BLOB NOT NULL UNIQUE,
+        created_ms INTEGER NOT NULL);",
 ];
 
 /// Events kept; older ones are pruned as new ones arrive.

@@ -1,6 +1,7 @@
 //! End-to-end tests: real agent binaries, the real Docker engine, the busybox test image.
 //! Each test uses its own app names and its own agent (own node id), so they run in parallel.
 
+mod access;
 mod autoscale;
 mod backends;
 mod bed;
