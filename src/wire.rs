@@ -240,32 +240,8 @@ pub struct ScaleRequest {
     pub services: BTreeMap<String, u32>,
 }
 
-/// `POST /v1/run`: `berth run NAME IMAGE`, a one-service app deployed from an image (the
-/// agent writes the template it stands for; `spec::run`).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RunRequest {
-    pub name: String,
-    pub image: String,
-    /// Compose port strings (`8080:80`, `80`); none: the image's first exposed TCP port.
-    #[serde(default)]
-    pub ports: Vec<String>,
-    /// `KEY=VALUE`, as written.
-    #[serde(default)]
-    pub env: Vec<String>,
-    #[serde(default)]
-    pub replicas: Option<u32>,
-    /// A domain the router serves the port on.
-    #[serde(default)]
-    pub route: Option<String>,
-    /// A path on the port (`/health`), or a probe URL (`http://container:8080/x`, `tcp://`).
-    #[serde(default)]
-    pub probe: Option<String>,
-    #[serde(default)]
-    pub command: Vec<String>,
-    #[serde(default)]
-    pub pull: bool,
-}
+/// `POST /v1/run` (defined beside the template it stands for).
+pub use crate::spec::run::RunRequest;
 
 /// `POST /v1/access`: `berth access create NAME --role R`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -1,7 +1,32 @@
 //! `berth run NAME IMAGE`: the one-service compose template a deploy from an image stands
 //! for. Pure: the caller says which ports the image exposes.
 
-use crate::wire::RunRequest;
+/// `POST /v1/run`: `berth run NAME IMAGE`, a one-service app deployed from an image (the
+/// agent writes the template it stands for; `spec::run`).
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunRequest {
+    pub name: String,
+    pub image: String,
+    /// Compose port strings (`8080:80`, `80`); none: the image's first exposed TCP port.
+    #[serde(default)]
+    pub ports: Vec<String>,
+    /// `KEY=VALUE`, as written.
+    #[serde(default)]
+    pub env: Vec<String>,
+    #[serde(default)]
+    pub replicas: Option<u32>,
+    /// A domain the router serves the port on.
+    #[serde(default)]
+    pub route: Option<String>,
+    /// A path on the port (`/health`), or a probe URL (`http://container:8080/x`, `tcp://`).
+    #[serde(default)]
+    pub probe: Option<String>,
+    #[serde(default)]
+    pub command: Vec<String>,
+    #[serde(default)]
+    pub pull: bool,
+}
 
 /// The first line of every template `berth run` writes: a later `berth run` of the same name
 /// updates such an app, and never one deployed from a template.
