@@ -194,8 +194,8 @@ pub use crate::wire::LogsParams;
 impl Route {
     /// Answered without a token (liveness checks, load balancers).
     /// The least role that may make this request (`agent/access.rs`): admin for access,
-    /// registries, volumes (their credentials), the cluster and prune; viewer for reads;
-    /// operator for every other change.
+    /// registries, volumes (their credentials), the cluster and prune; viewer for reads but
+    /// the stored spec (its environment); operator for every other change.
     pub fn required_role(&self, method: &str) -> &'static str {
         match self {
             Route::ListAccess
@@ -214,6 +214,9 @@ impl Route {
             | Route::ClusterRotateKey
             | Route::ClusterKeys
             | Route::NodeChange { .. } => "admin",
+            // The stored spec and template hold the services' environment, where secrets
+            // often are: not for viewers.
+            Route::Inspect(_) => "operator",
             _ if matches!(method, "GET" | "HEAD") => "viewer",
             _ => "operator",
         }

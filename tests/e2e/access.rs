@@ -52,6 +52,7 @@ fn roles_allow_and_refuse_by_a_table_of_endpoints() {
     let table: &[(&str, &str, &str, &str)] = &[
         ("GET", "/v1/apps", "", "viewer"),
         ("GET", "/v1/apps/shop", "", "viewer"),
+        ("GET", "/v1/apps/shop/spec", "", "operator"),
         ("GET", "/v1/ps", "", "viewer"),
         ("GET", "/v1/events", "", "viewer"),
         ("GET", "/v1/logs?app=shop", "", "viewer"),
