@@ -21,10 +21,16 @@ pub fn rank(role: &str) -> u8 {
     }
 }
 
-fn digest(token: &str) -> Vec<u8> {
-    ring::digest::digest(&ring::digest::SHA256, token.as_bytes())
+/// SHA-256 of a secret (access tokens, trigger secrets): what the store keeps of it.
+pub fn digest(secret: &str) -> Vec<u8> {
+    ring::digest::digest(&ring::digest::SHA256, secret.as_bytes())
         .as_ref()
         .to_vec()
+}
+
+/// Equal bytes, compared in time that does not depend on where they differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 impl Ops {

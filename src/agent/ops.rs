@@ -1062,7 +1062,7 @@ fn unknown_service(app: &str, service: &str, stored: &crate::store::StoredApp) -
     ))
 }
 
-fn unknown_app(name: &str) -> CoreError {
+pub(super) fn unknown_app(name: &str) -> CoreError {
     CoreError::NotFound(format!(
         "app {name:?} is not deployed on this node: `berth apps` lists the deployed apps"
     ))
@@ -1929,20 +1929,22 @@ impl Ops {
         self.app_status(name).await
     }
 
+    /// The event of a stop or start of `what` (an app, a service or a slot).
+    fn stop_event(&self, stopped: bool, app: &str, service: &str, what: &str) {
+        let (kind, verb) = if stopped {
+            (crate::model::EventKind::Stop, "stopping")
+        } else {
+            (crate::model::EventKind::Start, "starting")
+        };
+        self.core
+            .event(kind, app, service, &format!("{verb} {what}"));
+    }
+
     pub async fn set_stopped(&self, name: &str, stopped: bool) -> Result<AppStatus, CoreError> {
         if !self.core.store.set_stopped(name, stopped)? {
             return Err(unknown_app(name));
         }
-        self.core.event(
-            if stopped {
-                crate::model::EventKind::Stop
-            } else {
-                crate::model::EventKind::Start
-            },
-            name,
-            "",
-            &format!("{} {name}", if stopped { "stopping" } else { "starting" }),
-        );
+        self.stop_event(stopped, name, "", name);
         // A job stopped has its running run cancelled; started, its queue runs again.
         self.core.jobs.touch();
         self.core
@@ -2030,16 +2032,7 @@ impl Ops {
         {
             return Err(unknown_app(name));
         }
-        self.core.event(
-            if stopped {
-                crate::model::EventKind::Stop
-            } else {
-                crate::model::EventKind::Start
-            },
-            name,
-            service,
-            &format!("{} {target}", if stopped { "stopping" } else { "starting" }),
-        );
+        self.stop_event(stopped, name, service, &target);
         self.core
             .reconcile_until_settled(Duration::from_secs(120))
             .await?;

@@ -5,6 +5,7 @@
 //! rate-limited per trigger and wrong secrets per minute overall, and every call is an event
 //! naming its source address and result.
 
+use super::access::{constant_time_eq as same, digest};
 use super::{CoreError, Ops};
 use crate::store::TriggerRow;
 use crate::wire::{ScaleRequest, TriggerCreate, TriggerCreated, TriggerFired, TriggerView};
@@ -55,17 +56,6 @@ impl Limits {
     }
 }
 
-fn digest(secret: &str) -> Vec<u8> {
-    ring::digest::digest(&ring::digest::SHA256, secret.as_bytes())
-        .as_ref()
-        .to_vec()
-}
-
-/// Equal bytes, compared in time that does not depend on where they differ.
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 fn random_hex(bytes: usize) -> Result<String, CoreError> {
     let mut b = vec![0u8; bytes];
     SystemRandom::new()
@@ -98,11 +88,11 @@ impl Ops {
         app: &str,
         req: TriggerCreate,
     ) -> Result<TriggerCreated, CoreError> {
-        let stored = self.core.store.get_app(app)?.ok_or_else(|| {
-            CoreError::NotFound(format!(
-                "app {app:?} is not deployed on this node: `berth apps` lists the deployed apps"
-            ))
-        })?;
+        let stored = self
+            .core
+            .store
+            .get_app(app)?
+            .ok_or_else(|| super::ops::unknown_app(app))?;
         let (service, replicas) = match req.action.as_str() {
             "redeploy" => {
                 if req.service.is_some() || req.replicas.is_some() {
@@ -211,22 +201,20 @@ impl Ops {
         let ok = found
             .as_ref()
             .is_some_and(|t| same(&digest(secret), &t.secret_digest));
-        let Some(t) = found.filter(|_| ok) else {
-            let _ = limits.refused(now);
-            // One answer for an unknown id and a wrong secret: neither is told apart.
-            let (app, service) = self
-                .core
-                .store
-                .trigger(id)?
-                .map(|t| (t.app, t.service))
-                .unwrap_or_default();
-            self.core.event(
-                crate::model::EventKind::Error,
-                &app,
-                &service,
-                &format!("trigger call from {from} refused: unknown trigger or wrong secret"),
-            );
-            return Ok(Err(Refused(403, "unknown trigger or wrong secret".into())));
+        let t = match found {
+            Some(t) if ok => t,
+            other => {
+                let _ = limits.refused(now);
+                // One answer for an unknown id and a wrong secret: neither is told apart.
+                let (app, service) = other.map(|t| (t.app, t.service)).unwrap_or_default();
+                self.core.event(
+                    crate::model::EventKind::Error,
+                    &app,
+                    &service,
+                    &format!("trigger call from {from} refused: unknown trigger or wrong secret"),
+                );
+                return Ok(Err(Refused(403, "unknown trigger or wrong secret".into())));
+            }
         };
         if !limits.call(id, now) {
             self.core.event(

@@ -210,12 +210,7 @@ fn authorised(headers: &hyper::HeaderMap, token: &str) -> bool {
         return false;
     };
     // Constant-time comparison: the token must not leak through timing.
-    given.len() == token.len()
-        && given
-            .bytes()
-            .zip(token.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
+    crate::agent::access::constant_time_eq(given.as_bytes(), token.as_bytes())
 }
 
 fn body_error(e: &BodyError) -> Reply {
