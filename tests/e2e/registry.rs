@@ -214,4 +214,17 @@ fn triggers_redeploy_with_the_new_image_and_refuse_a_wrong_secret() {
     a.ok(&["trigger", "rm", id]);
     assert_eq!(hook(&url).0, 403);
     assert!(a.ok(&["trigger", "ls"]).contains("scale app=2"));
+
+    // Guessing is bounded: after 30 refusals in a minute every call is refused (429), the
+    // right secret too, until the minute is over.
+    // (Up to 70 guesses: a minute that turns during the loop starts the count again.)
+    let mut statuses = Vec::new();
+    for i in 0..70 {
+        statuses.push(hook(&format!("{base}?secret=guess{i}")).0);
+        if statuses.last() == Some(&429) {
+            break;
+        }
+    }
+    assert!(statuses.contains(&429), "{statuses:?}");
+    assert_eq!(hook(&scale_url).0, 429);
 }
