@@ -1092,10 +1092,14 @@ pub enum EventKind {
     /// A job's run: started, finished, failed, a container retried, a task skipped, a due
     /// run dropped (queue full) or missed (the agent was down).
     Job,
+    /// A config set created, changed or removed.
+    Config,
+    /// A command run in a container (`berth exec`, the console's terminal).
+    Exec,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 29] = [
+    pub const ALL: [EventKind; 31] = [
         EventKind::Agent,
         EventKind::Deploy,
         EventKind::Scale,
@@ -1125,6 +1129,8 @@ impl EventKind {
         EventKind::Cluster,
         EventKind::Autoscale,
         EventKind::Job,
+        EventKind::Config,
+        EventKind::Exec,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -1158,6 +1164,8 @@ impl EventKind {
             EventKind::Cluster => "cluster",
             EventKind::Autoscale => "autoscale",
             EventKind::Job => "job",
+            EventKind::Config => "config",
+            EventKind::Exec => "exec",
         }
     }
 }

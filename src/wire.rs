@@ -38,6 +38,14 @@ pub struct DeployRequest {
     /// Start new versions at 0% with all their instances; `berth release confirm` switches.
     #[serde(default)]
     pub blue_green: bool,
+    /// The config set whose items fill the template's variables (`--config-set`): over
+    /// `vars`, under `overrides`. The app stays bound to it until a deploy without it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub config_set: String,
+    /// The variables given on the command line (`--env`), which win over the config set
+    /// (they are in `vars` too).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub overrides: BTreeMap<String, String>,
 }
 
 impl DeployRequest {
@@ -69,6 +77,9 @@ pub struct TemplateCheck {
     pub services: Vec<String>,
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// With a config set: each template variable against it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub config: Vec<ConfigDiffRow>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -105,6 +116,15 @@ pub struct AppStatus {
     /// For a job: its state (`run 3 running`, `run 3 finished`, `idle`, `suspended`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job: Option<String>,
+    /// The config set it is bound to, and whether the set changed since its deploy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<BoundSet>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BoundSet {
+    pub name: String,
+    pub out_of_date: bool,
 }
 
 /// `berth jobs`: one job.
@@ -265,6 +285,89 @@ pub struct AccessView {
     pub name: String,
     pub role: String,
     pub created_ms: i64,
+}
+
+/// `POST /v1/configsets` (create: `name` set) and `POST /v1/configsets/NAME/items`
+/// (`berth configset set`): items to add or change; keys in `secret` are sealed at rest and
+/// masked in every view (setting one needs admin).
+#[derive(Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigSetWrite {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub items: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secret: Vec<String>,
+}
+
+impl std::fmt::Debug for ConfigSetWrite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConfigSetWrite")
+            .field("name", &self.name)
+            .field("keys", &self.items.keys().collect::<Vec<_>>())
+            .field("secret", &self.secret)
+            .finish()
+    }
+}
+
+/// `POST /v1/configsets/NAME/unset`: keys to remove.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigUnset {
+    pub keys: Vec<String>,
+}
+
+/// A config set as `berth configset ls|show` shows it (secret values masked).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ConfigSetView {
+    pub name: String,
+    pub description: String,
+    pub revision: i64,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+    pub items: Vec<ConfigItemView>,
+    /// Apps deployed with it, and whether each saw its last change.
+    pub bound: Vec<BoundApp>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ConfigItemView {
+    pub key: String,
+    /// The value, or `********` for a secret item.
+    pub value: String,
+    pub secret: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct BoundApp {
+    pub app: String,
+    pub out_of_date: bool,
+}
+
+/// One template variable against a config set (`berth configset diff`, `deploy --dry-run`):
+/// `same`, `different` or `missing` (the set has no such item).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigDiffRow {
+    pub variable: String,
+    pub state: String,
+    /// The set's value (masked when secret); empty when missing.
+    pub set_value: String,
+    /// What the deploy would use without the set (--env, env files, the shell), masked when
+    /// the item is secret; None when nothing else gives it.
+    pub other: Option<String>,
+}
+
+/// `berth configset apply`: each bound app's redeploy.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ConfigApplied {
+    pub app: String,
+    /// The new versions (empty: the app's services did not change).
+    pub versions: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// `POST /v1/registries`: `berth registry login`.

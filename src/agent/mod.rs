@@ -11,6 +11,7 @@
 pub mod access;
 pub mod autoscale;
 mod backoff;
+pub mod configsets;
 mod custom;
 
 mod executor;
@@ -157,6 +158,8 @@ pub struct Core {
     ops: tokio::sync::Mutex<()>,
     /// Serialises deploys: two deploys of one app never interleave.
     deploys: tokio::sync::Mutex<()>,
+    /// One change of a config set at a time (read, merge, write).
+    config_sets: std::sync::Mutex<()>,
     backoff: backoff::Backoffs,
     /// Containers this agent started recently (to tell engine restarts apart).
     our_starts: Mutex<HashMap<String, Instant>>,
@@ -351,6 +354,7 @@ impl Core {
             wakes: Wakes::default(),
             ops: tokio::sync::Mutex::new(()),
             deploys: tokio::sync::Mutex::new(()),
+            config_sets: std::sync::Mutex::new(()),
             backoff: backoff::Backoffs::default(),
             our_starts: Mutex::new(HashMap::new()),
             events_changed: Notify::new(),

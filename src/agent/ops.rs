@@ -1272,17 +1272,34 @@ impl ServiceDiff {
 impl Ops {
     /// Checks a template as [`Ops::deploy`] parses it, storing nothing (the console's
     /// validation as the user types).
-    pub fn check_template(&self, req: &DeployRequest) -> crate::wire::TemplateCheck {
-        let name = if req.name.is_empty() {
+    pub fn check_template(&self, given: &DeployRequest) -> crate::wire::TemplateCheck {
+        let name = if given.name.is_empty() {
             "app"
         } else {
-            &req.name
+            &given.name
+        };
+        let (req, config) = match self.with_config_set(given).and_then(|(r, _)| {
+            let rows = match given.config_set.is_empty() {
+                true => Vec::new(),
+                false => self.config_diff(&given.config_set, given)?,
+            };
+            Ok((r, rows))
+        }) {
+            Ok(x) => x,
+            Err(e) => {
+                return crate::wire::TemplateCheck {
+                    ok: false,
+                    error: Some(e.to_string()),
+                    ..Default::default()
+                };
+            }
         };
         match spec::parse(&req.template, name, &req.inputs()) {
             Ok(app) => crate::wire::TemplateCheck {
                 ok: true,
                 services: app.services.keys().cloned().collect(),
                 warnings: app.warnings.clone(),
+                config,
                 ..Default::default()
             },
             Err(e) => {
@@ -1298,9 +1315,11 @@ impl Ops {
         }
     }
 
-    pub async fn deploy(&self, req: DeployRequest) -> Result<DeployResponse, CoreError> {
+    pub async fn deploy(&self, given: DeployRequest) -> Result<DeployResponse, CoreError> {
         let _serial = self.core.deploys.lock().await;
-        // Everything is checked before anything is made or stored.
+        // Everything is checked before anything is made or stored; the bound config set's
+        // items fill the variables between the request's own (`--env` over them).
+        let (req, set_rev) = self.with_config_set(&given)?;
         let mut app = spec::parse(&req.template, &req.name, &req.inputs())?;
         check_file_sources(&app)?;
         let file_values = place_file_values(&mut app, &self.core.files_dir);
@@ -1342,6 +1361,15 @@ impl Ops {
                 crate::store::StoreError::Refused(r) => CoreError::from(r),
                 e => CoreError::from(e),
             })?;
+        // What this deploy drew on, for a redeploy after its config set changes (the app's
+        // name as parsed: the request may have left it to the template).
+        let mut inputs = given;
+        inputs.name = app.name.clone();
+        if let Err(e) = self.record_inputs(&inputs, set_rev) {
+            app.warnings.push(format!(
+                "the deploy's inputs could not be stored, so `berth redeploy` cannot pick up config set changes for it: {e}"
+            ));
+        }
         let versions: Vec<String> = created
             .iter()
             .map(|(s, n, _)| crate::model::version_name(s, *n))
@@ -1603,9 +1631,14 @@ impl Ops {
     fn apps_over(&self, instances: &[Instance]) -> Result<Vec<AppStatus>, CoreError> {
         let apps = self.core.store.apps_shared()?;
         let elsewhere = self.elsewhere()?;
+        let mut bound = self.bound_sets();
         Ok(apps
             .iter()
-            .map(|a| self.status_of(a, instances, &elsewhere))
+            .map(|a| {
+                let mut s = self.status_of(a, instances, &elsewhere);
+                s.config = bound.remove(&a.spec.name);
+                s
+            })
             .collect())
     }
 
@@ -1616,7 +1649,9 @@ impl Ops {
             .get_app(name)?
             .ok_or_else(|| unknown_app(name))?;
         let instances = self.core.instances().await?;
-        Ok(self.status_of(&app, &instances, &self.elsewhere()?))
+        let mut s = self.status_of(&app, &instances, &self.elsewhere()?);
+        s.config = self.bound_sets().remove(name);
+        Ok(s)
     }
 
     /// In a cluster: where this host's apps' instances are placed, and the other members'
@@ -1740,6 +1775,7 @@ impl Ops {
             },
             stale: None,
             job: None,
+            config: None,
         }
         .with_job(&self.core, a, instances)
     }
@@ -1850,8 +1886,18 @@ impl Ops {
             .store
             .get_app(name)?
             .ok_or_else(|| unknown_app(name))?;
+        // The bound config set's secret items are masked wherever they landed.
+        let secrets = self.secret_values(name);
+        let mut spec = a.spec;
+        if !secrets.is_empty() {
+            for svc in spec.services.values_mut() {
+                for v in std::sync::Arc::make_mut(svc).environment.values_mut() {
+                    *v = super::configsets::mask_secrets(v, &secrets);
+                }
+            }
+        }
         Ok(InspectResponse {
-            spec: a.spec,
+            spec,
             template: a.template,
             stopped_services: a.stopped_services,
             stopped: a.stopped,
@@ -2199,6 +2245,16 @@ impl Ops {
     }
 
     pub async fn redeploy(&self, name: &str, req: RedeployRequest) -> Result<AppStatus, CoreError> {
+        // Bound to a config set that changed since: its template parsed again with the new
+        // values, as a normal versioned deploy (the services it changes are replaced).
+        if let Some(mut again) = self.stale_inputs(name)? {
+            again.pull = req.pull;
+            again.message = format!("config set {} changed", again.config_set);
+            if !self.deploy(again).await?.changed.is_empty() {
+                return self.app_status(name).await;
+            }
+            // The change touched nothing the services use: recreated as any redeploy.
+        }
         let _serial = self.core.deploys.lock().await;
         let app = self
             .core
@@ -2259,6 +2315,8 @@ impl Ops {
             return Err(unknown_app(name));
         }
         drop(_guard);
+        // A redeploy that parses the template again must not bring the service back.
+        self.forget_input_service(name, service);
         self.core.event(
             crate::model::EventKind::Rm,
             name,

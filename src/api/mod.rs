@@ -165,7 +165,7 @@ fn status_of(e: &CoreError) -> u16 {
     match e {
         CoreError::Spec(_) | CoreError::BadRequest(_) => 400,
         CoreError::NotFound(_) => 404,
-        CoreError::Conflict(_) => 409,
+        CoreError::Conflict(_) | CoreError::Store(crate::store::StoreError::Conflict(_)) => 409,
         CoreError::Runtime(R::ImageUnavailable { .. }) => 400,
         CoreError::Runtime(R::NotFound(_)) => 404,
         CoreError::Runtime(R::Unreachable { .. }) => 503,
@@ -450,6 +450,16 @@ async fn handle(req: Request<Incoming>, ctx: Arc<Ctx>) -> Response<Body> {
                     ));
                 }
             };
+            // Secret config items are for admins (the body says whether a write has any).
+            if let Some((name, role)) = &who
+                && cmd.writes_secrets()
+                && crate::agent::access::rank(role) < crate::agent::access::rank("admin")
+            {
+                return respond(error(
+                    403,
+                    &format!("access {name} has role {role}; secret config items need admin"),
+                ));
+            }
             // Handlers mix engine calls with SQLite reads: they run on a blocking thread,
             // never on the runtime's workers; a panic there answers 500.
             let (ops, rt) = (ops.clone(), ctx.rt.clone());
@@ -625,6 +635,17 @@ fn run(cmd: Command, ops: &Ops, rt: &tokio::runtime::Handle) -> Reply {
                 ops.remove_access(&n)?;
                 json(200, &serde_json::json!({ "removed": n }))
             }
+            Command::ListConfigSets => json(200, &ops.config_sets()?),
+            Command::CreateConfigSet(w) => json(200, &ops.create_config_set(w)?),
+            Command::ConfigSet(n) => json(200, &ops.config_set_view(&n)?),
+            Command::SetConfigItems(n, w) => json(200, &ops.set_config_items(&n, w)?),
+            Command::UnsetConfigItems(n, u) => json(200, &ops.unset_config_items(&n, u)?),
+            Command::RemoveConfigSet(n) => {
+                ops.remove_config_set(&n)?;
+                json(200, &serde_json::json!({ "removed": n }))
+            }
+            Command::ConfigDiff(n, r) => json(200, &ops.config_diff(&n, &r)?),
+            Command::ApplyConfigSet(n) => json(200, &ops.apply_config_set(&n).await?),
             Command::ListRegistries => json(200, &ops.registries()?),
             Command::RegistryLogin(r) => json(200, &ops.registry_login(r)?),
             Command::RegistryLogout(h) => {

@@ -37,6 +37,14 @@ pub enum Route {
     CreateAccess,
     RemoveAccess(String),
     /// `GET|POST /v1/registries`, `DELETE /v1/registries?host=H`: private registry logins.
+    ListConfigSets,
+    CreateConfigSet,
+    ConfigSet(String),
+    SetConfigItems(String),
+    UnsetConfigItems(String),
+    RemoveConfigSet(String),
+    ConfigDiff(String),
+    ApplyConfigSet(String),
     ListRegistries,
     RegistryLogin,
     RegistryLogout(String),
@@ -264,6 +272,10 @@ impl Route {
             Route::Deploy
                 | Route::Run
                 | Route::RegistryLogin
+                | Route::CreateConfigSet
+                | Route::SetConfigItems(_)
+                | Route::UnsetConfigItems(_)
+                | Route::ConfigDiff(_)
                 | Route::CreateAccess
                 | Route::CreateTrigger(_)
                 | Route::CheckTemplate
@@ -301,6 +313,14 @@ pub enum Command {
     ListAccess,
     CreateAccess(crate::wire::AccessCreate),
     RemoveAccess(String),
+    ListConfigSets,
+    CreateConfigSet(crate::wire::ConfigSetWrite),
+    ConfigSet(String),
+    SetConfigItems(String, crate::wire::ConfigSetWrite),
+    UnsetConfigItems(String, crate::wire::ConfigUnset),
+    RemoveConfigSet(String),
+    ConfigDiff(String, crate::wire::DeployRequest),
+    ApplyConfigSet(String),
     ListRegistries,
     RegistryLogin(crate::wire::RegistryLogin),
     RegistryLogout(String),
@@ -459,6 +479,11 @@ fn json_or_default<T: serde::de::DeserializeOwned + Default>(
 }
 
 impl Command {
+    /// A config set write that marks items secret (admin only).
+    pub fn writes_secrets(&self) -> bool {
+        matches!(self, Command::CreateConfigSet(w) | Command::SetConfigItems(_, w) if !w.secret.is_empty())
+    }
+
     /// The command `route` names, with `body` parsed as its type (ignored by routes that
     /// take none: see [`Route::takes_body`]).
     pub fn new(route: Route, body: &[u8]) -> Result<Command, CommandError> {
@@ -478,6 +503,14 @@ impl Command {
             Route::ListAccess => Command::ListAccess,
             Route::CreateAccess => Command::CreateAccess(json(body)?),
             Route::RemoveAccess(n) => Command::RemoveAccess(n),
+            Route::ListConfigSets => Command::ListConfigSets,
+            Route::CreateConfigSet => Command::CreateConfigSet(json(body)?),
+            Route::ConfigSet(n) => Command::ConfigSet(n),
+            Route::SetConfigItems(n) => Command::SetConfigItems(n, json(body)?),
+            Route::UnsetConfigItems(n) => Command::UnsetConfigItems(n, json(body)?),
+            Route::RemoveConfigSet(n) => Command::RemoveConfigSet(n),
+            Route::ConfigDiff(n) => Command::ConfigDiff(n, json(body)?),
+            Route::ApplyConfigSet(n) => Command::ApplyConfigSet(n),
             Route::ListRegistries => Command::ListRegistries,
             Route::RegistryLogin => Command::RegistryLogin(json(body)?),
             Route::RegistryLogout(h) => Command::RegistryLogout(h),
@@ -702,6 +735,10 @@ fn node_name(s: &str) -> Result<String, RouteError> {
     })
 }
 
+fn set_name(s: &str) -> Result<String, RouteError> {
+    checked(s, |n| crate::agent::configsets::check_name(n).is_ok())
+}
+
 fn app_name(s: &str) -> Result<String, RouteError> {
     checked(s, valid_name)
 }
@@ -749,6 +786,19 @@ pub fn parse_request(method: &str, url: &str) -> Result<Route, RouteError> {
         (["v1", "access"], "POST") => Route::CreateAccess,
         (["v1", "access", name], "DELETE") => Route::RemoveAccess(name.to_string()),
         (["v1", "access"], _) | (["v1", "access", _], _) => return Err(not_allowed()),
+        (["v1", "configsets"], "GET") => Route::ListConfigSets,
+        (["v1", "configsets"], "POST") => Route::CreateConfigSet,
+        (["v1", "configsets", n], "GET") => Route::ConfigSet(set_name(n)?),
+        (["v1", "configsets", n], "DELETE") => Route::RemoveConfigSet(set_name(n)?),
+        (["v1", "configsets", n, "items"], "POST") => Route::SetConfigItems(set_name(n)?),
+        (["v1", "configsets", n, "unset"], "POST") => Route::UnsetConfigItems(set_name(n)?),
+        (["v1", "configsets", n, "diff"], "POST") => Route::ConfigDiff(set_name(n)?),
+        (["v1", "configsets", n, "apply"], "POST") => Route::ApplyConfigSet(set_name(n)?),
+        (["v1", "configsets"], _)
+        | (["v1", "configsets", _], _)
+        | (["v1", "configsets", _, "items" | "unset" | "diff" | "apply"], _) => {
+            return Err(not_allowed());
+        }
         (["v1", "registries"], "GET") => Route::ListRegistries,
         (["v1", "registries"], "POST") => Route::RegistryLogin,
         (["v1", "registries"], "DELETE") => match get("host") {
@@ -1268,6 +1318,38 @@ mod tests {
         ("POST", "/v1/run", Ok("Run")),
         ("GET", "/v1/run", Err(405)),
         ("GET", "/v1/registries", Ok("ListRegistries")),
+        ("GET", "/v1/configsets", Ok("ListConfigSets")),
+        ("POST", "/v1/configsets", Ok("CreateConfigSet")),
+        ("GET", "/v1/configsets/prod", Ok("ConfigSet(\"prod\")")),
+        (
+            "DELETE",
+            "/v1/configsets/prod",
+            Ok("RemoveConfigSet(\"prod\")"),
+        ),
+        (
+            "POST",
+            "/v1/configsets/prod/items",
+            Ok("SetConfigItems(\"prod\")"),
+        ),
+        (
+            "POST",
+            "/v1/configsets/prod/unset",
+            Ok("UnsetConfigItems(\"prod\")"),
+        ),
+        (
+            "POST",
+            "/v1/configsets/prod/diff",
+            Ok("ConfigDiff(\"prod\")"),
+        ),
+        (
+            "POST",
+            "/v1/configsets/prod/apply",
+            Ok("ApplyConfigSet(\"prod\")"),
+        ),
+        ("GET", "/v1/configsets/prod/apply", Err(405)),
+        ("PUT", "/v1/configsets/prod", Err(405)),
+        ("GET", "/v1/configsets/..", Err(400)),
+        ("GET", "/v1/configsets/-x", Err(400)),
         ("GET", "/v1/access", Ok("ListAccess")),
         ("POST", "/v1/access", Ok("CreateAccess")),
         ("DELETE", "/v1/access/ci", Ok("RemoveAccess(\"ci\")")),

@@ -6,6 +6,7 @@
 mod access;
 mod client;
 mod cluster;
+mod configset;
 mod host;
 mod jobs;
 mod observe;
@@ -146,6 +147,10 @@ pub enum Command {
     /// Volumes: local, object storage (oss) and NFS (nas).
     #[command(subcommand)]
     Volume(volume::VolumeCommand),
+    /// Config sets: variables a deploy binds to with --config-set (create, ls, show, set,
+    /// unset, rm, diff, apply).
+    #[command(subcommand)]
+    Configset(configset::ConfigSetCommand),
     /// Private registries: login, logout, ls.
     #[command(subcommand)]
     Registry(registry::RegistryCommand),
@@ -380,6 +385,13 @@ pub struct DeployArgs {
     /// Load the images in this tarball (`berth image save`, `docker save`) before deploying.
     #[arg(long, value_name = "FILE")]
     pub images: Option<PathBuf>,
+    /// Bind the app to this config set: its items fill the template's variables (after
+    /// --env, before the shell's environment), and `berth redeploy` picks up its changes.
+    #[arg(long = "config-set", value_name = "NAME")]
+    pub config_set: Option<String>,
+    /// Check the template (and the config set's variables) without deploying.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// Runs one CLI invocation (everything but `agent`, which `main` runs on a tokio runtime).
@@ -493,6 +505,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Alarm(cmd) => observe::alarm(&client, cmd),
         Command::Volume(cmd) => volume::volume(&client, cmd),
         Command::Registry(cmd) => registry::registry(&client, cmd),
+        Command::Configset(cmd) => configset::configset(&client, cmd),
         Command::Access(cmd) => access::access(&client, cmd),
         Command::Trigger(cmd) => trigger::trigger(&client, &cli.api, cmd),
         Command::Cluster(cmd) => cluster::cluster(&client, cmd),
@@ -697,11 +710,13 @@ fn read_template(t: &TemplateArgs) -> Result<DeployRequest> {
             vars.insert(v, val);
         }
     }
+    let mut overrides = BTreeMap::new();
     for kv in &t.env {
         let (k, v) = kv
             .split_once('=')
             .with_context(|| format!("--env {kv:?}: write KEY=VALUE"))?;
         vars.insert(k.to_string(), v.to_string());
+        overrides.insert(k.to_string(), v.to_string());
     }
     let mut files = BTreeMap::new();
     for f in needs.env_files {
@@ -734,6 +749,8 @@ fn read_template(t: &TemplateArgs) -> Result<DeployRequest> {
         message: String::new(),
         traffic: crate::model::NewTraffic::default(),
         blue_green: false,
+        config_set: String::new(),
+        overrides,
     })
 }
 
@@ -865,7 +882,11 @@ fn run_image(client: &Client, a: RunArgs) -> Result<()> {
 
 fn deploy(client: &Client, a: DeployArgs) -> Result<()> {
     let mut req = read_template(&a.template)?;
-    if let Some(file) = &a.images {
+    req.config_set = a.config_set.clone().unwrap_or_default();
+    if a.dry_run {
+        return dry_run(client, &req);
+    }
+    if let Some(file) = a.images.as_ref().filter(|_| req.config_set.is_empty()) {
         // The template is read and parsed first: a bad one loads nothing.
         crate::spec::parse(&req.template, &req.name, &req.inputs()).with_context(|| {
             format!(
@@ -881,6 +902,35 @@ fn deploy(client: &Client, a: DeployArgs) -> Result<()> {
     req.blue_green = a.blue_green;
     let r: DeployResponse = client.post("/v1/apps", &req)?;
     report_deploy(client, r, a.detach, a.timeout)
+}
+
+/// `deploy --dry-run`: the agent parses the template as a deploy would (with the config
+/// set's items) and stores nothing.
+fn dry_run(client: &Client, req: &DeployRequest) -> Result<()> {
+    let c: crate::wire::TemplateCheck = client.post("/v1/config", req)?;
+    for w in &c.warnings {
+        eprintln!("warning: {w}");
+    }
+    if !c.config.is_empty() {
+        configset::print_diff(&req.config_set, &c.config);
+    }
+    match (c.ok, c.error) {
+        (true, _) => {
+            println!(
+                "{}: the template is valid ({}); nothing was deployed",
+                req.name,
+                c.services.join(", ")
+            );
+            Ok(())
+        }
+        (false, e) => match (c.line, c.column) {
+            (Some(l), Some(col)) => bail!(
+                "the template is not valid (line {l}, column {col}): {}",
+                e.unwrap_or_default()
+            ),
+            _ => bail!("the template is not valid: {}", e.unwrap_or_default()),
+        },
+    }
 }
 
 /// Prints what a deploy changes and, unless `detach`, waits for its versions.
@@ -1120,10 +1170,14 @@ fn apps(client: &Client, json: bool) -> Result<()> {
                     .collect::<Vec<_>>()
                     .join(","),
                 format!("{}/{}", a.running, a.desired),
-                match (&a.stale, &a.job) {
-                    (Some(s), _) => format!("{} (stale: {s})", a.state),
-                    (None, Some(job)) => format!("job: {job}"),
-                    (None, None) => a.state.to_string(),
+                match (&a.stale, &a.job, &a.config) {
+                    (Some(s), _, _) => format!("{} (stale: {s})", a.state),
+                    (None, Some(job), _) => format!("job: {job}"),
+                    (None, None, Some(c)) if c.out_of_date => format!(
+                        "{} (config set {} changed: berth redeploy {})",
+                        a.state, c.name, a.name
+                    ),
+                    (None, None, _) => a.state.to_string(),
                 },
                 time_ms(a.updated_ms),
             ];
@@ -1410,4 +1464,15 @@ fn images(client: &Client, json: bool) -> Result<()> {
         .collect();
     table(&["IMAGE", "ID", "SIZE", "CREATED", "CONTAINERS"], &rows);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every subcommand's arguments are consistent (clap checks names, conflicts and
+    /// defaults only when a command is built, so a clash would panic at a user's prompt).
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
 }

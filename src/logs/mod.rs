@@ -315,6 +315,18 @@ impl Shipper {
         }
         self.hand_over(&t, &mut pending, &reader, &mut last_cp)
             .await;
+        if !t.running {
+            // Drained means stored: a job container is removed once its lines can be read
+            // back, so `berth logs` right after a run never misses its last lines.
+            let (done, stored) = tokio::sync::oneshot::channel();
+            let m = Msg {
+                flushed: Some(done),
+                ..Default::default()
+            };
+            if self.tx.send(m).await.is_ok() {
+                let _ = tokio::time::timeout(Duration::from_secs(10), stored).await;
+            }
+        }
         let mut st = self.state();
         st.active.remove(&t.id);
         if let Some(p) = last_cp {

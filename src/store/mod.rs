@@ -15,6 +15,7 @@ use std::sync::Mutex;
 
 mod access;
 mod cluster;
+mod configsets;
 mod jobs;
 mod logs;
 mod outbox;
@@ -23,6 +24,7 @@ mod triggers;
 mod volumes;
 pub use access::AccessRow;
 pub use cluster::MemberRow;
+pub use configsets::{AppInputsRow, ConfigItemRow, ConfigSetRow};
 pub use jobs::{AttemptRow, RunRow};
 
 pub use logs::{LogBatch, LogLine, LogQuery};
@@ -55,6 +57,9 @@ pub enum StoreError {
     /// The release rules refused the change (nothing was written).
     #[error(transparent)]
     Refused(#[from] crate::plan::release::ReleaseError),
+    /// The change conflicts with what is stored (the message says what to do).
+    #[error("{0}")]
+    Conflict(String),
 }
 
 impl StoreError {
@@ -270,6 +275,25 @@ const MIGRATIONS: &[&str] = &[
         role TEXT NOT NULL,
         digest BLOB NOT NULL UNIQUE,
         created_ms INTEGER NOT NULL);",
+    // 19: config sets (`berth configset`), secret items sealed; what each app was deployed
+    // with (sealed inputs, its bound set and that set's revision then).
+    "CREATE TABLE config_sets (
+        name TEXT PRIMARY KEY,
+        description TEXT NOT NULL DEFAULT '',
+        rev INTEGER NOT NULL,
+        created_ms INTEGER NOT NULL,
+        updated_ms INTEGER NOT NULL);
+     CREATE TABLE config_items (
+        set_name TEXT NOT NULL REFERENCES config_sets(name) ON DELETE CASCADE,
+        key TEXT NOT NULL,
+        value BLOB NOT NULL,
+        secret INTEGER NOT NULL,
+        PRIMARY KEY (set_name, key));
+     CREATE TABLE app_inputs (
+        app TEXT PRIMARY KEY,
+        config_set TEXT NOT NULL DEFAULT '',
+        set_rev INTEGER NOT NULL DEFAULT 0,
+        sealed BLOB NOT NULL);",
 ];
 
 /// Events kept; older ones are pruned as new ones arrive.
@@ -999,6 +1023,8 @@ impl Store {
                 .map_err(sql("removing an app's versions"))?;
             tx.execute("DELETE FROM assignments WHERE app=?1", params![name])
                 .map_err(sql("removing an app's assignments"))?;
+            tx.execute("DELETE FROM app_inputs WHERE app=?1", params![name])
+                .map_err(sql("removing an app's deploy inputs"))?;
             for table in ["job_runs", "job_attempts", "job_schedules"] {
                 tx.execute(&format!("DELETE FROM {table} WHERE app=?1"), params![name])
                     .map_err(sql("removing an app's job runs"))?;

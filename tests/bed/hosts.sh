@@ -97,7 +97,10 @@ EOF
         local name=h$i ns
         ns=$(ns_of "$name")
         mkdir -p "$dir/$name"
-        ip netns add "$ns"
+        # Serialised: beds starting together must not both make /run/netns a mount point
+        # (the first `ip netns add` on a machine does), which stacks two mounts there and
+        # can leave a namespace's name over the wrong one.
+        flock /run/berth-beds/.netns ip netns add "$ns"
         ip link add "vb${octet}h$i" type veth peer name "vn${octet}h$i"
         ip link set "vb${octet}h$i" master "$BED_BRIDGE" up
         ip link set "vn${octet}h$i" netns "$ns"
@@ -146,7 +149,7 @@ cmd_down() {
         local ns
         ns=$(ns_of "h$i")
         for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$pid" 2>/dev/null || true; done
-        ip netns del "$ns" 2>/dev/null || true
+        mkdir -p /run/berth-beds && flock /run/berth-beds/.netns ip netns del "$ns" 2>/dev/null || true
     done
     # The engines share this machine's mount table: unmount what they left under DIR.
     { grep -F " $dir/" /proc/self/mounts || true; } | awk '{print $2}' | sort -r | while read -r m; do

@@ -9,6 +9,7 @@ mod harness;
 
 mod cluster;
 mod concurrency;
+mod configsets;
 mod console;
 mod dashboards;
 mod dashrefs;
