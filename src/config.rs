@@ -217,6 +217,9 @@ pub struct AgentSection {
     /// How long a new version may take to get every instance healthy (on top of its probe's
     /// initial delay) before it is marked failed. Default "120s".
     pub version_deadline: Option<String>,
+    /// An exec session (`berth exec`, the console's terminal) closes after this long with no
+    /// byte either way. Default "15m", as the seed's console.
+    pub exec_idle: Option<String>,
 }
 
 /// The agent's settings after file + flags, validated.
@@ -228,6 +231,7 @@ pub struct AgentConfig {
     pub docker_host: String,
     pub reconcile_interval_ms: u64,
     pub version_deadline_ms: u64,
+    pub exec_idle_ms: u64,
     pub router_http: Option<SocketAddr>,
     pub router_domain: String,
     pub router_tcp_ip: std::net::IpAddr,
@@ -500,7 +504,15 @@ pub fn load_agent(flags: &AgentFlags) -> Result<AgentConfig, ConfigError> {
         1000,
         "write a duration from 1s to 24h, like 120s",
     )?;
+    let exec_idle_ms = duration_setting(
+        "exec_idle",
+        file.exec_idle,
+        "15m",
+        1000,
+        "write a duration from 1s to 24h, like 15m",
+    )?;
     Ok(AgentConfig {
+        exec_idle_ms,
         data_dir: flags
             .data_dir
             .clone()

@@ -13,6 +13,7 @@ pub mod autoscale;
 mod backoff;
 pub mod configsets;
 mod custom;
+mod exec;
 
 mod executor;
 pub mod fleet;

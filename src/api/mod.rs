@@ -10,6 +10,7 @@
 //! through in both directions (`bundle.rs`), never held whole in memory.
 
 mod bundle;
+mod exec;
 mod follow;
 mod route;
 pub mod server;
@@ -85,8 +86,12 @@ impl Server {
         token: String,
         ops: Ops,
         rt: tokio::runtime::Handle,
+        exec_idle: Duration,
     ) -> Result<Server, String> {
-        let limits = Limits::default();
+        let limits = Limits {
+            exec_idle,
+            ..Limits::default()
+        };
         let ctx = Arc::new(Ctx {
             ops,
             token,
@@ -300,8 +305,9 @@ async fn handle(req: Request<Incoming>, ctx: Arc<Ctx>) -> Response<Body> {
             ops.audit(name, role, &method, url.split('?').next().unwrap_or(""));
         }
     }
+    // A terminal is a change too (and a WebSocket is a GET a browser sends cross-site).
     if session.is_some()
-        && !matches!(method.as_str(), "GET" | "HEAD")
+        && (!matches!(method.as_str(), "GET" | "HEAD") || matches!(route, Route::Exec(_)))
         && !session::same_origin(req.headers())
     {
         return respond(error(
@@ -412,6 +418,16 @@ async fn handle(req: Request<Incoming>, ctx: Arc<Ctx>) -> Response<Body> {
                 Ok(Ok(f)) => streamed("application/x-ndjson", follow::body(f)),
                 Ok(Err(e)) => respond(error(status_of(&e), &e.to_string())),
                 Err(_) => respond(error(500, "internal error: the log query failed")),
+            }
+        }
+        Route::Exec(p) => {
+            let by = match &who {
+                Some((name, role)) => format!("access {name} ({role})"),
+                None => "the API token".to_string(),
+            };
+            match exec::start(req, ops.clone(), p, by, ctx.limits.exec_idle).await {
+                Ok(r) => r,
+                Err(e) => respond(e),
             }
         }
         Route::Hook { id, secret } => {

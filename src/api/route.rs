@@ -115,6 +115,9 @@ pub enum Route {
         slot: Option<u32>,
         action: ServiceVerb,
     },
+    /// `GET /v1/apps/NAME/services/SVC/exec?cmd=..&cmd=..[&slot=N][&tty=1][&cols=C&rows=R]`
+    /// upgraded to a WebSocket: a command in one of the service's containers.
+    Exec(ExecParams),
     /// `DELETE /v1/apps/NAME/services/SVC`: drops a service from the app.
     RemoveService {
         app: String,
@@ -189,6 +192,23 @@ pub enum Route {
     },
 }
 
+/// What `berth exec` runs, and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecParams {
+    pub app: String,
+    pub service: String,
+    /// None: the service's first running container.
+    pub slot: Option<u32>,
+    pub cmd: Vec<String>,
+    pub tty: bool,
+    pub cols: u16,
+    pub rows: u16,
+}
+
+/// The most arguments and bytes of one argument an exec's command has.
+pub const EXEC_MAX_ARGS: usize = 256;
+pub const EXEC_MAX_ARG: usize = 4096;
+
 /// What `NodeChange` does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NodeAction {
@@ -223,8 +243,8 @@ impl Route {
             | Route::ClusterKeys
             | Route::NodeChange { .. } => "admin",
             // The stored spec and template hold the services' environment, where secrets
-            // often are: not for viewers.
-            Route::Inspect(_) => "operator",
+            // often are: not for viewers. A command in a container can read them too.
+            Route::Inspect(_) | Route::Exec(_) => "operator",
             _ if matches!(method, "GET" | "HEAD") => "viewer",
             _ => "operator",
         }
@@ -620,7 +640,9 @@ impl Command {
                 NodeAction::Drain => Command::NodeDrain(true),
                 NodeAction::Undrain => Command::NodeDrain(false),
             },
-            Route::LoadImages | Route::SaveImages(_) => return Err(CommandError::Streamed),
+            Route::LoadImages | Route::SaveImages(_) | Route::Exec(_) => {
+                return Err(CommandError::Streamed);
+            }
         })
     }
 }
@@ -837,6 +859,54 @@ pub fn parse_request(method: &str, url: &str) -> Result<Route, RouteError> {
         (["v1", "apps", _, "restart"] | ["v1", "apps", _, "here", "restart"], _) => {
             return Err(not_allowed());
         }
+        (["v1", "apps", name, "services", svc, "exec"], "GET") => {
+            let cmd: Vec<String> = q
+                .iter()
+                .filter(|(k, _)| k == "cmd")
+                .map(|(_, v)| v.clone())
+                .collect();
+            if cmd.is_empty() || cmd.len() > EXEC_MAX_ARGS || cmd[0].is_empty() {
+                return Err(RouteError::BadQuery {
+                    name: "cmd".into(),
+                    value: cmd.len().to_string(),
+                    hint: "give the command as 1 to 256 cmd= parameters (berth exec APP/SERVICE -- CMD ARGS...)",
+                });
+            }
+            if let Some(a) = cmd
+                .iter()
+                .find(|a| a.len() > EXEC_MAX_ARG || a.contains('\0'))
+            {
+                return Err(RouteError::BadQuery {
+                    name: "cmd".into(),
+                    value: a.chars().take(40).collect(),
+                    hint: "an argument has at most 4096 bytes and no NUL",
+                });
+            }
+            let dim = |k: &str| -> Result<u16, RouteError> {
+                get(k)
+                    .map_or(Ok(0), |v| num(k, v, "a terminal size is 1..=1000"))
+                    .and_then(|n: u16| match n <= 1000 {
+                        true => Ok(n),
+                        false => Err(RouteError::BadQuery {
+                            name: k.into(),
+                            value: n.to_string(),
+                            hint: "a terminal size is 1..=1000",
+                        }),
+                    })
+            };
+            Route::Exec(ExecParams {
+                app: app_name(name)?,
+                service: service_name(svc)?,
+                slot: get("slot")
+                    .map(|v| num("slot", v, "slot is a number from 1 (berth ps lists them)"))
+                    .transpose()?,
+                tty: matches!(get("tty"), Some("1" | "true")),
+                cols: dim("cols")?,
+                rows: dim("rows")?,
+                cmd,
+            })
+        }
+        (["v1", "apps", _, "services", _, "exec"], _) => return Err(not_allowed()),
         (["v1", "apps", name, "services", svc], "DELETE") => Route::RemoveService {
             app: app_name(name)?,
             service: service_name(svc)?,
@@ -1316,6 +1386,20 @@ mod tests {
         ),
         ("PUT", "/v1/apps/shop/services/cache", Err(405)),
         ("POST", "/v1/run", Ok("Run")),
+        ("POST", "/v1/apps/shop/services/web/exec?cmd=sh", Err(405)),
+        ("GET", "/v1/apps/shop/services/web/exec", Err(400)),
+        ("GET", "/v1/apps/shop/services/web/exec?cmd=", Err(400)),
+        (
+            "GET",
+            "/v1/apps/shop/services/web/exec?cmd=sh&cols=5000",
+            Err(400),
+        ),
+        (
+            "GET",
+            "/v1/apps/shop/services/web/exec?cmd=sh&slot=x",
+            Err(400),
+        ),
+        ("GET", "/v1/apps/sh%20op/services/web/exec?cmd=sh", Err(400)),
         ("GET", "/v1/run", Err(405)),
         ("GET", "/v1/registries", Ok("ListRegistries")),
         ("GET", "/v1/configsets", Ok("ListConfigSets")),

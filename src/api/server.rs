@@ -38,6 +38,8 @@ pub struct Limits {
     pub body_timeout: Duration,
     /// A streamed body (an image tarball) may pause at most this long between chunks.
     pub stream_idle: Duration,
+    /// An exec session closes after this long with no byte either way.
+    pub exec_idle: Duration,
 }
 
 impl Default for Limits {
@@ -49,6 +51,7 @@ impl Default for Limits {
             max_headers: 100,
             body_timeout: Duration::from_secs(60),
             stream_idle: Duration::from_secs(60),
+            exec_idle: super::exec::IDLE,
         }
     }
 }
@@ -172,7 +175,10 @@ async fn accept_loop(
                     Ok::<_, std::convert::Infallible>(resp)
                 }
             });
-            let conn = http.serve_connection(TokioIo::new(stream), svc);
+            // Upgrades: `berth exec` and the console's terminal are WebSockets.
+            let conn = http
+                .serve_connection(TokioIo::new(stream), svc)
+                .with_upgrades();
             tokio::pin!(conn);
             tokio::select! {
                 _ = conn.as_mut() => return,

@@ -7,6 +7,10 @@ use serde::de::DeserializeOwned;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// A byte stream both ways (a TCP or TLS connection).
+pub trait ReadWrite: std::io::Read + std::io::Write + Send {}
+impl<T: std::io::Read + std::io::Write + Send> ReadWrite for T {}
+
 pub struct Client {
     base: String,
     token: Option<String>,
@@ -42,6 +46,74 @@ impl Client {
             base: api.trim_end_matches('/').to_string(),
             token: find_token(token),
             agent: ureq::Agent::new_with_config(config),
+        }
+    }
+
+    /// A WebSocket to `path` (`berth exec`), its reads timing out every 50 ms so the caller
+    /// can interleave its writes. An answer other than the upgrade is the agent's error.
+    pub fn websocket(&self, path: &str) -> Result<tungstenite::WebSocket<Box<dyn ReadWrite>>> {
+        use tungstenite::client::IntoClientRequest;
+        let (scheme, rest) = self
+            .base
+            .split_once("://")
+            .with_context(|| format!("the API address {} has no scheme", self.base))?;
+        let hostport = rest.split('/').next().unwrap_or(rest);
+        let ws_scheme = match scheme {
+            "http" => "ws",
+            "https" => "wss",
+            s => bail!(
+                "the API address {} has scheme {s}: use http:// or https://",
+                self.base
+            ),
+        };
+        let url = format!("{ws_scheme}://{hostport}{path}");
+        let mut req = url
+            .as_str()
+            .into_client_request()
+            .with_context(|| format!("{url} is not a valid address"))?;
+        if let Ok(v) = self.auth().parse() {
+            req.headers_mut().insert("Authorization", v);
+        }
+        let stream = self.connect_stream(scheme, hostport)?;
+        // Reads time out every 50 ms: the handshake goes on through those, for 30 s at most.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let mut attempt = tungstenite::client::client(req, stream);
+        while let Err(tungstenite::HandshakeError::Interrupted(mid)) = attempt {
+            if std::time::Instant::now() > deadline {
+                bail!(
+                    "the agent at {} did not open the session within 30 s",
+                    self.base
+                );
+            }
+            attempt = mid.handshake();
+        }
+        let (ws, _) = match attempt {
+            Ok(x) => x,
+            Err(tungstenite::HandshakeError::Failure(tungstenite::Error::Http(r))) => {
+                let body = r.body().as_deref().unwrap_or_default();
+                let msg = serde_json::from_slice::<ErrorBody>(body)
+                    .map(|e| e.error)
+                    .unwrap_or_else(|_| String::from_utf8_lossy(body).into_owned());
+                bail!("{msg}")
+            }
+            Err(e) => bail!("the agent at {} did not open the session: {e}", self.base),
+        };
+        Ok(ws)
+    }
+
+    /// A connection to the agent for a WebSocket (reads time out every 50 ms).
+    fn connect_stream(&self, scheme: &str, hostport: &str) -> Result<Box<dyn ReadWrite>> {
+        let addr = std::net::ToSocketAddrs::to_socket_addrs(hostport)
+            .with_context(|| format!("cannot resolve {hostport}"))?
+            .next()
+            .with_context(|| format!("{hostport} resolves to no address"))?;
+        let tcp = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(10))
+            .map_err(|e| anyhow!("cannot reach the berth agent at {} ({e}): is `berth agent` running? set --api or BERTH_API", self.base))?;
+        tcp.set_read_timeout(Some(Duration::from_millis(50)))?;
+        tcp.set_nodelay(true)?;
+        match scheme {
+            "http" => Ok(Box::new(tcp)),
+            _ => bail!("https for berth exec: not yet (use the agent's http address)"),
         }
     }
 

@@ -7,6 +7,7 @@ mod access;
 mod client;
 mod cluster;
 mod configset;
+mod exec;
 mod host;
 mod jobs;
 mod observe;
@@ -147,6 +148,9 @@ pub enum Command {
     /// Volumes: local, object storage (oss) and NFS (nas).
     #[command(subcommand)]
     Volume(volume::VolumeCommand),
+    /// Run a command in a container: `berth exec [-it] APP/SERVICE[/SLOT] -- CMD...` (exits
+    /// with the command's exit code).
+    Exec(exec::ExecArgs),
     /// Config sets: variables a deploy binds to with --config-set (create, ls, show, set,
     /// unset, rm, diff, apply).
     #[command(subcommand)]
@@ -506,6 +510,10 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Volume(cmd) => volume::volume(&client, cmd),
         Command::Registry(cmd) => registry::registry(&client, cmd),
         Command::Configset(cmd) => configset::configset(&client, cmd),
+        Command::Exec(a) => {
+            let code = exec::exec(&client, a)?;
+            std::process::exit(code);
+        }
         Command::Access(cmd) => access::access(&client, cmd),
         Command::Trigger(cmd) => trigger::trigger(&client, &cli.api, cmd),
         Command::Cluster(cmd) => cluster::cluster(&client, cmd),

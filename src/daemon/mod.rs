@@ -139,6 +139,7 @@ impl Daemon {
             token.clone(),
             ops,
             tokio::runtime::Handle::current(),
+            Duration::from_millis(cfg.exec_idle_ms),
         )
         .map_err(|detail| DaemonError::Listen {
             addr: cfg.listen.to_string(),

@@ -771,6 +771,98 @@ impl ContainerRuntime for DockerRuntime {
             })?
     }
 
+    async fn exec_attached(
+        &self,
+        id: &str,
+        spec: super::ExecSpec,
+    ) -> Result<super::ExecSession, RuntimeError> {
+        let created = self
+            .docker
+            .create_exec(
+                id,
+                bollard::models::ExecConfig {
+                    attach_stdin: Some(spec.stdin),
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    tty: Some(spec.tty),
+                    console_size: (spec.tty && spec.cols > 0 && spec.rows > 0)
+                        .then(|| vec![usize::from(spec.rows), usize::from(spec.cols)]),
+                    cmd: Some(spec.cmd),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(engine_err("exec in", id))?;
+        let started = self
+            .docker
+            .start_exec(
+                &created.id,
+                Some(bollard::exec::StartExecOptions {
+                    detach: false,
+                    tty: spec.tty,
+                    output_capacity: None,
+                }),
+            )
+            .await
+            .map_err(engine_err("exec in", id))?;
+        let bollard::exec::StartExecResults::Attached { output, input } = started else {
+            return Err(RuntimeError::Engine {
+                op: "exec in",
+                object: id.to_string(),
+                detail: "the engine started the command detached".into(),
+            });
+        };
+        let object = id.to_string();
+        let output = output.map(move |r| {
+            use bollard::container::LogOutput as L;
+            r.map(|o| match o {
+                L::StdErr { message } => LogFrame {
+                    stderr: true,
+                    bytes: message,
+                },
+                L::StdOut { message } | L::Console { message } | L::StdIn { message } => LogFrame {
+                    stderr: false,
+                    bytes: message,
+                },
+            })
+            .map_err(|e| RuntimeError::Engine {
+                op: "exec in",
+                object: object.clone(),
+                detail: e.to_string(),
+            })
+        });
+        Ok(super::ExecSession {
+            exec_id: created.id,
+            output: Box::pin(output),
+            input,
+        })
+    }
+
+    async fn exec_resize(&self, exec: &str, cols: u16, rows: u16) -> Result<(), RuntimeError> {
+        self.docker
+            .resize_exec(
+                exec,
+                bollard::exec::ResizeExecOptions {
+                    height: rows,
+                    width: cols,
+                },
+            )
+            .await
+            .map_err(engine_err("resize exec", exec))
+    }
+
+    async fn exec_exit(&self, exec: &str) -> Result<Option<i64>, RuntimeError> {
+        let info = self
+            .docker
+            .inspect_exec(exec)
+            .await
+            .map_err(engine_err("inspect exec", exec))?;
+        Ok(match info.running {
+            Some(true) => None,
+            _ => info.exit_code,
+        })
+    }
+
     async fn remove_volumes(&self, names: &[String]) -> Result<(), RuntimeError> {
         for n in names {
             match self

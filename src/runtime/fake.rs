@@ -321,6 +321,44 @@ impl ContainerRuntime for FakeRuntime {
         self.call(format!("exec {id} {}", cmd.join(" ")))?;
         Ok((0, String::new()))
     }
+    async fn exec_attached(
+        &self,
+        id: &str,
+        spec: super::ExecSpec,
+    ) -> Result<super::ExecSession, RuntimeError> {
+        self.call(format!("exec_attached {id} {}", spec.cmd.join(" ")))?;
+        // The command "echoes" its input back on stdout, then ends (exit 0) with it.
+        let (theirs, mut ours) = tokio::io::duplex(64 * 1024);
+        let (reader, writer) = tokio::io::split(theirs);
+        drop(reader);
+        let _ = &mut ours;
+        let output = futures_util::stream::unfold(ours, |mut o| async move {
+            use tokio::io::AsyncReadExt;
+            let mut buf = vec![0u8; 4096];
+            match o.read(&mut buf).await {
+                Ok(0) | Err(_) => None,
+                Ok(n) => Some((
+                    Ok(super::LogFrame {
+                        stderr: false,
+                        bytes: bytes::Bytes::copy_from_slice(&buf[..n]),
+                    }),
+                    o,
+                )),
+            }
+        });
+        Ok(super::ExecSession {
+            exec_id: format!("fake-exec-{id}"),
+            output: Box::pin(output),
+            input: Box::pin(writer),
+        })
+    }
+    async fn exec_resize(&self, exec: &str, cols: u16, rows: u16) -> Result<(), RuntimeError> {
+        self.call(format!("exec_resize {exec} {cols}x{rows}"))
+    }
+    async fn exec_exit(&self, exec: &str) -> Result<Option<i64>, RuntimeError> {
+        self.call(format!("exec_exit {exec}"))?;
+        Ok(Some(0))
+    }
     async fn remove_volumes(&self, names: &[String]) -> Result<(), RuntimeError> {
         self.call(format!("remove_volumes {}", names.join(",")))
     }

@@ -254,6 +254,14 @@ pub trait ContainerRuntime: Send + Sync + 'static {
         timeout: std::time::Duration,
         limit: usize,
     ) -> Result<(i64, String), RuntimeError>;
+    /// Starts a command in a running container with its standard streams attached (`berth
+    /// exec`, the console's terminal): its output as it comes, its input, and the exec's id
+    /// (to resize its terminal and read its exit code).
+    async fn exec_attached(&self, id: &str, spec: ExecSpec) -> Result<ExecSession, RuntimeError>;
+    /// Resizes an exec's terminal.
+    async fn exec_resize(&self, exec: &str, cols: u16, rows: u16) -> Result<(), RuntimeError>;
+    /// An exec's exit code once it ended (None while it runs).
+    async fn exec_exit(&self, exec: &str) -> Result<Option<i64>, RuntimeError>;
     /// Removes engine volumes (absent ones are no error).
     async fn remove_volumes(&self, names: &[String]) -> Result<(), RuntimeError>;
     /// Creates an engine volume with the `local` driver (its options `type`, `device`, `o`);
@@ -301,6 +309,26 @@ pub trait ContainerRuntime: Send + Sync + 'static {
 
 /// Labels berth puts on a container it creates.
 /// One entry of a container's log stream: `<timestamp> <text>`, text ending in `\n` unless
+/// An attached command: what it runs and how.
+#[derive(Debug, Clone, Default)]
+pub struct ExecSpec {
+    pub cmd: Vec<String>,
+    pub tty: bool,
+    /// Attach its standard input.
+    pub stdin: bool,
+    /// The terminal's first size (with `tty`).
+    pub cols: u16,
+    pub rows: u16,
+}
+
+/// A running attached command ([`Runtime::exec_attached`]).
+pub struct ExecSession {
+    pub exec_id: String,
+    /// Its output: (stderr?, bytes); with a TTY everything is stdout.
+    pub output: BoxStream<'static, Result<LogFrame, RuntimeError>>,
+    pub input: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
+}
+
 /// the engine split a long line (the rest follows in the next entries).
 #[derive(Debug, Clone, PartialEq)]
 pub struct LogFrame {

@@ -13,6 +13,7 @@ mod configsets;
 mod console;
 mod dashboards;
 mod dashrefs;
+mod exec;
 mod hardening;
 mod health;
 mod inputs;
