@@ -220,6 +220,10 @@ pub struct AgentSection {
     /// An exec session (`berth exec`, the console's terminal) closes after this long with no
     /// byte either way. Default "15m", as the seed's console.
     pub exec_idle: Option<String>,
+    /// Serve the API over TLS with this PEM certificate chain and key (a remote CLI then
+    /// sends its token encrypted: `--api https://HOST:PORT`, `--ca-cert` to trust it).
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }
 
 /// The agent's settings after file + flags, validated.
@@ -232,6 +236,8 @@ pub struct AgentConfig {
     pub reconcile_interval_ms: u64,
     pub version_deadline_ms: u64,
     pub exec_idle_ms: u64,
+    /// The API listener's TLS (loaded and checked at startup).
+    pub api_tls: Option<std::sync::Arc<tokio_rustls::rustls::ServerConfig>>,
     pub router_http: Option<SocketAddr>,
     pub router_domain: String,
     pub router_tcp_ip: std::net::IpAddr,
@@ -511,8 +517,22 @@ pub fn load_agent(flags: &AgentFlags) -> Result<AgentConfig, ConfigError> {
         1000,
         "write a duration from 1s to 24h, like 15m",
     )?;
+    let api_tls = match (&file.tls_cert, &file.tls_key) {
+        (None, None) => None,
+        (Some(c), Some(k)) => Some(
+            crate::router::tls::single_config(c, k)
+                .map_err(|e| ConfigError::Tls(format!("[agent] tls_cert/tls_key: {e}")))?,
+        ),
+        _ => {
+            return Err(ConfigError::Tls(
+                "[agent] needs both tls_cert and tls_key (PEM files) to serve the API over TLS"
+                    .into(),
+            ));
+        }
+    };
     Ok(AgentConfig {
         exec_idle_ms,
+        api_tls,
         data_dir: flags
             .data_dir
             .clone()

@@ -48,7 +48,7 @@ fn check(name: &'static str, level: Level, detail: impl Into<String>, fix: &str)
 pub fn run(cfg: &AgentConfig) -> Vec<Check> {
     let mut out = vec![engine(&cfg.docker_host), cgroups(), fuse(), nfs()];
     out.extend(ports(cfg));
-    out.push(api_exposure(cfg.listen));
+    out.push(api_exposure(cfg.listen, cfg.api_tls.is_some()));
     out.push(data_dir(&cfg.data_dir));
     out.push(cluster(&cfg.data_dir));
     out.push(clock());
@@ -272,16 +272,22 @@ fn ports(cfg: &AgentConfig) -> Vec<Check> {
 
 /// What the agent says at start (and `berth doctor` shows) when its API is reachable from
 /// other hosts: the API speaks plain HTTP, and its token is root on this host.
-pub fn api_exposure_warning(listen: SocketAddr) -> Option<String> {
-    (!listen.ip().is_loopback()).then(|| {
+pub fn api_exposure_warning(listen: SocketAddr, tls: bool) -> Option<String> {
+    (!listen.ip().is_loopback() && !tls).then(|| {
         format!(
             "the API listens on {listen} without TLS: the token crosses the network in clear, and whoever holds it is root on this host (templates may be privileged, bind /, use the host network)"
         )
     })
 }
 
-fn api_exposure(listen: SocketAddr) -> Check {
-    match api_exposure_warning(listen) {
+fn api_exposure(listen: SocketAddr, tls: bool) -> Check {
+    match api_exposure_warning(listen, tls) {
+        None if tls => check(
+            "api",
+            Level::Ok,
+            format!("the API listens on {listen} over TLS ([agent] tls_cert)"),
+            "",
+        ),
         None => check(
             "api",
             Level::Ok,
@@ -292,7 +298,7 @@ fn api_exposure(listen: SocketAddr) -> Check {
             "api",
             Level::Warn,
             w,
-            "listen on 127.0.0.1 ([agent] listen) and reach it through `ssh -L`, or put a TLS proxy in front and firewall the port",
+            "serve it over TLS ([agent] tls_cert and tls_key; the CLI trusts the certificate with --ca-cert), or listen on 127.0.0.1 ([agent] listen) and reach it through `ssh -L`",
         ),
     }
 }
@@ -434,12 +440,15 @@ mod tests {
 
     #[test]
     fn an_api_beyond_loopback_is_warned_about() {
-        let local = api_exposure("127.0.0.1:7878".parse().expect("addr"));
+        let local = api_exposure("127.0.0.1:7878".parse().expect("addr"), false);
         assert_eq!(local.level, Level::Ok);
-        let open = api_exposure("0.0.0.0:7878".parse().expect("addr"));
+        let open = api_exposure("0.0.0.0:7878".parse().expect("addr"), false);
         assert_eq!(open.level, Level::Warn);
-        assert!(open.detail.contains("root on this host") && open.fix.contains("127.0.0.1"));
-        assert!(api_exposure_warning("[::1]:7878".parse().expect("addr")).is_none());
+        assert!(open.detail.contains("root on this host") && open.fix.contains("tls_cert"));
+        assert!(api_exposure_warning("[::1]:7878".parse().expect("addr"), false).is_none());
+        let tls = api_exposure("0.0.0.0:7878".parse().expect("addr"), true);
+        assert_eq!(tls.level, Level::Ok);
+        assert!(tls.detail.contains("over TLS"));
     }
 
     #[test]

@@ -87,6 +87,7 @@ impl Server {
         ops: Ops,
         rt: tokio::runtime::Handle,
         exec_idle: Duration,
+        tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
     ) -> Result<Server, String> {
         let limits = Limits {
             exec_idle,
@@ -120,7 +121,7 @@ impl Server {
             let ctx = ctx.clone();
             Box::pin(async move { handle(req, ctx).await })
         });
-        let listening = server::serve(addr, limits, handler, &rt, || {
+        let listening = server::serve(addr, limits, tls, handler, &rt, || {
             respond(error(
                 500,
                 "internal error: the agent failed on this request (see its log); nothing else is affected",

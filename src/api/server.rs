@@ -88,9 +88,14 @@ pub struct Listening {
 }
 
 /// Binds `addr` and serves `handler` on the current runtime until [`Listening::shutdown`].
+/// A client's connection: plain TCP, or TLS over it.
+trait Conn: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Conn for T {}
+
 pub fn serve(
     addr: SocketAddr,
     limits: Limits,
+    tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
     handler: Handler,
     rt: &tokio::runtime::Handle,
     panic_reply: fn() -> Response<Body>,
@@ -103,7 +108,10 @@ pub fn serve(
     let c2 = counters.clone();
     let done = rt.spawn(async move {
         match TcpListener::from_std(std_listener) {
-            Ok(l) => accept_loop(l, limits, handler, stop_rx, c2, panic_reply).await,
+            Ok(l) => {
+                let tls = tls.map(tokio_rustls::TlsAcceptor::from);
+                accept_loop(l, limits, tls, handler, stop_rx, c2, panic_reply).await
+            }
             Err(e) => tracing::error!(error = %e, "API listener lost"),
         }
     });
@@ -131,6 +139,7 @@ pub struct Peer(pub std::net::SocketAddr);
 async fn accept_loop(
     listener: TcpListener,
     limits: Limits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     handler: Handler,
     mut stop: watch::Receiver<bool>,
     counters: Arc<Counters>,
@@ -155,8 +164,23 @@ async fn accept_loop(
         };
         let (http, handler, counters) = (http.clone(), handler.clone(), counters.clone());
         let mut stop = stop.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
             let _slot = slot;
+            // With TLS, the handshake is part of the request head's time.
+            let stream: Box<dyn Conn> = match tls {
+                None => Box::new(stream),
+                Some(acceptor) => {
+                    match tokio::time::timeout(limits.head_timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(s)) => Box::new(s),
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "API: TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => return,
+                    }
+                }
+            };
             let svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
                 // Who asked: for the events of calls made without a token (hooks).
                 req.extensions_mut().insert(Peer(peer));
@@ -272,6 +296,7 @@ mod tests {
         let l = serve(
             "127.0.0.1:0".parse().expect("addr"),
             limits,
+            None,
             handler,
             rt.handle(),
             || {

@@ -15,6 +15,25 @@ pub struct Client {
     base: String,
     token: Option<String>,
     agent: ureq::Agent,
+    /// Certificates trusted for an `https://` API besides the public CAs (`--ca-cert`).
+    extra_roots: Vec<rustls_pki_types::CertificateDer<'static>>,
+}
+
+fn agent_config(roots: &[rustls_pki_types::CertificateDer<'static>]) -> ureq::Agent {
+    let mut tls = ureq::tls::TlsConfig::builder();
+    if !roots.is_empty() {
+        let certs: Vec<ureq::tls::Certificate<'static>> = roots
+            .iter()
+            .map(|c| ureq::tls::Certificate::from_der(c.as_ref()).to_owned())
+            .collect();
+        tls = tls.root_certs(ureq::tls::RootCerts::new_with_certs(&certs));
+    }
+    let config = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(600)))
+        .tls_config(tls.build())
+        .build();
+    ureq::Agent::new_with_config(config)
 }
 
 /// Where the token comes from: flag/env, BERTH_TOKEN_FILE, ./.berth/api.token, the default
@@ -38,15 +57,31 @@ fn find_token(explicit: Option<String>) -> Option<String> {
 
 impl Client {
     pub fn new(api: &str, token: Option<String>) -> Client {
-        let config = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(600)))
-            .build();
         Client {
             base: api.trim_end_matches('/').to_string(),
             token: find_token(token),
-            agent: ureq::Agent::new_with_config(config),
+            agent: agent_config(&[]),
+            extra_roots: Vec::new(),
         }
+    }
+
+    /// Trusts the certificates of a PEM file (the agent's own, or the CA that signed it).
+    pub fn with_ca_cert(mut self, file: Option<&std::path::Path>) -> Result<Client> {
+        use rustls_pki_types::pem::PemObject;
+        let Some(file) = file else { return Ok(self) };
+        let certs: Vec<rustls_pki_types::CertificateDer<'static>> =
+            rustls_pki_types::CertificateDer::pem_file_iter(file)
+                .and_then(|it| it.collect::<Result<_, _>>())
+                .map_err(|e| anyhow!("cannot read --ca-cert {}: {e}", file.display()))?;
+        if certs.is_empty() {
+            bail!(
+                "--ca-cert {} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+                file.display()
+            );
+        }
+        self.agent = agent_config(&certs);
+        self.extra_roots = certs;
+        Ok(self)
     }
 
     /// A WebSocket to `path` (`berth exec`), its reads timing out every 50 ms so the caller
@@ -111,10 +146,41 @@ impl Client {
             .map_err(|e| anyhow!("cannot reach the berth agent at {} ({e}): is `berth agent` running? set --api or BERTH_API", self.base))?;
         tcp.set_read_timeout(Some(Duration::from_millis(50)))?;
         tcp.set_nodelay(true)?;
-        match scheme {
-            "http" => Ok(Box::new(tcp)),
-            _ => bail!("https for berth exec: not yet (use the agent's http address)"),
+        if scheme == "http" {
+            return Ok(Box::new(tcp));
         }
+        use rustls_pki_types::pem::PemObject;
+        use tokio_rustls::rustls;
+        let mut roots = rustls::RootCertStore::empty();
+        for c in &self.extra_roots {
+            roots
+                .add(c.clone())
+                .map_err(|e| anyhow!("--ca-cert: {e}"))?;
+        }
+        // The public CAs too, as the other commands trust (the system's bundle).
+        if let Ok(it) =
+            rustls_pki_types::CertificateDer::pem_file_iter("/etc/ssl/certs/ca-certificates.crt")
+        {
+            for c in it.flatten() {
+                let _ = roots.add(c);
+            }
+        }
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| anyhow!("TLS: {e}"))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let host = hostport
+            .rsplit_once(':')
+            .map_or(hostport, |(h, _)| h)
+            .trim_start_matches('[')
+            .trim_end_matches(']');
+        let name = rustls_pki_types::ServerName::try_from(host.to_string())
+            .map_err(|e| anyhow!("{host} is not a TLS server name: {e}"))?;
+        let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name)
+            .map_err(|e| anyhow!("TLS: {e}"))?;
+        Ok(Box::new(rustls::StreamOwned::new(conn, tcp)))
     }
 
     fn auth(&self) -> String {

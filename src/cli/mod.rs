@@ -45,6 +45,10 @@ pub struct Cli {
     /// API token (default: read from <data-dir>/api.token).
     #[arg(long, global = true, env = "BERTH_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// Trust this PEM certificate (the agent's own, or its CA) for an `https://` API, besides
+    /// the public CAs.
+    #[arg(long, global = true, env = "BERTH_CA_CERT", value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -400,7 +404,7 @@ pub struct DeployArgs {
 
 /// Runs one CLI invocation (everything but `agent`, which `main` runs on a tokio runtime).
 pub fn run(cli: Cli) -> Result<()> {
-    let client = Client::new(&cli.api, cli.token.clone());
+    let client = Client::new(&cli.api, cli.token.clone()).with_ca_cert(cli.ca_cert.as_deref())?;
     match cli.command {
         Command::Agent(_) => bail!("`berth agent` is started by main"),
         Command::Deploy(a) => deploy(&client, a),

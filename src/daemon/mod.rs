@@ -71,7 +71,7 @@ impl Daemon {
         let token = prepare_data_dir(&cfg.data_dir)?;
         let store = Arc::new(Store::open(&cfg.data_dir.join("state.db"))?);
         let core = Core::new(store.clone(), runtime, &cfg).await?;
-        tracing::info!(node_id = %core.node_id, node = %core.node_name, engine = %core.engine, listen = %cfg.listen, "agent starting");
+        tracing::info!(node_id = %core.node_id, node = %core.node_name, engine = %core.engine, listen = %cfg.listen, tls = cfg.api_tls.is_some(), "agent starting");
         core.event(
             crate::model::EventKind::Agent,
             "",
@@ -81,7 +81,7 @@ impl Daemon {
                 core.node_name, core.node_id, core.engine
             ),
         );
-        if let Some(w) = crate::doctor::api_exposure_warning(cfg.listen) {
+        if let Some(w) = crate::doctor::api_exposure_warning(cfg.listen, cfg.api_tls.is_some()) {
             tracing::warn!("{w}; listen on 127.0.0.1 and use `ssh -L`, or a TLS proxy");
             core.event(
                 crate::model::EventKind::Agent,
@@ -140,6 +140,7 @@ impl Daemon {
             ops,
             tokio::runtime::Handle::current(),
             Duration::from_millis(cfg.exec_idle_ms),
+            cfg.api_tls.clone(),
         )
         .map_err(|detail| DaemonError::Listen {
             addr: cfg.listen.to_string(),

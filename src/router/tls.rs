@@ -109,6 +109,26 @@ pub fn server_config(certs: &[TlsCert]) -> Result<Arc<rustls::ServerConfig>, Str
     Ok(Arc::new(cfg))
 }
 
+/// One certificate for every name (the API's listener, `[agent] tls_cert`/`tls_key`).
+pub fn single_config(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<Arc<rustls::ServerConfig>, String> {
+    let ck = load(&TlsCert {
+        domain: String::new(),
+        cert: cert.to_path_buf(),
+        key: key.to_path_buf(),
+    })?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(ck)));
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(cfg))
+}
+
 #[cfg(test)]
 mod tests {
     use super::covers;

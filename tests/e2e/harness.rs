@@ -206,7 +206,44 @@ impl Agent {
     }
 
     pub fn api(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        match self.ca() {
+            // The test certificate names localhost.
+            Some(_) => format!("https://localhost:{}", self.port),
+            None => format!("http://127.0.0.1:{}", self.port),
+        }
+    }
+
+    /// The API's certificate when its berth.toml serves it over TLS (`tls_cert = "..."`).
+    pub fn ca(&self) -> Option<PathBuf> {
+        let toml = std::fs::read_to_string(self.dir.path().join("berth.toml")).ok()?;
+        toml.lines()
+            .find_map(|l| l.trim().strip_prefix("tls_cert"))
+            .and_then(|v| v.split('"').nth(1))
+            .map(PathBuf::from)
+    }
+
+    /// An HTTP client for this agent's API (trusting its certificate with TLS).
+    fn http(&self) -> ureq::Agent {
+        let Some(ca) = self.ca() else {
+            return http_agent();
+        };
+        let pem = std::fs::read(&ca).expect("test certificate");
+        let certs: Vec<ureq::tls::Certificate<'static>> = ureq::tls::parse_pem(&pem)
+            .filter_map(|i| match i {
+                Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+                _ => None,
+            })
+            .collect();
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(60)))
+            .tls_config(
+                ureq::tls::TlsConfig::builder()
+                    .root_certs(ureq::tls::RootCerts::new_with_certs(&certs))
+                    .build(),
+            )
+            .build()
+            .into()
     }
 
     pub fn token(&self) -> String {
@@ -404,17 +441,14 @@ impl Agent {
             .env("BERTH_API", self.api())
             .env("BERTH_TOKEN_FILE", self.dir.path().join("api.token"))
             .env_remove("BERTH_TOKEN");
+        if let Some(ca) = self.ca() {
+            c.env("BERTH_CA_CERT", ca);
+        }
         c
     }
 
     pub fn berth(&self, args: &[&str]) -> Output {
-        self.command(bin())
-            .args(args)
-            .env("BERTH_API", self.api())
-            .env("BERTH_TOKEN_FILE", self.dir.path().join("api.token"))
-            .env_remove("BERTH_TOKEN")
-            .output()
-            .expect("cli runs")
+        self.follow_command(args).output().expect("cli runs")
     }
 
     /// Runs the CLI and expects success; returns stdout.
@@ -445,7 +479,7 @@ impl Agent {
         if self.place.is_some() {
             return self.curl("GET", path, b"", auth);
         }
-        let agent = http_agent();
+        let agent = self.http();
         let mut req = agent.get(format!("{}{path}", self.api()));
         if auth {
             req = req.header("Authorization", format!("Bearer {}", self.token()));
@@ -459,7 +493,7 @@ impl Agent {
         if self.place.is_some() {
             return self.curl("POST", path, body, auth).expect("request sent");
         }
-        let agent = http_agent();
+        let agent = self.http();
         let mut req = agent.post(format!("{}{path}", self.api()));
         if auth {
             req = req.header("Authorization", format!("Bearer {}", self.token()));

@@ -1,4 +1,5 @@
-//! TLS termination for `https://` routes and websockets through the router.
+//! TLS: termination for `https://` routes and websockets through the router, and the API
+//! served over TLS for a remote CLI.
 
 use crate::harness::*;
 use std::net::{TcpListener, TcpStream};
@@ -226,4 +227,77 @@ fn https_routes_and_websockets() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success(), "{err}");
     assert!(err.contains("does not belong to"), "{err}");
+}
+
+/// The API over TLS (`[agent] tls_cert`/`tls_key`): the CLI, its WebSockets (`exec`) and the
+/// console's requests go encrypted, trusting the certificate with `--ca-cert`; plain HTTP
+/// and an untrusted certificate are refused; half a TLS configuration stops the agent with
+/// what is missing.
+#[test]
+fn the_api_over_tls_serves_the_cli_and_exec_and_refuses_plain_http() {
+    use std::io::{Read, Write};
+    let certs = tempfile::tempdir().expect("tmp");
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("cert");
+    let cert = certs.path().join("api.pem");
+    let key = certs.path().join("api.key");
+    std::fs::write(&cert, ck.cert.pem()).expect("cert");
+    std::fs::write(&key, ck.signing_key.serialize_pem()).expect("key");
+    let a = Agent::start_with_config(&format!(
+        "[agent]\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
+        cert.display(),
+        key.display()
+    ));
+    assert!(a.api().starts_with("https://"));
+    a.deploy(
+        "web",
+        &format!("services:\n  app:\n    image: {IMAGE}\n    command: sleep 3600\n    stop_grace_period: 1s\n"),
+    );
+    assert!(a.ok(&["apps"]).contains("web"));
+    let out = a.ok(&["exec", "web/app", "--", "echo", "over tls"]);
+    assert_eq!(out, "over tls\n");
+    let (status, body) = a.get_raw("/v1/apps", true).expect("https");
+    assert_eq!(status, 200, "{body}");
+
+    // Without trusting the certificate: refused, saying why.
+    let o = a
+        .follow_command(&["apps"])
+        .env_remove("BERTH_CA_CERT")
+        .output()
+        .expect("cli");
+    assert!(!o.status.success());
+    let e = String::from_utf8_lossy(&o.stderr).to_lowercase();
+    assert!(e.contains("certificate") || e.contains("issuer"), "{e}");
+    // Plain HTTP on the TLS port gets no HTTP answer (the token never crosses in clear).
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", a.port)).expect("connect");
+    s.set_read_timeout(Some(std::time::Duration::from_secs(15)))
+        .expect("timeout");
+    s.write_all(b"GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("write");
+    let mut got = Vec::new();
+    let _ = s.read_to_end(&mut got);
+    assert!(
+        !got.starts_with(b"HTTP/"),
+        "{:?}",
+        String::from_utf8_lossy(&got)
+    );
+
+    // Half a configuration: the agent says what is missing and does not start.
+    let dir = tempfile::tempdir().expect("tmp");
+    let conf = dir.path().join("berth.toml");
+    std::fs::write(
+        &conf,
+        format!("[agent]\ntls_cert = \"{}\"\n", cert.display()),
+    )
+    .expect("toml");
+    let o = std::process::Command::new(bin())
+        .args(["agent", "--config"])
+        .arg(&conf)
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["--listen", "127.0.0.1:0"])
+        .output()
+        .expect("agent");
+    assert!(!o.status.success());
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains("needs both tls_cert and tls_key"), "{e}");
 }
