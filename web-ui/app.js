@@ -237,6 +237,75 @@ function Versions({ app, service, reload }) {
   </div>`;
 }
 
+// ---------- terminal (berth exec over a WebSocket, api/exec.rs) ----------
+// xterm.js is a classic script (it defines window.Terminal), loaded when first needed. It
+// writes styles through a <style> element and style attributes, which the console's
+// Content-Security-Policy refuses: both are kept to CSSOM, which it allows.
+let xtermLoading;
+function loadXterm() {
+  if (xtermLoading) return xtermLoading;
+  const create = Document.prototype.createElement;
+  Document.prototype.createElement = function (tag, ...rest) {
+    if (String(tag).toLowerCase() !== 'style') return create.call(this, tag, ...rest);
+    const el = create.call(this, 'x-style');
+    const sheet = new CSSStyleSheet();
+    document.adoptedStyleSheets = [...document.adoptedStyleSheets, sheet];
+    Object.defineProperty(el, 'textContent', { get: () => '', set: (v) => sheet.replaceSync(String(v)) });
+    return el;
+  };
+  const setAttr = Element.prototype.setAttribute;
+  Element.prototype.setAttribute = function (n, v) {
+    if (String(n).toLowerCase() === 'style' && this.style) { this.style.cssText = v; return; }
+    return setAttr.call(this, n, v);
+  };
+  xtermLoading = new Promise((ok, fail) => {
+    const s = create.call(document, 'script');
+    s.src = '/ui/vendor/xterm.js';
+    s.onload = () => ok(window.Terminal);
+    s.onerror = () => fail(new Error('cannot load the terminal'));
+    document.head.appendChild(s);
+  });
+  return xtermLoading;
+}
+
+function Terminal({ app, inst, close }) {
+  const box = useRef(null);
+  const [state, setState] = useState('connecting');
+  useEffect(() => {
+    let ws, term, gone = false;
+    const enc8 = new TextEncoder();
+    const frame = (kind, bytes) => { const m = new Uint8Array(bytes.length + 1); m[0] = kind; m.set(bytes, 1); return m; };
+    loadXterm().then((T) => {
+      if (gone) return;
+      term = new T({ cols: 100, rows: 28, convertEol: false, cursorBlink: true });
+      term.open(box.current);
+      const q = `cmd=sh&tty=1&slot=${inst.slot}&cols=${term.cols}&rows=${term.rows}`;
+      const proto = location.protocol === 'https:' ? 'wss' : 'ws';
+      ws = new WebSocket(`${proto}://${location.host}/v1/apps/${enc(app)}/services/${enc(inst.service)}/exec?${q}`);
+      ws.binaryType = 'arraybuffer';
+      ws.onopen = () => { setState('connected'); term.focus(); };
+      ws.onmessage = (e) => {
+        const b = new Uint8Array(e.data);
+        if (b[0] === 1 || b[0] === 2) term.write(b.subarray(1));
+        else if (b[0] === 3) { const code = new DataView(e.data).getInt32(1); term.write(`\r\n[exited ${code}]\r\n`); setState(`exited ${code}`); }
+        else if (b[0] === 4) { const why = new TextDecoder().decode(b.subarray(1)); term.write(`\r\n[${why}]\r\n`); setState(why); }
+      };
+      ws.onclose = () => setState((s) => (s === 'connected' || s === 'connecting' ? 'closed' : s));
+      term.onData((d) => { if (ws.readyState === 1) ws.send(frame(0, enc8.encode(d))); });
+      term.onResize(({ cols, rows }) => {
+        if (ws.readyState !== 1) return;
+        const b = new Uint8Array(4); const v = new DataView(b.buffer); v.setUint16(0, cols); v.setUint16(2, rows);
+        ws.send(frame(1, b));
+      });
+    }).catch((e) => setState(e.message));
+    return () => { gone = true; if (ws) ws.close(); if (term) term.dispose(); };
+  }, [app, inst.name]);
+  return html`<section class="card" aria-label=${`terminal of ${inst.name}`}>
+    <h2>Terminal: ${inst.name} <span class="muted" role="status">${state}</span> <button onClick=${close}>Close</button></h2>
+    <div class="terminal" ref=${box}></div>
+  </section>`;
+}
+
 function AppPage({ name }) {
   const [tick, setTick] = useState(0);
   // Once its removal is asked, the page asks nothing more of the app.
@@ -248,6 +317,7 @@ function AppPage({ name }) {
   const events = useRecentEvents(name, bump);
   const [msg, setMsg] = useState(null);
   const [scale, setScale] = useState({});
+  const [term, setTerm] = useState(null);
   const confirmRef = useRef(null);
   const act = async (f, ok) => {
     setMsg(null);
@@ -280,14 +350,16 @@ function AppPage({ name }) {
       <div class="row"><label>Replicas <input type="number" min="0" max="100" size="4" aria-label=${`replicas of ${s.name}`}
         value=${scale[s.name] ?? s.desired} onInput=${(e) => setScale({ ...scale, [s.name]: e.target.value })}/></label>
         <button onClick=${() => act(() => api('POST', `/v1/apps/${enc(name)}/scale`, { services: { [s.name]: Number(scale[s.name] ?? s.desired) } }), `${s.name} scaled`)}>Scale ${s.name}</button></div>
-      <table><thead><tr><th>instance</th><th>node</th><th>slot</th><th>version</th><th>state</th><th>health</th><th>ports</th><th>status</th></tr></thead><tbody>
+      <table><thead><tr><th>instance</th><th>node</th><th>slot</th><th>version</th><th>state</th><th>health</th><th>ports</th><th>status</th><th></th></tr></thead><tbody>
         ${instances.filter((i) => i.service === s.name).map((i) => html`<tr key=${i.container_id}><td>${i.name}</td><td>${i.node}</td><td>${i.slot}</td><td>${i.version}</td>
           <td><${St} s=${i.state}/></td><td><${St} s=${i.health || '–'}/></td>
-          <td>${(i.ports || []).map((p) => `${p.host_port}->${p.container_port}`).join(' ')}</td><td>${i.status}</td></tr>`)}
+          <td>${(i.ports || []).map((p) => `${p.host_port}->${p.container_port}`).join(' ')}</td><td>${i.status}</td>
+          <td>${i.state === 'running' ? html`<button aria-label=${`terminal of ${i.name}`} onClick=${() => setTerm(i)}>Terminal</button>` : ''}</td></tr>`)}
       </tbody></table>
       <h2>Versions</h2>
       <${Versions} app=${name} service=${s.name} reload=${tick}/>
     </section>`)}
+    ${term ? html`<${Terminal} key=${term.name} app=${name} inst=${term} close=${() => setTerm(null)}/>` : ''}
     <section class="card"><h2>Events</h2><${Events} events=${events}/></section>
     ${spec ? html`<section class="card"><h2>Stored spec</h2><pre>${JSON.stringify(spec.spec, null, 2)}</pre></section>` : ''}
   </main>`;

@@ -15,42 +15,72 @@ use std::sync::Mutex;
 
 /// Accepted calls per trigger per minute.
 pub const CALLS_PER_MINUTE: u32 = 10;
-/// Refused calls (unknown id or wrong secret) per minute, over every trigger.
+/// Refused calls (unknown id or wrong secret) per minute from one address.
 pub const FAILURES_PER_MINUTE: u32 = 30;
+/// Refused calls per minute from every address together (a guesser spread over many
+/// addresses), high enough that one guessing address cannot lock the others out.
+pub const FAILURES_PER_MINUTE_ALL: u32 = 600;
+/// Addresses counted per minute; beyond, refusals count toward the overall limit only.
+const SOURCES_KEPT: usize = 4096;
 /// Triggers per app.
 const MAX_PER_APP: usize = 20;
 
-/// Rate limits, per minute: accepted calls by trigger, refusals overall.
+/// This minute's counts.
+#[derive(Default)]
+struct Minute {
+    minute: i64,
+    calls: HashMap<String, u32>,
+    refusals: HashMap<String, u32>,
+    refused_all: u32,
+}
+
+/// Rate limits, per minute: accepted calls by trigger, refusals by source address and
+/// overall.
 #[derive(Default)]
 pub struct Limits {
-    inner: Mutex<(i64, HashMap<String, u32>, u32)>,
+    inner: Mutex<Minute>,
+}
+
+/// The address part of `ip:port` (`[v6]:port`).
+fn source(from: &str) -> &str {
+    from.rsplit_once(':').map_or(from, |(ip, _)| ip)
 }
 
 impl Limits {
-    fn minute(&self, now_ms: i64) -> std::sync::MutexGuard<'_, (i64, HashMap<String, u32>, u32)> {
+    fn minute(&self, now_ms: i64) -> std::sync::MutexGuard<'_, Minute> {
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let m = now_ms / 60_000;
-        if g.0 != m {
-            *g = (m, HashMap::new(), 0);
+        if g.minute != m {
+            *g = Minute {
+                minute: m,
+                ..Minute::default()
+            };
         }
         g
     }
 
-    /// Counts a refusal; false once this minute's allowance is used up.
-    fn refused(&self, now_ms: i64) -> bool {
+    /// Counts a refusal of a call from `from`.
+    fn refused(&self, from: &str, now_ms: i64) {
         let mut g = self.minute(now_ms);
-        g.2 = g.2.saturating_add(1);
-        g.2 <= FAILURES_PER_MINUTE
+        g.refused_all = g.refused_all.saturating_add(1);
+        let src = source(from);
+        if g.refusals.contains_key(src) || g.refusals.len() < SOURCES_KEPT {
+            let n = g.refusals.entry(src.to_string()).or_default();
+            *n = n.saturating_add(1);
+        }
     }
 
-    fn failures_left(&self, now_ms: i64) -> bool {
-        self.minute(now_ms).2 < FAILURES_PER_MINUTE
+    /// May a call from `from` be checked this minute?
+    fn failures_left(&self, from: &str, now_ms: i64) -> bool {
+        let g = self.minute(now_ms);
+        g.refused_all < FAILURES_PER_MINUTE_ALL
+            && g.refusals.get(source(from)).copied().unwrap_or(0) < FAILURES_PER_MINUTE
     }
 
     /// Counts a call of `id`; false once this minute's allowance is used up.
     fn call(&self, id: &str, now_ms: i64) -> bool {
         let mut g = self.minute(now_ms);
-        let n = g.1.entry(id.to_string()).or_default();
+        let n = g.calls.entry(id.to_string()).or_default();
         *n = n.saturating_add(1);
         *n <= CALLS_PER_MINUTE
     }
@@ -191,7 +221,7 @@ impl Ops {
     ) -> Result<Result<TriggerFired, Refused>, CoreError> {
         let now = crate::clock::now_ms();
         let limits = &self.core.trigger_limits;
-        if !limits.failures_left(now) {
+        if !limits.failures_left(from, now) {
             return Ok(Err(Refused(
                 429,
                 "too many refused trigger calls this minute: try again in a minute".into(),
@@ -204,7 +234,7 @@ impl Ops {
         let t = match found {
             Some(t) if ok => t,
             other => {
-                let _ = limits.refused(now);
+                limits.refused(from, now);
                 // One answer for an unknown id and a wrong secret: neither is told apart.
                 let (app, service) = other.map(|t| (t.app, t.service)).unwrap_or_default();
                 self.core.event(
@@ -294,10 +324,19 @@ mod tests {
         assert!(l.call("b", 2_000), "per trigger");
         assert!(l.call("a", 61_000), "a new minute");
         for _ in 0..FAILURES_PER_MINUTE {
-            assert!(l.failures_left(0));
-            assert!(l.refused(0));
+            assert!(l.failures_left("10.0.0.1:4000", 0));
+            l.refused("10.0.0.1:4000", 0);
         }
-        assert!(!l.failures_left(0));
+        // Per address (any port): the guesser is stopped, the others are not.
+        assert!(!l.failures_left("10.0.0.1:4001", 0));
+        assert!(l.failures_left("10.0.0.2:4000", 0));
+        assert!(l.failures_left("10.0.0.1:4001", 60_000), "a new minute");
+        // Spread over many addresses: the overall limit.
+        for i in 0..FAILURES_PER_MINUTE_ALL {
+            l.refused(&format!("10.1.{}.{}:1", i / 256, i % 256), 120_000);
+        }
+        assert!(!l.failures_left("10.9.9.9:1", 120_000));
+        assert_eq!(source("[::1]:80"), "[::1]");
         assert!(same(b"abc", b"abc") && !same(b"abc", b"abd") && !same(b"ab", b"abc"));
     }
 }

@@ -85,6 +85,25 @@ try {
     && [...document.querySelectorAll('section[aria-label="service web"] tbody tr')].filter((r) => r.textContent.includes(`${a}_web`)).length >= 3, app, { timeout: 60000 });
   await shot('app');
 
+  step('terminal: a shell in a container echoes what is typed, and exits with its code');
+  await page.getByRole('button', { name: `terminal of ${app}_web-001_1` }).click();
+  await page.getByRole('status').filter({ hasText: 'connected' }).waitFor({ timeout: 30000 });
+  await page.locator('.xterm-helper-textarea').focus();
+  await page.keyboard.type('echo berth-$((6*7)) in $(hostname)');
+  await page.keyboard.press('Enter');
+  await page.waitForFunction(() => /berth-42 in [0-9a-f]{12}/.test(document.querySelector('.terminal').textContent), null, { timeout: 30000 });
+  // Its styles reached the page through CSSOM (the policy refuses inline ones): rows are
+  // laid out at the terminal's row height, not collapsed.
+  const rowH = await page.evaluate(() => document.querySelector('.xterm-rows > div').getBoundingClientRect().height);
+  if (!(rowH > 8)) fail(`terminal rows are ${rowH}px high`);
+  await shot('terminal');
+  await page.keyboard.type('exit 5');
+  await page.keyboard.press('Enter');
+  await page.getByRole('status').filter({ hasText: 'exited 5' }).waitFor({ timeout: 30000 });
+  const ev = await (await ctx.request.get(`${url}/v1/events?app=${app}`)).text();
+  if (!ev.includes(`exec in ${app}_web-001_1`)) fail(`no exec event: ${ev.slice(0, 400)}`);
+  await page.getByRole('button', { name: 'Close' }).click();
+
   step('a second version; split traffic 50/50, then roll back');
   const deployed = await ctx.request.post(`${url}/v1/apps`, {
     headers: { Origin: url },
