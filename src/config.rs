@@ -139,6 +139,9 @@ pub struct MetricsSection {
     pub influxdb: Vec<crate::metrics::sink::InfluxSink>,
     #[serde(default)]
     pub alarm: Vec<crate::metrics::history::AlarmRule>,
+    /// Node and job events sent to the notifiers alarms use.
+    #[serde(default)]
+    pub notify: crate::metrics::history::EventNotify,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -363,6 +366,7 @@ fn metrics_config(mut m: MetricsSection) -> Result<crate::metrics::MetricsConfig
             )));
         }
     }
+    m.notify.validate().map_err(ConfigError::Metrics)?;
     let mb = m.outbox_max_mb.unwrap_or(256);
     if mb == 0 || mb > 1 << 20 {
         return Err(ConfigError::Value {
@@ -377,6 +381,7 @@ fn metrics_config(mut m: MetricsSection) -> Result<crate::metrics::MetricsConfig
         influxdb: m.influxdb,
         outbox_max_bytes: (mb << 20) as i64,
         alarms: m.alarm,
+        notify: m.notify,
     })
 }
 

@@ -51,6 +51,19 @@ pub enum AgentError {
     Runtime(#[from] RuntimeError),
 }
 
+/// Notices waiting at most (beyond, a notice is logged and dropped).
+const MAX_NOTICES: usize = 1000;
+
+/// An event for the notifiers (`[metrics.notify]`), as a webhook receives it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub(crate) struct Notice {
+    pub kind: String,
+    pub app: String,
+    pub service: String,
+    pub message: String,
+    pub time_ms: i64,
+}
+
 /// What one reconcile pass did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Pass {
@@ -161,6 +174,8 @@ pub struct Core {
     deploys: tokio::sync::Mutex<()>,
     /// One change of a config set at a time (read, merge, write).
     config_sets: std::sync::Mutex<()>,
+    /// Node and job events waiting to go to the notifiers (`[metrics.notify]`).
+    notices: std::sync::Mutex<Vec<Notice>>,
     backoff: backoff::Backoffs,
     /// Containers this agent started recently (to tell engine restarts apart).
     our_starts: Mutex<HashMap<String, Instant>>,
@@ -356,6 +371,7 @@ impl Core {
             ops: tokio::sync::Mutex::new(()),
             deploys: tokio::sync::Mutex::new(()),
             config_sets: std::sync::Mutex::new(()),
+            notices: std::sync::Mutex::new(Vec::new()),
             backoff: backoff::Backoffs::default(),
             our_starts: Mutex::new(HashMap::new()),
             events_changed: Notify::new(),
@@ -429,6 +445,30 @@ impl Core {
             tracing::error!(error = %e, "cannot record event");
         }
         self.events_changed.notify_waiters();
+        // Node and job events the notifiers want: the metrics loop sends them (its next cycle).
+        if self.settings().metrics.notify.wants(kind, message) {
+            let mut q = self.notices.lock().unwrap_or_else(|p| p.into_inner());
+            if q.len() < MAX_NOTICES {
+                q.push(Notice {
+                    kind: kind.to_string(),
+                    app: app.to_string(),
+                    service: service.to_string(),
+                    message: message.to_string(),
+                    time_ms: crate::clock::now_ms(),
+                });
+            } else {
+                tracing::warn!(
+                    kind,
+                    message,
+                    "too many notices waiting: this one is not sent"
+                );
+            }
+        }
+    }
+
+    /// The notices waiting for the metrics loop.
+    pub(crate) fn take_notices(&self) -> Vec<Notice> {
+        std::mem::take(&mut *self.notices.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     async fn observe(&self, apps: &[StoredApp]) -> Result<Observed, RuntimeError> {

@@ -48,7 +48,7 @@ pub enum CoreError {
 pub struct Ops {
     pub(super) core: std::sync::Arc<Core>,
     /// This host's cluster membership (in no cluster until init or join).
-    cluster: std::sync::Arc<crate::cluster::hub::Hub>,
+    pub(super) cluster: std::sync::Arc<crate::cluster::hub::Hub>,
 }
 
 impl Ops {

@@ -80,7 +80,7 @@ pub fn sync_sinks(core: &Arc<Core>) -> usize {
     let mut keys: Vec<String> = sinks.iter().map(Sink::key).collect();
     keys.extend(addon_sinks(&apps).iter().map(|(_, _, s)| s.key()));
     // Alarm notices wait for their webhooks across restarts.
-    let hooks = notify_sinks(&alarm_rules(core));
+    let hooks = notify_sinks(&alarm_rules(core), &core.settings().metrics.notify.to);
     keys.extend(hooks.iter().map(Sink::key));
     core.metrics
         .ensure_senders(&core.store, &hooks, &sink_report(core));
@@ -187,6 +187,21 @@ pub async fn metrics_loop(core: Arc<Core>, mut shutdown: tokio::sync::watch::Rec
                     core.event(kind, &ev.app, &ev.service, &ev.message);
                     notify(&core, &report, &host, &ev);
                 }
+                for n in core.take_notices() {
+                    let mut doc = serde_json::to_value(&n).unwrap_or_default();
+                    doc["host"] = host.as_str().into();
+                    let to = core.settings().metrics.notify.to.clone();
+                    let series = format!("{}-event", n.kind);
+                    send_notice(
+                        &core,
+                        &report,
+                        &host,
+                        &to,
+                        &doc,
+                        (&n.app, &n.service, &series),
+                        &n.message,
+                    );
+                }
                 super::autoscale::after_cycle(&core, &apps, &snapshot);
                 core.metrics.set_latest(snapshot, started.elapsed());
                 if let Some(h) = custom.take_if(|h| h.is_finished()) {
@@ -245,10 +260,11 @@ pub fn alarm_rules(core: &Core) -> Vec<crate::metrics::history::AlarmRule> {
 }
 
 /// The webhook sinks the alarm rules notify.
-fn notify_sinks(rules: &[crate::metrics::history::AlarmRule]) -> Vec<Sink> {
+fn notify_sinks(rules: &[crate::metrics::history::AlarmRule], events: &[String]) -> Vec<Sink> {
     let mut urls: Vec<String> = rules
         .iter()
         .flat_map(|r| &r.notify)
+        .chain(events)
         .filter_map(|n| crate::metrics::history::notify_webhook(n).ok())
         .map(str::to_string)
         .collect();
@@ -266,17 +282,40 @@ fn notify(core: &Arc<Core>, report: &Report, host: &str, ev: &crate::metrics::hi
     let mut doc = serde_json::to_value(ev).unwrap_or_default();
     doc["host"] = host.into();
     doc["time_ms"] = crate::clock::now_ms().into();
+    send_notice(
+        core,
+        report,
+        host,
+        &ev.notify,
+        &doc,
+        (&ev.app, &ev.service, &ev.series),
+        &ev.message,
+    );
+}
+
+/// Queues one notice (`doc` as JSON for each webhook of `to`, `message` as a syslog line
+/// when `to` names syslog) in the durable outbox: a receiver that is down gets it once it is
+/// back. `what` is (app, service, series).
+fn send_notice(
+    core: &Arc<Core>,
+    report: &Report,
+    host: &str,
+    to: &[String],
+    doc: &serde_json::Value,
+    what: (&str, &str, &str),
+    message: &str,
+) {
     let body = doc.to_string().into_bytes();
     let max = core.settings().metrics.outbox_max_bytes;
-    if ev.notify.iter().any(|n| n == "syslog") {
+    if to.iter().any(|n| n == "syslog") {
         let line = crate::store::LogLine {
             time_ns: crate::timefmt::now_ns(),
-            app: ev.app.clone(),
-            service: ev.service.clone(),
+            app: what.0.to_string(),
+            service: what.1.to_string(),
             node: host.to_string(),
-            container: ev.series.clone(),
+            container: what.2.to_string(),
             stream: "alarm".into(),
-            message: ev.message.clone(),
+            message: message.to_string(),
             ..Default::default()
         };
         for s in &core.settings().logs.syslog {
@@ -290,7 +329,7 @@ fn notify(core: &Arc<Core>, report: &Report, host: &str, ev: &crate::metrics::hi
             }
         }
     }
-    for n in &ev.notify {
+    for n in to {
         let Ok(url) = crate::metrics::history::notify_webhook(n) else {
             continue;
         };

@@ -213,6 +213,43 @@ impl Ops {
     }
 
     /// `POST /hooks/<id>?secret=...` from `from`: checks, counts and runs the trigger.
+    /// Serves the triggers on the router's listeners too (`POST /hooks/<id>?secret=` where
+    /// no route takes the request), answered as on the API.
+    pub fn serve_triggers_on_router(&self) {
+        // Weak: the router (held by the core) must not keep the core alive.
+        let core = std::sync::Arc::downgrade(&self.core);
+        let cluster = std::sync::Arc::downgrade(&self.cluster);
+        let rt = tokio::runtime::Handle::current();
+        self.core
+            .router
+            .set_trigger_hook(std::sync::Arc::new(move |id, secret, from| {
+                let ops = core
+                    .upgrade()
+                    .zip(cluster.upgrade())
+                    .map(|(c, h)| Ops::new(c, h));
+                let rt = rt.clone();
+                Box::pin(async move {
+                    let Some(ops) = ops else {
+                        return (503, r#"{"error":"this agent is stopping"}"#.to_string());
+                    };
+                    let fired = tokio::task::spawn_blocking(move || {
+                        rt.block_on(ops.fire_trigger(&id, &secret, &from))
+                    })
+                    .await;
+                    let err = |s: u16, m: &str| (s, serde_json::json!({ "error": m }).to_string());
+                    match fired {
+                        Ok(Ok(Ok(done))) => (200, serde_json::to_string(&done).unwrap_or_default()),
+                        Ok(Ok(Err(Refused(s, m)))) => err(s, &m),
+                        Ok(Err(e)) => err(500, &e.to_string()),
+                        Err(_) => err(
+                            500,
+                            "internal error: the trigger failed (see the agent's log)",
+                        ),
+                    }
+                })
+            }));
+    }
+
     pub async fn fire_trigger(
         &self,
         id: &str,

@@ -117,6 +117,8 @@ impl Server {
                 })
             }));
         }
+        // Triggers answer on the router's public address too.
+        ctx.ops.serve_triggers_on_router();
         let handler: server::Handler = Arc::new(move |req| {
             let ctx = ctx.clone();
             Box::pin(async move { handle(req, ctx).await })

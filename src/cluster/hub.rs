@@ -373,6 +373,10 @@ impl Hub {
             while let Some(ch) = rx.recv().await {
                 let what = match (ch.from, ch.to) {
                     (None, MemberState::Alive) => "joined".to_string(),
+                    // Back from lost (or left) is news; a suspicion cleared is not.
+                    (Some(MemberState::Suspect), MemberState::Alive) => {
+                        "answers probes again".to_string()
+                    }
                     (Some(_), MemberState::Alive) => "is alive again".to_string(),
                     (_, MemberState::Suspect) => "is suspected (not answering probes)".into(),
                     (_, MemberState::Lost) => "is lost (no answer through any member)".into(),

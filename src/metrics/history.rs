@@ -213,6 +213,69 @@ pub struct AlarmRule {
     pub notify: Vec<String>,
 }
 
+/// `[metrics.notify]`: cluster and job events sent to notifiers, as alarms are (a webhook
+/// gets one JSON notice per POST through the durable outbox; `syslog` goes to the
+/// `[[logs.syslog]]` servers).
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventNotify {
+    /// `node` (a member is lost, or alive again) and/or `job` (a run failed). Default both.
+    #[serde(default = "EventNotify::all")]
+    pub on: Vec<String>,
+    /// `webhook:URL` and/or `syslog`.
+    #[serde(default)]
+    pub to: Vec<String>,
+}
+
+impl Default for EventNotify {
+    fn default() -> Self {
+        EventNotify {
+            on: EventNotify::all(),
+            to: Vec::new(),
+        }
+    }
+}
+
+impl EventNotify {
+    fn all() -> Vec<String> {
+        vec!["node".into(), "job".into()]
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if let Some(o) = self
+            .on
+            .iter()
+            .find(|o| !matches!(o.as_str(), "node" | "job"))
+        {
+            return Err(format!(
+                "[metrics.notify] on {o:?}: write \"node\" (a member lost or alive again) or \"job\" (a run failed)"
+            ));
+        }
+        if self.to.len() > 8 {
+            return Err("[metrics.notify]: at most 8 notify targets".into());
+        }
+        for n in self.to.iter().filter(|n| n.as_str() != "syslog") {
+            notify_webhook(n).map_err(|e| format!("[metrics.notify] {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// Does an event of `kind` saying `message` go to the notifiers? Which events those are
+    /// is told by their kind and the words the agent writes for them.
+    pub fn wants(&self, kind: &str, message: &str) -> bool {
+        let on = |k: &str| self.on.iter().any(|o| o == k);
+        !self.to.is_empty()
+            && match kind {
+                "node" => {
+                    on("node")
+                        && (message.contains(" is lost ") || message.contains(" is alive again"))
+                }
+                "job" => on("job") && message.contains(" failed after "),
+                _ => false,
+            }
+    }
+}
+
 /// The webhook URL of a `notify` entry, checked.
 pub fn notify_webhook(n: &str) -> Result<&str, String> {
     match n.strip_prefix("webhook:") {
@@ -412,6 +475,31 @@ impl Alarms {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn node_and_job_events_go_to_the_notifiers_asked_for() {
+        let mut n = super::EventNotify::default();
+        let lost = "node h2 (10.0.0.2:7946) is lost (no answer through any member)";
+        let back = "node h2 (10.0.0.2:7946) is alive again";
+        let failed = "run 3 failed after 2s: task s1 failed";
+        assert!(!n.wants("node", lost), "nowhere to send");
+        n.to = vec!["syslog".into()];
+        assert!(n.validate().is_ok());
+        assert!(n.wants("node", lost) && n.wants("node", back) && n.wants("job", failed));
+        assert!(!n.wants(
+            "node",
+            "node h2 (10.0.0.2:7946) is suspected (not answering probes)"
+        ));
+        assert!(!n.wants("job", "run 3 finished in 2s"));
+        assert!(!n.wants("deploy", failed));
+        n.on = vec!["job".into()];
+        assert!(!n.wants("node", lost) && n.wants("job", failed));
+        n.on = vec!["disk".into()];
+        assert!(n.validate().unwrap_err().contains("\"node\""));
+        n.on = vec!["node".into()];
+        n.to = vec!["mailto:x".into()];
+        assert!(n.validate().unwrap_err().contains("webhook:http"));
+    }
+
     use super::*;
     use crate::metrics::cgroup::ContainerStats;
     use crate::metrics::collect::{ContainerSample, Target};

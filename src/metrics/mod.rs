@@ -36,6 +36,8 @@ pub struct MetricsConfig {
     pub influxdb: Vec<sink::InfluxSink>,
     pub outbox_max_bytes: i64,
     pub alarms: Vec<history::AlarmRule>,
+    /// Node and job events sent to notifiers (`[metrics.notify]`).
+    pub notify: history::EventNotify,
 }
 
 impl Default for MetricsConfig {
@@ -46,6 +48,7 @@ impl Default for MetricsConfig {
             influxdb: Vec::new(),
             outbox_max_bytes: 256 << 20,
             alarms: Vec::new(),
+            notify: history::EventNotify::default(),
         }
     }
 }

@@ -269,6 +269,35 @@ async fn handle(
     } = match picked {
         Ok(p) => p,
         Err(NoBackend::UnknownHost) => {
+            // A trigger called on the router's public address (no body is read).
+            if req.method() == hyper::Method::POST
+                && let Some(hook) = shared.triggers.get()
+                && let Some(id) = req
+                    .uri()
+                    .path()
+                    .strip_prefix("/hooks/")
+                    .filter(|i| !i.is_empty() && i.len() <= 64 && !i.contains('/'))
+            {
+                let secret = req
+                    .uri()
+                    .query()
+                    .unwrap_or("")
+                    .split('&')
+                    .find_map(|kv| kv.strip_prefix("secret="))
+                    .unwrap_or("")
+                    .chars()
+                    .take(256)
+                    .collect();
+                let (status, body) = hook(id.to_string(), secret, peer.to_string()).await;
+                let mut r = Response::new(Body::Left(Full::new(Bytes::from(body))));
+                *r.status_mut() =
+                    StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                r.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+                return Ok(r);
+            }
             return Ok(plain(
                 StatusCode::NOT_FOUND,
                 format!("berth: no app is routed for {host}{path_q}"),

@@ -110,7 +110,16 @@ pub struct Shared {
     limits: Limits,
     /// Services at zero: held requests, last use.
     cold: cold::Cold,
+    /// `POST /hooks/<id>?secret=` on a request no route takes: the agent's triggers.
+    triggers: std::sync::OnceLock<TriggerHook>,
 }
+
+/// Answers a trigger call (id, secret, caller address) with (status, JSON body).
+pub type TriggerHook = Arc<
+    dyn Fn(String, String, String) -> futures_util::future::BoxFuture<'static, (u16, String)>
+        + Send
+        + Sync,
+>;
 
 impl Shared {
     /// Round-robin counter.
@@ -166,6 +175,7 @@ impl Router {
                 rng: AtomicU64::new(seed),
                 limits,
                 cold: cold::Cold::default(),
+                triggers: std::sync::OnceLock::new(),
             }),
             tcp_ip,
             tcp: Mutex::new(BTreeMap::new()),
@@ -308,6 +318,12 @@ impl Router {
             }
         }
         errors
+    }
+
+    /// Serves triggers (`POST /hooks/<id>?secret=`) on the router's listeners, for requests
+    /// no route takes (an app's own `/hooks/` paths stay the app's).
+    pub fn set_trigger_hook(&self, hook: TriggerHook) {
+        let _ = self.shared.triggers.set(hook);
     }
 
     /// Tells `hook` when a request waits for a service at zero, and when it went through.

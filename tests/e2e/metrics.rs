@@ -600,3 +600,69 @@ fn alarm_notifies_the_syslog_servers() {
     assert!(msg.contains(" warm.burn warm_burn-001_1 alarm "), "{msg}");
     a.ok(&["rm", "warm"]);
 }
+
+/// `[metrics.notify]`: a job's failed run goes to the event notifiers (a webhook, one JSON
+/// notice per POST through the outbox), its finished runs do not.
+#[test]
+fn a_failed_job_run_is_sent_to_the_event_notifiers() {
+    let port = free_port();
+    let server = tiny_http::Server::http(format!("127.0.0.1:{port}")).expect("receiver");
+    let a = Agent::start_with_config(&format!(
+        "[metrics]\ninterval = \"1s\"\n[metrics.notify]\nto = [\"webhook:http://127.0.0.1:{port}/events\"]\n"
+    ));
+    let job = |cmd: &str| {
+        format!(
+            "labels:\n  aliyun.project_type: batch\nservices:\n  task:\n    image: berth-test/busybox\n    command: [\"sh\", \"-c\", \"{cmd}\"]\n    labels:\n      aliyun.retry_count: \"0\"\n"
+        )
+    };
+    a.deploy("fine", &job("exit 0"));
+    a.deploy("broken", &job("exit 2"));
+    let mut got: Vec<serde_json::Value> = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    while got.is_empty() && std::time::Instant::now() < deadline {
+        let Ok(Some(mut req)) = server.recv_timeout(Duration::from_secs(1)) else {
+            continue;
+        };
+        assert_eq!(req.url(), "/events");
+        let mut body = String::new();
+        req.as_reader().read_to_string(&mut body).expect("body");
+        got.push(serde_json::from_str(&body).expect("one JSON notice"));
+        let _ = req.respond(tiny_http::Response::empty(204));
+    }
+    assert_eq!(got.len(), 1, "{got:?}");
+    let n = &got[0];
+    assert_eq!(n["kind"], "job", "{n}");
+    assert_eq!(n["app"], "broken", "{n}");
+    assert!(
+        n["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("run 1 failed after"),
+        "{n}"
+    );
+    assert!(
+        n["host"].is_string() && n["time_ms"].as_i64().is_some(),
+        "{n}"
+    );
+    // Nothing more: the finished job sent nothing.
+    let more = server.recv_timeout(Duration::from_secs(4)).expect("recv");
+    assert!(more.is_none(), "a notice for a finished run");
+    // A bad target is refused at start with what to write.
+    let bad = tempfile::tempdir().expect("tmp");
+    let conf = bad.path().join("berth.toml");
+    std::fs::write(
+        &conf,
+        "[metrics.notify]\non = [\"disk\"]\nto = [\"syslog\"]\n",
+    )
+    .expect("toml");
+    let o = std::process::Command::new(bin())
+        .args(["agent", "--config"])
+        .arg(&conf)
+        .arg("--data-dir")
+        .arg(bad.path())
+        .args(["--listen", "127.0.0.1:0"])
+        .output()
+        .expect("agent");
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("\"node\""));
+}

@@ -110,7 +110,35 @@ const TICKER: &str = "services:\n  tick:\n    image: berth-test/busybox:latest\n
 fn real_hosts_join_by_token_detect_a_lost_host_and_heal_a_partition() {
     let test = "multihost::real_hosts_join_by_token_detect_a_lost_host_and_heal_a_partition";
     let Some(bed) = Bed::up(test, 3) else { return };
-    let h1 = bed.agent(1, &[], &[]);
+    // h1 sends node notices to a webhook on this machine's end of the bridge.
+    let port = free_port();
+    let receiver = tiny_http::Server::http(format!("{}.254:{port}", bed.prefix)).expect("receiver");
+    let notices = std::sync::Arc::new(std::sync::Mutex::new(Vec::<serde_json::Value>::new()));
+    let stop_receiving = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let receiving = {
+        let (notices, stop) = (notices.clone(), stop_receiving.clone());
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let Ok(Some(mut req)) = receiver.recv_timeout(Duration::from_millis(200)) else {
+                    continue;
+                };
+                let mut body = String::new();
+                let _ = std::io::Read::read_to_string(req.as_reader(), &mut body);
+                if let Ok(v) = serde_json::from_str(&body) {
+                    notices.lock().unwrap().push(v);
+                }
+                let _ = req.respond(tiny_http::Response::empty(204));
+            }
+        })
+    };
+    let h1 = bed.agent_with(
+        1,
+        &[],
+        &format!(
+            "[metrics]\ninterval = \"1s\"\n[metrics.notify]\non = [\"node\"]\nto = [\"webhook:http://{}.254:{port}/nodes\"]\n",
+            bed.prefix
+        ),
+    );
     let h2 = bed.agent(2, &[1], &[]);
     let mut h3 = bed.agent(3, &[1], &[]);
     let cap = bed.capture();
@@ -248,6 +276,33 @@ fn real_hosts_join_by_token_detect_a_lost_host_and_heal_a_partition() {
             || all_alive(a, &["h1", "h2", "h3"]),
         );
     }
+
+    // h1's notifiers heard of it: lost, then alive again (one notice each, in order).
+    wait_until(
+        "h3's notices at the webhook",
+        Duration::from_secs(30),
+        || notices.lock().unwrap().len() >= 2,
+    );
+    stop_receiving.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = receiving.join();
+    let got: Vec<String> = notices
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            assert_eq!(n["kind"], "node", "{n}");
+            n["message"].as_str().unwrap_or("").to_string()
+        })
+        .collect();
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert!(
+        got[0].starts_with("node h3 ") && got[0].contains(" is lost "),
+        "{got:?}"
+    );
+    assert!(
+        got[1].starts_with("node h3 ") && got[1].contains("is alive again"),
+        "{got:?}"
+    );
 
     // A partition: h2 cut off keeps running its app; the others see it lost; all converge
     // once the cut heals.

@@ -84,3 +84,76 @@ fn router_routes_balances_sticks_and_proxies_tcp() {
         || router_get(http_port, "shop.example.com", "/id", None).0 == 503,
     );
 }
+
+/// A POST with `Host` through the router at `port` (raw HTTP/1.1): (status, body).
+fn router_post(port: u16, host: &str, path: &str) -> (u16, String) {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("router");
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .expect("write");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    let status = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = out.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    (status, body.to_string())
+}
+
+/// Triggers answer on the router's public address as on the API, for requests no route
+/// takes; an app's own `/hooks/` path on its domain stays the app's.
+#[test]
+fn triggers_answer_on_the_routers_address_where_no_route_takes_the_request() {
+    let http_port = free_port();
+    let a = Agent::start_with_config(&format!(
+        "[router]\nhttp = \"127.0.0.1:{http_port}\"\ndomain = \"test.local\"\n"
+    ));
+    a.deploy(
+        "shop",
+        &format!(
+            "services:\n  web:\n    image: {IMAGE}\n    command: sh -c 'echo app > /www/id; exec httpd -f -p 8080 -h /www'\n    stop_grace_period: 1s\n    labels:\n      berth.routing.port_8080: shop\n"
+        ),
+    );
+    let out = a.ok(&[
+        "trigger",
+        "create",
+        "shop",
+        "--action",
+        "scale",
+        "--service",
+        "web",
+        "--replicas",
+        "2",
+    ]);
+    let url = out
+        .lines()
+        .find_map(|l| l.strip_prefix("POST "))
+        .expect("a URL")
+        .to_string();
+    let path = &url[url.find("/hooks/").expect("path")..];
+    let (id_path, _) = path.split_once("?secret=").expect("secret");
+    // The app's own domain: its request, not a trigger (nothing scaled).
+    let (status, body) = router_post(http_port, "shop.test.local", path);
+    assert!(!body.contains("outcome"), "{status} {body}");
+    // No route for the router's own address: wrong secret refused, the right one scales.
+    let host = format!("127.0.0.1:{http_port}");
+    let (status, body) = router_post(http_port, &host, &format!("{id_path}?secret=nope"));
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("unknown trigger or wrong secret"), "{body}");
+    assert_eq!(a.running("shop").len(), 1);
+    let (status, body) = router_post(http_port, &host, path);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("outcome"), "{body}");
+    a.wait_running("shop", 2, Duration::from_secs(60));
+    let ev = a.ok(&["events", "shop"]);
+    assert!(ev.contains("called from 127.0.0.1:"), "{ev}");
+    // A path that is not a trigger's is the router's 404, as before.
+    let (status, _) = router_post(http_port, &host, "/hooks/a/b");
+    assert_eq!(status, 404);
+}
