@@ -20,7 +20,8 @@ pub const MAX_ITEMS: usize = 50;
 pub const MAX_KEY: usize = 32;
 pub const MAX_VALUE: usize = 128;
 const MAX_DESCRIPTION: usize = 256;
-const MASK: &str = "********";
+/// The volumes' mask: one look for every hidden value.
+use crate::volumes::MASK;
 
 /// A set's name: 1..32 of letters, digits, `-`, `_` and `.`, starting with a letter or digit.
 pub fn check_name(name: &str) -> Result<(), String> {
@@ -147,6 +148,14 @@ fn unknown_set(name: &str) -> CoreError {
 type Items = BTreeMap<String, (String, bool)>;
 
 impl Ops {
+    /// One change of a set at a time (read, merge, write).
+    fn serial(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.core
+            .config_sets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
     fn sealer(&self) -> Result<&crate::volumes::secret::Sealer, CoreError> {
         Ok(self.core.volumes.sealer()?)
     }
@@ -249,11 +258,7 @@ impl Ops {
         name: &str,
         w: ConfigSetWrite,
     ) -> Result<ConfigSetView, CoreError> {
-        let _serial = self
-            .core
-            .config_sets
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let _serial = self.serial();
         let (row, old) = self.open_set(name)?;
         let description = w.description.unwrap_or(row.description);
         Self::check_description(&description)?;
@@ -275,11 +280,7 @@ impl Ops {
         name: &str,
         u: ConfigUnset,
     ) -> Result<ConfigSetView, CoreError> {
-        let _serial = self
-            .core
-            .config_sets
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let _serial = self.serial();
         let (row, mut items) = self.open_set(name)?;
         if u.keys.is_empty() {
             return Err(CoreError::BadRequest(format!(
@@ -331,11 +332,7 @@ impl Ops {
     }
 
     pub fn remove_config_set(&self, name: &str) -> Result<(), CoreError> {
-        let _serial = self
-            .core
-            .config_sets
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let _serial = self.serial();
         if !self.core.store.remove_config_set(name)? {
             return Err(unknown_set(name));
         }

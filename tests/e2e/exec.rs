@@ -220,6 +220,13 @@ fn exec_runs_commands_with_their_streams_exit_codes_terminal_and_roles() {
     send(&mut ws, 9, b"?");
     let (out, _) = read_until(&mut ws, Duration::from_secs(10), |_| false);
     assert!(out.contains("unknown message kind"), "{out:?}");
+    // A message over the 64 KiB bound ends the session; the agent answers on.
+    let mut ws = open(&a, "cmd=cat", &[("Authorization", &auth)]).expect("session");
+    let _ = ws.send(Message::Binary(vec![0u8; 200 * 1024].into()));
+    let (out, code) = read_until(&mut ws, Duration::from_secs(10), |_| false);
+    assert!(code.is_none() && !out.contains('\0'), "{out:?}");
+    assert!(matches!(ws.read(), Err(_) | Ok(Message::Close(_))));
+    assert_eq!(a.get_raw("/v1/health", false).expect("health").0, 200);
 
     // Every exec is an event: who, which container, what command.
     let events = a.ok(&["events", "shop", "-n", "50"]);
