@@ -12,20 +12,32 @@ pub struct ExecTarget {
     pub name: String,
 }
 
+/// Where an exec runs: in a container here, or on another member (carried there over the
+/// cluster's peer channel).
+#[derive(Debug, Clone)]
+pub enum ExecWhere {
+    Here(ExecTarget),
+    Member {
+        node: String,
+        name: String,
+        slot: u32,
+    },
+}
+
 impl Ops {
     /// The engine, for an exec session's resizes and exit code.
     pub fn runtime(&self) -> std::sync::Arc<dyn crate::runtime::ContainerRuntime> {
         self.core.runtime.clone()
     }
 
-    /// The running container of `app/service` (slot `slot`, else the lowest running slot)
-    /// on this host; a container on another member is named with where it runs.
+    /// The running container of `app/service` (slot `slot`, else the lowest running slot,
+    /// this host's first), here or on another member.
     pub async fn exec_target(
         &self,
         app: &str,
         service: &str,
         slot: Option<u32>,
-    ) -> Result<ExecTarget, CoreError> {
+    ) -> Result<ExecWhere, CoreError> {
         let all = self.ps(Some(app)).await?;
         if !all.iter().any(|i| i.service == service) {
             return Err(CoreError::NotFound(format!(
@@ -49,15 +61,46 @@ impl Ops {
             }));
         };
         if i.node != self.core.node_name && !i.node.is_empty() {
-            return Err(CoreError::Conflict(format!(
-                "{} runs on member {}: run `berth exec` against that member's API (--api), this one reaches only its own containers",
-                i.name, i.node
-            )));
+            return Ok(ExecWhere::Member {
+                node: i.node,
+                name: i.name,
+                slot: i.slot,
+            });
         }
-        Ok(ExecTarget {
+        Ok(ExecWhere::Here(ExecTarget {
             id: i.container_id,
             name: i.name,
-        })
+        }))
+    }
+
+    /// The container another member asks to exec in: it must run here (no second hop).
+    pub async fn exec_target_here(
+        &self,
+        app: &str,
+        service: &str,
+        slot: Option<u32>,
+    ) -> Result<ExecTarget, CoreError> {
+        match self.exec_target(app, service, slot).await? {
+            ExecWhere::Here(t) => Ok(t),
+            ExecWhere::Member { name, node, .. } => Err(CoreError::Conflict(format!(
+                "{name} no longer runs on this host (it runs on {node}): run the command again"
+            ))),
+        }
+    }
+
+    /// Opens an exec session on the member that runs the container: the stream carries the
+    /// session's WebSocket bytes to it.
+    pub async fn exec_on_member(
+        &self,
+        node: &str,
+        app: &str,
+        service: &str,
+        open: crate::cluster::tunnel::ExecOpen,
+    ) -> Result<crate::cluster::tunnel::Stream, CoreError> {
+        self.cluster()
+            .open_exec(node, app, service, open)
+            .await
+            .map_err(|e| CoreError::Conflict(format!("exec on member {node}: {e}")))
     }
 
     /// Starts the command (an event says who ran it, where).

@@ -14,6 +14,7 @@ mod backoff;
 pub mod configsets;
 mod custom;
 mod exec;
+pub use exec::{ExecTarget, ExecWhere};
 
 mod executor;
 pub mod fleet;

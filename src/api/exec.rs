@@ -12,7 +12,7 @@
 //! must.
 
 use super::route::ExecParams;
-use crate::agent::Ops;
+use crate::agent::{ExecWhere, Ops};
 use crate::runtime::ExecSpec;
 use futures_util::{SinkExt, StreamExt};
 use hyper::body::Incoming;
@@ -99,45 +99,50 @@ pub async fn start(
         ));
     };
     let err = |e: crate::agent::CoreError| super::error(super::status_of(&e), &e.to_string());
-    let target = ops
+    let upgrade = hyper::upgrade::on(&mut req);
+    match ops
         .exec_target(&p.app, &p.service, p.slot)
         .await
-        .map_err(err)?;
-    let spec = ExecSpec {
-        cmd: p.cmd.clone(),
-        tty: p.tty,
-        stdin: true,
-        cols: p.cols,
-        rows: p.rows,
-    };
-    let session = ops
-        .exec_start(&p.app, &p.service, &target, spec, &who)
-        .await
-        .map_err(err)?;
-    // The terminal's first size (engines before API 1.42 take none at create).
-    if p.tty && p.cols > 0 && p.rows > 0 {
-        let _ = ops
-            .runtime()
-            .exec_resize(&session.exec_id, p.cols, p.rows)
-            .await;
+        .map_err(err)?
+    {
+        ExecWhere::Here(target) => {
+            let (session, ops) = begin(&ops, &p.app, &p.service, &target, exec_spec(&p), &who)
+                .await
+                .map_err(err)?;
+            let cmd0 = p.cmd[0].clone();
+            tokio::spawn(async move {
+                let _slot = slot;
+                let Some(io) = upgraded(upgrade).await else {
+                    return;
+                };
+                pump(serve_ws(io).await, session, ops, idle, cmd0).await;
+            });
+        }
+        ExecWhere::Member { node, slot: n, .. } => {
+            // The member runs the session; this agent carries its bytes.
+            let open = crate::cluster::tunnel::ExecOpen {
+                slot: Some(n),
+                cmd: p.cmd.clone(),
+                tty: p.tty,
+                cols: p.cols,
+                rows: p.rows,
+                who,
+            };
+            let stream = ops
+                .exec_on_member(&node, &p.app, &p.service, open)
+                .await
+                .map_err(err)?;
+            tokio::spawn(async move {
+                let _slot = slot;
+                let Some(io) = upgraded(upgrade).await else {
+                    return;
+                };
+                if let Err(e) = stream.carry(io).await {
+                    tracing::debug!(error = %e, member = %node, "exec: the carried session ended");
+                }
+            });
+        }
     }
-    let upgrade = hyper::upgrade::on(&mut req);
-    let cmd0 = p.cmd[0].clone();
-    tokio::spawn(async move {
-        let _slot = slot;
-        let io = match upgrade.await {
-            Ok(u) => hyper_util::rt::TokioIo::new(u),
-            Err(e) => {
-                tracing::debug!(error = %e, "exec: the client did not complete the upgrade");
-                return;
-            }
-        };
-        let config = WebSocketConfig::default()
-            .max_message_size(Some(MAX_MESSAGE))
-            .max_frame_size(Some(MAX_MESSAGE));
-        let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
-        pump(ws, session, ops, idle, cmd0).await;
-    });
     let mut r = Response::new(super::server::full(Vec::new()));
     *r.status_mut() = hyper::StatusCode::SWITCHING_PROTOCOLS;
     let h = r.headers_mut();
@@ -153,6 +158,106 @@ pub async fn start(
         h.insert(hyper::header::SEC_WEBSOCKET_ACCEPT, v);
     }
     Ok(r)
+}
+
+fn exec_spec(p: &ExecParams) -> ExecSpec {
+    ExecSpec {
+        cmd: p.cmd.clone(),
+        tty: p.tty,
+        stdin: true,
+        cols: p.cols,
+        rows: p.rows,
+    }
+}
+
+/// Starts the command in `target` and gives its terminal its first size (engines before
+/// API 1.42 take none at create).
+async fn begin(
+    ops: &Ops,
+    app: &str,
+    service: &str,
+    target: &crate::agent::ExecTarget,
+    spec: ExecSpec,
+    who: &str,
+) -> Result<(crate::runtime::ExecSession, Ops), crate::agent::CoreError> {
+    let (tty, cols, rows) = (spec.tty, spec.cols, spec.rows);
+    let session = ops.exec_start(app, service, target, spec, who).await?;
+    if tty && cols > 0 && rows > 0 {
+        let _ = ops
+            .runtime()
+            .exec_resize(&session.exec_id, cols, rows)
+            .await;
+    }
+    Ok((session, ops.clone()))
+}
+
+async fn upgraded(
+    upgrade: hyper::upgrade::OnUpgrade,
+) -> Option<hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>> {
+    match upgrade.await {
+        Ok(u) => Some(hyper_util::rt::TokioIo::new(u)),
+        Err(e) => {
+            tracing::debug!(error = %e, "exec: the client did not complete the upgrade");
+            None
+        }
+    }
+}
+
+/// The agent's end of a session's WebSocket, bounded.
+async fn serve_ws<S>(io: S) -> WebSocketStream<S>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(MAX_MESSAGE))
+        .max_frame_size(Some(MAX_MESSAGE));
+    WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await
+}
+
+/// Runs the exec sessions other members open here (`berth exec` asked of another member's
+/// API for a container of this one): the same session, its WebSocket bytes carried by the
+/// peer channel. The opener's API checked the request and the caller's role.
+/// Weak: the hub (held by the operations) must not keep them alive.
+pub(super) fn member_hook(
+    ctx: std::sync::Weak<super::Ctx>,
+    idle: Duration,
+) -> crate::cluster::tunnel::ExecHook {
+    std::sync::Arc::new(move |app, service, e, from| {
+        let ctx = ctx.upgrade();
+        Box::pin(async move {
+            let Some(ops) = ctx.map(|c| c.ops.clone()) else {
+                return Err("the member's agent is stopping".to_string());
+            };
+            if e.cmd.is_empty() || e.cmd.len() > 256 || e.cmd.iter().any(|a| a.contains('\0')) {
+                return Err("the exec command is empty or malformed".to_string());
+            }
+            let slot = take_slot().ok_or_else(|| {
+                format!("{MAX_SESSIONS} exec sessions are open on that member: close one first")
+            })?;
+            let target = ops
+                .exec_target_here(&app, &service, e.slot)
+                .await
+                .map_err(|e| e.to_string())?;
+            let spec = ExecSpec {
+                cmd: e.cmd.clone(),
+                tty: e.tty,
+                stdin: true,
+                cols: e.cols.min(1000),
+                rows: e.rows.min(1000),
+            };
+            let who = format!("{} through {from}", e.who);
+            let (session, ops) = begin(&ops, &app, &service, &target, spec, &who)
+                .await
+                .map_err(|e| e.to_string())?;
+            let (mine, theirs) = tokio::io::duplex(2 * MAX_MESSAGE);
+            let cmd0 = e.cmd[0].clone();
+            tokio::spawn(async move {
+                let _slot = slot;
+                pump(serve_ws(mine).await, session, ops, idle, cmd0).await;
+            });
+            Ok(theirs)
+        })
+    })
 }
 
 fn out(kind: u8, bytes: &[u8]) -> Message {

@@ -117,6 +117,10 @@ impl Server {
                 })
             }));
         }
+        // Exec sessions other members open for this host's containers.
+        ctx.ops
+            .cluster()
+            .set_exec_hook(exec::member_hook(Arc::downgrade(&ctx), exec_idle));
         // Triggers answer on the router's public address too.
         ctx.ops.serve_triggers_on_router();
         let handler: server::Handler = Arc::new(move |req| {

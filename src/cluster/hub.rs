@@ -81,6 +81,8 @@ pub struct Hub {
     handler: Arc<RwLock<Option<ForwardHandler>>>,
     /// Where streams other members open to this host's instances go.
     tunnel: Arc<RwLock<Option<super::tunnel::Target>>>,
+    /// What runs the exec sessions other members open here.
+    exec: Arc<RwLock<Option<super::tunnel::ExecHook>>>,
     /// Sequence numbers of the requests this host forwards.
     forward_seq: std::sync::atomic::AtomicU64,
 }
@@ -117,6 +119,7 @@ struct Gate {
     replay: std::sync::Mutex<super::seal::Replay>,
     handler: Arc<RwLock<Option<ForwardHandler>>>,
     tunnel: Arc<RwLock<Option<super::tunnel::Target>>>,
+    exec: Arc<RwLock<Option<super::tunnel::ExecHook>>>,
     /// The other members' records: their node records say how often each token let a host
     /// in through them.
     replicas: Arc<std::sync::Mutex<BTreeMap<String, Replica>>>,
@@ -170,6 +173,10 @@ impl Serve for Gate {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    fn exec_hook(&self) -> Option<super::tunnel::ExecHook> {
+        self.exec.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     fn keyring(&self) -> Keyring {
@@ -254,6 +261,7 @@ impl Hub {
             last_digest: std::sync::atomic::AtomicI64::new(0),
             handler: Arc::default(),
             tunnel: Arc::default(),
+            exec: Arc::default(),
             forward_seq: std::sync::atomic::AtomicU64::new(
                 (crate::clock::now_ms().max(0) as u64) << 10,
             ),
@@ -340,6 +348,7 @@ impl Hub {
             replay: std::sync::Mutex::new(super::seal::Replay::new(1024)),
             handler: self.handler.clone(),
             tunnel: self.tunnel.clone(),
+            exec: self.exec.clone(),
             replicas: self.replicas.clone(),
         });
         // What this host knew before it stopped: the members (lost until heard) and their
@@ -707,6 +716,11 @@ impl Hub {
         *self.tunnel.write().unwrap_or_else(|p| p.into_inner()) = Some(t);
     }
 
+    /// Installs what runs the exec sessions other members open here.
+    pub fn set_exec_hook(&self, h: super::tunnel::ExecHook) {
+        *self.exec.write().unwrap_or_else(|p| p.into_inner()) = Some(h);
+    }
+
     /// Opens a sealed stream on the peer channel to an instance of (app, service) on
     /// member `node` (by node id), to its `port`.
     pub async fn open_tunnel(
@@ -715,6 +729,29 @@ impl Hub {
         app: &str,
         service: &str,
         port: u16,
+    ) -> std::io::Result<super::tunnel::Stream> {
+        self.open_stream(node, app, service, port, None).await
+    }
+
+    /// Opens an exec session in a container of (app, service) on member `node`: the
+    /// stream carries the session's WebSocket bytes to the member's API code.
+    pub async fn open_exec(
+        &self,
+        node: &str,
+        app: &str,
+        service: &str,
+        exec: super::tunnel::ExecOpen,
+    ) -> std::io::Result<super::tunnel::Stream> {
+        self.open_stream(node, app, service, 0, Some(exec)).await
+    }
+
+    async fn open_stream(
+        &self,
+        node: &str,
+        app: &str,
+        service: &str,
+        port: u16,
+        exec: Option<super::tunnel::ExecOpen>,
     ) -> std::io::Result<super::tunnel::Stream> {
         let m = self
             .member(node)
@@ -734,6 +771,7 @@ impl Hub {
             stream: super::tunnel::new_stream_id()?,
             at_ms: crate::clock::now_ms(),
             from: self.name.clone(),
+            exec,
         };
         let seq = self
             .forward_seq

@@ -199,6 +199,8 @@ pub trait Serve: Send + Sync + 'static {
     fn fresh(&self, sender: u64, seq: u64) -> bool;
     /// Where a tunnel to (app, service, port) goes on this host (see `tunnel`).
     fn tunnel_target(&self) -> Option<super::tunnel::Target>;
+    /// What runs exec sessions other members open here (see `tunnel`).
+    fn exec_hook(&self) -> Option<super::tunnel::ExecHook>;
     /// Runs a forwarded API request.
     fn forward(
         &self,
@@ -371,6 +373,7 @@ pub async fn serve(listener: TcpListener, admit: std::sync::Arc<dyn Serve>) {
                     admit.sender(),
                     fresh,
                     admit.tunnel_target(),
+                    admit.exec_hook(),
                 )
                 .await;
                 return;

@@ -44,6 +44,24 @@ pub struct Open {
     pub at_ms: i64,
     /// The member that opens it (for the log).
     pub from: String,
+    /// A command to run in a container of (app, service) here, its streams carried as a
+    /// WebSocket session (`berth exec` on another member), instead of a connection to
+    /// `port`. A member of an older build ignores it and finds no port 0 to connect to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exec: Option<ExecOpen>,
+}
+
+/// What `berth exec` asks a member to run (see `api/exec.rs` for the session's messages).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ExecOpen {
+    /// The container's slot (the member that opens it chose it).
+    pub slot: Option<u32>,
+    pub cmd: Vec<String>,
+    pub tty: bool,
+    pub cols: u16,
+    pub rows: u16,
+    /// Who asked, as the opening member's API knows them (for the event).
+    pub who: String,
 }
 
 /// The member's answer.
@@ -56,6 +74,20 @@ pub struct Opened {
 /// Finds where a stream for (app, service, port) goes on this member: an instance of it
 /// running here (installed by the agent).
 pub type Target = Arc<dyn Fn(&str, &str, u16) -> Option<SocketAddr> + Send + Sync>;
+
+/// Starts an exec session here for (app, service, what the opener asked, the opener's
+/// name): one end of the session's bytes, or why it cannot run (installed by the API).
+pub type ExecHook = Arc<
+    dyn Fn(
+            String,
+            String,
+            ExecOpen,
+            String,
+        ) -> std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<tokio::io::DuplexStream, String>> + Send>,
+        > + Send
+        + Sync,
+>;
 
 fn nonce() -> std::io::Result<[u8; 12]> {
     let r = super::keys::random_32().map_err(std::io::Error::other)?;
@@ -74,7 +106,7 @@ pub struct Stream {
 
 impl Stream {
     /// Carries `local` over the stream until both ends closed (or the stream idled).
-    pub async fn carry(self, local: TcpStream) -> std::io::Result<()> {
+    pub async fn carry(self, local: impl AsyncRead + AsyncWrite + Send) -> std::io::Result<()> {
         pipe(
             local,
             self.s,
@@ -146,6 +178,7 @@ pub async fn answer(
     sender: u64,
     fresh: impl Fn(u64, u64) -> bool,
     target: Option<Target>,
+    exec: Option<ExecHook>,
 ) -> std::io::Result<()> {
     let frame = tokio::time::timeout(
         super::join::CONN_TIME,
@@ -164,10 +197,26 @@ pub async fn answer(
     };
     let refuse = |e: String| Opened { error: e };
     let mut to = None;
+    let mut session = None;
     let reply = if !fresh(opened.sender, opened.seq) {
         refuse("this stream's opening was seen before (a replay): refused".into())
     } else if (crate::clock::now_ms() - open.at_ms).abs() > super::join::FORWARD_MAX_AGE_MS {
         refuse("the stream's opening is older than 30 s (or the hosts' clocks differ by more): check the clocks".into())
+    } else if let Some(e) = open.exec.clone() {
+        match exec {
+            None => refuse("this member does not run exec sessions yet: try again".into()),
+            Some(hook) => {
+                match hook(open.app.clone(), open.service.clone(), e, open.from.clone()).await {
+                    Ok(d) => {
+                        session = Some(d);
+                        Opened {
+                            error: String::new(),
+                        }
+                    }
+                    Err(e) => refuse(e),
+                }
+            }
+        }
     } else {
         match target
             .as_ref()
@@ -204,13 +253,14 @@ pub async fn answer(
         &seal::seal(&ring, Purpose::Tunnel, sender, seq, nonce()?, &body),
     )
     .await?;
-    match to {
-        Some(c) => {
+    let _ = s.set_nodelay(true);
+    match (to, session) {
+        (Some(c), _) => {
             let _ = c.set_nodelay(true);
-            let _ = s.set_nodelay(true);
             pipe(c, s, &ring, sender, id, Side::Member).await
         }
-        None => Ok(()),
+        (None, Some(d)) => pipe(d, s, &ring, sender, id, Side::Member).await,
+        (None, None) => Ok(()),
     }
 }
 
@@ -238,14 +288,14 @@ impl Side {
 /// Carries `local`'s bytes to `peer` sealed and `peer`'s sealed frames to `local`, until
 /// both directions ended, one fails, or nothing moved for [`IDLE`].
 async fn pipe(
-    local: TcpStream,
+    local: impl AsyncRead + AsyncWrite + Send,
     peer: TcpStream,
     ring: &Keyring,
     sender: u64,
     id: [u8; 16],
     side: Side,
 ) -> std::io::Result<()> {
-    let (lr, lw) = local.into_split();
+    let (lr, lw) = tokio::io::split(local);
     let (pr, pw) = peer.into_split();
     let last = AtomicI64::new(crate::clock::now_ms());
     let up = send(lr, pw, ring, sender, id, side, &last);
@@ -370,7 +420,7 @@ mod tests {
                         (app == "shop" && service == "db")
                             .then(|| SocketAddr::new(target.ip(), port))
                     });
-                    let _ = answer(s, ring, 7, fresh, Some(t)).await;
+                    let _ = answer(s, ring, 7, fresh, Some(t), None).await;
                 });
             }
         });
@@ -385,6 +435,7 @@ mod tests {
             stream: new_stream_id().unwrap(),
             at_ms: crate::clock::now_ms(),
             from: "h1".into(),
+            exec: None,
         }
     }
 
@@ -413,6 +464,60 @@ mod tests {
         caller.read_to_end(&mut back).await.unwrap();
         assert_eq!(back, big);
         carried.await.unwrap().expect("ends cleanly");
+    }
+
+    #[tokio::test]
+    async fn an_exec_open_is_carried_to_the_members_session_and_its_refusal_comes_back() {
+        let ring = Keyring::create(1).unwrap();
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let m = l.local_addr().unwrap();
+        let served = ring.clone();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                let ring = served.clone();
+                tokio::spawn(async move {
+                    assert_eq!(s.read_u8().await.ok(), Some(TAG_STREAM));
+                    let hook: ExecHook = Arc::new(|app, service, e: ExecOpen, from| {
+                        Box::pin(async move {
+                            if e.cmd.is_empty() {
+                                return Err(format!("no command for {app}/{service}"));
+                            }
+                            let (mine, theirs) = tokio::io::duplex(1024);
+                            tokio::spawn(async move {
+                                let (mut r, mut w) = tokio::io::split(mine);
+                                let said = format!("{} by {} from {from}:", e.cmd[0], e.who);
+                                w.write_all(said.as_bytes()).await.unwrap();
+                                let _ = tokio::io::copy(&mut r, &mut w).await;
+                                w.shutdown().await.unwrap();
+                            });
+                            Ok(theirs)
+                        })
+                    });
+                    let _ = answer(s, ring, 7, |_, _| true, None, Some(hook)).await;
+                });
+            }
+        });
+        let mut open = open_for(0);
+        open.exec = Some(ExecOpen {
+            cmd: vec!["sh".into()],
+            who: "alice".into(),
+            ..ExecOpen::default()
+        });
+        let stream = connect(m, ring.clone(), (9, 1), open.clone())
+            .await
+            .expect("opens");
+        let (mut caller, accepted) = pair().await;
+        let carried = tokio::spawn(stream.carry(accepted));
+        caller.write_all(b"typed").await.unwrap();
+        caller.shutdown().await.unwrap();
+        let mut back = String::new();
+        caller.read_to_string(&mut back).await.unwrap();
+        assert_eq!(back, "sh by alice from h1:typed");
+        carried.await.unwrap().expect("ends cleanly");
+        open.stream = new_stream_id().unwrap();
+        open.exec = Some(ExecOpen::default());
+        let e = connect(m, ring, (9, 2), open).await.err().expect("refused");
+        assert!(e.to_string().contains("no command for shop/db"), "{e}");
     }
 
     #[tokio::test]

@@ -414,6 +414,47 @@ fn an_app_on_one_real_host_is_listed_followed_and_scaled_from_the_others() {
                 == 2
     });
 
+    // `berth exec` on h2 runs in h1's container, carried over the peer channel: stdout,
+    // stderr and the exit code apart, stdin to its end; h1's event names who and through whom.
+    let far = h1.running("far");
+    let slot1 = far.iter().find(|i| i.slot == 1).expect("slot 1");
+    let out = h2.ok(&["exec", "far/tick/1", "--", "cat", "/etc/hostname"]);
+    assert!(
+        slot1.container_id.starts_with(out.trim()) && !out.trim().is_empty(),
+        "{out} vs {}",
+        slot1.container_id
+    );
+    let o = h3.berth(&[
+        "exec",
+        "far/tick",
+        "--",
+        "sh",
+        "-c",
+        "echo to-out; echo to-err >&2; exit 7",
+    ]);
+    assert_eq!(o.status.code(), Some(7));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "to-out\n");
+    assert_eq!(String::from_utf8_lossy(&o.stderr), "to-err\n");
+    let mut child = h2
+        .follow_command(&["exec", "-i", "far/tick", "--", "sh", "-c", "cat; echo done"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("cli");
+    let big: String = (0..5000).map(|i| format!("line {i}\n")).collect();
+    std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), big.as_bytes())
+        .expect("write");
+    let o = child.wait_with_output().expect("cli");
+    assert!(o.status.success());
+    assert_eq!(String::from_utf8_lossy(&o.stdout), format!("{big}done\n"));
+    let e = h2.fails(&["exec", "far/tick/9", "--", "true"]);
+    assert!(e.contains("far/tick/9 is not running"), "{e}");
+    let events = h1.ok(&["events", "far"]);
+    assert!(
+        events.contains("exec in") && events.contains("through h2"),
+        "{events}"
+    );
+
     // h1 cut off: h2 refuses changes to far, naming the owner and its state, and still
     // lists it, stale.
     bed.cut(1);
