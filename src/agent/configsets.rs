@@ -160,6 +160,22 @@ impl Ops {
         Ok(self.core.volumes.sealer()?)
     }
 
+    /// The keys of a set's secret items (nothing unsealed); none for a set that is not.
+    pub fn secret_config_keys(&self, name: &str) -> Result<BTreeSet<String>, CoreError> {
+        Ok(self
+            .core
+            .store
+            .config_set(name)?
+            .map(|row| {
+                row.items
+                    .into_iter()
+                    .filter(|i| i.secret)
+                    .map(|i| i.key)
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
     /// A set and its items, unsealed.
     fn open_set(&self, name: &str) -> Result<(ConfigSetRow, Items), CoreError> {
         let row = self

@@ -486,7 +486,19 @@ async fn handle(req: Request<Incoming>, ctx: Arc<Ctx>) -> Response<Body> {
             // Handlers mix engine calls with SQLite reads: they run on a blocking thread,
             // never on the runtime's workers; a panic there answers 500.
             let (ops, rt) = (ops.clone(), ctx.rt.clone());
-            match tokio::task::spawn_blocking(move || run(cmd, &ops, &rt)).await {
+            let below_admin = who.filter(|(_, role)| {
+                crate::agent::access::rank(role) < crate::agent::access::rank("admin")
+            });
+            match tokio::task::spawn_blocking(move || {
+                if let Some((name, role)) = &below_admin
+                    && let Some(refused) = touches_secret(&cmd, &ops, name, role)
+                {
+                    return refused;
+                }
+                run(cmd, &ops, &rt)
+            })
+            .await
+            {
                 Ok(r) => respond(r),
                 Err(_) => respond(error(
                     500,
@@ -495,6 +507,20 @@ async fn handle(req: Request<Incoming>, ctx: Arc<Ctx>) -> Response<Body> {
             }
         }
     }
+}
+
+/// A refusal when `cmd` changes or removes a config set's secret item and the caller is
+/// not an admin.
+fn touches_secret(cmd: &Command, ops: &Ops, name: &str, role: &str) -> Option<Reply> {
+    let (set, keys) = cmd.config_keys_named()?;
+    let secret = ops.secret_config_keys(set).ok()?;
+    let k = keys.into_iter().find(|k| secret.contains(*k))?;
+    Some(error(
+        403,
+        &format!(
+            "access {name} has role {role}; item {k} of config set {set} is secret: changing or removing it needs admin"
+        ),
+    ))
 }
 
 /// The request's body when its route takes one (bounded in size and time), else empty.

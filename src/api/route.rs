@@ -499,6 +499,20 @@ fn json_or_default<T: serde::de::DeserializeOwned + Default>(
 }
 
 impl Command {
+    /// The config set and the keys a write or unset names (whether any is secret is known
+    /// only from the set: changing or removing a secret item is for admins).
+    pub fn config_keys_named(&self) -> Option<(&str, Vec<&str>)> {
+        match self {
+            Command::SetConfigItems(n, w) => {
+                Some((n, w.items.keys().map(String::as_str).collect()))
+            }
+            Command::UnsetConfigItems(n, u) => {
+                Some((n, u.keys.iter().map(String::as_str).collect()))
+            }
+            _ => None,
+        }
+    }
+
     /// A config set write that marks items secret (admin only).
     pub fn writes_secrets(&self) -> bool {
         matches!(self, Command::CreateConfigSet(w) | Command::SetConfigItems(_, w) if !w.secret.is_empty())

@@ -277,4 +277,25 @@ fn secret_items_need_admin_and_operators_may_change_the_rest() {
         shown.contains("\"secret\": true") && !shown.contains("\"x\""),
         "{shown}"
     );
+    // An operator may not replace or remove a secret item either, only the others.
+    for args in [
+        &["configset", "set", "s", "P=mine"][..],
+        &["configset", "unset", "s", "P"][..],
+        &["configset", "set", "s", "A=2", "P=mine"][..],
+    ] {
+        let o = as_op(args);
+        assert!(!o.status.success(), "{args:?} was taken");
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            e.contains("item P of config set s is secret") && e.contains("needs admin"),
+            "{e}"
+        );
+    }
+    let o = as_op(&["configset", "set", "s", "A=2"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let shown = a.ok(&["configset", "show", "s", "--json"]);
+    assert!(
+        shown.contains("\"2\"") && shown.matches("\"secret\": true").count() == 1,
+        "{shown}"
+    );
 }

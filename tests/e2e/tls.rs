@@ -248,6 +248,17 @@ fn the_api_over_tls_serves_the_cli_and_exec_and_refuses_plain_http() {
         key.display()
     ));
     assert!(a.api().starts_with("https://"));
+    // A client that starts a handshake and stalls (a TLS record header promising a
+    // ClientHello that never comes) holds no worker: the agent answers others meanwhile
+    // and drops it within the request head's time (10 s).
+    let mut stalled: Vec<std::net::TcpStream> = (0..40)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", a.port)).expect("connect");
+            s.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00]).expect("write");
+            s
+        })
+        .collect();
+    let stalled_at = std::time::Instant::now();
     a.deploy(
         "web",
         &format!("services:\n  app:\n    image: {IMAGE}\n    command: sleep 3600\n    stop_grace_period: 1s\n"),
@@ -257,6 +268,17 @@ fn the_api_over_tls_serves_the_cli_and_exec_and_refuses_plain_http() {
     assert_eq!(out, "over tls\n");
     let (status, body) = a.get_raw("/v1/apps", true).expect("https");
     assert_eq!(status, 200, "{body}");
+    for s in &mut stalled {
+        s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+            .expect("timeout");
+        let mut got = Vec::new();
+        let _ = s.read_to_end(&mut got);
+    }
+    let held = stalled_at.elapsed();
+    assert!(
+        held < std::time::Duration::from_secs(14),
+        "stalled handshakes were held {held:?}"
+    );
 
     // Without trusting the certificate: refused, saying why.
     let o = a
