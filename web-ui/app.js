@@ -7,6 +7,11 @@ const loadUPlot = () => (uPlotModule ||= import('./vendor/uplot.js').then((m) =>
 
 // ---------- API ----------
 let onSignedOut = () => {};
+// Who the console is signed in as (GET /v1/session): the role decides which actions it
+// offers; the API refuses the others with 403 anyway.
+let me = { name: '', role: 'viewer' };
+const RANK = { viewer: 0, operator: 1, admin: 2 };
+const may = (role) => (RANK[me.role] ?? 0) >= RANK[role];
 
 async function api(method, path, body) {
   const opts = { method, credentials: 'same-origin', headers: {} };
@@ -223,16 +228,16 @@ function Versions({ app, service, reload }) {
     <table><thead><tr><th>version</th><th>image</th><th>replicas</th><th>traffic</th><th>state</th><th>message</th><th>new weight</th></tr></thead><tbody>
       ${list.map((v) => html`<tr key=${v.name}><td>${v.name}</td><td>${v.image}</td><td>${v.replicas}</td><td>${v.weight ?? v.traffic ?? ''}%</td>
         <td><${St} s=${v.state}/></td><td class="wrap">${v.message || ''}</td>
-        <td><input type="number" min="0" max="100" size="4" aria-label=${`weight of ${v.name}`} value=${weights[v.number] ?? ''}
-          onInput=${(e) => setWeights({ ...weights, [v.number]: e.target.value })}/></td></tr>`)}
+        <td>${may('operator') ? html`<input type="number" min="0" max="100" size="4" aria-label=${`weight of ${v.name}`} value=${weights[v.number] ?? ''}
+          onInput=${(e) => setWeights({ ...weights, [v.number]: e.target.value })}/>` : ''}</td></tr>`)}
     </tbody></table>
     ${edited ? html`<p class=${sum === 100 ? 'ok' : 'bad'}>Preview: ${Object.entries(weights).map(([k, w]) => `${service}-${String(k).padStart(3, '0')} ${Number(w) || 0}%`).join(', ')} (sum ${sum}${sum === 100 ? '' : ', must be 100'})</p>` : ''}
-    <div class="row">
+    ${may('operator') ? html`<div class="row">
       <button onClick=${split} disabled=${!edited || sum !== 100}>Apply split</button>
       <button onClick=${() => act(() => api('POST', `/v1/apps/${enc(app)}/services/${enc(service)}/rollback`, {}), 'rolled back')}>Roll back</button>
       <button onClick=${() => act(() => api('POST', `/v1/apps/${enc(app)}/services/${enc(service)}/release/confirm`), 'release confirmed')}>Confirm blue/green</button>
       <button onClick=${() => act(() => api('POST', `/v1/apps/${enc(app)}/services/${enc(service)}/release/abort`), 'release aborted')}>Abort blue/green</button>
-    </div>
+    </div>` : ''}
     ${msg ? html`<div class=${`msg ${msg.error ? 'error' : 'ok'}`} role="status">${msg.error || msg.ok}</div>` : ''}
   </div>`;
 }
@@ -313,7 +318,8 @@ function AppPage({ name }) {
   const bump = () => { if (!removing.current) setTick((t) => t + 1); };
   const [status, err] = useLoad(() => get(`/v1/apps/${enc(name)}`), [name, tick]);
   const [ps] = useLoad(() => get(`/v1/ps?app=${enc(name)}`), [name, tick]);
-  const [spec] = useLoad(() => get(`/v1/apps/${enc(name)}/spec`).catch(() => null), [name]);
+  // The stored spec holds the services' environment: operators and admins only.
+  const [spec] = useLoad(() => (may('operator') ? get(`/v1/apps/${enc(name)}/spec`).catch(() => null) : Promise.resolve(null)), [name]);
   const events = useRecentEvents(name, bump);
   const [msg, setMsg] = useState(null);
   const [scale, setScale] = useState({});
@@ -326,6 +332,7 @@ function AppPage({ name }) {
   if (err) return html`<main><h1>${name}</h1><${Err} e=${err}/></main>`;
   if (!status) return html`<main><p class="loading">loading ${name}…</p></main>`;
   const instances = ps || [];
+  const svcPath = (svc) => `/v1/apps/${enc(name)}/services/${enc(svc)}`;
   const remove = async () => {
     confirmRef.current.close();
     removing.current = true;
@@ -334,11 +341,11 @@ function AppPage({ name }) {
   return html`<main>
     <h1>${name} <${St} s=${status.state}/> <span class="muted">${status.running}/${status.desired} running</span></h1>
     <div class="row">
-      <button onClick=${() => act(() => api('POST', `/v1/apps/${enc(name)}/stop`), 'stopped')}>Stop</button>
+      ${may('operator') ? html`<button onClick=${() => act(() => api('POST', `/v1/apps/${enc(name)}/stop`), 'stopped')}>Stop</button>
       <button onClick=${() => act(() => api('POST', `/v1/apps/${enc(name)}/start`), 'started')}>Start</button>
-      <button onClick=${() => act(() => api('POST', `/v1/apps/${enc(name)}/redeploy`, {}), 'redeployed')}>Redeploy</button>
+      <button onClick=${() => act(() => api('POST', `/v1/apps/${enc(name)}/redeploy`, {}), 'redeployed')}>Redeploy</button>` : ''}
       <a href=${`#/logs?app=${enc(name)}`}>Logs</a> <a href=${`#/metrics?app=${enc(name)}`}>Metrics</a>
-      <button class="danger" onClick=${() => confirmRef.current.showModal()}>Remove…</button>
+      ${may('operator') ? html`<button class="danger" onClick=${() => confirmRef.current.showModal()}>Remove…</button>` : ''}
     </div>
     ${msg ? html`<div class=${`msg ${msg.error ? 'error' : 'ok'}`} role="status">${msg.error || msg.ok}</div>` : ''}
     <dialog ref=${confirmRef} aria-label="confirm removal">
@@ -347,14 +354,22 @@ function AppPage({ name }) {
     </dialog>
     ${status.services.map((s) => html`<section class="card" key=${s.name} aria-label=${`service ${s.name}`}>
       <h2>${s.name} <span class="muted">${s.image} · ${s.running}/${s.desired}${s.auto ? ` (${s.auto})` : ''}</span></h2>
-      <div class="row"><label>Replicas <input type="number" min="0" max="100" size="4" aria-label=${`replicas of ${s.name}`}
+      ${may('operator') ? html`<div class="row"><label>Replicas <input type="number" min="0" max="100" size="4" aria-label=${`replicas of ${s.name}`}
         value=${scale[s.name] ?? s.desired} onInput=${(e) => setScale({ ...scale, [s.name]: e.target.value })}/></label>
-        <button onClick=${() => act(() => api('POST', `/v1/apps/${enc(name)}/scale`, { services: { [s.name]: Number(scale[s.name] ?? s.desired) } }), `${s.name} scaled`)}>Scale ${s.name}</button></div>
+        <button onClick=${() => act(() => api('POST', `/v1/apps/${enc(name)}/scale`, { services: { [s.name]: Number(scale[s.name] ?? s.desired) } }), `${s.name} scaled`)}>Scale ${s.name}</button>
+        <button onClick=${() => act(() => api('POST', `${svcPath(s.name)}/restart`), `${s.name} restarted`)}>Restart ${s.name}</button>
+        <button class="danger" onClick=${() => confirm(`Remove service ${s.name} from ${name}? Its containers go, as a deploy without it would do.`) && act(() => api('DELETE', svcPath(s.name)), `${s.name} removed`)}>Remove ${s.name}…</button></div>` : ''}
       <table><thead><tr><th>instance</th><th>node</th><th>slot</th><th>version</th><th>state</th><th>health</th><th>ports</th><th>status</th><th></th></tr></thead><tbody>
         ${instances.filter((i) => i.service === s.name).map((i) => html`<tr key=${i.container_id}><td>${i.name}</td><td>${i.node}</td><td>${i.slot}</td><td>${i.version}</td>
           <td><${St} s=${i.state}/></td><td><${St} s=${i.health || '–'}/></td>
           <td>${(i.ports || []).map((p) => `${p.host_port}->${p.container_port}`).join(' ')}</td><td>${i.status}</td>
-          <td>${i.state === 'running' ? html`<button aria-label=${`terminal of ${i.name}`} onClick=${() => setTerm(i)}>Terminal</button>` : ''}</td></tr>`)}
+          <td class="actions"><a href=${`#/logs?app=${enc(name)}&service=${enc(i.service)}&slot=${i.slot}`} aria-label=${`logs of ${i.name}`}>Logs</a>
+            <a href=${`#/metrics?app=${enc(name)}`} aria-label=${`monitor ${i.name}`}>Monitor</a>
+            ${may('operator') ? html`${i.state === 'running'
+              ? html`<button aria-label=${`stop ${i.name}`} onClick=${() => act(() => api('POST', `${svcPath(i.service)}/slots/${i.slot}/stop`), `${i.name} stopped`)}>Stop</button>
+                <button aria-label=${`restart ${i.name}`} onClick=${() => act(() => api('POST', `${svcPath(i.service)}/slots/${i.slot}/restart`), `${i.name} restarted`)}>Restart</button>
+                <button aria-label=${`terminal of ${i.name}`} onClick=${() => setTerm(i)}>Terminal</button>`
+              : html`<button aria-label=${`start ${i.name}`} onClick=${() => act(() => api('POST', `${svcPath(i.service)}/slots/${i.slot}/start`), `${i.name} started`)}>Start</button>`}` : ''}</td></tr>`)}
       </tbody></table>
       <h2>Versions</h2>
       <${Versions} app=${name} service=${s.name} reload=${tick}/>
@@ -578,16 +593,16 @@ function Alarms() {
   return html`<section class="card"><h2>Alarms</h2><${Err} e=${err || msg}/>
     <table><thead><tr><th>name</th><th>rule</th><th>scope</th><th></th></tr></thead><tbody>
     ${(alarms || []).map((a) => html`<tr key=${a.name}><td>${a.name}</td><td>${a.metric} ${a.comparison} ${a.threshold} for ${a.periods} period(s)</td><td>${a.app || 'all'}</td>
-      <td><button class="danger" onClick=${() => remove(a.name)}>Remove</button></td></tr>`)}
+      <td>${may('operator') ? html`<button class="danger" onClick=${() => remove(a.name)}>Remove</button>` : ''}</td></tr>`)}
     </tbody></table>
-    <form onSubmit=${add} aria-label="add an alarm"><div class="row">
+    ${may('operator') ? html`<form onSubmit=${add} aria-label="add an alarm"><div class="row">
       <label>Name <input value=${rule.name} onInput=${field('name')} required size="12"/></label>
       <label>Metric <select value=${rule.metric} onChange=${field('metric')}><option>cpu_percent</option><option>mem_percent</option><option>mem_bytes</option></select></label>
       <label>When <select value=${rule.comparison} onChange=${field('comparison')}><option>${'>'}</option><option>${'<'}</option></select></label>
       <label>Threshold <input type="number" value=${rule.threshold} onInput=${field('threshold')} size="6"/></label>
       <label>For (minutes) <input type="number" min="1" value=${rule.periods} onInput=${field('periods')} size="3"/></label>
       <label>App (empty: all; host: the host) <input value=${rule.app} onInput=${field('app')} size="10"/></label>
-      <button type="submit">Add alarm</button></div></form></section>`;
+      <button type="submit">Add alarm</button></div></form>` : ''}</section>`;
 }
 
 // ---------- events, volumes, images, nodes ----------
@@ -620,16 +635,16 @@ function Volumes() {
     <table><thead><tr><th>name</th><th>node</th><th>driver</th><th>state</th><th>users</th><th>options</th><th></th></tr></thead><tbody>
     ${(vols || []).map((v) => html`<tr key=${`${v.node}/${v.name}`}><td>${v.name}</td><td>${v.node || ''}</td><td>${v.driver}</td><td><${St} s=${v.state}/></td>
       <td class="wrap">${(v.used_by || []).map((u) => `${u.container}:${u.target}`).join(', ')}</td><td class="wrap">${Object.entries(v.opts || {}).map(([k, x]) => `${k}=${x}`).join(' ')}</td>
-      <td><button class="danger" onClick=${() => remove(v.name)} aria-label=${`remove volume ${v.name}`}>Remove</button></td></tr>`)}
+      <td>${may('admin') ? html`<button class="danger" onClick=${() => remove(v.name)} aria-label=${`remove volume ${v.name}`}>Remove</button>` : ''}</td></tr>`)}
     </tbody></table></section>
-    <section class="card"><h2>Create a volume</h2><form onSubmit=${create}>
+    ${may('admin') ? html`<section class="card"><h2>Create a volume</h2><form onSubmit=${create}>
       <div class="row"><label>Name <input value=${name} onInput=${(e) => setName(e.target.value)} required/></label>
         <label>Driver <select value=${driver} onChange=${(e) => setDriver(e.target.value)}><option>local</option><option>oss</option><option>nas</option></select></label></div>
       <label for="vol-opts">Options (KEY=value per line; secrets are sealed at rest and masked in every view)</label>
       <textarea id="vol-opts" rows="4" value=${opts} onInput=${(e) => setOpts(e.target.value)}></textarea>
       <div class="row"><button class="primary" type="submit">Create</button></div></form>
-      ${msg ? html`<div class=${`msg ${msg.error ? 'error' : 'ok'}`} role="status">${msg.error || msg.ok}</div>` : ''}
-    </section></main>`;
+    </section>` : ''}
+    ${msg ? html`<div class=${`msg ${msg.error ? 'error' : 'ok'}`} role="status">${msg.error || msg.ok}</div>` : ''}</main>`;
 }
 
 function Jobs({ params }) {
@@ -647,9 +662,9 @@ function Jobs({ params }) {
     ${(jobs || []).map((j) => html`<tr key=${j.app}><td><a href=${`#/jobs?app=${enc(j.app)}`} onClick=${() => load(j.app)}>${j.app}</a></td>
       <td><${St} s=${j.state}/>${j.queued ? ` (${j.queued} queued)` : ''}</td><td>${j.schedule ? `${j.schedule}${j.timezone ? ` (${j.timezone})` : ''}` : '-'}</td>
       <td>${j.last_run ? `${j.last_run.run} ${j.last_run.state} ${t(j.last_run.started_ms || j.last_run.due_ms)}` : '-'}</td><td>${t(j.next_run_ms)}</td>
-      <td><button onClick=${() => act(j.app, 'run')} aria-label=${`run job ${j.app} now`}>Run now</button>
+      <td>${may('operator') ? html`<button onClick=${() => act(j.app, 'run')} aria-label=${`run job ${j.app} now`}>Run now</button>
         <button class="danger" onClick=${() => act(j.app, 'cancel')} aria-label=${`cancel the running run of ${j.app}`}>Cancel run</button>
-        ${j.schedule ? html`<button onClick=${() => act(j.app, j.suspended ? 'resume' : 'suspend')}>${j.suspended ? 'Resume' : 'Suspend'}</button>` : ''}</td></tr>`)}
+        ${j.schedule ? html`<button onClick=${() => act(j.app, j.suspended ? 'resume' : 'suspend')}>${j.suspended ? 'Resume' : 'Suspend'}</button>` : ''}` : ''}</td></tr>`)}
     </tbody></table>${jobs && !jobs.length ? html`<p>No jobs: deploy a template with <code>aliyun.project_type: "batch"</code>.</p>` : ''}</section>
     ${open && runs ? html`<section class="card"><h2>Runs of ${open}</h2>
       <table><thead><tr><th>run</th><th>trigger</th><th>state</th><th>started</th><th>took</th><th>tasks</th><th>containers</th><th>reason</th><th></th></tr></thead><tbody>
@@ -665,7 +680,7 @@ function Images() {
   const [msg, setMsg] = useState(null);
   const prune = async () => { try { const r = await api('POST', '/v1/images/prune'); setMsg(`removed ${(r.deleted || []).length}, ${bytes(r.space_reclaimed)} reclaimed`); reload(); } catch (e) { setMsg(e.message); } };
   return html`<main><h1>Images</h1><section class="card"><${Err} e=${err}/>
-    <div class="row"><button onClick=${prune}>Prune unused</button> ${msg || ''}</div>
+    <div class="row">${may('admin') ? html`<button onClick=${prune}>Prune unused</button>` : ''} ${msg || ''}</div>
     <table><thead><tr><th>tags</th><th>size</th><th>containers</th></tr></thead><tbody>
     ${(imgs || []).map((i) => html`<tr key=${i.id}><td class="wrap">${(i.tags || []).join(', ') || i.id.slice(7, 19)}</td><td>${bytes(i.size)}</td><td>${i.containers}</td></tr>`)}
     </tbody></table></section></main>`;
@@ -680,8 +695,8 @@ function Nodes({ cluster }) {
     <table><thead><tr><th>name</th><th>address</th><th>state</th><th>labels</th><th>agent</th><th></th></tr></thead><tbody>
     ${(nodes || []).map((n) => html`<tr key=${n.node_id}><td>${n.name}</td><td>${n.address}</td><td><${St} s=${n.drain ? 'drained' : n.state}/></td>
       <td class="wrap">${Object.entries(n.labels || {}).map(([k, v]) => `${k}=${v}`).join(' ')}</td><td>${n.agent}</td>
-      <td><button onClick=${() => act(n.name, n.drain ? 'undrain' : 'drain')}>${n.drain ? 'Undrain' : 'Drain'}</button>
-        <button onClick=${() => { const l = prompt(`Labels for ${n.name} (k=v to set, k- to remove, space-separated)`); if (l) act(n.name, 'label', { set: Object.fromEntries(l.split(/\s+/).filter((x) => x.includes('=')).map((x) => x.split('=', 2))), remove: l.split(/\s+/).filter((x) => x.endsWith('-')).map((x) => x.slice(0, -1)) }); }}>Labels…</button></td></tr>`)}
+      <td>${may('admin') ? html`<button onClick=${() => act(n.name, n.drain ? 'undrain' : 'drain')}>${n.drain ? 'Undrain' : 'Drain'}</button>
+        <button onClick=${() => { const l = prompt(`Labels for ${n.name} (k=v to set, k- to remove, space-separated)`); if (l) act(n.name, 'label', { set: Object.fromEntries(l.split(/\s+/).filter((x) => x.includes('=')).map((x) => x.split('=', 2))), remove: l.split(/\s+/).filter((x) => x.endsWith('-')).map((x) => x.slice(0, -1)) }); }}>Labels…</button>` : ''}</td></tr>`)}
     </tbody></table></section></main>`;
 }
 
@@ -698,22 +713,22 @@ function App() {
   const [r, setR] = useState(route());
   useEffect(() => {
     onSignedOut = () => setSignedIn(false);
-    get('/v1/session').then((s) => { setCluster(s.cluster); setSignedIn(s.signed_in); }, () => setSignedIn(false));
+    get('/v1/session').then((s) => { me = s.who || me; setCluster(s.cluster); setSignedIn(s.signed_in); }, () => setSignedIn(false));
     const on = () => setR(route());
     addEventListener('hashchange', on);
     return () => removeEventListener('hashchange', on);
   }, []);
   if (signedIn === null) return html`<p class="loading">loading…</p>`;
   if (!signedIn) {
-    return html`<${SignIn} done=${() => get('/v1/session').then((s) => { setCluster(s.cluster); setSignedIn(true); })}/>`;
+    return html`<${SignIn} done=${() => get('/v1/session').then((s) => { me = s.who || me; setCluster(s.cluster); setSignedIn(true); })}/>`;
   }
   const signOut = async () => { try { await api('DELETE', '/v1/session'); } finally { setSignedIn(false); } };
-  const nav = [['#/', 'Overview'], ['#/deploy', 'Deploy'], ['#/logs', 'Logs'], ['#/metrics', 'Metrics'], ['#/events', 'Events'], ['#/jobs', 'Jobs'], ['#/volumes', 'Volumes'], ['#/images', 'Images'], ['#/nodes', 'Nodes']];
+  const nav = [['#/', 'Overview'], ...(may('operator') ? [['#/deploy', 'Deploy']] : []), ['#/logs', 'Logs'], ['#/metrics', 'Metrics'], ['#/events', 'Events'], ['#/jobs', 'Jobs'], ['#/volumes', 'Volumes'], ['#/images', 'Images'], ['#/nodes', 'Nodes']];
   const at = `#${r.path}`;
   let page;
   const m = r.path.match(/^\/apps\/([^/]+)$/);
   if (m) page = html`<${AppPage} name=${decodeURIComponent(m[1])}/>`;
-  else if (r.path === '/deploy') page = html`<${Deploy}/>`;
+  else if (r.path === '/deploy') page = may('operator') ? html`<${Deploy}/>` : html`<main><h1>Deploy</h1><p>Access ${me.name} has role ${me.role}: deploying needs operator.</p></main>`;
   else if (r.path === '/logs') page = html`<${Logs} params=${r.params}/>`;
   else if (r.path === '/metrics') page = html`<${Metrics} params=${r.params}/>`;
   else if (r.path === '/events') page = html`<${EventsPage} params=${r.params}/>`;
@@ -724,6 +739,7 @@ function App() {
   else page = html`<${Overview} cluster=${cluster}/>`;
   return html`<header><span class="brand">berth</span>
     <nav aria-label="main">${nav.map(([href, label]) => html`<a href=${href} aria-current=${at === href ? 'page' : null}>${label}</a>`)}</nav>
+    <span class="who" aria-label="signed in as">${me.name} (${me.role})</span>
     <button onClick=${signOut}>Sign out</button></header>${page}`;
 }
 

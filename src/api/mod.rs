@@ -337,6 +337,12 @@ async fn handle(req: Request<Incoming>, ctx: Arc<Ctx>) -> Response<Body> {
                     "signed_in": signed_in,
                     // What the console shows before its first call: nothing to a stranger.
                     "cluster": signed_in && ops.cluster().active(),
+                    // Who the console is signed in as: it shows the role and offers only
+                    // what the role may do (the API refuses the rest anyway).
+                    "who": signed_in.then(|| match &who {
+                        Some((name, role)) => serde_json::json!({ "name": name, "role": role }),
+                        None => serde_json::json!({ "name": "the API token", "role": "admin" }),
+                    }),
                 }),
             ));
         }

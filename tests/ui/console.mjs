@@ -46,6 +46,7 @@ try {
   await page.getByLabel('Token').fill(token);
   await page.getByRole('button', { name: 'Sign in' }).click();
   await page.getByRole('heading', { name: 'Overview' }).waitFor();
+  await page.getByLabel('signed in as').filter({ hasText: 'the API token (admin)' }).waitFor();
   const cookies = await ctx.cookies();
   const c = cookies.find((k) => k.name === 'berth_session') || fail('no session cookie');
   if (!c.httpOnly || c.sameSite !== 'Strict') fail(`cookie flags: ${JSON.stringify(c)}`);
@@ -103,6 +104,25 @@ try {
   const ev = await (await ctx.request.get(`${url}/v1/events?app=${app}`)).text();
   if (!ev.includes(`exec in ${app}_web-001_1`)) fail(`no exec event: ${ev.slice(0, 400)}`);
   await page.getByRole('button', { name: 'Close' }).click();
+
+  step('container rows: stop, start and restart one container; its logs link names it');
+  const third = `${app}_web-001_3`;
+  await page.getByRole('button', { name: `stop ${third}` }).click();
+  await page.getByRole('status').filter({ hasText: `${third} stopped` }).waitFor();
+  await page.getByRole('button', { name: `start ${third}` }).waitFor({ timeout: 30000 });
+  const stopped = await (await ctx.request.get(`${url}/v1/ps?app=${app}`)).json();
+  if (stopped.find((i) => i.name === third)?.state === 'running') fail(`${third} still runs after stop`);
+  await page.getByRole('button', { name: `start ${third}` }).click();
+  await page.getByRole('status').filter({ hasText: `${third} started` }).waitFor();
+  await page.getByRole('button', { name: `restart ${third}` }).waitFor({ timeout: 30000 });
+  await page.getByRole('button', { name: `restart ${third}` }).click();
+  await page.getByRole('status').filter({ hasText: `${third} restarted` }).waitFor();
+  const ps3 = (await (await ctx.request.get(`${url}/v1/ps?app=${app}`)).json()).find((i) => i.name === third);
+  if (!ps3 || ps3.state !== 'running') fail(`${third} after restart: ${JSON.stringify(ps3)}`);
+  const evs = await (await ctx.request.get(`${url}/v1/events?app=${app}`)).text();
+  if (!/restarting [^"]*\/3/.test(evs) && !evs.includes(`restarting ${third}`)) fail(`no restart event: ${evs.slice(0, 600)}`);
+  const logsHref = await page.getByRole('link', { name: `logs of ${third}` }).getAttribute('href');
+  if (!logsHref.includes('service=web') || !logsHref.includes('slot=3')) fail(`logs link: ${logsHref}`);
 
   step('a second version; split traffic 50/50, then roll back');
   const deployed = await ctx.request.post(`${url}/v1/apps`, {
@@ -226,6 +246,31 @@ try {
   await page.getByRole('heading', { name: 'Overview' }).waitFor();
   await shot('overview-phone');
   await page.setViewportSize({ width: 1280, height: 800 });
+
+  step('a viewer sees the role, and no action it may not take');
+  const made = await ctx.request.post(`${url}/v1/access`, { headers: { Origin: url }, data: { name: 'watcher', role: 'viewer' } });
+  if (!made.ok()) fail(`access create: ${made.status()} ${await made.text()}`);
+  const viewerToken = (await made.json()).token;
+  const vctx = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const vpage = await vctx.newPage();
+  await vpage.goto(url);
+  await vpage.getByLabel('Token').fill(viewerToken);
+  await vpage.getByRole('button', { name: 'Sign in' }).click();
+  await vpage.getByLabel('signed in as').filter({ hasText: 'watcher (viewer)' }).waitFor();
+  await vpage.goto(`${url}/#/apps/${app}`);
+  await vpage.getByRole('link', { name: `logs of ${third}` }).waitFor({ timeout: 30000 });
+  for (const name of ['Stop', 'Redeploy', 'Remove…', 'Scale web', 'Apply split', `terminal of ${third}`, `restart ${third}`]) {
+    if (await vpage.getByRole('button', { name, exact: true }).count()) fail(`a viewer is offered ${name}`);
+  }
+  if (await vpage.getByRole('link', { name: 'Deploy', exact: true }).count()) fail('a viewer is offered Deploy');
+  await vpage.goto(`${url}/#/volumes`);
+  await vpage.getByRole('heading', { name: 'Volumes', exact: true }).waitFor();
+  if (await vpage.getByRole('button', { name: 'Create' }).count()) fail('a viewer is offered to create a volume');
+  // What it is not offered, the API refuses anyway, naming the role.
+  const refused = await vctx.request.post(`${url}/v1/apps/${app}/stop`, { headers: { Origin: url } });
+  if (refused.status() !== 403 || !(await refused.text()).includes('role viewer')) fail(`a viewer's stop: ${refused.status()}`);
+  await vctx.close();
+  await ctx.request.delete(`${url}/v1/access/watcher`, { headers: { Origin: url } });
 
   step('remove the app with its confirmation');
   await page.goto(`${url}/#/apps/${app}`);
