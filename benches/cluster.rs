@@ -51,6 +51,7 @@ async fn member(i: usize) -> Member {
         format!("m{i}"),
         store,
         Arc::new(|_, _| {}),
+        None,
     );
     Member {
         hub: Arc::new(hub),

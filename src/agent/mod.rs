@@ -28,6 +28,7 @@ mod telemetry;
 mod triggers;
 mod versions;
 mod volumes;
+pub use volumes::CoreAtRest;
 
 pub use ops::{CoreError, Ops};
 

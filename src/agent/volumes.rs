@@ -56,6 +56,15 @@ impl VolumeHub {
         Ok(self.sealer.get_or_init(|| s))
     }
 
+    /// Seals `plain` under the data dir's at-rest key (`what` binds it to its place).
+    pub fn seal_at_rest(&self, what: &str, plain: &[u8]) -> Result<Vec<u8>, VolumeError> {
+        self.sealer()?.seal(what, plain)
+    }
+
+    pub fn unseal_at_rest(&self, what: &str, sealed: &[u8]) -> Result<Vec<u8>, VolumeError> {
+        self.sealer()?.unseal(what, sealed)
+    }
+
     fn lock(&self, name: &str) -> Arc<tokio::sync::Mutex<()>> {
         self.locks
             .lock()
@@ -216,7 +225,7 @@ impl Core {
 
     /// The `oss`/`nas` volumes `app` uses, whole (credentials unsealed), for its `Spec`
     /// record: a member that runs its instances mounts the same volumes (the record travels
-    /// sealed under the cluster key, and lives in the members' memory only).
+    /// sealed under the cluster key, and is saved sealed under each member's at-rest key).
     pub(super) fn shared_volumes_of(&self, app: &StoredApp) -> Vec<SharedVolume> {
         let mut out = Vec::new();
         for (key, v) in &app.spec.volumes {
@@ -882,6 +891,25 @@ pub async fn volume_loop(core: Arc<Core>, mut shutdown: tokio::sync::watch::Rece
             _ = wake.notified() => {}
             _ = shutdown.changed() => return,
         }
+    }
+}
+
+/// The cluster's saved records, sealed under the volumes' at-rest key (`DATA_DIR/
+/// volume-secrets.key`): the members' records hold their secrets.
+pub struct CoreAtRest(pub Arc<super::Core>);
+
+impl crate::cluster::hub::AtRest for CoreAtRest {
+    fn seal(&self, what: &str, plain: &[u8]) -> Result<Vec<u8>, String> {
+        self.0
+            .volumes
+            .seal_at_rest(what, plain)
+            .map_err(|e| e.to_string())
+    }
+    fn unseal(&self, what: &str, sealed: &[u8]) -> Result<Vec<u8>, String> {
+        self.0
+            .volumes
+            .unseal_at_rest(what, sealed)
+            .map_err(|e| e.to_string())
     }
 }
 

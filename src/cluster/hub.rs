@@ -61,8 +61,21 @@ struct Running {
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
+/// Seals what the hub keeps on disk: the members' records hold secrets (files' values,
+/// volumes' credentials, config sets). Installed by the daemon with the data dir's at-rest
+/// key (the one volume credentials are sealed under).
+pub trait AtRest: Send + Sync {
+    fn seal(&self, what: &str, plain: &[u8]) -> Result<Vec<u8>, String>;
+    fn unseal(&self, what: &str, sealed: &[u8]) -> Result<Vec<u8>, String>;
+}
+
+/// A saved row's text: `sealed:` and the hex of the sealed records, or (before sealing was
+/// installed, or in tests without a key) the records' JSON.
+const SEALED_PREFIX: &str = "sealed:";
+
 pub struct Hub {
     data_dir: PathBuf,
+    at_rest: Option<Arc<dyn AtRest>>,
     cfg: ClusterConfig,
     node_id: String,
     name: String,
@@ -243,9 +256,11 @@ impl Hub {
         name: String,
         store: Arc<Store>,
         events: Events,
+        at_rest: Option<Arc<dyn AtRest>>,
     ) -> Hub {
         Hub {
             data_dir,
+            at_rest,
             cfg,
             node_id,
             name,
@@ -357,7 +372,7 @@ impl Hub {
             Ok(rows) => gossip.view.seed(&self.node_id, &rows),
             Err(e) => tracing::warn!(error = %e, "cannot read the members known"),
         }
-        load_replicas(&self.replicas, &self.store);
+        load_replicas(&self.replicas, &self.store, self.at_rest.as_deref());
         let serve = tokio::spawn(join::serve(listener, gate));
         let sync = tokio::spawn(sync_loop(
             drx,
@@ -371,6 +386,7 @@ impl Hub {
             self.replicas.clone(),
             self.dirty.clone(),
             self.store.clone(),
+            self.at_rest.clone(),
         ));
         let (events, store, view, me_node) = (
             self.events.clone(),
@@ -985,7 +1001,7 @@ impl Hub {
                 t.abort();
             }
             r.gossip.stop();
-            save_replicas(&self.replicas, &self.dirty, &self.store).await;
+            save_replicas(&self.replicas, &self.dirty, &self.store, &self.at_rest).await;
         }
     }
 }
@@ -1089,14 +1105,64 @@ type Dirty = Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>;
 
 /// Saves the records of the members named in `dirty` (pulled since the last save), every
 /// [`SAVE_REPLICAS_EVERY`], off the async threads.
-async fn save_loop(replicas: Replicas, dirty: Dirty, store: Arc<Store>) {
+async fn save_loop(
+    replicas: Replicas,
+    dirty: Dirty,
+    store: Arc<Store>,
+    at_rest: Option<Arc<dyn AtRest>>,
+) {
     loop {
         tokio::time::sleep(SAVE_REPLICAS_EVERY).await;
-        save_replicas(&replicas, &dirty, &store).await;
+        save_replicas(&replicas, &dirty, &store, &at_rest).await;
     }
 }
 
-async fn save_replicas(replicas: &Replicas, dirty: &Dirty, store: &Arc<Store>) {
+fn replica_aad(node: &str) -> String {
+    format!("cluster-replica:{node}")
+}
+
+/// A member's records as saved: sealed when a key is installed.
+fn saved_text(
+    node: &str,
+    records: &[&super::state::Record],
+    at_rest: Option<&dyn AtRest>,
+) -> Option<String> {
+    let json = serde_json::to_vec(records).ok()?;
+    match at_rest {
+        Some(k) => match k.seal(&replica_aad(node), &json) {
+            Ok(sealed) => Some(format!("{SEALED_PREFIX}{}", hex::encode(sealed))),
+            Err(e) => {
+                // Never on disk in clear: this member's records are pulled again at start.
+                tracing::warn!(%node, error = %e, "cannot seal a member's records: not saved");
+                None
+            }
+        },
+        None => String::from_utf8(json).ok(),
+    }
+}
+
+/// The records of a saved row (None: they do not read, or do not open with this key).
+fn read_saved(
+    node: &str,
+    text: &str,
+    at_rest: Option<&dyn AtRest>,
+) -> Option<Vec<super::state::Record>> {
+    match text.strip_prefix(SEALED_PREFIX) {
+        Some(h) => {
+            let sealed = hex::decode(h).ok()?;
+            let plain = at_rest?.unseal(&replica_aad(node), &sealed).ok()?;
+            serde_json::from_slice(&plain).ok()
+        }
+        None => serde_json::from_str(text).ok(),
+    }
+}
+
+async fn save_replicas(
+    replicas: &Replicas,
+    dirty: &Dirty,
+    store: &Arc<Store>,
+    at_rest: &Option<Arc<dyn AtRest>>,
+) {
     let nodes = std::mem::take(&mut *dirty.lock().unwrap_or_else(|p| p.into_inner()));
     if nodes.is_empty() {
         return;
@@ -1108,7 +1174,7 @@ async fn save_replicas(replicas: &Replicas, dirty: &Dirty, store: &Arc<Store>) {
             .filter_map(|n| {
                 let r = replicas.get(n)?;
                 let records: Vec<&super::state::Record> = r.records.values().collect();
-                let text = serde_json::to_string(&records).ok()?;
+                let text = saved_text(n, &records, at_rest.as_deref())?;
                 Some((n.clone(), r.epoch, r.version, text))
             })
             .collect()
@@ -1130,7 +1196,7 @@ async fn save_replicas(replicas: &Replicas, dirty: &Dirty, store: &Arc<Store>) {
 
 /// The members' records as saved before this agent stopped (those already pulled since
 /// are kept).
-fn load_replicas(replicas: &Replicas, store: &Store) {
+fn load_replicas(replicas: &Replicas, store: &Store, at_rest: Option<&dyn AtRest>) {
     let rows = match store.cluster_replicas() {
         Ok(rows) => rows,
         Err(e) => {
@@ -1140,8 +1206,8 @@ fn load_replicas(replicas: &Replicas, store: &Store) {
     };
     let mut map = replicas.lock().unwrap_or_else(|p| p.into_inner());
     for (node, epoch, version, text) in rows {
-        let Ok(records) = serde_json::from_str::<Vec<super::state::Record>>(&text) else {
-            tracing::warn!(%node, "a member's saved records do not read; it is pulled again");
+        let Some(records) = read_saved(&node, &text, at_rest) else {
+            tracing::warn!(%node, "a member's saved records do not read (or open); it is pulled again");
             continue;
         };
         map.entry(node).or_insert_with(|| Replica {
@@ -1204,5 +1270,47 @@ async fn watch_stranded(
             said = false;
         }
         last = now;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Key(crate::volumes::secret::Sealer);
+    impl AtRest for Key {
+        fn seal(&self, what: &str, plain: &[u8]) -> Result<Vec<u8>, String> {
+            self.0.seal(what, plain).map_err(|e| e.to_string())
+        }
+        fn unseal(&self, what: &str, sealed: &[u8]) -> Result<Vec<u8>, String> {
+            self.0.unseal(what, sealed).map_err(|e| e.to_string())
+        }
+    }
+
+    fn key(dir: &std::path::Path, name: &str) -> Key {
+        Key(crate::volumes::secret::Sealer::open(&dir.join(name)).expect("key"))
+    }
+
+    #[test]
+    fn saved_records_are_sealed_bound_to_their_member_and_old_plain_rows_still_read() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let (k, other) = (key(dir.path(), "a.key"), key(dir.path(), "b.key"));
+        let r = super::super::state::Record {
+            kind: Kind::Spec,
+            key: "vault".into(),
+            version: 3,
+            body: Some(serde_json::json!({ "files": { "secret/pw": "hunter2-secret" } })),
+            at_ms: 1,
+        };
+        let text = saved_text("h1", &[&r], Some(&k)).expect("sealed");
+        assert!(text.starts_with(SEALED_PREFIX) && !text.contains("hunter2"));
+        assert_eq!(read_saved("h1", &text, Some(&k)), Some(vec![r.clone()]));
+        // Another key, another member's row, no key: it does not open (pulled again).
+        assert_eq!(read_saved("h1", &text, Some(&other)), None);
+        assert_eq!(read_saved("h2", &text, Some(&k)), None);
+        assert_eq!(read_saved("h1", &text, None), None);
+        // A row saved before sealing existed reads as it was.
+        let plain = saved_text("h1", &[&r], None).expect("json");
+        assert_eq!(read_saved("h1", &plain, Some(&k)), Some(vec![r]));
     }
 }

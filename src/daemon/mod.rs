@@ -119,6 +119,7 @@ impl Daemon {
                 let core = core.clone();
                 Arc::new(move |kind, msg: String| core.event(kind, "", "", &msg))
             },
+            Some(Arc::new(crate::agent::CoreAtRest(core.clone()))),
         ));
         // A cluster problem never stops this host from running its apps.
         match cluster.resume().await {

@@ -1569,6 +1569,17 @@ fn secrets_and_configs_given_by_value_reach_the_members_running_the_instances() 
         modes.len() == 2 && modes.iter().all(|m| *m == 0o400),
         "{modes:?}"
     );
+    // h2 saves h1's records (every 2 s) sealed: the secret is nowhere in its state files.
+    std::thread::sleep(Duration::from_secs(5));
+    for f in ["state.db", "state.db-wal"] {
+        let bytes = std::fs::read(h2.dir.path().join(f)).unwrap_or_default();
+        assert!(
+            !bytes
+                .windows(b"pw-from-the-shell-5521".len())
+                .any(|w| w == b"pw-from-the-shell-5521"),
+            "h2's {f} holds the secret in clear"
+        );
+    }
     // The app removed: h2's copies go once its container has.
     h1.ok(&["rm", "vault"]);
     wait_until("h2's copies removed", Duration::from_secs(30), || {
