@@ -316,6 +316,9 @@ impl Core {
                 return Err(format!("cannot create {name}: {e}"));
             }
         }
+        self.image_here(app, service, stored)
+            .await
+            .map_err(|e| format!("cannot create {name}: {e}"))?;
         let id = match self.runtime.create(&req).await {
             Ok(id) => id,
             Err(RuntimeError::NameTaken(_)) => {
@@ -332,6 +335,47 @@ impl Core {
             &format!("created {name} from {}", req.spec.image),
         );
         Ok(Some(id))
+    }
+
+    /// The service's image on this host before a container is made of it: a deploy pulls
+    /// on the host it is asked on, so a member running another member's slots pulls what
+    /// it lacks here (with this host's registry login, else the owner's, handed over in the
+    /// app's record), as the service's `pull_policy` allows.
+    async fn image_here(&self, app: &str, service: &str, stored: &StoredApp) -> Result<(), String> {
+        let Some(s) = stored.spec.services.get(service) else {
+            return Ok(());
+        };
+        if self
+            .runtime
+            .image_present(&s.image)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            return Ok(());
+        }
+        if s.pull_policy == crate::model::PullPolicy::Never {
+            return Err(format!(
+                "image {} is not on this host and its service says `pull_policy: never`: load it here with `berth image load`",
+                s.image
+            ));
+        }
+        let auth = self.pull_auth(app, &s.image).map_err(|e| e.to_string())?;
+        self.runtime
+            .pull(&s.image, s.platform.as_deref(), auth.as_ref())
+            .await
+            .map_err(|e| {
+                format!(
+                    "image {} is not on this host and its pull failed: {e}",
+                    s.image
+                )
+            })?;
+        self.event(
+            crate::model::EventKind::Image,
+            app,
+            service,
+            &format!("pulled {} (it was not on this host)", s.image),
+        );
+        Ok(())
     }
 
     /// Takes the instance out of traffic (its in-flight requests finish, up to the grace

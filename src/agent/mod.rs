@@ -176,6 +176,9 @@ pub struct Core {
     deploys: tokio::sync::Mutex<()>,
     /// One change of a config set at a time (read, merge, write).
     config_sets: std::sync::Mutex<()>,
+    /// Registry logins another member's apps pull with here (from their `Spec` records;
+    /// in memory only): app -> logins.
+    carried_logins: std::sync::Mutex<HashMap<String, Vec<registries::CarriedLogin>>>,
     /// Node and job events waiting to go to the notifiers (`[metrics.notify]`).
     notices: std::sync::Mutex<Vec<Notice>>,
     backoff: backoff::Backoffs,
@@ -373,6 +376,7 @@ impl Core {
             ops: tokio::sync::Mutex::new(()),
             deploys: tokio::sync::Mutex::new(()),
             config_sets: std::sync::Mutex::new(()),
+            carried_logins: std::sync::Mutex::default(),
             notices: std::sync::Mutex::new(Vec::new()),
             backoff: backoff::Backoffs::default(),
             our_starts: Mutex::new(HashMap::new()),

@@ -352,10 +352,11 @@ impl Ops {
                 .collect();
             let files = self.file_values_of(a);
             let volumes = self.core.shared_volumes_of(a);
+            let registries = self.core.logins_of(a);
             records.push((
                 Kind::Spec,
                 a.spec.name.clone(),
-                serde_json::json!({ "app": a, "assignments": placed, "claims": batches, "files": files, "volumes": volumes }),
+                serde_json::json!({ "app": a, "assignments": placed, "claims": batches, "files": files, "volumes": volumes, "registries": registries }),
             ));
         }
         self.cluster
@@ -750,10 +751,14 @@ impl Ops {
             let here = |a: &crate::model::Assignment| {
                 a.node == self.core.node_id || a.from == self.core.node_id
             };
-            if assignments.iter().any(here)
-                && let Ok(v) = serde_json::from_value(r.body["volumes"].clone())
-            {
-                self.core.keep_shared_volumes(&app.spec.name, v).await;
+            if assignments.iter().any(here) {
+                if let Ok(v) = serde_json::from_value(r.body["volumes"].clone()) {
+                    self.core.keep_shared_volumes(&app.spec.name, v).await;
+                }
+                // The owner's registry logins, for the pulls of its images here.
+                let logins =
+                    serde_json::from_value(r.body["registries"].clone()).unwrap_or_default();
+                self.core.keep_carried_logins(&app.spec.name, logins);
             }
             let claims = serde_json::from_value(r.body["claims"].clone()).unwrap_or_default();
             fleet.remote.push(super::fleet::RemoteApp {

@@ -31,7 +31,84 @@ fn check_host(host: &str) -> Result<(), CoreError> {
     }
 }
 
+/// A login the owner of an app hands the members that run its instances, in its `Spec`
+/// record (sealed in transit and at rest, never shown).
+#[derive(Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CarriedLogin {
+    pub server: String,
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for CarriedLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CarriedLogin")
+            .field("server", &self.server)
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Core {
+    /// The logins this host holds for the registries `app`'s images pull from (for its
+    /// `Spec` record).
+    pub(super) fn logins_of(&self, app: &crate::store::StoredApp) -> Vec<CarriedLogin> {
+        let mut out: Vec<CarriedLogin> = Vec::new();
+        for s in app.spec.services.values() {
+            match self.registry_auth(&s.image) {
+                Ok(Some(a)) if !out.iter().any(|c| c.server == a.server) => {
+                    out.push(CarriedLogin {
+                        server: a.server,
+                        username: a.username,
+                        password: a.password,
+                    })
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(image = %s.image, error = %e, "cannot hand a registry login to the members")
+                }
+            }
+        }
+        out
+    }
+
+    /// Keeps the logins another member's app `app` pulls with here.
+    pub(super) fn keep_carried_logins(&self, app: &str, logins: Vec<CarriedLogin>) {
+        let mut m = self
+            .carried_logins
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if logins.is_empty() {
+            m.remove(app);
+        } else {
+            m.insert(app.to_string(), logins);
+        }
+    }
+
+    /// The login a pull of `image` for `app` uses here: this host's own, else the one its
+    /// owner handed over.
+    pub(super) fn pull_auth(
+        &self,
+        app: &str,
+        image: &str,
+    ) -> Result<Option<RegistryAuth>, CoreError> {
+        if let Some(a) = self.registry_auth(image)? {
+            return Ok(Some(a));
+        }
+        let host = registry_host(image);
+        Ok(self
+            .carried_logins
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(app)
+            .and_then(|v| v.iter().find(|c| c.server == host))
+            .map(|c| RegistryAuth {
+                server: c.server.clone(),
+                username: c.username.clone(),
+                password: c.password.clone(),
+            }))
+    }
+
     /// The login for the registry `image` pulls from, unsealed; None without one.
     pub(super) fn registry_auth(&self, image: &str) -> Result<Option<RegistryAuth>, CoreError> {
         let host = registry_host(image);

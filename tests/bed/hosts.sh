@@ -33,11 +33,13 @@ start_engine() {
     local dir=$1 name=$2 i=${2#h}
     local h=$dir/$name
     mkdir -p "$h/docker" "$h/exec"
-    # Its own bridge range per host, away from this machine's engine's ranges.
+    # Its own bridge range per host, away from this machine's engine's ranges; a test
+    # registry on the bed's bridge is reached over plain HTTP.
     nsenter --net="/run/netns/$(ns_of "$name")" \
         dockerd --data-root "$h/docker" --exec-root "$h/exec" --pidfile "$h/d.pid" \
         -H "unix://$h/d.sock" --bip "172.31.$((i * 8)).1/21" \
         --default-address-pool "base=172.30.$((i * 8)).0/21,size=24" \
+        --insecure-registry 10.213.0.0/16 \
         --userland-proxy=false --log-level warn >"$h/dockerd.log" 2>&1 &
     echo $! >"$h/dockerd.pid"
 }

@@ -376,6 +376,9 @@ impl Drop for Nfs {
 /// storage in a temporary directory. `push` puts a local image into it under a temporary
 /// docker client config, so this machine's own logins are neither used nor changed.
 pub struct Registry {
+    pub ip: String,
+    /// The engine pushes go through (None: this machine's).
+    via: Option<String>,
     pub port: u16,
     pub user: String,
     pub password: String,
@@ -385,6 +388,12 @@ pub struct Registry {
 
 impl Registry {
     pub fn start() -> Registry {
+        Registry::start_at("127.0.0.1", None)
+    }
+
+    /// A registry listening on `ip` (a bed's bridge address), pushed to through the engine
+    /// at `via` (a bed host's, which takes the bed's range as insecure registries).
+    pub fn start_at(ip: &str, via: Option<&str>) -> Registry {
         for bin in ["docker-registry", "htpasswd"] {
             assert!(
                 on_path(bin),
@@ -404,7 +413,7 @@ impl Registry {
         std::fs::write(
             &config,
             format!(
-                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\nauth:\n  htpasswd:\n    realm: berth-test\n    path: {}\n",
+                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {ip}:{port}\nauth:\n  htpasswd:\n    realm: berth-test\n    path: {}\n",
                 dir.path().join("data").display(),
                 htpasswd.display()
             ),
@@ -418,6 +427,8 @@ impl Registry {
             .spawn()
             .expect("docker-registry starts");
         let r = Registry {
+            ip: ip.to_string(),
+            via: via.map(str::to_string),
             port,
             user,
             password,
@@ -427,7 +438,7 @@ impl Registry {
         wait_until("the registry answers", Duration::from_secs(30), || {
             matches!(
                 http_agent()
-                    .get(format!("http://127.0.0.1:{port}/v2/"))
+                    .get(format!("http://{ip}:{port}/v2/"))
                     .call()
                     .map(|r| r.status().as_u16()),
                 Ok(401)
@@ -437,12 +448,16 @@ impl Registry {
     }
 
     pub fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("{}:{}", self.ip, self.port)
     }
 
     fn docker(&self, args: &[&str], stdin: Option<&str>) -> std::process::Output {
         use std::io::Write;
-        let mut child = Command::new("docker")
+        let mut c = Command::new("docker");
+        if let Some(h) = &self.via {
+            c.args(["-H", h]);
+        }
+        let mut child = c
             .env("DOCKER_CONFIG", self.dir.path().join("client"))
             .args(args)
             .stdin(Stdio::piped())

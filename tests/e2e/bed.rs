@@ -70,6 +70,11 @@ impl Bed {
         })
     }
 
+    /// This machine's end of the bridge (what the hosts reach it at).
+    pub fn gateway(&self) -> String {
+        format!("{}.254", self.prefix)
+    }
+
     /// Host `i`'s address on the bridge.
     pub fn addr(&self, i: usize) -> String {
         format!("{}.{i}", self.prefix)

@@ -2049,3 +2049,62 @@ fn a_jobs_containers_spread_over_the_hosts_and_run_once_each() {
     let logs = h2.ok(&["logs", "spread/work", "--run", "1"]);
     assert_eq!(logs.matches("worked on").count(), 6, "{logs}");
 }
+
+#[test]
+fn a_private_image_reaches_the_member_running_its_slot_with_the_owners_login() {
+    let test =
+        "multihost::a_private_image_reaches_the_member_running_its_slot_with_the_owners_login";
+    let Some(bed) = Bed::up(test, 2) else { return };
+    let h1 = bed.agent(1, &[], &[]);
+    let h2 = bed.agent(2, &[1], &[]);
+    form(&[&h1, &h2]);
+    records_on(&h1, 2);
+    // A real registry with basic auth on the bed's bridge; the image pushed there from
+    // h1's engine, which then holds no copy of that name (nor does h2's).
+    let reg =
+        crate::backends::Registry::start_at(&bed.gateway(), Some(&bed.place(1, &[]).docker_host));
+    let image = reg.push(IMAGE, "private/sleeper:1");
+    let mut login = h1
+        .follow_command(&[
+            "registry",
+            "login",
+            &reg.host(),
+            "-u",
+            &reg.user,
+            "--password-stdin",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cli");
+    std::io::Write::write_all(
+        &mut login.stdin.take().expect("stdin"),
+        reg.password.as_bytes(),
+    )
+    .expect("password");
+    let o = login.wait_with_output().expect("login");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = h1.deploy(
+        "priv",
+        &format!(
+            "services:\n  app:\n    image: {image}\n    command: sleep 600\n    stop_grace_period: 1s\n    labels:\n      berth.scale: \"2\"\n"
+        ),
+    );
+    assert!(out.contains("2/2 running"), "{out}");
+    // One slot on each host: h2 pulled the image it lacked with h1's login, handed over in
+    // the app's record, and keeps no login of its own.
+    assert_eq!(
+        spread("priv", &[&h1, &h2]),
+        BTreeMap::from([("h1".to_string(), 1), ("h2".to_string(), 1)])
+    );
+    let events = h1.ok(&["events", "priv"]);
+    assert!(
+        events.contains(&format!("pulled {image} (it was not on this host)")),
+        "{events}"
+    );
+    assert!(
+        !h2.ok(&["registry", "ls"]).contains(&reg.host()),
+        "h2 keeps no login"
+    );
+}
