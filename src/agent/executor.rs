@@ -345,12 +345,49 @@ impl Core {
         let Some(s) = stored.spec.services.get(service) else {
             return Ok(());
         };
-        if self
+        let here = self
             .runtime
-            .image_present(&s.image)
+            .image_id(&s.image)
             .await
-            .map_err(|e| e.to_string())?
-        {
+            .map_err(|e| e.to_string())?;
+        let owners = self.owners_image_id(app, &s.image);
+        if let Some(id) = &here {
+            // Present: it serves unless the owner runs another build of that name (a
+            // redeploy re-pulled `:latest` there), pulled once to match.
+            let stale = owners
+                .as_ref()
+                .is_some_and(|o| o != id && s.pull_policy != crate::model::PullPolicy::Never);
+            if !stale
+                || !owners
+                    .as_ref()
+                    .is_some_and(|o| self.first_pull_for(&s.image, o))
+            {
+                return Ok(());
+            }
+            let auth = self.pull_auth(app, &s.image).map_err(|e| e.to_string())?;
+            let why = match self
+                .runtime
+                .pull(&s.image, s.platform.as_deref(), auth.as_ref())
+                .await
+            {
+                Ok(()) => match self.runtime.image_id(&s.image).await.ok().flatten() {
+                    Some(now) if Some(&now) == owners.as_ref() => {
+                        format!(
+                            "pulled {} again: the owner runs another build of it",
+                            s.image
+                        )
+                    }
+                    _ => format!(
+                        "pulled {} again, but the registry now has another build than the owner's: running what it gave",
+                        s.image
+                    ),
+                },
+                Err(e) => format!(
+                    "the owner runs another build of {} and pulling it failed ({e}): running this host's",
+                    s.image
+                ),
+            };
+            self.event(crate::model::EventKind::Image, app, service, &why);
             return Ok(());
         }
         if s.pull_policy == crate::model::PullPolicy::Never {

@@ -176,9 +176,13 @@ pub struct Core {
     deploys: tokio::sync::Mutex<()>,
     /// One change of a config set at a time (read, merge, write).
     config_sets: std::sync::Mutex<()>,
-    /// Registry logins another member's apps pull with here (from their `Spec` records;
-    /// in memory only): app -> logins.
-    carried_logins: std::sync::Mutex<HashMap<String, Vec<registries::CarriedLogin>>>,
+    /// What another member's apps pull with here (from their `Spec` records; in memory
+    /// only): app -> the owner's registry logins and image ids.
+    carried: std::sync::Mutex<HashMap<String, registries::Carried>>,
+    /// The ids of the images this host's apps run, as pulled here (image -> id), for the
+    /// members that run their slots; and the (image, id) pulls made for another member's.
+    image_ids: std::sync::Mutex<HashMap<String, String>>,
+    pulled_for: std::sync::Mutex<std::collections::HashSet<(String, String)>>,
     /// Node and job events waiting to go to the notifiers (`[metrics.notify]`).
     notices: std::sync::Mutex<Vec<Notice>>,
     backoff: backoff::Backoffs,
@@ -376,7 +380,9 @@ impl Core {
             ops: tokio::sync::Mutex::new(()),
             deploys: tokio::sync::Mutex::new(()),
             config_sets: std::sync::Mutex::new(()),
-            carried_logins: std::sync::Mutex::default(),
+            carried: std::sync::Mutex::default(),
+            image_ids: std::sync::Mutex::default(),
+            pulled_for: std::sync::Mutex::default(),
             notices: std::sync::Mutex::new(Vec::new()),
             backoff: backoff::Backoffs::default(),
             our_starts: Mutex::new(HashMap::new()),

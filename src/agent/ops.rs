@@ -353,10 +353,11 @@ impl Ops {
             let files = self.file_values_of(a);
             let volumes = self.core.shared_volumes_of(a);
             let registries = self.core.logins_of(a);
+            let images = self.core.image_ids_of(a).await;
             records.push((
                 Kind::Spec,
                 a.spec.name.clone(),
-                serde_json::json!({ "app": a, "assignments": placed, "claims": batches, "files": files, "volumes": volumes, "registries": registries }),
+                serde_json::json!({ "app": a, "assignments": placed, "claims": batches, "files": files, "volumes": volumes, "registries": registries, "images": images }),
             ));
         }
         self.cluster
@@ -755,10 +756,17 @@ impl Ops {
                 if let Ok(v) = serde_json::from_value(r.body["volumes"].clone()) {
                     self.core.keep_shared_volumes(&app.spec.name, v).await;
                 }
-                // The owner's registry logins, for the pulls of its images here.
-                let logins =
-                    serde_json::from_value(r.body["registries"].clone()).unwrap_or_default();
-                self.core.keep_carried_logins(&app.spec.name, logins);
+                // The owner's registry logins and image ids, for the pulls of its images
+                // here.
+                self.core.keep_carried(
+                    &app.spec.name,
+                    super::registries::Carried {
+                        logins: serde_json::from_value(r.body["registries"].clone())
+                            .unwrap_or_default(),
+                        images: serde_json::from_value(r.body["images"].clone())
+                            .unwrap_or_default(),
+                    },
+                );
             }
             let claims = serde_json::from_value(r.body["claims"].clone()).unwrap_or_default();
             fleet.remote.push(super::fleet::RemoteApp {
@@ -1595,7 +1603,11 @@ impl Ops {
         }
         let auth = self.core.registry_auth(image)?;
         match self.core.runtime.pull(image, platform, auth.as_ref()).await {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                // What the members running this app's slots pull to match.
+                self.core.note_image_id(image).await;
+                Ok(())
+            }
             // Asked to refresh but offline: the local copy still serves.
             Err(e) if present => {
                 tracing::warn!(image, error = %e, "pull failed; using the local image");

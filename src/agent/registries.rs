@@ -6,6 +6,7 @@ use super::{Core, CoreError, Ops};
 use crate::runtime::{RegistryAuth, normalize_registry, registry_host};
 use crate::store::RegistryRow;
 use crate::wire::{RegistryLogin, RegistryView};
+use std::collections::BTreeMap;
 
 const MAX_USER: usize = 255;
 const MAX_PASSWORD: usize = 4096;
@@ -49,7 +50,50 @@ impl std::fmt::Debug for CarriedLogin {
     }
 }
 
+/// What the owner of an app hands the members running its slots, for their pulls.
+#[derive(Debug, Clone, Default)]
+pub struct Carried {
+    pub logins: Vec<CarriedLogin>,
+    /// Image reference -> the id the owner's engine has for it.
+    pub images: BTreeMap<String, String>,
+}
+
 impl Core {
+    /// The ids of `app`'s images here (the engine asked once per image, then again after
+    /// each pull), for its `Spec` record.
+    pub(super) async fn image_ids_of(
+        &self,
+        app: &crate::store::StoredApp,
+    ) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        for s in app.spec.services.values() {
+            let known = self
+                .image_ids
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&s.image)
+                .cloned();
+            let id = match known {
+                Some(id) => Some(id),
+                None => self.note_image_id(&s.image).await,
+            };
+            if let Some(id) = id {
+                out.insert(s.image.clone(), id);
+            }
+        }
+        out
+    }
+
+    /// Reads (again) the id of `image` here, after a pull.
+    pub(super) async fn note_image_id(&self, image: &str) -> Option<String> {
+        let id = self.runtime.image_id(image).await.ok().flatten()?;
+        self.image_ids
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(image.to_string(), id.clone());
+        Some(id)
+    }
+
     /// The logins this host holds for the registries `app`'s images pull from (for its
     /// `Spec` record).
     pub(super) fn logins_of(&self, app: &crate::store::StoredApp) -> Vec<CarriedLogin> {
@@ -72,17 +116,32 @@ impl Core {
         out
     }
 
-    /// Keeps the logins another member's app `app` pulls with here.
-    pub(super) fn keep_carried_logins(&self, app: &str, logins: Vec<CarriedLogin>) {
-        let mut m = self
-            .carried_logins
+    /// Keeps what another member's app `app` pulls with here.
+    pub(super) fn keep_carried(&self, app: &str, carried: Carried) {
+        self.carried
             .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if logins.is_empty() {
-            m.remove(app);
-        } else {
-            m.insert(app.to_string(), logins);
-        }
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(app.to_string(), carried);
+    }
+
+    /// The id the owner of `app` runs `image` as, when another member owns it.
+    pub(super) fn owners_image_id(&self, app: &str, image: &str) -> Option<String> {
+        self.carried
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(app)?
+            .images
+            .get(image)
+            .cloned()
+    }
+
+    /// Whether `image` was pulled here already to reach the owner's `id` (asked once: a
+    /// registry that moved on since does not make every slot pull again).
+    pub(super) fn first_pull_for(&self, image: &str, id: &str) -> bool {
+        self.pulled_for
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert((image.to_string(), id.to_string()))
     }
 
     /// The login a pull of `image` for `app` uses here: this host's own, else the one its
@@ -97,11 +156,11 @@ impl Core {
         }
         let host = registry_host(image);
         Ok(self
-            .carried_logins
+            .carried
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(app)
-            .and_then(|v| v.iter().find(|c| c.server == host))
+            .and_then(|c| c.logins.iter().find(|c| c.server == host))
             .map(|c| RegistryAuth {
                 server: c.server.clone(),
                 username: c.username.clone(),

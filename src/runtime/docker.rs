@@ -614,6 +614,16 @@ impl ContainerRuntime for DockerRuntime {
         }
     }
 
+    async fn image_id(&self, image: &str) -> Result<Option<String>, RuntimeError> {
+        match self.docker.inspect_image(image).await {
+            Ok(i) => Ok(i.id),
+            Err(BErr::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(None),
+            Err(e) => Err(engine_err("inspect image", image)(e)),
+        }
+    }
+
     async fn image_exposed(&self, image: &str) -> Result<Vec<String>, RuntimeError> {
         let i = self
             .docker

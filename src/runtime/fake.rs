@@ -270,6 +270,13 @@ impl ContainerRuntime for FakeRuntime {
     async fn image_present(&self, image: &str) -> Result<bool, RuntimeError> {
         Ok(self.lock().images.contains(image))
     }
+    async fn image_id(&self, image: &str) -> Result<Option<String>, RuntimeError> {
+        Ok(self
+            .lock()
+            .images
+            .contains(image)
+            .then(|| format!("sha256:fake-{image}")))
+    }
     async fn image_exposed(&self, image: &str) -> Result<Vec<String>, RuntimeError> {
         // The fake's images expose nothing; a test names its ports with `-p`.
         if self.lock().images.contains(image) {

@@ -226,6 +226,8 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     /// Removes a container (force), with its anonymous volumes when `volumes`.
     async fn remove(&self, id: &str, volumes: bool) -> Result<(), RuntimeError>;
     async fn image_present(&self, image: &str) -> Result<bool, RuntimeError>;
+    /// The engine's id of the image a reference names here (`sha256:...`); None when absent.
+    async fn image_id(&self, image: &str) -> Result<Option<String>, RuntimeError>;
     /// The ports an image's config exposes (`EXPOSE`), as the engine writes them (`80/tcp`).
     async fn image_exposed(&self, image: &str) -> Result<Vec<String>, RuntimeError>;
     /// Pulls `image`, the variant for `platform` (`linux/arm64`) when given, with `auth`

@@ -2107,4 +2107,60 @@ fn a_private_image_reaches_the_member_running_its_slot_with_the_owners_login() {
         !h2.ok(&["registry", "ls"]).contains(&reg.host()),
         "h2 keeps no login"
     );
+
+    // CI pushes another build under the same tag and asks for a redeploy: h1 pulls it, and
+    // h2, which has the old build of that name, pulls it again to run what h1 runs.
+    let sock = bed.place(1, &[]).docker_host;
+    let mut build = std::process::Command::new("docker")
+        .args([
+            "-H",
+            &sock,
+            "build",
+            "-q",
+            "-t",
+            "berth-test/sleeper-v2",
+            "-",
+        ])
+        .env("DOCKER_BUILDKIT", "0")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("docker build");
+    std::io::Write::write_all(
+        &mut build.stdin.take().expect("stdin"),
+        format!("FROM {IMAGE}\nLABEL berth.test=v2\n").as_bytes(),
+    )
+    .expect("dockerfile");
+    let built = build.wait_with_output().expect("build");
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    reg.push("berth-test/sleeper-v2", "private/sleeper:1");
+    h1.ok(&["redeploy", "priv"]);
+    let new_id = h1.docker_ok(&["image", "inspect", "-f", "{{.Id}}", &image]);
+    let runs = |h: &Agent| -> Vec<String> {
+        h.engine_containers("priv")
+            .into_iter()
+            .filter(|(_, st)| st == "running")
+            .map(|(name, _)| h.docker_ok(&["inspect", "-f", "{{.Image}}", &name]))
+            .collect()
+    };
+    wait_until(
+        "both hosts run the new build",
+        Duration::from_secs(60),
+        || {
+            let (a, b) = (runs(&h1), runs(&h2));
+            a == [new_id.clone()] && b == [new_id.clone()]
+        },
+    );
+    let events = h1.ok(&["events", "priv"]);
+    assert!(
+        events.contains(&format!(
+            "pulled {image} again: the owner runs another build of it"
+        )),
+        "{events}"
+    );
 }
