@@ -331,6 +331,9 @@ pub struct ConfigSetView {
     pub items: Vec<ConfigItemView>,
     /// Apps deployed with it, and whether each saw its last change.
     pub bound: Vec<BoundApp>,
+    /// The member that holds it, when another one does (its changes are made there).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub node: String,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -147,6 +147,26 @@ fn unknown_set(name: &str) -> CoreError {
 /// A set's items, unsealed: key -> (value, secret).
 type Items = BTreeMap<String, (String, bool)>;
 
+/// A set as its member publishes it to the others (`Kind::ConfigSet`).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SetRecord {
+    name: String,
+    #[serde(default)]
+    description: String,
+    revision: i64,
+    created_ms: i64,
+    updated_ms: i64,
+    items: Vec<RecordItem>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct RecordItem {
+    key: String,
+    value: String,
+    #[serde(default)]
+    secret: bool,
+}
+
 impl Ops {
     /// One change of a set at a time (read, merge, write).
     fn serial(&self) -> std::sync::MutexGuard<'_, ()> {
@@ -166,6 +186,7 @@ impl Ops {
             .core
             .store
             .config_set(name)?
+            .or_else(|| self.remote_set(name).map(|(row, ..)| row))
             .map(|row| {
                 row.items
                     .into_iter()
@@ -176,8 +197,113 @@ impl Ops {
             .unwrap_or_default())
     }
 
-    /// A set and its items, unsealed.
+    /// A set another member holds (the newest record of that name), with its items and
+    /// the member's id and name. Read only here: its changes are made there.
+    fn remote_set(&self, name: &str) -> Option<(ConfigSetRow, Items, String, String)> {
+        self.cluster
+            .remote(crate::cluster::state::Kind::ConfigSet)
+            .into_iter()
+            .filter(|r| r.body["name"].as_str() == Some(name))
+            .filter_map(|r| {
+                let rec: SetRecord = serde_json::from_value(r.body.clone()).ok()?;
+                Some((rec, r.node_id, r.node_name))
+            })
+            .max_by_key(|(rec, ..)| rec.updated_ms)
+            .map(|(rec, node_id, node_name)| {
+                let items: Items = rec
+                    .items
+                    .iter()
+                    .map(|i| (i.key.clone(), (i.value.clone(), i.secret)))
+                    .collect();
+                let row = ConfigSetRow {
+                    name: rec.name,
+                    description: rec.description,
+                    rev: rec.revision,
+                    created_ms: rec.created_ms,
+                    updated_ms: rec.updated_ms,
+                    items: rec
+                        .items
+                        .into_iter()
+                        .map(|i| ConfigItemRow {
+                            key: i.key,
+                            value: i.value.into_bytes(),
+                            secret: i.secret,
+                        })
+                        .collect(),
+                };
+                (row, items, node_id, node_name)
+            })
+    }
+
+    /// The member that holds set `name` when another one does (its changes are made there).
+    pub fn config_set_home(&self, name: &str) -> Option<String> {
+        if self.core.store.config_set(name).ok().flatten().is_some() {
+            return None;
+        }
+        self.remote_set(name).map(|(_, _, node, _)| node)
+    }
+
+    /// This host's sets as records for the other members (secret values in clear inside
+    /// the record, which travels and rests sealed).
+    pub(super) fn config_set_records(&self) -> Vec<(String, serde_json::Value)> {
+        let names = self.core.store.config_set_names().unwrap_or_default();
+        names
+            .into_iter()
+            .filter_map(|n| {
+                let (row, items) = self.open_local_set(&n).ok()?;
+                let rec = SetRecord {
+                    name: row.name,
+                    description: row.description,
+                    revision: row.rev,
+                    created_ms: row.created_ms,
+                    updated_ms: row.updated_ms,
+                    items: items
+                        .into_iter()
+                        .map(|(key, (value, secret))| RecordItem { key, value, secret })
+                        .collect(),
+                };
+                Some((n, serde_json::to_value(rec).ok()?))
+            })
+            .collect()
+    }
+
+    /// A set and its items, unsealed: this host's, else another member's (read only).
     fn open_set(&self, name: &str) -> Result<(ConfigSetRow, Items), CoreError> {
+        match self.open_local_set(name) {
+            Err(CoreError::NotFound(e)) => match self.remote_set(name) {
+                Some((row, items, ..)) => Ok((row, items)),
+                None => Err(CoreError::NotFound(e)),
+            },
+            r => r,
+        }
+    }
+
+    /// The current revision of set `name`, wherever it is held (0: none).
+    fn set_rev(&self, name: &str) -> i64 {
+        match self.core.store.config_set(name) {
+            Ok(Some(s)) => s.rev,
+            _ => self.remote_set(name).map_or(0, |(row, ..)| row.rev),
+        }
+    }
+
+    /// The apps of other owners bound to set `name`, with whether each is out of date (from
+    /// their app records).
+    fn remote_bound(&self, name: &str) -> Vec<BoundApp> {
+        self.cluster
+            .remote(crate::cluster::state::Kind::App)
+            .into_iter()
+            .filter(|r| r.body["config"]["name"].as_str() == Some(name))
+            .filter_map(|r| {
+                Some(BoundApp {
+                    app: r.body["name"].as_str()?.to_string(),
+                    out_of_date: r.body["config"]["out_of_date"].as_bool().unwrap_or(false),
+                })
+            })
+            .collect()
+    }
+
+    /// A set of this host and its items, unsealed.
+    fn open_local_set(&self, name: &str) -> Result<(ConfigSetRow, Items), CoreError> {
         let row = self
             .core
             .store
@@ -254,6 +380,12 @@ impl Ops {
 
     pub fn create_config_set(&self, w: ConfigSetWrite) -> Result<ConfigSetView, CoreError> {
         check_name(&w.name).map_err(CoreError::BadRequest)?;
+        if let Some((.., node)) = self.remote_set(&w.name) {
+            return Err(CoreError::Conflict(format!(
+                "config set {} exists on member {node}: change it with `berth configset set {}` (any member takes the change to it)",
+                w.name, w.name
+            )));
+        }
         let description = w.description.unwrap_or_default();
         Self::check_description(&description)?;
         let items = merged(&Items::new(), &w.items, &w.secret).map_err(CoreError::BadRequest)?;
@@ -275,7 +407,7 @@ impl Ops {
         w: ConfigSetWrite,
     ) -> Result<ConfigSetView, CoreError> {
         let _serial = self.serial();
-        let (row, old) = self.open_set(name)?;
+        let (row, old) = self.open_local_set(name)?;
         let description = w.description.unwrap_or(row.description);
         Self::check_description(&description)?;
         let items = merged(&old, &w.items, &w.secret).map_err(CoreError::BadRequest)?;
@@ -297,7 +429,7 @@ impl Ops {
         u: ConfigUnset,
     ) -> Result<ConfigSetView, CoreError> {
         let _serial = self.serial();
-        let (row, mut items) = self.open_set(name)?;
+        let (row, mut items) = self.open_local_set(name)?;
         if u.keys.is_empty() {
             return Err(CoreError::BadRequest(format!(
                 "nothing to unset: write `berth configset unset {name} KEY...`"
@@ -349,6 +481,13 @@ impl Ops {
 
     pub fn remove_config_set(&self, name: &str) -> Result<(), CoreError> {
         let _serial = self.serial();
+        let elsewhere: Vec<String> = self.remote_bound(name).into_iter().map(|b| b.app).collect();
+        if !elsewhere.is_empty() {
+            return Err(CoreError::Conflict(format!(
+                "config set {name} is bound to {} (on other members): deploy them without --config-set {name} (or remove them) first",
+                elsewhere.join(", ")
+            )));
+        }
         if !self.core.store.remove_config_set(name)? {
             return Err(unknown_set(name));
         }
@@ -362,12 +501,14 @@ impl Ops {
     }
 
     pub fn config_set_view(&self, name: &str) -> Result<ConfigSetView, CoreError> {
-        let row = self
-            .core
-            .store
-            .config_set(name)?
-            .ok_or_else(|| unknown_set(name))?;
-        let bound = self
+        let (row, node) = match self.core.store.config_set(name)? {
+            Some(row) => (row, String::new()),
+            None => self
+                .remote_set(name)
+                .map(|(row, _, _, node)| (row, node))
+                .ok_or_else(|| unknown_set(name))?,
+        };
+        let mut bound: Vec<BoundApp> = self
             .core
             .store
             .bound_apps(name)?
@@ -377,6 +518,9 @@ impl Ops {
                 out_of_date: rev != row.rev,
             })
             .collect();
+        bound.extend(self.remote_bound(name));
+        bound.sort_by(|a, b| a.app.cmp(&b.app));
+        bound.dedup_by(|a, b| a.app == b.app);
         Ok(ConfigSetView {
             items: row
                 .items
@@ -397,16 +541,19 @@ impl Ops {
             created_ms: row.created_ms,
             updated_ms: row.updated_ms,
             bound,
+            node,
         })
     }
 
+    /// This host's sets and the other members' (each with where it is held).
     pub fn config_sets(&self) -> Result<Vec<ConfigSetView>, CoreError> {
-        self.core
-            .store
-            .config_set_names()?
-            .iter()
-            .map(|n| self.config_set_view(n))
-            .collect()
+        let mut names: BTreeSet<String> = self.core.store.config_set_names()?.into_iter().collect();
+        for r in self.cluster.remote(crate::cluster::state::Kind::ConfigSet) {
+            if let Some(n) = r.body["name"].as_str() {
+                names.insert(n.to_string());
+            }
+        }
+        names.iter().map(|n| self.config_set_view(n)).collect()
     }
 
     /// `berth configset diff NAME -f app.yml`: the template's variables against the set.
@@ -468,11 +615,7 @@ impl Ops {
         if row.config_set.is_empty() {
             return Ok(None);
         }
-        let rev = self
-            .core
-            .store
-            .config_set(&row.config_set)?
-            .map_or(0, |s| s.rev);
+        let rev = self.set_rev(&row.config_set);
         if rev == row.set_rev {
             return Ok(None);
         }
@@ -527,6 +670,33 @@ impl Ops {
     pub async fn apply_config_set(&self, name: &str) -> Result<Vec<ConfigApplied>, CoreError> {
         self.open_set(name)?;
         let mut out = Vec::new();
+        // Apps of other owners: their owners redeploy them (a redeploy of an app bound to
+        // a changed set parses it again with the new values).
+        for b in self
+            .remote_bound(name)
+            .into_iter()
+            .filter(|b| b.out_of_date)
+        {
+            let Some(owner) = self.remote_owner(&b.app) else {
+                continue;
+            };
+            let url = format!("/v1/apps/{}/redeploy", b.app);
+            let error = match self.cluster.forward(&owner, "POST", &url, b"{}").await {
+                Ok(r) if (200..300).contains(&r.status) => None,
+                Ok(r) => Some(
+                    serde_json::from_str::<serde_json::Value>(&r.body)
+                        .ok()
+                        .and_then(|v| v["error"].as_str().map(str::to_string))
+                        .unwrap_or(r.body),
+                ),
+                Err(e) => Some(e.to_string()),
+            };
+            out.push(ConfigApplied {
+                app: b.app,
+                versions: Vec::new(),
+                error,
+            });
+        }
         for (app, _, _) in self.core.store.bound_apps(name)? {
             let done = match self.stale_inputs(&app)? {
                 None => Ok(Vec::new()),
@@ -560,7 +730,11 @@ impl Ops {
             .unwrap_or_default()
             .into_iter()
             .map(|(app, set, rev)| {
-                let out_of_date = revs.get(&set).is_none_or(|r| *r != rev);
+                let current = revs
+                    .get(&set)
+                    .copied()
+                    .unwrap_or_else(|| self.set_rev(&set));
+                let out_of_date = current != rev;
                 (
                     app,
                     crate::wire::BoundSet {

@@ -360,6 +360,9 @@ impl Ops {
                 serde_json::json!({ "app": a, "assignments": placed, "claims": batches, "files": files, "volumes": volumes, "registries": registries, "images": images }),
             ));
         }
+        for (name, body) in self.config_set_records() {
+            records.push((Kind::ConfigSet, name, body));
+        }
         self.cluster
             .publish(
                 &[
@@ -368,6 +371,7 @@ impl Ops {
                     Kind::Instance,
                     Kind::Event,
                     Kind::Spec,
+                    Kind::ConfigSet,
                 ],
                 records,
             )

@@ -373,13 +373,33 @@ async fn handle(req: Request<Incoming>, ctx: Arc<Ctx>) -> Response<Body> {
                 Some(m) => (m.id.node != ops.cluster().node_id()).then_some(m.id.node),
             }
         }
-        r => r.owned_app().and_then(|app| ops.remote_owner(app)),
+        r => r
+            .owned_app()
+            .and_then(|app| ops.remote_owner(app))
+            .or_else(|| r.owned_config_set().and_then(|s| ops.config_set_home(s))),
     };
     if let Some(node) = elsewhere {
         let body = match body_of(&route, req, &ctx).await {
             Ok(b) => b,
             Err(r) => return respond(r),
         };
+        // The member that holds a config set runs the change as its own: who may touch its
+        // secret items is decided here, where the caller is known.
+        if route.owned_config_set().is_some()
+            && let Some((name, role)) = &who
+            && crate::agent::access::rank(role) < crate::agent::access::rank("admin")
+            && let Ok(cmd) = Command::new(route.clone(), &body)
+        {
+            if cmd.writes_secrets() {
+                return respond(error(
+                    403,
+                    &format!("access {name} has role {role}; secret config items need admin"),
+                ));
+            }
+            if let Some(refused) = touches_secret(&cmd, ops, name, role) {
+                return respond(refused);
+            }
+        }
         return respond(forward_to(ops, &node, &method, &url, &body).await);
     }
     match route {
@@ -637,6 +657,10 @@ async fn run_forwarded(
                         | Route::ListJobs { local: true }
                         | Route::JobHere { .. }
                         | Route::RestartHere { .. }
+                        | Route::SetConfigItems(_)
+                        | Route::UnsetConfigItems(_)
+                        | Route::RemoveConfigSet(_)
+                        | Route::ApplyConfigSet(_)
                         | Route::Logs(LogsParams {
                             local: true,
                             follow: false,

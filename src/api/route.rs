@@ -257,6 +257,17 @@ impl Route {
         )
     }
 
+    /// The config set a change is about: made by the member that holds the set.
+    pub fn owned_config_set(&self) -> Option<&str> {
+        match self {
+            Route::SetConfigItems(n)
+            | Route::UnsetConfigItems(n)
+            | Route::RemoveConfigSet(n)
+            | Route::ApplyConfigSet(n) => Some(n),
+            _ => None,
+        }
+    }
+
     /// The app a route is about, for the routes a member that does not own the app hands
     /// to its owner (reads of one app and every change to it; `logs -f` streams, so it is
     /// not among them yet).

@@ -93,6 +93,9 @@ fn show(s: &ConfigSetView) {
         s.revision,
         time_ms(s.updated_ms)
     );
+    if !s.node.is_empty() {
+        println!("held by:     member {}", s.node);
+    }
     let bound: Vec<String> = s
         .bound
         .iter()
@@ -199,11 +202,19 @@ pub fn configset(client: &Client, cmd: ConfigSetCommand) -> Result<()> {
                             (n, k) => format!("{n} ({k} out of date)"),
                         },
                         time_ms(s.updated_ms),
+                        if s.node.is_empty() {
+                            "here".into()
+                        } else {
+                            s.node.clone()
+                        },
                         s.description.clone(),
                     ]
                 })
                 .collect();
-            table(&["NAME", "ITEMS", "APPS", "UPDATED", "DESCRIPTION"], &rows);
+            table(
+                &["NAME", "ITEMS", "APPS", "UPDATED", "HELD BY", "DESCRIPTION"],
+                &rows,
+            );
         }
         ConfigSetCommand::Show { name, json } => {
             let v: ConfigSetView = client.get(&format!("/v1/configsets/{name}"))?;

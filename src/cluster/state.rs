@@ -17,6 +17,9 @@ pub enum Kind {
     /// An app as its owner stores it, with its assignments (protocol 3): what a member that
     /// placement gave slots of it runs them from.
     Spec,
+    /// A config set as the member that holds it keeps it (its items, secret ones in clear:
+    /// records travel and rest sealed).
+    ConfigSet,
     /// A kind a newer member publishes that this build does not know: ignored.
     #[serde(other)]
     Unknown,

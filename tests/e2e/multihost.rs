@@ -2164,3 +2164,117 @@ fn a_private_image_reaches_the_member_running_its_slot_with_the_owners_login() {
         "{events}"
     );
 }
+
+/// The environment of `app`'s one running container on `h`.
+fn env_on(h: &Agent, app: &str) -> Vec<String> {
+    let running: Vec<_> = h
+        .running(app)
+        .into_iter()
+        .filter(|i| i.node == h.name)
+        .collect();
+    assert_eq!(running.len(), 1, "{running:?}");
+    let out = h.docker_ok(&[
+        "inspect",
+        "-f",
+        "{{json .Config.Env}}",
+        &running[0].container_id,
+    ]);
+    serde_json::from_str(out.trim()).expect("env list")
+}
+
+#[test]
+fn a_config_set_made_on_one_host_binds_changes_and_applies_from_the_others() {
+    let test = "multihost::a_config_set_made_on_one_host_binds_changes_and_applies_from_the_others";
+    let Some(bed) = Bed::up(test, 2) else { return };
+    let h1 = bed.agent(1, &[], &[]);
+    let h2 = bed.agent(2, &[1], &[]);
+    form(&[&h1, &h2]);
+    records_on(&h1, 2);
+    h1.ok(&[
+        "configset",
+        "create",
+        "shared",
+        "-e",
+        "GREETING=hello",
+        "-e",
+        "PW=s3cr3t-value",
+        "--secret",
+        "PW",
+    ]);
+    wait_until("h2 lists h1's set", Duration::from_secs(15), || {
+        let ls = h2.ok(&["configset", "ls"]);
+        ls.contains("shared") && ls.contains("h1")
+    });
+    let shown = h2.ok(&["configset", "show", "shared"]);
+    assert!(
+        shown.contains("held by:     member h1") && !shown.contains("s3cr3t-value"),
+        "{shown}"
+    );
+    let e = h2.fails(&["configset", "create", "shared", "-e", "A=1"]);
+    assert!(e.contains("exists on member h1"), "{e}");
+
+    // Deployed through h2 (and owned there) with h1's set.
+    let p = h2.template(
+        "cfg",
+        &format!(
+            "services:\n  app:\n    image: {IMAGE}\n    command: sleep 600\n    stop_grace_period: 1s\n    environment:\n      - GREETING=${{GREETING}}\n      - PW=${{PW}}\n      - constraint:node==h2\n"
+        ),
+    );
+    h2.ok(&[
+        "deploy",
+        "-f",
+        p.to_str().unwrap(),
+        "--name",
+        "cfg",
+        "--config-set",
+        "shared",
+        "--timeout",
+        "60",
+    ]);
+    let env = env_on(&h2, "cfg");
+    assert!(env.iter().any(|e| e == "GREETING=hello"), "{env:?}");
+    assert!(env.iter().any(|e| e == "PW=s3cr3t-value"), "{env:?}");
+
+    // Changed through h2: made by h1, which holds it; cfg on h2 is out of date, and h1 sees
+    // it bound.
+    let out = h2.ok(&["configset", "set", "shared", "GREETING=bonjour"]);
+    assert!(out.contains("revision 2"), "{out}");
+    wait_until("cfg out of date on h2", Duration::from_secs(15), || {
+        h2.ok(&["apps"]).contains("config set shared changed")
+    });
+    wait_until(
+        "h1 sees cfg bound and out of date",
+        Duration::from_secs(15),
+        || {
+            h1.ok(&["configset", "show", "shared"])
+                .contains("cfg (out of date)")
+        },
+    );
+    let e = h1.fails(&["configset", "rm", "shared"]);
+    assert!(e.contains("bound to cfg"), "{e}");
+    // An operator on h2 may not replace the secret of a set h1 holds.
+    let op = h2
+        .ok(&["access", "create", "ci", "--role", "operator"])
+        .trim()
+        .to_string();
+    let o = h2
+        .follow_command(&["configset", "set", "shared", "PW=mine"])
+        .env("BERTH_TOKEN", &op)
+        .env_remove("BERTH_TOKEN_FILE")
+        .output()
+        .expect("cli");
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("item PW of config set shared is secret"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+
+    // Applied on h1: h2, cfg's owner, deploys it again with the new value.
+    let out = h1.ok(&["configset", "apply", "shared"]);
+    assert!(out.contains("cfg"), "{out}");
+    wait_until("cfg runs the new value", Duration::from_secs(60), || {
+        h2.running("cfg").len() == 1 && env_on(&h2, "cfg").iter().any(|e| e == "GREETING=bonjour")
+    });
+    assert!(!h2.ok(&["apps"]).contains("config set shared changed"));
+}
