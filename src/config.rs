@@ -202,6 +202,12 @@ pub struct RouterSection {
     /// kept. From anyone else the router sets them itself. Default: none.
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
+    /// A path the router answers 200 on while it serves, for an outside load balancer's
+    /// health check (on requests no route takes). Default "/haproxy-monitor"; "" for none.
+    pub health_uri: Option<String>,
+    /// An HTML file the router answers a 503 (no healthy instance) with. Default: a line
+    /// of text naming the service.
+    pub error_page: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -615,7 +621,44 @@ fn router_limits(r: &RouterSection) -> Result<crate::router::Limits, ConfigError
         )?,
         max_header_bytes,
         trusted_proxies: trusted,
+        health_uri: match &r.health_uri {
+            None => d.health_uri,
+            Some(u) if u.is_empty() => String::new(),
+            Some(u) if u.starts_with('/') && u.len() <= 256 && !u.contains(['?', '#', ' ']) => {
+                u.clone()
+            }
+            Some(u) => {
+                return Err(ConfigError::Value {
+                    what: "[router] health_uri",
+                    value: u.clone(),
+                    hint: "write a path like /haproxy-monitor (or \"\" for none)",
+                });
+            }
+        },
+        error_page: match &r.error_page {
+            None => None,
+            Some(p) => Some(std::sync::Arc::new(read_error_page(p)?)),
+        },
     })
+}
+
+/// The `[router] error_page` file, read once (at most 256 KiB).
+fn read_error_page(p: &std::path::Path) -> Result<bytes::Bytes, ConfigError> {
+    use std::io::Read;
+    let bad = |why: String| ConfigError::Value {
+        what: "[router] error_page",
+        value: format!("{} ({why})", p.display()),
+        hint: "write the path of a readable HTML file of at most 256 KiB",
+    };
+    let f = std::fs::File::open(p).map_err(|e| bad(e.to_string()))?;
+    let mut buf = Vec::new();
+    f.take(crate::router::MAX_ERROR_PAGE + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| bad(e.to_string()))?;
+    if buf.len() as u64 > crate::router::MAX_ERROR_PAGE {
+        return Err(bad("over 256 KiB".into()));
+    }
+    Ok(bytes::Bytes::from(buf))
 }
 
 #[cfg(test)]

@@ -16,6 +16,10 @@ pub struct AppSpec {
     pub services: BTreeMap<String, std::sync::Arc<ServiceSpec>>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub volumes: BTreeMap<String, VolumeSpec>,
+    /// Services that are an address outside (the seed's `external:`): no container; the
+    /// other services reach each by its name (and link aliases) on the app network.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub externals: BTreeMap<String, ExternalService>,
     /// Things berth kept but did not understand (unknown labels); shown to the user.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
@@ -23,6 +27,15 @@ pub struct AppSpec {
     /// `configs/NAME`), which a deploy writes into the data directory: never stored or shown.
     #[serde(skip)]
     pub file_values: BTreeMap<String, String>,
+}
+
+/// An address outside the app that a name on its network stands for (`external: host:
+/// ports:`): connections to the name's ports are forwarded to `host` (resolved at each
+/// connection, so a changed DNS answer is followed).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ExternalService {
+    pub host: String,
+    pub ports: Vec<u16>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -180,6 +193,11 @@ pub struct ServiceSpec {
     pub links: Vec<Link>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub external_links: Vec<Link>,
+    /// `external_links` entries naming a `.local` route (`restserver.local[:alias]`): the
+    /// name resolves on the app network to the router's internal side (the seed's routing
+    /// container), which routes it by Host; never an engine link.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub local_routes: Vec<Link>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hostname: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

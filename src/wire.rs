@@ -170,7 +170,7 @@ pub struct ServiceStatus {
     pub auto: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct InstanceView {
     pub app: String,
     pub service: String,
@@ -207,6 +207,10 @@ pub struct InstanceView {
     /// For a row of a host that is not alive: its state and when it was last heard.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stale: Option<String>,
+    /// Where its service is reached from outside: URLs of its routes (its labels', or its
+    /// default `<service>.<app>.<domain>`), `tcp://ADDRESS:PORT` of its `lb.port_N`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub endpoints: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

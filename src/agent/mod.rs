@@ -919,19 +919,35 @@ impl Core {
         *last = errors;
     }
 
+    /// Starts the router's internal side (`.local` routes) and points the holders of
+    /// `.local` names at it.
+    pub fn start_internal_router(
+        &self,
+        stop: tokio::sync::watch::Receiver<bool>,
+    ) -> std::io::Result<std::net::SocketAddr> {
+        let addr = self.router.start_internal(stop)?;
+        self.names.set_router(addr);
+        Ok(addr)
+    }
+
     /// Keeps a holder for each service of an app running here that also runs on other
     /// members, listening on its ports, and where its connections go (`names`).
     async fn update_names(&self, apps: &[StoredApp], instances: &[crate::model::Instance]) {
         use std::sync::atomic::Ordering;
         let fleet = self.fleet();
-        if fleet.is_none() && self.names_clean.load(Ordering::Relaxed) {
+        let externals = apps.iter().any(|a| {
+            !a.spec.externals.is_empty()
+                || a.spec.services.values().any(|s| !s.local_routes.is_empty())
+        });
+        if fleet.is_none() && !externals && self.names_clean.load(Ordering::Relaxed) {
             return;
         }
         let specs: Vec<&crate::model::AppSpec> = apps.iter().map(|a| &a.spec).collect();
-        let want = match &fleet {
-            Some(f) => plan::names::wanted(&specs, instances, &f.elsewhere),
-            None => BTreeMap::new(),
-        };
+        let elsewhere = fleet
+            .as_ref()
+            .map(|f| f.elsewhere.as_slice())
+            .unwrap_or(&[]);
+        let want = plan::names::wanted(&specs, instances, elsewhere);
         let mut local: BTreeMap<(String, String), Vec<std::net::IpAddr>> = BTreeMap::new();
         for i in instances.iter().filter(|i| plan::is_ready(i)) {
             if let Ok(ip) = i.ip.parse() {

@@ -53,6 +53,8 @@ pub struct Names {
     table: Arc<RwLock<Arc<Table>>>,
     bound: Mutex<HashMap<String, Bound>>,
     hub: Arc<std::sync::OnceLock<Weak<crate::cluster::hub::Hub>>>,
+    /// The router's internal side, where `.local` names are carried.
+    router: Arc<std::sync::OnceLock<SocketAddr>>,
     next: Arc<AtomicUsize>,
     conns: Arc<tokio::sync::Semaphore>,
     /// Connections one holder may have carried at once ([`PER_HOLDER`]).
@@ -67,6 +69,7 @@ impl Default for Names {
             table: Arc::default(),
             bound: Mutex::default(),
             hub: Arc::default(),
+            router: Arc::default(),
             next: Arc::default(),
             conns: Arc::new(tokio::sync::Semaphore::new(MAX_CONNS)),
             per_holder: PER_HOLDER,
@@ -76,6 +79,11 @@ impl Default for Names {
 }
 
 impl Names {
+    /// Where `.local` names are carried: the router's internal side.
+    pub fn set_router(&self, addr: SocketAddr) {
+        let _ = self.router.set(addr);
+    }
+
     /// Connects the names to the cluster: connections to other members' instances go
     /// through `hub`, and streams other members open here go to this host's instances.
     pub fn attach(&self, hub: &Arc<crate::cluster::hub::Hub>) {
@@ -227,6 +235,7 @@ impl Names {
     ) -> impl std::future::Future<Output = ()> + Send + 'static {
         let table = self.table.clone();
         let hub = self.hub.clone();
+        let router = self.router.clone();
         let next = self.next.clone();
         let conns = self.conns.clone();
         let per_holder = self.per_holder;
@@ -251,9 +260,10 @@ impl Names {
                 let hub = hub.get().and_then(|h| h.upgrade());
                 let start = next.fetch_add(1, Ordering::Relaxed);
                 let key = key.clone();
+                let router = router.get().copied();
                 tokio::spawn(async move {
                     let _held = (permit, slot);
-                    carry(conn, &key, port, &targets, start, hub).await;
+                    carry(conn, &key, port, &targets, start, hub, router).await;
                 });
             }
         }
@@ -268,6 +278,7 @@ async fn carry(
     targets: &[Target],
     start: usize,
     hub: Option<Arc<crate::cluster::hub::Hub>>,
+    router: Option<SocketAddr>,
 ) {
     let _ = conn.set_nodelay(true);
     for k in 0..targets.len() {
@@ -277,6 +288,42 @@ async fn carry(
                 let Ok(Ok(up)) =
                     tokio::time::timeout(CONNECT_TIME, tokio::net::TcpStream::connect(to)).await
                 else {
+                    continue;
+                };
+                let _ = up.set_nodelay(true);
+                if let Err(e) = crate::listen::splice_idle(conn, up, IDLE).await {
+                    tracing::debug!(app, service, error = %e, "a connection ended");
+                }
+                return;
+            }
+            Target::Router => {
+                let Some(to) = router else { continue };
+                let Ok(Ok(up)) =
+                    tokio::time::timeout(CONNECT_TIME, tokio::net::TcpStream::connect(to)).await
+                else {
+                    continue;
+                };
+                let _ = up.set_nodelay(true);
+                if let Err(e) = crate::listen::splice_idle(conn, up, IDLE).await {
+                    tracing::debug!(app, service, error = %e, "a connection ended");
+                }
+                return;
+            }
+            Target::Outside(host) => {
+                // Resolved now, so a changed DNS answer is followed.
+                let Ok(Ok(up)) = tokio::time::timeout(
+                    CONNECT_TIME,
+                    tokio::net::TcpStream::connect((host.as_str(), port)),
+                )
+                .await
+                else {
+                    tracing::debug!(
+                        app,
+                        service,
+                        host,
+                        port,
+                        "an external service did not answer"
+                    );
                     continue;
                 };
                 let _ = up.set_nodelay(true);

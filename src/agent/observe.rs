@@ -156,6 +156,52 @@ impl Ops {
         text
     }
 
+    /// `GET /metrics/APP/SERVICE`: the series of one service labelled
+    /// `monitoring.addon.prometheus` on this host (its containers' and its custom metrics),
+    /// so a Prometheus scrapes one app without the host's series.
+    pub fn prometheus_service(&self, app: &str, service: &str) -> Result<String, CoreError> {
+        let spec = match self.core.store.get_app(app)? {
+            Some(a) => Some(a.spec),
+            None => self
+                .cluster()
+                .remote(crate::cluster::state::Kind::Spec)
+                .into_iter()
+                .filter_map(|r| {
+                    serde_json::from_value::<crate::store::StoredApp>(r.body["app"].clone()).ok()
+                })
+                .find(|a| a.spec.name == app)
+                .map(|a| a.spec),
+        };
+        let spec = spec.ok_or_else(|| CoreError::NotFound(format!("no app named {app:?}")))?;
+        let svc = spec
+            .services
+            .get(service)
+            .ok_or_else(|| CoreError::NotFound(format!("{app} has no service {service:?}")))?;
+        if svc
+            .ext
+            .monitoring
+            .as_ref()
+            .and_then(|m| m.prometheus.as_ref())
+            .is_none()
+        {
+            return Err(CoreError::NotFound(format!(
+                "{app}/{service} has no `monitoring.addon.prometheus` label: add it to the service to serve its metrics here (the host's are at /metrics)"
+            )));
+        }
+        let snap = self.core.metrics.latest().unwrap_or_default();
+        let mut text = crate::metrics::prom::encode_service(&snap, app, service);
+        let custom = self.core.metrics.custom();
+        let mine: Vec<&crate::metrics::line::Point> = custom
+            .iter()
+            .filter(|p| {
+                p.tags.iter().any(|(k, v)| k == "app" && v == app)
+                    && p.tags.iter().any(|(k, v)| k == "service" && v == service)
+            })
+            .collect();
+        text.push_str(&crate::metrics::prom::encode_points(&mine));
+        Ok(text)
+    }
+
     pub fn alarms(&self) -> Vec<AlarmRule> {
         super::telemetry::alarm_rules(&self.core)
     }

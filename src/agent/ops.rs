@@ -1356,6 +1356,7 @@ impl Ops {
             app.warnings.extend(w);
         }
         self.warn_https_without_certificate(&mut app);
+        self.warn_unresolved_externals(&mut app).await;
         let diff = ServiceDiff::of(&app, previous.as_ref());
         let releases = self.choose_releases(&app, &diff.changed, req.blue_green, traffic_none)?;
         self.ensure_images(app.services.values().map(|s| &**s), req.pull)
@@ -1440,6 +1441,36 @@ impl Ops {
             ..Default::default()
         })
         .await
+    }
+
+    /// An `external:` service whose host does not resolve from here: a warning and an
+    /// event, not a failure (the address may come later; connections fail until it does).
+    async fn warn_unresolved_externals(&self, app: &mut AppSpec) {
+        let mut warnings = Vec::new();
+        for (name, ext) in &app.externals {
+            let port = ext.ports.first().copied().unwrap_or(1);
+            let found = tokio::time::timeout(
+                std::time::Duration::from_secs(3),
+                tokio::net::lookup_host((ext.host.as_str(), port)),
+            )
+            .await;
+            let why = match found {
+                Ok(Ok(mut addrs)) => match addrs.next() {
+                    Some(_) => continue,
+                    None => "no address".to_string(),
+                },
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => "no answer within 3 s".to_string(),
+            };
+            let w = format!(
+                "external service {name}: host {} does not resolve from this host ({why}); connections to {name} fail until it does",
+                ext.host
+            );
+            self.core
+                .event(crate::model::EventKind::Deploy, &app.name, name, &w);
+            warnings.push(w);
+        }
+        app.warnings.extend(warnings);
     }
 
     /// Affinity rules are checked against the other apps on this host (warnings only).
@@ -1826,7 +1857,40 @@ impl Ops {
             other => other?,
         };
         list.extend(remote);
+        list.extend(self.external_rows(app)?);
         Ok(list)
+    }
+
+    /// A row per `external:` service of the apps listed (this host's and the other
+    /// members'): where its name leads.
+    fn external_rows(&self, app: Option<&str>) -> Result<Vec<InstanceView>, CoreError> {
+        let mut specs: BTreeMap<String, crate::model::AppSpec> = BTreeMap::new();
+        for r in self.cluster.remote(crate::cluster::state::Kind::Spec) {
+            if let Ok(a) = serde_json::from_value::<crate::store::StoredApp>(r.body["app"].clone())
+            {
+                specs.insert(a.spec.name.clone(), a.spec);
+            }
+        }
+        for a in self.core.store.apps_shared()?.iter() {
+            specs.insert(a.spec.name.clone(), a.spec.clone());
+        }
+        let mut out = Vec::new();
+        for spec in specs.values().filter(|s| app.is_none_or(|a| a == s.name)) {
+            for (name, ext) in &spec.externals {
+                let ports: Vec<String> = ext.ports.iter().map(u16::to_string).collect();
+                out.push(InstanceView {
+                    app: spec.name.clone(),
+                    service: name.clone(),
+                    name: format!("{}_{name}", spec.name),
+                    state: "external".into(),
+                    status: format!("-> {}:{}", ext.host, ports.join(",")),
+                    exposed: ext.ports.clone(),
+                    up_to_date: true,
+                    ..InstanceView::default()
+                });
+            }
+        }
+        Ok(out)
     }
 
     async fn local_ps(&self, app: Option<&str>) -> Result<Vec<InstanceView>, CoreError> {
@@ -1870,6 +1934,18 @@ impl Ops {
                     let x = a.spec.services.get(&i.service)?.ext.auto_scaling.as_ref()?;
                     Some(format!("{} ({})", a.replicas(&i.service), x.bounds()))
                 });
+                let endpoints = stored
+                    .and_then(|a| a.spec.services.get(&i.service))
+                    .map(|svc| {
+                        crate::router::table::service_endpoints(
+                            &i.app,
+                            &i.service,
+                            svc,
+                            &self.core.router_domain,
+                            self.core.router.tcp_ip(),
+                        )
+                    })
+                    .unwrap_or_default();
                 InstanceView {
                     container_id: i.id.chars().take(12).collect(),
                     state: i.state.as_str().into(),
@@ -1885,6 +1961,7 @@ impl Ops {
                     autoscale,
                     node: self.core.node_name.clone(),
                     stale: None,
+                    endpoints,
                     created: i.created,
                     status: i.status,
                     health: i.health.as_str().into(),

@@ -215,6 +215,7 @@ pub async fn metrics_loop(core: Arc<Core>, mut shutdown: tokio::sync::watch::Rec
                             let points =
                                 super::custom::collect(&core, &apps, &instances, at, &http, &mut r)
                                     .await;
+                            core.metrics.set_custom(points.clone());
                             if !points.is_empty() {
                                 queue(&core, &apps, &global, &report, &points);
                             }

@@ -924,6 +924,7 @@ mod tests {
             name: "a".into(),
             labels: BTreeMap::new(),
             services: BTreeMap::new(),
+            externals: BTreeMap::new(),
             volumes: BTreeMap::from([(
                 "d".to_string(),
                 crate::model::VolumeSpec {

@@ -283,7 +283,8 @@ async fn handle(req: Request<Incoming>, ctx: Arc<Ctx>) -> Response<Body> {
         .flatten()
         .filter(|id| ctx.sessions.check(id, now));
     if !(route.public()
-        || (route == Route::Prometheus && ops.settings().metrics.prometheus_public)
+        || (matches!(route, Route::Prometheus | Route::PrometheusService { .. })
+            && ops.settings().metrics.prometheus_public)
         || bearer
         || session.is_some())
     {
@@ -813,6 +814,11 @@ fn run(cmd: Command, ops: &Ops, rt: &tokio::runtime::Handle) -> Reply {
             Command::Prometheus => (
                 200,
                 ops.prometheus().into_bytes(),
+                "text/plain; version=0.0.4; charset=utf-8",
+            ),
+            Command::PrometheusService { app, service } => (
+                200,
+                ops.prometheus_service(&app, &service)?.into_bytes(),
                 "text/plain; version=0.0.4; charset=utf-8",
             ),
             Command::Top { app, local: true } => json(200, &ops.top(app.as_deref())),

@@ -152,6 +152,12 @@ pub enum Route {
     },
     /// Prometheus exposition (`GET /metrics`).
     Prometheus,
+    /// One service's own exposition (`GET /metrics/APP/SERVICE`), for a service labelled
+    /// `monitoring.addon.prometheus`: its containers' series and its custom metrics.
+    PrometheusService {
+        app: String,
+        service: String,
+    },
     Top {
         app: Option<String>,
         /// This host's containers only (what a member asks another for).
@@ -449,6 +455,10 @@ pub enum Command {
         confirm: bool,
     },
     Prometheus,
+    PrometheusService {
+        app: String,
+        service: String,
+    },
     Top {
         app: Option<String>,
         /// This host's containers only (what a member asks another for).
@@ -637,6 +647,9 @@ impl Command {
                 confirm,
             },
             Route::Prometheus => Command::Prometheus,
+            Route::PrometheusService { app, service } => {
+                Command::PrometheusService { app, service }
+            }
             Route::Top { app, local } => Command::Top { app, local },
             Route::MetricsHistory { app } => Command::MetricsHistory { app },
             Route::ListAlarms => Command::ListAlarms,
@@ -1140,6 +1153,10 @@ pub fn parse_request(method: &str, url: &str) -> Result<Route, RouteError> {
                 .min(60),
         },
         (["metrics"], "GET") => Route::Prometheus,
+        (["metrics", app, svc], "GET") => Route::PrometheusService {
+            app: app_name(app)?,
+            service: service_name(svc)?,
+        },
         (["v1", "top"], "GET") => Route::Top {
             app: get("app")
                 .filter(|a| !a.is_empty())
@@ -1573,6 +1590,11 @@ mod tests {
         ),
         ("GET", "/v1/events?after=-", Err(400)),
         ("GET", "/metrics", Ok("Prometheus")),
+        (
+            "GET",
+            "/metrics/shop/web",
+            Ok("PrometheusService { app: \"shop\", service: \"web\" }"),
+        ),
         ("POST", "/metrics", Err(405)),
         (
             "GET",

@@ -1268,6 +1268,11 @@ fn ps(client: &Client, app: Option<&str>, json: bool) -> Result<()> {
                 } else {
                     i.status.clone()
                 },
+                if i.endpoints.is_empty() {
+                    "-".into()
+                } else {
+                    i.endpoints.join(",")
+                },
             ]
         })
         .collect();
@@ -1283,6 +1288,7 @@ fn ps(client: &Client, app: Option<&str>, json: bool) -> Result<()> {
             "PORTS",
             "NODE",
             "STARTED",
+            "ENDPOINTS",
         ],
         &rows,
     );

@@ -91,6 +91,13 @@ impl Daemon {
             );
         }
         let (routers, stop_rx) = tokio::sync::watch::channel(false);
+        // `.local` routes: served to the app networks only, through the holders.
+        match core.start_internal_router(stop_rx.clone()) {
+            Ok(addr) => tracing::debug!(%addr, "router's internal side listening"),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot start the router's internal side: .local routes are not served")
+            }
+        }
         if let Some(addr) = cfg.router_http {
             core.router
                 .start_http(addr, stop_rx.clone())

@@ -70,6 +70,8 @@ pub struct Hub {
     /// Log lines dropped since start because they could not be stored (disk full).
     pub log_lines_dropped: Arc<AtomicU64>,
     senders: Mutex<BTreeMap<String, Sender>>,
+    /// The custom metrics of the last cycle (`monitoring.script`/`http`), tagged.
+    custom: Mutex<Arc<Vec<line::Point>>>,
 }
 
 /// A running sender thread and the mode it is told to run in.
@@ -79,6 +81,18 @@ struct Sender {
 }
 
 impl Hub {
+    /// Keeps the custom points of the last cycle (for the services' own Prometheus paths).
+    pub fn set_custom(&self, points: Vec<line::Point>) {
+        *self.custom.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(points);
+    }
+
+    pub fn custom(&self) -> Arc<Vec<line::Point>> {
+        self.custom
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     pub fn latest(&self) -> Option<Arc<collect::Snapshot>> {
         self.latest
             .read()

@@ -1,7 +1,7 @@
 //! Prometheus text format 0.0.4 (pure): cAdvisor's container names, node_exporter's host
 //! names, and berth's own figures.
 
-use super::collect::{Snapshot, container_tags};
+use super::collect::{ContainerSample, Snapshot, container_tags};
 use std::fmt::Write;
 
 /// berth's own figures at scrape time.
@@ -139,11 +139,13 @@ impl Family<'_> {
     }
 }
 
-/// The whole exposition.
-pub fn encode(s: &Snapshot, own: &Own) -> String {
-    let mut out = String::with_capacity(4096 + s.containers.len() * 2048);
-    let mut f = Family { out: &mut out };
-    let running: Vec<_> = s.containers.iter().filter(|c| c.stats.is_some()).collect();
+/// cAdvisor's container families for the containers `keep` takes.
+fn container_families(s: &Snapshot, keep: &dyn Fn(&ContainerSample) -> bool, f: &mut Family) {
+    let running: Vec<_> = s
+        .containers
+        .iter()
+        .filter(|c| c.stats.is_some() && keep(c))
+        .collect();
     // Container label sets: cAdvisor's `id`, `name`, `image` plus berth's tags.
     let labels: Vec<Vec<(String, String)>> = running
         .iter()
@@ -358,16 +360,10 @@ pub fn encode(s: &Snapshot, own: &Own) -> String {
             }
         }
     }
-    // cAdvisor's machine figures.
-    let machine: Vec<(&str, &str)> = m_labels(&s.sample);
-    f.head("machine_cpu_cores", "gauge", "Number of logical CPU cores.");
-    f.sample("machine_cpu_cores", &machine, s.sample.n_cpus() as f64);
-    f.head(
-        "machine_memory_bytes",
-        "gauge",
-        "Amount of memory installed on the machine.",
-    );
-    f.sample("machine_memory_bytes", &machine, host_total as f64);
+}
+
+/// `berth_container_running` for the containers `keep` takes.
+fn running_family(s: &Snapshot, keep: &dyn Fn(&ContainerSample) -> bool, f: &mut Family) {
     // Every container berth knows, running or not (cAdvisor has no equivalent; kube-state's
     // naming): 1 for the state it is in.
     f.head(
@@ -375,7 +371,7 @@ pub fn encode(s: &Snapshot, own: &Own) -> String {
         "gauge",
         "1 when the container runs, else 0.",
     );
-    for c in &s.containers {
+    for c in s.containers.iter().filter(|c| keep(c)) {
         let slot = c.target.slot.to_string();
         f.sample(
             "berth_container_running",
@@ -390,6 +386,99 @@ pub fn encode(s: &Snapshot, own: &Own) -> String {
             if c.stats.is_some() { 1.0 } else { 0.0 },
         );
     }
+}
+
+/// One service's series only (`monitoring.addon.prometheus`): its containers' cAdvisor
+/// families and `berth_container_running`, none of the host's or the other apps'.
+pub fn encode_service(s: &Snapshot, app: &str, service: &str) -> String {
+    let mut out = String::with_capacity(4096);
+    let mut f = Family { out: &mut out };
+    let keep = |c: &ContainerSample| c.target.app == app && c.target.service == service;
+    container_families(s, &keep, &mut f);
+    running_family(s, &keep, &mut f);
+    out
+}
+
+/// Custom points (line protocol from `monitoring.script`/`http`) as Prometheus text, named
+/// as Telegraf's prometheus_client output names them: `<measurement>_<field>`, the tags as
+/// labels; numbers and booleans (1/0) only, strings have no Prometheus form.
+pub fn encode_points(points: &[&super::line::Point]) -> String {
+    type Labelled = (Vec<(String, String)>, f64);
+    let mut by_name: std::collections::BTreeMap<String, Vec<Labelled>> =
+        std::collections::BTreeMap::new();
+    for p in points {
+        for (field, v) in &p.fields {
+            let value = match v {
+                super::line::Value::Float(f) => *f,
+                super::line::Value::Int(i) => *i as f64,
+                super::line::Value::UInt(u) => *u as f64,
+                super::line::Value::Bool(b) => f64::from(u8::from(*b)),
+                super::line::Value::Str(_) => continue,
+            };
+            let name = metric_name(&format!("{}_{field}", p.measurement));
+            let labels = p
+                .tags
+                .iter()
+                .map(|(k, v)| (metric_name(k), v.clone()))
+                .collect();
+            by_name.entry(name).or_default().push((labels, value));
+        }
+    }
+    let mut out = String::new();
+    let mut f = Family { out: &mut out };
+    for (name, samples) in &by_name {
+        f.head(
+            name,
+            "untyped",
+            "A custom metric of the service (monitoring.script or monitoring.http).",
+        );
+        for (labels, v) in samples {
+            let l: Vec<(&str, &str)> = labels
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            f.sample(name, &l, *v);
+        }
+    }
+    out
+}
+
+/// A Prometheus metric or label name: `[a-zA-Z_][a-zA-Z0-9_]*`, other characters as `_`.
+fn metric_name(s: &str) -> String {
+    let mut n: String = s
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if n.is_empty() || n.starts_with(|c: char| c.is_ascii_digit()) {
+        n.insert(0, '_');
+    }
+    n
+}
+
+/// The whole exposition.
+pub fn encode(s: &Snapshot, own: &Own) -> String {
+    let mut out = String::with_capacity(4096 + s.containers.len() * 2048);
+    let mut f = Family { out: &mut out };
+    let all = |_: &ContainerSample| true;
+    container_families(s, &all, &mut f);
+    let host_total = s.sample.mem("MemTotal");
+    // cAdvisor's machine figures.
+    let machine: Vec<(&str, &str)> = m_labels(&s.sample);
+    f.head("machine_cpu_cores", "gauge", "Number of logical CPU cores.");
+    f.sample("machine_cpu_cores", &machine, s.sample.n_cpus() as f64);
+    f.head(
+        "machine_memory_bytes",
+        "gauge",
+        "Amount of memory installed on the machine.",
+    );
+    f.sample("machine_memory_bytes", &machine, host_total as f64);
+    running_family(s, &all, &mut f);
     // Host: node_exporter's names, its meminfo collector's camelCase ones included
     // (`node_memory_MemTotal_bytes`: dashboards query exactly those; promtool's lint flags
     // them as it flags node_exporter's own output).

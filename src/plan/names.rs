@@ -43,6 +43,10 @@ pub enum Target {
     Local(std::net::IpAddr),
     /// An instance on another member (by node id).
     Remote(String),
+    /// An address outside (an `external:` service's host), resolved at each connection.
+    Outside(String),
+    /// The router's internal side (a `.local` route name, routed by Host).
+    Router,
 }
 
 /// A holder this host needs.
@@ -110,6 +114,33 @@ pub fn wanted(
                 },
             );
         }
+        // `.local` route names the app's services link to (`external_links`): held on the
+        // app network, carried to the router's internal side on port 80.
+        for svc in app.services.values() {
+            for l in &svc.local_routes {
+                let w = out
+                    .entry((app.name.clone(), l.target.clone()))
+                    .or_insert_with(|| Want {
+                        aliases: vec![l.target.clone()],
+                        ports: BTreeSet::from([80]),
+                        targets: vec![Target::Router],
+                    });
+                if !w.aliases.contains(&l.alias) {
+                    w.aliases.push(l.alias.clone());
+                }
+            }
+        }
+        // An outside address the app names: held on every host the app runs on.
+        for (name, ext) in &app.externals {
+            out.insert(
+                (app.name.clone(), name.clone()),
+                Want {
+                    aliases: dns_names(app, name),
+                    ports: ext.ports.iter().copied().collect(),
+                    targets: vec![Target::Outside(ext.host.clone())],
+                },
+            );
+        }
     }
     out
 }
@@ -151,6 +182,50 @@ mod tests {
             ready,
             exposed: exposed.to_vec(),
         }
+    }
+
+    #[test]
+    fn a_local_route_named_in_external_links_is_held_for_the_router() {
+        let a = crate::spec::parse(
+            "services:\n  web:\n    image: nginx\n    external_links: [\"restserver.local\", \"api.local:api\", \"legacy_db:db\"]\n",
+            "shop",
+            &Default::default(),
+        )
+        .expect("parse");
+        let web = &a.services["web"];
+        assert_eq!(
+            web.external_links.len(),
+            1,
+            "only real containers are engine links"
+        );
+        let w = wanted(&[&a], &[local("web", "172.20.0.2", true)], &[]);
+        let rest = &w[&("shop".to_string(), "restserver.local".to_string())];
+        assert_eq!(rest.targets, vec![Target::Router]);
+        assert_eq!(rest.ports, BTreeSet::from([80]));
+        let api = &w[&("shop".to_string(), "api.local".to_string())];
+        assert_eq!(
+            api.aliases,
+            vec!["api.local".to_string(), "api".to_string()]
+        );
+    }
+
+    #[test]
+    fn an_external_service_is_held_where_the_app_runs_with_its_aliases_and_ports() {
+        let a = crate::spec::parse(
+            "services:\n  web:\n    image: nginx\n    links: [\"db:database\"]\n  db:\n    external:\n      host: rds1.mysql.rds.aliyuncs.com\n      ports: [3306, 33060]\n",
+            "shop",
+            &Default::default(),
+        )
+        .expect("parse");
+        assert!(wanted(&[&a], &[], &[]).is_empty(), "no network here yet");
+        let w = wanted(&[&a], &[local("web", "172.20.0.2", true)], &[]);
+        let db = &w[&("shop".to_string(), "db".to_string())];
+        assert_eq!(db.aliases, vec!["db".to_string(), "database".to_string()]);
+        assert_eq!(db.ports, BTreeSet::from([3306, 33060]));
+        assert_eq!(
+            db.targets,
+            vec![Target::Outside("rds1.mysql.rds.aliyuncs.com".into())]
+        );
     }
 
     #[test]

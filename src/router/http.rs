@@ -72,12 +72,23 @@ pub(super) async fn work(
         let slot = Arc::new(slot);
         tokio::spawn(async move {
             match tls {
-                None => serve_conn(TokioIo::new(stream), shared, peer, false, slot, &builder).await,
+                None => {
+                    serve_conn(
+                        TokioIo::new(stream),
+                        shared,
+                        peer,
+                        (false, false),
+                        slot,
+                        &builder,
+                    )
+                    .await
+                }
                 Some(acceptor) => {
                     let limit = shared.limits.tls_handshake_timeout;
                     match tokio::time::timeout(limit, acceptor.accept(stream)).await {
                         Ok(Ok(s)) => {
-                            serve_conn(TokioIo::new(s), shared, peer, true, slot, &builder).await
+                            serve_conn(TokioIo::new(s), shared, peer, (true, false), slot, &builder)
+                                .await
                         }
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
@@ -88,18 +99,59 @@ pub(super) async fn work(
     }
 }
 
+/// The router's internal side (`.local` routes too): served on the agent's runtime for the
+/// connections the service-name holders carry from the app networks.
+pub(super) async fn serve_internal(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(shared.limits.header_timeout)
+        .max_buf_size(shared.limits.max_header_bytes.max(8192))
+        .keep_alive(true);
+    let builder = Arc::new(builder);
+    let slots = Arc::new(crate::listen::Slots::default());
+    loop {
+        let (stream, peer) = tokio::select! {
+            a = crate::listen::accept_paced(&listener, "router (internal)") => a,
+            _ = shutdown.changed() => return,
+        };
+        let Some(slot) = slots.take(shared.limits.max_connections) else {
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let (shared, builder) = (shared.clone(), builder.clone());
+        tokio::spawn(async move {
+            serve_conn(
+                TokioIo::new(stream),
+                shared,
+                peer,
+                (false, true),
+                Arc::new(slot),
+                &builder,
+            )
+            .await
+        });
+    }
+}
+
+/// `side`: (TLS, internal).
 async fn serve_conn<I>(
     io: I,
     shared: Arc<Shared>,
     peer: SocketAddr,
-    tls: bool,
+    (tls, internal): (bool, bool),
     slot: Arc<crate::listen::Slot>,
     builder: &hyper::server::conn::http1::Builder,
 ) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
-    let svc =
-        hyper::service::service_fn(move |req| handle(req, shared.clone(), peer, tls, slot.clone()));
+    let svc = hyper::service::service_fn(move |req| {
+        handle(req, shared.clone(), peer, (tls, internal), slot.clone())
+    });
     let _ = builder.serve_connection(io, svc).with_upgrades().await;
 }
 
@@ -110,6 +162,22 @@ fn plain(status: StatusCode, msg: String) -> Response<Body> {
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
+    r
+}
+
+/// A 503: the configured page (`[router] error_page`), else `msg` as text.
+fn unavailable(shared: &Shared, msg: String) -> Response<Body> {
+    let Some(page) = &shared.limits.error_page else {
+        return plain(StatusCode::SERVICE_UNAVAILABLE, msg);
+    };
+    let mut r = Response::new(Body::Left(Full::new(Bytes::clone(page))));
+    *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
 }
 
@@ -217,7 +285,7 @@ async fn handle(
     mut req: Request<Incoming>,
     shared: Arc<Shared>,
     peer: SocketAddr,
-    tls: bool,
+    (tls, internal): (bool, bool),
     slot: Arc<crate::listen::Slot>,
 ) -> Result<Response<Body>, Infallible> {
     // Cheap clones (shared bytes): this runs for every request.
@@ -235,22 +303,24 @@ async fn handle(
         .path_and_query()
         .cloned()
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    let picked = match shared.pick_http(host, req.uri().path(), req.headers()) {
+    let picked = match shared.pick_http(host, req.uri().path(), req.headers(), internal) {
         // A service at zero: held while an instance starts.
         Err(NoBackend::Cold(c)) => {
             let path = req.uri().path();
             let headers = req.headers();
             let waited = shared
                 .cold
-                .hold(&c, || match shared.pick_http(host, path, headers) {
-                    Err(NoBackend::Cold(_)) => None,
-                    other => Some(other),
+                .hold(&c, || {
+                    match shared.pick_http(host, path, headers, internal) {
+                        Err(NoBackend::Cold(_)) => None,
+                        other => Some(other),
+                    }
                 })
                 .await;
             match waited {
                 Ok(p) => p,
                 Err(refusal) => {
-                    let mut r = plain(StatusCode::SERVICE_UNAVAILABLE, refusal.message(&c.label));
+                    let mut r = unavailable(&shared, refusal.message(&c.label));
                     r.headers_mut()
                         .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
                     return Ok(r);
@@ -298,6 +368,13 @@ async fn handle(
                 );
                 return Ok(r);
             }
+            // An outside load balancer's health check: the router serves.
+            if !shared.limits.health_uri.is_empty()
+                && matches!(*req.method(), hyper::Method::GET | hyper::Method::HEAD)
+                && req.uri().path() == shared.limits.health_uri
+            {
+                return Ok(plain(StatusCode::OK, "berth router: serving".into()));
+            }
             return Ok(plain(
                 StatusCode::NOT_FOUND,
                 format!("berth: no app is routed for {host}{path_q}"),
@@ -306,8 +383,8 @@ async fn handle(
         Err(
             NoBackend::NoneReady(label) | NoBackend::Cold(super::cold::ColdTarget { label, .. }),
         ) => {
-            return Ok(plain(
-                StatusCode::SERVICE_UNAVAILABLE,
+            return Ok(unavailable(
+                &shared,
                 format!("berth: no healthy instance of {label} right now"),
             ));
         }
@@ -374,7 +451,7 @@ async fn handle(
                     .and_then(|h| h.to_str().ok())
                     .unwrap_or_default();
                 let p = shared
-                    .pick_http(host, again.uri().path(), again.headers())
+                    .pick_http(host, again.uri().path(), again.headers(), internal)
                     .ok()?;
                 Some((again, p))
             });
@@ -553,9 +630,17 @@ impl Shared {
     /// Routes and picks under the table's read lock, taking the in-flight guard before the
     /// lock is released: a drain that starts after a table swap sees every request picked
     /// from the old table.
-    fn pick_http(&self, host: &str, path: &str, headers: &HeaderMap) -> Result<Picked, NoBackend> {
+    fn pick_http(
+        &self,
+        host: &str,
+        path: &str,
+        headers: &HeaderMap,
+        internal: bool,
+    ) -> Result<Picked, NoBackend> {
         let table = self.table.read().unwrap_or_else(|p| p.into_inner());
-        let route = table.route(host, path).ok_or(NoBackend::UnknownHost)?;
+        let route = table
+            .route_in(host, path, internal)
+            .ok_or(NoBackend::UnknownHost)?;
         let b = &route.backend;
         b.used.touch();
         let sticky_in = if b.sticky {
@@ -689,6 +774,7 @@ mod tests {
                 host: "shop.test".into(),
                 path: String::new(),
                 https: false,
+                internal: false,
                 backend: Backend {
                     app: "shop".into(),
                     service: "web".into(),

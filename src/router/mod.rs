@@ -42,7 +42,16 @@ pub struct Limits {
     pub tls_handshake_timeout: std::time::Duration,
     pub max_header_bytes: usize,
     pub trusted_proxies: Vec<Cidr>,
+    /// Answered 200 while the router serves, for an outside load balancer's health check
+    /// (HAProxy's `monitor-uri`, the seed proxy's `/haproxy-monitor`), on requests no route
+    /// takes. Empty: none.
+    pub health_uri: String,
+    /// The page a 503 (no healthy instance) answers with, HTML; None: a line of text.
+    pub error_page: Option<Arc<bytes::Bytes>>,
 }
+
+/// The largest `[router] error_page` file.
+pub const MAX_ERROR_PAGE: u64 = 256 << 10;
 
 impl Default for Limits {
     fn default() -> Limits {
@@ -52,6 +61,8 @@ impl Default for Limits {
             tls_handshake_timeout: std::time::Duration::from_secs(10),
             max_header_bytes: 64 << 10,
             trusted_proxies: Vec::new(),
+            health_uri: "/haproxy-monitor".into(),
+            error_page: None,
         }
     }
 }
@@ -145,6 +156,8 @@ pub struct Router {
     /// In-flight counters by short container id, kept across tables.
     /// Per instance id: requests in flight, and the passive check's mark (see `Endpoint`).
     inflight: Mutex<HashMap<String, Counters>>,
+    /// The internal side's address (`start_internal`).
+    internal: std::sync::OnceLock<SocketAddr>,
 }
 
 /// Holds one unit of an instance's in-flight count until dropped.
@@ -164,6 +177,11 @@ impl Drop for InflightGuard {
 }
 
 impl Router {
+    /// The address `lb.port_N` listeners bind.
+    pub fn tcp_ip(&self) -> IpAddr {
+        self.tcp_ip
+    }
+
     pub fn new(tcp_ip: IpAddr, tls_domains: Vec<String>, limits: Limits) -> Router {
         let seed = crate::clock::now_ms() as u64 | 1;
         Router {
@@ -180,6 +198,7 @@ impl Router {
             tcp_ip,
             tcp: Mutex::new(BTreeMap::new()),
             inflight: Mutex::new(HashMap::new()),
+            internal: std::sync::OnceLock::new(),
         }
     }
 
@@ -190,6 +209,30 @@ impl Router {
         shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> std::io::Result<()> {
         self.start_workers("http", addr, None, shutdown).map(|_| ())
+    }
+
+    /// Starts the router's internal side on a loopback port (`.local` routes included),
+    /// where the service-name holders carry the app networks' connections to `.local` names.
+    pub fn start_internal(
+        &self,
+        shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> std::io::Result<SocketAddr> {
+        let l = std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))?;
+        l.set_nonblocking(true)?;
+        let addr = l.local_addr()?;
+        let listener = tokio::net::TcpListener::from_std(l)?;
+        tokio::spawn(http::serve_internal(
+            listener,
+            self.shared.clone(),
+            shutdown,
+        ));
+        let _ = self.internal.set(addr);
+        Ok(addr)
+    }
+
+    /// Where the internal side listens, once started.
+    pub fn internal_addr(&self) -> Option<SocketAddr> {
+        self.internal.get().copied()
     }
 
     /// Starts the HTTPS listener (TLS terminated here, certificates by SNI).

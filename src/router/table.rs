@@ -169,6 +169,9 @@ pub struct HttpRoute {
     /// Path prefix ("" = everything).
     pub path: String,
     pub https: bool,
+    /// A `.local` route: served to the app networks through the router's internal side
+    /// only, never on its public listeners.
+    pub internal: bool,
     pub backend: Backend,
 }
 
@@ -180,19 +183,56 @@ pub struct Table {
 }
 
 impl Table {
-    /// The route for a host and path: exact host, longest matching path prefix.
+    /// The route for a host and path: the host's own routes when it has any (exact wins),
+    /// else those of the longest wildcard (`*.example.com` takes any name under
+    /// example.com, at any depth, as nginx's `server_name` does); then the longest matching
+    /// path prefix.
     pub fn route(&self, host: &str, path: &str) -> Option<&HttpRoute> {
+        self.route_in(host, path, false)
+    }
+
+    /// As [`Table::route`], from the router's internal side (`internal`: `.local` routes
+    /// too) or a public listener (without them).
+    pub fn route_in(&self, host: &str, path: &str, internal: bool) -> Option<&HttpRoute> {
         let host = host
             .split(':')
             .next()
             .unwrap_or(host)
             .trim_end_matches('.')
             .to_ascii_lowercase();
+        let seen = |r: &&HttpRoute| internal || !r.internal;
+        if self.http.iter().filter(seen).any(|r| r.host == host) {
+            return self
+                .http
+                .iter()
+                .filter(seen)
+                .filter(|r| r.host == host && path_matches(&r.path, path))
+                .max_by_key(|r| r.path.len());
+        }
+        let wild = self
+            .http
+            .iter()
+            .filter(seen)
+            .filter(|r| wildcard_covers(&r.host, &host))
+            .map(|r| r.host.len())
+            .max()?;
         self.http
             .iter()
-            .filter(|r| r.host == host && path_matches(&r.path, path))
+            .filter(seen)
+            .filter(|r| r.host.len() == wild && wildcard_covers(&r.host, &host))
+            .filter(|r| path_matches(&r.path, path))
             .max_by_key(|r| r.path.len())
     }
+}
+
+/// Whether wildcard route host `pattern` (`*.example.com`) covers `host`: one or more
+/// labels before its suffix (`example.com` itself is not covered).
+fn wildcard_covers(pattern: &str, host: &str) -> bool {
+    pattern.strip_prefix("*.").is_some_and(|suffix| {
+        host.len() > suffix.len() + 1
+            && host.ends_with(suffix)
+            && host.as_bytes()[host.len() - suffix.len() - 1] == b'.'
+    })
 }
 
 /// `/api` matches `/api`, `/api/x` and `/api?q`, not `/apix`.
@@ -202,6 +242,81 @@ fn path_matches(prefix: &str, path: &str) -> bool {
         || path
             .strip_prefix(prefix)
             .is_some_and(|rest| rest.starts_with('/') || rest.starts_with('?'))
+}
+
+/// The HTTP routes of a service, by container port: its `routing.port_N` labels; a service
+/// without any, in bridge mode with a published TCP port, answers when the router has a
+/// domain at its default `<service>.<app>.<domain>` on its first such port, as the seed
+/// consoles give every service an address.
+pub fn service_routes(
+    app: &str,
+    name: &str,
+    svc: &crate::model::ServiceSpec,
+    router_domain: &str,
+) -> Vec<(u16, Route)> {
+    if !svc.ext.routing.is_empty() {
+        return svc
+            .ext
+            .routing
+            .iter()
+            .flat_map(|(port, routes)| routes.iter().map(|r| (*port, r.clone())))
+            .collect();
+    }
+    let domain = router_domain.trim_matches('.');
+    let first = svc
+        .ports
+        .iter()
+        .find(|p| p.protocol == crate::model::Protocol::Tcp)
+        .map(|p| p.container_port);
+    match first {
+        Some(port)
+            if !domain.is_empty()
+                && svc.network_mode == NetworkMode::Bridge
+                && !svc.ext.lb.contains_key(&port) =>
+        {
+            vec![(
+                port,
+                Route {
+                    scheme: crate::model::Scheme::Http,
+                    domain: format!("{name}.{app}.{domain}"),
+                    prefix: false,
+                    path: String::new(),
+                },
+            )]
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// What a service is reached at from outside: a URL per HTTP route (its labels', or its
+/// default domain) and `tcp://ADDRESS:PORT` per `lb.port_N`, for `berth ps` and the console.
+pub fn service_endpoints(
+    app: &str,
+    name: &str,
+    svc: &crate::model::ServiceSpec,
+    router_domain: &str,
+    tcp_ip: std::net::IpAddr,
+) -> Vec<String> {
+    let mut out: Vec<String> = service_routes(app, name, svc, router_domain)
+        .into_iter()
+        .filter_map(|(_, r)| {
+            let host = route_host(&r, router_domain)?;
+            let scheme = match r.scheme {
+                crate::model::Scheme::Https => "https",
+                crate::model::Scheme::Http => "http",
+            };
+            Some(format!("{scheme}://{host}{}", r.path))
+        })
+        .collect();
+    out.extend(svc.ext.lb.values().map(|rp| {
+        let ip = if tcp_ip.is_unspecified() {
+            "HOST".to_string()
+        } else {
+            tcp_ip.to_string()
+        };
+        format!("tcp://{ip}:{rp}")
+    }));
+    out
 }
 
 /// The host a route answers to: a full domain, or `<prefix>.<router domain>`.
@@ -441,21 +556,20 @@ pub fn build(
                 .get(&(app.spec.name.clone(), name.clone()))
                 .map(Vec::as_slice)
                 .unwrap_or_default();
-            for (port, routes) in &svc.ext.routing {
-                for r in routes {
-                    let (Some(host), Some(b)) = (
-                        route_host(r, router_domain),
-                        backend(app, name, *port, (instances, remote), leaving, split),
-                    ) else {
-                        continue;
-                    };
-                    t.http.push(HttpRoute {
-                        host,
-                        path: r.path.clone(),
-                        https: r.scheme == crate::model::Scheme::Https,
-                        backend: b,
-                    });
-                }
+            for (port, r) in service_routes(&app.spec.name, name, svc, router_domain) {
+                let (Some(host), Some(b)) = (
+                    route_host(&r, router_domain),
+                    backend(app, name, port, (instances, remote), leaving, split),
+                ) else {
+                    continue;
+                };
+                t.http.push(HttpRoute {
+                    internal: !r.prefix && r.domain.ends_with(".local"),
+                    host,
+                    path: r.path.clone(),
+                    https: r.scheme == crate::model::Scheme::Https,
+                    backend: b,
+                });
             }
             for (port, router_port) in &svc.ext.lb {
                 if let Some(b) = backend(app, name, *port, (instances, remote), leaving, split) {
@@ -541,6 +655,7 @@ mod tests {
             host: host.into(),
             path: path.into(),
             https: false,
+            internal: false,
             backend: backend(vec![(100, vec![ep(id, 1)])]),
         };
         let t = Table {
@@ -562,5 +677,44 @@ mod tests {
         assert_eq!(who("shop.example.com", "/apix"), Some("root".into()));
         assert_eq!(who("other.example.com", "/"), None);
         assert!(t.route("shop.example.com:80", "/").is_some());
+    }
+
+    #[test]
+    fn exact_hosts_win_then_the_longest_wildcard_suffix() {
+        let route = |host: &str, path: &str, id: &str| HttpRoute {
+            host: host.into(),
+            path: path.into(),
+            https: false,
+            internal: false,
+            backend: backend(vec![(100, vec![ep(id, 1)])]),
+        };
+        let t = Table {
+            http: vec![
+                route("*.example.com", "", "wide"),
+                route("*.shop.example.com", "", "shops"),
+                route("*.shop.example.com", "/api", "shop-api"),
+                route("api.example.com", "/v1", "exact"),
+            ],
+            tcp: BTreeMap::new(),
+        };
+        let who = |h: &str, p: &str| {
+            t.route(h, p)
+                .map(|r| r.backend.pools[0].endpoints[0].id.to_string())
+        };
+        assert_eq!(who("api.example.com", "/v1/x"), Some("exact".into()));
+        // The exact host has routes: a path none takes is not handed to a wildcard.
+        assert_eq!(who("api.example.com", "/other"), None);
+        assert_eq!(who("www.example.com", "/"), Some("wide".into()));
+        assert_eq!(who("a.b.example.com", "/"), Some("wide".into()));
+        assert_eq!(who("eu.shop.example.com", "/"), Some("shops".into()));
+        assert_eq!(
+            who("EU.shop.example.com:8080", "/api/1"),
+            Some("shop-api".into())
+        );
+        assert_eq!(who("x.eu.shop.example.com", "/"), Some("shops".into()));
+        assert_eq!(who("shop.example.com", "/"), Some("wide".into()));
+        assert_eq!(who("example.com", "/"), None);
+        assert_eq!(who("badexample.com", "/"), None);
+        assert_eq!(who("x.notexample.com", "/"), None);
     }
 }

@@ -155,6 +155,19 @@ fn parse_routes(v: &str, loc: &str) -> Result<Vec<Route>, SpecError> {
             None => (rest, String::new()),
         };
         let domain = domain.to_ascii_lowercase();
+        // A wildcard is a whole first label over a domain with a dot: `*.example.com`.
+        let wild_ok = match domain.strip_prefix("*.") {
+            Some(rest) => !rest.contains('*') && rest.contains('.'),
+            None => !domain.contains('*'),
+        };
+        if !wild_ok {
+            return Err(invalid(
+                loc,
+                format!(
+                    "route {entry:?}: a wildcard is the whole first label of a domain, like *.example.com"
+                ),
+            ));
+        }
         if !valid_domain_part(&domain) {
             return Err(invalid(
                 loc,

@@ -323,6 +323,7 @@ pub fn parse(text: &str, app: &str, inputs: &Inputs) -> Result<AppSpec, SpecErro
     let mut disabled: BTreeMap<String, Vec<String>> = BTreeMap::new();
     // `volumes_from` entries by service: (source service, read-only).
     let mut volumes_from: BTreeMap<String, Vec<(String, bool)>> = BTreeMap::new();
+    let mut externals: BTreeMap<String, crate::model::ExternalService> = BTreeMap::new();
     for (name, node) in services_node {
         if !valid_service_name(&name) {
             return Err(invalid(
@@ -334,6 +335,10 @@ pub fn parse(text: &str, app: &str, inputs: &Inputs) -> Result<AppSpec, SpecErro
         let from = volumes_from_of(&name, node)?;
         if !from.is_empty() {
             volumes_from.insert(name.clone(), from);
+        }
+        if let Some(ext) = service::parse_external(&name, node)? {
+            externals.insert(name, ext);
+            continue;
         }
         let svc = service::parse_service(&name, node, &app_ext, inputs, &defined, &mut warnings)?;
         let active = profiles.is_empty()
@@ -352,6 +357,16 @@ pub fn parse(text: &str, app: &str, inputs: &Inputs) -> Result<AppSpec, SpecErro
     }
     check_profiles(&services, &disabled, &mut warnings)?;
     resolve_volumes_from(&mut services, &volumes_from, &disabled)?;
+    // An outside address is there already: nothing to wait for.
+    for svc in services.values_mut() {
+        svc.depends_on.retain(|d| !externals.contains_key(d));
+    }
+    if services.is_empty() && !externals.is_empty() {
+        return Err(invalid(
+            "template",
+            "every service is `external:`: an app needs at least one service with an image",
+        ));
+    }
     let spec = AppSpec {
         name: app.to_string(),
         labels: app_labels,
@@ -360,6 +375,7 @@ pub fn parse(text: &str, app: &str, inputs: &Inputs) -> Result<AppSpec, SpecErro
             .map(|(k, v)| (k, std::sync::Arc::new(v)))
             .collect(),
         volumes,
+        externals,
         warnings,
         file_values,
     };
@@ -800,7 +816,7 @@ fn check_cross_references(spec: &AppSpec) -> Result<(), SpecError> {
             }
         }
         for link in &svc.links {
-            if !names.contains(link.target.as_str()) {
+            if !names.contains(link.target.as_str()) && !spec.externals.contains_key(&link.target) {
                 return Err(invalid(
                     format!("{loc}, key `links`"),
                     format!(

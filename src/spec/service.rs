@@ -59,6 +59,114 @@ fn refused_hint(key: &str) -> Option<&'static str> {
     })
 }
 
+/// The most ports an external service names.
+const MAX_EXTERNAL_PORTS: usize = 64;
+
+/// A service written `external: {host, ports}` (the seed's outside address, e.g. a cloud
+/// database): `None` for a service with a container. Only `external:` (and `labels:`,
+/// which have nothing to act on and are ignored) may be given; the host is a DNS name or
+/// an address, checked for shape only (whether it resolves is the deploy's warning).
+pub(super) fn parse_external(
+    name: &str,
+    node: &Yaml,
+) -> Result<Option<crate::model::ExternalService>, SpecError> {
+    let Some(ext) = values::key_of(node, "external") else {
+        return Ok(None);
+    };
+    let sloc = format!("service {name:?}");
+    let loc = format!("{sloc}, key `external`");
+    if let Yaml::Hash(h) = node {
+        for (k, _) in h {
+            let key = key_str(k, &sloc)?;
+            if !matches!(key.as_str(), "external" | "labels") && !key.starts_with("x-") {
+                return Err(invalid(
+                    format!("{sloc}, key `{key}`"),
+                    "an `external:` service is an address outside, not a container: it takes only `external:` (host, ports); remove this key, or write the service with an `image:`",
+                ));
+            }
+        }
+    }
+    let h = as_hash(ext, &loc)?;
+    let mut out = crate::model::ExternalService::default();
+    for (k, v) in h {
+        let key = key_str(k, &loc)?;
+        match key.as_str() {
+            "host" => {
+                let host = scalar(v, &format!("{loc}, `host`"))?;
+                if !external_host(&host) {
+                    return Err(invalid(
+                        format!("{loc}, `host`"),
+                        format!(
+                            "{host:?} is not a host name or an address: write it as in the guide, like rds1234.mysql.rds.aliyuncs.com or 10.0.0.5"
+                        ),
+                    ));
+                }
+                out.host = host;
+            }
+            "ports" => {
+                let Yaml::Array(list) = v else {
+                    return Err(invalid(
+                        format!("{loc}, `ports`"),
+                        "a list of port numbers, like [3306]",
+                    ));
+                };
+                for p in list {
+                    let text = scalar(p, &format!("{loc}, `ports`"))?;
+                    match text.parse::<u16>() {
+                        Ok(n) if n > 0 => {
+                            if !out.ports.contains(&n) {
+                                out.ports.push(n);
+                            }
+                        }
+                        _ => {
+                            return Err(invalid(
+                                format!("{loc}, `ports`"),
+                                format!("{text:?} is not a port number (1..65535)"),
+                            ));
+                        }
+                    }
+                }
+            }
+            other => {
+                return Err(invalid(
+                    format!("{loc}, `{other}`"),
+                    "`external:` takes `host` and `ports`",
+                ));
+            }
+        }
+    }
+    if out.host.is_empty() {
+        return Err(invalid(
+            &loc,
+            "`external:` needs `host:` (the address the service stands for)",
+        ));
+    }
+    if out.ports.is_empty() || out.ports.len() > MAX_EXTERNAL_PORTS {
+        return Err(invalid(
+            &loc,
+            format!(
+                "`external:` needs `ports:` (1 to {MAX_EXTERNAL_PORTS} port numbers the other services connect to)"
+            ),
+        ));
+    }
+    Ok(Some(out))
+}
+
+/// A DNS name (labels of letters, digits and `-`) or an IPv4/IPv6 address.
+fn external_host(h: &str) -> bool {
+    if h.parse::<std::net::IpAddr>().is_ok() {
+        return true;
+    }
+    h.len() <= 253
+        && h.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
 pub(super) fn parse_service(
     name: &str,
     node: &Yaml,
@@ -167,7 +275,13 @@ fn service_key(
             other => s.depends_on.extend(string_list(other, loc)?),
         },
         "links" => s.links = parse_links(v, loc)?,
-        "external_links" => s.external_links = parse_links(v, loc)?,
+        "external_links" => {
+            let (local, others): (Vec<Link>, Vec<Link>) = parse_links(v, loc)?
+                .into_iter()
+                .partition(|l| l.target.ends_with(".local"));
+            s.external_links = others;
+            s.local_routes = local;
+        }
         "hostname" => s.hostname = Some(scalar(v, loc)?),
         "working_dir" => s.working_dir = Some(scalar(v, loc)?),
         "user" => s.user = Some(scalar(v, loc)?),
@@ -533,7 +647,8 @@ fn engine_key(
                 }
             }
         }
-        "oom_kill_disable" => s.oom_kill_disable = boolean(v, loc)?,
+        // `oom-kill-disable` is how the seed guide writes it.
+        "oom_kill_disable" | "oom-kill-disable" => s.oom_kill_disable = boolean(v, loc)?,
         "ulimits" => s.ulimits = parse_ulimits(v, loc)?,
         "stop_signal" => s.stop_signal = Some(scalar(v, loc)?),
         "stop_grace_period" => s.stop_grace_period_ms = Some(duration_ms(v, loc)?),

@@ -127,13 +127,18 @@ pub struct Prometheus {
 impl Prometheus {
     /// Scrapes `target` (HOST:PORT) at /metrics every second.
     pub fn start(target: &str) -> Prometheus {
+        Prometheus::start_path(target, "/metrics")
+    }
+
+    /// Scrapes `target` (HOST:PORT) at `path` every second.
+    pub fn start_path(target: &str, path: &str) -> Prometheus {
         need("prometheus");
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
         std::fs::write(
             dir.path().join("prometheus.yml"),
             format!(
-                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: berth\n    static_configs:\n      - targets: ['{target}']\n"
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: berth\n    metrics_path: {path}\n    static_configs:\n      - targets: ['{target}']\n"
             ),
         )
         .expect("config");

@@ -29,6 +29,7 @@ mod recovery;
 mod registry;
 mod releases;
 mod router;
+mod seed;
 mod service;
 mod tls;
 mod versions;

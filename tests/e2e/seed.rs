@@ -1,0 +1,362 @@
+//! The seed guide's templates unchanged (issue 23), through the real agent, engine and
+//! router: external services, ...
+
+use super::harness::*;
+use std::io::{BufRead, BufReader, Write};
+use std::time::Duration;
+
+/// A TCP service outside the app on this machine's loopback: answers each line with
+/// `outside: LINE`.
+fn outside_service() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for c in l.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut w = c.try_clone().expect("clone");
+                let mut line = String::new();
+                if BufReader::new(c).read_line(&mut line).is_ok() {
+                    let _ = w.write_all(format!("outside: {line}").as_bytes());
+                }
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn an_external_service_is_reached_by_its_name_and_link_alias_and_listed() {
+    let a = Agent::start();
+    let port = outside_service();
+    let out = a.deploy(
+        "shop",
+        &format!(
+            "services:
+  client:
+    image: {IMAGE}
+    command: sleep 600
+    stop_grace_period: 1s
+    links:
+      - db:mysql
+    depends_on:
+      - db
+  db:
+    external:
+      host: localhost
+      ports:
+        - {port}
+  ghost:
+    external:
+      host: nowhere.invalid
+      ports: [5432]
+"
+        ),
+    );
+    assert!(
+        out.contains("external service ghost: host nowhere.invalid does not resolve"),
+        "an unresolvable host is a warning, not a failure: {out}"
+    );
+    a.wait_running("shop", 1, Duration::from_secs(60));
+    // Listed where its name leads; no container for it.
+    let ps = a.ok(&["ps", "shop"]);
+    assert!(
+        ps.contains("external") && ps.contains(&format!("localhost:{port}")),
+        "{ps}"
+    );
+    assert_eq!(a.engine_containers("shop").len(), 1, "only the client runs");
+    // Its name and its link alias lead outside, from inside the app's network.
+    for name in ["db", "mysql"] {
+        let cmd = format!("echo hi-{name} | nc -w 3 {name} {port}");
+        let mut got = String::new();
+        wait_until(
+            &format!("{name} answers from outside"),
+            Duration::from_secs(30),
+            || {
+                let o = a.berth(&["exec", "shop/client", "--", "sh", "-c", &cmd]);
+                got = String::from_utf8_lossy(&o.stdout).into_owned();
+                got.contains(&format!("outside: hi-{name}"))
+            },
+        );
+    }
+    let events = a.ok(&["events", "shop"]);
+    assert!(
+        events.contains("nowhere.invalid does not resolve"),
+        "{events}"
+    );
+}
+
+#[test]
+fn a_service_labelled_for_prometheus_is_scraped_alone_by_a_real_prometheus() {
+    let a = Agent::start_with_config("[metrics]\ninterval = \"1s\"\nprometheus_public = true\n");
+    a.deploy(
+        "shop",
+        &format!(
+            "services:
+  web:
+    image: {IMAGE}
+    command: sleep 600
+    stop_grace_period: 1s
+    labels:
+      aliyun.monitoring.addon.prometheus: http://prometheus:9090
+      aliyun.monitoring.script: \"echo 'orders,queue=eu depth=7i,open=true'\"
+  other:
+    image: {IMAGE}
+    command: sleep 600
+    stop_grace_period: 1s
+"
+        ),
+    );
+    a.wait_running("shop", 2, Duration::from_secs(60));
+    let prom = crate::backends::Prometheus::start_path(
+        &format!("127.0.0.1:{}", a.port),
+        "/metrics/shop/web",
+    );
+    // The service's own series and its custom metric, as a real Prometheus stores them.
+    wait_until(
+        "Prometheus has web's series",
+        Duration::from_secs(60),
+        || {
+            !prom
+                .query("container_cpu_usage_seconds_total{service=\"web\"}")
+                .is_empty()
+                && !prom
+                    .query("orders_depth{queue=\"eu\",service=\"web\"}")
+                    .is_empty()
+        },
+    );
+    let depth = prom.query("orders_depth");
+    assert_eq!(depth[0]["value"][1], "7", "{depth:?}");
+    assert_eq!(prom.query("orders_open")[0]["value"][1], "1");
+    // Nothing of the host or of the other service on that path.
+    for q in [
+        "node_cpu_seconds_total",
+        "container_cpu_usage_seconds_total{service=\"other\"}",
+        "berth_container_running{service=\"other\"}",
+    ] {
+        assert!(prom.query(q).is_empty(), "{q} was scraped from web's path");
+    }
+    // A service without the label has no such path, and says how to get one.
+    let (status, body) = a.get_raw("/metrics/shop/other", false).expect("get");
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("monitoring.addon.prometheus"), "{body}");
+}
+
+/// A service that answers `GET /id` with `name`, routed by `routing` on port 8080.
+fn named_web(name: &str, routing: &str) -> String {
+    format!(
+        "  {name}:
+    image: {IMAGE}
+    command: sh -c 'mkdir -p /www && echo {name} > /www/id; exec httpd -f -p 8080 -h /www'
+    stop_grace_period: 1s
+    labels:
+      aliyun.probe.url: http://container:8080/id
+      aliyun.routing.port_8080: \"{routing}\"
+"
+    )
+}
+
+#[test]
+fn wildcard_routes_take_what_no_exact_host_does_longest_suffix_first() {
+    let http = free_port();
+    let a = Agent::start_with_config(&format!(
+        "[router]\nhttp = \"127.0.0.1:{http}\"\ndomain = \"test.local\"\n"
+    ));
+    let t = format!(
+        "services:\n{}{}{}",
+        named_web("wide", "*.example.com"),
+        named_web("shops", "*.shop.example.com"),
+        named_web("exact", "api.example.com")
+    );
+    a.deploy("wild", &t);
+    a.wait_running("wild", 3, Duration::from_secs(60));
+    let who = |host: &str| {
+        let mut last = (0, String::new());
+        wait_until(&format!("{host} routed"), Duration::from_secs(20), || {
+            let (status, body, _) = router_get(http, host, "/id", None);
+            last = (status, body.trim().to_string());
+            status != 502 && status != 503
+        });
+        last
+    };
+    assert_eq!(who("api.example.com"), (200, "exact".to_string()));
+    assert_eq!(who("www.example.com"), (200, "wide".to_string()));
+    assert_eq!(who("a.b.example.com"), (200, "wide".to_string()));
+    assert_eq!(who("eu.shop.example.com"), (200, "shops".to_string()));
+    assert_eq!(who("x.eu.shop.example.com"), (200, "shops".to_string()));
+    assert_eq!(who("shop.example.com"), (200, "wide".to_string()));
+    assert_eq!(who("example.com").0, 404);
+    // A wildcard anywhere but the whole first label is refused at deploy, saying how.
+    let p = a.template(
+        "bad",
+        &format!("services:\n{}", named_web("w", "a*.example.com")),
+    );
+    let e = a.fails(&["deploy", "-f", p.to_str().expect("path"), "--name", "bad"]);
+    assert!(e.contains("a wildcard is the whole first label"), "{e}");
+}
+
+#[test]
+fn a_published_service_without_a_route_gets_a_default_domain_and_ps_lists_endpoints() {
+    let (http, tcp) = (free_port(), free_port());
+    let a = Agent::start_with_config(&format!(
+        "[router]\nhttp = \"127.0.0.1:{http}\"\ndomain = \"test.local\"\ntcp_address = \"127.0.0.1\"\n"
+    ));
+    let t = format!(
+        "services:
+  web:
+    image: {IMAGE}
+    command: sh -c 'mkdir -p /www && echo web > /www/id; exec httpd -f -p 8080 -h /www'
+    stop_grace_period: 1s
+    ports:
+      - \"8080\"
+  db:
+    image: {IMAGE}
+    command: sh -c 'mkdir -p /www && echo db > /www/id; exec httpd -f -p 8080 -h /www'
+    stop_grace_period: 1s
+    labels:
+      aliyun.lb.port_8080: tcp://:{tcp}
+{}",
+        named_web("api", "api.example.com/v1")
+    );
+    a.deploy("shop", &t);
+    a.wait_running("shop", 3, Duration::from_secs(60));
+    let ps = a.ok(&["ps", "shop"]);
+    assert!(ps.contains("ENDPOINTS"), "{ps}");
+    let line = |svc: &str| {
+        ps.lines()
+            .find(|l| l.split_whitespace().nth(1) == Some(svc))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(line("web").contains("http://web.shop.test.local"), "{ps}");
+    assert!(
+        line("db").contains(&format!("tcp://127.0.0.1:{tcp}")),
+        "{ps}"
+    );
+    assert!(line("api").contains("http://api.example.com/v1"), "{ps}");
+    assert!(
+        !line("db").contains("db.shop.test.local"),
+        "an lb port has no default domain: {ps}"
+    );
+    // The default domain is routed.
+    let mut got = (0, String::new());
+    wait_until(
+        "web's default domain routed",
+        Duration::from_secs(20),
+        || {
+            let (s, b, _) = router_get(http, "web.shop.test.local", "/id", None);
+            got = (s, b.trim().to_string());
+            s == 200
+        },
+    );
+    assert_eq!(got.1, "web");
+}
+
+#[test]
+fn the_router_answers_a_load_balancers_health_check_and_its_own_503_page() {
+    let http = free_port();
+    let dir = tempfile::tempdir().expect("tmp");
+    let page = dir.path().join("503.html");
+    std::fs::write(&page, "<h1>Back soon</h1>").expect("page");
+    let a = Agent::start_with_config(&format!(
+        "[router]\nhttp = \"127.0.0.1:{http}\"\ndomain = \"test.local\"\nerror_page = \"{}\"\n",
+        page.display()
+    ));
+    // Never healthy: its probe asks for a page it does not have.
+    a.deploy(
+        "down",
+        &format!(
+            "services:
+  web:
+    image: {IMAGE}
+    command: sh -c 'mkdir -p /www; exec httpd -f -p 8080 -h /www'
+    stop_grace_period: 1s
+    labels:
+      aliyun.probe.url: http://container:8080/missing
+      aliyun.routing.port_8080: down.example.com
+"
+        ),
+    );
+    let mut got = (0, String::new());
+    wait_until("the 503 page", Duration::from_secs(30), || {
+        let (s, b, _) = router_get(http, "down.example.com", "/", None);
+        got = (s, b);
+        s == 503
+    });
+    assert_eq!(got.1, "<h1>Back soon</h1>");
+    // The health URI answers while the router serves, whatever the Host; a routed host's
+    // own path of that name stays its app's.
+    let (s, b, _) = router_get(http, "10.0.0.1", "/haproxy-monitor", None);
+    assert_eq!((s, b.trim()), (200, "berth router: serving"));
+    let (s, _, _) = router_get(http, "down.example.com", "/haproxy-monitor", None);
+    assert_eq!(s, 503);
+    // A page too big, or missing, stops the agent at start naming the setting.
+    let big = dir.path().join("big.html");
+    std::fs::write(&big, vec![b'x'; 300 << 10]).expect("big");
+    let conf = dir.path().join("berth.toml");
+    std::fs::write(
+        &conf,
+        format!("[router]\nerror_page = \"{}\"\n", big.display()),
+    )
+    .expect("toml");
+    let o = std::process::Command::new(bin())
+        .args(["agent", "--config"])
+        .arg(&conf)
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["--listen", "127.0.0.1:0"])
+        .output()
+        .expect("agent");
+    assert!(!o.status.success());
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains("error_page") && e.contains("256 KiB"), "{e}");
+}
+
+#[test]
+fn a_local_route_is_reached_from_a_container_that_links_it_and_not_from_outside() {
+    let http = free_port();
+    let a = Agent::start_with_config(&format!(
+        "[router]\nhttp = \"127.0.0.1:{http}\"\ndomain = \"test.local\"\n"
+    ));
+    a.deploy(
+        "rest",
+        &format!("services:\n{}", named_web("restserver", "restserver.local")),
+    );
+    a.deploy(
+        "front",
+        &format!(
+            "services:
+  web:
+    image: {IMAGE}
+    command: sleep 600
+    stop_grace_period: 1s
+    external_links:
+      - restserver.local
+"
+        ),
+    );
+    a.wait_running("rest", 1, Duration::from_secs(60));
+    a.wait_running("front", 1, Duration::from_secs(60));
+    // From inside front's network: the name leads to the router, which routes it by Host.
+    let mut got = String::new();
+    wait_until(
+        "restserver.local answers inside",
+        Duration::from_secs(30),
+        || {
+            let o = a.berth(&[
+                "exec",
+                "front/web",
+                "--",
+                "wget",
+                "-qO-",
+                "-T",
+                "3",
+                "http://restserver.local/id",
+            ]);
+            got = String::from_utf8_lossy(&o.stdout).trim().to_string();
+            got == "restserver"
+        },
+    );
+    // The public listener does not serve it.
+    let (s, _, _) = router_get(http, "restserver.local", "/id", None);
+    assert_eq!(s, 404, "a .local route on the public listener");
+}
