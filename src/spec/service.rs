@@ -78,10 +78,16 @@ pub(super) fn parse_external(
     if let Yaml::Hash(h) = node {
         for (k, _) in h {
             let key = key_str(k, &sloc)?;
+            if key == "image" {
+                return Err(invalid(
+                    format!("{sloc}, key `image`"),
+                    "a service is either a container (`image:`) or an address outside (`external:`), not both: keep one",
+                ));
+            }
             if !matches!(key.as_str(), "external" | "labels") && !key.starts_with("x-") {
                 return Err(invalid(
                     format!("{sloc}, key `{key}`"),
-                    "an `external:` service is an address outside, not a container: it takes only `external:` (host, ports); remove this key, or write the service with an `image:`",
+                    "an `external:` service is an address outside, not a container: it takes only `external:` (host, ports); remove this key",
                 ));
             }
         }
