@@ -564,7 +564,11 @@ pub fn build(
                     continue;
                 };
                 t.http.push(HttpRoute {
-                    internal: !r.prefix && r.domain.ends_with(".local"),
+                    // A `.local` domain written in a label (not a default domain under a
+                    // router domain that happens to end in .local).
+                    internal: !svc.ext.routing.is_empty()
+                        && !r.prefix
+                        && r.domain.ends_with(".local"),
                     host,
                     path: r.path.clone(),
                     https: r.scheme == crate::model::Scheme::Https,
