@@ -467,7 +467,20 @@ pub fn apply_service_labels(
             "gpu" => x.gpu = parse_u32(v, &loc, 0, 16)?,
             k2 if g.job.label(k2, v, &loc)? => {}
             k2 if k2.starts_with("monitoring.") && monitoring_label(k2, v, &loc, &mut g.mon)? => {}
-            k2 if port_or_store_label(k2, v, &loc, x)? => {}
+            k2 if port_or_store_label(k2, v, &loc, x)? => {
+                // The seed's `tcp://SLB_NAME:PORT`: there is no cloud load balancer here.
+                if let Some(slb) = k2
+                    .strip_prefix("lb.port_")
+                    .and(v.split_once("://"))
+                    .and_then(|(_, r)| r.rsplit_once(':'))
+                    .map(|(name, _)| name)
+                    .filter(|n| !n.is_empty())
+                {
+                    warnings.push(format!(
+                        "service {svc_name:?}: label `{k}` names load balancer {slb:?}: berth has no cloud load balancer, so its router listens on the port itself (the name stays in the template, unused)"
+                    ));
+                }
+            }
             k2 if k2.starts_with("auto_scaling.")
                 && matches!(
                     &k2["auto_scaling.".len()..],
