@@ -225,6 +225,15 @@ impl Table {
     }
 }
 
+/// A `.local` domain written in a label is the apps' own (the seed's routing container): not
+/// one under the router's domain, which a LAN may well name `apps.local`.
+fn internal_domain(r: &Route, router_domain: &str) -> bool {
+    let d = router_domain.trim_matches('.');
+    !r.prefix
+        && r.domain.ends_with(".local")
+        && (d.is_empty() || !(r.domain == d || r.domain.ends_with(&format!(".{d}"))))
+}
+
 /// Whether wildcard route host `pattern` (`*.example.com`) covers `host`: one or more
 /// labels before its suffix (`example.com` itself is not covered).
 fn wildcard_covers(pattern: &str, host: &str) -> bool {
@@ -564,11 +573,7 @@ pub fn build(
                     continue;
                 };
                 t.http.push(HttpRoute {
-                    // A `.local` domain written in a label (not a default domain under a
-                    // router domain that happens to end in .local).
-                    internal: !svc.ext.routing.is_empty()
-                        && !r.prefix
-                        && r.domain.ends_with(".local"),
+                    internal: !svc.ext.routing.is_empty() && internal_domain(&r, router_domain),
                     host,
                     path: r.path.clone(),
                     https: r.scheme == crate::model::Scheme::Https,
@@ -681,6 +686,21 @@ mod tests {
         assert_eq!(who("shop.example.com", "/apix"), Some("root".into()));
         assert_eq!(who("other.example.com", "/"), None);
         assert!(t.route("shop.example.com:80", "/").is_some());
+    }
+
+    #[test]
+    fn local_domains_are_internal_unless_under_the_routers_domain() {
+        let r = |d: &str| Route {
+            scheme: crate::model::Scheme::Http,
+            domain: d.into(),
+            prefix: false,
+            path: String::new(),
+        };
+        assert!(internal_domain(&r("restserver.local"), "test.local"));
+        assert!(internal_domain(&r("restserver.local"), ""));
+        assert!(!internal_domain(&r("web.test.local"), "test.local"));
+        assert!(!internal_domain(&r("test.local"), "test.local"));
+        assert!(!internal_domain(&r("shop.example.com"), "test.local"));
     }
 
     #[test]
