@@ -2,7 +2,7 @@
 # Idempotent; safe to source from CI (no stdin, CI=true).
 set -euo pipefail
 
-log() { printf '==> %s\n' "$*" >&2; }
+log() { printf "==> %s %s\n" "$(date +%H:%M:%S)" "$*" >&2; }
 
 apt_install() {
     local missing=()
