@@ -180,7 +180,7 @@ impl Client {
             .map_err(|e| anyhow!("{host} is not a TLS server name: {e}"))?;
         let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name)
             .map_err(|e| anyhow!("TLS: {e}"))?;
-        Ok(Box::new(rustls::StreamOwned::new(conn, tcp)))
+        Ok(Box::new(rustls::StreamOwned::new(conn, NoSigPipe(tcp))))
     }
 
     fn auth(&self) -> String {
@@ -293,5 +293,27 @@ impl Client {
             .header("Content-Type", "application/x-tar")
             .send(ureq::SendBody::from_reader(&mut f));
         self.finish(path, r)
+    }
+}
+
+/// A TCP stream whose writes never raise SIGPIPE. rustls writes with `write_vectored`,
+/// which std does with `writev`, and `writev` to a connection the agent already closed
+/// (after an exec's exit code) kills the CLI, which restores SIGPIPE's default for pipes
+/// (`berth logs | head`); `write` is `send` with `MSG_NOSIGNAL`, an error instead.
+struct NoSigPipe(std::net::TcpStream);
+
+impl std::io::Read for NoSigPipe {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        std::io::Read::read(&mut self.0, buf)
+    }
+}
+
+impl std::io::Write for NoSigPipe {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        std::io::Write::write(&mut self.0, buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::Write::flush(&mut self.0)
     }
 }

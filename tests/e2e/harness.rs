@@ -456,7 +456,8 @@ impl Agent {
         let o = self.berth(args);
         assert!(
             o.status.success(),
-            "berth {args:?} failed:\n{}\n{}\nagent log:\n{}",
+            "berth {args:?} failed ({}):\n{}\n{}\nagent log:\n{}",
+            o.status,
             String::from_utf8_lossy(&o.stdout),
             String::from_utf8_lossy(&o.stderr),
             self.log()
