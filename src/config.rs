@@ -208,6 +208,12 @@ pub struct RouterSection {
     /// An HTML file the router answers a 503 (no healthy instance) with. Default: a line
     /// of text naming the service.
     pub error_page: Option<PathBuf>,
+    /// Write a line per request into the log store, as the router's own stream (`berth
+    /// logs --router`), exported like any log. Default false.
+    pub access_log: Option<bool>,
+    /// How long a UDP flow of an `lb.port_N: udp://` port lives without a datagram.
+    /// Default "60s".
+    pub udp_idle_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -639,6 +645,12 @@ fn router_limits(r: &RouterSection) -> Result<crate::router::Limits, ConfigError
             None => None,
             Some(p) => Some(std::sync::Arc::new(read_error_page(p)?)),
         },
+        access_log: r.access_log.unwrap_or(d.access_log),
+        udp_idle_timeout: ms(
+            "[router] udp_idle_timeout",
+            &r.udp_idle_timeout,
+            d.udp_idle_timeout,
+        )?,
     })
 }
 

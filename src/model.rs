@@ -553,6 +553,45 @@ pub enum Scheme {
     Https,
 }
 
+/// What the router serves on an `lb.port_N` router port (`tcp://` when none is given).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LbScheme {
+    Tcp,
+    /// HTTP for this service alone, whatever the Host.
+    Http,
+    /// HTTPS terminated by the router with its `[[router.tls]]` certificates.
+    Https,
+    /// A UDP forward: a flow per client, ended after a while without datagrams.
+    Udp,
+}
+
+impl LbScheme {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LbScheme::Tcp => "tcp",
+            LbScheme::Http => "http",
+            LbScheme::Https => "https",
+            LbScheme::Udp => "udp",
+        }
+    }
+
+    /// The protocol of the container port it reaches.
+    pub fn protocol(self) -> Protocol {
+        match self {
+            LbScheme::Udp => Protocol::Udp,
+            _ => Protocol::Tcp,
+        }
+    }
+}
+
+impl Extensions {
+    /// The scheme of the `lb.port_N` of container port `port`.
+    pub fn lb_scheme(&self, port: u16) -> LbScheme {
+        self.lb_schemes.get(&port).copied().unwrap_or(LbScheme::Tcp)
+    }
+}
+
 /// berth extension labels of a service, parsed and validated. Features that act on them may
 /// come later; the values are checked and stored now.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -566,9 +605,12 @@ pub struct Extensions {
     pub routing: BTreeMap<u16, Vec<Route>>,
     #[serde(default, skip_serializing_if = "is_false")]
     pub session_sticky: bool,
-    /// `lb.port_N: tcp://:P`: container port -> router TCP port.
+    /// `lb.port_N: tcp://:P`: container port -> router port.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub lb: BTreeMap<u16, u16>,
+    /// The scheme of an `lb.port_N` that is not `tcp://` (container port -> scheme).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub lb_schemes: BTreeMap<u16, LbScheme>,
     /// Log sources: name -> path inside the container (`stdout` for the standard streams).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub logs: BTreeMap<String, String>,

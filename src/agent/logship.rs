@@ -179,3 +179,45 @@ async fn retention_loop(core: Arc<Core>, mut shutdown: tokio::sync::watch::Recei
         .await;
     }
 }
+
+/// The router's access log (`[router] access_log`): its records, in batches, into the log
+/// store as the router's own stream (`_router/access`), exported like any container's lines.
+pub async fn access_loop(
+    core: Arc<Core>,
+    mut records: tokio::sync::mpsc::Receiver<crate::router::stats::Access>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut batch = Vec::with_capacity(1024);
+    loop {
+        tokio::select! {
+            n = records.recv_many(&mut batch, 5000) => if n == 0 { return },
+            _ = shutdown.changed() => return,
+        }
+        // The log writer starts with the log loop, a moment after the router.
+        let shipper = loop {
+            if let Some(s) = core.log_shipper.get() {
+                break s.clone();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let n = batch.len() as u64;
+        let lines = batch
+            .drain(..)
+            .map(|a| crate::store::LogLine {
+                id: 0,
+                time_ns: a.time_ns,
+                app: crate::logs::ROUTER_APP.to_string(),
+                service: "access".to_string(),
+                version: String::new(),
+                slot: 0,
+                node: core.node_name.clone(),
+                container: "router".to_string(),
+                stream: "access".to_string(),
+                message: a.message,
+            })
+            .collect();
+        if shipper.store_lines(lines).await {
+            core.router.access_logged(n);
+        }
+    }
+}

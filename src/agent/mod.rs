@@ -1234,7 +1234,15 @@ impl Core {
         telemetry::sync_sinks(core);
         // The order is the order they stop in: the log loop returns once the lines read so
         // far are stored with their checkpoints.
-        let tasks = vec![
+        let mut tasks = Vec::new();
+        if let Some(records) = core.router.start_access_log() {
+            tasks.push(tokio::spawn(logship::access_loop(
+                core.clone(),
+                records,
+                rx.clone(),
+            )));
+        }
+        tasks.extend([
             tokio::spawn(reconcile_loop(core.clone(), reconcile_interval, rx.clone())),
             tokio::spawn(watch_engine(core.clone(), rx.clone())),
             tokio::spawn(probe_loop(core.clone(), rx.clone())),
@@ -1242,7 +1250,7 @@ impl Core {
             tokio::spawn(logship::log_loop(core.clone(), rx.clone())),
             tokio::spawn(jobs::job_loop(core.clone(), rx.clone())),
             tokio::spawn(volumes::volume_loop(core.clone(), rx)),
-        ];
+        ]);
         Loops { stop, tasks }
     }
 

@@ -150,6 +150,9 @@ impl Ops {
         let own = self.core.metrics.own(&self.core.store);
         let snap = self.core.metrics.latest().unwrap_or_default();
         let mut text = crate::metrics::prom::encode(&snap, &own);
+        text.push_str(&crate::metrics::prom::encode_router(
+            &self.core.router.figures(),
+        ));
         if let Some(view) = self.cluster().counters() {
             text.push_str(&view.prometheus());
         }
@@ -376,6 +379,10 @@ impl Ops {
     }
 
     fn app_must_exist(&self, app: &str) -> Result<(), CoreError> {
+        // The router's access log is every host's own stream.
+        if app == crate::logs::ROUTER_APP {
+            return Ok(());
+        }
         self.core
             .store
             .get_app(app)?

@@ -1177,7 +1177,10 @@ pub fn parse_request(method: &str, url: &str) -> Result<Route, RouteError> {
         (["v1", "logs"], "GET") => {
             let opt = |k: &str| get(k).filter(|v| !v.is_empty()).map(str::to_string);
             Route::Logs(LogsParams {
-                app: app_name(get("app").unwrap_or(""))?,
+                app: match get("app") {
+                    Some(crate::logs::ROUTER_APP) => crate::logs::ROUTER_APP.to_string(),
+                    a => app_name(a.unwrap_or(""))?,
+                },
                 service: get("service")
                     .filter(|a| !a.is_empty())
                     .map(app_name)

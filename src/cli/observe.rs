@@ -248,7 +248,12 @@ pub fn alarm(client: &Client, cmd: AlarmCommand) -> Result<()> {
 #[derive(Debug, Args)]
 pub struct LogsArgs {
     /// APP, APP/SERVICE or APP/SERVICE/SLOT.
-    pub target: String,
+    #[arg(required_unless_present = "router")]
+    pub target: Option<String>,
+    /// The router's access log instead (`[router] access_log = true`): a line per request,
+    /// with the route, version and instance that answered.
+    #[arg(long, conflicts_with_all = ["target", "run"])]
+    pub router: bool,
     /// Keep printing new lines as they arrive.
     #[arg(short, long)]
     pub follow: bool,
@@ -314,15 +319,22 @@ fn print_line(l: &LogLine, a: &LogsArgs, shape: &Shape) -> Result<()> {
 }
 
 pub fn logs(client: &Client, a: LogsArgs) -> Result<()> {
-    let parts: Vec<&str> = a.target.split('/').collect();
+    let target = match (&a.target, a.router) {
+        (_, true) => crate::logs::ROUTER_APP,
+        (Some(t), false) => t.as_str(),
+        (None, false) => {
+            bail!("name what to show: APP, APP/SERVICE, APP/SERVICE/SLOT, or --router")
+        }
+    };
+    let parts: Vec<&str> = target.split('/').collect();
     let (app, service, slot) = match parts.as_slice() {
         [app] => (*app, None, None),
         [app, svc] => (*app, Some(*svc), None),
         [app, svc, slot] => {
-            let n: u32 = slot.parse().map_err(|_| anyhow::anyhow!("slot {slot:?} in {:?} is not a number: write APP/SERVICE/SLOT, like shop/web/2", a.target))?;
+            let n: u32 = slot.parse().map_err(|_| anyhow::anyhow!("slot {slot:?} in {target:?} is not a number: write APP/SERVICE/SLOT, like shop/web/2"))?;
             (*app, Some(*svc), Some(n))
         }
-        _ => bail!("{:?}: write APP, APP/SERVICE or APP/SERVICE/SLOT", a.target),
+        _ => bail!("{target:?}: write APP, APP/SERVICE or APP/SERVICE/SLOT"),
     };
     let mut path = format!("/v1/logs?app={}", q(app));
     let mut add = |k: &str, v: Option<String>| {
@@ -340,6 +352,12 @@ pub fn logs(client: &Client, a: LogsArgs) -> Result<()> {
     add("stream", a.stream.clone());
     // The logs request comes first: it is what checks the app and the filters.
     let shape = |client: &Client| -> Result<Shape> {
+        if a.router {
+            return Ok(Shape {
+                many: false,
+                bare: Default::default(),
+            });
+        }
         let spec: crate::wire::InspectResponse =
             client.get(&format!("/v1/apps/{}/spec", q(app)))?;
         Ok(Shape {

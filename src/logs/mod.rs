@@ -32,6 +32,10 @@ const BATCH_WAIT: Duration = Duration::from_millis(100);
 /// The source name of the standard streams' checkpoint.
 const STD: &str = "std";
 
+/// The app name the router's access log is stored under (`berth logs --router`): no app can
+/// take it (an app's name starts with a letter or digit).
+pub const ROUTER_APP: &str = "_router";
+
 /// A container whose logs to collect.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct LogTarget {
@@ -180,6 +184,18 @@ impl Shipper {
             export,
             closing: tokio::sync::watch::channel(false).0,
         })
+    }
+
+    /// Stores lines that no container wrote (the router's access log): through the same
+    /// writer, batches and export as the containers' lines. Waits while the writer is busy.
+    pub async fn store_lines(&self, lines: Vec<LogLine>) -> bool {
+        self.tx
+            .send(Msg {
+                lines,
+                ..Default::default()
+            })
+            .await
+            .is_ok()
     }
 
     /// Exports lines stored from now on to `export`'s sinks (after a config reload).

@@ -402,6 +402,100 @@ pub fn encode_service(s: &Snapshot, app: &str, service: &str) -> String {
 /// Custom points (line protocol from `monitoring.script`/`http`) as Prometheus text, named
 /// as Telegraf's prometheus_client output names them: `<measurement>_<field>`, the tags as
 /// labels; numbers and booleans (1/0) only, strings have no Prometheus form.
+/// The router's figures: HTTP answers per route, version and status class with their time
+/// to the response head, TCP connections per router port and version, requests no route
+/// took, and the access log's records (written, dropped).
+pub fn encode_router(r: &crate::router::stats::RouterFigures) -> String {
+    let mut out = String::new();
+    let mut f = Family { out: &mut out };
+    let (tcp, http): (Vec<_>, Vec<_>) = r
+        .routes
+        .iter()
+        .partition(|x| x.key.route.starts_with("tcp://") || x.key.route.starts_with("udp://"));
+    let labels = |k: &'_ crate::router::stats::StatKey| {
+        [
+            ("route", k.route.clone()),
+            ("app", k.app.clone()),
+            ("service", k.service.clone()),
+            ("version", k.version.clone()),
+        ]
+    };
+    f.head(
+        "berth_router_requests_total",
+        "counter",
+        "HTTP requests the router answered, per route, version (empty: the router's own answer on the route) and status class.",
+    );
+    for x in &http {
+        let l = labels(&x.key);
+        let l: Vec<(&str, &str)> = l.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        for (i, n) in x.classes.iter().enumerate() {
+            let code = format!("{}xx", i + 1);
+            f.sample_plus(
+                "berth_router_requests_total",
+                &l,
+                Some(("code", &code)),
+                *n as f64,
+            );
+        }
+    }
+    f.head(
+        "berth_router_request_duration_seconds",
+        "summary",
+        "Time from a request's arrival to its answer's head, per route and version.",
+    );
+    for x in &http {
+        let l = labels(&x.key);
+        let l: Vec<(&str, &str)> = l.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        f.sample("berth_router_request_duration_seconds_sum", &l, x.seconds);
+        f.sample(
+            "berth_router_request_duration_seconds_count",
+            &l,
+            x.classes.iter().sum::<u64>() as f64,
+        );
+    }
+    f.head(
+        "berth_router_connections_total",
+        "counter",
+        "TCP connections (route tcp://:PORT) and UDP flows (udp://:PORT) the router took per router port and version.",
+    );
+    for x in &tcp {
+        let l = labels(&x.key);
+        let l: Vec<(&str, &str)> = l.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        f.sample("berth_router_connections_total", &l, x.connections as f64);
+    }
+    f.head(
+        "berth_router_unrouted_requests_total",
+        "counter",
+        "HTTP requests no route took (404s, the health URI, triggers).",
+    );
+    f.sample(
+        "berth_router_unrouted_requests_total",
+        &[],
+        r.unrouted as f64,
+    );
+    f.head(
+        "berth_router_access_log_lines_total",
+        "counter",
+        "Access log lines written to the log store.",
+    );
+    f.sample(
+        "berth_router_access_log_lines_total",
+        &[],
+        r.access_logged as f64,
+    );
+    f.head(
+        "berth_router_access_log_dropped_total",
+        "counter",
+        "Access log lines dropped because the store could not keep up.",
+    );
+    f.sample(
+        "berth_router_access_log_dropped_total",
+        &[],
+        r.access_dropped as f64,
+    );
+    out
+}
+
 pub fn encode_points(points: &[&super::line::Point]) -> String {
     type Labelled = (Vec<(String, String)>, f64);
     let mut by_name: std::collections::BTreeMap<String, Vec<Labelled>> =

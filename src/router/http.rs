@@ -11,6 +11,7 @@ use hyper_util::rt::TokioIo;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use tokio::net::TcpListener;
 
 const STICKY_COOKIE: &str = "berth_sticky";
@@ -77,7 +78,7 @@ pub(super) async fn work(
                         TokioIo::new(stream),
                         shared,
                         peer,
-                        (false, false),
+                        Side::default(),
                         slot,
                         &builder,
                     )
@@ -87,8 +88,18 @@ pub(super) async fn work(
                     let limit = shared.limits.tls_handshake_timeout;
                     match tokio::time::timeout(limit, acceptor.accept(stream)).await {
                         Ok(Ok(s)) => {
-                            serve_conn(TokioIo::new(s), shared, peer, (true, false), slot, &builder)
-                                .await
+                            serve_conn(
+                                TokioIo::new(s),
+                                shared,
+                                peer,
+                                Side {
+                                    tls: true,
+                                    ..Side::default()
+                                },
+                                slot,
+                                &builder,
+                            )
+                            .await
                         }
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
@@ -106,6 +117,40 @@ pub(super) async fn serve_internal(
     shared: Arc<Shared>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
+    let side = Side {
+        internal: true,
+        ..Side::default()
+    };
+    tokio::select! {
+        _ = serve_here(listener, shared, side, None, "router (internal)") => {}
+        _ = shutdown.changed() => {}
+    }
+}
+
+/// An `lb.port_N: http://` or `https://` router port: every request to this service,
+/// whatever its Host; served on the agent's runtime until its task is aborted.
+pub(super) async fn serve_port(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    port: u16,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) {
+    let side = Side {
+        tls: tls.is_some(),
+        internal: false,
+        port: Some(port),
+    };
+    serve_here(listener, shared, side, tls, "router port").await
+}
+
+/// Accepts and serves connections on the calling runtime, each a task.
+async fn serve_here(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    side: Side,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    what: &'static str,
+) {
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(hyper_util::rt::TokioTimer::new())
@@ -115,42 +160,54 @@ pub(super) async fn serve_internal(
     let builder = Arc::new(builder);
     let slots = Arc::new(crate::listen::Slots::default());
     loop {
-        let (stream, peer) = tokio::select! {
-            a = crate::listen::accept_paced(&listener, "router (internal)") => a,
-            _ = shutdown.changed() => return,
-        };
+        let (stream, peer) = crate::listen::accept_paced(&listener, what).await;
         let Some(slot) = slots.take(shared.limits.max_connections) else {
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let (shared, builder) = (shared.clone(), builder.clone());
+        let (shared, builder, tls) = (shared.clone(), builder.clone(), tls.clone());
         tokio::spawn(async move {
-            serve_conn(
-                TokioIo::new(stream),
-                shared,
-                peer,
-                (false, true),
-                Arc::new(slot),
-                &builder,
-            )
-            .await
+            let slot = Arc::new(slot);
+            match tls {
+                None => serve_conn(TokioIo::new(stream), shared, peer, side, slot, &builder).await,
+                Some(acceptor) => {
+                    let limit = shared.limits.tls_handshake_timeout;
+                    match tokio::time::timeout(limit, acceptor.accept(stream)).await {
+                        Ok(Ok(s)) => {
+                            serve_conn(TokioIo::new(s), shared, peer, side, slot, &builder).await
+                        }
+                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                }
+            }
         });
     }
 }
 
-/// `side`: (TLS, internal).
+/// Which listener a request came in on.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Side {
+    /// Over TLS.
+    pub tls: bool,
+    /// The internal side: `.local` routes too.
+    pub internal: bool,
+    /// An `lb.port_N` HTTP(S) router port: that service alone.
+    pub port: Option<u16>,
+}
+
 async fn serve_conn<I>(
     io: I,
     shared: Arc<Shared>,
     peer: SocketAddr,
-    (tls, internal): (bool, bool),
+    side: Side,
     slot: Arc<crate::listen::Slot>,
     builder: &hyper::server::conn::http1::Builder,
 ) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let svc = hyper::service::service_fn(move |req| {
-        handle(req, shared.clone(), peer, (tls, internal), slot.clone())
+        handle(req, shared.clone(), peer, side, slot.clone())
     });
     let _ = builder.serve_connection(io, svc).with_upgrades().await;
 }
@@ -281,13 +338,60 @@ fn set_forwarded(
     }
 }
 
+/// Where a request went, as [`proxy`] leaves it: for the counters and the access log.
+#[derive(Default)]
+struct Outcome {
+    /// The counters of the route and version that answered (of the route alone for the
+    /// router's own answers on it); none when no route took the request.
+    stats: Option<Arc<super::stats::Stats>>,
+    upstream: Option<SocketAddr>,
+    /// The access record's head, when the access log is on.
+    head: Option<super::stats::Head>,
+}
+
+/// Serves one request and counts it (and writes its access record when the log is on).
 async fn handle(
-    mut req: Request<Incoming>,
+    req: Request<Incoming>,
     shared: Arc<Shared>,
     peer: SocketAddr,
-    (tls, internal): (bool, bool),
+    side: Side,
     slot: Arc<crate::listen::Slot>,
 ) -> Result<Response<Body>, Infallible> {
+    let started = std::time::Instant::now();
+    let mut outcome = Outcome::default();
+    let resp = proxy(req, &shared, peer, side, slot, &mut outcome).await;
+    let took = started.elapsed();
+    let status = resp.status().as_u16();
+    match &outcome.stats {
+        Some(s) => s.answered(status, took),
+        None => {
+            shared.stats.unrouted.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    if let (Some(head), Some(tx)) = (outcome.head, shared.access.get()) {
+        let record = head.record(super::stats::Went {
+            status,
+            bytes: hyper::body::Body::size_hint(resp.body()).exact(),
+            took,
+            stats: outcome.stats.as_deref(),
+            upstream: outcome.upstream,
+        });
+        if tx.try_send(record).is_err() {
+            shared.stats.access_dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    Ok(resp)
+}
+
+async fn proxy(
+    mut req: Request<Incoming>,
+    shared: &Shared,
+    peer: SocketAddr,
+    side: Side,
+    slot: Arc<crate::listen::Slot>,
+    outcome: &mut Outcome,
+) -> Response<Body> {
+    let tls = side.tls;
     // Cheap clones (shared bytes): this runs for every request.
     let host_value = req.headers().get(header::HOST).cloned().or_else(|| {
         req.uri()
@@ -303,27 +407,29 @@ async fn handle(
         .path_and_query()
         .cloned()
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    let picked = match shared.pick_http(host, req.uri().path(), req.headers(), internal) {
+    if shared.access.get().is_some() {
+        outcome.head = Some(super::stats::Head::new(&req, host, peer));
+    }
+    let picked = match shared.pick_http(host, req.uri().path(), req.headers(), side) {
         // A service at zero: held while an instance starts.
         Err(NoBackend::Cold(c)) => {
             let path = req.uri().path();
             let headers = req.headers();
             let waited = shared
                 .cold
-                .hold(&c, || {
-                    match shared.pick_http(host, path, headers, internal) {
-                        Err(NoBackend::Cold(_)) => None,
-                        other => Some(other),
-                    }
+                .hold(&c, || match shared.pick_http(host, path, headers, side) {
+                    Err(NoBackend::Cold(_)) => None,
+                    other => Some(other),
                 })
                 .await;
             match waited {
                 Ok(p) => p,
                 Err(refusal) => {
-                    let mut r = unavailable(&shared, refusal.message(&c.label));
+                    outcome.stats = shared.route_stats(host, path, side);
+                    let mut r = unavailable(shared, refusal.message(&c.label));
                     r.headers_mut()
                         .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-                    return Ok(r);
+                    return r;
                 }
             }
         }
@@ -336,6 +442,7 @@ async fn handle(
         sticky,
         sticky_in,
         guard,
+        route_stats,
     } = match picked {
         Ok(p) => p,
         Err(NoBackend::UnknownHost) => {
@@ -366,27 +473,28 @@ async fn handle(
                     header::CONTENT_TYPE,
                     HeaderValue::from_static("application/json"),
                 );
-                return Ok(r);
+                return r;
             }
             // An outside load balancer's health check: the router serves.
             if !shared.limits.health_uri.is_empty()
                 && matches!(*req.method(), hyper::Method::GET | hyper::Method::HEAD)
                 && req.uri().path() == shared.limits.health_uri
             {
-                return Ok(plain(StatusCode::OK, "berth router: serving".into()));
+                return plain(StatusCode::OK, "berth router: serving".into());
             }
-            return Ok(plain(
+            return plain(
                 StatusCode::NOT_FOUND,
                 format!("berth: no app is routed for {host}{path_q}"),
-            ));
+            );
         }
         Err(
             NoBackend::NoneReady(label) | NoBackend::Cold(super::cold::ColdTarget { label, .. }),
         ) => {
-            return Ok(unavailable(
-                &shared,
+            outcome.stats = shared.route_stats(host, req.uri().path(), side);
+            return unavailable(
+                shared,
                 format!("berth: no healthy instance of {label} right now"),
-            ));
+            );
         }
     };
     // An https route asked for over plain HTTP: send the client to the TLS listener (when a
@@ -410,7 +518,8 @@ async fn handle(
         if let Ok(v) = HeaderValue::from_str(&format!("https://{name}{port}{path_q}")) {
             r.headers_mut().insert(header::LOCATION, v);
         }
-        return Ok(r);
+        outcome.stats = Some(route_stats);
+        return r;
     }
     let upgrade = req.headers().contains_key(header::UPGRADE);
     // Origin form (`/path?q`): the instance is talked to directly, not as a proxy.
@@ -427,6 +536,8 @@ async fn handle(
     let replay = (!upgrade).then(|| Replay::of(&req)).flatten();
     let mut req = req.map(Either::Left);
     let (mut ep, mut guard) = (ep, guard);
+    outcome.stats = Some(ep.stats.clone());
+    outcome.upstream = Some(ep.addr);
     let mut tries = 1;
     let (mut resp, lease) = loop {
         let (error, back) = match super::upstream::send(ep.addr, req).await {
@@ -451,7 +562,7 @@ async fn handle(
                     .and_then(|h| h.to_str().ok())
                     .unwrap_or_default();
                 let p = shared
-                    .pick_http(host, again.uri().path(), again.headers(), internal)
+                    .pick_http(host, again.uri().path(), again.headers(), side)
                     .ok()?;
                 Some((again, p))
             });
@@ -460,16 +571,18 @@ async fn handle(
                 tries += 1;
                 req = again;
                 (ep, guard) = (p.ep, p.guard);
+                outcome.stats = Some(ep.stats.clone());
+                outcome.upstream = Some(ep.addr);
             }
             None => {
-                return Ok(plain(
+                return plain(
                     StatusCode::BAD_GATEWAY,
                     format!(
                         "berth: {label} instance {} ({}) failed: {error}",
                         ep.id,
                         ep.place()
                     ),
-                ));
+                );
             }
         }
     };
@@ -502,13 +615,13 @@ async fn handle(
         resp.headers_mut().append(header::SET_COOKIE, v);
     }
     // The request stays in flight until its response body has been sent.
-    Ok(resp.map(|b| {
+    resp.map(|b| {
         Body::Right(Tracked {
             inner: b,
             lease,
             _guard: guard,
         })
-    }))
+    })
 }
 
 /// A copy of a request that can be sent again: method, target, version and headers (the
@@ -617,6 +730,8 @@ struct Picked {
     /// The client's stickiness cookie (read only for sticky services).
     sticky_in: Option<String>,
     guard: InflightGuard,
+    /// The counters of the router's own answers on the route.
+    route_stats: Arc<super::stats::Stats>,
 }
 
 enum NoBackend {
@@ -635,13 +750,10 @@ impl Shared {
         host: &str,
         path: &str,
         headers: &HeaderMap,
-        internal: bool,
+        side: Side,
     ) -> Result<Picked, NoBackend> {
         let table = self.table.read().unwrap_or_else(|p| p.into_inner());
-        let route = table
-            .route_in(host, path, internal)
-            .ok_or(NoBackend::UnknownHost)?;
-        let b = &route.backend;
+        let (b, https) = backend_of(&table, host, path, side).ok_or(NoBackend::UnknownHost)?;
         b.used.touch();
         let sticky_in = if b.sticky {
             cookie(headers, STICKY_COOKIE)
@@ -662,11 +774,35 @@ impl Shared {
         Ok(Picked {
             guard: InflightGuard::new(&ep.inflight),
             ep: ep.clone(),
-            https: route.https,
+            https,
             label: b.label.clone(),
             sticky: b.sticky,
             sticky_in,
+            route_stats: b.stats.clone(),
         })
+    }
+
+    /// The counters of the route a request would take (for the router's own answers).
+    fn route_stats(&self, host: &str, path: &str, side: Side) -> Option<Arc<super::stats::Stats>> {
+        let table = self.table.read().unwrap_or_else(|p| p.into_inner());
+        backend_of(&table, host, path, side).map(|(b, _)| b.stats.clone())
+    }
+}
+
+/// The backend a request goes to, and whether its route is an https one (redirected when
+/// asked over plain HTTP): by Host and path on the router's listeners, the port's service on
+/// an `lb.port_N` HTTP(S) port.
+fn backend_of<'t>(
+    table: &'t super::table::Table,
+    host: &str,
+    path: &str,
+    side: Side,
+) -> Option<(&'t super::table::Backend, bool)> {
+    match side.port {
+        Some(port) => table.http_ports.get(&port).map(|(b, _)| (b, false)),
+        None => table
+            .route_in(host, path, side.internal)
+            .map(|r| (&r.backend, r.https)),
     }
 }
 
@@ -763,6 +899,7 @@ mod tests {
             down_until: Arc::default(),
             remote: true,
             reported_ms,
+            stats: Arc::default(),
         };
         let router = super::super::Router::new(
             "127.0.0.1".parse().expect("ip"),
@@ -782,6 +919,7 @@ mod tests {
                     sticky: false,
                     cold_start: None,
                     used: Default::default(),
+                    stats: Arc::default(),
                     pools: vec![Pool {
                         version: "web-001".into(),
                         weight: 100,
@@ -790,7 +928,7 @@ mod tests {
                     }],
                 },
             }],
-            tcp: std::collections::BTreeMap::new(),
+            ..Default::default()
         };
         router.update(table(vec![
             ep("gone", drop_addr, 0),

@@ -23,9 +23,11 @@
 
 pub mod cold;
 mod http;
+pub mod stats;
 pub mod table;
 mod tcp;
 pub mod tls;
+mod udp;
 mod upstream;
 
 use std::collections::{BTreeMap, HashMap};
@@ -48,6 +50,11 @@ pub struct Limits {
     pub health_uri: String,
     /// The page a 503 (no healthy instance) answers with, HTML; None: a line of text.
     pub error_page: Option<Arc<bytes::Bytes>>,
+    /// A line per request into the log store (`berth logs --router`). Off by default, as in
+    /// Traefik and Caddy: at tens of thousands of requests a second it is a disk's worth.
+    pub access_log: bool,
+    /// A UDP flow (`lb.port_N: udp://`) ends after this long without a datagram.
+    pub udp_idle_timeout: std::time::Duration,
 }
 
 /// The largest `[router] error_page` file.
@@ -63,6 +70,8 @@ impl Default for Limits {
             trusted_proxies: Vec::new(),
             health_uri: "/haproxy-monitor".into(),
             error_page: None,
+            access_log: false,
+            udp_idle_timeout: std::time::Duration::from_secs(60),
         }
     }
 }
@@ -123,6 +132,10 @@ pub struct Shared {
     cold: cold::Cold,
     /// `POST /hooks/<id>?secret=` on a request no route takes: the agent's triggers.
     triggers: std::sync::OnceLock<TriggerHook>,
+    /// Requests per route and version.
+    stats: stats::Registry,
+    /// Where access records go (`[router] access_log`), once started.
+    access: std::sync::OnceLock<tokio::sync::mpsc::Sender<stats::Access>>,
 }
 
 /// Answers a trigger call (id, secret, caller address) with (status, JSON body).
@@ -152,7 +165,10 @@ impl Shared {
 pub struct Router {
     shared: Arc<Shared>,
     tcp_ip: IpAddr,
-    tcp: Mutex<BTreeMap<u16, tokio::task::JoinHandle<()>>>,
+    /// The `lb.port_N` router ports served, by port and kind.
+    ports: Mutex<BTreeMap<(u16, PortKind), tokio::task::JoinHandle<()>>>,
+    /// The HTTPS listener's certificates, for `lb.port_N: https://` ports.
+    port_tls: std::sync::OnceLock<tokio_rustls::TlsAcceptor>,
     /// In-flight counters by short container id, kept across tables.
     /// Per instance id: requests in flight, and the passive check's mark (see `Endpoint`).
     inflight: Mutex<HashMap<String, Counters>>,
@@ -194,9 +210,12 @@ impl Router {
                 limits,
                 cold: cold::Cold::default(),
                 triggers: std::sync::OnceLock::new(),
+                stats: stats::Registry::default(),
+                access: std::sync::OnceLock::new(),
             }),
             tcp_ip,
-            tcp: Mutex::new(BTreeMap::new()),
+            ports: Mutex::new(BTreeMap::new()),
+            port_tls: std::sync::OnceLock::new(),
             inflight: Mutex::new(HashMap::new()),
             internal: std::sync::OnceLock::new(),
         }
@@ -243,6 +262,7 @@ impl Router {
         shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> std::io::Result<()> {
         let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+        let _ = self.port_tls.set(acceptor.clone());
         let port = self.start_workers("https", addr, Some(acceptor), shutdown)?;
         let _ = self.shared.https_port.set(port);
         Ok(())
@@ -297,14 +317,25 @@ impl Router {
     /// Swaps in a new table and opens/closes TCP listeners to match it. Returns errors for
     /// router ports that could not be bound (to be reported as events).
     pub fn update(&self, mut new: Table) -> Vec<String> {
-        let wanted: Vec<u16> = new.tcp.keys().copied().collect();
+        let wanted: Vec<(u16, PortKind)> = new
+            .tcp
+            .keys()
+            .map(|p| (*p, PortKind::Tcp))
+            .chain(new.http_ports.iter().map(|(p, (_, tls))| {
+                (
+                    *p,
+                    if *tls {
+                        PortKind::Https
+                    } else {
+                        PortKind::Http
+                    },
+                )
+            }))
+            .chain(new.udp.keys().map(|p| (*p, PortKind::Udp)))
+            .collect();
         {
             let mut counters = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
-            let backends = new
-                .http
-                .iter_mut()
-                .map(|r| &mut r.backend)
-                .chain(new.tcp.values_mut());
+            let backends = new.backends_mut();
             let mut seen = std::collections::HashSet::new();
             for b in backends {
                 for ep in b.pools.iter_mut().flat_map(|p| p.endpoints.iter_mut()) {
@@ -324,13 +355,40 @@ impl Router {
             // Counters of instances that left stay while requests are in flight to them.
             counters.retain(|id, (c, _)| seen.contains(id) || c.load(Ordering::Acquire) > 0);
         }
-        let mut labels = std::collections::HashSet::new();
-        for b in new
+        // Counters by route and version, the same across tables.
+        let mut keys = std::collections::HashSet::new();
+        let routes = new
             .http
             .iter_mut()
-            .map(|r| &mut r.backend)
-            .chain(new.tcp.values_mut())
-        {
+            .map(|r| {
+                let path = if r.path.is_empty() { "/" } else { &r.path };
+                (format!("{}{path}", r.host), &mut r.backend)
+            })
+            .chain(new.tcp.iter_mut().map(|(p, b)| (format!("tcp://:{p}"), b)))
+            .chain(new.http_ports.iter_mut().map(|(p, (b, tls))| {
+                (format!("{}://:{p}", if *tls { "https" } else { "http" }), b)
+            }))
+            .chain(new.udp.iter_mut().map(|(p, b)| (format!("udp://:{p}"), b)));
+        for (route, b) in routes {
+            let key = |version: &str| stats::StatKey {
+                route: route.clone(),
+                app: b.app.clone(),
+                service: b.service.clone(),
+                version: version.to_string(),
+            };
+            b.stats = self.shared.stats.of(key(""));
+            keys.insert(key(""));
+            for p in &mut b.pools {
+                let s = self.shared.stats.of(key(&p.version));
+                keys.insert(key(&p.version));
+                for ep in &mut p.endpoints {
+                    ep.stats = s.clone();
+                }
+            }
+        }
+        self.shared.stats.keep_only(&keys);
+        let mut labels = std::collections::HashSet::new();
+        for b in new.backends_mut() {
             b.used = self.shared.cold.used_of(&b.label);
             labels.insert(b.label.clone());
         }
@@ -338,29 +396,79 @@ impl Router {
         *self.shared.table.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(new);
         self.shared.cold.table_changed();
         let mut errors = Vec::new();
-        let mut tcp = self.tcp.lock().unwrap_or_else(|p| p.into_inner());
-        tcp.retain(|port, task| {
-            let keep = wanted.contains(port) && !task.is_finished();
+        let mut ports = self.ports.lock().unwrap_or_else(|p| p.into_inner());
+        ports.retain(|key, task| {
+            let keep = wanted.contains(key) && !task.is_finished();
             if !keep {
                 task.abort();
             }
             keep
         });
-        for port in wanted {
-            if tcp.contains_key(&port) {
+        for key in wanted {
+            if ports.contains_key(&key) {
                 continue;
             }
-            match std::net::TcpListener::bind((self.tcp_ip, port)).and_then(|l| {
-                l.set_nonblocking(true)?;
-                tokio::net::TcpListener::from_std(l)
-            }) {
-                Ok(l) => {
-                    tcp.insert(port, tokio::spawn(tcp::serve(port, l, self.shared.clone())));
+            let (port, kind) = key;
+            match self.open_port(port, kind) {
+                Ok(task) => {
+                    ports.insert(key, task);
                 }
-                Err(e) => errors.push(format!("router TCP port {port}: {e}")),
+                Err(e) => errors.push(format!("router {} port {port}: {e}", kind.name())),
             }
         }
         errors
+    }
+
+    /// Turns the access log on: a record per request (`[router] access_log`) goes to the
+    /// receiver, which the caller drains into the log store. At most [`stats::ACCESS_QUEUE`]
+    /// wait; more are dropped and counted. Once per router.
+    /// None when `[router] access_log` is off.
+    pub fn start_access_log(&self) -> Option<tokio::sync::mpsc::Receiver<stats::Access>> {
+        if !self.shared.limits.access_log {
+            return None;
+        }
+        let (tx, rx) = tokio::sync::mpsc::channel(stats::ACCESS_QUEUE);
+        self.shared.access.set(tx).ok()?;
+        Some(rx)
+    }
+
+    /// Access records written to the log store (counted by whoever drains the receiver).
+    pub fn access_logged(&self, n: u64) {
+        self.shared
+            .stats
+            .access_logged
+            .fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Requests and connections per route and version since start, for `/metrics`.
+    pub fn figures(&self) -> stats::RouterFigures {
+        self.shared.stats.figures()
+    }
+
+    /// Opens a router port of `kind` and starts serving it.
+    fn open_port(&self, port: u16, kind: PortKind) -> std::io::Result<tokio::task::JoinHandle<()>> {
+        if kind == PortKind::Udp {
+            let s = std::net::UdpSocket::bind((self.tcp_ip, port))?;
+            s.set_nonblocking(true)?;
+            let s = tokio::net::UdpSocket::from_std(s)?;
+            return Ok(tokio::spawn(udp::serve(port, s, self.shared.clone())));
+        }
+        let tls = match kind {
+            PortKind::Https => Some(self.port_tls.get().cloned().ok_or_else(|| {
+                std::io::Error::other(
+                    "https:// needs the router's certificates: set [router] https and [[router.tls]] in berth.toml",
+                )
+            })?),
+            _ => None,
+        };
+        let l = std::net::TcpListener::bind((self.tcp_ip, port))?;
+        l.set_nonblocking(true)?;
+        let l = tokio::net::TcpListener::from_std(l)?;
+        let shared = self.shared.clone();
+        Ok(match kind {
+            PortKind::Tcp => tokio::spawn(tcp::serve(port, l, shared)),
+            _ => tokio::spawn(http::serve_port(l, shared, port, tls)),
+        })
     }
 
     /// Serves triggers (`POST /hooks/<id>?secret=`) on the router's listeners, for requests
@@ -409,6 +517,26 @@ impl Router {
             tracing::debug!(id = short, ms = waited.as_millis() as u64, "drained");
         }
         waited
+    }
+}
+
+/// What an `lb.port_N` router port serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum PortKind {
+    Tcp,
+    Http,
+    Https,
+    Udp,
+}
+
+impl PortKind {
+    fn name(self) -> &'static str {
+        match self {
+            PortKind::Tcp => "TCP",
+            PortKind::Http => "HTTP",
+            PortKind::Https => "HTTPS",
+            PortKind::Udp => "UDP",
+        }
     }
 }
 

@@ -7,7 +7,7 @@
 //! what `berth versions` shows. Replaced wholesale after each reconcile pass, so a request
 //! sees one consistent table.
 
-use crate::model::{Instance, NetworkMode, Route};
+use crate::model::{Instance, LbScheme, NetworkMode, Protocol, Route};
 use crate::store::StoredApp;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -31,6 +31,8 @@ pub struct Endpoint {
     pub remote: bool,
     /// When its member last reported it (ms; 0 for this host's).
     pub reported_ms: i64,
+    /// The counters of its route and version (the router sets them).
+    pub stats: Arc<super::stats::Stats>,
 }
 
 /// How long an instance on another member that refused a connection stays out of rotation
@@ -107,6 +109,9 @@ pub struct Backend {
     pub cold_start: Option<u32>,
     /// When it was last asked for (kept across tables by the router).
     pub used: super::cold::Used,
+    /// The counters of the router's own answers on the route (no ready instance, a
+    /// redirect); the router sets them.
+    pub stats: Arc<super::stats::Stats>,
 }
 
 impl Backend {
@@ -180,9 +185,24 @@ pub struct Table {
     pub http: Vec<HttpRoute>,
     /// Router TCP port -> backend.
     pub tcp: BTreeMap<u16, Backend>,
+    /// Router port -> backend served as HTTP whatever the Host, or as HTTPS (`true`)
+    /// (`lb.port_N: http://` and `https://`).
+    pub http_ports: BTreeMap<u16, (Backend, bool)>,
+    /// Router UDP port -> backend (`lb.port_N: udp://`).
+    pub udp: BTreeMap<u16, Backend>,
 }
 
 impl Table {
+    /// Every backend: of the HTTP routes, the TCP, HTTP(S) and UDP router ports.
+    pub fn backends_mut(&mut self) -> impl Iterator<Item = &mut Backend> {
+        self.http
+            .iter_mut()
+            .map(|r| &mut r.backend)
+            .chain(self.tcp.values_mut())
+            .chain(self.http_ports.values_mut().map(|(b, _)| b))
+            .chain(self.udp.values_mut())
+    }
+
     /// The route for a host and path: the host's own routes when it has any (exact wins),
     /// else those of the longest wildcard (`*.example.com` takes any name under
     /// example.com, at any depth, as nginx's `server_name` does); then the longest matching
@@ -317,13 +337,13 @@ pub fn service_endpoints(
             Some(format!("{scheme}://{host}{}", r.path))
         })
         .collect();
-    out.extend(svc.ext.lb.values().map(|rp| {
+    out.extend(svc.ext.lb.iter().map(|(port, rp)| {
         let ip = if tcp_ip.is_unspecified() {
             "HOST".to_string()
         } else {
             tcp_ip.to_string()
         };
-        format!("tcp://{ip}:{rp}")
+        format!("{}://{ip}:{rp}", svc.ext.lb_scheme(*port).as_str())
     }));
     out
 }
@@ -337,7 +357,11 @@ pub fn route_host(r: &Route, router_domain: &str) -> Option<String> {
     (!d.is_empty()).then(|| format!("{}.{d}", r.domain))
 }
 
-fn endpoint_of(i: &Instance, container_port: u16, mode: NetworkMode) -> Option<Endpoint> {
+fn endpoint_of(
+    i: &Instance,
+    (container_port, protocol): (u16, Protocol),
+    mode: NetworkMode,
+) -> Option<Endpoint> {
     let id: String = i.id.chars().take(12).collect();
     let id: Arc<str> = id.into();
     let addr = match mode {
@@ -346,7 +370,7 @@ fn endpoint_of(i: &Instance, container_port: u16, mode: NetworkMode) -> Option<E
             let p = i
                 .ports
                 .iter()
-                .find(|p| p.container_port == container_port)?;
+                .find(|p| p.container_port == container_port && p.protocol == protocol)?;
             // A port published on all interfaces is reached on loopback from this host.
             let ip = match p.host_ip.as_str() {
                 "" | "0.0.0.0" | "::" => "127.0.0.1",
@@ -362,6 +386,7 @@ fn endpoint_of(i: &Instance, container_port: u16, mode: NetworkMode) -> Option<E
         down_until: Arc::default(),
         remote: false,
         reported_ms: 0,
+        stats: Arc::default(),
     })
 }
 
@@ -370,7 +395,7 @@ fn endpoint_of(i: &Instance, container_port: u16, mode: NetworkMode) -> Option<E
 /// on loopback it cannot be reached from here).
 fn remote_endpoint_of(
     r: &RemoteEndpoint,
-    container_port: u16,
+    (container_port, protocol): (u16, Protocol),
     mode: NetworkMode,
 ) -> Option<Endpoint> {
     let addr = match mode {
@@ -379,7 +404,7 @@ fn remote_endpoint_of(
             let p = r
                 .ports
                 .iter()
-                .find(|p| p.container_port == container_port)?;
+                .find(|p| p.container_port == container_port && p.protocol == protocol)?;
             let ip = match p.host_ip.as_str() {
                 "" | "0.0.0.0" | "::" => r.ip,
                 ip => ip
@@ -397,13 +422,14 @@ fn remote_endpoint_of(
         down_until: Arc::default(),
         remote: true,
         reported_ms: r.reported_ms,
+        stats: Arc::default(),
     })
 }
 
 fn backend(
     app: &StoredApp,
     service: &str,
-    container_port: u16,
+    port: (u16, Protocol),
     (instances, remote): (&[Instance], &[RemoteEndpoint]),
     leaving: &BTreeSet<&str>,
     split: &[Share],
@@ -421,7 +447,7 @@ fn backend(
             .iter()
             .filter(serving)
             .filter(|i| f(i))
-            .filter_map(|i| endpoint_of(i, container_port, svc.network_mode))
+            .filter_map(|i| endpoint_of(i, port, svc.network_mode))
             .collect()
     };
     let mut pools = Vec::new();
@@ -437,7 +463,7 @@ fn backend(
             remote
                 .iter()
                 .filter(|r| r.app == app.spec.name && r.service == service && r.version == name)
-                .filter_map(|r| remote_endpoint_of(r, container_port, svc.network_mode)),
+                .filter_map(|r| remote_endpoint_of(r, port, svc.network_mode)),
         );
         pools.push(Pool {
             version: name,
@@ -468,6 +494,7 @@ fn backend(
             .filter(|a| a.min_instances == 0 && !app.stopped)
             .map(|a| a.cold_start_timeout),
         used: Default::default(),
+        stats: Arc::default(),
     })
 }
 
@@ -568,7 +595,14 @@ pub fn build(
             for (port, r) in service_routes(&app.spec.name, name, svc, router_domain) {
                 let (Some(host), Some(b)) = (
                     route_host(&r, router_domain),
-                    backend(app, name, port, (instances, remote), leaving, split),
+                    backend(
+                        app,
+                        name,
+                        (port, Protocol::Tcp),
+                        (instances, remote),
+                        leaving,
+                        split,
+                    ),
                 ) else {
                     continue;
                 };
@@ -581,8 +615,28 @@ pub fn build(
                 });
             }
             for (port, router_port) in &svc.ext.lb {
-                if let Some(b) = backend(app, name, *port, (instances, remote), leaving, split) {
-                    t.tcp.insert(*router_port, b);
+                let scheme = svc.ext.lb_scheme(*port);
+                let Some(b) = backend(
+                    app,
+                    name,
+                    (*port, scheme.protocol()),
+                    (instances, remote),
+                    leaving,
+                    split,
+                ) else {
+                    continue;
+                };
+                match scheme {
+                    LbScheme::Tcp => {
+                        t.tcp.insert(*router_port, b);
+                    }
+                    LbScheme::Http | LbScheme::Https => {
+                        t.http_ports
+                            .insert(*router_port, (b, scheme == LbScheme::Https));
+                    }
+                    LbScheme::Udp => {
+                        t.udp.insert(*router_port, b);
+                    }
                 }
             }
         }
@@ -605,6 +659,7 @@ mod tests {
             down_until: Arc::default(),
             remote: false,
             reported_ms: 0,
+            stats: Arc::default(),
         }
     }
 
@@ -616,6 +671,7 @@ mod tests {
             sticky: true,
             cold_start: None,
             used: Default::default(),
+            stats: Arc::default(),
             pools: pools
                 .into_iter()
                 .enumerate()
@@ -672,7 +728,7 @@ mod tests {
                 route("shop.example.com", "", "root"),
                 route("shop.example.com", "/api", "api"),
             ],
-            tcp: BTreeMap::new(),
+            ..Default::default()
         };
         let who = |h: &str, p: &str| {
             t.route(h, p)
@@ -719,7 +775,7 @@ mod tests {
                 route("*.shop.example.com", "/api", "shop-api"),
                 route("api.example.com", "/v1", "exact"),
             ],
-            tcp: BTreeMap::new(),
+            ..Default::default()
         };
         let who = |h: &str, p: &str| {
             t.route(h, p)

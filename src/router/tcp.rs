@@ -52,6 +52,7 @@ pub(super) async fn serve(port: u16, listener: TcpListener, shared: Arc<Shared>)
                 match super::connect_upstream(ep.addr).await {
                     Ok(mut upstream) => {
                         let _guard = guard;
+                        ep.stats.connected();
                         let _ = client.set_nodelay(true);
                         let _ = upstream.set_nodelay(true);
                         let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;

@@ -730,12 +730,47 @@ fn port_or_store_label(
         k2 if k2.starts_with("lb.port_") => {
             let port = port_number(&k2["lb.port_".len()..])
                 .ok_or_else(|| invalid(loc, "the label must name a container port: lb.port_80"))?;
-            let rp = v
-                .strip_prefix("tcp://")
-                .and_then(|r| r.rsplit_once(':'))
+            let (scheme, rest) = v.split_once("://").unwrap_or(("", v));
+            let scheme = match scheme {
+                "tcp" => crate::model::LbScheme::Tcp,
+                "http" => crate::model::LbScheme::Http,
+                "https" => crate::model::LbScheme::Https,
+                "udp" => crate::model::LbScheme::Udp,
+                _ => {
+                    return Err(invalid(
+                        loc,
+                        format!(
+                            "{v:?}: write SCHEME://:ROUTER_PORT, the scheme one of tcp, http, https, udp (tcp://:3306)"
+                        ),
+                    ));
+                }
+            };
+            let rp = rest
+                .rsplit_once(':')
                 .and_then(|(_, p)| port_number(p))
-                .ok_or_else(|| invalid(loc, format!("{v:?}: write tcp://:ROUTER_PORT")))?;
+                .ok_or_else(|| {
+                    invalid(
+                        loc,
+                        format!("{v:?}: write {}://:ROUTER_PORT", scheme.as_str()),
+                    )
+                })?;
+            let udp = scheme == crate::model::LbScheme::Udp;
+            if let Some((other, _)) = x.lb.iter().find(|(c, r)| {
+                **r == rp && **c != port && (x.lb_scheme(**c) == crate::model::LbScheme::Udp) == udp
+            }) {
+                return Err(invalid(
+                    loc,
+                    format!(
+                        "router port {rp} is already lb.port_{other}'s: give each container port its own router port"
+                    ),
+                ));
+            }
             x.lb.insert(port, rp);
+            if scheme == crate::model::LbScheme::Tcp {
+                x.lb_schemes.remove(&port);
+            } else {
+                x.lb_schemes.insert(port, scheme);
+            }
         }
         k2 if k2.starts_with("log_store_") => {
             let name = &k2["log_store_".len()..];
@@ -761,18 +796,23 @@ fn port_or_store_label(
 /// container port that the template does not publish itself (on a free host port).
 fn publish_routed_ports(s: &mut ServiceSpec) {
     let x = &s.ext;
-    let routed: Vec<u16> = x.routing.keys().chain(x.lb.keys()).copied().collect();
-    for port in routed {
+    let routed: Vec<(u16, Protocol)> = x
+        .routing
+        .keys()
+        .map(|p| (*p, Protocol::Tcp))
+        .chain(x.lb.keys().map(|p| (*p, x.lb_scheme(*p).protocol())))
+        .collect();
+    for (port, protocol) in routed {
         if !s
             .ports
             .iter()
-            .any(|p| p.container_port == port && p.protocol == Protocol::Tcp)
+            .any(|p| p.container_port == port && p.protocol == protocol)
         {
             s.ports.push(PortSpec {
                 container_port: port,
                 host_port: None,
                 host_ip: None,
-                protocol: Protocol::Tcp,
+                protocol,
             });
         }
     }

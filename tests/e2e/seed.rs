@@ -375,3 +375,137 @@ fn a_local_route_is_reached_from_a_container_that_links_it_and_not_from_outside(
     let (s, _, _) = router_get(http, "restserver.local", "/id", None);
     assert_eq!(s, 404, "a .local route on the public listener");
 }
+
+#[test]
+fn the_routers_access_log_is_stored_and_its_counters_are_per_route_and_version() {
+    let http = free_port();
+    let a = Agent::start_with_config(&format!(
+        "[router]\nhttp = \"127.0.0.1:{http}\"\ndomain = \"test.local\"\naccess_log = true\n"
+    ));
+    a.deploy(
+        "acc",
+        &format!("services:\n{}", named_web("web", "acc.example.com")),
+    );
+    a.wait_running("acc", 1, Duration::from_secs(60));
+    wait_until("acc routed", Duration::from_secs(20), || {
+        router_get(http, "acc.example.com", "/id", None).0 == 200
+    });
+    for _ in 0..4 {
+        assert_eq!(router_get(http, "acc.example.com", "/id", None).0, 200);
+    }
+    assert_eq!(router_get(http, "acc.example.com", "/nothing", None).0, 404);
+    assert_eq!(
+        router_get(http, "nowhere.example.com", "/x?q=1", None).0,
+        404
+    );
+    // Every request is a line of the router's own stream, naming where it went.
+    let mut logs = String::new();
+    wait_until("the access lines stored", Duration::from_secs(10), || {
+        logs = a.ok(&["logs", "--router"]);
+        logs.contains("nowhere.example.com")
+    });
+    let served: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("\"GET /id HTTP/1.1\" 200 4 "))
+        .collect();
+    assert!(served.len() >= 5, "{logs}");
+    assert!(
+        served
+            .iter()
+            .all(|l| l.contains("host=acc.example.com to=acc/web web-001 127.0.0.1:")),
+        "{logs}"
+    );
+    assert!(
+        logs.contains("\"GET /x?q=1 HTTP/1.1\" 404 ")
+            && logs.contains("host=nowhere.example.com to=- "),
+        "{logs}"
+    );
+    // Filters work on it like on any stream; an app's own logs do not have it.
+    let grep = a.ok(&["logs", "--router", "--grep", "nowhere"]);
+    assert_eq!(grep.lines().count(), 1, "{grep}");
+    assert!(!a.ok(&["logs", "acc"]).contains("host=acc.example.com"));
+    // The counters: per route, version and status class.
+    let (_, prom) = a.get_raw("/metrics", true).expect("metrics");
+    let sample = |needle: &str| -> f64 {
+        prom.lines()
+            .find(|l| l.starts_with(needle))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {needle} in\n{prom}"))
+    };
+    let labels = "route=\"acc.example.com/\",app=\"acc\",service=\"web\"";
+    assert!(
+        sample(&format!(
+            "berth_router_requests_total{{{labels},version=\"web-001\",code=\"2xx\"}}"
+        )) >= 5.0
+    );
+    assert_eq!(
+        sample(&format!(
+            "berth_router_requests_total{{{labels},version=\"web-001\",code=\"4xx\"}}"
+        )),
+        1.0
+    );
+    assert!(
+        sample(&format!(
+            "berth_router_request_duration_seconds_count{{{labels},version=\"web-001\"}}"
+        )) >= 6.0
+    );
+    assert!(sample("berth_router_unrouted_requests_total") >= 1.0);
+    assert!(sample("berth_router_access_log_lines_total") >= 7.0);
+    assert_eq!(sample("berth_router_access_log_dropped_total"), 0.0);
+    // A second version gets counters of its own.
+    a.deploy(
+        "acc",
+        &format!("services:\n{}", named_web("web", "acc.example.com"))
+            .replace("echo web", "echo two"),
+    );
+    wait_until("the new version serves", Duration::from_secs(60), || {
+        router_get(http, "acc.example.com", "/id", None).1.trim() == "two"
+    });
+    let (_, prom) = a.get_raw("/metrics", true).expect("metrics");
+    assert!(
+        prom.contains(&format!(
+            "berth_router_requests_total{{{labels},version=\"web-002\",code=\"2xx\"}}"
+        )),
+        "{prom}"
+    );
+}
+
+#[test]
+fn an_lb_port_with_the_http_scheme_serves_its_service_whatever_the_host() {
+    let (http, lbp) = (free_port(), free_port());
+    let a = Agent::start_with_config(&format!(
+        "[router]\nhttp = \"127.0.0.1:{http}\"\ndomain = \"test.local\"\ntcp_address = \"127.0.0.1\"\n"
+    ));
+    let t = format!(
+        "services:
+  web:
+    image: {IMAGE}
+    command: sh -c 'mkdir -p /www && echo plain > /www/id; exec httpd -f -p 8080 -h /www'
+    stop_grace_period: 1s
+    labels:
+      aliyun.probe.url: http://container:8080/id
+      aliyun.lb.port_8080: http://slb_front:{lbp}
+"
+    );
+    a.deploy("front", &t);
+    a.wait_running("front", 1, Duration::from_secs(60));
+    let ps = a.ok(&["ps", "front"]);
+    assert!(ps.contains(&format!("http://127.0.0.1:{lbp}")), "{ps}");
+    let mut got = (0, String::new());
+    wait_until("the lb port serves HTTP", Duration::from_secs(20), || {
+        let (s, b, _) = router_get(lbp, "anything.example.org", "/id", None);
+        got = (s, b.trim().to_string());
+        s == 200
+    });
+    assert_eq!(got.1, "plain");
+    // Any Host, the same service; the router's own listener does not route it by name.
+    assert_eq!(router_get(lbp, "10.9.9.9", "/id", None).0, 200);
+    assert_eq!(router_get(http, "anything.example.org", "/id", None).0, 404);
+    // Counted under its port.
+    let (_, prom) = a.get_raw("/metrics", true).expect("metrics");
+    assert!(
+        prom.contains(&format!("berth_router_requests_total{{route=\"http://:{lbp}\",app=\"front\",service=\"web\",version=\"web-001\",code=\"2xx\"}}")),
+        "{prom}"
+    );
+}
