@@ -3,6 +3,8 @@
 #   direct  - wrk straight to the backend
 #   nginx   - wrk -> nginx (Debian) reverse proxy, keep-alive upstream -> the backend
 #   berth   - wrk -> berth's HTTP router -> the same backend
+#   berth+log - the same through a second agent's router with `[router] access_log = true`
+#             (a line per request stored in the log store), to show what the access log costs
 # The backend is nginx answering a small fixed response (busybox httpd forks per connection
 # and would be the bottleneck). berth reaches it as a host-network service, the way it
 # reaches any host-network instance (127.0.0.1:port). wrk: keep-alive, 64 connections.
@@ -54,8 +56,19 @@ nginx_conf proxy auto "upstream be { server 127.0.0.1:$BACKEND; keepalive 128; }
         proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
         proxy_set_header X-Forwarded-Proto \$scheme;
         proxy_set_header X-Forwarded-Host \$host; } }"
+# A second agent whose router writes the access log.
+ROUTER_LOG=$(free_port)
+API_LOG=$(free_port)
+printf '[router]\naccess_log = true\n' >"$WORK/log.toml"
+"$BERTH" agent --config "$WORK/log.toml" --data-dir "$WORK/data-log" --listen "127.0.0.1:$API_LOG" \
+    --node-name bench-router-log --router-http "127.0.0.1:$ROUTER_LOG" 2>"$WORK/agent-log.log" &
+AGENT_LOG=$!
+for _ in $(seq 100); do curl -fs "http://127.0.0.1:$API_LOG/v1/health" >"$WORK/health-log" 2>/dev/null && break; sleep 0.1; done
+NODE_LOG=$(sed -n 's/.*"node_id": *"\([0-9a-f]*\)".*/\1/p' "$WORK/health-log")
 cleanup() {
     for n in backend proxy; do [ -f "$WORK/$n/nginx.pid" ] && kill "$(cat "$WORK/$n/nginx.pid")" 2>/dev/null || true; done
+    kill "$AGENT_LOG" 2>/dev/null || true
+    docker ps -aq --filter label=berth.node="${NODE_LOG:-none}" | xargs -r docker rm -f >/dev/null
     stop_bench_agent
 }
 trap cleanup EXIT
@@ -69,9 +82,13 @@ services:
       berth.routing.port_$BACKEND: bench.local
 EOF
 "$BERTH" deploy -f "$WORK/app.yml" --name routerbench --timeout 60 >/dev/null
-for _ in $(seq 100); do
-    [ "$(curl -s -o /dev/null -w '%{http_code}' -H 'Host: bench.local' "http://127.0.0.1:$ROUTER/")" = 200 ] && break
-    sleep 0.1
+BERTH_API=http://127.0.0.1:$API_LOG BERTH_TOKEN_FILE=$WORK/data-log/api.token \
+    "$BERTH" deploy -f "$WORK/app.yml" --name routerbench --timeout 60 >/dev/null
+for r in "$ROUTER" "$ROUTER_LOG"; do
+    for _ in $(seq 100); do
+        [ "$(curl -s -o /dev/null -w '%{http_code}' -H 'Host: bench.local' "http://127.0.0.1:$r/")" = 200 ] && break
+        sleep 0.1
+    done
 done
 
 TCK=$(getconf CLK_TCK)
@@ -108,7 +125,7 @@ echo "router bench: $(nproc) CPUs, wrk -t2 -c64 keep-alive, ${SECONDS_EACH}s x $
 declare -A RESULTS
 for r in $(seq "$ROUNDS"); do
     # shellcheck disable=SC2086
-    for target in "direct $BACKEND $BACKEND_PID" "nginx $PROXY $PROXY_PIDS" "berth $ROUTER $AGENT"; do
+    for target in "direct $BACKEND $BACKEND_PID" "nginx $PROXY $PROXY_PIDS" "berth $ROUTER $AGENT" "berth+log $ROUTER_LOG $AGENT_LOG"; do
         set -- $target
         line=$(measure "$@")
         RESULTS[$1]+="$line"$'\n'
@@ -120,6 +137,7 @@ median() { printf '%s' "${RESULTS[$1]}" | sort -n | awk '{a[NR]=$0} END {print a
 read -r d_rps d_p50 d_p99 d_cpu <<<"$(median direct)"
 read -r n_rps n_p50 n_p99 n_cpu <<<"$(median nginx)"
 read -r b_rps b_p50 b_p99 b_cpu <<<"$(median berth)"
+read -r g_rps g_p50 g_p99 g_cpu <<<"$(median berth+log)"
 echo
 echo "| path | requests/s | p50 ms | p99 ms | p99 added ms | proxy CPU% |"
 echo "|---|---|---|---|---|---|"
@@ -127,7 +145,10 @@ printf '| direct to backend | %s | %s | %s | - | - |\n' "$d_rps" "$d_p50" "$d_p9
 calc() { awk "BEGIN { printf \"%.3f\", $1 }"; }
 printf '| nginx reverse proxy | %s | %s | %s | %s | %s |\n' "$n_rps" "$n_p50" "$n_p99" "$(calc "$n_p99 - $d_p99")" "$n_cpu"
 printf '| berth router | %s | %s | %s | %s | %s |\n' "$b_rps" "$b_p50" "$b_p99" "$(calc "$b_p99 - $d_p99")" "$b_cpu"
+printf '| berth router, access log on | %s | %s | %s | %s | %s |\n' "$g_rps" "$g_p50" "$g_p99" "$(calc "$g_p99 - $d_p99")" "$g_cpu"
 printf '\nberth / nginx requests/s: %s%% (target >= 80%%)\n' "$(calc "$b_rps * 100 / $n_rps")"
+printf 'berth with / without the access log, requests/s: %s%%; lines stored: %s\n' "$(calc "$g_rps * 100 / $b_rps")" \
+    "$(curl -s -H "Authorization: Bearer $(cat "$WORK/data-log/api.token")" "http://127.0.0.1:$API_LOG/metrics" | awk '/^berth_router_access_log_lines_total/ {print $2}')"
 
 # Latency a proxy adds when the CPUs are not saturated: one connection, one request at a time.
 echo
@@ -137,7 +158,7 @@ echo "|---|---|---|---|---|---|"
 read -r l_rps l_p50 l_p99 _ <<<"$(CONNS=1 measure direct "$BACKEND" "$BACKEND_PID")"
 printf '| direct to backend | %s | %s | %s | - | - |\n' "$l_rps" "$l_p50" "$l_p99"
 # shellcheck disable=SC2086
-for target in "nginx $PROXY $PROXY_PIDS" "berth $ROUTER $AGENT"; do
+for target in "nginx $PROXY $PROXY_PIDS" "berth $ROUTER $AGENT" "berth+log $ROUTER_LOG $AGENT_LOG"; do
     set -- $target
     read -r x_rps x_p50 x_p99 _ <<<"$(CONNS=1 measure "$@")"
     printf '| %s | %s | %s | %s | %s | %s |\n' "$1" "$x_rps" "$x_p50" "$x_p99" "$(calc "$x_p50 - $l_p50")" "$(calc "$x_p99 - $l_p99")"

@@ -323,3 +323,54 @@ fn the_api_over_tls_serves_the_cli_and_exec_and_refuses_plain_http() {
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(e.contains("needs both tls_cert and tls_key"), "{e}");
 }
+
+/// `lb.port_N: https://:P`: the router terminates TLS on the router port with its
+/// certificates and serves that service, whatever the name asked; without certificates the
+/// port is not opened and an event says why.
+#[test]
+fn an_lb_port_with_the_https_scheme_terminates_tls_for_its_service() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let ck = rcgen::generate_simple_self_signed(vec!["lb.example.com".into()]).expect("cert");
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, ck.cert.pem()).expect("write cert");
+    std::fs::write(&key, ck.signing_key.serialize_pem()).expect("write key");
+    let (https, lbp) = (free_port(), free_port());
+    let a = Agent::start_with_config(&format!(
+        "[router]\nhttps = \"127.0.0.1:{https}\"\ntcp_address = \"127.0.0.1\"\n[[router.tls]]\ndomain = \"lb.example.com\"\ncert = \"{}\"\nkey = \"{}\"\n",
+        cert.display(),
+        key.display()
+    ));
+    a.deploy(
+        "sec",
+        &format!(
+            "services:\n  web:\n    image: {IMAGE}\n    command: httpd -f -p 8080 -h /www\n    stop_grace_period: 1s\n    labels:\n      aliyun.probe.url: http://container:8080/index.html\n      aliyun.lb.port_8080: https://:{lbp}\n"
+        ),
+    );
+    let resolve = format!("lb.example.com:{lbp}:127.0.0.1");
+    let url = format!("https://lb.example.com:{lbp}/index.html");
+    let ca = cert.to_str().expect("path");
+    let mut last = String::new();
+    wait_until("the https lb port answers", Duration::from_secs(20), || {
+        last = curl(&["--cacert", ca, "--resolve", &resolve, &url]).1;
+        last.contains("hello from berth")
+    });
+    // Plain HTTP on that port is not served.
+    let (ok, _) = curl(&[&format!("http://127.0.0.1:{lbp}/index.html")]);
+    assert!(!ok);
+
+    // Without router certificates: refused to open, with the reason as an event.
+    let b = Agent::start_with_config("[router]\ntcp_address = \"127.0.0.1\"\n");
+    let other = free_port();
+    b.deploy(
+        "insec",
+        &format!(
+            "services:\n  web:\n    image: {IMAGE}\n    command: httpd -f -p 8080 -h /www\n    stop_grace_period: 1s\n    labels:\n      aliyun.lb.port_8080: https://:{other}\n"
+        ),
+    );
+    let mut events = String::new();
+    wait_until("the refusal is an event", Duration::from_secs(20), || {
+        events = b.ok(&["events"]);
+        events.contains(&format!("router HTTPS port {other}"))
+    });
+    assert!(events.contains("[[router.tls]]"), "{events}");
+}
