@@ -29,6 +29,17 @@ pub struct AppSpec {
     pub file_values: BTreeMap<String, String>,
 }
 
+/// A blue/green release between services under way (the seed's: the new template renames
+/// a service and both name the same route): `old` are the services the new template
+/// dropped, kept running until `berth release confirm APP`; `new` the services it added,
+/// dropped again by `berth release abort APP`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ServiceRelease {
+    pub old: Vec<String>,
+    pub new: Vec<String>,
+    pub since_ms: i64,
+}
+
 /// An address outside the app that a name on its network stands for (`external: host:
 /// ports:`): connections to the name's ports are forwarded to `host` (resolved at each
 /// connection, so a changed DNS answer is followed).

@@ -97,6 +97,36 @@ pub struct DeployResponse {
     /// changed), or 0 for a cron job (its schedule runs it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job_run: Option<u64>,
+    /// A blue/green release between services this deploy began: what runs and what next.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<String>,
+}
+
+/// `berth routes APP`: a route two or more of the app's services share.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteView {
+    /// Its domain as written in the labels, and its path.
+    pub route: String,
+    pub services: Vec<RouteShare>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteShare {
+    pub service: String,
+    /// Percent of the route's requests.
+    pub weight: u32,
+    /// Its ready instances.
+    pub ready: u32,
+    /// In a blue/green release between services: `old` or `new`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub role: String,
+}
+
+/// `berth traffic APP --route ROUTE SERVICE=PERCENT...`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RouteTrafficRequest {
+    pub route: String,
+    pub weights: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -119,6 +149,9 @@ pub struct AppStatus {
     /// The config set it is bound to, and whether the set changed since its deploy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config: Option<BoundSet>,
+    /// A blue/green release between services under way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

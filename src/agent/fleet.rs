@@ -579,6 +579,8 @@ mod tests {
             updated_ms: 0,
             owner: String::new(),
             epoch: 0,
+            route_weights: Default::default(),
+            service_release: None,
         }
     }
 

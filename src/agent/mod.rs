@@ -24,6 +24,7 @@ pub mod names;
 mod observe;
 mod ops;
 mod registries;
+mod routes;
 mod telemetry;
 mod triggers;
 mod versions;

@@ -7,7 +7,7 @@
 use super::{Core, desired_replicas};
 use crate::model::AppSpec;
 use crate::model::PullPolicy;
-use crate::model::{Instance, NetworkMode, Protocol, Release, VersionState};
+use crate::model::{Instance, NetworkMode, Protocol, Release, ServiceRelease, VersionState};
 use crate::runtime::{ImageInfo, PruneReport, RuntimeError};
 use crate::spec::{self, SpecError};
 use crate::store::StoreError;
@@ -1357,8 +1357,45 @@ impl Ops {
         }
         self.warn_https_without_certificate(&mut app);
         self.warn_unresolved_externals(&mut app).await;
-        let diff = ServiceDiff::of(&app, previous.as_ref());
-        let releases = self.choose_releases(&app, &diff.changed, req.blue_green, traffic_none)?;
+        if let Some(p) = &previous
+            && let Some(r) = &p.service_release
+        {
+            return Err(CoreError::Conflict(format!(
+                "{} has a blue/green release between services awaiting confirmation ({} -> {}): confirm it (`berth release confirm {n}`) or roll it back (`berth release abort {n}`) before the next deploy",
+                p.spec.name,
+                r.old.join(","),
+                r.new.join(","),
+                n = p.spec.name
+            )));
+        }
+        let mut diff = ServiceDiff::of(&app, previous.as_ref());
+        // `--blue-green` with a template that drops services (the seed renames `nginx-v1`
+        // to `nginx-v2`): a release between services. The dropped ones stay until confirmed,
+        // the added ones start at 0% of the routes they share with them.
+        let between = match &previous {
+            Some(p) if req.blue_green && !diff.removed.is_empty() => Some(ServiceRelease {
+                old: std::mem::take(&mut diff.removed),
+                new: diff
+                    .changed
+                    .iter()
+                    .filter(|s| !p.spec.services.contains_key(*s))
+                    .cloned()
+                    .collect(),
+                since_ms: crate::clock::now_ms(),
+            }),
+            _ => None,
+        };
+        let releases = self.choose_releases(
+            &app,
+            &diff.changed,
+            |s| {
+                req.blue_green
+                    && between
+                        .as_ref()
+                        .is_none_or(|b| !b.new.iter().any(|n| n == s))
+            },
+            traffic_none,
+        )?;
         self.ensure_images(app.services.values().map(|s| &**s), req.pull)
             .await?;
         self.check_host_ports(&app, &diff.changed).await?;
@@ -1371,10 +1408,38 @@ impl Ops {
         write_file_values(&file_values)?;
         let template = super::volumes::redact_template(&req.template, &app);
         super::volumes::redact_spec(&mut app);
+        let (route_weights, start) = match (&previous, between) {
+            (Some(p), Some(release)) => {
+                let mut merged = app.clone();
+                for s in &release.old {
+                    if let Some(svc) = p.spec.services.get(s) {
+                        merged.services.insert(s.clone(), svc.clone());
+                    }
+                }
+                let weights =
+                    crate::plan::routes::release_start(&merged, &release.new, &p.route_weights);
+                app = merged;
+                let start = crate::store::ReleaseStart {
+                    release,
+                    previous_spec: p.spec.clone(),
+                    previous_template: p.template.clone(),
+                };
+                (weights, Some(start))
+            }
+            (Some(p), None) => (crate::plan::routes::kept(&p.route_weights, &app), None),
+            (None, _) => Default::default(),
+        };
         let created = self
             .core
             .store
-            .put_app(&app, &template, &releases, &message)
+            .put_app_with(
+                &app,
+                &template,
+                &releases,
+                &message,
+                &route_weights,
+                start.as_ref(),
+            )
             .map_err(|e| match e {
                 crate::store::StoreError::Refused(r) => CoreError::from(r),
                 e => CoreError::from(e),
@@ -1392,7 +1457,30 @@ impl Ops {
             .iter()
             .map(|(s, n, _)| crate::model::version_name(s, *n))
             .collect();
-        let summary = diff.summary(&app, previous.is_some(), &versions, &message);
+        let mut summary = diff.summary(&app, previous.is_some(), &versions, &message);
+        let release = start.as_ref().map(|s| {
+            let shared: Vec<String> = crate::plan::routes::shared(&app)
+                .into_iter()
+                .filter(|(_, svcs)| svcs.iter().any(|x| s.release.new.contains(x)))
+                .map(|(r, _)| r)
+                .collect();
+            format!(
+                "blue/green between services: {new} start beside {old}{routes}; `berth traffic {a} --route ROUTE {n}=30 {o}=70` shifts traffic, `berth release confirm {a}` keeps {new} (removing {old}), `berth release abort {a}` removes {new}",
+                new = s.release.new.join(", "),
+                old = s.release.old.join(", "),
+                routes = if shared.is_empty() {
+                    String::new()
+                } else {
+                    format!(" at 0% of {}", shared.join(", "))
+                },
+                a = app.name,
+                n = s.release.new.first().map(String::as_str).unwrap_or("NEW"),
+                o = s.release.old.first().map(String::as_str).unwrap_or("OLD"),
+            )
+        });
+        if let Some(r) = &release {
+            summary.push_str(&format!("; {r}"));
+        }
         self.core
             .event(crate::model::EventKind::Deploy, &app.name, "", &summary);
         for (service, _, decisions) in &created {
@@ -1402,6 +1490,7 @@ impl Ops {
         self.core.wake(super::Wake::Command);
         let job_run = self.job_deployed(&app.name, !diff.changed.is_empty())?;
         Ok(DeployResponse {
+            release,
             job_run,
             app: app.name,
             changed: diff.changed,
@@ -1529,7 +1618,7 @@ impl Ops {
         &self,
         app: &AppSpec,
         changed: &[String],
-        blue_green: bool,
+        blue_green: impl Fn(&str) -> bool,
         traffic_none: bool,
     ) -> Result<Vec<(String, Release)>, CoreError> {
         let mut releases = Vec::new();
@@ -1552,7 +1641,7 @@ impl Ops {
                 name,
                 &app.services[name],
                 &versions,
-                blue_green,
+                blue_green(name),
                 traffic_none,
             )?;
             releases.push((name.clone(), release));
@@ -1828,6 +1917,10 @@ impl Ops {
             stale: None,
             job: None,
             config: None,
+            release: a
+                .service_release
+                .as_ref()
+                .map(|r| super::routes::describe(&a.spec.name, r)),
         }
         .with_job(&self.core, a, instances)
     }

@@ -811,6 +811,14 @@ fn run(cmd: Command, ops: &Ops, rt: &tokio::runtime::Handle) -> Reply {
                 service,
                 confirm,
             } => json(200, &ops.release(&app, &service, confirm).await?),
+            Command::Routes(app) => json(200, &ops.routes(&app)?),
+            Command::SplitTraffic { app, req } => {
+                json(200, &ops.set_route_traffic(&app, req).await?)
+            }
+            Command::ReleaseApp { app, confirm } => json(
+                200,
+                &serde_json::json!({ "message": ops.release_app(&app, confirm).await? }),
+            ),
             Command::Prometheus => (
                 200,
                 ops.prometheus().into_bytes(),

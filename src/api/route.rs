@@ -150,6 +150,16 @@ pub enum Route {
         service: String,
         confirm: bool,
     },
+    /// `GET /v1/apps/NAME/routes`: the routes its services share, with their split.
+    Routes(String),
+    /// `POST /v1/apps/NAME/routes/traffic`: one shared route's split between services.
+    SplitTraffic(String),
+    /// `POST /v1/apps/NAME/release/{confirm,abort}`: the app's blue/green release (between
+    /// services, and its services' own).
+    ReleaseApp {
+        app: String,
+        confirm: bool,
+    },
     /// Prometheus exposition (`GET /metrics`).
     Prometheus,
     /// One service's own exposition (`GET /metrics/APP/SERVICE`), for a service labelled
@@ -297,7 +307,10 @@ impl Route {
             | Route::Traffic { app: a, .. }
             | Route::Rollback { app: a, .. }
             | Route::Rebalance { app: a, .. }
-            | Route::Release { app: a, .. } => Some(a),
+            | Route::Release { app: a, .. }
+            | Route::Routes(a)
+            | Route::SplitTraffic(a)
+            | Route::ReleaseApp { app: a, .. } => Some(a),
             Route::Logs(p) if !p.follow && !p.local => Some(&p.app),
             _ => None,
         }
@@ -320,6 +333,7 @@ impl Route {
                 | Route::Scale(_)
                 | Route::Redeploy(_)
                 | Route::Traffic { .. }
+                | Route::SplitTraffic(_)
                 | Route::Rollback { .. }
                 | Route::JobHere { .. }
                 | Route::RestartHere { .. }
@@ -452,6 +466,15 @@ pub enum Command {
     Release {
         app: String,
         service: String,
+        confirm: bool,
+    },
+    Routes(String),
+    SplitTraffic {
+        app: String,
+        req: crate::wire::RouteTrafficRequest,
+    },
+    ReleaseApp {
+        app: String,
         confirm: bool,
     },
     Prometheus,
@@ -646,6 +669,12 @@ impl Command {
                 service,
                 confirm,
             },
+            Route::Routes(app) => Command::Routes(app),
+            Route::SplitTraffic(app) => Command::SplitTraffic {
+                app,
+                req: json(body)?,
+            },
+            Route::ReleaseApp { app, confirm } => Command::ReleaseApp { app, confirm },
             Route::Prometheus => Command::Prometheus,
             Route::PrometheusService { app, service } => {
                 Command::PrometheusService { app, service }
@@ -1083,6 +1112,17 @@ pub fn parse_request(method: &str, url: &str) -> Result<Route, RouteError> {
             number: num("version", n, "a version number")?,
         },
         (["v1", "apps", _, "services", _, "versions", ..], _) => return Err(not_allowed()),
+        (["v1", "apps", name, "routes"], "GET") => Route::Routes(app_name(name)?),
+        (["v1", "apps", name, "routes", "traffic"], "POST") => Route::SplitTraffic(app_name(name)?),
+        (["v1", "apps", name, "release", verb @ ("confirm" | "abort")], "POST") => {
+            Route::ReleaseApp {
+                app: app_name(name)?,
+                confirm: *verb == "confirm",
+            }
+        }
+        (["v1", "apps", _, "routes"], _)
+        | (["v1", "apps", _, "routes", "traffic"], _)
+        | (["v1", "apps", _, "release", "confirm" | "abort"], _) => return Err(not_allowed()),
         (["v1", "apps", name, "services", svc, "traffic"], "POST") => Route::Traffic {
             app: app_name(name)?,
             service: service_name(svc)?,
@@ -1346,6 +1386,22 @@ mod tests {
         ("DELETE", "/v1/nodes/host3", Ok("RemoveNode(\"host3\")")),
         ("DELETE", "/v1/nodes/a%20b", Err(400)),
         ("POST", "/v1/nodes", Err(405)),
+        ("GET", "/v1/apps/shop/routes", Ok("Routes(\"shop\")")),
+        ("POST", "/v1/apps/shop/routes", Err(405)),
+        ("POST", "/v1/apps/shop/routes/traffic", Ok("SplitTraffic(\"shop\")")),
+        ("GET", "/v1/apps/shop/routes/traffic", Err(405)),
+        (
+            "POST",
+            "/v1/apps/shop/release/confirm",
+            Ok("ReleaseApp { app: \"shop\", confirm: true }"),
+        ),
+        (
+            "POST",
+            "/v1/apps/shop/release/abort",
+            Ok("ReleaseApp { app: \"shop\", confirm: false }"),
+        ),
+        ("GET", "/v1/apps/shop/release/abort", Err(405)),
+        ("POST", "/v1/apps/shop/release/undo", Err(404)),
         ("POST", "/v1/cluster/init", Ok("ClusterInit")),
         ("POST", "/v1/cluster/tokens", Ok("CreateToken")),
         ("POST", "/v1/cluster/join", Ok("ClusterJoin")),

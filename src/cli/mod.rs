@@ -220,13 +220,26 @@ pub enum Command {
     /// Write shell completions or the man page (used by the packages).
     #[command(hide = true, subcommand)]
     Generate(host::GenerateCommand),
-    /// Split a service's traffic between versions: berth traffic APP/SERVICE 003=90 002=10.
+    /// Split a service's traffic between versions: berth traffic APP/SERVICE 003=90 002=10;
+    /// or a route shared by services: berth traffic APP --route nginx nginx-v2=30 nginx-v1=70.
     Traffic {
         #[arg(value_name = "APP/SERVICE")]
         target: String,
-        /// VERSION=PERCENT pairs adding up to 100; versions not named get 0%.
+        /// VERSION=PERCENT pairs adding up to 100 (SERVICE=PERCENT with --route); those
+        /// not named get 0%.
         #[arg(value_name = "NNN=PERCENT", required = true)]
         weights: Vec<String>,
+        /// A route two or more of the app's services name (`routing.port_N`): split it
+        /// between those services (target: APP).
+        #[arg(long, value_name = "ROUTE")]
+        route: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The routes an app's services share, with each service's part.
+    Routes {
+        #[arg(value_name = "APP")]
+        app: String,
         #[arg(long)]
         json: bool,
     },
@@ -252,14 +265,16 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum ReleaseCommand {
-    /// Send all traffic to the version deployed with --blue-green and stop the old one.
+    /// Send all traffic to the version deployed with --blue-green and stop the old one; for
+    /// APP, also keep the services a --blue-green deploy added and remove those it dropped.
     Confirm {
-        #[arg(value_name = "APP/SERVICE")]
+        #[arg(value_name = "APP[/SERVICE]")]
         target: String,
     },
     /// Stop the version deployed with --blue-green; traffic stays on (or returns to) the old.
+    /// For APP, also remove the services a --blue-green deploy added and restore its template.
     Abort {
-        #[arg(value_name = "APP/SERVICE")]
+        #[arg(value_name = "APP[/SERVICE]")]
         target: String,
     },
 }
@@ -536,6 +551,28 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Traffic {
             target,
             weights,
+            route: Some(route),
+            json,
+        } => {
+            if target.contains('/') {
+                bail!(
+                    "{target:?}: with --route, name the app only (berth traffic APP --route {route} SERVICE=PERCENT ...)"
+                );
+            }
+            let req = crate::wire::RouteTrafficRequest { route, weights };
+            let list: Vec<crate::wire::RouteView> =
+                client.post(&format!("/v1/apps/{target}/routes/traffic"), &req)?;
+            print_routes(&list, json)
+        }
+        Command::Routes { app, json } => {
+            let list: Vec<crate::wire::RouteView> =
+                client.get(&format!("/v1/apps/{app}/routes"))?;
+            print_routes(&list, json)
+        }
+        Command::Traffic {
+            target,
+            weights,
+            route: None,
             json,
         } => {
             let (app, svc) = app_service(&target)?;
@@ -599,6 +636,14 @@ pub fn run(cli: Cli) -> Result<()> {
                 ReleaseCommand::Confirm { target } => (target, "confirm"),
                 ReleaseCommand::Abort { target } => (target, "abort"),
             };
+            if !target.contains('/') {
+                let r: serde_json::Value = client.post(
+                    &format!("/v1/apps/{target}/release/{verb}"),
+                    &serde_json::json!({}),
+                )?;
+                println!("{}", r["message"].as_str().unwrap_or_default());
+                return Ok(());
+            }
             let (app, svc) = app_service(target)?;
             let list: Vec<VersionView> = client.post(
                 &format!("/v1/apps/{app}/services/{svc}/release/{verb}"),
@@ -959,6 +1004,9 @@ fn report_deploy(client: &Client, r: DeployResponse, detach: bool, timeout: u64)
     if !r.removed.is_empty() {
         println!("{}: removing {}", r.app, r.removed.join(", "));
     }
+    if let Some(release) = &r.release {
+        println!("{}: {release}", r.app);
+    }
     if let Some(run) = r.job_run {
         if run > 0 {
             println!(
@@ -1184,6 +1232,9 @@ fn apps(client: &Client, json: bool) -> Result<()> {
                 format!("{}/{}", a.running, a.desired),
                 match (&a.stale, &a.job, &a.config) {
                     (Some(s), _, _) => format!("{} (stale: {s})", a.state),
+                    (None, None, _) if a.release.is_some() => {
+                        format!("{} ({})", a.state, a.release.as_deref().unwrap_or_default())
+                    }
                     (None, Some(job), _) => format!("job: {job}"),
                     (None, None, Some(c)) if c.out_of_date => format!(
                         "{} (config set {} changed: berth redeploy {})",
@@ -1415,6 +1466,28 @@ fn autoscale(client: &Client, target: &str, json: bool) -> Result<()> {
             println!("  {}  {why}", time_ms(*at));
         }
     }
+    Ok(())
+}
+
+fn print_routes(list: &[crate::wire::RouteView], json: bool) -> Result<()> {
+    if json {
+        return print_json(&list);
+    }
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .flat_map(|r| {
+            r.services.iter().map(|s| {
+                vec![
+                    r.route.clone(),
+                    s.service.clone(),
+                    format!("{}%", s.weight),
+                    s.ready.to_string(),
+                    s.role.clone(),
+                ]
+            })
+        })
+        .collect();
+    table(&["ROUTE", "SERVICE", "WEIGHT", "READY", "RELEASE"], &rows);
     Ok(())
 }
 

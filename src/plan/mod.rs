@@ -14,6 +14,7 @@ pub mod jobs;
 pub mod names;
 pub mod placement;
 pub mod release;
+pub mod routes;
 
 use crate::model::{AppNetwork, Instance, InstanceState, RestartPolicy};
 use std::collections::{BTreeMap, BTreeSet};

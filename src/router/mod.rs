@@ -151,14 +151,17 @@ impl Shared {
         self.turn.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// A number in 0..100 for the weighted version choice (xorshift: fast, not secret).
+    /// A number for the weighted version choice, taken modulo the pools' total weight
+    /// (100 for a service's versions, up to 10,000 on a route shared between services):
+    /// 32 random bits, so the modulo's bias is below one in 400,000 (xorshift: fast, not
+    /// secret).
     fn roll(&self) -> u32 {
         let mut x = self.rng.load(Ordering::Relaxed);
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
         self.rng.store(x, Ordering::Relaxed);
-        (x % 100) as u32
+        (x >> 32) as u32
     }
 }
 
@@ -379,8 +382,13 @@ impl Router {
             b.stats = self.shared.stats.of(key(""));
             keys.insert(key(""));
             for p in &mut b.pools {
-                let s = self.shared.stats.of(key(&p.version));
-                keys.insert(key(&p.version));
+                // A shared route's pools are of several services: each version's own.
+                let mut k = key(&p.version);
+                if let Some((service, _)) = p.version.rsplit_once('-') {
+                    k.service = service.to_string();
+                }
+                let s = self.shared.stats.of(k.clone());
+                keys.insert(k);
                 for ep in &mut p.endpoints {
                     ep.stats = s.clone();
                 }

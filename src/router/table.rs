@@ -115,7 +115,7 @@ pub struct Backend {
 }
 
 impl Backend {
-    /// Picks a backend: a version by weight (`roll` in 0..100), then round robin (`turn`)
+    /// Picks a backend: a version by weight (`roll`, taken modulo the total), then round robin (`turn`)
     /// over its ready instances. A version without ready instances gives its share to the
     /// others; a sticky client keeps its instance while that is still a backend. An
     /// instance on another member marked down by the passive check (`now_ms`) is skipped.
@@ -587,6 +587,8 @@ pub fn build(
 ) -> Table {
     let mut t = Table::default();
     for app in apps {
+        let first_http = t.http.len();
+        let mut keys = Vec::new();
         for (name, svc) in &app.spec.services {
             let split = splits
                 .get(&(app.spec.name.clone(), name.clone()))
@@ -606,6 +608,7 @@ pub fn build(
                 ) else {
                     continue;
                 };
+                keys.push(crate::plan::routes::key(&r));
                 t.http.push(HttpRoute {
                     internal: !svc.ext.routing.is_empty() && internal_domain(&r, router_domain),
                     host,
@@ -640,10 +643,57 @@ pub fn build(
                 }
             }
         }
+        let routes = t.http.split_off(first_http);
+        t.http.extend(merge_shared(app, routes, keys));
     }
     t.http
         .sort_by(|a, b| (&a.host, &a.path).cmp(&(&b.host, &b.path)));
     t
+}
+
+/// Merges the app's HTTP routes `routes` (keyed as [`crate::plan::routes::key`]) that
+/// several of its services name into one backend per route: each service's versions keep
+/// their split, scaled by the service's part of the route (`route_weights`, or equal
+/// shares), so a pool's weight is service percent x version percent.
+fn merge_shared(app: &StoredApp, routes: Vec<HttpRoute>, keys: Vec<String>) -> Vec<HttpRoute> {
+    let mut out: Vec<(String, HttpRoute)> = Vec::with_capacity(routes.len());
+    let mut groups: BTreeMap<(String, String, bool), Vec<(String, HttpRoute)>> = BTreeMap::new();
+    for (k, r) in keys.into_iter().zip(routes) {
+        groups
+            .entry((r.host.clone(), r.path.clone(), r.internal))
+            .or_default()
+            .push((k, r));
+    }
+    for (_, mut group) in groups {
+        group.sort_by(|a, b| a.1.backend.service.cmp(&b.1.backend.service));
+        group.dedup_by(|a, b| a.1.backend.service == b.1.backend.service);
+        if group.len() == 1 {
+            out.extend(group);
+            continue;
+        }
+        let services: Vec<String> = group
+            .iter()
+            .map(|(_, r)| r.backend.service.clone())
+            .collect();
+        let key = group[0].0.clone();
+        let shares = crate::plan::routes::service_weights(&services, app.route_weights.get(&key));
+        let mut merged = group[0].1.clone();
+        merged.backend.service = services.join(",");
+        merged.backend.label = format!("{}/{}", app.spec.name, merged.backend.service).into();
+        // Waking a service from zero is per service; a shared route does not.
+        merged.backend.cold_start = None;
+        merged.backend.pools.clear();
+        for ((_, r), share) in group.into_iter().zip(shares) {
+            merged.https |= r.https;
+            merged.backend.sticky |= r.backend.sticky;
+            for mut p in r.backend.pools {
+                p.weight *= share;
+                merged.backend.pools.push(p);
+            }
+        }
+        out.push((key, merged));
+    }
+    out.into_iter().map(|(_, r)| r).collect()
 }
 
 #[cfg(test)]
@@ -705,6 +755,65 @@ mod tests {
         assert_eq!(b.pick(7, 0, None, 0).map(|e| &*e.id), Some("old"));
         let b = backend(vec![(100, vec![ep("new", 5)]), (0, vec![ep("old", 4)])]);
         assert_eq!(b.pick(7, 0, None, 0).map(|e| &*e.id), Some("new"));
+    }
+
+    fn route(service: &str, pools: Vec<(u32, Vec<Endpoint>)>) -> HttpRoute {
+        let mut b = backend(pools);
+        b.service = service.into();
+        for p in &mut b.pools {
+            p.version = p.version.replace("web", service);
+        }
+        HttpRoute {
+            host: "nginx.apps.test".into(),
+            path: String::new(),
+            https: false,
+            internal: false,
+            backend: b,
+        }
+    }
+
+    #[test]
+    fn services_sharing_a_route_split_it_by_their_weights_then_by_version() {
+        let app = |weights: serde_json::Value| -> StoredApp {
+            serde_json::from_value(serde_json::json!({
+                "spec": {"name": "a", "services": {}},
+                "template": "", "stopped": false, "redeploy_gen": 0, "scale": {},
+                "versions": {}, "failed": {}, "created_ms": 0, "updated_ms": 0,
+                "route_weights": weights,
+            }))
+            .expect("app")
+        };
+        let routes = || {
+            vec![
+                route("v1", vec![(100, vec![ep("a", 1)])]),
+                route("v2", vec![(50, vec![ep("b", 2)]), (50, vec![ep("c", 3)])]),
+                route("v2", vec![(100, vec![ep("b", 2)])]),
+            ]
+        };
+        let keys = || vec!["nginx".to_string(); 3];
+        let count = |r: &[HttpRoute]| {
+            assert_eq!(r.len(), 1, "one route for both services");
+            let b = &r[0].backend;
+            assert_eq!(b.service, "v1,v2");
+            let mut n = BTreeMap::new();
+            for roll in 0..10_000 {
+                let id = b.pick(roll, 0, None, 0).map(|e| e.id.to_string());
+                *n.entry(id.unwrap_or_default()).or_insert(0) += 1;
+            }
+            n
+        };
+        // None set: equal shares; each service's versions keep their own split.
+        let n = count(&merge_shared(&app(serde_json::json!({})), routes(), keys()));
+        assert_eq!((n["a"], n["b"], n["c"]), (5_000, 2_500, 2_500));
+        let w = serde_json::json!({"nginx": {"v1": 70, "v2": 30}});
+        let n = count(&merge_shared(&app(w), routes(), keys()));
+        assert_eq!((n["a"], n["b"], n["c"]), (7_000, 1_500, 1_500));
+        // A service at 0% gets nothing, even with the other not ready.
+        let w = serde_json::json!({"nginx": {"v1": 100, "v2": 0}});
+        let mut r = routes();
+        r[0] = route("v1", vec![(100, vec![])]);
+        let merged = merge_shared(&app(w), r, keys());
+        assert_eq!(merged[0].backend.pick(5, 0, None, 0), None);
     }
 
     #[test]

@@ -294,6 +294,22 @@ const MIGRATIONS: &[&str] = &[
         config_set TEXT NOT NULL DEFAULT '',
         set_rev INTEGER NOT NULL DEFAULT 0,
         sealed BLOB NOT NULL);",
+    // 20: routes shared between services: their weights by service (`berth traffic APP
+    // --route`), and a blue/green release between services under way (with what abort
+    // restores).
+    "CREATE TABLE route_weights (
+        app TEXT NOT NULL REFERENCES apps(name) ON DELETE CASCADE,
+        route TEXT NOT NULL,
+        service TEXT NOT NULL,
+        weight INTEGER NOT NULL,
+        PRIMARY KEY (app, route, service));
+     CREATE TABLE service_releases (
+        app TEXT PRIMARY KEY REFERENCES apps(name) ON DELETE CASCADE,
+        old TEXT NOT NULL,
+        new TEXT NOT NULL,
+        previous_spec TEXT NOT NULL,
+        previous_template TEXT NOT NULL,
+        since_ms INTEGER NOT NULL);",
 ];
 
 /// Events kept; older ones are pruned as new ones arrive.
@@ -342,6 +358,22 @@ pub struct StoredApp {
     /// over from a lost owner. Where two members hold it, the higher epoch owns it.
     #[serde(default)]
     pub epoch: u64,
+    /// Weights set on routes its services share, by route key then service (none set:
+    /// equal shares).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub route_weights: crate::plan::routes::RouteWeights,
+    /// A blue/green release between services under way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_release: Option<crate::model::ServiceRelease>,
+}
+
+/// What `berth release abort APP` restores: the app as it was before the blue/green deploy
+/// between services.
+#[derive(Debug, Clone)]
+pub struct ReleaseStart {
+    pub release: crate::model::ServiceRelease,
+    pub previous_spec: AppSpec,
+    pub previous_template: String,
 }
 
 impl StoredApp {
@@ -629,6 +661,37 @@ impl Store {
         new_versions: &[(String, Release)],
         message: &str,
     ) -> Result<Vec<(String, u32, Vec<crate::plan::release::Decision>)>, StoreError> {
+        self.put_app_with(
+            spec,
+            template,
+            new_versions,
+            message,
+            &Default::default(),
+            None,
+        )
+    }
+
+    /// [`Store::put_app`] with the weights of the routes its services share (replacing any),
+    /// and `start`: the blue/green release between services this deploy begins.
+    pub fn put_app_with(
+        &self,
+        spec: &AppSpec,
+        template: &str,
+        new_versions: &[(String, Release)],
+        message: &str,
+        route_weights: &crate::plan::routes::RouteWeights,
+        start: Option<&ReleaseStart>,
+    ) -> Result<Vec<(String, u32, Vec<crate::plan::release::Decision>)>, StoreError> {
+        let start = match start {
+            Some(s) => Some((
+                s,
+                serde_json::to_string(&s.previous_spec).map_err(|source| StoreError::Corrupt {
+                    app: spec.name.clone(),
+                    source,
+                })?,
+            )),
+            None => None,
+        };
         let json = serde_json::to_string(spec).map_err(|source| StoreError::Corrupt {
             app: spec.name.clone(),
             source,
@@ -650,6 +713,27 @@ impl Store {
                     params![spec.name],
                 )
                 .map_err(sql("resetting scale"))?;
+            }
+            write_route_weights(&tx, &spec.name, route_weights)?;
+            tx.execute(
+                "DELETE FROM service_releases WHERE app=?1",
+                params![spec.name],
+            )
+            .map_err(sql("saving a release between services"))?;
+            if let Some((s, previous)) = &start {
+                tx.execute(
+                    "INSERT INTO service_releases(app, old, new, previous_spec, previous_template, since_ms)
+                     VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![
+                        spec.name,
+                        s.release.old.join(","),
+                        s.release.new.join(","),
+                        previous,
+                        s.previous_template,
+                        s.release.since_ms
+                    ],
+                )
+                .map_err(sql("saving a release between services"))?;
             }
             let mut created = Vec::new();
             for (svc, release) in new_versions {
@@ -721,7 +805,12 @@ impl Store {
                     params![spec.name, json, template, now_ms()],
                 )
                 .map_err(sql("removing a service"))?;
-            for table in ["versions", "scale_overrides", "stopped_services"] {
+            for table in [
+                "versions",
+                "scale_overrides",
+                "stopped_services",
+                "route_weights",
+            ] {
                 tx.execute(
                     &format!("DELETE FROM {table} WHERE app=?1 AND service=?2"),
                     params![spec.name, service],
@@ -730,6 +819,89 @@ impl Store {
             }
             tx.commit().map_err(sql("removing a service"))?;
             Ok(n > 0)
+        })
+    }
+
+    /// Sets the weights of one shared route (`berth traffic APP --route`).
+    pub fn set_route_weights(
+        &self,
+        app: &str,
+        route: &str,
+        weights: &std::collections::BTreeMap<String, u32>,
+    ) -> Result<(), StoreError> {
+        self.write_acked(|c| {
+            let tx = c.transaction().map_err(sql("writing route weights"))?;
+            tx.execute(
+                "DELETE FROM route_weights WHERE app=?1 AND route=?2",
+                params![app, route],
+            )
+            .map_err(sql("writing route weights"))?;
+            for (service, weight) in weights {
+                tx.execute(
+                    "INSERT INTO route_weights(app, route, service, weight) VALUES(?1, ?2, ?3, ?4)",
+                    params![app, route, service, weight],
+                )
+                .map_err(sql("writing route weights"))?;
+            }
+            tx.commit().map_err(sql("writing route weights"))
+        })
+    }
+
+    /// The blue/green release between services under way, with what abort restores.
+    pub fn release_start(&self, app: &str) -> Result<Option<ReleaseStart>, StoreError> {
+        let Some((release, spec, previous_template)) =
+            self.read(|c| load_service_release(c, app))?
+        else {
+            return Ok(None);
+        };
+        let previous_spec = serde_json::from_str(&spec).map_err(|source| StoreError::Corrupt {
+            app: app.to_string(),
+            source,
+        })?;
+        Ok(Some(ReleaseStart {
+            release,
+            previous_spec,
+            previous_template,
+        }))
+    }
+
+    /// Ends a blue/green release between services: the app's spec and template become
+    /// `spec` and `template`, the services `dropped` lose their versions, scale overrides and
+    /// stop marks, the route weights become `route_weights`.
+    pub fn finish_service_release(
+        &self,
+        spec: &AppSpec,
+        template: &str,
+        dropped: &[String],
+        route_weights: &crate::plan::routes::RouteWeights,
+    ) -> Result<(), StoreError> {
+        let json = serde_json::to_string(spec).map_err(|source| StoreError::Corrupt {
+            app: spec.name.clone(),
+            source,
+        })?;
+        self.write_acked(|c| {
+            let tx = c.transaction().map_err(sql("finishing a release"))?;
+            tx.execute(
+                "UPDATE apps SET spec=?2, template=?3, updated_ms=?4 WHERE name=?1",
+                params![spec.name, json, template, now_ms()],
+            )
+            .map_err(sql("finishing a release"))?;
+            for service in dropped {
+                for table in ["versions", "scale_overrides", "stopped_services"] {
+                    tx.execute(
+                        &format!("DELETE FROM {table} WHERE app=?1 AND service=?2"),
+                        params![spec.name, service],
+                    )
+                    .map_err(sql("finishing a release"))?;
+                }
+            }
+            write_route_weights(&tx, &spec.name, route_weights)?;
+            tx.execute(
+                "DELETE FROM service_releases WHERE app=?1",
+                params![spec.name],
+            )
+            .map_err(sql("finishing a release"))?;
+            tx.commit().map_err(sql("finishing a release"))
         })
     }
 
@@ -1121,7 +1293,11 @@ fn load_app(c: &Connection, name: &str) -> Result<Option<StoredApp>, StoreError>
     let stopped_services = load_stopped_services(c, name)?;
     let versions = load_live(c, &spec, redeploy_gen)?;
     let failed = load_failed(c, name)?;
+    let route_weights = load_route_weights(c, name)?;
+    let service_release = load_service_release(c, name)?.map(|(r, _, _)| r);
     Ok(Some(StoredApp {
+        route_weights,
+        service_release,
         failed,
         spec,
         template,
@@ -1298,6 +1474,91 @@ fn load_failed(
         out.entry(service).or_default().push(number);
     }
     Ok(out)
+}
+
+fn load_route_weights(
+    c: &Connection,
+    app: &str,
+) -> Result<crate::plan::routes::RouteWeights, StoreError> {
+    let mut st = c
+        .prepare("SELECT route, service, weight FROM route_weights WHERE app=?1")
+        .map_err(sql("reading route weights"))?;
+    let rows = st
+        .query_map(params![app], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, u32>(2)?,
+            ))
+        })
+        .map_err(sql("reading route weights"))?;
+    let mut out = crate::plan::routes::RouteWeights::new();
+    for row in rows {
+        let (route, service, weight) = row.map_err(sql("reading route weights"))?;
+        out.entry(route).or_default().insert(service, weight);
+    }
+    Ok(out)
+}
+
+/// The blue/green release between services under way, with the spec and template it
+/// replaced.
+fn load_service_release(
+    c: &Connection,
+    app: &str,
+) -> Result<Option<(crate::model::ServiceRelease, String, String)>, StoreError> {
+    let row = c
+        .query_row(
+            "SELECT old, new, since_ms, previous_spec, previous_template FROM service_releases WHERE app=?1",
+            params![app],
+            |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                ))
+            },
+        )
+        .optional()
+        .map_err(sql("reading a release between services"))?;
+    let Some((old, new, since_ms, spec, template)) = row else {
+        return Ok(None);
+    };
+    let list = |s: &str| -> Vec<String> {
+        s.split(',')
+            .filter(|x| !x.is_empty())
+            .map(str::to_string)
+            .collect()
+    };
+    Ok(Some((
+        crate::model::ServiceRelease {
+            old: list(&old),
+            new: list(&new),
+            since_ms,
+        },
+        spec,
+        template,
+    )))
+}
+
+fn write_route_weights(
+    tx: &rusqlite::Transaction<'_>,
+    app: &str,
+    weights: &crate::plan::routes::RouteWeights,
+) -> Result<(), StoreError> {
+    tx.execute("DELETE FROM route_weights WHERE app=?1", params![app])
+        .map_err(sql("writing route weights"))?;
+    for (route, services) in weights {
+        for (service, weight) in services {
+            tx.execute(
+                "INSERT INTO route_weights(app, route, service, weight) VALUES(?1, ?2, ?3, ?4)",
+                params![app, route, service, weight],
+            )
+            .map_err(sql("writing route weights"))?;
+        }
+    }
+    Ok(())
 }
 
 fn load_scale(

@@ -509,3 +509,195 @@ fn an_lb_port_with_the_http_scheme_serves_its_service_whatever_the_host() {
         "{prom}"
     );
 }
+
+/// The seed's blue/green: the new template renames the service (`nginx-v1` -> `nginx-v2`,
+/// both routed at `nginx`). Deployed with `--blue-green`, v2 starts beside v1 at 0% of the
+/// route; `traffic --route` splits it 30/70 (measured over 1,000 requests); confirm removes
+/// v1; a second release to v3 is aborted, which removes v3 and restores v2's template; a
+/// service in both templates is never touched; two services naming one route without a
+/// release share it equally.
+#[test]
+fn the_seeds_blue_green_between_renamed_services_splits_confirms_and_aborts() {
+    let http = free_port();
+    let a = Agent::start_with_config(&format!(
+        "[router]\nhttp = \"127.0.0.1:{http}\"\ndomain = \"test.local\"\n"
+    ));
+    let template = |v: &str| {
+        format!(
+            "services:\n{}{}",
+            named_web(v, "nginx"),
+            named_web("other", "other")
+        )
+    };
+    let deploy_bg = |v: &str| {
+        let p = a.template("bg", &template(v));
+        a.berth(&[
+            "deploy",
+            "-f",
+            path_str(&p),
+            "--name",
+            "web",
+            "--blue-green",
+            "--timeout",
+            "60",
+        ])
+    };
+    const HOST: &str = "nginx.test.local";
+    let tally = |n: usize| router_tally(http, HOST, "/id", n);
+    let only = |who: &str| {
+        let t = tally(20);
+        t.len() == 1 && t.contains_key(who)
+    };
+    a.deploy("web", &template("nginx-v1"));
+    a.wait_running("web", 2, Duration::from_secs(60));
+    wait_until("v1 routed", Duration::from_secs(20), || only("nginx-v1"));
+    let other_id = |a: &Agent| {
+        a.running("web")
+            .into_iter()
+            .find(|i| i.service == "other")
+            .map(|i| i.container_id)
+            .unwrap_or_default()
+    };
+    let other = other_id(&a);
+
+    // v2 beside v1, at 0% of the route, until confirmed.
+    let out = deploy_bg("nginx-v2");
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("blue/green between services"), "{said}");
+    assert!(said.contains("at 0% of nginx"), "{said}");
+    a.wait_running("web", 3, Duration::from_secs(60));
+    let apps = a.ok(&["apps"]);
+    assert!(apps.contains("awaiting confirmation"), "{apps}");
+    assert!(only("nginx-v1"), "v2 gets nothing before the split");
+    let routes = a.ok(&["routes", "web"]);
+    assert!(
+        routes
+            .lines()
+            .any(|l| l.contains("nginx-v2") && l.contains("0%") && l.contains("new")),
+        "{routes}"
+    );
+    // Another deploy waits for the release to end; bad weights change nothing.
+    let e = a.fails(&[
+        "deploy",
+        "-f",
+        path_str(&a.template("x", &template("nginx-v9"))),
+        "--name",
+        "web",
+    ]);
+    assert!(
+        e.contains("awaiting confirmation") && e.contains("release confirm web"),
+        "{e}"
+    );
+    for (bad, says) in [
+        (vec!["nginx-v2=30", "nginx-v1=60"], "add up to 90"),
+        (
+            vec!["nginx-v2=30", "other=70"],
+            "not one of the route's services",
+        ),
+    ] {
+        let mut args = vec!["traffic", "web", "--route", "nginx"];
+        args.extend(bad);
+        let e = a.fails(&args);
+        assert!(e.contains(says), "{e}");
+    }
+    let e = a.fails(&["traffic", "web", "--route", "shop", "nginx-v2=100"]);
+    assert!(e.contains("no shared route"), "{e}");
+    assert!(only("nginx-v1"));
+
+    // 30/70 over 1,000 requests, within 3%.
+    a.ok(&[
+        "traffic",
+        "web",
+        "--route",
+        "nginx",
+        "nginx-v2=30",
+        "nginx-v1=70",
+    ]);
+    wait_until("the split applied", Duration::from_secs(10), || {
+        tally(20).contains_key("nginx-v2")
+    });
+    let t = tally(1000);
+    let v2 = t.get("nginx-v2").copied().unwrap_or(0);
+    assert_eq!(
+        v2 + t.get("nginx-v1").copied().unwrap_or(0),
+        1000,
+        "every request answered by v1 or v2: {t:?}"
+    );
+    assert!((270..=330).contains(&v2), "30% within 3%: {t:?}");
+    let counters = a.get_raw("/metrics", true).expect("metrics").1;
+    assert!(
+        counters.contains("service=\"nginx-v2\",version=\"nginx-v2-001\""),
+        "the router counts each service's version on the shared route"
+    );
+
+    // Confirm: v1 goes, v2 takes the route; `other` was never touched.
+    let said = a.ok(&["release", "confirm", "web"]);
+    assert!(said.contains("confirmed"), "{said}");
+    wait_until("only v2 answers", Duration::from_secs(10), || {
+        only("nginx-v2")
+    });
+    wait_until("v1 removed", Duration::from_secs(30), || {
+        a.ps("web").iter().all(|i| i.service != "nginx-v1")
+    });
+    assert!(!a.ok(&["apps"]).contains("awaiting confirmation"));
+    assert!(
+        a.fails(&["release", "confirm", "web"])
+            .contains("no blue/green release")
+    );
+
+    // v3, aborted: v3 goes, the template is v2's again.
+    let out = deploy_bg("nginx-v3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    a.wait_running("web", 3, Duration::from_secs(60));
+    let said = a.ok(&["release", "abort", "web"]);
+    assert!(said.contains("aborted"), "{said}");
+    wait_until("v3 removed", Duration::from_secs(30), || {
+        a.ps("web").iter().all(|i| i.service != "nginx-v3")
+    });
+    assert!(only("nginx-v2"));
+    let inspect = a.ok(&["inspect", "web"]);
+    assert!(
+        inspect.contains("nginx-v2") && !inspect.contains("nginx-v3"),
+        "{inspect}"
+    );
+    assert_eq!(
+        other_id(&a),
+        other,
+        "a service in both templates is untouched"
+    );
+
+    // Without a release, two services naming one route share it equally.
+    let p = a.template(
+        "two",
+        &format!(
+            "services:\n{}{}",
+            named_web("left", "nginx"),
+            named_web("right", "nginx")
+        ),
+    );
+    a.ok(&["rm", "web"]);
+    a.ok(&[
+        "deploy",
+        "-f",
+        path_str(&p),
+        "--name",
+        "two",
+        "--timeout",
+        "60",
+    ]);
+    wait_until("both serve", Duration::from_secs(20), || {
+        tally(20).len() == 2
+    });
+    let t = tally(400);
+    let left = t.get("left").copied().unwrap_or(0);
+    assert!((160..=240).contains(&left), "equal shares: {t:?}");
+}
