@@ -54,7 +54,7 @@ YAML
     # Let the first figures in (one metrics cycle at least) before the load starts.
     sleep $((${interval%s} + 2))
     start=$(date +%s%N)
-    docker exec asb_web-001_1 touch /ctl/burn
+    docker exec asb_web_1 touch /ctl/burn
     local secs=
     for _ in $(seq 3000); do
         id=$(curl -s -H 'Host: as.bench' "http://127.0.0.1:$ROUTER/id" || true)

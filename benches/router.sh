@@ -79,16 +79,21 @@ services:
     image: berth-test/idle:latest
     network_mode: host
     labels:
-      berth.routing.port_$BACKEND: bench.local
+      berth.routing.port_$BACKEND: bench.example.com
 EOF
 "$BERTH" deploy -f "$WORK/app.yml" --name routerbench --timeout 60 >/dev/null
+# Another app name: both agents share the engine, and container names are the engine's.
 BERTH_API=http://127.0.0.1:$API_LOG BERTH_TOKEN_FILE=$WORK/data-log/api.token \
-    "$BERTH" deploy -f "$WORK/app.yml" --name routerbench --timeout 60 >/dev/null
+    "$BERTH" deploy -f "$WORK/app.yml" --name routerlog --timeout 60 >/dev/null
+# (Not a .local name: those are the apps' internal routes, not served on public listeners.)
 for r in "$ROUTER" "$ROUTER_LOG"; do
+    code=
     for _ in $(seq 100); do
-        [ "$(curl -s -o /dev/null -w '%{http_code}' -H 'Host: bench.local' "http://127.0.0.1:$r/")" = 200 ] && break
+        code=$(curl -s -o /dev/null -w '%{http_code}' -H 'Host: bench.example.com' "http://127.0.0.1:$r/")
+        [ "$code" = 200 ] && break
         sleep 0.1
     done
+    [ "$code" = 200 ] || { echo "the router on :$r answers $code, not 200" >&2; exit 1; }
 done
 
 TCK=$(getconf CLK_TCK)
@@ -102,10 +107,10 @@ measure() {
     local name=$1 port=$2; shift 2
     local conns=${CONNS:-64} threads=2
     [ "$conns" -ge 2 ] || threads=1
-    wrk -t$threads -c"$conns" -d2s -H 'Host: bench.local' "http://127.0.0.1:$port/" >/dev/null
+    wrk -t$threads -c"$conns" -d2s -H 'Host: bench.example.com' "http://127.0.0.1:$port/" >/dev/null
     local before out
     before=$(cpu_ticks "$@")
-    out=$(wrk -t$threads -c"$conns" -d"${SECONDS_EACH}s" --latency -H 'Host: bench.local' "http://127.0.0.1:$port/")
+    out=$(wrk -t$threads -c"$conns" -d"${SECONDS_EACH}s" --latency -H 'Host: bench.example.com' "http://127.0.0.1:$port/")
     local cpu
     cpu=$(( ( $(cpu_ticks "$@") - before ) * 100 / (TCK * SECONDS_EACH) ))
     local errors

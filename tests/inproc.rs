@@ -170,15 +170,15 @@ async fn a_deploy_goes_through_the_executor_in_dependency_order() {
     };
     // The network first, the images pulled, then db before web (web waits for db ready).
     assert!(
-        pos("create_network shop") < pos("create shop_db-001_1"),
+        pos("create_network shop") < pos("create shop_db_1"),
         "{calls:?}"
     );
     assert!(
-        pos("pull postgres:16") < pos("create shop_db-001_1"),
+        pos("pull postgres:16") < pos("create shop_db_1"),
         "{calls:?}"
     );
     assert!(
-        pos("create shop_db-001_1") < pos("create shop_web-001_1"),
+        pos("create shop_db_1") < pos("create shop_web_1"),
         "{calls:?}"
     );
     // Settled: later passes change nothing.
@@ -190,7 +190,7 @@ async fn a_deploy_goes_through_the_executor_in_dependency_order() {
         "a settled app was touched: {after:?}"
     );
     // A container that dies is started again.
-    n.engine.kill("shop_web-001_2");
+    n.engine.kill("shop_web_2");
     until("web-2 back", Duration::from_secs(5), || {
         n.running("shop") == 3
     })

@@ -151,7 +151,7 @@ impl Core {
                 if self.backoff.active(name) {
                     return false;
                 }
-                self.start_instance(id, name, app, service).await;
+                self.start_instance(id, (name, name), app, service).await;
             }
             Action::Create {
                 app,
@@ -239,11 +239,13 @@ impl Core {
 
     /// Starts a container berth made, noting the start as its own (not the engine's) and
     /// clearing or extending the slot's backoff.
-    async fn start_instance(&self, id: &str, name: &str, app: &str, service: &str) {
+    /// Starts a container: `key` is its slot's backoff key (`runtime::container_name`),
+    /// `name` its name now.
+    async fn start_instance(&self, id: &str, (key, name): (&str, &str), app: &str, service: &str) {
         self.note_our_start(id);
         match self.runtime.start(id).await {
             Ok(()) => {
-                self.backoff.started(name);
+                self.backoff.started(key);
                 self.event(
                     crate::model::EventKind::Start,
                     app,
@@ -251,7 +253,7 @@ impl Core {
                     &format!("started {name}"),
                 );
             }
-            Err(e) => self.fail(app, service, name, &format!("cannot start {name}: {e}")),
+            Err(e) => self.fail(app, service, key, &format!("cannot start {name}: {e}")),
         }
     }
 
@@ -276,7 +278,7 @@ impl Core {
             .make_container(stored, service, version, slot, None)
             .await
         {
-            Ok(Some(id)) => self.start_instance(&id, &name, app, service).await,
+            Ok(Some((id, made))) => self.start_instance(&id, (&name, &made), app, service).await,
             Ok(None) => return false,
             Err(e) => self.fail(app, service, &name, &e),
         }
@@ -293,7 +295,7 @@ impl Core {
         version: u32,
         slot: u32,
         job: Option<crate::model::JobRef>,
-    ) -> Result<Option<String>, String> {
+    ) -> Result<Option<(String, String)>, String> {
         let app = stored.spec.name.as_str();
         let volumes = self.volume_sources(stored);
         let Some(mut req) = create_request(&self.node_id, stored, service, version, slot, volumes)
@@ -319,7 +321,15 @@ impl Core {
         self.image_here(app, service, stored)
             .await
             .map_err(|e| format!("cannot create {name}: {e}"))?;
-        let id = match self.runtime.create(&req).await {
+        let mut made = self.runtime.create(&req).await;
+        if matches!(made, Err(RuntimeError::NameTaken(_))) && req.compose && req.job.is_none() {
+            // The compose name is held (the instance it replaces is still there, or a
+            // container berth does not manage): the versioned name, renamed later.
+            req.compose = false;
+            made = self.runtime.create(&req).await;
+        }
+        let name = req.container_name();
+        let id = match made {
             Ok(id) => id,
             Err(RuntimeError::NameTaken(_)) => {
                 return Err(format!(
@@ -334,7 +344,7 @@ impl Core {
             service,
             &format!("created {name} from {}", req.spec.image),
         );
-        Ok(Some(id))
+        Ok(Some((id, name)))
     }
 
     /// The service's image on this host before a container is made of it: a deploy pulls
@@ -538,6 +548,7 @@ pub fn create_request(
         volumes,
         owner: app.owner.clone(),
         job: None,
+        compose: app.live(service).len() == 1,
     })
 }
 

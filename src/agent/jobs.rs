@@ -1009,7 +1009,7 @@ impl Core {
             .make_container(&app, &a.task, version, a.slot, Some(job))
             .await
         {
-            Ok(Some(id)) => self.start_attempt(a, &id).await,
+            Ok(Some((id, _))) => self.start_attempt(a, &id).await,
             Ok(None) => self.fail_attempt(a, "the task has no version to run"),
             Err(e) => self.fail_attempt(a, &e),
         }
@@ -1311,6 +1311,7 @@ impl super::ops::Ops {
                             .await
                             .map_err(super::CoreError::Conflict)?
                             .ok_or_else(|| bad(format!("{app}/{} has no version", req.task)))?
+                            .0
                     }
                 };
                 core.note_our_start(&id);

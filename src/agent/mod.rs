@@ -187,6 +187,8 @@ pub struct Core {
     /// Node and job events waiting to go to the notifiers (`[metrics.notify]`).
     notices: std::sync::Mutex<Vec<Notice>>,
     backoff: backoff::Backoffs,
+    /// Compose names a rename to failed, and when (ms): not tried again for a minute.
+    rename_failed: Mutex<HashMap<String, i64>>,
     /// Containers this agent started recently (to tell engine restarts apart).
     our_starts: Mutex<HashMap<String, Instant>>,
     /// Woken when an event is recorded (for `events -f`).
@@ -386,6 +388,7 @@ impl Core {
             pulled_for: std::sync::Mutex::default(),
             notices: std::sync::Mutex::new(Vec::new()),
             backoff: backoff::Backoffs::default(),
+            rename_failed: Default::default(),
             our_starts: Mutex::new(HashMap::new()),
             events_changed: Notify::new(),
             engine_changes: tokio::sync::watch::Sender::new(0),
@@ -681,6 +684,13 @@ impl Core {
             .collect();
         self.update_router(&apps, &observed.instances, &leaving, pass);
         self.update_names(&apps, &observed.instances).await;
+        // Names settle once nothing else is to do: an instance of a service's only live
+        // version takes its compose name.
+        let renames = match plan.actions.is_empty() {
+            true => plan::compose_renames(&apps, &observed.instances),
+            false => Vec::new(),
+        };
+        self.rename_instances(&renames, &observed.instances).await;
         let (mut attempted, mut in_background) = (0, 0usize);
         if !plan.actions.is_empty() {
             let by_name: BTreeMap<String, StoredApp> = Arc::try_unwrap(apps)
@@ -703,6 +713,46 @@ impl Core {
             attempted,
             pending: plan.actions.len() - attempted.min(plan.actions.len()) + plan.waiting.len(),
         })
+    }
+
+    /// Renames instances to their compose names (`plan::compose_renames`), each an event;
+    /// a name another container holds is tried again a minute later.
+    async fn rename_instances(
+        &self,
+        renames: &[(String, String)],
+        instances: &[crate::model::Instance],
+    ) {
+        let now = crate::clock::now_ms();
+        for (id, to) in renames {
+            {
+                let mut failed = self.rename_failed.lock().unwrap_or_else(|p| p.into_inner());
+                failed.retain(|_, t| now - *t < 60_000);
+                if failed.contains_key(to) {
+                    continue;
+                }
+            }
+            let Some(i) = instances.iter().find(|i| &i.id == id) else {
+                continue;
+            };
+            match self.runtime.rename(id, to).await {
+                Ok(()) => self.event(
+                    EventKind::Create,
+                    &i.app,
+                    &i.service,
+                    &format!(
+                        "renamed {} to {to} ({} is the only version)",
+                        i.name, i.version
+                    ),
+                ),
+                Err(e) => {
+                    tracing::info!(container = %i.name, to = %to, error = %e, "not renamed");
+                    self.rename_failed
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(to.clone(), now);
+                }
+            }
+        }
     }
 
     /// The cluster as the last publish saw it.

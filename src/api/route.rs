@@ -1388,7 +1388,11 @@ mod tests {
         ("POST", "/v1/nodes", Err(405)),
         ("GET", "/v1/apps/shop/routes", Ok("Routes(\"shop\")")),
         ("POST", "/v1/apps/shop/routes", Err(405)),
-        ("POST", "/v1/apps/shop/routes/traffic", Ok("SplitTraffic(\"shop\")")),
+        (
+            "POST",
+            "/v1/apps/shop/routes/traffic",
+            Ok("SplitTraffic(\"shop\")"),
+        ),
         ("GET", "/v1/apps/shop/routes/traffic", Err(405)),
         (
             "POST",

@@ -141,6 +141,9 @@ struct State {
     drained: HashSet<String>,
     /// File positions per container, as last handed to the writer.
     file_cps: HashMap<String, HashMap<String, String>>,
+    /// Each container's name now: a container renamed to its compose name while followed
+    /// has its next lines stored under the new name.
+    names: HashMap<String, String>,
 }
 
 pub struct Shipper {
@@ -238,6 +241,10 @@ impl Shipper {
             st.reached.retain(|k, _| ids.contains(k.as_str()));
             st.drained.retain(|k| ids.contains(k.as_str()));
             st.file_cps.retain(|k, _| ids.contains(k.as_str()));
+            st.names.clear();
+            for t in targets {
+                st.names.insert(t.id.clone(), t.name.clone());
+            }
         }
         for t in targets {
             let start = {
@@ -360,6 +367,12 @@ impl Shipper {
         reader: &Reader,
         last_cp: &mut Option<Position>,
     ) {
+        let renamed = self.state().names.get(&t.id).cloned();
+        if let Some(name) = renamed.filter(|n| *n != t.name) {
+            for l in pending.iter_mut() {
+                l.container.clone_from(&name);
+            }
+        }
         // The reader returns lines only at a position that covers them, so the position now
         // covers everything pending.
         let mut m = Msg {

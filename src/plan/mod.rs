@@ -660,6 +660,37 @@ pub fn plan(desired: &[DesiredApp], observed: &Observed) -> Plan {
 }
 
 /// `redis` -> `redis:latest`; a registry port is not a tag; digests stay as they are.
+/// The instances to rename to their compose name (`{app}_{service}_{slot}`): those of a
+/// service's only live version still carrying a versioned name (made while another version
+/// ran beside it, or while the instance they replace held the name), when no container here
+/// has that name; one per name. Job containers keep theirs.
+pub fn compose_renames(
+    apps: &[crate::store::StoredApp],
+    instances: &[Instance],
+) -> Vec<(String, String)> {
+    let taken: BTreeSet<&str> = instances.iter().map(|i| i.name.as_str()).collect();
+    let mut out = Vec::new();
+    for i in instances.iter().filter(|i| i.job.is_none()) {
+        let Some(app) = apps.iter().find(|a| a.spec.name == i.app) else {
+            continue;
+        };
+        let only = match app.live(&i.service) {
+            [one] => one,
+            _ => continue,
+        };
+        if i.version_number() != Some(only.version.number) {
+            continue;
+        }
+        let want = crate::runtime::compose_name(&i.app, &i.service, i.slot);
+        if i.name != want && !taken.contains(want.as_str()) {
+            out.push((i.id.clone(), want));
+        }
+    }
+    out.sort_by(|a, b| a.1.cmp(&b.1));
+    out.dedup_by(|a, b| a.1 == b.1);
+    out
+}
+
 pub fn normalize_image_ref(image: &str) -> String {
     let last = image.rsplit('/').next().unwrap_or(image);
     if image.contains('@') || last.contains(':') {

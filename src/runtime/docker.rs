@@ -483,6 +483,19 @@ impl ContainerRuntime for DockerRuntime {
         }
     }
 
+    async fn rename(&self, id: &str, name: &str) -> Result<(), RuntimeError> {
+        let opts = qp::RenameContainerOptions {
+            name: name.to_string(),
+        };
+        match self.docker.rename_container(id, opts).await {
+            Ok(()) => Ok(()),
+            Err(BErr::DockerResponseServerError {
+                status_code: 409, ..
+            }) => Err(RuntimeError::NameTaken(name.to_string())),
+            Err(e) => Err(engine_err("rename container", id)(e)),
+        }
+    }
+
     async fn holders(&self, node: &str) -> Result<Vec<super::Holder>, RuntimeError> {
         let opts = qp::ListContainersOptions {
             all: true,
@@ -1418,6 +1431,7 @@ mod tests {
                     crate::model::VolumeSource::Engine("shop_db".into()),
                 ),
             ]),
+            compose: false,
         };
         create_body(&req)
     }

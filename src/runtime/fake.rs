@@ -267,6 +267,20 @@ impl ContainerRuntime for FakeRuntime {
         self.lock().containers.retain(|(i, _)| i.id != id);
         Ok(())
     }
+    async fn rename(&self, id: &str, name: &str) -> Result<(), RuntimeError> {
+        self.call(format!("rename {id} {name}"))?;
+        let mut s = self.lock();
+        if s.containers.iter().any(|(i, _)| i.name == name) {
+            return Err(RuntimeError::NameTaken(name.to_string()));
+        }
+        match s.containers.iter_mut().find(|(i, _)| i.id == id) {
+            Some((i, _)) => {
+                i.name = name.to_string();
+                Ok(())
+            }
+            None => Err(RuntimeError::NotFound(id.to_string())),
+        }
+    }
     async fn image_present(&self, image: &str) -> Result<bool, RuntimeError> {
         Ok(self.lock().images.contains(image))
     }

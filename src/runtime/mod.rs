@@ -63,6 +63,10 @@ pub struct CreateRequest {
     pub owner: String,
     /// A job's run and attempt (`berth.run`, `berth.attempt`; see `agent::jobs`).
     pub job: Option<crate::model::JobRef>,
+    /// Named as compose does (`{app}_{service}_{slot}`): its version is the service's only
+    /// live one. Otherwise (a version beside the one that serves) the name carries the
+    /// version, so the two never collide.
+    pub compose: bool,
 }
 
 /// A container's mount of a volume or host directory (any container on the engine).
@@ -82,13 +86,23 @@ impl CreateRequest {
     pub fn container_name(&self) -> String {
         match self.job {
             Some(j) => job_container_name(&self.app, &self.service, j.run, self.slot, j.attempt),
+            None if self.compose => compose_name(&self.app, &self.service, self.slot),
             None => container_name(&self.app, &self.service, self.version, self.slot),
         }
     }
 }
 
-/// `{app}_{service}-{NNN}_{slot}`: the seed platform's `{app}_{service}_{slot}` with the
-/// version, since instances of several versions of a service run side by side.
+/// `{app}_{service}_{slot}`: compose's and the seed consoles' name (`wp_web_1`), which the
+/// instances of a service's only live version carry (its version is in the `berth.version`
+/// label and `berth ps`), so `docker logs wp_web_1` means what it means under compose.
+pub fn compose_name(app: &str, service: &str, slot: u32) -> String {
+    format!("{app}_{service}_{slot}")
+}
+
+/// `{app}_{service}-{NNN}_{slot}`: the name of an instance of a version running beside
+/// another (a release under way), which cannot collide with the compose names of the
+/// version that serves; it takes its compose name once it is the only live version
+/// (`plan::compose_renames`). Also the key its slot's start errors are kept under.
 pub fn container_name(app: &str, service: &str, version: u32, slot: u32) -> String {
     format!(
         "{app}_{}_{slot}",
@@ -225,6 +239,8 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     async fn stop(&self, id: &str, grace_seconds: u32) -> Result<(), RuntimeError>;
     /// Removes a container (force), with its anonymous volumes when `volumes`.
     async fn remove(&self, id: &str, volumes: bool) -> Result<(), RuntimeError>;
+    /// Renames a container (running or not); `NameTaken` when another has the name.
+    async fn rename(&self, id: &str, name: &str) -> Result<(), RuntimeError>;
     async fn image_present(&self, image: &str) -> Result<bool, RuntimeError>;
     /// The engine's id of the image a reference names here (`sha256:...`); None when absent.
     async fn image_id(&self, image: &str) -> Result<Option<String>, RuntimeError>;

@@ -92,7 +92,7 @@ fn cpu_and_memory_scale_out_step_by_step_stop_at_max_and_come_back() {
     );
 
     // Load: every instance burns its CPU limit and holds 75% of its memory.
-    a.docker_ok(&["exec", "auto_cpu-001_1", "touch", "/ctl/burn", "/ctl/mem"]);
+    a.docker_ok(&["exec", "auto_cpu_1", "touch", "/ctl/burn", "/ctl/mem"]);
     let t = Instant::now();
     wait_until("cpu scaled out to 4", Duration::from_secs(180), || {
         count(&a, "cpu") == 4
@@ -134,7 +134,7 @@ fn cpu_and_memory_scale_out_step_by_step_stop_at_max_and_come_back() {
     );
 
     // The load goes: back to the minimum, one at a time.
-    a.docker_ok(&["exec", "auto_cpu-001_1", "rm", "/ctl/burn", "/ctl/mem"]);
+    a.docker_ok(&["exec", "auto_cpu_1", "rm", "/ctl/burn", "/ctl/mem"]);
     wait_until("cpu back to 1", Duration::from_secs(240), || {
         count(&a, "cpu") == 1
     });
@@ -329,7 +329,7 @@ volumes:
     ]);
     a.ok(&["traffic", "split/web", "002=50", "001=50"]);
     a.wait_running("split", 2, Duration::from_secs(60));
-    a.docker_ok(&["exec", "split_web-001_1", "touch", "/ctl/burn"]);
+    a.docker_ok(&["exec", "split_web_1", "touch", "/ctl/burn"]);
     wait_until(
         "both versions at 2 instances",
         Duration::from_secs(120),
@@ -349,7 +349,7 @@ volumes:
         [("web-001".to_string(), 50), ("web-002".to_string(), 50)],
         "{versions:?}"
     );
-    a.docker_ok(&["exec", "split_web-001_1", "rm", "/ctl/burn"]);
+    a.docker_ok(&["exec", "split_web_1", "rm", "/ctl/burn"]);
 }
 
 /// A rolling update of a service the autoscaler scaled out replaces the instances it runs
@@ -381,7 +381,7 @@ volumes:
         )
     };
     a.deploy("roll", &template(1));
-    a.docker_ok(&["exec", "roll_web-001_1", "touch", "/ctl/burn"]);
+    a.docker_ok(&["exec", "roll_web_1", "touch", "/ctl/burn"]);
     wait_until("scaled out to 2", Duration::from_secs(90), || {
         a.running("roll").len() == 2
     });
@@ -391,10 +391,12 @@ volumes:
         Duration::from_secs(120),
         || {
             let r = a.running("roll");
-            r.len() == 2 && r.iter().all(|i| i.version == "web-002")
+            r.len() == 2
+                && r.iter()
+                    .all(|i| i.version == "web-002" && i.name == format!("roll_web_{}", i.slot))
         },
     );
     let apps = a.ok(&["apps"]);
     assert!(apps.contains("web 2 (auto 1..2)"), "{apps}");
-    let _ = a.docker_ok(&["exec", "roll_web-002_1", "rm", "-f", "/ctl/burn"]);
+    let _ = a.docker_ok(&["exec", "roll_web_1", "rm", "-f", "/ctl/burn"]);
 }

@@ -231,7 +231,7 @@ fn exec_runs_commands_with_their_streams_exit_codes_terminal_and_roles() {
     // Every exec is an event: who, which container, what command.
     let events = a.ok(&["events", "shop", "-n", "50"]);
     assert!(
-        events.contains("exec in shop_app-001_1 by the API token: cat /etc/hostname"),
+        events.contains("exec in shop_app_1 by the API token: cat /etc/hostname"),
         "{events}"
     );
     assert!(events.contains("by access ci (operator): true"), "{events}");

@@ -347,7 +347,7 @@ services:
                 .is_some_and(|l| l.message == "flood 300000")
         },
     );
-    docker_ok(&["exec", "evil_evil-001_1", "touch", "/tmp/go"]);
+    docker_ok(&["exec", "evil_evil_1", "touch", "/tmp/go"]);
     // Lines keep arriving from the honest sources (the FIFO did not block the log loop).
     wait_until(
         "heartbeat and file lines arrive",

@@ -218,7 +218,7 @@ fn bare_environment_keys_take_the_shell_value_or_stay_unset() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let env = docker_ok(&["exec", "bare_web-001_1", "env"]);
+    let env = docker_ok(&["exec", "bare_web_1", "env"]);
     assert!(
         env.lines().any(|l| l == "BERTH_E2E_DB_PASSWORD=s3cret"),
         "{env}"
@@ -248,13 +248,13 @@ fn pids_limit_security_opt_and_scale_reach_the_engine() {
         "inspect",
         "-f",
         "{{.HostConfig.PidsLimit}} {{.HostConfig.SecurityOpt}}",
-        "sec_web-001_2",
+        "sec_web_2",
     ]);
     assert_eq!(got, "50 [no-new-privileges:true]");
     // The limit holds inside: the kernel's pids controller says so.
     let max = docker_ok(&[
         "exec",
-        "sec_web-001_1",
+        "sec_web_1",
         "sh",
         "-c",
         "cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max",
@@ -323,7 +323,7 @@ fn deploy_section_resources_job_mode_and_per_node_cap_reach_the_engine() {
         "inspect",
         "-f",
         "{{.HostConfig.NanoCpus}} {{.HostConfig.Memory}} {{.HostConfig.MemoryReservation}} {{.HostConfig.PidsLimit}}",
-        "dep_web-001_1",
+        "dep_web_1",
     ]);
     assert_eq!(got, "500000000 67108864 16777216 40");
     // The cap holds over reconcile passes: no third instance, and the job is not run again.

@@ -14,7 +14,7 @@ fn deploy_scale_kill_stop_start_rm() {
     assert!(out.contains("1/1 running"), "{out}");
     let inst = a.running("life");
     assert_eq!(inst.len(), 1);
-    assert_eq!(inst[0].name, "life_web-001_1");
+    assert_eq!(inst[0].name, "life_web_1");
     // The page answers on the published port.
     let port = inst[0].ports[0].host_port;
     let body = ureq::get(format!("http://127.0.0.1:{port}/"))
@@ -33,13 +33,13 @@ fn deploy_scale_kill_stop_start_rm() {
     });
 
     // Killed from outside: replaced.
-    docker_ok(&["kill", "life_web-001_1"]);
+    docker_ok(&["kill", "life_web_1"]);
     wait_until("killed container replaced", Duration::from_secs(15), || {
         a.running("life").len() == 1
     });
     let events = a.ok(&["events", "life"]);
     assert!(
-        events.contains("life_web-001_1 exited with code 137"),
+        events.contains("life_web_1 exited with code 137"),
         "{events}"
     );
 
@@ -123,14 +123,8 @@ fn depends_start_order_and_global() {
         ev.find(s)
             .unwrap_or_else(|| panic!("{s} not in events:\n{ev}"))
     };
-    assert!(
-        pos("started ord_db-001_1") < pos("created ord_web-001_1"),
-        "{ev}"
-    );
-    assert!(
-        pos("started ord_db-001_1") < pos("created ord_web-001_2"),
-        "{ev}"
-    );
+    assert!(pos("started ord_db_1") < pos("created ord_web_1"), "{ev}");
+    assert!(pos("started ord_db_1") < pos("created ord_web_2"), "{ev}");
 }
 
 /// The brief's example templates that mean something on one host deploy unchanged, with
@@ -178,7 +172,7 @@ fn brief_examples_deploy_on_one_host() {
         assert!(!inspect.spec.services.is_empty());
     }
     // Links and depends from the seed platform's templates: wordpress reaches db as `mysql`.
-    let out = docker_ok(&["exec", "wp_web-001_1", "nslookup", "mysql"]);
+    let out = docker_ok(&["exec", "wp_web_1", "nslookup", "mysql"]);
     assert!(out.contains("Address"), "{out}");
     // Cleanup is the harness's (docker rm -f): these images ignore SIGTERM, so `rm` would
     // wait out each container's 10 s grace.
@@ -237,8 +231,8 @@ fn rm_keeps_named_volumes_unless_asked() {
     a.ok(&["rm", "vol"]);
     assert_eq!(vols(&a), "vol_data", "rm without --volumes keeps the data");
     a.deploy("vol", &yaml);
-    // Version numbers continue after rm, so this is web-002.
-    let out = docker_ok(&["exec", "vol_web-002_1", "cat", "/data/f"]);
+    // Version numbers continue after rm, so this is web-002, named as compose does.
+    let out = docker_ok(&["exec", "vol_web_1", "cat", "/data/f"]);
     assert_eq!(out, "kept");
     a.ok(&["rm", "vol", "--volumes"]);
     assert_eq!(vols(&a), "", "rm --volumes removes them");

@@ -245,7 +245,7 @@ fn lines_are_exported_to_influxdb_and_syslog() {
         .iter()
         .find(|m| m.ends_with("hello \"export\", world"))
         .expect("stdout line");
-    assert!(info.starts_with("<14>1 ") && info.contains(" e2e exp.say exp_say-001_1 stdout [berth@32473 app=\"exp\" service=\"say\" version=\"say-001\" slot=\"1\"] "), "{info}");
+    assert!(info.starts_with("<14>1 ") && info.contains(" e2e exp.say exp_say_1 stdout [berth@32473 app=\"exp\" service=\"say\" version=\"say-001\" slot=\"1\"] "), "{info}");
     assert!(
         got.iter()
             .any(|m| m.starts_with("<11>1 ") && m.ends_with("oops")),
@@ -276,11 +276,11 @@ fn log_timestamp_label_decides_the_time_prefix() {
     let out = a.ok(&["logs", "stamp/timed"]);
     let line = out.lines().find(|l| l.ends_with("tick")).expect("tick");
     assert!(
-        line.starts_with("20") && line.contains("Z stamp_timed-001_1 | tick"),
+        line.starts_with("20") && line.contains("Z stamp_timed_1 | tick"),
         "{out}"
     );
     let out = a.ok(&["logs", "stamp/bare"]);
-    assert!(out.lines().any(|l| l == "stamp_bare-001_1 | tock"), "{out}");
+    assert!(out.lines().any(|l| l == "stamp_bare_1 | tock"), "{out}");
     let out = a.ok(&["logs", "stamp/bare", "-t"]);
     assert!(
         out.lines()

@@ -233,7 +233,7 @@ fn prometheus_scrapes_the_agent_and_promtool_accepts_it() {
         Duration::from_secs(40),
         || {
             let r = p.query("container_memory_working_set_bytes{app=\"prom\"}");
-            !r.is_empty() && r[0]["metric"]["name"] == "prom_web-001_1"
+            !r.is_empty() && r[0]["metric"]["name"] == "prom_web_1"
         },
     );
     assert!(!p.query("node_load1").is_empty());
@@ -343,11 +343,11 @@ fn top_history_and_alarms() {
     );
     wait_until("the alarm is raised", Duration::from_secs(30), || {
         a.ok(&["events", "hot"])
-            .contains("alarm burning raised: hot_burn-001_1 cpu_percent")
+            .contains("alarm burning raised: hot_burn_1 cpu_percent")
     });
     let top = a.ok(&["top", "--no-stream", "hot"]);
     assert!(
-        top.contains("hot_burn-001_1") && top.contains("running"),
+        top.contains("hot_burn_1") && top.contains("running"),
         "{top}"
     );
     let t: berth::wire::Top =
@@ -358,7 +358,7 @@ fn top_history_and_alarms() {
     );
     let h: Vec<berth::wire::Series> =
         serde_json::from_str(&a.ok(&["metrics", "hot", "--json"])).expect("json");
-    assert_eq!(h[0].name, "hot_burn-001_1");
+    assert_eq!(h[0].name, "hot_burn_1");
     assert!(!h[0].buckets.is_empty());
     a.ok(&["stop", "hot"]);
     a.ok(&["alarm", "rm", "burning"]);
@@ -597,7 +597,7 @@ fn alarm_notifies_the_syslog_servers() {
         }
     };
     assert!(msg.starts_with("<14>1 "), "{msg}");
-    assert!(msg.contains(" warm.burn warm_burn-001_1 alarm "), "{msg}");
+    assert!(msg.contains(" warm.burn warm_burn_1 alarm "), "{msg}");
     a.ok(&["rm", "warm"]);
 }
 

@@ -324,7 +324,7 @@ fn real_hosts_join_by_token_detect_a_lost_host_and_heal_a_partition() {
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(
         h2.engine_containers("part"),
-        vec![("part_tick-001_1".to_string(), "running".to_string())],
+        vec![("part_tick_1".to_string(), "running".to_string())],
         "the cut-off host keeps its app"
     );
     let apps = h1.ok(&["apps"]);

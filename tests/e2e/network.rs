@@ -11,7 +11,7 @@ fn services_resolve_by_name_and_link_alias() {
     for host in ["db", "database"] {
         let out = docker_ok(&[
             "exec",
-            "dns_web-001_1",
+            "dns_web_1",
             "wget",
             "-q",
             "-O-",
@@ -23,14 +23,14 @@ fn services_resolve_by_name_and_link_alias() {
         "inspect",
         "-f",
         "{{range $k, $v := .NetworkSettings.Networks}}{{$k}}{{end}}",
-        "dns_web-001_1",
+        "dns_web_1",
     ]);
     assert_eq!(net, format!("berth_dns_{}", &a.node_id[..6]));
     let labels = docker_ok(&[
         "inspect",
         "-f",
         "{{index .Config.Labels \"berth.app\"}} {{index .Config.Labels \"berth.slot\"}} {{.HostConfig.RestartPolicy.Name}}",
-        "dns_web-001_1",
+        "dns_web_1",
     ]);
     // No `restart` in the template: the one-shot rule, which the engine holds as on-failure
     // (a crash comes back at once; an exit 0 stays).
@@ -55,7 +55,7 @@ fn a_container_name_answers_as_an_alias_on_the_app_network() {
     a.deploy("cname", &yaml);
     let got = docker_ok(&[
         "exec",
-        "cname_web-001_1",
+        "cname_web_1",
         "wget",
         "-q",
         "-O-",
@@ -113,7 +113,7 @@ fn external_links_alias_a_container_on_the_app_network() {
     ]);
     let out = docker_ok(&[
         "exec",
-        "xl_web-001_1",
+        "xl_web_1",
         "wget",
         "-q",
         "-O-",
@@ -136,7 +136,7 @@ fn a_sixty_three_character_service_name_deploys_and_resolves() {
     a.deploy("longname", &yaml);
     let got = docker_ok(&[
         "exec",
-        "longname_web-001_1",
+        "longname_web_1",
         "wget",
         "-q",
         "-O-",

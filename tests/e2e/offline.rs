@@ -89,7 +89,7 @@ fn image_save_then_deploy_with_images_on_a_host_without_them() {
     a.ok(&["rm", "bundled"]);
     a.ok(&["deploy", "-f", path_str(&file), "--name", "bundled", "-d"]);
     a.ok(&["stop", "bundled"]);
-    docker_ok(&["rm", "-f", "bundled_web-001_1"]);
+    docker_ok(&["rm", "-f", "bundled_web_1"]);
     docker_ok(&["rmi", &tag]);
     let err = a.fails(&["image", "save", "bundled", "-o", path_str(&bundle)]);
     assert!(

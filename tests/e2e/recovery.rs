@@ -89,7 +89,7 @@ fn state_survives_agent_restart() {
     let mut a = Agent::start();
     a.deploy("keep", &format!("services:\n  web:\n    image: {IMAGE}\n    command: sleep 3600\n    stop_grace_period: 1s\n"));
     a.kill9();
-    docker_ok(&["kill", "keep_web-001_1"]);
+    docker_ok(&["kill", "keep_web_1"]);
     a.restart();
     wait_until("replaced after restart", Duration::from_secs(20), || {
         a.running("keep").len() == 1
@@ -103,12 +103,15 @@ fn state_survives_agent_restart() {
 #[test]
 fn failing_container_backs_off_and_sigterm_still_stops_the_agent() {
     let mut a = Agent::start();
-    let squatter = "squat_web-001_1";
-    let _ = std::process::Command::new("docker")
-        .args(["rm", "-f", squatter])
-        .output();
-    docker_ok(&["run", "-d", "--name", squatter, IMAGE, "sleep", "600"]);
-    let _cleanup = Containers(vec![squatter.to_string()]);
+    // Both names berth tries: the compose one, then the one with the version.
+    let squatters = ["squat_web_1", "squat_web-001_1"];
+    for squatter in squatters {
+        let _ = std::process::Command::new("docker")
+            .args(["rm", "-f", squatter])
+            .output();
+        docker_ok(&["run", "-d", "--name", squatter, IMAGE, "sleep", "600"]);
+    }
+    let _cleanup = Containers(squatters.iter().map(|s| s.to_string()).collect());
     let p = a.template(
         "squat",
         &format!("services:\n  web:\n    image: {IMAGE}\n    command: sleep 600\n"),
@@ -135,5 +138,4 @@ fn failing_container_backs_off_and_sigterm_still_stops_the_agent() {
         a.terminate(Duration::from_secs(10)),
         "agent did not exit on SIGTERM"
     );
-    docker_ok(&["rm", "-f", squatter]);
 }

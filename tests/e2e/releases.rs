@@ -235,7 +235,7 @@ fn rolling_update_under_load_loses_no_request() {
     let pos = |s: &str| ev.find(s).unwrap_or_else(|| panic!("{s} missing in {ev}"));
     assert!(
         pos("roll_web-002_2 is healthy").max(pos("roll_web-002_1 is healthy"))
-            < pos("removed roll_web-001_3"),
+            < pos("removed roll_web_3"),
         "{ev}"
     );
     assert!(ev.contains("replaced by the rolling update"), "{ev}");
@@ -272,7 +272,7 @@ fn start_first_update_drains_and_loses_no_request() {
     let ev = a.ok(&["events", "sf", "-n", "200"]);
     let pos = |s: &str| ev.find(s).unwrap_or_else(|| panic!("{s} missing in {ev}"));
     assert!(
-        pos("takes all the traffic") < pos("removed sf_web-001_1"),
+        pos("takes all the traffic") < pos("removed sf_web_1"),
         "{ev}"
     );
 }
@@ -318,7 +318,7 @@ fn failing_rolling_update_rolls_itself_back() {
         "{ev}"
     );
     assert!(
-        !ev.contains("removed rb_web-001_3"),
+        !ev.contains("removed rb_web_3"),
         "only the first batch was touched: {ev}"
     );
     wait_until("4 of web-001 again", Duration::from_secs(30), || {

@@ -125,7 +125,7 @@ fn sigterm_stores_the_lines_read_and_delivers_the_outbox_before_exit() {
         "services:\n  talk:\n    image: berth-test/busybox\n    command: [\"sh\", \"-c\", \"i=0; while true; do i=$$((i+1)); echo \\\"n $$i\\\"; sleep 0.005; done\"]\n",
     );
     a.wait_running("term", 1, Duration::from_secs(60));
-    let container = "term_talk-001_1";
+    let container = "term_talk_1";
     wait_until("the sink refused a write", Duration::from_secs(30), || {
         sink.refused.load(Ordering::SeqCst) > 0
     });

@@ -55,13 +55,25 @@ fn versions_number_label_delete_and_limit() {
         ("web-001", 0, "stopped")
     );
     assert_eq!(v[1].weight, 100);
-    let label = docker_ok(&[
-        "inspect",
-        "-f",
-        "{{index .Config.Labels \"berth.version\"}}",
-        "ver_web-002_1",
-    ]);
-    assert_eq!(label, "web-002");
+    // web-002 started beside web-001 as ver_web-002_1; alone, it takes the compose name,
+    // its version in a label.
+    wait_until(
+        "web-002 renamed to ver_web_1",
+        Duration::from_secs(20),
+        || {
+            std::process::Command::new("docker")
+                .args([
+                    "inspect",
+                    "-f",
+                    "{{index .Config.Labels \"berth.version\"}}",
+                    "ver_web_1",
+                ])
+                .output()
+                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "web-002")
+        },
+    );
+    let ev = a.ok(&["events", "ver"]);
+    assert!(ev.contains("renamed ver_web-002_1 to ver_web_1"), "{ev}");
     let ps = a.ok(&["ps", "ver"]);
     assert!(ps.contains("web-002") && ps.contains("db-001"), "{ps}");
 

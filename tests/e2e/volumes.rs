@@ -79,7 +79,7 @@ fn oss_volume_shares_a_bucket_hides_credentials_and_survives_its_helper() {
         s3.get("app1/hello.txt").as_deref() == Some("hello-from-writer\n")
     });
     // The other container shares the one host mount.
-    let reader = "ossv_reader-001_1";
+    let reader = "ossv_reader_1";
     wait_until("the reader sees the file", Duration::from_secs(20), || {
         exec(reader, &["cat", "/mnt/s/hello.txt"]).as_deref() == Some("hello-from-writer")
     });
@@ -121,7 +121,7 @@ fn oss_volume_shares_a_bucket_hides_credentials_and_survives_its_helper() {
     );
     a.wait_running("ossw", 1, Duration::from_secs(60));
     assert_eq!(
-        exec("ossw_peek-001_1", &["cat", "/seen/hello.txt"]).as_deref(),
+        exec("ossw_peek_1", &["cat", "/seen/hello.txt"]).as_deref(),
         Some("hello-from-writer")
     );
     assert_eq!(mounts_under(a.dir.path()).len(), 2);
@@ -176,7 +176,7 @@ fn oss_volume_shares_a_bucket_hides_credentials_and_survives_its_helper() {
 
     // A volume in use cannot be removed; the error names the user.
     let err = a.fails(&["volume", "rm", "other"]);
-    assert!(err.contains("ossw_peek-001_1"), "{err}");
+    assert!(err.contains("ossw_peek_1"), "{err}");
 
     // The helper dies: berth mounts the volume again and restarts the containers that held
     // the dead mount, which then read the bucket again.
@@ -272,15 +272,26 @@ fn local_volumes_survive_redeploy_refuse_rm_in_use_and_prune() {
     };
     a.deploy("locv", &t("1"));
     a.wait_running("locv", 1, Duration::from_secs(60));
-    exec("locv_db-001_1", &["sh", "-c", "echo kept > /var/data/f"]).expect("write");
+    exec("locv_db_1", &["sh", "-c", "echo kept > /var/data/f"]).expect("write");
     a.deploy("locv", &t("2"));
-    wait_until("the new version runs", Duration::from_secs(60), || {
-        exec("locv_db-002_1", &["cat", "/var/data/f"]).as_deref() == Some("kept")
-    });
+    // Started beside db-001 with the version in its name, then, alone, renamed to the
+    // compose name.
+    wait_until(
+        "the new version runs as locv_db_1",
+        Duration::from_secs(60),
+        || {
+            let r = a.running("locv");
+            r.len() == 1 && r[0].version == "db-002" && r[0].name == "locv_db_1"
+        },
+    );
+    assert_eq!(
+        exec("locv_db_1", &["cat", "/var/data/f"]).as_deref(),
+        Some("kept")
+    );
     let ls = a.ok(&["volume", "ls"]);
     assert!(ls.contains("/locv_data") && ls.contains("local"), "{ls}");
     let err = a.fails(&["volume", "rm", "locv_data"]);
-    assert!(err.contains("in use by locv_db-002_1"), "{err}");
+    assert!(err.contains("in use by locv_db_1"), "{err}");
 
     // Prune: asks (refuses without a terminal), then removes what no app names. It prunes
     // images engine-wide too: a created container keeps each test image "in use", so tests
@@ -355,7 +366,7 @@ fn nas_volume_mounts_a_real_nfs_export_or_fails_with_the_mount_error() {
     let meta = std::fs::metadata(&sub).expect("the sub-directory is made on first mount");
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(meta.permissions().mode() & 0o777, 0o770);
-    let container = "nasv_app-001_1";
+    let container = "nasv_app_1";
     exec(
         container,
         &["sh", "-c", "echo from-container > /share/hello"],
