@@ -20,6 +20,10 @@ pub struct AppSpec {
     /// other services reach each by its name (and link aliases) on the app network.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub externals: BTreeMap<String, ExternalService>,
+    /// The host ports an acs/proxy service of the template published (it is not run): the
+    /// router serves its Host-routed HTTP on them too (443 over TLS).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub proxy_ports: Vec<u16>,
     /// Things berth kept but did not understand (unknown labels); shown to the user.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
@@ -635,6 +639,13 @@ pub struct Extensions {
     pub job: Option<JobSpec>,
     #[serde(default, skip_serializing_if = "is_zero")]
     pub gpu: u32,
+    /// `proxy.BALANCE`.
+    #[serde(default, skip_serializing_if = "is_default_balance")]
+    pub balance: Balance,
+    /// `proxy.required: "true"`: the router's default backend (on this container port),
+    /// for requests no route takes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_backend: Option<u16>,
     /// Unknown `berth.*` labels, kept verbatim (and reported as warnings).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub unknown: BTreeMap<String, String>,
@@ -642,6 +653,9 @@ pub struct Extensions {
 
 fn default_true() -> bool {
     true
+}
+fn is_default_balance(b: &Balance) -> bool {
+    *b == Balance::Roundrobin
 }
 fn is_true(b: &bool) -> bool {
     *b
@@ -683,6 +697,31 @@ pub struct Route {
     pub prefix: bool,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub path: String,
+    /// The router port it is served on when not the router's own listeners (an acs/proxy
+    /// `VIRTUAL_HOST` with a port: `http://a.example.com:8080`); 0: the router's listeners.
+    #[serde(default, skip_serializing_if = "is_zero_u16")]
+    pub port: u16,
+    /// Rule order (`proxy.VIRTUAL_HOST_WEIGHT`): of the routes a request matches, a higher
+    /// weight wins before the most specific one does.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub weight: u32,
+}
+
+fn is_zero_u16(n: &u16) -> bool {
+    *n == 0
+}
+
+/// How the router picks an instance of a service (`proxy.BALANCE`, HAProxy's names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Balance {
+    /// Each in turn (`roundrobin`; `static-rr` is the same here).
+    #[default]
+    Roundrobin,
+    /// A client address always reaches the same instance while the instances stay the same.
+    Source,
+    /// The instance with the fewest requests (connections) in flight.
+    Leastconn,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -925,6 +925,7 @@ mod tests {
             labels: BTreeMap::new(),
             services: BTreeMap::new(),
             externals: BTreeMap::new(),
+            proxy_ports: Vec::new(),
             volumes: BTreeMap::from([(
                 "d".to_string(),
                 crate::model::VolumeSpec {

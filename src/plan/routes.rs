@@ -234,6 +234,8 @@ mod tests {
                 domain: domain.to_string(),
                 prefix: !domain.contains('.'),
                 path: path.to_string(),
+                port: 0,
+                weight: 0,
             });
         }
         Arc::new(s)
@@ -249,6 +251,7 @@ mod tests {
             labels: Default::default(),
             volumes: Default::default(),
             externals: Default::default(),
+            proxy_ports: Vec::new(),
             warnings: Vec::new(),
             file_values: Default::default(),
         }

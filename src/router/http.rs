@@ -410,16 +410,18 @@ async fn proxy(
     if shared.access.get().is_some() {
         outcome.head = Some(super::stats::Head::new(&req, host, peer));
     }
-    let picked = match shared.pick_http(host, req.uri().path(), req.headers(), side) {
+    let picked = match shared.pick_http(host, req.uri().path(), req.headers(), side, peer.ip()) {
         // A service at zero: held while an instance starts.
         Err(NoBackend::Cold(c)) => {
             let path = req.uri().path();
             let headers = req.headers();
             let waited = shared
                 .cold
-                .hold(&c, || match shared.pick_http(host, path, headers, side) {
-                    Err(NoBackend::Cold(_)) => None,
-                    other => Some(other),
+                .hold(&c, || {
+                    match shared.pick_http(host, path, headers, side, peer.ip()) {
+                        Err(NoBackend::Cold(_)) => None,
+                        other => Some(other),
+                    }
                 })
                 .await;
             match waited {
@@ -562,7 +564,7 @@ async fn proxy(
                     .and_then(|h| h.to_str().ok())
                     .unwrap_or_default();
                 let p = shared
-                    .pick_http(host, again.uri().path(), again.headers(), side)
+                    .pick_http(host, again.uri().path(), again.headers(), side, peer.ip())
                     .ok()?;
                 Some((again, p))
             });
@@ -751,6 +753,7 @@ impl Shared {
         path: &str,
         headers: &HeaderMap,
         side: Side,
+        client: std::net::IpAddr,
     ) -> Result<Picked, NoBackend> {
         let table = self.table.read().unwrap_or_else(|p| p.into_inner());
         let (b, https) = backend_of(&table, host, path, side).ok_or(NoBackend::UnknownHost)?;
@@ -760,13 +763,9 @@ impl Shared {
         } else {
             None
         };
+        let (roll, turn) = b.choice(client, || (self.roll(), self.next_turn()));
         let ep = b
-            .pick(
-                self.roll(),
-                self.next_turn(),
-                sticky_in.as_deref(),
-                super::now_ms(),
-            )
+            .pick(roll, turn, sticky_in.as_deref(), super::now_ms())
             .ok_or_else(|| match super::cold::ColdTarget::of(b) {
                 Some(c) => NoBackend::Cold(c),
                 None => NoBackend::NoneReady(b.label.clone()),
@@ -798,12 +797,19 @@ fn backend_of<'t>(
     path: &str,
     side: Side,
 ) -> Option<(&'t super::table::Backend, bool)> {
-    match side.port {
-        Some(port) => table.http_ports.get(&port).map(|(b, _)| (b, false)),
-        None => table
-            .route_in(host, path, side.internal)
-            .map(|r| (&r.backend, r.https)),
+    if let Some((b, _)) = side.port.and_then(|p| table.http_ports.get(&p)) {
+        return Some((b, false));
     }
+    table
+        .route_on(host, path, side.internal, side.port.unwrap_or(0))
+        .map(|r| (&r.backend, r.https))
+        // Requests no route takes go to the default backend (`proxy.required`), if any.
+        .or_else(|| {
+            (!side.internal)
+                .then_some(table.default_backend.as_ref())
+                .flatten()
+                .map(|b| (b, false))
+        })
 }
 
 #[cfg(test)]
@@ -912,6 +918,8 @@ mod tests {
                 path: String::new(),
                 https: false,
                 internal: false,
+                port: 0,
+                weight: 0,
                 backend: Backend {
                     app: "shop".into(),
                     service: "web".into(),
@@ -926,6 +934,7 @@ mod tests {
                         endpoints: eps,
                         fallback: false,
                     }],
+                    balance: Default::default(),
                 },
             }],
             ..Default::default()

@@ -177,6 +177,9 @@ pub struct Router {
     inflight: Mutex<HashMap<String, Counters>>,
     /// The internal side's address (`start_internal`).
     internal: std::sync::OnceLock<SocketAddr>,
+    /// The ports of the router's own HTTP and HTTPS listeners: an acs/proxy port that is
+    /// one of them is served there already.
+    own_ports: Mutex<std::collections::BTreeSet<u16>>,
 }
 
 /// Holds one unit of an instance's in-flight count until dropped.
@@ -221,6 +224,7 @@ impl Router {
             port_tls: std::sync::OnceLock::new(),
             inflight: Mutex::new(HashMap::new()),
             internal: std::sync::OnceLock::new(),
+            own_ports: Mutex::default(),
         }
     }
 
@@ -286,6 +290,10 @@ impl Router {
         let std_listener = std::net::TcpListener::bind(addr)?;
         std_listener.set_nonblocking(true)?;
         let port = std_listener.local_addr()?.port();
+        self.own_ports
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(port);
         let listener = tokio::net::TcpListener::from_std(std_listener)?;
         let workers = std::thread::available_parallelism()
             .map(|n| n.get())
@@ -336,6 +344,26 @@ impl Router {
             }))
             .chain(new.udp.keys().map(|p| (*p, PortKind::Udp)))
             .collect();
+        // Host-routed ports of acs/proxy templates, unless the router listens there already.
+        let wanted: Vec<(u16, PortKind)> = {
+            let own = self.own_ports.lock().unwrap_or_else(|p| p.into_inner());
+            let extra: Vec<(u16, PortKind)> = new
+                .vhost_ports
+                .iter()
+                .filter(|(p, _)| !own.contains(p) && !new.http_ports.contains_key(p))
+                .map(|(p, v)| {
+                    (
+                        *p,
+                        if v.tls {
+                            PortKind::Https
+                        } else {
+                            PortKind::Http
+                        },
+                    )
+                })
+                .collect();
+            wanted.into_iter().chain(extra).collect()
+        };
         {
             let mut counters = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
             let backends = new.backends_mut();

@@ -112,9 +112,32 @@ pub struct Backend {
     /// The counters of the router's own answers on the route (no ready instance, a
     /// redirect); the router sets them.
     pub stats: Arc<super::stats::Stats>,
+    /// How an instance is picked within a version (`proxy.BALANCE`).
+    pub balance: crate::model::Balance,
 }
 
 impl Backend {
+    /// `roll` and `turn` for [`Backend::pick`]: a client address's own (`source`: the same
+    /// address reaches the same instance), or the router's next.
+    pub fn choice(
+        &self,
+        client: std::net::IpAddr,
+        next: impl FnOnce() -> (u32, usize),
+    ) -> (u32, usize) {
+        if self.balance != crate::model::Balance::Source {
+            return next();
+        }
+        // FNV-1a of the address: stable across tables and restarts.
+        let bytes = match client {
+            std::net::IpAddr::V4(a) => a.octets().to_vec(),
+            std::net::IpAddr::V6(a) => a.octets().to_vec(),
+        };
+        let h = bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3)
+        });
+        ((h >> 32) as u32, h as usize)
+    }
+
     /// Picks a backend: a version by weight (`roll`, taken modulo the total), then round robin (`turn`)
     /// over its ready instances. A version without ready instances gives its share to the
     /// others; a sticky client keeps its instance while that is still a backend. An
@@ -154,6 +177,14 @@ impl Backend {
         let mut r = roll % total;
         for p in live() {
             if r < p.weight {
+                if self.balance == crate::model::Balance::Leastconn {
+                    // The fewest in flight; among equals, the next in turn.
+                    let n = p.endpoints.len().max(1);
+                    return (0..n)
+                        .map(|k| &p.endpoints[(turn + k) % n])
+                        .filter(|e| e.usable(now_ms))
+                        .min_by_key(|e| e.inflight.load(Ordering::Relaxed));
+                }
                 let n = p.endpoints.iter().filter(|e| e.usable(now_ms)).count();
                 return p
                     .endpoints
@@ -177,7 +208,22 @@ pub struct HttpRoute {
     /// A `.local` route: served to the app networks through the router's internal side
     /// only, never on its public listeners.
     pub internal: bool,
+    /// The router port it is served on (an acs/proxy `VIRTUAL_HOST` with a port); 0: the
+    /// router's own listeners.
+    pub port: u16,
+    /// Rule order (`proxy.VIRTUAL_HOST_WEIGHT`): a higher weight wins first.
+    pub weight: u32,
     pub backend: Backend,
+}
+
+/// A router port serving Host-routed HTTP besides the router's own listeners: one an
+/// acs/proxy service published (every route), or one a `VIRTUAL_HOST` names (its routes).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct VhostPort {
+    /// TLS terminated with the HTTPS listener's certificates (443, or https routes).
+    pub tls: bool,
+    /// Serves the routes of the router's own listeners too (an acs/proxy published port).
+    pub all: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -190,6 +236,12 @@ pub struct Table {
     pub http_ports: BTreeMap<u16, (Backend, bool)>,
     /// Router UDP port -> backend (`lb.port_N: udp://`).
     pub udp: BTreeMap<u16, Backend>,
+    /// Extra Host-routed router ports (acs/proxy).
+    pub vhost_ports: BTreeMap<u16, VhostPort>,
+    /// The backend of requests no route takes (`proxy.required`).
+    pub default_backend: Option<Backend>,
+    /// Some route has a `VIRTUAL_HOST_WEIGHT` (the lookup then weighs every match).
+    pub weighted: bool,
 }
 
 impl Table {
@@ -201,6 +253,7 @@ impl Table {
             .chain(self.tcp.values_mut())
             .chain(self.http_ports.values_mut().map(|(b, _)| b))
             .chain(self.udp.values_mut())
+            .chain(self.default_backend.iter_mut())
     }
 
     /// The route for a host and path: the host's own routes when it has any (exact wins),
@@ -214,13 +267,52 @@ impl Table {
     /// As [`Table::route`], from the router's internal side (`internal`: `.local` routes
     /// too) or a public listener (without them).
     pub fn route_in(&self, host: &str, path: &str, internal: bool) -> Option<&HttpRoute> {
+        self.route_on(host, path, internal, 0)
+    }
+
+    /// As [`Table::route_in`], on router port `port` (0: the router's own listeners): the
+    /// routes served there. With rule weights, the heaviest matching rule wins first.
+    pub fn route_on(
+        &self,
+        host: &str,
+        path: &str,
+        internal: bool,
+        port: u16,
+    ) -> Option<&HttpRoute> {
         let host = host
             .split(':')
             .next()
             .unwrap_or(host)
             .trim_end_matches('.')
             .to_ascii_lowercase();
-        let seen = |r: &&HttpRoute| internal || !r.internal;
+        let all = port != 0 && self.vhost_ports.get(&port).is_some_and(|v| v.all);
+        let seen =
+            |r: &&HttpRoute| (internal || !r.internal) && (r.port == port || (all && r.port == 0));
+        let best = self.most_specific(&host, path, seen);
+        if !self.weighted {
+            return best;
+        }
+        let heaviest = self
+            .http
+            .iter()
+            .filter(seen)
+            .filter(|r| r.weight > 0)
+            .filter(|r| r.host == host || wildcard_covers(&r.host, &host))
+            .filter(|r| path_matches(&r.path, path))
+            .max_by_key(|r| (r.weight, r.host == host, r.host.len(), r.path.len()));
+        match (heaviest, best) {
+            (Some(h), Some(b)) if h.weight > b.weight => Some(h),
+            (Some(h), None) => Some(h),
+            (_, b) => b,
+        }
+    }
+
+    fn most_specific(
+        &self,
+        host: &str,
+        path: &str,
+        seen: impl Fn(&&HttpRoute) -> bool + Copy,
+    ) -> Option<&HttpRoute> {
         if self.http.iter().filter(seen).any(|r| r.host == host) {
             return self
                 .http
@@ -233,13 +325,13 @@ impl Table {
             .http
             .iter()
             .filter(seen)
-            .filter(|r| wildcard_covers(&r.host, &host))
+            .filter(|r| wildcard_covers(&r.host, host))
             .map(|r| r.host.len())
             .max()?;
         self.http
             .iter()
             .filter(seen)
-            .filter(|r| r.host.len() == wild && wildcard_covers(&r.host, &host))
+            .filter(|r| r.host.len() == wild && wildcard_covers(&r.host, host))
             .filter(|r| path_matches(&r.path, path))
             .max_by_key(|r| r.path.len())
     }
@@ -310,6 +402,8 @@ pub fn service_routes(
                     domain: format!("{name}.{app}.{domain}"),
                     prefix: false,
                     path: String::new(),
+                    port: 0,
+                    weight: 0,
                 },
             )]
         }
@@ -495,6 +589,7 @@ fn backend(
             .map(|a| a.cold_start_timeout),
         used: Default::default(),
         stats: Arc::default(),
+        balance: svc.ext.balance,
     })
 }
 
@@ -609,7 +704,14 @@ pub fn build(
                     continue;
                 };
                 keys.push(crate::plan::routes::key(&r));
+                if r.port != 0 {
+                    let v = t.vhost_ports.entry(r.port).or_default();
+                    v.tls |= r.scheme == crate::model::Scheme::Https;
+                }
+                t.weighted |= r.weight > 0;
                 t.http.push(HttpRoute {
+                    port: r.port,
+                    weight: r.weight,
                     internal: !svc.ext.routing.is_empty() && internal_domain(&r, router_domain),
                     host,
                     path: r.path.clone(),
@@ -645,6 +747,31 @@ pub fn build(
         }
         let routes = t.http.split_off(first_http);
         t.http.extend(merge_shared(app, routes, keys));
+        for p in &app.spec.proxy_ports {
+            let v = t.vhost_ports.entry(*p).or_default();
+            v.all = true;
+            v.tls |= *p == 443;
+        }
+        if t.default_backend.is_none()
+            && let Some((name, port)) = app
+                .spec
+                .services
+                .iter()
+                .find_map(|(n, s)| s.ext.default_backend.map(|p| (n, p)))
+        {
+            let split = splits
+                .get(&(app.spec.name.clone(), name.clone()))
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            t.default_backend = backend(
+                app,
+                name,
+                (port, Protocol::Tcp),
+                (instances, remote),
+                leaving,
+                split,
+            );
+        }
     }
     t.http
         .sort_by(|a, b| (&a.host, &a.path).cmp(&(&b.host, &b.path)));
@@ -732,6 +859,7 @@ mod tests {
                     fallback: weight == 0,
                 })
                 .collect(),
+            balance: Default::default(),
         }
     }
 
@@ -769,6 +897,8 @@ mod tests {
             https: false,
             internal: false,
             backend: b,
+            port: 0,
+            weight: 0,
         }
     }
 
@@ -831,6 +961,8 @@ mod tests {
             https: false,
             internal: false,
             backend: backend(vec![(100, vec![ep(id, 1)])]),
+            port: 0,
+            weight: 0,
         };
         let t = Table {
             http: vec![
@@ -860,6 +992,8 @@ mod tests {
             domain: d.into(),
             prefix: false,
             path: String::new(),
+            port: 0,
+            weight: 0,
         };
         assert!(internal_domain(&r("restserver.local"), "test.local"));
         assert!(internal_domain(&r("restserver.local"), ""));
@@ -876,6 +1010,8 @@ mod tests {
             https: false,
             internal: false,
             backend: backend(vec![(100, vec![ep(id, 1)])]),
+            port: 0,
+            weight: 0,
         };
         let t = Table {
             http: vec![
@@ -905,5 +1041,109 @@ mod tests {
         assert_eq!(who("example.com", "/"), None);
         assert_eq!(who("badexample.com", "/"), None);
         assert_eq!(who("x.notexample.com", "/"), None);
+    }
+
+    #[test]
+    fn rule_weights_then_specificity_router_ports_and_the_default_backend() {
+        let route = |host: &str, path: &str, id: &str, port: u16, weight: u32| HttpRoute {
+            host: host.into(),
+            path: path.into(),
+            https: false,
+            internal: false,
+            backend: backend(vec![(100, vec![ep(id, 1)])]),
+            port,
+            weight,
+        };
+        let mut t = Table {
+            http: vec![
+                route("appone.example.com", "", "appone", 0, 0),
+                route("*.example.com", "/api", "api", 0, 10),
+                route("chat.example.com", "", "chat", 8080, 0),
+            ],
+            weighted: true,
+            ..Default::default()
+        };
+        let who = |t: &Table, h: &str, p: &str, port: u16| {
+            t.route_on(h, p, false, port)
+                .map(|r| r.backend.pools[0].endpoints[0].id.to_string())
+        };
+        // The heavier rule wins over the exact host; where it does not match, specificity.
+        assert_eq!(
+            who(&t, "appone.example.com", "/api/x", 0),
+            Some("api".into())
+        );
+        assert_eq!(who(&t, "appone.example.com", "/", 0), Some("appone".into()));
+        // A route with a port is served there only; an acs/proxy port serves the rest too.
+        assert_eq!(who(&t, "chat.example.com", "/", 0), None);
+        assert_eq!(who(&t, "chat.example.com", "/", 8080), Some("chat".into()));
+        assert_eq!(who(&t, "appone.example.com", "/", 8080), None);
+        t.vhost_ports.insert(
+            8080,
+            VhostPort {
+                tls: false,
+                all: true,
+            },
+        );
+        assert_eq!(
+            who(&t, "appone.example.com", "/", 8080),
+            Some("appone".into())
+        );
+        // Nothing matches: the table's default backend (the HTTP side's fallback).
+        assert_eq!(who(&t, "unknown.test", "/", 0), None);
+        t.default_backend = Some(backend(vec![(100, vec![ep("dflt", 2)])]));
+        assert!(
+            t.backends_mut()
+                .any(|b| b.pools[0].endpoints[0].id.as_ref() == "dflt")
+        );
+    }
+
+    #[test]
+    fn source_balance_keeps_a_client_and_leastconn_takes_the_idlest() {
+        let mut b = backend(vec![(100, vec![ep("a", 1), ep("b", 2), ep("c", 3)])]);
+        b.sticky = false;
+        b.balance = crate::model::Balance::Source;
+        let ip = |s: &str| -> std::net::IpAddr { s.parse().expect("ip") };
+        let mut n = 0usize;
+        let mut next = || {
+            n += 1;
+            (n as u32, n)
+        };
+        let first = b.choice(ip("192.0.2.7"), &mut next);
+        for _ in 0..20 {
+            let c = b.choice(ip("192.0.2.7"), &mut next);
+            assert_eq!(c, first, "the same address, the same choice");
+            assert_eq!(b.pick(c.0, c.1, None, 0), b.pick(first.0, first.1, None, 0));
+        }
+        let picked: std::collections::BTreeSet<String> = (0..64)
+            .map(|i| {
+                let (r, t) = b.choice(ip(&format!("198.51.100.{i}")), &mut next);
+                b.pick(r, t, None, 0)
+                    .map(|e| e.id.to_string())
+                    .unwrap_or_default()
+            })
+            .collect();
+        assert_eq!(picked.len(), 3, "addresses spread over the instances");
+        // Round robin asks the router for its next choice.
+        b.balance = crate::model::Balance::Roundrobin;
+        assert_ne!(b.choice(ip("192.0.2.7"), &mut next), first);
+
+        b.balance = crate::model::Balance::Leastconn;
+        let busy = |b: &Backend, id: &str, n: usize| {
+            let e = b.pools[0]
+                .endpoints
+                .iter()
+                .find(|e| &*e.id == id)
+                .expect("ep");
+            e.inflight.store(n, Ordering::Relaxed);
+        };
+        busy(&b, "a", 3);
+        busy(&b, "b", 1);
+        busy(&b, "c", 2);
+        assert!((0..10).all(|t| b.pick(0, t, None, 0).map(|e| &*e.id) == Some("b")));
+        busy(&b, "c", 1);
+        let both: std::collections::BTreeSet<&str> = (0..10)
+            .filter_map(|t| b.pick(0, t, None, 0).map(|e| &*e.id))
+            .collect();
+        assert_eq!(both, ["b", "c"].into(), "equals take turns");
     }
 }

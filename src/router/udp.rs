@@ -243,6 +243,7 @@ mod tests {
                     endpoints: vec![ep("a", echo("a")), ep("b", echo("b"))],
                     fallback: false,
                 }],
+                balance: Default::default(),
             },
         );
         assert!(router.update(t).is_empty());

@@ -135,7 +135,7 @@ fn valid_domain_part(s: &str) -> bool {
         })
 }
 
-fn parse_routes(v: &str, loc: &str) -> Result<Vec<Route>, SpecError> {
+pub(crate) fn parse_routes(v: &str, loc: &str) -> Result<Vec<Route>, SpecError> {
     let mut out = Vec::new();
     for entry in v.split(';').map(str::trim).filter(|e| !e.is_empty()) {
         use crate::model::Scheme;
@@ -179,6 +179,8 @@ fn parse_routes(v: &str, loc: &str) -> Result<Vec<Route>, SpecError> {
             prefix: !domain.contains('.'),
             domain,
             path,
+            port: 0,
+            weight: 0,
         });
     }
     if out.is_empty() {
@@ -416,6 +418,7 @@ pub fn apply_service_labels(
         asc: BTreeMap::new(),
         mon: Monitoring::default(),
     };
+    let mut proxy = super::proxy::ProxyParts::default();
     for (k, v) in labels {
         let key = k.strip_prefix("berth.").unwrap_or(k);
         let loc = format!("service {svc_name:?}, label `{k}`");
@@ -501,12 +504,16 @@ pub fn apply_service_labels(
                 g.asc
                     .insert(&k2["auto_scaling.".len()..], (k.as_str(), v.clone()));
             }
+            k2 if k2.starts_with("proxy.") => {
+                proxy.label(svc_name, &k2["proxy.".len()..], k, v, s, warnings)?
+            }
             _ => {
                 warnings.push(format!("service {svc_name:?}: label `{k}` is not known to berth: kept, but it has no effect"));
                 x.unknown.insert(k.clone(), v.clone());
             }
         }
     }
+    proxy.finish(svc_name, s, warnings)?;
     publish_routed_ports(s);
     g.finish(svc_name, &mut s.ext, warnings)
 }
@@ -801,6 +808,7 @@ fn publish_routed_ports(s: &mut ServiceSpec) {
         .keys()
         .map(|p| (*p, Protocol::Tcp))
         .chain(x.lb.keys().map(|p| (*p, x.lb_scheme(*p).protocol())))
+        .chain(x.default_backend.map(|p| (p, Protocol::Tcp)))
         .collect();
     for (port, protocol) in routed {
         if !s

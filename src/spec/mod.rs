@@ -15,6 +15,7 @@ pub mod cron;
 mod ext;
 mod files;
 mod interpolate;
+mod proxy;
 pub mod run;
 mod service;
 mod service_keys;
@@ -357,6 +358,7 @@ pub fn parse(text: &str, app: &str, inputs: &Inputs) -> Result<AppSpec, SpecErro
     }
     check_profiles(&services, &disabled, &mut warnings)?;
     resolve_volumes_from(&mut services, &volumes_from, &disabled)?;
+    let proxy_ports = proxy::take_proxy_services(&mut services, &mut warnings);
     // An outside address is there already: nothing to wait for.
     for svc in services.values_mut() {
         svc.depends_on.retain(|d| !externals.contains_key(d));
@@ -376,6 +378,7 @@ pub fn parse(text: &str, app: &str, inputs: &Inputs) -> Result<AppSpec, SpecErro
             .collect(),
         volumes,
         externals,
+        proxy_ports,
         warnings,
         file_values,
     };

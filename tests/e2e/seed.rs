@@ -701,3 +701,108 @@ fn the_seeds_blue_green_between_renamed_services_splits_confirms_and_aborts() {
     let left = t.get("left").copied().unwrap_or(0);
     assert!((160..=240).contains(&left), "equal shares: {t:?}");
 }
+
+/// An acs/proxy template as the guide writes them (compose v1 layout): the proxy service is
+/// not run and its published port becomes a router listener; `VIRTUAL_HOST` routes by host,
+/// wildcard, path and front port; `VIRTUAL_HOST_WEIGHT` puts a rule first; `BALANCE:
+/// source` keeps a client on one instance; `COOKIE` sets the sticky cookie; `required`
+/// takes what no rule does.
+#[test]
+fn an_acs_proxy_template_is_routed_by_the_router_with_its_labels() {
+    let (http, proxy_port, chat_port) = (free_port(), free_port(), free_port());
+    let a = Agent::start_with_config(&format!("[router]\nhttp = \"127.0.0.1:{http}\"\n"));
+    let app = |name: &str| {
+        format!(
+            "    image: {IMAGE}\n    expose:\n        - 8080/tcp\n    command: sh -c 'mkdir -p /www/api && echo {name} > /www/id && echo {name} > /www/api/id && hostname > /www/host; exec httpd -f -p 8080 -h /www'\n    stop_grace_period: 1s\n    restart: always\n"
+        )
+    };
+    let t = format!(
+        "lb:
+    image: registry.aliyuncs.com/acs/proxy:0.5
+    ports:
+        - '{proxy_port}:80'
+    restart: always
+    labels:
+        aliyun.custom_addon: \"proxy\"
+        aliyun.global: \"true\"
+        aliyun.lb.port_80: tcp://proxy_test:80
+    environment:
+        ADDITIONAL_SERVICES: \"*\"
+appone:
+{}    labels:
+        aliyun.scale: \"2\"
+        aliyun.proxy.VIRTUAL_HOST: \"http://appone.example.com, http://*.example.com\"
+        aliyun.proxy.BALANCE: \"source\"
+apptwo:
+{}    labels:
+        aliyun.proxy.VIRTUAL_HOST: \"http://*.example.com/api, http://chat.example.com:{chat_port}\"
+        aliyun.proxy.VIRTUAL_HOST_WEIGHT: \"10\"
+        aliyun.proxy.COOKIE: \"CONTAINERID insert indirect\"
+fallback:
+{}    labels:
+        aliyun.proxy.required: \"true\"
+",
+        app("appone"),
+        app("apptwo"),
+        app("fallback")
+    );
+    let p = a.template("px", &t);
+    let out = a.berth(&[
+        "deploy",
+        "-f",
+        path_str(&p),
+        "--name",
+        "px",
+        "--timeout",
+        "60",
+    ]);
+    let said = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("acs/proxy load balancer"), "{said}");
+    a.wait_running("px", 4, Duration::from_secs(60));
+    assert!(
+        a.ps("px").iter().all(|i| i.service != "lb"),
+        "the proxy service is not run"
+    );
+    let at = |port: u16, host: &str, path: &str| -> (u16, String) {
+        let mut last = (0, String::new());
+        wait_until(
+            &format!("{host}{path} on :{port}"),
+            Duration::from_secs(20),
+            || {
+                let (s, b, _) = router_get_at(&format!("127.0.0.1:{port}"), host, path, None);
+                last = (s, b.trim().to_string());
+                s != 502 && s != 503
+            },
+        );
+        last
+    };
+    let ok = |s: &str| (200, s.to_string());
+    assert_eq!(at(http, "appone.example.com", "/id"), ok("appone"));
+    assert_eq!(at(http, "www.example.com", "/id"), ok("appone"), "wildcard");
+    assert_eq!(
+        at(proxy_port, "appone.example.com", "/id"),
+        ok("appone"),
+        "the proxy's port"
+    );
+    // The heavier rule takes /api even of the exact host.
+    assert_eq!(at(http, "appone.example.com", "/api/id"), ok("apptwo"));
+    // A front port in VIRTUAL_HOST: that host there; on the router's own port, the wildcard.
+    assert_eq!(at(chat_port, "chat.example.com", "/id"), ok("apptwo"));
+    assert_eq!(at(http, "chat.example.com", "/id"), ok("appone"));
+    // What no rule takes goes to the required service.
+    assert_eq!(at(http, "10.1.2.3", "/id"), ok("fallback"));
+    // BALANCE source: one client, one instance (of two).
+    let hosts: std::collections::BTreeSet<String> = (0..20)
+        .map(|_| at(http, "appone.example.com", "/host").1)
+        .collect();
+    assert_eq!(hosts.len(), 1, "{hosts:?}");
+    // COOKIE: the router's sticky cookie.
+    let (_, _, cookie) = router_get(http, "appone.example.com", "/api/id", None);
+    assert!(
+        cookie
+            .as_deref()
+            .is_some_and(|c| c.starts_with("berth_sticky=")),
+        "{cookie:?}"
+    );
+}
