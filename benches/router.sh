@@ -3,6 +3,7 @@
 #   direct  - wrk straight to the backend
 #   nginx   - wrk -> nginx (Debian) reverse proxy, keep-alive upstream -> the backend
 #   berth   - wrk -> berth's HTTP router -> the same backend
+#   nginx+log - the same nginx proxy writing its access log (combined, buffered)
 #   berth+log - the same through a second agent's router with `[router] access_log = true`
 #             (a line per request stored in the log store), to show what the access log costs
 # The backend is nginx answering a small fixed response (busybox httpd forks per connection
@@ -56,6 +57,17 @@ nginx_conf proxy auto "upstream be { server 127.0.0.1:$BACKEND; keepalive 128; }
         proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
         proxy_set_header X-Forwarded-Proto \$scheme;
         proxy_set_header X-Forwarded-Host \$host; } }"
+# The same proxy writing its access log (combined format, buffered as berth batches its own).
+PROXY_LOG=$(free_port)
+nginx_conf proxylog auto "upstream be { server 127.0.0.1:$BACKEND; keepalive 128; }
+    server { listen 127.0.0.1:$PROXY_LOG;
+        access_log $WORK/proxylog/access.log combined buffer=64k flush=1s;
+        location / {
+        proxy_pass http://be; proxy_http_version 1.1; proxy_set_header Connection \"\";
+        proxy_set_header Host \$host;
+        proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+        proxy_set_header X-Forwarded-Proto \$scheme;
+        proxy_set_header X-Forwarded-Host \$host; } }"
 # A second agent whose router writes the access log.
 ROUTER_LOG=$(free_port)
 API_LOG=$(free_port)
@@ -66,7 +78,7 @@ AGENT_LOG=$!
 for _ in $(seq 100); do curl -fs "http://127.0.0.1:$API_LOG/v1/health" >"$WORK/health-log" 2>/dev/null && break; sleep 0.1; done
 NODE_LOG=$(sed -n 's/.*"node_id": *"\([0-9a-f]*\)".*/\1/p' "$WORK/health-log")
 cleanup() {
-    for n in backend proxy; do [ -f "$WORK/$n/nginx.pid" ] && kill "$(cat "$WORK/$n/nginx.pid")" 2>/dev/null || true; done
+    for n in backend proxy proxylog; do [ -f "$WORK/$n/nginx.pid" ] && kill "$(cat "$WORK/$n/nginx.pid")" 2>/dev/null || true; done
     kill "$AGENT_LOG" 2>/dev/null || true
     docker ps -aq --filter label=berth.node="${NODE_LOG:-none}" | xargs -r docker rm -f >/dev/null
     stop_bench_agent
@@ -126,11 +138,12 @@ measure() {
 
 BACKEND_PID=$(pgrep -P "$(cat "$WORK/backend/nginx.pid")" | head -1)
 PROXY_PIDS=$(pgrep -P "$(cat "$WORK/proxy/nginx.pid")" | tr '\n' ' ')
+PROXY_LOG_PIDS=$(pgrep -P "$(cat "$WORK/proxylog/nginx.pid")" | tr '\n' ' ')
 echo "router bench: $(nproc) CPUs, wrk -t2 -c64 keep-alive, ${SECONDS_EACH}s x $ROUNDS rounds"
 declare -A RESULTS
 for r in $(seq "$ROUNDS"); do
     # shellcheck disable=SC2086
-    for target in "direct $BACKEND $BACKEND_PID" "nginx $PROXY $PROXY_PIDS" "berth $ROUTER $AGENT" "berth+log $ROUTER_LOG $AGENT_LOG"; do
+    for target in "direct $BACKEND $BACKEND_PID" "nginx $PROXY $PROXY_PIDS" "nginx+log $PROXY_LOG $PROXY_LOG_PIDS" "berth $ROUTER $AGENT" "berth+log $ROUTER_LOG $AGENT_LOG"; do
         set -- $target
         line=$(measure "$@")
         RESULTS[$1]+="$line"$'\n'
@@ -141,6 +154,7 @@ done
 median() { printf '%s' "${RESULTS[$1]}" | sort -n | awk '{a[NR]=$0} END {print a[int((NR+1)/2)]}'; }
 read -r d_rps d_p50 d_p99 d_cpu <<<"$(median direct)"
 read -r n_rps n_p50 n_p99 n_cpu <<<"$(median nginx)"
+read -r m_rps m_p50 m_p99 m_cpu <<<"$(median nginx+log)"
 read -r b_rps b_p50 b_p99 b_cpu <<<"$(median berth)"
 read -r g_rps g_p50 g_p99 g_cpu <<<"$(median berth+log)"
 echo
@@ -149,9 +163,11 @@ echo "|---|---|---|---|---|---|"
 printf '| direct to backend | %s | %s | %s | - | - |\n' "$d_rps" "$d_p50" "$d_p99"
 calc() { awk "BEGIN { printf \"%.3f\", $1 }"; }
 printf '| nginx reverse proxy | %s | %s | %s | %s | %s |\n' "$n_rps" "$n_p50" "$n_p99" "$(calc "$n_p99 - $d_p99")" "$n_cpu"
+printf '| nginx, access log on | %s | %s | %s | %s | %s |\n' "$m_rps" "$m_p50" "$m_p99" "$(calc "$m_p99 - $d_p99")" "$m_cpu"
 printf '| berth router | %s | %s | %s | %s | %s |\n' "$b_rps" "$b_p50" "$b_p99" "$(calc "$b_p99 - $d_p99")" "$b_cpu"
 printf '| berth router, access log on | %s | %s | %s | %s | %s |\n' "$g_rps" "$g_p50" "$g_p99" "$(calc "$g_p99 - $d_p99")" "$g_cpu"
 printf '\nberth / nginx requests/s: %s%% (target >= 80%%)\n' "$(calc "$b_rps * 100 / $n_rps")"
+printf 'nginx with / without its access log, requests/s: %s%%\n' "$(calc "$m_rps * 100 / $n_rps")"
 printf 'berth with / without the access log, requests/s: %s%%; lines stored: %s\n' "$(calc "$g_rps * 100 / $b_rps")" \
     "$(curl -s -H "Authorization: Bearer $(cat "$WORK/data-log/api.token")" "http://127.0.0.1:$API_LOG/metrics" | awk '/^berth_router_access_log_lines_total/ {print $2}')"
 
@@ -163,7 +179,7 @@ echo "|---|---|---|---|---|---|"
 read -r l_rps l_p50 l_p99 _ <<<"$(CONNS=1 measure direct "$BACKEND" "$BACKEND_PID")"
 printf '| direct to backend | %s | %s | %s | - | - |\n' "$l_rps" "$l_p50" "$l_p99"
 # shellcheck disable=SC2086
-for target in "nginx $PROXY $PROXY_PIDS" "berth $ROUTER $AGENT" "berth+log $ROUTER_LOG $AGENT_LOG"; do
+for target in "nginx $PROXY $PROXY_PIDS" "nginx+log $PROXY_LOG $PROXY_LOG_PIDS" "berth $ROUTER $AGENT" "berth+log $ROUTER_LOG $AGENT_LOG"; do
     set -- $target
     read -r x_rps x_p50 x_p99 _ <<<"$(CONNS=1 measure "$@")"
     printf '| %s | %s | %s | %s | %s | %s |\n' "$1" "$x_rps" "$x_p50" "$x_p99" "$(calc "$x_p50 - $l_p50")" "$(calc "$x_p99 - $l_p99")"

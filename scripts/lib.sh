@@ -58,8 +58,35 @@ build_busybox_image() {
     log "built image $name"
 }
 
+# busybox plus Debian's socat (with the shared libraries it links), for a UDP server: busybox's
+# nc has no UDP mode. The lb.port_N udp:// test runs one behind the router.
+build_udp_image() {
+    local name=berth-test/udp:latest
+    if docker image inspect "$name" >/dev/null 2>&1; then return 0; fi
+    apt_install busybox-static socat
+    local dir socat lib
+    dir=$(mktemp -d)
+    mkdir -p "$dir/bin" "$dir/tmp" "$dir/etc"
+    cp /bin/busybox "$dir/bin/busybox"
+    for applet in $("$dir/bin/busybox" --list); do
+        [ "$applet" = busybox ] || ln -sf busybox "$dir/bin/$applet"
+    done
+    socat=$(command -v socat)
+    cp "$socat" "$dir/bin/socat"
+    for lib in $(ldd "$socat" | grep -o '/[^ ]*'); do
+        mkdir -p "$dir$(dirname "$lib")"
+        cp -L "$lib" "$dir$lib"
+    done
+    echo 'root:x:0:0:root:/root:/bin/sh' >"$dir/etc/passwd"
+    echo 'root:x:0:' >"$dir/etc/group"
+    tar -C "$dir" -c . | docker import -c 'CMD ["/bin/sh"]' -c 'ENV PATH=/bin' - "$name" >/dev/null
+    rm -rf "$dir"
+    log "built image $name"
+}
+
 ensure_images() {
     build_busybox_image berth-test/busybox:latest
+    build_udp_image
     # Stands in for the images the brief's example templates name (they keep running).
     build_busybox_image berth-test/idle:latest '["sleep", "2147483647"]'
     # Stands in for web images whose probes fetch http://container/license.txt.

@@ -182,6 +182,10 @@ async fn retention_loop(core: Arc<Core>, mut shutdown: tokio::sync::watch::Recei
 
 /// The router's access log (`[router] access_log`): its records, in batches, into the log
 /// store as the router's own stream (`_router/access`), exported like any container's lines.
+/// How long access records gather between two writes (at most `stats::ACCESS_QUEUE` of
+/// them: 160,000 requests a second before any is dropped).
+const ACCESS_GATHER: Duration = Duration::from_millis(100);
+
 pub async fn access_loop(
     core: Arc<Core>,
     mut records: tokio::sync::mpsc::Receiver<crate::router::stats::Access>,
@@ -192,6 +196,19 @@ pub async fn access_loop(
         tokio::select! {
             n = records.recv_many(&mut batch, 5000) => if n == 0 { return },
             _ = shutdown.changed() => return,
+        }
+        // Then a pause, not waiting on the channel: a receiver parked on it is woken by
+        // every record sent (a thread wake-up per request at full load, which cost the
+        // router a third of its throughput); records gather in the channel meanwhile.
+        tokio::select! {
+            _ = tokio::time::sleep(ACCESS_GATHER) => {}
+            _ = shutdown.changed() => {}
+        }
+        while batch.len() < 50_000 {
+            match records.try_recv() {
+                Ok(r) => batch.push(r),
+                Err(_) => break,
+            }
         }
         // The log writer starts with the log loop, a moment after the router.
         let shipper = loop {
@@ -218,6 +235,9 @@ pub async fn access_loop(
             .collect();
         if shipper.store_lines(lines).await {
             core.router.access_logged(n);
+        }
+        if *shutdown.borrow() {
+            return;
         }
     }
 }

@@ -13,6 +13,8 @@ pub const IMAGE: &str = "berth-test/busybox:latest";
 pub const IDLE_IMAGE: &str = "berth-test/idle:latest";
 /// Serves /www (index.html, license.txt) on port 80, like the web images the examples name.
 pub const WEB_IMAGE: &str = "berth-test/web:latest";
+/// busybox with socat: a UDP server (`scripts/lib.sh` build_udp_image).
+pub const UDP_IMAGE: &str = "berth-test/udp:latest";
 static SETUP: Once = Once::new();
 
 fn docker(args: &[&str]) -> Output {
@@ -53,6 +55,7 @@ pub fn ensure_engine_and_image() {
         if !docker(&["image", "inspect", IMAGE]).status.success()
             || !docker(&["image", "inspect", IDLE_IMAGE]).status.success()
             || !docker(&["image", "inspect", WEB_IMAGE]).status.success()
+            || !docker(&["image", "inspect", UDP_IMAGE]).status.success()
         {
             let root = env!("CARGO_MANIFEST_DIR");
             let st = Command::new("bash")

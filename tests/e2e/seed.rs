@@ -806,3 +806,67 @@ fallback:
         "{cookie:?}"
     );
 }
+
+/// `lb.port_N: udp://` through the engine: a real UDP server (socat) in two containers
+/// behind a router UDP port; each client address keeps its instance (a flow), and the
+/// router counts the flows under its port.
+#[test]
+fn an_lb_port_with_the_udp_scheme_forwards_datagrams_to_the_service() {
+    let (http, udp) = (free_port(), free_port());
+    let a = Agent::start_with_config(&format!(
+        "[router]\nhttp = \"127.0.0.1:{http}\"\ntcp_address = \"127.0.0.1\"\n"
+    ));
+    let t = format!(
+        "services:
+  dns:
+    image: {UDP_IMAGE}
+    command: [\"socat\", \"UDP4-RECVFROM:5353,fork\", \"SYSTEM:read q; echo $$q $$(hostname)\"]
+    stop_grace_period: 1s
+    labels:
+      aliyun.scale: \"2\"
+      aliyun.lb.port_5353: udp://slb_dns:{udp}
+"
+    );
+    a.deploy("udp", &t);
+    a.wait_running("udp", 2, Duration::from_secs(60));
+    let ps = a.ok(&["ps", "udp"]);
+    assert!(ps.contains(&format!("udp://127.0.0.1:{udp}")), "{ps}");
+    let ask = |sock: &std::net::UdpSocket, q: &str| -> Option<String> {
+        sock.send_to(format!("{q}\n").as_bytes(), ("127.0.0.1", udp)).ok()?;
+        let mut buf = [0u8; 512];
+        let n = sock.recv(&mut buf).ok()?;
+        Some(String::from_utf8_lossy(&buf[..n]).trim().to_string())
+    };
+    let client = || {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        s.set_read_timeout(Some(Duration::from_millis(500)))
+            .expect("timeout");
+        s
+    };
+    let first = client();
+    let mut answer = None;
+    wait_until("a datagram answered through the router", Duration::from_secs(20), || {
+        answer = ask(&first, "ping");
+        answer.is_some()
+    });
+    let answer = answer.unwrap_or_default();
+    let (word, host) = answer.split_once(' ').unwrap_or_default();
+    assert_eq!(word, "ping", "{answer}");
+    // The same client, the same instance; clients spread over both instances.
+    for i in 0..5 {
+        assert_eq!(ask(&first, &format!("q{i}")), Some(format!("q{i} {host}")));
+    }
+    let mut hosts = std::collections::BTreeSet::new();
+    for _ in 0..12 {
+        if let Some(a) = ask(&client(), "hi") {
+            hosts.insert(a.split_once(' ').map(|x| x.1.to_string()).unwrap_or_default());
+        }
+    }
+    assert_eq!(hosts.len(), 2, "both instances answer some clients: {hosts:?}");
+    let metrics = a.get_raw("/metrics", true).expect("metrics").1;
+    assert!(
+        metrics.lines().any(|l| l.starts_with("berth_router_connections_total")
+            && l.contains(&format!("udp://:{udp}"))),
+        "flows counted under the port"
+    );
+}
