@@ -23,6 +23,7 @@ mod logship;
 pub mod names;
 mod observe;
 mod ops;
+mod promport;
 mod registries;
 mod routes;
 mod telemetry;
@@ -1300,6 +1301,7 @@ impl Core {
             tokio::spawn(telemetry::metrics_loop(core.clone(), rx.clone())),
             tokio::spawn(logship::log_loop(core.clone(), rx.clone())),
             tokio::spawn(jobs::job_loop(core.clone(), rx.clone())),
+            tokio::spawn(promport::promport_loop(core.clone(), rx.clone())),
             tokio::spawn(volumes::volume_loop(core.clone(), rx)),
         ]);
         Loops { stop, tasks }

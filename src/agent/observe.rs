@@ -191,18 +191,7 @@ impl Ops {
                 "{app}/{service} has no `monitoring.addon.prometheus` label: add it to the service to serve its metrics here (the host's are at /metrics)"
             )));
         }
-        let snap = self.core.metrics.latest().unwrap_or_default();
-        let mut text = crate::metrics::prom::encode_service(&snap, app, service);
-        let custom = self.core.metrics.custom();
-        let mine: Vec<&crate::metrics::line::Point> = custom
-            .iter()
-            .filter(|p| {
-                p.tags.iter().any(|(k, v)| k == "app" && v == app)
-                    && p.tags.iter().any(|(k, v)| k == "service" && v == service)
-            })
-            .collect();
-        text.push_str(&crate::metrics::prom::encode_points(&mine));
-        Ok(text)
+        Ok(self.core.service_exposition(app, service))
     }
 
     pub fn alarms(&self) -> Vec<AlarmRule> {
@@ -438,5 +427,24 @@ impl Ops {
     /// The id of the newest stored line (where a follow with nothing to show yet starts).
     pub fn last_log_id(&self) -> Result<i64, CoreError> {
         Ok(self.core.store.last_log_id()?)
+    }
+}
+
+impl super::Core {
+    /// One service's own exposition: its containers' series on this host and its custom
+    /// metrics (`GET /metrics/APP/SERVICE`, and its own port: `agent::promport`).
+    pub(super) fn service_exposition(&self, app: &str, service: &str) -> String {
+        let snap = self.metrics.latest().unwrap_or_default();
+        let mut text = crate::metrics::prom::encode_service(&snap, app, service);
+        let custom = self.metrics.custom();
+        let mine: Vec<&crate::metrics::line::Point> = custom
+            .iter()
+            .filter(|p| {
+                p.tags.iter().any(|(k, v)| k == "app" && v == app)
+                    && p.tags.iter().any(|(k, v)| k == "service" && v == service)
+            })
+            .collect();
+        text.push_str(&crate::metrics::prom::encode_points(&mine));
+        text
     }
 }

@@ -288,7 +288,8 @@ fn service_key(
             s.external_links = others;
             s.local_routes = local;
         }
-        "hostname" => s.hostname = Some(scalar(v, loc)?),
+        // `Hostname`: the seed guide's spelling (its "Server Load Balancer between services").
+        "hostname" | "Hostname" => s.hostname = Some(scalar(v, loc)?),
         "working_dir" => s.working_dir = Some(scalar(v, loc)?),
         "user" => s.user = Some(scalar(v, loc)?),
         // What `docker compose up` streams or watches; berth collects every service's

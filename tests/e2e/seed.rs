@@ -832,7 +832,8 @@ fn an_lb_port_with_the_udp_scheme_forwards_datagrams_to_the_service() {
     let ps = a.ok(&["ps", "udp"]);
     assert!(ps.contains(&format!("udp://127.0.0.1:{udp}")), "{ps}");
     let ask = |sock: &std::net::UdpSocket, q: &str| -> Option<String> {
-        sock.send_to(format!("{q}\n").as_bytes(), ("127.0.0.1", udp)).ok()?;
+        sock.send_to(format!("{q}\n").as_bytes(), ("127.0.0.1", udp))
+            .ok()?;
         let mut buf = [0u8; 512];
         let n = sock.recv(&mut buf).ok()?;
         Some(String::from_utf8_lossy(&buf[..n]).trim().to_string())
@@ -845,10 +846,14 @@ fn an_lb_port_with_the_udp_scheme_forwards_datagrams_to_the_service() {
     };
     let first = client();
     let mut answer = None;
-    wait_until("a datagram answered through the router", Duration::from_secs(20), || {
-        answer = ask(&first, "ping");
-        answer.is_some()
-    });
+    wait_until(
+        "a datagram answered through the router",
+        Duration::from_secs(20),
+        || {
+            answer = ask(&first, "ping");
+            answer.is_some()
+        },
+    );
     let answer = answer.unwrap_or_default();
     let (word, host) = answer.split_once(' ').unwrap_or_default();
     assert_eq!(word, "ping", "{answer}");
@@ -859,14 +864,157 @@ fn an_lb_port_with_the_udp_scheme_forwards_datagrams_to_the_service() {
     let mut hosts = std::collections::BTreeSet::new();
     for _ in 0..12 {
         if let Some(a) = ask(&client(), "hi") {
-            hosts.insert(a.split_once(' ').map(|x| x.1.to_string()).unwrap_or_default());
+            hosts.insert(
+                a.split_once(' ')
+                    .map(|x| x.1.to_string())
+                    .unwrap_or_default(),
+            );
         }
     }
-    assert_eq!(hosts.len(), 2, "both instances answer some clients: {hosts:?}");
+    assert_eq!(
+        hosts.len(),
+        2,
+        "both instances answer some clients: {hosts:?}"
+    );
     let metrics = a.get_raw("/metrics", true).expect("metrics").1;
     assert!(
-        metrics.lines().any(|l| l.starts_with("berth_router_connections_total")
-            && l.contains(&format!("udp://:{udp}"))),
+        metrics
+            .lines()
+            .any(|l| l.starts_with("berth_router_connections_total")
+                && l.contains(&format!("udp://:{udp}"))),
         "flows counted under the port"
     );
+}
+
+/// The guide's templates in `tests/data/ok/seed-*.yml` deploy unchanged, with local images
+/// tagged as they name them (nothing can be pulled here): every service they run runs, and
+/// the acs/proxy one is answered by the router.
+#[test]
+fn the_guides_templates_deploy_unchanged() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/ok");
+    let http = free_port();
+    let a = Agent::start_with_config(&format!(
+        "[router]\nhttp = \"127.0.0.1:{http}\"\ntcp_address = \"127.0.0.1\"\n"
+    ));
+    for image in [
+        "nginx:latest",
+        "nginx",
+        "wordpress:4.2",
+        "registry.cn-hangzhou.aliyuncs.com/linhuatest/hello-world:latest",
+    ] {
+        docker_ok(&["tag", WEB_IMAGE, image]);
+    }
+    for image in [
+        "redis:7",
+        "coredns/coredns",
+        "registry.cn-hangzhou.aliyuncs.com/linhuatest/rsyslog:latest",
+    ] {
+        docker_ok(&["tag", IDLE_IMAGE, image]);
+    }
+    // (file, containers it runs); the client of "between" runs curl in a loop on alpine.
+    for (file, want) in [
+        ("seed-external.yml", 1),
+        ("seed-lb-slb-name.yml", 1),
+        ("seed-proxy-basic.yml", 1),
+        ("seed-guide-proxy-cookie.yml", 1),
+        ("seed-guide-proxy-errorpage.yml", 1),
+        ("seed-guide-proxy-wildcard.yml", 1),
+        ("seed-guide-proxy-default.yml", 1),
+        ("seed-guide-proxy-urlparam.yml", 2),
+        ("seed-guide-proxy-accesslog.yml", 2),
+        ("seed-guide-proxy-between.yml", 1),
+    ] {
+        let app = file.trim_end_matches(".yml").replace("seed-guide-", "g-");
+        let out = a.ok(&[
+            "deploy",
+            "-f",
+            path_str(&dir.join(file)),
+            "--name",
+            &app,
+            "--timeout",
+            "60",
+        ]);
+        assert!(
+            out.contains(&format!("{want}/{want} running")),
+            "{file}: {out}"
+        );
+        if file.contains("proxy") {
+            assert!(
+                a.ps(&app).iter().all(|i| i.service != "lb"),
+                "{file}: the acs/proxy service is not run"
+            );
+        }
+    }
+    // They stay (an `rm` would wait out the grace of images that ignore SIGTERM); the
+    // acs/proxy ones share appone.example.com, which the router answers.
+    let mut got = (0, String::new());
+    wait_until("appone routed", Duration::from_secs(20), || {
+        let (s, b, _) = router_get(http, "appone.example.com", "/", None);
+        got = (s, b.trim().to_string());
+        s == 200
+    });
+    assert_eq!(got.1, "hello from berth");
+}
+
+/// `monitoring.addon.prometheus: ":PORT"`: the service's exposition on a port of its own
+/// (no token, as an exporter), scraped by a real Prometheus; only that service's series
+/// are there, and the port closes when the label goes.
+#[test]
+fn a_service_labelled_with_a_prometheus_port_is_scraped_there_by_a_real_prometheus() {
+    let port = free_port();
+    let a = Agent::start_with_config(
+        "[metrics]\ninterval = \"1s\"\n[router]\ntcp_address = \"127.0.0.1\"\n",
+    );
+    let t = |label: &str| {
+        format!(
+            "services:
+  web:
+    image: {IMAGE}
+    command: sleep 600
+    stop_grace_period: 1s
+    labels:
+      {label}
+      aliyun.monitoring.script: \"echo 'orders,queue=eu depth=7i'\"
+  other:
+    image: {IMAGE}
+    command: sleep 600
+    stop_grace_period: 1s
+"
+        )
+    };
+    a.deploy(
+        "shop",
+        &t(&format!("aliyun.monitoring.addon.prometheus: \":{port}\"")),
+    );
+    a.wait_running("shop", 2, Duration::from_secs(60));
+    let prom = crate::backends::Prometheus::start_path(&format!("127.0.0.1:{port}"), "/metrics");
+    wait_until(
+        "Prometheus has web's series from its port",
+        Duration::from_secs(60),
+        || {
+            !prom
+                .query("container_cpu_usage_seconds_total{service=\"web\"}")
+                .is_empty()
+                && !prom.query("orders_depth{queue=\"eu\"}").is_empty()
+        },
+    );
+    for q in [
+        "node_cpu_seconds_total",
+        "container_cpu_usage_seconds_total{service=\"other\"}",
+    ] {
+        assert!(prom.query(q).is_empty(), "{q} was scraped from web's port");
+    }
+    // Only GET /metrics is answered there.
+    let url = format!("http://127.0.0.1:{port}");
+    let agent = http_agent();
+    let status = |r: Result<ureq::http::Response<ureq::Body>, ureq::Error>| {
+        r.map(|r| r.status().as_u16()).unwrap_or(0)
+    };
+    assert_eq!(status(agent.get(&format!("{url}/v1/apps")).call()), 404);
+    assert_eq!(status(agent.post(&format!("{url}/metrics")).send("x")), 405);
+    // The label gone, the port closes.
+    a.deploy("shop", &t("aliyun.scale: \"1\""));
+    wait_until("the port closed", Duration::from_secs(15), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
+    });
 }
