@@ -688,7 +688,13 @@ impl Core {
         // Names settle once nothing else is to do: an instance of a service's only live
         // version takes its compose name.
         let renames = match plan.actions.is_empty() {
-            true => plan::compose_renames(&apps, &observed.instances),
+            true => plan::compose_renames(
+                |app, service| match apps.iter().find(|a| a.spec.name == app)?.live(service) {
+                    [one] => Some(one.version.number),
+                    _ => None,
+                },
+                &observed.instances,
+            ),
             false => Vec::new(),
         };
         self.rename_instances(&renames, &observed.instances).await;

@@ -661,24 +661,21 @@ pub fn plan(desired: &[DesiredApp], observed: &Observed) -> Plan {
 
 /// `redis` -> `redis:latest`; a registry port is not a tag; digests stay as they are.
 /// The instances to rename to their compose name (`{app}_{service}_{slot}`): those of a
-/// service's only live version still carrying a versioned name (made while another version
-/// ran beside it, or while the instance they replace held the name), when no container here
-/// has that name; one per name. Job containers keep theirs.
+/// service's only live version (`only_live(app, service)`: its number, when it has exactly
+/// one) still carrying a versioned name (made while another version ran beside it, or while
+/// the instance they replace held the name), when no container here has that name; one per
+/// name. Job containers keep theirs.
 pub fn compose_renames(
-    apps: &[crate::store::StoredApp],
+    only_live: impl Fn(&str, &str) -> Option<u32>,
     instances: &[Instance],
 ) -> Vec<(String, String)> {
     let taken: BTreeSet<&str> = instances.iter().map(|i| i.name.as_str()).collect();
     let mut out = Vec::new();
     for i in instances.iter().filter(|i| i.job.is_none()) {
-        let Some(app) = apps.iter().find(|a| a.spec.name == i.app) else {
+        let Some(only) = only_live(&i.app, &i.service) else {
             continue;
         };
-        let only = match app.live(&i.service) {
-            [one] => one,
-            _ => continue,
-        };
-        if i.version_number() != Some(only.version.number) {
+        if i.version_number() != Some(only) {
             continue;
         }
         let want = crate::runtime::compose_name(&i.app, &i.service, i.slot);

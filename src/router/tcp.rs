@@ -8,12 +8,13 @@ use tokio::net::TcpListener;
 pub(super) async fn serve(port: u16, listener: TcpListener, shared: Arc<Shared>) {
     let slots = Arc::new(crate::listen::Slots::default());
     loop {
-        let (mut client, _) = crate::listen::accept_paced(&listener, "tcp router").await;
+        let (mut client, peer) = crate::listen::accept_paced(&listener, "tcp router").await;
+        let ip = peer.ip();
         // Over the cap: closed at once.
         let Some(slot) = slots.take(shared.limits.max_connections) else {
             continue;
         };
-        let first = match pick(&shared, port) {
+        let first = match pick(&shared, port, ip) {
             Ok(p) => Some(p),
             // A service at zero: the connection waits (below) while an instance starts.
             Err(Some(_)) => None,
@@ -26,12 +27,12 @@ pub(super) async fn serve(port: u16, listener: TcpListener, shared: Arc<Shared>)
             let mut picked = match first {
                 Some(p) => Some(p),
                 None => {
-                    let Err(Some(c)) = pick(&shared, port) else {
+                    let Err(Some(c)) = pick(&shared, port, ip) else {
                         return;
                     };
                     match shared
                         .cold
-                        .hold(&c, || match pick(&shared, port) {
+                        .hold(&c, || match pick(&shared, port, ip) {
                             Err(Some(_)) => None,
                             Ok(p) => Some(Some(p)),
                             Err(None) => Some(None),
@@ -62,7 +63,7 @@ pub(super) async fn serve(port: u16, listener: TcpListener, shared: Arc<Shared>)
                         tracing::debug!(port, backend = %ep.addr, error = %e, "tcp backend unreachable");
                         ep.mark_down(super::now_ms());
                         drop(guard);
-                        picked = pick(&shared, port).ok();
+                        picked = pick(&shared, port, ip).ok();
                     }
                 }
             }
@@ -76,11 +77,13 @@ pub(super) async fn serve(port: u16, listener: TcpListener, shared: Arc<Shared>)
 fn pick(
     shared: &Shared,
     port: u16,
+    client: std::net::IpAddr,
 ) -> Result<(super::table::Endpoint, InflightGuard), Option<super::cold::ColdTarget>> {
     let table = shared.table.read().unwrap_or_else(|p| p.into_inner());
     let b = table.tcp.get(&port).ok_or(None)?;
     b.used.touch();
-    b.pick(shared.roll(), shared.next_turn(), None, super::now_ms())
+    let (roll, turn) = b.choice(client, || (shared.roll(), shared.next_turn()));
+    b.pick(roll, turn, None, super::now_ms())
         .map(|ep| (ep.clone(), InflightGuard::new(&ep.inflight)))
         .ok_or_else(|| super::cold::ColdTarget::of(b))
 }

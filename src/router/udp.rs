@@ -82,7 +82,7 @@ async fn open(
     if flows.lock().unwrap_or_else(|p| p.into_inner()).len() >= shared.limits.max_connections {
         return None;
     }
-    let (ep, guard) = pick(shared, port)?;
+    let (ep, guard) = pick(shared, port, client.ip())?;
     let local: SocketAddr = if ep.addr.is_ipv4() {
         "0.0.0.0:0"
     } else {
@@ -167,11 +167,16 @@ async fn answers(
     drop(guard);
 }
 
-fn pick(shared: &Shared, port: u16) -> Option<(super::table::Endpoint, InflightGuard)> {
+fn pick(
+    shared: &Shared,
+    port: u16,
+    client: std::net::IpAddr,
+) -> Option<(super::table::Endpoint, InflightGuard)> {
     let table = shared.table.read().unwrap_or_else(|p| p.into_inner());
     let b = table.udp.get(&port)?;
     b.used.touch();
-    b.pick(shared.roll(), shared.next_turn(), None, super::now_ms())
+    let (roll, turn) = b.choice(client, || (shared.roll(), shared.next_turn()));
+    b.pick(roll, turn, None, super::now_ms())
         .map(|ep| (ep.clone(), InflightGuard::new(&ep.inflight)))
 }
 

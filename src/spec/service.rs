@@ -281,10 +281,12 @@ fn service_key(
             other => s.depends_on.extend(string_list(other, loc)?),
         },
         "links" => s.links = parse_links(v, loc)?,
+        // `.local` names, and the seed's `proxy:DOMAIN` (its acs/proxy's hostname, which
+        // berth's router stands for): resolved to the router's internal side.
         "external_links" => {
             let (local, others): (Vec<Link>, Vec<Link>) = parse_links(v, loc)?
                 .into_iter()
-                .partition(|l| l.target.ends_with(".local"));
+                .partition(|l| l.target.ends_with(".local") || l.target == "proxy");
             s.external_links = others;
             s.local_routes = local;
         }

@@ -805,6 +805,34 @@ fallback:
             .is_some_and(|c| c.starts_with("berth_sticky=")),
         "{cookie:?}"
     );
+    // The guide's client in another app: `external_links: proxy:appone.example.com` resolves
+    // the name to the router (the proxy's role), which routes it by Host.
+    a.deploy(
+        "client",
+        &format!(
+            "restclient:\n  image: {IMAGE}\n  command: sleep 600\n  stop_grace_period: 1s\n  external_links:\n    - \"proxy:appone.example.com\"\n"
+        ),
+    );
+    a.wait_running("client", 1, Duration::from_secs(60));
+    let mut said = String::new();
+    wait_until(
+        "the client reaches appone through the router",
+        Duration::from_secs(30),
+        || {
+            said = std::process::Command::new("docker")
+                .args([
+                    "exec",
+                    "client_restclient_1",
+                    "wget",
+                    "-qO-",
+                    "http://appone.example.com/id",
+                ])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+                .unwrap_or_default();
+            said == "appone"
+        },
+    );
 }
 
 /// `lb.port_N: udp://` through the engine: a real UDP server (socat) in two containers

@@ -141,6 +141,41 @@ fn https_routes_and_websockets() {
             )),
         "{head}"
     );
+    // acs/proxy's FORCE_SSL: a plain VIRTUAL_HOST served over HTTPS, plain HTTP redirected.
+    a.deploy(
+        "forced",
+        &format!(
+            "forced:
+  image: {IMAGE}
+  command: sh -c 'mkdir -p /www/forced && echo forced > /www/forced/id; exec httpd -f -p 8080 -h /www'
+  expose: [8080]
+  labels:
+    aliyun.proxy.VIRTUAL_HOST: http://tls.example.com/forced
+    aliyun.proxy.FORCE_SSL: \"true\"\n"
+        ),
+    );
+    let forced = format!("https://tls.example.com:{https}/forced/id");
+    wait_until(
+        "FORCE_SSL's route answers over https",
+        Duration::from_secs(20),
+        || {
+            curl(&["--cacert", ca, "--resolve", &resolve, &forced])
+                .1
+                .trim()
+                == "forced"
+        },
+    );
+    let (_, head) = curl(&[
+        "-I",
+        "-H",
+        "Host: tls.example.com",
+        &format!("http://127.0.0.1:{http}/forced/id"),
+    ]);
+    let head = head.to_ascii_lowercase();
+    assert!(
+        head.starts_with("http/1.1 308") && head.contains(&format!("location: {forced}")),
+        "{head}"
+    );
 
     // An https route for a name without a certificate deploys with a warning and is served
     // over plain HTTP (no redirect to a handshake that would fail).
