@@ -20,7 +20,7 @@ fn container() -> Point {
     let mut p = Point::new("docker_container_cpu", 1_700_000_000_000_000_000);
     for (k, v) in [
         ("host", "node-1"),
-        ("container_name", "shop_web-003_2"),
+        ("container_name", "shop_web_2"),
         ("container_image", "registry.local:5000/shop/web"),
         ("container_version", "1.4.2"),
         ("container_status", "running"),

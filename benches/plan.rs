@@ -59,7 +59,7 @@ fn observed(apps: usize, web_hash: &str) -> Observed {
             for slot in 1..=n {
                 instances.push(Instance {
                     id: format!("{a}-{svc}-{slot}"),
-                    name: format!("app{a}_{svc}-001_{slot}"),
+                    name: format!("app{a}_{svc}_{slot}"),
                     app: format!("app{a}"),
                     service: svc.into(),
                     slot,

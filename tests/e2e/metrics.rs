@@ -115,9 +115,8 @@ services:
             .filter_map(|r| r[0].as_i64())
             .collect()
     };
-    let series = format!(
-        "SELECT exitcode FROM docker_container_status WHERE container_name='{APP}_web-001_1'"
-    );
+    let series =
+        format!("SELECT exitcode FROM docker_container_status WHERE container_name='{APP}_web_1'");
     let before = first_t(&influx, &series);
     let start = *before.first().expect("points before the outage");
     influx.stop();

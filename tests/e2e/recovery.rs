@@ -50,7 +50,7 @@ fn kill9_mid_deploy_then_restart_converges_without_duplicates() {
             .into_iter()
             .map(|(n, _)| n)
             .collect();
-        let want: Vec<String> = (1..=5).map(|i| format!("{app}_web-001_{i}")).collect();
+        let want: Vec<String> = (1..=5).map(|i| format!("{app}_web_{i}")).collect();
         assert_eq!(
             names, want,
             "after killing at {delay_ms}ms with {at_kill:?}"

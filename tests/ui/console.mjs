@@ -87,7 +87,7 @@ try {
   await shot('app');
 
   step('terminal: a shell in a container echoes what is typed, and exits with its code');
-  await page.getByRole('button', { name: `terminal of ${app}_web-001_1` }).click();
+  await page.getByRole('button', { name: `terminal of ${app}_web_1` }).click();
   await page.getByRole('status').filter({ hasText: 'connected' }).waitFor({ timeout: 30000 });
   await page.locator('.xterm-helper-textarea').focus();
   await page.keyboard.type('echo berth-$((6*7)) in $(hostname)');
@@ -102,11 +102,11 @@ try {
   await page.keyboard.press('Enter');
   await page.getByRole('status').filter({ hasText: 'exited 5' }).waitFor({ timeout: 30000 });
   const ev = await (await ctx.request.get(`${url}/v1/events?app=${app}`)).text();
-  if (!ev.includes(`exec in ${app}_web-001_1`)) fail(`no exec event: ${ev.slice(0, 400)}`);
+  if (!ev.includes(`exec in ${app}_web_1`)) fail(`no exec event: ${ev.slice(0, 400)}`);
   await page.getByRole('button', { name: 'Close' }).click();
 
   step('container rows: stop, start and restart one container; its logs link names it');
-  const third = `${app}_web-001_3`;
+  const third = `${app}_web_3`;
   await page.getByRole('button', { name: `stop ${third}` }).click();
   await page.getByRole('status').filter({ hasText: `${third} stopped` }).waitFor();
   await page.getByRole('button', { name: `start ${third}` }).waitFor({ timeout: 30000 });
