@@ -738,11 +738,18 @@ impl Drop for Agent {
             return;
         }
         let label = format!("label=berth.node={}", self.node_id);
-        let ids = docker_ok(&["ps", "-aq", "--filter", &label]);
-        if !ids.is_empty() {
-            let mut args = vec!["rm", "-f", "-v"];
-            args.extend(ids.lines());
-            let _ = docker(&args);
+        // Twice: a create the engine was doing when the agent was killed lands a moment
+        // later, and a leftover keeps its image "in use" for the prune test.
+        for round in 0..2 {
+            if round > 0 {
+                std::thread::sleep(std::time::Duration::from_millis(500));
+            }
+            let ids = docker_ok(&["ps", "-aq", "--filter", &label]);
+            if !ids.is_empty() {
+                let mut args = vec!["rm", "-f", "-v"];
+                args.extend(ids.lines());
+                let _ = docker(&args);
+            }
         }
         for kind in ["network", "volume"] {
             let ids = docker_ok(&[kind, "ls", "-q", "--filter", &label]);
