@@ -2165,21 +2165,33 @@ fn a_private_image_reaches_the_member_running_its_slot_with_the_owners_login() {
     );
 }
 
-/// The environment of `app`'s one running container on `h`.
+/// The environment of `app`'s one running container on `h`; panics when it
+/// runs more or fewer than one there.
 fn env_on(h: &Agent, app: &str) -> Vec<String> {
+    match one_env_on(h, app) {
+        Ok(env) => env,
+        Err(running) => panic!("not one running container of {app}: {running}"),
+    }
+}
+
+/// The environment of `app`'s container on `h` when exactly one runs there,
+/// else the list seen (a poll may catch a rolling update between versions).
+fn one_env_on(h: &Agent, app: &str) -> Result<Vec<String>, String> {
     let running: Vec<_> = h
         .running(app)
         .into_iter()
         .filter(|i| i.node == h.name)
         .collect();
-    assert_eq!(running.len(), 1, "{running:?}");
+    if running.len() != 1 {
+        return Err(format!("{running:?}"));
+    }
     let out = h.docker_ok(&[
         "inspect",
         "-f",
         "{{json .Config.Env}}",
         &running[0].container_id,
     ]);
-    serde_json::from_str(out.trim()).expect("env list")
+    Ok(serde_json::from_str(out.trim()).expect("env list"))
 }
 
 #[test]
@@ -2274,7 +2286,7 @@ fn a_config_set_made_on_one_host_binds_changes_and_applies_from_the_others() {
     let out = h1.ok(&["configset", "apply", "shared"]);
     assert!(out.contains("cfg"), "{out}");
     wait_until("cfg runs the new value", Duration::from_secs(60), || {
-        h2.running("cfg").len() == 1 && env_on(&h2, "cfg").iter().any(|e| e == "GREETING=bonjour")
+        one_env_on(&h2, "cfg").is_ok_and(|env| env.iter().any(|e| e == "GREETING=bonjour"))
     });
     assert!(!h2.ok(&["apps"]).contains("config set shared changed"));
 }
