@@ -447,15 +447,11 @@ pub fn load_agent(flags: &AgentFlags) -> Result<AgentConfig, ConfigError> {
         flags.router_https.clone().or(router.https),
         "write ADDR:PORT, like 0.0.0.0:443",
     )?;
-    if router_https.is_some() && router.tls.is_empty() {
-        return Err(ConfigError::Tls(
-            "[router] https is set but no certificate is: add [[router.tls]] entries with domain, cert and key".into(),
-        ));
-    }
-    let router_tls = if router.tls.is_empty() {
-        None
-    } else {
-        Some(crate::router::tls::server_config(&router.tls).map_err(ConfigError::Tls)?)
+    // Without [[router.tls]] the listener serves the templates' certificates
+    // (`proxy.SSL_CERT`) only.
+    let router_tls = match router_https.is_some() || !router.tls.is_empty() {
+        true => Some(crate::router::tls::server_config(&router.tls).map_err(ConfigError::Tls)?),
+        false => None,
     };
     let router_tls_domains = router
         .tls

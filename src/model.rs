@@ -133,6 +133,23 @@ impl EngineExtras {
     }
 }
 
+/// A certificate a template gives the router (`proxy.SSL_CERT`): the chain is public and
+/// kept in the spec; the private key is a value the deploy writes under the data directory
+/// (0400, as a secret's) and is never stored in the spec or the template.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LabelCert {
+    /// PEM certificates, the server's first.
+    pub chain: String,
+    /// The private key's file (`tls/SERVICE` in `AppSpec::file_values` until written).
+    pub key: FileSource,
+    /// `DEFAULT_SSL_CERT`: also served to clients whose name no certificate covers.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub default: bool,
+    /// The PEM key between the label's parse and the app's `file_values`.
+    #[serde(skip)]
+    pub key_pem: String,
+}
+
 /// A secret or config a service mounts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileMount {
@@ -646,6 +663,10 @@ pub struct Extensions {
     /// for requests no route takes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_backend: Option<u16>,
+    /// `proxy.SSL_CERT` / `proxy.DEFAULT_SSL_CERT`: the router's certificate for the
+    /// service's route domains it covers (a default one also for names nothing else covers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssl_cert: Option<LabelCert>,
     /// Unknown `berth.*` labels, kept verbatim (and reported as warnings).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub unknown: BTreeMap<String, String>,

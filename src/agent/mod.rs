@@ -11,6 +11,7 @@
 pub mod access;
 pub mod autoscale;
 mod backoff;
+mod certs;
 pub mod configsets;
 mod custom;
 mod exec;
@@ -190,6 +191,8 @@ pub struct Core {
     backoff: backoff::Backoffs,
     /// Compose names a rename to failed, and when (ms): not tried again for a minute.
     rename_failed: Mutex<HashMap<String, i64>>,
+    /// The templates' certificates as loaded (`certs.rs`).
+    label_keys: Mutex<certs::KeyCache>,
     /// Containers this agent started recently (to tell engine restarts apart).
     our_starts: Mutex<HashMap<String, Instant>>,
     /// Woken when an event is recorded (for `events -f`).
@@ -390,6 +393,7 @@ impl Core {
             notices: std::sync::Mutex::new(Vec::new()),
             backoff: backoff::Backoffs::default(),
             rename_failed: Default::default(),
+            label_keys: Mutex::default(),
             our_starts: Mutex::new(HashMap::new()),
             events_changed: Notify::new(),
             engine_changes: tokio::sync::watch::Sender::new(0),
@@ -951,6 +955,7 @@ impl Core {
         let splits = Arc::new(crate::router::table::splits(
             apps, instances, leaving, elsewhere,
         ));
+        self.router.set_label_certs(self.label_certs(apps));
         let errors = self.router.update(crate::router::table::build(
             apps,
             (instances, remote),

@@ -490,8 +490,8 @@ impl Ops {
     fn file_values_of(&self, app: &crate::store::StoredApp) -> BTreeMap<String, String> {
         let dir = self.core.files_dir.join(&app.spec.name);
         let mut out = BTreeMap::new();
-        for f in file_mounts(app) {
-            if let crate::model::FileSource::File(p) = &f.source {
+        for f in file_sources(app) {
+            if let crate::model::FileSource::File(p) = f {
                 let p = std::path::Path::new(p);
                 if p.parent() == Some(dir.as_path())
                     && let Some(name) = p.file_name().and_then(|n| n.to_str())
@@ -521,8 +521,8 @@ impl Ops {
             return;
         }
         let mut write = Vec::new();
-        let mut fix = |f: &mut crate::model::FileMount| {
-            let crate::model::FileSource::File(p) = &f.source else {
+        let mut fix = |f: &mut crate::model::FileSource| {
+            let crate::model::FileSource::File(p) = &f else {
                 return;
             };
             let Some(name) = std::path::Path::new(p).file_name().and_then(|n| n.to_str()) else {
@@ -533,21 +533,22 @@ impl Ops {
                 if !here.exists() {
                     write.push((here.clone(), v.clone()));
                 }
-                f.source = crate::model::FileSource::File(here.to_string_lossy().into_owned());
+                *f = crate::model::FileSource::File(here.to_string_lossy().into_owned());
             }
         };
-        for s in app.spec.services.values_mut() {
+        let specs = app.spec.services.values_mut().chain(
+            app.versions
+                .values_mut()
+                .flatten()
+                .map(|l| &mut l.version.spec),
+        );
+        for s in specs {
             let s = std::sync::Arc::make_mut(s);
             s.secrets
                 .iter_mut()
                 .chain(s.configs.iter_mut())
-                .for_each(&mut fix);
-        }
-        for l in app.versions.values_mut().flatten() {
-            let s = std::sync::Arc::make_mut(&mut l.version.spec);
-            s.secrets
-                .iter_mut()
-                .chain(s.configs.iter_mut())
+                .map(|f| &mut f.source)
+                .chain(s.ext.ssl_cert.iter_mut().map(|c| &mut c.key))
                 .for_each(&mut fix);
         }
         write.sort();
@@ -1148,17 +1149,60 @@ fn place_file_values(
             f.source = FileSource::File(path.to_string_lossy().into_owned());
         }
     }
+    for (name, svc) in app.services.iter_mut() {
+        let Some(c) = svc.ext.ssl_cert.as_ref() else {
+            continue;
+        };
+        let FileSource::Value { digest } = &c.key else {
+            continue;
+        };
+        let path = dir.join(format!("tls-{name}-{digest}.key"));
+        if let Some(v) = app.file_values.get(&spec::tls_key_value(name)) {
+            out.push((path.clone(), v.clone()));
+        }
+        if let Some(c) = std::sync::Arc::make_mut(svc).ext.ssl_cert.as_mut() {
+            c.key = FileSource::File(path.to_string_lossy().into_owned());
+        }
+    }
     out
 }
 
-/// Every secret and config reference of `app`'s services, in its spec and its live versions.
-fn file_mounts(app: &crate::store::StoredApp) -> impl Iterator<Item = &crate::model::FileMount> {
+/// The template with the lines of every label certificate's private key masked (the key is
+/// written under the data directory; the stored template keeps no copy). Each base64 line
+/// appears in the text as written, whether the label joins them with `\n` or line breaks.
+fn redact_tls_keys(template: &str, app: &AppSpec) -> String {
+    let mut t = template.to_string();
+    for (_, pem) in app
+        .file_values
+        .iter()
+        .filter(|(k, _)| k.starts_with("tls/"))
+    {
+        for line in pem
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.starts_with("-----") && l.len() >= 16)
+        {
+            t = t.replace(line, crate::volumes::MASK);
+        }
+    }
+    t
+}
+
+/// Where every secret, config and label certificate's key of `app`'s services comes from,
+/// in its spec and its live versions.
+fn file_sources(app: &crate::store::StoredApp) -> impl Iterator<Item = &crate::model::FileSource> {
     app.spec
         .services
         .values()
         .map(|s| &**s)
         .chain(app.versions.values().flatten().map(|l| &*l.version.spec))
-        .flat_map(|s| s.secrets.iter().chain(s.configs.iter()))
+        .flat_map(|s| {
+            s.secrets
+                .iter()
+                .chain(s.configs.iter())
+                .map(|f| &f.source)
+                .chain(s.ext.ssl_cert.iter().map(|c| &c.key))
+        })
 }
 
 /// Writes the files [`place_file_values`] named: the directory 0700, each file 0400 (root
@@ -1339,6 +1383,7 @@ impl Ops {
         let (req, set_rev) = self.with_config_set(&given)?;
         let mut app = spec::parse(&req.template, &req.name, &req.inputs())?;
         check_file_sources(&app)?;
+        let label_hosts = self.check_label_certs(&mut app)?;
         let file_values = place_file_values(&mut app, &self.core.files_dir);
         let message = deploy_message(&req.message)?;
         let traffic_none = req.traffic == crate::model::NewTraffic::None;
@@ -1355,7 +1400,7 @@ impl Ops {
                 .map_err(|e| CoreError::BadRequest(format!("cannot place {}: {e}", app.name)))?;
             app.warnings.extend(w);
         }
-        self.warn_https_without_certificate(&mut app);
+        self.warn_https_without_certificate(&mut app, &label_hosts);
         self.warn_unresolved_externals(&mut app).await;
         if let Some(p) = &previous
             && let Some(r) = &p.service_release
@@ -1406,7 +1451,7 @@ impl Ops {
         let stopped = previous.as_ref().is_some_and(|p| p.stopped);
         self.core.prepare_volumes(&app, stopped).await?;
         write_file_values(&file_values)?;
-        let template = super::volumes::redact_template(&req.template, &app);
+        let template = redact_tls_keys(&super::volumes::redact_template(&req.template, &app), &app);
         super::volumes::redact_spec(&mut app);
         let (route_weights, start) = match (&previous, between) {
             (Some(p), Some(release)) => {
@@ -1584,7 +1629,81 @@ impl Ops {
 
     /// An https route is terminated by the router when a certificate covers its host;
     /// without one it is served over plain HTTP only, which the deploy warns about.
-    fn warn_https_without_certificate(&self, app: &mut AppSpec) {
+    /// Each service's `proxy.SSL_CERT` must be one the router can serve (the key belongs to
+    /// the certificate, which names DNS names); a route host it does not name, a second
+    /// default certificate and a router without its HTTPS listener are warnings. Returns the
+    /// hosts the template's certificates cover.
+    fn check_label_certs(&self, app: &mut AppSpec) -> Result<Vec<String>, CoreError> {
+        let mut covered = Vec::new();
+        let mut warnings = Vec::new();
+        for (name, svc) in &app.services {
+            let Some(c) = &svc.ext.ssl_cert else {
+                continue;
+            };
+            let label = if c.default {
+                "DEFAULT_SSL_CERT"
+            } else {
+                "SSL_CERT"
+            };
+            let key = app
+                .file_values
+                .get(&spec::tls_key_value(name))
+                .map(String::as_str)
+                .unwrap_or_default();
+            let lk = crate::router::tls::label_key(&c.chain, key).map_err(|e| {
+                CoreError::BadRequest(format!("service {name:?}, label proxy.{label}: {e}"))
+            })?;
+            let (yes, no) = super::certs::covered_hosts(
+                &app.name,
+                name,
+                svc,
+                &lk.names,
+                &self.core.router_domain,
+            );
+            if !no.is_empty() {
+                warnings.push(format!(
+                    "service {name:?}: proxy.{label} names {}, not {}: over HTTPS those are served {}",
+                    lk.names.join(", "),
+                    no.join(", "),
+                    if c.default {
+                        "with it anyway, and clients warn that the name does not match"
+                    } else {
+                        "with berth.toml's certificate for them, or the default one"
+                    }
+                ));
+            }
+            if !self.core.router.https_listening() {
+                warnings.push(format!(
+                    "service {name:?}: proxy.{label} is served by the router's HTTPS listener, which is off: set [router] https (or --router-https) in berth.toml"
+                ));
+            }
+            if c.default
+                && let Some(other) = self
+                    .core
+                    .store
+                    .list_apps()?
+                    .iter()
+                    .filter(|a| a.spec.name != app.name)
+                    .find(|a| {
+                        a.spec
+                            .services
+                            .values()
+                            .any(|s| s.ext.ssl_cert.as_ref().is_some_and(|c| c.default))
+                    })
+            {
+                warnings.push(format!(
+                    "service {name:?}: app {:?} gives a DEFAULT_SSL_CERT too: the router serves the one of the app first by name ({:?}) to names no certificate covers",
+                    other.spec.name,
+                    std::cmp::min(&other.spec.name, &app.name)
+                ));
+            }
+            covered.extend(yes);
+        }
+        app.warnings.extend(warnings);
+        Ok(covered)
+    }
+
+    fn warn_https_without_certificate(&self, app: &mut AppSpec, label_hosts: &[String]) {
         let mut warnings = Vec::new();
         for (name, svc) in &app.services {
             for (port, routes) in &svc.ext.routing {
@@ -1596,11 +1715,12 @@ impl Ops {
                     else {
                         continue;
                     };
-                    if !self
-                        .core
-                        .tls_domains
-                        .iter()
-                        .any(|d| crate::router::tls::covers(d, &host))
+                    if !label_hosts.contains(&host.to_ascii_lowercase())
+                        && !self
+                            .core
+                            .tls_domains
+                            .iter()
+                            .any(|d| crate::router::tls::covers(d, &host))
                     {
                         warnings.push(format!(
                             "service {name:?}: routing.port_{port} routes https://{host}, but the router has no certificate for it, so it is served over plain HTTP only: add [[router.tls]] domain = \"{host}\" with cert and key to berth.toml and set [router] https (or --router-https)"

@@ -94,6 +94,42 @@ impl Ops {
                 "no blue/green release is waiting in {app}: deploy with --blue-green first"
             )));
         }
+        // Everything is checked before anything changes: a release is finished whole or
+        // not at all.
+        let step = match confirm {
+            true => crate::plan::release::Step::Confirm,
+            false => crate::plan::release::Step::Abort,
+        };
+        let now = crate::clock::now_ms();
+        for service in &awaiting {
+            let mut vs = self.core.store.versions(app, service)?;
+            crate::plan::release::apply(&mut vs, &step, now).map_err(|e| {
+                CoreError::Conflict(format!(
+                    "{service}: {}; nothing was changed",
+                    CoreError::from(e)
+                ))
+            })?;
+        }
+        if confirm && let Some(st) = &start {
+            for service in &st.release.new {
+                let vs = self.core.store.versions(app, service)?;
+                if let Some(v) = vs
+                    .iter()
+                    .max_by_key(|v| v.number)
+                    .filter(|v| matches!(v.state, VersionState::Creating | VersionState::Failed))
+                {
+                    return Err(CoreError::Conflict(format!(
+                        "{} is not ready to take the traffic (state {}{}): confirm once `berth ps {app}` shows it running, or abort with `berth release abort {app}`; nothing was changed",
+                        v.name(),
+                        v.state.as_str(),
+                        match v.reason.is_empty() {
+                            true => String::new(),
+                            false => format!(": {}", v.reason),
+                        }
+                    )));
+                }
+            }
+        }
         let mut said = Vec::new();
         if let Some(start) = start {
             said.push(self.finish_between(&stored, start, confirm)?);

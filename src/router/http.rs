@@ -501,13 +501,7 @@ async fn proxy(
     };
     // An https route asked for over plain HTTP: send the client to the TLS listener (when a
     // certificate covers the host; without one the route is served over plain HTTP).
-    if https
-        && !tls
-        && shared
-            .tls_domains
-            .iter()
-            .any(|d| super::tls::covers(d, host.split(':').next().unwrap_or(host)))
-    {
+    if https && !tls && shared.tls_covers(host.split(':').next().unwrap_or(host)) {
         let name = host.split(':').next().unwrap_or(host);
         let port = match shared.https_port.get() {
             Some(443) | None => String::new(),

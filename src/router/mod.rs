@@ -123,8 +123,11 @@ pub struct Shared {
     table: RwLock<Arc<Table>>,
     /// Port of the HTTPS listener, where plain requests for https routes are redirected.
     https_port: std::sync::OnceLock<u16>,
-    /// Domains the HTTPS listener has a certificate for (`*.x` for wildcards).
+    /// Domains the HTTPS listener has a certificate for in berth.toml (`*.x` for wildcards).
     tls_domains: Vec<String>,
+    /// The templates' certificates (`proxy.SSL_CERT`), which the HTTPS listener serves after
+    /// berth.toml's.
+    labels: tls::LabelHandle,
     turn: AtomicUsize,
     rng: AtomicU64,
     limits: Limits,
@@ -146,6 +149,18 @@ pub type TriggerHook = Arc<
 >;
 
 impl Shared {
+    /// Does the HTTPS listener have a certificate for `host` (berth.toml's or a
+    /// template's)? Without the listener, none counts.
+    fn tls_covers(&self, host: &str) -> bool {
+        self.tls_domains.iter().any(|d| tls::covers(d, host))
+            || (self.https_port.get().is_some()
+                && self
+                    .labels
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .covers(host))
+    }
+
     /// Round-robin counter.
     fn next_turn(&self) -> usize {
         self.turn.fetch_add(1, Ordering::Relaxed)
@@ -211,6 +226,7 @@ impl Router {
                 table: RwLock::new(Arc::new(Table::default())),
                 https_port: std::sync::OnceLock::new(),
                 tls_domains,
+                labels: tls::LabelHandle::default(),
                 turn: AtomicUsize::new(0),
                 rng: AtomicU64::new(seed),
                 limits,
@@ -256,18 +272,34 @@ impl Router {
         Ok(addr)
     }
 
+    /// The templates' certificates the HTTPS listener serves from now on.
+    pub fn set_label_certs(&self, certs: tls::LabelCerts) {
+        *self
+            .shared
+            .labels
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = Arc::new(certs);
+    }
+
+    /// Is the HTTPS listener started?
+    pub fn https_listening(&self) -> bool {
+        self.shared.https_port.get().is_some()
+    }
+
     /// Where the internal side listens, once started.
     pub fn internal_addr(&self) -> Option<SocketAddr> {
         self.internal.get().copied()
     }
 
-    /// Starts the HTTPS listener (TLS terminated here, certificates by SNI).
+    /// Starts the HTTPS listener (TLS terminated here, certificates by SNI: `tls`'s, then
+    /// the templates' given to [`Router::set_label_certs`]).
     pub fn start_https(
         &self,
         addr: SocketAddr,
         tls: Arc<tokio_rustls::rustls::ServerConfig>,
         shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> std::io::Result<()> {
+        let tls = tls::with_labels(&tls, self.shared.labels.clone());
         let acceptor = tokio_rustls::TlsAcceptor::from(tls);
         let _ = self.port_tls.set(acceptor.clone());
         let port = self.start_workers("https", addr, Some(acceptor), shutdown)?;
@@ -492,7 +524,7 @@ impl Router {
         let tls = match kind {
             PortKind::Https => Some(self.port_tls.get().cloned().ok_or_else(|| {
                 std::io::Error::other(
-                    "https:// needs the router's certificates: set [router] https and [[router.tls]] in berth.toml",
+                    "https:// needs the router's HTTPS listener and a certificate: set [router] https, and [[router.tls]] in berth.toml or a template's proxy.SSL_CERT",
                 )
             })?),
             _ => None,

@@ -109,6 +109,108 @@ pub fn server_config(certs: &[TlsCert]) -> Result<Arc<rustls::ServerConfig>, Str
     Ok(Arc::new(cfg))
 }
 
+/// A certificate a template gave (`proxy.SSL_CERT`), ready to serve, with the DNS names
+/// its subjectAltName lists (`*.x` for wildcards).
+#[derive(Debug, Clone)]
+pub struct LabelKey {
+    pub key: Arc<CertifiedKey>,
+    pub names: Vec<String>,
+}
+
+/// Checks a template's certificate as the listener will use it: the chain parses, the key
+/// is one rustls can sign with and belongs to the first certificate, which names at least
+/// one DNS name. The error says which of these fails.
+pub fn label_key(chain_pem: &str, key_pem: &str) -> Result<LabelKey, String> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(chain_pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("the certificate is not readable PEM: {e}"))?;
+    let first = chain
+        .first()
+        .ok_or("it holds no certificate (-----BEGIN CERTIFICATE-----)")?;
+    let names: Vec<String> = webpki::EndEntityCert::try_from(first)
+        .map_err(|e| format!("the certificate is not a usable X.509 certificate: {e}"))?
+        .valid_dns_names()
+        .map(str::to_ascii_lowercase)
+        .collect();
+    if names.is_empty() {
+        return Err(
+            "the certificate names no DNS name in its subjectAltName (clients match names there, not in the common name): issue it with the domains it serves".into(),
+        );
+    }
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+        .map_err(|e| format!("the private key is not readable PEM: {e}"))?;
+    let signer = rustls::crypto::ring::sign::any_supported_type(&key)
+        .map_err(|e| format!("the private key is not one the router can use: {e}"))?;
+    let ck = CertifiedKey::new(chain, signer);
+    ck.keys_match()
+        .map_err(|e| format!("the private key does not belong to the certificate: {e}"))?;
+    Ok(LabelKey {
+        key: Arc::new(ck),
+        names,
+    })
+}
+
+/// The templates' certificates, served after berth.toml's: by domain (a route's host the
+/// certificate covers), and one default for names nothing covers (`DEFAULT_SSL_CERT`).
+#[derive(Debug, Default)]
+pub struct LabelCerts {
+    pub by_domain: Vec<(String, Arc<CertifiedKey>)>,
+    pub default: Option<Arc<CertifiedKey>>,
+}
+
+impl LabelCerts {
+    fn find(&self, host: &str) -> Option<Arc<CertifiedKey>> {
+        self.by_domain
+            .iter()
+            .find(|(d, _)| !d.starts_with("*.") && covers(d, host))
+            .or_else(|| self.by_domain.iter().find(|(d, _)| covers(d, host)))
+            .map(|(_, k)| k.clone())
+    }
+
+    /// Does a certificate of a template cover `host` (the default aside)?
+    pub fn covers(&self, host: &str) -> bool {
+        self.by_domain.iter().any(|(d, _)| covers(d, host))
+    }
+}
+
+/// Shared between the router (which replaces it as templates change) and the listener.
+pub type LabelHandle = Arc<std::sync::RwLock<Arc<LabelCerts>>>;
+
+/// berth.toml's certificates first, then the templates' by SNI, then a template's default.
+#[derive(Debug)]
+struct Layered {
+    first: Arc<dyn ResolvesServerCert>,
+    labels: LabelHandle,
+}
+
+impl ResolvesServerCert for Layered {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let name = hello.server_name().map(str::to_ascii_lowercase);
+        if let Some(k) = self.first.resolve(hello) {
+            return Some(k);
+        }
+        let labels = self
+            .labels
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        name.and_then(|n| labels.find(&n))
+            .or_else(|| labels.default.clone())
+    }
+}
+
+/// `cfg` serving the templates' certificates in `labels` after its own.
+pub fn with_labels(cfg: &rustls::ServerConfig, labels: LabelHandle) -> Arc<rustls::ServerConfig> {
+    let mut c = cfg.clone();
+    c.cert_resolver = Arc::new(Layered {
+        first: c.cert_resolver.clone(),
+        labels,
+    });
+    Arc::new(c)
+}
+
 /// One certificate for every name (the API's listener, `[agent] tls_cert`/`tls_key`).
 pub fn single_config(
     cert: &std::path::Path,

@@ -217,7 +217,7 @@ pub fn parse_refs(
 }
 
 /// SHA-256 of a value, hex, first 16 characters: which written file a version uses.
-fn digest(value: &str) -> String {
+pub(super) fn digest(value: &str) -> String {
     let d = ring::digest::digest(&ring::digest::SHA256, value.as_bytes());
     hex::encode(&d.as_ref()[..8])
 }

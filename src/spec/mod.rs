@@ -360,8 +360,12 @@ pub fn parse(text: &str, app: &str, inputs: &Inputs) -> Result<AppSpec, SpecErro
     resolve_volumes_from(&mut services, &volumes_from, &disabled)?;
     let proxy_ports = proxy::take_proxy_services(&mut services, &mut warnings);
     // An outside address is there already: nothing to wait for.
-    for svc in services.values_mut() {
+    for (name, svc) in services.iter_mut() {
         svc.depends_on.retain(|d| !externals.contains_key(d));
+        // A label certificate's key is a value the deploy writes, as a secret's.
+        if let Some(c) = svc.ext.ssl_cert.as_mut() {
+            file_values.insert(tls_key_value(name), std::mem::take(&mut c.key_pem));
+        }
     }
     if services.is_empty() && !externals.is_empty() {
         return Err(invalid(
@@ -384,6 +388,12 @@ pub fn parse(text: &str, app: &str, inputs: &Inputs) -> Result<AppSpec, SpecErro
     };
     check_cross_references(&spec)?;
     Ok(spec)
+}
+
+/// The key of a service's label certificate's private key in
+/// [`crate::model::AppSpec::file_values`].
+pub fn tls_key_value(service: &str) -> String {
+    format!("tls/{service}")
 }
 
 /// A service's `profiles:` (compose's rule for a name: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`).
@@ -1032,8 +1042,9 @@ pub fn start_order(spec: &AppSpec) -> Vec<String> {
 pub fn service_hash(svc: &crate::model::ServiceSpec) -> String {
     let mut s = svc.clone();
     s.replicas = 0;
-    // Autoscaling bounds change replicas, not containers.
+    // Autoscaling bounds change replicas, not containers; a certificate changes the router.
     s.ext.auto_scaling = None;
+    s.ext.ssl_cert = None;
     let json = serde_json::to_vec(&s).unwrap_or_default();
     let d = ring::digest::digest(&ring::digest::SHA256, &json);
     hex::encode(&d.as_ref()[..8])

@@ -10,7 +10,9 @@
 //! berth does instead.
 
 use super::{SpecError, invalid};
-use crate::model::{Balance, Probe, ProbeKind, Protocol, Route, Scheme, ServiceSpec};
+use crate::model::{
+    Balance, FileSource, LabelCert, Probe, ProbeKind, Protocol, Route, Scheme, ServiceSpec,
+};
 
 /// The `proxy.*` labels of one service, gathered before they are joined.
 #[derive(Debug, Default)]
@@ -21,6 +23,7 @@ pub(crate) struct ProxyParts {
     exclude: Vec<u16>,
     health_check: Option<String>,
     required: bool,
+    cert: Option<(String, LabelCert)>,
 }
 
 impl ProxyParts {
@@ -78,9 +81,16 @@ impl ProxyParts {
                     invalid(&loc, format!("{v:?}: write \"true\" or \"false\""))
                 })?
             }
-            "SSL_CERT" | "DEFAULT_SSL_CERT" => warnings.push(format!(
-                "service {svc:?}: `{k}`: berth's router terminates TLS with the certificates in berth.toml ([[router.tls]] domain, cert and key files), not ones in a label; add the certificate there"
-            )),
+            upper @ ("SSL_CERT" | "DEFAULT_SSL_CERT") => {
+                if let Some((other, _)) = &self.cert {
+                    return Err(invalid(
+                        &loc,
+                        format!("the service gives `{other}` too: give one certificate (DEFAULT_SSL_CERT is also the router's default)"),
+                    ));
+                }
+                let cert = parse_label_cert(v, &loc, upper == "DEFAULT_SSL_CERT")?;
+                self.cert = Some((k.to_string(), cert));
+            }
             _ => warnings.push(format!(
                 "service {svc:?}: `{k}` is an HAProxy setting of acs/proxy that berth's router does not have: kept, but it has no effect"
             )),
@@ -91,11 +101,19 @@ impl ProxyParts {
     /// Joins the labels into the service's routes (on its first exposed TCP port not
     /// excluded), its default-backend flag and its probe.
     pub fn finish(
-        self,
+        mut self,
         svc: &str,
         s: &mut ServiceSpec,
         warnings: &mut Vec<String>,
     ) -> Result<(), SpecError> {
+        if let Some((k, cert)) = self.cert.take() {
+            if self.hosts.is_none() && s.ext.routing.is_empty() {
+                warnings.push(format!(
+                    "service {svc:?}: `{k}` is a certificate for the service's routes, and it has none: give it proxy.VIRTUAL_HOST or a routing label"
+                ));
+            }
+            s.ext.ssl_cert = Some(cert);
+        }
         if self.hosts.is_none() && !self.required {
             if self.force_ssl || self.weight > 0 {
                 warnings.push(format!(
@@ -221,6 +239,95 @@ pub fn parse_virtual_hosts(v: &str, loc: &str) -> Result<Vec<Route>, SpecError> 
     Ok(out)
 }
 
+/// `SSL_CERT`/`DEFAULT_SSL_CERT`: one PEM with the private key and the certificate chain
+/// (acs/proxy's form puts the key first and joins the lines with `\n`, which is read as a
+/// line break). Each block's syntax is checked here; whether the key belongs to the
+/// certificate, and which names it covers, is the deploy's check (it needs the TLS stack).
+pub fn parse_label_cert(v: &str, loc: &str, default: bool) -> Result<LabelCert, SpecError> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let text = v.replace("\\r\\n", "\n").replace("\\n", "\n");
+    let how = "write the private key's PEM block, then the certificate's (and its chain), lines joined by \\n or real line breaks";
+    let (mut certs, mut keys) = (Vec::new(), Vec::new());
+    let mut rest = text.as_str();
+    while let Some(i) = rest.find("-----BEGIN ") {
+        let after = &rest[i + "-----BEGIN ".len()..];
+        let label = after
+            .find("-----")
+            .map(|j| &after[..j])
+            .filter(|l| !l.contains('\n'))
+            .ok_or_else(|| invalid(loc, format!("a -----BEGIN line is not closed: {how}")))?;
+        let end = format!("-----END {label}-----");
+        let len = rest[i..]
+            .find(&end)
+            .ok_or_else(|| invalid(loc, format!("the {label} block has no {end} line: {how}")))?
+            + end.len();
+        let block = &rest[i..i + len];
+        match label {
+            "CERTIFICATE" => {
+                CertificateDer::from_pem_slice(block.as_bytes()).map_err(|e| {
+                    invalid(
+                        loc,
+                        format!(
+                            "certificate {} is not readable PEM ({e}): {how}",
+                            certs.len() + 1
+                        ),
+                    )
+                })?;
+                certs.push(block);
+            }
+            l if l.ends_with("PRIVATE KEY") => {
+                PrivateKeyDer::from_pem_slice(block.as_bytes()).map_err(|e| {
+                    invalid(
+                        loc,
+                        format!("the private key is not readable PEM ({e}): {how}"),
+                    )
+                })?;
+                keys.push(block);
+            }
+            other => {
+                return Err(invalid(
+                    loc,
+                    format!("a {other:?} block is neither a certificate nor a private key: {how}"),
+                ));
+            }
+        }
+        rest = &rest[i + len..];
+    }
+    let key_pem = match keys[..] {
+        [k] => format!("{k}\n"),
+        [] => {
+            return Err(invalid(
+                loc,
+                format!("no private key (-----BEGIN PRIVATE KEY-----) in it: {how}"),
+            ));
+        }
+        _ => {
+            return Err(invalid(
+                loc,
+                format!(
+                    "{} private keys in it: give the one of the certificate",
+                    keys.len()
+                ),
+            ));
+        }
+    };
+    if certs.is_empty() {
+        return Err(invalid(
+            loc,
+            format!("no certificate (-----BEGIN CERTIFICATE-----) in it: {how}"),
+        ));
+    }
+    Ok(LabelCert {
+        chain: certs.join("\n") + "\n",
+        key: FileSource::Value {
+            digest: super::files::digest(&key_pem),
+        },
+        default,
+        key_pem,
+    })
+}
+
 /// Takes the acs/proxy services out of the template (berth's router does their work) with a
 /// warning each, and drops the other services' dependencies and links on them. Returns the
 /// host ports they published, which the router serves Host-routed HTTP on.
@@ -278,6 +385,11 @@ pub fn take_proxy_services(
                 ),
             }
         ));
+        if s.environment.contains_key("DEFAULT_SSL_CERT") {
+            warnings.push(format!(
+                "service {name:?}: its DEFAULT_SSL_CERT is not read (the service is not run): give it as the label aliyun.proxy.DEFAULT_SSL_CERT of a routed service, or put it in berth.toml's [[router.tls]]"
+            ));
+        }
         ports.extend(published);
     }
     for s in services.values_mut() {
@@ -335,6 +447,48 @@ mod tests {
         ] {
             let e = parse_virtual_hosts(bad, "l").expect_err(bad).to_string();
             assert!(e.contains(says), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_label_certificate_is_split_into_chain_and_key_in_either_line_form() {
+        let ck = rcgen::generate_simple_self_signed(vec!["a.example.com".into()]).expect("ck");
+        let (key, cert) = (ck.signing_key.serialize_pem(), ck.cert.pem());
+        // acs/proxy's form (key first, `\n` between lines) and real line breaks, cert first.
+        for text in [
+            format!("{key}{cert}").replace('\n', "\\n"),
+            format!("{cert}\n{key}"),
+        ] {
+            let c = parse_label_cert(&text, "l", true).expect("cert");
+            assert_eq!(
+                (c.chain.trim(), c.key_pem.trim()),
+                (cert.trim(), key.trim())
+            );
+            assert!(c.default);
+            assert!(matches!(c.key, FileSource::Value { .. }));
+        }
+        for (bad, says) in [
+            (cert.clone(), "no private key"),
+            (key.clone(), "no certificate"),
+            (format!("{key}{key}{cert}"), "2 private keys"),
+            (
+                format!("{key}-----BEGIN CERTIFICATE-----\nAAA"),
+                "has no -----END CERTIFICATE-----",
+            ),
+            (
+                format!("{key}-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----"),
+                "not readable PEM",
+            ),
+            (
+                format!("{key}{cert}-----BEGIN X509 CRL-----\nAA==\n-----END X509 CRL-----"),
+                "neither a certificate",
+            ),
+            ("/etc/ssl/cert.pem".to_string(), "no private key"),
+        ] {
+            let e = parse_label_cert(&bad, "l", false)
+                .expect_err(says)
+                .to_string();
+            assert!(e.contains(says), "{says}: {e}");
         }
     }
 

@@ -551,3 +551,91 @@ services:
     a.ok(&["rm", "full"]);
     assert!(a.terminate(Duration::from_secs(20)), "SIGTERM hung");
 }
+
+/// A `monitoring.addon.prometheus: ":PORT"` exposition port answers without a token, so
+/// anyone on the network reaches it: a declared body of 4 EiB, a 1 MiB header, a head that
+/// trickles in and a flood of idle connections each fail, and then the port answers a
+/// scrape again (and the API never stopped answering).
+#[test]
+fn a_prometheus_exposition_port_survives_huge_lengths_slow_heads_and_floods() {
+    let port = free_port();
+    let a = Agent::start_with_config(
+        "[metrics]\ninterval = \"1s\"\n[router]\ntcp_address = \"127.0.0.1\"\n",
+    );
+    a.deploy(
+        "prom",
+        &format!(
+            "services:\n  web:\n    image: {IMAGE}\n    command: sleep 600\n    stop_grace_period: 1s\n    labels:\n      aliyun.monitoring.addon.prometheus: \":{port}\"\n"
+        ),
+    );
+    let scrape = || {
+        if TcpStream::connect(("127.0.0.1", port)).is_err() {
+            return String::new();
+        }
+        raw(
+            port,
+            b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            Duration::from_secs(5),
+        )
+    };
+    wait_until(
+        "the exposition port answers",
+        Duration::from_secs(30),
+        || {
+            let r = scrape();
+            status_line(&r).contains("200") && r.contains("container_")
+        },
+    );
+
+    let huge = raw(
+        port,
+        b"POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 4611686018427387904\r\n\r\n",
+        Duration::from_secs(5),
+    );
+    assert!(
+        huge.is_empty() || status_line(&huge).contains("405"),
+        "{:?}",
+        status_line(&huge)
+    );
+    let big = format!(
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "b".repeat(1 << 20)
+    );
+    let resp = raw(port, big.as_bytes(), Duration::from_secs(5));
+    assert!(
+        resp.is_empty() || status_line(&resp).contains("431"),
+        "{:?}",
+        status_line(&resp)
+    );
+    healthy_quickly(&a);
+
+    // A head trickling in a line a second is cut off at the head deadline (10 s).
+    let mut slow = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    slow.write_all(b"GET /metrics HTTP/1.1\r\n").expect("write");
+    let start = Instant::now();
+    let mut closed = false;
+    while start.elapsed() < Duration::from_secs(25) {
+        if slow.write_all(b"X-Slow: 1\r\n").is_err() || closed_within(&slow, Duration::from_secs(1))
+        {
+            closed = true;
+            break;
+        }
+    }
+    assert!(closed, "a slow head was not cut off within 25 s");
+    assert!(start.elapsed() >= Duration::from_secs(5), "cut too early");
+
+    // 100 idle connections: past the cap (64) closed at once; the held ones go at the head
+    // deadline, and a scrape is answered again.
+    let (refused, idle) = flood(port, 100);
+    assert!(
+        refused >= 30,
+        "only {refused} of 100 idle connections were refused"
+    );
+    healthy_quickly(&a);
+    wait_until(
+        "a scrape is answered after the flood",
+        Duration::from_secs(30),
+        || status_line(&scrape()).contains("200"),
+    );
+    drop(idle);
+}

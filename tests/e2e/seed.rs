@@ -161,6 +161,62 @@ fn named_web(name: &str, routing: &str) -> String {
     )
 }
 
+/// The seed's blue/green between services is confirmed whole or not at all: while the new
+/// service has failed (its probe never passes), confirm is refused with the reason and
+/// nothing changes (the old service keeps the route); abort then drops the new service.
+#[test]
+fn a_release_between_services_is_not_confirmed_while_the_new_service_failed() {
+    let http = free_port();
+    let a = Agent::start_with_config(&format!(
+        "[agent]\nversion_deadline = \"4s\"\n[router]\nhttp = \"127.0.0.1:{http}\"\ndomain = \"test.local\"\n"
+    ));
+    a.deploy(
+        "web",
+        &format!("services:\n{}", named_web("nginx-v1", "nginx")),
+    );
+    wait_until("v1 routed", Duration::from_secs(30), || {
+        router_tally(http, "nginx.test.local", "/id", 5).contains_key("nginx-v1")
+    });
+    let broken = named_web("nginx-v2", "nginx").replace(
+        "aliyun.probe.url: http://container:8080/id",
+        "aliyun.probe.url: http://container:8080/missing",
+    );
+    let p = a.template("bg", &format!("services:\n{broken}"));
+    a.berth(&[
+        "deploy",
+        "-f",
+        path_str(&p),
+        "--name",
+        "web",
+        "--blue-green",
+        "--timeout",
+        "20",
+    ]);
+    let mut e = String::new();
+    wait_until(
+        "confirm is refused for the failed service",
+        Duration::from_secs(30),
+        || {
+            e = a.fails(&["release", "confirm", "web"]);
+            e.contains("failed")
+        },
+    );
+    assert!(
+        e.contains("nginx-v2")
+            && e.contains("nothing was changed")
+            && e.contains("release abort web"),
+        "{e}"
+    );
+    assert!(a.ok(&["apps"]).contains("awaiting confirmation"));
+    let t = router_tally(http, "nginx.test.local", "/id", 20);
+    assert_eq!(t.get("nginx-v1"), Some(&20), "{t:?}");
+    a.ok(&["release", "abort", "web"]);
+    wait_until("v2 removed", Duration::from_secs(30), || {
+        a.ps("web").iter().all(|i| i.service != "nginx-v2")
+    });
+    assert!(!a.ok(&["apps"]).contains("awaiting confirmation"));
+}
+
 #[test]
 fn wildcard_routes_take_what_no_exact_host_does_longest_suffix_first() {
     let http = free_port();

@@ -409,3 +409,188 @@ fn an_lb_port_with_the_https_scheme_terminates_tls_for_its_service() {
     });
     assert!(events.contains("[[router.tls]]"), "{events}");
 }
+
+/// The PEM of the certificate a TLS server on `port` shows for `sni` (none: no SNI).
+fn served_cert(port: u16, sni: Option<&str>) -> String {
+    let mut c = std::process::Command::new("openssl");
+    c.args(["s_client", "-connect", &format!("127.0.0.1:{port}")]);
+    match sni {
+        Some(n) => c.args(["-servername", n]),
+        None => c.arg("-noservername"),
+    };
+    let o = c
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("openssl runs");
+    let out = String::from_utf8_lossy(&o.stdout);
+    match (
+        out.find("-----BEGIN CERTIFICATE-----"),
+        out.find("-----END CERTIFICATE-----"),
+    ) {
+        (Some(a), Some(b)) => out[a..b + "-----END CERTIFICATE-----".len()].to_string(),
+        _ => format!(
+            "no certificate: {out}{}",
+            String::from_utf8_lossy(&o.stderr)
+        ),
+    }
+}
+
+/// acs/proxy's `SSL_CERT` and `DEFAULT_SSL_CERT` labels, with no `[[router.tls]]` at all:
+/// the router serves a template's certificate (the guide's form: key first, lines joined by
+/// `\n`) to clients asking for its service's virtual hosts, the default one to every other
+/// name and to clients without SNI, and redirects plain HTTP for the https route. A new
+/// certificate is served without touching the containers. A key that is not the
+/// certificate's is refused at deploy with nothing deployed. The key is in neither the
+/// stored template nor the spec berth shows; it is a 0400 file under the data directory.
+#[test]
+fn a_templates_ssl_cert_labels_are_served_by_name_and_its_key_kept_out_of_sight() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tmp");
+    let shop = rcgen::generate_simple_self_signed(vec!["shop.example.com".into()]).expect("cert");
+    let fallback =
+        rcgen::generate_simple_self_signed(vec!["default.example.com".into()]).expect("cert");
+    let (shop_ca, fallback_ca) = (dir.path().join("shop.pem"), dir.path().join("default.pem"));
+    std::fs::write(&shop_ca, shop.cert.pem()).expect("write");
+    std::fs::write(&fallback_ca, fallback.cert.pem()).expect("write");
+    // acs/proxy's documented form: one line, the key first, `\n` between lines.
+    let one_line = |ck: &rcgen::CertifiedKey<rcgen::KeyPair>| {
+        format!("{}{}", ck.signing_key.serialize_pem(), ck.cert.pem()).replace('\n', "\\n")
+    };
+    let (http, https) = (free_port(), free_port());
+    let a = Agent::start_with_config(&format!(
+        "[router]\nhttp = \"127.0.0.1:{http}\"\nhttps = \"127.0.0.1:{https}\"\ntls_handshake_timeout = \"1s\"\n"
+    ));
+    let template = |shop_pem: &str| {
+        format!(
+            "web:
+  image: {IMAGE}
+  command: httpd -f -p 8080 -h /www
+  expose: [8080]
+  labels:
+    aliyun.proxy.VIRTUAL_HOST: https://shop.example.com
+    aliyun.proxy.SSL_CERT: '{shop_pem}'
+other:
+  image: {IMAGE}
+  command: sh -c 'mkdir -p /www && echo other > /www/id; exec httpd -f -p 8080 -h /www'
+  expose: [8080]
+  labels:
+    aliyun.proxy.VIRTUAL_HOST: http://other.example.com
+    aliyun.proxy.DEFAULT_SSL_CERT: '{}'
+",
+            one_line(&fallback)
+        )
+    };
+    let out = a.deploy("shop", &template(&one_line(&shop)));
+    assert!(!out.contains("no certificate"), "{out}");
+    let resolve = format!("shop.example.com:{https}:127.0.0.1");
+    let url = format!("https://shop.example.com:{https}/index.html");
+    let ca = shop_ca.to_str().expect("path");
+    let mut last = String::new();
+    wait_until(
+        "the template's certificate is served",
+        Duration::from_secs(20),
+        || {
+            last = curl(&["--cacert", ca, "--resolve", &resolve, &url]).1;
+            last.contains("hello from berth")
+        },
+    );
+    // Any other name, and no name at all: the default certificate.
+    let fallback_pem = fallback.cert.pem();
+    assert_eq!(
+        served_cert(https, Some("other.example.com")).trim(),
+        fallback_pem.trim()
+    );
+    assert_eq!(served_cert(https, None).trim(), fallback_pem.trim());
+    assert_eq!(
+        served_cert(https, Some("shop.example.com")).trim(),
+        shop.cert.pem().trim()
+    );
+    let (ok, out) = curl(&[
+        "--cacert",
+        fallback_ca.to_str().expect("path"),
+        "--resolve",
+        &format!("default.example.com:{https}:127.0.0.1"),
+        &format!("https://default.example.com:{https}/"),
+    ]);
+    assert!(ok, "{out}");
+    // Plain HTTP for the https route: redirected, as a certificate covers it now.
+    let (_, head) = curl(&[
+        "-I",
+        "-H",
+        "Host: shop.example.com",
+        &format!("http://127.0.0.1:{http}/index.html"),
+    ]);
+    assert!(
+        head.to_ascii_lowercase().starts_with("http/1.1 308"),
+        "{head}"
+    );
+
+    // The key is written 0400 under the data directory, and shown nowhere.
+    let key_pem = shop.signing_key.serialize_pem();
+    let key_line = key_pem.lines().nth(1).expect("a base64 line").to_string();
+    let files = a.dir.path().join("files").join("shop");
+    let key_file = std::fs::read_dir(&files)
+        .expect("the app's files")
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().starts_with("tls-web-"))
+        .expect("the key file")
+        .path();
+    assert_eq!(std::fs::read_to_string(&key_file).expect("key"), key_pem);
+    let mode = std::fs::metadata(&key_file)
+        .expect("meta")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o400, "{mode:o}");
+    for view in [
+        a.ok(&["inspect", "shop"]),
+        a.ok(&["inspect", "shop", "--template"]),
+        a.ok(&["inspect", "shop", "--json"]),
+    ] {
+        assert!(!view.contains(&key_line), "{view}");
+    }
+    assert!(
+        a.ok(&["inspect", "shop", "--template"])
+            .contains("-----BEGIN PRIVATE KEY-----\\n********\\n")
+    );
+    assert!(a.ok(&["inspect", "shop"]).contains("BEGIN CERTIFICATE"));
+
+    // A renewed certificate: served at once, the containers left as they are.
+    let before: Vec<String> = a
+        .running("shop")
+        .into_iter()
+        .map(|i| i.container_id)
+        .collect();
+    let renewed =
+        rcgen::generate_simple_self_signed(vec!["shop.example.com".into()]).expect("cert");
+    a.deploy("shop", &template(&one_line(&renewed)));
+    wait_until(
+        "the renewed certificate is served",
+        Duration::from_secs(20),
+        || served_cert(https, Some("shop.example.com")).trim() == renewed.cert.pem().trim(),
+    );
+    let mut after: Vec<String> = a
+        .running("shop")
+        .into_iter()
+        .map(|i| i.container_id)
+        .collect();
+    after.sort();
+    let mut before = before;
+    before.sort();
+    assert_eq!(before, after);
+
+    // Another certificate's key: refused at deploy, nothing made.
+    let mismatched = format!(
+        "{}{}",
+        fallback.signing_key.serialize_pem(),
+        shop.cert.pem()
+    )
+    .replace('\n', "\\n");
+    let p = a.template("bad", &template(&mismatched).replace("other:", "other2:"));
+    let err = a.fails(&["deploy", "-f", path_str(&p), "--name", "badcert"]);
+    assert!(
+        err.contains("proxy.SSL_CERT") && err.contains("does not belong to the certificate"),
+        "{err}"
+    );
+    assert!(!a.ok(&["apps"]).contains("badcert"));
+    assert!(a.engine_containers("badcert").is_empty());
+}
