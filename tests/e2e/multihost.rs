@@ -1587,6 +1587,60 @@ fn secrets_and_configs_given_by_value_reach_the_members_running_the_instances() 
     });
 }
 
+/// A template's certificate (`proxy.SSL_CERT`) deployed on one host is served by every
+/// member's HTTPS listener: its key reaches the other member with the app's record and is
+/// written there 0400, and goes when the app does.
+#[test]
+fn a_templates_certificate_is_served_by_every_members_https_listener() {
+    let test = "multihost::a_templates_certificate_is_served_by_every_members_https_listener";
+    let Some(bed) = Bed::up(test, 2) else { return };
+    let https = |i: usize| format!("https = \"{}:8443\"\n", bed.addr(i));
+    let h1 = bed.agent_routed_with(1, &[], &https(1));
+    let h2 = bed.agent_routed_with(2, &[1], &https(2));
+    form(&[&h1, &h2]);
+    records_on(&h1, 2);
+    let ck = rcgen::generate_simple_self_signed(vec!["shop.example.com".into()]).expect("cert");
+    let pem = format!("{}{}", ck.signing_key.serialize_pem(), ck.cert.pem()).replace('\n', "\\n");
+    h1.deploy(
+        "shop",
+        &format!(
+            "web:\n  image: {IMAGE}\n  command: httpd -f -p 8080 -h /www\n  expose: [8080]\n  labels:\n    aliyun.proxy.VIRTUAL_HOST: https://shop.example.com\n    aliyun.proxy.SSL_CERT: '{pem}'\n"
+        ),
+    );
+    for i in [1, 2] {
+        let addr = format!("{}:8443", bed.addr(i));
+        converge(
+            &format!("h{i} serves the template's certificate"),
+            Duration::from_secs(30),
+            &[&h1, &h2],
+            || {
+                crate::tls::served_cert_at(&addr, Some("shop.example.com")).trim()
+                    == ck.cert.pem().trim()
+            },
+        );
+    }
+    let key_files = || -> Vec<u32> {
+        std::fs::read_dir(h2.dir.path().join("files/shop"))
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| e.file_name().to_string_lossy().starts_with("tls-web-"))
+                    .map(|e| {
+                        use std::os::unix::fs::PermissionsExt;
+                        e.metadata().expect("meta").permissions().mode() & 0o777
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert_eq!(key_files(), vec![0o400]);
+    h1.ok(&["rm", "shop"]);
+    wait_until(
+        "h2's copy of the key removed",
+        Duration::from_secs(30),
+        || key_files().is_empty(),
+    );
+}
+
 /// The nodes of the `--json` log lines in `out`.
 fn log_nodes(out: &str) -> std::collections::BTreeSet<String> {
     out.lines()

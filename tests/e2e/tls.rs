@@ -412,8 +412,13 @@ fn an_lb_port_with_the_https_scheme_terminates_tls_for_its_service() {
 
 /// The PEM of the certificate a TLS server on `port` shows for `sni` (none: no SNI).
 fn served_cert(port: u16, sni: Option<&str>) -> String {
+    served_cert_at(&format!("127.0.0.1:{port}"), sni)
+}
+
+/// The same for a server at `addr` (HOST:PORT).
+pub fn served_cert_at(addr: &str, sni: Option<&str>) -> String {
     let mut c = std::process::Command::new("openssl");
-    c.args(["s_client", "-connect", &format!("127.0.0.1:{port}")]);
+    c.args(["s_client", "-connect", addr]);
     match sni {
         Some(n) => c.args(["-servername", n]),
         None => c.arg("-noservername"),
