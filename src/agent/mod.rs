@@ -689,17 +689,18 @@ impl Core {
             .collect();
         self.update_router(&apps, &observed.instances, &leaving, pass);
         self.update_names(&apps, &observed.instances).await;
-        // Names settle once nothing else is to do for their app: an instance of a service's
-        // only live version takes its compose name (another app's work, a cron job's runs
-        // every few seconds say, does not hold it up).
-        let renames = plan::compose_renames(
-            &plan,
-            |app, service| match apps.iter().find(|a| a.spec.name == app)?.live(service) {
-                [one] => Some(one.version.number),
-                _ => None,
-            },
-            &observed.instances,
-        );
+        // Names settle once nothing else is to do: an instance of a service's only live
+        // version takes its compose name.
+        let renames = match plan.actions.is_empty() {
+            true => plan::compose_renames(
+                |app, service| match apps.iter().find(|a| a.spec.name == app)?.live(service) {
+                    [one] => Some(one.version.number),
+                    _ => None,
+                },
+                &observed.instances,
+            ),
+            false => Vec::new(),
+        };
         self.rename_instances(&renames, &observed.instances).await;
         let (mut attempted, mut in_background) = (0, 0usize);
         if !plan.actions.is_empty() {

@@ -213,20 +213,6 @@ pub enum Action {
     },
 }
 
-impl Action {
-    /// The app the action is for.
-    pub fn app(&self) -> &str {
-        match self {
-            Action::CreateNetwork { app }
-            | Action::Create { app, .. }
-            | Action::Start { app, .. }
-            | Action::Stop { app, .. }
-            | Action::Remove { app, .. }
-            | Action::RemoveNetwork { app, .. } => app,
-        }
-    }
-}
-
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Plan {
     pub actions: Vec<Action>,
@@ -678,20 +664,14 @@ pub fn plan(desired: &[DesiredApp], observed: &Observed) -> Plan {
 /// service's only live version (`only_live(app, service)`: its number, when it has exactly
 /// one) still carrying a versioned name (made while another version ran beside it, or while
 /// the instance they replace held the name), when no container here has that name; one per
-/// name. Job containers keep theirs, and an app `plan` has work for waits for a pass with
-/// none (another app's work does not hold its names up).
+/// name. Job containers keep theirs.
 pub fn compose_renames(
-    plan: &Plan,
     only_live: impl Fn(&str, &str) -> Option<u32>,
     instances: &[Instance],
 ) -> Vec<(String, String)> {
     let taken: BTreeSet<&str> = instances.iter().map(|i| i.name.as_str()).collect();
-    let busy: BTreeSet<&str> = plan.actions.iter().map(Action::app).collect();
     let mut out = Vec::new();
-    for i in instances
-        .iter()
-        .filter(|i| i.job.is_none() && !busy.contains(i.app.as_str()))
-    {
+    for i in instances.iter().filter(|i| i.job.is_none()) {
         let Some(only) = only_live(&i.app, &i.service) else {
             continue;
         };
