@@ -20,15 +20,23 @@ const APP: &str = r#"services:
 
 /// The running container's environment, as the engine has it.
 fn env_of(a: &Agent, app: &str) -> Vec<String> {
+    one_env_of(a, app).unwrap_or_else(|running| panic!("not one running container: {running}"))
+}
+
+/// The same when exactly one container runs, else the list seen (a poll may catch a
+/// rolling update between its two versions).
+fn one_env_of(a: &Agent, app: &str) -> Result<Vec<String>, String> {
     let running = a.running(app);
-    assert_eq!(running.len(), 1, "{running:?}");
+    if running.len() != 1 {
+        return Err(format!("{running:?}"));
+    }
     let out = a.docker_ok(&[
         "inspect",
         "-f",
         "{{json .Config.Env}}",
         &running[0].container_id,
     ]);
-    serde_json::from_str(out.trim()).expect("env list")
+    Ok(serde_json::from_str(out.trim()).expect("env list"))
 }
 
 fn has(env: &[String], kv: &str) -> bool {
@@ -189,11 +197,8 @@ fn a_bound_app_takes_the_sets_values_masks_its_secrets_and_follows_its_changes()
     // redeploy picks the new values up: a new version, the CLI's --env still over the set.
     a.ok(&["redeploy", "web"]);
     wait_until("web runs the new values", Duration::from_secs(60), || {
-        let r = a.running("web");
-        r.len() == 1 && {
-            let env = env_of(&a, "web");
-            has(&env, "LEVEL=warn") && has(&env, "DB_PASS=n3w-secret")
-        }
+        one_env_of(&a, "web")
+            .is_ok_and(|env| has(&env, "LEVEL=warn") && has(&env, "DB_PASS=n3w-secret"))
     });
     let env = env_of(&a, "web");
     assert!(has(&env, "GREETING=from-cli"), "{env:?}");
@@ -208,7 +213,7 @@ fn a_bound_app_takes_the_sets_values_masks_its_secrets_and_follows_its_changes()
     assert!(out.contains("web: deploying"), "{out}");
     // Without the set's item, the shell's value of the first deploy shows through.
     wait_until("web at the shell's LEVEL", Duration::from_secs(60), || {
-        a.running("web").len() == 1 && has(&env_of(&a, "web"), "LEVEL=from-shell")
+        one_env_of(&a, "web").is_ok_and(|env| has(&env, "LEVEL=from-shell"))
     });
     let out = a.ok(&["configset", "apply", "prod"]);
     assert!(out.contains("web: up to date"), "{out}");
