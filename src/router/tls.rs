@@ -37,14 +37,18 @@ struct SniResolver {
     certs: Vec<(String, Arc<CertifiedKey>)>,
 }
 
+/// The certificate of `certs` for `host`: an exact name wins over a wildcard.
+fn pick(certs: &[(String, Arc<CertifiedKey>)], host: &str) -> Option<Arc<CertifiedKey>> {
+    certs
+        .iter()
+        .find(|(d, _)| !d.starts_with("*.") && covers(d, host))
+        .or_else(|| certs.iter().find(|(d, _)| covers(d, host)))
+        .map(|(_, k)| k.clone())
+}
+
 impl SniResolver {
     fn find(&self, host: &str) -> Option<Arc<CertifiedKey>> {
-        // Exact names win over wildcards.
-        self.certs
-            .iter()
-            .find(|(d, _)| !d.starts_with("*.") && covers(d, host))
-            .or_else(|| self.certs.iter().find(|(d, _)| covers(d, host)))
-            .map(|(_, k)| k.clone())
+        pick(&self.certs, host)
     }
 }
 
@@ -162,11 +166,7 @@ pub struct LabelCerts {
 
 impl LabelCerts {
     fn find(&self, host: &str) -> Option<Arc<CertifiedKey>> {
-        self.by_domain
-            .iter()
-            .find(|(d, _)| !d.starts_with("*.") && covers(d, host))
-            .or_else(|| self.by_domain.iter().find(|(d, _)| covers(d, host)))
-            .map(|(_, k)| k.clone())
+        pick(&self.by_domain, host)
     }
 
     /// Does a certificate of a template cover `host` (the default aside)?
