@@ -91,9 +91,10 @@ pub async fn log_loop(core: Arc<Core>, mut shutdown: tokio::sync::watch::Receive
         }
         let targets: Vec<LogTarget> = instances
             .iter()
-            .map(|i| {
-                let running = i.state == InstanceState::Running;
-                let files = if running {
+            .filter_map(|i| follows(i.state).map(|live| (i, live)))
+            .map(|(i, live)| {
+                let running = live;
+                let files = if i.state == InstanceState::Running {
                     files.get(&i.id).cloned().unwrap_or_default()
                 } else {
                     BTreeMap::new()
@@ -112,6 +113,19 @@ pub async fn log_loop(core: Arc<Core>, mut shutdown: tokio::sync::watch::Receive
             })
             .collect();
         shipper.sync(&targets).await;
+    }
+}
+
+/// How a container in `state` is collected: `None` not yet (created, never started: it has
+/// written nothing, and reading it now would mark it read to its end before it ran, so a job
+/// container that then starts and exits within one listing would be removed with its lines
+/// unread); `Some(true)` followed as it writes (running, and between restarts or paused:
+/// more lines come); `Some(false)` read to its end once (exited, dead, being removed).
+fn follows(state: InstanceState) -> Option<bool> {
+    match state {
+        InstanceState::Created => None,
+        InstanceState::Running | InstanceState::Restarting | InstanceState::Paused => Some(true),
+        InstanceState::Exited | InstanceState::Dead | InstanceState::Removing => Some(false),
     }
 }
 
@@ -238,6 +252,30 @@ pub async fn access_loop(
         }
         if *shutdown.borrow() {
             return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_container_not_yet_started_is_not_read_to_its_end() {
+        assert_eq!(follows(InstanceState::Created), None);
+        for s in [
+            InstanceState::Running,
+            InstanceState::Restarting,
+            InstanceState::Paused,
+        ] {
+            assert_eq!(follows(s), Some(true), "{s:?}");
+        }
+        for s in [
+            InstanceState::Exited,
+            InstanceState::Dead,
+            InstanceState::Removing,
+        ] {
+            assert_eq!(follows(s), Some(false), "{s:?}");
         }
     }
 }

@@ -626,6 +626,49 @@ impl Agent {
         v.sort();
         v
     }
+
+    /// The image ids of this node's running containers of `app`, sorted; empty when the
+    /// engine's answer changed under the two calls (a container renamed or removed
+    /// between them): callers poll.
+    pub fn running_images(&self, app: &str) -> Vec<String> {
+        let docker = || {
+            let mut c = Command::new("docker");
+            if let Some(p) = &self.place {
+                c.args(["-H", &p.docker_host]);
+            }
+            c
+        };
+        let ids = self.docker_ok(&[
+            "ps",
+            "-q",
+            "--filter",
+            &format!("label=berth.node={}", self.node_id),
+            "--filter",
+            &format!("label=berth.app={app}"),
+            "--filter",
+            "status=running",
+        ]);
+        let ids: Vec<&str> = ids.split_whitespace().collect();
+        if ids.is_empty() {
+            return Vec::new();
+        }
+        let Ok(o) = docker()
+            .args(["inspect", "-f", "{{.Image}}"])
+            .args(&ids)
+            .output()
+        else {
+            return Vec::new();
+        };
+        if !o.status.success() {
+            return Vec::new();
+        }
+        let mut v: Vec<String> = String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect();
+        v.sort();
+        v
+    }
 }
 
 /// GET through the router with a Host header; returns (status, body, set-cookie).

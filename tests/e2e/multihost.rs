@@ -2195,18 +2195,13 @@ fn a_private_image_reaches_the_member_running_its_slot_with_the_owners_login() {
     reg.push("berth-test/sleeper-v2", "private/sleeper:1");
     h1.ok(&["redeploy", "priv"]);
     let new_id = h1.docker_ok(&["image", "inspect", "-f", "{{.Id}}", &image]);
-    let runs = |h: &Agent| -> Vec<String> {
-        h.engine_containers("priv")
-            .into_iter()
-            .filter(|(_, st)| st == "running")
-            .map(|(name, _)| h.docker_ok(&["inspect", "-f", "{{.Image}}", &name]))
-            .collect()
-    };
+    // By id: a container renamed to its compose name between a listing and an inspect by
+    // name would not be found.
     wait_until(
         "both hosts run the new build",
         Duration::from_secs(60),
         || {
-            let (a, b) = (runs(&h1), runs(&h2));
+            let (a, b) = (h1.running_images("priv"), h2.running_images("priv"));
             a == [new_id.clone()] && b == [new_id.clone()]
         },
     );

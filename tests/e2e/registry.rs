@@ -105,7 +105,7 @@ fn hook(url: &str) -> (u16, String) {
     }
 }
 
-/// The image id a container runs.
+/// The image id a container (by id or name) runs.
 fn image_of(container: &str) -> String {
     docker_ok(&["inspect", "-f", "{{.Image}}", container])
         .trim()
@@ -125,7 +125,8 @@ fn triggers_redeploy_with_the_new_image_and_refuse_a_wrong_secret() {
         "hooked",
         &format!("services:\n  app:\n    image: {image}\n    command: sleep 3600\n    stop_grace_period: 1s\n"),
     );
-    let first = a.running("hooked")[0].name.clone();
+    // By id: the container is renamed to its compose name a moment after the deploy.
+    let first = a.running("hooked")[0].container_id.clone();
     let old = image_of(&first);
 
     let out = a.ok(&["trigger", "create", "hooked", "--action", "redeploy"]);
@@ -151,7 +152,7 @@ fn triggers_redeploy_with_the_new_image_and_refuse_a_wrong_secret() {
         assert_eq!(status, 403, "{bad}: {body}");
         assert!(body.contains("unknown trigger or wrong secret"), "{body}");
     }
-    assert_eq!(a.running("hooked")[0].name, first);
+    assert_eq!(a.running("hooked")[0].container_id, first);
 
     // CI pushes a new :latest, then calls the hook: the app runs the new image.
     let new_image = reg.push(WEB_IMAGE, "team/app:latest");
@@ -167,7 +168,7 @@ fn triggers_redeploy_with_the_new_image_and_refuse_a_wrong_secret() {
     wait_until("the new image runs", Duration::from_secs(60), || {
         a.running("hooked")
             .first()
-            .is_some_and(|i| image_of(&i.name) == new_id)
+            .is_some_and(|i| image_of(&i.container_id) == new_id)
     });
     let ev = a.ok(&["events", "hooked"]);
     assert!(ev.contains("called from 127.0.0.1:"), "{ev}");
