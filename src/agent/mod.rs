@@ -1298,10 +1298,10 @@ impl Core {
         // The order is the order they stop in: the log loop returns once the lines read so
         // far are stored with their checkpoints.
         let mut tasks = Vec::new();
-        if let Some(records) = core.router.start_access_log() {
+        if let Some(log) = core.router.start_access_log() {
             tasks.push(tokio::spawn(logship::access_loop(
                 core.clone(),
-                records,
+                log,
                 rx.clone(),
             )));
         }

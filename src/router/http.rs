@@ -368,15 +368,15 @@ async fn handle(
             shared.stats.unrouted.fetch_add(1, Ordering::Relaxed);
         }
     }
-    if let (Some(head), Some(tx)) = (outcome.head, shared.access.get()) {
-        let record = head.record(super::stats::Went {
+    if let (Some(head), Some(log)) = (outcome.head, shared.access.get()) {
+        let went = super::stats::Went {
             status,
             bytes: hyper::body::Body::size_hint(resp.body()).exact(),
             took,
             stats: outcome.stats.as_deref(),
             upstream: outcome.upstream,
-        });
-        if tx.try_send(record).is_err() {
+        };
+        if !log.push(&head, &went) {
             shared.stats.access_dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -408,7 +408,7 @@ async fn proxy(
         .cloned()
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
     if shared.access.get().is_some() {
-        outcome.head = Some(super::stats::Head::new(&req, host, peer));
+        outcome.head = Some(super::stats::Head::new(&req, host_value.as_ref(), peer));
     }
     let picked = match shared.pick_http(host, req.uri().path(), req.headers(), side, peer.ip()) {
         // A service at zero: held while an instance starts.

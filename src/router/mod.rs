@@ -138,7 +138,7 @@ pub struct Shared {
     /// Requests per route and version.
     stats: stats::Registry,
     /// Where access records go (`[router] access_log`), once started.
-    access: std::sync::OnceLock<tokio::sync::mpsc::Sender<stats::Access>>,
+    access: std::sync::OnceLock<Arc<stats::AccessLog>>,
 }
 
 /// Answers a trigger call (id, secret, caller address) with (status, JSON body).
@@ -487,17 +487,18 @@ impl Router {
         errors
     }
 
-    /// Turns the access log on: a record per request (`[router] access_log`) goes to the
-    /// receiver, which the caller drains into the log store. At most [`stats::ACCESS_QUEUE`]
-    /// wait; more are dropped and counted. Once per router.
-    /// None when `[router] access_log` is off.
-    pub fn start_access_log(&self) -> Option<tokio::sync::mpsc::Receiver<stats::Access>> {
+    /// Turns the access log on: a record per request (`[router] access_log`) is written
+    /// into the returned buffers, which the caller takes into the log store
+    /// ([`stats::AccessLog::ready`], [`stats::AccessLog::take`]). A record that does not fit
+    /// ([`stats::ACCESS_SHARD_BYTES`] a worker thread) is dropped and counted. Once per
+    /// router; None when `[router] access_log` is off.
+    pub fn start_access_log(&self) -> Option<Arc<stats::AccessLog>> {
         if !self.shared.limits.access_log {
             return None;
         }
-        let (tx, rx) = tokio::sync::mpsc::channel(stats::ACCESS_QUEUE);
-        self.shared.access.set(tx).ok()?;
-        Some(rx)
+        let log = Arc::new(stats::AccessLog::default());
+        self.shared.access.set(log.clone()).ok()?;
+        Some(log)
     }
 
     /// Access records written to the log store (counted by whoever drains the receiver).

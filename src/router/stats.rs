@@ -5,17 +5,15 @@
 //! Invariants: counting is a few relaxed atomic adds on the request path (no lock, no
 //! allocation); the counters of a route and version live across tables (the router hands
 //! the same [`Stats`] to every table that has them) and go when a table no longer has them.
-//! The access log never holds a request up: a record that does not fit in its bounded queue
-//! is dropped and counted.
+//! The access log never holds a request up: a record that does not fit in its thread's
+//! bounded buffer ([`AccessLog`]) is dropped and counted.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// Records the access log's queue holds before it drops them.
-pub const ACCESS_QUEUE: usize = 16_384;
 /// The longest path (and user agent) an access record keeps.
 const MAX_LOGGED: usize = 1024;
 
@@ -84,7 +82,7 @@ pub struct RouterFigures {
     pub routes: Vec<Figures>,
     /// Requests no route took (404s, the health URI, triggers).
     pub unrouted: u64,
-    /// Access records dropped because the queue was full.
+    /// Access records dropped because their buffer was full.
     pub access_dropped: u64,
     /// Access records written.
     pub access_logged: u64,
@@ -143,26 +141,138 @@ impl Registry {
     }
 }
 
-/// One line of the router's access log.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Access {
-    pub time_ns: i64,
-    /// The app, service and version that answered (empty when no route took the request).
-    pub app: String,
-    pub service: String,
-    pub version: String,
-    pub message: String,
+/// The access log's records waiting for the writer: formatted lines in byte buffers, one
+/// per router worker thread (each thread picks its own once), each taken whole by the
+/// writer. A request's record is written straight into its thread's buffer: no allocation
+/// per request, nothing allocated on a worker and freed on the writer's thread, and no
+/// wake-up of the writer while it gathers (the first record after it parked wakes it).
+pub struct AccessLog {
+    shards: Box<[Mutex<Vec<u8>>]>,
+    /// Set while the writer waits for a record: the request that clears it rings.
+    armed: AtomicBool,
+    bell: tokio::sync::Notify,
 }
 
-/// What an access record says about a request, taken before it is sent on.
+/// A record in a buffer: its time (i64, little-endian), its line's length (u32), the line.
+const RECORD_HEAD: usize = 12;
+
+/// Worker threads numbered in the order they first wrote a record.
+static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
+thread_local! {
+    static SHARD: usize = NEXT_SHARD.fetch_add(1, Ordering::Relaxed);
+}
+
+impl Default for AccessLog {
+    fn default() -> Self {
+        AccessLog {
+            shards: (0..ACCESS_SHARDS).map(|_| Mutex::new(Vec::new())).collect(),
+            armed: AtomicBool::new(false),
+            bell: tokio::sync::Notify::new(),
+        }
+    }
+}
+
+impl AccessLog {
+    /// Writes a request's record; false when its thread's buffer is full (the record is
+    /// dropped).
+    pub(super) fn push(&self, head: &Head, went: &Went<'_>) -> bool {
+        let shard = SHARD.with(|s| *s) % self.shards.len();
+        {
+            let mut buf = self.shards[shard].lock().unwrap_or_else(|p| p.into_inner());
+            if buf.len() >= ACCESS_SHARD_BYTES {
+                return false;
+            }
+            let start = buf.len();
+            buf.extend_from_slice(&head.time_ns.to_le_bytes());
+            buf.extend_from_slice(&[0; 4]);
+            head.write(went, &mut buf);
+            let len = u32::try_from(buf.len() - start - RECORD_HEAD).unwrap_or(u32::MAX);
+            buf[start + 8..start + RECORD_HEAD].copy_from_slice(&len.to_le_bytes());
+        }
+        if self.armed.load(Ordering::Relaxed) && self.armed.swap(false, Ordering::AcqRel) {
+            self.bell.notify_one();
+        }
+        true
+    }
+
+    /// Returns once a record waits (at once when one does).
+    pub async fn ready(&self) {
+        self.armed.store(true, Ordering::SeqCst);
+        if self
+            .shards
+            .iter()
+            .any(|s| !s.lock().unwrap_or_else(|p| p.into_inner()).is_empty())
+        {
+            return;
+        }
+        // A record written since the arming rang (or rings): notify_one keeps the permit.
+        self.bell.notified().await;
+    }
+
+    /// Takes every waiting record, oldest first: (time in ns, line). `spare` is an empty
+    /// buffer handed to a thread for the next records (its capacity kept across rounds).
+    pub fn take(&self, spare: &mut Vec<u8>) -> Vec<(i64, String)> {
+        let mut out = Vec::new();
+        for shard in self.shards.iter() {
+            spare.clear();
+            {
+                let mut buf = shard.lock().unwrap_or_else(|p| p.into_inner());
+                if buf.is_empty() {
+                    continue;
+                }
+                std::mem::swap(&mut *buf, spare);
+            }
+            read_records(spare, &mut out);
+            // A burst's buffer is not kept whole for the quiet that follows.
+            if spare.capacity() > KEEP_SPARE {
+                spare.clear();
+                spare.shrink_to(KEEP_SPARE);
+            }
+        }
+        spare.clear();
+        // Each thread's records are in order; the threads' are merged by time.
+        out.sort_by_key(|r| r.0);
+        out
+    }
+}
+
+/// Access log buffers (the router's worker threads share them when there are more).
+const ACCESS_SHARDS: usize = 8;
+/// Bytes one buffer holds before its records are dropped: 1 MiB, about 5,000 records, 50,000
+/// requests a second on one thread at the writer's 100 ms rounds.
+pub const ACCESS_SHARD_BYTES: usize = 1 << 20;
+/// The capacity the writer keeps of a buffer it took.
+const KEEP_SPARE: usize = 64 << 10;
+
+fn read_records(buf: &[u8], out: &mut Vec<(i64, String)>) {
+    let mut at = 0;
+    while buf.len() - at >= RECORD_HEAD {
+        let mut t = [0u8; 8];
+        t.copy_from_slice(&buf[at..at + 8]);
+        let mut l = [0u8; 4];
+        l.copy_from_slice(&buf[at + 8..at + RECORD_HEAD]);
+        let len = u32::from_le_bytes(l) as usize;
+        let Some(line) = buf.get(at + RECORD_HEAD..at + RECORD_HEAD + len) else {
+            break;
+        };
+        out.push((
+            i64::from_le_bytes(t),
+            String::from_utf8_lossy(line).into_owned(),
+        ));
+        at += RECORD_HEAD + len;
+    }
+}
+
+/// What an access record says about a request, taken before it is sent on: the request's
+/// own shared bytes (no copy).
 pub(super) struct Head {
     pub time_ns: i64,
     pub client: SocketAddr,
-    pub method: String,
-    pub target: String,
+    pub method: hyper::Method,
+    pub target: Option<hyper::http::uri::PathAndQuery>,
     pub proto: &'static str,
-    pub host: String,
-    pub agent: String,
+    pub host: Option<hyper::header::HeaderValue>,
+    pub agent: Option<hyper::header::HeaderValue>,
 }
 
 /// Where a request went, for its access record.
@@ -177,109 +287,104 @@ pub(super) struct Went<'a> {
     pub upstream: Option<SocketAddr>,
 }
 
-/// Keeps at most `max` bytes of `s` (on a character boundary), with no control characters
+/// Writes at most `max` bytes of `s` (on a character boundary), with no control characters
 /// or quotes: a client writes these fields, and a line must stay one line.
-fn clean(s: &str, max: usize) -> String {
-    let mut out = String::with_capacity(s.len().min(max));
+fn clean(out: &mut Vec<u8>, s: &[u8], max: usize) {
+    let s = String::from_utf8_lossy(s);
+    let mut n = 0;
+    let mut b = [0u8; 4];
     for c in s.chars() {
-        if out.len() + c.len_utf8() > max {
-            out.push('…');
+        if n + c.len_utf8() > max {
+            out.extend_from_slice("…".as_bytes());
             break;
         }
-        out.push(if c.is_control() || c == '"' { '?' } else { c });
+        n += c.len_utf8();
+        let c = if c.is_control() || c == '"' { '?' } else { c };
+        out.extend_from_slice(c.encode_utf8(&mut b).as_bytes());
     }
-    out
 }
 
 impl Head {
-    pub fn new<B>(req: &hyper::Request<B>, host: &str, client: SocketAddr) -> Head {
-        let agent = req
-            .headers()
-            .get(hyper::header::USER_AGENT)
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-            .unwrap_or_default();
+    pub fn new<B>(
+        req: &hyper::Request<B>,
+        host: Option<&hyper::header::HeaderValue>,
+        client: SocketAddr,
+    ) -> Head {
         Head {
             time_ns: crate::timefmt::now_ns(),
             client,
-            method: clean(req.method().as_str(), 32),
-            target: clean(
-                req.uri()
-                    .path_and_query()
-                    .map(|p| p.as_str())
-                    .unwrap_or("/"),
-                MAX_LOGGED,
-            ),
+            method: req.method().clone(),
+            target: req.uri().path_and_query().cloned(),
             proto: match req.version() {
                 hyper::Version::HTTP_10 => "HTTP/1.0",
                 hyper::Version::HTTP_2 => "HTTP/2.0",
                 _ => "HTTP/1.1",
             },
-            host: clean(host, 256),
-            agent: clean(&agent, MAX_LOGGED),
+            host: host.cloned(),
+            agent: req.headers().get(hyper::header::USER_AGENT).cloned(),
         }
     }
 
     /// The record: `CLIENT "METHOD TARGET PROTO" STATUS BYTES SECONDS host=HOST
     /// to=APP/SERVICE VERSION UPSTREAM "AGENT"` (nginx's combined format's fields that
     /// matter here, plus where the request went and how long its answer took).
-    pub fn record(self, went: Went<'_>) -> Access {
-        let (app, service, version) = went
-            .stats
-            .map(|s| {
-                (
-                    s.key.app.clone(),
-                    s.key.service.clone(),
-                    s.key.version.clone(),
-                )
-            })
-            .unwrap_or_default();
-        let bytes = went
-            .bytes
-            .map(|b| b.to_string())
-            .unwrap_or_else(|| "-".into());
-        let to = if app.is_empty() {
-            "-".to_string()
-        } else {
-            let v = if version.is_empty() { "-" } else { &version };
-            let up = went
-                .upstream
-                .map(|a| a.to_string())
-                .unwrap_or_else(|| "-".into());
-            format!("{app}/{service} {v} {up}")
-        };
-        let message = format!(
-            "{} \"{} {} {}\" {} {bytes} {:.3} host={} to={to} \"{}\"",
-            client_ip(self.client),
-            self.method,
-            self.target,
-            self.proto,
-            went.status,
-            went.took.as_secs_f64(),
-            if self.host.is_empty() {
-                "-"
-            } else {
-                &self.host
-            },
-            self.agent,
+    pub fn write(&self, went: &Went<'_>, out: &mut Vec<u8>) {
+        use std::io::Write as _;
+        // Writes into a Vec do not fail.
+        let _ = write!(out, "{} \"", client_ip(self.client));
+        clean(out, self.method.as_str().as_bytes(), 32);
+        out.push(b' ');
+        clean(
+            out,
+            self.target.as_ref().map_or("/", |p| p.as_str()).as_bytes(),
+            MAX_LOGGED,
         );
-        Access {
-            time_ns: self.time_ns,
-            app,
-            service,
-            version,
-            message,
+        let _ = write!(out, " {}\" {} ", self.proto, went.status);
+        match went.bytes {
+            Some(b) => {
+                let _ = write!(out, "{b}");
+            }
+            None => out.push(b'-'),
         }
+        let _ = write!(out, " {:.3} host=", went.took.as_secs_f64());
+        match self.host.as_ref().filter(|h| !h.is_empty()) {
+            Some(h) => clean(out, h.as_bytes(), 256),
+            None => out.push(b'-'),
+        }
+        out.extend_from_slice(b" to=");
+        match went.stats.filter(|s| !s.key.app.is_empty()) {
+            Some(s) => {
+                let v = if s.key.version.is_empty() {
+                    "-"
+                } else {
+                    &s.key.version
+                };
+                let _ = write!(out, "{}/{} {v} ", s.key.app, s.key.service);
+                match went.upstream {
+                    Some(a) => {
+                        let _ = write!(out, "{a}");
+                    }
+                    None => out.push(b'-'),
+                }
+            }
+            None => out.push(b'-'),
+        }
+        out.extend_from_slice(b" \"");
+        if let Some(a) = &self.agent {
+            clean(out, a.as_bytes(), MAX_LOGGED);
+        }
+        out.push(b'"');
     }
 }
 
 /// A client's address as logged: an IPv4 client on a dual-stack socket as IPv4.
-fn client_ip(a: SocketAddr) -> String {
+fn client_ip(a: SocketAddr) -> std::net::IpAddr {
     match a.ip() {
         std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => v4.to_string(),
-            None => v6.to_string(),
+            Some(v4) => std::net::IpAddr::V4(v4),
+            None => std::net::IpAddr::V6(v6),
         },
-        v4 => v4.to_string(),
+        v4 => v4,
     }
 }
 
@@ -312,17 +417,28 @@ mod tests {
         assert_eq!(r.figures().routes.len(), 1);
     }
 
+    /// One record through an access log's buffer, back as (time, line).
+    fn one_line(head: &Head, went: &Went<'_>) -> String {
+        let log = AccessLog::default();
+        assert!(log.push(head, went));
+        let mut got = log.take(&mut Vec::new());
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].0, head.time_ns);
+        got.remove(0).1
+    }
+
     #[test]
     fn an_access_record_stays_one_line_whatever_the_client_sends() {
         let req = hyper::Request::builder()
             .method("GET")
             .uri("/a?b=%22c")
-            .header("user-agent", "evil\"agent\t")
+            .header("user-agent", "evil\"agent\t\u{e9}")
             .body(())
             .expect("request");
+        let host = hyper::header::HeaderValue::from_static("shop.test");
         let head = Head::new(
             &req,
-            "shop.test",
+            Some(&host),
             "[::ffff:10.1.2.3]:5000".parse().expect("addr"),
         );
         let stats = Stats {
@@ -334,35 +450,115 @@ mod tests {
             },
             ..Default::default()
         };
-        let a = head.record(Went {
-            status: 200,
-            bytes: Some(12),
-            took: Duration::from_millis(5),
-            stats: Some(&stats),
-            upstream: Some("127.0.0.1:32768".parse().expect("addr")),
-        });
-        assert_eq!(
-            a.message,
-            "10.1.2.3 \"GET /a?b=%22c HTTP/1.1\" 200 12 0.005 host=shop.test to=shop/web web-002 127.0.0.1:32768 \"evil?agent?\""
+        let line = one_line(
+            &head,
+            &Went {
+                status: 200,
+                bytes: Some(12),
+                took: Duration::from_millis(5),
+                stats: Some(&stats),
+                upstream: Some("127.0.0.1:32768".parse().expect("addr")),
+            },
         );
-        assert_eq!((a.app.as_str(), a.version.as_str()), ("shop", "web-002"));
-        let long = "x".repeat(5000);
+        assert_eq!(
+            line,
+            "10.1.2.3 \"GET /a?b=%22c HTTP/1.1\" 200 12 0.005 host=shop.test to=shop/web web-002 127.0.0.1:32768 \"evil?agent?\u{e9}\""
+        );
+        // A header's bytes that are not UTF-8 stay one line of valid text.
         let req = hyper::Request::builder()
-            .uri(format!("/{long}"))
+            .uri(format!("/{}", "x".repeat(5000)))
+            .header(
+                "user-agent",
+                hyper::header::HeaderValue::from_bytes(b"a\xff\xfe\"\t").expect("value"),
+            )
             .body(())
             .expect("request");
-        let a = Head::new(&req, "", "127.0.0.1:1".parse().expect("addr")).record(Went {
-            status: 404,
-            bytes: None,
-            took: Duration::ZERO,
-            stats: None,
-            upstream: None,
-        });
-        assert!(a.message.len() < 1200, "{}", a.message.len());
-        assert!(
-            a.message.contains("\" 404 - 0.000 host=- to=- \"\""),
-            "{}",
-            a.message
+        let line = one_line(
+            &Head::new(&req, None, "127.0.0.1:1".parse().expect("addr")),
+            &Went {
+                status: 404,
+                bytes: None,
+                took: Duration::ZERO,
+                stats: None,
+                upstream: None,
+            },
         );
+        assert!(line.len() < 1200, "{}", line.len());
+        assert!(
+            line.ends_with("\" 404 - 0.000 host=- to=- \"a\u{fffd}\u{fffd}??\""),
+            "{line}"
+        );
+    }
+
+    fn head_at(time_ns: i64) -> Head {
+        let req = hyper::Request::builder()
+            .uri("/")
+            .body(())
+            .expect("request");
+        let mut h = Head::new(&req, None, "127.0.0.1:1".parse().expect("addr"));
+        h.time_ns = time_ns;
+        h
+    }
+
+    const WENT: Went<'static> = Went {
+        status: 200,
+        bytes: None,
+        took: Duration::ZERO,
+        stats: None,
+        upstream: None,
+    };
+
+    #[test]
+    fn records_of_several_threads_come_out_merged_by_time_and_a_full_buffer_drops() {
+        let log = Arc::new(AccessLog::default());
+        let threads: Vec<_> = (0..4i64)
+            .map(|t| {
+                let log = log.clone();
+                std::thread::spawn(move || {
+                    for i in 0..100i64 {
+                        assert!(log.push(&head_at(i * 4 + t), &WENT));
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().expect("thread");
+        }
+        let mut spare = Vec::new();
+        let got = log.take(&mut spare);
+        let times: Vec<i64> = got.iter().map(|r| r.0).collect();
+        assert_eq!(times, (0..400).collect::<Vec<i64>>());
+        assert!(log.take(&mut spare).is_empty(), "taken once");
+        // One thread fills its buffer: the next records are refused until the writer takes.
+        let mut n = 0usize;
+        while log.push(&head_at(0), &WENT) {
+            n += 1;
+            assert!(n < ACCESS_SHARD_BYTES, "never full");
+        }
+        assert!(n > 10_000, "{n} records fit");
+        assert_eq!(log.take(&mut spare).len(), n);
+        assert!(log.push(&head_at(0), &WENT), "room again");
+        assert!(spare.capacity() <= KEEP_SPARE, "{}", spare.capacity());
+    }
+
+    #[tokio::test]
+    async fn the_writer_waits_without_records_and_wakes_on_the_first() {
+        let log = Arc::new(AccessLog::default());
+        let waiting = tokio::time::timeout(Duration::from_millis(50), log.ready()).await;
+        assert!(waiting.is_err(), "no record: it waits");
+        let writer = {
+            let log = log.clone();
+            tokio::spawn(async move { log.ready().await })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(log.push(&head_at(1), &WENT));
+        tokio::time::timeout(Duration::from_secs(5), writer)
+            .await
+            .expect("woken by the record")
+            .expect("task");
+        // A record waiting already: no wait at all.
+        tokio::time::timeout(Duration::from_millis(50), log.ready())
+            .await
+            .expect("at once");
     }
 }
