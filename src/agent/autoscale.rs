@@ -284,7 +284,7 @@ impl Autoscaler {
     /// apply: (app, service, new count, why).
     fn observe(
         &self,
-        apps: &[StoredApp],
+        apps: &[std::sync::Arc<StoredApp>],
         now: i64,
         measured_here: &BTreeMap<Key, (Sample, u32)>,
         loads: &[Load],
@@ -416,11 +416,12 @@ impl Autoscaler {
 
 /// After a metrics cycle: samples, decisions, and the decided counts stored. `apps` are
 /// this host's, as the cycle read them for its sinks (read once per cycle).
-pub(super) fn after_cycle(core: &Core, apps: &[StoredApp], s: &Snapshot) {
+pub(super) fn after_cycle(core: &Core, apps: &[std::sync::Arc<StoredApp>], s: &Snapshot) {
     let fleet = core.fleet();
     let known: Vec<&StoredApp> = apps
         .iter()
         .chain(fleet.iter().flat_map(|f| f.remote.iter().map(|r| &r.app)))
+        .map(|a| &**a)
         .collect();
     let here = core.autoscaler.measure(&known, s);
     let decided = core.autoscaler.observe(

@@ -44,11 +44,11 @@ pub(super) fn covered_hosts(
 
 impl Core {
     /// The certificates `apps`' templates give, as the router serves them.
-    pub(super) fn label_certs(&self, apps: &[StoredApp]) -> LabelCerts {
+    pub(super) fn label_certs(&self, apps: &[std::sync::Arc<StoredApp>]) -> LabelCerts {
         let mut cache = self.label_keys.lock().unwrap_or_else(|p| p.into_inner());
         let mut used = std::collections::HashSet::new();
         let mut out = LabelCerts::default();
-        let mut sorted: Vec<&StoredApp> = apps.iter().collect();
+        let mut sorted: Vec<&StoredApp> = apps.iter().map(|a| &**a).collect();
         sorted.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
         for app in sorted {
             for (name, svc) in &app.spec.services {

@@ -35,7 +35,7 @@ fn tag(points: &mut [Point], i: &Instance, node: &str) {
 /// container), not every cycle.
 pub async fn collect(
     core: &Core,
-    apps: &[crate::store::StoredApp],
+    apps: &[std::sync::Arc<crate::store::StoredApp>],
     instances: &[Instance],
     now_ns: i64,
     http: &ureq::Agent,

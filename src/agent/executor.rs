@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 const PARALLEL: usize = 8;
 
-fn phase(a: &Action, desired: &BTreeMap<String, StoredApp>) -> u8 {
+fn phase(a: &Action, desired: &BTreeMap<String, std::sync::Arc<StoredApp>>) -> u8 {
     match a {
         Action::Stop { .. } | Action::Remove { .. } => 0,
         // A duplicate network goes before anything is created on the name.
@@ -50,7 +50,7 @@ impl Core {
     pub(super) async fn execute(
         &self,
         plan: &Plan,
-        apps: &BTreeMap<String, StoredApp>,
+        apps: &BTreeMap<String, std::sync::Arc<StoredApp>>,
     ) -> (usize, usize) {
         let attempted = AtomicUsize::new(0);
         let mut in_background = 0;
@@ -71,7 +71,7 @@ impl Core {
                 }
                 attempted.fetch_add(1, Ordering::Relaxed);
                 // The task needs the app only for the stop grace period.
-                let one: BTreeMap<String, StoredApp> = apps
+                let one: BTreeMap<String, std::sync::Arc<StoredApp>> = apps
                     .get(app)
                     .map(|s| (app.to_string(), s.clone()))
                     .into_iter()
@@ -106,7 +106,11 @@ impl Core {
     }
 
     /// Returns false when the action was skipped because its container is in backoff.
-    async fn run_action(&self, action: &Action, apps: &BTreeMap<String, StoredApp>) -> bool {
+    async fn run_action(
+        &self,
+        action: &Action,
+        apps: &BTreeMap<String, std::sync::Arc<StoredApp>>,
+    ) -> bool {
         match action {
             Action::CreateNetwork { app } => self.create_network(app).await,
             Action::RemoveNetwork { id, app } => {
@@ -207,7 +211,7 @@ impl Core {
         app: &str,
         service: &str,
         reason: crate::plan::RemoveReason,
-        apps: &BTreeMap<String, StoredApp>,
+        apps: &BTreeMap<String, std::sync::Arc<StoredApp>>,
     ) -> bool {
         if self.drain_and_stop(id, apps, app, service).await.is_none() {
             return false;
@@ -265,7 +269,7 @@ impl Core {
         service: &str,
         version: u32,
         slot: u32,
-        apps: &BTreeMap<String, StoredApp>,
+        apps: &BTreeMap<String, std::sync::Arc<StoredApp>>,
     ) -> bool {
         let name = crate::runtime::container_name(app, service, version, slot);
         if self.backoff.active(&name) {
@@ -431,7 +435,7 @@ impl Core {
     async fn drain_and_stop(
         &self,
         id: &str,
-        apps: &BTreeMap<String, StoredApp>,
+        apps: &BTreeMap<String, std::sync::Arc<StoredApp>>,
         app: &str,
         service: &str,
     ) -> Option<Result<(), RuntimeError>> {
@@ -516,7 +520,7 @@ fn network_hint(error: &str) -> &'static str {
 }
 
 /// The stop grace of a service (10 s when the app or service is gone).
-fn grace_of(apps: &BTreeMap<String, StoredApp>, app: &str, service: &str) -> u32 {
+fn grace_of(apps: &BTreeMap<String, std::sync::Arc<StoredApp>>, app: &str, service: &str) -> u32 {
     apps.get(app)
         .and_then(|a| a.spec.services.get(service))
         .map(|s| s.grace_seconds())

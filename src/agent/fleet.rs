@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 /// Another node's app, as its owner replicates it.
 #[derive(Debug, Clone)]
 pub struct RemoteApp {
-    pub app: StoredApp,
+    pub app: std::sync::Arc<StoredApp>,
     pub assignments: Vec<Assignment>,
     /// Its rolling updates' batches: (service, version, claim).
     pub claims: Vec<(String, u32, crate::plan::Claim)>,
@@ -67,7 +67,7 @@ pub struct Fleet {
 /// the slots it already runs here, so placing it for the first time moves nothing that runs.
 pub fn adopt(
     me: &str,
-    apps: &[StoredApp],
+    apps: &[std::sync::Arc<StoredApp>],
     current: &[Assignment],
     local: &BTreeSet<(String, String, u32, u32)>,
 ) -> Vec<Assignment> {
@@ -153,7 +153,7 @@ pub struct Placement {
 
 /// The batches of `apps`' rolling updates over the cluster (`plan::claim`), from the slots
 /// that run on every member as `f` shows them.
-pub fn claims(apps: &[StoredApp], f: &Fleet) -> Claims {
+pub fn claims(apps: &[std::sync::Arc<StoredApp>], f: &Fleet) -> Claims {
     let mut out = Claims::new();
     for app in apps {
         let a = app.spec.name.as_str();
@@ -204,7 +204,7 @@ impl Fleet {
     pub fn fingerprint(&self) -> [u8; 32] {
         let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
         for r in &self.remote {
-            if let Ok(b) = serde_json::to_vec(&(&r.app, &r.assignments, &r.claims)) {
+            if let Ok(b) = serde_json::to_vec(&(&*r.app, &r.assignments, &r.claims)) {
                 ctx.update(&b);
             }
         }
@@ -412,7 +412,7 @@ pub fn reserved(
 /// instances rescheduled off lost or removed nodes, and those held on a lost node (`held`:
 /// why not), as (app, service, message).
 pub fn place(
-    apps: &[StoredApp],
+    apps: &[std::sync::Arc<StoredApp>],
     current: &[Assignment],
     nodes: &[NodeInfo],
     held: &BTreeMap<String, String>,
@@ -485,7 +485,11 @@ pub fn place(
 /// Before the first view of the cluster (an agent just started), this node runs what the
 /// stored assignments give it, so a restart never starts the other members' share of its
 /// apps; an app never placed (deployed before the cluster) runs every slot here.
-pub fn stored_only(me: &str, apps: &[StoredApp], stored: &[Assignment]) -> Placement {
+pub fn stored_only(
+    me: &str,
+    apps: &[std::sync::Arc<StoredApp>],
+    stored: &[Assignment],
+) -> Placement {
     let mut p = Placement {
         here: here(me, stored),
         total: BTreeMap::new(),
@@ -602,7 +606,7 @@ mod tests {
     #[test]
     fn six_replicas_over_three_nodes_land_two_each_and_this_node_runs_its_two() {
         let nodes = [node("a", "1"), node("b", "2"), node("c", "3")];
-        let (list, errors) = place(&[app("shop", 6, &[])], &[], &nodes, &BTreeMap::new());
+        let (list, errors) = place(&[app("shop", 6, &[]).into()], &[], &nodes, &BTreeMap::new());
         assert!(errors.is_empty(), "{errors:?}");
         assert_eq!(list.len(), 6);
         for n in ["a", "b", "c"] {
@@ -611,15 +615,24 @@ mod tests {
         let h = here("b", &list);
         assert_eq!(h[&("shop".into(), "web".into(), 1)].len(), 2);
         // Placed again with the same input: the same answer (sticky and deterministic).
-        let (again, _) = place(&[app("shop", 6, &[])], &list, &nodes, &BTreeMap::new());
+        let (again, _) = place(
+            &[app("shop", 6, &[]).into()],
+            &list,
+            &nodes,
+            &BTreeMap::new(),
+        );
         assert_eq!(again, list);
     }
 
     #[test]
     fn before_the_first_view_a_node_runs_its_stored_share_or_everything_never_placed() {
         let nodes = [node("a", "1"), node("b", "2"), node("c", "3")];
-        let (list, _) = place(&[app("shop", 6, &[])], &[], &nodes, &BTreeMap::new());
-        let p = stored_only("b", &[app("shop", 6, &[]), app("old", 3, &[])], &list);
+        let (list, _) = place(&[app("shop", 6, &[]).into()], &[], &nodes, &BTreeMap::new());
+        let p = stored_only(
+            "b",
+            &[app("shop", 6, &[]).into(), app("old", 3, &[]).into()],
+            &list,
+        );
         assert_eq!(p.here[&("shop".into(), "web".into(), 1)].len(), 2);
         assert_eq!(p.total[&("shop".into(), "web".into(), 1)], 6);
         assert_eq!(
@@ -636,8 +649,13 @@ mod tests {
             ("shop".into(), "web".into(), 1, 2),
         ]
         .into();
-        let start = adopt("c", &[app("shop", 3, &[])], &[], &local);
-        let (list, _) = place(&[app("shop", 3, &[])], &start, &nodes, &BTreeMap::new());
+        let start = adopt("c", &[app("shop", 3, &[]).into()], &[], &local);
+        let (list, _) = place(
+            &[app("shop", 3, &[]).into()],
+            &start,
+            &nodes,
+            &BTreeMap::new(),
+        );
         let on_c: Vec<u32> = list
             .iter()
             .filter(|a| a.node == "c")
@@ -659,7 +677,7 @@ mod tests {
             from: String::new(),
         }];
         let (list, errors) = place(
-            &[app("shop", 2, &["availability:az==3"])],
+            &[app("shop", 2, &["availability:az==3"]).into()],
             &current,
             &nodes,
             &BTreeMap::new(),
@@ -694,7 +712,7 @@ mod tests {
         a.versions.insert("db".into(), vec![db]);
         a.versions.insert("cache".into(), vec![cache]);
         let nodes = vec![node("a", "1"), node("b", "1"), node("c", "2")];
-        let (list, errors) = place(&[a.clone()], &[], &nodes, &BTreeMap::new());
+        let (list, errors) = place(&[a.clone().into()], &[], &nodes, &BTreeMap::new());
         assert!(errors.is_empty(), "{errors:?}");
         let on = |svc: &str| -> Vec<&str> {
             list.iter()
@@ -716,7 +734,7 @@ mod tests {
         assert_eq!(d.cpu_millis, 500);
         // Two cores hold four of them; a fifth waits for room (as Swarm leaves it pending).
         let (list, errors) = place(
-            &[app("shop", 5, &[])],
+            &[app("shop", 5, &[]).into()],
             &[],
             &[node("a", "1")],
             &BTreeMap::new(),

@@ -286,7 +286,10 @@ pub fn parallelism(s: &crate::model::ServiceSpec) -> u32 {
 
 /// The desired state of `apps`; in a cluster (`here`), each version runs only the slots
 /// placed on this node, out of its cluster-wide replica count.
-fn desired_state(apps: &[StoredApp], placement: Option<&fleet::Placement>) -> Vec<DesiredApp> {
+fn desired_state(
+    apps: &[std::sync::Arc<StoredApp>],
+    placement: Option<&fleet::Placement>,
+) -> Vec<DesiredApp> {
     let here = placement.map(|p| &p.here);
     apps.iter()
         .map(|a| DesiredApp {
@@ -492,7 +495,7 @@ impl Core {
         std::mem::take(&mut *self.notices.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
-    async fn observe(&self, apps: &[StoredApp]) -> Result<Observed, RuntimeError> {
+    async fn observe(&self, apps: &[std::sync::Arc<StoredApp>]) -> Result<Observed, RuntimeError> {
         let mut instances = self.runtime.list(&self.node_id).await?;
         self.track_health(apps, &instances);
         self.annotate_health(&mut instances);
@@ -560,7 +563,7 @@ impl Core {
     /// the store (rare: while they drain), once per service.
     pub(super) fn each_running_spec<'a>(
         &self,
-        apps: &'a [StoredApp],
+        apps: &'a [std::sync::Arc<StoredApp>],
         instances: &'a [crate::model::Instance],
         mut f: impl FnMut(&'a crate::model::Instance, &crate::model::ServiceSpec),
     ) {
@@ -599,7 +602,11 @@ impl Core {
     }
 
     /// Probes exactly the running instances whose version has a probe, as that version says.
-    fn track_health(&self, apps: &[StoredApp], instances: &[crate::model::Instance]) {
+    fn track_health(
+        &self,
+        apps: &[std::sync::Arc<StoredApp>],
+        instances: &[crate::model::Instance],
+    ) {
         let mut targets = Vec::new();
         self.each_running_spec(apps, instances, |i, spec| {
             if let Some(probe) = spec.ext.probe.as_ref() {
@@ -704,10 +711,9 @@ impl Core {
         self.rename_instances(&renames, &observed.instances).await;
         let (mut attempted, mut in_background) = (0, 0usize);
         if !plan.actions.is_empty() {
-            let by_name: BTreeMap<String, StoredApp> = Arc::try_unwrap(apps)
-                .unwrap_or_else(|shared| shared.as_ref().clone())
-                .into_iter()
-                .map(|a| (a.spec.name.clone(), a))
+            let by_name: BTreeMap<String, Arc<StoredApp>> = apps
+                .iter()
+                .map(|a| (a.spec.name.clone(), a.clone()))
                 .collect();
             (attempted, in_background) = self.execute(&plan, &by_name).await;
         }
@@ -789,9 +795,9 @@ impl Core {
     /// this pass runs (this node's first) and the slots placed here.
     fn with_fleet(
         &self,
-        apps: Arc<Vec<StoredApp>>,
+        apps: crate::store::AppList,
         fleet: Option<&fleet::Fleet>,
-    ) -> Result<(Arc<Vec<StoredApp>>, Option<fleet::Placement>), StoreError> {
+    ) -> Result<(crate::store::AppList, Option<fleet::Placement>), StoreError> {
         let Some(f) = fleet else {
             let stored = self.store.assignments()?;
             if stored.is_empty() {
@@ -924,14 +930,14 @@ impl Core {
     /// Swaps in a routing table built from this pass's view; reports new router errors once.
     fn update_router(
         &self,
-        apps: &[StoredApp],
+        apps: &[std::sync::Arc<StoredApp>],
         instances: &[crate::model::Instance],
         leaving: &BTreeSet<&str>,
         pass: u64,
     ) {
         // In a cluster every member routes every app, to its instances on every member.
         let fleet = self.fleet();
-        let mut all: Vec<StoredApp>;
+        let mut all: Vec<Arc<StoredApp>>;
         let apps = match &fleet {
             Some(f)
                 if f.remote
@@ -995,7 +1001,11 @@ impl Core {
 
     /// Keeps a holder for each service of an app running here that also runs on other
     /// members, listening on its ports, and where its connections go (`names`).
-    async fn update_names(&self, apps: &[StoredApp], instances: &[crate::model::Instance]) {
+    async fn update_names(
+        &self,
+        apps: &[std::sync::Arc<StoredApp>],
+        instances: &[crate::model::Instance],
+    ) {
         use std::sync::atomic::Ordering;
         let fleet = self.fleet();
         let externals = apps.iter().any(|a| {
@@ -1034,7 +1044,7 @@ impl Core {
 
     /// Failures of containers of versions that no longer run (`{app}_{service}-NNN_slot`
     /// names of versions that are not live) are forgotten.
-    fn forget_dead_versions(&self, apps: &[StoredApp]) {
+    fn forget_dead_versions(&self, apps: &[std::sync::Arc<StoredApp>]) {
         self.backoff.forget(|key, app, service| {
             let Some(a) = apps.iter().find(|a| a.spec.name == app) else {
                 return false;

@@ -566,7 +566,11 @@ impl Ops {
     /// Removes this host's copies of the secret files of other members' apps that are gone
     /// from the cluster (neither replicated by a member, nor this host's own now, nor with a
     /// container here: a container keeps its files until it is gone).
-    fn forget_remote_files(&self, own: &[crate::store::StoredApp], fleet: &super::fleet::Fleet) {
+    fn forget_remote_files(
+        &self,
+        own: &[std::sync::Arc<crate::store::StoredApp>],
+        fleet: &super::fleet::Fleet,
+    ) {
         let mut held = self
             .core
             .remote_files
@@ -613,7 +617,7 @@ impl Ops {
     /// Which member holds each app: of the copies this host knows (its own and the other
     /// members' `Spec` records), the one at the highest ownership epoch (this host's on a
     /// tie, then the member's with the lowest id, so every host agrees).
-    fn holders(&self, own: &[crate::store::StoredApp]) -> BTreeMap<String, String> {
+    fn holders(&self, own: &[std::sync::Arc<crate::store::StoredApp>]) -> BTreeMap<String, String> {
         let mut best: BTreeMap<String, (u64, std::cmp::Reverse<String>)> = own
             .iter()
             .map(|a| {
@@ -737,7 +741,7 @@ impl Ops {
     async fn fleet_over(
         &self,
         listed: &[Instance],
-        own: &[crate::store::StoredApp],
+        own: &[std::sync::Arc<crate::store::StoredApp>],
     ) -> Result<super::fleet::Fleet, CoreError> {
         use crate::cluster::state::Kind;
         use crate::plan::placement::NodeInfo;
@@ -775,7 +779,7 @@ impl Ops {
             }
             let claims = serde_json::from_value(r.body["claims"].clone()).unwrap_or_default();
             fleet.remote.push(super::fleet::RemoteApp {
-                app,
+                app: std::sync::Arc::new(app),
                 assignments,
                 claims,
             });
@@ -802,7 +806,7 @@ impl Ops {
         let known: BTreeMap<&str, &crate::store::StoredApp> = own
             .iter()
             .chain(fleet.remote.iter().map(|r| &r.app))
-            .map(|a| (a.spec.name.as_str(), a))
+            .map(|a| (a.spec.name.as_str(), &**a))
             .collect();
         // What runs on each member: this host's from the engine, the others' from their
         // instance records.
@@ -1091,7 +1095,7 @@ pub(super) fn unknown_app(name: &str) -> CoreError {
 /// here, this app's new spec included) is a warning that says so.
 fn affinity_warnings(
     app: &crate::model::AppSpec,
-    others: &[crate::store::StoredApp],
+    others: &[std::sync::Arc<crate::store::StoredApp>],
 ) -> Vec<String> {
     let mut out = Vec::new();
     for (name, svc) in &app.services {
@@ -1614,12 +1618,13 @@ impl Ops {
             .values()
             .any(|s| s.placement.iter().any(|p| spec::Affinity::of(p).is_some()));
         if has_affinity {
-            let others: Vec<crate::store::StoredApp> = self
+            let others: Vec<std::sync::Arc<crate::store::StoredApp>> = self
                 .core
                 .store
-                .list_apps()?
-                .into_iter()
+                .apps_shared()?
+                .iter()
                 .filter(|a| a.spec.name != app.name)
+                .cloned()
                 .collect();
             let w = affinity_warnings(app, &others);
             app.warnings.extend(w);
@@ -1681,7 +1686,7 @@ impl Ops {
                 && let Some(other) = self
                     .core
                     .store
-                    .list_apps()?
+                    .apps_shared()?
                     .iter()
                     .filter(|a| a.spec.name != app.name)
                     .find(|a| {
@@ -2117,12 +2122,12 @@ impl Ops {
         app: Option<&str>,
         instances: Vec<Instance>,
     ) -> Result<Vec<InstanceView>, CoreError> {
-        let mut apps: BTreeMap<String, crate::store::StoredApp> = self
+        let mut apps: BTreeMap<String, std::sync::Arc<crate::store::StoredApp>> = self
             .core
             .store
-            .list_apps()?
-            .into_iter()
-            .map(|a| (a.spec.name.clone(), a))
+            .apps_shared()?
+            .iter()
+            .map(|a| (a.spec.name.clone(), a.clone()))
             .collect();
         // Slots of other members' apps placed here are up to date by their owners' specs.
         if let Some(f) = self.core.fleet() {
@@ -2517,7 +2522,7 @@ impl Ops {
                     f.remote
                         .iter()
                         .find(|r| r.app.spec.name == app)
-                        .map(|r| r.app.clone())
+                        .map(|r| (*r.app).clone())
                 })
             })
             .and_then(|a| {

@@ -36,7 +36,7 @@ pub fn label_addr(value: &str, default_ip: IpAddr) -> Option<SocketAddr> {
 /// Every exposition port the apps ask for: address -> (app, service). Two services naming
 /// one address: the first (by app, then service) has it, the others are reported.
 pub fn wanted(
-    apps: &[StoredApp],
+    apps: &[std::sync::Arc<StoredApp>],
     default_ip: IpAddr,
 ) -> (BTreeMap<SocketAddr, (String, String)>, Vec<String>) {
     let mut out: BTreeMap<SocketAddr, (String, String)> = BTreeMap::new();

@@ -40,7 +40,7 @@ fn target(core: &Core, i: &Instance) -> Target {
 }
 
 /// Per-service add-on sinks (`monitoring.addon.influxdb`): (app, service, sink).
-fn addon_sinks(apps: &[StoredApp]) -> Vec<(String, String, InfluxSink)> {
+fn addon_sinks(apps: &[std::sync::Arc<StoredApp>]) -> Vec<(String, String, InfluxSink)> {
     let mut out = Vec::new();
     for a in apps {
         for (name, s) in &a.spec.services {
@@ -348,7 +348,13 @@ fn send_notice(
 
 /// Queues the cycle's points: all of them for every configured sink, each service's own
 /// series for its add-on sink.
-fn queue(core: &Arc<Core>, apps: &[StoredApp], global: &[Sink], report: &Report, points: &[Point]) {
+fn queue(
+    core: &Arc<Core>,
+    apps: &[std::sync::Arc<StoredApp>],
+    global: &[Sink],
+    report: &Report,
+    points: &[Point],
+) {
     let max = core.settings().metrics.outbox_max_bytes;
     if !global.is_empty() {
         let rows = encode_batches(points, MAX_BATCH_LINES);

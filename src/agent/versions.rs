@@ -35,7 +35,7 @@ impl Core {
     /// that run ready on the other members, as their records say.
     pub(super) fn update_versions(
         &self,
-        apps: &[StoredApp],
+        apps: &[std::sync::Arc<StoredApp>],
         instances: &[Instance],
         cluster: Option<(&super::fleet::Fleet, &super::fleet::Placement)>,
     ) -> bool {

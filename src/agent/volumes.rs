@@ -111,7 +111,7 @@ async fn host_state(dirs: &Dirs, name: &str) -> HostState {
 }
 
 /// Object names every app's template refers to (declared or external), by app.
-fn referenced(apps: &[StoredApp]) -> BTreeMap<String, BTreeSet<String>> {
+fn referenced(apps: &[std::sync::Arc<StoredApp>]) -> BTreeMap<String, BTreeSet<String>> {
     let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for a in apps {
         for (key, v) in &a.spec.volumes {
@@ -125,7 +125,7 @@ fn referenced(apps: &[StoredApp]) -> BTreeMap<String, BTreeSet<String>> {
 
 /// Object names the running desired state needs mounted: volumes mounted by a service of an
 /// app that is not stopped.
-fn wanted(apps: &[StoredApp]) -> BTreeSet<String> {
+fn wanted(apps: &[std::sync::Arc<StoredApp>]) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     for a in apps.iter().filter(|a| !a.stopped) {
         out.extend(wanted_by(&a.spec, |name| {

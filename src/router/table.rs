@@ -632,7 +632,7 @@ fn ready_by_version(
 /// 0 for a stopped app). In a cluster, `elsewhere` adds the instances ready on the other
 /// members, by (app, service, version name).
 pub fn splits(
-    apps: &[StoredApp],
+    apps: &[std::sync::Arc<StoredApp>],
     instances: &[Instance],
     leaving: &BTreeSet<&str>,
     elsewhere: &BTreeMap<(String, String, String), u32>,
@@ -674,7 +674,7 @@ pub fn splits(
 /// other members run and report ready (`remote`); each backend's versions get their share
 /// from `splits`.
 pub fn build(
-    apps: &[StoredApp],
+    apps: &[std::sync::Arc<StoredApp>],
     (instances, remote): (&[Instance], &[RemoteEndpoint]),
     leaving: &BTreeSet<&str>,
     splits: &Splits,

@@ -412,10 +412,32 @@ pub struct Store {
     ack_sync: AckSync,
     /// Bumped after every write, whatever it changed.
     writes: std::sync::atomic::AtomicU64,
-    /// `list_apps` as read at a `writes` count: served again only while no write came
-    /// since (loops on a host with a thousand apps read them every few seconds).
-    apps_cache: Mutex<Option<(u64, std::sync::Arc<Vec<StoredApp>>)>>,
+    /// Bumped after a write to one app's rows only (a deploy, a version's state, a scale),
+    /// once the app's name is in `dirty`.
+    app_writes: std::sync::atomic::AtomicU64,
+    /// The apps written through `write_app` since the cached list was read.
+    dirty: Mutex<std::collections::BTreeSet<String>>,
+    /// `list_apps` as read at a (`writes`, `app_writes`) count: served again only while no
+    /// write came since (loops on a host with a thousand apps read them every few seconds);
+    /// after writes to single apps only, it is read again for those apps alone, the others'
+    /// records shared with the list before (a thousand deploys no longer parse a thousand
+    /// apps each, which left the heap fragmented).
+    apps_cache: Mutex<Option<AppsCache>>,
+    /// Held while the cached list is rebuilt (one rebuild at a time: two would each take a
+    /// part of `dirty`).
+    rebuild: Mutex<()>,
 }
+
+/// The app list as read at a count of writes.
+struct AppsCache {
+    writes: u64,
+    app_writes: u64,
+    apps: AppList,
+}
+
+/// Every app, sorted by name: one snapshot, shared; each app's record shared with the
+/// snapshots before it that it did not change in.
+pub type AppList = std::sync::Arc<Vec<std::sync::Arc<StoredApp>>>;
 
 /// How writes that acknowledge a user's command are committed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -471,7 +493,10 @@ impl Store {
             readers: Mutex::new(Vec::new()),
             ack_sync: AckSync::Full,
             writes: std::sync::atomic::AtomicU64::new(0),
+            app_writes: std::sync::atomic::AtomicU64::new(0),
+            dirty: Mutex::new(std::collections::BTreeSet::new()),
             apps_cache: Mutex::new(None),
+            rebuild: Mutex::new(()),
         })
     }
 
@@ -487,13 +512,27 @@ impl Store {
         }
     }
 
-    fn write<T>(
+    /// A write to the rows of app `app` only (its row and its versions, scale, stop marks,
+    /// route weights, release): the cached list reads that app again, not every app.
+    /// `acked`: committed as [`Store::write_acked`].
+    fn write_app<T>(
         &self,
+        app: &str,
+        acked: bool,
         f: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let out = self.write_unlisted(f);
-        // After the commit: a read cached before it is not served again.
-        self.writes
+        let out = if acked {
+            self.write_acked_unlisted(f)
+        } else {
+            self.write_unlisted(f)
+        };
+        // After the commit, the name, then the count: a list read after the count changed
+        // finds the name (see `apps_shared`).
+        self.dirty
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(app.to_string());
+        self.app_writes
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         out
     }
@@ -501,7 +540,7 @@ impl Store {
     /// A write to tables the app list never reads (logs, outbox, events, job runs, cluster
     /// records, seen containers: not `apps`, `versions`, `scale_overrides`): it leaves the
     /// cached list (`apps_shared`) standing, so the agent's own frequent writes do not make
-    /// every reader of a thousand apps parse them all again. Any other write uses `write`.
+    /// every reader of a thousand apps parse them all again. A write to one app's rows uses `write_app`; any other, `write_acked`.
     fn write_unlisted<T>(
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
@@ -697,7 +736,7 @@ impl Store {
             source,
         })?;
         let now = now_ms();
-        self.write_acked(|c| {
+        self.write_app(&spec.name, true, |c| {
             let tx = c.transaction().map_err(sql("starting a deploy"))?;
             tx.execute(
                 "INSERT INTO apps(name, spec, template, stopped, created_ms, updated_ms)
@@ -797,7 +836,7 @@ impl Store {
             app: spec.name.clone(),
             source,
         })?;
-        self.write_acked(|c| {
+        self.write_app(&spec.name, true, |c| {
             let tx = c.transaction().map_err(sql("removing a service"))?;
             let n = tx
                 .execute(
@@ -829,7 +868,7 @@ impl Store {
         route: &str,
         weights: &std::collections::BTreeMap<String, u32>,
     ) -> Result<(), StoreError> {
-        self.write_acked(|c| {
+        self.write_app(app, true, |c| {
             let tx = c.transaction().map_err(sql("writing route weights"))?;
             tx.execute(
                 "DELETE FROM route_weights WHERE app=?1 AND route=?2",
@@ -879,7 +918,7 @@ impl Store {
             app: spec.name.clone(),
             source,
         })?;
-        self.write_acked(|c| {
+        self.write_app(&spec.name, true, |c| {
             let tx = c.transaction().map_err(sql("finishing a release"))?;
             tx.execute(
                 "UPDATE apps SET spec=?2, template=?3, updated_ms=?4 WHERE name=?1",
@@ -918,7 +957,7 @@ impl Store {
         service: &str,
         f: impl FnOnce(&mut Vec<Version>) -> Result<T, E>,
     ) -> Result<T, E> {
-        self.write_acked(|c| {
+        self.write_app(app, true, |c| {
             let tx = c.transaction().map_err(sql("starting a version change"))?;
             let mut vs = read_versions(&tx, app, service, false)?;
             match f(&mut vs) {
@@ -940,7 +979,7 @@ impl Store {
         state: VersionState,
         reason: &str,
     ) -> Result<(), StoreError> {
-        self.write(|c| {
+        self.write_app(app, false, |c| {
             c.execute(
                 "UPDATE versions SET state=?4, reason=?5 WHERE app=?1 AND service=?2 AND number=?3",
                 params![app, service, number, state.as_str(), reason],
@@ -957,7 +996,7 @@ impl Store {
         service: &str,
         number: u32,
     ) -> Result<bool, StoreError> {
-        self.write_acked(|c| {
+        self.write_app(app, true, |c| {
             let n = c
                 .execute(
                     "DELETE FROM versions WHERE app=?1 AND service=?2 AND number=?3",
@@ -974,41 +1013,107 @@ impl Store {
 
     /// Every app, read in one transaction so the list is one consistent snapshot.
     pub fn list_apps(&self) -> Result<Vec<StoredApp>, StoreError> {
-        Ok(self.apps_shared()?.as_ref().clone())
+        Ok(self.apps_shared()?.iter().map(|a| (**a).clone()).collect())
     }
 
     /// [`Store::list_apps`] without a copy: the snapshot itself, shared (for readers that
     /// only look, every few seconds, at what may be a thousand apps).
-    pub fn apps_shared(&self) -> Result<std::sync::Arc<Vec<StoredApp>>, StoreError> {
-        // The count is read before the rows: a write that commits meanwhile makes this
-        // copy stale at once.
-        let at = self.writes.load(std::sync::atomic::Ordering::Acquire);
-        if let Some((n, apps)) = self
-            .apps_cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            && *n == at
-        {
-            return Ok(apps.clone());
+    pub fn apps_shared(&self) -> Result<AppList, StoreError> {
+        use std::sync::atomic::Ordering::Acquire;
+        let fresh = |c: &Option<AppsCache>, w: u64, aw: u64| {
+            c.as_ref()
+                .filter(|c| c.writes == w && c.app_writes == aw)
+                .map(|c| c.apps.clone())
+        };
+        let (w, aw) = (self.writes.load(Acquire), self.app_writes.load(Acquire));
+        if let Some(apps) = fresh(&self.cache(), w, aw) {
+            return Ok(apps);
         }
-        let apps = self.read(|c| {
-            let tx = c.unchecked_transaction().map_err(sql("listing apps"))?;
-            let names = strings(&tx, "SELECT name FROM apps ORDER BY name", "listing apps")?;
-            let mut out = Vec::with_capacity(names.len());
-            for n in names {
-                out.extend(load_app(&tx, &n)?);
+        let _one = self.rebuild.lock().unwrap_or_else(|p| p.into_inner());
+        // The counts are read before the names and the rows: a write that commits meanwhile
+        // makes this copy stale at once, and its name stays for the next rebuild.
+        let (w, aw) = (self.writes.load(Acquire), self.app_writes.load(Acquire));
+        let before = {
+            let c = self.cache();
+            if let Some(apps) = fresh(&c, w, aw) {
+                return Ok(apps);
             }
-            Ok(out)
-        })?;
+            c.as_ref().filter(|c| c.writes == w).map(|c| c.apps.clone())
+        };
+        let dirty = std::mem::take(&mut *self.dirty.lock().unwrap_or_else(|p| p.into_inner()));
+        let apps = match before {
+            // Only single apps were written since: those are read again.
+            Some(before) => {
+                let again = self.read(|c| {
+                    let tx = c.unchecked_transaction().map_err(sql("listing apps"))?;
+                    dirty
+                        .iter()
+                        .map(|n| Ok((n.as_str(), load_app(&tx, n)?)))
+                        .collect::<Result<Vec<_>, StoreError>>()
+                });
+                let again = match again {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Not read: they stay to be read next time.
+                        self.dirty
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .extend(dirty);
+                        return Err(e);
+                    }
+                };
+                let mut list: Vec<std::sync::Arc<StoredApp>> = before
+                    .iter()
+                    .filter(|a| !dirty.contains(&a.spec.name))
+                    .cloned()
+                    .collect();
+                list.extend(
+                    again
+                        .into_iter()
+                        .filter_map(|(_, a)| a.map(std::sync::Arc::new)),
+                );
+                list.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
+                list
+            }
+            None => {
+                let read = self.read(|c| {
+                    let tx = c.unchecked_transaction().map_err(sql("listing apps"))?;
+                    let names =
+                        strings(&tx, "SELECT name FROM apps ORDER BY name", "listing apps")?;
+                    let mut out = Vec::with_capacity(names.len());
+                    for n in names {
+                        out.extend(load_app(&tx, &n)?.map(std::sync::Arc::new));
+                    }
+                    Ok(out)
+                });
+                match read {
+                    Ok(a) => a,
+                    Err(e) => {
+                        self.dirty
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .extend(dirty);
+                        return Err(e);
+                    }
+                }
+            }
+        };
         let apps = std::sync::Arc::new(apps);
-        *self.apps_cache.lock().unwrap_or_else(|p| p.into_inner()) = Some((at, apps.clone()));
+        *self.cache() = Some(AppsCache {
+            writes: w,
+            app_writes: aw,
+            apps: apps.clone(),
+        });
         Ok(apps)
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, Option<AppsCache>> {
+        self.apps_cache.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Returns false when the app does not exist.
     pub fn set_stopped(&self, name: &str, stopped: bool) -> Result<bool, StoreError> {
-        self.write_acked(|c| {
+        self.write_app(name, true, |c| {
             let n = c
                 .execute(
                     "UPDATE apps SET stopped=?2, updated_ms=?3 WHERE name=?1",
@@ -1029,7 +1134,7 @@ impl Store {
         slot: u32,
         stopped: bool,
     ) -> Result<bool, StoreError> {
-        self.write_acked(|c| {
+        self.write_app(app, true, |c| {
             let tx = c.transaction().map_err(sql("stopping a service"))?;
             let n = tx
                 .execute(
@@ -1065,7 +1170,7 @@ impl Store {
     }
 
     pub fn bump_redeploy(&self, name: &str) -> Result<bool, StoreError> {
-        self.write_acked(|c| {
+        self.write_app(name, true, |c| {
             let tx = c.transaction().map_err(sql("starting a redeploy"))?;
             let n = tx
                 .execute(
@@ -1084,7 +1189,7 @@ impl Store {
 
     /// Sets replica overrides for several services at once (all or nothing).
     pub fn set_scale(&self, app: &str, scale: &[(String, u32)]) -> Result<(), StoreError> {
-        self.write_acked(|c| {
+        self.write_app(app, true, |c| {
             let tx = c.transaction().map_err(sql("starting a scale"))?;
             for (svc, n) in scale {
                 tx.execute(
@@ -1124,7 +1229,7 @@ impl Store {
             .flatten()
             .map(|l| l.version.clone())
             .collect();
-        self.write_acked(|c| {
+        self.write_app(&name, true, |c| {
             let tx = c.transaction().map_err(sql("taking over an app"))?;
             tx.execute(
                 "INSERT INTO apps(name, spec, template, stopped, redeploy_gen, created_ms, updated_ms, epoch)
@@ -1185,7 +1290,7 @@ impl Store {
     }
 
     pub fn delete_app(&self, name: &str) -> Result<bool, StoreError> {
-        self.write_acked(|c| {
+        self.write_app(name, true, |c| {
             let tx = c.transaction().map_err(sql("removing an app"))?;
             let n = tx
                 .execute("DELETE FROM apps WHERE name=?1", params![name])
@@ -1648,12 +1753,16 @@ mod tests {
                 .map_err(sql("reading the mode"))
         };
         assert_eq!(st.write_acked(|c| mode(c)).expect("acked"), 2, "FULL");
-        assert_eq!(st.write(|c| mode(c)).expect("plain"), 1, "NORMAL again");
+        assert_eq!(
+            st.write_unlisted(|c| mode(c)).expect("plain"),
+            1,
+            "NORMAL again"
+        );
         // A failing acknowledged write leaves the connection in NORMAL too.
         let _ = st.write_acked(|_| -> Result<(), StoreError> {
             Err(StoreError::TooNew { found: 0, known: 0 })
         });
-        assert_eq!(st.write(|c| mode(c)).expect("plain"), 1);
+        assert_eq!(st.write_unlisted(|c| mode(c)).expect("plain"), 1);
         // The user-command writes go through it (a deploy).
         st.put_app(&spec("d"), "", &[], "").expect("deploy");
     }
@@ -1862,13 +1971,10 @@ mod tests {
         s.put_app(&spec("a"), "t", &[], "").expect("put");
         let first = s.list_apps().expect("list");
         assert!(!first[0].stopped);
-        let cached = s.apps_cache.lock().unwrap().as_ref().map(|(n, _)| *n);
+        let stamp = |s: &Store| s.cache().as_ref().map(|c| (c.writes, c.app_writes));
+        let cached = stamp(&s);
         assert_eq!(s.list_apps().expect("list").len(), first.len());
-        assert_eq!(
-            s.apps_cache.lock().unwrap().as_ref().map(|(n, _)| *n),
-            cached,
-            "served from memory"
-        );
+        assert_eq!(stamp(&s), cached, "served from memory");
         // Every kind of write makes the next read go to the database.
         s.set_stopped("a", true).expect("stop");
         assert!(s.list_apps().expect("list")[0].stopped);
@@ -1876,6 +1982,47 @@ mod tests {
         assert_eq!(s.list_apps().expect("list").len(), 2);
         s.delete_app("a").expect("rm");
         assert_eq!(s.list_apps().expect("list").len(), 1);
+    }
+
+    /// After writes to single apps, only those are read again: the others' records are the
+    /// same ones (shared), an app removed goes, one deployed comes in name order; a write of
+    /// another kind reads everything again.
+    #[test]
+    fn a_write_to_one_app_reads_that_app_alone_again() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let s = Store::open(&dir.path().join("state.db")).expect("open");
+        for n in ["a", "c", "d"] {
+            s.put_app(&spec(n), "t", &[("web".into(), Release::Promote)], "")
+                .expect("put");
+        }
+        let first = s.apps_shared().expect("list");
+        let names = |l: &AppList| l.iter().map(|a| a.spec.name.clone()).collect::<Vec<_>>();
+        s.set_scale("c", &[("web".into(), 4)]).expect("scale");
+        s.delete_app("d").expect("rm");
+        s.put_app(&spec("b"), "t", &[], "").expect("put");
+        let next = s.apps_shared().expect("list");
+        assert_eq!(names(&next), ["a", "b", "c"]);
+        assert!(std::sync::Arc::ptr_eq(&first[0], &next[0]), "a is shared");
+        assert_eq!(next[2].replicas("web"), 4, "c read again");
+        assert!(s.dirty.lock().unwrap().is_empty());
+        // A version's state is the app's too.
+        let n = s.versions("a", "web").expect("versions")[0].number;
+        s.set_version_state("a", "web", n, VersionState::Failed, "probe")
+            .expect("state");
+        let again = s.apps_shared().expect("list");
+        assert!(
+            !std::sync::Arc::ptr_eq(&first[0], &again[0]),
+            "a read again"
+        );
+        assert!(std::sync::Arc::ptr_eq(&next[1], &again[1]), "b shared");
+        // The same list as reading everything from the database.
+        let s2 = Store::open(&dir.path().join("state.db")).expect("open");
+        let json = |s: &Store| serde_json::to_value(s.list_apps().expect("list")).expect("json");
+        assert_eq!(json(&s2), json(&s), "as the database says");
+        // Any other write: everything is read anew.
+        s.put_alarm("cpu", "{}").expect("alarm");
+        let all = s.apps_shared().expect("list");
+        assert!(!std::sync::Arc::ptr_eq(&again[1], &all[1]));
     }
 
     #[test]
