@@ -7,14 +7,26 @@
 #  2. JOBS cron jobs registered (a schedule far from now), the agent idle for 60 s: its CPU
 #     (percent of one core) and RSS.
 # Usage: benches/jobs.sh [RUNS] [JOBS]   (default 100 and 1000; needs root and the engine)
+# The agent measured is the binary users install: the packaged one (glibc-static, profile
+# dist), built as scripts/package builds it; BERTH_BIN=PATH measures another.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 runs=${1:-100}
 njobs=${2:-1000}
 ensure_engine; ensure_images
-cargo build --release --quiet
-BERTH=$PWD/target/release/berth
+if [ -z "${BERTH_BIN:-}" ]; then
+    TARGET=x86_64-unknown-linux-gnu
+    RUSTFLAGS="-C target-feature=+crt-static" \
+        cargo build --profile dist --target "$TARGET" --locked --bin berth --quiet
+    BERTH_BIN=$PWD/target/$TARGET/dist/berth
+fi
+BERTH=$BERTH_BIN
+if ldd "$BERTH" 2>&1 | grep -qE "statically linked|not a dynamic executable"; then
+    echo "agent: $BERTH (static)"
+else
+    echo "agent: $BERTH (dynamic)"
+fi
 DIR=$(mktemp -d /tmp/jobsXXXX)
 PORT=7993
 agent_pid=
