@@ -1041,43 +1041,23 @@ impl Store {
             c.as_ref().filter(|c| c.writes == w).map(|c| c.apps.clone())
         };
         let dirty = std::mem::take(&mut *self.dirty.lock().unwrap_or_else(|p| p.into_inner()));
-        let apps = match before {
-            // Only single apps were written since: those are read again.
-            Some(before) => {
-                let again = self.read(|c| {
-                    let tx = c.unchecked_transaction().map_err(sql("listing apps"))?;
-                    dirty
+        let read = self.read(|c| {
+            let tx = c.unchecked_transaction().map_err(sql("listing apps"))?;
+            match &before {
+                // Only single apps were written since: those are read again.
+                Some(before) => {
+                    let mut list: Vec<std::sync::Arc<StoredApp>> = before
                         .iter()
-                        .map(|n| Ok((n.as_str(), load_app(&tx, n)?)))
-                        .collect::<Result<Vec<_>, StoreError>>()
-                });
-                let again = match again {
-                    Ok(a) => a,
-                    Err(e) => {
-                        // Not read: they stay to be read next time.
-                        self.dirty
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .extend(dirty);
-                        return Err(e);
+                        .filter(|a| !dirty.contains(&a.spec.name))
+                        .cloned()
+                        .collect();
+                    for n in &dirty {
+                        list.extend(load_app(&tx, n)?.map(std::sync::Arc::new));
                     }
-                };
-                let mut list: Vec<std::sync::Arc<StoredApp>> = before
-                    .iter()
-                    .filter(|a| !dirty.contains(&a.spec.name))
-                    .cloned()
-                    .collect();
-                list.extend(
-                    again
-                        .into_iter()
-                        .filter_map(|(_, a)| a.map(std::sync::Arc::new)),
-                );
-                list.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
-                list
-            }
-            None => {
-                let read = self.read(|c| {
-                    let tx = c.unchecked_transaction().map_err(sql("listing apps"))?;
+                    list.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
+                    Ok(list)
+                }
+                None => {
                     let names =
                         strings(&tx, "SELECT name FROM apps ORDER BY name", "listing apps")?;
                     let mut out = Vec::with_capacity(names.len());
@@ -1085,17 +1065,18 @@ impl Store {
                         out.extend(load_app(&tx, &n)?.map(std::sync::Arc::new));
                     }
                     Ok(out)
-                });
-                match read {
-                    Ok(a) => a,
-                    Err(e) => {
-                        self.dirty
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .extend(dirty);
-                        return Err(e);
-                    }
                 }
+            }
+        });
+        let apps = match read {
+            Ok(a) => a,
+            Err(e) => {
+                // Not read: the names stay to be read next time.
+                self.dirty
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .extend(dirty);
+                return Err(e);
             }
         };
         let apps = std::sync::Arc::new(apps);
