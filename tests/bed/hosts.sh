@@ -113,6 +113,16 @@ EOF
         start_engine "$dir" "$name"
     done
     for i in $(seq 1 "$n"); do wait_engine "$dir/h$i"; done
+    # What the agents will see: each namespace, entered as they enter it, has its address.
+    for i in $(seq 1 "$n"); do
+        local ns
+        ns=$(ns_of "h$i")
+        nsenter --net="/run/netns/$ns" ip -4 -o addr show dev eth0 | grep -q " $BED_PREFIX.$i/" || {
+            nsenter --net="/run/netns/$ns" ip -4 -o addr >&2 || true
+            grep -F /run/netns /proc/self/mountinfo >&2 || true
+            die "host h$i's namespace $ns has no address $BED_PREFIX.$i"
+        }
+    done
     for img in "$@"; do
         docker save "$img" >"$dir/image.tar"
         for i in $(seq 1 "$n"); do

@@ -43,12 +43,24 @@ impl Bed {
             .prefix("bed")
             .tempdir_in("/tmp")
             .expect("tempdir");
-        let out = Command::new("bash")
-            .arg(script())
-            .args(["up", &dir.path().display().to_string(), &n.to_string()])
-            .args([IMAGE, IDLE_IMAGE])
-            .output()
-            .expect("hosts.sh runs");
+        let up = || {
+            Command::new("bash")
+                .arg(script())
+                .args(["up", &dir.path().display().to_string(), &n.to_string()])
+                .args([IMAGE, IDLE_IMAGE])
+                .output()
+                .expect("hosts.sh runs")
+        };
+        // A failed start leaves nothing behind (hosts.sh takes it down): one more try, the
+        // first failure printed.
+        let mut out = up();
+        if !out.status.success() {
+            eprintln!(
+                "{test}: hosts.sh up failed once, trying again: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            out = up();
+        }
         assert!(
             out.status.success(),
             "hosts.sh up failed: {}{}",

@@ -160,7 +160,7 @@ impl Agent {
             name: name.into(),
             place: None,
         };
-        a.spawn();
+        a.spawn_fresh();
         a
     }
 
@@ -204,7 +204,7 @@ impl Agent {
             name: "e2e".into(),
             place: None,
         };
-        a.spawn();
+        a.spawn_fresh();
         a
     }
 
@@ -256,7 +256,26 @@ impl Agent {
             .to_string()
     }
 
+    /// Starts a new agent on a port [`free_port`] found free. Another process may take that
+    /// port between the probe and the agent's bind; the agent then exits with "Address already
+    /// in use" and is started again on another port (a restart keeps its port: [`Agent::spawn`]).
+    fn spawn_fresh(&mut self) {
+        for _ in 0..4 {
+            if self.spawn_once(true) {
+                return;
+            }
+            self.port = free_port();
+        }
+        self.spawn();
+    }
+
     fn spawn(&mut self) {
+        self.spawn_once(false);
+    }
+
+    /// Starts the agent and waits for its health answer; `false` (with `retry_port`) when it
+    /// exited because its API port was taken.
+    fn spawn_once(&mut self, retry_port: bool) -> bool {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -304,7 +323,15 @@ impl Agent {
             if let Ok((200, body)) = self.get_raw("/v1/health", false) {
                 let h: berth::wire::Health = serde_json::from_str(&body).expect("health json");
                 self.node_id = h.node_id;
-                return;
+                return true;
+            }
+            let exited = self
+                .child
+                .as_mut()
+                .is_some_and(|c| c.try_wait().ok().flatten().is_some());
+            if exited && retry_port && self.log().contains("Address already in use") {
+                self.child = None;
+                return false;
             }
             assert!(
                 Instant::now() < deadline,
@@ -459,13 +486,28 @@ impl Agent {
         let o = self.berth(args);
         assert!(
             o.status.success(),
-            "berth {args:?} failed ({}):\n{}\n{}\nagent log:\n{}",
+            "berth {args:?} failed ({}):\n{}\n{}\nagent log:\n{}{}",
             o.status,
             String::from_utf8_lossy(&o.stdout),
             String::from_utf8_lossy(&o.stderr),
-            self.log()
+            self.log(),
+            self.where_it_runs()
         );
         String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// For a bed host, its namespace's addresses (what a failed bind saw), else nothing.
+    fn where_it_runs(&self) -> String {
+        let Some(p) = &self.place else {
+            return String::new();
+        };
+        let addrs = self
+            .command("ip")
+            .args(["-4", "-o", "addr"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_else(|e| e.to_string());
+        format!("\naddresses in /run/netns/{}:\n{addrs}", p.netns)
     }
 
     /// Runs the CLI and expects failure; returns stderr.
