@@ -265,7 +265,7 @@ impl Ops {
                 })
                 .unwrap_or(lines.len())
                 .max(1);
-            lines.truncate(keep);
+            lines.truncate(page_end(&lines, keep));
         } else if p.local {
             // An answer to another member: the newest lines that fit the peer channel.
             let mut bytes = 0usize;
@@ -430,6 +430,19 @@ impl Ops {
     }
 }
 
+/// Where a page cut at `keep` lines ends so that it holds the lines of a packed row (one id)
+/// all or none (the poller continues after the last id it got): back to the row's start, or
+/// on to its end when the row is all the page holds.
+fn page_end(lines: &[LogLine], keep: usize) -> usize {
+    let Some(id) = lines.get(keep).map(|l| l.id) else {
+        return lines.len();
+    };
+    match lines[..keep].iter().rposition(|l| l.id != id) {
+        Some(i) => i + 1,
+        None => lines.iter().position(|l| l.id != id).unwrap_or(lines.len()),
+    }
+}
+
 impl super::Core {
     /// One service's own exposition: its containers' series on this host and its custom
     /// metrics (`GET /metrics/APP/SERVICE`, and its own port: `agent::promport`).
@@ -446,5 +459,32 @@ impl super::Core {
             .collect();
         text.push_str(&crate::metrics::prom::encode_points(&mine));
         text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_page_holds_a_packed_rows_lines_all_or_none() {
+        let ids = |v: &[i64]| -> Vec<LogLine> {
+            v.iter()
+                .map(|id| LogLine {
+                    id: *id,
+                    ..Default::default()
+                })
+                .collect()
+        };
+        let l = ids(&[1, 2, 2, 2, 3]);
+        assert_eq!(page_end(&l, 5), 5, "no cut");
+        assert_eq!(page_end(&l, 4), 4, "a cut between rows stays");
+        assert_eq!(page_end(&l, 2), 1, "inside row 2: back to its start");
+        assert_eq!(
+            page_end(&ids(&[2, 2, 2, 3]), 1),
+            3,
+            "the row alone: on to its end"
+        );
+        assert_eq!(page_end(&ids(&[2, 2]), 1), 2);
     }
 }

@@ -3,6 +3,14 @@
 //! Invariant: lines, the checkpoint that says they were read, and their export batches are
 //! written in one transaction ([`Store::append_logs`]), so a crash at any point neither loses
 //! nor repeats a line.
+//!
+//! Packed rows: consecutive lines of a batch from one source (same app, service, version,
+//! slot, node, container and stream) within [`PACK_SPAN_NS`] of the first are one row, so a
+//! busy source (the router's access log at full load) costs one insert and two index entries
+//! per batch, not per line. Such a row's `lines` says how many it holds, its `time_ns` is the
+//! earliest line's, and its `message` is [`pack`]ed. Every line of a row carries the row's id,
+//! and a query returns a row's lines all or none (`logs -f` continues after the last id seen);
+//! filters on time and text are applied to each line. Retention removes whole rows.
 
 use super::{Store, StoreError, sql};
 use rusqlite::params;
@@ -55,6 +63,76 @@ pub struct LogQuery {
     pub limit: usize,
 }
 
+/// The longest a packed row spans: a query's `since` reaches back this far for rows that
+/// start before it, and retention by age may take a row's lines up to this much early.
+pub const PACK_SPAN_NS: i64 = 1_000_000_000;
+/// The most lines, and message bytes, in one packed row.
+const PACK_MAX_LINES: usize = 1000;
+const PACK_MAX_BYTES: usize = 256 * 1024;
+/// Per-line room counted by retention besides the message (the row's other columns).
+const LINE_OVERHEAD: i64 = 64;
+
+fn same_source(a: &LogLine, b: &LogLine) -> bool {
+    a.app == b.app
+        && a.service == b.service
+        && a.version == b.version
+        && a.slot == b.slot
+        && a.node == b.node
+        && a.container == b.container
+        && a.stream == b.stream
+}
+
+/// Splits `lines` into the runs stored as one row each (see "Packed rows").
+fn runs(lines: &[LogLine]) -> Vec<&[LogLine]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut bytes = 0;
+    for (i, l) in lines.iter().enumerate() {
+        let first = &lines[start];
+        let fits = i > start
+            && same_source(first, l)
+            && l.time_ns >= first.time_ns
+            && l.time_ns - first.time_ns <= PACK_SPAN_NS
+            && i - start < PACK_MAX_LINES
+            && bytes + l.message.len() <= PACK_MAX_BYTES;
+        if i > start && !fits {
+            out.push(&lines[start..i]);
+            start = i;
+            bytes = 0;
+        }
+        bytes += l.message.len();
+    }
+    if start < lines.len() {
+        out.push(&lines[start..]);
+    }
+    out
+}
+
+/// A packed row's message: each line as `<time_ns> <bytes>:<message>` and a newline.
+fn pack(run: &[LogLine]) -> String {
+    use std::fmt::Write;
+    let mut m = String::with_capacity(run.iter().map(|l| l.message.len() + 24).sum());
+    for l in run {
+        let _ = writeln!(m, "{} {}:{}", l.time_ns, l.message.len(), l.message);
+    }
+    m
+}
+
+/// The (time, message) lines of a packed row's message; `None` when it is not one.
+fn unpack(m: &str) -> Option<Vec<(i64, &str)>> {
+    let mut out = Vec::new();
+    let mut rest = m;
+    while !rest.is_empty() {
+        let (time, r) = rest.split_once(' ')?;
+        let (len, r) = r.split_once(':')?;
+        let len: usize = len.parse().ok()?;
+        let msg = r.get(..len)?;
+        rest = r.get(len..)?.strip_prefix('\n')?;
+        out.push((time.parse().ok()?, msg));
+    }
+    Some(out)
+}
+
 impl Store {
     /// Stores a batch: lines, checkpoints and export rows in one transaction.
     pub fn append_logs(&self, b: &LogBatch, outbox_max_bytes: i64) -> Result<(), StoreError> {
@@ -64,17 +142,25 @@ impl Store {
                 let mut ins = tx
                     .prepare_cached(
                         "INSERT INTO log_lines(time_ns, app, service, version, slot, node,
-                                               container, stream, message)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                                               container, stream, message, lines)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                     )
                     .map_err(sql("storing log lines"))?;
-                for (i, l) in b.lines.iter().enumerate() {
-                    // A batch of thousands of lines takes a CPU for a millisecond or more: a
+                for (i, run) in runs(&b.lines).into_iter().enumerate() {
+                    // A batch of thousands of rows takes a CPU for a millisecond or more: a
                     // yield every 64 lets a router thread waiting for this CPU in first, so a
                     // request is held up by one slice of the batch, not all of it.
                     if i % 64 == 63 {
                         std::thread::yield_now();
                     }
+                    let l = &run[0];
+                    let packed;
+                    let message = if run.len() == 1 {
+                        &l.message
+                    } else {
+                        packed = pack(run);
+                        &packed
+                    };
                     ins.execute(params![
                         l.time_ns,
                         l.app,
@@ -84,7 +170,8 @@ impl Store {
                         l.node,
                         l.container,
                         l.stream,
-                        l.message
+                        message,
+                        run.len() as i64
                     ])
                     .map_err(sql("storing log lines"))?;
                 }
@@ -150,7 +237,8 @@ impl Store {
         })
     }
 
-    /// Lines matching `q`, oldest first.
+    /// Lines matching `q`, oldest first: at most `limit` (or `tail`), except that the lines
+    /// of one packed row are returned together.
     pub fn query_logs(&self, q: &LogQuery) -> Result<Vec<LogLine>, StoreError> {
         let mut where_ = vec!["app = ?1".to_string()];
         let mut args: Vec<rusqlite::types::Value> = vec![q.app.clone().into()];
@@ -167,8 +255,11 @@ impl Store {
         if let Some(r) = q.run {
             add("container GLOB ?", format!("*.{r}.[0-9]*").into());
         }
+        // A packed row starts at most PACK_SPAN_NS before its last line; each line is checked
+        // below. Text is searched in the row first (a match in a packed row's times is
+        // dropped with the line check), so rows without it are never unpacked.
         if let Some(t) = q.since_ns {
-            add("time_ns >= ?", t.into());
+            add("time_ns >= ?", t.saturating_sub(PACK_SPAN_NS).into());
         }
         if let Some(t) = q.until_ns {
             add("time_ns <= ?", t.into());
@@ -186,14 +277,27 @@ impl Store {
         // The last N (tail) are the newest N, read backwards and turned round.
         let order = if q.tail.is_some() { "DESC" } else { "ASC" };
         let text = format!(
-            "SELECT id, time_ns, app, service, version, slot, node, container, stream, message
-             FROM log_lines WHERE {} ORDER BY id {order} LIMIT {limit}",
+            "SELECT id, time_ns, app, service, version, slot, node, container, stream, message,
+                    lines
+             FROM log_lines WHERE {} ORDER BY id {order}",
             where_.join(" AND ")
         );
+        let wanted = |time_ns: i64, message: &str| {
+            q.since_ns.is_none_or(|t| time_ns >= t)
+                && q.until_ns.is_none_or(|t| time_ns <= t)
+                && q.grep.as_ref().is_none_or(|g| message.contains(g.as_str()))
+        };
         let mut out: Vec<LogLine> = self.read(|c| {
             let mut st = c.prepare(&text).map_err(sql("querying logs"))?;
-            let rows = st
-                .query_map(rusqlite::params_from_iter(args.iter()), |r| {
+            let mut rows = st
+                .query(rusqlite::params_from_iter(args.iter()))
+                .map_err(sql("querying logs"))?;
+            let mut out = Vec::new();
+            while out.len() < limit {
+                let Some(r) = rows.next().map_err(sql("querying logs"))? else {
+                    break;
+                };
+                let row = |r: &rusqlite::Row| -> rusqlite::Result<LogLine> {
                     Ok(LogLine {
                         id: r.get(0)?,
                         time_ns: r.get(1)?,
@@ -206,9 +310,31 @@ impl Store {
                         stream: r.get(8)?,
                         message: r.get(9)?,
                     })
-                })
-                .map_err(sql("querying logs"))?;
-            rows.collect::<Result<_, _>>().map_err(sql("querying logs"))
+                };
+                let first = row(r).map_err(sql("querying logs"))?;
+                let packed = r.get::<_, i64>(10).map_err(sql("querying logs"))? > 1;
+                let lines = match packed.then(|| unpack(&first.message)).flatten() {
+                    Some(lines) => lines
+                        .into_iter()
+                        .filter(|(t, m)| wanted(*t, m))
+                        .map(|(time_ns, m)| LogLine {
+                            time_ns,
+                            message: m.to_string(),
+                            ..first.clone()
+                        })
+                        .collect(),
+                    None if wanted(first.time_ns, &first.message) => vec![first],
+                    None => Vec::new(),
+                };
+                if q.tail.is_some() {
+                    // Newest first: the row's last lines, as many as are still wanted.
+                    let keep = lines.len().min(limit - out.len());
+                    out.extend(lines.into_iter().rev().take(keep));
+                } else {
+                    out.extend(lines);
+                }
+            }
+            Ok(out)
         })?;
         if q.tail.is_some() {
             out.reverse();
@@ -220,16 +346,23 @@ impl Store {
     /// messages take at most `max_bytes`. Returns how many lines went.
     pub fn prune_logs(&self, before_ns: i64, max_bytes: i64) -> Result<usize, StoreError> {
         self.write_unlisted(|c| {
-            let mut n = c
-                .execute(
-                    "DELETE FROM log_lines WHERE time_ns < ?1",
+            let mut gone: i64 = c
+                .query_row(
+                    "SELECT COALESCE(SUM(lines), 0) FROM log_lines WHERE time_ns < ?1",
                     params![before_ns],
+                    |r| r.get(0),
                 )
                 .map_err(sql("pruning logs"))?;
+            c.execute(
+                "DELETE FROM log_lines WHERE time_ns < ?1",
+                params![before_ns],
+            )
+            .map_err(sql("pruning logs"))?;
             let total: i64 = c
                 .query_row(
-                    "SELECT COALESCE(SUM(length(CAST(message AS BLOB))) + COUNT(*) * 64, 0) FROM log_lines",
-                    [],
+                    "SELECT COALESCE(SUM(length(CAST(message AS BLOB)) + lines * ?1), 0)
+                     FROM log_lines",
+                    params![LINE_OVERHEAD],
                     |r| r.get(0),
                 )
                 .map_err(sql("sizing logs"))?;
@@ -238,9 +371,14 @@ impl Store {
                 let mut excess = total - max_bytes;
                 let cut: i64 = {
                     let mut q = c
-                        .prepare("SELECT id, length(CAST(message AS BLOB)) + 64 FROM log_lines ORDER BY id")
+                        .prepare(
+                            "SELECT id, length(CAST(message AS BLOB)) + lines * ?1, lines
+                             FROM log_lines ORDER BY id",
+                        )
                         .map_err(sql("pruning logs"))?;
-                    let mut rows = q.query([]).map_err(sql("pruning logs"))?;
+                    let mut rows = q
+                        .query(params![LINE_OVERHEAD])
+                        .map_err(sql("pruning logs"))?;
                     let mut cut = 0;
                     while excess > 0 {
                         let Some(r) = rows.next().map_err(sql("pruning logs"))? else {
@@ -248,14 +386,14 @@ impl Store {
                         };
                         cut = r.get(0).map_err(sql("pruning logs"))?;
                         excess -= r.get::<_, i64>(1).map_err(sql("pruning logs"))?;
+                        gone += r.get::<_, i64>(2).map_err(sql("pruning logs"))?;
                     }
                     cut
                 };
-                n += c
-                    .execute("DELETE FROM log_lines WHERE id <= ?1", params![cut])
+                c.execute("DELETE FROM log_lines WHERE id <= ?1", params![cut])
                     .map_err(sql("pruning logs"))?;
             }
-            Ok(n)
+            Ok(gone as usize)
         })
     }
 }
@@ -286,13 +424,111 @@ mod tests {
         // 1,000 characters, 2,000 bytes each.
         let msg = "é".repeat(1000);
         let b = LogBatch {
-            lines: (0..10).map(|i| line(i, "web", "stdout", &msg)).collect(),
+            // Too far apart to share a row.
+            lines: (0..10)
+                .map(|i| line(i * 2 * PACK_SPAN_NS, "web", "stdout", &msg))
+                .collect(),
             ..Default::default()
         };
         s.append_logs(&b, 1 << 20).unwrap();
         // Room for three lines by bytes (six if characters were counted).
         let n = s.prune_logs(0, 3 * (2000 + 64)).unwrap();
         assert_eq!(n, 7);
+    }
+
+    #[test]
+    fn a_sources_run_of_lines_is_one_row_and_reads_back_line_by_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("s.db")).unwrap();
+        // Messages that look like the packed form itself, and multi-byte text.
+        let msgs = [
+            "GET / 200",
+            "12 3:abc",
+            "",
+            "é 5:\u{0}x",
+            "x\ny 1:z",
+            "GET /b 404",
+        ];
+        let mut lines: Vec<LogLine> = msgs
+            .iter()
+            .enumerate()
+            .map(|(i, m)| line(1_000 + i as i64, "access", "access", m))
+            .collect();
+        // Then another source, then the first again more than a span later: three rows.
+        lines.push(line(2_000, "web", "stdout", "from web"));
+        lines.push(line(
+            1_000 + 2 * PACK_SPAN_NS,
+            "access",
+            "access",
+            "GET /late 200",
+        ));
+        s.append_logs(
+            &LogBatch {
+                lines: lines.clone(),
+                ..Default::default()
+            },
+            1 << 20,
+        )
+        .unwrap();
+        let rows: i64 = s
+            .read(|c| {
+                c.query_row("SELECT COUNT(*) FROM log_lines", [], |r| r.get(0))
+                    .map_err(sql("count"))
+            })
+            .unwrap();
+        assert_eq!(rows, 3);
+        let q = |f: &dyn Fn(&mut LogQuery)| {
+            let mut q = LogQuery {
+                app: "shop".into(),
+                limit: 1000,
+                ..Default::default()
+            };
+            f(&mut q);
+            s.query_logs(&q).unwrap()
+        };
+        let msg = |v: Vec<LogLine>| v.into_iter().map(|l| l.message).collect::<Vec<_>>();
+        let all = q(&|_| {});
+        let back: Vec<LogLine> = all.iter().map(|l| LogLine { id: 0, ..l.clone() }).collect();
+        assert_eq!(back, lines, "every field of every line back, in order");
+        let ids: Vec<i64> = all.iter().map(|l| l.id).collect();
+        assert!(ids[..6].iter().all(|i| *i == ids[0]) && ids[6] > ids[0] && ids[7] > ids[6]);
+        // Filters apply to each line of a row.
+        assert_eq!(
+            msg(q(&|q| q.grep = Some("GET".into()))),
+            vec!["GET / 200", "GET /b 404", "GET /late 200"]
+        );
+        assert!(
+            q(&|q| q.grep = Some("1000 ".into())).is_empty(),
+            "times are not text"
+        );
+        assert_eq!(
+            msg(q(&|q| {
+                q.since_ns = Some(1_002);
+                q.until_ns = Some(1_003);
+                q.service = Some("access".into())
+            })),
+            vec!["", "é 5:\u{0}x"]
+        );
+        // Tail cuts a row; a follow returns a row whole, then continues after it.
+        assert_eq!(
+            msg(q(&|q| q.tail = Some(3))),
+            vec!["GET /b 404", "from web", "GET /late 200"]
+        );
+        assert_eq!(q(&|q| q.limit = 2).len(), 6, "a row is not split");
+        assert_eq!(msg(q(&|q| q.after_id = Some(ids[0]))).len(), 2);
+        // Retention takes whole rows and counts their lines.
+        assert_eq!(s.prune_logs(1_001, 1 << 20).unwrap(), 6);
+        assert_eq!(msg(q(&|_| {})), vec!["from web", "GET /late 200"]);
+    }
+
+    #[test]
+    fn a_row_that_does_not_unpack_reads_as_it_is() {
+        for bad in ["1 9:short\n", "x 1:a\n", "1 1:ab\n", "1 1:a"] {
+            assert_eq!(unpack(bad), None, "{bad:?}");
+        }
+        assert_eq!(unpack(""), Some(vec![]));
+        assert_eq!(unpack("5 2:é\n"), Some(vec![(5, "é")]));
+        assert_eq!(unpack("5 1:é\n"), None, "a length inside a character");
     }
 
     #[test]

@@ -310,6 +310,9 @@ const MIGRATIONS: &[&str] = &[
         previous_spec TEXT NOT NULL,
         previous_template TEXT NOT NULL,
         since_ms INTEGER NOT NULL);",
+    // 21: a run of log lines from one source stored as one row (`store::logs`, "Packed
+    // rows"): how many lines the row holds (1: `message` is the line itself).
+    "ALTER TABLE log_lines ADD COLUMN lines INTEGER NOT NULL DEFAULT 1;",
 ];
 
 /// Events kept; older ones are pruned as new ones arrive.
