@@ -292,24 +292,24 @@ impl Store {
             let mut rows = st
                 .query(rusqlite::params_from_iter(args.iter()))
                 .map_err(sql("querying logs"))?;
+            let row = |r: &rusqlite::Row| -> rusqlite::Result<LogLine> {
+                Ok(LogLine {
+                    id: r.get(0)?,
+                    time_ns: r.get(1)?,
+                    app: r.get(2)?,
+                    service: r.get(3)?,
+                    version: r.get(4)?,
+                    slot: r.get(5)?,
+                    node: r.get(6)?,
+                    container: r.get(7)?,
+                    stream: r.get(8)?,
+                    message: r.get(9)?,
+                })
+            };
             let mut out = Vec::new();
             while out.len() < limit {
                 let Some(r) = rows.next().map_err(sql("querying logs"))? else {
                     break;
-                };
-                let row = |r: &rusqlite::Row| -> rusqlite::Result<LogLine> {
-                    Ok(LogLine {
-                        id: r.get(0)?,
-                        time_ns: r.get(1)?,
-                        app: r.get(2)?,
-                        service: r.get(3)?,
-                        version: r.get(4)?,
-                        slot: r.get(5)?,
-                        node: r.get(6)?,
-                        container: r.get(7)?,
-                        stream: r.get(8)?,
-                        message: r.get(9)?,
-                    })
                 };
                 let first = row(r).map_err(sql("querying logs"))?;
                 let packed = r.get::<_, i64>(10).map_err(sql("querying logs"))? > 1;
@@ -417,6 +417,17 @@ mod tests {
         }
     }
 
+    /// App `shop`'s lines for a query `f` shapes.
+    fn query(s: &Store, f: &dyn Fn(&mut LogQuery)) -> Vec<LogLine> {
+        let mut q = LogQuery {
+            app: "shop".into(),
+            limit: 1000,
+            ..Default::default()
+        };
+        f(&mut q);
+        s.query_logs(&q).unwrap()
+    }
+
     #[test]
     fn retention_counts_bytes_not_characters() {
         let dir = tempfile::tempdir().unwrap();
@@ -477,15 +488,7 @@ mod tests {
             })
             .unwrap();
         assert_eq!(rows, 3);
-        let q = |f: &dyn Fn(&mut LogQuery)| {
-            let mut q = LogQuery {
-                app: "shop".into(),
-                limit: 1000,
-                ..Default::default()
-            };
-            f(&mut q);
-            s.query_logs(&q).unwrap()
-        };
+        let q = |f: &dyn Fn(&mut LogQuery)| query(&s, f);
         let msg = |v: Vec<LogLine>| v.into_iter().map(|l| l.message).collect::<Vec<_>>();
         let all = q(&|_| {});
         let back: Vec<LogLine> = all.iter().map(|l| LogLine { id: 0, ..l.clone() }).collect();
@@ -556,14 +559,7 @@ mod tests {
         );
         assert_eq!(s.outbox_peek("syslog", 100).unwrap().len(), 1);
         let q = |f: &dyn Fn(&mut LogQuery)| {
-            let mut q = LogQuery {
-                app: "shop".into(),
-                limit: 1000,
-                ..Default::default()
-            };
-            f(&mut q);
-            s.query_logs(&q)
-                .unwrap()
+            query(&s, f)
                 .into_iter()
                 .map(|l| l.message)
                 .collect::<Vec<_>>()
