@@ -72,15 +72,24 @@ fn db(a: &Agent) -> rusqlite::Connection {
     .expect("open state.db")
 }
 
-/// The highest "n N" line of `app` in the store, read from the file while the agent is down.
+/// The highest "n N" line of `app` in the store, read while the agent is down: from a copy
+/// of the database file (so the agent's own files stay as the stop left them), through the
+/// store's own reader (rows may be packed).
 fn stored_max(a: &Agent, app: &str) -> u32 {
-    let c = db(a);
-    let mut q = c
-        .prepare("SELECT message FROM log_lines WHERE app = ?1")
-        .expect("query");
-    q.query_map([app], |r| r.get::<_, String>(0))
-        .expect("rows")
-        .filter_map(|m| m.ok()?.strip_prefix("n ")?.trim().parse().ok())
+    let copy = tempfile::tempdir().expect("tempdir");
+    let path = copy.path().join("state.db");
+    std::fs::copy(a.dir.path().join("state.db"), &path).expect("copy state.db");
+    let store = berth::store::Store::open(&path).expect("open the copy");
+    let q = berth::store::LogQuery {
+        app: app.into(),
+        limit: 10_000_000,
+        ..Default::default()
+    };
+    store
+        .query_logs(&q)
+        .expect("query")
+        .iter()
+        .filter_map(|l| l.message.strip_prefix("n ")?.trim().parse().ok())
         .max()
         .unwrap_or(0)
 }
