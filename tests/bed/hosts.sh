@@ -103,6 +103,8 @@ EOF
         # (the first `ip netns add` on a machine does), which stacks two mounts there and
         # can leave a namespace's name over the wrong one.
         flock /run/berth-beds/.netns ip netns add "$ns"
+        # The /24 was free, so a link of this name is a stale one of an earlier bed's.
+        ip link del "vb${octet}h$i" 2>/dev/null || true
         ip link add "vb${octet}h$i" type veth peer name "vn${octet}h$i"
         ip link set "vb${octet}h$i" master "$BED_BRIDGE" up
         ip link set "vn${octet}h$i" netns "$ns"
@@ -162,6 +164,8 @@ cmd_down() {
         ns=$(ns_of "h$i")
         for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$pid" 2>/dev/null || true; done
         mkdir -p /run/berth-beds && flock /run/berth-beds/.netns ip netns del "$ns" 2>/dev/null || true
+        # Gone with the namespace unless something still held it.
+        ip link del "vb${BED_OCTET}h$i" 2>/dev/null || true
     done
     # The engines share this machine's mount table: unmount what they left under DIR.
     { grep -F " $dir/" /proc/self/mounts || true; } | awk '{print $2}' | sort -r | while read -r m; do
@@ -178,8 +182,12 @@ main() {
     shift || true
     case "$verb" in
         up) [ $# -ge 2 ] || die "usage: hosts.sh up DIR N [IMAGE...]"
-            # A failed start leaves nothing behind.
-            if ! cmd_up "$@"; then cmd_down "$1"; exit 1; fi ;;
+            # A failed start leaves nothing behind. Not `if ! cmd_up`: inside a condition bash
+            # ignores `set -e`, so a failed step went on to the next (an engine started in a
+            # namespace without its link), and `die` exited before any clean-up ran.
+            UP_DIR=$1
+            trap 'rc=$?; if [ "$rc" -ne 0 ]; then cmd_down "$UP_DIR" || true; fi' EXIT
+            cmd_up "$@" ;;
         down) [ $# -eq 1 ] || die "usage: hosts.sh down DIR"; cmd_down "$1" ;;
         cut|heal)
             [ $# -eq 2 ] || die "usage: hosts.sh $verb DIR NAME"
