@@ -59,12 +59,6 @@ impl Bed {
                 "{test}: hosts.sh up failed once, trying again: {}",
                 String::from_utf8_lossy(&out.stderr)
             );
-            // Whatever that try left (an engine still serving its socket under the same
-            // directory would answer for the new host) goes first.
-            let _ = Command::new("bash")
-                .arg(script())
-                .args(["down", &dir.path().display().to_string()])
-                .output();
             out = up();
         }
         assert!(
