@@ -17,6 +17,7 @@ pub mod logs;
 pub mod metrics;
 pub mod model;
 pub mod mountinfo;
+pub mod pace;
 pub mod plan;
 pub mod rootfd;
 pub mod router;

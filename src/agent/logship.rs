@@ -182,6 +182,7 @@ async fn retention_loop(core: Arc<Core>, mut shutdown: tokio::sync::watch::Recei
             .ok()
             .map(|is| is.into_iter().map(|i| i.id).collect());
         let _ = tokio::task::spawn_blocking(move || {
+            let _bg = crate::pace::Background::enter();
             let n = crate::logs::prune(&store, days, max);
             if n > 0 {
                 tracing::info!(lines = n, "log retention pruned lines");
@@ -218,7 +219,6 @@ pub async fn access_loop(
             _ = tokio::time::sleep(ACCESS_GATHER) => {}
             _ = shutdown.changed() => {}
         }
-        let records = log.take(&mut spare);
         // The log writer starts with the log loop, a moment after the router.
         let shipper = loop {
             if let Some(s) = core.log_shipper.get() {
@@ -226,22 +226,20 @@ pub async fn access_loop(
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
-        let n = records.len() as u64;
-        let lines = records
-            .into_iter()
-            .map(|(time_ns, message)| crate::store::LogLine {
-                id: 0,
-                time_ns,
-                app: crate::logs::ROUTER_APP.to_string(),
-                service: "access".to_string(),
-                version: String::new(),
-                slot: 0,
-                node: core.node_name.clone(),
-                container: "router".to_string(),
-                stream: "access".to_string(),
-                message,
-            })
-            .collect();
+        // Thousands of records a round: background work, in short turns (`pace`).
+        let (log2, node) = (log.clone(), core.node_name.clone());
+        let mut buf = std::mem::take(&mut spare);
+        let Ok((lines, buf)) = tokio::task::spawn_blocking(move || {
+            let _bg = crate::pace::Background::enter();
+            let lines = access_lines(log2.take(&mut buf), &node);
+            (lines, buf)
+        })
+        .await
+        else {
+            return;
+        };
+        spare = buf;
+        let n = lines.len() as u64;
         if n > 0 && shipper.store_lines(lines).await {
             core.router.access_logged(n);
         }
@@ -249,6 +247,28 @@ pub async fn access_loop(
             return;
         }
     }
+}
+
+/// The router's access records as the log store's lines (`_router/access`).
+fn access_lines(records: Vec<(i64, String)>, node: &str) -> Vec<crate::store::LogLine> {
+    records
+        .into_iter()
+        .map(|(time_ns, message)| {
+            crate::pace::point();
+            crate::store::LogLine {
+                id: 0,
+                time_ns,
+                app: crate::logs::ROUTER_APP.to_string(),
+                service: "access".to_string(),
+                version: String::new(),
+                slot: 0,
+                node: node.to_string(),
+                container: "router".to_string(),
+                stream: "access".to_string(),
+                message,
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]

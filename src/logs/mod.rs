@@ -112,7 +112,13 @@ impl Export {
             return out;
         }
         if !self.influx.is_empty() {
-            let points: Vec<_> = lines.iter().map(export::point).collect();
+            let points: Vec<_> = lines
+                .iter()
+                .map(|l| {
+                    crate::pace::point();
+                    export::point(l)
+                })
+                .collect();
             for (n, body) in crate::metrics::line::encode_batches(&points, MAX_BATCH_LINES) {
                 for k in &self.influx {
                     out.push((k.clone(), n, body.clone()));
@@ -122,6 +128,7 @@ impl Export {
         for (k, facility) in &self.syslog {
             let mut body = String::new();
             for l in lines {
+                crate::pace::point();
                 body.push_str(&export::syslog(l, *facility));
                 body.push('\n');
             }
@@ -460,7 +467,12 @@ async fn write_loop(
         let mut cps: BTreeMap<(String, String), String> = BTreeMap::new();
         let mut flushed = Vec::new();
         let mut add = |m: Msg, batch: &mut LogBatch| {
-            batch.lines.extend(m.lines);
+            // The first message's lines are the batch's (no copy on the runtime's thread).
+            if batch.lines.is_empty() {
+                batch.lines = m.lines;
+            } else {
+                batch.lines.extend(m.lines);
+            }
             for (id, src, pos) in m.checkpoints {
                 cps.insert((id, src), pos);
             }
@@ -479,15 +491,22 @@ async fn write_loop(
         let export2 = export.read().unwrap_or_else(|p| p.into_inner()).clone();
         let store2 = store.clone();
         let stored = tokio::task::spawn_blocking(move || {
-            // Below the router's threads: a batch of lines can wait a moment, a request
-            // should not (the access log's writes showed in the router's p99 otherwise).
-            let _low = LowerPriority::new(LOG_WRITER_NICE);
+            // Below the router's threads, in short turns: a batch of lines can wait a
+            // moment, a request should not (see `pace`).
+            let _bg = crate::pace::Background::enter();
             batch.export = export2.rows(&batch.lines);
             let mut wait = Duration::from_millis(100);
             let mut attempt = 1;
             loop {
                 match store2.append_logs(&batch, export2.outbox_max_bytes) {
-                    Ok(()) => return Ok(()),
+                    Ok(()) => {
+                        // Thousands of lines freed: in turns too, not after them.
+                        for l in batch.lines.drain(..) {
+                            crate::pace::point();
+                            drop(l);
+                        }
+                        return Ok(());
+                    }
                     // No space: retrying only holds collection up.
                     Err(e) if e.is_disk_full() || attempt >= STORE_ATTEMPTS => return Err(e),
                     Err(e) => {
@@ -544,69 +563,4 @@ pub fn prune(store: &Store, retain_days: u64, max_bytes: i64) -> usize {
         tracing::warn!(error = %e, "cannot prune logs");
         0
     })
-}
-
-/// The nice value the log writer's batches run at (the API's and the router's threads stay
-/// at the agent's own).
-const LOG_WRITER_NICE: i32 = 10;
-
-/// The calling thread's nice value raised to `nice` until dropped (Linux keeps it per
-/// thread), then put back: the writer runs on the runtime's blocking pool, whose threads
-/// serve other work afterwards.
-struct LowerPriority(Option<i32>);
-
-impl LowerPriority {
-    fn new(nice: i32) -> LowerPriority {
-        // SAFETY: getpriority/setpriority of the calling thread (who 0); errno is cleared
-        // first because -1 is also a valid nice value.
-        unsafe {
-            *libc::__errno_location() = 0;
-            let before = libc::getpriority(libc::PRIO_PROCESS, 0);
-            if *libc::__errno_location() != 0 || before >= nice {
-                return LowerPriority(None);
-            }
-            match libc::setpriority(libc::PRIO_PROCESS, 0, nice) {
-                0 => LowerPriority(Some(before)),
-                _ => LowerPriority(None),
-            }
-        }
-    }
-}
-
-impl Drop for LowerPriority {
-    fn drop(&mut self) {
-        if let Some(before) = self.0 {
-            // SAFETY: as above. Lowering the nice value back needs CAP_SYS_NICE, which the
-            // agent (root) has; without it the thread stays niced, which is harmless.
-            unsafe {
-                libc::setpriority(libc::PRIO_PROCESS, 0, before);
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod priority_tests {
-    use super::LowerPriority;
-
-    fn nice_now() -> i32 {
-        // SAFETY: reads the calling thread's nice value.
-        unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) }
-    }
-
-    #[test]
-    fn a_log_batch_runs_niced_and_the_thread_gets_its_priority_back() {
-        std::thread::spawn(|| {
-            let before = nice_now();
-            {
-                let _low = LowerPriority::new(before + 5);
-                assert_eq!(nice_now(), before + 5);
-            }
-            // Root (the agent, and the suite) may lower it back; others stay niced.
-            let is_root = nix::unistd::geteuid().is_root();
-            assert_eq!(nice_now() == before, is_root);
-        })
-        .join()
-        .expect("thread");
-    }
 }

@@ -247,6 +247,7 @@ const KEEP_SPARE: usize = 64 << 10;
 fn read_records(buf: &[u8], out: &mut Vec<(i64, String)>) {
     let mut at = 0;
     while buf.len() - at >= RECORD_HEAD {
+        crate::pace::point();
         let mut t = [0u8; 8];
         t.copy_from_slice(&buf[at..at + 8]);
         let mut l = [0u8; 4];

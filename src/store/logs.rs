@@ -113,6 +113,7 @@ fn pack(run: &[LogLine]) -> String {
     use std::fmt::Write;
     let mut m = String::with_capacity(run.iter().map(|l| l.message.len() + 24).sum());
     for l in run {
+        crate::pace::point();
         let _ = writeln!(m, "{} {}:{}", l.time_ns, l.message.len(), l.message);
     }
     m
@@ -146,13 +147,11 @@ impl Store {
                          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                     )
                     .map_err(sql("storing log lines"))?;
-                for (i, run) in runs(&b.lines).into_iter().enumerate() {
-                    // A batch of thousands of rows takes a CPU for a millisecond or more: a
-                    // yield every 64 lets a router thread waiting for this CPU in first, so a
-                    // request is held up by one slice of the batch, not all of it.
-                    if i % 64 == 63 {
-                        std::thread::yield_now();
-                    }
+                // A batch of thousands of lines takes a CPU for a millisecond or more: in
+                // the writer's background turns (`pace`), a request waiting for this CPU is
+                // held up by one turn of it, not all of it.
+                for run in runs(&b.lines) {
+                    crate::pace::point();
                     let l = &run[0];
                     let packed;
                     let message = if run.len() == 1 {

@@ -460,14 +460,27 @@ impl AckSync {
     }
 }
 
+/// SQLite virtual-machine steps between two calls of the progress handler (a few µs).
+const PACE_OPS: i32 = 1000;
+
 fn open_conn(path: &Path) -> Result<Connection, StoreError> {
     let open = |source| StoreError::Open {
         path: path.to_path_buf(),
         source,
     };
-    let c = Connection::open(path).map_err(open)?;
+    let mut c = Connection::open(path).map_err(open)?;
     c.busy_timeout(std::time::Duration::from_secs(5))
         .map_err(open)?;
+    // Long statements (retention's deletes, a big batch) give the CPU up in turns when a
+    // background thread runs them (`pace`); elsewhere the handler does nothing.
+    c.progress_handler(
+        PACE_OPS,
+        Some(|| {
+            crate::pace::point();
+            false
+        }),
+    )
+    .map_err(open)?;
     // Up to nine connections (the writer and a pool of readers): each keeps at most 1 MiB
     // of pages (SQLite's default is 2 MiB); the kernel's page cache holds the file anyway.
     c.execute_batch(
