@@ -102,6 +102,8 @@ t2=$(awk '{print $14 + $15}' /proc/$agent_pid/stat)
 rss=$(awk '/VmRSS/ {print $2}' /proc/$agent_pid/status)
 awk -v a="$t1" -v b="$t2" -v c="$clk" 'BEGIN {printf "idle CPU: %.2f%% of one core over 60 s\n", (b - a) / c / 60 * 100}'
 echo "RSS: $((rss / 1024)) MiB"
+# Where it goes: anonymous memory (heap, stacks) against mapped files (the binary's text).
+awk '/^Rss(Anon|File|Shmem):/ {printf "%s %.1f MiB  ", $1, $2 / 1024} END {print ""}' /proc/$agent_pid/status
 # One command wakes every loop once (the jobs re-read, a reconcile pass): still idle after.
 "$BERTH" job run cron1 >/dev/null
 sleep 5
