@@ -236,7 +236,10 @@ pub async fn access_loop(
         })
         .await
         else {
-            return;
+            // A panic while turning records into lines: those records are lost, not the
+            // access log.
+            tracing::error!("the router's access records could not be turned into lines");
+            continue;
         };
         spare = buf;
         let n = lines.len() as u64;
