@@ -30,10 +30,16 @@ fi
 DIR=$(mktemp -d /tmp/jobsXXXX)
 PORT=7993
 agent_pid=
+node=
 cleanup() {
     [ -n "$agent_pid" ] && kill "$agent_pid" 2>/dev/null || true
     sleep 1
     docker ps -aq --filter label=berth.app=tick | xargs -r docker rm -f >/dev/null 2>&1 || true
+    # Each app has its network: a thousand left behind would use up the engine's address pools.
+    if [ -n "$node" ]; then
+        docker ps -aq --filter label=berth.node="$node" | xargs -r docker rm -f >/dev/null 2>&1 || true
+        docker network ls -q --filter label=berth.node="$node" | xargs -r docker network rm >/dev/null 2>&1 || true
+    fi
     rm -rf "$DIR"
 }
 trap cleanup EXIT
@@ -42,6 +48,7 @@ trap cleanup EXIT
 agent_pid=$!
 export BERTH_API=http://127.0.0.1:$PORT BERTH_TOKEN_FILE=$DIR/api.token
 for _ in $(seq 50); do "$BERTH" apps >/dev/null 2>&1 && break; sleep 0.2; done
+node=$(curl -fs "$BERTH_API/v1/health" | sed -n 's/.*"node_id": *"\([0-9a-f]*\)".*/\1/p')
 
 pct() { # FILE P -> the P-th percentile of the numbers in FILE (one per line)
     sort -n "$1" | awk -v p="$2" '{a[NR]=$1} END {i=int((NR*p+99)/100); if (i<1) i=1; print a[i]}'
