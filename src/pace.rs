@@ -25,9 +25,16 @@ const TURN: Duration = Duration::from_micros(100);
 /// agent's own): under full load it gets a smaller share of the CPUs than the requests.
 const BACKGROUND_NICE: i32 = 10;
 
+/// A yield that gave the CPU away this long means every CPU is busy: the work then runs on
+/// without yielding until its guard ends, or it would fall behind (the access log's buffers
+/// filled and dropped records at full load when it yielded every turn).
+const BUSY_YIELD: Duration = Duration::from_micros(200);
+
 thread_local! {
     /// When the current turn of this thread's background work began; None outside it.
     static TURN_START: Cell<Option<Instant>> = const { Cell::new(None) };
+    /// Set when a yield found the CPUs busy (`BUSY_YIELD`), until the guard ends.
+    static BUSY: Cell<bool> = const { Cell::new(false) };
 }
 
 /// The calling thread doing background work until dropped: niced, and [`point`] yields the
@@ -38,16 +45,33 @@ pub struct Background {
 }
 
 impl Background {
+    /// Niced and in turns: work that may wait while requests run (the log writer's
+    /// batches, retention).
     pub fn enter() -> Background {
+        Background::start(true)
+    }
+
+    /// In turns at the thread's own priority: work that must keep pace with the requests
+    /// (the access records, whose buffers drop what the next round cannot take).
+    pub fn turns() -> Background {
+        Background::start(false)
+    }
+
+    fn start(nice: bool) -> Background {
         let outer = TURN_START.with(|t| {
             let outer = t.get().is_none();
             if outer {
                 t.set(Some(Instant::now()));
+                BUSY.set(false);
             }
             outer
         });
         Background {
-            nice_before: if outer { renice(BACKGROUND_NICE) } else { None },
+            nice_before: if outer && nice {
+                renice(BACKGROUND_NICE)
+            } else {
+                None
+            },
             outer,
         }
     }
@@ -57,6 +81,7 @@ impl Drop for Background {
     fn drop(&mut self) {
         if self.outer {
             TURN_START.with(|t| t.set(None));
+            BUSY.set(false);
         }
         if let Some(before) = self.nice_before {
             // SAFETY: sets the calling thread's (who 0) nice value. Lowering it back needs
@@ -86,14 +111,20 @@ fn renice(nice: i32) -> Option<i32> {
 
 /// A point in background work where it may give its CPU up: when the thread's turn is used
 /// up, a `sched_yield` lets whatever waits for this CPU run first. Nothing outside
-/// [`Background`].
+/// [`Background`], nor once a yield found every CPU busy.
 pub fn point() {
     TURN_START.with(|t| {
         if let Some(start) = t.get()
+            && !BUSY.get()
             && start.elapsed() >= TURN
         {
+            let yielded = Instant::now();
             std::thread::yield_now();
-            t.set(Some(Instant::now()));
+            let now = Instant::now();
+            if now - yielded >= BUSY_YIELD {
+                BUSY.set(true);
+            }
+            t.set(Some(now));
         }
     });
 }
@@ -115,6 +146,12 @@ mod tests {
     fn background_work_runs_niced_in_turns_and_the_thread_gets_its_priority_back() {
         std::thread::spawn(|| {
             let before = nice_now();
+            assert!(!in_turn());
+            {
+                let _turns = Background::turns();
+                assert!(in_turn());
+                assert_eq!(nice_now(), before, "turns alone keep the thread's priority");
+            }
             assert!(!in_turn());
             {
                 let _bg = Background::enter();

@@ -230,7 +230,7 @@ pub async fn access_loop(
         let (log2, node) = (log.clone(), core.node_name.clone());
         let mut buf = std::mem::take(&mut spare);
         let Ok((lines, buf)) = tokio::task::spawn_blocking(move || {
-            let _bg = crate::pace::Background::enter();
+            let _bg = crate::pace::Background::turns();
             let lines = access_lines(log2.take(&mut buf), &node);
             (lines, buf)
         })
