@@ -168,8 +168,10 @@ printf '| berth router | %s | %s | %s | %s | %s |\n' "$b_rps" "$b_p50" "$b_p99" 
 printf '| berth router, access log on | %s | %s | %s | %s | %s |\n' "$g_rps" "$g_p50" "$g_p99" "$(calc "$g_p99 - $d_p99")" "$g_cpu"
 printf '\nberth / nginx requests/s: %s%% (target >= 80%%)\n' "$(calc "$b_rps * 100 / $n_rps")"
 printf 'nginx with / without its access log, requests/s: %s%%\n' "$(calc "$m_rps * 100 / $n_rps")"
-printf 'berth with / without the access log, requests/s: %s%%; lines stored: %s\n' "$(calc "$g_rps * 100 / $b_rps")" \
-    "$(curl -s -H "Authorization: Bearer $(cat "$WORK/data-log/api.token")" "http://127.0.0.1:$API_LOG/metrics" | awk '/^berth_router_access_log_lines_total/ {print $2}')"
+access_counts=$(curl -s -H "Authorization: Bearer $(cat "$WORK/data-log/api.token")" "http://127.0.0.1:$API_LOG/metrics")
+printf 'berth with / without the access log, requests/s: %s%%; lines stored: %s, dropped: %s\n' "$(calc "$g_rps * 100 / $b_rps")" \
+    "$(echo "$access_counts" | awk '/^berth_router_access_log_lines_total/ {print $2}')" \
+    "$(echo "$access_counts" | awk '/^berth_router_access_log_dropped_total/ {print $2}')"
 
 # Latency a proxy adds when the CPUs are not saturated: one connection, one request at a time,
 # the paths taken in turn for ROUNDS rounds (a p99 from one 10 s run scatters by ~0.2 ms), the
