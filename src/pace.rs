@@ -37,8 +37,9 @@ thread_local! {
     static BUSY: Cell<bool> = const { Cell::new(false) };
 }
 
-/// The calling thread doing background work until dropped: niced, and [`point`] yields the
-/// CPU once a turn is used up.
+/// The calling thread doing background work until dropped: [`point`] yields the CPU once a
+/// turn is used up, and [`Background::enter`] also nices the thread. A guard inside another
+/// changes nothing (the outer one ends the turns and restores the priority).
 pub struct Background {
     nice_before: Option<i32>,
     outer: bool,
