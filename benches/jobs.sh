@@ -43,12 +43,20 @@ cleanup() {
     rm -rf "$DIR"
 }
 trap cleanup EXIT
+# A run killed outright (SIGKILL skips the trap) leaves its containers: this file names its node.
+STALE=/tmp/berth-jobs-bench.node
+if [ -s "$STALE" ]; then
+    old=$(cat "$STALE")
+    docker ps -aq --filter label=berth.node="$old" | xargs -r docker rm -f >/dev/null 2>&1 || true
+    docker network ls -q --filter label=berth.node="$old" | xargs -r docker network rm >/dev/null 2>&1 || true
+fi
 : >"$DIR/berth.toml"
 "$BERTH" agent --config "$DIR/berth.toml" --data-dir "$DIR" --listen 127.0.0.1:$PORT --node-name jobs-bench >"$DIR/agent.log" 2>&1 &
 agent_pid=$!
 export BERTH_API=http://127.0.0.1:$PORT BERTH_TOKEN_FILE=$DIR/api.token
 for _ in $(seq 50); do "$BERTH" apps >/dev/null 2>&1 && break; sleep 0.2; done
 node=$(curl -fs "$BERTH_API/v1/health" | sed -n 's/.*"node_id": *"\([0-9a-f]*\)".*/\1/p')
+[ -n "$node" ] && echo "$node" >"$STALE"
 
 pct() { # FILE P -> the P-th percentile of the numbers in FILE (one per line)
     sort -n "$1" | awk -v p="$2" '{a[NR]=$1} END {i=int((NR*p+99)/100); if (i<1) i=1; print a[i]}'

@@ -13,7 +13,23 @@ use harness::*;
 fn prune_removes_unused_images_but_keeps_what_apps_name() {
     let a = Agent::start();
     let (gone, kept) = ("berth-e2e/prune-me:1", "berth-e2e/keep-me:1");
-    docker_ok(&["tag", IMAGE, gone]);
+    // An image of its own (one file of unique content), not a tag of the test image: prune
+    // rightly keeps an image any container on the engine uses, and a container of the test
+    // image left by something else would keep a mere tag of it.
+    let layer = tempfile::tempdir().expect("a temporary directory");
+    let marker = format!("{:?}", std::time::SystemTime::now());
+    std::fs::write(layer.path().join("marker"), marker).expect("the marker is written");
+    let imported = std::process::Command::new("bash")
+        .args([
+            "-c",
+            &format!(
+                "tar -C {} -c . | docker import - {gone} >/dev/null",
+                layer.path().display()
+            ),
+        ])
+        .status()
+        .expect("bash runs");
+    assert!(imported.success(), "docker import of {gone} failed");
     docker_ok(&["tag", IMAGE, kept]);
     // Deployed but scaled to zero: no container uses `kept`, yet the app needs it back.
     a.deploy(
