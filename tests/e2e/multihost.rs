@@ -432,7 +432,13 @@ fn an_app_on_one_real_host_is_listed_followed_and_scaled_from_the_others() {
         "-c",
         "echo to-out; echo to-err >&2; exit 7",
     ]);
-    assert_eq!(o.status.code(), Some(7));
+    assert_eq!(
+        o.status.code(),
+        Some(7),
+        "stdout {:?}, stderr {:?}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&o.stdout), "to-out\n");
     assert_eq!(String::from_utf8_lossy(&o.stderr), "to-err\n");
     let mut child = h2
