@@ -116,7 +116,7 @@ sleep 60
 t2=$(awk '{print $14 + $15}' /proc/$agent_pid/stat)
 rss=$(awk '/VmRSS/ {print $2}' /proc/$agent_pid/status)
 awk -v a="$t1" -v b="$t2" -v c="$clk" 'BEGIN {printf "idle CPU: %.2f%% of one core over 60 s\n", (b - a) / c / 60 * 100}'
-echo "RSS: $((rss / 1024)) MiB"
+awk -v r="$rss" 'BEGIN {printf "RSS: %.1f MiB\n", r / 1024}'
 # Where it goes: anonymous memory (heap, stacks) against mapped files (the binary's text).
 awk '/^Rss(Anon|File|Shmem):/ {printf "%s %.1f MiB  ", $1, $2 / 1024} END {print ""}' /proc/$agent_pid/status
 # One command wakes every loop once (the jobs re-read, a reconcile pass): still idle after.
@@ -126,4 +126,4 @@ t3=$(awk '{print $14 + $15}' /proc/$agent_pid/stat)
 sleep 30
 t4=$(awk '{print $14 + $15}' /proc/$agent_pid/stat)
 awk -v a="$t3" -v b="$t4" -v c="$clk" 'BEGIN {printf "after a command, idle CPU: %.2f%% of one core over 30 s\n", (b - a) / c / 30 * 100}'
-echo "RSS: $(( $(awk '/VmRSS/ {print $2}' /proc/$agent_pid/status) / 1024 )) MiB"
+awk -v r="$(awk '/VmRSS/ {print $2}' /proc/$agent_pid/status)" 'BEGIN {printf "RSS: %.1f MiB\n", r / 1024}'

@@ -28,6 +28,8 @@ use std::time::Duration;
 /// At most this many runs of one job wait behind the running one; further due runs are
 /// dropped (and said as events).
 pub const QUEUE: usize = 3;
+/// What `remove_containers` is unless a task says: exited containers go unless they failed.
+const DEFAULT_REMOVE: &str = "remove-finished";
 /// Runs kept in a job's history unless `schedule.history` says otherwise.
 pub const HISTORY: u32 = 10;
 /// A run due while the agent was down starts at startup when at most this late, unless
@@ -97,8 +99,9 @@ pub struct HereRequest {
 struct Def {
     app: String,
     tasks: Vec<Task>,
-    /// `remove_containers` per task.
-    remove: BTreeMap<String, String>,
+    /// `remove_containers` of the tasks whose policy is not the default (`remove-finished`):
+    /// a thousand jobs keep no map each.
+    remove: Vec<(String, String)>,
     history: u32,
     cron: Option<Cron>,
 }
@@ -158,16 +161,10 @@ fn def_of(app: &StoredApp, schedule_state: (bool, i64)) -> Option<Def> {
         .spec
         .services
         .iter()
-        .map(|(n, s)| {
-            (
-                n.clone(),
-                s.ext
-                    .job
-                    .as_ref()
-                    .map_or("remove-finished".to_string(), |j| {
-                        j.remove_containers.clone()
-                    }),
-            )
+        .filter_map(|(n, s)| {
+            let j = s.ext.job.as_ref()?;
+            (j.remove_containers != DEFAULT_REMOVE)
+                .then(|| (n.clone(), j.remove_containers.clone()))
         })
         .collect();
     let cron = j.schedule.as_ref().and_then(|text| {
@@ -801,8 +798,9 @@ impl Core {
         }
         let policy = d
             .remove
-            .get(&a.task)
-            .map_or("remove-finished", String::as_str);
+            .iter()
+            .find(|(task, _)| *task == a.task)
+            .map_or(DEFAULT_REMOVE, |(_, p)| p.as_str());
         if removes(policy, code) {
             self.queue_removal(a, crate::clock::now_ms(), Some(id));
         }

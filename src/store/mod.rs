@@ -463,7 +463,12 @@ impl AckSync {
 /// SQLite virtual-machine steps between two calls of the progress handler (a few µs).
 const PACE_OPS: i32 = 1000;
 
-fn open_conn(path: &Path) -> Result<Connection, StoreError> {
+/// The writer's page cache, KiB: its inserts walk the log's indexes.
+const WRITER_CACHE_KIB: u32 = 1024;
+/// Each pooled reader's: most reads are one app's rows or a scan larger than any cache.
+const READER_CACHE_KIB: u32 = 256;
+
+fn open_conn(path: &Path, cache_kib: u32) -> Result<Connection, StoreError> {
     let open = |source| StoreError::Open {
         path: path.to_path_buf(),
         source,
@@ -481,12 +486,12 @@ fn open_conn(path: &Path) -> Result<Connection, StoreError> {
         }),
     )
     .map_err(open)?;
-    // Up to nine connections (the writer and a pool of readers): each keeps at most 1 MiB
-    // of pages (SQLite's default is 2 MiB); the kernel's page cache holds the file anyway.
-    c.execute_batch(
+    // Up to nine connections (the writer and a pool of readers), each with a page cache of
+    // `cache_kib` (SQLite's default is 2 MiB): the kernel's page cache holds the file anyway.
+    c.execute_batch(&format!(
         "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;
-         PRAGMA cache_size=-1024;",
-    )
+         PRAGMA cache_size=-{cache_kib};"
+    ))
     .map_err(open)?;
     Ok(c)
 }
@@ -501,7 +506,7 @@ impl Store {
     }
 
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let mut c = open_conn(path)?;
+        let mut c = open_conn(path, WRITER_CACHE_KIB)?;
         migrate(&mut c)?;
         Ok(Store {
             path: path.to_path_buf(),
@@ -607,7 +612,7 @@ impl Store {
         let conn = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
         let conn = match conn {
             Some(c) => c,
-            None => open_conn(&self.path)?,
+            None => open_conn(&self.path, READER_CACHE_KIB)?,
         };
         let out = f(&conn);
         let mut pool = self.readers.lock().unwrap_or_else(|p| p.into_inner());
@@ -1553,6 +1558,8 @@ fn load_live(
             .or_default()
             .push(LiveVersion { version: v, hash });
     }
+    // Kept in the apps' snapshot: no room for versions that will not come.
+    out.values_mut().for_each(Vec::shrink_to_fit);
     Ok(out)
 }
 
