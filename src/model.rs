@@ -820,6 +820,10 @@ pub struct Monitoring {
     pub tags: Vec<String>,
 }
 
+/// A job task's `remove_containers` unless its labels say: exited containers go unless
+/// they failed.
+pub const DEFAULT_REMOVE_CONTAINERS: &str = "remove-finished";
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobSpec {
     pub retry_count: u32,

@@ -17,7 +17,7 @@
 //! instance records, and asks it to remove or stop it.
 
 use super::Core;
-use crate::model::{EventKind, InstanceState, JobRef};
+use crate::model::{DEFAULT_REMOVE_CONTAINERS, EventKind, InstanceState, JobRef};
 use crate::plan::jobs::{self as plan, Attempt, State, Step, Task};
 use crate::store::{AttemptRow, RunRow, StoredApp};
 use std::collections::BTreeMap;
@@ -28,8 +28,6 @@ use std::time::Duration;
 /// At most this many runs of one job wait behind the running one; further due runs are
 /// dropped (and said as events).
 pub const QUEUE: usize = 3;
-/// What `remove_containers` is unless a task says: exited containers go unless they failed.
-const DEFAULT_REMOVE: &str = "remove-finished";
 /// Runs kept in a job's history unless `schedule.history` says otherwise.
 pub const HISTORY: u32 = 10;
 /// A run due while the agent was down starts at startup when at most this late, unless
@@ -163,7 +161,7 @@ fn def_of(app: &StoredApp, schedule_state: (bool, i64)) -> Option<Def> {
         .iter()
         .filter_map(|(n, s)| {
             let j = s.ext.job.as_ref()?;
-            (j.remove_containers != DEFAULT_REMOVE)
+            (j.remove_containers != DEFAULT_REMOVE_CONTAINERS)
                 .then(|| (n.clone(), j.remove_containers.clone()))
         })
         .collect();
@@ -800,7 +798,7 @@ impl Core {
             .remove
             .iter()
             .find(|(task, _)| *task == a.task)
-            .map_or(DEFAULT_REMOVE, |(_, p)| p.as_str());
+            .map_or(DEFAULT_REMOVE_CONTAINERS, |(_, p)| p.as_str());
         if removes(policy, code) {
             self.queue_removal(a, crate::clock::now_ms(), Some(id));
         }

@@ -557,7 +557,7 @@ impl LabelParts<'_> {
         if j.batch || j.schedule.is_some() {
             x.job = Some(JobSpec {
                 retry_count: j.retry.unwrap_or(3),
-                remove_containers: j.remove.unwrap_or_else(|| "remove-finished".into()),
+                remove_containers: j.remove.unwrap_or_else(|| DEFAULT_REMOVE_CONTAINERS.into()),
                 schedule: j.schedule,
                 timezone: j.timezone,
                 starting_deadline_seconds: j.deadline,
