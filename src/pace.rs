@@ -114,6 +114,8 @@ fn renice(nice: i32) -> Option<i32> {
 /// up, a `sched_yield` lets whatever waits for this CPU run first. Nothing outside
 /// [`Background`], nor once a yield found every CPU busy.
 pub fn point() {
+    #[cfg(test)]
+    POINTS.with(|p| p.set(p.get() + 1));
     TURN_START.with(|t| {
         if let Some(start) = t.get()
             && !BUSY.get()
@@ -128,6 +130,12 @@ pub fn point() {
             t.set(Some(now));
         }
     });
+}
+
+#[cfg(test)]
+thread_local! {
+    /// How many points this thread passed (tests check that work they expect to be paced is).
+    pub(crate) static POINTS: Cell<u64> = const { Cell::new(0) };
 }
 
 #[cfg(test)]
