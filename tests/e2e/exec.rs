@@ -104,7 +104,13 @@ fn exec_runs_commands_with_their_streams_exit_codes_terminal_and_roles() {
         "-c",
         "echo to-out; echo to-err >&2; exit 7",
     ]);
-    assert_eq!(o.status.code(), Some(7));
+    assert_eq!(
+        o.status.code(),
+        Some(7),
+        "stdout {:?}, stderr {:?}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&o.stdout), "to-out\n");
     assert_eq!(String::from_utf8_lossy(&o.stderr), "to-err\n");
     // stdin with -i: bytes in, the same bytes out, EOF ends the command.

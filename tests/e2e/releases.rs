@@ -272,7 +272,8 @@ fn start_first_update_drains_and_loses_no_request() {
     // A stopped instance leaves `ps` when it exits and its removal's event follows a moment
     // later.
     wait_until("the removal's event", Duration::from_secs(10), || {
-        a.ok(&["events", "sf", "-n", "200"]).contains("removed sf_web_1")
+        a.ok(&["events", "sf", "-n", "200"])
+            .contains("removed sf_web_1")
     });
     let ev = a.ok(&["events", "sf", "-n", "200"]);
     let pos = |s: &str| ev.find(s).unwrap_or_else(|| panic!("{s} missing in {ev}"));
