@@ -153,6 +153,7 @@ pub fn exec(client: &Client, a: ExecArgs) -> Result<i32> {
     let mut last_size = size;
     let mut checked = Instant::now();
     let (mut stdout, mut stderr) = (std::io::stdout(), std::io::stderr());
+    let mut sending_failed = false;
     let code = loop {
         match ws.read() {
             Ok(Message::Binary(b)) if !b.is_empty() => match b[0] {
@@ -188,14 +189,16 @@ pub fn exec(client: &Client, a: ExecArgs) -> Result<i32> {
                 bail!("the exec session broke: {e}");
             }
         }
-        while let Ok(m) = rx.try_recv() {
+        while !sending_failed && let Ok(m) = rx.try_recv() {
             let msg = match m {
                 Some(bytes) => binary(IN_STDIN, &bytes),
                 None => binary(IN_EOF, &[]),
             };
-            if let Err(e) = ws.send(msg) {
-                drop(raw);
-                bail!("the exec session broke: {e}");
+            // The agent may have sent the exit code and closed already (a command that ends
+            // before its stdin's EOF is sent): read on for what it sent; a session that
+            // really broke fails the next read.
+            if ws.send(msg).is_err() {
+                sending_failed = true;
             }
         }
         if tty && checked.elapsed() > Duration::from_millis(250) {
