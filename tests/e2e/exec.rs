@@ -96,20 +96,16 @@ fn exec_runs_commands_with_their_streams_exit_codes_terminal_and_roles() {
     assert!(id_of(1).starts_with(out.trim()), "{out} vs {}", id_of(1));
     let out = a.ok(&["exec", "shop/app/2", "--", "hostname"]);
     assert!(id_of(2).starts_with(out.trim()), "{out} vs {}", id_of(2));
-    let o = a.berth(&[
-        "exec",
-        "shop/app",
-        "--",
-        "sh",
-        "-c",
-        "echo to-out; echo to-err >&2; exit 7",
-    ]);
-    assert_eq!(
-        o.status.code(),
-        Some(7),
-        "stdout {:?}, stderr {:?}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
+    let o = a.exits(
+        &[
+            "exec",
+            "shop/app",
+            "--",
+            "sh",
+            "-c",
+            "echo to-out; echo to-err >&2; exit 7",
+        ],
+        7,
     );
     assert_eq!(String::from_utf8_lossy(&o.stdout), "to-out\n");
     assert_eq!(String::from_utf8_lossy(&o.stderr), "to-err\n");

@@ -496,6 +496,22 @@ impl Agent {
         String::from_utf8_lossy(&o.stdout).into_owned()
     }
 
+    /// Runs the CLI and expects the exit code `code` (a command's own, through `exec`);
+    /// returns its output.
+    pub fn exits(&self, args: &[&str], code: i32) -> Output {
+        let o = self.berth(args);
+        assert_eq!(
+            o.status.code(),
+            Some(code),
+            "berth {args:?}: stdout {:?}, stderr {:?}\nagent log:\n{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr),
+            self.log(),
+            self.where_it_runs()
+        );
+        o
+    }
+
     /// For a bed host, its namespace's addresses (what a failed bind saw), else nothing.
     fn where_it_runs(&self) -> String {
         let Some(p) = &self.place else {

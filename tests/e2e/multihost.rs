@@ -424,20 +424,16 @@ fn an_app_on_one_real_host_is_listed_followed_and_scaled_from_the_others() {
         "{out} vs {}",
         slot1.container_id
     );
-    let o = h3.berth(&[
-        "exec",
-        "far/tick",
-        "--",
-        "sh",
-        "-c",
-        "echo to-out; echo to-err >&2; exit 7",
-    ]);
-    assert_eq!(
-        o.status.code(),
-        Some(7),
-        "stdout {:?}, stderr {:?}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
+    let o = h3.exits(
+        &[
+            "exec",
+            "far/tick",
+            "--",
+            "sh",
+            "-c",
+            "echo to-out; echo to-err >&2; exit 7",
+        ],
+        7,
     );
     assert_eq!(String::from_utf8_lossy(&o.stdout), "to-out\n");
     assert_eq!(String::from_utf8_lossy(&o.stderr), "to-err\n");
