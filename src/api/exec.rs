@@ -368,5 +368,16 @@ async fn pump<S>(
             }
         }
     }
+    // The closing handshake: what the client sent meanwhile (the EOF of its input, as a rule)
+    // is read until its Close answers ours. A socket closed with unread bytes is reset, and a
+    // reset can reach the client before it has read the exit code (it then saw "connection
+    // reset" instead of the command's code).
     let _ = ws.close(None).await;
+    let _ = tokio::time::timeout(CLOSE_WAIT, async {
+        while let Some(Ok(_)) = ws.next().await {}
+    })
+    .await;
 }
+
+/// How long a session waits for the client's Close after its own.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
