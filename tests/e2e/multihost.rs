@@ -2034,20 +2034,29 @@ fn a_jobs_containers_spread_over_the_hosts_and_run_once_each() {
     );
     let out = h1.deploy("spread", &t);
     assert!(out.contains("job run 1 queued"), "{out}");
-    // While run 1 works: its six containers, two on each host.
+    // While run 1 works: its six containers, two on each host. Each is removed as soon as
+    // it exits, and a loaded machine starts the hosts' containers seconds apart, so the
+    // names each host's engine showed are gathered over the polls.
+    let mut seen: Vec<std::collections::BTreeSet<String>> = vec![Default::default(); 3];
     converge(
         "two work containers on each host",
         Duration::from_secs(60),
         &all,
         || {
-            all.iter().all(|h| {
-                h.engine_containers("spread")
-                    .iter()
-                    .filter(|(n, _)| n.starts_with("spread_work_"))
-                    .count()
-                    == 2
-            })
+            for (h, names) in all.iter().zip(seen.iter_mut()) {
+                names.extend(
+                    h.engine_containers("spread")
+                        .into_iter()
+                        .map(|(n, _)| n)
+                        .filter(|n| n.starts_with("spread_work_")),
+                );
+            }
+            seen.iter().all(|names| names.len() >= 2)
         },
+    );
+    assert!(
+        seen.iter().all(|names| names.len() == 2),
+        "two work containers on each host, no more: {seen:?}"
     );
     let runs = |h: &Agent| -> Vec<berth::wire::RunView> {
         serde_json::from_str(&h.ok(&["runs", "spread", "--json"])).unwrap_or_default()
