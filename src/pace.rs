@@ -1,5 +1,5 @@
 //! Background work in short turns: the log writer's batches, the router's access records
-//! turned into lines, retention's deletes. They are CPU work that can wait, beside the
+//! packed into rows, retention's deletes. They are CPU work that can wait, beside the
 //! router's requests, which should not.
 //!
 //! Why turns and not only a lower priority: on a host with few CPUs, a request's next step

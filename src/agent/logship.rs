@@ -226,24 +226,27 @@ pub async fn access_loop(
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
-        // Thousands of records a round: background work, in short turns (`pace`).
+        // Thousands of records a round: background work, in short turns (`pace`), packed
+        // straight from the router's buffers into the store's rows (no line each).
         let (log2, node) = (log.clone(), core.node_name.clone());
-        let mut buf = std::mem::take(&mut spare);
-        let Ok((lines, buf)) = tokio::task::spawn_blocking(move || {
+        let mut spares = std::mem::take(&mut spare);
+        let Ok((packed, spares)) = tokio::task::spawn_blocking(move || {
             let _bg = crate::pace::Background::turns();
-            let lines = access_lines(log2.take(&mut buf), &node);
-            (lines, buf)
+            let mut packed = crate::store::Packed::new(access_source(node));
+            log2.take(&mut spares, |time_ns, line| {
+                packed.push(time_ns, &String::from_utf8_lossy(line));
+            });
+            (packed, spares)
         })
         .await
         else {
-            // A panic while turning records into lines: those records are lost, not the
-            // access log.
-            tracing::error!("the router's access records could not be turned into lines");
+            // A panic while packing records: those records are lost, not the access log.
+            tracing::error!("the router's access records could not be packed into rows");
             continue;
         };
-        spare = buf;
-        let n = lines.len() as u64;
-        if n > 0 && shipper.store_lines(lines).await {
+        spare = spares;
+        let n = packed.lines() as u64;
+        if n > 0 && shipper.store_packed(packed).await {
             core.router.access_logged(n);
         }
         if *shutdown.borrow() {
@@ -252,26 +255,16 @@ pub async fn access_loop(
     }
 }
 
-/// The router's access records as the log store's lines (`_router/access`).
-fn access_lines(records: Vec<(i64, String)>, node: &str) -> Vec<crate::store::LogLine> {
-    records
-        .into_iter()
-        .map(|(time_ns, message)| {
-            crate::pace::point();
-            crate::store::LogLine {
-                id: 0,
-                time_ns,
-                app: crate::logs::ROUTER_APP.to_string(),
-                service: "access".to_string(),
-                version: String::new(),
-                slot: 0,
-                node: node.to_string(),
-                container: "router".to_string(),
-                stream: "access".to_string(),
-                message,
-            }
-        })
-        .collect()
+/// The source of the router's access records in the log store (`_router/access`).
+fn access_source(node: String) -> crate::store::LogLine {
+    crate::store::LogLine {
+        app: crate::logs::ROUTER_APP.to_string(),
+        service: "access".to_string(),
+        node,
+        container: "router".to_string(),
+        stream: "access".to_string(),
+        ..Default::default()
+    }
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ pub mod reader;
 
 use crate::metrics::sink::{MAX_BATCH_LINES, Sink};
 use crate::runtime::ContainerRuntime;
-use crate::store::{LogBatch, LogLine, Store};
+use crate::store::{LogBatch, LogLine, Packed, Store};
 use futures_util::StreamExt;
 use reader::{Position, Reader};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -74,6 +74,7 @@ impl LogTarget {
 #[derive(Default)]
 struct Msg {
     lines: Vec<LogLine>,
+    packed: Option<Packed>,
     /// (container id, source, position).
     checkpoints: Vec<(String, String, String)>,
     /// Answered once everything sent before it is stored (shutdown).
@@ -104,6 +105,17 @@ impl Export {
             }
         }
         e
+    }
+
+    /// The export rows of a batch's lines, its packed lines included.
+    fn batch_rows(&self, b: &LogBatch) -> Vec<(String, i64, Vec<u8>)> {
+        let mut out = self.rows(&b.lines);
+        if !self.influx.is_empty() || !self.syslog.is_empty() {
+            for p in &b.packed {
+                out.extend(self.rows(&p.to_lines()));
+            }
+        }
+        out
     }
 
     fn rows(&self, lines: &[LogLine]) -> Vec<(String, i64, Vec<u8>)> {
@@ -202,6 +214,18 @@ impl Shipper {
         self.tx
             .send(Msg {
                 lines,
+                ..Default::default()
+            })
+            .await
+            .is_ok()
+    }
+
+    /// Stores lines packed by their writer (the router's access log: thousands a second,
+    /// with no [`LogLine`] each); exported as lines when a sink wants them.
+    pub async fn store_packed(&self, packed: Packed) -> bool {
+        self.tx
+            .send(Msg {
+                packed: Some(packed),
                 ..Default::default()
             })
             .await
@@ -473,6 +497,7 @@ async fn write_loop(
             } else {
                 batch.lines.extend(m.lines);
             }
+            batch.packed.extend(m.packed);
             for (id, src, pos) in m.checkpoints {
                 cps.insert((id, src), pos);
             }
@@ -480,21 +505,23 @@ async fn write_loop(
         };
         add(first, &mut batch);
         let deadline = tokio::time::Instant::now() + BATCH_WAIT;
-        while batch.lines.len() < BATCH_LINES {
+        let lines =
+            |b: &LogBatch| b.lines.len() + b.packed.iter().map(Packed::lines).sum::<usize>();
+        while lines(&batch) < BATCH_LINES {
             match tokio::time::timeout_at(deadline, rx.recv()).await {
                 Ok(Some(m)) => add(m, &mut batch),
                 Ok(None) | Err(_) => break,
             }
         }
         batch.checkpoints = cps.into_iter().map(|((a, b), c)| (a, b, c)).collect();
-        let n = batch.lines.len() as u64;
+        let n = lines(&batch) as u64;
         let export2 = export.read().unwrap_or_else(|p| p.into_inner()).clone();
         let store2 = store.clone();
         let stored = tokio::task::spawn_blocking(move || {
             // Below the router's threads, in short turns: a batch of lines can wait a
             // moment, a request should not (see `pace`).
             let _bg = crate::pace::Background::enter();
-            batch.export = export2.rows(&batch.lines);
+            batch.export = export2.batch_rows(&batch);
             let mut wait = Duration::from_millis(100);
             let mut attempt = 1;
             loop {

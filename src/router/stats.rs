@@ -209,30 +209,37 @@ impl AccessLog {
         self.bell.notified().await;
     }
 
-    /// Takes every waiting record, oldest first: (time in ns, line). `spare` is an empty
-    /// buffer handed to a thread for the next records (its capacity kept across rounds).
-    pub fn take(&self, spare: &mut Vec<u8>) -> Vec<(i64, String)> {
-        let mut out = Vec::new();
+    /// Hands every waiting record to `each`, oldest first: (time in ns, line); returns how
+    /// many. `spares` keeps emptied buffers for the threads' next records (their capacity
+    /// kept across rounds).
+    pub fn take(&self, spares: &mut Vec<Vec<u8>>, mut each: impl FnMut(i64, &[u8])) -> usize {
+        let mut taken = Vec::new();
         for shard in self.shards.iter() {
-            spare.clear();
-            {
-                let mut buf = shard.lock().unwrap_or_else(|p| p.into_inner());
-                if buf.is_empty() {
-                    continue;
-                }
-                std::mem::swap(&mut *buf, spare);
-            }
-            read_records(spare, &mut out);
-            // A burst's buffer is not kept whole for the quiet that follows.
-            if spare.capacity() > KEEP_SPARE {
-                spare.clear();
-                spare.shrink_to(KEEP_SPARE);
+            let mut buf = shard.lock().unwrap_or_else(|p| p.into_inner());
+            if !buf.is_empty() {
+                let fresh = spares.pop().unwrap_or_default();
+                taken.push(std::mem::replace(&mut *buf, fresh));
             }
         }
-        spare.clear();
         // Each thread's records are in order; the threads' are merged by time.
-        out.sort_by_key(|r| r.0);
-        out
+        let mut order = Vec::new();
+        for (b, buf) in taken.iter().enumerate() {
+            read_records(buf, |time_ns, at, len| order.push((time_ns, b, at, len)));
+        }
+        if taken.len() > 1 {
+            order.sort_by_key(|r| r.0);
+        }
+        for &(time_ns, b, at, len) in &order {
+            crate::pace::point();
+            each(time_ns, &taken[b][at..at + len]);
+        }
+        for mut buf in taken {
+            buf.clear();
+            // A burst's buffer is not kept whole for the quiet that follows.
+            buf.shrink_to(KEEP_SPARE);
+            spares.push(buf);
+        }
+        order.len()
     }
 }
 
@@ -244,7 +251,8 @@ pub const ACCESS_SHARD_BYTES: usize = 1 << 20;
 /// The capacity the writer keeps of a buffer it took.
 const KEEP_SPARE: usize = 64 << 10;
 
-fn read_records(buf: &[u8], out: &mut Vec<(i64, String)>) {
+/// The records of a buffer: (time in ns, where its line starts, its length).
+fn read_records(buf: &[u8], mut each: impl FnMut(i64, usize, usize)) {
     let mut at = 0;
     while buf.len() - at >= RECORD_HEAD {
         crate::pace::point();
@@ -253,13 +261,10 @@ fn read_records(buf: &[u8], out: &mut Vec<(i64, String)>) {
         let mut l = [0u8; 4];
         l.copy_from_slice(&buf[at + 8..at + RECORD_HEAD]);
         let len = u32::from_le_bytes(l) as usize;
-        let Some(line) = buf.get(at + RECORD_HEAD..at + RECORD_HEAD + len) else {
+        if buf.len() - at - RECORD_HEAD < len {
             break;
-        };
-        out.push((
-            i64::from_le_bytes(t),
-            String::from_utf8_lossy(line).into_owned(),
-        ));
+        }
+        each(i64::from_le_bytes(t), at + RECORD_HEAD, len);
         at += RECORD_HEAD + len;
     }
 }
@@ -418,11 +423,21 @@ mod tests {
         assert_eq!(r.figures().routes.len(), 1);
     }
 
+    /// Every waiting record of `log`, as (time, line).
+    fn taken(log: &AccessLog, spares: &mut Vec<Vec<u8>>) -> Vec<(i64, String)> {
+        let mut out = Vec::new();
+        let n = log.take(spares, |t, l| {
+            out.push((t, String::from_utf8_lossy(l).into_owned()));
+        });
+        assert_eq!(n, out.len());
+        out
+    }
+
     /// One record through an access log's buffer, back as (time, line).
     fn one_line(head: &Head, went: &Went<'_>) -> String {
         let log = AccessLog::default();
         assert!(log.push(head, went));
-        let mut got = log.take(&mut Vec::new());
+        let mut got = taken(&log, &mut Vec::new());
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].0, head.time_ns);
         got.remove(0).1
@@ -526,10 +541,10 @@ mod tests {
             t.join().expect("thread");
         }
         let mut spare = Vec::new();
-        let got = log.take(&mut spare);
+        let got = taken(&log, &mut spare);
         let times: Vec<i64> = got.iter().map(|r| r.0).collect();
         assert_eq!(times, (0..400).collect::<Vec<i64>>());
-        assert!(log.take(&mut spare).is_empty(), "taken once");
+        assert!(taken(&log, &mut spare).is_empty(), "taken once");
         // One thread fills its buffer: the next records are refused until the writer takes.
         let mut n = 0usize;
         while log.push(&head_at(0), &WENT) {
@@ -537,9 +552,15 @@ mod tests {
             assert!(n < ACCESS_SHARD_BYTES, "never full");
         }
         assert!(n > 10_000, "{n} records fit");
-        assert_eq!(log.take(&mut spare).len(), n);
+        assert_eq!(taken(&log, &mut spare).len(), n);
         assert!(log.push(&head_at(0), &WENT), "room again");
-        assert!(spare.capacity() <= KEEP_SPARE, "{}", spare.capacity());
+        assert!(
+            spare
+                .iter()
+                .all(|b| b.is_empty() && b.capacity() <= KEEP_SPARE),
+            "{:?}",
+            spare.iter().map(Vec::capacity).collect::<Vec<_>>()
+        );
     }
 
     #[tokio::test]

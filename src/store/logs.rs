@@ -38,6 +38,8 @@ pub struct LogLine {
 #[derive(Debug, Clone, Default)]
 pub struct LogBatch {
     pub lines: Vec<LogLine>,
+    /// Lines packed by their writer (the router's access records), stored as they are.
+    pub packed: Vec<Packed>,
     /// (container id, source, position): where each source was read up to.
     pub checkpoints: Vec<(String, String, String)>,
     /// Export rows (sink, lines, body) queued with the lines.
@@ -82,6 +84,15 @@ fn same_source(a: &LogLine, b: &LogLine) -> bool {
         && a.stream == b.stream
 }
 
+/// Whether a line at `time_ns` of `len` bytes joins the row of its source that began at
+/// `first_ns` and holds `lines` lines of `bytes` bytes (see "Packed rows").
+fn joins(first_ns: i64, lines: usize, bytes: usize, time_ns: i64, len: usize) -> bool {
+    time_ns >= first_ns
+        && time_ns - first_ns <= PACK_SPAN_NS
+        && lines < PACK_MAX_LINES
+        && bytes + len <= PACK_MAX_BYTES
+}
+
 /// Splits `lines` into the runs stored as one row each (see "Packed rows").
 fn runs(lines: &[LogLine]) -> Vec<&[LogLine]> {
     let mut out = Vec::new();
@@ -91,10 +102,7 @@ fn runs(lines: &[LogLine]) -> Vec<&[LogLine]> {
         let first = &lines[start];
         let fits = i > start
             && same_source(first, l)
-            && l.time_ns >= first.time_ns
-            && l.time_ns - first.time_ns <= PACK_SPAN_NS
-            && i - start < PACK_MAX_LINES
-            && bytes + l.message.len() <= PACK_MAX_BYTES;
+            && joins(first.time_ns, i - start, bytes, l.time_ns, l.message.len());
         if i > start && !fits {
             out.push(&lines[start..i]);
             start = i;
@@ -110,13 +118,110 @@ fn runs(lines: &[LogLine]) -> Vec<&[LogLine]> {
 
 /// A packed row's message: each line as `<time_ns> <bytes>:<message>` and a newline.
 fn pack(run: &[LogLine]) -> String {
-    use std::fmt::Write;
     let mut m = String::with_capacity(run.iter().map(|l| l.message.len() + 24).sum());
     for l in run {
         crate::pace::point();
-        let _ = writeln!(m, "{} {}:{}", l.time_ns, l.message.len(), l.message);
+        pack_line(&mut m, l.time_ns, &l.message);
     }
     m
+}
+
+/// Appends one line to a packed row's message.
+fn pack_line(m: &mut String, time_ns: i64, message: &str) {
+    use std::fmt::Write;
+    let _ = writeln!(m, "{time_ns} {}:{message}", message.len());
+}
+
+/// Lines of one source packed as they are read, with no [`LogLine`] each: a writer of
+/// thousands of lines a second (the router's access log) hands over rows ready to store,
+/// cut as [`Store::append_logs`] cuts a batch's lines (see "Packed rows").
+#[derive(Debug, Clone, Default)]
+pub struct Packed {
+    /// Every line's app, service, version, slot, node, container and stream.
+    source: LogLine,
+    rows: Vec<PackedRow>,
+    lines: usize,
+}
+
+#[derive(Debug, Clone)]
+struct PackedRow {
+    time_ns: i64,
+    lines: usize,
+    /// The lines' bytes (without the packed form's times and lengths).
+    bytes: usize,
+    /// Where the first line's own text starts in `message`: a row of one line is stored
+    /// as that text, as [`pack`] leaves a run of one.
+    first_at: usize,
+    message: String,
+}
+
+impl PackedRow {
+    /// The message stored: the packed lines, or a single line's text.
+    fn stored(&self) -> &str {
+        if self.lines == 1 {
+            let end = self.message.len().saturating_sub(1);
+            self.message.get(self.first_at..end).unwrap_or_default()
+        } else {
+            &self.message
+        }
+    }
+}
+
+impl Packed {
+    /// Rows of `source`'s lines (its `time_ns`, `id` and `message` are not used).
+    pub fn new(source: LogLine) -> Packed {
+        Packed {
+            source: LogLine {
+                id: 0,
+                time_ns: 0,
+                message: String::new(),
+                ..source
+            },
+            ..Default::default()
+        }
+    }
+
+    pub fn push(&mut self, time_ns: i64, message: &str) {
+        self.lines += 1;
+        if let Some(r) = self.rows.last_mut()
+            && joins(r.time_ns, r.lines, r.bytes, time_ns, message.len())
+        {
+            r.lines += 1;
+            r.bytes += message.len();
+            pack_line(&mut r.message, time_ns, message);
+            return;
+        }
+        let mut m = String::with_capacity(4096);
+        pack_line(&mut m, time_ns, message);
+        self.rows.push(PackedRow {
+            time_ns,
+            lines: 1,
+            bytes: message.len(),
+            first_at: m.len() - message.len() - 1,
+            message: m,
+        });
+    }
+
+    /// How many lines it holds.
+    pub fn lines(&self) -> usize {
+        self.lines
+    }
+
+    /// Its lines one by one (for export, which sends lines).
+    pub fn to_lines(&self) -> Vec<LogLine> {
+        let mut out = Vec::with_capacity(self.lines);
+        for r in &self.rows {
+            for (time_ns, message) in unpack(&r.message).unwrap_or_default() {
+                crate::pace::point();
+                out.push(LogLine {
+                    time_ns,
+                    message: message.to_string(),
+                    ..self.source.clone()
+                });
+            }
+        }
+        out
+    }
 }
 
 /// The (time, message) lines of a packed row's message; `None` when it is not one.
@@ -173,6 +278,25 @@ impl Store {
                         run.len() as i64
                     ])
                     .map_err(sql("storing log lines"))?;
+                }
+                for p in &b.packed {
+                    let l = &p.source;
+                    for r in &p.rows {
+                        crate::pace::point();
+                        ins.execute(params![
+                            r.time_ns,
+                            l.app,
+                            l.service,
+                            l.version,
+                            l.slot,
+                            l.node,
+                            l.container,
+                            l.stream,
+                            r.stored(),
+                            r.lines as i64
+                        ])
+                        .map_err(sql("storing log lines"))?;
+                    }
                 }
                 let mut cp = tx
                     .prepare_cached(
@@ -523,6 +647,68 @@ mod tests {
         assert_eq!(msg(q(&|_| {})), vec!["from web", "GET /late 200"]);
     }
 
+    /// Lines packed by their writer are stored as the same rows, and read back as the same
+    /// lines, as when the store packs them.
+    #[test]
+    fn lines_packed_by_their_writer_store_as_the_stores_own_rows() {
+        let msgs = ["GET / 200", "12 3:abc", "", "é 5:\u{0}x", "x\ny 1:z"];
+        let mut lines: Vec<LogLine> = (0..2600)
+            .map(|i| line(1_000 + i, "access", "access", msgs[i as usize % msgs.len()]))
+            .collect();
+        // A line alone (a span later), then a line earlier than its row, and big lines
+        // that fill a row by bytes.
+        lines.push(line(5 * PACK_SPAN_NS, "access", "access", "alone"));
+        lines.push(line(7 * PACK_SPAN_NS, "access", "access", "a"));
+        lines.push(line(7 * PACK_SPAN_NS - 1, "access", "access", "earlier"));
+        let big = "b".repeat(100 << 10);
+        for i in 0..5 {
+            lines.push(line(7 * PACK_SPAN_NS + i, "access", "access", &big));
+        }
+        let stored = |b: LogBatch| {
+            let dir = tempfile::tempdir().unwrap();
+            let s = Store::open(&dir.path().join("s.db")).unwrap();
+            s.append_logs(&b, 1 << 20).unwrap();
+            let rows: Vec<(i64, i64, String)> = s
+                .read(|c| {
+                    let mut q = c
+                        .prepare("SELECT time_ns, lines, message FROM log_lines ORDER BY id")
+                        .map_err(sql("rows"))?;
+                    q.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                        .map_err(sql("rows"))?
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(sql("rows"))
+                })
+                .unwrap();
+            let mut back = Vec::new();
+            let mut after = 0;
+            loop {
+                let got = query(&s, &|q| q.after_id = Some(after));
+                let Some(last) = got.last() else { break };
+                after = last.id;
+                back.extend(got.into_iter().map(|l| LogLine { id: 0, ..l }));
+            }
+            (rows, back)
+        };
+        let mut p = Packed::new(line(0, "access", "access", "ignored"));
+        for l in &lines {
+            p.push(l.time_ns, &l.message);
+        }
+        assert_eq!(p.lines(), lines.len());
+        assert_eq!(p.to_lines(), lines, "every line back for export");
+        let by_writer = stored(LogBatch {
+            packed: vec![p],
+            ..Default::default()
+        });
+        let by_store = stored(LogBatch {
+            lines: lines.clone(),
+            ..Default::default()
+        });
+        assert_eq!(by_writer.0, by_store.0, "the same rows");
+        assert!(by_writer.0.len() >= 6, "{} rows", by_writer.0.len());
+        assert!(by_writer.0.iter().any(|r| r.2 == "alone" && r.1 == 1));
+        assert_eq!(by_writer.1, lines, "every line back, in order");
+    }
+
     #[test]
     fn a_row_that_does_not_unpack_reads_as_it_is() {
         for bad in ["1 9:short\n", "x 1:a\n", "1 1:ab\n", "1 1:a"] {
@@ -550,6 +736,7 @@ mod tests {
                 .collect(),
             checkpoints: vec![("c1".into(), "stdout".into(), "9:1".into())],
             export: vec![("syslog".into(), 10, b"x".to_vec())],
+            ..Default::default()
         };
         s.append_logs(&b, 1 << 20).unwrap();
         assert_eq!(

@@ -28,7 +28,7 @@ pub use cluster::MemberRow;
 pub use configsets::{AppInputsRow, ConfigItemRow, ConfigSetRow};
 pub use jobs::{AttemptRow, RunRow};
 
-pub use logs::{LogBatch, LogLine, LogQuery};
+pub use logs::{LogBatch, LogLine, LogQuery, Packed};
 pub use outbox::{OutboxRow, OutboxStats};
 pub use registries::RegistryRow;
 pub use triggers::TriggerRow;

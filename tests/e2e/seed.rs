@@ -435,8 +435,13 @@ fn a_local_route_is_reached_from_a_container_that_links_it_and_not_from_outside(
 #[test]
 fn the_routers_access_log_is_stored_and_its_counters_are_per_route_and_version() {
     let http = free_port();
+    // Exported like any log: to a syslog listener of the test's own.
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp");
+    udp.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
     let a = Agent::start_with_config(&format!(
-        "[router]\nhttp = \"127.0.0.1:{http}\"\ndomain = \"test.local\"\naccess_log = true\n"
+        "[router]\nhttp = \"127.0.0.1:{http}\"\ndomain = \"test.local\"\naccess_log = true\n[[logs.syslog]]\naddress = \"udp://{}\"\n",
+        udp.local_addr().expect("addr")
     ));
     a.deploy(
         "acc",
@@ -475,6 +480,23 @@ fn the_routers_access_log_is_stored_and_its_counters_are_per_route_and_version()
         logs.contains("\"GET /x?q=1 HTTP/1.1\" 404 ")
             && logs.contains("host=nowhere.example.com to=- "),
         "{logs}"
+    );
+    // Each line reached the syslog listener, as the router's own stream.
+    let mut buf = [0u8; 65536];
+    let exported = loop {
+        let n = udp
+            .recv(&mut buf)
+            .expect("the access line as a syslog datagram");
+        let m = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if m.contains("nowhere.example.com") {
+            break m;
+        }
+    };
+    assert!(
+        exported.starts_with("<14>1 ")
+            && exported.contains(" _router.access router access [berth@32473 app=\"_router\" service=\"access\" version=\"\" slot=\"0\"] ")
+            && exported.contains("\"GET /x?q=1 HTTP/1.1\" 404 "),
+        "{exported}"
     );
     // Filters work on it like on any stream; an app's own logs do not have it.
     let grep = a.ok(&["logs", "--router", "--grep", "nowhere"]);
