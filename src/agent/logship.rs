@@ -206,7 +206,7 @@ pub async fn access_loop(
     log: Arc<crate::router::stats::AccessLog>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
-    let mut spare = Vec::new();
+    let mut spare_bufs = Vec::new();
     loop {
         tokio::select! {
             _ = log.ready() => {}
@@ -229,7 +229,7 @@ pub async fn access_loop(
         // Thousands of records a round: background work, in short turns (`pace`), packed
         // straight from the router's buffers into the store's rows (no line each).
         let (log2, node) = (log.clone(), core.node_name.clone());
-        let mut spares = std::mem::take(&mut spare);
+        let mut spares = std::mem::take(&mut spare_bufs);
         let Ok((packed, spares)) = tokio::task::spawn_blocking(move || {
             let _bg = crate::pace::Background::turns();
             let mut packed = crate::store::Packed::new(access_source(node));
@@ -244,7 +244,7 @@ pub async fn access_loop(
             tracing::error!("the router's access records could not be packed into rows");
             continue;
         };
-        spare = spares;
+        spare_bufs = spares;
         let n = packed.lines() as u64;
         if n > 0 && shipper.store_packed(packed).await {
             core.router.access_logged(n);

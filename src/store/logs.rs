@@ -255,18 +255,10 @@ impl Store {
                 // A batch of thousands of lines takes a CPU for a millisecond or more: in
                 // the writer's background turns (`pace`), a request waiting for this CPU is
                 // held up by one turn of it, not all of it.
-                for run in runs(&b.lines) {
+                let mut insert = |l: &LogLine, time_ns: i64, message: &str, lines: usize| {
                     crate::pace::point();
-                    let l = &run[0];
-                    let packed;
-                    let message = if run.len() == 1 {
-                        &l.message
-                    } else {
-                        packed = pack(run);
-                        &packed
-                    };
                     ins.execute(params![
-                        l.time_ns,
+                        time_ns,
                         l.app,
                         l.service,
                         l.version,
@@ -275,27 +267,21 @@ impl Store {
                         l.container,
                         l.stream,
                         message,
-                        run.len() as i64
+                        lines as i64
                     ])
-                    .map_err(sql("storing log lines"))?;
+                    .map_err(sql("storing log lines"))
+                };
+                for run in runs(&b.lines) {
+                    let l = &run[0];
+                    if run.len() == 1 {
+                        insert(l, l.time_ns, &l.message, 1)?;
+                    } else {
+                        insert(l, l.time_ns, &pack(run), run.len())?;
+                    }
                 }
                 for p in &b.packed {
-                    let l = &p.source;
                     for r in &p.rows {
-                        crate::pace::point();
-                        ins.execute(params![
-                            r.time_ns,
-                            l.app,
-                            l.service,
-                            l.version,
-                            l.slot,
-                            l.node,
-                            l.container,
-                            l.stream,
-                            r.stored(),
-                            r.lines as i64
-                        ])
-                        .map_err(sql("storing log lines"))?;
+                        insert(&p.source, r.time_ns, r.stored(), r.lines)?;
                     }
                 }
                 let mut cp = tx
