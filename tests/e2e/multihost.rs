@@ -1438,9 +1438,10 @@ fn version_splits_and_rolling_updates_hold_across_hosts() {
             1000,
             "through h{i}: {t:?}"
         );
+        // Random draws: +-45 is 4.7 standard deviations of 900 in 1,000 (releases.rs).
         assert!(
-            (870..=930).contains(&v2),
-            "90% +-3 to web-002 through h{i}: {t:?}"
+            (855..=945).contains(&v2),
+            "90% +-4.5 to web-002 through h{i}: {t:?}"
         );
     }
     h1.ok(&["traffic", "sp/web", "002=100"]);

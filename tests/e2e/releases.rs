@@ -121,7 +121,10 @@ fn traffic_split_and_rollback() {
     let t = tally(port, 1000);
     let v2 = t.get("v2").copied().unwrap_or(0);
     assert_eq!(t.values().sum::<usize>(), 1000);
-    assert!((870..=930).contains(&v2), "90% +-3 to web-002: {t:?}");
+    // The router draws each request's version at random: 900 of 1,000 has a standard
+    // deviation of 9.5 requests, and +-45 is 4.7 of them (+-30, 3.2 of them, failed a
+    // correct split about once in 600 runs).
+    assert!((855..=945).contains(&v2), "90% +-4.5 to web-002: {t:?}");
     assert_eq!(v2 + t.get("v1").copied().unwrap_or(0), 1000, "{t:?}");
 
     // Rollback: all traffic to the version before the main one; traffic shifts lose nothing.
