@@ -72,7 +72,21 @@ pub const PACK_SPAN_NS: i64 = 1_000_000_000;
 const PACK_MAX_LINES: usize = 1000;
 const PACK_MAX_BYTES: usize = 256 * 1024;
 /// Per-line room counted by retention besides the message (the row's other columns).
+/// Migration 22 counts the rows stored before it with the same figure.
 const LINE_OVERHEAD: i64 = 64;
+
+/// The room a row takes as retention counts it.
+fn room(message: &str, lines: usize) -> i64 {
+    message.len() as i64 + lines as i64 * LINE_OVERHEAD
+}
+
+/// Adds `delta` to the stored lines' room (`log_totals`), in the caller's transaction.
+fn add_room(c: &rusqlite::Connection, delta: i64) -> Result<(), StoreError> {
+    c.prepare_cached("UPDATE log_totals SET bytes = bytes + ?1 WHERE id = 0")
+        .and_then(|mut u| u.execute(params![delta]))
+        .map_err(sql("counting the stored log lines"))?;
+    Ok(())
+}
 
 fn same_source(a: &LogLine, b: &LogLine) -> bool {
     a.app == b.app
@@ -255,8 +269,10 @@ impl Store {
                 // A batch of thousands of lines takes a CPU for a millisecond or more: in
                 // the writer's background turns (`pace`), a request waiting for this CPU is
                 // held up by one turn of it, not all of it.
+                let mut added = 0i64;
                 let mut insert = |l: &LogLine, time_ns: i64, message: &str, lines: usize| {
                     crate::pace::point();
+                    added += room(message, lines);
                     ins.execute(params![
                         time_ns,
                         l.app,
@@ -284,6 +300,7 @@ impl Store {
                         insert(&p.source, r.time_ns, r.stored(), r.lines)?;
                     }
                 }
+                add_room(&tx, added)?;
                 let mut cp = tx
                     .prepare_cached(
                         "INSERT INTO log_checkpoints(container, source, position) VALUES (?1, ?2, ?3)
@@ -452,34 +469,39 @@ impl Store {
     }
 
     /// Retention: deletes lines older than `before_ns`, then the oldest until the stored
-    /// messages take at most `max_bytes`. Returns how many lines went.
+    /// messages take at most `max_bytes`. Returns how many lines went. Reads only the rows
+    /// it deletes: the room the others take is kept in `log_totals` by the writes.
     pub fn prune_logs(&self, before_ns: i64, max_bytes: i64) -> Result<usize, StoreError> {
         self.write_unlisted(|c| {
-            let mut gone: i64 = c
+            let tx = c.transaction().map_err(sql("pruning logs"))?;
+            let (mut gone, old_room): (i64, i64) = tx
                 .query_row(
-                    "SELECT COALESCE(SUM(lines), 0) FROM log_lines WHERE time_ns < ?1",
-                    params![before_ns],
-                    |r| r.get(0),
+                    "SELECT COALESCE(SUM(lines), 0),
+                            COALESCE(SUM(length(CAST(message AS BLOB)) + lines * ?2), 0)
+                     FROM log_lines WHERE time_ns < ?1",
+                    params![before_ns, LINE_OVERHEAD],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
                 )
                 .map_err(sql("pruning logs"))?;
-            c.execute(
-                "DELETE FROM log_lines WHERE time_ns < ?1",
-                params![before_ns],
-            )
-            .map_err(sql("pruning logs"))?;
-            let total: i64 = c
-                .query_row(
-                    "SELECT COALESCE(SUM(length(CAST(message AS BLOB)) + lines * ?1), 0)
-                     FROM log_lines",
-                    params![LINE_OVERHEAD],
-                    |r| r.get(0),
+            if gone > 0 {
+                tx.execute(
+                    "DELETE FROM log_lines WHERE time_ns < ?1",
+                    params![before_ns],
                 )
+                .map_err(sql("pruning logs"))?;
+                add_room(&tx, -old_room)?;
+            }
+            let total: i64 = tx
+                .query_row("SELECT bytes FROM log_totals WHERE id = 0", [], |r| {
+                    r.get(0)
+                })
                 .map_err(sql("sizing logs"))?;
             if total > max_bytes {
                 // Find the id below which enough bytes go, in one ordered pass.
                 let mut excess = total - max_bytes;
+                let mut freed = 0;
                 let cut: i64 = {
-                    let mut q = c
+                    let mut q = tx
                         .prepare(
                             "SELECT id, length(CAST(message AS BLOB)) + lines * ?1, lines
                              FROM log_lines ORDER BY id",
@@ -494,14 +516,18 @@ impl Store {
                             break;
                         };
                         cut = r.get(0).map_err(sql("pruning logs"))?;
-                        excess -= r.get::<_, i64>(1).map_err(sql("pruning logs"))?;
+                        let size = r.get::<_, i64>(1).map_err(sql("pruning logs"))?;
+                        excess -= size;
+                        freed += size;
                         gone += r.get::<_, i64>(2).map_err(sql("pruning logs"))?;
                     }
                     cut
                 };
-                c.execute("DELETE FROM log_lines WHERE id <= ?1", params![cut])
+                tx.execute("DELETE FROM log_lines WHERE id <= ?1", params![cut])
                     .map_err(sql("pruning logs"))?;
+                add_room(&tx, -freed)?;
             }
+            tx.commit().map_err(sql("pruning logs"))?;
             Ok(gone as usize)
         })
     }
@@ -554,6 +580,77 @@ mod tests {
         // Room for three lines by bytes (six if characters were counted).
         let n = s.prune_logs(0, 3 * (2000 + 64)).unwrap();
         assert_eq!(n, 7);
+    }
+
+    /// The room retention counts, as kept by the writes (`log_totals`) and as a scan of every
+    /// stored message finds it.
+    fn rooms(s: &Store) -> (i64, i64) {
+        s.read(|c| {
+            c.query_row(
+                "SELECT (SELECT bytes FROM log_totals),
+                        (SELECT COALESCE(SUM(length(CAST(message AS BLOB)) + lines * ?1), 0)
+                         FROM log_lines)",
+                params![LINE_OVERHEAD],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(sql("rooms"))
+        })
+        .unwrap()
+    }
+
+    /// Retention reads only what it deletes: the room the stored lines take is kept by each
+    /// write (single lines, the store's packed runs, the writer's packed rows, both prunes)
+    /// and always equals a scan's; a data dir from before the count gets it at migration.
+    #[test]
+    fn the_room_retention_counts_is_kept_by_the_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let s = Store::open(&path).unwrap();
+        assert_eq!(rooms(&s), (0, 0));
+        let mut lines: Vec<LogLine> = (0..300)
+            .map(|i| line(i * 1_000, "web", "stdout", &format!("é line {i}")))
+            .collect();
+        // Too far apart to share a row.
+        lines.extend((0..5).map(|i| line((10 + 2 * i) * PACK_SPAN_NS, "db", "stderr", "alone")));
+        let mut p = Packed::new(line(0, "access", "access", "ignored"));
+        for i in 0..500 {
+            p.push(20 * PACK_SPAN_NS + i, &"a".repeat(i as usize % 300));
+        }
+        s.append_logs(
+            &LogBatch {
+                lines,
+                packed: vec![p],
+                ..Default::default()
+            },
+            1 << 20,
+        )
+        .unwrap();
+        let (kept, scanned) = rooms(&s);
+        assert!(scanned > 300 * 64 + 500 * 64, "{scanned}");
+        assert_eq!(kept, scanned, "after an append");
+        // By age: the web lines and two of db's.
+        assert_eq!(s.prune_logs(13 * PACK_SPAN_NS, 1 << 30).unwrap(), 302);
+        let (kept, scanned) = rooms(&s);
+        assert_eq!(kept, scanned, "after a prune by age");
+        // By size: the oldest rows until what is left fits.
+        let n = s.prune_logs(0, scanned / 2).unwrap();
+        assert!(n > 0);
+        let (kept, scanned_now) = rooms(&s);
+        assert_eq!(kept, scanned_now, "after a prune by size");
+        assert!(kept <= scanned / 2, "{kept} > {}", scanned / 2);
+        // Nothing to prune: nothing changes.
+        assert_eq!(s.prune_logs(0, 1 << 30).unwrap(), 0);
+        assert_eq!(rooms(&s), (kept, scanned_now));
+
+        // A data dir from before the count (schema 21) gets it summed at open.
+        s.write_unlisted(|c| {
+            c.execute_batch("DROP TABLE log_totals; PRAGMA user_version = 21;")
+                .map_err(sql("back to 21"))
+        })
+        .unwrap();
+        drop(s);
+        let s = Store::open(&path).unwrap();
+        assert_eq!(rooms(&s), (kept, scanned_now), "counted at migration");
     }
 
     #[test]

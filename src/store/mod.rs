@@ -314,6 +314,14 @@ const MIGRATIONS: &[&str] = &[
     // 21: a run of log lines from one source stored as one row (`store::logs`, "Packed
     // rows"): how many lines the row holds (1: `message` is the line itself).
     "ALTER TABLE log_lines ADD COLUMN lines INTEGER NOT NULL DEFAULT 1;",
+    // 22: the room the stored lines take, as retention counts it (`store::logs`,
+    // `LINE_OVERHEAD` = 64 a line), kept up to date by the writes that add and delete lines
+    // so a retention pass does not read every stored message to sum it.
+    "CREATE TABLE log_totals (
+        id INTEGER PRIMARY KEY CHECK (id = 0),
+        bytes INTEGER NOT NULL);
+     INSERT INTO log_totals(id, bytes)
+     SELECT 0, COALESCE(SUM(length(CAST(message AS BLOB)) + lines * 64), 0) FROM log_lines;",
 ];
 
 /// Events kept; older ones are pruned as new ones arrive.
