@@ -278,22 +278,41 @@ fn real_hosts_join_by_token_detect_a_lost_host_and_heal_a_partition() {
     }
 
     // h1's notifiers heard of it: lost, then alive again (one notice each, in order).
+    // Only h3's are counted: with h3 dead, h1 has no member to probe h2 through, and on a
+    // loaded CI machine h2 was once suspected and lost for a moment (its two notices came
+    // first; they are printed, and the 5% loss above is where false losses are checked).
+    let h3s = || -> Vec<String> {
+        notices
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|n| {
+                assert_eq!(n["kind"], "node", "{n}");
+                n["message"].as_str().unwrap_or("").to_string()
+            })
+            .filter(|m| m.starts_with("node h3 "))
+            .collect()
+    };
     wait_until(
         "h3's notices at the webhook",
         Duration::from_secs(30),
-        || notices.lock().unwrap().len() >= 2,
+        || h3s().len() >= 2,
     );
+    // A third (a duplicate) would have come within a notifier's retry.
+    std::thread::sleep(Duration::from_secs(2));
     stop_receiving.store(true, std::sync::atomic::Ordering::Relaxed);
     let _ = receiving.join();
-    let got: Vec<String> = notices
+    let got = h3s();
+    let others: Vec<serde_json::Value> = notices
         .lock()
         .unwrap()
         .iter()
-        .map(|n| {
-            assert_eq!(n["kind"], "node", "{n}");
-            n["message"].as_str().unwrap_or("").to_string()
-        })
+        .filter(|n| !n["message"].as_str().unwrap_or("").starts_with("node h3 "))
+        .cloned()
         .collect();
+    if !others.is_empty() {
+        eprintln!("other node notices meanwhile: {others:?}");
+    }
     assert_eq!(got.len(), 2, "{got:?}");
     assert!(
         got[0].starts_with("node h3 ") && got[0].contains(" is lost "),
