@@ -296,6 +296,16 @@ pub(super) struct Went<'a> {
 /// Writes at most `max` bytes of `s` (on a character boundary), with no control characters
 /// or quotes: a client writes these fields, and a line must stay one line.
 fn clean(out: &mut Vec<u8>, s: &[u8], max: usize) {
+    // What clients send: printable ASCII, copied as it is (this runs for every request).
+    if s.len() <= max && s.iter().all(|&b| (0x20..0x7f).contains(&b) && b != b'"') {
+        out.extend_from_slice(s);
+        return;
+    }
+    clean_chars(out, s, max);
+}
+
+/// [`clean`] a character at a time.
+fn clean_chars(out: &mut Vec<u8>, s: &[u8], max: usize) {
     let s = String::from_utf8_lossy(s);
     let mut n = 0;
     let mut b = [0u8; 4];
@@ -336,8 +346,11 @@ impl Head {
     /// matter here, plus where the request went and how long its answer took).
     pub fn write(&self, went: &Went<'_>, out: &mut Vec<u8>) {
         use std::io::Write as _;
-        // Writes into a Vec do not fail.
-        let _ = write!(out, "{} \"", client_ip(self.client));
+        // Integers by `itoa` and no float: this runs on the request's thread. Writes into a
+        // Vec do not fail.
+        let mut n = itoa::Buffer::new();
+        put_ip(out, client_ip(self.client));
+        out.extend_from_slice(b" \"");
         clean(out, self.method.as_str().as_bytes(), 32);
         out.push(b' ');
         clean(
@@ -345,14 +358,23 @@ impl Head {
             self.target.as_ref().map_or("/", |p| p.as_str()).as_bytes(),
             MAX_LOGGED,
         );
-        let _ = write!(out, " {}\" {} ", self.proto, went.status);
+        out.push(b' ');
+        out.extend_from_slice(self.proto.as_bytes());
+        out.extend_from_slice(b"\" ");
+        out.extend_from_slice(n.format(went.status).as_bytes());
+        out.push(b' ');
         match went.bytes {
-            Some(b) => {
-                let _ = write!(out, "{b}");
-            }
+            Some(b) => out.extend_from_slice(n.format(b).as_bytes()),
             None => out.push(b'-'),
         }
-        let _ = write!(out, " {:.3} host=", went.took.as_secs_f64());
+        // Seconds to the millisecond, rounded.
+        let ms = (went.took.as_nanos() + 500_000) / 1_000_000;
+        out.push(b' ');
+        out.extend_from_slice(n.format(ms / 1000).as_bytes());
+        out.push(b'.');
+        let frac = n.format(ms % 1000 + 1000);
+        out.extend_from_slice(&frac.as_bytes()[1..]);
+        out.extend_from_slice(b" host=");
         match self.host.as_ref().filter(|h| !h.is_empty()) {
             Some(h) => clean(out, h.as_bytes(), 256),
             None => out.push(b'-'),
@@ -360,13 +382,22 @@ impl Head {
         out.extend_from_slice(b" to=");
         match went.stats.filter(|s| !s.key.app.is_empty()) {
             Some(s) => {
-                let v = if s.key.version.is_empty() {
-                    "-"
+                out.extend_from_slice(s.key.app.as_bytes());
+                out.push(b'/');
+                out.extend_from_slice(s.key.service.as_bytes());
+                out.push(b' ');
+                if s.key.version.is_empty() {
+                    out.push(b'-');
                 } else {
-                    &s.key.version
-                };
-                let _ = write!(out, "{}/{} {v} ", s.key.app, s.key.service);
+                    out.extend_from_slice(s.key.version.as_bytes());
+                }
+                out.push(b' ');
                 match went.upstream {
+                    Some(SocketAddr::V4(a)) => {
+                        put_ip(out, std::net::IpAddr::V4(*a.ip()));
+                        out.push(b':');
+                        out.extend_from_slice(n.format(a.port()).as_bytes());
+                    }
                     Some(a) => {
                         let _ = write!(out, "{a}");
                     }
@@ -380,6 +411,25 @@ impl Head {
             clean(out, a.as_bytes(), MAX_LOGGED);
         }
         out.push(b'"');
+    }
+}
+
+/// An address as `Display` writes it, IPv4 without the formatting machinery.
+fn put_ip(out: &mut Vec<u8>, ip: std::net::IpAddr) {
+    use std::io::Write as _;
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            let mut n = itoa::Buffer::new();
+            for (i, o) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                out.extend_from_slice(n.format(o).as_bytes());
+            }
+        }
+        v6 => {
+            let _ = write!(out, "{v6}");
+        }
     }
 }
 
@@ -480,6 +530,26 @@ mod tests {
             line,
             "10.1.2.3 \"GET /a?b=%22c HTTP/1.1\" 200 12 0.005 host=shop.test to=shop/web web-002 127.0.0.1:32768 \"evil?agent?\u{e9}\""
         );
+        // An IPv6 client and instance; the time rounded to the millisecond.
+        let head6 = Head::new(
+            &req,
+            Some(&host),
+            "[2001:db8::7]:5000".parse().expect("addr"),
+        );
+        let line = one_line(
+            &head6,
+            &Went {
+                status: 502,
+                bytes: None,
+                took: Duration::from_micros(61_234_600),
+                stats: Some(&stats),
+                upstream: Some("[fd00::2]:8080".parse().expect("addr")),
+            },
+        );
+        assert!(
+            line.starts_with("2001:db8::7 \"GET /a?b=%22c HTTP/1.1\" 502 - 61.235 host=shop.test to=shop/web web-002 [fd00::2]:8080 \""),
+            "{line}"
+        );
         // A header's bytes that are not UTF-8 stay one line of valid text.
         let req = hyper::Request::builder()
             .uri(format!("/{}", "x".repeat(5000)))
@@ -500,10 +570,26 @@ mod tests {
             },
         );
         assert!(line.len() < 1200, "{}", line.len());
+        assert!(line.starts_with("127.0.0.1 \"GET /xxx"), "{line}");
         assert!(
             line.ends_with("\" 404 - 0.000 host=- to=- \"a\u{fffd}\u{fffd}??\""),
             "{line}"
         );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn cleaning_whole_printable_fields_at_once_is_cleaning_them_by_character(
+            s in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..80),
+            max in 0usize..100,
+        ) {
+            // Mostly printable ASCII (the fast path), with quotes, controls and high bytes.
+            let s: Vec<u8> = s.into_iter().map(|b| if b < 200 { 0x20 + b % 0x60 } else { b }).collect();
+            let (mut fast, mut slow) = (Vec::new(), Vec::new());
+            clean(&mut fast, &s, max);
+            clean_chars(&mut slow, &s, max);
+            proptest::prop_assert_eq!(fast, slow);
+        }
     }
 
     fn head_at(time_ns: i64) -> Head {
