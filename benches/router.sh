@@ -12,7 +12,9 @@
 # Both proxies add the same X-Forwarded-* headers.
 #
 # Run: benches/router.sh            (BENCH_SECONDS=10 per measurement, BENCH_ROUNDS=3)
-# Prints one line per measurement and a summary (median round); CPU% is of one core.
+# Prints one line per measurement and a summary (median round); CPU% is of one core. Last, each
+# path's one-connection p99 per round, and whether a logging proxy's median round lies within
+# the plain one's rounds (the noise the access log's cost is judged against).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . benches/lib.sh
@@ -198,3 +200,17 @@ for name in nginx nginx+log berth berth+log; do
     read -r x_rps x_p50 x_p99 _ <<<"$(median_p99 "$name")"
     printf '| %s | %s | %s | %s | %s | %s |\n' "$name" "$x_rps" "$x_p50" "$x_p99" "$(calc "$x_p50 - $l_p50")" "$(calc "$x_p99 - $l_p99")"
 done
+# The access log's cost against the noise: each path's p99 over the rounds, and whether the
+# logging proxy's median round lies within the plain one's rounds.
+p99s() { printf '%s' "${ONE[$1]}" | awk '{print $3}' | sort -n | paste -sd' '; }
+verdict() { # PLAIN LOGGING
+    local m
+    m=$(median_p99 "$2" | awk '{print $3}')
+    p99s "$1" | awk -v a="$1" -v b="$2" -v m="$m" '{
+        if (m <= $NF) printf "%s: median p99 %.3f ms, within %s'\''s rounds (%.3f-%.3f)\n", b, m, a, $1, $NF
+        else printf "%s: median p99 %.3f ms, %.3f ms above %s'\''s slowest round (%.3f-%.3f)\n", b, m, m - $NF, a, $1, $NF }'
+}
+echo
+echo "one connection p99 per round (ms): nginx $(p99s nginx); nginx+log $(p99s nginx+log); berth $(p99s berth); berth+log $(p99s berth+log)"
+verdict nginx nginx+log
+verdict berth berth+log

@@ -197,9 +197,12 @@ async fn retention_loop(core: Arc<Core>, mut shutdown: tokio::sync::watch::Recei
 
 /// The router's access log (`[router] access_log`): its records, in batches, into the log
 /// store as the router's own stream (`_router/access`), exported like any container's lines.
-/// How long access records gather between two writes (each worker thread's buffer holds
-/// `stats::ACCESS_SHARD_BYTES` of them meanwhile).
-const ACCESS_GATHER: Duration = Duration::from_millis(100);
+/// How long access records gather between two writes, unless a worker thread's buffer
+/// reaches `stats::ACCESS_FILLED_BYTES` first (nginx's buffered access log flushes each
+/// second too). Each round costs the same few wake-ups, a transaction and the pages it
+/// rewrites whatever it holds: at one connection on a 2-CPU VM the agent's background CPU per
+/// request was a third lower with 1 s rounds than with 100 ms ones (BENCHMARKS.md, issue 23).
+const ACCESS_GATHER: Duration = Duration::from_secs(1);
 
 pub async fn access_loop(
     core: Arc<Core>,
@@ -213,10 +216,11 @@ pub async fn access_loop(
             _ = shutdown.changed() => return,
         }
         // Then a pause: records gather in the buffers meanwhile, and no request wakes the
-        // writer (a wake-up per request at full load cost the router a third of its
-        // throughput).
+        // writer but one that fills a buffer half (a wake-up per request at full load cost
+        // the router a third of its throughput).
         tokio::select! {
             _ = tokio::time::sleep(ACCESS_GATHER) => {}
+            _ = log.filled() => {}
             _ = shutdown.changed() => {}
         }
         // The log writer starts with the log loop, a moment after the router.

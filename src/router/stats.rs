@@ -151,6 +151,8 @@ pub struct AccessLog {
     /// Set while the writer waits for a record: the request that clears it rings.
     armed: AtomicBool,
     bell: tokio::sync::Notify,
+    /// Rung when a buffer passes [`ACCESS_FILLED_BYTES`]: the writer's gathering ends early.
+    filled: tokio::sync::Notify,
 }
 
 /// A record in a buffer: its time (i64, little-endian), its line's length (u32), the line.
@@ -168,6 +170,7 @@ impl Default for AccessLog {
             shards: (0..ACCESS_SHARDS).map(|_| Mutex::new(Vec::new())).collect(),
             armed: AtomicBool::new(false),
             bell: tokio::sync::Notify::new(),
+            filled: tokio::sync::Notify::new(),
         }
     }
 }
@@ -177,7 +180,7 @@ impl AccessLog {
     /// dropped).
     pub(super) fn push(&self, head: &Head, went: &Went<'_>) -> bool {
         let shard = SHARD.with(|s| *s) % self.shards.len();
-        {
+        let filled = {
             let mut buf = self.shards[shard].lock().unwrap_or_else(|p| p.into_inner());
             if buf.len() >= ACCESS_SHARD_BYTES {
                 return false;
@@ -188,6 +191,10 @@ impl AccessLog {
             head.write(went, &mut buf);
             let len = u32::try_from(buf.len() - start - RECORD_HEAD).unwrap_or(u32::MAX);
             buf[start + 8..start + RECORD_HEAD].copy_from_slice(&len.to_le_bytes());
+            start < ACCESS_FILLED_BYTES && buf.len() >= ACCESS_FILLED_BYTES
+        };
+        if filled {
+            self.filled.notify_one();
         }
         if self.armed.load(Ordering::Relaxed) && self.armed.swap(false, Ordering::AcqRel) {
             self.bell.notify_one();
@@ -207,6 +214,12 @@ impl AccessLog {
         }
         // A record written since the arming rang (or rings): notify_one keeps the permit.
         self.bell.notified().await;
+    }
+
+    /// Returns once a buffer has passed [`ACCESS_FILLED_BYTES`] (at once when one did since
+    /// the last call, even if it was taken since: then the round is only shorter).
+    pub async fn filled(&self) {
+        self.filled.notified().await;
     }
 
     /// Hands every waiting record to `each`, oldest first: (time in ns, line); returns how
@@ -245,9 +258,13 @@ impl AccessLog {
 
 /// Access log buffers (the router's worker threads share them when there are more).
 const ACCESS_SHARDS: usize = 8;
-/// Bytes one buffer holds before its records are dropped: 1 MiB, about 5,000 records, 50,000
-/// requests a second on one thread at the writer's 100 ms rounds.
-pub const ACCESS_SHARD_BYTES: usize = 1 << 20;
+/// Bytes one buffer holds before its records are dropped: 4 MiB, about 20,000 records. The
+/// writer takes the buffers once a second, or as soon as one holds half of this
+/// ([`ACCESS_FILLED_BYTES`]), so a thread can serve 100,000 requests a second for the other
+/// half's 200 ms before one is dropped.
+pub const ACCESS_SHARD_BYTES: usize = 4 << 20;
+/// A buffer this full rings the writer ([`AccessLog::filled`]).
+pub const ACCESS_FILLED_BYTES: usize = ACCESS_SHARD_BYTES / 2;
 /// The capacity the writer keeps of a buffer it took.
 const KEEP_SPARE: usize = 64 << 10;
 
@@ -647,6 +664,52 @@ mod tests {
             "{:?}",
             spare.iter().map(Vec::capacity).collect::<Vec<_>>()
         );
+    }
+
+    #[tokio::test]
+    async fn a_buffer_filled_half_ends_the_writers_gathering() {
+        let log = Arc::new(AccessLog::default());
+        let gathering = {
+            let log = log.clone();
+            tokio::spawn(async move { log.filled().await })
+        };
+        let held = |log: &AccessLog| {
+            log.shards
+                .iter()
+                .map(|s| s.lock().expect("shard").len())
+                .sum::<usize>()
+        };
+        // One thread (one buffer) fills it to just under half, then waits to go on.
+        let (go_on, wait) = std::sync::mpsc::channel::<()>();
+        let pusher = {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                let mut n = 0;
+                while held(&log) < ACCESS_FILLED_BYTES - 1024 {
+                    assert!(log.push(&head_at(n), &WENT));
+                    n += 1;
+                }
+                wait.recv().expect("go on");
+                for i in 0..100 {
+                    assert!(log.push(&head_at(n + i), &WENT));
+                }
+            })
+        };
+        while held(&log) < ACCESS_FILLED_BYTES - 1024 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            !gathering.is_finished(),
+            "under half: the writer gathers on"
+        );
+        go_on.send(()).expect("pusher");
+        tokio::time::timeout(Duration::from_secs(5), gathering)
+            .await
+            .expect("a buffer past half rings the writer")
+            .expect("task");
+        pusher.join().expect("pusher");
+        assert!(held(&log) >= ACCESS_FILLED_BYTES, "nothing dropped");
     }
 
     #[tokio::test]
