@@ -201,7 +201,8 @@ async fn retention_loop(core: Arc<Core>, mut shutdown: tokio::sync::watch::Recei
 /// reaches `stats::ACCESS_FILLED_BYTES` first (nginx's buffered access log flushes each
 /// second too). Each round costs the same few wake-ups, a transaction and the pages it
 /// rewrites whatever it holds: at one connection on a 2-CPU VM the agent's background CPU per
-/// request was a third lower with 1 s rounds than with 100 ms ones (BENCHMARKS.md, issue 23).
+/// request was about a quarter lower with these rounds than with 100 ms ones (BENCHMARKS.md,
+/// issue 23).
 const ACCESS_GATHER: Duration = Duration::from_secs(1);
 
 pub async fn access_loop(
